@@ -1,0 +1,5 @@
+//! Agents: one module per agent kind. Each runs on its own schedule as a supervised actor
+//! and reaches models and venues only through the router's and gateway's messages.
+
+pub mod risk;
+pub mod trading;

@@ -1,0 +1,17 @@
+//! Exchanges: the unified venue API, one module per venue, the connector actor that wraps a
+//! venue, the order ledger, the risk gate and the order gateway in front of them all.
+//!
+//! Agents reach this module only through the gateway's message types.
+
+pub mod binance;
+pub mod connector;
+pub mod gateway;
+pub mod hyperliquid;
+pub mod ledger;
+pub mod paper;
+pub mod risk_gate;
+pub mod types;
+pub mod venue;
+
+pub use types::*;
+pub use venue::{Venue, VenueError, VenueResult};

@@ -1,0 +1,132 @@
+//! The unified venue API every exchange module implements.
+//!
+//! Low-level and exact: sizes are base units, already rounded by the caller to the
+//! instrument's lot and tick. The seed project's conveniences (buy by USD amount, chunked
+//! close, "AI entry") are built once on top of this in the order gateway, so every venue
+//! gets them with the same ledger and risk gate.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+
+use super::types::*;
+use crate::clock::Millis;
+use crate::resilience::ErrorClass;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum VenueError {
+    #[error("{venue}: unknown symbol `{symbol}`")]
+    UnknownSymbol { venue: String, symbol: String },
+    #[error("{venue} rejected the order: {reason}")]
+    Rejected { venue: String, reason: String },
+    #[error("{venue}: invalid request: {reason}")]
+    InvalidRequest { venue: String, reason: String },
+    #[error("{venue}: no order with client id {client_id}")]
+    OrderNotFound { venue: String, client_id: String },
+    #[error("{venue}: timed out after {after:?} on {what}")]
+    Timeout {
+        venue: String,
+        what: String,
+        after: Duration,
+    },
+    #[error("{venue} is unavailable: {reason}")]
+    Unavailable { venue: String, reason: String },
+    #[error("{venue} rate-limited us{}: {reason}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
+    RateLimited {
+        venue: String,
+        retry_after: Option<Duration>,
+        reason: String,
+    },
+    #[error("{venue} refused our credentials: {reason}; check the API key and its permissions")]
+    Auth { venue: String, reason: String },
+    #[error("{venue} sent a response we cannot read: {reason}")]
+    Malformed { venue: String, reason: String },
+    #[error("{venue}: the outcome of the order is unknown ({reason}); it will be resolved by client id, not re-sent")]
+    OutcomeUnknown { venue: String, reason: String },
+    #[error("{venue}: insufficient balance: {reason}")]
+    InsufficientBalance { venue: String, reason: String },
+}
+
+impl VenueError {
+    /// The resilience class that decides retry and breaker behaviour.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            VenueError::Timeout { .. } | VenueError::OutcomeUnknown { .. } => ErrorClass::Timeout,
+            VenueError::Unavailable { .. } => ErrorClass::Unavailable,
+            VenueError::RateLimited { retry_after, .. } => ErrorClass::RateLimited {
+                retry_after: *retry_after,
+            },
+            VenueError::Auth { .. } => ErrorClass::Auth,
+            VenueError::Malformed { .. } => ErrorClass::Unavailable,
+            VenueError::UnknownSymbol { .. }
+            | VenueError::Rejected { .. }
+            | VenueError::InvalidRequest { .. }
+            | VenueError::OrderNotFound { .. }
+            | VenueError::InsufficientBalance { .. } => ErrorClass::BadRequest,
+        }
+    }
+
+    /// Short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            VenueError::UnknownSymbol { .. } => "unknown_symbol",
+            VenueError::Rejected { .. } => "rejected",
+            VenueError::InvalidRequest { .. } => "invalid_request",
+            VenueError::OrderNotFound { .. } => "not_found",
+            VenueError::Timeout { .. } => "timeout",
+            VenueError::Unavailable { .. } => "unavailable",
+            VenueError::RateLimited { .. } => "rate_limited",
+            VenueError::Auth { .. } => "auth",
+            VenueError::Malformed { .. } => "malformed",
+            VenueError::OutcomeUnknown { .. } => "outcome_unknown",
+            VenueError::InsufficientBalance { .. } => "insufficient_balance",
+        }
+    }
+}
+
+pub type VenueResult<T> = Result<T, VenueError>;
+
+/// One venue account. Implementations own their HTTP client (or simulation), signing,
+/// wire formats and rounding; they never retry an order send themselves.
+#[async_trait]
+pub trait Venue: Send + Sync + 'static {
+    /// The configured name of this venue account (e.g. `paper`, `hyperliquid`).
+    fn name(&self) -> &str;
+
+    async fn instrument(&self, symbol: &str) -> VenueResult<Instrument>;
+    async fn quote(&self, symbol: &str) -> VenueResult<Quote>;
+    /// The newest `lookback` candles, oldest first.
+    async fn candles(
+        &self,
+        symbol: &str,
+        timeframe: Timeframe,
+        lookback: usize,
+    ) -> VenueResult<Vec<Candle>>;
+
+    /// Sends one order. An error whose outcome may have reached the venue must be
+    /// `OutcomeUnknown`, so the gateway resolves it by [`Venue::query_order`].
+    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder>;
+    async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()>;
+    /// The venue's view of one order, `None` if the venue never saw it.
+    async fn query_order(
+        &self,
+        symbol: &str,
+        client_id: &ClientOrderId,
+    ) -> VenueResult<Option<VenueOrder>>;
+    async fn open_orders(&self) -> VenueResult<Vec<VenueOrder>>;
+    /// Fills at or after `since_ms`, oldest first.
+    async fn fills_since(&self, since_ms: Millis) -> VenueResult<Vec<Fill>>;
+
+    async fn positions(&self) -> VenueResult<Vec<Position>>;
+    async fn account(&self) -> VenueResult<AccountSnapshot>;
+    async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()>;
+}
+
+/// Size in base units worth `usd` at `price`, rounded down to the lot.
+pub fn size_for_usd(instrument: &Instrument, usd: Decimal, price: Decimal) -> Decimal {
+    if price <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    instrument.round_size_down(usd / price)
+}

@@ -1,0 +1,12 @@
+//! Models: request/response types, one module per provider wire format, the pool actor per
+//! deployment, and the router in front of them. Agents see only [`types`] and the router's
+//! messages.
+
+pub mod decision;
+pub mod local;
+pub mod pool;
+pub mod providers;
+pub mod router;
+pub mod types;
+
+pub use types::*;

@@ -1,0 +1,176 @@
+//! What agents send to the model router and what comes back.
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::exchanges::{Candle, Position};
+use crate::resilience::ErrorClass;
+
+/// Why an agent asks; providers may use it to pick a system prompt, the offline rules
+/// engine uses it to pick a rule set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Answer BUY / SELL / NOTHING with a confidence.
+    TradeDecision,
+    /// A risk limit was breached: answer CLOSE_ALL or HOLD.
+    RiskConfirmation,
+    /// Anything else; free text.
+    Freeform,
+}
+
+/// Market facts an agent sends alongside its prompt, in structured form, so rule-based
+/// deployments read numbers instead of parsing prose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarketContext {
+    pub venue: String,
+    pub symbol: String,
+    pub timeframe: String,
+    pub price: Decimal,
+    /// Oldest first.
+    pub candles: Vec<Candle>,
+    pub position: Option<Position>,
+    pub account_value: Decimal,
+}
+
+/// What the risk agent knows when it asks whether to close everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskContext {
+    pub breach: String,
+    pub account_value: Decimal,
+    pub baseline_value: Decimal,
+    pub pnl_usd: Decimal,
+    pub pnl_pct: Decimal,
+    pub positions: Vec<Position>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StructuredContext {
+    Market(MarketContext),
+    Risk(RiskContext),
+}
+
+/// One request to a logical model name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRequest {
+    /// Logical model name from config (`[models.<name>]`), e.g. `default`.
+    pub model: String,
+    pub purpose: Purpose,
+    pub system: String,
+    pub prompt: String,
+    pub context: Option<StructuredContext>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// How long the caller will wait for an answer, failover included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Whether an identical earlier answer may be served from the response cache.
+    pub cacheable: bool,
+}
+
+impl ModelRequest {
+    pub fn new(model: impl Into<String>, purpose: Purpose, prompt: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            purpose,
+            system: String::new(),
+            prompt: prompt.into(),
+            context: None,
+            max_tokens: 512,
+            temperature: 0.0,
+            timeout: Duration::from_secs(30),
+            cacheable: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// One answer, with who served it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelResponse {
+    pub text: String,
+    /// The deployment that answered (`[[models.<name>.deployments]]` id).
+    pub deployment: String,
+    pub provider: String,
+    pub model: String,
+    pub usage: Usage,
+    #[serde(with = "humantime_serde")]
+    pub latency: Duration,
+    pub finish_reason: Option<String>,
+    /// Served from the response cache.
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ModelError {
+    #[error("no deployment can serve model `{model}`: {reason}")]
+    NoDeployment { model: String, reason: String },
+    #[error("model `{model}` gave no answer within {timeout:?}")]
+    DeadlineExceeded { model: String, timeout: Duration },
+    #[error("deployment `{deployment}` failed ({}): {message}", class.label())]
+    Provider {
+        deployment: String,
+        class: ErrorClass,
+        message: String,
+    },
+    #[error("deployment `{deployment}` sent an answer we cannot read: {reason}")]
+    Malformed { deployment: String, reason: String },
+    #[error("every deployment of model `{model}` failed: {}", attempts.join("; "))]
+    AllFailed {
+        model: String,
+        attempts: Vec<String>,
+    },
+    #[error("the model router is shutting down")]
+    ShuttingDown,
+}
+
+impl ModelError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ModelError::NoDeployment { .. } => "no_deployment",
+            ModelError::DeadlineExceeded { .. } => "deadline",
+            ModelError::Provider { class, .. } => class.label(),
+            ModelError::Malformed { .. } => "malformed",
+            ModelError::AllFailed { .. } => "all_failed",
+            ModelError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Ask the router for one answer.
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "Result<ModelResponse, ModelError>")]
+pub struct Ask(pub ModelRequest);
+
+/// What a trading agent can decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TradeAction {
+    Buy,
+    Sell,
+    Nothing,
+}
+
+/// A parsed trading decision. `confidence` is in `[0, 1]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TradeDecision {
+    pub action: TradeAction,
+    pub confidence: f64,
+    pub reason: String,
+}
+
+/// A parsed answer to a risk confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RiskVerdict {
+    CloseAll,
+    Hold,
+}

@@ -1,0 +1,347 @@
+//! Durable state in sled, behind a typed API.
+//!
+//! Owns: opening the data dir (created 0700), the schema version check, the named trees of
+//! DESIGN.md, the versioned encoding of every value, and the group-committing writer thread
+//! for writes that protect money. Never: business logic; callers decide what to store.
+//!
+//! Every value is stored as a 2-byte big-endian record version followed by its JSON
+//! encoding. JSON keeps the data dir inspectable and tolerant of added fields; the version
+//! lets a newer binary migrate old records and lets an older binary refuse newer ones.
+
+mod codec;
+mod writer;
+
+pub use codec::Record;
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use writer::{WriteOp, Writer};
+
+/// Names of the trees described in DESIGN.md.
+pub mod trees {
+    pub const ORDERS: &str = "orders";
+    pub const FILLS: &str = "fills";
+    pub const POSITIONS: &str = "positions";
+    pub const RISK: &str = "risk";
+    pub const DECISIONS: &str = "decisions";
+    pub const BREAKERS: &str = "breakers";
+    pub const QUEUE: &str = "queue";
+    pub const CACHE: &str = "cache";
+    pub const META: &str = "meta";
+    pub const PAPER: &str = "paper";
+    /// Prefix of per-agent trees: `agents/<name>`.
+    pub const AGENTS_PREFIX: &str = "agents/";
+}
+
+/// Schema version this binary writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data dir {dir}: {source}; check the path and its parent's permissions")]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open data dir {dir}: {source}; is another orrery process using it, or is it corrupt? the data was left untouched")]
+    Open { dir: PathBuf, source: sled::Error },
+    #[error("data dir {dir} has schema version {found}, newer than this binary supports ({supported}); run a newer orrery. The data was left untouched")]
+    NewerSchema {
+        dir: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("data dir {dir} has an unreadable schema version marker; the data dir looks corrupt and was left untouched")]
+    BadSchemaMarker { dir: PathBuf },
+    #[error("cannot decode `{tree}/{key}`: {reason}")]
+    Decode {
+        tree: String,
+        key: String,
+        reason: String,
+    },
+    #[error("cannot encode a value for `{tree}/{key}`: {reason}")]
+    Encode {
+        tree: String,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "record `{tree}/{key}` has version {found}, newer than this binary supports ({supported})"
+    )]
+    NewerRecord {
+        tree: String,
+        key: String,
+        found: u16,
+        supported: u16,
+    },
+    #[error("sled error on tree `{tree}`: {source}")]
+    Sled { tree: String, source: sled::Error },
+    #[error("the store writer thread has stopped; the engine is shutting down")]
+    WriterGone,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Handle to the open store. Cheap to clone; all clones share one sled database and one
+/// writer thread.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    dir: PathBuf,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed, with mode 0700) the data dir and checks its schema.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        create_private_dir(&dir)?;
+        let db = sled::Config::new()
+            .path(&dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StoreError::Open {
+                dir: dir.clone(),
+                source,
+            })?;
+        Self::with_db(db, dir)
+    }
+
+    /// An in-memory store removed on drop; for tests and benches.
+    pub fn temporary() -> Result<Self> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|source| StoreError::Open {
+                dir: PathBuf::from("<temporary>"),
+                source,
+            })?;
+        Self::with_db(db, PathBuf::from("<temporary>"))
+    }
+
+    fn with_db(db: sled::Db, dir: PathBuf) -> Result<Self> {
+        let meta = db
+            .open_tree(trees::META)
+            .map_err(|source| StoreError::Sled {
+                tree: trees::META.into(),
+                source,
+            })?;
+        let sled_err = |source| StoreError::Sled {
+            tree: trees::META.into(),
+            source,
+        };
+        match meta.get(SCHEMA_KEY).map_err(sled_err)? {
+            Some(raw) => {
+                let bytes: [u8; 4] = raw
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::BadSchemaMarker { dir: dir.clone() })?;
+                let found = u32::from_be_bytes(bytes);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        dir,
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // Older schemas would be migrated here; version 1 is the first.
+            }
+            None => {
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(sled_err)?;
+                db.flush().map_err(sled_err)?;
+            }
+        }
+        let writer = Writer::start(db.clone());
+        Ok(Self {
+            inner: Arc::new(Inner { db, dir, writer }),
+        })
+    }
+
+    /// The data dir this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Opens (creating if needed) a typed tree.
+    pub fn tree<T: Record>(&self, name: &str) -> Result<Tree<T>> {
+        let tree = self
+            .inner
+            .db
+            .open_tree(name)
+            .map_err(|source| StoreError::Sled {
+                tree: name.into(),
+                source,
+            })?;
+        Ok(Tree {
+            tree,
+            name: Arc::from(name),
+            store: self.clone(),
+            _record: PhantomData,
+        })
+    }
+
+    /// Flushes every pending write to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.inner
+            .db
+            .flush()
+            .map(|_| ())
+            .map_err(|source| StoreError::Sled {
+                tree: "<all>".into(),
+                source,
+            })
+    }
+
+    /// Total bytes on disk, as sled reports them.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// A named tree whose values are records of type `T`, keyed by UTF-8 strings.
+pub struct Tree<T> {
+    tree: sled::Tree,
+    name: Arc<str>,
+    store: Store,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Tree<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tree: self.tree.clone(),
+            name: self.name.clone(),
+            store: self.store.clone(),
+            _record: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Tree<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree").field("name", &self.name).finish()
+    }
+}
+
+impl<T: Record> Tree<T> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sled_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            tree: self.name.to_string(),
+            source,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<T>> {
+        match self.tree.get(key).map_err(|e| self.sled_err(e))? {
+            Some(raw) => codec::decode(&self.name, key, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a value; durable at the next flush (sled flushes on its own every few
+    /// hundred milliseconds). Use [`Tree::put_durable`] for writes that protect money.
+    pub fn put(&self, key: &str, value: &T) -> Result<()> {
+        let raw = codec::encode(&self.name, key, value)?;
+        self.tree.insert(key, raw).map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    pub fn remove(&self, key: &str) -> Result<()> {
+        self.tree.remove(key).map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// Writes a value and returns once it is on disk. Concurrent callers share one flush
+    /// (group commit on the store writer thread).
+    pub async fn put_durable(&self, key: &str, value: &T) -> Result<()> {
+        let raw = codec::encode(&self.name, key, value)?;
+        let (op, done) = WriteOp::insert(self.tree.clone(), key, raw);
+        self.store.inner.writer.submit(op)?;
+        done.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Blocking form of [`Tree::put_durable`], for code outside the async runtime.
+    pub fn put_durable_blocking(&self, key: &str, value: &T) -> Result<()> {
+        self.put(key, value)?;
+        self.store.flush()
+    }
+
+    /// Every record in key order. Records that fail to decode are returned as errors, not
+    /// skipped, so a caller rebuilding state never silently loses one.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(String, T)>> + '_ {
+        self.decode_iter(self.tree.iter())
+    }
+
+    /// Records whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &str) -> impl Iterator<Item = Result<(String, T)>> + '_ {
+        self.decode_iter(self.tree.scan_prefix(prefix))
+    }
+
+    /// The last `n` records in key order, newest first (keys are expected to sort by time).
+    pub fn last_n(&self, n: usize) -> Result<Vec<(String, T)>> {
+        self.decode_iter(self.tree.iter().rev()).take(n).collect()
+    }
+
+    fn decode_iter<'a>(
+        &'a self,
+        it: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a,
+    ) -> impl Iterator<Item = Result<(String, T)>> + 'a {
+        it.map(move |entry| {
+            let (k, v) = entry.map_err(|e| self.sled_err(e))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = codec::decode(&self.name, &key, &v)?;
+            Ok((key, value))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Removes every record; for caches and tests.
+    pub fn clear(&self) -> Result<()> {
+        self.tree.clear().map_err(|e| self.sled_err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+use super::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Note {
+    text: String,
+}
+impl Record for Note {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NoteV2 {
+    body: String,
+}
+impl Record for NoteV2 {
+    const VERSION: u16 = 2;
+    fn upgrade(from: u16, v: serde_json::Value) -> Result<Self, String> {
+        assert_eq!(from, 1);
+        Ok(NoteV2 {
+            body: v["text"].as_str().ok_or("no text")?.to_string(),
+        })
+    }
+}
+
+#[test]
+fn values_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    {
+        let store = Store::open(&path).unwrap();
+        let t = store.tree::<Note>("notes").unwrap();
+        t.put_durable_blocking(
+            "a",
+            &Note {
+                text: "hello".into(),
+            },
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let t = store.tree::<Note>("notes").unwrap();
+    assert_eq!(
+        t.get("a").unwrap(),
+        Some(Note {
+            text: "hello".into()
+        })
+    );
+}
+
+#[test]
+fn data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh");
+    let _store = Store::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[test]
+fn newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    {
+        let db = sled::open(&path).unwrap();
+        let meta = db.open_tree(trees::META).unwrap();
+        meta.insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
+    assert!(err.to_string().contains("newer than this binary supports"));
+    let db = sled::open(&path).unwrap();
+    let raw = db
+        .open_tree(trees::META)
+        .unwrap()
+        .get(SCHEMA_KEY)
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.as_ref(), &(SCHEMA_VERSION + 1).to_be_bytes());
+}
+
+#[test]
+fn old_records_are_upgraded_and_newer_refused() {
+    let store = Store::temporary().unwrap();
+    store
+        .tree::<Note>("n")
+        .unwrap()
+        .put("k", &Note { text: "x".into() })
+        .unwrap();
+    let v2 = store.tree::<NoteV2>("n").unwrap();
+    assert_eq!(v2.get("k").unwrap(), Some(NoteV2 { body: "x".into() }));
+    v2.put("k2", &NoteV2 { body: "y".into() }).unwrap();
+    let v1 = store.tree::<Note>("n").unwrap();
+    assert!(matches!(
+        v1.get("k2"),
+        Err(StoreError::NewerRecord {
+            found: 2,
+            supported: 1,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn garbage_is_a_decode_error_not_a_panic() {
+    let store = Store::temporary().unwrap();
+    let raw = store.inner.db.open_tree("n").unwrap();
+    raw.insert("short", &[1u8][..]).unwrap();
+    raw.insert("junk", &[0u8, 1, b'{'][..]).unwrap();
+    let t = store.tree::<Note>("n").unwrap();
+    assert!(matches!(t.get("short"), Err(StoreError::Decode { .. })));
+    assert!(matches!(t.get("junk"), Err(StoreError::Decode { .. })));
+    assert_eq!(t.iter().filter(|r| r.is_err()).count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_writes_group_commit() {
+    let store = Store::temporary().unwrap();
+    let t = store.tree::<Note>("n").unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            t.put_durable(
+                &format!("{i:04}"),
+                &Note {
+                    text: i.to_string(),
+                },
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(t.len(), 200);
+    assert_eq!(t.last_n(1).unwrap()[0].1.text, "199");
+}
