@@ -1,1 +1,1165 @@
-//! (being written)
+//! The order gateway: the one door through which orders reach venues.
+//!
+//! Owns: turning an order intent (buy $X, close a position, enter with leverage) into
+//! exact venue orders; the risk gate check; the ledger write that precedes every send; the
+//! resolution of orders whose outcome is unknown (by client id, never by sending again);
+//! reconciliation of the ledger with each venue at start and periodically; the trading
+//! mode and the kill switch. Never: decides what to trade (agents do) or speaks a venue's
+//! wire format (connectors do).
+//!
+//! The actor is a thin mailbox over [`GatewayCore`], which lives behind an `Arc` so that
+//! order flows can await venues without holding the actor. Orders for one venue are
+//! serialised by a per-venue lock so two concurrent intents are never judged against the
+//! same stale position; reads are not serialised.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
+};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use parking_lot::RwLock;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::connector::{Connector, VenueCall};
+use super::ledger::{LedgerEntry, LedgerError, OrderLedger};
+use super::risk_gate::{
+    self, GateView, ModeState, ProposedOrder, Refusal, RiskConfig, TradingMode,
+};
+use super::types::*;
+use super::venue::{size_for_usd, Venue, VenueError, VenueResult};
+use crate::clock::SharedClock;
+use crate::store::{trees, Store, Tree};
+use crate::supervisor::Slot;
+use crate::telemetry::names;
+use crate::validate::{join, Issues};
+
+/// `[exchanges]` settings that shape order handling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Furthest a market order may fill from the quote, in percent.
+    pub market_slippage_pct: Decimal,
+    /// Deadline of one venue request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How often the ledger is reconciled with each venue.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// How long an order may wait for the first reconciliation before it is refused.
+    #[serde(with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// Leverage assumed for a symbol until an agent sets one.
+    pub default_leverage: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            market_slippage_pct: Decimal::ONE,
+            request_timeout: Duration::from_secs(10),
+            reconcile_interval: Duration::from_secs(30),
+            ready_timeout: Duration::from_secs(15),
+            default_leverage: 1,
+        }
+    }
+}
+
+impl GatewayConfig {
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        issues.check(
+            self.market_slippage_pct > Decimal::ZERO
+                && self.market_slippage_pct <= Decimal::from(10),
+            join(path, "market_slippage_pct"),
+            self.market_slippage_pct,
+            "a percentage in (0, 10]",
+        );
+        for (key, d, min, max) in [
+            ("request_timeout", self.request_timeout, 100u64, 120_000u64),
+            (
+                "reconcile_interval",
+                self.reconcile_interval,
+                1_000,
+                3_600_000,
+            ),
+            ("ready_timeout", self.ready_timeout, 100, 600_000),
+        ] {
+            let ms = d.as_millis() as u64;
+            issues.check(
+                (min..=max).contains(&ms),
+                join(path, key),
+                humantime::format_duration(d).to_string(),
+                format!(
+                    "a duration from {} to {}",
+                    humantime::format_duration(Duration::from_millis(min)),
+                    humantime::format_duration(Duration::from_millis(max))
+                ),
+            );
+        }
+        issues.check(
+            (1..=100).contains(&self.default_leverage),
+            join(path, "default_leverage"),
+            self.default_leverage,
+            "an integer from 1 to 100",
+        );
+    }
+}
+
+/// How much to trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amount {
+    /// Base units (e.g. 0.01 BTC), rounded down to the lot.
+    Base(Decimal),
+    /// USD notional at the current quote, rounded down to the lot.
+    Usd(Decimal),
+}
+
+/// How to price it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pricing {
+    Market,
+    Limit { price: Decimal, tif: TimeInForce },
+}
+
+/// One order as an agent or the operator means it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderIntent {
+    pub venue: String,
+    pub symbol: String,
+    pub side: Side,
+    pub amount: Amount,
+    pub pricing: Pricing,
+    pub reduce_only: bool,
+    /// Who asks: `agent:<name>`, `risk`, `manual`.
+    pub origin: String,
+}
+
+/// What became of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReport {
+    pub client_id: ClientOrderId,
+    pub venue: String,
+    pub symbol: String,
+    pub side: Side,
+    pub size: Decimal,
+    pub status: OrderStatus,
+    pub filled_size: Decimal,
+    pub avg_fill_price: Option<Decimal>,
+    pub reason: Option<String>,
+}
+
+impl From<&LedgerEntry> for OrderReport {
+    fn from(e: &LedgerEntry) -> Self {
+        Self {
+            client_id: e.client_id.clone(),
+            venue: e.venue.clone(),
+            symbol: e.request.symbol.clone(),
+            side: e.request.side,
+            size: e.request.size,
+            status: e.status,
+            filled_size: e.filled_size,
+            avg_fill_price: e.avg_fill_price,
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("unknown venue `{venue}`; configured venues: {known}")]
+    UnknownVenue { venue: String, known: String },
+    #[error("venue `{venue}` is not ready for orders: {reason}")]
+    NotReady { venue: String, reason: String },
+    #[error("order {client_id} refused by the risk gate: {refusal}")]
+    Refused {
+        client_id: ClientOrderId,
+        refusal: Refusal,
+    },
+    #[error("order {client_id} is invalid: {reason}")]
+    Invalid {
+        client_id: ClientOrderId,
+        reason: String,
+    },
+    #[error(transparent)]
+    Venue(#[from] VenueError),
+    #[error("connector for venue `{venue}` is down: {reason}")]
+    ConnectorDown { venue: String, reason: String },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("order {0} is not in the ledger")]
+    UnknownOrder(ClientOrderId),
+}
+
+impl GatewayError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::UnknownVenue { .. } => "unknown_venue",
+            GatewayError::NotReady { .. } => "not_ready",
+            GatewayError::Refused { .. } => "refused",
+            GatewayError::Invalid { .. } => "invalid",
+            GatewayError::Venue(e) => e.label(),
+            GatewayError::ConnectorDown { .. } => "connector_down",
+            GatewayError::Ledger(_) => "ledger",
+            GatewayError::UnknownOrder(_) => "unknown_order",
+        }
+    }
+}
+
+pub type GatewayResult<T> = Result<T, GatewayError>;
+
+const MODE_KEY: &str = "mode";
+/// Bound on chunks of one close, so a bad lot size can never loop for ever.
+const MAX_CLOSE_CHUNKS: usize = 500;
+
+/// Readiness of one venue: reconciled at least once, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Readiness {
+    Pending,
+    Ready,
+    Failed(String),
+}
+
+/// Everything the gateway knows; shared by its in-flight order flows.
+pub struct GatewayCore {
+    ledger: OrderLedger,
+    venues: BTreeMap<String, VenueLink>,
+    limits: RiskConfig,
+    config: GatewayConfig,
+    mode: RwLock<ModeState>,
+    mode_tree: Tree<ModeState>,
+    clock: SharedClock,
+}
+
+struct VenueLink {
+    slot: Slot<Connector>,
+    order_lock: tokio::sync::Mutex<()>,
+    leverage: RwLock<BTreeMap<String, u32>>,
+    ready_tx: watch::Sender<Readiness>,
+}
+
+impl GatewayCore {
+    pub fn open(
+        store: &Store,
+        venues: BTreeMap<String, Slot<Connector>>,
+        limits: RiskConfig,
+        config: GatewayConfig,
+        clock: SharedClock,
+    ) -> GatewayResult<Arc<Self>> {
+        let ledger = OrderLedger::open(store, clock.clone())?;
+        let mode_tree = store
+            .tree::<ModeState>(trees::RISK)
+            .map_err(LedgerError::from)?;
+        let mode = mode_tree
+            .get(MODE_KEY)
+            .map_err(LedgerError::from)?
+            .unwrap_or_default();
+        metrics::gauge!(names::TRADING_MODE).set(mode.mode.gauge());
+        let venues = venues
+            .into_iter()
+            .map(|(name, slot)| {
+                let (ready_tx, _) = watch::channel(Readiness::Pending);
+                (
+                    name,
+                    VenueLink {
+                        slot,
+                        order_lock: tokio::sync::Mutex::new(()),
+                        leverage: RwLock::new(BTreeMap::new()),
+                        ready_tx,
+                    },
+                )
+            })
+            .collect();
+        Ok(Arc::new(Self {
+            ledger,
+            venues,
+            limits,
+            config,
+            mode: RwLock::new(mode),
+            mode_tree,
+            clock,
+        }))
+    }
+
+    pub fn ledger(&self) -> &OrderLedger {
+        &self.ledger
+    }
+
+    pub fn venue_names(&self) -> Vec<String> {
+        self.venues.keys().cloned().collect()
+    }
+
+    pub fn mode(&self) -> ModeState {
+        self.mode.read().clone()
+    }
+
+    fn link(&self, venue: &str) -> GatewayResult<&VenueLink> {
+        self.venues
+            .get(venue)
+            .ok_or_else(|| GatewayError::UnknownVenue {
+                venue: venue.to_string(),
+                known: self.venues.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Runs one call on a venue's connector, bounded by the request timeout.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        venue: &str,
+        endpoint: &'static str,
+        f: impl FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, VenueResult<R>> + Send + 'static,
+    ) -> GatewayResult<R> {
+        let link = self.link(venue)?;
+        let sent = link.slot.send(VenueCall::new(endpoint, f));
+        match tokio::time::timeout(self.config.request_timeout, sent).await {
+            Err(_) => Err(GatewayError::Venue(VenueError::Timeout {
+                venue: venue.to_string(),
+                what: endpoint.to_string(),
+                after: self.config.request_timeout,
+            })),
+            Ok(Err(e)) => Err(GatewayError::ConnectorDown {
+                venue: venue.to_string(),
+                reason: e.to_string(),
+            }),
+            Ok(Ok(r)) => r.map_err(GatewayError::Venue),
+        }
+    }
+
+    pub async fn quote(&self, venue: &str, symbol: &str) -> GatewayResult<Quote> {
+        let s = symbol.to_string();
+        self.call(venue, "quote", move |v| {
+            async move { v.quote(&s).await }.boxed()
+        })
+        .await
+    }
+
+    pub async fn instrument(&self, venue: &str, symbol: &str) -> GatewayResult<Instrument> {
+        let s = symbol.to_string();
+        self.call(venue, "instrument", move |v| {
+            async move { v.instrument(&s).await }.boxed()
+        })
+        .await
+    }
+
+    pub async fn positions(&self, venue: &str) -> GatewayResult<Vec<Position>> {
+        self.call(venue, "positions", |v| {
+            async move { v.positions().await }.boxed()
+        })
+        .await
+    }
+
+    pub async fn position(&self, venue: &str, symbol: &str) -> GatewayResult<Option<Position>> {
+        Ok(self
+            .positions(venue)
+            .await?
+            .into_iter()
+            .find(|p| p.symbol == symbol && !p.size.is_zero()))
+    }
+
+    pub async fn account(&self, venue: &str) -> GatewayResult<AccountSnapshot> {
+        let account = self
+            .call(venue, "account", |v| {
+                async move { v.account().await }.boxed()
+            })
+            .await?;
+        if let Ok(value) = f64::try_from(account.account_value) {
+            metrics::gauge!(names::ACCOUNT_VALUE_USD, "venue" => venue.to_string()).set(value);
+        }
+        Ok(account)
+    }
+
+    pub async fn candles(
+        &self,
+        venue: &str,
+        symbol: &str,
+        timeframe: Timeframe,
+        lookback: usize,
+    ) -> GatewayResult<Vec<Candle>> {
+        let s = symbol.to_string();
+        self.call(venue, "candles", move |v| {
+            async move { v.candles(&s, timeframe, lookback).await }.boxed()
+        })
+        .await
+    }
+
+    pub async fn open_orders(&self, venue: &str) -> GatewayResult<Vec<VenueOrder>> {
+        self.call(venue, "open_orders", |v| {
+            async move { v.open_orders().await }.boxed()
+        })
+        .await
+    }
+
+    pub async fn set_leverage(
+        &self,
+        venue: &str,
+        symbol: &str,
+        leverage: u32,
+    ) -> GatewayResult<()> {
+        if leverage == 0 || leverage > self.limits.max_leverage {
+            return Err(GatewayError::Invalid {
+                client_id: ClientOrderId::generate(),
+                reason: format!(
+                    "leverage {leverage}x is outside 1..={}x (risk.max_leverage)",
+                    self.limits.max_leverage
+                ),
+            });
+        }
+        let s = symbol.to_string();
+        self.call(venue, "set_leverage", move |v| {
+            async move { v.set_leverage(&s, leverage).await }.boxed()
+        })
+        .await?;
+        self.link(venue)?
+            .leverage
+            .write()
+            .insert(symbol.to_string(), leverage);
+        Ok(())
+    }
+
+    fn leverage_of(&self, venue: &str, symbol: &str) -> u32 {
+        self.venues
+            .get(venue)
+            .and_then(|l| l.leverage.read().get(symbol).copied())
+            .unwrap_or(self.config.default_leverage)
+    }
+
+    /// Waits until the venue has been reconciled once, or says why not.
+    async fn ready(&self, venue: &str) -> GatewayResult<()> {
+        let link = self.link(venue)?;
+        let mut rx = link.ready_tx.subscribe();
+        let waited = tokio::time::timeout(self.config.ready_timeout, async {
+            loop {
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    Readiness::Ready => return Ok(()),
+                    Readiness::Failed(reason) => return Err(reason),
+                    Readiness::Pending => {
+                        if rx.changed().await.is_err() {
+                            return Err("the gateway is shutting down".to_string());
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(GatewayError::NotReady {
+                venue: venue.to_string(),
+                reason: format!(
+                    "reconciliation failed: {reason}; new orders are refused until it succeeds"
+                ),
+            }),
+            Err(_) => Err(GatewayError::NotReady {
+                venue: venue.to_string(),
+                reason: "first reconciliation has not finished".into(),
+            }),
+        }
+    }
+
+    /// Places one order: size → risk gate → durable intent → send → ledger.
+    pub async fn place(&self, intent: OrderIntent) -> GatewayResult<OrderReport> {
+        let link = self.link(&intent.venue)?;
+        self.ready(&intent.venue).await?;
+        let _serial = link.order_lock.lock().await;
+        let started = Instant::now();
+        let venue = intent.venue.clone();
+        let client_id = ClientOrderId::generate();
+
+        let instrument = self.instrument(&venue, &intent.symbol).await?;
+        let quote = self.quote(&venue, &intent.symbol).await?;
+        let position = self.position(&venue, &intent.symbol).await?;
+        let position_size = position.as_ref().map(|p| p.size).unwrap_or_default();
+        let account = self.account(&venue).await?;
+
+        let reference = match intent.pricing {
+            Pricing::Limit { price, .. } => price,
+            Pricing::Market => match intent.side {
+                Side::Buy => quote.ask,
+                Side::Sell => quote.bid,
+            },
+        };
+        let mut size = match intent.amount {
+            Amount::Base(s) => instrument.round_size_down(s),
+            Amount::Usd(usd) => size_for_usd(&instrument, usd, reference),
+        };
+        if intent.reduce_only {
+            // Never send more than the position: what remains would open new exposure.
+            size = size.min(instrument.round_size_down(position_size.abs()));
+        }
+        let order_type = match intent.pricing {
+            Pricing::Market => OrderType::Market {
+                max_slippage: self.config.market_slippage_pct / Decimal::from(100),
+            },
+            Pricing::Limit { price, tif } => OrderType::Limit {
+                price: instrument.round_price(price),
+                tif,
+            },
+        };
+        let request = OrderRequest {
+            client_id: client_id.clone(),
+            symbol: intent.symbol.clone(),
+            side: intent.side,
+            size,
+            order_type,
+            reduce_only: intent.reduce_only,
+        };
+        let mut entry =
+            LedgerEntry::new_intent(&venue, request.clone(), &intent.origin, self.clock.now_ms());
+
+        // Checks that need no venue round trip; a refusal is recorded, never sent.
+        let invalid = if size <= Decimal::ZERO {
+            Some(format!(
+                "size rounds to zero at lot {} (amount {:?})",
+                instrument.lot_size, intent.amount
+            ))
+        } else if size * reference < instrument.min_notional && !intent.reduce_only {
+            Some(format!(
+                "notional {} USD is below the venue minimum {} USD",
+                (size * reference).round_dp(2),
+                instrument.min_notional
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = invalid {
+            entry.status = OrderStatus::Rejected;
+            entry.reason = Some(reason.clone());
+            self.ledger.record_intent(&entry).await?;
+            self.count_order(&entry);
+            return Err(GatewayError::Invalid { client_id, reason });
+        }
+        let mode = self.mode();
+        let view = GateView {
+            mode: mode.mode,
+            mode_reason: mode.reason.clone(),
+            account_value: account.account_value,
+            position_size,
+        };
+        let proposed = ProposedOrder {
+            side: intent.side,
+            size,
+            price: reference,
+            reduce_only: intent.reduce_only,
+            leverage: self.leverage_of(&venue, &intent.symbol),
+        };
+        if let Err(refusal) = risk_gate::check(&self.limits, &proposed, &view) {
+            entry.status = OrderStatus::Rejected;
+            entry.reason = Some(format!("risk gate: {refusal}"));
+            self.ledger.record_intent(&entry).await?;
+            self.count_order(&entry);
+            metrics::counter!(names::RISK_REFUSALS, "venue" => venue.clone(), "reason" => refusal.label()).increment(1);
+            return Err(GatewayError::Refused { client_id, refusal });
+        }
+
+        // The intent is on disk before any byte leaves the process.
+        self.ledger.record_intent(&entry).await?;
+        let sent = {
+            let request = request.clone();
+            self.call(&venue, "place_order", move |v| {
+                async move { v.place_order(&request).await }.boxed()
+            })
+            .await
+        };
+        let entry = match sent {
+            Ok(order) => {
+                let now = self.clock.now_ms();
+                self.ledger
+                    .update(&client_id, |e| {
+                        e.apply_venue_order(&order, now);
+                    })
+                    .await?
+            }
+            Err(err) if outcome_unknown(&err) => {
+                let reason = err.to_string();
+                self.ledger
+                    .update(&client_id, |e| {
+                        e.status = OrderStatus::Unknown;
+                        e.reason = Some(reason);
+                    })
+                    .await?;
+                // Resolve by asking the venue about this client id; never send again.
+                self.resolve(&venue, &request.symbol, &client_id).await?
+            }
+            Err(GatewayError::Venue(err)) => {
+                let reason = err.to_string();
+                let entry = self
+                    .ledger
+                    .update(&client_id, |e| {
+                        e.status = OrderStatus::Rejected;
+                        e.reason = Some(reason);
+                    })
+                    .await?;
+                self.count_order(&entry);
+                return Err(GatewayError::Venue(err));
+            }
+            Err(other) => return Err(other),
+        };
+        self.count_order(&entry);
+        metrics::histogram!(names::ORDER_LATENCY, "venue" => venue)
+            .record(started.elapsed().as_secs_f64());
+        Ok(OrderReport::from(&entry))
+    }
+
+    /// Looks an order up at the venue by client id and takes over what it says.
+    async fn resolve(
+        &self,
+        venue: &str,
+        symbol: &str,
+        client_id: &ClientOrderId,
+    ) -> GatewayResult<LedgerEntry> {
+        let (s, id) = (symbol.to_string(), client_id.clone());
+        let found = self
+            .call(venue, "query_order", move |v| {
+                async move { v.query_order(&s, &id).await }.boxed()
+            })
+            .await;
+        match found {
+            Ok(Some(order)) => {
+                let now = self.clock.now_ms();
+                Ok(self
+                    .ledger
+                    .update(client_id, |e| {
+                        e.apply_venue_order(&order, now);
+                    })
+                    .await?)
+            }
+            // The venue has no record yet, or cannot be asked now: stays Unknown until
+            // reconciliation settles it.
+            Ok(None) | Err(_) => self
+                .ledger
+                .get(client_id)?
+                .ok_or_else(|| GatewayError::UnknownOrder(client_id.clone())),
+        }
+    }
+
+    fn count_order(&self, entry: &LedgerEntry) {
+        metrics::counter!(
+            names::ORDERS,
+            "venue" => entry.venue.clone(),
+            "side" => entry.request.side.as_str(),
+            "status" => entry.status.as_str()
+        )
+        .increment(1);
+    }
+
+    /// Closes a position with reduce-only market orders of at most `risk.close_chunk_usd`.
+    pub async fn close_position(
+        &self,
+        venue: &str,
+        symbol: &str,
+        origin: &str,
+    ) -> GatewayResult<Vec<OrderReport>> {
+        let mut reports = Vec::new();
+        for _ in 0..MAX_CLOSE_CHUNKS {
+            let Some(position) = self.position(venue, symbol).await? else {
+                break;
+            };
+            let side = match position.side() {
+                Some(Side::Buy) => Side::Sell,
+                Some(Side::Sell) => Side::Buy,
+                None => break,
+            };
+            let report = self
+                .place(OrderIntent {
+                    venue: venue.to_string(),
+                    symbol: symbol.to_string(),
+                    side,
+                    amount: Amount::Usd(
+                        self.limits
+                            .close_chunk_usd
+                            .min(position.notional() * Decimal::TWO),
+                    ),
+                    pricing: Pricing::Market,
+                    reduce_only: true,
+                    origin: origin.to_string(),
+                })
+                .await?;
+            let progressed = report.filled_size > Decimal::ZERO;
+            reports.push(report);
+            if !progressed {
+                break;
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Closes every position on one venue (or all venues).
+    pub async fn close_all(
+        &self,
+        venue: Option<&str>,
+        origin: &str,
+    ) -> GatewayResult<Vec<OrderReport>> {
+        let venues: Vec<String> = match venue {
+            Some(v) => vec![self.link(v).map(|_| v.to_string())?],
+            None => self.venue_names(),
+        };
+        let mut reports = Vec::new();
+        for v in venues {
+            for p in self.positions(&v).await? {
+                if !p.size.is_zero() {
+                    reports.extend(self.close_position(&v, &p.symbol, origin).await?);
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// The seed's "AI entry": set leverage, then bring the position in `side` up to
+    /// `usd` notional (closing an opposite position first). Does nothing when the
+    /// position is already within 3% of the target.
+    pub async fn ai_entry(
+        &self,
+        venue: &str,
+        symbol: &str,
+        side: Side,
+        usd: Decimal,
+        leverage: u32,
+        origin: &str,
+    ) -> GatewayResult<Vec<OrderReport>> {
+        let mut reports = Vec::new();
+        if self.leverage_of(venue, symbol) != leverage {
+            self.set_leverage(venue, symbol, leverage).await?;
+        }
+        if let Some(p) = self.position(venue, symbol).await? {
+            if p.side() == Some(side.opposite()) {
+                reports.extend(self.close_position(venue, symbol, origin).await?);
+            }
+        }
+        let current = match self.position(venue, symbol).await? {
+            Some(p) if p.side() == Some(side) => p.notional(),
+            _ => Decimal::ZERO,
+        };
+        let missing = usd - current;
+        if missing <= usd * Decimal::new(3, 2) {
+            return Ok(reports);
+        }
+        reports.push(
+            self.place(OrderIntent {
+                venue: venue.to_string(),
+                symbol: symbol.to_string(),
+                side,
+                amount: Amount::Usd(missing),
+                pricing: Pricing::Market,
+                reduce_only: false,
+                origin: origin.to_string(),
+            })
+            .await?,
+        );
+        Ok(reports)
+    }
+
+    /// Cancels an open order by client id; allowed in every trading mode.
+    pub async fn cancel(&self, client_id: &ClientOrderId) -> GatewayResult<OrderReport> {
+        let entry = self
+            .ledger
+            .get(client_id)?
+            .ok_or_else(|| GatewayError::UnknownOrder(client_id.clone()))?;
+        if entry.status.is_terminal() {
+            return Ok(OrderReport::from(&entry));
+        }
+        let (s, id) = (entry.request.symbol.clone(), client_id.clone());
+        self.call(&entry.venue, "cancel_order", move |v| {
+            async move { v.cancel_order(&s, &id).await }.boxed()
+        })
+        .await?;
+        let resolved = self
+            .resolve(&entry.venue, &entry.request.symbol, client_id)
+            .await?;
+        self.count_order(&resolved);
+        Ok(OrderReport::from(&resolved))
+    }
+
+    /// Sets the trading mode (risk agent, reconciliation). The kill switch wins: while
+    /// it is engaged only the operator can change the mode.
+    pub fn set_mode(&self, mode: TradingMode, reason: &str) -> GatewayResult<ModeState> {
+        let mut guard = self.mode.write();
+        if guard.kill_switch {
+            return Ok(guard.clone());
+        }
+        let next = ModeState {
+            mode,
+            reason: reason.to_string(),
+            since_ms: self.clock.now_ms(),
+            kill_switch: false,
+        };
+        self.persist_mode(&next)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    /// Engages or releases the operator's kill switch.
+    pub fn kill_switch(&self, engaged: bool, reason: &str) -> GatewayResult<ModeState> {
+        let next = ModeState {
+            mode: if engaged {
+                TradingMode::Halted
+            } else {
+                TradingMode::Normal
+            },
+            reason: reason.to_string(),
+            since_ms: self.clock.now_ms(),
+            kill_switch: engaged,
+        };
+        self.persist_mode(&next)?;
+        *self.mode.write() = next.clone();
+        Ok(next)
+    }
+
+    fn persist_mode(&self, state: &ModeState) -> GatewayResult<()> {
+        self.mode_tree
+            .put_durable_blocking(MODE_KEY, state)
+            .map_err(LedgerError::from)?;
+        metrics::gauge!(names::TRADING_MODE).set(state.mode.gauge());
+        tracing::warn!(mode = %state.mode, reason = %state.reason, kill_switch = state.kill_switch, "trading mode changed");
+        Ok(())
+    }
+
+    /// Brings the ledger in line with one venue: every open entry is looked up by client
+    /// id, orders the venue has and the ledger lacks are adopted, fills are recorded.
+    pub async fn reconcile(&self, venue: &str) -> GatewayResult<ReconcileReport> {
+        let link = self.link(venue)?;
+        let outcome = self.reconcile_inner(venue).await;
+        match &outcome {
+            Ok(report) => {
+                link.ready_tx.send_replace(Readiness::Ready);
+                if report.drift() > 0 {
+                    tracing::warn!(venue, ?report, "reconciliation found drift");
+                }
+            }
+            Err(e) => {
+                tracing::error!(venue, error = %e, "reconciliation failed; new orders are refused");
+                link.ready_tx.send_replace(Readiness::Failed(e.to_string()));
+            }
+        }
+        outcome
+    }
+
+    async fn reconcile_inner(&self, venue: &str) -> GatewayResult<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        let venue_open = self.open_orders(venue).await?;
+        let now = self.clock.now_ms();
+        let grace_ms = (self.config.request_timeout.as_millis() as i64) * 2;
+        for entry in self
+            .ledger
+            .open_entries()
+            .into_iter()
+            .filter(|e| e.venue == venue)
+        {
+            report.checked += 1;
+            let (s, id) = (entry.request.symbol.clone(), entry.client_id.clone());
+            let found = self
+                .call(venue, "query_order", move |v| {
+                    async move { v.query_order(&s, &id).await }.boxed()
+                })
+                .await?;
+            match found {
+                Some(order) => {
+                    let mut changed = false;
+                    let updated = self
+                        .ledger
+                        .update(&entry.client_id, |e| {
+                            changed = e.apply_venue_order(&order, now)
+                        })
+                        .await?;
+                    if changed {
+                        report.updated += 1;
+                        self.drift(venue, "status");
+                        self.count_order(&updated);
+                    }
+                }
+                None if now - entry.updated_ms >= grace_ms
+                    || entry.status == OrderStatus::Intent =>
+                {
+                    // The venue never saw it: the process stopped between the intent write
+                    // and the send, or the send never arrived. Final, and never re-sent.
+                    let updated = self
+                        .ledger
+                        .update(&entry.client_id, |e| {
+                            e.status = OrderStatus::Rejected;
+                            e.reason = Some("venue has no record of this order; it was never accepted (not re-sent)".into());
+                        })
+                        .await?;
+                    report.never_sent += 1;
+                    self.drift(venue, "never_sent");
+                    self.count_order(&updated);
+                }
+                None => {}
+            }
+        }
+        for order in venue_open {
+            let known = match &order.client_id {
+                Some(id) => self.ledger.get(id)?.is_some(),
+                None => false,
+            };
+            if !known {
+                report.adopted += 1;
+                self.drift(venue, "unknown_at_venue");
+                let request = OrderRequest {
+                    client_id: order
+                        .client_id
+                        .clone()
+                        .unwrap_or_else(ClientOrderId::generate),
+                    symbol: order.symbol.clone(),
+                    side: order.side,
+                    size: order.size,
+                    order_type: match order.limit_price {
+                        Some(price) => OrderType::Limit {
+                            price,
+                            tif: TimeInForce::Gtc,
+                        },
+                        None => OrderType::Market {
+                            max_slippage: Decimal::ZERO,
+                        },
+                    },
+                    reduce_only: order.reduce_only,
+                };
+                let mut entry = LedgerEntry::new_intent(venue, request, "external", now);
+                entry.apply_venue_order(&order, now);
+                self.ledger.record_intent(&entry).await?;
+            }
+        }
+        let since = self.ledger.last_fill_ms(venue)?.unwrap_or(0);
+        let fills = self
+            .call(venue, "fills", move |v| {
+                async move { v.fills_since(since).await }.boxed()
+            })
+            .await?;
+        for fill in &fills {
+            if self.ledger.record_fill(venue, fill).await? {
+                report.new_fills += 1;
+            }
+        }
+        self.account(venue).await?;
+        Ok(report)
+    }
+
+    fn drift(&self, venue: &str, kind: &'static str) {
+        metrics::counter!(names::RECONCILE_DRIFT, "venue" => venue.to_string(), "kind" => kind)
+            .increment(1);
+    }
+
+    /// Reconciles every venue, returning the first failure after trying all.
+    pub async fn reconcile_all(&self) -> GatewayResult<()> {
+        let mut first_err = None;
+        for venue in self.venue_names() {
+            if let Err(e) = self.reconcile(&venue).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Whether a failed send may still have reached the venue.
+fn outcome_unknown(err: &GatewayError) -> bool {
+    match err {
+        GatewayError::Venue(VenueError::OutcomeUnknown { .. } | VenueError::Timeout { .. }) => true,
+        // Closed after the connector took the message: it may have sent it.
+        GatewayError::ConnectorDown { reason, .. } => !reason.contains("not running"),
+        _ => false,
+    }
+}
+
+/// What one reconciliation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub checked: usize,
+    pub updated: usize,
+    pub never_sent: usize,
+    pub adopted: usize,
+    pub new_fills: usize,
+}
+
+impl ReconcileReport {
+    pub fn drift(&self) -> usize {
+        self.updated + self.never_sent + self.adopted
+    }
+}
+
+/// The gateway actor.
+pub struct OrderGateway {
+    core: Arc<GatewayCore>,
+}
+
+impl OrderGateway {
+    pub fn new(core: Arc<GatewayCore>) -> Self {
+        Self { core }
+    }
+}
+
+impl Actor for OrderGateway {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let core = self.core.clone();
+        ctx.spawn(
+            async move {
+                let _ = core.reconcile_all().await;
+            }
+            .into_actor(self),
+        );
+        let interval = self.core.config.reconcile_interval;
+        ctx.run_interval(interval, |this, ctx| {
+            let core = this.core.clone();
+            ctx.spawn(
+                async move {
+                    let _ = core.reconcile_all().await;
+                }
+                .into_actor(this)
+                .map(|_, _, _| ()),
+            );
+        });
+    }
+}
+
+macro_rules! gateway_message {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? } -> $ret:ty, |$core:ident, $msg:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name { $(pub $field: $ty),* }
+        impl Message for $name {
+            type Result = GatewayResult<$ret>;
+        }
+        impl Handler<$name> for OrderGateway {
+            type Result = ResponseFuture<GatewayResult<$ret>>;
+            fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
+                let $core = self.core.clone();
+                Box::pin(async move { $body })
+            }
+        }
+    };
+}
+
+gateway_message!(
+    /// Place one order.
+    PlaceOrder { intent: OrderIntent } -> OrderReport,
+    |core, msg| core.place(msg.intent).await
+);
+gateway_message!(
+    /// Close one position in chunks.
+    ClosePosition { venue: String, symbol: String, origin: String } -> Vec<OrderReport>,
+    |core, msg| core.close_position(&msg.venue, &msg.symbol, &msg.origin).await
+);
+gateway_message!(
+    /// Close every position on a venue, or on all venues.
+    CloseAll { venue: Option<String>, origin: String } -> Vec<OrderReport>,
+    |core, msg| core.close_all(msg.venue.as_deref(), &msg.origin).await
+);
+gateway_message!(
+    /// Set leverage and enter up to a USD notional.
+    AiEntry { venue: String, symbol: String, side: Side, usd: Decimal, leverage: u32, origin: String } -> Vec<OrderReport>,
+    |core, msg| core.ai_entry(&msg.venue, &msg.symbol, msg.side, msg.usd, msg.leverage, &msg.origin).await
+);
+gateway_message!(
+    /// Cancel an order by client id.
+    CancelOrder { client_id: ClientOrderId } -> OrderReport,
+    |core, msg| core.cancel(&msg.client_id).await
+);
+gateway_message!(
+    /// Set leverage for a symbol.
+    SetLeverage { venue: String, symbol: String, leverage: u32 } -> (),
+    |core, msg| core.set_leverage(&msg.venue, &msg.symbol, msg.leverage).await
+);
+gateway_message!(
+    /// Current quote.
+    GetQuote { venue: String, symbol: String } -> Quote,
+    |core, msg| core.quote(&msg.venue, &msg.symbol).await
+);
+gateway_message!(
+    /// Candles, oldest first.
+    GetCandles { venue: String, symbol: String, timeframe: Timeframe, lookback: usize } -> Vec<Candle>,
+    |core, msg| core.candles(&msg.venue, &msg.symbol, msg.timeframe, msg.lookback).await
+);
+gateway_message!(
+    /// All positions of a venue.
+    GetPositions { venue: String } -> Vec<Position>,
+    |core, msg| core.positions(&msg.venue).await
+);
+gateway_message!(
+    /// The position in one symbol, if any.
+    GetPosition { venue: String, symbol: String } -> Option<Position>,
+    |core, msg| core.position(&msg.venue, &msg.symbol).await
+);
+gateway_message!(
+    /// The USD value of the position in one symbol (the seed's "token balance in USD").
+    GetTokenBalanceUsd { venue: String, symbol: String } -> Decimal,
+    |core, msg| Ok(core.position(&msg.venue, &msg.symbol).await?.map(|p| p.notional()).unwrap_or_default())
+);
+gateway_message!(
+    /// Account value, free balance and margin.
+    GetAccount { venue: String } -> AccountSnapshot,
+    |core, msg| core.account(&msg.venue).await
+);
+gateway_message!(
+    /// Open orders as the venue reports them.
+    GetOpenOrders { venue: String } -> Vec<VenueOrder>,
+    |core, msg| core.open_orders(&msg.venue).await
+);
+gateway_message!(
+    /// Reconcile now.
+    Reconcile { venue: String } -> ReconcileReport,
+    |core, msg| core.reconcile(&msg.venue).await
+);
+gateway_message!(
+    /// Change the trading mode (ignored while the kill switch is engaged).
+    SetMode { mode: TradingMode, reason: String } -> ModeState,
+    |core, msg| core.set_mode(msg.mode, &msg.reason)
+);
+gateway_message!(
+    /// Engage (halt and close everything) or release the kill switch.
+    KillSwitch { engaged: bool, reason: String } -> ModeState,
+    |core, msg| {
+        let state = core.kill_switch(msg.engaged, &msg.reason)?;
+        if msg.engaged {
+            // Halted refuses new risk but closes are reduce-only; the gate lets them
+            // through only in Reducing, so close first under a temporary Reducing state.
+            if let Err(e) = core.close_all_halted("kill_switch").await {
+                tracing::error!(error = %e, "kill switch could not close every position");
+            }
+        }
+        Ok(state)
+    }
+);
+gateway_message!(
+    /// Trading mode and the newest orders, for status and the control API.
+    GetSnapshot { recent: usize } -> GatewaySnapshot,
+    |core, msg| Ok(GatewaySnapshot {
+        mode: core.mode(),
+        open_orders: core.ledger().open_entries().iter().map(OrderReport::from).collect(),
+        recent_orders: core.ledger().recent(msg.recent)?.iter().map(OrderReport::from).collect(),
+        ledger_len: core.ledger().len(),
+    })
+);
+
+/// Gateway state for `orrery status` and the control API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySnapshot {
+    pub mode: ModeState,
+    pub open_orders: Vec<OrderReport>,
+    pub recent_orders: Vec<OrderReport>,
+    pub ledger_len: usize,
+}
+
+impl GatewayCore {
+    /// Closes every position while halted: the risk gate admits only reducing orders, so
+    /// the closes pass under `Reducing` semantics without lifting the halt for others.
+    async fn close_all_halted(&self, origin: &str) -> GatewayResult<Vec<OrderReport>> {
+        let saved = self.mode();
+        *self.mode.write() = ModeState {
+            mode: TradingMode::Reducing,
+            ..saved.clone()
+        };
+        let result = self.close_all(None, origin).await;
+        *self.mode.write() = saved;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,366 @@
-//! (being written)
+//! The order ledger: every order this engine ever meant to send, keyed by client order id.
+//!
+//! Owns: the `orders` and `fills` trees, the in-memory index of orders that are not yet
+//! final, and the rule that an intent is on disk before any byte of the order leaves the
+//! process. Never: talks to a venue (the gateway does) or decides whether to trade.
+//!
+//! Keys are client order ids, which are time-ordered, so key order is creation order.
+
+use std::collections::BTreeMap;
+
+use parking_lot::RwLock;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::types::*;
+use crate::clock::{Millis, SharedClock};
+use crate::store::{trees, Record, Store, StoreError, Tree};
+
+/// Who asked for an order.
+pub type Origin = String;
+
+/// One order's record in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub client_id: ClientOrderId,
+    pub venue: String,
+    pub request: OrderRequest,
+    pub status: OrderStatus,
+    pub filled_size: Decimal,
+    pub avg_fill_price: Option<Decimal>,
+    pub venue_order_id: Option<String>,
+    /// Why the order was rejected or refused, or what made its outcome unknown.
+    pub reason: Option<String>,
+    pub origin: Origin,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+impl Record for LedgerEntry {}
+
+impl LedgerEntry {
+    pub fn new_intent(venue: &str, request: OrderRequest, origin: &str, now: Millis) -> Self {
+        Self {
+            client_id: request.client_id.clone(),
+            venue: venue.to_string(),
+            request,
+            status: OrderStatus::Intent,
+            filled_size: Decimal::ZERO,
+            avg_fill_price: None,
+            venue_order_id: None,
+            reason: None,
+            origin: origin.to_string(),
+            created_ms: now,
+            updated_ms: now,
+        }
+    }
+
+    /// Takes over the venue's view of this order. Returns whether anything changed.
+    pub fn apply_venue_order(&mut self, order: &VenueOrder, now: Millis) -> bool {
+        let before = (
+            self.status,
+            self.filled_size,
+            self.avg_fill_price,
+            self.venue_order_id.clone(),
+        );
+        self.status = order.status;
+        self.filled_size = order.filled_size;
+        self.avg_fill_price = order.avg_fill_price;
+        self.venue_order_id = Some(order.venue_order_id.clone());
+        if order.reject_reason.is_some() {
+            self.reason = order.reject_reason.clone();
+        }
+        let changed = before
+            != (
+                self.status,
+                self.filled_size,
+                self.avg_fill_price,
+                self.venue_order_id.clone(),
+            );
+        if changed {
+            self.updated_ms = now;
+        }
+        changed
+    }
+
+    /// USD value filled so far.
+    pub fn filled_notional(&self) -> Decimal {
+        self.avg_fill_price
+            .map(|p| p * self.filled_size)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("order ledger: {0}")]
+    Store(#[from] StoreError),
+    #[error("order ledger: no order with client id {0}")]
+    NotFound(ClientOrderId),
+    #[error("order ledger: client id {0} is already in the ledger; an order is never sent twice")]
+    Duplicate(ClientOrderId),
+}
+
+/// Fill record key: venue and the venue's unique fill id, so re-reading fills is harmless.
+fn fill_key(venue: &str, fill_id: &str) -> String {
+    format!("{venue}/{fill_id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillRecord {
+    pub venue: String,
+    pub fill: Fill,
+}
+impl Record for FillRecord {}
+
+/// The ledger. Cheap to share behind an `Arc`.
+pub struct OrderLedger {
+    orders: Tree<LedgerEntry>,
+    fills: Tree<FillRecord>,
+    /// Orders not yet final, by client id; rebuilt from disk at open.
+    open: RwLock<BTreeMap<ClientOrderId, LedgerEntry>>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for OrderLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderLedger")
+            .field("orders", &self.orders.len())
+            .field("open", &self.open.read().len())
+            .finish()
+    }
+}
+
+impl OrderLedger {
+    /// Opens the ledger and rebuilds the index of open orders. A record that cannot be
+    /// decoded is an error: the ledger never silently forgets an order.
+    pub fn open(store: &Store, clock: SharedClock) -> Result<Self, LedgerError> {
+        let orders = store.tree::<LedgerEntry>(trees::ORDERS)?;
+        let fills = store.tree::<FillRecord>(trees::FILLS)?;
+        let mut open = BTreeMap::new();
+        for item in orders.iter() {
+            let (_, entry) = item?;
+            if !entry.status.is_terminal() {
+                open.insert(entry.client_id.clone(), entry);
+            }
+        }
+        Ok(Self {
+            orders,
+            fills,
+            open: RwLock::new(open),
+            clock,
+        })
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// Writes an order's intent and returns once it is on disk.
+    pub async fn record_intent(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let key = entry.client_id.as_str();
+        if self.open.read().contains_key(&entry.client_id) || self.orders.get(key)?.is_some() {
+            return Err(LedgerError::Duplicate(entry.client_id.clone()));
+        }
+        self.orders.put_durable(key, entry).await?;
+        if !entry.status.is_terminal() {
+            self.open
+                .write()
+                .insert(entry.client_id.clone(), entry.clone());
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to an entry and makes it durable.
+    pub async fn update(
+        &self,
+        client_id: &ClientOrderId,
+        change: impl FnOnce(&mut LedgerEntry),
+    ) -> Result<LedgerEntry, LedgerError> {
+        let mut entry = self
+            .get(client_id)?
+            .ok_or_else(|| LedgerError::NotFound(client_id.clone()))?;
+        change(&mut entry);
+        entry.updated_ms = self.now();
+        self.orders.put_durable(client_id.as_str(), &entry).await?;
+        let mut open = self.open.write();
+        if entry.status.is_terminal() {
+            open.remove(client_id);
+        } else {
+            open.insert(client_id.clone(), entry.clone());
+        }
+        Ok(entry)
+    }
+
+    pub fn get(&self, client_id: &ClientOrderId) -> Result<Option<LedgerEntry>, LedgerError> {
+        if let Some(e) = self.open.read().get(client_id) {
+            return Ok(Some(e.clone()));
+        }
+        Ok(self.orders.get(client_id.as_str())?)
+    }
+
+    /// Orders not yet final (intent, submitted, acked, partially filled, unknown).
+    pub fn open_entries(&self) -> Vec<LedgerEntry> {
+        self.open.read().values().cloned().collect()
+    }
+
+    /// The newest `n` orders, newest first.
+    pub fn recent(&self, n: usize) -> Result<Vec<LedgerEntry>, LedgerError> {
+        Ok(self.orders.last_n(n)?.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Every order, oldest first.
+    pub fn all(&self) -> Result<Vec<LedgerEntry>, LedgerError> {
+        self.orders
+            .iter()
+            .map(|r| r.map(|(_, e)| e).map_err(LedgerError::from))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    /// Records a fill once; returns false if it was already known.
+    pub async fn record_fill(&self, venue: &str, fill: &Fill) -> Result<bool, LedgerError> {
+        let key = fill_key(venue, &fill.fill_id);
+        if self.fills.get(&key)?.is_some() {
+            return Ok(false);
+        }
+        let record = FillRecord {
+            venue: venue.to_string(),
+            fill: fill.clone(),
+        };
+        self.fills.put_durable(&key, &record).await?;
+        Ok(true)
+    }
+
+    /// Time of the newest recorded fill of a venue, for incremental fill reads.
+    pub fn last_fill_ms(&self, venue: &str) -> Result<Option<Millis>, LedgerError> {
+        let mut newest = None;
+        for item in self.fills.scan_prefix(&format!("{venue}/")) {
+            let (_, r) = item?;
+            newest = newest.max(Some(r.fill.time_ms));
+        }
+        Ok(newest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use rust_decimal_macros::dec;
+
+    fn request() -> OrderRequest {
+        OrderRequest {
+            client_id: ClientOrderId::generate(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            size: dec!(0.01),
+            order_type: OrderType::Market {
+                max_slippage: dec!(0.01),
+            },
+            reduce_only: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn intent_is_durable_and_open_index_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000);
+        let (a, b) = (request(), request());
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let ledger = OrderLedger::open(&store, clock.clone()).unwrap();
+            ledger
+                .record_intent(&LedgerEntry::new_intent("paper", a.clone(), "test", 1_000))
+                .await
+                .unwrap();
+            ledger
+                .record_intent(&LedgerEntry::new_intent("paper", b.clone(), "test", 1_000))
+                .await
+                .unwrap();
+            ledger
+                .update(&b.client_id, |e| e.status = OrderStatus::Filled)
+                .await
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let ledger = OrderLedger::open(&store, clock).unwrap();
+        let open: Vec<_> = ledger
+            .open_entries()
+            .into_iter()
+            .map(|e| e.client_id)
+            .collect();
+        assert_eq!(open, vec![a.client_id.clone()]);
+        assert_eq!(
+            ledger.get(&b.client_id).unwrap().unwrap().status,
+            OrderStatus::Filled
+        );
+        assert_eq!(ledger.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_client_id_is_recorded_once() {
+        let store = Store::temporary().unwrap();
+        let ledger = OrderLedger::open(&store, ManualClock::new(0)).unwrap();
+        let entry = LedgerEntry::new_intent("paper", request(), "test", 0);
+        ledger.record_intent(&entry).await.unwrap();
+        assert!(matches!(
+            ledger.record_intent(&entry).await,
+            Err(LedgerError::Duplicate(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn fills_are_idempotent() {
+        let store = Store::temporary().unwrap();
+        let ledger = OrderLedger::open(&store, ManualClock::new(0)).unwrap();
+        let fill = Fill {
+            fill_id: "t1".into(),
+            client_id: None,
+            venue_order_id: "1".into(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            price: dec!(100),
+            size: dec!(1),
+            fee: dec!(0.05),
+            closed_pnl: dec!(0),
+            time_ms: 42,
+        };
+        assert!(ledger.record_fill("paper", &fill).await.unwrap());
+        assert!(!ledger.record_fill("paper", &fill).await.unwrap());
+        assert_eq!(ledger.last_fill_ms("paper").unwrap(), Some(42));
+        assert_eq!(ledger.last_fill_ms("other").unwrap(), None);
+    }
+
+    #[test]
+    fn newest_first() {
+        let store = Store::temporary().unwrap();
+        let ledger = OrderLedger::open(&store, ManualClock::new(0)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ids: Vec<_> = (0..3)
+            .map(|_| {
+                let r = request();
+                let id = r.client_id.clone();
+                rt.block_on(ledger.record_intent(&LedgerEntry::new_intent("paper", r, "t", 0)))
+                    .unwrap();
+                id
+            })
+            .collect();
+        let recent: Vec<_> = ledger
+            .recent(2)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.client_id)
+            .collect();
+        assert_eq!(recent, vec![ids[2].clone(), ids[1].clone()]);
+    }
+}

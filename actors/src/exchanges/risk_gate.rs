@@ -1,1 +1,465 @@
-//! (being written)
+//! The risk gate: the checks every order passes before its intent is written, and the
+//! engine's trading state.
+//!
+//! Owns: risk limits configuration, [`TradingMode`], and the pure decision "may this order
+//! go out, given the account, the position and the mode". Never: fetches data or sends
+//! orders (the gateway gives it a [`GateView`] and acts on the answer); never blocks an
+//! order that only reduces risk unless trading is halted.
+
+use std::fmt;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::types::Side;
+use crate::clock::Millis;
+use crate::store::Record;
+use crate::validate::{join, Issues};
+
+/// What the engine may do right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingMode {
+    /// Any order the limits allow.
+    #[default]
+    Normal,
+    /// Only orders that reduce an existing position.
+    Reducing,
+    /// No new orders; cancels only.
+    Halted,
+}
+
+impl TradingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingMode::Normal => "normal",
+            TradingMode::Reducing => "reducing",
+            TradingMode::Halted => "halted",
+        }
+    }
+    /// Value of the `orrery_engine_trading_mode` gauge.
+    pub fn gauge(self) -> f64 {
+        match self {
+            TradingMode::Normal => 0.0,
+            TradingMode::Reducing => 1.0,
+            TradingMode::Halted => 2.0,
+        }
+    }
+}
+
+impl fmt::Display for TradingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The trading mode with why and since when; persisted so a halt survives a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ModeState {
+    pub mode: TradingMode,
+    pub reason: String,
+    pub since_ms: Millis,
+    /// Set by the operator's kill switch; only the operator clears it.
+    #[serde(default)]
+    pub kill_switch: bool,
+}
+impl Record for ModeState {}
+
+/// Risk limits, from `[risk]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// Largest margin (notional / leverage) in one symbol, in percent of account value.
+    pub max_position_pct: Decimal,
+    /// Highest leverage an order may use.
+    pub max_leverage: u32,
+    /// Below this account value no new risk is taken and the risk agent halts trading.
+    pub min_balance_usd: Decimal,
+    /// Loss over the window that triggers closing everything (USD), if set.
+    pub max_loss_usd: Option<Decimal>,
+    /// Loss over the window, in percent of the window's baseline, if set.
+    pub max_loss_pct: Option<Decimal>,
+    /// Gain over the window that triggers taking profit (USD), if set.
+    pub max_gain_usd: Option<Decimal>,
+    /// Gain over the window, in percent of the baseline, if set.
+    pub max_gain_pct: Option<Decimal>,
+    /// Length of the PnL window; the baseline is reset when it has passed.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How often the risk agent checks the limits.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// Ask the model CLOSE_ALL or HOLD before acting on a loss or gain breach; any error
+    /// or timeout counts as CLOSE_ALL (fail closed).
+    pub ai_confirmation: bool,
+    /// Logical model asked when `ai_confirmation` is on.
+    pub model: String,
+    #[serde(with = "humantime_serde")]
+    pub confirmation_timeout: Duration,
+    /// Largest single order when closing a position; bigger positions close in chunks.
+    pub close_chunk_usd: Decimal,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        Self {
+            max_position_pct: Decimal::from(25),
+            max_leverage: 5,
+            min_balance_usd: Decimal::from(100),
+            max_loss_usd: None,
+            max_loss_pct: Some(Decimal::from(10)),
+            max_gain_usd: None,
+            max_gain_pct: None,
+            window: Duration::from_secs(24 * 3600),
+            check_interval: Duration::from_secs(10),
+            ai_confirmation: false,
+            model: "default".into(),
+            confirmation_timeout: Duration::from_secs(20),
+            close_chunk_usd: Decimal::from(10_000),
+        }
+    }
+}
+
+impl RiskConfig {
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        let hundred = Decimal::from(100);
+        let pct_ok = |v: Decimal| v > Decimal::ZERO && v <= hundred;
+        issues.check(
+            pct_ok(self.max_position_pct),
+            join(path, "max_position_pct"),
+            self.max_position_pct,
+            "a percentage in (0, 100]",
+        );
+        issues.check(
+            (1..=100).contains(&self.max_leverage),
+            join(path, "max_leverage"),
+            self.max_leverage,
+            "an integer from 1 to 100",
+        );
+        issues.check(
+            self.min_balance_usd >= Decimal::ZERO,
+            join(path, "min_balance_usd"),
+            self.min_balance_usd,
+            "zero or a positive USD amount",
+        );
+        for (key, v) in [
+            ("max_loss_usd", self.max_loss_usd),
+            ("max_gain_usd", self.max_gain_usd),
+        ] {
+            if let Some(v) = v {
+                issues.check(
+                    v > Decimal::ZERO,
+                    join(path, key),
+                    v,
+                    "a positive USD amount, or leave it out",
+                );
+            }
+        }
+        for (key, v) in [
+            ("max_loss_pct", self.max_loss_pct),
+            ("max_gain_pct", self.max_gain_pct),
+        ] {
+            if let Some(v) = v {
+                issues.check(
+                    pct_ok(v),
+                    join(path, key),
+                    v,
+                    "a percentage in (0, 100], or leave it out",
+                );
+            }
+        }
+        issues.check(
+            self.window >= Duration::from_secs(60),
+            join(path, "window"),
+            humantime::format_duration(self.window).to_string(),
+            "a duration of at least 1m, e.g. \"24h\"",
+        );
+        issues.check(
+            self.check_interval >= Duration::from_millis(100) && self.check_interval <= self.window,
+            join(path, "check_interval"),
+            humantime::format_duration(self.check_interval).to_string(),
+            "a duration from 100ms up to the window",
+        );
+        issues.check(
+            !self.model.trim().is_empty(),
+            join(path, "model"),
+            &self.model,
+            "the name of a logical model under [models]",
+        );
+        issues.check(
+            self.confirmation_timeout >= Duration::from_millis(100)
+                && self.confirmation_timeout <= Duration::from_secs(600),
+            join(path, "confirmation_timeout"),
+            humantime::format_duration(self.confirmation_timeout).to_string(),
+            "a duration from 100ms to 10m",
+        );
+        issues.check(
+            self.close_chunk_usd > Decimal::ZERO,
+            join(path, "close_chunk_usd"),
+            self.close_chunk_usd,
+            "a positive USD amount",
+        );
+    }
+}
+
+/// What the gate sees of the account when judging one order.
+#[derive(Debug, Clone)]
+pub struct GateView {
+    pub mode: TradingMode,
+    pub mode_reason: String,
+    pub account_value: Decimal,
+    /// Signed size of the current position in the order's symbol.
+    pub position_size: Decimal,
+}
+
+/// The order being judged.
+#[derive(Debug, Clone)]
+pub struct ProposedOrder {
+    pub side: Side,
+    pub size: Decimal,
+    /// Expected fill price, for notional checks.
+    pub price: Decimal,
+    pub reduce_only: bool,
+    pub leverage: u32,
+}
+
+/// Why the gate refused an order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("trading is halted ({reason}); only cancels are accepted")]
+    Halted { reason: String },
+    #[error("trading is reducing-only ({reason}); this order would not reduce a position")]
+    ReducingOnly { reason: String },
+    #[error("leverage {requested}x exceeds risk.max_leverage {max}x")]
+    Leverage { requested: u32, max: u32 },
+    #[error("account value {account_value} USD is below risk.min_balance_usd {min} USD; no new risk is taken")]
+    MinBalance {
+        account_value: Decimal,
+        min: Decimal,
+    },
+    #[error("resulting position margin {margin} USD would exceed risk.max_position_pct {pct}% of account value {account_value} USD (limit {limit} USD)")]
+    PositionLimit {
+        margin: Decimal,
+        limit: Decimal,
+        pct: Decimal,
+        account_value: Decimal,
+    },
+    #[error("reduce-only order but there is no {side} position to reduce")]
+    NothingToReduce { side: Side },
+}
+
+impl Refusal {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Halted { .. } => "halted",
+            Refusal::ReducingOnly { .. } => "reducing_only",
+            Refusal::Leverage { .. } => "leverage",
+            Refusal::MinBalance { .. } => "min_balance",
+            Refusal::PositionLimit { .. } => "position_limit",
+            Refusal::NothingToReduce { .. } => "nothing_to_reduce",
+        }
+    }
+}
+
+/// Whether an order only shrinks the current position (never opens or flips one).
+pub fn is_risk_reducing(position_size: Decimal, side: Side, size: Decimal) -> bool {
+    let reduces_long = position_size > Decimal::ZERO && side == Side::Sell;
+    let reduces_short = position_size < Decimal::ZERO && side == Side::Buy;
+    (reduces_long || reduces_short) && size <= position_size.abs()
+}
+
+/// Judges one order against the limits.
+pub fn check(limits: &RiskConfig, order: &ProposedOrder, view: &GateView) -> Result<(), Refusal> {
+    let reducing = is_risk_reducing(view.position_size, order.side, order.size);
+    if order.reduce_only && !reducing {
+        // A sell reduces a long, a buy reduces a short.
+        let reducible_side = order.side.opposite();
+        let has_reducible = match reducible_side {
+            Side::Buy => view.position_size > Decimal::ZERO,
+            Side::Sell => view.position_size < Decimal::ZERO,
+        };
+        if !has_reducible {
+            return Err(Refusal::NothingToReduce {
+                side: reducible_side,
+            });
+        }
+    }
+    match view.mode {
+        TradingMode::Halted => {
+            return Err(Refusal::Halted {
+                reason: view.mode_reason.clone(),
+            })
+        }
+        TradingMode::Reducing if !reducing => {
+            return Err(Refusal::ReducingOnly {
+                reason: view.mode_reason.clone(),
+            })
+        }
+        _ => {}
+    }
+    if reducing {
+        // Shrinking a position always lowers risk; limits below only guard new exposure.
+        return Ok(());
+    }
+    if order.leverage > limits.max_leverage {
+        return Err(Refusal::Leverage {
+            requested: order.leverage,
+            max: limits.max_leverage,
+        });
+    }
+    if view.account_value < limits.min_balance_usd {
+        return Err(Refusal::MinBalance {
+            account_value: view.account_value,
+            min: limits.min_balance_usd,
+        });
+    }
+    let resulting = view.position_size + order.side.sign() * order.size;
+    let leverage = Decimal::from(order.leverage.max(1));
+    let margin = (resulting.abs() * order.price / leverage).round_dp(2);
+    let limit = (view.account_value * limits.max_position_pct / Decimal::from(100)).round_dp(2);
+    if margin > limit {
+        return Err(Refusal::PositionLimit {
+            margin,
+            limit,
+            pct: limits.max_position_pct,
+            account_value: view.account_value,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn view(mode: TradingMode, position: Decimal) -> GateView {
+        GateView {
+            mode,
+            mode_reason: "test".into(),
+            account_value: dec!(10000),
+            position_size: position,
+        }
+    }
+
+    fn order(side: Side, size: Decimal) -> ProposedOrder {
+        ProposedOrder {
+            side,
+            size,
+            price: dec!(100),
+            reduce_only: false,
+            leverage: 1,
+        }
+    }
+
+    #[test]
+    fn position_limit_is_margin_over_account_value() {
+        let limits = RiskConfig::default(); // 25% of 10000 = 2500 USD margin
+        assert!(check(
+            &limits,
+            &order(Side::Buy, dec!(25)),
+            &view(TradingMode::Normal, dec!(0))
+        )
+        .is_ok());
+        let refused = check(
+            &limits,
+            &order(Side::Buy, dec!(26)),
+            &view(TradingMode::Normal, dec!(0)),
+        );
+        assert!(
+            matches!(refused, Err(Refusal::PositionLimit { margin, limit, .. }) if margin == dec!(2600) && limit == dec!(2500))
+        );
+        // With 2x leverage the same notional needs half the margin.
+        let mut o = order(Side::Buy, dec!(50));
+        o.leverage = 2;
+        assert!(check(&limits, &o, &view(TradingMode::Normal, dec!(0))).is_ok());
+    }
+
+    #[test]
+    fn modes_restrict_new_risk_but_not_reductions() {
+        let limits = RiskConfig::default();
+        let sell_part = order(Side::Sell, dec!(5));
+        assert!(check(&limits, &sell_part, &view(TradingMode::Reducing, dec!(10))).is_ok());
+        assert!(matches!(
+            check(
+                &limits,
+                &order(Side::Buy, dec!(1)),
+                &view(TradingMode::Reducing, dec!(10))
+            ),
+            Err(Refusal::ReducingOnly { .. })
+        ));
+        // Selling more than the long would flip it: not reducing.
+        assert!(matches!(
+            check(
+                &limits,
+                &order(Side::Sell, dec!(11)),
+                &view(TradingMode::Reducing, dec!(10))
+            ),
+            Err(Refusal::ReducingOnly { .. })
+        ));
+        assert!(matches!(
+            check(&limits, &sell_part, &view(TradingMode::Halted, dec!(10))),
+            Err(Refusal::Halted { .. })
+        ));
+    }
+
+    #[test]
+    fn leverage_and_min_balance() {
+        let limits = RiskConfig::default();
+        let mut o = order(Side::Buy, dec!(1));
+        o.leverage = 6;
+        assert_eq!(
+            check(&limits, &o, &view(TradingMode::Normal, dec!(0))),
+            Err(Refusal::Leverage {
+                requested: 6,
+                max: 5
+            })
+        );
+        let mut poor = view(TradingMode::Normal, dec!(0));
+        poor.account_value = dec!(50);
+        assert!(matches!(
+            check(&limits, &order(Side::Buy, dec!(0.1)), &poor),
+            Err(Refusal::MinBalance { .. })
+        ));
+        // A poor account may still close what it has.
+        poor.position_size = dec!(1);
+        assert!(check(&limits, &order(Side::Sell, dec!(1)), &poor).is_ok());
+    }
+
+    #[test]
+    fn reduce_only_needs_a_position_on_the_other_side() {
+        let limits = RiskConfig::default();
+        let mut o = order(Side::Sell, dec!(1));
+        o.reduce_only = true;
+        assert!(matches!(
+            check(&limits, &o, &view(TradingMode::Normal, dec!(0))),
+            Err(Refusal::NothingToReduce { .. })
+        ));
+        assert!(matches!(
+            check(&limits, &o, &view(TradingMode::Normal, dec!(-2))),
+            Err(Refusal::NothingToReduce { .. })
+        ));
+        assert!(check(&limits, &o, &view(TradingMode::Normal, dec!(2))).is_ok());
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let mut c = RiskConfig::default();
+        c.max_position_pct = dec!(150);
+        c.max_leverage = 0;
+        c.window = Duration::from_secs(1);
+        let mut issues = Issues::default();
+        c.validate("risk", &mut issues);
+        let keys: Vec<_> = issues.0.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "risk.max_position_pct",
+                "risk.max_leverage",
+                "risk.window",
+                "risk.check_interval"
+            ]
+        );
+    }
+}

@@ -1,1 +1,147 @@
-//! (being written)
+//! Telemetry: the Prometheus recorder, the catalogue of engine-level metric names, and the
+//! process sampler.
+//!
+//! Owns: installing the process-global recorder (once, by the engine process), histogram
+//! buckets, HELP texts for the metrics this module names, and sampling RSS / CPU. Never:
+//! serving HTTP (the process crate does that) or deciding what a component measures — each
+//! module records its own metrics and describes them in its own `describe()`.
+
+mod process;
+
+pub use process::{ProcessSampler, ProcessStats};
+
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Names of the engine-level metrics recorded outside a component's own module.
+pub mod names {
+    pub const PROCESS_RSS_BYTES: &str = "orrery_process_resident_memory_bytes";
+    pub const PROCESS_CPU_SECONDS: &str = "orrery_process_cpu_seconds";
+    pub const PROCESS_START_TIME: &str = "orrery_process_start_time_seconds";
+    pub const ENGINE_INFO: &str = "orrery_engine_info";
+    pub const ENGINE_UP: &str = "orrery_engine_up";
+    pub const TRADING_MODE: &str = "orrery_engine_trading_mode";
+    pub const AGENT_RUNS: &str = "orrery_agent_runs_total";
+    pub const AGENT_RUN_DURATION: &str = "orrery_agent_run_duration_seconds";
+    pub const AGENT_DECISIONS: &str = "orrery_agent_decisions_total";
+    pub const ORDERS: &str = "orrery_exchange_orders_total";
+    pub const ORDER_LATENCY: &str = "orrery_exchange_order_duration_seconds";
+    pub const VENUE_REQUESTS: &str = "orrery_exchange_requests_total";
+    pub const VENUE_REQUEST_DURATION: &str = "orrery_exchange_request_duration_seconds";
+    pub const RECONCILE_DRIFT: &str = "orrery_exchange_reconciliation_drift_total";
+    pub const RISK_REFUSALS: &str = "orrery_risk_refusals_total";
+    pub const RISK_BREACHES: &str = "orrery_risk_breaches_total";
+    pub const RISK_PNL_USD: &str = "orrery_risk_pnl_usd";
+    pub const ACCOUNT_VALUE_USD: &str = "orrery_exchange_account_value_usd";
+}
+
+/// Latency buckets (seconds) shared by every `_seconds` histogram: 100 µs to 2 min.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Builds the recorder with explicit buckets for every histogram, so the exposition has
+/// real histograms (not summaries) that `promtool check metrics` accepts.
+pub fn build_recorder() -> PrometheusRecorder {
+    let builder = PrometheusBuilder::new();
+    // A suffix matcher covers every `_seconds` histogram; other histograms get the same
+    // buckets through set_buckets so none is rendered as a summary.
+    let builder = builder
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .and_then(|b| b.set_buckets(LATENCY_BUCKETS));
+    match builder {
+        Ok(b) => b.build_recorder(),
+        // Only reachable with an empty bucket list, which LATENCY_BUCKETS is not.
+        Err(_) => PrometheusBuilder::new().build_recorder(),
+    }
+}
+
+/// Installs the process-global recorder and returns a handle that renders the exposition.
+/// Returns `None` if a recorder is already installed (e.g. a second engine in one test
+/// process); metrics then go to the first one.
+pub fn install_global_recorder() -> Option<PrometheusHandle> {
+    let recorder = build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).ok()?;
+    describe();
+    Some(handle)
+}
+
+/// HELP texts for the metrics named in [`names`].
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        names::PROCESS_RSS_BYTES,
+        Unit::Bytes,
+        "Resident set size of the engine process."
+    );
+    describe_gauge!(
+        names::PROCESS_CPU_SECONDS,
+        Unit::Seconds,
+        "Cumulative CPU time (user + system) used by the engine process."
+    );
+    describe_gauge!(
+        names::PROCESS_START_TIME,
+        Unit::Seconds,
+        "Start time of the engine process since the Unix epoch."
+    );
+    describe_gauge!(
+        names::ENGINE_INFO,
+        "Constant 1, labelled with the engine version."
+    );
+    describe_gauge!(
+        names::ENGINE_UP,
+        "1 while the engine runs, 0 once it is shutting down."
+    );
+    describe_gauge!(
+        names::TRADING_MODE,
+        "Trading state: 0 normal, 1 reducing (risk-reducing orders only), 2 halted (cancels only)."
+    );
+    describe_counter!(names::AGENT_RUNS, "Agent runs by agent and outcome.");
+    describe_histogram!(
+        names::AGENT_RUN_DURATION,
+        Unit::Seconds,
+        "Duration of one agent run."
+    );
+    describe_counter!(
+        names::AGENT_DECISIONS,
+        "Decisions made by agents, by agent, symbol and action."
+    );
+    describe_counter!(
+        names::ORDERS,
+        "Orders by venue, side and final or current status."
+    );
+    describe_histogram!(
+        names::ORDER_LATENCY,
+        Unit::Seconds,
+        "Time from order intent to the venue's answer, ledger write included."
+    );
+    describe_counter!(
+        names::VENUE_REQUESTS,
+        "Venue requests by venue, endpoint and outcome."
+    );
+    describe_histogram!(
+        names::VENUE_REQUEST_DURATION,
+        Unit::Seconds,
+        "Venue request latency by venue and endpoint."
+    );
+    describe_counter!(names::RECONCILE_DRIFT, "Ledger entries whose state differed from the venue's at reconciliation, by venue and kind.");
+    describe_counter!(
+        names::RISK_REFUSALS,
+        "Orders refused by the risk gate, by venue and reason."
+    );
+    describe_counter!(
+        names::RISK_BREACHES,
+        "Risk limit breaches, by venue and limit."
+    );
+    describe_gauge!(
+        names::RISK_PNL_USD,
+        "Profit and loss in USD since the risk window's baseline, by venue."
+    );
+    describe_gauge!(
+        names::ACCOUNT_VALUE_USD,
+        "Account value (equity) in USD, by venue."
+    );
+}
