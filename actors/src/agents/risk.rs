@@ -1,1 +1,460 @@
-//! (being written)
+//! The risk agent: watches each venue's account value against a baseline and acts on
+//! breaches of the loss, gain and minimum-balance limits.
+//!
+//! Owns: the PnL window and its persisted baseline (tree `risk`, key `baseline/<venue>`),
+//! the breach journal (`breach/<time>`), and the response to a breach: close every
+//! position in chunks, then move the engine to `Reducing` (loss) or `Halted` (minimum
+//! balance). With `ai_confirmation` it first asks the model CLOSE_ALL or HOLD, and any
+//! error, timeout or unreadable answer counts as CLOSE_ALL: it fails closed. Never: places
+//! new exposure, or lifts a halt it did not set.
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::journal::{DecisionJournal, DecisionRecord};
+use super::prompt;
+use crate::clock::{Millis, SharedClock};
+use crate::exchanges::gateway::{
+    CloseAll, GetAccount, GetPositions, LiftRiskReduction, OrderGateway, OrderReport, SetMode,
+};
+use crate::exchanges::risk_gate::{RiskConfig, TradingMode};
+use crate::models::decision::parse_risk_verdict;
+use crate::models::{
+    ModelClient, ModelRequest, Purpose, RiskContext, RiskVerdict, StructuredContext,
+};
+use crate::store::{trees, Record, Store, StoreError, Tree};
+use crate::supervisor::Slot;
+use crate::telemetry::names;
+
+/// Account value at the start of the current window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub value: Decimal,
+    pub set_ms: Millis,
+}
+impl Record for Baseline {}
+
+/// One breach and what was done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreachRecord {
+    pub venue: String,
+    pub limit: String,
+    pub detail: String,
+    pub action: String,
+    pub time_ms: Millis,
+}
+impl Record for BreachRecord {}
+
+/// Which limit was breached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breach {
+    MaxLoss,
+    MaxGain,
+    MinBalance,
+}
+
+impl Breach {
+    pub fn label(self) -> &'static str {
+        match self {
+            Breach::MaxLoss => "max_loss",
+            Breach::MaxGain => "max_gain",
+            Breach::MinBalance => "min_balance",
+        }
+    }
+}
+
+/// PnL of an account against its baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pnl {
+    pub usd: Decimal,
+    pub pct: Decimal,
+}
+
+impl Pnl {
+    pub fn of(value: Decimal, baseline: Decimal) -> Self {
+        let usd = value - baseline;
+        let pct = if baseline.is_zero() {
+            Decimal::ZERO
+        } else {
+            usd / baseline * Decimal::from(100)
+        };
+        Self { usd, pct }
+    }
+}
+
+/// The first limit the account breaches, if any; min balance first, then loss, then gain.
+pub fn evaluate(limits: &RiskConfig, value: Decimal, pnl: &Pnl) -> Option<(Breach, String)> {
+    if value < limits.min_balance_usd {
+        return Some((
+            Breach::MinBalance,
+            format!(
+                "account value {} USD is below risk.min_balance_usd {}",
+                value.round_dp(2),
+                limits.min_balance_usd
+            ),
+        ));
+    }
+    let loss = -pnl.usd;
+    let loss_pct = -pnl.pct;
+    if let Some(max) = limits.max_loss_usd.filter(|m| loss >= *m) {
+        return Some((
+            Breach::MaxLoss,
+            format!(
+                "loss {} USD reached risk.max_loss_usd {max}",
+                loss.round_dp(2)
+            ),
+        ));
+    }
+    if let Some(max) = limits.max_loss_pct.filter(|m| loss_pct >= *m) {
+        return Some((
+            Breach::MaxLoss,
+            format!(
+                "loss {}% reached risk.max_loss_pct {max}%",
+                loss_pct.round_dp(2)
+            ),
+        ));
+    }
+    if let Some(max) = limits.max_gain_usd.filter(|m| pnl.usd >= *m) {
+        return Some((
+            Breach::MaxGain,
+            format!(
+                "gain {} USD reached risk.max_gain_usd {max}",
+                pnl.usd.round_dp(2)
+            ),
+        ));
+    }
+    if let Some(max) = limits.max_gain_pct.filter(|m| pnl.pct >= *m) {
+        return Some((
+            Breach::MaxGain,
+            format!(
+                "gain {}% reached risk.max_gain_pct {max}%",
+                pnl.pct.round_dp(2)
+            ),
+        ));
+    }
+    None
+}
+
+/// What the risk agent needs, cloneable into a check's future.
+#[derive(Clone)]
+pub struct RiskDeps {
+    pub gateway: Slot<OrderGateway>,
+    pub models: ModelClient,
+    pub journal: DecisionJournal,
+    pub clock: SharedClock,
+    pub baselines: Tree<Baseline>,
+    pub breaches: Tree<BreachRecord>,
+}
+
+impl RiskDeps {
+    pub fn trees(store: &Store) -> Result<(Tree<Baseline>, Tree<BreachRecord>), StoreError> {
+        Ok((store.tree(trees::RISK)?, store.tree(trees::RISK)?))
+    }
+}
+
+/// The risk agent actor.
+pub struct RiskAgent {
+    limits: RiskConfig,
+    venues: Vec<String>,
+    deps: RiskDeps,
+    running: bool,
+}
+
+impl RiskAgent {
+    pub fn new(limits: RiskConfig, venues: Vec<String>, deps: RiskDeps) -> Self {
+        Self {
+            limits,
+            venues,
+            deps,
+            running: false,
+        }
+    }
+}
+
+impl Actor for RiskAgent {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.limits.check_interval, |this, ctx| {
+            if this.running {
+                return;
+            }
+            this.running = true;
+            let (limits, venues, deps) = (this.limits.clone(), this.venues.clone(), this.deps.clone());
+            ctx.spawn(
+                async move {
+                    for venue in &venues {
+                        if let Err(e) = check_venue(&limits, &deps, venue).await {
+                            tracing::warn!(venue, error = %e, "risk check failed");
+                            metrics::counter!(names::AGENT_RUNS, "agent" => "risk", "outcome" => "error").increment(1);
+                        } else {
+                            metrics::counter!(names::AGENT_RUNS, "agent" => "risk", "outcome" => "ok").increment(1);
+                        }
+                    }
+                }
+                .into_actor(this)
+                .map(|_, this, _| this.running = false),
+            );
+        });
+    }
+}
+
+/// What one check did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Within,
+    Held { breach: Breach },
+    Closed { breach: Breach, orders: usize },
+}
+
+async fn ask_gateway<M>(slot: &Slot<OrderGateway>, msg: M) -> Result<M::Result, String>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    OrderGateway: actix::Handler<M>,
+{
+    slot.send(msg).await.map_err(|e| e.to_string())
+}
+
+fn baseline_key(venue: &str) -> String {
+    format!("baseline/{venue}")
+}
+
+/// One risk check of one venue.
+pub async fn check_venue(
+    limits: &RiskConfig,
+    deps: &RiskDeps,
+    venue: &str,
+) -> Result<CheckOutcome, String> {
+    let account = ask_gateway(
+        &deps.gateway,
+        GetAccount {
+            venue: venue.to_string(),
+        },
+    )
+    .await?
+    .map_err(|e| e.to_string())?;
+    let now = deps.clock.now_ms();
+    let window_ms = limits.window.as_millis() as i64;
+    let key = baseline_key(venue);
+    let baseline = match deps.baselines.get(&key).map_err(|e| e.to_string())? {
+        Some(b) if now - b.set_ms < window_ms => b,
+        previous => {
+            let fresh = Baseline {
+                value: account.account_value,
+                set_ms: now,
+            };
+            deps.baselines
+                .put_durable(&key, &fresh)
+                .await
+                .map_err(|e| e.to_string())?;
+            if previous.is_some() {
+                // A new window lifts a reducing state that the last window's loss set.
+                let lift = LiftRiskReduction {
+                    reason_prefix: "risk:".into(),
+                };
+                if let Ok(Err(e)) = ask_gateway(&deps.gateway, lift).await {
+                    tracing::error!(error = %e, "cannot lift the risk reduction of the last window");
+                }
+            }
+            fresh
+        }
+    };
+    let pnl = Pnl::of(account.account_value, baseline.value);
+    if let Ok(v) = f64::try_from(pnl.usd) {
+        metrics::gauge!(names::RISK_PNL_USD, "venue" => venue.to_string()).set(v);
+    }
+    let Some((breach, detail)) = evaluate(limits, account.account_value, &pnl) else {
+        return Ok(CheckOutcome::Within);
+    };
+    let positions = ask_gateway(
+        &deps.gateway,
+        GetPositions {
+            venue: venue.to_string(),
+        },
+    )
+    .await?
+    .map_err(|e| e.to_string())?;
+    let open: Vec<_> = positions
+        .into_iter()
+        .filter(|p| !p.size.is_zero())
+        .collect();
+    if open.is_empty() && breach != Breach::MinBalance {
+        // Nothing to close; a loss breach still restricts new risk for the window.
+        if breach == Breach::MaxLoss {
+            set_mode(deps, TradingMode::Reducing, &format!("risk: {detail}")).await;
+        }
+        return Ok(CheckOutcome::Within);
+    }
+    metrics::counter!(names::RISK_BREACHES, "venue" => venue.to_string(), "limit" => breach.label()).increment(1);
+
+    let verdict = if limits.ai_confirmation && breach != Breach::MinBalance {
+        confirm(
+            limits,
+            deps,
+            venue,
+            &detail,
+            &account.account_value,
+            &baseline,
+            &pnl,
+            open,
+        )
+        .await
+    } else {
+        RiskVerdict::CloseAll
+    };
+    if verdict == RiskVerdict::Hold {
+        record_breach(deps, venue, breach, &detail, "held (model answered HOLD)").await;
+        return Ok(CheckOutcome::Held { breach });
+    }
+    let closed: Vec<OrderReport> = ask_gateway(
+        &deps.gateway,
+        CloseAll {
+            venue: Some(venue.to_string()),
+            origin: "risk".into(),
+        },
+    )
+    .await?
+    .map_err(|e| e.to_string())?;
+    match breach {
+        Breach::MaxLoss => set_mode(deps, TradingMode::Reducing, &format!("risk: {detail}")).await,
+        Breach::MinBalance => set_mode(deps, TradingMode::Halted, &format!("risk: {detail}")).await,
+        Breach::MaxGain => {
+            // Profit taken: the next window starts from here.
+            let fresh = Baseline {
+                value: account.account_value,
+                set_ms: now,
+            };
+            deps.baselines
+                .put_durable(&key, &fresh)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    record_breach(
+        deps,
+        venue,
+        breach,
+        &detail,
+        &format!("closed all positions ({} orders)", closed.len()),
+    )
+    .await;
+    Ok(CheckOutcome::Closed {
+        breach,
+        orders: closed.len(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn confirm(
+    limits: &RiskConfig,
+    deps: &RiskDeps,
+    venue: &str,
+    detail: &str,
+    value: &Decimal,
+    baseline: &Baseline,
+    pnl: &Pnl,
+    positions: Vec<crate::exchanges::Position>,
+) -> RiskVerdict {
+    let context = RiskContext {
+        breach: detail.to_string(),
+        account_value: *value,
+        baseline_value: baseline.value,
+        pnl_usd: pnl.usd,
+        pnl_pct: pnl.pct,
+        positions,
+    };
+    let text = prompt::risk_prompt(&context);
+    let request = ModelRequest {
+        model: limits.model.clone(),
+        purpose: Purpose::RiskConfirmation,
+        system: prompt::RISK_SYSTEM.to_string(),
+        prompt: text.clone(),
+        context: Some(StructuredContext::Risk(context)),
+        max_tokens: 200,
+        temperature: 0.0,
+        timeout: limits.confirmation_timeout,
+        cacheable: false,
+    };
+    let mut record = DecisionRecord {
+        time_ms: deps.clock.now_ms(),
+        agent: "risk".into(),
+        venue: venue.to_string(),
+        symbol: "*".into(),
+        model: limits.model.clone(),
+        deployment: None,
+        prompt: text,
+        raw_answer: None,
+        action: None,
+        confidence: None,
+        reason: None,
+        error: None,
+        outcome: String::new(),
+        orders: vec![],
+        latency_ms: None,
+    };
+    let verdict = match deps.models.ask(request).await {
+        Ok(answer) => {
+            record.deployment = Some(answer.deployment.clone());
+            record.raw_answer = Some(answer.text.clone());
+            match parse_risk_verdict(&answer.text) {
+                Ok(v) => v,
+                Err(e) => {
+                    record.error = Some(format!("unreadable answer, failing closed: {e}"));
+                    RiskVerdict::CloseAll
+                }
+            }
+        }
+        Err(e) => {
+            record.error = Some(format!("model error, failing closed: {e}"));
+            RiskVerdict::CloseAll
+        }
+    };
+    record.action = Some(match verdict {
+        RiskVerdict::CloseAll => "CLOSE_ALL".into(),
+        RiskVerdict::Hold => "HOLD".into(),
+    });
+    record.outcome = record.action.clone().unwrap_or_default();
+    if let Err(e) = deps.journal.record(&record) {
+        tracing::error!(error = %e, "cannot journal a risk decision");
+    }
+    verdict
+}
+
+async fn set_mode(deps: &RiskDeps, mode: TradingMode, reason: &str) {
+    let msg = SetMode {
+        mode,
+        reason: reason.to_string(),
+    };
+    match ask_gateway(&deps.gateway, msg).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "risk agent cannot set the trading mode"),
+        Err(e) => tracing::error!(error = %e, "risk agent cannot reach the gateway"),
+    }
+}
+
+async fn record_breach(deps: &RiskDeps, venue: &str, breach: Breach, detail: &str, action: &str) {
+    tracing::warn!(
+        venue,
+        limit = breach.label(),
+        detail,
+        action,
+        "risk limit breached"
+    );
+    let now = deps.clock.now_ms();
+    let record = BreachRecord {
+        venue: venue.to_string(),
+        limit: breach.label().to_string(),
+        detail: detail.to_string(),
+        action: action.to_string(),
+        time_ms: now,
+    };
+    if let Err(e) = deps
+        .breaches
+        .put_durable(&format!("breach/{now:013}"), &record)
+        .await
+    {
+        tracing::error!(error = %e, "cannot record a breach");
+    }
+}

@@ -1,1 +1,445 @@
-//! (being written)
+//! The trading agent: on its schedule, for each of its symbols, candles → prompt and
+//! structured context → model → parsed BUY / SELL / NOTHING → sized order through the
+//! gateway → journal.
+//!
+//! Owns: its schedule, the sizing rule (target margin as a share of account value, at a
+//! configured leverage) and what each verdict means for the current position. Never:
+//! talks to a venue or a provider directly, or bypasses the risk gate. A run that fails
+//! for one symbol is recorded and the next symbol still runs; a run still in progress when
+//! the next tick comes is not doubled.
+
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::journal::{DecisionJournal, DecisionRecord};
+use super::memory::MemoryStore;
+use super::prompt;
+use crate::clock::SharedClock;
+use crate::exchanges::gateway::{
+    AiEntry, ClosePosition, GetAccount, GetCandles, GetPosition, GetQuote, OrderGateway,
+    OrderReport,
+};
+use crate::exchanges::{Side, Timeframe};
+use crate::models::decision::parse_trade_decision;
+use crate::models::{
+    MarketContext, ModelClient, ModelRequest, Purpose, StructuredContext, TradeAction,
+};
+use crate::supervisor::Slot;
+use crate::telemetry::names;
+use crate::validate::{join, Issues};
+
+/// One `[[agents.trading]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradingAgentConfig {
+    /// Unique agent name; its memory lives in `agents/<name>`.
+    pub name: String,
+    pub venue: String,
+    pub symbols: Vec<String>,
+    #[serde(default = "default_timeframe")]
+    pub timeframe: Timeframe,
+    /// Candles sent with each prompt.
+    #[serde(default = "default_lookback")]
+    pub lookback: usize,
+    #[serde(with = "humantime_serde", default = "default_interval")]
+    pub interval: Duration,
+    /// Delay before the first run, so the gateway can reconcile first.
+    #[serde(with = "humantime_serde", default = "default_initial_delay")]
+    pub initial_delay: Duration,
+    /// Logical model under `[models]`.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Verdicts below this confidence are treated as NOTHING.
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f64,
+    /// Target margin of a position, in percent of account value.
+    #[serde(default = "default_position_pct")]
+    pub position_pct: Decimal,
+    #[serde(default = "default_leverage")]
+    pub leverage: u32,
+    /// Whether SELL may open a short when flat.
+    #[serde(default)]
+    pub allow_short: bool,
+    /// Deadline of one model decision.
+    #[serde(with = "humantime_serde", default = "default_decision_timeout")]
+    pub decision_timeout: Duration,
+}
+
+fn default_timeframe() -> Timeframe {
+    Timeframe::M15
+}
+fn default_lookback() -> usize {
+    50
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_initial_delay() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_model() -> String {
+    "default".into()
+}
+fn default_min_confidence() -> f64 {
+    0.6
+}
+fn default_position_pct() -> Decimal {
+    Decimal::from(10)
+}
+fn default_leverage() -> u32 {
+    1
+}
+fn default_decision_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl TradingAgentConfig {
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        issues.check(
+            name_ok,
+            join(path, "name"),
+            &self.name,
+            "1 to 64 characters of a-z, A-Z, 0-9, - and _",
+        );
+        issues.check(
+            !self.symbols.is_empty(),
+            join(path, "symbols"),
+            &self.symbols,
+            "at least one symbol",
+        );
+        issues.check(
+            (2..=1000).contains(&self.lookback),
+            join(path, "lookback"),
+            self.lookback,
+            "a number of candles from 2 to 1000",
+        );
+        issues.check(
+            self.interval >= Duration::from_millis(100),
+            join(path, "interval"),
+            humantime::format_duration(self.interval).to_string(),
+            "a duration of at least 100ms",
+        );
+        issues.check(
+            (0.0..=1.0).contains(&self.min_confidence),
+            join(path, "min_confidence"),
+            self.min_confidence,
+            "a number from 0 to 1",
+        );
+        issues.check(
+            self.position_pct > Decimal::ZERO && self.position_pct <= Decimal::from(100),
+            join(path, "position_pct"),
+            self.position_pct,
+            "a percentage in (0, 100]",
+        );
+        issues.check(
+            (1..=100).contains(&self.leverage),
+            join(path, "leverage"),
+            self.leverage,
+            "an integer from 1 to 100",
+        );
+        issues.check(
+            self.decision_timeout >= Duration::from_millis(100)
+                && self.decision_timeout <= Duration::from_secs(600),
+            join(path, "decision_timeout"),
+            humantime::format_duration(self.decision_timeout).to_string(),
+            "a duration from 100ms to 10m",
+        );
+    }
+}
+
+/// Everything a run needs, cloneable into the run's future.
+#[derive(Clone)]
+pub struct TradingDeps {
+    pub gateway: Slot<OrderGateway>,
+    pub models: ModelClient,
+    pub journal: DecisionJournal,
+    pub memory: MemoryStore,
+    pub clock: SharedClock,
+}
+
+/// The trading agent actor.
+pub struct TradingAgent {
+    config: TradingAgentConfig,
+    deps: TradingDeps,
+    running: bool,
+}
+
+impl TradingAgent {
+    pub fn new(config: TradingAgentConfig, deps: TradingDeps) -> Self {
+        Self {
+            config,
+            deps,
+            running: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            metrics::counter!(names::AGENT_RUNS, "agent" => self.config.name.clone(), "outcome" => "skipped_busy").increment(1);
+            return;
+        }
+        self.running = true;
+        let (config, deps) = (self.config.clone(), self.deps.clone());
+        ctx.spawn(
+            async move { run_once(&config, &deps).await }
+                .into_actor(self)
+                .map(|_, this, _| this.running = false),
+        );
+    }
+}
+
+impl Actor for TradingAgent {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.config.initial_delay, |this, ctx| {
+            this.tick(ctx);
+            ctx.run_interval(this.config.interval, |this, ctx| this.tick(ctx));
+        });
+    }
+}
+
+/// One run over every symbol. Returns the decisions made, for tests and the control API.
+pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<DecisionRecord> {
+    let started = Instant::now();
+    let mut records = Vec::with_capacity(config.symbols.len());
+    let mut first_error = None;
+    for symbol in &config.symbols {
+        let record = decide_and_act(config, deps, symbol).await;
+        if let Some(e) = &record.error {
+            first_error.get_or_insert_with(|| format!("{symbol}: {e}"));
+        }
+        if let Err(e) = deps.journal.record(&record) {
+            tracing::error!(agent = %config.name, error = %e, "cannot journal a decision");
+        }
+        records.push(record);
+    }
+    let outcome = if first_error.is_some() { "error" } else { "ok" };
+    metrics::counter!(names::AGENT_RUNS, "agent" => config.name.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(names::AGENT_RUN_DURATION, "agent" => config.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    if let Err(e) = deps.memory.record_run(deps.clock.now_ms(), first_error) {
+        tracing::error!(agent = %config.name, error = %e, "cannot record agent memory");
+    }
+    records
+}
+
+async fn gateway<M>(slot: &Slot<OrderGateway>, msg: M) -> Result<M::Result, String>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    OrderGateway: actix::Handler<M>,
+{
+    slot.send(msg).await.map_err(|e| e.to_string())
+}
+
+async fn decide_and_act(
+    config: &TradingAgentConfig,
+    deps: &TradingDeps,
+    symbol: &str,
+) -> DecisionRecord {
+    let mut record = DecisionRecord {
+        time_ms: deps.clock.now_ms(),
+        agent: config.name.clone(),
+        venue: config.venue.clone(),
+        symbol: symbol.to_string(),
+        model: config.model.clone(),
+        deployment: None,
+        prompt: String::new(),
+        raw_answer: None,
+        action: None,
+        confidence: None,
+        reason: None,
+        error: None,
+        outcome: "none".into(),
+        orders: Vec::new(),
+        latency_ms: None,
+    };
+    let context = match market_context(config, deps, symbol).await {
+        Ok(c) => c,
+        Err(e) => {
+            record.error = Some(format!("market data: {e}"));
+            record.outcome = "no_data".into();
+            return record;
+        }
+    };
+    record.prompt = prompt::trade_prompt(&context);
+    let account_value = context.account_value;
+    let position_side = context.position.as_ref().and_then(|p| p.side());
+    let request = ModelRequest {
+        model: config.model.clone(),
+        purpose: Purpose::TradeDecision,
+        system: prompt::TRADE_SYSTEM.to_string(),
+        prompt: record.prompt.clone(),
+        context: Some(StructuredContext::Market(context)),
+        max_tokens: 300,
+        temperature: 0.0,
+        timeout: config.decision_timeout,
+        cacheable: false,
+    };
+    let asked = Instant::now();
+    let answer = deps.models.ask(request).await;
+    record.latency_ms = Some(asked.elapsed().as_millis() as u64);
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            record.error = Some(format!("model: {e}"));
+            record.outcome = "model_error".into();
+            return record;
+        }
+    };
+    record.deployment = Some(answer.deployment.clone());
+    record.raw_answer = Some(answer.text.clone());
+    let decision = match parse_trade_decision(&answer.text) {
+        Ok(d) => d,
+        Err(e) => {
+            record.error = Some(format!("unreadable answer: {e}"));
+            record.outcome = "parse_error".into();
+            return record;
+        }
+    };
+    let action_label = match decision.action {
+        TradeAction::Buy => "BUY",
+        TradeAction::Sell => "SELL",
+        TradeAction::Nothing => "NOTHING",
+    };
+    record.action = Some(action_label.to_string());
+    record.confidence = Some(decision.confidence);
+    record.reason = Some(decision.reason.clone());
+    metrics::counter!(names::AGENT_DECISIONS, "agent" => config.name.clone(), "symbol" => symbol.to_string(), "action" => action_label).increment(1);
+
+    if decision.action != TradeAction::Nothing && decision.confidence < config.min_confidence {
+        record.outcome = format!("below_min_confidence_{}", config.min_confidence);
+        return record;
+    }
+    let origin = format!("agent:{}", config.name);
+    let target_usd = (account_value * config.position_pct / Decimal::from(100)
+        * Decimal::from(config.leverage))
+    .round_dp(2);
+    let acted: Result<Vec<OrderReport>, String> = match (decision.action, position_side) {
+        (TradeAction::Nothing, _) => {
+            record.outcome = "hold".into();
+            Ok(vec![])
+        }
+        (TradeAction::Buy, _) => {
+            record.outcome = "enter_long".into();
+            entry(deps, config, symbol, Side::Buy, target_usd, &origin).await
+        }
+        (TradeAction::Sell, Some(Side::Buy)) => {
+            record.outcome = "close_long".into();
+            let msg = ClosePosition {
+                venue: config.venue.clone(),
+                symbol: symbol.to_string(),
+                origin: origin.clone(),
+            };
+            flatten(gateway(&deps.gateway, msg).await)
+        }
+        (TradeAction::Sell, _) if config.allow_short => {
+            record.outcome = "enter_short".into();
+            entry(deps, config, symbol, Side::Sell, target_usd, &origin).await
+        }
+        (TradeAction::Sell, _) => {
+            record.outcome = "no_long_to_sell".into();
+            Ok(vec![])
+        }
+    };
+    match acted {
+        Ok(orders) => record.orders = orders,
+        Err(e) => {
+            record.error = Some(format!("order: {e}"));
+            record.outcome = format!("{}_failed", record.outcome);
+        }
+    }
+    record
+}
+
+async fn entry(
+    deps: &TradingDeps,
+    config: &TradingAgentConfig,
+    symbol: &str,
+    side: Side,
+    usd: Decimal,
+    origin: &str,
+) -> Result<Vec<OrderReport>, String> {
+    let msg = AiEntry {
+        venue: config.venue.clone(),
+        symbol: symbol.to_string(),
+        side,
+        usd,
+        leverage: config.leverage,
+        origin: origin.to_string(),
+    };
+    flatten(gateway(&deps.gateway, msg).await)
+}
+
+fn flatten<T, E: std::fmt::Display>(r: Result<Result<T, E>, String>) -> Result<T, String> {
+    r.and_then(|inner| inner.map_err(|e| e.to_string()))
+}
+
+async fn market_context(
+    config: &TradingAgentConfig,
+    deps: &TradingDeps,
+    symbol: &str,
+) -> Result<MarketContext, String> {
+    let venue = config.venue.clone();
+    let candles = flatten(
+        gateway(
+            &deps.gateway,
+            GetCandles {
+                venue: venue.clone(),
+                symbol: symbol.to_string(),
+                timeframe: config.timeframe,
+                lookback: config.lookback,
+            },
+        )
+        .await,
+    )?;
+    let quote = flatten(
+        gateway(
+            &deps.gateway,
+            GetQuote {
+                venue: venue.clone(),
+                symbol: symbol.to_string(),
+            },
+        )
+        .await,
+    )?;
+    let position = flatten(
+        gateway(
+            &deps.gateway,
+            GetPosition {
+                venue: venue.clone(),
+                symbol: symbol.to_string(),
+            },
+        )
+        .await,
+    )?;
+    let account = flatten(
+        gateway(
+            &deps.gateway,
+            GetAccount {
+                venue: venue.clone(),
+            },
+        )
+        .await,
+    )?;
+    Ok(MarketContext {
+        venue,
+        symbol: symbol.to_string(),
+        timeframe: config.timeframe.as_str().to_string(),
+        price: quote.mid(),
+        candles,
+        position,
+        account_value: account.account_value,
+    })
+}

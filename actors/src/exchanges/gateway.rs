@@ -1112,6 +1112,19 @@ gateway_message!(
     |core, msg| core.set_mode(msg.mode, &msg.reason)
 );
 gateway_message!(
+    /// Back to `Normal` if the mode is `Reducing` for a reason starting with
+    /// `reason_prefix` (the risk agent's own restriction); never lifts a halt.
+    LiftRiskReduction { reason_prefix: String } -> ModeState,
+    |core, msg| {
+        let state = core.mode();
+        if state.mode == TradingMode::Reducing && state.reason.starts_with(&msg.reason_prefix) {
+            core.set_mode(TradingMode::Normal, "risk: new window")
+        } else {
+            Ok(state)
+        }
+    }
+);
+gateway_message!(
     /// Engage (halt and close everything) or release the kill switch.
     KillSwitch { engaged: bool, reason: String } -> ModeState,
     |core, msg| {

@@ -2,6 +2,7 @@
 //! deployment, and the router in front of them. Agents see only [`types`] and the router's
 //! messages.
 
+pub mod client;
 pub mod decision;
 pub mod local;
 pub mod pool;
@@ -9,4 +10,5 @@ pub mod providers;
 pub mod router;
 pub mod types;
 
+pub use client::ModelClient;
 pub use types::*;

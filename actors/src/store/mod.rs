@@ -208,6 +208,16 @@ impl Store {
             })
     }
 
+    /// Names of every tree in the store.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.inner
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
     /// Total bytes on disk, as sled reports them.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)

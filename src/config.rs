@@ -1,0 +1,385 @@
+//! Configuration: one TOML file, `ORRERY__SECTION__KEY` environment overrides, and
+//! validation that names every bad key before anything starts.
+//!
+//! Secrets are never read from the file: each provider or venue module reads its own
+//! from the environment under the provider's usual name.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orrery_actors::agents::trading::TradingAgentConfig;
+use orrery_actors::exchanges::gateway::GatewayConfig;
+use orrery_actors::exchanges::paper::PaperConfig;
+use orrery_actors::exchanges::risk_gate::RiskConfig;
+use orrery_actors::models::router::ModelsConfig;
+use orrery_actors::supervisor::{Backoff, Intensity};
+use orrery_actors::validate::{join, ConfigIssue, Issues};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides: `ORRERY__RISK__MAX_LEVERAGE=3`.
+pub const ENV_PREFIX: &str = "ORRERY__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub engine: EngineConfig,
+    pub telemetry: TelemetryConfig,
+    pub supervisor: SupervisorConfig,
+    pub exchanges: ExchangesConfig,
+    pub models: ModelsConfig,
+    pub risk: RiskConfig,
+    pub agents: AgentsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Where sled keeps state; created with mode 0700.
+    pub data_dir: PathBuf,
+    /// How long each actor may take to stop before it is killed.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// `tracing` filter, e.g. `info` or `orrery=debug,info`; `RUST_LOG` wins.
+    pub log: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            shutdown_timeout: Duration::from_secs(10),
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Metrics and control API address. Keep it on loopback: the control API can trade.
+    pub listen: SocketAddr,
+    /// How often RSS and CPU are sampled.
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
+    /// Serve nothing (metrics are still recorded).
+    pub disabled: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9898)),
+            sample_interval: Duration::from_secs(5),
+            disabled: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// Restart intensity: at most `max_restarts` within `period`, then escalate.
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    /// Backoff between restarts of one child: initial delay, doubling up to max.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Jitter as a fraction of the delay (0.2 = ±20%).
+    pub backoff_jitter: f64,
+    /// Mailbox capacity of each actor.
+    pub mailbox: usize,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            period: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            backoff_jitter: 0.2,
+            mailbox: 256,
+        }
+    }
+}
+
+impl SupervisorConfig {
+    pub fn intensity(&self) -> Intensity {
+        Intensity {
+            max_restarts: self.max_restarts,
+            period: self.period,
+        }
+    }
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.backoff_initial,
+            max: self.backoff_max,
+            multiplier: 2.0,
+            jitter: self.backoff_jitter,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangesConfig {
+    #[serde(flatten)]
+    pub gateway: GatewayConfig,
+    /// Venue accounts by name.
+    pub venues: BTreeMap<String, VenueConfig>,
+}
+
+impl Default for ExchangesConfig {
+    fn default() -> Self {
+        let mut venues = BTreeMap::new();
+        venues.insert("paper".to_string(), VenueConfig::Paper(PaperConfig::default()));
+        Self {
+            gateway: GatewayConfig::default(),
+            venues,
+        }
+    }
+}
+
+/// One venue account; `kind` selects the connector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VenueConfig {
+    Paper(PaperConfig),
+}
+
+impl VenueConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VenueConfig::Paper(_) => "paper",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    pub trading: Vec<TradingAgentConfig>,
+    pub risk: RiskAgentSwitch,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            trading: Vec::new(),
+            risk: RiskAgentSwitch { enabled: true },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskAgentSwitch {
+    pub enabled: bool,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment override {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Shape { key: String, message: String },
+    #[error("{} bad config value(s):\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+impl Config {
+    /// Reads the file (or defaults when `path` is `None`), applies environment overrides
+    /// from `env`, and validates.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut tree = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+                    path: p.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut tree, &var, rest, &value)?;
+            }
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Shape {
+                key: if key == "." { "<root>".into() } else { key },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value and every cross-reference; returns all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut issues = Issues::default();
+        let e = &self.engine;
+        issues.check(
+            !e.data_dir.as_os_str().is_empty(),
+            "engine.data_dir",
+            &e.data_dir,
+            "a directory path",
+        );
+        check_duration(&mut issues, "engine.shutdown_timeout", e.shutdown_timeout, 100, 300_000);
+        issues.check(
+            tracing_subscriber::EnvFilter::try_new(&e.log).is_ok(),
+            "engine.log",
+            &e.log,
+            "a tracing filter such as `info` or `orrery=debug,warn`",
+        );
+        check_duration(&mut issues, "telemetry.sample_interval", self.telemetry.sample_interval, 100, 3_600_000);
+        let s = &self.supervisor;
+        issues.check(s.max_restarts >= 1 && s.max_restarts <= 1000, "supervisor.max_restarts", s.max_restarts, "an integer from 1 to 1000");
+        check_duration(&mut issues, "supervisor.period", s.period, 100, 86_400_000);
+        check_duration(&mut issues, "supervisor.backoff_initial", s.backoff_initial, 0, 600_000);
+        check_duration(&mut issues, "supervisor.backoff_max", s.backoff_max, 0, 3_600_000);
+        issues.check(s.backoff_max >= s.backoff_initial, "supervisor.backoff_max", humantime::format_duration(s.backoff_max).to_string(), "a duration not below supervisor.backoff_initial");
+        issues.check((0.0..=1.0).contains(&s.backoff_jitter), "supervisor.backoff_jitter", s.backoff_jitter, "a fraction from 0 to 1");
+        issues.check((1..=1_000_000).contains(&s.mailbox), "supervisor.mailbox", s.mailbox, "a capacity from 1 to 1000000");
+
+        self.exchanges.gateway.validate("exchanges", &mut issues);
+        issues.check(!self.exchanges.venues.is_empty(), "exchanges.venues", "{}", "at least one venue, e.g. [exchanges.venues.paper] kind = \"paper\"");
+        for (name, venue) in &self.exchanges.venues {
+            let path = format!("exchanges.venues.{name}");
+            issues.check(valid_name(name), &path, name, "a venue name of a-z, A-Z, 0-9, - and _");
+            match venue {
+                VenueConfig::Paper(p) => p.validate(&path, &mut issues),
+            }
+        }
+        self.models.validate("models", &mut issues);
+        self.risk.validate("risk", &mut issues);
+        if self.risk.ai_confirmation || self.agents.risk.enabled {
+            issues.check(
+                self.models.has_model(&self.risk.model) || !self.risk.ai_confirmation,
+                "risk.model",
+                &self.risk.model,
+                format!("a logical model under [models]: {}", self.models.names().join(", ")),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, agent) in self.agents.trading.iter().enumerate() {
+            let path = format!("agents.trading[{i}]");
+            agent.validate(&path, &mut issues);
+            issues.check(seen.insert(agent.name.clone()), join(&path, "name"), &agent.name, "a name no other trading agent uses");
+            issues.check(
+                self.exchanges.venues.contains_key(&agent.venue),
+                join(&path, "venue"),
+                &agent.venue,
+                format!("a venue under [exchanges.venues]: {}", self.exchanges.venues.keys().cloned().collect::<Vec<_>>().join(", ")),
+            );
+            issues.check(
+                self.models.has_model(&agent.model),
+                join(&path, "model"),
+                &agent.model,
+                format!("a logical model under [models]: {}", self.models.names().join(", ")),
+            );
+            issues.check(
+                agent.leverage <= self.risk.max_leverage,
+                join(&path, "leverage"),
+                agent.leverage,
+                format!("at most risk.max_leverage ({})", self.risk.max_leverage),
+            );
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(issues.0))
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_duration(issues: &mut Issues, key: &str, d: Duration, min_ms: u64, max_ms: u64) {
+    let ms = d.as_millis() as u64;
+    issues.check(
+        (min_ms..=max_ms).contains(&ms),
+        key,
+        humantime::format_duration(d).to_string(),
+        format!(
+            "a duration from {} to {}",
+            humantime::format_duration(Duration::from_millis(min_ms)),
+            humantime::format_duration(Duration::from_millis(max_ms))
+        ),
+    );
+}
+
+/// Applies `ORRERY__A__B__0__C=value` to the TOML tree: segments are lower-cased keys,
+/// a numeric segment indexes an existing array (e.g. `[[agents.trading]]`), and the value
+/// is read as a TOML value (number, bool, string, array) or, failing that, a plain string.
+fn apply_override(tree: &mut toml::Table, var: &str, rest: &str, raw: &str) -> Result<(), ConfigError> {
+    let segments: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let mut root = toml::Value::Table(std::mem::take(tree));
+    let result = set_path(&mut root, &segments, value);
+    if let toml::Value::Table(t) = root {
+        *tree = t;
+    }
+    result.map_err(|message| ConfigError::Env {
+        var: var.to_string(),
+        message,
+    })
+}
+
+fn set_path(node: &mut toml::Value, segments: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((head, tail)) = segments.split_first() else {
+        return Err("no key after the ORRERY__ prefix".into());
+    };
+    if head.is_empty() {
+        return Err("empty key segment; write ORRERY__SECTION__KEY".into());
+    }
+    let child = match node {
+        toml::Value::Table(t) => {
+            if tail.is_empty() {
+                t.insert(head.clone(), value);
+                return Ok(());
+            }
+            t.entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        }
+        toml::Value::Array(items) => {
+            let len = items.len();
+            let idx: usize = head
+                .parse()
+                .map_err(|_| format!("`{head}` is not an index into an array of {len}"))?;
+            let item = items
+                .get_mut(idx)
+                .ok_or_else(|| format!("index {idx} is past the end of an array of {len}"))?;
+            if tail.is_empty() {
+                *item = value;
+                return Ok(());
+            }
+            item
+        }
+        _ => return Err(format!("`{head}` is below a plain value, not a section")),
+    };
+    set_path(child, tail, value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+use super::*;
+
+fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(
+        Some(&path),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = Config::load(None, Vec::new()).unwrap();
+    assert_eq!(c.telemetry.listen.to_string(), "127.0.0.1:9898");
+    assert!(c.exchanges.venues.contains_key("paper"));
+}
+
+#[test]
+fn shipped_default_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    let c = Config::load(Some(&path), Vec::new()).unwrap();
+    assert!(!c.agents.trading.is_empty(), "the default config trades");
+}
+
+#[test]
+fn an_out_of_range_value_names_its_key_value_and_what_is_allowed() {
+    let err = load_str("[risk]\nmax_leverage = 0\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("`risk.max_leverage`"), "{err}");
+    assert!(err.contains("bad value 0"), "{err}");
+    assert!(err.contains("an integer from 1 to 100"), "{err}");
+}
+
+#[test]
+fn a_wrong_type_names_its_key() {
+    let err = load_str("[telemetry]\nlisten = \"not an address\"\n", &[]).unwrap_err();
+    assert!(matches!(&err, ConfigError::Shape { key, .. } if key == "telemetry.listen"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_is_rejected() {
+    let err = load_str("[risk]\nmax_levrage = 3\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("max_levrage"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = "[risk]\nmax_leverage = 0\nmax_position_pct = 500\n[supervisor]\nbackoff_jitter = 3.0\n";
+    let ConfigError::Invalid(issues) = load_str(text, &[]).unwrap_err() else {
+        panic!("expected value issues")
+    };
+    let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.contains(&"risk.max_leverage"));
+    assert!(keys.contains(&"risk.max_position_pct"));
+    assert!(keys.contains(&"supervisor.backoff_jitter"));
+}
+
+#[test]
+fn environment_overrides_win_and_are_typed() {
+    let text = "[[agents.trading]]\nname = \"t\"\nvenue = \"paper\"\nsymbols = [\"BTC\"]\n";
+    let c = load_str(
+        text,
+        &[
+            ("ORRERY__RISK__MAX_LEVERAGE", "3"),
+            ("ORRERY__TELEMETRY__LISTEN", "127.0.0.1:9999"),
+            ("ORRERY__AGENTS__TRADING__0__INTERVAL", "5s"),
+            ("UNRELATED", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.risk.max_leverage, 3);
+    assert_eq!(c.telemetry.listen.port(), 9999);
+    assert_eq!(c.agents.trading[0].interval, Duration::from_secs(5));
+}
+
+#[test]
+fn a_bad_override_names_the_variable() {
+    let err = load_str("", &[("ORRERY__AGENTS__TRADING__3__NAME", "x")]).unwrap_err().to_string();
+    assert!(err.contains("ORRERY__AGENTS__TRADING__3__NAME"), "{err}");
+}
+
+#[test]
+fn cross_references_are_checked() {
+    let text = "[[agents.trading]]\nname = \"t\"\nvenue = \"nowhere\"\nsymbols = [\"BTC\"]\nmodel = \"missing\"\n";
+    let err = load_str(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("agents.trading[0].venue"), "{err}");
+    assert!(err.contains("agents.trading[0].model"), "{err}");
+}
