@@ -1,58 +1,91 @@
-//! Temporary minimal Slot until the supervisor branch lands (replaced on merge).
-use std::sync::Arc;
+//! The supervisor tree: child specs, restart policies, panic capture, escalation.
+//!
+//! Owns: running every long-lived actor of the engine under a [`Supervisor`], restarting it
+//! from its spec when it fails, and the [`Slot`] through which everything else reaches it.
+//! Never: what the actors do, or process exit (the engine watches [`RootHandle`]).
+//!
+//! Semantics follow OTP:
+//! - strategies `one_for_one`, `one_for_all`, `rest_for_one`; restart types `permanent`,
+//!   `transient` (only after an abnormal exit), `temporary` (never; removed once it exits);
+//! - restart intensity: more than `max_restarts` restarts within `period` makes the
+//!   supervisor stop its children in reverse order and fail, so its parent applies its own
+//!   policy; at the root the tree ends with [`RootExit::Escalated`] naming the child;
+//! - exponential backoff with jitter before each restart (per child: the count of restarts
+//!   in a row resets once the child stayed up longer than the intensity period);
+//! - ordered start, reverse-ordered stop with a per-child shutdown timeout, then a kill.
+//!
+//! Unlike actix's own `Supervisor`, a panic in a handler or in a future on the actor's
+//! context is caught ([`ChildExit::Panicked`]), and a restart rebuilds the actor by calling
+//! its factory again (the factory reloads its state from sled), so a restart starts clean.
+//!
+//! ```ignore
+//! let router: Slot<ModelRouter> = Slot::new();
+//! let models = {
+//!     let router = router.clone();
+//!     move || SupervisorSpec::new("models")
+//!         .strategy(Strategy::RestForOne)
+//!         .child(ChildSpec::in_slot("router", router.clone(), |ctx| {
+//!             Ok(ModelRouter::load(ctx.store())?)
+//!         }))
+//! };
+//! let root = start_root(
+//!     SupervisorSpec::new("engine").child(ChildSpec::supervisor("models", models)),
+//!     Some(store),
+//! );
+//! let answer = router.send(Ask { .. }).await?;
+//! ```
 
-use actix::dev::ToEnvelope;
-use actix::{Actor, Addr, Handler, Message};
-use parking_lot::RwLock;
+mod actor;
+mod backoff;
+mod intensity;
+mod panic_hook;
+mod record;
+mod root;
+mod runner;
+mod slot;
+mod spec;
+mod start;
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum SlotError {
-    #[error("actor `{0}` is not running")]
-    NotRunning(String),
-    #[error("actor `{0}` stopped before answering")]
-    Closed(String),
+pub use actor::Supervisor;
+pub use backoff::Backoff;
+pub use intensity::{Intensity, RestartWindow, Verdict};
+pub use panic_hook::install_panic_hook;
+pub use record::{restart_records, RestartRecord};
+pub use root::{start_root, RootExit, RootHandle};
+pub use runner::{panic_message, ChildExit, FailureSignal};
+pub use slot::{Slot, SlotError};
+pub use spec::{ChildSpec, Factory, RestartType, SpecError, StartError, Strategy, SupervisorSpec};
+pub use start::StartCtx;
+
+/// Describes this module's metrics to the installed recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, Unit};
+    describe_counter!(
+        "orrery_actor_restarts_total",
+        Unit::Count,
+        "Restarts of a supervised actor, by its path in the tree; persisted across process restarts"
+    );
+    describe_gauge!(
+        "orrery_actor_up",
+        Unit::Count,
+        "1 while a supervised actor is running, 0 while it is down or restarting"
+    );
+    describe_gauge!(
+        "orrery_actor_mailbox_depth",
+        Unit::Count,
+        "Messages sent to an actor through its slot and not yet answered"
+    );
+    describe_counter!(
+        "orrery_actor_messages_total",
+        Unit::Count,
+        "Messages an actor answered (or accepted, for messages sent without waiting)"
+    );
+    describe_counter!(
+        "orrery_supervisor_escalations_total",
+        Unit::Count,
+        "Times a supervisor exceeded its restart intensity and escalated to its parent"
+    );
 }
 
-pub struct Slot<A: Actor> {
-    name: Arc<str>,
-    addr: Arc<RwLock<Option<Addr<A>>>>,
-}
-impl<A: Actor> Clone for Slot<A> {
-    fn clone(&self) -> Self {
-        Self {
-            name: self.name.clone(),
-            addr: self.addr.clone(),
-        }
-    }
-}
-impl<A: Actor> Slot<A> {
-    pub fn new(name: &str) -> Self {
-        Self {
-            name: Arc::from(name),
-            addr: Arc::new(RwLock::new(None)),
-        }
-    }
-    pub fn set(&self, addr: Option<Addr<A>>) {
-        *self.addr.write() = addr;
-    }
-    pub fn addr(&self) -> Option<Addr<A>> {
-        self.addr.read().clone()
-    }
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    pub async fn send<M>(&self, msg: M) -> Result<M::Result, SlotError>
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        A: Handler<M>,
-        A::Context: ToEnvelope<A, M>,
-    {
-        let addr = self
-            .addr()
-            .ok_or_else(|| SlotError::NotRunning(self.name.to_string()))?;
-        addr.send(msg)
-            .await
-            .map_err(|_| SlotError::Closed(self.name.to_string()))
-    }
-}
+#[cfg(test)]
+mod tests;
