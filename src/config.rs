@@ -201,19 +201,24 @@ impl Config {
     /// Reads the file (or defaults when `path` is `None`), applies environment overrides
     /// from `env`, and validates.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut tree = match path {
+        match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.to_path_buf(),
                     source,
                 })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
-                    path: p.to_path_buf(),
-                    message: e.to_string(),
-                })?
+                Self::load_str(&text, &p.display().to_string(), env)
             }
-            None => toml::Table::new(),
-        };
+            None => Self::load_str("", "<defaults>", env),
+        }
+    }
+
+    /// As [`Config::load`], from TOML text; `origin` names it in errors.
+    pub fn load_str(text: &str, origin: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut tree = text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from(origin),
+            message: e.to_string(),
+        })?;
         for (var, value) in env {
             if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut tree, &var, rest, &value)?;
@@ -270,10 +275,10 @@ impl Config {
         self.risk.validate("risk", &mut issues);
         if self.risk.ai_confirmation || self.agents.risk.enabled {
             issues.check(
-                self.models.has_model(&self.risk.model) || !self.risk.ai_confirmation,
+                self.models.models.contains_key(&self.risk.model) || !self.risk.ai_confirmation,
                 "risk.model",
                 &self.risk.model,
-                format!("a logical model under [models]: {}", self.models.names().join(", ")),
+                format!("a logical model under [models]: {}", self.models.models.keys().cloned().collect::<Vec<_>>().join(", ")),
             );
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -288,10 +293,10 @@ impl Config {
                 format!("a venue under [exchanges.venues]: {}", self.exchanges.venues.keys().cloned().collect::<Vec<_>>().join(", ")),
             );
             issues.check(
-                self.models.has_model(&agent.model),
+                self.models.models.contains_key(&agent.model),
                 join(&path, "model"),
                 &agent.model,
-                format!("a logical model under [models]: {}", self.models.names().join(", ")),
+                format!("a logical model under [models]: {}", self.models.models.keys().cloned().collect::<Vec<_>>().join(", ")),
             );
             issues.check(
                 agent.leverage <= self.risk.max_leverage,

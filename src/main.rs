@@ -1,1 +1,344 @@
-fn main() {}
+//! The `orrery` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use orrery::config::Config;
+use orrery::engine::{Engine, EngineHandle};
+use orrery::http::ApiError;
+use orrery::status::{self, StatusReport};
+use orrery_actors::exchanges::gateway::{Amount, OrderIntent, OrderReport, PlaceOrder, Pricing};
+use orrery_actors::exchanges::{Side, TimeInForce};
+use orrery_actors::store::{Store, StoreError};
+use orrery_actors::supervisor::RootExit;
+use rust_decimal::Decimal;
+
+/// The configuration compiled into the binary; used when no file is given and
+/// `config/default.toml` is not in the working directory.
+const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
+#[derive(Parser)]
+#[command(name = "orrery", version, about = "Supervised actor engine for LLM-driven crypto trading agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine until Ctrl-C / SIGTERM (or for a fixed duration).
+    Run {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Stop cleanly after this long, e.g. `60s`, `5m`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        run_for: Option<Duration>,
+    },
+    /// Show positions, balances, PnL, orders, decisions and restarts.
+    Status {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and exit.
+    CheckConfig {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Place one order through the gateway, ledger and risk gate.
+    Order {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        venue: String,
+        #[arg(long)]
+        symbol: String,
+        #[arg(long, value_parser = parse_side)]
+        side: Side,
+        /// Notional in USD.
+        #[arg(long)]
+        usd: Decimal,
+        /// Limit price; a market order without it.
+        #[arg(long)]
+        limit: Option<Decimal>,
+        #[arg(long)]
+        reduce_only: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_side(s: &str) -> Result<Side, String> {
+    s.parse()
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+const EXIT_FAILURE: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run {
+        config: std::env::var_os("ORRERY_CONFIG").map(PathBuf::from),
+        run_for: None,
+    });
+    match command {
+        Command::Run { config, run_for } => with_config(config.as_deref(), |c| run(c, run_for)),
+        Command::Status { config, json } => with_config(config.as_deref(), |c| show_status(c, json)),
+        Command::CheckConfig { config } => with_config(config.as_deref(), |c| {
+            println!(
+                "config OK: data dir {}, venues [{}], models [{}], {} trading agent(s), metrics on {}",
+                c.engine.data_dir.display(),
+                c.exchanges.venues.keys().cloned().collect::<Vec<_>>().join(", "),
+                c.models.models.keys().cloned().collect::<Vec<_>>().join(", "),
+                c.agents.trading.len(),
+                c.telemetry.listen
+            );
+            ExitCode::SUCCESS
+        }),
+        Command::Order {
+            config,
+            venue,
+            symbol,
+            side,
+            usd,
+            limit,
+            reduce_only,
+            json,
+        } => with_config(config.as_deref(), |c| {
+            let intent = OrderIntent {
+                venue,
+                symbol,
+                side,
+                amount: Amount::Usd(usd),
+                pricing: match limit {
+                    Some(price) => Pricing::Limit {
+                        price,
+                        tif: TimeInForce::Gtc,
+                    },
+                    None => Pricing::Market,
+                },
+                reduce_only,
+                origin: "manual".into(),
+            };
+            place_order(c, intent, json)
+        }),
+    }
+}
+
+/// Loads the configuration (file, `./config/default.toml`, or the embedded default), applies
+/// `ORRERY__*` overrides, validates, and runs `f`; a bad config exits 2 before anything starts.
+fn with_config(path: Option<&Path>, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
+    let env = std::env::vars();
+    let loaded = match path {
+        Some(p) => Config::load(Some(p), env),
+        None if Path::new("config/default.toml").is_file() => Config::load(Some(Path::new("config/default.toml")), env),
+        None => Config::load_str(EMBEDDED_DEFAULT, "<embedded default>", env),
+    };
+    match loaded {
+        Ok(config) => f(config),
+        Err(e) => {
+            eprintln!("orrery: {e}");
+            eprintln!("orrery: nothing was started");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(config: Config, run_for: Option<Duration>) -> ExitCode {
+    init_logging(&config.engine.log);
+    orrery_actors::supervisor::install_panic_hook();
+    let system = actix::System::new();
+    system.block_on(async move {
+        let engine = match Engine::start(config).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("orrery: cannot start: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        let reason = wait_for_stop(&engine, run_for).await;
+        let exit = match reason {
+            Stop::Tree(exit) => exit,
+            Stop::Requested(why) => {
+                tracing::info!("{why}: stopping intake, draining in-flight work, flushing state");
+                engine.shutdown().await
+            }
+        };
+        match exit {
+            RootExit::Normal => {
+                tracing::info!("engine stopped cleanly");
+                ExitCode::SUCCESS
+            }
+            RootExit::Escalated(reason) => {
+                let _ = engine.store.flush();
+                eprintln!("orrery: the supervisor tree gave up and the engine stopped: {reason}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
+}
+
+enum Stop {
+    Requested(&'static str),
+    Tree(RootExit),
+}
+
+async fn wait_for_stop(engine: &EngineHandle, run_for: Option<Duration>) -> Stop {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::error!("cannot install signal handlers; stop the engine with SIGKILL only");
+        return Stop::Tree(engine.terminated().await);
+    };
+    let deadline = async {
+        match run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = int.recv() => Stop::Requested("SIGINT"),
+        _ = term.recv() => Stop::Requested("SIGTERM"),
+        _ = deadline => Stop::Requested("--for elapsed"),
+        exit = engine.terminated() => Stop::Tree(exit),
+    }
+}
+
+/// Opens the data dir, or says the engine that holds it is running.
+fn open_store(config: &Config) -> Result<Option<Store>, String> {
+    match Store::open(&config.engine.data_dir) {
+        Ok(s) => Ok(Some(s)),
+        Err(StoreError::Open { source, .. }) if is_lock_error(&source) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
+        || e.to_string().contains("lock")
+}
+
+fn control_url(config: &Config, path: &str) -> String {
+    format!("http://{}{path}", config.telemetry.listen)
+}
+
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn show_status(config: Config, json: bool) -> ExitCode {
+    let system = actix::System::new();
+    let report: Result<StatusReport, String> = system.block_on(async {
+        if !config.engine.data_dir.exists() {
+            return Err(format!(
+                "no data dir at {}; the engine has not run with this config yet",
+                config.engine.data_dir.display()
+            ));
+        }
+        match open_store(&config)? {
+            Some(store) => status::offline(&config, &store).await,
+            None => {
+                let url = control_url(&config, "/api/status");
+                let resp = http_client()?
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+                resp.json::<StatusReport>().await.map_err(|e| format!("unreadable status from {url}: {e}"))
+            }
+        }
+    });
+    match report {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            print!("{}", status::render(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("orrery: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode {
+    init_logging("warn");
+    let system = actix::System::new();
+    let result: Result<OrderReport, String> = system.block_on(async move {
+        match open_store(&config)? {
+            // The engine is stopped: boot the gateway and its connectors only.
+            Some(store) => {
+                drop(store);
+                config.agents.trading.clear();
+                config.agents.risk.enabled = false;
+                config.telemetry.disabled = true;
+                let engine = Engine::start(config).await.map_err(|e| e.to_string())?;
+                let answer = engine.gateway.send(PlaceOrder { intent }).await;
+                engine.shutdown().await;
+                answer.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+            }
+            None => {
+                let url = control_url(&config, "/api/orders");
+                let resp = http_client()?
+                    .post(&url)
+                    .json(&intent)
+                    .send()
+                    .await
+                    .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+                if resp.status().is_success() {
+                    resp.json::<OrderReport>().await.map_err(|e| e.to_string())
+                } else {
+                    let status = resp.status();
+                    let body = resp.json::<ApiError>().await.map(|b| b.error).unwrap_or_default();
+                    Err(format!("{status}: {body}"))
+                }
+            }
+        }
+    });
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "{} {} {} {} size {} filled {} avg {} -> {}",
+                    report.client_id,
+                    report.venue,
+                    report.side,
+                    report.symbol,
+                    report.size,
+                    report.filled_size,
+                    report.avg_fill_price.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    report.status
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": e }));
+            }
+            eprintln!("orrery: order failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

@@ -1,23 +1,27 @@
-//! How agents reach the model router: by the `Ask` message only, through a resolver that
-//! finds the router's current address (it changes when the router is restarted).
+//! How agents reach the model router: by the `Ask` message only, through the router's
+//! supervisor slot, whose address changes when the router is restarted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Recipient;
+use actix::dev::ToEnvelope;
+use actix::{Actor, Handler};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
+use crate::supervisor::Slot;
 
 /// Grace beyond a request's own timeout before the caller gives up on the router itself;
 /// the router answers a deadline error first in every normal case.
 const ROUTER_GRACE: Duration = Duration::from_millis(250);
 
-type Resolve = Arc<dyn Fn() -> Option<Recipient<Ask>> + Send + Sync>;
+type Send = Arc<dyn Fn(Ask) -> BoxFuture<'static, Result<ModelResponse, ModelError>> + std::marker::Send + Sync>;
 
 /// A cloneable handle to "whatever currently serves `Ask`".
 #[derive(Clone)]
 pub struct ModelClient {
-    resolve: Resolve,
+    send: Send,
 }
 
 impl std::fmt::Debug for ModelClient {
@@ -27,9 +31,31 @@ impl std::fmt::Debug for ModelClient {
 }
 
 impl ModelClient {
-    pub fn new(resolve: impl Fn() -> Option<Recipient<Ask>> + Send + Sync + 'static) -> Self {
+    /// Sends through a supervisor slot (the engine's router).
+    pub fn from_slot<A>(slot: Slot<A>) -> Self
+    where
+        A: Actor + Handler<Ask>,
+        A::Context: ToEnvelope<A, Ask>,
+    {
         Self {
-            resolve: Arc::new(resolve),
+            send: Arc::new(move |ask| {
+                let sent = slot.send(ask);
+                async move { sent.await.unwrap_or(Err(ModelError::ShuttingDown)) }.boxed()
+            }),
+        }
+    }
+
+    /// Sends to a fixed address; for tests and embedding without supervision.
+    pub fn from_addr<A>(addr: actix::Addr<A>) -> Self
+    where
+        A: Actor + Handler<Ask>,
+        A::Context: ToEnvelope<A, Ask>,
+    {
+        Self {
+            send: Arc::new(move |ask| {
+                let sent = addr.send(ask);
+                async move { sent.await.unwrap_or(Err(ModelError::ShuttingDown)) }.boxed()
+            }),
         }
     }
 
@@ -37,10 +63,8 @@ impl ModelClient {
     pub async fn ask(&self, request: ModelRequest) -> Result<ModelResponse, ModelError> {
         let model = request.model.clone();
         let timeout = request.timeout;
-        let router = (self.resolve)().ok_or(ModelError::ShuttingDown)?;
-        match tokio::time::timeout(timeout + ROUTER_GRACE, router.send(Ask(request))).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(ModelError::ShuttingDown),
+        match tokio::time::timeout(timeout + ROUTER_GRACE, (self.send)(Ask(request))).await {
+            Ok(answer) => answer,
             Err(_) => Err(ModelError::DeadlineExceeded { model, timeout }),
         }
     }

@@ -164,8 +164,9 @@ impl Venue for ScriptedVenue {
 use crate::clock::Millis;
 
 fn setup(store: &Store, venue: Arc<ScriptedVenue>, limits: RiskConfig) -> Arc<GatewayCore> {
-    let slot = Slot::<Connector>::new("scripted");
-    slot.set(Some(Connector::new(venue).start()));
+    let slot = Slot::<Connector>::new();
+    let addr = Connector::new(venue).start();
+    slot.fill(addr, slot.next_token(), "test/scripted");
     let mut venues = BTreeMap::new();
     venues.insert("scripted".to_string(), slot);
     GatewayCore::open(

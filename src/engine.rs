@@ -1,0 +1,314 @@
+//! Boot and shutdown of the engine: builds the supervisor tree of DESIGN.md from a
+//! validated [`Config`] and hands back an [`EngineHandle`].
+//!
+//! ```text
+//! engine (one_for_one)
+//! ├── telemetry      process sampler
+//! ├── models         pools, then the router (rest_for_one)
+//! ├── exchanges      connectors, then the order gateway (rest_for_one)
+//! └── agents         risk agent, trading agents (one_for_one)
+//! ```
+//!
+//! Every factory rebuilds its actor from config and sled, so a restart starts clean.
+//! Agents start last and stop first; the gateway reconciles before it accepts an order.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use orrery_actors::agents::memory::MemoryStore;
+use orrery_actors::agents::risk::{RiskAgent, RiskDeps};
+use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
+use orrery_actors::agents::DecisionJournal;
+use orrery_actors::clock::{system_clock, SharedClock};
+use orrery_actors::exchanges::connector::Connector;
+use orrery_actors::exchanges::gateway::{GatewayCore, OrderGateway};
+use orrery_actors::exchanges::paper::PaperVenue;
+use orrery_actors::exchanges::Venue;
+use orrery_actors::models::pool::{HealthTable, ModelPool};
+use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
+use orrery_actors::models::ModelClient;
+use orrery_actors::store::{Store, StoreError};
+use orrery_actors::supervisor::{
+    start_root, ChildSpec, RestartType, RootExit, RootHandle, Slot, StartError, Strategy, SupervisorSpec,
+};
+use orrery_actors::telemetry::{self, ProcessSampler};
+
+use crate::config::{Config, ConfigError, VenueConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot serve metrics and the control API on {addr}: {source}; is another orrery running? change telemetry.listen")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What a running engine exposes to its embedder.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub root: RootHandle,
+    pub gateway: Slot<OrderGateway>,
+    pub router: Slot<ModelRouter>,
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub metrics: Option<PrometheusHandle>,
+    http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
+}
+
+/// The engine's entry point.
+pub struct Engine;
+
+impl Engine {
+    /// Starts the engine. Call inside a running actix `System`.
+    pub async fn start(config: Config) -> Result<EngineHandle, EngineError> {
+        Self::start_with_clock(config, system_clock()).await
+    }
+
+    /// As [`Engine::start`], with an injected wall clock.
+    pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<EngineHandle, EngineError> {
+        config.validate()?;
+        let store = Store::open(&config.engine.data_dir)?;
+        let metrics = telemetry::install_global_recorder();
+        describe_all();
+        metrics::gauge!(telemetry::names::ENGINE_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(telemetry::names::ENGINE_UP).set(1.0);
+
+        let config = Arc::new(config);
+        let gateway = Slot::<OrderGateway>::new();
+        let router = Slot::<ModelRouter>::new();
+        let spec = tree(&config, &store, &clock, &gateway, &router, metrics.clone());
+        let root = start_root(spec, Some(store.clone()));
+
+        let mut handle = EngineHandle {
+            root,
+            gateway,
+            router,
+            store,
+            config: config.clone(),
+            metrics,
+            http: None,
+        };
+        if !config.telemetry.disabled {
+            let addr = config.telemetry.listen;
+            match crate::http::serve(handle.clone(), addr) {
+                Ok(server) => handle.http = Some(server),
+                Err(source) => {
+                    handle.root.shutdown().await;
+                    return Err(EngineError::Listen { addr, source });
+                }
+            }
+        }
+        tracing::info!(
+            data_dir = %config.engine.data_dir.display(),
+            listen = ?handle.listen_addr(),
+            venues = ?config.exchanges.venues.keys().collect::<Vec<_>>(),
+            agents = config.agents.trading.len(),
+            "engine started"
+        );
+        Ok(handle)
+    }
+}
+
+impl EngineHandle {
+    /// Where metrics and the control API are served, if they are.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(_, a)| *a)
+    }
+
+    /// Stops intake (HTTP), stops the tree in reverse order (agents first, so in-flight
+    /// decisions finish before the gateway and connectors stop), flushes sled.
+    pub async fn shutdown(&self) -> RootExit {
+        metrics::gauge!(telemetry::names::ENGINE_UP).set(0.0);
+        if let Some((server, _)) = &self.http {
+            server.stop(true).await;
+        }
+        let exit = self.root.shutdown().await;
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final flush of the data dir failed");
+        }
+        exit
+    }
+
+    /// Resolves when the tree ends on its own (escalation to the root).
+    pub async fn terminated(&self) -> RootExit {
+        self.root.terminated().await
+    }
+}
+
+fn describe_all() {
+    telemetry::describe();
+    orrery_actors::supervisor::describe();
+    orrery_actors::models::pool::describe();
+    orrery_actors::models::router::describe();
+}
+
+/// Venues as trait objects, opened from config and sled; used by the connector factories
+/// and by offline status.
+pub fn open_venue(name: &str, config: &VenueConfig, store: &Store, clock: SharedClock) -> Result<Arc<dyn Venue>, String> {
+    match config {
+        VenueConfig::Paper(paper) => PaperVenue::open(name, paper, store, clock)
+            .map(|v| Arc::new(v) as Arc<dyn Venue>)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn tree(
+    config: &Arc<Config>,
+    store: &Store,
+    clock: &SharedClock,
+    gateway: &Slot<OrderGateway>,
+    router: &Slot<ModelRouter>,
+    metrics: Option<PrometheusHandle>,
+) -> SupervisorSpec {
+    let sup = &config.supervisor;
+    let base = |name: &str, strategy: Strategy| {
+        SupervisorSpec::new(name)
+            .strategy(strategy)
+            .intensity(sup.intensity())
+            .backoff(sup.backoff())
+    };
+    let mailbox = sup.mailbox;
+    let shutdown = config.engine.shutdown_timeout;
+
+    let sample_interval = config.telemetry.sample_interval;
+    let telemetry_child = ChildSpec::in_slot("telemetry", Slot::<ProcessSampler>::new(), move |_| {
+        Ok(ProcessSampler::new(sample_interval, metrics.clone()))
+    })
+    .mailbox(mailbox)
+    .shutdown(shutdown);
+
+    let models = {
+        let (config, router) = (config.clone(), router.clone());
+        let base = base.clone();
+        move || {
+            let health = HealthTable::new();
+            let mut spec = base("models", Strategy::RestForOne);
+            let mut pools: BTreeMap<String, Slot<ModelPool>> = BTreeMap::new();
+            for model in config.models.models.values() {
+                for d in &model.deployments {
+                    let slot = Slot::<ModelPool>::new();
+                    pools.insert(d.id.clone(), slot.clone());
+                    let (d, health) = (d.clone(), health.clone());
+                    spec = spec.child(
+                        ChildSpec::in_slot(format!("pool-{}", d.id), slot, move |_| {
+                            pool_for(&d, &health).map_err(StartError::failed)
+                        })
+                        .mailbox(mailbox)
+                        .shutdown(shutdown),
+                    );
+                }
+            }
+            let (config, health) = (config.clone(), health.clone());
+            spec.child(
+                ChildSpec::in_slot("router", router.clone(), move |_| {
+                    Ok(ModelRouter::from_config(&config.models, health.clone(), |d| {
+                        let slot = pools.get(&d.id).cloned().unwrap_or_default();
+                        Arc::new(slot) as Arc<dyn PoolHandle>
+                    }))
+                })
+                .mailbox(mailbox)
+                .shutdown(shutdown),
+            )
+        }
+    };
+
+    let exchanges = {
+        let (config, store, clock, gateway) = (config.clone(), store.clone(), clock.clone(), gateway.clone());
+        let base = base.clone();
+        move || {
+            let mut spec = base("exchanges", Strategy::RestForOne);
+            let mut connectors = BTreeMap::new();
+            for (name, venue) in &config.exchanges.venues {
+                let slot = Slot::<Connector>::new();
+                connectors.insert(name.clone(), slot.clone());
+                let (name, venue, store, clock) = (name.clone(), venue.clone(), store.clone(), clock.clone());
+                spec = spec.child(
+                    ChildSpec::in_slot(format!("connector-{name}"), slot, move |_| {
+                        let v = open_venue(&name, &venue, &store, clock.clone()).map_err(StartError::failed)?;
+                        Ok(Connector::new(v))
+                    })
+                    .mailbox(mailbox)
+                    .shutdown(shutdown),
+                );
+            }
+            let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
+            spec.child(
+                ChildSpec::in_slot("gateway", gateway.clone(), move |_| {
+                    let core = GatewayCore::open(
+                        &store,
+                        connectors.clone(),
+                        config.risk.clone(),
+                        config.exchanges.gateway.clone(),
+                        clock.clone(),
+                    )
+                    .map_err(StartError::failed)?;
+                    Ok(OrderGateway::new(core))
+                })
+                .mailbox(mailbox)
+                .shutdown(shutdown),
+            )
+        }
+    };
+
+    let agents = {
+        let (config, store, clock, gateway, router) =
+            (config.clone(), store.clone(), clock.clone(), gateway.clone(), router.clone());
+        move || {
+            let mut spec = base("agents", Strategy::OneForOne);
+            if config.agents.risk.enabled {
+                let (config, store, clock, gateway, router) =
+                    (config.clone(), store.clone(), clock.clone(), gateway.clone(), router.clone());
+                spec = spec.child(
+                    ChildSpec::in_slot("risk", Slot::<RiskAgent>::new(), move |_| {
+                        let (baselines, breaches) = RiskDeps::trees(&store).map_err(StartError::failed)?;
+                        let deps = RiskDeps {
+                            gateway: gateway.clone(),
+                            models: ModelClient::from_slot(router.clone()),
+                            journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
+                            clock: clock.clone(),
+                            baselines,
+                            breaches,
+                        };
+                        let venues = config.exchanges.venues.keys().cloned().collect();
+                        Ok(RiskAgent::new(config.risk.clone(), venues, deps))
+                    })
+                    .mailbox(mailbox)
+                    .shutdown(shutdown),
+                );
+            }
+            for agent in &config.agents.trading {
+                let (agent, store, clock, gateway, router) =
+                    (agent.clone(), store.clone(), clock.clone(), gateway.clone(), router.clone());
+                spec = spec.child(
+                    ChildSpec::in_slot(format!("trading-{}", agent.name), Slot::<TradingAgent>::new(), move |_| {
+                        let deps = TradingDeps {
+                            gateway: gateway.clone(),
+                            models: ModelClient::from_slot(router.clone()),
+                            journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
+                            memory: MemoryStore::open(&store, &agent.name).map_err(StartError::failed)?,
+                            clock: clock.clone(),
+                        };
+                        Ok(TradingAgent::new(agent.clone(), deps))
+                    })
+                    .restart(RestartType::Permanent)
+                    .mailbox(mailbox)
+                    .shutdown(shutdown),
+                );
+            }
+            spec
+        }
+    };
+
+    SupervisorSpec::new("engine")
+        .strategy(Strategy::OneForOne)
+        .intensity(sup.intensity())
+        .backoff(sup.backoff())
+        .child(telemetry_child)
+        .child(ChildSpec::supervisor("models", models))
+        .child(ChildSpec::supervisor("exchanges", exchanges))
+        .child(ChildSpec::supervisor("agents", agents))
+}

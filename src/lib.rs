@@ -1,0 +1,11 @@
+//! Orrery, the process: configuration, boot of the supervised actor tree, the control and
+//! metrics HTTP API, status reports, and the embedding API
+//! ([`Engine::start`] → [`EngineHandle`]).
+
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod status;
+
+pub use config::Config;
+pub use engine::{Engine, EngineError, EngineHandle};
