@@ -62,7 +62,8 @@ pub struct PoolSettings {
     /// when it is earlier.
     pub timeout: Duration,
     /// Consecutive target-health failures ([`ErrorClass::counts_against_target`]) that put
-    /// the deployment into cooldown.
+    /// the deployment into cooldown. A rate limit with a Retry-After cools it down at once
+    /// for that long.
     pub cooldown_after_failures: u32,
     /// How long the router leaves a deployment alone after that.
     pub cooldown: Duration,
@@ -135,18 +136,40 @@ impl DeploymentHealth {
             });
     }
 
-    /// Counts a failure that says the target is unwell; returns whether it started a
-    /// cooldown.
-    fn record_target_failure(&self, now: Instant, settings: &PoolSettings) -> bool {
+    /// Counts a failure that says the target is unwell. Starts a cooldown when the failures
+    /// reach the threshold, or at once when the target said when to come back (a 429's
+    /// Retry-After, capped at [`MAX_RETRY_AFTER`]). Returns the cooldown it started.
+    fn record_target_failure(
+        &self,
+        now: Instant,
+        settings: &PoolSettings,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if settings.cooldown_after_failures == 0 || failures < settings.cooldown_after_failures {
-            return false;
+        let tripped =
+            settings.cooldown_after_failures != 0 && failures >= settings.cooldown_after_failures;
+        let retry_after = retry_after
+            .map(|d| d.min(MAX_RETRY_AFTER))
+            .filter(|d| !d.is_zero());
+        let pause = match (tripped, retry_after) {
+            (true, ra) => settings.cooldown.max(ra.unwrap_or_default()),
+            (false, Some(ra)) => ra,
+            (false, None) => return None,
+        };
+        if tripped {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
         }
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-        *self.cooling_down_until.lock() = Some(now + settings.cooldown);
-        true
+        let until = now + pause;
+        let mut slot = self.cooling_down_until.lock();
+        // Never shorten a cooldown already running.
+        *slot = Some(slot.map_or(until, |current| current.max(until)));
+        Some(pause)
     }
 }
+
+/// Longest a provider's Retry-After may keep a deployment out of rotation; a misbehaving
+/// server must not disable a deployment for a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// Health of every deployment, by deployment id. Cheap to clone; shared by all pools and
 /// the router.
@@ -396,17 +419,29 @@ impl PoolCall {
                 ),
             },
         };
-        let against_target = match &result {
-            ModelError::Provider { class, .. } => class.counts_against_target(),
+        let (against_target, retry_after) = match &result {
+            ModelError::Provider { class, .. } => (
+                class.counts_against_target(),
+                match class {
+                    ErrorClass::RateLimited { retry_after } => *retry_after,
+                    _ => None,
+                },
+            ),
             // Garbage on the wire is the target's fault too.
-            ModelError::Malformed { .. } => true,
-            _ => false,
+            ModelError::Malformed { .. } => (true, None),
+            _ => (false, None),
         };
-        if against_target && self.health.record_target_failure(now, &self.settings) {
+        let cooldown = against_target
+            .then(|| {
+                self.health
+                    .record_target_failure(now, &self.settings, retry_after)
+            })
+            .flatten();
+        if let Some(pause) = cooldown {
             tracing::warn!(
                 deployment = %self.deployment,
-                cooldown = ?self.settings.cooldown,
-                "deployment cooling down after {} consecutive failures; last: {result}",
+                cooldown = ?pause,
+                "deployment cooling down ({} consecutive failures allowed); last: {result}",
                 self.settings.cooldown_after_failures
             );
             metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.deployment.clone())

@@ -323,8 +323,12 @@ async fn consecutive_target_failures_start_a_cooldown_and_bad_requests_do_not() 
 async fn a_success_clears_failures_and_cooldown() {
     let health = HealthTable::new();
     let h = health.entry("a");
-    assert!(!h.record_target_failure(Instant::now(), &settings(1, 1, 1_000)));
-    assert!(h.record_target_failure(Instant::now(), &settings(1, 1, 1_000)));
+    assert!(h
+        .record_target_failure(Instant::now(), &settings(1, 1, 1_000), None)
+        .is_none());
+    assert!(h
+        .record_target_failure(Instant::now(), &settings(1, 1, 1_000), None)
+        .is_some());
     assert!(h.is_cooling_down(Instant::now()));
     let ok = FakeProvider::new("a", Behaviour::Answer("ok".into()));
     let pool = ModelPool::new("a", ok, settings(1, 1, 1_000), h.clone()).start();
@@ -357,4 +361,54 @@ fn ewma_latency_moves_toward_new_samples() {
     h.record_success(Duration::from_millis(200));
     // 0.8 * 100 + 0.2 * 200
     assert_eq!(h.ewma_latency(), Some(Duration::from_millis(120)));
+}
+
+#[test]
+fn a_retry_after_cools_down_at_once_for_that_long_capped() {
+    let s = settings(1, 1, 1_000);
+    let now = Instant::now();
+    let h = DeploymentHealth::default();
+    assert_eq!(
+        h.record_target_failure(now, &s, Some(Duration::from_secs(5))),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(h.cooling_down_until(), Some(now + Duration::from_secs(5)));
+    // The threshold trips on the second failure: the longer configured cooldown wins, and a
+    // shorter Retry-After never shortens it.
+    assert_eq!(
+        h.record_target_failure(now, &s, Some(Duration::from_secs(1))),
+        Some(s.cooldown)
+    );
+    assert_eq!(h.cooling_down_until(), Some(now + s.cooldown));
+
+    let h = DeploymentHealth::default();
+    assert_eq!(
+        h.record_target_failure(now, &s, Some(Duration::from_secs(86_400))),
+        Some(MAX_RETRY_AFTER)
+    );
+}
+
+#[actix::test]
+async fn a_rate_limit_with_retry_after_cools_the_deployment_down() {
+    let health = HealthTable::new();
+    let limited = FakeProvider::new(
+        "rl",
+        Behaviour::Fail(ErrorClass::RateLimited {
+            retry_after: Some(Duration::from_secs(20)),
+        }),
+    );
+    let pool = ModelPool::new("rl", limited, settings(1, 1, 1_000), health.entry("rl")).start();
+    let before = Instant::now();
+    pool.send(Complete {
+        request: request(),
+        deadline: far(),
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    let until = health
+        .entry("rl")
+        .cooling_down_until()
+        .expect("cooling down");
+    assert!(until >= before + Duration::from_secs(20) && until < before + Duration::from_secs(25));
 }

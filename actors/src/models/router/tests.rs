@@ -467,3 +467,40 @@ fn build_provider_refuses_what_this_build_cannot_run() {
         BuildError::UnknownLocalModel { .. }
     ));
 }
+
+#[actix::test]
+async fn failover_is_counted_in_the_metrics() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // Everything in this test runs on this thread (actix test system), so a thread-local
+    // recorder sees it without touching the process-global one.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    crate::models::pool::describe();
+    describe();
+
+    let health = HealthTable::new();
+    let a = FakeProvider::new("a", Behaviour::Fail(ErrorClass::Unavailable));
+    let b = FakeProvider::new("b", Behaviour::Answer("BUY".into()));
+    let r = router(
+        &health,
+        vec![
+            ("a", Arc::new(start_pool(&health, a, settings(2, 2, 1_000)))),
+            ("b", Arc::new(start_pool(&health, b, settings(2, 2, 1_000)))),
+        ],
+    );
+    r.send(ask("m", 5_000)).await.unwrap().unwrap();
+
+    let text = handle.render();
+    for line in [
+        "# HELP orrery_model_fallbacks_total",
+        r#"orrery_model_fallbacks_total{model="m",from="a"} 1"#,
+        r#"orrery_model_requests_total{deployment="a",outcome="unavailable"} 1"#,
+        r#"orrery_model_requests_total{deployment="b",outcome="ok"} 1"#,
+        r#"orrery_model_tokens_total{deployment="b",kind="prompt"} 10"#,
+        r#"orrery_model_tokens_total{deployment="b",kind="completion"} 5"#,
+        r#"orrery_model_in_flight{deployment="b"} 0"#,
+        r#"orrery_model_request_duration_seconds_count{deployment="b"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}
