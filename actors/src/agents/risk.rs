@@ -399,7 +399,10 @@ async fn confirm(
             record.deployment = Some(answer.deployment.clone());
             record.raw_answer = Some(answer.text.clone());
             match parse_risk_verdict(&answer.text) {
-                Ok(v) => v,
+                Ok(parsed) => {
+                    record.reason = Some(parsed.reason);
+                    parsed.verdict
+                }
                 Err(e) => {
                     record.error = Some(format!("unreadable answer, failing closed: {e}"));
                     RiskVerdict::CloseAll

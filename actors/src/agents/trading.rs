@@ -301,7 +301,12 @@ async fn decide_and_act(
     record.deployment = Some(answer.deployment.clone());
     record.raw_answer = Some(answer.text.clone());
     let decision = match parse_trade_decision(&answer.text) {
-        Ok(d) => d,
+        Ok(parsed) => {
+            if parsed.confidence_defaulted {
+                record.error = Some("the answer gave no confidence; the parser's default was used".into());
+            }
+            parsed.decision
+        }
         Err(e) => {
             record.error = Some(format!("unreadable answer: {e}"));
             record.outcome = "parse_error".into();

@@ -1,1 +1,489 @@
-//! (being written)
+//! One pool per model deployment (provider + model + key): the [`Provider`] trait every
+//! wire format implements, the [`ModelPool`] actor that bounds and times its calls, and the
+//! shared [`HealthTable`] the router reads without a message round trip.
+//!
+//! Owns: admission (at most `max_concurrent` calls in flight, at most `max_queued` waiting,
+//! beyond that an immediate overload error), the per-request deadline, per-deployment
+//! metrics, and the deployment's health (in flight, EWMA latency, consecutive failures,
+//! cooldown). Never: retries or fails over (the router does), parses answers (see
+//! `decision`), or knows a wire format (see `providers` and `local`).
+//!
+//! Requests run concurrently: the handler returns a future that actix runs on the pool's
+//! arbiter, so one slow call never blocks the mailbox. The health entry lives in the shared
+//! table, not in the actor, so a restarted pool keeps its deployment's cooldown and latency.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::time::Instant;
+
+use super::types::{ModelError, ModelRequest, ModelResponse, Usage};
+use crate::resilience::ErrorClass;
+
+/// What a provider returns for one call; the pool adds who served it and how long it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub usage: Usage,
+    /// As the provider reported it (`stop`, `length`, ...), if it did.
+    pub finish_reason: Option<String>,
+}
+
+/// One deployment's wire format: turns a request into a completion.
+///
+/// Implementations classify their failures as [`ModelError::Provider`] with the right
+/// [`ErrorClass`] (or [`ModelError::Malformed`]); the pool and the router decide what to do
+/// about them. They need not enforce the request deadline: the pool does.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The deployment id this provider serves (`[[models.<name>.deployments]] id`).
+    fn name(&self) -> &str;
+    /// The provider kind, e.g. `local`, `openai`.
+    fn provider(&self) -> &str;
+    /// The provider's model name, e.g. `rules-v1`, `gpt-4o-mini`.
+    fn model(&self) -> &str;
+    async fn complete(&self, req: &ModelRequest) -> Result<Completion, ModelError>;
+}
+
+/// Limits of one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Calls to the provider at once.
+    pub max_concurrent: usize,
+    /// Requests allowed to wait for a free slot; past that, requests are refused at once
+    /// so the router can try a sibling instead of piling up here.
+    pub max_queued: usize,
+    /// Longest a single call may take, queueing included; the caller's own deadline wins
+    /// when it is earlier.
+    pub timeout: Duration,
+    /// Consecutive target-health failures ([`ErrorClass::counts_against_target`]) that put
+    /// the deployment into cooldown. A rate limit with a Retry-After cools it down at once
+    /// for that long.
+    pub cooldown_after_failures: u32,
+    /// How long the router leaves a deployment alone after that.
+    pub cooldown: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 4,
+            max_queued: 64,
+            timeout: Duration::from_secs(30),
+            cooldown_after_failures: 3,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Weight of the newest sample in the latency EWMA.
+const EWMA_ALPHA: f64 = 0.2;
+
+/// Live health of one deployment, shared by its pool (writer) and the router (reader).
+#[derive(Debug, Default)]
+pub struct DeploymentHealth {
+    in_flight: AtomicUsize,
+    queued: AtomicUsize,
+    /// Microseconds; 0 means no sample yet.
+    ewma_latency_us: AtomicU64,
+    consecutive_failures: AtomicU32,
+    cooling_down_until: parking_lot::Mutex<Option<Instant>>,
+}
+
+impl DeploymentHealth {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+    /// Exponentially weighted latency of successful calls, if there was one.
+    pub fn ewma_latency(&self) -> Option<Duration> {
+        match self.ewma_latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+    pub fn cooling_down_until(&self) -> Option<Instant> {
+        *self.cooling_down_until.lock()
+    }
+    pub fn is_cooling_down(&self, now: Instant) -> bool {
+        self.cooling_down_until().is_some_and(|until| now < until)
+    }
+
+    fn record_success(&self, latency: Duration) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        *self.cooling_down_until.lock() = None;
+        let sample = latency.as_micros().clamp(1, u128::from(u64::MAX)) as f64;
+        // fetch_update only fails if the closure returns None, which it never does.
+        let _ = self
+            .ewma_latency_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                let next = if old == 0 {
+                    sample
+                } else {
+                    old as f64 * (1.0 - EWMA_ALPHA) + sample * EWMA_ALPHA
+                };
+                Some(next.max(1.0) as u64)
+            });
+    }
+
+    /// Counts a failure that says the target is unwell. Starts a cooldown when the failures
+    /// reach the threshold, or at once when the target said when to come back (a 429's
+    /// Retry-After, capped at [`MAX_RETRY_AFTER`]). Returns the cooldown it started.
+    fn record_target_failure(
+        &self,
+        now: Instant,
+        settings: &PoolSettings,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let tripped =
+            settings.cooldown_after_failures != 0 && failures >= settings.cooldown_after_failures;
+        let retry_after = retry_after
+            .map(|d| d.min(MAX_RETRY_AFTER))
+            .filter(|d| !d.is_zero());
+        let pause = match (tripped, retry_after) {
+            (true, ra) => settings.cooldown.max(ra.unwrap_or_default()),
+            (false, Some(ra)) => ra,
+            (false, None) => return None,
+        };
+        if tripped {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        let until = now + pause;
+        let mut slot = self.cooling_down_until.lock();
+        // Never shorten a cooldown already running.
+        *slot = Some(slot.map_or(until, |current| current.max(until)));
+        Some(pause)
+    }
+}
+
+/// Longest a provider's Retry-After may keep a deployment out of rotation; a misbehaving
+/// server must not disable a deployment for a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Health of every deployment, by deployment id. Cheap to clone; shared by all pools and
+/// the router.
+#[derive(Debug, Clone, Default)]
+pub struct HealthTable(Arc<DashMap<String, Arc<DeploymentHealth>>>);
+
+impl HealthTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The deployment's entry, created on first use. A restarted pool gets the same entry.
+    pub fn entry(&self, deployment: &str) -> Arc<DeploymentHealth> {
+        if let Some(h) = self.0.get(deployment) {
+            return h.clone();
+        }
+        self.0
+            .entry(deployment.to_string())
+            .or_default()
+            .value()
+            .clone()
+    }
+    pub fn get(&self, deployment: &str) -> Option<Arc<DeploymentHealth>> {
+        self.0.get(deployment).map(|h| h.clone())
+    }
+}
+
+/// Ask one pool for one completion. The router sends this; agents never do.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ModelResponse, ModelError>")]
+pub struct Complete {
+    pub request: Arc<ModelRequest>,
+    /// The caller's deadline (failover included); the pool answers by then at the latest.
+    pub deadline: Instant,
+}
+
+/// The actor in front of one deployment.
+pub struct ModelPool {
+    call: Arc<PoolCall>,
+}
+
+/// Everything one call needs, shared with the futures the handler returns so they do not
+/// borrow the actor.
+struct PoolCall {
+    deployment: String,
+    provider: Arc<dyn Provider>,
+    settings: PoolSettings,
+    permits: Arc<Semaphore>,
+    health: Arc<DeploymentHealth>,
+}
+
+impl ModelPool {
+    /// A pool for `deployment`, calling `provider` within `settings`, reporting into
+    /// `health` (take it from [`HealthTable::entry`] so the router sees it).
+    pub fn new(
+        deployment: impl Into<String>,
+        provider: Arc<dyn Provider>,
+        settings: PoolSettings,
+        health: Arc<DeploymentHealth>,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        Self {
+            call: Arc::new(PoolCall {
+                deployment: deployment.into(),
+                provider,
+                settings,
+                permits,
+                health,
+            }),
+        }
+    }
+
+    pub fn deployment(&self) -> &str {
+        &self.call.deployment
+    }
+}
+
+impl Actor for ModelPool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The handler returns at once (the work runs as a future), so the mailbox only
+        // needs to absorb bursts; admission control is the semaphore and `max_queued`.
+        let s = &self.call.settings;
+        ctx.set_mailbox_capacity((s.max_concurrent + s.max_queued).max(16));
+    }
+}
+
+impl Handler<Complete> for ModelPool {
+    type Result = ResponseFuture<Result<ModelResponse, ModelError>>;
+
+    fn handle(&mut self, msg: Complete, _ctx: &mut Self::Context) -> Self::Result {
+        let call = self.call.clone();
+        Box::pin(async move { call.run(msg).await })
+    }
+}
+
+/// Keeps the in-flight count and its gauge right on every exit path, cancellation included.
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    deployment: &'a str,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize, deployment: &'a str) -> Self {
+        let now = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("orrery_model_in_flight", "deployment" => deployment.to_string())
+            .set(now as f64);
+        Self {
+            counter,
+            deployment,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let now = self.counter.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!("orrery_model_in_flight", "deployment" => self.deployment.to_string())
+            .set(now as f64);
+    }
+}
+
+impl PoolCall {
+    async fn run(&self, msg: Complete) -> Result<ModelResponse, ModelError> {
+        let started = Instant::now();
+        let own_deadline = started + self.settings.timeout;
+        let deadline = msg.deadline.min(own_deadline);
+        let (outcome, result) = match self.admit(deadline).await {
+            Err((outcome, e)) => (outcome, Err(e)),
+            Ok(permit) => {
+                let result = self.call_provider(&msg.request, deadline, started).await;
+                drop(permit);
+                let outcome = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => e.label(),
+                };
+                (outcome, result)
+            }
+        };
+        let dep = self.deployment.clone();
+        metrics::counter!("orrery_model_requests_total", "deployment" => dep.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("orrery_model_request_duration_seconds", "deployment" => dep)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// A slot to call the provider, waiting in the bounded queue if need be.
+    async fn admit(
+        &self,
+        deadline: Instant,
+    ) -> Result<OwnedSemaphorePermit, (&'static str, ModelError)> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::Closed) => return Err(("closed", self.closed())),
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        let health = &self.health;
+        if health.queued.fetch_add(1, Ordering::Relaxed) >= self.settings.max_queued {
+            health.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err((
+                "overloaded",
+                ModelError::Provider {
+                    deployment: self.deployment.clone(),
+                    class: ErrorClass::Unavailable,
+                    message: format!(
+                        "overloaded: {} calls in flight and {} queued (max_concurrent {}, max_queued {}); try a sibling deployment or raise the limits",
+                        health.in_flight(),
+                        self.settings.max_queued,
+                        self.settings.max_concurrent,
+                        self.settings.max_queued
+                    ),
+                },
+            ));
+        }
+        // The queue slot was taken above; this guard gives it back however we leave.
+        let queued = QueueSlot(&health.queued);
+        let waited = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
+        drop(queued);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(("closed", self.closed())),
+            // Waiting in our own queue says nothing about the provider: not a failure.
+            Err(_) => Err((
+                "queue_timeout",
+                ModelError::Provider {
+                    deployment: self.deployment.clone(),
+                    class: ErrorClass::Timeout,
+                    message: format!(
+                        "no free slot before the deadline ({} calls in flight, max_concurrent {}); raise max_concurrent or add a deployment",
+                        self.health.in_flight(),
+                        self.settings.max_concurrent
+                    ),
+                },
+            )),
+        }
+    }
+
+    fn closed(&self) -> ModelError {
+        // The semaphore is never closed while the pool exists; reported, not panicked on.
+        ModelError::Provider {
+            deployment: self.deployment.clone(),
+            class: ErrorClass::Unavailable,
+            message: "the pool is shutting down; try a sibling deployment".into(),
+        }
+    }
+
+    async fn call_provider(
+        &self,
+        request: &ModelRequest,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<ModelResponse, ModelError> {
+        let in_flight = InFlight::enter(&self.health.in_flight, &self.deployment);
+        let answer = tokio::time::timeout_at(deadline, self.provider.complete(request)).await;
+        drop(in_flight);
+        let now = Instant::now();
+        let result = match answer {
+            Ok(Ok(completion)) => {
+                let latency = now - started;
+                self.health.record_success(latency);
+                let dep = self.deployment.clone();
+                metrics::counter!("orrery_model_tokens_total", "deployment" => dep.clone(), "kind" => "prompt")
+                    .increment(completion.usage.prompt_tokens);
+                metrics::counter!("orrery_model_tokens_total", "deployment" => dep, "kind" => "completion")
+                    .increment(completion.usage.completion_tokens);
+                return Ok(ModelResponse {
+                    text: completion.text,
+                    deployment: self.deployment.clone(),
+                    provider: self.provider.provider().to_string(),
+                    model: self.provider.model().to_string(),
+                    usage: completion.usage,
+                    latency,
+                    finish_reason: completion.finish_reason,
+                    cached: false,
+                });
+            }
+            Ok(Err(e)) => e,
+            Err(_) => ModelError::Provider {
+                deployment: self.deployment.clone(),
+                class: ErrorClass::Timeout,
+                message: format!(
+                    "provider `{}` gave no answer within {:?}; the deployment timeout is {:?}",
+                    self.provider.provider(),
+                    now - started,
+                    self.settings.timeout
+                ),
+            },
+        };
+        let (against_target, retry_after) = match &result {
+            ModelError::Provider { class, .. } => (
+                class.counts_against_target(),
+                match class {
+                    ErrorClass::RateLimited { retry_after } => *retry_after,
+                    _ => None,
+                },
+            ),
+            // Garbage on the wire is the target's fault too.
+            ModelError::Malformed { .. } => (true, None),
+            _ => (false, None),
+        };
+        let cooldown = against_target
+            .then(|| {
+                self.health
+                    .record_target_failure(now, &self.settings, retry_after)
+            })
+            .flatten();
+        if let Some(pause) = cooldown {
+            tracing::warn!(
+                deployment = %self.deployment,
+                cooldown = ?pause,
+                "deployment cooling down ({} consecutive failures allowed); last: {result}",
+                self.settings.cooldown_after_failures
+            );
+            metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.deployment.clone())
+                .increment(1);
+        }
+        Err(result)
+    }
+}
+
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Describes the pool metrics (HELP lines). Call once after installing a recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "orrery_model_requests_total",
+        "Model requests per deployment, by outcome: ok, overloaded, queue_timeout, closed, or the error label (timeout, unavailable, rate_limited, auth, bad_request, malformed)."
+    );
+    describe_histogram!(
+        "orrery_model_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a pool receiving a model request to its answer, queueing included."
+    );
+    describe_counter!(
+        "orrery_model_tokens_total",
+        "Tokens used per deployment, by kind (prompt or completion)."
+    );
+    describe_gauge!(
+        "orrery_model_in_flight",
+        "Calls to the provider currently in flight per deployment."
+    );
+    describe_counter!(
+        "orrery_model_cooldowns_total",
+        "Times a deployment was put into cooldown after consecutive failures."
+    );
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

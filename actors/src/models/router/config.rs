@@ -1,0 +1,409 @@
+//! The `[models]` config section, its validation, and the factory that turns a deployment's
+//! config into a provider and a pool.
+//!
+//! Owns: the shape of `[models.<name>]` and `[[models.<name>.deployments]]`, what values
+//! are allowed, and which provider kinds this build can run. Never: reads secrets (the
+//! HTTP providers take their keys from the environment when they are built) or starts
+//! actors under supervision (the engine does).
+//!
+//! ```toml
+//! [models.default]
+//! strategy = "ordered_fallback"
+//!
+//! [[models.default.deployments]]
+//! id = "local"
+//! provider = "local"
+//! model = "rules-v1"
+//! max_concurrent = 4
+//! timeout = "30s"
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::local::{self, LocalRules};
+use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
+use crate::validate::{join, Issues};
+
+/// Logical model name → how to serve it. An absent section means [`ModelsConfig::default`]:
+/// `default` served by the offline `local` rules engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelsConfig {
+    pub models: BTreeMap<String, LogicalModel>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        let mut models = BTreeMap::new();
+        models.insert(
+            "default".to_string(),
+            LogicalModel {
+                strategy: Strategy::OrderedFallback,
+                deployments: vec![DeploymentConfig::local("local")],
+            },
+        );
+        Self { models }
+    }
+}
+
+/// How the router picks among a logical model's deployments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// In configured order, skipping deployments cooling down; next on failure.
+    #[default]
+    OrderedFallback,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogicalModel {
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// One deployment: a provider, a model there, and the pool's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// Unique across all logical models; the pool's name and the `deployment` metric label.
+    pub id: String,
+    /// One of [`ProviderKind`]'s names.
+    pub provider: String,
+    /// The provider's model name (`rules-v1` for `local`).
+    pub model: String,
+    #[serde(default = "defaults::max_concurrent")]
+    pub max_concurrent: usize,
+    #[serde(default = "defaults::max_queued")]
+    pub max_queued: usize,
+    /// Longest one call may take, queueing included.
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "defaults::cooldown_after_failures")]
+    pub cooldown_after_failures: u32,
+    #[serde(default = "defaults::cooldown", with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Endpoint override for HTTP providers (a local mock, an OpenAI-compatible server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key, if not the provider's usual one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn max_concurrent() -> usize {
+        4
+    }
+    pub fn max_queued() -> usize {
+        64
+    }
+    pub fn timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn cooldown_after_failures() -> u32 {
+        3
+    }
+    pub fn cooldown() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+impl DeploymentConfig {
+    /// A `local` rules-engine deployment with default limits.
+    pub fn local(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            provider: local::PROVIDER.into(),
+            model: local::MODEL.into(),
+            max_concurrent: defaults::max_concurrent(),
+            max_queued: defaults::max_queued(),
+            timeout: defaults::timeout(),
+            cooldown_after_failures: defaults::cooldown_after_failures(),
+            cooldown: defaults::cooldown(),
+            base_url: None,
+            api_key_env: None,
+        }
+    }
+
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_concurrent: self.max_concurrent,
+            max_queued: self.max_queued,
+            timeout: self.timeout,
+            cooldown_after_failures: self.cooldown_after_failures,
+            cooldown: self.cooldown,
+        }
+    }
+}
+
+/// Every provider name the config accepts, and whether this build can run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    Local,
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Groq,
+    DeepSeek,
+    Xai,
+    OpenRouter,
+    Ollama,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 9] = [
+        ProviderKind::Local,
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+        ProviderKind::Groq,
+        ProviderKind::DeepSeek,
+        ProviderKind::Xai,
+        ProviderKind::OpenRouter,
+        ProviderKind::Ollama,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Groq => "groq",
+            ProviderKind::DeepSeek => "deepseek",
+            ProviderKind::Xai => "xai",
+            ProviderKind::OpenRouter => "openrouter",
+            ProviderKind::Ollama => "ollama",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether this build has the provider's wire format. Only the offline rules engine
+    /// for now; the HTTP providers land with the `providers` module.
+    pub fn is_available(self) -> bool {
+        matches!(self, ProviderKind::Local)
+    }
+}
+
+fn available_names() -> String {
+    ProviderKind::ALL
+        .into_iter()
+        .filter(|k| k.is_available())
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("deployment `{deployment}`: unknown provider `{provider}`; available: {available}")]
+    UnknownProvider {
+        deployment: String,
+        provider: String,
+        available: String,
+    },
+    #[error("deployment `{deployment}`: provider `{provider}` is not available in this build yet; use one of: {available}")]
+    NotAvailable {
+        deployment: String,
+        provider: String,
+        available: String,
+    },
+    #[error(
+        "deployment `{deployment}`: provider `local` has only model `{}`, not `{model}`",
+        local::MODEL
+    )]
+    UnknownLocalModel { deployment: String, model: String },
+}
+
+/// The provider for one deployment. The engine calls this from each pool's child spec, so
+/// a restarted pool gets a fresh provider.
+pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, BuildError> {
+    match ProviderKind::parse(&cfg.provider) {
+        Some(ProviderKind::Local) => {
+            if cfg.model != local::MODEL {
+                return Err(BuildError::UnknownLocalModel {
+                    deployment: cfg.id.clone(),
+                    model: cfg.model.clone(),
+                });
+            }
+            Ok(Arc::new(LocalRules::new(cfg.id.clone())))
+        }
+        Some(kind) => Err(BuildError::NotAvailable {
+            deployment: cfg.id.clone(),
+            provider: kind.name().to_string(),
+            available: available_names(),
+        }),
+        None => Err(BuildError::UnknownProvider {
+            deployment: cfg.id.clone(),
+            provider: cfg.provider.clone(),
+            available: available_names(),
+        }),
+    }
+}
+
+/// A pool for one deployment, its provider built and its health entry taken from `health`.
+pub fn pool_for(cfg: &DeploymentConfig, health: &HealthTable) -> Result<ModelPool, BuildError> {
+    let provider = build_provider(cfg)?;
+    Ok(ModelPool::new(
+        cfg.id.clone(),
+        provider,
+        cfg.pool_settings(),
+        health.entry(&cfg.id),
+    ))
+}
+
+/// Characters a deployment id may use: it is a metric label and a log field.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl ModelsConfig {
+    /// Pushes one issue per bad value, keyed under `path` (usually `models`).
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        if self.models.is_empty() {
+            issues.push(
+                path,
+                "no logical models",
+                "at least one [models.<name>] with a deployment; remove the section to run the offline `local` rules engine as `default`",
+            );
+        }
+        // Deployment ids are pool names and metric labels: unique across the whole section.
+        let mut seen: HashMap<&str, String> = HashMap::new();
+        for (name, model) in &self.models {
+            let mpath = join(path, name);
+            issues.check(
+                valid_id(name),
+                mpath.clone(),
+                name,
+                "a logical model name of 1-64 letters, digits, `-`, `_` or `.`",
+            );
+            let dpath = join(&mpath, "deployments");
+            if model.deployments.is_empty() {
+                issues.push(
+                    dpath.clone(),
+                    "[]",
+                    "at least one deployment ([[models.<name>.deployments]])",
+                );
+            }
+            for (i, d) in model.deployments.iter().enumerate() {
+                let p = format!("{dpath}[{i}]");
+                d.validate(&p, issues);
+                if let Some(first) = seen.get(d.id.as_str()) {
+                    issues.push(
+                        join(&p, "id"),
+                        &d.id,
+                        format!("a deployment id not used elsewhere (already used at {first})"),
+                    );
+                } else {
+                    seen.insert(&d.id, join(&p, "id"));
+                }
+            }
+        }
+    }
+}
+
+impl DeploymentConfig {
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        issues.check(
+            valid_id(&self.id),
+            join(path, "id"),
+            &self.id,
+            "1-64 letters, digits, `-`, `_` or `.`",
+        );
+        let all_names = ProviderKind::ALL
+            .into_iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match ProviderKind::parse(&self.provider) {
+            None => issues.push(
+                join(path, "provider"),
+                &self.provider,
+                format!(
+                    "one of: {} (known providers: {all_names})",
+                    available_names()
+                ),
+            ),
+            Some(kind) if !kind.is_available() => issues.push(
+                join(path, "provider"),
+                &self.provider,
+                format!(
+                    "a provider available in this build; `{}` is not available in this build yet, use one of: {}",
+                    kind.name(),
+                    available_names()
+                ),
+            ),
+            Some(ProviderKind::Local) => {
+                issues.check(
+                    self.model == local::MODEL,
+                    join(path, "model"),
+                    &self.model,
+                    format!("`{}` (the only model of the local rules engine)", local::MODEL),
+                );
+                issues.check(
+                    self.base_url.is_none(),
+                    join(path, "base_url"),
+                    &self.base_url,
+                    "nothing: the local rules engine makes no network calls",
+                );
+                issues.check(
+                    self.api_key_env.is_none(),
+                    join(path, "api_key_env"),
+                    &self.api_key_env,
+                    "nothing: the local rules engine needs no key",
+                );
+            }
+            Some(_) => {}
+        }
+        issues.check(
+            !self.model.trim().is_empty(),
+            join(path, "model"),
+            &self.model,
+            "the provider's model name, e.g. rules-v1 or gpt-4o-mini",
+        );
+        issues.check(
+            (1..=1024).contains(&self.max_concurrent),
+            join(path, "max_concurrent"),
+            self.max_concurrent,
+            "1 to 1024 concurrent calls",
+        );
+        issues.check(
+            self.max_queued <= 100_000,
+            join(path, "max_queued"),
+            self.max_queued,
+            "0 to 100000 waiting requests",
+        );
+        issues.check(
+            !self.timeout.is_zero(),
+            join(path, "timeout"),
+            self.timeout,
+            "a positive duration, e.g. \"30s\"",
+        );
+        issues.check(
+            self.cooldown_after_failures >= 1,
+            join(path, "cooldown_after_failures"),
+            self.cooldown_after_failures,
+            "1 or more consecutive failures",
+        );
+        issues.check(
+            !self.cooldown.is_zero(),
+            join(path, "cooldown"),
+            self.cooldown,
+            "a positive duration, e.g. \"30s\"",
+        );
+    }
+}
