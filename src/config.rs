@@ -121,6 +121,7 @@ impl SupervisorConfig {
             max: self.backoff_max,
             multiplier: 2.0,
             jitter: self.backoff_jitter,
+            seed: None,
         }
     }
 }
@@ -137,7 +138,10 @@ pub struct ExchangesConfig {
 impl Default for ExchangesConfig {
     fn default() -> Self {
         let mut venues = BTreeMap::new();
-        venues.insert("paper".to_string(), VenueConfig::Paper(PaperConfig::default()));
+        venues.insert(
+            "paper".to_string(),
+            VenueConfig::Paper(PaperConfig::default()),
+        );
         Self {
             gateway: GatewayConfig::default(),
             venues,
@@ -186,7 +190,10 @@ pub struct RiskAgentSwitch {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("environment override {var}: {message}")]
@@ -200,7 +207,10 @@ pub enum ConfigError {
 impl Config {
     /// Reads the file (or defaults when `path` is `None`), applies environment overrides
     /// from `env`, and validates.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -214,23 +224,30 @@ impl Config {
     }
 
     /// As [`Config::load`], from TOML text; `origin` names it in errors.
-    pub fn load_str(text: &str, origin: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut tree = text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
-            path: PathBuf::from(origin),
-            message: e.to_string(),
-        })?;
+    pub fn load_str(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: PathBuf::from(origin),
+                message: e.to_string(),
+            })?;
         for (var, value) in env {
             if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut tree, &var, rest, &value)?;
             }
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigError::Shape {
-                key: if key == "." { "<root>".into() } else { key },
-                message: e.into_inner().to_string(),
-            }
-        })?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::Shape {
+                    key: if key == "." { "<root>".into() } else { key },
+                    message: e.into_inner().to_string(),
+                }
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -245,28 +262,82 @@ impl Config {
             &e.data_dir,
             "a directory path",
         );
-        check_duration(&mut issues, "engine.shutdown_timeout", e.shutdown_timeout, 100, 300_000);
+        check_duration(
+            &mut issues,
+            "engine.shutdown_timeout",
+            e.shutdown_timeout,
+            100,
+            300_000,
+        );
         issues.check(
             tracing_subscriber::EnvFilter::try_new(&e.log).is_ok(),
             "engine.log",
             &e.log,
             "a tracing filter such as `info` or `orrery=debug,warn`",
         );
-        check_duration(&mut issues, "telemetry.sample_interval", self.telemetry.sample_interval, 100, 3_600_000);
+        check_duration(
+            &mut issues,
+            "telemetry.sample_interval",
+            self.telemetry.sample_interval,
+            100,
+            3_600_000,
+        );
         let s = &self.supervisor;
-        issues.check(s.max_restarts >= 1 && s.max_restarts <= 1000, "supervisor.max_restarts", s.max_restarts, "an integer from 1 to 1000");
+        issues.check(
+            s.max_restarts >= 1 && s.max_restarts <= 1000,
+            "supervisor.max_restarts",
+            s.max_restarts,
+            "an integer from 1 to 1000",
+        );
         check_duration(&mut issues, "supervisor.period", s.period, 100, 86_400_000);
-        check_duration(&mut issues, "supervisor.backoff_initial", s.backoff_initial, 0, 600_000);
-        check_duration(&mut issues, "supervisor.backoff_max", s.backoff_max, 0, 3_600_000);
-        issues.check(s.backoff_max >= s.backoff_initial, "supervisor.backoff_max", humantime::format_duration(s.backoff_max).to_string(), "a duration not below supervisor.backoff_initial");
-        issues.check((0.0..=1.0).contains(&s.backoff_jitter), "supervisor.backoff_jitter", s.backoff_jitter, "a fraction from 0 to 1");
-        issues.check((1..=1_000_000).contains(&s.mailbox), "supervisor.mailbox", s.mailbox, "a capacity from 1 to 1000000");
+        check_duration(
+            &mut issues,
+            "supervisor.backoff_initial",
+            s.backoff_initial,
+            0,
+            600_000,
+        );
+        check_duration(
+            &mut issues,
+            "supervisor.backoff_max",
+            s.backoff_max,
+            0,
+            3_600_000,
+        );
+        issues.check(
+            s.backoff_max >= s.backoff_initial,
+            "supervisor.backoff_max",
+            humantime::format_duration(s.backoff_max).to_string(),
+            "a duration not below supervisor.backoff_initial",
+        );
+        issues.check(
+            (0.0..=1.0).contains(&s.backoff_jitter),
+            "supervisor.backoff_jitter",
+            s.backoff_jitter,
+            "a fraction from 0 to 1",
+        );
+        issues.check(
+            (1..=1_000_000).contains(&s.mailbox),
+            "supervisor.mailbox",
+            s.mailbox,
+            "a capacity from 1 to 1000000",
+        );
 
         self.exchanges.gateway.validate("exchanges", &mut issues);
-        issues.check(!self.exchanges.venues.is_empty(), "exchanges.venues", "{}", "at least one venue, e.g. [exchanges.venues.paper] kind = \"paper\"");
+        issues.check(
+            !self.exchanges.venues.is_empty(),
+            "exchanges.venues",
+            "{}",
+            "at least one venue, e.g. [exchanges.venues.paper] kind = \"paper\"",
+        );
         for (name, venue) in &self.exchanges.venues {
             let path = format!("exchanges.venues.{name}");
-            issues.check(valid_name(name), &path, name, "a venue name of a-z, A-Z, 0-9, - and _");
+            issues.check(
+                valid_name(name),
+                &path,
+                name,
+                "a venue name of a-z, A-Z, 0-9, - and _",
+            );
             match venue {
                 VenueConfig::Paper(p) => p.validate(&path, &mut issues),
             }
@@ -278,25 +349,54 @@ impl Config {
                 self.models.models.contains_key(&self.risk.model) || !self.risk.ai_confirmation,
                 "risk.model",
                 &self.risk.model,
-                format!("a logical model under [models]: {}", self.models.models.keys().cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "a logical model under [models]: {}",
+                    self.models
+                        .models
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             );
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, agent) in self.agents.trading.iter().enumerate() {
             let path = format!("agents.trading[{i}]");
             agent.validate(&path, &mut issues);
-            issues.check(seen.insert(agent.name.clone()), join(&path, "name"), &agent.name, "a name no other trading agent uses");
+            issues.check(
+                seen.insert(agent.name.clone()),
+                join(&path, "name"),
+                &agent.name,
+                "a name no other trading agent uses",
+            );
             issues.check(
                 self.exchanges.venues.contains_key(&agent.venue),
                 join(&path, "venue"),
                 &agent.venue,
-                format!("a venue under [exchanges.venues]: {}", self.exchanges.venues.keys().cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "a venue under [exchanges.venues]: {}",
+                    self.exchanges
+                        .venues
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             );
             issues.check(
                 self.models.models.contains_key(&agent.model),
                 join(&path, "model"),
                 &agent.model,
-                format!("a logical model under [models]: {}", self.models.models.keys().cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "a logical model under [models]: {}",
+                    self.models
+                        .models
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             );
             issues.check(
                 agent.leverage <= self.risk.max_leverage,
@@ -314,7 +414,11 @@ impl Config {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn check_duration(issues: &mut Issues, key: &str, d: Duration, min_ms: u64, max_ms: u64) {
@@ -334,10 +438,17 @@ fn check_duration(issues: &mut Issues, key: &str, d: Duration, min_ms: u64, max_
 /// Applies `ORRERY__A__B__0__C=value` to the TOML tree: segments are lower-cased keys,
 /// a numeric segment indexes an existing array (e.g. `[[agents.trading]]`), and the value
 /// is read as a TOML value (number, bool, string, array) or, failing that, a plain string.
-fn apply_override(tree: &mut toml::Table, var: &str, rest: &str, raw: &str) -> Result<(), ConfigError> {
+fn apply_override(
+    tree: &mut toml::Table,
+    var: &str,
+    rest: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
     let segments: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
     let value = match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     };
     let mut root = toml::Value::Table(std::mem::take(tree));

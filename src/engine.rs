@@ -31,7 +31,8 @@ use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
 use orrery_actors::store::{Store, StoreError};
 use orrery_actors::supervisor::{
-    start_root, ChildSpec, RestartType, RootExit, RootHandle, Slot, StartError, Strategy, SupervisorSpec,
+    start_root, ChildSpec, RestartType, RootExit, RootHandle, Slot, StartError, Strategy,
+    SupervisorSpec,
 };
 use orrery_actors::telemetry::{self, ProcessSampler};
 
@@ -44,7 +45,10 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot serve metrics and the control API on {addr}: {source}; is another orrery running? change telemetry.listen")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What a running engine exposes to its embedder.
@@ -69,12 +73,16 @@ impl Engine {
     }
 
     /// As [`Engine::start`], with an injected wall clock.
-    pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<EngineHandle, EngineError> {
+    pub async fn start_with_clock(
+        config: Config,
+        clock: SharedClock,
+    ) -> Result<EngineHandle, EngineError> {
         config.validate()?;
         let store = Store::open(&config.engine.data_dir)?;
         let metrics = telemetry::install_global_recorder();
         describe_all();
-        metrics::gauge!(telemetry::names::ENGINE_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(telemetry::names::ENGINE_INFO, "version" => env!("CARGO_PKG_VERSION"))
+            .set(1.0);
         metrics::gauge!(telemetry::names::ENGINE_UP).set(1.0);
 
         let config = Arc::new(config);
@@ -148,7 +156,12 @@ fn describe_all() {
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories
 /// and by offline status.
-pub fn open_venue(name: &str, config: &VenueConfig, store: &Store, clock: SharedClock) -> Result<Arc<dyn Venue>, String> {
+pub fn open_venue(
+    name: &str,
+    config: &VenueConfig,
+    store: &Store,
+    clock: SharedClock,
+) -> Result<Arc<dyn Venue>, String> {
     match config {
         VenueConfig::Paper(paper) => PaperVenue::open(name, paper, store, clock)
             .map(|v| Arc::new(v) as Arc<dyn Venue>)
@@ -165,21 +178,23 @@ fn tree(
     metrics: Option<PrometheusHandle>,
 ) -> SupervisorSpec {
     let sup = &config.supervisor;
-    let base = |name: &str, strategy: Strategy| {
+    let (intensity, backoff) = (sup.intensity(), sup.backoff());
+    let base = move |name: &str, strategy: Strategy| {
         SupervisorSpec::new(name)
             .strategy(strategy)
-            .intensity(sup.intensity())
-            .backoff(sup.backoff())
+            .intensity(intensity.clone())
+            .backoff(backoff.clone())
     };
     let mailbox = sup.mailbox;
     let shutdown = config.engine.shutdown_timeout;
 
     let sample_interval = config.telemetry.sample_interval;
-    let telemetry_child = ChildSpec::in_slot("telemetry", Slot::<ProcessSampler>::new(), move |_| {
-        Ok(ProcessSampler::new(sample_interval, metrics.clone()))
-    })
-    .mailbox(mailbox)
-    .shutdown(shutdown);
+    let telemetry_child =
+        ChildSpec::in_slot("telemetry", Slot::<ProcessSampler>::new(), move |_| {
+            Ok(ProcessSampler::new(sample_interval, metrics.clone()))
+        })
+        .mailbox(mailbox)
+        .shutdown(shutdown);
 
     let models = {
         let (config, router) = (config.clone(), router.clone());
@@ -205,10 +220,14 @@ fn tree(
             let (config, health) = (config.clone(), health.clone());
             spec.child(
                 ChildSpec::in_slot("router", router.clone(), move |_| {
-                    Ok(ModelRouter::from_config(&config.models, health.clone(), |d| {
-                        let slot = pools.get(&d.id).cloned().unwrap_or_default();
-                        Arc::new(slot) as Arc<dyn PoolHandle>
-                    }))
+                    Ok(ModelRouter::from_config(
+                        &config.models,
+                        health.clone(),
+                        |d| {
+                            let slot = pools.get(&d.id).cloned().unwrap_or_default();
+                            Arc::new(slot) as Arc<dyn PoolHandle>
+                        },
+                    ))
                 })
                 .mailbox(mailbox)
                 .shutdown(shutdown),
@@ -217,7 +236,12 @@ fn tree(
     };
 
     let exchanges = {
-        let (config, store, clock, gateway) = (config.clone(), store.clone(), clock.clone(), gateway.clone());
+        let (config, store, clock, gateway) = (
+            config.clone(),
+            store.clone(),
+            clock.clone(),
+            gateway.clone(),
+        );
         let base = base.clone();
         move || {
             let mut spec = base("exchanges", Strategy::RestForOne);
@@ -225,10 +249,12 @@ fn tree(
             for (name, venue) in &config.exchanges.venues {
                 let slot = Slot::<Connector>::new();
                 connectors.insert(name.clone(), slot.clone());
-                let (name, venue, store, clock) = (name.clone(), venue.clone(), store.clone(), clock.clone());
+                let (name, venue, store, clock) =
+                    (name.clone(), venue.clone(), store.clone(), clock.clone());
                 spec = spec.child(
                     ChildSpec::in_slot(format!("connector-{name}"), slot, move |_| {
-                        let v = open_venue(&name, &venue, &store, clock.clone()).map_err(StartError::failed)?;
+                        let v = open_venue(&name, &venue, &store, clock.clone())
+                            .map_err(StartError::failed)?;
                         Ok(Connector::new(v))
                     })
                     .mailbox(mailbox)
@@ -255,16 +281,27 @@ fn tree(
     };
 
     let agents = {
-        let (config, store, clock, gateway, router) =
-            (config.clone(), store.clone(), clock.clone(), gateway.clone(), router.clone());
+        let (config, store, clock, gateway, router) = (
+            config.clone(),
+            store.clone(),
+            clock.clone(),
+            gateway.clone(),
+            router.clone(),
+        );
         move || {
             let mut spec = base("agents", Strategy::OneForOne);
             if config.agents.risk.enabled {
-                let (config, store, clock, gateway, router) =
-                    (config.clone(), store.clone(), clock.clone(), gateway.clone(), router.clone());
+                let (config, store, clock, gateway, router) = (
+                    config.clone(),
+                    store.clone(),
+                    clock.clone(),
+                    gateway.clone(),
+                    router.clone(),
+                );
                 spec = spec.child(
                     ChildSpec::in_slot("risk", Slot::<RiskAgent>::new(), move |_| {
-                        let (baselines, breaches) = RiskDeps::trees(&store).map_err(StartError::failed)?;
+                        let (baselines, breaches) =
+                            RiskDeps::trees(&store).map_err(StartError::failed)?;
                         let deps = RiskDeps {
                             gateway: gateway.clone(),
                             models: ModelClient::from_slot(router.clone()),
@@ -281,19 +318,30 @@ fn tree(
                 );
             }
             for agent in &config.agents.trading {
-                let (agent, store, clock, gateway, router) =
-                    (agent.clone(), store.clone(), clock.clone(), gateway.clone(), router.clone());
+                let (agent, store, clock, gateway, router) = (
+                    agent.clone(),
+                    store.clone(),
+                    clock.clone(),
+                    gateway.clone(),
+                    router.clone(),
+                );
                 spec = spec.child(
-                    ChildSpec::in_slot(format!("trading-{}", agent.name), Slot::<TradingAgent>::new(), move |_| {
-                        let deps = TradingDeps {
-                            gateway: gateway.clone(),
-                            models: ModelClient::from_slot(router.clone()),
-                            journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
-                            memory: MemoryStore::open(&store, &agent.name).map_err(StartError::failed)?,
-                            clock: clock.clone(),
-                        };
-                        Ok(TradingAgent::new(agent.clone(), deps))
-                    })
+                    ChildSpec::in_slot(
+                        format!("trading-{}", agent.name),
+                        Slot::<TradingAgent>::new(),
+                        move |_| {
+                            let deps = TradingDeps {
+                                gateway: gateway.clone(),
+                                models: ModelClient::from_slot(router.clone()),
+                                journal: DecisionJournal::open(&store)
+                                    .map_err(StartError::failed)?,
+                                memory: MemoryStore::open(&store, &agent.name)
+                                    .map_err(StartError::failed)?,
+                                clock: clock.clone(),
+                            };
+                            Ok(TradingAgent::new(agent.clone(), deps))
+                        },
+                    )
                     .restart(RestartType::Permanent)
                     .mailbox(mailbox)
                     .shutdown(shutdown),

@@ -15,7 +15,10 @@ use crate::engine::EngineHandle;
 use crate::status;
 
 /// Starts the server on the current actix system; returns its handle and bound address.
-pub fn serve(engine: EngineHandle, addr: SocketAddr) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
+pub fn serve(
+    engine: EngineHandle,
+    addr: SocketAddr,
+) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(engine.clone()))
@@ -55,7 +58,10 @@ struct Health {
 
 async fn health(engine: web::Data<EngineHandle>) -> HttpResponse {
     match engine.root.exit() {
-        None => HttpResponse::Ok().json(Health { status: "ok", tree: None }),
+        None => HttpResponse::Ok().json(Health {
+            status: "ok",
+            tree: None,
+        }),
         Some(exit) => HttpResponse::ServiceUnavailable().json(Health {
             status: "stopping",
             tree: Some(format!("{exit:?}")),
@@ -76,7 +82,10 @@ pub struct ApiError {
     pub error: String,
 }
 
-async fn place_order(engine: web::Data<EngineHandle>, intent: web::Json<OrderIntent>) -> HttpResponse {
+async fn place_order(
+    engine: web::Data<EngineHandle>,
+    intent: web::Json<OrderIntent>,
+) -> HttpResponse {
     let answer = engine
         .gateway
         .send(PlaceOrder {
@@ -86,14 +95,20 @@ async fn place_order(engine: web::Data<EngineHandle>, intent: web::Json<OrderInt
     match answer {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
         Ok(Err(e)) => {
-            let body = ApiError { error: e.to_string() };
+            let body = ApiError {
+                error: e.to_string(),
+            };
             match e {
-                GatewayError::Refused { .. } | GatewayError::Invalid { .. } => HttpResponse::UnprocessableEntity().json(body),
+                GatewayError::Refused { .. } | GatewayError::Invalid { .. } => {
+                    HttpResponse::UnprocessableEntity().json(body)
+                }
                 GatewayError::UnknownVenue { .. } => HttpResponse::BadRequest().json(body),
                 _ => HttpResponse::BadGateway().json(body),
             }
         }
-        Err(e) => HttpResponse::ServiceUnavailable().json(ApiError { error: e.to_string() }),
+        Err(e) => HttpResponse::ServiceUnavailable().json(ApiError {
+            error: e.to_string(),
+        }),
     }
 }
 
@@ -104,7 +119,10 @@ pub struct KillSwitchRequest {
     pub reason: String,
 }
 
-async fn kill_switch(engine: web::Data<EngineHandle>, req: web::Json<KillSwitchRequest>) -> HttpResponse {
+async fn kill_switch(
+    engine: web::Data<EngineHandle>,
+    req: web::Json<KillSwitchRequest>,
+) -> HttpResponse {
     let req = req.into_inner();
     match engine
         .gateway
@@ -115,7 +133,11 @@ async fn kill_switch(engine: web::Data<EngineHandle>, req: web::Json<KillSwitchR
         .await
     {
         Ok(Ok(state)) => HttpResponse::Ok().json(state),
-        Ok(Err(e)) => HttpResponse::InternalServerError().json(ApiError { error: e.to_string() }),
-        Err(e) => HttpResponse::ServiceUnavailable().json(ApiError { error: e.to_string() }),
+        Ok(Err(e)) => HttpResponse::InternalServerError().json(ApiError {
+            error: e.to_string(),
+        }),
+        Err(e) => HttpResponse::ServiceUnavailable().json(ApiError {
+            error: e.to_string(),
+        }),
     }
 }

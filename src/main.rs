@@ -20,7 +20,11 @@ use rust_decimal::Decimal;
 const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
 
 #[derive(Parser)]
-#[command(name = "orrery", version, about = "Supervised actor engine for LLM-driven crypto trading agents")]
+#[command(
+    name = "orrery",
+    version,
+    about = "Supervised actor engine for LLM-driven crypto trading agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -87,7 +91,9 @@ fn main() -> ExitCode {
     });
     match command {
         Command::Run { config, run_for } => with_config(config.as_deref(), |c| run(c, run_for)),
-        Command::Status { config, json } => with_config(config.as_deref(), |c| show_status(c, json)),
+        Command::Status { config, json } => {
+            with_config(config.as_deref(), |c| show_status(c, json))
+        }
         Command::CheckConfig { config } => with_config(config.as_deref(), |c| {
             println!(
                 "config OK: data dir {}, venues [{}], models [{}], {} trading agent(s), metrics on {}",
@@ -135,7 +141,9 @@ fn with_config(path: Option<&Path>, f: impl FnOnce(Config) -> ExitCode) -> ExitC
     let env = std::env::vars();
     let loaded = match path {
         Some(p) => Config::load(Some(p), env),
-        None if Path::new("config/default.toml").is_file() => Config::load(Some(Path::new("config/default.toml")), env),
+        None if Path::new("config/default.toml").is_file() => {
+            Config::load(Some(Path::new("config/default.toml")), env)
+        }
         None => Config::load_str(EMBEDDED_DEFAULT, "<embedded default>", env),
     };
     match loaded {
@@ -198,7 +206,10 @@ enum Stop {
 
 async fn wait_for_stop(engine: &EngineHandle, run_for: Option<Duration>) -> Stop {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the engine with SIGKILL only");
         return Stop::Tree(engine.terminated().await);
     };
@@ -255,12 +266,12 @@ fn show_status(config: Config, json: bool) -> ExitCode {
             Some(store) => status::offline(&config, &store).await,
             None => {
                 let url = control_url(&config, "/api/status");
-                let resp = http_client()?
-                    .get(&url)
-                    .send()
+                let resp = http_client()?.get(&url).send().await.map_err(|e| {
+                    format!("the engine holds the data dir but {url} did not answer: {e}")
+                })?;
+                resp.json::<StatusReport>()
                     .await
-                    .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
-                resp.json::<StatusReport>().await.map_err(|e| format!("unreadable status from {url}: {e}"))
+                    .map_err(|e| format!("unreadable status from {url}: {e}"))
             }
         }
     });
@@ -294,7 +305,9 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
                 let engine = Engine::start(config).await.map_err(|e| e.to_string())?;
                 let answer = engine.gateway.send(PlaceOrder { intent }).await;
                 engine.shutdown().await;
-                answer.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+                answer
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
             }
             None => {
                 let url = control_url(&config, "/api/orders");
@@ -303,12 +316,18 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
                     .json(&intent)
                     .send()
                     .await
-                    .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+                    .map_err(|e| {
+                        format!("the engine holds the data dir but {url} did not answer: {e}")
+                    })?;
                 if resp.status().is_success() {
                     resp.json::<OrderReport>().await.map_err(|e| e.to_string())
                 } else {
                     let status = resp.status();
-                    let body = resp.json::<ApiError>().await.map(|b| b.error).unwrap_or_default();
+                    let body = resp
+                        .json::<ApiError>()
+                        .await
+                        .map(|b| b.error)
+                        .unwrap_or_default();
                     Err(format!("{status}: {body}"))
                 }
             }
@@ -317,7 +336,10 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
     match result {
         Ok(report) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 println!(
                     "{} {} {} {} size {} filled {} avg {} -> {}",
@@ -327,7 +349,10 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
                     report.symbol,
                     report.size,
                     report.filled_size,
-                    report.avg_fill_price.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    report
+                        .avg_fill_price
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     report.status
                 );
             }

@@ -87,8 +87,17 @@ fn read_store(store: &Store) -> Result<FromStore, String> {
     }
     Ok(FromStore {
         mode,
-        open_orders: ledger.open_entries().iter().map(OrderReport::from).collect(),
-        recent_orders: ledger.recent(RECENT).map_err(|x| e(&x))?.iter().map(OrderReport::from).collect(),
+        open_orders: ledger
+            .open_entries()
+            .iter()
+            .map(OrderReport::from)
+            .collect(),
+        recent_orders: ledger
+            .recent(RECENT)
+            .map_err(|x| e(&x))?
+            .iter()
+            .map(OrderReport::from)
+            .collect(),
         orders_in_ledger: ledger.len(),
         decisions: journal.recent(RECENT).map_err(|x| e(&x))?,
         restarts: restart_records(store)
@@ -100,7 +109,11 @@ fn read_store(store: &Store) -> Result<FromStore, String> {
     })
 }
 
-fn venue_status(store: &Store, name: &str, got: Result<(AccountSnapshot, Vec<Position>), String>) -> VenueStatus {
+fn venue_status(
+    store: &Store,
+    name: &str,
+    got: Result<(AccountSnapshot, Vec<Position>), String>,
+) -> VenueStatus {
     let baseline = store
         .tree::<Baseline>(trees::RISK)
         .and_then(|t| t.get(&format!("baseline/{name}")))
@@ -113,7 +126,10 @@ fn venue_status(store: &Store, name: &str, got: Result<(AccountSnapshot, Vec<Pos
             pnl_usd: baseline.map(|b| account.account_value - b),
             baseline_usd: baseline,
             account: Some(account),
-            positions: positions.into_iter().filter(|p| !p.size.is_zero()).collect(),
+            positions: positions
+                .into_iter()
+                .filter(|p| !p.size.is_zero())
+                .collect(),
             error: None,
         },
         Err(error) => VenueStatus {
@@ -164,8 +180,18 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     let from_store = read_store(&engine.store)?;
     let mut venues = Vec::new();
     for name in engine.config.exchanges.venues.keys() {
-        let account = engine.gateway.send(GetAccount { venue: name.clone() }).await;
-        let positions = engine.gateway.send(GetPositions { venue: name.clone() }).await;
+        let account = engine
+            .gateway
+            .send(GetAccount {
+                venue: name.clone(),
+            })
+            .await;
+        let positions = engine
+            .gateway
+            .send(GetPositions {
+                venue: name.clone(),
+            })
+            .await;
         let got = match (account, positions) {
             (Ok(Ok(a)), Ok(Ok(p))) => Ok((a, p)),
             (Ok(Err(e)), _) | (_, Ok(Err(e))) => Err(e.to_string()),
@@ -182,10 +208,18 @@ pub fn render(r: &StatusReport) -> String {
     let _ = writeln!(
         o,
         "engine: {}   data dir: {}   trading: {}{}",
-        if r.engine_running { "running" } else { "stopped" },
+        if r.engine_running {
+            "running"
+        } else {
+            "stopped"
+        },
         r.data_dir,
         r.mode.mode,
-        if r.mode.reason.is_empty() { String::new() } else { format!(" ({})", r.mode.reason) }
+        if r.mode.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.mode.reason)
+        }
     );
     for v in &r.venues {
         match (&v.account, &v.error) {
@@ -198,7 +232,9 @@ pub fn render(r: &StatusReport) -> String {
                     a.free_balance.round_dp(2),
                     a.margin_used.round_dp(2),
                     a.unrealized_pnl.round_dp(2),
-                    v.pnl_usd.map(|p| format!(", PnL since baseline {} USD", p.round_dp(2))).unwrap_or_default()
+                    v.pnl_usd
+                        .map(|p| format!(", PnL since baseline {} USD", p.round_dp(2)))
+                        .unwrap_or_default()
                 );
             }
             (None, Some(e)) => {
@@ -219,7 +255,12 @@ pub fn render(r: &StatusReport) -> String {
             );
         }
     }
-    let _ = writeln!(o, "\norders: {} in ledger, {} open", r.orders_in_ledger, r.open_orders.len());
+    let _ = writeln!(
+        o,
+        "\norders: {} in ledger, {} open",
+        r.orders_in_ledger,
+        r.open_orders.len()
+    );
     for order in r.open_orders.iter().chain(r.recent_orders.iter().take(5)) {
         let _ = writeln!(
             o,
@@ -231,7 +272,11 @@ pub fn render(r: &StatusReport) -> String {
             order.size,
             order.filled_size,
             order.status,
-            order.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+            order
+                .reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(o, "\nlast decisions:");
@@ -239,13 +284,20 @@ pub fn render(r: &StatusReport) -> String {
         let _ = writeln!(
             o,
             "  {} {:<10} {:<6} {:<8} conf {:<5} -> {}{}",
-            chrono::DateTime::from_timestamp_millis(d.time_ms).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+            chrono::DateTime::from_timestamp_millis(d.time_ms)
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_default(),
             d.agent,
             d.symbol,
             d.action.as_deref().unwrap_or("-"),
-            d.confidence.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+            d.confidence
+                .map(|c| format!("{c:.2}"))
+                .unwrap_or_else(|| "-".into()),
             d.outcome,
-            d.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            d.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         );
     }
     if !r.agents.is_empty() {
@@ -257,7 +309,11 @@ pub fn render(r: &StatusReport) -> String {
                 a.name,
                 a.memory.runs,
                 a.memory.failures,
-                a.memory.last_error.as_ref().map(|e| format!(" last error: {e}")).unwrap_or_default()
+                a.memory
+                    .last_error
+                    .as_ref()
+                    .map(|e| format!(" last error: {e}"))
+                    .unwrap_or_default()
             );
         }
     }

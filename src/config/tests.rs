@@ -26,7 +26,9 @@ fn shipped_default_config_is_valid() {
 
 #[test]
 fn an_out_of_range_value_names_its_key_value_and_what_is_allowed() {
-    let err = load_str("[risk]\nmax_leverage = 0\n", &[]).unwrap_err().to_string();
+    let err = load_str("[risk]\nmax_leverage = 0\n", &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`risk.max_leverage`"), "{err}");
     assert!(err.contains("bad value 0"), "{err}");
     assert!(err.contains("an integer from 1 to 100"), "{err}");
@@ -35,18 +37,24 @@ fn an_out_of_range_value_names_its_key_value_and_what_is_allowed() {
 #[test]
 fn a_wrong_type_names_its_key() {
     let err = load_str("[telemetry]\nlisten = \"not an address\"\n", &[]).unwrap_err();
-    assert!(matches!(&err, ConfigError::Shape { key, .. } if key == "telemetry.listen"), "{err}");
+    assert!(
+        matches!(&err, ConfigError::Shape { key, .. } if key == "telemetry.listen"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unknown_key_is_rejected() {
-    let err = load_str("[risk]\nmax_levrage = 3\n", &[]).unwrap_err().to_string();
+    let err = load_str("[risk]\nmax_levrage = 3\n", &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("max_levrage"), "{err}");
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let text = "[risk]\nmax_leverage = 0\nmax_position_pct = 500\n[supervisor]\nbackoff_jitter = 3.0\n";
+    let text =
+        "[risk]\nmax_leverage = 0\nmax_position_pct = 500\n[supervisor]\nbackoff_jitter = 3.0\n";
     let ConfigError::Invalid(issues) = load_str(text, &[]).unwrap_err() else {
         panic!("expected value issues")
     };
@@ -76,7 +84,9 @@ fn environment_overrides_win_and_are_typed() {
 
 #[test]
 fn a_bad_override_names_the_variable() {
-    let err = load_str("", &[("ORRERY__AGENTS__TRADING__3__NAME", "x")]).unwrap_err().to_string();
+    let err = load_str("", &[("ORRERY__AGENTS__TRADING__3__NAME", "x")])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ORRERY__AGENTS__TRADING__3__NAME"), "{err}");
 }
 

@@ -303,7 +303,8 @@ async fn decide_and_act(
     let decision = match parse_trade_decision(&answer.text) {
         Ok(parsed) => {
             if parsed.confidence_defaulted {
-                record.error = Some("the answer gave no confidence; the parser's default was used".into());
+                record.error =
+                    Some("the answer gave no confidence; the parser's default was used".into());
             }
             parsed.decision
         }

@@ -16,7 +16,9 @@ use crate::supervisor::Slot;
 /// the router answers a deadline error first in every normal case.
 const ROUTER_GRACE: Duration = Duration::from_millis(250);
 
-type Send = Arc<dyn Fn(Ask) -> BoxFuture<'static, Result<ModelResponse, ModelError>> + std::marker::Send + Sync>;
+type Send = Arc<
+    dyn Fn(Ask) -> BoxFuture<'static, Result<ModelResponse, ModelError>> + std::marker::Send + Sync,
+>;
 
 /// A cloneable handle to "whatever currently serves `Ask`".
 #[derive(Clone)]

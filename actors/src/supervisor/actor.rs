@@ -14,7 +14,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle,
+};
 use humantime_serde::re::humantime::format_duration;
 use metrics::{Counter, Gauge};
 use rand::SeedableRng;
@@ -201,12 +203,19 @@ impl Supervisor {
             if self.mode == Mode::Finished {
                 return;
             }
-            if self.children.iter().any(|c| matches!(c.status, Status::Stopping)) {
+            if self
+                .children
+                .iter()
+                .any(|c| matches!(c.status, Status::Stopping))
+            {
                 return;
             }
             let running = |c: &Child| matches!(c.status, Status::Running(_));
             if matches!(self.mode, Mode::ShuttingDown | Mode::Escalating(_)) {
-                match (0..self.children.len()).rev().find(|&i| running(&self.children[i])) {
+                match (0..self.children.len())
+                    .rev()
+                    .find(|&i| running(&self.children[i]))
+                {
                     Some(i) => self.stop_child(i),
                     None => self.finish(ctx),
                 }
@@ -363,8 +372,12 @@ impl Supervisor {
         let delay = self.backoff.delay(child.consecutive, &mut self.rng);
         let mut members: BTreeSet<usize> = match self.strategy {
             Strategy::OneForOne => BTreeSet::from([i]),
-            Strategy::OneForAll => (0..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
-            Strategy::RestForOne => (i..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
+            Strategy::OneForAll => (0..self.children.len())
+                .filter(|&j| self.joins_restart(i, j))
+                .collect(),
+            Strategy::RestForOne => (i..self.children.len())
+                .filter(|&j| self.joins_restart(i, j))
+                .collect(),
         };
         let mut not_before = now + delay;
         self.groups.retain(|g| {
@@ -382,7 +395,10 @@ impl Supervisor {
             restarting = members.len(),
             "restarting after {exit}"
         );
-        self.groups.push(RestartGroup { members, not_before });
+        self.groups.push(RestartGroup {
+            members,
+            not_before,
+        });
     }
 
     /// Whether sibling `j` is stopped and restarted along with failed child `i`: it is if it
