@@ -1,0 +1,228 @@
+//! Helpers for end-to-end tests: run the real `orrery` binary on a private data dir and a
+//! free loopback port, talk to it over HTTP, and read its data dir afterwards.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_orrery");
+
+/// A free loopback port (bound and released; the engine binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config for tests: the shipped default with a private data dir and port, faster
+/// agents, and extra symbols so the rules engine finds a directional signal quickly.
+pub fn test_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml"))
+            .unwrap();
+    let text = shipped
+        .replace(
+            "data_dir = \"./data\"",
+            &format!("data_dir = {:?}", dir.join("data").display().to_string()),
+        )
+        .replace(
+            "listen = \"127.0.0.1:9898\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("sample_interval = \"5s\"", "sample_interval = \"500ms\"")
+        .replace(
+            "interval = \"10s\"\ninitial_delay = \"2s\"",
+            "interval = \"1s\"\ninitial_delay = \"300ms\"",
+        )
+        + extra;
+    let path = dir.join("orrery.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn data_dir(dir: &Path) -> PathBuf {
+    dir.join("data")
+}
+
+/// Starts `orrery run` with `config`, logs to `dir/engine-N.log`.
+pub fn spawn_engine(config: &Path, dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Child {
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let log = std::fs::File::create(dir.join(format!("engine-{n}.log"))).unwrap();
+    Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(extra_args)
+        .env("RUST_LOG", "info")
+        .env_remove("ORRERY_CONFIG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+pub fn run_cli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("ORRERY_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// Blocking GET on loopback with a short timeout; `None` while nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Polls until `f` returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sum of the samples of `metric` whose labels contain every `label`.
+pub fn metric_sum(exposition: &str, metric: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "kill({sig}) failed");
+}
+
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+    wait_for(timeout, "the engine to exit", || child.try_wait().unwrap())
+}
+
+/// `promtool check metrics` on an exposition; returns its exit status and output.
+pub fn promtool_check(exposition: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (Debian package `prometheus`); scripts/test installs it");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Extra paper symbols (with their own simulated paths) for tests that need activity.
+pub const EXTRA_SYMBOLS: &str = r#"
+[exchanges.venues.paper.symbols.AVAX]
+initial_price = 35
+[exchanges.venues.paper.symbols.LINK]
+initial_price = 15
+[exchanges.venues.paper.symbols.DOGE]
+initial_price = 0.15
+[exchanges.venues.paper.symbols.ARB]
+initial_price = 1.2
+[exchanges.venues.paper.symbols.OP]
+initial_price = 2.5
+"#;
+
+/// Blocking JSON POST on loopback; `None` if the connection fails or is cut.
+pub fn http_post_json(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
