@@ -22,7 +22,8 @@
 //!    negated (`don't BUY`). Two different verdicts at the same level are
 //!    [`DecisionError::Ambiguous`]: an agent must not trade on a coin flip.
 //! 4. Text confidence is only ever a number attached to a confidence label
-//!    (`confidence: 0.6`, `confidence of 72%`, `certainty 8/10`), a percentage followed by a
+//!    (`confidence: 0.6`, `confidence of 72%`, `certainty 8/10`, `confidence: 8 out of 10`;
+//!    a bare `confidence: 7` is read on the 0..100 scale, as 7%), a percentage followed by a
 //!    confidence word (`72% confident`, `80% sure`), or a percentage right after the verdict
 //!    (`BUY 72%`). Digits are never glued together across a line: the seed project read
 //!    `BUY 7 0.5` as 70.5, which is exactly what this avoids.
@@ -713,8 +714,12 @@ fn confidence_from_text(
         if !CONFIDENCE_LABELS.contains(&t.lower.as_str()) {
             continue;
         }
-        for next in &tokens[i + 1..tokens.len().min(i + 4)] {
+        for (j, next) in tokens.iter().enumerate().take(i + 4).skip(i + 1) {
             if let Some((v, percent)) = number_token(next.text) {
+                // `8 out of 10`: a fraction spelled out.
+                if let Some(out_of) = out_of(tokens, j) {
+                    return fraction(v, out_of, body).map(|c| Some(round_confidence(c)));
+                }
                 return normalise_text(next.text, v, percent, body).map(Some);
             }
             if !CONFIDENCE_FILLER.contains(&next.lower.as_str()) {
@@ -740,6 +745,19 @@ fn confidence_from_text(
         }
     }
     Ok(None)
+}
+
+/// The denominator of `<n> out of <d>` when the number at `at` is followed by it.
+fn out_of(tokens: &[Token<'_>], at: usize) -> Option<f64> {
+    match (tokens.get(at + 1), tokens.get(at + 2), tokens.get(at + 3)) {
+        (Some(o), Some(f), Some(d)) if o.lower == "out" && f.lower == "of" => {
+            match number_token(d.text) {
+                Some((d, false)) => Some(d),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn normalise_text(word: &str, v: f64, percent: bool, body: &str) -> Result<f64, DecisionError> {

@@ -159,12 +159,19 @@ impl DeploymentHealth {
         if tripped {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
-        let until = now + pause;
+        let until = deadline_after(now, pause);
         let mut slot = self.cooling_down_until.lock();
         // Never shorten a cooldown already running.
         *slot = Some(slot.map_or(until, |current| current.max(until)));
         Some(pause)
     }
+}
+
+/// `now + d`, saturating far in the future instead of panicking on an absurd duration
+/// (a request or config value is input, and input never panics the engine).
+pub(crate) fn deadline_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(10 * 365 * 24 * 3600))
 }
 
 /// Longest a provider's Retry-After may keep a deployment out of rotation; a misbehaving
@@ -295,7 +302,7 @@ impl Drop for InFlight<'_> {
 impl PoolCall {
     async fn run(&self, msg: Complete) -> Result<ModelResponse, ModelError> {
         let started = Instant::now();
-        let own_deadline = started + self.settings.timeout;
+        let own_deadline = deadline_after(started, self.settings.timeout);
         let deadline = msg.deadline.min(own_deadline);
         let (outcome, result) = match self.admit(deadline).await {
             Err((outcome, e)) => (outcome, Err(e)),

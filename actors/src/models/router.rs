@@ -33,7 +33,7 @@ use std::sync::Arc;
 use actix::{Actor, Addr, Context, Handler, MailboxError, ResponseFuture};
 use tokio::time::Instant;
 
-use super::pool::{Complete, HealthTable, ModelPool};
+use super::pool::{deadline_after, Complete, HealthTable, ModelPool};
 use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
 use crate::resilience::ErrorClass;
 
@@ -185,7 +185,7 @@ impl Handler<Ask> for ModelRouter {
     fn handle(&mut self, Ask(request): Ask, _ctx: &mut Self::Context) -> Self::Result {
         // Deadline from receipt: time spent in our mailbox is not the caller's problem
         // to budget for, but time spent failing over is.
-        let deadline = Instant::now() + request.timeout;
+        let deadline = deadline_after(Instant::now(), request.timeout);
         let routes = self.routes.clone();
         let health = self.health.clone();
         Box::pin(async move { route(&routes, &health, request, deadline).await })

@@ -47,6 +47,10 @@ fn table() -> Vec<(&'static str, Want)> {
         ("BUY 7 0.5", D(Buy, DEFAULT_CONFIDENCE, true)),
         ("Decision: BUY, position size 2, price 64000, confidence 0.8", D(Buy, 0.8, false)),
         ("Price fell 12% today. Decision: NOTHING", D(Nothing, DEFAULT_CONFIDENCE, true)),
+        // The seed's other failure mode: every digit on the confidence line glued together.
+        ("BUY\nConfidence: 75% based on 3 indicators and 2 timeframes", D(Buy, 0.75, false)),
+        ("Decision: SELL\nConfidence level: 8 out of 10", D(Sell, 0.8, false)),
+        ("Decision: SELL\nConfidence: 12 out of 10", E("confidence_out_of_range")),
         // Competing verdicts and non-answers.
         ("BUY or SELL, hard to say. Confidence 50%", E("ambiguous")),
         ("Signal: BUY.\nOn second thought, final decision: SELL.", E("ambiguous")),

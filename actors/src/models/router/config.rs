@@ -388,10 +388,10 @@ impl DeploymentConfig {
             "0 to 100000 waiting requests",
         );
         issues.check(
-            !self.timeout.is_zero(),
+            !self.timeout.is_zero() && self.timeout <= Duration::from_secs(3600),
             join(path, "timeout"),
             self.timeout,
-            "a positive duration, e.g. \"30s\"",
+            "a positive duration up to 1h, e.g. \"30s\"",
         );
         issues.check(
             self.cooldown_after_failures >= 1,
@@ -400,10 +400,10 @@ impl DeploymentConfig {
             "1 or more consecutive failures",
         );
         issues.check(
-            !self.cooldown.is_zero(),
+            !self.cooldown.is_zero() && self.cooldown <= Duration::from_secs(24 * 3600),
             join(path, "cooldown"),
             self.cooldown,
-            "a positive duration, e.g. \"30s\"",
+            "a positive duration up to 24h, e.g. \"30s\"",
         );
     }
 }
