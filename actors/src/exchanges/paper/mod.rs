@@ -24,11 +24,11 @@
 //! back from sled on demand (`fills_since` scans the venue's fills). Simulation caches are
 //! bounded (see [`sim`]).
 
-pub mod account;
-pub mod config;
-pub mod market;
-pub mod replay;
-pub mod sim;
+mod account;
+mod config;
+mod market;
+mod replay;
+mod sim;
 
 #[cfg(test)]
 mod tests;
@@ -41,7 +41,8 @@ use parking_lot::Mutex;
 use rust_decimal::prelude::ToPrimitive;
 
 pub use config::{PaperConfig, PaperSymbolConfig};
-pub use replay::ReplayError;
+pub use market::MAX_LOOKBACK;
+pub use replay::{ReplayError, MAX_ROWS as MAX_REPLAY_ROWS};
 
 use account::{AccountRecord, Book, Changes, Markets, PaperOrder, PaperRecord, Terms};
 use market::{Market, PriceSource};
@@ -180,6 +181,9 @@ impl PaperVenue {
             let PaperRecord::Order(order) = record else {
                 return Err(corrupt(&key, "expected an order record"));
             };
+            if order.order.client_id.is_none() {
+                return Err(corrupt(&key, "order record without a client id"));
+            }
             max_seq = max_seq.max(Some(order.seq));
             if order.order.status.is_open() {
                 open.push(order);
