@@ -237,6 +237,24 @@ impl PaperVenue {
             markets.insert(symbol, Mutex::new(market));
         }
 
+        // An account holding a symbol the config no longer lists could never be marked or
+        // matched again; refuse to start rather than fail every call later.
+        let orphaned: Vec<&str> = account
+            .positions
+            .keys()
+            .map(String::as_str)
+            .chain(open.iter().map(|o: &PaperOrder| o.order.symbol.as_str()))
+            .filter(|s| !markets.contains_key(*s))
+            .collect();
+        if let Some(symbol) = orphaned.first() {
+            return Err(PaperError::Config {
+                venue: name.to_string(),
+                issues: format!(
+                    "the paper account holds a position or open order in `{symbol}`, which is not in `symbols`; add it back to the config"
+                ),
+            });
+        }
+
         let bps = rust_decimal::Decimal::from(10_000);
         let mut book = Book {
             venue: name.to_string(),

@@ -978,3 +978,22 @@ async fn fills_missing_from_the_account_record_are_reapplied_on_open() {
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);
 }
+
+#[tokio::test]
+async fn reopening_without_a_held_symbol_is_refused() {
+    let store = Store::temporary().unwrap();
+    let clock = ManualClock::new(T0);
+    let v = open_venue(&PaperConfig::default(), &store, &clock);
+    v.place_order(&market_order("SOL", Side::Buy, dec!(1)))
+        .await
+        .unwrap();
+    drop(v);
+    let mut config = PaperConfig::default();
+    config.symbols.remove("SOL");
+    let err = PaperVenue::open("paper", &config, &store, clock.clone()).unwrap_err();
+    assert!(err.to_string().contains("`SOL`"), "{err}");
+    // Another account name in the same store is independent and starts fresh.
+    let other = PaperVenue::open("paper2", &config, &store, clock.clone()).unwrap();
+    assert!(other.positions().await.unwrap().is_empty());
+    assert_eq!(other.account().await.unwrap().account_value, dec!(10000));
+}
