@@ -230,12 +230,10 @@ impl Book {
             .unwrap_or_default()
     }
 
-    fn top<M: Markets>(&self, markets: &M, symbol: &str, k_at: Millis) -> VenueResult<Top> {
+    /// The quote of `symbol` at clock time `at`.
+    fn top<M: Markets>(&self, markets: &M, symbol: &str, at: Millis) -> VenueResult<Top> {
         markets
-            .with_market(symbol, |m| {
-                let k = m.step_at(k_at);
-                m.top(k)
-            })
+            .with_market(symbol, |m| m.top(m.step_at(at)))
             .ok_or_else(|| self.unknown_symbol(symbol))?
     }
 

@@ -8,9 +8,16 @@
 //!
 //! Time comes from the injected [`Clock`](crate::clock::Clock). Every call first advances
 //! the account to the clock's now: resting limit and trigger orders are matched against
-//! every simulated step since the last call, so a quote read after a crossing sees the
-//! order filled. With the same seed, the same account creation day and the same clock
-//! times, prices and fills are identical whatever the call pattern.
+//! every simulated step since the last call (after a gap of more than an hour of steps,
+//! e.g. a restart, against every 60th or 3 600th step), so a quote read after a crossing
+//! sees the order filled, at the time it crossed. With the same seed, the same account
+//! creation day and the same clock times, prices and candles are identical whatever the
+//! call pattern.
+//!
+//! Storage: the `paper` tree holds `<name>/account` (cash, positions, leverage, counters,
+//! market anchor), `<name>/order/<client id>` and `<name>/fill/<seq>`, so several paper
+//! accounts can share one store. The starting balance applies only when `<name>/account`
+//! does not exist yet.
 //!
 //! Durability: every state change is on disk before the call returns. New fills and
 //! changed orders are written first, the account record (cash, positions, counters) last;

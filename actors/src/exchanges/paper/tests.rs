@@ -997,3 +997,50 @@ async fn reopening_without_a_held_symbol_is_refused() {
     assert!(other.positions().await.unwrap().is_empty());
     assert_eq!(other.account().await.unwrap().account_value, dec!(10000));
 }
+
+#[tokio::test]
+async fn resting_reduce_only_trigger_is_cancelled_once_the_position_is_gone() {
+    let (v, clock) = fresh(&PaperConfig::default());
+    v.place_order(&market_order("BTC", Side::Buy, dec!(0.01)))
+        .await
+        .unwrap();
+    let now = clock.now_ms();
+    let (hit, high) = scan(&v, "BTC", now, 900)
+        .into_iter()
+        .max_by(|x, y| x.1.mid.cmp(&y.1.mid).then(y.0.cmp(&x.0)))
+        .map(|(t, top)| (t, top.mid))
+        .unwrap();
+    assert!(high > top_at(&v, "BTC", now).mid);
+    let take_profit = request(
+        "BTC",
+        Side::Sell,
+        dec!(0.01),
+        OrderType::Trigger {
+            trigger_price: high,
+            kind: TriggerKind::TakeProfit,
+            limit_price: None,
+        },
+        true,
+    );
+    v.place_order(&take_profit).await.unwrap();
+    // The reserve of a reduce-only order is nothing: it can only free margin.
+    let margin = v.account().await.unwrap().margin_used;
+    assert_eq!(margin, v.positions().await.unwrap()[0].margin_used);
+    // The position is closed by hand before the take profit fires.
+    v.place_order(&market_order("BTC", Side::Sell, dec!(0.01)))
+        .await
+        .unwrap();
+    clock.set(hit + 1_000);
+    let o = v
+        .query_order("BTC", &take_profit.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (o.status, o.filled_size),
+        (OrderStatus::Cancelled, Decimal::ZERO)
+    );
+    assert!(o.reject_reason.unwrap().contains("reduce-only"));
+    assert!(v.positions().await.unwrap().is_empty());
+    assert_eq!(v.fills_since(0).await.unwrap().len(), 2);
+}
