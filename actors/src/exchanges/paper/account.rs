@@ -589,6 +589,33 @@ impl Book {
         if !req.reduce_only {
             self.check_margin(markets, req, size, reference, now)?;
         }
+        // Refusals that depend on the book come before anything changes.
+        match &req.order_type {
+            OrderType::Market { max_slippage } => {
+                let price = self.slipped(req.side, top);
+                let bound = top.mid * (Decimal::ONE + req.side.sign() * *max_slippage);
+                let beyond = match req.side {
+                    Side::Buy => price > bound,
+                    Side::Sell => price < bound,
+                };
+                if beyond {
+                    return Err(self.rejected(format!(
+                        "market {} {} would fill at {price}, beyond max_slippage {} from mid {} (bound {}); raise max_slippage or use a limit order",
+                        req.side, req.symbol, max_slippage, top.mid, bound.normalize()
+                    )));
+                }
+            }
+            OrderType::Limit {
+                price: limit,
+                tif: TimeInForce::Alo,
+            } if crosses(req.side, *limit, top) => {
+                return Err(self.rejected(format!(
+                    "post-only (ALO) {} {} at {limit} would cross the book (bid {}, ask {}); it was not placed",
+                    req.side, req.symbol, top.bid, top.ask
+                )));
+            }
+            _ => {}
+        }
         let seq = self.account.next_order_seq;
         self.account.next_order_seq += 1;
         changes.account = true;
@@ -613,35 +640,12 @@ impl Book {
             },
         };
         match &req.order_type {
-            OrderType::Market { max_slippage } => {
+            OrderType::Market { .. } => {
                 let price = self.slipped(req.side, top);
-                let bound = top.mid * (Decimal::ONE + req.side.sign() * *max_slippage);
-                let beyond = match req.side {
-                    Side::Buy => price > bound,
-                    Side::Sell => price < bound,
-                };
-                if beyond {
-                    // Nothing changed yet: undo the sequence allocation.
-                    self.account.next_order_seq -= 1;
-                    changes.account = false;
-                    return Err(self.rejected(format!(
-                        "market {} {} would fill at {price}, beyond max_slippage {} from mid {} (bound {}); raise max_slippage or use a limit order",
-                        req.side, req.symbol, max_slippage, top.mid, bound.normalize()
-                    )));
-                }
                 self.fill(&mut order, size, price, false, now, changes);
             }
             OrderType::Limit { price: limit, tif } => {
-                let marketable = crosses(req.side, *limit, top);
-                if marketable && *tif == TimeInForce::Alo {
-                    self.account.next_order_seq -= 1;
-                    changes.account = false;
-                    return Err(self.rejected(format!(
-                        "post-only (ALO) {} {} at {limit} would cross the book (bid {}, ask {}); it was not placed",
-                        req.side, req.symbol, top.bid, top.ask
-                    )));
-                }
-                if marketable {
+                if crosses(req.side, *limit, top) {
                     let price = limit_or_better(req.side, *limit, self.slipped(req.side, top));
                     let at_touch =
                         round_down_to(self.terms.top_of_book_usd / price, instrument.lot_size);

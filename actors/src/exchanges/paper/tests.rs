@@ -1044,3 +1044,46 @@ async fn resting_reduce_only_trigger_is_cancelled_once_the_position_is_gone() {
     assert!(v.positions().await.unwrap().is_empty());
     assert_eq!(v.fills_since(0).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_refused_order_still_persists_fills_found_while_advancing() {
+    let store = Store::temporary().unwrap();
+    let clock = ManualClock::new(T0);
+    let v = open_venue(&PaperConfig::default(), &store, &clock);
+    let now = clock.now_ms();
+    let (hit, best) = scan(&v, "BTC", now, 600)
+        .into_iter()
+        .min_by(|x, y| x.1.ask.cmp(&y.1.ask).then(x.0.cmp(&y.0)))
+        .map(|(t, top)| (t, top.ask))
+        .unwrap();
+    let resting = request(
+        "BTC",
+        Side::Buy,
+        dec!(0.01),
+        limit(best, TimeInForce::Gtc),
+        false,
+    );
+    v.place_order(&resting).await.unwrap();
+    clock.set(hit + 1_000);
+    // The first call after the crossing is a refused order; the crossing's fill must still
+    // reach the stored account record.
+    let refused = request(
+        "BTC",
+        Side::Buy,
+        dec!(0.01),
+        OrderType::Market {
+            max_slippage: Decimal::ZERO,
+        },
+        false,
+    );
+    assert!(matches!(
+        v.place_order(&refused).await,
+        Err(VenueError::Rejected { .. })
+    ));
+    let tree = store.tree::<PaperRecord>(trees::PAPER).unwrap();
+    let Some(PaperRecord::Account(stored)) = tree.get("paper/account").unwrap() else {
+        panic!("no account record");
+    };
+    assert_eq!(stored.next_fill_seq, 1);
+    assert_eq!(stored.positions["BTC"].size, dec!(0.01));
+}
