@@ -15,9 +15,9 @@
 //! - Resting limit orders fill at their limit price (maker fee) once the opposite side of a
 //!   later quote reaches it. Trigger orders wait until the mid crosses their trigger price,
 //!   then act as a market order (or a limit order at `limit_price`).
-//! - Reduce-only orders are clipped to the position and never open or flip one; one sent
-//!   with no position to reduce is rejected, and a resting one is cancelled once the
-//!   position is gone. They are exempt from the minimum notional so a dust position can be
+//! - Reduce-only orders are clipped to the position (the returned order's `size` is the
+//!   clipped size) and never open or flip one; one sent with no position to reduce is
+//!   rejected, and a resting one is cancelled once the position is gone. They are exempt from the minimum notional so a dust position can be
 //!   closed.
 //! - Margin: each open position uses `|size| · mark / leverage`; each resting order that is
 //!   not reduce-only reserves `remaining · price / leverage`. Free balance is account value
@@ -230,12 +230,10 @@ impl Book {
             .unwrap_or_default()
     }
 
-    fn top<M: Markets>(&self, markets: &M, symbol: &str, k_at: Millis) -> VenueResult<Top> {
+    /// The quote of `symbol` at clock time `at`.
+    fn top<M: Markets>(&self, markets: &M, symbol: &str, at: Millis) -> VenueResult<Top> {
         markets
-            .with_market(symbol, |m| {
-                let k = m.step_at(k_at);
-                m.top(k)
-            })
+            .with_market(symbol, |m| m.top(m.step_at(at)))
             .ok_or_else(|| self.unknown_symbol(symbol))?
     }
 
@@ -572,10 +570,16 @@ impl Book {
                 _ => top.mid,
             }),
         };
-        if !req.reduce_only && size * reference < instrument.min_notional {
+        let notional = size.checked_mul(reference).ok_or_else(|| {
+            self.invalid(format!(
+                "order value of {size} {} at {reference} is beyond any representable amount",
+                req.symbol
+            ))
+        })?;
+        if !req.reduce_only && notional < instrument.min_notional {
             return Err(self.invalid(format!(
                 "order value {} USD ({} {} at {}) is below the minimum of {} USD; increase the size",
-                (size * reference).normalize(),
+                notional.normalize(),
                 size,
                 req.symbol,
                 reference,
@@ -584,6 +588,33 @@ impl Book {
         }
         if !req.reduce_only {
             self.check_margin(markets, req, size, reference, now)?;
+        }
+        // Refusals that depend on the book come before anything changes.
+        match &req.order_type {
+            OrderType::Market { max_slippage } => {
+                let price = self.slipped(req.side, top);
+                let bound = top.mid * (Decimal::ONE + req.side.sign() * *max_slippage);
+                let beyond = match req.side {
+                    Side::Buy => price > bound,
+                    Side::Sell => price < bound,
+                };
+                if beyond {
+                    return Err(self.rejected(format!(
+                        "market {} {} would fill at {price}, beyond max_slippage {} from mid {} (bound {}); raise max_slippage or use a limit order",
+                        req.side, req.symbol, max_slippage, top.mid, bound.normalize()
+                    )));
+                }
+            }
+            OrderType::Limit {
+                price: limit,
+                tif: TimeInForce::Alo,
+            } if crosses(req.side, *limit, top) => {
+                return Err(self.rejected(format!(
+                    "post-only (ALO) {} {} at {limit} would cross the book (bid {}, ask {}); it was not placed",
+                    req.side, req.symbol, top.bid, top.ask
+                )));
+            }
+            _ => {}
         }
         let seq = self.account.next_order_seq;
         self.account.next_order_seq += 1;
@@ -609,35 +640,12 @@ impl Book {
             },
         };
         match &req.order_type {
-            OrderType::Market { max_slippage } => {
+            OrderType::Market { .. } => {
                 let price = self.slipped(req.side, top);
-                let bound = top.mid * (Decimal::ONE + req.side.sign() * *max_slippage);
-                let beyond = match req.side {
-                    Side::Buy => price > bound,
-                    Side::Sell => price < bound,
-                };
-                if beyond {
-                    // Nothing changed yet: undo the sequence allocation.
-                    self.account.next_order_seq -= 1;
-                    changes.account = false;
-                    return Err(self.rejected(format!(
-                        "market {} {} would fill at {price}, beyond max_slippage {} from mid {} (bound {}); raise max_slippage or use a limit order",
-                        req.side, req.symbol, max_slippage, top.mid, bound.normalize()
-                    )));
-                }
                 self.fill(&mut order, size, price, false, now, changes);
             }
             OrderType::Limit { price: limit, tif } => {
-                let marketable = crosses(req.side, *limit, top);
-                if marketable && *tif == TimeInForce::Alo {
-                    self.account.next_order_seq -= 1;
-                    changes.account = false;
-                    return Err(self.rejected(format!(
-                        "post-only (ALO) {} {} at {limit} would cross the book (bid {}, ask {}); it was not placed",
-                        req.side, req.symbol, top.bid, top.ask
-                    )));
-                }
-                if marketable {
+                if crosses(req.side, *limit, top) {
                     let price = limit_or_better(req.side, *limit, self.slipped(req.side, top));
                     let at_touch =
                         round_down_to(self.terms.top_of_book_usd / price, instrument.lot_size);
@@ -952,5 +960,41 @@ mod tests {
             dec!(100),
             dec!(99)
         ));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Average-cost accounting loses nothing: realised plus unrealised PnL equals the
+        /// cash paid and received plus the position's value at any mark.
+        #[test]
+        fn realised_plus_unrealised_equals_cash_flows(
+            trades in prop::collection::vec((-1_000i64..1_000, 1i64..1_000_000), 1..40),
+            mark in 1i64..1_000_000,
+        ) {
+            let (mut size, mut entry) = (Decimal::ZERO, Decimal::ZERO);
+            let (mut realised, mut cash) = (Decimal::ZERO, Decimal::ZERO);
+            for (units, ticks) in trades {
+                if units == 0 {
+                    continue;
+                }
+                let delta = Decimal::new(units, 2);
+                let price = Decimal::new(ticks, 1);
+                let c = apply_to_position(size, entry, delta, price);
+                realised += c.realised_pnl;
+                cash -= delta * price;
+                size = c.size;
+                entry = c.entry_price;
+                prop_assert!(size.is_zero() == entry.is_zero());
+            }
+            let mark = Decimal::new(mark, 1);
+            let books = realised + size * (mark - entry);
+            let flows = cash + size * mark;
+            prop_assert!((books - flows).abs() < Decimal::new(1, 12), "{books} vs {flows}");
+        }
     }
 }

@@ -193,7 +193,7 @@ impl PaperConfig {
         );
         let step_ms = self.step.as_millis();
         issues.check(
-            self.step.subsec_nanos() % 1_000_000 == 0
+            Duration::from_millis(step_ms as u64) == self.step
                 && (1..=60_000).contains(&step_ms)
                 && 60_000 % step_ms == 0,
             key("step"),

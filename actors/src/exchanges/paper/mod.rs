@@ -8,9 +8,16 @@
 //!
 //! Time comes from the injected [`Clock`](crate::clock::Clock). Every call first advances
 //! the account to the clock's now: resting limit and trigger orders are matched against
-//! every simulated step since the last call, so a quote read after a crossing sees the
-//! order filled. With the same seed, the same account creation day and the same clock
-//! times, prices and fills are identical whatever the call pattern.
+//! every simulated step since the last call (after a gap of more than an hour of steps,
+//! e.g. a restart, against every 60th or 3 600th step), so a quote read after a crossing
+//! sees the order filled, at the time it crossed. With the same seed, the same account
+//! creation day and the same clock times, prices and candles are identical whatever the
+//! call pattern.
+//!
+//! Storage: the `paper` tree holds `<name>/account` (cash, positions, leverage, counters,
+//! market anchor), `<name>/order/<client id>` and `<name>/fill/<seq>`, so several paper
+//! accounts can share one store. The starting balance applies only when `<name>/account`
+//! does not exist yet.
 //!
 //! Durability: every state change is on disk before the call returns. New fills and
 //! changed orders are written first, the account record (cash, positions, counters) last;
@@ -24,11 +31,11 @@
 //! back from sled on demand (`fills_since` scans the venue's fills). Simulation caches are
 //! bounded (see [`sim`]).
 
-pub mod account;
-pub mod config;
-pub mod market;
-pub mod replay;
-pub mod sim;
+mod account;
+mod config;
+mod market;
+mod replay;
+mod sim;
 
 #[cfg(test)]
 mod tests;
@@ -41,7 +48,8 @@ use parking_lot::Mutex;
 use rust_decimal::prelude::ToPrimitive;
 
 pub use config::{PaperConfig, PaperSymbolConfig};
-pub use replay::ReplayError;
+pub use market::MAX_LOOKBACK;
+pub use replay::{ReplayError, MAX_ROWS as MAX_REPLAY_ROWS};
 
 use account::{AccountRecord, Book, Changes, Markets, PaperOrder, PaperRecord, Terms};
 use market::{Market, PriceSource};
@@ -180,6 +188,9 @@ impl PaperVenue {
             let PaperRecord::Order(order) = record else {
                 return Err(corrupt(&key, "expected an order record"));
             };
+            if order.order.client_id.is_none() {
+                return Err(corrupt(&key, "order record without a client id"));
+            }
             max_seq = max_seq.max(Some(order.seq));
             if order.order.status.is_open() {
                 open.push(order);
@@ -231,6 +242,24 @@ impl PaperVenue {
                 source,
             );
             markets.insert(symbol, Mutex::new(market));
+        }
+
+        // An account holding a symbol the config no longer lists could never be marked or
+        // matched again; refuse to start rather than fail every call later.
+        let orphaned: Vec<&str> = account
+            .positions
+            .keys()
+            .map(String::as_str)
+            .chain(open.iter().map(|o: &PaperOrder| o.order.symbol.as_str()))
+            .filter(|s| !markets.contains_key(*s))
+            .collect();
+        if let Some(symbol) = orphaned.first() {
+            return Err(PaperError::Config {
+                venue: name.to_string(),
+                issues: format!(
+                    "the paper account holds a position or open order in `{symbol}`, which is not in `symbols`; add it back to the config"
+                ),
+            });
         }
 
         let bps = rust_decimal::Decimal::from(10_000);

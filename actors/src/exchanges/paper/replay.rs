@@ -46,7 +46,6 @@ struct Row {
 /// A parsed replay file.
 #[derive(Debug)]
 pub struct ReplayPath {
-    file: PathBuf,
     rows: Vec<Row>,
     /// Length of one loop: from the first row's start to the last row's end.
     period_ms: i64,
@@ -128,18 +127,9 @@ impl ReplayPath {
         }
         let (first, last) = (rows[0], rows[rows.len() - 1]);
         Ok(Self {
-            file: file.to_path_buf(),
             period_ms: last.time_ms + last.duration_ms - first.time_ms,
             rows,
         })
-    }
-
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
-    pub fn first_close(&self) -> f64 {
-        self.rows[0].close
     }
 
     fn row_at(&self, offset_ms: i64) -> (&Row, f64) {

@@ -155,10 +155,27 @@ impl SimPath {
         if let Some(v) = self.days.get(&day) {
             return *v;
         }
-        // Checkpoints sit at multiples of CHECKPOINT_DAYS, rounded toward the anchor.
-        let c = (day / CHECKPOINT_DAYS) * CHECKPOINT_DAYS;
-        let base = self.checkpoint(c);
-        let v = self.walk(c, day, base);
+        // Scans move one day at a time: continue from the neighbour on the anchor's side
+        // when it is known, otherwise walk from the checkpoint (multiples of
+        // CHECKPOINT_DAYS, toward the anchor). Both perform the very same floating-point
+        // operations in the same order as a walk from the anchor, so the value is
+        // bit-identical whichever way it was reached.
+        let toward_anchor = if day > 0 {
+            self.days
+                .get(&(day - 1))
+                .map(|prev| prev + self.day_increment(day))
+        } else {
+            self.days
+                .get(&(day + 1))
+                .map(|next| next - self.day_increment(day + 1))
+        };
+        let v = if let Some(v) = toward_anchor {
+            v
+        } else {
+            let c = (day / CHECKPOINT_DAYS) * CHECKPOINT_DAYS;
+            let base = self.checkpoint(c);
+            self.walk(c, day, base)
+        };
         if self.days.len() >= DAY_CACHE_CAP {
             self.days.clear();
         }
@@ -240,6 +257,19 @@ mod tests {
         assert_eq!(a, b);
         let mut other = path(8);
         assert_ne!(other.ln_price(1_000_000), a[8]);
+    }
+
+    #[test]
+    fn day_points_are_bit_identical_whatever_the_scan_direction() {
+        let ks: Vec<i64> = (-200..200).map(|d| d * SPACING[0] + 3_600).collect();
+        let mut up = path(5);
+        let a: Vec<f64> = ks.iter().map(|k| up.ln_price(*k)).collect();
+        let mut down = path(5);
+        let mut b: Vec<f64> = ks.iter().rev().map(|k| down.ln_price(*k)).collect();
+        b.reverse();
+        let c: Vec<f64> = ks.iter().map(|k| path(5).ln_price(*k)).collect();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
     }
 
     #[test]

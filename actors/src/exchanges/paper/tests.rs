@@ -840,3 +840,250 @@ fn config_reads_from_serde_with_defaults_and_rejects_unknown_keys() {
     assert!(serde_json::from_str::<PaperConfig>(r#"{"sped": "1s"}"#).is_err());
     assert!(serde_json::from_str::<PaperConfig>(r#"{"symbols": {"BTC": {"tick": "1"}}}"#).is_err());
 }
+
+#[tokio::test]
+async fn market_anchor_survives_a_restart_on_another_day() {
+    let config = PaperConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (control, control_clock) = fresh(&config);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let v = open_venue(&config, &store, &clock);
+        assert_eq!(
+            v.quote("SOL").await.unwrap(),
+            control.quote("SOL").await.unwrap()
+        );
+    }
+    // Two days later the reopened account prices the market exactly as a venue that never
+    // stopped, because the path stays anchored at the account's creation day.
+    clock.advance(2 * 86_400_000 + 1_234);
+    control_clock.advance(2 * 86_400_000 + 1_234);
+    let store = Store::open(dir.path()).unwrap();
+    let v = open_venue(&config, &store, &clock);
+    assert_eq!(
+        v.quote("SOL").await.unwrap(),
+        control.quote("SOL").await.unwrap()
+    );
+    assert_eq!(
+        v.candles("SOL", Timeframe::H4, 30).await.unwrap(),
+        control.candles("SOL", Timeframe::H4, 30).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn resting_orders_fill_during_downtime() {
+    let config = PaperConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (req, hit, best) = {
+        let store = Store::open(dir.path()).unwrap();
+        let v = open_venue(&config, &store, &clock);
+        let now = clock.now_ms();
+        let (hit, best) = scan(&v, "ETH", now, 1_200)
+            .into_iter()
+            .max_by(|x, y| x.1.bid.cmp(&y.1.bid).then(y.0.cmp(&x.0)))
+            .map(|(t, top)| (t, top.bid))
+            .unwrap();
+        assert!(best > top_at(&v, "ETH", now).bid);
+        // A short: sell 0.1 ETH at the highest bid of the next 20 minutes.
+        v.set_leverage("ETH", 2).await.unwrap();
+        let req = request(
+            "ETH",
+            Side::Sell,
+            dec!(0.1),
+            limit(best, TimeInForce::Gtc),
+            false,
+        );
+        v.place_order(&req).await.unwrap();
+        (req, hit, best)
+    };
+    clock.set(hit + 600_000);
+    let store = Store::open(dir.path()).unwrap();
+    let v = open_venue(&config, &store, &clock);
+    let o = v.query_order("ETH", &req.client_id).await.unwrap().unwrap();
+    assert_eq!(
+        (o.status, o.avg_fill_price),
+        (OrderStatus::Filled, Some(best))
+    );
+    let fills = v.fills_since(0).await.unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].time_ms, hit);
+    assert_eq!(v.positions().await.unwrap()[0].size, dec!(-0.1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_are_all_recorded_durably() {
+    let config = PaperConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let (fills, account) = {
+        let store = Store::open(dir.path()).unwrap();
+        let v = Arc::new(open_venue(&config, &store, &clock));
+        v.set_leverage("BTC", 10).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let v = v.clone();
+                tokio::spawn(async move {
+                    v.place_order(&market_order("BTC", Side::Buy, dec!(0.001)))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().status, OrderStatus::Filled);
+        }
+        (v.fills_since(0).await.unwrap(), v.account().await.unwrap())
+    };
+    assert_eq!(fills.len(), 16);
+    let store = Store::open(dir.path()).unwrap();
+    let v = open_venue(&config, &store, &clock);
+    assert_eq!(v.fills_since(0).await.unwrap(), fills);
+    assert_eq!(v.account().await.unwrap(), account);
+    assert_eq!(v.positions().await.unwrap()[0].size, dec!(0.016));
+}
+
+#[tokio::test]
+async fn fills_missing_from_the_account_record_are_reapplied_on_open() {
+    let config = PaperConfig::default();
+    let store = Store::temporary().unwrap();
+    let clock = ManualClock::new(T0);
+    let v = open_venue(&config, &store, &clock);
+    let tree = store.tree::<PaperRecord>(trees::PAPER).unwrap();
+    let before = tree.get("paper/account").unwrap().unwrap();
+    let first = v
+        .place_order(&market_order("ETH", Side::Buy, dec!(1)))
+        .await
+        .unwrap();
+    let positions = v.positions().await.unwrap();
+    let account = v.account().await.unwrap();
+    drop(v);
+    // As if the process died after writing the fill and the order but not the account.
+    tree.put_durable_blocking("paper/account", &before).unwrap();
+    let v = open_venue(&config, &store, &clock);
+    assert_eq!(v.positions().await.unwrap(), positions);
+    assert_eq!(v.account().await.unwrap(), account);
+    let second = v
+        .place_order(&market_order("ETH", Side::Buy, dec!(1)))
+        .await
+        .unwrap();
+    assert_ne!(first.venue_order_id, second.venue_order_id);
+    let ids: Vec<String> = v
+        .fills_since(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.fill_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[tokio::test]
+async fn reopening_without_a_held_symbol_is_refused() {
+    let store = Store::temporary().unwrap();
+    let clock = ManualClock::new(T0);
+    let v = open_venue(&PaperConfig::default(), &store, &clock);
+    v.place_order(&market_order("SOL", Side::Buy, dec!(1)))
+        .await
+        .unwrap();
+    drop(v);
+    let mut config = PaperConfig::default();
+    config.symbols.remove("SOL");
+    let err = PaperVenue::open("paper", &config, &store, clock.clone()).unwrap_err();
+    assert!(err.to_string().contains("`SOL`"), "{err}");
+    // Another account name in the same store is independent and starts fresh.
+    let other = PaperVenue::open("paper2", &config, &store, clock.clone()).unwrap();
+    assert!(other.positions().await.unwrap().is_empty());
+    assert_eq!(other.account().await.unwrap().account_value, dec!(10000));
+}
+
+#[tokio::test]
+async fn resting_reduce_only_trigger_is_cancelled_once_the_position_is_gone() {
+    let (v, clock) = fresh(&PaperConfig::default());
+    v.place_order(&market_order("BTC", Side::Buy, dec!(0.01)))
+        .await
+        .unwrap();
+    let now = clock.now_ms();
+    let (hit, high) = scan(&v, "BTC", now, 900)
+        .into_iter()
+        .max_by(|x, y| x.1.mid.cmp(&y.1.mid).then(y.0.cmp(&x.0)))
+        .map(|(t, top)| (t, top.mid))
+        .unwrap();
+    assert!(high > top_at(&v, "BTC", now).mid);
+    let take_profit = request(
+        "BTC",
+        Side::Sell,
+        dec!(0.01),
+        OrderType::Trigger {
+            trigger_price: high,
+            kind: TriggerKind::TakeProfit,
+            limit_price: None,
+        },
+        true,
+    );
+    v.place_order(&take_profit).await.unwrap();
+    // The reserve of a reduce-only order is nothing: it can only free margin.
+    let margin = v.account().await.unwrap().margin_used;
+    assert_eq!(margin, v.positions().await.unwrap()[0].margin_used);
+    // The position is closed by hand before the take profit fires.
+    v.place_order(&market_order("BTC", Side::Sell, dec!(0.01)))
+        .await
+        .unwrap();
+    clock.set(hit + 1_000);
+    let o = v
+        .query_order("BTC", &take_profit.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (o.status, o.filled_size),
+        (OrderStatus::Cancelled, Decimal::ZERO)
+    );
+    assert!(o.reject_reason.unwrap().contains("reduce-only"));
+    assert!(v.positions().await.unwrap().is_empty());
+    assert_eq!(v.fills_since(0).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_order_still_persists_fills_found_while_advancing() {
+    let store = Store::temporary().unwrap();
+    let clock = ManualClock::new(T0);
+    let v = open_venue(&PaperConfig::default(), &store, &clock);
+    let now = clock.now_ms();
+    let (hit, best) = scan(&v, "BTC", now, 600)
+        .into_iter()
+        .min_by(|x, y| x.1.ask.cmp(&y.1.ask).then(x.0.cmp(&y.0)))
+        .map(|(t, top)| (t, top.ask))
+        .unwrap();
+    let resting = request(
+        "BTC",
+        Side::Buy,
+        dec!(0.01),
+        limit(best, TimeInForce::Gtc),
+        false,
+    );
+    v.place_order(&resting).await.unwrap();
+    clock.set(hit + 1_000);
+    // The first call after the crossing is a refused order; the crossing's fill must still
+    // reach the stored account record.
+    let refused = request(
+        "BTC",
+        Side::Buy,
+        dec!(0.01),
+        OrderType::Market {
+            max_slippage: Decimal::ZERO,
+        },
+        false,
+    );
+    assert!(matches!(
+        v.place_order(&refused).await,
+        Err(VenueError::Rejected { .. })
+    ));
+    let tree = store.tree::<PaperRecord>(trees::PAPER).unwrap();
+    let Some(PaperRecord::Account(stored)) = tree.get("paper/account").unwrap() else {
+        panic!("no account record");
+    };
+    assert_eq!(stored.next_fill_seq, 1);
+    assert_eq!(stored.positions["BTC"].size, dec!(0.01));
+}
