@@ -232,7 +232,7 @@ fn looks_like_html(headers: &HeaderMap, text: &str) -> bool {
 }
 
 /// The page's `<title>` if it has one, else its text with tags removed, shortened.
-fn html_excerpt(html: &str) -> String {
+pub(crate) fn html_excerpt(html: &str) -> String {
     let lower = html.to_ascii_lowercase();
     if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>")) {
         let start = start + "<title>".len();

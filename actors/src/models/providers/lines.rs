@@ -24,6 +24,9 @@ pub(crate) enum FramingError {
     TooLarge { limit: usize },
     /// A complete line is not UTF-8.
     NotUtf8 { line_start: String },
+    /// A line that is no SSE field but markup or JSON: the body is an HTML page (a proxy,
+    /// a captive portal) or a plain JSON document, not an event stream.
+    NotEventStream { line: String },
 }
 
 impl FramingError {
@@ -35,6 +38,7 @@ impl FramingError {
                 what: "a line that is not UTF-8",
                 detail: format!("line starts `{line_start}`"),
             },
+            FramingError::NotEventStream { line } => super::wire::not_a_stream(provider, &line),
         }
     }
 }
@@ -144,7 +148,7 @@ impl SseDecoder {
         let lines = self.lines.push(chunk)?;
         let mut events = Vec::new();
         for line in lines {
-            if let Some(event) = self.line(&line) {
+            if let Some(event) = self.line(&line)? {
                 events.push(event);
             }
         }
@@ -157,7 +161,7 @@ impl SseDecoder {
     pub fn finish(&mut self) -> Result<Option<SseEvent>, FramingError> {
         let mut last = None;
         if let Some(line) = self.lines.finish()? {
-            last = self.line(&line);
+            last = self.line(&line)?;
         }
         if last.is_none() {
             last = self.dispatch();
@@ -165,7 +169,7 @@ impl SseDecoder {
         Ok(last)
     }
 
-    fn line(&mut self, line: &str) -> Option<SseEvent> {
+    fn line(&mut self, line: &str) -> Result<Option<SseEvent>, FramingError> {
         let line = if self.first_line {
             self.first_line = false;
             line.strip_prefix('\u{feff}').unwrap_or(line)
@@ -173,10 +177,10 @@ impl SseDecoder {
             line
         };
         if line.is_empty() {
-            return self.dispatch();
+            return Ok(self.dispatch());
         }
         if line.starts_with(':') {
-            return None;
+            return Ok(None);
         }
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
@@ -191,9 +195,16 @@ impl SseDecoder {
                 self.has_data = true;
             }
             "event" => self.event = Some(value.to_string()),
+            // The spec ignores unknown fields, but no provider sends any; a "field" that
+            // opens with markup or JSON means the body is not an event stream at all.
+            other if other.trim_start().starts_with(['<', '{', '[']) => {
+                return Err(FramingError::NotEventStream {
+                    line: line.chars().take(2000).collect(),
+                })
+            }
             _ => {}
         }
-        None
+        Ok(None)
     }
 
     fn dispatch(&mut self) -> Option<SseEvent> {
@@ -294,6 +305,24 @@ mod tests {
                 data: "{}".into()
             })
         );
+    }
+
+    #[test]
+    fn an_html_page_is_not_an_event_stream() {
+        let mut sse = SseDecoder::new(1 << 20);
+        let err = sse
+            .push(b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n")
+            .unwrap_err();
+        assert!(matches!(err, FramingError::NotEventStream { line } if line == "<html>"));
+        let mut sse = SseDecoder::new(1 << 20);
+        assert!(matches!(
+            sse.push(b"{\"error\": {\"message\": \"bad\"}}"),
+            Ok(events) if events.is_empty()
+        ));
+        assert!(matches!(
+            sse.finish(),
+            Err(FramingError::NotEventStream { .. })
+        ));
     }
 
     proptest! {

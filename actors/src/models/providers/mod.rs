@@ -405,6 +405,115 @@ mod tests {
     }
 
     #[test]
+    fn an_html_page_instead_of_a_stream_is_unavailable_for_every_format() {
+        let page = b"<!DOCTYPE html>\n<html><head><title>Attention Required! | Cloudflare</title></head><body>blocked</body></html>\n";
+        for kind in ProviderKind::ALL {
+            let mut parser = stream_parser(kind);
+            let err = parser.feed(page).and_then(|_| parser.finish()).unwrap_err();
+            assert_eq!(
+                err.class(),
+                crate::resilience::ErrorClass::Unavailable,
+                "{kind}: {err}"
+            );
+            assert!(matches!(err, WireError::Provider { .. }), "{kind}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_and_streams_beyond_the_guard_are_refused() {
+        assert!(guard_body_len(ProviderKind::OpenAi, MAX_BODY_BYTES).is_ok());
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        for kind in ProviderKind::ALL {
+            assert_eq!(
+                parse_response(kind, &big),
+                Err(WireError::BodyTooLarge {
+                    provider: kind,
+                    limit: MAX_BODY_BYTES
+                })
+            );
+            // A stream that never ends a line, fed in 64 KiB pieces.
+            let mut parser = stream_parser(kind);
+            let err = big
+                .chunks(64 * 1024)
+                .map(|chunk| parser.feed(chunk))
+                .find_map(Result::err)
+                .expect("the guard must trip");
+            assert_eq!(
+                err,
+                WireError::BodyTooLarge {
+                    provider: kind,
+                    limit: MAX_BODY_BYTES
+                }
+            );
+            assert_eq!(parser.finish(), Err(err));
+        }
+    }
+
+    #[test]
+    fn finish_reasons_normalise_across_providers() {
+        use FinishReason::*;
+        let cases = [
+            (openai::finish_reason("stop"), Stop),
+            (openai::finish_reason("length"), Length),
+            (openai::finish_reason("tool_calls"), ToolCalls),
+            (openai::finish_reason("content_filter"), ContentFilter),
+            (anthropic::stop_reason("end_turn"), Stop),
+            (anthropic::stop_reason("stop_sequence"), Stop),
+            (anthropic::stop_reason("max_tokens"), Length),
+            (anthropic::stop_reason("tool_use"), ToolCalls),
+            (anthropic::stop_reason("refusal"), ContentFilter),
+            (gemini::finish_reason("STOP"), Stop),
+            (gemini::finish_reason("MAX_TOKENS"), Length),
+            (gemini::finish_reason("SAFETY"), ContentFilter),
+            (ollama::done_reason("stop"), Stop),
+            (ollama::done_reason("length"), Length),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+        assert_eq!(
+            gemini::finish_reason("MALFORMED_FUNCTION_CALL").as_str(),
+            "MALFORMED_FUNCTION_CALL"
+        );
+        assert_eq!(
+            anthropic::stop_reason("pause_turn"),
+            Other("pause_turn".into())
+        );
+    }
+
+    #[test]
+    fn a_reply_becomes_the_routers_response() {
+        let reply = Reply {
+            text: "BUY".into(),
+            usage: crate::models::Usage {
+                prompt_tokens: 3,
+                completion_tokens: 1,
+            },
+            finish_reason: Some(FinishReason::Length),
+            model: Some("gpt-4o-mini-2024-07-18".into()),
+            ..Reply::default()
+        };
+        let response = reply.into_response(
+            "oa-1",
+            ProviderKind::OpenAi,
+            "gpt-4o-mini",
+            std::time::Duration::from_millis(420),
+        );
+        assert_eq!(response.text, "BUY");
+        assert_eq!(
+            (
+                response.deployment.as_str(),
+                response.provider.as_str(),
+                response.model.as_str()
+            ),
+            ("oa-1", "openai", "gpt-4o-mini")
+        );
+        assert_eq!(response.finish_reason.as_deref(), Some("length"));
+        assert_eq!(response.usage.completion_tokens, 1);
+        assert!(!response.cached);
+    }
+
+    #[test]
     fn wire_errors_map_to_router_errors() {
         let err = WireError::Truncated {
             provider: ProviderKind::Anthropic,

@@ -301,6 +301,9 @@ impl OllamaStreamParser {
         if self.done || text.trim().is_empty() {
             return Ok(events);
         }
+        if text.trim_start().starts_with('<') {
+            return Err(super::wire::not_a_stream(PROVIDER, text));
+        }
         let line: WireLine = serde_json::from_str(text).map_err(|err| WireError::Malformed {
             provider: PROVIDER,
             what: "a stream line",

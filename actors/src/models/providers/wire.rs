@@ -10,7 +10,7 @@ use std::fmt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::models::types::{ModelError, Usage};
+use crate::models::types::{ModelError, ModelResponse, Usage};
 use crate::resilience::ErrorClass;
 
 use super::ProviderKind;
@@ -208,6 +208,30 @@ pub struct Reply {
     pub model: Option<String>,
 }
 
+impl Reply {
+    /// The router's answer for this reply. `model` is what the response should name (the
+    /// deployment's configured model id); the provider's own `Reply::model` may be more
+    /// specific and is for logs.
+    pub fn into_response(
+        self,
+        deployment: &str,
+        provider: ProviderKind,
+        model: &str,
+        latency: std::time::Duration,
+    ) -> ModelResponse {
+        ModelResponse {
+            text: self.text,
+            deployment: deployment.to_string(),
+            provider: provider.label().to_string(),
+            model: model.to_string(),
+            usage: self.usage,
+            latency,
+            finish_reason: self.finish_reason.map(|reason| reason.as_str().to_string()),
+            cached: false,
+        }
+    }
+}
+
 /// What one fed chunk of a stream produced. Errors are not events: a provider error or an
 /// unreadable chunk ends the stream and comes back as `Err` from `feed`.
 #[derive(Debug, Clone, PartialEq)]
@@ -343,6 +367,28 @@ pub(crate) fn excerpt(text: &str, max_chars: usize) -> String {
     let mut cut: String = collapsed.chars().take(max_chars).collect();
     cut.push('…');
     cut
+}
+
+/// The error for a streamed body that is not a stream: an HTML page (a proxy or captive
+/// portal answered 200) is the target's unavailability; anything else is unreadable.
+pub(crate) fn not_a_stream(provider: ProviderKind, first_line: &str) -> WireError {
+    if first_line.trim_start().starts_with('<') {
+        WireError::Provider {
+            provider,
+            class: ErrorClass::Unavailable,
+            status: None,
+            message: format!(
+                "an HTML page instead of an answer stream (a proxy or captive portal in the way?): {}",
+                super::classify::html_excerpt(first_line)
+            ),
+        }
+    } else {
+        WireError::Malformed {
+            provider,
+            what: "a body that is not an event stream",
+            detail: format!("it starts `{}`", excerpt(first_line, 120)),
+        }
+    }
 }
 
 /// Parse a whole JSON body into `T`, with the size guard and a typed error.
