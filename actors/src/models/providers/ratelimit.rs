@@ -61,9 +61,19 @@ impl RateLimitSnapshot {
             reset: header_str(headers, &format!("anthropic-ratelimit-{kind}-reset"))
                 .and_then(|value| rfc3339_until(value, now)),
         };
+        // Un-suffixed `x-ratelimit-*` (OpenRouter and generic gateways) count requests;
+        // their reset may be a duration or a Unix timestamp.
+        let generic_window = || LimitWindow {
+            limit: header_u64(headers, "x-ratelimit-limit"),
+            remaining: header_u64(headers, "x-ratelimit-remaining"),
+            reset: header_str(headers, "x-ratelimit-reset").and_then(|v| reset_until(v, now)),
+        };
         let mut requests = openai_window("requests");
         if requests.is_empty() {
             requests = anthropic_window("requests");
+        }
+        if requests.is_empty() {
+            requests = generic_window();
         }
         let mut tokens = openai_window("tokens");
         if tokens.is_empty() {
@@ -152,6 +162,25 @@ fn seconds(secs: f64) -> Option<Duration> {
     (0.0..1e9)
         .contains(&secs)
         .then(|| Duration::from_secs_f64(secs))
+}
+
+/// A reset that is either a duration or, for a bare integer too large to be one, a Unix
+/// timestamp in seconds (> 10^9) or milliseconds (> 10^12).
+fn reset_until(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(number) = value.parse::<u64>() {
+        let at = if number > 1_000_000_000_000 {
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(number))
+        } else if number > 1_000_000_000 {
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(number))
+        } else {
+            None
+        };
+        if let Some(at) = at {
+            return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    parse_go_duration(value)
 }
 
 fn rfc3339_until(value: &str, now: SystemTime) -> Option<Duration> {
@@ -343,6 +372,36 @@ mod tests {
             None
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "NaN")]), now), None);
+    }
+
+    #[test]
+    fn unsuffixed_gateway_headers_with_epoch_millisecond_reset() {
+        let h = headers(&[
+            ("x-ratelimit-limit", "20"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1741305600000"),
+        ]);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_741_305_597_500);
+        let snap = RateLimitSnapshot::from_headers(&h, now);
+        assert_eq!(
+            snap.requests,
+            LimitWindow {
+                limit: Some(20),
+                remaining: Some(0),
+                reset: Some(Duration::from_millis(2500))
+            }
+        );
+        let h = headers(&[("x-ratelimit-reset", "1741305600")]);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_741_305_590);
+        assert_eq!(
+            RateLimitSnapshot::from_headers(&h, now).requests.reset,
+            Some(Duration::from_secs(10))
+        );
+        let h = headers(&[("x-ratelimit-reset", "30s")]);
+        assert_eq!(
+            RateLimitSnapshot::from_headers(&h, now).requests.reset,
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]

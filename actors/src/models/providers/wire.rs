@@ -120,11 +120,16 @@ impl WireRequest {
     pub fn header_map(&self) -> Result<HeaderMap, WireError> {
         let mut map = HeaderMap::new();
         for (name, value) in &self.headers {
+            let header_name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| WireError::InvalidHeader {
+                    name: (*name).to_string(),
+                    reason: "not a valid HTTP header name".into(),
+                })?;
             let header_value = HeaderValue::from_str(value).map_err(|_| WireError::InvalidHeader {
                 name: (*name).to_string(),
                 reason: "the value holds characters not allowed in an HTTP header (newline or control character)".into(),
             })?;
-            map.insert(HeaderName::from_static(name), header_value);
+            map.insert(header_name, header_value);
         }
         if let Some(auth) = &self.auth {
             let (name, raw) = match auth {
@@ -136,6 +141,7 @@ impl WireRequest {
                 reason: "the API key holds characters not allowed in an HTTP header; check the environment variable for a stray newline or quote".into(),
             })?;
             value.set_sensitive(true);
+            // Invariant: auth header names are lowercase literals of this module.
             map.insert(HeaderName::from_static(name), value);
         }
         Ok(map)
@@ -323,10 +329,19 @@ impl WireError {
     /// The router's error for this failure on `deployment`.
     pub fn into_model_error(self, deployment: &str) -> ModelError {
         match self {
-            WireError::Provider { class, .. } => ModelError::Provider {
+            WireError::Provider {
+                provider,
+                class,
+                status,
+                message,
+            } => ModelError::Provider {
                 deployment: deployment.to_string(),
                 class,
-                message: self.to_string(),
+                // The router's message already names the class; say who and which status.
+                message: match status {
+                    Some(status) => format!("{provider} HTTP {status}: {message}"),
+                    None => format!("{provider}: {message}"),
+                },
             },
             WireError::Malformed { .. }
             | WireError::Truncated { .. }
