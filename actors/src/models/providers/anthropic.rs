@@ -277,8 +277,24 @@ impl MessagesStreamParser {
         if self.stopped {
             return Ok(());
         }
-        let value: Value = serde_json::from_str(data)
-            .map_err(|err| Self::malformed(format!("{err} in `{}`", excerpt(data, 120))))?;
+        let value: Value = match serde_json::from_str(data) {
+            Ok(value) => value,
+            // An `error` event is an error even when a proxy put plain text in it.
+            Err(_) if name == Some("error") => {
+                return Err(WireError::Provider {
+                    provider: PROVIDER,
+                    class: crate::resilience::ErrorClass::Unavailable,
+                    status: None,
+                    message: excerpt(data, 400),
+                })
+            }
+            Err(err) => {
+                return Err(Self::malformed(format!(
+                    "{err} in `{}`",
+                    excerpt(data, 120)
+                )))
+            }
+        };
         let kind = value
             .get("type")
             .and_then(Value::as_str)
@@ -712,6 +728,31 @@ mod tests {
             }
         );
         assert_eq!(parser.finish().unwrap_err(), err);
+    }
+
+    #[test]
+    fn error_events_of_every_type_keep_their_class() {
+        let cases = [
+            (
+                "rate_limit_error",
+                ErrorClass::RateLimited { retry_after: None },
+            ),
+            ("api_error", ErrorClass::Unavailable),
+            ("invalid_request_error", ErrorClass::BadRequest),
+            ("authentication_error", ErrorClass::Auth),
+        ];
+        for (kind, class) in cases {
+            let body = format!("event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":\"m\"}}}}\n\n");
+            let err = MessagesStreamParser::new()
+                .feed(body.as_bytes())
+                .unwrap_err();
+            assert_eq!(err.class(), class, "{kind}");
+        }
+        let err = MessagesStreamParser::new()
+            .feed(b"event: error\ndata: upstream overloaded\n\n")
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Unavailable);
+        assert!(err.to_string().contains("upstream overloaded"));
     }
 
     #[test]

@@ -19,19 +19,29 @@
 //! The structured [`ModelRequest::context`] is not sent: it exists for rule-based
 //! deployments; language models read the facts from the prompt the agent wrote.
 //!
-//! A pool's loop, in short:
+//! A pool's loop, in short (`kind = target.provider`, one reqwest client per pool):
 //! ```ignore
 //! let wire = providers::build_request(&target, &request, true)?;
-//! let resp = client.request(wire.method.as_reqwest(), &wire.url)
-//!     .headers(wire.header_map()?).json(&wire.body).send().await;   // map reqwest errors
+//! let mut http = client.request(wire.method.as_reqwest(), &wire.url).headers(wire.header_map()?);
+//! if let Some(body) = &wire.body { http = http.json(body); }
+//! let resp = http.send().await.map_err(|e| classify_transport_error(&e))?;
 //! let rate = RateLimitSnapshot::from_headers(resp.headers(), SystemTime::now());
-//! if !resp.status().is_success() {                                  // read ≤ MAX_BODY_BYTES
-//!     return Err(classify_http_error(kind, status, &headers, &body, SystemTime::now()));
+//! let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+//! let mut chunks = resp.bytes_stream();
+//! if !(200..300).contains(&status) {
+//!     let mut body = BodyCollector::new(kind, None)?;            // or read a prefix only
+//!     while let Some(c) = chunks.next().await { body.push(&c?)?; }
+//!     return Err(classify_http_error(kind, status, &headers, &body.into_bytes(), SystemTime::now()));
 //! }
 //! let mut parser = providers::stream_parser(kind);
-//! while let Some(chunk) = body_stream.next().await { parser.feed(&chunk?)?; }
-//! let reply = parser.finish()?;
+//! while let Some(c) = chunks.next().await {                     // each under the deadline
+//!     for event in parser.feed(&c?)? { /* optional: forward TextDelta */ }
+//! }
+//! let reply = parser.finish()?;                                 // Truncated if cut short
+//! let response = reply.into_response(&deployment, kind, &target.model, started.elapsed());
 //! ```
+//! Any [`WireError`] becomes the router's error with [`WireError::into_model_error`]; its
+//! [`WireError::class`] drives retry and the circuit breaker.
 
 pub mod anthropic;
 mod classify;
@@ -49,8 +59,8 @@ use std::str::FromStr;
 pub use classify::{class_for_status, classify_http_error, classify_transport_error};
 pub use ratelimit::{parse_go_duration, retry_after, LimitWindow, RateLimitSnapshot};
 pub use wire::{
-    guard_body_len, ApiKey, FinishReason, HttpMethod, Reply, StreamEvent, StreamParser, ToolCall,
-    WireError, WireRequest, MAX_BODY_BYTES,
+    guard_body_len, ApiKey, BodyCollector, FinishReason, HttpMethod, Reply, StreamEvent,
+    StreamParser, ToolCall, WireError, WireRequest, MAX_BODY_BYTES,
 };
 
 use crate::models::types::ModelRequest;
@@ -447,6 +457,22 @@ mod tests {
             );
             assert_eq!(parser.finish(), Err(err));
         }
+    }
+
+    #[test]
+    fn the_body_collector_holds_no_more_than_the_guard() {
+        assert!(matches!(
+            BodyCollector::new(ProviderKind::Gemini, Some(MAX_BODY_BYTES as u64 + 1)),
+            Err(WireError::BodyTooLarge { .. })
+        ));
+        let mut body = BodyCollector::new(ProviderKind::Gemini, None).unwrap();
+        body.push(&vec![b'x'; MAX_BODY_BYTES - 1]).unwrap();
+        body.push(b"y").unwrap();
+        assert!(matches!(
+            body.push(b"z"),
+            Err(WireError::BodyTooLarge { .. })
+        ));
+        assert_eq!(body.into_bytes().len(), MAX_BODY_BYTES);
     }
 
     #[test]

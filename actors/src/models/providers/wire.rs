@@ -372,6 +372,38 @@ pub fn guard_body_len(provider: ProviderKind, len: usize) -> Result<(), WireErro
     Ok(())
 }
 
+/// Collects a whole (non-streamed) body chunk by chunk, refusing to hold more than
+/// [`MAX_BODY_BYTES`], so a pool never buffers an unbounded body even when the server sent
+/// no `content-length` (chunked transfer).
+#[derive(Debug)]
+pub struct BodyCollector {
+    provider: ProviderKind,
+    bytes: Vec<u8>,
+}
+
+impl BodyCollector {
+    /// Refuses at once when the announced `content-length` is already over the guard.
+    pub fn new(provider: ProviderKind, content_length: Option<u64>) -> Result<Self, WireError> {
+        let announced = content_length.unwrap_or(0);
+        let announced = usize::try_from(announced).unwrap_or(usize::MAX);
+        guard_body_len(provider, announced)?;
+        Ok(Self {
+            provider,
+            bytes: Vec::with_capacity(announced.min(64 * 1024)),
+        })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), WireError> {
+        guard_body_len(self.provider, self.bytes.len().saturating_add(chunk.len()))?;
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 /// A short, single-line excerpt of provider text for error messages: bodies can be long
 /// and multi-line, and a log line should stay a line.
 pub(crate) fn excerpt(text: &str, max_chars: usize) -> String {
