@@ -372,8 +372,9 @@ impl Supervisor {
         if child.generation != generation || !matches!(child.status, Status::Starting(_)) {
             return;
         }
-        if let Status::Starting(mut stop) = std::mem::replace(&mut child.status, Status::Down) {
-            // Its exit, when it comes, is for a child already marked down and is ignored.
+        // Stopping, not down: restarts and the supervisor's own exit wait for it to go.
+        if let Status::Starting(mut stop) = std::mem::replace(&mut child.status, Status::Stopping)
+        {
             stop.stop();
         }
         let exit = ChildExit::Failed(format!(
@@ -404,7 +405,10 @@ impl Supervisor {
         let child = &mut self.children[i];
         match (child.spec.restart, exit.is_abnormal()) {
             (RestartType::Temporary, _) => {
-                child.status = Status::Gone;
+                // One still stopping (start timeout) becomes down on exit, and stays down.
+                if !matches!(child.status, Status::Stopping) {
+                    child.status = Status::Gone;
+                }
                 return;
             }
             (RestartType::Transient, false) => return,

@@ -757,3 +757,61 @@ async fn slot_reports_vacant_full_and_closed() {
     assert_eq!(root.shutdown().await, RootExit::Normal);
     assert_eq!(probe.calls("w"), 1);
 }
+
+/// A child that reports ready only when the test says so.
+fn gated(probe: &Probe, name: &str, gate: Arc<Mutex<Option<ReadySignal>>>) -> ChildSpec {
+    let mut inner = probe.worker(name);
+    ChildSpec::new(name, move |ctx| {
+        *gate.lock() = Some(ctx.defer_ready());
+        (inner.factory)(ctx)
+    })
+}
+
+#[actix::test]
+async fn a_deferred_ready_signal_holds_back_later_siblings() {
+    let probe = Probe::default();
+    let gate = Arc::new(Mutex::new(None));
+    let root = start_root(
+        SupervisorSpec::new("engine")
+            .child(gated(&probe, "gateway", gate.clone()))
+            .child(probe.worker("agent")),
+        None,
+    );
+    serving(&probe.slot("gateway"), 0).await;
+    // Without the gate the agent would have been spawned together with the gateway.
+    assert_eq!(probe.calls("agent"), 0);
+    let signal = gate.lock().take().expect("the factory took the ready signal");
+    signal.ready();
+    serving(&probe.slot("agent"), 0).await;
+    assert_eq!(probe.journal.with("started "), ["gateway#0", "agent#0"]);
+    assert_eq!(root.shutdown().await, RootExit::Normal);
+}
+
+#[actix::test]
+async fn a_child_that_never_becomes_ready_fails_its_start_after_the_timeout() {
+    let probe = Probe::default();
+    let gate = Arc::new(Mutex::new(None));
+    let root = start_root(
+        SupervisorSpec::new("engine")
+            .intensity(Intensity::new(0, Duration::from_secs(10)))
+            .child(
+                gated(&probe, "gateway", gate.clone()).start_timeout(Duration::from_millis(40)),
+            )
+            .child(probe.worker("agent")),
+        None,
+    );
+    let exit = tokio::time::timeout(PATIENCE, root.terminated())
+        .await
+        .unwrap();
+    assert_eq!(
+        exit,
+        RootExit::Escalated(
+            "restart intensity exceeded: 1 restarts in 10s; last failure of engine/gateway: \
+             failed: start failed: not ready within 40ms"
+                .into()
+        )
+    );
+    assert_eq!(probe.calls("agent"), 0);
+    // The tree ended only after the timed-out child had stopped.
+    assert_eq!(probe.journal.with("stopped "), ["gateway#0"]);
+}
