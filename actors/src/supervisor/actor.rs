@@ -14,9 +14,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use actix::{
-    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle,
-};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle};
 use humantime_serde::re::humantime::format_duration;
 use metrics::{Counter, Gauge};
 use rand::SeedableRng;
@@ -26,7 +24,7 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::intensity::{Intensity, RestartWindow, Verdict};
 use super::record::{RestartLog, RestartRecord};
-use super::runner::{ChildExit, FailureSignal, StopHandle};
+use super::runner::{ChildExit, FailureSignal, ReadySignal, StopHandle};
 use super::spec::{ChildSpec, RestartType, Strategy, SupervisorSpec};
 use super::start::StartCtx;
 use crate::store::Store;
@@ -51,6 +49,10 @@ pub struct Supervisor {
     /// A spec error found at construction; reported by escalating at start.
     invalid: Option<String>,
     timer: Option<SpawnHandle>,
+    /// Members of the restart group being started, one at a time, in start order.
+    starting: BTreeSet<usize>,
+    /// Fired once the first start pass is done, so the parent may start our next sibling.
+    ready: Option<ReadySignal>,
     /// Keeps the mailbox connected so the supervisor only stops when it decides to.
     self_addr: Option<Addr<Supervisor>>,
 }
@@ -80,6 +82,8 @@ struct Child {
 enum Status {
     /// Never started.
     Idle,
+    /// Spawned; waiting for its ready signal before the next sibling starts.
+    Starting(StopHandle),
     Running(StopHandle),
     /// Asked to stop; waiting for its exit.
     Stopping,
@@ -90,6 +94,12 @@ enum Status {
 }
 
 /// Children to start together, in start order, once all are down and `not_before` passed.
+impl Child {
+    fn is_live(&self) -> bool {
+        matches!(self.status, Status::Starting(_) | Status::Running(_))
+    }
+}
+
 struct RestartGroup {
     members: BTreeSet<usize>,
     not_before: Instant,
@@ -104,6 +114,14 @@ pub(crate) struct ChildExited {
     pub exit: ChildExit,
 }
 
+/// Sent by a child's ready signal.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ChildStarted {
+    pub index: usize,
+    pub generation: u64,
+}
+
 /// Asks a supervisor to stop its children in reverse order and then itself.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -112,12 +130,16 @@ pub(crate) struct ShutDown;
 impl Supervisor {
     /// A supervisor to spawn from a factory: its path is the child's path, it shares the
     /// tree's store, and it escalates through the child's failure signal.
-    pub fn nested(spec: SupervisorSpec, ctx: &StartCtx<'_>) -> Self {
+    /// It reports ready once its own children have started, so the parent starts the
+    /// next sibling after the whole subtree.
+    pub fn nested(spec: SupervisorSpec, ctx: &mut StartCtx<'_>) -> Self {
+        let ready = ctx.defer_ready();
         Self::build(
             spec,
             ctx.path().to_string(),
             ctx.store().cloned(),
             ctx.failure_signal(),
+            Some(ready),
         )
     }
 
@@ -126,6 +148,7 @@ impl Supervisor {
         path: String,
         store: Option<Store>,
         failure: FailureSignal,
+        ready: Option<ReadySignal>,
     ) -> Self {
         let invalid = spec.check().err().map(|e| e.to_string());
         let log = store.as_ref().and_then(|s| match RestartLog::open(s) {
@@ -185,6 +208,8 @@ impl Supervisor {
             mode: Mode::Running,
             invalid,
             timer: None,
+            starting: BTreeSet::new(),
+            ready,
             self_addr: None,
         }
     }
@@ -203,39 +228,44 @@ impl Supervisor {
             if self.mode == Mode::Finished {
                 return;
             }
-            if self
-                .children
-                .iter()
-                .any(|c| matches!(c.status, Status::Stopping))
-            {
+            if self.children.iter().any(|c| matches!(c.status, Status::Stopping)) {
                 return;
             }
-            let running = |c: &Child| matches!(c.status, Status::Running(_));
             if matches!(self.mode, Mode::ShuttingDown | Mode::Escalating(_)) {
-                match (0..self.children.len())
-                    .rev()
-                    .find(|&i| running(&self.children[i]))
-                {
+                match (0..self.children.len()).rev().find(|&i| self.children[i].is_live()) {
                     Some(i) => self.stop_child(i),
                     None => self.finish(ctx),
                 }
                 return;
             }
+            if self.children.iter().any(|c| matches!(c.status, Status::Starting(_))) {
+                return;
+            }
             if let Some(i) = (0..self.children.len())
                 .rev()
-                .find(|&i| running(&self.children[i]) && self.in_group(i))
+                .find(|&i| self.children[i].is_live() && self.in_group(i))
             {
                 self.stop_child(i);
                 return;
             }
+            if let Some(i) = self.starting.pop_first() {
+                if self.may_start(i) {
+                    self.start_child(i, ctx);
+                }
+                continue;
+            }
             let now = Instant::now();
             if let Some(g) = self.groups.iter().position(|g| g.not_before <= now) {
-                let group = self.groups.swap_remove(g);
-                self.start_group(group, ctx);
+                self.starting = self.groups.swap_remove(g).members;
                 continue;
             }
             if let Some(at) = self.groups.iter().map(|g| g.not_before).min() {
                 self.wake_at(at, ctx);
+            }
+            // Nothing left to start now: the first pass is over (failed children wait for
+            // their backoff), so the parent may move on to our next sibling.
+            if let Some(ready) = self.ready.take() {
+                ready.ready();
             }
             return;
         }
@@ -252,26 +282,19 @@ impl Supervisor {
         }));
     }
 
-    fn start_group(&mut self, group: RestartGroup, ctx: &mut Context<Self>) {
-        for i in group.members {
-            if self.mode != Mode::Running {
-                return;
+    /// Whether member `i` of the group being started should start now.
+    fn may_start(&mut self, i: usize) -> bool {
+        let in_group = self.in_group(i);
+        let child = &mut self.children[i];
+        match child.status {
+            Status::Gone | Status::Starting(_) | Status::Running(_) | Status::Stopping => false,
+            // A temporary sibling stopped for this restart is not started again.
+            Status::Down if child.spec.restart == RestartType::Temporary => {
+                child.status = Status::Gone;
+                false
             }
-            let child = &mut self.children[i];
-            match child.status {
-                Status::Gone | Status::Running(_) | Status::Stopping => continue,
-                // A temporary sibling stopped for this restart is not started again.
-                Status::Down if child.spec.restart == RestartType::Temporary => {
-                    child.status = Status::Gone;
-                    continue;
-                }
-                Status::Down | Status::Idle => {}
-            }
-            // A failure earlier in this loop may have rescheduled this child with its group.
-            if self.in_group(i) {
-                continue;
-            }
-            self.start_child(i, ctx);
+            // A failure since this group began may have rescheduled the child elsewhere.
+            Status::Down | Status::Idle => !in_group,
         }
     }
 
@@ -293,6 +316,13 @@ impl Supervisor {
             }
         }
         let generation = child.generation;
+        let on_ready = sup.clone();
+        let ready = ReadySignal::new(move || {
+            on_ready.do_send(ChildStarted {
+                index: i,
+                generation,
+            })
+        });
         let sink = Box::new(move |exit| {
             sup.do_send(ChildExited {
                 index: i,
@@ -307,35 +337,67 @@ impl Supervisor {
             child.spec.shutdown,
             self.store.as_ref(),
             sink,
+            ready,
         );
         // Dropping `start` on an error stops whatever the factory spawned.
         let started = (child.spec.factory)(&mut start).and_then(|()| start.finish());
+        child.last_start = Some(Instant::now());
         match started {
             Ok(stop) => {
-                child.status = Status::Running(stop);
-                child.last_start = Some(Instant::now());
-                child.up.set(1.0);
-                tracing::debug!(child = %child.path, generation, "child started");
+                child.status = Status::Starting(stop);
+                tracing::debug!(child = %child.path, generation, "child spawned");
+                let timeout = child.spec.start_timeout;
+                if timeout != Duration::MAX {
+                    ctx.run_later(timeout, move |sup, ctx| {
+                        sup.start_timed_out(i, generation, timeout, ctx)
+                    });
+                }
             }
             Err(e) => {
                 child.status = Status::Down;
-                child.last_start = Some(Instant::now());
                 let exit = ChildExit::Failed(format!("start failed: {e}"));
-                self.on_failure(i, exit, ctx);
+                self.on_failure(i, exit);
             }
         }
+    }
+
+    fn start_timed_out(
+        &mut self,
+        i: usize,
+        generation: u64,
+        timeout: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let child = &mut self.children[i];
+        if child.generation != generation || !matches!(child.status, Status::Starting(_)) {
+            return;
+        }
+        // Stopping, not down: restarts and the supervisor's own exit wait for it to go.
+        if let Status::Starting(mut stop) = std::mem::replace(&mut child.status, Status::Stopping)
+        {
+            stop.stop();
+        }
+        let exit = ChildExit::Failed(format!(
+            "start failed: not ready within {}",
+            format_duration(timeout)
+        ));
+        self.on_failure(i, exit);
+        self.drive(ctx);
     }
 
     fn stop_child(&mut self, i: usize) {
         let child = &mut self.children[i];
-        if let Status::Running(mut stop) = std::mem::replace(&mut child.status, Status::Stopping) {
-            tracing::debug!(child = %child.path, "stopping child");
-            stop.stop();
+        match std::mem::replace(&mut child.status, Status::Stopping) {
+            Status::Running(mut stop) | Status::Starting(mut stop) => {
+                tracing::debug!(child = %child.path, "stopping child");
+                stop.stop();
+            }
+            other => child.status = other,
         }
     }
 
     /// Records an exit of child `i` (already marked down) and decides what follows.
-    fn on_failure(&mut self, i: usize, exit: ChildExit, _ctx: &mut Context<Self>) {
+    fn on_failure(&mut self, i: usize, exit: ChildExit) {
         self.note_exit(i, &exit);
         if self.mode != Mode::Running || self.in_group(i) {
             return;
@@ -343,7 +405,10 @@ impl Supervisor {
         let child = &mut self.children[i];
         match (child.spec.restart, exit.is_abnormal()) {
             (RestartType::Temporary, _) => {
-                child.status = Status::Gone;
+                // One still stopping (start timeout) becomes down on exit, and stays down.
+                if !matches!(child.status, Status::Stopping) {
+                    child.status = Status::Gone;
+                }
                 return;
             }
             (RestartType::Transient, false) => return,
@@ -372,12 +437,8 @@ impl Supervisor {
         let delay = self.backoff.delay(child.consecutive, &mut self.rng);
         let mut members: BTreeSet<usize> = match self.strategy {
             Strategy::OneForOne => BTreeSet::from([i]),
-            Strategy::OneForAll => (0..self.children.len())
-                .filter(|&j| self.joins_restart(i, j))
-                .collect(),
-            Strategy::RestForOne => (i..self.children.len())
-                .filter(|&j| self.joins_restart(i, j))
-                .collect(),
+            Strategy::OneForAll => (0..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
+            Strategy::RestForOne => (i..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
         };
         let mut not_before = now + delay;
         self.groups.retain(|g| {
@@ -395,10 +456,7 @@ impl Supervisor {
             restarting = members.len(),
             "restarting after {exit}"
         );
-        self.groups.push(RestartGroup {
-            members,
-            not_before,
-        });
+        self.groups.push(RestartGroup { members, not_before });
     }
 
     /// Whether sibling `j` is stopped and restarted along with failed child `i`: it is if it
@@ -408,7 +466,7 @@ impl Supervisor {
             || self.in_group(j)
             || matches!(
                 self.children[j].status,
-                Status::Running(_) | Status::Stopping | Status::Idle
+                Status::Starting(_) | Status::Running(_) | Status::Stopping | Status::Idle
             )
     }
 
@@ -435,6 +493,7 @@ impl Supervisor {
             .increment(1);
         self.mode = Mode::Escalating(reason);
         self.groups.clear();
+        self.starting.clear();
     }
 
     fn begin_shutdown(&mut self, ctx: &mut Context<Self>) {
@@ -442,6 +501,7 @@ impl Supervisor {
             tracing::info!(supervisor = %self.path, "stopping children in reverse order");
             self.mode = Mode::ShuttingDown;
             self.groups.clear();
+            self.starting.clear();
             if let Some(t) = self.timer.take() {
                 ctx.cancel_future(t);
             }
@@ -511,12 +571,35 @@ impl Handler<ChildExited> for Supervisor {
                     child.up.set(0.0);
                 }
             }
-            Status::Running(_) => {
+            Status::Starting(_) | Status::Running(_) => {
                 child.status = Status::Down;
-                self.on_failure(msg.index, msg.exit, ctx);
+                self.on_failure(msg.index, msg.exit);
             }
             Status::Idle | Status::Down | Status::Gone => return,
         }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<ChildStarted> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChildStarted, ctx: &mut Context<Self>) {
+        let Some(child) = self.children.get_mut(msg.index) else {
+            return;
+        };
+        if child.generation != msg.generation {
+            return;
+        }
+        // A child already stopping or down stays as it is.
+        if !matches!(child.status, Status::Starting(_)) {
+            return;
+        }
+        if let Status::Starting(stop) = std::mem::replace(&mut child.status, Status::Down) {
+            child.status = Status::Running(stop);
+        }
+        child.up.set(1.0);
+        tracing::debug!(child = %child.path, generation = msg.generation, "child ready");
         self.drive(ctx);
     }
 }

@@ -52,7 +52,7 @@ pub use intensity::{Intensity, RestartWindow, Verdict};
 pub use panic_hook::install_panic_hook;
 pub use record::{restart_records, RestartRecord};
 pub use root::{start_root, RootExit, RootHandle};
-pub use runner::{panic_message, ChildExit, FailureSignal};
+pub use runner::{panic_message, ChildExit, FailureSignal, ReadySignal};
 pub use slot::{Slot, SlotError};
 pub use spec::{ChildSpec, Factory, RestartType, SpecError, StartError, Strategy, SupervisorSpec};
 pub use start::StartCtx;

@@ -37,7 +37,7 @@ pub fn start_root(spec: SupervisorSpec, store: Option<Store>) -> RootHandle {
     let (tx, exit) = watch::channel(None);
     let failure = FailureSignal::new();
     let name = spec.name.clone();
-    let supervisor = Supervisor::build(spec, name.clone(), store, failure.clone());
+    let supervisor = Supervisor::build(spec, name.clone(), store, failure.clone(), None);
     let on_exit = Box::new(move |exit: ChildExit| {
         let root_exit = match exit {
             ChildExit::Normal => RootExit::Normal,
@@ -63,6 +63,7 @@ pub fn start_root(spec: SupervisorSpec, store: Option<Store>) -> RootHandle {
         // The root is never stopped through its runner, only by `ShutDown`.
         shutdown: Duration::MAX,
         failure,
+        on_started: None,
         on_down: None,
         on_exit,
     };

@@ -92,6 +92,46 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Tells the supervisor that a child has finished starting, so the next sibling may start.
+/// Fires once; later calls do nothing. An actor gets one from
+/// [`super::StartCtx::defer_ready`] when it must finish asynchronous work (a reconciliation,
+/// its own children) before its later siblings may rely on it; otherwise the runner fires
+/// it right after `started()`.
+#[derive(Clone)]
+pub struct ReadySignal {
+    notify: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+}
+
+impl std::fmt::Debug for ReadySignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadySignal")
+            .field("fired", &self.notify.lock().is_none())
+            .finish()
+    }
+}
+
+impl ReadySignal {
+    pub(crate) fn new(notify: impl FnOnce() + Send + 'static) -> Self {
+        Self {
+            notify: Arc::new(Mutex::new(Some(Box::new(notify)))),
+        }
+    }
+
+    /// A signal nobody listens to (the root, or an actor outside a supervisor).
+    pub fn detached() -> Self {
+        Self {
+            notify: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn ready(&self) {
+        let notify = self.notify.lock().take();
+        if let Some(notify) = notify {
+            notify();
+        }
+    }
+}
+
 /// Asks a running actor to stop. Dropping it asks too: an actor never outlives the
 /// supervisor that started it.
 #[derive(Debug)]
@@ -115,6 +155,8 @@ pub(crate) struct RunSettings {
     pub mailbox: usize,
     pub shutdown: Duration,
     pub failure: FailureSignal,
+    /// Fired after the actor's first poll (its `started()`), unless the actor took it over.
+    pub on_started: Option<ReadySignal>,
     /// Runs before the exit is reported (clears the actor's slot).
     pub on_down: Option<DownHook>,
     pub on_exit: ExitSink,
@@ -146,6 +188,7 @@ where
         kill_timer: None,
         shutdown: settings.shutdown,
         failure: settings.failure,
+        on_started: settings.on_started,
         on_down: settings.on_down,
         on_exit: Some(settings.on_exit),
     });
@@ -158,6 +201,7 @@ struct ChildTask<A: Actor<Context = Context<A>>> {
     kill_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     shutdown: Duration,
     failure: FailureSignal,
+    on_started: Option<ReadySignal>,
     on_down: Option<DownHook>,
     on_exit: Option<ExitSink>,
 }
@@ -215,7 +259,11 @@ impl<A: Actor<Context = Context<A>>> Future for ChildTask<A> {
                 this.finish(exit);
                 return Poll::Ready(());
             }
-            Ok(Poll::Pending) => {}
+            Ok(Poll::Pending) => {
+                if let Some(ready) = this.on_started.take() {
+                    ready.ready();
+                }
+            }
             Err(payload) => {
                 this.finish(ChildExit::Panicked(panic_message(payload.as_ref())));
                 return Poll::Ready(());

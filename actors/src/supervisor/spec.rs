@@ -80,6 +80,9 @@ pub struct ChildSpec {
     pub shutdown: Duration,
     /// Mailbox capacity of the child's actor.
     pub mailbox: usize,
+    /// How long the child may take to become ready (see [`StartCtx::defer_ready`]) before
+    /// its start counts as failed. `Duration::MAX` waits forever.
+    pub start_timeout: Duration,
     pub factory: Factory,
 }
 
@@ -90,6 +93,7 @@ impl fmt::Debug for ChildSpec {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("mailbox", &self.mailbox)
+            .field("start_timeout", &self.start_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +101,7 @@ impl fmt::Debug for ChildSpec {
 impl ChildSpec {
     pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
     pub const DEFAULT_MAILBOX: usize = 64;
+    pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// A permanent child built by `factory`, which must call [`StartCtx::spawn`] once.
     pub fn new(
@@ -108,6 +113,7 @@ impl ChildSpec {
             restart: RestartType::Permanent,
             shutdown: Self::DEFAULT_SHUTDOWN,
             mailbox: Self::DEFAULT_MAILBOX,
+            start_timeout: Self::DEFAULT_START_TIMEOUT,
             factory: Box::new(factory),
         }
     }
@@ -126,8 +132,9 @@ impl ChildSpec {
     }
 
     /// A nested supervisor; `spec` is called at every (re)start so the subtree restarts
-    /// from a fresh spec. Shutdown waits for the subtree, whose children have their own
-    /// timeouts.
+    /// from a fresh spec. It is ready once its own children are, so later siblings start
+    /// after the whole subtree. Start and shutdown wait for the subtree, whose children
+    /// have their own timeouts.
     pub fn supervisor(
         id: impl Into<String>,
         mut spec: impl FnMut() -> SupervisorSpec + 'static,
@@ -138,6 +145,7 @@ impl ChildSpec {
             Ok(())
         });
         child.shutdown = Duration::MAX;
+        child.start_timeout = Duration::MAX;
         child
     }
 
@@ -148,6 +156,11 @@ impl ChildSpec {
 
     pub fn shutdown(mut self, timeout: Duration) -> Self {
         self.shutdown = timeout;
+        self
+    }
+
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
         self
     }
 

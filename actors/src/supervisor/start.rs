@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Context};
 
-use super::runner::{self, ExitSink, FailureSignal, RunSettings, StopHandle};
+use super::runner::{self, ExitSink, FailureSignal, ReadySignal, RunSettings, StopHandle};
 use super::slot::Slot;
 use crate::store::Store;
 
@@ -21,6 +21,9 @@ pub struct StartCtx<'a> {
     store: Option<&'a Store>,
     failure: FailureSignal,
     sink: Option<ExitSink>,
+    ready: ReadySignal,
+    /// The actor took the ready signal; the runner must not fire it.
+    ready_deferred: bool,
     stop: Option<StopHandle>,
     spawned: u32,
 }
@@ -33,6 +36,7 @@ impl<'a> StartCtx<'a> {
         shutdown: Duration,
         store: Option<&'a Store>,
         sink: ExitSink,
+        ready: ReadySignal,
     ) -> Self {
         Self {
             path,
@@ -42,6 +46,8 @@ impl<'a> StartCtx<'a> {
             store,
             failure: FailureSignal::new(),
             sink: Some(sink),
+            ready,
+            ready_deferred: false,
             stop: None,
             spawned: 0,
         }
@@ -66,6 +72,15 @@ impl<'a> StartCtx<'a> {
     /// failure with that reason.
     pub fn failure_signal(&self) -> FailureSignal {
         self.failure.clone()
+    }
+
+    /// Takes over this child's ready signal: the supervisor starts the next sibling only
+    /// once the actor calls [`ReadySignal::ready`], instead of right after `started()`.
+    /// An actor that never calls it holds its later siblings back until its start timeout
+    /// ([`super::ChildSpec::start_timeout`]) fails it.
+    pub fn defer_ready(&mut self) -> ReadySignal {
+        self.ready_deferred = true;
+        self.ready.clone()
     }
 
     /// Starts `actor` as this child. Call exactly once per factory run.
@@ -96,10 +111,12 @@ impl<'a> StartCtx<'a> {
         // Only the first actor reports to the supervisor; extras are stopped at once and
         // the start is failed in `finish`.
         let on_exit = self.sink.take().unwrap_or_else(|| Box::new(|_| {}));
+        let on_started = (!self.ready_deferred && self.spawned == 1).then(|| self.ready.clone());
         let settings = RunSettings {
             mailbox: self.mailbox,
             shutdown: self.shutdown,
             failure: self.failure.clone(),
+            on_started,
             on_down,
             on_exit,
         };
