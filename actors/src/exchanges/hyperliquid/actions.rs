@@ -800,6 +800,24 @@ pub(crate) mod tests {
         assert_ne!(other, key.address());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any nonce, vault and network: the signature recovers to the wallet, and only
+        /// with the exact nonce it was made for.
+        #[test]
+        fn signatures_recover_to_the_wallet(nonce in 0u64..u64::MAX, vault in proptest::option::of(proptest::array::uniform20(0u8..)), testnet: bool) {
+            let key = PrivateKey::from_hex(SDK_TEST_KEY).unwrap();
+            let network = if testnet { Network::Testnet } else { Network::Mainnet };
+            let vault = vault.map(Address);
+            let action = limit_order(Some("0x00000000000000000000000000000001"));
+            let sig = sign_l1_action(&key, &action, "order", nonce, vault.as_ref(), network).unwrap();
+            let signer = recover_l1_signer(&action, "order", nonce, vault.as_ref(), network, &sig).unwrap();
+            proptest::prop_assert_eq!(signer, key.address());
+            let other = recover_l1_signer(&action, "order", nonce ^ 1, vault.as_ref(), network, &sig).unwrap();
+            proptest::prop_assert_ne!(other, key.address());
+        }
+    }
+
     #[test]
     fn market_orders_become_bounded_ioc_limits() {
         let buy = request(
