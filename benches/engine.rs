@@ -15,13 +15,15 @@ use actix::Actor;
 use criterion::{criterion_group, criterion_main, Criterion};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::connector::Connector;
-use orrery_actors::exchanges::gateway::{Amount, GatewayConfig, GatewayCore, OrderGateway, OrderIntent, PlaceOrder, Pricing};
+use orrery_actors::exchanges::gateway::{
+    Amount, GatewayConfig, GatewayCore, OrderGateway, OrderIntent, PlaceOrder, Pricing,
+};
 use orrery_actors::exchanges::ledger::LedgerEntry;
 use orrery_actors::exchanges::paper::{PaperConfig, PaperVenue};
 use orrery_actors::exchanges::risk_gate::RiskConfig;
 use orrery_actors::exchanges::*;
 use orrery_actors::store::{trees, Store};
-use orrery_actors::supervisor::{start_root, ChildSpec, SupervisorSpec, Slot};
+use orrery_actors::supervisor::{start_root, ChildSpec, Slot, SupervisorSpec};
 use rust_decimal::Decimal;
 
 const LEDGER_SIZE: usize = 100_000;
@@ -35,10 +37,13 @@ fn seed_ledger(dir: &std::path::Path) {
             symbol: ["BTC", "ETH", "SOL"][i % 3].into(),
             side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
             size: Decimal::new(123, 4),
-            order_type: OrderType::Market { max_slippage: Decimal::new(1, 2) },
+            order_type: OrderType::Market {
+                max_slippage: Decimal::new(1, 2),
+            },
             reduce_only: false,
         };
-        let mut entry = LedgerEntry::new_intent("paper", request, "bench", 1_700_000_000_000 + i as i64);
+        let mut entry =
+            LedgerEntry::new_intent("paper", request, "bench", 1_700_000_000_000 + i as i64);
         entry.status = OrderStatus::Filled;
         entry.filled_size = entry.request.size;
         entry.avg_fill_price = Some(Decimal::from(60_000));
@@ -54,7 +59,8 @@ fn paper_connector(store: &Store) -> (Slot<Connector>, orrery_actors::supervisor
     let (s, st) = (slot.clone(), store.clone());
     let root = start_root(
         SupervisorSpec::new("bench").child(ChildSpec::in_slot("paper", s, move |_| {
-            let venue = PaperVenue::open("paper", &PaperConfig::default(), &st, system_clock()).unwrap();
+            let venue =
+                PaperVenue::open("paper", &PaperConfig::default(), &st, system_clock()).unwrap();
             Ok(Connector::new(Arc::new(venue)))
         })),
         None,
@@ -83,7 +89,14 @@ fn start_ready(c: &mut Criterion) {
                     }
                     let mut venues = BTreeMap::new();
                     venues.insert("paper".to_string(), slot);
-                    let core = GatewayCore::open(&store, venues, RiskConfig::default(), GatewayConfig::default(), system_clock()).unwrap();
+                    let core = GatewayCore::open(
+                        &store,
+                        venues,
+                        RiskConfig::default(),
+                        GatewayConfig::default(),
+                        system_clock(),
+                    )
+                    .unwrap();
                     assert_eq!(core.ledger().len(), LEDGER_SIZE);
                     core.reconcile_all().await.unwrap();
                     let elapsed = started.elapsed();
@@ -125,7 +138,14 @@ fn order_path(c: &mut Criterion) {
             max_position_pct: Decimal::from(100),
             ..RiskConfig::default()
         };
-        let core = GatewayCore::open(&store, venues, limits, GatewayConfig::default(), system_clock()).unwrap();
+        let core = GatewayCore::open(
+            &store,
+            venues,
+            limits,
+            GatewayConfig::default(),
+            system_clock(),
+        )
+        .unwrap();
         core.reconcile_all().await.unwrap();
         (OrderGateway::new(core).start(), root, store)
     });

@@ -475,6 +475,12 @@ fn set_path(node: &mut toml::Value, segments: &[String], value: toml::Value) -> 
                 t.insert(head.clone(), value);
                 return Ok(());
             }
+            let indexes_next = tail.first().is_some_and(|n| n.parse::<usize>().is_ok());
+            if indexes_next && !t.contains_key(head) {
+                return Err(format!(
+                    "`{head}` has no entries to index; define them in the config file first"
+                ));
+            }
             t.entry(head.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()))
         }

@@ -14,7 +14,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle,
+};
 use humantime_serde::re::humantime::format_duration;
 use metrics::{Counter, Gauge};
 use rand::SeedableRng;
@@ -228,17 +230,28 @@ impl Supervisor {
             if self.mode == Mode::Finished {
                 return;
             }
-            if self.children.iter().any(|c| matches!(c.status, Status::Stopping)) {
+            if self
+                .children
+                .iter()
+                .any(|c| matches!(c.status, Status::Stopping))
+            {
                 return;
             }
             if matches!(self.mode, Mode::ShuttingDown | Mode::Escalating(_)) {
-                match (0..self.children.len()).rev().find(|&i| self.children[i].is_live()) {
+                match (0..self.children.len())
+                    .rev()
+                    .find(|&i| self.children[i].is_live())
+                {
                     Some(i) => self.stop_child(i),
                     None => self.finish(ctx),
                 }
                 return;
             }
-            if self.children.iter().any(|c| matches!(c.status, Status::Starting(_))) {
+            if self
+                .children
+                .iter()
+                .any(|c| matches!(c.status, Status::Starting(_)))
+            {
                 return;
             }
             if let Some(i) = (0..self.children.len())
@@ -373,8 +386,7 @@ impl Supervisor {
             return;
         }
         // Stopping, not down: restarts and the supervisor's own exit wait for it to go.
-        if let Status::Starting(mut stop) = std::mem::replace(&mut child.status, Status::Stopping)
-        {
+        if let Status::Starting(mut stop) = std::mem::replace(&mut child.status, Status::Stopping) {
             stop.stop();
         }
         let exit = ChildExit::Failed(format!(
@@ -437,8 +449,12 @@ impl Supervisor {
         let delay = self.backoff.delay(child.consecutive, &mut self.rng);
         let mut members: BTreeSet<usize> = match self.strategy {
             Strategy::OneForOne => BTreeSet::from([i]),
-            Strategy::OneForAll => (0..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
-            Strategy::RestForOne => (i..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
+            Strategy::OneForAll => (0..self.children.len())
+                .filter(|&j| self.joins_restart(i, j))
+                .collect(),
+            Strategy::RestForOne => (i..self.children.len())
+                .filter(|&j| self.joins_restart(i, j))
+                .collect(),
         };
         let mut not_before = now + delay;
         self.groups.retain(|g| {
@@ -456,7 +472,10 @@ impl Supervisor {
             restarting = members.len(),
             "restarting after {exit}"
         );
-        self.groups.push(RestartGroup { members, not_before });
+        self.groups.push(RestartGroup {
+            members,
+            not_before,
+        });
     }
 
     /// Whether sibling `j` is stopped and restarted along with failed child `i`: it is if it

@@ -18,7 +18,7 @@
 //! context is caught ([`ChildExit::Panicked`]), and a restart rebuilds the actor by calling
 //! its factory again (the factory reloads its state from sled), so a restart starts clean.
 //!
-//! ```ignore
+//! ```text
 //! let router: Slot<ModelRouter> = Slot::new();
 //! let models = {
 //!     let router = router.clone();

@@ -20,7 +20,7 @@
 //! deployments; language models read the facts from the prompt the agent wrote.
 //!
 //! A pool's loop, in short (`kind = target.provider`, one reqwest client per pool):
-//! ```ignore
+//! ```text
 //! let wire = providers::build_request(&target, &request, true)?;
 //! let mut http = client.request(wire.method.as_reqwest(), &wire.url).headers(wire.header_map()?);
 //! if let Some(body) = &wire.body { http = http.json(body); }
