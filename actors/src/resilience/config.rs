@@ -36,7 +36,7 @@ use super::retry::BackoffKind;
 use crate::validate::{join, Issues};
 
 /// Everything resilience-related for one target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResilienceConfig {
     /// Named rate-limit pools.
@@ -48,19 +48,6 @@ pub struct ResilienceConfig {
     pub retry: RetryConfig,
     pub queue: QueueConfig,
     pub fallback: FallbackConfig,
-}
-
-impl Default for ResilienceConfig {
-    fn default() -> Self {
-        Self {
-            limits: Vec::new(),
-            endpoints: BTreeMap::new(),
-            breaker: BreakerConfig::default(),
-            retry: RetryConfig::default(),
-            queue: QueueConfig::default(),
-            fallback: FallbackConfig::default(),
-        }
-    }
 }
 
 /// One rate-limit pool.
