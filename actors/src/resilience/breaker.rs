@@ -137,6 +137,8 @@ pub struct CircuitBreaker {
 
 struct Shared {
     target: String,
+    /// The target as a metric label (cheap to clone).
+    label: Arc<str>,
     config: BreakerConfig,
     clock: SharedClock,
     tree: Option<Tree<BreakerRecord>>,
@@ -262,6 +264,7 @@ impl CircuitBreaker {
         let state = inner.state;
         let breaker = Self {
             shared: Arc::new(Shared {
+                label: Arc::from(target.as_str()),
                 target,
                 config,
                 clock,
@@ -269,7 +272,7 @@ impl CircuitBreaker {
                 inner: Mutex::new(inner),
             }),
         };
-        metrics::gauge!(METRIC_STATE, "target" => breaker.shared.target.clone()).set(state.gauge());
+        metrics::gauge!(METRIC_STATE, "target" => breaker.shared.label.clone()).set(state.gauge());
         breaker
     }
 
@@ -336,7 +339,7 @@ impl CircuitBreaker {
     }
 
     fn rejected(&self, err: BreakerError) -> BreakerError {
-        metrics::counter!(METRIC_REJECTED, "target" => self.shared.target.clone()).increment(1);
+        metrics::counter!(METRIC_REJECTED, "target" => self.shared.label.clone()).increment(1);
         err
     }
 
@@ -466,7 +469,7 @@ impl CircuitBreaker {
             inner.open_for_ms = ms_of(self.shared.config.open_for);
             inner.consecutive_opens = 0;
         }
-        let target = self.shared.target.clone();
+        let target = self.shared.label.clone();
         metrics::gauge!(METRIC_STATE, "target" => target.clone()).set(to.gauge());
         metrics::counter!(METRIC_TRANSITIONS, "target" => target, "from" => from.label(), "to" => to.label())
             .increment(1);

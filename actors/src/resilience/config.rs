@@ -25,14 +25,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::fallback::{EmergencyMode, FallbackLevel};
+use super::breaker::{BreakerRecord, CircuitBreaker};
+use super::fallback::{EmergencyMode, FallbackChain, FallbackLevel};
 use super::limiter::{
     GcraLimiter, LeakMode, LeakyBucket, LimitError, LinkedLimit, LinkedLimitError, RateLimit,
     ServerQuota, SlidingWindow, Throttle, TokenBucket,
 };
 use super::mono::SharedMonotonic;
-use super::priority::{Priority, QueueBounds};
-use super::retry::BackoffKind;
+use super::priority::{Priority, PriorityQueue, QueueBounds};
+use super::retry::{BackoffKind, RetryPolicy};
+use crate::clock::SharedClock;
+use crate::store::Tree;
 use crate::validate::{join, Issues};
 
 /// Everything resilience-related for one target.
@@ -677,6 +680,47 @@ impl ResilienceConfig {
         self.retry.validate(&join(path, "retry"), issues);
         self.queue.validate(&join(path, "queue"), issues);
         self.fallback.validate(&join(path, "fallback"), issues);
+    }
+}
+
+/// One target's runtime kit, built from its [`ResilienceConfig`]: what a model pool or an
+/// exchange connector holds for its target.
+#[derive(Debug)]
+pub struct TargetResilience {
+    pub limits: RateLimits,
+    pub breaker: CircuitBreaker,
+    pub retry: RetryPolicy,
+}
+
+impl ResilienceConfig {
+    /// Builds the rate limits, breaker (restored from `breakers` when given) and retry
+    /// policy of `target`. Call on a validated config.
+    pub fn build(
+        &self,
+        target: &str,
+        mono: SharedMonotonic,
+        wall: SharedClock,
+        breakers: Option<Tree<BreakerRecord>>,
+    ) -> Result<TargetResilience, LinkedLimitError> {
+        Ok(TargetResilience {
+            limits: RateLimits::build(target, self, mono)?,
+            breaker: CircuitBreaker::new(target, self.breaker.clone(), wall, breakers),
+            retry: RetryPolicy::new(target, self.retry.clone()),
+        })
+    }
+
+    /// The bounded priority queue of this target's pending work.
+    pub fn priority_queue<T>(&self, name: &str, clock: SharedMonotonic) -> PriorityQueue<T> {
+        PriorityQueue::new(name, self.queue.bounds(), clock)
+    }
+
+    /// The fallback chain of this target's reads of `V`.
+    pub fn fallback<V: Clone + Send + Sync + 'static>(
+        &self,
+        target: &str,
+        clock: SharedMonotonic,
+    ) -> FallbackChain<V> {
+        FallbackChain::new(target, self.fallback.clone(), clock)
     }
 }
 

@@ -7,16 +7,32 @@
 //! which turns them into [`ServerQuota`] and [`ErrorClass`] values), and never sends a
 //! request itself — callers wrap their own calls.
 //!
-//! How a model pool or exchange connector uses the kit, per call:
-//! 1. `limits.acquire(endpoint, priority, deadline).await?` — waits fairly for rate budget
-//!    ([`RateLimits`], built from [`ResilienceConfig`]);
-//! 2. `let permit = breaker.check()?` — refuses fast while the target is failing
-//!    ([`CircuitBreaker`]);
-//! 3. the send itself, inside [`RetryPolicy::run`] (bounded by the request deadline), with
-//!    `permit.record(...)` after each attempt and `limits.observe(...)` with what the server
-//!    reported;
-//! 4. reads go through a [`FallbackChain`] so a failing target degrades to cached data, a
-//!    sibling, or a safe default.
+//! How a model pool or exchange connector uses the kit. At start, from its config section:
+//! `let kit = cfg.resilience.build(name, TokioClock::shared(), system_clock(), Some(breakers))?`
+//! (validated earlier with `cfg.resilience.validate(path, &mut issues)`). Per call:
+//!
+//! ```text
+//! let deadline = Instant::now() + request.timeout;
+//! let result = kit.retry.run(deadline, || async {
+//!     kit.limits.acquire("order", 1, Priority::High, deadline).await?;   // fair wait
+//!     let permit = kit.breaker.check()?;                                  // fail fast
+//!     let started = Instant::now();
+//!     let result = send(&request).await;                                  // one attempt
+//!     if let Some(q) = quota_from(&response_headers) {                    // provider code
+//!         kit.limits.observe("weight", q);
+//!     }
+//!     permit.record(&result, started.elapsed());                          // breaker learns
+//!     result
+//! }).await;
+//! ```
+//!
+//! The closure's error type implements [`Classify`] (limit, breaker and transport errors
+//! mapped to an [`ErrorClass`]; e.g. an open breaker is `Unavailable`, a limit wait past
+//! the deadline is `RateLimited`), so the retry policy decides per class. Reads wrap the
+//! above in `fallback.read(key, primary, siblings)` ([`FallbackChain`]) so a failing
+//! target degrades to cached data, a sibling, or a safe default; orders never do. Work
+//! queued before the send (the order gateway's pending orders) waits in a
+//! [`PriorityQueue`].
 
 mod class;
 
@@ -28,9 +44,12 @@ pub mod mono;
 pub mod priority;
 pub mod retry;
 
+#[cfg(test)]
+mod test_recorder;
+
 pub use breaker::{BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Permit};
 pub use class::ErrorClass;
-pub use config::{RateLimits, ResilienceConfig};
+pub use config::{RateLimits, ResilienceConfig, TargetResilience};
 pub use fallback::{FallbackChain, FallbackError, FallbackLevel, Served};
 pub use limiter::{Denied, LimitError, RateLimit, ServerQuota, Throttle};
 pub use mono::{ManualMonotonic, MonotonicClock, Nanos, SharedMonotonic, TokioClock};

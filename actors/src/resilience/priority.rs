@@ -158,7 +158,7 @@ impl<T> PriorityQueue<T> {
             let capacity = self.bounds.capacity[i];
             if levels[i].len() >= capacity {
                 drop(levels);
-                metrics::counter!(METRIC_REJECTED, "queue" => self.name.to_string(), "priority" => priority.label())
+                metrics::counter!(METRIC_REJECTED, "queue" => self.name.clone(), "priority" => priority.label())
                     .increment(1);
                 return Err(QueueFull {
                     queue: self.name.to_string(),
@@ -201,7 +201,7 @@ impl<T> PriorityQueue<T> {
         };
         self.set_depth(priority, depth);
         let waited = Duration::from_nanos(now.saturating_sub(enqueued));
-        metrics::histogram!(METRIC_WAIT, "queue" => self.name.to_string(), "priority" => priority.label())
+        metrics::histogram!(METRIC_WAIT, "queue" => self.name.clone(), "priority" => priority.label())
             .record(waited.as_secs_f64());
         Some(Popped {
             item,
@@ -245,7 +245,7 @@ impl<T> PriorityQueue<T> {
     }
 
     fn set_depth(&self, priority: Priority, depth: usize) {
-        metrics::gauge!(METRIC_DEPTH, "queue" => self.name.to_string(), "priority" => priority.label())
+        metrics::gauge!(METRIC_DEPTH, "queue" => self.name.clone(), "priority" => priority.label())
             .set(depth as f64);
     }
 }

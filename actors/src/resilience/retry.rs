@@ -37,6 +37,29 @@ impl Classify for ErrorClass {
     }
 }
 
+/// A cost that can never pass (or an unknown endpoint) is a bad request; waiting past the
+/// deadline is rate limiting with the known wait (so the loop sees that a retry cannot
+/// fit); a full wait queue is overload.
+impl Classify for super::limiter::LimitError {
+    fn class(&self) -> ErrorClass {
+        use super::limiter::LimitError as L;
+        match self {
+            L::CostExceedsCapacity { .. } | L::UnknownEndpoint { .. } => ErrorClass::BadRequest,
+            L::WouldPassDeadline { wait, .. } => ErrorClass::RateLimited {
+                retry_after: Some(*wait),
+            },
+            L::QueueFull { .. } => ErrorClass::Unavailable,
+        }
+    }
+}
+
+/// An open breaker is the target being unavailable; the router moves to a sibling.
+impl Classify for super::breaker::BreakerError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Unavailable
+    }
+}
+
 /// Growth of the wait between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -273,3 +273,48 @@ fn open_state_survives_a_restart() {
         BreakerState::Closed
     );
 }
+
+#[test]
+fn state_and_transitions_are_exported() {
+    let recorder = crate::resilience::test_recorder::TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (b, clock) = breaker(config());
+    assert_eq!(
+        recorder.get("orrery_breaker_state{target=venue}"),
+        Some(0.0)
+    );
+    open_then_wait(&b, &clock);
+    assert_eq!(
+        recorder.get("orrery_breaker_state{target=venue}"),
+        Some(2.0)
+    );
+    let probe = b.check().unwrap();
+    assert_eq!(
+        recorder.get("orrery_breaker_state{target=venue}"),
+        Some(1.0)
+    );
+    b.check().unwrap().success(Duration::ZERO);
+    assert!(b.check().is_err());
+    assert_eq!(
+        recorder.get("orrery_breaker_rejected_total{target=venue}"),
+        Some(1.0)
+    );
+    probe.success(Duration::ZERO);
+    assert_eq!(
+        recorder.get("orrery_breaker_state{target=venue}"),
+        Some(0.0)
+    );
+    for (from, to) in [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ] {
+        assert_eq!(
+            recorder.get(&format!(
+                "orrery_breaker_transitions_total{{target=venue,from={from},to={to}}}"
+            )),
+            Some(1.0),
+            "{from} -> {to}"
+        );
+    }
+}

@@ -186,3 +186,46 @@ async fn rate_limits_draw_each_endpoint_from_its_pools() {
         },
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn builds_a_targets_kit_from_config() {
+    let cfg = binance();
+    let wall = crate::clock::ManualClock::new(0);
+    let kit = cfg
+        .build("binance", TokioClock::shared(), wall, None)
+        .unwrap();
+    assert_eq!(kit.limits.target(), "binance");
+    assert_eq!(kit.breaker.target(), "binance");
+    assert_eq!(kit.retry.config().backoff.kind, BackoffKind::Fibonacci);
+    let queue = cfg.priority_queue::<u8>("binance", TokioClock::shared());
+    for i in 0..10 {
+        queue.push(i, Priority::Low).unwrap();
+    }
+    assert!(
+        queue.push(10, Priority::Low).is_err(),
+        "low level bounded at 10 by config"
+    );
+    let chain = cfg
+        .fallback::<u8>("binance", TokioClock::shared())
+        .with_emergency_default(0);
+    let served = chain
+        .read(
+            "x",
+            async { Err::<u8, ()>(()) },
+            Vec::<futures::future::Ready<Result<u8, ()>>>::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(served.level, crate::resilience::FallbackLevel::Emergency);
+    // Two gcra pools drawn by one endpoint cannot be built.
+    let mut two = cfg.clone();
+    two.limits.push(LimitConfig::Gcra {
+        name: "g2".into(),
+        burst: 1,
+        period: Duration::from_secs(1),
+    });
+    assert!(matches!(
+        RateLimits::build("binance", &two, TokioClock::shared()),
+        Err(LinkedLimitError::TooManyNonRefunding(2))
+    ));
+}

@@ -109,3 +109,30 @@ async fn emergency_without_a_default_is_an_error() {
     } = err;
     assert_eq!(siblings_failed, 2);
 }
+
+#[tokio::test]
+async fn every_read_is_counted_by_level() {
+    let recorder = crate::resilience::test_recorder::TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (chain, _) = chain(FallbackLevel::Emergency);
+    let chain = chain.with_emergency_default(0);
+    chain.read("A", ok(1), Vec::<Read>::new()).await.unwrap();
+    chain.read("A", ok(1), Vec::<Read>::new()).await.unwrap();
+    chain.read("A", down(), Vec::<Read>::new()).await.unwrap();
+    chain.read("B", down(), vec![ok(2)]).await.unwrap();
+    chain.read("C", down(), vec![down()]).await.unwrap();
+    for (level, n) in [
+        ("none", 2.0),
+        ("partial", 1.0),
+        ("full", 1.0),
+        ("emergency", 1.0),
+    ] {
+        assert_eq!(
+            recorder.get(&format!(
+                "orrery_fallback_total{{target=binance,level={level}}}"
+            )),
+            Some(n),
+            "{level}"
+        );
+    }
+}

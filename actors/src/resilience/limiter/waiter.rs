@@ -141,7 +141,7 @@ impl Throttle {
         let now = self.clock.now();
         self.limiter.observe(quota, now);
         if let Some(h) = self.limiter.headroom(now) {
-            metrics::gauge!(METRIC_HEADROOM, "limit" => self.name.to_string()).set(h as f64);
+            metrics::gauge!(METRIC_HEADROOM, "limit" => self.name.clone()).set(h as f64);
         }
         // Capacity may have grown; let the head look again.
         self.waiters.lock().wake_head();
@@ -153,7 +153,7 @@ impl Throttle {
     }
 
     fn reject(&self, reason: &'static str, err: LimitError) -> LimitError {
-        metrics::counter!(METRIC_REJECTED, "limit" => self.name.to_string(), "reason" => reason)
+        metrics::counter!(METRIC_REJECTED, "limit" => self.name.clone(), "reason" => reason)
             .increment(1);
         err
     }
@@ -173,8 +173,7 @@ impl Throttle {
             if w.is_empty() {
                 match self.limiter.try_acquire(cost, self.clock.now()) {
                     Ok(()) => {
-                        metrics::histogram!(METRIC_WAIT, "limit" => self.name.to_string())
-                            .record(0.0);
+                        metrics::histogram!(METRIC_WAIT, "limit" => self.name.clone()).record(0.0);
                         return Ok(Duration::ZERO);
                     }
                     Err(denied) => self.check_denial(denied, cost, deadline)?,
@@ -218,7 +217,7 @@ impl Throttle {
                         Ok(()) => {
                             // `_queued` removes us and wakes the next head on drop.
                             let waited = started.elapsed();
-                            metrics::histogram!(METRIC_WAIT, "limit" => self.name.to_string())
+                            metrics::histogram!(METRIC_WAIT, "limit" => self.name.clone())
                                 .record(waited.as_secs_f64());
                             return Ok(waited);
                         }

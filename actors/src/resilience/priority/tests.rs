@@ -125,3 +125,31 @@ async fn pop_waits_for_a_push() {
     q.push(7, Priority::Low).unwrap();
     assert_eq!(waiter.await.unwrap(), 7);
 }
+
+#[test]
+fn depth_wait_and_rejections_are_exported_per_level() {
+    let recorder = crate::resilience::test_recorder::TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (q, clock) = queue(1, None);
+    q.push(1, Priority::Low).unwrap();
+    assert_eq!(
+        recorder.get("orrery_queue_depth{queue=test,priority=low}"),
+        Some(1.0)
+    );
+    assert!(q.push(2, Priority::Low).is_err());
+    assert_eq!(
+        recorder.get("orrery_queue_rejected_total{queue=test,priority=low}"),
+        Some(1.0)
+    );
+    clock.advance(Duration::from_millis(5));
+    q.try_pop().unwrap();
+    assert_eq!(
+        recorder.get("orrery_queue_depth{queue=test,priority=low}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        recorder.get("orrery_queue_wait_seconds{queue=test,priority=low}"),
+        Some(1.0),
+        "one wait sample"
+    );
+}

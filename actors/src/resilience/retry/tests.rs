@@ -307,3 +307,39 @@ fn server_quota_parses_generic_headers() {
         None
     );
 }
+
+#[test]
+fn kit_errors_classify_for_the_loop() {
+    use crate::resilience::breaker::BreakerError;
+    use crate::resilience::limiter::LimitError;
+    let wait = Duration::from_secs(3);
+    let late = LimitError::WouldPassDeadline {
+        limit: "l".into(),
+        cost: 1,
+        wait,
+        left: Duration::ZERO,
+    };
+    assert_eq!(
+        late.class(),
+        ErrorClass::RateLimited {
+            retry_after: Some(wait)
+        }
+    );
+    let huge = LimitError::CostExceedsCapacity {
+        limit: "l".into(),
+        cost: 9,
+        max: 1,
+    };
+    assert_eq!(huge.class(), ErrorClass::BadRequest);
+    let full = LimitError::QueueFull {
+        limit: "l".into(),
+        queued: 1,
+        bound: 1,
+    };
+    assert_eq!(full.class(), ErrorClass::Unavailable);
+    let open = BreakerError::Open {
+        target: "t".into(),
+        retry_in: wait,
+    };
+    assert_eq!(open.class(), ErrorClass::Unavailable);
+}
