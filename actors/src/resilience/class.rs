@@ -36,3 +36,14 @@ impl ErrorClass {
         )
     }
 }
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorClass::RateLimited {
+                retry_after: Some(after),
+            } => write!(f, "rate_limited (retry after {after:?})"),
+            other => f.write_str(other.label()),
+        }
+    }
+}

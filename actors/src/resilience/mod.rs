@@ -1,6 +1,67 @@
 //! Resilience building blocks shared by model pools and exchange connectors: rate limiters,
 //! priority queue, circuit breakers, retry policies and fallback levels.
+//!
+//! Owns: the algorithms and their runtime state, their configuration (validated with key
+//! paths), the persisted breaker state, and the metrics they export. Never: wire formats or
+//! provider/venue-specific header names (those live with each provider or venue module,
+//! which turns them into [`ServerQuota`] and [`ErrorClass`] values), and never sends a
+//! request itself — callers wrap their own calls.
+//!
+//! How a model pool or exchange connector uses the kit. At start, from its config section:
+//! `let kit = cfg.resilience.build(name, TokioClock::shared(), system_clock(), Some(breakers))?`
+//! (validated earlier with `cfg.resilience.validate(path, &mut issues)`). Per call:
+//!
+//! ```text
+//! let deadline = Instant::now() + request.timeout;
+//! let result = kit.retry.run(deadline, || async {
+//!     kit.limits.acquire("order", 1, Priority::High, deadline).await?;   // fair wait
+//!     let permit = kit.breaker.check()?;                                  // fail fast
+//!     let started = Instant::now();
+//!     let result = send(&request).await;                                  // one attempt
+//!     if let Some(q) = quota_from(&response_headers) {                    // provider code
+//!         kit.limits.observe("weight", q);
+//!     }
+//!     permit.record(&result, started.elapsed());                          // breaker learns
+//!     result
+//! }).await;
+//! ```
+//!
+//! The closure's error type implements [`Classify`] (limit, breaker and transport errors
+//! mapped to an [`ErrorClass`]; e.g. an open breaker is `Unavailable`, a limit wait past
+//! the deadline is `RateLimited`), so the retry policy decides per class. Reads wrap the
+//! above in `fallback.read(key, primary, siblings)` ([`FallbackChain`]) so a failing
+//! target degrades to cached data, a sibling, or a safe default; orders never do. Work
+//! queued before the send (the order gateway's pending orders) waits in a
+//! [`PriorityQueue`].
 
 mod class;
 
+pub mod breaker;
+pub mod config;
+pub mod fallback;
+pub mod limiter;
+pub mod mono;
+pub mod priority;
+pub mod retry;
+
+#[cfg(test)]
+mod test_recorder;
+
+pub use breaker::{BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Permit};
 pub use class::ErrorClass;
+pub use config::{RateLimits, ResilienceConfig, TargetResilience};
+pub use fallback::{FallbackChain, FallbackError, FallbackLevel, Served};
+pub use limiter::{Denied, LimitError, RateLimit, ServerQuota, Throttle};
+pub use mono::{ManualMonotonic, MonotonicClock, Nanos, SharedMonotonic, TokioClock};
+pub use priority::{Priority, PriorityQueue, QueueFull};
+pub use retry::{parse_retry_after, Classify, RetryError, RetryPolicy};
+
+/// Describes every metric this module exports (HELP text). Call once after the process
+/// installs its recorder; never installs one itself.
+pub fn describe() {
+    limiter::describe();
+    priority::describe();
+    breaker::describe();
+    fallback::describe();
+    retry::describe();
+}

@@ -1,0 +1,113 @@
+//! GCRA through `governor`: a burst of `burst` calls, one more every `period / burst`.
+//!
+//! governor reads the same [`MonotonicClock`] as every other limiter (through a small
+//! adapter), so `now` passed to [`RateLimit::try_acquire`] only anchors the wait hint.
+//! governor keeps its state private: it cannot give units back (so a [`LinkedLimit`]
+//! checks it last) and cannot adopt the server's `remaining`; [`RateLimit::observe`] here
+//! only closes a gate until the server's reset when nothing remains.
+//!
+//! [`LinkedLimit`]: super::LinkedLimit
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::Clock as GovernorClockTrait;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos as GNanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::{wait_of, Denied, RateLimit, ServerQuota};
+use crate::resilience::mono::{nanos_of, Nanos, SharedMonotonic};
+
+/// Adapter: our monotonic clock as governor's clock.
+#[derive(Debug, Clone)]
+pub struct GovernorClock(pub SharedMonotonic);
+
+impl GovernorClockTrait for GovernorClock {
+    type Instant = GNanos;
+    fn now(&self) -> GNanos {
+        GNanos::from(self.0.now())
+    }
+}
+
+type Inner = RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<GNanos>>;
+
+pub struct GcraLimiter {
+    inner: Inner,
+    burst: u64,
+    /// No admission before this time (after the server said nothing remains).
+    gate: AtomicU64,
+}
+
+impl std::fmt::Debug for GcraLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcraLimiter")
+            .field("burst", &self.burst)
+            .finish()
+    }
+}
+
+impl GcraLimiter {
+    /// `burst` calls per `period`. Zero values are raised to the smallest valid quota
+    /// (config validation rejects them).
+    pub fn new(burst: u32, period: Duration, clock: SharedMonotonic) -> Self {
+        let burst_nz = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        // One cell every `period / burst`; at least 1 ns so the quota is valid.
+        let interval = (period / burst_nz.get()).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_second(burst_nz))
+            .allow_burst(burst_nz);
+        Self {
+            inner: RateLimiter::direct_with_clock(quota, GovernorClock(clock)),
+            burst: u64::from(burst_nz.get()),
+            gate: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RateLimit for GcraLimiter {
+    fn try_acquire(&self, cost: u64, now: Nanos) -> Result<(), Denied> {
+        let gate = self.gate.load(Ordering::Relaxed);
+        if now < gate {
+            return Err(Denied::Wait(wait_of(u128::from(gate - now))));
+        }
+        let Some(n) = u32::try_from(cost).ok().and_then(NonZeroU32::new) else {
+            return if cost == 0 {
+                Ok(())
+            } else {
+                Err(Denied::Exceeds { max: self.burst })
+            };
+        };
+        match self.inner.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Denied::Wait(
+                not_until
+                    .wait_time_from(GNanos::from(now))
+                    .max(Duration::from_nanos(1)),
+            )),
+            Err(_) => Err(Denied::Exceeds { max: self.burst }),
+        }
+    }
+
+    fn refund(&self, _cost: u64, _now: Nanos) -> bool {
+        false
+    }
+
+    fn max_cost(&self) -> u64 {
+        self.burst
+    }
+
+    fn headroom(&self, now: Nanos) -> Option<u64> {
+        // governor does not expose its state (and a check would consume a cell).
+        (now < self.gate.load(Ordering::Relaxed)).then_some(0)
+    }
+
+    fn observe(&self, quota: ServerQuota, now: Nanos) {
+        if quota.remaining == 0 {
+            let until = now.saturating_add(nanos_of(quota.reset_after));
+            self.gate.fetch_max(until, Ordering::Relaxed);
+        }
+    }
+}
