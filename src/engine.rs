@@ -44,6 +44,8 @@ pub enum EngineError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the engine did not start: {0}")]
+    Start(String),
     #[error("cannot serve metrics and the control API on {addr}: {source}; is another orrery running? change telemetry.listen")]
     Listen {
         addr: SocketAddr,
@@ -90,6 +92,12 @@ impl Engine {
         let router = Slot::<ModelRouter>::new();
         let spec = tree(&config, &store, &clock, &gateway, &router, metrics.clone());
         let root = start_root(spec, Some(store.clone()));
+        // Children start asynchronously; the handle is useful once the gateway and the
+        // router answer (the gateway itself holds orders until it has reconciled).
+        if let Err(reason) = wait_live(&root, &gateway, &router, START_TIMEOUT).await {
+            root.shutdown().await;
+            return Err(EngineError::Start(reason));
+        }
 
         let mut handle = EngineHandle {
             root,
@@ -144,6 +152,34 @@ impl EngineHandle {
     /// Resolves when the tree ends on its own (escalation to the root).
     pub async fn terminated(&self) -> RootExit {
         self.root.terminated().await
+    }
+}
+
+/// How long the tree may take to bring up the gateway and the router.
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn wait_live(
+    root: &RootHandle,
+    gateway: &Slot<OrderGateway>,
+    router: &Slot<ModelRouter>,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(exit) = root.exit() {
+            return Err(format!("the supervisor tree ended during start: {exit:?}"));
+        }
+        if gateway.is_live() && router.is_live() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "gateway live: {}, router live: {} after {timeout:?}; see the log for the failing child",
+                gateway.is_live(),
+                router.is_live()
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -9,3 +9,6 @@ pub mod trading;
 
 pub use journal::{DecisionJournal, DecisionRecord};
 pub use memory::{AgentMemory, MemoryStore};
+
+#[cfg(test)]
+mod tests;

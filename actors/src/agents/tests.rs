@@ -1,0 +1,424 @@
+//! Agents end to end inside the crate: paper venue, real gateway, and a scripted model
+//! actor that answers, fails or hangs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Context, Handler, ResponseFuture};
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+use super::risk::{check_venue, Baseline, Breach, CheckOutcome, RiskDeps};
+use super::trading::{run_once, TradingAgentConfig, TradingDeps};
+use super::{DecisionJournal, MemoryStore};
+use crate::clock::{Clock, ManualClock, SharedClock};
+use crate::exchanges::connector::Connector;
+use crate::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
+use crate::exchanges::paper::{PaperConfig, PaperVenue};
+use crate::exchanges::risk_gate::{RiskConfig, TradingMode};
+use crate::exchanges::{Timeframe, Venue};
+use crate::models::{Ask, ModelClient, ModelError, ModelResponse, Purpose, Usage};
+use crate::store::{trees, Store};
+use crate::supervisor::Slot;
+
+#[derive(Clone)]
+enum Script {
+    Answer(String),
+    Fail,
+    Hang,
+}
+
+struct ScriptedModel {
+    script: Arc<Mutex<Script>>,
+    calls: Arc<AtomicUsize>,
+    purposes: Arc<Mutex<Vec<Purpose>>>,
+}
+
+impl Actor for ScriptedModel {
+    type Context = Context<Self>;
+}
+
+impl Handler<Ask> for ScriptedModel {
+    type Result = ResponseFuture<Result<ModelResponse, ModelError>>;
+    fn handle(&mut self, msg: Ask, _: &mut Context<Self>) -> Self::Result {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.purposes.lock().push(msg.0.purpose);
+        let script = self.script.lock().clone();
+        Box::pin(async move {
+            match script {
+                Script::Answer(text) => Ok(ModelResponse {
+                    text,
+                    deployment: "scripted".into(),
+                    provider: "test".into(),
+                    model: "scripted".into(),
+                    usage: Usage::default(),
+                    latency: Duration::ZERO,
+                    finish_reason: Some("stop".into()),
+                    cached: false,
+                }),
+                Script::Fail => Err(ModelError::AllFailed {
+                    model: "default".into(),
+                    attempts: vec!["scripted: 503".into()],
+                }),
+                Script::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    unreachable!("the caller's deadline ends this first")
+                }
+            }
+        })
+    }
+}
+
+struct World {
+    store: Store,
+    clock: Arc<ManualClock>,
+    venue: Arc<PaperVenue>,
+    gateway: Slot<OrderGateway>,
+    core: Arc<GatewayCore>,
+    script: Arc<Mutex<Script>>,
+    calls: Arc<AtomicUsize>,
+    models: ModelClient,
+}
+
+async fn world(limits: RiskConfig) -> World {
+    let store = Store::temporary().unwrap();
+    let clock = ManualClock::new(1_763_000_000_000);
+    let shared: SharedClock = clock.clone();
+    let venue = Arc::new(
+        PaperVenue::open("paper", &PaperConfig::default(), &store, shared.clone()).unwrap(),
+    );
+    let connector = Slot::<Connector>::new();
+    connector.fill(
+        Connector::new(venue.clone()).start(),
+        connector.next_token(),
+        "test/paper",
+    );
+    let mut venues = BTreeMap::new();
+    venues.insert("paper".to_string(), connector);
+    let core = GatewayCore::open(&store, venues, limits, GatewayConfig::default(), shared).unwrap();
+    core.reconcile_all().await.unwrap();
+    let gateway = Slot::<OrderGateway>::new();
+    gateway.fill(
+        OrderGateway::new(core.clone()).start(),
+        gateway.next_token(),
+        "test/gateway",
+    );
+    let script = Arc::new(Mutex::new(Script::Answer(String::new())));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let model = ScriptedModel {
+        script: script.clone(),
+        calls: calls.clone(),
+        purposes: Arc::new(Mutex::new(Vec::new())),
+    }
+    .start();
+    World {
+        store,
+        clock,
+        venue,
+        gateway,
+        core,
+        script,
+        calls,
+        models: ModelClient::from_addr(model),
+    }
+}
+
+fn agent() -> TradingAgentConfig {
+    TradingAgentConfig {
+        name: "t".into(),
+        venue: "paper".into(),
+        symbols: vec!["BTC".into()],
+        timeframe: Timeframe::M1,
+        lookback: 30,
+        interval: Duration::from_secs(10),
+        initial_delay: Duration::ZERO,
+        model: "default".into(),
+        min_confidence: 0.6,
+        position_pct: dec!(10),
+        leverage: 2,
+        allow_short: false,
+        decision_timeout: Duration::from_millis(300),
+    }
+}
+
+fn trading_deps(w: &World) -> TradingDeps {
+    TradingDeps {
+        gateway: w.gateway.clone(),
+        models: w.models.clone(),
+        journal: DecisionJournal::open(&w.store).unwrap(),
+        memory: MemoryStore::open(&w.store, "t").unwrap(),
+        clock: w.clock.clone(),
+    }
+}
+
+async fn btc_size(w: &World) -> Decimal {
+    w.venue
+        .positions()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.symbol == "BTC")
+        .map(|p| p.size)
+        .unwrap_or_default()
+}
+
+#[actix::test]
+async fn buy_enters_at_the_configured_size_and_sell_closes_the_long() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    *w.script.lock() =
+        Script::Answer(r#"{"action":"BUY","confidence":0.8,"reason":"trend up"}"#.into());
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "enter_long", "{:?}", records[0]);
+    assert_eq!(records[0].error, None);
+    // 10% of 10000 USD at 2x leverage: 2000 USD notional.
+    let quote = w.venue.quote("BTC").await.unwrap();
+    let notional = btc_size(&w).await * quote.mid();
+    assert!(
+        notional > dec!(1900) && notional <= dec!(2000),
+        "notional {notional}"
+    );
+    let prompt_calls = w.calls.load(Ordering::SeqCst);
+    assert_eq!(prompt_calls, 1);
+
+    w.clock.advance(60_000);
+    *w.script.lock() = Script::Answer("SELL — confidence: 75%. The trend broke.".into());
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "close_long", "{:?}", records[0]);
+    assert_eq!(btc_size(&w).await, Decimal::ZERO);
+    // Both decisions are journaled with the raw answer, and the memory counts runs.
+    let journal = DecisionJournal::open(&w.store).unwrap().recent(2).unwrap();
+    assert_eq!(
+        journal[0].raw_answer.as_deref(),
+        Some("SELL — confidence: 75%. The trend broke.")
+    );
+    assert_eq!(journal[1].action.as_deref(), Some("BUY"));
+    assert_eq!(
+        MemoryStore::open(&w.store, "t")
+            .unwrap()
+            .load()
+            .unwrap()
+            .runs,
+        2
+    );
+}
+
+#[actix::test]
+async fn low_confidence_unreadable_answers_and_model_errors_place_nothing() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    for (script, outcome) in [
+        (
+            Script::Answer(r#"{"action":"BUY","confidence":0.4}"#.into()),
+            "below_min_confidence_0.6",
+        ),
+        (
+            Script::Answer("I cannot decide today.".into()),
+            "parse_error",
+        ),
+        (Script::Fail, "model_error"),
+    ] {
+        *w.script.lock() = script;
+        let records = run_once(&agent(), &deps).await;
+        assert_eq!(records[0].outcome, outcome, "{:?}", records[0]);
+    }
+    assert_eq!(w.core.ledger().len(), 0, "no order was even intended");
+    let memory = MemoryStore::open(&w.store, "t").unwrap().load().unwrap();
+    assert_eq!((memory.runs, memory.failures), (3, 2));
+}
+
+#[actix::test]
+async fn a_hung_model_does_not_hold_the_agent_past_its_deadline() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    *w.script.lock() = Script::Hang;
+    let started = Instant::now();
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "model_error");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+fn risk_deps(w: &World) -> RiskDeps {
+    let (baselines, breaches) = RiskDeps::trees(&w.store).unwrap();
+    RiskDeps {
+        gateway: w.gateway.clone(),
+        models: w.models.clone(),
+        journal: DecisionJournal::open(&w.store).unwrap(),
+        clock: w.clock.clone(),
+        baselines,
+        breaches,
+    }
+}
+
+/// Opens a long and pretends the window started at 11000 USD: a 9% loss.
+async fn losing_account(w: &World, deps: &RiskDeps) {
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.9,"reason":"x"}"#.into());
+    run_once(&agent(), &trading_deps(w)).await;
+    assert!(btc_size(w).await > Decimal::ZERO);
+    deps.baselines
+        .put(
+            "baseline/paper",
+            &Baseline {
+                value: dec!(11000),
+                set_ms: w.clock.now_ms(),
+            },
+        )
+        .unwrap();
+}
+
+fn loss_limits(ai_confirmation: bool) -> RiskConfig {
+    RiskConfig {
+        max_loss_pct: Some(dec!(5)),
+        ai_confirmation,
+        confirmation_timeout: Duration::from_millis(200),
+        ..RiskConfig::default()
+    }
+}
+
+#[actix::test]
+async fn a_loss_breach_closes_everything_and_restricts_to_reducing() {
+    let limits = loss_limits(false);
+    let w = world(limits.clone()).await;
+    let deps = risk_deps(&w);
+    losing_account(&w, &deps).await;
+    let outcome = check_venue(&limits, &deps, "paper").await.unwrap();
+    assert!(
+        matches!(outcome, CheckOutcome::Closed { breach: Breach::MaxLoss, orders } if orders >= 1),
+        "{outcome:?}"
+    );
+    assert_eq!(btc_size(&w).await, Decimal::ZERO);
+    let mode = w.core.mode();
+    assert_eq!(mode.mode, TradingMode::Reducing);
+    assert!(mode.reason.starts_with("risk: loss"), "{}", mode.reason);
+    let breaches = w
+        .store
+        .tree::<super::risk::BreachRecord>(trees::RISK)
+        .unwrap();
+    assert_eq!(breaches.scan_prefix("breach/").count(), 1);
+    // New risk is now refused; the agent's BUY is recorded as refused.
+    let records = run_once(&agent(), &trading_deps(&w)).await;
+    assert!(
+        records[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("reducing-only"),
+        "{:?}",
+        records[0]
+    );
+    assert_eq!(btc_size(&w).await, Decimal::ZERO);
+}
+
+#[actix::test]
+async fn with_ai_confirmation_hold_keeps_positions_and_failure_closes_them() {
+    let limits = loss_limits(true);
+    let w = world(limits.clone()).await;
+    let deps = risk_deps(&w);
+    losing_account(&w, &deps).await;
+
+    *w.script.lock() = Script::Answer(r#"{"action":"HOLD","reason":"temporary dip"}"#.into());
+    let outcome = check_venue(&limits, &deps, "paper").await.unwrap();
+    assert_eq!(
+        outcome,
+        CheckOutcome::Held {
+            breach: Breach::MaxLoss
+        }
+    );
+    assert!(btc_size(&w).await > Decimal::ZERO);
+    assert_eq!(w.core.mode().mode, TradingMode::Normal);
+
+    // A model that hangs past the confirmation timeout: fail closed.
+    *w.script.lock() = Script::Hang;
+    let started = Instant::now();
+    let outcome = check_venue(&limits, &deps, "paper").await.unwrap();
+    assert!(
+        matches!(outcome, CheckOutcome::Closed { .. }),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(btc_size(&w).await, Decimal::ZERO);
+    let journal = DecisionJournal::open(&w.store).unwrap().recent(1).unwrap();
+    assert_eq!(journal[0].action.as_deref(), Some("CLOSE_ALL"));
+    assert!(journal[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("failing closed"));
+}
+
+#[actix::test]
+async fn an_unreadable_confirmation_fails_closed() {
+    let limits = loss_limits(true);
+    let w = world(limits.clone()).await;
+    let deps = risk_deps(&w);
+    losing_account(&w, &deps).await;
+    *w.script.lock() = Script::Answer("maybe?".into());
+    let outcome = check_venue(&limits, &deps, "paper").await.unwrap();
+    assert!(
+        matches!(outcome, CheckOutcome::Closed { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[actix::test]
+async fn below_minimum_balance_halts_trading() {
+    let limits = RiskConfig {
+        min_balance_usd: dec!(20000),
+        max_loss_pct: None,
+        ..RiskConfig::default()
+    };
+    let w = world(RiskConfig::default()).await;
+    let deps = risk_deps(&w);
+    let outcome = check_venue(&limits, &deps, "paper").await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            CheckOutcome::Closed {
+                breach: Breach::MinBalance,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(w.core.mode().mode, TradingMode::Halted);
+}
+
+#[actix::test]
+async fn the_baseline_persists_and_resets_when_the_window_passes() {
+    let limits = RiskConfig::default();
+    let w = world(limits.clone()).await;
+    let deps = risk_deps(&w);
+    assert_eq!(
+        check_venue(&limits, &deps, "paper").await.unwrap(),
+        CheckOutcome::Within
+    );
+    let first = deps.baselines.get("baseline/paper").unwrap().unwrap();
+    assert_eq!(first.value, dec!(10000));
+    w.clock.advance(60_000);
+    check_venue(&limits, &deps, "paper").await.unwrap();
+    assert_eq!(
+        deps.baselines
+            .get("baseline/paper")
+            .unwrap()
+            .unwrap()
+            .set_ms,
+        first.set_ms
+    );
+    w.clock.advance(limits.window.as_millis() as i64);
+    check_venue(&limits, &deps, "paper").await.unwrap();
+    assert!(
+        deps.baselines
+            .get("baseline/paper")
+            .unwrap()
+            .unwrap()
+            .set_ms
+            > first.set_ms
+    );
+}
