@@ -14,7 +14,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running, SpawnHandle,
+};
 use humantime_serde::re::humantime::format_duration;
 use metrics::{Counter, Gauge};
 use rand::SeedableRng;
@@ -77,6 +79,9 @@ struct Child {
     record: RestartRecord,
     up: Gauge,
     restarts: Counter,
+    /// Fails the start if the child is not ready in time; cancelled once it is, so timers
+    /// of past starts do not pile up in the supervisor's context.
+    start_timer: Option<SpawnHandle>,
 }
 
 enum Status {
@@ -185,6 +190,7 @@ impl Supervisor {
                     record,
                     up,
                     restarts,
+                    start_timer: None,
                 }
             })
             .collect();
@@ -228,17 +234,28 @@ impl Supervisor {
             if self.mode == Mode::Finished {
                 return;
             }
-            if self.children.iter().any(|c| matches!(c.status, Status::Stopping)) {
+            if self
+                .children
+                .iter()
+                .any(|c| matches!(c.status, Status::Stopping))
+            {
                 return;
             }
             if matches!(self.mode, Mode::ShuttingDown | Mode::Escalating(_)) {
-                match (0..self.children.len()).rev().find(|&i| self.children[i].is_live()) {
+                match (0..self.children.len())
+                    .rev()
+                    .find(|&i| self.children[i].is_live())
+                {
                     Some(i) => self.stop_child(i),
                     None => self.finish(ctx),
                 }
                 return;
             }
-            if self.children.iter().any(|c| matches!(c.status, Status::Starting(_))) {
+            if self
+                .children
+                .iter()
+                .any(|c| matches!(c.status, Status::Starting(_)))
+            {
                 return;
             }
             if let Some(i) = (0..self.children.len())
@@ -348,9 +365,9 @@ impl Supervisor {
                 tracing::debug!(child = %child.path, generation, "child spawned");
                 let timeout = child.spec.start_timeout;
                 if timeout != Duration::MAX {
-                    ctx.run_later(timeout, move |sup, ctx| {
+                    child.start_timer = Some(ctx.run_later(timeout, move |sup, ctx| {
                         sup.start_timed_out(i, generation, timeout, ctx)
-                    });
+                    }));
                 }
             }
             Err(e) => {
@@ -369,12 +386,12 @@ impl Supervisor {
         ctx: &mut Context<Self>,
     ) {
         let child = &mut self.children[i];
+        child.start_timer = None;
         if child.generation != generation || !matches!(child.status, Status::Starting(_)) {
             return;
         }
         // Stopping, not down: restarts and the supervisor's own exit wait for it to go.
-        if let Status::Starting(mut stop) = std::mem::replace(&mut child.status, Status::Stopping)
-        {
+        if let Status::Starting(mut stop) = std::mem::replace(&mut child.status, Status::Stopping) {
             stop.stop();
         }
         let exit = ChildExit::Failed(format!(
@@ -437,8 +454,12 @@ impl Supervisor {
         let delay = self.backoff.delay(child.consecutive, &mut self.rng);
         let mut members: BTreeSet<usize> = match self.strategy {
             Strategy::OneForOne => BTreeSet::from([i]),
-            Strategy::OneForAll => (0..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
-            Strategy::RestForOne => (i..self.children.len()).filter(|&j| self.joins_restart(i, j)).collect(),
+            Strategy::OneForAll => (0..self.children.len())
+                .filter(|&j| self.joins_restart(i, j))
+                .collect(),
+            Strategy::RestForOne => (i..self.children.len())
+                .filter(|&j| self.joins_restart(i, j))
+                .collect(),
         };
         let mut not_before = now + delay;
         self.groups.retain(|g| {
@@ -456,7 +477,10 @@ impl Supervisor {
             restarting = members.len(),
             "restarting after {exit}"
         );
-        self.groups.push(RestartGroup { members, not_before });
+        self.groups.push(RestartGroup {
+            members,
+            not_before,
+        });
     }
 
     /// Whether sibling `j` is stopped and restarted along with failed child `i`: it is if it
@@ -562,6 +586,9 @@ impl Handler<ChildExited> for Supervisor {
             tracing::debug!(child = %child.path, generation = msg.generation, "ignoring the exit of an older generation");
             return;
         }
+        if let Some(timer) = child.start_timer.take() {
+            ctx.cancel_future(timer);
+        }
         match child.status {
             Status::Stopping => {
                 child.status = Status::Down;
@@ -590,6 +617,9 @@ impl Handler<ChildStarted> for Supervisor {
         };
         if child.generation != msg.generation {
             return;
+        }
+        if let Some(timer) = child.start_timer.take() {
+            ctx.cancel_future(timer);
         }
         // A child already stopping or down stays as it is.
         if !matches!(child.status, Status::Starting(_)) {

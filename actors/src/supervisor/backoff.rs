@@ -137,7 +137,10 @@ mod tests {
             seed: None,
         };
         let delays: Vec<_> = (1..=6).map(|n| b.base_delay(n)).collect();
-        assert_eq!(delays, vec![ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
+        assert_eq!(
+            delays,
+            vec![ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
         assert_eq!(b.base_delay(u32::MAX), ms(1000));
     }
 

@@ -87,7 +87,9 @@ impl RootHandle {
             Ok(Some(e)) => e,
             // The sender lives in the root's runner; it is gone only if the runner was
             // dropped without reporting, which it never does (see runner's Drop).
-            _ => RootExit::Escalated("the root supervisor vanished without reporting an exit".into()),
+            _ => {
+                RootExit::Escalated("the root supervisor vanished without reporting an exit".into())
+            }
         }
     }
 

@@ -164,7 +164,11 @@ pub(crate) struct RunSettings {
 
 /// Starts `actor` on the current arbiter. With `stoppable`, returns a handle whose
 /// `stop()` (or drop) begins a graceful stop.
-pub(crate) fn run<A>(actor: A, settings: RunSettings, stoppable: bool) -> (Addr<A>, Option<StopHandle>)
+pub(crate) fn run<A>(
+    actor: A,
+    settings: RunSettings,
+    stoppable: bool,
+) -> (Addr<A>, Option<StopHandle>)
 where
     A: Actor<Context = Context<A>>,
 {

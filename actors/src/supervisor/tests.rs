@@ -251,10 +251,7 @@ async fn handler_panic_restarts_after_backoff_and_serves_again() {
         })
     );
     // Down during the backoff: the slot says so instead of queueing into a dead mailbox.
-    assert!(matches!(
-        a.send(Ping).await,
-        Err(SlotError::Vacant { .. })
-    ));
+    assert!(matches!(a.send(Ping).await, Err(SlotError::Vacant { .. })));
     serving(&a, 1).await;
     assert!(
         panicked_at.elapsed() >= backoff,
@@ -444,10 +441,7 @@ async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
         serving(&probe.slot(name), 1).await;
     }
     assert_eq!(probe.slot("a").send(Ping).await, Ok(0));
-    assert_eq!(
-        ["a", "b", "c", "d"].map(|n| probe.calls(n)),
-        [1, 2, 2, 2]
-    );
+    assert_eq!(["a", "b", "c", "d"].map(|n| probe.calls(n)), [1, 2, 2, 2]);
     let stopped: Vec<_> = probe
         .journal
         .with("stopped ")
@@ -463,9 +457,13 @@ async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
 async fn temporary_children_are_never_restarted() {
     let probe = Probe::default();
     let root = start_root(
-        spec("engine", Strategy::OneForOne, Backoff::fixed(Duration::from_millis(5)))
-            .child(probe.worker("t").restart(RestartType::Temporary))
-            .child(probe.worker("p")),
+        spec(
+            "engine",
+            Strategy::OneForOne,
+            Backoff::fixed(Duration::from_millis(5)),
+        )
+        .child(probe.worker("t").restart(RestartType::Temporary))
+        .child(probe.worker("p")),
         None,
     );
     serving(&probe.slot("p"), 0).await;
@@ -484,10 +482,14 @@ async fn transient_children_restart_only_after_an_abnormal_exit() {
     let probe = Probe::default();
     let store = Store::temporary().unwrap();
     let root = start_root(
-        spec("engine", Strategy::OneForOne, Backoff::fixed(Duration::from_millis(5)))
-            .child(probe.worker("done").restart(RestartType::Transient))
-            .child(probe.worker("crash").restart(RestartType::Transient))
-            .child(probe.worker("fail").restart(RestartType::Transient)),
+        spec(
+            "engine",
+            Strategy::OneForOne,
+            Backoff::fixed(Duration::from_millis(5)),
+        )
+        .child(probe.worker("done").restart(RestartType::Transient))
+        .child(probe.worker("crash").restart(RestartType::Transient))
+        .child(probe.worker("fail").restart(RestartType::Transient)),
         Some(store.clone()),
     );
     serving(&probe.slot("fail"), 0).await;
@@ -496,7 +498,11 @@ async fn transient_children_restart_only_after_an_abnormal_exit() {
     let _ = probe.slot("fail").send(Fail("feed went stale")).await;
     serving(&probe.slot("crash"), 1).await;
     serving(&probe.slot("fail"), 1).await;
-    assert_eq!(probe.calls("done"), 1, "a normal exit of a transient child is final");
+    assert_eq!(
+        probe.calls("done"),
+        1,
+        "a normal exit of a transient child is final"
+    );
     assert!(!probe.slot("done").is_live());
     let records: HashMap<_, _> = restart_records(&store).unwrap().into_iter().collect();
     assert_eq!(
@@ -550,7 +556,9 @@ async fn a_child_that_will_not_stop_is_killed_after_its_shutdown_timeout() {
     );
     serving(&probe.slot("stuck"), 0).await;
     let asked = Instant::now();
-    let exit = tokio::time::timeout(PATIENCE, root.shutdown()).await.unwrap();
+    let exit = tokio::time::timeout(PATIENCE, root.shutdown())
+        .await
+        .unwrap();
     assert_eq!(exit, RootExit::Normal);
     assert!(asked.elapsed() >= timeout);
     // Killed means dropped: `stopped()` never ran, but the earlier sibling still stopped.
@@ -606,7 +614,10 @@ async fn a_factory_that_spawns_nothing_fails_its_start() {
         panic!("expected an escalation, got {exit:?}");
     };
     assert!(reason.contains("engine/empty"), "{reason}");
-    assert!(reason.contains("must call StartCtx::spawn exactly once"), "{reason}");
+    assert!(
+        reason.contains("must call StartCtx::spawn exactly once"),
+        "{reason}"
+    );
 }
 
 #[actix::test]
@@ -658,7 +669,10 @@ async fn restart_counts_survive_a_process_restart() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].0, "engine/w");
     assert_eq!(records[0].1.count, 2);
-    assert_eq!(records[0].1.last_reason.as_deref(), Some("panicked: boom in w"));
+    assert_eq!(
+        records[0].1.last_reason.as_deref(),
+        Some("panicked: boom in w")
+    );
 
     // The next run keeps counting from the persisted value.
     let probe = Probe::default();
@@ -707,8 +721,14 @@ async fn restarts_mailbox_depth_and_messages_are_exported() {
         rendered.contains("orrery_actor_restarts_total{actor=\"engine/w\"} 1"),
         "{rendered}"
     );
-    assert!(rendered.contains("orrery_actor_up{actor=\"engine/w\"} 1"), "{rendered}");
-    assert!(rendered.contains("# HELP orrery_actor_restarts_total"), "{rendered}");
+    assert!(
+        rendered.contains("orrery_actor_up{actor=\"engine/w\"} 1"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("# HELP orrery_actor_restarts_total"),
+        "{rendered}"
+    );
     // 1 + 3 answered before the panic, 1 after; the panicking message was never answered.
     let handled = rendered
         .lines()
@@ -726,13 +746,20 @@ async fn restarts_mailbox_depth_and_messages_are_exported() {
 #[actix::test]
 async fn slot_reports_vacant_full_and_closed() {
     let slot: Slot<Worker> = Slot::new();
-    assert!(matches!(slot.send(Ping).await, Err(SlotError::Vacant { .. })));
+    assert!(matches!(
+        slot.send(Ping).await,
+        Err(SlotError::Vacant { .. })
+    ));
     assert!(matches!(slot.do_send(Ping), Err(SlotError::Vacant { .. })));
 
     let probe = Probe::default();
     let root = start_root(
-        spec("engine", Strategy::OneForOne, Backoff::fixed(Duration::from_secs(60)))
-            .child(probe.worker("w").mailbox(1)),
+        spec(
+            "engine",
+            Strategy::OneForOne,
+            Backoff::fixed(Duration::from_secs(60)),
+        )
+        .child(probe.worker("w").mailbox(1)),
         None,
     );
     let w = probe.slot("w");
@@ -780,7 +807,10 @@ async fn a_deferred_ready_signal_holds_back_later_siblings() {
     serving(&probe.slot("gateway"), 0).await;
     // Without the gate the agent would have been spawned together with the gateway.
     assert_eq!(probe.calls("agent"), 0);
-    let signal = gate.lock().take().expect("the factory took the ready signal");
+    let signal = gate
+        .lock()
+        .take()
+        .expect("the factory took the ready signal");
     signal.ready();
     serving(&probe.slot("agent"), 0).await;
     assert_eq!(probe.journal.with("started "), ["gateway#0", "agent#0"]);
@@ -794,9 +824,7 @@ async fn a_child_that_never_becomes_ready_fails_its_start_after_the_timeout() {
     let root = start_root(
         SupervisorSpec::new("engine")
             .intensity(Intensity::new(0, Duration::from_secs(10)))
-            .child(
-                gated(&probe, "gateway", gate.clone()).start_timeout(Duration::from_millis(40)),
-            )
+            .child(gated(&probe, "gateway", gate.clone()).start_timeout(Duration::from_millis(40)))
             .child(probe.worker("agent")),
         None,
     );
