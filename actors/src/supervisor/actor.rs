@@ -79,6 +79,9 @@ struct Child {
     record: RestartRecord,
     up: Gauge,
     restarts: Counter,
+    /// Fails the start if the child is not ready in time; cancelled once it is, so timers
+    /// of past starts do not pile up in the supervisor's context.
+    start_timer: Option<SpawnHandle>,
 }
 
 enum Status {
@@ -187,6 +190,7 @@ impl Supervisor {
                     record,
                     up,
                     restarts,
+                    start_timer: None,
                 }
             })
             .collect();
@@ -361,9 +365,9 @@ impl Supervisor {
                 tracing::debug!(child = %child.path, generation, "child spawned");
                 let timeout = child.spec.start_timeout;
                 if timeout != Duration::MAX {
-                    ctx.run_later(timeout, move |sup, ctx| {
+                    child.start_timer = Some(ctx.run_later(timeout, move |sup, ctx| {
                         sup.start_timed_out(i, generation, timeout, ctx)
-                    });
+                    }));
                 }
             }
             Err(e) => {
@@ -382,6 +386,7 @@ impl Supervisor {
         ctx: &mut Context<Self>,
     ) {
         let child = &mut self.children[i];
+        child.start_timer = None;
         if child.generation != generation || !matches!(child.status, Status::Starting(_)) {
             return;
         }
@@ -581,6 +586,9 @@ impl Handler<ChildExited> for Supervisor {
             tracing::debug!(child = %child.path, generation = msg.generation, "ignoring the exit of an older generation");
             return;
         }
+        if let Some(timer) = child.start_timer.take() {
+            ctx.cancel_future(timer);
+        }
         match child.status {
             Status::Stopping => {
                 child.status = Status::Down;
@@ -609,6 +617,9 @@ impl Handler<ChildStarted> for Supervisor {
         };
         if child.generation != msg.generation {
             return;
+        }
+        if let Some(timer) = child.start_timer.take() {
+            ctx.cancel_future(timer);
         }
         // A child already stopping or down stays as it is.
         if !matches!(child.status, Status::Starting(_)) {

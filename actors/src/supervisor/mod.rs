@@ -14,6 +14,16 @@
 //!   in a row resets once the child stayed up longer than the intensity period);
 //! - ordered start, reverse-ordered stop with a per-child shutdown timeout, then a kill.
 //!
+//! - ordered start means each child is *ready* before the next starts: right after its
+//!   `started()`, or, for a child that took [`StartCtx::defer_ready`] (a nested supervisor,
+//!   a gateway that reconciles first), when it calls [`ReadySignal::ready`], bounded by
+//!   [`ChildSpec::start_timeout`]. A factory returning `Err` counts as a failure.
+//!
+//! Restart history per child path (count, last abnormal exit and its time) is kept in the
+//! `meta` tree at `restarts/<path>` and reloaded at start, so `orrery_actor_restarts_total`
+//! keeps counting across process restarts; [`restart_records`] lists it for `orrery status`.
+//! The count includes restarts caused by a sibling under `one_for_all` / `rest_for_one`.
+//!
 //! Unlike actix's own `Supervisor`, a panic in a handler or in a future on the actor's
 //! context is caught ([`ChildExit::Panicked`]), and a restart rebuilds the actor by calling
 //! its factory again (the factory reloads its state from sled), so a restart starts clean.

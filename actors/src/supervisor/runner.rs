@@ -99,8 +99,10 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// it right after `started()`.
 #[derive(Clone)]
 pub struct ReadySignal {
-    notify: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+    notify: Arc<Mutex<Option<ReadyNotify>>>,
 }
+
+type ReadyNotify = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for ReadySignal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
