@@ -35,7 +35,11 @@ fn seed_ledger(dir: &std::path::Path) {
         let request = OrderRequest {
             client_id: ClientOrderId::generate(),
             symbol: ["BTC", "ETH", "SOL"][i % 3].into(),
-            side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+            side: if i.is_multiple_of(2) {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
             size: Decimal::new(123, 4),
             order_type: OrderType::Market {
                 max_slippage: Decimal::new(1, 2),
@@ -160,7 +164,11 @@ fn order_path(c: &mut Criterion) {
                     let intent = OrderIntent {
                         venue: "paper".into(),
                         symbol: "BTC".into(),
-                        side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+                        side: if i.is_multiple_of(2) {
+                            Side::Buy
+                        } else {
+                            Side::Sell
+                        },
                         amount: Amount::Usd(Decimal::from(1_000)),
                         pricing: Pricing::Market,
                         reduce_only: false,

@@ -218,7 +218,7 @@ fn tree(
     let base = move |name: &str, strategy: Strategy| {
         SupervisorSpec::new(name)
             .strategy(strategy)
-            .intensity(intensity.clone())
+            .intensity(intensity)
             .backoff(backoff.clone())
     };
     let mailbox = sup.mailbox;

@@ -28,7 +28,11 @@ struct Ack {
 fn send_orders(port: u16, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>, worker: usize) {
     let mut i = 0usize;
     while !stop.load(Ordering::SeqCst) {
-        let side = if (i + worker) % 2 == 0 { "buy" } else { "sell" };
+        let side = if (i + worker).is_multiple_of(2) {
+            "buy"
+        } else {
+            "sell"
+        };
         let symbol = ["BTC", "ETH", "SOL"][(i + worker) % 3];
         let body = format!(
             r#"{{"venue":"paper","symbol":"{symbol}","side":"{side}","amount":{{"usd":"150"}},"pricing":"market","reduce_only":false,"origin":"crash-test"}}"#

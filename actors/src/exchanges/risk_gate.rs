@@ -445,10 +445,12 @@ mod tests {
 
     #[test]
     fn validation_names_keys() {
-        let mut c = RiskConfig::default();
-        c.max_position_pct = dec!(150);
-        c.max_leverage = 0;
-        c.window = Duration::from_secs(1);
+        let c = RiskConfig {
+            max_position_pct: dec!(150),
+            max_leverage: 0,
+            window: Duration::from_secs(1),
+            ..RiskConfig::default()
+        };
         let mut issues = Issues::default();
         c.validate("risk", &mut issues);
         let keys: Vec<_> = issues.0.iter().map(|i| i.key.as_str()).collect();
