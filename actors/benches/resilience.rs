@@ -5,7 +5,9 @@
 //! - `limiter_check/*`: one uncontended `try_acquire(1, now)` that admits. `fixed_now`
 //!   rows pass a precomputed `now` (ours) or use governor's `FakeRelativeClock`, so they
 //!   compare the algorithms alone; `real_clock` rows include reading the clock (ours:
-//!   tokio/std `Instant`; governor: its default quanta clock).
+//!   `QuantaMonotonic`; governor: its default quanta clock). `clock_read/*` shows what a
+//!   `TokioClock` read costs instead (benches build tokio with `test-util`, which makes
+//!   it dearer than in the engine binary).
 //! - `limiter_check_contended/*`: two threads checking one limiter at once, real clocks;
 //!   time is per iteration, in which each thread makes one check.
 //! - `priority_queue/push_pop`, `breaker/*`, `throttle/acquire_fast_path`.
@@ -26,8 +28,8 @@ use orrery_actors::resilience::limiter::{
 };
 use orrery_actors::resilience::priority::QueueBounds;
 use orrery_actors::resilience::{
-    CircuitBreaker, ManualMonotonic, Priority, PriorityQueue, RateLimit, SharedMonotonic, Throttle,
-    TokioClock,
+    CircuitBreaker, ManualMonotonic, MonotonicClock, Priority, PriorityQueue, QuantaMonotonic,
+    RateLimit, SharedMonotonic, Throttle, TokioClock,
 };
 
 /// Budgets large enough that every benchmarked check admits.
@@ -60,7 +62,7 @@ fn limiters(clock: SharedMonotonic) -> Vec<(&'static str, Arc<dyn RateLimit>)> {
         ),
         (
             "gcra_wrapper",
-            Arc::new(GcraLimiter::new(u32::MAX, Duration::from_secs(1), clock)),
+            Arc::new(GcraLimiter::new(u32::MAX, Duration::from_secs(1))),
         ),
     ]
 }
@@ -83,12 +85,18 @@ fn limiter_check(c: &mut Criterion) {
         b.iter(|| black_box(governor.check()).ok())
     });
 
-    let real: SharedMonotonic = TokioClock::shared();
+    let real: SharedMonotonic = QuantaMonotonic::shared();
     for (name, limiter) in limiters(real.clone()) {
         g.bench_function(format!("{name}/real_clock"), |b| {
             b.iter(|| black_box(limiter.try_acquire(black_box(1), real.now())).ok())
         });
     }
+    let tokio_clock = TokioClock::new();
+    g.bench_function("clock_read/tokio_instant", |b| {
+        b.iter(|| black_box(tokio_clock.now()))
+    });
+    let quanta = QuantaMonotonic::new();
+    g.bench_function("clock_read/quanta", |b| b.iter(|| black_box(quanta.now())));
     let governor = RateLimiter::direct(Quota::per_second(NonZeroU32::MAX));
     g.bench_function("governor/real_clock", |b| {
         b.iter(|| black_box(governor.check()).ok())
@@ -120,7 +128,7 @@ fn two_threads(iters: u64, check: Arc<dyn Fn() + Send + Sync>) -> Duration {
 
 fn limiter_check_contended(c: &mut Criterion) {
     let mut g = c.benchmark_group("limiter_check_contended");
-    let real: SharedMonotonic = TokioClock::shared();
+    let real: SharedMonotonic = QuantaMonotonic::shared();
     for (name, limiter) in limiters(real.clone()) {
         let clock = real.clone();
         let check: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {

@@ -482,7 +482,9 @@ impl CircuitBreaker {
                 consecutive_opens: inner.consecutive_opens,
                 changed_at_ms: now,
             };
-            // Best effort: a breaker that cannot persist still protects this process.
+            // Best effort, and not flushed here: sled flushes every 500 ms, which is soon
+            // enough for a breaker, and a transition must not wait for an fsync. A breaker
+            // that cannot persist still protects this process.
             if let Err(e) = tree.put(&self.shared.target, &rec) {
                 tracing::warn!(target_name = %self.shared.target, error = %e, "cannot persist breaker state");
             }

@@ -148,9 +148,7 @@ impl LimitConfig {
                 *mode,
                 now,
             )),
-            LimitConfig::Gcra { burst, period, .. } => {
-                Arc::new(GcraLimiter::new(*burst, *period, clock.clone()))
-            }
+            LimitConfig::Gcra { burst, period, .. } => Arc::new(GcraLimiter::new(*burst, *period)),
         }
     }
 

@@ -52,7 +52,9 @@ pub use class::ErrorClass;
 pub use config::{RateLimits, ResilienceConfig, TargetResilience};
 pub use fallback::{FallbackChain, FallbackError, FallbackLevel, Served};
 pub use limiter::{Denied, LimitError, RateLimit, ServerQuota, Throttle};
-pub use mono::{ManualMonotonic, MonotonicClock, Nanos, SharedMonotonic, TokioClock};
+pub use mono::{
+    ManualMonotonic, MonotonicClock, Nanos, QuantaMonotonic, SharedMonotonic, TokioClock,
+};
 pub use priority::{Priority, PriorityQueue, QueueFull};
 pub use retry::{parse_retry_after, Classify, RetryError, RetryPolicy};
 

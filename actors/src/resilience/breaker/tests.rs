@@ -245,6 +245,9 @@ fn open_state_survives_a_restart() {
             fail(&b);
         }
         assert_eq!(b.state(), BreakerState::Open);
+        // Transitions are written with `put`, on disk at sled's next periodic flush
+        // (every 500 ms); flush now as that would have before a restart.
+        store.flush().unwrap();
     }
     clock.advance(10_000);
     let store = Store::open(&path).unwrap();

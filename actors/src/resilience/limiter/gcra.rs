@@ -1,13 +1,15 @@
 //! GCRA through `governor`: a burst of `burst` calls, one more every `period / burst`.
 //!
-//! governor reads the same [`MonotonicClock`] as every other limiter (through a small
-//! adapter), so `now` passed to [`RateLimit::try_acquire`] only anchors the wait hint.
-//! governor keeps its state private: it cannot give units back (so a [`LinkedLimit`]
+//! governor reads its time from a clock adapter that returns the `now` passed to
+//! [`RateLimit::try_acquire`] (through a thread-local set just before the check, which
+//! runs synchronously on the same thread), so GCRA follows the caller's clock exactly
+//! like every other limiter and the clock is read once per check. governor keeps its state private: it cannot give units back (so a [`LinkedLimit`]
 //! checks it last) and cannot adopt the server's `remaining`; [`RateLimit::observe`] here
 //! only closes a gate until the server's reset when nothing remains.
 //!
 //! [`LinkedLimit`]: super::LinkedLimit
 
+use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,16 +21,21 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use super::{wait_of, Denied, RateLimit, ServerQuota};
-use crate::resilience::mono::{nanos_of, Nanos, SharedMonotonic};
+use crate::resilience::mono::{nanos_of, Nanos};
 
-/// Adapter: our monotonic clock as governor's clock.
-#[derive(Debug, Clone)]
-pub struct GovernorClock(pub SharedMonotonic);
+thread_local! {
+    /// The `now` of the check running on this thread.
+    static CHECK_NOW: Cell<Nanos> = const { Cell::new(0) };
+}
+
+/// Adapter: governor's clock reads the `now` of the check in progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GovernorClock;
 
 impl GovernorClockTrait for GovernorClock {
     type Instant = GNanos;
     fn now(&self) -> GNanos {
-        GNanos::from(self.0.now())
+        GNanos::from(CHECK_NOW.with(Cell::get))
     }
 }
 
@@ -52,15 +59,17 @@ impl std::fmt::Debug for GcraLimiter {
 impl GcraLimiter {
     /// `burst` calls per `period`. Zero values are raised to the smallest valid quota
     /// (config validation rejects them).
-    pub fn new(burst: u32, period: Duration, clock: SharedMonotonic) -> Self {
+    pub fn new(burst: u32, period: Duration) -> Self {
         let burst_nz = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         // One cell every `period / burst`; at least 1 ns so the quota is valid.
         let interval = (period / burst_nz.get()).max(Duration::from_nanos(1));
         let quota = Quota::with_period(interval)
             .unwrap_or_else(|| Quota::per_second(burst_nz))
             .allow_burst(burst_nz);
+        // governor records its start instant at construction: make it our origin, 0.
+        CHECK_NOW.with(|n| n.set(0));
         Self {
-            inner: RateLimiter::direct_with_clock(quota, GovernorClock(clock)),
+            inner: RateLimiter::direct_with_clock(quota, GovernorClock),
             burst: u64::from(burst_nz.get()),
             gate: AtomicU64::new(0),
         }
@@ -80,6 +89,7 @@ impl RateLimit for GcraLimiter {
                 Err(Denied::Exceeds { max: self.burst })
             };
         };
+        CHECK_NOW.with(|c| c.set(now));
         match self.inner.check_n(n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(Denied::Wait(

@@ -10,9 +10,10 @@
 //! Why three algorithms are hand-written beside `governor`: governor implements GCRA only,
 //! cannot give units back (a linked call denied by its second pool must return what the
 //! first pool granted), cannot take the server's `remaining`/`reset` into its state, and
-//! cannot express an exact sliding window. The token and leaky buckets here keep exact
-//! rational arithmetic (no float drift) behind a `parking_lot` mutex; the bench
-//! `resilience` compares their check against governor's.
+//! cannot express an exact sliding window. The token and leaky buckets here share a
+//! lock-free TAT core (the algorithm governor uses, one compare-and-swap per check) that
+//! adds refunds and server updates; the sliding window needs its log behind a
+//! `parking_lot` mutex. The bench `resilience` compares each check against governor's.
 //!
 //! Every limiter takes `now` from the caller (a [`MonotonicClock`] reading), so property
 //! tests drive time by hand and a linked check reads the clock once.
@@ -23,6 +24,7 @@ mod gcra;
 mod leaky_bucket;
 mod linked;
 mod sliding_window;
+mod tat;
 mod token_bucket;
 mod waiter;
 
@@ -128,11 +130,6 @@ pub(super) fn describe() {
         METRIC_HEADROOM,
         "Units a rate limit could admit right now, by limit (sampled on observe)."
     );
-}
-
-/// Ceiling of `a / b` for `b > 0`.
-pub(crate) fn div_ceil_u128(a: u128, b: u128) -> u128 {
-    a.div_ceil(b)
 }
 
 /// Nanoseconds as a `Duration`.

@@ -5,6 +5,11 @@
 //! estimate can still exceed the limit. The log holds at most `limit` entries (every
 //! admission costs at least 1); checks are amortised O(1), only a denial walks the log to
 //! compute its wait.
+//!
+//! Cost: the log is several words updated together, so it sits behind a `parking_lot`
+//! mutex; its uncontended check is about twice governor's single compare-and-swap
+//! (~18 ns against ~9 ns in the `resilience` bench) and on par with it under contention.
+//! Choose `token_bucket` or `gcra` where a window need not be exact.
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -166,7 +166,6 @@ impl Throttle {
         priority: Priority,
         deadline: Instant,
     ) -> Result<Duration, LimitError> {
-        let started = Instant::now();
         let level = priority.index();
         let (id, wake) = {
             let mut w = self.waiters.lock();
@@ -204,6 +203,8 @@ impl Throttle {
             w.queued += cost;
             (id, wake)
         };
+        // Read only once queued: the fast path above never pays for it.
+        let started = Instant::now();
         let _queued = Queued {
             throttle: self,
             id,
