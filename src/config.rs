@@ -252,6 +252,16 @@ impl Config {
         Ok(config)
     }
 
+    /// Logical model names, comma-separated, for messages.
+    pub fn model_names(&self) -> String {
+        self.models
+            .models
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Checks every value and every cross-reference; returns all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut issues = Issues::default();
@@ -349,15 +359,7 @@ impl Config {
                 self.models.models.contains_key(&self.risk.model) || !self.risk.ai_confirmation,
                 "risk.model",
                 &self.risk.model,
-                format!(
-                    "a logical model under [models]: {}",
-                    self.models
-                        .models
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("a logical model under [models]: {}", self.model_names()),
             );
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -388,15 +390,7 @@ impl Config {
                 self.models.models.contains_key(&agent.model),
                 join(&path, "model"),
                 &agent.model,
-                format!(
-                    "a logical model under [models]: {}",
-                    self.models
-                        .models
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("a logical model under [models]: {}", self.model_names()),
             );
             issues.check(
                 agent.leverage <= self.risk.max_leverage,

@@ -99,7 +99,7 @@ fn main() -> ExitCode {
                 "config OK: data dir {}, venues [{}], models [{}], {} trading agent(s), metrics on {}",
                 c.engine.data_dir.display(),
                 c.exchanges.venues.keys().cloned().collect::<Vec<_>>().join(", "),
-                c.models.models.keys().cloned().collect::<Vec<_>>().join(", "),
+                c.model_names(),
                 c.agents.trading.len(),
                 c.telemetry.listen
             );

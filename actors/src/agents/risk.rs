@@ -12,6 +12,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::gateway_call;
 use super::journal::{DecisionJournal, DecisionRecord};
 use super::prompt;
 use crate::clock::{Millis, SharedClock};
@@ -208,15 +209,6 @@ pub enum CheckOutcome {
     Closed { breach: Breach, orders: usize },
 }
 
-async fn ask_gateway<M>(slot: &Slot<OrderGateway>, msg: M) -> Result<M::Result, String>
-where
-    M: actix::Message + Send + 'static,
-    M::Result: Send,
-    OrderGateway: actix::Handler<M>,
-{
-    slot.send(msg).await.map_err(|e| e.to_string())
-}
-
 fn baseline_key(venue: &str) -> String {
     format!("baseline/{venue}")
 }
@@ -227,14 +219,13 @@ pub async fn check_venue(
     deps: &RiskDeps,
     venue: &str,
 ) -> Result<CheckOutcome, String> {
-    let account = ask_gateway(
+    let account = gateway_call(
         &deps.gateway,
         GetAccount {
             venue: venue.to_string(),
         },
     )
-    .await?
-    .map_err(|e| e.to_string())?;
+    .await?;
     let now = deps.clock.now_ms();
     let window_ms = limits.window.as_millis() as i64;
     let key = baseline_key(venue);
@@ -254,7 +245,7 @@ pub async fn check_venue(
                 let lift = LiftRiskReduction {
                     reason_prefix: "risk:".into(),
                 };
-                if let Ok(Err(e)) = ask_gateway(&deps.gateway, lift).await {
+                if let Err(e) = gateway_call(&deps.gateway, lift).await {
                     tracing::error!(error = %e, "cannot lift the risk reduction of the last window");
                 }
             }
@@ -268,14 +259,13 @@ pub async fn check_venue(
     let Some((breach, detail)) = evaluate(limits, account.account_value, &pnl) else {
         return Ok(CheckOutcome::Within);
     };
-    let positions = ask_gateway(
+    let positions = gateway_call(
         &deps.gateway,
         GetPositions {
             venue: venue.to_string(),
         },
     )
-    .await?
-    .map_err(|e| e.to_string())?;
+    .await?;
     let open: Vec<_> = positions
         .into_iter()
         .filter(|p| !p.size.is_zero())
@@ -308,15 +298,14 @@ pub async fn check_venue(
         record_breach(deps, venue, breach, &detail, "held (model answered HOLD)").await;
         return Ok(CheckOutcome::Held { breach });
     }
-    let closed: Vec<OrderReport> = ask_gateway(
+    let closed: Vec<OrderReport> = gateway_call(
         &deps.gateway,
         CloseAll {
             venue: Some(venue.to_string()),
             origin: "risk".into(),
         },
     )
-    .await?
-    .map_err(|e| e.to_string())?;
+    .await?;
     match breach {
         Breach::MaxLoss => set_mode(deps, TradingMode::Reducing, &format!("risk: {detail}")).await,
         Breach::MinBalance => set_mode(deps, TradingMode::Halted, &format!("risk: {detail}")).await,
@@ -430,10 +419,8 @@ async fn set_mode(deps: &RiskDeps, mode: TradingMode, reason: &str) {
         mode,
         reason: reason.to_string(),
     };
-    match ask_gateway(&deps.gateway, msg).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "risk agent cannot set the trading mode"),
-        Err(e) => tracing::error!(error = %e, "risk agent cannot reach the gateway"),
+    if let Err(e) = gateway_call(&deps.gateway, msg).await {
+        tracing::error!(error = %e, "risk agent cannot set the trading mode");
     }
 }
 

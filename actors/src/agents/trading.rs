@@ -14,6 +14,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::gateway_call;
 use super::journal::{DecisionJournal, DecisionRecord};
 use super::memory::MemoryStore;
 use super::prompt;
@@ -234,15 +235,6 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
     records
 }
 
-async fn gateway<M>(slot: &Slot<OrderGateway>, msg: M) -> Result<M::Result, String>
-where
-    M: actix::Message + Send + 'static,
-    M::Result: Send,
-    OrderGateway: actix::Handler<M>,
-{
-    slot.send(msg).await.map_err(|e| e.to_string())
-}
-
 async fn decide_and_act(
     config: &TradingAgentConfig,
     deps: &TradingDeps,
@@ -348,7 +340,7 @@ async fn decide_and_act(
                 symbol: symbol.to_string(),
                 origin: origin.clone(),
             };
-            flatten(gateway(&deps.gateway, msg).await)
+            gateway_call(&deps.gateway, msg).await
         }
         (TradeAction::Sell, _) if config.allow_short => {
             record.outcome = "enter_short".into();
@@ -385,11 +377,7 @@ async fn entry(
         leverage: config.leverage,
         origin: origin.to_string(),
     };
-    flatten(gateway(&deps.gateway, msg).await)
-}
-
-fn flatten<T, E: std::fmt::Display>(r: Result<Result<T, E>, String>) -> Result<T, String> {
-    r.and_then(|inner| inner.map_err(|e| e.to_string()))
+    gateway_call(&deps.gateway, msg).await
 }
 
 async fn market_context(
@@ -398,47 +386,40 @@ async fn market_context(
     symbol: &str,
 ) -> Result<MarketContext, String> {
     let venue = config.venue.clone();
-    let candles = flatten(
-        gateway(
-            &deps.gateway,
-            GetCandles {
-                venue: venue.clone(),
-                symbol: symbol.to_string(),
-                timeframe: config.timeframe,
-                lookback: config.lookback,
-            },
-        )
-        .await,
-    )?;
-    let quote = flatten(
-        gateway(
-            &deps.gateway,
-            GetQuote {
-                venue: venue.clone(),
-                symbol: symbol.to_string(),
-            },
-        )
-        .await,
-    )?;
-    let position = flatten(
-        gateway(
-            &deps.gateway,
-            GetPosition {
-                venue: venue.clone(),
-                symbol: symbol.to_string(),
-            },
-        )
-        .await,
-    )?;
-    let account = flatten(
-        gateway(
-            &deps.gateway,
-            GetAccount {
-                venue: venue.clone(),
-            },
-        )
-        .await,
-    )?;
+    let symbol_owned = symbol.to_string();
+    let candles = gateway_call(
+        &deps.gateway,
+        GetCandles {
+            venue: venue.clone(),
+            symbol: symbol_owned.clone(),
+            timeframe: config.timeframe,
+            lookback: config.lookback,
+        },
+    )
+    .await?;
+    let quote = gateway_call(
+        &deps.gateway,
+        GetQuote {
+            venue: venue.clone(),
+            symbol: symbol_owned.clone(),
+        },
+    )
+    .await?;
+    let position = gateway_call(
+        &deps.gateway,
+        GetPosition {
+            venue: venue.clone(),
+            symbol: symbol_owned,
+        },
+    )
+    .await?;
+    let account = gateway_call(
+        &deps.gateway,
+        GetAccount {
+            venue: venue.clone(),
+        },
+    )
+    .await?;
     Ok(MarketContext {
         venue,
         symbol: symbol.to_string(),
