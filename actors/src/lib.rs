@@ -12,4 +12,6 @@ pub mod resilience;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod validate;

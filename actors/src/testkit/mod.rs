@@ -1,0 +1,7 @@
+//! Test support shared by the crate's tests and the process crate's end-to-end tests
+//! (feature `testkit`): a loopback HTTP server that replays what a provider or venue sends
+//! and injects the faults real servers produce. Never compiled into a release build.
+
+mod http_mock;
+
+pub use http_mock::{refused_addr, MockServer, RecordedRequest, Reply, StreamEnd};
