@@ -841,6 +841,9 @@ impl GatewayCore {
     }
 
     async fn reconcile_inner(&self, venue: &str) -> GatewayResult<ReconcileReport> {
+        // Serialised with order flows on this venue: an intent written by a flow that is
+        // still waiting for the venue's answer must not be judged "never sent".
+        let _serial = self.link(venue)?.order_lock.lock().await;
         let mut report = ReconcileReport::default();
         let venue_open = self.open_orders(venue).await?;
         let now = self.clock.now_ms();

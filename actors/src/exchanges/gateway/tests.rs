@@ -27,6 +27,8 @@ struct ScriptState {
     lose_next_answer: bool,
     reject_next: Option<String>,
     fail_open_orders: bool,
+    /// Time an order takes to reach the venue's book.
+    send_latency: std::time::Duration,
 }
 
 const BID: Decimal = dec!(99.9);
@@ -59,6 +61,10 @@ impl Venue for ScriptedVenue {
     }
     async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
         self.place_calls.fetch_add(1, Ordering::SeqCst);
+        let latency = self.state.lock().send_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let mut st = self.state.lock();
         if let Some(reason) = st.reject_next.take() {
             return Err(VenueError::Rejected {
@@ -375,4 +381,41 @@ async fn kill_switch_halts_survives_reopen_and_wins_over_the_risk_agent() {
     let core = setup(&store, venue, RiskConfig::default());
     assert_eq!(core.mode().mode, TradingMode::Halted);
     assert!(core.mode().kill_switch);
+}
+
+#[actix::test]
+async fn reconciliation_waits_for_an_order_in_flight() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    venue.state.lock().send_latency = std::time::Duration::from_millis(20);
+    // Reconciliation runs continuously while orders are in flight: an intent whose send
+    // has not reached the venue yet must never be judged "never sent".
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reconciler = {
+        let (core, done) = (core.clone(), done.clone());
+        actix::spawn(async move {
+            let mut never_sent = 0;
+            while !done.load(Ordering::SeqCst) {
+                never_sent += core.reconcile("scripted").await.unwrap().never_sent;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            never_sent
+        })
+    };
+    for _ in 0..10 {
+        core.place(buy_usd(dec!(50))).await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert_eq!(reconciler.await.unwrap(), 0);
+    let entries = core.ledger().all().unwrap();
+    assert_eq!(entries.len(), 10);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.status == OrderStatus::Filled && e.reason.is_none()),
+        "{entries:?}"
+    );
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 10);
 }
