@@ -356,19 +356,22 @@ impl Drop for InFlight<'_> {
 
 impl PoolCall {
     /// One background health check, bounded by its interval (a check that hangs is a
-    /// failed check, and never piles up behind the next).
+    /// failed check, and never piles up behind the next). A failure keeps the deployment
+    /// out for two intervals: until the next check has run and had its own interval to
+    /// answer, so the deployment never flickers back in between two failing checks.
     async fn check_health(&self, every: Duration) {
+        let out_for = every.saturating_mul(2);
         let checked = tokio::time::timeout(every, self.provider.health_check()).await;
         let outcome = match checked {
             Ok(Ok(())) => "ok",
             Ok(Err(e)) => {
-                tracing::warn!(deployment = %self.deployment, "health check failed, out of rotation for {every:?}: {e}");
-                self.health.cool_down(Instant::now(), every);
+                tracing::warn!(deployment = %self.deployment, "health check failed, out of rotation for {out_for:?}: {e}");
+                self.health.cool_down(Instant::now(), out_for);
                 "failed"
             }
             Err(_) => {
                 tracing::warn!(deployment = %self.deployment, "health check gave no answer within {every:?}; out of rotation until the next one");
-                self.health.cool_down(Instant::now(), every);
+                self.health.cool_down(Instant::now(), out_for);
                 "timeout"
             }
         };
