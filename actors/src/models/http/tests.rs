@@ -300,20 +300,23 @@ fn class_of(e: &ModelError) -> Option<ErrorClass> {
     }
 }
 
+/// (provider, model, base path, status, headers, body, class, message part, attempts)
+type ErrorCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    u16,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    ErrorClass,
+    &'static str,
+    usize,
+);
+
 #[actix::test]
 async fn error_bodies_are_classified_with_the_providers_message() {
     // (provider, model, base path, status, headers, body, class, message part, attempts)
-    let cases: Vec<(
-        &str,
-        &str,
-        &str,
-        u16,
-        Vec<(&str, &str)>,
-        &str,
-        ErrorClass,
-        &str,
-        usize,
-    )> = vec![
+    let cases: Vec<ErrorCase> = vec![
         (
             "openai",
             "gpt-4o-mini",
