@@ -8,8 +8,8 @@
 //!   the router path adds the `Ask` and `Complete` actor hops, pool admission, the
 //!   breaker, request building, wire parsing and metrics.
 //! - `model_http/router_failover_refused`: the first deployment's port refuses
-//!   connections (no cooldown, breaker off, so every request pays the refused connect and
-//!   the failover); compare with `router`.
+//!   connections (no cooldown and its breaker off, so every request pays the refused
+//!   connect and the failover); compare with `router`.
 //! - Before criterion's rows, a plain pass prints p50/p99 of each path and the overhead,
 //!   and requests per second at concurrency 64 for the router and the bare client (same
 //!   client settings, same mock), with the ratio.
@@ -43,13 +43,14 @@ fn env(name: &str) -> Option<String> {
     (name == "OPENAI_API_KEY").then(|| "sk-bench".to_string())
 }
 
-fn deployment(id: &str, base_url: String) -> DeploymentConfig {
+/// `breaker`: off only where the bench wants every request to pay a refused connect.
+fn deployment(id: &str, base_url: String, breaker: bool) -> DeploymentConfig {
     let mut d = DeploymentConfig::http(id, "openai", "gpt-4o-mini");
     d.base_url = Some(base_url);
     d.max_concurrent = CONCURRENCY;
     d.max_idle_connections = CONCURRENCY;
     d.health_check_interval = Duration::ZERO;
-    d.breaker.enabled = false;
+    d.breaker.enabled = breaker;
     d
 }
 
@@ -142,10 +143,10 @@ fn bench(c: &mut Criterion) {
     let system = actix::System::new();
     let mock = MockServer::start(|_| Reply::raw(200, "application/json", OPENAI_BODY));
     let (router, failover, bare) = system.block_on(async {
-        let router = start_router(vec![deployment("a", format!("{}/v1", mock.url()))]);
+        let router = start_router(vec![deployment("a", format!("{}/v1", mock.url()), true)]);
         let failover = start_router(vec![
-            deployment("down", format!("http://{}/v1", refused_addr())),
-            deployment("up", format!("{}/v1", mock.url())),
+            deployment("down", format!("http://{}/v1", refused_addr()), false),
+            deployment("up", format!("{}/v1", mock.url()), true),
         ]);
         (router, failover, Bare::new(&mock))
     });

@@ -308,6 +308,12 @@ impl Actor for ModelPool {
         let s = &self.call.settings;
         ctx.set_mailbox_capacity((s.max_concurrent + s.max_queued).max(16));
         if let Some(every) = self.call.provider.health_check_interval() {
+            // Once at start, so a deployment that cannot serve is out before the first
+            // request; then every interval.
+            let first = self.call.clone();
+            ctx.spawn(actix::fut::wrap_future(async move {
+                first.check_health(every).await
+            }));
             let call = self.call.clone();
             ctx.run_interval(every, move |_, ctx| {
                 let call = call.clone();

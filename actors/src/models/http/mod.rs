@@ -40,11 +40,13 @@
 //! budgets so we never send more than the server says remains.
 //!
 //! Health: the breaker (resilience kit) counts target failures of each attempt and opens
-//! after its threshold; while open, calls fail fast as `unavailable` and the background
-//! check reports the deployment unhealthy, so the pool takes it out of rotation; after
-//! `open_for` it lets a probe through (half-open) and closes on success. Ollama also
-//! checks `GET /api/tags` for the server and the model, so a stopped server or a model
-//! not pulled takes the deployment out before a user request fails on it.
+//! after its threshold; while open, calls fail fast as `unavailable` (no request sent),
+//! which the router skips past in microseconds and the pool counts toward its cooldown;
+//! after `open_for` it lets a probe through (half-open) and closes on success. Ollama
+//! also gets a background check, at pool start and every `health_check_interval`:
+//! `GET /api/tags` for the server and the model, so a stopped server or a model not
+//! pulled takes the deployment out before a user request fails on it. The hosted APIs
+//! have no check that is free against their rate limits, so they get none.
 
 pub mod secrets;
 
@@ -737,18 +739,17 @@ impl Provider for HttpProvider {
         self.call(req, deadline, true, Some(&on_delta)).await
     }
 
+    /// Only Ollama has a check worth a request (`/api/tags` is free and local). The
+    /// hosted APIs have none that costs nothing against their rate limits; for them the
+    /// breaker and the pool's consecutive-failure cooldown take a failing deployment out,
+    /// and the breaker's half-open probe brings it back.
     fn health_check_interval(&self) -> Option<Duration> {
-        self.settings.health_check_every
+        self.settings
+            .health_check_every
+            .filter(|_| self.kind == ProviderKind::Ollama)
     }
 
     async fn health_check(&self) -> Result<(), ModelError> {
-        if self.breaker.state() == BreakerState::Open {
-            return Err(ModelError::Provider {
-                deployment: self.deployment.clone(),
-                class: ErrorClass::Unavailable,
-                message: "circuit breaker open after repeated failures".into(),
-            });
-        }
         if self.kind == ProviderKind::Ollama {
             return self.check_ollama().await;
         }

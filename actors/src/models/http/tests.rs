@@ -615,7 +615,6 @@ async fn the_breaker_opens_after_its_threshold_and_recovers_half_open() {
         "the third attempt met the open breaker"
     );
     assert_eq!(p.breaker_state(), BreakerState::Open);
-    assert!(p.health_check().await.is_err());
     // Open: fails fast without a request.
     p.complete(&request()).await.unwrap_err();
     assert_eq!(mock.requests().len(), 2);
@@ -625,7 +624,6 @@ async fn the_breaker_opens_after_its_threshold_and_recovers_half_open() {
     let c = p.complete(&request()).await.unwrap();
     assert_eq!(c.text, "Hello! How can I help you today?");
     assert_eq!(p.breaker_state(), BreakerState::Closed);
-    assert!(p.health_check().await.is_ok());
 }
 
 // --- Failover through a real router ----------------------------------------------------

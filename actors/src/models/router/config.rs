@@ -121,7 +121,7 @@ pub struct DeploymentConfig {
     /// Base wait between retries inside the deployment.
     #[serde(default = "defaults::retry_backoff", with = "humantime_serde")]
     pub retry_backoff: Duration,
-    /// Background health check period (`"0s"`: off).
+    /// Background health check period (`"0s"`: off); Ollama only (`GET /api/tags`).
     #[serde(default = "defaults::health_check_interval", with = "humantime_serde")]
     pub health_check_interval: Duration,
     /// The deployment's circuit breaker.
