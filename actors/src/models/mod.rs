@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod decision;
+pub mod http;
 pub mod local;
 pub mod pool;
 pub mod providers;

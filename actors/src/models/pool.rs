@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -48,6 +48,44 @@ pub trait Provider: Send + Sync + 'static {
     /// The provider's model name, e.g. `rules-v1`, `gpt-4o-mini`.
     fn model(&self) -> &str;
     async fn complete(&self, req: &ModelRequest) -> Result<Completion, ModelError>;
+
+    /// [`Provider::complete`] when the caller's deadline is known (the pool passes its
+    /// own). Providers that retry inside one deployment use it to leave the router room to
+    /// fail over; the default ignores it (the pool enforces the deadline either way).
+    async fn complete_by(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+    ) -> Result<Completion, ModelError> {
+        let _ = deadline;
+        self.complete(req).await
+    }
+
+    /// Streams the answer's text as it arrives into `on_delta`, then returns the whole
+    /// completion. The default calls [`Provider::complete`] and sends the whole text at
+    /// once, so providers without streaming (and test fakes) need nothing. A closed
+    /// receiver is not an error: the caller stopped listening, the answer still counts.
+    async fn complete_stream(
+        &self,
+        req: &ModelRequest,
+        on_delta: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<Completion, ModelError> {
+        let completion = self.complete(req).await?;
+        let _ = on_delta.send(completion.text.clone()).await;
+        Ok(completion)
+    }
+
+    /// How often the pool should run [`Provider::health_check`]; `None`: never.
+    fn health_check_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// A cheap check that the deployment can serve (Ollama: the server answers and has
+    /// the model). A failure takes the deployment out of rotation until the next check,
+    /// before a user request fails on it.
+    async fn health_check(&self) -> Result<(), ModelError> {
+        Ok(())
+    }
 }
 
 /// Limits of one pool.
@@ -117,6 +155,14 @@ impl DeploymentHealth {
     }
     pub fn is_cooling_down(&self, now: Instant) -> bool {
         self.cooling_down_until().is_some_and(|until| now < until)
+    }
+
+    /// Takes the deployment out of rotation for `pause` from `now` (a failed health
+    /// check); never shortens a cooldown already running.
+    pub(crate) fn cool_down(&self, now: Instant, pause: Duration) {
+        let until = deadline_after(now, pause);
+        let mut slot = self.cooling_down_until.lock();
+        *slot = Some(slot.map_or(until, |current| current.max(until)));
     }
 
     fn record_success(&self, latency: Duration) {
@@ -261,6 +307,21 @@ impl Actor for ModelPool {
         // needs to absorb bursts; admission control is the semaphore and `max_queued`.
         let s = &self.call.settings;
         ctx.set_mailbox_capacity((s.max_concurrent + s.max_queued).max(16));
+        if let Some(every) = self.call.provider.health_check_interval() {
+            // Once at start, so a deployment that cannot serve is out before the first
+            // request; then every interval.
+            let first = self.call.clone();
+            ctx.spawn(actix::fut::wrap_future(async move {
+                first.check_health(every).await
+            }));
+            let call = self.call.clone();
+            ctx.run_interval(every, move |_, ctx| {
+                let call = call.clone();
+                ctx.spawn(actix::fut::wrap_future(async move {
+                    call.check_health(every).await
+                }));
+            });
+        }
     }
 }
 
@@ -300,6 +361,30 @@ impl Drop for InFlight<'_> {
 }
 
 impl PoolCall {
+    /// One background health check, bounded by its interval (a check that hangs is a
+    /// failed check, and never piles up behind the next). A failure keeps the deployment
+    /// out for two intervals: until the next check has run and had its own interval to
+    /// answer, so the deployment never flickers back in between two failing checks.
+    async fn check_health(&self, every: Duration) {
+        let out_for = every.saturating_mul(2);
+        let checked = tokio::time::timeout(every, self.provider.health_check()).await;
+        let outcome = match checked {
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => {
+                tracing::warn!(deployment = %self.deployment, "health check failed, out of rotation for {out_for:?}: {e}");
+                self.health.cool_down(Instant::now(), out_for);
+                "failed"
+            }
+            Err(_) => {
+                tracing::warn!(deployment = %self.deployment, "health check gave no answer within {every:?}; out of rotation until the next one");
+                self.health.cool_down(Instant::now(), out_for);
+                "timeout"
+            }
+        };
+        metrics::counter!("orrery_model_health_checks_total", "deployment" => self.deployment.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+
     async fn run(&self, msg: Complete) -> Result<ModelResponse, ModelError> {
         let started = Instant::now();
         let own_deadline = deadline_after(started, self.settings.timeout);
@@ -391,7 +476,8 @@ impl PoolCall {
         started: Instant,
     ) -> Result<ModelResponse, ModelError> {
         let in_flight = InFlight::enter(&self.health.in_flight, &self.deployment);
-        let answer = tokio::time::timeout_at(deadline, self.provider.complete(request)).await;
+        let answer =
+            tokio::time::timeout_at(deadline, self.provider.complete_by(request, deadline)).await;
         drop(in_flight);
         let now = Instant::now();
         let result = match answer {
@@ -490,6 +576,11 @@ pub fn describe() {
         "orrery_model_cooldowns_total",
         "Times a deployment was put into cooldown after consecutive failures."
     );
+    describe_counter!(
+        "orrery_model_health_checks_total",
+        "Background health checks per deployment, by outcome (ok, failed, timeout); a failed check takes the deployment out of rotation until the next."
+    );
+    super::http::describe();
 }
 
 #[cfg(test)]

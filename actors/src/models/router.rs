@@ -23,8 +23,8 @@
 mod config;
 
 pub use config::{
-    build_provider, pool_for, BuildError, DeploymentConfig, LogicalModel, ModelsConfig,
-    ProviderKind, Strategy,
+    build_provider, build_provider_with_env, pool_for, BuildError, DeploymentConfig, LogicalModel,
+    ModelsConfig, ProviderKind, Strategy,
 };
 
 use std::collections::BTreeMap;

@@ -495,7 +495,7 @@ impl StreamParser for MessagesStreamParser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
     use crate::models::providers::ApiKey;
@@ -504,7 +504,7 @@ mod tests {
 
     /// anthropic-sdk-python's basic_response fixture, verbatim: note the `ping` with
     /// spaces in its JSON and the missing newline after the final `message_stop`.
-    const BASIC: &str = concat!(
+    pub(crate) const BASIC: &str = concat!(
         "event: message_start\n",
         r#"data: {"type":"message_start","message":{"id":"msg_4QpJur2dWWDjF6C758FbBw5vm12BaVipnK","type":"message","role":"assistant","content":[],"model":"claude-3-opus-latest","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":11,"output_tokens":1}}}"#,
         "\n\n",
@@ -582,7 +582,7 @@ mod tests {
     );
 
     /// Recorded whole answer (api.anthropic.com, 2025-08-21).
-    const WHOLE: &str = "{\"id\":\"msg_01QgNtCXZKCJgpWHW3NEwmdP\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-3-5-sonnet-20240620\",\"content\":[{\"type\":\"text\",\"text\":\"Hello! How can I assist you today? Is there anything specific you'd like to know or discuss?\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":16,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":0},\"output_tokens\":24,\"service_tier\":\"standard\"}}";
+    pub(crate) const WHOLE: &str = "{\"id\":\"msg_01QgNtCXZKCJgpWHW3NEwmdP\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-3-5-sonnet-20240620\",\"content\":[{\"type\":\"text\",\"text\":\"Hello! How can I assist you today? Is there anything specific you'd like to know or discuss?\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":16,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":0},\"output_tokens\":24,\"service_tier\":\"standard\"}}";
 
     fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
         Usage {

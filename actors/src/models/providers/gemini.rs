@@ -366,7 +366,7 @@ impl StreamParser for GenerateStreamParser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
     use crate::models::providers::{ApiKey, ToolCall};
@@ -376,7 +376,7 @@ mod tests {
 
     /// A real gemini-2.5-flash `alt=sse` stream, trimmed to its first chunk, one middle
     /// chunk (with `\u003c` escapes) and its last chunk, all verbatim. Usage is cumulative.
-    const STREAM: &str = concat!(
+    pub(crate) const STREAM: &str = concat!(
         r#"data: {"candidates": [{"content": {"parts": [{"text": "Okay, let's create a Tetris game in Python for the console! We'll use the `curses` library for a full-screen, interactive experience.\n\n**Important Notes Before You Start:**\n\n1.  **`curses"}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 4,"candidatesTokenCount": 49,"totalTokenCount": 2095,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 4}],"thoughtsTokenCount": 2042},"modelVersion": "gemini-2.5-flash","responseId": "IZI2acSKMoWl0-kPmYj2yQc"}"#,
         "\n\n",
         r#"data: {"candidates": [{"content": {"parts": [{"text": "    blocks = get_piece_blocks(temp_piece)\n\n    for x, y in blocks:\n        # Check horizontal boundaries\n        if x \u003c 0 or x \u003e= BOARD_WIDTH:\n            return True\n        "}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 4,"candidatesTokenCount": 1563,"totalTokenCount": 3609,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 4}],"thoughtsTokenCount": 2042},"modelVersion": "gemini-2.5-flash","responseId": "IZI2acSKMoWl0-kPmYj2yQc"}"#,
@@ -385,7 +385,7 @@ mod tests {
         "\n\n",
     );
 
-    const STREAM_TEXT: &str = concat!(
+    pub(crate) const STREAM_TEXT: &str = concat!(
         "Okay, let's create a Tetris game in Python for the console! We'll use the `curses` library for a full-screen, interactive experience.\n\n**Important Notes Before You Start:**\n\n1.  **`curses",
         "    blocks = get_piece_blocks(temp_piece)\n\n    for x, y in blocks:\n        # Check horizontal boundaries\n        if x < 0 or x >= BOARD_WIDTH:\n            return True\n        ",
         ", hold functionality, sound, high scores, etc.",

@@ -457,24 +457,24 @@ pub fn ensure_model_present(installed: &[InstalledModel], model: &str) -> Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
     use crate::models::providers::{ApiKey, ToolCall};
     use proptest::prelude::*;
 
     /// Recorded whole `/api/chat` answer (gemma2 on localhost, 2025-08-21).
-    const WHOLE: &str = "{\"model\":\"gemma2\",\"created_at\":\"2025-08-21T12:41:21.294827Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hello! 👋  How can I help you today?\"},\"done_reason\":\"stop\",\"done\":true,\"total_duration\":9819624917,\"load_duration\":4533008625,\"prompt_eval_count\":26,\"prompt_eval_duration\":4819809375,\"eval_count\":12,\"eval_duration\":462770333}";
+    pub(crate) const WHOLE: &str = "{\"model\":\"gemma2\",\"created_at\":\"2025-08-21T12:41:21.294827Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hello! 👋  How can I help you today?\"},\"done_reason\":\"stop\",\"done\":true,\"total_duration\":9819624917,\"load_duration\":4533008625,\"prompt_eval_count\":26,\"prompt_eval_duration\":4819809375,\"eval_count\":12,\"eval_duration\":462770333}";
 
     /// The same answer as Ollama streams it: fragments, then the `done` line with counts.
-    const STREAM: &str = concat!(
+    pub(crate) const STREAM: &str = concat!(
         "{\"model\":\"gemma2\",\"created_at\":\"2025-08-21T12:41:20.900Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hello\"},\"done\":false}\n",
         "{\"model\":\"gemma2\",\"created_at\":\"2025-08-21T12:41:20.950Z\",\"message\":{\"role\":\"assistant\",\"content\":\"! 👋 \"},\"done\":false}\n",
         "{\"model\":\"gemma2\",\"created_at\":\"2025-08-21T12:41:21.100Z\",\"message\":{\"role\":\"assistant\",\"content\":\" How can I help you today?\"},\"done\":false}\n",
         "{\"model\":\"gemma2\",\"created_at\":\"2025-08-21T12:41:21.294827Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"stop\",\"done\":true,\"total_duration\":9819624917,\"load_duration\":4533008625,\"prompt_eval_count\":26,\"prompt_eval_duration\":4819809375,\"eval_count\":12,\"eval_duration\":462770333}\n",
     );
 
-    const TAGS: &str = r#"{"models":[{"name":"gemma2:latest","model":"gemma2:latest","modified_at":"2025-08-20T10:00:00.000000+02:00","size":5443152417,"digest":"ff02c3702f32","details":{"parent_model":"","format":"gguf","family":"gemma2","families":["gemma2"],"parameter_size":"9.2B","quantization_level":"Q4_0"}},{"name":"deepseek-r1:8b","model":"deepseek-r1:8b","modified_at":"2025-08-19T09:00:00+02:00","size":5225376047,"digest":"6995872bfe4c","details":{"format":"gguf","family":"qwen3","parameter_size":"8.2B","quantization_level":"Q4_K_M"}}]}"#;
+    pub(crate) const TAGS: &str = r#"{"models":[{"name":"gemma2:latest","model":"gemma2:latest","modified_at":"2025-08-20T10:00:00.000000+02:00","size":5443152417,"digest":"ff02c3702f32","details":{"parent_model":"","format":"gguf","family":"gemma2","families":["gemma2"],"parameter_size":"9.2B","quantization_level":"Q4_0"}},{"name":"deepseek-r1:8b","model":"deepseek-r1:8b","modified_at":"2025-08-19T09:00:00+02:00","size":5225376047,"digest":"6995872bfe4c","details":{"format":"gguf","family":"qwen3","parameter_size":"8.2B","quantization_level":"Q4_K_M"}}]}"#;
 
     fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
         Usage {

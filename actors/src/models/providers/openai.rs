@@ -452,7 +452,7 @@ impl StreamParser for ChatStreamParser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
     use crate::models::providers::ApiKey;
@@ -460,7 +460,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// openai-python's recorded stream (gpt-4o-2024-08-06) with logprobs: "Foo!".
-    const TEXT_WITH_LOGPROBS: &str = concat!(
+    pub(crate) const TEXT_WITH_LOGPROBS: &str = concat!(
         r#"data: {"id":"chatcmpl-ABfw5EzoqmfXjnnsXY7Yd8OC6tb3c","object":"chat.completion.chunk","created":1727346173,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_5050236cbd","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":{"content":[],"refusal":null},"finish_reason":null}]}"#,
         "\n\n",
         r#"data: {"id":"chatcmpl-ABfw5EzoqmfXjnnsXY7Yd8OC6tb3c","object":"chat.completion.chunk","created":1727346173,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_5050236cbd","choices":[{"index":0,"delta":{"content":"Foo"},"logprobs":{"content":[{"token":"Foo","logprob":-0.0025094282,"bytes":[70,111,111],"top_logprobs":[]}],"refusal":null},"finish_reason":null}]}"#,
@@ -514,9 +514,9 @@ mod tests {
     );
 
     /// Recorded non-streamed answers (api.openai.com, Groq, DeepSeek).
-    const OPENAI_BODY: &str = "{\n  \"id\": \"chatcmpl-CcWj9dBmozYrIh53F5tkednY14t4r\",\n  \"object\": \"chat.completion\",\n  \"created\": 1763298303,\n  \"model\": \"gpt-5.1-chat-latest\",\n  \"choices\": [\n    {\n      \"index\": 0,\n      \"message\": {\n        \"role\": \"assistant\",\n        \"content\": \"Hello! How can I help you today?\",\n        \"refusal\": null,\n        \"annotations\": []\n      },\n      \"finish_reason\": \"stop\"\n    }\n  ],\n  \"usage\": {\n    \"prompt_tokens\": 20,\n    \"completion_tokens\": 18,\n    \"total_tokens\": 38,\n    \"prompt_tokens_details\": {\n      \"cached_tokens\": 0,\n      \"audio_tokens\": 0\n    },\n    \"completion_tokens_details\": {\n      \"reasoning_tokens\": 0,\n      \"audio_tokens\": 0,\n      \"accepted_prediction_tokens\": 0,\n      \"rejected_prediction_tokens\": 0\n    }\n  },\n  \"service_tier\": \"default\",\n  \"system_fingerprint\": null\n}\n";
-    const GROQ_BODY: &str = "{\"id\":\"chatcmpl-59364eff-df3b-4826-b4d6-1562b9cdf2be\",\"object\":\"chat.completion\",\"created\":1763298164,\"model\":\"moonshotai/kimi-k2-instruct-0905\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello! How can I help you today?\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{\"queue_time\":0.190203705,\"prompt_tokens\":30,\"prompt_time\":0.010721307,\"completion_tokens\":10,\"completion_time\":0.012596456,\"total_tokens\":40,\"total_time\":0.023317763},\"usage_breakdown\":null,\"system_fingerprint\":\"fp_05df423bab\",\"x_groq\":{\"id\":\"req_01ka6c5fgseaksg4wxp79d43hm\"},\"service_tier\":\"on_demand\"}\n";
-    const DEEPSEEK_BODY: &str = "{\"id\":\"b55e6172-d379-4806-b4e0-d21dd4b243b7\",\"object\":\"chat.completion\",\"created\":1755780061,\"model\":\"deepseek-v4-pro\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello! How can I assist you today?\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":9,\"total_tokens\":23,\"prompt_tokens_details\":{\"cached_tokens\":0},\"prompt_cache_hit_tokens\":0,\"prompt_cache_miss_tokens\":14},\"system_fingerprint\":\"fp_feb633d1f5_prod0820_fp8_kvcache\"}";
+    pub(crate) const OPENAI_BODY: &str = "{\n  \"id\": \"chatcmpl-CcWj9dBmozYrIh53F5tkednY14t4r\",\n  \"object\": \"chat.completion\",\n  \"created\": 1763298303,\n  \"model\": \"gpt-5.1-chat-latest\",\n  \"choices\": [\n    {\n      \"index\": 0,\n      \"message\": {\n        \"role\": \"assistant\",\n        \"content\": \"Hello! How can I help you today?\",\n        \"refusal\": null,\n        \"annotations\": []\n      },\n      \"finish_reason\": \"stop\"\n    }\n  ],\n  \"usage\": {\n    \"prompt_tokens\": 20,\n    \"completion_tokens\": 18,\n    \"total_tokens\": 38,\n    \"prompt_tokens_details\": {\n      \"cached_tokens\": 0,\n      \"audio_tokens\": 0\n    },\n    \"completion_tokens_details\": {\n      \"reasoning_tokens\": 0,\n      \"audio_tokens\": 0,\n      \"accepted_prediction_tokens\": 0,\n      \"rejected_prediction_tokens\": 0\n    }\n  },\n  \"service_tier\": \"default\",\n  \"system_fingerprint\": null\n}\n";
+    pub(crate) const GROQ_BODY: &str = "{\"id\":\"chatcmpl-59364eff-df3b-4826-b4d6-1562b9cdf2be\",\"object\":\"chat.completion\",\"created\":1763298164,\"model\":\"moonshotai/kimi-k2-instruct-0905\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello! How can I help you today?\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{\"queue_time\":0.190203705,\"prompt_tokens\":30,\"prompt_time\":0.010721307,\"completion_tokens\":10,\"completion_time\":0.012596456,\"total_tokens\":40,\"total_time\":0.023317763},\"usage_breakdown\":null,\"system_fingerprint\":\"fp_05df423bab\",\"x_groq\":{\"id\":\"req_01ka6c5fgseaksg4wxp79d43hm\"},\"service_tier\":\"on_demand\"}\n";
+    pub(crate) const DEEPSEEK_BODY: &str = "{\"id\":\"b55e6172-d379-4806-b4e0-d21dd4b243b7\",\"object\":\"chat.completion\",\"created\":1755780061,\"model\":\"deepseek-v4-pro\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello! How can I assist you today?\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":9,\"total_tokens\":23,\"prompt_tokens_details\":{\"cached_tokens\":0},\"prompt_cache_hit_tokens\":0,\"prompt_cache_miss_tokens\":14},\"system_fingerprint\":\"fp_feb633d1f5_prod0820_fp8_kvcache\"}";
 
     fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
         Usage {

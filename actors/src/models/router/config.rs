@@ -24,8 +24,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::models::http::{self, EnvLookup, HttpBuildError, HttpProvider, HttpSettings};
 use crate::models::local::{self, LocalRules};
 use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
+use crate::models::providers::ProviderKind as WireKind;
+use crate::resilience::config::BreakerConfig;
 use crate::validate::{join, Issues};
 
 /// Logical model name → how to serve it. An absent section means [`ModelsConfig::default`]:
@@ -94,6 +97,37 @@ pub struct DeploymentConfig {
     /// Environment variable holding the API key, if not the provider's usual one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+
+    // --- HTTP providers (everything but `local`; see `models::http`) ---------------
+    /// TCP/TLS connect timeout.
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// From sending a request to the response headers; also the longest silence
+    /// between two chunks of a streamed answer.
+    #[serde(default = "defaults::first_byte_timeout", with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Requests per minute this deployment may send (unset: no limit of ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens per minute, prompt and completion (unset: no limit of ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Ask for streamed answers (SSE / NDJSON).
+    #[serde(default)]
+    pub stream: bool,
+    /// Idle keep-alive connections kept to the provider.
+    #[serde(default = "defaults::max_idle_connections")]
+    pub max_idle_connections: usize,
+    /// Base wait between retries inside the deployment.
+    #[serde(default = "defaults::retry_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Background health check period (`"0s"`: off); Ollama only (`GET /api/tags`).
+    #[serde(default = "defaults::health_check_interval", with = "humantime_serde")]
+    pub health_check_interval: Duration,
+    /// The deployment's circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    // --- end of HTTP provider fields -------------------------------------------------
 }
 
 mod defaults {
@@ -113,6 +147,21 @@ mod defaults {
     pub fn cooldown() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn first_byte_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_idle_connections() -> usize {
+        16
+    }
+    pub fn retry_backoff() -> Duration {
+        Duration::from_millis(250)
+    }
+    pub fn health_check_interval() -> Duration {
+        Duration::from_secs(30)
+    }
 }
 
 impl DeploymentConfig {
@@ -129,6 +178,41 @@ impl DeploymentConfig {
             cooldown: defaults::cooldown(),
             base_url: None,
             api_key_env: None,
+            connect_timeout: defaults::connect_timeout(),
+            first_byte_timeout: defaults::first_byte_timeout(),
+            rpm: None,
+            tpm: None,
+            stream: false,
+            max_idle_connections: defaults::max_idle_connections(),
+            retry_backoff: defaults::retry_backoff(),
+            health_check_interval: defaults::health_check_interval(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+
+    /// An HTTP deployment of `provider` (a [`ProviderKind`] name) with default limits.
+    pub fn http(id: impl Into<String>, provider: &str, model: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            model: model.into(),
+            ..Self::local(id)
+        }
+    }
+
+    /// The HTTP provider's settings from this deployment's config.
+    pub fn http_settings(&self) -> HttpSettings {
+        HttpSettings {
+            connect_timeout: self.connect_timeout,
+            first_byte_timeout: self.first_byte_timeout,
+            total_timeout: self.timeout,
+            max_idle_per_host: self.max_idle_connections,
+            stream: self.stream,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            retry_backoff: self.retry_backoff,
+            breaker: self.breaker.clone(),
+            health_check_every: (!self.health_check_interval.is_zero())
+                .then_some(self.health_check_interval),
         }
     }
 
@@ -188,10 +272,24 @@ impl ProviderKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Whether this build has the provider's wire format. Only the offline rules engine
-    /// for now; the HTTP providers land with the `providers` module.
+    /// Whether this build has the provider's wire format: all of them.
     pub fn is_available(self) -> bool {
-        matches!(self, ProviderKind::Local)
+        true
+    }
+
+    /// The wire format of an HTTP provider; `None` for `local`.
+    pub fn wire(self) -> Option<WireKind> {
+        match self {
+            ProviderKind::Local => None,
+            ProviderKind::OpenAi => Some(WireKind::OpenAi),
+            ProviderKind::Anthropic => Some(WireKind::Anthropic),
+            ProviderKind::Gemini => Some(WireKind::Gemini),
+            ProviderKind::Groq => Some(WireKind::Groq),
+            ProviderKind::DeepSeek => Some(WireKind::DeepSeek),
+            ProviderKind::Xai => Some(WireKind::Xai),
+            ProviderKind::OpenRouter => Some(WireKind::OpenRouter),
+            ProviderKind::Ollama => Some(WireKind::Ollama),
+        }
     }
 }
 
@@ -223,11 +321,26 @@ pub enum BuildError {
         local::MODEL
     )]
     UnknownLocalModel { deployment: String, model: String },
+    #[error("deployment `{deployment}`: {source}")]
+    Http {
+        deployment: String,
+        #[source]
+        source: HttpBuildError,
+    },
 }
 
 /// The provider for one deployment. The engine calls this from each pool's child spec, so
 /// a restarted pool gets a fresh provider.
 pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, BuildError> {
+    build_provider_with_env(cfg, &http::process_env)
+}
+
+/// [`build_provider`] with API keys read through `env` instead of the process
+/// environment (tests hand in a map).
+pub fn build_provider_with_env(
+    cfg: &DeploymentConfig,
+    env: EnvLookup<'_>,
+) -> Result<Arc<dyn Provider>, BuildError> {
     match ProviderKind::parse(&cfg.provider) {
         Some(ProviderKind::Local) => {
             if cfg.model != local::MODEL {
@@ -238,11 +351,30 @@ pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, Build
             }
             Ok(Arc::new(LocalRules::new(cfg.id.clone())))
         }
-        Some(kind) => Err(BuildError::NotAvailable {
-            deployment: cfg.id.clone(),
-            provider: kind.name().to_string(),
-            available: available_names(),
-        }),
+        Some(kind) => {
+            let Some(wire) = kind.wire() else {
+                return Err(BuildError::NotAvailable {
+                    deployment: cfg.id.clone(),
+                    provider: kind.name().to_string(),
+                    available: available_names(),
+                });
+            };
+            let provider = HttpProvider::new(
+                cfg.id.clone(),
+                wire,
+                cfg.model.clone(),
+                cfg.base_url.as_deref(),
+                cfg.api_key_env.as_deref(),
+                cfg.http_settings(),
+                env,
+                crate::clock::system_clock(),
+            )
+            .map_err(|source| BuildError::Http {
+                deployment: cfg.id.clone(),
+                source,
+            })?;
+            Ok(Arc::new(provider))
+        }
         None => Err(BuildError::UnknownProvider {
             deployment: cfg.id.clone(),
             provider: cfg.provider.clone(),
@@ -317,6 +449,78 @@ impl ModelsConfig {
 }
 
 impl DeploymentConfig {
+    /// The HTTP provider fields (not checked for `local`, which ignores them).
+    fn validate_http(&self, path: &str, issues: &mut Issues) {
+        if let Some(url) = &self.base_url {
+            let parsed = http::check_base_url(url);
+            issues.check(
+                parsed.is_ok(),
+                join(path, "base_url"),
+                url,
+                format!(
+                    "an absolute http(s) URL such as http://127.0.0.1:11434 ({})",
+                    parsed.err().unwrap_or_default()
+                ),
+            );
+        }
+        if let Some(var) = &self.api_key_env {
+            issues.check(
+                !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                join(path, "api_key_env"),
+                var,
+                "the name of an environment variable (letters, digits, `_`), not the key itself",
+            );
+        }
+        issues.check(
+            self.connect_timeout >= Duration::from_millis(1)
+                && self.connect_timeout <= Duration::from_secs(60),
+            join(path, "connect_timeout"),
+            self.connect_timeout,
+            "a duration from 1ms to 60s, e.g. \"5s\"",
+        );
+        issues.check(
+            self.first_byte_timeout >= Duration::from_millis(1)
+                && self.first_byte_timeout <= Duration::from_secs(600),
+            join(path, "first_byte_timeout"),
+            self.first_byte_timeout,
+            "a duration from 1ms to 10m, e.g. \"30s\"",
+        );
+        issues.check(
+            self.rpm.is_none_or(|n| n > 0),
+            join(path, "rpm"),
+            self.rpm,
+            "a positive number of requests per minute, or leave it out for no limit",
+        );
+        issues.check(
+            self.tpm.is_none_or(|n| n > 0),
+            join(path, "tpm"),
+            self.tpm,
+            "a positive number of tokens per minute, or leave it out for no limit",
+        );
+        issues.check(
+            (1..=1024).contains(&self.max_idle_connections),
+            join(path, "max_idle_connections"),
+            self.max_idle_connections,
+            "1 to 1024 idle connections",
+        );
+        issues.check(
+            self.retry_backoff >= Duration::from_millis(1)
+                && self.retry_backoff <= Duration::from_secs(60),
+            join(path, "retry_backoff"),
+            self.retry_backoff,
+            "a duration from 1ms to 60s, e.g. \"250ms\"",
+        );
+        issues.check(
+            self.health_check_interval.is_zero()
+                || (self.health_check_interval >= Duration::from_millis(10)
+                    && self.health_check_interval <= Duration::from_secs(3600)),
+            join(path, "health_check_interval"),
+            self.health_check_interval,
+            "\"0s\" (off) or a duration from 10ms to 1h, e.g. \"30s\"",
+        );
+        self.breaker.validate(&join(path, "breaker"), issues);
+    }
+
     pub fn validate(&self, path: &str, issues: &mut Issues) {
         issues.check(
             valid_id(&self.id),
@@ -367,7 +571,7 @@ impl DeploymentConfig {
                     "nothing: the local rules engine needs no key",
                 );
             }
-            Some(_) => {}
+            Some(_) => self.validate_http(path, issues),
         }
         issues.check(
             !self.model.trim().is_empty(),

@@ -390,6 +390,7 @@ fn validation_names_every_bad_key() {
     let mut later = DeploymentConfig::local("dup");
     later.provider = "openai".into();
     later.model = "gpt-4o-mini".into();
+    later.rpm = Some(0);
     let mut models = std::collections::BTreeMap::new();
     models.insert(
         "a".to_string(),
@@ -420,14 +421,16 @@ fn validation_names_every_bad_key() {
             "models.a.deployments[0].max_concurrent",
             "models.a.deployments[0].timeout",
             "models.a.deployments[1].provider",
-            "models.b.deployments[0].provider",
+            "models.b.deployments[0].rpm",
             "models.b.deployments[0].id",
             "models.c.deployments",
         ],
         "{issues:#?}"
     );
     assert!(
-        issues[3].1.contains("not available in this build yet"),
+        issues[3]
+            .1
+            .contains("positive number of requests per minute"),
         "{}",
         issues[3].1
     );
@@ -452,9 +455,11 @@ fn empty_models_section_is_an_issue() {
 fn build_provider_refuses_what_this_build_cannot_run() {
     let mut d = DeploymentConfig::local("x");
     d.provider = "anthropic".into();
-    let err = build_provider(&d).err().unwrap();
-    assert!(matches!(err, BuildError::NotAvailable { .. }), "{err:?}");
-    assert!(err.to_string().contains("not available in this build yet"));
+    d.model = "claude-sonnet-4-20250514".into();
+    // Every provider is available; an HTTP one without its key is a startup error.
+    let err = build_provider_with_env(&d, &|_| None).err().unwrap();
+    assert!(matches!(err, BuildError::Http { .. }), "{err:?}");
+    assert!(err.to_string().contains("ANTHROPIC_API_KEY"), "{err}");
     d.provider = "gpt".into();
     assert!(matches!(
         build_provider(&d).err().unwrap(),

@@ -1,0 +1,243 @@
+//! What the model router and its HTTP pool cost on top of a bare reqwest client, against a
+//! zero-latency loopback mock speaking OpenAI chat completions.
+//!
+//! Run: `cargo bench -p orrery-actors --bench model_http -- --warm-up-time 1 --measurement-time 3`
+//!
+//! - `model_http/bare_reqwest` vs `model_http/router`: one whole request, sequential.
+//!   The bare client sends the same JSON body and parses the answer into a JSON value;
+//!   the router path adds the `Ask` and `Complete` actor hops, pool admission, the
+//!   breaker, request building, wire parsing and metrics.
+//! - `model_http/router_failover_refused`: the first deployment's port refuses
+//!   connections (no cooldown and its breaker off, so every request pays the refused
+//!   connect and the failover); compare with `router`.
+//! - Before criterion's rows, a plain pass prints p50/p99 of each path and the overhead,
+//!   and requests per second at concurrency 64 for the router and the bare client (same
+//!   client settings, same mock), with the ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Actor;
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures::future::join_all;
+
+use orrery_actors::models::pool::{HealthTable, ModelPool};
+use orrery_actors::models::router::{
+    build_provider_with_env, DeploymentConfig, DeploymentRoute, ModelRouter, Strategy,
+};
+use orrery_actors::models::{Ask, ModelRequest, Purpose};
+
+// The crate's test mock server, compiled into the bench as is (it is behind the
+// `testkit` feature in the library, which `cargo bench` does not enable).
+#[allow(dead_code, unused_imports)]
+#[path = "../src/testkit/http_mock.rs"]
+mod http_mock;
+use http_mock::{refused_addr, MockServer, Reply};
+
+/// openai-python's recorded whole answer (as in `providers::openai` tests).
+const OPENAI_BODY: &str = "{\n  \"id\": \"chatcmpl-CcWj9dBmozYrIh53F5tkednY14t4r\",\n  \"object\": \"chat.completion\",\n  \"created\": 1763298303,\n  \"model\": \"gpt-5.1-chat-latest\",\n  \"choices\": [\n    {\n      \"index\": 0,\n      \"message\": {\n        \"role\": \"assistant\",\n        \"content\": \"Hello! How can I help you today?\",\n        \"refusal\": null,\n        \"annotations\": []\n      },\n      \"finish_reason\": \"stop\"\n    }\n  ],\n  \"usage\": {\n    \"prompt_tokens\": 20,\n    \"completion_tokens\": 18,\n    \"total_tokens\": 38\n  },\n  \"service_tier\": \"default\",\n  \"system_fingerprint\": null\n}\n";
+
+const CONCURRENCY: usize = 64;
+
+fn env(name: &str) -> Option<String> {
+    (name == "OPENAI_API_KEY").then(|| "sk-bench".to_string())
+}
+
+/// `breaker`: off only where the bench wants every request to pay a refused connect.
+fn deployment(id: &str, base_url: String, breaker: bool) -> DeploymentConfig {
+    let mut d = DeploymentConfig::http(id, "openai", "gpt-4o-mini");
+    d.base_url = Some(base_url);
+    d.max_concurrent = CONCURRENCY;
+    d.max_idle_connections = CONCURRENCY;
+    d.health_check_interval = Duration::ZERO;
+    d.breaker.enabled = breaker;
+    d
+}
+
+fn start_router(deployments: Vec<DeploymentConfig>) -> actix::Addr<ModelRouter> {
+    let health = HealthTable::new();
+    let routes = deployments
+        .into_iter()
+        .map(|d| {
+            let provider = build_provider_with_env(&d, &env).expect("provider");
+            let mut settings = d.pool_settings();
+            // Never cool down: every request pays the failover being measured.
+            settings.cooldown_after_failures = 0;
+            let pool =
+                ModelPool::new(d.id.clone(), provider, settings, health.entry(&d.id)).start();
+            DeploymentRoute::new(d.id.clone(), Arc::new(pool))
+        })
+        .collect();
+    ModelRouter::new(health)
+        .with_model("m", Strategy::OrderedFallback, routes)
+        .start()
+}
+
+fn request() -> ModelRequest {
+    let mut req = ModelRequest::new("m", Purpose::Freeform, "BTC at 97k. Buy?");
+    req.max_tokens = 64;
+    req.timeout = Duration::from_secs(10);
+    req
+}
+
+struct Bare {
+    client: reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+}
+
+impl Bare {
+    fn new(mock: &MockServer) -> Self {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(CONCURRENCY)
+            .tcp_nodelay(true)
+            .build()
+            .expect("client");
+        Self {
+            client,
+            url: format!("{}/v1/chat/completions", mock.url()),
+            body: serde_json::json!({
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "BTC at 97k. Buy?"}],
+                "max_completion_tokens": 64,
+                "temperature": 0.0,
+            }),
+        }
+    }
+
+    async fn call(&self) {
+        let resp = self
+            .client
+            .post(&self.url)
+            .bearer_auth("sk-bench")
+            .json(&self.body)
+            .send()
+            .await
+            .expect("bare send");
+        let bytes = resp.bytes().await.expect("bare body");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("bare json");
+        std::hint::black_box(v);
+    }
+}
+
+async fn ask(router: &actix::Addr<ModelRouter>) {
+    let resp = router
+        .send(Ask(request()))
+        .await
+        .expect("router up")
+        .expect("an answer");
+    std::hint::black_box(resp);
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    (at(0.50), at(0.99))
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn bench(c: &mut Criterion) {
+    let system = actix::System::new();
+    let mock = MockServer::start(|_| Reply::raw(200, "application/json", OPENAI_BODY));
+    let (router, failover, bare) = system.block_on(async {
+        let router = start_router(vec![deployment("a", format!("{}/v1", mock.url()), true)]);
+        let failover = start_router(vec![
+            deployment("down", format!("http://{}/v1", refused_addr()), false),
+            deployment("up", format!("{}/v1", mock.url()), true),
+        ]);
+        (router, failover, Bare::new(&mock))
+    });
+
+    // Plain pass: percentiles and throughput, interleaved so drift hits both paths.
+    system.block_on(async {
+        for _ in 0..500 {
+            bare.call().await;
+            ask(&router).await;
+            ask(&failover).await;
+        }
+        let n = 5_000;
+        let (mut b, mut r, mut f) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let t = Instant::now();
+            bare.call().await;
+            b.push(t.elapsed());
+            let t = Instant::now();
+            ask(&router).await;
+            r.push(t.elapsed());
+            let t = Instant::now();
+            ask(&failover).await;
+            f.push(t.elapsed());
+        }
+        let ((b50, b99), (r50, r99), (f50, f99)) = (percentiles(b), percentiles(r), percentiles(f));
+        println!("latency (µs)          p50       p99");
+        println!("bare reqwest      {:>8.1}  {:>8.1}", us(b50), us(b99));
+        println!("router            {:>8.1}  {:>8.1}", us(r50), us(r99));
+        println!("router overhead   {:>8.1}  {:>8.1}", us(r50) - us(b50), us(r99) - us(b99));
+        println!("failover (refused){:>8.1}  {:>8.1}", us(f50), us(f99));
+        println!("failover added    {:>8.1}  {:>8.1}", us(f50) - us(r50), us(f99) - us(r99));
+
+        let per_task = 200;
+        let t = Instant::now();
+        join_all((0..CONCURRENCY).map(|_| async {
+            for _ in 0..per_task {
+                bare.call().await;
+            }
+        }))
+        .await;
+        let bare_rps = (CONCURRENCY * per_task) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        join_all((0..CONCURRENCY).map(|_| async {
+            for _ in 0..per_task {
+                ask(&router).await;
+            }
+        }))
+        .await;
+        let router_rps = (CONCURRENCY * per_task) as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "throughput at concurrency {CONCURRENCY}: bare {bare_rps:.0} req/s, router {router_rps:.0} req/s, ratio {:.2}",
+            router_rps / bare_rps
+        );
+    });
+
+    let mut g = c.benchmark_group("model_http");
+    g.bench_function("bare_reqwest", |bch| {
+        bch.iter_custom(|iters| {
+            system.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    bare.call().await;
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.bench_function("router", |bch| {
+        bch.iter_custom(|iters| {
+            system.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    ask(&router).await;
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.bench_function("router_failover_refused", |bch| {
+        bch.iter_custom(|iters| {
+            system.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    ask(&failover).await;
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

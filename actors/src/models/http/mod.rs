@@ -1,0 +1,766 @@
+//! The HTTP half of the model pools: [`HttpProvider`], one per deployment of every
+//! provider kind but `local`, sending the wire formats of [`crate::models::providers`]
+//! with its own reqwest client.
+//!
+//! Owns: the deployment's HTTP client (keep-alive, connection reuse, `tcp_nodelay`, a
+//! bounded idle pool, no redirects: an API never redirects, and following one could
+//! carry the key elsewhere), its timeouts (connect, first byte — also the longest gap
+//! between two chunks of a stream — and the deployment's total), the body size bound,
+//! its requests-per-minute and tokens-per-minute budgets (fed by the provider's own
+//! rate-limit headers), retries within the deployment, its circuit breaker, and its
+//! health check. Never: fails over to another deployment (the router does), counts the
+//! pool's outcome metrics (the pool does), or reads/prints a key (see [`secrets`]).
+//!
+//! Retry policy, per attempt's failure, hand-written over the resilience kit's
+//! `RetryPolicy::run` because that loop uses one backoff kind for every class while
+//! this one needs a different shape per class:
+//! - timeout (no first byte in time, HTTP 408/504): exponential from `retry_backoff`
+//!   (×2, jitter up to half), at most 3 attempts;
+//! - 5xx, 503/529 overloaded, an error event inside a stream: fixed `retry_backoff`,
+//!   at most 5 attempts;
+//! - 429: after the server's `retry-after-ms` / `retry-after`, or linear
+//!   (`retry_backoff` × n) without one, at most 3 attempts;
+//! - 400/401/403/404, a missing key, a refused connection, an unreadable or cut answer:
+//!   never here. A refused connection will be refused again a moment later, and a cut
+//!   stream is better retried elsewhere: the router fails over at once.
+//!
+//! The failover rule: retries inside one deployment may only use the first half of the
+//! time left when the pool called us (the pool's deadline, itself the caller's deadline
+//! or the deployment's `timeout`, whichever is earlier). A retry whose wait would end
+//! past that half is not started; a Retry-After longer than it is not waited on — the
+//! `RateLimited` error goes back at once, so the pool cools the deployment down for that
+//! long and the router moves on to a sibling while half the deadline remains. The same
+//! half bounds waits for our own rpm/tpm budgets.
+//!
+//! Rate budgets: `rpm` is a token bucket of one unit per request, `tpm` one of tokens,
+//! each refilled continuously over a minute. A call draws an estimate before it is sent
+//! (prompt and system characters / 4 + `max_tokens`); the provider's usage corrects the
+//! draw afterwards (the unused part is refunded, an overrun drawn when available). Every
+//! response's `x-ratelimit-*` / `anthropic-ratelimit-*` headers are observed into the
+//! budgets so we never send more than the server says remains.
+//!
+//! Health: the breaker (resilience kit) counts target failures of each attempt and opens
+//! after its threshold; while open, calls fail fast as `unavailable` (no request sent),
+//! which the router skips past in microseconds and the pool counts toward its cooldown;
+//! after `open_for` it lets a probe through (half-open) and closes on success. Ollama
+//! also gets a background check, at pool start and every `health_check_interval`:
+//! `GET /api/tags` for the server and the model, so a stopped server or a model not
+//! pulled takes the deployment out before a user request fails on it. The hosted APIs
+//! have no check that is free against their rate limits, so they get none.
+
+pub mod secrets;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::pool::{deadline_after, Completion, Provider};
+use super::providers::{
+    self, classify_http_error, classify_transport_error, BodyCollector, LimitWindow, ProviderKind,
+    RateLimitSnapshot, StreamEvent, StreamParser, WireError, WireTarget,
+};
+use super::types::{ModelError, ModelRequest};
+use crate::clock::SharedClock;
+use crate::resilience::config::BreakerConfig;
+use crate::resilience::{
+    BreakerError, BreakerState, CircuitBreaker, ErrorClass, LimitError, Priority, RateLimit,
+    ServerQuota, SharedMonotonic, Throttle, TokioClock,
+};
+
+pub use secrets::{key_variables, process_env, resolve_api_key, EnvLookup, MissingKey};
+
+/// Attempts at most, per class (the first included).
+const TIMEOUT_ATTEMPTS: u32 = 3;
+const OVERLOADED_ATTEMPTS: u32 = 5;
+const RATE_LIMITED_ATTEMPTS: u32 = 3;
+
+/// Everything an [`HttpProvider`] needs besides the wire target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// TCP (and TLS) connect.
+    pub connect_timeout: Duration,
+    /// From sending the request to the response headers; also the longest silence
+    /// between two chunks of a streamed answer.
+    pub first_byte_timeout: Duration,
+    /// Longest one call may take, retries included (the deployment's `timeout`).
+    pub total_timeout: Duration,
+    /// Idle keep-alive connections kept per host.
+    pub max_idle_per_host: usize,
+    /// Ask for a streamed answer (SSE / NDJSON) rather than one body.
+    pub stream: bool,
+    /// Requests per minute this deployment may send; `None`: unlimited here.
+    pub rpm: Option<u32>,
+    /// Tokens (prompt + completion) per minute; `None`: unlimited here.
+    pub tpm: Option<u64>,
+    /// Base wait between retries (see the module doc for each class's shape).
+    pub retry_backoff: Duration,
+    pub breaker: BreakerConfig,
+    /// How often the background health check runs; `None`: never.
+    pub health_check_every: Option<Duration>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(60),
+            max_idle_per_host: 16,
+            stream: false,
+            rpm: None,
+            tpm: None,
+            retry_backoff: Duration::from_millis(250),
+            breaker: BreakerConfig::default(),
+            health_check_every: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// Why a provider could not be built. Names the deployment and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpBuildError {
+    #[error("base URL `{url}` is not an http(s) URL: {reason}")]
+    BaseUrl { url: String, reason: String },
+    #[error(transparent)]
+    MissingKey(#[from] MissingKey),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// One deployment of an HTTP model provider.
+pub struct HttpProvider {
+    deployment: String,
+    kind: ProviderKind,
+    target: WireTarget,
+    client: reqwest::Client,
+    settings: HttpSettings,
+    requests: Option<Throttle>,
+    tokens: Option<Throttle>,
+    breaker: CircuitBreaker,
+}
+
+impl fmt::Debug for HttpProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The target's key prints as `***` already; listed field by field anyway so a
+        // new field never leaks by default.
+        f.debug_struct("HttpProvider")
+            .field("deployment", &self.deployment)
+            .field("provider", &self.kind)
+            .field("model", &self.target.model)
+            .field("base_url", &self.target.base_url)
+            .field("has_key", &self.target.api_key.is_some())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host.
+pub fn check_base_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("scheme `{}` is not http or https", parsed.scheme()));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".into());
+    }
+    Ok(())
+}
+
+impl HttpProvider {
+    /// A provider for `deployment`: `kind` at `base_url` (or the provider's public
+    /// endpoint), its key read through `env` (see [`resolve_api_key`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        deployment: impl Into<String>,
+        kind: ProviderKind,
+        model: impl Into<String>,
+        base_url: Option<&str>,
+        api_key_env: Option<&str>,
+        settings: HttpSettings,
+        env: EnvLookup<'_>,
+        wall: SharedClock,
+    ) -> Result<Self, HttpBuildError> {
+        let deployment = deployment.into();
+        let mut target = WireTarget::new(kind, model);
+        if let Some(url) = base_url {
+            check_base_url(url).map_err(|reason| HttpBuildError::BaseUrl {
+                url: url.to_string(),
+                reason,
+            })?;
+            target = target.with_base_url(url);
+        }
+        if let Some(key) = resolve_api_key(kind, api_key_env, env)? {
+            target = target.with_api_key(key);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .pool_max_idle_per_host(settings.max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| HttpBuildError::Client(e.to_string()))?;
+        let mono: SharedMonotonic = TokioClock::shared();
+        let minute = Duration::from_secs(60);
+        let bucket = |name: &str, per_minute: u64| {
+            let limiter: Arc<dyn RateLimit> =
+                Arc::new(crate::resilience::limiter::TokenBucket::new(
+                    per_minute.max(1),
+                    per_minute.max(1),
+                    minute,
+                    mono.now(),
+                ));
+            Throttle::new(format!("{deployment}/{name}"), limiter, mono.clone())
+        };
+        let requests = settings.rpm.map(|rpm| bucket("requests", u64::from(rpm)));
+        let tokens = settings.tpm.map(|tpm| bucket("tokens", tpm));
+        let breaker = CircuitBreaker::new(deployment.clone(), settings.breaker.clone(), wall, None);
+        Ok(Self {
+            deployment,
+            kind,
+            target,
+            client,
+            settings,
+            requests,
+            tokens,
+            breaker,
+        })
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.target.base_url
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// One call with retries, its text deltas forwarded to `sink` when streaming.
+    async fn call(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+        stream: bool,
+        sink: Option<&mpsc::Sender<String>>,
+    ) -> Result<Completion, ModelError> {
+        let start = Instant::now();
+        let deadline = deadline.min(deadline_after(start, self.settings.total_timeout));
+        let retry_until = start + deadline.saturating_duration_since(start) / 2;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let failure = match self.attempt(req, deadline, retry_until, stream, sink).await {
+                Ok(completion) => return Ok(completion),
+                Err(failure) => failure,
+            };
+            let Some(wait) = retry_wait(&failure, attempt, self.settings.retry_backoff) else {
+                return Err(failure.error);
+            };
+            if Instant::now() + wait >= retry_until {
+                return Err(failure.error);
+            }
+            metrics::counter!("orrery_model_http_retries_total", "deployment" => self.deployment.clone(), "class" => failure.class.label())
+                .increment(1);
+            tracing::debug!(deployment = %self.deployment, attempt, ?wait, "retrying within the deployment: {}", failure.error);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Draws the call from the rpm and tpm budgets; returns the token estimate drawn.
+    async fn admit(&self, req: &ModelRequest, until: Instant) -> Result<u64, Failure> {
+        let limited = |e: LimitError| {
+            let class = match &e {
+                LimitError::WouldPassDeadline { wait, .. } => ErrorClass::RateLimited {
+                    retry_after: Some(*wait),
+                },
+                LimitError::QueueFull { .. } => ErrorClass::Unavailable,
+                _ => ErrorClass::BadRequest,
+            };
+            Failure::local(
+                ModelError::Provider {
+                    deployment: self.deployment.clone(),
+                    class,
+                    message: format!("this deployment's own budget: {e}"),
+                },
+                class,
+            )
+        };
+        if let Some(requests) = &self.requests {
+            requests
+                .acquire(1, Priority::Low, until)
+                .await
+                .map_err(limited)?;
+        }
+        let Some(tokens) = &self.tokens else {
+            return Ok(0);
+        };
+        // An estimate above the whole minute's budget could never pass: draw what can.
+        let estimate = estimate_tokens(req).min(tokens.limiter().max_cost());
+        tokens
+            .acquire(estimate, Priority::Low, until)
+            .await
+            .map_err(limited)?;
+        Ok(estimate)
+    }
+
+    /// Corrects the token draw from the provider's reported usage.
+    fn settle_tokens(&self, estimate: u64, used: u64) {
+        let Some(tokens) = &self.tokens else { return };
+        if used == 0 || used == estimate {
+            return;
+        }
+        let limiter = tokens.limiter();
+        let now = TokioClock::shared().now();
+        if used < estimate {
+            limiter.refund(estimate - used, now);
+        } else {
+            // Best effort: an overrun the bucket cannot cover now is forgiven, the
+            // server's own headers keep us honest.
+            let _ = limiter.try_acquire((used - estimate).min(limiter.max_cost()), now);
+        }
+    }
+
+    fn observe(&self, snapshot: &RateLimitSnapshot) {
+        let quota = |w: &LimitWindow| match (w.remaining, w.reset) {
+            (Some(remaining), Some(reset_after)) => Some(ServerQuota {
+                limit: w.limit,
+                remaining,
+                reset_after,
+            }),
+            _ => None,
+        };
+        if let (Some(t), Some(q)) = (&self.requests, quota(&snapshot.requests)) {
+            t.observe(q);
+        }
+        let token_window = if snapshot.tokens.is_empty() {
+            &snapshot.input_tokens
+        } else {
+            &snapshot.tokens
+        };
+        if let (Some(t), Some(q)) = (&self.tokens, quota(token_window)) {
+            t.observe(q);
+        }
+    }
+
+    /// One attempt: budgets, breaker, send, read.
+    async fn attempt(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+        retry_until: Instant,
+        stream: bool,
+        sink: Option<&mpsc::Sender<String>>,
+    ) -> Result<Completion, Failure> {
+        let estimate = self.admit(req, retry_until).await?;
+        let permit = self.breaker.check().map_err(|e| {
+            let message = match &e {
+                BreakerError::Open { retry_in, .. } => format!(
+                    "circuit breaker open after repeated failures; probing again in {retry_in:?}, use a sibling deployment meanwhile"
+                ),
+                BreakerError::ProbesBusy { .. } => {
+                    "circuit breaker half-open, its probe is in flight; use a sibling deployment meanwhile".to_string()
+                }
+            };
+            Failure::local(
+                ModelError::Provider {
+                    deployment: self.deployment.clone(),
+                    class: ErrorClass::Unavailable,
+                    message,
+                },
+                ErrorClass::Unavailable,
+            )
+        })?;
+        let started = Instant::now();
+        let result = self.exchange(req, deadline, stream, sink).await;
+        match &result {
+            Ok(_) => permit.success(started.elapsed()),
+            Err(f) => permit.failure(&f.class),
+        }
+        let completion = result?;
+        self.settle_tokens(
+            estimate,
+            completion.usage.prompt_tokens + completion.usage.completion_tokens,
+        );
+        Ok(completion)
+    }
+
+    fn wire_failure(&self, e: WireError, kind: FailKind) -> Failure {
+        let class = e.class();
+        Failure {
+            error: e.into_model_error(&self.deployment),
+            class,
+            kind,
+        }
+    }
+
+    fn stream_failure(&self, e: WireError) -> Failure {
+        let kind = stream_error_kind(&e);
+        self.wire_failure(e, kind)
+    }
+
+    fn transport_failure(&self, e: &reqwest::Error, during: &str) -> Failure {
+        let class = classify_transport_error(e);
+        let kind = if e.is_connect() {
+            FailKind::Connect
+        } else if class == ErrorClass::Timeout {
+            FailKind::Timeout
+        } else {
+            FailKind::Body
+        };
+        let what = if e.is_connect() {
+            "cannot connect to"
+        } else {
+            "lost the connection to"
+        };
+        // `without_url`: the URL is named once, by us; the error's own source chain
+        // (refused, reset, TLS) follows.
+        let mut cause = String::new();
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        if cause.is_empty() {
+            cause = e.to_string();
+        }
+        Failure {
+            error: ModelError::Provider {
+                deployment: self.deployment.clone(),
+                class,
+                message: format!(
+                    "{} {what} {} {during}: {cause}; check that the server runs and `base_url` is right",
+                    self.kind, self.target.base_url
+                ),
+            },
+            class,
+            kind,
+        }
+    }
+
+    fn timeout_failure(&self, what: String) -> Failure {
+        Failure {
+            error: ModelError::Provider {
+                deployment: self.deployment.clone(),
+                class: ErrorClass::Timeout,
+                message: format!("{} at {}: {what}", self.kind, self.target.base_url),
+            },
+            class: ErrorClass::Timeout,
+            kind: FailKind::Timeout,
+        }
+    }
+
+    /// Sends the request and reads the whole answer.
+    async fn exchange(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+        stream: bool,
+        sink: Option<&mpsc::Sender<String>>,
+    ) -> Result<Completion, Failure> {
+        let wire = providers::build_request(&self.target, req, stream)
+            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
+        let headers = wire
+            .header_map()
+            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
+        let mut http = self
+            .client
+            .request(wire.method.as_reqwest(), &wire.url)
+            .headers(headers);
+        if let Some(body) = &wire.body {
+            http = http.json(body);
+        }
+        let first_byte = deadline.min(deadline_after(
+            Instant::now(),
+            self.settings.first_byte_timeout,
+        ));
+        let mut resp = match tokio::time::timeout_at(first_byte, http.send()).await {
+            Err(_) => {
+                return Err(self.timeout_failure(format!(
+                    "no response headers within {:?} (first-byte timeout {:?})",
+                    self.settings
+                        .first_byte_timeout
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                    self.settings.first_byte_timeout
+                )))
+            }
+            Ok(Err(e)) => return Err(self.transport_failure(&e, "sending the request")),
+            Ok(Ok(resp)) => resp,
+        };
+        let now = SystemTime::now();
+        self.observe(&RateLimitSnapshot::from_headers(resp.headers(), now));
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let headers = resp.headers().clone();
+            let body = self.read_body(&mut resp, deadline).await?;
+            let e = classify_http_error(self.kind, status, &headers, &body, SystemTime::now());
+            return Err(self.wire_failure(e, FailKind::Provider));
+        }
+        let reply = if stream {
+            let mut parser = providers::stream_parser(self.kind);
+            let mut seen = 0usize;
+            loop {
+                let idle = deadline.min(deadline_after(
+                    Instant::now(),
+                    self.settings.first_byte_timeout,
+                ));
+                let chunk = match tokio::time::timeout_at(idle, resp.chunk()).await {
+                    Err(_) => {
+                        return Err(self.timeout_failure(format!(
+                            "the stream stalled for {:?} after {seen} bytes",
+                            self.settings.first_byte_timeout
+                        )))
+                    }
+                    Ok(Err(e)) => return Err(self.transport_failure(&e, "reading the stream")),
+                    Ok(Ok(None)) => break,
+                    Ok(Ok(Some(chunk))) => chunk,
+                };
+                seen += chunk.len();
+                providers::guard_body_len(self.kind, seen)
+                    .map_err(|e| self.wire_failure(e, FailKind::Body))?;
+                let events = parser.feed(&chunk).map_err(|e| self.stream_failure(e))?;
+                if let Some(sink) = sink {
+                    for event in events {
+                        if let StreamEvent::TextDelta(text) = event {
+                            // A receiver that went away stopped listening; the answer
+                            // still counts. A slow one is bounded by the deadline.
+                            if tokio::time::timeout_at(deadline, sink.send(text))
+                                .await
+                                .is_err()
+                            {
+                                return Err(self.timeout_failure(
+                                    "the stream's reader did not keep up before the deadline"
+                                        .into(),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            parser.finish().map_err(|e| self.stream_failure(e))?
+        } else {
+            let body = self.read_body(&mut resp, deadline).await?;
+            let reply =
+                providers::parse_response(self.kind, &body).map_err(|e| self.stream_failure(e))?;
+            if let Some(sink) = sink {
+                let _ = tokio::time::timeout_at(deadline, sink.send(reply.text.clone())).await;
+            }
+            reply
+        };
+        Ok(Completion {
+            text: reply.text,
+            usage: reply.usage,
+            finish_reason: reply.finish_reason.map(|r| r.as_str().to_string()),
+        })
+    }
+
+    /// A whole body, bounded in size and by the deadline.
+    async fn read_body(
+        &self,
+        resp: &mut reqwest::Response,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut body = BodyCollector::new(self.kind, resp.content_length())
+            .map_err(|e| self.wire_failure(e, FailKind::Body))?;
+        loop {
+            match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Err(_) => {
+                    return Err(self.timeout_failure(
+                        "the body did not arrive in full before the deadline".into(),
+                    ))
+                }
+                Ok(Err(e)) => return Err(self.transport_failure(&e, "reading the body")),
+                Ok(Ok(None)) => return Ok(body.into_bytes()),
+                Ok(Ok(Some(chunk))) => body
+                    .push(&chunk)
+                    .map_err(|e| self.wire_failure(e, FailKind::Body))?,
+            }
+        }
+    }
+
+    /// Ollama: the server answers `/api/tags` and lists the model.
+    async fn check_ollama(&self) -> Result<(), ModelError> {
+        let wire = providers::ollama::build_tags_request(&self.target);
+        let headers = wire
+            .header_map()
+            .map_err(|e| e.into_model_error(&self.deployment))?;
+        let limit = self.settings.connect_timeout + self.settings.first_byte_timeout;
+        let sent = tokio::time::timeout(
+            limit,
+            self.client
+                .request(wire.method.as_reqwest(), &wire.url)
+                .headers(headers)
+                .send(),
+        )
+        .await;
+        let mut resp = match sent {
+            Err(_) => {
+                return Err(self
+                    .timeout_failure(format!("`GET /api/tags` gave no answer within {limit:?}"))
+                    .error)
+            }
+            Ok(Err(e)) => {
+                return Err(self
+                    .transport_failure(&e, "(is `ollama serve` running there?)")
+                    .error)
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status().as_u16();
+        let deadline = deadline_after(Instant::now(), limit);
+        let body = self
+            .read_body(&mut resp, deadline)
+            .await
+            .map_err(|f| f.error)?;
+        if !(200..300).contains(&status) {
+            let headers = resp.headers().clone();
+            return Err(
+                classify_http_error(self.kind, status, &headers, &body, SystemTime::now())
+                    .into_model_error(&self.deployment),
+            );
+        }
+        let installed = providers::ollama::parse_tags(&body)
+            .map_err(|e| e.into_model_error(&self.deployment))?;
+        providers::ollama::ensure_model_present(&installed, &self.target.model)
+            .map_err(|e| e.into_model_error(&self.deployment))
+    }
+}
+
+/// Tokens a request may use: prompt and system characters / 4, plus the answer's cap.
+pub fn estimate_tokens(req: &ModelRequest) -> u64 {
+    let chars = req.system.chars().count() + req.prompt.chars().count();
+    (chars / 4) as u64 + u64::from(req.max_tokens)
+}
+
+/// Where an attempt failed, which decides whether it is retried here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailKind {
+    /// Never connected: fail over at once.
+    Connect,
+    /// No first byte in time, or a stalled stream.
+    Timeout,
+    /// The provider answered with an error (status, or an error event in a stream).
+    Provider,
+    /// The answer was cut, unreadable or too large: fail over.
+    Body,
+    /// Before sending: our budgets, the breaker, the request itself.
+    Local,
+}
+
+struct Failure {
+    error: ModelError,
+    class: ErrorClass,
+    kind: FailKind,
+}
+
+impl Failure {
+    fn local(error: ModelError, class: ErrorClass) -> Self {
+        Self {
+            error,
+            class,
+            kind: FailKind::Local,
+        }
+    }
+}
+
+/// An error event inside a stream is the provider speaking; anything else is a bad body.
+fn stream_error_kind(e: &WireError) -> FailKind {
+    match e {
+        WireError::Provider { .. } => FailKind::Provider,
+        _ => FailKind::Body,
+    }
+}
+
+/// The wait before attempt `attempt + 1`, or `None` if this failure is not retried here.
+fn retry_wait(failure: &Failure, attempt: u32, base: Duration) -> Option<Duration> {
+    let retryable_kind = matches!(failure.kind, FailKind::Timeout | FailKind::Provider);
+    if !retryable_kind {
+        return None;
+    }
+    match failure.class {
+        ErrorClass::Timeout if attempt < TIMEOUT_ATTEMPTS => {
+            let nominal = base.saturating_mul(1 << (attempt - 1).min(16));
+            let jitter = 1.0 - 0.5 * rand::thread_rng().gen::<f64>();
+            Some(nominal.mul_f64(jitter))
+        }
+        ErrorClass::Unavailable if attempt < OVERLOADED_ATTEMPTS => Some(base),
+        ErrorClass::RateLimited { retry_after } if attempt < RATE_LIMITED_ATTEMPTS => {
+            Some(retry_after.unwrap_or_else(|| base.saturating_mul(attempt)))
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Provider for HttpProvider {
+    fn name(&self) -> &str {
+        &self.deployment
+    }
+
+    fn provider(&self) -> &str {
+        self.kind.label()
+    }
+
+    fn model(&self) -> &str {
+        &self.target.model
+    }
+
+    async fn complete(&self, req: &ModelRequest) -> Result<Completion, ModelError> {
+        let deadline = deadline_after(Instant::now(), req.timeout);
+        self.call(req, deadline, self.settings.stream, None).await
+    }
+
+    async fn complete_by(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+    ) -> Result<Completion, ModelError> {
+        self.call(req, deadline, self.settings.stream, None).await
+    }
+
+    async fn complete_stream(
+        &self,
+        req: &ModelRequest,
+        on_delta: mpsc::Sender<String>,
+    ) -> Result<Completion, ModelError> {
+        let deadline = deadline_after(Instant::now(), req.timeout);
+        self.call(req, deadline, true, Some(&on_delta)).await
+    }
+
+    /// Only Ollama has a check worth a request (`/api/tags` is free and local). The
+    /// hosted APIs have none that costs nothing against their rate limits; for them the
+    /// breaker and the pool's consecutive-failure cooldown take a failing deployment out,
+    /// and the breaker's half-open probe brings it back.
+    fn health_check_interval(&self) -> Option<Duration> {
+        self.settings
+            .health_check_every
+            .filter(|_| self.kind == ProviderKind::Ollama)
+    }
+
+    async fn health_check(&self) -> Result<(), ModelError> {
+        if self.kind == ProviderKind::Ollama {
+            return self.check_ollama().await;
+        }
+        Ok(())
+    }
+}
+
+/// Describes this module's metrics (HELP lines); [`super::pool::describe`] calls it.
+pub fn describe() {
+    metrics::describe_counter!(
+        "orrery_model_http_retries_total",
+        "Retries inside one HTTP deployment before failing over, by deployment and error class."
+    );
+}

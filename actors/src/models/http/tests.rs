@@ -1,0 +1,976 @@
+//! HttpProvider against loopback mock servers replaying each provider's recorded wire
+//! format (the literals of the `providers` tests), and fault injection through a real
+//! router with two deployments.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use tokio::time::Instant;
+
+use super::*;
+use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
+use crate::models::providers::{anthropic, gemini, ollama, openai};
+use crate::models::router::{
+    build_provider_with_env, BuildError, DeploymentConfig, DeploymentRoute, ModelRouter,
+    ModelsConfig, Strategy,
+};
+use crate::models::types::{Ask, ModelError, ModelRequest, Purpose, Usage};
+use crate::resilience::ErrorClass;
+use crate::testkit::{refused_addr, MockServer, Reply, StreamEnd};
+use crate::validate::Issues;
+
+const SECRET: &str = "sk-test-SECRET-4242";
+
+fn env(name: &str) -> Option<String> {
+    let keys: HashMap<&str, &str> = [
+        ("OPENAI_API_KEY", SECRET),
+        ("ANTHROPIC_API_KEY", SECRET),
+        ("GEMINI_API_KEY", SECRET),
+        ("GROQ_API_KEY", SECRET),
+        ("DEEPSEEK_API_KEY", SECRET),
+        ("XAI_API_KEY", SECRET),
+        ("OPENROUTER_API_KEY", SECRET),
+    ]
+    .into_iter()
+    .collect();
+    keys.get(name).map(|v| v.to_string())
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// A deployment of `provider` at `base_url` with short timeouts and retry waits.
+fn deployment(id: &str, provider: &str, model: &str, base_url: String) -> DeploymentConfig {
+    let mut d = DeploymentConfig::http(id, provider, model);
+    d.base_url = Some(base_url);
+    d.connect_timeout = Duration::from_millis(500);
+    d.first_byte_timeout = Duration::from_millis(500);
+    d.retry_backoff = Duration::from_millis(10);
+    d.timeout = Duration::from_secs(5);
+    d.health_check_interval = Duration::ZERO;
+    d
+}
+
+fn build(d: &DeploymentConfig) -> Arc<dyn Provider> {
+    build_provider_with_env(d, &env).expect("provider builds")
+}
+
+fn request() -> ModelRequest {
+    let mut req = ModelRequest::new("m", Purpose::TradeDecision, "BTC at 97k. Buy?");
+    req.system = "You are a careful trader.".into();
+    req.max_tokens = 300;
+    req.timeout = Duration::from_secs(4);
+    req
+}
+
+/// `body` as a chunked stream cut into three pieces (mid-line on purpose).
+fn stream_reply(content_type: &str, body: &str) -> Reply {
+    let bytes = body.as_bytes();
+    let (a, b) = (bytes.len() / 3, 2 * bytes.len() / 3);
+    Reply::Chunked {
+        status: 200,
+        headers: vec![("content-type".into(), content_type.into())],
+        chunks: vec![
+            (Duration::ZERO, bytes[..a].to_vec()),
+            (Duration::from_millis(5), bytes[a..b].to_vec()),
+            (Duration::from_millis(5), bytes[b..].to_vec()),
+        ],
+        end: StreamEnd::Finish,
+    }
+}
+
+struct Case {
+    provider: &'static str,
+    model: &'static str,
+    /// Appended to the mock's URL to form `base_url` (the provider's own base path).
+    base_path: &'static str,
+    route: &'static str,
+    whole: &'static str,
+    whole_text: &'static str,
+    whole_usage: (u64, u64),
+    whole_finish: &'static str,
+    stream: String,
+    stream_type: &'static str,
+    stream_text: &'static str,
+    stream_usage: (u64, u64),
+    /// Where the key travels and how it reads.
+    auth: (&'static str, String),
+}
+
+const GEMINI_WHOLE: &str = r#"{"candidates":[{"content":{"parts":[{"text":"weighing funding","thought":true},{"text":"{\"action\":\"BUY\""}],"role":"model"},"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":8,"totalTokenCount":20},"modelVersion":"gemini-2.5-pro"}"#;
+
+fn cases() -> Vec<Case> {
+    let bearer = ("authorization", format!("Bearer {SECRET}"));
+    let openai_like = |provider, model, base_path, whole, text, usage| Case {
+        provider,
+        model,
+        base_path,
+        route: "/chat/completions",
+        whole,
+        whole_text: text,
+        whole_usage: usage,
+        whole_finish: "stop",
+        stream: openai::tests::TEXT_WITH_LOGPROBS.to_string(),
+        stream_type: "text/event-stream",
+        stream_text: "Foo!",
+        stream_usage: (9, 2),
+        auth: bearer.clone(),
+    };
+    vec![
+        openai_like(
+            "openai",
+            "gpt-4o-mini",
+            "/v1",
+            openai::tests::OPENAI_BODY,
+            "Hello! How can I help you today?",
+            (20, 18),
+        ),
+        openai_like(
+            "groq",
+            "moonshotai/kimi-k2-instruct-0905",
+            "/openai/v1",
+            openai::tests::GROQ_BODY,
+            "Hello! How can I help you today?",
+            (30, 10),
+        ),
+        openai_like(
+            "deepseek",
+            "deepseek-chat",
+            "",
+            openai::tests::DEEPSEEK_BODY,
+            "Hello! How can I assist you today?",
+            (14, 9),
+        ),
+        openai_like(
+            "xai",
+            "grok-3",
+            "/v1",
+            openai::tests::OPENAI_BODY,
+            "Hello! How can I help you today?",
+            (20, 18),
+        ),
+        openai_like(
+            "openrouter",
+            "openai/gpt-4o-mini",
+            "/api/v1",
+            openai::tests::OPENAI_BODY,
+            "Hello! How can I help you today?",
+            (20, 18),
+        ),
+        Case {
+            provider: "anthropic",
+            model: "claude-sonnet-4-20250514",
+            base_path: "",
+            route: "/v1/messages",
+            whole: anthropic::tests::WHOLE,
+            whole_text: "Hello! How can I assist you today? Is there anything specific you'd like to know or discuss?",
+            whole_usage: (16, 24),
+            whole_finish: "stop",
+            stream: anthropic::tests::BASIC.to_string(),
+            stream_type: "text/event-stream",
+            stream_text: "Hello there!",
+            stream_usage: (11, 6),
+            auth: ("x-api-key", SECRET.to_string()),
+        },
+        Case {
+            provider: "gemini",
+            model: "gemini-2.5-flash",
+            base_path: "/v1beta",
+            route: "/v1beta/models/gemini-2.5-flash:",
+            whole: GEMINI_WHOLE,
+            whole_text: "{\"action\":\"BUY\"",
+            whole_usage: (12, 8),
+            whole_finish: "length",
+            stream: gemini::tests::STREAM.to_string(),
+            stream_type: "text/event-stream",
+            stream_text: gemini::tests::STREAM_TEXT,
+            stream_usage: (4, 5947 + 2042),
+            auth: ("x-goog-api-key", SECRET.to_string()),
+        },
+        Case {
+            provider: "ollama",
+            model: "gemma2",
+            base_path: "",
+            route: "/api/chat",
+            whole: ollama::tests::WHOLE,
+            whole_text: "Hello! 👋  How can I help you today?",
+            whole_usage: (26, 12),
+            whole_finish: "stop",
+            stream: ollama::tests::STREAM.to_string(),
+            stream_type: "application/x-ndjson",
+            stream_text: "Hello! 👋  How can I help you today?",
+            stream_usage: (26, 12),
+            auth: ("authorization", String::new()),
+        },
+    ]
+}
+
+#[actix::test]
+async fn every_provider_answers_whole_and_streamed_as_its_sdk_would() {
+    for case in cases() {
+        let whole = case.whole;
+        let (stream, stream_type) = (case.stream.clone(), case.stream_type);
+        let mock = MockServer::start(move |r| {
+            let streamed = r.body_json().is_some_and(|b| b["stream"] == true)
+                || r.path.contains("streamGenerateContent");
+            if streamed {
+                stream_reply(stream_type, &stream)
+            } else {
+                Reply::raw(200, "application/json", whole)
+            }
+        });
+        let base = format!("{}{}", mock.url(), case.base_path);
+        let mut d = deployment("d", case.provider, case.model, base.clone());
+        let p = build(&d);
+        let c = p
+            .complete(&request())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", case.provider));
+        assert_eq!(c.text, case.whole_text, "{}", case.provider);
+        assert_eq!(
+            c.usage,
+            Usage {
+                prompt_tokens: case.whole_usage.0,
+                completion_tokens: case.whole_usage.1
+            },
+            "{}",
+            case.provider
+        );
+        assert_eq!(
+            c.finish_reason.as_deref(),
+            Some(case.whole_finish),
+            "{}",
+            case.provider
+        );
+        let sent = mock.requests().remove(0);
+        assert!(
+            sent.path
+                .starts_with(&format!("{}{}", case.base_path, case.route))
+                || sent.path.starts_with(case.route),
+            "{}: {}",
+            case.provider,
+            sent.path
+        );
+        if !case.auth.1.is_empty() {
+            assert_eq!(
+                sent.header(case.auth.0),
+                Some(case.auth.1.as_str()),
+                "{}",
+                case.provider
+            );
+        }
+
+        // Streamed, through the streaming entry point: deltas add up to the answer.
+        d.stream = true;
+        let p = build(&d);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let c = p
+            .complete_stream(&request(), tx)
+            .await
+            .unwrap_or_else(|e| panic!("{} stream: {e}", case.provider));
+        let mut deltas = String::new();
+        while let Ok(d) = rx.try_recv() {
+            deltas.push_str(&d);
+        }
+        assert_eq!(c.text, case.stream_text, "{}", case.provider);
+        assert_eq!(deltas, case.stream_text, "{}", case.provider);
+        assert_eq!(
+            c.usage,
+            Usage {
+                prompt_tokens: case.stream_usage.0,
+                completion_tokens: case.stream_usage.1
+            },
+            "{}",
+            case.provider
+        );
+        // `stream = true` in config streams through `complete` as well.
+        let c = p.complete(&request()).await.unwrap();
+        assert_eq!(c.text, case.stream_text, "{}", case.provider);
+    }
+}
+
+fn class_of(e: &ModelError) -> Option<ErrorClass> {
+    match e {
+        ModelError::Provider { class, .. } => Some(*class),
+        _ => None,
+    }
+}
+
+/// (provider, model, base path, status, headers, body, class, message part, attempts)
+type ErrorCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    u16,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    ErrorClass,
+    &'static str,
+    usize,
+);
+
+#[actix::test]
+async fn error_bodies_are_classified_with_the_providers_message() {
+    // (provider, model, base path, status, headers, body, class, message part, attempts)
+    let cases: Vec<ErrorCase> = vec![
+        (
+            "openai",
+            "gpt-4o-mini",
+            "/v1",
+            401,
+            vec![],
+            r#"{"error":{"message":"Incorrect API key provided: sk-test-***4242. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+            ErrorClass::Auth,
+            "Incorrect API key",
+            1,
+        ),
+        (
+            "openai",
+            "gpt-4o-mini",
+            "/v1",
+            429,
+            vec![("retry-after-ms", "2500"), ("retry-after", "3")],
+            r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000. Please try again in 2.5s.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#,
+            // 2.5s is more than half of the 4s deadline: returned at once, not waited on.
+            ErrorClass::RateLimited {
+                retry_after: Some(Duration::from_millis(2500)),
+            },
+            "Rate limit reached",
+            1,
+        ),
+        (
+            "anthropic",
+            "claude-sonnet-4-20250514",
+            "",
+            529,
+            vec![],
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            // Overloaded: fixed interval, five attempts.
+            ErrorClass::Unavailable,
+            "overloaded_error: Overloaded",
+            5,
+        ),
+        (
+            "anthropic",
+            "claude-sonnet-4-20250514",
+            "",
+            400,
+            vec![],
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"},"request_id":"req_011"}"#,
+            ErrorClass::BadRequest,
+            "max_tokens: Field required",
+            1,
+        ),
+        (
+            "gemini",
+            "gemini-2.5-flash",
+            "/v1beta",
+            429,
+            vec![],
+            r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"12s"}]}}"#,
+            ErrorClass::RateLimited {
+                retry_after: Some(Duration::from_secs(12)),
+            },
+            "RESOURCE_EXHAUSTED",
+            1,
+        ),
+        (
+            "ollama",
+            "llama3.2",
+            "",
+            404,
+            vec![],
+            r#"{"error":"model \"llama3.2\" not found, try pulling it first"}"#,
+            ErrorClass::BadRequest,
+            "try pulling it first",
+            1,
+        ),
+        (
+            "groq",
+            "llama-3.3-70b-versatile",
+            "/openai/v1",
+            503,
+            vec![],
+            r#"{"error":{"message":"Service Unavailable","type":"internal_server_error"}}"#,
+            ErrorClass::Unavailable,
+            "Service Unavailable",
+            5,
+        ),
+    ];
+    for (provider, model, base_path, status, headers, body, class, part, attempts) in cases {
+        let owned: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mock = MockServer::start(move |_| {
+            let mut reply = Reply::raw(status, "application/json", body);
+            for (k, v) in &owned {
+                reply = reply.with_header(k, v);
+            }
+            reply
+        });
+        let d = deployment("d", provider, model, format!("{}{base_path}", mock.url()));
+        let err = build(&d).complete(&request()).await.unwrap_err();
+        assert_eq!(class_of(&err), Some(class), "{provider} {status}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(part), "{provider} {status}: {text}");
+        assert!(!text.contains(SECRET), "{text}");
+        assert_eq!(
+            mock.count(mock.requests()[0].route()),
+            attempts,
+            "{provider} {status}"
+        );
+    }
+}
+
+#[actix::test]
+async fn timeouts_are_retried_three_times_then_returned() {
+    let mock = MockServer::start(|_| Reply::Hang);
+    let mut d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    d.first_byte_timeout = Duration::from_millis(100);
+    let started = Instant::now();
+    let err = build(&d).complete(&request()).await.unwrap_err();
+    assert_eq!(class_of(&err), Some(ErrorClass::Timeout), "{err}");
+    assert_eq!(mock.requests().len(), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[actix::test]
+async fn a_short_retry_after_is_waited_on_within_the_deployment() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let mock = MockServer::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::raw(429, "application/json", r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
+                .with_header("retry-after-ms", "50")
+        } else {
+            Reply::raw(200, "application/json", openai::tests::OPENAI_BODY)
+        }
+    });
+    let d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    let started = Instant::now();
+    let c = build(&d).complete(&request()).await.unwrap();
+    assert_eq!(c.text, "Hello! How can I help you today?");
+    assert_eq!(mock.requests().len(), 2);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
+
+#[actix::test]
+async fn the_providers_rate_limit_headers_hold_back_the_next_call() {
+    let mock = MockServer::start(|_| {
+        Reply::raw(200, "application/json", openai::tests::OPENAI_BODY)
+            .with_header("x-ratelimit-limit-requests", "10000")
+            .with_header("x-ratelimit-remaining-requests", "0")
+            .with_header("x-ratelimit-reset-requests", "20s")
+            .with_header("x-ratelimit-limit-tokens", "30000")
+            .with_header("x-ratelimit-remaining-tokens", "29962")
+            .with_header("x-ratelimit-reset-tokens", "76ms")
+    });
+    let mut d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    d.rpm = Some(10_000);
+    d.tpm = Some(30_000);
+    let p = build(&d);
+    let c = p.complete(&request()).await.unwrap();
+    assert_eq!(
+        c.usage,
+        Usage {
+            prompt_tokens: 20,
+            completion_tokens: 18
+        }
+    );
+    // The server said no request remains for 20s: the next call is not sent, and comes
+    // back rate limited with the wait, so the pool cools the deployment down.
+    let err = p.complete(&request()).await.unwrap_err();
+    match class_of(&err) {
+        Some(ErrorClass::RateLimited {
+            retry_after: Some(wait),
+        }) => {
+            assert!(wait > Duration::from_secs(10), "{wait:?}")
+        }
+        other => panic!("{other:?}: {err}"),
+    }
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[actix::test]
+async fn the_token_budget_is_drawn_by_estimate_and_corrected_by_usage() {
+    let mock =
+        MockServer::start(|_| Reply::raw(200, "application/json", openai::tests::OPENAI_BODY));
+    let mut d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    // Estimate: (25 + 16) / 4 + 300 = 310 tokens; the answer used 38. A budget of 400
+    // per minute admits a second call only because the unused 272 were refunded.
+    d.tpm = Some(400);
+    let p = build(&d);
+    let mut req = request();
+    req.timeout = Duration::from_millis(400);
+    assert_eq!(estimate_tokens(&req), 310);
+    p.complete(&req).await.unwrap();
+    p.complete(&req).await.unwrap();
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[actix::test]
+async fn a_body_over_the_bound_is_refused() {
+    let big = format!(
+        "{{\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{}\"}},\"finish_reason\":\"stop\"}}]}}",
+        "x".repeat(providers::MAX_BODY_BYTES)
+    );
+    let mock = MockServer::start(move |_| Reply::raw(200, "application/json", big.clone()));
+    let d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    let err = build(&d).complete(&request()).await.unwrap_err();
+    assert!(matches!(err, ModelError::Malformed { .. }), "{err}");
+    assert!(err.to_string().contains("more than"), "{err}");
+}
+
+// --- Ollama health ---------------------------------------------------------------------
+
+#[actix::test]
+async fn ollama_without_a_server_names_the_url() {
+    let url = format!("http://{}", refused_addr());
+    let d = deployment("local-llm", "ollama", "gemma2", url.clone());
+    let p = build(&d);
+    let err = p.health_check().await.unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    let err = p.complete(&request()).await.unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    assert_eq!(class_of(&err), Some(ErrorClass::Unavailable));
+}
+
+#[actix::test]
+async fn ollama_without_the_model_says_to_pull_it() {
+    let mock = MockServer::start(|_| Reply::raw(200, "application/json", ollama::tests::TAGS));
+    let p = build(&deployment("local-llm", "ollama", "llama3.2", mock.url()));
+    let err = p.health_check().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("llama3.2") && text.contains("ollama pull llama3.2"),
+        "{text}"
+    );
+    let present = build(&deployment("local-llm", "ollama", "gemma2", mock.url()));
+    present.health_check().await.unwrap();
+    assert_eq!(mock.count("/api/tags"), 2);
+}
+
+#[actix::test]
+async fn a_failed_health_check_takes_the_deployment_out_before_a_request_fails() {
+    let health = HealthTable::new();
+    let mut d = deployment(
+        "ol",
+        "ollama",
+        "gemma2",
+        format!("http://{}", refused_addr()),
+    );
+    d.health_check_interval = Duration::from_millis(30);
+    let _pool = ModelPool::new("ol", build(&d), d.pool_settings(), health.entry("ol")).start();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(health.entry("ol").is_cooling_down(Instant::now()));
+}
+
+// --- Breaker ---------------------------------------------------------------------------
+
+#[actix::test]
+async fn the_breaker_opens_after_its_threshold_and_recovers_half_open() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let mock = MockServer::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::raw(200, "application/json", openai::tests::OPENAI_BODY)
+        } else {
+            Reply::raw(
+                503,
+                "application/json",
+                r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#,
+            )
+        }
+    });
+    let mut d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    d.breaker.failure_count = 2;
+    d.breaker.min_calls = 0;
+    d.breaker.open_for = Duration::from_millis(300);
+    d.breaker.max_open_for = Duration::from_millis(300);
+    let p = HttpProvider::new(
+        "d",
+        ProviderKind::OpenAi,
+        "gpt-4o-mini",
+        d.base_url.as_deref(),
+        None,
+        d.http_settings(),
+        &env,
+        crate::clock::system_clock(),
+    )
+    .unwrap();
+    let err = p.complete(&request()).await.unwrap_err();
+    assert!(err.to_string().contains("circuit breaker open"), "{err}");
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the third attempt met the open breaker"
+    );
+    assert_eq!(p.breaker_state(), BreakerState::Open);
+    // Open: fails fast without a request.
+    p.complete(&request()).await.unwrap_err();
+    assert_eq!(mock.requests().len(), 2);
+    // Half-open after `open_for`: one probe goes through and closes the breaker.
+    healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let c = p.complete(&request()).await.unwrap();
+    assert_eq!(c.text, "Hello! How can I help you today?");
+    assert_eq!(p.breaker_state(), BreakerState::Closed);
+}
+
+// --- Failover through a real router ----------------------------------------------------
+
+fn healthy_openai() -> MockServer {
+    MockServer::start(|_| Reply::raw(200, "application/json", openai::tests::OPENAI_BODY))
+}
+
+fn pool_settings(d: &DeploymentConfig) -> PoolSettings {
+    PoolSettings {
+        cooldown_after_failures: 1,
+        cooldown: Duration::from_secs(60),
+        ..d.pool_settings()
+    }
+}
+
+/// A router over `first` then a healthy OpenAI deployment `b`.
+fn two_deployments(
+    first: DeploymentConfig,
+    healthy: &MockServer,
+) -> (actix::Addr<ModelRouter>, HealthTable) {
+    let health = HealthTable::new();
+    let second = deployment(
+        "b",
+        "openai",
+        "gpt-4o-mini",
+        format!("{}/v1", healthy.url()),
+    );
+    let mut routes = Vec::new();
+    for d in [first, second] {
+        let pool = ModelPool::new(
+            d.id.clone(),
+            build(&d),
+            pool_settings(&d),
+            health.entry(&d.id),
+        )
+        .start();
+        routes.push(DeploymentRoute::new(d.id.clone(), Arc::new(pool)));
+    }
+    let router = ModelRouter::new(health.clone())
+        .with_model("m", Strategy::OrderedFallback, routes)
+        .start();
+    (router, health)
+}
+
+async fn ask_within(
+    router: &actix::Addr<ModelRouter>,
+    timeout: Duration,
+) -> (crate::models::ModelResponse, Duration) {
+    let mut req = request();
+    req.timeout = timeout;
+    let started = Instant::now();
+    let resp = router
+        .send(Ask(req))
+        .await
+        .expect("router answers")
+        .expect("an answer");
+    (resp, started.elapsed())
+}
+
+#[actix::test]
+async fn the_router_answers_from_the_sibling_whatever_the_first_deployment_does() {
+    let sse = |end| Reply::Chunked {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: openai::tests::TEXT_WITH_LOGPROBS
+            .split_inclusive("\n\n")
+            .take(2)
+            .map(|c| (Duration::ZERO, c.as_bytes().to_vec()))
+            .collect(),
+        end,
+    };
+    let faults: Vec<(&str, Option<Reply>, &str)> = vec![
+        ("refused", None, "unavailable"),
+        ("hang", Some(Reply::Hang), "timeout"),
+        (
+            "429",
+            Some(
+                Reply::raw(429, "application/json", r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
+                    .with_header("retry-after", "30"),
+            ),
+            "rate_limited",
+        ),
+        (
+            "503",
+            Some(Reply::raw(503, "application/json", r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#)),
+            "unavailable",
+        ),
+        ("malformed", Some(Reply::raw(200, "application/json", r#"{"id":"chatcmpl-1","choices":[{"index":0,"mess"#)), "malformed"),
+        ("reset", Some(sse(StreamEnd::Reset)), "unavailable"),
+        ("stalled", Some(sse(StreamEnd::Hang)), "timeout"),
+    ];
+    for (name, reply, outcome) in faults {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        crate::models::pool::describe();
+        crate::models::router::describe();
+
+        let healthy = healthy_openai();
+        let faulty = reply.map(|r| MockServer::start(move |_| r.clone()));
+        let url = match &faulty {
+            Some(m) => format!("{}/v1", m.url()),
+            None => format!("http://{}/v1", refused_addr()),
+        };
+        let mut first = deployment("a", "openai", "gpt-4o-mini", url);
+        first.first_byte_timeout = Duration::from_millis(150);
+        first.stream = matches!(name, "reset" | "stalled");
+        let (router, health) = two_deployments(first, &healthy);
+        let deadline = Duration::from_secs(3);
+        let (resp, took) = ask_within(&router, deadline).await;
+        assert_eq!(resp.deployment, "b", "{name}");
+        assert_eq!(resp.text, "Hello! How can I help you today?", "{name}");
+        assert!(took < deadline, "{name}: {took:?}");
+        // The first deployment is cooling down: the next request goes straight to `b`.
+        assert!(health.entry("a").is_cooling_down(Instant::now()), "{name}");
+        let sent_to_a = faulty.as_ref().map(|m| m.requests().len());
+        let (resp, _) = ask_within(&router, deadline).await;
+        assert_eq!(resp.deployment, "b", "{name}");
+        assert_eq!(
+            faulty.as_ref().map(|m| m.requests().len()),
+            sent_to_a,
+            "{name}"
+        );
+
+        let text = handle.render();
+        for line in [
+            format!(r#"orrery_model_requests_total{{deployment="a",outcome="{outcome}"}} 1"#),
+            r#"orrery_model_requests_total{deployment="b",outcome="ok"} 2"#.to_string(),
+            r#"orrery_model_fallbacks_total{model="m",from="a"} 1"#.to_string(),
+            r#"orrery_model_cooldowns_total{deployment="a"} 1"#.to_string(),
+        ] {
+            assert!(text.contains(&line), "{name}: missing `{line}` in:\n{text}");
+        }
+        if matches!(name, "503" | "hang") {
+            assert!(
+                text.contains("# HELP orrery_model_http_retries_total")
+                    && text.contains(r#"orrery_model_http_retries_total{deployment="a""#),
+                "{name}: no retries counted in:\n{text}"
+            );
+        }
+    }
+}
+
+#[actix::test]
+async fn anthropic_overloaded_fails_over_to_openai_within_the_deadline() {
+    let overloaded = MockServer::start(|_| {
+        Reply::raw(
+            529,
+            "application/json",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+    });
+    let healthy = healthy_openai();
+    let mut first = deployment(
+        "a",
+        "anthropic",
+        "claude-sonnet-4-20250514",
+        overloaded.url(),
+    );
+    first.retry_backoff = Duration::from_millis(20);
+    let (router, _) = two_deployments(first, &healthy);
+    let (resp, took) = ask_within(&router, Duration::from_secs(2)).await;
+    assert_eq!(
+        (resp.deployment.as_str(), resp.provider.as_str()),
+        ("b", "openai")
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(overloaded.requests().len(), 5);
+}
+
+#[actix::test]
+async fn retries_leave_the_router_half_the_deadline() {
+    // A Retry-After of 800ms under a 1s deadline: waiting would leave no time for the
+    // sibling, so the deployment gives up at once and the router moves on.
+    let limited = MockServer::start(|_| {
+        Reply::raw(429, "application/json", r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
+            .with_header("retry-after-ms", "800")
+    });
+    let healthy = healthy_openai();
+    let first = deployment(
+        "a",
+        "openai",
+        "gpt-4o-mini",
+        format!("{}/v1", limited.url()),
+    );
+    let (router, _) = two_deployments(first, &healthy);
+    let (resp, took) = ask_within(&router, Duration::from_secs(1)).await;
+    assert_eq!(resp.deployment, "b");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(limited.requests().len(), 1);
+}
+
+// --- Secrets and config ----------------------------------------------------------------
+
+#[test]
+fn a_missing_key_is_a_startup_error_naming_the_variables() {
+    for (provider, vars) in [
+        ("openai", vec!["OPENAI_API_KEY", "OPENAI_KEY"]),
+        ("anthropic", vec!["ANTHROPIC_API_KEY", "ANTHROPIC_KEY"]),
+        (
+            "gemini",
+            vec!["GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_KEY"],
+        ),
+        ("groq", vec!["GROQ_API_KEY"]),
+        ("deepseek", vec!["DEEPSEEK_API_KEY", "DEEPSEEK_KEY"]),
+        ("xai", vec!["XAI_API_KEY", "GROK_API_KEY"]),
+        ("openrouter", vec!["OPENROUTER_API_KEY"]),
+    ] {
+        let d = DeploymentConfig::http("x", provider, "m");
+        let err = build_provider_with_env(&d, &no_env)
+            .err()
+            .expect("no key, no provider");
+        assert!(matches!(err, BuildError::Http { .. }), "{err:?}");
+        let text = err.to_string();
+        for var in vars {
+            assert!(text.contains(var), "{provider}: {text}");
+        }
+        assert!(text.contains("deployment `x`"), "{text}");
+    }
+    // Ollama needs none.
+    build_provider_with_env(&DeploymentConfig::http("x", "ollama", "gemma2"), &no_env).unwrap();
+}
+
+#[test]
+fn seed_project_aliases_and_api_key_env_are_read() {
+    let aliases = |name: &str| {
+        matches!(
+            name,
+            "ANTHROPIC_KEY" | "GROK_API_KEY" | "GEMINI_KEY" | "MY_KEY"
+        )
+        .then(|| SECRET.to_string())
+    };
+    for provider in ["anthropic", "xai", "gemini"] {
+        build_provider_with_env(&DeploymentConfig::http("x", provider, "m"), &aliases).unwrap();
+    }
+    let mut d = DeploymentConfig::http("x", "openai", "m");
+    assert!(build_provider_with_env(&d, &aliases).is_err());
+    d.api_key_env = Some("MY_KEY".into());
+    build_provider_with_env(&d, &aliases).unwrap();
+    // A named variable that is unset never falls back to another account's key.
+    d.api_key_env = Some("OTHER_KEY".into());
+    let err = build_provider_with_env(&d, &env).err().unwrap().to_string();
+    assert!(
+        err.contains("OTHER_KEY") && !err.contains("OPENAI_API_KEY"),
+        "{err}"
+    );
+}
+
+#[actix::test]
+async fn the_key_never_shows_in_debug_output_or_errors() {
+    let mock = MockServer::start(|_| {
+        Reply::raw(
+            401,
+            "application/json",
+            r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+        )
+    });
+    let d = deployment("a", "anthropic", "claude-sonnet-4-20250514", mock.url());
+    let p = HttpProvider::new(
+        "a",
+        ProviderKind::Anthropic,
+        "claude-sonnet-4-20250514",
+        d.base_url.as_deref(),
+        None,
+        d.http_settings(),
+        &env,
+        crate::clock::system_clock(),
+    )
+    .unwrap();
+    let err = p.complete(&request()).await.unwrap_err();
+    assert_eq!(class_of(&err), Some(ErrorClass::Auth));
+    assert_eq!(mock.requests()[0].header("x-api-key"), Some(SECRET));
+    let mut models = ModelsConfig::default();
+    models
+        .models
+        .get_mut("default")
+        .unwrap()
+        .deployments
+        .push(d.clone());
+    for text in [
+        format!("{p:?}"),
+        format!("{d:?}"),
+        format!("{models:?}"),
+        format!("{err:?}"),
+        err.to_string(),
+        json_of(&models),
+    ] {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+}
+
+fn json_of(models: &ModelsConfig) -> String {
+    serde_json::to_string(models).unwrap()
+}
+
+#[test]
+fn http_fields_are_validated_with_key_paths() {
+    let mut d = DeploymentConfig::http("x", "openai", "gpt-4o-mini");
+    d.base_url = Some("ftp://example.com".into());
+    d.connect_timeout = Duration::ZERO;
+    d.first_byte_timeout = Duration::from_secs(3600);
+    d.rpm = Some(0);
+    d.tpm = Some(0);
+    d.api_key_env = Some("sk-abc def".into());
+    let mut issues = Issues::default();
+    d.validate("models.m.deployments[0]", &mut issues);
+    let keys: Vec<&str> = issues.0.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "models.m.deployments[0].base_url",
+            "models.m.deployments[0].api_key_env",
+            "models.m.deployments[0].connect_timeout",
+            "models.m.deployments[0].first_byte_timeout",
+            "models.m.deployments[0].rpm",
+            "models.m.deployments[0].tpm",
+        ],
+        "{issues:#?}"
+    );
+    assert!(issues.0[0].allowed.contains("http"), "{:?}", issues.0[0]);
+
+    let mut ok = DeploymentConfig::http("x", "anthropic", "claude-sonnet-4-20250514");
+    ok.base_url = Some("http://127.0.0.1:8080".into());
+    ok.rpm = Some(50);
+    let mut issues = Issues::default();
+    ok.validate("p", &mut issues);
+    assert!(issues.is_empty(), "{issues:#?}");
+}
+
+#[test]
+fn the_example_provider_config_parses_and_validates() {
+    let text = include_str!("../../../../config/examples/llm-providers.toml");
+    #[derive(serde::Deserialize)]
+    struct File {
+        models: ModelsConfig,
+    }
+    let file: File = toml::from_str(text).expect("example parses");
+    let mut issues = Issues::default();
+    file.models.validate("models", &mut issues);
+    assert!(issues.is_empty(), "{issues:#?}");
+    assert!(
+        file.models
+            .models
+            .values()
+            .flat_map(|m| &m.deployments)
+            .count()
+            >= 8
+    );
+}
