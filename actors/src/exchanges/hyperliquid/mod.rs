@@ -18,6 +18,8 @@ pub mod info;
 #[cfg(any(test, feature = "testkit"))]
 pub mod mock;
 pub mod signing;
+#[cfg(test)]
+mod tests;
 pub mod venue;
 pub mod wire;
 
