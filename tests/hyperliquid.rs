@@ -136,7 +136,11 @@ fn send_orders(
     // `sent` counts orders the engine answered; one cut by a kill is retried as a new
     // order (new client id), as an operator would.
     while !stop.load(Ordering::SeqCst) && sent.load(Ordering::SeqCst) < TOTAL_ORDERS {
-        let side = if (i + worker).is_multiple_of(2) { "buy" } else { "sell" };
+        let side = if (i + worker).is_multiple_of(2) {
+            "buy"
+        } else {
+            "sell"
+        };
         let symbol = ["BTC", "ETH", "SOL"][(i + worker) % 3];
         let body = format!(
             r#"{{"venue":"hyperliquid","symbol":"{symbol}","side":"{side}","amount":{{"usd":"150"}},"pricing":"market","reduce_only":false,"origin":"crash-test"}}"#
@@ -229,7 +233,11 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
 
     let acks = acks.lock().unwrap().clone();
     assert!(kills >= 3, "only {kills} kills");
-    assert!(acks.len() >= TOTAL_ORDERS - 10, "only {} acknowledged", acks.len());
+    assert!(
+        acks.len() >= TOTAL_ORDERS - 10,
+        "only {} acknowledged",
+        acks.len()
+    );
     let config = Config::load(Some(&config_path), Vec::new()).unwrap();
     let store = Store::open(&config.engine.data_dir).unwrap();
     let ledger = OrderLedger::open(&store, system_clock()).unwrap();
@@ -249,7 +257,9 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
     let mut sends: BTreeMap<String, usize> = BTreeMap::new();
     for body in mock.order_actions() {
         for o in body["action"]["orders"].as_array().unwrap() {
-            *sends.entry(o["c"].as_str().unwrap().to_string()).or_default() += 1;
+            *sends
+                .entry(o["c"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     let twice: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
@@ -295,12 +305,55 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
     let in_ledger: BTreeSet<String> = entries.iter().map(|e| e.client_id.to_hex128()).collect();
     for o in mock.orders() {
         let cloid = o.cloid.clone().unwrap();
-        assert!(in_ledger.contains(&cloid), "venue order {cloid} missing from the ledger");
+        assert!(
+            in_ledger.contains(&cloid),
+            "venue order {cloid} missing from the ledger"
+        );
     }
     eprintln!(
         "hyperliquid crash test: {kills} kills, {} acknowledged, {} in the ledger, {} at the venue, {never_sent} never sent",
         acks.len(),
         entries.len(),
         mock.orders().len()
+    );
+}
+
+#[test]
+fn example_config_loads_and_bad_values_name_their_keys() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/hyperliquid.toml");
+    let c = Config::load(Some(&path), Vec::new()).unwrap();
+    assert_eq!(c.exchanges.venues["hyperliquid"].kind(), "hyperliquid");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "wallet_address = \"0x0000000000000000000000000000000000000000\"",
+            "wallet_address = \"0xabc\"\nbase_url = \"ftp://nowhere\"",
+        )
+        .replace("slippage = 0.05", "slippage = 2");
+    let err = Config::load_str(&text, "example", Vec::new())
+        .unwrap_err()
+        .to_string();
+    for key in ["wallet_address", "base_url", "slippage"] {
+        assert!(
+            err.contains(&format!("exchanges.venues.hyperliquid.{key}")),
+            "{key}: {err}"
+        );
+    }
+    // The key is never a config field.
+    let with_key = format!(
+        "{}\nprivate_key = \"{KEY}\"\n",
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .split("\n[exchanges.venues.hyperliquid.resilience]")
+            .next()
+            .unwrap()
+    );
+    let err = Config::load_str(&with_key, "example", Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("private_key") && !err.contains(&KEY[2..]),
+        "{err}"
     );
 }
