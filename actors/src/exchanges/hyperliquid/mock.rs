@@ -263,6 +263,36 @@ impl MockHyperliquid {
         }
     }
 
+    /// Puts a resting GTC order on the book directly (seeding for benches and tests),
+    /// returning its oid.
+    pub fn insert_resting(
+        &self,
+        cloid: &str,
+        coin: &str,
+        is_buy: bool,
+        limit_px: Decimal,
+        sz: Decimal,
+    ) -> u64 {
+        let mut s = self.state.lock();
+        let oid = s.next_oid;
+        s.next_oid += 1;
+        s.record(MockOrder {
+            oid,
+            cloid: Some(normal_cloid(cloid)),
+            coin: coin.to_string(),
+            is_buy,
+            limit_px,
+            orig_sz: sz,
+            sz,
+            status: "open".into(),
+            reduce_only: false,
+            tif: Some(Tif::Gtc),
+            trigger: None,
+            timestamp: now_ms(),
+        });
+        oid
+    }
+
     /// Every order the mock knows, in arrival order.
     pub fn orders(&self) -> Vec<MockOrder> {
         self.state.lock().orders.clone()
