@@ -155,7 +155,7 @@ impl Default for ExchangesConfig {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum VenueConfig {
     Paper(PaperConfig),
-    Hyperliquid(HyperliquidConfig),
+    Hyperliquid(Box<HyperliquidConfig>),
 }
 
 impl VenueConfig {
