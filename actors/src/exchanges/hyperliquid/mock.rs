@@ -139,8 +139,8 @@ fn ok(kind: &str, statuses: Option<Vec<Value>>) -> Value {
 
 impl MockHyperliquid {
     /// A mock exchange accepting signatures of `wallet` on `network`, with BTC (szDecimals
-    /// 5, mid 60000), ETH (4, 3000) and SOL (2, 150), 1 unit… of depth at each touch worth
-    /// well over any test order, and 100000 USD of equity.
+    /// 5, book 59999/60001, 10 BTC at each touch), ETH (4, 2999.9/3000.1, 100 ETH) and SOL
+    /// (2, 149.99/150.01, 10000 SOL), and 100000 USD of equity.
     pub fn start(wallet: Address, network: Network) -> Self {
         let assets = [("BTC", 5, 50), ("ETH", 4, 50), ("SOL", 2, 20)]
             .into_iter()
