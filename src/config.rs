@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::gateway::GatewayConfig;
+use orrery_actors::exchanges::hyperliquid::HyperliquidConfig;
 use orrery_actors::exchanges::paper::PaperConfig;
 use orrery_actors::exchanges::risk_gate::RiskConfig;
 use orrery_actors::models::router::ModelsConfig;
@@ -154,12 +155,14 @@ impl Default for ExchangesConfig {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum VenueConfig {
     Paper(PaperConfig),
+    Hyperliquid(Box<HyperliquidConfig>),
 }
 
 impl VenueConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             VenueConfig::Paper(_) => "paper",
+            VenueConfig::Hyperliquid(_) => "hyperliquid",
         }
     }
 }
@@ -350,6 +353,7 @@ impl Config {
             );
             match venue {
                 VenueConfig::Paper(p) => p.validate(&path, &mut issues),
+                VenueConfig::Hyperliquid(h) => h.validate(&path, &mut issues),
             }
         }
         self.models.validate("models", &mut issues);

@@ -24,6 +24,7 @@ use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayCore, OrderGateway};
+use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
 use orrery_actors::exchanges::paper::PaperVenue;
 use orrery_actors::exchanges::Venue;
 use orrery_actors::models::pool::{HealthTable, ModelPool};
@@ -202,6 +203,11 @@ pub fn open_venue(
         VenueConfig::Paper(paper) => PaperVenue::open(name, paper, store, clock)
             .map(|v| Arc::new(v) as Arc<dyn Venue>)
             .map_err(|e| e.to_string()),
+        VenueConfig::Hyperliquid(hl) => {
+            HyperliquidVenue::open(name, hl, hyperliquid::config::process_env(), clock)
+                .map(|v| Arc::new(v) as Arc<dyn Venue>)
+                .map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -408,6 +408,86 @@ pub fn parse_open_orders(body: &[u8]) -> Result<Vec<VenueOrder>, InfoError> {
         .collect()
 }
 
+// ---- orderStatus ------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusOrderWire {
+    coin: String,
+    side: WireSide,
+    limit_px: Decimal,
+    /// Remaining size.
+    sz: Decimal,
+    oid: u64,
+    timestamp: Millis,
+    orig_sz: Decimal,
+    #[serde(default)]
+    reduce_only: bool,
+    cloid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderWithStatusWire {
+    order: StatusOrderWire,
+    status: String,
+    status_timestamp: Millis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+enum OrderStatusWire {
+    Order { order: OrderWithStatusWire },
+    UnknownOid,
+}
+
+/// The ledger status of an order status string (`open`, `filled`, `canceled`, `triggered`,
+/// `rejected`, `marginCanceled`, `iocCancelRejected`, ...). Every `*Rejected` status is a
+/// rejection, every other `*Canceled` a cancellation; `triggered` is a trigger order that
+/// fired and now works as a market order.
+pub fn order_status_of(status: &str, filled: Decimal) -> OrderStatus {
+    match status {
+        "open" | "triggered" if filled.is_zero() => OrderStatus::Acked,
+        "open" | "triggered" => OrderStatus::PartiallyFilled,
+        "filled" => OrderStatus::Filled,
+        s if s.ends_with("Rejected") || s == "rejected" => OrderStatus::Rejected,
+        _ => OrderStatus::Cancelled,
+    }
+}
+
+/// `{"type":"orderStatus","user":…,"oid":<oid or cloid hex>}` → the order, or `None` for
+/// `{"status":"unknownOid"}` (the venue never saw it). A rejection keeps the venue's status
+/// string as the reason.
+pub fn parse_order_status(body: &[u8]) -> Result<Option<VenueOrder>, InfoError> {
+    let wire: OrderStatusWire = parse("orderStatus", body)?;
+    let OrderStatusWire::Order { order: ows } = wire else {
+        return Ok(None);
+    };
+    let o = ows.order;
+    let filled = o.orig_sz - o.sz;
+    if filled < Decimal::ZERO {
+        return Err(InfoError::Inconsistent {
+            what: "orderStatus",
+            reason: format!("order {} has sz {} above origSz {}", o.oid, o.sz, o.orig_sz),
+        });
+    }
+    let status = order_status_of(&ows.status, filled);
+    Ok(Some(VenueOrder {
+        client_id: parse_cloid("orderStatus", o.cloid.as_deref())?,
+        venue_order_id: o.oid.to_string(),
+        symbol: o.coin,
+        side: o.side.into(),
+        size: o.orig_sz,
+        filled_size: filled,
+        avg_fill_price: None,
+        limit_price: Some(o.limit_px),
+        status,
+        reduce_only: o.reduce_only,
+        reject_reason: (status == OrderStatus::Rejected).then(|| ows.status.clone()),
+        updated_ms: ows.status_timestamp.max(o.timestamp),
+    }))
+}
+
 // ---- userFills / userFillsByTime --------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -933,6 +1013,37 @@ mod tests {
         assert!(
             matches!(parse_exchange_response(lev).unwrap(), ExchangeResponse::Ok { outcomes, .. } if outcomes.is_empty())
         );
+    }
+
+    #[test]
+    fn order_status_reads_the_real_shapes() {
+        // Entry shape as in the historicalOrders cassette, wrapped as orderStatus answers.
+        let body = r#"{"status":"order","order":{"order":{"coin":"TON","side":"B","limitPx":"3.2502","sz":"20.0","oid":141682155424,"timestamp":1755863118217,"triggerCondition":"N/A","isTrigger":false,"triggerPx":"0.0","children":[],"isPositionTpsl":false,"reduceOnly":false,"orderType":"Limit","origSz":"81.7","tif":"Gtc","cloid":"0x0192f0a4c3b27e51a1b2c3d4e5f60718"},"status":"open","statusTimestamp":1755863118300}}"#;
+        let o = parse_order_status(body.as_bytes()).unwrap().unwrap();
+        assert_eq!(o.status, OrderStatus::PartiallyFilled);
+        assert_eq!(o.filled_size, dec!(61.7));
+        assert_eq!(o.size, dec!(81.7));
+        assert_eq!(o.side, Side::Buy);
+        assert_eq!(
+            o.client_id.unwrap().as_str(),
+            "0192f0a4c3b27e51a1b2c3d4e5f60718"
+        );
+        let rejected = body
+            .replace(r#""status":"open""#, r#""status":"iocCancelRejected""#)
+            .replace(r#""sz":"20.0""#, r#""sz":"81.7""#);
+        let o = parse_order_status(rejected.as_bytes()).unwrap().unwrap();
+        assert_eq!(o.status, OrderStatus::Rejected);
+        assert_eq!(o.reject_reason.as_deref(), Some("iocCancelRejected"));
+        assert_eq!(
+            parse_order_status(br#"{"status":"unknownOid"}"#).unwrap(),
+            None
+        );
+        assert!(parse_order_status(br#"{"status":"order"}"#).is_err());
+        assert_eq!(
+            order_status_of("marginCanceled", dec!(0)),
+            OrderStatus::Cancelled
+        );
+        assert_eq!(order_status_of("filled", dec!(1)), OrderStatus::Filled);
     }
 
     #[test]

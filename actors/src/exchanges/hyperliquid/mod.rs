@@ -7,12 +7,24 @@
 //!   derivation and signer recovery;
 //! - [`info`]: readers for /info responses and /exchange statuses into venue-neutral types.
 //!
-//! This module never does I/O; the HTTP connector composes these pieces.
+//! - [`config`]: the `kind = "hyperliquid"` venue section and the key from the environment;
+//! - [`venue`]: [`HyperliquidVenue`], the HTTP [`Venue`](crate::exchanges::Venue) composing
+//!   the pieces above (the only part that does I/O);
+//! - `mock` (tests and the `testkit` feature): a stateful loopback Hyperliquid.
 
 pub mod actions;
+pub mod config;
 pub mod info;
+#[cfg(any(test, feature = "testkit"))]
+pub mod mock;
 pub mod signing;
+#[cfg(test)]
+mod tests;
+pub mod venue;
 pub mod wire;
+
+pub use config::{EnvLookup, HyperliquidConfig};
+pub use venue::{HyperliquidError, HyperliquidVenue};
 
 pub use actions::{Action, ActionError, ExchangeRequest, OrderWire};
 pub use signing::{Address, Network, PrivateKey, Signature, SigningError};

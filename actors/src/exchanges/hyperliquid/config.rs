@@ -1,0 +1,232 @@
+//! Configuration of a Hyperliquid venue account (`kind = "hyperliquid"`), its validation
+//! with key paths, and where the wallet key comes from.
+//!
+//! Owns: the serde shape, defaults (including Hyperliquid's published IP weight limit of
+//! 1200 per minute as the default rate-limit pool), validation, and the lookup of the
+//! private key in the environment through an injectable [`EnvLookup`]. Never: reads the key
+//! from the file (there is no field for it), prints it, or does I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::signing::{Address, Network, PrivateKey};
+use crate::resilience::config::LimitConfig;
+use crate::resilience::ResilienceConfig;
+use crate::validate::{join, Issues};
+
+/// The environment variable holding the wallet (or API agent wallet) private key.
+pub const KEY_VAR: &str = "HYPER_LIQUID_ETH_PRIVATE_KEY";
+/// The seed project's alias for [`KEY_VAR`], read when the main name is unset.
+pub const KEY_VAR_ALIAS: &str = "HYPER_LIQUID_KEY";
+
+/// Reads one environment variable; injectable so tests never touch the process env.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment.
+pub fn process_env() -> EnvLookup {
+    Arc::new(|k| std::env::var(k).ok())
+}
+
+/// Rate-limit pool every request draws its Hyperliquid weight from.
+pub const WEIGHT_POOL: &str = "weight";
+
+/// `[exchanges.venues.<name>]` with `kind = "hyperliquid"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HyperliquidConfig {
+    /// `mainnet` or `testnet`: picks the API URL and the signature's network byte.
+    pub network: Network,
+    /// Replaces the network's API URL (a mock in tests, a proxy). `None`: the network's.
+    pub base_url: Option<String>,
+    /// The account's public address (0x + 40 hex). Required.
+    pub wallet_address: String,
+    /// Trade for this vault or sub-account instead of the wallet itself.
+    pub vault_address: Option<String>,
+    /// Deadline of one HTTP request (connect, send, whole answer).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Furthest a market order (an aggressive IOC limit) may be from mid, as a fraction
+    /// (0.05 = 5%), when the order itself does not say.
+    pub slippage: Decimal,
+    /// How long the `meta` answer (asset indices and size decimals) is trusted.
+    #[serde(with = "humantime_serde")]
+    pub meta_refresh: Duration,
+    /// Pause of every request after a 429 that carries no `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    pub rate_limited_pause: Duration,
+    /// Rate limits (pool `weight` is drawn by every request), breaker and retry of reads.
+    pub resilience: ResilienceConfig,
+}
+
+impl Default for HyperliquidConfig {
+    fn default() -> Self {
+        Self {
+            network: Network::Mainnet,
+            base_url: None,
+            wallet_address: String::new(),
+            vault_address: None,
+            request_timeout: Duration::from_secs(10),
+            slippage: Decimal::new(5, 2),
+            meta_refresh: Duration::from_secs(300),
+            rate_limited_pause: Duration::from_secs(1),
+            resilience: default_resilience(),
+        }
+    }
+}
+
+/// Hyperliquid's REST limit: an aggregated weight of 1200 per minute per IP.
+pub fn default_resilience() -> ResilienceConfig {
+    let mut endpoints = BTreeMap::new();
+    for ep in ["info", "exchange"] {
+        endpoints.insert(
+            ep.to_string(),
+            BTreeMap::from([(WEIGHT_POOL.to_string(), 1)]),
+        );
+    }
+    ResilienceConfig {
+        limits: vec![LimitConfig::SlidingWindow {
+            name: WEIGHT_POOL.to_string(),
+            limit: 1200,
+            window: Duration::from_secs(60),
+        }],
+        endpoints,
+        ..ResilienceConfig::default()
+    }
+}
+
+impl HyperliquidConfig {
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        issues.check(
+            self.wallet_address.parse::<Address>().is_ok(),
+            join(path, "wallet_address"),
+            &self.wallet_address,
+            "the account's public address, 0x followed by 40 hex digits (the private key comes only from HYPER_LIQUID_ETH_PRIVATE_KEY)",
+        );
+        if let Some(v) = &self.vault_address {
+            issues.check(
+                v.parse::<Address>().is_ok(),
+                join(path, "vault_address"),
+                v,
+                "a vault or sub-account address, 0x followed by 40 hex digits",
+            );
+        }
+        if let Some(url) = &self.base_url {
+            issues.check(
+                (url.starts_with("http://") || url.starts_with("https://"))
+                    && reqwest::Url::parse(url).is_ok(),
+                join(path, "base_url"),
+                url,
+                "an http(s) URL such as https://api.hyperliquid.xyz",
+            );
+        }
+        let ms = self.request_timeout.as_millis();
+        issues.check(
+            (100..=120_000).contains(&ms),
+            join(path, "request_timeout"),
+            humantime::format_duration(self.request_timeout).to_string(),
+            "a duration from 100ms to 2m",
+        );
+        issues.check(
+            self.slippage > Decimal::ZERO && self.slippage < Decimal::new(5, 1),
+            join(path, "slippage"),
+            self.slippage,
+            "a fraction in (0, 0.5), e.g. 0.05 for 5%",
+        );
+        let refresh = self.meta_refresh.as_millis();
+        issues.check(
+            (1_000..=86_400_000).contains(&refresh),
+            join(path, "meta_refresh"),
+            humantime::format_duration(self.meta_refresh).to_string(),
+            "a duration from 1s to 24h",
+        );
+        issues.check(
+            self.rate_limited_pause <= Duration::from_secs(300),
+            join(path, "rate_limited_pause"),
+            humantime::format_duration(self.rate_limited_pause).to_string(),
+            "a duration up to 5m",
+        );
+        self.resilience.validate(&join(path, "resilience"), issues);
+    }
+
+    /// The API root: `base_url` or the network's, without a trailing slash.
+    pub fn api_url(&self) -> String {
+        self.base_url
+            .clone()
+            .unwrap_or_else(|| self.network.api_url().to_string())
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+/// The wallet key from the environment: `Ok(None)` when neither variable is set, an error
+/// (naming the variable, never the value) when one is set but unreadable.
+pub fn key_from_env(env: &EnvLookup) -> Result<Option<PrivateKey>, String> {
+    for var in [KEY_VAR, KEY_VAR_ALIAS] {
+        if let Some(value) = env(var).filter(|v| !v.trim().is_empty()) {
+            return PrivateKey::from_hex(&value)
+                .map(Some)
+                .map_err(|e| format!("{var} is set but unusable: {e}"));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_only_a_wallet() {
+        let mut issues = Issues::default();
+        HyperliquidConfig::default().validate("exchanges.venues.hl", &mut issues);
+        assert_eq!(issues.0.len(), 1);
+        assert_eq!(issues.0[0].key, "exchanges.venues.hl.wallet_address");
+        let cfg = HyperliquidConfig {
+            wallet_address: "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955".into(),
+            ..Default::default()
+        };
+        let mut issues = Issues::default();
+        cfg.validate("x", &mut issues);
+        assert!(issues.is_empty(), "{:?}", issues.0);
+    }
+
+    #[test]
+    fn bad_values_name_their_keys() {
+        let cfg = HyperliquidConfig {
+            wallet_address: "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955".into(),
+            vault_address: Some("nope".into()),
+            base_url: Some("ftp://x".into()),
+            slippage: Decimal::ONE,
+            request_timeout: Duration::from_millis(1),
+            ..Default::default()
+        };
+        let mut issues = Issues::default();
+        cfg.validate("v", &mut issues);
+        let keys: Vec<_> = issues.0.iter().map(|i| i.key.as_str()).collect();
+        for k in [
+            "v.vault_address",
+            "v.base_url",
+            "v.slippage",
+            "v.request_timeout",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn key_comes_from_either_variable_and_is_never_printed() {
+        let key = "0x0123456789012345678901234567890123456789012345678901234567890123";
+        let env: EnvLookup = Arc::new(move |k| (k == KEY_VAR_ALIAS).then(|| key.to_string()));
+        let found = key_from_env(&env).unwrap().unwrap();
+        assert_eq!(format!("{found:?}"), "***");
+        let none: EnvLookup = Arc::new(|_| None);
+        assert!(key_from_env(&none).unwrap().is_none());
+        let bad: EnvLookup = Arc::new(|k| (k == KEY_VAR).then(|| "0xdeadbeef".to_string()));
+        let err = key_from_env(&bad).unwrap_err();
+        assert!(err.contains(KEY_VAR) && !err.contains("deadbeef"), "{err}");
+    }
+}

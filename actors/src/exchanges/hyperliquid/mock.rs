@@ -1,0 +1,837 @@
+//! A stateful mock Hyperliquid on loopback, for tests (feature `testkit`).
+//!
+//! Owns: a small perpetuals exchange behind [`MockServer`]: `meta`, a book per coin (the test
+//! moves it), orders by oid and cloid, positions, fills and leverage of one account. It
+//! answers `POST /info` in the shapes of the recorded cassettes (`meta`, `allMids`,
+//! `l2Book`, `clearinghouseState`, `openOrders`, `frontendOpenOrders`, `orderStatus`,
+//! `userFills`, `userFillsByTime`, `candleSnapshot`, `userRateLimit`) and `POST /exchange`
+//! (`order`, `cancelByCloid`, `updateLeverage`, `scheduleCancel`) after recovering the
+//! signer from the action and nonce: a signer other than the configured wallet gets the
+//! venue's "User or API Wallet … does not exist." refusal.
+//!
+//! Matching: IOC and marketable GTC orders fill at the touch up to the size shown there
+//! (less size = a partial fill); the rest of a GTC order rests until [`MockHyperliquid::set_book`]
+//! makes it marketable; trigger orders wait until the mid crosses their trigger price.
+//! Order-level rejections use Hyperliquid's own messages and record the order with the
+//! venue's `*Rejected` status. Fault switches act on the next /exchange request: 429
+//! (not applied), or 500 / connection reset / malformed JSON / hang *after* applying it.
+//! Never: talks to the internet, or models funding, liquidation or margin.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::actions::{Action, OrderTypeWire, OrderWire, Tif, Tpsl};
+use super::signing::{recover_l1_signer, Address, Network, Signature};
+use super::wire::{check_price, check_size};
+use crate::testkit::{MockServer, RecordedRequest, Reply};
+
+/// What the next /exchange request meets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 429 before anything is applied, with `Retry-After` seconds when given.
+    RateLimited { retry_after_secs: Option<u64> },
+    /// Apply, then answer HTTP 500.
+    ServerErrorAfterApply,
+    /// Apply, then close the connection without an answer.
+    ResetAfterApply,
+    /// Apply, then answer 200 with a body that is not JSON.
+    MalformedAfterApply,
+    /// Apply, then never answer.
+    HangAfterApply,
+}
+
+#[derive(Debug, Clone)]
+struct Asset {
+    name: String,
+    sz_decimals: u32,
+    max_leverage: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Book {
+    bid: Decimal,
+    ask: Decimal,
+    /// Size available at each touch.
+    depth: Decimal,
+}
+
+/// One order as the mock keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockOrder {
+    pub oid: u64,
+    pub cloid: Option<String>,
+    pub coin: String,
+    pub is_buy: bool,
+    pub limit_px: Decimal,
+    pub orig_sz: Decimal,
+    /// Remaining size.
+    pub sz: Decimal,
+    /// Hyperliquid's status string: open, filled, canceled, triggered, *Rejected.
+    pub status: String,
+    pub reduce_only: bool,
+    pub tif: Option<Tif>,
+    pub trigger: Option<(Decimal, bool, Tpsl)>,
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone)]
+struct MockFill {
+    coin: String,
+    px: Decimal,
+    sz: Decimal,
+    is_buy: bool,
+    time: i64,
+    start_position: Decimal,
+    oid: u64,
+    tid: u64,
+    cloid: Option<String>,
+}
+
+#[derive(Debug)]
+struct State {
+    wallet: Address,
+    network: Network,
+    assets: Vec<Asset>,
+    books: BTreeMap<String, Book>,
+    orders: Vec<MockOrder>,
+    by_cloid: HashMap<String, usize>,
+    positions: BTreeMap<String, (Decimal, Decimal)>,
+    leverage: BTreeMap<String, u32>,
+    fills: Vec<MockFill>,
+    balance: Decimal,
+    next_oid: u64,
+    next_tid: u64,
+    faults: VecDeque<Fault>,
+    info_faults: VecDeque<Fault>,
+    scheduled_cancel: Option<u64>,
+    exchange_arrivals: Vec<std::time::Instant>,
+    rate_limit_used: u64,
+}
+
+/// The running mock; stops when dropped.
+pub struct MockHyperliquid {
+    server: MockServer,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MockHyperliquid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockHyperliquid")
+            .field("url", &self.server.url())
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ok(kind: &str, statuses: Option<Vec<Value>>) -> Value {
+    match statuses {
+        Some(s) => json!({"status": "ok", "response": {"type": kind, "data": {"statuses": s}}}),
+        None => json!({"status": "ok", "response": {"type": kind}}),
+    }
+}
+
+impl MockHyperliquid {
+    /// A mock exchange accepting signatures of `wallet` on `network`, with BTC (szDecimals
+    /// 5, book 59999/60001, 10 BTC at each touch), ETH (4, 2999.9/3000.1, 100 ETH) and SOL
+    /// (2, 149.99/150.01, 10000 SOL), and 100000 USD of equity.
+    pub fn start(wallet: Address, network: Network) -> Self {
+        let assets = [("BTC", 5, 50), ("ETH", 4, 50), ("SOL", 2, 20)]
+            .into_iter()
+            .map(|(n, d, l)| Asset {
+                name: n.into(),
+                sz_decimals: d,
+                max_leverage: l,
+            })
+            .collect();
+        let mut books = BTreeMap::new();
+        books.insert(
+            "BTC".into(),
+            Book {
+                bid: Decimal::from(59_999),
+                ask: Decimal::from(60_001),
+                depth: Decimal::from(10),
+            },
+        );
+        books.insert(
+            "ETH".into(),
+            Book {
+                bid: Decimal::new(29_999, 1),
+                ask: Decimal::new(30_001, 1),
+                depth: Decimal::from(100),
+            },
+        );
+        books.insert(
+            "SOL".into(),
+            Book {
+                bid: Decimal::new(14_999, 2),
+                ask: Decimal::new(15_001, 2),
+                depth: Decimal::from(10_000),
+            },
+        );
+        let state = Arc::new(Mutex::new(State {
+            wallet,
+            network,
+            assets,
+            books,
+            orders: Vec::new(),
+            by_cloid: HashMap::new(),
+            positions: BTreeMap::new(),
+            leverage: BTreeMap::new(),
+            fills: Vec::new(),
+            balance: Decimal::from(100_000),
+            next_oid: 1_000,
+            next_tid: 1,
+            faults: VecDeque::new(),
+            info_faults: VecDeque::new(),
+            scheduled_cancel: None,
+            exchange_arrivals: Vec::new(),
+            rate_limit_used: 0,
+        }));
+        let shared = state.clone();
+        let server = MockServer::start(move |req| handle(&shared, req));
+        Self { server, state }
+    }
+
+    /// The base URL to configure as `base_url`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.server.requests()
+    }
+
+    /// The /exchange order actions received (signed bodies as JSON), including rejected ones.
+    pub fn order_actions(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.route() == "/exchange")
+            .filter_map(|r| r.body_json())
+            .filter(|b| b["action"]["type"] == "order")
+            .collect()
+    }
+
+    /// How many order actions carried `cloid` (0x form).
+    pub fn order_sends_with_cloid(&self, cloid: &str) -> usize {
+        self.order_actions()
+            .iter()
+            .filter(|b| {
+                b["action"]["orders"]
+                    .as_array()
+                    .is_some_and(|os| os.iter().any(|o| o["c"] == cloid))
+            })
+            .count()
+    }
+
+    /// Arrival times of /exchange requests.
+    pub fn exchange_arrivals(&self) -> Vec<std::time::Instant> {
+        self.state.lock().exchange_arrivals.clone()
+    }
+
+    /// Queues a fault for the next /exchange request (faults apply in order).
+    pub fn fail_next_exchange(&self, fault: Fault) {
+        self.state.lock().faults.push_back(fault);
+    }
+
+    /// Queues a fault for the next /info request (only `MalformedAfterApply`,
+    /// `ServerErrorAfterApply`, `ResetAfterApply` and `HangAfterApply` make sense).
+    pub fn fail_next_info(&self, fault: Fault) {
+        self.state.lock().info_faults.push_back(fault);
+    }
+
+    /// Moves a coin's book; resting orders that become marketable fill at their limit, and
+    /// trigger orders whose trigger the new mid crosses fire.
+    pub fn set_book(&self, coin: &str, bid: Decimal, ask: Decimal, depth: Decimal) {
+        let mut s = self.state.lock();
+        s.books.insert(coin.to_string(), Book { bid, ask, depth });
+        s.match_resting(coin);
+    }
+
+    /// Changes an asset's size decimals (as if the venue re-listed it).
+    pub fn set_sz_decimals(&self, coin: &str, sz_decimals: u32) {
+        let mut s = self.state.lock();
+        if let Some(a) = s.assets.iter_mut().find(|a| a.name == coin) {
+            a.sz_decimals = sz_decimals;
+        }
+    }
+
+    /// Puts a resting GTC order on the book directly (seeding for benches and tests),
+    /// returning its oid.
+    pub fn insert_resting(
+        &self,
+        cloid: &str,
+        coin: &str,
+        is_buy: bool,
+        limit_px: Decimal,
+        sz: Decimal,
+    ) -> u64 {
+        let mut s = self.state.lock();
+        let oid = s.next_oid;
+        s.next_oid += 1;
+        s.record(MockOrder {
+            oid,
+            cloid: Some(normal_cloid(cloid)),
+            coin: coin.to_string(),
+            is_buy,
+            limit_px,
+            orig_sz: sz,
+            sz,
+            status: "open".into(),
+            reduce_only: false,
+            tif: Some(Tif::Gtc),
+            trigger: None,
+            timestamp: now_ms(),
+        });
+        oid
+    }
+
+    /// Every order the mock knows, in arrival order.
+    pub fn orders(&self) -> Vec<MockOrder> {
+        self.state.lock().orders.clone()
+    }
+
+    /// The order with this cloid (`0x` form or bare hex).
+    pub fn order(&self, cloid: &str) -> Option<MockOrder> {
+        let s = self.state.lock();
+        s.by_cloid
+            .get(&normal_cloid(cloid))
+            .map(|&i| s.orders[i].clone())
+    }
+
+    /// Signed position size of a coin.
+    pub fn position(&self, coin: &str) -> Decimal {
+        self.state
+            .lock()
+            .positions
+            .get(coin)
+            .map(|p| p.0)
+            .unwrap_or_default()
+    }
+
+    pub fn leverage(&self, coin: &str) -> Option<u32> {
+        self.state.lock().leverage.get(coin).copied()
+    }
+
+    pub fn scheduled_cancel(&self) -> Option<u64> {
+        self.state.lock().scheduled_cancel
+    }
+}
+
+fn normal_cloid(c: &str) -> String {
+    let c = c.to_ascii_lowercase();
+    if c.starts_with("0x") {
+        c
+    } else {
+        format!("0x{c}")
+    }
+}
+
+fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
+    let Some(body) = req.body_json() else {
+        return Reply::raw(
+            422,
+            "text/plain",
+            "Failed to deserialize the JSON body into the target type",
+        );
+    };
+    let mut s = state.lock();
+    match req.route() {
+        "/info" => {
+            let fault = s.info_faults.pop_front();
+            let answer = s.info(&body);
+            drop(s);
+            match (answer, fault) {
+                (Err(msg), _) => Reply::raw(422, "text/plain", msg),
+                (Ok(v), None) => Reply::json(200, &v),
+                (Ok(v), Some(f)) => faulty(f, v),
+            }
+        }
+        "/exchange" => {
+            s.exchange_arrivals.push(std::time::Instant::now());
+            let fault = s.faults.pop_front();
+            if let Some(Fault::RateLimited { retry_after_secs }) = fault {
+                let reply = Reply::raw(429, "application/json", "null");
+                return match retry_after_secs {
+                    Some(secs) => reply.with_header("retry-after", &secs.to_string()),
+                    None => reply,
+                };
+            }
+            s.rate_limit_used += 1;
+            let answer = s.exchange(&body);
+            drop(s);
+            match (answer, fault) {
+                (Err(msg), _) => Reply::raw(422, "text/plain", msg),
+                (Ok(v), None) => Reply::json(200, &v),
+                (Ok(v), Some(f)) => faulty(f, v),
+            }
+        }
+        _ => Reply::raw(404, "text/plain", "not found"),
+    }
+}
+
+fn faulty(fault: Fault, v: Value) -> Reply {
+    match fault {
+        Fault::RateLimited { .. } => Reply::raw(429, "application/json", "null"),
+        Fault::ServerErrorAfterApply => Reply::raw(500, "text/plain", "Internal Server Error"),
+        Fault::ResetAfterApply => Reply::Reset,
+        Fault::MalformedAfterApply => {
+            let text = v.to_string();
+            Reply::raw(200, "application/json", &text[..text.len() / 2])
+        }
+        Fault::HangAfterApply => Reply::Hang,
+    }
+}
+
+fn dec_of(v: &Value) -> Decimal {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Decimal::ZERO)
+}
+
+impl State {
+    fn mid(&self, coin: &str) -> Option<Decimal> {
+        self.books.get(coin).map(|b| (b.bid + b.ask) / Decimal::TWO)
+    }
+
+    fn info(&self, body: &Value) -> Result<Value, String> {
+        let user_ok = |b: &Value| {
+            b["user"]
+                .as_str()
+                .and_then(|u| u.parse::<Address>().ok())
+                .is_some_and(|u| u == self.wallet)
+        };
+        Ok(match body["type"].as_str().unwrap_or("") {
+            "meta" => json!({"universe": self.assets.iter().map(|a| json!({"maxLeverage": a.max_leverage, "name": a.name, "szDecimals": a.sz_decimals})).collect::<Vec<_>>()}),
+            "allMids" => Value::Object(
+                self.books
+                    .keys()
+                    .filter_map(|c| Some((c.clone(), json!(self.mid(c)?.normalize().to_string()))))
+                    .collect(),
+            ),
+            "l2Book" => {
+                let coin = body["coin"].as_str().unwrap_or("");
+                let b = self.books.get(coin).ok_or("Failed to deserialize the JSON body into the target type")?;
+                json!({"coin": coin, "levels": [
+                    [{"n": 1, "px": b.bid.to_string(), "sz": b.depth.to_string()}],
+                    [{"n": 1, "px": b.ask.to_string(), "sz": b.depth.to_string()}]
+                ], "time": now_ms()})
+            }
+            "clearinghouseState" => {
+                let mut positions = Vec::new();
+                let mut ntl = Decimal::ZERO;
+                let mut upnl = Decimal::ZERO;
+                if user_ok(body) {
+                    for (coin, (szi, entry)) in &self.positions {
+                        if szi.is_zero() {
+                            continue;
+                        }
+                        let mark = self.mid(coin).unwrap_or(*entry);
+                        let value = (szi.abs() * mark).normalize();
+                        let pnl = (*szi * (mark - entry)).normalize();
+                        let lev = self.leverage.get(coin).copied().unwrap_or(20);
+                        ntl += value;
+                        upnl += pnl;
+                        positions.push(json!({"position": {"coin": coin, "entryPx": entry.to_string(), "leverage": {"type": "cross", "value": lev}, "liquidationPx": null, "marginUsed": (value / Decimal::from(lev)).round_dp(6).to_string(), "maxTradeSzs": ["0", "0"], "positionValue": value.to_string(), "returnOnEquity": "0", "szi": szi.to_string(), "unrealizedPnl": pnl.to_string()}, "type": "oneWay"}));
+                    }
+                }
+                let value = (self.balance + upnl).to_string();
+                let summary = json!({"accountValue": value, "totalMarginUsed": "0.0", "totalNtlPos": ntl.to_string(), "totalRawUsd": self.balance.to_string()});
+                json!({"assetPositions": positions, "crossMarginSummary": summary, "marginSummary": summary, "withdrawable": self.balance.to_string(), "time": now_ms()})
+            }
+            kind @ ("openOrders" | "frontendOpenOrders") => Value::Array(
+                self.orders
+                    .iter()
+                    .rev()
+                    .filter(|o| user_ok(body) && o.status == "open")
+                    .map(|o| {
+                        let mut v = json!({"coin": o.coin, "limitPx": o.limit_px.to_string(), "oid": o.oid, "side": if o.is_buy {"B"} else {"A"}, "sz": o.sz.to_string(), "timestamp": o.timestamp, "cloid": o.cloid});
+                        if kind == "frontendOpenOrders" {
+                            self.frontend_fields(o, &mut v);
+                        }
+                        v
+                    })
+                    .collect(),
+            ),
+            "orderStatus" => {
+                let found = match &body["oid"] {
+                    Value::String(c) => self.by_cloid.get(&normal_cloid(c)).map(|&i| &self.orders[i]),
+                    Value::Number(n) => n.as_u64().and_then(|oid| self.orders.iter().find(|o| o.oid == oid)),
+                    _ => return Err("Failed to deserialize the JSON body into the target type".into()),
+                };
+                match found.filter(|_| user_ok(body)) {
+                    None => json!({"status": "unknownOid"}),
+                    Some(o) => {
+                        let mut order = json!({"coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "limitPx": o.limit_px.to_string(), "sz": o.sz.to_string(), "oid": o.oid, "timestamp": o.timestamp, "cloid": o.cloid});
+                        self.frontend_fields(o, &mut order);
+                        json!({"status": "order", "order": {"order": order, "status": o.status, "statusTimestamp": now_ms()}})
+                    }
+                }
+            }
+            "userFills" | "userFillsByTime" => {
+                let start = body["startTime"].as_i64().unwrap_or(i64::MIN);
+                Value::Array(
+                    self.fills
+                        .iter()
+                        .rev()
+                        .filter(|f| user_ok(body) && f.time >= start)
+                        .map(|f| json!({"closedPnl": "0.0", "coin": f.coin, "crossed": true, "dir": if f.is_buy {"Open Long"} else {"Open Short"}, "fee": "0.0", "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "px": f.px.to_string(), "side": if f.is_buy {"B"} else {"A"}, "startPosition": f.start_position.to_string(), "sz": f.sz.to_string(), "time": f.time, "tid": f.tid, "cloid": f.cloid}))
+                        .collect(),
+                )
+            }
+            "candleSnapshot" => {
+                let coin = body["req"]["coin"].as_str().unwrap_or("BTC");
+                let interval = body["req"]["interval"].as_str().unwrap_or("1m");
+                let start = body["req"]["startTime"].as_i64().unwrap_or(0);
+                let end = body["req"]["endTime"].as_i64().unwrap_or(0);
+                let mid = self.mid(coin).unwrap_or(Decimal::ONE).to_string();
+                let step = 60_000i64;
+                let first = (start / step + 1) * step;
+                Value::Array(
+                    (0..)
+                        .map(|i| first + i * step)
+                        .take_while(|t| *t <= end)
+                        .take(5000)
+                        .map(|t| json!({"T": t + step - 1, "c": mid, "h": mid, "i": interval, "l": mid, "n": 1, "o": mid, "s": coin, "t": t, "v": "1.0"}))
+                        .collect(),
+                )
+            }
+            "userRateLimit" => json!({"cumVlm": "0.0", "nRequestsUsed": self.rate_limit_used, "nRequestsCap": 10000}),
+            other => return Err(format!("Failed to deserialize the JSON body into the target type: unknown variant `{other}`")),
+        })
+    }
+
+    fn frontend_fields(&self, o: &MockOrder, v: &mut Value) {
+        let (is_trigger, trigger_px, order_type) = match o.trigger {
+            Some((px, is_market, tpsl)) => (
+                true,
+                px.to_string(),
+                match (tpsl, is_market) {
+                    (Tpsl::Tp, true) => "Take Profit Market",
+                    (Tpsl::Tp, false) => "Take Profit Limit",
+                    (Tpsl::Sl, true) => "Stop Market",
+                    (Tpsl::Sl, false) => "Stop Limit",
+                },
+            ),
+            None => (false, "0.0".to_string(), "Limit"),
+        };
+        let extra = json!({"triggerCondition": "N/A", "isTrigger": is_trigger, "triggerPx": trigger_px, "children": [], "isPositionTpsl": false, "reduceOnly": o.reduce_only, "orderType": order_type, "origSz": o.orig_sz.to_string(), "tif": o.tif.map(|t| format!("{t:?}"))});
+        if let (Value::Object(m), Value::Object(e)) = (v, extra) {
+            m.extend(e);
+        }
+    }
+
+    fn exchange(&mut self, body: &Value) -> Result<Value, String> {
+        const BAD: &str = "Failed to deserialize the JSON body into the target type";
+        let action: Action =
+            serde_json::from_value(body["action"].clone()).map_err(|e| format!("{BAD}: {e}"))?;
+        let nonce = body["nonce"].as_u64().ok_or(BAD)?;
+        let signature: Signature =
+            serde_json::from_value(body["signature"].clone()).map_err(|e| format!("{BAD}: {e}"))?;
+        let vault = match &body["vaultAddress"] {
+            Value::String(v) => Some(v.parse::<Address>().map_err(|e| format!("{BAD}: {e}"))?),
+            _ => None,
+        };
+        let signer = recover_l1_signer(
+            &action,
+            action.label(),
+            nonce,
+            vault.as_ref(),
+            self.network,
+            &signature,
+        );
+        match signer {
+            Ok(a) if a == self.wallet => {}
+            Ok(a) => {
+                return Ok(
+                    json!({"status": "err", "response": format!("User or API Wallet {a} does not exist.")}),
+                )
+            }
+            Err(_) => return Ok(json!({"status": "err", "response": "Invalid signature."})),
+        }
+        Ok(match action {
+            Action::Order { orders, .. } => {
+                let statuses = orders.iter().map(|o| self.place(o)).collect();
+                ok("order", Some(statuses))
+            }
+            Action::CancelByCloid { cancels } => {
+                let statuses = cancels
+                    .iter()
+                    .map(|c| {
+                        let idx = self.by_cloid.get(&normal_cloid(&c.cloid)).copied();
+                        match idx {
+                            Some(i) if self.orders[i].status == "open" => {
+                                self.orders[i].status = "canceled".into();
+                                json!("success")
+                            }
+                            _ => json!({"error": format!("Order was never placed, already canceled, or filled. asset={}", c.asset)}),
+                        }
+                    })
+                    .collect();
+                ok("cancel", Some(statuses))
+            }
+            Action::Cancel { cancels } => {
+                let statuses = cancels
+                    .iter()
+                    .map(|c| match self.orders.iter_mut().find(|o| o.oid == c.o && o.status == "open") {
+                        Some(o) => {
+                            o.status = "canceled".into();
+                            json!("success")
+                        }
+                        None => json!({"error": format!("Order was never placed, already canceled, or filled. asset={}", c.a)}),
+                    })
+                    .collect();
+                ok("cancel", Some(statuses))
+            }
+            Action::UpdateLeverage {
+                asset, leverage, ..
+            } => {
+                let Some(a) = self.assets.get(asset as usize).cloned() else {
+                    return Ok(json!({"status": "err", "response": "Invalid asset."}));
+                };
+                if leverage > a.max_leverage {
+                    return Ok(json!({"status": "err", "response": "Invalid leverage value"}));
+                }
+                self.leverage.insert(a.name, leverage);
+                ok("default", None)
+            }
+            Action::ScheduleCancel { time } => {
+                self.scheduled_cancel = time;
+                ok("default", None)
+            }
+            other => {
+                json!({"status": "err", "response": format!("{} is not supported by the mock", other.label())})
+            }
+        })
+    }
+
+    /// Applies one order; returns its status entry.
+    fn place(&mut self, w: &OrderWire) -> Value {
+        let Some(asset) = self.assets.get(w.a as usize).cloned() else {
+            return json!({"error": "Invalid asset."});
+        };
+        let px: Decimal = w.p.parse().unwrap_or_default();
+        let sz: Decimal = w.s.parse().unwrap_or_default();
+        let oid = self.next_oid;
+        self.next_oid += 1;
+        let mut order = MockOrder {
+            oid,
+            cloid: w.c.as_deref().map(normal_cloid),
+            coin: asset.name.clone(),
+            is_buy: w.b,
+            limit_px: px,
+            orig_sz: sz,
+            sz,
+            status: "open".into(),
+            reduce_only: w.r,
+            tif: None,
+            trigger: None,
+            timestamp: now_ms(),
+        };
+        if let Some(c) = &order.cloid {
+            if self.by_cloid.contains_key(c) {
+                return json!({"error": format!("Duplicate cloid. asset={}", w.a)});
+            }
+        }
+        let reject = |me: &mut Self, mut order: MockOrder, status: &str, msg: String| {
+            order.status = status.into();
+            me.record(order);
+            json!({ "error": msg })
+        };
+        if check_size(sz, asset.sz_decimals).is_err() {
+            return reject(self, order, "rejected", "Order has invalid size.".into());
+        }
+        if check_price(px, asset.sz_decimals).is_err() {
+            return reject(
+                self,
+                order,
+                "tickRejected",
+                format!("Price must be divisible by tick size. asset={}", w.a),
+            );
+        }
+        let book = self.books.get(&asset.name).cloned();
+        let Some(book) = book else {
+            return reject(self, order, "rejected", "Invalid asset.".into());
+        };
+        let reference = match &w.t {
+            OrderTypeWire::Trigger { trigger_px, .. } => dec_of(&json!(trigger_px)),
+            _ => px,
+        };
+        if sz * reference < Decimal::TEN && !w.r {
+            return reject(
+                self,
+                order,
+                "minTradeNtlRejected",
+                format!("Order must have minimum value of $10. asset={}", w.a),
+            );
+        }
+        if w.r {
+            let pos = self
+                .positions
+                .get(&asset.name)
+                .map(|p| p.0)
+                .unwrap_or_default();
+            let reduces = (w.b && pos < Decimal::ZERO) || (!w.b && pos > Decimal::ZERO);
+            if !reduces {
+                return reject(
+                    self,
+                    order,
+                    "reduceOnlyRejected",
+                    format!("Reduce only order would increase position. asset={}", w.a),
+                );
+            }
+        }
+        match &w.t {
+            OrderTypeWire::Trigger {
+                is_market,
+                trigger_px,
+                tpsl,
+            } => {
+                order.trigger = Some((dec_of(&json!(trigger_px)), *is_market, *tpsl));
+                let i = self.record(order);
+                self.fire_triggers(&asset.name);
+                let o = &self.orders[i];
+                if o.status == "filled" {
+                    json!({"filled": {"totalSz": o.orig_sz.to_string(), "avgPx": o.limit_px.to_string(), "oid": o.oid}})
+                } else {
+                    json!({"resting": {"oid": oid, "cloid": o.cloid}})
+                }
+            }
+            OrderTypeWire::Limit { tif } => {
+                order.tif = Some(*tif);
+                let touch = if w.b { book.ask } else { book.bid };
+                let marketable = if w.b { px >= touch } else { px <= touch };
+                match tif {
+                    Tif::Alo if marketable => {
+                        return reject(self, order, "badAloPxRejected", format!("Post only order would have immediately matched, bbo was {}@{}. asset={}", book.bid, book.ask, w.a));
+                    }
+                    Tif::Ioc if !marketable => {
+                        return reject(self, order, "iocCancelRejected", format!("Order could not immediately match against any resting orders. asset={}", w.a));
+                    }
+                    _ => {}
+                }
+                let i = self.record(order);
+                let filled = if marketable {
+                    let qty = sz.min(book.depth);
+                    self.fill(i, touch, qty);
+                    qty
+                } else {
+                    Decimal::ZERO
+                };
+                let o = &mut self.orders[i];
+                if filled == sz {
+                    o.status = "filled".into();
+                    json!({"filled": {"totalSz": filled.to_string(), "avgPx": touch.to_string(), "oid": oid}})
+                } else if *tif == Tif::Ioc {
+                    o.status = "canceled".into();
+                    json!({"filled": {"totalSz": filled.to_string(), "avgPx": touch.to_string(), "oid": oid}})
+                } else {
+                    json!({"resting": {"oid": oid, "cloid": o.cloid}})
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, order: MockOrder) -> usize {
+        let i = self.orders.len();
+        if let Some(c) = &order.cloid {
+            self.by_cloid.insert(c.clone(), i);
+        }
+        self.orders.push(order);
+        i
+    }
+
+    /// Fills `qty` of order `i` at `px`: fill record, position, remaining size.
+    fn fill(&mut self, i: usize, px: Decimal, qty: Decimal) {
+        if qty <= Decimal::ZERO {
+            return;
+        }
+        let o = &mut self.orders[i];
+        o.sz -= qty;
+        let (coin, is_buy, oid, cloid) = (o.coin.clone(), o.is_buy, o.oid, o.cloid.clone());
+        let pos = self.positions.entry(coin.clone()).or_default();
+        let start = pos.0;
+        let signed = if is_buy { qty } else { -qty };
+        let next = pos.0 + signed;
+        if pos.0.is_zero() || (pos.0 > Decimal::ZERO) == (signed > Decimal::ZERO) {
+            pos.1 = ((pos.0.abs() * pos.1 + qty * px) / next.abs())
+                .round_dp(8)
+                .normalize();
+        } else if next.is_zero() || (next > Decimal::ZERO) != (pos.0 > Decimal::ZERO) {
+            pos.1 = px;
+        }
+        pos.0 = next;
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        self.fills.push(MockFill {
+            coin,
+            px,
+            sz: qty,
+            is_buy,
+            time: now_ms(),
+            start_position: start,
+            oid,
+            tid,
+            cloid,
+        });
+    }
+
+    fn match_resting(&mut self, coin: &str) {
+        let Some(book) = self.books.get(coin).cloned() else {
+            return;
+        };
+        for i in 0..self.orders.len() {
+            let o = &self.orders[i];
+            if o.coin != coin || o.status != "open" || o.trigger.is_some() {
+                continue;
+            }
+            let marketable = if o.is_buy {
+                o.limit_px >= book.ask
+            } else {
+                o.limit_px <= book.bid
+            };
+            if marketable {
+                let (px, qty) = (o.limit_px, o.sz);
+                self.fill(i, px, qty);
+                self.orders[i].status = "filled".into();
+            }
+        }
+        self.fire_triggers(coin);
+    }
+
+    fn fire_triggers(&mut self, coin: &str) {
+        let Some(mid) = self.mid(coin) else {
+            return;
+        };
+        let Some(book) = self.books.get(coin).cloned() else {
+            return;
+        };
+        for i in 0..self.orders.len() {
+            let o = &self.orders[i];
+            let Some((trigger, _, tpsl)) = o.trigger else {
+                continue;
+            };
+            if o.coin != coin || o.status != "open" {
+                continue;
+            }
+            // A sell TP fires at or above its trigger, a sell SL at or below; buys mirror.
+            let fires = match (o.is_buy, tpsl) {
+                (false, Tpsl::Tp) | (true, Tpsl::Sl) => mid >= trigger,
+                (false, Tpsl::Sl) | (true, Tpsl::Tp) => mid <= trigger,
+            };
+            if fires {
+                let touch = if o.is_buy { book.ask } else { book.bid };
+                let qty = o.sz;
+                self.fill(i, touch, qty);
+                self.orders[i].status = "filled".into();
+            }
+        }
+    }
+}

@@ -1,0 +1,579 @@
+//! HyperliquidVenue behind the gateway and a connector, against the stateful mock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+use super::config::{EnvLookup, HyperliquidConfig, KEY_VAR};
+use super::mock::{Fault, MockHyperliquid};
+use super::signing::{Network, PrivateKey};
+use super::venue::HyperliquidVenue;
+use crate::clock::system_clock;
+use crate::exchanges::connector::Connector;
+use crate::exchanges::gateway::{
+    Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing,
+};
+use crate::exchanges::risk_gate::RiskConfig;
+use crate::exchanges::types::*;
+use crate::exchanges::venue::{Venue, VenueError};
+use crate::store::Store;
+use crate::supervisor::Slot;
+
+const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
+const OTHER_KEY: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+const VENUE: &str = "hyperliquid";
+
+fn wallet() -> super::signing::Address {
+    PrivateKey::from_hex(KEY).unwrap().address()
+}
+
+fn env_with(key: Option<&'static str>) -> EnvLookup {
+    Arc::new(move |k| (k == KEY_VAR).then_some(key).flatten().map(String::from))
+}
+
+fn config(mock: &MockHyperliquid) -> HyperliquidConfig {
+    let mut cfg = HyperliquidConfig {
+        network: Network::Testnet,
+        base_url: Some(mock.url()),
+        wallet_address: wallet().to_string(),
+        request_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    cfg.resilience.retry.backoff.base = Duration::from_millis(10);
+    cfg
+}
+
+fn venue(mock: &MockHyperliquid, key: Option<&'static str>) -> Arc<HyperliquidVenue> {
+    Arc::new(HyperliquidVenue::open(VENUE, &config(mock), env_with(key), system_clock()).unwrap())
+}
+
+fn mock() -> MockHyperliquid {
+    MockHyperliquid::start(wallet(), Network::Testnet)
+}
+
+async fn gateway(store: &Store, venue: Arc<HyperliquidVenue>) -> Arc<GatewayCore> {
+    let slot = Slot::<Connector>::new();
+    let addr = Connector::new(venue).start();
+    slot.fill(addr, slot.next_token(), "test/hyperliquid");
+    let core = GatewayCore::open(
+        store,
+        BTreeMap::from([(VENUE.to_string(), slot)]),
+        RiskConfig::default(),
+        GatewayConfig {
+            request_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        system_clock(),
+    )
+    .unwrap();
+    core.reconcile(VENUE).await.unwrap();
+    core
+}
+
+fn intent(side: Side, amount: Amount, pricing: Pricing) -> OrderIntent {
+    OrderIntent {
+        venue: VENUE.into(),
+        symbol: "BTC".into(),
+        side,
+        amount,
+        pricing,
+        reduce_only: false,
+        origin: "test".into(),
+    }
+}
+
+fn limit(side: Side, size: Decimal, price: Decimal, tif: TimeInForce) -> OrderRequest {
+    OrderRequest {
+        client_id: ClientOrderId::generate(),
+        symbol: "BTC".into(),
+        side,
+        size,
+        order_type: OrderType::Limit { price, tif },
+        reduce_only: false,
+    }
+}
+
+#[actix::test]
+async fn ioc_market_order_is_filled_and_signed_by_the_wallet() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let report = core
+        .place(intent(Side::Buy, Amount::Usd(dec!(1000)), Pricing::Market))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Filled);
+    assert_eq!(report.size, dec!(0.01666)); // 1000 / 60001 at 5 decimals
+    assert_eq!(report.avg_fill_price, Some(dec!(60001)));
+    assert_eq!(mock.position("BTC"), dec!(0.01666));
+    let sent = mock.order_actions();
+    assert_eq!(sent.len(), 1);
+    let order = &sent[0]["action"]["orders"][0];
+    assert_eq!(order["t"]["limit"]["tif"], "Ioc");
+    // Buy bound: mid 60000 × 1.01 on the grid, rounded toward mid.
+    assert_eq!(order["p"], "60600");
+    assert_eq!(order["c"], report.client_id.to_hex128());
+    // The mock only applies actions whose signature recovers to the wallet.
+    assert_eq!(
+        mock.order(&report.client_id.to_hex128()).unwrap().status,
+        "filled"
+    );
+}
+
+#[actix::test]
+async fn gtc_order_rests_then_is_cancelled_by_cloid() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.01)),
+            Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Acked);
+    let open = core.open_orders(VENUE).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].client_id.as_ref(), Some(&report.client_id));
+    let cancelled = core.cancel(&report.client_id).await.unwrap();
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(
+        mock.order(&report.client_id.to_hex128()).unwrap().status,
+        "canceled"
+    );
+    // A second cancel at the venue keeps the venue's words.
+    let v = venue(&mock, Some(KEY));
+    let err = v.cancel_order("BTC", &report.client_id).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Order was never placed, already canceled, or filled."),
+        "{err}"
+    );
+}
+
+#[actix::test]
+async fn resting_order_fills_when_the_price_moves_and_reconciliation_sees_it() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.01)),
+            Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+        ))
+        .await
+        .unwrap();
+    mock.set_book("BTC", dec!(58990), dec!(58995), dec!(10));
+    let rec = core.reconcile(VENUE).await.unwrap();
+    assert_eq!(rec.updated, 1);
+    assert_eq!(rec.new_fills, 1);
+    let entry = core.ledger().get(&report.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Filled);
+    assert_eq!(entry.filled_size, dec!(0.01));
+}
+
+#[actix::test]
+async fn trigger_stop_loss_waits_then_fires() {
+    let mock = mock();
+    let v = venue(&mock, Some(KEY));
+    let buy = v
+        .place_order(&OrderRequest {
+            client_id: ClientOrderId::generate(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            size: dec!(0.01),
+            order_type: OrderType::Market {
+                max_slippage: dec!(0.01),
+            },
+            reduce_only: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(buy.status, OrderStatus::Filled);
+    let sl = OrderRequest {
+        client_id: ClientOrderId::generate(),
+        symbol: "BTC".into(),
+        side: Side::Sell,
+        size: dec!(0.01),
+        order_type: OrderType::Trigger {
+            trigger_price: dec!(59000),
+            kind: TriggerKind::StopLoss,
+            limit_price: None,
+        },
+        reduce_only: true,
+    };
+    let placed = v.place_order(&sl).await.unwrap();
+    assert_eq!(placed.status, OrderStatus::Acked);
+    let wire = &mock.order_actions()[1]["action"]["orders"][0];
+    assert_eq!(wire["t"]["trigger"]["tpsl"], "sl");
+    assert_eq!(wire["t"]["trigger"]["isMarket"], true);
+    assert_eq!(wire["r"], true);
+    let seen = v.query_order("BTC", &sl.client_id).await.unwrap().unwrap();
+    assert_eq!(seen.status, OrderStatus::Acked);
+    mock.set_book("BTC", dec!(58900), dec!(58902), dec!(10));
+    let seen = v.query_order("BTC", &sl.client_id).await.unwrap().unwrap();
+    assert_eq!(seen.status, OrderStatus::Filled);
+    assert_eq!(mock.position("BTC"), Decimal::ZERO);
+}
+
+#[actix::test]
+async fn leverage_update_and_schedule_cancel_reach_the_venue() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let v = venue(&mock, Some(KEY));
+    let core = gateway(&store, v.clone()).await;
+    core.set_leverage(VENUE, "BTC", 3).await.unwrap();
+    assert_eq!(mock.leverage("BTC"), Some(3));
+    let err = v.set_leverage("BTC", 80).await.unwrap_err();
+    assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
+    v.schedule_cancel(Some(1_900_000_000_000)).await.unwrap();
+    assert_eq!(mock.scheduled_cancel(), Some(1_900_000_000_000));
+    let limit = v.user_rate_limit().await.unwrap();
+    assert_eq!(limit.n_requests_cap, 10000);
+}
+
+#[actix::test]
+async fn partial_fill_of_an_ioc_cancels_the_rest() {
+    let mock = mock();
+    mock.set_book("BTC", dec!(59999), dec!(60001), dec!(0.004));
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let report = core
+        .place(intent(Side::Buy, Amount::Base(dec!(0.01)), Pricing::Market))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Cancelled);
+    assert_eq!(report.filled_size, dec!(0.004));
+    assert_eq!(mock.position("BTC"), dec!(0.004));
+    let seen = venue(&mock, Some(KEY))
+        .query_order("BTC", &report.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (seen.status, seen.filled_size),
+        (OrderStatus::Cancelled, dec!(0.004))
+    );
+}
+
+#[actix::test]
+async fn a_429_holds_every_request_until_the_retry_time() {
+    let mock = mock();
+    let v = venue(&mock, Some(KEY));
+    v.instrument("BTC").await.unwrap();
+    mock.fail_next_exchange(Fault::RateLimited {
+        retry_after_secs: Some(1),
+    });
+    let err = v
+        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .await
+        .unwrap_err();
+    let VenueError::RateLimited { retry_after, .. } = err else {
+        panic!("expected rate limited, got {err}");
+    };
+    assert_eq!(retry_after, Some(Duration::from_secs(1)));
+    let second = v
+        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .await
+        .unwrap();
+    assert_eq!(second.status, OrderStatus::Acked);
+    let at = mock.exchange_arrivals();
+    assert_eq!(at.len(), 2, "nothing was sent during the pause");
+    assert!(
+        at[1] - at[0] >= Duration::from_millis(990),
+        "{:?}",
+        at[1] - at[0]
+    );
+    // Without Retry-After the configured pause applies; a deadline shorter than the pause
+    // fails at once without sending.
+    let mut cfg = config(&mock);
+    cfg.request_timeout = Duration::from_millis(300);
+    let short = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
+    short.instrument("BTC").await.unwrap();
+    mock.fail_next_exchange(Fault::RateLimited {
+        retry_after_secs: None,
+    });
+    let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
+    assert!(short.place_order(&order).await.is_err());
+    let err = short.place_order(&order).await.unwrap_err();
+    assert!(matches!(err, VenueError::RateLimited { .. }), "{err}");
+    assert_eq!(mock.exchange_arrivals().len(), 3);
+}
+
+async fn unknown_outcome_is_resolved_by_cloid(fault: Fault) {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    mock.fail_next_exchange(fault.clone());
+    let report = core
+        .place(intent(Side::Buy, Amount::Usd(dec!(1000)), Pricing::Market))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Filled, "{fault:?}");
+    assert_eq!(report.filled_size, dec!(0.01666));
+    let entry = core.ledger().get(&report.client_id).unwrap().unwrap();
+    assert!(
+        entry
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("outcome of the order is unknown"),
+        "{:?}",
+        entry.reason
+    );
+    assert_eq!(
+        mock.order_sends_with_cloid(&report.client_id.to_hex128()),
+        1
+    );
+    assert_eq!(mock.order_actions().len(), 1);
+    assert_eq!(mock.position("BTC"), dec!(0.01666));
+}
+
+#[actix::test]
+async fn http_500_on_an_order_is_resolved_by_client_id_and_not_resent() {
+    unknown_outcome_is_resolved_by_cloid(Fault::ServerErrorAfterApply).await;
+}
+
+#[actix::test]
+async fn connection_reset_mid_order_is_resolved_by_client_id_and_not_resent() {
+    unknown_outcome_is_resolved_by_cloid(Fault::ResetAfterApply).await;
+}
+
+#[actix::test]
+async fn malformed_order_answer_is_a_typed_unknown_outcome_recorded_in_the_ledger() {
+    unknown_outcome_is_resolved_by_cloid(Fault::MalformedAfterApply).await;
+    let mock = mock();
+    let v = venue(&mock, Some(KEY));
+    mock.fail_next_exchange(Fault::MalformedAfterApply);
+    let err = v
+        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .await
+        .unwrap_err();
+    let VenueError::OutcomeUnknown { reason, .. } = &err else {
+        panic!("expected outcome unknown, got {err}");
+    };
+    assert!(reason.contains("unreadable answer to order"), "{reason}");
+    // A malformed read is Malformed once retries are spent, never a panic.
+    for _ in 0..8 {
+        mock.fail_next_info(Fault::MalformedAfterApply);
+    }
+    let err = venue(&mock, Some(KEY)).quote("BTC").await.unwrap_err();
+    assert!(matches!(err, VenueError::Malformed { .. }), "{err}");
+}
+
+#[actix::test]
+async fn hang_on_an_order_is_an_unknown_outcome() {
+    let mock = mock();
+    let mut cfg = config(&mock);
+    cfg.request_timeout = Duration::from_millis(500);
+    let v = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
+    v.instrument("BTC").await.unwrap();
+    mock.fail_next_exchange(Fault::HangAfterApply);
+    let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
+    let err = v.place_order(&order).await.unwrap_err();
+    assert!(matches!(err, VenueError::OutcomeUnknown { .. }), "{err}");
+    let seen = v
+        .query_order("BTC", &order.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.status, OrderStatus::Acked);
+}
+
+#[actix::test]
+async fn venue_rejections_keep_the_venues_message() {
+    let mock = mock();
+    let v = venue(&mock, Some(KEY));
+    // Min notional: 0.0001 BTC × 59000 < $10.
+    let small = v
+        .place_order(&limit(
+            Side::Buy,
+            dec!(0.0001),
+            dec!(59000),
+            TimeInForce::Gtc,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(small.status, OrderStatus::Rejected);
+    assert_eq!(
+        small.reject_reason.as_deref(),
+        Some("Order must have minimum value of $10. asset=0")
+    );
+    // Lot: the venue changed BTC's size decimals after we cached meta.
+    mock.set_sz_decimals("BTC", 3);
+    let lot = v
+        .place_order(&limit(
+            Side::Buy,
+            dec!(0.0012),
+            dec!(59000),
+            TimeInForce::Gtc,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        lot.reject_reason.as_deref(),
+        Some("Order has invalid size.")
+    );
+    // The rejection dropped the cached grid: the next off-lot order is refused locally.
+    let err = v
+        .place_order(&limit(
+            Side::Buy,
+            dec!(0.0012),
+            dec!(59000),
+            TimeInForce::Gtc,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
+    // Tick: ETH now allows no price decimals.
+    let eth = |price| OrderRequest {
+        symbol: "ETH".into(),
+        ..limit(Side::Buy, dec!(0.01), price, TimeInForce::Gtc)
+    };
+    v.instrument("ETH").await.unwrap();
+    mock.set_sz_decimals("ETH", 6);
+    let tick = v.place_order(&eth(dec!(2999.5))).await.unwrap();
+    assert_eq!(
+        tick.reject_reason.as_deref(),
+        Some("Price must be divisible by tick size. asset=1")
+    );
+    // An IOC that cannot match, and a post-only that would.
+    let ioc = v
+        .place_order(&limit(
+            Side::Buy,
+            dec!(0.001),
+            dec!(59000),
+            TimeInForce::Ioc,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        ioc.reject_reason.as_deref(),
+        Some("Order could not immediately match against any resting orders. asset=0")
+    );
+    let alo = v
+        .place_order(&limit(
+            Side::Buy,
+            dec!(0.001),
+            dec!(61000),
+            TimeInForce::Alo,
+        ))
+        .await
+        .unwrap();
+    assert!(alo
+        .reject_reason
+        .unwrap()
+        .starts_with("Post only order would have immediately matched"));
+    // Through the gateway the venue's words land in the ledger.
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, v.clone()).await;
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.001)),
+            Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Ioc,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Rejected);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("Order could not immediately match against any resting orders. asset=0")
+    );
+}
+
+#[actix::test]
+async fn without_a_key_reads_work_and_orders_fail_naming_the_variables() {
+    let mock = mock();
+    let v = venue(&mock, None);
+    let q = v.quote("BTC").await.unwrap();
+    assert_eq!((q.bid, q.ask), (dec!(59999), dec!(60001)));
+    assert_eq!(v.candles("BTC", Timeframe::M1, 5).await.unwrap().len(), 5);
+    assert!(v.account().await.unwrap().account_value > Decimal::ZERO);
+    let err = v
+        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VenueError::Auth { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("HYPER_LIQUID_ETH_PRIVATE_KEY") && text.contains("HYPER_LIQUID_KEY"),
+        "{text}"
+    );
+    assert!(mock.order_actions().is_empty());
+    assert!(!format!("{:?}", venue(&mock, Some(KEY))).contains("0123456789"));
+}
+
+#[actix::test]
+async fn a_signature_from_another_key_is_refused_with_the_venues_words() {
+    let mock = mock();
+    let v = venue(&mock, Some(OTHER_KEY));
+    let err = v
+        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .await
+        .unwrap_err();
+    let other = PrivateKey::from_hex(OTHER_KEY).unwrap().address();
+    assert!(matches!(err, VenueError::Auth { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("User or API Wallet {other} does not exist.")),
+        "{err}"
+    );
+    assert!(mock.orders().is_empty());
+}
+
+#[actix::test]
+async fn nonces_strictly_increase() {
+    let mock = mock();
+    let v = venue(&mock, Some(KEY));
+    for _ in 0..5 {
+        v.place_order(&limit(
+            Side::Buy,
+            dec!(0.001),
+            dec!(59000),
+            TimeInForce::Gtc,
+        ))
+        .await
+        .unwrap();
+    }
+    let nonces: Vec<u64> = mock
+        .order_actions()
+        .iter()
+        .map(|b| b["nonce"].as_u64().unwrap())
+        .collect();
+    assert!(nonces.windows(2).all(|w| w[0] < w[1]), "{nonces:?}");
+}
+
+#[actix::test]
+async fn gateway_errors_stay_typed_for_unknown_symbols() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let err = core
+        .place(OrderIntent {
+            symbol: "NOPE".into(),
+            ..intent(Side::Buy, Amount::Usd(dec!(100)), Pricing::Market)
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GatewayError::Venue(VenueError::UnknownSymbol { .. })),
+        "{err}"
+    );
+}

@@ -1,0 +1,772 @@
+//! [`HyperliquidVenue`]: the [`Venue`] of one Hyperliquid perpetuals account over HTTP.
+//!
+//! Owns: one keep-alive `reqwest` client (every request under the configured deadline),
+//! the cached `meta` (asset indices and size decimals, refreshed after `meta_refresh` or
+//! when the venue says a price or size is off its grid), nonces (current ms, strictly
+//! increasing per process and wallet), signing of /exchange actions, Hyperliquid's request
+//! weights drawn from the resilience kit (info 20, l2Book/allMids/clearinghouseState/
+//! orderStatus 2, exchange actions 1 + ⌊orders/40⌋; the default pool is 1200 per minute),
+//! the pause after a 429, and the mapping of answers into venue-neutral types.
+//!
+//! Never: retries an order send. A timeout, connection reset, HTTP 5xx or unreadable answer
+//! on an order is [`VenueError::OutcomeUnknown`], which the gateway resolves by asking
+//! `orderStatus` by cloid. Reads retry per the resilience policy. The private key is only
+//! ever read from the environment, held as [`PrivateKey`] (prints `***`), and never appears
+//! in an error, a log line or `Debug`. Without a key, reads work and every action fails
+//! with an auth error that names the variables.
+//!
+//! Market orders are aggressive IOC limits at most `max_slippage` from mid (or the
+//! configured `slippage` when the order carries none), rounded onto the tick grid toward
+//! mid. A 429 pauses every request of this venue until its `Retry-After` (Hyperliquid does
+//! not document one; then `rate_limited_pause`): nothing is sent before that time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::actions::Action;
+use super::config::{key_from_env, EnvLookup, HyperliquidConfig, KEY_VAR, KEY_VAR_ALIAS};
+use super::info::{self, ExchangeResponse, Meta};
+use super::signing::{Address, Network, PrivateKey};
+use super::wire::AssetRules;
+use crate::clock::{Millis, SharedClock};
+use crate::exchanges::types::*;
+use crate::exchanges::venue::{Venue, VenueError, VenueResult};
+use crate::resilience::{
+    Classify, ErrorClass, LimitError, Priority, RetryError, TargetResilience, TokioClock,
+};
+use crate::validate::Issues;
+
+/// Weight of the info requests Hyperliquid counts as light.
+const LIGHT: u64 = 2;
+/// Weight of every other info request.
+const HEAVY: u64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HyperliquidError {
+    #[error("venue `{venue}`: invalid configuration: {issues}")]
+    Config { venue: String, issues: String },
+    #[error("venue `{venue}`: {reason}")]
+    Key { venue: String, reason: String },
+    #[error("venue `{venue}`: cannot build the HTTP client: {reason}")]
+    Client { venue: String, reason: String },
+}
+
+/// One Hyperliquid account (the wallet, or the vault it trades for).
+pub struct HyperliquidVenue {
+    name: String,
+    http: reqwest::Client,
+    info_url: String,
+    exchange_url: String,
+    network: Network,
+    /// The account whose orders and positions are read: the vault if set, else the wallet.
+    user: Address,
+    vault: Option<Address>,
+    signer: Option<PrivateKey>,
+    timeout: Duration,
+    slippage: Decimal,
+    meta_refresh: Duration,
+    rate_limited_pause: Duration,
+    meta: RwLock<Option<(Arc<Meta>, Instant)>>,
+    last_nonce: AtomicU64,
+    /// No request leaves before this instant (set by a 429).
+    paused_until: Mutex<Option<Instant>>,
+    kit: TargetResilience,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for HyperliquidVenue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HyperliquidVenue")
+            .field("name", &self.name)
+            .field("api", &self.info_url)
+            .field("user", &self.user)
+            .field("signer", &self.signer.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// One attempt's error, classified for the retry loop.
+struct Attempt(VenueError);
+
+impl Classify for Attempt {
+    fn class(&self) -> ErrorClass {
+        self.0.class()
+    }
+}
+
+impl HyperliquidVenue {
+    /// Builds the venue; the key is looked up in `env` (never in the config).
+    pub fn open(
+        name: &str,
+        config: &HyperliquidConfig,
+        env: EnvLookup,
+        clock: SharedClock,
+    ) -> Result<Self, HyperliquidError> {
+        let mut issues = Issues::default();
+        config.validate("", &mut issues);
+        let cfg_err = |issues: String| HyperliquidError::Config {
+            venue: name.to_string(),
+            issues,
+        };
+        if !issues.is_empty() {
+            return Err(cfg_err(
+                issues
+                    .0
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        let wallet: Address = config
+            .wallet_address
+            .parse()
+            .map_err(|e| cfg_err(format!("wallet_address: {e}")))?;
+        let vault = config
+            .vault_address
+            .as_deref()
+            .map(str::parse::<Address>)
+            .transpose()
+            .map_err(|e| cfg_err(format!("vault_address: {e}")))?;
+        let signer = key_from_env(&env).map_err(|reason| HyperliquidError::Key {
+            venue: name.to_string(),
+            reason,
+        })?;
+        if let Some(key) = &signer {
+            if vault.is_none() && key.address() != wallet {
+                // An API agent wallet signs for the account: allowed, but worth knowing.
+                tracing::info!(venue = name, signer = %key.address(), wallet = %wallet, "signing with an API agent wallet");
+            }
+        } else {
+            tracing::warn!(
+                venue = name,
+                "no {KEY_VAR} (or {KEY_VAR_ALIAS}) in the environment: reads only"
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| HyperliquidError::Client {
+                venue: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        let kit = config
+            .resilience
+            .build(name, TokioClock::shared(), clock.clone(), None)
+            .map_err(|e| cfg_err(format!("resilience: {e}")))?;
+        let api = config.api_url();
+        Ok(Self {
+            name: name.to_string(),
+            http,
+            info_url: format!("{api}/info"),
+            exchange_url: format!("{api}/exchange"),
+            network: config.network,
+            user: vault.unwrap_or(wallet),
+            vault,
+            signer,
+            timeout: config.request_timeout,
+            slippage: config.slippage,
+            meta_refresh: config.meta_refresh,
+            rate_limited_pause: config.rate_limited_pause,
+            meta: RwLock::new(None),
+            last_nonce: AtomicU64::new(0),
+            paused_until: Mutex::new(None),
+            kit,
+            clock,
+        })
+    }
+
+    /// The account this venue reads and trades.
+    pub fn user(&self) -> Address {
+        self.user
+    }
+
+    fn err_unavailable(&self, reason: impl Into<String>) -> VenueError {
+        VenueError::Unavailable {
+            venue: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn malformed(&self, e: info::InfoError) -> VenueError {
+        e.into_venue_error(&self.name)
+    }
+
+    /// Current ms, strictly above every nonce this venue has used.
+    fn next_nonce(&self) -> u64 {
+        let now = u64::try_from(self.clock.now_ms()).unwrap_or(0);
+        let mut last = self.last_nonce.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_nonce.compare_exchange_weak(
+                last,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// Waits out a 429 pause, or says it does not end before `deadline`.
+    async fn wait_pause(&self, deadline: Instant) -> VenueResult<()> {
+        let until = *self.paused_until.lock();
+        if let Some(until) = until {
+            let now = Instant::now();
+            if until > now {
+                if until > deadline {
+                    return Err(VenueError::RateLimited {
+                        venue: self.name.clone(),
+                        retry_after: Some(until - now),
+                        reason: "paused after a 429 from Hyperliquid; nothing is sent before the pause ends".into(),
+                    });
+                }
+                tokio::time::sleep_until(until).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn pause_for(&self, headers: &reqwest::header::HeaderMap) -> Duration {
+        let cap = self.kit.retry.config().rate_limited.retry_after_cap;
+        headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                crate::resilience::parse_retry_after(v, std::time::SystemTime::now(), cap)
+            })
+            .unwrap_or(self.rate_limited_pause)
+    }
+
+    fn set_pause(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut guard = self.paused_until.lock();
+        if guard.is_none_or(|u| u < until) {
+            *guard = Some(until);
+        }
+    }
+
+    async fn draw(
+        &self,
+        endpoint: &str,
+        cost: u64,
+        priority: Priority,
+        deadline: Instant,
+    ) -> VenueResult<()> {
+        self.kit
+            .limits
+            .acquire(endpoint, cost, priority, deadline)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                LimitError::WouldPassDeadline { wait, .. } => VenueError::RateLimited {
+                    venue: self.name.clone(),
+                    retry_after: Some(wait),
+                    reason: e.to_string(),
+                },
+                other => self.err_unavailable(other.to_string()),
+            })
+    }
+
+    /// POST /info with one retry loop; `weight` is Hyperliquid's cost of this request.
+    async fn info(
+        &self,
+        what: &'static str,
+        body: serde_json::Value,
+        weight: u64,
+    ) -> VenueResult<Bytes> {
+        let deadline = Instant::now() + self.timeout;
+        let body = Bytes::from(body.to_string());
+        let result = self
+            .kit
+            .retry
+            .run(deadline, || {
+                let body = body.clone();
+                async move {
+                    self.info_once(what, body, weight, deadline)
+                        .await
+                        .map_err(Attempt)
+                }
+            })
+            .await;
+        result.map_err(|e| match e {
+            RetryError::NotRetryable { error, .. }
+            | RetryError::Exhausted { error, .. }
+            | RetryError::WouldPassDeadline { error, .. } => error.0,
+            RetryError::DeadlineElapsed { .. } => VenueError::Timeout {
+                venue: self.name.clone(),
+                what: format!("info {what}"),
+                after: self.timeout,
+            },
+        })
+    }
+
+    async fn info_once(
+        &self,
+        what: &'static str,
+        body: Bytes,
+        weight: u64,
+        deadline: Instant,
+    ) -> VenueResult<Bytes> {
+        self.wait_pause(deadline).await?;
+        self.draw("info", weight, Priority::Low, deadline).await?;
+        let permit = self
+            .kit
+            .breaker
+            .check()
+            .map_err(|e| self.err_unavailable(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let result = self.post(&self.info_url, body, deadline, what, false).await;
+        permit.record(
+            &result.as_ref().map_err(|e| Attempt(e.clone())),
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// One HTTP POST. `is_order`: an answer that may hide an accepted order is
+    /// `OutcomeUnknown` rather than a plain transport error.
+    async fn post(
+        &self,
+        url: &str,
+        body: Bytes,
+        deadline: Instant,
+        what: &str,
+        is_order: bool,
+    ) -> VenueResult<Bytes> {
+        let unknown = |reason: String| VenueError::OutcomeUnknown {
+            venue: self.name.clone(),
+            reason,
+        };
+        let send = async {
+            let resp = self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, bytes))
+        };
+        let answered = match tokio::time::timeout_at(deadline, send).await {
+            Err(_) => Err(None),
+            Ok(Err(e)) => Err(Some(e)),
+            Ok(Ok(r)) => Ok(r),
+        };
+        let (status, headers, bytes) = match answered {
+            Ok(r) => r,
+            Err(e) => {
+                let timed_out = e.as_ref().is_none_or(|e| e.is_timeout());
+                let never_sent = e
+                    .as_ref()
+                    .is_some_and(|e| e.is_connect() && !e.is_timeout());
+                let reason = match &e {
+                    None => format!("no answer to {what} within {:?}", self.timeout),
+                    Some(e) => format!("{what}: {}", error_chain(e)),
+                };
+                return Err(if never_sent {
+                    self.err_unavailable(reason)
+                } else if is_order {
+                    unknown(reason)
+                } else if timed_out {
+                    VenueError::Timeout {
+                        venue: self.name.clone(),
+                        what: what.to_string(),
+                        after: self.timeout,
+                    }
+                } else {
+                    self.err_unavailable(reason)
+                });
+            }
+        };
+        let text = || {
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        };
+        match status.as_u16() {
+            200..=299 => Ok(bytes),
+            429 => {
+                let pause = self.pause_for(&headers);
+                self.set_pause(pause);
+                Err(VenueError::RateLimited {
+                    venue: self.name.clone(),
+                    retry_after: Some(pause),
+                    reason: format!("HTTP 429 on {what}: {}", text()),
+                })
+            }
+            s @ 500..=599 => {
+                let reason = format!("HTTP {s} on {what}: {}", text());
+                Err(if is_order {
+                    unknown(reason)
+                } else {
+                    self.err_unavailable(reason)
+                })
+            }
+            401 | 403 => Err(VenueError::Auth {
+                venue: self.name.clone(),
+                reason: format!("HTTP {} on {what}: {}", status.as_u16(), text()),
+            }),
+            s => Err(VenueError::InvalidRequest {
+                venue: self.name.clone(),
+                reason: format!("HTTP {s} on {what}: {}", text()),
+            }),
+        }
+    }
+
+    /// Signs and sends one action, once. `is_order` marks an action whose ambiguous
+    /// outcome must be resolved by cloid.
+    async fn exchange(
+        &self,
+        action: Action,
+        orders: u64,
+        priority: Priority,
+        is_order: bool,
+    ) -> VenueResult<ExchangeResponse> {
+        let key = self.signer.as_ref().ok_or_else(|| VenueError::Auth {
+            venue: self.name.clone(),
+            reason: format!(
+                "no wallet key: set {KEY_VAR} (or {KEY_VAR_ALIAS}) in the environment to trade; reads work without it"
+            ),
+        })?;
+        let deadline = Instant::now() + self.timeout;
+        let label = action.label();
+        self.wait_pause(deadline).await?;
+        self.draw("exchange", 1 + orders / 40, priority, deadline)
+            .await?;
+        let permit = self
+            .kit
+            .breaker
+            .check()
+            .map_err(|e| self.err_unavailable(e.to_string()))?;
+        let nonce = self.next_nonce();
+        let request = action
+            .sign(key, nonce, self.vault, self.network)
+            .map_err(|e| VenueError::InvalidRequest {
+                venue: self.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let body = serde_json::to_vec(&request).map_err(|e| VenueError::InvalidRequest {
+            venue: self.name.clone(),
+            reason: format!("cannot encode {label}: {e}"),
+        })?;
+        let started = std::time::Instant::now();
+        let sent = self
+            .post(
+                &self.exchange_url,
+                Bytes::from(body),
+                deadline,
+                label,
+                is_order,
+            )
+            .await;
+        let result = sent.and_then(|bytes| {
+            info::parse_exchange_response(&bytes).map_err(|e| {
+                if is_order {
+                    VenueError::OutcomeUnknown {
+                        venue: self.name.clone(),
+                        reason: format!("unreadable answer to {label}: {e}"),
+                    }
+                } else {
+                    self.malformed(e)
+                }
+            })
+        });
+        permit.record(
+            &result.as_ref().map_err(|e| Attempt(e.clone())),
+            started.elapsed(),
+        );
+        let response = result?;
+        if let Some(refusal) = response.refusal(&self.name) {
+            return Err(refusal);
+        }
+        Ok(response)
+    }
+
+    /// Asset rules and indices, cached for `meta_refresh`; `force` refetches.
+    pub async fn meta(&self, force: bool) -> VenueResult<Arc<Meta>> {
+        if !force {
+            if let Some((meta, at)) = self.meta.read().as_ref() {
+                if at.elapsed() < self.meta_refresh {
+                    return Ok(meta.clone());
+                }
+            }
+        }
+        let body = self.info("meta", json!({"type": "meta"}), HEAVY).await?;
+        let meta = Arc::new(info::parse_meta(&body).map_err(|e| self.malformed(e))?);
+        *self.meta.write() = Some((meta.clone(), Instant::now()));
+        Ok(meta)
+    }
+
+    async fn asset(&self, symbol: &str) -> VenueResult<AssetRules> {
+        if let Some(a) = self.meta(false).await?.asset(symbol) {
+            return Ok(a);
+        }
+        // Maybe listed since the cache was filled.
+        self.meta(true)
+            .await?
+            .asset(symbol)
+            .ok_or_else(|| VenueError::UnknownSymbol {
+                venue: self.name.clone(),
+                symbol: symbol.to_string(),
+            })
+    }
+
+    async fn mid(&self, symbol: &str) -> VenueResult<Decimal> {
+        let body = self
+            .info("allMids", json!({"type": "allMids"}), LIGHT)
+            .await?;
+        let mids = info::parse_all_mids(&body).map_err(|e| self.malformed(e))?;
+        mids.get(symbol)
+            .copied()
+            .ok_or_else(|| VenueError::UnknownSymbol {
+                venue: self.name.clone(),
+                symbol: symbol.to_string(),
+            })
+    }
+
+    async fn clearinghouse(&self) -> VenueResult<info::ClearinghouseState> {
+        let body = self
+            .info(
+                "clearinghouseState",
+                json!({"type": "clearinghouseState", "user": self.user.to_string()}),
+                LIGHT,
+            )
+            .await?;
+        info::parse_clearinghouse_state(&body, self.clock.now_ms()).map_err(|e| self.malformed(e))
+    }
+
+    /// Dead man's switch: the venue cancels every open order at `at_ms`; `None` unsets it.
+    pub async fn schedule_cancel(&self, at_ms: Option<Millis>) -> VenueResult<()> {
+        let time = at_ms.map(|t| u64::try_from(t).unwrap_or(0));
+        self.exchange(Action::ScheduleCancel { time }, 0, Priority::High, false)
+            .await
+            .map(|_| ())
+    }
+
+    /// The address-based request budget; exported as a gauge. With no headroom left,
+    /// requests pause for `rate_limited_pause` (the venue then allows one per 10 s).
+    pub async fn user_rate_limit(&self) -> VenueResult<info::UserRateLimit> {
+        let body = self
+            .info(
+                "userRateLimit",
+                json!({"type": "userRateLimit", "user": self.user.to_string()}),
+                HEAVY,
+            )
+            .await?;
+        let limit = info::parse_user_rate_limit(&body).map_err(|e| self.malformed(e))?;
+        metrics::gauge!(crate::resilience::limiter::METRIC_HEADROOM, "limit" => format!("{}/address", self.name))
+            .set(limit.headroom() as f64);
+        if limit.headroom() == 0 {
+            self.set_pause(self.rate_limited_pause);
+        }
+        Ok(limit)
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+#[async_trait]
+impl Venue for HyperliquidVenue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn instrument(&self, symbol: &str) -> VenueResult<Instrument> {
+        Ok(self.asset(symbol).await?.to_instrument())
+    }
+
+    async fn quote(&self, symbol: &str) -> VenueResult<Quote> {
+        let body = self
+            .info("l2Book", json!({"type": "l2Book", "coin": symbol}), LIGHT)
+            .await?;
+        let book = info::parse_l2_book(&body).map_err(|e| self.malformed(e))?;
+        book.quote().map_err(|e| self.malformed(e))
+    }
+
+    async fn candles(
+        &self,
+        symbol: &str,
+        timeframe: Timeframe,
+        lookback: usize,
+    ) -> VenueResult<Vec<Candle>> {
+        let end = self.clock.now_ms();
+        let span = timeframe.millis() * i64::try_from(lookback.max(1)).unwrap_or(i64::MAX / 2);
+        let start = end.saturating_sub(span);
+        let body = self
+            .info(
+                "candleSnapshot",
+                json!({"type": "candleSnapshot", "req": {"coin": symbol, "interval": timeframe.as_str(), "startTime": start, "endTime": end}}),
+                HEAVY,
+            )
+            .await?;
+        let mut candles = info::parse_candles(&body).map_err(|e| self.malformed(e))?;
+        if candles.len() > lookback {
+            candles.drain(..candles.len() - lookback);
+        }
+        Ok(candles)
+    }
+
+    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
+        let asset = self.asset(&order.symbol).await?;
+        let mut order = order.clone();
+        let reference = match &mut order.order_type {
+            OrderType::Market { max_slippage } => {
+                if max_slippage.is_zero() {
+                    *max_slippage = self.slippage;
+                }
+                Some(self.mid(&order.symbol).await?)
+            }
+            _ => None,
+        };
+        let wire =
+            super::actions::OrderWire::from_request(&order, &asset, reference).map_err(|e| {
+                VenueError::InvalidRequest {
+                    venue: self.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let priority = if order.reduce_only {
+            Priority::High
+        } else {
+            Priority::Medium
+        };
+        let response = self
+            .exchange(Action::orders(vec![wire]), 1, priority, true)
+            .await?;
+        let ExchangeResponse::Ok { outcomes, .. } = response else {
+            // refusal() already turned an Err answer into an error.
+            return Err(self.err_unavailable("unexpected /exchange answer"));
+        };
+        let Some(outcome) = outcomes.first() else {
+            return Err(VenueError::OutcomeUnknown {
+                venue: self.name.clone(),
+                reason: "the answer to the order carried no status".into(),
+            });
+        };
+        if let info::ActionOutcome::Error(msg) = outcome {
+            let lower = msg.to_ascii_lowercase();
+            if lower.contains("invalid price")
+                || lower.contains("invalid size")
+                || lower.contains("tick size")
+            {
+                // Our grid may be stale: refetch meta before the next order.
+                *self.meta.write() = None;
+            }
+        }
+        Ok(info::placed_order(&order, outcome, self.clock.now_ms()))
+    }
+
+    async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()> {
+        let asset = self.asset(symbol).await?;
+        let response = self
+            .exchange(
+                Action::cancel_by_cloid(&asset, client_id),
+                1,
+                Priority::High,
+                false,
+            )
+            .await?;
+        match response {
+            ExchangeResponse::Ok { outcomes, .. } => match outcomes.first() {
+                Some(info::ActionOutcome::Error(msg)) => Err(VenueError::Rejected {
+                    venue: self.name.clone(),
+                    reason: msg.clone(),
+                }),
+                _ => Ok(()),
+            },
+            ExchangeResponse::Err(msg) => Err(VenueError::Rejected {
+                venue: self.name.clone(),
+                reason: msg,
+            }),
+        }
+    }
+
+    async fn query_order(
+        &self,
+        _symbol: &str,
+        client_id: &ClientOrderId,
+    ) -> VenueResult<Option<VenueOrder>> {
+        let body = self
+            .info(
+                "orderStatus",
+                json!({"type": "orderStatus", "user": self.user.to_string(), "oid": client_id.to_hex128()}),
+                LIGHT,
+            )
+            .await?;
+        info::parse_order_status(&body).map_err(|e| self.malformed(e))
+    }
+
+    async fn open_orders(&self) -> VenueResult<Vec<VenueOrder>> {
+        let body = self
+            .info(
+                "frontendOpenOrders",
+                json!({"type": "frontendOpenOrders", "user": self.user.to_string()}),
+                HEAVY,
+            )
+            .await?;
+        info::parse_open_orders(&body).map_err(|e| self.malformed(e))
+    }
+
+    async fn fills_since(&self, since_ms: Millis) -> VenueResult<Vec<Fill>> {
+        let body = self
+            .info(
+                "userFillsByTime",
+                json!({"type": "userFillsByTime", "user": self.user.to_string(), "startTime": since_ms}),
+                HEAVY,
+            )
+            .await?;
+        let fills = info::parse_user_fills(&body).map_err(|e| self.malformed(e))?;
+        Ok(fills
+            .into_iter()
+            .filter(|f| f.time_ms >= since_ms)
+            .collect())
+    }
+
+    async fn positions(&self) -> VenueResult<Vec<Position>> {
+        Ok(self.clearinghouse().await?.positions)
+    }
+
+    async fn account(&self) -> VenueResult<AccountSnapshot> {
+        Ok(self.clearinghouse().await?.account)
+    }
+
+    async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()> {
+        let asset = self.asset(symbol).await?;
+        let action = Action::update_leverage(&asset, leverage, true).map_err(|e| {
+            VenueError::InvalidRequest {
+                venue: self.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        self.exchange(action, 0, Priority::High, false)
+            .await
+            .map(|_| ())
+    }
+}

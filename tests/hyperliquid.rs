@@ -1,0 +1,359 @@
+//! The engine process against the mock Hyperliquid (in this test process, on loopback):
+//! `orrery order` signs with the key from the environment, and SIGKILL at random points of
+//! 200 orders leaves the ledger and the venue in exact agreement, each cloid sent at most
+//! once.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use orrery::config::Config;
+use orrery_actors::clock::system_clock;
+use orrery_actors::exchanges::hyperliquid::actions::Action;
+use orrery_actors::exchanges::hyperliquid::info::order_status_of;
+use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
+use orrery_actors::exchanges::hyperliquid::signing::{recover_l1_signer, Address, Signature};
+use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
+use orrery_actors::exchanges::ledger::OrderLedger;
+use orrery_actors::exchanges::{ClientOrderId, OrderStatus};
+use orrery_actors::store::Store;
+use rust_decimal::Decimal;
+
+const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
+const KEY_ENV: (&str, &str) = ("HYPER_LIQUID_ETH_PRIVATE_KEY", KEY);
+/// Holds the shipped trading agent back: only this test's orders.
+const QUIET: (&str, &str) = ("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h");
+
+fn wallet() -> Address {
+    PrivateKey::from_hex(KEY).unwrap().address()
+}
+
+fn hl_section(mock: &MockHyperliquid) -> String {
+    format!(
+        r#"
+[exchanges.venues.hyperliquid]
+kind = "hyperliquid"
+network = "testnet"
+base_url = "{}"
+wallet_address = "{}"
+request_timeout = "3s"
+"#,
+        mock.url(),
+        wallet()
+    )
+}
+
+fn signer_of(body: &serde_json::Value) -> Address {
+    let action: Action = serde_json::from_value(body["action"].clone()).unwrap();
+    let signature: Signature = serde_json::from_value(body["signature"].clone()).unwrap();
+    recover_l1_signer(
+        &action,
+        action.label(),
+        body["nonce"].as_u64().unwrap(),
+        None,
+        Network::Testnet,
+        &signature,
+    )
+    .unwrap()
+}
+
+#[test]
+fn order_cli_signs_with_the_key_from_the_environment() {
+    let mock = MockHyperliquid::start(wallet(), Network::Testnet);
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), free_port(), &hl_section(&mock));
+    let out = Command::new(BIN)
+        .args(["order", "--config", config.to_str().unwrap()])
+        .args(["--venue", "hyperliquid", "--symbol", "BTC", "--side", "buy"])
+        .args(["--usd", "100", "--json"])
+        .env_remove("ORRERY_CONFIG")
+        .env_remove("HYPER_LIQUID_KEY")
+        .env(KEY_ENV.0, KEY_ENV.1)
+        .env(QUIET.0, QUIET.1)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(&KEY[2..]) && !stderr.contains(&KEY[2..]));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "filled", "{report}");
+    let sent = mock.order_actions();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(signer_of(&sent[0]), wallet());
+    let cloid = sent[0]["action"]["orders"][0]["c"].as_str().unwrap();
+    assert_eq!(
+        ClientOrderId::parse(cloid).unwrap().as_str(),
+        report["client_id"].as_str().unwrap()
+    );
+    // 100 USD at the ask 60001, 5 size decimals.
+    assert_eq!(mock.position("BTC"), "0.00166".parse::<Decimal>().unwrap());
+
+    // Without the key the same order fails with an auth error naming the variable.
+    let out = Command::new(BIN)
+        .args(["order", "--config", config.to_str().unwrap()])
+        .args(["--venue", "hyperliquid", "--symbol", "BTC", "--side", "buy"])
+        .args(["--usd", "100", "--json"])
+        .env_remove("ORRERY_CONFIG")
+        .env_remove("HYPER_LIQUID_KEY")
+        .env_remove(KEY_ENV.0)
+        .env(QUIET.0, QUIET.1)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("HYPER_LIQUID_ETH_PRIVATE_KEY"), "{text}");
+    assert_eq!(mock.order_actions().len(), 1);
+}
+
+#[derive(Debug, Clone)]
+struct Ack {
+    client_id: String,
+    status: String,
+    filled: Decimal,
+}
+
+const TOTAL_ORDERS: usize = 200;
+
+fn send_orders(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    worker: usize,
+) {
+    let mut i = 0usize;
+    // `sent` counts orders the engine answered; one cut by a kill is retried as a new
+    // order (new client id), as an operator would.
+    while !stop.load(Ordering::SeqCst) && sent.load(Ordering::SeqCst) < TOTAL_ORDERS {
+        let side = if (i + worker).is_multiple_of(2) {
+            "buy"
+        } else {
+            "sell"
+        };
+        let symbol = ["BTC", "ETH", "SOL"][(i + worker) % 3];
+        let body = format!(
+            r#"{{"venue":"hyperliquid","symbol":"{symbol}","side":"{side}","amount":{{"usd":"150"}},"pricing":"market","reduce_only":false,"origin":"crash-test"}}"#
+        );
+        match http_post_json(port, "/api/orders", &body) {
+            Some((200, report)) => {
+                sent.fetch_add(1, Ordering::SeqCst);
+                let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+                acks.lock().unwrap().push(Ack {
+                    client_id: v["client_id"].as_str().unwrap().to_string(),
+                    status: v["status"].as_str().unwrap().to_string(),
+                    filled: v["filled_size"].as_str().unwrap().parse().unwrap(),
+                });
+            }
+            Some(_) => {
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+            // The kill cut this one: it may or may not have been sent.
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+        i += 1;
+    }
+}
+
+/// A pseudo-random delay in `0..max_ms` (no RNG crate in this test's dependencies).
+fn jitter_ms(max_ms: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    (nanos.wrapping_mul(6364136223846793005) >> 33) % max_ms
+}
+
+#[test]
+fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
+    let mock = MockHyperliquid::start(wallet(), Network::Testnet);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = test_config(dir.path(), port, &hl_section(&mock));
+    let env = [QUIET, KEY_ENV];
+    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut kills = 0;
+
+    while sent.load(Ordering::SeqCst) < TOTAL_ORDERS {
+        let mut engine = spawn_engine(&config_path, dir.path(), &[], &env);
+        wait_for(Duration::from_secs(30), "the engine to serve", || {
+            http_get(port, "/health").filter(|(s, _)| *s == 200)
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                let (stop, sent, acks) = (stop.clone(), sent.clone(), acks.clone());
+                std::thread::spawn(move || send_orders(port, stop, sent, acks, w))
+            })
+            .collect();
+        // Kill at a random point of the flow (or let the last orders finish).
+        std::thread::sleep(Duration::from_millis(100 + jitter_ms(400)));
+        if sent.load(Ordering::SeqCst) < TOTAL_ORDERS {
+            signal(&engine, libc::SIGKILL);
+            kills += 1;
+        } else {
+            for w in workers.iter() {
+                while !w.is_finished() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            signal(&engine, libc::SIGKILL);
+        }
+        wait_exit(&mut engine, Duration::from_secs(10));
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+
+    // A clean start reconciles what the kills left open, then a clean stop.
+    let mut engine = spawn_engine(&config_path, dir.path(), &[], &env);
+    wait_for(
+        Duration::from_secs(30),
+        "reconciliation to settle every open order",
+        || {
+            let (status, body) = http_get(port, "/api/status")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && v["open_orders"].as_array()?.is_empty()).then_some(())
+        },
+    );
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+
+    let acks = acks.lock().unwrap().clone();
+    assert!(kills >= 3, "only {kills} kills");
+    assert!(
+        acks.len() >= TOTAL_ORDERS - 10,
+        "only {} acknowledged",
+        acks.len()
+    );
+    let config = Config::load(Some(&config_path), Vec::new()).unwrap();
+    let store = Store::open(&config.engine.data_dir).unwrap();
+    let ledger = OrderLedger::open(&store, system_clock()).unwrap();
+
+    // Every acknowledged order is in the ledger as acknowledged.
+    for ack in &acks {
+        let id = ClientOrderId::parse(&ack.client_id).unwrap();
+        let entry = ledger
+            .get(&id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged order {} lost", ack.client_id));
+        assert_eq!(entry.status.as_str(), ack.status, "{}", ack.client_id);
+        assert_eq!(entry.filled_size, ack.filled, "{}", ack.client_id);
+    }
+
+    // Each cloid reached the venue at most once.
+    let mut sends: BTreeMap<String, usize> = BTreeMap::new();
+    for body in mock.order_actions() {
+        for o in body["action"]["orders"].as_array().unwrap() {
+            *sends
+                .entry(o["c"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+
+    // The ledger and the venue agree exactly: nothing missing on either side.
+    let entries: Vec<_> = ledger
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.venue == "hyperliquid")
+        .collect();
+    let mut never_sent = 0;
+    for entry in &entries {
+        assert!(
+            entry.status.is_terminal(),
+            "{} left {:?}",
+            entry.client_id,
+            entry.status
+        );
+        match mock.order(&entry.client_id.to_hex128()) {
+            None => {
+                assert_eq!(
+                    entry.status,
+                    OrderStatus::Rejected,
+                    "{} is {:?} in the ledger but unknown to the venue",
+                    entry.client_id,
+                    entry.status
+                );
+                never_sent += 1;
+            }
+            Some(o) => {
+                let filled = o.orig_sz - o.sz;
+                assert_eq!(
+                    (entry.status, entry.filled_size),
+                    (order_status_of(&o.status, filled), filled),
+                    "{}",
+                    entry.client_id
+                );
+            }
+        }
+    }
+    let in_ledger: BTreeSet<String> = entries.iter().map(|e| e.client_id.to_hex128()).collect();
+    for o in mock.orders() {
+        let cloid = o.cloid.clone().unwrap();
+        assert!(
+            in_ledger.contains(&cloid),
+            "venue order {cloid} missing from the ledger"
+        );
+    }
+    eprintln!(
+        "hyperliquid crash test: {kills} kills, {} acknowledged, {} in the ledger, {} at the venue, {never_sent} never sent",
+        acks.len(),
+        entries.len(),
+        mock.orders().len()
+    );
+}
+
+#[test]
+fn example_config_loads_and_bad_values_name_their_keys() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/hyperliquid.toml");
+    let c = Config::load(Some(&path), Vec::new()).unwrap();
+    assert_eq!(c.exchanges.venues["hyperliquid"].kind(), "hyperliquid");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "wallet_address = \"0x0000000000000000000000000000000000000000\"",
+            "wallet_address = \"0xabc\"\nbase_url = \"ftp://nowhere\"",
+        )
+        .replace("slippage = 0.05", "slippage = 2");
+    let err = Config::load_str(&text, "example", Vec::new())
+        .unwrap_err()
+        .to_string();
+    for key in ["wallet_address", "base_url", "slippage"] {
+        assert!(
+            err.contains(&format!("exchanges.venues.hyperliquid.{key}")),
+            "{key}: {err}"
+        );
+    }
+    // The key is never a config field.
+    let with_key = format!(
+        "{}\nprivate_key = \"{KEY}\"\n",
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .split("\n[exchanges.venues.hyperliquid.resilience]")
+            .next()
+            .unwrap()
+    );
+    let err = Config::load_str(&with_key, "example", Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("private_key") && !err.contains(&KEY[2..]),
+        "{err}"
+    );
+}
