@@ -305,6 +305,18 @@ impl<T: Record> Tree<T> {
         done.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Writes several values atomically and returns once they are on disk: after a crash
+    /// either all of them are there or none is. Shares flushes with concurrent writers.
+    pub async fn put_durable_batch(&self, items: &[(String, T)]) -> Result<()> {
+        let encoded = items
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), codec::encode(&self.name, key, value)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let (op, done) = WriteOp::batch(self.tree.clone(), encoded);
+        self.store.inner.writer.submit(op)?;
+        done.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     /// Blocking form of [`Tree::put_durable`], for code outside the async runtime.
     pub fn put_durable_blocking(&self, key: &str, value: &T) -> Result<()> {
         self.put(key, value)?;

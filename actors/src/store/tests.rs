@@ -137,3 +137,29 @@ async fn durable_writes_group_commit() {
     assert_eq!(t.len(), 200);
     assert_eq!(t.last_n(1).unwrap()[0].1.text, "199");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_batch_lands_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    {
+        let store = Store::open(&path).unwrap();
+        let t = store.tree::<Note>("n").unwrap();
+        let items: Vec<(String, Note)> = (0..50)
+            .map(|i| {
+                (
+                    format!("{i:03}"),
+                    Note {
+                        text: format!("v{i}"),
+                    },
+                )
+            })
+            .collect();
+        t.put_durable_batch(&items).await.unwrap();
+        t.put_durable_batch(&[]).await.unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let t = store.tree::<Note>("n").unwrap();
+    assert_eq!(t.len(), 50);
+    assert_eq!(t.get("049").unwrap(), Some(Note { text: "v49".into() }));
+}

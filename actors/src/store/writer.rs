@@ -11,9 +11,17 @@ use super::{Result, StoreError};
 
 pub(super) struct WriteOp {
     tree: sled::Tree,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    change: Change,
     done: oneshot::Sender<Result<()>>,
+}
+
+enum Change {
+    Insert {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Applied atomically: after a crash either every write of the batch is there or none.
+    Batch(sled::Batch),
 }
 
 impl WriteOp {
@@ -22,16 +30,39 @@ impl WriteOp {
         key: &str,
         value: Vec<u8>,
     ) -> (Self, oneshot::Receiver<Result<()>>) {
-        let (done, rx) = oneshot::channel();
-        (
-            Self {
-                tree,
+        Self::new(
+            tree,
+            Change::Insert {
                 key: key.as_bytes().to_vec(),
                 value,
-                done,
             },
-            rx,
         )
+    }
+
+    pub(super) fn batch(
+        tree: sled::Tree,
+        items: Vec<(String, Vec<u8>)>,
+    ) -> (Self, oneshot::Receiver<Result<()>>) {
+        let mut batch = sled::Batch::default();
+        for (key, value) in items {
+            batch.insert(key.as_bytes(), value);
+        }
+        Self::new(tree, Change::Batch(batch))
+    }
+
+    fn new(tree: sled::Tree, change: Change) -> (Self, oneshot::Receiver<Result<()>>) {
+        let (done, rx) = oneshot::channel();
+        (Self { tree, change, done }, rx)
+    }
+
+    fn apply(&mut self) -> sled::Result<()> {
+        match &mut self.change {
+            Change::Insert { key, value } => self
+                .tree
+                .insert(key.as_slice(), value.as_slice())
+                .map(|_| ()),
+            Change::Batch(batch) => self.tree.apply_batch(std::mem::take(batch)),
+        }
     }
 }
 
@@ -85,15 +116,11 @@ fn run(db: sled::Db, rx: Receiver<WriteOp>) {
             }
         }
         let mut results: Vec<Result<()>> = Vec::with_capacity(batch.len());
-        for op in &batch {
-            let r = op
-                .tree
-                .insert(&op.key, op.value.as_slice())
-                .map(|_| ())
-                .map_err(|source| StoreError::Sled {
-                    tree: String::from_utf8_lossy(&op.tree.name()).into_owned(),
-                    source,
-                });
+        for op in &mut batch {
+            let r = op.apply().map_err(|source| StoreError::Sled {
+                tree: String::from_utf8_lossy(&op.tree.name()).into_owned(),
+                source,
+            });
             results.push(r);
         }
         let flushed = db.flush();

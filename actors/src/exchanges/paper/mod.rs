@@ -19,10 +19,11 @@
 //! accounts can share one store. The starting balance applies only when `<name>/account`
 //! does not exist yet.
 //!
-//! Durability: every state change is on disk before the call returns. New fills and
-//! changed orders are written first, the account record (cash, positions, counters) last;
-//! if the process dies between the two, [`PaperVenue::open`] re-applies the fills the
-//! account record does not yet count. Concurrent calls are serialised by an async write
+//! Durability: every state change is on disk before the call returns. The new fills, the
+//! changed orders and the account record (cash, positions, counters) of one change are
+//! one atomic sled batch, so a crash never leaves an order marked filled without its fill
+//! and position. [`PaperVenue::open`] still re-applies fills that an account record does
+//! not count, for data written by builds that wrote them separately. Concurrent calls are serialised by an async write
 //! lock (held across the store awaits, so records reach disk in the order their changes
 //! were made); the account itself sits behind a `parking_lot` mutex held only while
 //! computing, never across an await.
@@ -346,6 +347,10 @@ impl PaperVenue {
         result.map(|r| (r, now))
     }
 
+    /// Writes one change of the book — its fills, orders and the account — as a single
+    /// atomic batch: after a crash the venue never holds an order marked filled without
+    /// the fill and the position that go with it (the gateway reconciles from these
+    /// records, so a torn write would make the ledger and the venue disagree).
     async fn write(
         &self,
         changes: Changes,
@@ -361,18 +366,10 @@ impl PaperVenue {
                 PaperRecord::Order(order),
             ));
         }
-        futures::future::try_join_all(
-            records
-                .iter()
-                .map(|(key, record)| self.tree.put_durable(key, record)),
-        )
-        .await?;
         if let Some(account) = account {
-            self.tree
-                .put_durable(&account_key(&self.name), &PaperRecord::Account(account))
-                .await?;
+            records.push((account_key(&self.name), PaperRecord::Account(account)));
         }
-        Ok(())
+        self.tree.put_durable_batch(&records).await
     }
 
     fn state_write_failed(&self, e: StoreError) -> VenueError {
