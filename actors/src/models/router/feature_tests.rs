@@ -588,3 +588,61 @@ fn prices_are_per_million_tokens() {
     };
     assert_eq!(p.cost(usage), dec!(2.505));
 }
+
+// --- config -----------------------------------------------------------------------------
+
+#[test]
+fn routing_keys_read_from_config_and_bad_values_are_named() {
+    let cfg: ModelsConfig = serde_json::from_value(serde_json::json!({
+        "fast": { "strategy": "weighted_shuffle", "cache_ttl": "10m", "deployments": [
+            { "id": "r1", "provider": "local", "model": "rules-v1", "weight": 3,
+              "context_window": 8000, "price_prompt_per_mtok": "0.15",
+              "price_completion_per_mtok": "0.6" }
+        ]}
+    }))
+    .unwrap();
+    let m = &cfg.models["fast"];
+    assert_eq!(
+        (m.strategy, m.cache_ttl),
+        (Strategy::WeightedShuffle, Some(Duration::from_secs(600)))
+    );
+    let d = &m.deployments[0];
+    assert_eq!(
+        (
+            d.weight,
+            d.context_window,
+            d.price_prompt_per_mtok,
+            d.price_completion_per_mtok
+        ),
+        (3, Some(8000), dec!(0.15), dec!(0.6))
+    );
+    let mut issues = crate::validate::Issues::default();
+    cfg.validate("models", &mut issues);
+    assert!(issues.is_empty(), "{issues:?}");
+
+    let mut bad = cfg.clone();
+    let m = bad.models.get_mut("fast").unwrap();
+    m.cache_ttl = Some(Duration::ZERO);
+    m.deployments[0].weight = 0;
+    m.deployments[0].context_window = Some(10);
+    m.deployments[0].price_prompt_per_mtok = dec!(-1);
+    let mut issues = crate::validate::Issues::default();
+    bad.validate("models", &mut issues);
+    let keys: Vec<&str> = issues.0.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "models.fast.cache_ttl",
+            "models.fast.deployments[0].weight",
+            "models.fast.deployments[0].context_window",
+            "models.fast.deployments[0].price_prompt_per_mtok",
+        ]
+    );
+    let mut issues = crate::validate::Issues::default();
+    ModelCacheConfig { max_entries: 0 }.validate("model_cache", &mut issues);
+    assert_eq!(issues.0[0].key, "model_cache.max_entries");
+    assert!(serde_json::from_value::<ModelsConfig>(serde_json::json!({
+        "x": { "strategy": "fastest", "deployments": [] }
+    }))
+    .is_err());
+}
