@@ -8,7 +8,8 @@
 //!
 //! ```toml
 //! [models.default]
-//! strategy = "ordered_fallback"
+//! strategy = "ordered_fallback"   # or least_busy, lowest_latency, weighted_shuffle
+//! cache_ttl = "10m"               # optional: cache answers to cacheable requests
 //!
 //! [[models.default.deployments]]
 //! id = "local"
@@ -16,6 +17,14 @@
 //! model = "rules-v1"
 //! max_concurrent = 4
 //! timeout = "30s"
+//! # routing and accounting, all optional:
+//! weight = 1
+//! context_window = 128000
+//! price_prompt_per_mtok = 0.15
+//! price_completion_per_mtok = 0.6
+//!
+//! [model_cache]                   # a top-level section of the engine's config
+//! max_entries = 10000
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
