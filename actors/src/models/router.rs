@@ -493,26 +493,40 @@ impl Core {
             }
         }
         let timeout = request.timeout;
-        let (call, _joined) = self.flights.join(&name, key.clone(), || {
-            let core = self.clone();
-            let name = name.clone();
-            async move {
-                let result = core.upstream(&name, &route, request, deadline).await;
-                if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
-                    core.cache.put(&key, response, ttl);
+        loop {
+            let (call, joined) = self.flights.join(&name, key.clone(), || {
+                let core = self.clone();
+                let (name, key, route, request) =
+                    (name.clone(), key.clone(), route.clone(), request.clone());
+                async move {
+                    let result = core.upstream(&name, &route, request, deadline).await;
+                    if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
+                        core.cache.put(&key, response, ttl);
+                    }
+                    result
                 }
-                result
+                .boxed()
+            });
+            // A caller that joined a call started by another waits no longer than its own
+            // deadline.
+            let answer = match tokio::time::timeout_at(deadline, call).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    return Err(ModelError::DeadlineExceeded {
+                        model: name,
+                        timeout,
+                    })
+                }
+            };
+            // The call it joined ran out of its starter's (shorter) deadline: this caller
+            // still has time, so it starts or joins a fresh call.
+            if joined == Joined::Coalesced
+                && matches!(answer, Err(ModelError::DeadlineExceeded { .. }))
+                && Instant::now() < deadline
+            {
+                continue;
             }
-            .boxed()
-        });
-        // A caller that joined a call started by another waits no longer than its own
-        // deadline.
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(answer) => answer,
-            Err(_) => Err(ModelError::DeadlineExceeded {
-                model: name,
-                timeout,
-            }),
+            return answer;
         }
     }
 

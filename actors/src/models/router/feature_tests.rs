@@ -281,6 +281,34 @@ async fn a_coalesced_caller_keeps_its_own_deadline() {
     assert_eq!(a.calls(), 1);
 }
 
+#[actix::test]
+async fn a_coalesced_caller_outliving_the_starters_deadline_gets_a_fresh_call() {
+    let health = HealthTable::new();
+    let a = FakeProvider::new("a", Behaviour::Gated);
+    let r = ModelRouter::new(health.clone(), Store::temporary().unwrap())
+        .with_model(
+            "m",
+            Strategy::OrderedFallback,
+            vec![DeploymentRoute::new("a", pool(&health, a.clone()))],
+        )
+        .start();
+    let mut hasty = request("q");
+    hasty.timeout = Duration::from_millis(150);
+    let leader = tokio::spawn(r.send(Ask(hasty)));
+    eventually("the call in flight", || health.entry("a").in_flight() == 1).await;
+    let patient = tokio::spawn(r.send(Ask(request("q"))));
+    let err = leader.await.unwrap().unwrap().unwrap_err();
+    assert!(
+        matches!(err, ModelError::DeadlineExceeded { .. }),
+        "{err:?}"
+    );
+    // The patient caller does not inherit the hasty one's deadline error.
+    eventually("a second upstream call", || a.calls() == 2).await;
+    a.gate.add_permits(1);
+    let answer = patient.await.unwrap().unwrap().unwrap();
+    assert_eq!(answer.deployment, "a");
+}
+
 // --- response cache ---------------------------------------------------------------------
 
 fn cached_router(

@@ -4,7 +4,8 @@
 //! running, and the `orrery_model_coalesced_total` counter. Never: caches an answer past the
 //! call (the response cache does, when asked) or extends a caller's deadline: each caller
 //! waits at most until its own deadline, while the call itself runs under the deadline of
-//! the caller that started it.
+//! the caller that started it. (When a joined call runs out of its starter's shorter
+//! deadline, the router starts a fresh call for a caller that still has time.)
 //!
 //! The call is a [`futures::future::Shared`] future: it runs as long as at least one caller
 //! still waits for it, and every caller gets a clone of the one result. The entry is
