@@ -1,6 +1,10 @@
 //! The engine's HTTP surface on the telemetry address: Prometheus metrics, health, and the
-//! control API used by `orrery status` / `orrery order` while the engine runs (sled lets
-//! one process own the data dir, so a second process asks the running one).
+//! control API used by `orrery status` / `orrery order` / `orrery models` / `orrery ask`
+//! while the engine runs (sled lets one process own the data dir, so a second process asks
+//! the running one): `GET /api/status`, `POST /api/orders`, `POST /api/kill-switch`,
+//! `GET /api/models` (deployments with live health and usage) and `POST /api/ask` (one
+//! prompt through the model router; the body is [`crate::models::AskBody`], the answer a
+//! `ModelResponse`).
 //!
 //! Keep `telemetry.listen` on loopback: the control API places orders and has no
 //! authentication of its own.

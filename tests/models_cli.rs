@@ -128,6 +128,11 @@ fn ask_and_models_offline_and_live() {
     let status = json(&ok(cli(&["status", "--config", cfg, "--json"])));
     assert_eq!(status["models"][0]["deployment"], "local");
     assert_eq!(status["models"][0]["requests"], 2);
+    let human = String::from_utf8_lossy(&ok(cli(&["status", "--config", cfg])).stdout).to_string();
+    assert!(
+        human.contains("\nmodels:\n  local") && human.contains("2 requests"),
+        "{human}"
+    );
 
     // Engine running: the same commands through its control API.
     let mut env: Vec<(&str, &str)> = priced.to_vec();

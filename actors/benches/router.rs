@@ -8,6 +8,10 @@
 //!   actor round trip).
 //!
 //! Run: `cargo bench -p orrery-actors --bench router -- --warm-up-time 1 --measurement-time 5`
+//!
+//! Measured (2 shared cores, load ~6): swarm 111.3 / 111.6 / 111.8 ms (criterion low /
+//! estimate / high), worst single swarm 115.6 ms against the 110 ms deadline; L1 cache hit
+//! 3.6 / 3.8 / 4.1 µs per `Ask`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
