@@ -14,7 +14,7 @@ use orrery_actors::exchanges::gateway::GatewayConfig;
 use orrery_actors::exchanges::hyperliquid::HyperliquidConfig;
 use orrery_actors::exchanges::paper::PaperConfig;
 use orrery_actors::exchanges::risk_gate::RiskConfig;
-use orrery_actors::models::router::ModelsConfig;
+use orrery_actors::models::router::{ModelCacheConfig, ModelsConfig};
 use orrery_actors::supervisor::{Backoff, Intensity};
 use orrery_actors::validate::{join, ConfigIssue, Issues};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     pub exchanges: ExchangesConfig,
     pub models: ModelsConfig,
+    /// Bounds of the model response cache; see [`ModelCacheConfig`].
+    pub model_cache: ModelCacheConfig,
     pub risk: RiskConfig,
     pub agents: AgentsConfig,
 }
@@ -357,6 +359,7 @@ impl Config {
             }
         }
         self.models.validate("models", &mut issues);
+        self.model_cache.validate("model_cache", &mut issues);
         self.risk.validate("risk", &mut issues);
         if self.risk.ai_confirmation || self.agents.risk.enabled {
             issues.check(

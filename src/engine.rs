@@ -239,7 +239,7 @@ fn tree(
         .shutdown(shutdown);
 
     let models = {
-        let (config, router) = (config.clone(), router.clone());
+        let (config, router, store) = (config.clone(), router.clone(), store.clone());
         let base = base.clone();
         move || {
             let health = HealthTable::new();
@@ -259,12 +259,14 @@ fn tree(
                     );
                 }
             }
-            let (config, health) = (config.clone(), health.clone());
+            let (config, health, store) = (config.clone(), health.clone(), store.clone());
             spec.child(
                 ChildSpec::in_slot("router", router.clone(), move |_| {
                     Ok(ModelRouter::from_config(
                         &config.models,
+                        &config.model_cache,
                         health.clone(),
+                        store.clone(),
                         |d| {
                             let slot = pools.get(&d.id).cloned().unwrap_or_default();
                             Arc::new(slot) as Arc<dyn PoolHandle>

@@ -1,6 +1,10 @@
 //! The engine's HTTP surface on the telemetry address: Prometheus metrics, health, and the
-//! control API used by `orrery status` / `orrery order` while the engine runs (sled lets
-//! one process own the data dir, so a second process asks the running one).
+//! control API used by `orrery status` / `orrery order` / `orrery models` / `orrery ask`
+//! while the engine runs (sled lets one process own the data dir, so a second process asks
+//! the running one): `GET /api/status`, `POST /api/orders`, `POST /api/kill-switch`,
+//! `GET /api/models` (deployments with live health and usage) and `POST /api/ask` (one
+//! prompt through the model router; the body is [`crate::models::AskBody`], the answer a
+//! `ModelResponse`).
 //!
 //! Keep `telemetry.listen` on loopback: the control API places orders and has no
 //! authentication of its own.
@@ -11,7 +15,10 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use orrery_actors::exchanges::gateway::{GatewayError, KillSwitch, OrderIntent, PlaceOrder};
 use serde::{Deserialize, Serialize};
 
+use orrery_actors::models::{ModelClient, ModelError};
+
 use crate::engine::EngineHandle;
+use crate::models::{self, AskBody};
 use crate::status;
 
 /// Starts the server on the current actix system; returns its handle and bound address.
@@ -28,6 +35,8 @@ pub fn serve(
             .route("/api/status", web::get().to(status_report))
             .route("/api/orders", web::post().to(place_order))
             .route("/api/kill-switch", web::post().to(kill_switch))
+            .route("/api/models", web::get().to(models_report))
+            .route("/api/ask", web::post().to(ask))
     })
     .workers(1)
     .disable_signals()
@@ -139,5 +148,31 @@ async fn kill_switch(
         Err(e) => HttpResponse::ServiceUnavailable().json(ApiError {
             error: e.to_string(),
         }),
+    }
+}
+
+async fn models_report(engine: web::Data<EngineHandle>) -> HttpResponse {
+    match models::live(&engine).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => HttpResponse::ServiceUnavailable().json(ApiError { error: e }),
+    }
+}
+
+/// One prompt through the router; the answer is a `ModelResponse`.
+async fn ask(engine: web::Data<EngineHandle>, body: web::Json<AskBody>) -> HttpResponse {
+    let client = ModelClient::from_slot(engine.router.clone());
+    match client.ask(body.into_inner().into_request()).await {
+        Ok(response) => HttpResponse::Ok().json(response),
+        Err(e) => {
+            let body = ApiError {
+                error: e.to_string(),
+            };
+            match e {
+                ModelError::NoDeployment { .. } => HttpResponse::BadRequest().json(body),
+                ModelError::DeadlineExceeded { .. } => HttpResponse::GatewayTimeout().json(body),
+                ModelError::ShuttingDown => HttpResponse::ServiceUnavailable().json(body),
+                _ => HttpResponse::BadGateway().json(body),
+            }
+        }
     }
 }

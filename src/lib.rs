@@ -5,6 +5,7 @@
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod models;
 pub mod status;
 
 pub use config::Config;

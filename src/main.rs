@@ -8,9 +8,11 @@ use clap::{Parser, Subcommand};
 use orrery::config::Config;
 use orrery::engine::{Engine, EngineHandle};
 use orrery::http::ApiError;
+use orrery::models::{AskBody, ModelsReport};
 use orrery::status::{self, StatusReport};
 use orrery_actors::exchanges::gateway::{Amount, OrderIntent, OrderReport, PlaceOrder, Pricing};
 use orrery_actors::exchanges::{Side, TimeInForce};
+use orrery_actors::models::{ModelClient, ModelResponse};
 use orrery_actors::store::{Store, StoreError};
 use orrery_actors::supervisor::RootExit;
 use rust_decimal::Decimal;
@@ -73,6 +75,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List model deployments: provider, model, health and cooldown (engine running),
+    /// limits, prices, tokens and cost.
+    Models {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one prompt through the model router and print the answer, who served it,
+    /// the latency and the tokens. Uses the running engine if there is one, else boots the
+    /// models in this process.
+    Ask {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Logical model name (`[models.<name>]`).
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Print the answer as it arrives. The router answers whole responses today, so
+        /// this prints once when the answer is complete (as it always does with `local`).
+        #[arg(long)]
+        stream: bool,
+        #[arg(long)]
+        json: bool,
+        /// Longest wait for the answer, failover included.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        prompt: String,
+    },
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -131,6 +161,19 @@ fn main() -> ExitCode {
                 origin: "manual".into(),
             };
             place_order(c, intent, json)
+        }),
+        Command::Models { config, json } => with_config(config.as_deref(), |c| models(c, json)),
+        Command::Ask {
+            config,
+            model,
+            stream,
+            json,
+            timeout,
+            prompt,
+        } => with_config(config.as_deref(), |c| {
+            let mut body = AskBody::new(model, prompt);
+            body.timeout = timeout;
+            ask(c, body, stream, json)
         }),
     }
 }
@@ -366,4 +409,123 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+fn models(config: Config, json: bool) -> ExitCode {
+    let system = actix::System::new();
+    let report: Result<ModelsReport, String> = system.block_on(async {
+        if !config.engine.data_dir.exists() {
+            return orrery::models::offline(&config, None);
+        }
+        match open_store(&config)? {
+            Some(store) => orrery::models::offline(&config, Some(&store)),
+            None => {
+                let url = control_url(&config, "/api/models");
+                let resp = http_client()?.get(&url).send().await.map_err(|e| {
+                    format!("the engine holds the data dir but {url} did not answer: {e}")
+                })?;
+                resp.json::<ModelsReport>()
+                    .await
+                    .map_err(|e| format!("unreadable model report from {url}: {e}"))
+            }
+        }
+    });
+    match report {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            print!("{}", orrery::models::render(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("orrery: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode {
+    init_logging("warn");
+    let system = actix::System::new();
+    let result: Result<ModelResponse, String> = system.block_on(async move {
+        match open_store(&config)? {
+            // The engine is stopped: boot it without agents or HTTP, ask, stop.
+            Some(store) => {
+                drop(store);
+                config.agents.trading.clear();
+                config.agents.risk.enabled = false;
+                config.telemetry.disabled = true;
+                let engine = Engine::start(config).await.map_err(|e| e.to_string())?;
+                let answer = ModelClient::from_slot(engine.router.clone())
+                    .ask(body.into_request())
+                    .await;
+                engine.shutdown().await;
+                answer.map_err(|e| e.to_string())
+            }
+            None => {
+                let url = control_url(&config, "/api/ask");
+                let resp = http_client_for(body.timeout)?
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!("the engine holds the data dir but {url} did not answer: {e}")
+                    })?;
+                if resp.status().is_success() {
+                    resp.json::<ModelResponse>()
+                        .await
+                        .map_err(|e| e.to_string())
+                } else {
+                    let status = resp.status();
+                    let body = resp
+                        .json::<ApiError>()
+                        .await
+                        .map(|b| b.error)
+                        .unwrap_or_default();
+                    Err(format!("{status}: {body}"))
+                }
+            }
+        }
+    });
+    match result {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            // `--stream` has nothing to print early: the answer arrives whole.
+            let _ = stream;
+            println!("{}", r.text);
+            println!(
+                "-- served by {} ({}/{}) in {} ms, tokens {} prompt + {} completion{}",
+                r.deployment,
+                r.provider,
+                r.model,
+                r.latency.as_millis(),
+                r.usage.prompt_tokens,
+                r.usage.completion_tokens,
+                if r.cached { ", from cache" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": e }));
+            }
+            eprintln!("orrery: ask failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// A client whose overall timeout covers a model answer of up to `answer_within`.
+fn http_client_for(answer_within: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(answer_within + Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())
 }

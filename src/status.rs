@@ -11,6 +11,7 @@ use orrery_actors::exchanges::gateway::{GetAccount, GetPositions, OrderReport};
 use orrery_actors::exchanges::ledger::OrderLedger;
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::{AccountSnapshot, Position};
+use orrery_actors::models::router::{usage_records, DeploymentUsage};
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{restart_records, RestartRecord};
 use rust_decimal::Decimal;
@@ -33,6 +34,16 @@ pub struct StatusReport {
     pub decisions: Vec<DecisionRecord>,
     pub restarts: Vec<ActorRestarts>,
     pub agents: Vec<AgentStatus>,
+    /// Tokens and cost per model deployment, cumulative (sled `meta`, `usage/<id>`).
+    #[serde(default)]
+    pub models: Vec<ModelUsage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelUsage {
+    pub deployment: String,
+    #[serde(flatten)]
+    pub usage: DeploymentUsage,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +78,7 @@ struct FromStore {
     decisions: Vec<DecisionRecord>,
     restarts: Vec<ActorRestarts>,
     agents: Vec<AgentStatus>,
+    models: Vec<ModelUsage>,
 }
 
 fn read_store(store: &Store) -> Result<FromStore, String> {
@@ -106,6 +118,11 @@ fn read_store(store: &Store) -> Result<FromStore, String> {
             .map(|(actor, record)| ActorRestarts { actor, record })
             .collect(),
         agents,
+        models: usage_records(store)
+            .map_err(|x| e(&x))?
+            .into_iter()
+            .map(|(deployment, usage)| ModelUsage { deployment, usage })
+            .collect(),
     })
 }
 
@@ -155,6 +172,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         decisions: s.decisions,
         restarts: s.restarts,
         agents: s.agents,
+        models: s.models,
     }
 }
 
@@ -314,6 +332,20 @@ pub fn render(r: &StatusReport) -> String {
                     .as_ref()
                     .map(|e| format!(" last error: {e}"))
                     .unwrap_or_default()
+            );
+        }
+    }
+    if !r.models.is_empty() {
+        let _ = writeln!(o, "\nmodels:");
+        for m in &r.models {
+            let _ = writeln!(
+                o,
+                "  {:<16} {} requests, {} prompt + {} completion tokens, cost {} USD",
+                m.deployment,
+                m.usage.requests,
+                m.usage.prompt_tokens,
+                m.usage.completion_tokens,
+                m.usage.cost_usd
             );
         }
     }

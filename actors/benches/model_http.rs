@@ -68,9 +68,12 @@ fn start_router(deployments: Vec<DeploymentConfig>) -> actix::Addr<ModelRouter> 
             DeploymentRoute::new(d.id.clone(), Arc::new(pool))
         })
         .collect();
-    ModelRouter::new(health)
-        .with_model("m", Strategy::OrderedFallback, routes)
-        .start()
+    ModelRouter::new(
+        health,
+        orrery_actors::store::Store::temporary().expect("temporary store"),
+    )
+    .with_model("m", Strategy::OrderedFallback, routes)
+    .start()
 }
 
 fn request() -> ModelRequest {

@@ -97,3 +97,51 @@ fn cross_references_are_checked() {
     assert!(err.contains("agents.trading[0].venue"), "{err}");
     assert!(err.contains("agents.trading[0].model"), "{err}");
 }
+
+#[test]
+fn model_routing_and_cache_keys_load_and_bad_ones_are_named() {
+    let text = r#"
+[model_cache]
+max_entries = 500
+
+[models.default]
+strategy = "lowest_latency"
+cache_ttl = "10m"
+
+[[models.default.deployments]]
+id = "local"
+provider = "local"
+model = "rules-v1"
+context_window = 8000
+price_prompt_per_mtok = 0.15
+"#;
+    let c = load_str(
+        text,
+        &[(
+            "ORRERY__MODELS__DEFAULT__DEPLOYMENTS__0__PRICE_COMPLETION_PER_MTOK",
+            "0.6",
+        )],
+    )
+    .unwrap();
+    assert_eq!(c.model_cache.max_entries, 500);
+    let m = &c.models.models["default"];
+    assert_eq!(m.cache_ttl, Some(Duration::from_secs(600)));
+    assert_eq!(m.deployments[0].context_window, Some(8000));
+    assert_eq!(
+        m.deployments[0].price_prompt_per_mtok,
+        "0.15".parse().unwrap()
+    );
+    assert_eq!(
+        m.deployments[0].price_completion_per_mtok,
+        "0.6".parse().unwrap()
+    );
+
+    let err = load_str("[model_cache]\nmax_entries = 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`model_cache.max_entries`"), "{err}");
+    let err = load_str(&text.replace("10m", "0s"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`models.default.cache_ttl`"), "{err}");
+}

@@ -1,41 +1,69 @@
 //! The model router: the one address agents send [`Ask`] to. It picks a deployment of the
 //! requested logical model, and fails over to the next on a retryable failure, all within
-//! the request's deadline.
+//! the request's deadline. It also answers [`Swarm`] (one request to several models at
+//! once, under one enforced deadline) and [`Inspect`] (health and usage per deployment).
 //!
 //! Owns: the map of logical model names to their deployments, the choice of deployment
-//! per request (today: `ordered_fallback`), failover, and the caller's deadline (counted
-//! from when the router receives the request). Never: calls a provider itself, holds a
-//! pool's address past a restart (it asks a [`PoolHandle`] every time), or parses answers.
+//! per request ([`Strategy`], see [`strategy`]), the context-window filter, failover, the
+//! caller's deadline (counted from when the router receives the request), single-flight
+//! ([`flight`]), the response cache ([`cache`]) and usage accounting ([`accounting`]).
+//! Never: calls a provider itself, holds a pool's address past a restart (it asks a
+//! [`PoolHandle`] every time), or parses answers.
 //!
-//! Failover rules, `ordered_fallback`: deployments are tried in configured order, skipping
-//! any that is cooling down (read from the shared [`HealthTable`], no message round trip)
-//! or whose pool is not running. A retryable failure (timeout, unavailable, rate limited,
-//! malformed answer, or the pool's actor dying with the request in its mailbox) moves on to
-//! the next deployment. `Auth` and `BadRequest` are returned at once: another deployment
-//! of the same request would fail the same way, or lock a key. The caller gets exactly one
-//! answer or one error: [`ModelError::NoDeployment`] (unknown name, or nothing healthy to
-//! try), [`ModelError::DeadlineExceeded`], or [`ModelError::AllFailed`] listing every
-//! attempt.
+//! The path of one `Ask`: (1) if the request is `cacheable` and its model has a
+//! `cache_ttl`, the cache (memory, then sled) may answer with `cached: true`; (2) otherwise
+//! the request joins an identical one already in flight (same key: model, purpose, system,
+//! prompt, context, max_tokens, temperature), or (3) starts the upstream call: deployments
+//! in strategy order, those whose `context_window` is too small for the estimated request
+//! dropped first; the answer is accounted (tokens, cost) and, if cacheable, cached.
 //!
-//! Later strategies (least busy, EWMA latency, weighted shuffle), single-flight and the
-//! response cache plug in at [`LogicalRoute::candidates`] and the top of the `Ask` handler.
+//! Failover rules: deployments are tried in strategy order, skipping any that is cooling
+//! down (read from the shared [`HealthTable`], no message round trip) or whose pool is not
+//! running. A retryable failure (timeout, unavailable, rate limited, malformed answer, or
+//! the pool's actor dying with the request in its mailbox) moves on to the next
+//! deployment. `Auth` and `BadRequest` are returned at once: another deployment of the
+//! same request would fail the same way, or lock a key. The caller gets exactly one answer
+//! or one error: [`ModelError::NoDeployment`] (unknown name, nothing healthy to try, or a
+//! prompt too large for every deployment), [`ModelError::DeadlineExceeded`], or
+//! [`ModelError::AllFailed`] listing every attempt.
+//!
+//! Swarm members are names: each is looked up as a logical model first (its strategy,
+//! failover, cache and single-flight apply), then as a deployment id (that deployment
+//! only). Every member runs at once; the reply comes when all have answered or the
+//! swarm's deadline passed, whichever is first. A member still running then is
+//! [`ModelError::Abandoned`]: its future is dropped, never awaited, and its pool cuts the
+//! provider call at the same deadline.
 
+mod accounting;
+mod cache;
 mod config;
+mod flight;
+pub mod strategy;
 
+pub use accounting::{usage_records, Accounting, DeploymentUsage, Prices, USAGE_PREFIX};
+pub use cache::{CacheLevel, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
     build_provider, build_provider_with_env, pool_for, BuildError, DeploymentConfig, LogicalModel,
-    ModelsConfig, ProviderKind, Strategy,
+    ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
 };
+pub use flight::{Flights, Joined};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, MailboxError, ResponseFuture};
+use actix::{Actor, Addr, Context, Handler, MailboxError, Message, ResponseFuture};
+use futures::FutureExt;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::pool::{deadline_after, Complete, HealthTable, ModelPool};
 use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
+use crate::clock::{system_clock, SharedClock};
 use crate::resilience::ErrorClass;
+use crate::store::Store;
 
 /// How the router reaches a pool: asked on every attempt, so a pool restarted by its
 /// supervisor (new address) is picked up without telling the router.
@@ -70,6 +98,11 @@ impl PoolHandle for Addr<ModelPool> {
 pub struct DeploymentRoute {
     pub deployment: String,
     pub pool: Arc<dyn PoolHandle>,
+    /// Relative share of first picks under `weighted_shuffle`.
+    pub weight: u32,
+    /// Largest request in tokens; `None`: no limit.
+    pub context_window: Option<u32>,
+    pub prices: Prices,
 }
 
 impl DeploymentRoute {
@@ -77,7 +110,22 @@ impl DeploymentRoute {
         Self {
             deployment: deployment.into(),
             pool,
+            weight: 1,
+            context_window: None,
+            prices: Prices::default(),
         }
+    }
+    pub fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+    pub fn with_context_window(mut self, tokens: u32) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+    pub fn with_prices(mut self, prices: Prices) -> Self {
+        self.prices = prices;
+        self
     }
 }
 
@@ -86,46 +134,103 @@ impl DeploymentRoute {
 pub struct LogicalRoute {
     pub strategy: Strategy,
     pub deployments: Vec<DeploymentRoute>,
+    /// How long answers to `cacheable` requests are cached; `None`: never.
+    pub cache_ttl: Option<Duration>,
 }
 
 impl LogicalRoute {
-    /// Deployments in the order they should be tried.
-    pub fn candidates(&self) -> impl Iterator<Item = &DeploymentRoute> {
-        match self.strategy {
-            Strategy::OrderedFallback => self.deployments.iter(),
+    pub fn new(strategy: Strategy, deployments: Vec<DeploymentRoute>) -> Self {
+        Self {
+            strategy,
+            deployments,
+            cache_ttl: None,
         }
     }
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = Some(ttl);
+        self
+    }
+}
+
+/// Everything a request needs, shared by the futures the handlers return.
+#[derive(Clone)]
+struct Core {
+    routes: BTreeMap<String, LogicalRoute>,
+    health: HealthTable,
+    store: Store,
+    clock: SharedClock,
+    cache_max_entries: u64,
+    cache: ResponseCache,
+    flights: Flights,
+    accounting: Accounting,
+    rng: Arc<parking_lot::Mutex<ChaCha8Rng>>,
 }
 
 /// The router actor.
 pub struct ModelRouter {
-    routes: Arc<BTreeMap<String, LogicalRoute>>,
-    health: HealthTable,
+    core: Arc<Core>,
 }
 
 impl ModelRouter {
-    /// A router with no models; add them with [`ModelRouter::with_model`].
-    pub fn new(health: HealthTable) -> Self {
+    /// A router with no models; add them with [`ModelRouter::with_model`]. `store` holds
+    /// the L2 response cache and the usage records.
+    pub fn new(health: HealthTable, store: Store) -> Self {
+        let clock = system_clock();
+        let cache_max_entries = ModelCacheConfig::default().max_entries;
         Self {
-            routes: Arc::new(BTreeMap::new()),
-            health,
+            core: Arc::new(Core {
+                routes: BTreeMap::new(),
+                health,
+                cache: ResponseCache::new(cache_max_entries, &store, clock.clone()),
+                accounting: Accounting::open(&store),
+                store,
+                clock,
+                cache_max_entries,
+                flights: Flights::new(),
+                rng: Arc::new(parking_lot::Mutex::new(ChaCha8Rng::from_entropy())),
+            }),
         }
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        Arc::make_mut(&mut self.core)
+    }
+
+    /// Bounds the in-memory cache (`[model_cache] max_entries`); empties it.
+    pub fn with_cache_capacity(mut self, max_entries: u64) -> Self {
+        let core = self.core_mut();
+        core.cache_max_entries = max_entries;
+        core.cache = ResponseCache::new(max_entries, &core.store, core.clock.clone());
+        self
+    }
+
+    /// The wall clock of cache expiry; empties the in-memory cache.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        let core = self.core_mut();
+        core.clock = clock;
+        core.cache = ResponseCache::new(core.cache_max_entries, &core.store, core.clock.clone());
+        self
+    }
+
+    /// Seeds `weighted_shuffle`'s random order, for reproducible tests.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.core_mut().rng = Arc::new(parking_lot::Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+        self
     }
 
     /// Adds (or replaces) a logical model.
     pub fn with_model(
-        mut self,
+        self,
         name: impl Into<String>,
         strategy: Strategy,
         deployments: Vec<DeploymentRoute>,
     ) -> Self {
-        Arc::make_mut(&mut self.routes).insert(
-            name.into(),
-            LogicalRoute {
-                strategy,
-                deployments,
-            },
-        );
+        self.with_route(name, LogicalRoute::new(strategy, deployments))
+    }
+
+    /// Adds (or replaces) a logical model, with every routing option.
+    pub fn with_route(mut self, name: impl Into<String>, route: LogicalRoute) -> Self {
+        self.core_mut().routes.insert(name.into(), route);
         self
     }
 
@@ -133,17 +238,30 @@ impl ModelRouter {
     /// each deployment (the supervisor's slot, or a fixed address).
     pub fn from_config(
         config: &ModelsConfig,
+        cache: &ModelCacheConfig,
         health: HealthTable,
+        store: Store,
         mut handle: impl FnMut(&DeploymentConfig) -> Arc<dyn PoolHandle>,
     ) -> Self {
-        let mut router = Self::new(health);
+        let mut router = Self::new(health, store).with_cache_capacity(cache.max_entries);
         for (name, model) in &config.models {
             let deployments = model
                 .deployments
                 .iter()
-                .map(|d| DeploymentRoute::new(d.id.clone(), handle(d)))
+                .map(|d| {
+                    let mut route = DeploymentRoute::new(d.id.clone(), handle(d))
+                        .with_weight(d.weight)
+                        .with_prices(Prices {
+                            prompt_per_mtok: d.price_prompt_per_mtok,
+                            completion_per_mtok: d.price_completion_per_mtok,
+                        });
+                    route.context_window = d.context_window;
+                    route
+                })
                 .collect();
-            router = router.with_model(name.clone(), model.strategy, deployments);
+            let mut route = LogicalRoute::new(model.strategy, deployments);
+            route.cache_ttl = model.cache_ttl;
+            router = router.with_route(name.clone(), route);
         }
         router
     }
@@ -153,6 +271,7 @@ impl ModelRouter {
     pub fn start_unsupervised(
         config: &ModelsConfig,
         health: HealthTable,
+        store: Store,
     ) -> Result<Addr<ModelRouter>, BuildError> {
         let mut pools: BTreeMap<String, Addr<ModelPool>> = BTreeMap::new();
         for model in config.models.values() {
@@ -160,12 +279,24 @@ impl ModelRouter {
                 pools.insert(d.id.clone(), pool_for(d, &health)?.start());
             }
         }
-        let router = Self::from_config(config, health, |d| match pools.get(&d.id) {
-            Some(addr) => Arc::new(addr.clone()),
-            // Every deployment was started just above; an empty slot routes nowhere.
-            None => Arc::new(Arc::new(parking_lot::RwLock::new(None::<Addr<ModelPool>>))),
-        });
+        let router =
+            Self::from_config(
+                config,
+                &ModelCacheConfig::default(),
+                health,
+                store,
+                |d| match pools.get(&d.id) {
+                    Some(addr) => Arc::new(addr.clone()),
+                    // Every deployment was started just above; an empty slot routes nowhere.
+                    None => Arc::new(Arc::new(parking_lot::RwLock::new(None::<Addr<ModelPool>>))),
+                },
+            );
         Ok(router.start())
+    }
+
+    /// Usage totals of one deployment as the router counts them.
+    pub fn usage(&self, deployment: &str) -> DeploymentUsage {
+        self.core.accounting.get(deployment)
     }
 }
 
@@ -186,9 +317,338 @@ impl Handler<Ask> for ModelRouter {
         // Deadline from receipt: time spent in our mailbox is not the caller's problem
         // to budget for, but time spent failing over is.
         let deadline = deadline_after(Instant::now(), request.timeout);
-        let routes = self.routes.clone();
-        let health = self.health.clone();
-        Box::pin(async move { route(&routes, &health, request, deadline).await })
+        let core = self.core.clone();
+        Box::pin(async move {
+            let name = request.model.clone();
+            let Some(route) = core.routes.get(&name).cloned() else {
+                return Err(core.unknown_model(&name));
+            };
+            core.serve(name, route, request, deadline).await
+        })
+    }
+}
+
+/// Ask several models (or deployments) the same thing at once; one reply per member, in
+/// the order given, within `deadline` (counted from when the router receives it; the
+/// request's own `timeout` is ignored).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<SwarmReply>")]
+pub struct Swarm {
+    /// Logical model names or deployment ids (a name is looked up as a logical model
+    /// first); see the module docs.
+    pub models: Vec<String>,
+    pub request: ModelRequest,
+    pub deadline: Duration,
+}
+
+/// One member's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwarmReply {
+    pub member: String,
+    /// The answer (text, latency, usage, who served it), or why there is none,
+    /// [`ModelError::Abandoned`] when the deadline passed first.
+    pub result: Result<ModelResponse, ModelError>,
+}
+
+impl Handler<Swarm> for ModelRouter {
+    type Result = ResponseFuture<Vec<SwarmReply>>;
+
+    fn handle(&mut self, msg: Swarm, _ctx: &mut Self::Context) -> Self::Result {
+        let deadline = deadline_after(Instant::now(), msg.deadline);
+        let core = self.core.clone();
+        Box::pin(async move {
+            let members = msg.models.into_iter().map(|member| {
+                let core = core.clone();
+                let mut request = msg.request.clone();
+                request.model = member.clone();
+                request.timeout = msg.deadline;
+                let after = msg.deadline;
+                async move {
+                    let abandoned = || ModelError::Abandoned {
+                        model: member.clone(),
+                        after,
+                    };
+                    let result = match core.member_route(&member) {
+                        None => Err(core.unknown_model(&member)),
+                        Some(route) => {
+                            match tokio::time::timeout_at(
+                                deadline,
+                                core.serve(member.clone(), route, request, deadline),
+                            )
+                            .await
+                            {
+                                Err(_) | Ok(Err(ModelError::DeadlineExceeded { .. })) => {
+                                    Err(abandoned())
+                                }
+                                Ok(result) => result,
+                            }
+                        }
+                    };
+                    SwarmReply { member, result }
+                }
+            });
+            futures::future::join_all(members).await
+        })
+    }
+}
+
+/// Live health of one deployment, as the router reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub in_flight: usize,
+    pub queued: usize,
+    pub ewma_latency_ms: Option<u64>,
+    pub consecutive_failures: u32,
+    /// Time left in the deployment's cooldown, if it is cooling down.
+    pub cooldown_remaining_ms: Option<u64>,
+}
+
+/// One deployment of one logical model, with its live health and usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentReport {
+    pub model: String,
+    pub strategy: String,
+    pub deployment: String,
+    pub pool_running: bool,
+    pub health: Option<HealthReport>,
+    pub usage: DeploymentUsage,
+}
+
+/// Health and usage of every deployment, in model then configured order.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<DeploymentReport>")]
+pub struct Inspect;
+
+impl Handler<Inspect> for ModelRouter {
+    type Result = Vec<DeploymentReport>;
+
+    fn handle(&mut self, _: Inspect, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let core = &self.core;
+        core.routes
+            .iter()
+            .flat_map(|(name, route)| {
+                route.deployments.iter().map(move |d| DeploymentReport {
+                    model: name.clone(),
+                    strategy: route.strategy.name().to_string(),
+                    deployment: d.deployment.clone(),
+                    pool_running: d.pool.addr().is_some_and(|a| a.connected()),
+                    health: core.health.get(&d.deployment).map(|h| HealthReport {
+                        in_flight: h.in_flight(),
+                        queued: h.queued(),
+                        ewma_latency_ms: h.ewma_latency().map(|l| l.as_millis() as u64),
+                        consecutive_failures: h.consecutive_failures(),
+                        cooldown_remaining_ms: h
+                            .cooling_down_until()
+                            .filter(|until| *until > now)
+                            .map(|until| (until - now).as_millis() as u64),
+                    }),
+                    usage: core.accounting.get(&d.deployment),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Core {
+    fn unknown_model(&self, model: &str) -> ModelError {
+        let known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        ModelError::NoDeployment {
+            model: model.to_string(),
+            reason: format!(
+                "no logical model of that name is configured (configured: {}); add [models.{model}] or fix the agent's model name",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        }
+    }
+
+    /// A swarm member's route: the logical model of that name, else the deployment of that
+    /// id alone.
+    fn member_route(&self, member: &str) -> Option<LogicalRoute> {
+        if let Some(route) = self.routes.get(member) {
+            return Some(route.clone());
+        }
+        self.routes.values().find_map(|route| {
+            route
+                .deployments
+                .iter()
+                .find(|d| d.deployment == member)
+                .map(|d| LogicalRoute::new(Strategy::OrderedFallback, vec![d.clone()]))
+        })
+    }
+
+    /// Cache, then single-flight, then upstream; see the module docs.
+    async fn serve(
+        self: &Arc<Self>,
+        name: String,
+        route: LogicalRoute,
+        request: ModelRequest,
+        deadline: Instant,
+    ) -> Result<ModelResponse, ModelError> {
+        let key = RequestKey::of(&name, &request);
+        let cache_ttl = route.cache_ttl.filter(|_| request.cacheable);
+        if cache_ttl.is_some() {
+            if let Some((response, _level)) = self.cache.get(&name, &key) {
+                return Ok(response);
+            }
+        }
+        let timeout = request.timeout;
+        loop {
+            let (call, joined) = self.flights.join(&name, key.clone(), || {
+                let core = self.clone();
+                let (name, key, route, request) =
+                    (name.clone(), key.clone(), route.clone(), request.clone());
+                async move {
+                    let result = core.upstream(&name, &route, request, deadline).await;
+                    if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
+                        core.cache.put(&key, response, ttl);
+                    }
+                    result
+                }
+                .boxed()
+            });
+            // A caller that joined a call started by another waits no longer than its own
+            // deadline.
+            let answer = match tokio::time::timeout_at(deadline, call).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    return Err(ModelError::DeadlineExceeded {
+                        model: name,
+                        timeout,
+                    })
+                }
+            };
+            // The call it joined ran out of its starter's (shorter) deadline: this caller
+            // still has time, so it starts or joins a fresh call.
+            if joined == Joined::Coalesced
+                && matches!(answer, Err(ModelError::DeadlineExceeded { .. }))
+                && Instant::now() < deadline
+            {
+                continue;
+            }
+            return answer;
+        }
+    }
+
+    async fn upstream(
+        &self,
+        model: &str,
+        logical: &LogicalRoute,
+        request: ModelRequest,
+        deadline: Instant,
+    ) -> Result<ModelResponse, ModelError> {
+        let timeout = request.timeout;
+        let deadline_exceeded = || ModelError::DeadlineExceeded {
+            model: model.to_string(),
+            timeout,
+        };
+        if logical.deployments.is_empty() {
+            return Err(ModelError::NoDeployment {
+                model: model.to_string(),
+                reason: format!("[models.{model}] has no deployments"),
+            });
+        }
+        let needed = strategy::estimated_tokens(&request);
+        let candidates = strategy::order(
+            logical.strategy,
+            &logical.deployments,
+            &self.health,
+            needed,
+            &mut *self.rng.lock(),
+        );
+        if candidates.is_empty() {
+            let largest = logical
+                .deployments
+                .iter()
+                .filter_map(|d| d.context_window)
+                .max()
+                .unwrap_or(0);
+            return Err(ModelError::NoDeployment {
+                model: model.to_string(),
+                reason: format!(
+                    "the prompt is too large: about {needed} tokens (prompt at 4 characters a token plus max_tokens {}) and the largest context_window of its deployments is {largest}; shorten the prompt or lower max_tokens",
+                    request.max_tokens
+                ),
+            });
+        }
+        let request = Arc::new(request);
+        let mut attempts: Vec<String> = Vec::new();
+        let mut tried = 0usize;
+        for (i, d) in candidates.iter().enumerate() {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(deadline_exceeded());
+            }
+            if let Some(until) = self
+                .health
+                .get(&d.deployment)
+                .and_then(|h| h.cooling_down_until())
+                .filter(|until| now < *until)
+            {
+                attempts.push(format!(
+                    "{}: skipped, cooling down for another {:?}",
+                    d.deployment,
+                    until - now
+                ));
+                continue;
+            }
+            let Some(pool) = d.pool.addr() else {
+                attempts.push(format!(
+                    "{}: skipped, its pool is not running",
+                    d.deployment
+                ));
+                continue;
+            };
+            tried += 1;
+            let sent = tokio::time::timeout_at(
+                deadline,
+                pool.send(Complete {
+                    request: request.clone(),
+                    deadline,
+                }),
+            )
+            .await;
+            let failure = match sent {
+                Err(_elapsed) => return Err(deadline_exceeded()),
+                Ok(Ok(Ok(response))) => {
+                    self.accounting
+                        .record(&d.deployment, response.usage, d.prices);
+                    return Ok(response);
+                }
+                Ok(Ok(Err(e))) => {
+                    if !fail_over_on(&e) {
+                        return Err(e);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(deadline_exceeded());
+                    }
+                    e.to_string()
+                }
+                Ok(Err(MailboxError::Closed)) => format!(
+                    "{}: its pool stopped before answering (the request was re-dispatched)",
+                    d.deployment
+                ),
+                Ok(Err(MailboxError::Timeout)) => {
+                    format!("{}: its pool's mailbox timed out", d.deployment)
+                }
+            };
+            tracing::debug!(model = %model, deployment = %d.deployment, "model request failed over: {failure}");
+            attempts.push(failure);
+            if i + 1 < candidates.len() {
+                metrics::counter!("orrery_model_fallbacks_total", "model" => model.to_string(), "from" => d.deployment.clone())
+                    .increment(1);
+            }
+        }
+        if tried == 0 {
+            return Err(ModelError::NoDeployment {
+                model: model.to_string(),
+                reason: format!("no healthy deployment: {}", attempts.join("; ")),
+            });
+        }
+        Err(ModelError::AllFailed {
+            model: model.to_string(),
+            attempts,
+        })
     }
 }
 
@@ -203,108 +663,8 @@ fn fail_over_on(e: &ModelError) -> bool {
         ModelError::NoDeployment { .. }
         | ModelError::AllFailed { .. }
         | ModelError::ShuttingDown => true,
+        ModelError::Abandoned { .. } => false,
     }
-}
-
-async fn route(
-    routes: &BTreeMap<String, LogicalRoute>,
-    health: &HealthTable,
-    request: ModelRequest,
-    deadline: Instant,
-) -> Result<ModelResponse, ModelError> {
-    let model = request.model.clone();
-    let timeout = request.timeout;
-    let deadline_exceeded = || ModelError::DeadlineExceeded {
-        model: model.clone(),
-        timeout,
-    };
-    let Some(logical) = routes.get(&model) else {
-        let known: Vec<&str> = routes.keys().map(String::as_str).collect();
-        return Err(ModelError::NoDeployment {
-            model: model.clone(),
-            reason: format!(
-                "no logical model of that name is configured (configured: {}); add [models.{model}] or fix the agent's model name",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ),
-        });
-    };
-    let candidates: Vec<&DeploymentRoute> = logical.candidates().collect();
-    if candidates.is_empty() {
-        return Err(ModelError::NoDeployment {
-            model: model.clone(),
-            reason: format!("[models.{model}] has no deployments"),
-        });
-    }
-    let request = Arc::new(request);
-    let mut attempts: Vec<String> = Vec::new();
-    let mut tried = 0usize;
-    for (i, d) in candidates.iter().enumerate() {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(deadline_exceeded());
-        }
-        if let Some(until) = health
-            .get(&d.deployment)
-            .and_then(|h| h.cooling_down_until())
-            .filter(|until| now < *until)
-        {
-            attempts.push(format!(
-                "{}: skipped, cooling down for another {:?}",
-                d.deployment,
-                until - now
-            ));
-            continue;
-        }
-        let Some(pool) = d.pool.addr() else {
-            attempts.push(format!(
-                "{}: skipped, its pool is not running",
-                d.deployment
-            ));
-            continue;
-        };
-        tried += 1;
-        let sent = tokio::time::timeout_at(
-            deadline,
-            pool.send(Complete {
-                request: request.clone(),
-                deadline,
-            }),
-        )
-        .await;
-        let failure = match sent {
-            Err(_elapsed) => return Err(deadline_exceeded()),
-            Ok(Ok(Ok(response))) => return Ok(response),
-            Ok(Ok(Err(e))) => {
-                if !fail_over_on(&e) {
-                    return Err(e);
-                }
-                if Instant::now() >= deadline {
-                    return Err(deadline_exceeded());
-                }
-                e.to_string()
-            }
-            Ok(Err(MailboxError::Closed)) => format!(
-                "{}: its pool stopped before answering (the request was re-dispatched)",
-                d.deployment
-            ),
-            Ok(Err(MailboxError::Timeout)) => {
-                format!("{}: its pool's mailbox timed out", d.deployment)
-            }
-        };
-        tracing::debug!(model = %model, deployment = %d.deployment, "model request failed over: {failure}");
-        attempts.push(failure);
-        if i + 1 < candidates.len() {
-            metrics::counter!("orrery_model_fallbacks_total", "model" => model.clone(), "from" => d.deployment.clone())
-                .increment(1);
-        }
-    }
-    if tried == 0 {
-        return Err(ModelError::NoDeployment {
-            model: model.clone(),
-            reason: format!("no healthy deployment: {}", attempts.join("; ")),
-        });
-    }
-    Err(ModelError::AllFailed { model, attempts })
 }
 
 /// Describes the router metrics (HELP lines). Call once after installing a recorder;
@@ -314,7 +674,21 @@ pub fn describe() {
         "orrery_model_fallbacks_total",
         "Model requests moved from a failed deployment to the next, by logical model and failed deployment."
     );
+    metrics::describe_counter!(
+        "orrery_model_coalesced_total",
+        "Model requests that shared an identical request's upstream call instead of making their own (single-flight), by logical model."
+    );
+    metrics::describe_counter!(
+        "orrery_model_cache_requests_total",
+        "Response cache lookups of cacheable model requests, by logical model, level (l1 memory, l2 sled) and result (hit, miss)."
+    );
+    metrics::describe_gauge!(
+        "orrery_model_cost_usd",
+        "Cumulative cost in USD of the answers served by each deployment, from its configured prices; persisted across restarts (a gauge because the cost is fractional)."
+    );
 }
 
+#[cfg(test)]
+mod feature_tests;
 #[cfg(test)]
 mod tests;

@@ -130,6 +130,10 @@ pub enum ModelError {
     },
     #[error("the model router is shutting down")]
     ShuttingDown,
+    /// A swarm member that had not answered when the swarm's deadline passed; its call was
+    /// dropped, not awaited.
+    #[error("`{model}` abandoned: deadline passed after {after:?}; its answer was not awaited")]
+    Abandoned { model: String, after: Duration },
 }
 
 impl ModelError {
@@ -141,6 +145,7 @@ impl ModelError {
             ModelError::Malformed { .. } => "malformed",
             ModelError::AllFailed { .. } => "all_failed",
             ModelError::ShuttingDown => "shutting_down",
+            ModelError::Abandoned { .. } => "abandoned",
         }
     }
 }

@@ -663,7 +663,7 @@ fn two_deployments(
         .start();
         routes.push(DeploymentRoute::new(d.id.clone(), Arc::new(pool)));
     }
-    let router = ModelRouter::new(health.clone())
+    let router = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
         .with_model("m", Strategy::OrderedFallback, routes)
         .start();
     (router, health)

@@ -8,7 +8,8 @@
 //!
 //! ```toml
 //! [models.default]
-//! strategy = "ordered_fallback"
+//! strategy = "ordered_fallback"   # or least_busy, lowest_latency, weighted_shuffle
+//! cache_ttl = "10m"               # optional: cache answers to cacheable requests
 //!
 //! [[models.default.deployments]]
 //! id = "local"
@@ -16,12 +17,21 @@
 //! model = "rules-v1"
 //! max_concurrent = 4
 //! timeout = "30s"
+//! # routing and accounting, all optional:
+//! weight = 1
+//! context_window = 128000
+//! price_prompt_per_mtok = 0.15
+//! price_completion_per_mtok = 0.6
+//!
+//! [model_cache]                   # a top-level section of the engine's config
+//! max_entries = 10000
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::models::http::{self, EnvLookup, HttpBuildError, HttpProvider, HttpSettings};
@@ -47,6 +57,7 @@ impl Default for ModelsConfig {
             LogicalModel {
                 strategy: Strategy::OrderedFallback,
                 deployments: vec![DeploymentConfig::local("local")],
+                cache_ttl: None,
             },
         );
         Self { models }
@@ -60,6 +71,26 @@ pub enum Strategy {
     /// In configured order, skipping deployments cooling down; next on failure.
     #[default]
     OrderedFallback,
+    /// Fewest calls in flight plus queued (read from the health table) first; ties keep
+    /// the configured order.
+    LeastBusy,
+    /// Lowest EWMA latency of successful calls first. A deployment with no sample yet
+    /// sorts first, so new deployments get probed; ties keep the configured order.
+    LowestLatency,
+    /// A random order, each deployment's chance of coming first proportional to its
+    /// `weight` (weighted shuffle without replacement); failover walks the rest.
+    WeightedShuffle,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::OrderedFallback => "ordered_fallback",
+            Strategy::LeastBusy => "least_busy",
+            Strategy::LowestLatency => "lowest_latency",
+            Strategy::WeightedShuffle => "weighted_shuffle",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +99,47 @@ pub struct LogicalModel {
     #[serde(default)]
     pub strategy: Strategy,
     pub deployments: Vec<DeploymentConfig>,
+    /// How long an answer to a request marked `cacheable` is served from the response
+    /// cache (memory, then sled). Absent: this model's answers are never cached.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cache_ttl: Option<Duration>,
+}
+
+/// The `[model_cache]` section: bounds of the response cache shared by every logical model.
+/// Whether and how long a model's answers are cached is `[models.<name>] cache_ttl`.
+///
+/// ```toml
+/// [model_cache]
+/// max_entries = 10000   # answers kept in memory (L1); older ones stay in sled (L2)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelCacheConfig {
+    /// Answers kept in memory across all models; the least recently used go first.
+    pub max_entries: u64,
+}
+
+impl Default for ModelCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+        }
+    }
+}
+
+impl ModelCacheConfig {
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        issues.check(
+            (1..=10_000_000).contains(&self.max_entries),
+            join(path, "max_entries"),
+            self.max_entries,
+            "1 to 10000000 cached answers",
+        );
+    }
 }
 
 /// One deployment: a provider, a model there, and the pool's limits.
@@ -128,6 +200,22 @@ pub struct DeploymentConfig {
     #[serde(default)]
     pub breaker: BreakerConfig,
     // --- end of HTTP provider fields -------------------------------------------------
+
+    // --- Routing and accounting (the router's, not the provider's) -----------------------
+    /// Share of first picks under `weighted_shuffle`, relative to the model's other
+    /// deployments (1 to 1000).
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+    /// Largest request the deployment takes, in tokens (prompt estimated at 4 characters a
+    /// token, plus `max_tokens`); larger requests skip it. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    /// USD per million prompt tokens, for the cost accounting (0: free).
+    #[serde(default)]
+    pub price_prompt_per_mtok: Decimal,
+    /// USD per million completion tokens.
+    #[serde(default)]
+    pub price_completion_per_mtok: Decimal,
 }
 
 mod defaults {
@@ -162,6 +250,9 @@ mod defaults {
     pub fn health_check_interval() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn weight() -> u32 {
+        1
+    }
 }
 
 impl DeploymentConfig {
@@ -187,6 +278,10 @@ impl DeploymentConfig {
             retry_backoff: defaults::retry_backoff(),
             health_check_interval: defaults::health_check_interval(),
             breaker: BreakerConfig::default(),
+            weight: defaults::weight(),
+            context_window: None,
+            price_prompt_per_mtok: Decimal::ZERO,
+            price_completion_per_mtok: Decimal::ZERO,
         }
     }
 
@@ -423,6 +518,14 @@ impl ModelsConfig {
                 name,
                 "a logical model name of 1-64 letters, digits, `-`, `_` or `.`",
             );
+            if let Some(ttl) = model.cache_ttl {
+                issues.check(
+                    !ttl.is_zero() && ttl <= Duration::from_secs(7 * 24 * 3600),
+                    join(&mpath, "cache_ttl"),
+                    humantime::format_duration(ttl).to_string(),
+                    "a positive duration up to 7 days, e.g. \"10m\"; remove the key to disable caching",
+                );
+            }
             let dpath = join(&mpath, "deployments");
             if model.deployments.is_empty() {
                 issues.push(
@@ -609,5 +712,35 @@ impl DeploymentConfig {
             self.cooldown,
             "a positive duration up to 24h, e.g. \"30s\"",
         );
+        self.validate_routing(path, issues);
+    }
+
+    /// The routing and accounting group of keys.
+    fn validate_routing(&self, path: &str, issues: &mut Issues) {
+        issues.check(
+            (1..=1000).contains(&self.weight),
+            join(path, "weight"),
+            self.weight,
+            "1 to 1000 (relative share of first picks under weighted_shuffle)",
+        );
+        if let Some(w) = self.context_window {
+            issues.check(
+                (256..=10_000_000).contains(&w),
+                join(path, "context_window"),
+                w,
+                "256 to 10000000 tokens",
+            );
+        }
+        for (key, price) in [
+            ("price_prompt_per_mtok", self.price_prompt_per_mtok),
+            ("price_completion_per_mtok", self.price_completion_per_mtok),
+        ] {
+            issues.check(
+                !price.is_sign_negative() && price <= Decimal::from(100_000),
+                join(path, key),
+                price,
+                "a price in USD per million tokens from 0 to 100000",
+            );
+        }
     }
 }

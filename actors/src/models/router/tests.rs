@@ -34,7 +34,7 @@ fn router(
         .into_iter()
         .map(|(id, pool)| DeploymentRoute::new(id, pool))
         .collect();
-    ModelRouter::new(health.clone())
+    ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
         .with_model("m", Strategy::OrderedFallback, routes)
         .start()
 }
@@ -149,8 +149,13 @@ async fn failover_when_the_first_pool_dies_with_requests_queued() {
     );
 
     const N: usize = 6;
+    // Distinct prompts: identical requests would be coalesced into one call.
     let pending: Vec<_> = (0..N)
-        .map(|_| tokio::spawn(r.send(ask("m", 10_000))))
+        .map(|i| {
+            let Ask(mut req) = ask("m", 10_000);
+            req.prompt = format!("hello {i}");
+            tokio::spawn(r.send(Ask(req)))
+        })
         .collect();
     let h = health.entry("a");
     eventually("two calls in flight and four queued at `a`", || {
@@ -300,7 +305,12 @@ async fn the_default_config_answers_trade_decisions_offline() {
     use crate::models::types::{MarketContext, StructuredContext, TradeAction};
     use rust_decimal::Decimal;
 
-    let r = ModelRouter::start_unsupervised(&ModelsConfig::default(), HealthTable::new()).unwrap();
+    let r = ModelRouter::start_unsupervised(
+        &ModelsConfig::default(),
+        HealthTable::new(),
+        crate::store::Store::temporary().unwrap(),
+    )
+    .unwrap();
     let candles: Vec<Candle> = (0..30)
         .map(|i| {
             let close = Decimal::from(100 + i);
@@ -397,6 +407,7 @@ fn validation_names_every_bad_key() {
         LogicalModel {
             strategy: Strategy::OrderedFallback,
             deployments: vec![bad, unknown],
+            cache_ttl: None,
         },
     );
     models.insert(
@@ -404,6 +415,7 @@ fn validation_names_every_bad_key() {
         LogicalModel {
             strategy: Strategy::OrderedFallback,
             deployments: vec![later],
+            cache_ttl: None,
         },
     );
     models.insert(
@@ -411,6 +423,7 @@ fn validation_names_every_bad_key() {
         LogicalModel {
             strategy: Strategy::OrderedFallback,
             deployments: vec![],
+            cache_ttl: None,
         },
     );
     let issues = issues_of(&ModelsConfig { models });

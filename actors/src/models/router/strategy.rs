@@ -1,0 +1,73 @@
+//! The order in which a logical model's deployments are tried, per [`Strategy`], and the
+//! context-window filter.
+//!
+//! Owns: ranking deployments from the shared health table (in flight, EWMA latency), the
+//! weighted shuffle, and the prompt-size estimate. Never: sends anything, or skips a
+//! deployment for health reasons (cooldown and pool liveness are checked by the router at
+//! the moment it tries a deployment, since they change while it fails over).
+//!
+//! The prompt-size estimate is deliberately crude and provider-independent: 4 characters a
+//! token over system prompt, prompt and structured context (as JSON), plus `max_tokens`
+//! for the answer. It errs on the large side for English text, which is the safe side for
+//! a limit.
+
+use rand::Rng;
+
+use super::{DeploymentRoute, Strategy};
+use crate::models::pool::HealthTable;
+use crate::models::types::ModelRequest;
+
+/// Estimated tokens a request needs: prompt characters / 4 (rounded up) + `max_tokens`.
+pub fn estimated_tokens(request: &ModelRequest) -> u64 {
+    let context_chars = request
+        .context
+        .as_ref()
+        .and_then(|c| serde_json::to_string(c).ok())
+        .map_or(0, |s| s.chars().count());
+    let chars = request.system.chars().count() + request.prompt.chars().count() + context_chars;
+    (chars as u64).div_ceil(4) + u64::from(request.max_tokens)
+}
+
+/// Deployments in the order to try them, after dropping those whose context window is
+/// too small for `needed` tokens.
+pub fn order<'a>(
+    strategy: Strategy,
+    deployments: &'a [DeploymentRoute],
+    health: &HealthTable,
+    needed: u64,
+    rng: &mut impl Rng,
+) -> Vec<&'a DeploymentRoute> {
+    let mut fits: Vec<&DeploymentRoute> = deployments
+        .iter()
+        .filter(|d| !matches!(d.context_window, Some(w) if u64::from(w) < needed))
+        .collect();
+    match strategy {
+        Strategy::OrderedFallback => {}
+        Strategy::LeastBusy => {
+            // Stable sort: ties keep the configured order.
+            fits.sort_by_key(|d| {
+                health
+                    .get(&d.deployment)
+                    .map_or(0, |h| h.in_flight() + h.queued())
+            });
+        }
+        Strategy::LowestLatency => {
+            // `None` (no sample yet) sorts before every `Some`: new deployments get probed.
+            fits.sort_by_key(|d| health.get(&d.deployment).and_then(|h| h.ewma_latency()));
+        }
+        Strategy::WeightedShuffle => {
+            // Efraimidis–Spirakis: key u^(1/w), largest first, is a weighted random
+            // permutation without replacement.
+            let mut keyed: Vec<(f64, &DeploymentRoute)> = fits
+                .into_iter()
+                .map(|d| {
+                    let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+                    (u.powf(1.0 / f64::from(d.weight.max(1))), d)
+                })
+                .collect();
+            keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+            fits = keyed.into_iter().map(|(_, d)| d).collect();
+        }
+    }
+    fits
+}
