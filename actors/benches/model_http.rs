@@ -13,6 +13,12 @@
 //! - Before criterion's rows, a plain pass prints p50/p99 of each path and the overhead,
 //!   and requests per second at concurrency 64 for the router and the bare client (same
 //!   client settings, same mock), with the ratio.
+//!
+//! Measured once (2 shared cores, other builds running; the plain pass, µs):
+//! bare p50 30.2 / p99 2051.9, router p50 36.8 / p99 2131.6 → overhead p50 6.6 / p99 79.7;
+//! failover on a refused connection adds p50 39.0 / p99 1484.3; throughput at
+//! concurrency 64: bare 13540 req/s, router 10078 req/s (0.74×, below the 0.9× goal: the
+//! router, pools and all 64 callers share one actix thread with the client here).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

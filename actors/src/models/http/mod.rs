@@ -22,7 +22,8 @@
 //!   (`retry_backoff` × n) without one, at most 3 attempts;
 //! - 400/401/403/404, a missing key, a refused connection, an unreadable or cut answer:
 //!   never here. A refused connection will be refused again a moment later, and a cut
-//!   stream is better retried elsewhere: the router fails over at once.
+//!   stream is better retried elsewhere: the router fails over at once. Nor is any
+//!   failure once streamed text has reached the caller's channel (it would see it twice).
 //!
 //! The failover rule: retries inside one deployment may only use the first half of the
 //! time left when the pool called us (the pool's deadline, itself the caller's deadline
@@ -499,8 +500,13 @@ impl HttpProvider {
             Ok(Err(e)) => return Err(self.transport_failure(&e, "sending the request")),
             Ok(Ok(resp)) => resp,
         };
-        let now = SystemTime::now();
-        self.observe(&RateLimitSnapshot::from_headers(resp.headers(), now));
+        // Reading the headers costs a few allocations; only worth it with a budget to feed.
+        if self.requests.is_some() || self.tokens.is_some() {
+            self.observe(&RateLimitSnapshot::from_headers(
+                resp.headers(),
+                SystemTime::now(),
+            ));
+        }
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let headers = resp.headers().clone();
@@ -509,47 +515,19 @@ impl HttpProvider {
             return Err(self.wire_failure(e, FailKind::Provider));
         }
         let reply = if stream {
-            let mut parser = providers::stream_parser(self.kind);
-            let mut seen = 0usize;
-            loop {
-                let idle = deadline.min(deadline_after(
-                    Instant::now(),
-                    self.settings.first_byte_timeout,
-                ));
-                let chunk = match tokio::time::timeout_at(idle, resp.chunk()).await {
-                    Err(_) => {
-                        return Err(self.timeout_failure(format!(
-                            "the stream stalled for {:?} after {seen} bytes",
-                            self.settings.first_byte_timeout
-                        )))
-                    }
-                    Ok(Err(e)) => return Err(self.transport_failure(&e, "reading the stream")),
-                    Ok(Ok(None)) => break,
-                    Ok(Ok(Some(chunk))) => chunk,
-                };
-                seen += chunk.len();
-                providers::guard_body_len(self.kind, seen)
-                    .map_err(|e| self.wire_failure(e, FailKind::Body))?;
-                let events = parser.feed(&chunk).map_err(|e| self.stream_failure(e))?;
-                if let Some(sink) = sink {
-                    for event in events {
-                        if let StreamEvent::TextDelta(text) = event {
-                            // A receiver that went away stopped listening; the answer
-                            // still counts. A slow one is bounded by the deadline.
-                            if tokio::time::timeout_at(deadline, sink.send(text))
-                                .await
-                                .is_err()
-                            {
-                                return Err(self.timeout_failure(
-                                    "the stream's reader did not keep up before the deadline"
-                                        .into(),
-                                ));
-                            }
-                        }
-                    }
+            let mut forwarded = false;
+            let read = self
+                .read_stream(&mut resp, deadline, sink, &mut forwarded)
+                .await;
+            match read {
+                // Text already reached the reader: another attempt here would show it
+                // twice, so the failure is final for this deployment.
+                Err(mut failure) if forwarded => {
+                    failure.kind = FailKind::Body;
+                    return Err(failure);
                 }
+                other => other?,
             }
-            parser.finish().map_err(|e| self.stream_failure(e))?
         } else {
             let body = self.read_body(&mut resp, deadline).await?;
             let reply =
@@ -564,6 +542,57 @@ impl HttpProvider {
             usage: reply.usage,
             finish_reason: reply.finish_reason.map(|r| r.as_str().to_string()),
         })
+    }
+
+    /// A streamed body fed to the provider's parser, text deltas forwarded to `sink`;
+    /// `forwarded` tells whether any text reached it.
+    async fn read_stream(
+        &self,
+        resp: &mut reqwest::Response,
+        deadline: Instant,
+        sink: Option<&mpsc::Sender<String>>,
+        forwarded: &mut bool,
+    ) -> Result<providers::Reply, Failure> {
+        let mut parser = providers::stream_parser(self.kind);
+        let mut seen = 0usize;
+        loop {
+            let idle = deadline.min(deadline_after(
+                Instant::now(),
+                self.settings.first_byte_timeout,
+            ));
+            let chunk = match tokio::time::timeout_at(idle, resp.chunk()).await {
+                Err(_) => {
+                    return Err(self.timeout_failure(format!(
+                        "the stream stalled for {:?} after {seen} bytes",
+                        self.settings.first_byte_timeout
+                    )))
+                }
+                Ok(Err(e)) => return Err(self.transport_failure(&e, "reading the stream")),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            seen += chunk.len();
+            providers::guard_body_len(self.kind, seen)
+                .map_err(|e| self.wire_failure(e, FailKind::Body))?;
+            let events = parser.feed(&chunk).map_err(|e| self.stream_failure(e))?;
+            let Some(sink) = sink else { continue };
+            for event in events {
+                if let StreamEvent::TextDelta(text) = event {
+                    *forwarded = true;
+                    // A receiver that went away stopped listening; the answer still
+                    // counts. A slow one is bounded by the deadline.
+                    if tokio::time::timeout_at(deadline, sink.send(text))
+                        .await
+                        .is_err()
+                    {
+                        return Err(self.timeout_failure(
+                            "the stream's reader did not keep up before the deadline".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        parser.finish().map_err(|e| self.stream_failure(e))
     }
 
     /// A whole body, bounded in size and by the deadline.

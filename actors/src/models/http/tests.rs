@@ -974,3 +974,50 @@ fn the_example_provider_config_parses_and_validates() {
             >= 8
     );
 }
+
+#[actix::test]
+async fn a_stream_failing_after_text_reached_the_reader_is_not_retried() {
+    // OpenRouter's mid-stream error event (as in the `providers::openai` tests), sent
+    // after a first text chunk.
+    let text = concat!(
+        r#"data: {"choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}"#,
+        "\n\n"
+    );
+    let error = concat!(
+        r#"data: {"id":"gen-1","object":"chat.completion.chunk","error":{"code":"server_error","message":"Provider disconnected unexpectedly"},"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}"#,
+        "\n\n"
+    );
+    let mock = MockServer::start(move |_| Reply::Chunked {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: vec![
+            (Duration::ZERO, text.as_bytes().to_vec()),
+            (Duration::from_millis(30), error.as_bytes().to_vec()),
+        ],
+        end: StreamEnd::Finish,
+    });
+    let mut d = deployment(
+        "d",
+        "openrouter",
+        "openai/gpt-4o-mini",
+        format!("{}/api/v1", mock.url()),
+    );
+    d.stream = true;
+    // Counted here: the retries, not the breaker (five failures would open it).
+    d.breaker.enabled = false;
+    let p = build(&d);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let err = p.complete_stream(&request(), tx).await.unwrap_err();
+    assert!(err.to_string().contains("Provider disconnected"), "{err}");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "text reached the reader: no second attempt"
+    );
+    assert_eq!(rx.try_recv().ok().as_deref(), Some("par"));
+    assert!(rx.try_recv().is_err());
+    // Without a reader nothing was shown yet: the error event is retried as an overload
+    // (fixed interval, five attempts).
+    p.complete(&request()).await.unwrap_err();
+    assert_eq!(mock.requests().len(), 1 + 5);
+}
