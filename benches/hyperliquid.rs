@@ -11,6 +11,11 @@
 //! measured.
 //!
 //! Run: `cargo bench --bench hyperliquid -- --warm-up-time 1 --measurement-time 5`
+//!
+//! Measured once (2 shared cores, other builds running): order_path p50 0.80 ms, p99 4.9 ms
+//! (mean 0.89 ms over 6073 orders) — the p99 target of 2 ms is not met on that machine;
+//! each order makes five loopback round trips (l2Book, clearinghouseState twice, allMids,
+//! order) and two durable ledger writes. reconcile_10k: 3.7 s (3.2–4.2 s).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
