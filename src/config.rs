@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orrery_actors::agents::trading::TradingAgentConfig;
+use orrery_actors::exchanges::binance::BinanceConfig;
 use orrery_actors::exchanges::gateway::GatewayConfig;
 use orrery_actors::exchanges::paper::PaperConfig;
 use orrery_actors::exchanges::risk_gate::RiskConfig;
@@ -154,12 +155,15 @@ impl Default for ExchangesConfig {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum VenueConfig {
     Paper(PaperConfig),
+    /// Binance spot; keys from `BINANCE_API_KEY` / `BINANCE_API_SECRET`.
+    Binance(Box<BinanceConfig>),
 }
 
 impl VenueConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             VenueConfig::Paper(_) => "paper",
+            VenueConfig::Binance(_) => "binance",
         }
     }
 }
@@ -350,6 +354,7 @@ impl Config {
             );
             match venue {
                 VenueConfig::Paper(p) => p.validate(&path, &mut issues),
+                VenueConfig::Binance(b) => b.validate(&path, &mut issues),
             }
         }
         self.models.validate("models", &mut issues);

@@ -471,7 +471,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
             let balances: Vec<Value> = st
                 .balances
                 .iter()
-                .filter(|(_, (f, l))| !omit || !(f.is_zero() && l.is_zero()))
+                .filter(|(_, (f, l))| !(omit && f.is_zero() && l.is_zero()))
                 .map(|(a, (f, l))| json!({"asset": a, "free": d8(*f), "locked": d8(*l)}))
                 .collect();
             Reply::json(
