@@ -297,7 +297,9 @@ impl BinanceSpotVenue {
 
     /// Transport failure: an order or cancel whose bytes may have left has an unknown
     /// outcome; a connection never made is plainly unavailable.
-    fn transport_error(&self, call: &Call, e: &reqwest::Error, after: Duration) -> VenueError {
+    fn transport_error(&self, call: &Call, e: reqwest::Error, after: Duration) -> VenueError {
+        // The URL carries the signed query; the method and path say enough.
+        let e = e.without_url();
         let affects_orders = matches!(call.kind, RequestKind::OrderSend | RequestKind::Cancel);
         let what = format!("{} {}", call.method, call.path);
         if e.is_connect() {
@@ -380,7 +382,7 @@ impl BinanceSpotVenue {
             Ok(Err(e)) => {
                 return Err(Failure::Venue(self.transport_error(
                     call,
-                    &e,
+                    e,
                     started.elapsed(),
                 )))
             }
