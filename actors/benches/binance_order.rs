@@ -6,6 +6,11 @@
 //!
 //! Run: `cargo bench -p orrery-actors --features testkit --bench binance_order -- --warm-up-time 1 --measurement-time 5`
 //! Besides criterion's mean, prints p50/p99 over a fixed run of orders.
+//!
+//! Measured 2026-11-22 on the shared 2-core dev box (load average 4–7 from other builds,
+//! so the tail is noisy): 1000 orders p50 463 µs, p99 4.2 ms, max 17 ms; criterion
+//! mean 1.05 ms [0.94, 1.16] per order (each order is ~6 signed/unsigned HTTP round trips
+//! plus two flushed ledger writes).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
