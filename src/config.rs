@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orrery_actors::agents::trading::TradingAgentConfig;
+use orrery_actors::exchanges::binance::BinanceConfig;
 use orrery_actors::exchanges::gateway::GatewayConfig;
 use orrery_actors::exchanges::hyperliquid::HyperliquidConfig;
 use orrery_actors::exchanges::paper::PaperConfig;
@@ -158,6 +159,8 @@ impl Default for ExchangesConfig {
 pub enum VenueConfig {
     Paper(PaperConfig),
     Hyperliquid(Box<HyperliquidConfig>),
+    /// Binance spot; keys from `BINANCE_API_KEY` / `BINANCE_API_SECRET`.
+    Binance(Box<BinanceConfig>),
 }
 
 impl VenueConfig {
@@ -165,6 +168,7 @@ impl VenueConfig {
         match self {
             VenueConfig::Paper(_) => "paper",
             VenueConfig::Hyperliquid(_) => "hyperliquid",
+            VenueConfig::Binance(_) => "binance",
         }
     }
 }
@@ -356,6 +360,7 @@ impl Config {
             match venue {
                 VenueConfig::Paper(p) => p.validate(&path, &mut issues),
                 VenueConfig::Hyperliquid(h) => h.validate(&path, &mut issues),
+                VenueConfig::Binance(b) => b.validate(&path, &mut issues),
             }
         }
         self.models.validate("models", &mut issues);

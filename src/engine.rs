@@ -22,6 +22,7 @@ use orrery_actors::agents::risk::{RiskAgent, RiskDeps};
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::{system_clock, SharedClock};
+use orrery_actors::exchanges::binance::BinanceSpotVenue;
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayCore, OrderGateway};
 use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
@@ -208,6 +209,9 @@ pub fn open_venue(
                 .map(|v| Arc::new(v) as Arc<dyn Venue>)
                 .map_err(|e| e.to_string())
         }
+        VenueConfig::Binance(binance) => BinanceSpotVenue::open(name, binance, clock)
+            .map(|v| Arc::new(v) as Arc<dyn Venue>)
+            .map_err(|e| e.to_string()),
     }
 }
 

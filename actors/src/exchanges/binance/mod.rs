@@ -1,17 +1,27 @@
-//! Binance spot: the exactness-critical pieces of the connector.
+//! Binance spot: the HTTP connector and the exactness-critical pieces it composes.
 //!
 //! - [`signing`]: HMAC-SHA256 of the exact query string (and form body), `recvWindow` and
 //!   `timestamp`, the API secret;
 //! - [`filters`]: exchangeInfo symbol filters and rounding of prices/quantities onto them;
 //! - [`errors`]: `{"code","msg"}` answers with their HTTP status, classified into venue
-//!   errors with the venue's message kept.
-//!
-//! This module never does I/O; the HTTP connector composes these pieces.
+//!   errors with the venue's message kept;
+//! - [`config`]: the venue section, its limits and the symbol ↔ pair mapping;
+//! - [`venue`]: [`BinanceSpotVenue`], the only part that does I/O;
+//! - `mock` (tests and feature `testkit`): a stateful loopback Binance spot exchange.
 
+pub mod config;
 pub mod errors;
 pub mod filters;
+#[cfg(any(test, feature = "testkit"))]
+pub mod mock;
 pub mod signing;
+pub mod venue;
 
+pub use config::BinanceConfig;
 pub use errors::{parse_error_response, BinanceApiError, BinanceErrorKind, RequestKind};
 pub use filters::{parse_exchange_info, symbol_rules, FilterError, SymbolRules};
 pub use signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER};
+pub use venue::{BinanceOpenError, BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! Configuration of a Binance spot venue account.
+//!
+//! Owns: the serde shape of a `kind = "binance"` venue section, its defaults (including
+//! the documented request-weight and order-rate limits), validation with key paths, and
+//! the symbol mapping between this engine's symbols (`BTC`) and Binance pairs (`BTCUSDT`).
+//! Never: reads the environment (keys come through the venue's injectable env lookup) or
+//! does I/O.
+//!
+//! Request weights (Binance Spot REST API docs, `/api/v3`, as of 2025): exchangeInfo 20,
+//! bookTicker (one symbol) 2, klines 2, time 1, POST order 1, GET order 4, DELETE order 1,
+//! openOrders (one symbol) 6, myTrades 20, account 20. The IP budget is 6000 weight per
+//! rolling minute (`REQUEST_WEIGHT`); the account may place 100 orders per 10 s
+//! (`ORDERS`). The defaults below stay under both with some headroom.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::signing::{DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS};
+use crate::resilience::config::LimitConfig;
+use crate::resilience::ResilienceConfig;
+use crate::validate::{join, Issues};
+
+/// Production REST endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://api.binance.com";
+/// Name of the weight pool the `X-MBX-USED-WEIGHT-1M` header is observed into.
+pub const WEIGHT_POOL: &str = "weight";
+/// Name of the order-rate pool.
+pub const ORDERS_POOL: &str = "orders";
+/// Binance's documented IP request-weight budget per minute.
+pub const WEIGHT_PER_MINUTE: u64 = 6000;
+
+/// Endpoint names used with the rate limits, with their documented weights.
+pub const ENDPOINT_WEIGHTS: [(&str, u64); 10] = [
+    ("exchange_info", 20),
+    ("book_ticker", 2),
+    ("klines", 2),
+    ("time", 1),
+    ("order", 1),
+    ("query_order", 4),
+    ("cancel", 1),
+    ("open_orders", 6),
+    ("my_trades", 20),
+    ("account", 20),
+];
+
+/// A Binance spot account. Keys are read from `BINANCE_API_KEY` / `BINANCE_API_SECRET`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BinanceConfig {
+    /// REST base URL. Default `https://api.binance.com`; the testnet is
+    /// `https://testnet.binance.vision`.
+    pub base_url: String,
+    /// Quote asset of every pair; also the account's cash, counted 1:1 as USD. Default USDT.
+    pub quote_asset: String,
+    /// Symbols this account trades (positions, open orders and fills are read for these).
+    /// Default BTC, ETH, SOL.
+    pub symbols: Vec<String>,
+    /// Explicit symbol → pair overrides (e.g. `BTC = "BTCFDUSD"`); others are
+    /// symbol + quote asset.
+    pub pairs: BTreeMap<String, String>,
+    /// `recvWindow` of signed requests in ms (1..=60000). Default 5000.
+    pub recv_window_ms: u64,
+    /// Deadline of one HTTP request. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long exchangeInfo filters are cached. Default 1h.
+    #[serde(with = "humantime_serde")]
+    pub exchange_info_ttl: Duration,
+    /// Rate limits; the default draws the documented weight of each endpoint from a
+    /// 6000/min pool and one unit per order from a 100/10s pool.
+    pub resilience: ResilienceConfig,
+}
+
+impl Default for BinanceConfig {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            quote_asset: "USDT".to_string(),
+            symbols: ["BTC", "ETH", "SOL"].map(String::from).to_vec(),
+            pairs: BTreeMap::new(),
+            recv_window_ms: DEFAULT_RECV_WINDOW_MS,
+            request_timeout: Duration::from_secs(10),
+            exchange_info_ttl: Duration::from_secs(3600),
+            resilience: default_resilience(),
+        }
+    }
+}
+
+/// Weight pool of 6000 per sliding minute, orders pool of 100 per 10 s, and every endpoint
+/// drawing its documented weight.
+pub fn default_resilience() -> ResilienceConfig {
+    let mut endpoints = BTreeMap::new();
+    for (name, weight) in ENDPOINT_WEIGHTS {
+        let mut draws = BTreeMap::new();
+        draws.insert(WEIGHT_POOL.to_string(), weight);
+        if name == "order" {
+            draws.insert(ORDERS_POOL.to_string(), 1);
+        }
+        endpoints.insert(name.to_string(), draws);
+    }
+    ResilienceConfig {
+        limits: vec![
+            LimitConfig::SlidingWindow {
+                name: WEIGHT_POOL.to_string(),
+                limit: WEIGHT_PER_MINUTE,
+                window: Duration::from_secs(60),
+            },
+            LimitConfig::TokenBucket {
+                name: ORDERS_POOL.to_string(),
+                capacity: 100,
+                refill_amount: 100,
+                refill_every: Duration::from_secs(10),
+            },
+        ],
+        endpoints,
+        ..ResilienceConfig::default()
+    }
+}
+
+fn valid_asset(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl BinanceConfig {
+    /// The Binance pair of one of our symbols.
+    pub fn pair_of(&self, symbol: &str) -> String {
+        self.pairs
+            .get(symbol)
+            .cloned()
+            .unwrap_or_else(|| format!("{}{}", symbol.to_ascii_uppercase(), self.quote_asset))
+    }
+
+    /// Our symbol of a Binance pair: a configured symbol whose pair it is, else the pair
+    /// without the quote asset.
+    pub fn symbol_of(&self, pair: &str) -> Option<String> {
+        if let Some(s) = self.symbols.iter().find(|s| self.pair_of(s) == pair) {
+            return Some(s.clone());
+        }
+        if let Some((s, _)) = self.pairs.iter().find(|(_, p)| p.as_str() == pair) {
+            return Some(s.clone());
+        }
+        pair.strip_suffix(self.quote_asset.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        let url_ok = (self.base_url.starts_with("https://")
+            || self.base_url.starts_with("http://"))
+            && reqwest::Url::parse(&self.base_url).is_ok();
+        issues.check(
+            url_ok,
+            join(path, "base_url"),
+            &self.base_url,
+            "an http(s) URL such as https://api.binance.com",
+        );
+        issues.check(
+            valid_asset(&self.quote_asset),
+            join(path, "quote_asset"),
+            &self.quote_asset,
+            "an asset code of letters and digits, e.g. USDT",
+        );
+        issues.check(
+            !self.symbols.is_empty(),
+            join(path, "symbols"),
+            &self.symbols,
+            "at least one symbol, e.g. [\"BTC\"]",
+        );
+        for (i, s) in self.symbols.iter().enumerate() {
+            issues.check(
+                valid_asset(s),
+                format!("{}[{i}]", join(path, "symbols")),
+                s,
+                "an asset code of letters and digits, e.g. BTC",
+            );
+        }
+        for (s, p) in &self.pairs {
+            issues.check(
+                valid_asset(p) && p.to_ascii_uppercase() == *p,
+                join(&join(path, "pairs"), s),
+                p,
+                "an upper-case Binance pair such as BTCUSDT",
+            );
+        }
+        issues.check(
+            (1..=MAX_RECV_WINDOW_MS).contains(&self.recv_window_ms),
+            join(path, "recv_window_ms"),
+            self.recv_window_ms,
+            "milliseconds from 1 to 60000",
+        );
+        let ms = self.request_timeout.as_millis();
+        issues.check(
+            (100..=120_000).contains(&ms),
+            join(path, "request_timeout"),
+            humantime::format_duration(self.request_timeout).to_string(),
+            "a duration from 100ms to 2m",
+        );
+        issues.check(
+            self.exchange_info_ttl >= Duration::from_secs(1),
+            join(path, "exchange_info_ttl"),
+            humantime::format_duration(self.exchange_info_ttl).to_string(),
+            "a duration of at least 1s",
+        );
+        self.resilience.validate(&join(path, "resilience"), issues);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_map_symbols() {
+        let c = BinanceConfig::default();
+        let mut issues = Issues::default();
+        c.validate("exchanges.venues.binance", &mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(c.pair_of("BTC"), "BTCUSDT");
+        assert_eq!(c.symbol_of("ETHUSDT").as_deref(), Some("ETH"));
+        let mut c = c;
+        c.pairs.insert("BTC".into(), "BTCFDUSD".into());
+        assert_eq!(c.pair_of("BTC"), "BTCFDUSD");
+        assert_eq!(c.symbol_of("BTCFDUSD").as_deref(), Some("BTC"));
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_key_path() {
+        let c = BinanceConfig {
+            base_url: "ftp://x".into(),
+            recv_window_ms: 90_000,
+            quote_asset: "".into(),
+            ..BinanceConfig::default()
+        };
+        let mut issues = Issues::default();
+        c.validate("exchanges.venues.bn", &mut issues);
+        let keys: Vec<_> = issues.0.iter().map(|i| i.key.clone()).collect();
+        assert!(keys.contains(&"exchanges.venues.bn.base_url".to_string()));
+        assert!(keys.contains(&"exchanges.venues.bn.recv_window_ms".to_string()));
+        assert!(keys.contains(&"exchanges.venues.bn.quote_asset".to_string()));
+    }
+}

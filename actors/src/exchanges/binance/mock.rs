@@ -1,0 +1,886 @@
+//! A stateful mock Binance spot exchange on loopback, for tests (feature `testkit`).
+//!
+//! Owns: a small Binance spot account (balances, orders, trades) and book per pair,
+//! answering `/api/v3` in Binance's own shapes and error bodies: it checks `X-MBX-APIKEY`
+//! and the HMAC signature (-1022), the timestamp against its own clock and `recvWindow`
+//! (-1021; the clock can be skewed), filters (-1013), balances (-2010), and returns
+//! `X-MBX-USED-WEIGHT-1M` on every answer. MARKET orders fill at its book (up to an
+//! optional touch quantity), LIMIT orders rest until the test moves the price. Faults are
+//! queued and consumed one per request: 429/418 with Retry-After, 5xx or reset after an
+//! order was applied, malformed JSON, hang. Never: percent-decodes (the engine sends only
+//! unreserved characters) or reads parameters from a form body; commission is 0.1% of
+//! the quote amount, paid in the quote asset.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::signing::{ApiSecret, RecvWindow};
+use crate::testkit::{MockServer, RecordedRequest, Reply};
+
+/// API key the mock accepts.
+pub const MOCK_API_KEY: &str = "orreryMockBinanceApiKey000000000000000000000000000000000000000000";
+/// API secret the mock verifies signatures with.
+pub const MOCK_API_SECRET: &str =
+    "orreryMockBinanceSecret00000000000000000000000000000000000000000";
+
+/// 0.1%.
+const FEE_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap_or_default()
+}
+
+/// A fault applied to the next request (or the next order send, for the "after" kinds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 429 `{"code":-1003,…}` with `Retry-After: secs`.
+    RateLimited { retry_after_secs: u64 },
+    /// HTTP 418 IP ban with `Retry-After: secs`, the message naming "banned until".
+    Banned { retry_after_secs: u64 },
+    /// HTTP 418 with no Retry-After: only the message's "banned until <ms>" tells the end.
+    BannedUntil { secs: u64 },
+    /// The next POST /api/v3/order is applied, then answered with HTTP 503.
+    ServerErrorAfterOrder,
+    /// The next POST /api/v3/order is applied, then the connection is closed unanswered.
+    ResetAfterOrder,
+    /// The next request gets HTTP 200 with a body that is not JSON.
+    Malformed,
+    /// The next request is never answered.
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+struct Book {
+    bid: Decimal,
+    ask: Decimal,
+    /// Quantity available at the touch for each taking order; unlimited when `None`.
+    touch_qty: Option<Decimal>,
+}
+
+#[derive(Debug, Clone)]
+struct PairRules {
+    base: String,
+    quote: String,
+    tick: Decimal,
+    step: Decimal,
+    min_qty: Decimal,
+    min_notional: Decimal,
+}
+
+#[derive(Debug, Clone)]
+struct Order {
+    symbol: String,
+    order_id: i64,
+    client_order_id: String,
+    side: String,
+    ty: String,
+    tif: String,
+    price: Decimal,
+    stop_price: Decimal,
+    orig_qty: Decimal,
+    executed_qty: Decimal,
+    cum_quote: Decimal,
+    status: String,
+    time: i64,
+    update_time: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Trade {
+    symbol: String,
+    id: i64,
+    order_id: i64,
+    price: Decimal,
+    qty: Decimal,
+    commission: Decimal,
+    commission_asset: String,
+    time: i64,
+    is_buyer: bool,
+    is_maker: bool,
+}
+
+struct State {
+    secret: ApiSecret,
+    clock_offset_ms: i64,
+    books: BTreeMap<String, Book>,
+    rules: BTreeMap<String, PairRules>,
+    /// Asset → (free, locked).
+    balances: BTreeMap<String, (Decimal, Decimal)>,
+    orders: Vec<Order>,
+    trades: Vec<Trade>,
+    next_id: i64,
+    faults: VecDeque<Fault>,
+    /// (minute, weight used in it).
+    weight: (i64, u64),
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn d8(d: Decimal) -> String {
+    format!("{:.8}", d)
+}
+
+fn err(status: u16, code: i64, msg: &str) -> Reply {
+    Reply::json(status, &json!({ "code": code, "msg": msg }))
+}
+
+fn weight_of(route: &str, method: &str) -> u64 {
+    match (method, route) {
+        ("GET", "/api/v3/exchangeInfo") => 20,
+        ("GET", "/api/v3/ticker/bookTicker") | ("GET", "/api/v3/klines") => 2,
+        ("GET", "/api/v3/order") => 4,
+        ("GET", "/api/v3/openOrders") => 6,
+        ("GET", "/api/v3/myTrades") | ("GET", "/api/v3/account") => 20,
+        _ => 1,
+    }
+}
+
+/// The mock exchange; stops when dropped.
+pub struct MockBinance {
+    server: MockServer,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MockBinance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockBinance")
+            .field("url", &self.server.url())
+            .finish()
+    }
+}
+
+impl MockBinance {
+    /// BTCUSDT (59990/60010, tick 0.01, step 0.00001, min notional 5), ETHUSDT
+    /// (2999/3001, tick 0.01, step 0.0001) and SOLUSDT (149.9/150.1), 10000 USDT free.
+    pub fn start() -> Self {
+        let mut books = BTreeMap::new();
+        let mut rules = BTreeMap::new();
+        for (base, bid, ask, tick, step) in [
+            ("BTC", d("59990"), d("60010"), d("0.01"), d("0.00001")),
+            ("ETH", d("2999"), d("3001"), d("0.01"), d("0.0001")),
+            ("SOL", d("149.9"), d("150.1"), d("0.01"), d("0.001")),
+        ] {
+            let pair = format!("{base}USDT");
+            books.insert(
+                pair.clone(),
+                Book {
+                    bid,
+                    ask,
+                    touch_qty: None,
+                },
+            );
+            rules.insert(
+                pair,
+                PairRules {
+                    base: base.into(),
+                    quote: "USDT".into(),
+                    tick,
+                    step,
+                    min_qty: step,
+                    min_notional: d("5"),
+                },
+            );
+        }
+        let mut balances = BTreeMap::new();
+        balances.insert("USDT".to_string(), (d("10000"), Decimal::ZERO));
+        let state = Arc::new(Mutex::new(State {
+            // Invariant: the constant secret is not empty.
+            secret: ApiSecret::new(MOCK_API_SECRET).expect("mock secret"),
+            clock_offset_ms: 0,
+            books,
+            rules,
+            balances,
+            orders: Vec::new(),
+            trades: Vec::new(),
+            next_id: 1,
+            faults: VecDeque::new(),
+            weight: (0, 0),
+        }));
+        let handler_state = state.clone();
+        let server = MockServer::start(move |req| handle(&handler_state, req));
+        Self { server, state }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.server.requests()
+    }
+
+    pub fn count(&self, route: &str) -> usize {
+        self.server.count(route)
+    }
+
+    /// How many `POST /api/v3/order` carried this `newClientOrderId`.
+    pub fn order_posts(&self, client_id: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.route() == "/api/v3/order"
+                    && r.query("newClientOrderId") == Some(client_id)
+            })
+            .count()
+    }
+
+    /// Skews the mock's clock relative to the wall clock (server ahead when positive).
+    pub fn set_clock_offset_ms(&self, ms: i64) {
+        self.state.lock().clock_offset_ms = ms;
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.state.lock().faults.push_back(fault);
+    }
+
+    pub fn set_balance(&self, asset: &str, free: Decimal) {
+        self.state
+            .lock()
+            .balances
+            .entry(asset.to_string())
+            .or_default()
+            .0 = free;
+    }
+
+    /// (free, locked) of an asset.
+    pub fn balance(&self, asset: &str) -> (Decimal, Decimal) {
+        self.state
+            .lock()
+            .balances
+            .get(asset)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Adds weight as if other clients of the same IP had used it this minute.
+    pub fn add_used_weight(&self, weight: u64) {
+        let mut st = self.state.lock();
+        let minute = (wall_ms() + st.clock_offset_ms).div_euclid(60_000);
+        if st.weight.0 != minute {
+            st.weight = (minute, 0);
+        }
+        st.weight.1 += weight;
+    }
+
+    /// Limits the quantity each taking order finds at the touch.
+    pub fn set_touch_qty(&self, pair: &str, qty: Option<Decimal>) {
+        if let Some(b) = self.state.lock().books.get_mut(pair) {
+            b.touch_qty = qty;
+        }
+    }
+
+    /// Moves the book; resting LIMIT orders the new price crosses fill at their price.
+    pub fn set_book(&self, pair: &str, bid: Decimal, ask: Decimal) {
+        let mut st = self.state.lock();
+        if let Some(b) = st.books.get_mut(pair) {
+            b.bid = bid;
+            b.ask = ask;
+        }
+        let now = wall_ms() + st.clock_offset_ms;
+        let crossing: Vec<usize> = st
+            .orders
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| {
+                o.symbol == pair
+                    && matches!(o.status.as_str(), "NEW" | "PARTIALLY_FILLED")
+                    && o.ty.starts_with("LIMIT")
+                    && ((o.side == "BUY" && ask <= o.price) || (o.side == "SELL" && bid >= o.price))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in crossing {
+            let (price, qty) = {
+                let o = &st.orders[i];
+                (o.price, o.orig_qty - o.executed_qty)
+            };
+            unlock(&mut st, i, qty);
+            execute(&mut st, i, price, qty, true, now);
+        }
+    }
+
+    /// Status string of the order with this client id, if any.
+    pub fn order_status(&self, client_id: &str) -> Option<String> {
+        self.state
+            .lock()
+            .orders
+            .iter()
+            .find(|o| o.client_order_id == client_id)
+            .map(|o| o.status.clone())
+    }
+}
+
+fn params_of(req: &RecordedRequest) -> HashMap<String, String> {
+    req.path
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
+    let mut st = state.lock();
+    let server_now = wall_ms() + st.clock_offset_ms;
+    let minute = server_now.div_euclid(60_000);
+    if st.weight.0 != minute {
+        st.weight = (minute, 0);
+    }
+    st.weight.1 += weight_of(req.route(), &req.method);
+    let used = st.weight.1.to_string();
+    let reply = route(&mut st, req, server_now);
+    reply.with_header("X-MBX-USED-WEIGHT-1M", &used)
+}
+
+fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
+    let is_order_post = req.method == "POST" && req.route() == "/api/v3/order";
+    let after_fault = match st.faults.front() {
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            let s = *retry_after_secs;
+            st.faults.pop_front();
+            return err(429, -1003, "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
+                .with_header("Retry-After", &s.to_string());
+        }
+        Some(Fault::Banned { retry_after_secs }) => {
+            let s = *retry_after_secs;
+            st.faults.pop_front();
+            let until = now + (s as i64) * 1000;
+            return err(418, -1003, &format!("Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for live updates to avoid bans."))
+                .with_header("Retry-After", &s.to_string());
+        }
+        Some(Fault::BannedUntil { secs }) => {
+            let until = now + (*secs as i64) * 1000;
+            st.faults.pop_front();
+            return err(418, -1003, &format!("Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for live updates to avoid bans."));
+        }
+        Some(Fault::Malformed) => {
+            st.faults.pop_front();
+            return Reply::raw(
+                200,
+                "application/json",
+                "{\"symbol\":\"BTCUSDT\",\"bidPrice\":",
+            );
+        }
+        Some(Fault::Hang) => {
+            st.faults.pop_front();
+            return Reply::Hang;
+        }
+        Some(f @ (Fault::ServerErrorAfterOrder | Fault::ResetAfterOrder)) if is_order_post => {
+            let f = f.clone();
+            st.faults.pop_front();
+            Some(f)
+        }
+        _ => None,
+    };
+    let p = params_of(req);
+    let signed = !matches!(
+        req.route(),
+        "/api/v3/time" | "/api/v3/exchangeInfo" | "/api/v3/ticker/bookTicker" | "/api/v3/klines"
+    );
+    if signed {
+        if let Err(reply) = authenticate(st, req, &p, now) {
+            return reply;
+        }
+    }
+    let reply = match (req.method.as_str(), req.route()) {
+        ("GET", "/api/v3/time") => Reply::json(200, &json!({ "serverTime": now })),
+        ("GET", "/api/v3/exchangeInfo") => exchange_info(st, &p, now),
+        ("GET", "/api/v3/ticker/bookTicker") => match book_of(st, &p) {
+            Ok((pair, b)) => Reply::json(
+                200,
+                &json!({"symbol": pair, "bidPrice": d8(b.bid), "bidQty": "1.00000000", "askPrice": d8(b.ask), "askQty": "1.00000000"}),
+            ),
+            Err(r) => r,
+        },
+        ("GET", "/api/v3/klines") => match book_of(st, &p) {
+            Ok((_, b)) => {
+                let n: i64 = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(500);
+                let mid = (b.bid + b.ask) / d("2");
+                let rows: Vec<Value> = (0..n)
+                    .map(|i| {
+                        let t = (now.div_euclid(60_000) - (n - 1 - i)) * 60_000;
+                        json!([
+                            t,
+                            d8(mid),
+                            d8(mid),
+                            d8(mid),
+                            d8(mid),
+                            "1.00000000",
+                            t + 59_999,
+                            d8(mid),
+                            1,
+                            "0.5",
+                            d8(mid / d("2")),
+                            "0"
+                        ])
+                    })
+                    .collect();
+                Reply::json(200, &Value::Array(rows))
+            }
+            Err(r) => r,
+        },
+        ("POST", "/api/v3/order") => new_order(st, &p, now),
+        ("GET", "/api/v3/order") => match find_order(st, &p) {
+            Some(i) => Reply::json(200, &order_json(&st.orders[i])),
+            None => err(400, -2013, "Order does not exist."),
+        },
+        ("DELETE", "/api/v3/order") => cancel(st, &p, now),
+        ("GET", "/api/v3/openOrders") => {
+            let sym = p.get("symbol");
+            let rows: Vec<Value> = st
+                .orders
+                .iter()
+                .filter(|o| matches!(o.status.as_str(), "NEW" | "PARTIALLY_FILLED"))
+                .filter(|o| sym.is_none_or(|s| *s == o.symbol))
+                .map(order_json)
+                .collect();
+            Reply::json(200, &Value::Array(rows))
+        }
+        ("GET", "/api/v3/myTrades") => {
+            let Some(sym) = p.get("symbol") else {
+                return err(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+                );
+            };
+            let start: i64 = p.get("startTime").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let rows: Vec<Value> = st
+                .trades
+                .iter()
+                .filter(|t| t.symbol == *sym && t.time >= start)
+                .map(|t| json!({"symbol": t.symbol, "id": t.id, "orderId": t.order_id, "orderListId": -1, "price": d8(t.price), "qty": d8(t.qty), "quoteQty": d8(t.price * t.qty), "commission": d8(t.commission), "commissionAsset": t.commission_asset, "time": t.time, "isBuyer": t.is_buyer, "isMaker": t.is_maker, "isBestMatch": true}))
+                .collect();
+            Reply::json(200, &Value::Array(rows))
+        }
+        ("GET", "/api/v3/account") => {
+            let omit = p.get("omitZeroBalances").map(String::as_str) == Some("true");
+            let balances: Vec<Value> = st
+                .balances
+                .iter()
+                .filter(|(_, (f, l))| !(omit && f.is_zero() && l.is_zero()))
+                .map(|(a, (f, l))| json!({"asset": a, "free": d8(*f), "locked": d8(*l)}))
+                .collect();
+            Reply::json(
+                200,
+                &json!({"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+                    "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000", "seller": "0.00000000"},
+                    "canTrade": true, "canWithdraw": true, "canDeposit": true, "brokered": false,
+                    "requireSelfTradePrevention": false, "preventSor": false, "updateTime": now,
+                    "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": 354937868}),
+            )
+        }
+        _ => err(
+            404,
+            -1000,
+            "An unknown error occurred while processing the request.",
+        ),
+    };
+    match after_fault {
+        Some(Fault::ServerErrorAfterOrder) => Reply::raw(
+            503,
+            "text/html",
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        ),
+        Some(Fault::ResetAfterOrder) => Reply::Reset,
+        _ => reply,
+    }
+}
+
+fn authenticate(
+    st: &State,
+    req: &RecordedRequest,
+    p: &HashMap<String, String>,
+    now: i64,
+) -> Result<(), Reply> {
+    if req.header("x-mbx-apikey") != Some(MOCK_API_KEY) {
+        return Err(err(
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        ));
+    }
+    let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let Some((payload, sig)) = query.rsplit_once("&signature=") else {
+        return Err(err(
+            400,
+            -1102,
+            "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
+        ));
+    };
+    if st.secret.sign(payload) != sig {
+        return Err(err(400, -1022, "Signature for this request is not valid."));
+    }
+    let Some(ts) = p.get("timestamp").and_then(|t| t.parse::<i64>().ok()) else {
+        return Err(err(
+            400,
+            -1102,
+            "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.",
+        ));
+    };
+    let window = p
+        .get("recvWindow")
+        .and_then(|w| w.parse::<u64>().ok())
+        .and_then(|w| RecvWindow::new(w).ok())
+        .unwrap_or_default();
+    if !window.accepts(ts, now) {
+        return Err(err(
+            400,
+            -1021,
+            "Timestamp for this request is outside of the recvWindow.",
+        ));
+    }
+    Ok(())
+}
+
+fn book_of<'a>(st: &'a State, p: &HashMap<String, String>) -> Result<(String, &'a Book), Reply> {
+    let pair = p.get("symbol").cloned().unwrap_or_default();
+    match st.books.get(&pair) {
+        Some(b) => Ok((pair, b)),
+        None => Err(err(400, -1121, "Invalid symbol.")),
+    }
+}
+
+fn exchange_info(st: &State, p: &HashMap<String, String>, now: i64) -> Reply {
+    let wanted = p.get("symbol");
+    if let Some(w) = wanted {
+        if !st.rules.contains_key(w) {
+            return err(400, -1121, "Invalid symbol.");
+        }
+    }
+    let symbols: Vec<Value> = st
+        .rules
+        .iter()
+        .filter(|(pair, _)| wanted.is_none_or(|w| w == *pair))
+        .map(|(pair, r)| json!({
+            "symbol": pair, "status": "TRADING", "baseAsset": r.base, "baseAssetPrecision": 8,
+            "quoteAsset": r.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+            "icebergAllowed": true, "ocoAllowed": true, "isSpotTradingAllowed": true, "isMarginTradingAllowed": false,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": d8(r.tick), "maxPrice": "1000000.00000000", "tickSize": d8(r.tick)},
+                {"filterType": "LOT_SIZE", "minQty": d8(r.min_qty), "maxQty": "9000.00000000", "stepSize": d8(r.step)},
+                {"filterType": "ICEBERG_PARTS", "limit": 10},
+                {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "100.00000000", "stepSize": "0.00000000"},
+                {"filterType": "NOTIONAL", "minNotional": d8(r.min_notional), "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5}
+            ],
+            "permissions": [], "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER"
+        }))
+        .collect();
+    Reply::json(
+        200,
+        &json!({"timezone": "UTC", "serverTime": now, "rateLimits": [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000}
+    ], "exchangeFilters": [], "symbols": symbols}),
+    )
+}
+
+fn order_json(o: &Order) -> Value {
+    json!({"symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+        "price": d8(o.price), "origQty": d8(o.orig_qty), "executedQty": d8(o.executed_qty),
+        "cummulativeQuoteQty": d8(o.cum_quote), "status": o.status, "timeInForce": o.tif, "type": o.ty,
+        "side": o.side, "stopPrice": d8(o.stop_price), "icebergQty": "0.00000000", "time": o.time,
+        "updateTime": o.update_time, "isWorking": o.status != "CANCELED", "workingTime": o.time,
+        "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER"})
+}
+
+fn find_order(st: &State, p: &HashMap<String, String>) -> Option<usize> {
+    let sym = p.get("symbol")?;
+    if let Some(cid) = p.get("origClientOrderId") {
+        return st
+            .orders
+            .iter()
+            .position(|o| o.symbol == *sym && o.client_order_id == *cid);
+    }
+    let id: i64 = p.get("orderId")?.parse().ok()?;
+    st.orders
+        .iter()
+        .position(|o| o.symbol == *sym && o.order_id == id)
+}
+
+fn on_grid(v: Decimal, anchor: Decimal, step: Decimal) -> bool {
+    step.is_zero() || ((v - anchor) % step).is_zero()
+}
+
+/// Returns funds locked for `qty` of a resting order to free.
+fn unlock(st: &mut State, i: usize, qty: Decimal) {
+    let o = &st.orders[i];
+    let Some(r) = st.rules.get(&o.symbol) else {
+        return;
+    };
+    let (asset, amount) = if o.side == "BUY" {
+        (r.quote.clone(), qty * o.price)
+    } else {
+        (r.base.clone(), qty)
+    };
+    let b = st.balances.entry(asset).or_default();
+    b.1 -= amount;
+    b.0 += amount;
+}
+
+/// Trades `qty` of order `i` at `price` against free balances.
+fn execute(st: &mut State, i: usize, price: Decimal, qty: Decimal, maker: bool, now: i64) -> Value {
+    let id = st.next_id;
+    st.next_id += 1;
+    let (symbol, order_id, side) = {
+        let o = &mut st.orders[i];
+        o.executed_qty += qty;
+        o.cum_quote += qty * price;
+        o.update_time = now;
+        o.status = if o.executed_qty >= o.orig_qty {
+            "FILLED".into()
+        } else {
+            "PARTIALLY_FILLED".into()
+        };
+        (o.symbol.clone(), o.order_id, o.side.clone())
+    };
+    let (base, quote) = match st.rules.get(&symbol) {
+        Some(r) => (r.base.clone(), r.quote.clone()),
+        None => return Value::Null,
+    };
+    let notional = qty * price;
+    let commission = (notional * FEE_RATE).round_dp(8);
+    let buy = side == "BUY";
+    {
+        let q = st.balances.entry(quote.clone()).or_default();
+        if buy {
+            q.0 -= notional + commission;
+        } else {
+            q.0 += notional - commission;
+        }
+    }
+    {
+        let b = st.balances.entry(base).or_default();
+        if buy {
+            b.0 += qty;
+        } else {
+            b.0 -= qty;
+        }
+    }
+    st.trades.push(Trade {
+        symbol,
+        id,
+        order_id,
+        price,
+        qty,
+        commission,
+        commission_asset: quote.clone(),
+        time: now,
+        is_buyer: buy,
+        is_maker: maker,
+    });
+    json!({"price": d8(price), "qty": d8(qty), "commission": d8(commission), "commissionAsset": quote, "tradeId": id})
+}
+
+fn new_order(st: &mut State, p: &HashMap<String, String>, now: i64) -> Reply {
+    let dec_param = |k: &str| p.get(k).and_then(|v| v.parse::<Decimal>().ok());
+    let Some(pair) = p.get("symbol").cloned() else {
+        return err(
+            400,
+            -1102,
+            "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+        );
+    };
+    let (Some(rules), Some(book)) = (st.rules.get(&pair).cloned(), st.books.get(&pair).cloned())
+    else {
+        return err(400, -1121, "Invalid symbol.");
+    };
+    let side = p.get("side").cloned().unwrap_or_default();
+    if side != "BUY" && side != "SELL" {
+        return err(
+            400,
+            -1102,
+            "Mandatory parameter 'side' was not sent, was empty/null, or malformed.",
+        );
+    }
+    let ty = p.get("type").cloned().unwrap_or_default();
+    let Some(qty) = dec_param("quantity").filter(|q| *q > Decimal::ZERO) else {
+        return err(
+            400,
+            -1102,
+            "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+        );
+    };
+    let cid = p
+        .get("newClientOrderId")
+        .cloned()
+        .unwrap_or_else(|| format!("mock{}", st.next_id));
+    if st.orders.iter().any(|o| {
+        o.client_order_id == cid && matches!(o.status.as_str(), "NEW" | "PARTIALLY_FILLED")
+    }) {
+        return err(400, -2010, "Duplicate order sent.");
+    }
+    let buy = side == "BUY";
+    let price = dec_param("price").unwrap_or_default();
+    let stop_price = dec_param("stopPrice").unwrap_or_default();
+    let is_limit = matches!(
+        ty.as_str(),
+        "LIMIT" | "LIMIT_MAKER" | "STOP_LOSS_LIMIT" | "TAKE_PROFIT_LIMIT"
+    );
+    let known = matches!(
+        ty.as_str(),
+        "MARKET"
+            | "LIMIT"
+            | "LIMIT_MAKER"
+            | "STOP_LOSS"
+            | "STOP_LOSS_LIMIT"
+            | "TAKE_PROFIT"
+            | "TAKE_PROFIT_LIMIT"
+    );
+    if !known {
+        return err(400, -1116, "Invalid orderType.");
+    }
+    if is_limit && price <= Decimal::ZERO {
+        return err(
+            400,
+            -1102,
+            "Mandatory parameter 'price' was not sent, was empty/null, or malformed.",
+        );
+    }
+    if is_limit && !on_grid(price, rules.tick, rules.tick) {
+        return err(400, -1013, "Filter failure: PRICE_FILTER");
+    }
+    if ty != "MARKET" && (qty < rules.min_qty || !on_grid(qty, rules.min_qty, rules.step)) {
+        return err(400, -1013, "Filter failure: LOT_SIZE");
+    }
+    let touch = if buy { book.ask } else { book.bid };
+    let ref_price = if is_limit { price } else { touch };
+    if qty * ref_price < rules.min_notional {
+        return err(400, -1013, "Filter failure: NOTIONAL");
+    }
+    let marketable = match ty.as_str() {
+        "MARKET" => true,
+        "LIMIT" | "LIMIT_MAKER" => (buy && price >= book.ask) || (!buy && price <= book.bid),
+        _ => false,
+    };
+    if ty == "LIMIT_MAKER" && marketable {
+        return err(400, -2010, "Order would immediately match and take.");
+    }
+    // Funds for the whole order must be free, as on Binance.
+    let (need_asset, need) = if buy {
+        (
+            rules.quote.clone(),
+            qty * ref_price * (Decimal::ONE + FEE_RATE),
+        )
+    } else {
+        (rules.base.clone(), qty)
+    };
+    let free = st
+        .balances
+        .get(&need_asset)
+        .map(|b| b.0)
+        .unwrap_or_default();
+    if free < need {
+        return err(
+            400,
+            -2010,
+            "Account has insufficient balance for requested action.",
+        );
+    }
+    let tif = if ty == "LIMIT" {
+        p.get("timeInForce")
+            .cloned()
+            .unwrap_or_else(|| "GTC".into())
+    } else {
+        "GTC".into()
+    };
+    let order_id = st.next_id;
+    st.next_id += 1;
+    st.orders.push(Order {
+        symbol: pair.clone(),
+        order_id,
+        client_order_id: cid,
+        side,
+        ty: ty.clone(),
+        tif: tif.clone(),
+        price: if ty == "MARKET" { Decimal::ZERO } else { price },
+        stop_price,
+        orig_qty: qty,
+        executed_qty: Decimal::ZERO,
+        cum_quote: Decimal::ZERO,
+        status: "NEW".into(),
+        time: now,
+        update_time: now,
+    });
+    let i = st.orders.len() - 1;
+    let mut fills = Vec::new();
+    if marketable {
+        let take = book.touch_qty.map_or(qty, |t| t.min(qty));
+        if take > Decimal::ZERO {
+            fills.push(execute(st, i, touch, take, false, now));
+        }
+    }
+    let rest = qty - st.orders[i].executed_qty;
+    if rest > Decimal::ZERO {
+        let rests = ty != "MARKET" && !(ty == "LIMIT" && tif != "GTC");
+        if rests {
+            let (asset, amount) = if buy {
+                (rules.quote.clone(), rest * price)
+            } else {
+                (rules.base.clone(), rest)
+            };
+            let b = st.balances.entry(asset).or_default();
+            b.0 -= amount;
+            b.1 += amount;
+        } else {
+            st.orders[i].status = "EXPIRED".into();
+        }
+    }
+    let o = &st.orders[i];
+    match p.get("newOrderRespType").map(String::as_str) {
+        Some("ACK") => Reply::json(
+            200,
+            &json!({"symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id, "transactTime": now}),
+        ),
+        resp => {
+            let mut v = json!({"symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+                "transactTime": now, "price": d8(o.price), "origQty": d8(o.orig_qty), "executedQty": d8(o.executed_qty),
+                "origQuoteOrderQty": "0.00000000", "cummulativeQuoteQty": d8(o.cum_quote), "status": o.status,
+                "timeInForce": o.tif, "type": o.ty, "side": o.side, "workingTime": now, "selfTradePreventionMode": "EXPIRE_MAKER"});
+            if resp != Some("RESULT") {
+                v["fills"] = Value::Array(fills);
+            }
+            Reply::json(200, &v)
+        }
+    }
+}
+
+fn cancel(st: &mut State, p: &HashMap<String, String>, now: i64) -> Reply {
+    let Some(i) = find_order(st, p)
+        .filter(|i| matches!(st.orders[*i].status.as_str(), "NEW" | "PARTIALLY_FILLED"))
+    else {
+        return err(400, -2011, "Unknown order sent.");
+    };
+    let rest = st.orders[i].orig_qty - st.orders[i].executed_qty;
+    if st.orders[i].ty != "MARKET"
+        && !st.orders[i].ty.ends_with("LOSS")
+        && !st.orders[i].ty.ends_with("PROFIT")
+    {
+        unlock(st, i, rest);
+    }
+    let new_cid = format!("cancel{}", st.next_id);
+    st.next_id += 1;
+    let o = &mut st.orders[i];
+    o.status = "CANCELED".into();
+    o.update_time = now;
+    let mut v = order_json(o);
+    v["origClientOrderId"] = Value::String(o.client_order_id.clone());
+    v["clientOrderId"] = Value::String(new_cid);
+    v["transactTime"] = json!(now);
+    Reply::json(200, &v)
+}

@@ -1,0 +1,572 @@
+//! `BinanceSpotVenue` against the mock exchange, alone and behind the order gateway.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+use super::mock::{Fault, MockBinance, MOCK_API_KEY, MOCK_API_SECRET};
+use super::*;
+use crate::clock::system_clock;
+use crate::exchanges::connector::Connector;
+use crate::exchanges::gateway::{
+    Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing,
+};
+use crate::exchanges::risk_gate::RiskConfig;
+use crate::exchanges::types::*;
+use crate::exchanges::venue::{Venue, VenueError};
+use crate::store::Store;
+use crate::supervisor::Slot;
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        API_KEY_ENV => Some(MOCK_API_KEY.into()),
+        API_SECRET_ENV => Some(MOCK_API_SECRET.into()),
+        _ => None,
+    }
+}
+
+fn config(mock: &MockBinance, timeout: Duration) -> BinanceConfig {
+    BinanceConfig {
+        base_url: mock.url(),
+        request_timeout: timeout,
+        ..BinanceConfig::default()
+    }
+}
+
+fn venue(mock: &MockBinance) -> Arc<BinanceSpotVenue> {
+    venue_with(mock, Duration::from_secs(3))
+}
+
+fn venue_with(mock: &MockBinance, timeout: Duration) -> Arc<BinanceSpotVenue> {
+    Arc::new(
+        BinanceSpotVenue::open_with_env("binance", &config(mock, timeout), system_clock(), &env)
+            .unwrap(),
+    )
+}
+
+fn gateway(store: &Store, venue: Arc<BinanceSpotVenue>) -> Arc<GatewayCore> {
+    let slot = Slot::<Connector>::new();
+    let addr = Connector::new(venue).start();
+    slot.fill(addr, slot.next_token(), "test/binance");
+    let mut venues = BTreeMap::new();
+    venues.insert("binance".to_string(), slot);
+    GatewayCore::open(
+        store,
+        venues,
+        RiskConfig::default(),
+        GatewayConfig::default(),
+        system_clock(),
+    )
+    .unwrap()
+}
+
+fn intent(side: Side, amount: Amount, pricing: Pricing) -> OrderIntent {
+    OrderIntent {
+        venue: "binance".into(),
+        symbol: "BTC".into(),
+        side,
+        amount,
+        pricing,
+        reduce_only: false,
+        origin: "test".into(),
+    }
+}
+
+fn request(size: Decimal, order_type: OrderType) -> OrderRequest {
+    OrderRequest {
+        client_id: ClientOrderId::generate(),
+        symbol: "BTC".into(),
+        side: Side::Buy,
+        size,
+        order_type,
+        reduce_only: false,
+    }
+}
+
+fn market() -> OrderType {
+    OrderType::Market {
+        max_slippage: dec!(0.01),
+    }
+}
+
+fn posts(mock: &MockBinance) -> usize {
+    mock.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.route() == "/api/v3/order")
+        .count()
+}
+
+#[actix::test]
+async fn market_order_by_usd_fills_and_is_signed() {
+    let mock = MockBinance::start();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock));
+    core.reconcile("binance").await.unwrap();
+    let report = core
+        .place(intent(Side::Buy, Amount::Usd(dec!(100)), Pricing::Market))
+        .await
+        .unwrap();
+    // 100 / 60010 = 0.0016663… → 0.00166 at step 0.00001.
+    assert_eq!(report.size, dec!(0.00166));
+    assert_eq!(report.status, OrderStatus::Filled);
+    assert_eq!(report.avg_fill_price, Some(dec!(60010)));
+    assert_eq!(mock.order_posts(report.client_id.as_str()), 1);
+    let post = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(post.header("x-mbx-apikey"), Some(MOCK_API_KEY));
+    assert_eq!(post.query("type"), Some("MARKET"));
+    assert_eq!(post.query("newOrderRespType"), Some("FULL"));
+    assert!(post.query("signature").is_some());
+    assert_eq!(mock.balance("BTC").0, dec!(0.00166));
+
+    // The venue's own view: fill with the trade id, a spot position, the account in USD.
+    let v = venue(&mock);
+    let fills = v.fills_since(0).await.unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].size, dec!(0.00166));
+    assert_eq!(fills[0].fee, dec!(0.0996166)); // 0.1% of 99.6166 USDT
+    assert!(fills[0].fill_id.parse::<i64>().is_ok());
+    let positions = v.positions().await.unwrap();
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].size, dec!(0.00166));
+    assert_eq!(positions[0].entry_price, dec!(60000));
+    let account = v.account().await.unwrap();
+    assert_eq!(
+        account.free_balance,
+        dec!(10000) - dec!(99.6166) - dec!(0.0996166)
+    );
+    assert_eq!(
+        account.account_value,
+        account.free_balance + dec!(0.00166) * dec!(60000)
+    );
+}
+
+#[actix::test]
+async fn ioc_limit_order_fills_at_the_touch() {
+    let mock = MockBinance::start();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock));
+    core.reconcile("binance").await.unwrap();
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.001)),
+            Pricing::Limit {
+                price: dec!(60100),
+                tif: TimeInForce::Ioc,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Filled);
+    assert_eq!(report.filled_size, dec!(0.001));
+    assert_eq!(report.avg_fill_price, Some(dec!(60010)));
+    let post = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(post.query("timeInForce"), Some("IOC"));
+}
+
+#[actix::test]
+async fn gtc_order_rests_then_is_cancelled() {
+    let mock = MockBinance::start();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock));
+    core.reconcile("binance").await.unwrap();
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.001)),
+            Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Acked);
+    assert_eq!(mock.balance("USDT").1, dec!(59));
+    let open = venue(&mock).open_orders().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].client_id.as_ref(), Some(&report.client_id));
+
+    let cancelled = core.cancel(&report.client_id).await.unwrap();
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(
+        mock.order_status(report.client_id.as_str()).as_deref(),
+        Some("CANCELED")
+    );
+    assert_eq!(mock.balance("USDT"), (dec!(10000), dec!(0)));
+    let del = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE")
+        .unwrap();
+    assert_eq!(
+        del.query("origClientOrderId"),
+        Some(report.client_id.as_str())
+    );
+}
+
+#[actix::test]
+async fn a_resting_order_fills_when_the_price_moves() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    let req = request(
+        dec!(0.001),
+        OrderType::Limit {
+            price: dec!(59000),
+            tif: TimeInForce::Gtc,
+        },
+    );
+    assert_eq!(
+        v.place_order(&req).await.unwrap().status,
+        OrderStatus::Acked
+    );
+    mock.set_book("BTCUSDT", dec!(58990), dec!(59000));
+    let o = v.query_order("BTC", &req.client_id).await.unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Filled);
+    assert_eq!(o.avg_fill_price, Some(dec!(59000)));
+    assert_eq!(mock.balance("BTC").0, dec!(0.001));
+    // An order the venue never saw is None, not an error.
+    assert_eq!(
+        v.query_order("BTC", &ClientOrderId::generate())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[actix::test]
+async fn leverage_is_refused_for_spot_except_1x() {
+    let mock = MockBinance::start();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock));
+    let err = core.set_leverage("binance", "BTC", 5).await.unwrap_err();
+    assert!(
+        matches!(&err, GatewayError::Venue(VenueError::InvalidRequest { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("spot has no leverage"), "{err}");
+    core.set_leverage("binance", "BTC", 1).await.unwrap();
+}
+
+#[actix::test]
+async fn a_partial_fill_is_reported_and_the_rest_rests() {
+    let mock = MockBinance::start();
+    mock.set_touch_qty("BTCUSDT", Some(dec!(0.0004)));
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock));
+    core.reconcile("binance").await.unwrap();
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.001)),
+            Pricing::Limit {
+                price: dec!(60100),
+                tif: TimeInForce::Gtc,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::PartiallyFilled);
+    assert_eq!(report.filled_size, dec!(0.0004));
+    assert_eq!(report.avg_fill_price, Some(dec!(60010)));
+}
+
+#[actix::test]
+async fn a_429_blocks_every_request_until_retry_after() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    mock.push_fault(Fault::RateLimited {
+        retry_after_secs: 1,
+    });
+    let err = v.quote("BTC").await.unwrap_err();
+    let VenueError::RateLimited { retry_after, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*retry_after, Some(Duration::from_secs(1)));
+    let sent = mock.requests().len();
+    // Neither the same endpoint nor any other is asked before Retry-After.
+    assert!(matches!(
+        v.quote("BTC").await,
+        Err(VenueError::RateLimited { .. })
+    ));
+    assert!(matches!(
+        v.account().await,
+        Err(VenueError::RateLimited { .. })
+    ));
+    assert_eq!(mock.requests().len(), sent, "nothing sent while blocked");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    v.quote("BTC").await.unwrap();
+    assert_eq!(mock.requests().len(), sent + 1);
+}
+
+#[actix::test]
+async fn a_418_ban_is_honoured() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    mock.push_fault(Fault::Banned {
+        retry_after_secs: 1,
+    });
+    let err = v.account().await.unwrap_err();
+    assert!(err.to_string().contains("banned"), "{err}");
+    let sent = mock.requests().len();
+    assert!(matches!(
+        v.quote("BTC").await,
+        Err(VenueError::RateLimited { .. })
+    ));
+    assert_eq!(mock.requests().len(), sent);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    v.account().await.unwrap();
+}
+
+#[actix::test]
+async fn a_418_without_retry_after_is_read_from_banned_until() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    mock.push_fault(Fault::BannedUntil { secs: 2 });
+    let err = v.quote("BTC").await.unwrap_err();
+    let VenueError::RateLimited { retry_after, .. } = &err else {
+        panic!("{err}")
+    };
+    let wait = retry_after.unwrap();
+    assert!(
+        wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2),
+        "{wait:?}"
+    );
+    let sent = mock.requests().len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(v.quote("BTC").await.is_err());
+    assert_eq!(mock.requests().len(), sent, "still banned");
+}
+
+#[actix::test]
+async fn the_used_weight_header_is_observed_into_the_limiter() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    // Entering mid-minute: other clients of this IP already used 5000.
+    mock.add_used_weight(5_000);
+    v.quote("BTC").await.unwrap();
+    let headroom = v.weight_headroom().unwrap();
+    assert!(headroom <= 6_000 - 5_002, "{headroom}");
+}
+
+async fn order_with_lost_answer(fault: Fault) {
+    let mock = MockBinance::start();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock));
+    core.reconcile("binance").await.unwrap();
+    mock.push_fault(fault);
+    let report = core
+        .place(intent(Side::Buy, Amount::Usd(dec!(100)), Pricing::Market))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Filled, "resolved by client id");
+    assert_eq!(report.filled_size, dec!(0.00166));
+    assert_eq!(
+        mock.order_posts(report.client_id.as_str()),
+        1,
+        "never re-sent"
+    );
+    assert_eq!(posts(&mock), 1);
+    let query = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "GET" && r.route() == "/api/v3/order")
+        .unwrap();
+    assert_eq!(
+        query.query("origClientOrderId"),
+        Some(report.client_id.as_str())
+    );
+}
+
+#[actix::test]
+async fn a_5xx_on_an_order_is_reconciled_by_client_id_not_resent() {
+    order_with_lost_answer(Fault::ServerErrorAfterOrder).await;
+}
+
+#[actix::test]
+async fn a_reset_mid_order_is_reconciled_by_client_id_not_resent() {
+    order_with_lost_answer(Fault::ResetAfterOrder).await;
+}
+
+#[actix::test]
+async fn clock_skew_resyncs_and_succeeds() {
+    let mock = MockBinance::start();
+    mock.set_clock_offset_ms(20_000);
+    let v = venue(&mock);
+    v.account().await.unwrap();
+    assert_eq!(mock.count("/api/v3/time"), 1);
+    assert!((v.clock_offset_ms() - 20_000).abs() < 1_000);
+
+    // An order refused for its timestamp is sent once more after the resync; Binance
+    // refused the first before executing it, so exactly one order exists.
+    mock.set_clock_offset_ms(-30_000);
+    let req = request(dec!(0.001), market());
+    let o = v.place_order(&req).await.unwrap();
+    assert_eq!(o.status, OrderStatus::Filled);
+    assert_eq!(mock.count("/api/v3/time"), 2);
+    assert_eq!(mock.order_posts(req.client_id.as_str()), 2);
+    assert_eq!(mock.balance("BTC").0, dec!(0.001));
+}
+
+#[actix::test]
+async fn a_malformed_answer_is_a_typed_error() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    mock.push_fault(Fault::Malformed);
+    let err = v.quote("BTC").await.unwrap_err();
+    assert!(matches!(err, VenueError::Malformed { .. }), "{err}");
+    // On an order send, a 2xx we cannot read leaves the outcome unknown.
+    v.instrument("BTC").await.unwrap();
+    mock.push_fault(Fault::Malformed);
+    let err = v
+        .place_order(&request(dec!(0.001), market()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VenueError::OutcomeUnknown { .. }), "{err}");
+}
+
+#[actix::test]
+async fn a_hung_request_meets_its_deadline() {
+    let mock = MockBinance::start();
+    let v = venue_with(&mock, Duration::from_millis(300));
+    v.instrument("BTC").await.unwrap();
+    mock.push_fault(Fault::Hang);
+    let err = v.quote("BTC").await.unwrap_err();
+    assert!(matches!(err, VenueError::Timeout { .. }), "{err}");
+    mock.push_fault(Fault::Hang);
+    let err = v
+        .place_order(&request(dec!(0.001), market()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VenueError::OutcomeUnknown { .. }), "{err}");
+}
+
+#[actix::test]
+async fn the_venues_own_rejections_keep_its_message() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    // Market notional 0.6 USDT is below the 5 USDT minimum: only the venue knows the price.
+    let err = v
+        .place_order(&request(dec!(0.00001), market()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, VenueError::Rejected { reason, .. } if reason.contains("Filter failure: NOTIONAL")),
+        "{err}"
+    );
+    let err = v
+        .place_order(&request(dec!(1), market()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, VenueError::InsufficientBalance { reason, .. } if reason.contains("Account has insufficient balance for requested action.")),
+        "{err}"
+    );
+    let err = v
+        .place_order(&request(
+            dec!(0.001),
+            OrderType::Limit {
+                price: dec!(60100),
+                tif: TimeInForce::Alo,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Order would immediately match and take."),
+        "{err}"
+    );
+}
+
+#[actix::test]
+async fn orders_that_cannot_be_represented_are_refused_locally() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    let limit = |price| OrderType::Limit {
+        price,
+        tif: TimeInForce::Gtc,
+    };
+    for (size, ty, expect) in [
+        (dec!(0.001), limit(dec!(59000.005)), "not on the"),
+        (dec!(0.000015), limit(dec!(59000)), "not on the"),
+        (dec!(0.00001), limit(dec!(59000)), "minimum notional"),
+    ] {
+        let err = v.place_order(&request(size, ty)).await.unwrap_err();
+        assert!(
+            matches!(&err, VenueError::InvalidRequest { reason, .. } if reason.contains(expect) && reason.contains("not sent")),
+            "{err}"
+        );
+    }
+    assert_eq!(posts(&mock), 0);
+}
+
+#[actix::test]
+async fn a_wrong_secret_is_an_auth_error_with_binances_message() {
+    let mock = MockBinance::start();
+    let v = BinanceSpotVenue::open_with_env(
+        "binance",
+        &config(&mock, Duration::from_secs(3)),
+        system_clock(),
+        &|k| match k {
+            API_KEY_ENV => Some(MOCK_API_KEY.into()),
+            _ => Some("not-the-secret".into()),
+        },
+    )
+    .unwrap();
+    let err = v.account().await.unwrap_err();
+    assert!(
+        matches!(&err, VenueError::Auth { reason, .. } if reason.contains("Signature for this request is not valid.")),
+        "{err}"
+    );
+    let dbg = format!("{v:?}");
+    assert!(
+        !dbg.contains(MOCK_API_KEY) && !dbg.contains("not-the-secret"),
+        "{dbg}"
+    );
+    assert!(!err.to_string().contains("not-the-secret"));
+}
+
+#[actix::test]
+async fn missing_keys_are_named_and_candles_parse() {
+    let mock = MockBinance::start();
+    let err = BinanceSpotVenue::open_with_env(
+        "binance",
+        &config(&mock, Duration::from_secs(3)),
+        system_clock(),
+        &|_| None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains(API_KEY_ENV), "{err}");
+    let v = venue(&mock);
+    let candles = v.candles("BTC", Timeframe::M1, 5).await.unwrap();
+    assert_eq!(candles.len(), 5);
+    assert_eq!(candles[4].close, dec!(60000));
+    assert!(candles[0].open_time_ms < candles[4].open_time_ms);
+    let i = v.instrument("BTC").await.unwrap();
+    assert_eq!(
+        (i.symbol.as_str(), i.tick_size, i.lot_size, i.min_notional),
+        ("BTC", dec!(0.01), dec!(0.00001), dec!(5))
+    );
+    assert!(matches!(
+        v.quote("DOGE").await,
+        Err(VenueError::UnknownSymbol { .. })
+    ));
+    // Every answer carries the weight header the venue observes.
+    assert!(mock
+        .requests()
+        .iter()
+        .all(|r| r.route().starts_with("/api/v3/")));
+}

@@ -1,0 +1,931 @@
+//! The Binance spot venue: [`Venue`] over the `/api/v3` REST API.
+//!
+//! Owns: one reqwest client (connection reuse) with a deadline on every request; signing
+//! of SIGNED endpoints (`timestamp`, `recvWindow`, HMAC `signature`, `X-MBX-APIKEY`); the
+//! server-time offset (re-read from `GET /api/v3/time` after a -1021 and the request sent
+//! once more, which is safe because Binance refuses such a request before executing it);
+//! the request-weight and order-rate limits (documented weights in [`super::config`]) with
+//! the `X-MBX-USED-WEIGHT-1M` header observed after every response; the 429/418 gate
+//! (after a 429 or a ban, no request of this key/IP leaves before `Retry-After` or the
+//! "banned until" time); the exchangeInfo filter cache used to round and refuse locally
+//! what the venue could not represent; and the conversions between Binance wire shapes and
+//! venue-neutral types. Never: retries an order send (a 5xx, timeout or reset after the
+//! bytes may have left is [`VenueError::OutcomeUnknown`], resolved by the gateway with
+//! [`Venue::query_order`] by `origClientOrderId`), prints or stores the API key or secret.
+//!
+//! Spot specifics, decided here:
+//! - A "position" is the base-asset holding (`free + locked`) of a configured symbol. Its
+//!   entry price is not known to the venue (the ledger has the fills), so `entry_price` is
+//!   the mark (mid) and unrealised PnL is zero; `margin_used` is the holding's notional.
+//! - Account value counts the quote asset 1:1 as USD (a USD stablecoin) plus configured
+//!   symbols' holdings at mid; other assets are ignored.
+//! - `reduce_only` has no spot equivalent; the gateway already caps such orders at the
+//!   holding. Market orders are native `MARKET` orders (`max_slippage` is not sent).
+//! - Fees of fills are converted to USD when paid in the quote or base asset; fees paid in
+//!   a third asset (BNB) are reported as zero.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use reqwest::Method;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::config::{BinanceConfig, WEIGHT_PER_MINUTE, WEIGHT_POOL};
+use super::errors::USED_WEIGHT_HEADER;
+use super::errors::{parse_error_response, BinanceApiError, BinanceErrorKind, RequestKind};
+use super::filters::{parse_exchange_info, to_wire, SymbolRules};
+use super::signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER};
+use crate::clock::{Millis, SharedClock};
+use crate::exchanges::types::*;
+use crate::exchanges::venue::{Venue, VenueError, VenueResult};
+use crate::resilience::config::RateLimits;
+use crate::resilience::{Priority, ServerQuota, SharedMonotonic, TokioClock};
+
+/// Environment variable of the API key.
+pub const API_KEY_ENV: &str = "BINANCE_API_KEY";
+/// Environment variable of the API secret.
+pub const API_SECRET_ENV: &str = "BINANCE_API_SECRET";
+
+/// Why a Binance venue could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BinanceOpenError {
+    #[error(
+        "binance venue `{venue}`: {var} is not set; export it with the account's API key/secret"
+    )]
+    MissingKey { venue: String, var: &'static str },
+    #[error("binance venue `{venue}`: {source}")]
+    Signing {
+        venue: String,
+        #[source]
+        source: BinanceSigningError,
+    },
+    #[error("binance venue `{venue}`: cannot build the HTTP client or limits: {reason}")]
+    Setup { venue: String, reason: String },
+}
+
+/// API key and secret; `Debug` never shows either.
+#[derive(Clone)]
+struct Credentials {
+    api_key: String,
+    secret: ApiSecret,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(***)")
+    }
+}
+
+/// A failed attempt: either already a venue error, or Binance's own answer (which the
+/// caller may act on, e.g. resync the clock after -1021).
+enum Failure {
+    Venue(VenueError),
+    Api(BinanceApiError),
+}
+
+/// One REST call.
+struct Call {
+    method: Method,
+    path: &'static str,
+    /// Rate-limit endpoint name (see `config::ENDPOINT_WEIGHTS`).
+    endpoint: &'static str,
+    params: Vec<(&'static str, String)>,
+    signed: bool,
+    kind: RequestKind,
+    priority: Priority,
+}
+
+impl Call {
+    fn get(path: &'static str, endpoint: &'static str) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            endpoint,
+            params: Vec::new(),
+            signed: false,
+            kind: RequestKind::Read,
+            priority: Priority::Low,
+        }
+    }
+    fn signed(mut self) -> Self {
+        self.signed = true;
+        self
+    }
+    fn param(mut self, k: &'static str, v: impl Into<String>) -> Self {
+        self.params.push((k, v.into()));
+        self
+    }
+}
+
+type RulesCache = HashMap<String, (Instant, Arc<SymbolRules>)>;
+
+/// One Binance spot account.
+pub struct BinanceSpotVenue {
+    name: String,
+    config: BinanceConfig,
+    base_url: String,
+    http: reqwest::Client,
+    creds: Credentials,
+    recv_window: RecvWindow,
+    clock: SharedClock,
+    limits: RateLimits,
+    mono: SharedMonotonic,
+    /// Server time minus local time, in ms.
+    offset_ms: AtomicI64,
+    /// No request before this instant (429 / 418).
+    blocked_until: Mutex<Option<Instant>>,
+    rules: RwLock<RulesCache>,
+}
+
+impl fmt::Debug for BinanceSpotVenue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BinanceSpotVenue")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("credentials", &self.creds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BinanceSpotVenue {
+    /// Opens the account with keys from the process environment.
+    pub fn open(
+        name: &str,
+        config: &BinanceConfig,
+        clock: SharedClock,
+    ) -> Result<Self, BinanceOpenError> {
+        Self::open_with_env(name, config, clock, &|k| std::env::var(k).ok())
+    }
+
+    /// Opens the account with keys from `env` (tests inject their own lookup).
+    pub fn open_with_env(
+        name: &str,
+        config: &BinanceConfig,
+        clock: SharedClock,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, BinanceOpenError> {
+        let read = |var: &'static str| {
+            env(var)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| BinanceOpenError::MissingKey {
+                    venue: name.to_string(),
+                    var,
+                })
+        };
+        let api_key = read(API_KEY_ENV)?;
+        let secret =
+            ApiSecret::new(&read(API_SECRET_ENV)?).map_err(|source| BinanceOpenError::Signing {
+                venue: name.to_string(),
+                source,
+            })?;
+        let recv_window =
+            RecvWindow::new(config.recv_window_ms).map_err(|source| BinanceOpenError::Signing {
+                venue: name.to_string(),
+                source,
+            })?;
+        let setup = |reason: String| BinanceOpenError::Setup {
+            venue: name.to_string(),
+            reason,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            .build()
+            .map_err(|e| setup(e.to_string()))?;
+        let mono = TokioClock::shared();
+        let limits = RateLimits::build(name, &config.resilience, mono.clone())
+            .map_err(|e| setup(e.to_string()))?;
+        Ok(Self {
+            name: name.to_string(),
+            config: config.clone(),
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            http,
+            creds: Credentials { api_key, secret },
+            recv_window,
+            clock,
+            limits,
+            mono,
+            offset_ms: AtomicI64::new(0),
+            blocked_until: Mutex::new(None),
+            rules: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Current estimate of server time minus local time, in ms.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Request weight this venue may still spend now, after what Binance last reported
+    /// in `X-MBX-USED-WEIGHT-1M` (None without a weight pool).
+    pub fn weight_headroom(&self) -> Option<u64> {
+        self.limits.pool(WEIGHT_POOL)?.headroom(self.mono.now())
+    }
+
+    fn err_malformed(&self, what: &str, e: impl fmt::Display) -> VenueError {
+        VenueError::Malformed {
+            venue: self.name.clone(),
+            reason: format!("{what}: {e}"),
+        }
+    }
+
+    fn server_now_ms(&self) -> Millis {
+        self.clock.now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Refuses at once while a 429/418 block is in force: nothing is sent before it ends.
+    fn check_block(&self) -> VenueResult<()> {
+        let mut guard = self.blocked_until.lock();
+        if let Some(until) = *guard {
+            let now = Instant::now();
+            if now < until {
+                return Err(VenueError::RateLimited {
+                    venue: self.name.clone(),
+                    retry_after: Some(until - now),
+                    reason: "Binance asked us to back off (429/418); no request is sent before its Retry-After".into(),
+                });
+            }
+            *guard = None;
+        }
+        Ok(())
+    }
+
+    fn block_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut guard = self.blocked_until.lock();
+        if guard.is_none_or(|u| u < until) {
+            *guard = Some(until);
+        }
+        drop(guard);
+        self.limits.observe(
+            WEIGHT_POOL,
+            ServerQuota {
+                limit: None,
+                remaining: 0,
+                reset_after: wait,
+            },
+        );
+    }
+
+    fn observe_weight(&self, headers: &reqwest::header::HeaderMap) {
+        let Some(used) = headers
+            .get(USED_WEIGHT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            return;
+        };
+        // The weight counter is per calendar minute of the server's clock.
+        let into_minute = self.server_now_ms().rem_euclid(60_000) as u64;
+        self.limits.observe(
+            WEIGHT_POOL,
+            ServerQuota {
+                limit: Some(WEIGHT_PER_MINUTE),
+                remaining: WEIGHT_PER_MINUTE.saturating_sub(used),
+                reset_after: Duration::from_millis(60_000 - into_minute),
+            },
+        );
+    }
+
+    /// Transport failure: an order or cancel whose bytes may have left has an unknown
+    /// outcome; a connection never made is plainly unavailable.
+    fn transport_error(&self, call: &Call, e: reqwest::Error, after: Duration) -> VenueError {
+        // The URL carries the signed query; the method and path say enough.
+        let e = e.without_url();
+        let affects_orders = matches!(call.kind, RequestKind::OrderSend | RequestKind::Cancel);
+        let what = format!("{} {}", call.method, call.path);
+        if e.is_connect() {
+            return VenueError::Unavailable {
+                venue: self.name.clone(),
+                reason: format!("cannot connect for {what}: {e}"),
+            };
+        }
+        if affects_orders {
+            return VenueError::OutcomeUnknown {
+                venue: self.name.clone(),
+                reason: format!(
+                    "{what}: {}",
+                    if e.is_timeout() {
+                        "timed out".to_string()
+                    } else {
+                        e.to_string()
+                    }
+                ),
+            };
+        }
+        if e.is_timeout() {
+            return VenueError::Timeout {
+                venue: self.name.clone(),
+                what,
+                after,
+            };
+        }
+        VenueError::Unavailable {
+            venue: self.name.clone(),
+            reason: format!("{what}: {e}"),
+        }
+    }
+
+    /// One attempt: no retry of any kind.
+    async fn attempt(&self, call: &Call, deadline: Instant) -> Result<Vec<u8>, Failure> {
+        self.check_block().map_err(Failure::Venue)?;
+        self.limits
+            .acquire(call.endpoint, 1, call.priority, deadline)
+            .await
+            .map_err(|e| {
+                Failure::Venue(VenueError::RateLimited {
+                    venue: self.name.clone(),
+                    retry_after: None,
+                    reason: e.to_string(),
+                })
+            })?;
+        let params: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let query = if call.signed {
+            signed_query(
+                &self.creds.secret,
+                &params,
+                self.server_now_ms(),
+                self.recv_window,
+            )
+        } else {
+            super::signing::encode_query(&params)
+        };
+        let url = if query.is_empty() {
+            format!("{}{}", self.base_url, call.path)
+        } else {
+            format!("{}{}?{}", self.base_url, call.path, query)
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut req = self.http.request(call.method.clone(), url).timeout(left);
+        if call.signed {
+            req = req.header(API_KEY_HEADER, &self.creds.api_key);
+        }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(left, async {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, body))
+        })
+        .await;
+        let (status, headers, body) = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                return Err(Failure::Venue(self.transport_error(
+                    call,
+                    e,
+                    started.elapsed(),
+                )))
+            }
+            Err(_) => {
+                let what = format!("{} {}", call.method, call.path);
+                let e = if matches!(call.kind, RequestKind::OrderSend | RequestKind::Cancel) {
+                    VenueError::OutcomeUnknown {
+                        venue: self.name.clone(),
+                        reason: format!("{what}: no answer within {left:?}"),
+                    }
+                } else {
+                    VenueError::Timeout {
+                        venue: self.name.clone(),
+                        what,
+                        after: left,
+                    }
+                };
+                return Err(Failure::Venue(e));
+            }
+        };
+        self.observe_weight(&headers);
+        if (200..300).contains(&status) {
+            return Ok(body.to_vec());
+        }
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        let api = parse_error_response(status, retry_after, &body, self.clock.now_ms());
+        if matches!(
+            api.kind(call.kind),
+            BinanceErrorKind::RateLimited | BinanceErrorKind::Banned | BinanceErrorKind::Firewall
+        ) {
+            // Without a Retry-After, back off for the rest of the weight minute.
+            let wait = api.retry_after.unwrap_or_else(|| {
+                Duration::from_millis(60_000 - self.server_now_ms().rem_euclid(60_000) as u64)
+            });
+            tracing::warn!(venue = %self.name, status, ?wait, "Binance rate limit answer; blocking all requests until it ends");
+            self.block_for(wait);
+        }
+        Err(Failure::Api(api))
+    }
+
+    /// Sends `call`; after a -1021 re-reads server time and sends it once more.
+    async fn send(&self, call: &Call, symbol: Option<&str>) -> VenueResult<Vec<u8>> {
+        let deadline = Instant::now() + self.config.request_timeout;
+        let mut resynced = false;
+        loop {
+            match self.attempt(call, deadline).await {
+                Ok(body) => return Ok(body),
+                Err(Failure::Venue(e)) => return Err(e),
+                Err(Failure::Api(api)) => {
+                    if call.signed
+                        && !resynced
+                        && api.kind(call.kind) == BinanceErrorKind::ClockSkew
+                    {
+                        resynced = true;
+                        tracing::warn!(venue = %self.name, msg = %api.msg, "timestamp outside recvWindow; resyncing with server time");
+                        self.sync_time(deadline).await?;
+                        continue;
+                    }
+                    return Err(api.into_venue_error(&self.name, call.kind, symbol));
+                }
+            }
+        }
+    }
+
+    /// Reads `GET /api/v3/time` and keeps server minus local time (at the midpoint).
+    pub async fn sync_time_now(&self) -> VenueResult<i64> {
+        let deadline = Instant::now() + self.config.request_timeout;
+        self.sync_time(deadline).await
+    }
+
+    async fn sync_time(&self, deadline: Instant) -> VenueResult<i64> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct TimeWire {
+            server_time: i64,
+        }
+        let before = self.clock.now_ms();
+        let call = Call::get("/api/v3/time", "time");
+        let body = match self.attempt(&call, deadline).await {
+            Ok(b) => b,
+            Err(Failure::Venue(e)) => return Err(e),
+            Err(Failure::Api(api)) => return Err(api.into_venue_error(&self.name, call.kind, None)),
+        };
+        let after = self.clock.now_ms();
+        let t: TimeWire =
+            serde_json::from_slice(&body).map_err(|e| self.err_malformed("GET /api/v3/time", e))?;
+        let offset = t.server_time - (before + after) / 2;
+        self.offset_ms.store(offset, Ordering::Relaxed);
+        Ok(offset)
+    }
+
+    async fn rules_for(&self, symbol: &str) -> VenueResult<Arc<SymbolRules>> {
+        let pair = self.config.pair_of(symbol);
+        if let Some((at, r)) = self.rules.read().get(&pair) {
+            if at.elapsed() < self.config.exchange_info_ttl {
+                return Ok(r.clone());
+            }
+        }
+        let call = Call::get("/api/v3/exchangeInfo", "exchange_info").param("symbol", pair.clone());
+        let body = self.send(&call, Some(symbol)).await?;
+        let rules = parse_exchange_info(&body)
+            .map_err(|e| self.err_malformed("GET /api/v3/exchangeInfo", e))?
+            .into_iter()
+            .find(|r| r.symbol == pair)
+            .ok_or_else(|| VenueError::UnknownSymbol {
+                venue: self.name.clone(),
+                symbol: symbol.to_string(),
+            })?;
+        let rules = Arc::new(rules);
+        self.rules
+            .write()
+            .insert(pair, (Instant::now(), rules.clone()));
+        Ok(rules)
+    }
+
+    fn to_venue_order(&self, w: OrderWire) -> VenueResult<VenueOrder> {
+        let side = parse_side(&w.side).ok_or_else(|| self.err_malformed("order side", &w.side))?;
+        let status = match w.status.as_str() {
+            "NEW" | "PENDING_NEW" | "PENDING_CANCEL" => OrderStatus::Acked,
+            "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+            "FILLED" => OrderStatus::Filled,
+            "CANCELED" | "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Cancelled,
+            "REJECTED" => OrderStatus::Rejected,
+            other => return Err(self.err_malformed("order status", other)),
+        };
+        let avg_fill_price = (w.executed_qty > Decimal::ZERO)
+            .then(|| (w.cummulative_quote_qty / w.executed_qty).normalize());
+        Ok(VenueOrder {
+            client_id: ClientOrderId::parse(&w.client_order_id).ok(),
+            venue_order_id: w.order_id.to_string(),
+            symbol: self.config.symbol_of(&w.symbol).unwrap_or(w.symbol),
+            side,
+            size: w.orig_qty.normalize(),
+            filled_size: w.executed_qty.normalize(),
+            avg_fill_price,
+            limit_price: (w.price > Decimal::ZERO).then(|| w.price.normalize()),
+            status,
+            reduce_only: false,
+            reject_reason: None,
+            updated_ms: w
+                .update_time
+                .or(w.transact_time)
+                .or(w.time)
+                .unwrap_or_else(|| self.clock.now_ms()),
+        })
+    }
+
+    /// Asset → (free, locked).
+    async fn balances(&self) -> VenueResult<HashMap<String, (Decimal, Decimal)>> {
+        let call = Call::get("/api/v3/account", "account")
+            .signed()
+            .param("omitZeroBalances", "true");
+        let body = self.send(&call, None).await?;
+        let w: AccountWire = serde_json::from_slice(&body)
+            .map_err(|e| self.err_malformed("GET /api/v3/account", e))?;
+        Ok(w.balances
+            .into_iter()
+            .map(|b| (b.asset, (b.free, b.locked)))
+            .collect())
+    }
+
+    fn invalid(&self, reason: String) -> VenueError {
+        VenueError::InvalidRequest {
+            venue: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+fn parse_side(s: &str) -> Option<Side> {
+    match s {
+        "BUY" => Some(Side::Buy),
+        "SELL" => Some(Side::Sell),
+        _ => None,
+    }
+}
+
+/// An order as `POST/GET /api/v3/order` and `openOrders` return it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderWire {
+    symbol: String,
+    order_id: i64,
+    client_order_id: String,
+    price: Decimal,
+    orig_qty: Decimal,
+    executed_qty: Decimal,
+    cummulative_quote_qty: Decimal,
+    status: String,
+    side: String,
+    #[serde(default)]
+    transact_time: Option<i64>,
+    #[serde(default)]
+    time: Option<i64>,
+    #[serde(default)]
+    update_time: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BookTickerWire {
+    bid_price: Decimal,
+    ask_price: Decimal,
+}
+
+#[derive(Debug, Deserialize)]
+struct BalanceWire {
+    asset: String,
+    free: Decimal,
+    locked: Decimal,
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountWire {
+    balances: Vec<BalanceWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TradeWire {
+    id: i64,
+    order_id: i64,
+    price: Decimal,
+    qty: Decimal,
+    commission: Decimal,
+    commission_asset: String,
+    time: i64,
+    is_buyer: bool,
+}
+
+fn decimal_at(row: &[serde_json::Value], i: usize) -> Option<Decimal> {
+    match row.get(i)? {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Venue for BinanceSpotVenue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn instrument(&self, symbol: &str) -> VenueResult<Instrument> {
+        let rules = self.rules_for(symbol).await?;
+        let mut i = rules.to_instrument();
+        i.symbol = symbol.to_string();
+        Ok(i)
+    }
+
+    async fn quote(&self, symbol: &str) -> VenueResult<Quote> {
+        let call = Call::get("/api/v3/ticker/bookTicker", "book_ticker")
+            .param("symbol", self.config.pair_of(symbol));
+        let body = self.send(&call, Some(symbol)).await?;
+        let w: BookTickerWire = serde_json::from_slice(&body)
+            .map_err(|e| self.err_malformed("GET /api/v3/ticker/bookTicker", e))?;
+        if w.bid_price <= Decimal::ZERO || w.ask_price < w.bid_price {
+            return Err(self.err_malformed(
+                "GET /api/v3/ticker/bookTicker",
+                format!("no usable book (bid {}, ask {})", w.bid_price, w.ask_price),
+            ));
+        }
+        Ok(Quote {
+            symbol: symbol.to_string(),
+            bid: w.bid_price,
+            ask: w.ask_price,
+            time_ms: self.clock.now_ms(),
+        })
+    }
+
+    async fn candles(
+        &self,
+        symbol: &str,
+        timeframe: Timeframe,
+        lookback: usize,
+    ) -> VenueResult<Vec<Candle>> {
+        let limit = lookback.clamp(1, 1000);
+        let call = Call::get("/api/v3/klines", "klines")
+            .param("symbol", self.config.pair_of(symbol))
+            .param("interval", timeframe.as_str())
+            .param("limit", limit.to_string());
+        let body = self.send(&call, Some(symbol)).await?;
+        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_slice(&body)
+            .map_err(|e| self.err_malformed("GET /api/v3/klines", e))?;
+        let parse = |r: &[serde_json::Value]| {
+            Some(Candle {
+                open_time_ms: r.first()?.as_i64()?,
+                open: decimal_at(r, 1)?,
+                high: decimal_at(r, 2)?,
+                low: decimal_at(r, 3)?,
+                close: decimal_at(r, 4)?,
+                volume: decimal_at(r, 5)?,
+            })
+        };
+        rows.iter()
+            .map(|r| {
+                parse(r).ok_or_else(|| {
+                    self.err_malformed(
+                        "GET /api/v3/klines",
+                        "a kline row is not [time, open, high, low, close, volume, ...]",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
+        let rules = self.rules_for(&order.symbol).await?;
+        let not_sent = |e: super::filters::FilterError| {
+            self.invalid(format!(
+                "{e}; the order cannot be represented on Binance and was not sent"
+            ))
+        };
+        let market = matches!(order.order_type, OrderType::Market { .. });
+        rules.check_qty(order.size, market).map_err(not_sent)?;
+        let side = match order.side {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        };
+        let mut call = Call {
+            method: Method::POST,
+            path: "/api/v3/order",
+            endpoint: "order",
+            params: Vec::new(),
+            signed: true,
+            kind: RequestKind::OrderSend,
+            priority: if order.reduce_only {
+                Priority::High
+            } else {
+                Priority::Medium
+            },
+        }
+        .param("symbol", self.config.pair_of(&order.symbol))
+        .param("side", side);
+        match &order.order_type {
+            OrderType::Market { .. } => {
+                call = call
+                    .param("type", "MARKET")
+                    .param("quantity", to_wire(order.size));
+            }
+            OrderType::Limit { price, tif } => {
+                rules
+                    .check_limit_order(*price, order.size)
+                    .map_err(not_sent)?;
+                call = match tif {
+                    TimeInForce::Alo => call.param("type", "LIMIT_MAKER"),
+                    TimeInForce::Gtc => call.param("type", "LIMIT").param("timeInForce", "GTC"),
+                    TimeInForce::Ioc => call.param("type", "LIMIT").param("timeInForce", "IOC"),
+                };
+                call = call
+                    .param("quantity", to_wire(order.size))
+                    .param("price", to_wire(*price));
+            }
+            OrderType::Trigger {
+                trigger_price,
+                kind,
+                limit_price,
+            } => {
+                rules.check_price(*trigger_price).map_err(not_sent)?;
+                let ty = match (kind, limit_price) {
+                    (TriggerKind::StopLoss, Some(_)) => "STOP_LOSS_LIMIT",
+                    (TriggerKind::StopLoss, None) => "STOP_LOSS",
+                    (TriggerKind::TakeProfit, Some(_)) => "TAKE_PROFIT_LIMIT",
+                    (TriggerKind::TakeProfit, None) => "TAKE_PROFIT",
+                };
+                call = call.param("type", ty);
+                if let Some(p) = limit_price {
+                    rules.check_limit_order(*p, order.size).map_err(not_sent)?;
+                    call = call.param("timeInForce", "GTC");
+                }
+                call = call.param("quantity", to_wire(order.size));
+                if let Some(p) = limit_price {
+                    call = call.param("price", to_wire(*p));
+                }
+                call = call.param("stopPrice", to_wire(*trigger_price));
+            }
+        }
+        call = call
+            .param("newClientOrderId", order.client_id.as_str())
+            .param("newOrderRespType", "FULL");
+        let body = self.send(&call, Some(&order.symbol)).await?;
+        // The venue answered 2xx: the order exists. An answer we cannot read still leaves
+        // its state unknown to us, so the gateway asks by client id.
+        let wire: OrderWire =
+            serde_json::from_slice(&body).map_err(|e| VenueError::OutcomeUnknown {
+                venue: self.name.clone(),
+                reason: format!("POST /api/v3/order answered with a body we cannot read: {e}"),
+            })?;
+        self.to_venue_order(wire)
+    }
+
+    async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()> {
+        let call = Call {
+            method: Method::DELETE,
+            path: "/api/v3/order",
+            endpoint: "cancel",
+            params: Vec::new(),
+            signed: true,
+            kind: RequestKind::Cancel,
+            priority: Priority::High,
+        }
+        .param("symbol", self.config.pair_of(symbol))
+        .param("origClientOrderId", client_id.as_str());
+        match self.send(&call, Some(symbol)).await {
+            Ok(_) => Ok(()),
+            Err(VenueError::OrderNotFound { venue, .. }) => Err(VenueError::OrderNotFound {
+                venue,
+                client_id: client_id.to_string(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn query_order(
+        &self,
+        symbol: &str,
+        client_id: &ClientOrderId,
+    ) -> VenueResult<Option<VenueOrder>> {
+        let mut call = Call::get("/api/v3/order", "query_order")
+            .signed()
+            .param("symbol", self.config.pair_of(symbol))
+            .param("origClientOrderId", client_id.as_str());
+        call.priority = Priority::High;
+        match self.send(&call, Some(symbol)).await {
+            Ok(body) => {
+                let w: OrderWire = serde_json::from_slice(&body)
+                    .map_err(|e| self.err_malformed("GET /api/v3/order", e))?;
+                self.to_venue_order(w).map(Some)
+            }
+            Err(VenueError::OrderNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_orders(&self) -> VenueResult<Vec<VenueOrder>> {
+        let mut out = Vec::new();
+        for symbol in &self.config.symbols {
+            let call = Call::get("/api/v3/openOrders", "open_orders")
+                .signed()
+                .param("symbol", self.config.pair_of(symbol));
+            let body = self.send(&call, Some(symbol)).await?;
+            let rows: Vec<OrderWire> = serde_json::from_slice(&body)
+                .map_err(|e| self.err_malformed("GET /api/v3/openOrders", e))?;
+            for w in rows {
+                out.push(self.to_venue_order(w)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn fills_since(&self, since_ms: Millis) -> VenueResult<Vec<Fill>> {
+        let mut out = Vec::new();
+        for symbol in &self.config.symbols {
+            let mut call = Call::get("/api/v3/myTrades", "my_trades")
+                .signed()
+                .param("symbol", self.config.pair_of(symbol));
+            if since_ms > 0 {
+                call = call.param("startTime", since_ms.to_string());
+            }
+            call = call.param("limit", "1000");
+            let body = self.send(&call, Some(symbol)).await?;
+            let rows: Vec<TradeWire> = serde_json::from_slice(&body)
+                .map_err(|e| self.err_malformed("GET /api/v3/myTrades", e))?;
+            for t in rows.into_iter().filter(|t| t.time >= since_ms) {
+                let fee = if t.commission_asset == self.config.quote_asset {
+                    t.commission
+                } else if t.commission_asset.eq_ignore_ascii_case(symbol) {
+                    t.commission * t.price
+                } else {
+                    Decimal::ZERO
+                };
+                out.push(Fill {
+                    fill_id: t.id.to_string(),
+                    client_id: None,
+                    venue_order_id: t.order_id.to_string(),
+                    symbol: symbol.clone(),
+                    side: if t.is_buyer { Side::Buy } else { Side::Sell },
+                    price: t.price,
+                    size: t.qty,
+                    fee,
+                    closed_pnl: Decimal::ZERO,
+                    time_ms: t.time,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.fill_id.cmp(&b.fill_id)));
+        Ok(out)
+    }
+
+    async fn positions(&self) -> VenueResult<Vec<Position>> {
+        let balances = self.balances().await?;
+        let mut out = Vec::new();
+        for symbol in &self.config.symbols {
+            let size = balances.get(symbol).map(|(f, l)| f + l).unwrap_or_default();
+            if size <= Decimal::ZERO {
+                continue;
+            }
+            let mark = self.quote(symbol).await?.mid();
+            out.push(Position {
+                symbol: symbol.clone(),
+                size,
+                entry_price: mark,
+                mark_price: mark,
+                unrealized_pnl: Decimal::ZERO,
+                leverage: 1,
+                liquidation_price: None,
+                margin_used: size * mark,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn account(&self) -> VenueResult<AccountSnapshot> {
+        let balances = self.balances().await?;
+        let (free_cash, locked_cash) = balances
+            .get(&self.config.quote_asset)
+            .copied()
+            .unwrap_or_default();
+        let mut value = free_cash + locked_cash;
+        for symbol in &self.config.symbols {
+            let held = balances.get(symbol).map(|(f, l)| f + l).unwrap_or_default();
+            if held > Decimal::ZERO {
+                value += held * self.quote(symbol).await?.mid();
+            }
+        }
+        Ok(AccountSnapshot {
+            account_value: value,
+            free_balance: free_cash,
+            margin_used: Decimal::ZERO,
+            unrealized_pnl: Decimal::ZERO,
+            time_ms: self.clock.now_ms(),
+        })
+    }
+
+    async fn set_leverage(&self, _symbol: &str, leverage: u32) -> VenueResult<()> {
+        if leverage == 1 {
+            return Ok(());
+        }
+        Err(self.invalid(format!(
+            "spot has no leverage; only 1x is possible, {leverage}x was asked"
+        )))
+    }
+}
