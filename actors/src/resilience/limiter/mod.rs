@@ -12,8 +12,9 @@
 //! first pool granted), cannot take the server's `remaining`/`reset` into its state, and
 //! cannot express an exact sliding window. The token and leaky buckets here share a
 //! lock-free TAT core (the algorithm governor uses, one compare-and-swap per check) that
-//! adds refunds and server updates; the sliding window needs its log behind a
-//! `parking_lot` mutex. The bench `resilience` compares each check against governor's.
+//! adds refunds and server updates; the sliding window keeps its exact log in atomics with
+//! a versioned compare-and-swap fast path (see its module doc). The bench `resilience`
+//! compares each check against governor's.
 //!
 //! Every limiter takes `now` from the caller (a [`MonotonicClock`] reading), so property
 //! tests drive time by hand and a linked check reads the clock once.
