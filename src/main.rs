@@ -288,6 +288,22 @@ fn control_url(config: &Config, path: &str) -> String {
     format!("http://{}{path}", config.telemetry.listen)
 }
 
+/// GETs a report from the running engine's control API.
+async fn fetch_live<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    path: &str,
+) -> Result<T, String> {
+    let url = control_url(config, path);
+    let resp = http_client()?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+    resp.json::<T>()
+        .await
+        .map_err(|e| format!("unreadable answer from {url}: {e}"))
+}
+
 fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -307,15 +323,7 @@ fn show_status(config: Config, json: bool) -> ExitCode {
         }
         match open_store(&config)? {
             Some(store) => status::offline(&config, &store).await,
-            None => {
-                let url = control_url(&config, "/api/status");
-                let resp = http_client()?.get(&url).send().await.map_err(|e| {
-                    format!("the engine holds the data dir but {url} did not answer: {e}")
-                })?;
-                resp.json::<StatusReport>()
-                    .await
-                    .map_err(|e| format!("unreadable status from {url}: {e}"))
-            }
+            None => fetch_live::<StatusReport>(&config, "/api/status").await,
         }
     });
     match report {
@@ -419,15 +427,7 @@ fn models(config: Config, json: bool) -> ExitCode {
         }
         match open_store(&config)? {
             Some(store) => orrery::models::offline(&config, Some(&store)),
-            None => {
-                let url = control_url(&config, "/api/models");
-                let resp = http_client()?.get(&url).send().await.map_err(|e| {
-                    format!("the engine holds the data dir but {url} did not answer: {e}")
-                })?;
-                resp.json::<ModelsReport>()
-                    .await
-                    .map_err(|e| format!("unreadable model report from {url}: {e}"))
-            }
+            None => fetch_live::<ModelsReport>(&config, "/api/models").await,
         }
     });
     match report {
