@@ -15,9 +15,7 @@ use actix::Actor;
 use criterion::{criterion_group, criterion_main, Criterion};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::connector::Connector;
-use orrery_actors::exchanges::gateway::{
-    Amount, GatewayConfig, GatewayCore, OrderGateway, OrderIntent, PlaceOrder, Pricing,
-};
+use orrery_actors::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
 use orrery_actors::exchanges::ledger::LedgerEntry;
 use orrery_actors::exchanges::paper::{PaperConfig, PaperVenue};
 use orrery_actors::exchanges::risk_gate::RiskConfig;
@@ -25,6 +23,9 @@ use orrery_actors::exchanges::*;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{start_root, ChildSpec, Slot, SupervisorSpec};
 use rust_decimal::Decimal;
+
+#[path = "support/order_path.rs"]
+mod order_path_support;
 
 const LEDGER_SIZE: usize = 100_000;
 
@@ -153,49 +154,7 @@ fn order_path(c: &mut Criterion) {
         core.reconcile_all().await.unwrap();
         (OrderGateway::new(core).start(), root, store)
     });
-    let mut samples = Vec::new();
-    let mut i = 0u64;
-    c.bench_function("order_path/paper_market", |b| {
-        b.iter_custom(|iters| {
-            sys.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    i += 1;
-                    let intent = OrderIntent {
-                        venue: "paper".into(),
-                        symbol: "BTC".into(),
-                        side: if i.is_multiple_of(2) {
-                            Side::Buy
-                        } else {
-                            Side::Sell
-                        },
-                        amount: Amount::Usd(Decimal::from(1_000)),
-                        pricing: Pricing::Market,
-                        reduce_only: false,
-                        origin: "bench".into(),
-                    };
-                    let started = Instant::now();
-                    let report = gateway.send(PlaceOrder { intent }).await.unwrap().unwrap();
-                    let took = started.elapsed();
-                    assert_eq!(report.status, OrderStatus::Filled);
-                    samples.push(took);
-                    total += took;
-                }
-                total
-            })
-        })
-    });
-    samples.sort();
-    if !samples.is_empty() {
-        let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
-        println!(
-            "order_path/paper_market: {} orders, p50 {:?}, p99 {:?}, max {:?}",
-            samples.len(),
-            pct(0.5),
-            pct(0.99),
-            samples[samples.len() - 1]
-        );
-    }
+    order_path_support::bench_market_orders(c, "order_path/paper_market", &sys, &gateway, "paper");
     drop(store);
 }
 

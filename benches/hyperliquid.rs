@@ -25,9 +25,7 @@ use actix::Actor;
 use criterion::{criterion_group, criterion_main, Criterion};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::connector::Connector;
-use orrery_actors::exchanges::gateway::{
-    Amount, GatewayConfig, GatewayCore, OrderGateway, OrderIntent, PlaceOrder, Pricing,
-};
+use orrery_actors::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
 use orrery_actors::exchanges::hyperliquid::config::EnvLookup;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::{
@@ -40,6 +38,9 @@ use orrery_actors::resilience::config::LimitConfig;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{start_root, ChildSpec, RootHandle, Slot, SupervisorSpec};
 use rust_decimal::Decimal;
+
+#[path = "support/order_path.rs"]
+mod order_path_support;
 
 const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 const RECONCILE_SIZE: usize = 10_000;
@@ -103,49 +104,13 @@ fn order_path(c: &mut Criterion) {
         core.reconcile_all().await.unwrap();
         (OrderGateway::new(core).start(), root, store)
     });
-    let mut samples = Vec::new();
-    let mut i = 0u64;
-    c.bench_function("hyperliquid/order_path", |b| {
-        b.iter_custom(|iters| {
-            sys.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    i += 1;
-                    let intent = OrderIntent {
-                        venue: "hyperliquid".into(),
-                        symbol: "BTC".into(),
-                        side: if i.is_multiple_of(2) {
-                            Side::Buy
-                        } else {
-                            Side::Sell
-                        },
-                        amount: Amount::Usd(Decimal::from(1_000)),
-                        pricing: Pricing::Market,
-                        reduce_only: false,
-                        origin: "bench".into(),
-                    };
-                    let started = Instant::now();
-                    let report = gateway.send(PlaceOrder { intent }).await.unwrap().unwrap();
-                    let took = started.elapsed();
-                    assert_eq!(report.status, OrderStatus::Filled);
-                    samples.push(took);
-                    total += took;
-                }
-                total
-            })
-        })
-    });
-    samples.sort();
-    if !samples.is_empty() {
-        let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
-        println!(
-            "hyperliquid/order_path: {} orders, p50 {:?}, p99 {:?}, max {:?}",
-            samples.len(),
-            pct(0.5),
-            pct(0.99),
-            samples[samples.len() - 1]
-        );
-    }
+    order_path_support::bench_market_orders(
+        c,
+        "hyperliquid/order_path",
+        &sys,
+        &gateway,
+        "hyperliquid",
+    );
     drop(store);
 }
 
