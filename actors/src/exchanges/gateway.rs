@@ -465,6 +465,16 @@ impl GatewayCore {
 
     /// Places one order: size → risk gate → durable intent → send → ledger.
     pub async fn place(&self, intent: OrderIntent) -> GatewayResult<OrderReport> {
+        self.place_with(intent, false).await
+    }
+
+    /// [`GatewayCore::place`]; `emergency_close` marks a kill-switch close, which the
+    /// risk gate admits while halted if it only reduces a position.
+    async fn place_with(
+        &self,
+        intent: OrderIntent,
+        emergency_close: bool,
+    ) -> GatewayResult<OrderReport> {
         let link = self.link(&intent.venue)?;
         self.ready(&intent.venue).await?;
         let _serial = link.order_lock.lock().await;
@@ -548,6 +558,7 @@ impl GatewayCore {
             price: reference,
             reduce_only: intent.reduce_only,
             leverage: self.leverage_of(&venue, &intent.symbol),
+            emergency_close,
         };
         if let Err(refusal) = risk_gate::check(&self.limits, &proposed, &view) {
             entry.status = OrderStatus::Rejected;
@@ -656,6 +667,16 @@ impl GatewayCore {
         symbol: &str,
         origin: &str,
     ) -> GatewayResult<Vec<OrderReport>> {
+        self.close_position_with(venue, symbol, origin, false).await
+    }
+
+    async fn close_position_with(
+        &self,
+        venue: &str,
+        symbol: &str,
+        origin: &str,
+        emergency_close: bool,
+    ) -> GatewayResult<Vec<OrderReport>> {
         let mut reports = Vec::new();
         for _ in 0..MAX_CLOSE_CHUNKS {
             let Some(position) = self.position(venue, symbol).await? else {
@@ -666,21 +687,20 @@ impl GatewayCore {
                 Some(Side::Sell) => Side::Buy,
                 None => break,
             };
-            let report = self
-                .place(OrderIntent {
-                    venue: venue.to_string(),
-                    symbol: symbol.to_string(),
-                    side,
-                    amount: Amount::Usd(
-                        self.limits
-                            .close_chunk_usd
-                            .min(position.notional() * Decimal::TWO),
-                    ),
-                    pricing: Pricing::Market,
-                    reduce_only: true,
-                    origin: origin.to_string(),
-                })
-                .await?;
+            let intent = OrderIntent {
+                venue: venue.to_string(),
+                symbol: symbol.to_string(),
+                side,
+                amount: Amount::Usd(
+                    self.limits
+                        .close_chunk_usd
+                        .min(position.notional() * Decimal::TWO),
+                ),
+                pricing: Pricing::Market,
+                reduce_only: true,
+                origin: origin.to_string(),
+            };
+            let report = self.place_with(intent, emergency_close).await?;
             let progressed = report.filled_size > Decimal::ZERO;
             reports.push(report);
             if !progressed {
@@ -696,6 +716,15 @@ impl GatewayCore {
         venue: Option<&str>,
         origin: &str,
     ) -> GatewayResult<Vec<OrderReport>> {
+        self.close_all_with(venue, origin, false).await
+    }
+
+    async fn close_all_with(
+        &self,
+        venue: Option<&str>,
+        origin: &str,
+        emergency_close: bool,
+    ) -> GatewayResult<Vec<OrderReport>> {
         let venues: Vec<String> = match venue {
             Some(v) => vec![self.link(v).map(|_| v.to_string())?],
             None => self.venue_names(),
@@ -704,7 +733,10 @@ impl GatewayCore {
         for v in venues {
             for p in self.positions(&v).await? {
                 if !p.size.is_zero() {
-                    reports.extend(self.close_position(&v, &p.symbol, origin).await?);
+                    reports.extend(
+                        self.close_position_with(&v, &p.symbol, origin, emergency_close)
+                            .await?,
+                    );
                 }
             }
         }
@@ -1133,9 +1165,8 @@ gateway_message!(
     |core, msg| {
         let state = core.kill_switch(msg.engaged, &msg.reason)?;
         if msg.engaged {
-            // Halted refuses new risk but closes are reduce-only; the gate lets them
-            // through only in Reducing, so close first under a temporary Reducing state.
-            if let Err(e) = core.close_all_halted("kill_switch").await {
+            // The halt is already persisted; these closes pass it as emergency closes.
+            if let Err(e) = core.close_all_with(None, "kill_switch", true).await {
                 tracing::error!(error = %e, "kill switch could not close every position");
             }
         }
@@ -1160,21 +1191,6 @@ pub struct GatewaySnapshot {
     pub open_orders: Vec<OrderReport>,
     pub recent_orders: Vec<OrderReport>,
     pub ledger_len: usize,
-}
-
-impl GatewayCore {
-    /// Closes every position while halted: the risk gate admits only reducing orders, so
-    /// the closes pass under `Reducing` semantics without lifting the halt for others.
-    async fn close_all_halted(&self, origin: &str) -> GatewayResult<Vec<OrderReport>> {
-        let saved = self.mode();
-        *self.mode.write() = ModeState {
-            mode: TradingMode::Reducing,
-            ..saved.clone()
-        };
-        let result = self.close_all(None, origin).await;
-        *self.mode.write() = saved;
-        result
-    }
 }
 
 #[cfg(test)]

@@ -222,6 +222,8 @@ pub struct ProposedOrder {
     pub price: Decimal,
     pub reduce_only: bool,
     pub leverage: u32,
+    /// A close the kill switch ordered: admitted while halted, as long as it only reduces.
+    pub emergency_close: bool,
 }
 
 /// Why the gate refused an order.
@@ -286,7 +288,7 @@ pub fn check(limits: &RiskConfig, order: &ProposedOrder, view: &GateView) -> Res
         }
     }
     match view.mode {
-        TradingMode::Halted => {
+        TradingMode::Halted if !(order.emergency_close && reducing) => {
             return Err(Refusal::Halted {
                 reason: view.mode_reason.clone(),
             })
@@ -350,6 +352,7 @@ mod tests {
             price: dec!(100),
             reduce_only: false,
             leverage: 1,
+            emergency_close: false,
         }
     }
 
@@ -400,6 +403,28 @@ mod tests {
         ));
         assert!(matches!(
             check(&limits, &sell_part, &view(TradingMode::Halted, dec!(10))),
+            Err(Refusal::Halted { .. })
+        ));
+    }
+
+    #[test]
+    fn only_reducing_emergency_closes_pass_a_halt() {
+        let limits = RiskConfig::default();
+        let mut close = order(Side::Sell, dec!(10));
+        close.emergency_close = true;
+        assert!(check(&limits, &close, &view(TradingMode::Halted, dec!(10))).is_ok());
+        let mut flip = order(Side::Sell, dec!(11));
+        flip.emergency_close = true;
+        assert!(matches!(
+            check(&limits, &flip, &view(TradingMode::Halted, dec!(10))),
+            Err(Refusal::Halted { .. })
+        ));
+        assert!(matches!(
+            check(
+                &limits,
+                &order(Side::Sell, dec!(10)),
+                &view(TradingMode::Halted, dec!(10))
+            ),
             Err(Refusal::Halted { .. })
         ));
     }

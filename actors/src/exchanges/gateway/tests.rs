@@ -419,3 +419,61 @@ async fn reconciliation_waits_for_an_order_in_flight() {
     );
     assert_eq!(venue.place_calls.load(Ordering::SeqCst), 10);
 }
+
+#[actix::test]
+async fn the_kill_switch_closes_everything_while_staying_halted() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    core.place(buy_usd(dec!(2000))).await.unwrap();
+    let gateway = OrderGateway::new(core.clone()).start();
+    let state = gateway
+        .send(KillSwitch {
+            engaged: true,
+            reason: "operator".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.mode, state.kill_switch), (TradingMode::Halted, true));
+    assert_eq!(
+        venue.state.lock().position,
+        Decimal::ZERO,
+        "every position closed"
+    );
+    assert_eq!(
+        core.mode().mode,
+        TradingMode::Halted,
+        "the halt was never lifted"
+    );
+    let closes: Vec<_> = core
+        .ledger()
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.origin == "kill_switch")
+        .collect();
+    assert!(
+        !closes.is_empty()
+            && closes
+                .iter()
+                .all(|e| e.request.reduce_only && e.status == OrderStatus::Filled)
+    );
+    // Outside the kill switch's own closes, a halt admits nothing, not even a close.
+    venue.state.lock().position = dec!(1);
+    let err = core
+        .close_position("scripted", "BTC", "agent")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GatewayError::Refused {
+                refusal: Refusal::Halted { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
