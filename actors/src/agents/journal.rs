@@ -25,6 +25,9 @@ pub struct DecisionRecord {
     /// The parsed verdict (`BUY`, `SELL`, `NOTHING`, `CLOSE_ALL`, `HOLD`).
     pub action: Option<String>,
     pub confidence: Option<f64>,
+    /// The answer gave no confidence; the parser's documented default was used.
+    #[serde(default)]
+    pub confidence_defaulted: bool,
     pub reason: Option<String>,
     /// Why no decision could be used (model error, parse error).
     pub error: Option<String>,

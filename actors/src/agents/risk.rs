@@ -377,6 +377,7 @@ async fn confirm(
         raw_answer: None,
         action: None,
         confidence: None,
+        confidence_defaulted: false,
         reason: None,
         error: None,
         outcome: String::new(),

@@ -422,3 +422,20 @@ async fn the_baseline_persists_and_resets_when_the_window_passes() {
             > first.set_ms
     );
 }
+
+#[actix::test]
+async fn a_missing_confidence_is_flagged_not_counted_as_a_failure() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    *w.script.lock() = Script::Answer("Decision: BUY. The trend is up.".into());
+    let config = TradingAgentConfig {
+        min_confidence: 0.5,
+        ..agent()
+    };
+    let records = run_once(&config, &deps).await;
+    assert!(records[0].confidence_defaulted, "{:?}", records[0]);
+    assert_eq!(records[0].error, None);
+    assert_eq!(records[0].outcome, "enter_long");
+    let memory = MemoryStore::open(&w.store, "t").unwrap().load().unwrap();
+    assert_eq!((memory.runs, memory.failures), (1, 0));
+}

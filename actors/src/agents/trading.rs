@@ -251,6 +251,7 @@ async fn decide_and_act(
         raw_answer: None,
         action: None,
         confidence: None,
+        confidence_defaulted: false,
         reason: None,
         error: None,
         outcome: "none".into(),
@@ -294,10 +295,7 @@ async fn decide_and_act(
     record.raw_answer = Some(answer.text.clone());
     let decision = match parse_trade_decision(&answer.text) {
         Ok(parsed) => {
-            if parsed.confidence_defaulted {
-                record.error =
-                    Some("the answer gave no confidence; the parser's default was used".into());
-            }
+            record.confidence_defaulted = parsed.confidence_defaulted;
             parsed.decision
         }
         Err(e) => {
