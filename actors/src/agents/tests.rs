@@ -114,6 +114,8 @@ async fn world(limits: RiskConfig) -> World {
         purposes: Arc::new(Mutex::new(Vec::new())),
     }
     .start();
+    let router = Slot::<ScriptedModel>::new();
+    router.fill(model, router.next_token(), "test/model");
     World {
         store,
         clock,
@@ -122,7 +124,7 @@ async fn world(limits: RiskConfig) -> World {
         core,
         script,
         calls,
-        models: ModelClient::from_addr(model),
+        models: ModelClient::from_slot(router),
     }
 }
 

@@ -47,20 +47,6 @@ impl ModelClient {
         }
     }
 
-    /// Sends to a fixed address; for tests and embedding without supervision.
-    pub fn from_addr<A>(addr: actix::Addr<A>) -> Self
-    where
-        A: Actor + Handler<Ask>,
-        A::Context: ToEnvelope<A, Ask>,
-    {
-        Self {
-            send: Arc::new(move |ask| {
-                let sent = addr.send(ask);
-                async move { sent.await.unwrap_or(Err(ModelError::ShuttingDown)) }.boxed()
-            }),
-        }
-    }
-
     /// Sends one request; always returns within the request's timeout plus a small grace.
     pub async fn ask(&self, request: ModelRequest) -> Result<ModelResponse, ModelError> {
         let model = request.model.clone();

@@ -10,9 +10,7 @@ mod process;
 
 pub use process::{ProcessSampler, ProcessStats};
 
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// Names of the engine-level metrics recorded outside a component's own module.
 pub mod names {
@@ -45,13 +43,8 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Builds the recorder with explicit buckets for every histogram, so the exposition has
 /// real histograms (not summaries) that `promtool check metrics` accepts.
 pub fn build_recorder() -> PrometheusRecorder {
-    let builder = PrometheusBuilder::new();
-    // A suffix matcher covers every `_seconds` histogram; other histograms get the same
-    // buckets through set_buckets so none is rendered as a summary.
-    let builder = builder
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-        .and_then(|b| b.set_buckets(LATENCY_BUCKETS));
-    match builder {
+    // Default buckets for every histogram, so none is rendered as a summary.
+    match PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS) {
         Ok(b) => b.build_recorder(),
         // Only reachable with an empty bucket list, which LATENCY_BUCKETS is not.
         Err(_) => PrometheusBuilder::new().build_recorder(),
