@@ -92,18 +92,7 @@ fn sigkill_mid_order_flow_keeps_every_acknowledged_order_and_sends_none_twice() 
     }
 
     // A clean start reconciles what the kills left open, then a clean stop.
-    let mut engine = spawn_engine(&config_path, dir.path(), &[], &env);
-    wait_for(
-        Duration::from_secs(30),
-        "reconciliation to settle every open order",
-        || {
-            let (status, body) = http_get(port, "/api/status")?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            (status == 200 && v["open_orders"].as_array()?.is_empty()).then_some(())
-        },
-    );
-    signal(&engine, libc::SIGTERM);
-    assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+    settle_and_stop(&config_path, dir.path(), port, &env);
 
     let acks = acks.lock().unwrap().clone();
     assert!(

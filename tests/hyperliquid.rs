@@ -218,18 +218,7 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
     }
 
     // A clean start reconciles what the kills left open, then a clean stop.
-    let mut engine = spawn_engine(&config_path, dir.path(), &[], &env);
-    wait_for(
-        Duration::from_secs(30),
-        "reconciliation to settle every open order",
-        || {
-            let (status, body) = http_get(port, "/api/status")?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            (status == 200 && v["open_orders"].as_array()?.is_empty()).then_some(())
-        },
-    );
-    signal(&engine, libc::SIGTERM);
-    assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+    settle_and_stop(&config_path, dir.path(), port, &env);
 
     let acks = acks.lock().unwrap().clone();
     assert!(kills >= 3, "only {kills} kills");

@@ -211,3 +211,23 @@ initial_price = 1.2
 [exchanges.venues.paper.symbols.OP]
 initial_price = 2.5
 "#;
+
+/// Starts the engine once more so reconciliation settles what the kills left open, waits
+/// until no order is open, and stops it cleanly.
+pub fn settle_and_stop(config: &Path, dir: &Path, port: u16, env: &[(&str, &str)]) {
+    let mut engine = spawn_engine(config, dir, &[], env);
+    wait_for(
+        Duration::from_secs(30),
+        "reconciliation to settle every open order",
+        || {
+            let (status, body) = http_get(port, "/api/status")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && v["open_orders"].as_array()?.is_empty()).then_some(())
+        },
+    );
+    signal(&engine, libc::SIGTERM);
+    assert!(
+        wait_exit(&mut engine, Duration::from_secs(30)).success(),
+        "clean stop after settling"
+    );
+}
