@@ -7,7 +7,7 @@ use std::fmt::Write;
 use orrery_actors::agents::risk::Baseline;
 use orrery_actors::agents::{AgentMemory, DecisionJournal, DecisionRecord, MemoryStore};
 use orrery_actors::clock::system_clock;
-use orrery_actors::exchanges::gateway::{GetAccount, GetPositions, OrderReport};
+use orrery_actors::exchanges::gateway::{GetAccount, GetPositions, GetSnapshot, OrderReport};
 use orrery_actors::exchanges::ledger::OrderLedger;
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::{AccountSnapshot, Position};
@@ -81,24 +81,24 @@ struct FromStore {
     models: Vec<ModelUsage>,
 }
 
-fn read_store(store: &Store) -> Result<FromStore, String> {
+/// Trading mode and orders: from sled when the engine is stopped, from the running
+/// gateway (which already holds the ledger's index) when it runs.
+struct OrdersView {
+    mode: ModeState,
+    open_orders: Vec<OrderReport>,
+    recent_orders: Vec<OrderReport>,
+    orders_in_ledger: usize,
+}
+
+fn orders_offline(store: &Store) -> Result<OrdersView, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let ledger = OrderLedger::open(store, system_clock()).map_err(|x| e(&x))?;
-    let mode = store
-        .tree::<ModeState>(trees::RISK)
-        .and_then(|t| t.get("mode"))
-        .map_err(|x| e(&x))?
-        .unwrap_or_default();
-    let journal = DecisionJournal::open(store).map_err(|x| e(&x))?;
-    let mut agents = Vec::new();
-    for name in MemoryStore::agents(store) {
-        let memory = MemoryStore::open(store, &name)
-            .and_then(|m| m.load())
-            .map_err(|x| e(&x))?;
-        agents.push(AgentStatus { name, memory });
-    }
-    Ok(FromStore {
-        mode,
+    Ok(OrdersView {
+        mode: store
+            .tree::<ModeState>(trees::RISK)
+            .and_then(|t| t.get("mode"))
+            .map_err(|x| e(&x))?
+            .unwrap_or_default(),
         open_orders: ledger
             .open_entries()
             .iter()
@@ -111,6 +111,39 @@ fn read_store(store: &Store) -> Result<FromStore, String> {
             .map(OrderReport::from)
             .collect(),
         orders_in_ledger: ledger.len(),
+    })
+}
+
+async fn orders_live(engine: &EngineHandle) -> Result<OrdersView, String> {
+    let snapshot = engine
+        .gateway
+        .send(GetSnapshot { recent: RECENT })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(OrdersView {
+        mode: snapshot.mode,
+        open_orders: snapshot.open_orders,
+        recent_orders: snapshot.recent_orders,
+        orders_in_ledger: snapshot.ledger_len,
+    })
+}
+
+fn read_store(store: &Store, orders: OrdersView) -> Result<FromStore, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let journal = DecisionJournal::open(store).map_err(|x| e(&x))?;
+    let mut agents = Vec::new();
+    for name in MemoryStore::agents(store) {
+        let memory = MemoryStore::open(store, &name)
+            .and_then(|m| m.load())
+            .map_err(|x| e(&x))?;
+        agents.push(AgentStatus { name, memory });
+    }
+    Ok(FromStore {
+        mode: orders.mode,
+        open_orders: orders.open_orders,
+        recent_orders: orders.recent_orders,
+        orders_in_ledger: orders.orders_in_ledger,
         decisions: journal.recent(RECENT).map_err(|x| e(&x))?,
         restarts: restart_records(store)
             .map_err(|x| e(&x))?
@@ -178,7 +211,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
 
 /// The report of a stopped engine, read from its data dir.
 pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, String> {
-    let from_store = read_store(store)?;
+    let from_store = read_store(store, orders_offline(store)?)?;
     let mut venues = Vec::new();
     for (name, venue) in &config.exchanges.venues {
         let got = match open_venue(name, venue, store, system_clock()) {
@@ -195,7 +228,7 @@ pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, Str
 
 /// The report of the running engine, with balances from its gateway.
 pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
-    let from_store = read_store(&engine.store)?;
+    let from_store = read_store(&engine.store, orders_live(engine).await?)?;
     let mut venues = Vec::new();
     for name in engine.config.exchanges.venues.keys() {
         let account = engine
