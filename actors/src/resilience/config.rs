@@ -195,7 +195,6 @@ impl LimitConfig {
                     limit,
                     "an integer of at least 1",
                 );
-                issues.check(*limit <= 1_000_000, join(path, "limit"), limit, "at most 1000000 (the window keeps one entry per admitted call); use token_bucket for larger budgets");
                 positive_duration(issues, "window", window);
             }
             LimitConfig::LeakyBucket {

@@ -1,10 +1,13 @@
-//! Sliding window: at most `limit` units in any window of length `window`, exactly.
+//! Sliding window: at most `limit` units in any window of length `window`.
 //!
 //! Kept as a log of admissions (expiry, cost) so the window really slides; a fixed-window
 //! counter would admit `2 × limit` across a window edge, and the two-bucket weighted
-//! estimate (or sub-window slots) can still exceed the limit or must under-admit. The log
-//! holds at most `limit` entries (every entry costs at least 1); checks are amortised O(1),
-//! only a denial walks the log to compute its wait.
+//! estimate can exceed the limit. Calls that expire at the same instant share one entry.
+//! A limit up to 1024 is exact: each unit leaves exactly `window` after it came. A larger
+//! limit rounds expiries up to `window / 1024` slices, so the log stays within ~1024
+//! entries (16 KiB) at any call rate; a unit then leaves up to one slice (0.1% of the
+//! window) late, never early, so the limit still holds in every window. Checks are
+//! amortised O(1); only a denial walks the log to compute its wait.
 //!
 //! Why hand-written, and why not a mutex: governor has no exact sliding window, and the
 //! log is several words updated together. Behind a `parking_lot` mutex the uncontended
@@ -23,12 +26,8 @@
 //! than a few expiries at once, growing the log, `refund`, `observe`, `headroom`, and a
 //! check that keeps losing races) takes the same sequence as a spin lock (a critical
 //! section is tens of nanoseconds; waiters spin briefly, then yield) and uses the exact
-//! logic. Measured so far only on a shared 2-core machine under load 6–10, where every
-//! row is inflated and noisy: `fixed_now` ~1.1–1.4× governor (mutex: ~1.9×), `real_clock`
-//! between ~1.2× and ~2.5× run to run, and two contending threads ~1.9× (waiters spin
-//! and yield rather than park, which costs when the machine is oversubscribed).
-//! `real_clock` also keeps ~30 000 entries (~0.5 MB) in its 1 ms window, so cache
-//! pressure from other processes hits this row and not governor's single word.
+//! logic. The `resilience` bench (BENCHMARKS.md) measures it against governor, with a
+//! caller-supplied and a real clock, and with two threads contending.
 //!
 //! The log is a ring of atomic slots indexed by ever-growing positions; it starts small
 //! and doubles under the lock when full. A reader that raced a resize may still be
@@ -56,6 +55,9 @@ const FAST_EXPIRIES: u32 = 4;
 const OPTIMISTIC_TRIES: u32 = 4;
 /// Spins before a caller waiting for the lock starts yielding its thread.
 const SPINS: u32 = 64;
+/// Most log entries a window needs: limits up to this are exact; larger limits group
+/// admissions into `window / SLICES` slices (see [`SlidingWindow::new`]).
+const SLICES: u64 = 1024;
 
 #[derive(Default)]
 struct Slot {
@@ -68,6 +70,9 @@ pub struct SlidingWindow {
     seq: AtomicU64,
     limit: AtomicU64,
     window: Nanos,
+    /// 0: every admission expires exactly `window` after it. Otherwise expiries are
+    /// rounded up to a multiple of this, so admissions in one slice share one entry.
+    slice: Nanos,
     /// Units in the log (entries not yet dropped; some may already have expired).
     used: AtomicU64,
     /// Positions of the oldest entry and one past the newest; entry `i` lives in slot
@@ -86,8 +91,12 @@ struct Commit<'a> {
     ring: &'a [Slot],
     head: u64,
     used: u64,
-    tail: u64,
+    /// Position to write: one past the newest entry (a new entry), or the newest entry
+    /// itself when this call expires at the same instant and joins it.
+    at: u64,
     expiry: Nanos,
+    /// The written entry's cost (the joined entry's grows by this call's).
+    cost: u64,
 }
 
 /// Owns the sequence (odd) while alive; stores it back to even when dropped.
@@ -106,8 +115,20 @@ impl Drop for Locked<'_> {
 
 impl SlidingWindow {
     /// `limit` and `window` must be non-zero (config validation guarantees it).
+    ///
+    /// A limit up to 1024 is kept exactly (the log never holds more entries than units).
+    /// A larger one rounds each expiry up to the next `window / 1024` slice, so calls in
+    /// the same slice share one entry: the log stays within ~1024 entries (16 KiB)
+    /// however fast calls come, and a unit leaves the window at most 0.1% of the window
+    /// late, never early — the limit still holds in every window.
     pub fn new(limit: u64, window: Duration) -> Self {
         let limit = limit.max(1);
+        let window = nanos_of(window).max(1);
+        let slice = if limit > SLICES {
+            (window / SLICES).max(1)
+        } else {
+            0
+        };
         let first = usize::try_from(limit)
             .unwrap_or(usize::MAX)
             .clamp(FIRST_RING, 1024)
@@ -119,13 +140,34 @@ impl SlidingWindow {
         Self {
             seq: AtomicU64::new(0),
             limit: AtomicU64::new(limit),
-            window: nanos_of(window).max(1),
+            window,
+            slice,
             used: AtomicU64::new(0),
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
             generation: AtomicUsize::new(generation),
             rings,
         }
+    }
+
+    /// Entries in the log (live or not yet dropped).
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> u64 {
+        let _locked = self.lock();
+        self.tail.load(Ordering::Relaxed) - self.head.load(Ordering::Relaxed)
+    }
+
+    /// When a unit admitted at `now` leaves the window.
+    #[inline]
+    fn expiry_of(&self, now: Nanos) -> Nanos {
+        let exact = now.saturating_add(self.window);
+        if self.slice == 0 {
+            return exact;
+        }
+        exact
+            .div_ceil(self.slice)
+            .saturating_mul(self.slice)
+            .max(exact)
     }
 
     /// The current ring. Invariant: `generation` only ever names a ring that was set
@@ -165,10 +207,10 @@ impl SlidingWindow {
         if tail < head || tail - head > ring.len() as u64 {
             return None;
         }
-        let last = if tail > head {
-            Self::slot(ring, tail - 1).0
+        let (last, last_cost) = if tail > head {
+            Self::slot(ring, tail - 1)
         } else {
-            0
+            (0, 0)
         };
         let mut expired = 0;
         while head < tail {
@@ -183,15 +225,26 @@ impl SlidingWindow {
             head += 1;
             used = used.checked_sub(c)?;
         }
-        if used.checked_add(cost)? > limit || tail - head >= ring.len() as u64 {
+        if used.checked_add(cost)? > limit {
             return None;
         }
+        let expiry = self.expiry_of(now).max(last);
+        // The newest entry is still live here (its expiry `last` is past `now`, or it
+        // would have expired above), so a call expiring with it joins it.
+        let (at, entry_cost) = if head < tail && expiry == last {
+            (tail - 1, last_cost.checked_add(cost)?)
+        } else if tail - head >= ring.len() as u64 {
+            return None;
+        } else {
+            (tail, cost)
+        };
         Some(Commit {
             ring,
             head,
             used: used + cost,
-            tail,
-            expiry: now.saturating_add(self.window).max(last),
+            at,
+            expiry,
+            cost: entry_cost,
         })
     }
 
@@ -285,9 +338,18 @@ impl SlidingWindow {
             self.head.load(Ordering::Relaxed),
             self.tail.load(Ordering::Relaxed),
         );
-        let mut expiry = now.saturating_add(self.window);
+        let mut expiry = self.expiry_of(now);
         if tail > head {
-            expiry = expiry.max(Self::slot(ring, tail - 1).0);
+            let (last, last_cost) = Self::slot(ring, tail - 1);
+            if expiry <= last {
+                // Expires with the newest entry (same slice, or an older clock reading):
+                // join it, as the lock-free path does.
+                Self::set_slot(ring, tail - 1, (last, last_cost + cost));
+                let used = self.used.load(Ordering::Relaxed);
+                self.used.store(used + cost, Ordering::Relaxed);
+                return;
+            }
+            expiry = expiry.max(last);
         }
         Self::set_slot(ring, tail, (expiry, cost));
         self.tail.store(tail + 1, Ordering::Relaxed);
@@ -382,9 +444,9 @@ impl RateLimit for SlidingWindow {
                     w: self,
                     seq: seq.wrapping_add(1),
                 };
-                Self::set_slot(c.ring, c.tail, (c.expiry, cost));
+                Self::set_slot(c.ring, c.at, (c.expiry, c.cost));
                 self.head.store(c.head, Ordering::Relaxed);
-                self.tail.store(c.tail + 1, Ordering::Relaxed);
+                self.tail.store(c.at + 1, Ordering::Relaxed);
                 self.used.store(c.used, Ordering::Relaxed);
                 return Ok(());
             }
@@ -400,24 +462,30 @@ impl RateLimit for SlidingWindow {
             self.head.load(Ordering::Relaxed),
             self.tail.load(Ordering::Relaxed),
         );
-        // Our entry is the earliest one expiring at or after `now + window` with this
-        // cost: anything recorded before it in that range expires at the same time.
-        let ours = now.saturating_add(self.window);
+        // Our units sit in an entry expiring at or after `ours` (later if they joined an
+        // entry or an older clock reading pushed them back). Taking them from the earliest
+        // such entry that holds enough never shortens anyone's stay: every unit still in the
+        // log expires no earlier than it would have, so the refund cannot over-admit.
+        let ours = self.expiry_of(now);
         let mut found = None;
         for i in (head..tail).rev() {
             let (expiry, c) = Self::slot(ring, i);
             if expiry < ours {
                 break;
             }
-            if c == cost {
-                found = Some(i);
+            if c >= cost {
+                found = Some((i, expiry, c));
             }
         }
-        if let Some(i) = found {
-            for j in i..tail - 1 {
-                Self::set_slot(ring, j, Self::slot(ring, j + 1));
+        if let Some((i, expiry, c)) = found {
+            if c > cost {
+                Self::set_slot(ring, i, (expiry, c - cost));
+            } else {
+                for j in i..tail - 1 {
+                    Self::set_slot(ring, j, Self::slot(ring, j + 1));
+                }
+                self.tail.store(tail - 1, Ordering::Relaxed);
             }
-            self.tail.store(tail - 1, Ordering::Relaxed);
             let used = self.used.load(Ordering::Relaxed);
             self.used.store(used - cost, Ordering::Relaxed);
         }

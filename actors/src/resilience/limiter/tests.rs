@@ -63,6 +63,36 @@ proptest! {
         prop_assert_eq!(w.try_acquire(limit + 1, clock.now()), Err(Denied::Exceeds { max: limit }));
     }
 
+    /// Above 1024 units the window groups calls into slices: still never over the limit,
+    /// the log stays small however fast calls come, and a unit is held at most one slice
+    /// (window / 1024) longer than the exact window would hold it.
+    #[test]
+    fn sliced_sliding_window_holds_the_limit_with_a_small_log(
+        limit in 1025u64..3000, window_ms in 1u64..200, costs in prop::collection::vec(1u64..=20, 1..600),
+        pace in 1u64..2000,
+    ) {
+        let window = window_ms * MS;
+        let slice = window / 1024;
+        let clock = ManualMonotonic::new(0);
+        let w = SlidingWindow::new(limit, Duration::from_nanos(window));
+        // Calls `window / pace` apart: many per slice when `pace` is above 1024.
+        let s: Vec<(u64, u64)> = costs.iter().map(|c| (window / pace, *c)).collect();
+        let mut admitted = Vec::new();
+        for &(advance, cost) in &s {
+            clock.advance(Duration::from_nanos(advance));
+            let now = clock.now();
+            if w.try_acquire(cost, now).is_ok() {
+                admitted.push((now, cost));
+            }
+            prop_assert!(w.entries() <= 1026, "log grew to {} entries", w.entries());
+            let held = limit - w.headroom(now).unwrap();
+            let exact: u64 = admitted.iter().filter(|(t, _)| t + window > now).map(|(_, c)| c).sum();
+            let at_most: u64 = admitted.iter().filter(|(t, _)| t + window + slice > now).map(|(_, c)| c).sum();
+            prop_assert!(exact <= held && held <= at_most, "held {held}, exact {exact}, bound {at_most}");
+        }
+        prop_assert!(max_in_window(&admitted, window) <= limit);
+    }
+
     #[test]
     fn token_bucket_admits_at_most_capacity_plus_refill(
         capacity in 1u64..50, amount in 1u64..50, every_ms in 1u64..200, s in steps(40 * MS, 10),
