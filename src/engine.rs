@@ -31,7 +31,8 @@ use orrery_actors::exchanges::Venue;
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
-use orrery_actors::store::{Store, StoreError};
+use orrery_actors::resilience::BreakerRecord;
+use orrery_actors::store::{trees, Store, StoreError, Tree};
 use orrery_actors::supervisor::{
     start_root, ChildSpec, RestartType, RootExit, RootHandle, Slot, StartError, Strategy,
     SupervisorSpec,
@@ -206,13 +207,20 @@ pub fn open_venue(
             .map_err(|e| e.to_string()),
         VenueConfig::Hyperliquid(hl) => {
             HyperliquidVenue::open(name, hl, hyperliquid::config::process_env(), clock)
-                .map(|v| Arc::new(v) as Arc<dyn Venue>)
                 .map_err(|e| e.to_string())
+                .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _))
         }
         VenueConfig::Binance(binance) => BinanceSpotVenue::open(name, binance, clock)
-            .map(|v| Arc::new(v) as Arc<dyn Venue>)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.to_string())
+            .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
     }
+}
+
+/// The store's circuit breaker records, shared by every target.
+fn breakers(store: &Store) -> Result<Tree<BreakerRecord>, String> {
+    store
+        .tree(trees::BREAKERS)
+        .map_err(|e| format!("cannot open the breakers tree: {e}"))
 }
 
 fn tree(

@@ -12,6 +12,7 @@ pub mod paper;
 pub mod risk_gate;
 pub mod types;
 pub mod venue;
+mod venue_retry;
 
 pub use types::*;
 pub use venue::{Venue, VenueError, VenueResult};

@@ -214,6 +214,19 @@ impl Drop for Permit {
 }
 
 impl CircuitBreaker {
+    /// The same target and settings kept in `tree` from now on, starting from the state
+    /// recorded there (so a restart does not hammer a target that was failing). Meant for
+    /// a breaker that has not been used yet: its own state is not carried over.
+    pub fn persisted_in(&self, tree: Tree<BreakerRecord>) -> Self {
+        let s = &self.shared;
+        Self::new(
+            s.target.clone(),
+            s.config.clone(),
+            s.clock.clone(),
+            Some(tree),
+        )
+    }
+
     /// A breaker for `target`, restored from `tree` when it holds a record for it.
     /// A record that cannot be read is logged and the breaker starts closed.
     pub fn new(

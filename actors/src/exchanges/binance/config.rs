@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::signing::{DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS};
-use crate::resilience::config::LimitConfig;
+use crate::resilience::config::{LimitConfig, RateLimitedRetry, RetryConfig};
 use crate::resilience::ResilienceConfig;
 use crate::validate::{join, Issues};
 
@@ -115,6 +115,16 @@ pub fn default_resilience() -> ResilienceConfig {
             },
         ],
         endpoints,
+        retry: RetryConfig {
+            // A 429/418 blocks every request of the key and IP until its Retry-After; a
+            // read then fails fast with that wait rather than every waiting read waking
+            // at the block's end at once (Binance bans IPs that keep pushing).
+            rate_limited: RateLimitedRetry {
+                max_retries: 0,
+                ..RateLimitedRetry::default()
+            },
+            ..RetryConfig::default()
+        },
         ..ResilienceConfig::default()
     }
 }

@@ -50,6 +50,9 @@ pub enum Fault {
     ResetAfterOrder,
     /// The next request gets HTTP 200 with a body that is not JSON.
     Malformed,
+    /// The next request is not executed and gets HTTP 503 with Binance's -1001
+    /// ("Internal error; unable to process your request. Please try again.").
+    ServerError,
     /// The next request is never answered.
     Hang,
 }
@@ -377,6 +380,14 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
         Some(Fault::Hang) => {
             st.faults.pop_front();
             return Reply::Hang;
+        }
+        Some(Fault::ServerError) => {
+            st.faults.pop_front();
+            return err(
+                503,
+                -1001,
+                "Internal error; unable to process your request. Please try again.",
+            );
         }
         Some(f @ (Fault::ServerErrorAfterOrder | Fault::ResetAfterOrder)) if is_order_post => {
             let f = f.clone();

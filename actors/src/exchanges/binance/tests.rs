@@ -570,3 +570,76 @@ async fn missing_keys_are_named_and_candles_parse() {
         .iter()
         .all(|r| r.route().starts_with("/api/v3/")));
 }
+
+#[actix::test]
+async fn a_read_is_retried_after_a_server_error_but_an_order_is_sent_once() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    v.instrument("BTC").await.unwrap();
+    let before = mock.count("/api/v3/ticker/bookTicker");
+    mock.push_fault(Fault::ServerError);
+    mock.push_fault(Fault::ServerError);
+    let quote = v.quote("BTC").await.unwrap();
+    assert!(quote.bid > Decimal::ZERO);
+    assert_eq!(
+        mock.count("/api/v3/ticker/bookTicker"),
+        before + 3,
+        "two 503s, then the answer"
+    );
+
+    // An order whose send fails is never sent again by the venue.
+    mock.push_fault(Fault::ServerError);
+    let posts = mock.count("/api/v3/order");
+    assert!(v
+        .place_order(&request(dec!(0.001), market()))
+        .await
+        .is_err());
+    assert_eq!(mock.count("/api/v3/order"), posts + 1);
+}
+
+/// Breaker settings that open after three failures and stay open for a minute.
+fn tripping_config(mock: &MockBinance) -> BinanceConfig {
+    let mut config = config(mock, Duration::from_secs(3));
+    config.resilience.breaker.failure_count = 3;
+    config.resilience.breaker.open_for = Duration::from_secs(60);
+    config.resilience.retry.max_attempts = 1;
+    config
+}
+
+#[actix::test]
+async fn the_breaker_opens_on_repeated_failures_and_stays_open_across_a_restart() {
+    let mock = MockBinance::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("data")).unwrap();
+    let open = |store: &Store| {
+        BinanceSpotVenue::open_with_env("binance", &tripping_config(&mock), system_clock(), &env)
+            .unwrap()
+            .with_breaker_store(store.tree(crate::store::trees::BREAKERS).unwrap())
+    };
+    let v = open(&store);
+    for _ in 0..3 {
+        mock.push_fault(Fault::ServerError);
+        assert!(v.quote("BTC").await.is_err());
+    }
+    let sent = mock.requests().len();
+    let err = v.quote("BTC").await.unwrap_err();
+    assert!(
+        matches!(&err, VenueError::Unavailable { reason, .. } if reason.contains("open")),
+        "{err}"
+    );
+    assert_eq!(mock.requests().len(), sent, "an open breaker sends nothing");
+
+    // A new process (same data dir) starts with the breaker still open.
+    drop(v);
+    store.flush().unwrap();
+    let v = open(&store);
+    assert!(matches!(
+        v.account().await,
+        Err(VenueError::Unavailable { .. })
+    ));
+    assert_eq!(
+        mock.requests().len(),
+        sent,
+        "nothing sent after the restart either"
+    );
+}

@@ -45,8 +45,13 @@ use super::signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, A
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
+use crate::exchanges::venue_retry::read_with_retry;
 use crate::resilience::config::RateLimits;
-use crate::resilience::{Priority, ServerQuota, SharedMonotonic, TokioClock};
+use crate::resilience::{
+    BreakerRecord, CircuitBreaker, Priority, RetryPolicy, ServerQuota, SharedMonotonic,
+    TargetResilience, TokioClock,
+};
+use crate::store::Tree;
 
 /// Environment variable of the API key.
 pub const API_KEY_ENV: &str = "BINANCE_API_KEY";
@@ -136,6 +141,10 @@ pub struct BinanceSpotVenue {
     recv_window: RecvWindow,
     clock: SharedClock,
     limits: RateLimits,
+    /// Opens after repeated failures: requests then fail fast instead of piling up.
+    breaker: CircuitBreaker,
+    /// Reads only; orders and cancels go out at most once.
+    retry: RetryPolicy,
     mono: SharedMonotonic,
     /// Server time minus local time, in ms.
     offset_ms: AtomicI64,
@@ -201,7 +210,13 @@ impl BinanceSpotVenue {
             .build()
             .map_err(|e| setup(e.to_string()))?;
         let mono = TokioClock::shared();
-        let limits = RateLimits::build(name, &config.resilience, mono.clone())
+        let TargetResilience {
+            limits,
+            breaker,
+            retry,
+        } = config
+            .resilience
+            .build(name, mono.clone(), clock.clone(), None)
             .map_err(|e| setup(e.to_string()))?;
         Ok(Self {
             name: name.to_string(),
@@ -212,11 +227,20 @@ impl BinanceSpotVenue {
             recv_window,
             clock,
             limits,
+            breaker,
+            retry,
             mono,
             offset_ms: AtomicI64::new(0),
             blocked_until: Mutex::new(None),
             rules: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Keeps the circuit breaker's state in `tree` (the store's `breakers`), restoring
+    /// what an earlier run recorded for this venue.
+    pub fn with_breaker_store(mut self, tree: Tree<BreakerRecord>) -> Self {
+        self.breaker = self.breaker.persisted_in(tree);
+        self
     }
 
     /// Current estimate of server time minus local time, in ms.
@@ -425,9 +449,47 @@ impl BinanceSpotVenue {
         Err(Failure::Api(api))
     }
 
-    /// Sends `call`; after a -1021 re-reads server time and sends it once more.
+    /// Sends `call`: a read under the retry policy, an order or cancel exactly once.
     async fn send(&self, call: &Call, symbol: Option<&str>) -> VenueResult<Vec<u8>> {
         let deadline = Instant::now() + self.config.request_timeout;
+        if call.kind != RequestKind::Read {
+            return self.send_once(call, symbol, deadline).await;
+        }
+        read_with_retry(
+            &self.retry,
+            &self.name,
+            format!("{} {}", call.method, call.path),
+            self.config.request_timeout,
+            deadline,
+            || self.send_once(call, symbol, deadline),
+        )
+        .await
+    }
+
+    /// One pass through the breaker; after a -1021 re-reads server time and sends once
+    /// more (Binance refuses such a request before executing it).
+    async fn send_once(
+        &self,
+        call: &Call,
+        symbol: Option<&str>,
+        deadline: Instant,
+    ) -> VenueResult<Vec<u8>> {
+        let permit = self.breaker.check().map_err(|e| VenueError::Unavailable {
+            venue: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let started = Instant::now();
+        let result = self.send_resyncing(call, symbol, deadline).await;
+        permit.record(&result, started.elapsed());
+        result
+    }
+
+    async fn send_resyncing(
+        &self,
+        call: &Call,
+        symbol: Option<&str>,
+        deadline: Instant,
+    ) -> VenueResult<Vec<u8>> {
         let mut resynced = false;
         loop {
             match self.attempt(call, deadline).await {

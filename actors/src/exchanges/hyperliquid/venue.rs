@@ -39,9 +39,9 @@ use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
-use crate::resilience::{
-    Classify, ErrorClass, LimitError, Priority, RetryError, TargetResilience, TokioClock,
-};
+use crate::exchanges::venue_retry::read_with_retry;
+use crate::resilience::{BreakerRecord, LimitError, Priority, TargetResilience, TokioClock};
+use crate::store::Tree;
 use crate::validate::Issues;
 
 /// Weight of the info requests Hyperliquid counts as light.
@@ -90,15 +90,6 @@ impl std::fmt::Debug for HyperliquidVenue {
             .field("user", &self.user)
             .field("signer", &self.signer.as_ref().map(|_| "***"))
             .finish()
-    }
-}
-
-/// One attempt's error, classified for the retry loop.
-struct Attempt(VenueError);
-
-impl Classify for Attempt {
-    fn class(&self) -> ErrorClass {
-        self.0.class()
     }
 }
 
@@ -185,6 +176,13 @@ impl HyperliquidVenue {
             kit,
             clock,
         })
+    }
+
+    /// Keeps the circuit breaker's state in `tree` (the store's `breakers`), restoring
+    /// what an earlier run recorded for this venue.
+    pub fn with_breaker_store(mut self, tree: Tree<BreakerRecord>) -> Self {
+        self.kit.breaker = self.kit.breaker.persisted_in(tree);
+        self
     }
 
     /// The account this venue reads and trades.
@@ -290,28 +288,15 @@ impl HyperliquidVenue {
     ) -> VenueResult<Bytes> {
         let deadline = Instant::now() + self.timeout;
         let body = Bytes::from(body.to_string());
-        let result = self
-            .kit
-            .retry
-            .run(deadline, || {
-                let body = body.clone();
-                async move {
-                    self.info_once(what, body, weight, deadline)
-                        .await
-                        .map_err(Attempt)
-                }
-            })
-            .await;
-        result.map_err(|e| match e {
-            RetryError::NotRetryable { error, .. }
-            | RetryError::Exhausted { error, .. }
-            | RetryError::WouldPassDeadline { error, .. } => error.0,
-            RetryError::DeadlineElapsed { .. } => VenueError::Timeout {
-                venue: self.name.clone(),
-                what: format!("info {what}"),
-                after: self.timeout,
-            },
-        })
+        read_with_retry(
+            &self.kit.retry,
+            &self.name,
+            format!("info {what}"),
+            self.timeout,
+            deadline,
+            || self.info_once(what, body.clone(), weight, deadline),
+        )
+        .await
     }
 
     async fn info_once(
@@ -330,10 +315,7 @@ impl HyperliquidVenue {
             .map_err(|e| self.err_unavailable(e.to_string()))?;
         let started = std::time::Instant::now();
         let result = self.post(&self.info_url, body, deadline, what, false).await;
-        permit.record(
-            &result.as_ref().map_err(|e| Attempt(e.clone())),
-            started.elapsed(),
-        );
+        permit.record(&result, started.elapsed());
         result
     }
 
@@ -489,10 +471,7 @@ impl HyperliquidVenue {
                 }
             })
         });
-        permit.record(
-            &result.as_ref().map_err(|e| Attempt(e.clone())),
-            started.elapsed(),
-        );
+        permit.record(&result, started.elapsed());
         let response = result?;
         if let Some(refusal) = response.refusal(&self.name) {
             return Err(refusal);
