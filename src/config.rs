@@ -16,6 +16,8 @@ use orrery_actors::exchanges::hyperliquid::HyperliquidConfig;
 use orrery_actors::exchanges::paper::PaperConfig;
 use orrery_actors::exchanges::risk_gate::RiskConfig;
 use orrery_actors::models::router::{ModelCacheConfig, ModelsConfig};
+use orrery_actors::resilience::config::QueueConfig;
+use orrery_actors::resilience::ResilienceConfig;
 use orrery_actors::supervisor::{Backoff, Intensity};
 use orrery_actors::validate::{join, ConfigIssue, Issues};
 use serde::{Deserialize, Serialize};
@@ -170,6 +172,22 @@ impl VenueConfig {
             VenueConfig::Hyperliquid(_) => "hyperliquid",
             VenueConfig::Binance(_) => "binance",
         }
+    }
+
+    /// The venue's resilience section; the paper venue (in-process) has none.
+    pub fn resilience(&self) -> Option<&ResilienceConfig> {
+        match self {
+            VenueConfig::Paper(_) => None,
+            VenueConfig::Hyperliquid(h) => Some(&h.resilience),
+            VenueConfig::Binance(b) => Some(&b.resilience),
+        }
+    }
+
+    /// The connector's queue: the venue's `resilience.queue`, or the defaults.
+    pub fn queue(&self) -> QueueConfig {
+        self.resilience()
+            .map(|r| r.queue.clone())
+            .unwrap_or_default()
     }
 }
 

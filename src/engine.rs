@@ -190,6 +190,8 @@ fn describe_all() {
     orrery_actors::supervisor::describe();
     orrery_actors::models::pool::describe();
     orrery_actors::models::router::describe();
+    // Queue depth/wait by venue, rate limits, breakers, retries, fallbacks.
+    orrery_actors::resilience::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories
@@ -303,7 +305,7 @@ fn tree(
                     ChildSpec::in_slot(format!("connector-{name}"), slot, move |_| {
                         let v = open_venue(&name, &venue, &store, clock.clone())
                             .map_err(StartError::failed)?;
-                        Ok(Connector::new(v))
+                        Ok(Connector::with_queue(v, &venue.queue()))
                     })
                     .mailbox(mailbox)
                     .shutdown(shutdown),

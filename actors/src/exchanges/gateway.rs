@@ -26,6 +26,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::call_priority::{self, within};
 use super::connector::{Connector, VenueCall};
 use super::ledger::{LedgerEntry, LedgerError, OrderLedger};
 use super::risk_gate::{
@@ -34,6 +35,7 @@ use super::risk_gate::{
 use super::types::*;
 use super::venue::{size_for_usd, Venue, VenueError, VenueResult};
 use crate::clock::SharedClock;
+use crate::resilience::Priority;
 use crate::store::{trees, Store, Tree};
 use crate::supervisor::Slot;
 use crate::telemetry::names;
@@ -465,7 +467,8 @@ impl GatewayCore {
 
     /// Places one order: size → risk gate → durable intent → send → ledger.
     pub async fn place(&self, intent: OrderIntent) -> GatewayResult<OrderReport> {
-        self.place_with(intent, false).await
+        let priority = call_priority::of_order(intent.reduce_only);
+        within(priority, self.place_with(intent, false)).await
     }
 
     /// [`GatewayCore::place`]; `emergency_close` marks a kill-switch close, which the
@@ -667,7 +670,11 @@ impl GatewayCore {
         symbol: &str,
         origin: &str,
     ) -> GatewayResult<Vec<OrderReport>> {
-        self.close_position_with(venue, symbol, origin, false).await
+        within(
+            Priority::High,
+            self.close_position_with(venue, symbol, origin, false),
+        )
+        .await
     }
 
     async fn close_position_with(
@@ -716,7 +723,7 @@ impl GatewayCore {
         venue: Option<&str>,
         origin: &str,
     ) -> GatewayResult<Vec<OrderReport>> {
-        self.close_all_with(venue, origin, false).await
+        within(Priority::High, self.close_all_with(venue, origin, false)).await
     }
 
     async fn close_all_with(
@@ -856,7 +863,8 @@ impl GatewayCore {
     /// id, orders the venue has and the ledger lacks are adopted, fills are recorded.
     pub async fn reconcile(&self, venue: &str) -> GatewayResult<ReconcileReport> {
         let link = self.link(venue)?;
-        let outcome = self.reconcile_inner(venue).await;
+        // Ahead of market data: orders wait for the lock it holds.
+        let outcome = within(Priority::Medium, self.reconcile_inner(venue)).await;
         match &outcome {
             Ok(report) => {
                 link.ready_tx.send_replace(Readiness::Ready);
@@ -1094,7 +1102,7 @@ gateway_message!(
 gateway_message!(
     /// Cancel an order by client id.
     CancelOrder { client_id: ClientOrderId } -> OrderReport,
-    |core, msg| core.cancel(&msg.client_id).await
+    |core, msg| within(Priority::High, core.cancel(&msg.client_id)).await
 );
 gateway_message!(
     /// Set leverage for a symbol.
@@ -1166,7 +1174,8 @@ gateway_message!(
         let state = core.kill_switch(msg.engaged, &msg.reason)?;
         if msg.engaged {
             // The halt is already persisted; these closes pass it as emergency closes.
-            if let Err(e) = core.close_all_with(None, "kill_switch", true).await {
+            let closes = core.close_all_with(None, "kill_switch", true);
+            if let Err(e) = within(Priority::High, closes).await {
                 tracing::error!(error = %e, "kill switch could not close every position");
             }
         }

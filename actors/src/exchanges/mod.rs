@@ -4,6 +4,7 @@
 //! Agents reach this module only through the gateway's message types.
 
 pub mod binance;
+pub mod call_priority;
 pub mod connector;
 pub mod gateway;
 pub mod hyperliquid;

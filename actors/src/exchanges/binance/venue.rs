@@ -43,10 +43,14 @@ use super::errors::{parse_error_response, BinanceApiError, BinanceErrorKind, Req
 use super::filters::{parse_exchange_info, to_wire, SymbolRules};
 use super::signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER};
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::call_priority;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::config::RateLimits;
 use crate::resilience::{Priority, ServerQuota, SharedMonotonic, TokioClock};
+
+/// Weight of the heaviest request this venue sends (exchangeInfo, myTrades, account).
+const HEAVIEST_WEIGHT: u64 = 20;
 
 /// Environment variable of the API key.
 pub const API_KEY_ENV: &str = "BINANCE_API_KEY";
@@ -338,7 +342,12 @@ impl BinanceSpotVenue {
     async fn attempt(&self, call: &Call, deadline: Instant) -> Result<Vec<u8>, Failure> {
         self.check_block().map_err(Failure::Venue)?;
         self.limits
-            .acquire(call.endpoint, 1, call.priority, deadline)
+            .acquire(
+                call.endpoint,
+                1,
+                call_priority::effective(call.priority),
+                deadline,
+            )
             .await
             .map_err(|e| {
                 Failure::Venue(VenueError::RateLimited {
@@ -927,5 +936,16 @@ impl Venue for BinanceSpotVenue {
         Err(self.invalid(format!(
             "spot has no leverage; only 1x is possible, {leverage}x was asked"
         )))
+    }
+
+    fn saturated(&self) -> bool {
+        let blocked = self
+            .blocked_until
+            .lock()
+            .is_some_and(|until| until > Instant::now());
+        blocked
+            || self
+                .weight_headroom()
+                .is_some_and(|left| left < HEAVIEST_WEIGHT)
     }
 }

@@ -15,6 +15,7 @@
 //! Order-level rejections use Hyperliquid's own messages and record the order with the
 //! venue's `*Rejected` status. Fault switches act on the next /exchange request: 429
 //! (not applied), or 500 / connection reset / malformed JSON / hang *after* applying it.
+//! Every answer can be delayed ([`MockHyperliquid::set_latency`]), as a slow venue.
 //! Never: talks to the internet, or models funding, liquidation or margin.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -110,6 +111,7 @@ struct State {
     scheduled_cancel: Option<u64>,
     exchange_arrivals: Vec<std::time::Instant>,
     rate_limit_used: u64,
+    latency: std::time::Duration,
 }
 
 /// The running mock; stops when dropped.
@@ -193,6 +195,7 @@ impl MockHyperliquid {
             scheduled_cancel: None,
             exchange_arrivals: Vec::new(),
             rate_limit_used: 0,
+            latency: std::time::Duration::ZERO,
         }));
         let shared = state.clone();
         let server = MockServer::start(move |req| handle(&shared, req));
@@ -239,6 +242,11 @@ impl MockHyperliquid {
     /// Queues a fault for the next /exchange request (faults apply in order).
     pub fn fail_next_exchange(&self, fault: Fault) {
         self.state.lock().faults.push_back(fault);
+    }
+
+    /// Delays every answer by `latency` (a slow venue).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.lock().latency = latency;
     }
 
     /// Queues a fault for the next /info request (only `MalformedAfterApply`,
@@ -335,6 +343,16 @@ fn normal_cloid(c: &str) -> String {
 }
 
 fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
+    let reply = answer(state, req);
+    let latency = state.lock().latency;
+    if latency.is_zero() {
+        reply
+    } else {
+        Reply::Delayed(latency, Box::new(reply))
+    }
+}
+
+fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     let Some(body) = req.body_json() else {
         return Reply::raw(
             422,

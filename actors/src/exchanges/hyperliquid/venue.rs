@@ -32,11 +32,14 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::actions::Action;
-use super::config::{key_from_env, EnvLookup, HyperliquidConfig, KEY_VAR, KEY_VAR_ALIAS};
+use super::config::{
+    key_from_env, EnvLookup, HyperliquidConfig, KEY_VAR, KEY_VAR_ALIAS, WEIGHT_POOL,
+};
 use super::info::{self, ExchangeResponse, Meta};
 use super::signing::{Address, Network, PrivateKey};
 use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::call_priority;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::{
@@ -266,6 +269,8 @@ impl HyperliquidVenue {
         priority: Priority,
         deadline: Instant,
     ) -> VenueResult<()> {
+        // A call made for a more urgent flow (a close's reads) waits at that flow's level.
+        let priority = call_priority::effective(priority);
         self.kit
             .limits
             .acquire(endpoint, cost, priority, deadline)
@@ -768,5 +773,18 @@ impl Venue for HyperliquidVenue {
         self.exchange(action, 0, Priority::High, false)
             .await
             .map(|_| ())
+    }
+
+    fn saturated(&self) -> bool {
+        let paused = self
+            .paused_until
+            .lock()
+            .is_some_and(|until| until > Instant::now());
+        paused
+            || self
+                .kit
+                .limits
+                .headroom(WEIGHT_POOL)
+                .is_some_and(|left| left < HEAVY)
     }
 }
