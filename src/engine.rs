@@ -314,11 +314,12 @@ fn tree(
             let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
             spec.child(
                 ChildSpec::in_slot("gateway", gateway.clone(), move |_| {
-                    let core = GatewayCore::open(
+                    let core = GatewayCore::open_with_market_data(
                         &store,
                         connectors.clone(),
                         config.risk.clone(),
                         config.exchanges.gateway.clone(),
+                        config.exchanges.feeds(),
                         clock.clone(),
                     )
                     .map_err(StartError::failed)?;

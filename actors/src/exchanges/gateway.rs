@@ -29,13 +29,14 @@ use tokio::sync::watch;
 use super::call_priority::{self, within};
 use super::connector::{Connector, VenueCall};
 use super::ledger::{LedgerEntry, LedgerError, OrderLedger};
+use super::market_data::{FeedConfig, MarketData};
 use super::risk_gate::{
     self, GateView, ModeState, ProposedOrder, Refusal, RiskConfig, TradingMode,
 };
 use super::types::*;
 use super::venue::{size_for_usd, Venue, VenueError, VenueResult};
 use crate::clock::SharedClock;
-use crate::resilience::Priority;
+use crate::resilience::{Priority, TokioClock};
 use crate::store::{trees, Store, Tree};
 use crate::supervisor::Slot;
 use crate::telemetry::names;
@@ -237,6 +238,7 @@ pub struct GatewayCore {
     mode: RwLock<ModeState>,
     mode_tree: Tree<ModeState>,
     clock: SharedClock,
+    market: MarketData,
 }
 
 struct VenueLink {
@@ -247,6 +249,7 @@ struct VenueLink {
 }
 
 impl GatewayCore {
+    /// A gateway whose market-data reads fall back to each venue's own cache only.
     pub fn open(
         store: &Store,
         venues: BTreeMap<String, Slot<Connector>>,
@@ -254,6 +257,24 @@ impl GatewayCore {
         config: GatewayConfig,
         clock: SharedClock,
     ) -> GatewayResult<Arc<Self>> {
+        Self::open_with_market_data(store, venues, limits, config, BTreeMap::new(), clock)
+    }
+
+    /// A gateway whose market-data reads fall back per `feeds` (venue → secondary venue
+    /// and fallback levels; see [`super::market_data`]).
+    pub fn open_with_market_data(
+        store: &Store,
+        venues: BTreeMap<String, Slot<Connector>>,
+        limits: RiskConfig,
+        config: GatewayConfig,
+        feeds: BTreeMap<String, FeedConfig>,
+        clock: SharedClock,
+    ) -> GatewayResult<Arc<Self>> {
+        let market = MarketData::new(
+            venues.keys().map(String::as_str),
+            &feeds,
+            TokioClock::shared(),
+        );
         let ledger = OrderLedger::open(store, clock.clone())?;
         let mode_tree = store
             .tree::<ModeState>(trees::RISK)
@@ -286,6 +307,7 @@ impl GatewayCore {
             mode: RwLock::new(mode),
             mode_tree,
             clock,
+            market,
         }))
     }
 
@@ -333,12 +355,10 @@ impl GatewayCore {
         }
     }
 
+    /// The venue's quote; when it cannot answer, a marked fallback (see
+    /// [`super::market_data`]).
     pub async fn quote(&self, venue: &str, symbol: &str) -> GatewayResult<Quote> {
-        let s = symbol.to_string();
-        self.call(venue, "quote", move |v| {
-            async move { v.quote(&s).await }.boxed()
-        })
-        .await
+        self.market.quote(self, venue, symbol).await
     }
 
     pub async fn instrument(&self, venue: &str, symbol: &str) -> GatewayResult<Instrument> {
@@ -383,11 +403,9 @@ impl GatewayCore {
         timeframe: Timeframe,
         lookback: usize,
     ) -> GatewayResult<Vec<Candle>> {
-        let s = symbol.to_string();
-        self.call(venue, "candles", move |v| {
-            async move { v.candles(&s, timeframe, lookback).await }.boxed()
-        })
-        .await
+        self.market
+            .candles(self, venue, symbol, timeframe, lookback)
+            .await
     }
 
     pub async fn open_orders(&self, venue: &str) -> GatewayResult<Vec<VenueOrder>> {

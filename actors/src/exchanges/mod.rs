@@ -9,6 +9,7 @@ pub mod connector;
 pub mod gateway;
 pub mod hyperliquid;
 pub mod ledger;
+pub mod market_data;
 pub mod paper;
 pub mod risk_gate;
 pub mod types;

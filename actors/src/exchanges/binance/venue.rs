@@ -662,6 +662,7 @@ impl Venue for BinanceSpotVenue {
             bid: w.bid_price,
             ask: w.ask_price,
             time_ms: self.clock.now_ms(),
+            fallback: None,
         })
     }
 

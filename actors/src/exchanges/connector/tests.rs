@@ -115,6 +115,7 @@ impl Venue for TestVenue {
             bid: dec!(99),
             ask: dec!(101),
             time_ms: 0,
+            fallback: None,
         })
     }
     async fn candles(&self, _: &str, _: Timeframe, _: usize) -> VenueResult<Vec<Candle>> {
