@@ -17,8 +17,9 @@
 //!
 //! Market orders are aggressive IOC limits at most `max_slippage` from mid (or the
 //! configured `slippage` when the order carries none), rounded onto the tick grid toward
-//! mid. A 429 pauses every request of this venue until its `Retry-After` (Hyperliquid does
-//! not document one; then `rate_limited_pause`): nothing is sent before that time.
+//! mid. A 429 (Hyperliquid answers `null` with no `Retry-After`; see the mock's module
+//! doc) pauses every request of this venue for `rate_limited_pause`, or until a
+//! `Retry-After` should one ever come: nothing is sent before that time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -411,10 +412,18 @@ impl HyperliquidVenue {
             429 => {
                 let pause = self.pause_for(&headers);
                 self.set_pause(pause);
+                // Hyperliquid's 429 carries the body `null` (see the mock's module doc).
+                let detail = match text().trim() {
+                    "" | "null" => {
+                        "the IP's request weight budget is used up (Hyperliquid sends no details)"
+                            .to_string()
+                    }
+                    other => other.to_string(),
+                };
                 Err(VenueError::RateLimited {
                     venue: self.name.clone(),
                     retry_after: Some(pause),
-                    reason: format!("HTTP 429 on {what}: {}", text()),
+                    reason: format!("HTTP 429 on {what}: {detail}"),
                 })
             }
             s @ 500..=599 => {
