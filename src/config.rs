@@ -13,9 +13,12 @@ use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::binance::BinanceConfig;
 use orrery_actors::exchanges::gateway::GatewayConfig;
 use orrery_actors::exchanges::hyperliquid::HyperliquidConfig;
+use orrery_actors::exchanges::market_data::FeedConfig;
 use orrery_actors::exchanges::paper::PaperConfig;
 use orrery_actors::exchanges::risk_gate::RiskConfig;
 use orrery_actors::models::router::{ModelCacheConfig, ModelsConfig};
+use orrery_actors::resilience::config::QueueConfig;
+use orrery_actors::resilience::ResilienceConfig;
 use orrery_actors::supervisor::{Backoff, Intensity};
 use orrery_actors::validate::{join, ConfigIssue, Issues};
 use serde::{Deserialize, Serialize};
@@ -170,6 +173,52 @@ impl VenueConfig {
             VenueConfig::Hyperliquid(_) => "hyperliquid",
             VenueConfig::Binance(_) => "binance",
         }
+    }
+
+    /// The venue's resilience section; the paper venue (in-process) has none.
+    pub fn resilience(&self) -> Option<&ResilienceConfig> {
+        match self {
+            VenueConfig::Paper(_) => None,
+            VenueConfig::Hyperliquid(h) => Some(&h.resilience),
+            VenueConfig::Binance(b) => Some(&b.resilience),
+        }
+    }
+
+    /// The connector's queue: the venue's `resilience.queue`, or the defaults.
+    pub fn queue(&self) -> QueueConfig {
+        self.resilience()
+            .map(|r| r.queue.clone())
+            .unwrap_or_default()
+    }
+
+    /// The venue named by `market_data_fallback`, if any.
+    pub fn market_data_fallback(&self) -> Option<&str> {
+        match self {
+            VenueConfig::Paper(_) => None,
+            VenueConfig::Hyperliquid(h) => h.market_data_fallback.as_deref(),
+            VenueConfig::Binance(b) => b.market_data_fallback.as_deref(),
+        }
+    }
+
+    /// How the venue's market-data reads fall back.
+    pub fn feed(&self) -> FeedConfig {
+        FeedConfig {
+            secondary: self.market_data_fallback().map(str::to_string),
+            fallback: self
+                .resilience()
+                .map(|r| r.fallback.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl ExchangesConfig {
+    /// Every venue's market-data fallback, for the gateway.
+    pub fn feeds(&self) -> BTreeMap<String, FeedConfig> {
+        self.venues
+            .iter()
+            .map(|(name, v)| (name.clone(), v.feed()))
+            .collect()
     }
 }
 
@@ -362,6 +411,9 @@ impl Config {
                 VenueConfig::Hyperliquid(h) => h.validate(&path, &mut issues),
                 VenueConfig::Binance(b) => b.validate(&path, &mut issues),
             }
+            if let Some(secondary) = venue.market_data_fallback() {
+                self.check_market_data_fallback(name, secondary, &path, &mut issues);
+            }
         }
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
@@ -416,6 +468,39 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(issues.0))
         }
+    }
+}
+
+impl Config {
+    /// A venue's `market_data_fallback` names another live venue: never itself, never a
+    /// paper venue (a simulated price is no stand-in for a market's).
+    fn check_market_data_fallback(
+        &self,
+        venue: &str,
+        secondary: &str,
+        path: &str,
+        issues: &mut Issues,
+    ) {
+        let candidates: Vec<&str> = self
+            .exchanges
+            .venues
+            .iter()
+            .filter(|(n, v)| n.as_str() != venue && !matches!(v, VenueConfig::Paper(_)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        issues.check(
+            candidates.contains(&secondary),
+            join(path, "market_data_fallback"),
+            secondary,
+            if candidates.is_empty() {
+                "the name of another non-paper venue under [exchanges.venues]; there is none, so leave it out".to_string()
+            } else {
+                format!(
+                    "the name of another non-paper venue under [exchanges.venues]: {}",
+                    candidates.join(", ")
+                )
+            },
+        );
     }
 }
 

@@ -191,6 +191,8 @@ fn describe_all() {
     orrery_actors::supervisor::describe();
     orrery_actors::models::pool::describe();
     orrery_actors::models::router::describe();
+    // Queue depth/wait by venue, rate limits, breakers, retries, fallbacks.
+    orrery_actors::resilience::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories
@@ -311,7 +313,7 @@ fn tree(
                     ChildSpec::in_slot(format!("connector-{name}"), slot, move |_| {
                         let v = open_venue(&name, &venue, &store, clock.clone())
                             .map_err(StartError::failed)?;
-                        Ok(Connector::new(v))
+                        Ok(Connector::with_queue(v, &venue.queue()))
                     })
                     .mailbox(mailbox)
                     .shutdown(shutdown),
@@ -320,11 +322,12 @@ fn tree(
             let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
             spec.child(
                 ChildSpec::in_slot("gateway", gateway.clone(), move |_| {
-                    let core = GatewayCore::open(
+                    let core = GatewayCore::open_with_market_data(
                         &store,
                         connectors.clone(),
                         config.risk.clone(),
                         config.exchanges.gateway.clone(),
+                        config.exchanges.feeds(),
                         clock.clone(),
                     )
                     .map_err(StartError::failed)?;

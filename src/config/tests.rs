@@ -145,3 +145,43 @@ price_prompt_per_mtok = 0.15
         .to_string();
     assert!(err.contains("`models.default.cache_ttl`"), "{err}");
 }
+
+#[test]
+fn market_data_fallback_must_name_another_live_venue() {
+    let hl = |fallback: &str| {
+        format!(
+            "[exchanges.venues.hl]\nkind = \"hyperliquid\"\nwallet_address = \"0x14dC79964da2C08b23698B3D3cc7Ca32193d9955\"\nmarket_data_fallback = \"{fallback}\"\n[exchanges.venues.bn]\nkind = \"binance\"\n[exchanges.venues.sim]\nkind = \"paper\"\n"
+        )
+    };
+    let c = load_str(&hl("bn"), &[]).unwrap();
+    let feeds = c.exchanges.feeds();
+    assert_eq!(feeds["hl"].secondary.as_deref(), Some("bn"));
+    assert_eq!(feeds["bn"].secondary, None);
+    for bad in ["nowhere", "hl", "sim"] {
+        let err = load_str(&hl(bad), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("`exchanges.venues.hl.market_data_fallback`"),
+            "{bad}: {err}"
+        );
+        assert!(err.contains("another non-paper venue"), "{err}");
+        assert!(err.contains(": bn"), "names the candidates: {err}");
+    }
+}
+
+#[test]
+fn connector_queue_settings_load_and_bad_ones_are_named() {
+    let text = "[exchanges.venues.hl]\nkind = \"hyperliquid\"\nwallet_address = \"0x14dC79964da2C08b23698B3D3cc7Ca32193d9955\"\n[exchanges.venues.hl.resilience.queue]\nmax_in_flight = 4\nlow = 100\n[exchanges.venues.hl.resilience.fallback]\ncache_ttl = \"2s\"\n";
+    let c = load_str(text, &[]).unwrap();
+    let venue = &c.exchanges.venues["hl"];
+    assert_eq!((venue.queue().max_in_flight, venue.queue().low), (4, 100));
+    assert_eq!(venue.feed().fallback.cache_ttl, Duration::from_secs(2));
+    let paper = &Config::default().exchanges.venues["paper"];
+    assert_eq!(paper.queue(), QueueConfig::default());
+    let err = load_str(&text.replace("= 4", "= 0"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`exchanges.venues.hl.resilience.queue.max_in_flight`"),
+        "{err}"
+    );
+}

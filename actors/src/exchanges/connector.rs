@@ -1,48 +1,161 @@
 //! The connector actor: one per venue account, the only way to reach a [`Venue`].
 //!
-//! Owns: the venue's mailbox (bounded by the supervisor), per-venue request metrics, and
-//! the place where venue limits, breakers and priority queues attach. Never: the ledger
-//! or risk decisions (the gateway's), nor retries of order sends.
+//! Owns: the venue's mailbox (bounded by the supervisor), the order in which calls reach the
+//! venue, and per-venue request metrics. Never: the ledger or risk decisions (the
+//! gateway's), retries of order sends, or a venue's wire format, rate limits, breaker and
+//! read retries (each venue module keeps its own: Hyperliquid a weight pool, breaker and
+//! retry policy; Binance its weight and order pools and the 429/418 gate).
+//!
+//! Ordering. At most `resilience.queue.max_in_flight` calls run at the venue at once; the
+//! rest wait in a bounded [`PriorityQueue`] named after the venue: High (cancels,
+//! reduce-only orders, and every call of a close, kill-switch or cancel flow), Medium (new
+//! orders, leverage, reconciliation), Low (market data and account reads, which age up one
+//! level per `aging_step` so they are never starved). A full level refuses the call at once
+//! with [`VenueError::Overloaded`], never buffering without bound. Each call runs inside
+//! its priority ([`call_priority::within`]), so the venue's own limiter waits use it too.
+//!
+//! The venue's limiter as the bottleneck. Venues draw their weights inside the call, from
+//! one wait queue per endpoint: a cancel and a quote waiting for the same exhausted pool
+//! would race each other there. So while the venue reports no headroom
+//! ([`Venue::saturated`]) the connector lets only one call into it at a time (it waits in
+//! the venue's limiter, or fails fast when the wait would pass its deadline) and keeps the
+//! rest here, in priority order; it looks again when a call finishes and every
+//! [`SATURATION_RECHECK`].
+//!
+//! A call whose caller stopped waiting while it was queued (its deadline passed) is dropped
+//! unsent: an order the gateway already treats as timed out must not leave afterwards.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
 use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::sync::{oneshot, Notify};
 
-use super::venue::{Venue, VenueResult};
+use super::call_priority;
+use super::venue::{Venue, VenueError, VenueResult};
+use crate::resilience::config::QueueConfig;
+use crate::resilience::{Priority, PriorityQueue, TokioClock};
 use crate::telemetry::names;
+
+/// How often a saturated venue is asked again whether it has headroom, when no call
+/// finishes in between.
+pub const SATURATION_RECHECK: Duration = Duration::from_millis(10);
+
+/// A queued call, type-erased: runs against the venue and hands its result to the caller.
+type Job = Box<dyn FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, ()> + Send>;
+
+/// Calls in flight, and a wake-up when one finishes.
+#[derive(Default)]
+struct Slots {
+    in_flight: AtomicUsize,
+    finished: Notify,
+}
 
 /// Wraps one venue account.
 pub struct Connector {
     venue: Arc<dyn Venue>,
+    queue: Arc<PriorityQueue<Job>>,
+    max_in_flight: usize,
+    slots: Arc<Slots>,
 }
 
 impl Connector {
+    /// A connector with the default queue (see [`QueueConfig`]).
     pub fn new(venue: Arc<dyn Venue>) -> Self {
-        Self { venue }
+        Self::with_queue(venue, &QueueConfig::default())
+    }
+
+    /// A connector whose queue bounds, aging and concurrency come from `queue` (the venue
+    /// section's `resilience.queue`, validated at start).
+    pub fn with_queue(venue: Arc<dyn Venue>, queue: &QueueConfig) -> Self {
+        let name = venue.name().to_string();
+        Self {
+            venue,
+            queue: Arc::new(PriorityQueue::new(
+                name,
+                queue.bounds(),
+                TokioClock::shared(),
+            )),
+            max_in_flight: queue.max_in_flight.max(1),
+            slots: Arc::new(Slots::default()),
+        }
     }
 }
 
 impl Actor for Connector {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Spawned in the actor's context: it stops with the actor, and queued calls are
+        // dropped with the queue (their callers get an error, nothing is sent).
+        let dispatch = dispatch(
+            self.venue.clone(),
+            self.queue.clone(),
+            self.slots.clone(),
+            self.max_in_flight,
+        );
+        ctx.spawn(dispatch.into_actor(self));
+    }
+}
+
+/// Takes queued calls in priority order whenever a slot is free and the venue can take
+/// one, and runs each in its own task.
+async fn dispatch(
+    venue: Arc<dyn Venue>,
+    queue: Arc<PriorityQueue<Job>>,
+    slots: Arc<Slots>,
+    max_in_flight: usize,
+) {
+    loop {
+        queue.wait_non_empty().await;
+        let in_flight = slots.in_flight.load(Ordering::Acquire);
+        if in_flight >= max_in_flight {
+            slots.finished.notified().await;
+            continue;
+        }
+        if in_flight > 0 && venue.saturated() {
+            tokio::select! {
+                _ = slots.finished.notified() => {}
+                _ = tokio::time::sleep(SATURATION_RECHECK) => {}
+            }
+            continue;
+        }
+        let Some(popped) = queue.try_pop() else {
+            continue;
+        };
+        slots.in_flight.fetch_add(1, Ordering::AcqRel);
+        let (venue, slots) = (venue.clone(), slots.clone());
+        actix::spawn(async move {
+            (popped.item)(venue).await;
+            slots.in_flight.fetch_sub(1, Ordering::AcqRel);
+            slots.finished.notify_one();
+        });
+    }
 }
 
 type Call<R> = Box<dyn FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, VenueResult<R>> + Send>;
 
-/// One request to the venue, run by the connector. `endpoint` labels the metrics.
+/// One request to the venue, run by the connector. `endpoint` labels the metrics and, with
+/// the flow the caller runs in, sets the priority ([`call_priority`]).
 pub struct VenueCall<R> {
     pub endpoint: &'static str,
+    pub priority: Priority,
     call: Call<R>,
 }
 
 impl<R> VenueCall<R> {
+    /// A call at its endpoint's priority, raised to the priority of the caller's flow.
     pub fn new(
         endpoint: &'static str,
         call: impl FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, VenueResult<R>> + Send + 'static,
     ) -> Self {
         Self {
             endpoint,
+            priority: call_priority::effective(call_priority::of_endpoint(endpoint)),
             call: Box::new(call),
         }
     }
@@ -57,19 +170,64 @@ impl<R: Send + 'static> Handler<VenueCall<R>> for Connector {
 
     fn handle(&mut self, msg: VenueCall<R>, _: &mut Context<Self>) -> Self::Result {
         let venue_name = self.venue.name().to_string();
-        let fut = (msg.call)(self.venue.clone());
-        let endpoint = msg.endpoint;
-        Box::pin(async move {
-            let started = Instant::now();
-            let result = fut.await;
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(e) => e.label(),
+        let (endpoint, priority) = (msg.endpoint, msg.priority);
+        let (tx, rx) = oneshot::channel::<VenueResult<R>>();
+        let job_venue = venue_name.clone();
+        let job: Job = Box::new(move |venue| {
+            async move {
+                if tx.is_closed() {
+                    // The caller gave up while the call waited: never send it now.
+                    count(&job_venue, endpoint, "abandoned");
+                    return;
+                }
+                let started = Instant::now();
+                let run = async move { call_priority::within(priority, (msg.call)(venue)).await };
+                let result = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(result) => result,
+                    // The caller always gets an answer and the slot is always freed; a
+                    // call that panicked may have reached the venue.
+                    Err(_) => Err(VenueError::OutcomeUnknown {
+                        venue: job_venue.clone(),
+                        reason: format!("the {endpoint} call panicked; whether it reached the venue is unknown"),
+                    }),
+                };
+                count(
+                    &job_venue,
+                    endpoint,
+                    match &result {
+                        Ok(_) => "ok",
+                        Err(e) => e.label(),
+                    },
+                );
+                metrics::histogram!(names::VENUE_REQUEST_DURATION, "venue" => job_venue, "endpoint" => endpoint)
+                    .record(started.elapsed().as_secs_f64());
+                let _ = tx.send(result);
+            }
+            .boxed()
+        });
+        if let Err(full) = self.queue.push(job, priority) {
+            count(&venue_name, endpoint, "overloaded");
+            let refused = VenueError::Overloaded {
+                venue: venue_name,
+                reason: full.to_string(),
             };
-            metrics::counter!(names::VENUE_REQUESTS, "venue" => venue_name.clone(), "endpoint" => endpoint, "outcome" => outcome).increment(1);
-            metrics::histogram!(names::VENUE_REQUEST_DURATION, "venue" => venue_name, "endpoint" => endpoint)
-                .record(started.elapsed().as_secs_f64());
-            result
+            return Box::pin(async move { Err(refused) });
+        }
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(VenueError::Unavailable {
+                    venue: venue_name,
+                    reason: "the connector stopped before the call was sent; it was not sent"
+                        .into(),
+                })
+            })
         })
     }
 }
+
+fn count(venue: &str, endpoint: &'static str, outcome: &'static str) {
+    metrics::counter!(names::VENUE_REQUESTS, "venue" => venue.to_string(), "endpoint" => endpoint, "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests;

@@ -26,14 +26,17 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::call_priority::{self, within};
 use super::connector::{Connector, VenueCall};
 use super::ledger::{LedgerEntry, LedgerError, OrderLedger};
+use super::market_data::{FeedConfig, MarketData};
 use super::risk_gate::{
     self, GateView, ModeState, ProposedOrder, Refusal, RiskConfig, TradingMode,
 };
 use super::types::*;
 use super::venue::{size_for_usd, Venue, VenueError, VenueResult};
 use crate::clock::SharedClock;
+use crate::resilience::{Priority, TokioClock};
 use crate::store::{trees, Store, Tree};
 use crate::supervisor::Slot;
 use crate::telemetry::names;
@@ -235,6 +238,7 @@ pub struct GatewayCore {
     mode: RwLock<ModeState>,
     mode_tree: Tree<ModeState>,
     clock: SharedClock,
+    market: MarketData,
 }
 
 struct VenueLink {
@@ -245,6 +249,7 @@ struct VenueLink {
 }
 
 impl GatewayCore {
+    /// A gateway whose market-data reads fall back to each venue's own cache only.
     pub fn open(
         store: &Store,
         venues: BTreeMap<String, Slot<Connector>>,
@@ -252,6 +257,24 @@ impl GatewayCore {
         config: GatewayConfig,
         clock: SharedClock,
     ) -> GatewayResult<Arc<Self>> {
+        Self::open_with_market_data(store, venues, limits, config, BTreeMap::new(), clock)
+    }
+
+    /// A gateway whose market-data reads fall back per `feeds` (venue → secondary venue
+    /// and fallback levels; see [`super::market_data`]).
+    pub fn open_with_market_data(
+        store: &Store,
+        venues: BTreeMap<String, Slot<Connector>>,
+        limits: RiskConfig,
+        config: GatewayConfig,
+        feeds: BTreeMap<String, FeedConfig>,
+        clock: SharedClock,
+    ) -> GatewayResult<Arc<Self>> {
+        let market = MarketData::new(
+            venues.keys().map(String::as_str),
+            &feeds,
+            TokioClock::shared(),
+        );
         let ledger = OrderLedger::open(store, clock.clone())?;
         let mode_tree = store
             .tree::<ModeState>(trees::RISK)
@@ -284,6 +307,7 @@ impl GatewayCore {
             mode: RwLock::new(mode),
             mode_tree,
             clock,
+            market,
         }))
     }
 
@@ -331,12 +355,10 @@ impl GatewayCore {
         }
     }
 
+    /// The venue's quote; when it cannot answer, a marked fallback (see
+    /// [`super::market_data`]).
     pub async fn quote(&self, venue: &str, symbol: &str) -> GatewayResult<Quote> {
-        let s = symbol.to_string();
-        self.call(venue, "quote", move |v| {
-            async move { v.quote(&s).await }.boxed()
-        })
-        .await
+        self.market.quote(self, venue, symbol).await
     }
 
     pub async fn instrument(&self, venue: &str, symbol: &str) -> GatewayResult<Instrument> {
@@ -381,11 +403,9 @@ impl GatewayCore {
         timeframe: Timeframe,
         lookback: usize,
     ) -> GatewayResult<Vec<Candle>> {
-        let s = symbol.to_string();
-        self.call(venue, "candles", move |v| {
-            async move { v.candles(&s, timeframe, lookback).await }.boxed()
-        })
-        .await
+        self.market
+            .candles(self, venue, symbol, timeframe, lookback)
+            .await
     }
 
     pub async fn open_orders(&self, venue: &str) -> GatewayResult<Vec<VenueOrder>> {
@@ -465,7 +485,8 @@ impl GatewayCore {
 
     /// Places one order: size → risk gate → durable intent → send → ledger.
     pub async fn place(&self, intent: OrderIntent) -> GatewayResult<OrderReport> {
-        self.place_with(intent, false).await
+        let priority = call_priority::of_order(intent.reduce_only);
+        within(priority, self.place_with(intent, false)).await
     }
 
     /// [`GatewayCore::place`]; `emergency_close` marks a kill-switch close, which the
@@ -667,7 +688,11 @@ impl GatewayCore {
         symbol: &str,
         origin: &str,
     ) -> GatewayResult<Vec<OrderReport>> {
-        self.close_position_with(venue, symbol, origin, false).await
+        within(
+            Priority::High,
+            self.close_position_with(venue, symbol, origin, false),
+        )
+        .await
     }
 
     async fn close_position_with(
@@ -716,7 +741,7 @@ impl GatewayCore {
         venue: Option<&str>,
         origin: &str,
     ) -> GatewayResult<Vec<OrderReport>> {
-        self.close_all_with(venue, origin, false).await
+        within(Priority::High, self.close_all_with(venue, origin, false)).await
     }
 
     async fn close_all_with(
@@ -856,7 +881,8 @@ impl GatewayCore {
     /// id, orders the venue has and the ledger lacks are adopted, fills are recorded.
     pub async fn reconcile(&self, venue: &str) -> GatewayResult<ReconcileReport> {
         let link = self.link(venue)?;
-        let outcome = self.reconcile_inner(venue).await;
+        // Ahead of market data: orders wait for the lock it holds.
+        let outcome = within(Priority::Medium, self.reconcile_inner(venue)).await;
         match &outcome {
             Ok(report) => {
                 link.ready_tx.send_replace(Readiness::Ready);
@@ -1094,7 +1120,7 @@ gateway_message!(
 gateway_message!(
     /// Cancel an order by client id.
     CancelOrder { client_id: ClientOrderId } -> OrderReport,
-    |core, msg| core.cancel(&msg.client_id).await
+    |core, msg| within(Priority::High, core.cancel(&msg.client_id)).await
 );
 gateway_message!(
     /// Set leverage for a symbol.
@@ -1166,7 +1192,8 @@ gateway_message!(
         let state = core.kill_switch(msg.engaged, &msg.reason)?;
         if msg.engaged {
             // The halt is already persisted; these closes pass it as emergency closes.
-            if let Err(e) = core.close_all_with(None, "kill_switch", true).await {
+            let closes = core.close_all_with(None, "kill_switch", true);
+            if let Err(e) = within(Priority::High, closes).await {
                 tracing::error!(error = %e, "kill switch could not close every position");
             }
         }

@@ -4,10 +4,12 @@
 //! Agents reach this module only through the gateway's message types.
 
 pub mod binance;
+pub mod call_priority;
 pub mod connector;
 pub mod gateway;
 pub mod hyperliquid;
 pub mod ledger;
+pub mod market_data;
 pub mod paper;
 pub mod risk_gate;
 pub mod types;

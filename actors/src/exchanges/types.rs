@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::resilience::FallbackLevel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -286,6 +287,21 @@ pub struct Quote {
     pub bid: Decimal,
     pub ask: Decimal,
     pub time_ms: Millis,
+    /// Set when this is not the live answer of the venue asked (market-data fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<QuoteFallback>,
+}
+
+/// How a quote was obtained when the venue asked could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteFallback {
+    /// The venue whose book this is: the configured secondary venue, or the venue asked
+    /// (its own last good quote).
+    pub venue: String,
+    /// `partial`: a cached quote younger than its TTL; `full`: the secondary's live quote.
+    pub level: FallbackLevel,
+    /// Age of a cached quote when it was served, in ms.
+    pub age_ms: Option<u64>,
 }
 
 impl Quote {

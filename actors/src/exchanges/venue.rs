@@ -46,6 +46,9 @@ pub enum VenueError {
     OutcomeUnknown { venue: String, reason: String },
     #[error("{venue}: insufficient balance: {reason}")]
     InsufficientBalance { venue: String, reason: String },
+    /// Refused before reaching the venue: the connector's queue for this priority is full.
+    #[error("{venue}: not sent, the connector is overloaded: {reason}")]
+    Overloaded { venue: String, reason: String },
 }
 
 impl VenueError {
@@ -53,7 +56,9 @@ impl VenueError {
     pub fn class(&self) -> ErrorClass {
         match self {
             VenueError::Timeout { .. } | VenueError::OutcomeUnknown { .. } => ErrorClass::Timeout,
-            VenueError::Unavailable { .. } => ErrorClass::Unavailable,
+            VenueError::Unavailable { .. } | VenueError::Overloaded { .. } => {
+                ErrorClass::Unavailable
+            }
             VenueError::RateLimited { retry_after, .. } => ErrorClass::RateLimited {
                 retry_after: *retry_after,
             },
@@ -81,6 +86,7 @@ impl VenueError {
             VenueError::Malformed { .. } => "malformed",
             VenueError::OutcomeUnknown { .. } => "outcome_unknown",
             VenueError::InsufficientBalance { .. } => "insufficient_balance",
+            VenueError::Overloaded { .. } => "overloaded",
         }
     }
 }
@@ -121,6 +127,15 @@ pub trait Venue: Send + Sync + 'static {
     async fn positions(&self) -> VenueResult<Vec<Position>>;
     async fn account(&self) -> VenueResult<AccountSnapshot>;
     async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()>;
+
+    /// Whether this venue's own rate limits are the bottleneck now: the pool every request
+    /// draws from could not admit the venue's heaviest request, or a 429/418 pause is in
+    /// force. The connector then lets one call at a time into the venue, so waiting calls
+    /// keep its priority order instead of racing in the venue's per-endpoint limiter
+    /// queues. A venue without limits never is.
+    fn saturated(&self) -> bool {
+        false
+    }
 }
 
 /// Size in base units worth `usd` at `price`, rounded down to the lot.

@@ -510,7 +510,8 @@ impl RetryConfig {
     }
 }
 
-/// Priority queue bounds and aging.
+/// Priority queue bounds and aging, and how many calls the target runs at once (more wait
+/// in the queue, best priority first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
@@ -520,6 +521,8 @@ pub struct QueueConfig {
     /// Wait that promotes an item one level; absent for strict priority.
     #[serde(with = "humantime_serde")]
     pub aging_step: Option<Duration>,
+    /// Calls in flight at the target at once; the rest wait in the queue.
+    pub max_in_flight: usize,
 }
 
 impl Default for QueueConfig {
@@ -529,6 +532,7 @@ impl Default for QueueConfig {
             medium: 1024,
             low: 4096,
             aging_step: Some(Duration::from_secs(2)),
+            max_in_flight: 16,
         }
     }
 }
@@ -558,6 +562,12 @@ impl QueueConfig {
                 "a duration above zero, or leave it out for strict priority",
             );
         }
+        issues.check(
+            (1..=10_000).contains(&self.max_in_flight),
+            join(path, "max_in_flight"),
+            self.max_in_flight,
+            "an integer from 1 to 10000",
+        );
     }
 }
 
@@ -826,6 +836,12 @@ impl RateLimits {
     /// A pool by name.
     pub fn pool(&self, name: &str) -> Option<&Arc<dyn RateLimit>> {
         self.pools.get(name)
+    }
+
+    /// Units pool `pool` could admit now; `None` for an unknown pool or one that cannot
+    /// tell without consuming capacity.
+    pub fn headroom(&self, pool: &str) -> Option<u64> {
+        self.pools.get(pool)?.headroom(self.clock.now())
     }
 }
 

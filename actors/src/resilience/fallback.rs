@@ -1,5 +1,6 @@
 //! Fallback levels for reads: none → partial (cached within TTL) → full (an alternative
-//! endpoint or a sibling target) → emergency (a safe default, and the engine degrades).
+//! endpoint or a sibling target) → emergency (the engine degrades, and a safe default is
+//! served if the read has one; without one — a price has none — the read fails).
 //!
 //! Owns: the escalation order, the TTL cache of last good values (moka, bounded), the
 //! level tag on every answer, the emergency hook, and `orrery_fallback_total`. Never:
@@ -199,18 +200,21 @@ impl<V: Clone + Send + Sync + 'static> FallbackChain<V> {
             }
         }
         if max >= FallbackLevel::Emergency {
+            let event = EmergencyEvent {
+                target: self.target.clone(),
+                key: key.to_string(),
+                mode: self.config.emergency_mode,
+            };
+            tracing::warn!(target_name = %self.target, key, mode = ?event.mode, default = self.emergency.is_some(), "read fell back to the emergency level");
+            if let Some(hook) = &self.on_emergency {
+                hook(&event);
+            }
             if let Some(value) = self.emergency.clone() {
-                let event = EmergencyEvent {
-                    target: self.target.clone(),
-                    key: key.to_string(),
-                    mode: self.config.emergency_mode,
-                };
-                tracing::warn!(target_name = %self.target, key, mode = ?event.mode, "serving emergency default");
-                if let Some(hook) = &self.on_emergency {
-                    hook(&event);
-                }
                 return Ok(self.served(value, FallbackLevel::Emergency, None, None));
             }
+            // No safe default (a price has none): the engine still degrades, the use is
+            // counted, and the read fails.
+            metrics::counter!(METRIC_FALLBACK, "target" => self.target.clone(), "level" => FallbackLevel::Emergency.label()).increment(1);
         }
         Err(FallbackError::Exhausted {
             target: self.target.clone(),

@@ -45,7 +45,7 @@ pub mod priority;
 pub mod retry;
 
 #[cfg(test)]
-mod test_recorder;
+pub(crate) mod test_recorder;
 
 pub use breaker::{BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Permit};
 pub use class::ErrorClass;

@@ -221,6 +221,19 @@ impl<T> PriorityQueue<T> {
         }
     }
 
+    /// Waits until an item is waiting, without taking it: a consumer that must check a
+    /// condition of its own first (a free slot, the target's headroom) then calls
+    /// [`Self::try_pop`], so the item it takes is chosen at that moment.
+    pub async fn wait_non_empty(&self) {
+        loop {
+            let ready = self.ready.notified();
+            if !self.is_empty() {
+                return;
+            }
+            ready.await;
+        }
+    }
+
     /// Items waiting at one level.
     pub fn len_of(&self, priority: Priority) -> usize {
         self.levels.lock()[priority.index()].len()

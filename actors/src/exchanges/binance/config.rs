@@ -69,8 +69,12 @@ pub struct BinanceConfig {
     #[serde(with = "humantime_serde")]
     pub exchange_info_ttl: Duration,
     /// Rate limits; the default draws the documented weight of each endpoint from a
-    /// 6000/min pool and one unit per order from a 100/10s pool.
+    /// 6000/min pool and one unit per order from a 100/10s pool. Also the connector's
+    /// queue and the market-data fallback levels and cache TTL.
     pub resilience: ResilienceConfig,
+    /// Another configured venue whose quotes and candles stand in when this one's fail
+    /// (never its orders).
+    pub market_data_fallback: Option<String>,
 }
 
 impl Default for BinanceConfig {
@@ -84,6 +88,7 @@ impl Default for BinanceConfig {
             request_timeout: Duration::from_secs(10),
             exchange_info_ttl: Duration::from_secs(3600),
             resilience: default_resilience(),
+            market_data_fallback: None,
         }
     }
 }

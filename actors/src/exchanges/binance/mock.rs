@@ -7,9 +7,15 @@
 //! `X-MBX-USED-WEIGHT-1M` on every answer. MARKET orders fill at its book (up to an
 //! optional touch quantity), LIMIT orders rest until the test moves the price. Faults are
 //! queued and consumed one per request: 429/418 with Retry-After, 5xx or reset after an
-//! order was applied, malformed JSON, hang. Never: percent-decodes (the engine sends only
-//! unreserved characters) or reads parameters from a form body; commission is 0.1% of
-//! the quote amount, paid in the quote asset.
+//! order was applied, malformed JSON, hang. Commission is 0.1% of the quote amount, paid in
+//! the quote asset.
+//!
+//! Parameters are read as Binance reads them: percent-decoded (`+` is a space), from the
+//! query string and, for POST/PUT/DELETE, an `application/x-www-form-urlencoded` body, the
+//! query's value winning when both carry one. The signature is checked over the bytes as
+//! received — the query string (without `signature`) followed directly by the body — and
+//! compared case-insensitively: Binance signs the percent-encoded payload (required since
+//! 2026-01-15), so a client that signs the decoded text of an encoded request gets -1022.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -324,15 +330,35 @@ impl MockBinance {
     }
 }
 
+fn raw_query(req: &RecordedRequest) -> &str {
+    req.path.split_once('?').map(|(_, q)| q).unwrap_or("")
+}
+
+/// The form body, for methods that may carry one.
+fn raw_form(req: &RecordedRequest) -> &str {
+    let form = req
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if form && req.method != "GET" {
+        req.body_str()
+    } else {
+        ""
+    }
+}
+
+/// Decoded parameters: the body's, then the query's over them.
 fn params_of(req: &RecordedRequest) -> HashMap<String, String> {
-    req.path
-        .split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    let mut params: HashMap<String, String> = form_urlencoded::parse(raw_form(req).as_bytes())
+        .into_owned()
+        .collect();
+    params.extend(form_urlencoded::parse(raw_query(req).as_bytes()).into_owned());
+    params
+}
+
+/// Splits `…&signature=<hex>` (or a lone `signature=<hex>`) off a raw parameter string.
+fn split_signature(raw: &str) -> Option<(&str, &str)> {
+    raw.rsplit_once("&signature=")
+        .or_else(|| raw.strip_prefix("signature=").map(|sig| ("", sig)))
 }
 
 fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
@@ -524,15 +550,24 @@ fn authenticate(
             "Invalid API-key, IP, or permissions for action.",
         ));
     }
-    let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let Some((payload, sig)) = query.rsplit_once("&signature=") else {
+    let (query, body) = (raw_query(req), raw_form(req));
+    let signed = match (split_signature(query), split_signature(body)) {
+        (Some((q, sig)), _) => Some((q, body, sig)),
+        (None, Some((b, sig))) => Some((query, b, sig)),
+        (None, None) => None,
+    };
+    let Some((query, body, sig)) = signed else {
         return Err(err(
             400,
             -1102,
             "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
         ));
     };
-    if st.secret.sign(payload) != sig {
+    if !st
+        .secret
+        .sign_query_and_body(query, body)
+        .eq_ignore_ascii_case(sig)
+    {
         return Err(err(400, -1022, "Signature for this request is not valid."));
     }
     let Some(ts) = p.get("timestamp").and_then(|t| t.parse::<i64>().ok()) else {

@@ -216,6 +216,30 @@ mod tests {
         );
     }
 
+    /// The documented example with a non-ASCII symbol: the payload is percent-encoded
+    /// before signing (required since 2026-01-15), and that encoded string is sent.
+    #[test]
+    fn signed_query_builds_the_documented_non_ascii_request() {
+        let secret = ApiSecret::new(DOC_SECRET).unwrap();
+        let q = signed_query(
+            &secret,
+            &[
+                ("symbol", "１２３４５６"),
+                ("side", "BUY"),
+                ("type", "LIMIT"),
+                ("timeInForce", "GTC"),
+                ("quantity", "1"),
+                ("price", "0.1"),
+            ],
+            1499827319559,
+            RecvWindow::new(5000).unwrap(),
+        );
+        assert_eq!(
+            q,
+            "symbol=%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%95%EF%BC%96&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559&signature=e1353ec6b14d888f1164ae9af8228a3dbd508bc82eb867db8ab6046442f33ef3"
+        );
+    }
+
     #[test]
     fn values_are_percent_encoded_before_signing() {
         assert_eq!(

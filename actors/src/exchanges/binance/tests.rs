@@ -643,3 +643,69 @@ async fn the_breaker_opens_on_repeated_failures_and_stays_open_across_a_restart(
         "nothing sent after the restart either"
     );
 }
+
+/// Raw requests, to check the mock reads parameters the way Binance does.
+#[tokio::test]
+async fn the_mock_decodes_parameters_and_checks_the_signature_over_the_bytes_sent() {
+    let mock = MockBinance::start();
+    let secret = ApiSecret::new(MOCK_API_SECRET).unwrap();
+    let http = reqwest::Client::new();
+    let order_url = format!("{}/api/v3/order", mock.url());
+    let now = || chrono::Utc::now().timestamp_millis();
+    let code_of =
+        |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()["code"].as_i64();
+
+    // A percent-encoded character is decoded: BTC%55SDT is BTCUSDT.
+    let q = format!(
+        "symbol=BTC%55SDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000&newClientOrderId=encoded1&recvWindow=5000&timestamp={}",
+        now()
+    );
+    let r = http
+        .post(format!("{order_url}?{q}&signature={}", secret.sign(&q)))
+        .header(API_KEY_HEADER, MOCK_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(mock.order_status("encoded1").as_deref(), Some("NEW"));
+
+    // Parameters in a form body, signed as query ‖ body; the signature's case is free.
+    let q = "symbol=BTCUSDT";
+    let body = format!(
+        "side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000&newClientOrderId=form1&recvWindow=5000&timestamp={}",
+        now()
+    );
+    let sig = secret.sign_query_and_body(q, &body).to_ascii_uppercase();
+    let r = http
+        .post(format!("{order_url}?{q}"))
+        .header(API_KEY_HEADER, MOCK_API_KEY)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("{body}&signature={sig}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(mock.order_status("form1").as_deref(), Some("NEW"));
+
+    // A non-ASCII symbol: signing its decoded text is refused (-1022); signing the encoded
+    // bytes as sent passes, and the decoded symbol is then unknown (-1121).
+    let ts = now();
+    let tail = format!(
+        "side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp={ts}"
+    );
+    let encoded = format!("symbol=%EF%BC%91%EF%BC%92%EF%BC%93&{tail}");
+    let decoded = format!("symbol=１２３&{tail}");
+    for (signed, code) in [(&decoded, -1022), (&encoded, -1121)] {
+        let r = http
+            .post(format!(
+                "{order_url}?{encoded}&signature={}",
+                secret.sign(signed)
+            ))
+            .header(API_KEY_HEADER, MOCK_API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        assert_eq!(code_of(&r.text().await.unwrap()), Some(code));
+    }
+}

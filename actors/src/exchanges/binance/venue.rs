@@ -43,6 +43,7 @@ use super::errors::{parse_error_response, BinanceApiError, BinanceErrorKind, Req
 use super::filters::{parse_exchange_info, to_wire, SymbolRules};
 use super::signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER};
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::call_priority;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::exchanges::venue_retry::read_with_retry;
@@ -52,6 +53,9 @@ use crate::resilience::{
     TargetResilience, TokioClock,
 };
 use crate::store::Tree;
+
+/// Weight of the heaviest request this venue sends (exchangeInfo, myTrades, account).
+const HEAVIEST_WEIGHT: u64 = 20;
 
 /// Environment variable of the API key.
 pub const API_KEY_ENV: &str = "BINANCE_API_KEY";
@@ -362,7 +366,12 @@ impl BinanceSpotVenue {
     async fn attempt(&self, call: &Call, deadline: Instant) -> Result<Vec<u8>, Failure> {
         self.check_block().map_err(Failure::Venue)?;
         self.limits
-            .acquire(call.endpoint, 1, call.priority, deadline)
+            .acquire(
+                call.endpoint,
+                1,
+                call_priority::effective(call.priority),
+                deadline,
+            )
             .await
             .map_err(|e| {
                 Failure::Venue(VenueError::RateLimited {
@@ -715,6 +724,7 @@ impl Venue for BinanceSpotVenue {
             bid: w.bid_price,
             ask: w.ask_price,
             time_ms: self.clock.now_ms(),
+            fallback: None,
         })
     }
 
@@ -989,5 +999,16 @@ impl Venue for BinanceSpotVenue {
         Err(self.invalid(format!(
             "spot has no leverage; only 1x is possible, {leverage}x was asked"
         )))
+    }
+
+    fn saturated(&self) -> bool {
+        let blocked = self
+            .blocked_until
+            .lock()
+            .is_some_and(|until| until > Instant::now());
+        blocked
+            || self
+                .weight_headroom()
+                .is_some_and(|left| left < HEAVIEST_WEIGHT)
     }
 }

@@ -54,6 +54,7 @@ impl Venue for ScriptedVenue {
             bid: BID,
             ask: ASK,
             time_ms: 0,
+            fallback: None,
         })
     }
     async fn candles(&self, _: &str, _: Timeframe, _: usize) -> VenueResult<Vec<Candle>> {

@@ -58,8 +58,12 @@ pub struct HyperliquidConfig {
     /// Pause of every request after a 429 that carries no `Retry-After`.
     #[serde(with = "humantime_serde")]
     pub rate_limited_pause: Duration,
-    /// Rate limits (pool `weight` is drawn by every request), breaker and retry of reads.
+    /// Rate limits (pool `weight` is drawn by every request), breaker and retry of reads,
+    /// the connector's queue, and the market-data fallback levels and cache TTL.
     pub resilience: ResilienceConfig,
+    /// Another configured venue whose quotes and candles stand in when this one's fail
+    /// (never its orders).
+    pub market_data_fallback: Option<String>,
 }
 
 impl Default for HyperliquidConfig {
@@ -74,6 +78,7 @@ impl Default for HyperliquidConfig {
             meta_refresh: Duration::from_secs(300),
             rate_limited_pause: Duration::from_secs(1),
             resilience: default_resilience(),
+            market_data_fallback: None,
         }
     }
 }

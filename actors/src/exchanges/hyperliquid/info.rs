@@ -224,6 +224,7 @@ impl L2Book {
             bid: bid.px,
             ask: ask.px,
             time_ms: self.time,
+            fallback: None,
         })
     }
 }

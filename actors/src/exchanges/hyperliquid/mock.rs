@@ -15,7 +15,24 @@
 //! Order-level rejections use Hyperliquid's own messages and record the order with the
 //! venue's `*Rejected` status. Fault switches act on the next /exchange request: 429
 //! (not applied), or 500 / connection reset / malformed JSON / hang *after* applying it.
+//! Every answer can be delayed ([`MockHyperliquid::set_latency`]), as a slow venue.
 //! Never: talks to the internet, or models funding, liquidation or margin.
+//!
+//! Rate limiting: the mock keeps Hyperliquid's documented per-IP budget, an aggregated
+//! request weight of 1200 per rolling minute (info: l2Book, allMids, clearinghouseState,
+//! orderStatus, spotClearinghouseState and exchangeStatus weigh 2, userRole 60, the rest
+//! 20, plus 1 per 20 items returned by the fill and history requests and 1 per 60 candles;
+//! exchange actions 1 + ⌊batch length / 40⌋) once [`MockHyperliquid::set_ip_weight_limit`]
+//! turns it on (off by default, so load tests and benches that raise the client's own
+//! limit are not throttled by a shared mock). A request over the budget is not applied and
+//! gets the same answer as [`Fault::RateLimited`]: HTTP 429, `Content-Type:
+//! application/json`, body `null`, no `Retry-After`. Hyperliquid documents no format for
+//! this answer and we found no authoritative recording of one. The shape rests on indirect
+//! evidence: the official Python SDK (`hyperliquid/api.py`, since v0.4.0) handles a 4xx
+//! whose body parses as JSON `null`, and users of the nomeida TypeScript SDK report
+//! "Cannot read properties of null (reading 'code')" from its 4xx handler while hitting
+//! 429s. No source shows a `Retry-After` header, so the client pauses for its configured
+//! `rate_limited_pause` (and would honour a `Retry-After` if one ever came).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -32,8 +49,8 @@ use crate::testkit::{MockServer, RecordedRequest, Reply};
 /// What the next /exchange request meets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// HTTP 429 before anything is applied, with `Retry-After` seconds when given.
-    RateLimited { retry_after_secs: Option<u64> },
+    /// Hyperliquid's rate-limit answer (see the module doc), before anything is applied.
+    RateLimited,
     /// Apply, then answer HTTP 500.
     ServerErrorAfterApply,
     /// Apply, then close the connection without an answer.
@@ -110,7 +127,15 @@ struct State {
     scheduled_cancel: Option<u64>,
     exchange_arrivals: Vec<std::time::Instant>,
     rate_limit_used: u64,
+    /// Per-IP weight budget (limit, window), when on, and the weight each answered
+    /// request used.
+    ip_budget: Option<(u64, std::time::Duration)>,
+    ip_used: VecDeque<(std::time::Instant, u64)>,
+    latency: std::time::Duration,
 }
+
+/// Hyperliquid's per-IP REST budget: aggregated request weight per rolling minute.
+pub const IP_WEIGHT_PER_MINUTE: u64 = 1200;
 
 /// The running mock; stops when dropped.
 pub struct MockHyperliquid {
@@ -193,6 +218,9 @@ impl MockHyperliquid {
             scheduled_cancel: None,
             exchange_arrivals: Vec::new(),
             rate_limit_used: 0,
+            ip_budget: None,
+            ip_used: VecDeque::new(),
+            latency: std::time::Duration::ZERO,
         }));
         let shared = state.clone();
         let server = MockServer::start(move |req| handle(&shared, req));
@@ -239,6 +267,19 @@ impl MockHyperliquid {
     /// Queues a fault for the next /exchange request (faults apply in order).
     pub fn fail_next_exchange(&self, fault: Fault) {
         self.state.lock().faults.push_back(fault);
+    }
+
+    /// Turns on the per-IP weight budget: `limit` weight per rolling `window` (Hyperliquid's
+    /// is [`IP_WEIGHT_PER_MINUTE`] per minute).
+    pub fn set_ip_weight_limit(&self, limit: u64, window: std::time::Duration) {
+        let mut s = self.state.lock();
+        s.ip_budget = Some((limit, window));
+        s.ip_used.clear();
+    }
+
+    /// Delays every answer by `latency` (a slow venue).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.lock().latency = latency;
     }
 
     /// Queues a fault for the next /info request (only `MalformedAfterApply`,
@@ -335,6 +376,21 @@ fn normal_cloid(c: &str) -> String {
 }
 
 fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
+    let reply = answer(state, req);
+    let latency = state.lock().latency;
+    if latency.is_zero() {
+        reply
+    } else {
+        Reply::Delayed(latency, Box::new(reply))
+    }
+}
+
+/// Hyperliquid's answer when the IP's weight budget is used up (see the module doc).
+fn rate_limited() -> Reply {
+    Reply::raw(429, "application/json", "null")
+}
+
+fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     let Some(body) = req.body_json() else {
         return Reply::raw(
             422,
@@ -345,8 +401,14 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     let mut s = state.lock();
     match req.route() {
         "/info" => {
+            if !s.ip_admits(info_weight(&body)) {
+                return rate_limited();
+            }
             let fault = s.info_faults.pop_front();
             let answer = s.info(&body);
+            if let Ok(v) = &answer {
+                s.ip_charge(extra_info_weight(&body, v));
+            }
             drop(s);
             match (answer, fault) {
                 (Err(msg), _) => Reply::raw(422, "text/plain", msg),
@@ -356,13 +418,12 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
         }
         "/exchange" => {
             s.exchange_arrivals.push(std::time::Instant::now());
+            if !s.ip_admits(exchange_weight(&body)) {
+                return rate_limited();
+            }
             let fault = s.faults.pop_front();
-            if let Some(Fault::RateLimited { retry_after_secs }) = fault {
-                let reply = Reply::raw(429, "application/json", "null");
-                return match retry_after_secs {
-                    Some(secs) => reply.with_header("retry-after", &secs.to_string()),
-                    None => reply,
-                };
+            if fault == Some(Fault::RateLimited) {
+                return rate_limited();
             }
             s.rate_limit_used += 1;
             let answer = s.exchange(&body);
@@ -377,9 +438,55 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     }
 }
 
+/// Documented weight of an /info request, before its answer.
+fn info_weight(body: &Value) -> u64 {
+    match body["type"].as_str().unwrap_or("") {
+        "l2Book"
+        | "allMids"
+        | "clearinghouseState"
+        | "orderStatus"
+        | "spotClearinghouseState"
+        | "exchangeStatus" => 2,
+        "userRole" => 60,
+        _ => 20,
+    }
+}
+
+/// Documented extra weight of an /info answer by its length.
+fn extra_info_weight(body: &Value, answer: &Value) -> u64 {
+    let items = answer.as_array().map_or(0, Vec::len) as u64;
+    match body["type"].as_str().unwrap_or("") {
+        "recentTrades"
+        | "historicalOrders"
+        | "userFills"
+        | "userFillsByTime"
+        | "fundingHistory"
+        | "userFunding"
+        | "nonUserFundingUpdates"
+        | "twapHistory"
+        | "userTwapSliceFills"
+        | "userTwapSliceFillsByTime"
+        | "delegatorHistory"
+        | "delegatorRewards"
+        | "validatorStats" => items / 20,
+        "candleSnapshot" => items / 60,
+        _ => 0,
+    }
+}
+
+/// Documented weight of an /exchange action: 1 + ⌊batch length / 40⌋.
+fn exchange_weight(body: &Value) -> u64 {
+    let action = &body["action"];
+    let batch = ["orders", "cancels", "modifies"]
+        .iter()
+        .find_map(|k| action[*k].as_array())
+        .map_or(0, Vec::len) as u64;
+    1 + batch / 40
+}
+
 fn faulty(fault: Fault, v: Value) -> Reply {
     match fault {
-        Fault::RateLimited { .. } => Reply::raw(429, "application/json", "null"),
+        Fault::RateLimited => rate_limited(),
         Fault::ServerErrorAfterApply => Reply::raw(500, "text/plain", "Internal Server Error"),
         Fault::ResetAfterApply => Reply::Reset,
         Fault::MalformedAfterApply => {
@@ -397,6 +504,34 @@ fn dec_of(v: &Value) -> Decimal {
 }
 
 impl State {
+    /// Charges `weight` to the IP's rolling budget if it fits; a request that does not fit
+    /// is refused and not charged.
+    fn ip_admits(&mut self, weight: u64) -> bool {
+        let Some((limit, window)) = self.ip_budget else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        while self
+            .ip_used
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= window)
+        {
+            self.ip_used.pop_front();
+        }
+        let used: u64 = self.ip_used.iter().map(|(_, w)| w).sum();
+        if used + weight > limit {
+            return false;
+        }
+        self.ip_used.push_back((now, weight));
+        true
+    }
+
+    fn ip_charge(&mut self, weight: u64) {
+        if weight > 0 && self.ip_budget.is_some() {
+            self.ip_used.push_back((std::time::Instant::now(), weight));
+        }
+    }
+
     fn mid(&self, coin: &str) -> Option<Decimal> {
         self.books.get(coin).map(|b| (b.bid + b.ask) / Decimal::TWO)
     }

@@ -274,9 +274,9 @@ async fn a_429_holds_every_request_until_the_retry_time() {
     let mock = mock();
     let v = venue(&mock, Some(KEY));
     v.instrument("BTC").await.unwrap();
-    mock.fail_next_exchange(Fault::RateLimited {
-        retry_after_secs: Some(1),
-    });
+    // Hyperliquid's 429 has no Retry-After: the configured pause (1s) applies.
+    assert_eq!(config(&mock).rate_limited_pause, Duration::from_secs(1));
+    mock.fail_next_exchange(Fault::RateLimited);
     let err = v
         .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
         .await
@@ -297,20 +297,62 @@ async fn a_429_holds_every_request_until_the_retry_time() {
         "{:?}",
         at[1] - at[0]
     );
-    // Without Retry-After the configured pause applies; a deadline shorter than the pause
-    // fails at once without sending.
+    // A deadline shorter than the pause fails at once without sending.
     let mut cfg = config(&mock);
     cfg.request_timeout = Duration::from_millis(300);
     let short = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
     short.instrument("BTC").await.unwrap();
-    mock.fail_next_exchange(Fault::RateLimited {
-        retry_after_secs: None,
-    });
+    mock.fail_next_exchange(Fault::RateLimited);
     let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
     assert!(short.place_order(&order).await.is_err());
     let err = short.place_order(&order).await.unwrap_err();
     assert!(matches!(err, VenueError::RateLimited { .. }), "{err}");
     assert_eq!(mock.exchange_arrivals().len(), 3);
+}
+
+#[actix::test]
+async fn over_the_ip_weight_budget_the_venue_answers_429_null_and_reads_wait_out_the_pause() {
+    let mock = mock();
+    // Room for meta (weight 20) and two l2Book reads (2 each) per minute.
+    mock.set_ip_weight_limit(24, Duration::from_secs(60));
+    let v = venue(&mock, Some(KEY));
+    v.instrument("BTC").await.unwrap();
+    v.quote("BTC").await.unwrap();
+    v.quote("BTC").await.unwrap();
+    let started = std::time::Instant::now();
+    let err = v.quote("BTC").await.unwrap_err();
+    let VenueError::RateLimited {
+        retry_after,
+        reason,
+        ..
+    } = &err
+    else {
+        panic!("expected rate limited, got {err}");
+    };
+    assert_eq!(*retry_after, Some(Duration::from_secs(1)));
+    assert!(
+        reason.contains("HTTP 429 on l2Book") && reason.contains("weight budget"),
+        "{reason}"
+    );
+    // The read retried only after the pause, within its 2 s deadline.
+    let l2_books = mock
+        .requests()
+        .iter()
+        .filter(|r| r.body_json().is_some_and(|b| b["type"] == "l2Book"))
+        .count();
+    assert!((3..=4).contains(&l2_books), "{l2_books} l2Book requests");
+    assert!(started.elapsed() >= Duration::from_millis(990));
+    // The answer itself: 429, `null`, no Retry-After.
+    let raw = reqwest::Client::new()
+        .post(format!("{}/info", mock.url()))
+        .json(&serde_json::json!({"type": "l2Book", "coin": "BTC"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 429);
+    assert!(raw.headers().get("retry-after").is_none());
+    assert_eq!(raw.headers()["content-type"], "application/json");
+    assert_eq!(raw.text().await.unwrap(), "null");
 }
 
 async fn unknown_outcome_is_resolved_by_cloid(fault: Fault) {

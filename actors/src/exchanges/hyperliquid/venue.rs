@@ -17,8 +17,9 @@
 //!
 //! Market orders are aggressive IOC limits at most `max_slippage` from mid (or the
 //! configured `slippage` when the order carries none), rounded onto the tick grid toward
-//! mid. A 429 pauses every request of this venue until its `Retry-After` (Hyperliquid does
-//! not document one; then `rate_limited_pause`): nothing is sent before that time.
+//! mid. A 429 (Hyperliquid answers `null` with no `Retry-After`; see the mock's module
+//! doc) pauses every request of this venue for `rate_limited_pause`, or until a
+//! `Retry-After` should one ever come: nothing is sent before that time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,11 +33,14 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::actions::Action;
-use super::config::{key_from_env, EnvLookup, HyperliquidConfig, KEY_VAR, KEY_VAR_ALIAS};
+use super::config::{
+    key_from_env, EnvLookup, HyperliquidConfig, KEY_VAR, KEY_VAR_ALIAS, WEIGHT_POOL,
+};
 use super::info::{self, ExchangeResponse, Meta};
 use super::signing::{Address, Network, PrivateKey};
 use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::call_priority;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::exchanges::venue_retry::read_with_retry;
@@ -264,6 +268,8 @@ impl HyperliquidVenue {
         priority: Priority,
         deadline: Instant,
     ) -> VenueResult<()> {
+        // A call made for a more urgent flow (a close's reads) waits at that flow's level.
+        let priority = call_priority::effective(priority);
         self.kit
             .limits
             .acquire(endpoint, cost, priority, deadline)
@@ -388,10 +394,18 @@ impl HyperliquidVenue {
             429 => {
                 let pause = self.pause_for(&headers);
                 self.set_pause(pause);
+                // Hyperliquid's 429 carries the body `null` (see the mock's module doc).
+                let detail = match text().trim() {
+                    "" | "null" => {
+                        "the IP's request weight budget is used up (Hyperliquid sends no details)"
+                            .to_string()
+                    }
+                    other => other.to_string(),
+                };
                 Err(VenueError::RateLimited {
                     venue: self.name.clone(),
                     retry_after: Some(pause),
-                    reason: format!("HTTP 429 on {what}: {}", text()),
+                    reason: format!("HTTP 429 on {what}: {detail}"),
                 })
             }
             s @ 500..=599 => {
@@ -747,5 +761,18 @@ impl Venue for HyperliquidVenue {
         self.exchange(action, 0, Priority::High, false)
             .await
             .map(|_| ())
+    }
+
+    fn saturated(&self) -> bool {
+        let paused = self
+            .paused_until
+            .lock()
+            .is_some_and(|until| until > Instant::now());
+        paused
+            || self
+                .kit
+                .limits
+                .headroom(WEIGHT_POOL)
+                .is_some_and(|left| left < HEAVY)
     }
 }

@@ -428,6 +428,7 @@ impl Venue for PaperVenue {
             bid: top.bid,
             ask: top.ask,
             time_ms: now,
+            fallback: None,
         })
     }
 

@@ -81,6 +81,7 @@ fn bad_values_are_reported_with_their_key_path() {
     cfg.retry.max_attempts = 0;
     cfg.queue.high = 0;
     cfg.queue.aging_step = Some(Duration::ZERO);
+    cfg.queue.max_in_flight = 0;
     cfg.fallback.cache_ttl = Duration::ZERO;
     let mut issues = Issues::default();
     cfg.validate("ex.b", &mut issues);
@@ -98,6 +99,7 @@ fn bad_values_are_reported_with_their_key_path() {
         "ex.b.retry.max_attempts",
         "ex.b.queue.high",
         "ex.b.queue.aging_step",
+        "ex.b.queue.max_in_flight",
         "ex.b.fallback.cache_ttl",
     ] {
         assert!(

@@ -99,7 +99,14 @@ async fn no_fallback_means_the_primary_error() {
 
 #[tokio::test]
 async fn emergency_without_a_default_is_an_error() {
+    let recorder = crate::resilience::test_recorder::TestRecorder::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let (chain, _) = chain(FallbackLevel::Emergency);
+    let told = Arc::new(AtomicU32::new(0));
+    let t = told.clone();
+    let chain = chain.on_emergency(Arc::new(move |_: &EmergencyEvent| {
+        t.fetch_add(1, Ordering::SeqCst);
+    }));
     let err = chain
         .read("SOL", down(), vec![down(), down()])
         .await
@@ -108,6 +115,12 @@ async fn emergency_without_a_default_is_an_error() {
         siblings_failed, ..
     } = err;
     assert_eq!(siblings_failed, 2);
+    // Nothing safe to serve, yet the engine is told to degrade and the use is counted.
+    assert_eq!(told.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        recorder.get("orrery_fallback_total{target=binance,level=emergency}"),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
