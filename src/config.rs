@@ -298,6 +298,7 @@ impl Config {
                 apply_override(&mut tree, &var, rest, &value)?;
             }
         }
+        fill_venue_resilience_defaults(&mut tree);
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
                 let key = e.path().to_string();
@@ -524,6 +525,56 @@ fn check_duration(issues: &mut Issues, key: &str, d: Duration, min_ms: u64, max_
             humantime::format_duration(Duration::from_millis(max_ms))
         ),
     );
+}
+
+/// A venue's `resilience` section starts from that venue's own defaults (its documented
+/// rate limits and endpoint weights), so writing only `queue` or `fallback` keeps them.
+/// Tables merge key by key; arrays and values replace. Writing `limits` replaces the
+/// pools, and then the default `endpoints` (which name the default pools) are not kept.
+fn fill_venue_resilience_defaults(tree: &mut toml::Table) {
+    let Some(venues) = tree
+        .get_mut("exchanges")
+        .and_then(|e| e.get_mut("venues"))
+        .and_then(toml::Value::as_table_mut)
+    else {
+        return;
+    };
+    for (_, venue) in venues.iter_mut() {
+        let Some(venue) = venue.as_table_mut() else {
+            continue;
+        };
+        let defaults = match venue.get("kind").and_then(toml::Value::as_str) {
+            Some("hyperliquid") => {
+                orrery_actors::exchanges::hyperliquid::config::default_resilience()
+            }
+            Some("binance") => orrery_actors::exchanges::binance::config::default_resilience(),
+            _ => continue,
+        };
+        let given = match venue.get("resilience") {
+            Some(toml::Value::Table(given)) => given.clone(),
+            _ => continue,
+        };
+        let Ok(toml::Value::Table(mut merged)) = toml::Value::try_from(&defaults) else {
+            continue;
+        };
+        if given.contains_key("limits") {
+            merged.remove("endpoints");
+        }
+        merge_table(&mut merged, &given);
+        venue.insert("resilience".into(), toml::Value::Table(merged));
+    }
+}
+
+/// Overlays `given` on `base`: nested tables merge, anything else replaces.
+fn merge_table(base: &mut toml::Table, given: &toml::Table) {
+    for (key, value) in given {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(g)) => merge_table(b, g),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// Applies `ORRERY__A__B__0__C=value` to the TOML tree: segments are lower-cased keys,

@@ -185,3 +185,44 @@ fn connector_queue_settings_load_and_bad_ones_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_partial_venue_resilience_section_keeps_the_venues_default_limits() {
+    use orrery_actors::exchanges::binance::config::default_resilience;
+    let venue = |c: &Config| match &c.exchanges.venues["bn"] {
+        VenueConfig::Binance(b) => b.resilience.clone(),
+        other => panic!("{other:?}"),
+    };
+    let base = "[exchanges.venues.bn]\nkind = \"binance\"\n";
+    let queue_only = format!("{base}[exchanges.venues.bn.resilience.queue]\nmax_in_flight = 4\n");
+    let r = venue(&load_str(&queue_only, &[]).unwrap());
+    let defaults = default_resilience();
+    assert_eq!(r.queue.max_in_flight, 4);
+    assert_eq!(r.limits, defaults.limits, "the documented pools stay");
+    assert_eq!(
+        r.endpoints, defaults.endpoints,
+        "and so do the endpoint weights"
+    );
+    assert_eq!(r.retry, defaults.retry);
+
+    // Writing `limits` replaces the pools, and the default endpoints (naming them) go too.
+    let own_limits = format!(
+        "{base}[exchanges.venues.bn.resilience]\nlimits = [{{ name = \"all\", kind = \"token_bucket\", capacity = 5, refill_amount = 5, refill_every = \"1s\" }}]\n"
+    );
+    let r = venue(&load_str(&own_limits, &[]).unwrap());
+    assert_eq!(r.limits.len(), 1);
+    assert!(r.endpoints.is_empty());
+    // An override of one key keeps the rest of the section.
+    let r = venue(
+        &load_str(
+            base,
+            &[(
+                "ORRERY__EXCHANGES__VENUES__BN__RESILIENCE__BREAKER__FAILURE_COUNT",
+                "9",
+            )],
+        )
+        .unwrap(),
+    );
+    assert_eq!(r.breaker.failure_count, 9);
+    assert_eq!(r.limits, defaults.limits);
+}
