@@ -27,6 +27,9 @@
 //! prompt too large for every deployment), [`ModelError::DeadlineExceeded`], or
 //! [`ModelError::AllFailed`] listing every attempt.
 //!
+//! [`AskStream`] routes the same way and streams the answer's text as it arrives; see
+//! the `stream` module for its failover rule (never after text reached the caller).
+//!
 //! Swarm members are names: each is looked up as a logical model first (its strategy,
 //! failover, cache and single-flight apply), then as a deployment id (that deployment
 //! only). Every member runs at once; the reply comes when all have answered or the
@@ -39,6 +42,7 @@ mod cache;
 mod config;
 mod flight;
 pub mod strategy;
+mod stream;
 
 pub use accounting::{usage_records, Accounting, DeploymentUsage, Prices, USAGE_PREFIX};
 pub use cache::{CacheLevel, CachedAnswer, RequestKey, ResponseCache};
@@ -47,6 +51,7 @@ pub use config::{
     ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
 };
 pub use flight::{Flights, Joined};
+pub use stream::AskStream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -682,6 +687,7 @@ pub fn describe() {
         "orrery_model_cache_requests_total",
         "Response cache lookups of cacheable model requests, by logical model, level (l1 memory, l2 sled) and result (hit, miss)."
     );
+    stream::describe();
     metrics::describe_gauge!(
         "orrery_model_cost_usd",
         "Cumulative cost in USD of the answers served by each deployment, from its configured prices; persisted across restarts (a gauge because the cost is fractional)."

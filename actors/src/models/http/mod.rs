@@ -768,6 +768,15 @@ impl Provider for HttpProvider {
         self.call(req, deadline, true, Some(&on_delta)).await
     }
 
+    async fn complete_stream_by(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+        on_delta: mpsc::Sender<String>,
+    ) -> Result<Completion, ModelError> {
+        self.call(req, deadline, true, Some(&on_delta)).await
+    }
+
     /// Only Ollama has a check worth a request (`/api/tags` is free and local). The
     /// hosted APIs have none that costs nothing against their rate limits; for them the
     /// breaker and the pool's consecutive-failure cooldown take a failing deployment out,
