@@ -47,8 +47,8 @@ mod stream;
 pub use accounting::{usage_records, Accounting, DeploymentUsage, Prices, USAGE_PREFIX};
 pub use cache::{CacheLevel, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
-    build_provider, build_provider_with_env, pool_for, BuildError, DeploymentConfig, LogicalModel,
-    ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
+    build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
+    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
 };
 pub use flight::{Flights, Joined};
 pub use stream::AskStream;
@@ -281,7 +281,7 @@ impl ModelRouter {
         let mut pools: BTreeMap<String, Addr<ModelPool>> = BTreeMap::new();
         for model in config.models.values() {
             for d in &model.deployments {
-                pools.insert(d.id.clone(), pool_for(d, &health)?.start());
+                pools.insert(d.id.clone(), pool_for(d, &health, Some(&store))?.start());
             }
         }
         let router =

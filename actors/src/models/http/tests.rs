@@ -1021,3 +1021,68 @@ async fn a_stream_failing_after_text_reached_the_reader_is_not_retried() {
     p.complete(&request()).await.unwrap_err();
     assert_eq!(mock.requests().len(), 1 + 5);
 }
+
+// --- Breaker state across restarts ----------------------------------------------------
+
+#[actix::test]
+async fn an_open_breaker_stays_open_when_the_pool_is_rebuilt_from_the_same_store() {
+    use crate::models::pool::Complete;
+    use crate::models::router::build_provider_with;
+    use crate::resilience::BreakerRecord;
+    use crate::store::{trees, Store};
+
+    let mock = MockServer::start(|_| {
+        Reply::raw(
+            503,
+            "application/json",
+            r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#,
+        )
+    });
+    let mut d = deployment("a", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    d.breaker.failure_count = 2;
+    d.breaker.min_calls = 0;
+    d.breaker.open_for = Duration::from_secs(600);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let p = build_provider_with(&d, &env, Some(&store)).unwrap();
+        let err = p.complete(&request()).await.unwrap_err();
+        assert!(err.to_string().contains("circuit breaker open"), "{err}");
+        assert_eq!(mock.requests().len(), 2);
+        store.flush().unwrap();
+    }
+
+    // A restart: the data dir opened again, the pool rebuilt from config as the engine's
+    // child spec does.
+    let store = Store::open(dir.path()).unwrap();
+    let record = store
+        .tree::<BreakerRecord>(trees::BREAKERS)
+        .unwrap()
+        .get("a")
+        .unwrap()
+        .expect("the breaker's state is in sled under the deployment id");
+    assert_eq!(record.state, BreakerState::Open);
+    let health = HealthTable::new();
+    let pool = ModelPool::new(
+        "a",
+        build_provider_with(&d, &env, Some(&store)).unwrap(),
+        d.pool_settings(),
+        health.entry("a"),
+    )
+    .start();
+    let err = pool
+        .send(Complete {
+            request: Arc::new(request()),
+            deadline: Instant::now() + Duration::from_secs(2),
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("circuit breaker open"), "{err}");
+    assert_eq!(class_of(&err), Some(ErrorClass::Unavailable));
+    assert_eq!(mock.requests().len(), 2, "refused without a network call");
+
+    // Built without the store, the same deployment would call the failing target again.
+    build(&d).complete(&request()).await.unwrap_err();
+    assert!(mock.requests().len() > 2);
+}

@@ -39,6 +39,8 @@ use crate::models::local::{self, LocalRules};
 use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
 use crate::models::providers::ProviderKind as WireKind;
 use crate::resilience::config::BreakerConfig;
+use crate::resilience::BreakerRecord;
+use crate::store::{trees, Store};
 use crate::validate::{join, Issues};
 
 /// Logical model name → how to serve it. An absent section means [`ModelsConfig::default`]:
@@ -422,10 +424,12 @@ pub enum BuildError {
         #[source]
         source: HttpBuildError,
     },
+    #[error("deployment `{deployment}`: cannot open the circuit breaker's state in the data dir: {reason}")]
+    Store { deployment: String, reason: String },
 }
 
-/// The provider for one deployment. The engine calls this from each pool's child spec, so
-/// a restarted pool gets a fresh provider.
+/// The provider for one deployment, keys from the process environment, its breaker's
+/// state in memory only (see [`build_provider_with`] for the engine's form).
 pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, BuildError> {
     build_provider_with_env(cfg, &http::process_env)
 }
@@ -435,6 +439,18 @@ pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, Build
 pub fn build_provider_with_env(
     cfg: &DeploymentConfig,
     env: EnvLookup<'_>,
+) -> Result<Arc<dyn Provider>, BuildError> {
+    build_provider_with(cfg, env, None)
+}
+
+/// The provider for one deployment, its API key read through `env`, and an HTTP
+/// provider's circuit breaker kept in `store` (tree `breakers`, under the deployment id)
+/// when one is given. The engine calls this from each pool's child spec with its store,
+/// so a restarted pool gets a fresh provider whose breaker remembers being open.
+pub fn build_provider_with(
+    cfg: &DeploymentConfig,
+    env: EnvLookup<'_>,
+    store: Option<&Store>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
     match ProviderKind::parse(&cfg.provider) {
         Some(ProviderKind::Local) => {
@@ -454,7 +470,7 @@ pub fn build_provider_with_env(
                     available: available_names(),
                 });
             };
-            let provider = HttpProvider::new(
+            let mut provider = HttpProvider::new(
                 cfg.id.clone(),
                 wire,
                 cfg.model.clone(),
@@ -468,6 +484,15 @@ pub fn build_provider_with_env(
                 deployment: cfg.id.clone(),
                 source,
             })?;
+            if let Some(store) = store {
+                let breakers = store.tree::<BreakerRecord>(trees::BREAKERS).map_err(|e| {
+                    BuildError::Store {
+                        deployment: cfg.id.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                provider = provider.with_breaker_store(breakers);
+            }
             Ok(Arc::new(provider))
         }
         None => Err(BuildError::UnknownProvider {
@@ -478,9 +503,14 @@ pub fn build_provider_with_env(
     }
 }
 
-/// A pool for one deployment, its provider built and its health entry taken from `health`.
-pub fn pool_for(cfg: &DeploymentConfig, health: &HealthTable) -> Result<ModelPool, BuildError> {
-    let provider = build_provider(cfg)?;
+/// A pool for one deployment, its provider built (keys from the process environment, the
+/// breaker's state in `store` when given) and its health entry taken from `health`.
+pub fn pool_for(
+    cfg: &DeploymentConfig,
+    health: &HealthTable,
+    store: Option<&Store>,
+) -> Result<ModelPool, BuildError> {
+    let provider = build_provider_with(cfg, &http::process_env, store)?;
     Ok(ModelPool::new(
         cfg.id.clone(),
         provider,
