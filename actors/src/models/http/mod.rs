@@ -261,6 +261,13 @@ impl HttpProvider {
         self
     }
 
+    /// OpenRouter's app attribution: `HTTP-Referer` (the app's URL) and `X-Title` (its
+    /// name) on every request. Other providers ignore it (config refuses it for them).
+    pub fn with_attribution(mut self, app_url: Option<String>, app_title: Option<String>) -> Self {
+        self.target = self.target.with_attribution(app_url, app_title);
+        self
+    }
+
     pub fn kind(&self) -> ProviderKind {
         self.kind
     }

@@ -201,6 +201,13 @@ pub struct DeploymentConfig {
     /// The deployment's circuit breaker.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// OpenRouter only: your app's URL, sent as `HTTP-Referer` (app attribution on
+    /// openrouter.ai).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_url: Option<String>,
+    /// OpenRouter only: your app's name, sent as `X-Title`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_title: Option<String>,
     // --- end of HTTP provider fields -------------------------------------------------
 
     // --- Routing and accounting (the router's, not the provider's) -----------------------
@@ -280,6 +287,8 @@ impl DeploymentConfig {
             retry_backoff: defaults::retry_backoff(),
             health_check_interval: defaults::health_check_interval(),
             breaker: BreakerConfig::default(),
+            app_url: None,
+            app_title: None,
             weight: defaults::weight(),
             context_window: None,
             price_prompt_per_mtok: Decimal::ZERO,
@@ -483,7 +492,8 @@ pub fn build_provider_with(
             .map_err(|source| BuildError::Http {
                 deployment: cfg.id.clone(),
                 source,
-            })?;
+            })?
+            .with_attribution(cfg.app_url.clone(), cfg.app_title.clone());
             if let Some(store) = store {
                 let breakers = store.tree::<BreakerRecord>(trees::BREAKERS).map_err(|e| {
                     BuildError::Store {
@@ -654,6 +664,47 @@ impl DeploymentConfig {
         self.breaker.validate(&join(path, "breaker"), issues);
     }
 
+    /// `app_url` / `app_title`: OpenRouter's attribution headers, so values a header can
+    /// carry (visible ASCII), and nothing for other providers.
+    fn validate_attribution(&self, path: &str, issues: &mut Issues) {
+        let openrouter = ProviderKind::parse(&self.provider) == Some(ProviderKind::OpenRouter);
+        let header_safe = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if let Some(url) = &self.app_url {
+            let key = join(path, "app_url");
+            if !openrouter {
+                issues.push(key, url, "nothing: only OpenRouter reads app attribution (`HTTP-Referer`); remove the key");
+            } else {
+                let parsed = http::check_base_url(url);
+                issues.check(
+                    parsed.is_ok() && header_safe(url) && url.len() <= 2048,
+                    key,
+                    url,
+                    format!(
+                        "your app's absolute http(s) URL in visible ASCII, at most 2048 characters, e.g. https://example.com{}",
+                        parsed.err().map(|e| format!(" ({e})")).unwrap_or_default()
+                    ),
+                );
+            }
+        }
+        if let Some(title) = &self.app_title {
+            let key = join(path, "app_title");
+            if !openrouter {
+                issues.push(
+                    key,
+                    title,
+                    "nothing: only OpenRouter reads app attribution (`X-Title`); remove the key",
+                );
+            } else {
+                issues.check(
+                    !title.trim().is_empty() && header_safe(title) && title.len() <= 128,
+                    key,
+                    title,
+                    "your app's name: 1 to 128 visible ASCII characters, e.g. \"Orrery\"",
+                );
+            }
+        }
+    }
+
     pub fn validate(&self, path: &str, issues: &mut Issues) {
         issues.check(
             valid_id(&self.id),
@@ -742,6 +793,7 @@ impl DeploymentConfig {
             self.cooldown,
             "a positive duration up to 24h, e.g. \"30s\"",
         );
+        self.validate_attribution(path, issues);
         self.validate_routing(path, issues);
     }
 
