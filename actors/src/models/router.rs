@@ -45,7 +45,7 @@ pub mod strategy;
 mod stream;
 
 pub use accounting::{usage_records, Accounting, DeploymentUsage, Prices, USAGE_PREFIX};
-pub use cache::{CacheLevel, CachedAnswer, RequestKey, ResponseCache};
+pub use cache::{CacheLevel, CacheSweep, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
     build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
     DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
@@ -174,6 +174,8 @@ struct Core {
 /// The router actor.
 pub struct ModelRouter {
     core: Arc<Core>,
+    /// How often, and how much at most, the L2 cache is swept; `None`: never.
+    sweep: Option<(Duration, usize)>,
 }
 
 impl ModelRouter {
@@ -194,7 +196,16 @@ impl ModelRouter {
                 flights: Flights::new(),
                 rng: Arc::new(parking_lot::Mutex::new(ChaCha8Rng::from_entropy())),
             }),
+            sweep: None,
         }
+    }
+
+    /// Sweeps expired answers out of the sled cache at start and every `every`,
+    /// examining at most `batch` entries each time (`[model_cache] sweep_interval` and
+    /// `sweep_batch`); a zero `every` never sweeps.
+    pub fn with_cache_sweep(mut self, every: Duration, batch: usize) -> Self {
+        self.sweep = (!every.is_zero()).then_some((every, batch.max(1)));
+        self
     }
 
     fn core_mut(&mut self) -> &mut Core {
@@ -248,7 +259,9 @@ impl ModelRouter {
         store: Store,
         mut handle: impl FnMut(&DeploymentConfig) -> Arc<dyn PoolHandle>,
     ) -> Self {
-        let mut router = Self::new(health, store).with_cache_capacity(cache.max_entries);
+        let mut router = Self::new(health, store)
+            .with_cache_capacity(cache.max_entries)
+            .with_cache_sweep(cache.sweep_interval, cache.sweep_batch);
         for (name, model) in &config.models {
             let deployments = model
                 .deployments
@@ -312,6 +325,17 @@ impl Actor for ModelRouter {
         // Agents send from many actors at once; each request is a future, so the mailbox
         // only absorbs bursts.
         ctx.set_mailbox_capacity(1024);
+        if let Some((every, batch)) = self.sweep {
+            // Now (entries that expired while the engine was down), then every interval.
+            // Sled work runs off the actor's thread so requests never wait on it.
+            let sweep = move |cache: ResponseCache| {
+                tokio::task::spawn_blocking(move || cache.sweep_l2(batch));
+            };
+            sweep(self.core.cache.clone());
+            actix::AsyncContext::run_interval(ctx, every, move |router, _| {
+                sweep(router.core.cache.clone())
+            });
+        }
     }
 }
 
@@ -682,6 +706,10 @@ pub fn describe() {
     metrics::describe_counter!(
         "orrery_model_coalesced_total",
         "Model requests that shared an identical request's upstream call instead of making their own (single-flight), by logical model."
+    );
+    metrics::describe_counter!(
+        "orrery_model_cache_swept_total",
+        "Expired or unreadable model response cache entries removed from sled by the periodic sweep."
     );
     metrics::describe_counter!(
         "orrery_model_cache_requests_total",

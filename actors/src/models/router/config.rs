@@ -116,19 +116,29 @@ pub struct LogicalModel {
 ///
 /// ```toml
 /// [model_cache]
-/// max_entries = 10000   # answers kept in memory (L1); older ones stay in sled (L2)
+/// max_entries = 10000      # answers kept in memory (L1); older ones stay in sled (L2)
+/// sweep_interval = "1m"    # how often expired answers are removed from sled ("0s": never)
+/// sweep_batch = 1000       # entries examined per sweep at most
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelCacheConfig {
     /// Answers kept in memory across all models; the least recently used go first.
     pub max_entries: u64,
+    /// How often the router sweeps expired answers out of sled (also once at start);
+    /// `"0s"`: never (expired entries are then removed only when read).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Sled entries one sweep examines at most, continuing where the last one stopped.
+    pub sweep_batch: usize,
 }
 
 impl Default for ModelCacheConfig {
     fn default() -> Self {
         Self {
             max_entries: 10_000,
+            sweep_interval: Duration::from_secs(60),
+            sweep_batch: 1_000,
         }
     }
 }
@@ -140,6 +150,20 @@ impl ModelCacheConfig {
             join(path, "max_entries"),
             self.max_entries,
             "1 to 10000000 cached answers",
+        );
+        issues.check(
+            self.sweep_interval.is_zero()
+                || (self.sweep_interval >= Duration::from_millis(10)
+                    && self.sweep_interval <= Duration::from_secs(24 * 3600)),
+            join(path, "sweep_interval"),
+            self.sweep_interval,
+            "\"0s\" (never) or a duration from 10ms to 24h, e.g. \"1m\"",
+        );
+        issues.check(
+            (1..=1_000_000).contains(&self.sweep_batch),
+            join(path, "sweep_batch"),
+            self.sweep_batch,
+            "1 to 1000000 entries per sweep",
         );
     }
 }
