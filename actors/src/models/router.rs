@@ -22,7 +22,9 @@
 //! running. A retryable failure (timeout, unavailable, rate limited, malformed answer, or
 //! the pool's actor dying with the request in its mailbox) moves on to the next
 //! deployment. `Auth` and `BadRequest` are returned at once: another deployment of the
-//! same request would fail the same way, or lock a key. The caller gets exactly one answer
+//! same request would fail the same way, or lock a key. A request the provider found
+//! longer than its model's context window ([`ModelError::ContextTooLong`]) moves on only
+//! to siblings with a larger `context_window` (the `context` module). The caller gets exactly one answer
 //! or one error: [`ModelError::NoDeployment`] (unknown name, nothing healthy to try, or a
 //! prompt too large for every deployment), [`ModelError::DeadlineExceeded`], or
 //! [`ModelError::AllFailed`] listing every attempt.
@@ -40,6 +42,7 @@
 mod accounting;
 mod cache;
 mod config;
+mod context;
 mod flight;
 pub mod strategy;
 mod stream;
@@ -69,6 +72,7 @@ use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
 use crate::clock::{system_clock, SharedClock};
 use crate::resilience::ErrorClass;
 use crate::store::Store;
+use context::ContextFloor;
 
 /// How the router reaches a pool: asked on every attempt, so a pool restarted by its
 /// supervisor (new address) is picked up without telling the router.
@@ -603,10 +607,15 @@ impl Core {
         let request = Arc::new(request);
         let mut attempts: Vec<String> = Vec::new();
         let mut tried = 0usize;
+        let mut too_small = ContextFloor::default();
         for (i, d) in candidates.iter().enumerate() {
             let now = Instant::now();
             if now >= deadline {
                 return Err(deadline_exceeded());
+            }
+            if let Some(skipped) = too_small.skip_reason(d) {
+                attempts.push(skipped);
+                continue;
             }
             if let Some(until) = self
                 .health
@@ -648,6 +657,7 @@ impl Core {
                     if !fail_over_on(&e) {
                         return Err(e);
                     }
+                    too_small.raise(model, d, &e);
                     if Instant::now() >= deadline {
                         return Err(deadline_exceeded());
                     }
@@ -688,6 +698,8 @@ fn fail_over_on(e: &ModelError) -> bool {
             !matches!(class, ErrorClass::Auth | ErrorClass::BadRequest)
         }
         ModelError::Malformed { .. } => true,
+        // Only to a sibling with a larger context window (see `context`).
+        ModelError::ContextTooLong { .. } => true,
         ModelError::DeadlineExceeded { .. } => false,
         ModelError::NoDeployment { .. }
         | ModelError::AllFailed { .. }
@@ -716,6 +728,7 @@ pub fn describe() {
         "Response cache lookups of cacheable model requests, by logical model, level (l1 memory, l2 sled) and result (hit, miss)."
     );
     stream::describe();
+    context::describe();
     metrics::describe_gauge!(
         "orrery_model_cost_usd",
         "Cumulative cost in USD of the answers served by each deployment, from its configured prices; persisted across restarts (a gauge because the cost is fractional)."

@@ -22,6 +22,7 @@ use actix::{Handler, MailboxError, Message, ResponseFuture};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::context::ContextFloor;
 use super::{fail_over_on, strategy, Core, DeploymentRoute, LogicalRoute, ModelRouter};
 use crate::models::pool::{deadline_after, CompleteStream};
 use crate::models::types::{ModelError, ModelRequest, ModelResponse};
@@ -110,12 +111,16 @@ impl Core {
         let request = Arc::new(request);
         let mut attempts: Vec<String> = Vec::new();
         let mut tried = 0usize;
+        let mut too_small = ContextFloor::default();
         for (i, d) in candidates.iter().enumerate() {
             let now = Instant::now();
             if now >= deadline {
                 return Err(deadline_exceeded());
             }
-            if let Some(skipped) = self.skip_reason(d, now) {
+            if let Some(skipped) = too_small
+                .skip_reason(d)
+                .or_else(|| self.skip_reason(d, now))
+            {
                 attempts.push(skipped);
                 continue;
             }
@@ -154,6 +159,7 @@ impl Core {
                     if !fail_over_on(&e) {
                         return Err(e);
                     }
+                    too_small.raise(model, d, &e);
                     if Instant::now() >= deadline {
                         return Err(deadline_exceeded());
                     }
