@@ -165,11 +165,11 @@ impl Core {
                     }
                     e.to_string()
                 }
-                Some(Err(MailboxError::Closed)) if delivered > 0 => {
+                Some(Err(e)) if delivered > 0 => {
                     let stopped = ModelError::Provider {
                         deployment: d.deployment.clone(),
                         class: ErrorClass::Unavailable,
-                        message: "its pool stopped mid-stream".into(),
+                        message: format!("its pool stopped mid-stream: {e}"),
                     };
                     return Err(interrupted(model, &d.deployment, stopped, delivered));
                 }

@@ -346,3 +346,79 @@ async fn the_pool_streams_through_its_admission_control() {
     assert_eq!(rx.recv().await.as_deref(), Some(answer.text.as_str()));
     assert_eq!(provider.calls(), 2);
 }
+
+#[actix::test]
+async fn a_pool_dying_mid_stream_is_an_error_and_before_any_text_a_failover() {
+    for after_text in [true, false] {
+        // Pool `a` lives on its own arbiter: stopping it kills the pool with the call in
+        // hand, as a crash would.
+        let hanging = if after_text {
+            streaming(&["par"], Duration::ZERO, StreamEnd::Hang)
+        } else {
+            MockServer::start(|_| Reply::Hang)
+        };
+        let healthy = streaming(&["whole"], Duration::ZERO, StreamEnd::Finish);
+        let mut a = deployment("a", &hanging);
+        a.first_byte_timeout = Duration::from_secs(30);
+        let health = HealthTable::new();
+        let arbiter = actix::Arbiter::new();
+        let (provider, settings, entry) = (
+            build_provider_with_env(&a, &env).unwrap(),
+            a.pool_settings(),
+            health.entry("a"),
+        );
+        let pool_a = ModelPool::start_in_arbiter(&arbiter.handle(), move |_| {
+            ModelPool::new("a", provider, settings, entry)
+        });
+        let b = deployment("b", &healthy);
+        let pool_b = ModelPool::new(
+            "b",
+            build_provider_with_env(&b, &env).unwrap(),
+            b.pool_settings(),
+            health.entry("b"),
+        )
+        .start();
+        let r = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
+            .with_model(
+                "m",
+                Strategy::OrderedFallback,
+                vec![
+                    DeploymentRoute::new("a", Arc::new(pool_a)),
+                    DeploymentRoute::new("b", Arc::new(pool_b)),
+                ],
+            )
+            .start();
+        let (tx, mut rx) = mpsc::channel(8);
+        let pending = tokio::spawn(r.send(AskStream {
+            request: request(),
+            deltas: tx,
+        }));
+        if after_text {
+            assert_eq!(rx.recv().await.as_deref(), Some("par"));
+        } else {
+            let h = health.entry("a");
+            crate::models::pool::tests::fakes::eventually("the call in flight at `a`", || {
+                h.in_flight() == 1
+            })
+            .await;
+        }
+        arbiter.stop();
+        let reply = pending.await.unwrap().unwrap();
+        let mut rest = String::new();
+        while let Some(d) = rx.recv().await {
+            rest.push_str(&d);
+        }
+        if after_text {
+            let err = reply.expect_err("a stream cut by its pool's death is an error");
+            assert!(err.to_string().contains("pool stopped mid-stream"), "{err}");
+            assert!(err.to_string().contains("never spliced"), "{err}");
+            assert_eq!(rest, "");
+            assert_eq!(healthy.requests().len(), 0, "no failover after text");
+        } else {
+            let response = reply.expect("re-dispatched to the sibling");
+            assert_eq!(response.deployment, "b");
+            assert_eq!(rest, "whole");
+            assert_eq!(healthy.requests().len(), 1);
+        }
+    }
+}
