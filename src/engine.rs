@@ -263,10 +263,12 @@ fn tree(
                 for d in &model.deployments {
                     let slot = Slot::<ModelPool>::new();
                     pools.insert(d.id.clone(), slot.clone());
-                    let (d, health) = (d.clone(), health.clone());
+                    let (d, health, store) = (d.clone(), health.clone(), store.clone());
                     spec = spec.child(
                         ChildSpec::in_slot(format!("pool-{}", d.id), slot, move |_| {
-                            pool_for(&d, &health).map_err(StartError::failed)
+                            // The breaker's state lives in sled: a restarted pool (or
+                            // engine) keeps an open breaker open until its time.
+                            pool_for(&d, &health, Some(&store)).map_err(StartError::failed)
                         })
                         .mailbox(mailbox)
                         .shutdown(shutdown),

@@ -2,9 +2,11 @@
 //! control API used by `orrery status` / `orrery order` / `orrery models` / `orrery ask`
 //! while the engine runs (sled lets one process own the data dir, so a second process asks
 //! the running one): `GET /api/status`, `POST /api/orders`, `POST /api/kill-switch`,
-//! `GET /api/models` (deployments with live health and usage) and `POST /api/ask` (one
+//! `GET /api/models` (deployments with live health and usage), `POST /api/ask` (one
 //! prompt through the model router; the body is [`crate::models::AskBody`], the answer a
-//! `ModelResponse`).
+//! `ModelResponse`) and `POST /api/ask/stream` (the same body; the answer streamed as
+//! NDJSON, one [`crate::models::StreamLine`] a line: text deltas as they arrive, then
+//! `done` with the `ModelResponse` or `error`).
 //!
 //! Keep `telemetry.listen` on loopback: the control API places orders and has no
 //! authentication of its own.
@@ -12,13 +14,14 @@
 use std::net::SocketAddr;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
+use futures::StreamExt;
 use orrery_actors::exchanges::gateway::{GatewayError, KillSwitch, OrderIntent, PlaceOrder};
 use serde::{Deserialize, Serialize};
 
 use orrery_actors::models::{ModelClient, ModelError};
 
 use crate::engine::EngineHandle;
-use crate::models::{self, AskBody};
+use crate::models::{self, AskBody, StreamLine};
 use crate::status;
 
 /// Starts the server on the current actix system; returns its handle and bound address.
@@ -37,6 +40,7 @@ pub fn serve(
             .route("/api/kill-switch", web::post().to(kill_switch))
             .route("/api/models", web::get().to(models_report))
             .route("/api/ask", web::post().to(ask))
+            .route("/api/ask/stream", web::post().to(ask_stream))
     })
     .workers(1)
     .disable_signals()
@@ -175,4 +179,33 @@ async fn ask(engine: web::Data<EngineHandle>, body: web::Json<AskBody>) -> HttpR
             }
         }
     }
+}
+
+/// One prompt through the router, streamed: `application/x-ndjson`, one [`StreamLine`] a
+/// line, flushed as each arrives. The status is 200 once streaming starts; a failure is
+/// the last line (`{"event":"error",...}`).
+async fn ask_stream(engine: web::Data<EngineHandle>, body: web::Json<AskBody>) -> HttpResponse {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamLine>(64);
+    let router = engine.router.clone();
+    let request = body.into_inner().into_request();
+    actix_rt::spawn(async move { models::ask_streaming(&router, request, tx).await });
+    let lines = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        .map(|line| Ok::<_, std::convert::Infallible>(ndjson(&line)));
+    HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(lines)
+}
+
+/// `line` as one line of JSON.
+fn ndjson(line: &StreamLine) -> web::Bytes {
+    let mut bytes = serde_json::to_vec(line).unwrap_or_else(|e| {
+        // Every field is a string, number or plain struct: not expected, but never a
+        // panic and never a silent gap.
+        serde_json::to_vec(&StreamLine::Error {
+            error: format!("cannot encode a stream line: {e}"),
+        })
+        .unwrap_or_default()
+    });
+    bytes.push(b'\n');
+    web::Bytes::from(bytes)
 }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use orrery::config::Config;
 use orrery::engine::{Engine, EngineHandle};
 use orrery::http::ApiError;
-use orrery::models::{AskBody, ModelsReport};
+use orrery::models::{AskBody, ModelsReport, StreamLine};
 use orrery::status::{self, StatusReport};
 use orrery_actors::exchanges::gateway::{Amount, OrderIntent, OrderReport, PlaceOrder, Pricing};
 use orrery_actors::exchanges::{Side, TimeInForce};
@@ -92,8 +92,9 @@ enum Command {
         /// Logical model name (`[models.<name>]`).
         #[arg(long, default_value = "default")]
         model: String,
-        /// Print the answer as it arrives. The router answers whole responses today, so
-        /// this prints once when the answer is complete (as it always does with `local`).
+        /// Print the answer's text as it arrives, then who served it. Deployments that
+        /// do not stream (`local`) send their answer as one piece. With `--json` the
+        /// whole answer is printed as JSON as usual.
         #[arg(long)]
         stream: bool,
         #[arg(long)]
@@ -447,6 +448,9 @@ fn models(config: Config, json: bool) -> ExitCode {
 }
 
 fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode {
+    if stream && !json {
+        return ask_streamed(config, body);
+    }
     init_logging("warn");
     let system = actix::System::new();
     let result: Result<ModelResponse, String> = system.block_on(async move {
@@ -496,19 +500,8 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
             ExitCode::SUCCESS
         }
         Ok(r) => {
-            // `--stream` has nothing to print early: the answer arrives whole.
-            let _ = stream;
             println!("{}", r.text);
-            println!(
-                "-- served by {} ({}/{}) in {} ms, tokens {} prompt + {} completion{}",
-                r.deployment,
-                r.provider,
-                r.model,
-                r.latency.as_millis(),
-                r.usage.prompt_tokens,
-                r.usage.completion_tokens,
-                if r.cached { ", from cache" } else { "" }
-            );
+            println!("{}", served_by(&r));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -528,4 +521,138 @@ fn http_client_for(answer_within: Duration) -> Result<reqwest::Client, String> {
         .connect_timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The line after an answer: who served it, how fast, how many tokens.
+fn served_by(r: &ModelResponse) -> String {
+    format!(
+        "-- served by {} ({}/{}) in {} ms, tokens {} prompt + {} completion{}",
+        r.deployment,
+        r.provider,
+        r.model,
+        r.latency.as_millis(),
+        r.usage.prompt_tokens,
+        r.usage.completion_tokens,
+        if r.cached { ", from cache" } else { "" }
+    )
+}
+
+/// `ask --stream`: the text printed as it arrives, then who served it. The running
+/// engine streams it over `POST /api/ask/stream`; a stopped one is booted in-process and
+/// streams the same lines.
+fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
+    init_logging("warn");
+    let system = actix::System::new();
+    let result: Result<ModelResponse, String> = system.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel::<StreamLine>(64);
+        match open_store(&config)? {
+            Some(store) => {
+                drop(store);
+                config.agents.trading.clear();
+                config.agents.risk.enabled = false;
+                config.telemetry.disabled = true;
+                let engine = Engine::start(config).await.map_err(|e| e.to_string())?;
+                let asked = orrery::models::ask_streaming(&engine.router, body.into_request(), tx);
+                let ((), printed) = tokio::join!(asked, print_stream(rx));
+                engine.shutdown().await;
+                printed
+            }
+            None => {
+                let url = control_url(&config, "/api/ask/stream");
+                let (fetched, printed) =
+                    tokio::join!(fetch_stream(&url, &body, tx), print_stream(rx));
+                fetched.and(printed)
+            }
+        }
+    });
+    match result {
+        Ok(r) => {
+            println!("{}", served_by(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("orrery: ask failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Prints each delta as it arrives (flushed), ends the text with a newline, and returns
+/// the stream's outcome.
+async fn print_stream(
+    mut lines: tokio::sync::mpsc::Receiver<StreamLine>,
+) -> Result<ModelResponse, String> {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let mut open_line = false;
+    let mut outcome = None;
+    while let Some(line) = lines.recv().await {
+        match line {
+            StreamLine::Delta { text } => {
+                // A closed stdout (`| head`) is the reader's choice, not a failure.
+                let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+                open_line = !text.ends_with('\n');
+            }
+            StreamLine::Done { response } => outcome = Some(Ok(response)),
+            StreamLine::Error { error } => outcome = Some(Err(error)),
+        }
+    }
+    if open_line {
+        let _ = writeln!(out);
+    }
+    outcome.unwrap_or_else(|| Err("the answer stream ended without a result".into()))
+}
+
+/// Largest line of `POST /api/ask/stream` the CLI accepts.
+const MAX_STREAM_LINE: usize = 4 * 1024 * 1024;
+
+/// Reads the running engine's NDJSON stream into `lines`. The client's timeout (the
+/// request's plus a margin) bounds the whole exchange.
+async fn fetch_stream(
+    url: &str,
+    body: &AskBody,
+    lines: tokio::sync::mpsc::Sender<StreamLine>,
+) -> Result<(), String> {
+    let mut resp = http_client_for(body.timeout)?
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let error = serde_json::from_str::<ApiError>(&text)
+            .map(|b| b.error)
+            .unwrap_or(text);
+        return Err(format!("{status}: {error}"));
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("the answer stream from {url} broke: {e}"))?;
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            let parsed = serde_json::from_slice::<StreamLine>(line)
+                .map_err(|e| format!("unreadable line in the answer stream from {url}: {e}"))?;
+            if lines.send(parsed).await.is_err() {
+                return Ok(());
+            }
+        }
+        if pending.len() > MAX_STREAM_LINE {
+            return Err(format!(
+                "a line of the answer stream from {url} is longer than {MAX_STREAM_LINE} bytes"
+            ));
+        }
+    }
 }

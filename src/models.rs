@@ -1,21 +1,25 @@
 //! `orrery models` and `orrery ask`: the report of every model deployment (provider, model,
 //! live health, cooldown, limits, prices, usage and cost) and the body of a one-off prompt.
 //!
-//! Owns: the shape of `GET /api/models` and `POST /api/ask`, building the report from a
-//! running engine (health from the router) or from config + sled (engine stopped: no
-//! health, said as "not running"), and its text rendering. Never: routes a request itself
-//! (the router does) or writes usage (the router's accounting does).
+//! Owns: the shape of `GET /api/models`, `POST /api/ask` and `POST /api/ask/stream`,
+//! building the report from a running engine (health from the router) or from config +
+//! sled (engine stopped: no health, said as "not running"), and its text rendering; the
+//! streamed ask as [`StreamLine`]s, shared by `orrery ask --stream` in-process and the
+//! control API so both paths print the same thing. Never: routes a request itself (the
+//! router does) or writes usage (the router's accounting does).
 
 use std::fmt::Write;
 use std::time::Duration;
 
 use orrery_actors::models::router::{
-    usage_records, DeploymentReport, DeploymentUsage, HealthReport, Inspect,
+    usage_records, AskStream, DeploymentReport, DeploymentUsage, HealthReport, Inspect, ModelRouter,
 };
-use orrery_actors::models::{ModelRequest, Purpose};
+use orrery_actors::models::{ModelError, ModelRequest, ModelResponse, Purpose};
 use orrery_actors::store::Store;
+use orrery_actors::supervisor::Slot;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::engine::EngineHandle;
@@ -267,4 +271,68 @@ impl AskBody {
         req.cacheable = self.cacheable;
         req
     }
+}
+
+/// One line of a streamed answer: `POST /api/ask/stream` sends each as a JSON line
+/// (NDJSON), `orrery ask --stream` prints them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum StreamLine {
+    /// The next piece of the answer's text.
+    Delta { text: String },
+    /// The whole answer and who served it; the last line.
+    Done { response: ModelResponse },
+    /// Why there is no answer; the last line. Deltas before it belonged to an answer
+    /// that broke off (the router never continues one on another deployment).
+    Error { error: String },
+}
+
+/// Grace past a request's own timeout before the caller gives up on the router itself
+/// (the router answers a deadline error first in every normal case).
+const ROUTER_GRACE: Duration = Duration::from_millis(250);
+
+/// Streams `request` through `router` into `lines`: a [`StreamLine::Delta`] per piece of
+/// text as it arrives, then [`StreamLine::Done`] or [`StreamLine::Error`]. Returns within
+/// the request's timeout plus a grace, however slowly `lines` is read.
+pub async fn ask_streaming(
+    router: &Slot<ModelRouter>,
+    request: ModelRequest,
+    lines: mpsc::Sender<StreamLine>,
+) {
+    let (model, timeout) = (request.model.clone(), request.timeout);
+    let deadline = tokio::time::Instant::now() + timeout + ROUTER_GRACE;
+    let (deltas, mut rx) = mpsc::channel::<String>(64);
+    let answer = tokio::time::timeout_at(deadline, router.send(AskStream { request, deltas }));
+    tokio::pin!(answer);
+    let emit = |line: StreamLine| {
+        let lines = lines.clone();
+        async move {
+            // A reader that left or stalled past the deadline gets nothing more.
+            let _ = tokio::time::timeout_at(deadline, lines.send(line)).await;
+        }
+    };
+    let answer = loop {
+        tokio::select! {
+            // Deltas first: each one sent before the answer is passed on before it.
+            biased;
+            Some(text) = rx.recv() => emit(StreamLine::Delta { text }).await,
+            answer = &mut answer => break answer,
+        }
+    };
+    while let Ok(text) = rx.try_recv() {
+        emit(StreamLine::Delta { text }).await;
+    }
+    let last = match answer {
+        Ok(Ok(Ok(response))) => StreamLine::Done { response },
+        Ok(Ok(Err(e))) => StreamLine::Error {
+            error: e.to_string(),
+        },
+        Ok(Err(slot)) => StreamLine::Error {
+            error: format!("{}: {slot}", ModelError::ShuttingDown),
+        },
+        Err(_) => StreamLine::Error {
+            error: ModelError::DeadlineExceeded { model, timeout }.to_string(),
+        },
+    };
+    emit(last).await;
 }

@@ -4,9 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
+use orrery_actors::testkit::{MockServer, Reply, StreamEnd};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -167,4 +169,240 @@ fn ask_and_models_offline_and_live() {
     assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
     let status = json(&ok(cli(&["status", "--config", cfg, "--json"])));
     assert_eq!(status["models"][0]["requests"], 3);
+}
+
+/// One chunk of an OpenAI chat-completions stream, in the API's envelope.
+fn openai_chunk(delta: &str, finish: &str) -> String {
+    format!(
+        "data: {{\"id\":\"chatcmpl-ABfw5EzoqmfXjnnsXY7Yd8OC6tb3c\",\"object\":\"chat.completion.chunk\",\"created\":1727346173,\"model\":\"gpt-4o-2024-08-06\",\"system_fingerprint\":\"fp_5050236cbd\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
+    )
+}
+
+/// An OpenAI SSE stream of `pieces`, `pause` apart; finished (finish reason, usage chunk,
+/// `[DONE]`) or cut after the pieces.
+fn openai_stream(pieces: &[&str], pause: Duration, finished: bool) -> MockServer {
+    let mut chunks = vec![(
+        Duration::ZERO,
+        openai_chunk(
+            r#"{"role":"assistant","content":"","refusal":null}"#,
+            "null",
+        ),
+    )];
+    for piece in pieces {
+        let delta = format!("{{\"content\":{}}}", serde_json::to_string(piece).unwrap());
+        chunks.push((pause, openai_chunk(&delta, "null")));
+    }
+    let end = if finished {
+        chunks.push((pause, openai_chunk("{}", "\"stop\"")));
+        chunks.push((
+            Duration::ZERO,
+            format!(
+                "data: {{\"id\":\"chatcmpl-ABfw5EzoqmfXjnnsXY7Yd8OC6tb3c\",\"object\":\"chat.completion.chunk\",\"created\":1727346173,\"model\":\"gpt-4o-2024-08-06\",\"system_fingerprint\":\"fp_5050236cbd\",\"choices\":[],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n",
+                9 + pieces.len(),
+                n = pieces.len()
+            ),
+        ));
+        StreamEnd::Finish
+    } else {
+        StreamEnd::Reset
+    };
+    MockServer::start(move |_| Reply::sse(chunks.clone(), end.clone()))
+}
+
+/// Runs the CLI, recording each piece of stdout with when it arrived.
+fn run_timed(args: &[&str], env: &[(&str, &str)]) -> (Vec<(Instant, String)>, String, ExitStatus) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .env_remove("ORRERY_CONFIG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut pieces = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        pieces.push((
+            Instant::now(),
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+        ));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        pieces,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status,
+    )
+}
+
+/// `ask --stream` printed the text piece by piece, well before the closing line.
+fn assert_streamed(
+    pieces: &[(Instant, String)],
+    stderr: &str,
+    status: ExitStatus,
+    pause: Duration,
+) {
+    let all: String = pieces.iter().map(|(_, p)| p.as_str()).collect();
+    assert!(
+        status.success(),
+        "{status:?}\nstdout: {all}\nstderr: {stderr}"
+    );
+    let (text, last) = all.split_once('\n').unwrap_or((&all, ""));
+    assert_eq!(text, "Funding is flat; hold.", "{all}");
+    assert!(
+        last.starts_with("-- served by gpt (openai/gpt-4o-mini) in ")
+            && last.contains("tokens 9 prompt + 3 completion"),
+        "{all}"
+    );
+    let first = pieces
+        .iter()
+        .find(|(_, p)| p.contains("Funding"))
+        .map(|(at, _)| *at)
+        .unwrap();
+    let closing = pieces
+        .iter()
+        .find(|(_, p)| p.contains("-- served by"))
+        .map(|(at, _)| *at)
+        .unwrap();
+    // Three more pauses passed at the provider between the first piece and the end;
+    // a buffered answer would print both within a moment.
+    assert!(
+        closing.duration_since(first) >= pause * 3 / 2,
+        "first piece {:?} before the closing line: {pieces:?}",
+        closing.duration_since(first)
+    );
+    assert!(
+        !pieces[0].1.contains("-- served by"),
+        "the text came in its own pieces: {pieces:?}"
+    );
+}
+
+#[test]
+fn ask_stream_prints_the_answer_as_it_arrives_offline_and_live() {
+    let pause = Duration::from_millis(600);
+    let streamer = openai_stream(&["Funding ", "is flat", "; hold."], pause, true);
+    let broken = openai_stream(&["Partial"], Duration::from_millis(50), false);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = format!(
+        r#"
+[models.streamed]
+[[models.streamed.deployments]]
+id = "gpt"
+provider = "openai"
+model = "gpt-4o-mini"
+base_url = "{}/v1"
+timeout = "20s"
+# Whole answers (`ask --json`) are asked for as streams too.
+stream = true
+
+[models.broken]
+[[models.broken.deployments]]
+id = "cut"
+provider = "openai"
+model = "gpt-4o-mini"
+base_url = "{}/v1"
+timeout = "20s"
+
+[[models.broken.deployments]]
+id = "never"
+provider = "openai"
+model = "gpt-4o-mini"
+base_url = "{}/v1"
+"#,
+        streamer.url(),
+        broken.url(),
+        streamer.url()
+    );
+    let config = test_config(dir.path(), port, &extra);
+    let cfg = config.to_str().unwrap();
+    let key = [("OPENAI_API_KEY", "sk-test-cli-stream")];
+    let ask = |model: &str| {
+        run_timed(
+            &[
+                "ask", "--config", cfg, "--model", model, "--stream", "funding?",
+            ],
+            &key,
+        )
+    };
+
+    // Engine stopped: the CLI boots the models in-process and streams from the router.
+    let (pieces, stderr, status) = ask("streamed");
+    assert_streamed(&pieces, &stderr, status, pause);
+    // A stream that breaks after its first piece: the piece is shown, the error said,
+    // and the sibling is never asked (no splicing).
+    let (pieces, stderr, status) = ask("broken");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let shown: String = pieces.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(shown, "Partial\n");
+    assert!(stderr.contains("never spliced"), "{stderr}");
+    // `--json` keeps the whole-answer JSON.
+    let answer = json(&ok(std::process::Command::new(BIN)
+        .args([
+            "ask", "--config", cfg, "--model", "streamed", "--stream", "--json", "funding?",
+        ])
+        .env_remove("ORRERY_CONFIG")
+        .envs(key)
+        .output()
+        .unwrap()));
+    assert_eq!(answer["text"], "Funding is flat; hold.");
+    assert_eq!(answer["deployment"], "gpt");
+
+    // Engine running: the same through `POST /api/ask/stream`.
+    let mut env: Vec<(&str, &str)> = key.to_vec();
+    env.push(("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h"));
+    let mut engine = spawn_engine(&config, dir.path(), &[], &env);
+    wait_for(Duration::from_secs(30), "the engine to serve", || {
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+    let (pieces, stderr, status) = ask("streamed");
+    assert_streamed(&pieces, &stderr, status, pause);
+    let (pieces, stderr, status) = ask("broken");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        pieces.iter().map(|(_, p)| p.as_str()).collect::<String>(),
+        "Partial\n"
+    );
+    assert!(stderr.contains("never spliced"), "{stderr}");
+    // The control API's own lines: deltas, then the answer.
+    let (status, body) = http_post_json(
+        port,
+        "/api/ask/stream",
+        r#"{"model":"streamed","prompt":"funding?"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deltas: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["event"] == "delta")
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, ["Funding ", "is flat", "; hold."]);
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "done");
+    assert_eq!(last["response"]["text"], "Funding is flat; hold.");
+    assert_eq!(last["response"]["deployment"], "gpt");
+
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+    assert_eq!(streamer.count("/v1/chat/completions"), 4);
+    assert_eq!(broken.count("/v1/chat/completions"), 2);
+    for sent in streamer.requests().iter().chain(&broken.requests()) {
+        let body = sent.body_json().unwrap();
+        assert_eq!(body["stream"], true, "{body}");
+        assert_eq!(
+            sent.header("authorization"),
+            Some("Bearer sk-test-cli-stream")
+        );
+    }
 }

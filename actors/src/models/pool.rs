@@ -11,6 +11,9 @@
 //! Requests run concurrently: the handler returns a future that actix runs on the pool's
 //! arbiter, so one slow call never blocks the mailbox. The health entry lives in the shared
 //! table, not in the actor, so a restarted pool keeps its deployment's cooldown and latency.
+//!
+//! A streamed call ([`CompleteStream`], see `stream`) takes the same path through the
+//! provider's streaming method and forwards text deltas to the caller's channel.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,11 +22,14 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture};
 use async_trait::async_trait;
 use dashmap::DashMap;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use super::types::{ModelError, ModelRequest, ModelResponse, Usage};
 use crate::resilience::ErrorClass;
+
+mod stream;
+pub use stream::CompleteStream;
 
 /// What a provider returns for one call; the pool adds who served it and how long it took.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +79,18 @@ pub trait Provider: Send + Sync + 'static {
         let completion = self.complete(req).await?;
         let _ = on_delta.send(completion.text.clone()).await;
         Ok(completion)
+    }
+
+    /// [`Provider::complete_stream`] when the caller's deadline is known, as
+    /// [`Provider::complete_by`] is to [`Provider::complete`]; the default ignores it.
+    async fn complete_stream_by(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+        on_delta: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<Completion, ModelError> {
+        let _ = deadline;
+        self.complete_stream(req, on_delta).await
     }
 
     /// How often the pool should run [`Provider::health_check`]; `None`: never.
@@ -330,7 +348,7 @@ impl Handler<Complete> for ModelPool {
 
     fn handle(&mut self, msg: Complete, _ctx: &mut Self::Context) -> Self::Result {
         let call = self.call.clone();
-        Box::pin(async move { call.run(msg).await })
+        Box::pin(async move { call.run(&msg.request, msg.deadline, None).await })
     }
 }
 
@@ -385,14 +403,20 @@ impl PoolCall {
             .increment(1);
     }
 
-    async fn run(&self, msg: Complete) -> Result<ModelResponse, ModelError> {
+    /// One call through admission and the deadline; streamed into `deltas` when given.
+    async fn run(
+        &self,
+        request: &ModelRequest,
+        deadline: Instant,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ModelResponse, ModelError> {
         let started = Instant::now();
         let own_deadline = deadline_after(started, self.settings.timeout);
-        let deadline = msg.deadline.min(own_deadline);
+        let deadline = deadline.min(own_deadline);
         let (outcome, result) = match self.admit(deadline).await {
             Err((outcome, e)) => (outcome, Err(e)),
             Ok(permit) => {
-                let result = self.call_provider(&msg.request, deadline, started).await;
+                let result = self.call_provider(request, deadline, started, deltas).await;
                 drop(permit);
                 let outcome = match &result {
                     Ok(_) => "ok",
@@ -474,10 +498,14 @@ impl PoolCall {
         request: &ModelRequest,
         deadline: Instant,
         started: Instant,
+        deltas: Option<mpsc::Sender<String>>,
     ) -> Result<ModelResponse, ModelError> {
         let in_flight = InFlight::enter(&self.health.in_flight, &self.deployment);
-        let answer =
-            tokio::time::timeout_at(deadline, self.provider.complete_by(request, deadline)).await;
+        let call = match deltas {
+            None => self.provider.complete_by(request, deadline),
+            Some(deltas) => self.provider.complete_stream_by(request, deadline, deltas),
+        };
+        let answer = tokio::time::timeout_at(deadline, call).await;
         drop(in_flight);
         let now = Instant::now();
         let result = match answer {

@@ -22,10 +22,15 @@
 //! running. A retryable failure (timeout, unavailable, rate limited, malformed answer, or
 //! the pool's actor dying with the request in its mailbox) moves on to the next
 //! deployment. `Auth` and `BadRequest` are returned at once: another deployment of the
-//! same request would fail the same way, or lock a key. The caller gets exactly one answer
+//! same request would fail the same way, or lock a key. A request the provider found
+//! longer than its model's context window ([`ModelError::ContextTooLong`]) moves on only
+//! to siblings with a larger `context_window` (the `context` module). The caller gets exactly one answer
 //! or one error: [`ModelError::NoDeployment`] (unknown name, nothing healthy to try, or a
 //! prompt too large for every deployment), [`ModelError::DeadlineExceeded`], or
 //! [`ModelError::AllFailed`] listing every attempt.
+//!
+//! [`AskStream`] routes the same way and streams the answer's text as it arrives; see
+//! the `stream` module for its failover rule (never after text reached the caller).
 //!
 //! Swarm members are names: each is looked up as a logical model first (its strategy,
 //! failover, cache and single-flight apply), then as a deployment id (that deployment
@@ -37,16 +42,19 @@
 mod accounting;
 mod cache;
 mod config;
+mod context;
 mod flight;
 pub mod strategy;
+mod stream;
 
 pub use accounting::{usage_records, Accounting, DeploymentUsage, Prices, USAGE_PREFIX};
-pub use cache::{CacheLevel, CachedAnswer, RequestKey, ResponseCache};
+pub use cache::{CacheLevel, CacheSweep, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
-    build_provider, build_provider_with_env, pool_for, BuildError, DeploymentConfig, LogicalModel,
-    ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
+    build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
+    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
 };
 pub use flight::{Flights, Joined};
+pub use stream::AskStream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +72,7 @@ use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
 use crate::clock::{system_clock, SharedClock};
 use crate::resilience::ErrorClass;
 use crate::store::Store;
+use context::ContextFloor;
 
 /// How the router reaches a pool: asked on every attempt, so a pool restarted by its
 /// supervisor (new address) is picked up without telling the router.
@@ -169,6 +178,8 @@ struct Core {
 /// The router actor.
 pub struct ModelRouter {
     core: Arc<Core>,
+    /// How often, and how much at most, the L2 cache is swept; `None`: never.
+    sweep: Option<(Duration, usize)>,
 }
 
 impl ModelRouter {
@@ -189,7 +200,16 @@ impl ModelRouter {
                 flights: Flights::new(),
                 rng: Arc::new(parking_lot::Mutex::new(ChaCha8Rng::from_entropy())),
             }),
+            sweep: None,
         }
+    }
+
+    /// Sweeps expired answers out of the sled cache at start and every `every`,
+    /// examining at most `batch` entries each time (`[model_cache] sweep_interval` and
+    /// `sweep_batch`); a zero `every` never sweeps.
+    pub fn with_cache_sweep(mut self, every: Duration, batch: usize) -> Self {
+        self.sweep = (!every.is_zero()).then_some((every, batch.max(1)));
+        self
     }
 
     fn core_mut(&mut self) -> &mut Core {
@@ -243,7 +263,9 @@ impl ModelRouter {
         store: Store,
         mut handle: impl FnMut(&DeploymentConfig) -> Arc<dyn PoolHandle>,
     ) -> Self {
-        let mut router = Self::new(health, store).with_cache_capacity(cache.max_entries);
+        let mut router = Self::new(health, store)
+            .with_cache_capacity(cache.max_entries)
+            .with_cache_sweep(cache.sweep_interval, cache.sweep_batch);
         for (name, model) in &config.models {
             let deployments = model
                 .deployments
@@ -276,7 +298,7 @@ impl ModelRouter {
         let mut pools: BTreeMap<String, Addr<ModelPool>> = BTreeMap::new();
         for model in config.models.values() {
             for d in &model.deployments {
-                pools.insert(d.id.clone(), pool_for(d, &health)?.start());
+                pools.insert(d.id.clone(), pool_for(d, &health, Some(&store))?.start());
             }
         }
         let router =
@@ -307,6 +329,17 @@ impl Actor for ModelRouter {
         // Agents send from many actors at once; each request is a future, so the mailbox
         // only absorbs bursts.
         ctx.set_mailbox_capacity(1024);
+        if let Some((every, batch)) = self.sweep {
+            // Now (entries that expired while the engine was down), then every interval.
+            // Sled work runs off the actor's thread so requests never wait on it.
+            let sweep = move |cache: ResponseCache| {
+                tokio::task::spawn_blocking(move || cache.sweep_l2(batch));
+            };
+            sweep(self.core.cache.clone());
+            actix::AsyncContext::run_interval(ctx, every, move |router, _| {
+                sweep(router.core.cache.clone())
+            });
+        }
     }
 }
 
@@ -574,10 +607,15 @@ impl Core {
         let request = Arc::new(request);
         let mut attempts: Vec<String> = Vec::new();
         let mut tried = 0usize;
+        let mut too_small = ContextFloor::default();
         for (i, d) in candidates.iter().enumerate() {
             let now = Instant::now();
             if now >= deadline {
                 return Err(deadline_exceeded());
+            }
+            if let Some(skipped) = too_small.skip_reason(d) {
+                attempts.push(skipped);
+                continue;
             }
             if let Some(until) = self
                 .health
@@ -619,6 +657,7 @@ impl Core {
                     if !fail_over_on(&e) {
                         return Err(e);
                     }
+                    too_small.raise(model, d, &e);
                     if Instant::now() >= deadline {
                         return Err(deadline_exceeded());
                     }
@@ -659,6 +698,8 @@ fn fail_over_on(e: &ModelError) -> bool {
             !matches!(class, ErrorClass::Auth | ErrorClass::BadRequest)
         }
         ModelError::Malformed { .. } => true,
+        // Only to a sibling with a larger context window (see `context`).
+        ModelError::ContextTooLong { .. } => true,
         ModelError::DeadlineExceeded { .. } => false,
         ModelError::NoDeployment { .. }
         | ModelError::AllFailed { .. }
@@ -679,9 +720,15 @@ pub fn describe() {
         "Model requests that shared an identical request's upstream call instead of making their own (single-flight), by logical model."
     );
     metrics::describe_counter!(
+        "orrery_model_cache_swept_total",
+        "Expired or unreadable model response cache entries removed from sled by the periodic sweep."
+    );
+    metrics::describe_counter!(
         "orrery_model_cache_requests_total",
         "Response cache lookups of cacheable model requests, by logical model, level (l1 memory, l2 sled) and result (hit, miss)."
     );
+    stream::describe();
+    context::describe();
     metrics::describe_gauge!(
         "orrery_model_cost_usd",
         "Cumulative cost in USD of the answers served by each deployment, from its configured prices; persisted across restarts (a gauge because the cost is fractional)."

@@ -123,6 +123,10 @@ pub enum ModelError {
     },
     #[error("deployment `{deployment}` sent an answer we cannot read: {reason}")]
     Malformed { deployment: String, reason: String },
+    /// The provider said the request does not fit the model's context window; the router
+    /// moves on to a sibling with a larger `context_window`.
+    #[error("deployment `{deployment}` cannot take a request this long: {message}")]
+    ContextTooLong { deployment: String, message: String },
     #[error("every deployment of model `{model}` failed: {}", attempts.join("; "))]
     AllFailed {
         model: String,
@@ -143,6 +147,7 @@ impl ModelError {
             ModelError::DeadlineExceeded { .. } => "deadline",
             ModelError::Provider { class, .. } => class.label(),
             ModelError::Malformed { .. } => "malformed",
+            ModelError::ContextTooLong { .. } => "context_length",
             ModelError::AllFailed { .. } => "all_failed",
             ModelError::ShuttingDown => "shutting_down",
             ModelError::Abandoned { .. } => "abandoned",

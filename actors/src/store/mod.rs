@@ -334,6 +334,28 @@ impl<T: Record> Tree<T> {
         self.decode_iter(self.tree.scan_prefix(prefix))
     }
 
+    /// Records whose key sorts after `key` (from the first when `None`), in key order,
+    /// each with its key even when its value cannot be decoded, so a sweep can remove what
+    /// it cannot read. A sled error is returned as an item.
+    pub fn entries_after(
+        &self,
+        key: Option<&str>,
+    ) -> impl Iterator<Item = Result<(String, Result<T>)>> + '_ {
+        use std::ops::Bound;
+        let start = match key {
+            Some(k) => Bound::Excluded(k.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.tree
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .map(move |entry| {
+                let (k, v) = entry.map_err(|e| self.sled_err(e))?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let value = codec::decode(&self.name, &key, &v);
+                Ok((key, value))
+            })
+    }
+
     /// The last `n` records in key order, newest first (keys are expected to sort by time).
     pub fn last_n(&self, n: usize) -> Result<Vec<(String, T)>> {
         self.decode_iter(self.tree.iter().rev()).take(n).collect()

@@ -43,7 +43,9 @@
 //! Health: the breaker (resilience kit) counts target failures of each attempt and opens
 //! after its threshold; while open, calls fail fast as `unavailable` (no request sent),
 //! which the router skips past in microseconds and the pool counts toward its cooldown;
-//! after `open_for` it lets a probe through (half-open) and closes on success. Ollama
+//! after `open_for` it lets a probe through (half-open) and closes on success. Its state
+//! is kept in sled when the provider is built with a store ([`HttpProvider::with_breaker_store`],
+//! as the engine does), so a restart keeps an open breaker open until its time. Ollama
 //! also gets a background check, at pool start and every `health_check_interval`:
 //! `GET /api/tags` for the server and the model, so a stopped server or a model not
 //! pulled takes the deployment out before a user request fails on it. The hosted APIs
@@ -72,9 +74,10 @@ use super::types::{ModelError, ModelRequest};
 use crate::clock::SharedClock;
 use crate::resilience::config::BreakerConfig;
 use crate::resilience::{
-    BreakerError, BreakerState, CircuitBreaker, ErrorClass, LimitError, Priority, RateLimit,
-    ServerQuota, SharedMonotonic, Throttle, TokioClock,
+    BreakerError, BreakerRecord, BreakerState, CircuitBreaker, ErrorClass, LimitError, Priority,
+    RateLimit, ServerQuota, SharedMonotonic, Throttle, TokioClock,
 };
+use crate::store::Tree;
 
 pub use secrets::{key_variables, process_env, resolve_api_key, EnvLookup, MissingKey};
 
@@ -146,6 +149,8 @@ pub struct HttpProvider {
     requests: Option<Throttle>,
     tokens: Option<Throttle>,
     breaker: CircuitBreaker,
+    /// The breaker's wall clock (its open deadline outlives the process).
+    wall: SharedClock,
 }
 
 impl fmt::Debug for HttpProvider {
@@ -224,7 +229,12 @@ impl HttpProvider {
         };
         let requests = settings.rpm.map(|rpm| bucket("requests", u64::from(rpm)));
         let tokens = settings.tpm.map(|tpm| bucket("tokens", tpm));
-        let breaker = CircuitBreaker::new(deployment.clone(), settings.breaker.clone(), wall, None);
+        let breaker = CircuitBreaker::new(
+            deployment.clone(),
+            settings.breaker.clone(),
+            wall.clone(),
+            None,
+        );
         Ok(Self {
             deployment,
             kind,
@@ -234,7 +244,28 @@ impl HttpProvider {
             requests,
             tokens,
             breaker,
+            wall,
         })
+    }
+
+    /// Keeps the circuit breaker's state in `breakers` (the store's `breakers` tree, under
+    /// the deployment id): restored now and written on every transition, so a restarted
+    /// pool or engine does not hammer a deployment whose breaker was open.
+    pub fn with_breaker_store(mut self, breakers: Tree<BreakerRecord>) -> Self {
+        self.breaker = CircuitBreaker::new(
+            self.deployment.clone(),
+            self.settings.breaker.clone(),
+            self.wall.clone(),
+            Some(breakers),
+        );
+        self
+    }
+
+    /// OpenRouter's app attribution: `HTTP-Referer` (the app's URL) and `X-Title` (its
+    /// name) on every request. Other providers ignore it (config refuses it for them).
+    pub fn with_attribution(mut self, app_url: Option<String>, app_title: Option<String>) -> Self {
+        self.target = self.target.with_attribution(app_url, app_title);
+        self
     }
 
     pub fn kind(&self) -> ProviderKind {
@@ -765,6 +796,15 @@ impl Provider for HttpProvider {
         on_delta: mpsc::Sender<String>,
     ) -> Result<Completion, ModelError> {
         let deadline = deadline_after(Instant::now(), req.timeout);
+        self.call(req, deadline, true, Some(&on_delta)).await
+    }
+
+    async fn complete_stream_by(
+        &self,
+        req: &ModelRequest,
+        deadline: Instant,
+        on_delta: mpsc::Sender<String>,
+    ) -> Result<Completion, ModelError> {
         self.call(req, deadline, true, Some(&on_delta)).await
     }
 

@@ -1021,3 +1021,178 @@ async fn a_stream_failing_after_text_reached_the_reader_is_not_retried() {
     p.complete(&request()).await.unwrap_err();
     assert_eq!(mock.requests().len(), 1 + 5);
 }
+
+// --- Breaker state across restarts ----------------------------------------------------
+
+#[actix::test]
+async fn an_open_breaker_stays_open_when_the_pool_is_rebuilt_from_the_same_store() {
+    use crate::models::pool::Complete;
+    use crate::models::router::build_provider_with;
+    use crate::resilience::BreakerRecord;
+    use crate::store::{trees, Store};
+
+    let mock = MockServer::start(|_| {
+        Reply::raw(
+            503,
+            "application/json",
+            r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#,
+        )
+    });
+    let mut d = deployment("a", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    d.breaker.failure_count = 2;
+    d.breaker.min_calls = 0;
+    d.breaker.open_for = Duration::from_secs(600);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let p = build_provider_with(&d, &env, Some(&store)).unwrap();
+        let err = p.complete(&request()).await.unwrap_err();
+        assert!(err.to_string().contains("circuit breaker open"), "{err}");
+        assert_eq!(mock.requests().len(), 2);
+        store.flush().unwrap();
+    }
+
+    // A restart: the data dir opened again, the pool rebuilt from config as the engine's
+    // child spec does.
+    let store = Store::open(dir.path()).unwrap();
+    let record = store
+        .tree::<BreakerRecord>(trees::BREAKERS)
+        .unwrap()
+        .get("a")
+        .unwrap()
+        .expect("the breaker's state is in sled under the deployment id");
+    assert_eq!(record.state, BreakerState::Open);
+    let health = HealthTable::new();
+    let pool = ModelPool::new(
+        "a",
+        build_provider_with(&d, &env, Some(&store)).unwrap(),
+        d.pool_settings(),
+        health.entry("a"),
+    )
+    .start();
+    let err = pool
+        .send(Complete {
+            request: Arc::new(request()),
+            deadline: Instant::now() + Duration::from_secs(2),
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("circuit breaker open"), "{err}");
+    assert_eq!(class_of(&err), Some(ErrorClass::Unavailable));
+    assert_eq!(mock.requests().len(), 2, "refused without a network call");
+
+    // Built without the store, the same deployment would call the failing target again.
+    build(&d).complete(&request()).await.unwrap_err();
+    assert!(mock.requests().len() > 2);
+}
+
+// --- OpenRouter attribution -----------------------------------------------------------
+
+#[actix::test]
+async fn openrouter_attribution_from_config_goes_on_the_wire() {
+    let mock = MockServer::start(|r| {
+        if r.body_json().is_some_and(|b| b["stream"] == true) {
+            stream_reply("text/event-stream", openai::tests::TEXT_WITH_LOGPROBS)
+        } else {
+            Reply::raw(200, "application/json", openai::tests::OPENAI_BODY)
+        }
+    });
+    let toml = format!(
+        r#"
+        id = "or"
+        provider = "openrouter"
+        model = "openai/gpt-4o-mini"
+        base_url = "{}/api/v1"
+        app_url = "https://orrery.example/desk"
+        app_title = "Orrery trading desk"
+        "#,
+        mock.url()
+    );
+    let d: DeploymentConfig = toml::from_str(&toml).unwrap();
+    let mut issues = Issues::default();
+    d.validate("models.m.deployments[0]", &mut issues);
+    assert!(issues.is_empty(), "{issues:#?}");
+    let c = build(&d).complete(&request()).await.unwrap();
+    assert_eq!(c.text, "Hello! How can I help you today?");
+    // Streamed requests carry them too.
+    let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    let c = build(&d).complete_stream(&request(), tx).await.unwrap();
+    assert_eq!(c.text, "Foo!");
+    let sent = mock.requests();
+    assert_eq!(sent.len(), 2);
+    for r in &sent {
+        assert_eq!(r.route(), "/api/v1/chat/completions");
+        assert_eq!(
+            r.header("http-referer"),
+            Some("https://orrery.example/desk")
+        );
+        assert_eq!(r.header("x-title"), Some("Orrery trading desk"));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+    }
+
+    // Without attribution none is sent.
+    let mut plain = d.clone();
+    plain.app_url = None;
+    plain.app_title = None;
+    build(&plain).complete(&request()).await.unwrap();
+    let last = mock.requests().pop().unwrap();
+    assert!(last.header("http-referer").is_none() && last.header("x-title").is_none());
+}
+
+#[test]
+fn attribution_is_validated_with_key_paths() {
+    let mut d = DeploymentConfig::http("or", "openrouter", "openai/gpt-4o-mini");
+    d.app_url = Some("orrery.example".into());
+    d.app_title = Some("Orrery\r\nX-Injected: 1".into());
+    let mut issues = Issues::default();
+    d.validate("models.m.deployments[2]", &mut issues);
+    let keys: Vec<&str> = issues.0.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "models.m.deployments[2].app_url",
+            "models.m.deployments[2].app_title",
+        ],
+        "{issues:#?}"
+    );
+    assert!(
+        issues.0[0].allowed.contains("http(s) URL"),
+        "{:?}",
+        issues.0[0]
+    );
+    assert!(
+        issues.0[1].allowed.contains("visible ASCII"),
+        "{:?}",
+        issues.0[1]
+    );
+    d.app_title = Some("   ".into());
+    d.app_url = Some("https://orrery.example".into());
+    let mut issues = Issues::default();
+    d.validate("p", &mut issues);
+    assert_eq!(issues.0.len(), 1, "{issues:#?}");
+    assert_eq!(issues.0[0].key, "p.app_title");
+
+    // Only OpenRouter reads them.
+    for provider in ["openai", "anthropic", "local"] {
+        let mut other = if provider == "local" {
+            DeploymentConfig::local("x")
+        } else {
+            DeploymentConfig::http("x", provider, "m")
+        };
+        other.app_url = Some("https://orrery.example".into());
+        other.app_title = Some("Orrery".into());
+        let mut issues = Issues::default();
+        other.validate("q", &mut issues);
+        let keys: Vec<&str> = issues.0.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["q.app_url", "q.app_title"],
+            "{provider}: {issues:#?}"
+        );
+        assert!(issues.0[0].allowed.contains("only OpenRouter"));
+    }
+}

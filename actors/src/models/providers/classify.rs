@@ -9,6 +9,11 @@
 //! Timeout; 429 and 418 → RateLimited with the server's wait; 500/502/503/529 and other
 //! 5xx → Unavailable. Two body codes override the status: OpenAI's `insufficient_quota`
 //! (a 429 that no waiting fixes) → Auth, and Anthropic's `overloaded_error` → Unavailable.
+//! A bad request whose body says the prompt does not fit the model's context window is
+//! [`WireError::ContextTooLong`] (the router then tries a sibling with a larger window):
+//! OpenAI's code `context_length_exceeded` and the compatibles' "maximum context length
+//! is N tokens", Anthropic's "prompt is too long: N tokens > M maximum", Gemini's "The
+//! input token count (N) exceeds the maximum number of tokens allowed (M)".
 //!
 //! Error bodies understood (the provider's own message is always kept):
 //! - OpenAI and compatibles: `{"error":{"message","type","code","param"}}`
@@ -69,6 +74,7 @@ pub fn classify_http_error(
         Some("overloaded_error") => class = ErrorClass::Unavailable,
         _ => {}
     }
+    let too_long = class == ErrorClass::BadRequest && says_context_overflow(&detail);
     let message = match (detail.message, detail.code) {
         (Some(message), Some(code)) => format!("{code}: {message}"),
         (Some(message), None) => message,
@@ -76,12 +82,35 @@ pub fn classify_http_error(
         (None, None) if text.trim().is_empty() => format!("HTTP {status} with an empty body"),
         (None, None) => text.to_string(),
     };
+    if too_long {
+        return WireError::ContextTooLong {
+            provider,
+            status,
+            message: excerpt(&message, MESSAGE_CHARS),
+        };
+    }
     WireError::Provider {
         provider,
         class,
         status: Some(status),
         message: excerpt(&message, MESSAGE_CHARS),
     }
+}
+
+/// Whether an error body says the request does not fit the model's context window, in
+/// any provider's words (see the module doc).
+fn says_context_overflow(detail: &ErrorDetail) -> bool {
+    if detail.code.as_deref() == Some("context_length_exceeded") {
+        return true;
+    }
+    let Some(message) = &detail.message else {
+        return false;
+    };
+    let message = message.to_ascii_lowercase();
+    message.contains("maximum context length")
+        || message.starts_with("prompt is too long")
+        || (message.contains("input token count")
+            && message.contains("exceeds the maximum number of tokens"))
 }
 
 /// The class of an HTTP status alone.
@@ -319,6 +348,72 @@ mod tests {
             message.starts_with("invalid_api_key: Incorrect API key provided"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_prompt_over_the_context_window_is_told_apart_from_other_bad_requests() {
+        // Each provider's documented body for a prompt longer than the model takes.
+        let cases = [
+            (
+                ProviderKind::OpenAi,
+                r#"{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 8227 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+                "maximum context length is 8192",
+            ),
+            (
+                ProviderKind::DeepSeek,
+                r#"{"error":{"message":"This model's maximum context length is 65536 tokens. However, you requested 70000 tokens (69488 in the messages, 512 in the completion). Please reduce the length of the messages or completion.","type":"invalid_request_error","param":null,"code":"invalid_request_error"}}"#,
+                "65536",
+            ),
+            (
+                ProviderKind::Anthropic,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"},"request_id":"req_011CVQe1dLrGNMJyE1ghG1av"}"#,
+                "208310 tokens > 200000 maximum",
+            ),
+            (
+                ProviderKind::Gemini,
+                r#"{"error":{"code":400,"message":"The input token count (1200293) exceeds the maximum number of tokens allowed (1048576).","errors":[{"message":"The input token count (1200293) exceeds the maximum number of tokens allowed (1048576).","domain":"global","reason":"badRequest"}],"status":"INVALID_ARGUMENT"}}"#,
+                "1048576",
+            ),
+        ];
+        for (provider, body, part) in cases {
+            match classify_http_error(
+                provider,
+                400,
+                &headers(&[]),
+                body.as_bytes(),
+                SystemTime::UNIX_EPOCH,
+            ) {
+                WireError::ContextTooLong {
+                    provider: p,
+                    status: 400,
+                    message,
+                } => {
+                    assert_eq!(p, provider);
+                    assert!(message.contains(part), "{provider}: {message}");
+                }
+                other => panic!("{provider}: {other:?}"),
+            }
+        }
+        // Other bad requests stay what they were.
+        let (class, message) = classify(
+            ProviderKind::Anthropic,
+            400,
+            &[],
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}"#,
+        );
+        assert_eq!(class, ErrorClass::BadRequest);
+        assert!(message.contains("max_tokens"), "{message}");
+        let too_long = classify_http_error(
+            ProviderKind::OpenAi,
+            400,
+            &headers(&[]),
+            cases[0].1.as_bytes(),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(too_long.class(), ErrorClass::BadRequest);
+        let e = too_long.into_model_error("gpt");
+        assert_eq!(e.label(), "context_length");
+        assert!(e.to_string().contains("deployment `gpt`"), "{e}");
     }
 
     #[test]

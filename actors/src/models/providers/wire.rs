@@ -282,6 +282,14 @@ pub enum WireError {
         /// The provider's own message (and error type/code when it gives one), trimmed.
         message: String,
     },
+    /// The request does not fit the model's context window (an error status whose body
+    /// says so; see `classify`).
+    #[error("{provider} cannot take a request this long (HTTP {status}): {message}")]
+    ContextTooLong {
+        provider: ProviderKind,
+        status: u16,
+        message: String,
+    },
     /// The body is not what this provider's format promises.
     #[error("{provider} sent {what} we cannot read: {detail}; check that the deployment's provider kind and base URL match the server")]
     Malformed {
@@ -322,7 +330,9 @@ impl WireError {
             | WireError::BodyTooLarge { .. }
             | WireError::ModelNotPulled { .. } => ErrorClass::Unavailable,
             WireError::MissingApiKey { .. } => ErrorClass::Auth,
-            WireError::InvalidHeader { .. } => ErrorClass::BadRequest,
+            WireError::InvalidHeader { .. } | WireError::ContextTooLong { .. } => {
+                ErrorClass::BadRequest
+            }
         }
     }
 
@@ -342,6 +352,14 @@ impl WireError {
                     Some(status) => format!("{provider} HTTP {status}: {message}"),
                     None => format!("{provider}: {message}"),
                 },
+            },
+            WireError::ContextTooLong {
+                provider,
+                status,
+                message,
+            } => ModelError::ContextTooLong {
+                deployment: deployment.to_string(),
+                message: format!("{provider} HTTP {status}: {message}"),
             },
             WireError::Malformed { .. }
             | WireError::Truncated { .. }

@@ -9,7 +9,10 @@
 //! Expiry is wall-clock milliseconds from the injectable [`Clock`], stored with each entry,
 //! because an L2 entry outlives the process. Both levels check it on every read; moka's own
 //! per-entry expiry (the same TTL) only frees memory early. An expired L2 entry is removed
-//! when it is read (lazily); nothing sweeps the tree in the background.
+//! when it is read, and by [`ResponseCache::sweep_l2`], which the router runs at start and
+//! every `[model_cache] sweep_interval`: each sweep examines at most `sweep_batch` entries,
+//! going on from where the last one stopped, so the work per tick is bounded however large
+//! the tree grew, and every entry is visited once per pass over the tree.
 //!
 //! An L2 read or write failure is logged and treated as a miss: a cache never fails a request.
 
@@ -96,6 +99,22 @@ pub struct ResponseCache {
     l1: moka::sync::Cache<String, (Arc<CachedAnswer>, Duration)>,
     l2: Option<Tree<CachedAnswer>>,
     clock: SharedClock,
+    /// The last L2 key the sweep examined (`None`: start at the first); the lock also
+    /// keeps two sweeps from running at once.
+    sweep_cursor: Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+/// What one [`ResponseCache::sweep_l2`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheSweep {
+    /// L2 entries looked at (at most the sweep's budget).
+    pub examined: usize,
+    /// Of those, removed: expired, or unreadable.
+    pub removed: usize,
+    /// The sweep reached the end of the tree; the next one starts from the first entry.
+    pub wrapped: bool,
+    /// Another sweep was running, so this one did nothing.
+    pub skipped: bool,
 }
 
 impl ResponseCache {
@@ -116,7 +135,70 @@ impl ResponseCache {
                 .build(),
             l2,
             clock,
+            sweep_cursor: Arc::new(parking_lot::Mutex::new(None)),
         }
+    }
+
+    /// Removes expired (and unreadable) L2 entries, examining at most `budget` of them
+    /// from where the last sweep stopped. Counts removals in
+    /// `orrery_model_cache_swept_total`. A sled error ends the sweep early (logged); the
+    /// next one retries from the same place.
+    pub fn sweep_l2(&self, budget: usize) -> CacheSweep {
+        let mut done = CacheSweep::default();
+        let Some(l2) = &self.l2 else {
+            done.wrapped = true;
+            return done;
+        };
+        let Some(mut cursor) = self.sweep_cursor.try_lock() else {
+            done.skipped = true;
+            return done;
+        };
+        let now = self.clock.now_ms();
+        let mut last: Option<String> = None;
+        let mut entries = l2.entries_after(cursor.as_deref());
+        loop {
+            if done.examined >= budget {
+                break;
+            }
+            let Some(entry) = entries.next() else {
+                done.wrapped = true;
+                break;
+            };
+            let (key, value) = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::warn!(error = %e, "model response cache: the sweep cannot read sled; retrying next time");
+                    break;
+                }
+            };
+            done.examined += 1;
+            let stale = match value {
+                Ok(answer) => answer.expires_at_ms <= now,
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %key, "model response cache: unreadable L2 entry removed by the sweep");
+                    true
+                }
+            };
+            if stale {
+                match l2.remove(&key) {
+                    Ok(()) => done.removed += 1,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "model response cache: cannot remove an expired entry")
+                    }
+                }
+            }
+            last = Some(key);
+        }
+        drop(entries);
+        *cursor = if done.wrapped {
+            None
+        } else {
+            last.or(cursor.take())
+        };
+        if done.removed > 0 {
+            metrics::counter!("orrery_model_cache_swept_total").increment(done.removed as u64);
+        }
+        done
     }
 
     /// The cached answer for `key`, if a live one exists, marked `cached: true`. Counts a
@@ -192,3 +274,6 @@ fn mark_cached(response: &ModelResponse) -> ModelResponse {
         ..response.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;

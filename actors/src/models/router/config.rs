@@ -39,6 +39,8 @@ use crate::models::local::{self, LocalRules};
 use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
 use crate::models::providers::ProviderKind as WireKind;
 use crate::resilience::config::BreakerConfig;
+use crate::resilience::BreakerRecord;
+use crate::store::{trees, Store};
 use crate::validate::{join, Issues};
 
 /// Logical model name → how to serve it. An absent section means [`ModelsConfig::default`]:
@@ -114,19 +116,29 @@ pub struct LogicalModel {
 ///
 /// ```toml
 /// [model_cache]
-/// max_entries = 10000   # answers kept in memory (L1); older ones stay in sled (L2)
+/// max_entries = 10000      # answers kept in memory (L1); older ones stay in sled (L2)
+/// sweep_interval = "1m"    # how often expired answers are removed from sled ("0s": never)
+/// sweep_batch = 1000       # entries examined per sweep at most
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelCacheConfig {
     /// Answers kept in memory across all models; the least recently used go first.
     pub max_entries: u64,
+    /// How often the router sweeps expired answers out of sled (also once at start);
+    /// `"0s"`: never (expired entries are then removed only when read).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Sled entries one sweep examines at most, continuing where the last one stopped.
+    pub sweep_batch: usize,
 }
 
 impl Default for ModelCacheConfig {
     fn default() -> Self {
         Self {
             max_entries: 10_000,
+            sweep_interval: Duration::from_secs(60),
+            sweep_batch: 1_000,
         }
     }
 }
@@ -138,6 +150,20 @@ impl ModelCacheConfig {
             join(path, "max_entries"),
             self.max_entries,
             "1 to 10000000 cached answers",
+        );
+        issues.check(
+            self.sweep_interval.is_zero()
+                || (self.sweep_interval >= Duration::from_millis(10)
+                    && self.sweep_interval <= Duration::from_secs(24 * 3600)),
+            join(path, "sweep_interval"),
+            self.sweep_interval,
+            "\"0s\" (never) or a duration from 10ms to 24h, e.g. \"1m\"",
+        );
+        issues.check(
+            (1..=1_000_000).contains(&self.sweep_batch),
+            join(path, "sweep_batch"),
+            self.sweep_batch,
+            "1 to 1000000 entries per sweep",
         );
     }
 }
@@ -199,6 +225,13 @@ pub struct DeploymentConfig {
     /// The deployment's circuit breaker.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// OpenRouter only: your app's URL, sent as `HTTP-Referer` (app attribution on
+    /// openrouter.ai).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_url: Option<String>,
+    /// OpenRouter only: your app's name, sent as `X-Title`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_title: Option<String>,
     // --- end of HTTP provider fields -------------------------------------------------
 
     // --- Routing and accounting (the router's, not the provider's) -----------------------
@@ -278,6 +311,8 @@ impl DeploymentConfig {
             retry_backoff: defaults::retry_backoff(),
             health_check_interval: defaults::health_check_interval(),
             breaker: BreakerConfig::default(),
+            app_url: None,
+            app_title: None,
             weight: defaults::weight(),
             context_window: None,
             price_prompt_per_mtok: Decimal::ZERO,
@@ -422,10 +457,12 @@ pub enum BuildError {
         #[source]
         source: HttpBuildError,
     },
+    #[error("deployment `{deployment}`: cannot open the circuit breaker's state in the data dir: {reason}")]
+    Store { deployment: String, reason: String },
 }
 
-/// The provider for one deployment. The engine calls this from each pool's child spec, so
-/// a restarted pool gets a fresh provider.
+/// The provider for one deployment, keys from the process environment, its breaker's
+/// state in memory only (see [`build_provider_with`] for the engine's form).
 pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, BuildError> {
     build_provider_with_env(cfg, &http::process_env)
 }
@@ -435,6 +472,18 @@ pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, Build
 pub fn build_provider_with_env(
     cfg: &DeploymentConfig,
     env: EnvLookup<'_>,
+) -> Result<Arc<dyn Provider>, BuildError> {
+    build_provider_with(cfg, env, None)
+}
+
+/// The provider for one deployment, its API key read through `env`, and an HTTP
+/// provider's circuit breaker kept in `store` (tree `breakers`, under the deployment id)
+/// when one is given. The engine calls this from each pool's child spec with its store,
+/// so a restarted pool gets a fresh provider whose breaker remembers being open.
+pub fn build_provider_with(
+    cfg: &DeploymentConfig,
+    env: EnvLookup<'_>,
+    store: Option<&Store>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
     match ProviderKind::parse(&cfg.provider) {
         Some(ProviderKind::Local) => {
@@ -454,7 +503,7 @@ pub fn build_provider_with_env(
                     available: available_names(),
                 });
             };
-            let provider = HttpProvider::new(
+            let mut provider = HttpProvider::new(
                 cfg.id.clone(),
                 wire,
                 cfg.model.clone(),
@@ -467,7 +516,17 @@ pub fn build_provider_with_env(
             .map_err(|source| BuildError::Http {
                 deployment: cfg.id.clone(),
                 source,
-            })?;
+            })?
+            .with_attribution(cfg.app_url.clone(), cfg.app_title.clone());
+            if let Some(store) = store {
+                let breakers = store.tree::<BreakerRecord>(trees::BREAKERS).map_err(|e| {
+                    BuildError::Store {
+                        deployment: cfg.id.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                provider = provider.with_breaker_store(breakers);
+            }
             Ok(Arc::new(provider))
         }
         None => Err(BuildError::UnknownProvider {
@@ -478,9 +537,14 @@ pub fn build_provider_with_env(
     }
 }
 
-/// A pool for one deployment, its provider built and its health entry taken from `health`.
-pub fn pool_for(cfg: &DeploymentConfig, health: &HealthTable) -> Result<ModelPool, BuildError> {
-    let provider = build_provider(cfg)?;
+/// A pool for one deployment, its provider built (keys from the process environment, the
+/// breaker's state in `store` when given) and its health entry taken from `health`.
+pub fn pool_for(
+    cfg: &DeploymentConfig,
+    health: &HealthTable,
+    store: Option<&Store>,
+) -> Result<ModelPool, BuildError> {
+    let provider = build_provider_with(cfg, &http::process_env, store)?;
     Ok(ModelPool::new(
         cfg.id.clone(),
         provider,
@@ -624,6 +688,47 @@ impl DeploymentConfig {
         self.breaker.validate(&join(path, "breaker"), issues);
     }
 
+    /// `app_url` / `app_title`: OpenRouter's attribution headers, so values a header can
+    /// carry (visible ASCII), and nothing for other providers.
+    fn validate_attribution(&self, path: &str, issues: &mut Issues) {
+        let openrouter = ProviderKind::parse(&self.provider) == Some(ProviderKind::OpenRouter);
+        let header_safe = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if let Some(url) = &self.app_url {
+            let key = join(path, "app_url");
+            if !openrouter {
+                issues.push(key, url, "nothing: only OpenRouter reads app attribution (`HTTP-Referer`); remove the key");
+            } else {
+                let parsed = http::check_base_url(url);
+                issues.check(
+                    parsed.is_ok() && header_safe(url) && url.len() <= 2048,
+                    key,
+                    url,
+                    format!(
+                        "your app's absolute http(s) URL in visible ASCII, at most 2048 characters, e.g. https://example.com{}",
+                        parsed.err().map(|e| format!(" ({e})")).unwrap_or_default()
+                    ),
+                );
+            }
+        }
+        if let Some(title) = &self.app_title {
+            let key = join(path, "app_title");
+            if !openrouter {
+                issues.push(
+                    key,
+                    title,
+                    "nothing: only OpenRouter reads app attribution (`X-Title`); remove the key",
+                );
+            } else {
+                issues.check(
+                    !title.trim().is_empty() && header_safe(title) && title.len() <= 128,
+                    key,
+                    title,
+                    "your app's name: 1 to 128 visible ASCII characters, e.g. \"Orrery\"",
+                );
+            }
+        }
+    }
+
     pub fn validate(&self, path: &str, issues: &mut Issues) {
         issues.check(
             valid_id(&self.id),
@@ -712,6 +817,7 @@ impl DeploymentConfig {
             self.cooldown,
             "a positive duration up to 24h, e.g. \"30s\"",
         );
+        self.validate_attribution(path, issues);
         self.validate_routing(path, issues);
     }
 

@@ -667,8 +667,31 @@ fn routing_keys_read_from_config_and_bad_values_are_named() {
         ]
     );
     let mut issues = crate::validate::Issues::default();
-    ModelCacheConfig { max_entries: 0 }.validate("model_cache", &mut issues);
+    ModelCacheConfig {
+        max_entries: 0,
+        ..ModelCacheConfig::default()
+    }
+    .validate("model_cache", &mut issues);
     assert_eq!(issues.0[0].key, "model_cache.max_entries");
+    let mut issues = crate::validate::Issues::default();
+    ModelCacheConfig {
+        sweep_interval: Duration::from_millis(1),
+        sweep_batch: 0,
+        ..ModelCacheConfig::default()
+    }
+    .validate("model_cache", &mut issues);
+    let keys: Vec<&str> = issues.0.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["model_cache.sweep_interval", "model_cache.sweep_batch"]
+    );
+    let mut issues = crate::validate::Issues::default();
+    ModelCacheConfig {
+        sweep_interval: Duration::ZERO,
+        ..ModelCacheConfig::default()
+    }
+    .validate("model_cache", &mut issues);
+    assert!(issues.is_empty(), "\"0s\" turns the sweep off: {issues:?}");
     assert!(serde_json::from_value::<ModelsConfig>(serde_json::json!({
         "x": { "strategy": "fastest", "deployments": [] }
     }))
