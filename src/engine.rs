@@ -218,10 +218,10 @@ pub fn open_venue(
     }
 }
 
-/// The store's circuit breaker records, shared by every target.
+/// The store's circuit breaker records of venue connectors.
 fn breakers(store: &Store) -> Result<Tree<BreakerRecord>, String> {
     store
-        .tree(trees::BREAKERS)
+        .tree(trees::VENUE_BREAKERS)
         .map_err(|e| format!("cannot open the breakers tree: {e}"))
 }
 

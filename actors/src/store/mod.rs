@@ -27,6 +27,9 @@ pub mod trees {
     pub const RISK: &str = "risk";
     pub const DECISIONS: &str = "decisions";
     pub const BREAKERS: &str = "breakers";
+    /// Circuit breakers of venue connectors, keyed by venue name (model deployments
+    /// keep theirs in [`BREAKERS`], keyed by deployment id, so the names never collide).
+    pub const VENUE_BREAKERS: &str = "venue_breakers";
     pub const QUEUE: &str = "queue";
     pub const CACHE: &str = "cache";
     pub const META: &str = "meta";

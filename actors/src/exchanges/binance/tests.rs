@@ -614,7 +614,7 @@ async fn the_breaker_opens_on_repeated_failures_and_stays_open_across_a_restart(
     let open = |store: &Store| {
         BinanceSpotVenue::open_with_env("binance", &tripping_config(&mock), system_clock(), &env)
             .unwrap()
-            .with_breaker_store(store.tree(crate::store::trees::BREAKERS).unwrap())
+            .with_breaker_store(store.tree(crate::store::trees::VENUE_BREAKERS).unwrap())
     };
     let v = open(&store);
     for _ in 0..3 {
