@@ -152,7 +152,11 @@ fn order_path(c: &mut Criterion) {
         )
         .unwrap();
         core.reconcile_all().await.unwrap();
-        (OrderGateway::new(core).start(), root, store)
+        let gateway = OrderGateway::new(core).start();
+        // Let the actor start here: started() needs the runtime, which a filtered-out
+        // bench would otherwise only offer it while being torn down.
+        tokio::task::yield_now().await;
+        (gateway, root, store)
     });
     order_path_support::bench_market_orders(c, "order_path/paper_market", &sys, &gateway, "paper");
     drop(store);

@@ -23,6 +23,7 @@ struct Ack {
     client_id: String,
     status: String,
     filled: Decimal,
+    avg_price: Option<Decimal>,
 }
 
 fn send_orders(port: u16, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>, worker: usize) {
@@ -44,6 +45,7 @@ fn send_orders(port: u16, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>, wor
                     client_id: v["client_id"].as_str().unwrap().to_string(),
                     status: v["status"].as_str().unwrap().to_string(),
                     filled: v["filled_size"].as_str().unwrap().parse().unwrap(),
+                    avg_price: v["avg_fill_price"].as_str().map(|p| p.parse().unwrap()),
                 });
             }
             // Refusals are fine (they are recorded, never sent); a cut connection is the kill.
@@ -115,7 +117,8 @@ fn sigkill_mid_order_flow_keeps_every_acknowledged_order_and_sends_none_twice() 
         .build()
         .unwrap();
 
-    // Every acknowledged order is in the ledger exactly as acknowledged.
+    // Every acknowledged order is in the ledger exactly as acknowledged: the answer is not
+    // flushed before the reply, so after a kill reconciliation must restore it.
     for ack in &acks {
         let id = ClientOrderId::parse(&ack.client_id).unwrap();
         let entry = ledger
@@ -124,6 +127,7 @@ fn sigkill_mid_order_flow_keeps_every_acknowledged_order_and_sends_none_twice() 
             .unwrap_or_else(|| panic!("acknowledged order {} lost", ack.client_id));
         assert_eq!(entry.status.as_str(), ack.status, "{}", ack.client_id);
         assert_eq!(entry.filled_size, ack.filled, "{}", ack.client_id);
+        assert_eq!(entry.avg_fill_price, ack.avg_price, "{}", ack.client_id);
     }
 
     // The ledger and the venue agree on every order, and nothing is left in doubt.

@@ -121,6 +121,7 @@ struct Ack {
     client_id: String,
     status: String,
     filled: Decimal,
+    avg_price: Option<Decimal>,
 }
 
 const TOTAL_ORDERS: usize = 200;
@@ -153,6 +154,7 @@ fn send_orders(
                     client_id: v["client_id"].as_str().unwrap().to_string(),
                     status: v["status"].as_str().unwrap().to_string(),
                     filled: v["filled_size"].as_str().unwrap().parse().unwrap(),
+                    avg_price: v["avg_fill_price"].as_str().map(|p| p.parse().unwrap()),
                 });
             }
             Some(_) => {
@@ -231,7 +233,8 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
     let store = Store::open(&config.engine.data_dir).unwrap();
     let ledger = OrderLedger::open(&store, system_clock()).unwrap();
 
-    // Every acknowledged order is in the ledger as acknowledged.
+    // Every acknowledged order is in the ledger exactly as acknowledged: the answer is not
+    // flushed before the reply, so after a kill reconciliation must restore it.
     for ack in &acks {
         let id = ClientOrderId::parse(&ack.client_id).unwrap();
         let entry = ledger
@@ -240,6 +243,7 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
             .unwrap_or_else(|| panic!("acknowledged order {} lost", ack.client_id));
         assert_eq!(entry.status.as_str(), ack.status, "{}", ack.client_id);
         assert_eq!(entry.filled_size, ack.filled, "{}", ack.client_id);
+        assert_eq!(entry.avg_fill_price, ack.avg_price, "{}", ack.client_id);
     }
 
     // Each cloid reached the venue at most once.

@@ -1,16 +1,14 @@
-//! Latency of one order through the whole order path — gateway (sizing, risk gate, durable
-//! intent, ledger update) → connector actor → `BinanceSpotVenue` (signing, HTTP) → the mock
-//! Binance exchange on loopback, which answers at once. What remains is this engine's own
-//! cost plus loopback HTTP: quote, account and position reads and the order send
-//! (about six requests per order). Rate limits are off so the limiter never waits.
+//! Latency of one order through the whole order path — gateway (sizing, risk gate, flushed
+//! intent, ledger write of the answer) → connector actor → `BinanceSpotVenue` (signing,
+//! HTTP) → the mock Binance exchange on loopback, which answers at once. What remains is
+//! this engine's own cost plus loopback HTTP: the book ticker and the account read in
+//! flight together (then the book of each symbol held), and the order send. Rate limits
+//! are off so the limiter never waits. The data dir is on disk (a temp dir), so the
+//! intent's flush is a real fsync.
 //!
 //! Run: `cargo bench -p orrery-actors --features testkit --bench binance_order -- --warm-up-time 1 --measurement-time 5`
-//! Besides criterion's mean, prints p50/p99 over a fixed run of orders.
-//!
-//! Measured 2026-11-22 on the shared 2-core dev box (load average 4–7 from other builds,
-//! so the tail is noisy): 1000 orders p50 463 µs, p99 4.2 ms, max 17 ms; criterion
-//! mean 1.05 ms [0.94, 1.16] per order (each order is ~6 signed/unsigned HTTP round trips
-//! plus two flushed ledger writes).
+//! Besides criterion's mean, prints p50/p99 over a fixed run of orders (figures and their
+//! conditions are in BENCHMARKS.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,7 +67,8 @@ fn order_path(c: &mut Criterion) {
         })
         .expect("mock keys are valid"),
     );
-    let store = Store::temporary().expect("temporary store");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path().join("data")).expect("store on disk");
     let sys = System::new();
     let slot: Slot<Connector> = Slot::new();
     let (_root, core) = sys.block_on(async {

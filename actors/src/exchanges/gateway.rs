@@ -10,9 +10,41 @@
 //! The actor is a thin mailbox over [`GatewayCore`], which lives behind an `Arc` so that
 //! order flows can await venues without holding the actor. Orders for one venue are
 //! serialised by a per-venue lock so two concurrent intents are never judged against the
-//! same stale position; reads are not serialised.
+//! same stale position; reads are not serialised. Within one order the reads it needs
+//! (instrument, quote, balances with positions) are in flight together.
+//!
+//! ## Unknown outcomes
+//!
+//! A send whose answer is lost (timeout, connection reset, HTTP 5xx, unreadable answer) is
+//! settled by a read, never by sending it again: an order by looking it up by client id; a
+//! cancel by looking the order up and recording what the venue says (cancelled, filled, or
+//! still open — a second cancel could race the first, so none is sent); a leverage update
+//! by reading the venue's leverage for the symbol. What cannot be read at once is left to
+//! reconciliation, which reads it before the venue takes orders again.
+//!
+//! ## Durability of the venue's answer
+//!
+//! The intent is flushed to disk before any byte of an order is sent; that never changes.
+//! The venue's answer to the send (acked, filled, rejected) is written to sled but not
+//! flushed before the caller hears it: it reaches disk with the next durable write of
+//! anything (the next order's intent, a fill, a reconciliation update — a flush covers
+//! every earlier write) or with sled's own flush within half a second. That saves one
+//! fsync per order. Correctness does not rest on that write:
+//! - A crash that loses it leaves the entry as its durable intent. On start the gateway
+//!   refuses orders until reconciliation has looked every open entry up at the venue by
+//!   client id, and takes the venue's answer: the status and filled size the caller was
+//!   told (or a later state the order moved to since, such as a resting order filling). An
+//!   average price the lookup lacks comes from the order's fills.
+//! - An order the venue refused is unknown to it or known as rejected: either way
+//!   reconciliation closes the intent as rejected, which is what the caller was told.
+//! - So every acknowledged order is in the ledger as acknowledged once the gateway is ready
+//!   again; the crash tests (`tests/crash_recovery.rs`, `tests/hyperliquid.rs`) kill the
+//!   engine mid-flow and check exactly that.
+//!
+//! Everything else the gateway writes (intents, refusals, unknown outcomes, cancels,
+//! reconciliation) is durable before it returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -198,6 +230,18 @@ pub enum GatewayError {
     Ledger(#[from] LedgerError),
     #[error("order {0} is not in the ledger")]
     UnknownOrder(ClientOrderId),
+    #[error("{what} on venue `{venue}` did not take effect: {reason}")]
+    NotApplied {
+        venue: String,
+        what: String,
+        reason: String,
+    },
+    #[error("the outcome of {what} on venue `{venue}` is unknown: {reason}; nothing was sent again, reconciliation settles it from the venue")]
+    Unresolved {
+        venue: String,
+        what: String,
+        reason: String,
+    },
 }
 
 impl GatewayError {
@@ -211,6 +255,8 @@ impl GatewayError {
             GatewayError::ConnectorDown { .. } => "connector_down",
             GatewayError::Ledger(_) => "ledger",
             GatewayError::UnknownOrder(_) => "unknown_order",
+            GatewayError::NotApplied { .. } => "not_applied",
+            GatewayError::Unresolved { .. } => "unresolved",
         }
     }
 }
@@ -245,6 +291,9 @@ struct VenueLink {
     slot: Slot<Connector>,
     order_lock: tokio::sync::Mutex<()>,
     leverage: RwLock<BTreeMap<String, u32>>,
+    /// Symbols whose last leverage update has an unknown outcome the venue could not yet
+    /// be asked about; reconciliation reads their leverage back.
+    unsettled_leverage: parking_lot::Mutex<BTreeSet<String>>,
     ready_tx: watch::Sender<Readiness>,
 }
 
@@ -294,6 +343,7 @@ impl GatewayCore {
                         slot,
                         order_lock: tokio::sync::Mutex::new(()),
                         leverage: RwLock::new(BTreeMap::new()),
+                        unsettled_leverage: parking_lot::Mutex::new(BTreeSet::new()),
                         ready_tx,
                     },
                 )
@@ -390,10 +440,25 @@ impl GatewayCore {
                 async move { v.account().await }.boxed()
             })
             .await?;
+        Self::gauge_account(venue, &account);
+        Ok(account)
+    }
+
+    /// Balances and positions from one venue read.
+    pub async fn account_state(&self, venue: &str) -> GatewayResult<AccountState> {
+        let state = self
+            .call(venue, "account_state", |v| {
+                async move { v.account_state().await }.boxed()
+            })
+            .await?;
+        Self::gauge_account(venue, &state.account);
+        Ok(state)
+    }
+
+    fn gauge_account(venue: &str, account: &AccountSnapshot) {
         if let Ok(value) = f64::try_from(account.account_value) {
             metrics::gauge!(names::ACCOUNT_VALUE_USD, "venue" => venue.to_string()).set(value);
         }
-        Ok(account)
     }
 
     pub async fn candles(
@@ -430,19 +495,118 @@ impl GatewayCore {
                 ),
             });
         }
+        let link = self.link(venue)?;
         let s = symbol.to_string();
-        self.call(venue, "set_leverage", move |v| {
-            async move { v.set_leverage(&s, leverage).await }.boxed()
+        let sent = self
+            .call(venue, "set_leverage", move |v| {
+                async move { v.set_leverage(&s, leverage).await }.boxed()
+            })
+            .await;
+        match sent {
+            Ok(()) => {
+                link.leverage.write().insert(symbol.to_string(), leverage);
+                link.unsettled_leverage.lock().remove(symbol);
+                Ok(())
+            }
+            Err(err) if outcome_unknown(&err) => {
+                self.settle_leverage(venue, symbol, leverage, err).await
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The leverage the venue applies to `symbol`, read from the venue.
+    pub async fn venue_leverage(&self, venue: &str, symbol: &str) -> GatewayResult<u32> {
+        let s = symbol.to_string();
+        self.call(venue, "leverage", move |v| {
+            async move { v.leverage(&s).await }.boxed()
         })
-        .await?;
-        self.link(venue)?
-            .leverage
-            .write()
-            .insert(symbol.to_string(), leverage);
+        .await
+    }
+
+    /// A leverage update whose outcome is unknown: the venue's own figure, read back, is
+    /// recorded; the update is never sent again on its own.
+    async fn settle_leverage(
+        &self,
+        venue: &str,
+        symbol: &str,
+        asked: u32,
+        err: GatewayError,
+    ) -> GatewayResult<()> {
+        let link = self.link(venue)?;
+        let what = format!("the leverage update of {symbol} to {asked}x");
+        let (outcome, result) = match self.venue_leverage(venue, symbol).await {
+            Ok(actual) => {
+                link.leverage.write().insert(symbol.to_string(), actual);
+                link.unsettled_leverage.lock().remove(symbol);
+                if actual == asked {
+                    ("applied", Ok(()))
+                } else {
+                    let reason = format!(
+                        "its outcome was unknown ({err}); the venue reports {actual}x; the update was not re-sent"
+                    );
+                    (
+                        "not_applied",
+                        Err(GatewayError::NotApplied {
+                            venue: venue.to_string(),
+                            what,
+                            reason,
+                        }),
+                    )
+                }
+            }
+            Err(read) => {
+                // Either figure may be in force: orders are judged at the lower one (the
+                // stricter margin check) until reconciliation reads it back.
+                let previous = self.leverage_of(venue, symbol);
+                link.leverage
+                    .write()
+                    .insert(symbol.to_string(), previous.min(asked));
+                link.unsettled_leverage.lock().insert(symbol.to_string());
+                let reason = format!("{err}; reading the leverage back failed too: {read}");
+                (
+                    "unresolved",
+                    Err(GatewayError::Unresolved {
+                        venue: venue.to_string(),
+                        what,
+                        reason,
+                    }),
+                )
+            }
+        };
+        metrics::counter!(names::UNKNOWN_OUTCOMES, "venue" => venue.to_string(), "action" => "leverage", "outcome" => outcome).increment(1);
+        tracing::warn!(
+            venue,
+            symbol,
+            asked,
+            outcome,
+            "leverage update with an unknown outcome settled by reading the venue"
+        );
+        result
+    }
+
+    /// Reads back the leverage of symbols whose update could not be settled at the time.
+    async fn settle_unsettled_leverage(&self, venue: &str) -> GatewayResult<()> {
+        let link = self.link(venue)?;
+        let symbols: Vec<String> = link.unsettled_leverage.lock().iter().cloned().collect();
+        for symbol in symbols {
+            let actual = self.venue_leverage(venue, &symbol).await?;
+            link.leverage.write().insert(symbol.clone(), actual);
+            link.unsettled_leverage.lock().remove(&symbol);
+            tracing::info!(
+                venue,
+                symbol,
+                leverage = actual,
+                "leverage read back from the venue"
+            );
+        }
         Ok(())
     }
 
-    fn leverage_of(&self, venue: &str, symbol: &str) -> u32 {
+    /// The leverage orders in `symbol` are judged at: the last one the venue confirmed
+    /// (the lower of old and new while an update's outcome cannot be read back), else
+    /// `default_leverage`.
+    pub fn leverage_of(&self, venue: &str, symbol: &str) -> u32 {
         self.venues
             .get(venue)
             .and_then(|l| l.leverage.read().get(symbol).copied())
@@ -503,11 +667,17 @@ impl GatewayCore {
         let venue = intent.venue.clone();
         let client_id = ClientOrderId::generate();
 
-        let instrument = self.instrument(&venue, &intent.symbol).await?;
-        let quote = self.quote(&venue, &intent.symbol).await?;
-        let position = self.position(&venue, &intent.symbol).await?;
-        let position_size = position.as_ref().map(|p| p.size).unwrap_or_default();
-        let account = self.account(&venue).await?;
+        // Independent reads, in flight together: the slowest sets the wait, not the sum.
+        let (instrument, quote, state) = tokio::try_join!(
+            self.instrument(&venue, &intent.symbol),
+            self.quote(&venue, &intent.symbol),
+            self.account_state(&venue),
+        )?;
+        let position_size = state
+            .position(&intent.symbol)
+            .map(|p| p.size)
+            .unwrap_or_default();
+        let account = state.account;
 
         let reference = match intent.pricing {
             Pricing::Limit { price, .. } => price,
@@ -600,13 +770,13 @@ impl GatewayCore {
             .await
         };
         let entry = match sent {
+            // Not fsynced before the reply: the venue keeps this answer, and after a crash
+            // reconciliation restores it by client id (see "Durability" in the module docs).
             Ok(order) => {
                 let now = self.clock.now_ms();
-                self.ledger
-                    .update(&client_id, |e| {
-                        e.apply_venue_order(&order, now);
-                    })
-                    .await?
+                self.ledger.record_answer(&client_id, |e| {
+                    e.apply_venue_order(&order, now);
+                })?
             }
             Err(err) if outcome_unknown(&err) => {
                 let reason = err.to_string();
@@ -620,14 +790,13 @@ impl GatewayCore {
                 self.resolve(&venue, &request.symbol, &client_id).await?
             }
             Err(GatewayError::Venue(err)) => {
+                // A refusal: the venue holds no working order, so a lost write of it is
+                // settled as "never accepted" by reconciliation, the same final state.
                 let reason = err.to_string();
-                let entry = self
-                    .ledger
-                    .update(&client_id, |e| {
-                        e.status = OrderStatus::Rejected;
-                        e.reason = Some(reason);
-                    })
-                    .await?;
+                let entry = self.ledger.record_answer(&client_id, |e| {
+                    e.status = OrderStatus::Rejected;
+                    e.reason = Some(reason);
+                })?;
                 self.count_order(&entry);
                 return Err(GatewayError::Venue(err));
             }
@@ -822,15 +991,92 @@ impl GatewayCore {
             return Ok(OrderReport::from(&entry));
         }
         let (s, id) = (entry.request.symbol.clone(), client_id.clone());
-        self.call(&entry.venue, "cancel_order", move |v| {
-            async move { v.cancel_order(&s, &id).await }.boxed()
-        })
-        .await?;
+        let sent = self
+            .call(&entry.venue, "cancel_order", move |v| {
+                async move { v.cancel_order(&s, &id).await }.boxed()
+            })
+            .await;
+        match sent {
+            Ok(()) => {}
+            Err(err) if outcome_unknown(&err) => return self.settle_cancel(&entry, err).await,
+            Err(err) => return Err(err),
+        }
         let resolved = self
             .resolve(&entry.venue, &entry.request.symbol, client_id)
             .await?;
         self.count_order(&resolved);
         Ok(OrderReport::from(&resolved))
+    }
+
+    /// A cancel whose outcome is unknown (timeout, reset, 5xx): the venue is asked what
+    /// became of the order — cancelled, filled, still open — and the ledger takes that.
+    /// The cancel is never sent again on its own: a second cancel could race the first.
+    /// Still open means the first did not take (or has not yet); the caller decides, and
+    /// reconciliation keeps reading the order while it is open.
+    async fn settle_cancel(
+        &self,
+        entry: &LedgerEntry,
+        err: GatewayError,
+    ) -> GatewayResult<OrderReport> {
+        let venue = entry.venue.clone();
+        let what = format!("the cancel of order {}", entry.client_id);
+        let (s, id) = (entry.request.symbol.clone(), entry.client_id.clone());
+        let found = self
+            .call(&venue, "query_order", move |v| {
+                async move { v.query_order(&s, &id).await }.boxed()
+            })
+            .await;
+        let (outcome, result) = match found {
+            Ok(Some(order)) => {
+                let now = self.clock.now_ms();
+                let still_open = (!order.status.is_terminal()).then(|| {
+                    format!(
+                        "its outcome was unknown ({err}); the venue still has the order {}; the cancel was not re-sent",
+                        order.status
+                    )
+                });
+                let updated = self
+                    .ledger
+                    .update(&entry.client_id, |e| {
+                        e.apply_venue_order(&order, now);
+                        if let Some(reason) = &still_open {
+                            e.reason = Some(format!("cancel: {reason}"));
+                        }
+                    })
+                    .await?;
+                self.count_order(&updated);
+                match still_open {
+                    None => (updated.status.as_str(), Ok(OrderReport::from(&updated))),
+                    Some(reason) => (
+                        "still_open",
+                        Err(GatewayError::NotApplied {
+                            venue: venue.clone(),
+                            what,
+                            reason,
+                        }),
+                    ),
+                }
+            }
+            Ok(None) => (
+                "unresolved",
+                Err(GatewayError::Unresolved {
+                    venue: venue.clone(),
+                    what,
+                    reason: format!("{err}; the venue has no order with this client id"),
+                }),
+            ),
+            Err(read) => (
+                "unresolved",
+                Err(GatewayError::Unresolved {
+                    venue: venue.clone(),
+                    what,
+                    reason: format!("{err}; asking the venue about the order failed too: {read}"),
+                }),
+            ),
+        };
+        metrics::counter!(names::UNKNOWN_OUTCOMES, "venue" => venue.clone(), "action" => "cancel", "outcome" => outcome).increment(1);
+        tracing::warn!(venue, client_id = %entry.client_id, outcome, "cancel with an unknown outcome settled by asking the venue");
+        result
     }
 
     /// Sets the trading mode (risk agent, reconciliation). The kill switch wins: while
@@ -903,6 +1149,8 @@ impl GatewayCore {
         // still waiting for the venue's answer must not be judged "never sent".
         let _serial = self.link(venue)?.order_lock.lock().await;
         let mut report = ReconcileReport::default();
+        // Entries the venue's order answers changed; their average price may need fills.
+        let mut changed_ids = Vec::new();
         let venue_open = self.open_orders(venue).await?;
         let now = self.clock.now_ms();
         let grace_ms = (self.config.request_timeout.as_millis() as i64) * 2;
@@ -932,6 +1180,7 @@ impl GatewayCore {
                         report.updated += 1;
                         self.drift(venue, "status");
                         self.count_order(&updated);
+                        changed_ids.push(updated.client_id);
                     }
                 }
                 None if now - entry.updated_ms >= grace_ms
@@ -996,6 +1245,20 @@ impl GatewayCore {
                 report.new_fills += 1;
             }
         }
+        // An answer lost in a crash comes back from the venue's order lookup, which may
+        // lack the average price (Hyperliquid's does); the order's fills give it.
+        for id in changed_ids {
+            let Some(mut entry) = self.ledger.get(&id)? else {
+                continue;
+            };
+            if entry.price_from_fills(&fills) {
+                let price = entry.avg_fill_price;
+                self.ledger
+                    .update(&id, |e| e.avg_fill_price = price)
+                    .await?;
+            }
+        }
+        self.settle_unsettled_leverage(venue).await?;
         self.account(venue).await?;
         Ok(report)
     }

@@ -4,6 +4,11 @@
 //! final, and the rule that an intent is on disk before any byte of the order leaves the
 //! process. Never: talks to a venue (the gateway does) or decides whether to trade.
 //!
+//! Every write is durable before it returns except [`OrderLedger::record_answer`], the
+//! venue's answer to a send, which reaches disk with sled's next flush (its own timer, or
+//! the next durable write of anything): the venue keeps that answer too, and reconciliation
+//! reads it back by client id after a crash (the argument is in the gateway's docs).
+//!
 //! Keys are client order ids, which are time-ordered, so key order is creation order.
 
 use std::collections::BTreeMap;
@@ -29,7 +34,8 @@ pub struct LedgerEntry {
     pub filled_size: Decimal,
     pub avg_fill_price: Option<Decimal>,
     pub venue_order_id: Option<String>,
-    /// Why the order was rejected or refused, or what made its outcome unknown.
+    /// Why the order was rejected or refused, what made its outcome unknown, or why a
+    /// cancel did not take.
     pub reason: Option<String>,
     pub origin: Origin,
     pub created_ms: Millis,
@@ -63,9 +69,13 @@ impl LedgerEntry {
             self.avg_fill_price,
             self.venue_order_id.clone(),
         );
+        // Some venues' order lookups carry no average price (Hyperliquid's orderStatus):
+        // one known for the same filled size stays.
+        if order.avg_fill_price.is_some() || order.filled_size != self.filled_size {
+            self.avg_fill_price = order.avg_fill_price;
+        }
         self.status = order.status;
         self.filled_size = order.filled_size;
-        self.avg_fill_price = order.avg_fill_price;
         self.venue_order_id = Some(order.venue_order_id.clone());
         if order.reject_reason.is_some() {
             self.reason = order.reject_reason.clone();
@@ -81,6 +91,28 @@ impl LedgerEntry {
             self.updated_ms = now;
         }
         changed
+    }
+
+    /// Takes the average fill price from the venue's fills of this order when the venue's
+    /// order answer had none, provided `fills` hold every fill of it (their sizes add up to
+    /// the filled size). Returns whether it changed anything.
+    pub fn price_from_fills<'a>(&mut self, fills: impl IntoIterator<Item = &'a Fill>) -> bool {
+        if self.avg_fill_price.is_some() || self.filled_size.is_zero() {
+            return false;
+        }
+        let Some(oid) = self.venue_order_id.as_deref() else {
+            return false;
+        };
+        let (mut size, mut notional) = (Decimal::ZERO, Decimal::ZERO);
+        for f in fills.into_iter().filter(|f| f.venue_order_id == oid) {
+            size += f.size;
+            notional += f.size * f.price;
+        }
+        if size != self.filled_size {
+            return false;
+        }
+        self.avg_fill_price = Some((notional / size).normalize());
+        true
     }
 
     /// USD value filled so far.
@@ -177,19 +209,49 @@ impl OrderLedger {
         client_id: &ClientOrderId,
         change: impl FnOnce(&mut LedgerEntry),
     ) -> Result<LedgerEntry, LedgerError> {
+        let entry = self.changed(client_id, change)?;
+        self.orders.put_durable(client_id.as_str(), &entry).await?;
+        Ok(self.index(entry))
+    }
+
+    /// Records the venue's answer to a sent order without waiting for the disk. Only for
+    /// what the venue itself keeps and [`Venue::query_order`] returns: if a crash loses
+    /// this write, the entry is back to its durable intent and reconciliation takes the
+    /// same answer from the venue by client id before any new order is accepted.
+    ///
+    /// [`Venue::query_order`]: crate::exchanges::Venue::query_order
+    pub fn record_answer(
+        &self,
+        client_id: &ClientOrderId,
+        change: impl FnOnce(&mut LedgerEntry),
+    ) -> Result<LedgerEntry, LedgerError> {
+        let entry = self.changed(client_id, change)?;
+        self.orders.put(client_id.as_str(), &entry)?;
+        Ok(self.index(entry))
+    }
+
+    fn changed(
+        &self,
+        client_id: &ClientOrderId,
+        change: impl FnOnce(&mut LedgerEntry),
+    ) -> Result<LedgerEntry, LedgerError> {
         let mut entry = self
             .get(client_id)?
             .ok_or_else(|| LedgerError::NotFound(client_id.clone()))?;
         change(&mut entry);
         entry.updated_ms = self.now();
-        self.orders.put_durable(client_id.as_str(), &entry).await?;
+        Ok(entry)
+    }
+
+    /// Keeps the open-order index in step with a written entry.
+    fn index(&self, entry: LedgerEntry) -> LedgerEntry {
         let mut open = self.open.write();
         if entry.status.is_terminal() {
-            open.remove(client_id);
+            open.remove(&entry.client_id);
         } else {
-            open.insert(client_id.clone(), entry.clone());
+            open.insert(entry.client_id.clone(), entry.clone());
         }
-        Ok(entry)
+        entry
     }
 
     pub fn get(&self, client_id: &ClientOrderId) -> Result<Option<LedgerEntry>, LedgerError> {

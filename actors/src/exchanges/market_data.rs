@@ -99,15 +99,13 @@ impl MarketData {
         if primary.as_ref().is_err_and(|e| !falls_back(e)) {
             return primary;
         }
-        let siblings = feed.secondary.iter().map(|secondary| async move {
-            let mut quote = live_quote(core, secondary, symbol).await?;
-            quote.fallback = Some(QuoteFallback {
-                venue: secondary.clone(),
-                level: FallbackLevel::Full,
-                age_ms: None,
-            });
-            Ok(quote)
-        });
+        // Collected first: a lazy `map` would keep its closure inside this future, and
+        // rustc cannot then prove the future `Send` (a higher-ranked lifetime limitation).
+        let siblings: Vec<_> = feed
+            .secondary
+            .iter()
+            .map(|secondary| sibling_quote(core, secondary, symbol))
+            .collect();
         match feed.quotes.read(symbol, ready(primary), siblings).await {
             Ok(served) => Ok(marked(venue, symbol, served)),
             Err(FallbackError::Exhausted { primary, .. }) => {
@@ -134,10 +132,11 @@ impl MarketData {
             return primary;
         }
         let key = format!("{symbol}/{}/{lookback}", timeframe.as_str());
-        let siblings = feed
+        let siblings: Vec<_> = feed
             .secondary
             .iter()
-            .map(|secondary| live_candles(core, secondary, symbol, timeframe, lookback));
+            .map(|secondary| live_candles(core, secondary, symbol, timeframe, lookback))
+            .collect();
         match feed.candles.read(&key, ready(primary), siblings).await {
             Ok(served) => {
                 if served.level != FallbackLevel::None {
@@ -247,3 +246,14 @@ fn severity(mode: TradingMode) -> u8 {
 
 #[cfg(test)]
 mod tests;
+
+/// A sibling venue's live quote, marked as a full fallback.
+async fn sibling_quote(core: &GatewayCore, secondary: &str, symbol: &str) -> GatewayResult<Quote> {
+    let mut quote = live_quote(core, secondary, symbol).await?;
+    quote.fallback = Some(QuoteFallback {
+        venue: secondary.to_string(),
+        level: FallbackLevel::Full,
+        age_ms: None,
+    });
+    Ok(quote)
+}

@@ -461,3 +461,21 @@ pub struct AccountSnapshot {
     pub unrealized_pnl: Decimal,
     pub time_ms: Millis,
 }
+
+/// Balances and positions from one read of the account, so an order is judged against a
+/// position and a balance of the same moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub account: AccountSnapshot,
+    /// Open positions (venues may omit flat ones).
+    pub positions: Vec<Position>,
+}
+
+impl AccountState {
+    /// The open position in `symbol`, if any.
+    pub fn position(&self, symbol: &str) -> Option<&Position> {
+        self.positions
+            .iter()
+            .find(|p| p.symbol == symbol && !p.size.is_zero())
+    }
+}

@@ -113,6 +113,9 @@ pub trait Venue: Send + Sync + 'static {
     /// Sends one order. An error whose outcome may have reached the venue must be
     /// `OutcomeUnknown`, so the gateway resolves it by [`Venue::query_order`].
     async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder>;
+    /// Cancels one order. An error that may hide an applied cancel must be
+    /// `OutcomeUnknown` (or a timeout): the gateway then asks [`Venue::query_order`] and
+    /// never sends the cancel again.
     async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()>;
     /// The venue's view of one order, `None` if the venue never saw it.
     async fn query_order(
@@ -126,6 +129,15 @@ pub trait Venue: Send + Sync + 'static {
 
     async fn positions(&self) -> VenueResult<Vec<Position>>;
     async fn account(&self) -> VenueResult<AccountSnapshot>;
+    /// Balances and positions together. Venues whose API returns both in one answer
+    /// override this, so the order path pays one read instead of two.
+    async fn account_state(&self) -> VenueResult<AccountState> {
+        let (account, positions) = futures::try_join!(self.account(), self.positions())?;
+        Ok(AccountState { account, positions })
+    }
+
+    /// Sends a leverage update. An error that may hide an applied update must be
+    /// `OutcomeUnknown` (or a timeout), so the gateway settles it with [`Venue::leverage`].
     async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()>;
 
     /// Whether this venue's own rate limits are the bottleneck now: the pool every request
@@ -136,6 +148,9 @@ pub trait Venue: Send + Sync + 'static {
     fn saturated(&self) -> bool {
         false
     }
+
+    /// The leverage the venue applies to new orders in `symbol`.
+    async fn leverage(&self, symbol: &str) -> VenueResult<u32>;
 }
 
 /// Size in base units worth `usd` at `price`, rounded down to the lot.

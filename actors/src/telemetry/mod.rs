@@ -28,6 +28,7 @@ pub mod names {
     pub const VENUE_REQUESTS: &str = "orrery_exchange_requests_total";
     pub const VENUE_REQUEST_DURATION: &str = "orrery_exchange_request_duration_seconds";
     pub const RECONCILE_DRIFT: &str = "orrery_exchange_reconciliation_drift_total";
+    pub const UNKNOWN_OUTCOMES: &str = "orrery_exchange_unknown_outcomes_total";
     pub const RISK_REFUSALS: &str = "orrery_risk_refusals_total";
     pub const RISK_BREACHES: &str = "orrery_risk_breaches_total";
     pub const RISK_PNL_USD: &str = "orrery_risk_pnl_usd";
@@ -121,6 +122,10 @@ pub fn describe() {
         "Venue request latency by venue and endpoint."
     );
     describe_counter!(names::RECONCILE_DRIFT, "Ledger entries whose state differed from the venue's at reconciliation, by venue and kind.");
+    describe_counter!(
+        names::UNKNOWN_OUTCOMES,
+        "Cancels and leverage updates whose answer was lost, by venue, action and how the venue's read settled them (applied, not_applied, unresolved)."
+    );
     describe_counter!(
         names::RISK_REFUSALS,
         "Orders refused by the risk gate, by venue and reason."

@@ -7,8 +7,9 @@
 //! `X-MBX-USED-WEIGHT-1M` on every answer. MARKET orders fill at its book (up to an
 //! optional touch quantity), LIMIT orders rest until the test moves the price. Faults are
 //! queued and consumed one per request: 429/418 with Retry-After, 5xx or reset after an
-//! order was applied, malformed JSON, hang. Commission is 0.1% of the quote amount, paid in
-//! the quote asset.
+//! order or a cancel was applied, a proxy's 502 instead of a cancel, a 503 (-1001)
+//! instead of any request, malformed JSON, hang. Commission is 0.1% of the quote amount,
+//! paid in the quote asset.
 //!
 //! Parameters are read as Binance reads them: percent-decoded (`+` is a space), from the
 //! query string and, for POST/PUT/DELETE, an `application/x-www-form-urlencoded` body, the
@@ -54,6 +55,13 @@ pub enum Fault {
     ServerErrorAfterOrder,
     /// The next POST /api/v3/order is applied, then the connection is closed unanswered.
     ResetAfterOrder,
+    /// The next DELETE /api/v3/order is applied, then answered with HTTP 503.
+    ServerErrorAfterCancel,
+    /// The next DELETE /api/v3/order is applied, then the connection is closed unanswered.
+    ResetAfterCancel,
+    /// The next DELETE /api/v3/order never reaches the exchange: the proxy in front
+    /// answers HTTP 502.
+    BadGatewayBeforeCancel,
     /// The next request gets HTTP 200 with a body that is not JSON.
     Malformed,
     /// The next request is not executed and gets HTTP 503 with Binance's -1001
@@ -244,6 +252,18 @@ impl MockBinance {
             .count()
     }
 
+    /// How many `DELETE /api/v3/order` named this `origClientOrderId`.
+    pub fn cancel_requests(&self, client_id: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "DELETE"
+                    && r.route() == "/api/v3/order"
+                    && r.query("origClientOrderId") == Some(client_id)
+            })
+            .count()
+    }
+
     /// Skews the mock's clock relative to the wall clock (server ahead when positive).
     pub fn set_clock_offset_ms(&self, ms: i64) {
         self.state.lock().clock_offset_ms = ms;
@@ -376,6 +396,7 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
 
 fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
     let is_order_post = req.method == "POST" && req.route() == "/api/v3/order";
+    let is_cancel = req.method == "DELETE" && req.route() == "/api/v3/order";
     let after_fault = match st.faults.front() {
         Some(Fault::RateLimited { retry_after_secs }) => {
             let s = *retry_after_secs;
@@ -416,6 +437,19 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
             );
         }
         Some(f @ (Fault::ServerErrorAfterOrder | Fault::ResetAfterOrder)) if is_order_post => {
+            let f = f.clone();
+            st.faults.pop_front();
+            Some(f)
+        }
+        Some(Fault::BadGatewayBeforeCancel) if is_cancel => {
+            st.faults.pop_front();
+            return Reply::raw(
+                502,
+                "text/html",
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            );
+        }
+        Some(f @ (Fault::ServerErrorAfterCancel | Fault::ResetAfterCancel)) if is_cancel => {
             let f = f.clone();
             st.faults.pop_front();
             Some(f)
@@ -527,12 +561,12 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
         ),
     };
     match after_fault {
-        Some(Fault::ServerErrorAfterOrder) => Reply::raw(
+        Some(Fault::ServerErrorAfterOrder | Fault::ServerErrorAfterCancel) => Reply::raw(
             503,
             "text/html",
             "<html><body><h1>503 Service Unavailable</h1></body></html>",
         ),
-        Some(Fault::ResetAfterOrder) => Reply::Reset,
+        Some(Fault::ResetAfterOrder | Fault::ResetAfterCancel) => Reply::Reset,
         _ => reply,
     }
 }

@@ -709,3 +709,66 @@ async fn the_mock_decodes_parameters_and_checks_the_signature_over_the_bytes_sen
         assert_eq!(code_of(&r.text().await.unwrap()), Some(code));
     }
 }
+
+/// A GTC buy resting at 59000 through a reconciled gateway.
+async fn resting_buy(mock: &MockBinance, store: &Store) -> (Arc<GatewayCore>, ClientOrderId) {
+    let core = gateway(store, venue(mock));
+    core.reconcile("binance").await.unwrap();
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.001)),
+            Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Acked);
+    (core, report.client_id)
+}
+
+async fn cancel_applied_but_answer_lost(fault: Fault) {
+    let mock = MockBinance::start();
+    let store = Store::temporary().unwrap();
+    let (core, id) = resting_buy(&mock, &store).await;
+    mock.push_fault(fault.clone());
+    let report = core.cancel(&id).await.unwrap();
+    assert_eq!(report.status, OrderStatus::Cancelled, "{fault:?}");
+    let entry = core.ledger().get(&id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Cancelled);
+    assert_eq!(mock.order_status(id.as_str()).as_deref(), Some("CANCELED"));
+    assert_eq!(mock.cancel_requests(id.as_str()), 1, "no second cancel");
+    // Settled by asking for the order by client id after the cancel.
+    let last = mock.requests().into_iter().last().unwrap();
+    assert_eq!(
+        (last.method.as_str(), last.route()),
+        ("GET", "/api/v3/order")
+    );
+    assert_eq!(last.query("origClientOrderId"), Some(id.as_str()));
+}
+
+#[actix::test]
+async fn a_5xx_on_a_cancel_is_settled_by_client_id_not_resent() {
+    cancel_applied_but_answer_lost(Fault::ServerErrorAfterCancel).await;
+}
+
+#[actix::test]
+async fn a_reset_mid_cancel_is_settled_by_client_id_not_resent() {
+    cancel_applied_but_answer_lost(Fault::ResetAfterCancel).await;
+}
+
+#[actix::test]
+async fn a_cancel_that_never_reached_binance_leaves_the_order_open_and_is_not_resent() {
+    let mock = MockBinance::start();
+    let store = Store::temporary().unwrap();
+    let (core, id) = resting_buy(&mock, &store).await;
+    mock.push_fault(Fault::BadGatewayBeforeCancel);
+    let err = core.cancel(&id).await.unwrap_err();
+    assert!(matches!(err, GatewayError::NotApplied { .. }), "{err}");
+    let entry = core.ledger().get(&id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Acked, "the venue's true state");
+    assert_eq!(mock.order_status(id.as_str()).as_deref(), Some("NEW"));
+    assert_eq!(mock.cancel_requests(id.as_str()), 1, "no second cancel");
+}

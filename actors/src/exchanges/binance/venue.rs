@@ -8,7 +8,8 @@
 //! the `X-MBX-USED-WEIGHT-1M` header observed after every response; the 429/418 gate
 //! (after a 429 or a ban, no request of this key/IP leaves before `Retry-After` or the
 //! "banned until" time); the exchangeInfo filter cache used to round and refuse locally
-//! what the venue could not represent; and the conversions between Binance wire shapes and
+//! what the venue could not represent (dropped after a -1013 filter failure, so stale
+//! filters are re-read before the next order); and the conversions between Binance wire shapes and
 //! venue-neutral types. Never: retries an order send (a 5xx, timeout or reset after the
 //! bytes may have left is [`VenueError::OutcomeUnknown`], resolved by the gateway with
 //! [`Venue::query_order`] by `origClientOrderId`), prints or stores the API key or secret.
@@ -617,6 +618,57 @@ impl BinanceSpotVenue {
             .collect())
     }
 
+    /// Holdings of the configured symbols as positions, and the account's value: one
+    /// account read, then the books of the symbols held, read concurrently.
+    async fn holdings(&self) -> VenueResult<AccountState> {
+        let balances = self.balances().await?;
+        let held: Vec<(&String, Decimal)> = self
+            .config
+            .symbols
+            .iter()
+            .map(|s| (s, balances.get(s).map(|(f, l)| f + l).unwrap_or_default()))
+            .filter(|(_, size)| *size > Decimal::ZERO)
+            .collect();
+        let marks = futures::future::try_join_all(held.iter().map(|(symbol, _)| async move {
+            Ok::<_, VenueError>(self.quote(symbol).await?.mid())
+        }))
+        .await?;
+        let (free_cash, locked_cash) = balances
+            .get(&self.config.quote_asset)
+            .copied()
+            .unwrap_or_default();
+        let mut value = free_cash + locked_cash;
+        let mut positions = Vec::with_capacity(held.len());
+        for ((symbol, size), mark) in held.into_iter().zip(marks) {
+            value += size * mark;
+            positions.push(Position {
+                symbol: symbol.clone(),
+                size,
+                entry_price: mark,
+                mark_price: mark,
+                unrealized_pnl: Decimal::ZERO,
+                leverage: 1,
+                liquidation_price: None,
+                margin_used: size * mark,
+            });
+        }
+        Ok(AccountState {
+            account: AccountSnapshot {
+                account_value: value,
+                free_balance: free_cash,
+                margin_used: Decimal::ZERO,
+                unrealized_pnl: Decimal::ZERO,
+                time_ms: self.clock.now_ms(),
+            },
+            positions,
+        })
+    }
+
+    /// Drops the cached filters of `symbol`, so the next order reads exchangeInfo again.
+    fn forget_rules(&self, symbol: &str) {
+        self.rules.write().remove(&self.config.pair_of(symbol));
+    }
+
     fn invalid(&self, reason: String) -> VenueError {
         VenueError::InvalidRequest {
             venue: self.name.clone(),
@@ -838,7 +890,14 @@ impl Venue for BinanceSpotVenue {
         call = call
             .param("newClientOrderId", order.client_id.as_str())
             .param("newOrderRespType", "FULL");
-        let body = self.send(&call, Some(&order.symbol)).await?;
+        let body = match self.send(&call, Some(&order.symbol)).await {
+            Err(VenueError::Rejected { venue, reason }) if reason.contains("code -1013") => {
+                // A filter failure our cached filters did not foresee: they may be stale.
+                self.forget_rules(&order.symbol);
+                return Err(VenueError::Rejected { venue, reason });
+            }
+            other => other?,
+        };
         // The venue answered 2xx: the order exists. An answer we cannot read still leaves
         // its state unknown to us, so the gateway asks by client id.
         let wire: OrderWire =
@@ -948,48 +1007,15 @@ impl Venue for BinanceSpotVenue {
     }
 
     async fn positions(&self) -> VenueResult<Vec<Position>> {
-        let balances = self.balances().await?;
-        let mut out = Vec::new();
-        for symbol in &self.config.symbols {
-            let size = balances.get(symbol).map(|(f, l)| f + l).unwrap_or_default();
-            if size <= Decimal::ZERO {
-                continue;
-            }
-            let mark = self.quote(symbol).await?.mid();
-            out.push(Position {
-                symbol: symbol.clone(),
-                size,
-                entry_price: mark,
-                mark_price: mark,
-                unrealized_pnl: Decimal::ZERO,
-                leverage: 1,
-                liquidation_price: None,
-                margin_used: size * mark,
-            });
-        }
-        Ok(out)
+        Ok(self.holdings().await?.positions)
     }
 
     async fn account(&self) -> VenueResult<AccountSnapshot> {
-        let balances = self.balances().await?;
-        let (free_cash, locked_cash) = balances
-            .get(&self.config.quote_asset)
-            .copied()
-            .unwrap_or_default();
-        let mut value = free_cash + locked_cash;
-        for symbol in &self.config.symbols {
-            let held = balances.get(symbol).map(|(f, l)| f + l).unwrap_or_default();
-            if held > Decimal::ZERO {
-                value += held * self.quote(symbol).await?.mid();
-            }
-        }
-        Ok(AccountSnapshot {
-            account_value: value,
-            free_balance: free_cash,
-            margin_used: Decimal::ZERO,
-            unrealized_pnl: Decimal::ZERO,
-            time_ms: self.clock.now_ms(),
-        })
+        Ok(self.holdings().await?.account)
+    }
+
+    async fn account_state(&self) -> VenueResult<AccountState> {
+        self.holdings().await
     }
 
     async fn set_leverage(&self, _symbol: &str, leverage: u32) -> VenueResult<()> {
@@ -1010,5 +1036,16 @@ impl Venue for BinanceSpotVenue {
             || self
                 .weight_headroom()
                 .is_some_and(|left| left < HEAVIEST_WEIGHT)
+    }
+
+    /// Spot trades without leverage: always 1x (and `set_leverage` never sends anything).
+    async fn leverage(&self, symbol: &str) -> VenueResult<u32> {
+        if !self.config.symbols.iter().any(|s| s == symbol) {
+            return Err(VenueError::UnknownSymbol {
+                venue: self.name.clone(),
+                symbol: symbol.to_string(),
+            });
+        }
+        Ok(1)
     }
 }

@@ -160,6 +160,9 @@ impl Venue for TestVenue {
     async fn set_leverage(&self, _: &str, _: u32) -> VenueResult<()> {
         Err(unsupported())
     }
+    async fn leverage(&self, _: &str) -> VenueResult<u32> {
+        Err(unsupported())
+    }
     fn saturated(&self) -> bool {
         self.limits
             .as_ref()

@@ -13,11 +13,14 @@ use super::*;
 use crate::clock::ManualClock;
 
 /// Fills market orders at the quote, keeps limit orders resting, and can be told to lose
-/// the answer of the next order (the order still happens) or to reject it.
+/// the answer of the next order, cancel or leverage update (the action still happens), to
+/// reject an order, or to fail reads.
 #[derive(Default)]
 struct ScriptedVenue {
     state: Mutex<ScriptState>,
     place_calls: AtomicUsize,
+    cancel_calls: AtomicUsize,
+    leverage_calls: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -27,6 +30,11 @@ struct ScriptState {
     lose_next_answer: bool,
     reject_next: Option<String>,
     fail_open_orders: bool,
+    lose_next_cancel_answer: bool,
+    fail_queries: bool,
+    leverage: BTreeMap<String, u32>,
+    lose_next_leverage_answer: bool,
+    fail_leverage_reads: bool,
     /// Time an order takes to reach the venue's book.
     send_latency: std::time::Duration,
 }
@@ -105,6 +113,7 @@ impl Venue for ScriptedVenue {
         Ok(vo)
     }
     async fn cancel_order(&self, _: &str, client_id: &ClientOrderId) -> VenueResult<()> {
+        self.cancel_calls.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock();
         let o = st
             .orders
@@ -114,6 +123,12 @@ impl Venue for ScriptedVenue {
                 client_id: client_id.to_string(),
             })?;
         o.status = OrderStatus::Cancelled;
+        if std::mem::take(&mut st.lose_next_cancel_answer) {
+            return Err(VenueError::OutcomeUnknown {
+                venue: "scripted".into(),
+                reason: "connection reset".into(),
+            });
+        }
         Ok(())
     }
     async fn query_order(
@@ -121,7 +136,14 @@ impl Venue for ScriptedVenue {
         _: &str,
         client_id: &ClientOrderId,
     ) -> VenueResult<Option<VenueOrder>> {
-        Ok(self.state.lock().orders.get(client_id).cloned())
+        let st = self.state.lock();
+        if st.fail_queries {
+            return Err(VenueError::Unavailable {
+                venue: "scripted".into(),
+                reason: "503".into(),
+            });
+        }
+        Ok(st.orders.get(client_id).cloned())
     }
     async fn open_orders(&self) -> VenueResult<Vec<VenueOrder>> {
         let st = self.state.lock();
@@ -163,8 +185,27 @@ impl Venue for ScriptedVenue {
             time_ms: 0,
         })
     }
-    async fn set_leverage(&self, _: &str, _: u32) -> VenueResult<()> {
+    async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()> {
+        self.leverage_calls.fetch_add(1, Ordering::SeqCst);
+        let mut st = self.state.lock();
+        st.leverage.insert(symbol.to_string(), leverage);
+        if std::mem::take(&mut st.lose_next_leverage_answer) {
+            return Err(VenueError::OutcomeUnknown {
+                venue: "scripted".into(),
+                reason: "HTTP 502".into(),
+            });
+        }
         Ok(())
+    }
+    async fn leverage(&self, symbol: &str) -> VenueResult<u32> {
+        let st = self.state.lock();
+        if st.fail_leverage_reads {
+            return Err(VenueError::Unavailable {
+                venue: "scripted".into(),
+                reason: "503".into(),
+            });
+        }
+        Ok(st.leverage.get(symbol).copied().unwrap_or(1))
     }
 }
 
@@ -476,5 +517,101 @@ async fn the_kill_switch_closes_everything_while_staying_halted() {
             }
         ),
         "{err}"
+    );
+}
+
+fn resting_buy() -> OrderIntent {
+    OrderIntent {
+        pricing: Pricing::Limit {
+            price: dec!(90),
+            tif: TimeInForce::Gtc,
+        },
+        ..buy_usd(dec!(500))
+    }
+}
+
+#[actix::test]
+async fn a_cancel_whose_outcome_cannot_be_read_is_left_to_reconciliation() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    let placed = core.place(resting_buy()).await.unwrap();
+    assert_eq!(placed.status, OrderStatus::Acked);
+    {
+        let mut st = venue.state.lock();
+        st.lose_next_cancel_answer = true;
+        st.fail_queries = true;
+    }
+    let err = core.cancel(&placed.client_id).await.unwrap_err();
+    assert!(matches!(err, GatewayError::Unresolved { .. }), "{err}");
+    assert!(err.to_string().contains("nothing was sent again"), "{err}");
+    let entry = core.ledger().get(&placed.client_id).unwrap().unwrap();
+    assert_eq!(
+        entry.status,
+        OrderStatus::Acked,
+        "unchanged until the venue says"
+    );
+    // Reconciliation reads the order while it is open and records the venue's state.
+    venue.state.lock().fail_queries = false;
+    let report = core.reconcile("scripted").await.unwrap();
+    assert_eq!(report.updated, 1);
+    let entry = core.ledger().get(&placed.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Cancelled);
+    assert_eq!(
+        venue.cancel_calls.load(Ordering::SeqCst),
+        1,
+        "never re-sent"
+    );
+}
+
+#[actix::test]
+async fn a_cancel_with_a_lost_answer_takes_the_venues_state() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    let placed = core.place(resting_buy()).await.unwrap();
+    venue.state.lock().lose_next_cancel_answer = true;
+    let report = core.cancel(&placed.client_id).await.unwrap();
+    assert_eq!(report.status, OrderStatus::Cancelled);
+    let entry = core.ledger().get(&placed.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Cancelled);
+    assert!(core.ledger().open_entries().is_empty());
+    assert_eq!(venue.cancel_calls.load(Ordering::SeqCst), 1);
+}
+
+#[actix::test]
+async fn a_leverage_update_with_a_lost_answer_is_read_back_now_or_at_reconciliation() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    // Read back at once: the update took.
+    venue.state.lock().lose_next_leverage_answer = true;
+    core.set_leverage("scripted", "BTC", 3).await.unwrap();
+    assert_eq!(core.leverage_of("scripted", "BTC"), 3);
+    // Not readable now: judged at the lower of old and new until reconciliation reads it.
+    {
+        let mut st = venue.state.lock();
+        st.lose_next_leverage_answer = true;
+        st.fail_leverage_reads = true;
+    }
+    let err = core.set_leverage("scripted", "BTC", 5).await.unwrap_err();
+    assert!(matches!(err, GatewayError::Unresolved { .. }), "{err}");
+    assert_eq!(core.leverage_of("scripted", "BTC"), 3);
+    // Reconciliation cannot complete without it, and orders wait for that.
+    assert!(core.reconcile("scripted").await.is_err());
+    venue.state.lock().fail_leverage_reads = false;
+    core.reconcile("scripted").await.unwrap();
+    assert_eq!(
+        core.leverage_of("scripted", "BTC"),
+        5,
+        "the venue applied it"
+    );
+    assert_eq!(
+        venue.leverage_calls.load(Ordering::SeqCst),
+        2,
+        "never re-sent"
     );
 }

@@ -353,6 +353,34 @@ pub fn parse_clearinghouse_state(
     })
 }
 
+// ---- activeAssetData ---------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct ActiveAssetDataWire {
+    coin: String,
+    leverage: LeverageWire,
+}
+
+/// `{"type":"activeAssetData","user":…,"coin":…}` → the leverage the venue applies to new
+/// orders in `coin` (cross or isolated), whether or not a position is open there. An answer
+/// for another coin is inconsistent.
+pub fn parse_active_asset_data(body: &[u8], coin: &str) -> Result<u32, InfoError> {
+    let wire: ActiveAssetDataWire = parse("activeAssetData", body)?;
+    if wire.coin != coin {
+        return Err(InfoError::Inconsistent {
+            what: "activeAssetData",
+            reason: format!("asked for {coin}, answered for {}", wire.coin),
+        });
+    }
+    if wire.leverage.value == 0 {
+        return Err(InfoError::Inconsistent {
+            what: "activeAssetData",
+            reason: format!("{coin} has leverage 0"),
+        });
+    }
+    Ok(wire.leverage.value)
+}
+
 // ---- openOrders / frontendOpenOrders ----------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -960,6 +988,24 @@ mod tests {
             .unwrap_err()
             .into_venue_error("hyperliquid");
         assert_eq!(e.label(), "malformed");
+    }
+
+    #[test]
+    fn active_asset_data_gives_the_leverage_in_force() {
+        // The shape of the API documentation's example (cross), and an isolated answer,
+        // which adds `rawUsd`.
+        let cross = br#"{"user":"0xb65822a30bbaaa68942d6f4c43d78704faeabbbb","coin":"APT","leverage":{"type":"cross","value":3},"maxTradeSzs":["24836370.4400000013","24836370.4400000013"],"availableToTrade":["37019438.0284740031","37019438.0284740031"],"markPx":"4.4716"}"#;
+        assert_eq!(parse_active_asset_data(cross, "APT").unwrap(), 3);
+        let isolated = br#"{"user":"0xb65822a30bbaaa68942d6f4c43d78704faeabbbb","coin":"BTC","leverage":{"type":"isolated","value":7,"rawUsd":"-1.5"},"maxTradeSzs":["0.1","0.1"],"availableToTrade":["6000.0","6000.0"],"markPx":"60000.0"}"#;
+        assert_eq!(parse_active_asset_data(isolated, "BTC").unwrap(), 7);
+        assert!(matches!(
+            parse_active_asset_data(cross, "BTC"),
+            Err(InfoError::Inconsistent { .. })
+        ));
+        assert!(matches!(
+            parse_active_asset_data(b"null", "BTC"),
+            Err(InfoError::Json { .. })
+        ));
     }
 
     fn order(size: Decimal) -> OrderRequest {

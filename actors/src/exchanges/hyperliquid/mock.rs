@@ -4,7 +4,8 @@
 //! moves it), orders by oid and cloid, positions, fills and leverage of one account. It
 //! answers `POST /info` in the shapes of the recorded cassettes (`meta`, `allMids`,
 //! `l2Book`, `clearinghouseState`, `openOrders`, `frontendOpenOrders`, `orderStatus`,
-//! `userFills`, `userFillsByTime`, `candleSnapshot`, `userRateLimit`) and `POST /exchange`
+//! `userFills`, `userFillsByTime`, `candleSnapshot`, `userRateLimit`; `activeAssetData` in
+//! the shape of the API documentation's example) and `POST /exchange`
 //! (`order`, `cancelByCloid`, `updateLeverage`, `scheduleCancel`) after recovering the
 //! signer from the action and nonce: a signer other than the configured wallet gets the
 //! venue's "User or API Wallet … does not exist." refusal.
@@ -13,9 +14,10 @@
 //! (less size = a partial fill); the rest of a GTC order rests until [`MockHyperliquid::set_book`]
 //! makes it marketable; trigger orders wait until the mid crosses their trigger price.
 //! Order-level rejections use Hyperliquid's own messages and record the order with the
-//! venue's `*Rejected` status. Fault switches act on the next /exchange request: 429
-//! (not applied), or 500 / connection reset / malformed JSON / hang *after* applying it.
-//! Every answer can be delayed ([`MockHyperliquid::set_latency`]), as a slow venue.
+//! venue's `*Rejected` status. Fault switches act on the next /exchange request: 429 or a
+//! proxy's 502 (not applied), or 500 / connection reset / malformed JSON / hang *after*
+//! applying it. Every answer can be delayed ([`MockHyperliquid::set_latency`]), as a slow
+//! venue.
 //! Never: talks to the internet, or models funding, liquidation or margin.
 //!
 //! Rate limiting: the mock keeps Hyperliquid's documented per-IP budget, an aggregated
@@ -53,6 +55,8 @@ pub enum Fault {
     RateLimited,
     /// Apply, then answer HTTP 500.
     ServerErrorAfterApply,
+    /// Answer HTTP 502 from the proxy in front of the venue; nothing is applied.
+    BadGatewayNotApplied,
     /// Apply, then close the connection without an answer.
     ResetAfterApply,
     /// Apply, then answer 200 with a body that is not JSON.
@@ -239,12 +243,30 @@ impl MockHyperliquid {
 
     /// The /exchange order actions received (signed bodies as JSON), including rejected ones.
     pub fn order_actions(&self) -> Vec<Value> {
+        self.actions("order")
+    }
+
+    /// The signed /exchange actions of one type (`order`, `cancelByCloid`,
+    /// `updateLeverage`, ...) received, including refused and faulted ones.
+    pub fn actions(&self, kind: &str) -> Vec<Value> {
         self.requests()
             .into_iter()
             .filter(|r| r.route() == "/exchange")
             .filter_map(|r| r.body_json())
-            .filter(|b| b["action"]["type"] == "order")
+            .filter(|b| b["action"]["type"] == kind)
             .collect()
+    }
+
+    /// How many cancelByCloid actions named `cloid` (0x form).
+    pub fn cancels_of_cloid(&self, cloid: &str) -> usize {
+        self.actions("cancelByCloid")
+            .iter()
+            .filter(|b| {
+                b["action"]["cancels"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["cloid"] == cloid))
+            })
+            .count()
     }
 
     /// How many order actions carried `cloid` (0x form).
@@ -422,8 +444,10 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
                 return rate_limited();
             }
             let fault = s.faults.pop_front();
-            if fault == Some(Fault::RateLimited) {
-                return rate_limited();
+            match fault {
+                Some(Fault::RateLimited) => return rate_limited(),
+                Some(Fault::BadGatewayNotApplied) => return bad_gateway(),
+                _ => {}
             }
             s.rate_limit_used += 1;
             let answer = s.exchange(&body);
@@ -484,9 +508,19 @@ fn exchange_weight(body: &Value) -> u64 {
     1 + batch / 40
 }
 
+/// What an nginx proxy answers when the service behind it does not.
+fn bad_gateway() -> Reply {
+    Reply::raw(
+        502,
+        "text/html",
+        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
+    )
+}
+
 fn faulty(fault: Fault, v: Value) -> Reply {
     match fault {
         Fault::RateLimited => rate_limited(),
+        Fault::BadGatewayNotApplied => bad_gateway(),
         Fault::ServerErrorAfterApply => Reply::raw(500, "text/plain", "Internal Server Error"),
         Fault::ResetAfterApply => Reply::Reset,
         Fault::MalformedAfterApply => {
@@ -532,6 +566,15 @@ impl State {
         }
     }
 
+    /// The account's leverage in `coin`: what it set, else the venue's default of 20x
+    /// (capped at the asset's maximum).
+    fn leverage_of(&self, coin: &str, max_leverage: u32) -> u32 {
+        self.leverage
+            .get(coin)
+            .copied()
+            .unwrap_or(20.min(max_leverage))
+    }
+
     fn mid(&self, coin: &str) -> Option<Decimal> {
         self.books.get(coin).map(|b| (b.bid + b.ask) / Decimal::TWO)
     }
@@ -571,7 +614,7 @@ impl State {
                         let mark = self.mid(coin).unwrap_or(*entry);
                         let value = (szi.abs() * mark).normalize();
                         let pnl = (*szi * (mark - entry)).normalize();
-                        let lev = self.leverage.get(coin).copied().unwrap_or(20);
+                        let lev = self.leverage_of(coin, 20);
                         ntl += value;
                         upnl += pnl;
                         positions.push(json!({"position": {"coin": coin, "entryPx": entry.to_string(), "leverage": {"type": "cross", "value": lev}, "liquidationPx": null, "marginUsed": (value / Decimal::from(lev)).round_dp(6).to_string(), "maxTradeSzs": ["0", "0"], "positionValue": value.to_string(), "returnOnEquity": "0", "szi": szi.to_string(), "unrealizedPnl": pnl.to_string()}, "type": "oneWay"}));
@@ -637,6 +680,23 @@ impl State {
                         .map(|t| json!({"T": t + step - 1, "c": mid, "h": mid, "i": interval, "l": mid, "n": 1, "o": mid, "s": coin, "t": t, "v": "1.0"}))
                         .collect(),
                 )
+            }
+            "activeAssetData" => {
+                let coin = body["coin"].as_str().unwrap_or("");
+                let asset = self
+                    .assets
+                    .iter()
+                    .find(|a| a.name == coin)
+                    .ok_or("Failed to deserialize the JSON body into the target type")?;
+                if !user_ok(body) {
+                    return Err("Failed to deserialize the JSON body into the target type".into());
+                }
+                let lev = self.leverage_of(coin, asset.max_leverage);
+                let mark = self.mid(coin).unwrap_or(Decimal::ONE);
+                let room = self.balance * Decimal::from(lev);
+                let size = (room / mark).round_dp(asset.sz_decimals).normalize().to_string();
+                let room = room.round_dp(4).normalize().to_string();
+                json!({"user": self.wallet.to_string(), "coin": coin, "leverage": {"type": "cross", "value": lev}, "maxTradeSzs": [size, size], "availableToTrade": [room, room], "markPx": mark.normalize().to_string()})
             }
             "userRateLimit" => json!({"cumVlm": "0.0", "nRequestsUsed": self.rate_limit_used, "nRequestsCap": 10000}),
             other => return Err(format!("Failed to deserialize the JSON body into the target type: unknown variant `{other}`")),

@@ -15,11 +15,13 @@ use super::venue::HyperliquidVenue;
 use crate::clock::system_clock;
 use crate::exchanges::connector::Connector;
 use crate::exchanges::gateway::{
-    Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing,
+    Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, OrderReport, Pricing,
 };
+use crate::exchanges::ledger::LedgerEntry;
 use crate::exchanges::risk_gate::RiskConfig;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError};
+use crate::store::trees;
 use crate::store::Store;
 use crate::supervisor::Slot;
 
@@ -618,4 +620,156 @@ async fn gateway_errors_stay_typed_for_unknown_symbols() {
         matches!(err, GatewayError::Venue(VenueError::UnknownSymbol { .. })),
         "{err}"
     );
+}
+
+/// A GTC buy resting at 59000 through the gateway.
+async fn resting_buy(core: &GatewayCore) -> OrderReport {
+    let report = core
+        .place(intent(
+            Side::Buy,
+            Amount::Base(dec!(0.01)),
+            Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Acked);
+    report
+}
+
+#[actix::test]
+async fn a_cancel_reset_after_it_applied_is_recorded_cancelled_and_not_resent() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let placed = resting_buy(&core).await;
+    let cloid = placed.client_id.to_hex128();
+    mock.fail_next_exchange(Fault::ResetAfterApply);
+    let report = core.cancel(&placed.client_id).await.unwrap();
+    assert_eq!(report.status, OrderStatus::Cancelled);
+    let entry = core.ledger().get(&placed.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Cancelled);
+    assert_eq!(mock.order(&cloid).unwrap().status, "canceled");
+    assert_eq!(mock.cancels_of_cloid(&cloid), 1, "no second cancel");
+}
+
+#[actix::test]
+async fn a_cancel_lost_in_a_502_leaves_the_order_open_in_the_ledger_and_is_not_resent() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let placed = resting_buy(&core).await;
+    let cloid = placed.client_id.to_hex128();
+    mock.fail_next_exchange(Fault::BadGatewayNotApplied);
+    let err = core.cancel(&placed.client_id).await.unwrap_err();
+    assert!(matches!(err, GatewayError::NotApplied { .. }), "{err}");
+    assert!(err.to_string().contains("HTTP 502"), "{err}");
+    let entry = core.ledger().get(&placed.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Acked, "the venue's true state");
+    assert!(
+        entry
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("cancel was not re-sent"),
+        "{:?}",
+        entry.reason
+    );
+    assert_eq!(mock.order(&cloid).unwrap().status, "open");
+    assert_eq!(mock.cancels_of_cloid(&cloid), 1, "no second cancel");
+}
+
+#[actix::test]
+async fn an_order_that_filled_before_a_lost_cancel_is_recorded_filled() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let placed = resting_buy(&core).await;
+    let cloid = placed.client_id.to_hex128();
+    mock.set_book("BTC", dec!(58990), dec!(58995), dec!(10));
+    mock.fail_next_exchange(Fault::ServerErrorAfterApply);
+    let report = core.cancel(&placed.client_id).await.unwrap();
+    assert_eq!(
+        (report.status, report.filled_size),
+        (OrderStatus::Filled, dec!(0.01))
+    );
+    let entry = core.ledger().get(&placed.client_id).unwrap().unwrap();
+    assert_eq!(
+        (entry.status, entry.filled_size),
+        (OrderStatus::Filled, dec!(0.01))
+    );
+    assert_eq!(mock.order(&cloid).unwrap().status, "filled");
+    assert_eq!(mock.cancels_of_cloid(&cloid), 1, "no second cancel");
+}
+
+#[actix::test]
+async fn a_leverage_update_with_an_unknown_outcome_is_read_back_from_the_venue() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    // Applied, answer lost: the venue's 3x is read back and recorded.
+    mock.fail_next_exchange(Fault::ResetAfterApply);
+    core.set_leverage(VENUE, "BTC", 3).await.unwrap();
+    assert_eq!(mock.leverage("BTC"), Some(3));
+    assert_eq!(core.leverage_of(VENUE, "BTC"), 3);
+    // Never applied: the venue still says 3x, which is what the gateway records.
+    mock.fail_next_exchange(Fault::BadGatewayNotApplied);
+    let err = core.set_leverage(VENUE, "BTC", 5).await.unwrap_err();
+    assert!(matches!(err, GatewayError::NotApplied { .. }), "{err}");
+    assert!(err.to_string().contains("the venue reports 3x"), "{err}");
+    assert_eq!(mock.leverage("BTC"), Some(3));
+    assert_eq!(core.leverage_of(VENUE, "BTC"), 3);
+    assert_eq!(
+        mock.actions("updateLeverage").len(),
+        2,
+        "one send per update"
+    );
+    let reads = mock
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.body_json())
+        .filter(|b| b["type"] == "activeAssetData" && b["coin"] == "BTC")
+        .count();
+    assert_eq!(reads, 2);
+}
+
+#[actix::test]
+async fn answers_lost_in_a_crash_are_restored_exactly_by_reconciliation() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let filled = core
+        .place(intent(Side::Buy, Amount::Usd(dec!(1000)), Pricing::Market))
+        .await
+        .unwrap();
+    let resting = resting_buy(&core).await;
+    assert_eq!(filled.status, OrderStatus::Filled);
+    drop(core);
+    // The answers are written without a flush: a crash can leave each entry as the
+    // intent that was flushed before the send.
+    let orders = store.tree::<LedgerEntry>(trees::ORDERS).unwrap();
+    for id in [&filled.client_id, &resting.client_id] {
+        let entry = orders.get(id.as_str()).unwrap().unwrap();
+        let intent = LedgerEntry::new_intent(
+            VENUE,
+            entry.request.clone(),
+            &entry.origin,
+            entry.created_ms,
+        );
+        orders.put(id.as_str(), &intent).unwrap();
+    }
+    // Restart: the ledger reopens with both open, and the gateway reconciles before use.
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    for ack in [&filled, &resting] {
+        let entry = core.ledger().get(&ack.client_id).unwrap().unwrap();
+        assert_eq!(
+            (entry.status, entry.filled_size, entry.avg_fill_price),
+            (ack.status, ack.filled_size, ack.avg_fill_price),
+            "{}",
+            ack.client_id
+        );
+    }
+    assert_eq!(mock.order_actions().len(), 2, "nothing re-sent");
 }

@@ -8,9 +8,10 @@
 //! orderStatus 2, exchange actions 1 + ⌊orders/40⌋; the default pool is 1200 per minute),
 //! the pause after a 429, and the mapping of answers into venue-neutral types.
 //!
-//! Never: retries an order send. A timeout, connection reset, HTTP 5xx or unreadable answer
-//! on an order is [`VenueError::OutcomeUnknown`], which the gateway resolves by asking
-//! `orderStatus` by cloid. Reads retry per the resilience policy. The private key is only
+//! Never: retries an action. A timeout, connection reset, HTTP 5xx or unreadable answer to
+//! an order, a cancel or a leverage update is [`VenueError::OutcomeUnknown`], which the
+//! gateway settles by a read (`orderStatus` by cloid, `activeAssetData` for leverage),
+//! never by sending again. Reads retry per the resilience policy. The private key is only
 //! ever read from the environment, held as [`PrivateKey`] (prints `***`), and never appears
 //! in an error, a log line or `Debug`. Without a key, reads work and every action fails
 //! with an auth error that names the variables.
@@ -325,7 +326,7 @@ impl HyperliquidVenue {
         result
     }
 
-    /// One HTTP POST. `is_order`: an answer that may hide an accepted order is
+    /// One HTTP POST. `changes_state`: a failure that may hide an applied action is
     /// `OutcomeUnknown` rather than a plain transport error.
     async fn post(
         &self,
@@ -333,7 +334,7 @@ impl HyperliquidVenue {
         body: Bytes,
         deadline: Instant,
         what: &str,
-        is_order: bool,
+        changes_state: bool,
     ) -> VenueResult<Bytes> {
         let unknown = |reason: String| VenueError::OutcomeUnknown {
             venue: self.name.clone(),
@@ -370,7 +371,7 @@ impl HyperliquidVenue {
                 };
                 return Err(if never_sent {
                     self.err_unavailable(reason)
-                } else if is_order {
+                } else if changes_state {
                     unknown(reason)
                 } else if timed_out {
                     VenueError::Timeout {
@@ -410,7 +411,7 @@ impl HyperliquidVenue {
             }
             s @ 500..=599 => {
                 let reason = format!("HTTP {s} on {what}: {}", text());
-                Err(if is_order {
+                Err(if changes_state {
                     unknown(reason)
                 } else {
                     self.err_unavailable(reason)
@@ -427,14 +428,14 @@ impl HyperliquidVenue {
         }
     }
 
-    /// Signs and sends one action, once. `is_order` marks an action whose ambiguous
-    /// outcome must be resolved by cloid.
+    /// Signs and sends one action, once. `changes_state` marks an action (order, cancel,
+    /// leverage update) whose ambiguous outcome the gateway must settle by a read.
     async fn exchange(
         &self,
         action: Action,
         orders: u64,
         priority: Priority,
-        is_order: bool,
+        changes_state: bool,
     ) -> VenueResult<ExchangeResponse> {
         let key = self.signer.as_ref().ok_or_else(|| VenueError::Auth {
             venue: self.name.clone(),
@@ -470,12 +471,12 @@ impl HyperliquidVenue {
                 Bytes::from(body),
                 deadline,
                 label,
-                is_order,
+                changes_state,
             )
             .await;
         let result = sent.and_then(|bytes| {
             info::parse_exchange_response(&bytes).map_err(|e| {
-                if is_order {
+                if changes_state {
                     VenueError::OutcomeUnknown {
                         venue: self.name.clone(),
                         reason: format!("unreadable answer to {label}: {e}"),
@@ -683,7 +684,7 @@ impl Venue for HyperliquidVenue {
                 Action::cancel_by_cloid(&asset, client_id),
                 1,
                 Priority::High,
-                false,
+                true,
             )
             .await?;
         match response {
@@ -750,6 +751,15 @@ impl Venue for HyperliquidVenue {
         Ok(self.clearinghouse().await?.account)
     }
 
+    /// clearinghouseState carries both: one request, weight 2.
+    async fn account_state(&self) -> VenueResult<AccountState> {
+        let state = self.clearinghouse().await?;
+        Ok(AccountState {
+            account: state.account,
+            positions: state.positions,
+        })
+    }
+
     async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()> {
         let asset = self.asset(symbol).await?;
         let action = Action::update_leverage(&asset, leverage, true).map_err(|e| {
@@ -758,7 +768,7 @@ impl Venue for HyperliquidVenue {
                 reason: e.to_string(),
             }
         })?;
-        self.exchange(action, 0, Priority::High, false)
+        self.exchange(action, 0, Priority::High, true)
             .await
             .map(|_| ())
     }
@@ -774,5 +784,16 @@ impl Venue for HyperliquidVenue {
                 .limits
                 .headroom(WEIGHT_POOL)
                 .is_some_and(|left| left < HEAVY)
+    }
+
+    async fn leverage(&self, symbol: &str) -> VenueResult<u32> {
+        let body = self
+            .info(
+                "activeAssetData",
+                json!({"type": "activeAssetData", "user": self.user.to_string(), "coin": symbol}),
+                HEAVY,
+            )
+            .await?;
+        info::parse_active_asset_data(&body, symbol).map_err(|e| self.malformed(e))
     }
 }

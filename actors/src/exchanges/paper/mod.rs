@@ -583,6 +583,23 @@ impl Venue for PaperVenue {
         Ok(snapshot)
     }
 
+    async fn account_state(&self) -> VenueResult<AccountState> {
+        let (state, _) = self
+            .with_book(Self::state_write_failed, |book, markets, now, _| {
+                Ok(AccountState {
+                    account: book.snapshot(markets, now)?,
+                    positions: book.positions(markets, now)?,
+                })
+            })
+            .await?;
+        Ok(state)
+    }
+
+    async fn leverage(&self, symbol: &str) -> VenueResult<u32> {
+        self.check_symbol(symbol)?;
+        Ok(self.book.lock().leverage(symbol))
+    }
+
     async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()> {
         self.check_symbol(symbol)?;
         self.with_book(Self::state_write_failed, |book, markets, now, changes| {
