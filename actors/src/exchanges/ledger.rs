@@ -11,7 +11,7 @@
 //!
 //! Keys are client order ids, which are time-ordered, so key order is creation order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::RwLock;
 use rust_decimal::Decimal;
@@ -95,7 +95,8 @@ impl LedgerEntry {
 
     /// Takes the average fill price from the venue's fills of this order when the venue's
     /// order answer had none, provided `fills` hold every fill of it (their sizes add up to
-    /// the filled size). Returns whether it changed anything.
+    /// the filled size; fills of other orders are ignored). Returns whether it changed
+    /// anything.
     pub fn price_from_fills<'a>(&mut self, fills: impl IntoIterator<Item = &'a Fill>) -> bool {
         if self.avg_fill_price.is_some() || self.filled_size.is_zero() {
             return false;
@@ -299,6 +300,19 @@ impl OrderLedger {
         };
         self.fills.put_durable(&key, &record).await?;
         Ok(true)
+    }
+
+    /// Recorded fills of a venue grouped by the venue's order id.
+    pub fn fills_by_order(&self, venue: &str) -> Result<HashMap<String, Vec<Fill>>, LedgerError> {
+        let mut by_order: HashMap<String, Vec<Fill>> = HashMap::new();
+        for item in self.fills.scan_prefix(&format!("{venue}/")) {
+            let (_, r) = item?;
+            by_order
+                .entry(r.fill.venue_order_id.clone())
+                .or_default()
+                .push(r.fill);
+        }
+        Ok(by_order)
     }
 
     /// Time of the newest recorded fill of a venue, for incremental fill reads.
