@@ -416,6 +416,50 @@ mod tests {
     }
 
     #[test]
+    fn average_price_comes_from_all_of_an_orders_fills_or_not_at_all() {
+        let fill = |id: &str, oid: &str, price, size| Fill {
+            fill_id: id.into(),
+            client_id: None,
+            venue_order_id: oid.into(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            price,
+            size,
+            fee: Decimal::ZERO,
+            closed_pnl: Decimal::ZERO,
+            time_ms: 1,
+        };
+        let mut entry = LedgerEntry::new_intent("hyperliquid", request(), "test", 0);
+        entry.status = OrderStatus::Filled;
+        entry.filled_size = dec!(0.03);
+        entry.venue_order_id = Some("7".into());
+        let first = fill("a", "7", dec!(100), dec!(0.01));
+        let second = fill("b", "7", dec!(103), dec!(0.02));
+        let other = fill("c", "8", dec!(1), dec!(5));
+        // One fill missing: the sizes do not add up, so no price is made up.
+        assert!(!entry.clone().price_from_fills([&first, &other]));
+        assert!(entry.price_from_fills([&first, &other, &second]));
+        assert_eq!(entry.avg_fill_price, Some(dec!(102)));
+        // A lookup without a price keeps the known one for the same filled size.
+        let looked_up = VenueOrder {
+            client_id: Some(entry.client_id.clone()),
+            venue_order_id: "7".into(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            size: dec!(0.03),
+            filled_size: dec!(0.03),
+            avg_fill_price: None,
+            limit_price: None,
+            status: OrderStatus::Filled,
+            reduce_only: false,
+            reject_reason: None,
+            updated_ms: 2,
+        };
+        assert!(!entry.apply_venue_order(&looked_up, 2));
+        assert_eq!(entry.avg_fill_price, Some(dec!(102)));
+    }
+
+    #[test]
     fn newest_first() {
         let store = Store::temporary().unwrap();
         let ledger = OrderLedger::open(&store, ManualClock::new(0)).unwrap();
