@@ -4,6 +4,8 @@
 //!   together, meta cached), sizing, risk gate, the flushed intent, allMids, signing, the
 //!   order over loopback HTTP, and the ledger write of the answer. No network latency, the
 //!   durable ledger write included. Prints p50/p99 (target p99 ≤ 2 ms).
+//! - `hyperliquid/order_path_tmpfs`: the same with the data dir in memory, where a flush
+//!   costs next to nothing; the difference is what the fsync adds.
 //! - `hyperliquid/parts/*`: the steps of that path one at a time, to see where the tail
 //!   comes from: `durable_write` (one flushed ledger record: the fsync), `buffered_write`
 //!   (the same record unflushed), `actor_hop` (a cached read through the connector actor,
@@ -97,12 +99,23 @@ async fn core(store: &Store, mock: &MockHyperliquid) -> (Arc<GatewayCore>, RootH
 }
 
 fn order_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    order_path_on(c, "hyperliquid/order_path", || {
+        Store::open(dir.path().join("data")).unwrap()
+    });
+    // The same path with the data dir in memory (sled's temporary store on tmpfs), where
+    // a flush costs next to nothing: the difference to the above is the fsync.
+    order_path_on(c, "hyperliquid/order_path_tmpfs", || {
+        Store::temporary().unwrap()
+    });
+}
+
+fn order_path_on(c: &mut Criterion, name: &str, open: impl FnOnce() -> Store) {
     let wallet = PrivateKey::from_hex(KEY).unwrap().address();
     let mock = MockHyperliquid::start(wallet, Network::Testnet);
-    let dir = tempfile::tempdir().unwrap();
     let sys = actix::System::new();
     let (gateway, _root, store) = sys.block_on(async {
-        let store = Store::open(dir.path().join("data")).unwrap();
+        let store = open();
         let (core, root) = core(&store, &mock).await;
         core.reconcile_all().await.unwrap();
         let gateway = OrderGateway::new(core).start();
@@ -111,13 +124,7 @@ fn order_path(c: &mut Criterion) {
         tokio::task::yield_now().await;
         (gateway, root, store)
     });
-    order_path_support::bench_market_orders(
-        c,
-        "hyperliquid/order_path",
-        &sys,
-        &gateway,
-        "hyperliquid",
-    );
+    order_path_support::bench_market_orders(c, name, &sys, &gateway, "hyperliquid");
     drop(store);
 }
 
@@ -186,12 +193,14 @@ fn order_path_parts(c: &mut Criterion) {
         }),
         read("hyperliquid/parts/order_reads", |core| {
             async move {
-                futures::try_join!(
+                let (instrument, quote, state) = futures::join!(
                     core.instrument("hyperliquid", "BTC"),
                     core.quote("hyperliquid", "BTC"),
                     core.account_state("hyperliquid"),
-                )
-                .unwrap();
+                );
+                instrument.unwrap();
+                quote.unwrap();
+                state.unwrap();
             }
             .boxed()
         }),

@@ -668,11 +668,14 @@ impl GatewayCore {
         let client_id = ClientOrderId::generate();
 
         // Independent reads, in flight together: the slowest sets the wait, not the sum.
-        let (instrument, quote, state) = tokio::try_join!(
+        // Their errors are taken in this order (not whichever lands first), so an unknown
+        // symbol is reported as such by the instrument read.
+        let (instrument, quote, state) = tokio::join!(
             self.instrument(&venue, &intent.symbol),
             self.quote(&venue, &intent.symbol),
             self.account_state(&venue),
-        )?;
+        );
+        let (instrument, quote, state) = (instrument?, quote?, state?);
         let position_size = state
             .position(&intent.symbol)
             .map(|p| p.size)
@@ -1149,9 +1152,22 @@ impl GatewayCore {
         // still waiting for the venue's answer must not be judged "never sent".
         let _serial = self.link(venue)?.order_lock.lock().await;
         let mut report = ReconcileReport::default();
-        // Entries the venue's order answers changed; their average price may need fills.
-        let mut changed_ids = Vec::new();
         let venue_open = self.open_orders(venue).await?;
+        // Fills first: an order's new state below is written once, with the average price
+        // its fills give when the venue's order lookup has none (Hyperliquid's has none),
+        // so a crash between two writes cannot leave a filled entry without its price.
+        let since = self.ledger.last_fill_ms(venue)?.unwrap_or(0);
+        let fills = self
+            .call(venue, "fills", move |v| {
+                async move { v.fills_since(since).await }.boxed()
+            })
+            .await?;
+        for fill in &fills {
+            if self.ledger.record_fill(venue, fill).await? {
+                report.new_fills += 1;
+            }
+        }
+        let mut fills_by_order = None;
         let now = self.clock.now_ms();
         let grace_ms = (self.config.request_timeout.as_millis() as i64) * 2;
         for entry in self
@@ -1169,19 +1185,29 @@ impl GatewayCore {
                 .await?;
             match found {
                 Some(order) => {
-                    let mut changed = false;
+                    let mut next = entry.clone();
+                    if !next.apply_venue_order(&order, now) {
+                        continue;
+                    }
+                    if next.avg_fill_price.is_none() && !next.filled_size.is_zero() {
+                        let by_order = match &mut fills_by_order {
+                            Some(map) => map,
+                            None => fills_by_order.insert(self.ledger.fills_by_order(venue)?),
+                        };
+                        if let Some(order_fills) = by_order.get(&order.venue_order_id) {
+                            next.price_from_fills(order_fills);
+                        }
+                    }
                     let updated = self
                         .ledger
                         .update(&entry.client_id, |e| {
-                            changed = e.apply_venue_order(&order, now)
+                            e.apply_venue_order(&order, now);
+                            e.avg_fill_price = next.avg_fill_price;
                         })
                         .await?;
-                    if changed {
-                        report.updated += 1;
-                        self.drift(venue, "status");
-                        self.count_order(&updated);
-                        changed_ids.push(updated.client_id);
-                    }
+                    report.updated += 1;
+                    self.drift(venue, "status");
+                    self.count_order(&updated);
                 }
                 None if now - entry.updated_ms >= grace_ms
                     || entry.status == OrderStatus::Intent =>
@@ -1232,30 +1258,6 @@ impl GatewayCore {
                 let mut entry = LedgerEntry::new_intent(venue, request, "external", now);
                 entry.apply_venue_order(&order, now);
                 self.ledger.record_intent(&entry).await?;
-            }
-        }
-        let since = self.ledger.last_fill_ms(venue)?.unwrap_or(0);
-        let fills = self
-            .call(venue, "fills", move |v| {
-                async move { v.fills_since(since).await }.boxed()
-            })
-            .await?;
-        for fill in &fills {
-            if self.ledger.record_fill(venue, fill).await? {
-                report.new_fills += 1;
-            }
-        }
-        // An answer lost in a crash comes back from the venue's order lookup, which may
-        // lack the average price (Hyperliquid's does); the order's fills give it.
-        for id in changed_ids {
-            let Some(mut entry) = self.ledger.get(&id)? else {
-                continue;
-            };
-            if entry.price_from_fills(&fills) {
-                let price = entry.avg_fill_price;
-                self.ledger
-                    .update(&id, |e| e.avg_fill_price = price)
-                    .await?;
             }
         }
         self.settle_unsettled_leverage(venue).await?;

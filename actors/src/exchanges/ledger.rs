@@ -11,7 +11,7 @@
 //!
 //! Keys are client order ids, which are time-ordered, so key order is creation order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::RwLock;
 use rust_decimal::Decimal;
@@ -95,7 +95,8 @@ impl LedgerEntry {
 
     /// Takes the average fill price from the venue's fills of this order when the venue's
     /// order answer had none, provided `fills` hold every fill of it (their sizes add up to
-    /// the filled size). Returns whether it changed anything.
+    /// the filled size; fills of other orders are ignored). Returns whether it changed
+    /// anything.
     pub fn price_from_fills<'a>(&mut self, fills: impl IntoIterator<Item = &'a Fill>) -> bool {
         if self.avg_fill_price.is_some() || self.filled_size.is_zero() {
             return false;
@@ -301,6 +302,19 @@ impl OrderLedger {
         Ok(true)
     }
 
+    /// Recorded fills of a venue grouped by the venue's order id.
+    pub fn fills_by_order(&self, venue: &str) -> Result<HashMap<String, Vec<Fill>>, LedgerError> {
+        let mut by_order: HashMap<String, Vec<Fill>> = HashMap::new();
+        for item in self.fills.scan_prefix(&format!("{venue}/")) {
+            let (_, r) = item?;
+            by_order
+                .entry(r.fill.venue_order_id.clone())
+                .or_default()
+                .push(r.fill);
+        }
+        Ok(by_order)
+    }
+
     /// Time of the newest recorded fill of a venue, for incremental fill reads.
     pub fn last_fill_ms(&self, venue: &str) -> Result<Option<Millis>, LedgerError> {
         let mut newest = None;
@@ -399,6 +413,50 @@ mod tests {
         assert!(!ledger.record_fill("paper", &fill).await.unwrap());
         assert_eq!(ledger.last_fill_ms("paper").unwrap(), Some(42));
         assert_eq!(ledger.last_fill_ms("other").unwrap(), None);
+    }
+
+    #[test]
+    fn average_price_comes_from_all_of_an_orders_fills_or_not_at_all() {
+        let fill = |id: &str, oid: &str, price, size| Fill {
+            fill_id: id.into(),
+            client_id: None,
+            venue_order_id: oid.into(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            price,
+            size,
+            fee: Decimal::ZERO,
+            closed_pnl: Decimal::ZERO,
+            time_ms: 1,
+        };
+        let mut entry = LedgerEntry::new_intent("hyperliquid", request(), "test", 0);
+        entry.status = OrderStatus::Filled;
+        entry.filled_size = dec!(0.03);
+        entry.venue_order_id = Some("7".into());
+        let first = fill("a", "7", dec!(100), dec!(0.01));
+        let second = fill("b", "7", dec!(103), dec!(0.02));
+        let other = fill("c", "8", dec!(1), dec!(5));
+        // One fill missing: the sizes do not add up, so no price is made up.
+        assert!(!entry.clone().price_from_fills([&first, &other]));
+        assert!(entry.price_from_fills([&first, &other, &second]));
+        assert_eq!(entry.avg_fill_price, Some(dec!(102)));
+        // A lookup without a price keeps the known one for the same filled size.
+        let looked_up = VenueOrder {
+            client_id: Some(entry.client_id.clone()),
+            venue_order_id: "7".into(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            size: dec!(0.03),
+            filled_size: dec!(0.03),
+            avg_fill_price: None,
+            limit_price: None,
+            status: OrderStatus::Filled,
+            reduce_only: false,
+            reject_reason: None,
+            updated_ms: 2,
+        };
+        assert!(!entry.apply_venue_order(&looked_up, 2));
+        assert_eq!(entry.avg_fill_price, Some(dec!(102)));
     }
 
     #[test]
