@@ -40,20 +40,22 @@ mod config;
 mod flight;
 pub mod strategy;
 
-pub use accounting::{usage_records, Accounting, DeploymentUsage, Prices, USAGE_PREFIX};
+pub use accounting::{
+    usage_records, Accounting, DeploymentUsage, Prices, PERSIST_EVERY, USAGE_PREFIX,
+};
 pub use cache::{CacheLevel, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
     build_provider, build_provider_with_env, pool_for, BuildError, DeploymentConfig, LogicalModel,
     ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
 };
-pub use flight::{Flights, Joined};
+pub use flight::{Flights, Joined, Lead, Seat};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, MailboxError, Message, ResponseFuture};
-use futures::FutureExt;
+use actix::dev::Request;
+use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, ResponseFuture};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -70,12 +72,23 @@ use crate::store::Store;
 pub trait PoolHandle: Send + Sync {
     /// The pool's current address, or `None` while it is down.
     fn addr(&self) -> Option<Addr<ModelPool>>;
+
+    /// Sends one request to the pool's current incarnation; `None` while it is down.
+    /// Implementations that can lend their address avoid cloning it (an actix address
+    /// clone allocates), which matters once per request.
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        self.addr().map(|pool| pool.send(msg))
+    }
 }
 
 /// The supervisor's slot shape: a shared, replaceable address.
 impl PoolHandle for Arc<parking_lot::RwLock<Option<Addr<ModelPool>>>> {
     fn addr(&self) -> Option<Addr<ModelPool>> {
         self.read().clone()
+    }
+
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        self.read().as_ref().map(|pool| pool.send(msg))
     }
 }
 
@@ -84,12 +97,20 @@ impl PoolHandle for crate::supervisor::Slot<ModelPool> {
     fn addr(&self) -> Option<Addr<ModelPool>> {
         crate::supervisor::Slot::addr(self)
     }
+
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        self.with_addr(|pool| pool.send(msg))
+    }
 }
 
 /// A fixed address, for pools nobody restarts (tests, embedding without supervision).
 impl PoolHandle for Addr<ModelPool> {
     fn addr(&self) -> Option<Addr<ModelPool>> {
         Some(self.clone())
+    }
+
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        Some(self.send(msg))
     }
 }
 
@@ -155,7 +176,8 @@ impl LogicalRoute {
 /// Everything a request needs, shared by the futures the handlers return.
 #[derive(Clone)]
 struct Core {
-    routes: BTreeMap<String, LogicalRoute>,
+    /// Shared with the requests in flight: a request holds its route, never a copy.
+    routes: BTreeMap<String, Arc<LogicalRoute>>,
     health: HealthTable,
     store: Store,
     clock: SharedClock,
@@ -230,7 +252,7 @@ impl ModelRouter {
 
     /// Adds (or replaces) a logical model, with every routing option.
     pub fn with_route(mut self, name: impl Into<String>, route: LogicalRoute) -> Self {
-        self.core_mut().routes.insert(name.into(), route);
+        self.core_mut().routes.insert(name.into(), Arc::new(route));
         self
     }
 
@@ -307,6 +329,14 @@ impl Actor for ModelRouter {
         // Agents send from many actors at once; each request is a future, so the mailbox
         // only absorbs bursts.
         ctx.set_mailbox_capacity(1024);
+        // Usage is written behind the hot path; this writes what the answers left.
+        ctx.run_interval(accounting::PERSIST_EVERY, |router, _| {
+            router.core.accounting.persist()
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.core.accounting.persist();
     }
 }
 
@@ -319,11 +349,11 @@ impl Handler<Ask> for ModelRouter {
         let deadline = deadline_after(Instant::now(), request.timeout);
         let core = self.core.clone();
         Box::pin(async move {
-            let name = request.model.clone();
-            let Some(route) = core.routes.get(&name).cloned() else {
-                return Err(core.unknown_model(&name));
+            let Some(route) = core.routes.get(&request.model).cloned() else {
+                return Err(core.unknown_model(&request.model));
             };
-            core.serve(name, route, request, deadline).await
+            let name = request.model.clone();
+            core.serve(name, route, Arc::new(request), deadline).await
         })
     }
 }
@@ -373,7 +403,7 @@ impl Handler<Swarm> for ModelRouter {
                         Some(route) => {
                             match tokio::time::timeout_at(
                                 deadline,
-                                core.serve(member.clone(), route, request, deadline),
+                                core.serve(member.clone(), route, Arc::new(request), deadline),
                             )
                             .await
                             {
@@ -425,6 +455,8 @@ impl Handler<Inspect> for ModelRouter {
     fn handle(&mut self, _: Inspect, _ctx: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
         let core = &self.core;
+        // What is reported is also what `orrery status` reads from sled.
+        core.accounting.persist();
         core.routes
             .iter()
             .flat_map(|(name, route)| {
@@ -464,7 +496,7 @@ impl Core {
 
     /// A swarm member's route: the logical model of that name, else the deployment of that
     /// id alone.
-    fn member_route(&self, member: &str) -> Option<LogicalRoute> {
+    fn member_route(&self, member: &str) -> Option<Arc<LogicalRoute>> {
         if let Some(route) = self.routes.get(member) {
             return Some(route.clone());
         }
@@ -473,7 +505,12 @@ impl Core {
                 .deployments
                 .iter()
                 .find(|d| d.deployment == member)
-                .map(|d| LogicalRoute::new(Strategy::OrderedFallback, vec![d.clone()]))
+                .map(|d| {
+                    Arc::new(LogicalRoute::new(
+                        Strategy::OrderedFallback,
+                        vec![d.clone()],
+                    ))
+                })
         })
     }
 
@@ -481,8 +518,8 @@ impl Core {
     async fn serve(
         self: &Arc<Self>,
         name: String,
-        route: LogicalRoute,
-        request: ModelRequest,
+        route: Arc<LogicalRoute>,
+        request: Arc<ModelRequest>,
         deadline: Instant,
     ) -> Result<ModelResponse, ModelError> {
         let key = RequestKey::of(&name, &request);
@@ -493,40 +530,45 @@ impl Core {
             }
         }
         let timeout = request.timeout;
+        let deadline_exceeded = || ModelError::DeadlineExceeded {
+            model: name.clone(),
+            timeout,
+        };
         loop {
-            let (call, joined) = self.flights.join(&name, key.clone(), || {
-                let core = self.clone();
-                let (name, key, route, request) =
-                    (name.clone(), key.clone(), route.clone(), request.clone());
-                async move {
-                    let result = core.upstream(&name, &route, request, deadline).await;
+            let rx = match self.flights.join(&name, &key) {
+                Seat::Lead(lead) => {
+                    // Every wait in the call is bounded by this caller's deadline already.
+                    // Boxed: inline, the upstream call would make the `Ask` future too big
+                    // for the allocator's fast path.
+                    let result = Box::pin(self.upstream(&name, &route, request, deadline)).await;
                     if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
-                        core.cache.put(&key, response, ttl);
+                        self.cache.put(&key, response, ttl);
                     }
-                    result
+                    lead.finish(&result);
+                    return result;
                 }
-                .boxed()
-            });
+                Seat::Follow(rx) => rx,
+            };
             // A caller that joined a call started by another waits no longer than its own
             // deadline.
-            let answer = match tokio::time::timeout_at(deadline, call).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    return Err(ModelError::DeadlineExceeded {
-                        model: name,
-                        timeout,
-                    })
-                }
+            let answer = match tokio::time::timeout_at(deadline, rx).await {
+                Err(_elapsed) => return Err(deadline_exceeded()),
+                Ok(Ok(answer)) => Some(answer),
+                // The leader went away unfinished.
+                Ok(Err(_closed)) => None,
             };
-            // The call it joined ran out of its starter's (shorter) deadline: this caller
-            // still has time, so it starts or joins a fresh call.
-            if joined == Joined::Coalesced
-                && matches!(answer, Err(ModelError::DeadlineExceeded { .. }))
-                && Instant::now() < deadline
-            {
-                continue;
+            match answer {
+                // The call it joined ran out of its starter's (shorter) deadline, or its
+                // starter went away: this caller still has time, so it starts or joins a
+                // fresh call.
+                None | Some(Err(ModelError::DeadlineExceeded { .. }))
+                    if Instant::now() < deadline =>
+                {
+                    continue
+                }
+                None => return Err(deadline_exceeded()),
+                Some(answer) => return answer,
             }
-            return answer;
         }
     }
 
@@ -534,7 +576,7 @@ impl Core {
         &self,
         model: &str,
         logical: &LogicalRoute,
-        request: ModelRequest,
+        request: Arc<ModelRequest>,
         deadline: Instant,
     ) -> Result<ModelResponse, ModelError> {
         let timeout = request.timeout;
@@ -571,7 +613,6 @@ impl Core {
                 ),
             });
         }
-        let request = Arc::new(request);
         let mut attempts: Vec<String> = Vec::new();
         let mut tried = 0usize;
         for (i, d) in candidates.iter().enumerate() {
@@ -592,7 +633,11 @@ impl Core {
                 ));
                 continue;
             }
-            let Some(pool) = d.pool.addr() else {
+            let sent = d.pool.complete(Complete {
+                request: request.clone(),
+                deadline,
+            });
+            let Some(sent) = sent else {
                 attempts.push(format!(
                     "{}: skipped, its pool is not running",
                     d.deployment
@@ -600,14 +645,7 @@ impl Core {
                 continue;
             };
             tried += 1;
-            let sent = tokio::time::timeout_at(
-                deadline,
-                pool.send(Complete {
-                    request: request.clone(),
-                    deadline,
-                }),
-            )
-            .await;
+            let sent = tokio::time::timeout_at(deadline, sent).await;
             let failure = match sent {
                 Err(_elapsed) => return Err(deadline_exceeded()),
                 Ok(Ok(Ok(response))) => {

@@ -11,21 +11,31 @@
 //! rises, so `increase()`-style queries still work on it, and it restarts from the value in
 //! sled, not from zero.
 //!
-//! Records are written with a plain `put` (sled flushes within a second or so, and the
-//! engine flushes at shutdown): a crash may lose the last moment of usage, never the money.
+//! Records are written behind the hot path: the first answer after a quiet spell is
+//! written at once, later ones at most every [`PERSIST_EVERY`] per deployment (the router
+//! writes what is left on its timer, before [`super::Inspect`] answers, and when it
+//! stops). A sled write costs more than the rest of the router's work on an answer, so
+//! writing every one would cap throughput for nothing: sled itself only reaches the disk
+//! every half second or so, and the engine flushes at shutdown. A crash may lose the last
+//! moment of usage, never the money.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::models::types::Usage;
 use crate::store::{trees, Record, Store, StoreError, Tree};
 
 /// Key prefix of usage records in the `meta` tree.
 pub const USAGE_PREFIX: &str = "usage/";
+
+/// Longest a deployment's new usage waits in memory before it is written to sled.
+pub const PERSIST_EVERY: Duration = Duration::from_millis(250);
 
 /// Cumulative usage of one deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,8 +77,23 @@ pub fn usage_records(store: &Store) -> Result<Vec<(String, DeploymentUsage)>, St
 /// The running totals; cheap to clone.
 #[derive(Clone)]
 pub struct Accounting {
-    totals: Arc<parking_lot::Mutex<HashMap<String, DeploymentUsage>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    totals: parking_lot::Mutex<HashMap<String, Running>>,
     tree: Option<Tree<DeploymentUsage>>,
+}
+
+/// One deployment's totals and how far sled is behind them.
+#[derive(Default)]
+struct Running {
+    usage: DeploymentUsage,
+    /// Answers added since the last write.
+    dirty: bool,
+    written_at: Option<Instant>,
+    /// `orrery_model_cost_usd` of this deployment, registered on its first answer.
+    cost: Option<metrics::Gauge>,
 }
 
 impl Accounting {
@@ -89,7 +114,13 @@ impl Accounting {
                     Ok((k, v)) => {
                         let id = k[USAGE_PREFIX.len()..].to_string();
                         set_gauge(&id, &v);
-                        totals.insert(id, v);
+                        totals.insert(
+                            id,
+                            Running {
+                                usage: v,
+                                ..Running::default()
+                            },
+                        );
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "model usage accounting: unreadable record skipped")
@@ -98,40 +129,86 @@ impl Accounting {
             }
         }
         Self {
-            totals: Arc::new(parking_lot::Mutex::new(totals)),
-            tree,
+            inner: Arc::new(Inner {
+                totals: parking_lot::Mutex::new(totals),
+                tree,
+            }),
         }
     }
 
-    /// Adds one upstream answer.
+    /// Adds one upstream answer; writes it to sled now if the deployment's last write is
+    /// older than [`PERSIST_EVERY`], else leaves it for [`Accounting::persist`].
     pub fn record(&self, deployment: &str, usage: Usage, prices: Prices) {
-        let updated = {
-            let mut totals = self.totals.lock();
-            let t = totals.entry(deployment.to_string()).or_default();
-            t.requests += 1;
-            t.prompt_tokens += usage.prompt_tokens;
-            t.completion_tokens += usage.completion_tokens;
-            t.cost_usd += prices.cost(usage);
-            t.clone()
+        let now = Instant::now();
+        // Written under the lock, so two writers never land out of order.
+        let mut totals = self.inner.totals.lock();
+        let t = match totals.get_mut(deployment) {
+            Some(t) => t,
+            None => totals.entry(deployment.to_string()).or_default(),
         };
-        set_gauge(deployment, &updated);
-        if let Some(tree) = &self.tree {
-            if let Err(e) = tree.put(&format!("{USAGE_PREFIX}{deployment}"), &updated) {
-                tracing::warn!(error = %e, deployment, "model usage accounting: cannot persist usage");
-            }
+        t.usage.requests += 1;
+        t.usage.prompt_tokens += usage.prompt_tokens;
+        t.usage.completion_tokens += usage.completion_tokens;
+        t.usage.cost_usd += prices.cost(usage);
+        t.cost
+            .get_or_insert_with(|| cost_gauge(deployment))
+            .set(t.usage.cost_usd.to_f64().unwrap_or(0.0));
+        let due = t
+            .written_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= PERSIST_EVERY);
+        if due {
+            t.written_at = Some(now);
+            self.inner.write(deployment, &t.usage);
         }
+        t.dirty = !due;
+    }
+
+    /// Writes every total that changed since its last write.
+    pub fn persist(&self) {
+        self.inner.persist();
     }
 
     pub fn get(&self, deployment: &str) -> DeploymentUsage {
-        self.totals
+        self.inner
+            .totals
             .lock()
             .get(deployment)
-            .cloned()
+            .map(|t| t.usage.clone())
             .unwrap_or_default()
     }
 }
 
-fn set_gauge(deployment: &str, usage: &DeploymentUsage) {
+impl Inner {
+    fn persist(&self) {
+        let now = Instant::now();
+        let mut totals = self.totals.lock();
+        for (deployment, t) in totals.iter_mut().filter(|(_, t)| t.dirty) {
+            t.dirty = false;
+            t.written_at = Some(now);
+            self.write(deployment, &t.usage);
+        }
+    }
+
+    fn write(&self, deployment: &str, usage: &DeploymentUsage) {
+        if let Some(tree) = &self.tree {
+            if let Err(e) = tree.put(&format!("{USAGE_PREFIX}{deployment}"), usage) {
+                tracing::warn!(error = %e, deployment, "model usage accounting: cannot persist usage");
+            }
+        }
+    }
+}
+
+/// The last clone going away (router stopped, dropped or restarted) writes what is left.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.persist();
+    }
+}
+
+fn cost_gauge(deployment: &str) -> metrics::Gauge {
     metrics::gauge!("orrery_model_cost_usd", "deployment" => deployment.to_string())
-        .set(usage.cost_usd.to_f64().unwrap_or(0.0));
+}
+
+fn set_gauge(deployment: &str, usage: &DeploymentUsage) {
+    cost_gauge(deployment).set(usage.cost_usd.to_f64().unwrap_or(0.0));
 }
