@@ -271,6 +271,43 @@ struct PoolCall {
     settings: PoolSettings,
     permits: Arc<Semaphore>,
     health: Arc<DeploymentHealth>,
+    metrics: PoolMetrics,
+}
+
+/// The pool's metric handles, registered once when the pool is built (the engine installs
+/// its recorder before it builds any pool): a lookup by name and labels on every request
+/// costs more than the rest of the pool's bookkeeping.
+struct PoolMetrics {
+    /// The `deployment` label, shared rather than copied into each rarer metric.
+    label: metrics::SharedString,
+    ok: metrics::Counter,
+    duration: metrics::Histogram,
+    in_flight: metrics::Gauge,
+    prompt_tokens: metrics::Counter,
+    completion_tokens: metrics::Counter,
+}
+
+impl PoolMetrics {
+    fn new(deployment: &str) -> Self {
+        let label = metrics::SharedString::from(Arc::<str>::from(deployment));
+        Self {
+            ok: metrics::counter!("orrery_model_requests_total", "deployment" => label.clone(), "outcome" => "ok"),
+            duration: metrics::histogram!("orrery_model_request_duration_seconds", "deployment" => label.clone()),
+            in_flight: metrics::gauge!("orrery_model_in_flight", "deployment" => label.clone()),
+            prompt_tokens: metrics::counter!("orrery_model_tokens_total", "deployment" => label.clone(), "kind" => "prompt"),
+            completion_tokens: metrics::counter!("orrery_model_tokens_total", "deployment" => label.clone(), "kind" => "completion"),
+            label,
+        }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        if outcome == "ok" {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!("orrery_model_requests_total", "deployment" => self.label.clone(), "outcome" => outcome)
+                .increment(1);
+        }
+    }
 }
 
 impl ModelPool {
@@ -283,9 +320,11 @@ impl ModelPool {
         health: Arc<DeploymentHealth>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        let deployment = deployment.into();
         Self {
             call: Arc::new(PoolCall {
-                deployment: deployment.into(),
+                metrics: PoolMetrics::new(&deployment),
+                deployment,
                 provider,
                 settings,
                 permits,
@@ -337,26 +376,21 @@ impl Handler<Complete> for ModelPool {
 /// Keeps the in-flight count and its gauge right on every exit path, cancellation included.
 struct InFlight<'a> {
     counter: &'a AtomicUsize,
-    deployment: &'a str,
+    gauge: &'a metrics::Gauge,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize, deployment: &'a str) -> Self {
+    fn enter(counter: &'a AtomicUsize, gauge: &'a metrics::Gauge) -> Self {
         let now = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("orrery_model_in_flight", "deployment" => deployment.to_string())
-            .set(now as f64);
-        Self {
-            counter,
-            deployment,
-        }
+        gauge.set(now as f64);
+        Self { counter, gauge }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let now = self.counter.fetch_sub(1, Ordering::Relaxed) - 1;
-        metrics::gauge!("orrery_model_in_flight", "deployment" => self.deployment.to_string())
-            .set(now as f64);
+        self.gauge.set(now as f64);
     }
 }
 
@@ -401,10 +435,9 @@ impl PoolCall {
                 (outcome, result)
             }
         };
-        let dep = self.deployment.clone();
-        metrics::counter!("orrery_model_requests_total", "deployment" => dep.clone(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("orrery_model_request_duration_seconds", "deployment" => dep)
+        self.metrics.outcome(outcome);
+        self.metrics
+            .duration
             .record(started.elapsed().as_secs_f64());
         result
     }
@@ -475,7 +508,7 @@ impl PoolCall {
         deadline: Instant,
         started: Instant,
     ) -> Result<ModelResponse, ModelError> {
-        let in_flight = InFlight::enter(&self.health.in_flight, &self.deployment);
+        let in_flight = InFlight::enter(&self.health.in_flight, &self.metrics.in_flight);
         let answer =
             tokio::time::timeout_at(deadline, self.provider.complete_by(request, deadline)).await;
         drop(in_flight);
@@ -484,10 +517,11 @@ impl PoolCall {
             Ok(Ok(completion)) => {
                 let latency = now - started;
                 self.health.record_success(latency);
-                let dep = self.deployment.clone();
-                metrics::counter!("orrery_model_tokens_total", "deployment" => dep.clone(), "kind" => "prompt")
+                self.metrics
+                    .prompt_tokens
                     .increment(completion.usage.prompt_tokens);
-                metrics::counter!("orrery_model_tokens_total", "deployment" => dep, "kind" => "completion")
+                self.metrics
+                    .completion_tokens
                     .increment(completion.usage.completion_tokens);
                 return Ok(ModelResponse {
                     text: completion.text,
@@ -537,7 +571,7 @@ impl PoolCall {
                 "deployment cooling down ({} consecutive failures allowed); last: {result}",
                 self.settings.cooldown_after_failures
             );
-            metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.deployment.clone())
+            metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.metrics.label.clone())
                 .increment(1);
         }
         Err(result)
