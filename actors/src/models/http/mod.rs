@@ -49,6 +49,7 @@
 //! pulled takes the deployment out before a user request fails on it. The hosted APIs
 //! have no check that is free against their rate limits, so they get none.
 
+mod prepared;
 pub mod secrets;
 
 #[cfg(test)]
@@ -146,6 +147,7 @@ pub struct HttpProvider {
     requests: Option<Throttle>,
     tokens: Option<Throttle>,
     breaker: CircuitBreaker,
+    prepared: prepared::Prepared,
 }
 
 impl fmt::Debug for HttpProvider {
@@ -234,6 +236,7 @@ impl HttpProvider {
             requests,
             tokens,
             breaker,
+            prepared: prepared::Prepared::default(),
         })
     }
 
@@ -463,6 +466,26 @@ impl HttpProvider {
         }
     }
 
+    /// The request of one attempt, ready to send. Not `async`: the wire request is gone
+    /// before the first await, so it takes no room in the call's future (which is boxed
+    /// on every request).
+    fn prepare(
+        &self,
+        req: &ModelRequest,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let wire = providers::build_request(&self.target, req, stream)
+            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
+        let http = self
+            .prepared
+            .request(&self.client, &wire)
+            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
+        Ok(match &wire.body {
+            Some(body) => http.json(body),
+            None => http,
+        })
+    }
+
     /// Sends the request and reads the whole answer.
     async fn exchange(
         &self,
@@ -471,18 +494,7 @@ impl HttpProvider {
         stream: bool,
         sink: Option<&mpsc::Sender<String>>,
     ) -> Result<Completion, Failure> {
-        let wire = providers::build_request(&self.target, req, stream)
-            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
-        let headers = wire
-            .header_map()
-            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
-        let mut http = self
-            .client
-            .request(wire.method.as_reqwest(), &wire.url)
-            .headers(headers);
-        if let Some(body) = &wire.body {
-            http = http.json(body);
-        }
+        let http = self.prepare(req, stream)?;
         let first_byte = deadline.min(deadline_after(
             Instant::now(),
             self.settings.first_byte_timeout,
@@ -516,9 +528,9 @@ impl HttpProvider {
         }
         let reply = if stream {
             let mut forwarded = false;
-            let read = self
-                .read_stream(&mut resp, deadline, sink, &mut forwarded)
-                .await;
+            // Boxed: the streaming reader is large and would otherwise enlarge every
+            // call's future, streamed or not.
+            let read = Box::pin(self.read_stream(&mut resp, deadline, sink, &mut forwarded)).await;
             match read {
                 // Text already reached the reader: another attempt here would show it
                 // twice, so the failure is final for this deployment.
@@ -533,7 +545,11 @@ impl HttpProvider {
             let reply =
                 providers::parse_response(self.kind, &body).map_err(|e| self.stream_failure(e))?;
             if let Some(sink) = sink {
-                let _ = tokio::time::timeout_at(deadline, sink.send(reply.text.clone())).await;
+                let _ = Box::pin(tokio::time::timeout_at(
+                    deadline,
+                    sink.send(reply.text.clone()),
+                ))
+                .await;
             }
             reply
         };
