@@ -11,6 +11,15 @@
 //! Requests run concurrently: the handler returns a future that actix runs on the pool's
 //! arbiter, so one slow call never blocks the mailbox. The health entry lives in the shared
 //! table, not in the actor, so a restarted pool keeps its deployment's cooldown and latency.
+//!
+//! Same-arbiter fast path: a running pool also publishes its call path in its health entry
+//! as a [`Lane`], tagged with its arbiter's thread. A caller on that same thread (the
+//! router, when it shares the pool's arbiter, as in the engine) runs the call in its own
+//! task through [`DeploymentHealth::local_lane`] instead of a message: the work still runs
+//! on the pool's arbiter, under the same admission, deadline, health and metrics, and dies
+//! with that arbiter, but without the mailbox, the reply channel and a task per request.
+//! The lane is withdrawn when the pool stops; callers on other threads always send
+//! [`Complete`].
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,6 +84,14 @@ pub trait Provider: Send + Sync + 'static {
         Ok(completion)
     }
 
+    /// Whether every wait of [`Provider::complete_by`] is bounded by the deadline it is
+    /// given (the HTTP providers: connect, first byte, body, retries and budget waits).
+    /// The pool then spares the timer it otherwise puts around the call; the router's
+    /// own timer at the same deadline still bounds the caller's wait.
+    fn bounds_every_wait(&self) -> bool {
+        false
+    }
+
     /// How often the pool should run [`Provider::health_check`]; `None`: never.
     fn health_check_interval(&self) -> Option<Duration> {
         None
@@ -131,6 +148,33 @@ pub struct DeploymentHealth {
     ewma_latency_us: AtomicU64,
     consecutive_failures: AtomicU32,
     cooling_down_until: parking_lot::Mutex<Option<Instant>>,
+    lane: parking_lot::RwLock<Option<Lane>>,
+}
+
+/// A running pool's call path, for callers on its own arbiter; see the module docs.
+#[derive(Clone)]
+pub struct Lane {
+    /// Weak: the health entry outlives its pools and must not keep one alive.
+    call: std::sync::Weak<PoolCall>,
+    thread: std::thread::ThreadId,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("thread", &self.thread)
+            .finish()
+    }
+}
+
+/// A lane taken for one request.
+pub struct LocalLane(Arc<PoolCall>);
+
+impl LocalLane {
+    /// What the pool's [`Complete`] handler does, run in the caller's task.
+    pub async fn complete(&self, msg: Complete) -> Result<ModelResponse, ModelError> {
+        self.0.run(msg).await
+    }
 }
 
 impl DeploymentHealth {
@@ -155,6 +199,34 @@ impl DeploymentHealth {
     }
     pub fn is_cooling_down(&self, now: Instant) -> bool {
         self.cooling_down_until().is_some_and(|until| now < until)
+    }
+
+    /// The running pool's lane, if it runs on the caller's thread.
+    pub fn local_lane(&self) -> Option<LocalLane> {
+        let lane = self.lane.read();
+        let lane = lane.as_ref()?;
+        if lane.thread != std::thread::current().id() {
+            return None;
+        }
+        lane.call.upgrade().map(LocalLane)
+    }
+
+    fn open_lane(&self, call: &Arc<PoolCall>) {
+        *self.lane.write() = Some(Lane {
+            call: Arc::downgrade(call),
+            thread: std::thread::current().id(),
+        });
+    }
+
+    /// Withdraws `call`'s lane, never a newer pool's.
+    fn close_lane(&self, call: &Arc<PoolCall>) {
+        let mut lane = self.lane.write();
+        if lane
+            .as_ref()
+            .is_some_and(|l| std::ptr::eq(l.call.as_ptr(), Arc::as_ptr(call)))
+        {
+            *lane = None;
+        }
     }
 
     /// Takes the deployment out of rotation for `pause` from `now` (a failed health
@@ -346,6 +418,7 @@ impl Actor for ModelPool {
         // needs to absorb bursts; admission control is the semaphore and `max_queued`.
         let s = &self.call.settings;
         ctx.set_mailbox_capacity((s.max_concurrent + s.max_queued).max(16));
+        self.call.health.open_lane(&self.call);
         if let Some(every) = self.call.provider.health_check_interval() {
             // Once at start, so a deployment that cannot serve is out before the first
             // request; then every interval.
@@ -361,6 +434,17 @@ impl Actor for ModelPool {
                 }));
             });
         }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.call.health.close_lane(&self.call);
+    }
+}
+
+/// The lane closes with the actor however it ends (stopped, or its arbiter gone).
+impl Drop for ModelPool {
+    fn drop(&mut self) {
+        self.call.health.close_lane(&self.call);
     }
 }
 
@@ -423,22 +507,22 @@ impl PoolCall {
         let started = Instant::now();
         let own_deadline = deadline_after(started, self.settings.timeout);
         let deadline = msg.deadline.min(own_deadline);
-        let (outcome, result) = match self.admit(deadline).await {
-            Err((outcome, e)) => (outcome, Err(e)),
+        let (outcome, result, answered) = match self.admit(deadline).await {
+            Err((outcome, e)) => (outcome, Err(e), Instant::now()),
             Ok(permit) => {
-                let result = self.call_provider(&msg.request, deadline, started).await;
+                let (result, answered) = self.call_provider(&msg.request, deadline, started).await;
                 drop(permit);
                 let outcome = match &result {
                     Ok(_) => "ok",
                     Err(e) => e.label(),
                 };
-                (outcome, result)
+                (outcome, result, answered)
             }
         };
         self.metrics.outcome(outcome);
         self.metrics
             .duration
-            .record(started.elapsed().as_secs_f64());
+            .record((answered - started).as_secs_f64());
         result
     }
 
@@ -502,15 +586,20 @@ impl PoolCall {
         }
     }
 
+    /// The provider's answer and when it came.
     async fn call_provider(
         &self,
         request: &ModelRequest,
         deadline: Instant,
         started: Instant,
-    ) -> Result<ModelResponse, ModelError> {
+    ) -> (Result<ModelResponse, ModelError>, Instant) {
         let in_flight = InFlight::enter(&self.health.in_flight, &self.metrics.in_flight);
-        let answer =
-            tokio::time::timeout_at(deadline, self.provider.complete_by(request, deadline)).await;
+        let call = self.provider.complete_by(request, deadline);
+        let answer = if self.provider.bounds_every_wait() {
+            Ok(call.await)
+        } else {
+            tokio::time::timeout_at(deadline, call).await
+        };
         drop(in_flight);
         let now = Instant::now();
         let result = match answer {
@@ -523,7 +612,7 @@ impl PoolCall {
                 self.metrics
                     .completion_tokens
                     .increment(completion.usage.completion_tokens);
-                return Ok(ModelResponse {
+                let response = ModelResponse {
                     text: completion.text,
                     deployment: self.deployment.clone(),
                     provider: self.provider.provider().to_string(),
@@ -532,7 +621,8 @@ impl PoolCall {
                     latency,
                     finish_reason: completion.finish_reason,
                     cached: false,
-                });
+                };
+                return (Ok(response), now);
             }
             Ok(Err(e)) => e,
             Err(_) => ModelError::Provider {
@@ -574,7 +664,7 @@ impl PoolCall {
             metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.metrics.label.clone())
                 .increment(1);
         }
-        Err(result)
+        (Err(result), now)
     }
 }
 

@@ -348,12 +348,15 @@ impl Handler<Ask> for ModelRouter {
         // to budget for, but time spent failing over is.
         let deadline = deadline_after(Instant::now(), request.timeout);
         let core = self.core.clone();
+        // Looked up and shared here, before the future: what the future captures is kept
+        // for its whole life, and it is allocated once per request.
+        let route = core.routes.get(&request.model).cloned();
+        let request = Arc::new(request);
         Box::pin(async move {
-            let Some(route) = core.routes.get(&request.model).cloned() else {
+            let Some(route) = route else {
                 return Err(core.unknown_model(&request.model));
             };
-            let name = request.model.clone();
-            core.serve(name, route, Arc::new(request), deadline).await
+            core.serve(route, request, deadline).await
         })
     }
 }
@@ -403,7 +406,7 @@ impl Handler<Swarm> for ModelRouter {
                         Some(route) => {
                             match tokio::time::timeout_at(
                                 deadline,
-                                core.serve(member.clone(), route, Arc::new(request), deadline),
+                                core.serve(route, Arc::new(request), deadline),
                             )
                             .await
                             {
@@ -514,33 +517,35 @@ impl Core {
         })
     }
 
-    /// Cache, then single-flight, then upstream; see the module docs.
+    /// Cache, then single-flight, then upstream; see the module docs. `request.model`
+    /// names the route (a logical model, or a swarm member).
     async fn serve(
         self: &Arc<Self>,
-        name: String,
         route: Arc<LogicalRoute>,
         request: Arc<ModelRequest>,
         deadline: Instant,
     ) -> Result<ModelResponse, ModelError> {
-        let key = RequestKey::of(&name, &request);
+        let name = request.model.as_str();
+        let key = RequestKey::of(name, &request);
         let cache_ttl = route.cache_ttl.filter(|_| request.cacheable);
         if cache_ttl.is_some() {
-            if let Some((response, _level)) = self.cache.get(&name, &key) {
+            if let Some((response, _level)) = self.cache.get(name, &key) {
                 return Ok(response);
             }
         }
         let timeout = request.timeout;
         let deadline_exceeded = || ModelError::DeadlineExceeded {
-            model: name.clone(),
+            model: name.to_string(),
             timeout,
         };
         loop {
-            let rx = match self.flights.join(&name, &key) {
+            let rx = match self.flights.join(name, &key) {
                 Seat::Lead(lead) => {
                     // Every wait in the call is bounded by this caller's deadline already.
                     // Boxed: inline, the upstream call would make the `Ask` future too big
                     // for the allocator's fast path.
-                    let result = Box::pin(self.upstream(&name, &route, request, deadline)).await;
+                    let result =
+                        Box::pin(self.upstream(name, &route, request.clone(), deadline)).await;
                     if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
                         self.cache.put(&key, response, ttl);
                     }
@@ -620,9 +625,9 @@ impl Core {
             if now >= deadline {
                 return Err(deadline_exceeded());
             }
-            if let Some(until) = self
-                .health
-                .get(&d.deployment)
+            let health = self.health.get(&d.deployment);
+            if let Some(until) = health
+                .as_ref()
                 .and_then(|h| h.cooling_down_until())
                 .filter(|until| now < *until)
             {
@@ -633,19 +638,29 @@ impl Core {
                 ));
                 continue;
             }
-            let sent = d.pool.complete(Complete {
+            let complete = Complete {
                 request: request.clone(),
                 deadline,
-            });
-            let Some(sent) = sent else {
-                attempts.push(format!(
-                    "{}: skipped, its pool is not running",
-                    d.deployment
-                ));
-                continue;
             };
-            tried += 1;
-            let sent = tokio::time::timeout_at(deadline, sent).await;
+            let sent = match health.as_ref().and_then(|h| h.local_lane()) {
+                // The pool runs on this arbiter: its call path, in this task (see
+                // `pool::Lane`). Every wait in it is bounded by the deadline.
+                Some(lane) => {
+                    tried += 1;
+                    Ok(Ok(lane.complete(complete).await))
+                }
+                None => {
+                    let Some(sent) = d.pool.complete(complete) else {
+                        attempts.push(format!(
+                            "{}: skipped, its pool is not running",
+                            d.deployment
+                        ));
+                        continue;
+                    };
+                    tried += 1;
+                    tokio::time::timeout_at(deadline, sent).await
+                }
+            };
             let failure = match sent {
                 Err(_elapsed) => return Err(deadline_exceeded()),
                 Ok(Ok(Ok(response))) => {

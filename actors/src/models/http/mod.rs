@@ -388,7 +388,7 @@ impl HttpProvider {
             )
         })?;
         let started = Instant::now();
-        let result = self.exchange(req, deadline, stream, sink).await;
+        let result = self.exchange(req, started, deadline, stream, sink).await;
         match &result {
             Ok(_) => permit.success(started.elapsed()),
             Err(f) => permit.failure(&f.class),
@@ -490,15 +490,13 @@ impl HttpProvider {
     async fn exchange(
         &self,
         req: &ModelRequest,
+        started: Instant,
         deadline: Instant,
         stream: bool,
         sink: Option<&mpsc::Sender<String>>,
     ) -> Result<Completion, Failure> {
         let http = self.prepare(req, stream)?;
-        let first_byte = deadline.min(deadline_after(
-            Instant::now(),
-            self.settings.first_byte_timeout,
-        ));
+        let first_byte = deadline.min(deadline_after(started, self.settings.first_byte_timeout));
         let mut resp = match tokio::time::timeout_at(first_byte, http.send()).await {
             Err(_) => {
                 return Err(self.timeout_failure(format!(
@@ -788,6 +786,12 @@ impl Provider for HttpProvider {
     /// hosted APIs have none that costs nothing against their rate limits; for them the
     /// breaker and the pool's consecutive-failure cooldown take a failing deployment out,
     /// and the breaker's half-open probe brings it back.
+    /// Connect, first byte, body and stream reads, retry and budget waits are all cut at
+    /// the deadline `call` is given.
+    fn bounds_every_wait(&self) -> bool {
+        true
+    }
+
     fn health_check_interval(&self) -> Option<Duration> {
         self.settings
             .health_check_every

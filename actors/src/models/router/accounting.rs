@@ -12,9 +12,9 @@
 //! sled, not from zero.
 //!
 //! Records are written behind the hot path: the first answer after a quiet spell is
-//! written at once, later ones at most every [`PERSIST_EVERY`] per deployment (the router
-//! writes what is left on its timer, before [`super::Inspect`] answers, and when it
-//! stops). A sled write costs more than the rest of the router's work on an answer, so
+//! written at once, later ones by [`Accounting::persist`], which the router calls every
+//! [`PERSIST_EVERY`], before [`super::Inspect`] answers, and when it stops; a deployment
+//! whose record was written since the last `persist` counts as not quiet. A sled write costs more than the rest of the router's work on an answer, so
 //! writing every one would cap throughput for nothing: sled itself only reaches the disk
 //! every half second or so, and the engine flushes at shutdown. A crash may lose the last
 //! moment of usage, never the money.
@@ -26,7 +26,6 @@ use std::time::Duration;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::models::types::Usage;
 use crate::store::{trees, Record, Store, StoreError, Tree};
@@ -34,7 +33,8 @@ use crate::store::{trees, Record, Store, StoreError, Tree};
 /// Key prefix of usage records in the `meta` tree.
 pub const USAGE_PREFIX: &str = "usage/";
 
-/// Longest a deployment's new usage waits in memory before it is written to sled.
+/// How often the owner calls [`Accounting::persist`]: the longest a deployment's new
+/// usage waits in memory before it is written to sled.
 pub const PERSIST_EVERY: Duration = Duration::from_millis(250);
 
 /// Cumulative usage of one deployment.
@@ -59,6 +59,9 @@ pub struct Prices {
 
 impl Prices {
     pub fn cost(&self, usage: Usage) -> Decimal {
+        if self.prompt_per_mtok.is_zero() && self.completion_per_mtok.is_zero() {
+            return Decimal::ZERO;
+        }
         let million = Decimal::from(1_000_000u32);
         (Decimal::from(usage.prompt_tokens) * self.prompt_per_mtok
             + Decimal::from(usage.completion_tokens) * self.completion_per_mtok)
@@ -91,7 +94,8 @@ struct Running {
     usage: DeploymentUsage,
     /// Answers added since the last write.
     dirty: bool,
-    written_at: Option<Instant>,
+    /// Written since the last `persist`: further answers wait for the next one.
+    recent: bool,
     /// `orrery_model_cost_usd` of this deployment, registered on its first answer.
     cost: Option<metrics::Gauge>,
 }
@@ -136,10 +140,9 @@ impl Accounting {
         }
     }
 
-    /// Adds one upstream answer; writes it to sled now if the deployment's last write is
-    /// older than [`PERSIST_EVERY`], else leaves it for [`Accounting::persist`].
+    /// Adds one upstream answer; writes it to sled now unless the deployment was written
+    /// since the last [`Accounting::persist`], which then writes it.
     pub fn record(&self, deployment: &str, usage: Usage, prices: Prices) {
-        let now = Instant::now();
         // Written under the lock, so two writers never land out of order.
         let mut totals = self.inner.totals.lock();
         let t = match totals.get_mut(deployment) {
@@ -153,17 +156,16 @@ impl Accounting {
         t.cost
             .get_or_insert_with(|| cost_gauge(deployment))
             .set(t.usage.cost_usd.to_f64().unwrap_or(0.0));
-        let due = t
-            .written_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= PERSIST_EVERY);
-        if due {
-            t.written_at = Some(now);
+        if t.recent {
+            t.dirty = true;
+        } else {
+            t.recent = true;
             self.inner.write(deployment, &t.usage);
         }
-        t.dirty = !due;
     }
 
-    /// Writes every total that changed since its last write.
+    /// Writes every total that changed since its last write; call it every
+    /// [`PERSIST_EVERY`].
     pub fn persist(&self) {
         self.inner.persist();
     }
@@ -180,12 +182,15 @@ impl Accounting {
 
 impl Inner {
     fn persist(&self) {
-        let now = Instant::now();
         let mut totals = self.totals.lock();
-        for (deployment, t) in totals.iter_mut().filter(|(_, t)| t.dirty) {
-            t.dirty = false;
-            t.written_at = Some(now);
-            self.write(deployment, &t.usage);
+        for (deployment, t) in totals.iter_mut() {
+            // A deployment written now stays `recent` until the next call, so a steady
+            // stream of answers is written once per call; a quiet one is written at once.
+            t.recent = t.dirty;
+            if t.dirty {
+                t.dirty = false;
+                self.write(deployment, &t.usage);
+            }
         }
     }
 
