@@ -48,7 +48,7 @@ const CONCURRENCY: usize = 64;
 /// Calls per concurrent caller in one throughput round.
 const PER_CALLER: usize = 200;
 /// Throughput rounds per client.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn env(name: &str) -> Option<String> {
     (name == "OPENAI_API_KEY").then(|| "sk-bench".to_string())
