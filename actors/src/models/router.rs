@@ -7,8 +7,8 @@
 //! per request ([`Strategy`], see [`strategy`]), the context-window filter, failover, the
 //! caller's deadline (counted from when the router receives the request), single-flight
 //! ([`flight`]), the response cache ([`cache`]) and usage accounting ([`accounting`]).
-//! Never: calls a provider itself, holds a pool's address past a restart (it asks a
-//! [`PoolHandle`] every time), or parses answers.
+//! Never: calls a provider other than through its pool, holds a pool's address past a
+//! restart (it asks a [`PoolHandle`] every time), or parses answers.
 //!
 //! The path of one `Ask`: (1) if the request is `cacheable` and its model has a
 //! `cache_ttl`, the cache (memory, then sled) may answer with `cached: true`; (2) otherwise
@@ -16,6 +16,14 @@
 //! prompt, context, max_tokens, temperature), or (3) starts the upstream call: deployments
 //! in strategy order, those whose `context_window` is too small for the estimated request
 //! dropped first; the answer is accounted (tokens, cost) and, if cacheable, cached.
+//!
+//! Reaching a pool: a pool running on the router's own arbiter (the engine's layout) lends
+//! its call path through its health entry ([`super::pool::Lane`]), and the router runs the
+//! call in the request's own task: no mailbox, reply channel or second task per request,
+//! with the pool's admission, deadline, health and metrics unchanged. A pool on another
+//! arbiter, or one that is not running, is sent [`Complete`] through its [`PoolHandle`]
+//! under the request's deadline. Nothing per request is copied: the request and its route
+//! are shared, the usage record is written behind the answer (see [`accounting`]).
 //!
 //! Failover rules: deployments are tried in strategy order, skipping any that is cooling
 //! down (read from the shared [`HealthTable`], no message round trip) or whose pool is not
