@@ -28,7 +28,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture};
 use async_trait::async_trait;
 use dashmap::DashMap;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
 use super::types::{ModelError, ModelRequest, ModelResponse, Usage};
@@ -167,13 +167,25 @@ impl std::fmt::Debug for Lane {
     }
 }
 
+/// The calling thread's id, without `thread::current()`'s handle clone on every request.
+fn this_thread() -> std::thread::ThreadId {
+    thread_local! {
+        static ID: std::thread::ThreadId = std::thread::current().id();
+    }
+    ID.with(|id| *id)
+}
+
 /// A lane taken for one request.
 pub struct LocalLane(Arc<PoolCall>);
 
 impl LocalLane {
     /// What the pool's [`Complete`] handler does, run in the caller's task.
-    pub async fn complete(&self, msg: Complete) -> Result<ModelResponse, ModelError> {
-        self.0.run(msg).await
+    pub async fn complete(
+        &self,
+        request: &ModelRequest,
+        deadline: Instant,
+    ) -> Result<ModelResponse, ModelError> {
+        self.0.run(request, deadline).await
     }
 }
 
@@ -205,7 +217,7 @@ impl DeploymentHealth {
     pub fn local_lane(&self) -> Option<LocalLane> {
         let lane = self.lane.read();
         let lane = lane.as_ref()?;
-        if lane.thread != std::thread::current().id() {
+        if lane.thread != this_thread() {
             return None;
         }
         lane.call.upgrade().map(LocalLane)
@@ -214,7 +226,7 @@ impl DeploymentHealth {
     fn open_lane(&self, call: &Arc<PoolCall>) {
         *self.lane.write() = Some(Lane {
             call: Arc::downgrade(call),
-            thread: std::thread::current().id(),
+            thread: this_thread(),
         });
     }
 
@@ -453,7 +465,7 @@ impl Handler<Complete> for ModelPool {
 
     fn handle(&mut self, msg: Complete, _ctx: &mut Self::Context) -> Self::Result {
         let call = self.call.clone();
-        Box::pin(async move { call.run(msg).await })
+        Box::pin(async move { call.run(&msg.request, msg.deadline).await })
     }
 }
 
@@ -503,14 +515,18 @@ impl PoolCall {
             .increment(1);
     }
 
-    async fn run(&self, msg: Complete) -> Result<ModelResponse, ModelError> {
+    async fn run(
+        &self,
+        request: &ModelRequest,
+        deadline: Instant,
+    ) -> Result<ModelResponse, ModelError> {
         let started = Instant::now();
         let own_deadline = deadline_after(started, self.settings.timeout);
-        let deadline = msg.deadline.min(own_deadline);
+        let deadline = deadline.min(own_deadline);
         let (outcome, result, answered) = match self.admit(deadline).await {
             Err((outcome, e)) => (outcome, Err(e), Instant::now()),
             Ok(permit) => {
-                let (result, answered) = self.call_provider(&msg.request, deadline, started).await;
+                let (result, answered) = self.call_provider(request, deadline, started).await;
                 drop(permit);
                 let outcome = match &result {
                     Ok(_) => "ok",
@@ -530,8 +546,8 @@ impl PoolCall {
     async fn admit(
         &self,
         deadline: Instant,
-    ) -> Result<OwnedSemaphorePermit, (&'static str, ModelError)> {
-        match self.permits.clone().try_acquire_owned() {
+    ) -> Result<SemaphorePermit<'_>, (&'static str, ModelError)> {
+        match self.permits.try_acquire() {
             Ok(permit) => return Ok(permit),
             Err(TryAcquireError::Closed) => return Err(("closed", self.closed())),
             Err(TryAcquireError::NoPermits) => {}
@@ -556,7 +572,7 @@ impl PoolCall {
         }
         // The queue slot was taken above; this guard gives it back however we leave.
         let queued = QueueSlot(&health.queued);
-        let waited = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
+        let waited = tokio::time::timeout_at(deadline, self.permits.acquire()).await;
         drop(queued);
         match waited {
             Ok(Ok(permit)) => Ok(permit),

@@ -359,7 +359,6 @@ impl Handler<Ask> for ModelRouter {
         // Looked up and shared here, before the future: what the future captures is kept
         // for its whole life, and it is allocated once per request.
         let route = core.routes.get(&request.model).cloned();
-        let request = Arc::new(request);
         Box::pin(async move {
             let Some(route) = route else {
                 return Err(core.unknown_model(&request.model));
@@ -414,7 +413,7 @@ impl Handler<Swarm> for ModelRouter {
                         Some(route) => {
                             match tokio::time::timeout_at(
                                 deadline,
-                                core.serve(route, Arc::new(request), deadline),
+                                core.serve(route, request, deadline),
                             )
                             .await
                             {
@@ -530,7 +529,7 @@ impl Core {
     async fn serve(
         self: &Arc<Self>,
         route: Arc<LogicalRoute>,
-        request: Arc<ModelRequest>,
+        request: ModelRequest,
         deadline: Instant,
     ) -> Result<ModelResponse, ModelError> {
         let name = request.model.as_str();
@@ -552,8 +551,7 @@ impl Core {
                     // Every wait in the call is bounded by this caller's deadline already.
                     // Boxed: inline, the upstream call would make the `Ask` future too big
                     // for the allocator's fast path.
-                    let result =
-                        Box::pin(self.upstream(name, &route, request.clone(), deadline)).await;
+                    let result = Box::pin(self.upstream(name, &route, &request, deadline)).await;
                     if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
                         self.cache.put(&key, response, ttl);
                     }
@@ -589,7 +587,7 @@ impl Core {
         &self,
         model: &str,
         logical: &LogicalRoute,
-        request: Arc<ModelRequest>,
+        request: &ModelRequest,
         deadline: Instant,
     ) -> Result<ModelResponse, ModelError> {
         let timeout = request.timeout;
@@ -603,7 +601,7 @@ impl Core {
                 reason: format!("[models.{model}] has no deployments"),
             });
         }
-        let needed = strategy::estimated_tokens(&request);
+        let needed = strategy::estimated_tokens(request);
         let candidates = strategy::order(
             logical.strategy,
             &logical.deployments,
@@ -628,6 +626,7 @@ impl Core {
         }
         let mut attempts: Vec<String> = Vec::new();
         let mut tried = 0usize;
+        let mut shared: Option<Arc<ModelRequest>> = None;
         for (i, d) in candidates.iter().enumerate() {
             let now = Instant::now();
             if now >= deadline {
@@ -646,18 +645,20 @@ impl Core {
                 ));
                 continue;
             }
-            let complete = Complete {
-                request: request.clone(),
-                deadline,
-            };
             let sent = match health.as_ref().and_then(|h| h.local_lane()) {
                 // The pool runs on this arbiter: its call path, in this task (see
                 // `pool::Lane`). Every wait in it is bounded by the deadline.
                 Some(lane) => {
                     tried += 1;
-                    Ok(Ok(lane.complete(complete).await))
+                    Ok(Ok(lane.complete(request, deadline).await))
                 }
                 None => {
+                    // Shared with the pool's task; made once, only for this path.
+                    let shared = shared.get_or_insert_with(|| Arc::new(request.clone()));
+                    let complete = Complete {
+                        request: shared.clone(),
+                        deadline,
+                    };
                     let Some(sent) = d.pool.complete(complete) else {
                         attempts.push(format!(
                             "{}: skipped, its pool is not running",

@@ -170,13 +170,7 @@ async fn a_running_pool_lends_its_lane_on_its_own_thread_only_until_it_stops() {
 
     // Through the lane: the pool's own admission, health and answer, no message.
     let lane = entry.local_lane().unwrap();
-    let resp = lane
-        .complete(Complete {
-            request: request(),
-            deadline: far(),
-        })
-        .await
-        .unwrap();
+    let resp = lane.complete(&request(), far()).await.unwrap();
     assert_eq!((resp.text.as_str(), resp.deployment.as_str()), ("BUY", "a"));
     assert_eq!((provider.calls(), entry.in_flight()), (1, 0));
     drop(lane);

@@ -152,10 +152,14 @@ impl Accounting {
         t.usage.requests += 1;
         t.usage.prompt_tokens += usage.prompt_tokens;
         t.usage.completion_tokens += usage.completion_tokens;
-        t.usage.cost_usd += prices.cost(usage);
-        t.cost
-            .get_or_insert_with(|| cost_gauge(deployment))
-            .set(t.usage.cost_usd.to_f64().unwrap_or(0.0));
+        let cost = prices.cost(usage);
+        // Unpriced answers (local models, no prices configured) leave the gauge as it is.
+        if !cost.is_zero() || t.cost.is_none() {
+            t.usage.cost_usd += cost;
+            t.cost
+                .get_or_insert_with(|| cost_gauge(deployment))
+                .set(t.usage.cost_usd.to_f64().unwrap_or(0.0));
+        }
         if t.recent {
             t.dirty = true;
         } else {

@@ -16,6 +16,7 @@
 //! joins a fresh call. The same happens when the answer is the leader's own deadline
 //! error and a follower's deadline is later.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,21 +99,23 @@ impl Flights {
     /// coalesced counter.
     pub fn join(&self, model: &str, key: &RequestKey) -> Seat {
         let mut calls = self.calls.lock();
-        if let Some(flight) = calls.get_mut(key) {
-            let (tx, rx) = oneshot::channel();
-            flight.followers.push(tx);
-            metrics::counter!("orrery_model_coalesced_total", "model" => model.to_string())
-                .increment(1);
-            return Seat::Follow(rx);
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        calls.insert(
-            key.clone(),
-            Flight {
-                id,
-                followers: Vec::new(),
-            },
-        );
+        let id = match calls.entry(key.clone()) {
+            Entry::Occupied(mut flight) => {
+                let (tx, rx) = oneshot::channel();
+                flight.get_mut().followers.push(tx);
+                metrics::counter!("orrery_model_coalesced_total", "model" => model.to_string())
+                    .increment(1);
+                return Seat::Follow(rx);
+            }
+            Entry::Vacant(slot) => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                slot.insert(Flight {
+                    id,
+                    followers: Vec::new(),
+                });
+                id
+            }
+        };
         Seat::Lead(Lead {
             table: self.calls.clone(),
             key: key.clone(),
@@ -154,12 +157,14 @@ impl Lead {
     /// Removes this call's entry, never a newer call's under the same key.
     fn take_followers(&self) -> Vec<oneshot::Sender<Answer>> {
         let mut calls = self.table.lock();
-        match calls.get(&self.key) {
-            Some(flight) if flight.id == self.id => calls
-                .remove(&self.key)
-                .map(|flight| flight.followers)
-                .unwrap_or_default(),
-            _ => Vec::new(),
+        match calls.remove_entry(&self.key) {
+            Some((_, flight)) if flight.id == self.id => flight.followers,
+            // A newer call's entry (this one's was already taken): put it back.
+            Some((key, flight)) => {
+                calls.insert(key, flight);
+                Vec::new()
+            }
+            None => Vec::new(),
         }
     }
 }
