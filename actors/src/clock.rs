@@ -20,8 +20,15 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Straight from `SystemTime` (what `chrono::Utc::now` reads too, without its
+    /// calendar conversion): the breakers read this twice per model request.
     fn now_ms(&self) -> Millis {
-        chrono::Utc::now().timestamp_millis()
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => Millis::try_from(since.as_millis()).unwrap_or(Millis::MAX),
+            Err(before) => {
+                Millis::try_from(before.duration().as_millis()).map_or(Millis::MIN, |ms| -ms)
+            }
+        }
     }
 }
 

@@ -14,6 +14,15 @@
 //!
 //! A streamed call ([`CompleteStream`], see `stream`) takes the same path through the
 //! provider's streaming method and forwards text deltas to the caller's channel.
+//!
+//! Same-arbiter fast path: a running pool also publishes its call path in its health entry
+//! as a [`Lane`], tagged with its arbiter's thread. A caller on that same thread (the
+//! router, when it shares the pool's arbiter, as in the engine) runs the call in its own
+//! task through [`DeploymentHealth::local_lane`] instead of a message: the work still runs
+//! on the pool's arbiter, under the same admission, deadline, health and metrics, and dies
+//! with that arbiter, but without the mailbox, the reply channel and a task per request.
+//! The lane is withdrawn when the pool stops; callers on other threads always send
+//! [`Complete`].
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,7 +31,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture};
 use async_trait::async_trait;
 use dashmap::DashMap;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
 use super::types::{ModelError, ModelRequest, ModelResponse, Usage};
@@ -93,6 +102,14 @@ pub trait Provider: Send + Sync + 'static {
         self.complete_stream(req, on_delta).await
     }
 
+    /// Whether every wait of [`Provider::complete_by`] is bounded by the deadline it is
+    /// given (the HTTP providers: connect, first byte, body, retries and budget waits).
+    /// The pool then spares the timer it otherwise puts around the call; the router's
+    /// own timer at the same deadline still bounds the caller's wait.
+    fn bounds_every_wait(&self) -> bool {
+        false
+    }
+
     /// How often the pool should run [`Provider::health_check`]; `None`: never.
     fn health_check_interval(&self) -> Option<Duration> {
         None
@@ -149,6 +166,45 @@ pub struct DeploymentHealth {
     ewma_latency_us: AtomicU64,
     consecutive_failures: AtomicU32,
     cooling_down_until: parking_lot::Mutex<Option<Instant>>,
+    lane: parking_lot::RwLock<Option<Lane>>,
+}
+
+/// A running pool's call path, for callers on its own arbiter; see the module docs.
+#[derive(Clone)]
+pub struct Lane {
+    /// Weak: the health entry outlives its pools and must not keep one alive.
+    call: std::sync::Weak<PoolCall>,
+    thread: std::thread::ThreadId,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("thread", &self.thread)
+            .finish()
+    }
+}
+
+/// The calling thread's id, without `thread::current()`'s handle clone on every request.
+fn this_thread() -> std::thread::ThreadId {
+    thread_local! {
+        static ID: std::thread::ThreadId = std::thread::current().id();
+    }
+    ID.with(|id| *id)
+}
+
+/// A lane taken for one request.
+pub struct LocalLane(Arc<PoolCall>);
+
+impl LocalLane {
+    /// What the pool's [`Complete`] handler does, run in the caller's task.
+    pub async fn complete(
+        &self,
+        request: &ModelRequest,
+        deadline: Instant,
+    ) -> Result<ModelResponse, ModelError> {
+        self.0.run(request, deadline, None).await
+    }
 }
 
 impl DeploymentHealth {
@@ -173,6 +229,34 @@ impl DeploymentHealth {
     }
     pub fn is_cooling_down(&self, now: Instant) -> bool {
         self.cooling_down_until().is_some_and(|until| now < until)
+    }
+
+    /// The running pool's lane, if it runs on the caller's thread.
+    pub fn local_lane(&self) -> Option<LocalLane> {
+        let lane = self.lane.read();
+        let lane = lane.as_ref()?;
+        if lane.thread != this_thread() {
+            return None;
+        }
+        lane.call.upgrade().map(LocalLane)
+    }
+
+    fn open_lane(&self, call: &Arc<PoolCall>) {
+        *self.lane.write() = Some(Lane {
+            call: Arc::downgrade(call),
+            thread: this_thread(),
+        });
+    }
+
+    /// Withdraws `call`'s lane, never a newer pool's.
+    fn close_lane(&self, call: &Arc<PoolCall>) {
+        let mut lane = self.lane.write();
+        if lane
+            .as_ref()
+            .is_some_and(|l| std::ptr::eq(l.call.as_ptr(), Arc::as_ptr(call)))
+        {
+            *lane = None;
+        }
     }
 
     /// Takes the deployment out of rotation for `pause` from `now` (a failed health
@@ -289,6 +373,43 @@ struct PoolCall {
     settings: PoolSettings,
     permits: Arc<Semaphore>,
     health: Arc<DeploymentHealth>,
+    metrics: PoolMetrics,
+}
+
+/// The pool's metric handles, registered once when the pool is built (the engine installs
+/// its recorder before it builds any pool): a lookup by name and labels on every request
+/// costs more than the rest of the pool's bookkeeping.
+struct PoolMetrics {
+    /// The `deployment` label, shared rather than copied into each rarer metric.
+    label: metrics::SharedString,
+    ok: metrics::Counter,
+    duration: metrics::Histogram,
+    in_flight: metrics::Gauge,
+    prompt_tokens: metrics::Counter,
+    completion_tokens: metrics::Counter,
+}
+
+impl PoolMetrics {
+    fn new(deployment: &str) -> Self {
+        let label = metrics::SharedString::from(Arc::<str>::from(deployment));
+        Self {
+            ok: metrics::counter!("orrery_model_requests_total", "deployment" => label.clone(), "outcome" => "ok"),
+            duration: metrics::histogram!("orrery_model_request_duration_seconds", "deployment" => label.clone()),
+            in_flight: metrics::gauge!("orrery_model_in_flight", "deployment" => label.clone()),
+            prompt_tokens: metrics::counter!("orrery_model_tokens_total", "deployment" => label.clone(), "kind" => "prompt"),
+            completion_tokens: metrics::counter!("orrery_model_tokens_total", "deployment" => label.clone(), "kind" => "completion"),
+            label,
+        }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        if outcome == "ok" {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!("orrery_model_requests_total", "deployment" => self.label.clone(), "outcome" => outcome)
+                .increment(1);
+        }
+    }
 }
 
 impl ModelPool {
@@ -301,9 +422,11 @@ impl ModelPool {
         health: Arc<DeploymentHealth>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        let deployment = deployment.into();
         Self {
             call: Arc::new(PoolCall {
-                deployment: deployment.into(),
+                metrics: PoolMetrics::new(&deployment),
+                deployment,
                 provider,
                 settings,
                 permits,
@@ -325,6 +448,7 @@ impl Actor for ModelPool {
         // needs to absorb bursts; admission control is the semaphore and `max_queued`.
         let s = &self.call.settings;
         ctx.set_mailbox_capacity((s.max_concurrent + s.max_queued).max(16));
+        self.call.health.open_lane(&self.call);
         if let Some(every) = self.call.provider.health_check_interval() {
             // Once at start, so a deployment that cannot serve is out before the first
             // request; then every interval.
@@ -341,6 +465,17 @@ impl Actor for ModelPool {
             });
         }
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.call.health.close_lane(&self.call);
+    }
+}
+
+/// The lane closes with the actor however it ends (stopped, or its arbiter gone).
+impl Drop for ModelPool {
+    fn drop(&mut self) {
+        self.call.health.close_lane(&self.call);
+    }
 }
 
 impl Handler<Complete> for ModelPool {
@@ -355,26 +490,21 @@ impl Handler<Complete> for ModelPool {
 /// Keeps the in-flight count and its gauge right on every exit path, cancellation included.
 struct InFlight<'a> {
     counter: &'a AtomicUsize,
-    deployment: &'a str,
+    gauge: &'a metrics::Gauge,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize, deployment: &'a str) -> Self {
+    fn enter(counter: &'a AtomicUsize, gauge: &'a metrics::Gauge) -> Self {
         let now = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("orrery_model_in_flight", "deployment" => deployment.to_string())
-            .set(now as f64);
-        Self {
-            counter,
-            deployment,
-        }
+        gauge.set(now as f64);
+        Self { counter, gauge }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let now = self.counter.fetch_sub(1, Ordering::Relaxed) - 1;
-        metrics::gauge!("orrery_model_in_flight", "deployment" => self.deployment.to_string())
-            .set(now as f64);
+        self.gauge.set(now as f64);
     }
 }
 
@@ -413,23 +543,23 @@ impl PoolCall {
         let started = Instant::now();
         let own_deadline = deadline_after(started, self.settings.timeout);
         let deadline = deadline.min(own_deadline);
-        let (outcome, result) = match self.admit(deadline).await {
-            Err((outcome, e)) => (outcome, Err(e)),
+        let (outcome, result, answered) = match self.admit(deadline).await {
+            Err((outcome, e)) => (outcome, Err(e), Instant::now()),
             Ok(permit) => {
-                let result = self.call_provider(request, deadline, started, deltas).await;
+                let (result, answered) =
+                    self.call_provider(request, deadline, started, deltas).await;
                 drop(permit);
                 let outcome = match &result {
                     Ok(_) => "ok",
                     Err(e) => e.label(),
                 };
-                (outcome, result)
+                (outcome, result, answered)
             }
         };
-        let dep = self.deployment.clone();
-        metrics::counter!("orrery_model_requests_total", "deployment" => dep.clone(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("orrery_model_request_duration_seconds", "deployment" => dep)
-            .record(started.elapsed().as_secs_f64());
+        self.metrics.outcome(outcome);
+        self.metrics
+            .duration
+            .record((answered - started).as_secs_f64());
         result
     }
 
@@ -437,8 +567,8 @@ impl PoolCall {
     async fn admit(
         &self,
         deadline: Instant,
-    ) -> Result<OwnedSemaphorePermit, (&'static str, ModelError)> {
-        match self.permits.clone().try_acquire_owned() {
+    ) -> Result<SemaphorePermit<'_>, (&'static str, ModelError)> {
+        match self.permits.try_acquire() {
             Ok(permit) => return Ok(permit),
             Err(TryAcquireError::Closed) => return Err(("closed", self.closed())),
             Err(TryAcquireError::NoPermits) => {}
@@ -463,7 +593,7 @@ impl PoolCall {
         }
         // The queue slot was taken above; this guard gives it back however we leave.
         let queued = QueueSlot(&health.queued);
-        let waited = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
+        let waited = tokio::time::timeout_at(deadline, self.permits.acquire()).await;
         drop(queued);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
@@ -493,31 +623,40 @@ impl PoolCall {
         }
     }
 
+    /// The provider's answer and when it came.
     async fn call_provider(
         &self,
         request: &ModelRequest,
         deadline: Instant,
         started: Instant,
         deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ModelResponse, ModelError> {
-        let in_flight = InFlight::enter(&self.health.in_flight, &self.deployment);
+    ) -> (Result<ModelResponse, ModelError>, Instant) {
+        let in_flight = InFlight::enter(&self.health.in_flight, &self.metrics.in_flight);
+        // Only the whole-answer path is known to bound its every wait (see
+        // `Provider::bounds_every_wait`); a stream keeps the pool's timer.
+        let bounded = deltas.is_none() && self.provider.bounds_every_wait();
         let call = match deltas {
             None => self.provider.complete_by(request, deadline),
             Some(deltas) => self.provider.complete_stream_by(request, deadline, deltas),
         };
-        let answer = tokio::time::timeout_at(deadline, call).await;
+        let answer = if bounded {
+            Ok(call.await)
+        } else {
+            tokio::time::timeout_at(deadline, call).await
+        };
         drop(in_flight);
         let now = Instant::now();
         let result = match answer {
             Ok(Ok(completion)) => {
                 let latency = now - started;
                 self.health.record_success(latency);
-                let dep = self.deployment.clone();
-                metrics::counter!("orrery_model_tokens_total", "deployment" => dep.clone(), "kind" => "prompt")
+                self.metrics
+                    .prompt_tokens
                     .increment(completion.usage.prompt_tokens);
-                metrics::counter!("orrery_model_tokens_total", "deployment" => dep, "kind" => "completion")
+                self.metrics
+                    .completion_tokens
                     .increment(completion.usage.completion_tokens);
-                return Ok(ModelResponse {
+                let response = ModelResponse {
                     text: completion.text,
                     deployment: self.deployment.clone(),
                     provider: self.provider.provider().to_string(),
@@ -526,7 +665,8 @@ impl PoolCall {
                     latency,
                     finish_reason: completion.finish_reason,
                     cached: false,
-                });
+                };
+                return (Ok(response), now);
             }
             Ok(Err(e)) => e,
             Err(_) => ModelError::Provider {
@@ -565,10 +705,10 @@ impl PoolCall {
                 "deployment cooling down ({} consecutive failures allowed); last: {result}",
                 self.settings.cooldown_after_failures
             );
-            metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.deployment.clone())
+            metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.metrics.label.clone())
                 .increment(1);
         }
-        Err(result)
+        (Err(result), now)
     }
 }
 

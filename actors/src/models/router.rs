@@ -7,8 +7,8 @@
 //! per request ([`Strategy`], see [`strategy`]), the context-window filter, failover, the
 //! caller's deadline (counted from when the router receives the request), single-flight
 //! ([`flight`]), the response cache ([`cache`]) and usage accounting ([`accounting`]).
-//! Never: calls a provider itself, holds a pool's address past a restart (it asks a
-//! [`PoolHandle`] every time), or parses answers.
+//! Never: calls a provider other than through its pool, holds a pool's address past a
+//! restart (it asks a [`PoolHandle`] every time), or parses answers.
 //!
 //! The path of one `Ask`: (1) if the request is `cacheable` and its model has a
 //! `cache_ttl`, the cache (memory, then sled) may answer with `cached: true`; (2) otherwise
@@ -16,6 +16,14 @@
 //! prompt, context, max_tokens, temperature), or (3) starts the upstream call: deployments
 //! in strategy order, those whose `context_window` is too small for the estimated request
 //! dropped first; the answer is accounted (tokens, cost) and, if cacheable, cached.
+//!
+//! Reaching a pool: a pool running on the router's own arbiter (the engine's layout) lends
+//! its call path through its health entry ([`super::pool::Lane`]), and the router runs the
+//! call in the request's own task: no mailbox, reply channel or second task per request,
+//! with the pool's admission, deadline, health and metrics unchanged. A pool on another
+//! arbiter, or one that is not running, is sent [`Complete`] through its [`PoolHandle`]
+//! under the request's deadline. Nothing per request is copied: the request and its route
+//! are shared, the usage record is written behind the answer (see [`accounting`]).
 //!
 //! Failover rules: deployments are tried in strategy order, skipping any that is cooling
 //! down (read from the shared [`HealthTable`], no message round trip) or whose pool is not
@@ -47,21 +55,23 @@ mod flight;
 pub mod strategy;
 mod stream;
 
-pub use accounting::{usage_records, Accounting, DeploymentUsage, Prices, USAGE_PREFIX};
+pub use accounting::{
+    usage_records, Accounting, DeploymentUsage, Prices, PERSIST_EVERY, USAGE_PREFIX,
+};
 pub use cache::{CacheLevel, CacheSweep, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
     build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
     DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
 };
-pub use flight::{Flights, Joined};
+pub use flight::{Flights, Joined, Lead, Seat};
 pub use stream::AskStream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, MailboxError, Message, ResponseFuture};
-use futures::FutureExt;
+use actix::dev::Request;
+use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, ResponseFuture};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -79,12 +89,23 @@ use context::ContextFloor;
 pub trait PoolHandle: Send + Sync {
     /// The pool's current address, or `None` while it is down.
     fn addr(&self) -> Option<Addr<ModelPool>>;
+
+    /// Sends one request to the pool's current incarnation; `None` while it is down.
+    /// Implementations that can lend their address avoid cloning it (an actix address
+    /// clone allocates), which matters once per request.
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        self.addr().map(|pool| pool.send(msg))
+    }
 }
 
 /// The supervisor's slot shape: a shared, replaceable address.
 impl PoolHandle for Arc<parking_lot::RwLock<Option<Addr<ModelPool>>>> {
     fn addr(&self) -> Option<Addr<ModelPool>> {
         self.read().clone()
+    }
+
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        self.read().as_ref().map(|pool| pool.send(msg))
     }
 }
 
@@ -93,12 +114,20 @@ impl PoolHandle for crate::supervisor::Slot<ModelPool> {
     fn addr(&self) -> Option<Addr<ModelPool>> {
         crate::supervisor::Slot::addr(self)
     }
+
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        self.with_addr(|pool| pool.send(msg))
+    }
 }
 
 /// A fixed address, for pools nobody restarts (tests, embedding without supervision).
 impl PoolHandle for Addr<ModelPool> {
     fn addr(&self) -> Option<Addr<ModelPool>> {
         Some(self.clone())
+    }
+
+    fn complete(&self, msg: Complete) -> Option<Request<ModelPool, Complete>> {
+        Some(self.send(msg))
     }
 }
 
@@ -164,7 +193,8 @@ impl LogicalRoute {
 /// Everything a request needs, shared by the futures the handlers return.
 #[derive(Clone)]
 struct Core {
-    routes: BTreeMap<String, LogicalRoute>,
+    /// Shared with the requests in flight: a request holds its route, never a copy.
+    routes: BTreeMap<String, Arc<LogicalRoute>>,
     health: HealthTable,
     store: Store,
     clock: SharedClock,
@@ -250,7 +280,7 @@ impl ModelRouter {
 
     /// Adds (or replaces) a logical model, with every routing option.
     pub fn with_route(mut self, name: impl Into<String>, route: LogicalRoute) -> Self {
-        self.core_mut().routes.insert(name.into(), route);
+        self.core_mut().routes.insert(name.into(), Arc::new(route));
         self
     }
 
@@ -340,6 +370,14 @@ impl Actor for ModelRouter {
                 sweep(router.core.cache.clone())
             });
         }
+        // Usage is written behind the hot path; this writes what the answers left.
+        ctx.run_interval(accounting::PERSIST_EVERY, |router, _| {
+            router.core.accounting.persist()
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.core.accounting.persist();
     }
 }
 
@@ -351,12 +389,14 @@ impl Handler<Ask> for ModelRouter {
         // to budget for, but time spent failing over is.
         let deadline = deadline_after(Instant::now(), request.timeout);
         let core = self.core.clone();
+        // Looked up and shared here, before the future: what the future captures is kept
+        // for its whole life, and it is allocated once per request.
+        let route = core.routes.get(&request.model).cloned();
         Box::pin(async move {
-            let name = request.model.clone();
-            let Some(route) = core.routes.get(&name).cloned() else {
-                return Err(core.unknown_model(&name));
+            let Some(route) = route else {
+                return Err(core.unknown_model(&request.model));
             };
-            core.serve(name, route, request, deadline).await
+            core.serve(route, request, deadline).await
         })
     }
 }
@@ -406,7 +446,7 @@ impl Handler<Swarm> for ModelRouter {
                         Some(route) => {
                             match tokio::time::timeout_at(
                                 deadline,
-                                core.serve(member.clone(), route, request, deadline),
+                                core.serve(route, request, deadline),
                             )
                             .await
                             {
@@ -458,6 +498,8 @@ impl Handler<Inspect> for ModelRouter {
     fn handle(&mut self, _: Inspect, _ctx: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
         let core = &self.core;
+        // What is reported is also what `orrery status` reads from sled.
+        core.accounting.persist();
         core.routes
             .iter()
             .flat_map(|(name, route)| {
@@ -497,7 +539,7 @@ impl Core {
 
     /// A swarm member's route: the logical model of that name, else the deployment of that
     /// id alone.
-    fn member_route(&self, member: &str) -> Option<LogicalRoute> {
+    fn member_route(&self, member: &str) -> Option<Arc<LogicalRoute>> {
         if let Some(route) = self.routes.get(member) {
             return Some(route.clone());
         }
@@ -506,60 +548,71 @@ impl Core {
                 .deployments
                 .iter()
                 .find(|d| d.deployment == member)
-                .map(|d| LogicalRoute::new(Strategy::OrderedFallback, vec![d.clone()]))
+                .map(|d| {
+                    Arc::new(LogicalRoute::new(
+                        Strategy::OrderedFallback,
+                        vec![d.clone()],
+                    ))
+                })
         })
     }
 
-    /// Cache, then single-flight, then upstream; see the module docs.
+    /// Cache, then single-flight, then upstream; see the module docs. `request.model`
+    /// names the route (a logical model, or a swarm member).
     async fn serve(
         self: &Arc<Self>,
-        name: String,
-        route: LogicalRoute,
+        route: Arc<LogicalRoute>,
         request: ModelRequest,
         deadline: Instant,
     ) -> Result<ModelResponse, ModelError> {
-        let key = RequestKey::of(&name, &request);
+        let name = request.model.as_str();
+        let key = RequestKey::of(name, &request);
         let cache_ttl = route.cache_ttl.filter(|_| request.cacheable);
         if cache_ttl.is_some() {
-            if let Some((response, _level)) = self.cache.get(&name, &key) {
+            if let Some((response, _level)) = self.cache.get(name, &key) {
                 return Ok(response);
             }
         }
         let timeout = request.timeout;
+        let deadline_exceeded = || ModelError::DeadlineExceeded {
+            model: name.to_string(),
+            timeout,
+        };
         loop {
-            let (call, joined) = self.flights.join(&name, key.clone(), || {
-                let core = self.clone();
-                let (name, key, route, request) =
-                    (name.clone(), key.clone(), route.clone(), request.clone());
-                async move {
-                    let result = core.upstream(&name, &route, request, deadline).await;
+            let rx = match self.flights.join(name, &key) {
+                Seat::Lead(lead) => {
+                    // Every wait in the call is bounded by this caller's deadline already.
+                    // Boxed: inline, the upstream call would make the `Ask` future too big
+                    // for the allocator's fast path.
+                    let result = Box::pin(self.upstream(name, &route, &request, deadline)).await;
                     if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
-                        core.cache.put(&key, response, ttl);
+                        self.cache.put(&key, response, ttl);
                     }
-                    result
+                    lead.finish(&result);
+                    return result;
                 }
-                .boxed()
-            });
+                Seat::Follow(rx) => rx,
+            };
             // A caller that joined a call started by another waits no longer than its own
             // deadline.
-            let answer = match tokio::time::timeout_at(deadline, call).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    return Err(ModelError::DeadlineExceeded {
-                        model: name,
-                        timeout,
-                    })
-                }
+            let answer = match tokio::time::timeout_at(deadline, rx).await {
+                Err(_elapsed) => return Err(deadline_exceeded()),
+                Ok(Ok(answer)) => Some(answer),
+                // The leader went away unfinished.
+                Ok(Err(_closed)) => None,
             };
-            // The call it joined ran out of its starter's (shorter) deadline: this caller
-            // still has time, so it starts or joins a fresh call.
-            if joined == Joined::Coalesced
-                && matches!(answer, Err(ModelError::DeadlineExceeded { .. }))
-                && Instant::now() < deadline
-            {
-                continue;
+            match answer {
+                // The call it joined ran out of its starter's (shorter) deadline, or its
+                // starter went away: this caller still has time, so it starts or joins a
+                // fresh call.
+                None | Some(Err(ModelError::DeadlineExceeded { .. }))
+                    if Instant::now() < deadline =>
+                {
+                    continue
+                }
+                None => return Err(deadline_exceeded()),
+                Some(answer) => return answer,
             }
-            return answer;
         }
     }
 
@@ -567,7 +620,7 @@ impl Core {
         &self,
         model: &str,
         logical: &LogicalRoute,
-        request: ModelRequest,
+        request: &ModelRequest,
         deadline: Instant,
     ) -> Result<ModelResponse, ModelError> {
         let timeout = request.timeout;
@@ -581,7 +634,7 @@ impl Core {
                 reason: format!("[models.{model}] has no deployments"),
             });
         }
-        let needed = strategy::estimated_tokens(&request);
+        let needed = strategy::estimated_tokens(request);
         let candidates = strategy::order(
             logical.strategy,
             &logical.deployments,
@@ -604,10 +657,10 @@ impl Core {
                 ),
             });
         }
-        let request = Arc::new(request);
         let mut attempts: Vec<String> = Vec::new();
         let mut tried = 0usize;
         let mut too_small = ContextFloor::default();
+        let mut shared: Option<Arc<ModelRequest>> = None;
         for (i, d) in candidates.iter().enumerate() {
             let now = Instant::now();
             if now >= deadline {
@@ -617,9 +670,9 @@ impl Core {
                 attempts.push(skipped);
                 continue;
             }
-            if let Some(until) = self
-                .health
-                .get(&d.deployment)
+            let health = self.health.get(&d.deployment);
+            if let Some(until) = health
+                .as_ref()
                 .and_then(|h| h.cooling_down_until())
                 .filter(|until| now < *until)
             {
@@ -630,22 +683,31 @@ impl Core {
                 ));
                 continue;
             }
-            let Some(pool) = d.pool.addr() else {
-                attempts.push(format!(
-                    "{}: skipped, its pool is not running",
-                    d.deployment
-                ));
-                continue;
+            let sent = match health.as_ref().and_then(|h| h.local_lane()) {
+                // The pool runs on this arbiter: its call path, in this task (see
+                // `pool::Lane`). Every wait in it is bounded by the deadline.
+                Some(lane) => {
+                    tried += 1;
+                    Ok(Ok(lane.complete(request, deadline).await))
+                }
+                None => {
+                    // Shared with the pool's task; made once, only for this path.
+                    let shared = shared.get_or_insert_with(|| Arc::new(request.clone()));
+                    let complete = Complete {
+                        request: shared.clone(),
+                        deadline,
+                    };
+                    let Some(sent) = d.pool.complete(complete) else {
+                        attempts.push(format!(
+                            "{}: skipped, its pool is not running",
+                            d.deployment
+                        ));
+                        continue;
+                    };
+                    tried += 1;
+                    tokio::time::timeout_at(deadline, sent).await
+                }
             };
-            tried += 1;
-            let sent = tokio::time::timeout_at(
-                deadline,
-                pool.send(Complete {
-                    request: request.clone(),
-                    deadline,
-                }),
-            )
-            .await;
             let failure = match sent {
                 Err(_elapsed) => return Err(deadline_exceeded()),
                 Ok(Ok(Ok(response))) => {

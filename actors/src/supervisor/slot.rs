@@ -106,6 +106,12 @@ impl<A: Actor> Slot<A> {
         self.inner.live.read().as_ref().map(|l| l.addr.clone())
     }
 
+    /// `f` applied to the current address, if an actor is live; unlike [`Slot::addr`]
+    /// it does not clone the address (a clone allocates), for callers on a hot path.
+    pub fn with_addr<R>(&self, f: impl FnOnce(&Addr<A>) -> R) -> Option<R> {
+        self.inner.live.read().as_ref().map(|l| f(&l.addr))
+    }
+
     pub fn is_live(&self) -> bool {
         self.inner.live.read().is_some()
     }

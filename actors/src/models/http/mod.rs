@@ -51,6 +51,7 @@
 //! pulled takes the deployment out before a user request fails on it. The hosted APIs
 //! have no check that is free against their rate limits, so they get none.
 
+mod prepared;
 pub mod secrets;
 
 #[cfg(test)]
@@ -151,6 +152,7 @@ pub struct HttpProvider {
     breaker: CircuitBreaker,
     /// The breaker's wall clock (its open deadline outlives the process).
     wall: SharedClock,
+    prepared: prepared::Prepared,
 }
 
 impl fmt::Debug for HttpProvider {
@@ -245,6 +247,7 @@ impl HttpProvider {
             tokens,
             breaker,
             wall,
+            prepared: prepared::Prepared::default(),
         })
     }
 
@@ -416,7 +419,7 @@ impl HttpProvider {
             )
         })?;
         let started = Instant::now();
-        let result = self.exchange(req, deadline, stream, sink).await;
+        let result = self.exchange(req, started, deadline, stream, sink).await;
         match &result {
             Ok(_) => permit.success(started.elapsed()),
             Err(f) => permit.failure(&f.class),
@@ -494,30 +497,37 @@ impl HttpProvider {
         }
     }
 
+    /// The request of one attempt, ready to send. Not `async`: the wire request is gone
+    /// before the first await, so it takes no room in the call's future (which is boxed
+    /// on every request).
+    fn prepare(
+        &self,
+        req: &ModelRequest,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let wire = providers::build_request(&self.target, req, stream)
+            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
+        let http = self
+            .prepared
+            .request(&self.client, &wire)
+            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
+        Ok(match &wire.body {
+            Some(body) => http.json(body),
+            None => http,
+        })
+    }
+
     /// Sends the request and reads the whole answer.
     async fn exchange(
         &self,
         req: &ModelRequest,
+        started: Instant,
         deadline: Instant,
         stream: bool,
         sink: Option<&mpsc::Sender<String>>,
     ) -> Result<Completion, Failure> {
-        let wire = providers::build_request(&self.target, req, stream)
-            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
-        let headers = wire
-            .header_map()
-            .map_err(|e| self.wire_failure(e, FailKind::Local))?;
-        let mut http = self
-            .client
-            .request(wire.method.as_reqwest(), &wire.url)
-            .headers(headers);
-        if let Some(body) = &wire.body {
-            http = http.json(body);
-        }
-        let first_byte = deadline.min(deadline_after(
-            Instant::now(),
-            self.settings.first_byte_timeout,
-        ));
+        let http = self.prepare(req, stream)?;
+        let first_byte = deadline.min(deadline_after(started, self.settings.first_byte_timeout));
         let mut resp = match tokio::time::timeout_at(first_byte, http.send()).await {
             Err(_) => {
                 return Err(self.timeout_failure(format!(
@@ -547,9 +557,9 @@ impl HttpProvider {
         }
         let reply = if stream {
             let mut forwarded = false;
-            let read = self
-                .read_stream(&mut resp, deadline, sink, &mut forwarded)
-                .await;
+            // Boxed: the streaming reader is large and would otherwise enlarge every
+            // call's future, streamed or not.
+            let read = Box::pin(self.read_stream(&mut resp, deadline, sink, &mut forwarded)).await;
             match read {
                 // Text already reached the reader: another attempt here would show it
                 // twice, so the failure is final for this deployment.
@@ -564,7 +574,11 @@ impl HttpProvider {
             let reply =
                 providers::parse_response(self.kind, &body).map_err(|e| self.stream_failure(e))?;
             if let Some(sink) = sink {
-                let _ = tokio::time::timeout_at(deadline, sink.send(reply.text.clone())).await;
+                let _ = Box::pin(tokio::time::timeout_at(
+                    deadline,
+                    sink.send(reply.text.clone()),
+                ))
+                .await;
             }
             reply
         };
@@ -812,6 +826,12 @@ impl Provider for HttpProvider {
     /// hosted APIs have none that costs nothing against their rate limits; for them the
     /// breaker and the pool's consecutive-failure cooldown take a failing deployment out,
     /// and the breaker's half-open probe brings it back.
+    /// Connect, first byte, body and stream reads, retry and budget waits are all cut at
+    /// the deadline `call` is given.
+    fn bounds_every_wait(&self) -> bool {
+        true
+    }
+
     fn health_check_interval(&self) -> Option<Duration> {
         self.settings
             .health_check_every

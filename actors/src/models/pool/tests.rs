@@ -160,6 +160,34 @@ async fn answers_with_who_served_it_and_records_health() {
 }
 
 #[actix::test]
+async fn a_running_pool_lends_its_lane_on_its_own_thread_only_until_it_stops() {
+    let health = HealthTable::new();
+    let provider = FakeProvider::new("a", Behaviour::Answer("BUY".into()));
+    let entry = health.entry("a");
+    assert!(entry.local_lane().is_none(), "no pool yet");
+    let pool = ModelPool::new("a", provider.clone(), settings(2, 2, 1_000), entry.clone()).start();
+    eventually("the lane open", || entry.local_lane().is_some()).await;
+
+    // Through the lane: the pool's own admission, health and answer, no message.
+    let lane = entry.local_lane().unwrap();
+    let resp = lane.complete(&request(), far()).await.unwrap();
+    assert_eq!((resp.text.as_str(), resp.deployment.as_str()), ("BUY", "a"));
+    assert_eq!((provider.calls(), entry.in_flight()), (1, 0));
+    drop(lane);
+
+    // Another thread (another arbiter) must send `Complete` instead.
+    let elsewhere = entry.clone();
+    let lent = std::thread::spawn(move || elsewhere.local_lane().is_some())
+        .join()
+        .unwrap();
+    assert!(!lent);
+
+    // A stopped pool withdraws it.
+    drop(pool);
+    eventually("the lane closed", || entry.local_lane().is_none()).await;
+}
+
+#[actix::test]
 async fn a_slow_provider_is_cut_off_at_the_pool_timeout() {
     let health = HealthTable::new();
     let provider = FakeProvider::new("slow", Behaviour::Slow(Duration::from_secs(60)));

@@ -95,6 +95,13 @@ impl ThinkSplitter {
 
 /// Split a whole answer at once.
 pub(crate) fn split_think(text: &str) -> ThinkSplit {
+    // No `<` at all: no tag, nothing held back; the common case, without the scan.
+    if !text.contains('<') {
+        return ThinkSplit {
+            visible: text.to_string(),
+            reasoning: String::new(),
+        };
+    }
     let mut splitter = ThinkSplitter::default();
     let mut out = splitter.push(text);
     let tail = splitter.finish();

@@ -11,11 +11,17 @@
 //! rises, so `increase()`-style queries still work on it, and it restarts from the value in
 //! sled, not from zero.
 //!
-//! Records are written with a plain `put` (sled flushes within a second or so, and the
-//! engine flushes at shutdown): a crash may lose the last moment of usage, never the money.
+//! Records are written behind the hot path: the first answer after a quiet spell is
+//! written at once, later ones by [`Accounting::persist`], which the router calls every
+//! [`PERSIST_EVERY`], before [`super::Inspect`] answers, and when it stops; a deployment
+//! whose record was written since the last `persist` counts as not quiet. A sled write costs more than the rest of the router's work on an answer, so
+//! writing every one would cap throughput for nothing: sled itself only reaches the disk
+//! every half second or so, and the engine flushes at shutdown. A crash may lose the last
+//! moment of usage, never the money.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -26,6 +32,10 @@ use crate::store::{trees, Record, Store, StoreError, Tree};
 
 /// Key prefix of usage records in the `meta` tree.
 pub const USAGE_PREFIX: &str = "usage/";
+
+/// How often the owner calls [`Accounting::persist`]: the longest a deployment's new
+/// usage waits in memory before it is written to sled.
+pub const PERSIST_EVERY: Duration = Duration::from_millis(250);
 
 /// Cumulative usage of one deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +59,9 @@ pub struct Prices {
 
 impl Prices {
     pub fn cost(&self, usage: Usage) -> Decimal {
+        if self.prompt_per_mtok.is_zero() && self.completion_per_mtok.is_zero() {
+            return Decimal::ZERO;
+        }
         let million = Decimal::from(1_000_000u32);
         (Decimal::from(usage.prompt_tokens) * self.prompt_per_mtok
             + Decimal::from(usage.completion_tokens) * self.completion_per_mtok)
@@ -67,8 +80,24 @@ pub fn usage_records(store: &Store) -> Result<Vec<(String, DeploymentUsage)>, St
 /// The running totals; cheap to clone.
 #[derive(Clone)]
 pub struct Accounting {
-    totals: Arc<parking_lot::Mutex<HashMap<String, DeploymentUsage>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    totals: parking_lot::Mutex<HashMap<String, Running>>,
     tree: Option<Tree<DeploymentUsage>>,
+}
+
+/// One deployment's totals and how far sled is behind them.
+#[derive(Default)]
+struct Running {
+    usage: DeploymentUsage,
+    /// Answers added since the last write.
+    dirty: bool,
+    /// Written since the last `persist`: further answers wait for the next one.
+    recent: bool,
+    /// `orrery_model_cost_usd` of this deployment, registered on its first answer.
+    cost: Option<metrics::Gauge>,
 }
 
 impl Accounting {
@@ -89,7 +118,13 @@ impl Accounting {
                     Ok((k, v)) => {
                         let id = k[USAGE_PREFIX.len()..].to_string();
                         set_gauge(&id, &v);
-                        totals.insert(id, v);
+                        totals.insert(
+                            id,
+                            Running {
+                                usage: v,
+                                ..Running::default()
+                            },
+                        );
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "model usage accounting: unreadable record skipped")
@@ -98,40 +133,91 @@ impl Accounting {
             }
         }
         Self {
-            totals: Arc::new(parking_lot::Mutex::new(totals)),
-            tree,
+            inner: Arc::new(Inner {
+                totals: parking_lot::Mutex::new(totals),
+                tree,
+            }),
         }
     }
 
-    /// Adds one upstream answer.
+    /// Adds one upstream answer; writes it to sled now unless the deployment was written
+    /// since the last [`Accounting::persist`], which then writes it.
     pub fn record(&self, deployment: &str, usage: Usage, prices: Prices) {
-        let updated = {
-            let mut totals = self.totals.lock();
-            let t = totals.entry(deployment.to_string()).or_default();
-            t.requests += 1;
-            t.prompt_tokens += usage.prompt_tokens;
-            t.completion_tokens += usage.completion_tokens;
-            t.cost_usd += prices.cost(usage);
-            t.clone()
+        // Written under the lock, so two writers never land out of order.
+        let mut totals = self.inner.totals.lock();
+        let t = match totals.get_mut(deployment) {
+            Some(t) => t,
+            None => totals.entry(deployment.to_string()).or_default(),
         };
-        set_gauge(deployment, &updated);
-        if let Some(tree) = &self.tree {
-            if let Err(e) = tree.put(&format!("{USAGE_PREFIX}{deployment}"), &updated) {
-                tracing::warn!(error = %e, deployment, "model usage accounting: cannot persist usage");
-            }
+        t.usage.requests += 1;
+        t.usage.prompt_tokens += usage.prompt_tokens;
+        t.usage.completion_tokens += usage.completion_tokens;
+        let cost = prices.cost(usage);
+        // Unpriced answers (local models, no prices configured) leave the gauge as it is.
+        if !cost.is_zero() || t.cost.is_none() {
+            t.usage.cost_usd += cost;
+            t.cost
+                .get_or_insert_with(|| cost_gauge(deployment))
+                .set(t.usage.cost_usd.to_f64().unwrap_or(0.0));
         }
+        if t.recent {
+            t.dirty = true;
+        } else {
+            t.recent = true;
+            self.inner.write(deployment, &t.usage);
+        }
+    }
+
+    /// Writes every total that changed since its last write; call it every
+    /// [`PERSIST_EVERY`].
+    pub fn persist(&self) {
+        self.inner.persist();
     }
 
     pub fn get(&self, deployment: &str) -> DeploymentUsage {
-        self.totals
+        self.inner
+            .totals
             .lock()
             .get(deployment)
-            .cloned()
+            .map(|t| t.usage.clone())
             .unwrap_or_default()
     }
 }
 
-fn set_gauge(deployment: &str, usage: &DeploymentUsage) {
+impl Inner {
+    fn persist(&self) {
+        let mut totals = self.totals.lock();
+        for (deployment, t) in totals.iter_mut() {
+            // A deployment written now stays `recent` until the next call, so a steady
+            // stream of answers is written once per call; a quiet one is written at once.
+            t.recent = t.dirty;
+            if t.dirty {
+                t.dirty = false;
+                self.write(deployment, &t.usage);
+            }
+        }
+    }
+
+    fn write(&self, deployment: &str, usage: &DeploymentUsage) {
+        if let Some(tree) = &self.tree {
+            if let Err(e) = tree.put(&format!("{USAGE_PREFIX}{deployment}"), usage) {
+                tracing::warn!(error = %e, deployment, "model usage accounting: cannot persist usage");
+            }
+        }
+    }
+}
+
+/// The last clone going away (router stopped, dropped or restarted) writes what is left.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.persist();
+    }
+}
+
+fn cost_gauge(deployment: &str) -> metrics::Gauge {
     metrics::gauge!("orrery_model_cost_usd", "deployment" => deployment.to_string())
-        .set(usage.cost_usd.to_f64().unwrap_or(0.0));
+}
+
+fn set_gauge(deployment: &str, usage: &DeploymentUsage) {
+    cost_gauge(deployment).set(usage.cost_usd.to_f64().unwrap_or(0.0));
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{Millis, SharedClock};
-use crate::models::types::{ModelRequest, ModelResponse};
+use crate::models::types::{ModelRequest, ModelResponse, Purpose};
 use crate::store::{trees, Record, Store, Tree};
 
 /// Identity of a request's answer: hex SHA-256 of the logical model (or swarm member) name,
@@ -42,11 +42,7 @@ impl RequestKey {
             h.update(bytes);
         };
         field(name.as_bytes());
-        field(
-            serde_json::to_string(&request.purpose)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
+        field(purpose_json(request.purpose).as_bytes());
         field(request.system.as_bytes());
         field(request.prompt.as_bytes());
         field(
@@ -59,7 +55,31 @@ impl RequestKey {
         );
         field(&request.max_tokens.to_be_bytes());
         field(&request.temperature.to_bits().to_be_bytes());
-        Self(hex::encode(h.finalize()))
+        Self(lower_hex(&h.finalize()))
+    }
+}
+
+/// `hex::encode`, without its character-at-a-time `String` building (a key is made for
+/// every request).
+fn lower_hex(digest: &[u8]) -> String {
+    let mut out = vec![0u8; digest.len() * 2];
+    match hex::encode_to_slice(digest, &mut out)
+        .ok()
+        .and_then(|()| String::from_utf8(out).ok())
+    {
+        Some(hex) => hex,
+        None => hex::encode(digest),
+    }
+}
+
+/// The purpose as serde writes it (`"trade_decision"`, quotes included), without
+/// serialising on every request. The bytes are part of keys stored in sled: they must
+/// not change.
+fn purpose_json(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::TradeDecision => "\"trade_decision\"",
+        Purpose::RiskConfirmation => "\"risk_confirmation\"",
+        Purpose::Freeform => "\"freeform\"",
     }
 }
 

@@ -159,3 +159,31 @@ async fn the_router_sweeps_expired_entries_on_its_interval() {
     clock.advance(120_000);
     eventually("the last entry swept on an interval", || tree.is_empty()).await;
 }
+
+#[test]
+fn the_key_is_lower_hex_sha256() {
+    assert_eq!(lower_hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+    // Pinned: keys are stored in sled, so the same request must keep its key across
+    // versions.
+    let mut req = ModelRequest::new("m", Purpose::TradeDecision, "BTC?");
+    req.system = "be brief".into();
+    req.max_tokens = 64;
+    assert_eq!(
+        RequestKey::of("m", &req).0,
+        "794b0cf89ee4fe30af5c02f54d1391071bce4e964d9e11a739f509f838ee5917"
+    );
+}
+
+#[test]
+fn the_purpose_in_the_key_is_what_serde_writes() {
+    for purpose in [
+        Purpose::TradeDecision,
+        Purpose::RiskConfirmation,
+        Purpose::Freeform,
+    ] {
+        assert_eq!(
+            purpose_json(purpose),
+            serde_json::to_string(&purpose).unwrap()
+        );
+    }
+}
