@@ -5,20 +5,22 @@
 //!
 //! - `model_http/bare_reqwest` vs `model_http/router`: one whole request, sequential.
 //!   The bare client sends the same JSON body and parses the answer into a JSON value;
-//!   the router path adds the `Ask` and `Complete` actor hops, pool admission, the
-//!   breaker, request building, wire parsing and metrics.
+//!   the router path adds the `Ask` actor hop, the request key and single-flight, the
+//!   pool (reached through its same-arbiter lane: admission, health, metrics), the
+//!   breaker, the first-byte timer, request building, wire parsing and accounting.
 //! - `model_http/router_failover_refused`: the first deployment's port refuses
 //!   connections (no cooldown and its breaker off, so every request pays the refused
 //!   connect and the failover); compare with `router`.
 //! - Before criterion's rows, a plain pass prints p50/p99 of each path and the overhead,
-//!   and requests per second at concurrency 64 for the router and the bare client (same
-//!   client settings, same mock), with the ratio.
+//!   and throughput at concurrency 64 for the router and the bare client (same client
+//!   settings, same mock, same runtime thread; every request a distinct prompt, so the
+//!   router's single-flight cannot merge them), in twelve short alternating rounds.
 //!
-//! Measured once (2 shared cores, other builds running; the plain pass, µs):
-//! bare p50 30.2 / p99 2051.9, router p50 36.8 / p99 2131.6 → overhead p50 6.6 / p99 79.7;
-//! failover on a refused connection adds p50 39.0 / p99 1484.3; throughput at
-//! concurrency 64: bare 13540 req/s, router 10078 req/s (0.74×, below the 0.9× goal: the
-//! router, pools and all 64 callers share one actix thread with the client here).
+//! Measured (2 cores shared with other builds, load 2.5-3.5; the plain pass, µs):
+//! bare p50 29.5 / p99 80.5, router p50 30.5 / p99 95.4 → overhead p50 1.0 / p99 14.9;
+//! failover on a refused connection adds p50 32.7 / p99 68.6; throughput at concurrency
+//! 64: bare 37227 req/s, router 33460 req/s (0.90×; 0.83-0.96× over five runs, per-round
+//! medians 0.90-0.99×).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
