@@ -13,9 +13,10 @@
 //!
 //! Run: `cargo bench -p orrery-actors --bench router -- --warm-up-time 1 --measurement-time 5`
 //!
-//! Measured (2 shared cores, load ~6): swarm 111.3 / 111.6 / 111.8 ms (criterion low /
-//! estimate / high), worst single swarm 115.6 ms against the 110 ms deadline; L1 cache hit
-//! 3.6 / 3.8 / 4.1 µs per `Ask`.
+//! Measured (2 shared cores, load ~3): swarm 106.08 / 106.16 / 106.26 ms (criterion low /
+//! estimate / high), worst single swarm 107.6 ms against the 105 ms deadline, the timer
+//! floor 106.34 ms: the overshoot is tokio's 1 ms timer wheel, not the swarm; L1 cache hit
+//! 1.98 / 2.07 / 2.15 µs per `Ask`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

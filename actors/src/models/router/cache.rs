@@ -26,12 +26,19 @@ use crate::clock::{Millis, SharedClock};
 use crate::models::types::{ModelRequest, ModelResponse, Purpose};
 use crate::store::{trees, Record, Store, Tree};
 
-/// Identity of a request's answer: hex SHA-256 of the logical model (or swarm member) name,
+/// Identity of a request's answer: SHA-256 of the logical model (or swarm member) name,
 /// purpose, system prompt, prompt, structured context, `max_tokens` and temperature.
 /// `timeout` and `cacheable` are not part of it: they change how long one waits, not what
-/// the answer is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestKey(pub String);
+/// the answer is. Kept as the digest's bytes (a key is made, hashed and copied for every
+/// request); sled stores it as [`RequestKey::hex`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestKey([u8; 32]);
+
+impl std::fmt::Debug for RequestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestKey({})", self.hex())
+    }
+}
 
 impl RequestKey {
     pub fn of(name: &str, request: &ModelRequest) -> Self {
@@ -55,12 +62,16 @@ impl RequestKey {
         );
         field(&request.max_tokens.to_be_bytes());
         field(&request.temperature.to_bits().to_be_bytes());
-        Self(lower_hex(&h.finalize()))
+        Self(h.finalize().into())
+    }
+
+    /// Lower-case hex of the digest: the key of the L2 entry in sled.
+    pub fn hex(&self) -> String {
+        lower_hex(&self.0)
     }
 }
 
-/// `hex::encode`, without its character-at-a-time `String` building (a key is made for
-/// every request).
+/// `hex::encode`, without its character-at-a-time `String` building.
 fn lower_hex(digest: &[u8]) -> String {
     let mut out = vec![0u8; digest.len() * 2];
     match hex::encode_to_slice(digest, &mut out)
@@ -95,10 +106,10 @@ impl Record for CachedAnswer {}
 /// Moka's per-entry expiry: the entry's own remaining TTL at insertion.
 struct EntryExpiry;
 
-impl moka::Expiry<String, (Arc<CachedAnswer>, Duration)> for EntryExpiry {
+impl moka::Expiry<RequestKey, (Arc<CachedAnswer>, Duration)> for EntryExpiry {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _key: &RequestKey,
         value: &(Arc<CachedAnswer>, Duration),
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
@@ -116,7 +127,7 @@ pub enum CacheLevel {
 /// L1 + L2. Cheap to clone.
 #[derive(Clone)]
 pub struct ResponseCache {
-    l1: moka::sync::Cache<String, (Arc<CachedAnswer>, Duration)>,
+    l1: moka::sync::Cache<RequestKey, (Arc<CachedAnswer>, Duration)>,
     l2: Option<Tree<CachedAnswer>>,
     clock: SharedClock,
     /// The last L2 key the sweep examined (`None`: start at the first); the lock also
@@ -229,13 +240,13 @@ impl ResponseCache {
             metrics::counter!("orrery_model_cache_requests_total", "model" => model.to_string(), "level" => level, "result" => result)
                 .increment(1);
         };
-        match self.l1.get(&key.0) {
+        match self.l1.get(key) {
             Some((entry, _)) if entry.expires_at_ms > now => {
                 count("l1", "hit");
                 return Some((mark_cached(&entry.response), CacheLevel::L1));
             }
             Some(_) => {
-                self.l1.invalidate(&key.0);
+                self.l1.invalidate(key);
                 count("l1", "miss");
             }
             None => count("l1", "miss"),
@@ -244,16 +255,16 @@ impl ResponseCache {
             count("l2", "miss");
             return None;
         };
-        match l2.get(&key.0) {
+        match l2.get(&key.hex()) {
             Ok(Some(entry)) if entry.expires_at_ms > now => {
                 count("l2", "hit");
                 let remaining = Duration::from_millis((entry.expires_at_ms - now) as u64);
                 let response = mark_cached(&entry.response);
-                self.l1.insert(key.0.clone(), (Arc::new(entry), remaining));
+                self.l1.insert(*key, (Arc::new(entry), remaining));
                 Some((response, CacheLevel::L2))
             }
             Ok(Some(_expired)) => {
-                if let Err(e) = l2.remove(&key.0) {
+                if let Err(e) = l2.remove(&key.hex()) {
                     tracing::debug!(error = %e, "model response cache: cannot remove an expired entry");
                 }
                 count("l2", "miss");
@@ -264,8 +275,8 @@ impl ResponseCache {
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, key = %key.0, "model response cache: unreadable L2 entry, treated as a miss and removed");
-                let _ = l2.remove(&key.0);
+                tracing::warn!(error = %e, key = %key.hex(), "model response cache: unreadable L2 entry, treated as a miss and removed");
+                let _ = l2.remove(&key.hex());
                 count("l2", "miss");
                 None
             }
@@ -280,11 +291,11 @@ impl ResponseCache {
             expires_at_ms: self.clock.now_ms().saturating_add(ttl_ms),
         };
         if let Some(l2) = &self.l2 {
-            if let Err(e) = l2.put(&key.0, &entry) {
+            if let Err(e) = l2.put(&key.hex(), &entry) {
                 tracing::warn!(error = %e, "model response cache: cannot write to sled; memory only for this answer");
             }
         }
-        self.l1.insert(key.0.clone(), (Arc::new(entry), ttl));
+        self.l1.insert(*key, (Arc::new(entry), ttl));
     }
 }
 

@@ -99,7 +99,7 @@ impl Flights {
     /// coalesced counter.
     pub fn join(&self, model: &str, key: &RequestKey) -> Seat {
         let mut calls = self.calls.lock();
-        let id = match calls.entry(key.clone()) {
+        let id = match calls.entry(*key) {
             Entry::Occupied(mut flight) => {
                 let (tx, rx) = oneshot::channel();
                 flight.get_mut().followers.push(tx);
@@ -118,7 +118,7 @@ impl Flights {
         };
         Seat::Lead(Lead {
             table: self.calls.clone(),
-            key: key.clone(),
+            key: *key,
             id,
             finished: false,
         })

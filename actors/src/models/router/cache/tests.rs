@@ -85,7 +85,7 @@ fn the_sweep_removes_expired_entries_a_bounded_batch_at_a_time() {
     assert_eq!(live.len(), 4);
     assert_eq!(l2(&store).len(), 4);
     for k in &live {
-        assert!(l2(&store).get(&k.0).unwrap().is_some());
+        assert!(l2(&store).get(&k.hex()).unwrap().is_some());
         let (hit, _) = cache.get("m", k).expect("a live answer is still served");
         assert!(hit.cached);
     }
@@ -141,7 +141,7 @@ async fn the_router_sweeps_expired_entries_on_its_interval() {
         (3, START_MS + 60_000),
     ] {
         tree.put(
-            &key(i).0,
+            &key(i).hex(),
             &CachedAnswer {
                 response: answer("old"),
                 expires_at_ms,
@@ -154,7 +154,7 @@ async fn the_router_sweeps_expired_entries_on_its_interval() {
         .with_cache_sweep(Duration::from_millis(20), 1)
         .start();
     eventually("the expired entries swept, one a tick", || tree.len() == 1).await;
-    assert!(tree.get(&key(3).0).unwrap().is_some());
+    assert!(tree.get(&key(3).hex()).unwrap().is_some());
     // Time passes: the last one expires and a later tick removes it.
     clock.advance(120_000);
     eventually("the last entry swept on an interval", || tree.is_empty()).await;
@@ -169,7 +169,7 @@ fn the_key_is_lower_hex_sha256() {
     req.system = "be brief".into();
     req.max_tokens = 64;
     assert_eq!(
-        RequestKey::of("m", &req).0,
+        RequestKey::of("m", &req).hex(),
         "794b0cf89ee4fe30af5c02f54d1391071bce4e964d9e11a739f509f838ee5917"
     );
 }
