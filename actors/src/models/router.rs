@@ -628,35 +628,7 @@ impl Core {
             model: model.to_string(),
             timeout,
         };
-        if logical.deployments.is_empty() {
-            return Err(ModelError::NoDeployment {
-                model: model.to_string(),
-                reason: format!("[models.{model}] has no deployments"),
-            });
-        }
-        let needed = strategy::estimated_tokens(request);
-        let candidates = strategy::order(
-            logical.strategy,
-            &logical.deployments,
-            &self.health,
-            needed,
-            &mut *self.rng.lock(),
-        );
-        if candidates.is_empty() {
-            let largest = logical
-                .deployments
-                .iter()
-                .filter_map(|d| d.context_window)
-                .max()
-                .unwrap_or(0);
-            return Err(ModelError::NoDeployment {
-                model: model.to_string(),
-                reason: format!(
-                    "the prompt is too large: about {needed} tokens (prompt at 4 characters a token plus max_tokens {}) and the largest context_window of its deployments is {largest}; shorten the prompt or lower max_tokens",
-                    request.max_tokens
-                ),
-            });
-        }
+        let candidates = self.candidates(model, logical, request)?;
         let mut attempts: Vec<String> = Vec::new();
         let mut tried = 0usize;
         let mut too_small = ContextFloor::default();

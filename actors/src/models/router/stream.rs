@@ -201,8 +201,8 @@ impl Core {
     }
 
     /// The deployments to try, in strategy order, without those whose context window
-    /// is too small; an error when there is none to try. (The rules of `upstream`.)
-    fn candidates<'a>(
+    /// is too small; an error when there is none to try. Shared by `upstream`.
+    pub(super) fn candidates<'a>(
         &self,
         model: &str,
         logical: &'a LogicalRoute,
