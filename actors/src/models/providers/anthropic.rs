@@ -476,11 +476,7 @@ impl StreamParser for MessagesStreamParser {
         match self.sse.finish() {
             Ok(Some(last)) => {
                 if let Err(err) = self.run(vec![last]) {
-                    let err = if matches!(err, WireError::Malformed { .. }) {
-                        truncated.clone()
-                    } else {
-                        err
-                    };
+                    let err = err.or_truncated(&truncated);
                     return Err(self.fail(err));
                 }
             }

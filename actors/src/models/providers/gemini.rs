@@ -347,11 +347,7 @@ impl StreamParser for GenerateStreamParser {
         match self.sse.finish() {
             Ok(Some(last)) => {
                 if let Err(err) = self.chunk(&last.data) {
-                    let err = if matches!(err, WireError::Malformed { .. }) {
-                        truncated.clone()
-                    } else {
-                        err
-                    };
+                    let err = err.or_truncated(&truncated);
                     return Err(self.fail(err));
                 }
             }

@@ -379,11 +379,7 @@ impl StreamParser for OllamaStreamParser {
             // The last line may lack its newline; a cut line fails to parse: truncated.
             Ok(Some(last)) => {
                 if let Err(err) = self.line(&last) {
-                    let err = if matches!(err, WireError::Malformed { .. }) {
-                        truncated.clone()
-                    } else {
-                        err
-                    };
+                    let err = err.or_truncated(&truncated);
                     return Err(self.fail(err));
                 }
             }

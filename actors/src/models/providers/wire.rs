@@ -320,6 +320,16 @@ pub enum WireError {
 }
 
 impl WireError {
+    /// The stream's last piece, which came without its terminator, failed with `self`: if
+    /// it could not be parsed it was cut off, so the stream is `truncated`.
+    pub fn or_truncated(self, truncated: &WireError) -> WireError {
+        if matches!(self, WireError::Malformed { .. }) {
+            truncated.clone()
+        } else {
+            self
+        }
+    }
+
     /// How retrying and circuit breaking should treat this failure. An unreadable or cut
     /// answer is the target's problem (Unavailable), not ours.
     pub fn class(&self) -> ErrorClass {
