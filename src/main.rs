@@ -305,6 +305,37 @@ async fn fetch_live<T: serde::de::DeserializeOwned>(
         .map_err(|e| format!("unreadable answer from {url}: {e}"))
 }
 
+/// POSTs `body` to the running engine's control API and reads its answer.
+async fn post_live<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    client: reqwest::Client,
+    url: &str,
+    body: &B,
+) -> Result<T, String> {
+    let resp = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp).await);
+    }
+    resp.json::<T>()
+        .await
+        .map_err(|e| format!("unreadable answer from {url}: {e}"))
+}
+
+/// A refusal from the control API as "status: message" (the raw body if it is not the
+/// API's error JSON).
+async fn api_error(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let error = serde_json::from_str::<ApiError>(&text)
+        .map(|b| b.error)
+        .unwrap_or(text);
+    format!("{status}: {error}")
+}
+
 fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -363,25 +394,7 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
             }
             None => {
                 let url = control_url(&config, "/api/orders");
-                let resp = http_client()?
-                    .post(&url)
-                    .json(&intent)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!("the engine holds the data dir but {url} did not answer: {e}")
-                    })?;
-                if resp.status().is_success() {
-                    resp.json::<OrderReport>().await.map_err(|e| e.to_string())
-                } else {
-                    let status = resp.status();
-                    let body = resp
-                        .json::<ApiError>()
-                        .await
-                        .map(|b| b.error)
-                        .unwrap_or_default();
-                    Err(format!("{status}: {body}"))
-                }
+                post_live(http_client()?, &url, &intent).await
             }
         }
     });
@@ -470,27 +483,7 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
             }
             None => {
                 let url = control_url(&config, "/api/ask");
-                let resp = http_client_for(body.timeout)?
-                    .post(&url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!("the engine holds the data dir but {url} did not answer: {e}")
-                    })?;
-                if resp.status().is_success() {
-                    resp.json::<ModelResponse>()
-                        .await
-                        .map_err(|e| e.to_string())
-                } else {
-                    let status = resp.status();
-                    let body = resp
-                        .json::<ApiError>()
-                        .await
-                        .map(|b| b.error)
-                        .unwrap_or_default();
-                    Err(format!("{status}: {body}"))
-                }
+                post_live(http_client_for(body.timeout)?, &url, &body).await
             }
         }
     });
@@ -620,12 +613,7 @@ async fn fetch_stream(
         .await
         .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
     if !resp.status().is_success() {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let error = serde_json::from_str::<ApiError>(&text)
-            .map(|b| b.error)
-            .unwrap_or(text);
-        return Err(format!("{status}: {error}"));
+        return Err(api_error(resp).await);
     }
     let mut pending: Vec<u8> = Vec::new();
     loop {
