@@ -297,31 +297,8 @@ impl SymbolRules {
             return Err(self.err_not_positive("price", price));
         }
         let Some(f) = self.price else { return Ok(()) };
-        if !f.min_price.is_zero() && price < f.min_price {
-            return Err(FilterError::BelowMin {
-                symbol: self.symbol.clone(),
-                what: "price",
-                value: price,
-                min: f.min_price,
-            });
-        }
-        if !f.max_price.is_zero() && price > f.max_price {
-            return Err(FilterError::AboveMax {
-                symbol: self.symbol.clone(),
-                what: "price",
-                value: price,
-                max: f.max_price,
-            });
-        }
-        if !on_grid(price, f.min_price, f.tick_size) {
-            return Err(FilterError::OffGrid {
-                symbol: self.symbol.clone(),
-                what: "price",
-                value: price,
-                step: f.tick_size,
-            });
-        }
-        Ok(())
+        // The price is positive here, so a zero minPrice (none) never refuses it.
+        self.check_band("price", price, f.min_price, f.max_price, f.tick_size)
     }
 
     fn lot_for(&self, market: bool) -> Option<LotSize> {
@@ -374,28 +351,42 @@ impl SymbolRules {
         let Some(l) = self.lot_for(market) else {
             return Ok(());
         };
-        if qty < l.min_qty {
+        self.check_band("quantity", qty, l.min_qty, l.max_qty, l.step_size)
+    }
+
+    /// `value` at least `min`, at most `max` (zero: no maximum) and on the grid
+    /// `min + k × step`, as `PRICE_FILTER` and `LOT_SIZE` judge it.
+    fn check_band(
+        &self,
+        what: &'static str,
+        value: Decimal,
+        min: Decimal,
+        max: Decimal,
+        step: Decimal,
+    ) -> Result<(), FilterError> {
+        let symbol = self.symbol.clone();
+        if value < min {
             return Err(FilterError::BelowMin {
-                symbol: self.symbol.clone(),
-                what: "quantity",
-                value: qty,
-                min: l.min_qty,
+                symbol,
+                what,
+                value,
+                min,
             });
         }
-        if !l.max_qty.is_zero() && qty > l.max_qty {
+        if !max.is_zero() && value > max {
             return Err(FilterError::AboveMax {
-                symbol: self.symbol.clone(),
-                what: "quantity",
-                value: qty,
-                max: l.max_qty,
+                symbol,
+                what,
+                value,
+                max,
             });
         }
-        if !on_grid(qty, l.min_qty, l.step_size) {
+        if !on_grid(value, min, step) {
             return Err(FilterError::OffGrid {
-                symbol: self.symbol.clone(),
-                what: "quantity",
-                value: qty,
-                step: l.step_size,
+                symbol,
+                what,
+                value,
+                step,
             });
         }
         Ok(())
