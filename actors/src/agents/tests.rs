@@ -139,6 +139,7 @@ fn agent() -> TradingAgentConfig {
         initial_delay: Duration::ZERO,
         model: "default".into(),
         min_confidence: 0.6,
+        allow_defaulted_confidence: false,
         position_pct: dec!(10),
         leverage: 2,
         allow_short: false,
@@ -304,17 +305,12 @@ async fn a_loss_breach_closes_everything_and_restricts_to_reducing() {
         .tree::<super::risk::BreachRecord>(trees::RISK)
         .unwrap();
     assert_eq!(breaches.scan_prefix("breach/").count(), 1);
-    // New risk is now refused; the agent's BUY is recorded as refused.
+    // New risk is now refused before it costs a model call: with no position to reduce
+    // the agent skips the symbol (it used to ask and have the gateway refuse the BUY).
+    let calls = w.calls.load(Ordering::SeqCst);
     let records = run_once(&agent(), &trading_deps(&w)).await;
-    assert!(
-        records[0]
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("reducing-only"),
-        "{:?}",
-        records[0]
-    );
+    assert_eq!(records[0].outcome, "skipped_mode", "{:?}", records[0]);
+    assert_eq!(w.calls.load(Ordering::SeqCst), calls, "no model call");
     assert_eq!(btc_size(&w).await, Decimal::ZERO);
 }
 
@@ -437,7 +433,150 @@ async fn a_missing_confidence_is_flagged_not_counted_as_a_failure() {
     let records = run_once(&config, &deps).await;
     assert!(records[0].confidence_defaulted, "{:?}", records[0]);
     assert_eq!(records[0].error, None);
-    assert_eq!(records[0].outcome, "enter_long");
+    // The defaulted 0.5 meets `min_confidence = 0.5`, but an unqualified answer never
+    // trades unless the agent opts in.
+    assert_eq!(records[0].outcome, "defaulted_confidence");
+    assert_eq!(w.core.ledger().len(), 0, "no order was even intended");
     let memory = MemoryStore::open(&w.store, "t").unwrap().load().unwrap();
     assert_eq!((memory.runs, memory.failures), (1, 0));
+
+    let opted_in = TradingAgentConfig {
+        allow_defaulted_confidence: true,
+        ..config
+    };
+    let records = run_once(&opted_in, &deps).await;
+    assert!(records[0].confidence_defaulted, "{:?}", records[0]);
+    assert_eq!(records[0].outcome, "enter_long", "{:?}", records[0]);
+    assert!(btc_size(&w).await > Decimal::ZERO);
+}
+
+fn sol_agent() -> TradingAgentConfig {
+    TradingAgentConfig {
+        symbols: vec!["SOL".into()],
+        min_confidence: 0.5,
+        ..agent()
+    }
+}
+
+/// The exact case seen: asked about SOL, the prose answer `I think you should buy BTC now.`
+/// became `SOL BUY conf 0.5 (confidence_defaulted) -> enter_long` and filled.
+#[actix::test]
+async fn a_prose_answer_about_another_symbol_places_no_order() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    for allow_defaulted_confidence in [false, true] {
+        *w.script.lock() = Script::Answer("I think you should buy BTC now.".into());
+        let config = TradingAgentConfig {
+            allow_defaulted_confidence,
+            ..sol_agent()
+        };
+        let records = run_once(&config, &deps).await;
+        assert_eq!(records[0].outcome, "wrong_symbol", "{:?}", records[0]);
+        assert!(
+            records[0].error.as_deref().unwrap_or_default().contains("BTC"),
+            "{:?}",
+            records[0]
+        );
+        assert_eq!(records[0].action, None, "no verdict was taken");
+    }
+    // Also in JSON, even with a stated confidence.
+    *w.script.lock() = Script::Answer(
+        r#"{"action":"BUY","confidence":0.9,"symbol":"BTC","reason":"x"}"#.into(),
+    );
+    let records = run_once(&sol_agent(), &deps).await;
+    assert_eq!(records[0].outcome, "wrong_symbol", "{:?}", records[0]);
+    assert_eq!(w.core.ledger().len(), 0, "no order was even intended");
+    let journal = DecisionJournal::open(&w.store).unwrap().recent(3).unwrap();
+    assert!(journal.iter().all(|r| r.outcome == "wrong_symbol"));
+}
+
+/// `min_confidence` is inclusive: a verdict at the threshold trades, one just below does not.
+#[actix::test]
+async fn the_confidence_threshold_is_inclusive() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.5999}"#.into());
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "below_min_confidence_0.6");
+    assert_eq!(w.core.ledger().len(), 0);
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.6}"#.into());
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "enter_long", "{:?}", records[0]);
+    assert!(btc_size(&w).await > Decimal::ZERO);
+}
+
+#[actix::test]
+async fn reducing_and_halted_modes_skip_model_calls_that_cannot_trade() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    w.core
+        .set_mode(TradingMode::Reducing, "risk: test")
+        .unwrap();
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.9}"#.into());
+    // Flat: nothing to reduce, so no model call and no order.
+    for _ in 0..3 {
+        let records = run_once(&agent(), &deps).await;
+        assert_eq!(records[0].outcome, "skipped_mode", "{:?}", records[0]);
+    }
+    assert_eq!(w.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(w.core.ledger().len(), 0);
+
+    // Holding a long: the agent still asks, ignores BUY and acts on SELL.
+    w.core.set_mode(TradingMode::Normal, "test").unwrap();
+    run_once(&agent(), &deps).await;
+    let held = btc_size(&w).await;
+    assert!(held > Decimal::ZERO);
+    let orders = w.core.ledger().len();
+    w.core
+        .set_mode(TradingMode::Reducing, "risk: test")
+        .unwrap();
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "skipped_mode", "{:?}", records[0]);
+    assert_eq!(records[0].action.as_deref(), Some("BUY"));
+    assert_eq!(w.core.ledger().len(), orders, "no refused order in the ledger");
+    assert_eq!(btc_size(&w).await, held);
+    *w.script.lock() = Script::Answer(r#"{"action":"SELL","confidence":0.9}"#.into());
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "close_long", "{:?}", records[0]);
+    assert_eq!(btc_size(&w).await, Decimal::ZERO);
+
+    // Halted: no model call at all.
+    w.core.set_mode(TradingMode::Halted, "test").unwrap();
+    let calls = w.calls.load(Ordering::SeqCst);
+    let records = run_once(&agent(), &deps).await;
+    assert_eq!(records[0].outcome, "skipped_mode");
+    assert_eq!(w.calls.load(Ordering::SeqCst), calls);
+}
+
+/// The risk agent re-asserts `Reducing` on every check while the loss lasts; the mode is
+/// persisted (and logged) once, when it changes.
+#[actix::test]
+async fn repeated_risk_checks_without_change_persist_the_mode_once() {
+    let limits = loss_limits(false);
+    let w = world(limits.clone()).await;
+    let deps = risk_deps(&w);
+    deps.baselines
+        .put(
+            "baseline/paper",
+            &Baseline {
+                value: dec!(11000),
+                set_ms: w.clock.now_ms(),
+            },
+        )
+        .unwrap();
+    check_venue(&limits, &deps, "paper").await.unwrap();
+    let first = w.core.mode();
+    assert_eq!(first.mode, TradingMode::Reducing);
+    let mode_tree = w
+        .store
+        .tree::<crate::exchanges::risk_gate::ModeState>(trees::RISK)
+        .unwrap();
+    let persisted = mode_tree.get("mode").unwrap();
+    assert_eq!(persisted.as_ref(), Some(&first));
+    for _ in 0..3 {
+        w.clock.advance(1_000);
+        check_venue(&limits, &deps, "paper").await.unwrap();
+    }
+    assert_eq!(w.core.mode(), first, "same mode, same reason, same since_ms");
+    assert_eq!(mode_tree.get("mode").unwrap(), persisted, "nothing new persisted");
 }

@@ -7,6 +7,27 @@
 //! talks to a venue or a provider directly, or bypasses the risk gate. A run that fails
 //! for one symbol is recorded and the next symbol still runs; a run still in progress when
 //! the next tick comes is not doubled.
+//!
+//! # When a verdict trades
+//!
+//! - A BUY or SELL trades when its confidence is **at or above** `min_confidence`
+//!   (`confidence >= min_confidence`); below it the outcome is `below_min_confidence_<x>`.
+//! - An answer that stated no confidence (the parser's `DEFAULT_CONFIDENCE` was used) never
+//!   trades (outcome `defaulted_confidence`) unless the agent sets
+//!   `allow_defaulted_confidence = true`; then the default is compared like any other.
+//! - An answer about another symbol than the one asked is no decision (outcome
+//!   `wrong_symbol`, with the parser's error).
+//!
+//! # Trading modes
+//!
+//! The gateway's mode is read before the model is asked, so a mode that forbids the entry
+//! costs no model call (outcome `skipped_mode`): `Halted` skips every symbol; `Reducing`
+//! skips a symbol with no position, and for a held position it still asks but only acts
+//! on the verdict that reduces it (SELL closes a long, BUY closes a short); any other
+//! verdict is `skipped_mode`.
+//!
+//! Each decision is logged at `info` in one line (`decision` with agent, symbol, verdict,
+//! confidence, model, deployment, latency_ms, outcome).
 
 use std::time::{Duration, Instant};
 
@@ -20,11 +41,12 @@ use super::memory::MemoryStore;
 use super::prompt;
 use crate::clock::SharedClock;
 use crate::exchanges::gateway::{
-    AiEntry, ClosePosition, GetAccount, GetCandles, GetPosition, GetQuote, OrderGateway,
-    OrderReport,
+    AiEntry, ClosePosition, GetAccount, GetCandles, GetMode, GetPosition, GetQuote,
+    OrderGateway, OrderReport,
 };
+use crate::exchanges::risk_gate::TradingMode;
 use crate::exchanges::{Side, Timeframe};
-use crate::models::decision::parse_trade_decision;
+use crate::models::decision::{parse_trade_decision_for, DecisionError};
 use crate::models::{
     MarketContext, ModelClient, ModelRequest, Purpose, StructuredContext, TradeAction,
 };
@@ -53,9 +75,12 @@ pub struct TradingAgentConfig {
     /// Logical model under `[models]`.
     #[serde(default = "default_model")]
     pub model: String,
-    /// Verdicts below this confidence are treated as NOTHING.
+    /// A BUY/SELL trades when its confidence is at or above this; below, it is NOTHING.
     #[serde(default = "default_min_confidence")]
     pub min_confidence: f64,
+    /// Whether an answer without a stated confidence may trade (on the parser's default).
+    #[serde(default)]
+    pub allow_defaulted_confidence: bool,
     /// Target margin of a position, in percent of account value.
     #[serde(default = "default_position_pct")]
     pub position_pct: Decimal,
@@ -219,6 +244,10 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
         if let Some(e) = &record.error {
             first_error.get_or_insert_with(|| format!("{symbol}: {e}"));
         }
+        log_decision(&record);
+        if record.outcome == "skipped_mode" && record.action.is_none() {
+            metrics::counter!(names::AGENT_RUNS, "agent" => config.name.clone(), "outcome" => "skipped_mode").increment(1);
+        }
         if let Err(e) = deps.journal.record(&record) {
             tracing::error!(agent = %config.name, error = %e, "cannot journal a decision");
         }
@@ -233,6 +262,25 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
         tracing::error!(agent = %config.name, error = %e, "cannot record agent memory");
     }
     records
+}
+
+/// The one `info` line per decision the operator reads in the log.
+fn log_decision(record: &DecisionRecord) {
+    tracing::info!(
+        agent = %record.agent,
+        venue = %record.venue,
+        symbol = %record.symbol,
+        verdict = record.action.as_deref().unwrap_or("-"),
+        confidence = record.confidence.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        confidence_defaulted = record.confidence_defaulted,
+        model = %record.model,
+        deployment = record.deployment.as_deref().unwrap_or("-"),
+        latency_ms = record.latency_ms,
+        orders = record.orders.len(),
+        outcome = %record.outcome,
+        error = record.error.as_deref().unwrap_or(""),
+        "decision"
+    );
 }
 
 async fn decide_and_act(
@@ -266,9 +314,22 @@ async fn decide_and_act(
             return record;
         }
     };
+    let position_side = context.position.as_ref().and_then(|p| p.side());
+    let mode = match gateway_call(&deps.gateway, GetMode {}).await {
+        Ok(state) => state.mode,
+        Err(e) => {
+            record.error = Some(format!("trading mode: {e}"));
+            record.outcome = "no_data".into();
+            return record;
+        }
+    };
+    // A mode that forbids every order this symbol could get costs no model call.
+    if mode == TradingMode::Halted || (mode == TradingMode::Reducing && position_side.is_none()) {
+        record.outcome = "skipped_mode".into();
+        return record;
+    }
     record.prompt = prompt::trade_prompt(&context);
     let account_value = context.account_value;
-    let position_side = context.position.as_ref().and_then(|p| p.side());
     let request = ModelRequest {
         model: config.model.clone(),
         purpose: Purpose::TradeDecision,
@@ -293,10 +354,15 @@ async fn decide_and_act(
     };
     record.deployment = Some(answer.deployment.clone());
     record.raw_answer = Some(answer.text.clone());
-    let decision = match parse_trade_decision(&answer.text) {
+    let decision = match parse_trade_decision_for(&answer.text, symbol) {
         Ok(parsed) => {
             record.confidence_defaulted = parsed.confidence_defaulted;
             parsed.decision
+        }
+        Err(e @ DecisionError::WrongSymbol { .. }) => {
+            record.error = Some(e.to_string());
+            record.outcome = "wrong_symbol".into();
+            return record;
         }
         Err(e) => {
             record.error = Some(format!("unreadable answer: {e}"));
@@ -314,9 +380,48 @@ async fn decide_and_act(
     record.reason = Some(decision.reason.clone());
     metrics::counter!(names::AGENT_DECISIONS, "agent" => config.name.clone(), "symbol" => symbol.to_string(), "action" => action_label).increment(1);
 
+    if decision.action != TradeAction::Nothing
+        && record.confidence_defaulted
+        && !config.allow_defaulted_confidence
+    {
+        record.outcome = "defaulted_confidence".into();
+        return record;
+    }
+    // Trades at or above the threshold: `min_confidence = 0.6` acts on 0.6.
     if decision.action != TradeAction::Nothing && decision.confidence < config.min_confidence {
         record.outcome = format!("below_min_confidence_{}", config.min_confidence);
         return record;
+    }
+    if mode == TradingMode::Reducing {
+        // Only the verdict that reduces the position held is acted on.
+        let reduces = matches!(
+            (decision.action, position_side),
+            (TradeAction::Sell, Some(Side::Buy)) | (TradeAction::Buy, Some(Side::Sell))
+        );
+        if decision.action != TradeAction::Nothing && !reduces {
+            record.outcome = "skipped_mode".into();
+            return record;
+        }
+        if reduces {
+            record.outcome = if position_side == Some(Side::Buy) {
+                "close_long".into()
+            } else {
+                "close_short".into()
+            };
+            let msg = ClosePosition {
+                venue: config.venue.clone(),
+                symbol: symbol.to_string(),
+                origin: format!("agent:{}", config.name),
+            };
+            match gateway_call(&deps.gateway, msg).await {
+                Ok(orders) => record.orders = orders,
+                Err(e) => {
+                    record.error = Some(format!("order: {e}"));
+                    record.outcome = format!("{}_failed", record.outcome);
+                }
+            }
+            return record;
+        }
     }
     let origin = format!("agent:{}", config.name);
     let target_usd = (account_value * config.position_pct / Decimal::from(100)

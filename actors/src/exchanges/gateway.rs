@@ -1084,9 +1084,11 @@ impl GatewayCore {
 
     /// Sets the trading mode (risk agent, reconciliation). The kill switch wins: while
     /// it is engaged only the operator can change the mode.
+    /// Setting the mode it already has changes nothing (reason and `since_ms` stay, nothing
+    /// is persisted or logged): the risk agent re-asserts `Reducing` on every check.
     pub fn set_mode(&self, mode: TradingMode, reason: &str) -> GatewayResult<ModeState> {
         let mut guard = self.mode.write();
-        if guard.kill_switch {
+        if guard.kill_switch || guard.mode == mode {
             return Ok(guard.clone());
         }
         let next = ModeState {
@@ -1474,6 +1476,12 @@ gateway_message!(
         recent_orders: core.ledger().recent(msg.recent)?.iter().map(OrderReport::from).collect(),
         ledger_len: core.ledger().len(),
     })
+);
+
+gateway_message!(
+    /// The trading mode, for agents deciding whether a model call can lead anywhere.
+    GetMode {} -> ModeState,
+    |core, _msg| Ok(core.mode())
 );
 
 /// Gateway state for `orrery status` and the control API.

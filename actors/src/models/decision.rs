@@ -31,6 +31,17 @@
 //! A missing confidence becomes [`DEFAULT_CONFIDENCE`] and the result says so
 //! ([`ParsedDecision::confidence_defaulted`]); an out-of-range one is an error, because
 //! guessing what a model meant by `confidence: 250` is how money gets lost.
+//!
+//! # Which symbol the answer is about
+//!
+//! [`parse_trade_decision_for`] also checks that the answer is about the symbol asked: a
+//! JSON `symbol` (or `ticker`, `asset`, `coin`, `pair`) naming another market, or a text
+//! verdict followed by another ticker (`I think you should buy BTC now.` when asked about
+//! SOL), is [`DecisionError::WrongSymbol`] — no decision, because trading SOL on advice
+//! about BTC is a coin flip with real money. Names are compared on their base asset, so
+//! `SOLUSDT`, `SOL-PERP` and `sol/usd` are all SOL. A text ticker is an upper-case word
+//! of 2 to 10 letters/digits right after `buy`/`sell` (articles and `some`/`more`
+//! skipped), or a well-known ticker in any case.
 
 use serde_json::{Map, Value};
 
@@ -71,6 +82,12 @@ pub enum DecisionError {
     ConfidenceOutOfRange { value: String, excerpt: String },
     #[error("confidence `{value}` is not a number in the model's answer `{excerpt}`; expected a fraction 0..1, a number 0..100 or a percentage")]
     BadConfidence { value: String, excerpt: String },
+    #[error("the model was asked about {asked} but its answer names {named} (`{excerpt}`); treat it as no decision")]
+    WrongSymbol {
+        asked: String,
+        named: String,
+        excerpt: String,
+    },
 }
 
 impl DecisionError {
@@ -83,6 +100,7 @@ impl DecisionError {
             DecisionError::UnknownAction { .. } => "unknown_action",
             DecisionError::ConfidenceOutOfRange { .. } => "confidence_out_of_range",
             DecisionError::BadConfidence { .. } => "bad_confidence",
+            DecisionError::WrongSymbol { .. } => "wrong_symbol",
         }
     }
 }
@@ -150,6 +168,109 @@ pub fn parse_trade_decision(text: &str) -> Result<ParsedDecision, DecisionError>
         return decision_from_json(&obj, body);
     }
     decision_from_text(body)
+}
+
+/// Reads a trade decision about `symbol`: [`parse_trade_decision`], and an answer that
+/// names another symbol is [`DecisionError::WrongSymbol`] (see the module docs).
+pub fn parse_trade_decision_for(text: &str, symbol: &str) -> Result<ParsedDecision, DecisionError> {
+    let parsed = parse_trade_decision(text)?;
+    let asked = base_symbol(symbol);
+    let named = match whole_json_answer(text) {
+        Some(obj) => json_symbol(&obj),
+        None => {
+            let body = strip_thinking(text);
+            match find_json_answer(body) {
+                Some(obj) => json_symbol(&obj),
+                None => text_symbols(body).into_iter().find(|n| *n != asked),
+            }
+        }
+    };
+    match named {
+        Some(named) if base_symbol(&named) != asked => Err(DecisionError::WrongSymbol {
+            asked: symbol.to_string(),
+            named,
+            excerpt: excerpt(strip_thinking(text)),
+        }),
+        _ => Ok(parsed),
+    }
+}
+
+const SYMBOL_KEYS: &[&str] = &["symbol", "ticker", "asset", "coin", "pair", "market"];
+/// Quote currencies and contract suffixes stripped to compare base assets.
+const QUOTE_SUFFIXES: &[&str] = &["USDT", "USDC", "BUSD", "FDUSD", "USD", "PERP"];
+/// Tickers recognised in any case in prose (`buy btc`); upper-case words need no list.
+const COMMON_TICKERS: &[&str] = &[
+    "btc", "eth", "sol", "bnb", "xrp", "doge", "ada", "avax", "link", "dot", "ltc", "bch",
+    "trx", "ton", "sui", "apt", "arb", "op", "near", "pepe", "shib", "hype", "bitcoin",
+    "ethereum", "solana",
+];
+/// Upper-case words after a verdict that are not tickers (`BUY NOW`, `SELL ALL`).
+const NOT_TICKERS: &[&str] = &[
+    "NOW", "ALL", "IT", "THE", "AND", "OR", "AT", "IF", "ON", "IN", "TO", "NO", "NOT",
+    "ASAP", "TODAY", "HERE", "MORE", "SOME", "BUY", "SELL", "HOLD", "NOTHING", "LONG",
+    "SHORT", "WITH", "SIGNAL", "CONFIDENCE", "USD", "USDT", "USDC", "JSON", "OK", "IS",
+    "THIS", "THAT", "POSITION", "ORDER", "MARKET", "LIMIT", "SPOT", "PERP", "RSI", "MACD",
+    "SMA", "EMA", "ATR", "VWAP", "ON", "SIGNALS",
+];
+/// Words skipped between a verdict and its ticker (`buy some BTC`, `sell the ETH`).
+const TICKER_FILLER: &[&str] = &["some", "more", "a", "an", "the", "into", "of", "back"];
+
+/// The base asset of a market name: `SOLUSDT`, `SOL-PERP`, `sol/usd` and `SOL` are `SOL`;
+/// `bitcoin` is `BTC`.
+pub fn base_symbol(name: &str) -> String {
+    let upper = name.trim().to_ascii_uppercase();
+    let head = upper
+        .split(['-', '/', '_', ':', ' '])
+        .find(|p| !p.is_empty())
+        .unwrap_or_default()
+        .to_string();
+    let base = QUOTE_SUFFIXES
+        .iter()
+        .find_map(|q| head.strip_suffix(q).filter(|b| b.len() >= 2))
+        .map(str::to_string)
+        .unwrap_or(head);
+    match base.as_str() {
+        "BITCOIN" => "BTC".into(),
+        "ETHEREUM" => "ETH".into(),
+        "SOLANA" => "SOL".into(),
+        _ => base,
+    }
+}
+
+fn json_symbol(obj: &Map<String, Value>) -> Option<String> {
+    SYMBOL_KEYS.iter().find_map(|k| match get_ci(obj, k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    })
+}
+
+/// Tickers that follow a BUY/SELL verdict word in prose, as base symbols, in order.
+fn text_symbols(body: &str) -> Vec<String> {
+    let tokens = tokenize(body);
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if !matches!(t.lower.as_str(), "buy" | "sell" | "long" | "short") || negated(&tokens, i) {
+            continue;
+        }
+        let next = tokens[i + 1..]
+            .iter()
+            .take(3)
+            .find(|n| !TICKER_FILLER.contains(&n.lower.as_str()));
+        let Some(n) = next else { continue };
+        let word = n.text;
+        let tickerish = word.chars().all(|c| c.is_ascii_alphanumeric() || "-/_".contains(c))
+            && word.chars().any(|c| c.is_ascii_alphabetic());
+        let upper_ticker = tickerish
+            && is_upper_word(n)
+            && (2..=14).contains(&word.len())
+            && !NOT_TICKERS.contains(&word);
+        let known = COMMON_TICKERS.contains(&base_symbol(&n.lower).to_ascii_lowercase().as_str())
+            || COMMON_TICKERS.contains(&n.lower.as_str());
+        if upper_ticker || (tickerish && known) {
+            out.push(base_symbol(word));
+        }
+    }
+    out
 }
 
 /// Reads a risk verdict (CLOSE_ALL / HOLD) from a model's answer.

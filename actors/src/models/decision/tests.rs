@@ -190,3 +190,55 @@ proptest! {
         prop_assert_eq!(parsed.decision.confidence, round_confidence(confidence));
     }
 }
+
+/// The answer seen in the field: asked about SOL, the model talked about BTC.
+#[test]
+fn an_answer_about_another_symbol_is_no_decision() {
+    for (answer, asked) in [
+        ("I think you should buy BTC now.", "SOL"),
+        ("Sell some eth here, momentum is fading.", "SOL"),
+        (r#"{"action":"BUY","confidence":0.9,"symbol":"BTCUSDT"}"#, "SOL"),
+        ("Analysis below.\n{\"symbol\":\"ETH-PERP\",\"action\":\"SELL\",\"confidence\":0.8}", "BTC"),
+    ] {
+        let err = parse_trade_decision_for(answer, asked).unwrap_err();
+        assert_eq!(err.label(), "wrong_symbol", "{answer}: {err}");
+        assert!(err.to_string().contains(asked), "{err}");
+    }
+    // The plain parser still reads these answers; the symbol check is the caller's choice.
+    assert_eq!(
+        parse_trade_decision("I think you should buy BTC now.").unwrap().decision.action,
+        Buy
+    );
+}
+
+#[test]
+fn an_answer_about_the_asked_symbol_passes_the_symbol_check() {
+    for (answer, asked, action) in [
+        ("I think you should buy SOL now.", "SOL", Buy),
+        ("BUY NOW, confidence 0.7", "SOL", Buy),
+        (r#"{"action":"SELL","confidence":0.9,"symbol":"SOLUSDT"}"#, "SOL", Sell),
+        (r#"{"action":"BUY","confidence":0.9,"coin":"bitcoin"}"#, "BTC", Buy),
+        ("BTC dominance rises, but we should buy SOL. Confidence 0.8", "SOL", Buy),
+        ("Decision: BUY on the RSI divergence. Confidence: 70%", "ETH", Buy),
+        ("Decision: NOTHING", "ETH", Nothing),
+        ("Don't buy BTC; SELL ETH here, confidence 0.6", "ETH", Sell),
+    ] {
+        let parsed = parse_trade_decision_for(answer, asked)
+            .unwrap_or_else(|e| panic!("{answer}: {e}"));
+        assert_eq!(parsed.decision.action, action, "{answer}");
+    }
+}
+
+#[test]
+fn base_symbols_ignore_quote_suffixes_and_case() {
+    for (name, base) in [
+        ("SOLUSDT", "SOL"),
+        ("sol/usd", "SOL"),
+        ("BTC-PERP", "BTC"),
+        ("eth", "ETH"),
+        ("Solana", "SOL"),
+        ("USDT", "USDT"),
+    ] {
+        assert_eq!(base_symbol(name), base, "{name}");
+    }
+}
