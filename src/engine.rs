@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use orrery_actors::agents::memory::MemoryStore;
-use orrery_actors::agents::risk::{RiskAgent, RiskDeps};
+use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps};
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::{system_clock, SharedClock};
@@ -86,6 +86,7 @@ impl Engine {
         let store = Store::open(&config.engine.data_dir)?;
         let metrics = telemetry::install_global_recorder();
         describe_all();
+        init_position_metrics(&config);
         metrics::gauge!(telemetry::names::ENGINE_INFO, "version" => env!("CARGO_PKG_VERSION"))
             .set(1.0);
         metrics::gauge!(telemetry::names::ENGINE_UP).set(1.0);
@@ -186,6 +187,23 @@ async fn wait_live(
     }
 }
 
+/// Every configured venue/symbol's `orrery_position_*` series at 0 from start, so they
+/// exist before the first fill (the risk agent's checks update them).
+fn init_position_metrics(config: &Config) {
+    for venue in config.exchanges.venues.keys() {
+        let mut symbols: Vec<String> = config
+            .agents
+            .trading
+            .iter()
+            .filter(|a| &a.venue == venue)
+            .flat_map(|a| a.symbols.iter().cloned())
+            .collect();
+        symbols.sort();
+        symbols.dedup();
+        orrery_actors::exchanges::pnl::init_metrics(venue, &symbols);
+    }
+}
+
 fn describe_all() {
     telemetry::describe();
     orrery_actors::supervisor::describe();
@@ -193,6 +211,7 @@ fn describe_all() {
     orrery_actors::models::router::describe();
     // Queue depth/wait by venue, rate limits, breakers, retries, fallbacks.
     orrery_actors::resilience::describe();
+    orrery_actors::exchanges::pnl::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories
@@ -378,6 +397,7 @@ fn tree(
                     .shutdown(shutdown),
                 );
             }
+            let risk_window = config.risk.window;
             for agent in &config.agents.trading {
                 let (agent, store, clock, gateway, router) = (
                     agent.clone(),
@@ -399,6 +419,11 @@ fn tree(
                                 memory: MemoryStore::open(&store, &agent.name)
                                     .map_err(StartError::failed)?,
                                 clock: clock.clone(),
+                                baselines: BaselineBook::new(
+                                    store.tree(trees::RISK).map_err(StartError::failed)?,
+                                    risk_window,
+                                    clock.clone(),
+                                ),
                             };
                             Ok(TradingAgent::new(agent.clone(), deps))
                         },

@@ -8,7 +8,8 @@ use orrery_actors::agents::risk::Baseline;
 use orrery_actors::agents::{AgentMemory, DecisionJournal, DecisionRecord, MemoryStore};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::gateway::{GetAccount, GetPositions, GetSnapshot, OrderReport};
-use orrery_actors::exchanges::ledger::OrderLedger;
+use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
+use orrery_actors::exchanges::pnl::{position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::{AccountSnapshot, Position};
 use orrery_actors::models::router::{usage_records, DeploymentUsage};
@@ -51,9 +52,21 @@ pub struct VenueStatus {
     pub name: String,
     pub account: Option<AccountSnapshot>,
     pub positions: Vec<Position>,
+    /// Account value at the start of the risk window (before its first order).
     pub baseline_usd: Option<Decimal>,
+    /// Account value minus `baseline_usd`.
     pub pnl_usd: Option<Decimal>,
     pub error: Option<String>,
+    /// Per-position accounting of the recorded fills (average cost, see
+    /// `exchanges::pnl`): one row per configured or traded symbol.
+    #[serde(default)]
+    pub position_pnl: Vec<PositionPnl>,
+    /// Sum of the rows' realized PnL (before fees), in USD.
+    #[serde(default)]
+    pub realized_pnl_usd: Decimal,
+    /// Sum of the rows' fees paid in USD (fees kept in another asset are in the rows).
+    #[serde(default)]
+    pub fees_usd: Decimal,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,11 +172,42 @@ fn read_store(store: &Store, orders: OrdersView) -> Result<FromStore, String> {
     })
 }
 
+/// Symbols the config trades on `venue`, for rows that exist before the first fill.
+fn configured_symbols(config: &Config, venue: &str) -> Vec<String> {
+    let mut symbols: Vec<String> = config
+        .agents
+        .trading
+        .iter()
+        .filter(|a| a.venue == venue)
+        .flat_map(|a| a.symbols.iter().cloned())
+        .collect();
+    symbols.sort();
+    symbols.dedup();
+    symbols
+}
+
 fn venue_status(
     store: &Store,
     name: &str,
+    symbols: &[String],
     got: Result<(AccountSnapshot, Vec<Position>), String>,
 ) -> VenueStatus {
+    let fills: Vec<_> = store
+        .tree::<FillRecord>(trees::FILLS)
+        .map(|t| {
+            t.scan_prefix(&format!("{name}/"))
+                .filter_map(|r| r.ok().map(|(_, f)| f.fill))
+                .collect()
+        })
+        .unwrap_or_default();
+    let marks = got.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+    let rows = position_pnl(&fills, &marks, symbols);
+    let realized_pnl_usd = rows
+        .iter()
+        .map(|r| r.realized_pnl_usd)
+        .sum::<Decimal>()
+        .normalize();
+    let fees_usd = rows.iter().map(|r| r.fees_usd).sum::<Decimal>().normalize();
     let baseline = store
         .tree::<Baseline>(trees::RISK)
         .and_then(|t| t.get(&format!("baseline/{name}")))
@@ -181,6 +225,9 @@ fn venue_status(
                 .filter(|p| !p.size.is_zero())
                 .collect(),
             error: None,
+            position_pnl: rows,
+            realized_pnl_usd,
+            fees_usd,
         },
         Err(error) => VenueStatus {
             name: name.to_string(),
@@ -189,6 +236,9 @@ fn venue_status(
             baseline_usd: baseline,
             pnl_usd: None,
             error: Some(error),
+            position_pnl: rows,
+            realized_pnl_usd,
+            fees_usd,
         },
     }
 }
@@ -221,7 +271,12 @@ pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, Str
             },
             Err(e) => Err(e),
         };
-        venues.push(venue_status(store, name, got));
+        venues.push(venue_status(
+            store,
+            name,
+            &configured_symbols(config, name),
+            got,
+        ));
     }
     Ok(assemble(false, store, venues, from_store))
 }
@@ -248,7 +303,8 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
             (Ok(Err(e)), _) | (_, Ok(Err(e))) => Err(e.to_string()),
             (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
         };
-        venues.push(venue_status(&engine.store, name, got));
+        let symbols = configured_symbols(&engine.config, name);
+        venues.push(venue_status(&engine.store, name, &symbols, got));
     }
     Ok(assemble(true, &engine.store, venues, from_store))
 }
@@ -303,6 +359,37 @@ pub fn render(r: &StatusReport) -> String {
                 p.mark_price.round_dp(4),
                 p.unrealized_pnl.round_dp(2),
                 p.leverage
+            );
+        }
+        if !v.position_pnl.is_empty() {
+            let _ = writeln!(
+                o,
+                "  from fills: realized {} USD, fees {} USD",
+                v.realized_pnl_usd.round_dp(2),
+                v.fees_usd.round_dp(2)
+            );
+        }
+        for r in &v.position_pnl {
+            let unconverted: Vec<String> = r
+                .unconverted_fees
+                .iter()
+                .map(|(asset, amount)| format!("{amount} {asset}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {:<8} size {:<14} avg {:<12} exposure {:>10} uPnL {:>10} realized {:>10} fees {:>8}{}",
+                r.symbol,
+                r.size,
+                r.avg_entry_price.round_dp(4),
+                r.exposure_usd.round_dp(2),
+                r.unrealized_pnl_usd.round_dp(2),
+                r.realized_pnl_usd.round_dp(2),
+                r.fees_usd.round_dp(4),
+                if unconverted.is_empty() {
+                    String::new()
+                } else {
+                    format!(" + {} (no USD price)", unconverted.join(", "))
+                }
             );
         }
     }

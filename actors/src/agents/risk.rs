@@ -7,6 +7,24 @@
 //! balance). With `ai_confirmation` it first asks the model CLOSE_ALL or HOLD, and any
 //! error, timeout or unreadable answer counts as CLOSE_ALL: it fails closed. Never: places
 //! new exposure, or lifts a halt it did not set.
+//!
+//! # Where the PnL window starts
+//!
+//! The baseline is the account value **before the first order of the window**. Two paths
+//! write it through [`BaselineBook::ensure`], whichever comes first: the risk agent's first
+//! check, which runs as soon as the agent starts (not one `check_interval` later), and the
+//! trading agent, which ensures a baseline from the account value it read *before* sending
+//! an entry. So on a fresh account whose first trades land before the risk agent's first
+//! check, PnL is still measured from the value before those trades (10 000 on a fresh paper
+//! account), not from the value after them. An existing baseline younger than
+//! `risk.window` is never overwritten, except by a taken profit (max gain).
+//!
+//! A `Reducing` mode this agent set (reason `risk: ...`) is lifted once a newer window has
+//! started: when the window rolls here, or when the current baseline is newer than the
+//! mode's `since_ms` (a trading agent started the new window first).
+//!
+//! Each check also exports the per-position accounting of the venue's recorded fills
+//! (`orrery_position_*`, see `exchanges::pnl`).
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use rust_decimal::Decimal;
@@ -17,7 +35,8 @@ use super::journal::{DecisionJournal, DecisionRecord};
 use super::prompt;
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::gateway::{
-    CloseAll, GetAccount, GetPositions, LiftRiskReduction, OrderGateway, OrderReport, SetMode,
+    CloseAll, GetAccount, GetMode, GetPositionPnl, GetPositions, LiftRiskReduction, OrderGateway,
+    OrderReport, SetMode,
 };
 use crate::exchanges::risk_gate::{RiskConfig, TradingMode};
 use crate::models::decision::parse_risk_verdict;
@@ -35,6 +54,49 @@ pub struct Baseline {
     pub set_ms: Millis,
 }
 impl Record for Baseline {}
+
+/// Reads and writes the risk window's baselines (`risk` tree, `baseline/<venue>`).
+#[derive(Clone)]
+pub struct BaselineBook {
+    tree: Tree<Baseline>,
+    window: std::time::Duration,
+    clock: SharedClock,
+}
+
+impl BaselineBook {
+    pub fn new(tree: Tree<Baseline>, window: std::time::Duration, clock: SharedClock) -> Self {
+        Self {
+            tree,
+            window,
+            clock,
+        }
+    }
+
+    /// The baseline of `venue`'s current window, if one was taken.
+    pub fn current(&self, venue: &str) -> Result<Option<Baseline>, StoreError> {
+        let now = self.clock.now_ms();
+        let window_ms = self.window.as_millis() as i64;
+        Ok(self
+            .tree
+            .get(&baseline_key(venue))?
+            .filter(|b| now - b.set_ms < window_ms))
+    }
+
+    /// The current window's baseline; if there is none, `value_before` (the account value
+    /// read before the caller's order) starts a new window and is on disk on return.
+    pub async fn ensure(&self, venue: &str, value_before: Decimal) -> Result<Baseline, StoreError> {
+        if let Some(b) = self.current(venue)? {
+            return Ok(b);
+        }
+        let fresh = Baseline {
+            value: value_before,
+            set_ms: self.clock.now_ms(),
+        };
+        self.tree.put_durable(&baseline_key(venue), &fresh).await?;
+        tracing::info!(venue, baseline_usd = %fresh.value.round_dp(2), "risk window started");
+        Ok(fresh)
+    }
+}
 
 /// One breach and what was done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,12 +239,21 @@ impl Actor for RiskAgent {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.limits.check_interval, |this, ctx| {
+        // The first check runs at once: it takes the window's baseline before agents trade.
+        Self::check_all(self, ctx);
+        ctx.run_interval(self.limits.check_interval, Self::check_all);
+    }
+}
+
+impl RiskAgent {
+    fn check_all(this: &mut Self, ctx: &mut Context<Self>) {
+        {
             if this.running {
                 return;
             }
             this.running = true;
-            let (limits, venues, deps) = (this.limits.clone(), this.venues.clone(), this.deps.clone());
+            let (limits, venues, deps) =
+                (this.limits.clone(), this.venues.clone(), this.deps.clone());
             ctx.spawn(
                 async move {
                     for venue in &venues {
@@ -197,7 +268,7 @@ impl Actor for RiskAgent {
                 .into_actor(this)
                 .map(|_, this, _| this.running = false),
             );
-        });
+        }
     }
 }
 
@@ -241,17 +312,35 @@ pub async fn check_venue(
                 .await
                 .map_err(|e| e.to_string())?;
             if previous.is_some() {
-                // A new window lifts a reducing state that the last window's loss set.
-                let lift = LiftRiskReduction {
-                    reason_prefix: "risk:".into(),
-                };
-                if let Err(e) = gateway_call(&deps.gateway, lift).await {
-                    tracing::error!(error = %e, "cannot lift the risk reduction of the last window");
-                }
+                lift_reduction(deps).await;
             }
             fresh
         }
     };
+    // A trading agent may have started this window (its baseline is newer than the
+    // reduction the last window's loss set): lift that reduction too.
+    match gateway_call(&deps.gateway, GetMode {}).await {
+        Ok(mode)
+            if mode.mode == TradingMode::Reducing
+                && mode.reason.starts_with("risk:")
+                && baseline.set_ms > mode.since_ms =>
+        {
+            lift_reduction(deps).await
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(venue, error = %e, "risk check cannot read the trading mode"),
+    }
+    match gateway_call(
+        &deps.gateway,
+        GetPositionPnl {
+            venue: venue.to_string(),
+        },
+    )
+    .await
+    {
+        Ok(rows) => crate::exchanges::pnl::record_metrics(venue, &rows),
+        Err(e) => tracing::warn!(venue, error = %e, "cannot compute position PnL"),
+    }
     let pnl = Pnl::of(account.account_value, baseline.value);
     if let Ok(v) = f64::try_from(pnl.usd) {
         metrics::gauge!(names::RISK_PNL_USD, "venue" => venue.to_string()).set(v);
@@ -413,6 +502,16 @@ async fn confirm(
         tracing::error!(error = %e, "cannot journal a risk decision");
     }
     verdict
+}
+
+/// A new window lifts a reducing state that the last window's loss set.
+async fn lift_reduction(deps: &RiskDeps) {
+    let lift = LiftRiskReduction {
+        reason_prefix: "risk:".into(),
+    };
+    if let Err(e) = gateway_call(&deps.gateway, lift).await {
+        tracing::error!(error = %e, "cannot lift the risk reduction of the last window");
+    }
 }
 
 async fn set_mode(deps: &RiskDeps, mode: TradingMode, reason: &str) {

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-use super::risk::{check_venue, Baseline, Breach, CheckOutcome, RiskDeps};
+use super::risk::{check_venue, Baseline, BaselineBook, Breach, CheckOutcome, RiskDeps};
 use super::trading::{run_once, TradingAgentConfig, TradingDeps};
 use super::{DecisionJournal, MemoryStore};
 use crate::clock::{Clock, ManualClock, SharedClock};
@@ -154,6 +154,11 @@ fn trading_deps(w: &World) -> TradingDeps {
         journal: DecisionJournal::open(&w.store).unwrap(),
         memory: MemoryStore::open(&w.store, "t").unwrap(),
         clock: w.clock.clone(),
+        baselines: BaselineBook::new(
+            w.store.tree(trees::RISK).unwrap(),
+            RiskConfig::default().window,
+            w.clock.clone(),
+        ),
     }
 }
 
@@ -473,16 +478,19 @@ async fn a_prose_answer_about_another_symbol_places_no_order() {
         let records = run_once(&config, &deps).await;
         assert_eq!(records[0].outcome, "wrong_symbol", "{:?}", records[0]);
         assert!(
-            records[0].error.as_deref().unwrap_or_default().contains("BTC"),
+            records[0]
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("BTC"),
             "{:?}",
             records[0]
         );
         assert_eq!(records[0].action, None, "no verdict was taken");
     }
     // Also in JSON, even with a stated confidence.
-    *w.script.lock() = Script::Answer(
-        r#"{"action":"BUY","confidence":0.9,"symbol":"BTC","reason":"x"}"#.into(),
-    );
+    *w.script.lock() =
+        Script::Answer(r#"{"action":"BUY","confidence":0.9,"symbol":"BTC","reason":"x"}"#.into());
     let records = run_once(&sol_agent(), &deps).await;
     assert_eq!(records[0].outcome, "wrong_symbol", "{:?}", records[0]);
     assert_eq!(w.core.ledger().len(), 0, "no order was even intended");
@@ -533,7 +541,11 @@ async fn reducing_and_halted_modes_skip_model_calls_that_cannot_trade() {
     let records = run_once(&agent(), &deps).await;
     assert_eq!(records[0].outcome, "skipped_mode", "{:?}", records[0]);
     assert_eq!(records[0].action.as_deref(), Some("BUY"));
-    assert_eq!(w.core.ledger().len(), orders, "no refused order in the ledger");
+    assert_eq!(
+        w.core.ledger().len(),
+        orders,
+        "no refused order in the ledger"
+    );
     assert_eq!(btc_size(&w).await, held);
     *w.script.lock() = Script::Answer(r#"{"action":"SELL","confidence":0.9}"#.into());
     let records = run_once(&agent(), &deps).await;
@@ -577,6 +589,83 @@ async fn repeated_risk_checks_without_change_persist_the_mode_once() {
         w.clock.advance(1_000);
         check_venue(&limits, &deps, "paper").await.unwrap();
     }
-    assert_eq!(w.core.mode(), first, "same mode, same reason, same since_ms");
-    assert_eq!(mode_tree.get("mode").unwrap(), persisted, "nothing new persisted");
+    assert_eq!(
+        w.core.mode(),
+        first,
+        "same mode, same reason, same since_ms"
+    );
+    assert_eq!(
+        mode_tree.get("mode").unwrap(),
+        persisted,
+        "nothing new persisted"
+    );
+}
+
+/// The case seen on a fresh account: the first trades happen before the risk agent's first
+/// check. PnL must be measured from the 10 000 USD before them, not from the value after.
+#[actix::test]
+async fn the_baseline_is_the_value_before_the_first_order_of_the_window() {
+    let limits = RiskConfig::default();
+    let w = world(limits.clone()).await;
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.9,"reason":"x"}"#.into());
+    run_once(&agent(), &trading_deps(&w)).await;
+    assert!(btc_size(&w).await > Decimal::ZERO);
+    // The paper venue charged a fee and crossed the spread: the account is below 10 000.
+    w.clock.advance(5_000);
+    let after = w.core.account("paper").await.unwrap().account_value;
+    assert!(after < dec!(10000), "{after}");
+
+    let deps = risk_deps(&w);
+    assert_eq!(
+        check_venue(&limits, &deps, "paper").await.unwrap(),
+        CheckOutcome::Within
+    );
+    let baseline = deps.baselines.get("baseline/paper").unwrap().unwrap();
+    assert_eq!(
+        baseline.value,
+        dec!(10000),
+        "measured from before the first order"
+    );
+    let pnl = super::risk::Pnl::of(after, baseline.value);
+    assert!(pnl.usd < Decimal::ZERO, "down, not 0: {pnl:?}");
+}
+
+/// Per-position accounting from the recorded fills: realized PnL and fees after a round
+/// trip, every configured symbol reported.
+#[actix::test]
+async fn position_pnl_follows_the_fills() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.9}"#.into());
+    run_once(&agent(), &deps).await;
+    w.clock.advance(60_000);
+    *w.script.lock() = Script::Answer(r#"{"action":"SELL","confidence":0.9}"#.into());
+    run_once(&agent(), &deps).await;
+    w.core.reconcile_all().await.unwrap();
+    let fills = w.core.ledger().fills("paper").unwrap();
+    assert!(fills.len() >= 2, "{fills:?}");
+    let rows = crate::exchanges::pnl::position_pnl(&fills, &[], &["BTC".into(), "ETH".into()]);
+    let btc = rows.iter().find(|r| r.symbol == "BTC").unwrap();
+    assert_eq!(btc.size, Decimal::ZERO, "{btc:?}");
+    let fees: Decimal = fills.iter().map(|f| f.fee).sum();
+    assert!(fees > Decimal::ZERO);
+    assert_eq!(btc.fees_usd, fees.normalize());
+    // Closed: realized equals the round trip's price change, and nothing is unrealized.
+    let bought = fills
+        .iter()
+        .find(|f| f.side == crate::exchanges::Side::Buy)
+        .unwrap();
+    let sold = fills
+        .iter()
+        .find(|f| f.side == crate::exchanges::Side::Sell)
+        .unwrap();
+    assert_eq!(bought.size, sold.size);
+    assert_eq!(
+        btc.realized_pnl_usd,
+        ((sold.price - bought.price) * sold.size)
+            .round_dp(8)
+            .normalize()
+    );
+    assert_eq!(btc.unrealized_pnl_usd, Decimal::ZERO);
+    assert!(rows.iter().any(|r| r.symbol == "ETH" && r.size.is_zero()));
 }

@@ -39,10 +39,11 @@ use super::gateway_call;
 use super::journal::{DecisionJournal, DecisionRecord};
 use super::memory::MemoryStore;
 use super::prompt;
+use super::risk::BaselineBook;
 use crate::clock::SharedClock;
 use crate::exchanges::gateway::{
-    AiEntry, ClosePosition, GetAccount, GetCandles, GetMode, GetPosition, GetQuote,
-    OrderGateway, OrderReport,
+    AiEntry, ClosePosition, GetAccount, GetCandles, GetMode, GetPosition, GetQuote, OrderGateway,
+    OrderReport,
 };
 use crate::exchanges::risk_gate::TradingMode;
 use crate::exchanges::{Side, Timeframe};
@@ -190,6 +191,9 @@ pub struct TradingDeps {
     pub journal: DecisionJournal,
     pub memory: MemoryStore,
     pub clock: SharedClock,
+    /// The risk window's baselines: an entry first ensures one from the account value
+    /// read before it, so PnL is measured from before the window's first order.
+    pub baselines: BaselineBook,
 }
 
 /// The trading agent actor.
@@ -270,15 +274,15 @@ fn log_decision(record: &DecisionRecord) {
         agent = %record.agent,
         venue = %record.venue,
         symbol = %record.symbol,
-        verdict = record.action.as_deref().unwrap_or("-"),
-        confidence = record.confidence.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        verdict = %record.action.as_deref().unwrap_or("-"),
+        confidence = record.confidence,
         confidence_defaulted = record.confidence_defaulted,
         model = %record.model,
-        deployment = record.deployment.as_deref().unwrap_or("-"),
+        deployment = %record.deployment.as_deref().unwrap_or("-"),
         latency_ms = record.latency_ms,
         orders = record.orders.len(),
         outcome = %record.outcome,
-        error = record.error.as_deref().unwrap_or(""),
+        error = record.error.as_deref(),
         "decision"
     );
 }
@@ -434,7 +438,16 @@ async fn decide_and_act(
         }
         (TradeAction::Buy, _) => {
             record.outcome = "enter_long".into();
-            entry(deps, config, symbol, Side::Buy, target_usd, &origin).await
+            entry(
+                deps,
+                config,
+                symbol,
+                Side::Buy,
+                target_usd,
+                &origin,
+                account_value,
+            )
+            .await
         }
         (TradeAction::Sell, Some(Side::Buy)) => {
             record.outcome = "close_long".into();
@@ -447,7 +460,16 @@ async fn decide_and_act(
         }
         (TradeAction::Sell, _) if config.allow_short => {
             record.outcome = "enter_short".into();
-            entry(deps, config, symbol, Side::Sell, target_usd, &origin).await
+            entry(
+                deps,
+                config,
+                symbol,
+                Side::Sell,
+                target_usd,
+                &origin,
+                account_value,
+            )
+            .await
         }
         (TradeAction::Sell, _) => {
             record.outcome = "no_long_to_sell".into();
@@ -471,7 +493,12 @@ async fn entry(
     side: Side,
     usd: Decimal,
     origin: &str,
+    account_value_before: Decimal,
 ) -> Result<Vec<OrderReport>, String> {
+    deps.baselines
+        .ensure(&config.venue, account_value_before)
+        .await
+        .map_err(|e| format!("cannot record the risk baseline before the order: {e}"))?;
     let msg = AiEntry {
         venue: config.venue.clone(),
         symbol: symbol.to_string(),

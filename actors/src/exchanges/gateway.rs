@@ -1484,6 +1484,17 @@ gateway_message!(
     |core, _msg| Ok(core.mode())
 );
 
+gateway_message!(
+    /// Per-position accounting of a venue's recorded fills, valued at its marks.
+    GetPositionPnl { venue: String } -> Vec<crate::exchanges::pnl::PositionPnl>,
+    |core, msg| {
+        let fills = core.ledger().fills(&msg.venue)?;
+        let positions = core.positions(&msg.venue).await?;
+        let held: Vec<String> = positions.iter().map(|p| p.symbol.clone()).collect();
+        Ok(crate::exchanges::pnl::position_pnl(&fills, &positions, &held))
+    }
+);
+
 /// Gateway state for `orrery status` and the control API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewaySnapshot {

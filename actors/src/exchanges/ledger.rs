@@ -302,6 +302,17 @@ impl OrderLedger {
         Ok(true)
     }
 
+    /// Every recorded fill of a venue, oldest first (for position accounting and history).
+    pub fn fills(&self, venue: &str) -> Result<Vec<Fill>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self.fills.scan_prefix(&format!("{venue}/")) {
+            let (_, record) = item?;
+            out.push(record.fill);
+        }
+        out.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.fill_id.cmp(&b.fill_id)));
+        Ok(out)
+    }
+
     /// Recorded fills of a venue grouped by the venue's order id.
     pub fn fills_by_order(&self, venue: &str) -> Result<HashMap<String, Vec<Fill>>, LedgerError> {
         let mut by_order: HashMap<String, Vec<Fill>> = HashMap::new();
@@ -408,6 +419,7 @@ mod tests {
             fee: dec!(0.05),
             closed_pnl: dec!(0),
             time_ms: 42,
+            fee_asset: None,
         };
         assert!(ledger.record_fill("paper", &fill).await.unwrap());
         assert!(!ledger.record_fill("paper", &fill).await.unwrap());
@@ -428,6 +440,7 @@ mod tests {
             fee: Decimal::ZERO,
             closed_pnl: Decimal::ZERO,
             time_ms: 1,
+            fee_asset: None,
         };
         let mut entry = LedgerEntry::new_intent("hyperliquid", request(), "test", 0);
         entry.status = OrderStatus::Filled;

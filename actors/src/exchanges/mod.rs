@@ -11,6 +11,7 @@ pub mod hyperliquid;
 pub mod ledger;
 pub mod market_data;
 pub mod paper;
+pub mod pnl;
 pub mod risk_gate;
 pub mod types;
 pub mod venue;

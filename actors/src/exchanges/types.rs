@@ -244,11 +244,38 @@ pub struct Fill {
     pub side: Side,
     pub price: Decimal,
     pub size: Decimal,
-    /// Fee paid in USD (negative for a rebate).
+    /// Fee paid in USD (negative for a rebate). When the venue charged it in another asset,
+    /// this is its USD value at the fill's time, or 0 if no price could be had — then
+    /// `fee_asset` says so (its `usd_price` is `None`).
     pub fee: Decimal,
     /// Realised PnL of this fill, where the venue reports it.
     pub closed_pnl: Decimal,
     pub time_ms: Millis,
+    /// The fee as charged when that was not USD or the account's quote asset (Binance
+    /// `commissionAsset` BNB or the base asset; Hyperliquid `feeToken`). `None` for fees
+    /// charged in USD/the quote, and for records written before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_asset: Option<FeeInAsset>,
+}
+
+/// A fee charged in an asset other than USD or the quote asset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeInAsset {
+    /// The asset charged (`BNB`, `BTC`, `USOL`, ...).
+    pub asset: String,
+    /// The amount charged, in `asset`.
+    pub amount: Decimal,
+    /// The asset's USD price used to convert it (the fill's price for the base asset, the
+    /// venue's quote at ingestion otherwise). `None`: no price could be had, the fee is kept
+    /// in its asset and `Fill::fee` does not include it.
+    pub usd_price: Option<Decimal>,
+}
+
+impl FeeInAsset {
+    /// The fee in USD, if it could be priced.
+    pub fn usd(&self) -> Option<Decimal> {
+        self.usd_price.map(|p| self.amount * p)
+    }
 }
 
 /// A position in one symbol. `size` is signed: positive long, negative short.

@@ -200,17 +200,61 @@ const SYMBOL_KEYS: &[&str] = &["symbol", "ticker", "asset", "coin", "pair", "mar
 const QUOTE_SUFFIXES: &[&str] = &["USDT", "USDC", "BUSD", "FDUSD", "USD", "PERP"];
 /// Tickers recognised in any case in prose (`buy btc`); upper-case words need no list.
 const COMMON_TICKERS: &[&str] = &[
-    "btc", "eth", "sol", "bnb", "xrp", "doge", "ada", "avax", "link", "dot", "ltc", "bch",
-    "trx", "ton", "sui", "apt", "arb", "op", "near", "pepe", "shib", "hype", "bitcoin",
-    "ethereum", "solana",
+    "btc", "eth", "sol", "bnb", "xrp", "doge", "ada", "avax", "link", "dot", "ltc", "bch", "trx",
+    "ton", "sui", "apt", "arb", "op", "near", "pepe", "shib", "hype", "bitcoin", "ethereum",
+    "solana",
 ];
 /// Upper-case words after a verdict that are not tickers (`BUY NOW`, `SELL ALL`).
 const NOT_TICKERS: &[&str] = &[
-    "NOW", "ALL", "IT", "THE", "AND", "OR", "AT", "IF", "ON", "IN", "TO", "NO", "NOT",
-    "ASAP", "TODAY", "HERE", "MORE", "SOME", "BUY", "SELL", "HOLD", "NOTHING", "LONG",
-    "SHORT", "WITH", "SIGNAL", "CONFIDENCE", "USD", "USDT", "USDC", "JSON", "OK", "IS",
-    "THIS", "THAT", "POSITION", "ORDER", "MARKET", "LIMIT", "SPOT", "PERP", "RSI", "MACD",
-    "SMA", "EMA", "ATR", "VWAP", "ON", "SIGNALS",
+    "NOW",
+    "ALL",
+    "IT",
+    "THE",
+    "AND",
+    "OR",
+    "AT",
+    "IF",
+    "ON",
+    "IN",
+    "TO",
+    "NO",
+    "NOT",
+    "ASAP",
+    "TODAY",
+    "HERE",
+    "MORE",
+    "SOME",
+    "BUY",
+    "SELL",
+    "HOLD",
+    "NOTHING",
+    "LONG",
+    "SHORT",
+    "WITH",
+    "SIGNAL",
+    "CONFIDENCE",
+    "USD",
+    "USDT",
+    "USDC",
+    "JSON",
+    "OK",
+    "IS",
+    "THIS",
+    "THAT",
+    "POSITION",
+    "ORDER",
+    "MARKET",
+    "LIMIT",
+    "SPOT",
+    "PERP",
+    "RSI",
+    "MACD",
+    "SMA",
+    "EMA",
+    "ATR",
+    "VWAP",
+    "ON",
+    "SIGNALS",
 ];
 /// Words skipped between a verdict and its ticker (`buy some BTC`, `sell the ETH`).
 const TICKER_FILLER: &[&str] = &["some", "more", "a", "an", "the", "into", "of", "back"];
@@ -258,7 +302,9 @@ fn text_symbols(body: &str) -> Vec<String> {
             .find(|n| !TICKER_FILLER.contains(&n.lower.as_str()));
         let Some(n) = next else { continue };
         let word = n.text;
-        let tickerish = word.chars().all(|c| c.is_ascii_alphanumeric() || "-/_".contains(c))
+        let tickerish = word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-/_".contains(c))
             && word.chars().any(|c| c.is_ascii_alphabetic());
         let upper_ticker = tickerish
             && is_upper_word(n)

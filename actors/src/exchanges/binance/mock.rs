@@ -9,7 +9,10 @@
 //! queued and consumed one per request: 429/418 with Retry-After, 5xx or reset after an
 //! order or a cancel was applied, a proxy's 502 instead of a cancel, a 503 (-1001)
 //! instead of any request, malformed JSON, hang. Commission is 0.1% of the quote amount,
-//! paid in the quote asset.
+//! paid in the quote asset by default; [`MockBinance::set_fee_asset`] makes it paid as a
+//! real account can be set up to pay it: in the asset received (`base`: a buy pays in the
+//! base asset, as Binance does without BNB burn) or in BNB at the `BNBUSDT` book's mid
+//! (the recorded `myTrades` answer carries `"commissionAsset": "BNB"`).
 //!
 //! Parameters are read as Binance reads them: percent-decoded (`+` is a space), from the
 //! query string and, for POST/PUT/DELETE, an `application/x-www-form-urlencoded` body, the
@@ -134,6 +137,17 @@ struct State {
     faults: VecDeque<Fault>,
     /// (minute, weight used in it).
     weight: (i64, u64),
+    /// How commission is charged: `None` in the quote asset, else a [`FeeAsset`].
+    fee_asset: Option<FeeAsset>,
+}
+
+/// How the mock charges commission (see [`MockBinance::set_fee_asset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeeAsset {
+    /// In the asset received: the base asset on a buy, the quote asset on a sell.
+    Received,
+    /// In BNB, converted at the `BNBUSDT` book's mid.
+    Bnb,
 }
 
 fn wall_ms() -> i64 {
@@ -222,6 +236,7 @@ impl MockBinance {
             next_id: 1,
             faults: VecDeque::new(),
             weight: (0, 0),
+            fee_asset: None,
         }));
         let handler_state = state.clone();
         let server = MockServer::start(move |req| handle(&handler_state, req));
@@ -300,6 +315,23 @@ impl MockBinance {
             st.weight = (minute, 0);
         }
         st.weight.1 += weight;
+    }
+
+    /// Charges commission in another asset from now on (`None`: the quote asset).
+    pub fn set_fee_asset(&self, fee: Option<FeeAsset>) {
+        self.state.lock().fee_asset = fee;
+    }
+
+    /// Adds (or moves) a book that orders are not placed on, e.g. `BNBUSDT` for quotes.
+    pub fn add_book(&self, pair: &str, bid: Decimal, ask: Decimal) {
+        let mut st = self.state.lock();
+        let b = st.books.entry(pair.to_string()).or_insert(Book {
+            bid,
+            ask,
+            touch_qty: None,
+        });
+        b.bid = bid;
+        b.ask = ask;
     }
 
     /// Limits the quantity each taking order finds at the touch.
@@ -734,14 +766,25 @@ fn execute(st: &mut State, i: usize, price: Decimal, qty: Decimal, maker: bool, 
         None => return Value::Null,
     };
     let notional = qty * price;
-    let commission = (notional * FEE_RATE).round_dp(8);
     let buy = side == "BUY";
+    let bnb_mid = st
+        .books
+        .get("BNBUSDT")
+        .map(|b| (b.bid + b.ask) / Decimal::TWO);
+    let (commission, commission_asset) = match (st.fee_asset, bnb_mid) {
+        (Some(FeeAsset::Received), _) if buy => ((qty * FEE_RATE).round_dp(8), base.clone()),
+        (Some(FeeAsset::Bnb), Some(mid)) if !mid.is_zero() => {
+            ((notional * FEE_RATE / mid).round_dp(8), "BNB".to_string())
+        }
+        _ => ((notional * FEE_RATE).round_dp(8), quote.clone()),
+    };
+    // The quote and base legs, then the commission from whichever asset paid it.
     {
         let q = st.balances.entry(quote.clone()).or_default();
         if buy {
-            q.0 -= notional + commission;
+            q.0 -= notional;
         } else {
-            q.0 += notional - commission;
+            q.0 += notional;
         }
     }
     {
@@ -752,6 +795,7 @@ fn execute(st: &mut State, i: usize, price: Decimal, qty: Decimal, maker: bool, 
             b.0 -= qty;
         }
     }
+    st.balances.entry(commission_asset.clone()).or_default().0 -= commission;
     st.trades.push(Trade {
         symbol,
         id,
@@ -759,12 +803,12 @@ fn execute(st: &mut State, i: usize, price: Decimal, qty: Decimal, maker: bool, 
         price,
         qty,
         commission,
-        commission_asset: quote.clone(),
+        commission_asset: commission_asset.clone(),
         time: now,
         is_buyer: buy,
         is_maker: maker,
     });
-    json!({"price": d8(price), "qty": d8(qty), "commission": d8(commission), "commissionAsset": quote, "tradeId": id})
+    json!({"price": d8(price), "qty": d8(qty), "commission": d8(commission), "commissionAsset": commission_asset, "tradeId": id})
 }
 
 fn new_order(st: &mut State, p: &HashMap<String, String>, now: i64) -> Reply {

@@ -259,6 +259,49 @@ impl BinanceSpotVenue {
         self.limits.pool(WEIGHT_POOL)?.headroom(self.mono.now())
     }
 
+    /// A trade's commission in USD, and where it came from when not the quote asset: the
+    /// base asset is priced at the trade's price; another asset (BNB) at its book's mid
+    /// against the quote asset now (ingestion follows the fill within a reconciliation
+    /// interval). If that quote cannot be read the fee is kept in its asset, `usd_price`
+    /// `None`, and a warning says so: it is never counted as a 0 USD fee silently.
+    async fn fee_in_usd(
+        &self,
+        symbol: &str,
+        t: &TradeWire,
+        prices: &mut HashMap<String, Option<Decimal>>,
+    ) -> (Decimal, Option<FeeInAsset>) {
+        let asset = t.commission_asset.as_str();
+        if asset.is_empty() || asset == self.config.quote_asset || t.commission.is_zero() {
+            return (t.commission, None);
+        }
+        let base = self
+            .config
+            .pair_of(symbol)
+            .strip_suffix(self.config.quote_asset.as_str())
+            .map(str::to_string);
+        let usd_price = if asset.eq_ignore_ascii_case(symbol) || base.as_deref() == Some(asset) {
+            Some(t.price)
+        } else if let Some(known) = prices.get(asset) {
+            *known
+        } else {
+            let price = match self.quote(asset).await {
+                Ok(q) => Some(q.mid()),
+                Err(e) => {
+                    tracing::warn!(venue = %self.name, asset, error = %e, "no USD price for a fee asset; the fee is kept in its asset");
+                    None
+                }
+            };
+            prices.insert(asset.to_string(), price);
+            price
+        };
+        let fee = FeeInAsset {
+            asset: asset.to_string(),
+            amount: t.commission,
+            usd_price,
+        };
+        (fee.usd().unwrap_or_default(), Some(fee))
+    }
+
     fn err_malformed(&self, what: &str, e: impl fmt::Display) -> VenueError {
         VenueError::Malformed {
             venue: self.name.clone(),
@@ -969,6 +1012,8 @@ impl Venue for BinanceSpotVenue {
 
     async fn fills_since(&self, since_ms: Millis) -> VenueResult<Vec<Fill>> {
         let mut out = Vec::new();
+        // One quote per fee asset per read, however many trades paid in it.
+        let mut asset_prices: HashMap<String, Option<Decimal>> = HashMap::new();
         for symbol in &self.config.symbols {
             let mut call = Call::get("/api/v3/myTrades", "my_trades")
                 .signed()
@@ -981,13 +1026,7 @@ impl Venue for BinanceSpotVenue {
             let rows: Vec<TradeWire> = serde_json::from_slice(&body)
                 .map_err(|e| self.err_malformed("GET /api/v3/myTrades", e))?;
             for t in rows.into_iter().filter(|t| t.time >= since_ms) {
-                let fee = if t.commission_asset == self.config.quote_asset {
-                    t.commission
-                } else if t.commission_asset.eq_ignore_ascii_case(symbol) {
-                    t.commission * t.price
-                } else {
-                    Decimal::ZERO
-                };
+                let (fee, fee_asset) = self.fee_in_usd(symbol, &t, &mut asset_prices).await;
                 out.push(Fill {
                     fill_id: t.id.to_string(),
                     client_id: None,
@@ -999,6 +1038,7 @@ impl Venue for BinanceSpotVenue {
                     fee,
                     closed_pnl: Decimal::ZERO,
                     time_ms: t.time,
+                    fee_asset,
                 });
             }
         }

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use super::wire::AssetRules;
 use crate::clock::Millis;
 use crate::exchanges::{
-    AccountSnapshot, Candle, ClientOrderId, Fill, OrderStatus, Position, Quote, Side, VenueError,
-    VenueOrder,
+    AccountSnapshot, Candle, ClientOrderId, FeeInAsset, Fill, OrderStatus, Position, Quote, Side,
+    VenueError, VenueOrder,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -534,6 +534,31 @@ struct FillWire {
     fee: Decimal,
     tid: Option<u64>,
     cloid: Option<String>,
+    /// `USDC` for perps; a spot fill pays in the token it receives (`USOL` on a buy of
+    /// `@156`). Absent in old answers.
+    #[serde(default)]
+    fee_token: Option<String>,
+}
+
+/// A fill's fee in USD and, when not paid in USDC, the token it was paid in. A spot buy
+/// pays in the base token it receives, priced at the fill's price (USDC per base); a fee
+/// in any other token cannot be priced here, so it is kept in its token (`usd_price`
+/// `None`) rather than counted as 0 USD.
+fn fee_of(f: &FillWire) -> (Decimal, Option<FeeInAsset>) {
+    let token = f.fee_token.as_deref().unwrap_or("").trim();
+    if token.is_empty() || token == "USDC" || f.fee.is_zero() {
+        return (f.fee, None);
+    }
+    let usd_price = match f.side {
+        WireSide::Bid => Some(f.px),
+        WireSide::Ask => None,
+    };
+    let fee = FeeInAsset {
+        asset: token.to_string(),
+        amount: f.fee,
+        usd_price,
+    };
+    (fee.usd().unwrap_or_default(), Some(fee))
 }
 
 /// `{"type":"userFills"}` / `{"type":"userFillsByTime"}` → fills, oldest first (the venue
@@ -547,6 +572,7 @@ pub fn parse_user_fills(body: &[u8]) -> Result<Vec<Fill>, InfoError> {
     let mut fills = wire
         .into_iter()
         .map(|f| {
+            let (fee, fee_asset) = fee_of(&f);
             Ok(Fill {
                 fill_id: match f.tid {
                     Some(tid) => tid.to_string(),
@@ -558,9 +584,10 @@ pub fn parse_user_fills(body: &[u8]) -> Result<Vec<Fill>, InfoError> {
                 side: f.side.into(),
                 price: f.px,
                 size: f.sz,
-                fee: f.fee,
+                fee,
                 closed_pnl: f.closed_pnl,
                 time_ms: f.time,
+                fee_asset,
             })
         })
         .collect::<Result<Vec<_>, InfoError>>()?;
@@ -941,6 +968,33 @@ mod tests {
         assert_ne!(f[1].fill_id, f[2].fill_id);
         let with_tid = br#"[{"coin":"BTC","px":"1","sz":"1","side":"B","time":1,"startPosition":"0","closedPnl":"0","hash":"0x0","oid":1,"fee":"0.01","tid":987}]"#;
         assert_eq!(parse_user_fills(with_tid).unwrap()[0].fill_id, "987");
+    }
+
+    /// Fills as recorded (`http_user_fills_dust_conversion.json`): a perp fill pays in
+    /// USDC, a spot buy of `@156` pays its fee in the USOL it receives.
+    const RECORDED_FEE_TOKENS: &str = r#"[{"coin":"JUP","px":"0.22683","sz":"440.0","side":"B","time":1782526678933,"startPosition":"-89239.0","dir":"Close Short","closedPnl":"0.7106","hash":"0x15719a023fff5d5216eb043ea4134502021600e7daf27c24b93a4554fef3373c","oid":481029451261,"crossed":false,"fee":"0.0","tid":122379282851005,"feeToken":"USDC","twapId":null},{"coin":"@156","px":"160.32","sz":"1.267","side":"B","time":1762697535160,"startPosition":"0.0","dir":"Buy","closedPnl":"0.0","hash":"0x77f028e81ab5f33a7969042f26bb4f0206f000cdb5b9120c1bb8d43ad9b9cd25","oid":228721726126,"crossed":true,"fee":"0.00088689","tid":567745090281031,"feeToken":"USOL","twapId":null}]"#;
+
+    #[test]
+    fn fees_in_another_token_are_converted_or_kept_never_zeroed() {
+        let f = parse_user_fills(RECORDED_FEE_TOKENS.as_bytes()).unwrap();
+        let spot = f.iter().find(|f| f.symbol == "@156").unwrap();
+        assert_eq!(
+            spot.fee_asset,
+            Some(FeeInAsset {
+                asset: "USOL".into(),
+                amount: dec!(0.00088689),
+                usd_price: Some(dec!(160.32)),
+            })
+        );
+        assert_eq!(spot.fee, dec!(0.00088689) * dec!(160.32));
+        let perp = f.iter().find(|f| f.symbol == "JUP").unwrap();
+        assert_eq!((perp.fee, perp.fee_asset.clone()), (dec!(0.0), None));
+        // A sell paying in a token other than USDC: no price here, kept in its token.
+        let sell = br#"[{"coin":"@1","px":"2","sz":"1","side":"A","time":1,"startPosition":"1","closedPnl":"0","hash":"0x0","oid":1,"fee":"0.5","tid":9,"feeToken":"USDT0"}]"#;
+        let f = parse_user_fills(sell).unwrap();
+        assert_eq!(f[0].fee, Decimal::ZERO);
+        assert_eq!(f[0].fee_asset.as_ref().unwrap().amount, dec!(0.5));
+        assert_eq!(f[0].fee_asset.as_ref().unwrap().usd_price, None);
     }
 
     #[test]

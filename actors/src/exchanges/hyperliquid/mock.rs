@@ -660,7 +660,7 @@ impl State {
                         .iter()
                         .rev()
                         .filter(|f| user_ok(body) && f.time >= start)
-                        .map(|f| json!({"closedPnl": "0.0", "coin": f.coin, "crossed": true, "dir": if f.is_buy {"Open Long"} else {"Open Short"}, "fee": "0.0", "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "px": f.px.to_string(), "side": if f.is_buy {"B"} else {"A"}, "startPosition": f.start_position.to_string(), "sz": f.sz.to_string(), "time": f.time, "tid": f.tid, "cloid": f.cloid}))
+                        .map(|f| json!({"closedPnl": "0.0", "coin": f.coin, "crossed": true, "dir": if f.is_buy {"Open Long"} else {"Open Short"}, "fee": "0.0", "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "px": f.px.to_string(), "side": if f.is_buy {"B"} else {"A"}, "startPosition": f.start_position.to_string(), "sz": f.sz.to_string(), "time": f.time, "tid": f.tid, "cloid": f.cloid, "feeToken": "USDC", "twapId": null}))
                         .collect(),
                 )
             }

@@ -532,6 +532,7 @@ impl Book {
                 fee,
                 closed_pnl: change.realised_pnl,
                 time_ms: t,
+                fee_asset: None,
             },
         ));
     }

@@ -196,9 +196,15 @@ proptest! {
 fn an_answer_about_another_symbol_is_no_decision() {
     for (answer, asked) in [
         ("I think you should buy BTC now.", "SOL"),
-        ("Sell some eth here, momentum is fading.", "SOL"),
-        (r#"{"action":"BUY","confidence":0.9,"symbol":"BTCUSDT"}"#, "SOL"),
-        ("Analysis below.\n{\"symbol\":\"ETH-PERP\",\"action\":\"SELL\",\"confidence\":0.8}", "BTC"),
+        ("SELL some eth here, momentum is fading.", "SOL"),
+        (
+            r#"{"action":"BUY","confidence":0.9,"symbol":"BTCUSDT"}"#,
+            "SOL",
+        ),
+        (
+            "Analysis below.\n{\"symbol\":\"ETH-PERP\",\"action\":\"SELL\",\"confidence\":0.8}",
+            "BTC",
+        ),
     ] {
         let err = parse_trade_decision_for(answer, asked).unwrap_err();
         assert_eq!(err.label(), "wrong_symbol", "{answer}: {err}");
@@ -206,7 +212,10 @@ fn an_answer_about_another_symbol_is_no_decision() {
     }
     // The plain parser still reads these answers; the symbol check is the caller's choice.
     assert_eq!(
-        parse_trade_decision("I think you should buy BTC now.").unwrap().decision.action,
+        parse_trade_decision("I think you should buy BTC now.")
+            .unwrap()
+            .decision
+            .action,
         Buy
     );
 }
@@ -216,15 +225,31 @@ fn an_answer_about_the_asked_symbol_passes_the_symbol_check() {
     for (answer, asked, action) in [
         ("I think you should buy SOL now.", "SOL", Buy),
         ("BUY NOW, confidence 0.7", "SOL", Buy),
-        (r#"{"action":"SELL","confidence":0.9,"symbol":"SOLUSDT"}"#, "SOL", Sell),
-        (r#"{"action":"BUY","confidence":0.9,"coin":"bitcoin"}"#, "BTC", Buy),
-        ("BTC dominance rises, but we should buy SOL. Confidence 0.8", "SOL", Buy),
-        ("Decision: BUY on the RSI divergence. Confidence: 70%", "ETH", Buy),
+        (
+            r#"{"action":"SELL","confidence":0.9,"symbol":"SOLUSDT"}"#,
+            "SOL",
+            Sell,
+        ),
+        (
+            r#"{"action":"BUY","confidence":0.9,"coin":"bitcoin"}"#,
+            "BTC",
+            Buy,
+        ),
+        (
+            "BTC dominance rises, but we should buy SOL. Confidence 0.8",
+            "SOL",
+            Buy,
+        ),
+        (
+            "Decision: BUY on the RSI divergence. Confidence: 70%",
+            "ETH",
+            Buy,
+        ),
         ("Decision: NOTHING", "ETH", Nothing),
         ("Don't buy BTC; SELL ETH here, confidence 0.6", "ETH", Sell),
     ] {
-        let parsed = parse_trade_decision_for(answer, asked)
-            .unwrap_or_else(|e| panic!("{answer}: {e}"));
+        let parsed =
+            parse_trade_decision_for(answer, asked).unwrap_or_else(|e| panic!("{answer}: {e}"));
         assert_eq!(parsed.decision.action, action, "{answer}");
     }
 }
