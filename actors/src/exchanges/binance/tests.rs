@@ -772,3 +772,41 @@ async fn a_cancel_that_never_reached_binance_leaves_the_order_open_and_is_not_re
     assert_eq!(mock.order_status(id.as_str()).as_deref(), Some("NEW"));
     assert_eq!(mock.cancel_requests(id.as_str()), 1, "no second cancel");
 }
+
+/// A commission paid in BNB (as the recorded `myTrades` answer shows) is converted at BNB's
+/// quote when the fill is read, and one paid in the base asset at the trade's price; the
+/// amount charged and the asset stay on the fill. Before, both were dropped to 0 USD.
+#[actix::test]
+async fn commissions_in_bnb_or_the_base_asset_are_converted_not_dropped() {
+    use super::mock::FeeAsset;
+    let mock = MockBinance::start();
+    mock.add_book("BNBUSDT", dec!(599), dec!(601));
+    mock.set_balance("BNB", dec!(1));
+    mock.set_fee_asset(Some(FeeAsset::Bnb));
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock));
+    core.reconcile("binance").await.unwrap();
+    core.place(intent(Side::Buy, Amount::Usd(dec!(100)), Pricing::Market))
+        .await
+        .unwrap();
+    mock.set_fee_asset(Some(FeeAsset::Received));
+    core.place(intent(Side::Buy, Amount::Usd(dec!(100)), Pricing::Market))
+        .await
+        .unwrap();
+
+    let fills = venue(&mock).fills_since(0).await.unwrap();
+    assert_eq!(fills.len(), 2);
+    // 0.1% of 99.6166 USDT = 0.0996166 USDT, paid as BNB at its mid of 600.
+    let bnb = fills[0].fee_asset.clone().unwrap();
+    assert_eq!(bnb.asset, "BNB");
+    assert_eq!(bnb.amount, dec!(0.00016603));
+    assert_eq!(bnb.usd_price, Some(dec!(600)));
+    assert_eq!(fills[0].fee, dec!(0.00016603) * dec!(600));
+    // 0.1% of the 0.00166 BTC received, priced at the trade's 60010.
+    let base = fills[1].fee_asset.clone().unwrap();
+    assert_eq!((base.asset.as_str(), base.amount), ("BTC", dec!(0.00000166)));
+    assert_eq!(base.usd_price, Some(dec!(60010)));
+    assert_eq!(fills[1].fee, dec!(0.00000166) * dec!(60010));
+    // The paid amounts left the balances they were charged to.
+    assert_eq!(mock.balance("BNB").0, dec!(1) - dec!(0.00016603));
+}
