@@ -249,15 +249,23 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
             first_error.get_or_insert_with(|| format!("{symbol}: {e}"));
         }
         log_decision(&record);
-        if record.outcome == "skipped_mode" && record.action.is_none() {
-            metrics::counter!(names::AGENT_RUNS, "agent" => config.name.clone(), "outcome" => "skipped_mode").increment(1);
-        }
         if let Err(e) = deps.journal.record(&record) {
             tracing::error!(agent = %config.name, error = %e, "cannot journal a decision");
         }
         records.push(record);
     }
-    let outcome = if first_error.is_some() { "error" } else { "ok" };
+    // A run the trading mode skipped entirely (no model call) is counted apart.
+    let skipped = !records.is_empty()
+        && records
+            .iter()
+            .all(|r| r.outcome == "skipped_mode" && r.action.is_none());
+    let outcome = if first_error.is_some() {
+        "error"
+    } else if skipped {
+        "skipped_mode"
+    } else {
+        "ok"
+    };
     metrics::counter!(names::AGENT_RUNS, "agent" => config.name.clone(), "outcome" => outcome)
         .increment(1);
     metrics::histogram!(names::AGENT_RUN_DURATION, "agent" => config.name.clone())

@@ -93,7 +93,10 @@ pub fn describe() {
         names::TRADING_MODE,
         "Trading state: 0 normal, 1 reducing (risk-reducing orders only), 2 halted (cancels only)."
     );
-    describe_counter!(names::AGENT_RUNS, "Agent runs by agent and outcome.");
+    describe_counter!(
+        names::AGENT_RUNS,
+        "Agent runs by agent and outcome (ok, error, skipped_busy, skipped_mode: the trading mode allowed no model call)."
+    );
     describe_histogram!(
         names::AGENT_RUN_DURATION,
         Unit::Seconds,

@@ -804,7 +804,10 @@ async fn commissions_in_bnb_or_the_base_asset_are_converted_not_dropped() {
     assert_eq!(fills[0].fee, dec!(0.00016603) * dec!(600));
     // 0.1% of the 0.00166 BTC received, priced at the trade's 60010.
     let base = fills[1].fee_asset.clone().unwrap();
-    assert_eq!((base.asset.as_str(), base.amount), ("BTC", dec!(0.00000166)));
+    assert_eq!(
+        (base.asset.as_str(), base.amount),
+        ("BTC", dec!(0.00000166))
+    );
     assert_eq!(base.usd_price, Some(dec!(60010)));
     assert_eq!(fills[1].fee, dec!(0.00000166) * dec!(60010));
     // The paid amounts left the balances they were charged to.
