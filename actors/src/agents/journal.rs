@@ -39,6 +39,38 @@ pub struct DecisionRecord {
 
 impl Record for DecisionRecord {}
 
+impl DecisionRecord {
+    /// The one line per decision the operator reads in the log: `info` for a decision,
+    /// `debug` for a symbol the trading mode skipped without asking a model.
+    pub fn log(&self) {
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    agent = %self.agent,
+                    venue = %self.venue,
+                    symbol = %self.symbol,
+                    verdict = %self.action.as_deref().unwrap_or("-"),
+                    confidence = self.confidence,
+                    confidence_defaulted = self.confidence_defaulted,
+                    model = %self.model,
+                    deployment = %self.deployment.as_deref().unwrap_or("-"),
+                    latency_ms = self.latency_ms,
+                    orders = self.orders.len(),
+                    outcome = %self.outcome,
+                    error = self.error.as_deref(),
+                    "decision"
+                )
+            };
+        }
+        if self.outcome == "skipped_mode" && self.action.is_none() {
+            line!(tracing::Level::DEBUG);
+        } else {
+            line!(tracing::Level::INFO);
+        }
+    }
+}
+
 /// Appends to and reads the journal.
 #[derive(Debug, Clone)]
 pub struct DecisionJournal {

@@ -473,7 +473,10 @@ async fn confirm(
         orders: vec![],
         latency_ms: None,
     };
-    let verdict = match deps.models.ask(request).await {
+    let asked = std::time::Instant::now();
+    let answer = deps.models.ask(request).await;
+    record.latency_ms = Some(asked.elapsed().as_millis() as u64);
+    let verdict = match answer {
         Ok(answer) => {
             record.deployment = Some(answer.deployment.clone());
             record.raw_answer = Some(answer.text.clone());
@@ -498,6 +501,7 @@ async fn confirm(
         RiskVerdict::Hold => "HOLD".into(),
     });
     record.outcome = record.action.clone().unwrap_or_default();
+    record.log();
     if let Err(e) = deps.journal.record(&record) {
         tracing::error!(error = %e, "cannot journal a risk decision");
     }

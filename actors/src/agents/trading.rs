@@ -26,8 +26,9 @@
 //! on the verdict that reduces it (SELL closes a long, BUY closes a short); any other
 //! verdict is `skipped_mode`.
 //!
-//! Each decision is logged at `info` in one line (`decision` with agent, symbol, verdict,
-//! confidence, model, deployment, latency_ms, outcome).
+//! Each decision is logged at `info` in one line ([`DecisionRecord::log`]); a symbol the
+//! mode skipped (no model call, no decision) only at `debug`, so a long `Reducing` spell
+//! does not flood the log.
 
 use std::time::{Duration, Instant};
 
@@ -248,7 +249,7 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
         if let Some(e) = &record.error {
             first_error.get_or_insert_with(|| format!("{symbol}: {e}"));
         }
-        log_decision(&record);
+        record.log();
         if let Err(e) = deps.journal.record(&record) {
             tracing::error!(agent = %config.name, error = %e, "cannot journal a decision");
         }
@@ -274,25 +275,6 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
         tracing::error!(agent = %config.name, error = %e, "cannot record agent memory");
     }
     records
-}
-
-/// The one `info` line per decision the operator reads in the log.
-fn log_decision(record: &DecisionRecord) {
-    tracing::info!(
-        agent = %record.agent,
-        venue = %record.venue,
-        symbol = %record.symbol,
-        verdict = %record.action.as_deref().unwrap_or("-"),
-        confidence = record.confidence,
-        confidence_defaulted = record.confidence_defaulted,
-        model = %record.model,
-        deployment = %record.deployment.as_deref().unwrap_or("-"),
-        latency_ms = record.latency_ms,
-        orders = record.orders.len(),
-        outcome = %record.outcome,
-        error = record.error.as_deref(),
-        "decision"
-    );
 }
 
 async fn decide_and_act(

@@ -320,6 +320,14 @@ mod tests {
     }
 
     #[test]
+    fn fill_records_written_before_fee_asset_existed_still_decode() {
+        let old = r#"{"fill_id":"t1","client_id":null,"venue_order_id":"1","symbol":"BTC","side":"buy","price":"100","size":"1","fee":"0.05","closed_pnl":"0","time_ms":42}"#;
+        let f: Fill = serde_json::from_str(old).unwrap();
+        assert_eq!(f.fee_asset, None);
+        assert_eq!(f.fee, dec!(0.05));
+    }
+
+    #[test]
     fn fill_history_reports_each_fills_realized_pnl() {
         let fills = [
             fill("2", Side::Sell, dec!(1), dec!(110), dec!(0.1)),
