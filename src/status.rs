@@ -7,11 +7,13 @@ use std::fmt::Write;
 use orrery_actors::agents::risk::Baseline;
 use orrery_actors::agents::{AgentMemory, DecisionJournal, DecisionRecord, MemoryStore};
 use orrery_actors::clock::system_clock;
-use orrery_actors::exchanges::gateway::{GetAccount, GetPositions, GetSnapshot, OrderReport};
+use orrery_actors::exchanges::gateway::{
+    GetAccount, GetPositionPnl, GetPositions, GetSnapshot, OrderReport,
+};
 use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
-use orrery_actors::exchanges::pnl::{position_pnl, PositionPnl};
+use orrery_actors::exchanges::pnl::{merge_fills, position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
-use orrery_actors::exchanges::{AccountSnapshot, Position};
+use orrery_actors::exchanges::{AccountSnapshot, Fill, Position};
 use orrery_actors::models::router::{usage_records, DeploymentUsage};
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{restart_records, RestartRecord};
@@ -186,22 +188,30 @@ fn configured_symbols(config: &Config, venue: &str) -> Vec<String> {
     symbols
 }
 
+/// Fills of `venue` recorded in the data dir.
+fn recorded_fills(store: &Store, venue: &str) -> Vec<Fill> {
+    store
+        .tree::<FillRecord>(trees::FILLS)
+        .map(|t| {
+            t.scan_prefix(&format!("{venue}/"))
+                .filter_map(|r| r.ok().map(|(_, f)| f.fill))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `rows`: the accounting when the caller has it (the running gateway's, which includes
+/// fills not reconciled yet); otherwise it is computed from `fills`.
 fn venue_status(
     store: &Store,
     name: &str,
     symbols: &[String],
     got: Result<(AccountSnapshot, Vec<Position>), String>,
+    fills: Vec<Fill>,
+    rows: Option<Vec<PositionPnl>>,
 ) -> VenueStatus {
-    let fills: Vec<_> = store
-        .tree::<FillRecord>(trees::FILLS)
-        .map(|t| {
-            t.scan_prefix(&format!("{name}/"))
-                .filter_map(|r| r.ok().map(|(_, f)| f.fill))
-                .collect()
-        })
-        .unwrap_or_default();
     let marks = got.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
-    let rows = position_pnl(&fills, &marks, symbols);
+    let rows = rows.unwrap_or_else(|| position_pnl(&fills, &marks, symbols));
     let realized_pnl_usd = rows
         .iter()
         .map(|r| r.realized_pnl_usd)
@@ -264,19 +274,22 @@ pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, Str
     let from_store = read_store(store, orders_offline(store)?)?;
     let mut venues = Vec::new();
     for (name, venue) in &config.exchanges.venues {
-        let got = match open_venue(name, venue, store, system_clock()) {
-            Ok(v) => match (v.account().await, v.positions().await) {
-                (Ok(a), Ok(p)) => Ok((a, p)),
-                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-            },
-            Err(e) => Err(e),
+        let recorded = recorded_fills(store, name);
+        let since = recorded.iter().map(|f| f.time_ms).max().unwrap_or(0);
+        let (got, fresh) = match open_venue(name, venue, store, system_clock()) {
+            Ok(v) => {
+                let got = match (v.account().await, v.positions().await) {
+                    (Ok(a), Ok(p)) => Ok((a, p)),
+                    (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+                };
+                // Fills the engine had not reconciled yet when it stopped; read, not written.
+                (got, v.fills_since(since).await.unwrap_or_default())
+            }
+            Err(e) => (Err(e), vec![]),
         };
-        venues.push(venue_status(
-            store,
-            name,
-            &configured_symbols(config, name),
-            got,
-        ));
+        let fills = merge_fills(recorded, fresh);
+        let symbols = configured_symbols(config, name);
+        venues.push(venue_status(store, name, &symbols, got, fills, None));
     }
     Ok(assemble(false, store, venues, from_store))
 }
@@ -304,7 +317,24 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
             (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
         };
         let symbols = configured_symbols(&engine.config, name);
-        venues.push(venue_status(&engine.store, name, &symbols, got));
+        let rows = engine
+            .gateway
+            .send(GetPositionPnl {
+                venue: name.clone(),
+                symbols: symbols.clone(),
+            })
+            .await
+            .ok()
+            .and_then(|r| r.ok());
+        let fills = recorded_fills(&engine.store, name);
+        venues.push(venue_status(
+            &engine.store,
+            name,
+            &symbols,
+            got,
+            fills,
+            rows,
+        ));
     }
     Ok(assemble(true, &engine.store, venues, from_store))
 }

@@ -48,11 +48,9 @@ fn pnl_is_measured_from_before_the_first_order_and_positions_are_accounted() {
     ) + EXTRA_SYMBOLS;
     std::fs::write(&config, text).unwrap();
     // The risk agent's periodic check is far away (the field case: the first trades landed
-    // before its first check); fills are recorded every second.
-    let env = [
-        ("ORRERY__RISK__CHECK_INTERVAL", "1h"),
-        ("ORRERY__EXCHANGES__RECONCILE_INTERVAL", "1s"),
-    ];
+    // before its first check). Reconciliation keeps its 30 s: status must show fills the
+    // ledger has not recorded yet.
+    let env = [("ORRERY__RISK__CHECK_INTERVAL", "1h")];
     let mut engine = spawn_engine(&config, dir.path(), &[], &env);
 
     // Every configured symbol's position series exist from start, before any fill.
@@ -131,6 +129,11 @@ fn pnl_is_measured_from_before_the_first_order_and_positions_are_accounted() {
     let out = run_cli(&["status", "--json", "--config", config.to_str().unwrap()]);
     let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dec(&stopped["venues"][0]["baseline_usd"]), 10000.0);
+    assert!(
+        dec(&stopped["venues"][0]["fees_usd"]) >= dec(&venue["fees_usd"]),
+        "the stopped engine's status still has every fill: {}",
+        stopped["venues"][0]
+    );
 
     // One info line per decision, with what the operator needs to read it.
     let log: String = std::fs::read_dir(dir.path())

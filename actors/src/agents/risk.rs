@@ -334,6 +334,7 @@ pub async fn check_venue(
         &deps.gateway,
         GetPositionPnl {
             venue: venue.to_string(),
+            symbols: vec![],
         },
     )
     .await

@@ -1485,13 +1485,25 @@ gateway_message!(
 );
 
 gateway_message!(
-    /// Per-position accounting of a venue's recorded fills, valued at its marks.
-    GetPositionPnl { venue: String } -> Vec<crate::exchanges::pnl::PositionPnl>,
+    /// Per-position accounting of a venue's fills (recorded, plus those the venue reports
+    /// since the newest recorded one; nothing is written), valued at its marks, with a row
+    /// for every symbol in `symbols` and every position held.
+    GetPositionPnl { venue: String, symbols: Vec<String> } -> Vec<crate::exchanges::pnl::PositionPnl>,
     |core, msg| {
-        let fills = core.ledger().fills(&msg.venue)?;
+        let recorded = core.ledger().fills(&msg.venue)?;
+        let since = recorded.last().map(|f| f.time_ms).unwrap_or(0);
+        let fresh = core
+            .call(&msg.venue, "fills", move |v| {
+                async move { v.fills_since(since).await }.boxed()
+            })
+            .await?;
+        let fills = crate::exchanges::pnl::merge_fills(recorded, fresh);
         let positions = core.positions(&msg.venue).await?;
-        let held: Vec<String> = positions.iter().map(|p| p.symbol.clone()).collect();
-        Ok(crate::exchanges::pnl::position_pnl(&fills, &positions, &held))
+        let mut symbols = msg.symbols;
+        symbols.extend(positions.iter().filter(|p| !p.size.is_zero()).map(|p| p.symbol.clone()));
+        symbols.sort();
+        symbols.dedup();
+        Ok(crate::exchanges::pnl::position_pnl(&fills, &positions, &symbols))
     }
 );
 

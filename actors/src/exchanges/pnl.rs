@@ -167,6 +167,22 @@ pub fn position_pnl(
         .collect()
 }
 
+/// The recorded fills plus any the venue reports that are not recorded yet (fills reach
+/// the ledger at reconciliation; a report made between two passes should not miss them),
+/// one per fill id, oldest first.
+pub fn merge_fills(recorded: Vec<Fill>, from_venue: Vec<Fill>) -> Vec<Fill> {
+    let mut seen: std::collections::HashSet<String> =
+        recorded.iter().map(|f| f.fill_id.clone()).collect();
+    let mut all = recorded;
+    for f in from_venue {
+        if seen.insert(f.fill_id.clone()) {
+            all.push(f);
+        }
+    }
+    all.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.fill_id.cmp(&b.fill_id)));
+    all
+}
+
 /// One fill with what it did to its position, for trade history (`orrery trades`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillPnl {
@@ -325,6 +341,14 @@ mod tests {
         let f: Fill = serde_json::from_str(old).unwrap();
         assert_eq!(f.fee_asset, None);
         assert_eq!(f.fee, dec!(0.05));
+    }
+
+    #[test]
+    fn merged_fills_keep_one_per_id() {
+        let a = fill("1", Side::Buy, dec!(1), dec!(100), dec!(0));
+        let b = fill("2", Side::Sell, dec!(1), dec!(101), dec!(0));
+        let merged = merge_fills(vec![a.clone()], vec![b.clone(), a.clone()]);
+        assert_eq!(merged, vec![a, b]);
     }
 
     #[test]
