@@ -41,6 +41,7 @@ pub fn serve(
             .route("/api/models", web::get().to(models_report))
             .route("/api/ask", web::post().to(ask))
             .route("/api/ask/stream", web::post().to(ask_stream))
+            .configure(crate::operate::routes)
     })
     .workers(1)
     .disable_signals()
