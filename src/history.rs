@@ -445,7 +445,7 @@ pub fn orders_table(rows: &[OrderRow]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<24} {:<32} {:<10} {:<8} {:<4} {:<6} {:>12} {:>12} {:>12} {:>12} {:<16} {}",
+        "{:<24} {:<32} {:<10} {:<8} {:<4} {:<6} {:>12} {:>12} {:>12} {:>12} {:<16} origin",
         "created",
         "client id",
         "venue",
@@ -457,7 +457,6 @@ pub fn orders_table(rows: &[OrderRow]) -> String {
         "filled",
         "avg",
         "status",
-        "origin"
     );
     for r in rows {
         let _ = writeln!(

@@ -343,6 +343,16 @@ fn operator_commands_and_api_on_a_running_engine() {
     let (status, body) = http_get(port, "/api/trades?venue=paper&symbol=eth").unwrap();
     assert_eq!(status, 200, "{body}");
 
+    // The order API takes the venue's symbol in any case.
+    let (status, body) = http_post_json(
+        port,
+        "/api/orders",
+        r#"{"venue":"paper","symbol":"eth","side":"buy","amount":{"usd":"100"},"pricing":"market","reduce_only":false,"origin":"manual"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""symbol":"ETH""#), "{body}");
+
     // The CLI through the API.
     let listed = json(&ok(cli(cfg, &["orders", "--venue", "paper", "--json"])));
     assert!(listed.as_array().unwrap().len() >= 3, "{listed}");

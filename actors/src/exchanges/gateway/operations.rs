@@ -132,33 +132,47 @@ impl GatewayCore {
                             });
                             continue;
                         };
-                        if !targets.contains_key(&id) {
-                            match self.ledger.get(&id)? {
-                                Some(e) if !e.status.is_terminal() => {
-                                    targets.insert(id, o.symbol.clone());
-                                }
-                                Some(e) => report.failed.push(OperationFailure {
-                                    venue: v.clone(),
-                                    symbol: Some(o.symbol.clone()),
-                                    client_id: Some(id),
-                                    venue_order_id: Some(o.venue_order_id.clone()),
-                                    code: "ledger_mismatch".into(),
-                                    message: format!(
-                                        "the venue lists the order as open, the ledger as {}; reconciliation corrects the ledger, then cancel it again",
-                                        e.status
-                                    ),
-                                }),
-                                None => report.failed.push(OperationFailure {
-                                    venue: v.clone(),
-                                    symbol: Some(o.symbol.clone()),
-                                    client_id: Some(id.clone()),
-                                    venue_order_id: Some(o.venue_order_id.clone()),
-                                    code: "unknown_order".into(),
-                                    message: format!(
-                                        "order {id} is open at the venue but not in the ledger yet (reconciliation adopts it); cancel again after it ran"
-                                    ),
-                                }),
+                        if targets.contains_key(&id) {
+                            continue;
+                        }
+                        let known = match self.ledger.get(&id) {
+                            Ok(known) => known,
+                            Err(e) => {
+                                let e = GatewayError::from(e);
+                                report.failed.push(OperationFailure::of(
+                                    &v,
+                                    Some(&o.symbol),
+                                    Some(&id),
+                                    &e,
+                                ));
+                                continue;
                             }
+                        };
+                        match known {
+                            Some(e) if !e.status.is_terminal() => {
+                                targets.insert(id, o.symbol.clone());
+                            }
+                            Some(e) => report.failed.push(OperationFailure {
+                                venue: v.clone(),
+                                symbol: Some(o.symbol.clone()),
+                                client_id: Some(id),
+                                venue_order_id: Some(o.venue_order_id.clone()),
+                                code: "ledger_mismatch".into(),
+                                message: format!(
+                                    "the venue lists the order as open, the ledger as {}; reconciliation corrects the ledger, then cancel it again",
+                                    e.status
+                                ),
+                            }),
+                            None => report.failed.push(OperationFailure {
+                                venue: v.clone(),
+                                symbol: Some(o.symbol.clone()),
+                                client_id: Some(id.clone()),
+                                venue_order_id: Some(o.venue_order_id.clone()),
+                                code: "unknown_order".into(),
+                                message: format!(
+                                    "order {id} is open at the venue but not in the ledger yet (reconciliation adopts it); cancel again after it ran"
+                                ),
+                            }),
                         }
                     }
                 }
@@ -310,7 +324,14 @@ impl GatewayCore {
     /// position is closed in chunks. Failures are collected, never stop the sequence.
     pub async fn engage_kill_switch(&self, reason: &str) -> GatewayResult<KillSwitchReport> {
         let state = self.kill_switch(true, reason)?;
-        let cancels = self.cancel_all(None, None).await?;
+        // Closes follow even if the cancels could not all be done.
+        let cancels = self
+            .cancel_all(None, None)
+            .await
+            .unwrap_or_else(|e| CancelReport {
+                orders: Vec::new(),
+                failed: vec![OperationFailure::of("all", None, None, &e)],
+            });
         let mut report = KillSwitchReport {
             state,
             cancelled: cancels.orders,
