@@ -79,9 +79,10 @@ impl Engine {
 
     /// As [`Engine::start`], with an injected wall clock.
     pub async fn start_with_clock(
-        config: Config,
+        mut config: Config,
         clock: SharedClock,
     ) -> Result<EngineHandle, EngineError> {
+        crate::symbols::normalize_agents(&mut config);
         config.validate()?;
         let store = Store::open(&config.engine.data_dir)?;
         let metrics = telemetry::install_global_recorder();

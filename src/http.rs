@@ -41,6 +41,7 @@ pub fn serve(
             .route("/api/models", web::get().to(models_report))
             .route("/api/ask", web::post().to(ask))
             .route("/api/ask/stream", web::post().to(ask_stream))
+            .configure(crate::operate::routes)
     })
     .workers(1)
     .disable_signals()
@@ -99,12 +100,9 @@ async fn place_order(
     engine: web::Data<EngineHandle>,
     intent: web::Json<OrderIntent>,
 ) -> HttpResponse {
-    let answer = engine
-        .gateway
-        .send(PlaceOrder {
-            intent: intent.into_inner(),
-        })
-        .await;
+    let mut intent = intent.into_inner();
+    intent.symbol = crate::symbols::normalize(&engine.config, &intent.venue, &intent.symbol);
+    let answer = engine.gateway.send(PlaceOrder { intent }).await;
     match answer {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
         Ok(Err(e)) => {

@@ -46,6 +46,7 @@ enum Command {
     Status {
         #[arg(long, env = "ORRERY_CONFIG")]
         config: Option<PathBuf>,
+        /// Print the report as JSON (the same as `GET /api/status`).
         #[arg(long)]
         json: bool,
     },
@@ -60,18 +61,22 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         venue: String,
+        /// Symbol, case-insensitive where the venue is (`btc`); Binance also takes its pair
+        /// (`BTCUSDT`).
         #[arg(long)]
         symbol: String,
-        #[arg(long, value_parser = parse_side)]
+        /// buy or sell (`long`/`short` are refused: use buy or sell).
+        #[arg(long, value_name = "buy|sell", value_parser = parse_side)]
         side: Side,
         /// Notional in USD.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         usd: Decimal,
         /// Limit price; a market order without it.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         limit: Option<Decimal>,
         #[arg(long)]
         reduce_only: bool,
+        /// Print the order report (or the error) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -80,6 +85,7 @@ enum Command {
     Models {
         #[arg(long, env = "ORRERY_CONFIG")]
         config: Option<PathBuf>,
+        /// Print the report as JSON (the same as `GET /api/models`).
         #[arg(long)]
         json: bool,
     },
@@ -97,6 +103,7 @@ enum Command {
         /// whole answer is printed as JSON as usual.
         #[arg(long)]
         stream: bool,
+        /// Print the whole answer (or the error) as JSON.
         #[arg(long)]
         json: bool,
         /// Longest wait for the answer, failover included.
@@ -104,10 +111,23 @@ enum Command {
         timeout: Duration,
         prompt: String,
     },
+    /// Cancel open orders: one by client id, every order of a symbol, or all of a venue.
+    Cancel(orrery::commands::CancelArgs),
+    /// Close a position, or a percentage of it, in reduce-only chunks.
+    Close(orrery::commands::CloseArgs),
+    /// Engage (halt, cancel every open order, close every position) or release the kill switch.
+    KillSwitch(orrery::commands::KillSwitchArgs),
+    /// List fills: time, venue, symbol, side, price, size, fee, realized PnL.
+    Trades(orrery::commands::TradesArgs),
+    /// List every order in the ledger.
+    Orders(orrery::commands::OrdersArgs),
+    /// Paper account maintenance.
+    #[command(subcommand)]
+    Paper(orrery::commands::PaperCommand),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
-    s.parse()
+    orrery::commands::parse_cli_side(s)
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
@@ -147,8 +167,8 @@ fn main() -> ExitCode {
             json,
         } => with_config(config.as_deref(), |c| {
             let intent = OrderIntent {
+                symbol: orrery::symbols::normalize(&c, &venue, &symbol),
                 venue,
-                symbol,
                 side,
                 amount: Amount::Usd(usd),
                 pricing: match limit {
@@ -176,6 +196,22 @@ fn main() -> ExitCode {
             body.timeout = timeout;
             ask(c, body, stream, json)
         }),
+        Command::Cancel(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::commands::cancel(c, a)
+        }),
+        Command::Close(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::commands::close(c, a)
+        }),
+        Command::KillSwitch(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::commands::kill_switch(c, a)
+        }),
+        Command::Trades(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::commands::trades(c, a)
+        }),
+        Command::Orders(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::commands::orders(c, a)
+        }),
+        Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
     }
 }
 
@@ -221,12 +257,21 @@ fn run(config: Config, run_for: Option<Duration>) -> ExitCode {
                 return ExitCode::from(EXIT_FAILURE);
             }
         };
+        let (started, started_ms) = (
+            std::time::Instant::now(),
+            chrono::Utc::now().timestamp_millis(),
+        );
         let reason = wait_for_stop(&engine, run_for).await;
         let exit = match reason {
             Stop::Tree(exit) => exit,
             Stop::Requested(why) => {
                 tracing::info!("{why}: stopping intake, draining in-flight work, flushing state");
-                engine.shutdown().await
+                let marks = orrery::summary::venue_marks(&engine).await;
+                let exit = engine.shutdown().await;
+                let summary =
+                    orrery::summary::collect(&engine.store, started_ms, started.elapsed(), marks);
+                print!("{}", orrery::summary::render(&summary));
+                exit
             }
         };
         match exit {

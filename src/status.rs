@@ -339,6 +339,15 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     Ok(assemble(true, &engine.store, venues, from_store))
 }
 
+/// How long ago `created_ms` was, rounded to seconds ("-" when unknown).
+fn age(now_ms: i64, created_ms: i64) -> String {
+    if created_ms <= 0 {
+        return "-".into();
+    }
+    let secs = u64::try_from((now_ms - created_ms).max(0) / 1000).unwrap_or(0);
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
 /// Human-readable rendering.
 pub fn render(r: &StatusReport) -> String {
     let mut o = String::new();
@@ -429,7 +438,35 @@ pub fn render(r: &StatusReport) -> String {
         r.orders_in_ledger,
         r.open_orders.len()
     );
-    for order in r.open_orders.iter().chain(r.recent_orders.iter().take(5)) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for order in &r.open_orders {
+        let _ = writeln!(
+            o,
+            "  {} {:<6} {:<4} {:<8} size {:<12} filled {:<12} price {:<12} age {:<10} {}",
+            order.client_id,
+            order.venue,
+            order.side,
+            order.symbol,
+            order.size.normalize(),
+            order.filled_size.normalize(),
+            order
+                .limit_price
+                .map(|p| p.normalize().to_string())
+                .unwrap_or_else(|| "market".into()),
+            age(now_ms, order.created_ms),
+            order.status,
+        );
+    }
+    let recent: Vec<&OrderReport> = r
+        .recent_orders
+        .iter()
+        .filter(|o| !r.open_orders.iter().any(|x| x.client_id == o.client_id))
+        .take(5)
+        .collect();
+    if !recent.is_empty() {
+        let _ = writeln!(o, "recent orders:");
+    }
+    for order in recent {
         let _ = writeln!(
             o,
             "  {} {:<6} {:<4} {:<8} size {:<12} filled {:<12} {}{}",

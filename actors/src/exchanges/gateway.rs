@@ -188,6 +188,12 @@ pub struct OrderReport {
     pub filled_size: Decimal,
     pub avg_fill_price: Option<Decimal>,
     pub reason: Option<String>,
+    /// Limit price of a limit order (`None` for a market order), for `orrery status`.
+    #[serde(default)]
+    pub limit_price: Option<Decimal>,
+    /// When the order was written to the ledger (ms since the epoch), for its age.
+    #[serde(default)]
+    pub created_ms: crate::clock::Millis,
 }
 
 impl From<&LedgerEntry> for OrderReport {
@@ -202,6 +208,8 @@ impl From<&LedgerEntry> for OrderReport {
             filled_size: e.filled_size,
             avg_fill_price: e.avg_fill_price,
             reason: e.reason.clone(),
+            limit_price: e.request.order_type.limit_price(),
+            created_ms: e.created_ms,
         }
     }
 }
@@ -1453,18 +1461,20 @@ gateway_message!(
     }
 );
 gateway_message!(
-    /// Engage (halt and close everything) or release the kill switch.
-    KillSwitch { engaged: bool, reason: String } -> ModeState,
+    /// Engage (halt, cancel every open order, then close every position; see
+    /// [`GatewayCore::engage_kill_switch`]) or release the kill switch.
+    KillSwitch { engaged: bool, reason: String } -> KillSwitchReport,
     |core, msg| {
-        let state = core.kill_switch(msg.engaged, &msg.reason)?;
         if msg.engaged {
-            // The halt is already persisted; these closes pass it as emergency closes.
-            let closes = core.close_all_with(None, "kill_switch", true);
-            if let Err(e) = within(Priority::High, closes).await {
-                tracing::error!(error = %e, "kill switch could not close every position");
-            }
+            within(Priority::High, core.engage_kill_switch(&msg.reason)).await
+        } else {
+            Ok(KillSwitchReport {
+                state: core.kill_switch(false, &msg.reason)?,
+                cancelled: Vec::new(),
+                closed: Vec::new(),
+                failed: Vec::new(),
+            })
         }
-        Ok(state)
     }
 );
 gateway_message!(
@@ -1515,6 +1525,11 @@ pub struct GatewaySnapshot {
     pub recent_orders: Vec<OrderReport>,
     pub ledger_len: usize,
 }
+
+mod operations;
+pub use operations::{
+    CancelAll, CancelReport, ClosePositionPct, CloseReport, KillSwitchReport, OperationFailure,
+};
 
 #[cfg(test)]
 mod tests;

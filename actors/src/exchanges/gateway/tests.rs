@@ -477,7 +477,8 @@ async fn the_kill_switch_closes_everything_while_staying_halted() {
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .state;
     assert_eq!((state.mode, state.kill_switch), (TradingMode::Halted, true));
     assert_eq!(
         venue.state.lock().position,

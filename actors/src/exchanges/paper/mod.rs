@@ -609,3 +609,91 @@ impl Venue for PaperVenue {
         Ok(())
     }
 }
+
+/// What [`PaperVenue::reset`] removed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PaperReset {
+    pub venue: String,
+    /// Cash of the account before the reset (positions are dropped, not valued).
+    pub balance_before: rust_decimal::Decimal,
+    pub positions_removed: usize,
+    pub orders_removed: usize,
+    pub fills_removed: usize,
+    pub starting_balance: rust_decimal::Decimal,
+}
+
+impl PaperVenue {
+    /// Starts the paper account `name` afresh: its orders and fills are removed and the
+    /// account is written again with the configured starting balance and no positions.
+    /// The order and fill sequence numbers continue where they were, so fill ids stay
+    /// unique in the order ledger's `fills` tree (which keeps the old account's history).
+    /// Must not run while a [`PaperVenue`] of this account is open (the engine refuses to
+    /// share its data dir, which guarantees that). Idempotent: an interrupted reset is
+    /// completed by running it again.
+    pub fn reset(
+        name: &str,
+        config: &PaperConfig,
+        store: &Store,
+        clock: SharedClock,
+    ) -> Result<PaperReset, PaperError> {
+        let store_err = |source| PaperError::Store {
+            venue: name.to_string(),
+            source,
+        };
+        let tree = store.tree::<PaperRecord>(trees::PAPER).map_err(store_err)?;
+        let key = account_key(name);
+        let old = match tree.get(&key).map_err(store_err)? {
+            Some(PaperRecord::Account(a)) => Some(a),
+            _ => None,
+        };
+        // Orders first: a crash part-way leaves no resting order of the old account to be
+        // matched against the new one.
+        let mut removed = [0usize; 2];
+        for (i, prefix) in [format!("{name}/order/"), format!("{name}/fill/")]
+            .iter()
+            .enumerate()
+        {
+            let keys: Vec<String> = tree
+                .scan_prefix(prefix)
+                .map(|r| r.map(|(k, _)| k))
+                .collect::<Result<_, _>>()
+                .map_err(store_err)?;
+            for k in &keys {
+                tree.remove(k).map_err(store_err)?;
+            }
+            removed[i] = keys.len();
+        }
+        let now = clock.now_ms();
+        let account = AccountRecord {
+            balance: config.starting_balance_usd,
+            created_ms: now,
+            market_anchor_ms: now.div_euclid(DAY_MS) * DAY_MS,
+            checked_ms: now,
+            next_order_seq: old.as_ref().map_or(0, |a| a.next_order_seq),
+            next_fill_seq: old.as_ref().map_or(0, |a| a.next_fill_seq),
+            positions: BTreeMap::new(),
+            leverage: BTreeMap::new(),
+        };
+        // Durable, and covers the removals above (one flush covers every earlier write).
+        tree.put_durable_blocking(&key, &PaperRecord::Account(account))
+            .map_err(store_err)?;
+        tracing::warn!(
+            venue = name,
+            orders = removed[0],
+            fills = removed[1],
+            "paper account reset"
+        );
+        Ok(PaperReset {
+            venue: name.to_string(),
+            balance_before: old
+                .as_ref()
+                .map_or(config.starting_balance_usd, |a| a.balance),
+            positions_removed: old.as_ref().map_or(0, |a| {
+                a.positions.values().filter(|h| !h.size.is_zero()).count()
+            }),
+            orders_removed: removed[0],
+            fills_removed: removed[1],
+            starting_balance: config.starting_balance_usd,
+        })
+    }
+}
