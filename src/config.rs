@@ -23,6 +23,11 @@ use orrery_actors::supervisor::{Backoff, Intensity};
 use orrery_actors::validate::{join, ConfigIssue, Issues};
 use serde::{Deserialize, Serialize};
 
+mod api;
+pub use api::{ApiConfig, ApiToken, ApiTokens, AuthError, Scope, READ_TOKEN_ENV, TRADE_TOKEN_ENV};
+mod env_checks;
+pub use env_checks::builtin_prices_into;
+
 /// Prefix of environment overrides: `ORRERY__RISK__MAX_LEVERAGE=3`.
 pub const ENV_PREFIX: &str = "ORRERY__";
 
@@ -38,6 +43,8 @@ pub struct Config {
     pub model_cache: ModelCacheConfig,
     pub risk: RiskConfig,
     pub agents: AgentsConfig,
+    /// Control API: tokens (from the environment) and body limit; see [`ApiConfig`].
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -287,27 +294,58 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let mut tree = text
             .parse::<toml::Table>()
             .map_err(|e| ConfigError::Syntax {
                 path: PathBuf::from(origin),
                 message: e.to_string(),
             })?;
-        for (var, value) in env {
+        // Key paths set from the environment, so an error about them names the variable.
+        let mut overridden: Vec<(String, String)> = Vec::new();
+        for (var, value) in &env {
             if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
-                apply_override(&mut tree, &var, rest, &value)?;
+                apply_override(&mut tree, var, rest, value)?;
+                overridden.push((env_checks::override_path(rest), var.clone()));
             }
         }
         fill_venue_resilience_defaults(&mut tree);
-        let config: Config =
+        builtin_prices_into(&mut tree);
+        let mut config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::Shape {
-                    key: if key == "." { "<root>".into() } else { key },
-                    message: e.into_inner().to_string(),
+                let message = e.into_inner().to_string();
+                match env_checks::set_by(&overridden, &key) {
+                    Some(var) => ConfigError::Env {
+                        var: var.to_string(),
+                        message: format!("config key `{key}`: {message}"),
+                    },
+                    None => ConfigError::Shape {
+                        key: if key == "." { "<root>".into() } else { key },
+                        message,
+                    },
                 }
             })?;
-        config.validate()?;
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        config.api.read_tokens(&lookup);
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid(issues) => ConfigError::Invalid(
+                issues
+                    .into_iter()
+                    .map(|mut i| {
+                        if let Some(var) = env_checks::set_by(&overridden, &i.key) {
+                            i.key = format!("{} (set by {var})", i.key);
+                        }
+                        i
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -416,6 +454,8 @@ impl Config {
                 self.check_market_data_fallback(name, secondary, &path, &mut issues);
             }
         }
+        self.check_listen(&mut issues);
+        self.check_agent_symbols(&mut issues);
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
         self.risk.validate("risk", &mut issues);

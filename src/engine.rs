@@ -170,7 +170,12 @@ async fn wait_live(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(exit) = root.exit() {
-            return Err(format!("the supervisor tree ended during start: {exit:?}"));
+            return Err(match exit {
+                RootExit::Normal => "the supervisor tree stopped during start".to_string(),
+                RootExit::Escalated(why) => {
+                    format!("the supervisor tree gave up during start: {why}")
+                }
+            });
         }
         if gateway.is_live() && router.is_live() {
             return Ok(());
@@ -188,6 +193,7 @@ async fn wait_live(
 
 fn describe_all() {
     telemetry::describe();
+    crate::http::describe();
     orrery_actors::supervisor::describe();
     orrery_actors::models::pool::describe();
     orrery_actors::models::router::describe();

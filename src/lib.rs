@@ -5,6 +5,7 @@
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod json;
 pub mod models;
 pub mod status;
 
