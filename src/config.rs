@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 mod api;
 pub use api::{ApiConfig, ApiToken, ApiTokens, AuthError, Scope, READ_TOKEN_ENV, TRADE_TOKEN_ENV};
 mod env_checks;
+mod includes;
 pub use env_checks::builtin_prices_into;
 
 /// Prefix of environment overrides: `ORRERY__RISK__MAX_LEVERAGE=3`.
@@ -261,6 +262,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Include { path: PathBuf, message: String },
     #[error("environment override {var}: {message}")]
     Env { var: String, message: String },
     #[error("config key `{key}`: {message}")]
@@ -278,29 +281,37 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Self::load_str(&text, &p.display().to_string(), env)
+                let tree = includes::read_with_includes(p)?;
+                Self::load_tree(tree, env)
             }
             None => Self::load_str("", "<defaults>", env),
         }
     }
 
-    /// As [`Config::load`], from TOML text; `origin` names it in errors.
+    /// As [`Config::load`], from TOML text; `origin` names it in errors. An `include` in
+    /// the text is resolved against the working directory.
     pub fn load_str(
         text: &str,
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        let mut tree = text
+        let tree = text
             .parse::<toml::Table>()
             .map_err(|e| ConfigError::Syntax {
                 path: PathBuf::from(origin),
                 message: e.to_string(),
             })?;
+        let tree = includes::resolve(tree, Path::new(origin), Path::new("."), &mut Vec::new())?;
+        Self::load_tree(tree, env)
+    }
+
+    /// Applies environment overrides and defaults to a parsed tree, deserializes, reads the
+    /// API tokens and validates.
+    fn load_tree(
+        mut tree: toml::Table,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
         // Key paths set from the environment, so an error about them names the variable.
         let mut overridden: Vec<(String, String)> = Vec::new();
         for (var, value) in &env {
@@ -314,7 +325,7 @@ impl Config {
         let mut config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
                 let key = e.path().to_string();
-                let message = e.into_inner().to_string();
+                let message = e.into_inner().to_string().trim().to_string();
                 match env_checks::set_by(&overridden, &key) {
                     Some(var) => ConfigError::Env {
                         var: var.to_string(),
@@ -606,7 +617,7 @@ fn fill_venue_resilience_defaults(tree: &mut toml::Table) {
 }
 
 /// Overlays `given` on `base`: nested tables merge, anything else replaces.
-fn merge_table(base: &mut toml::Table, given: &toml::Table) {
+pub(crate) fn merge_table(base: &mut toml::Table, given: &toml::Table) {
     for (key, value) in given {
         match (base.get_mut(key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(g)) => merge_table(b, g),

@@ -172,9 +172,12 @@ async fn wait_live(
         if let Some(exit) = root.exit() {
             return Err(match exit {
                 RootExit::Normal => "the supervisor tree stopped during start".to_string(),
-                RootExit::Escalated(why) => {
-                    format!("the supervisor tree gave up during start: {why}")
-                }
+                // The log has the whole chain of supervisors; the operator's message names
+                // the child that failed first and why.
+                RootExit::Escalated(why) => match why.rsplit_once("last failure of ") {
+                    Some((_, cause)) => format!("{cause} (the supervisor tree gave up; see the log)"),
+                    None => why,
+                },
             });
         }
         if gateway.is_live() && router.is_live() {

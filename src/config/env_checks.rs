@@ -149,6 +149,23 @@ impl Config {
                 }
             }
         }
+        // A Binance account cannot even be opened without its keys (Hyperliquid can: it
+        // reads without a wallet key, and orders fail naming the variable).
+        for (name, venue) in &self.exchanges.venues {
+            if let VenueConfig::Binance(_) = venue {
+                for var in [
+                    orrery_actors::exchanges::binance::API_KEY_ENV,
+                    orrery_actors::exchanges::binance::API_SECRET_ENV,
+                ] {
+                    issues.check(
+                        env(var).is_some_and(|v| !v.trim().is_empty()),
+                        format!("exchanges.venues.{name}"),
+                        format!("{var} is not set"),
+                        format!("{var} exported with the Binance account's API key/secret (or run with --paper)"),
+                    );
+                }
+            }
+        }
         if issues.is_empty() {
             Ok(())
         } else {
@@ -172,5 +189,50 @@ mod tests {
         assert_eq!(set_by(&set, "risk.max_leverage"), Some("V"));
         assert_eq!(set_by(&set, "risk.max_leverage_x"), None);
         assert_eq!(set_by(&set, "risk"), None);
+    }
+}
+
+#[cfg(test)]
+mod price_and_key_tests {
+    use rust_decimal_macros::dec;
+
+    use crate::config::Config;
+
+    const OPENAI: &str = r#"
+[models.default]
+[[models.default.deployments]]
+id = "gpt"
+provider = "openai"
+model = "gpt-4o-mini"
+[[models.default.deployments]]
+id = "gpt-own-price"
+provider = "openai"
+model = "gpt-4o"
+price_prompt_per_mtok = 1
+"#;
+
+    #[test]
+    fn a_known_model_gets_its_list_price_and_an_override_wins() {
+        let c = Config::load_str(OPENAI, "t", Vec::new()).unwrap();
+        let d = &c.models.models["default"].deployments;
+        assert_eq!(
+            (d[0].price_prompt_per_mtok, d[0].price_completion_per_mtok),
+            (dec!(0.15), dec!(0.6))
+        );
+        assert_eq!(
+            (d[1].price_prompt_per_mtok, d[1].price_completion_per_mtok),
+            (dec!(1), dec!(10)),
+            "the written key wins, the other is the list price"
+        );
+    }
+
+    #[test]
+    fn a_missing_key_names_the_deployment_path_and_the_variables_tried() {
+        let c = Config::load_str(OPENAI, "t", Vec::new()).unwrap();
+        let err = c.check_keys(&|_| None).unwrap_err().to_string();
+        assert!(err.contains("models.default.deployments[0].api_key_env"), "{err}");
+        assert!(err.contains("OPENAI_API_KEY, OPENAI_KEY"), "{err}");
+        let ok = c.check_keys(&|name| (name == "OPENAI_KEY").then(|| "sk-x".to_string()));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }
