@@ -7,6 +7,7 @@ pub mod engine;
 pub mod http;
 pub mod json;
 pub mod models;
+pub mod paper_mode;
 pub mod status;
 
 pub use config::Config;

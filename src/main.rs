@@ -56,6 +56,10 @@ enum Command {
         /// Stop cleanly after this long, e.g. `60s`, `5m`.
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         run_for: Option<Duration>,
+        /// Dry run: every live venue is replaced by a paper venue of the same name, seeded
+        /// from that venue's current prices; state goes to `<data_dir>/paper`.
+        #[arg(long)]
+        paper: bool,
     },
     /// Show positions, balances, PnL, orders, decisions and restarts.
     Status {
@@ -68,6 +72,9 @@ enum Command {
     CheckConfig {
         #[arg(long, env = "ORRERY_CONFIG")]
         config: Option<PathBuf>,
+        /// Check the `--paper` twin: live venues' prices are read to seed it.
+        #[arg(long)]
+        paper: bool,
     },
     /// Place one order through the gateway, ledger and risk gate.
     Order {
@@ -135,9 +142,18 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run {
         config: std::env::var_os("ORRERY_CONFIG").map(PathBuf::from),
         run_for: None,
+        paper: false,
     });
     match command {
-        Command::Run { config, run_for } => with_config(config.as_deref(), |c| {
+        Command::Run {
+            config,
+            run_for,
+            paper,
+        } => with_config(config.as_deref(), |c| {
+            let c = match paper_if(c, paper) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
             if let Err(code) = check_keys(&c) {
                 return code;
             }
@@ -146,7 +162,11 @@ fn main() -> ExitCode {
         Command::Status { config, json } => {
             with_config(config.as_deref(), |c| show_status(c, json))
         }
-        Command::CheckConfig { config } => with_config(config.as_deref(), |c| {
+        Command::CheckConfig { config, paper } => with_config(config.as_deref(), |c| {
+            let c = match paper_if(c, paper) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
             if let Err(code) = check_keys(&c) {
                 return code;
             }
@@ -217,6 +237,34 @@ fn with_config(path: Option<&Path>, f: impl FnOnce(Config) -> ExitCode) -> ExitC
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// With `--paper`, the paper twin of `config` (live venues read once for their prices);
+/// a venue that cannot be read stops here with one message.
+fn paper_if(config: Config, paper: bool) -> Result<Config, ExitCode> {
+    if !paper {
+        return Ok(config);
+    }
+    init_logging(&config.engine.log);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("orrery: cannot start a runtime for --paper: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        })?;
+    let twin = runtime
+        .block_on(orrery::paper_mode::paper_twin(config))
+        .map_err(|e| {
+            eprintln!("orrery: {e}");
+            eprintln!("orrery: nothing was started");
+            ExitCode::from(EXIT_FAILURE)
+        })?;
+    twin.validate().map_err(|e| {
+        eprintln!("orrery: the --paper twin of this config is not valid: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok(twin)
 }
 
 /// The API keys of every model deployment are in the environment; else one message

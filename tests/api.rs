@@ -430,6 +430,8 @@ fn run_briefly(extra_args: &[&str]) -> String {
         .args(extra_args)
         .args(["run", "--config", config.to_str().unwrap(), "--for", "2s"])
         .env_remove("ORRERY_CONFIG")
+        // tracing's own default colours unless NO_COLOR is set; the engine must decide.
+        .env_remove("NO_COLOR")
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
