@@ -322,8 +322,8 @@ impl Config {
         }
         fill_venue_resilience_defaults(&mut tree);
         builtin_prices_into(&mut tree);
-        let mut config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 let message = e.into_inner().to_string().trim().to_string();
                 match env_checks::set_by(&overridden, &key) {
@@ -337,11 +337,7 @@ impl Config {
                     },
                 }
             })?;
-        let lookup = |name: &str| {
-            env.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         config.api.read_tokens(&lookup);
         config.validate().map_err(|e| match e {
             ConfigError::Invalid(issues) => ConfigError::Invalid(

@@ -175,7 +175,9 @@ async fn wait_live(
                 // The log has the whole chain of supervisors; the operator's message names
                 // the child that failed first and why.
                 RootExit::Escalated(why) => match why.rsplit_once("last failure of ") {
-                    Some((_, cause)) => format!("{cause} (the supervisor tree gave up; see the log)"),
+                    Some((_, cause)) => {
+                        format!("{cause} (the supervisor tree gave up; see the log)")
+                    }
                     None => why,
                 },
             });

@@ -206,7 +206,9 @@ pub fn slot_error_response(e: &SlotError) -> HttpResponse {
 pub fn model_error_response(e: &ModelError, known_model: bool) -> HttpResponse {
     let (status, code) = match e {
         ModelError::NoDeployment { .. } if !known_model => (StatusCode::NOT_FOUND, "unknown_model"),
-        ModelError::NoDeployment { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_deployment"),
+        ModelError::NoDeployment { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_deployment")
+        }
         ModelError::DeadlineExceeded { .. } | ModelError::Abandoned { .. } => {
             (StatusCode::GATEWAY_TIMEOUT, "deadline")
         }
@@ -252,7 +254,11 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     }
     ApiError::new(
         "not_found",
-        format!("no endpoint {} {}; see the README's HTTP section", req.method(), req.path()),
+        format!(
+            "no endpoint {} {}; see the README's HTTP section",
+            req.method(),
+            req.path()
+        ),
     )
     .response(StatusCode::NOT_FOUND)
 }
@@ -262,7 +268,9 @@ async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
     let needed = if matches!(*req.method(), Method::GET | Method::HEAD) {
         Scope::Read
     } else {

@@ -101,6 +101,9 @@ mod tests {
         assert_eq!(trimmed_decimal("v1.10"), None);
         assert_eq!(trimmed_decimal("2026-12-02T10:00:00.000Z"), None);
         let v = to_json_value(&serde_json::json!({"a": ["1.50", {"b": "x.10"}], "n": 1.5}));
-        assert_eq!(v, serde_json::json!({"a": ["1.5", {"b": "x.10"}], "n": 1.5}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": ["1.5", {"b": "x.10"}], "n": 1.5})
+        );
     }
 }

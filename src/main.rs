@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use orrery::config::Config;
-use orrery::engine::{Engine, EngineHandle};
 use orrery::config::Scope;
+use orrery::engine::{Engine, EngineHandle};
 use orrery::http::{ApiError, OrderRequest};
 use orrery::models::{AskBody, ModelsReport, StreamLine};
 use orrery::status::{self, StatusReport};
@@ -157,6 +157,9 @@ fn main() -> ExitCode {
             if let Err(code) = check_keys(&c) {
                 return code;
             }
+            if let Err(code) = check_live_symbols(&c) {
+                return code;
+            }
             run(c, run_for)
         }),
         Command::Status { config, json } => {
@@ -265,6 +268,35 @@ fn paper_if(config: Config, paper: bool) -> Result<Config, ExitCode> {
         ExitCode::from(EXIT_CONFIG)
     })?;
     Ok(twin)
+}
+
+/// Agent symbols against each live venue's instrument list, before anything starts.
+fn check_live_symbols(config: &Config) -> Result<(), ExitCode> {
+    if config
+        .exchanges
+        .venues
+        .values()
+        .all(|v| matches!(v, orrery::config::VenueConfig::Paper(_)))
+    {
+        return Ok(());
+    }
+    init_logging(&config.engine.log);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("orrery: cannot start a runtime for the start-up checks: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        })?;
+    runtime
+        .block_on(orrery::paper_mode::check_live_symbols(config))
+        .map_err(|unknown| {
+            for u in unknown {
+                eprintln!("orrery: {u}");
+            }
+            eprintln!("orrery: nothing was started");
+            ExitCode::from(EXIT_CONFIG)
+        })
 }
 
 /// The API keys of every model deployment are in the environment; else one message
@@ -708,11 +740,15 @@ async fn fetch_stream(
     body: &AskBody,
     lines: tokio::sync::mpsc::Sender<StreamLine>,
 ) -> Result<(), String> {
-    let mut resp = with_token(http_client_for(body.timeout)?.post(url), config, Scope::Trade)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+    let mut resp = with_token(
+        http_client_for(body.timeout)?.post(url),
+        config,
+        Scope::Trade,
+    )
+    .json(body)
+    .send()
+    .await
+    .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
     if !resp.status().is_success() {
         return Err(api_error(resp).await);
     }

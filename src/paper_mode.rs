@@ -1,4 +1,6 @@
-//! `--paper`: run any configuration without touching a live account.
+//! Public reads of live venues before the engine starts: `--paper` (run any configuration
+//! without touching a live account) and the start-up check of agent symbols against each
+//! live venue's instrument list ([`check_live_symbols`]).
 //!
 //! Owns: turning a [`Config`] into its paper twin. Each live venue (Hyperliquid, Binance)
 //! becomes a paper venue of the same name, so agents, orders and reports keep their venue
@@ -21,7 +23,7 @@ use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::binance::{BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV};
 use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
 use orrery_actors::exchanges::paper::{PaperConfig, PaperSymbolConfig};
-use orrery_actors::exchanges::Venue;
+use orrery_actors::exchanges::{Venue, VenueError};
 
 use crate::config::{Config, VenueConfig};
 
@@ -43,6 +45,98 @@ pub enum PaperModeError {
     Timeout { venue: String, symbol: String },
 }
 
+/// A live venue opened for public reads (quotes, instruments); `None` for paper.
+fn open_for_reads(
+    name: &str,
+    venue: &VenueConfig,
+) -> Result<Option<Arc<dyn Venue>>, PaperModeError> {
+    let open_err = |reason: String| PaperModeError::Open {
+        venue: name.to_string(),
+        reason,
+    };
+    Ok(Some(match venue {
+        VenueConfig::Paper(_) => return Ok(None),
+        VenueConfig::Hyperliquid(hl) => Arc::new(
+            HyperliquidVenue::open(name, hl, hyperliquid::config::process_env(), system_clock())
+                .map_err(|e| open_err(e.to_string()))?,
+        ),
+        VenueConfig::Binance(b) => {
+            // Quotes and exchange info are public endpoints: no key is sent for them, so
+            // these reads need none. A real key, if exported, is used as is.
+            let env = |var: &str| {
+                std::env::var(var).ok().or_else(|| {
+                    [API_KEY_ENV, API_SECRET_ENV]
+                        .contains(&var)
+                        .then(|| "public-reads-only".to_string())
+                })
+            };
+            Arc::new(
+                BinanceSpotVenue::open_with_env(name, b, system_clock(), &env)
+                    .map_err(|e| open_err(e.to_string()))?,
+            )
+        }
+    }))
+}
+
+/// A trading agent symbol its live venue does not list.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `agents.trading[{agent}].symbols`: venue `{venue}` does not list `{symbol}` ({reason}); fix the symbol or remove it")]
+pub struct UnknownLiveSymbol {
+    pub agent: usize,
+    pub venue: String,
+    pub symbol: String,
+    pub reason: String,
+}
+
+/// Asks each live venue for the instrument of every symbol its agents trade, before the
+/// engine starts. A symbol the venue answers is unknown ([`VenueError::UnknownSymbol`],
+/// a type, not a message) is an error; a venue that cannot answer now is only logged:
+/// outages are the gateway's to handle, and the engine must be able to start during one.
+pub async fn check_live_symbols(config: &Config) -> Result<(), Vec<UnknownLiveSymbol>> {
+    let mut unknown = Vec::new();
+    for (name, venue) in &config.exchanges.venues {
+        let live = match open_for_reads(name, venue) {
+            Ok(Some(live)) => live,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(venue = %name, "symbols not checked at start: {e}");
+                continue;
+            }
+        };
+        for (i, agent) in config.agents.trading.iter().enumerate() {
+            if &agent.venue != name {
+                continue;
+            }
+            for symbol in &agent.symbols {
+                match tokio::time::timeout(FETCH_DEADLINE, live.instrument(symbol)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e @ VenueError::UnknownSymbol { .. })) => {
+                        unknown.push(UnknownLiveSymbol {
+                            agent: i,
+                            venue: name.clone(),
+                            symbol: symbol.clone(),
+                            reason: e.to_string(),
+                        })
+                    }
+                    Ok(Err(e)) => tracing::warn!(
+                        venue = %name, symbol = %symbol,
+                        "symbol not checked at start, the venue did not answer: {e}"
+                    ),
+                    Err(_) => tracing::warn!(
+                        venue = %name, symbol = %symbol,
+                        "symbol not checked at start: no answer within {FETCH_DEADLINE:?}"
+                    ),
+                }
+            }
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(unknown)
+    }
+}
+
 /// `config` with every live venue replaced by a seeded paper venue (see the module docs).
 pub async fn paper_twin(mut config: Config) -> Result<Config, PaperModeError> {
     let mut replaced = BTreeMap::new();
@@ -54,33 +148,11 @@ pub async fn paper_twin(mut config: Config) -> Result<Config, PaperModeError> {
             .filter(|a| &a.venue == name)
             .flat_map(|a| a.symbols.iter().cloned())
             .collect();
-        let live: Arc<dyn Venue> = match venue {
-            VenueConfig::Paper(_) => continue,
-            VenueConfig::Hyperliquid(hl) => Arc::new(
-                HyperliquidVenue::open(name, hl, hyperliquid::config::process_env(), system_clock())
-                    .map_err(|e| PaperModeError::Open {
-                        venue: name.clone(),
-                        reason: e.to_string(),
-                    })?,
-            ),
-            VenueConfig::Binance(b) => {
-                symbols.extend(b.symbols.iter().cloned());
-                // Quotes and exchange info are public endpoints: no key is sent for them,
-                // so a paper run needs none. A real key, if exported, is used as is.
-                let env = |var: &str| {
-                    std::env::var(var)
-                        .ok()
-                        .or_else(|| [API_KEY_ENV, API_SECRET_ENV].contains(&var).then(|| "paper-mode-public-reads-only".to_string()))
-                };
-                Arc::new(
-                    BinanceSpotVenue::open_with_env(name, b, system_clock(), &env).map_err(
-                        |e| PaperModeError::Open {
-                            venue: name.clone(),
-                            reason: e.to_string(),
-                        },
-                    )?,
-                )
-            }
+        if let VenueConfig::Binance(b) = venue {
+            symbols.extend(b.symbols.iter().cloned());
+        }
+        let Some(live) = open_for_reads(name, venue)? else {
+            continue;
         };
         let mut paper = PaperConfig {
             symbols: BTreeMap::new(),
@@ -91,7 +163,7 @@ pub async fn paper_twin(mut config: Config) -> Result<Config, PaperModeError> {
                 venue: name.clone(),
                 symbol: symbol.clone(),
             };
-            let price_err = |e: orrery_actors::exchanges::VenueError| PaperModeError::Price {
+            let price_err = |e: VenueError| PaperModeError::Price {
                 venue: name.clone(),
                 symbol: symbol.clone(),
                 reason: e.to_string(),

@@ -128,7 +128,15 @@ fn readme_examples() -> Vec<Example> {
 }
 
 /// Keys whose documented values are part of the contract, not an example value.
-const EXACT: &[&str] = &["code", "status", "mode", "event", "kill_switch", "outcome", "side"];
+const EXACT: &[&str] = &[
+    "code",
+    "status",
+    "mode",
+    "event",
+    "kill_switch",
+    "outcome",
+    "side",
+];
 
 /// `actual` has the documented shape: every key of `expected` (recursively), values of
 /// the same JSON type, and the documented value for the keys in [`EXACT`].
@@ -165,8 +173,8 @@ fn check_answer(ex: &Example, body: &str) -> Result<(), String> {
         "json" => {
             let expected: Value = serde_json::from_str(&ex.answer)
                 .map_err(|e| format!("README example is not JSON: {e}"))?;
-            let actual: Value =
-                serde_json::from_str(body).map_err(|e| format!("answer is not JSON ({e}): {body}"))?;
+            let actual: Value = serde_json::from_str(body)
+                .map_err(|e| format!("answer is not JSON ({e}): {body}"))?;
             same_shape(&expected, &actual, "")
         }
         "ndjson" => {
@@ -184,7 +192,11 @@ fn check_answer(ex: &Example, body: &str) -> Result<(), String> {
                 return Err("no lines".into());
             }
             same_shape(&expected[0], &actual[0], "first line")?;
-            same_shape(expected.last().unwrap(), actual.last().unwrap(), "last line")
+            same_shape(
+                expected.last().unwrap(),
+                actual.last().unwrap(),
+                "last line",
+            )
         }
         "text" => {
             for line in ex.answer.lines() {
@@ -281,7 +293,11 @@ fn errors_are_json_bodies_are_bounded_by_config_and_requests_are_counted() {
     let (s, b) = request(port, "POST", "/api/kill-switch", &[], "{}").unwrap();
     assert_eq!((s, error_of(s, &b).as_str()), (400, "bad_json"), "{b}");
     let (s, b) = request(port, "DELETE", "/health", &[], "").unwrap();
-    assert_eq!((s, error_of(s, &b).as_str()), (405, "method_not_allowed"), "{b}");
+    assert_eq!(
+        (s, error_of(s, &b).as_str()),
+        (405, "method_not_allowed"),
+        "{b}"
+    );
 
     // A prompt of 1 MiB goes through (the old 64 KiB limit answered 413 in plain text).
     let prompt = "BTC ".repeat(256 * 1024);
@@ -305,29 +321,52 @@ fn errors_are_json_bodies_are_bounded_by_config_and_requests_are_counted() {
     );
     let body = serde_json::json!({"model": "default", "prompt": "x".repeat(8192)}).to_string();
     let (s, b) = request(port, "POST", "/api/ask", &[], &body).unwrap();
-    assert_eq!((s, error_of(s, &b).as_str()), (413, "body_too_large"), "{b}");
+    assert_eq!(
+        (s, error_of(s, &b).as_str()),
+        (413, "body_too_large"),
+        "{b}"
+    );
     assert!(b.contains("api.max_body_bytes"), "{b}");
 
     // The request counter, by matched route pattern and status.
     request(port, "GET", "/api/nothing-here", &[], "").unwrap();
-    request(port, "POST", "/api/orders", &[], r#"{"venue":"paper","symbol":"NOPE","side":"buy","usd":"10"}"#).unwrap();
+    request(
+        port,
+        "POST",
+        "/api/orders",
+        &[],
+        r#"{"venue":"paper","symbol":"NOPE","side":"buy","usd":"10"}"#,
+    )
+    .unwrap();
     let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert!(
         metrics.contains("# TYPE orrery_api_requests_total counter"),
         "described and typed"
     );
     assert_eq!(
-        metric_sum(&metrics, "orrery_api_requests_total", &["route=\"/api/ask\"", "status=\"413\""]),
+        metric_sum(
+            &metrics,
+            "orrery_api_requests_total",
+            &["route=\"/api/ask\"", "status=\"413\""]
+        ),
         1.0,
         "{metrics}"
     );
     assert_eq!(
-        metric_sum(&metrics, "orrery_api_requests_total", &["route=\"unmatched\"", "status=\"404\""]),
+        metric_sum(
+            &metrics,
+            "orrery_api_requests_total",
+            &["route=\"unmatched\"", "status=\"404\""]
+        ),
         1.0,
         "{metrics}"
     );
     assert_eq!(
-        metric_sum(&metrics, "orrery_api_requests_total", &["route=\"/api/orders\"", "status=\"404\""]),
+        metric_sum(
+            &metrics,
+            "orrery_api_requests_total",
+            &["route=\"/api/orders\"", "status=\"404\""]
+        ),
         1.0,
         "an unknown symbol is 404, not 502: {metrics}"
     );
@@ -352,19 +391,38 @@ fn tokens_guard_the_api_by_scope_and_the_cli_sends_them() {
     let wrong = [("Authorization", "Bearer trade-token-3")];
     let order = r#"{"venue":"paper","symbol":"BTC","side":"buy","usd":"50"}"#;
 
-    assert_eq!(request(port, "GET", "/health", &[], "").unwrap().0, 200, "health is open");
+    assert_eq!(
+        request(port, "GET", "/health", &[], "").unwrap().0,
+        200,
+        "health is open"
+    );
     let (s, b) = request(port, "GET", "/api/status", &[], "").unwrap();
     assert_eq!(s, 401, "{b}");
-    assert!(b.contains("\"unauthorized\"") && b.contains("ORRERY_API_TOKEN_READ"), "{b}");
+    assert!(
+        b.contains("\"unauthorized\"") && b.contains("ORRERY_API_TOKEN_READ"),
+        "{b}"
+    );
     assert!(!b.contains("read-token-1"), "a token is never echoed: {b}");
-    assert_eq!(request(port, "GET", "/api/status", &wrong, "").unwrap().0, 401);
+    assert_eq!(
+        request(port, "GET", "/api/status", &wrong, "").unwrap().0,
+        401
+    );
     assert_eq!(request(port, "GET", "/metrics", &[], "").unwrap().0, 401);
-    assert_eq!(request(port, "GET", "/api/status", &read, "").unwrap().0, 200);
-    assert_eq!(request(port, "GET", "/api/status", &trade, "").unwrap().0, 200);
+    assert_eq!(
+        request(port, "GET", "/api/status", &read, "").unwrap().0,
+        200
+    );
+    assert_eq!(
+        request(port, "GET", "/api/status", &trade, "").unwrap().0,
+        200
+    );
     let (s, b) = request(port, "POST", "/api/orders", &read, order).unwrap();
     assert_eq!(s, 403, "a read token cannot trade: {b}");
     assert!(b.contains("ORRERY_API_TOKEN_TRADE"), "{b}");
-    assert_eq!(request(port, "POST", "/api/orders", &[], order).unwrap().0, 401);
+    assert_eq!(
+        request(port, "POST", "/api/orders", &[], order).unwrap().0,
+        401
+    );
     let (s, b) = request(port, "POST", "/api/orders", &trade, order).unwrap();
     assert_eq!(s, 200, "{b}");
 
@@ -382,9 +440,16 @@ fn tokens_guard_the_api_by_scope_and_the_cli_sends_them() {
             .unwrap()
     };
     let out = cli(&tokens, &["status", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cli(&[], &["status", "--json"]);
-    assert!(!out.status.success(), "without the token the engine refuses");
+    assert!(
+        !out.status.success(),
+        "without the token the engine refuses"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("401"),
         "{}",
@@ -392,9 +457,15 @@ fn tokens_guard_the_api_by_scope_and_the_cli_sends_them() {
     );
     let out = cli(
         &tokens,
-        &["order", "--venue", "paper", "--symbol", "ETH", "--side", "buy", "--usd", "50"],
+        &[
+            "order", "--venue", "paper", "--symbol", "ETH", "--side", "buy", "--usd", "50",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stop(engine);
 }
 
@@ -419,7 +490,11 @@ fn a_listen_address_beyond_loopback_needs_tokens() {
     assert!(err.contains("telemetry.listen"), "{err}");
     assert!(err.contains("ORRERY_API_TOKEN_TRADE"), "{err}");
     let out = run(&[("ORRERY_API_TOKEN_TRADE", "t")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every line a `run` writes, with stderr to a file (not a terminal).
@@ -435,7 +510,11 @@ fn run_briefly(extra_args: &[&str]) -> String {
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -447,7 +526,10 @@ fn run_briefly(extra_args: &[&str]) -> String {
 fn logs_have_no_colour_off_a_terminal_and_json_lines_with_log_format_json() {
     let text = run_briefly(&[]);
     assert!(text.contains("engine started"), "{text}");
-    assert!(!text.contains('\x1b'), "no ANSI escapes when piped: {text:?}");
+    assert!(
+        !text.contains('\x1b'),
+        "no ANSI escapes when piped: {text:?}"
+    );
 
     let json = run_briefly(&["--log-format", "json"]);
     let lines: Vec<&str> = json.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -455,10 +537,10 @@ fn logs_have_no_colour_off_a_terminal_and_json_lines_with_log_format_json() {
     for line in &lines {
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
     }
-    assert!(
-        lines.iter().any(|l| l.contains("engine started")),
-        "{json}"
-    );
+    assert!(lines.iter().any(|l| l.contains("engine started")), "{json}");
 }

@@ -180,8 +180,14 @@ fn a_missing_model_key_stops_check_config_and_run_at_once_naming_the_variables()
             err.contains("models.default.deployments[1].api_key_env"),
             "{command}: {err}"
         );
-        assert!(err.contains("OPENAI_API_KEY, OPENAI_KEY"), "{command}: {err}");
-        assert!(!err.contains("Escalated("), "{command}: no debug dump: {err}");
+        assert!(
+            err.contains("OPENAI_API_KEY, OPENAI_KEY"),
+            "{command}: {err}"
+        );
+        assert!(
+            !err.contains("Escalated("),
+            "{command}: no debug dump: {err}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{command}: refused before anything starts, not after retries"
@@ -194,13 +200,17 @@ fn a_missing_model_key_stops_check_config_and_run_at_once_naming_the_variables()
 fn an_agent_symbol_the_paper_venue_does_not_list_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path(), free_port(), "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("symbols = [\"BTC\", \"ETH\", \"SOL\"]", "symbols = [\"BTC\", \"PEPE\"]");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "symbols = [\"BTC\", \"ETH\", \"SOL\"]",
+        "symbols = [\"BTC\", \"PEPE\"]",
+    );
     std::fs::write(&config, text).unwrap();
     let out = run_cli(&["check-config", "--config", config.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("agents.trading[0].symbols[1]"), "{err}");
-    assert!(err.contains("PEPE") && err.contains("BTC, ETH, SOL"), "{err}");
+    assert!(
+        err.contains("PEPE") && err.contains("BTC, ETH, SOL"),
+        "{err}"
+    );
 }

@@ -40,19 +40,33 @@ fn paper_runs_a_live_config_on_a_paper_twin_seeded_from_the_venue() {
         Network::Testnet,
     );
     // Far from the paper venue's own BTC default (60000): the seed is visible.
-    mock.set_book("BTC", Decimal::from(41_999), Decimal::from(42_001), Decimal::from(10));
+    mock.set_book(
+        "BTC",
+        Decimal::from(41_999),
+        Decimal::from(42_001),
+        Decimal::from(10),
+    );
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = test_config(dir.path(), port, &hl_section(&mock.url()));
 
     let out = std::process::Command::new(BIN)
-        .args(["check-config", "--paper", "--config", config.to_str().unwrap()])
+        .args([
+            "check-config",
+            "--paper",
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .env_remove("ORRERY_CONFIG")
         .envs(ON_HYPERLIQUID)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("venues [hyperliquid, paper]"), "{stdout}");
 
     let mut env: Vec<(&str, &str)> = ON_HYPERLIQUID.to_vec();
@@ -62,9 +76,11 @@ fn paper_runs_a_live_config_on_a_paper_twin_seeded_from_the_venue() {
         http_get(port, "/health").filter(|(s, _)| *s == 200)
     });
     let order = r#"{"venue":"hyperliquid","symbol":"BTC","side":"buy","usd":"1000"}"#;
-    let (status, body) = wait_for(Duration::from_secs(30), "the paper venue to take orders", || {
-        http_post_json(port, "/api/orders", order).filter(|(s, _)| *s != 503)
-    });
+    let (status, body) = wait_for(
+        Duration::from_secs(30),
+        "the paper venue to take orders",
+        || http_post_json(port, "/api/orders", order).filter(|(s, _)| *s != 503),
+    );
     assert_eq!(status, 200, "{body}");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["status"], "filled", "{report}");
@@ -76,7 +92,10 @@ fn paper_runs_a_live_config_on_a_paper_twin_seeded_from_the_venue() {
     signal(&engine, libc::SIGTERM);
     assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
 
-    assert!(mock.order_actions().is_empty(), "no order ever reached the live venue");
+    assert!(
+        mock.order_actions().is_empty(),
+        "no order ever reached the live venue"
+    );
     assert!(
         data_dir(dir.path()).join("paper").is_dir(),
         "paper state lives apart from the live data dir"
@@ -89,14 +108,59 @@ fn paper_with_an_unreachable_venue_fails_clearly() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let config = test_config(dir.path(), free_port(), &hl_section(&dead));
     let out = std::process::Command::new(BIN)
-        .args(["run", "--paper", "--config", config.to_str().unwrap(), "--for", "5s"])
+        .args([
+            "run",
+            "--paper",
+            "--config",
+            config.to_str().unwrap(),
+            "--for",
+            "5s",
+        ])
         .env_remove("ORRERY_CONFIG")
         .envs(ON_HYPERLIQUID)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("--paper") && err.contains("`hyperliquid`"), "{err}");
+    assert!(
+        err.contains("--paper") && err.contains("`hyperliquid`"),
+        "{err}"
+    );
     assert!(err.contains("reachable"), "{err}");
     assert!(!data_dir(dir.path()).exists(), "nothing was started");
+}
+
+#[test]
+fn run_refuses_an_agent_symbol_the_live_venue_does_not_list_before_anything_starts() {
+    let mock = MockHyperliquid::start(
+        PrivateKey::from_hex(KEY).unwrap().address(),
+        Network::Testnet,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = test_config(dir.path(), port, &hl_section(&mock.url()));
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap(), "--for", "5s"])
+        .env_remove("ORRERY_CONFIG")
+        .envs(ON_HYPERLIQUID)
+        .env(
+            "ORRERY__AGENTS__TRADING__0__SYMBOLS",
+            r#"["BTC", "NOSUCHCOIN"]"#,
+        )
+        .env("HYPER_LIQUID_ETH_PRIVATE_KEY", KEY)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("agents.trading[0].symbols"), "{err}");
+    assert!(
+        err.contains("NOSUCHCOIN") && err.contains("`hyperliquid`"),
+        "{err}"
+    );
+    assert!(!err.contains("`BTC`"), "BTC is listed: {err}");
+    assert!(!data_dir(dir.path()).exists(), "nothing was started");
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "nothing listens"
+    );
 }

@@ -185,15 +185,24 @@ mod tests {
     #[test]
     fn scopes_are_enforced() {
         let (c, t) = tokens();
-        assert_eq!(t.authorize(&c, Some("Bearer r-secret"), Scope::Read), Ok(()));
+        assert_eq!(
+            t.authorize(&c, Some("Bearer r-secret"), Scope::Read),
+            Ok(())
+        );
         assert_eq!(
             t.authorize(&c, Some("Bearer r-secret"), Scope::Trade),
             Err(AuthError::ReadOnly {
                 trade: TRADE_TOKEN_ENV.into()
             })
         );
-        assert_eq!(t.authorize(&c, Some("Bearer t-secret"), Scope::Trade), Ok(()));
-        assert_eq!(t.authorize(&c, Some("Bearer t-secret"), Scope::Read), Ok(()));
+        assert_eq!(
+            t.authorize(&c, Some("Bearer t-secret"), Scope::Trade),
+            Ok(())
+        );
+        assert_eq!(
+            t.authorize(&c, Some("Bearer t-secret"), Scope::Read),
+            Ok(())
+        );
         assert_eq!(
             t.authorize(&c, Some("Bearer t-secre"), Scope::Read),
             Err(AuthError::Invalid)

@@ -230,7 +230,10 @@ price_prompt_per_mtok = 1
     fn a_missing_key_names_the_deployment_path_and_the_variables_tried() {
         let c = Config::load_str(OPENAI, "t", Vec::new()).unwrap();
         let err = c.check_keys(&|_| None).unwrap_err().to_string();
-        assert!(err.contains("models.default.deployments[0].api_key_env"), "{err}");
+        assert!(
+            err.contains("models.default.deployments[0].api_key_env"),
+            "{err}"
+        );
         assert!(err.contains("OPENAI_API_KEY, OPENAI_KEY"), "{err}");
         let ok = c.check_keys(&|name| (name == "OPENAI_KEY").then(|| "sk-x".to_string()));
         assert!(ok.is_ok(), "{ok:?}");

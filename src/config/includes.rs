@@ -81,9 +81,9 @@ pub(super) fn resolve(
     let mut base = toml::Table::new();
     for name in names {
         let path = dir.join(&name);
-        let canonical = path.canonicalize().map_err(|e| {
-            err(format!("cannot read included file {}: {e}", path.display()))
-        })?;
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| err(format!("cannot read included file {}: {e}", path.display())))?;
         if chain.contains(&canonical) {
             return Err(err(format!(
                 "`include` of {} makes a cycle",
@@ -114,11 +114,24 @@ mod tests {
     #[test]
     fn each_example_runs_alone_with_the_agents_it_claims() {
         let b = example("binance.toml").unwrap();
-        assert!(matches!(b.exchanges.venues["binance"], VenueConfig::Binance(_)));
-        assert!(b.exchanges.venues.contains_key("paper"), "the default's venue is kept");
+        assert!(matches!(
+            b.exchanges.venues["binance"],
+            VenueConfig::Binance(_)
+        ));
+        assert!(
+            b.exchanges.venues.contains_key("paper"),
+            "the default's venue is kept"
+        );
         let venues: Vec<&str> = b.agents.trading.iter().map(|a| a.venue.as_str()).collect();
-        assert_eq!(venues, ["binance"], "the example's agent replaces the default's");
-        assert!(b.models.models.contains_key("default"), "models from default.toml");
+        assert_eq!(
+            venues,
+            ["binance"],
+            "the example's agent replaces the default's"
+        );
+        assert!(
+            b.models.models.contains_key("default"),
+            "models from default.toml"
+        );
 
         let h = example("hyperliquid.toml").unwrap();
         let venues: Vec<&str> = h.agents.trading.iter().map(|a| a.venue.as_str()).collect();
@@ -147,7 +160,11 @@ mod tests {
         .unwrap();
         let top = dir.path().join("sub").join("top.toml");
         std::fs::create_dir_all(top.parent().unwrap()).unwrap();
-        std::fs::write(&top, "include = \"../base.toml\"\n[risk]\nmax_leverage = 3\n").unwrap();
+        std::fs::write(
+            &top,
+            "include = \"../base.toml\"\n[risk]\nmax_leverage = 3\n",
+        )
+        .unwrap();
         let c = Config::load(Some(&top), Vec::<(String, String)>::new()).unwrap();
         assert_eq!(c.risk.max_leverage, 3, "the including file wins");
         assert_eq!(c.agents.trading.len(), 1, "the included agents are kept");

@@ -134,19 +134,43 @@ mod tests {
 
     #[test]
     fn known_models_of_every_provider_have_a_price() {
-        let p = |prov, model| builtin_price(prov, model).map(|p| (p.prompt_per_mtok, p.completion_per_mtok));
+        let p = |prov, model| {
+            builtin_price(prov, model).map(|p| (p.prompt_per_mtok, p.completion_per_mtok))
+        };
         assert_eq!(p("openai", "gpt-4o-mini"), Some((dec!(0.15), dec!(0.60))));
         // A dated snapshot takes its family's price, not the shorter `gpt-4o` prefix.
-        assert_eq!(p("openai", "gpt-4o-mini-2024-07-18"), Some((dec!(0.15), dec!(0.60))));
+        assert_eq!(
+            p("openai", "gpt-4o-mini-2024-07-18"),
+            Some((dec!(0.15), dec!(0.60)))
+        );
         assert_eq!(p("openai", "gpt-4o"), Some((dec!(2.50), dec!(10.00))));
-        assert_eq!(p("anthropic", "claude-sonnet-4-20250514"), Some((dec!(3), dec!(15))));
-        assert_eq!(p("gemini", "gemini-2.5-flash"), Some((dec!(0.30), dec!(2.50))));
-        assert_eq!(p("groq", "llama-3.3-70b-versatile"), Some((dec!(0.59), dec!(0.79))));
-        assert_eq!(p("deepseek", "deepseek-chat"), Some((dec!(0.27), dec!(1.10))));
+        assert_eq!(
+            p("anthropic", "claude-sonnet-4-20250514"),
+            Some((dec!(3), dec!(15)))
+        );
+        assert_eq!(
+            p("gemini", "gemini-2.5-flash"),
+            Some((dec!(0.30), dec!(2.50)))
+        );
+        assert_eq!(
+            p("groq", "llama-3.3-70b-versatile"),
+            Some((dec!(0.59), dec!(0.79)))
+        );
+        assert_eq!(
+            p("deepseek", "deepseek-chat"),
+            Some((dec!(0.27), dec!(1.10)))
+        );
         assert_eq!(p("xai", "grok-3-mini"), Some((dec!(0.30), dec!(0.50))));
-        assert_eq!(p("openrouter", "openai/gpt-4o-mini"), Some((dec!(0.15), dec!(0.60))));
+        assert_eq!(
+            p("openrouter", "openai/gpt-4o-mini"),
+            Some((dec!(0.15), dec!(0.60)))
+        );
         assert_eq!(p("ollama", "gemma2"), Some((dec!(0), dec!(0))));
-        assert_eq!(p("openai", "gpt-4"), None, "a family prefix must be followed by a dash");
+        assert_eq!(
+            p("openai", "gpt-4"),
+            None,
+            "a family prefix must be followed by a dash"
+        );
         assert_eq!(p("openrouter", "mistralai/mixtral"), None);
         assert_eq!(p("openai", "my-finetune"), None);
     }

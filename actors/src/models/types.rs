@@ -166,9 +166,7 @@ pub mod duration_ms {
             Text(String),
         }
         match Wire::deserialize(d)? {
-            Wire::Ms(ms) if ms.is_finite() && ms >= 0.0 => {
-                Ok(Duration::from_secs_f64(ms / 1000.0))
-            }
+            Wire::Ms(ms) if ms.is_finite() && ms >= 0.0 => Ok(Duration::from_secs_f64(ms / 1000.0)),
             Wire::Ms(ms) => Err(D::Error::custom(format!("{ms} is not a duration in ms"))),
             Wire::Text(t) => humantime::parse_duration(&t).map_err(D::Error::custom),
         }
