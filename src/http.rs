@@ -480,13 +480,27 @@ impl OrderRequest {
     }
 }
 
+/// `POST /api/orders` takes the documented [`OrderRequest`], or the gateway's own
+/// [`OrderIntent`] (`amount`, `pricing`, `origin`), told apart by its `amount` key so each
+/// form gets its own precise error.
 async fn place_order(
     engine: web::Data<EngineHandle>,
-    body: web::Json<OrderRequest>,
+    body: web::Json<serde_json::Value>,
 ) -> HttpResponse {
-    let intent = match body.into_inner().into_intent("api") {
+    let body = body.into_inner();
+    let intent = if body.get("amount").is_some() {
+        serde_json::from_value::<OrderIntent>(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_value::<OrderRequest>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.into_intent("api"))
+    };
+    let intent = match intent {
         Ok(i) => i,
-        Err(e) => return ApiError::new("bad_order", e).response(StatusCode::BAD_REQUEST),
+        Err(e) => {
+            return ApiError::new("bad_order", format!("the order body is not valid: {e}"))
+                .response(StatusCode::BAD_REQUEST)
+        }
     };
     match engine.gateway.send(PlaceOrder { intent }).await {
         Ok(Ok(report)) => HttpResponse::Ok().json(to_json_value(&report)),

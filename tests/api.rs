@@ -268,7 +268,40 @@ fn the_readme_http_examples_replay_against_the_engine() {
             panic!("{} {} {}: {e}", ex.method, ex.path, ex.body);
         }
     }
+    // Money without trailing noise (`"1998.6845250"`, `"9991.154176436000000000000000"`).
+    let (_, status) = http_get(port, "/api/status").unwrap();
+    let v: Value = serde_json::from_str(&status).unwrap();
+    let mut noisy = Vec::new();
+    trailing_zero_decimals(&v, &mut noisy);
+    assert!(
+        noisy.is_empty(),
+        "decimals with trailing zeros: {noisy:?} in {status}"
+    );
+    assert!(
+        v["venues"][0]["account"]["account_value"].is_string(),
+        "{status}"
+    );
     stop(engine);
+}
+
+fn trailing_zero_decimals(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            let plain = s.split_once('.').is_some_and(|(i, f)| {
+                !i.is_empty()
+                    && i.trim_start_matches('-')
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                    && f.bytes().all(|b| b.is_ascii_digit())
+            });
+            if plain && s.ends_with('0') {
+                out.push(s.clone());
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| trailing_zero_decimals(x, out)),
+        Value::Object(m) => m.values().for_each(|x| trailing_zero_decimals(x, out)),
+        _ => {}
+    }
 }
 
 #[test]
