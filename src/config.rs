@@ -23,6 +23,12 @@ use orrery_actors::supervisor::{Backoff, Intensity};
 use orrery_actors::validate::{join, ConfigIssue, Issues};
 use serde::{Deserialize, Serialize};
 
+mod api;
+pub use api::{ApiConfig, ApiToken, ApiTokens, AuthError, Scope, READ_TOKEN_ENV, TRADE_TOKEN_ENV};
+mod env_checks;
+mod includes;
+pub use env_checks::builtin_prices_into;
+
 /// Prefix of environment overrides: `ORRERY__RISK__MAX_LEVERAGE=3`.
 pub const ENV_PREFIX: &str = "ORRERY__";
 
@@ -38,6 +44,8 @@ pub struct Config {
     pub model_cache: ModelCacheConfig,
     pub risk: RiskConfig,
     pub agents: AgentsConfig,
+    /// Control API: tokens (from the environment) and body limit; see [`ApiConfig`].
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +262,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Include { path: PathBuf, message: String },
     #[error("environment override {var}: {message}")]
     Env { var: String, message: String },
     #[error("config key `{key}`: {message}")]
@@ -271,43 +281,78 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Self::load_str(&text, &p.display().to_string(), env)
+                let tree = includes::read_with_includes(p)?;
+                Self::load_tree(tree, env)
             }
             None => Self::load_str("", "<defaults>", env),
         }
     }
 
-    /// As [`Config::load`], from TOML text; `origin` names it in errors.
+    /// As [`Config::load`], from TOML text; `origin` names it in errors. An `include` in
+    /// the text is resolved against the working directory.
     pub fn load_str(
         text: &str,
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut tree = text
+        let tree = text
             .parse::<toml::Table>()
             .map_err(|e| ConfigError::Syntax {
                 path: PathBuf::from(origin),
                 message: e.to_string(),
             })?;
-        for (var, value) in env {
+        let tree = includes::resolve(tree, Path::new(origin), Path::new("."), &mut Vec::new())?;
+        Self::load_tree(tree, env)
+    }
+
+    /// Applies environment overrides and defaults to a parsed tree, deserializes, reads the
+    /// API tokens and validates.
+    fn load_tree(
+        mut tree: toml::Table,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // Key paths set from the environment, so an error about them names the variable.
+        let mut overridden: Vec<(String, String)> = Vec::new();
+        for (var, value) in &env {
             if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
-                apply_override(&mut tree, &var, rest, &value)?;
+                apply_override(&mut tree, var, rest, value)?;
+                overridden.push((env_checks::override_path(rest), var.clone()));
             }
         }
         fill_venue_resilience_defaults(&mut tree);
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        builtin_prices_into(&mut tree);
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::Shape {
-                    key: if key == "." { "<root>".into() } else { key },
-                    message: e.into_inner().to_string(),
+                let message = e.into_inner().to_string().trim().to_string();
+                match env_checks::set_by(&overridden, &key) {
+                    Some(var) => ConfigError::Env {
+                        var: var.to_string(),
+                        message: format!("config key `{key}`: {message}"),
+                    },
+                    None => ConfigError::Shape {
+                        key: if key == "." { "<root>".into() } else { key },
+                        message,
+                    },
                 }
             })?;
-        config.validate()?;
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        config.api.read_tokens(&lookup);
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid(issues) => ConfigError::Invalid(
+                issues
+                    .into_iter()
+                    .map(|mut i| {
+                        if let Some(var) = env_checks::set_by(&overridden, &i.key) {
+                            i.key = format!("{} (set by {var})", i.key);
+                        }
+                        i
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -416,6 +461,8 @@ impl Config {
                 self.check_market_data_fallback(name, secondary, &path, &mut issues);
             }
         }
+        self.check_listen(&mut issues);
+        self.check_agent_symbols(&mut issues);
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
         self.risk.validate("risk", &mut issues);
@@ -566,7 +613,7 @@ fn fill_venue_resilience_defaults(tree: &mut toml::Table) {
 }
 
 /// Overlays `given` on `base`: nested tables merge, anything else replaces.
-fn merge_table(base: &mut toml::Table, given: &toml::Table) {
+pub(crate) fn merge_table(base: &mut toml::Table, given: &toml::Table) {
     for (key, value) in given {
         match (base.get_mut(key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(g)) => merge_table(b, g),

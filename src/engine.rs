@@ -172,7 +172,17 @@ async fn wait_live(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(exit) = root.exit() {
-            return Err(format!("the supervisor tree ended during start: {exit:?}"));
+            return Err(match exit {
+                RootExit::Normal => "the supervisor tree stopped during start".to_string(),
+                // The log has the whole chain of supervisors; the operator's message names
+                // the child that failed first and why.
+                RootExit::Escalated(why) => match why.rsplit_once("last failure of ") {
+                    Some((_, cause)) => {
+                        format!("{cause} (the supervisor tree gave up; see the log)")
+                    }
+                    None => why,
+                },
+            });
         }
         if gateway.is_live() && router.is_live() {
             return Ok(());
@@ -207,6 +217,7 @@ fn init_position_metrics(config: &Config) {
 
 fn describe_all() {
     telemetry::describe();
+    crate::http::describe();
     orrery_actors::supervisor::describe();
     orrery_actors::models::pool::describe();
     orrery_actors::models::router::describe();

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use orrery::config::Config;
+use orrery::config::Scope;
 use orrery::engine::{Engine, EngineHandle};
-use orrery::http::ApiError;
+use orrery::http::{ApiError, OrderRequest};
 use orrery::models::{AskBody, ModelsReport, StreamLine};
 use orrery::status::{self, StatusReport};
-use orrery_actors::exchanges::gateway::{Amount, OrderIntent, OrderReport, PlaceOrder, Pricing};
-use orrery_actors::exchanges::{Side, TimeInForce};
+use orrery_actors::exchanges::gateway::{OrderReport, PlaceOrder};
+use orrery_actors::exchanges::Side;
 use orrery_actors::models::{ModelClient, ModelResponse};
 use orrery_actors::store::{Store, StoreError};
 use orrery_actors::supervisor::RootExit;
@@ -28,9 +29,23 @@ const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
     about = "Supervised actor engine for LLM-driven crypto trading agents"
 )]
 struct Cli {
+    /// Log line format on stderr: `text` (colour only on a terminal) or `json` (one JSON
+    /// object a line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Chosen once in `main`, read by `init_logging` (each command initialises logging with
+/// its own level).
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -41,6 +56,10 @@ enum Command {
         /// Stop cleanly after this long, e.g. `60s`, `5m`.
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         run_for: Option<Duration>,
+        /// Dry run: every live venue is replaced by a paper venue of the same name, seeded
+        /// from that venue's current prices; state goes to `<data_dir>/paper`.
+        #[arg(long)]
+        paper: bool,
     },
     /// Show positions, balances, PnL, orders, decisions and restarts.
     Status {
@@ -54,6 +73,9 @@ enum Command {
     CheckConfig {
         #[arg(long, env = "ORRERY_CONFIG")]
         config: Option<PathBuf>,
+        /// Check the `--paper` twin: live venues' prices are read to seed it.
+        #[arg(long)]
+        paper: bool,
     },
     /// Place one order through the gateway, ledger and risk gate.
     Order {
@@ -136,16 +158,41 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = LOG_FORMAT.set(cli.log_format);
     let command = cli.command.unwrap_or(Command::Run {
         config: std::env::var_os("ORRERY_CONFIG").map(PathBuf::from),
         run_for: None,
+        paper: false,
     });
     match command {
-        Command::Run { config, run_for } => with_config(config.as_deref(), |c| run(c, run_for)),
+        Command::Run {
+            config,
+            run_for,
+            paper,
+        } => with_config(config.as_deref(), |c| {
+            let c = match paper_if(c, paper) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(code) = check_keys(&c) {
+                return code;
+            }
+            if let Err(code) = check_live_symbols(&c) {
+                return code;
+            }
+            run(c, run_for)
+        }),
         Command::Status { config, json } => {
             with_config(config.as_deref(), |c| show_status(c, json))
         }
-        Command::CheckConfig { config } => with_config(config.as_deref(), |c| {
+        Command::CheckConfig { config, paper } => with_config(config.as_deref(), |c| {
+            let c = match paper_if(c, paper) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(code) = check_keys(&c) {
+                return code;
+            }
             println!(
                 "config OK: data dir {}, venues [{}], models [{}], {} trading agent(s), metrics on {}",
                 c.engine.data_dir.display(),
@@ -166,22 +213,17 @@ fn main() -> ExitCode {
             reduce_only,
             json,
         } => with_config(config.as_deref(), |c| {
-            let intent = OrderIntent {
+            let request = OrderRequest {
                 symbol: orrery::symbols::normalize(&c, &venue, &symbol),
                 venue,
                 side,
-                amount: Amount::Usd(usd),
-                pricing: match limit {
-                    Some(price) => Pricing::Limit {
-                        price,
-                        tif: TimeInForce::Gtc,
-                    },
-                    None => Pricing::Market,
-                },
+                usd: Some(usd),
+                size: None,
+                limit,
+                tif: None,
                 reduce_only,
-                origin: "manual".into(),
             };
-            place_order(c, intent, json)
+            place_order(c, request, json)
         }),
         Command::Models { config, json } => with_config(config.as_deref(), |c| models(c, json)),
         Command::Ask {
@@ -236,13 +278,90 @@ fn with_config(path: Option<&Path>, f: impl FnOnce(Config) -> ExitCode) -> ExitC
     }
 }
 
+/// With `--paper`, the paper twin of `config` (live venues read once for their prices);
+/// a venue that cannot be read stops here with one message.
+fn paper_if(config: Config, paper: bool) -> Result<Config, ExitCode> {
+    if !paper {
+        return Ok(config);
+    }
+    init_logging(&config.engine.log);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("orrery: cannot start a runtime for --paper: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        })?;
+    let twin = runtime
+        .block_on(orrery::paper_mode::paper_twin(config))
+        .map_err(|e| {
+            eprintln!("orrery: {e}");
+            eprintln!("orrery: nothing was started");
+            ExitCode::from(EXIT_FAILURE)
+        })?;
+    twin.validate().map_err(|e| {
+        eprintln!("orrery: the --paper twin of this config is not valid: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok(twin)
+}
+
+/// Agent symbols against each live venue's instrument list, before anything starts.
+fn check_live_symbols(config: &Config) -> Result<(), ExitCode> {
+    if config
+        .exchanges
+        .venues
+        .values()
+        .all(|v| matches!(v, orrery::config::VenueConfig::Paper(_)))
+    {
+        return Ok(());
+    }
+    init_logging(&config.engine.log);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("orrery: cannot start a runtime for the start-up checks: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        })?;
+    runtime
+        .block_on(orrery::paper_mode::check_live_symbols(config))
+        .map_err(|unknown| {
+            for u in unknown {
+                eprintln!("orrery: {u}");
+            }
+            eprintln!("orrery: nothing was started");
+            ExitCode::from(EXIT_CONFIG)
+        })
+}
+
+/// The API keys of every model deployment are in the environment; else one message
+/// naming each deployment's key path and the variables tried, and exit 2.
+fn check_keys(config: &Config) -> Result<(), ExitCode> {
+    config
+        .check_keys(&orrery_actors::models::http::process_env)
+        .map_err(|e| {
+            eprintln!("orrery: {e}");
+            eprintln!("orrery: nothing was started");
+            ExitCode::from(EXIT_CONFIG)
+        })
+}
+
+/// Logs go to stderr: colour only when stderr is a terminal (a file or a pipe gets plain
+/// text), or one JSON object a line with `--log-format json`.
 fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 fn run(config: Config, run_for: Option<Duration>) -> ExitCode {
@@ -340,24 +459,38 @@ async fn fetch_live<T: serde::de::DeserializeOwned>(
     path: &str,
 ) -> Result<T, String> {
     let url = control_url(config, path);
-    let resp = http_client()?
-        .get(&url)
+    let resp = with_token(http_client()?.get(&url), config, Scope::Read)
         .send()
         .await
         .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp).await);
+    }
     resp.json::<T>()
         .await
         .map_err(|e| format!("unreadable answer from {url}: {e}"))
 }
 
+/// Adds the API token for `scope` (from the variables of `[api]`) when one is set.
+fn with_token(
+    request: reqwest::RequestBuilder,
+    config: &Config,
+    scope: Scope,
+) -> reqwest::RequestBuilder {
+    match config.api.tokens.for_scope(scope) {
+        Some(token) => request.bearer_auth(token.expose()),
+        None => request,
+    }
+}
+
 /// POSTs `body` to the running engine's control API and reads its answer.
 async fn post_live<B: serde::Serialize, T: serde::de::DeserializeOwned>(
     client: reqwest::Client,
+    config: &Config,
     url: &str,
     body: &B,
 ) -> Result<T, String> {
-    let resp = client
-        .post(url)
+    let resp = with_token(client.post(url), config, Scope::Trade)
         .json(body)
         .send()
         .await
@@ -376,7 +509,7 @@ async fn api_error(resp: reqwest::Response) -> String {
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     let error = serde_json::from_str::<ApiError>(&text)
-        .map(|b| b.error)
+        .map(|b| b.error.message)
         .unwrap_or(text);
     format!("{status}: {error}")
 }
@@ -405,7 +538,7 @@ fn show_status(config: Config, json: bool) -> ExitCode {
     });
     match report {
         Ok(r) if json => {
-            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            println!("{}", orrery::json::to_pretty(&r));
             ExitCode::SUCCESS
         }
         Ok(r) => {
@@ -419,7 +552,7 @@ fn show_status(config: Config, json: bool) -> ExitCode {
     }
 }
 
-fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode {
+fn place_order(mut config: Config, request: OrderRequest, json: bool) -> ExitCode {
     init_logging("warn");
     let system = actix::System::new();
     let result: Result<OrderReport, String> = system.block_on(async move {
@@ -427,6 +560,7 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
             // The engine is stopped: boot the gateway and its connectors only.
             Some(store) => {
                 drop(store);
+                let intent = request.into_intent("manual")?;
                 config.agents.trading.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
@@ -439,17 +573,14 @@ fn place_order(mut config: Config, intent: OrderIntent, json: bool) -> ExitCode 
             }
             None => {
                 let url = control_url(&config, "/api/orders");
-                post_live(http_client()?, &url, &intent).await
+                post_live(http_client()?, &config, &url, &request).await
             }
         }
     });
     match result {
         Ok(report) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
+                println!("{}", orrery::json::to_pretty(&report));
             } else {
                 println!(
                     "{} {} {} {} size {} filled {} avg {} -> {}",
@@ -491,7 +622,7 @@ fn models(config: Config, json: bool) -> ExitCode {
     });
     match report {
         Ok(r) if json => {
-            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            println!("{}", orrery::json::to_pretty(&r));
             ExitCode::SUCCESS
         }
         Ok(r) => {
@@ -511,6 +642,7 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
     }
     init_logging("warn");
     let system = actix::System::new();
+    let started = std::time::Instant::now();
     let result: Result<ModelResponse, String> = system.block_on(async move {
         match open_store(&config)? {
             // The engine is stopped: boot it without agents or HTTP, ask, stop.
@@ -528,13 +660,14 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
             }
             None => {
                 let url = control_url(&config, "/api/ask");
-                post_live(http_client_for(body.timeout)?, &url, &body).await
+                post_live(http_client_for(body.timeout)?, &config, &url, &body).await
             }
         }
     });
     match result {
         Ok(r) if json => {
-            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            let answer = orrery::json::AskAnswer::new(r, started.elapsed());
+            println!("{}", orrery::json::to_pretty(&answer));
             ExitCode::SUCCESS
         }
         Ok(r) => {
@@ -598,7 +731,7 @@ fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
             None => {
                 let url = control_url(&config, "/api/ask/stream");
                 let (fetched, printed) =
-                    tokio::join!(fetch_stream(&url, &body, tx), print_stream(rx));
+                    tokio::join!(fetch_stream(&config, &url, &body, tx), print_stream(rx));
                 fetched.and(printed)
             }
         }
@@ -647,16 +780,20 @@ const MAX_STREAM_LINE: usize = 4 * 1024 * 1024;
 /// Reads the running engine's NDJSON stream into `lines`. The client's timeout (the
 /// request's plus a margin) bounds the whole exchange.
 async fn fetch_stream(
+    config: &Config,
     url: &str,
     body: &AskBody,
     lines: tokio::sync::mpsc::Sender<StreamLine>,
 ) -> Result<(), String> {
-    let mut resp = http_client_for(body.timeout)?
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+    let mut resp = with_token(
+        http_client_for(body.timeout)?.post(url),
+        config,
+        Scope::Trade,
+    )
+    .json(body)
+    .send()
+    .await
+    .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
     if !resp.status().is_success() {
         return Err(api_error(resp).await);
     }

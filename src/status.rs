@@ -34,12 +34,61 @@ pub struct StatusReport {
     pub open_orders: Vec<OrderReport>,
     pub recent_orders: Vec<OrderReport>,
     pub orders_in_ledger: usize,
-    pub decisions: Vec<DecisionRecord>,
+    /// The last decisions without their prompts and raw answers (the journal in sled keeps
+    /// those, for replay); keeps the report small.
+    pub decisions: Vec<DecisionSummary>,
     pub restarts: Vec<ActorRestarts>,
     pub agents: Vec<AgentStatus>,
     /// Tokens and cost per model deployment, cumulative (sled `meta`, `usage/<id>`).
     #[serde(default)]
     pub models: Vec<ModelUsage>,
+}
+
+/// One journaled decision as the status report shows it: what was decided and done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionSummary {
+    pub time_ms: i64,
+    /// `time_ms` as RFC 3339 (UTC).
+    pub time: String,
+    pub agent: String,
+    pub venue: String,
+    pub symbol: String,
+    pub model: String,
+    pub deployment: Option<String>,
+    pub action: Option<String>,
+    pub confidence: Option<f64>,
+    #[serde(default)]
+    pub confidence_defaulted: bool,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub outcome: String,
+    /// Client ids of the orders the decision placed.
+    pub orders: Vec<String>,
+    pub latency_ms: Option<u64>,
+}
+
+impl From<DecisionRecord> for DecisionSummary {
+    fn from(d: DecisionRecord) -> Self {
+        Self {
+            time_ms: d.time_ms,
+            time: chrono::DateTime::from_timestamp_millis(d.time_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default(),
+            agent: d.agent,
+            venue: d.venue,
+            symbol: d.symbol,
+            model: d.model,
+            deployment: d.deployment,
+            action: d.action,
+            confidence: d.confidence,
+            confidence_defaulted: d.confidence_defaulted,
+            reason: d.reason,
+            error: d.error,
+            outcome: d.outcome,
+            orders: d.orders.iter().map(|o| o.client_id.to_string()).collect(),
+            latency_ms: d.latency_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,7 +139,7 @@ struct FromStore {
     open_orders: Vec<OrderReport>,
     recent_orders: Vec<OrderReport>,
     orders_in_ledger: usize,
-    decisions: Vec<DecisionRecord>,
+    decisions: Vec<DecisionSummary>,
     restarts: Vec<ActorRestarts>,
     agents: Vec<AgentStatus>,
     models: Vec<ModelUsage>,
@@ -159,7 +208,12 @@ fn read_store(store: &Store, orders: OrdersView) -> Result<FromStore, String> {
         open_orders: orders.open_orders,
         recent_orders: orders.recent_orders,
         orders_in_ledger: orders.orders_in_ledger,
-        decisions: journal.recent(RECENT).map_err(|x| e(&x))?,
+        decisions: journal
+            .recent(RECENT)
+            .map_err(|x| e(&x))?
+            .into_iter()
+            .map(DecisionSummary::from)
+            .collect(),
         restarts: restart_records(store)
             .map_err(|x| e(&x))?
             .into_iter()

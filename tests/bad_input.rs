@@ -137,3 +137,80 @@ fn a_newer_schema_data_dir_is_refused_and_left_untouched() {
         b"keep me"
     );
 }
+
+#[test]
+fn an_environment_override_error_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), free_port(), "");
+    for value in ["abc", "1000"] {
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .env_remove("ORRERY_CONFIG")
+            .env("ORRERY__RISK__MAX_LEVERAGE", value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("ORRERY__RISK__MAX_LEVERAGE"), "{value}: {err}");
+        assert!(err.contains("risk.max_leverage"), "{value}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_model_key_stops_check_config_and_run_at_once_naming_the_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = test_config(
+        dir.path(),
+        port,
+        "\n[[models.default.deployments]]\nid = \"gpt\"\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n",
+    );
+    for command in ["check-config", "run"] {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(BIN)
+            .args([command, "--config", config.to_str().unwrap()])
+            .env_remove("ORRERY_CONFIG")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_KEY")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains("models.default.deployments[1].api_key_env"),
+            "{command}: {err}"
+        );
+        assert!(
+            err.contains("OPENAI_API_KEY, OPENAI_KEY"),
+            "{command}: {err}"
+        );
+        assert!(
+            !err.contains("Escalated("),
+            "{command}: no debug dump: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{command}: refused before anything starts, not after retries"
+        );
+    }
+    assert!(!data_dir(dir.path()).exists(), "nothing was started");
+}
+
+#[test]
+fn an_agent_symbol_the_paper_venue_does_not_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), free_port(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "symbols = [\"BTC\", \"ETH\", \"SOL\"]",
+        "symbols = [\"BTC\", \"PEPE\"]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = run_cli(&["check-config", "--config", config.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("agents.trading[0].symbols[1]"), "{err}");
+    assert!(
+        err.contains("PEPE") && err.contains("BTC, ETH, SOL"),
+        "{err}"
+    );
+}

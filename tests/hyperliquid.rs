@@ -311,14 +311,22 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
     );
 }
 
+/// The example's text with its `include` made absolute, for `load_str`.
+fn example_text(path: &std::path::Path) -> String {
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    std::fs::read_to_string(path).unwrap().replace(
+        "include = [\"../default.toml\"]",
+        &format!("include = [{:?}]", default.display().to_string()),
+    )
+}
+
 #[test]
 fn example_config_loads_and_bad_values_name_their_keys() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/hyperliquid.toml");
     let c = Config::load(Some(&path), Vec::new()).unwrap();
     assert_eq!(c.exchanges.venues["hyperliquid"].kind(), "hyperliquid");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
+    let text = example_text(&path)
         .replace(
             "wallet_address = \"0x0000000000000000000000000000000000000000\"",
             "wallet_address = \"0xabc\"\nbase_url = \"ftp://nowhere\"",
@@ -336,8 +344,7 @@ fn example_config_loads_and_bad_values_name_their_keys() {
     // The key is never a config field.
     let with_key = format!(
         "{}\nprivate_key = \"{KEY}\"\n",
-        std::fs::read_to_string(&path)
-            .unwrap()
+        example_text(&path)
             .split("\n[exchanges.venues.hyperliquid.resilience]")
             .next()
             .unwrap()

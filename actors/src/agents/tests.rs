@@ -58,6 +58,7 @@ impl Handler<Ask> for ScriptedModel {
                     latency: Duration::ZERO,
                     finish_reason: Some("stop".into()),
                     cached: false,
+                    attempts: Vec::new(),
                 }),
                 Script::Fail => Err(ModelError::AllFailed {
                     model: "default".into(),

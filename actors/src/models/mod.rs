@@ -7,6 +7,7 @@ pub mod decision;
 pub mod http;
 pub mod local;
 pub mod pool;
+pub mod prices;
 pub mod providers;
 pub mod router;
 pub mod types;

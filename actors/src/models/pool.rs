@@ -665,6 +665,7 @@ impl PoolCall {
                     latency,
                     finish_reason: completion.finish_reason,
                     cached: false,
+                    attempts: Vec::new(),
                 };
                 return (Ok(response), now);
             }

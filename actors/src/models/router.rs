@@ -78,7 +78,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::pool::{deadline_after, Complete, HealthTable, ModelPool};
-use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
+use super::types::{duration_ms, Ask, Attempt, ModelError, ModelRequest, ModelResponse};
 use crate::clock::{system_clock, SharedClock};
 use crate::resilience::ErrorClass;
 use crate::store::Store;
@@ -630,6 +630,8 @@ impl Core {
         };
         let candidates = self.candidates(model, logical, request)?;
         let mut attempts: Vec<String> = Vec::new();
+        // The same story for the answer: who was tried, how, for how long.
+        let mut tried_log: Vec<Attempt> = Vec::new();
         let mut tried = 0usize;
         let mut too_small = ContextFloor::default();
         let mut shared: Option<Arc<ModelRequest>> = None;
@@ -639,6 +641,7 @@ impl Core {
                 return Err(deadline_exceeded());
             }
             if let Some(skipped) = too_small.skip_reason(d) {
+                tried_log.push(Attempt::skipped(&d.deployment, &skipped));
                 attempts.push(skipped);
                 continue;
             }
@@ -648,11 +651,13 @@ impl Core {
                 .and_then(|h| h.cooling_down_until())
                 .filter(|until| now < *until)
             {
-                attempts.push(format!(
+                let why = format!(
                     "{}: skipped, cooling down for another {:?}",
                     d.deployment,
                     until - now
-                ));
+                );
+                tried_log.push(Attempt::skipped(&d.deployment, &why));
+                attempts.push(why);
                 continue;
             }
             let sent = match health.as_ref().and_then(|h| h.local_lane()) {
@@ -670,10 +675,9 @@ impl Core {
                         deadline,
                     };
                     let Some(sent) = d.pool.complete(complete) else {
-                        attempts.push(format!(
-                            "{}: skipped, its pool is not running",
-                            d.deployment
-                        ));
+                        let why = format!("{}: skipped, its pool is not running", d.deployment);
+                        tried_log.push(Attempt::skipped(&d.deployment, &why));
+                        attempts.push(why);
                         continue;
                     };
                     tried += 1;
@@ -682,9 +686,16 @@ impl Core {
             };
             let failure = match sent {
                 Err(_elapsed) => return Err(deadline_exceeded()),
-                Ok(Ok(Ok(response))) => {
+                Ok(Ok(Ok(mut response))) => {
                     self.accounting
                         .record(&d.deployment, response.usage, d.prices);
+                    tried_log.push(Attempt {
+                        deployment: d.deployment.clone(),
+                        outcome: "ok".into(),
+                        detail: None,
+                        ms: duration_ms::as_ms(now.elapsed()),
+                    });
+                    response.attempts = tried_log;
                     return Ok(response);
                 }
                 Ok(Ok(Err(e))) => {
@@ -706,6 +717,12 @@ impl Core {
                 }
             };
             tracing::debug!(model = %model, deployment = %d.deployment, "model request failed over: {failure}");
+            tried_log.push(Attempt {
+                deployment: d.deployment.clone(),
+                outcome: "failed".into(),
+                detail: Some(failure.clone()),
+                ms: duration_ms::as_ms(now.elapsed()),
+            });
             attempts.push(failure);
             if i + 1 < candidates.len() {
                 metrics::counter!("orrery_model_fallbacks_total", "model" => model.to_string(), "from" => d.deployment.clone())

@@ -102,11 +102,75 @@ pub struct ModelResponse {
     pub provider: String,
     pub model: String,
     pub usage: Usage,
-    #[serde(with = "humantime_serde")]
+    /// The answering deployment's time, in milliseconds on the wire (`latency_ms`; older
+    /// records wrote `latency` as text such as `"4us 496ns"`, still read).
+    #[serde(rename = "latency_ms", alias = "latency", with = "duration_ms")]
     pub latency: Duration,
     pub finish_reason: Option<String>,
     /// Served from the response cache.
     pub cached: bool,
+    /// Every deployment the router tried for this answer, in order, the one that answered
+    /// last (empty for an answer that did not go through the router's failover, e.g. a
+    /// cached or joined one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One deployment tried for an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub deployment: String,
+    /// `ok`, `failed` or `skipped`.
+    pub outcome: String,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Time spent on it, in milliseconds.
+    pub ms: f64,
+}
+
+impl Attempt {
+    /// A deployment passed over without a call (cooling down, too small, pool not running).
+    pub fn skipped(deployment: &str, why: &str) -> Self {
+        Self {
+            deployment: deployment.to_string(),
+            outcome: "skipped".into(),
+            detail: Some(why.to_string()),
+            ms: 0.0,
+        }
+    }
+}
+
+/// A `Duration` as a number of milliseconds (fractional, microsecond resolution); reads a
+/// number of milliseconds or humantime text (`"4us 496ns"`, `"1.5s"`).
+pub mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(as_ms(*d))
+    }
+
+    /// `d` in milliseconds, rounded to the microsecond.
+    pub fn as_ms(d: Duration) -> f64 {
+        (d.as_micros() as f64) / 1000.0
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Ms(f64),
+            Text(String),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Ms(ms) if ms.is_finite() && ms >= 0.0 => Ok(Duration::from_secs_f64(ms / 1000.0)),
+            Wire::Ms(ms) => Err(D::Error::custom(format!("{ms} is not a duration in ms"))),
+            Wire::Text(t) => humantime::parse_duration(&t).map_err(D::Error::custom),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]

@@ -234,6 +234,7 @@ impl Reply {
             latency,
             finish_reason: self.finish_reason.map(|reason| reason.as_str().to_string()),
             cached: false,
+            attempts: Vec::new(),
         }
     }
 }

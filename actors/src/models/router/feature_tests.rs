@@ -400,6 +400,7 @@ async fn an_expired_l2_entry_is_removed_when_read() {
         latency: Duration::from_millis(3),
         finish_reason: None,
         cached: false,
+        attempts: Vec::new(),
     };
     cache.put(&key, &response, Duration::from_secs(10));
     let tree = store

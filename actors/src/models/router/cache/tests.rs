@@ -26,6 +26,7 @@ fn answer(text: &str) -> ModelResponse {
         latency: Duration::from_millis(12),
         finish_reason: Some("stop".into()),
         cached: false,
+        attempts: Vec::new(),
     }
 }
 
