@@ -115,7 +115,9 @@ async fn place_order(
                 GatewayError::Refused { .. } | GatewayError::Invalid { .. } => {
                     HttpResponse::UnprocessableEntity().json(body)
                 }
-                GatewayError::UnknownVenue { .. } => HttpResponse::BadRequest().json(body),
+                GatewayError::UnknownVenue { .. } | GatewayError::InvalidOrder(_) => {
+                    HttpResponse::BadRequest().json(body)
+                }
                 _ => HttpResponse::BadGateway().json(body),
             }
         }

@@ -84,6 +84,7 @@ fn request(size: Decimal, order_type: OrderType) -> OrderRequest {
         size,
         order_type,
         reduce_only: false,
+        valid_until_ms: None,
     }
 }
 

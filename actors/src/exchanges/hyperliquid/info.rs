@@ -1019,6 +1019,7 @@ mod tests {
                 tif: TimeInForce::Gtc,
             },
             reduce_only: false,
+            valid_until_ms: None,
         }
     }
 

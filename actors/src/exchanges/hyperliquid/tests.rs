@@ -96,6 +96,7 @@ fn limit(side: Side, size: Decimal, price: Decimal, tif: TimeInForce) -> OrderRe
         size,
         order_type: OrderType::Limit { price, tif },
         reduce_only: false,
+        valid_until_ms: None,
     }
 }
 
@@ -201,6 +202,7 @@ async fn trigger_stop_loss_waits_then_fires() {
                 max_slippage: dec!(0.01),
             },
             reduce_only: false,
+            valid_until_ms: None,
         })
         .await
         .unwrap();
@@ -216,6 +218,7 @@ async fn trigger_stop_loss_waits_then_fires() {
             limit_price: None,
         },
         reduce_only: true,
+        valid_until_ms: None,
     };
     let placed = v.place_order(&sl).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Acked);
