@@ -773,3 +773,36 @@ async fn a_cancel_that_never_reached_binance_leaves_the_order_open_and_is_not_re
     assert_eq!(mock.order_status(id.as_str()).as_deref(), Some("NEW"));
     assert_eq!(mock.cancel_requests(id.as_str()), 1, "no second cancel");
 }
+
+#[actix::test]
+async fn an_orders_timestamp_plus_recv_window_is_its_deadline_and_a_late_one_is_not_sent() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    assert_eq!(v.order_validity(), Duration::from_millis(5_000));
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut order = request(dec!(0.001), market());
+    order.valid_until_ms = Some(now + 3_000);
+    v.place_order(&order).await.unwrap();
+    let sent = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.route() == "/api/v3/order")
+        .unwrap();
+    let timestamp: i64 = sent.query("timestamp").unwrap().parse().unwrap();
+    let window: i64 = sent.query("recvWindow").unwrap().parse().unwrap();
+    // Signed against the local clock plus the server offset (zero here), so the window
+    // ends at the order's deadline, to the millisecond of signing.
+    let end = timestamp + window;
+    assert!(
+        (now + 3_000 - 50..=now + 3_000).contains(&end),
+        "timestamp {timestamp} + recvWindow {window} = {end}, deadline {}",
+        now + 3_000
+    );
+
+    // Past its deadline the order is not sent at all.
+    let mut late = request(dec!(0.001), market());
+    late.valid_until_ms = Some(now - 1);
+    let err = v.place_order(&late).await.unwrap_err();
+    assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
+    assert_eq!(mock.order_posts(late.client_id.as_str()), 0);
+}
