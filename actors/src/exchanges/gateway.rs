@@ -13,7 +13,16 @@
 //! same stale position; reads are not serialised. Within one order the reads it needs
 //! (instrument, quote, balances with positions) are in flight together.
 //!
-//! ## Unknown outcomes
+//! ## Validation before the ledger
+//!
+//! An order that cannot be right is refused with [`GatewayError::InvalidOrder`] and one
+//! [`OrderProblem`] per cause (negative or zero amount, a limit price that is not
+//! positive, a size below the lot, a value below the venue's minimum, a reduce-only order
+//! with nothing to reduce) before anything is written: the ledger holds only orders that
+//! were meant to reach a venue. Risk-gate refusals are still recorded (as rejected): they
+//! are decisions about an order that was valid.
+//!
+//! ## Unknown outcomes and the venue's deadline
 //!
 //! A send whose answer is lost (timeout, connection reset, HTTP 5xx, unreadable answer) is
 //! settled by a read, never by sending it again: an order by looking it up by client id; a
@@ -21,6 +30,46 @@
 //! still open — a second cancel could race the first, so none is sent); a leverage update
 //! by reading the venue's leverage for the symbol. What cannot be read at once is left to
 //! reconciliation, which reads it before the venue takes orders again.
+//!
+//! Whether a send may have left the process is decided on types, never on error text: a
+//! venue error says so itself (`OutcomeUnknown`, `Timeout`), and a connector that did not
+//! answer says how ([`DeliveryFailure`] from the slot's [`SlotError`]): `Vacant` and `Full`
+//! mean the call was never delivered, so the order is recorded rejected ("never sent");
+//! `Closed` and `Timeout` mean it may have been sent, so it is unknown and settled by a read.
+//!
+//! An order the venue does not show is concluded never sent only when the venue itself
+//! can no longer apply it. Every order is stamped, before its intent is written, with a
+//! deadline from the venue ([`Venue::order_validity`], kept in
+//! [`OrderRequest::valid_until_ms`]): Hyperliquid signs it as the action's `expiresAfter`,
+//! Binance signs `timestamp` + `recvWindow` to end at it, and both venue modules refuse to
+//! send an order past it; paper's deadline is the send itself (it runs in this process, so a
+//! crash ends every send). Reconciliation keeps an intent, submitted or unknown entry the
+//! venue does not show as `Unknown`, asks again at every pass (and once right after the
+//! earliest such deadline), and only once `now > deadline +` [`DEADLINE_MARGIN_MS`] (the
+//! margin covers clock skew) records it rejected, "never reached the venue (its deadline
+//! passed)". One the venue had acknowledged (it has a venue order id) and no longer knows
+//! is closed as cancelled. Entries written before deadlines existed (no `valid_until_ms`)
+//! keep the rule they were written under. A busy venue that applies an order late therefore
+//! never meets a ledger that already called it rejected.
+//!
+//! No `Submitted` state is written before the send: with the deadline it would change no
+//! decision. An intent and a submitted order are settled the same way (looked up until the
+//! deadline, never sent again), and the extra durable write would cost one fsync per order.
+//!
+//! A fill whose order the ledger holds as finished but wrong (rejected, or with less
+//! filled than its fills) reopens and corrects that entry from the venue's lookup, or from
+//! the fills when the venue has none; each correction logs a WARN line and counts in
+//! `orrery_ledger_corrections_total{venue}`. When the venue gives a definite state, an
+//! entry's earlier "outcome unknown" reason is cleared.
+//!
+//! ## Orders placed outside this engine
+//!
+//! An open venue order with no client id known to the ledger (placed in the venue's own
+//! UI: a Hyperliquid order without cloid, a Binance `web_...` id) is adopted once, keyed by
+//! the venue's order id in the ledger's `adopted` index, with origin [`ADOPTED_ORIGIN`];
+//! later passes and restarts find the index entry and add nothing. While it is open it is
+//! matched by that order id; once the venue no longer lists it, its fills say whether it
+//! filled, else it is recorded cancelled.
 //!
 //! ## Durability of the venue's answer
 //!
@@ -36,10 +85,20 @@
 //!   told (or a later state the order moved to since, such as a resting order filling). An
 //!   average price the lookup lacks comes from the order's fills.
 //! - An order the venue refused is unknown to it or known as rejected: either way
-//!   reconciliation closes the intent as rejected, which is what the caller was told.
+//!   reconciliation closes the intent as rejected once its deadline has passed, which is
+//!   what the caller was told.
 //! - So every acknowledged order is in the ledger as acknowledged once the gateway is ready
-//!   again; the crash tests (`tests/crash_recovery.rs`, `tests/hyperliquid.rs`) kill the
-//!   engine mid-flow and check exactly that.
+//!   again; the crash tests (`tests/crash_recovery.rs`, `tests/hyperliquid.rs`, the latter
+//!   also against a venue that applies orders 0.5–3 s late) kill the engine mid-flow and
+//!   check exactly that.
+//!
+//! ## Log lines
+//!
+//! Every order transition and every fill is logged at `info` by the ledger's write paths
+//! (see [`super::ledger`]). Each venue's reconciliation logs one `info` line
+//! (`reconciliation`: checked, updated, never_sent, adopted, corrected, new_fills,
+//! awaiting_deadline) at its first pass, which tells what a restart restored, and after
+//! that only for passes that changed something.
 //!
 //! Everything else the gateway writes (intents, refusals, unknown outcomes, cancels,
 //! reconciliation) is durable before it returns.

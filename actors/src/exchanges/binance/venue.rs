@@ -14,6 +14,11 @@
 //! bytes may have left is [`VenueError::OutcomeUnknown`], resolved by the gateway with
 //! [`Venue::query_order`] by `origClientOrderId`), prints or stores the API key or secret.
 //!
+//! Deadlines: an order with [`OrderRequest::valid_until_ms`] is signed with the
+//! `recvWindow` that is left of it, so `timestamp` + `recvWindow` is its deadline (also
+//! when re-sent after a -1021) and Binance refuses it after that; one whose deadline has
+//! passed is not sent. `order_validity` is the configured `recv_window_ms`.
+//!
 //! Spot specifics, decided here:
 //! - A "position" is the base-asset holding (`free + locked`) of a configured symbol. Its
 //!   entry price is not known to the venue (the ledger has the fills), so `entry_price` is

@@ -21,6 +21,12 @@
 //! mid. A 429 (Hyperliquid answers `null` with no `Retry-After`; see the mock's module
 //! doc) pauses every request of this venue for `rate_limited_pause`, or until a
 //! `Retry-After` should one ever come: nothing is sent before that time.
+//!
+//! Deadlines: an order is signed with `expiresAfter` = its [`OrderRequest::valid_until_ms`]
+//! (part of the signed hash and of the body, as the Python SDK does), so the exchange
+//! refuses it once that time has passed; an order whose deadline passed while it waited
+//! for a 429 pause or the weight budget is not sent at all. `order_validity` is the
+//! request timeout. Cancels and leverage updates carry no expiry.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
