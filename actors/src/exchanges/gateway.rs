@@ -1356,7 +1356,7 @@ impl GatewayCore {
                 // when a pass changed something.
                 if first || report.changed() {
                     tracing::info!(
-                        venue,
+                        venue = %venue,
                         first_pass = first,
                         checked = report.checked,
                         updated = report.updated,

@@ -191,10 +191,10 @@ fn log_transition(before: Option<&LedgerEntry>, after: &LedgerEntry) {
         side = %after.request.side,
         size = %after.request.size.normalize(),
         filled = %after.filled_size.normalize(),
-        price = price.as_deref().unwrap_or("market"),
-        from = before.map(|b| b.status.as_str()).unwrap_or("new"),
+        price = %price.as_deref().unwrap_or("market"),
+        from = %before.map(|b| b.status.as_str()).unwrap_or("new"),
         status = %after.status,
-        reason = after.reason.as_deref().unwrap_or(""),
+        reason = %after.reason.as_deref().unwrap_or("-"),
         origin = %after.origin,
         "order {}",
         after.status
@@ -362,13 +362,13 @@ impl OrderLedger {
         };
         self.fills.put_durable(&key, &record).await?;
         tracing::info!(
-            venue,
+            venue = %venue,
             symbol = %fill.symbol,
             side = %fill.side,
             size = %fill.size.normalize(),
             price = %fill.price.normalize(),
             fee = %fill.fee.normalize(),
-            client_id = fill.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
+            client_id = %fill.client_id.as_ref().map(|c| c.as_str()).unwrap_or("-"),
             venue_order_id = %fill.venue_order_id,
             "fill"
         );
