@@ -1769,6 +1769,7 @@ fn outcome_unknown(err: &GatewayError) -> bool {
 
 /// What one reconciliation found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReconcileReport {
     /// Open entries looked up at the venue.
     pub checked: usize,
@@ -1784,7 +1785,6 @@ pub struct ReconcileReport {
     pub new_fills: usize,
     /// Entries the venue does not show yet whose deadline has not passed: unknown, asked
     /// again at the next pass.
-    #[serde(default)]
     pub awaiting_deadline: usize,
 }
 
