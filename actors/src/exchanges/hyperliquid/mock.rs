@@ -389,6 +389,34 @@ impl MockHyperliquid {
         oid
     }
 
+    /// Rests an order placed in the venue's own UI: no cloid. Returns its oid.
+    pub fn insert_resting_without_cloid(
+        &self,
+        coin: &str,
+        is_buy: bool,
+        limit_px: Decimal,
+        sz: Decimal,
+    ) -> u64 {
+        let mut s = self.state.lock();
+        let oid = s.next_oid;
+        s.next_oid += 1;
+        s.record(MockOrder {
+            oid,
+            cloid: None,
+            coin: coin.to_string(),
+            is_buy,
+            limit_px,
+            orig_sz: sz,
+            sz,
+            status: "open".into(),
+            reduce_only: false,
+            tif: Some(Tif::Gtc),
+            trigger: None,
+            timestamp: now_ms(),
+        });
+        oid
+    }
+
     /// Every order the mock knows, in arrival order.
     pub fn orders(&self) -> Vec<MockOrder> {
         let mut s = self.state.lock();

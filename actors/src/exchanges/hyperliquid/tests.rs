@@ -911,3 +911,23 @@ async fn a_lagging_venue_shows_an_order_only_once_applied_and_refuses_it_after_e
         .unwrap()
         .is_none());
 }
+
+#[actix::test]
+async fn an_order_placed_in_the_venues_ui_is_adopted_once_by_its_oid_across_restarts() {
+    let mock = mock();
+    let oid = mock.insert_resting_without_cloid("BTC", true, dec!(50000), dec!(0.01));
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    // `gateway` reconciled once; again now: nothing new.
+    assert_eq!(core.reconcile(VENUE).await.unwrap().adopted, 0);
+    let entries = core.ledger().all().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].venue_order_id, Some(oid.to_string()));
+    assert_eq!(entries[0].origin, "external");
+    assert_eq!(entries[0].status, OrderStatus::Acked);
+    drop(core);
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    assert_eq!(core.reconcile(VENUE).await.unwrap().adopted, 0);
+    assert_eq!(core.ledger().len(), 1, "still one entry after a restart");
+    assert_eq!(core.ledger().open_entries().len(), 1);
+}
