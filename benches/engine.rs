@@ -46,6 +46,7 @@ fn seed_ledger(dir: &std::path::Path) {
                 max_slippage: Decimal::new(1, 2),
             },
             reduce_only: false,
+            valid_until_ms: None,
         };
         let mut entry =
             LedgerEntry::new_intent("paper", request, "bench", 1_700_000_000_000 + i as i64);

@@ -150,6 +150,7 @@ fn order_path_parts(c: &mut Criterion) {
                 max_slippage: Decimal::new(1, 2),
             },
             reduce_only: false,
+            valid_until_ms: None,
         };
         let mut entry = LedgerEntry::new_intent("hyperliquid", request, "bench", i as i64);
         entry.status = OrderStatus::Filled;
@@ -223,6 +224,7 @@ fn order_path_parts(c: &mut Criterion) {
                 max_slippage: Decimal::new(1, 2),
             },
             reduce_only: false,
+            valid_until_ms: None,
         };
         let direct = direct.clone();
         async move {
@@ -252,6 +254,7 @@ fn reconcile_10k(c: &mut Criterion) {
                     tif: TimeInForce::Gtc,
                 },
                 reduce_only: false,
+                valid_until_ms: None,
             };
             let oid = mock.insert_resting(
                 &client_id.to_hex128(),

@@ -30,7 +30,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures::StreamExt;
 use orrery_actors::exchanges::gateway::{
-    Amount, GatewayError, KillSwitch, OrderIntent, PlaceOrder, Pricing,
+    Amount, DeliveryFailure, GatewayError, KillSwitch, OrderIntent, PlaceOrder, Pricing,
 };
 use orrery_actors::exchanges::risk_gate::Refusal;
 use orrery_actors::exchanges::{Side, TimeInForce, VenueError};
@@ -146,9 +146,18 @@ pub fn gateway_error_status(e: &GatewayError) -> (StatusCode, &'static str) {
     match e {
         GatewayError::UnknownVenue { .. } => (StatusCode::NOT_FOUND, "unknown_venue"),
         GatewayError::UnknownOrder(_) => (StatusCode::NOT_FOUND, "unknown_order"),
-        GatewayError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_order"),
+        GatewayError::Invalid { .. } | GatewayError::InvalidOrder(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_order")
+        }
         GatewayError::NotReady { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
-        GatewayError::ConnectorDown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "connector_down"),
+        GatewayError::ConnectorDown { delivery, .. } => match delivery {
+            DeliveryFailure::Vacant | DeliveryFailure::Full => {
+                (StatusCode::SERVICE_UNAVAILABLE, "connector_down")
+            }
+            DeliveryFailure::Closed | DeliveryFailure::Timeout => {
+                (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown")
+            }
+        },
         GatewayError::Refused { refusal, .. } => match refusal {
             Refusal::Halted { .. } | Refusal::ReducingOnly { .. } => {
                 (StatusCode::CONFLICT, "mode_forbids")

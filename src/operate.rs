@@ -5,11 +5,9 @@
 //!
 //! Owns: the request bodies, the CLI's choice between the running engine (asked over its
 //! control API, because sled lets one process hold the data dir) and a stopped one (the
-//! data dir is opened and the gateway booted in this process, without agents or HTTP), the
-//! control API's error envelope `{"error":{"code","message"}}` with its status mapping
-//! (400 bad input, 404 unknown order/venue, 409 the trading mode forbids it, 422 refused
-//! by the risk gate or the venue, 503 not ready), and the paper reset. Never: sends an
-//! order or a cancel itself (the gateway does, through the ledger), or resets a paper
+//! data dir is opened and the gateway booted in this process, without agents or HTTP), and
+//! the paper reset. Errors use the control API's one envelope and status mapping in
+//! [`crate::http`]. Never: sends an order or a cancel itself (the gateway does, through the ledger), or resets a paper
 //! account while an engine holds the data dir (it refuses and says to stop the engine).
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -23,86 +21,18 @@ use orrery_actors::exchanges::gateway::{
 };
 use orrery_actors::exchanges::ledger::OrderLedger;
 use orrery_actors::exchanges::paper::{PaperReset, PaperVenue};
-use orrery_actors::exchanges::risk_gate::Refusal;
-use orrery_actors::exchanges::{ClientOrderId, OrderStatus, VenueError};
+use orrery_actors::exchanges::{ClientOrderId, OrderStatus};
 use orrery_actors::store::{trees, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, VenueConfig};
 use crate::engine::{Engine, EngineHandle};
+use crate::http::{gateway_error_response, gateway_error_status, slot_error_response, ApiError};
 use crate::symbols;
 
-/// The control API's error body: `{"error":{"code":"unknown_order","message":"..."}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorEnvelope {
-    pub error: ErrorBody,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-}
-
-/// An error answer of the control API.
+/// An error answer of the control API, in its one envelope ([`ApiError`]).
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorEnvelope {
-        error: ErrorBody {
-            code: code.to_string(),
-            message: message.into(),
-        },
-    })
-}
-
-/// The status and code of a gateway error, decided on its type.
-pub fn gateway_status(e: &GatewayError) -> (StatusCode, &'static str) {
-    match e {
-        GatewayError::UnknownVenue { .. } => (StatusCode::NOT_FOUND, "unknown_venue"),
-        GatewayError::UnknownOrder(_) => (StatusCode::NOT_FOUND, "unknown_order"),
-        GatewayError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
-        GatewayError::Refused {
-            refusal: Refusal::Halted { .. } | Refusal::ReducingOnly { .. },
-            ..
-        } => (StatusCode::CONFLICT, "mode_forbids"),
-        GatewayError::Refused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
-        GatewayError::Venue(VenueError::UnknownSymbol { .. }) => {
-            (StatusCode::NOT_FOUND, "unknown_symbol")
-        }
-        GatewayError::Venue(VenueError::OrderNotFound { .. }) => {
-            (StatusCode::NOT_FOUND, "unknown_order")
-        }
-        GatewayError::Venue(
-            VenueError::Rejected { .. }
-            | VenueError::InvalidRequest { .. }
-            | VenueError::InsufficientBalance { .. },
-        ) => (StatusCode::UNPROCESSABLE_ENTITY, "venue_rejected"),
-        GatewayError::NotReady { .. } | GatewayError::ConnectorDown { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
-        }
-        GatewayError::Venue(VenueError::Overloaded { .. } | VenueError::RateLimited { .. }) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "venue_busy")
-        }
-        GatewayError::Venue(VenueError::Timeout { .. }) => {
-            (StatusCode::GATEWAY_TIMEOUT, "venue_timeout")
-        }
-        GatewayError::Unresolved { .. } => (StatusCode::BAD_GATEWAY, "unresolved"),
-        GatewayError::NotApplied { .. } => (StatusCode::CONFLICT, "not_applied"),
-        GatewayError::Venue(_) => (StatusCode::BAD_GATEWAY, "venue_error"),
-        GatewayError::Ledger(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger"),
-    }
-}
-
-fn gateway_error(e: &GatewayError) -> HttpResponse {
-    let (status, code) = gateway_status(e);
-    error_response(status, code, e.to_string())
-}
-
-fn mailbox_error(e: impl std::fmt::Display) -> HttpResponse {
-    error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
-        format!("the order gateway is not available: {e}"),
-    )
+    ApiError::new(code, message).response(status)
 }
 
 /// Body of `POST /api/orders/cancel`: the venue and exactly one of `client_id`, `symbol`
@@ -221,7 +151,7 @@ async fn cancel_route(
     };
     if !engine.config.exchanges.venues.contains_key(&body.venue) {
         let e = unknown_venue(&engine.config, &body.venue);
-        return gateway_error(&e);
+        return gateway_error_response(&e);
     }
     let answer =
         match target {
@@ -256,8 +186,8 @@ async fn cancel_route(
         };
     match answer {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
-        Ok(Err(e)) => gateway_error(&e),
-        Err(e) => mailbox_error(e),
+        Ok(Err(e)) => gateway_error_response(&e),
+        Err(e) => slot_error_response(&e),
     }
 }
 
@@ -271,8 +201,8 @@ async fn delete_order_route(
     };
     match engine.gateway.send(CancelOrder { client_id }).await {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
-        Ok(Err(e)) => gateway_error(&e),
-        Err(e) => mailbox_error(e),
+        Ok(Err(e)) => gateway_error_response(&e),
+        Err(e) => slot_error_response(&e),
     }
 }
 
@@ -289,8 +219,8 @@ async fn close_route(
     };
     match engine.gateway.send(msg).await {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
-        Ok(Err(e)) => gateway_error(&e),
-        Err(e) => mailbox_error(e),
+        Ok(Err(e)) => gateway_error_response(&e),
+        Err(e) => slot_error_response(&e),
     }
 }
 
@@ -326,7 +256,7 @@ impl CliError {
     }
 
     fn gateway(e: &GatewayError) -> Self {
-        Self::new(gateway_status(e).1, e.to_string())
+        Self::new(gateway_error_status(e).1, e.to_string())
     }
 
     /// Prints the error (JSON on stdout with `--json`, always a line on stderr).
@@ -394,7 +324,7 @@ pub async fn call_api<B: Serialize, T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| CliError::new("failed", format!("reading the answer of {url}: {e}")))?;
     if !status.is_success() {
-        return Err(match serde_json::from_str::<ErrorEnvelope>(&text) {
+        return Err(match serde_json::from_str::<ApiError>(&text) {
             Ok(env) => CliError::new(&env.error.code, env.error.message),
             Err(_) => CliError::new("failed", format!("{status}: {text}")),
         });

@@ -17,7 +17,9 @@ use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::hyperliquid::actions::Action;
 use orrery_actors::exchanges::hyperliquid::info::order_status_of;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
-use orrery_actors::exchanges::hyperliquid::signing::{recover_l1_signer, Address, Signature};
+use orrery_actors::exchanges::hyperliquid::signing::{
+    recover_l1_signer_expiring, Address, Signature,
+};
 use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
 use orrery_actors::exchanges::ledger::OrderLedger;
 use orrery_actors::exchanges::{ClientOrderId, OrderStatus};
@@ -34,6 +36,10 @@ fn wallet() -> Address {
 }
 
 fn hl_section(mock: &MockHyperliquid) -> String {
+    hl_section_with_timeout(mock, "3s")
+}
+
+fn hl_section_with_timeout(mock: &MockHyperliquid, timeout: &str) -> String {
     format!(
         r#"
 [exchanges.venues.hyperliquid]
@@ -41,7 +47,7 @@ kind = "hyperliquid"
 network = "testnet"
 base_url = "{}"
 wallet_address = "{}"
-request_timeout = "3s"
+request_timeout = "{timeout}"
 "#,
         mock.url(),
         wallet()
@@ -51,11 +57,13 @@ request_timeout = "3s"
 fn signer_of(body: &serde_json::Value) -> Address {
     let action: Action = serde_json::from_value(body["action"].clone()).unwrap();
     let signature: Signature = serde_json::from_value(body["signature"].clone()).unwrap();
-    recover_l1_signer(
+    // Orders carry their deadline (`expiresAfter`), which is part of the signed hash.
+    recover_l1_signer_expiring(
         &action,
         action.label(),
         body["nonce"].as_u64().unwrap(),
         None,
+        body["expiresAfter"].as_u64(),
         Network::Testnet,
         &signature,
     )
@@ -128,6 +136,7 @@ const TOTAL_ORDERS: usize = 200;
 
 fn send_orders(
     port: u16,
+    total: usize,
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicUsize>,
     acks: Arc<Mutex<Vec<Ack>>>,
@@ -136,7 +145,7 @@ fn send_orders(
     let mut i = 0usize;
     // `sent` counts orders the engine answered; one cut by a kill is retried as a new
     // order (new client id), as an operator would.
-    while !stop.load(Ordering::SeqCst) && sent.load(Ordering::SeqCst) < TOTAL_ORDERS {
+    while !stop.load(Ordering::SeqCst) && sent.load(Ordering::SeqCst) < total {
         let side = if (i + worker).is_multiple_of(2) {
             "buy"
         } else {
@@ -196,7 +205,7 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
         let workers: Vec<_> = (0..3)
             .map(|w| {
                 let (stop, sent, acks) = (stop.clone(), sent.clone(), acks.clone());
-                std::thread::spawn(move || send_orders(port, stop, sent, acks, w))
+                std::thread::spawn(move || send_orders(port, TOTAL_ORDERS, stop, sent, acks, w))
             })
             .collect();
         // Kill at a random point of the flow (or let the last orders finish).
@@ -318,6 +327,210 @@ fn example_text(path: &std::path::Path) -> String {
         "include = [\"../default.toml\"]",
         &format!("include = [{:?}]", default.display().to_string()),
     )
+}
+
+/// Checks the ledger against the venue after the last settling run: every entry final,
+/// each exactly as the venue has it (an entry the venue does not know is rejected, never
+/// sent), every venue order in the ledger, each cloid sent at most once, and every
+/// acknowledged order as acknowledged. Returns (entries, never sent).
+fn assert_ledger_equals_venue(
+    mock: &MockHyperliquid,
+    config_path: &std::path::Path,
+    acks: &[Ack],
+) -> (usize, usize) {
+    let config = Config::load(Some(config_path), Vec::new()).unwrap();
+    let store = Store::open(&config.engine.data_dir).unwrap();
+    let ledger = OrderLedger::open(&store, system_clock()).unwrap();
+    for ack in acks {
+        let id = ClientOrderId::parse(&ack.client_id).unwrap();
+        let entry = ledger
+            .get(&id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged order {} lost", ack.client_id));
+        assert_eq!(entry.status.as_str(), ack.status, "{}", ack.client_id);
+        assert_eq!(entry.filled_size, ack.filled, "{}", ack.client_id);
+    }
+    let mut sends: BTreeMap<String, usize> = BTreeMap::new();
+    for body in mock.order_actions() {
+        for o in body["action"]["orders"].as_array().unwrap() {
+            *sends
+                .entry(o["c"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    let entries: Vec<_> = ledger
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.venue == "hyperliquid")
+        .collect();
+    let mut never_sent = 0;
+    for entry in &entries {
+        assert!(
+            entry.status.is_terminal(),
+            "{} left {:?}",
+            entry.client_id,
+            entry.status
+        );
+        match mock.order(&entry.client_id.to_hex128()) {
+            None => {
+                assert_eq!(entry.status, OrderStatus::Rejected, "{}", entry.client_id);
+                never_sent += 1;
+            }
+            Some(o) => {
+                let filled = o.orig_sz - o.sz;
+                assert_eq!(
+                    (entry.status, entry.filled_size),
+                    (order_status_of(&o.status, filled), filled),
+                    "{}: the venue has it {}, the ledger says {:?} ({:?})",
+                    entry.client_id,
+                    o.status,
+                    entry.status,
+                    entry.reason
+                );
+                if o.status == "filled" {
+                    assert!(
+                        entry.reason.is_none(),
+                        "{}: stale reason {:?}",
+                        entry.client_id,
+                        entry.reason
+                    );
+                }
+            }
+        }
+    }
+    let in_ledger: BTreeSet<String> = entries.iter().map(|e| e.client_id.to_hex128()).collect();
+    for o in mock.orders() {
+        let cloid = o.cloid.clone().unwrap();
+        assert!(
+            in_ledger.contains(&cloid),
+            "venue order {cloid} missing from the ledger"
+        );
+    }
+    (entries.len(), never_sent)
+}
+
+/// Every engine log of a test dir, without ANSI colour codes.
+fn engine_logs(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("engine-") && name.ends_with(".log") {
+            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `ESC [ ... m`.
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+const LAGGED_ORDERS: usize = 12;
+
+/// Issue 9 item 0: a busy venue applies orders 0.5–3 s after they arrive. The engine is
+/// killed while an order waits in the venue's queue (so after the kill the venue applies
+/// an order the ledger holds as a bare intent), restarted, and so on; at the end the
+/// ledger equals the venue: no order the venue filled is recorded rejected.
+#[test]
+fn sigkill_while_the_venue_applies_orders_late_leaves_ledger_and_venue_equal() {
+    let mock = MockHyperliquid::start(wallet(), Network::Testnet);
+    mock.set_apply_lag(Some((
+        Duration::from_millis(500),
+        Duration::from_millis(3_000),
+    )));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = test_config(dir.path(), port, &hl_section_with_timeout(&mock, "5s"));
+    let env = [QUIET, KEY_ENV];
+    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut kills = 0;
+    while sent.load(Ordering::SeqCst) < LAGGED_ORDERS {
+        let mut engine = spawn_engine(&config_path, dir.path(), &[], &env);
+        wait_for(Duration::from_secs(30), "the engine to serve", || {
+            http_get(port, "/health").filter(|(s, _)| *s == 200)
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|w| {
+                let (stop, sent, acks) = (stop.clone(), sent.clone(), acks.clone());
+                std::thread::spawn(move || send_orders(port, LAGGED_ORDERS, stop, sent, acks, w))
+            })
+            .collect();
+        if kills < 4 {
+            // Kill while an order sits in the venue's queue, a little into its lag.
+            wait_for(
+                Duration::from_secs(20),
+                "an order in the venue's queue",
+                || (mock.pending_actions() > 0).then_some(()),
+            );
+            std::thread::sleep(Duration::from_millis(jitter_ms(300)));
+            signal(&engine, libc::SIGKILL);
+            kills += 1;
+        } else {
+            for w in workers.iter() {
+                while !w.is_finished() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            signal(&engine, libc::SIGKILL);
+        }
+        wait_exit(&mut engine, Duration::from_secs(10));
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+    settle_and_stop(&config_path, dir.path(), port, &env);
+    assert_eq!(mock.pending_actions(), 0);
+
+    let acks = acks.lock().unwrap().clone();
+    assert_eq!(kills, 4);
+    // Orders the venue applied that no client heard about: each was in the venue's
+    // queue when the engine died (at least the one of each kill that had not expired).
+    let acked: BTreeSet<String> = acks
+        .iter()
+        .map(|a| ClientOrderId::parse(&a.client_id).unwrap().to_hex128())
+        .collect();
+    let applied_unheard = mock
+        .orders()
+        .iter()
+        .filter(|o| !acked.contains(o.cloid.as_deref().unwrap()))
+        .count();
+    assert!(applied_unheard >= 1, "no order was applied after a kill");
+    let (entries, never_sent) = assert_ledger_equals_venue(&mock, &config_path, &acks);
+
+    // The log tells the story at info: transitions, fills, and what each start restored.
+    let log = engine_logs(dir.path());
+    for line in [
+        "order unknown",
+        "order filled",
+        "from=unknown",
+        "reconciliation venue=hyperliquid first_pass=true",
+        "fill venue=hyperliquid symbol=",
+        "fee=",
+    ] {
+        assert!(log.contains(line), "no `{line}` in the engine logs:\n{log}");
+    }
+    eprintln!(
+        "lagged hyperliquid crash test: {kills} kills, {} acknowledged, {entries} in the ledger, {} at the venue ({applied_unheard} applied after a kill), {never_sent} never sent",
+        acks.len(),
+        mock.orders().len()
+    );
 }
 
 #[test]

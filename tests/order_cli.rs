@@ -106,3 +106,96 @@ fn manual_orders_go_through_the_ledger_and_risk_gate_offline_and_live() {
     signal(&engine, libc::SIGTERM);
     assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
 }
+
+/// Orders in the data dir's ledger, read after the CLI or engine has exited.
+fn ledger_len(config: &std::path::Path) -> usize {
+    let config = orrery::config::Config::load(Some(config), Vec::new()).unwrap();
+    let store = orrery_actors::store::Store::open(&config.engine.data_dir).unwrap();
+    orrery_actors::exchanges::ledger::OrderLedger::open(
+        &store,
+        orrery_actors::clock::system_clock(),
+    )
+    .unwrap()
+    .len()
+}
+
+#[test]
+fn invalid_orders_are_refused_with_their_cause_and_nothing_reaches_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = test_config(dir.path(), port, "");
+    let cfg = config.to_str().unwrap();
+    let order = |extra: &[&str]| {
+        let mut args = vec![
+            "order", "--config", cfg, "--venue", "paper", "--symbol", "BTC", "--side", "buy",
+        ];
+        args.extend_from_slice(extra);
+        run_cli(&args)
+    };
+    let cases: [(&[&str], &str); 4] = [
+        (&["--usd", "0"], "the amount is zero"),
+        (&["--usd=-500"], "the amount -500 USD is negative"),
+        (
+            &["--usd", "500", "--limit", "0"],
+            "the limit price 0 is not positive",
+        ),
+        (
+            &["--usd", "500", "--limit=-5"],
+            "the limit price -5 is not positive",
+        ),
+    ];
+    // Engine stopped: the CLI opens the data dir itself.
+    for (args, cause) in cases {
+        let out = order(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(text.contains(cause), "{args:?}: {text}");
+        assert!(
+            text.contains("nothing was recorded or sent"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("Usd("), "{args:?}: {text}");
+        assert!(!text.contains("rounds to zero"), "{args:?}: {text}");
+    }
+    assert_eq!(
+        ledger_len(&config),
+        0,
+        "refused orders are not in the ledger"
+    );
+
+    // Engine running: the control API answers 400 with the same cause.
+    let mut engine = spawn_engine(
+        &config,
+        dir.path(),
+        &[],
+        &[("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h")],
+    );
+    wait_for(Duration::from_secs(30), "the engine to serve", || {
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+    let (status, body) = http_post_json(
+        port,
+        "/api/orders",
+        r#"{"venue":"paper","symbol":"BTC","side":"buy","amount":{"usd":"-500"},"pricing":"market","reduce_only":false,"origin":"test"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("the amount -500 USD is negative"), "{body}");
+    let out = order(&["--usd", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the amount is zero")
+            || String::from_utf8_lossy(&out.stdout).contains("the amount is zero")
+    );
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+    assert_eq!(
+        ledger_len(&config),
+        0,
+        "nothing written by the engine either"
+    );
+}

@@ -35,6 +35,7 @@ fn hyperliquid(c: &mut Criterion) {
             tif: TimeInForce::Gtc,
         },
         reduce_only: false,
+        valid_until_ms: None,
     };
     let wire = OrderWire::from_request(&request, &eth, None).expect("on-grid order");
     let action = Action::orders(vec![wire]);

@@ -13,7 +13,16 @@
 //! same stale position; reads are not serialised. Within one order the reads it needs
 //! (instrument, quote, balances with positions) are in flight together.
 //!
-//! ## Unknown outcomes
+//! ## Validation before the ledger
+//!
+//! An order that cannot be right is refused with [`GatewayError::InvalidOrder`] and one
+//! [`OrderProblem`] per cause (negative or zero amount, a limit price that is not
+//! positive, a size below the lot, a value below the venue's minimum, a reduce-only order
+//! with nothing to reduce) before anything is written: the ledger holds only orders that
+//! were meant to reach a venue. Risk-gate refusals are still recorded (as rejected): they
+//! are decisions about an order that was valid.
+//!
+//! ## Unknown outcomes and the venue's deadline
 //!
 //! A send whose answer is lost (timeout, connection reset, HTTP 5xx, unreadable answer) is
 //! settled by a read, never by sending it again: an order by looking it up by client id; a
@@ -21,6 +30,46 @@
 //! still open — a second cancel could race the first, so none is sent); a leverage update
 //! by reading the venue's leverage for the symbol. What cannot be read at once is left to
 //! reconciliation, which reads it before the venue takes orders again.
+//!
+//! Whether a send may have left the process is decided on types, never on error text: a
+//! venue error says so itself (`OutcomeUnknown`, `Timeout`), and a connector that did not
+//! answer says how ([`DeliveryFailure`] from the slot's [`SlotError`]): `Vacant` and `Full`
+//! mean the call was never delivered, so the order is recorded rejected ("never sent");
+//! `Closed` and `Timeout` mean it may have been sent, so it is unknown and settled by a read.
+//!
+//! An order the venue does not show is concluded never sent only when the venue itself
+//! can no longer apply it. Every order is stamped, before its intent is written, with a
+//! deadline from the venue ([`Venue::order_validity`], kept in
+//! [`OrderRequest::valid_until_ms`]): Hyperliquid signs it as the action's `expiresAfter`,
+//! Binance signs `timestamp` + `recvWindow` to end at it, and both venue modules refuse to
+//! send an order past it; paper's deadline is the send itself (it runs in this process, so a
+//! crash ends every send). Reconciliation keeps an intent, submitted or unknown entry the
+//! venue does not show as `Unknown`, asks again at every pass (and once right after the
+//! earliest such deadline), and only once `now > deadline +` [`DEADLINE_MARGIN_MS`] (the
+//! margin covers clock skew) records it rejected, "never reached the venue (its deadline
+//! passed)". One the venue had acknowledged (it has a venue order id) and no longer knows
+//! is closed as cancelled. Entries written before deadlines existed (no `valid_until_ms`)
+//! keep the rule they were written under. A busy venue that applies an order late therefore
+//! never meets a ledger that already called it rejected.
+//!
+//! No `Submitted` state is written before the send: with the deadline it would change no
+//! decision. An intent and a submitted order are settled the same way (looked up until the
+//! deadline, never sent again), and the extra durable write would cost one fsync per order.
+//!
+//! A fill whose order the ledger holds as finished but wrong (rejected, or with less
+//! filled than its fills) reopens and corrects that entry from the venue's lookup, or from
+//! the fills when the venue has none; each correction logs a WARN line and counts in
+//! `orrery_ledger_corrections_total{venue}`. When the venue gives a definite state, an
+//! entry's earlier "outcome unknown" reason is cleared.
+//!
+//! ## Orders placed outside this engine
+//!
+//! An open venue order with no client id known to the ledger (placed in the venue's own
+//! UI: a Hyperliquid order without cloid, a Binance `web_...` id) is adopted once, keyed by
+//! the venue's order id in the ledger's `adopted` index, with origin [`ADOPTED_ORIGIN`];
+//! later passes and restarts find the index entry and add nothing. While it is open it is
+//! matched by that order id; once the venue no longer lists it, its fills say whether it
+//! filled, else it is recorded cancelled.
 //!
 //! ## Durability of the venue's answer
 //!
@@ -36,15 +85,26 @@
 //!   told (or a later state the order moved to since, such as a resting order filling). An
 //!   average price the lookup lacks comes from the order's fills.
 //! - An order the venue refused is unknown to it or known as rejected: either way
-//!   reconciliation closes the intent as rejected, which is what the caller was told.
+//!   reconciliation closes the intent as rejected once its deadline has passed, which is
+//!   what the caller was told.
 //! - So every acknowledged order is in the ledger as acknowledged once the gateway is ready
-//!   again; the crash tests (`tests/crash_recovery.rs`, `tests/hyperliquid.rs`) kill the
-//!   engine mid-flow and check exactly that.
+//!   again; the crash tests (`tests/crash_recovery.rs`, `tests/hyperliquid.rs`, the latter
+//!   also against a venue that applies orders 0.5–3 s late) kill the engine mid-flow and
+//!   check exactly that.
+//!
+//! ## Log lines
+//!
+//! Every order transition and every fill is logged at `info` by the ledger's write paths
+//! (see [`super::ledger`]). Each venue's reconciliation logs one `info` line
+//! (`reconciliation`: checked, updated, never_sent, adopted, corrected, new_fills,
+//! awaiting_deadline) at its first pass, which tells what a restart restored, and after
+//! that only for passes that changed something.
 //!
 //! Everything else the gateway writes (intents, refusals, unknown outcomes, cancels,
 //! reconciliation) is durable before it returns.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,7 +130,7 @@ use super::venue::{size_for_usd, Venue, VenueError, VenueResult};
 use crate::clock::SharedClock;
 use crate::resilience::{Priority, TokioClock};
 use crate::store::{trees, Store, Tree};
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SlotError};
 use crate::telemetry::names;
 use crate::validate::{join, Issues};
 
@@ -230,10 +290,19 @@ pub enum GatewayError {
         client_id: ClientOrderId,
         reason: String,
     },
+    /// Refused before anything was written or sent: the order cannot be right.
+    #[error("order refused, nothing was recorded or sent: {0}")]
+    InvalidOrder(OrderProblem),
     #[error(transparent)]
     Venue(#[from] VenueError),
     #[error("connector for venue `{venue}` is down: {reason}")]
-    ConnectorDown { venue: String, reason: String },
+    ConnectorDown {
+        venue: String,
+        /// Whether the call may have reached the connector: decides, for an order,
+        /// between "never sent" and "outcome unknown".
+        delivery: DeliveryFailure,
+        reason: String,
+    },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("order {0} is not in the ledger")]
@@ -259,6 +328,7 @@ impl GatewayError {
             GatewayError::NotReady { .. } => "not_ready",
             GatewayError::Refused { .. } => "refused",
             GatewayError::Invalid { .. } => "invalid",
+            GatewayError::InvalidOrder(_) => "invalid_order",
             GatewayError::Venue(e) => e.label(),
             GatewayError::ConnectorDown { .. } => "connector_down",
             GatewayError::Ledger(_) => "ledger",
@@ -270,6 +340,105 @@ impl GatewayError {
 }
 
 pub type GatewayResult<T> = Result<T, GatewayError>;
+
+/// Why the connector did not answer a call, as its [`SlotError`] says. The type, not an
+/// error text, decides whether an order may have left the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryFailure {
+    /// No live connector: the call was never delivered, so nothing was sent.
+    Vacant,
+    /// The connector's mailbox was full: not delivered, nothing was sent.
+    Full,
+    /// The connector stopped with the call in its mailbox or in flight: it may have sent it.
+    Closed,
+    /// The connector did not answer in time: it may have sent it.
+    Timeout,
+}
+
+impl DeliveryFailure {
+    pub fn of(err: &SlotError) -> Self {
+        match err {
+            SlotError::Vacant { .. } => DeliveryFailure::Vacant,
+            SlotError::Full { .. } => DeliveryFailure::Full,
+            SlotError::Closed { .. } => DeliveryFailure::Closed,
+            SlotError::Timeout { .. } => DeliveryFailure::Timeout,
+        }
+    }
+
+    /// Whether the call may have reached the venue (settled by a read, never re-sent).
+    pub fn may_have_been_sent(self) -> bool {
+        matches!(self, DeliveryFailure::Closed | DeliveryFailure::Timeout)
+    }
+}
+
+/// What is wrong with an order that is refused before the ledger: one variant per cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderProblem {
+    #[error(
+        "the amount {amount} {unit} is negative; give a positive amount (--side says buy or sell)"
+    )]
+    NegativeAmount { amount: Decimal, unit: String },
+    #[error("the amount is zero; give a positive amount")]
+    ZeroAmount,
+    #[error("the limit price {price} is not positive; give a price above 0")]
+    BadLimitPrice { price: Decimal },
+    #[error("{asked} is below the lot size {lot} {symbol} of venue `{venue}`; the smallest order is {lot} {symbol}")]
+    BelowLot {
+        venue: String,
+        symbol: String,
+        asked: String,
+        lot: Decimal,
+    },
+    #[error("the order's value {notional} USD is below the minimum {min_notional} USD of {symbol} on venue `{venue}` (lot {lot} {symbol}); raise the amount")]
+    BelowMinNotional {
+        venue: String,
+        symbol: String,
+        notional: Decimal,
+        min_notional: Decimal,
+        lot: Decimal,
+    },
+    #[error("reduce-only: there is no {symbol} position on venue `{venue}` that this {side} would reduce")]
+    NothingToReduce {
+        venue: String,
+        symbol: String,
+        side: Side,
+    },
+}
+
+impl OrderProblem {
+    /// Checks that need neither the ledger nor the venue: the amount and the limit price.
+    pub fn of_intent(intent: &OrderIntent) -> Option<OrderProblem> {
+        let (amount, unit) = match intent.amount {
+            Amount::Usd(a) => (a, "USD".to_string()),
+            Amount::Base(a) => (a, intent.symbol.clone()),
+        };
+        if amount < Decimal::ZERO {
+            return Some(OrderProblem::NegativeAmount {
+                amount: amount.normalize(),
+                unit,
+            });
+        }
+        if amount.is_zero() {
+            return Some(OrderProblem::ZeroAmount);
+        }
+        match intent.pricing {
+            Pricing::Limit { price, .. } if price <= Decimal::ZERO => {
+                Some(OrderProblem::BadLimitPrice {
+                    price: price.normalize(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Margin past an order's deadline before an order the venue does not show is concluded
+/// never sent: covers the skew between our clock and the venue's.
+pub const DEADLINE_MARGIN_MS: i64 = 2_000;
+
+/// Origin of ledger entries adopted from venue orders placed outside this engine.
+pub const ADOPTED_ORIGIN: &str = "external";
 
 const MODE_KEY: &str = "mode";
 /// Bound on chunks of one close, so a bad lot size can never loop for ever.
@@ -303,6 +472,11 @@ struct VenueLink {
     /// be asked about; reconciliation reads their leverage back.
     unsettled_leverage: parking_lot::Mutex<BTreeSet<String>>,
     ready_tx: watch::Sender<Readiness>,
+    /// The venue's [`Venue::order_validity`], read once through the connector at the
+    /// first reconciliation (before any order is accepted).
+    validity: RwLock<Option<Duration>>,
+    /// Set after the first reconciliation pass, which always logs its summary.
+    reconciled_once: AtomicBool,
 }
 
 impl GatewayCore {
@@ -353,6 +527,8 @@ impl GatewayCore {
                         leverage: RwLock::new(BTreeMap::new()),
                         unsettled_leverage: parking_lot::Mutex::new(BTreeSet::new()),
                         ready_tx,
+                        validity: RwLock::new(None),
+                        reconciled_once: AtomicBool::new(false),
                     },
                 )
             })
@@ -407,6 +583,7 @@ impl GatewayCore {
             })),
             Ok(Err(e)) => Err(GatewayError::ConnectorDown {
                 venue: venue.to_string(),
+                delivery: DeliveryFailure::of(&e),
                 reason: e.to_string(),
             }),
             Ok(Ok(r)) => r.map_err(GatewayError::Venue),
@@ -669,6 +846,10 @@ impl GatewayCore {
         emergency_close: bool,
     ) -> GatewayResult<OrderReport> {
         let link = self.link(&intent.venue)?;
+        if let Some(problem) = OrderProblem::of_intent(&intent) {
+            tracing::info!(venue = %intent.venue, symbol = %intent.symbol, side = %intent.side, origin = %intent.origin, problem = %problem, "order refused before the ledger");
+            return Err(GatewayError::InvalidOrder(problem));
+        }
         self.ready(&intent.venue).await?;
         let _serial = link.order_lock.lock().await;
         let started = Instant::now();
@@ -714,6 +895,50 @@ impl GatewayCore {
                 tif,
             },
         };
+        // An order that cannot be right is refused before the ledger: nothing is
+        // written, nothing is sent.
+        let problem = if size <= Decimal::ZERO && intent.reduce_only && position_size.is_zero() {
+            Some(OrderProblem::NothingToReduce {
+                venue: venue.clone(),
+                symbol: intent.symbol.clone(),
+                side: intent.side,
+            })
+        } else if size <= Decimal::ZERO {
+            let asked = match intent.amount {
+                Amount::Base(b) => format!("{} {}", b.normalize(), intent.symbol),
+                Amount::Usd(usd) => format!(
+                    "{} USD at {} ({} {})",
+                    usd.normalize(),
+                    reference.normalize(),
+                    (usd / reference).round_dp(8).normalize(),
+                    intent.symbol
+                ),
+            };
+            Some(OrderProblem::BelowLot {
+                venue: venue.clone(),
+                symbol: intent.symbol.clone(),
+                asked,
+                lot: instrument.lot_size.normalize(),
+            })
+        } else if size * reference < instrument.min_notional && !intent.reduce_only {
+            Some(OrderProblem::BelowMinNotional {
+                venue: venue.clone(),
+                symbol: intent.symbol.clone(),
+                notional: (size * reference).round_dp(2).normalize(),
+                min_notional: instrument.min_notional.normalize(),
+                lot: instrument.lot_size.normalize(),
+            })
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            tracing::info!(venue = %venue, symbol = %intent.symbol, side = %intent.side, origin = %intent.origin, problem = %problem, "order refused before the ledger");
+            return Err(GatewayError::InvalidOrder(problem));
+        }
+        // The venue's deadline is stamped before the intent is written: after it, an
+        // order the venue does not show is known never to have been applied.
+        let now = self.clock.now_ms();
+        let validity = self.order_validity(&venue).await?;
         let request = OrderRequest {
             client_id: client_id.clone(),
             symbol: intent.symbol.clone(),
@@ -721,32 +946,9 @@ impl GatewayCore {
             size,
             order_type,
             reduce_only: intent.reduce_only,
+            valid_until_ms: Some(now + validity.as_millis() as i64),
         };
-        let mut entry =
-            LedgerEntry::new_intent(&venue, request.clone(), &intent.origin, self.clock.now_ms());
-
-        // Checks that need no venue round trip; a refusal is recorded, never sent.
-        let invalid = if size <= Decimal::ZERO {
-            Some(format!(
-                "size rounds to zero at lot {} (amount {:?})",
-                instrument.lot_size, intent.amount
-            ))
-        } else if size * reference < instrument.min_notional && !intent.reduce_only {
-            Some(format!(
-                "notional {} USD is below the venue minimum {} USD",
-                (size * reference).round_dp(2),
-                instrument.min_notional
-            ))
-        } else {
-            None
-        };
-        if let Some(reason) = invalid {
-            entry.status = OrderStatus::Rejected;
-            entry.reason = Some(reason.clone());
-            self.ledger.record_intent(&entry).await?;
-            self.count_order(&entry);
-            return Err(GatewayError::Invalid { client_id, reason });
-        }
+        let mut entry = LedgerEntry::new_intent(&venue, request.clone(), &intent.origin, now);
         let mode = self.mode();
         let view = GateView {
             mode: mode.mode,
@@ -810,6 +1012,20 @@ impl GatewayCore {
                 })?;
                 self.count_order(&entry);
                 return Err(GatewayError::Venue(err));
+            }
+            Err(err @ GatewayError::ConnectorDown { .. }) => {
+                // Never delivered to the connector (outcome_unknown said so by its type):
+                // nothing left the process. Final, and durable before the caller hears.
+                let reason = format!("never sent: {err}");
+                let entry = self
+                    .ledger
+                    .update(&client_id, |e| {
+                        e.status = OrderStatus::Rejected;
+                        e.reason = Some(reason);
+                    })
+                    .await?;
+                self.count_order(&entry);
+                return Err(err);
             }
             Err(other) => return Err(other),
         };
@@ -1145,8 +1361,22 @@ impl GatewayCore {
         match &outcome {
             Ok(report) => {
                 link.ready_tx.send_replace(Readiness::Ready);
-                if report.drift() > 0 {
-                    tracing::warn!(venue, ?report, "reconciliation found drift");
+                let first = !link.reconciled_once.swap(true, Ordering::AcqRel);
+                // One line at the first pass (what the restart restored), then only
+                // when a pass changed something.
+                if first || report.changed() {
+                    tracing::info!(
+                        venue = %venue,
+                        first_pass = first,
+                        checked = report.checked,
+                        updated = report.updated,
+                        never_sent = report.never_sent,
+                        adopted = report.adopted,
+                        corrected = report.corrected,
+                        new_fills = report.new_fills,
+                        awaiting_deadline = report.awaiting_deadline,
+                        "reconciliation"
+                    );
                 }
             }
             Err(e) => {
@@ -1157,11 +1387,49 @@ impl GatewayCore {
         outcome
     }
 
+    /// The venue's order validity ([`Venue::order_validity`]), read once through its
+    /// connector and kept.
+    async fn order_validity(&self, venue: &str) -> GatewayResult<Duration> {
+        let link = self.link(venue)?;
+        if let Some(v) = *link.validity.read() {
+            return Ok(v);
+        }
+        let v = self
+            .call(venue, "order_validity", |v| {
+                async move { Ok(v.order_validity()) }.boxed()
+            })
+            .await?;
+        *link.validity.write() = Some(v);
+        Ok(v)
+    }
+
+    /// How long until the earliest deadline (plus margin) of an order whose outcome waits
+    /// for it: reconciliation runs again then, so such an order is settled soon after the
+    /// venue can no longer apply it rather than at the next periodic pass.
+    pub fn next_deadline_in(&self) -> Option<Duration> {
+        let now = self.clock.now_ms();
+        self.ledger
+            .open_entries()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.status,
+                    OrderStatus::Intent | OrderStatus::Submitted | OrderStatus::Unknown
+                )
+            })
+            .filter_map(|e| e.request.valid_until_ms)
+            .map(|d| d + DEADLINE_MARGIN_MS + 1)
+            .filter(|&at| at > now)
+            .min()
+            .map(|at| Duration::from_millis((at - now) as u64))
+    }
+
     async fn reconcile_inner(&self, venue: &str) -> GatewayResult<ReconcileReport> {
         // Serialised with order flows on this venue: an intent written by a flow that is
         // still waiting for the venue's answer must not be judged "never sent".
         let _serial = self.link(venue)?.order_lock.lock().await;
         let mut report = ReconcileReport::default();
+        self.order_validity(venue).await?;
         let venue_open = self.open_orders(venue).await?;
         // Fills first: an order's new state below is written once, with the average price
         // its fills give when the venue's order lookup has none (Hyperliquid's has none),
@@ -1172,14 +1440,22 @@ impl GatewayCore {
                 async move { v.fills_since(since).await }.boxed()
             })
             .await?;
+        let mut new_fills = Vec::new();
         for fill in &fills {
             if self.ledger.record_fill(venue, fill).await? {
                 report.new_fills += 1;
+                new_fills.push(fill.clone());
             }
         }
+        self.correct_finished(venue, &new_fills, &mut report)
+            .await?;
         let mut fills_by_order = None;
         let now = self.clock.now_ms();
         let grace_ms = (self.config.request_timeout.as_millis() as i64) * 2;
+        let open_by_oid: HashMap<&str, &VenueOrder> = venue_open
+            .iter()
+            .map(|o| (o.venue_order_id.as_str(), o))
+            .collect();
         for entry in self
             .ledger
             .open_entries()
@@ -1187,16 +1463,29 @@ impl GatewayCore {
             .filter(|e| e.venue == venue)
         {
             report.checked += 1;
-            let (s, id) = (entry.request.symbol.clone(), entry.client_id.clone());
-            let found = self
-                .call(venue, "query_order", move |v| {
-                    async move { v.query_order(&s, &id).await }.boxed()
-                })
-                .await?;
+            let adopted = entry.origin == ADOPTED_ORIGIN;
+            // An adopted order may carry no client id the venue knows: it is found by the
+            // venue's order id among the open orders.
+            let open_match = entry
+                .venue_order_id
+                .as_deref()
+                .and_then(|oid| open_by_oid.get(oid))
+                .filter(|_| adopted)
+                .map(|o| (*o).clone());
+            let found = match open_match {
+                Some(order) => Some(order),
+                None => {
+                    let (s, id) = (entry.request.symbol.clone(), entry.client_id.clone());
+                    self.call(venue, "query_order", move |v| {
+                        async move { v.query_order(&s, &id).await }.boxed()
+                    })
+                    .await?
+                }
+            };
             match found {
                 Some(order) => {
                     let mut next = entry.clone();
-                    if !next.apply_venue_order(&order, now) {
+                    if !next.apply_venue_order(&order, now) && next.reason == entry.reason {
                         continue;
                     }
                     if next.avg_fill_price.is_none() && !next.filled_size.is_zero() {
@@ -1219,60 +1508,245 @@ impl GatewayCore {
                     self.drift(venue, "status");
                     self.count_order(&updated);
                 }
-                None if now - entry.updated_ms >= grace_ms
-                    || entry.status == OrderStatus::Intent =>
-                {
-                    // The venue never saw it: the process stopped between the intent write
-                    // and the send, or the send never arrived. Final, and never re-sent.
+                None if adopted => {
+                    // An order placed outside this engine that the venue no longer lists
+                    // and cannot be asked about by client id: its fills say what it did.
+                    let oid = entry.venue_order_id.clone().unwrap_or_default();
+                    let fills = self.ledger.fills_of(venue, &oid)?;
+                    let filled: Decimal = fills.iter().map(|f| f.size).sum();
                     let updated = self
                         .ledger
                         .update(&entry.client_id, |e| {
-                            e.status = OrderStatus::Rejected;
-                            e.reason = Some("venue has no record of this order; it was never accepted (not re-sent)".into());
+                            e.filled_size = filled.max(e.filled_size);
+                            e.status = if e.filled_size >= e.request.size {
+                                OrderStatus::Filled
+                            } else {
+                                OrderStatus::Cancelled
+                            };
+                            e.avg_fill_price = None;
+                            e.price_from_fills(&fills);
+                            e.reason = (e.status == OrderStatus::Cancelled).then(|| {
+                                "no longer open at the venue (closed outside this engine)".into()
+                            });
                         })
                         .await?;
-                    report.never_sent += 1;
-                    self.drift(venue, "never_sent");
+                    report.updated += 1;
+                    self.drift(venue, "status");
                     self.count_order(&updated);
                 }
-                None => {}
+                None => match entry.request.valid_until_ms {
+                    Some(deadline) if now > deadline + DEADLINE_MARGIN_MS => {
+                        // Past its deadline the venue refuses the order, so one it does
+                        // not show now can never be applied: final, and never re-sent.
+                        // One the venue once acknowledged (it has a venue order id) is
+                        // no longer working there: closed as cancelled (a later fill would
+                        // correct it); one it never acknowledged never reached it.
+                        let acknowledged = entry.venue_order_id.is_some();
+                        let updated = self
+                            .ledger
+                            .update(&entry.client_id, |e| {
+                                if acknowledged {
+                                    e.status = OrderStatus::Cancelled;
+                                    e.reason = Some(
+                                        "the venue no longer has a record of this order; it is not working there".into(),
+                                    );
+                                } else {
+                                    e.status = OrderStatus::Rejected;
+                                    e.reason = Some(
+                                        "never reached the venue (its deadline passed); not re-sent"
+                                            .into(),
+                                    );
+                                }
+                            })
+                            .await?;
+                        if acknowledged {
+                            report.updated += 1;
+                            self.drift(venue, "status");
+                        } else {
+                            report.never_sent += 1;
+                            self.drift(venue, "never_sent");
+                        }
+                        self.count_order(&updated);
+                    }
+                    Some(deadline) => {
+                        // The venue may still apply it (a busy venue shows an order late):
+                        // unknown, and asked again each pass until the deadline passes.
+                        report.awaiting_deadline += 1;
+                        if entry.status != OrderStatus::Unknown {
+                            let reason = format!(
+                                "the venue does not show it yet; it may still apply it until its deadline ({deadline} ms)"
+                            );
+                            let updated = self
+                                .ledger
+                                .update(&entry.client_id, |e| {
+                                    e.status = OrderStatus::Unknown;
+                                    e.reason = Some(reason);
+                                })
+                                .await?;
+                            self.count_order(&updated);
+                        }
+                    }
+                    // Entries written before deadlines existed keep the rule they were
+                    // written under.
+                    None if now - entry.updated_ms >= grace_ms
+                        || entry.status == OrderStatus::Intent =>
+                    {
+                        let updated = self
+                            .ledger
+                            .update(&entry.client_id, |e| {
+                                e.status = OrderStatus::Rejected;
+                                e.reason = Some("venue has no record of this order; it was never accepted (not re-sent)".into());
+                            })
+                            .await?;
+                        report.never_sent += 1;
+                        self.drift(venue, "never_sent");
+                        self.count_order(&updated);
+                    }
+                    None => {}
+                },
             }
         }
         for order in venue_open {
-            let known = match &order.client_id {
-                Some(id) => self.ledger.get(id)?.is_some(),
-                None => false,
-            };
-            if !known {
-                report.adopted += 1;
-                self.drift(venue, "unknown_at_venue");
-                let request = OrderRequest {
-                    client_id: order
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(ClientOrderId::generate),
-                    symbol: order.symbol.clone(),
-                    side: order.side,
-                    size: order.size,
-                    order_type: match order.limit_price {
-                        Some(price) => OrderType::Limit {
-                            price,
-                            tif: TimeInForce::Gtc,
-                        },
-                        None => OrderType::Market {
-                            max_slippage: Decimal::ZERO,
-                        },
-                    },
-                    reduce_only: order.reduce_only,
-                };
-                let mut entry = LedgerEntry::new_intent(venue, request, "external", now);
-                entry.apply_venue_order(&order, now);
-                self.ledger.record_intent(&entry).await?;
+            if let Some(id) = &order.client_id {
+                if self.ledger.get(id)?.is_some() {
+                    continue;
+                }
             }
+            // Adopted once, keyed by the venue's order id: a second pass (or a restart)
+            // finds the index entry and adds nothing.
+            let indexed = self.ledger.adopted(venue, &order.venue_order_id)?;
+            if let Some(id) = &indexed {
+                if self.ledger.get(id)?.is_some() {
+                    continue;
+                }
+            }
+            report.adopted += 1;
+            self.drift(venue, "unknown_at_venue");
+            let request = OrderRequest {
+                client_id: indexed
+                    .or_else(|| order.client_id.clone())
+                    .unwrap_or_else(ClientOrderId::generate),
+                symbol: order.symbol.clone(),
+                side: order.side,
+                size: order.size,
+                order_type: match order.limit_price {
+                    Some(price) => OrderType::Limit {
+                        price,
+                        tif: TimeInForce::Gtc,
+                    },
+                    None => OrderType::Market {
+                        max_slippage: Decimal::ZERO,
+                    },
+                },
+                reduce_only: order.reduce_only,
+                valid_until_ms: None,
+            };
+            let mut entry = LedgerEntry::new_intent(venue, request, ADOPTED_ORIGIN, now);
+            entry.apply_venue_order(&order, now);
+            self.ledger.record_adoption(&entry).await?;
         }
         self.settle_unsettled_leverage(venue).await?;
         self.account(venue).await?;
         Ok(report)
+    }
+
+    /// A new fill for an entry the ledger holds as finished (rejected, or with less filled
+    /// than its fills) means the entry is wrong: it is reopened and corrected from the
+    /// venue's answer by client id, or from its fills when the venue has none.
+    async fn correct_finished(
+        &self,
+        venue: &str,
+        new_fills: &[Fill],
+        report: &mut ReconcileReport,
+    ) -> GatewayResult<()> {
+        let mut by_oid: Option<HashMap<String, ClientOrderId>> = None;
+        let mut seen = BTreeSet::new();
+        for fill in new_fills {
+            let id = match &fill.client_id {
+                Some(id) => Some(id.clone()),
+                None => match self.ledger.adopted(venue, &fill.venue_order_id)? {
+                    Some(id) => Some(id),
+                    None => {
+                        // Venues whose fills carry no client id (Binance): by the venue's
+                        // order id, from one scan of the ledger per pass that needs it.
+                        let map = match &mut by_oid {
+                            Some(map) => map,
+                            None => by_oid.insert(
+                                self.ledger
+                                    .all()?
+                                    .into_iter()
+                                    .filter(|e| e.venue == venue)
+                                    .filter_map(|e| Some((e.venue_order_id?, e.client_id)))
+                                    .collect(),
+                            ),
+                        };
+                        map.get(&fill.venue_order_id).cloned()
+                    }
+                },
+            };
+            let Some(id) = id else { continue };
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let Some(entry) = self.ledger.get(&id)? else {
+                continue;
+            };
+            if !entry.status.is_terminal() {
+                // Open entries are settled by the lookup that follows.
+                continue;
+            }
+            let fills = self.ledger.fills_of(venue, &fill.venue_order_id)?;
+            let filled: Decimal = fills.iter().map(|f| f.size).sum();
+            if entry.status != OrderStatus::Rejected && filled <= entry.filled_size {
+                continue;
+            }
+            let (s, q) = (entry.request.symbol.clone(), id.clone());
+            let found = self
+                .call(venue, "query_order", move |v| {
+                    async move { v.query_order(&s, &q).await }.boxed()
+                })
+                .await?;
+            let now = self.clock.now_ms();
+            let oid = fill.venue_order_id.clone();
+            let updated = self
+                .ledger
+                .update(&id, |e| {
+                    match &found {
+                        Some(order) => {
+                            e.apply_venue_order(order, now);
+                        }
+                        None => {
+                            e.venue_order_id = Some(oid);
+                            e.filled_size = filled;
+                            e.status = if filled >= e.request.size {
+                                OrderStatus::Filled
+                            } else {
+                                // Open again: the next pass asks the venue.
+                                OrderStatus::PartiallyFilled
+                            };
+                            e.reason = None;
+                        }
+                    }
+                    if e.avg_fill_price.is_none() {
+                        e.price_from_fills(&fills);
+                    }
+                })
+                .await?;
+            report.corrected += 1;
+            self.drift(venue, "corrected");
+            self.count_order(&updated);
+            metrics::counter!(names::LEDGER_CORRECTIONS, "venue" => venue.to_string()).increment(1);
+            tracing::warn!(
+                venue,
+                client_id = %id,
+                was = %entry.status,
+                was_filled = %entry.filled_size.normalize(),
+                now = %updated.status,
+                filled = %updated.filled_size.normalize(),
+                "a fill showed a finished ledger entry was wrong; corrected from the venue"
+            );
+        }
+        Ok(())
     }
 
     fn drift(&self, venue: &str, kind: &'static str) {
@@ -1292,29 +1766,46 @@ impl GatewayCore {
     }
 }
 
-/// Whether a failed send may still have reached the venue.
+/// Whether a failed send may still have reached the venue. Decided on types only: a
+/// connector that was never reached (`Vacant`, `Full`) sent nothing; one that stopped or
+/// did not answer (`Closed`, `Timeout`) may have.
 fn outcome_unknown(err: &GatewayError) -> bool {
     match err {
         GatewayError::Venue(VenueError::OutcomeUnknown { .. } | VenueError::Timeout { .. }) => true,
-        // Closed after the connector took the message: it may have sent it.
-        GatewayError::ConnectorDown { reason, .. } => !reason.contains("not running"),
+        GatewayError::ConnectorDown { delivery, .. } => delivery.may_have_been_sent(),
         _ => false,
     }
 }
 
 /// What one reconciliation found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReconcileReport {
+    /// Open entries looked up at the venue.
     pub checked: usize,
+    /// Entries whose state the venue's answer changed.
     pub updated: usize,
+    /// Entries concluded never sent (the venue does not show them and can no longer
+    /// apply them).
     pub never_sent: usize,
+    /// Venue orders placed outside this engine, adopted now.
     pub adopted: usize,
+    /// Finished entries a fill showed wrong, corrected.
+    pub corrected: usize,
     pub new_fills: usize,
+    /// Entries the venue does not show yet whose deadline has not passed: unknown, asked
+    /// again at the next pass.
+    pub awaiting_deadline: usize,
 }
 
 impl ReconcileReport {
     pub fn drift(&self) -> usize {
-        self.updated + self.never_sent + self.adopted
+        self.updated + self.never_sent + self.adopted + self.corrected
+    }
+
+    /// Whether this pass changed the ledger.
+    pub fn changed(&self) -> bool {
+        self.drift() > 0 || self.new_fills > 0
     }
 }
 
@@ -1333,24 +1824,29 @@ impl Actor for OrderGateway {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.reconcile_soon(ctx);
+        let interval = self.core.config.reconcile_interval;
+        ctx.run_interval(interval, |this, ctx| this.reconcile_soon(ctx));
+    }
+}
+
+impl OrderGateway {
+    /// Reconciles every venue now; if an order's outcome waits for its deadline, again
+    /// right after that deadline (see [`GatewayCore::next_deadline_in`]).
+    fn reconcile_soon(&self, ctx: &mut Context<Self>) {
         let core = self.core.clone();
         ctx.spawn(
             async move {
                 let _ = core.reconcile_all().await;
+                core.next_deadline_in()
             }
-            .into_actor(self),
-        );
-        let interval = self.core.config.reconcile_interval;
-        ctx.run_interval(interval, |this, ctx| {
-            let core = this.core.clone();
-            ctx.spawn(
-                async move {
-                    let _ = core.reconcile_all().await;
+            .into_actor(self)
+            .map(|next, _, ctx| {
+                if let Some(wait) = next {
+                    ctx.run_later(wait, |this, ctx| this.reconcile_soon(ctx));
                 }
-                .into_actor(this)
-                .map(|_, _, _| ()),
-            );
-        });
+            }),
+        );
     }
 }
 

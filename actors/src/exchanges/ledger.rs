@@ -10,6 +10,16 @@
 //! reads it back by client id after a crash (the argument is in the gateway's docs).
 //!
 //! Keys are client order ids, which are time-ordered, so key order is creation order.
+//!
+//! Also owns the `adopted` tree: venue orders placed outside this engine (no client id of
+//! ours), keyed by venue and the venue's order id, each pointing at the ledger entry made
+//! for it, so reconciliation adopts such an order once and a restart does not adopt it
+//! again.
+//!
+//! Logging: every write that changes an order's status (or its filled size or reason) logs
+//! one `info` line with the client id, venue, symbol, side, size, price, status and reason;
+//! every new fill logs one `info` line. They are logged here, on the write paths, so no
+//! caller can change an order silently.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -79,6 +89,10 @@ impl LedgerEntry {
         self.venue_order_id = Some(order.venue_order_id.clone());
         if order.reject_reason.is_some() {
             self.reason = order.reject_reason.clone();
+        } else if order.status != OrderStatus::Rejected {
+            // The venue gave a definite state: an earlier "outcome unknown" or "waiting for
+            // its deadline" text no longer describes this order.
+            self.reason = None;
         }
         let changed = before
             != (
@@ -146,10 +160,52 @@ pub struct FillRecord {
 }
 impl Record for FillRecord {}
 
+/// The ledger entry made for a venue order placed outside this engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptedOrder {
+    pub client_id: ClientOrderId,
+    pub adopted_ms: Millis,
+}
+impl Record for AdoptedOrder {}
+
+fn adopted_key(venue: &str, venue_order_id: &str) -> String {
+    format!("{venue}/{venue_order_id}")
+}
+
+/// One `info` line for an order whose status, filled size or reason changed.
+fn log_transition(before: Option<&LedgerEntry>, after: &LedgerEntry) {
+    let changed = before.is_none_or(|b| {
+        (b.status, b.filled_size, &b.reason) != (after.status, after.filled_size, &after.reason)
+    });
+    if !changed {
+        return;
+    }
+    let price = after
+        .avg_fill_price
+        .or(after.request.order_type.limit_price())
+        .map(|p| p.normalize().to_string());
+    tracing::info!(
+        client_id = %after.client_id,
+        venue = %after.venue,
+        symbol = %after.request.symbol,
+        side = %after.request.side,
+        size = %after.request.size.normalize(),
+        filled = %after.filled_size.normalize(),
+        price = %price.as_deref().unwrap_or("market"),
+        from = %before.map(|b| b.status.as_str()).unwrap_or("new"),
+        status = %after.status,
+        reason = %after.reason.as_deref().unwrap_or("-"),
+        origin = %after.origin,
+        "order {}",
+        after.status
+    );
+}
+
 /// The ledger. Cheap to share behind an `Arc`.
 pub struct OrderLedger {
     orders: Tree<LedgerEntry>,
     fills: Tree<FillRecord>,
+    adopted: Tree<AdoptedOrder>,
     /// Orders not yet final, by client id; rebuilt from disk at open.
     open: RwLock<BTreeMap<ClientOrderId, LedgerEntry>>,
     clock: SharedClock,
@@ -170,6 +226,7 @@ impl OrderLedger {
     pub fn open(store: &Store, clock: SharedClock) -> Result<Self, LedgerError> {
         let orders = store.tree::<LedgerEntry>(trees::ORDERS)?;
         let fills = store.tree::<FillRecord>(trees::FILLS)?;
+        let adopted = store.tree::<AdoptedOrder>(trees::ADOPTED)?;
         let mut open = BTreeMap::new();
         for item in orders.iter() {
             let (_, entry) = item?;
@@ -180,6 +237,7 @@ impl OrderLedger {
         Ok(Self {
             orders,
             fills,
+            adopted,
             open: RwLock::new(open),
             clock,
         })
@@ -196,6 +254,7 @@ impl OrderLedger {
             return Err(LedgerError::Duplicate(entry.client_id.clone()));
         }
         self.orders.put_durable(key, entry).await?;
+        log_transition(None, entry);
         if !entry.status.is_terminal() {
             self.open
                 .write()
@@ -210,8 +269,9 @@ impl OrderLedger {
         client_id: &ClientOrderId,
         change: impl FnOnce(&mut LedgerEntry),
     ) -> Result<LedgerEntry, LedgerError> {
-        let entry = self.changed(client_id, change)?;
+        let (before, entry) = self.changed(client_id, change)?;
         self.orders.put_durable(client_id.as_str(), &entry).await?;
+        log_transition(Some(&before), &entry);
         Ok(self.index(entry))
     }
 
@@ -226,8 +286,9 @@ impl OrderLedger {
         client_id: &ClientOrderId,
         change: impl FnOnce(&mut LedgerEntry),
     ) -> Result<LedgerEntry, LedgerError> {
-        let entry = self.changed(client_id, change)?;
+        let (before, entry) = self.changed(client_id, change)?;
         self.orders.put(client_id.as_str(), &entry)?;
+        log_transition(Some(&before), &entry);
         Ok(self.index(entry))
     }
 
@@ -235,13 +296,14 @@ impl OrderLedger {
         &self,
         client_id: &ClientOrderId,
         change: impl FnOnce(&mut LedgerEntry),
-    ) -> Result<LedgerEntry, LedgerError> {
-        let mut entry = self
+    ) -> Result<(LedgerEntry, LedgerEntry), LedgerError> {
+        let before = self
             .get(client_id)?
             .ok_or_else(|| LedgerError::NotFound(client_id.clone()))?;
+        let mut entry = before.clone();
         change(&mut entry);
         entry.updated_ms = self.now();
-        Ok(entry)
+        Ok((before, entry))
     }
 
     /// Keeps the open-order index in step with a written entry.
@@ -299,6 +361,17 @@ impl OrderLedger {
             fill: fill.clone(),
         };
         self.fills.put_durable(&key, &record).await?;
+        tracing::info!(
+            venue = %venue,
+            symbol = %fill.symbol,
+            side = %fill.side,
+            size = %fill.size.normalize(),
+            price = %fill.price.normalize(),
+            fee = %fill.fee.normalize(),
+            client_id = %fill.client_id.as_ref().map(|c| c.as_str()).unwrap_or("-"),
+            venue_order_id = %fill.venue_order_id,
+            "fill"
+        );
         Ok(true)
     }
 
@@ -310,6 +383,48 @@ impl OrderLedger {
             out.push(record.fill);
         }
         out.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.fill_id.cmp(&b.fill_id)));
+        Ok(out)
+    }
+
+    /// The ledger entry made for a venue order adopted earlier, if any.
+    pub fn adopted(
+        &self,
+        venue: &str,
+        venue_order_id: &str,
+    ) -> Result<Option<ClientOrderId>, LedgerError> {
+        Ok(self
+            .adopted
+            .get(&adopted_key(venue, venue_order_id))?
+            .map(|a| a.client_id))
+    }
+
+    /// Adopts a venue order placed outside this engine: the index entry first (durable),
+    /// then the ledger entry, so a crash between the two leaves an index entry that the
+    /// next pass completes with the same client id, never a second entry.
+    pub async fn record_adoption(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let oid = entry.venue_order_id.as_deref().unwrap_or_default();
+        let record = AdoptedOrder {
+            client_id: entry.client_id.clone(),
+            adopted_ms: entry.created_ms,
+        };
+        self.adopted
+            .put_durable(&adopted_key(&entry.venue, oid), &record)
+            .await?;
+        if self.get(&entry.client_id)?.is_none() {
+            self.record_intent(entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Recorded fills of one venue order.
+    pub fn fills_of(&self, venue: &str, venue_order_id: &str) -> Result<Vec<Fill>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self.fills.scan_prefix(&format!("{venue}/")) {
+            let (_, r) = item?;
+            if r.fill.venue_order_id == venue_order_id {
+                out.push(r.fill);
+            }
+        }
         Ok(out)
     }
 
@@ -353,6 +468,7 @@ mod tests {
                 max_slippage: dec!(0.01),
             },
             reduce_only: false,
+            valid_until_ms: None,
         }
     }
 

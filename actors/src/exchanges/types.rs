@@ -156,6 +156,15 @@ pub struct OrderRequest {
     pub size: Decimal,
     pub order_type: OrderType,
     pub reduce_only: bool,
+    /// The last moment (ms since the epoch, the gateway's clock) at which the venue may
+    /// still apply this order; stamped by the gateway before the intent is written, from
+    /// the venue's [`order_validity`](super::Venue::order_validity). The venue sends it
+    /// with the order (Hyperliquid `expiresAfter`, Binance `timestamp` + `recvWindow`) and
+    /// never sends the order once it has passed, so an order the venue does not show after
+    /// it is known never to have been applied. `None` on entries written before deadlines
+    /// existed and on adopted orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<Millis>,
 }
 
 /// Life cycle of an order in the ledger and at the venue.

@@ -110,8 +110,21 @@ pub trait Venue: Send + Sync + 'static {
         lookback: usize,
     ) -> VenueResult<Vec<Candle>>;
 
+    /// How long after the gateway stamps an order the venue may still apply it: the
+    /// gateway sets [`OrderRequest::valid_until_ms`] to now plus this before it writes the
+    /// intent. A venue with a deadline of its own sends it with the order, so the venue
+    /// itself refuses the order once it has passed (Hyperliquid `expiresAfter`, Binance
+    /// `timestamp` + `recvWindow`), and never sends an order whose deadline has passed.
+    /// The default, zero, is for venues in this process (paper): an order reaches them with
+    /// the send itself, and a crash ends every send.
+    fn order_validity(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Sends one order. An error whose outcome may have reached the venue must be
-    /// `OutcomeUnknown`, so the gateway resolves it by [`Venue::query_order`].
+    /// `OutcomeUnknown`, so the gateway resolves it by [`Venue::query_order`]. An order
+    /// whose [`OrderRequest::valid_until_ms`] has passed is refused unsent
+    /// (`InvalidRequest`) by venues with a deadline of their own.
     async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder>;
     /// Cancels one order. An error that may hide an applied cancel must be
     /// `OutcomeUnknown` (or a timeout): the gateway then asks [`Venue::query_order`] and

@@ -34,6 +34,9 @@ pub mod trees {
     pub const CACHE: &str = "cache";
     pub const META: &str = "meta";
     pub const PAPER: &str = "paper";
+    /// Venue orders adopted into the ledger (placed outside this engine), keyed by
+    /// `<venue>/<venue order id>`, so each is adopted once.
+    pub const ADOPTED: &str = "adopted";
     /// Prefix of per-agent trees: `agents/<name>`.
     pub const AGENTS_PREFIX: &str = "agents/";
 }

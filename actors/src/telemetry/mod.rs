@@ -29,6 +29,7 @@ pub mod names {
     pub const VENUE_REQUEST_DURATION: &str = "orrery_exchange_request_duration_seconds";
     pub const RECONCILE_DRIFT: &str = "orrery_exchange_reconciliation_drift_total";
     pub const UNKNOWN_OUTCOMES: &str = "orrery_exchange_unknown_outcomes_total";
+    pub const LEDGER_CORRECTIONS: &str = "orrery_ledger_corrections_total";
     pub const RISK_REFUSALS: &str = "orrery_risk_refusals_total";
     pub const RISK_BREACHES: &str = "orrery_risk_breaches_total";
     pub const RISK_PNL_USD: &str = "orrery_risk_pnl_usd";
@@ -124,6 +125,7 @@ pub fn describe() {
         Unit::Seconds,
         "Venue request latency by venue and endpoint."
     );
+    describe_counter!(names::LEDGER_CORRECTIONS, "Finished ledger entries (e.g. rejected as never sent) that a later fill showed wrong and reconciliation corrected, by venue.");
     describe_counter!(names::RECONCILE_DRIFT, "Ledger entries whose state differed from the venue's at reconciliation, by venue and kind.");
     describe_counter!(
         names::UNKNOWN_OUTCOMES,

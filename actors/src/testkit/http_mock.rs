@@ -86,6 +86,20 @@ pub enum Reply {
     Reset,
     /// Wait, then answer.
     Delayed(Duration, Box<Reply>),
+    /// Wait, then compute the answer: for a server that acts on the request only later
+    /// (a venue that applies an order after a lag). The computation runs after the wait
+    /// even when the client has gone, as the server would still act.
+    Later(Duration, Deferred),
+}
+
+/// The computation of a [`Reply::Later`].
+#[derive(Clone)]
+pub struct Deferred(pub Arc<dyn Fn() -> Reply + Send + Sync>);
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred(..)")
+    }
 }
 
 impl Reply {
@@ -121,7 +135,7 @@ impl Reply {
                 let taken = std::mem::replace(inner.as_mut(), Reply::Hang);
                 **inner = taken.with_header(name, value);
             }
-            Reply::Hang | Reply::Reset => {}
+            Reply::Hang | Reply::Reset | Reply::Later(..) => {}
         }
         self
     }
@@ -344,6 +358,11 @@ async fn write_reply(socket: &mut TcpStream, reply: Reply) -> bool {
         Reply::Delayed(d, inner) => {
             tokio::time::sleep(d).await;
             Box::pin(write_reply(socket, *inner)).await
+        }
+        Reply::Later(d, compute) => {
+            tokio::time::sleep(d).await;
+            let reply = (compute.0)();
+            Box::pin(write_reply(socket, reply)).await
         }
         Reply::Hang => {
             std::future::pending::<()>().await;

@@ -4,4 +4,4 @@
 
 mod http_mock;
 
-pub use http_mock::{refused_addr, MockServer, RecordedRequest, Reply, StreamEnd};
+pub use http_mock::{refused_addr, Deferred, MockServer, RecordedRequest, Reply, StreamEnd};

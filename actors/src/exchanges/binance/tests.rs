@@ -84,6 +84,7 @@ fn request(size: Decimal, order_type: OrderType) -> OrderRequest {
         size,
         order_type,
         reduce_only: false,
+        valid_until_ms: None,
     }
 }
 
@@ -812,4 +813,37 @@ async fn commissions_in_bnb_or_the_base_asset_are_converted_not_dropped() {
     assert_eq!(fills[1].fee, dec!(0.00000166) * dec!(60010));
     // The paid amounts left the balances they were charged to.
     assert_eq!(mock.balance("BNB").0, dec!(1) - dec!(0.00016603));
+}
+
+#[actix::test]
+async fn an_orders_timestamp_plus_recv_window_is_its_deadline_and_a_late_one_is_not_sent() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    assert_eq!(v.order_validity(), Duration::from_millis(5_000));
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut order = request(dec!(0.001), market());
+    order.valid_until_ms = Some(now + 3_000);
+    v.place_order(&order).await.unwrap();
+    let sent = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.route() == "/api/v3/order")
+        .unwrap();
+    let timestamp: i64 = sent.query("timestamp").unwrap().parse().unwrap();
+    let window: i64 = sent.query("recvWindow").unwrap().parse().unwrap();
+    // Signed against the local clock plus the server offset (zero here), so the window
+    // ends at the order's deadline, to the millisecond of signing.
+    let end = timestamp + window;
+    assert!(
+        (now + 3_000 - 50..=now + 3_000).contains(&end),
+        "timestamp {timestamp} + recvWindow {window} = {end}, deadline {}",
+        now + 3_000
+    );
+
+    // Past its deadline the order is not sent at all.
+    let mut late = request(dec!(0.001), market());
+    late.valid_until_ms = Some(now - 1);
+    let err = v.place_order(&late).await.unwrap_err();
+    assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
+    assert_eq!(mock.order_posts(late.client_id.as_str()), 0);
 }

@@ -14,6 +14,11 @@
 //! bytes may have left is [`VenueError::OutcomeUnknown`], resolved by the gateway with
 //! [`Venue::query_order`] by `origClientOrderId`), prints or stores the API key or secret.
 //!
+//! Deadlines: an order with [`OrderRequest::valid_until_ms`] is signed with the
+//! `recvWindow` that is left of it, so `timestamp` + `recvWindow` is its deadline (also
+//! when re-sent after a -1021) and Binance refuses it after that; one whose deadline has
+//! passed is not sent. `order_validity` is the configured `recv_window_ms`.
+//!
 //! Spot specifics, decided here:
 //! - A "position" is the base-asset holding (`free + locked`) of a configured symbol. Its
 //!   entry price is not known to the venue (the ledger has the fills), so `entry_price` is
@@ -42,7 +47,9 @@ use super::config::{BinanceConfig, WEIGHT_PER_MINUTE, WEIGHT_POOL};
 use super::errors::USED_WEIGHT_HEADER;
 use super::errors::{parse_error_response, BinanceApiError, BinanceErrorKind, RequestKind};
 use super::filters::{parse_exchange_info, to_wire, SymbolRules};
-use super::signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER};
+use super::signing::{
+    signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER, MAX_RECV_WINDOW_MS,
+};
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::call_priority;
 use crate::exchanges::types::*;
@@ -110,6 +117,9 @@ struct Call {
     signed: bool,
     kind: RequestKind,
     priority: Priority,
+    /// An order's deadline (local clock, ms): the request is signed so that `timestamp` +
+    /// `recvWindow` equals it, and is not sent once it has passed.
+    valid_until: Option<Millis>,
 }
 
 impl Call {
@@ -122,6 +132,7 @@ impl Call {
             signed: false,
             kind: RequestKind::Read,
             priority: Priority::Low,
+            valid_until: None,
         }
     }
     fn signed(mut self) -> Self {
@@ -309,6 +320,23 @@ impl BinanceSpotVenue {
         }
     }
 
+    /// The `recvWindow` of a signed call: the configured one, or for an order with a
+    /// deadline what is left of it, so `timestamp` + `recvWindow` is the order's deadline
+    /// (in the server's time, via the offset) also when the request is re-sent after a
+    /// -1021. An order whose deadline has passed is not sent.
+    fn recv_window_for(&self, call: &Call) -> Result<RecvWindow, Failure> {
+        let Some(until) = call.valid_until else {
+            return Ok(self.recv_window);
+        };
+        let left = until - self.clock.now_ms();
+        let left = u64::try_from(left).unwrap_or(0).min(MAX_RECV_WINDOW_MS);
+        RecvWindow::new(left).map_err(|_| {
+            Failure::Venue(self.invalid(format!(
+                "not sent: the order's deadline ({until} ms) passed while it waited to be sent"
+            )))
+        })
+    }
+
     fn server_now_ms(&self) -> Millis {
         self.clock.now_ms() + self.offset_ms.load(Ordering::Relaxed)
     }
@@ -430,7 +458,7 @@ impl BinanceSpotVenue {
                 &self.creds.secret,
                 &params,
                 self.server_now_ms(),
-                self.recv_window,
+                self.recv_window_for(call)?,
             )
         } else {
             super::signing::encode_query(&params)
@@ -859,6 +887,13 @@ impl Venue for BinanceSpotVenue {
             .collect()
     }
 
+    /// The configured `recvWindow`: Binance refuses a request that arrives later than its
+    /// `timestamp` + `recvWindow` (-1021), so an order it does not show after that never
+    /// will be applied.
+    fn order_validity(&self) -> Duration {
+        Duration::from_millis(self.recv_window.millis())
+    }
+
     async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
         let rules = self.rules_for(&order.symbol).await?;
         let not_sent = |e: super::filters::FilterError| {
@@ -884,6 +919,7 @@ impl Venue for BinanceSpotVenue {
             } else {
                 Priority::Medium
             },
+            valid_until: order.valid_until_ms,
         }
         .param("symbol", self.config.pair_of(&order.symbol))
         .param("side", side);
@@ -960,6 +996,7 @@ impl Venue for BinanceSpotVenue {
             signed: true,
             kind: RequestKind::Cancel,
             priority: Priority::High,
+            valid_until: None,
         }
         .param("symbol", self.config.pair_of(symbol))
         .param("origClientOrderId", client_id.as_str());

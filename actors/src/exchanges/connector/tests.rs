@@ -191,6 +191,7 @@ fn new_order(price: Decimal) -> VenueCall<VenueOrder> {
             tif: TimeInForce::Gtc,
         },
         reduce_only: false,
+        valid_until_ms: None,
     };
     VenueCall::new("place_order", move |v| {
         async move { v.place_order(&order).await }.boxed()

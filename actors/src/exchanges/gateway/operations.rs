@@ -594,6 +594,7 @@ mod tests {
                 tif: TimeInForce::Gtc,
             },
             reduce_only: false,
+            valid_until_ms: None,
         };
         venue.inner.place_order(&external).await.unwrap();
         let report = core.cancel_all(None, None).await.unwrap();

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rust_decimal_macros::dec;
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 
 /// Fills market orders at the quote, keeps limit orders resting, and can be told to lose
 /// the answer of the next order, cancel or leverage update (the action still happens), to
@@ -21,6 +21,9 @@ struct ScriptedVenue {
     place_calls: AtomicUsize,
     cancel_calls: AtomicUsize,
     leverage_calls: AtomicUsize,
+    query_calls: AtomicUsize,
+    /// Runs when the account is read (the order path's last read before the send).
+    on_account: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 #[derive(Default)]
@@ -37,6 +40,48 @@ struct ScriptState {
     fail_leverage_reads: bool,
     /// Time an order takes to reach the venue's book.
     send_latency: std::time::Duration,
+    /// The venue's order validity (`Venue::order_validity`).
+    validity: std::time::Duration,
+    /// The next order reaches the venue but is applied only by `apply_pending` (a busy
+    /// venue); its answer is lost.
+    lag_next_send: bool,
+    /// The next order's bytes are lost on the way: the venue never sees it.
+    drop_next_send: bool,
+    pending: Vec<VenueOrder>,
+    fills: Vec<Fill>,
+    /// The next cancel's answer is lost and the venue has no record of the order.
+    forget_on_cancel: bool,
+}
+
+impl ScriptedVenue {
+    /// Applies the orders a lagging venue took: filled at the quote, with one fill each.
+    fn apply_pending(&self) {
+        let mut st = self.state.lock();
+        for mut o in std::mem::take(&mut st.pending) {
+            let price = if o.side == Side::Buy { ASK } else { BID };
+            o.status = OrderStatus::Filled;
+            o.filled_size = o.size;
+            o.avg_fill_price = Some(price);
+            st.position += o.side.sign() * o.size;
+            let n = st.fills.len() + 1;
+            st.fills.push(Fill {
+                fill_id: format!("t{n}"),
+                client_id: o.client_id.clone(),
+                venue_order_id: o.venue_order_id.clone(),
+                symbol: o.symbol.clone(),
+                side: o.side,
+                price,
+                size: o.size,
+                fee: dec!(0.01),
+                closed_pnl: Decimal::ZERO,
+                fee_asset: None,
+                time_ms: 1_000_000 + n as i64,
+            });
+            // Hyperliquid's order lookup carries no average price: it comes from fills.
+            o.avg_fill_price = None;
+            st.orders.insert(o.client_id.clone().unwrap(), o);
+        }
+    }
 }
 
 const BID: Decimal = dec!(99.9);
@@ -46,6 +91,9 @@ const ASK: Decimal = dec!(100.1);
 impl Venue for ScriptedVenue {
     fn name(&self) -> &str {
         "scripted"
+    }
+    fn order_validity(&self) -> std::time::Duration {
+        self.state.lock().validity
     }
     async fn instrument(&self, symbol: &str) -> VenueResult<Instrument> {
         Ok(Instrument {
@@ -75,6 +123,12 @@ impl Venue for ScriptedVenue {
             tokio::time::sleep(latency).await;
         }
         let mut st = self.state.lock();
+        if std::mem::take(&mut st.drop_next_send) {
+            return Err(VenueError::OutcomeUnknown {
+                venue: "scripted".into(),
+                reason: "connection reset".into(),
+            });
+        }
         if let Some(reason) = st.reject_next.take() {
             return Err(VenueError::Rejected {
                 venue: "scripted".into(),
@@ -103,6 +157,20 @@ impl Venue for ScriptedVenue {
             reject_reason: None,
             updated_ms: 0,
         };
+        if std::mem::take(&mut st.lag_next_send) {
+            if order.order_type.label() == "market" {
+                st.position -= order.side.sign() * order.size;
+            }
+            let mut held = vo;
+            held.status = OrderStatus::Acked;
+            held.filled_size = Decimal::ZERO;
+            held.avg_fill_price = None;
+            st.pending.push(held);
+            return Err(VenueError::OutcomeUnknown {
+                venue: "scripted".into(),
+                reason: "timed out".into(),
+            });
+        }
         st.orders.insert(order.client_id.clone(), vo.clone());
         if std::mem::take(&mut st.lose_next_answer) {
             return Err(VenueError::OutcomeUnknown {
@@ -115,6 +183,13 @@ impl Venue for ScriptedVenue {
     async fn cancel_order(&self, _: &str, client_id: &ClientOrderId) -> VenueResult<()> {
         self.cancel_calls.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock();
+        if std::mem::take(&mut st.forget_on_cancel) {
+            st.orders.remove(client_id);
+            return Err(VenueError::OutcomeUnknown {
+                venue: "scripted".into(),
+                reason: "connection reset".into(),
+            });
+        }
         let o = st
             .orders
             .get_mut(client_id)
@@ -136,6 +211,7 @@ impl Venue for ScriptedVenue {
         _: &str,
         client_id: &ClientOrderId,
     ) -> VenueResult<Option<VenueOrder>> {
+        self.query_calls.fetch_add(1, Ordering::SeqCst);
         let st = self.state.lock();
         if st.fail_queries {
             return Err(VenueError::Unavailable {
@@ -160,8 +236,14 @@ impl Venue for ScriptedVenue {
             .cloned()
             .collect())
     }
-    async fn fills_since(&self, _: Millis) -> VenueResult<Vec<Fill>> {
-        Ok(vec![])
+    async fn fills_since(&self, since: Millis) -> VenueResult<Vec<Fill>> {
+        let st = self.state.lock();
+        Ok(st
+            .fills
+            .iter()
+            .filter(|f| f.time_ms >= since)
+            .cloned()
+            .collect())
     }
     async fn positions(&self) -> VenueResult<Vec<Position>> {
         let size = self.state.lock().position;
@@ -177,6 +259,9 @@ impl Venue for ScriptedVenue {
         }])
     }
     async fn account(&self) -> VenueResult<AccountSnapshot> {
+        if let Some(hook) = self.on_account.lock().as_ref() {
+            hook();
+        }
         Ok(AccountSnapshot {
             account_value: dec!(10000),
             free_balance: dec!(10000),
@@ -212,19 +297,24 @@ impl Venue for ScriptedVenue {
 use crate::clock::Millis;
 
 fn setup(store: &Store, venue: Arc<ScriptedVenue>, limits: RiskConfig) -> Arc<GatewayCore> {
+    setup_with(store, venue, limits, ManualClock::new(1_000_000)).0
+}
+
+/// A gateway on `clock`, and the connector's slot with its token (to vacate it).
+fn setup_with(
+    store: &Store,
+    venue: Arc<ScriptedVenue>,
+    limits: RiskConfig,
+    clock: Arc<ManualClock>,
+) -> (Arc<GatewayCore>, Slot<Connector>, u64) {
     let slot = Slot::<Connector>::new();
     let addr = Connector::new(venue).start();
-    slot.fill(addr, slot.next_token(), "test/scripted");
+    let token = slot.next_token();
+    slot.fill(addr, token, "test/scripted");
     let mut venues = BTreeMap::new();
-    venues.insert("scripted".to_string(), slot);
-    GatewayCore::open(
-        store,
-        venues,
-        limits,
-        GatewayConfig::default(),
-        ManualClock::new(1_000_000),
-    )
-    .unwrap()
+    venues.insert("scripted".to_string(), slot.clone());
+    let core = GatewayCore::open(store, venues, limits, GatewayConfig::default(), clock).unwrap();
+    (core, slot, token)
 }
 
 fn buy_usd(usd: Decimal) -> OrderIntent {
@@ -330,6 +420,7 @@ async fn reconciliation_settles_unsent_intents_and_adopts_unknown_orders() {
             max_slippage: dec!(0.01),
         },
         reduce_only: false,
+        valid_until_ms: None,
     };
     core.ledger()
         .record_intent(&LedgerEntry::new_intent(
@@ -615,4 +706,420 @@ async fn a_leverage_update_with_a_lost_answer_is_read_back_now_or_at_reconciliat
         2,
         "never re-sent"
     );
+}
+
+// ---- unknown-outcome settlement by the venue's deadline ---------------------------------
+
+const VALIDITY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A gateway whose venue gives orders a 5 s deadline, reconciled once.
+async fn deadline_setup(store: &Store) -> (Arc<ScriptedVenue>, Arc<GatewayCore>, Arc<ManualClock>) {
+    let venue = Arc::new(ScriptedVenue::default());
+    venue.state.lock().validity = VALIDITY;
+    let clock = ManualClock::new(1_000_000);
+    let (core, _, _) = setup_with(store, venue.clone(), RiskConfig::default(), clock.clone());
+    core.reconcile("scripted").await.unwrap();
+    (venue, core, clock)
+}
+
+#[actix::test]
+async fn every_order_is_stamped_with_the_venues_deadline_before_its_intent() {
+    let store = Store::temporary().unwrap();
+    let (_venue, core, _clock) = deadline_setup(&store).await;
+    let report = core.place(buy_usd(dec!(500))).await.unwrap();
+    let entry = core.ledger().get(&report.client_id).unwrap().unwrap();
+    assert_eq!(entry.request.valid_until_ms, Some(1_000_000 + 5_000));
+}
+
+#[actix::test]
+async fn an_intent_inside_its_deadline_stays_unknown_and_is_asked_again_then_is_never_sent() {
+    let store = Store::temporary().unwrap();
+    let (venue, core, clock) = deadline_setup(&store).await;
+    // The process stopped between the durable intent and the send (or the send is still
+    // on its way): the venue does not show the order, but may until its deadline.
+    let mut request = OrderRequest {
+        client_id: ClientOrderId::generate(),
+        symbol: "BTC".into(),
+        side: Side::Buy,
+        size: dec!(1),
+        order_type: OrderType::Market {
+            max_slippage: dec!(0.01),
+        },
+        reduce_only: false,
+        valid_until_ms: None,
+    };
+    request.valid_until_ms = Some(clock.now_ms() + 5_000);
+    let id = request.client_id.clone();
+    core.ledger()
+        .record_intent(&LedgerEntry::new_intent(
+            "scripted",
+            request,
+            "test",
+            clock.now_ms(),
+        ))
+        .await
+        .unwrap();
+
+    let before = venue.query_calls.load(Ordering::SeqCst);
+    let report = core.reconcile("scripted").await.unwrap();
+    assert_eq!((report.never_sent, report.awaiting_deadline), (0, 1));
+    let entry = core.ledger().get(&id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Unknown, "{entry:?}");
+    // Still inside the window (deadline + margin): asked again, still unknown.
+    clock.advance(5_000 + DEADLINE_MARGIN_MS);
+    let report = core.reconcile("scripted").await.unwrap();
+    assert_eq!((report.never_sent, report.awaiting_deadline), (0, 1));
+    assert_eq!(venue.query_calls.load(Ordering::SeqCst), before + 2);
+    assert_eq!(
+        core.next_deadline_in(),
+        Some(std::time::Duration::from_millis(1)),
+        "the next pass is scheduled right after the deadline"
+    );
+    // Past it the venue can no longer apply it: never sent, final, not re-sent.
+    clock.advance(1);
+    let report = core.reconcile("scripted").await.unwrap();
+    assert_eq!(report.never_sent, 1);
+    let entry = core.ledger().get(&id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Rejected);
+    assert!(entry
+        .reason
+        .unwrap()
+        .contains("never reached the venue (its deadline passed)"));
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(core.next_deadline_in(), None);
+}
+
+#[actix::test]
+async fn a_lost_send_the_venue_never_saw_is_rejected_only_after_its_deadline() {
+    let store = Store::temporary().unwrap();
+    let (venue, core, clock) = deadline_setup(&store).await;
+    venue.state.lock().drop_next_send = true;
+    let report = core.place(buy_usd(dec!(500))).await.unwrap();
+    assert_eq!(report.status, OrderStatus::Unknown);
+    core.reconcile("scripted").await.unwrap();
+    assert_eq!(
+        core.ledger()
+            .get(&report.client_id)
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Unknown
+    );
+    clock.advance(5_000 + DEADLINE_MARGIN_MS + 1);
+    let settled = core.reconcile("scripted").await.unwrap();
+    assert_eq!(settled.never_sent, 1);
+    let entry = core.ledger().get(&report.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Rejected);
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 1, "never re-sent");
+}
+
+#[actix::test]
+async fn a_lost_send_the_venue_applies_late_becomes_filled_without_a_stale_reason() {
+    let store = Store::temporary().unwrap();
+    let (venue, core, clock) = deadline_setup(&store).await;
+    venue.state.lock().lag_next_send = true;
+    let report = core.place(buy_usd(dec!(500))).await.unwrap();
+    assert_eq!(report.status, OrderStatus::Unknown);
+    assert!(report.reason.as_deref().unwrap().contains("outcome"));
+    // The venue shows it only later (inside the deadline).
+    let first = core.reconcile("scripted").await.unwrap();
+    assert_eq!(first.awaiting_deadline, 1);
+    clock.advance(3_000);
+    venue.apply_pending();
+    let second = core.reconcile("scripted").await.unwrap();
+    assert_eq!((second.updated, second.never_sent), (1, 0));
+    let entry = core.ledger().get(&report.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Filled);
+    assert_eq!(entry.filled_size, report.size);
+    assert_eq!(entry.avg_fill_price, Some(ASK), "from the order's fills");
+    assert_eq!(entry.reason, None, "no stale 'outcome is unknown' text");
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 1);
+}
+
+#[actix::test]
+async fn a_lost_cancel_the_venue_has_no_record_of_is_not_resent_and_settles_by_deadline() {
+    let store = Store::temporary().unwrap();
+    let (venue, core, clock) = deadline_setup(&store).await;
+    let resting = core.place(resting_buy()).await.unwrap();
+    assert_eq!(resting.status, OrderStatus::Acked);
+    venue.state.lock().forget_on_cancel = true;
+    let err = core.cancel(&resting.client_id).await.unwrap_err();
+    assert!(matches!(err, GatewayError::Unresolved { .. }), "{err}");
+    assert!(
+        err.to_string().contains("no order with this client id"),
+        "{err}"
+    );
+    assert_eq!(venue.cancel_calls.load(Ordering::SeqCst), 1);
+    // Open until reconciliation can conclude; the cancel is never sent again.
+    assert!(!core
+        .ledger()
+        .get(&resting.client_id)
+        .unwrap()
+        .unwrap()
+        .status
+        .is_terminal());
+    clock.advance(5_000 + DEADLINE_MARGIN_MS + 1);
+    core.reconcile("scripted").await.unwrap();
+    let entry = core.ledger().get(&resting.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Cancelled, "{entry:?}");
+    assert_eq!(venue.cancel_calls.load(Ordering::SeqCst), 1);
+}
+
+#[actix::test]
+async fn a_vacant_connector_means_never_sent_and_a_closed_one_means_unknown() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let (core, slot, token) = setup_with(
+        &store,
+        venue.clone(),
+        RiskConfig::default(),
+        ManualClock::new(1_000_000),
+    );
+    core.reconcile("scripted").await.unwrap();
+    // The connector goes away after the order's reads, before its send.
+    let vacate = slot.clone();
+    *venue.on_account.lock() = Some(Box::new(move || vacate.vacate(token)));
+    let err = core.place(buy_usd(dec!(500))).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GatewayError::ConnectorDown {
+                delivery: DeliveryFailure::Vacant,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let entry = &core.ledger().recent(1).unwrap()[0];
+    assert_eq!(entry.status, OrderStatus::Rejected, "{entry:?}");
+    assert!(entry.reason.as_deref().unwrap().starts_with("never sent"));
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 0);
+
+    // The decision is the type's: Closed and Timeout may have been sent, Vacant and Full not.
+    let down = |e: SlotError| GatewayError::ConnectorDown {
+        venue: "scripted".into(),
+        delivery: DeliveryFailure::of(&e),
+        reason: e.to_string(),
+    };
+    let actor = || "test/scripted".to_string();
+    assert!(outcome_unknown(&down(SlotError::Closed { actor: actor() })));
+    assert!(outcome_unknown(&down(SlotError::Timeout {
+        actor: actor()
+    })));
+    assert!(!outcome_unknown(&down(SlotError::Vacant {
+        actor: actor()
+    })));
+    assert!(!outcome_unknown(&down(SlotError::Full { actor: actor() })));
+}
+
+// ---- adoption and corrections ------------------------------------------------------------
+
+fn external_order(oid: &str) -> VenueOrder {
+    VenueOrder {
+        client_id: None,
+        venue_order_id: oid.into(),
+        symbol: "BTC".into(),
+        side: Side::Buy,
+        size: dec!(2),
+        filled_size: Decimal::ZERO,
+        avg_fill_price: None,
+        limit_price: Some(dec!(90)),
+        status: OrderStatus::Acked,
+        reduce_only: false,
+        reject_reason: None,
+        updated_ms: 0,
+    }
+}
+
+#[actix::test]
+async fn an_external_order_is_adopted_once_across_passes_and_restarts() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    // Placed in the venue's own UI: no client id of ours.
+    let key = ClientOrderId::generate();
+    venue
+        .state
+        .lock()
+        .orders
+        .insert(key.clone(), external_order("web_1"));
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    let first = core.reconcile("scripted").await.unwrap();
+    let second = core.reconcile("scripted").await.unwrap();
+    assert_eq!((first.adopted, second.adopted), (1, 0));
+    assert_eq!(core.ledger().len(), 1);
+    let open: Decimal = core
+        .ledger()
+        .open_entries()
+        .iter()
+        .map(|e| e.request.size)
+        .sum();
+    assert_eq!(open, dec!(2), "open exposure counted once");
+    drop(core);
+
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    let after_restart = core.reconcile("scripted").await.unwrap();
+    assert_eq!(after_restart.adopted, 0);
+    assert_eq!(core.ledger().len(), 1);
+    let entry = core.ledger().all().unwrap().remove(0);
+    assert_eq!(
+        (entry.status, entry.origin.as_str()),
+        (OrderStatus::Acked, ADOPTED_ORIGIN)
+    );
+
+    // Cancelled in the venue's UI: it leaves the open orders, and the entry closes as
+    // cancelled (not "never sent").
+    venue.state.lock().orders.get_mut(&key).unwrap().status = OrderStatus::Cancelled;
+    core.reconcile("scripted").await.unwrap();
+    let entry = core.ledger().get(&entry.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Cancelled, "{entry:?}");
+    assert_eq!(core.ledger().len(), 1);
+}
+
+#[actix::test]
+async fn a_fill_for_a_finished_entry_reopens_and_corrects_it() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    crate::telemetry::describe();
+
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    // An entry that an earlier rule wrongly closed as never sent...
+    let request = OrderRequest {
+        client_id: ClientOrderId::generate(),
+        symbol: "BTC".into(),
+        side: Side::Buy,
+        size: dec!(1),
+        order_type: OrderType::Market {
+            max_slippage: dec!(0.01),
+        },
+        reduce_only: false,
+        valid_until_ms: None,
+    };
+    let id = request.client_id.clone();
+    let mut entry = LedgerEntry::new_intent("scripted", request.clone(), "test", 1_000_000);
+    entry.status = OrderStatus::Rejected;
+    entry.reason =
+        Some("venue has no record of this order; it was never accepted (not re-sent)".into());
+    core.ledger().record_intent(&entry).await.unwrap();
+    // ...that the venue applied late and filled.
+    venue.state.lock().pending.push(VenueOrder {
+        client_id: Some(id.clone()),
+        venue_order_id: "v77".into(),
+        symbol: "BTC".into(),
+        side: Side::Buy,
+        size: dec!(1),
+        filled_size: Decimal::ZERO,
+        avg_fill_price: None,
+        limit_price: None,
+        status: OrderStatus::Acked,
+        reduce_only: false,
+        reject_reason: None,
+        updated_ms: 0,
+    });
+    venue.apply_pending();
+
+    let report = core.reconcile("scripted").await.unwrap();
+    assert_eq!((report.corrected, report.new_fills), (1, 1));
+    let fixed = core.ledger().get(&id).unwrap().unwrap();
+    assert_eq!(fixed.status, OrderStatus::Filled);
+    assert_eq!(fixed.filled_size, dec!(1));
+    assert_eq!(fixed.avg_fill_price, Some(ASK));
+    assert_eq!(fixed.reason, None);
+    let text = handle.render();
+    assert!(
+        text.contains(r#"orrery_ledger_corrections_total{venue="scripted"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP orrery_ledger_corrections_total"),
+        "{text}"
+    );
+    // A second pass finds nothing more to correct.
+    assert_eq!(core.reconcile("scripted").await.unwrap().corrected, 0);
+}
+
+// ---- validation before the ledger ----------------------------------------------------------
+
+#[actix::test]
+async fn invalid_orders_are_refused_with_their_cause_and_nothing_is_written() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    let with = |amount, pricing, reduce_only| OrderIntent {
+        amount,
+        pricing,
+        reduce_only,
+        ..buy_usd(Decimal::ONE)
+    };
+    let limit = |price| Pricing::Limit {
+        price,
+        tif: TimeInForce::Gtc,
+    };
+    let cases: Vec<(OrderIntent, &str, &str)> = vec![
+        (
+            with(Amount::Usd(dec!(-500)), Pricing::Market, false),
+            "NegativeAmount",
+            "the amount -500 USD is negative",
+        ),
+        (
+            with(Amount::Base(dec!(-0.5)), Pricing::Market, false),
+            "NegativeAmount",
+            "the amount -0.5 BTC is negative",
+        ),
+        (
+            with(Amount::Usd(Decimal::ZERO), Pricing::Market, false),
+            "ZeroAmount",
+            "the amount is zero",
+        ),
+        (
+            with(Amount::Usd(dec!(500)), limit(Decimal::ZERO), false),
+            "BadLimitPrice",
+            "the limit price 0 is not positive",
+        ),
+        (
+            with(Amount::Usd(dec!(500)), limit(dec!(-5)), false),
+            "BadLimitPrice",
+            "the limit price -5 is not positive",
+        ),
+        (
+            with(Amount::Base(dec!(0.0004)), Pricing::Market, false),
+            "BelowLot",
+            "0.0004 BTC is below the lot size 0.001 BTC",
+        ),
+        (
+            with(Amount::Usd(dec!(0.05)), Pricing::Market, false),
+            "BelowLot",
+            "the smallest order is 0.001 BTC",
+        ),
+        (
+            with(Amount::Usd(dec!(5)), Pricing::Market, false),
+            "BelowMinNotional",
+            "is below the minimum 10 USD of BTC on venue `scripted` (lot 0.001 BTC)",
+        ),
+        (
+            with(Amount::Usd(dec!(50)), Pricing::Market, true),
+            "NothingToReduce",
+            "no BTC position",
+        ),
+    ];
+    for (intent, kind, text) in cases {
+        let err = core.place(intent.clone()).await.unwrap_err();
+        let GatewayError::InvalidOrder(problem) = &err else {
+            panic!("{intent:?}: expected InvalidOrder, got {err}");
+        };
+        assert!(
+            format!("{problem:?}").starts_with(kind),
+            "{kind}: {problem:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(text), "{kind}: {message}");
+        assert!(!message.contains("Usd("), "{message}");
+        assert_eq!(err.label(), "invalid_order");
+    }
+    assert_eq!(core.ledger().len(), 0, "nothing written");
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 0, "nothing sent");
 }

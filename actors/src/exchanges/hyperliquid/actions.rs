@@ -10,7 +10,9 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::signing::{sign_l1_action, Address, Network, PrivateKey, Signature, SigningError};
+use super::signing::{
+    sign_l1_action_expiring, Address, Network, PrivateKey, Signature, SigningError,
+};
 use super::wire::{float_to_wire, AssetRules, Rounding, WireError};
 use crate::exchanges::{ClientOrderId, OrderRequest, OrderType, Side, TimeInForce, TriggerKind};
 
@@ -241,19 +243,43 @@ impl Action {
         vault: Option<Address>,
         network: Network,
     ) -> Result<ExchangeRequest, ActionError> {
-        let signature = sign_l1_action(key, &self, self.label(), nonce, vault.as_ref(), network)?;
+        self.sign_expiring(key, nonce, vault, None, network)
+    }
+
+    /// Signs this action with `expiresAfter` (ms since the epoch): the exchange refuses
+    /// it once that time has passed, so it can never be applied later. The expiry is
+    /// part of the signed hash and of the body, as the Python SDK sends it.
+    pub fn sign_expiring(
+        self,
+        key: &PrivateKey,
+        nonce: u64,
+        vault: Option<Address>,
+        expires_after: Option<u64>,
+        network: Network,
+    ) -> Result<ExchangeRequest, ActionError> {
+        let signature = sign_l1_action_expiring(
+            key,
+            &self,
+            self.label(),
+            nonce,
+            vault.as_ref(),
+            expires_after,
+            network,
+        )?;
         Ok(ExchangeRequest {
             action: self,
             nonce,
             signature,
             vault_address: vault,
+            expires_after,
         })
     }
 }
 
-/// Body of `POST {api}/exchange`: `{"action":…,"nonce":…,"signature":{r,s,v},"vaultAddress":…}`.
+/// Body of `POST {api}/exchange`:
+/// `{"action":…,"nonce":…,"signature":{r,s,v},"vaultAddress":…,"expiresAfter":…}`.
 /// The nonce must be the one that was signed (normally the current time in ms, unique per
-/// signer).
+/// signer); `expiresAfter` is `null` when the action has no expiry, as the SDK sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExchangeRequest {
@@ -261,6 +287,7 @@ pub struct ExchangeRequest {
     pub nonce: u64,
     pub signature: Signature,
     pub vault_address: Option<Address>,
+    pub expires_after: Option<u64>,
 }
 
 impl OrderWire {
@@ -347,7 +374,7 @@ impl OrderWire {
 pub(crate) mod tests {
     use super::*;
     use crate::exchanges::hyperliquid::signing::{
-        action_msgpack, connection_id, l1_digest, recover_l1_signer, Hash32,
+        action_msgpack, connection_id, l1_digest, recover_l1_signer, sign_l1_action, Hash32,
     };
     use rust_decimal_macros::dec;
 
@@ -711,6 +738,7 @@ pub(crate) mod tests {
                 tif: TimeInForce::Ioc,
             },
             reduce_only: false,
+            valid_until_ms: None,
         };
         let mut wire = OrderWire::from_request(&req, &eth, None).unwrap();
         assert_eq!(wire.c.as_deref(), Some(req.client_id.to_hex128().as_str()));
@@ -757,6 +785,7 @@ pub(crate) mod tests {
             size,
             order_type,
             reduce_only: false,
+            valid_until_ms: None,
         }
     }
 

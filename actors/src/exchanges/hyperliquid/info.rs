@@ -1073,6 +1073,7 @@ mod tests {
                 tif: TimeInForce::Gtc,
             },
             reduce_only: false,
+            valid_until_ms: None,
         }
     }
 

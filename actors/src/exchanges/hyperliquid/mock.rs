@@ -7,8 +7,17 @@
 //! `userFills`, `userFillsByTime`, `candleSnapshot`, `userRateLimit`; `activeAssetData` in
 //! the shape of the API documentation's example) and `POST /exchange`
 //! (`order`, `cancelByCloid`, `updateLeverage`, `scheduleCancel`) after recovering the
-//! signer from the action and nonce: a signer other than the configured wallet gets the
-//! venue's "User or API Wallet … does not exist." refusal.
+//! signer from the action, nonce and `expiresAfter`: a signer other than the configured
+//! wallet gets the venue's "User or API Wallet … does not exist." refusal. An action whose
+//! `expiresAfter` has passed when the venue would apply it is refused and never applied
+//! (the documented rule; the text of that refusal is not documented nor recorded, so the
+//! mock's `"Action expired"` is ours, and the engine does not depend on it).
+//!
+//! Venue lag ([`MockHyperliquid::set_apply_lag`]): an order action is taken into a pending
+//! queue and applied 0.5–3 s (the configured range) later, as a busy venue does; until
+//! then `orderStatus` by its cloid answers `unknownOid` and it is in no open-order list.
+//! The answer to the request comes when it is applied; the order is applied at that time
+//! even when the client is gone (killed), and refused then if its `expiresAfter` passed.
 //!
 //! Matching: IOC and marketable GTC orders fill at the touch up to the size shown there
 //! (less size = a partial fill); the rest of a GTC order rests until [`MockHyperliquid::set_book`]
@@ -44,9 +53,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use super::actions::{Action, OrderTypeWire, OrderWire, Tif, Tpsl};
-use super::signing::{recover_l1_signer, Address, Network, Signature};
+use super::signing::{recover_l1_signer_expiring, Address, Network, Signature};
 use super::wire::{check_price, check_size};
-use crate::testkit::{MockServer, RecordedRequest, Reply};
+use crate::testkit::{Deferred, MockServer, RecordedRequest, Reply};
 
 /// What the next /exchange request meets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +145,13 @@ struct State {
     ip_budget: Option<(u64, std::time::Duration)>,
     ip_used: VecDeque<(std::time::Instant, u64)>,
     latency: std::time::Duration,
+    /// Lag range of order actions (see the module doc), when on.
+    apply_lag: Option<(std::time::Duration, std::time::Duration)>,
+    /// Order actions waiting for their lag: (apply at, request id, action, expiresAfter).
+    pending: Vec<(std::time::Instant, u64, Action, Option<u64>)>,
+    /// Answers of applied pending actions, by request id, until the request answers.
+    applied: HashMap<u64, Value>,
+    next_request: u64,
 }
 
 /// Hyperliquid's per-IP REST budget: aggregated request weight per rolling minute.
@@ -225,6 +241,10 @@ impl MockHyperliquid {
             ip_budget: None,
             ip_used: VecDeque::new(),
             latency: std::time::Duration::ZERO,
+            apply_lag: None,
+            pending: Vec::new(),
+            applied: HashMap::new(),
+            next_request: 0,
         }));
         let shared = state.clone();
         let server = MockServer::start(move |req| handle(&shared, req));
@@ -299,6 +319,19 @@ impl MockHyperliquid {
         s.ip_used.clear();
     }
 
+    /// Applies order actions `min..=max` after they arrive (see the module doc); `None`
+    /// applies them at once again.
+    pub fn set_apply_lag(&self, lag: Option<(std::time::Duration, std::time::Duration)>) {
+        self.state.lock().apply_lag = lag;
+    }
+
+    /// Order actions taken but not yet applied (venue lag).
+    pub fn pending_actions(&self) -> usize {
+        let mut s = self.state.lock();
+        s.apply_due();
+        s.pending.len()
+    }
+
     /// Delays every answer by `latency` (a slow venue).
     pub fn set_latency(&self, latency: std::time::Duration) {
         self.state.lock().latency = latency;
@@ -356,14 +389,45 @@ impl MockHyperliquid {
         oid
     }
 
+    /// Rests an order placed in the venue's own UI: no cloid. Returns its oid.
+    pub fn insert_resting_without_cloid(
+        &self,
+        coin: &str,
+        is_buy: bool,
+        limit_px: Decimal,
+        sz: Decimal,
+    ) -> u64 {
+        let mut s = self.state.lock();
+        let oid = s.next_oid;
+        s.next_oid += 1;
+        s.record(MockOrder {
+            oid,
+            cloid: None,
+            coin: coin.to_string(),
+            is_buy,
+            limit_px,
+            orig_sz: sz,
+            sz,
+            status: "open".into(),
+            reduce_only: false,
+            tif: Some(Tif::Gtc),
+            trigger: None,
+            timestamp: now_ms(),
+        });
+        oid
+    }
+
     /// Every order the mock knows, in arrival order.
     pub fn orders(&self) -> Vec<MockOrder> {
-        self.state.lock().orders.clone()
+        let mut s = self.state.lock();
+        s.apply_due();
+        s.orders.clone()
     }
 
     /// The order with this cloid (`0x` form or bare hex).
     pub fn order(&self, cloid: &str) -> Option<MockOrder> {
-        let s = self.state.lock();
+        let mut s = self.state.lock();
+        s.apply_due();
         s.by_cloid
             .get(&normal_cloid(cloid))
             .map(|&i| s.orders[i].clone())
@@ -371,21 +435,35 @@ impl MockHyperliquid {
 
     /// Signed position size of a coin.
     pub fn position(&self, coin: &str) -> Decimal {
-        self.state
-            .lock()
-            .positions
-            .get(coin)
-            .map(|p| p.0)
-            .unwrap_or_default()
+        let mut s = self.state.lock();
+        s.apply_due();
+        s.positions.get(coin).map(|p| p.0).unwrap_or_default()
     }
 
     pub fn leverage(&self, coin: &str) -> Option<u32> {
-        self.state.lock().leverage.get(coin).copied()
+        {
+            let mut s = self.state.lock();
+            s.apply_due();
+            s
+        }
+        .leverage
+        .get(coin)
+        .copied()
     }
 
     pub fn scheduled_cancel(&self) -> Option<u64> {
         self.state.lock().scheduled_cancel
     }
+}
+
+/// Whether an action's `expiresAfter` has passed by the venue's clock.
+fn expired(expires_after: Option<u64>) -> bool {
+    expires_after.is_some_and(|at| u64::try_from(now_ms()).unwrap_or(0) > at)
+}
+
+/// The venue's refusal of an expired action (text ours; see the module doc).
+fn expired_answer() -> Value {
+    json!({"status": "err", "response": "Action expired"})
 }
 
 fn normal_cloid(c: &str) -> String {
@@ -421,6 +499,7 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
         );
     };
     let mut s = state.lock();
+    s.apply_due();
     match req.route() {
         "/info" => {
             if !s.ip_admits(info_weight(&body)) {
@@ -450,6 +529,32 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
                 _ => {}
             }
             s.rate_limit_used += 1;
+            if let (Some((min, max)), None) = (s.apply_lag, &fault) {
+                if body["action"]["type"] == "order" {
+                    let (action, expires) = match s.verify(&body) {
+                        Ok(Ok(verified)) => verified,
+                        Ok(Err(refusal)) => return Reply::json(200, &refusal),
+                        Err(msg) => return Reply::raw(422, "text/plain", msg),
+                    };
+                    let lag = s.lag_within(min, max);
+                    let id = s.next_request;
+                    s.next_request += 1;
+                    s.pending
+                        .push((std::time::Instant::now() + lag, id, action, expires));
+                    let shared = state.clone();
+                    return Reply::Later(
+                        lag,
+                        Deferred(Arc::new(move || {
+                            let mut s = shared.lock();
+                            s.apply_due();
+                            match s.applied.remove(&id) {
+                                Some(v) => Reply::json(200, &v),
+                                None => Reply::raw(500, "text/plain", "not applied yet"),
+                            }
+                        })),
+                    );
+                }
+            }
             let answer = s.exchange(&body);
             drop(s);
             match (answer, fault) {
@@ -723,7 +828,10 @@ impl State {
         }
     }
 
-    fn exchange(&mut self, body: &Value) -> Result<Value, String> {
+    /// Checks the signature (over the action, nonce, vault and `expiresAfter`) and the
+    /// expiry: `Ok(Ok(action, expiresAfter))` to apply, `Ok(Err(answer))` for the venue's
+    /// refusal, `Err` for a body the venue cannot read.
+    fn verify(&self, body: &Value) -> Result<Result<(Action, Option<u64>), Value>, String> {
         const BAD: &str = "Failed to deserialize the JSON body into the target type";
         let action: Action =
             serde_json::from_value(body["action"].clone()).map_err(|e| format!("{BAD}: {e}"))?;
@@ -734,24 +842,80 @@ impl State {
             Value::String(v) => Some(v.parse::<Address>().map_err(|e| format!("{BAD}: {e}"))?),
             _ => None,
         };
-        let signer = recover_l1_signer(
+        let expires = match &body["expiresAfter"] {
+            Value::Null => None,
+            v => Some(v.as_u64().ok_or(BAD)?),
+        };
+        let signer = recover_l1_signer_expiring(
             &action,
             action.label(),
             nonce,
             vault.as_ref(),
+            expires,
             self.network,
             &signature,
         );
         match signer {
             Ok(a) if a == self.wallet => {}
             Ok(a) => {
-                return Ok(
+                return Ok(Err(
                     json!({"status": "err", "response": format!("User or API Wallet {a} does not exist.")}),
-                )
+                ))
             }
-            Err(_) => return Ok(json!({"status": "err", "response": "Invalid signature."})),
+            Err(_) => {
+                return Ok(Err(
+                    json!({"status": "err", "response": "Invalid signature."}),
+                ))
+            }
         }
-        Ok(match action {
+        if expired(expires) {
+            return Ok(Err(expired_answer()));
+        }
+        Ok(Ok((action, expires)))
+    }
+
+    /// A pseudo-random lag in `min..=max` (deterministic sequence; no RNG dependency).
+    fn lag_within(
+        &mut self,
+        min: std::time::Duration,
+        max: std::time::Duration,
+    ) -> std::time::Duration {
+        let span = max.saturating_sub(min).as_millis() as u64;
+        let x = (self.next_request + 1).wrapping_mul(6364136223846793005) >> 33;
+        min + std::time::Duration::from_millis(if span == 0 { 0 } else { x % (span + 1) })
+    }
+
+    /// Applies every pending order action whose lag is over, in arrival order; one whose
+    /// `expiresAfter` passed in the meantime is refused and never applied.
+    fn apply_due(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.0 <= now);
+        self.pending = waiting;
+        for (_, id, action, expires) in due {
+            let answer = if expired(expires) {
+                expired_answer()
+            } else {
+                self.apply(action)
+            };
+            self.applied.insert(id, answer);
+        }
+    }
+
+    fn exchange(&mut self, body: &Value) -> Result<Value, String> {
+        Ok(match self.verify(body)? {
+            Ok((action, _)) => self.apply(action),
+            Err(refusal) => refusal,
+        })
+    }
+
+    /// Applies a verified action; returns the venue's answer.
+    fn apply(&mut self, action: Action) -> Value {
+        match action {
             Action::Order { orders, .. } => {
                 let statuses = orders.iter().map(|o| self.place(o)).collect();
                 ok("order", Some(statuses))
@@ -789,10 +953,10 @@ impl State {
                 asset, leverage, ..
             } => {
                 let Some(a) = self.assets.get(asset as usize).cloned() else {
-                    return Ok(json!({"status": "err", "response": "Invalid asset."}));
+                    return json!({"status": "err", "response": "Invalid asset."});
                 };
                 if leverage > a.max_leverage {
-                    return Ok(json!({"status": "err", "response": "Invalid leverage value"}));
+                    return json!({"status": "err", "response": "Invalid leverage value"});
                 }
                 self.leverage.insert(a.name, leverage);
                 ok("default", None)
@@ -804,7 +968,7 @@ impl State {
             other => {
                 json!({"status": "err", "response": format!("{} is not supported by the mock", other.label())})
             }
-        })
+        }
     }
 
     /// Applies one order; returns its status entry.

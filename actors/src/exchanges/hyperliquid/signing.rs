@@ -385,6 +385,18 @@ pub fn action_msgpack<A: Serialize + ?Sized>(
 
 /// `connectionId`: keccak of the msgpack, the nonce (u64 BE) and the vault marker.
 pub fn connection_id(msgpack: &[u8], nonce: u64, vault: Option<&Address>) -> Hash32 {
+    connection_id_expiring(msgpack, nonce, vault, None)
+}
+
+/// `connectionId` of an action that carries `expiresAfter`: as [`connection_id`], then
+/// `0x00` and the expiry in ms (u64 BE), as the Python SDK's `action_hash`
+/// (`utils/signing.py`) does; without an expiry the bytes are exactly [`connection_id`]'s.
+pub fn connection_id_expiring(
+    msgpack: &[u8],
+    nonce: u64,
+    vault: Option<&Address>,
+    expires_after: Option<u64>,
+) -> Hash32 {
     let mut h = Keccak256::new();
     h.update(msgpack);
     h.update(nonce.to_be_bytes());
@@ -394,6 +406,10 @@ pub fn connection_id(msgpack: &[u8], nonce: u64, vault: Option<&Address>) -> Has
             h.update([0x01]);
             h.update(a.0);
         }
+    }
+    if let Some(expires) = expires_after {
+        h.update([0x00]);
+        h.update(expires.to_be_bytes());
     }
     h.finalize().into()
 }
@@ -416,8 +432,23 @@ pub fn l1_action_digest<A: Serialize + ?Sized>(
     vault: Option<&Address>,
     network: Network,
 ) -> Result<Hash32, SigningError> {
+    l1_action_digest_expiring(action, label, nonce, vault, None, network)
+}
+
+/// [`l1_action_digest`] of an action sent with `expiresAfter` (`None`: without).
+pub fn l1_action_digest_expiring<A: Serialize + ?Sized>(
+    action: &A,
+    label: &'static str,
+    nonce: u64,
+    vault: Option<&Address>,
+    expires_after: Option<u64>,
+    network: Network,
+) -> Result<Hash32, SigningError> {
     let bytes = action_msgpack(action, label)?;
-    Ok(l1_digest(&connection_id(&bytes, nonce, vault), network))
+    Ok(l1_digest(
+        &connection_id_expiring(&bytes, nonce, vault, expires_after),
+        network,
+    ))
 }
 
 /// Signs an L1 action (order, cancel, updateLeverage, scheduleCancel, ...).
@@ -429,7 +460,27 @@ pub fn sign_l1_action<A: Serialize + ?Sized>(
     vault: Option<&Address>,
     network: Network,
 ) -> Result<Signature, SigningError> {
-    key.sign_digest(&l1_action_digest(action, label, nonce, vault, network)?)
+    sign_l1_action_expiring(key, action, label, nonce, vault, None, network)
+}
+
+/// Signs an L1 action that the exchange must refuse after `expires_after` (ms).
+pub fn sign_l1_action_expiring<A: Serialize + ?Sized>(
+    key: &PrivateKey,
+    action: &A,
+    label: &'static str,
+    nonce: u64,
+    vault: Option<&Address>,
+    expires_after: Option<u64>,
+    network: Network,
+) -> Result<Signature, SigningError> {
+    key.sign_digest(&l1_action_digest_expiring(
+        action,
+        label,
+        nonce,
+        vault,
+        expires_after,
+        network,
+    )?)
 }
 
 /// The address that signed an L1 action; equal to the wallet (or its API agent) when the
@@ -442,7 +493,27 @@ pub fn recover_l1_signer<A: Serialize + ?Sized>(
     network: Network,
     signature: &Signature,
 ) -> Result<Address, SigningError> {
-    signature.recover(&l1_action_digest(action, label, nonce, vault, network)?)
+    recover_l1_signer_expiring(action, label, nonce, vault, None, network, signature)
+}
+
+/// [`recover_l1_signer`] for a request that carried `expiresAfter`.
+pub fn recover_l1_signer_expiring<A: Serialize + ?Sized>(
+    action: &A,
+    label: &'static str,
+    nonce: u64,
+    vault: Option<&Address>,
+    expires_after: Option<u64>,
+    network: Network,
+    signature: &Signature,
+) -> Result<Address, SigningError> {
+    signature.recover(&l1_action_digest_expiring(
+        action,
+        label,
+        nonce,
+        vault,
+        expires_after,
+        network,
+    )?)
 }
 
 // ---- user-signed actions ----------------------------------------------------------------

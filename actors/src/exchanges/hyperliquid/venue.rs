@@ -21,6 +21,12 @@
 //! mid. A 429 (Hyperliquid answers `null` with no `Retry-After`; see the mock's module
 //! doc) pauses every request of this venue for `rate_limited_pause`, or until a
 //! `Retry-After` should one ever come: nothing is sent before that time.
+//!
+//! Deadlines: an order is signed with `expiresAfter` = its [`OrderRequest::valid_until_ms`]
+//! (part of the signed hash and of the body, as the Python SDK does), so the exchange
+//! refuses it once that time has passed; an order whose deadline passed while it waited
+//! for a 429 pause or the weight budget is not sent at all. `order_validity` is the
+//! request timeout. Cancels and leverage updates carry no expiry.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -430,12 +436,16 @@ impl HyperliquidVenue {
 
     /// Signs and sends one action, once. `changes_state` marks an action (order, cancel,
     /// leverage update) whose ambiguous outcome the gateway must settle by a read.
+    /// `expires_after` (ms) is signed into the action: the exchange refuses it after that
+    /// time, and it is not sent at all once that time has passed here (after the waits for
+    /// a 429 pause and the weight budget).
     async fn exchange(
         &self,
         action: Action,
         orders: u64,
         priority: Priority,
         changes_state: bool,
+        expires_after: Option<Millis>,
     ) -> VenueResult<ExchangeResponse> {
         let key = self.signer.as_ref().ok_or_else(|| VenueError::Auth {
             venue: self.name.clone(),
@@ -454,8 +464,19 @@ impl HyperliquidVenue {
             .check()
             .map_err(|e| self.err_unavailable(e.to_string()))?;
         let nonce = self.next_nonce();
+        if let Some(expires) = expires_after {
+            if self.clock.now_ms() >= expires {
+                return Err(VenueError::InvalidRequest {
+                    venue: self.name.clone(),
+                    reason: format!(
+                        "not sent: the {label}'s deadline ({expires} ms) passed while it waited to be sent"
+                    ),
+                });
+            }
+        }
+        let expires_after = expires_after.and_then(|ms| u64::try_from(ms).ok());
         let request = action
-            .sign(key, nonce, self.vault, self.network)
+            .sign_expiring(key, nonce, self.vault, expires_after, self.network)
             .map_err(|e| VenueError::InvalidRequest {
                 venue: self.name.clone(),
                 reason: e.to_string(),
@@ -550,9 +571,15 @@ impl HyperliquidVenue {
     /// Dead man's switch: the venue cancels every open order at `at_ms`; `None` unsets it.
     pub async fn schedule_cancel(&self, at_ms: Option<Millis>) -> VenueResult<()> {
         let time = at_ms.map(|t| u64::try_from(t).unwrap_or(0));
-        self.exchange(Action::ScheduleCancel { time }, 0, Priority::High, false)
-            .await
-            .map(|_| ())
+        self.exchange(
+            Action::ScheduleCancel { time },
+            0,
+            Priority::High,
+            false,
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The address-based request budget; exported as a gauge. With no headroom left,
@@ -627,6 +654,12 @@ impl Venue for HyperliquidVenue {
         Ok(candles)
     }
 
+    /// The request timeout: an order the venue has not applied by then was abandoned by
+    /// us anyway, and its signed `expiresAfter` makes sure the venue never applies it later.
+    fn order_validity(&self) -> Duration {
+        self.timeout
+    }
+
     async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
         let asset = self.asset(&order.symbol).await?;
         let mut order = order.clone();
@@ -652,7 +685,13 @@ impl Venue for HyperliquidVenue {
             Priority::Medium
         };
         let response = self
-            .exchange(Action::orders(vec![wire]), 1, priority, true)
+            .exchange(
+                Action::orders(vec![wire]),
+                1,
+                priority,
+                true,
+                order.valid_until_ms,
+            )
             .await?;
         let ExchangeResponse::Ok { outcomes, .. } = response else {
             // refusal() already turned an Err answer into an error.
@@ -685,6 +724,7 @@ impl Venue for HyperliquidVenue {
                 1,
                 Priority::High,
                 true,
+                None,
             )
             .await?;
         match response {
@@ -768,7 +808,7 @@ impl Venue for HyperliquidVenue {
                 reason: e.to_string(),
             }
         })?;
-        self.exchange(action, 0, Priority::High, true)
+        self.exchange(action, 0, Priority::High, true, None)
             .await
             .map(|_| ())
     }

@@ -37,6 +37,7 @@ fn request(
         size,
         order_type,
         reduce_only,
+        valid_until_ms: None,
     }
 }
 
