@@ -8,16 +8,20 @@
 //! store, or asks a venue (fills reach the `fills` tree through reconciliation, so a fill
 //! younger than `exchanges.reconcile_interval` may not be listed yet).
 //!
-//! Realized PnL per fill is what the venue reports with the fill (`closed_pnl`); a PnL
-//! tracker that computes its own per fill plugs in at [`TradeRow::from_record`].
+//! Realized PnL per fill is the engine's own average-cost figure over every recorded fill
+//! of the venue ([`orrery_actors::exchanges::pnl::fill_history`], the same accounting as
+//! `orrery status`), so venues that report none (Binance spot, paper) list it too.
 
 use std::fmt::Write as _;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use orrery_actors::clock::Millis;
+use std::collections::BTreeMap;
+
 use orrery_actors::exchanges::ledger::{FillRecord, LedgerEntry};
-use orrery_actors::exchanges::{OrderStatus, Side};
+use orrery_actors::exchanges::pnl::{fill_history, FillPnl};
+use orrery_actors::exchanges::{Fill, OrderStatus, Side};
 use orrery_actors::store::{trees, Store};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -167,8 +171,12 @@ pub struct TradeRow {
     pub price: Decimal,
     pub size: Decimal,
     pub fee: Decimal,
-    /// Realized PnL of this fill as the venue reports it (`closed_pnl`).
+    /// PnL this fill realized by reducing its position (average cost), before its fee.
     pub realized_pnl: Decimal,
+    /// A fee charged in another asset that could not be priced (`"0.00016 BNB"`); `fee`
+    /// then leaves it out.
+    #[serde(default)]
+    pub fee_unpriced: Option<String>,
     pub client_id: Option<String>,
     pub venue_order_id: String,
     pub fill_id: String,
@@ -177,18 +185,22 @@ pub struct TradeRow {
 }
 
 impl TradeRow {
-    /// The row of one stored fill.
-    pub fn from_record(r: &FillRecord) -> Self {
-        let f = &r.fill;
+    /// The row of one fill of `venue`, with the PnL the venue's fill history gives it.
+    pub fn from_pnl(venue: &str, p: &FillPnl) -> Self {
+        let f = &p.fill;
         Self {
             time: rfc3339(f.time_ms),
-            venue: r.venue.clone(),
+            venue: venue.to_string(),
             symbol: f.symbol.clone(),
             side: f.side,
             price: f.price.normalize(),
             size: f.size.normalize(),
             fee: f.fee.normalize(),
-            realized_pnl: f.closed_pnl.normalize(),
+            realized_pnl: p.realized_pnl_usd.normalize(),
+            fee_unpriced: match (&p.fee_usd, &f.fee_asset) {
+                (None, Some(a)) => Some(format!("{} {}", a.amount.normalize(), a.asset)),
+                _ => None,
+            },
             client_id: f.client_id.as_ref().map(|c| c.to_string()),
             venue_order_id: f.venue_order_id.clone(),
             fill_id: f.fill_id.clone(),
@@ -255,11 +267,21 @@ pub fn trades(
     let tree = store
         .tree::<FillRecord>(trees::FILLS)
         .map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
+    // Every fill of a venue feeds its position books, so a filtered row still carries the
+    // PnL it realized against the fills before it.
+    let mut by_venue: BTreeMap<String, Vec<Fill>> = BTreeMap::new();
     for item in tree.iter() {
         let (_, r) = item.map_err(|e| e.to_string())?;
-        if f.venue_ok(&r.venue) && f.symbol_ok(&r.fill.symbol) && f.time_ok(r.fill.time_ms) {
-            rows.push(TradeRow::from_record(&r));
+        if f.venue_ok(&r.venue) {
+            by_venue.entry(r.venue).or_default().push(r.fill);
+        }
+    }
+    let mut rows = Vec::new();
+    for (venue, fills) in &by_venue {
+        for p in fill_history(fills) {
+            if f.symbol_ok(&p.fill.symbol) && f.time_ok(p.fill.time_ms) {
+                rows.push(TradeRow::from_pnl(venue, &p));
+            }
         }
     }
     rows.sort_by(|a, b| (a.time_ms, &a.fill_id).cmp(&(b.time_ms, &b.fill_id)));

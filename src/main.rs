@@ -389,7 +389,14 @@ fn run(config: Config, run_for: Option<Duration>) -> ExitCode {
                 let exit = engine.shutdown().await;
                 let summary =
                     orrery::summary::collect(&engine.store, started_ms, started.elapsed(), marks);
-                print!("{}", orrery::summary::render(&summary));
+                match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
+                    // Machines reading JSON lines get the summary as one more JSON event.
+                    LogFormat::Json => tracing::info!(
+                        summary = %serde_json::to_string(&summary).unwrap_or_default(),
+                        "run summary"
+                    ),
+                    LogFormat::Text => print!("{}", orrery::summary::render(&summary)),
+                }
                 exit
             }
         };

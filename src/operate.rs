@@ -7,8 +7,9 @@
 //! control API, because sled lets one process hold the data dir) and a stopped one (the
 //! data dir is opened and the gateway booted in this process, without agents or HTTP), and
 //! the paper reset. Errors use the control API's one envelope and status mapping in
-//! [`crate::http`]. Never: sends an order or a cancel itself (the gateway does, through the ledger), or resets a paper
-//! account while an engine holds the data dir (it refuses and says to stop the engine).
+//! [`crate::http`]. Never: sends an order or a cancel itself (the gateway does, through
+//! the ledger), or resets a paper account while an engine holds the data dir (it refuses
+//! and says to stop the engine).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;

@@ -576,4 +576,5 @@ fn logs_have_no_colour_off_a_terminal_and_json_lines_with_log_format_json() {
         );
     }
     assert!(lines.iter().any(|l| l.contains("engine started")), "{json}");
+    assert!(lines.iter().any(|l| l.contains("run summary")), "{json}");
 }

@@ -173,7 +173,7 @@ fn operator_commands_on_a_stopped_engine() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("time,venue,symbol,side,price,size,fee,realized_pnl,client_id,venue_order_id,fill_id")
+        Some("time,venue,symbol,side,price,size,fee,realized_pnl,fee_unpriced,client_id,venue_order_id,fill_id")
     );
     let buy = lines
         .find(|l| l.contains(bought["client_id"].as_str().unwrap()))
