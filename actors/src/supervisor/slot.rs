@@ -152,6 +152,14 @@ impl<A: Actor> Slot<A> {
         }
     }
 
+    /// Counts one message delivered to the actor outside [`Slot::send`] (e.g. a request
+    /// the caller sends through [`Slot::with_addr`]) as handled.
+    pub fn count_handled(&self) {
+        if let Some(m) = self.inner.metrics.get() {
+            m.handled.increment(1);
+        }
+    }
+
     /// Sends without waiting for an answer or for mailbox space. Counted as handled when
     /// enqueued, since no answer will tell when it was; not part of the mailbox depth.
     pub fn do_send<M>(&self, msg: M) -> Result<(), SlotError>
@@ -217,7 +225,7 @@ impl<A: Actor> Slot<A> {
             Arc::new(Metrics {
                 label: path.to_string(),
                 depth: metrics::gauge!("orrery_actor_mailbox_depth", "actor" => path.to_string()),
-                handled: metrics::counter!("orrery_actor_messages_total", "actor" => path.to_string()),
+                handled: super::messages_counter(path),
             })
         });
         *self.inner.live.write() = Some(Live { addr, token });
