@@ -13,7 +13,10 @@ fn config(data: &std::path::Path) -> Config {
     let env = [
         ("ORRERY__ENGINE__DATA_DIR", data.display().to_string()),
         ("ORRERY__TELEMETRY__DISABLED", "true".to_string()),
-        ("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "100ms".to_string()),
+        (
+            "ORRERY__AGENTS__TRADING__0__INITIAL_DELAY",
+            "100ms".to_string(),
+        ),
         ("ORRERY__AGENTS__TRADING__0__INTERVAL", "200ms".to_string()),
         ("ORRERY__RISK__CHECK_INTERVAL", "200ms".to_string()),
     ];

@@ -67,7 +67,10 @@ fn busy_actors_count_work_and_every_target_has_its_series_from_the_start() {
         "{scrape}"
     );
     assert!(sample(&scrape, "orrery_process_cpu_seconds_total", "").is_some_and(|v| v > 0.0));
-    assert!(!scrape.contains("orrery_process_cpu_seconds "), "the old gauge is gone");
+    assert!(
+        !scrape.contains("orrery_process_cpu_seconds "),
+        "the old gauge is gone"
+    );
 
     // Series that exist from the start at 0 (no breaker opened, no cooldown, no breach
     // in this run).

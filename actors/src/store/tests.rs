@@ -183,7 +183,12 @@ fn data_dir_reopens_right_after_the_last_handle_drops() {
                         Store::open(&path).unwrap_or_else(|e| panic!("loop {n}, reopen #{i}: {e}"));
                     let notes = store.tree::<Note>("notes").unwrap();
                     notes
-                        .put_durable_blocking(&format!("k{i:03}"), &Note { text: i.to_string() })
+                        .put_durable_blocking(
+                            &format!("k{i:03}"),
+                            &Note {
+                                text: i.to_string(),
+                            },
+                        )
                         .unwrap();
                     let held_elsewhere = notes.clone();
                     drop(store);
@@ -193,7 +198,10 @@ fn data_dir_reopens_right_after_the_last_handle_drops() {
                 let store = Store::open(&path).unwrap();
                 let notes = store.tree::<Note>("notes").unwrap();
                 assert_eq!(notes.len(), 200);
-                assert_eq!(notes.get("k199").unwrap(), Some(Note { text: "199".into() }));
+                assert_eq!(
+                    notes.get("k199").unwrap(),
+                    Some(Note { text: "199".into() })
+                );
             })
         })
         .collect();
@@ -217,7 +225,12 @@ async fn close_waits_for_every_handle_then_releases_the_dir() {
         let holder = tokio::spawn(async move {
             let _ = wait.await;
             notes
-                .put_durable(&format!("k{i:03}"), &Note { text: i.to_string() })
+                .put_durable(
+                    &format!("k{i:03}"),
+                    &Note {
+                        text: i.to_string(),
+                    },
+                )
                 .await
         });
         let closing = tokio::spawn(store.close(Duration::from_secs(60)));
@@ -242,10 +255,7 @@ async fn close_reports_handles_still_held() {
         Err(StoreError::InUse { handles, .. }) => assert_eq!(handles, 2),
         other => panic!("expected InUse, got {other:?}"),
     }
-    assert!(matches!(
-        Store::open(&path),
-        Err(StoreError::Open { .. })
-    ));
+    assert!(matches!(Store::open(&path), Err(StoreError::Open { .. })));
     drop(other);
     drop(notes);
     Store::open(&path).unwrap();
