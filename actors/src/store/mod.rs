@@ -223,43 +223,20 @@ impl Store {
     }
 
     fn with_db(db: sled::Db, dir: PathBuf, lock_file: Option<PathBuf>) -> Result<Self> {
-        let meta = db
-            .open_tree(trees::META)
-            .map_err(|source| StoreError::Sled {
-                tree: trees::META.into(),
-                source,
-            })?;
-        let sled_err = |source| StoreError::Sled {
-            tree: trees::META.into(),
-            source,
-        };
-        match meta.get(SCHEMA_KEY).map_err(sled_err)? {
-            Some(raw) => {
-                let bytes: [u8; 4] = raw
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::BadSchemaMarker { dir: dir.clone() })?;
-                let found = u32::from_be_bytes(bytes);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        dir,
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                // Older schemas would be migrated here; version 1 is the first.
-            }
-            None => {
-                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
-                    .map_err(sled_err)?;
-                db.flush().map_err(sled_err)?;
-            }
-        }
-        let writer = Writer::start(db.clone());
-        let release = LockRelease {
+        let mut release = LockRelease {
             dir: dir.clone(),
             lock_file,
         };
+        if let Err(e) = check_schema(&db, &dir) {
+            // A refused dir is released before the error is reported, so the caller may
+            // reopen it (or another process may) at once.
+            drop(db);
+            if let Err(lock) = release.wait(LOCK_RELEASE_WAIT) {
+                tracing::warn!(error = %lock, "the refused data dir was not released");
+            }
+            return Err(e);
+        }
+        let writer = Writer::start(db.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
@@ -268,6 +245,18 @@ impl Store {
                 release,
             }),
         })
+    }
+
+    /// Waits up to `within` until nothing holds the lock of the data dir at `dir` (a
+    /// stopping engine, or a bare sled handle whose I/O threads still have the file open).
+    /// A dir without a data file is free.
+    pub fn wait_released(dir: impl AsRef<Path>, within: Duration) -> Result<()> {
+        let dir = dir.as_ref();
+        LockRelease {
+            dir: dir.to_path_buf(),
+            lock_file: Some(dir.join("db")),
+        }
+        .wait(within)
     }
 
     /// Closes the store: flushes, waits up to `within` for every other handle (clones and
@@ -359,6 +348,45 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// Checks (or, in a new dir, writes) the schema version marker.
+fn check_schema(db: &sled::Db, dir: &Path) -> Result<()> {
+    let meta = db
+        .open_tree(trees::META)
+        .map_err(|source| StoreError::Sled {
+            tree: trees::META.into(),
+            source,
+        })?;
+    let sled_err = |source| StoreError::Sled {
+        tree: trees::META.into(),
+        source,
+    };
+    match meta.get(SCHEMA_KEY).map_err(sled_err)? {
+        Some(raw) => {
+            let bytes: [u8; 4] =
+                raw.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::BadSchemaMarker {
+                        dir: dir.to_path_buf(),
+                    })?;
+            let found = u32::from_be_bytes(bytes);
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    dir: dir.to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            // Older schemas would be migrated here; version 1 is the first.
+        }
+        None => {
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                .map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
+        }
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

@@ -57,6 +57,11 @@ fn data_dir_is_private() {
     assert_eq!(mode, 0o700);
 }
 
+/// Waits until no sled handle in this process holds the data dir at `path`.
+fn sled_released(path: &std::path::Path) {
+    Store::wait_released(path, Duration::from_secs(60)).unwrap();
+}
+
 #[test]
 fn newer_schema_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,9 +73,17 @@ fn newer_schema_is_refused_and_left_untouched() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = Store::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
-    assert!(err.to_string().contains("newer than this binary supports"));
+    // A bare sled handle closes its file late too (see `LockRelease`).
+    sled_released(&path);
+    // Refused every time, never "locked": a refused dir is released before the error.
+    for _ in 0..50 {
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer than this binary supports"));
+    }
     let db = sled::open(&path).unwrap();
     let raw = db
         .open_tree(trees::META)
