@@ -2,7 +2,8 @@
 //! process sampler.
 //!
 //! Owns: installing the process-global recorder (once, by the engine process), histogram
-//! buckets, HELP texts for the metrics this module names, and sampling RSS / CPU. Never:
+//! buckets, HELP texts for the metrics this module names, sampling RSS, and the text of a
+//! scrape ([`render`]: the recorder's exposition plus the process CPU counter). Never:
 //! serving HTTP (the process crate does that) or deciding what a component measures — each
 //! module records its own metrics and describes them in its own `describe()`.
 
