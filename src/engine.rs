@@ -154,6 +154,17 @@ impl EngineHandle {
         exit
     }
 
+    /// [`EngineHandle::shutdown`], then closes the store: waits up to `within` for every
+    /// stopped actor (and every other clone of this handle) to drop its sled handles, and
+    /// returns once the data dir is released, so an embedding application can start a new
+    /// engine on the same data dir in this process at once.
+    pub async fn close(self, within: std::time::Duration) -> Result<RootExit, EngineError> {
+        let exit = self.shutdown().await;
+        let EngineHandle { store, .. } = self;
+        store.close(within).await?;
+        Ok(exit)
+    }
+
     /// Resolves when the tree ends on its own (escalation to the root).
     pub async fn terminated(&self) -> RootExit {
         self.root.terminated().await
@@ -277,8 +288,9 @@ fn tree(
 
     let sample_interval = config.telemetry.sample_interval;
     let telemetry_child =
-        ChildSpec::in_slot("telemetry", Slot::<ProcessSampler>::new(), move |_| {
-            Ok(ProcessSampler::new(sample_interval, metrics.clone()))
+        ChildSpec::in_slot("telemetry", Slot::<ProcessSampler>::new(), move |ctx| {
+            Ok(ProcessSampler::new(sample_interval, metrics.clone())
+                .counting_messages_in(ctx.messages_counter()))
         })
         .mailbox(mailbox)
         .shutdown(shutdown);
@@ -296,10 +308,12 @@ fn tree(
                     pools.insert(d.id.clone(), slot.clone());
                     let (d, health, store) = (d.clone(), health.clone(), store.clone());
                     spec = spec.child(
-                        ChildSpec::in_slot(format!("pool-{}", d.id), slot, move |_| {
+                        ChildSpec::in_slot(format!("pool-{}", d.id), slot, move |ctx| {
                             // The breaker's state lives in sled: a restarted pool (or
                             // engine) keeps an open breaker open until its time.
-                            pool_for(&d, &health, Some(&store)).map_err(StartError::failed)
+                            pool_for(&d, &health, Some(&store))
+                                .map(|p| p.counting_messages_in(ctx.messages_counter()))
+                                .map_err(StartError::failed)
                         })
                         .mailbox(mailbox)
                         .shutdown(shutdown),
@@ -391,7 +405,7 @@ fn tree(
                     router.clone(),
                 );
                 spec = spec.child(
-                    ChildSpec::in_slot("risk", Slot::<RiskAgent>::new(), move |_| {
+                    ChildSpec::in_slot("risk", Slot::<RiskAgent>::new(), move |ctx| {
                         let (baselines, breaches) =
                             RiskDeps::trees(&store).map_err(StartError::failed)?;
                         let deps = RiskDeps {
@@ -403,7 +417,8 @@ fn tree(
                             breaches,
                         };
                         let venues = config.exchanges.venues.keys().cloned().collect();
-                        Ok(RiskAgent::new(config.risk.clone(), venues, deps))
+                        Ok(RiskAgent::new(config.risk.clone(), venues, deps)
+                            .counting_messages_in(ctx.messages_counter()))
                     })
                     .mailbox(mailbox)
                     .shutdown(shutdown),
@@ -422,7 +437,7 @@ fn tree(
                     ChildSpec::in_slot(
                         format!("trading-{}", agent.name),
                         Slot::<TradingAgent>::new(),
-                        move |_| {
+                        move |ctx| {
                             let deps = TradingDeps {
                                 gateway: gateway.clone(),
                                 models: ModelClient::from_slot(router.clone()),
@@ -437,7 +452,8 @@ fn tree(
                                     clock.clone(),
                                 ),
                             };
-                            Ok(TradingAgent::new(agent.clone(), deps))
+                            Ok(TradingAgent::new(agent.clone(), deps)
+                                .counting_messages_in(ctx.messages_counter()))
                         },
                     )
                     .restart(RestartType::Permanent)

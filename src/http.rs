@@ -361,7 +361,7 @@ async fn metrics(engine: web::Data<EngineHandle>) -> HttpResponse {
     match &engine.metrics {
         Some(h) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(h.render()),
+            .body(orrery_actors::telemetry::render(h)),
         None => ApiError::new(
             "metrics_elsewhere",
             "metrics are recorded by another engine in this process",

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use orrery_actors::store::Store;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -104,6 +105,9 @@ fn a_newer_schema_data_dir_is_refused_and_left_untouched() {
             .unwrap();
         db.flush().unwrap();
     }
+    // sled's I/O threads may hold the file a moment after the drop; the engine must meet
+    // the schema marker, not the lock.
+    Store::wait_released(&data, Duration::from_secs(60)).unwrap();
     let mut engine = spawn_engine(&config, dir.path(), &[], &[]);
     let exit = wait_exit(&mut engine, Duration::from_secs(20));
     assert_eq!(exit.code(), Some(1));

@@ -143,8 +143,10 @@ fn send_orders(
     worker: usize,
 ) {
     let mut i = 0usize;
-    // `sent` counts orders the engine answered; one cut by a kill is retried as a new
-    // order (new client id), as an operator would.
+    // `sent` counts orders the engine acknowledged; one cut by a kill, or refused while
+    // the restarted engine was not ready yet (how often depends on the machine's load),
+    // is retried as a new order (new client id), as an operator would. So the flow always
+    // reaches `total` acknowledged orders, however slow the machine.
     while !stop.load(Ordering::SeqCst) && sent.load(Ordering::SeqCst) < total {
         let side = if (i + worker).is_multiple_of(2) {
             "buy"
@@ -166,9 +168,7 @@ fn send_orders(
                     avg_price: v["avg_fill_price"].as_str().map(|p| p.parse().unwrap()),
                 });
             }
-            Some(_) => {
-                sent.fetch_add(1, Ordering::SeqCst);
-            }
+            Some(_) => std::thread::sleep(Duration::from_millis(20)),
             // The kill cut this one: it may or may not have been sent.
             None => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -196,7 +196,16 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
     let sent = Arc::new(AtomicUsize::new(0));
     let mut kills = 0;
 
+    let mut rounds = 0;
     while sent.load(Ordering::SeqCst) < TOTAL_ORDERS {
+        rounds += 1;
+        // Each round acknowledges orders unless the engine refuses everything; a bound
+        // on rounds (not on time) turns that into a failure instead of a hang.
+        assert!(
+            rounds <= 500,
+            "only {} of {TOTAL_ORDERS} orders acknowledged in 500 rounds",
+            sent.load(Ordering::SeqCst)
+        );
         let mut engine = spawn_engine(&config_path, dir.path(), &[], &env);
         wait_for(Duration::from_secs(30), "the engine to serve", || {
             http_get(port, "/health").filter(|(s, _)| *s == 200)
@@ -233,11 +242,6 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
 
     let acks = acks.lock().unwrap().clone();
     assert!(kills >= 3, "only {kills} kills");
-    assert!(
-        acks.len() >= TOTAL_ORDERS - 10,
-        "only {} acknowledged",
-        acks.len()
-    );
     let config = Config::load(Some(&config_path), Vec::new()).unwrap();
     let store = Store::open(&config.engine.data_dir).unwrap();
     let ledger = OrderLedger::open(&store, system_clock()).unwrap();

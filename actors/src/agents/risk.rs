@@ -222,6 +222,8 @@ pub struct RiskAgent {
     venues: Vec<String>,
     deps: RiskDeps,
     running: bool,
+    /// `orrery_actor_messages_total` of the supervised actor: one per check tick.
+    messages: metrics::Counter,
 }
 
 impl RiskAgent {
@@ -231,6 +233,25 @@ impl RiskAgent {
             venues,
             deps,
             running: false,
+            messages: metrics::Counter::noop(),
+        }
+    }
+
+    /// Counts every check tick in `counter`; see
+    /// [`crate::supervisor::StartCtx::messages_counter`].
+    pub fn counting_messages_in(mut self, counter: metrics::Counter) -> Self {
+        self.messages = counter;
+        self
+    }
+}
+
+/// Registers the breach counter of every venue and limit at 0, so the series exist (and
+/// an alert on their increase works) before the first breach.
+fn register_breach_series(venues: &[String]) {
+    for venue in venues {
+        for breach in [Breach::MaxLoss, Breach::MaxGain, Breach::MinBalance] {
+            metrics::counter!(names::RISK_BREACHES, "venue" => venue.clone(), "limit" => breach.label())
+                .increment(0);
         }
     }
 }
@@ -239,6 +260,7 @@ impl Actor for RiskAgent {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        register_breach_series(&self.venues);
         // The first check runs at once: it takes the window's baseline before agents trade.
         Self::check_all(self, ctx);
         ctx.run_interval(self.limits.check_interval, Self::check_all);
@@ -247,6 +269,7 @@ impl Actor for RiskAgent {
 
 impl RiskAgent {
     fn check_all(this: &mut Self, ctx: &mut Context<Self>) {
+        this.messages.increment(1);
         {
             if this.running {
                 return;

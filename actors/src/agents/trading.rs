@@ -202,6 +202,8 @@ pub struct TradingAgent {
     config: TradingAgentConfig,
     deps: TradingDeps,
     running: bool,
+    /// `orrery_actor_messages_total` of the supervised actor: one per schedule tick.
+    messages: metrics::Counter,
 }
 
 impl TradingAgent {
@@ -210,10 +212,20 @@ impl TradingAgent {
             config,
             deps,
             running: false,
+            messages: metrics::Counter::noop(),
         }
     }
 
+    /// Counts every schedule tick (a run, or a run skipped because one is in progress) in
+    /// `counter`; see [`crate::supervisor::StartCtx::messages_counter`]. The agent works on
+    /// its own timer, so its slot alone would count nothing.
+    pub fn counting_messages_in(mut self, counter: metrics::Counter) -> Self {
+        self.messages = counter;
+        self
+    }
+
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.messages.increment(1);
         if self.running {
             metrics::counter!(names::AGENT_RUNS, "agent" => self.config.name.clone(), "outcome" => "skipped_busy").increment(1);
             return;

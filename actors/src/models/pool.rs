@@ -374,6 +374,8 @@ struct PoolCall {
     permits: Arc<Semaphore>,
     health: Arc<DeploymentHealth>,
     metrics: PoolMetrics,
+    /// The supervised actor's `orrery_actor_messages_total`; see [`ModelPool::counting_messages_in`].
+    messages: std::sync::OnceLock<metrics::Counter>,
 }
 
 /// The pool's metric handles, registered once when the pool is built (the engine installs
@@ -387,6 +389,9 @@ struct PoolMetrics {
     in_flight: metrics::Gauge,
     prompt_tokens: metrics::Counter,
     completion_tokens: metrics::Counter,
+    /// Registered with the pool so the series reads 0 from the start, not only after the
+    /// first cooldown (an alert on its increase needs the series to exist).
+    cooldowns: metrics::Counter,
 }
 
 impl PoolMetrics {
@@ -398,6 +403,7 @@ impl PoolMetrics {
             in_flight: metrics::gauge!("orrery_model_in_flight", "deployment" => label.clone()),
             prompt_tokens: metrics::counter!("orrery_model_tokens_total", "deployment" => label.clone(), "kind" => "prompt"),
             completion_tokens: metrics::counter!("orrery_model_tokens_total", "deployment" => label.clone(), "kind" => "completion"),
+            cooldowns: metrics::counter!("orrery_model_cooldowns_total", "deployment" => label.clone()),
             label,
         }
     }
@@ -431,8 +437,19 @@ impl ModelPool {
                 settings,
                 permits,
                 health,
+                messages: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Counts every request this pool serves (by message or through its lane) and every
+    /// health check in `counter`, the supervised actor's `orrery_actor_messages_total`
+    /// ([`crate::supervisor::StartCtx::messages_counter`]). The router reaches pools past
+    /// their slot, so the slot alone would count nothing.
+    pub fn counting_messages_in(self, counter: metrics::Counter) -> Self {
+        // A fresh pool's cell is empty; were it set, the first counter simply stays.
+        let _ = self.call.messages.set(counter);
+        self
     }
 
     pub fn deployment(&self) -> &str {
@@ -509,11 +526,18 @@ impl Drop for InFlight<'_> {
 }
 
 impl PoolCall {
+    fn count_message(&self) {
+        if let Some(c) = self.messages.get() {
+            c.increment(1);
+        }
+    }
+
     /// One background health check, bounded by its interval (a check that hangs is a
     /// failed check, and never piles up behind the next). A failure keeps the deployment
     /// out for two intervals: until the next check has run and had its own interval to
     /// answer, so the deployment never flickers back in between two failing checks.
     async fn check_health(&self, every: Duration) {
+        self.count_message();
         let out_for = every.saturating_mul(2);
         let checked = tokio::time::timeout(every, self.provider.health_check()).await;
         let outcome = match checked {
@@ -540,6 +564,7 @@ impl PoolCall {
         deadline: Instant,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<ModelResponse, ModelError> {
+        self.count_message();
         let started = Instant::now();
         let own_deadline = deadline_after(started, self.settings.timeout);
         let deadline = deadline.min(own_deadline);
@@ -706,8 +731,7 @@ impl PoolCall {
                 "deployment cooling down ({} consecutive failures allowed); last: {result}",
                 self.settings.cooldown_after_failures
             );
-            metrics::counter!("orrery_model_cooldowns_total", "deployment" => self.metrics.label.clone())
-                .increment(1);
+            self.metrics.cooldowns.increment(1);
         }
         (Err(result), now)
     }

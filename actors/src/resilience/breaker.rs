@@ -213,6 +213,24 @@ impl Drop for Permit {
     }
 }
 
+/// Registers the event counters of `target` at 0, so every configured target has its
+/// series from the start rather than after its first event (an alert on `increase()`
+/// misses the first event of a series that did not exist).
+fn register_event_series(target: &Arc<str>) {
+    use BreakerState::{Closed, HalfOpen, Open};
+    metrics::counter!(METRIC_REJECTED, "target" => target.clone()).increment(0);
+    // Every transition `transition` can make.
+    for (from, to) in [
+        (Closed, Open),
+        (Open, HalfOpen),
+        (HalfOpen, Closed),
+        (HalfOpen, Open),
+    ] {
+        metrics::counter!(METRIC_TRANSITIONS, "target" => target.clone(), "from" => from.label(), "to" => to.label())
+            .increment(0);
+    }
+}
+
 impl CircuitBreaker {
     /// The same target and settings kept in `tree` from now on, starting from the state
     /// recorded there (so a restart does not hammer a target that was failing). Meant for
@@ -286,6 +304,7 @@ impl CircuitBreaker {
             }),
         };
         metrics::gauge!(METRIC_STATE, "target" => breaker.shared.label.clone()).set(state.gauge());
+        register_event_series(&breaker.shared.label);
         breaker
     }
 

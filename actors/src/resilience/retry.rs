@@ -14,7 +14,8 @@
 //!   key. Not configurable on purpose.
 //!
 //! Every attempt runs under the caller's deadline, and a retry whose wait would end at or
-//! after the deadline is not started: the caller gets the last error at once instead.
+//! after the deadline (or within the timer's last millisecond tick before it, since the
+//! wake-up may round onto it) is not started: the caller gets the last error at once.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,9 @@ use tokio::time::Instant;
 
 use super::class::ErrorClass;
 use super::config::RetryConfig;
+
+/// Resolution of tokio's timer wheel; a sleep wakes up to this much after its end.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// Errors that can say which [`ErrorClass`] they belong to.
 pub trait Classify {
@@ -303,7 +307,10 @@ impl RetryPolicy {
             if let ErrorClass::RateLimited { retry_after: Some(after) } = class {
                 wait = after.min(c.rate_limited.retry_after_cap);
             }
-            if Instant::now() + wait >= deadline {
+            // tokio's timers wake on whole-millisecond ticks, rounding up (by less than
+            // `TIMER_TICK`): a wait that ends within the last tick before the deadline
+            // could wake at or after it and start an attempt there.
+            if Instant::now() + wait + TIMER_TICK >= deadline {
                 state.lock().stop = Some(Stop::Deadline);
                 return None;
             }

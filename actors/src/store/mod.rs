@@ -4,6 +4,13 @@
 //! DESIGN.md, the versioned encoding of every value, and the group-committing writer thread
 //! for writes that protect money. Never: business logic; callers decide what to store.
 //!
+//! Closing is synchronous. Every [`Tree`] holds a [`Store`] clone, so the sled database
+//! lives until the last handle goes; dropping that handle joins the writer thread, drops
+//! sled and then waits until sled's I/O threads have closed the data file (its `flock` can
+//! be taken), so the dir can be reopened in the same process as soon as the drop returns.
+//! [`Store::close`] is the explicit form for an engine that stops: it flushes, waits (with
+//! a bound) for handles still held by stopping actors, and reports the ones that remain.
+//!
 //! Every value is stored as a 2-byte big-endian record version followed by its JSON
 //! encoding. JSON keeps the data dir inspectable and tolerant of added fields; the version
 //! lets a newer binary migrate old records and lets an older binary refuse newer ones.
@@ -16,6 +23,7 @@ pub use codec::Record;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use writer::{WriteOp, Writer};
 
@@ -87,6 +95,19 @@ pub enum StoreError {
     Sled { tree: String, source: sled::Error },
     #[error("the store writer thread has stopped; the engine is shutting down")]
     WriterGone,
+    #[error("data dir {dir} is still in use by {handles} other handle(s) after waiting {waited:?}; it stays open until they are dropped (an actor that did not stop?)")]
+    InUse {
+        dir: PathBuf,
+        handles: usize,
+        waited: Duration,
+    },
+    #[error("data dir {dir}: sled still holds the lock on its data file {waited:?} after the store was dropped; reopen later")]
+    LockHeld { dir: PathBuf, waited: Duration },
+    #[error("data dir {dir}: cannot check that the data file's lock was released: {source}")]
+    LockProbe {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -98,10 +119,73 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Fields drop in this order, which is the order of a clean close: the writer thread
+/// (which holds a database clone) is joined, then sled is dropped, then `release` waits
+/// until sled's own threads have let go of the data file.
 struct Inner {
+    writer: Writer,
     db: sled::Db,
     dir: PathBuf,
-    writer: Writer,
+    release: LockRelease,
+}
+
+/// How long a drop waits for sled's I/O threads to close the data file. They finish a
+/// write already under way, which takes microseconds to milliseconds; the bound only
+/// matters if another process took the lock meanwhile.
+const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits, when dropped, until the data file's lock can be taken, i.e. until every sled
+/// handle in this process has closed the file. sled's last database handle does not
+/// close it itself: a write spawned on sled's I/O pool keeps the file open until that
+/// thread drops its reference, which on a busy machine happens after our drop returned.
+struct LockRelease {
+    dir: PathBuf,
+    /// `<dir>/db`, the file sled locks; `None` for a temporary store (nothing to reopen).
+    lock_file: Option<PathBuf>,
+}
+
+impl LockRelease {
+    fn wait(&mut self, within: Duration) -> Result<()> {
+        let Some(path) = self.lock_file.take() else {
+            return Ok(());
+        };
+        let probe_err = |source| StoreError::LockProbe {
+            dir: self.dir.clone(),
+            source,
+        };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(probe_err(e)),
+        };
+        let started = std::time::Instant::now();
+        loop {
+            // Our own descriptor: `flock` conflicts with sled's while sled keeps the file
+            // open, even in this process.
+            match file.try_lock() {
+                Ok(()) => return file.unlock().map_err(probe_err),
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < within => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::LockHeld {
+                        dir: self.dir.clone(),
+                        waited: started.elapsed(),
+                    })
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(probe_err(e)),
+            }
+        }
+    }
+}
+
+impl Drop for LockRelease {
+    fn drop(&mut self) {
+        // Runs after the writer and sled were dropped (field order of `Inner`).
+        if let Err(e) = self.wait(LOCK_RELEASE_WAIT) {
+            tracing::warn!(error = %e, "the data dir was not released on close");
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -125,7 +209,8 @@ impl Store {
                 dir: dir.clone(),
                 source,
             })?;
-        Self::with_db(db, dir)
+        let lock_file = Some(dir.join("db"));
+        Self::with_db(db, dir, lock_file)
     }
 
     /// An in-memory store removed on drop; for tests and benches.
@@ -137,46 +222,84 @@ impl Store {
                 dir: PathBuf::from("<temporary>"),
                 source,
             })?;
-        Self::with_db(db, PathBuf::from("<temporary>"))
+        Self::with_db(db, PathBuf::from("<temporary>"), None)
     }
 
-    fn with_db(db: sled::Db, dir: PathBuf) -> Result<Self> {
-        let meta = db
-            .open_tree(trees::META)
-            .map_err(|source| StoreError::Sled {
-                tree: trees::META.into(),
-                source,
-            })?;
-        let sled_err = |source| StoreError::Sled {
-            tree: trees::META.into(),
-            source,
+    fn with_db(db: sled::Db, dir: PathBuf, lock_file: Option<PathBuf>) -> Result<Self> {
+        let mut release = LockRelease {
+            dir: dir.clone(),
+            lock_file,
         };
-        match meta.get(SCHEMA_KEY).map_err(sled_err)? {
-            Some(raw) => {
-                let bytes: [u8; 4] = raw
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::BadSchemaMarker { dir: dir.clone() })?;
-                let found = u32::from_be_bytes(bytes);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        dir,
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                // Older schemas would be migrated here; version 1 is the first.
+        if let Err(e) = check_schema(&db, &dir) {
+            // A refused dir is released before the error is reported, so the caller may
+            // reopen it (or another process may) at once.
+            drop(db);
+            if let Err(lock) = release.wait(LOCK_RELEASE_WAIT) {
+                tracing::warn!(error = %lock, "the refused data dir was not released");
             }
-            None => {
-                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
-                    .map_err(sled_err)?;
-                db.flush().map_err(sled_err)?;
-            }
+            return Err(e);
         }
         let writer = Writer::start(db.clone());
         Ok(Self {
-            inner: Arc::new(Inner { db, dir, writer }),
+            inner: Arc::new(Inner {
+                writer,
+                db,
+                dir,
+                release,
+            }),
         })
+    }
+
+    /// Waits up to `within` until nothing holds the lock of the data dir at `dir` (a
+    /// stopping engine, or a bare sled handle whose I/O threads still have the file open).
+    /// A dir without a data file is free.
+    pub fn wait_released(dir: impl AsRef<Path>, within: Duration) -> Result<()> {
+        let dir = dir.as_ref();
+        LockRelease {
+            dir: dir.to_path_buf(),
+            lock_file: Some(dir.join("db")),
+        }
+        .wait(within)
+    }
+
+    /// Closes the store: flushes, waits up to `within` for every other handle (clones and
+    /// trees held by actors that are still stopping) to be dropped, then joins the writer
+    /// thread, drops sled and returns once the data dir can be reopened.
+    ///
+    /// If handles remain after `within`, returns [`StoreError::InUse`] with their count;
+    /// the dir is then released when the last of them is dropped.
+    pub async fn close(self, within: Duration) -> Result<()> {
+        self.flush()?;
+        let deadline = tokio::time::Instant::now() + within;
+        // Polled rather than notified: handles are dropped on other threads (actix
+        // arbiters, sled) that have no way to tell us, and close runs once per engine.
+        while Arc::strong_count(&self.inner) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::InUse {
+                    dir: self.inner.dir.clone(),
+                    handles: Arc::strong_count(&self.inner) - 1,
+                    waited: within,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => {
+                let Inner {
+                    writer,
+                    db,
+                    dir: _,
+                    mut release,
+                } = inner;
+                drop(writer);
+                drop(db);
+                release.wait(LOCK_RELEASE_WAIT)
+            }
+            // Only this handle was left and it is owned here, so no clone can have been
+            // made since the count was read; this arm is unreachable but harmless: the
+            // last holder's drop releases the dir.
+            Err(_) => Ok(()),
+        }
     }
 
     /// The data dir this store lives in.
@@ -228,6 +351,45 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// Checks (or, in a new dir, writes) the schema version marker.
+fn check_schema(db: &sled::Db, dir: &Path) -> Result<()> {
+    let meta = db
+        .open_tree(trees::META)
+        .map_err(|source| StoreError::Sled {
+            tree: trees::META.into(),
+            source,
+        })?;
+    let sled_err = |source| StoreError::Sled {
+        tree: trees::META.into(),
+        source,
+    };
+    match meta.get(SCHEMA_KEY).map_err(sled_err)? {
+        Some(raw) => {
+            let bytes: [u8; 4] =
+                raw.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::BadSchemaMarker {
+                        dir: dir.to_path_buf(),
+                    })?;
+            let found = u32::from_be_bytes(bytes);
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    dir: dir.to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            // Older schemas would be migrated here; version 1 is the first.
+        }
+        None => {
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                .map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
+        }
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

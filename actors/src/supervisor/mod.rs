@@ -24,6 +24,12 @@
 //! keeps counting across process restarts; [`restart_records`] lists it for `orrery status`.
 //! The count includes restarts caused by a sibling under `one_for_all` / `rest_for_one`.
 //!
+//! `orrery_actor_messages_total{actor}` counts the work an actor handled: every message
+//! answered through its [`Slot`] (or accepted, when sent without waiting), plus what an
+//! actor does that no slot sees — a timer tick of an agent or the process sampler, a
+//! request a model pool served through its same-thread lane. Such actors take the
+//! counter from [`StartCtx::messages_counter`] (or [`messages_counter`]) and count there.
+//!
 //! Unlike actix's own `Supervisor`, a panic in a handler or in a future on the actor's
 //! context is caught ([`ChildExit::Panicked`]), and a restart rebuilds the actor by calling
 //! its factory again (the factory reloads its state from sled), so a restart starts clean.
@@ -67,6 +73,15 @@ pub use slot::{Slot, SlotError};
 pub use spec::{ChildSpec, Factory, RestartType, SpecError, StartError, Strategy, SupervisorSpec};
 pub use start::StartCtx;
 
+/// Name of the per-actor counter of handled work; see the module docs.
+pub const MESSAGES_TOTAL: &str = "orrery_actor_messages_total";
+
+/// The handled-work counter of the actor at `path` (its path in the tree, the label every
+/// per-actor metric uses). The slot counts the messages it delivers into the same series.
+pub fn messages_counter(path: &str) -> metrics::Counter {
+    metrics::counter!(MESSAGES_TOTAL, "actor" => path.to_string())
+}
+
 /// Describes this module's metrics to the installed recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, Unit};
@@ -86,9 +101,9 @@ pub fn describe() {
         "Messages sent to an actor through its slot and not yet answered"
     );
     describe_counter!(
-        "orrery_actor_messages_total",
+        MESSAGES_TOTAL,
         Unit::Count,
-        "Messages an actor answered (or accepted, for messages sent without waiting)"
+        "Work an actor handled: messages answered (or accepted, when sent without waiting), timer ticks, and requests served through a same-thread lane"
     );
     describe_counter!(
         "orrery_supervisor_escalations_total",

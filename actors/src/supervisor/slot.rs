@@ -6,8 +6,11 @@
 //! not yet answered) and messages handled. Never: retries or re-routing; a caller that gets
 //! [`SlotError::Vacant`] or [`SlotError::Closed`] decides whether to wait or go to a sibling.
 //!
-//! Every message in the engine passes through a slot, so the send path is one uncontended
+//! Most messages in the engine pass through a slot, so the send path is one uncontended
 //! read lock, the actix send itself, and two metric updates; no allocation beyond actix's.
+//! Work a slot does not see (timer ticks, a pool's same-thread lane) is counted by the
+//! actor itself into the same `orrery_actor_messages_total` series (see the module docs
+//! of `supervisor`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -217,7 +220,7 @@ impl<A: Actor> Slot<A> {
             Arc::new(Metrics {
                 label: path.to_string(),
                 depth: metrics::gauge!("orrery_actor_mailbox_depth", "actor" => path.to_string()),
-                handled: metrics::counter!("orrery_actor_messages_total", "actor" => path.to_string()),
+                handled: super::messages_counter(path),
             })
         });
         *self.inner.live.write() = Some(Live { addr, token });

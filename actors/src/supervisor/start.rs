@@ -58,6 +58,12 @@ impl<'a> StartCtx<'a> {
         self.path
     }
 
+    /// The child's `orrery_actor_messages_total` counter, for work the actor handles
+    /// without a message through its slot (timer ticks, lane calls).
+    pub fn messages_counter(&self) -> metrics::Counter {
+        super::messages_counter(self.path)
+    }
+
     /// 0 at the first start, then one more at every restart.
     pub fn generation(&self) -> u64 {
         self.generation

@@ -2,11 +2,15 @@
 //! process sampler.
 //!
 //! Owns: installing the process-global recorder (once, by the engine process), histogram
-//! buckets, HELP texts for the metrics this module names, and sampling RSS / CPU. Never:
+//! buckets, HELP texts for the metrics this module names, sampling RSS, and the text of a
+//! scrape ([`render`]: the recorder's exposition plus the process CPU counter). Never:
 //! serving HTTP (the process crate does that) or deciding what a component measures — each
 //! module records its own metrics and describes them in its own `describe()`.
 
 mod process;
+
+#[cfg(test)]
+mod tests;
 
 pub use process::{ProcessSampler, ProcessStats};
 
@@ -15,7 +19,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 /// Names of the engine-level metrics recorded outside a component's own module.
 pub mod names {
     pub const PROCESS_RSS_BYTES: &str = "orrery_process_resident_memory_bytes";
-    pub const PROCESS_CPU_SECONDS: &str = "orrery_process_cpu_seconds";
+    /// A counter read from `/proc/self/stat` at each scrape; see [`super::render`].
+    pub const PROCESS_CPU_SECONDS: &str = "orrery_process_cpu_seconds_total";
     pub const PROCESS_START_TIME: &str = "orrery_process_start_time_seconds";
     pub const ENGINE_INFO: &str = "orrery_engine_info";
     pub const ENGINE_UP: &str = "orrery_engine_up";
@@ -64,6 +69,36 @@ pub fn install_global_recorder() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
+/// HELP text of [`names::PROCESS_CPU_SECONDS`].
+const PROCESS_CPU_HELP: &str = "Cumulative CPU time (user + system) used by the engine process.";
+
+/// The exposition of `handle`, plus the process CPU counter read now.
+///
+/// CPU time is fractional seconds, and `metrics` counters are integers (a gauge would be
+/// the wrong type: `rate()` needs a counter). Like the Prometheus clients' process
+/// collectors, it is read from `/proc/self/stat` at each scrape, so it is exact and
+/// monotonic, and appended as its own family. Absent where `/proc` is unavailable.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut text = handle.render();
+    if let Some(stats) = ProcessStats::read() {
+        append_cpu_counter(&mut text, stats.cpu_seconds);
+    }
+    text
+}
+
+fn append_cpu_counter(text: &mut String, cpu_seconds: f64) {
+    use std::fmt::Write;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let name = names::PROCESS_CPU_SECONDS;
+    // Writing to a String cannot fail.
+    let _ = write!(
+        text,
+        "# HELP {name} {PROCESS_CPU_HELP}\n# TYPE {name} counter\n{name} {cpu_seconds}\n"
+    );
+}
+
 /// HELP texts for the metrics named in [`names`].
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -71,11 +106,6 @@ pub fn describe() {
         names::PROCESS_RSS_BYTES,
         Unit::Bytes,
         "Resident set size of the engine process."
-    );
-    describe_gauge!(
-        names::PROCESS_CPU_SECONDS,
-        Unit::Seconds,
-        "Cumulative CPU time (user + system) used by the engine process."
     );
     describe_gauge!(
         names::PROCESS_START_TIME,

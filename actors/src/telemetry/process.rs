@@ -44,19 +44,33 @@ impl ProcessStats {
 pub struct ProcessSampler {
     interval: Duration,
     handle: Option<PrometheusHandle>,
+    /// `orrery_actor_messages_total` of the supervised actor: one per sample.
+    messages: metrics::Counter,
 }
 
 impl ProcessSampler {
     pub fn new(interval: Duration, handle: Option<PrometheusHandle>) -> Self {
-        Self { interval, handle }
+        Self {
+            interval,
+            handle,
+            messages: metrics::Counter::noop(),
+        }
+    }
+
+    /// Counts every sample in `counter`; see
+    /// [`crate::supervisor::StartCtx::messages_counter`].
+    pub fn counting_messages_in(mut self, counter: metrics::Counter) -> Self {
+        self.messages = counter;
+        self
     }
 
     fn sample(&mut self) {
+        self.messages.increment(1);
         if let Some(stats) = ProcessStats::read() {
             metrics::gauge!(names::PROCESS_RSS_BYTES).set(stats.rss_bytes as f64);
-            // `metrics` counters are integers; cumulative CPU seconds is fractional, so
-            // it is exported as a gauge that only grows.
-            metrics::gauge!(names::PROCESS_CPU_SECONDS).set(stats.cpu_seconds);
+            // CPU time is not recorded here: it is read at each scrape and rendered as
+            // the counter `orrery_process_cpu_seconds_total` (see `telemetry::render`),
+            // since `metrics` counters are integers and CPU seconds are fractional.
         }
         if let Some(h) = &self.handle {
             h.run_upkeep();

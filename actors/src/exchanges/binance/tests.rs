@@ -284,18 +284,29 @@ async fn a_partial_fill_is_reported_and_the_rest_rests() {
     assert_eq!(report.avg_fill_price, Some(dec!(60010)));
 }
 
+/// Moves tokio's clock (which the venue's Retry-After block reads) past `d` at once, then
+/// lets it run on: a paused clock would fire the HTTP client's timeouts while a request
+/// waits on the mock's thread.
+async fn pass_time(d: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(d).await;
+    tokio::time::resume();
+}
+
 #[actix::test]
 async fn a_429_blocks_every_request_until_retry_after() {
     let mock = MockBinance::start();
     let v = venue(&mock);
+    // A Retry-After far longer than the test's own steps take on a loaded machine, and
+    // tokio's paused clock to pass it: the blocked calls below cannot race its end.
     mock.push_fault(Fault::RateLimited {
-        retry_after_secs: 1,
+        retry_after_secs: 120,
     });
     let err = v.quote("BTC").await.unwrap_err();
     let VenueError::RateLimited { retry_after, .. } = &err else {
         panic!("{err}")
     };
-    assert_eq!(*retry_after, Some(Duration::from_secs(1)));
+    assert_eq!(*retry_after, Some(Duration::from_secs(120)));
     let sent = mock.requests().len();
     // Neither the same endpoint nor any other is asked before Retry-After.
     assert!(matches!(
@@ -307,7 +318,7 @@ async fn a_429_blocks_every_request_until_retry_after() {
         Err(VenueError::RateLimited { .. })
     ));
     assert_eq!(mock.requests().len(), sent, "nothing sent while blocked");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    pass_time(Duration::from_secs(121)).await;
     v.quote("BTC").await.unwrap();
     assert_eq!(mock.requests().len(), sent + 1);
 }
@@ -317,7 +328,7 @@ async fn a_418_ban_is_honoured() {
     let mock = MockBinance::start();
     let v = venue(&mock);
     mock.push_fault(Fault::Banned {
-        retry_after_secs: 1,
+        retry_after_secs: 120,
     });
     let err = v.account().await.unwrap_err();
     assert!(err.to_string().contains("banned"), "{err}");
@@ -327,7 +338,7 @@ async fn a_418_ban_is_honoured() {
         Err(VenueError::RateLimited { .. })
     ));
     assert_eq!(mock.requests().len(), sent);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    pass_time(Duration::from_secs(121)).await;
     v.account().await.unwrap();
 }
 

@@ -256,6 +256,9 @@ async fn identical_concurrent_asks_make_one_upstream_call() {
 
 #[actix::test]
 async fn a_coalesced_caller_keeps_its_own_deadline() {
+    // Paused time: the impatient caller's wait is its deadline in tokio time, whatever the
+    // machine's load.
+    tokio::time::pause();
     let health = HealthTable::new();
     let a = FakeProvider::new("a", Behaviour::Gated);
     let r = ModelRouter::new(health.clone(), Store::temporary().unwrap())
@@ -516,6 +519,9 @@ async fn a_swarm_abandons_a_hung_member_at_its_deadline() {
 
 #[actix::test]
 async fn a_swarm_returns_as_soon_as_every_member_answered() {
+    // Paused time: the clock moves only while every task waits, so the swarm's elapsed
+    // time is what it waited for (its 20 s deadline, were it to wait), not the load.
+    tokio::time::pause();
     let health = HealthTable::new();
     let a = FakeProvider::new("a", Behaviour::Answer("x".into()));
     let r = ModelRouter::new(health.clone(), Store::temporary().unwrap())

@@ -189,6 +189,55 @@ async fn an_attempt_is_cut_at_the_deadline() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
+/// tokio's timers fire on whole-millisecond ticks, rounding a wake-up *up*: a retry whose
+/// wait ends a fraction of a millisecond before the deadline used to wake exactly at it
+/// and start an attempt there (found by `no_retry_ever_passes_the_deadline`).
+#[test]
+fn a_wait_that_ends_within_the_last_millisecond_is_not_started() {
+    for short_us in (25..1000).step_by(25) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut cfg = config(0.0);
+            cfg.backoff.kind = BackoffKind::Linear;
+            cfg.backoff.base = Duration::from_millis(2);
+            let policy = RetryPolicy::new("t", cfg);
+            let start = Instant::now();
+            let deadline = start + Duration::from_millis(20);
+            let starts = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let s = starts.clone();
+            let _ = policy
+                .run(deadline, move || {
+                    let first = s.lock().is_empty();
+                    s.lock().push(Instant::now());
+                    async move {
+                        if first {
+                            // The first attempt ends `short_us` less than one wait
+                            // before the deadline, off the timer's millisecond grid.
+                            let until = deadline
+                                - Duration::from_millis(2)
+                                - Duration::from_micros(short_us);
+                            tokio::time::advance(until - Instant::now()).await;
+                        }
+                        Err::<(), _>(ErrorClass::Unavailable)
+                    }
+                })
+                .await;
+            for (i, t) in starts.lock().iter().enumerate().skip(1) {
+                assert!(
+                    *t < deadline,
+                    "{short_us} us short: attempt {} started {:?} after the deadline",
+                    i + 1,
+                    *t - deadline
+                );
+            }
+        });
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
