@@ -10,11 +10,11 @@ use orrery::config::Scope;
 use orrery::engine::{Engine, EngineHandle};
 use orrery::http::{ApiError, OrderRequest};
 use orrery::models::{AskBody, ModelsReport, StreamLine};
+use orrery::operate::open_store;
 use orrery::status::{self, StatusReport};
 use orrery_actors::exchanges::gateway::{OrderReport, PlaceOrder};
 use orrery_actors::exchanges::Side;
 use orrery_actors::models::{ModelClient, ModelResponse};
-use orrery_actors::store::{Store, StoreError};
 use orrery_actors::supervisor::RootExit;
 use rust_decimal::Decimal;
 
@@ -440,20 +440,6 @@ async fn wait_for_stop(engine: &EngineHandle, run_for: Option<Duration>) -> Stop
         _ = deadline => Stop::Requested("--for elapsed"),
         exit = engine.terminated() => Stop::Tree(exit),
     }
-}
-
-/// Opens the data dir, or says the engine that holds it is running.
-fn open_store(config: &Config) -> Result<Option<Store>, String> {
-    match Store::open(&config.engine.data_dir) {
-        Ok(s) => Ok(Some(s)),
-        Err(StoreError::Open { source, .. }) if is_lock_error(&source) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn is_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
-        || e.to_string().contains("lock")
 }
 
 fn control_url(config: &Config, path: &str) -> String {

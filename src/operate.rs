@@ -282,14 +282,9 @@ impl From<String> for CliError {
 pub fn open_store(config: &Config) -> Result<Option<Store>, String> {
     match Store::open(&config.engine.data_dir) {
         Ok(s) => Ok(Some(s)),
-        Err(StoreError::Open { source, .. }) if is_lock_error(&source) => Ok(None),
+        Err(StoreError::Busy { .. }) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
-}
-
-fn is_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
-        || e.to_string().contains("lock")
 }
 
 fn http_client() -> Result<reqwest::Client, String> {

@@ -101,6 +101,8 @@ pub enum StoreError {
         handles: usize,
         waited: Duration,
     },
+    #[error("data dir {dir} is in use by another process (a running engine?); stop it, or ask it through its control API")]
+    Busy { dir: PathBuf },
     #[error("data dir {dir}: sled still holds the lock on its data file {waited:?} after the store was dropped; reopen later")]
     LockHeld { dir: PathBuf, waited: Duration },
     #[error("data dir {dir}: cannot check that the data file's lock was released: {source}")]
@@ -179,6 +181,21 @@ impl LockRelease {
     }
 }
 
+/// Whether another open file description holds the `flock` sled takes on its data file.
+fn data_file_locked(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
 impl Drop for LockRelease {
     fn drop(&mut self) {
         // Runs after the writer and sled were dropped (field order of `Inner`).
@@ -205,9 +222,16 @@ impl Store {
             .path(&dir)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|source| StoreError::Open {
-                dir: dir.clone(),
-                source,
+            .map_err(|source| {
+                // sled reports a held lock only as text; the lock itself is the typed truth.
+                if data_file_locked(&dir.join("db")) {
+                    StoreError::Busy { dir: dir.clone() }
+                } else {
+                    StoreError::Open {
+                        dir: dir.clone(),
+                        source,
+                    }
+                }
             })?;
         let lock_file = Some(dir.join("db"));
         Self::with_db(db, dir, lock_file)

@@ -268,7 +268,7 @@ async fn close_reports_handles_still_held() {
         Err(StoreError::InUse { handles, .. }) => assert_eq!(handles, 2),
         other => panic!("expected InUse, got {other:?}"),
     }
-    assert!(matches!(Store::open(&path), Err(StoreError::Open { .. })));
+    assert!(matches!(Store::open(&path), Err(StoreError::Busy { .. })));
     drop(other);
     drop(notes);
     Store::open(&path).unwrap();
