@@ -130,6 +130,7 @@ impl Engine {
             agents = config.agents.trading.len(),
             "engine started"
         );
+        log_restored(&handle).await;
         Ok(handle)
     }
 }
@@ -473,4 +474,62 @@ fn tree(
         .child(ChildSpec::supervisor("models", models))
         .child(ChildSpec::supervisor("exchanges", exchanges))
         .child(ChildSpec::supervisor("agents", agents))
+}
+
+/// One `info` line per venue at start: what the data dir brought back (the ledger's size
+/// over all venues, this venue's open orders, its positions as the venue reports them after the first reconciliation, and the
+/// risk baseline), so an operator sees at once that a restart continued where it stopped.
+async fn log_restored(handle: &EngineHandle) {
+    use orrery_actors::agents::risk::Baseline;
+    use orrery_actors::exchanges::gateway::{GetPositions, GetSnapshot};
+    use orrery_actors::store::trees;
+
+    let snapshot = match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        handle.gateway.send(GetSnapshot { recent: 0 }),
+    )
+    .await
+    {
+        Ok(Ok(Ok(s))) => Some(s),
+        _ => None,
+    };
+    let baselines = handle.store.tree::<Baseline>(trees::RISK).ok();
+    for venue in handle.config.exchanges.venues.keys() {
+        let (orders, open) = match &snapshot {
+            Some(s) => (
+                s.ledger_len,
+                s.open_orders.iter().filter(|o| &o.venue == venue).count(),
+            ),
+            None => (0, 0),
+        };
+        let positions = match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            handle.gateway.send(GetPositions {
+                venue: venue.clone(),
+            }),
+        )
+        .await
+        {
+            Ok(Ok(Ok(p))) => p
+                .iter()
+                .filter(|p| !p.size.is_zero())
+                .map(|p| format!("{} {}", p.symbol, p.size.normalize()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "unavailable".to_string(),
+        };
+        let baseline = baselines
+            .as_ref()
+            .and_then(|t| t.get(&format!("baseline/{venue}")).ok().flatten())
+            .map(|b| b.value.round_dp(2).to_string())
+            .unwrap_or_else(|| "none".to_string());
+        tracing::info!(
+            venue = %venue,
+            ledger_orders_all_venues = orders,
+            open_orders = open,
+            positions = %if positions.is_empty() { "none".to_string() } else { positions },
+            baseline_usd = %baseline,
+            "restored"
+        );
+    }
 }

@@ -132,4 +132,31 @@ fn default_engine_trades_serves_metrics_stops_cleanly_and_resumes_the_account() 
     );
     signal(&engine, libc::SIGTERM);
     assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+
+    // The restart said at `info` what it brought back: the ledger's size, the positions.
+    let mut logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("engine-")
+        })
+        .collect();
+    logs.sort();
+    let restored = std::fs::read_to_string(logs.last().expect("the restarted engine's log"))
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(" restored ") && l.contains("venue=paper"))
+        .expect("a `restored` line at start")
+        .to_string();
+    assert!(
+        restored.contains(&format!("ledger_orders_all_venues={orders_before}")),
+        "{restored}"
+    );
+    for (symbol, size) in sizes(&positions_before) {
+        assert!(restored.contains(&format!("{symbol} {size}")), "{restored}");
+    }
 }
