@@ -8,6 +8,7 @@ pub mod engine;
 pub mod history;
 pub mod http;
 pub mod json;
+pub mod logging;
 pub mod models;
 pub mod operate;
 pub mod paper_mode;

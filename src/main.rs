@@ -9,6 +9,7 @@ use orrery::config::Config;
 use orrery::config::Scope;
 use orrery::engine::{Engine, EngineHandle};
 use orrery::http::{ApiError, OrderRequest};
+use orrery::logging::LogFormat;
 use orrery::models::{AskBody, ModelsReport, StreamLine};
 use orrery::operate::open_store;
 use orrery::status::{self, StatusReport};
@@ -36,16 +37,6 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Chosen once in `main`, read by `init_logging` (each command initialises logging with
-/// its own level).
-static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -158,7 +149,7 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = LOG_FORMAT.set(cli.log_format);
+    orrery::logging::set_format(cli.log_format);
     let command = cli.command.unwrap_or(Command::Run {
         config: std::env::var_os("ORRERY_CONFIG").map(PathBuf::from),
         run_for: None,
@@ -284,7 +275,7 @@ fn paper_if(config: Config, paper: bool) -> Result<Config, ExitCode> {
     if !paper {
         return Ok(config);
     }
-    init_logging(&config.engine.log);
+    orrery::logging::init(&config.engine.log);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -316,7 +307,7 @@ fn check_live_symbols(config: &Config) -> Result<(), ExitCode> {
     {
         return Ok(());
     }
-    init_logging(&config.engine.log);
+    orrery::logging::init(&config.engine.log);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -347,25 +338,8 @@ fn check_keys(config: &Config) -> Result<(), ExitCode> {
         })
 }
 
-/// Logs go to stderr: colour only when stderr is a terminal (a file or a pipe gets plain
-/// text), or one JSON object a line with `--log-format json`.
-fn init_logging(filter: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-    };
-}
-
 fn run(config: Config, run_for: Option<Duration>) -> ExitCode {
-    init_logging(&config.engine.log);
+    orrery::logging::init(&config.engine.log);
     orrery_actors::supervisor::install_panic_hook();
     let system = actix::System::new();
     system.block_on(async move {
@@ -389,7 +363,7 @@ fn run(config: Config, run_for: Option<Duration>) -> ExitCode {
                 let exit = engine.shutdown().await;
                 let summary =
                     orrery::summary::collect(&engine.store, started_ms, started.elapsed(), marks);
-                match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
+                match orrery::logging::format() {
                     // Machines reading JSON lines get the summary as one more JSON event.
                     LogFormat::Json => tracing::info!(
                         summary = %serde_json::to_string(&summary).unwrap_or_default(),
@@ -546,7 +520,7 @@ fn show_status(config: Config, json: bool) -> ExitCode {
 }
 
 fn place_order(mut config: Config, request: OrderRequest, json: bool) -> ExitCode {
-    init_logging("warn");
+    orrery::logging::init("warn");
     let system = actix::System::new();
     let result: Result<OrderReport, String> = system.block_on(async move {
         match open_store(&config)? {
@@ -633,7 +607,7 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
     if stream && !json {
         return ask_streamed(config, body);
     }
-    init_logging("warn");
+    orrery::logging::init("warn");
     let system = actix::System::new();
     let started = std::time::Instant::now();
     let result: Result<ModelResponse, String> = system.block_on(async move {
@@ -705,7 +679,7 @@ fn served_by(r: &ModelResponse) -> String {
 /// engine streams it over `POST /api/ask/stream`; a stopped one is booted in-process and
 /// streams the same lines.
 fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
-    init_logging("warn");
+    orrery::logging::init("warn");
     let system = actix::System::new();
     let result: Result<ModelResponse, String> = system.block_on(async move {
         let (tx, rx) = tokio::sync::mpsc::channel::<StreamLine>(64);

@@ -353,17 +353,8 @@ where
 
 /// Runs `f` in a fresh actix system with warnings-only logging.
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    init_quiet_logging();
+    crate::logging::init("warn");
     actix::System::new().block_on(f)
-}
-
-fn init_quiet_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn check_venue(config: &Config, venue: &str) -> Result<(), CliError> {

@@ -532,11 +532,17 @@ fn a_listen_address_beyond_loopback_needs_tokens() {
 
 /// Every line a `run` writes, with stderr to a file (not a terminal).
 fn run_briefly(extra_args: &[&str]) -> String {
+    run_piped(extra_args, &["run", "--for", "2s"])
+}
+
+/// One command on a fresh data dir with stdout and stderr piped; both, as text.
+fn run_piped(extra_args: &[&str], command: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path(), free_port(), "");
     let out = std::process::Command::new(BIN)
         .args(extra_args)
-        .args(["run", "--config", config.to_str().unwrap(), "--for", "2s"])
+        .args(command)
+        .args(["--config", config.to_str().unwrap()])
         .env_remove("ORRERY_CONFIG")
         // tracing's own default colours unless NO_COLOR is set; the engine must decide.
         .env_remove("NO_COLOR")
@@ -562,6 +568,14 @@ fn logs_have_no_colour_off_a_terminal_and_json_lines_with_log_format_json() {
     assert!(
         !text.contains('\x1b'),
         "no ANSI escapes when piped: {text:?}"
+    );
+
+    // Commands that boot the gateway on a stopped data dir log the same way.
+    let offline = run_piped(&[], &["kill-switch", "--engage", "--reason", "drill"]);
+    assert!(offline.contains("trading mode changed"), "{offline}");
+    assert!(
+        !offline.contains('\x1b'),
+        "no ANSI escapes when piped: {offline:?}"
     );
 
     let json = run_briefly(&["--log-format", "json"]);
