@@ -216,8 +216,10 @@ initial_price = 2.5
 /// until no order is open, and stops it cleanly.
 pub fn settle_and_stop(config: &Path, dir: &Path, port: u16, env: &[(&str, &str)]) {
     let mut engine = spawn_engine(config, dir, &[], env);
+    // Generous: an order cut by a kill stays unknown until its venue deadline has passed
+    // (plus the skew margin), and a loaded machine slows every step before that.
     wait_for(
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         "reconciliation to settle every open order",
         || {
             let (status, body) = http_get(port, "/api/status")?;

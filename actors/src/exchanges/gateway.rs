@@ -1217,16 +1217,40 @@ impl GatewayCore {
         if entry.status.is_terminal() {
             return Ok(OrderReport::from(&entry));
         }
+        // An order placed outside this engine is known to the venue by its own id only
+        // (the client id in the ledger was made up at adoption).
+        let adopted_oid = (entry.origin == ADOPTED_ORIGIN)
+            .then(|| entry.venue_order_id.clone())
+            .flatten();
         let (s, id) = (entry.request.symbol.clone(), client_id.clone());
-        let sent = self
-            .call(&entry.venue, "cancel_order", move |v| {
-                async move { v.cancel_order(&s, &id).await }.boxed()
-            })
-            .await;
+        let sent = match adopted_oid.clone() {
+            Some(oid) => {
+                self.call(&entry.venue, "cancel_order", move |v| {
+                    async move { v.cancel_by_venue_id(&s, &oid).await }.boxed()
+                })
+                .await
+            }
+            None => {
+                self.call(&entry.venue, "cancel_order", move |v| {
+                    async move { v.cancel_order(&s, &id).await }.boxed()
+                })
+                .await
+            }
+        };
         match sent {
             Ok(()) => {}
             Err(err) if outcome_unknown(&err) => return self.settle_cancel(&entry, err).await,
             Err(err) => return Err(err),
+        }
+        if adopted_oid.is_some() {
+            // The venue confirmed the cancel; its order lookup by client id cannot find an
+            // adopted order, and a fill that raced the cancel corrects the entry later.
+            let updated = self
+                .ledger
+                .update(client_id, |e| e.status = OrderStatus::Cancelled)
+                .await?;
+            self.count_order(&updated);
+            return Ok(OrderReport::from(&updated));
         }
         let resolved = self
             .resolve(&entry.venue, &entry.request.symbol, client_id)

@@ -130,6 +130,19 @@ pub trait Venue: Send + Sync + 'static {
     /// `OutcomeUnknown` (or a timeout): the gateway then asks [`Venue::query_order`] and
     /// never sends the cancel again.
     async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()>;
+    /// Cancels an order by the venue's own order id: for orders placed outside this engine
+    /// (adopted by reconciliation), whose client id, if any, is not one the venue knows
+    /// from us. Same rules as [`Venue::cancel_order`] for a lost answer. A venue whose
+    /// every order carries our client id (paper) keeps this default refusal.
+    async fn cancel_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> VenueResult<()> {
+        let _ = symbol;
+        Err(VenueError::InvalidRequest {
+            venue: self.name().to_string(),
+            reason: format!(
+                "order {venue_order_id} can only be cancelled by its client id on this venue"
+            ),
+        })
+    }
     /// The venue's view of one order, `None` if the venue never saw it.
     async fn query_order(
         &self,

@@ -858,3 +858,37 @@ async fn an_orders_timestamp_plus_recv_window_is_its_deadline_and_a_late_one_is_
     assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
     assert_eq!(mock.order_posts(late.client_id.as_str()), 0);
 }
+
+/// An order Binance knows only by its `orderId` (placed outside the engine) is cancelled
+/// with `DELETE /api/v3/order?orderId=...`, never with a made-up client id.
+#[actix::test]
+async fn an_order_is_cancelled_by_its_order_id_when_asked_by_venue_id() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    let placed = v
+        .place_order(&request(
+            dec!(0.001),
+            OrderType::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+        ))
+        .await
+        .unwrap();
+    let cid = placed.client_id.clone().unwrap();
+    v.cancel_by_venue_id("BTC", &placed.venue_order_id)
+        .await
+        .unwrap();
+    assert_eq!(mock.order_status(cid.as_str()).as_deref(), Some("CANCELED"));
+    let deletes: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.route() == "/api/v3/order")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(
+        deletes[0].query("orderId"),
+        Some(placed.venue_order_id.as_str())
+    );
+    assert_eq!(deletes[0].query("origClientOrderId"), None);
+}

@@ -817,6 +817,26 @@ fn decimal_at(row: &[serde_json::Value], i: usize) -> Option<Decimal> {
     }
 }
 
+impl BinanceSpotVenue {
+    /// One `DELETE /api/v3/order`, naming the order by `key` (`origClientOrderId` for ours,
+    /// `orderId` for one placed outside this engine).
+    async fn send_cancel(&self, symbol: &str, key: &'static str, id: &str) -> VenueResult<()> {
+        let call = Call {
+            method: Method::DELETE,
+            path: "/api/v3/order",
+            endpoint: "cancel",
+            params: Vec::new(),
+            signed: true,
+            kind: RequestKind::Cancel,
+            priority: Priority::High,
+            valid_until: None,
+        }
+        .param("symbol", self.config.pair_of(symbol))
+        .param(key, id);
+        self.send(&call, Some(symbol)).await.map(|_| ())
+    }
+}
+
 #[async_trait]
 impl Venue for BinanceSpotVenue {
     fn name(&self) -> &str {
@@ -988,26 +1008,20 @@ impl Venue for BinanceSpotVenue {
     }
 
     async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()> {
-        let call = Call {
-            method: Method::DELETE,
-            path: "/api/v3/order",
-            endpoint: "cancel",
-            params: Vec::new(),
-            signed: true,
-            kind: RequestKind::Cancel,
-            priority: Priority::High,
-            valid_until: None,
-        }
-        .param("symbol", self.config.pair_of(symbol))
-        .param("origClientOrderId", client_id.as_str());
-        match self.send(&call, Some(symbol)).await {
-            Ok(_) => Ok(()),
+        match self
+            .send_cancel(symbol, "origClientOrderId", client_id.as_str())
+            .await
+        {
             Err(VenueError::OrderNotFound { venue, .. }) => Err(VenueError::OrderNotFound {
                 venue,
                 client_id: client_id.to_string(),
             }),
-            Err(e) => Err(e),
+            other => other,
         }
+    }
+
+    async fn cancel_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> VenueResult<()> {
+        self.send_cancel(symbol, "orderId", venue_order_id).await
     }
 
     async fn query_order(

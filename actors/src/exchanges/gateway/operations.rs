@@ -19,7 +19,7 @@ pub struct OperationFailure {
     pub client_id: Option<ClientOrderId>,
     pub venue_order_id: Option<String>,
     /// [`GatewayError::label`] of the cause (`unresolved`, `not_applied`, `unknown_order`,
-    /// `refused`, ...), or `no_client_id` for a venue order this gateway cannot address.
+    /// `refused`, ...), or `no_client_id` for a venue order the ledger has not adopted.
     pub code: String,
     pub message: String,
 }
@@ -118,7 +118,13 @@ impl GatewayCore {
             match self.open_orders(&v).await {
                 Ok(orders) => {
                     for o in orders.into_iter().filter(|o| wanted(&o.symbol)) {
-                        let Some(id) = o.client_id.clone() else {
+                        // An order without a client id of ours was adopted by the
+                        // reconciliation above under the venue's order id.
+                        let adopted = match &o.client_id {
+                            Some(_) => None,
+                            None => self.ledger.adopted(&v, &o.venue_order_id).ok().flatten(),
+                        };
+                        let Some(id) = o.client_id.clone().or(adopted) else {
                             report.failed.push(OperationFailure {
                                 venue: v.clone(),
                                 symbol: Some(o.symbol.clone()),
@@ -126,7 +132,7 @@ impl GatewayCore {
                                 venue_order_id: Some(o.venue_order_id.clone()),
                                 code: "no_client_id".into(),
                                 message: format!(
-                                    "venue order {} carries no client order id and orders are cancelled by client id; cancel it where it was placed",
+                                    "venue order {} carries no client order id and was not adopted into the ledger (reconciliation failed?); cancel it where it was placed",
                                     o.venue_order_id
                                 ),
                             });

@@ -931,3 +931,26 @@ async fn an_order_placed_in_the_venues_ui_is_adopted_once_by_its_oid_across_rest
     assert_eq!(core.ledger().len(), 1, "still one entry after a restart");
     assert_eq!(core.ledger().open_entries().len(), 1);
 }
+
+/// The kill switch's cancels reach an order placed in the venue's UI: it has no cloid of
+/// ours, so it is cancelled by its oid (`cancel` action), and the ledger closes it.
+#[actix::test]
+async fn an_adopted_order_without_a_cloid_is_cancelled_by_its_oid() {
+    let mock = mock();
+    let oid = mock.insert_resting_without_cloid("BTC", true, dec!(50000), dec!(0.01));
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let report = core.cancel_all(None, None).await.unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    let at_venue = mock.orders().into_iter().find(|o| o.oid == oid).unwrap();
+    assert_eq!(at_venue.status, "canceled");
+    assert_eq!(mock.actions("cancel").len(), 1, "one cancel by oid");
+    assert_eq!(mock.actions("cancelByCloid").len(), 0);
+    let entries = core.ledger().all().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].status, OrderStatus::Cancelled);
+    assert!(core.ledger().open_entries().is_empty());
+    // Reconciling again changes nothing: the venue no longer lists it either.
+    let again = core.reconcile(VENUE).await.unwrap();
+    assert_eq!((again.adopted, again.updated), (0, 0), "{again:?}");
+}

@@ -434,6 +434,24 @@ impl HyperliquidVenue {
         }
     }
 
+    /// Sends one cancel action (by cloid or by oid) and reads its one status.
+    async fn send_cancel(&self, action: Action) -> VenueResult<()> {
+        let response = self.exchange(action, 1, Priority::High, true, None).await?;
+        match response {
+            ExchangeResponse::Ok { outcomes, .. } => match outcomes.first() {
+                Some(info::ActionOutcome::Error(msg)) => Err(VenueError::Rejected {
+                    venue: self.name.clone(),
+                    reason: msg.clone(),
+                }),
+                _ => Ok(()),
+            },
+            ExchangeResponse::Err(msg) => Err(VenueError::Rejected {
+                venue: self.name.clone(),
+                reason: msg,
+            }),
+        }
+    }
+
     /// Signs and sends one action, once. `changes_state` marks an action (order, cancel,
     /// leverage update) whose ambiguous outcome the gateway must settle by a read.
     /// `expires_after` (ms) is signed into the action: the exchange refuses it after that
@@ -718,30 +736,20 @@ impl Venue for HyperliquidVenue {
 
     async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()> {
         let asset = self.asset(symbol).await?;
-        let response = self
-            .exchange(
-                Action::cancel_by_cloid(&asset, client_id),
-                1,
-                Priority::High,
-                true,
-                None,
-            )
-            .await?;
-        match response {
-            ExchangeResponse::Ok { outcomes, .. } => match outcomes.first() {
-                Some(info::ActionOutcome::Error(msg)) => Err(VenueError::Rejected {
-                    venue: self.name.clone(),
-                    reason: msg.clone(),
-                }),
-                _ => Ok(()),
-            },
-            ExchangeResponse::Err(msg) => Err(VenueError::Rejected {
-                venue: self.name.clone(),
-                reason: msg,
-            }),
-        }
+        self.send_cancel(Action::cancel_by_cloid(&asset, client_id))
+            .await
     }
 
+    async fn cancel_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> VenueResult<()> {
+        let oid: u64 = venue_order_id
+            .parse()
+            .map_err(|_| VenueError::InvalidRequest {
+                venue: self.name.clone(),
+                reason: format!("`{venue_order_id}` is not a Hyperliquid order id (oid)"),
+            })?;
+        let asset = self.asset(symbol).await?;
+        self.send_cancel(Action::cancel(&asset, oid)).await
+    }
     async fn query_order(
         &self,
         _symbol: &str,
