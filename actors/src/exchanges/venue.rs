@@ -132,8 +132,8 @@ pub trait Venue: Send + Sync + 'static {
     async fn cancel_order(&self, symbol: &str, client_id: &ClientOrderId) -> VenueResult<()>;
     /// Cancels an order by the venue's own order id: for orders placed outside this engine
     /// (adopted by reconciliation), whose client id, if any, is not one the venue knows
-    /// from us. Same rules as [`Venue::cancel_order`] for a lost answer. A venue whose
-    /// every order carries our client id (paper) keeps this default refusal.
+    /// from us. Same rules as [`Venue::cancel_order`] for a lost answer. The default
+    /// refuses: a venue that cannot address orders by its own id says so.
     async fn cancel_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> VenueResult<()> {
         let _ = symbol;
         Err(VenueError::InvalidRequest {

@@ -441,6 +441,10 @@ mod tests {
             ));
             self.inner.place_order(o).await
         }
+        async fn cancel_by_venue_id(&self, s: &str, oid: &str) -> VenueResult<()> {
+            self.calls.lock().push(format!("cancel venue order {oid}"));
+            self.inner.cancel_by_venue_id(s, oid).await
+        }
         async fn cancel_order(&self, s: &str, id: &ClientOrderId) -> VenueResult<()> {
             self.calls.lock().push(format!("cancel {id}"));
             self.inner.cancel_order(s, id).await?;

@@ -527,6 +527,22 @@ impl Venue for PaperVenue {
         }
     }
 
+    async fn cancel_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> VenueResult<()> {
+        // Every paper order carries a client id; the venue's own id leads to it.
+        let open = self.open_orders().await?;
+        match open
+            .into_iter()
+            .find(|o| o.venue_order_id == venue_order_id)
+            .and_then(|o| o.client_id)
+        {
+            Some(client_id) => self.cancel_order(symbol, &client_id).await,
+            None => Err(VenueError::OrderNotFound {
+                venue: self.name.clone(),
+                client_id: format!("(venue order {venue_order_id})"),
+            }),
+        }
+    }
+
     async fn open_orders(&self) -> VenueResult<Vec<VenueOrder>> {
         let (orders, _) = self
             .with_book(Self::state_write_failed, |book, _, _, _| {
