@@ -89,48 +89,52 @@ pub struct KillSwitchArgs {
     pub json: bool,
 }
 
+/// What `trades` and `orders` share: where to look, how far back, how to print.
 #[derive(Debug, Args)]
-pub struct TradesArgs {
+pub struct ListingArgs {
     #[arg(long, env = "ORRERY_CONFIG")]
     pub config: Option<PathBuf>,
     #[arg(long)]
     pub venue: Option<String>,
     #[arg(long)]
     pub symbol: Option<String>,
-    /// Only fills at or after this: a date (2026-01-31), an RFC 3339 time, or a duration
-    /// back from now (24h, 90m).
+    /// Only rows at or after this (a fill's time, an order's creation): a date
+    /// (2026-01-31), an RFC 3339 time, or a duration back from now (24h, 90m).
     #[arg(long)]
     pub since: Option<String>,
-    /// Print the fills as a JSON array.
+    /// Print the rows as a JSON array.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
-    /// Print the fills as CSV with a header line.
+    /// Print the rows as CSV with a header line.
     #[arg(long)]
     pub csv: bool,
 }
 
+impl ListingArgs {
+    fn filter(&self, status: Option<String>) -> HistoryFilter {
+        HistoryFilter {
+            venue: self.venue.clone(),
+            symbol: self.symbol.clone(),
+            status,
+            since: self.since.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TradesArgs {
+    #[command(flatten)]
+    pub listing: ListingArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct OrdersArgs {
-    #[arg(long, env = "ORRERY_CONFIG")]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub venue: Option<String>,
-    #[arg(long)]
-    pub symbol: Option<String>,
+    #[command(flatten)]
+    pub listing: ListingArgs,
     /// Only orders in this status: open (not final), intent, submitted, acked,
     /// partially_filled, filled, cancelled, rejected, unknown.
     #[arg(long)]
     pub status: Option<String>,
-    /// Only orders created at or after this: a date (2026-01-31), an RFC 3339 time, or a
-    /// duration back from now (24h, 90m).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Print the orders as a JSON array.
-    #[arg(long, conflicts_with = "csv")]
-    pub json: bool,
-    /// Print the orders as CSV with a header line.
-    #[arg(long)]
-    pub csv: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,29 +264,19 @@ fn listing<T: serde::Serialize>(
 }
 
 pub fn trades(config: Config, a: TradesArgs) -> ExitCode {
-    let filter = HistoryFilter {
-        venue: a.venue,
-        symbol: a.symbol,
-        status: None,
-        since: a.since,
-    };
+    let l = a.listing;
     listing(
-        history::trades_cmd(&config, &filter),
-        format(a.json, a.csv),
+        history::trades_cmd(&config, &l.filter(None)),
+        format(l.json, l.csv),
         history::trades_table,
     )
 }
 
 pub fn orders(config: Config, a: OrdersArgs) -> ExitCode {
-    let filter = HistoryFilter {
-        venue: a.venue,
-        symbol: a.symbol,
-        status: a.status,
-        since: a.since,
-    };
+    let l = a.listing;
     listing(
-        history::orders_cmd(&config, &filter),
-        format(a.json, a.csv),
+        history::orders_cmd(&config, &l.filter(a.status)),
+        format(l.json, l.csv),
         history::orders_table,
     )
 }

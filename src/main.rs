@@ -238,10 +238,10 @@ fn main() -> ExitCode {
         Command::KillSwitch(a) => with_config(a.config.clone().as_deref(), |c| {
             orrery::commands::kill_switch(c, a)
         }),
-        Command::Trades(a) => with_config(a.config.clone().as_deref(), |c| {
+        Command::Trades(a) => with_config(a.listing.config.clone().as_deref(), |c| {
             orrery::commands::trades(c, a)
         }),
-        Command::Orders(a) => with_config(a.config.clone().as_deref(), |c| {
+        Command::Orders(a) => with_config(a.listing.config.clone().as_deref(), |c| {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),

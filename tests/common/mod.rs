@@ -95,8 +95,9 @@ pub fn http_post_json(port: u16, path: &str, body: &str) -> Option<(u16, String)
     )
 }
 
-/// Sends one raw HTTP/1.1 request and reads the whole answer: (status, body).
-fn http(port: u16, request: &str) -> Option<(u16, String)> {
+/// Sends one raw HTTP/1.1 request and reads the whole answer: (status, body), a chunked
+/// body joined.
+pub fn http(port: u16, request: &str) -> Option<(u16, String)> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect_timeout(
         &([127, 0, 0, 1], port).into(),
@@ -105,8 +106,9 @@ fn http(port: u16, request: &str) -> Option<(u16, String)> {
     .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     s.write_all(request.as_bytes()).ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     let body = if head
