@@ -369,24 +369,7 @@ impl MockHyperliquid {
         limit_px: Decimal,
         sz: Decimal,
     ) -> u64 {
-        let mut s = self.state.lock();
-        let oid = s.next_oid;
-        s.next_oid += 1;
-        s.record(MockOrder {
-            oid,
-            cloid: Some(normal_cloid(cloid)),
-            coin: coin.to_string(),
-            is_buy,
-            limit_px,
-            orig_sz: sz,
-            sz,
-            status: "open".into(),
-            reduce_only: false,
-            tif: Some(Tif::Gtc),
-            trigger: None,
-            timestamp: now_ms(),
-        });
-        oid
+        self.rest(Some(normal_cloid(cloid)), coin, is_buy, limit_px, sz)
     }
 
     /// Rests an order placed in the venue's own UI: no cloid. Returns its oid.
@@ -397,12 +380,23 @@ impl MockHyperliquid {
         limit_px: Decimal,
         sz: Decimal,
     ) -> u64 {
+        self.rest(None, coin, is_buy, limit_px, sz)
+    }
+
+    fn rest(
+        &self,
+        cloid: Option<String>,
+        coin: &str,
+        is_buy: bool,
+        limit_px: Decimal,
+        sz: Decimal,
+    ) -> u64 {
         let mut s = self.state.lock();
         let oid = s.next_oid;
         s.next_oid += 1;
         s.record(MockOrder {
             oid,
-            cloid: None,
+            cloid,
             coin: coin.to_string(),
             is_buy,
             limit_px,
