@@ -1,71 +1,97 @@
 //! Boot and shutdown of the engine: builds the supervisor tree of DESIGN.md from a
 //! validated [`Config`] and hands back an [`EngineHandle`].
 //!
+//! The tree is data ([`crate::tree::plan`]); every supervisor is `one_for_one`:
+//!
 //! ```text
 //! engine (one_for_one)
 //! ├── telemetry      process sampler
-//! ├── models         pools, then the router (rest_for_one)
-//! ├── exchanges      connectors, then the order gateway (rest_for_one)
+//! ├── models         pools, then the router (one_for_one)
+//! ├── exchanges      connectors, then the order gateway (one_for_one)
 //! └── agents         risk agent, trading agents (one_for_one)
 //! ```
 //!
 //! Every factory rebuilds its actor from config and sled, so a restart starts clean.
 //! Agents start last and stop first; the gateway reconciles before it accepts an order.
+//!
+//! Owns: starting and stopping one engine on one data dir, and the [`EngineHandle`] an
+//! embedding program drives it with (its typed calls are in [`crate::embed`], its event
+//! stream in [`crate::events`]). Never: process exit or signal handling (the `orrery`
+//! binary does that).
+//!
+//! # Metrics in an embedding program
+//!
+//! The `metrics` recorder is process-global. The first engine of a process installs it
+//! (`metrics-exporter-prometheus`), and every later engine in the same process shares it:
+//! each one's `/metrics` answers 200 with the one registry, where series of engines with
+//! the same names and labels add up. A program that installed its own global recorder
+//! before the first engine keeps it; the engines' metrics then go there and their
+//! `/metrics` answers 503 `metrics_elsewhere`.
+#![warn(missing_docs)]
 
-use std::collections::BTreeMap;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use orrery_actors::agents::memory::MemoryStore;
-use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps};
-use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
-use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
-use orrery_actors::exchanges::connector::Connector;
-use orrery_actors::exchanges::gateway::{GatewayCore, OrderGateway};
+use orrery_actors::exchanges::gateway::OrderGateway;
 use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
 use orrery_actors::exchanges::paper::PaperVenue;
 use orrery_actors::exchanges::Venue;
-use orrery_actors::models::pool::{HealthTable, ModelPool};
-use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
-use orrery_actors::models::ModelClient;
+use orrery_actors::models::router::ModelRouter;
 use orrery_actors::resilience::BreakerRecord;
 use orrery_actors::store::{trees, Store, StoreError, Tree};
-use orrery_actors::supervisor::{
-    start_root, ChildSpec, RestartType, RootExit, RootHandle, Slot, StartError, Strategy,
-    SupervisorSpec,
-};
-use orrery_actors::telemetry::{self, ProcessSampler};
+use orrery_actors::supervisor::{start_root, RootExit, RootHandle, Slot};
+use orrery_actors::telemetry;
 
 use crate::config::{Config, ConfigError, VenueConfig};
 
+/// Why the engine did not start (or did not release its data dir).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The configuration is not valid; nothing was started.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The data dir could not be opened (or, in [`EngineHandle::close`], released).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The supervisor tree did not come up; the reason names the failing child.
     #[error("the engine did not start: {0}")]
     Start(String),
+    /// The metrics / control API address could not be bound.
     #[error("cannot serve metrics and the control API on {addr}: {source}; is another orrery running? change telemetry.listen")]
     Listen {
+        /// The configured `telemetry.listen`.
         addr: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
 }
 
-/// What a running engine exposes to its embedder.
+/// What a running engine exposes to its embedder. Cloneable; every clone drives the same
+/// engine. Prefer the typed calls ([`EngineHandle::place_order`], [`EngineHandle::status`],
+/// [`EngineHandle::events`], ... in [`crate::embed`]) over the raw slots, which need the
+/// actors' messages.
 #[derive(Clone)]
 pub struct EngineHandle {
+    /// The supervisor tree's root: its live view ([`RootHandle::tree`]) and its end.
     pub root: RootHandle,
+    /// Low level: the order gateway's slot (its messages are in
+    /// `orrery_actors::exchanges::gateway`).
     pub gateway: Slot<OrderGateway>,
+    /// Low level: the model router's slot.
     pub router: Slot<ModelRouter>,
+    /// The engine's data dir.
     pub store: Store,
+    /// The validated configuration the engine runs.
     pub config: Arc<Config>,
+    /// The process-global metrics registry (see the module docs); `None` when another
+    /// recorder was installed first.
     pub metrics: Option<PrometheusHandle>,
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
+    pub(crate) events: crate::events::EventHub,
 }
 
 /// The engine's entry point.
@@ -95,12 +121,24 @@ impl Engine {
         let config = Arc::new(config);
         let gateway = Slot::<OrderGateway>::new();
         let router = Slot::<ModelRouter>::new();
-        let spec = tree(&config, &store, &clock, &gateway, &router, metrics.clone());
+        // Watching starts before any actor writes, so the stream misses nothing.
+        let events = crate::events::EventHub::start(&store)?;
+        let deps = crate::tree::Deps {
+            config: config.clone(),
+            store: store.clone(),
+            clock,
+            gateway: gateway.clone(),
+            router: router.clone(),
+            metrics: metrics.clone(),
+        };
+        let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
+        drop(deps);
         let root = start_root(spec, Some(store.clone()));
         // Children start asynchronously; the handle is useful once the gateway and the
         // router answer (the gateway itself holds orders until it has reconciled).
         if let Err(reason) = wait_live(&root, &gateway, &router, START_TIMEOUT).await {
             root.shutdown().await;
+            events.stop();
             return Err(EngineError::Start(reason));
         }
 
@@ -112,6 +150,7 @@ impl Engine {
             config: config.clone(),
             metrics,
             http: None,
+            events,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -119,6 +158,7 @@ impl Engine {
                 Ok(server) => handle.http = Some(server),
                 Err(source) => {
                     handle.root.shutdown().await;
+                    handle.events.stop();
                     return Err(EngineError::Listen { addr, source });
                 }
             }
@@ -141,8 +181,10 @@ impl EngineHandle {
         self.http.as_ref().map(|(_, a)| *a)
     }
 
-    /// Stops intake (HTTP), stops the tree in reverse order (agents first, so in-flight
-    /// decisions finish before the gateway and connectors stop), flushes sled.
+    /// Stops intake (HTTP, finishing requests in flight), stops the tree in reverse order
+    /// (agents first, so in-flight decisions finish before the gateway and connectors
+    /// stop), flushes sled, then ends the event stream (receivers get what was written
+    /// before, then `Closed`).
     pub async fn shutdown(&self) -> RootExit {
         metrics::gauge!(telemetry::names::ENGINE_UP).set(0.0);
         if let Some((server, _)) = &self.http {
@@ -152,6 +194,7 @@ impl EngineHandle {
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the data dir failed");
         }
+        self.events.stop();
         exit
     }
 
@@ -266,214 +309,6 @@ fn breakers(store: &Store) -> Result<Tree<BreakerRecord>, String> {
     store
         .tree(trees::VENUE_BREAKERS)
         .map_err(|e| format!("cannot open the breakers tree: {e}"))
-}
-
-fn tree(
-    config: &Arc<Config>,
-    store: &Store,
-    clock: &SharedClock,
-    gateway: &Slot<OrderGateway>,
-    router: &Slot<ModelRouter>,
-    metrics: Option<PrometheusHandle>,
-) -> SupervisorSpec {
-    let sup = &config.supervisor;
-    let (intensity, backoff) = (sup.intensity(), sup.backoff());
-    let base = move |name: &str, strategy: Strategy| {
-        SupervisorSpec::new(name)
-            .strategy(strategy)
-            .intensity(intensity)
-            .backoff(backoff.clone())
-    };
-    let mailbox = sup.mailbox;
-    let shutdown = config.engine.shutdown_timeout;
-
-    let sample_interval = config.telemetry.sample_interval;
-    let telemetry_child =
-        ChildSpec::in_slot("telemetry", Slot::<ProcessSampler>::new(), move |ctx| {
-            Ok(ProcessSampler::new(sample_interval, metrics.clone())
-                .counting_messages_in(ctx.messages_counter()))
-        })
-        .mailbox(mailbox)
-        .shutdown(shutdown);
-
-    let models = {
-        let (config, router, store) = (config.clone(), router.clone(), store.clone());
-        let base = base.clone();
-        move || {
-            let health = HealthTable::new();
-            let mut spec = base("models", Strategy::RestForOne);
-            let mut pools: BTreeMap<String, Slot<ModelPool>> = BTreeMap::new();
-            for model in config.models.models.values() {
-                for d in &model.deployments {
-                    let slot = Slot::<ModelPool>::new();
-                    pools.insert(d.id.clone(), slot.clone());
-                    let (d, health, store) = (d.clone(), health.clone(), store.clone());
-                    spec = spec.child(
-                        ChildSpec::in_slot(format!("pool-{}", d.id), slot, move |ctx| {
-                            // The breaker's state lives in sled: a restarted pool (or
-                            // engine) keeps an open breaker open until its time.
-                            pool_for(&d, &health, Some(&store))
-                                .map(|p| p.counting_messages_in(ctx.messages_counter()))
-                                .map_err(StartError::failed)
-                        })
-                        .mailbox(mailbox)
-                        .shutdown(shutdown),
-                    );
-                }
-            }
-            let (config, health, store) = (config.clone(), health.clone(), store.clone());
-            spec.child(
-                ChildSpec::in_slot("router", router.clone(), move |_| {
-                    Ok(ModelRouter::from_config(
-                        &config.models,
-                        &config.model_cache,
-                        health.clone(),
-                        store.clone(),
-                        |d| {
-                            let slot = pools.get(&d.id).cloned().unwrap_or_default();
-                            Arc::new(slot) as Arc<dyn PoolHandle>
-                        },
-                    ))
-                })
-                .mailbox(mailbox)
-                .shutdown(shutdown),
-            )
-        }
-    };
-
-    let exchanges = {
-        let (config, store, clock, gateway) = (
-            config.clone(),
-            store.clone(),
-            clock.clone(),
-            gateway.clone(),
-        );
-        let base = base.clone();
-        move || {
-            let mut spec = base("exchanges", Strategy::RestForOne);
-            let mut connectors = BTreeMap::new();
-            for (name, venue) in &config.exchanges.venues {
-                let slot = Slot::<Connector>::new();
-                connectors.insert(name.clone(), slot.clone());
-                let (name, venue, store, clock) =
-                    (name.clone(), venue.clone(), store.clone(), clock.clone());
-                spec = spec.child(
-                    ChildSpec::in_slot(format!("connector-{name}"), slot, move |_| {
-                        let v = open_venue(&name, &venue, &store, clock.clone())
-                            .map_err(StartError::failed)?;
-                        Ok(Connector::with_queue(v, &venue.queue()))
-                    })
-                    .mailbox(mailbox)
-                    .shutdown(shutdown),
-                );
-            }
-            let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
-            spec.child(
-                ChildSpec::in_slot("gateway", gateway.clone(), move |_| {
-                    let core = GatewayCore::open_with_market_data(
-                        &store,
-                        connectors.clone(),
-                        config.risk.clone(),
-                        config.exchanges.gateway.clone(),
-                        config.exchanges.feeds(),
-                        clock.clone(),
-                    )
-                    .map_err(StartError::failed)?;
-                    Ok(OrderGateway::new(core))
-                })
-                .mailbox(mailbox)
-                .shutdown(shutdown),
-            )
-        }
-    };
-
-    let agents = {
-        let (config, store, clock, gateway, router) = (
-            config.clone(),
-            store.clone(),
-            clock.clone(),
-            gateway.clone(),
-            router.clone(),
-        );
-        move || {
-            let mut spec = base("agents", Strategy::OneForOne);
-            if config.agents.risk.enabled {
-                let (config, store, clock, gateway, router) = (
-                    config.clone(),
-                    store.clone(),
-                    clock.clone(),
-                    gateway.clone(),
-                    router.clone(),
-                );
-                spec = spec.child(
-                    ChildSpec::in_slot("risk", Slot::<RiskAgent>::new(), move |ctx| {
-                        let (baselines, breaches) =
-                            RiskDeps::trees(&store).map_err(StartError::failed)?;
-                        let deps = RiskDeps {
-                            gateway: gateway.clone(),
-                            models: ModelClient::from_slot(router.clone()),
-                            journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
-                            clock: clock.clone(),
-                            baselines,
-                            breaches,
-                        };
-                        let venues = config.exchanges.venues.keys().cloned().collect();
-                        Ok(RiskAgent::new(config.risk.clone(), venues, deps)
-                            .counting_messages_in(ctx.messages_counter()))
-                    })
-                    .mailbox(mailbox)
-                    .shutdown(shutdown),
-                );
-            }
-            let risk_window = config.risk.window;
-            for agent in &config.agents.trading {
-                let (agent, store, clock, gateway, router) = (
-                    agent.clone(),
-                    store.clone(),
-                    clock.clone(),
-                    gateway.clone(),
-                    router.clone(),
-                );
-                spec = spec.child(
-                    ChildSpec::in_slot(
-                        format!("trading-{}", agent.name),
-                        Slot::<TradingAgent>::new(),
-                        move |ctx| {
-                            let deps = TradingDeps {
-                                gateway: gateway.clone(),
-                                models: ModelClient::from_slot(router.clone()),
-                                journal: DecisionJournal::open(&store)
-                                    .map_err(StartError::failed)?,
-                                memory: MemoryStore::open(&store, &agent.name)
-                                    .map_err(StartError::failed)?,
-                                clock: clock.clone(),
-                                baselines: BaselineBook::new(
-                                    store.tree(trees::RISK).map_err(StartError::failed)?,
-                                    risk_window,
-                                    clock.clone(),
-                                ),
-                            };
-                            Ok(TradingAgent::new(agent.clone(), deps)
-                                .counting_messages_in(ctx.messages_counter()))
-                        },
-                    )
-                    .restart(RestartType::Permanent)
-                    .mailbox(mailbox)
-                    .shutdown(shutdown),
-                );
-            }
-            spec
-        }
-    };
-
-    SupervisorSpec::new("engine")
-        .strategy(Strategy::OneForOne)
-        .intensity(sup.intensity())
-        .backoff(sup.backoff())
-        .child(telemetry_child)
-        .child(ChildSpec::supervisor("models", models))
-        .child(ChildSpec::supervisor("exchanges", exchanges))
-        .child(ChildSpec::supervisor("agents", agents))
 }
 
 /// One `info` line per venue at start: what the data dir brought back (the ledger's size

@@ -6,7 +6,8 @@
 //! prompt through the model router; the body is [`crate::models::AskBody`], the answer a
 //! `ModelResponse`) and `POST /api/ask/stream` (the same body; the answer streamed as
 //! NDJSON, one [`crate::models::StreamLine`] a line: text deltas as they arrive, then
-//! `done` with the `ModelResponse` or `error`).
+//! `done` with the `ModelResponse` or `error`), and `GET /api/tree` (the live supervisor
+//! tree, [`crate::tree::TreeReport`], as `orrery tree --json`).
 //!
 //! Errors are JSON `{"error":{"code","message"}}` everywhere, including actix's own
 //! extractor errors and unknown routes ([`ApiError`], [`gateway_error_response`],
@@ -97,6 +98,7 @@ pub fn serve(
             .route("/api/models", web::get().to(models_report))
             .route("/api/ask", web::post().to(ask))
             .route("/api/ask/stream", web::post().to(ask_stream))
+            .route("/api/tree", web::get().to(tree_report))
             .configure(crate::operate::routes)
             .default_service(web::to(not_found))
     })
@@ -553,6 +555,14 @@ async fn kill_switch(
         Ok(Err(e)) => gateway_error_response(&e),
         Err(e) => slot_error_response(&e),
     }
+}
+
+/// `GET /api/tree`: the live supervisor tree ([`crate::tree::TreeReport`]).
+async fn tree_report(engine: web::Data<EngineHandle>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::tree::TreeReport {
+        engine_running: true,
+        actors: engine.root.tree(),
+    })
 }
 
 async fn models_report(engine: web::Data<EngineHandle>) -> HttpResponse {

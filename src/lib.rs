@@ -1,10 +1,14 @@
 //! Orrery, the process: configuration, boot of the supervised actor tree, the control and
 //! metrics HTTP API, status reports, and the embedding API
-//! ([`Engine::start`] → [`EngineHandle`]).
+//! ([`Engine::start`] → [`EngineHandle`]; its typed calls in [`embed`], its event stream
+//! in [`events`], the supervisor tree as data in [`tree`]). `examples/embedded.rs` runs
+//! an engine inside another program.
 
 pub mod commands;
 pub mod config;
+pub mod embed;
 pub mod engine;
+pub mod events;
 pub mod history;
 pub mod http;
 pub mod json;
@@ -15,6 +19,9 @@ pub mod paper_mode;
 pub mod status;
 pub mod summary;
 pub mod symbols;
+pub mod tree;
 
 pub use config::Config;
+pub use embed::EngineCallError;
 pub use engine::{Engine, EngineError, EngineHandle};
+pub use events::EngineEvent;

@@ -60,6 +60,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the supervisor tree: path, restart type, state, restarts, mailbox depth and
+    /// capacity of every actor. Live from the running engine; while it is stopped, the tree
+    /// this config would build (every actor `not_running`, restarts from the data dir).
+    Tree {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the tree as JSON (the same as `GET /api/tree`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and exit.
     CheckConfig {
         #[arg(long, env = "ORRERY_CONFIG")]
@@ -176,6 +186,7 @@ fn main() -> ExitCode {
         Command::Status { config, json } => {
             with_config(config.as_deref(), |c| show_status(c, json))
         }
+        Command::Tree { config, json } => with_config(config.as_deref(), |c| show_tree(c, json)),
         Command::CheckConfig { config, paper } => with_config(config.as_deref(), |c| {
             let c = match paper_if(c, paper) {
                 Ok(c) => c,
@@ -510,6 +521,62 @@ fn show_status(config: Config, json: bool) -> ExitCode {
         }
         Ok(r) => {
             print!("{}", status::render(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("orrery: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `orrery tree`: the running engine's live tree over its control API, else the tree the
+/// config would build with the restart counts persisted in the data dir.
+fn show_tree(config: Config, json: bool) -> ExitCode {
+    use orrery::tree::{planned_nodes, plan, TreeReport};
+    let system = actix::System::new();
+    let report: Result<TreeReport, String> = system.block_on(async {
+        let planned = |records: &[(String, orrery_actors::supervisor::RestartRecord)]| TreeReport {
+            engine_running: false,
+            actors: planned_nodes(&plan(&config), records),
+        };
+        if !config.engine.data_dir.exists() {
+            return Ok(planned(&[]));
+        }
+        match open_store(&config)? {
+            Some(store) => {
+                let records = orrery_actors::supervisor::restart_records(&store)
+                    .map_err(|e| e.to_string())?;
+                Ok(planned(&records))
+            }
+            None => tokio::time::timeout(
+                orrery::tree::FETCH_TIMEOUT,
+                fetch_live::<TreeReport>(&config, "/api/tree"),
+            )
+            .await
+            .map_err(|_| {
+                format!(
+                    "the engine holds the data dir but its control API did not answer within {:?}",
+                    orrery::tree::FETCH_TIMEOUT
+                )
+            })?,
+        }
+    });
+    match report {
+        Ok(r) if json => {
+            println!("{}", orrery::json::to_pretty(&r));
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            if r.engine_running {
+                println!("live supervisor tree of the engine on {}:", config.telemetry.listen);
+            } else {
+                println!(
+                    "the engine is not running; the tree this config would build (restarts as recorded in {}):",
+                    config.engine.data_dir.display()
+                );
+            }
+            print!("{}", orrery_actors::supervisor::render_tree(&r.actors));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,5 +1,7 @@
 //! Per-agent memory in `agents/<name>`: run counters and the last outcome, so a restarted
-//! agent (or `orrery status`) knows what it did last.
+//! agent (or `orrery status`) knows what it did last; and whether the operator paused the
+//! agent ([`AgentControl`], key `control`), so a pause survives restarts of the agent and
+//! of the engine.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,18 +19,46 @@ pub struct AgentMemory {
 impl Record for AgentMemory {}
 
 const KEY: &str = "memory";
+const CONTROL_KEY: &str = "control";
+
+/// Whether an agent is paused: a paused agent skips its scheduled runs (counted as
+/// `orrery_agent_runs_total{outcome="skipped_paused"}`) until it is resumed. Kept apart
+/// from [`AgentMemory`] so a pause is never overwritten by a run recording its outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentControl {
+    pub paused: bool,
+    /// Why it was paused or resumed.
+    pub reason: String,
+    /// When, in Unix milliseconds.
+    pub since_ms: Millis,
+}
+impl Record for AgentControl {}
 
 /// Reads and writes one agent's memory.
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     tree: Tree<AgentMemory>,
+    control: Tree<AgentControl>,
 }
 
 impl MemoryStore {
     pub fn open(store: &Store, agent: &str) -> Result<Self, StoreError> {
+        let name = format!("{}{agent}", trees::AGENTS_PREFIX);
         Ok(Self {
-            tree: store.tree(&format!("{}{agent}", trees::AGENTS_PREFIX))?,
+            tree: store.tree(&name)?,
+            control: store.tree(&name)?,
         })
+    }
+
+    /// The agent's pause state (not paused when never set).
+    pub fn control(&self) -> Result<AgentControl, StoreError> {
+        Ok(self.control.get(CONTROL_KEY)?.unwrap_or_default())
+    }
+
+    /// Pauses or resumes the agent; durable before it returns, so a pause acknowledged to
+    /// the operator holds across a crash.
+    pub fn set_control(&self, control: &AgentControl) -> Result<(), StoreError> {
+        self.control.put_durable_blocking(CONTROL_KEY, control)
     }
 
     pub fn load(&self) -> Result<AgentMemory, StoreError> {

@@ -8,7 +8,7 @@ pub mod risk;
 pub mod trading;
 
 pub use journal::{DecisionJournal, DecisionRecord};
-pub use memory::{AgentMemory, MemoryStore};
+pub use memory::{AgentControl, AgentMemory, MemoryStore};
 
 use actix::{Handler, Message};
 

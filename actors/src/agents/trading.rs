@@ -226,6 +226,20 @@ impl TradingAgent {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.messages.increment(1);
+        // A pause is read from sled at every tick (a point read), so it takes effect at
+        // the next scheduled run whoever set it, and survives restarts.
+        let paused = match self.deps.memory.control() {
+            Ok(control) => control.paused,
+            Err(e) => {
+                // An operator's pause must hold: when it cannot be read, the run is skipped.
+                tracing::error!(agent = %self.config.name, error = %e, "cannot read the agent's pause state; skipping this run");
+                true
+            }
+        };
+        if paused {
+            metrics::counter!(names::AGENT_RUNS, "agent" => self.config.name.clone(), "outcome" => "skipped_paused").increment(1);
+            return;
+        }
         if self.running {
             metrics::counter!(names::AGENT_RUNS, "agent" => self.config.name.clone(), "outcome" => "skipped_busy").increment(1);
             return;

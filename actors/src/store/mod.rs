@@ -573,9 +573,55 @@ impl<T: Record> Tree<T> {
         self.tree.is_empty()
     }
 
+    /// Every later write of a key starting with `prefix` in this tree, decoded, in the
+    /// order each key was written. For observers (the embedding API's event stream).
+    ///
+    /// sled buffers 1024 writes per watch and makes writers wait once the buffer is full,
+    /// so a watch must be drained without pause: from a thread of its own, never from a
+    /// task on a thread that also writes to the store. The watch holds no store handle:
+    /// it ends ([`Watch::next`] gives `None`) once the store is closed.
+    pub fn watch(&self, prefix: &str) -> Watch<T> {
+        Watch {
+            subscriber: self.tree.watch_prefix(prefix),
+            name: self.name.clone(),
+            _record: PhantomData,
+        }
+    }
+
     /// Removes every record; for caches and tests.
     pub fn clear(&self) -> Result<()> {
         self.tree.clear().map_err(|e| self.sled_err(e))
+    }
+}
+
+/// Writes into one tree as they happen; see [`Tree::watch`].
+pub struct Watch<T> {
+    subscriber: sled::Subscriber,
+    name: Arc<str>,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Watch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").field("tree", &self.name).finish()
+    }
+}
+
+impl<T: Record> Watch<T> {
+    /// The next write: its key and the decoded value (an error if the value cannot be
+    /// decoded, so an observer sees it instead of losing it). Removals are skipped.
+    /// `None` once the store is closed.
+    pub async fn next(&mut self) -> Option<(String, Result<T>)> {
+        loop {
+            match (&mut self.subscriber).await? {
+                sled::Event::Insert { key, value } => {
+                    let key = String::from_utf8_lossy(&key).into_owned();
+                    let decoded = codec::decode(&self.name, &key, &value);
+                    return Some((key, decoded));
+                }
+                sled::Event::Remove { .. } => continue,
+            }
+        }
     }
 }
 

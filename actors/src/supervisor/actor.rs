@@ -29,6 +29,7 @@ use super::record::{RestartLog, RestartRecord};
 use super::runner::{ChildExit, FailureSignal, ReadySignal, StopHandle};
 use super::spec::{ChildSpec, RestartType, Strategy, SupervisorSpec};
 use super::start::StartCtx;
+use super::view::{NodeState, ChildReport, TreeView};
 use crate::store::Store;
 
 /// A supervisor in the tree. Start the root with [`super::start_root`]; nest one with
@@ -57,6 +58,10 @@ pub struct Supervisor {
     ready: Option<ReadySignal>,
     /// Keeps the mailbox connected so the supervisor only stops when it decides to.
     self_addr: Option<Addr<Supervisor>>,
+    /// Where this supervisor publishes its children's state (`orrery tree`).
+    view: TreeView,
+    /// The root publishes its own state; a nested supervisor's parent does that.
+    is_root: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +150,8 @@ impl Supervisor {
             ctx.store().cloned(),
             ctx.failure_signal(),
             Some(ready),
+            ctx.view().clone(),
+            false,
         )
     }
 
@@ -154,6 +161,8 @@ impl Supervisor {
         store: Option<Store>,
         failure: FailureSignal,
         ready: Option<ReadySignal>,
+        view: TreeView,
+        is_root: bool,
     ) -> Self {
         let invalid = spec.check().err().map(|e| e.to_string());
         let log = store.as_ref().and_then(|s| match RestartLog::open(s) {
@@ -217,6 +226,8 @@ impl Supervisor {
             starting: BTreeSet::new(),
             ready,
             self_addr: None,
+            view,
+            is_root,
         }
     }
 
@@ -229,7 +240,49 @@ impl Supervisor {
         self.groups.iter().any(|g| g.members.contains(&i))
     }
 
+    /// Runs [`Supervisor::step`], then publishes the children's state to the live view,
+    /// so every event the supervisor handled is visible in `orrery tree`.
     fn drive(&mut self, ctx: &mut Context<Self>) {
+        self.step(ctx);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let root_state = self.is_root.then(|| match self.mode {
+            Mode::Running => NodeState::Running,
+            Mode::ShuttingDown | Mode::Escalating(_) => NodeState::Stopping,
+            Mode::Finished => NodeState::Down,
+        });
+        self.view.publish_supervisor(
+            &self.path,
+            self.strategy,
+            self.children.iter().map(|c| c.path.clone()).collect(),
+            root_state,
+        );
+        for (i, child) in self.children.iter().enumerate() {
+            let state = match child.status {
+                Status::Idle => NodeState::NotStarted,
+                Status::Starting(_) => NodeState::Starting,
+                Status::Running(_) => NodeState::Running,
+                Status::Stopping => NodeState::Stopping,
+                Status::Down if self.in_group(i) || self.starting.contains(&i) => {
+                    NodeState::Restarting
+                }
+                Status::Down => NodeState::Down,
+                Status::Gone => NodeState::Gone,
+            };
+            self.view.publish_child(ChildReport {
+                path: &child.path,
+                restart: child.spec.restart,
+                state,
+                restarts: child.record.count,
+                last_failure: child.record.last_reason.as_deref(),
+                mailbox_capacity: child.spec.mailbox,
+            });
+        }
+    }
+
+    fn step(&mut self, ctx: &mut Context<Self>) {
         loop {
             if self.mode == Mode::Finished {
                 return;
@@ -355,6 +408,7 @@ impl Supervisor {
             self.store.as_ref(),
             sink,
             ready,
+            &self.view,
         );
         // Dropping `start` on an error stops whatever the factory spawned.
         let started = (child.spec.factory)(&mut start).and_then(|()| start.finish());

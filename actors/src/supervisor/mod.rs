@@ -61,17 +61,19 @@ mod runner;
 mod slot;
 mod spec;
 mod start;
+mod view;
 
 pub use actor::Supervisor;
 pub use backoff::Backoff;
 pub use intensity::{Intensity, RestartWindow, Verdict};
 pub use panic_hook::install_panic_hook;
 pub use record::{restart_records, RestartRecord};
-pub use root::{start_root, RootExit, RootHandle};
+pub use root::{start_root, RootExit, RootHandle, ROOT_MAILBOX};
 pub use runner::{panic_message, ChildExit, FailureSignal, ReadySignal};
 pub use slot::{Slot, SlotError};
 pub use spec::{ChildSpec, Factory, RestartType, SpecError, StartError, Strategy, SupervisorSpec};
 pub use start::StartCtx;
+pub use view::{render as render_tree, ActorNode, NodeState, NodeKind, TreeView};
 
 /// Name of the per-actor counter of handled work; see the module docs.
 pub const MESSAGES_TOTAL: &str = "orrery_actor_messages_total";

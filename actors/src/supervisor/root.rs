@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::actor::{ShutDown, Supervisor};
 use super::runner::{self, ChildExit, FailureSignal, RunSettings};
 use super::spec::SupervisorSpec;
+use super::view::TreeView;
 use crate::store::Store;
 
 /// How the whole tree ended.
@@ -29,7 +30,12 @@ pub enum RootExit {
 pub struct RootHandle {
     addr: Addr<Supervisor>,
     exit: watch::Receiver<Option<RootExit>>,
+    view: TreeView,
 }
+
+/// Mailbox bound of the root supervisor (it receives only its children's lifecycle
+/// messages and the shutdown request).
+pub const ROOT_MAILBOX: usize = 1024;
 
 /// Starts the tree described by `spec`, its children in order. Call inside a running actix
 /// `System`; the tree lives on the current arbiter. With a store, restart counts persist.
@@ -37,7 +43,16 @@ pub fn start_root(spec: SupervisorSpec, store: Option<Store>) -> RootHandle {
     let (tx, exit) = watch::channel(None);
     let failure = FailureSignal::new();
     let name = spec.name.clone();
-    let supervisor = Supervisor::build(spec, name.clone(), store, failure.clone(), None);
+    let view = TreeView::new();
+    let supervisor = Supervisor::build(
+        spec,
+        name.clone(),
+        store,
+        failure.clone(),
+        None,
+        view.clone(),
+        true,
+    );
     let on_exit = Box::new(move |exit: ChildExit| {
         let root_exit = match exit {
             ChildExit::Normal => RootExit::Normal,
@@ -59,16 +74,17 @@ pub fn start_root(spec: SupervisorSpec, store: Option<Store>) -> RootHandle {
         let _ = tx.send(Some(root_exit));
     });
     let settings = RunSettings {
-        mailbox: 1024,
+        mailbox: ROOT_MAILBOX,
         // The root is never stopped through its runner, only by `ShutDown`.
         shutdown: Duration::MAX,
         failure,
         on_started: None,
         on_down: None,
         on_exit,
+        crash: None,
     };
     let (addr, _) = runner::run(supervisor, settings, false);
-    RootHandle { addr, exit }
+    RootHandle { addr, exit, view }
 }
 
 impl RootHandle {
@@ -91,6 +107,16 @@ impl RootHandle {
                 RootExit::Escalated("the root supervisor vanished without reporting an exit".into())
             }
         }
+    }
+
+    /// The live tree: every actor's path, restart type, state, restarts and mailbox.
+    pub fn tree(&self) -> Vec<super::ActorNode> {
+        self.view.snapshot()
+    }
+
+    /// The shared live view of this tree (cheap to clone).
+    pub fn view(&self) -> &TreeView {
+        &self.view
     }
 
     /// How the tree ended, if it has.

@@ -162,6 +162,9 @@ pub(crate) struct RunSettings {
     /// Runs before the exit is reported (clears the actor's slot).
     pub on_down: Option<DownHook>,
     pub on_exit: ExitSink,
+    /// Test fault injection ([`super::TreeView::inject_panic`]): when it fires, the actor
+    /// panics on its next poll. A dropped sender means nothing.
+    pub crash: Option<oneshot::Receiver<()>>,
 }
 
 /// Starts `actor` on the current arbiter. With `stoppable`, returns a handle whose
@@ -193,6 +196,7 @@ where
         on_started: settings.on_started,
         on_down: settings.on_down,
         on_exit: Some(settings.on_exit),
+        crash: settings.crash,
     });
     (addr, stop)
 }
@@ -206,6 +210,7 @@ struct ChildTask<A: Actor<Context = Context<A>>> {
     on_started: Option<ReadySignal>,
     on_down: Option<DownHook>,
     on_exit: Option<ExitSink>,
+    crash: Option<oneshot::Receiver<()>>,
 }
 
 impl<A: Actor<Context = Context<A>>> ChildTask<A> {
@@ -249,10 +254,26 @@ impl<A: Actor<Context = Context<A>>> Future for ChildTask<A> {
                 this.begin_stop();
             }
         }
+        let crash = match this.crash.as_mut().map(|rx| rx.poll_unpin(cx)) {
+            Some(Poll::Ready(Ok(()))) => {
+                this.crash = None;
+                true
+            }
+            Some(Poll::Ready(Err(_))) => {
+                this.crash = None;
+                false
+            }
+            _ => false,
+        };
         let Some(fut) = this.fut.as_mut() else {
             return Poll::Ready(());
         };
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            if crash {
+                panic!("injected panic (test fault injection)");
+            }
+            Pin::new(fut).poll(cx)
+        })) {
             Ok(Poll::Ready(())) => {
                 let exit = match this.failure.reason() {
                     Some(reason) => ChildExit::Failed(reason),

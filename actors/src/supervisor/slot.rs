@@ -13,7 +13,7 @@
 //! of `supervisor`).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use actix::dev::ToEnvelope;
@@ -43,6 +43,8 @@ struct Live<A: Actor> {
 struct Metrics {
     label: String,
     depth: Gauge,
+    /// The same count as `depth`, readable: the live tree shows it ([`super::TreeView`]).
+    pending: Arc<AtomicI64>,
     handled: Counter,
 }
 
@@ -220,10 +222,16 @@ impl<A: Actor> Slot<A> {
             Arc::new(Metrics {
                 label: path.to_string(),
                 depth: metrics::gauge!("orrery_actor_mailbox_depth", "actor" => path.to_string()),
+                pending: Arc::new(AtomicI64::new(0)),
                 handled: super::messages_counter(path),
             })
         });
         *self.inner.live.write() = Some(Live { addr, token });
+    }
+
+    /// The readable mailbox depth, once the slot has been filled.
+    pub(crate) fn depth_probe(&self) -> Option<Arc<AtomicI64>> {
+        self.inner.metrics.get().map(|m| m.pending.clone())
     }
 
     /// Clears the slot if it still holds the actor filled with `token`.
@@ -244,6 +252,7 @@ struct InFlight {
 impl InFlight {
     fn new(metrics: &Arc<Metrics>) -> Self {
         metrics.depth.increment(1.0);
+        metrics.pending.fetch_add(1, Ordering::Relaxed);
         Self {
             metrics: metrics.clone(),
         }
@@ -261,5 +270,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.metrics.depth.decrement(1.0);
+        self.metrics.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }

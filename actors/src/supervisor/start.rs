@@ -10,6 +10,7 @@ use actix::{Actor, Addr, Context};
 
 use super::runner::{self, ExitSink, FailureSignal, ReadySignal, RunSettings, StopHandle};
 use super::slot::Slot;
+use super::view::TreeView;
 use crate::store::Store;
 
 /// Context of one (re)start of a child, passed to its factory.
@@ -26,6 +27,7 @@ pub struct StartCtx<'a> {
     ready_deferred: bool,
     stop: Option<StopHandle>,
     spawned: u32,
+    view: &'a TreeView,
 }
 
 impl<'a> StartCtx<'a> {
@@ -37,6 +39,7 @@ impl<'a> StartCtx<'a> {
         store: Option<&'a Store>,
         sink: ExitSink,
         ready: ReadySignal,
+        view: &'a TreeView,
     ) -> Self {
         Self {
             path,
@@ -50,7 +53,13 @@ impl<'a> StartCtx<'a> {
             ready_deferred: false,
             stop: None,
             spawned: 0,
+            view,
         }
+    }
+
+    /// The live view of the tree this child belongs to (a nested supervisor writes to it).
+    pub(crate) fn view(&self) -> &TreeView {
+        self.view
     }
 
     /// The child's path in the tree, e.g. `engine/models/router`; also its metric label.
@@ -106,6 +115,9 @@ impl<'a> StartCtx<'a> {
         let clear = slot.clone();
         let addr = self.spawn_with(actor, Some(Box::new(move || clear.vacate(token))));
         slot.fill(addr.clone(), token, self.path);
+        if let Some(depth) = slot.depth_probe() {
+            self.view.attach_depth(self.path, depth);
+        }
         addr
     }
 
@@ -117,7 +129,12 @@ impl<'a> StartCtx<'a> {
         // Only the first actor reports to the supervisor; extras are stopped at once and
         // the start is failed in `finish`.
         let on_exit = self.sink.take().unwrap_or_else(|| Box::new(|_| {}));
-        let on_started = (!self.ready_deferred && self.spawned == 1).then(|| self.ready.clone());
+        let first = self.spawned == 1;
+        let on_started = (!self.ready_deferred && first).then(|| self.ready.clone());
+        #[cfg(any(test, feature = "testkit"))]
+        let crash = first.then(|| self.view.arm_crash(self.path));
+        #[cfg(not(any(test, feature = "testkit")))]
+        let crash = None;
         let settings = RunSettings {
             mailbox: self.mailbox,
             shutdown: self.shutdown,
@@ -125,6 +142,7 @@ impl<'a> StartCtx<'a> {
             on_started,
             on_down,
             on_exit,
+            crash,
         };
         let (addr, stop) = runner::run(actor, settings, true);
         match stop {

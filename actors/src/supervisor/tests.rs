@@ -847,3 +847,102 @@ async fn a_child_that_never_becomes_ready_fails_its_start_after_the_timeout() {
     // The tree ended only after the timed-out child had stopped.
     assert_eq!(probe.journal.with("stopped "), ["gateway#0"]);
 }
+
+#[actix::test]
+async fn the_live_view_lists_every_actor_in_start_order_with_state_restarts_and_mailbox() {
+    let probe = Probe::default();
+    let sub = {
+        let probe = probe.clone();
+        move || spec("inner", Strategy::RestForOne, Backoff::immediate()).child(probe.worker("x"))
+    };
+    let root = start_root(
+        spec("engine", Strategy::OneForOne, Backoff::immediate())
+            .child(probe.worker("a").mailbox(7))
+            .child(ChildSpec::supervisor("sub", sub))
+            .child(probe.worker("b").restart(RestartType::Transient)),
+        None,
+    );
+    let (a, b, x) = (probe.slot("a"), probe.slot("b"), probe.slot("x"));
+    serving(&b, 0).await;
+    serving(&x, 0).await;
+    let paths: Vec<_> = root.tree().into_iter().map(|n| (n.path, n.depth)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("engine".to_string(), 0),
+            ("engine/a".to_string(), 1),
+            ("engine/sub".to_string(), 1),
+            ("engine/sub/x".to_string(), 2),
+            ("engine/b".to_string(), 1),
+        ]
+    );
+    let view = root.view().clone();
+    let sub_node = view.node("engine/sub").unwrap();
+    assert_eq!(sub_node.kind, NodeKind::Supervisor);
+    assert_eq!(sub_node.strategy, Some(Strategy::RestForOne));
+    assert_eq!(sub_node.mailbox_depth, None);
+    let b_node = view.node("engine/b").unwrap();
+    assert_eq!(b_node.kind, NodeKind::Worker);
+    assert_eq!(b_node.restart, Some(RestartType::Transient));
+    assert_eq!(b_node.state, NodeState::Running);
+
+    // Two requests held by `a` show as its mailbox depth, against its capacity of 7.
+    let slow: Vec<_> = (0..2)
+        .map(|_| a.send(Sleep(Duration::from_millis(50))))
+        .collect();
+    let a_node = view.node("engine/a").unwrap();
+    assert_eq!(
+        (a_node.mailbox_depth, a_node.mailbox_capacity),
+        (Some(2), Some(7))
+    );
+    for r in futures::future::join_all(slow).await {
+        r.unwrap();
+    }
+    assert_eq!(view.node("engine/a").unwrap().mailbox_depth, Some(0));
+
+    let _ = a.send(Panic).await;
+    serving(&a, 1).await;
+    eventually("a running again in the view", || {
+        view.node("engine/a").unwrap().state == NodeState::Running
+    })
+    .await;
+    let a_node = view.node("engine/a").unwrap();
+    assert_eq!(a_node.restarts, 1);
+    assert_eq!(a_node.last_failure.as_deref(), Some("panicked: boom in a"));
+    assert_eq!(view.node("engine/b").unwrap().restarts, 0);
+
+    assert_eq!(root.shutdown().await, RootExit::Normal);
+    let states: Vec<_> = root.tree().into_iter().map(|n| n.state).collect();
+    assert!(
+        states.iter().all(|s| *s == NodeState::Down),
+        "{states:?}"
+    );
+    let text = render_tree(&root.tree());
+    assert!(text.contains("engine  one_for_one"), "{text}");
+    assert!(text.contains("\n    x "), "{text}");
+}
+
+#[actix::test]
+async fn an_injected_panic_restarts_the_actor_like_a_handler_panic() {
+    let probe = Probe::default();
+    let root = start_root(
+        spec("engine", Strategy::OneForOne, Backoff::immediate())
+            .child(probe.worker("a"))
+            .child(probe.worker("b")),
+        None,
+    );
+    let a = probe.slot("a");
+    serving(&a, 0).await;
+    serving(&probe.slot("b"), 0).await;
+    assert!(root.view().inject_panic("engine/a"));
+    serving(&a, 1).await;
+    assert_eq!(probe.calls("b"), 1);
+    let node = root.view().node("engine/a").unwrap();
+    assert_eq!(node.restarts, 1);
+    assert_eq!(
+        node.last_failure.as_deref(),
+        Some("panicked: injected panic (test fault injection)")
+    );
+    assert!(!root.view().inject_panic("engine/nobody"));
+    assert_eq!(root.shutdown().await, RootExit::Normal);
+}

@@ -58,15 +58,26 @@ pub fn build_recorder() -> PrometheusRecorder {
     }
 }
 
-/// Installs the process-global recorder and returns a handle that renders the exposition.
-/// Returns `None` if a recorder is already installed (e.g. a second engine in one test
-/// process); metrics then go to the first one.
+/// Installs the process-global recorder once and returns a handle that renders the
+/// exposition; every later call (a second engine in the same process) gets the same
+/// handle, so every engine of the process serves the one shared registry.
+///
+/// The `metrics` recorder is process-global by that crate's design: series of several
+/// engines in one process are therefore summed under the same names and labels. Returns
+/// `None` only when something else (an embedding program) installed its own global
+/// recorder first; the engine's metrics then go to that recorder and its `/metrics`
+/// answers 503.
 pub fn install_global_recorder() -> Option<PrometheusHandle> {
-    let recorder = build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).ok()?;
-    describe();
-    Some(handle)
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
 }
 
 /// HELP text of [`names::PROCESS_CPU_SECONDS`].

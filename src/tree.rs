@@ -1,0 +1,539 @@
+//! The supervisor tree as data: [`plan`] derives from the config one list of children per
+//! supervisor ([`SupervisorPlan`]), and [`build`] turns that list into the specs the
+//! supervisors run, with one factory per [`Role`].
+//!
+//! ```text
+//! engine (one_for_one)
+//! ├── telemetry                process sampler
+//! ├── models (one_for_one)     pool-<deployment> × N, then router
+//! ├── exchanges (one_for_one)  connector-<venue> × M, then gateway
+//! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
+//! ```
+//!
+//! Owns: which actors the config asks for, their ids (paths such as
+//! `engine/models/pool-local` are metric labels and keys of the persisted restart counts,
+//! so they never change for the same config), their restart type and mailbox, the
+//! strategy of each supervisor, and the tree an operator sees while the engine is stopped
+//! ([`planned_nodes`]). Never: runs anything itself, or lets one actor hold another's
+//! address: siblings reach each other only through [`Slot`]s created here.
+//!
+//! # Why every supervisor is `one_for_one`
+//!
+//! A restart rebuilds one actor; its siblings keep running because none of them holds its
+//! address. The router reaches its pools through their slots (and the same-thread lane in
+//! the shared [`HealthTable`], which holds only a weak reference to the pool that opened
+//! it), so a pool that panics is restarted alone; the router meanwhile sends its requests
+//! to the healthy siblings. The gateway reaches each connector through its slot, and a
+//! vacant slot is a typed "never sent" (`SlotError::Vacant`), so a connector that panics is
+//! restarted alone while the gateway keeps taking orders for the other venues and keeps its
+//! reconciled state. The tree used to be `rest_for_one` with the router and the gateway
+//! last, which restarted the router with every pool and made the gateway reconcile every
+//! venue again (refusing orders meanwhile) whenever one connector failed.
+//!
+//! Start order still matters: the router starts after its pools and the gateway after its
+//! connectors, so their first requests find the slots filled.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use orrery_actors::agents::memory::MemoryStore;
+use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps};
+use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
+use orrery_actors::agents::DecisionJournal;
+use orrery_actors::clock::SharedClock;
+use orrery_actors::exchanges::connector::Connector;
+use orrery_actors::exchanges::gateway::{GatewayCore, OrderGateway};
+use orrery_actors::models::pool::{HealthTable, ModelPool};
+use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
+use orrery_actors::models::ModelClient;
+use orrery_actors::store::{trees, Store};
+use orrery_actors::supervisor::{
+    ActorNode, NodeState, ChildSpec, NodeKind, RestartRecord, RestartType, Slot, StartError,
+    Strategy, SupervisorSpec, ROOT_MAILBOX,
+};
+use orrery_actors::telemetry::ProcessSampler;
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// What a worker of the tree does; each role has one factory in [`build`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    /// Samples the process (RSS, CPU) into metrics.
+    ProcessSampler,
+    /// The connection pool of one model deployment.
+    ModelPool {
+        /// The deployment's id (`[[models.<name>.deployments]] id`).
+        deployment: String,
+    },
+    /// Picks a pool per model request.
+    ModelRouter,
+    /// The connector of one venue account.
+    Connector {
+        /// The venue's name (`[exchanges.venues.<name>]`).
+        venue: String,
+    },
+    /// Risk gate, ledger and reconciliation.
+    OrderGateway,
+    /// The risk agent (`[agents.risk]`).
+    RiskAgent,
+    /// One trading agent.
+    TradingAgent {
+        /// The agent's name (`[[agents.trading]] name`).
+        agent: String,
+    },
+}
+
+/// One worker: its id among its siblings, what it does, and how it is supervised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerPlan {
+    /// Last segment of its path.
+    pub id: String,
+    /// What it does.
+    pub role: Role,
+    /// Whether it is restarted after it exits.
+    pub restart: RestartType,
+    /// Its mailbox bound.
+    pub mailbox: usize,
+}
+
+/// A child of a supervisor: a nested supervisor or a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChildPlan {
+    /// A nested supervisor.
+    Supervisor(SupervisorPlan),
+    /// An actor doing work.
+    Worker(WorkerPlan),
+}
+
+/// One supervisor and its children, in start order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SupervisorPlan {
+    /// Its path segment (`engine` for the root).
+    pub id: String,
+    /// Which siblings restart when one child fails.
+    pub strategy: Strategy,
+    /// Its children, started in this order and stopped in reverse.
+    pub children: Vec<ChildPlan>,
+}
+
+impl SupervisorPlan {
+    fn new(id: &str, children: Vec<ChildPlan>) -> Self {
+        Self {
+            id: id.to_string(),
+            strategy: Strategy::OneForOne,
+            children,
+        }
+    }
+}
+
+/// The tree `config` asks for.
+pub fn plan(config: &Config) -> SupervisorPlan {
+    let mailbox = config.supervisor.mailbox;
+    let worker = |id: String, role: Role| {
+        ChildPlan::Worker(WorkerPlan {
+            id,
+            role,
+            restart: RestartType::Permanent,
+            mailbox,
+        })
+    };
+
+    let mut models: Vec<ChildPlan> = config
+        .models
+        .models
+        .values()
+        .flat_map(|m| m.deployments.iter())
+        .map(|d| {
+            worker(
+                format!("pool-{}", d.id),
+                Role::ModelPool {
+                    deployment: d.id.clone(),
+                },
+            )
+        })
+        .collect();
+    models.push(worker("router".into(), Role::ModelRouter));
+
+    let mut exchanges: Vec<ChildPlan> = config
+        .exchanges
+        .venues
+        .keys()
+        .map(|venue| {
+            worker(
+                format!("connector-{venue}"),
+                Role::Connector {
+                    venue: venue.clone(),
+                },
+            )
+        })
+        .collect();
+    exchanges.push(worker("gateway".into(), Role::OrderGateway));
+
+    let mut agents = Vec::new();
+    if config.agents.risk.enabled {
+        agents.push(worker("risk".into(), Role::RiskAgent));
+    }
+    agents.extend(config.agents.trading.iter().map(|a| {
+        worker(
+            format!("trading-{}", a.name),
+            Role::TradingAgent {
+                agent: a.name.clone(),
+            },
+        )
+    }));
+
+    SupervisorPlan::new(
+        "engine",
+        vec![
+            worker("telemetry".into(), Role::ProcessSampler),
+            ChildPlan::Supervisor(SupervisorPlan::new("models", models)),
+            ChildPlan::Supervisor(SupervisorPlan::new("exchanges", exchanges)),
+            ChildPlan::Supervisor(SupervisorPlan::new("agents", agents)),
+        ],
+    )
+}
+
+/// What the factories need from the engine.
+#[derive(Clone)]
+pub(crate) struct Deps {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: SharedClock,
+    /// Published for the engine handle and the control API.
+    pub gateway: Slot<OrderGateway>,
+    pub router: Slot<ModelRouter>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
+/// same function at every (re)start, so a restarted subtree starts from fresh state.
+pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
+    let sup = &deps.config.supervisor;
+    let mut spec = SupervisorSpec::new(plan.id.clone())
+        .strategy(plan.strategy)
+        .intensity(sup.intensity())
+        .backoff(sup.backoff());
+    let scope = Scope::new(plan);
+    for child in &plan.children {
+        spec = spec.child(match child {
+            ChildPlan::Supervisor(sub) => {
+                let (sub, deps) = (sub.clone(), deps.clone());
+                ChildSpec::supervisor(sub.id.clone(), move || build(&sub, &deps))
+            }
+            ChildPlan::Worker(w) => worker_spec(w, &scope, deps)
+                .restart(w.restart)
+                .mailbox(w.mailbox)
+                .shutdown(deps.config.engine.shutdown_timeout),
+        });
+    }
+    spec
+}
+
+/// State shared by the children of one supervisor incarnation: the slots through which
+/// the router and the gateway reach their siblings, and the pools' health table.
+struct Scope {
+    health: HealthTable,
+    pools: BTreeMap<String, Slot<ModelPool>>,
+    connectors: BTreeMap<String, Slot<Connector>>,
+}
+
+impl Scope {
+    fn new(plan: &SupervisorPlan) -> Self {
+        let mut scope = Scope {
+            health: HealthTable::new(),
+            pools: BTreeMap::new(),
+            connectors: BTreeMap::new(),
+        };
+        for child in &plan.children {
+            match child {
+                ChildPlan::Worker(WorkerPlan {
+                    role: Role::ModelPool { deployment },
+                    ..
+                }) => {
+                    scope.pools.insert(deployment.clone(), Slot::new());
+                }
+                ChildPlan::Worker(WorkerPlan {
+                    role: Role::Connector { venue },
+                    ..
+                }) => {
+                    scope.connectors.insert(venue.clone(), Slot::new());
+                }
+                _ => {}
+            }
+        }
+        scope
+    }
+}
+
+/// A factory that fails every start with `why` (a plan that names something the config
+/// does not have; [`plan`] never makes one from a validated config).
+fn missing(id: &str, why: String) -> ChildSpec {
+    ChildSpec::new(id.to_string(), move |_| Err(StartError::failed(&why)))
+}
+
+fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
+    let Deps {
+        config,
+        store,
+        clock,
+        gateway,
+        router,
+        metrics,
+    } = deps.clone();
+    let id = w.id.clone();
+    match &w.role {
+        Role::ProcessSampler => {
+            let interval = config.telemetry.sample_interval;
+            ChildSpec::in_slot(id, Slot::<ProcessSampler>::new(), move |ctx| {
+                Ok(ProcessSampler::new(interval, metrics.clone())
+                    .counting_messages_in(ctx.messages_counter()))
+            })
+        }
+        Role::ModelPool { deployment } => {
+            let found = config
+                .models
+                .models
+                .values()
+                .flat_map(|m| m.deployments.iter())
+                .find(|d| &d.id == deployment)
+                .cloned();
+            let (Some(d), Some(slot)) = (found, scope.pools.get(deployment).cloned()) else {
+                return missing(&id, format!("no model deployment `{deployment}` in the config"));
+            };
+            let health = scope.health.clone();
+            ChildSpec::in_slot(id, slot, move |ctx| {
+                // The breaker's state lives in sled: a restarted pool (or engine) keeps an
+                // open breaker open until its time.
+                pool_for(&d, &health, Some(&store))
+                    .map(|p| p.counting_messages_in(ctx.messages_counter()))
+                    .map_err(StartError::failed)
+            })
+        }
+        Role::ModelRouter => {
+            let (health, pools) = (scope.health.clone(), scope.pools.clone());
+            ChildSpec::in_slot(id, router, move |_| {
+                Ok(ModelRouter::from_config(
+                    &config.models,
+                    &config.model_cache,
+                    health.clone(),
+                    store.clone(),
+                    |d| {
+                        let slot = pools.get(&d.id).cloned().unwrap_or_default();
+                        Arc::new(slot) as Arc<dyn PoolHandle>
+                    },
+                ))
+            })
+        }
+        Role::Connector { venue } => {
+            let (Some(cfg), Some(slot)) = (
+                config.exchanges.venues.get(venue).cloned(),
+                scope.connectors.get(venue).cloned(),
+            ) else {
+                return missing(&id, format!("no venue `{venue}` in the config"));
+            };
+            let venue = venue.clone();
+            ChildSpec::in_slot(id, slot, move |_| {
+                let v = crate::engine::open_venue(&venue, &cfg, &store, clock.clone())
+                    .map_err(StartError::failed)?;
+                Ok(Connector::with_queue(v, &cfg.queue()))
+            })
+        }
+        Role::OrderGateway => {
+            let connectors = scope.connectors.clone();
+            ChildSpec::in_slot(id, gateway, move |_| {
+                let core = GatewayCore::open_with_market_data(
+                    &store,
+                    connectors.clone(),
+                    config.risk.clone(),
+                    config.exchanges.gateway.clone(),
+                    config.exchanges.feeds(),
+                    clock.clone(),
+                )
+                .map_err(StartError::failed)?;
+                Ok(OrderGateway::new(core))
+            })
+        }
+        Role::RiskAgent => ChildSpec::in_slot(id, Slot::<RiskAgent>::new(), move |ctx| {
+            let (baselines, breaches) = RiskDeps::trees(&store).map_err(StartError::failed)?;
+            let deps = RiskDeps {
+                gateway: gateway.clone(),
+                models: ModelClient::from_slot(router.clone()),
+                journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
+                clock: clock.clone(),
+                baselines,
+                breaches,
+            };
+            let venues = config.exchanges.venues.keys().cloned().collect();
+            Ok(RiskAgent::new(config.risk.clone(), venues, deps)
+                .counting_messages_in(ctx.messages_counter()))
+        }),
+        Role::TradingAgent { agent } => {
+            let Some(agent) = config
+                .agents
+                .trading
+                .iter()
+                .find(|a| &a.name == agent)
+                .cloned()
+            else {
+                return missing(&id, format!("no trading agent `{agent}` in the config"));
+            };
+            let risk_window = config.risk.window;
+            ChildSpec::in_slot(id, Slot::<TradingAgent>::new(), move |ctx| {
+                let deps = TradingDeps {
+                    gateway: gateway.clone(),
+                    models: ModelClient::from_slot(router.clone()),
+                    journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
+                    memory: MemoryStore::open(&store, &agent.name).map_err(StartError::failed)?,
+                    clock: clock.clone(),
+                    baselines: BaselineBook::new(
+                        store.tree(trees::RISK).map_err(StartError::failed)?,
+                        risk_window,
+                        clock.clone(),
+                    ),
+                };
+                Ok(TradingAgent::new(agent.clone(), deps)
+                    .counting_messages_in(ctx.messages_counter()))
+            })
+        }
+    }
+}
+
+/// The tree `plan` describes as `orrery tree` shows it while the engine is stopped: every
+/// actor `not_running`, with the restart counts persisted in the data dir (`records`, by
+/// path) and no mailbox depth.
+pub fn planned_nodes(plan: &SupervisorPlan, records: &[(String, RestartRecord)]) -> Vec<ActorNode> {
+    let records: BTreeMap<&str, &RestartRecord> =
+        records.iter().map(|(p, r)| (p.as_str(), r)).collect();
+    let mut out = Vec::new();
+    let root = ActorNode {
+        path: plan.id.clone(),
+        depth: 0,
+        kind: NodeKind::Supervisor,
+        strategy: Some(plan.strategy),
+        restart: None,
+        state: NodeState::NotRunning,
+        restarts: 0,
+        last_failure: None,
+        mailbox_depth: None,
+        mailbox_capacity: Some(ROOT_MAILBOX),
+    };
+    out.push(root);
+    walk_plan(plan, &plan.id, 1, &records, &mut out);
+    out
+}
+
+fn walk_plan(
+    plan: &SupervisorPlan,
+    path: &str,
+    depth: usize,
+    records: &BTreeMap<&str, &RestartRecord>,
+    out: &mut Vec<ActorNode>,
+) {
+    for child in &plan.children {
+        let (id, kind, strategy, restart, mailbox) = match child {
+            ChildPlan::Supervisor(s) => (
+                &s.id,
+                NodeKind::Supervisor,
+                Some(s.strategy),
+                RestartType::Permanent,
+                ChildSpec::DEFAULT_MAILBOX,
+            ),
+            ChildPlan::Worker(w) => (&w.id, NodeKind::Worker, None, w.restart, w.mailbox),
+        };
+        let child_path = format!("{path}/{id}");
+        let record = records.get(child_path.as_str());
+        out.push(ActorNode {
+            path: child_path.clone(),
+            depth,
+            kind,
+            strategy,
+            restart: Some(restart),
+            state: NodeState::NotRunning,
+            restarts: record.map(|r| r.count).unwrap_or(0),
+            last_failure: record.and_then(|r| r.last_reason.clone()),
+            mailbox_depth: None,
+            mailbox_capacity: Some(mailbox),
+        });
+        if let ChildPlan::Supervisor(s) = child {
+            walk_plan(s, &child_path, depth + 1, records, out);
+        }
+    }
+}
+
+/// `orrery tree --json` and `GET /api/tree`: whether the tree is the running engine's or
+/// planned from the config, and its actors depth-first in start order.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TreeReport {
+    /// `true`: the live tree of the running engine; `false`: the tree this config would
+    /// build, every actor `not_running`, restarts as persisted in the data dir.
+    pub engine_running: bool,
+    /// Every actor, depth-first in start order from the root.
+    pub actors: Vec<ActorNode>,
+}
+
+/// How long `orrery tree` waits for the running engine's answer.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_config() -> Config {
+        Config::load_str(
+            include_str!("../config/default.toml"),
+            "config/default.toml",
+            std::iter::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_default_config_plans_one_for_one_supervisors_with_stable_paths() {
+        let config = default_config();
+        let nodes = planned_nodes(&plan(&config), &[]);
+        let paths: Vec<_> = nodes.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(paths[0], "engine");
+        assert!(paths.contains(&"engine/models/router"), "{paths:?}");
+        assert!(paths.contains(&"engine/exchanges/gateway"), "{paths:?}");
+        assert!(paths.contains(&"engine/exchanges/connector-paper"), "{paths:?}");
+        // The router and the gateway start after the siblings they reach.
+        let at = |p: &str| paths.iter().position(|x| *x == p).unwrap();
+        assert!(at("engine/exchanges/connector-paper") < at("engine/exchanges/gateway"));
+        for n in nodes.iter().filter(|n| n.kind == NodeKind::Supervisor) {
+            assert_eq!(n.strategy, Some(Strategy::OneForOne), "{}", n.path);
+        }
+        assert!(nodes.iter().all(|n| n.state == NodeState::NotRunning));
+        let gateway = nodes
+            .iter()
+            .find(|n| n.path == "engine/exchanges/gateway")
+            .unwrap();
+        assert_eq!(gateway.mailbox_capacity, Some(config.supervisor.mailbox));
+    }
+
+    #[test]
+    fn persisted_restart_counts_show_in_the_planned_tree() {
+        let config = default_config();
+        let records = vec![(
+            "engine/exchanges/gateway".to_string(),
+            RestartRecord {
+                count: 3,
+                last_reason: Some("panicked: boom".into()),
+                last_failure_ms: Some(1),
+            },
+        )];
+        let nodes = planned_nodes(&plan(&config), &records);
+        let gateway = nodes
+            .iter()
+            .find(|n| n.path == "engine/exchanges/gateway")
+            .unwrap();
+        assert_eq!(gateway.restarts, 3);
+        assert_eq!(gateway.last_failure.as_deref(), Some("panicked: boom"));
+    }
+}
