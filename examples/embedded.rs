@@ -45,7 +45,10 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::start(config).await?;
-    println!("engine started: data dir {}", engine.config.engine.data_dir.display());
+    println!(
+        "engine started: data dir {}",
+        engine.config.engine.data_dir.display()
+    );
     let mut events = engine.events();
 
     let report = engine
@@ -85,7 +88,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     })
     .await
     .map_err(|_| "no order event within 30s")??;
-    println!("order event: {} {}", final_event.client_id, final_event.status);
+    println!(
+        "order event: {} {}",
+        final_event.client_id, final_event.status
+    );
 
     let exit = engine.close(Duration::from_secs(30)).await?;
     println!("engine stopped: {exit:?}");

@@ -46,8 +46,8 @@
 
 use orrery_actors::agents::{AgentControl, MemoryStore};
 use orrery_actors::exchanges::gateway::{
-    CancelAll, CancelOrder, CancelReport, ClosePositionPct, CloseReport, GatewayError,
-    KillSwitch, KillSwitchReport, OrderIntent, OrderReport, PlaceOrder,
+    CancelAll, CancelOrder, CancelReport, ClosePositionPct, CloseReport, GatewayError, KillSwitch,
+    KillSwitchReport, OrderIntent, OrderReport, PlaceOrder,
 };
 use orrery_actors::exchanges::ledger::LedgerEntry;
 use orrery_actors::exchanges::ClientOrderId;
@@ -105,7 +105,10 @@ impl EngineHandle {
     /// Places one order through the risk gate and the ledger (written and flushed before
     /// any byte goes to the venue). The symbol is normalized as the CLI does (`btc` →
     /// `BTC`; Binance pairs such as `BTCUSDT` → `BTC`).
-    pub async fn place_order(&self, mut intent: OrderIntent) -> Result<OrderReport, EngineCallError> {
+    pub async fn place_order(
+        &self,
+        mut intent: OrderIntent,
+    ) -> Result<OrderReport, EngineCallError> {
         intent.symbol = crate::symbols::normalize(&self.config, &intent.venue, &intent.symbol);
         gateway(self.gateway.send(PlaceOrder { intent }).await)
     }
@@ -114,7 +117,9 @@ impl EngineHandle {
     /// Reads the data dir directly, so it answers while the gateway restarts.
     pub fn order(&self, client_id: &ClientOrderId) -> Result<Option<OrderReport>, EngineCallError> {
         let orders = self.store.tree::<LedgerEntry>(trees::ORDERS)?;
-        Ok(orders.get(client_id.as_str())?.map(|e| OrderReport::from(&e)))
+        Ok(orders
+            .get(client_id.as_str())?
+            .map(|e| OrderReport::from(&e)))
     }
 
     /// Cancels one order; the answer is the order as the ledger has it afterwards.
@@ -191,7 +196,9 @@ impl EngineHandle {
 
     /// One question through the model router (failover, cache and deadline included).
     pub async fn ask(&self, request: ModelRequest) -> Result<ModelResponse, EngineCallError> {
-        Ok(ModelClient::from_slot(self.router.clone()).ask(request).await?)
+        Ok(ModelClient::from_slot(self.router.clone())
+            .ask(request)
+            .await?)
     }
 
     /// Pauses the trading agent `name`: from its next scheduled run on it skips its runs

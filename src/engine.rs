@@ -29,7 +29,6 @@
 //! `/metrics` answers 503 `metrics_elsewhere`.
 #![warn(missing_docs)]
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -176,7 +176,8 @@ async fn pump(
             Raw::Fill(_, Ok(f)) => Some(EngineEvent::Fill(f)),
             Raw::Mode(_, Ok(m)) => {
                 let same = mode.as_ref().is_some_and(|last| {
-                    (last.mode, last.kill_switch, &last.reason) == (m.mode, m.kill_switch, &m.reason)
+                    (last.mode, last.kill_switch, &last.reason)
+                        == (m.mode, m.kill_switch, &m.reason)
                 });
                 mode = Some(m.clone());
                 (!same).then_some(EngineEvent::Mode(m))

@@ -533,7 +533,7 @@ fn show_status(config: Config, json: bool) -> ExitCode {
 /// `orrery tree`: the running engine's live tree over its control API, else the tree the
 /// config would build with the restart counts persisted in the data dir.
 fn show_tree(config: Config, json: bool) -> ExitCode {
-    use orrery::tree::{planned_nodes, plan, TreeReport};
+    use orrery::tree::{plan, planned_nodes, TreeReport};
     let system = actix::System::new();
     let report: Result<TreeReport, String> = system.block_on(async {
         let planned = |records: &[(String, orrery_actors::supervisor::RestartRecord)]| TreeReport {
@@ -569,7 +569,10 @@ fn show_tree(config: Config, json: bool) -> ExitCode {
         }
         Ok(r) => {
             if r.engine_running {
-                println!("live supervisor tree of the engine on {}:", config.telemetry.listen);
+                println!(
+                    "live supervisor tree of the engine on {}:",
+                    config.telemetry.listen
+                );
             } else {
                 println!(
                     "the engine is not running; the tree this config would build (restarts as recorded in {}):",

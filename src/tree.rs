@@ -52,7 +52,7 @@ use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{
-    ActorNode, NodeState, ChildSpec, NodeKind, RestartRecord, RestartType, Slot, StartError,
+    ActorNode, ChildSpec, NodeKind, NodeState, RestartRecord, RestartType, Slot, StartError,
     Strategy, SupervisorSpec, ROOT_MAILBOX,
 };
 use orrery_actors::telemetry::ProcessSampler;
@@ -305,7 +305,10 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 .find(|d| &d.id == deployment)
                 .cloned();
             let (Some(d), Some(slot)) = (found, scope.pools.get(deployment).cloned()) else {
-                return missing(&id, format!("no model deployment `{deployment}` in the config"));
+                return missing(
+                    &id,
+                    format!("no model deployment `{deployment}` in the config"),
+                );
             };
             let health = scope.health.clone();
             ChildSpec::in_slot(id, slot, move |ctx| {
@@ -502,7 +505,10 @@ mod tests {
         assert_eq!(paths[0], "engine");
         assert!(paths.contains(&"engine/models/router"), "{paths:?}");
         assert!(paths.contains(&"engine/exchanges/gateway"), "{paths:?}");
-        assert!(paths.contains(&"engine/exchanges/connector-paper"), "{paths:?}");
+        assert!(
+            paths.contains(&"engine/exchanges/connector-paper"),
+            "{paths:?}"
+        );
         // The router and the gateway start after the siblings they reach.
         let at = |p: &str| paths.iter().position(|x| *x == p).unwrap();
         assert!(at("engine/exchanges/connector-paper") < at("engine/exchanges/gateway"));

@@ -49,7 +49,10 @@ fn intent(symbol: &str, side: Side, pricing: Pricing) -> OrderIntent {
 }
 
 /// The next event `pick` accepts, skipping others; fails after a minute.
-async fn next_event<T>(events: &mut Receiver<EngineEvent>, mut pick: impl FnMut(&EngineEvent) -> Option<T>) -> T {
+async fn next_event<T>(
+    events: &mut Receiver<EngineEvent>,
+    mut pick: impl FnMut(&EngineEvent) -> Option<T>,
+) -> T {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let event = events.recv().await.expect("the event stream is open");
@@ -75,7 +78,10 @@ fn the_typed_face_drives_orders_modes_agents_and_models_and_streams_events() {
             .place_order(intent("btc", Side::Buy, Pricing::Market))
             .await
             .unwrap();
-        assert_eq!((filled.symbol.as_str(), filled.status), ("BTC", OrderStatus::Filled));
+        assert_eq!(
+            (filled.symbol.as_str(), filled.status),
+            ("BTC", OrderStatus::Filled)
+        );
         let read = engine.order(&filled.client_id).unwrap().unwrap();
         assert_eq!(read, filled);
         let id = filled.client_id.clone();
@@ -125,13 +131,19 @@ fn the_typed_face_drives_orders_modes_agents_and_models_and_streams_events() {
             _ => None,
         })
         .await;
-        assert_eq!((mode.mode, mode.reason.as_str()), (TradingMode::Halted, "embedding test"));
+        assert_eq!(
+            (mode.mode, mode.reason.as_str()),
+            (TradingMode::Halted, "embedding test")
+        );
         let refused = engine
             .place_order(intent("BTC", Side::Buy, Pricing::Market))
             .await
             .unwrap_err();
         assert!(
-            matches!(refused, EngineCallError::Refused(GatewayError::Refused { .. })),
+            matches!(
+                refused,
+                EngineCallError::Refused(GatewayError::Refused { .. })
+            ),
             "{refused:?}"
         );
         engine.kill_switch(false, "released").await.unwrap();
@@ -147,12 +159,21 @@ fn the_typed_face_drives_orders_modes_agents_and_models_and_streams_events() {
         assert_eq!(answer.deployment, "local");
 
         // Decisions of the trading agent arrive on the stream; a paused agent makes none.
-        next_event(&mut events, |e| matches!(e, EngineEvent::Decision(d) if d.agent == "trend").then_some(())).await;
+        next_event(&mut events, |e| {
+            matches!(e, EngineEvent::Decision(d) if d.agent == "trend").then_some(())
+        })
+        .await;
         let unknown = engine.pause_agent("nobody", "test").unwrap_err();
-        assert!(matches!(unknown, EngineCallError::UnknownAgent { .. }), "{unknown:?}");
+        assert!(
+            matches!(unknown, EngineCallError::UnknownAgent { .. }),
+            "{unknown:?}"
+        );
         let paused = engine.pause_agent("trend", "embedding test").unwrap();
         assert!(paused.paused);
-        let metrics = engine.metrics.clone().expect("the first engine installs the recorder");
+        let metrics = engine
+            .metrics
+            .clone()
+            .expect("the first engine installs the recorder");
         let skipped = || {
             common::metric_sum(
                 &metrics.render(),
@@ -162,35 +183,51 @@ fn the_typed_face_drives_orders_modes_agents_and_models_and_streams_events() {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while skipped() < 2.0 {
-            assert!(tokio::time::Instant::now() < deadline, "the paused agent never skipped a run");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the paused agent never skipped a run"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Two skipped ticks in a row: the runs counter of the agent's memory stands still
         // while paused (a run in progress at the pause may still finish first).
         let runs = |s: &orrery::status::StatusReport| {
-            s.agents.iter().find(|a| a.name == "trend").map(|a| a.memory.runs).unwrap_or(0)
+            s.agents
+                .iter()
+                .find(|a| a.name == "trend")
+                .map(|a| a.memory.runs)
+                .unwrap_or(0)
         };
         let before = runs(&engine.status().await.unwrap());
         let start = skipped();
         while skipped() < start + 2.0 {
-            assert!(tokio::time::Instant::now() < deadline, "the paused agent stopped ticking");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the paused agent stopped ticking"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(runs(&engine.status().await.unwrap()), before, "a paused agent ran");
+        assert_eq!(
+            runs(&engine.status().await.unwrap()),
+            before,
+            "a paused agent ran"
+        );
         engine.resume_agent("trend", "go on").unwrap();
-        next_event(&mut events, |e| matches!(e, EngineEvent::Decision(d) if d.agent == "trend").then_some(())).await;
+        next_event(&mut events, |e| {
+            matches!(e, EngineEvent::Decision(d) if d.agent == "trend").then_some(())
+        })
+        .await;
 
         // The live tree is there through the handle too.
-        assert!(engine.tree().iter().any(|n| n.path == "engine/exchanges/gateway"));
+        assert!(engine
+            .tree()
+            .iter()
+            .any(|n| n.path == "engine/exchanges/gateway"));
 
         engine.close(Duration::from_secs(60)).await.unwrap();
         // After shutdown the stream ends.
-        loop {
-            match events.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
+        use tokio::sync::broadcast::error::RecvError;
+        while let Ok(_) | Err(RecvError::Lagged(_)) = events.recv().await {}
     });
 }
 
@@ -203,7 +240,10 @@ fn two_engines_in_one_process_both_serve_metrics() {
     actix::System::new().block_on(async move {
         let first = Engine::start(a).await.unwrap();
         let second = Engine::start(b).await.unwrap();
-        assert!(second.metrics.is_some(), "the second engine shares the recorder");
+        assert!(
+            second.metrics.is_some(),
+            "the second engine shares the recorder"
+        );
         for port in [port_a, port_b] {
             let answer = tokio::task::spawn_blocking(move || common::http_get(port, "/metrics"))
                 .await

@@ -58,7 +58,10 @@ fn node(engine: &EngineHandle, path: &str) -> orrery_actors::supervisor::ActorNo
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -81,18 +84,34 @@ fn a_pool_panic_restarts_only_that_pool() {
     let config = config(&dir.path().join("data"));
     actix::System::new().block_on(async move {
         let engine = Engine::start(config).await.unwrap();
-        for sup in ["engine", "engine/models", "engine/exchanges", "engine/agents"] {
-            assert_eq!(node(&engine, sup).strategy, Some(Strategy::OneForOne), "{sup}");
+        for sup in [
+            "engine",
+            "engine/models",
+            "engine/exchanges",
+            "engine/agents",
+        ] {
+            assert_eq!(
+                node(&engine, sup).strategy,
+                Some(Strategy::OneForOne),
+                "{sup}"
+            );
         }
         let pool = "engine/models/pool-local";
         eventually("every model actor running", || {
-            ["engine/models/pool-local", "engine/models/pool-local2", "engine/models/router"]
-                .iter()
-                .all(|p| node(&engine, p).state == NodeState::Running)
+            [
+                "engine/models/pool-local",
+                "engine/models/pool-local2",
+                "engine/models/router",
+            ]
+            .iter()
+            .all(|p| node(&engine, p).state == NodeState::Running)
         })
         .await;
 
-        assert!(engine.root.view().inject_panic(pool), "no running pool to panic");
+        assert!(
+            engine.root.view().inject_panic(pool),
+            "no running pool to panic"
+        );
         eventually("the pool restarted and running", || {
             let n = node(&engine, pool);
             n.restarts == 1 && n.state == NodeState::Running
@@ -113,7 +132,11 @@ fn a_pool_panic_restarts_only_that_pool() {
 
         // The router that was never restarted still answers.
         let answer = engine
-            .ask(ModelRequest::new("default", Purpose::Freeform, "BTC: buy or sell?"))
+            .ask(ModelRequest::new(
+                "default",
+                Purpose::Freeform,
+                "BTC: buy or sell?",
+            ))
             .await
             .unwrap();
         assert!(!answer.text.is_empty());
@@ -129,9 +152,13 @@ fn a_connector_panic_restarts_only_the_connector_and_the_gateway_keeps_taking_or
         let engine = Engine::start(config).await.unwrap();
         let connector = "engine/exchanges/connector-paper";
         eventually("the exchanges running", || {
-            [connector, "engine/exchanges/connector-paper2", "engine/exchanges/gateway"]
-                .iter()
-                .all(|p| node(&engine, p).state == NodeState::Running)
+            [
+                connector,
+                "engine/exchanges/connector-paper2",
+                "engine/exchanges/gateway",
+            ]
+            .iter()
+            .all(|p| node(&engine, p).state == NodeState::Running)
         })
         .await;
         let first = engine.place_order(market_buy("paper2")).await.unwrap();

@@ -30,7 +30,11 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
     });
 
     let out = run_cli(&["tree", "--config", cfg, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let live: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(live["engine_running"], true);
     let paths: Vec<&str> = live["actors"]
@@ -55,7 +59,12 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
             "engine/agents/trading-trend",
         ]
     );
-    for sup in ["engine", "engine/models", "engine/exchanges", "engine/agents"] {
+    for sup in [
+        "engine",
+        "engine/models",
+        "engine/exchanges",
+        "engine/agents",
+    ] {
         let a = actor(&live, sup);
         assert_eq!(a["kind"], "supervisor", "{a}");
         assert_eq!(a["strategy"], "one_for_one", "{a}");
@@ -79,7 +88,10 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
     let text = run_cli(&["tree", "--config", cfg]);
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.starts_with("live supervisor tree of the engine on"), "{text}");
+    assert!(
+        text.starts_with("live supervisor tree of the engine on"),
+        "{text}"
+    );
     assert!(
         text.lines().any(|l| l.trim_start().starts_with("gateway")
             && l.contains("permanent")
@@ -93,7 +105,11 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
     assert!(wait_exit(&mut engine, Duration::from_secs(60)).success());
 
     let out = run_cli(&["tree", "--config", cfg, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let planned: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(planned["engine_running"], false);
     let planned_paths: Vec<&str> = planned["actors"]
@@ -102,7 +118,10 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
         .iter()
         .map(|a| a["path"].as_str().unwrap())
         .collect();
-    assert_eq!(planned_paths, paths, "the planned tree is the tree that ran");
+    assert_eq!(
+        planned_paths, paths,
+        "the planned tree is the tree that ran"
+    );
     assert!(planned["actors"]
         .as_array()
         .unwrap()

@@ -278,19 +278,49 @@ async fn close_reports_handles_still_held() {
 fn a_watch_sees_later_writes_of_its_prefix_decoded_and_ends_with_the_store() {
     let store = Store::temporary().unwrap();
     let t = store.tree::<Note>("notes").unwrap();
-    t.put("mode", &Note { text: "before".into() }).unwrap();
+    t.put(
+        "mode",
+        &Note {
+            text: "before".into(),
+        },
+    )
+    .unwrap();
     let mut watch = t.watch("mode");
-    t.put("other", &Note { text: "not watched".into() }).unwrap();
-    t.put("mode", &Note { text: "halted".into() }).unwrap();
+    t.put(
+        "other",
+        &Note {
+            text: "not watched".into(),
+        },
+    )
+    .unwrap();
+    t.put(
+        "mode",
+        &Note {
+            text: "halted".into(),
+        },
+    )
+    .unwrap();
     t.remove("mode").unwrap();
-    t.put("mode", &Note { text: "normal".into() }).unwrap();
+    t.put(
+        "mode",
+        &Note {
+            text: "normal".into(),
+        },
+    )
+    .unwrap();
     let next = |w: &mut Watch<Note>| futures::executor::block_on(w.next());
     let (key, value) = next(&mut watch).unwrap();
-    assert_eq!((key.as_str(), value.unwrap().text.as_str()), ("mode", "halted"));
+    assert_eq!(
+        (key.as_str(), value.unwrap().text.as_str()),
+        ("mode", "halted")
+    );
     // The removal is skipped.
     let (_, value) = next(&mut watch).unwrap();
     assert_eq!(value.unwrap().text, "normal");
     drop(t);
     drop(store);
-    assert!(next(&mut watch).is_none(), "the watch ends once the store is closed");
+    assert!(
+        next(&mut watch).is_none(),
+        "the watch ends once the store is closed"
+    );
 }

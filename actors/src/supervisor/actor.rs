@@ -29,7 +29,7 @@ use super::record::{RestartLog, RestartRecord};
 use super::runner::{ChildExit, FailureSignal, ReadySignal, StopHandle};
 use super::spec::{ChildSpec, RestartType, Strategy, SupervisorSpec};
 use super::start::StartCtx;
-use super::view::{NodeState, ChildReport, TreeView};
+use super::view::{ChildReport, NodeState, TreeView};
 use crate::store::Store;
 
 /// A supervisor in the tree. Start the root with [`super::start_root`]; nest one with
@@ -248,7 +248,7 @@ impl Supervisor {
     }
 
     fn publish(&self) {
-        let root_state = self.is_root.then(|| match self.mode {
+        let root_state = self.is_root.then_some(match self.mode {
             Mode::Running => NodeState::Running,
             Mode::ShuttingDown | Mode::Escalating(_) => NodeState::Stopping,
             Mode::Finished => NodeState::Down,

@@ -30,6 +30,12 @@
 //! request a model pool served through its same-thread lane. Such actors take the
 //! counter from [`StartCtx::messages_counter`] (or [`messages_counter`]) and count there.
 //!
+//! Every supervisor publishes its children's state (restart type, state, restarts, last
+//! failure, mailbox capacity, and the slot's mailbox depth) to the tree's [`TreeView`]
+//! after each event, so [`RootHandle::tree`] (and `orrery tree`) reads the live tree
+//! without a message. With the `testkit` feature, [`TreeView::inject_panic`] makes an
+//! actor panic by path, for fault-injection tests of the shape of a tree.
+//!
 //! Unlike actix's own `Supervisor`, a panic in a handler or in a future on the actor's
 //! context is caught ([`ChildExit::Panicked`]), and a restart rebuilds the actor by calling
 //! its factory again (the factory reloads its state from sled), so a restart starts clean.
@@ -73,7 +79,7 @@ pub use runner::{panic_message, ChildExit, FailureSignal, ReadySignal};
 pub use slot::{Slot, SlotError};
 pub use spec::{ChildSpec, Factory, RestartType, SpecError, StartError, Strategy, SupervisorSpec};
 pub use start::StartCtx;
-pub use view::{render as render_tree, ActorNode, NodeState, NodeKind, TreeView};
+pub use view::{render as render_tree, ActorNode, NodeKind, NodeState, TreeView};
 
 /// Name of the per-actor counter of handled work; see the module docs.
 pub const MESSAGES_TOTAL: &str = "orrery_actor_messages_total";

@@ -31,6 +31,8 @@ pub struct StartCtx<'a> {
 }
 
 impl<'a> StartCtx<'a> {
+    // Crate-internal: only the supervisor builds one, from the parts of one child's start.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         path: &'a str,
         generation: u64,

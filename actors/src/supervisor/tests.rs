@@ -913,10 +913,7 @@ async fn the_live_view_lists_every_actor_in_start_order_with_state_restarts_and_
 
     assert_eq!(root.shutdown().await, RootExit::Normal);
     let states: Vec<_> = root.tree().into_iter().map(|n| n.state).collect();
-    assert!(
-        states.iter().all(|s| *s == NodeState::Down),
-        "{states:?}"
-    );
+    assert!(states.iter().all(|s| *s == NodeState::Down), "{states:?}");
     let text = render_tree(&root.tree());
     assert!(text.contains("engine  one_for_one"), "{text}");
     assert!(text.contains("\n    x "), "{text}");
