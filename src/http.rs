@@ -366,7 +366,7 @@ async fn metrics(engine: web::Data<EngineHandle>) -> HttpResponse {
             .body(orrery_actors::telemetry::render(h)),
         None => ApiError::new(
             "metrics_elsewhere",
-            "metrics are recorded by another engine in this process",
+            "metrics go to a recorder this process installed before the engine started; serve them from there",
         )
         .response(StatusCode::SERVICE_UNAVAILABLE),
     }
