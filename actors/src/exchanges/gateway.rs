@@ -39,7 +39,7 @@
 //!
 //! An order the venue does not show is concluded never sent only when the venue itself
 //! can no longer apply it. Every order is stamped, before its intent is written, with a
-//! deadline from the venue ([`Venue::order_validity`], kept in
+//! deadline from the venue ([`Venue::order_validity`](super::venue::Venue::order_validity), kept in
 //! [`OrderRequest::valid_until_ms`]): Hyperliquid signs it as the action's `expiresAfter`,
 //! Binance signs `timestamp` + `recvWindow` to end at it, and both venue modules refuse to
 //! send an order past it; paper's deadline is the send itself (it runs in this process, so a
@@ -111,22 +111,21 @@ use std::time::{Duration, Instant};
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
 };
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use parking_lot::RwLock;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::call_priority::{self, within};
-use super::connector::{Connector, VenueCall};
+use super::call_priority::within;
+use super::command::{order_priority, FromReply, VenueCommand, VenueRequest};
+use super::connector::Connector;
 use super::ledger::{LedgerEntry, LedgerError, OrderLedger};
 use super::market_data::{FeedConfig, MarketData};
 use super::risk_gate::{
-    self, GateView, ModeState, ProposedOrder, Refusal, RiskConfig, TradingMode,
+    self, GateView, Judgement, ModeCause, ModeState, Refusal, RiskConfig, TradingMode,
 };
 use super::types::*;
-use super::venue::{size_for_usd, Venue, VenueError, VenueResult};
+use super::venue::{size_for_usd, VenueError};
 use crate::clock::SharedClock;
 use crate::resilience::{Priority, TokioClock};
 use crate::store::{trees, Store, Tree};
@@ -472,7 +471,7 @@ struct VenueLink {
     /// be asked about; reconciliation reads their leverage back.
     unsettled_leverage: parking_lot::Mutex<BTreeSet<String>>,
     ready_tx: watch::Sender<Readiness>,
-    /// The venue's [`Venue::order_validity`], read once through the connector at the
+    /// The venue's [`Venue::order_validity`](super::venue::Venue::order_validity), read once through the connector at the
     /// first reconciliation (before any order is accepted).
     validity: RwLock<Option<Duration>>,
     /// Set after the first reconciliation pass, which always logs its summary.
@@ -566,15 +565,12 @@ impl GatewayCore {
             })
     }
 
-    /// Runs one call on a venue's connector, bounded by the request timeout.
-    pub async fn call<R: Send + 'static>(
-        &self,
-        venue: &str,
-        endpoint: &'static str,
-        f: impl FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, VenueResult<R>> + Send + 'static,
-    ) -> GatewayResult<R> {
+    /// Runs one command on a venue's connector, bounded by the request timeout, at the
+    /// more urgent of the command's own priority and the flow's ([`VenueRequest::in_flow`]).
+    pub async fn call<R: FromReply>(&self, venue: &str, command: VenueCommand) -> GatewayResult<R> {
         let link = self.link(venue)?;
-        let sent = link.slot.send(VenueCall::new(endpoint, f));
+        let endpoint = command.endpoint();
+        let sent = link.slot.send(VenueRequest::in_flow(command));
         match tokio::time::timeout(self.config.request_timeout, sent).await {
             Err(_) => Err(GatewayError::Venue(VenueError::Timeout {
                 venue: venue.to_string(),
@@ -586,7 +582,9 @@ impl GatewayCore {
                 delivery: DeliveryFailure::of(&e),
                 reason: e.to_string(),
             }),
-            Ok(Ok(r)) => r.map_err(GatewayError::Venue),
+            Ok(Ok(reply)) => reply
+                .and_then(|reply| R::from_reply_of(reply, venue, endpoint))
+                .map_err(GatewayError::Venue),
         }
     }
 
@@ -598,17 +596,12 @@ impl GatewayCore {
 
     pub async fn instrument(&self, venue: &str, symbol: &str) -> GatewayResult<Instrument> {
         let s = symbol.to_string();
-        self.call(venue, "instrument", move |v| {
-            async move { v.instrument(&s).await }.boxed()
-        })
-        .await
+        self.call(venue, VenueCommand::Instrument { symbol: s })
+            .await
     }
 
     pub async fn positions(&self, venue: &str) -> GatewayResult<Vec<Position>> {
-        self.call(venue, "positions", |v| {
-            async move { v.positions().await }.boxed()
-        })
-        .await
+        self.call(venue, VenueCommand::Positions).await
     }
 
     pub async fn position(&self, venue: &str, symbol: &str) -> GatewayResult<Option<Position>> {
@@ -620,22 +613,14 @@ impl GatewayCore {
     }
 
     pub async fn account(&self, venue: &str) -> GatewayResult<AccountSnapshot> {
-        let account = self
-            .call(venue, "account", |v| {
-                async move { v.account().await }.boxed()
-            })
-            .await?;
+        let account = self.call(venue, VenueCommand::Account).await?;
         Self::gauge_account(venue, &account);
         Ok(account)
     }
 
     /// Balances and positions from one venue read.
     pub async fn account_state(&self, venue: &str) -> GatewayResult<AccountState> {
-        let state = self
-            .call(venue, "account_state", |v| {
-                async move { v.account_state().await }.boxed()
-            })
-            .await?;
+        let state: AccountState = self.call(venue, VenueCommand::AccountState).await?;
         Self::gauge_account(venue, &state.account);
         Ok(state)
     }
@@ -659,10 +644,7 @@ impl GatewayCore {
     }
 
     pub async fn open_orders(&self, venue: &str) -> GatewayResult<Vec<VenueOrder>> {
-        self.call(venue, "open_orders", |v| {
-            async move { v.open_orders().await }.boxed()
-        })
-        .await
+        self.call(venue, VenueCommand::OpenOrders).await
     }
 
     pub async fn set_leverage(
@@ -683,9 +665,13 @@ impl GatewayCore {
         let link = self.link(venue)?;
         let s = symbol.to_string();
         let sent = self
-            .call(venue, "set_leverage", move |v| {
-                async move { v.set_leverage(&s, leverage).await }.boxed()
-            })
+            .call(
+                venue,
+                VenueCommand::SetLeverage {
+                    symbol: s,
+                    leverage,
+                },
+            )
             .await;
         match sent {
             Ok(()) => {
@@ -703,10 +689,7 @@ impl GatewayCore {
     /// The leverage the venue applies to `symbol`, read from the venue.
     pub async fn venue_leverage(&self, venue: &str, symbol: &str) -> GatewayResult<u32> {
         let s = symbol.to_string();
-        self.call(venue, "leverage", move |v| {
-            async move { v.leverage(&s).await }.boxed()
-        })
-        .await
+        self.call(venue, VenueCommand::Leverage { symbol: s }).await
     }
 
     /// A leverage update whose outcome is unknown: the venue's own figure, read back, is
@@ -834,7 +817,7 @@ impl GatewayCore {
 
     /// Places one order: size → risk gate → durable intent → send → ledger.
     pub async fn place(&self, intent: OrderIntent) -> GatewayResult<OrderReport> {
-        let priority = call_priority::of_order(intent.reduce_only);
+        let priority = order_priority(intent.reduce_only);
         within(priority, self.place_with(intent, false)).await
     }
 
@@ -948,7 +931,6 @@ impl GatewayCore {
             reduce_only: intent.reduce_only,
             valid_until_ms: Some(now + validity.as_millis() as i64),
         };
-        let mut entry = LedgerEntry::new_intent(&venue, request.clone(), &intent.origin, now);
         let mode = self.mode();
         let view = GateView {
             mode: mode.mode,
@@ -956,32 +938,41 @@ impl GatewayCore {
             account_value: account.account_value,
             position_size,
         };
-        let proposed = ProposedOrder {
-            side: intent.side,
-            size,
+        let judgement = Judgement {
             price: reference,
-            reduce_only: intent.reduce_only,
+            // A market order's slippage is bounded from this price at the venue, which
+            // therefore never reads the market a second time for it.
+            reference_price: quote.mid(),
             leverage: self.leverage_of(&venue, &intent.symbol),
             emergency_close,
         };
-        if let Err(refusal) = risk_gate::check(&self.limits, &proposed, &view) {
-            entry.status = OrderStatus::Rejected;
-            entry.reason = Some(format!("risk gate: {refusal}"));
-            self.ledger.record_intent(&entry).await?;
-            self.count_order(&entry);
-            metrics::counter!(names::RISK_REFUSALS, "venue" => venue.clone(), "reason" => refusal.label()).increment(1);
-            return Err(GatewayError::Refused { client_id, refusal });
-        }
+        // Only the gate makes the approved order the ledger and the venue accept.
+        let approved = match risk_gate::approve(&self.limits, request.clone(), judgement, &view) {
+            Ok(approved) => approved,
+            Err(refusal) => {
+                let entry = self
+                    .ledger
+                    .record_refusal(
+                        &venue,
+                        request,
+                        &intent.origin,
+                        now,
+                        format!("risk gate: {refusal}"),
+                    )
+                    .await?;
+                self.count_order(&entry);
+                metrics::counter!(names::RISK_REFUSALS, "venue" => venue.clone(), "reason" => refusal.label()).increment(1);
+                return Err(GatewayError::Refused { client_id, refusal });
+            }
+        };
 
         // The intent is on disk before any byte leaves the process.
-        self.ledger.record_intent(&entry).await?;
-        let sent = {
-            let request = request.clone();
-            self.call(&venue, "place_order", move |v| {
-                async move { v.place_order(&request).await }.boxed()
-            })
-            .await
-        };
+        self.ledger
+            .record_intent(&venue, &approved, &intent.origin, now)
+            .await?;
+        let sent = self
+            .call(&venue, VenueCommand::PlaceOrder { order: approved })
+            .await;
         let entry = match sent {
             // Not fsynced before the reply: the venue keeps this answer, and after a crash
             // reconciliation restores it by client id (see "Durability" in the module docs).
@@ -1044,9 +1035,13 @@ impl GatewayCore {
     ) -> GatewayResult<LedgerEntry> {
         let (s, id) = (symbol.to_string(), client_id.clone());
         let found = self
-            .call(venue, "query_order", move |v| {
-                async move { v.query_order(&s, &id).await }.boxed()
-            })
+            .call(
+                venue,
+                VenueCommand::QueryOrder {
+                    symbol: s,
+                    client_id: id,
+                },
+            )
             .await;
         match found {
             Ok(Some(order)) => {
@@ -1225,15 +1220,23 @@ impl GatewayCore {
         let (s, id) = (entry.request.symbol.clone(), client_id.clone());
         let sent = match adopted_oid.clone() {
             Some(oid) => {
-                self.call(&entry.venue, "cancel_order", move |v| {
-                    async move { v.cancel_by_venue_id(&s, &oid).await }.boxed()
-                })
+                self.call(
+                    &entry.venue,
+                    VenueCommand::CancelByVenueId {
+                        symbol: s,
+                        venue_order_id: oid,
+                    },
+                )
                 .await
             }
             None => {
-                self.call(&entry.venue, "cancel_order", move |v| {
-                    async move { v.cancel_order(&s, &id).await }.boxed()
-                })
+                self.call(
+                    &entry.venue,
+                    VenueCommand::CancelOrder {
+                        symbol: s,
+                        client_id: id,
+                    },
+                )
                 .await
             }
         };
@@ -1273,9 +1276,13 @@ impl GatewayCore {
         let what = format!("the cancel of order {}", entry.client_id);
         let (s, id) = (entry.request.symbol.clone(), entry.client_id.clone());
         let found = self
-            .call(&venue, "query_order", move |v| {
-                async move { v.query_order(&s, &id).await }.boxed()
-            })
+            .call(
+                &venue,
+                VenueCommand::QueryOrder {
+                    symbol: s,
+                    client_id: id,
+                },
+            )
             .await;
         let (outcome, result) = match found {
             Ok(Some(order)) => {
@@ -1334,13 +1341,19 @@ impl GatewayCore {
     /// it is engaged only the operator can change the mode.
     /// Setting the mode it already has changes nothing (reason and `since_ms` stay, nothing
     /// is persisted or logged): the risk agent re-asserts `Reducing` on every check.
-    pub fn set_mode(&self, mode: TradingMode, reason: &str) -> GatewayResult<ModeState> {
+    pub fn set_mode(
+        &self,
+        mode: TradingMode,
+        cause: ModeCause,
+        reason: &str,
+    ) -> GatewayResult<ModeState> {
         let mut guard = self.mode.write();
         if guard.kill_switch || guard.mode == mode {
             return Ok(guard.clone());
         }
         let next = ModeState {
             mode,
+            cause,
             reason: reason.to_string(),
             since_ms: self.clock.now_ms(),
             kill_switch: false,
@@ -1358,6 +1371,11 @@ impl GatewayCore {
             } else {
                 TradingMode::Normal
             },
+            cause: if engaged {
+                ModeCause::KillSwitch
+            } else {
+                ModeCause::Operator
+            },
             reason: reason.to_string(),
             since_ms: self.clock.now_ms(),
             kill_switch: engaged,
@@ -1372,7 +1390,7 @@ impl GatewayCore {
             .put_durable_blocking(MODE_KEY, state)
             .map_err(LedgerError::from)?;
         metrics::gauge!(names::TRADING_MODE).set(state.mode.gauge());
-        tracing::warn!(mode = %state.mode, reason = %state.reason, kill_switch = state.kill_switch, "trading mode changed");
+        tracing::warn!(mode = %state.mode, cause = %state.cause, reason = %state.reason, kill_switch = state.kill_switch, "trading mode changed");
         Ok(())
     }
 
@@ -1411,18 +1429,14 @@ impl GatewayCore {
         outcome
     }
 
-    /// The venue's order validity ([`Venue::order_validity`]), read once through its
+    /// The venue's order validity ([`Venue::order_validity`](super::venue::Venue::order_validity)), read once through its
     /// connector and kept.
     async fn order_validity(&self, venue: &str) -> GatewayResult<Duration> {
         let link = self.link(venue)?;
         if let Some(v) = *link.validity.read() {
             return Ok(v);
         }
-        let v = self
-            .call(venue, "order_validity", |v| {
-                async move { Ok(v.order_validity()) }.boxed()
-            })
-            .await?;
+        let v = self.call(venue, VenueCommand::OrderValidity).await?;
         *link.validity.write() = Some(v);
         Ok(v)
     }
@@ -1459,10 +1473,8 @@ impl GatewayCore {
         // its fills give when the venue's order lookup has none (Hyperliquid's has none),
         // so a crash between two writes cannot leave a filled entry without its price.
         let since = self.ledger.last_fill_ms(venue)?.unwrap_or(0);
-        let fills = self
-            .call(venue, "fills", move |v| {
-                async move { v.fills_since(since).await }.boxed()
-            })
+        let fills: Vec<Fill> = self
+            .call(venue, VenueCommand::FillsSince { since_ms: since })
             .await?;
         let mut new_fills = Vec::new();
         for fill in &fills {
@@ -1500,9 +1512,13 @@ impl GatewayCore {
                 Some(order) => Some(order),
                 None => {
                     let (s, id) = (entry.request.symbol.clone(), entry.client_id.clone());
-                    self.call(venue, "query_order", move |v| {
-                        async move { v.query_order(&s, &id).await }.boxed()
-                    })
+                    self.call(
+                        venue,
+                        VenueCommand::QueryOrder {
+                            symbol: s,
+                            client_id: id,
+                        },
+                    )
                     .await?
                 }
             };
@@ -1726,9 +1742,13 @@ impl GatewayCore {
             }
             let (s, q) = (entry.request.symbol.clone(), id.clone());
             let found = self
-                .call(venue, "query_order", move |v| {
-                    async move { v.query_order(&s, &q).await }.boxed()
-                })
+                .call(
+                    venue,
+                    VenueCommand::QueryOrder {
+                        symbol: s,
+                        client_id: q,
+                    },
+                )
                 .await?;
             let now = self.clock.now_ms();
             let oid = fill.venue_order_id.clone();
@@ -1964,17 +1984,18 @@ gateway_message!(
 );
 gateway_message!(
     /// Change the trading mode (ignored while the kill switch is engaged).
-    SetMode { mode: TradingMode, reason: String } -> ModeState,
-    |core, msg| core.set_mode(msg.mode, &msg.reason)
+    SetMode { mode: TradingMode, cause: ModeCause, reason: String } -> ModeState,
+    |core, msg| core.set_mode(msg.mode, msg.cause, &msg.reason)
 );
 gateway_message!(
-    /// Back to `Normal` if the mode is `Reducing` for a reason starting with
-    /// `reason_prefix` (the risk agent's own restriction); never lifts a halt.
-    LiftRiskReduction { reason_prefix: String } -> ModeState,
-    |core, msg| {
+    /// Back to `Normal` if the mode is `Reducing` set by the risk agent
+    /// ([`ModeCause::RiskAgent`]: its own restriction, decided on the type, never on the
+    /// reason text); never lifts a halt or anyone else's restriction.
+    LiftRiskReduction {} -> ModeState,
+    |core, _msg| {
         let state = core.mode();
-        if state.mode == TradingMode::Reducing && state.reason.starts_with(&msg.reason_prefix) {
-            core.set_mode(TradingMode::Normal, "risk: new window")
+        if state.mode == TradingMode::Reducing && state.cause == ModeCause::RiskAgent {
+            core.set_mode(TradingMode::Normal, ModeCause::RiskAgent, "risk: new window")
         } else {
             Ok(state)
         }
@@ -2023,9 +2044,7 @@ gateway_message!(
         let recorded = core.ledger().fills(&msg.venue)?;
         let since = recorded.last().map(|f| f.time_ms).unwrap_or(0);
         let fresh = core
-            .call(&msg.venue, "fills", move |v| {
-                async move { v.fills_since(since).await }.boxed()
-            })
+            .call(&msg.venue, VenueCommand::FillsSince { since_ms: since })
             .await?;
         let fills = crate::exchanges::pnl::merge_fills(recorded, fresh);
         let positions = core.positions(&msg.venue).await?;

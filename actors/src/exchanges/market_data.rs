@@ -24,10 +24,11 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::{ready, FutureExt};
+use futures::future::ready;
 
+use super::command::VenueCommand;
 use super::gateway::{GatewayCore, GatewayError, GatewayResult};
-use super::risk_gate::TradingMode;
+use super::risk_gate::{ModeCause, TradingMode};
 use super::types::{Candle, Quote, QuoteFallback, Timeframe};
 use crate::resilience::config::FallbackConfig;
 use crate::resilience::fallback::EmergencyMode;
@@ -153,10 +154,12 @@ impl MarketData {
 }
 
 async fn live_quote(core: &GatewayCore, venue: &str, symbol: &str) -> GatewayResult<Quote> {
-    let s = symbol.to_string();
-    core.call(venue, "quote", move |v| {
-        async move { v.quote(&s).await }.boxed()
-    })
+    core.call(
+        venue,
+        VenueCommand::Quote {
+            symbol: symbol.to_string(),
+        },
+    )
     .await
 }
 
@@ -167,10 +170,14 @@ async fn live_candles(
     timeframe: Timeframe,
     lookback: usize,
 ) -> GatewayResult<Vec<Candle>> {
-    let s = symbol.to_string();
-    core.call(venue, "candles", move |v| {
-        async move { v.candles(&s, timeframe, lookback).await }.boxed()
-    })
+    core.call(
+        venue,
+        VenueCommand::Candles {
+            symbol: symbol.to_string(),
+            timeframe,
+            lookback,
+        },
+    )
     .await
 }
 
@@ -231,7 +238,7 @@ fn degrade(core: &GatewayCore, feed: &Feed, venue: &str, what: &str, symbol: &st
         "market data: no {what} of {symbol} from `{venue}`{also}, and no cached one younger than {}",
         humantime::format_duration(feed.config.cache_ttl)
     );
-    if let Err(e) = core.set_mode(target, &reason) {
+    if let Err(e) = core.set_mode(target, ModeCause::MarketData, &reason) {
         tracing::error!(venue, error = %e, "could not degrade the trading mode after a market-data emergency");
     }
 }

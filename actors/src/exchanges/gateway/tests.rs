@@ -11,6 +11,8 @@ use rust_decimal_macros::dec;
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::exchanges::risk_gate::{approve_for_venue_test, RiskApproved};
+use crate::exchanges::venue::{Venue, VenueResult};
 
 /// Fills market orders at the quote, keeps limit orders resting, and can be told to lose
 /// the answer of the next order, cancel or leverage update (the action still happens), to
@@ -116,7 +118,7 @@ impl Venue for ScriptedVenue {
     async fn candles(&self, _: &str, _: Timeframe, _: usize) -> VenueResult<Vec<Candle>> {
         Ok(vec![])
     }
-    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
+    async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
         self.place_calls.fetch_add(1, Ordering::SeqCst);
         let latency = self.state.lock().send_latency;
         if !latency.is_zero() {
@@ -423,12 +425,12 @@ async fn reconciliation_settles_unsent_intents_and_adopts_unknown_orders() {
         valid_until_ms: None,
     };
     core.ledger()
-        .record_intent(&LedgerEntry::new_intent(
+        .record_intent(
             "scripted",
-            lost.clone(),
+            &approve_for_venue_test(lost.clone(), dec!(100)),
             "test",
             1_000_000,
-        ))
+        )
         .await
         .unwrap();
     // An order resting at the venue that the ledger does not know.
@@ -438,7 +440,10 @@ async fn reconciliation_settles_unsent_intents_and_adopts_unknown_orders() {
         price: dec!(90),
         tif: TimeInForce::Gtc,
     };
-    venue.place_order(&foreign).await.unwrap();
+    venue
+        .place_order(&approve_for_venue_test(foreign.clone(), dec!(100)))
+        .await
+        .unwrap();
 
     let report = core.reconcile("scripted").await.unwrap();
     assert_eq!(report.never_sent, 1);
@@ -501,7 +506,8 @@ async fn kill_switch_halts_survives_reopen_and_wins_over_the_risk_agent() {
     let core = setup(&store, venue.clone(), RiskConfig::default());
     core.reconcile("scripted").await.unwrap();
     core.kill_switch(true, "operator").unwrap();
-    core.set_mode(TradingMode::Normal, "risk agent").unwrap();
+    core.set_mode(TradingMode::Normal, ModeCause::RiskAgent, "risk agent")
+        .unwrap();
     let err = core.place(buy_usd(dec!(100))).await.unwrap_err();
     assert!(matches!(
         err,
@@ -751,12 +757,12 @@ async fn an_intent_inside_its_deadline_stays_unknown_and_is_asked_again_then_is_
     request.valid_until_ms = Some(clock.now_ms() + 5_000);
     let id = request.client_id.clone();
     core.ledger()
-        .record_intent(&LedgerEntry::new_intent(
+        .record_intent(
             "scripted",
-            request,
+            &approve_for_venue_test(request, dec!(100)),
             "test",
             clock.now_ms(),
-        ))
+        )
         .await
         .unwrap();
 
@@ -999,11 +1005,16 @@ async fn a_fill_for_a_finished_entry_reopens_and_corrects_it() {
         valid_until_ms: None,
     };
     let id = request.client_id.clone();
-    let mut entry = LedgerEntry::new_intent("scripted", request.clone(), "test", 1_000_000);
-    entry.status = OrderStatus::Rejected;
-    entry.reason =
-        Some("venue has no record of this order; it was never accepted (not re-sent)".into());
-    core.ledger().record_intent(&entry).await.unwrap();
+    core.ledger()
+        .record_refusal(
+            "scripted",
+            request.clone(),
+            "test",
+            1_000_000,
+            "venue has no record of this order; it was never accepted (not re-sent)".into(),
+        )
+        .await
+        .unwrap();
     // ...that the venue applied late and filled.
     venue.state.lock().pending.push(VenueOrder {
         client_id: Some(id.clone()),

@@ -206,11 +206,20 @@ async fn when_every_level_fails_the_read_fails_and_the_engine_degrades() {
     assert_eq!(mode.mode, TradingMode::Reducing);
     assert!(mode.reason.contains("market data"), "{}", mode.reason);
     assert_eq!(
+        mode.cause,
+        crate::exchanges::risk_gate::ModeCause::MarketData
+    );
+    assert_eq!(
         recorder.get("orrery_fallback_total{target=hyperliquid/quote,level=emergency}"),
         Some(1.0)
     );
     // A stricter mode is never lifted by it.
-    core.set_mode(TradingMode::Halted, "operator").unwrap();
+    core.set_mode(
+        TradingMode::Halted,
+        crate::exchanges::risk_gate::ModeCause::Operator,
+        "operator",
+    )
+    .unwrap();
     assert!(core.quote("hyperliquid", "BTC").await.is_err());
     assert_eq!(core.mode().mode, TradingMode::Halted);
 }
