@@ -270,8 +270,8 @@ impl fmt::Display for VenueReply {
 
 /// The typed answer a command's caller expects, taken out of a [`VenueReply`].
 pub trait FromReply: Sized {
-    /// `Err` hands back a reply of another kind.
-    fn from_reply(reply: VenueReply) -> Result<Self, VenueReply>;
+    /// `Err` names the kind of a reply of another kind.
+    fn from_reply(reply: VenueReply) -> Result<Self, &'static str>;
 
     /// The answer, or — for a reply of another kind, which [`VenueCommand::run`] never
     /// makes — an error that claims nothing was settled: `OutcomeUnknown`, so an order is
@@ -287,10 +287,10 @@ pub trait FromReply: Sized {
 macro_rules! from_reply {
     ($($variant:ident => $ty:ty),* $(,)?) => {
         $(impl FromReply for $ty {
-            fn from_reply(reply: VenueReply) -> Result<Self, VenueReply> {
+            fn from_reply(reply: VenueReply) -> Result<Self, &'static str> {
                 match reply {
                     VenueReply::$variant(v) => Ok(v),
-                    other => Err(other),
+                    other => Err(other.kind()),
                 }
             }
         })*
@@ -313,10 +313,10 @@ from_reply!(
 );
 
 impl FromReply for () {
-    fn from_reply(reply: VenueReply) -> Result<Self, VenueReply> {
+    fn from_reply(reply: VenueReply) -> Result<Self, &'static str> {
         match reply {
             VenueReply::Done => Ok(()),
-            other => Err(other),
+            other => Err(other.kind()),
         }
     }
 }
