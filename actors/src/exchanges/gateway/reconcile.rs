@@ -105,8 +105,14 @@ pub enum Change {
         venue_order_id: String,
         fills: Vec<Fill>,
     },
-    /// An adopted order the venue no longer lists: its fills say whether it filled.
-    AdoptedGone { fills: Vec<Fill> },
+    /// An order the venue no longer lists or knows: its fills say whether it filled (else
+    /// it is cancelled, with `reason`). For an adopted order, and for one of ours whose
+    /// fills show the venue had it.
+    Gone {
+        venue_order_id: Option<String>,
+        fills: Vec<Fill>,
+        reason: String,
+    },
     /// A status with its reason (never sent, no longer at the venue, waiting for the
     /// deadline).
     Status { status: OrderStatus, reason: String },
@@ -149,8 +155,15 @@ impl Change {
                     e.price_from_fills(fills);
                 }
             }
-            Change::AdoptedGone { fills } => {
+            Change::Gone {
+                venue_order_id,
+                fills,
+                reason,
+            } => {
                 let filled: Decimal = fills.iter().map(|f| f.size).sum();
+                if e.venue_order_id.is_none() {
+                    e.venue_order_id = venue_order_id.clone();
+                }
                 e.filled_size = filled.max(e.filled_size);
                 e.status = if e.filled_size >= e.request.size {
                     OrderStatus::Filled
@@ -159,8 +172,7 @@ impl Change {
                 };
                 e.avg_fill_price = None;
                 e.price_from_fills(fills);
-                e.reason = (e.status == OrderStatus::Cancelled)
-                    .then(|| "no longer open at the venue (closed outside this engine)".into());
+                e.reason = (e.status == OrderStatus::Cancelled).then(|| reason.clone());
             }
             Change::Status { status, reason } => {
                 e.status = *status;
@@ -438,7 +450,11 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
                     .cloned()
                     .collect();
                 plan.report.updated += 1;
-                let change = Change::AdoptedGone { fills };
+                let change = Change::Gone {
+                    venue_order_id: None,
+                    fills,
+                    reason: "no longer open at the venue (closed outside this engine)".into(),
+                };
                 update(
                     &mut plan,
                     &mut entries,
@@ -448,6 +464,25 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
                 );
             }
             None => match entry.request.valid_until_ms {
+                // Fills of it show the venue had it, whatever its lookup says now: it is
+                // closed from them (filled, or cancelled with what filled), never called
+                // never sent, and no fill is left out of the entry.
+                _ if concluded(&entry, now, rules) && !fills_of(&entry, &all_fills).is_empty() => {
+                    let fills = fills_of(&entry, &all_fills);
+                    plan.report.updated += 1;
+                    let change = Change::Gone {
+                        venue_order_id: fills.first().map(|f| f.venue_order_id.clone()),
+                        fills,
+                        reason: "the venue no longer has a record of this order; its fills show what it did".into(),
+                    };
+                    update(
+                        &mut plan,
+                        &mut entries,
+                        &entry.client_id,
+                        change,
+                        Some(Drift::Status),
+                    );
+                }
                 Some(deadline) if now > deadline + DEADLINE_MARGIN_MS => {
                     // Past its deadline the venue refuses the order, so one it does not
                     // show now can never be applied: final, and never re-sent. One the
@@ -535,6 +570,37 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
     plan
 }
 
+/// Whether an entry the venue does not show is concluded now (its deadline, or for an
+/// entry without one the legacy rule, has passed).
+fn concluded(entry: &LedgerEntry, now: Millis, rules: Rules) -> bool {
+    match entry.request.valid_until_ms {
+        Some(deadline) => now > deadline + DEADLINE_MARGIN_MS,
+        None => {
+            now - entry.updated_ms >= rules.legacy_grace_ms || entry.status == OrderStatus::Intent
+        }
+    }
+}
+
+/// Recorded and new fills of an entry: by its venue order id, learnt from a fill with its
+/// client id when the venue never acknowledged it to us (fills without a client id carry
+/// the same order id).
+fn fills_of(entry: &LedgerEntry, fills: &[Fill]) -> Vec<Fill> {
+    let oid = entry.venue_order_id.clone().or_else(|| {
+        fills
+            .iter()
+            .find(|f| f.client_id.as_ref() == Some(&entry.client_id))
+            .map(|f| f.venue_order_id.clone())
+    });
+    let Some(oid) = oid else {
+        return Vec::new();
+    };
+    fills
+        .iter()
+        .filter(|f| f.venue_order_id == oid)
+        .cloned()
+        .collect()
+}
+
 fn rejected(reason: &str) -> Change {
     Change::Status {
         status: OrderStatus::Rejected,
@@ -577,3 +643,6 @@ pub fn adoption(
     entry.apply_venue_order(order, now);
     entry
 }
+
+#[cfg(test)]
+mod tests;
