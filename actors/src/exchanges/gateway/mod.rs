@@ -67,6 +67,7 @@ use crate::validate::{join, Issues};
 mod config;
 mod errors;
 mod leverage;
+mod market_reads;
 mod modes;
 mod placement;
 pub mod reconcile;
