@@ -33,7 +33,7 @@
 //! Everything else the gateway writes (intents, refusals, unknown outcomes, cancels,
 //! reconciliation) is durable before it returns.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,15 +66,17 @@ use crate::validate::{join, Issues};
 mod config;
 mod errors;
 mod leverage;
+mod market_reads;
 mod modes;
 mod placement;
+pub mod reconcile;
 mod reconcile_apply;
 mod settlement;
 
 pub use config::GatewayConfig;
 pub use errors::{DeliveryFailure, GatewayError, GatewayResult, OrderProblem};
 pub use placement::{Amount, OrderIntent, OrderReport, Pricing};
-pub use reconcile_apply::ReconcileReport;
+pub use reconcile::ReconcileReport;
 use settlement::outcome_unknown;
 
 /// Margin past an order's deadline before an order the venue does not show is concluded

@@ -13,7 +13,9 @@ use crate::clock::system_clock;
 use crate::exchanges::binance::mock::{MockBinance, MOCK_API_KEY, MOCK_API_SECRET};
 use crate::exchanges::binance::{BinanceConfig, BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV};
 use crate::exchanges::connector::Connector;
-use crate::exchanges::gateway::{Amount, GatewayConfig, OrderIntent, Pricing};
+use crate::exchanges::gateway::{
+    Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing,
+};
 use crate::exchanges::hyperliquid::{EnvLookup, HyperliquidConfig, HyperliquidVenue};
 use crate::exchanges::hyperliquid::{Network, PrivateKey};
 use crate::exchanges::risk_gate::RiskConfig;
