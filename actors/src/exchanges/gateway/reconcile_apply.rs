@@ -128,13 +128,12 @@ impl GatewayCore {
         let ledger = self.ledger_snapshot(venue, recorded, &open_orders, &fills)?;
         let mut lookups = BTreeMap::new();
         for (symbol, id) in reconcile::lookups(venue, &ledger, &open_orders, &fills) {
-            let q = id.clone();
             let found = self
                 .call(
                     venue,
                     VenueCommand::QueryOrder {
-                        symbol: symbol,
-                        client_id: q,
+                        symbol,
+                        client_id: id.clone(),
                     },
                 )
                 .await?;
