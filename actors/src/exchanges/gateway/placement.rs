@@ -121,13 +121,13 @@ impl GatewayCore {
         intent: OrderIntent,
         emergency_close: bool,
     ) -> GatewayResult<OrderReport> {
-        let link = self.link(&intent.venue)?;
+        self.link(&intent.venue)?;
         if let Some(problem) = OrderProblem::of_intent(&intent) {
             tracing::info!(venue = %intent.venue, symbol = %intent.symbol, side = %intent.side, origin = %intent.origin, problem = %problem, "order refused before the ledger");
             return Err(GatewayError::InvalidOrder(problem));
         }
         self.ready(&intent.venue).await?;
-        let _serial = link.order_lock.lock().await;
+        let _serial = self.venue_turn(&intent.venue).await?;
         let started = Instant::now();
         let venue = intent.venue.clone();
         let client_id = ClientOrderId::generate();
@@ -250,7 +250,21 @@ impl GatewayCore {
         }
 
         // The intent is on disk before any byte leaves the process.
+        self.fenced(&venue)?;
         self.ledger.record_intent(&entry).await?;
+        if let Err(err) = self.fenced(&venue) {
+            // A newer gateway started while the intent was written: never sent.
+            let reason = format!("never sent: {err}");
+            let entry = self
+                .ledger
+                .update(&client_id, |e| {
+                    e.status = OrderStatus::Rejected;
+                    e.reason = Some(reason);
+                })
+                .await?;
+            self.count_order(&entry);
+            return Err(err);
+        }
         let sent = {
             let request = request.clone();
             self.call(&venue, "place_order", move |v| {
@@ -457,6 +471,7 @@ impl GatewayCore {
             .then(|| entry.venue_order_id.clone())
             .flatten();
         let (s, id) = (entry.request.symbol.clone(), client_id.clone());
+        self.fenced(&entry.venue)?;
         let sent = match adopted_oid.clone() {
             Some(oid) => {
                 self.call(&entry.venue, "cancel_order", move |v| {
