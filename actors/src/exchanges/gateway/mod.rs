@@ -17,10 +17,13 @@
 //! `[exchanges]` settings), [`errors`] (what can go wrong, and whether an order may have
 //! been sent), [`placement`] (validation, the durable intent, the send; closes and cancels),
 //! [`settlement`] (sends whose outcome is unknown, settled by client id), [`leverage`],
-//! [`modes`] (trading mode and kill switch), [`reconcile_apply`] (reconciliation with each
-//! venue) and [`operations`] (bulk cancel, partial close, the kill switch's sequence). This
-//! module holds the shared core ([`GatewayCore`]: venue links, reads), the actor and its
-//! messages.
+//! [`modes`] (trading mode and kill switch), [`reconcile`] (reconciliation as a pure
+//! function of a ledger snapshot and a venue snapshot), [`reconcile_apply`] (reading the
+//! venue for it and writing its actions), [`market_reads`] (the gateway as market data's
+//! [`VenueReads`](super::market_data::VenueReads) host) and [`operations`] (bulk cancel,
+//! partial close, the kill switch's sequence). This module holds the shared core
+//! ([`GatewayCore`]: venue links, reads), the [`GatewayFence`] across restarts, the actor
+//! and its messages.
 //!
 //! ## Log lines
 //!
