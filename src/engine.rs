@@ -24,7 +24,7 @@ use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
 use orrery_actors::exchanges::connector::Connector;
-use orrery_actors::exchanges::gateway::{GatewayCore, OrderGateway};
+use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
 use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
 use orrery_actors::exchanges::paper::PaperVenue;
 use orrery_actors::exchanges::Venue;
@@ -349,6 +349,9 @@ fn tree(
             gateway.clone(),
         );
         let base = base.clone();
+        // One fence for every gateway this engine builds: a restarted gateway stops the
+        // order flows its dead predecessor left running (see `GatewayFence`).
+        let fence = GatewayFence::default();
         move || {
             let mut spec = base("exchanges", Strategy::RestForOne);
             let mut connectors = BTreeMap::new();
@@ -367,16 +370,18 @@ fn tree(
                     .shutdown(shutdown),
                 );
             }
-            let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
+            let (config, store, clock, fence) =
+                (config.clone(), store.clone(), clock.clone(), fence.clone());
             spec.child(
                 ChildSpec::in_slot("gateway", gateway.clone(), move |_| {
-                    let core = GatewayCore::open_with_market_data(
+                    let core = GatewayCore::open_fenced(
                         &store,
                         connectors.clone(),
                         config.risk.clone(),
                         config.exchanges.gateway.clone(),
                         config.exchanges.feeds(),
                         clock.clone(),
+                        &fence,
                     )
                     .map_err(StartError::failed)?;
                     Ok(OrderGateway::new(core))

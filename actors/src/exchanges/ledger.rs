@@ -364,6 +364,23 @@ impl OrderLedger {
         self.open.read().values().cloned().collect()
     }
 
+    /// Re-reads the open entries of `venue` from disk into the open-order index: another
+    /// handle on the same store (the gateway generation a restart replaced, whose last
+    /// order flows finish after this one opened) may have written them since.
+    pub fn reload_open(&self, venue: &str) -> Result<(), LedgerError> {
+        let fresh: Vec<LedgerEntry> = self
+            .all()?
+            .into_iter()
+            .filter(|e| e.venue == venue && !e.status.is_terminal())
+            .collect();
+        let mut open = self.open.write();
+        open.retain(|_, e| e.venue != venue);
+        for e in fresh {
+            open.insert(e.client_id.clone(), e);
+        }
+        Ok(())
+    }
+
     /// The newest `n` orders, newest first.
     pub fn recent(&self, n: usize) -> Result<Vec<LedgerEntry>, LedgerError> {
         Ok(self.orders.last_n(n)?.into_iter().map(|(_, e)| e).collect())

@@ -47,6 +47,13 @@ pub enum GatewayError {
         what: String,
         reason: String,
     },
+    /// A flow of a gateway that a restarted one replaced: stopped before its send.
+    #[error("the order gateway was restarted (generation {latest} replaced {generation}) while this request waited for venue `{venue}`; nothing was sent, ask again")]
+    Superseded {
+        venue: String,
+        generation: u64,
+        latest: u64,
+    },
     #[error("the outcome of {what} on venue `{venue}` is unknown: {reason}; nothing was sent again, reconciliation settles it from the venue")]
     Unresolved {
         venue: String,
@@ -69,6 +76,7 @@ impl GatewayError {
             GatewayError::UnknownOrder(_) => "unknown_order",
             GatewayError::NotApplied { .. } => "not_applied",
             GatewayError::Unresolved { .. } => "unresolved",
+            GatewayError::Superseded { .. } => "superseded",
         }
     }
 }

@@ -25,6 +25,7 @@ impl GatewayCore {
         }
         let link = self.link(venue)?;
         let s = symbol.to_string();
+        self.fenced(venue)?;
         let sent = self
             .call(
                 venue,

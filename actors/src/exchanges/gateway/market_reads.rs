@@ -6,6 +6,7 @@
 //! does) or reads account state for it.
 
 use super::*;
+
 use futures::future::BoxFuture;
 use futures::FutureExt;
 

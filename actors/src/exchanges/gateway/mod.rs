@@ -17,10 +17,13 @@
 //! `[exchanges]` settings), [`errors`] (what can go wrong, and whether an order may have
 //! been sent), [`placement`] (validation, the durable intent, the send; closes and cancels),
 //! [`settlement`] (sends whose outcome is unknown, settled by client id), [`leverage`],
-//! [`modes`] (trading mode and kill switch), [`reconcile_apply`] (reconciliation with each
-//! venue) and [`operations`] (bulk cancel, partial close, the kill switch's sequence). This
-//! module holds the shared core ([`GatewayCore`]: venue links, reads), the actor and its
-//! messages.
+//! [`modes`] (trading mode and kill switch), [`reconcile`] (reconciliation as a pure
+//! function of a ledger snapshot and a venue snapshot), [`reconcile_apply`] (reading the
+//! venue for it and writing its actions), [`market_reads`] (the gateway as market data's
+//! [`VenueReads`](super::market_data::VenueReads) host) and [`operations`] (bulk cancel,
+//! partial close, the kill switch's sequence). This module holds the shared core
+//! ([`GatewayCore`]: venue links, reads), the [`GatewayFence`] across restarts, the actor
+//! and its messages.
 //!
 //! ## Log lines
 //!
@@ -108,11 +111,14 @@ pub struct GatewayCore {
     mode_tree: Tree<ModeState>,
     clock: SharedClock,
     market: MarketData,
+    /// This gateway's generation in its [`GatewayFence`].
+    generation: u64,
 }
 
 struct VenueLink {
     slot: Slot<Connector>,
-    order_lock: tokio::sync::Mutex<()>,
+    /// The venue's order path, shared with every other generation of the gateway.
+    turn: Arc<VenueTurn>,
     leverage: RwLock<BTreeMap<String, u32>>,
     /// Symbols whose last leverage update has an unknown outcome the venue could not yet
     /// be asked about; reconciliation reads their leverage back.
@@ -147,6 +153,24 @@ impl GatewayCore {
         feeds: BTreeMap<String, FeedConfig>,
         clock: SharedClock,
     ) -> GatewayResult<Arc<Self>> {
+        let fence = GatewayFence::default();
+        Self::open_fenced(store, venues, limits, config, feeds, clock, &fence)
+    }
+
+    /// [`GatewayCore::open_with_market_data`] as the next generation in `fence`: from
+    /// now on no order flow of an earlier generation in it begins a send (see
+    /// [`GatewayFence`]). A factory that rebuilds the gateway after a crash passes the same
+    /// fence every time.
+    pub fn open_fenced(
+        store: &Store,
+        venues: BTreeMap<String, Slot<Connector>>,
+        limits: RiskConfig,
+        config: GatewayConfig,
+        feeds: BTreeMap<String, FeedConfig>,
+        clock: SharedClock,
+        fence: &GatewayFence,
+    ) -> GatewayResult<Arc<Self>> {
+        let generation = fence.next_generation();
         let market = MarketData::new(
             venues.keys().map(String::as_str),
             &feeds,
@@ -165,11 +189,12 @@ impl GatewayCore {
             .into_iter()
             .map(|(name, slot)| {
                 let (ready_tx, _) = watch::channel(Readiness::Pending);
+                let turn = fence.claim(&name, generation);
                 (
                     name,
                     VenueLink {
+                        turn,
                         slot,
-                        order_lock: tokio::sync::Mutex::new(()),
                         leverage: RwLock::new(BTreeMap::new()),
                         unsettled_leverage: parking_lot::Mutex::new(BTreeSet::new()),
                         ready_tx,
@@ -188,6 +213,7 @@ impl GatewayCore {
             mode_tree,
             clock,
             market,
+            generation,
         }))
     }
 
@@ -210,6 +236,40 @@ impl GatewayCore {
                 venue: venue.to_string(),
                 known: self.venues.keys().cloned().collect::<Vec<_>>().join(", "),
             })
+    }
+
+    /// This generation's turn on a venue's order path: the venue's lock, shared by every
+    /// generation, and refused once a later generation has started. Order flows and
+    /// reconciliation of one venue hold it, so they never interleave across generations.
+    pub(super) async fn venue_turn(
+        &self,
+        venue: &str,
+    ) -> GatewayResult<tokio::sync::MutexGuard<'_, ()>> {
+        let link = self.link(venue)?;
+        let guard = link.turn.lock.lock().await;
+        self.fenced(venue)?;
+        Ok(guard)
+    }
+
+    /// Refuses when a later generation of this gateway has started: checked right before
+    /// every send (order, cancel, leverage), so a flow that outlived its actor never sends.
+    pub(super) fn fenced(&self, venue: &str) -> GatewayResult<()> {
+        let latest = self.link(venue)?.turn.latest.load(Ordering::SeqCst);
+        if latest == self.generation {
+            return Ok(());
+        }
+        tracing::warn!(
+            venue,
+            generation = self.generation,
+            latest,
+            "order flow of a replaced gateway stopped before its send"
+        );
+        metrics::counter!(names::GATEWAY_FENCED, "venue" => venue.to_string()).increment(1);
+        Err(GatewayError::Superseded {
+            venue: venue.to_string(),
+            generation: self.generation,
+            latest,
+        })
     }
 
     /// Runs one command on a venue's connector, bounded by the request timeout, at the
@@ -336,6 +396,61 @@ impl GatewayCore {
             "status" => entry.status.as_str()
         )
         .increment(1);
+    }
+}
+
+/// The generations of one order gateway over its venues, shared by every gateway the
+/// supervisor builds in its place (a clone of one fence, kept by the factory).
+///
+/// Order flows are futures that outlive the actor that started them: after a panic and a
+/// restart, a flow of the dead generation may still be waiting for a venue. Each
+/// [`GatewayCore::open_fenced`] takes the next generation and at once marks every venue as
+/// its own; a flow checks, under the venue's lock (one per venue, shared by all
+/// generations) and again right before each send, that no later generation has started,
+/// and otherwise stops with [`GatewayError::Superseded`] (nothing sent). A send already
+/// at the venue when the new generation starts finishes under the lock, before the new
+/// generation reconciles that venue.
+#[derive(Clone, Default)]
+pub struct GatewayFence {
+    inner: Arc<FenceInner>,
+}
+
+#[derive(Default)]
+struct FenceInner {
+    generation: std::sync::atomic::AtomicU64,
+    venues: parking_lot::Mutex<BTreeMap<String, Arc<VenueTurn>>>,
+}
+
+/// One venue's order path across generations.
+#[derive(Default)]
+struct VenueTurn {
+    lock: tokio::sync::Mutex<()>,
+    /// The newest generation that has started.
+    latest: std::sync::atomic::AtomicU64,
+}
+
+impl GatewayFence {
+    /// The newest generation started in this fence (0: none yet).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
+    }
+
+    /// Starts the next generation.
+    fn next_generation(&self) -> u64 {
+        self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Marks `venue` as `generation`'s (never back to an older one) and returns its turn.
+    fn claim(&self, venue: &str, generation: u64) -> Arc<VenueTurn> {
+        let turn = self
+            .inner
+            .venues
+            .lock()
+            .entry(venue.to_string())
+            .or_default()
+            .clone();
+        turn.latest.fetch_max(generation, Ordering::SeqCst);
+        turn
     }
 }
 

@@ -121,13 +121,13 @@ impl GatewayCore {
         intent: OrderIntent,
         emergency_close: bool,
     ) -> GatewayResult<OrderReport> {
-        let link = self.link(&intent.venue)?;
+        self.link(&intent.venue)?;
         if let Some(problem) = OrderProblem::of_intent(&intent) {
             tracing::info!(venue = %intent.venue, symbol = %intent.symbol, side = %intent.side, origin = %intent.origin, problem = %problem, "order refused before the ledger");
             return Err(GatewayError::InvalidOrder(problem));
         }
         self.ready(&intent.venue).await?;
-        let _serial = link.order_lock.lock().await;
+        let _serial = self.venue_turn(&intent.venue).await?;
         let started = Instant::now();
         let venue = intent.venue.clone();
         let client_id = ClientOrderId::generate();
@@ -260,9 +260,23 @@ impl GatewayCore {
         };
 
         // The intent is on disk before any byte leaves the process.
+        self.fenced(&venue)?;
         self.ledger
             .record_intent(&venue, &approved, &intent.origin, now)
             .await?;
+        if let Err(err) = self.fenced(&venue) {
+            // A newer gateway started while the intent was written: never sent.
+            let reason = format!("never sent: {err}");
+            let entry = self
+                .ledger
+                .update(&client_id, |e| {
+                    e.status = OrderStatus::Rejected;
+                    e.reason = Some(reason);
+                })
+                .await?;
+            self.count_order(&entry);
+            return Err(err);
+        }
         let sent = self
             .call(&venue, VenueCommand::PlaceOrder { order: approved })
             .await;
@@ -465,6 +479,7 @@ impl GatewayCore {
             .then(|| entry.venue_order_id.clone())
             .flatten();
         let (s, id) = (entry.request.symbol.clone(), client_id.clone());
+        self.fenced(&entry.venue)?;
         let sent = match adopted_oid.clone() {
             Some(oid) => {
                 self.call(

@@ -114,7 +114,13 @@ impl GatewayCore {
     pub(super) async fn reconcile_inner(&self, venue: &str) -> GatewayResult<ReconcileReport> {
         // Serialised with order flows on this venue: an intent written by a flow that is
         // still waiting for the venue's answer must not be judged "never sent".
-        let _serial = self.link(venue)?.order_lock.lock().await;
+        let _serial = self.venue_turn(venue).await?;
+        if !self.link(venue)?.reconciled_once.load(Ordering::Acquire) {
+            // This generation's first pass: the flows of a generation it replaced have
+            // finished on this venue (they held its turn) and wrote through their own
+            // ledger handle, so the open entries are read again from disk.
+            self.ledger.reload_open(venue)?;
+        }
         self.order_validity(venue).await?;
         // The venue's reads in this order: open orders, fills, then the lookups the
         // planner asks for (an order that fills between two reads is seen filled by the
