@@ -10,7 +10,8 @@
 //!   comes from: `durable_write` (one flushed ledger record: the fsync), `buffered_write`
 //!   (the same record unflushed), `actor_hop` (a cached read through the connector actor,
 //!   no HTTP), `loopback_read` (one /info request), `order_reads` (the order path's reads
-//!   as it makes them), `venue_order` (allMids, signing and /exchange, no ledger).
+//!   as it makes them), `venue_order` (risk gate, signing and /exchange, no ledger; the
+//!   reference price comes with the approved order, so no allMids read).
 //! - `hyperliquid/reconcile_10k`: reconciliation of 10 000 open ledger entries (each looked
 //!   up by cloid with orderStatus, open orders and fills read once).
 //!
@@ -37,7 +38,7 @@ use orrery_actors::exchanges::hyperliquid::{
     HyperliquidConfig, HyperliquidVenue, Network, PrivateKey,
 };
 use orrery_actors::exchanges::ledger::LedgerEntry;
-use orrery_actors::exchanges::risk_gate::RiskConfig;
+use orrery_actors::exchanges::risk_gate::{self, RiskConfig};
 use orrery_actors::exchanges::*;
 use orrery_actors::resilience::config::LimitConfig;
 use orrery_actors::store::{trees, Store};
@@ -226,6 +227,20 @@ fn order_path_parts(c: &mut Criterion) {
             reduce_only: false,
             valid_until_ms: None,
         };
+        // Through the real risk gate (a fresh, flat account) at the mock's mid.
+        let view = risk_gate::GateView {
+            mode: risk_gate::TradingMode::Normal,
+            mode_reason: String::new(),
+            account_value: Decimal::from(1_000_000),
+            position_size: Decimal::ZERO,
+        };
+        let judgement = risk_gate::Judgement {
+            price: Decimal::from(60_001),
+            reference_price: Decimal::from(60_000),
+            leverage: 1,
+            emergency_close: false,
+        };
+        let order = risk_gate::approve(&RiskConfig::default(), order, judgement, &view).unwrap();
         let direct = direct.clone();
         async move {
             let placed = direct.place_order(&order).await.unwrap();

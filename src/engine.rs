@@ -35,7 +35,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
-use orrery_actors::exchanges::gateway::OrderGateway;
+use orrery_actors::exchanges::gateway::{GatewayFence, OrderGateway};
 use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
 use orrery_actors::exchanges::paper::PaperVenue;
 use orrery_actors::exchanges::Venue;
@@ -129,6 +129,7 @@ impl Engine {
             gateway: gateway.clone(),
             router: router.clone(),
             metrics: metrics.clone(),
+            fence: GatewayFence::default(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         drop(deps);

@@ -188,6 +188,7 @@ pub fn gateway_error_status(e: &GatewayError) -> (StatusCode, &'static str) {
         GatewayError::NotApplied { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_applied"),
         GatewayError::Unresolved { .. } => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
         GatewayError::Ledger(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger"),
+        GatewayError::Superseded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "superseded"),
     }
 }
 

@@ -418,7 +418,7 @@ pub fn render(r: &StatusReport) -> String {
         if r.mode.reason.is_empty() {
             String::new()
         } else {
-            format!(" ({})", r.mode.reason)
+            format!(" ({}; set by {})", r.mode.reason, r.mode.cause)
         }
     );
     for v in &r.venues {

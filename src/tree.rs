@@ -46,7 +46,7 @@ use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
 use orrery_actors::exchanges::connector::Connector;
-use orrery_actors::exchanges::gateway::{GatewayCore, OrderGateway};
+use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
@@ -210,6 +210,9 @@ pub(crate) struct Deps {
     pub gateway: Slot<OrderGateway>,
     pub router: Slot<ModelRouter>,
     pub metrics: Option<PrometheusHandle>,
+    /// One fence for every gateway this engine builds: a restarted gateway stops the
+    /// order flows its dead predecessor left running (see `GatewayFence`).
+    pub fence: GatewayFence,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -286,6 +289,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         gateway,
         router,
         metrics,
+        fence,
     } = deps.clone();
     let id = w.id.clone();
     match &w.role {
@@ -351,13 +355,14 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         Role::OrderGateway => {
             let connectors = scope.connectors.clone();
             ChildSpec::in_slot(id, gateway, move |_| {
-                let core = GatewayCore::open_with_market_data(
+                let core = GatewayCore::open_fenced(
                     &store,
                     connectors.clone(),
                     config.risk.clone(),
                     config.exchanges.gateway.clone(),
                     config.exchanges.feeds(),
                     clock.clone(),
+                    &fence,
                 )
                 .map_err(StartError::failed)?;
                 Ok(OrderGateway::new(core))

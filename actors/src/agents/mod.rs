@@ -12,21 +12,73 @@ pub use memory::{AgentControl, AgentMemory, MemoryStore};
 
 use actix::{Handler, Message};
 
-use crate::exchanges::gateway::{GatewayResult, OrderGateway};
-use crate::supervisor::Slot;
+use crate::exchanges::gateway::{DeliveryFailure, GatewayError, GatewayResult, OrderGateway};
+use crate::exchanges::risk_gate::Refusal;
+use crate::exchanges::VenueError;
+use crate::supervisor::{Slot, SlotError};
 
-/// One request to the gateway, with a dead gateway and a refused request both reduced to
-/// the message an agent journals.
-pub(crate) async fn gateway_call<M, T>(gateway: &Slot<OrderGateway>, msg: M) -> Result<T, String>
+/// A gateway request that did not succeed, as an agent receives it: typed, so the agent
+/// decides on the kind (a risk-gate refusal, an order whose outcome is unknown, a gateway
+/// that did not answer) and journals the text.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayCallError {
+    /// The gateway did not answer: restarting, stopped, its mailbox full, or late.
+    #[error(transparent)]
+    Unreachable(#[from] SlotError),
+    /// The gateway answered with an error.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+impl GatewayCallError {
+    /// The risk gate's refusal, when that is what this is: a decision about the order,
+    /// not a failure of the agent.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            GatewayCallError::Gateway(GatewayError::Refused { refusal, .. }) => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// Whether an order this request carried may have reached a venue although the
+    /// request failed: the gateway settles it by a read (never by sending again), so the
+    /// agent must not act as if nothing was sent. A gateway that never got the request
+    /// (vacant, full) sent nothing; one that died with it or answered late may have.
+    pub fn order_outcome_unknown(&self) -> bool {
+        match self {
+            GatewayCallError::Unreachable(e) => DeliveryFailure::of(e).may_have_been_sent(),
+            GatewayCallError::Gateway(e) => match e {
+                GatewayError::Unresolved { .. } => true,
+                GatewayError::Venue(
+                    VenueError::OutcomeUnknown { .. } | VenueError::Timeout { .. },
+                ) => true,
+                GatewayError::ConnectorDown { delivery, .. } => delivery.may_have_been_sent(),
+                _ => false,
+            },
+        }
+    }
+
+    /// Short label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayCallError::Unreachable(_) => "gateway_unreachable",
+            GatewayCallError::Gateway(e) => e.label(),
+        }
+    }
+}
+
+/// One request to the gateway; a gateway that did not answer and a refused request both
+/// come back typed ([`GatewayCallError`]).
+pub(crate) async fn gateway_call<M, T>(
+    gateway: &Slot<OrderGateway>,
+    msg: M,
+) -> Result<T, GatewayCallError>
 where
     M: Message<Result = GatewayResult<T>> + Send + 'static,
     T: Send + 'static,
     OrderGateway: Handler<M>,
 {
-    match gateway.send(msg).await {
-        Ok(answer) => answer.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    Ok(gateway.send(msg).await??)
 }
 
 #[cfg(test)]

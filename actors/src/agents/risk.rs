@@ -19,9 +19,12 @@
 //! account), not from the value after them. An existing baseline younger than
 //! `risk.window` is never overwritten, except by a taken profit (max gain).
 //!
-//! A `Reducing` mode this agent set (reason `risk: ...`) is lifted once a newer window has
-//! started: when the window rolls here, or when the current baseline is newer than the
-//! mode's `since_ms` (a trading agent started the new window first).
+//! A `Reducing` mode this agent set (cause [`ModeCause::RiskAgent`]; the reason text reads
+//! `risk: ...` for people) is lifted once a newer window has started: when the window rolls
+//! here, or when the current baseline is newer than the mode's `since_ms` (a trading agent
+//! started the new window first). Whose mode it is is decided on the cause's type, never on
+//! the reason text: a restriction set by anyone else (the kill switch, market data, a
+//! record written before causes existed) is never lifted here.
 //!
 //! Each check also exports the per-position accounting of the venue's recorded fills
 //! (`orrery_position_*`, see `exchanges::pnl`).
@@ -30,15 +33,15 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::gateway_call;
 use super::journal::{DecisionJournal, DecisionRecord};
 use super::prompt;
+use super::{gateway_call, GatewayCallError};
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::gateway::{
     CloseAll, GetAccount, GetMode, GetPositionPnl, GetPositions, LiftRiskReduction, OrderGateway,
     OrderReport, SetMode,
 };
-use crate::exchanges::risk_gate::{RiskConfig, TradingMode};
+use crate::exchanges::risk_gate::{ModeCause, RiskConfig, TradingMode};
 use crate::models::decision::parse_risk_verdict;
 use crate::models::{
     ModelClient, ModelRequest, Purpose, RiskContext, RiskVerdict, StructuredContext,
@@ -295,6 +298,15 @@ impl RiskAgent {
     }
 }
 
+/// Why one risk check could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RiskCheckError {
+    #[error(transparent)]
+    Gateway(#[from] GatewayCallError),
+    #[error("risk baseline: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// What one check did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOutcome {
@@ -312,7 +324,7 @@ pub async fn check_venue(
     limits: &RiskConfig,
     deps: &RiskDeps,
     venue: &str,
-) -> Result<CheckOutcome, String> {
+) -> Result<CheckOutcome, RiskCheckError> {
     let account = gateway_call(
         &deps.gateway,
         GetAccount {
@@ -323,17 +335,14 @@ pub async fn check_venue(
     let now = deps.clock.now_ms();
     let window_ms = limits.window.as_millis() as i64;
     let key = baseline_key(venue);
-    let baseline = match deps.baselines.get(&key).map_err(|e| e.to_string())? {
+    let baseline = match deps.baselines.get(&key)? {
         Some(b) if now - b.set_ms < window_ms => b,
         previous => {
             let fresh = Baseline {
                 value: account.account_value,
                 set_ms: now,
             };
-            deps.baselines
-                .put_durable(&key, &fresh)
-                .await
-                .map_err(|e| e.to_string())?;
+            deps.baselines.put_durable(&key, &fresh).await?;
             if previous.is_some() {
                 lift_reduction(deps).await;
             }
@@ -345,7 +354,7 @@ pub async fn check_venue(
     match gateway_call(&deps.gateway, GetMode {}).await {
         Ok(mode)
             if mode.mode == TradingMode::Reducing
-                && mode.reason.starts_with("risk:")
+                && mode.cause == ModeCause::RiskAgent
                 && baseline.set_ms > mode.since_ms =>
         {
             lift_reduction(deps).await
@@ -428,10 +437,7 @@ pub async fn check_venue(
                 value: account.account_value,
                 set_ms: now,
             };
-            deps.baselines
-                .put_durable(&key, &fresh)
-                .await
-                .map_err(|e| e.to_string())?;
+            deps.baselines.put_durable(&key, &fresh).await?;
         }
     }
     record_breach(
@@ -534,9 +540,7 @@ async fn confirm(
 
 /// A new window lifts a reducing state that the last window's loss set.
 async fn lift_reduction(deps: &RiskDeps) {
-    let lift = LiftRiskReduction {
-        reason_prefix: "risk:".into(),
-    };
+    let lift = LiftRiskReduction {};
     if let Err(e) = gateway_call(&deps.gateway, lift).await {
         tracing::error!(error = %e, "cannot lift the risk reduction of the last window");
     }
@@ -545,6 +549,7 @@ async fn lift_reduction(deps: &RiskDeps) {
 async fn set_mode(deps: &RiskDeps, mode: TradingMode, reason: &str) {
     let msg = SetMode {
         mode,
+        cause: ModeCause::RiskAgent,
         reason: reason.to_string(),
     };
     if let Err(e) = gateway_call(&deps.gateway, msg).await {

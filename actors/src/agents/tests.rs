@@ -18,7 +18,7 @@ use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::exchanges::connector::Connector;
 use crate::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
 use crate::exchanges::paper::{PaperConfig, PaperVenue};
-use crate::exchanges::risk_gate::{RiskConfig, TradingMode};
+use crate::exchanges::risk_gate::{ModeCause, RiskConfig, TradingMode};
 use crate::exchanges::{Timeframe, Venue};
 use crate::models::{Ask, ModelClient, ModelError, ModelResponse, Purpose, Usage};
 use crate::store::{trees, Store};
@@ -529,7 +529,7 @@ async fn reducing_and_halted_modes_skip_model_calls_that_cannot_trade() {
     let w = world(RiskConfig::default()).await;
     let deps = trading_deps(&w);
     w.core
-        .set_mode(TradingMode::Reducing, "risk: test")
+        .set_mode(TradingMode::Reducing, ModeCause::RiskAgent, "risk: test")
         .unwrap();
     *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.9}"#.into());
     // Flat: nothing to reduce, so no model call and no order.
@@ -541,13 +541,15 @@ async fn reducing_and_halted_modes_skip_model_calls_that_cannot_trade() {
     assert_eq!(w.core.ledger().len(), 0);
 
     // Holding a long: the agent still asks, ignores BUY and acts on SELL.
-    w.core.set_mode(TradingMode::Normal, "test").unwrap();
+    w.core
+        .set_mode(TradingMode::Normal, ModeCause::Operator, "test")
+        .unwrap();
     run_once(&agent(), &deps).await;
     let held = btc_size(&w).await;
     assert!(held > Decimal::ZERO);
     let orders = w.core.ledger().len();
     w.core
-        .set_mode(TradingMode::Reducing, "risk: test")
+        .set_mode(TradingMode::Reducing, ModeCause::RiskAgent, "risk: test")
         .unwrap();
     let records = run_once(&agent(), &deps).await;
     assert_eq!(records[0].outcome, "skipped_mode", "{:?}", records[0]);
@@ -564,7 +566,9 @@ async fn reducing_and_halted_modes_skip_model_calls_that_cannot_trade() {
     assert_eq!(btc_size(&w).await, Decimal::ZERO);
 
     // Halted: no model call at all.
-    w.core.set_mode(TradingMode::Halted, "test").unwrap();
+    w.core
+        .set_mode(TradingMode::Halted, ModeCause::Operator, "test")
+        .unwrap();
     let calls = w.calls.load(Ordering::SeqCst);
     let records = run_once(&agent(), &deps).await;
     assert_eq!(records[0].outcome, "skipped_mode");
@@ -679,4 +683,71 @@ async fn position_pnl_follows_the_fills() {
     );
     assert_eq!(btc.unrealized_pnl_usd, Decimal::ZERO);
     assert!(rows.iter().any(|r| r.symbol == "ETH" && r.size.is_zero()));
+}
+
+/// Whose restriction a mode is, is its cause's type: the risk agent lifts its own
+/// `Reducing` at a new window whatever its reason says, and never another's, even one whose
+/// reason reads like its own.
+#[actix::test]
+async fn a_new_window_lifts_only_the_risk_agents_own_reduction_by_its_cause() {
+    let limits = RiskConfig::default();
+    let w = world(limits.clone()).await;
+    let deps = risk_deps(&w);
+    w.core
+        .set_mode(
+            TradingMode::Reducing,
+            ModeCause::MarketData,
+            "risk: no quote of BTC",
+        )
+        .unwrap();
+    w.clock.advance(1_000);
+    // The first check starts a window newer than that mode.
+    check_venue(&limits, &deps, "paper").await.unwrap();
+    let mode = w.core.mode();
+    assert_eq!(
+        (mode.mode, mode.cause),
+        (TradingMode::Reducing, ModeCause::MarketData),
+        "not the risk agent's to lift"
+    );
+
+    w.core
+        .set_mode(TradingMode::Normal, ModeCause::Operator, "test")
+        .unwrap();
+    w.core
+        .set_mode(
+            TradingMode::Reducing,
+            ModeCause::RiskAgent,
+            "loss 6% over the window",
+        )
+        .unwrap();
+    w.clock.advance(limits.window.as_millis() as i64 + 1_000);
+    check_venue(&limits, &deps, "paper").await.unwrap();
+    let mode = w.core.mode();
+    assert_eq!(mode.mode, TradingMode::Normal, "{mode:?}");
+    assert_eq!(mode.cause, ModeCause::RiskAgent);
+}
+
+/// The agent receives the gateway's error typed and journals the outcome by its kind: a
+/// risk-gate refusal is `<outcome>_refused`, not a failure to send.
+#[actix::test]
+async fn an_entry_the_risk_gate_refuses_is_journaled_as_refused() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    // 90% of the account as margin: above risk.max_position_pct (25%).
+    let greedy = TradingAgentConfig {
+        position_pct: dec!(90),
+        ..agent()
+    };
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.9}"#.into());
+    let records = run_once(&greedy, &deps).await;
+    assert_eq!(records[0].outcome, "enter_long_refused", "{:?}", records[0]);
+    assert!(
+        records[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("risk.max_position_pct")),
+        "{:?}",
+        records[0]
+    );
+    assert_eq!(btc_size(&w).await, Decimal::ZERO);
 }

@@ -17,6 +17,10 @@
 //!   `allow_defaulted_confidence = true`; then the default is compared like any other.
 //! - An answer about another symbol than the one asked is no decision (outcome
 //!   `wrong_symbol`, with the parser's error).
+//! - An order the gateway did not carry out is journaled by the type of its error
+//!   ([`super::GatewayCallError`]): `<outcome>_refused` (the risk gate refused it),
+//!   `<outcome>_unknown` (it may have reached the venue; the gateway settles it by a read
+//!   and nothing is re-sent), `<outcome>_failed` (anything else).
 //!
 //! # Trading modes
 //!
@@ -36,11 +40,11 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::gateway_call;
 use super::journal::{DecisionJournal, DecisionRecord};
 use super::memory::MemoryStore;
 use super::prompt;
 use super::risk::BaselineBook;
+use super::{gateway_call, GatewayCallError};
 use crate::clock::SharedClock;
 use crate::exchanges::gateway::{
     AiEntry, ClosePosition, GetAccount, GetCandles, GetMode, GetPosition, GetQuote, OrderGateway,
@@ -435,10 +439,7 @@ async fn decide_and_act(
             };
             match gateway_call(&deps.gateway, msg).await {
                 Ok(orders) => record.orders = orders,
-                Err(e) => {
-                    record.error = Some(format!("order: {e}"));
-                    record.outcome = format!("{}_failed", record.outcome);
-                }
+                Err(e) => record_order_error(&mut record, &ActError::Gateway(e)),
             }
             return record;
         }
@@ -447,7 +448,7 @@ async fn decide_and_act(
     let target_usd = (account_value * config.position_pct / Decimal::from(100)
         * Decimal::from(config.leverage))
     .round_dp(2);
-    let acted: Result<Vec<OrderReport>, String> = match (decision.action, position_side) {
+    let acted: Result<Vec<OrderReport>, ActError> = match (decision.action, position_side) {
         (TradeAction::Nothing, _) => {
             record.outcome = "hold".into();
             Ok(vec![])
@@ -472,7 +473,9 @@ async fn decide_and_act(
                 symbol: symbol.to_string(),
                 origin: origin.clone(),
             };
-            gateway_call(&deps.gateway, msg).await
+            gateway_call(&deps.gateway, msg)
+                .await
+                .map_err(ActError::Gateway)
         }
         (TradeAction::Sell, _) if config.allow_short => {
             record.outcome = "enter_short".into();
@@ -494,12 +497,32 @@ async fn decide_and_act(
     };
     match acted {
         Ok(orders) => record.orders = orders,
-        Err(e) => {
-            record.error = Some(format!("order: {e}"));
-            record.outcome = format!("{}_failed", record.outcome);
-        }
+        Err(e) => record_order_error(&mut record, &e),
     }
     record
+}
+
+/// Why acting on a decision failed.
+#[derive(Debug, thiserror::Error)]
+enum ActError {
+    #[error("cannot record the risk baseline before the order: {0}")]
+    Baseline(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Gateway(GatewayCallError),
+}
+
+/// Journals a failed action, its outcome decided by the error's type: `<outcome>_refused`
+/// when the risk gate refused the order (the mode changed since it was read, or a limit),
+/// `<outcome>_unknown` when an order may have reached the venue (the gateway settles it by
+/// a read; nothing is re-sent), `<outcome>_failed` otherwise.
+fn record_order_error(record: &mut DecisionRecord, error: &ActError) {
+    let suffix = match error {
+        ActError::Gateway(e) if e.refusal().is_some() => "refused",
+        ActError::Gateway(e) if e.order_outcome_unknown() => "unknown",
+        _ => "failed",
+    };
+    record.error = Some(format!("order: {error}"));
+    record.outcome = format!("{}_{suffix}", record.outcome);
 }
 
 async fn entry(
@@ -510,11 +533,10 @@ async fn entry(
     usd: Decimal,
     origin: &str,
     account_value_before: Decimal,
-) -> Result<Vec<OrderReport>, String> {
+) -> Result<Vec<OrderReport>, ActError> {
     deps.baselines
         .ensure(&config.venue, account_value_before)
-        .await
-        .map_err(|e| format!("cannot record the risk baseline before the order: {e}"))?;
+        .await?;
     let msg = AiEntry {
         venue: config.venue.clone(),
         symbol: symbol.to_string(),
@@ -523,14 +545,16 @@ async fn entry(
         leverage: config.leverage,
         origin: origin.to_string(),
     };
-    gateway_call(&deps.gateway, msg).await
+    gateway_call(&deps.gateway, msg)
+        .await
+        .map_err(ActError::Gateway)
 }
 
 async fn market_context(
     config: &TradingAgentConfig,
     deps: &TradingDeps,
     symbol: &str,
-) -> Result<MarketContext, String> {
+) -> Result<MarketContext, GatewayCallError> {
     let venue = config.venue.clone();
     let symbol_owned = symbol.to_string();
     let candles = gateway_call(

@@ -1,13 +1,18 @@
-//! How urgent a venue call is: the class of its endpoint, raised by the flow it serves.
+//! The priority a task runs at: the gateway's flows, and the venue call a connector serves.
 //!
-//! Owns: the endpoint → [`Priority`] table of the connector API, the priority of an order
-//! (reduce-only orders cut risk, so they are High like cancels), and the flow priority a
-//! task inherits. The gateway runs a close, a kill-switch close or a cancel inside
-//! [`within`]`(High, …)`, so the instrument, quote and position reads that flow needs are
-//! High too instead of queueing behind market data; the connector runs each venue call
-//! inside its priority, so a venue's own rate-limit waits use it ([`effective`]). Never:
-//! queues anything (the connector's priority queue does) or judges what reduces risk
-//! beyond `reduce_only`.
+//! Owns: one task-local [`Priority`] and its two uses.
+//! - The gateway runs a close, a kill-switch close, a cancel, an order or a reconciliation
+//!   inside [`within`], so every venue command that flow issues is stamped with the flow's
+//!   priority ([`super::command::VenueRequest::in_flow`]): a close's instrument, quote and
+//!   position reads are High instead of queueing behind market data.
+//! - The connector serves each [`super::command::VenueRequest`] inside [`within`] its
+//!   stamped priority, so the venue's own limiter waits read it with [`current`]. That is
+//!   the only way a venue learns a call's priority; it never derives one itself (from
+//!   `reduce_only` or the endpoint).
+//!
+//! Never: decides a priority (the command and the flow do, see
+//! [`super::command::VenueCommand::priority`]) or queues anything (the connector's priority
+//! queue does).
 
 use std::future::Future;
 
@@ -17,45 +22,18 @@ tokio::task_local! {
     static FLOW: Priority;
 }
 
-/// Runs `fut` as part of a flow of priority `priority`. Inside a more urgent flow, that
-/// flow's priority holds: a close's reads never drop to Medium because they pass through
-/// code that starts a Medium flow.
+/// Runs `fut` at `priority`. Inside a more urgent flow, that flow's priority holds: a
+/// close's reads never drop to Medium because they pass through code that starts a Medium
+/// flow.
 pub async fn within<F: Future>(priority: Priority, fut: F) -> F::Output {
-    FLOW.scope(effective(priority), fut).await
+    let priority = current().map_or(priority, |outer| priority.min(outer));
+    FLOW.scope(priority, fut).await
 }
 
-/// The priority of the flow this task runs in, if any.
-pub fn inherited() -> Option<Priority> {
+/// The priority this task runs at, if any: the gateway flow's, or inside a connector the
+/// priority its venue call is served at.
+pub fn current() -> Option<Priority> {
     FLOW.try_with(|p| *p).ok()
-}
-
-/// The more urgent of a call's own priority and its flow's.
-pub fn effective(own: Priority) -> Priority {
-    // `Priority` orders High < Medium < Low.
-    inherited().map_or(own, |flow| own.min(flow))
-}
-
-/// The priority of a call to a connector endpoint on its own, outside any flow.
-///
-/// Cancels are High; new orders and leverage changes Medium; market data, account and
-/// order-status reads Low (an order-status read made while resolving an order runs inside
-/// that order's flow and takes its priority).
-pub fn of_endpoint(endpoint: &str) -> Priority {
-    match endpoint {
-        "cancel_order" => Priority::High,
-        "place_order" | "set_leverage" => Priority::Medium,
-        _ => Priority::Low,
-    }
-}
-
-/// The priority of an order: reduce-only orders (closes, kill-switch closes) go before
-/// new orders.
-pub fn of_order(reduce_only: bool) -> Priority {
-    if reduce_only {
-        Priority::High
-    } else {
-        Priority::Medium
-    }
 }
 
 #[cfg(test)]
@@ -63,24 +41,23 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_flow_raises_its_calls_and_a_nested_flow_never_lowers_it() {
-        assert_eq!(inherited(), None);
-        assert_eq!(effective(of_endpoint("quote")), Priority::Low);
+    async fn a_nested_flow_never_lowers_the_outer_one() {
+        assert_eq!(current(), None);
         within(Priority::High, async {
-            assert_eq!(effective(of_endpoint("quote")), Priority::High);
+            assert_eq!(current(), Some(Priority::High));
             within(Priority::Medium, async {
-                assert_eq!(inherited(), Some(Priority::High));
-                assert_eq!(effective(Priority::Low), Priority::High);
+                assert_eq!(current(), Some(Priority::High));
             })
             .await;
         })
         .await;
         within(Priority::Medium, async {
-            assert_eq!(effective(of_endpoint("cancel_order")), Priority::High);
-            assert_eq!(effective(of_endpoint("positions")), Priority::Medium);
+            within(Priority::High, async {
+                assert_eq!(current(), Some(Priority::High));
+            })
+            .await;
+            assert_eq!(current(), Some(Priority::Medium));
         })
         .await;
-        assert_eq!(of_order(true), Priority::High);
-        assert_eq!(of_order(false), Priority::Medium);
     }
 }

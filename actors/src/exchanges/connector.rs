@@ -1,7 +1,9 @@
 //! The connector actor: one per venue account, the only way to reach a [`Venue`].
 //!
 //! Owns: the venue's mailbox (bounded by the supervisor), the order in which calls reach the
-//! venue, and per-venue request metrics. Never: the ledger or risk decisions (the
+//! venue, and per-venue request metrics. It receives typed [`VenueRequest`]s (a
+//! [`super::command::VenueCommand`] and its priority), never closures, and answers each
+//! with a [`VenueReply`]. Never: the ledger or risk decisions (the
 //! gateway's), retries of order sends, or a venue's wire format, rate limits, breaker and
 //! read retries (each venue module keeps its own: Hyperliquid a weight pool, breaker and
 //! retry policy; Binance its weight and order pools and the 429/418 gate).
@@ -11,8 +13,9 @@
 //! reduce-only orders, and every call of a close, kill-switch or cancel flow), Medium (new
 //! orders, leverage, reconciliation), Low (market data and account reads, which age up one
 //! level per `aging_step` so they are never starved). A full level refuses the call at once
-//! with [`VenueError::Overloaded`], never buffering without bound. Each call runs inside
-//! its priority ([`call_priority::within`]), so the venue's own limiter waits use it too.
+//! with [`VenueError::Overloaded`], never buffering without bound. The priority is the
+//! request's, decided where it was made; the connector never re-derives it. Each call runs
+//! inside it ([`call_priority::within`]), so the venue's own limiter waits use it too.
 //!
 //! The venue's limiter as the bottleneck. Venues draw their weights inside the call, from
 //! one wait queue per endpoint: a cancel and a quote waiting for the same exhausted pool
@@ -30,12 +33,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
-use futures::future::BoxFuture;
+use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use futures::FutureExt;
 use tokio::sync::{oneshot, Notify};
 
 use super::call_priority;
+use super::command::{VenueCommand, VenueReply, VenueRequest};
 use super::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::config::QueueConfig;
 use crate::resilience::{Priority, PriorityQueue, TokioClock};
@@ -45,8 +48,12 @@ use crate::telemetry::names;
 /// finishes in between.
 pub const SATURATION_RECHECK: Duration = Duration::from_millis(10);
 
-/// A queued call, type-erased: runs against the venue and hands its result to the caller.
-type Job = Box<dyn FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, ()> + Send>;
+/// A queued request and where its answer goes.
+struct Job {
+    command: VenueCommand,
+    priority: Priority,
+    reply: oneshot::Sender<VenueResult<VenueReply>>,
+}
 
 /// Calls in flight, and a wake-up when one finishes.
 #[derive(Default)]
@@ -130,81 +137,67 @@ async fn dispatch(
         slots.in_flight.fetch_add(1, Ordering::AcqRel);
         let (venue, slots) = (venue.clone(), slots.clone());
         actix::spawn(async move {
-            (popped.item)(venue).await;
+            serve(venue, popped.item).await;
             slots.in_flight.fetch_sub(1, Ordering::AcqRel);
             slots.finished.notify_one();
         });
     }
 }
 
-type Call<R> = Box<dyn FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, VenueResult<R>> + Send>;
-
-/// One request to the venue, run by the connector. `endpoint` labels the metrics and, with
-/// the flow the caller runs in, sets the priority ([`call_priority`]).
-pub struct VenueCall<R> {
-    pub endpoint: &'static str,
-    pub priority: Priority,
-    call: Call<R>,
-}
-
-impl<R> VenueCall<R> {
-    /// A call at its endpoint's priority, raised to the priority of the caller's flow.
-    pub fn new(
-        endpoint: &'static str,
-        call: impl FnOnce(Arc<dyn Venue>) -> BoxFuture<'static, VenueResult<R>> + Send + 'static,
-    ) -> Self {
-        Self {
-            endpoint,
-            priority: call_priority::effective(call_priority::of_endpoint(endpoint)),
-            call: Box::new(call),
-        }
+/// Runs one request against the venue and hands the answer to its caller.
+async fn serve(venue: Arc<dyn Venue>, job: Job) {
+    let Job {
+        command,
+        priority,
+        reply,
+    } = job;
+    let venue_name = venue.name().to_string();
+    let endpoint = command.endpoint();
+    if reply.is_closed() {
+        // The caller gave up while the call waited: never send it now.
+        count(&venue_name, endpoint, "abandoned");
+        return;
     }
+    let started = Instant::now();
+    // Served at the request's priority: the venue's limiter waits read it.
+    let run = call_priority::within(priority, command.run(venue));
+    let result = match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(result) => result,
+        // The caller always gets an answer and the slot is always freed; a call that
+        // panicked may have reached the venue.
+        Err(_) => Err(VenueError::OutcomeUnknown {
+            venue: venue_name.clone(),
+            reason: format!(
+                "the {endpoint} call panicked; whether it reached the venue is unknown"
+            ),
+        }),
+    };
+    count(
+        &venue_name,
+        endpoint,
+        match &result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        },
+    );
+    metrics::histogram!(names::VENUE_REQUEST_DURATION, "venue" => venue_name, "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    let _ = reply.send(result);
 }
 
-impl<R: 'static> Message for VenueCall<R> {
-    type Result = VenueResult<R>;
-}
+impl Handler<VenueRequest> for Connector {
+    type Result = ResponseFuture<VenueResult<VenueReply>>;
 
-impl<R: Send + 'static> Handler<VenueCall<R>> for Connector {
-    type Result = ResponseFuture<VenueResult<R>>;
-
-    fn handle(&mut self, msg: VenueCall<R>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: VenueRequest, _: &mut Context<Self>) -> Self::Result {
         let venue_name = self.venue.name().to_string();
-        let (endpoint, priority) = (msg.endpoint, msg.priority);
-        let (tx, rx) = oneshot::channel::<VenueResult<R>>();
-        let job_venue = venue_name.clone();
-        let job: Job = Box::new(move |venue| {
-            async move {
-                if tx.is_closed() {
-                    // The caller gave up while the call waited: never send it now.
-                    count(&job_venue, endpoint, "abandoned");
-                    return;
-                }
-                let started = Instant::now();
-                let run = async move { call_priority::within(priority, (msg.call)(venue)).await };
-                let result = match AssertUnwindSafe(run).catch_unwind().await {
-                    Ok(result) => result,
-                    // The caller always gets an answer and the slot is always freed; a
-                    // call that panicked may have reached the venue.
-                    Err(_) => Err(VenueError::OutcomeUnknown {
-                        venue: job_venue.clone(),
-                        reason: format!("the {endpoint} call panicked; whether it reached the venue is unknown"),
-                    }),
-                };
-                count(
-                    &job_venue,
-                    endpoint,
-                    match &result {
-                        Ok(_) => "ok",
-                        Err(e) => e.label(),
-                    },
-                );
-                metrics::histogram!(names::VENUE_REQUEST_DURATION, "venue" => job_venue, "endpoint" => endpoint)
-                    .record(started.elapsed().as_secs_f64());
-                let _ = tx.send(result);
-            }
-            .boxed()
-        });
+        let VenueRequest { command, priority } = msg;
+        let endpoint = command.endpoint();
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            command,
+            priority,
+            reply,
+        };
         if let Err(full) = self.queue.push(job, priority) {
             count(&venue_name, endpoint, "overloaded");
             let refused = VenueError::Overloaded {

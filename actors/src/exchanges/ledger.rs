@@ -2,7 +2,9 @@
 //!
 //! Owns: the `orders` and `fills` trees, the in-memory index of orders that are not yet
 //! final, and the rule that an intent is on disk before any byte of the order leaves the
-//! process. Never: talks to a venue (the gateway does) or decides whether to trade.
+//! process. Never: talks to a venue (the gateway does) or decides whether to trade. An
+//! intent is written only for a [`RiskApproved`] order (the risk gate's type); a refused
+//! order is written final, as rejected ([`OrderLedger::record_refusal`]).
 //!
 //! Every write is durable before it returns except [`OrderLedger::record_answer`], the
 //! venue's answer to a send, which reaches disk with sled's next flush (its own timer, or
@@ -27,6 +29,7 @@ use parking_lot::RwLock;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::risk_gate::RiskApproved;
 use super::types::*;
 use crate::clock::{Millis, SharedClock};
 use crate::store::{trees, Record, Store, StoreError, Tree};
@@ -247,8 +250,40 @@ impl OrderLedger {
         self.clock.now_ms()
     }
 
-    /// Writes an order's intent and returns once it is on disk.
-    pub async fn record_intent(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+    /// Writes the intent of an order the risk gate approved and returns it once it is on
+    /// disk. Only a [`RiskApproved`] order can become an intent: one that skipped the gate
+    /// does not compile (see [`super::risk_gate`]).
+    pub async fn record_intent(
+        &self,
+        venue: &str,
+        order: &RiskApproved<OrderRequest>,
+        origin: &str,
+        now: Millis,
+    ) -> Result<LedgerEntry, LedgerError> {
+        let entry = LedgerEntry::new_intent(venue, order.order().clone(), origin, now);
+        self.insert(&entry).await?;
+        Ok(entry)
+    }
+
+    /// Records an order the risk gate refused: final (`Rejected`, with `reason`) from the
+    /// start, so nothing ever sends it. Durable on return.
+    pub async fn record_refusal(
+        &self,
+        venue: &str,
+        request: OrderRequest,
+        origin: &str,
+        now: Millis,
+        reason: String,
+    ) -> Result<LedgerEntry, LedgerError> {
+        let mut entry = LedgerEntry::new_intent(venue, request, origin, now);
+        entry.status = OrderStatus::Rejected;
+        entry.reason = Some(reason);
+        self.insert(&entry).await?;
+        Ok(entry)
+    }
+
+    /// Writes a new entry durably; a client id is written once.
+    async fn insert(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
         let key = entry.client_id.as_str();
         if self.open.read().contains_key(&entry.client_id) || self.orders.get(key)?.is_some() {
             return Err(LedgerError::Duplicate(entry.client_id.clone()));
@@ -329,6 +364,23 @@ impl OrderLedger {
         self.open.read().values().cloned().collect()
     }
 
+    /// Re-reads the open entries of `venue` from disk into the open-order index: another
+    /// handle on the same store (the gateway generation a restart replaced, whose last
+    /// order flows finish after this one opened) may have written them since.
+    pub fn reload_open(&self, venue: &str) -> Result<(), LedgerError> {
+        let fresh: Vec<LedgerEntry> = self
+            .all()?
+            .into_iter()
+            .filter(|e| e.venue == venue && !e.status.is_terminal())
+            .collect();
+        let mut open = self.open.write();
+        open.retain(|_, e| e.venue != venue);
+        for e in fresh {
+            open.insert(e.client_id.clone(), e);
+        }
+        Ok(())
+    }
+
     /// The newest `n` orders, newest first.
     pub fn recent(&self, n: usize) -> Result<Vec<LedgerEntry>, LedgerError> {
         Ok(self.orders.last_n(n)?.into_iter().map(|(_, e)| e).collect())
@@ -400,7 +452,8 @@ impl OrderLedger {
 
     /// Adopts a venue order placed outside this engine: the index entry first (durable),
     /// then the ledger entry, so a crash between the two leaves an index entry that the
-    /// next pass completes with the same client id, never a second entry.
+    /// next pass completes with the same client id, never a second entry. The order is
+    /// already at the venue and never sent by this engine, so it needs no risk approval.
     pub async fn record_adoption(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
         let oid = entry.venue_order_id.as_deref().unwrap_or_default();
         let record = AdoptedOrder {
@@ -411,7 +464,7 @@ impl OrderLedger {
             .put_durable(&adopted_key(&entry.venue, oid), &record)
             .await?;
         if self.get(&entry.client_id)?.is_none() {
-            self.record_intent(entry).await?;
+            self.insert(entry).await?;
         }
         Ok(())
     }
@@ -456,6 +509,7 @@ impl OrderLedger {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::exchanges::risk_gate::approve_for_venue_test;
     use rust_decimal_macros::dec;
 
     fn request() -> OrderRequest {
@@ -481,11 +535,21 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             let ledger = OrderLedger::open(&store, clock.clone()).unwrap();
             ledger
-                .record_intent(&LedgerEntry::new_intent("paper", a.clone(), "test", 1_000))
+                .record_intent(
+                    "paper",
+                    &approve_for_venue_test(a.clone(), dec!(1)),
+                    "test",
+                    1_000,
+                )
                 .await
                 .unwrap();
             ledger
-                .record_intent(&LedgerEntry::new_intent("paper", b.clone(), "test", 1_000))
+                .record_intent(
+                    "paper",
+                    &approve_for_venue_test(b.clone(), dec!(1)),
+                    "test",
+                    1_000,
+                )
                 .await
                 .unwrap();
             ledger
@@ -512,12 +576,36 @@ mod tests {
     async fn a_client_id_is_recorded_once() {
         let store = Store::temporary().unwrap();
         let ledger = OrderLedger::open(&store, ManualClock::new(0)).unwrap();
-        let entry = LedgerEntry::new_intent("paper", request(), "test", 0);
-        ledger.record_intent(&entry).await.unwrap();
+        let approved = approve_for_venue_test(request(), dec!(1));
+        ledger
+            .record_intent("paper", &approved, "test", 0)
+            .await
+            .unwrap();
         assert!(matches!(
-            ledger.record_intent(&entry).await,
+            ledger.record_intent("paper", &approved, "test", 0).await,
             Err(LedgerError::Duplicate(_))
         ));
+        // A refusal is no way around it either.
+        assert!(matches!(
+            ledger
+                .record_refusal("paper", approved.into_order(), "test", 0, "r".into())
+                .await,
+            Err(LedgerError::Duplicate(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_order_is_recorded_final_and_never_open() {
+        let store = Store::temporary().unwrap();
+        let ledger = OrderLedger::open(&store, ManualClock::new(0)).unwrap();
+        let refused = ledger
+            .record_refusal("paper", request(), "test", 0, "risk gate: halted".into())
+            .await
+            .unwrap();
+        assert_eq!(refused.status, OrderStatus::Rejected);
+        assert_eq!(refused.reason.as_deref(), Some("risk gate: halted"));
+        assert!(ledger.open_entries().is_empty());
+        assert_eq!(ledger.get(&refused.client_id).unwrap(), Some(refused));
     }
 
     #[tokio::test]
@@ -599,8 +687,13 @@ mod tests {
             .map(|_| {
                 let r = request();
                 let id = r.client_id.clone();
-                rt.block_on(ledger.record_intent(&LedgerEntry::new_intent("paper", r, "t", 0)))
-                    .unwrap();
+                rt.block_on(ledger.record_intent(
+                    "paper",
+                    &approve_for_venue_test(r, dec!(1)),
+                    "t",
+                    0,
+                ))
+                .unwrap();
                 id
             })
             .collect();

@@ -18,22 +18,56 @@
 //! `orrery_fallback_total{target="<venue>/quote"|"<venue>/candles", level}`.
 //!
 //! Only availability failures fall back (timeout, unavailable, rate limited, overloaded,
-//! an unreadable answer, the connector down); a venue that calls the symbol unknown is
-//! believed. One hop only: the secondary's own fallback is not followed. Candles carry no
+//! an unreadable answer, the connector down: the host says which, [`VenueReads::falls_back`]);
+//! a venue that calls the symbol unknown is believed.
+//!
+//! Market data reaches venues only through [`VenueReads`], a narrow trait its host (the
+//! order gateway) implements: this module names no gateway type, so the gateway depends
+//! on market data and not the other way round. One hop only: the secondary's own fallback is not followed. Candles carry no
 //! mark (their open times show their age); their fallbacks are counted and logged.
 
 use std::collections::BTreeMap;
 
-use futures::future::{ready, FutureExt};
+use futures::future::{ready, BoxFuture};
 
-use super::gateway::{GatewayCore, GatewayError, GatewayResult};
 use super::risk_gate::TradingMode;
 use super::types::{Candle, Quote, QuoteFallback, Timeframe};
 use crate::resilience::config::FallbackConfig;
 use crate::resilience::fallback::EmergencyMode;
-use crate::resilience::{
-    ErrorClass, FallbackChain, FallbackError, FallbackLevel, Served, SharedMonotonic,
-};
+use crate::resilience::{FallbackChain, FallbackError, FallbackLevel, Served, SharedMonotonic};
+
+/// What market data needs from its host: live reads through a venue's connector, which
+/// failures may be served from elsewhere, and the trading mode (read, and restricted when
+/// every fallback level failed).
+pub trait VenueReads: Sync {
+    type Error: std::fmt::Display + Send;
+
+    /// The venue's live quote.
+    fn live_quote<'a>(
+        &'a self,
+        venue: &'a str,
+        symbol: &'a str,
+    ) -> BoxFuture<'a, Result<Quote, Self::Error>>;
+
+    /// The venue's newest `lookback` candles, live.
+    fn live_candles<'a>(
+        &'a self,
+        venue: &'a str,
+        symbol: &'a str,
+        timeframe: Timeframe,
+        lookback: usize,
+    ) -> BoxFuture<'a, Result<Vec<Candle>, Self::Error>>;
+
+    /// Whether a failed read may be served from elsewhere: the venue could not answer, as
+    /// opposed to answering that the request is wrong.
+    fn falls_back(err: &Self::Error) -> bool;
+
+    /// The trading mode now.
+    fn mode(&self) -> TradingMode;
+
+    /// Moves the trading mode to `mode` (never called with a milder one than [`Self::mode`]).
+    fn restrict(&self, mode: TradingMode, reason: &str) -> Result<(), Self::Error>;
+}
 
 /// One venue's market-data fallback, from its config section.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,17 +120,17 @@ impl MarketData {
     }
 
     /// The venue's quote, or its fallback (marked).
-    pub async fn quote(
+    pub async fn quote<R: VenueReads>(
         &self,
-        core: &GatewayCore,
+        core: &R,
         venue: &str,
         symbol: &str,
-    ) -> GatewayResult<Quote> {
-        let primary = live_quote(core, venue, symbol).await;
+    ) -> Result<Quote, R::Error> {
+        let primary = core.live_quote(venue, symbol).await;
         let Some(feed) = self.feeds.get(venue) else {
             return primary;
         };
-        if primary.as_ref().is_err_and(|e| !falls_back(e)) {
+        if primary.as_ref().is_err_and(|e| !R::falls_back(e)) {
             return primary;
         }
         // Collected first: a lazy `map` would keep its closure inside this future, and
@@ -116,26 +150,26 @@ impl MarketData {
     }
 
     /// The venue's newest `lookback` candles, or their fallback.
-    pub async fn candles(
+    pub async fn candles<R: VenueReads>(
         &self,
-        core: &GatewayCore,
+        core: &R,
         venue: &str,
         symbol: &str,
         timeframe: Timeframe,
         lookback: usize,
-    ) -> GatewayResult<Vec<Candle>> {
-        let primary = live_candles(core, venue, symbol, timeframe, lookback).await;
+    ) -> Result<Vec<Candle>, R::Error> {
+        let primary = core.live_candles(venue, symbol, timeframe, lookback).await;
         let Some(feed) = self.feeds.get(venue) else {
             return primary;
         };
-        if primary.as_ref().is_err_and(|e| !falls_back(e)) {
+        if primary.as_ref().is_err_and(|e| !R::falls_back(e)) {
             return primary;
         }
         let key = format!("{symbol}/{}/{lookback}", timeframe.as_str());
         let siblings: Vec<_> = feed
             .secondary
             .iter()
-            .map(|secondary| live_candles(core, secondary, symbol, timeframe, lookback))
+            .map(|secondary| core.live_candles(secondary, symbol, timeframe, lookback))
             .collect();
         match feed.candles.read(&key, ready(primary), siblings).await {
             Ok(served) => {
@@ -149,41 +183,6 @@ impl MarketData {
                 Err(primary)
             }
         }
-    }
-}
-
-async fn live_quote(core: &GatewayCore, venue: &str, symbol: &str) -> GatewayResult<Quote> {
-    let s = symbol.to_string();
-    core.call(venue, "quote", move |v| {
-        async move { v.quote(&s).await }.boxed()
-    })
-    .await
-}
-
-async fn live_candles(
-    core: &GatewayCore,
-    venue: &str,
-    symbol: &str,
-    timeframe: Timeframe,
-    lookback: usize,
-) -> GatewayResult<Vec<Candle>> {
-    let s = symbol.to_string();
-    core.call(venue, "candles", move |v| {
-        async move { v.candles(&s, timeframe, lookback).await }.boxed()
-    })
-    .await
-}
-
-/// Whether a failed read may be served from elsewhere: the venue could not answer, as
-/// opposed to answering that the request is wrong.
-fn falls_back(err: &GatewayError) -> bool {
-    match err {
-        GatewayError::Venue(e) => matches!(
-            e.class(),
-            ErrorClass::Timeout | ErrorClass::Unavailable | ErrorClass::RateLimited { .. }
-        ),
-        GatewayError::ConnectorDown { .. } => true,
-        _ => false,
     }
 }
 
@@ -211,7 +210,7 @@ fn marked(venue: &str, symbol: &str, served: Served<Quote>) -> Quote {
 
 /// At the emergency level, moves the engine to the configured mode (never to a milder one
 /// than it is in).
-fn degrade(core: &GatewayCore, feed: &Feed, venue: &str, what: &str, symbol: &str) {
+fn degrade<R: VenueReads>(core: &R, feed: &Feed, venue: &str, what: &str, symbol: &str) {
     if feed.config.max_level < FallbackLevel::Emergency {
         return;
     }
@@ -219,7 +218,7 @@ fn degrade(core: &GatewayCore, feed: &Feed, venue: &str, what: &str, symbol: &st
         EmergencyMode::Reducing => TradingMode::Reducing,
         EmergencyMode::Halted => TradingMode::Halted,
     };
-    if severity(core.mode().mode) >= severity(target) {
+    if severity(core.mode()) >= severity(target) {
         return;
     }
     let also = feed
@@ -231,7 +230,7 @@ fn degrade(core: &GatewayCore, feed: &Feed, venue: &str, what: &str, symbol: &st
         "market data: no {what} of {symbol} from `{venue}`{also}, and no cached one younger than {}",
         humantime::format_duration(feed.config.cache_ttl)
     );
-    if let Err(e) = core.set_mode(target, &reason) {
+    if let Err(e) = core.restrict(target, &reason) {
         tracing::error!(venue, error = %e, "could not degrade the trading mode after a market-data emergency");
     }
 }
@@ -248,8 +247,12 @@ fn severity(mode: TradingMode) -> u8 {
 mod tests;
 
 /// A sibling venue's live quote, marked as a full fallback.
-async fn sibling_quote(core: &GatewayCore, secondary: &str, symbol: &str) -> GatewayResult<Quote> {
-    let mut quote = live_quote(core, secondary, symbol).await?;
+async fn sibling_quote<R: VenueReads>(
+    core: &R,
+    secondary: &str,
+    symbol: &str,
+) -> Result<Quote, R::Error> {
+    let mut quote = core.live_quote(secondary, symbol).await?;
     quote.fallback = Some(QuoteFallback {
         venue: secondary.to_string(),
         level: FallbackLevel::Full,

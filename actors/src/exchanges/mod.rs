@@ -5,6 +5,7 @@
 
 pub mod binance;
 pub mod call_priority;
+pub mod command;
 pub mod connector;
 pub mod gateway;
 pub mod hyperliquid;

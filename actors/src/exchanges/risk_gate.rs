@@ -1,10 +1,74 @@
 //! The risk gate: the checks every order passes before its intent is written, and the
 //! engine's trading state.
 //!
-//! Owns: risk limits configuration, [`TradingMode`], and the pure decision "may this order
-//! go out, given the account, the position and the mode". Never: fetches data or sends
-//! orders (the gateway gives it a [`GateView`] and acts on the answer); never blocks an
-//! order that only reduces risk unless trading is halted.
+//! Owns: risk limits configuration, [`TradingMode`] with its typed [`ModeCause`], the pure
+//! decision "may this order go out, given the account, the position and the mode", and the
+//! only constructor of [`RiskApproved`]. Never: fetches data or sends orders (the gateway
+//! gives it a [`GateView`] and acts on the answer); never blocks an order that only reduces
+//! risk unless trading is halted.
+//!
+//! ## Risk-approved orders
+//!
+//! [`approve`] judges an [`OrderRequest`] and, when the gate admits it, wraps it in
+//! [`RiskApproved`]. The wrapper's fields are private and it has no other constructor, so
+//! the ledger's intent write ([`super::ledger::OrderLedger::record_intent`]) and
+//! [`super::venue::Venue::place_order`], which accept only `RiskApproved<OrderRequest>`,
+//! cannot be reached by an order that skipped the gate: such code does not compile.
+//!
+//! The gate's way (compiles):
+//!
+//! ```
+//! use orrery_actors::exchanges::risk_gate::{self, GateView, Judgement, RiskConfig, TradingMode};
+//! use orrery_actors::exchanges::{ClientOrderId, OrderRequest, OrderType, Side, TimeInForce};
+//! use rust_decimal::Decimal;
+//!
+//! let request = OrderRequest {
+//!     client_id: ClientOrderId::generate(),
+//!     symbol: "BTC".into(),
+//!     side: Side::Buy,
+//!     size: Decimal::ONE,
+//!     order_type: OrderType::Limit { price: Decimal::ONE, tif: TimeInForce::Gtc },
+//!     reduce_only: false,
+//!     valid_until_ms: None,
+//! };
+//! let view = GateView {
+//!     mode: TradingMode::Normal,
+//!     mode_reason: String::new(),
+//!     account_value: Decimal::from(10_000),
+//!     position_size: Decimal::ZERO,
+//! };
+//! let judgement = Judgement {
+//!     price: Decimal::ONE,
+//!     reference_price: Decimal::ONE,
+//!     leverage: 1,
+//!     emergency_close: false,
+//! };
+//! let approved = risk_gate::approve(&RiskConfig::default(), request, judgement, &view).unwrap();
+//! assert_eq!(approved.reference_price(), Decimal::ONE);
+//! ```
+//!
+//! Skipping it does not compile:
+//!
+//! ```compile_fail
+//! use orrery_actors::exchanges::risk_gate::RiskApproved;
+//! use orrery_actors::exchanges::{ClientOrderId, OrderRequest, OrderType, Side, TimeInForce};
+//! use rust_decimal::Decimal;
+//!
+//! let request = OrderRequest {
+//!     client_id: ClientOrderId::generate(),
+//!     symbol: "BTC".into(),
+//!     side: Side::Buy,
+//!     size: Decimal::ONE,
+//!     order_type: OrderType::Limit { price: Decimal::ONE, tif: TimeInForce::Gtc },
+//!     reduce_only: false,
+//!     valid_until_ms: None,
+//! };
+//! // Private fields: only `risk_gate::approve` can make one.
+//! let skipped_the_gate = RiskApproved { order: request, reference_price: Decimal::ONE };
+//! ```
+//!
+//! (Barter's `RiskApproved<T>` is the model.) Only the gateway calls [`approve`]; the tests
+//! of the venue modules and the benches call it too, with a view that admits their order.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,7 +76,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::types::Side;
+use super::types::{OrderRequest, Side};
 use crate::clock::Millis;
 use crate::store::Record;
 use crate::validate::{join, Issues};
@@ -54,17 +118,199 @@ impl fmt::Display for TradingMode {
     }
 }
 
-/// The trading mode with why and since when; persisted so a halt survives a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Who set the trading mode. Decisions about a mode (may the risk agent lift it?) are
+/// made on this type, never on the mode's reason text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeCause {
+    /// A mode record written before causes were recorded, or the initial `Normal`. The risk
+    /// agent never lifts it: nothing proves the restriction was its own.
+    #[default]
+    Unattributed,
+    /// The operator (releasing the kill switch).
+    Operator,
+    /// The operator's kill switch; only the operator clears it.
+    KillSwitch,
+    /// The risk agent, on a loss or minimum-balance breach; it lifts only this cause.
+    RiskAgent,
+    /// Market data at the emergency fallback level.
+    MarketData,
+}
+
+impl ModeCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeCause::Unattributed => "unattributed",
+            ModeCause::Operator => "operator",
+            ModeCause::KillSwitch => "kill_switch",
+            ModeCause::RiskAgent => "risk_agent",
+            ModeCause::MarketData => "market_data",
+        }
+    }
+}
+
+impl fmt::Display for ModeCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The trading mode with who set it, why and since when; persisted so a halt survives a
+/// restart.
+///
+/// Records written before `cause` existed load with [`ModeCause::Unattributed`] (or
+/// [`ModeCause::KillSwitch`] when their `kill_switch` flag is set): the stricter reading,
+/// so an old restriction is kept until the operator clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct ModeState {
     pub mode: TradingMode,
+    /// Who set the mode; decides who may lift it.
+    pub cause: ModeCause,
+    /// What happened, for people (logs, status); never read by code.
     pub reason: String,
     pub since_ms: Millis,
-    /// Set by the operator's kill switch; only the operator clears it.
-    #[serde(default)]
+    /// Set by the operator's kill switch; only the operator clears it. Same as
+    /// `cause == KillSwitch`, kept in the record and the API for readers of the old shape.
     pub kill_switch: bool,
 }
 impl Record for ModeState {}
+
+impl<'de> Deserialize<'de> for ModeState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The stored shape, old (no `cause`) or new.
+        #[derive(Deserialize)]
+        struct Stored {
+            mode: TradingMode,
+            #[serde(default)]
+            cause: Option<ModeCause>,
+            reason: String,
+            since_ms: Millis,
+            #[serde(default)]
+            kill_switch: bool,
+        }
+        let s = Stored::deserialize(d)?;
+        let cause = match (s.cause, s.kill_switch) {
+            (Some(cause), _) => cause,
+            (None, true) => ModeCause::KillSwitch,
+            (None, false) => ModeCause::Unattributed,
+        };
+        Ok(ModeState {
+            mode: s.mode,
+            cause,
+            reason: s.reason,
+            since_ms: s.since_ms,
+            kill_switch: s.kill_switch,
+        })
+    }
+}
+
+/// An order the risk gate admitted. Fields are private and [`approve`] is the only
+/// constructor, so whatever accepts this type (the ledger's intent write, a venue's
+/// `place_order`) cannot be handed an order that skipped the gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskApproved<T> {
+    order: T,
+    reference_price: Decimal,
+}
+
+impl<T> RiskApproved<T> {
+    /// The approved order.
+    pub fn order(&self) -> &T {
+        &self.order
+    }
+
+    /// The market price the approval was made against: the mid of the quote the gateway
+    /// read for this order. A market order's slippage bound is taken from it, so the venue
+    /// never reads a second, different price for the same order.
+    pub fn reference_price(&self) -> Decimal {
+        self.reference_price
+    }
+
+    /// The order itself, leaving the approval behind (e.g. to persist it).
+    pub fn into_order(self) -> T {
+        self.order
+    }
+}
+
+impl<T> std::ops::Deref for RiskApproved<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.order
+    }
+}
+
+/// What the gate needs besides the order itself to judge it.
+#[derive(Debug, Clone, Copy)]
+pub struct Judgement {
+    /// Expected fill price, for notional checks (the touch for a market order, the limit
+    /// price otherwise).
+    pub price: Decimal,
+    /// The market price the order is sent against (the quote's mid); see
+    /// [`RiskApproved::reference_price`].
+    pub reference_price: Decimal,
+    pub leverage: u32,
+    /// A close the kill switch ordered: admitted while halted, as long as it only reduces.
+    pub emergency_close: bool,
+}
+
+/// Judges `request` against the limits and, if the gate admits it, returns it approved.
+/// The order judged is the order approved: side, size and reduce-only come from `request`.
+pub fn approve(
+    limits: &RiskConfig,
+    request: OrderRequest,
+    judgement: Judgement,
+    view: &GateView,
+) -> Result<RiskApproved<OrderRequest>, Refusal> {
+    let proposed = ProposedOrder {
+        side: request.side,
+        size: request.size,
+        price: judgement.price,
+        reduce_only: request.reduce_only,
+        leverage: judgement.leverage,
+        emergency_close: judgement.emergency_close,
+    };
+    check(limits, &proposed, view)?;
+    Ok(RiskApproved {
+        order: request,
+        reference_price: judgement.reference_price,
+    })
+}
+
+/// For the venue modules' own tests, which exercise a venue without a gateway: the gate
+/// judges `request` against a view that admits it (no limits, a position it reduces if
+/// it is reduce-only). Still the real [`approve`].
+#[cfg(test)]
+pub(crate) fn approve_for_venue_test(
+    request: OrderRequest,
+    reference_price: Decimal,
+) -> RiskApproved<OrderRequest> {
+    let limits = RiskConfig {
+        max_position_pct: Decimal::from(100),
+        max_leverage: 100,
+        min_balance_usd: Decimal::ZERO,
+        ..RiskConfig::default()
+    };
+    let view = GateView {
+        mode: TradingMode::Normal,
+        mode_reason: String::new(),
+        account_value: Decimal::from(1_000_000_000_000_000u64),
+        position_size: if request.reduce_only {
+            -request.side.sign() * request.size
+        } else {
+            Decimal::ZERO
+        },
+    };
+    let judgement = Judgement {
+        price: Decimal::ZERO,
+        reference_price,
+        leverage: 1,
+        emergency_close: false,
+    };
+    match approve(&limits, request, judgement, &view) {
+        Ok(approved) => approved,
+        Err(refusal) => panic!("the venue test's order was refused by the gate: {refusal}"),
+    }
+}
 
 /// Risk limits, from `[risk]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -466,6 +712,97 @@ mod tests {
             Err(Refusal::NothingToReduce { .. })
         ));
         assert!(check(&limits, &o, &view(TradingMode::Normal, dec!(2))).is_ok());
+    }
+
+    #[test]
+    fn a_mode_record_of_the_old_shape_loads_with_a_cause_no_one_lifts() {
+        // Written before `cause` existed: the risk agent's own reduction, a halt by the
+        // kill switch, and a record from before `kill_switch` existed too.
+        let risk: ModeState = serde_json::from_str(
+            r#"{"mode":"reducing","reason":"risk: loss 12% > 10%","since_ms":5,"kill_switch":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (risk.mode, risk.cause, risk.since_ms),
+            (TradingMode::Reducing, ModeCause::Unattributed, 5)
+        );
+        let halted: ModeState = serde_json::from_str(
+            r#"{"mode":"halted","reason":"manual stop","since_ms":7,"kill_switch":true}"#,
+        )
+        .unwrap();
+        assert_eq!(halted.cause, ModeCause::KillSwitch);
+        assert!(halted.kill_switch);
+        let oldest: ModeState =
+            serde_json::from_str(r#"{"mode":"normal","reason":"","since_ms":0}"#).unwrap();
+        assert_eq!(oldest, ModeState::default());
+        // The new shape round-trips with its cause.
+        let now = ModeState {
+            mode: TradingMode::Reducing,
+            cause: ModeCause::RiskAgent,
+            reason: "risk: loss".into(),
+            since_ms: 9,
+            kill_switch: false,
+        };
+        let json = serde_json::to_string(&now).unwrap();
+        assert!(json.contains(r#""cause":"risk_agent""#), "{json}");
+        assert_eq!(serde_json::from_str::<ModeState>(&json).unwrap(), now);
+    }
+
+    #[test]
+    fn only_an_order_the_gate_admits_is_approved_and_it_is_the_order_judged() {
+        let limits = RiskConfig::default();
+        let request = |side, size, reduce_only| OrderRequest {
+            client_id: crate::exchanges::ClientOrderId::generate(),
+            symbol: "BTC".into(),
+            side,
+            size,
+            order_type: crate::exchanges::OrderType::Market {
+                max_slippage: dec!(0.01),
+            },
+            reduce_only,
+            valid_until_ms: None,
+        };
+        let judgement = Judgement {
+            price: dec!(101),
+            reference_price: dec!(100),
+            leverage: 1,
+            emergency_close: false,
+        };
+        let buy = request(Side::Buy, dec!(5), false);
+        let approved = approve(
+            &limits,
+            buy.clone(),
+            judgement,
+            &view(TradingMode::Normal, dec!(0)),
+        )
+        .unwrap();
+        assert_eq!(approved.order(), &buy);
+        assert_eq!(approved.reference_price(), dec!(100));
+        // Side, size and reduce-only are the request's: a reduce-only sell with no long
+        // is judged as such.
+        assert!(matches!(
+            approve(
+                &limits,
+                request(Side::Sell, dec!(1), true),
+                judgement,
+                &view(TradingMode::Normal, dec!(0))
+            ),
+            Err(Refusal::NothingToReduce { .. })
+        ));
+        assert!(matches!(
+            approve(&limits, buy, judgement, &view(TradingMode::Halted, dec!(0))),
+            Err(Refusal::Halted { .. })
+        ));
+        // The notional is judged at the judgement's price: 25 × 101 = 2525 > 2500.
+        assert!(matches!(
+            approve(
+                &limits,
+                request(Side::Buy, dec!(25), false),
+                judgement,
+                &view(TradingMode::Normal, dec!(0))
+            ),
+            Err(Refusal::PositionLimit { .. })
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
+use super::risk_gate::RiskApproved;
 use super::types::*;
 use crate::clock::Millis;
 use crate::resilience::ErrorClass;
@@ -121,11 +122,14 @@ pub trait Venue: Send + Sync + 'static {
         Duration::ZERO
     }
 
-    /// Sends one order. An error whose outcome may have reached the venue must be
-    /// `OutcomeUnknown`, so the gateway resolves it by [`Venue::query_order`]. An order
-    /// whose [`OrderRequest::valid_until_ms`] has passed is refused unsent
-    /// (`InvalidRequest`) by venues with a deadline of their own.
-    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder>;
+    /// Sends one order the risk gate approved (only the gate makes a [`RiskApproved`], so
+    /// an order that skipped it cannot reach a venue). A market order bounds its slippage
+    /// from [`RiskApproved::reference_price`], the price the gateway read and the gate
+    /// judged, never from a second read of the market. An error whose outcome may have
+    /// reached the venue must be `OutcomeUnknown`, so the gateway resolves it by
+    /// [`Venue::query_order`]. An order whose [`OrderRequest::valid_until_ms`] has passed
+    /// is refused unsent (`InvalidRequest`) by venues with a deadline of their own.
+    async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder>;
     /// Cancels one order. An error that may hide an applied cancel must be
     /// `OutcomeUnknown` (or a timeout): the gateway then asks [`Venue::query_order`] and
     /// never sends the cancel again.

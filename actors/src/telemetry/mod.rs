@@ -35,6 +35,7 @@ pub mod names {
     pub const RECONCILE_DRIFT: &str = "orrery_exchange_reconciliation_drift_total";
     pub const UNKNOWN_OUTCOMES: &str = "orrery_exchange_unknown_outcomes_total";
     pub const LEDGER_CORRECTIONS: &str = "orrery_ledger_corrections_total";
+    pub const GATEWAY_FENCED: &str = "orrery_gateway_fenced_total";
     pub const RISK_REFUSALS: &str = "orrery_risk_refusals_total";
     pub const RISK_BREACHES: &str = "orrery_risk_breaches_total";
     pub const RISK_PNL_USD: &str = "orrery_risk_pnl_usd";
@@ -167,6 +168,7 @@ pub fn describe() {
         "Venue request latency by venue and endpoint."
     );
     describe_counter!(names::LEDGER_CORRECTIONS, "Finished ledger entries (e.g. rejected as never sent) that a later fill showed wrong and reconciliation corrected, by venue.");
+    describe_counter!(names::GATEWAY_FENCED, "Order flows, cancels and leverage updates of a replaced (restarted) order gateway stopped before their send, by venue.");
     describe_counter!(names::RECONCILE_DRIFT, "Ledger entries whose state differed from the venue's at reconciliation, by venue and kind.");
     describe_counter!(
         names::UNKNOWN_OUTCOMES,

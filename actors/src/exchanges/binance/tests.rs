@@ -21,6 +21,12 @@ use crate::exchanges::venue::{Venue, VenueError};
 use crate::store::Store;
 use crate::supervisor::Slot;
 
+/// Through the real risk gate, with a view that admits the order: these tests are about
+/// the venue (Binance fills a market order at its book; the reference price bounds nothing).
+fn approved(request: &OrderRequest) -> crate::exchanges::risk_gate::RiskApproved<OrderRequest> {
+    crate::exchanges::risk_gate::approve_for_venue_test(request.clone(), Decimal::ONE)
+}
+
 fn env(k: &str) -> Option<String> {
     match k {
         API_KEY_ENV => Some(MOCK_API_KEY.into()),
@@ -230,7 +236,7 @@ async fn a_resting_order_fills_when_the_price_moves() {
         },
     );
     assert_eq!(
-        v.place_order(&req).await.unwrap().status,
+        v.place_order(&approved(&req)).await.unwrap().status,
         OrderStatus::Acked
     );
     mock.set_book("BTCUSDT", dec!(58990), dec!(59000));
@@ -425,7 +431,7 @@ async fn clock_skew_resyncs_and_succeeds() {
     // refused the first before executing it, so exactly one order exists.
     mock.set_clock_offset_ms(-30_000);
     let req = request(dec!(0.001), market());
-    let o = v.place_order(&req).await.unwrap();
+    let o = v.place_order(&approved(&req)).await.unwrap();
     assert_eq!(o.status, OrderStatus::Filled);
     assert_eq!(mock.count("/api/v3/time"), 2);
     assert_eq!(mock.order_posts(req.client_id.as_str()), 2);
@@ -443,7 +449,7 @@ async fn a_malformed_answer_is_a_typed_error() {
     v.instrument("BTC").await.unwrap();
     mock.push_fault(Fault::Malformed);
     let err = v
-        .place_order(&request(dec!(0.001), market()))
+        .place_order(&approved(&request(dec!(0.001), market())))
         .await
         .unwrap_err();
     assert!(matches!(err, VenueError::OutcomeUnknown { .. }), "{err}");
@@ -459,7 +465,7 @@ async fn a_hung_request_meets_its_deadline() {
     assert!(matches!(err, VenueError::Timeout { .. }), "{err}");
     mock.push_fault(Fault::Hang);
     let err = v
-        .place_order(&request(dec!(0.001), market()))
+        .place_order(&approved(&request(dec!(0.001), market())))
         .await
         .unwrap_err();
     assert!(matches!(err, VenueError::OutcomeUnknown { .. }), "{err}");
@@ -471,7 +477,7 @@ async fn the_venues_own_rejections_keep_its_message() {
     let v = venue(&mock);
     // Market notional 0.6 USDT is below the 5 USDT minimum: only the venue knows the price.
     let err = v
-        .place_order(&request(dec!(0.00001), market()))
+        .place_order(&approved(&request(dec!(0.00001), market())))
         .await
         .unwrap_err();
     assert!(
@@ -479,7 +485,7 @@ async fn the_venues_own_rejections_keep_its_message() {
         "{err}"
     );
     let err = v
-        .place_order(&request(dec!(1), market()))
+        .place_order(&approved(&request(dec!(1), market())))
         .await
         .unwrap_err();
     assert!(
@@ -487,13 +493,13 @@ async fn the_venues_own_rejections_keep_its_message() {
         "{err}"
     );
     let err = v
-        .place_order(&request(
+        .place_order(&approved(&request(
             dec!(0.001),
             OrderType::Limit {
                 price: dec!(60100),
                 tif: TimeInForce::Alo,
             },
-        ))
+        )))
         .await
         .unwrap_err();
     assert!(
@@ -516,7 +522,10 @@ async fn orders_that_cannot_be_represented_are_refused_locally() {
         (dec!(0.000015), limit(dec!(59000)), "not on the"),
         (dec!(0.00001), limit(dec!(59000)), "minimum notional"),
     ] {
-        let err = v.place_order(&request(size, ty)).await.unwrap_err();
+        let err = v
+            .place_order(&approved(&request(size, ty)))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, VenueError::InvalidRequest { reason, .. } if reason.contains(expect) && reason.contains("not sent")),
             "{err}"
@@ -603,7 +612,7 @@ async fn a_read_is_retried_after_a_server_error_but_an_order_is_sent_once() {
     mock.push_fault(Fault::ServerError);
     let posts = mock.count("/api/v3/order");
     assert!(v
-        .place_order(&request(dec!(0.001), market()))
+        .place_order(&approved(&request(dec!(0.001), market())))
         .await
         .is_err());
     assert_eq!(mock.count("/api/v3/order"), posts + 1);
@@ -834,7 +843,7 @@ async fn an_orders_timestamp_plus_recv_window_is_its_deadline_and_a_late_one_is_
     let now = chrono::Utc::now().timestamp_millis();
     let mut order = request(dec!(0.001), market());
     order.valid_until_ms = Some(now + 3_000);
-    v.place_order(&order).await.unwrap();
+    v.place_order(&approved(&order)).await.unwrap();
     let sent = mock
         .requests()
         .into_iter()
@@ -854,7 +863,7 @@ async fn an_orders_timestamp_plus_recv_window_is_its_deadline_and_a_late_one_is_
     // Past its deadline the order is not sent at all.
     let mut late = request(dec!(0.001), market());
     late.valid_until_ms = Some(now - 1);
-    let err = v.place_order(&late).await.unwrap_err();
+    let err = v.place_order(&approved(&late)).await.unwrap_err();
     assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
     assert_eq!(mock.order_posts(late.client_id.as_str()), 0);
 }
@@ -866,13 +875,13 @@ async fn an_order_is_cancelled_by_its_order_id_when_asked_by_venue_id() {
     let mock = MockBinance::start();
     let v = venue(&mock);
     let placed = v
-        .place_order(&request(
+        .place_order(&approved(&request(
             dec!(0.001),
             OrderType::Limit {
                 price: dec!(59000),
                 tif: TimeInForce::Gtc,
             },
-        ))
+        )))
         .await
         .unwrap();
     let cid = placed.client_id.clone().unwrap();

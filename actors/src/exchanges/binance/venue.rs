@@ -52,6 +52,7 @@ use super::signing::{
 };
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::call_priority;
+use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::exchanges::venue_retry::read_with_retry;
@@ -116,6 +117,8 @@ struct Call {
     params: Vec<(&'static str, String)>,
     signed: bool,
     kind: RequestKind,
+    /// The limiter priority of a call made outside a connector; inside one, the priority
+    /// its command was served at holds.
     priority: Priority,
     /// An order's deadline (local clock, ms): the request is signed so that `timestamp` +
     /// `recvWindow` equals it, and is not sent once it has passed.
@@ -441,7 +444,9 @@ impl BinanceSpotVenue {
             .acquire(
                 call.endpoint,
                 1,
-                call_priority::effective(call.priority),
+                // Inside a connector: the priority its command was served at (decided by
+                // the gateway); the call's own only outside one.
+                call_priority::current().unwrap_or(call.priority),
                 deadline,
             )
             .await
@@ -914,7 +919,9 @@ impl Venue for BinanceSpotVenue {
         Duration::from_millis(self.recv_window.millis())
     }
 
-    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
+    /// Binance fills a MARKET order at its book; the approval's reference price bounds
+    /// nothing here (spot has no slippage parameter).
+    async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
         let rules = self.rules_for(&order.symbol).await?;
         let not_sent = |e: super::filters::FilterError| {
             self.invalid(format!(
@@ -934,11 +941,7 @@ impl Venue for BinanceSpotVenue {
             params: Vec::new(),
             signed: true,
             kind: RequestKind::OrderSend,
-            priority: if order.reduce_only {
-                Priority::High
-            } else {
-                Priority::Medium
-            },
+            priority: Priority::Medium,
             valid_until: order.valid_until_ms,
         }
         .param("symbol", self.config.pair_of(&order.symbol))

@@ -15,9 +15,11 @@ use rust_decimal_macros::dec;
 
 use super::*;
 use crate::clock::{system_clock, Millis};
+use crate::exchanges::command::FromReply;
 use crate::exchanges::hyperliquid::mock::MockHyperliquid;
 use crate::exchanges::hyperliquid::{EnvLookup, HyperliquidConfig, HyperliquidVenue};
 use crate::exchanges::hyperliquid::{Network, PrivateKey};
+use crate::exchanges::risk_gate::{approve_for_venue_test, RiskApproved};
 use crate::exchanges::types::*;
 use crate::resilience::config::{LimitConfig, RateLimits};
 use crate::resilience::test_recorder::TestRecorder;
@@ -67,9 +69,10 @@ impl TestVenue {
         }
     }
 
-    async fn enter(&self, label: &'static str, endpoint: &str, own: Priority) -> VenueResult<()> {
+    async fn enter(&self, label: &'static str, endpoint: &str) -> VenueResult<()> {
         self.entered.fetch_add(1, Ordering::SeqCst);
-        let priority = call_priority::effective(own);
+        // The priority the connector serves the call at; the venue decides none itself.
+        let priority = call_priority::current().unwrap_or(Priority::Low);
         if let Some(limits) = &self.limits {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             limits
@@ -109,7 +112,7 @@ impl Venue for TestVenue {
         Err(unsupported())
     }
     async fn quote(&self, symbol: &str) -> VenueResult<Quote> {
-        self.enter("quote", "read", Priority::Low).await?;
+        self.enter("quote", "read").await?;
         Ok(Quote {
             symbol: symbol.into(),
             bid: dec!(99),
@@ -119,11 +122,11 @@ impl Venue for TestVenue {
         })
     }
     async fn candles(&self, _: &str, _: Timeframe, _: usize) -> VenueResult<Vec<Candle>> {
-        self.enter("candles", "read", Priority::Low).await?;
+        self.enter("candles", "read").await?;
         Ok(Vec::new())
     }
-    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
-        self.enter("place", "trade", Priority::Medium).await?;
+    async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
+        self.enter("place", "trade").await?;
         Ok(VenueOrder {
             client_id: Some(order.client_id.clone()),
             venue_order_id: "1".into(),
@@ -140,7 +143,7 @@ impl Venue for TestVenue {
         })
     }
     async fn cancel_order(&self, _: &str, _: &ClientOrderId) -> VenueResult<()> {
-        self.enter("cancel", "trade", Priority::High).await
+        self.enter("cancel", "trade").await
     }
     async fn query_order(&self, _: &str, _: &ClientOrderId) -> VenueResult<Option<VenueOrder>> {
         Err(unsupported())
@@ -170,17 +173,21 @@ impl Venue for TestVenue {
     }
 }
 
-fn quote() -> VenueCall<Quote> {
-    VenueCall::new("quote", |v| async move { v.quote("BTC").await }.boxed())
-}
-
-fn candles() -> VenueCall<Vec<Candle>> {
-    VenueCall::new("candles", |v| {
-        async move { v.candles("BTC", Timeframe::M1, 10).await }.boxed()
+fn quote() -> VenueRequest {
+    VenueRequest::new(VenueCommand::Quote {
+        symbol: "BTC".into(),
     })
 }
 
-fn new_order(price: Decimal) -> VenueCall<VenueOrder> {
+fn candles() -> VenueRequest {
+    VenueRequest::new(VenueCommand::Candles {
+        symbol: "BTC".into(),
+        timeframe: Timeframe::M1,
+        lookback: 10,
+    })
+}
+
+fn new_order(price: Decimal) -> VenueRequest {
     let order = OrderRequest {
         client_id: ClientOrderId::generate(),
         symbol: "BTC".into(),
@@ -193,14 +200,15 @@ fn new_order(price: Decimal) -> VenueCall<VenueOrder> {
         reduce_only: false,
         valid_until_ms: None,
     };
-    VenueCall::new("place_order", move |v| {
-        async move { v.place_order(&order).await }.boxed()
+    VenueRequest::new(VenueCommand::PlaceOrder {
+        order: approve_for_venue_test(order, price),
     })
 }
 
-fn cancel(client_id: ClientOrderId) -> VenueCall<()> {
-    VenueCall::new("cancel_order", move |v| {
-        async move { v.cancel_order("BTC", &client_id).await }.boxed()
+fn cancel(client_id: ClientOrderId) -> VenueRequest {
+    VenueRequest::new(VenueCommand::CancelOrder {
+        symbol: "BTC".into(),
+        client_id,
     })
 }
 
@@ -278,7 +286,8 @@ async fn at_a_slow_venue_a_cancel_is_sent_before_queued_reads_and_new_orders() {
     q.unwrap().unwrap();
     c.unwrap().unwrap();
     for o in orders {
-        assert_eq!(o.unwrap().unwrap().status, OrderStatus::Acked);
+        let placed = VenueOrder::from_reply(o.unwrap().unwrap()).unwrap();
+        assert_eq!(placed.status, OrderStatus::Acked);
     }
     cancelled.unwrap().unwrap();
 

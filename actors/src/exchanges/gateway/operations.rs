@@ -409,6 +409,8 @@ mod tests {
     use super::*;
     use crate::clock::{ManualClock, Millis};
     use crate::exchanges::paper::{PaperConfig, PaperVenue};
+    use crate::exchanges::risk_gate::RiskApproved;
+    use crate::exchanges::venue::{Venue, VenueResult};
 
     /// The paper venue, with a switch that loses the answer of the next cancel (the cancel
     /// still happens), and a log of the order-changing calls in the order they arrived.
@@ -432,7 +434,7 @@ mod tests {
         async fn candles(&self, s: &str, t: Timeframe, n: usize) -> VenueResult<Vec<Candle>> {
             self.inner.candles(s, t, n).await
         }
-        async fn place_order(&self, o: &OrderRequest) -> VenueResult<VenueOrder> {
+        async fn place_order(&self, o: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
             self.calls.lock().push(format!(
                 "place {} {}{}",
                 o.side,
@@ -606,7 +608,14 @@ mod tests {
             reduce_only: false,
             valid_until_ms: None,
         };
-        venue.inner.place_order(&external).await.unwrap();
+        venue
+            .inner
+            .place_order(&crate::exchanges::risk_gate::approve_for_venue_test(
+                external.clone(),
+                mid,
+            ))
+            .await
+            .unwrap();
         let report = core.cancel_all(None, None).await.unwrap();
         assert_eq!(report.failed, vec![]);
         assert_eq!(report.cancelled(), 1);

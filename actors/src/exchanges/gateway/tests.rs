@@ -11,6 +11,8 @@ use rust_decimal_macros::dec;
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::exchanges::risk_gate::{approve_for_venue_test, RiskApproved};
+use crate::exchanges::venue::{Venue, VenueResult};
 
 /// Fills market orders at the quote, keeps limit orders resting, and can be told to lose
 /// the answer of the next order, cancel or leverage update (the action still happens), to
@@ -51,6 +53,10 @@ struct ScriptState {
     fills: Vec<Fill>,
     /// The next cancel's answer is lost and the venue has no record of the order.
     forget_on_cancel: bool,
+    /// Every order send as it reached the venue: client id, and `epoch` at that moment.
+    sends: Vec<(ClientOrderId, u64)>,
+    /// Set by a test (e.g. to the gateway generation the supervisor last built).
+    epoch: u64,
 }
 
 impl ScriptedVenue {
@@ -116,9 +122,14 @@ impl Venue for ScriptedVenue {
     async fn candles(&self, _: &str, _: Timeframe, _: usize) -> VenueResult<Vec<Candle>> {
         Ok(vec![])
     }
-    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
+    async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
         self.place_calls.fetch_add(1, Ordering::SeqCst);
-        let latency = self.state.lock().send_latency;
+        let latency = {
+            let mut st = self.state.lock();
+            let epoch = st.epoch;
+            st.sends.push((order.client_id.clone(), epoch));
+            st.send_latency
+        };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -423,12 +434,12 @@ async fn reconciliation_settles_unsent_intents_and_adopts_unknown_orders() {
         valid_until_ms: None,
     };
     core.ledger()
-        .record_intent(&LedgerEntry::new_intent(
+        .record_intent(
             "scripted",
-            lost.clone(),
+            &approve_for_venue_test(lost.clone(), dec!(100)),
             "test",
             1_000_000,
-        ))
+        )
         .await
         .unwrap();
     // An order resting at the venue that the ledger does not know.
@@ -438,7 +449,10 @@ async fn reconciliation_settles_unsent_intents_and_adopts_unknown_orders() {
         price: dec!(90),
         tif: TimeInForce::Gtc,
     };
-    venue.place_order(&foreign).await.unwrap();
+    venue
+        .place_order(&approve_for_venue_test(foreign.clone(), dec!(100)))
+        .await
+        .unwrap();
 
     let report = core.reconcile("scripted").await.unwrap();
     assert_eq!(report.never_sent, 1);
@@ -501,7 +515,8 @@ async fn kill_switch_halts_survives_reopen_and_wins_over_the_risk_agent() {
     let core = setup(&store, venue.clone(), RiskConfig::default());
     core.reconcile("scripted").await.unwrap();
     core.kill_switch(true, "operator").unwrap();
-    core.set_mode(TradingMode::Normal, "risk agent").unwrap();
+    core.set_mode(TradingMode::Normal, ModeCause::RiskAgent, "risk agent")
+        .unwrap();
     let err = core.place(buy_usd(dec!(100))).await.unwrap_err();
     assert!(matches!(
         err,
@@ -751,12 +766,12 @@ async fn an_intent_inside_its_deadline_stays_unknown_and_is_asked_again_then_is_
     request.valid_until_ms = Some(clock.now_ms() + 5_000);
     let id = request.client_id.clone();
     core.ledger()
-        .record_intent(&LedgerEntry::new_intent(
+        .record_intent(
             "scripted",
-            request,
+            &approve_for_venue_test(request, dec!(100)),
             "test",
             clock.now_ms(),
-        ))
+        )
         .await
         .unwrap();
 
@@ -999,11 +1014,16 @@ async fn a_fill_for_a_finished_entry_reopens_and_corrects_it() {
         valid_until_ms: None,
     };
     let id = request.client_id.clone();
-    let mut entry = LedgerEntry::new_intent("scripted", request.clone(), "test", 1_000_000);
-    entry.status = OrderStatus::Rejected;
-    entry.reason =
-        Some("venue has no record of this order; it was never accepted (not re-sent)".into());
-    core.ledger().record_intent(&entry).await.unwrap();
+    core.ledger()
+        .record_refusal(
+            "scripted",
+            request.clone(),
+            "test",
+            1_000_000,
+            "venue has no record of this order; it was never accepted (not re-sent)".into(),
+        )
+        .await
+        .unwrap();
     // ...that the venue applied late and filled.
     venue.state.lock().pending.push(VenueOrder {
         client_id: Some(id.clone()),
@@ -1122,4 +1142,168 @@ async fn invalid_orders_are_refused_with_their_cause_and_nothing_is_written() {
     }
     assert_eq!(core.ledger().len(), 0, "nothing written");
     assert_eq!(venue.place_calls.load(Ordering::SeqCst), 0, "nothing sent");
+}
+
+/// Makes the gateway actor panic, as a bug in a handler would.
+struct InjectPanic;
+
+impl Message for InjectPanic {
+    type Result = ();
+}
+
+impl Handler<InjectPanic> for OrderGateway {
+    type Result = ();
+    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {
+        panic!("injected gateway panic");
+    }
+}
+
+/// Waits (polling, no time bound of its own beyond a generous patience) until `done`.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..30_000 {
+        if done() {
+            return;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[actix::test]
+async fn a_restarted_gateway_stops_every_flow_of_its_predecessor_before_it_sends() {
+    use crate::supervisor::{start_root, Backoff, ChildSpec, Intensity, Strategy, SupervisorSpec};
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    // A slow venue: orders queue on the venue's lock while one is at the venue.
+    venue.state.lock().send_latency = Duration::from_millis(40);
+    let connector = Slot::<Connector>::new();
+    let token = connector.next_token();
+    connector.fill(
+        Connector::new(venue.clone()).start(),
+        token,
+        "test/scripted",
+    );
+    let venues: BTreeMap<_, _> = [("scripted".to_string(), connector)].into();
+    let clock = ManualClock::new(1_000_000);
+    let limits = RiskConfig::default();
+
+    // A test-local supervisor that rebuilds the gateway after a panic, as the engine's
+    // does: the factory keeps one fence, and each build marks the venue's epoch.
+    let fence = GatewayFence::default();
+    let gateway = Slot::<OrderGateway>::new();
+    let builds = Arc::new(AtomicU64::new(0));
+    let (st2, venue2, builds2, clock2) =
+        (store.clone(), venue.clone(), builds.clone(), clock.clone());
+    let factory = move |_: &mut crate::supervisor::StartCtx<'_>| {
+        let generation = builds2.fetch_add(1, Ordering::SeqCst) + 1;
+        venue2.state.lock().epoch = generation;
+        let core = GatewayCore::open_fenced(
+            &st2,
+            venues.clone(),
+            limits.clone(),
+            GatewayConfig::default(),
+            BTreeMap::new(),
+            clock2.clone(),
+            &fence,
+        )
+        .map_err(crate::supervisor::StartError::failed)?;
+        Ok(OrderGateway::new(core))
+    };
+    let _root = start_root(
+        SupervisorSpec::new("test")
+            .strategy(Strategy::OneForOne)
+            .intensity(Intensity::new(10, Duration::from_secs(60)))
+            .backoff(Backoff::fixed(Duration::from_millis(5)))
+            .child(ChildSpec::in_slot("gateway", gateway.clone(), factory)),
+        None,
+    );
+    eventually("the gateway to serve", || gateway.is_live()).await;
+
+    let flows: Vec<_> = (0..50)
+        .map(|_| {
+            let send = gateway.send(PlaceOrder {
+                intent: resting_buy(),
+            });
+            actix_rt::spawn(send)
+        })
+        .collect();
+    eventually("an order at the venue", || {
+        !venue.state.lock().sends.is_empty()
+    })
+    .await;
+    let _ = gateway.send(InjectPanic).await;
+    eventually("the second generation", || {
+        builds.load(Ordering::SeqCst) == 2 && gateway.is_live()
+    })
+    .await;
+
+    let mut superseded = 0;
+    for flow in flows {
+        // Each flow ends: placed, refused as superseded, or lost with the dead mailbox.
+        let answer = flow.await.unwrap();
+        if matches!(
+            answer,
+            Ok(Err(GatewayError::Superseded {
+                generation: 1,
+                latest: 2,
+                ..
+            }))
+        ) {
+            superseded += 1;
+        }
+    }
+    let report = gateway
+        .send(Reconcile {
+            venue: "scripted".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+    let st = venue.state.lock();
+    // No flow of the first generation began a send once the second was built.
+    let late: Vec<_> = st.sends.iter().filter(|(_, epoch)| *epoch >= 2).collect();
+    assert!(late.is_empty(), "sent after the restart: {late:?}");
+    assert!(
+        superseded > 0,
+        "no flow was waiting when the gateway restarted"
+    );
+    // Every client id reached the venue at most once.
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, _) in &st.sends {
+        assert!(seen.insert(id.clone()), "{id} was sent twice");
+    }
+    // Ledger == venue: each order the venue has is in the ledger with its state, and each
+    // entry the venue lacks was never sent.
+    let ledger = OrderLedger::open(&store, clock.clone())
+        .unwrap()
+        .all()
+        .unwrap();
+    for (id, order) in &st.orders {
+        let entry = ledger
+            .iter()
+            .find(|e| &e.client_id == id)
+            .unwrap_or_else(|| panic!("venue order {id} is not in the ledger"));
+        assert_eq!(
+            (entry.status, entry.filled_size),
+            (order.status, order.filled_size),
+            "{id}"
+        );
+    }
+    for entry in &ledger {
+        if !st.orders.contains_key(&entry.client_id) {
+            assert_eq!(
+                entry.status,
+                OrderStatus::Rejected,
+                "{}: {:?}",
+                entry.client_id,
+                entry.reason
+            );
+            assert!(!seen.contains(&entry.client_id));
+        }
+    }
+    assert_eq!(report.drift(), 0, "{report:?}");
 }

@@ -31,7 +31,7 @@ pub enum ActionError {
         order_symbol: String,
         asset: String,
     },
-    #[error("market order {client_id} for {symbol} needs a reference (mid) price to bound its slippage; fetch allMids first")]
+    #[error("market order {client_id} for {symbol} needs a reference (mid) price to bound its slippage; the risk-approved order carries it")]
     MissingReferencePrice {
         client_id: ClientOrderId,
         symbol: String,

@@ -88,6 +88,13 @@ fn intent(side: Side, amount: Amount, pricing: Pricing) -> OrderIntent {
     }
 }
 
+/// Through the real risk gate, with a view that admits the order: these tests are about
+/// the venue. The reference price is the mock's BTC mid (book 59999 / 60001), which the
+/// venue bounds a market order's slippage from.
+fn approved(request: &OrderRequest) -> crate::exchanges::risk_gate::RiskApproved<OrderRequest> {
+    crate::exchanges::risk_gate::approve_for_venue_test(request.clone(), dec!(60000))
+}
+
 fn limit(side: Side, size: Decimal, price: Decimal, tif: TimeInForce) -> OrderRequest {
     OrderRequest {
         client_id: ClientOrderId::generate(),
@@ -125,6 +132,38 @@ async fn ioc_market_order_is_filled_and_signed_by_the_wallet() {
         mock.order(&report.client_id.to_hex128()).unwrap().status,
         "filled"
     );
+}
+
+/// The venue bounds a market order's slippage from the reference price the gateway read
+/// (carried by the risk-approved order), so the order path reads the market once.
+#[actix::test]
+async fn a_market_order_is_bounded_from_the_gateways_quote_without_a_second_read() {
+    let mock = mock();
+    let store = Store::temporary().unwrap();
+    let core = gateway(&store, venue(&mock, Some(KEY))).await;
+    let before = mock.requests().len();
+    let report = core
+        .place(intent(Side::Sell, Amount::Usd(dec!(1000)), Pricing::Market))
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Filled);
+    let info: Vec<String> = mock.requests()[before..]
+        .iter()
+        .filter(|r| r.route() == "/info")
+        .filter_map(|r| r.body_json()?["type"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        !info.iter().any(|t| t == "allMids"),
+        "the venue read the market again: {info:?}"
+    );
+    assert_eq!(
+        info.iter().filter(|t| *t == "l2Book").count(),
+        1,
+        "{info:?}"
+    );
+    // Sell bound: the gateway's mid 60000 × 0.99 on the grid.
+    let sent = mock.order_actions();
+    assert_eq!(sent.last().unwrap()["action"]["orders"][0]["p"], "59400");
 }
 
 #[actix::test]
@@ -193,7 +232,7 @@ async fn trigger_stop_loss_waits_then_fires() {
     let mock = mock();
     let v = venue(&mock, Some(KEY));
     let buy = v
-        .place_order(&OrderRequest {
+        .place_order(&approved(&OrderRequest {
             client_id: ClientOrderId::generate(),
             symbol: "BTC".into(),
             side: Side::Buy,
@@ -203,7 +242,7 @@ async fn trigger_stop_loss_waits_then_fires() {
             },
             reduce_only: false,
             valid_until_ms: None,
-        })
+        }))
         .await
         .unwrap();
     assert_eq!(buy.status, OrderStatus::Filled);
@@ -220,7 +259,7 @@ async fn trigger_stop_loss_waits_then_fires() {
         reduce_only: true,
         valid_until_ms: None,
     };
-    let placed = v.place_order(&sl).await.unwrap();
+    let placed = v.place_order(&approved(&sl)).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Acked);
     let wire = &mock.order_actions()[1]["action"]["orders"][0];
     assert_eq!(wire["t"]["trigger"]["tpsl"], "sl");
@@ -283,7 +322,12 @@ async fn a_429_holds_every_request_until_the_retry_time() {
     assert_eq!(config(&mock).rate_limited_pause, Duration::from_secs(1));
     mock.fail_next_exchange(Fault::RateLimited);
     let err = v
-        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .place_order(&approved(&limit(
+            Side::Buy,
+            dec!(0.01),
+            dec!(59000),
+            TimeInForce::Gtc,
+        )))
         .await
         .unwrap_err();
     let VenueError::RateLimited { retry_after, .. } = err else {
@@ -291,7 +335,12 @@ async fn a_429_holds_every_request_until_the_retry_time() {
     };
     assert_eq!(retry_after, Some(Duration::from_secs(1)));
     let second = v
-        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .place_order(&approved(&limit(
+            Side::Buy,
+            dec!(0.01),
+            dec!(59000),
+            TimeInForce::Gtc,
+        )))
         .await
         .unwrap();
     assert_eq!(second.status, OrderStatus::Acked);
@@ -309,8 +358,8 @@ async fn a_429_holds_every_request_until_the_retry_time() {
     short.instrument("BTC").await.unwrap();
     mock.fail_next_exchange(Fault::RateLimited);
     let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
-    assert!(short.place_order(&order).await.is_err());
-    let err = short.place_order(&order).await.unwrap_err();
+    assert!(short.place_order(&approved(&order)).await.is_err());
+    let err = short.place_order(&approved(&order)).await.unwrap_err();
     assert!(matches!(err, VenueError::RateLimited { .. }), "{err}");
     assert_eq!(mock.exchange_arrivals().len(), 3);
 }
@@ -402,7 +451,12 @@ async fn malformed_order_answer_is_a_typed_unknown_outcome_recorded_in_the_ledge
     let v = venue(&mock, Some(KEY));
     mock.fail_next_exchange(Fault::MalformedAfterApply);
     let err = v
-        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .place_order(&approved(&limit(
+            Side::Buy,
+            dec!(0.01),
+            dec!(59000),
+            TimeInForce::Gtc,
+        )))
         .await
         .unwrap_err();
     let VenueError::OutcomeUnknown { reason, .. } = &err else {
@@ -426,7 +480,7 @@ async fn hang_on_an_order_is_an_unknown_outcome() {
     v.instrument("BTC").await.unwrap();
     mock.fail_next_exchange(Fault::HangAfterApply);
     let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
-    let err = v.place_order(&order).await.unwrap_err();
+    let err = v.place_order(&approved(&order)).await.unwrap_err();
     assert!(matches!(err, VenueError::OutcomeUnknown { .. }), "{err}");
     let seen = v
         .query_order("BTC", &order.client_id)
@@ -442,12 +496,12 @@ async fn venue_rejections_keep_the_venues_message() {
     let v = venue(&mock, Some(KEY));
     // Min notional: 0.0001 BTC × 59000 < $10.
     let small = v
-        .place_order(&limit(
+        .place_order(&approved(&limit(
             Side::Buy,
             dec!(0.0001),
             dec!(59000),
             TimeInForce::Gtc,
-        ))
+        )))
         .await
         .unwrap();
     assert_eq!(small.status, OrderStatus::Rejected);
@@ -458,12 +512,12 @@ async fn venue_rejections_keep_the_venues_message() {
     // Lot: the venue changed BTC's size decimals after we cached meta.
     mock.set_sz_decimals("BTC", 3);
     let lot = v
-        .place_order(&limit(
+        .place_order(&approved(&limit(
             Side::Buy,
             dec!(0.0012),
             dec!(59000),
             TimeInForce::Gtc,
-        ))
+        )))
         .await
         .unwrap();
     assert_eq!(
@@ -472,12 +526,12 @@ async fn venue_rejections_keep_the_venues_message() {
     );
     // The rejection dropped the cached grid: the next off-lot order is refused locally.
     let err = v
-        .place_order(&limit(
+        .place_order(&approved(&limit(
             Side::Buy,
             dec!(0.0012),
             dec!(59000),
             TimeInForce::Gtc,
-        ))
+        )))
         .await
         .unwrap_err();
     assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
@@ -488,19 +542,19 @@ async fn venue_rejections_keep_the_venues_message() {
     };
     v.instrument("ETH").await.unwrap();
     mock.set_sz_decimals("ETH", 6);
-    let tick = v.place_order(&eth(dec!(2999.5))).await.unwrap();
+    let tick = v.place_order(&approved(&eth(dec!(2999.5)))).await.unwrap();
     assert_eq!(
         tick.reject_reason.as_deref(),
         Some("Price must be divisible by tick size. asset=1")
     );
     // An IOC that cannot match, and a post-only that would.
     let ioc = v
-        .place_order(&limit(
+        .place_order(&approved(&limit(
             Side::Buy,
             dec!(0.001),
             dec!(59000),
             TimeInForce::Ioc,
-        ))
+        )))
         .await
         .unwrap();
     assert_eq!(
@@ -508,12 +562,12 @@ async fn venue_rejections_keep_the_venues_message() {
         Some("Order could not immediately match against any resting orders. asset=0")
     );
     let alo = v
-        .place_order(&limit(
+        .place_order(&approved(&limit(
             Side::Buy,
             dec!(0.001),
             dec!(61000),
             TimeInForce::Alo,
-        ))
+        )))
         .await
         .unwrap();
     assert!(alo
@@ -550,7 +604,12 @@ async fn without_a_key_reads_work_and_orders_fail_naming_the_variables() {
     assert_eq!(v.candles("BTC", Timeframe::M1, 5).await.unwrap().len(), 5);
     assert!(v.account().await.unwrap().account_value > Decimal::ZERO);
     let err = v
-        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .place_order(&approved(&limit(
+            Side::Buy,
+            dec!(0.01),
+            dec!(59000),
+            TimeInForce::Gtc,
+        )))
         .await
         .unwrap_err();
     assert!(matches!(err, VenueError::Auth { .. }));
@@ -568,7 +627,12 @@ async fn a_signature_from_another_key_is_refused_with_the_venues_words() {
     let mock = mock();
     let v = venue(&mock, Some(OTHER_KEY));
     let err = v
-        .place_order(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc))
+        .place_order(&approved(&limit(
+            Side::Buy,
+            dec!(0.01),
+            dec!(59000),
+            TimeInForce::Gtc,
+        )))
         .await
         .unwrap_err();
     let other = PrivateKey::from_hex(OTHER_KEY).unwrap().address();
@@ -586,12 +650,12 @@ async fn nonces_strictly_increase() {
     let mock = mock();
     let v = venue(&mock, Some(KEY));
     for _ in 0..5 {
-        v.place_order(&limit(
+        v.place_order(&approved(&limit(
             Side::Buy,
             dec!(0.001),
             dec!(59000),
             TimeInForce::Gtc,
-        ))
+        )))
         .await
         .unwrap();
     }
@@ -844,7 +908,7 @@ async fn orders_are_signed_with_their_deadline_and_the_venue_refuses_expired_one
     let now = chrono::Utc::now().timestamp_millis();
     let mut order = limit(Side::Buy, dec!(0.001), dec!(59000), TimeInForce::Gtc);
     order.valid_until_ms = Some(now + 2_000);
-    let placed = v.place_order(&order).await.unwrap();
+    let placed = v.place_order(&approved(&order)).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Acked);
     let sent = mock.order_actions();
     assert_eq!(sent[0]["expiresAfter"], now + 2_000);
@@ -854,7 +918,7 @@ async fn orders_are_signed_with_their_deadline_and_the_venue_refuses_expired_one
     // Past its deadline the venue never sends it.
     let mut late = limit(Side::Buy, dec!(0.001), dec!(59000), TimeInForce::Gtc);
     late.valid_until_ms = Some(now - 1);
-    let err = v.place_order(&late).await.unwrap_err();
+    let err = v.place_order(&approved(&late)).await.unwrap_err();
     assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
     assert!(err.to_string().contains("not sent"), "{err}");
     assert_eq!(mock.order_actions().len(), 1);
@@ -873,7 +937,7 @@ async fn a_lagging_venue_shows_an_order_only_once_applied_and_refuses_it_after_e
     order.valid_until_ms = Some(now + 2_000);
     let sending = {
         let (v, order) = (v.clone(), order.clone());
-        actix::spawn(async move { v.place_order(&order).await })
+        actix::spawn(async move { v.place_order(&approved(&order)).await })
     };
     // Taken, not applied: the venue does not know the cloid yet.
     let cid = order.client_id.clone();
@@ -902,7 +966,7 @@ async fn a_lagging_venue_shows_an_order_only_once_applied_and_refuses_it_after_e
     let now = chrono::Utc::now().timestamp_millis();
     let mut expiring = limit(Side::Buy, dec!(0.001), dec!(59000), TimeInForce::Gtc);
     expiring.valid_until_ms = Some(now + 100);
-    let err = v.place_order(&expiring).await.unwrap_err();
+    let err = v.place_order(&approved(&expiring)).await.unwrap_err();
     assert!(err.to_string().contains("Action expired"), "{err}");
     assert!(mock.order(&expiring.client_id.to_hex128()).is_none());
     assert!(v

@@ -16,9 +16,11 @@
 //! in an error, a log line or `Debug`. Without a key, reads work and every action fails
 //! with an auth error that names the variables.
 //!
-//! Market orders are aggressive IOC limits at most `max_slippage` from mid (or the
-//! configured `slippage` when the order carries none), rounded onto the tick grid toward
-//! mid. A 429 (Hyperliquid answers `null` with no `Retry-After`; see the mock's module
+//! Market orders are aggressive IOC limits at most `max_slippage` (or the configured
+//! `slippage` when the order carries none) from the order's reference price — the mid the
+//! gateway read and the risk gate judged, carried by the approved order, never read again
+//! here — rounded onto the tick grid toward it. A call's limiter priority is the one its
+//! command was served at by the connector; this module derives none. A 429 (Hyperliquid answers `null` with no `Retry-After`; see the mock's module
 //! doc) pauses every request of this venue for `rate_limited_pause`, or until a
 //! `Retry-After` should one ever come: nothing is sent before that time.
 //!
@@ -48,6 +50,7 @@ use super::signing::{Address, Network, PrivateKey};
 use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::call_priority;
+use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::exchanges::venue_retry::read_with_retry;
@@ -275,8 +278,9 @@ impl HyperliquidVenue {
         priority: Priority,
         deadline: Instant,
     ) -> VenueResult<()> {
-        // A call made for a more urgent flow (a close's reads) waits at that flow's level.
-        let priority = call_priority::effective(priority);
+        // Inside a connector the call waits at the priority its command was served at
+        // (decided by the gateway); `priority` only for calls made outside one.
+        let priority = call_priority::current().unwrap_or(priority);
         self.kit
             .limits
             .acquire(endpoint, cost, priority, deadline)
@@ -562,19 +566,6 @@ impl HyperliquidVenue {
             })
     }
 
-    async fn mid(&self, symbol: &str) -> VenueResult<Decimal> {
-        let body = self
-            .info("allMids", json!({"type": "allMids"}), LIGHT)
-            .await?;
-        let mids = info::parse_all_mids(&body).map_err(|e| self.malformed(e))?;
-        mids.get(symbol)
-            .copied()
-            .ok_or_else(|| VenueError::UnknownSymbol {
-                venue: self.name.clone(),
-                symbol: symbol.to_string(),
-            })
-    }
-
     async fn clearinghouse(&self) -> VenueResult<info::ClearinghouseState> {
         let body = self
             .info(
@@ -678,15 +669,16 @@ impl Venue for HyperliquidVenue {
         self.timeout
     }
 
-    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
-        let asset = self.asset(&order.symbol).await?;
-        let mut order = order.clone();
+    async fn place_order(&self, approved: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
+        let asset = self.asset(&approved.symbol).await?;
+        let mut order = approved.order().clone();
         let reference = match &mut order.order_type {
             OrderType::Market { max_slippage } => {
                 if max_slippage.is_zero() {
                     *max_slippage = self.slippage;
                 }
-                Some(self.mid(&order.symbol).await?)
+                // The price the gateway read and the risk gate judged; no second read.
+                Some(approved.reference_price())
             }
             _ => None,
         };
@@ -697,16 +689,11 @@ impl Venue for HyperliquidVenue {
                     reason: e.to_string(),
                 }
             })?;
-        let priority = if order.reduce_only {
-            Priority::High
-        } else {
-            Priority::Medium
-        };
         let response = self
             .exchange(
                 Action::orders(vec![wire]),
                 1,
-                priority,
+                Priority::Medium,
                 true,
                 order.valid_until_ms,
             )

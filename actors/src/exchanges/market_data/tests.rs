@@ -13,7 +13,9 @@ use crate::clock::system_clock;
 use crate::exchanges::binance::mock::{MockBinance, MOCK_API_KEY, MOCK_API_SECRET};
 use crate::exchanges::binance::{BinanceConfig, BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV};
 use crate::exchanges::connector::Connector;
-use crate::exchanges::gateway::{Amount, GatewayConfig, OrderIntent, Pricing};
+use crate::exchanges::gateway::{
+    Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing,
+};
 use crate::exchanges::hyperliquid::{EnvLookup, HyperliquidConfig, HyperliquidVenue};
 use crate::exchanges::hyperliquid::{Network, PrivateKey};
 use crate::exchanges::risk_gate::RiskConfig;
@@ -206,11 +208,20 @@ async fn when_every_level_fails_the_read_fails_and_the_engine_degrades() {
     assert_eq!(mode.mode, TradingMode::Reducing);
     assert!(mode.reason.contains("market data"), "{}", mode.reason);
     assert_eq!(
+        mode.cause,
+        crate::exchanges::risk_gate::ModeCause::MarketData
+    );
+    assert_eq!(
         recorder.get("orrery_fallback_total{target=hyperliquid/quote,level=emergency}"),
         Some(1.0)
     );
     // A stricter mode is never lifted by it.
-    core.set_mode(TradingMode::Halted, "operator").unwrap();
+    core.set_mode(
+        TradingMode::Halted,
+        crate::exchanges::risk_gate::ModeCause::Operator,
+        "operator",
+    )
+    .unwrap();
     assert!(core.quote("hyperliquid", "BTC").await.is_err());
     assert_eq!(core.mode().mode, TradingMode::Halted);
 }

@@ -58,6 +58,7 @@ use replay::ReplayPath;
 use sim::SimPath;
 
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::store::{trees, Store, StoreError, Tree};
@@ -447,7 +448,9 @@ impl Venue for PaperVenue {
             .ok_or_else(|| self.unknown_symbol(symbol))?
     }
 
-    async fn place_order(&self, order: &OrderRequest) -> VenueResult<VenueOrder> {
+    /// Fills at this venue's own simulated book: the order's reference price is not needed
+    /// (the book is the market here, read in the same step as the fill).
+    async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
         self.check_symbol(&order.symbol)?;
         let (placed, _) = self
             .with_book(Self::order_write_failed, |book, markets, now, changes| {

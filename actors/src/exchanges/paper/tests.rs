@@ -13,6 +13,12 @@ use crate::clock::{Clock, ManualClock};
 /// 2026-01-01T12:00:00Z.
 const T0: Millis = 1_767_268_800_000;
 
+/// Through the real risk gate, with a view that admits the order: these tests are about
+/// the venue. Paper fills at its own book, so the reference price is not used.
+fn approved(request: &OrderRequest) -> RiskApproved<OrderRequest> {
+    crate::exchanges::risk_gate::approve_for_venue_test(request.clone(), Decimal::ONE)
+}
+
 fn open_venue(config: &PaperConfig, store: &Store, clock: &Arc<ManualClock>) -> PaperVenue {
     PaperVenue::open("paper", config, store, clock.clone()).unwrap()
 }
@@ -179,7 +185,7 @@ async fn market_buy_fills_at_ask_plus_slippage_with_taker_fee() {
     let (v, _clock) = fresh(&config);
     let quote = v.quote("ETH").await.unwrap();
     let order = v
-        .place_order(&market_order("ETH", Side::Buy, dec!(1.5)))
+        .place_order(&approved(&market_order("ETH", Side::Buy, dec!(1.5))))
         .await
         .unwrap();
     assert_eq!(order.status, OrderStatus::Filled);
@@ -234,7 +240,7 @@ async fn increase_reduce_flip_close_pnl_is_exact() {
     ] {
         clock.advance(37_000);
         let o = v
-            .place_order(&market_order("BTC", side, size))
+            .place_order(&approved(&market_order("BTC", side, size)))
             .await
             .unwrap();
         assert_eq!(o.status, OrderStatus::Filled);
@@ -273,12 +279,12 @@ async fn position_entry_follows_increase_and_flip() {
     let (v, clock) = fresh(&PaperConfig::default());
     v.set_leverage("SOL", 5).await.unwrap();
     let a = v
-        .place_order(&market_order("SOL", Side::Sell, dec!(10)))
+        .place_order(&approved(&market_order("SOL", Side::Sell, dec!(10))))
         .await
         .unwrap();
     clock.advance(120_000);
     let b = v
-        .place_order(&market_order("SOL", Side::Sell, dec!(5)))
+        .place_order(&approved(&market_order("SOL", Side::Sell, dec!(5))))
         .await
         .unwrap();
     let p = v.positions().await.unwrap().remove(0);
@@ -287,7 +293,7 @@ async fn position_entry_follows_increase_and_flip() {
     assert_eq!(p.entry_price, (dec!(10) * pa + dec!(5) * pb) / dec!(15));
     clock.advance(60_000);
     let c = v
-        .place_order(&market_order("SOL", Side::Buy, dec!(20)))
+        .place_order(&approved(&market_order("SOL", Side::Buy, dec!(20))))
         .await
         .unwrap();
     let p = v.positions().await.unwrap().remove(0);
@@ -316,7 +322,7 @@ async fn resting_limit_fills_when_a_later_quote_crosses() {
         limit(best, TimeInForce::Gtc),
         false,
     );
-    let placed = v.place_order(&req).await.unwrap();
+    let placed = v.place_order(&approved(&req)).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Acked);
     assert_eq!(v.open_orders().await.unwrap().len(), 1);
 
@@ -350,7 +356,7 @@ async fn cancel_and_query_by_client_id() {
         limit(price, TimeInForce::Gtc),
         false,
     );
-    v.place_order(&req).await.unwrap();
+    v.place_order(&approved(&req)).await.unwrap();
     let before = v.account().await.unwrap();
     assert_eq!(before.margin_used, dec!(0.1) * price);
     v.cancel_order("ETH", &req.client_id).await.unwrap();
@@ -368,7 +374,7 @@ async fn cancel_and_query_by_client_id() {
     assert_eq!(v.query_order("ETH", &unknown).await.unwrap(), None);
     // A filled order cannot be cancelled.
     let filled = market_order("ETH", Side::Buy, dec!(0.1));
-    v.place_order(&filled).await.unwrap();
+    v.place_order(&approved(&filled)).await.unwrap();
     assert!(matches!(
         v.cancel_order("ETH", &filled.client_id).await,
         Err(VenueError::Rejected { .. })
@@ -392,7 +398,7 @@ async fn ioc_remainder_is_cancelled_and_alo_never_crosses() {
         limit(through, TimeInForce::Ioc),
         false,
     );
-    let o = v.place_order(&ioc).await.unwrap();
+    let o = v.place_order(&approved(&ioc)).await.unwrap();
     let price = o.avg_fill_price.unwrap();
     assert!(price <= through);
     assert_eq!(
@@ -411,7 +417,7 @@ async fn ioc_remainder_is_cancelled_and_alo_never_crosses() {
         limit(quote.bid - dec!(50), TimeInForce::Ioc),
         false,
     );
-    let o = v.place_order(&below).await.unwrap();
+    let o = v.place_order(&approved(&below)).await.unwrap();
     assert_eq!(
         (o.status, o.filled_size),
         (OrderStatus::Cancelled, Decimal::ZERO)
@@ -425,7 +431,7 @@ async fn ioc_remainder_is_cancelled_and_alo_never_crosses() {
         limit(through, TimeInForce::Gtc),
         false,
     );
-    let o = v.place_order(&gtc).await.unwrap();
+    let o = v.place_order(&approved(&gtc)).await.unwrap();
     assert_eq!(o.status, OrderStatus::PartiallyFilled);
     assert_eq!(v.open_orders().await.unwrap().len(), 1);
 
@@ -437,7 +443,7 @@ async fn ioc_remainder_is_cancelled_and_alo_never_crosses() {
         false,
     );
     assert!(matches!(
-        v.place_order(&alo).await,
+        v.place_order(&approved(&alo)).await,
         Err(VenueError::Rejected { .. })
     ));
     assert_eq!(v.query_order("ETH", &alo.client_id).await.unwrap(), None);
@@ -456,7 +462,7 @@ async fn market_order_respects_max_slippage() {
         false,
     );
     assert!(matches!(
-        v.place_order(&tight).await,
+        v.place_order(&approved(&tight)).await,
         Err(VenueError::Rejected { .. })
     ));
     assert!(v.positions().await.unwrap().is_empty());
@@ -465,7 +471,7 @@ async fn market_order_respects_max_slippage() {
 #[tokio::test]
 async fn stop_loss_trigger_fires_when_the_price_falls_through() {
     let (v, clock) = fresh(&PaperConfig::default());
-    v.place_order(&market_order("BTC", Side::Buy, dec!(0.01)))
+    v.place_order(&approved(&market_order("BTC", Side::Buy, dec!(0.01))))
         .await
         .unwrap();
     let now = clock.now_ms();
@@ -489,7 +495,7 @@ async fn stop_loss_trigger_fires_when_the_price_falls_through() {
         true,
     );
     assert_eq!(
-        v.place_order(&stop).await.unwrap().status,
+        v.place_order(&approved(&stop)).await.unwrap().status,
         OrderStatus::Acked
     );
     clock.set(hit - 1_000);
@@ -515,7 +521,7 @@ async fn insufficient_balance_and_leverage_bounds() {
     let (v, _clock) = fresh(&PaperConfig::default());
     let big = market_order("BTC", Side::Buy, dec!(1));
     assert!(matches!(
-        v.place_order(&big).await,
+        v.place_order(&approved(&big)).await,
         Err(VenueError::InsufficientBalance { .. })
     ));
     assert!(v.positions().await.unwrap().is_empty());
@@ -529,7 +535,7 @@ async fn insufficient_balance_and_leverage_bounds() {
     ));
     v.set_leverage("BTC", 10).await.unwrap();
     // The same client id may be reused after a refusal: nothing was placed.
-    v.place_order(&big).await.unwrap();
+    v.place_order(&approved(&big)).await.unwrap();
     let p = v.positions().await.unwrap().remove(0);
     assert_eq!(p.margin_used, p.mark_price / dec!(10));
     // Back to 1x would need ~60000 USD of margin.
@@ -553,10 +559,10 @@ async fn reduce_only_never_grows_or_flips() {
         true,
     );
     assert!(matches!(
-        v.place_order(&nothing).await,
+        v.place_order(&approved(&nothing)).await,
         Err(VenueError::Rejected { .. })
     ));
-    v.place_order(&market_order("SOL", Side::Buy, dec!(2)))
+    v.place_order(&approved(&market_order("SOL", Side::Buy, dec!(2))))
         .await
         .unwrap();
     let same_way = request(
@@ -569,7 +575,7 @@ async fn reduce_only_never_grows_or_flips() {
         true,
     );
     assert!(matches!(
-        v.place_order(&same_way).await,
+        v.place_order(&approved(&same_way)).await,
         Err(VenueError::Rejected { .. })
     ));
     let too_big = request(
@@ -581,7 +587,7 @@ async fn reduce_only_never_grows_or_flips() {
         },
         true,
     );
-    let o = v.place_order(&too_big).await.unwrap();
+    let o = v.place_order(&approved(&too_big)).await.unwrap();
     assert_eq!(o.filled_size, dec!(2));
     assert!(v.positions().await.unwrap().is_empty());
 }
@@ -619,20 +625,20 @@ async fn malformed_orders_are_refused_and_never_filled_twice() {
         ),
     ];
     for case in &cases {
-        let err = v.place_order(case).await.unwrap_err();
+        let err = v.place_order(&approved(case)).await.unwrap_err();
         assert!(
             matches!(err, VenueError::InvalidRequest { .. }),
             "{case:?}: {err}"
         );
     }
     assert!(matches!(
-        v.place_order(&market_order("DOGE", Side::Buy, dec!(1)))
+        v.place_order(&approved(&market_order("DOGE", Side::Buy, dec!(1))))
             .await,
         Err(VenueError::UnknownSymbol { .. })
     ));
     let once = market_order("BTC", Side::Buy, dec!(0.01));
-    v.place_order(&once).await.unwrap();
-    let err = v.place_order(&once).await.unwrap_err();
+    v.place_order(&approved(&once)).await.unwrap();
+    let err = v.place_order(&approved(&once)).await.unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
     assert_eq!(v.positions().await.unwrap()[0].size, dec!(0.01));
     assert_eq!(v.fills_since(0).await.unwrap().len(), 1);
@@ -647,7 +653,7 @@ async fn reopening_the_store_continues_the_account() {
         let store = Store::open(dir.path()).unwrap();
         let v = open_venue(&config, &store, &clock);
         v.set_leverage("ETH", 3).await.unwrap();
-        v.place_order(&market_order("ETH", Side::Buy, dec!(2)))
+        v.place_order(&approved(&market_order("ETH", Side::Buy, dec!(2))))
             .await
             .unwrap();
         let bid = v.quote("ETH").await.unwrap().bid;
@@ -658,7 +664,7 @@ async fn reopening_the_store_continues_the_account() {
             limit((bid * dec!(0.8)).floor(), TimeInForce::Gtc),
             false,
         );
-        v.place_order(&resting).await.unwrap();
+        v.place_order(&approved(&resting)).await.unwrap();
         clock.advance(10_000);
         (
             resting,
@@ -683,10 +689,10 @@ async fn reopening_the_store_continues_the_account() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].client_id.as_ref(), Some(&resting.client_id));
     // The reopened account keeps issuing fresh ids and refusing reused client ids.
-    let err = v.place_order(&resting).await.unwrap_err();
+    let err = v.place_order(&approved(&resting)).await.unwrap_err();
     assert!(matches!(err, VenueError::InvalidRequest { .. }));
     let more = v
-        .place_order(&market_order("ETH", Side::Buy, dec!(0.1)))
+        .place_order(&approved(&market_order("ETH", Side::Buy, dec!(0.1))))
         .await
         .unwrap();
     assert!(fills
@@ -896,7 +902,7 @@ async fn resting_orders_fill_during_downtime() {
             limit(best, TimeInForce::Gtc),
             false,
         );
-        v.place_order(&req).await.unwrap();
+        v.place_order(&approved(&req)).await.unwrap();
         (req, hit, best)
     };
     clock.set(hit + 600_000);
@@ -926,7 +932,7 @@ async fn concurrent_orders_are_all_recorded_durably() {
             .map(|_| {
                 let v = v.clone();
                 tokio::spawn(async move {
-                    v.place_order(&market_order("BTC", Side::Buy, dec!(0.001)))
+                    v.place_order(&approved(&market_order("BTC", Side::Buy, dec!(0.001))))
                         .await
                 })
             })
@@ -953,7 +959,7 @@ async fn fills_missing_from_the_account_record_are_reapplied_on_open() {
     let tree = store.tree::<PaperRecord>(trees::PAPER).unwrap();
     let before = tree.get("paper/account").unwrap().unwrap();
     let first = v
-        .place_order(&market_order("ETH", Side::Buy, dec!(1)))
+        .place_order(&approved(&market_order("ETH", Side::Buy, dec!(1))))
         .await
         .unwrap();
     let positions = v.positions().await.unwrap();
@@ -965,7 +971,7 @@ async fn fills_missing_from_the_account_record_are_reapplied_on_open() {
     assert_eq!(v.positions().await.unwrap(), positions);
     assert_eq!(v.account().await.unwrap(), account);
     let second = v
-        .place_order(&market_order("ETH", Side::Buy, dec!(1)))
+        .place_order(&approved(&market_order("ETH", Side::Buy, dec!(1))))
         .await
         .unwrap();
     assert_ne!(first.venue_order_id, second.venue_order_id);
@@ -985,7 +991,7 @@ async fn reopening_without_a_held_symbol_is_refused() {
     let store = Store::temporary().unwrap();
     let clock = ManualClock::new(T0);
     let v = open_venue(&PaperConfig::default(), &store, &clock);
-    v.place_order(&market_order("SOL", Side::Buy, dec!(1)))
+    v.place_order(&approved(&market_order("SOL", Side::Buy, dec!(1))))
         .await
         .unwrap();
     drop(v);
@@ -1002,7 +1008,7 @@ async fn reopening_without_a_held_symbol_is_refused() {
 #[tokio::test]
 async fn resting_reduce_only_trigger_is_cancelled_once_the_position_is_gone() {
     let (v, clock) = fresh(&PaperConfig::default());
-    v.place_order(&market_order("BTC", Side::Buy, dec!(0.01)))
+    v.place_order(&approved(&market_order("BTC", Side::Buy, dec!(0.01))))
         .await
         .unwrap();
     let now = clock.now_ms();
@@ -1023,12 +1029,12 @@ async fn resting_reduce_only_trigger_is_cancelled_once_the_position_is_gone() {
         },
         true,
     );
-    v.place_order(&take_profit).await.unwrap();
+    v.place_order(&approved(&take_profit)).await.unwrap();
     // The reserve of a reduce-only order is nothing: it can only free margin.
     let margin = v.account().await.unwrap().margin_used;
     assert_eq!(margin, v.positions().await.unwrap()[0].margin_used);
     // The position is closed by hand before the take profit fires.
-    v.place_order(&market_order("BTC", Side::Sell, dec!(0.01)))
+    v.place_order(&approved(&market_order("BTC", Side::Sell, dec!(0.01))))
         .await
         .unwrap();
     clock.set(hit + 1_000);
@@ -1064,7 +1070,7 @@ async fn a_refused_order_still_persists_fills_found_while_advancing() {
         limit(best, TimeInForce::Gtc),
         false,
     );
-    v.place_order(&resting).await.unwrap();
+    v.place_order(&approved(&resting)).await.unwrap();
     clock.set(hit + 1_000);
     // The first call after the crossing is a refused order; the crossing's fill must still
     // reach the stored account record.
@@ -1078,7 +1084,7 @@ async fn a_refused_order_still_persists_fills_found_while_advancing() {
         false,
     );
     assert!(matches!(
-        v.place_order(&refused).await,
+        v.place_order(&approved(&refused)).await,
         Err(VenueError::Rejected { .. })
     ));
     let tree = store.tree::<PaperRecord>(trees::PAPER).unwrap();

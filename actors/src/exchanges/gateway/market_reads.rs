@@ -1,0 +1,71 @@
+//! The gateway as market data's host: [`VenueReads`] over the venues' connectors.
+//!
+//! Owns: which gateway errors a market-data read may fall back from (availability
+//! failures: timeout, unavailable, rate limited, the connector down) and the mode change
+//! market data asks for at its emergency level. Never: decides a fallback (market data
+//! does) or reads account state for it.
+
+use super::*;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::exchanges::market_data::VenueReads;
+use crate::resilience::ErrorClass;
+
+impl VenueReads for GatewayCore {
+    type Error = GatewayError;
+
+    fn live_quote<'a>(
+        &'a self,
+        venue: &'a str,
+        symbol: &'a str,
+    ) -> BoxFuture<'a, GatewayResult<Quote>> {
+        self.call(
+            venue,
+            VenueCommand::Quote {
+                symbol: symbol.to_string(),
+            },
+        )
+        .boxed()
+    }
+
+    fn live_candles<'a>(
+        &'a self,
+        venue: &'a str,
+        symbol: &'a str,
+        timeframe: Timeframe,
+        lookback: usize,
+    ) -> BoxFuture<'a, GatewayResult<Vec<Candle>>> {
+        self.call(
+            venue,
+            VenueCommand::Candles {
+                symbol: symbol.to_string(),
+                timeframe,
+                lookback,
+            },
+        )
+        .boxed()
+    }
+
+    fn falls_back(err: &GatewayError) -> bool {
+        match err {
+            GatewayError::Venue(e) => matches!(
+                e.class(),
+                ErrorClass::Timeout | ErrorClass::Unavailable | ErrorClass::RateLimited { .. }
+            ),
+            GatewayError::ConnectorDown { .. } => true,
+            _ => false,
+        }
+    }
+
+    fn mode(&self) -> TradingMode {
+        GatewayCore::mode(self).mode
+    }
+
+    /// Market data is the only caller: the mode's cause is [`ModeCause::MarketData`].
+    fn restrict(&self, mode: TradingMode, reason: &str) -> GatewayResult<()> {
+        self.set_mode(mode, ModeCause::MarketData, reason)
+            .map(|_| ())
+    }
+}
