@@ -39,6 +39,7 @@ mod class;
 pub mod breaker;
 pub mod config;
 pub mod fallback;
+pub mod guard;
 pub mod limiter;
 pub mod mono;
 pub mod priority;
@@ -51,12 +52,13 @@ pub use breaker::{BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Per
 pub use class::ErrorClass;
 pub use config::{RateLimits, ResilienceConfig, TargetResilience};
 pub use fallback::{FallbackChain, FallbackError, FallbackLevel, Served};
+pub use guard::{Effect, Guard, GuardedCall, PauseGate, Refusal};
 pub use limiter::{Denied, LimitError, RateLimit, ServerQuota, Throttle};
 pub use mono::{
     ManualMonotonic, MonotonicClock, Nanos, QuantaMonotonic, SharedMonotonic, TokioClock,
 };
 pub use priority::{Priority, PriorityQueue, QueueFull};
-pub use retry::{parse_retry_after, Classify, RetryError, RetryPolicy};
+pub use retry::{parse_retry_after, Classify, RetryClass, RetryError, RetryPolicy};
 
 /// Describes every metric this module exports (HELP text). Call once after the process
 /// installs its recorder; never installs one itself.
