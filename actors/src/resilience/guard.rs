@@ -85,11 +85,12 @@ pub enum Refusal {
     },
     #[error(transparent)]
     Breaker(BreakerError),
-    #[error("`{target}`: the deadline of {what} passed during attempt {attempts}")]
+    #[error("`{target}`: the deadline of {what} passed during attempt {attempts}, {after:?} after the call began")]
     DeadlineElapsed {
         target: String,
         what: String,
         attempts: u32,
+        after: Duration,
     },
 }
 
@@ -338,6 +339,7 @@ impl Guard {
         Op: Fn(A) -> OpFut,
         OpFut: Future<Output = Result<T, E>>,
     {
+        let began = Instant::now();
         let op = &op;
         let mut once = || {
             // Not polled before the pause gate lets the call through.
@@ -381,6 +383,7 @@ impl Guard {
                     target: self.target.clone(),
                     what: call.what.to_string(),
                     attempts,
+                    after: began.elapsed(),
                 }),
             })
     }
