@@ -28,11 +28,11 @@ use governor::{Quota, RateLimiter};
 
 use orrery_actors::clock::ManualClock;
 use orrery_actors::resilience::config::BreakerConfig;
+use orrery_actors::resilience::config::RetryConfig;
 use orrery_actors::resilience::limiter::{
     GcraLimiter, LeakMode, LeakyBucket, SlidingWindow, TokenBucket,
 };
 use orrery_actors::resilience::priority::QueueBounds;
-use orrery_actors::resilience::config::RetryConfig;
 use orrery_actors::resilience::{
     CircuitBreaker, Classify, ErrorClass, Guard, GuardedCall, ManualMonotonic, MonotonicClock,
     Priority, PriorityQueue, QuantaMonotonic, RateLimit, Refusal, RetryPolicy, SharedMonotonic,
@@ -251,7 +251,8 @@ fn guarded_call(c: &mut Criterion) {
         clock.now(),
     ));
     let throttle = Throttle::new("bench", bucket, clock);
-    let breaker = || CircuitBreaker::new("bench", BreakerConfig::default(), ManualClock::new(0), None);
+    let breaker =
+        || CircuitBreaker::new("bench", BreakerConfig::default(), ManualClock::new(0), None);
     let retry = RetryPolicy::new("bench", RetryConfig::default());
     let guard = Guard::new("bench", breaker(), retry.clone());
     // The old path's state: its own pause instant, breaker and retry policy.

@@ -42,11 +42,9 @@ impl From<Refusal> for VenueError {
                 venue,
                 reason: e.to_string(),
             },
-            Refusal::DeadlineElapsed { what, after, .. } => VenueError::Timeout {
-                venue,
-                what,
-                after,
-            },
+            Refusal::DeadlineElapsed { what, after, .. } => {
+                VenueError::Timeout { venue, what, after }
+            }
         }
     }
 }

@@ -96,9 +96,7 @@ pub enum Refusal {
 
 fn paused_advice(effect: &Effect) -> &'static str {
     match effect {
-        Effect::StateChange => {
-            "a state change never waits out a pause; retry after it ends"
-        }
+        Effect::StateChange => "a state change never waits out a pause; retry after it ends",
         Effect::Read => "the pause outlasts the call's deadline",
     }
 }

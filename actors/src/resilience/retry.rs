@@ -323,9 +323,11 @@ impl RetryPolicy {
 
         let waits_until = waits_until.min(deadline);
         // Per-class schedules, each counting only its own class's retries.
-        let class_schedules = parking_lot::Mutex::new(self.class_backoff.clone().map(|b| {
-            b.map(|b| Schedule::new(b.kind, b.base, b.multiplier, b.cap, b.jitter))
-        }));
+        let class_schedules = parking_lot::Mutex::new(
+            self.class_backoff
+                .clone()
+                .map(|b| b.map(|b| Schedule::new(b.kind, b.base, b.multiplier, b.cap, b.jitter))),
+        );
 
         // Shared by the attempt closure and the `when` / `adjust` hooks; a mutex rather
         // than cells so the returned future stays `Send`. Never held across an await.

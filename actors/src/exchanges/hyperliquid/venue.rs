@@ -252,8 +252,10 @@ impl HyperliquidVenue {
     }
 
     fn set_pause(&self, pause: Duration) {
-        self.guard
-            .pause(pause, "after a 429 from Hyperliquid, nothing is sent before it ends");
+        self.guard.pause(
+            pause,
+            "after a 429 from Hyperliquid, nothing is sent before it ends",
+        );
     }
 
     /// The weight draw of one request, waiting at most until `until`.

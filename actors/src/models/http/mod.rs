@@ -697,7 +697,6 @@ struct Failure {
     kind: FailKind,
 }
 
-
 /// An error event inside a stream is the provider speaking; anything else is a bad body.
 fn stream_error_kind(e: &WireError) -> FailKind {
     match e {

@@ -277,7 +277,10 @@ async fn an_open_breaker_refuses_after_the_limiter_draw_and_is_not_retried() {
     .await
     .unwrap_err();
     assert!(
-        matches!(err, TestError::Refused(Refusal::Breaker(BreakerError::Open { .. }))),
+        matches!(
+            err,
+            TestError::Refused(Refusal::Breaker(BreakerError::Open { .. }))
+        ),
         "{err:?}"
     );
     assert_eq!(log.steps(), ["limit", "send", "limit"]);

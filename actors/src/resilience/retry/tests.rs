@@ -443,7 +443,13 @@ async fn an_error_that_asks_to_move_on_is_not_retried_whatever_its_class() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, RetryError::NotRetryable { class: "unavailable", .. }),
+        matches!(
+            err,
+            RetryError::NotRetryable {
+                class: "unavailable",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -466,7 +472,10 @@ async fn waits_end_before_the_wait_bound_while_attempts_run_to_the_deadline() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, RetryError::WouldPassDeadline { .. }), "{err:?}");
+    assert!(
+        matches!(err, RetryError::WouldPassDeadline { .. }),
+        "{err:?}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(Instant::now() - now, Duration::from_millis(100));
 }
