@@ -251,11 +251,8 @@ impl HyperliquidVenue {
             .unwrap_or(self.rate_limited_pause)
     }
 
-    fn set_pause(&self, pause: Duration) {
-        self.guard.pause(
-            pause,
-            "after a 429 from Hyperliquid, nothing is sent before it ends",
-        );
+    fn set_pause(&self, pause: Duration, reason: &str) {
+        self.guard.pause(pause, reason);
     }
 
     /// The weight draw of one request, waiting at most until `until`.
@@ -362,7 +359,10 @@ impl HyperliquidVenue {
             200..=299 => Ok(bytes),
             429 => {
                 let pause = self.pause_for(&headers);
-                self.set_pause(pause);
+                self.set_pause(
+                    pause,
+                    "after a 429 from Hyperliquid, nothing is sent before it ends",
+                );
                 // Hyperliquid's 429 carries the body `null` (see the mock's module doc).
                 let detail = match text().trim() {
                     "" | "null" => {
@@ -599,7 +599,10 @@ impl HyperliquidVenue {
         metrics::gauge!(crate::resilience::limiter::METRIC_HEADROOM, "limit" => format!("{}/address", self.name))
             .set(limit.headroom() as f64);
         if limit.headroom() == 0 {
-            self.set_pause(self.rate_limited_pause);
+            self.set_pause(
+                self.rate_limited_pause,
+                "the address's request budget (userRateLimit) has no headroom left",
+            );
         }
         Ok(limit)
     }
