@@ -11,6 +11,11 @@
 //! - `limiter_check_contended/*`: two threads checking one limiter at once, real clocks;
 //!   time is per iteration, in which each thread makes one check.
 //! - `priority_queue/push_pop`, `breaker/*`, `throttle/acquire_fast_path`.
+//! - `guarded_call/*`: one call that succeeds at once (pause gate open, limiter admits,
+//!   breaker closed), through [`Guard::run`] (`guard/*`) and through the hand-composed
+//!   path each venue had before the guard (`old_path/*`: pause check, draw, breaker,
+//!   call, record; a read inside `RetryPolicy::run`). Both on a current-thread tokio
+//!   runtime, whose `block_on` is part of every row alike.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -23,13 +28,15 @@ use governor::{Quota, RateLimiter};
 
 use orrery_actors::clock::ManualClock;
 use orrery_actors::resilience::config::BreakerConfig;
+use orrery_actors::resilience::config::RetryConfig;
 use orrery_actors::resilience::limiter::{
     GcraLimiter, LeakMode, LeakyBucket, SlidingWindow, TokenBucket,
 };
 use orrery_actors::resilience::priority::QueueBounds;
 use orrery_actors::resilience::{
-    CircuitBreaker, ManualMonotonic, MonotonicClock, Priority, PriorityQueue, QuantaMonotonic,
-    RateLimit, SharedMonotonic, Throttle, TokioClock,
+    CircuitBreaker, Classify, ErrorClass, Guard, GuardedCall, ManualMonotonic, MonotonicClock,
+    Priority, PriorityQueue, QuantaMonotonic, RateLimit, Refusal, RetryPolicy, SharedMonotonic,
+    Throttle, TokioClock,
 };
 
 /// Budgets large enough that every benchmarked check admits.
@@ -214,12 +221,96 @@ fn throttle(c: &mut Criterion) {
     });
 }
 
+/// A caller's error type, as a venue's or a provider's would be (never built: every
+/// benchmarked call succeeds).
+#[derive(Debug)]
+struct BenchError;
+
+impl From<Refusal> for BenchError {
+    fn from(_: Refusal) -> Self {
+        BenchError
+    }
+}
+
+impl Classify for BenchError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Unavailable
+    }
+}
+
+fn guarded_call(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime for the bench");
+    let clock = TokioClock::shared();
+    let bucket = Arc::new(TokenBucket::new(
+        1 << 40,
+        1 << 40,
+        Duration::from_secs(1),
+        clock.now(),
+    ));
+    let throttle = Throttle::new("bench", bucket, clock);
+    let breaker =
+        || CircuitBreaker::new("bench", BreakerConfig::default(), ManualClock::new(0), None);
+    let retry = RetryPolicy::new("bench", RetryConfig::default());
+    let guard = Guard::new("bench", breaker(), retry.clone());
+    // The old path's state: its own pause instant, breaker and retry policy.
+    let paused_until: parking_lot::Mutex<Option<tokio::time::Instant>> =
+        parking_lot::Mutex::new(None);
+    let old_breaker = breaker();
+    let deadline = rt.block_on(async { tokio::time::Instant::now() }) + Duration::from_secs(3600);
+    let send = || async { Ok::<u32, BenchError>(black_box(7)) };
+
+    let mut g = c.benchmark_group("guarded_call");
+    for (name, call) in [
+        ("read", GuardedCall::read("bench", deadline)),
+        ("state_change", GuardedCall::state_change("bench", deadline)),
+    ] {
+        g.bench_function(format!("guard/{name}"), |b| {
+            b.iter(|| {
+                rt.block_on(guard.run(
+                    call,
+                    |until| throttle.acquire(1, Priority::Medium, until),
+                    |_| send(),
+                ))
+                .ok()
+            })
+        });
+    }
+    let old_once = || async {
+        if paused_until
+            .lock()
+            .is_some_and(|u| u > tokio::time::Instant::now())
+        {
+            return Err(BenchError);
+        }
+        throttle
+            .acquire(1, Priority::Medium, deadline)
+            .await
+            .map_err(|_| BenchError)?;
+        let permit = old_breaker.check().map_err(|_| BenchError)?;
+        let started = std::time::Instant::now();
+        let result = send().await;
+        permit.record(&result, started.elapsed());
+        result
+    };
+    g.bench_function("old_path/read", |b| {
+        b.iter(|| rt.block_on(retry.run(deadline, old_once)).ok())
+    });
+    g.bench_function("old_path/state_change", |b| {
+        b.iter(|| rt.block_on(old_once()).ok())
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     limiter_check,
     limiter_check_contended,
     priority_queue,
     breaker,
-    throttle
+    throttle,
+    guarded_call
 );
 criterion_main!(benches);

@@ -1,16 +1,15 @@
-//! The retry loop around one venue read, shared by the HTTP venues.
+//! The venue side of the resilience guard ([`crate::resilience::Guard`]), shared by the
+//! HTTP venues.
 //!
-//! Owns: classifying a [`VenueError`] for the resilience kit (retry and breaker) and
-//! turning the retry loop's outcome back into the venue's own error. Never: order sends or cancels —
-//! those go out at most once; an unknown outcome is resolved by client id, not re-sent.
+//! Owns: classifying a [`VenueError`] for the guard (retry and breaker) and turning a
+//! guard's [`Refusal`] into the venue's own error, each naming what it means for an
+//! order: a pause, limiter or breaker refusal was never sent. Never: decides what is
+//! retried — the guard's rule does (orders, cancels and leverage changes go out at most
+//! once; an unknown outcome is resolved by client id, not re-sent).
 
-use std::future::Future;
-use std::time::Duration;
+use crate::resilience::{Classify, ErrorClass, LimitError, Refusal};
 
-use tokio::time::Instant;
-
-use super::venue::{VenueError, VenueResult};
-use crate::resilience::{Classify, ErrorClass, RetryError, RetryPolicy};
+use super::venue::VenueError;
 
 impl Classify for VenueError {
     fn class(&self) -> ErrorClass {
@@ -18,32 +17,34 @@ impl Classify for VenueError {
     }
 }
 
-/// Runs `attempt` under `retry` until it succeeds, the policy gives up or `deadline`
-/// passes; the error is the last attempt's, or a timeout naming `what` when no attempt
-/// finished in time.
-pub(crate) async fn read_with_retry<T, F, Fut>(
-    retry: &RetryPolicy,
-    venue: &str,
-    what: String,
-    timeout: Duration,
-    deadline: Instant,
-    mut attempt: F,
-) -> VenueResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = VenueResult<T>>,
-{
-    retry
-        .run(deadline, &mut attempt)
-        .await
-        .map_err(|e| match e {
-            RetryError::NotRetryable { error, .. }
-            | RetryError::Exhausted { error, .. }
-            | RetryError::WouldPassDeadline { error, .. } => error,
-            RetryError::DeadlineElapsed { .. } => VenueError::Timeout {
-                venue: venue.to_string(),
-                what,
-                after: timeout,
+impl From<Refusal> for VenueError {
+    fn from(refusal: Refusal) -> Self {
+        let venue = refusal.target().to_string();
+        let reason = refusal.to_string();
+        match refusal {
+            Refusal::Paused { retry_in, .. } => VenueError::RateLimited {
+                venue,
+                retry_after: Some(retry_in),
+                reason,
             },
-        })
+            Refusal::Limited { error, .. } => match error {
+                LimitError::WouldPassDeadline { wait, .. } => VenueError::RateLimited {
+                    venue,
+                    retry_after: Some(wait),
+                    reason,
+                },
+                LimitError::QueueFull { .. } => VenueError::Unavailable { venue, reason },
+                LimitError::CostExceedsCapacity { .. } | LimitError::UnknownEndpoint { .. } => {
+                    VenueError::InvalidRequest { venue, reason }
+                }
+            },
+            Refusal::Breaker(e) => VenueError::Unavailable {
+                venue,
+                reason: e.to_string(),
+            },
+            Refusal::DeadlineElapsed { what, after, .. } => {
+                VenueError::Timeout { venue, what, after }
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Resilience building blocks shared by model pools and exchange connectors: rate limiters,
-//! priority queue, circuit breakers, retry policies and fallback levels.
+//! priority queue, circuit breakers, retry policies, fallback levels, and the guard that
+//! composes them around every outbound call.
 //!
 //! Owns: the algorithms and their runtime state, their configuration (validated with key
 //! paths), the persisted breaker state, and the metrics they export. Never: wire formats or
@@ -9,36 +10,41 @@
 //!
 //! How a model pool or exchange connector uses the kit. At start, from its config section:
 //! `let kit = cfg.resilience.build(name, TokioClock::shared(), system_clock(), Some(breakers))?`
-//! (validated earlier with `cfg.resilience.validate(path, &mut issues)`). Per call:
+//! (validated earlier with `cfg.resilience.validate(path, &mut issues)`), and one
+//! [`Guard`] over the kit's breaker and retry policy. Per call, one path for every user
+//! (the Hyperliquid and Binance venues, the HTTP model provider):
 //!
 //! ```text
 //! let deadline = Instant::now() + request.timeout;
-//! let result = kit.retry.run(deadline, || async {
-//!     kit.limits.acquire("order", 1, Priority::High, deadline).await?;   // fair wait
-//!     let permit = kit.breaker.check()?;                                  // fail fast
-//!     let started = Instant::now();
-//!     let result = send(&request).await;                                  // one attempt
-//!     if let Some(q) = quota_from(&response_headers) {                    // provider code
-//!         kit.limits.observe("weight", q);
-//!     }
-//!     permit.record(&result, started.elapsed());                          // breaker learns
-//!     result
-//! }).await;
+//! guard.run(GuardedCall::read("l2Book", deadline),          // or ::state_change(..)
+//!     |until| kit.limits.acquire("info", 2, Priority::Low, until),   // limiter draw
+//!     |_| async {                                                   // one attempt
+//!         let result = send(&request).await;
+//!         if let Some(q) = quota_from(&response_headers) {          // provider code
+//!             kit.limits.observe("weight", q);
+//!         }
+//!         if status == 429 { guard.pause(retry_after, "HTTP 429"); } // pause gate
+//!         result
+//!     }).await
 //! ```
 //!
-//! The closure's error type implements [`Classify`] (limit, breaker and transport errors
-//! mapped to an [`ErrorClass`]; e.g. an open breaker is `Unavailable`, a limit wait past
-//! the deadline is `RateLimited`), so the retry policy decides per class. Reads wrap the
-//! above in `fallback.read(key, primary, siblings)` ([`FallbackChain`]) so a failing
-//! target degrades to cached data, a sibling, or a safe default; orders never do. Work
-//! queued before the send (the order gateway's pending orders) waits in a
-//! [`PriorityQueue`].
+//! The guard passes the pause gate (a state change is refused at once during a pause, a
+//! read waits if it ends before its deadline), draws from the limiter, asks the breaker,
+//! makes the attempt, reports it to the breaker, and retries a read per error class
+//! within the deadline; a state change is sent at most once. The attempt's error type
+//! implements [`Classify`] (limit, breaker and transport errors mapped to an
+//! [`ErrorClass`]; e.g. an open breaker is `Unavailable`, a limit wait past the deadline
+//! is `RateLimited`) and `From<Refusal>`. Reads wrap the above in
+//! `fallback.read(key, primary, siblings)` ([`FallbackChain`]) so a failing target
+//! degrades to cached data, a sibling, or a safe default; orders never do. Work queued
+//! before the send (the order gateway's pending orders) waits in a [`PriorityQueue`].
 
 mod class;
 
 pub mod breaker;
 pub mod config;
 pub mod fallback;
+pub mod guard;
 pub mod limiter;
 pub mod mono;
 pub mod priority;
@@ -51,12 +57,13 @@ pub use breaker::{BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Per
 pub use class::ErrorClass;
 pub use config::{RateLimits, ResilienceConfig, TargetResilience};
 pub use fallback::{FallbackChain, FallbackError, FallbackLevel, Served};
+pub use guard::{Effect, Guard, GuardedCall, PauseGate, Refusal};
 pub use limiter::{Denied, LimitError, RateLimit, ServerQuota, Throttle};
 pub use mono::{
     ManualMonotonic, MonotonicClock, Nanos, QuantaMonotonic, SharedMonotonic, TokioClock,
 };
 pub use priority::{Priority, PriorityQueue, QueueFull};
-pub use retry::{parse_retry_after, Classify, RetryError, RetryPolicy};
+pub use retry::{parse_retry_after, Classify, RetryClass, RetryError, RetryPolicy};
 
 /// Describes every metric this module exports (HELP text). Call once after the process
 /// installs its recorder; never installs one itself.

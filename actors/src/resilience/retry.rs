@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::class::ErrorClass;
-use super::config::RetryConfig;
+use super::config::{BackoffConfig, RetryConfig};
 
 /// Resolution of tokio's timer wheel; a sleep wakes up to this much after its end.
 const TIMER_TICK: Duration = Duration::from_millis(1);
@@ -33,6 +33,14 @@ const TIMER_TICK: Duration = Duration::from_millis(1);
 /// Errors that can say which [`ErrorClass`] they belong to.
 pub trait Classify {
     fn class(&self) -> ErrorClass;
+
+    /// Whether another attempt at the same target may help, beside what the class says.
+    /// `false` for a failure the caller wants moved elsewhere at once although its class
+    /// is retriable (a refused connection, a stream cut after text reached the reader, a
+    /// call the guard refused before sending).
+    fn retry_in_place(&self) -> bool {
+        true
+    }
 }
 
 impl Classify for ErrorClass {
@@ -194,6 +202,31 @@ pub(super) fn describe() {
 pub struct RetryPolicy {
     target: String,
     config: RetryConfig,
+    /// Per class (timeout, unavailable, rate limited): its own schedule instead of the
+    /// shared `config.backoff` one.
+    class_backoff: [Option<BackoffConfig>; 3],
+    /// The counter of retries and its target label (`orrery_retry_attempts_total{target}`
+    /// unless a user of the kit keeps a name of its own).
+    metric: &'static str,
+    metric_label: &'static str,
+}
+
+/// Which retriable class a per-class setting is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    Timeout,
+    Unavailable,
+    RateLimited,
+}
+
+impl RetryClass {
+    fn slot(self) -> usize {
+        match self {
+            RetryClass::Timeout => 0,
+            RetryClass::Unavailable => 1,
+            RetryClass::RateLimited => 2,
+        }
+    }
 }
 
 /// One attempt's failure, as seen by the loop.
@@ -223,7 +256,26 @@ impl RetryPolicy {
         Self {
             target: target.into(),
             config,
+            class_backoff: [None, None, None],
+            metric: METRIC_RETRIES,
+            metric_label: "target",
         }
+    }
+
+    /// Waits before retries of `class` follow `backoff` (its own count of retries)
+    /// rather than the shared schedule.
+    pub fn with_class_backoff(mut self, class: RetryClass, backoff: BackoffConfig) -> Self {
+        self.class_backoff[class.slot()] = Some(backoff);
+        self
+    }
+
+    /// Counts retries in `metric{label=<target>, class}` instead of
+    /// `orrery_retry_attempts_total{target, class}` (a user whose counter predates the kit
+    /// keeps its name).
+    pub fn counted_as(mut self, metric: &'static str, label: &'static str) -> Self {
+        self.metric = metric;
+        self.metric_label = label;
+        self
     }
 
     pub fn config(&self) -> &RetryConfig {
@@ -244,13 +296,38 @@ impl RetryPolicy {
 
     /// Runs `op` until it succeeds, its error is not retryable, the retry budget is
     /// spent, or the next wait would pass `deadline`. Each attempt is cut at `deadline`.
-    pub async fn run<T, E, F, Fut>(&self, deadline: Instant, mut op: F) -> Result<T, RetryError<E>>
+    pub async fn run<T, E, F, Fut>(&self, deadline: Instant, op: F) -> Result<T, RetryError<E>>
+    where
+        E: Classify,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_within(deadline, deadline, op).await
+    }
+
+    /// [`Self::run`] whose waits between attempts must end before `waits_until` (at most
+    /// `deadline`): a model deployment keeps the rest of its deadline for the router's
+    /// failover. Each attempt is still cut at `deadline`.
+    pub async fn run_within<T, E, F, Fut>(
+        &self,
+        deadline: Instant,
+        waits_until: Instant,
+        mut op: F,
+    ) -> Result<T, RetryError<E>>
     where
         E: Classify,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         use backon::Retryable;
+
+        let waits_until = waits_until.min(deadline);
+        // Per-class schedules, each counting only its own class's retries.
+        let class_schedules = parking_lot::Mutex::new(
+            self.class_backoff
+                .clone()
+                .map(|b| b.map(|b| Schedule::new(b.kind, b.base, b.multiplier, b.cap, b.jitter))),
+        );
 
         // Shared by the attempt closure and the `when` / `adjust` hooks; a mutex rather
         // than cells so the returned future stays `Send`. Never held across an await.
@@ -281,7 +358,7 @@ impl RetryPolicy {
             let Attempt::Failed(e) = e else { return false };
             let class = e.class();
             let mut st = state.lock();
-            let Some(slot) = class_slot(&class) else {
+            let Some(slot) = class_slot(&class).filter(|_| e.retry_in_place()) else {
                 st.stop = Some(Stop::NotRetryable(class.label()));
                 return false;
             };
@@ -304,18 +381,24 @@ impl RetryPolicy {
                 Attempt::Failed(e) => e.class(),
                 Attempt::DeadlineElapsed => return None,
             };
+            if let Some(own) = class_slot(&class)
+                .and_then(|slot| class_schedules.lock()[slot].as_mut().and_then(Iterator::next))
+            {
+                wait = own;
+            }
             if let ErrorClass::RateLimited { retry_after: Some(after) } = class {
                 wait = after.min(c.rate_limited.retry_after_cap);
             }
             // tokio's timers wake on whole-millisecond ticks, rounding up (by less than
             // `TIMER_TICK`): a wait that ends within the last tick before the deadline
             // could wake at or after it and start an attempt there.
-            if Instant::now() + wait + TIMER_TICK >= deadline {
+            if Instant::now() + wait + TIMER_TICK >= waits_until {
                 state.lock().stop = Some(Stop::Deadline);
                 return None;
             }
-            metrics::counter!(METRIC_RETRIES, "target" => self.target.clone(), "class" => class.label())
+            metrics::counter!(self.metric, self.metric_label => self.target.clone(), "class" => class.label())
                 .increment(1);
+            tracing::debug!(target_name = %self.target, class = class.label(), ?wait, "retrying after a failed attempt");
             Some(wait)
         })
         .await;

@@ -351,7 +351,9 @@ async fn a_418_ban_is_honoured() {
 #[actix::test]
 async fn a_418_without_retry_after_is_read_from_banned_until() {
     let mock = MockBinance::start();
-    let v = venue(&mock);
+    // A read waits out a ban that ends before its deadline: with 500 ms, the rest of
+    // this 2 s ban (about 1 s, after the virtual second below) is refused at once.
+    let v = venue_with(&mock, Duration::from_millis(500));
     mock.push_fault(Fault::BannedUntil { secs: 2 });
     let err = v.quote("BTC").await.unwrap_err();
     let VenueError::RateLimited { retry_after, .. } = &err else {
@@ -363,9 +365,50 @@ async fn a_418_without_retry_after_is_read_from_banned_until() {
         "{wait:?}"
     );
     let sent = mock.requests().len();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // A second of tokio's clock (which the ban is kept on), however slow the machine.
+    pass_time(Duration::from_millis(1000)).await;
     assert!(v.quote("BTC").await.is_err());
     assert_eq!(mock.requests().len(), sent, "still banned");
+}
+
+#[actix::test]
+async fn during_a_ban_a_read_waits_it_out_within_its_deadline_and_an_order_is_refused_at_once() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    // Filters cached: the order below needs no read first.
+    v.instrument("BTC").await.unwrap();
+    mock.push_fault(Fault::BannedUntil { secs: 2 });
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        v.quote("BTC").await,
+        Err(VenueError::RateLimited { .. })
+    ));
+    let sent = mock.requests().len();
+    // An order never waits out a ban: refused at once, with the time left, not sent.
+    let err = v
+        .place_order(&request(dec!(0.001), market()))
+        .await
+        .unwrap_err();
+    let VenueError::RateLimited {
+        retry_after: Some(left),
+        reason,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(*left <= Duration::from_secs(2), "{left:?}");
+    assert!(reason.contains("never waits out a pause"), "{reason}");
+    assert_eq!(mock.requests().len(), sent, "the order was not sent");
+    // A read whose 3 s deadline outlasts the ban waits for its end, then is sent once.
+    let quote = v.quote("BTC").await.unwrap();
+    assert!(quote.bid > Decimal::ZERO);
+    assert_eq!(mock.requests().len(), sent + 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "sent only after the ban: {:?}",
+        started.elapsed()
+    );
 }
 
 #[actix::test]

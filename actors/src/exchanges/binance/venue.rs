@@ -5,9 +5,11 @@
 //! server-time offset (re-read from `GET /api/v3/time` after a -1021 and the request sent
 //! once more, which is safe because Binance refuses such a request before executing it);
 //! the request-weight and order-rate limits (documented weights in [`super::config`]) with
-//! the `X-MBX-USED-WEIGHT-1M` header observed after every response; the 429/418 gate
+//! the `X-MBX-USED-WEIGHT-1M` header observed after every response; the 429/418 pause
 //! (after a 429 or a ban, no request of this key/IP leaves before `Retry-After` or the
-//! "banned until" time); the exchangeInfo filter cache used to round and refuse locally
+//! "banned until" time: every request goes through the resilience [`Guard`], so a read
+//! waits out a pause that ends before its deadline and fails rate limited otherwise,
+//! and an order or cancel is refused at once, not sent); the exchangeInfo filter cache used to round and refuse locally
 //! what the venue could not represent (dropped after a -1013 filter failure, so stale
 //! filters are re-read before the next order); and the conversions between Binance wire shapes and
 //! venue-neutral types. Never: retries an order send (a 5xx, timeout or reset after the
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -55,11 +57,10 @@ use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
-use crate::exchanges::venue_retry::read_with_retry;
 use crate::resilience::config::RateLimits;
 use crate::resilience::{
-    BreakerRecord, CircuitBreaker, Priority, RetryPolicy, ServerQuota, SharedMonotonic,
-    TargetResilience, TokioClock,
+    BreakerRecord, Effect, Guard, GuardedCall, LimitError, Priority, Refusal, ServerQuota,
+    SharedMonotonic, TargetResilience, TokioClock,
 };
 use crate::store::Tree;
 
@@ -160,15 +161,13 @@ pub struct BinanceSpotVenue {
     recv_window: RecvWindow,
     clock: SharedClock,
     limits: RateLimits,
-    /// Opens after repeated failures: requests then fail fast instead of piling up.
-    breaker: CircuitBreaker,
-    /// Reads only; orders and cancels go out at most once.
-    retry: RetryPolicy,
+    /// Pause gate (429 / 418), breaker (opens after repeated failures: requests then fail
+    /// fast instead of piling up) and retry (reads only; orders and cancels go out at
+    /// most once).
+    guard: Guard,
     mono: SharedMonotonic,
     /// Server time minus local time, in ms.
     offset_ms: AtomicI64,
-    /// No request before this instant (429 / 418).
-    blocked_until: Mutex<Option<Instant>>,
     rules: RwLock<RulesCache>,
 }
 
@@ -246,11 +245,9 @@ impl BinanceSpotVenue {
             recv_window,
             clock,
             limits,
-            breaker,
-            retry,
+            guard: Guard::new(name, breaker, retry),
             mono,
             offset_ms: AtomicI64::new(0),
-            blocked_until: Mutex::new(None),
             rules: RwLock::new(HashMap::new()),
         })
     }
@@ -258,7 +255,7 @@ impl BinanceSpotVenue {
     /// Keeps the circuit breaker's state in `tree` (the store's `breakers`), restoring
     /// what an earlier run recorded for this venue.
     pub fn with_breaker_store(mut self, tree: Tree<BreakerRecord>) -> Self {
-        self.breaker = self.breaker.persisted_in(tree);
+        self.guard = self.guard.persisted_in(tree);
         self
     }
 
@@ -344,30 +341,11 @@ impl BinanceSpotVenue {
         self.clock.now_ms() + self.offset_ms.load(Ordering::Relaxed)
     }
 
-    /// Refuses at once while a 429/418 block is in force: nothing is sent before it ends.
-    fn check_block(&self) -> VenueResult<()> {
-        let mut guard = self.blocked_until.lock();
-        if let Some(until) = *guard {
-            let now = Instant::now();
-            if now < until {
-                return Err(VenueError::RateLimited {
-                    venue: self.name.clone(),
-                    retry_after: Some(until - now),
-                    reason: "Binance asked us to back off (429/418); no request is sent before its Retry-After".into(),
-                });
-            }
-            *guard = None;
-        }
-        Ok(())
-    }
-
     fn block_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
-        let mut guard = self.blocked_until.lock();
-        if guard.is_none_or(|u| u < until) {
-            *guard = Some(until);
-        }
-        drop(guard);
+        self.guard.pause(
+            wait,
+            "Binance asked us to back off (429/418); no request is sent before its Retry-After",
+        );
         self.limits.observe(
             WEIGHT_POOL,
             ServerQuota {
@@ -437,9 +415,8 @@ impl BinanceSpotVenue {
         }
     }
 
-    /// One attempt: no retry of any kind.
-    async fn attempt(&self, call: &Call, deadline: Instant) -> Result<Vec<u8>, Failure> {
-        self.check_block().map_err(Failure::Venue)?;
+    /// The limiter draw of `call`, waiting at most until `until`.
+    async fn draw(&self, call: &Call, until: Instant) -> Result<(), LimitError> {
         self.limits
             .acquire(
                 call.endpoint,
@@ -447,16 +424,14 @@ impl BinanceSpotVenue {
                 // Inside a connector: the priority its command was served at (decided by
                 // the gateway); the call's own only outside one.
                 call_priority::current().unwrap_or(call.priority),
-                deadline,
+                until,
             )
             .await
-            .map_err(|e| {
-                Failure::Venue(VenueError::RateLimited {
-                    venue: self.name.clone(),
-                    retry_after: None,
-                    reason: e.to_string(),
-                })
-            })?;
+            .map(|_| ())
+    }
+
+    /// One attempt, past the guard: no retry of any kind.
+    async fn attempt(&self, call: &Call, deadline: Instant) -> Result<Vec<u8>, Failure> {
         let params: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let query = if call.signed {
             signed_query(
@@ -535,41 +510,28 @@ impl BinanceSpotVenue {
         Err(Failure::Api(api))
     }
 
-    /// Sends `call`: a read under the retry policy, an order or cancel exactly once.
+    /// Sends `call` through the guard: a read waits out a short pause and is retried per
+    /// class, an order or cancel is refused during a pause and sent exactly once.
     async fn send(&self, call: &Call, symbol: Option<&str>) -> VenueResult<Vec<u8>> {
         let deadline = Instant::now() + self.config.request_timeout;
-        if call.kind != RequestKind::Read {
-            return self.send_once(call, symbol, deadline).await;
-        }
-        read_with_retry(
-            &self.retry,
-            &self.name,
-            format!("{} {}", call.method, call.path),
-            self.config.request_timeout,
-            deadline,
-            || self.send_once(call, symbol, deadline),
-        )
-        .await
+        let what = format!("{} {}", call.method, call.path);
+        let terms = match call.kind {
+            RequestKind::Read => GuardedCall::read(&what, deadline),
+            RequestKind::OrderSend | RequestKind::Cancel => {
+                GuardedCall::state_change(&what, deadline)
+            }
+        };
+        self.guard
+            .run(
+                terms,
+                |until| self.draw(call, until),
+                |()| self.send_resyncing(call, symbol, deadline),
+            )
+            .await
     }
 
-    /// One pass through the breaker; after a -1021 re-reads server time and sends once
-    /// more (Binance refuses such a request before executing it).
-    async fn send_once(
-        &self,
-        call: &Call,
-        symbol: Option<&str>,
-        deadline: Instant,
-    ) -> VenueResult<Vec<u8>> {
-        let permit = self.breaker.check().map_err(|e| VenueError::Unavailable {
-            venue: self.name.clone(),
-            reason: e.to_string(),
-        })?;
-        let started = Instant::now();
-        let result = self.send_resyncing(call, symbol, deadline).await;
-        permit.record(&result, started.elapsed());
-        result
-    }
-
+    /// One guarded attempt; after a -1021 re-reads server time and sends once more
+    /// (Binance refuses such a request before executing it).
     async fn send_resyncing(
         &self,
         call: &Call,
@@ -609,8 +571,22 @@ impl BinanceSpotVenue {
         struct TimeWire {
             server_time: i64,
         }
-        let before = self.clock.now_ms();
         let call = Call::get("/api/v3/time", "time");
+        let what = "GET /api/v3/time";
+        // Not a guarded call of its own: it runs inside one (a -1021 resync) or for the
+        // operator; it still honours the pause and draws its weight.
+        self.guard
+            .pause_gate()
+            .pass(&self.name, what, Effect::Read, deadline)
+            .await?;
+        self.draw(&call, deadline).await.map_err(|error| {
+            VenueError::from(Refusal::Limited {
+                target: self.name.clone(),
+                what: what.to_string(),
+                error,
+            })
+        })?;
+        let before = self.clock.now_ms();
         let body = match self.attempt(&call, deadline).await {
             Ok(b) => b,
             Err(Failure::Venue(e)) => return Err(e),
@@ -1122,11 +1098,7 @@ impl Venue for BinanceSpotVenue {
     }
 
     fn saturated(&self) -> bool {
-        let blocked = self
-            .blocked_until
-            .lock()
-            .is_some_and(|until| until > Instant::now());
-        blocked
+        self.guard.is_paused()
             || self
                 .weight_headroom()
                 .is_some_and(|left| left < HEAVIEST_WEIGHT)

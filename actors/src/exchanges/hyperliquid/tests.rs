@@ -334,15 +334,30 @@ async fn a_429_holds_every_request_until_the_retry_time() {
         panic!("expected rate limited, got {err}");
     };
     assert_eq!(retry_after, Some(Duration::from_secs(1)));
-    let second = v
-        .place_order(&approved(&limit(
-            Side::Buy,
-            dec!(0.01),
-            dec!(59000),
-            TimeInForce::Gtc,
-        )))
-        .await
-        .unwrap();
+    // An order never waits out the pause: refused at once with the time left, not sent.
+    let order = approved(&limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc));
+    let refused = v.place_order(&order).await.unwrap_err();
+    let VenueError::RateLimited {
+        retry_after: Some(left),
+        reason,
+        ..
+    } = &refused
+    else {
+        panic!("expected rate limited, got {refused}");
+    };
+    assert!(*left <= Duration::from_secs(1), "{left:?}");
+    assert!(reason.contains("never waits out a pause"), "{reason}");
+    assert_eq!(mock.exchange_arrivals().len(), 1, "refused without sending");
+    // The caller sends it again once the time the refusal named has passed.
+    let second = loop {
+        match v.place_order(&order).await {
+            Err(VenueError::RateLimited {
+                retry_after: Some(left),
+                ..
+            }) => tokio::time::sleep(left).await,
+            other => break other.unwrap(),
+        }
+    };
     assert_eq!(second.status, OrderStatus::Acked);
     let at = mock.exchange_arrivals();
     assert_eq!(at.len(), 2, "nothing was sent during the pause");

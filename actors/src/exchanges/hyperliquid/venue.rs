@@ -22,12 +22,15 @@
 //! here — rounded onto the tick grid toward it. A call's limiter priority is the one its
 //! command was served at by the connector; this module derives none. A 429 (Hyperliquid answers `null` with no `Retry-After`; see the mock's module
 //! doc) pauses every request of this venue for `rate_limited_pause`, or until a
-//! `Retry-After` should one ever come: nothing is sent before that time.
+//! `Retry-After` should one ever come: nothing is sent before that time. Every request
+//! goes through the resilience [`Guard`] (pause gate, weight draw, breaker, retry): during
+//! a pause, reads wait if it ends before their deadline, and orders, cancels and leverage
+//! updates are refused at once ([`VenueError::RateLimited`] with the time left, not sent).
 //!
 //! Deadlines: an order is signed with `expiresAfter` = its [`OrderRequest::valid_until_ms`]
 //! (part of the signed hash and of the body, as the Python SDK does), so the exchange
 //! refuses it once that time has passed; an order whose deadline passed while it waited
-//! for a 429 pause or the weight budget is not sent at all. `order_validity` is the
+//! for the weight budget is not sent at all. `order_validity` is the
 //! request timeout. Cancels and leverage updates carry no expiry.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,8 +56,10 @@ use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
-use crate::exchanges::venue_retry::read_with_retry;
-use crate::resilience::{BreakerRecord, LimitError, Priority, TargetResilience, TokioClock};
+use crate::resilience::{
+    BreakerRecord, Guard, GuardedCall, LimitError, Priority, RateLimits, TargetResilience,
+    TokioClock,
+};
 use crate::store::Tree;
 use crate::validate::Issues;
 
@@ -90,9 +95,10 @@ pub struct HyperliquidVenue {
     rate_limited_pause: Duration,
     meta: RwLock<Option<(Arc<Meta>, Instant)>>,
     last_nonce: AtomicU64,
-    /// No request leaves before this instant (set by a 429).
-    paused_until: Mutex<Option<Instant>>,
-    kit: TargetResilience,
+    /// Hyperliquid's weight pools, drawn by each request.
+    limits: RateLimits,
+    /// Pause gate (set by a 429), breaker and retry of every request.
+    guard: Guard,
     clock: SharedClock,
 }
 
@@ -166,7 +172,11 @@ impl HyperliquidVenue {
                 venue: name.to_string(),
                 reason: e.to_string(),
             })?;
-        let kit = config
+        let TargetResilience {
+            limits,
+            breaker,
+            retry,
+        } = config
             .resilience
             .build(name, TokioClock::shared(), clock.clone(), None)
             .map_err(|e| cfg_err(format!("resilience: {e}")))?;
@@ -186,8 +196,8 @@ impl HyperliquidVenue {
             rate_limited_pause: config.rate_limited_pause,
             meta: RwLock::new(None),
             last_nonce: AtomicU64::new(0),
-            paused_until: Mutex::new(None),
-            kit,
+            limits,
+            guard: Guard::new(name, breaker, retry),
             clock,
         })
     }
@@ -195,7 +205,7 @@ impl HyperliquidVenue {
     /// Keeps the circuit breaker's state in `tree` (the store's `breakers`), restoring
     /// what an earlier run recorded for this venue.
     pub fn with_breaker_store(mut self, tree: Tree<BreakerRecord>) -> Self {
-        self.kit.breaker = self.kit.breaker.persisted_in(tree);
+        self.guard = self.guard.persisted_in(tree);
         self
     }
 
@@ -233,27 +243,8 @@ impl HyperliquidVenue {
         }
     }
 
-    /// Waits out a 429 pause, or says it does not end before `deadline`.
-    async fn wait_pause(&self, deadline: Instant) -> VenueResult<()> {
-        let until = *self.paused_until.lock();
-        if let Some(until) = until {
-            let now = Instant::now();
-            if until > now {
-                if until > deadline {
-                    return Err(VenueError::RateLimited {
-                        venue: self.name.clone(),
-                        retry_after: Some(until - now),
-                        reason: "paused after a 429 from Hyperliquid; nothing is sent before the pause ends".into(),
-                    });
-                }
-                tokio::time::sleep_until(until).await;
-            }
-        }
-        Ok(())
-    }
-
     fn pause_for(&self, headers: &reqwest::header::HeaderMap) -> Duration {
-        let cap = self.kit.retry.config().rate_limited.retry_after_cap;
+        let cap = self.guard.retry().config().rate_limited.retry_after_cap;
         headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -263,40 +254,29 @@ impl HyperliquidVenue {
             .unwrap_or(self.rate_limited_pause)
     }
 
-    fn set_pause(&self, pause: Duration) {
-        let until = Instant::now() + pause;
-        let mut guard = self.paused_until.lock();
-        if guard.is_none_or(|u| u < until) {
-            *guard = Some(until);
-        }
+    fn set_pause(&self, pause: Duration, reason: &str) {
+        self.guard.pause(pause, reason);
     }
 
+    /// The weight draw of one request, waiting at most until `until`.
     async fn draw(
         &self,
         endpoint: &str,
         cost: u64,
         priority: Priority,
-        deadline: Instant,
-    ) -> VenueResult<()> {
+        until: Instant,
+    ) -> Result<(), LimitError> {
         // Inside a connector the call waits at the priority its command was served at
         // (decided by the gateway); `priority` only for calls made outside one.
         let priority = call_priority::current().unwrap_or(priority);
-        self.kit
-            .limits
-            .acquire(endpoint, cost, priority, deadline)
+        self.limits
+            .acquire(endpoint, cost, priority, until)
             .await
             .map(|_| ())
-            .map_err(|e| match e {
-                LimitError::WouldPassDeadline { wait, .. } => VenueError::RateLimited {
-                    venue: self.name.clone(),
-                    retry_after: Some(wait),
-                    reason: e.to_string(),
-                },
-                other => self.err_unavailable(other.to_string()),
-            })
     }
 
-    /// POST /info with one retry loop; `weight` is Hyperliquid's cost of this request.
+    /// POST /info through the guard (a read: waits out a short pause, retried per
+    /// class); `weight` is Hyperliquid's cost of this request.
     async fn info(
         &self,
         what: &'static str,
@@ -305,35 +285,14 @@ impl HyperliquidVenue {
     ) -> VenueResult<Bytes> {
         let deadline = Instant::now() + self.timeout;
         let body = Bytes::from(body.to_string());
-        read_with_retry(
-            &self.kit.retry,
-            &self.name,
-            format!("info {what}"),
-            self.timeout,
-            deadline,
-            || self.info_once(what, body.clone(), weight, deadline),
-        )
-        .await
-    }
-
-    async fn info_once(
-        &self,
-        what: &'static str,
-        body: Bytes,
-        weight: u64,
-        deadline: Instant,
-    ) -> VenueResult<Bytes> {
-        self.wait_pause(deadline).await?;
-        self.draw("info", weight, Priority::Low, deadline).await?;
-        let permit = self
-            .kit
-            .breaker
-            .check()
-            .map_err(|e| self.err_unavailable(e.to_string()))?;
-        let started = std::time::Instant::now();
-        let result = self.post(&self.info_url, body, deadline, what, false).await;
-        permit.record(&result, started.elapsed());
-        result
+        let label = format!("info {what}");
+        self.guard
+            .run(
+                GuardedCall::read(&label, deadline),
+                |until| self.draw("info", weight, Priority::Low, until),
+                |()| self.post(&self.info_url, body.clone(), deadline, what, false),
+            )
+            .await
     }
 
     /// One HTTP POST. `changes_state`: a failure that may hide an applied action is
@@ -404,7 +363,10 @@ impl HyperliquidVenue {
             200..=299 => Ok(bytes),
             429 => {
                 let pause = self.pause_for(&headers);
-                self.set_pause(pause);
+                self.set_pause(
+                    pause,
+                    "after a 429 from Hyperliquid, nothing is sent before it ends",
+                );
                 // Hyperliquid's 429 carries the body `null` (see the mock's module doc).
                 let detail = match text().trim() {
                     "" | "null" => {
@@ -477,14 +439,44 @@ impl HyperliquidVenue {
         })?;
         let deadline = Instant::now() + self.timeout;
         let label = action.label();
-        self.wait_pause(deadline).await?;
-        self.draw("exchange", 1 + orders / 40, priority, deadline)
+        // A state change: refused at once during a pause, sent at most once — so the
+        // guard calls the op once and it can take the action to sign it.
+        let action = Mutex::new(Some(action));
+        let response = self
+            .guard
+            .run(
+                GuardedCall::state_change(label, deadline),
+                |until| self.draw("exchange", 1 + orders / 40, priority, until),
+                |()| {
+                    let action = action.lock().take();
+                    self.sign_and_send(key, action, changes_state, expires_after, deadline)
+                },
+            )
             .await?;
-        let permit = self
-            .kit
-            .breaker
-            .check()
-            .map_err(|e| self.err_unavailable(e.to_string()))?;
+        if let Some(refusal) = response.refusal(&self.name) {
+            return Err(refusal);
+        }
+        Ok(response)
+    }
+
+    /// The one attempt of an action: nonce, deadline check, signature, POST, answer.
+    async fn sign_and_send(
+        &self,
+        key: &PrivateKey,
+        action: Option<Action>,
+        changes_state: bool,
+        expires_after: Option<Millis>,
+        deadline: Instant,
+    ) -> VenueResult<ExchangeResponse> {
+        let Some(action) = action else {
+            // The guard runs a state change's attempt once; a second one would be a
+            // resend, which this refuses rather than signing anything.
+            return Err(VenueError::InvalidRequest {
+                venue: self.name.clone(),
+                reason: "an action is sent at most once; not sent again".into(),
+            });
+        };
+        let label = action.label();
         let nonce = self.next_nonce();
         if let Some(expires) = expires_after {
             if self.clock.now_ms() >= expires {
@@ -507,7 +499,6 @@ impl HyperliquidVenue {
             venue: self.name.clone(),
             reason: format!("cannot encode {label}: {e}"),
         })?;
-        let started = std::time::Instant::now();
         let sent = self
             .post(
                 &self.exchange_url,
@@ -517,7 +508,7 @@ impl HyperliquidVenue {
                 changes_state,
             )
             .await;
-        let result = sent.and_then(|bytes| {
+        sent.and_then(|bytes| {
             info::parse_exchange_response(&bytes).map_err(|e| {
                 if changes_state {
                     VenueError::OutcomeUnknown {
@@ -528,13 +519,7 @@ impl HyperliquidVenue {
                     self.malformed(e)
                 }
             })
-        });
-        permit.record(&result, started.elapsed());
-        let response = result?;
-        if let Some(refusal) = response.refusal(&self.name) {
-            return Err(refusal);
-        }
-        Ok(response)
+        })
     }
 
     /// Asset rules and indices, cached for `meta_refresh`; `force` refetches.
@@ -605,7 +590,10 @@ impl HyperliquidVenue {
         metrics::gauge!(crate::resilience::limiter::METRIC_HEADROOM, "limit" => format!("{}/address", self.name))
             .set(limit.headroom() as f64);
         if limit.headroom() == 0 {
-            self.set_pause(self.rate_limited_pause);
+            self.set_pause(
+                self.rate_limited_pause,
+                "the address's request budget (userRateLimit) has no headroom left",
+            );
         }
         Ok(limit)
     }
@@ -809,13 +797,8 @@ impl Venue for HyperliquidVenue {
     }
 
     fn saturated(&self) -> bool {
-        let paused = self
-            .paused_until
-            .lock()
-            .is_some_and(|until| until > Instant::now());
-        paused
+        self.guard.is_paused()
             || self
-                .kit
                 .limits
                 .headroom(WEIGHT_POOL)
                 .is_some_and(|left| left < HEAVY)

@@ -11,9 +11,9 @@
 //! health check. Never: fails over to another deployment (the router does), counts the
 //! pool's outcome metrics (the pool does), or reads/prints a key (see [`secrets`]).
 //!
-//! Retry policy, per attempt's failure, hand-written over the resilience kit's
-//! `RetryPolicy::run` because that loop uses one backoff kind for every class while
-//! this one needs a different shape per class:
+//! Every call goes through the resilience [`Guard`] (pause gate, the rpm/tpm draw,
+//! breaker, one attempt, retry), as the venues' calls do; a completion is a read. The
+//! retry policy is the kit's `RetryPolicy` with a schedule of its own per class:
 //! - timeout (no first byte in time, HTTP 408/504): exponential from `retry_backoff`
 //!   (×2, jitter up to half), at most 3 attempts;
 //! - 5xx, 503/529 overloaded, an error event inside a stream: fixed `retry_backoff`,
@@ -24,6 +24,11 @@
 //!   never here. A refused connection will be refused again a moment later, and a cut
 //!   stream is better retried elsewhere: the router fails over at once. Nor is any
 //!   failure once streamed text has reached the caller's channel (it would see it twice).
+//!
+//! A 429 that says when to come back (`retry-after-ms`, `retry-after`, Gemini's
+//! `retryDelay`) pauses the whole deployment until then: no call of it is sent before,
+//! a call whose wait bound (below) outlasts the pause waits for it, and one whose bound
+//! does not comes back `RateLimited` with the time left at once.
 //!
 //! The failover rule: retries inside one deployment may only use the first half of the
 //! time left when the pool called us (the pool's deadline, itself the caller's deadline
@@ -62,7 +67,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -73,10 +77,14 @@ use super::providers::{
 };
 use super::types::{ModelError, ModelRequest};
 use crate::clock::SharedClock;
-use crate::resilience::config::BreakerConfig;
+use crate::resilience::config::{
+    BackoffConfig, BreakerConfig, ClassRetry, RateLimitedRetry, RetryConfig,
+};
+use crate::resilience::retry::BackoffKind;
 use crate::resilience::{
-    BreakerError, BreakerRecord, BreakerState, CircuitBreaker, ErrorClass, LimitError, Priority,
-    RateLimit, ServerQuota, SharedMonotonic, Throttle, TokioClock,
+    BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Classify, ErrorClass, Guard,
+    GuardedCall, LimitError, Priority, RateLimit, Refusal, RetryClass, RetryPolicy, ServerQuota,
+    SharedMonotonic, Throttle, TokioClock,
 };
 use crate::store::Tree;
 
@@ -149,9 +157,8 @@ pub struct HttpProvider {
     settings: HttpSettings,
     requests: Option<Throttle>,
     tokens: Option<Throttle>,
-    breaker: CircuitBreaker,
-    /// The breaker's wall clock (its open deadline outlives the process).
-    wall: SharedClock,
+    /// Pause gate, breaker and retry of every call.
+    guard: Guard,
     prepared: prepared::Prepared,
 }
 
@@ -231,11 +238,11 @@ impl HttpProvider {
         };
         let requests = settings.rpm.map(|rpm| bucket("requests", u64::from(rpm)));
         let tokens = settings.tpm.map(|tpm| bucket("tokens", tpm));
-        let breaker = CircuitBreaker::new(
+        let breaker = CircuitBreaker::new(deployment.clone(), settings.breaker.clone(), wall, None);
+        let guard = Guard::new(
             deployment.clone(),
-            settings.breaker.clone(),
-            wall.clone(),
-            None,
+            breaker,
+            retry_policy(&deployment, &settings),
         );
         Ok(Self {
             deployment,
@@ -245,8 +252,7 @@ impl HttpProvider {
             settings,
             requests,
             tokens,
-            breaker,
-            wall,
+            guard,
             prepared: prepared::Prepared::default(),
         })
     }
@@ -255,12 +261,7 @@ impl HttpProvider {
     /// the deployment id): restored now and written on every transition, so a restarted
     /// pool or engine does not hammer a deployment whose breaker was open.
     pub fn with_breaker_store(mut self, breakers: Tree<BreakerRecord>) -> Self {
-        self.breaker = CircuitBreaker::new(
-            self.deployment.clone(),
-            self.settings.breaker.clone(),
-            self.wall.clone(),
-            Some(breakers),
-        );
+        self.guard = self.guard.persisted_in(breakers);
         self
     }
 
@@ -280,10 +281,11 @@ impl HttpProvider {
     }
 
     pub fn breaker_state(&self) -> BreakerState {
-        self.breaker.state()
+        self.guard.breaker().state()
     }
 
-    /// One call with retries, its text deltas forwarded to `sink` when streaming.
+    /// One call through the guard (retries within the deployment included), its text
+    /// deltas forwarded to `sink` when streaming.
     async fn call(
         &self,
         req: &ModelRequest,
@@ -293,61 +295,29 @@ impl HttpProvider {
     ) -> Result<Completion, ModelError> {
         let start = Instant::now();
         let deadline = deadline.min(deadline_after(start, self.settings.total_timeout));
+        // Waits (pause, budgets, retries) keep the second half for the router's failover.
         let retry_until = start + deadline.saturating_duration_since(start) / 2;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let failure = match self.attempt(req, deadline, retry_until, stream, sink).await {
-                Ok(completion) => return Ok(completion),
-                Err(failure) => failure,
-            };
-            let Some(wait) = retry_wait(&failure, attempt, self.settings.retry_backoff) else {
-                return Err(failure.error);
-            };
-            if Instant::now() + wait >= retry_until {
-                return Err(failure.error);
-            }
-            metrics::counter!("orrery_model_http_retries_total", "deployment" => self.deployment.clone(), "class" => failure.class.label())
-                .increment(1);
-            tracing::debug!(deployment = %self.deployment, attempt, ?wait, "retrying within the deployment: {}", failure.error);
-            tokio::time::sleep(wait).await;
-        }
+        self.guard
+            .run(
+                GuardedCall::read("completion", deadline).waits_until(retry_until),
+                |until| self.admit(req, until),
+                |estimate| self.attempt(req, estimate, deadline, stream, sink),
+            )
+            .await
+            .map_err(|failure: Failure| failure.error)
     }
 
     /// Draws the call from the rpm and tpm budgets; returns the token estimate drawn.
-    async fn admit(&self, req: &ModelRequest, until: Instant) -> Result<u64, Failure> {
-        let limited = |e: LimitError| {
-            let class = match &e {
-                LimitError::WouldPassDeadline { wait, .. } => ErrorClass::RateLimited {
-                    retry_after: Some(*wait),
-                },
-                LimitError::QueueFull { .. } => ErrorClass::Unavailable,
-                _ => ErrorClass::BadRequest,
-            };
-            Failure::local(
-                ModelError::Provider {
-                    deployment: self.deployment.clone(),
-                    class,
-                    message: format!("this deployment's own budget: {e}"),
-                },
-                class,
-            )
-        };
+    async fn admit(&self, req: &ModelRequest, until: Instant) -> Result<u64, LimitError> {
         if let Some(requests) = &self.requests {
-            requests
-                .acquire(1, Priority::Low, until)
-                .await
-                .map_err(limited)?;
+            requests.acquire(1, Priority::Low, until).await?;
         }
         let Some(tokens) = &self.tokens else {
             return Ok(0);
         };
         // An estimate above the whole minute's budget could never pass: draw what can.
         let estimate = estimate_tokens(req).min(tokens.limiter().max_cost());
-        tokens
-            .acquire(estimate, Priority::Low, until)
-            .await
-            .map_err(limited)?;
+        tokens.acquire(estimate, Priority::Low, until).await?;
         Ok(estimate)
     }
 
@@ -390,41 +360,18 @@ impl HttpProvider {
         }
     }
 
-    /// One attempt: budgets, breaker, send, read.
+    /// One attempt past the guard (budgets drawn, `estimate` tokens of them): send, read,
+    /// correct the token draw.
     async fn attempt(
         &self,
         req: &ModelRequest,
+        estimate: u64,
         deadline: Instant,
-        retry_until: Instant,
         stream: bool,
         sink: Option<&mpsc::Sender<String>>,
     ) -> Result<Completion, Failure> {
-        let estimate = self.admit(req, retry_until).await?;
-        let permit = self.breaker.check().map_err(|e| {
-            let message = match &e {
-                BreakerError::Open { retry_in, .. } => format!(
-                    "circuit breaker open after repeated failures; probing again in {retry_in:?}, use a sibling deployment meanwhile"
-                ),
-                BreakerError::ProbesBusy { .. } => {
-                    "circuit breaker half-open, its probe is in flight; use a sibling deployment meanwhile".to_string()
-                }
-            };
-            Failure::local(
-                ModelError::Provider {
-                    deployment: self.deployment.clone(),
-                    class: ErrorClass::Unavailable,
-                    message,
-                },
-                ErrorClass::Unavailable,
-            )
-        })?;
         let started = Instant::now();
-        let result = self.exchange(req, started, deadline, stream, sink).await;
-        match &result {
-            Ok(_) => permit.success(started.elapsed()),
-            Err(f) => permit.failure(&f.class),
-        }
-        let completion = result?;
+        let completion = self.exchange(req, started, deadline, stream, sink).await?;
         self.settle_tokens(
             estimate,
             completion.usage.prompt_tokens + completion.usage.completion_tokens,
@@ -553,6 +500,17 @@ impl HttpProvider {
             let headers = resp.headers().clone();
             let body = self.read_body(&mut resp, deadline).await?;
             let e = classify_http_error(self.kind, status, &headers, &body, SystemTime::now());
+            if let ErrorClass::RateLimited {
+                retry_after: Some(wait),
+            } = e.class()
+            {
+                // The provider said when to come back: nothing of this deployment is sent
+                // before then (see the module doc).
+                self.guard.pause(
+                    wait,
+                    "the provider answered 429 and named when to come back",
+                );
+            }
             return Err(self.wire_failure(e, FailKind::Provider));
         }
         let reply = if stream {
@@ -739,16 +697,6 @@ struct Failure {
     kind: FailKind,
 }
 
-impl Failure {
-    fn local(error: ModelError, class: ErrorClass) -> Self {
-        Self {
-            error,
-            class,
-            kind: FailKind::Local,
-        }
-    }
-}
-
 /// An error event inside a stream is the provider speaking; anything else is a bad body.
 fn stream_error_kind(e: &WireError) -> FailKind {
     match e {
@@ -757,25 +705,104 @@ fn stream_error_kind(e: &WireError) -> FailKind {
     }
 }
 
-/// The wait before attempt `attempt + 1`, or `None` if this failure is not retried here.
-fn retry_wait(failure: &Failure, attempt: u32, base: Duration) -> Option<Duration> {
-    let retryable_kind = matches!(failure.kind, FailKind::Timeout | FailKind::Provider);
-    if !retryable_kind {
-        return None;
+/// Whether an attempt's failure is retried here: its class decides (the policy), and only
+/// timeouts and the provider's own error answers are retried in place at all.
+impl Classify for Failure {
+    fn class(&self) -> ErrorClass {
+        self.class
     }
-    match failure.class {
-        ErrorClass::Timeout if attempt < TIMEOUT_ATTEMPTS => {
-            let nominal = base.saturating_mul(1 << (attempt - 1).min(16));
-            let jitter = 1.0 - 0.5 * rand::thread_rng().gen::<f64>();
-            Some(nominal.mul_f64(jitter))
-        }
-        ErrorClass::Unavailable if attempt < OVERLOADED_ATTEMPTS => Some(base),
-        ErrorClass::RateLimited { retry_after } if attempt < RATE_LIMITED_ATTEMPTS => {
-            Some(retry_after.unwrap_or_else(|| base.saturating_mul(attempt)))
-        }
-        _ => None,
+    fn retry_in_place(&self) -> bool {
+        matches!(self.kind, FailKind::Timeout | FailKind::Provider)
     }
 }
+
+/// A call the guard ended without an answer from the provider; nothing was sent for it
+/// but for a deadline passing mid-attempt.
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Self {
+        let class = refusal.class();
+        let deployment = refusal.target().to_string();
+        let message = match &refusal {
+            Refusal::Paused { retry_in, .. } => format!(
+                "paused after the provider's 429 for another {retry_in:?}, longer than this call may wait; use a sibling deployment meanwhile"
+            ),
+            Refusal::Limited { error, .. } => format!("this deployment's own budget: {error}"),
+            Refusal::Breaker(BreakerError::Open { retry_in, .. }) => format!(
+                "circuit breaker open after repeated failures; probing again in {retry_in:?}, use a sibling deployment meanwhile"
+            ),
+            Refusal::Breaker(BreakerError::ProbesBusy { .. }) => {
+                "circuit breaker half-open, its probe is in flight; use a sibling deployment meanwhile".to_string()
+            }
+            Refusal::DeadlineElapsed { after, .. } => {
+                format!("no answer before the call's deadline ({after:?})")
+            }
+        };
+        let kind = match refusal {
+            Refusal::DeadlineElapsed { .. } => FailKind::Timeout,
+            _ => FailKind::Local,
+        };
+        Failure {
+            error: ModelError::Provider {
+                deployment,
+                class,
+                message,
+            },
+            class,
+            kind,
+        }
+    }
+}
+
+/// The deployment's retry policy: per class, the shape and count the module doc states;
+/// retries counted in `orrery_model_http_retries_total{deployment, class}` as before the
+/// guard.
+fn retry_policy(deployment: &str, settings: &HttpSettings) -> RetryPolicy {
+    let base = settings.retry_backoff;
+    // No wait can be longer than the whole call; also keeps `now + wait` finite.
+    let cap = settings.total_timeout;
+    let backoff = |kind, multiplier, jitter| BackoffConfig {
+        kind,
+        base,
+        multiplier,
+        cap,
+        jitter,
+    };
+    let config = RetryConfig {
+        max_attempts: TIMEOUT_ATTEMPTS
+            .max(OVERLOADED_ATTEMPTS)
+            .max(RATE_LIMITED_ATTEMPTS),
+        backoff: backoff(BackoffKind::Exponential, 2.0, 0.5),
+        timeout: ClassRetry {
+            max_retries: TIMEOUT_ATTEMPTS - 1,
+        },
+        unavailable: ClassRetry {
+            max_retries: OVERLOADED_ATTEMPTS - 1,
+        },
+        rate_limited: RateLimitedRetry {
+            max_retries: RATE_LIMITED_ATTEMPTS - 1,
+            retry_after_cap: cap,
+        },
+    };
+    RetryPolicy::new(deployment, config)
+        // Exponential ×2 with jitter up to half.
+        .with_class_backoff(
+            RetryClass::Timeout,
+            backoff(BackoffKind::Exponential, 2.0, 0.5),
+        )
+        // Fixed: ×1 without jitter.
+        .with_class_backoff(
+            RetryClass::Unavailable,
+            backoff(BackoffKind::Exponential, 1.0, 0.0),
+        )
+        // Linear when the server names no time (its Retry-After wins otherwise).
+        .with_class_backoff(
+            RetryClass::RateLimited,
+            backoff(BackoffKind::Linear, 1.0, 0.0),
+        )
+        .counted_as(METRIC_RETRIES, "deployment")
+}
+
+const METRIC_RETRIES: &str = "orrery_model_http_retries_total";
 
 #[async_trait]
 impl Provider for HttpProvider {
@@ -849,7 +876,7 @@ impl Provider for HttpProvider {
 /// Describes this module's metrics (HELP lines); [`super::pool::describe`] calls it.
 pub fn describe() {
     metrics::describe_counter!(
-        "orrery_model_http_retries_total",
+        METRIC_RETRIES,
         "Retries inside one HTTP deployment before failing over, by deployment and error class."
     );
 }

@@ -609,6 +609,8 @@ async fn the_breaker_opens_after_its_threshold_and_recovers_half_open() {
     d.breaker.min_calls = 0;
     d.breaker.open_for = Duration::from_millis(300);
     d.breaker.max_open_for = Duration::from_millis(300);
+    // The breaker's wall clock, moved by hand: its open period passes when told to.
+    let wall = crate::clock::ManualClock::new(1_700_000_000_000);
     let p = HttpProvider::new(
         "d",
         ProviderKind::OpenAi,
@@ -617,7 +619,7 @@ async fn the_breaker_opens_after_its_threshold_and_recovers_half_open() {
         None,
         d.http_settings(),
         &env,
-        crate::clock::system_clock(),
+        wall.clone(),
     )
     .unwrap();
     let err = p.complete(&request()).await.unwrap_err();
@@ -633,7 +635,7 @@ async fn the_breaker_opens_after_its_threshold_and_recovers_half_open() {
     assert_eq!(mock.requests().len(), 2);
     // Half-open after `open_for`: one probe goes through and closes the breaker.
     healthy.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    wall.advance(350);
     let c = p.complete(&request()).await.unwrap();
     assert_eq!(c.text, "Hello! How can I help you today?");
     assert_eq!(p.breaker_state(), BreakerState::Closed);
@@ -810,24 +812,61 @@ async fn anthropic_overloaded_fails_over_to_openai_within_the_deadline() {
 
 #[actix::test]
 async fn retries_leave_the_router_half_the_deadline() {
-    // A Retry-After of 800ms under a 1s deadline: waiting would leave no time for the
-    // sibling, so the deployment gives up at once and the router moves on.
+    // A Retry-After of 80% of the deadline (48 s of 60 s): waiting would leave no time
+    // for the sibling, so the deployment gives up at once and the router moves on. The
+    // scale keeps the bound below (half the deadline) far from any machine's speed.
     let limited = MockServer::start(|_| {
         Reply::raw(429, "application/json", r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
-            .with_header("retry-after-ms", "800")
+            .with_header("retry-after-ms", "48000")
     });
     let healthy = healthy_openai();
-    let first = deployment(
+    let mut first = deployment(
         "a",
         "openai",
         "gpt-4o-mini",
         format!("{}/v1", limited.url()),
     );
+    first.timeout = Duration::from_secs(60);
     let (router, _) = two_deployments(first, &healthy);
-    let (resp, took) = ask_within(&router, Duration::from_secs(1)).await;
+    let (resp, took) = ask_within(&router, Duration::from_secs(60)).await;
     assert_eq!(resp.deployment, "b");
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
     assert_eq!(limited.requests().len(), 1);
+}
+
+#[actix::test]
+async fn a_429_with_a_retry_after_pauses_the_deployment_until_then() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let mock = MockServer::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::raw(429, "application/json", r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
+                .with_header("retry-after", "60")
+        } else {
+            Reply::raw(200, "application/json", openai::tests::OPENAI_BODY)
+        }
+    });
+    let d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
+    let p = build(&d);
+    let err = p.complete(&request()).await.unwrap_err();
+    assert!(
+        matches!(class_of(&err), Some(ErrorClass::RateLimited { retry_after: Some(w) }) if w == Duration::from_secs(60)),
+        "{err}"
+    );
+    // The next call is not sent before the provider's time: it comes back rate limited
+    // with the time left, at once, so the pool cools the deployment down.
+    let err = p.complete(&request()).await.unwrap_err();
+    match class_of(&err) {
+        Some(ErrorClass::RateLimited {
+            retry_after: Some(left),
+        }) => assert!(
+            left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+            "{left:?}"
+        ),
+        other => panic!("{other:?}: {err}"),
+    }
+    assert!(err.to_string().contains("paused"), "{err}");
+    assert_eq!(mock.requests().len(), 1, "nothing sent during the pause");
 }
 
 // --- Secrets and config ----------------------------------------------------------------

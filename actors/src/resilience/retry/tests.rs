@@ -392,3 +392,90 @@ fn kit_errors_classify_for_the_loop() {
     };
     assert_eq!(open.class(), ErrorClass::Unavailable);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_class_with_its_own_schedule_counts_only_its_own_retries() {
+    // Timeouts: the shared exponential 100, 200 ms; unavailable: fixed 30 ms.
+    let policy = RetryPolicy::new("t", config(0.0)).with_class_backoff(
+        RetryClass::Unavailable,
+        BackoffConfig {
+            kind: BackoffKind::Exponential,
+            base: Duration::from_millis(30),
+            multiplier: 1.0,
+            cap: Duration::from_secs(5),
+            jitter: 0.0,
+        },
+    );
+    let started = Instant::now();
+    let (err, calls) = always_failing(&policy, ErrorClass::Unavailable, far()).await;
+    assert!(matches!(err, RetryError::Exhausted { .. }), "{err}");
+    assert_eq!(calls, 4);
+    assert_eq!(Instant::now() - started, Duration::from_millis(90));
+    let started = Instant::now();
+    let (_, calls) = always_failing(&policy, ErrorClass::Timeout, far()).await;
+    assert_eq!(calls, 3);
+    assert_eq!(Instant::now() - started, Duration::from_millis(300));
+}
+
+/// A retriable class whose error says "not here" (a refused connection, a guard's
+/// refusal).
+#[derive(Debug)]
+struct Elsewhere;
+
+impl Classify for Elsewhere {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Unavailable
+    }
+    fn retry_in_place(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_that_asks_to_move_on_is_not_retried_whatever_its_class() {
+    let policy = RetryPolicy::new("t", config(0.0));
+    let calls = AtomicU32::new(0);
+    let err = policy
+        .run(far(), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(Elsewhere) }
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RetryError::NotRetryable {
+                class: "unavailable",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_end_before_the_wait_bound_while_attempts_run_to_the_deadline() {
+    let policy = RetryPolicy::new("t", config(0.0));
+    let now = Instant::now();
+    let calls = AtomicU32::new(0);
+    // First wait 100 ms, second 200 ms: the second would end at 300 ms, past the bound.
+    let err = policy
+        .run_within(
+            now + Duration::from_secs(10),
+            now + Duration::from_millis(250),
+            || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(ErrorClass::Timeout) }
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RetryError::WouldPassDeadline { .. }),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(Instant::now() - now, Duration::from_millis(100));
+}
