@@ -73,6 +73,7 @@ fn pool(health: &HealthTable, id: &str, delay: Option<Duration>) -> Addr<ModelPo
         // The hung member times out every iteration; keep it in rotation.
         cooldown_after_failures: u32::MAX,
         cooldown: Duration::from_secs(1),
+        cooldown_on_failover: false,
     };
     ModelPool::new(
         id,

@@ -196,8 +196,11 @@ pub enum ModelError {
         model: String,
         attempts: Vec<String>,
     },
-    #[error("the model router is shutting down")]
-    ShuttingDown,
+    /// The router could not take the request: its supervisor slot is empty (restarting
+    /// after a crash, within its backoff, or stopped at shutdown) or it died with the
+    /// request. Asking again shortly reaches the restarted router.
+    #[error("the model router could not take the request: {reason}")]
+    RouterUnavailable { reason: String },
     /// A swarm member that had not answered when the swarm's deadline passed; its call was
     /// dropped, not awaited.
     #[error("`{model}` abandoned: deadline passed after {after:?}; its answer was not awaited")]
@@ -213,7 +216,7 @@ impl ModelError {
             ModelError::Malformed { .. } => "malformed",
             ModelError::ContextTooLong { .. } => "context_length",
             ModelError::AllFailed { .. } => "all_failed",
-            ModelError::ShuttingDown => "shutting_down",
+            ModelError::RouterUnavailable { .. } => "router_unavailable",
             ModelError::Abandoned { .. } => "abandoned",
         }
     }

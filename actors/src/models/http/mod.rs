@@ -25,7 +25,9 @@
 //!   stream is better retried elsewhere: the router fails over at once. Nor is any
 //!   failure once streamed text has reached the caller's channel (it would see it twice).
 //!
-//! The failover rule: retries inside one deployment may only use the first half of the
+//! The failover rule: retries inside one deployment happen only when the router has no
+//! sibling left to try ([`OnFailure::RetryInPlace`]); with one left
+//! ([`OnFailure::MoveOn`]) the first failure goes back at once. They may only use the first half of the
 //! time left when the pool called us (the pool's deadline, itself the caller's deadline
 //! or the deployment's `timeout`, whichever is earlier). A retry whose wait would end
 //! past that half is not started; a Retry-After longer than it is not waited on — the
@@ -66,7 +68,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::pool::{deadline_after, Completion, Provider};
+use super::pool::{deadline_after, Completion, OnFailure, Provider};
 use super::providers::{
     self, classify_http_error, classify_transport_error, BodyCollector, LimitWindow, ProviderKind,
     RateLimitSnapshot, StreamEvent, StreamParser, WireError, WireTarget,
@@ -290,6 +292,7 @@ impl HttpProvider {
         deadline: Instant,
         stream: bool,
         sink: Option<&mpsc::Sender<String>>,
+        on_failure: OnFailure,
     ) -> Result<Completion, ModelError> {
         let start = Instant::now();
         let deadline = deadline.min(deadline_after(start, self.settings.total_timeout));
@@ -301,7 +304,14 @@ impl HttpProvider {
                 Ok(completion) => return Ok(completion),
                 Err(failure) => failure,
             };
-            let Some(wait) = retry_wait(&failure, attempt, self.settings.retry_backoff) else {
+            // While the router has a sibling left, the request moves on at once.
+            let wait = match on_failure {
+                OnFailure::MoveOn => None,
+                OnFailure::RetryInPlace => {
+                    retry_wait(&failure, attempt, self.settings.retry_backoff)
+                }
+            };
+            let Some(wait) = wait else {
                 return Err(failure.error);
             };
             if Instant::now() + wait >= retry_until {
@@ -793,15 +803,24 @@ impl Provider for HttpProvider {
 
     async fn complete(&self, req: &ModelRequest) -> Result<Completion, ModelError> {
         let deadline = deadline_after(Instant::now(), req.timeout);
-        self.call(req, deadline, self.settings.stream, None).await
+        self.call(
+            req,
+            deadline,
+            self.settings.stream,
+            None,
+            OnFailure::RetryInPlace,
+        )
+        .await
     }
 
     async fn complete_by(
         &self,
         req: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
     ) -> Result<Completion, ModelError> {
-        self.call(req, deadline, self.settings.stream, None).await
+        self.call(req, deadline, self.settings.stream, None, on_failure)
+            .await
     }
 
     async fn complete_stream(
@@ -810,16 +829,25 @@ impl Provider for HttpProvider {
         on_delta: mpsc::Sender<String>,
     ) -> Result<Completion, ModelError> {
         let deadline = deadline_after(Instant::now(), req.timeout);
-        self.call(req, deadline, true, Some(&on_delta)).await
+        self.call(
+            req,
+            deadline,
+            true,
+            Some(&on_delta),
+            OnFailure::RetryInPlace,
+        )
+        .await
     }
 
     async fn complete_stream_by(
         &self,
         req: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
         on_delta: mpsc::Sender<String>,
     ) -> Result<Completion, ModelError> {
-        self.call(req, deadline, true, Some(&on_delta)).await
+        self.call(req, deadline, true, Some(&on_delta), on_failure)
+            .await
     }
 
     /// Only Ollama has a check worth a request (`/api/tags` is free and local). The

@@ -189,6 +189,10 @@ pub struct DeploymentConfig {
     pub cooldown_after_failures: u32,
     #[serde(default = "defaults::cooldown", with = "humantime_serde")]
     pub cooldown: Duration,
+    /// Whether a failure while a sibling deployment is left cools this one down at once
+    /// (for `cooldown`), rather than after `cooldown_after_failures` in a row.
+    #[serde(default = "defaults::cooldown_on_failover")]
+    pub cooldown_on_failover: bool,
     /// Endpoint override for HTTP providers (a local mock, an OpenAI-compatible server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
@@ -268,6 +272,9 @@ mod defaults {
     pub fn cooldown() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn cooldown_on_failover() -> bool {
+        true
+    }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(5)
     }
@@ -300,6 +307,7 @@ impl DeploymentConfig {
             timeout: defaults::timeout(),
             cooldown_after_failures: defaults::cooldown_after_failures(),
             cooldown: defaults::cooldown(),
+            cooldown_on_failover: defaults::cooldown_on_failover(),
             base_url: None,
             api_key_env: None,
             connect_timeout: defaults::connect_timeout(),
@@ -353,6 +361,7 @@ impl DeploymentConfig {
             timeout: self.timeout,
             cooldown_after_failures: self.cooldown_after_failures,
             cooldown: self.cooldown,
+            cooldown_on_failover: self.cooldown_on_failover,
         }
     }
 }
