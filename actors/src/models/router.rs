@@ -60,13 +60,14 @@ mod flight;
 pub mod strategy;
 mod stream;
 
+pub use crate::models::providers::ProviderKind;
 pub use accounting::{
     usage_records, Accounting, DeploymentUsage, Prices, PERSIST_EVERY, USAGE_PREFIX,
 };
 pub use cache::{CacheLevel, CacheSweep, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
     build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
-    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
+    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderChoice, Strategy,
 };
 pub use flight::{Flights, Joined, Lead, Seat};
 pub use stream::AskStream;

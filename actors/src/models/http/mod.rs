@@ -37,7 +37,7 @@
 //!
 //! Rate budgets: `rpm` is a token bucket of one unit per request, `tpm` one of tokens,
 //! each refilled continuously over a minute. A call draws an estimate before it is sent
-//! (prompt and system characters / 4 + `max_tokens`); the provider's usage corrects the
+//! (`ModelRequest::estimated_tokens`); the provider's usage corrects the
 //! draw afterwards (the unused part is refunded, an overrun drawn when available). Every
 //! response's `x-ratelimit-*` / `anthropic-ratelimit-*` headers are observed into the
 //! budgets so we never send more than the server says remains.
@@ -353,7 +353,7 @@ impl HttpProvider {
             return Ok(0);
         };
         // An estimate above the whole minute's budget could never pass: draw what can.
-        let estimate = estimate_tokens(req).min(tokens.limiter().max_cost());
+        let estimate = req.estimated_tokens().min(tokens.limiter().max_cost());
         tokens
             .acquire(estimate, Priority::Low, until)
             .await
@@ -720,12 +720,6 @@ impl HttpProvider {
         providers::ollama::ensure_model_present(&installed, &self.target.model)
             .map_err(|e| e.into_model_error(&self.deployment))
     }
-}
-
-/// Tokens a request may use: prompt and system characters / 4, plus the answer's cap.
-pub fn estimate_tokens(req: &ModelRequest) -> u64 {
-    let chars = req.system.chars().count() + req.prompt.chars().count();
-    (chars / 4) as u64 + u64::from(req.max_tokens)
 }
 
 /// Where an attempt failed, which decides whether it is retried here.

@@ -508,13 +508,15 @@ async fn the_token_budget_is_drawn_by_estimate_and_corrected_by_usage() {
     let mock =
         MockServer::start(|_| Reply::raw(200, "application/json", openai::tests::OPENAI_BODY));
     let mut d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
-    // Estimate: (25 + 16) / 4 + 300 = 310 tokens; the answer used 38. A budget of 400
-    // per minute admits a second call only because the unused 272 were refunded.
+    // Estimate: (25 + 16) / 4 rounded up + 300 = 311 tokens (the one estimate,
+    // `ModelRequest::estimated_tokens`; it was 310 rounded down before the fold); the
+    // answer used 38. A budget of 400 per minute admits a second call only because the
+    // unused 273 were refunded.
     d.tpm = Some(400);
     let p = build(&d);
     let mut req = request();
     req.timeout = Duration::from_millis(400);
-    assert_eq!(estimate_tokens(&req), 310);
+    assert_eq!(req.estimated_tokens(), 311);
     p.complete(&req).await.unwrap();
     p.complete(&req).await.unwrap();
     assert_eq!(mock.requests().len(), 2);

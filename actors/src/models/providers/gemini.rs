@@ -27,11 +27,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::classify::ErrorDetail;
+use super::framed::{Framed, StreamDecode};
 use super::lines::SseDecoder;
 use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, StreamParser, WireError,
-    WireRequest, WireTarget, MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, WireError, WireRequest, WireTarget,
+    MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -263,13 +264,7 @@ pub fn parse_generate_response(body: &[u8]) -> Result<Reply, WireError> {
 }
 
 /// Incremental parser of a `streamGenerateContent?alt=sse` stream.
-#[derive(Debug)]
-pub struct GenerateStreamParser {
-    sse: SseDecoder,
-    reply: ReplyBuilder,
-    finished: bool,
-    failed: Option<WireError>,
-}
+pub type GenerateStreamParser = Framed<SseDecoder, GenerateDecode>;
 
 impl Default for GenerateStreamParser {
     fn default() -> Self {
@@ -279,20 +274,38 @@ impl Default for GenerateStreamParser {
 
 impl GenerateStreamParser {
     pub fn new() -> Self {
-        Self {
-            sse: SseDecoder::new(MAX_BODY_BYTES),
-            reply: ReplyBuilder::default(),
-            finished: false,
-            failed: None,
-        }
+        Framed::with(
+            SseDecoder::new(MAX_BODY_BYTES),
+            GenerateDecode { finished: false },
+        )
+    }
+}
+
+/// What one `streamGenerateContent` SSE event means; see [`Framed`].
+#[derive(Debug)]
+pub struct GenerateDecode {
+    finished: bool,
+}
+
+impl StreamDecode for GenerateDecode {
+    fn provider(&self) -> ProviderKind {
+        PROVIDER
     }
 
-    fn fail(&mut self, err: WireError) -> WireError {
-        self.failed = Some(err.clone());
-        err
+    fn terminal(&self) -> &'static str {
+        "a chunk with `finishReason`"
     }
 
-    fn chunk(&mut self, data: &str) -> Result<Vec<StreamEvent>, WireError> {
+    fn ended(&self) -> bool {
+        self.finished
+    }
+
+    fn unit(
+        &mut self,
+        data: &str,
+        reply: &mut ReplyBuilder,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), WireError> {
         let response: WireResponse =
             serde_json::from_str(data).map_err(|err| WireError::Malformed {
                 provider: PROVIDER,
@@ -302,62 +315,14 @@ impl GenerateStreamParser {
         if let Some(err) = response.provider_error() {
             return Err(err);
         }
-        if self.reply.model.is_none() {
-            self.reply.model = response.model_version.clone();
+        if reply.model.is_none() {
+            reply.model = response.model_version.clone();
         }
-        let mut events = Vec::new();
-        response.events(self.reply.tool_calls.len(), &mut events);
+        response.events(reply.tool_calls.len(), events);
         if response.finish().is_some() {
             self.finished = true;
         }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        Ok(events)
-    }
-}
-
-impl StreamParser for GenerateStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let sse_events = match self.sse.push(chunk) {
-            Ok(events) => events,
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        };
-        let mut events = Vec::new();
-        for sse in sse_events {
-            match self.chunk(&sse.data) {
-                Ok(more) => events.extend(more),
-                Err(err) => return Err(self.fail(err)),
-            }
-        }
-        Ok(events)
-    }
-
-    fn finish(&mut self) -> Result<Reply, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let truncated = WireError::Truncated {
-            provider: PROVIDER,
-            expected: "a chunk with `finishReason`",
-        };
-        match self.sse.finish() {
-            Ok(Some(last)) => {
-                if let Err(err) = self.chunk(&last.data) {
-                    let err = err.or_truncated(&truncated);
-                    return Err(self.fail(err));
-                }
-            }
-            Ok(None) => {}
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        }
-        if !self.finished {
-            return Err(self.fail(truncated));
-        }
-        Ok(self.reply.build())
+        Ok(())
     }
 }
 
@@ -365,6 +330,7 @@ impl StreamParser for GenerateStreamParser {
 pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
+    use crate::models::providers::StreamParser;
     use crate::models::providers::{ApiKey, ToolCall};
     use crate::resilience::ErrorClass;
     use proptest::prelude::*;

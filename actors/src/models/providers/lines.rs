@@ -19,7 +19,7 @@
 
 /// Why framing failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FramingError {
+pub enum FramingError {
     /// More than the byte limit in total.
     TooLarge { limit: usize },
     /// A complete line is not UTF-8.
@@ -45,7 +45,7 @@ impl FramingError {
 
 /// Splits a byte stream into lines (without terminators).
 #[derive(Debug)]
-pub(crate) struct LineSplitter {
+pub struct LineSplitter {
     buf: Vec<u8>,
     /// The previous chunk ended in `\r`: a leading `\n` now belongs to that line end.
     skip_lf: bool,
@@ -113,7 +113,7 @@ fn take_line(buf: &mut Vec<u8>) -> Result<String, FramingError> {
 
 /// One dispatched SSE event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// The `event:` field; `None` means the default type `message`.
     pub event: Option<String>,
     /// `data:` lines joined with `\n`.
@@ -125,7 +125,7 @@ pub(crate) struct SseEvent {
 /// dispatch on a blank line, events with no data dropped. `id` and `retry` are ignored (no
 /// reconnection here: a model answer cannot be resumed).
 #[derive(Debug)]
-pub(crate) struct SseDecoder {
+pub struct SseDecoder {
     lines: LineSplitter,
     event: Option<String>,
     data: String,
@@ -335,5 +335,25 @@ mod tests {
             cuts.sort_unstable();
             prop_assert_eq!(split_all(text.as_bytes(), &cuts), split_all(text.as_bytes(), &[]));
         }
+    }
+}
+
+/// SSE framing: each unit is one event's `data`.
+impl super::framed::Framing for SseDecoder {
+    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
+        Ok(self.push(chunk)?.into_iter().map(|e| e.data).collect())
+    }
+    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
+        Ok(self.finish()?.map(|e| e.data))
+    }
+}
+
+/// NDJSON framing: each unit is one line.
+impl super::framed::Framing for LineSplitter {
+    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
+        self.push(chunk)
+    }
+    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
+        self.finish()
     }
 }

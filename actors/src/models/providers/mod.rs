@@ -45,6 +45,7 @@
 
 pub mod anthropic;
 mod classify;
+mod framed;
 pub mod gemini;
 mod lines;
 pub mod ollama;

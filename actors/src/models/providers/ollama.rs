@@ -22,12 +22,13 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::framed::{Framed, StreamDecode};
 use super::lines::LineSplitter;
 use super::think::{split_think, ThinkSplitter};
 use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, StreamParser, WireError,
-    WireRequest, WireTarget, MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, WireError, WireRequest, WireTarget,
+    MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -263,43 +264,56 @@ pub fn parse_generate_response(body: &[u8]) -> Result<Reply, WireError> {
 
 /// Incremental parser of an `/api/chat` or `/api/generate` NDJSON stream (the two differ
 /// only in where the text is, which [`WireLine`] reads from either place).
-#[derive(Debug)]
-pub struct OllamaStreamParser {
-    lines: LineSplitter,
-    think: ThinkSplitter,
-    reply: ReplyBuilder,
-    done: bool,
-    failed: Option<WireError>,
-}
+pub type OllamaStreamParser = Framed<LineSplitter, OllamaDecode>;
 
 impl OllamaStreamParser {
     pub fn chat() -> Self {
-        Self::new()
+        Self::ollama()
     }
 
     pub fn generate() -> Self {
-        Self::new()
+        Self::ollama()
     }
 
-    fn new() -> Self {
-        Self {
-            lines: LineSplitter::new(MAX_BODY_BYTES),
-            think: ThinkSplitter::default(),
-            reply: ReplyBuilder::default(),
-            done: false,
-            failed: None,
-        }
+    fn ollama() -> Self {
+        Framed::with(
+            LineSplitter::new(MAX_BODY_BYTES),
+            OllamaDecode {
+                think: ThinkSplitter::default(),
+                done: false,
+            },
+        )
+    }
+}
+
+/// What one NDJSON line of Ollama's stream means; see [`Framed`].
+#[derive(Debug)]
+pub struct OllamaDecode {
+    think: ThinkSplitter,
+    done: bool,
+}
+
+impl StreamDecode for OllamaDecode {
+    fn provider(&self) -> ProviderKind {
+        PROVIDER
     }
 
-    fn fail(&mut self, err: WireError) -> WireError {
-        self.failed = Some(err.clone());
-        err
+    fn terminal(&self) -> &'static str {
+        "the `\"done\": true` line"
     }
 
-    fn line(&mut self, text: &str) -> Result<Vec<StreamEvent>, WireError> {
-        let mut events = Vec::new();
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn unit(
+        &mut self,
+        text: &str,
+        reply: &mut ReplyBuilder,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), WireError> {
         if self.done || text.trim().is_empty() {
-            return Ok(events);
+            return Ok(());
         }
         if text.trim_start().starts_with('<') {
             return Err(super::wire::not_a_stream(PROVIDER, text));
@@ -312,84 +326,27 @@ impl OllamaStreamParser {
         if let Some(err) = line.provider_error() {
             return Err(err);
         }
-        if self.reply.model.is_none() {
-            self.reply.model = line.model.clone();
+        if reply.model.is_none() {
+            reply.model = line.model.clone();
         }
         if let Some(thinking) = line.thinking().filter(|t| !t.is_empty()) {
             events.push(StreamEvent::ReasoningDelta(thinking.to_string()));
         }
         if let Some(content) = line.content() {
             let split = self.think.push(content);
-            push_split(split.visible, split.reasoning, &mut events);
+            super::think::push_split(split.visible, split.reasoning, events);
         }
-        line.tool_call_events(self.reply.tool_calls.len(), &mut events);
+        line.tool_call_events(reply.tool_calls.len(), events);
         if line.is_done() {
             self.done = true;
             let tail = self.think.finish();
-            push_split(tail.visible, tail.reasoning, &mut events);
+            super::think::push_split(tail.visible, tail.reasoning, events);
             if let Some(reason) = &line.done_reason {
                 events.push(StreamEvent::Finish(done_reason(reason)));
             }
             events.push(StreamEvent::Usage(line.usage()));
         }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        Ok(events)
-    }
-}
-
-fn push_split(visible: String, reasoning: String, events: &mut Vec<StreamEvent>) {
-    if !reasoning.is_empty() {
-        events.push(StreamEvent::ReasoningDelta(reasoning));
-    }
-    if !visible.is_empty() {
-        events.push(StreamEvent::TextDelta(visible));
-    }
-}
-
-impl StreamParser for OllamaStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let lines = match self.lines.push(chunk) {
-            Ok(lines) => lines,
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        };
-        let mut events = Vec::new();
-        for line in lines {
-            match self.line(&line) {
-                Ok(more) => events.extend(more),
-                Err(err) => return Err(self.fail(err)),
-            }
-        }
-        Ok(events)
-    }
-
-    fn finish(&mut self) -> Result<Reply, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let truncated = WireError::Truncated {
-            provider: PROVIDER,
-            expected: "the `\"done\": true` line",
-        };
-        match self.lines.finish() {
-            // The last line may lack its newline; a cut line fails to parse: truncated.
-            Ok(Some(last)) => {
-                if let Err(err) = self.line(&last) {
-                    let err = err.or_truncated(&truncated);
-                    return Err(self.fail(err));
-                }
-            }
-            Ok(None) => {}
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        }
-        if !self.done {
-            return Err(self.fail(truncated));
-        }
-        Ok(self.reply.build())
+        Ok(())
     }
 }
 
@@ -456,6 +413,7 @@ pub fn ensure_model_present(installed: &[InstalledModel], model: &str) -> Result
 pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
+    use crate::models::providers::StreamParser;
     use crate::models::providers::{ApiKey, ToolCall};
     use proptest::prelude::*;
 

@@ -27,12 +27,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::classify::ErrorDetail;
+use super::framed::{Framed, StreamDecode};
 use super::lines::SseDecoder;
 use super::think::{split_think, ThinkSplitter};
 use super::wire::{parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, StreamParser, ToolCall, WireError,
-    WireRequest, WireTarget, MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, ToolCall, WireError, WireRequest,
+    WireTarget, MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -298,41 +299,55 @@ pub fn parse_chat_response(provider: ProviderKind, body: &[u8]) -> Result<Reply,
 }
 
 /// Incremental parser of a chat-completions SSE stream.
-#[derive(Debug)]
-pub struct ChatStreamParser {
-    provider: ProviderKind,
-    sse: SseDecoder,
-    think: ThinkSplitter,
-    reply: ReplyBuilder,
-    done: bool,
-    failed: Option<WireError>,
-}
+pub type ChatStreamParser = Framed<SseDecoder, ChatDecode>;
 
 impl ChatStreamParser {
     pub fn new(provider: ProviderKind) -> Self {
-        Self {
-            provider,
-            sse: SseDecoder::new(MAX_BODY_BYTES),
-            think: ThinkSplitter::default(),
-            reply: ReplyBuilder::default(),
-            done: false,
-            failed: None,
-        }
+        Framed::with(
+            SseDecoder::new(MAX_BODY_BYTES),
+            ChatDecode {
+                provider,
+                think: ThinkSplitter::default(),
+                done: false,
+            },
+        )
+    }
+}
+
+/// What one chat-completions SSE event means; see [`Framed`].
+#[derive(Debug)]
+pub struct ChatDecode {
+    provider: ProviderKind,
+    think: ThinkSplitter,
+    done: bool,
+}
+
+impl StreamDecode for ChatDecode {
+    fn provider(&self) -> ProviderKind {
+        self.provider
     }
 
-    fn fail(&mut self, err: WireError) -> WireError {
-        self.failed = Some(err.clone());
-        err
+    fn terminal(&self) -> &'static str {
+        "`data: [DONE]`"
     }
 
-    fn data(&mut self, data: &str, events: &mut Vec<StreamEvent>) -> Result<(), WireError> {
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn unit(
+        &mut self,
+        data: &str,
+        reply: &mut ReplyBuilder,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), WireError> {
         if self.done {
             return Ok(());
         }
         if data.trim() == "[DONE]" {
             self.done = true;
             let tail = self.think.finish();
-            push_split(tail.visible, tail.reasoning, events);
+            super::think::push_split(tail.visible, tail.reasoning, events);
             return Ok(());
         }
         let chunk: WireCompletion =
@@ -344,8 +359,8 @@ impl ChatStreamParser {
         if let Some(err) = chunk.provider_error(self.provider, None) {
             return Err(err);
         }
-        if self.reply.model.is_none() {
-            self.reply.model = chunk.model.clone();
+        if reply.model.is_none() {
+            reply.model = chunk.model.clone();
         }
         if let Some(choice) = chunk.first_choice() {
             if let Some(delta) = &choice.delta {
@@ -360,7 +375,7 @@ impl ChatStreamParser {
                 }
                 if let Some(content) = &delta.content {
                     let split = self.think.push(content);
-                    push_split(split.visible, split.reasoning, events);
+                    super::think::push_split(split.visible, split.reasoning, events);
                 }
                 for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
                     events.push(StreamEvent::ToolCallDelta {
@@ -386,76 +401,12 @@ impl ChatStreamParser {
     }
 }
 
-fn push_split(visible: String, reasoning: String, events: &mut Vec<StreamEvent>) {
-    if !reasoning.is_empty() {
-        events.push(StreamEvent::ReasoningDelta(reasoning));
-    }
-    if !visible.is_empty() {
-        events.push(StreamEvent::TextDelta(visible));
-    }
-}
-
-impl StreamParser for ChatStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let sse_events = match self.sse.push(chunk) {
-            Ok(events) => events,
-            Err(err) => return Err(self.fail(err.into_wire(self.provider))),
-        };
-        let mut events = Vec::new();
-        for sse in sse_events {
-            if let Err(err) = self.data(&sse.data, &mut events) {
-                return Err(self.fail(err));
-            }
-        }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        Ok(events)
-    }
-
-    fn finish(&mut self) -> Result<Reply, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let mut events = Vec::new();
-        match self.sse.finish() {
-            Ok(Some(sse)) => {
-                if let Err(err) = self.data(&sse.data, &mut events) {
-                    // A cut mid-chunk shows up as unparseable JSON at the end.
-                    let err = match err {
-                        WireError::Malformed { .. } => WireError::Truncated {
-                            provider: self.provider,
-                            expected: "`data: [DONE]`",
-                        },
-                        other => other,
-                    };
-                    return Err(self.fail(err));
-                }
-            }
-            Ok(None) => {}
-            Err(err) => return Err(self.fail(err.into_wire(self.provider))),
-        }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        if !self.done {
-            return Err(self.fail(WireError::Truncated {
-                provider: self.provider,
-                expected: "`data: [DONE]`",
-            }));
-        }
-        Ok(self.reply.build())
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
     use crate::models::providers::ApiKey;
+    use crate::models::providers::StreamParser;
     use crate::resilience::ErrorClass;
     use proptest::prelude::*;
 

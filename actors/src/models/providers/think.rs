@@ -171,3 +171,14 @@ mod tests {
         }
     }
 }
+
+/// Pushes a split piece of text as events: its reasoning first, then its visible text;
+/// empty parts are not events.
+pub(crate) fn push_split(visible: String, reasoning: String, events: &mut Vec<super::StreamEvent>) {
+    if !reasoning.is_empty() {
+        events.push(super::StreamEvent::ReasoningDelta(reasoning));
+    }
+    if !visible.is_empty() {
+        events.push(super::StreamEvent::TextDelta(visible));
+    }
+}

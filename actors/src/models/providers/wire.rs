@@ -498,7 +498,7 @@ pub(crate) fn temperature_json(temperature: f32) -> Value {
 /// Accumulates a streamed answer: text (with `<think>` splitting where the format needs
 /// it), reasoning, tool calls by index, the last usage and finish reason.
 #[derive(Debug, Default)]
-pub(crate) struct ReplyBuilder {
+pub struct ReplyBuilder {
     pub text: String,
     pub reasoning: String,
     pub tool_calls: std::collections::BTreeMap<usize, ToolCall>,

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::http::{self, EnvLookup, HttpBuildError, HttpProvider, HttpSettings};
 use crate::models::local::{self, LocalRules};
 use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
-use crate::models::providers::ProviderKind as WireKind;
+use crate::models::providers::ProviderKind;
 use crate::resilience::config::BreakerConfig;
 use crate::resilience::BreakerRecord;
 use crate::store::{trees, Store};
@@ -366,77 +366,39 @@ impl DeploymentConfig {
     }
 }
 
-/// Every provider name the config accepts, and whether this build can run it.
+/// What a deployment's `provider` names: the offline rules engine, or an HTTP provider
+/// and its wire format ([`ProviderKind`], the one list of those).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
+pub enum ProviderChoice {
     Local,
-    OpenAi,
-    Anthropic,
-    Gemini,
-    Groq,
-    DeepSeek,
-    Xai,
-    OpenRouter,
-    Ollama,
+    Http(ProviderKind),
 }
 
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 9] = [
-        ProviderKind::Local,
-        ProviderKind::OpenAi,
-        ProviderKind::Anthropic,
-        ProviderKind::Gemini,
-        ProviderKind::Groq,
-        ProviderKind::DeepSeek,
-        ProviderKind::Xai,
-        ProviderKind::OpenRouter,
-        ProviderKind::Ollama,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Local => "local",
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Groq => "groq",
-            ProviderKind::DeepSeek => "deepseek",
-            ProviderKind::Xai => "xai",
-            ProviderKind::OpenRouter => "openrouter",
-            ProviderKind::Ollama => "ollama",
-        }
-    }
-
+impl ProviderChoice {
+    /// The choice a config name makes (`local`, or a [`ProviderKind`] label, exactly).
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
+        if name == local::PROVIDER {
+            return Some(Self::Local);
+        }
+        ProviderKind::ALL
+            .into_iter()
+            .find(|k| k.label() == name)
+            .map(Self::Http)
     }
 
-    /// Whether this build has the provider's wire format: all of them.
-    pub fn is_available(self) -> bool {
-        true
-    }
-
-    /// The wire format of an HTTP provider; `None` for `local`.
-    pub fn wire(self) -> Option<WireKind> {
+    /// The HTTP provider's wire format; `None` for `local`.
+    pub fn http(self) -> Option<ProviderKind> {
         match self {
-            ProviderKind::Local => None,
-            ProviderKind::OpenAi => Some(WireKind::OpenAi),
-            ProviderKind::Anthropic => Some(WireKind::Anthropic),
-            ProviderKind::Gemini => Some(WireKind::Gemini),
-            ProviderKind::Groq => Some(WireKind::Groq),
-            ProviderKind::DeepSeek => Some(WireKind::DeepSeek),
-            ProviderKind::Xai => Some(WireKind::Xai),
-            ProviderKind::OpenRouter => Some(WireKind::OpenRouter),
-            ProviderKind::Ollama => Some(WireKind::Ollama),
+            Self::Local => None,
+            Self::Http(kind) => Some(kind),
         }
     }
 }
 
+/// Every provider name the config accepts.
 fn available_names() -> String {
-    ProviderKind::ALL
-        .into_iter()
-        .filter(|k| k.is_available())
-        .map(|k| k.name())
+    std::iter::once(local::PROVIDER)
+        .chain(ProviderKind::ALL.map(ProviderKind::label))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -445,12 +407,6 @@ fn available_names() -> String {
 pub enum BuildError {
     #[error("deployment `{deployment}`: unknown provider `{provider}`; available: {available}")]
     UnknownProvider {
-        deployment: String,
-        provider: String,
-        available: String,
-    },
-    #[error("deployment `{deployment}`: provider `{provider}` is not available in this build yet; use one of: {available}")]
-    NotAvailable {
         deployment: String,
         provider: String,
         available: String,
@@ -494,8 +450,8 @@ pub fn build_provider_with(
     env: EnvLookup<'_>,
     store: Option<&Store>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    match ProviderKind::parse(&cfg.provider) {
-        Some(ProviderKind::Local) => {
+    match ProviderChoice::parse(&cfg.provider) {
+        Some(ProviderChoice::Local) => {
             if cfg.model != local::MODEL {
                 return Err(BuildError::UnknownLocalModel {
                     deployment: cfg.id.clone(),
@@ -504,14 +460,7 @@ pub fn build_provider_with(
             }
             Ok(Arc::new(LocalRules::new(cfg.id.clone())))
         }
-        Some(kind) => {
-            let Some(wire) = kind.wire() else {
-                return Err(BuildError::NotAvailable {
-                    deployment: cfg.id.clone(),
-                    provider: kind.name().to_string(),
-                    available: available_names(),
-                });
-            };
+        Some(ProviderChoice::Http(wire)) => {
             let mut provider = HttpProvider::new(
                 cfg.id.clone(),
                 wire,
@@ -700,7 +649,8 @@ impl DeploymentConfig {
     /// `app_url` / `app_title`: OpenRouter's attribution headers, so values a header can
     /// carry (visible ASCII), and nothing for other providers.
     fn validate_attribution(&self, path: &str, issues: &mut Issues) {
-        let openrouter = ProviderKind::parse(&self.provider) == Some(ProviderKind::OpenRouter);
+        let openrouter = ProviderChoice::parse(&self.provider)
+            == Some(ProviderChoice::Http(ProviderKind::OpenRouter));
         let header_safe = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b));
         if let Some(url) = &self.app_url {
             let key = join(path, "app_url");
@@ -745,35 +695,21 @@ impl DeploymentConfig {
             &self.id,
             "1-64 letters, digits, `-`, `_` or `.`",
         );
-        let all_names = ProviderKind::ALL
-            .into_iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", ");
-        match ProviderKind::parse(&self.provider) {
+        match ProviderChoice::parse(&self.provider) {
             None => issues.push(
                 join(path, "provider"),
                 &self.provider,
-                format!(
-                    "one of: {} (known providers: {all_names})",
-                    available_names()
-                ),
+                format!("one of: {}", available_names()),
             ),
-            Some(kind) if !kind.is_available() => issues.push(
-                join(path, "provider"),
-                &self.provider,
-                format!(
-                    "a provider available in this build; `{}` is not available in this build yet, use one of: {}",
-                    kind.name(),
-                    available_names()
-                ),
-            ),
-            Some(ProviderKind::Local) => {
+            Some(ProviderChoice::Local) => {
                 issues.check(
                     self.model == local::MODEL,
                     join(path, "model"),
                     &self.model,
-                    format!("`{}` (the only model of the local rules engine)", local::MODEL),
+                    format!(
+                        "`{}` (the only model of the local rules engine)",
+                        local::MODEL
+                    ),
                 );
                 issues.check(
                     self.base_url.is_none(),

@@ -265,7 +265,7 @@ impl Core {
                 reason: format!("[models.{model}] has no deployments"),
             });
         }
-        let needed = strategy::estimated_tokens(request);
+        let needed = request.estimated_tokens();
         let candidates = strategy::order(
             logical.strategy,
             &logical.deployments,
