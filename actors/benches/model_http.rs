@@ -39,7 +39,7 @@ use futures::future::join_all;
 
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{
-    build_provider_with_env, DeploymentConfig, DeploymentRoute, ModelRouter, Strategy,
+    build_provider_with_env, DeploymentConfig, DeploymentRoute, ModelRouter, RoutingStrategy,
 };
 use orrery_actors::models::{Ask, ModelRequest, Purpose};
 
@@ -92,7 +92,7 @@ fn start_router(deployments: Vec<DeploymentConfig>) -> actix::Addr<ModelRouter> 
         health,
         orrery_actors::store::Store::temporary().expect("temporary store"),
     )
-    .with_model("m", Strategy::OrderedFallback, routes)
+    .with_model("m", RoutingStrategy::OrderedFallback, routes)
     .start()
 }
 
@@ -363,7 +363,7 @@ impl Chain {
             health,
             orrery_actors::store::Store::temporary().expect("temporary store"),
         )
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start()
     }
 

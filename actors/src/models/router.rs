@@ -4,7 +4,7 @@
 //! once, under one enforced deadline) and [`Inspect`] (health and usage per deployment).
 //!
 //! Owns: the map of logical model names to their deployments, the choice of deployment
-//! per request ([`Strategy`], see [`strategy`]), the context-window filter, failover, the
+//! per request ([`RoutingStrategy`], see [`strategy`]), the context-window filter, failover, the
 //! caller's deadline (counted from when the router receives the request), single-flight
 //! ([`flight`]), the response cache ([`cache`]) and usage accounting ([`accounting`]).
 //! Never: calls a provider other than through its pool, holds a pool's address past a
@@ -67,7 +67,8 @@ pub use accounting::{
 pub use cache::{CacheLevel, CacheSweep, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
     build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
-    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderChoice, Strategy,
+    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderChoice,
+    RoutingStrategy,
 };
 pub use flight::{Flights, Joined, Lead, Seat};
 pub use stream::AskStream;
@@ -179,14 +180,14 @@ impl DeploymentRoute {
 /// The deployments of one logical model and how to choose among them.
 #[derive(Clone)]
 pub struct LogicalRoute {
-    pub strategy: Strategy,
+    pub strategy: RoutingStrategy,
     pub deployments: Vec<DeploymentRoute>,
     /// How long answers to `cacheable` requests are cached; `None`: never.
     pub cache_ttl: Option<Duration>,
 }
 
 impl LogicalRoute {
-    pub fn new(strategy: Strategy, deployments: Vec<DeploymentRoute>) -> Self {
+    pub fn new(strategy: RoutingStrategy, deployments: Vec<DeploymentRoute>) -> Self {
         Self {
             strategy,
             deployments,
@@ -281,7 +282,7 @@ impl ModelRouter {
     pub fn with_model(
         self,
         name: impl Into<String>,
-        strategy: Strategy,
+        strategy: RoutingStrategy,
         deployments: Vec<DeploymentRoute>,
     ) -> Self {
         self.with_route(name, LogicalRoute::new(strategy, deployments))
@@ -559,7 +560,7 @@ impl Core {
                 .find(|d| d.deployment == member)
                 .map(|d| {
                     Arc::new(LogicalRoute::new(
-                        Strategy::OrderedFallback,
+                        RoutingStrategy::OrderedFallback,
                         vec![d.clone()],
                     ))
                 })

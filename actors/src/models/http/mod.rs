@@ -71,7 +71,7 @@ use tokio::time::Instant;
 use super::pool::{deadline_after, Completion, OnFailure, Provider};
 use super::providers::{
     self, classify_http_error, classify_transport_error, BodyCollector, LimitWindow, ProviderKind,
-    RateLimitSnapshot, StreamEvent, StreamParser, WireError, WireTarget,
+    ProviderWireError, RateLimitSnapshot, StreamEvent, StreamParser, WireTarget,
 };
 use super::types::{ModelError, ModelRequest};
 use crate::clock::SharedClock;
@@ -442,7 +442,7 @@ impl HttpProvider {
         Ok(completion)
     }
 
-    fn wire_failure(&self, e: WireError, kind: FailKind) -> Failure {
+    fn wire_failure(&self, e: ProviderWireError, kind: FailKind) -> Failure {
         let class = e.class();
         Failure {
             error: e.into_model_error(&self.deployment),
@@ -451,7 +451,7 @@ impl HttpProvider {
         }
     }
 
-    fn stream_failure(&self, e: WireError) -> Failure {
+    fn stream_failure(&self, e: ProviderWireError) -> Failure {
         let kind = stream_error_kind(&e);
         self.wire_failure(e, kind)
     }
@@ -754,9 +754,9 @@ impl Failure {
 }
 
 /// An error event inside a stream is the provider speaking; anything else is a bad body.
-fn stream_error_kind(e: &WireError) -> FailKind {
+fn stream_error_kind(e: &ProviderWireError) -> FailKind {
     match e {
-        WireError::Provider { .. } => FailKind::Provider,
+        ProviderWireError::Provider { .. } => FailKind::Provider,
         _ => FailKind::Body,
     }
 }

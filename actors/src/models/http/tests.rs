@@ -15,7 +15,7 @@ use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
 use crate::models::providers::{anthropic, gemini, ollama, openai};
 use crate::models::router::{
     build_provider_with_env, BuildError, DeploymentConfig, DeploymentRoute, ModelRouter,
-    ModelsConfig, Strategy,
+    ModelsConfig, RoutingStrategy,
 };
 use crate::models::types::{Ask, ModelError, ModelRequest, Purpose, Usage};
 use crate::resilience::ErrorClass;
@@ -679,7 +679,7 @@ fn two_deployments(
         routes.push(DeploymentRoute::new(d.id.clone(), Arc::new(pool)));
     }
     let router = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start();
     (router, health)
 }
@@ -797,7 +797,7 @@ fn one_deployment(only: DeploymentConfig) -> actix::Addr<ModelRouter> {
     .start();
     let route = DeploymentRoute::new(only.id.clone(), Arc::new(pool));
     ModelRouter::new(health, crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, vec![route])
+        .with_model("m", RoutingStrategy::OrderedFallback, vec![route])
         .start()
 }
 
@@ -928,7 +928,7 @@ async fn a_chain_of_failing_deployments_calls_each_once_then_skips_them() {
         })
         .collect();
     let router = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start();
     let (resp, _) = ask_within(&router, Duration::from_secs(10)).await;
     assert_eq!(resp.deployment, "healthy");

@@ -27,12 +27,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::classify::ErrorDetail;
-use super::framed::{Framed, StreamDecode};
+use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::SseDecoder;
 use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, WireError, WireRequest, WireTarget,
-    MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, WireRequest,
+    WireTarget, MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -42,7 +42,7 @@ pub fn build_generate_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     let key = target.required_key()?;
     // Config may name the model as the API lists it (`models/gemini-2.5-flash`).
     let model = target.model.trim().trim_start_matches("models/");
@@ -188,10 +188,10 @@ impl WireResponse {
             .map(|_| FinishReason::ContentFilter)
     }
 
-    fn provider_error(&self) -> Option<WireError> {
+    fn provider_error(&self) -> Option<ProviderWireError> {
         let error = self.error.as_ref()?;
         let detail = ErrorDetail::from_value(&json!({ "error": error }));
-        Some(WireError::Provider {
+        Some(ProviderWireError::Provider {
             provider: PROVIDER,
             class: detail.stream_class(),
             status: detail.status,
@@ -239,13 +239,13 @@ impl WireResponse {
 }
 
 /// Read a whole 2xx `generateContent` body.
-pub fn parse_generate_response(body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_generate_response(body: &[u8]) -> Result<Reply, ProviderWireError> {
     let response: WireResponse = parse_json_body(PROVIDER, "a generateContent response", body)?;
     if let Some(err) = response.provider_error() {
         return Err(err);
     }
     if response.first_candidate().is_none() && response.finish().is_none() {
-        return Err(WireError::Malformed {
+        return Err(ProviderWireError::Malformed {
             provider: PROVIDER,
             what: "a generateContent response",
             detail: "it has neither candidates nor promptFeedback".into(),
@@ -275,6 +275,8 @@ impl Default for GenerateStreamParser {
 impl GenerateStreamParser {
     pub fn new() -> Self {
         Framed::with(
+            PROVIDER,
+            "a chunk with `finishReason`",
             SseDecoder::new(MAX_BODY_BYTES),
             GenerateDecode { finished: false },
         )
@@ -288,26 +290,13 @@ pub struct GenerateDecode {
 }
 
 impl StreamDecode for GenerateDecode {
-    fn provider(&self) -> ProviderKind {
-        PROVIDER
-    }
-
-    fn terminal(&self) -> &'static str {
-        "a chunk with `finishReason`"
-    }
-
     fn ended(&self) -> bool {
         self.finished
     }
 
-    fn unit(
-        &mut self,
-        data: &str,
-        reply: &mut ReplyBuilder,
-        events: &mut Vec<StreamEvent>,
-    ) -> Result<(), WireError> {
+    fn unit(&mut self, data: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         let response: WireResponse =
-            serde_json::from_str(data).map_err(|err| WireError::Malformed {
+            serde_json::from_str(data).map_err(|err| ProviderWireError::Malformed {
                 provider: PROVIDER,
                 what: "a stream chunk",
                 detail: format!("{err} in `{}`", excerpt(data, 120)),
@@ -460,12 +449,18 @@ pub(crate) mod tests {
         let cut = STREAM.rfind("data:").unwrap();
         let mut parser = GenerateStreamParser::new();
         parser.feed(&STREAM.as_bytes()[..cut]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
         let mut parser = GenerateStreamParser::new();
         parser
             .feed(&STREAM.as_bytes()[..STREAM.len() - 20])
             .unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
     }
 
     proptest! {

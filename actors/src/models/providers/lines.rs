@@ -30,10 +30,12 @@ pub enum FramingError {
 }
 
 impl FramingError {
-    pub fn into_wire(self, provider: super::ProviderKind) -> super::WireError {
+    pub fn into_wire(self, provider: super::ProviderKind) -> super::ProviderWireError {
         match self {
-            FramingError::TooLarge { limit } => super::WireError::BodyTooLarge { provider, limit },
-            FramingError::NotUtf8 { line_start } => super::WireError::Malformed {
+            FramingError::TooLarge { limit } => {
+                super::ProviderWireError::BodyTooLarge { provider, limit }
+            }
+            FramingError::NotUtf8 { line_start } => super::ProviderWireError::Malformed {
                 provider,
                 what: "a line that is not UTF-8",
                 detail: format!("line starts `{line_start}`"),

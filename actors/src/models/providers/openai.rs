@@ -27,13 +27,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::classify::ErrorDetail;
-use super::framed::{Framed, StreamDecode};
+use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::SseDecoder;
 use super::think::{split_think, ThinkSplitter};
 use super::wire::{parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, ToolCall, WireError, WireRequest,
-    WireTarget, MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, ToolCall,
+    WireRequest, WireTarget, MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -79,7 +79,7 @@ pub fn build_chat_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     let key = target.required_key()?;
     let mut messages = Vec::new();
     if !request.system.trim().is_empty() {
@@ -224,10 +224,14 @@ impl WireCompletion {
             .and_then(|choices| choices.iter().find(|c| c.index.unwrap_or(0) == 0))
     }
 
-    fn provider_error(&self, provider: ProviderKind, status: Option<u16>) -> Option<WireError> {
+    fn provider_error(
+        &self,
+        provider: ProviderKind,
+        status: Option<u16>,
+    ) -> Option<ProviderWireError> {
         let error = self.error.as_ref()?;
         let detail = ErrorDetail::from_value(&json!({ "error": error }));
-        Some(WireError::Provider {
+        Some(ProviderWireError::Provider {
             provider,
             class: detail.stream_class(),
             status: status.or(detail.status),
@@ -247,17 +251,20 @@ pub fn finish_reason(raw: &str) -> FinishReason {
 }
 
 /// Read a whole 2xx chat-completions body.
-pub fn parse_chat_response(provider: ProviderKind, body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_chat_response(
+    provider: ProviderKind,
+    body: &[u8],
+) -> Result<Reply, ProviderWireError> {
     let completion: WireCompletion = parse_json_body(provider, "a chat completion", body)?;
     let Some(choice) = completion.first_choice() else {
         // OpenRouter (and some proxies) answer 200 with an error object.
-        return Err(completion
-            .provider_error(provider, None)
-            .unwrap_or(WireError::Malformed {
+        return Err(completion.provider_error(provider, None).unwrap_or(
+            ProviderWireError::Malformed {
                 provider,
                 what: "a chat completion",
                 detail: "it has no choices".into(),
-            }));
+            },
+        ));
     };
     let message = choice.message.as_ref();
     let content = message.and_then(|m| m.content.as_deref()).unwrap_or("");
@@ -304,6 +311,8 @@ pub type ChatStreamParser = Framed<SseDecoder, ChatDecode>;
 impl ChatStreamParser {
     pub fn new(provider: ProviderKind) -> Self {
         Framed::with(
+            provider,
+            "`data: [DONE]`",
             SseDecoder::new(MAX_BODY_BYTES),
             ChatDecode {
                 provider,
@@ -323,24 +332,11 @@ pub struct ChatDecode {
 }
 
 impl StreamDecode for ChatDecode {
-    fn provider(&self) -> ProviderKind {
-        self.provider
-    }
-
-    fn terminal(&self) -> &'static str {
-        "`data: [DONE]`"
-    }
-
     fn ended(&self) -> bool {
         self.done
     }
 
-    fn unit(
-        &mut self,
-        data: &str,
-        reply: &mut ReplyBuilder,
-        events: &mut Vec<StreamEvent>,
-    ) -> Result<(), WireError> {
+    fn unit(&mut self, data: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         if self.done {
             return Ok(());
         }
@@ -351,7 +347,7 @@ impl StreamDecode for ChatDecode {
             return Ok(());
         }
         let chunk: WireCompletion =
-            serde_json::from_str(data).map_err(|err| WireError::Malformed {
+            serde_json::from_str(data).map_err(|err| ProviderWireError::Malformed {
                 provider: self.provider,
                 what: "a stream chunk",
                 detail: format!("{err} in `{}`", super::wire::excerpt(data, 120)),
@@ -631,7 +627,7 @@ pub(crate) mod tests {
     fn a_200_error_body_is_a_provider_error() {
         let body = r#"{"error":{"code":502,"message":"Provider returned error","metadata":{"provider_name":"Fireworks"}}}"#;
         match parse_chat_response(ProviderKind::OpenRouter, body.as_bytes()) {
-            Err(WireError::Provider {
+            Err(ProviderWireError::Provider {
                 class,
                 status,
                 message,
@@ -645,7 +641,7 @@ pub(crate) mod tests {
         }
         assert!(matches!(
             parse_chat_response(ProviderKind::OpenAi, br#"{"choices":[]}"#),
-            Err(WireError::Malformed { .. })
+            Err(ProviderWireError::Malformed { .. })
         ));
     }
 
@@ -709,11 +705,17 @@ pub(crate) mod tests {
         let cut = TEXT_WITH_LOGPROBS.find("data: [DONE]").unwrap();
         let mut parser = ChatStreamParser::new(ProviderKind::OpenAi);
         parser.feed(&TEXT_WITH_LOGPROBS.as_bytes()[..cut]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
         // Cut in the middle of a JSON line: still truncated, not a parse error.
         let mut parser = ChatStreamParser::new(ProviderKind::OpenAi);
         parser.feed(&TEXT_WITH_LOGPROBS.as_bytes()[..400]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -787,7 +789,7 @@ pub(crate) mod tests {
         assert!(
             matches!(
                 err,
-                WireError::Malformed {
+                ProviderWireError::Malformed {
                     provider: ProviderKind::Xai,
                     ..
                 }

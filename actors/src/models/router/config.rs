@@ -57,7 +57,7 @@ impl Default for ModelsConfig {
         models.insert(
             "default".to_string(),
             LogicalModel {
-                strategy: Strategy::OrderedFallback,
+                strategy: RoutingStrategy::OrderedFallback,
                 deployments: vec![DeploymentConfig::local("local")],
                 cache_ttl: None,
             },
@@ -69,7 +69,7 @@ impl Default for ModelsConfig {
 /// How the router picks among a logical model's deployments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Strategy {
+pub enum RoutingStrategy {
     /// In configured order, skipping deployments cooling down; next on failure.
     #[default]
     OrderedFallback,
@@ -84,13 +84,13 @@ pub enum Strategy {
     WeightedShuffle,
 }
 
-impl Strategy {
+impl RoutingStrategy {
     pub fn name(self) -> &'static str {
         match self {
-            Strategy::OrderedFallback => "ordered_fallback",
-            Strategy::LeastBusy => "least_busy",
-            Strategy::LowestLatency => "lowest_latency",
-            Strategy::WeightedShuffle => "weighted_shuffle",
+            RoutingStrategy::OrderedFallback => "ordered_fallback",
+            RoutingStrategy::LeastBusy => "least_busy",
+            RoutingStrategy::LowestLatency => "lowest_latency",
+            RoutingStrategy::WeightedShuffle => "weighted_shuffle",
         }
     }
 }
@@ -99,7 +99,7 @@ impl Strategy {
 #[serde(deny_unknown_fields)]
 pub struct LogicalModel {
     #[serde(default)]
-    pub strategy: Strategy,
+    pub strategy: RoutingStrategy,
     pub deployments: Vec<DeploymentConfig>,
     /// How long an answer to a request marked `cacheable` is served from the response
     /// cache (memory, then sled). Absent: this model's answers are never cached.

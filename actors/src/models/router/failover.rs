@@ -90,31 +90,25 @@ impl Core {
             } else {
                 OnFailure::RetryInPlace
             };
-            let (reached, delivered) = match caller {
-                None => {
-                    let reach = self.reach(
-                        d,
-                        health.as_deref(),
-                        request,
-                        &mut shared,
-                        deadline,
-                        on_failure,
-                        None,
-                    );
-                    (reach.await, 0)
-                }
-                Some(caller) => {
+            let (deltas, rx) = match caller {
+                Some(_) => {
                     let (tx, rx) = mpsc::channel(DELTA_BUFFER);
+                    (Some(tx), Some(rx))
+                }
+                None => (None, None),
+            };
+            let reach = self.reach(
+                d,
+                health.as_deref(),
+                request,
+                &mut shared,
+                deadline,
+                on_failure,
+                deltas,
+            );
+            let (reached, delivered) = match (caller, rx) {
+                (Some(caller), Some(rx)) => {
                     let mut relay = Relay::new(caller, deadline);
-                    let reach = self.reach(
-                        d,
-                        health.as_deref(),
-                        request,
-                        &mut shared,
-                        deadline,
-                        on_failure,
-                        Some(tx),
-                    );
                     // Boxed: the relay's state would otherwise enlarge every call's
                     // future, streamed or not.
                     let reached = Box::pin(relay.run(rx, reach))
@@ -122,6 +116,7 @@ impl Core {
                         .unwrap_or(Reached::Expired);
                     (reached, relay.delivered)
                 }
+                _ => (reach.await, 0),
             };
             let failure = match reached {
                 Reached::Expired => return Err(deadline_exceeded()),

@@ -1,4 +1,4 @@
-//! The order in which a logical model's deployments are tried, per [`Strategy`], and the
+//! The order in which a logical model's deployments are tried, per [`RoutingStrategy`], and the
 //! context-window filter.
 //!
 //! Owns: ranking deployments from the shared health table (in flight, EWMA latency), the
@@ -9,13 +9,13 @@
 
 use rand::Rng;
 
-use super::{DeploymentRoute, Strategy};
+use super::{DeploymentRoute, RoutingStrategy};
 use crate::models::pool::HealthTable;
 
 /// Deployments in the order to try them, after dropping those whose context window is
 /// too small for `needed` tokens.
 pub fn order<'a>(
-    strategy: Strategy,
+    strategy: RoutingStrategy,
     deployments: &'a [DeploymentRoute],
     health: &HealthTable,
     needed: u64,
@@ -26,8 +26,8 @@ pub fn order<'a>(
         .filter(|d| !matches!(d.context_window, Some(w) if u64::from(w) < needed))
         .collect();
     match strategy {
-        Strategy::OrderedFallback => {}
-        Strategy::LeastBusy => {
+        RoutingStrategy::OrderedFallback => {}
+        RoutingStrategy::LeastBusy => {
             // Stable sort: ties keep the configured order.
             fits.sort_by_key(|d| {
                 health
@@ -35,11 +35,11 @@ pub fn order<'a>(
                     .map_or(0, |h| h.in_flight() + h.queued())
             });
         }
-        Strategy::LowestLatency => {
+        RoutingStrategy::LowestLatency => {
             // `None` (no sample yet) sorts before every `Some`: new deployments get probed.
             fits.sort_by_key(|d| health.get(&d.deployment).and_then(|h| h.ewma_latency()));
         }
-        Strategy::WeightedShuffle => {
+        RoutingStrategy::WeightedShuffle => {
             // Efraimidis–Spirakis: key u^(1/w), largest first, is a weighted random
             // permutation without replacement.
             let mut keyed: Vec<(f64, &DeploymentRoute)> = fits

@@ -14,7 +14,7 @@ use super::*;
 use crate::models::pool::tests::fakes::{settings, Behaviour, FakeProvider};
 use crate::models::pool::{Complete, HealthTable, ModelPool};
 use crate::models::router::{
-    build_provider_with_env, DeploymentConfig, DeploymentRoute, Inspect, Strategy,
+    build_provider_with_env, DeploymentConfig, DeploymentRoute, Inspect, RoutingStrategy,
 };
 use crate::models::types::Purpose;
 use crate::resilience::ErrorClass;
@@ -96,7 +96,7 @@ fn router(deployments: &[DeploymentConfig]) -> Addr<ModelRouter> {
         })
         .collect();
     ModelRouter::new(health, crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start()
 }
 
@@ -277,7 +277,7 @@ async fn a_cacheable_streamed_answer_is_cached_and_replayed_as_one_delta() {
     let provider = build_provider_with_env(&d, &env).unwrap();
     let pool = ModelPool::new("a", provider, d.pool_settings(), health.entry("a")).start();
     let route = LogicalRoute::new(
-        Strategy::OrderedFallback,
+        RoutingStrategy::OrderedFallback,
         vec![DeploymentRoute::new("a", Arc::new(pool))],
     )
     .with_cache_ttl(Duration::from_secs(60));
@@ -373,7 +373,7 @@ async fn a_pool_dying_mid_stream_is_an_error_and_before_any_text_a_failover() {
         let r = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
             .with_model(
                 "m",
-                Strategy::OrderedFallback,
+                RoutingStrategy::OrderedFallback,
                 vec![
                     DeploymentRoute::new("a", Arc::new(pool_a)),
                     DeploymentRoute::new("b", Arc::new(pool_b)),
