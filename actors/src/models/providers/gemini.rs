@@ -290,10 +290,6 @@ pub struct GenerateDecode {
 }
 
 impl StreamDecode for GenerateDecode {
-    fn ended(&self) -> bool {
-        self.finished
-    }
-
     fn unit(&mut self, data: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         let response: WireResponse =
             serde_json::from_str(data).map_err(|err| ProviderWireError::Malformed {
@@ -312,6 +308,10 @@ impl StreamDecode for GenerateDecode {
             self.finished = true;
         }
         Ok(())
+    }
+
+    fn ended(&self) -> bool {
+        self.finished
     }
 }
 

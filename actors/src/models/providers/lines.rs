@@ -222,6 +222,26 @@ impl SseDecoder {
     }
 }
 
+/// SSE framing: each unit is one event's `data`.
+impl super::framed::Framing for SseDecoder {
+    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
+        Ok(self.push(chunk)?.into_iter().map(|e| e.data).collect())
+    }
+    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
+        Ok(self.finish()?.map(|e| e.data))
+    }
+}
+
+/// NDJSON framing: each unit is one line.
+impl super::framed::Framing for LineSplitter {
+    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
+        self.push(chunk)
+    }
+    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
+        self.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,25 +357,5 @@ mod tests {
             cuts.sort_unstable();
             prop_assert_eq!(split_all(text.as_bytes(), &cuts), split_all(text.as_bytes(), &[]));
         }
-    }
-}
-
-/// SSE framing: each unit is one event's `data`.
-impl super::framed::Framing for SseDecoder {
-    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
-        Ok(self.push(chunk)?.into_iter().map(|e| e.data).collect())
-    }
-    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
-        Ok(self.finish()?.map(|e| e.data))
-    }
-}
-
-/// NDJSON framing: each unit is one line.
-impl super::framed::Framing for LineSplitter {
-    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
-        self.push(chunk)
-    }
-    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
-        self.finish()
     }
 }

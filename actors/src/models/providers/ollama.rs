@@ -296,10 +296,6 @@ pub struct OllamaDecode {
 }
 
 impl StreamDecode for OllamaDecode {
-    fn ended(&self) -> bool {
-        self.done
-    }
-
     fn unit(&mut self, text: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         if self.done || text.trim().is_empty() {
             return Ok(());
@@ -337,6 +333,10 @@ impl StreamDecode for OllamaDecode {
             events.push(StreamEvent::Usage(line.usage()));
         }
         Ok(())
+    }
+
+    fn ended(&self) -> bool {
+        self.done
     }
 }
 

@@ -332,10 +332,6 @@ pub struct ChatDecode {
 }
 
 impl StreamDecode for ChatDecode {
-    fn ended(&self) -> bool {
-        self.done
-    }
-
     fn unit(&mut self, data: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         if self.done {
             return Ok(());
@@ -394,6 +390,10 @@ impl StreamDecode for ChatDecode {
             events.push(StreamEvent::Usage(usage));
         }
         Ok(())
+    }
+
+    fn ended(&self) -> bool {
+        self.done
     }
 }
 
