@@ -225,7 +225,9 @@ pub fn model_error_response(e: &ModelError, known_model: bool) -> HttpResponse {
         ModelError::DeadlineExceeded { .. } | ModelError::Abandoned { .. } => {
             (StatusCode::GATEWAY_TIMEOUT, "deadline")
         }
-        ModelError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        ModelError::RouterUnavailable { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "router_unavailable")
+        }
         ModelError::AllFailed { .. } => (StatusCode::BAD_GATEWAY, "all_failed"),
         ModelError::ContextTooLong { .. } => (StatusCode::BAD_REQUEST, "context_too_long"),
         ModelError::Provider { .. } | ModelError::Malformed { .. } => {

@@ -776,6 +776,10 @@ fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
     match result {
         Ok(r) => {
             println!("{}", served_by(&r));
+            // The text is stdout's; who was tried before the answer goes to stderr.
+            if r.attempts.len() > 1 {
+                eprintln!("{}", tried(&r));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -783,6 +787,20 @@ fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// `ask --stream`'s stderr line when the answer took more than one deployment: each one
+/// tried, in order, with its outcome and time.
+fn tried(r: &ModelResponse) -> String {
+    let each: Vec<String> = r
+        .attempts
+        .iter()
+        .map(|a| match &a.detail {
+            Some(why) => format!("{} {} in {} ms ({why})", a.deployment, a.outcome, a.ms),
+            None => format!("{} {} in {} ms", a.deployment, a.outcome, a.ms),
+        })
+        .collect();
+    format!("-- tried: {}", each.join("; "))
 }
 
 /// Prints each delta as it arrives (flushed), ends the text with a newline, and returns

@@ -328,7 +328,10 @@ pub async fn ask_streaming(
             error: e.to_string(),
         },
         Ok(Err(slot)) => StreamLine::Error {
-            error: format!("{}: {slot}", ModelError::ShuttingDown),
+            error: ModelError::RouterUnavailable {
+                reason: slot.to_string(),
+            }
+            .to_string(),
         },
         Err(_) => StreamLine::Error {
             error: ModelError::DeadlineExceeded { model, timeout }.to_string(),

@@ -406,3 +406,145 @@ base_url = "{}/v1"
         );
     }
 }
+
+/// Issue 10.8, end to end: a logical model of four deployments (Anthropic overloaded, an
+/// OpenAI-format server that never answers, a proxy's HTML error page, a healthy one).
+/// With a sibling left each failing deployment is called once and the request moves on;
+/// `ask --json` lists every attempt and `ask --stream` reports them on stderr.
+#[test]
+fn a_failing_chain_calls_each_deployment_once_and_lists_the_attempts() {
+    let overloaded = MockServer::start(|_| {
+        Reply::raw(
+            529,
+            "application/json",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+    });
+    let hung = MockServer::start(|_| Reply::Hang);
+    let html = MockServer::start(|_| {
+        Reply::raw(
+            502,
+            "text/html",
+            "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n",
+        )
+    });
+    let healthy = openai_stream(&["Funding ", "is flat", "; hold."], Duration::ZERO, true);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = format!(
+        r#"
+[models.chain]
+[[models.chain.deployments]]
+id = "overloaded"
+provider = "anthropic"
+model = "claude-sonnet-4-20250514"
+base_url = "{}"
+
+[[models.chain.deployments]]
+id = "hung"
+provider = "openai"
+model = "gpt-4o"
+base_url = "{}/v1"
+first_byte_timeout = "2s"
+
+[[models.chain.deployments]]
+id = "html"
+provider = "openai"
+model = "gpt-4o"
+base_url = "{}/v1"
+
+[[models.chain.deployments]]
+id = "healthy"
+provider = "openai"
+model = "gpt-4o-mini"
+base_url = "{}/v1"
+stream = true
+"#,
+        overloaded.url(),
+        hung.url(),
+        html.url(),
+        healthy.url()
+    );
+    let config = test_config(dir.path(), port, &extra);
+    let cfg = config.to_str().unwrap();
+    let keys = [
+        ("OPENAI_API_KEY", "sk-test-chain"),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-chain"),
+    ];
+    let calls = || {
+        [
+            overloaded.requests().len(),
+            hung.requests().len(),
+            html.requests().len(),
+            healthy.requests().len(),
+        ]
+    };
+
+    let answer = json(&ok(std::process::Command::new(BIN)
+        .args([
+            "ask", "--config", cfg, "--model", "chain", "--json", "funding?",
+        ])
+        .env_remove("ORRERY_CONFIG")
+        .envs(keys)
+        .output()
+        .unwrap()));
+    assert_eq!(answer["deployment"], "healthy", "{answer}");
+    assert_eq!(answer["text"], "Funding is flat; hold.");
+    assert_eq!(calls(), [1, 1, 1, 1], "{answer}");
+    let attempts = answer["attempts"].as_array().unwrap();
+    let tried: Vec<(&str, &str)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["deployment"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("overloaded", "failed"),
+            ("hung", "failed"),
+            ("html", "failed"),
+            ("healthy", "ok")
+        ],
+        "{answer}"
+    );
+    assert!(attempts.iter().all(|a| a["ms"].is_number()), "{answer}");
+    assert!(
+        attempts[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("overloaded"),
+        "{answer}"
+    );
+
+    // Streamed: the same chain (a fresh process, so nothing is cooling down yet), the
+    // attempts on stderr after the text.
+    let (pieces, stderr, status) = run_timed(
+        &[
+            "ask", "--config", cfg, "--model", "chain", "--stream", "funding?",
+        ],
+        &keys,
+    );
+    let shown: String = pieces.iter().map(|(_, p)| p.as_str()).collect();
+    assert!(status.success(), "{shown}\n{stderr}");
+    assert!(
+        shown.starts_with("Funding is flat; hold.\n-- served by healthy"),
+        "{shown}"
+    );
+    assert_eq!(calls(), [2, 2, 2, 2]);
+    let tried = stderr
+        .lines()
+        .find(|l| l.starts_with("-- tried: "))
+        .unwrap_or_else(|| panic!("no attempts on stderr: {stderr}"));
+    for part in [
+        "overloaded failed in ",
+        "hung failed in ",
+        "html failed in ",
+        "healthy ok in ",
+    ] {
+        assert!(tried.contains(part), "`{part}` missing: {tried}");
+    }
+}

@@ -11,6 +11,13 @@
 //! - `model_http/router_failover_refused`: the first deployment's port refuses
 //!   connections (no cooldown and its breaker off, so every request pays the refused
 //!   connect and the failover); compare with `router`.
+//! - `failover_chain/overloaded_hung_html_healthy`: issue 10.8's chain, one loopback mock
+//!   per wire format and fault: Anthropic 529 `overloaded_error`, an OpenAI-format server
+//!   that never answers (`first_byte_timeout` 2 s), a proxy's HTML 502 page, then a healthy
+//!   OpenAI deployment; the shipped pool settings (cooldown on failover). Each sample is
+//!   a fresh router and pools (nothing cooling down yet), so every sample pays the whole
+//!   chain; the bound is `first_byte_timeout` + 250 ms. A plain pass prints each chain's
+//!   time and the calls each mock got.
 //! - Before criterion's rows, a plain pass prints p50/p99 of each path and the overhead,
 //!   and throughput at concurrency 64 for the router and the bare client (same client
 //!   settings, same mock, same runtime thread; every request a distinct prompt, so the
@@ -32,7 +39,7 @@ use futures::future::join_all;
 
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{
-    build_provider_with_env, DeploymentConfig, DeploymentRoute, ModelRouter, Strategy,
+    build_provider_with_env, DeploymentConfig, DeploymentRoute, ModelRouter, RoutingStrategy,
 };
 use orrery_actors::models::{Ask, ModelRequest, Purpose};
 
@@ -53,7 +60,7 @@ const PER_CALLER: usize = 100;
 const ROUNDS: usize = 12;
 
 fn env(name: &str) -> Option<String> {
-    (name == "OPENAI_API_KEY").then(|| "sk-bench".to_string())
+    matches!(name, "OPENAI_API_KEY" | "ANTHROPIC_API_KEY").then(|| "sk-bench".to_string())
 }
 
 /// `breaker`: off only where the bench wants every request to pay a refused connect.
@@ -85,7 +92,7 @@ fn start_router(deployments: Vec<DeploymentConfig>) -> actix::Addr<ModelRouter> 
         health,
         orrery_actors::store::Store::temporary().expect("temporary store"),
     )
-    .with_model("m", Strategy::OrderedFallback, routes)
+    .with_model("m", RoutingStrategy::OrderedFallback, routes)
     .start()
 }
 
@@ -292,5 +299,127 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The first-byte timeout of the hung deployment in the failover chain.
+const CHAIN_FIRST_BYTE: Duration = Duration::from_secs(2);
+
+struct Chain {
+    overloaded: MockServer,
+    hung: MockServer,
+    html: MockServer,
+    healthy: MockServer,
+}
+
+impl Chain {
+    fn start() -> Self {
+        Self {
+            overloaded: MockServer::start(|_| {
+                Reply::raw(
+                    529,
+                    "application/json",
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                )
+            }),
+            hung: MockServer::start(|_| Reply::Hang),
+            html: MockServer::start(|_| {
+                Reply::raw(
+                    502,
+                    "text/html",
+                    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n",
+                )
+            }),
+            healthy: MockServer::start(|_| Reply::raw(200, "application/json", OPENAI_BODY)),
+        }
+    }
+
+    /// A fresh router over the four, with the shipped pool settings.
+    fn router(&self) -> actix::Addr<ModelRouter> {
+        let mut overloaded =
+            DeploymentConfig::http("overloaded", "anthropic", "claude-sonnet-4-20250514");
+        overloaded.base_url = Some(self.overloaded.url());
+        let mut hung = DeploymentConfig::http("hung", "openai", "gpt-4o");
+        hung.base_url = Some(format!("{}/v1", self.hung.url()));
+        hung.first_byte_timeout = CHAIN_FIRST_BYTE;
+        let mut html = DeploymentConfig::http("html", "openai", "gpt-4o");
+        html.base_url = Some(format!("{}/v1", self.html.url()));
+        let mut healthy = DeploymentConfig::http("healthy", "openai", "gpt-4o-mini");
+        healthy.base_url = Some(format!("{}/v1", self.healthy.url()));
+        let health = HealthTable::new();
+        let routes = [overloaded, hung, html, healthy]
+            .into_iter()
+            .map(|mut d| {
+                d.health_check_interval = Duration::ZERO;
+                let provider = build_provider_with_env(&d, &env).expect("provider");
+                let pool = ModelPool::new(
+                    d.id.clone(),
+                    provider,
+                    d.pool_settings(),
+                    health.entry(&d.id),
+                )
+                .start();
+                DeploymentRoute::new(d.id.clone(), Arc::new(pool))
+            })
+            .collect();
+        ModelRouter::new(
+            health,
+            orrery_actors::store::Store::temporary().expect("temporary store"),
+        )
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
+        .start()
+    }
+
+    fn calls(&self) -> [usize; 4] {
+        [
+            self.overloaded.requests().len(),
+            self.hung.requests().len(),
+            self.html.requests().len(),
+            self.healthy.requests().len(),
+        ]
+    }
+}
+
+/// One chain through a fresh router; the time of the `Ask` alone.
+async fn chain_once(chain: &Chain) -> Duration {
+    let router = chain.router();
+    let t = Instant::now();
+    let answer = router.send(Ask(request())).await.expect("router alive");
+    let took = t.elapsed();
+    let answer = answer.expect("the healthy deployment answers");
+    assert_eq!(answer.deployment, "healthy");
+    took
+}
+
+fn failover_chain(c: &mut Criterion) {
+    let system = actix::System::new();
+    let chain = system.block_on(async { Chain::start() });
+    let bound = CHAIN_FIRST_BYTE + Duration::from_millis(250);
+    system.block_on(async {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            times.push(chain_once(&chain).await);
+        }
+        let worst = times.iter().max().copied().unwrap_or_default();
+        println!(
+            "failover chain (overloaded, hung {CHAIN_FIRST_BYTE:?}, html, healthy), 5 fresh routers: {:?}; worst {worst:?} vs bound {bound:?} {}; calls per mock {:?} (each failing one once per chain)",
+            times,
+            if worst <= bound { "ok" } else { "OVER" },
+            chain.calls()
+        );
+    });
+    let mut g = c.benchmark_group("failover_chain");
+    g.sample_size(10);
+    g.bench_function("overloaded_hung_html_healthy", |bch| {
+        bch.iter_custom(|iters| {
+            system.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += chain_once(&chain).await;
+                }
+                total
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, failover_chain);
 criterion_main!(benches);

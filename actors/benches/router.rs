@@ -25,7 +25,9 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
 use orrery_actors::models::pool::{Completion, HealthTable, ModelPool, PoolSettings, Provider};
-use orrery_actors::models::router::{DeploymentRoute, LogicalRoute, ModelRouter, Strategy, Swarm};
+use orrery_actors::models::router::{
+    DeploymentRoute, LogicalRoute, ModelRouter, RoutingStrategy, Swarm,
+};
 use orrery_actors::models::{Ask, ModelError, ModelRequest, Purpose, Usage};
 use orrery_actors::store::Store;
 
@@ -73,6 +75,7 @@ fn pool(health: &HealthTable, id: &str, delay: Option<Duration>) -> Addr<ModelPo
         // The hung member times out every iteration; keep it in rotation.
         cooldown_after_failures: u32::MAX,
         cooldown: Duration::from_secs(1),
+        cooldown_on_failover: false,
     };
     ModelPool::new(
         id,
@@ -99,7 +102,7 @@ fn router_benches(c: &mut Criterion) {
             router = router.with_route(
                 id.clone(),
                 LogicalRoute::new(
-                    Strategy::OrderedFallback,
+                    RoutingStrategy::OrderedFallback,
                     vec![DeploymentRoute::new(
                         id.clone(),
                         Arc::new(pool(&health, &id, delay)),
@@ -112,7 +115,7 @@ fn router_benches(c: &mut Criterion) {
         router = router.with_route(
             "cached",
             LogicalRoute::new(
-                Strategy::OrderedFallback,
+                RoutingStrategy::OrderedFallback,
                 vec![DeploymentRoute::new("fast", Arc::new(fast))],
             )
             .with_cache_ttl(Duration::from_secs(3600)),

@@ -9,7 +9,7 @@
 
 use orrery_actors::models::http::{resolve_api_key, EnvLookup};
 use orrery_actors::models::prices::builtin_price;
-use orrery_actors::models::router::ProviderKind;
+use orrery_actors::models::router::ProviderChoice;
 use orrery_actors::validate::{join, Issues};
 
 use super::{Config, ConfigError, VenueConfig};
@@ -131,7 +131,7 @@ impl Config {
         for (name, model) in &self.models.models {
             for (i, d) in model.deployments.iter().enumerate() {
                 // `local` has no key; an unknown provider is `validate`'s to report.
-                let Some(wire) = ProviderKind::parse(&d.provider).and_then(ProviderKind::wire)
+                let Some(wire) = ProviderChoice::parse(&d.provider).and_then(ProviderChoice::http)
                 else {
                     continue;
                 };

@@ -14,6 +14,7 @@ pub mod market_data;
 pub mod paper;
 pub mod pnl;
 pub mod risk_gate;
+pub mod rounding;
 pub mod types;
 pub mod venue;
 mod venue_retry;

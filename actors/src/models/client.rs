@@ -42,7 +42,14 @@ impl ModelClient {
         Self {
             send: Arc::new(move |ask| {
                 let sent = slot.send(ask);
-                async move { sent.await.unwrap_or(Err(ModelError::ShuttingDown)) }.boxed()
+                async move {
+                    sent.await.unwrap_or_else(|slot| {
+                        Err(ModelError::RouterUnavailable {
+                            reason: slot.to_string(),
+                        })
+                    })
+                }
+                .boxed()
             }),
         }
     }

@@ -41,8 +41,8 @@ use rust_decimal::Decimal;
 use super::decision::{render_risk_verdict, render_trade_decision, round_confidence};
 use super::pool::{Completion, Provider};
 use super::types::{
-    MarketContext, ModelError, ModelRequest, Purpose, RiskContext, RiskVerdict, StructuredContext,
-    TradeAction, TradeDecision, Usage,
+    tokens_in, MarketContext, ModelError, ModelRequest, Purpose, RiskContext, RiskVerdict,
+    StructuredContext, TradeAction, TradeDecision, Usage,
 };
 use crate::resilience::ErrorClass;
 
@@ -126,25 +126,16 @@ impl Provider for LocalRules {
         let text = self.answer(req)?;
         // The usual rule of thumb (four characters a token), so token accounting and
         // budgets behave the same offline as with a real provider.
-        let context_chars = req
-            .context
-            .as_ref()
-            .and_then(|c| serde_json::to_string(c).ok())
-            .map_or(0, |s| s.chars().count());
-        let prompt_chars = req.system.chars().count() + req.prompt.chars().count() + context_chars;
+        let prompt_chars = req.prompt_chars();
         Ok(Completion {
             usage: Usage {
-                prompt_tokens: estimate_tokens(prompt_chars),
-                completion_tokens: estimate_tokens(text.chars().count()),
+                prompt_tokens: tokens_in(prompt_chars),
+                completion_tokens: tokens_in(text.chars().count()),
             },
             text,
             finish_reason: Some("stop".into()),
         })
     }
-}
-
-fn estimate_tokens(chars: usize) -> u64 {
-    (chars as u64).div_ceil(4)
 }
 
 /// The indicators the trade rules read, for the reason text and for tests.

@@ -12,8 +12,13 @@
 //! arbiter, so one slow call never blocks the mailbox. The health entry lives in the shared
 //! table, not in the actor, so a restarted pool keeps its deployment's cooldown and latency.
 //!
-//! A streamed call ([`CompleteStream`], see `stream`) takes the same path through the
+//! A streamed call ([`Complete`] with `deltas`) takes the same path through the
 //! provider's streaming method and forwards text deltas to the caller's channel.
+//!
+//! What a failure leads to is the router's call, carried by every request as
+//! [`OnFailure`]: while a sibling remains the provider does not retry in place and a
+//! target failure cools the deployment down at once; the last candidate retries in place
+//! and cools down after `cooldown_after_failures` in a row.
 //!
 //! Same-arbiter fast path: a running pool also publishes its call path in its health entry
 //! as a [`Lane`], tagged with its arbiter's thread. A caller on that same thread (the
@@ -36,9 +41,6 @@ use tokio::time::Instant;
 
 use super::types::{ModelError, ModelRequest, ModelResponse, Usage};
 use crate::resilience::ErrorClass;
-
-mod stream;
-pub use stream::CompleteStream;
 
 /// What a provider returns for one call; the pool adds who served it and how long it took.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,14 +67,17 @@ pub trait Provider: Send + Sync + 'static {
     async fn complete(&self, req: &ModelRequest) -> Result<Completion, ModelError>;
 
     /// [`Provider::complete`] when the caller's deadline is known (the pool passes its
-    /// own). Providers that retry inside one deployment use it to leave the router room to
-    /// fail over; the default ignores it (the pool enforces the deadline either way).
+    /// own) and what a failure leads to ([`OnFailure`]). Providers that retry inside one
+    /// deployment retry only under [`OnFailure::RetryInPlace`], and use the deadline to
+    /// leave the router room to fail over; the default ignores both (the pool enforces the
+    /// deadline either way).
     async fn complete_by(
         &self,
         req: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
     ) -> Result<Completion, ModelError> {
-        let _ = deadline;
+        let _ = (deadline, on_failure);
         self.complete(req).await
     }
 
@@ -91,14 +96,15 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// [`Provider::complete_stream`] when the caller's deadline is known, as
-    /// [`Provider::complete_by`] is to [`Provider::complete`]; the default ignores it.
+    /// [`Provider::complete_by`] is to [`Provider::complete`]; the default ignores both.
     async fn complete_stream_by(
         &self,
         req: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
         on_delta: tokio::sync::mpsc::Sender<String>,
     ) -> Result<Completion, ModelError> {
-        let _ = deadline;
+        let _ = (deadline, on_failure);
         self.complete_stream(req, on_delta).await
     }
 
@@ -140,6 +146,11 @@ pub struct PoolSettings {
     pub cooldown_after_failures: u32,
     /// How long the router leaves a deployment alone after that.
     pub cooldown: Duration,
+    /// Whether a target-health failure while the router still has a sibling to move on
+    /// to ([`OnFailure::MoveOn`]) cools the deployment down at once, for `cooldown`,
+    /// instead of after `cooldown_after_failures` in a row: the request moved on, and
+    /// the next ones should not pay for the same failure again.
+    pub cooldown_on_failover: bool,
 }
 
 impl Default for PoolSettings {
@@ -150,8 +161,23 @@ impl Default for PoolSettings {
             timeout: Duration::from_secs(30),
             cooldown_after_failures: 3,
             cooldown: Duration::from_secs(30),
+            cooldown_on_failover: true,
         }
     }
+}
+
+/// What a failure of one call leads to, as the router decides it for each attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// A healthy sibling remains after this deployment: the provider does not retry in
+    /// place (the request moves on at once), and a failure that says the target is
+    /// unwell cools the deployment down at once (see
+    /// [`PoolSettings::cooldown_on_failover`]).
+    MoveOn,
+    /// The last candidate: the provider may retry in place within the deadline, and the
+    /// deployment cools down after `cooldown_after_failures` failures in a row.
+    #[default]
+    RetryInPlace,
 }
 
 /// Weight of the newest sample in the latency EWMA.
@@ -197,13 +223,16 @@ fn this_thread() -> std::thread::ThreadId {
 pub struct LocalLane(Arc<PoolCall>);
 
 impl LocalLane {
-    /// What the pool's [`Complete`] handler does, run in the caller's task.
+    /// What the pool's [`Complete`] handler does, run in the caller's task; streamed into
+    /// `deltas` when given.
     pub async fn complete(
         &self,
         request: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
+        deltas: Option<mpsc::Sender<String>>,
     ) -> Result<ModelResponse, ModelError> {
-        self.0.run(request, deadline, None).await
+        self.0.run(request, deadline, on_failure, deltas).await
     }
 }
 
@@ -292,10 +321,12 @@ impl DeploymentHealth {
         now: Instant,
         settings: &PoolSettings,
         retry_after: Option<Duration>,
+        on_failure: OnFailure,
     ) -> Option<Duration> {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let tripped =
-            settings.cooldown_after_failures != 0 && failures >= settings.cooldown_after_failures;
+        let at_once = on_failure == OnFailure::MoveOn && settings.cooldown_on_failover;
+        let tripped = settings.cooldown_after_failures != 0
+            && (at_once || failures >= settings.cooldown_after_failures);
         let retry_after = retry_after
             .map(|d| d.min(MAX_RETRY_AFTER))
             .filter(|d| !d.is_zero());
@@ -351,13 +382,44 @@ impl HealthTable {
     }
 }
 
-/// Ask one pool for one completion. The router sends this; agents never do.
+/// Ask one pool for one completion, whole or streamed. The router sends this to a pool
+/// on another arbiter (one on its own arbiter lends its [`Lane`] instead); agents never do.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<ModelResponse, ModelError>")]
 pub struct Complete {
     pub request: Arc<ModelRequest>,
     /// The caller's deadline (failover included); the pool answers by then at the latest.
     pub deadline: Instant,
+    /// Whether the router has a sibling left after this deployment.
+    pub on_failure: OnFailure,
+    /// Streamed: receives the answer's text deltas as they arrive; the reply (the whole
+    /// answer, or why there is none) comes after the last delta was sent. Whether a
+    /// failure after a delta may fail over is the router's call (never).
+    pub deltas: Option<mpsc::Sender<String>>,
+}
+
+impl Complete {
+    /// A whole answer, the last candidate's terms ([`OnFailure::RetryInPlace`]).
+    pub fn new(request: Arc<ModelRequest>, deadline: Instant) -> Self {
+        Self {
+            request,
+            deadline,
+            on_failure: OnFailure::RetryInPlace,
+            deltas: None,
+        }
+    }
+
+    /// The same call with its text streamed into `deltas`.
+    pub fn streamed(mut self, deltas: mpsc::Sender<String>) -> Self {
+        self.deltas = Some(deltas);
+        self
+    }
+
+    /// The same call with a sibling left after it.
+    pub fn moving_on(mut self) -> Self {
+        self.on_failure = OnFailure::MoveOn;
+        self
+    }
 }
 
 /// The actor in front of one deployment.
@@ -500,7 +562,10 @@ impl Handler<Complete> for ModelPool {
 
     fn handle(&mut self, msg: Complete, _ctx: &mut Self::Context) -> Self::Result {
         let call = self.call.clone();
-        Box::pin(async move { call.run(&msg.request, msg.deadline, None).await })
+        Box::pin(async move {
+            call.run(&msg.request, msg.deadline, msg.on_failure, msg.deltas)
+                .await
+        })
     }
 }
 
@@ -562,6 +627,7 @@ impl PoolCall {
         &self,
         request: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<ModelResponse, ModelError> {
         self.count_message();
@@ -571,8 +637,9 @@ impl PoolCall {
         let (outcome, result, answered) = match self.admit(deadline).await {
             Err((outcome, e)) => (outcome, Err(e), Instant::now()),
             Ok(permit) => {
-                let (result, answered) =
-                    self.call_provider(request, deadline, started, deltas).await;
+                let (result, answered) = self
+                    .call_provider(request, deadline, started, on_failure, deltas)
+                    .await;
                 drop(permit);
                 let outcome = match &result {
                     Ok(_) => "ok",
@@ -654,6 +721,7 @@ impl PoolCall {
         request: &ModelRequest,
         deadline: Instant,
         started: Instant,
+        on_failure: OnFailure,
         deltas: Option<mpsc::Sender<String>>,
     ) -> (Result<ModelResponse, ModelError>, Instant) {
         let in_flight = InFlight::enter(&self.health.in_flight, &self.metrics.in_flight);
@@ -661,8 +729,10 @@ impl PoolCall {
         // `Provider::bounds_every_wait`); a stream keeps the pool's timer.
         let bounded = deltas.is_none() && self.provider.bounds_every_wait();
         let call = match deltas {
-            None => self.provider.complete_by(request, deadline),
-            Some(deltas) => self.provider.complete_stream_by(request, deadline, deltas),
+            None => self.provider.complete_by(request, deadline, on_failure),
+            Some(deltas) => self
+                .provider
+                .complete_stream_by(request, deadline, on_failure, deltas),
         };
         let answer = if bounded {
             Ok(call.await)
@@ -721,7 +791,7 @@ impl PoolCall {
         let cooldown = against_target
             .then(|| {
                 self.health
-                    .record_target_failure(now, &self.settings, retry_after)
+                    .record_target_failure(now, &self.settings, retry_after, on_failure)
             })
             .flatten();
         if let Some(pause) = cooldown {

@@ -4,7 +4,7 @@
 //! once, under one enforced deadline) and [`Inspect`] (health and usage per deployment).
 //!
 //! Owns: the map of logical model names to their deployments, the choice of deployment
-//! per request ([`Strategy`], see [`strategy`]), the context-window filter, failover, the
+//! per request ([`RoutingStrategy`], see [`strategy`]), the context-window filter, failover, the
 //! caller's deadline (counted from when the router receives the request), single-flight
 //! ([`flight`]), the response cache ([`cache`]) and usage accounting ([`accounting`]).
 //! Never: calls a provider other than through its pool, holds a pool's address past a
@@ -29,13 +29,17 @@
 //! down (read from the shared [`HealthTable`], no message round trip) or whose pool is not
 //! running. A retryable failure (timeout, unavailable, rate limited, malformed answer, or
 //! the pool's actor dying with the request in its mailbox) moves on to the next
-//! deployment. `Auth` and `BadRequest` are returned at once: another deployment of the
+//! deployment at once — no retries in place while a sibling that could still be tried
+//! remains, and the failing deployment is cooled down (see the `failover` module); only
+//! the last candidate retries in place. `Auth` and `BadRequest` are returned at once:
+//! another deployment of the
 //! same request would fail the same way, or lock a key. A request the provider found
 //! longer than its model's context window ([`ModelError::ContextTooLong`]) moves on only
 //! to siblings with a larger `context_window` (the `context` module). The caller gets exactly one answer
 //! or one error: [`ModelError::NoDeployment`] (unknown name, nothing healthy to try, or a
 //! prompt too large for every deployment), [`ModelError::DeadlineExceeded`], or
-//! [`ModelError::AllFailed`] listing every attempt.
+//! [`ModelError::AllFailed`] listing every attempt. An answer lists every deployment
+//! tried or skipped ([`ModelResponse::attempts`]).
 //!
 //! [`AskStream`] routes the same way and streams the answer's text as it arrives; see
 //! the `stream` module for its failover rule (never after text reached the caller).
@@ -51,17 +55,20 @@ mod accounting;
 mod cache;
 mod config;
 mod context;
+mod failover;
 mod flight;
 pub mod strategy;
 mod stream;
 
+pub use crate::models::providers::ProviderKind;
 pub use accounting::{
     usage_records, Accounting, DeploymentUsage, Prices, PERSIST_EVERY, USAGE_PREFIX,
 };
 pub use cache::{CacheLevel, CacheSweep, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
     build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
-    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderKind, Strategy,
+    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderChoice,
+    RoutingStrategy,
 };
 pub use flight::{Flights, Joined, Lead, Seat};
 pub use stream::AskStream;
@@ -71,24 +78,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::dev::Request;
-use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, ResponseFuture};
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::pool::{deadline_after, Complete, HealthTable, ModelPool};
-use super::types::{duration_ms, Ask, Attempt, ModelError, ModelRequest, ModelResponse};
+use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
 use crate::clock::{system_clock, SharedClock};
-use crate::resilience::ErrorClass;
 use crate::store::Store;
-use context::ContextFloor;
 
 /// How the router reaches a pool: asked on every attempt, so a pool restarted by its
 /// supervisor (new address) is picked up without telling the router.
 pub trait PoolHandle: Send + Sync {
     /// The pool's current address, or `None` while it is down.
     fn addr(&self) -> Option<Addr<ModelPool>>;
+
+    /// Whether a pool runs now (asked of the siblings left while failing over).
+    fn is_running(&self) -> bool {
+        self.addr().is_some_and(|a| a.connected())
+    }
 
     /// Sends one request to the pool's current incarnation; `None` while it is down.
     /// Implementations that can lend their address avoid cloning it (an actix address
@@ -170,14 +180,14 @@ impl DeploymentRoute {
 /// The deployments of one logical model and how to choose among them.
 #[derive(Clone)]
 pub struct LogicalRoute {
-    pub strategy: Strategy,
+    pub strategy: RoutingStrategy,
     pub deployments: Vec<DeploymentRoute>,
     /// How long answers to `cacheable` requests are cached; `None`: never.
     pub cache_ttl: Option<Duration>,
 }
 
 impl LogicalRoute {
-    pub fn new(strategy: Strategy, deployments: Vec<DeploymentRoute>) -> Self {
+    pub fn new(strategy: RoutingStrategy, deployments: Vec<DeploymentRoute>) -> Self {
         Self {
             strategy,
             deployments,
@@ -272,7 +282,7 @@ impl ModelRouter {
     pub fn with_model(
         self,
         name: impl Into<String>,
-        strategy: Strategy,
+        strategy: RoutingStrategy,
         deployments: Vec<DeploymentRoute>,
     ) -> Self {
         self.with_route(name, LogicalRoute::new(strategy, deployments))
@@ -550,7 +560,7 @@ impl Core {
                 .find(|d| d.deployment == member)
                 .map(|d| {
                     Arc::new(LogicalRoute::new(
-                        Strategy::OrderedFallback,
+                        RoutingStrategy::OrderedFallback,
                         vec![d.clone()],
                     ))
                 })
@@ -584,7 +594,8 @@ impl Core {
                     // Every wait in the call is bounded by this caller's deadline already.
                     // Boxed: inline, the upstream call would make the `Ask` future too big
                     // for the allocator's fast path.
-                    let result = Box::pin(self.upstream(name, &route, &request, deadline)).await;
+                    let result =
+                        Box::pin(self.upstream(name, &route, &request, deadline, None)).await;
                     if let (Ok(response), Some(ttl)) = (&result, cache_ttl) {
                         self.cache.put(&key, response, ttl);
                     }
@@ -614,148 +625,6 @@ impl Core {
                 Some(answer) => return answer,
             }
         }
-    }
-
-    async fn upstream(
-        &self,
-        model: &str,
-        logical: &LogicalRoute,
-        request: &ModelRequest,
-        deadline: Instant,
-    ) -> Result<ModelResponse, ModelError> {
-        let timeout = request.timeout;
-        let deadline_exceeded = || ModelError::DeadlineExceeded {
-            model: model.to_string(),
-            timeout,
-        };
-        let candidates = self.candidates(model, logical, request)?;
-        let mut attempts: Vec<String> = Vec::new();
-        // The same story for the answer: who was tried, how, for how long.
-        let mut tried_log: Vec<Attempt> = Vec::new();
-        let mut tried = 0usize;
-        let mut too_small = ContextFloor::default();
-        let mut shared: Option<Arc<ModelRequest>> = None;
-        for (i, d) in candidates.iter().enumerate() {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(deadline_exceeded());
-            }
-            if let Some(skipped) = too_small.skip_reason(d) {
-                tried_log.push(Attempt::skipped(&d.deployment, &skipped));
-                attempts.push(skipped);
-                continue;
-            }
-            let health = self.health.get(&d.deployment);
-            if let Some(until) = health
-                .as_ref()
-                .and_then(|h| h.cooling_down_until())
-                .filter(|until| now < *until)
-            {
-                let why = format!(
-                    "{}: skipped, cooling down for another {:?}",
-                    d.deployment,
-                    until - now
-                );
-                tried_log.push(Attempt::skipped(&d.deployment, &why));
-                attempts.push(why);
-                continue;
-            }
-            let sent = match health.as_ref().and_then(|h| h.local_lane()) {
-                // The pool runs on this arbiter: its call path, in this task (see
-                // `pool::Lane`). Every wait in it is bounded by the deadline.
-                Some(lane) => {
-                    tried += 1;
-                    Ok(Ok(lane.complete(request, deadline).await))
-                }
-                None => {
-                    // Shared with the pool's task; made once, only for this path.
-                    let shared = shared.get_or_insert_with(|| Arc::new(request.clone()));
-                    let complete = Complete {
-                        request: shared.clone(),
-                        deadline,
-                    };
-                    let Some(sent) = d.pool.complete(complete) else {
-                        let why = format!("{}: skipped, its pool is not running", d.deployment);
-                        tried_log.push(Attempt::skipped(&d.deployment, &why));
-                        attempts.push(why);
-                        continue;
-                    };
-                    tried += 1;
-                    tokio::time::timeout_at(deadline, sent).await
-                }
-            };
-            let failure = match sent {
-                Err(_elapsed) => return Err(deadline_exceeded()),
-                Ok(Ok(Ok(mut response))) => {
-                    self.accounting
-                        .record(&d.deployment, response.usage, d.prices);
-                    tried_log.push(Attempt {
-                        deployment: d.deployment.clone(),
-                        outcome: "ok".into(),
-                        detail: None,
-                        ms: duration_ms::as_ms(now.elapsed()),
-                    });
-                    response.attempts = tried_log;
-                    return Ok(response);
-                }
-                Ok(Ok(Err(e))) => {
-                    if !fail_over_on(&e) {
-                        return Err(e);
-                    }
-                    too_small.raise(model, d, &e);
-                    if Instant::now() >= deadline {
-                        return Err(deadline_exceeded());
-                    }
-                    e.to_string()
-                }
-                Ok(Err(MailboxError::Closed)) => format!(
-                    "{}: its pool stopped before answering (the request was re-dispatched)",
-                    d.deployment
-                ),
-                Ok(Err(MailboxError::Timeout)) => {
-                    format!("{}: its pool's mailbox timed out", d.deployment)
-                }
-            };
-            tracing::debug!(model = %model, deployment = %d.deployment, "model request failed over: {failure}");
-            tried_log.push(Attempt {
-                deployment: d.deployment.clone(),
-                outcome: "failed".into(),
-                detail: Some(failure.clone()),
-                ms: duration_ms::as_ms(now.elapsed()),
-            });
-            attempts.push(failure);
-            if i + 1 < candidates.len() {
-                metrics::counter!("orrery_model_fallbacks_total", "model" => model.to_string(), "from" => d.deployment.clone())
-                    .increment(1);
-            }
-        }
-        if tried == 0 {
-            return Err(ModelError::NoDeployment {
-                model: model.to_string(),
-                reason: format!("no healthy deployment: {}", attempts.join("; ")),
-            });
-        }
-        Err(ModelError::AllFailed {
-            model: model.to_string(),
-            attempts,
-        })
-    }
-}
-
-/// Whether another deployment might succeed where this one failed.
-fn fail_over_on(e: &ModelError) -> bool {
-    match e {
-        ModelError::Provider { class, .. } => {
-            !matches!(class, ErrorClass::Auth | ErrorClass::BadRequest)
-        }
-        ModelError::Malformed { .. } => true,
-        // Only to a sibling with a larger context window (see `context`).
-        ModelError::ContextTooLong { .. } => true,
-        ModelError::DeadlineExceeded { .. } => false,
-        ModelError::NoDeployment { .. }
-        | ModelError::AllFailed { .. }
-        | ModelError::ShuttingDown => true,
-        ModelError::Abandoned { .. } => false,
     }
 }
 

@@ -85,6 +85,31 @@ impl ModelRequest {
             cacheable: false,
         }
     }
+
+    /// Characters the model reads: system prompt, prompt and structured context (as JSON).
+    pub fn prompt_chars(&self) -> usize {
+        let context_chars = self
+            .context
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok())
+            .map_or(0, |s| s.chars().count());
+        self.system.chars().count() + self.prompt.chars().count() + context_chars
+    }
+
+    /// The one token estimate of a request (the router's context-window filter, the HTTP
+    /// providers' tokens-per-minute draw): [`tokens_in`] its [`Self::prompt_chars`] plus
+    /// `max_tokens` for the answer. Deliberately crude and provider-independent; it errs
+    /// on the large side for English text, the safe side for a limit (a budget's
+    /// overdraw is refunded from the provider's reported usage).
+    pub fn estimated_tokens(&self) -> u64 {
+        tokens_in(self.prompt_chars()) + u64::from(self.max_tokens)
+    }
+}
+
+/// Tokens in `chars` characters of text, by the usual rule of thumb: four characters a
+/// token, rounded up.
+pub fn tokens_in(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,8 +221,11 @@ pub enum ModelError {
         model: String,
         attempts: Vec<String>,
     },
-    #[error("the model router is shutting down")]
-    ShuttingDown,
+    /// The router could not take the request: its supervisor slot is empty (restarting
+    /// after a crash, within its backoff, or stopped at shutdown) or it died with the
+    /// request. Asking again shortly reaches the restarted router.
+    #[error("the model router could not take the request: {reason}")]
+    RouterUnavailable { reason: String },
     /// A swarm member that had not answered when the swarm's deadline passed; its call was
     /// dropped, not awaited.
     #[error("`{model}` abandoned: deadline passed after {after:?}; its answer was not awaited")]
@@ -213,7 +241,7 @@ impl ModelError {
             ModelError::Malformed { .. } => "malformed",
             ModelError::ContextTooLong { .. } => "context_length",
             ModelError::AllFailed { .. } => "all_failed",
-            ModelError::ShuttingDown => "shutting_down",
+            ModelError::RouterUnavailable { .. } => "router_unavailable",
             ModelError::Abandoned { .. } => "abandoned",
         }
     }

@@ -218,6 +218,9 @@ pub struct GuardedCall<'a> {
     pub deadline: Instant,
     /// Waits (pause, limiter, between retries) must end before this; at most `deadline`.
     pub waits_until: Instant,
+    /// A read retried in place per its class (the default), or tried once because the
+    /// caller has somewhere better to go (a model router with a sibling left).
+    pub retry_in_place: bool,
 }
 
 impl<'a> GuardedCall<'a> {
@@ -227,6 +230,7 @@ impl<'a> GuardedCall<'a> {
             effect: Effect::Read,
             deadline,
             waits_until: deadline,
+            retry_in_place: true,
         }
     }
 
@@ -236,7 +240,14 @@ impl<'a> GuardedCall<'a> {
             effect: Effect::StateChange,
             deadline,
             waits_until: deadline,
+            retry_in_place: true,
         }
+    }
+
+    /// One attempt only, whatever its class: the caller moves on at the first failure.
+    pub fn tried_once(mut self) -> Self {
+        self.retry_in_place = false;
+        self
     }
 
     /// Waits must end before `at` (clamped to the deadline).
@@ -377,6 +388,17 @@ impl Guard {
             // a query. Not cut here: cutting the send would lose whether it left, so the
             // op bounds it by the deadline itself and says "unknown" when it cannot tell.
             return once().await.map_err(Step::into_inner);
+        }
+        if !call.retry_in_place {
+            return match tokio::time::timeout_at(call.deadline.into(), once()).await {
+                Ok(result) => result.map_err(Step::into_inner),
+                Err(_) => Err(E::from(Refusal::DeadlineElapsed {
+                    target: self.target.clone(),
+                    what: call.what.to_string(),
+                    attempts: 1,
+                    after: began.elapsed(),
+                })),
+            };
         }
         self.retry
             .run_within(call.deadline, call.waits_until, once)

@@ -27,18 +27,19 @@ use std::time::Duration;
 
 use writer::{WriteOp, Writer};
 
-/// Names of the trees described in DESIGN.md.
+/// Names of the trees the engine opens. DESIGN.md also lists `positions` and `queue`:
+/// positions are the venue's truth, read from it (and the paper venue keeps its own in
+/// `paper`), and no durable work queue exists yet, so neither tree is declared until
+/// something opens it.
 pub mod trees {
     pub const ORDERS: &str = "orders";
     pub const FILLS: &str = "fills";
-    pub const POSITIONS: &str = "positions";
     pub const RISK: &str = "risk";
     pub const DECISIONS: &str = "decisions";
     pub const BREAKERS: &str = "breakers";
     /// Circuit breakers of venue connectors, keyed by venue name (model deployments
     /// keep theirs in [`BREAKERS`], keyed by deployment id, so the names never collide).
     pub const VENUE_BREAKERS: &str = "venue_breakers";
-    pub const QUEUE: &str = "queue";
     pub const CACHE: &str = "cache";
     pub const META: &str = "meta";
     pub const PAPER: &str = "paper";

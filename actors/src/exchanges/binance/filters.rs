@@ -63,24 +63,9 @@ pub enum FilterError {
     },
 }
 
-/// Direction in which a price is moved onto the tick grid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rounding {
-    /// Nearest tick, halves away from zero.
-    Nearest,
-    Down,
-    Up,
-}
-
-impl Rounding {
-    fn strategy(self) -> RoundingStrategy {
-        match self {
-            Rounding::Nearest => RoundingStrategy::MidpointAwayFromZero,
-            Rounding::Down => RoundingStrategy::ToNegativeInfinity,
-            Rounding::Up => RoundingStrategy::ToPositiveInfinity,
-        }
-    }
-}
+/// Prices move onto the tick grid by the exchanges' one [`Rounding`]; Binance's nearest
+/// tick takes halves away from zero.
+pub use crate::exchanges::rounding::Rounding;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "filterType", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -285,7 +270,12 @@ impl SymbolRules {
         let rounded = if f.tick_size.is_zero() {
             price.normalize()
         } else {
-            snap(price, f.min_price, f.tick_size, rounding.strategy())
+            snap(
+                price,
+                f.min_price,
+                f.tick_size,
+                rounding.strategy(RoundingStrategy::MidpointAwayFromZero),
+            )
         };
         self.check_price(rounded)?;
         Ok(rounded)

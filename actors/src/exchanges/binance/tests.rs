@@ -386,7 +386,7 @@ async fn during_a_ban_a_read_waits_it_out_within_its_deadline_and_an_order_is_re
     let sent = mock.requests().len();
     // An order never waits out a ban: refused at once, with the time left, not sent.
     let err = v
-        .place_order(&request(dec!(0.001), market()))
+        .place_order(&approved(&request(dec!(0.001), market())))
         .await
         .unwrap_err();
     let VenueError::RateLimited {

@@ -62,26 +62,9 @@ pub enum WireError {
     BadSzDecimals { sz_decimals: u32 },
 }
 
-/// Direction in which a value is moved onto the grid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rounding {
-    /// Nearest valid value, ties to even (as Python's `round`).
-    Nearest,
-    /// Largest valid value not above the input.
-    Down,
-    /// Smallest valid value not below the input.
-    Up,
-}
-
-impl Rounding {
-    fn strategy(self) -> RoundingStrategy {
-        match self {
-            Rounding::Nearest => RoundingStrategy::MidpointNearestEven,
-            Rounding::Down => RoundingStrategy::ToNegativeInfinity,
-            Rounding::Up => RoundingStrategy::ToPositiveInfinity,
-        }
-    }
-}
+/// Values move onto the grid by the exchanges' one [`Rounding`]; Hyperliquid's nearest
+/// value ties to even (as Python's `round`, which the SDK uses).
+pub use crate::exchanges::rounding::Rounding;
 
 /// The wire string of a number, as the SDK's `float_to_wire` (see the module docs).
 pub fn float_to_wire(value: Decimal) -> Result<String, WireError> {
@@ -189,7 +172,10 @@ pub fn round_price(
     let sig_decimals = MAX_PRICE_SIG_FIGS as i64 - 1 - leading_exponent(price);
     let decimals = sig_decimals.min(max_decimals).max(0) as u32;
     let rounded = price
-        .round_dp_with_strategy(decimals, rounding.strategy())
+        .round_dp_with_strategy(
+            decimals,
+            rounding.strategy(RoundingStrategy::MidpointNearestEven),
+        )
         .normalize();
     if rounded <= Decimal::ZERO {
         // Only Down can get here: a price below the smallest tick.

@@ -30,7 +30,10 @@
 //! a call whose wait bound (below) outlasts the pause waits for it, and one whose bound
 //! does not comes back `RateLimited` with the time left at once.
 //!
-//! The failover rule: retries inside one deployment may only use the first half of the
+//! The failover rule: retries inside one deployment happen only when the router has no
+//! sibling left to try ([`OnFailure::RetryInPlace`]); with one left
+//! ([`OnFailure::MoveOn`]) the first failure goes back at once. They may only use the
+//! first half of the
 //! time left when the pool called us (the pool's deadline, itself the caller's deadline
 //! or the deployment's `timeout`, whichever is earlier). A retry whose wait would end
 //! past that half is not started; a Retry-After longer than it is not waited on — the
@@ -40,7 +43,7 @@
 //!
 //! Rate budgets: `rpm` is a token bucket of one unit per request, `tpm` one of tokens,
 //! each refilled continuously over a minute. A call draws an estimate before it is sent
-//! (prompt and system characters / 4 + `max_tokens`); the provider's usage corrects the
+//! (`ModelRequest::estimated_tokens`); the provider's usage corrects the
 //! draw afterwards (the unused part is refunded, an overrun drawn when available). Every
 //! response's `x-ratelimit-*` / `anthropic-ratelimit-*` headers are observed into the
 //! budgets so we never send more than the server says remains.
@@ -70,10 +73,10 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::pool::{deadline_after, Completion, Provider};
+use super::pool::{deadline_after, Completion, OnFailure, Provider};
 use super::providers::{
     self, classify_http_error, classify_transport_error, BodyCollector, LimitWindow, ProviderKind,
-    RateLimitSnapshot, StreamEvent, StreamParser, WireError, WireTarget,
+    ProviderWireError, RateLimitSnapshot, StreamEvent, StreamParser, WireTarget,
 };
 use super::types::{ModelError, ModelRequest};
 use crate::clock::SharedClock;
@@ -292,14 +295,21 @@ impl HttpProvider {
         deadline: Instant,
         stream: bool,
         sink: Option<&mpsc::Sender<String>>,
+        on_failure: OnFailure,
     ) -> Result<Completion, ModelError> {
         let start = Instant::now();
         let deadline = deadline.min(deadline_after(start, self.settings.total_timeout));
         // Waits (pause, budgets, retries) keep the second half for the router's failover.
         let retry_until = start + deadline.saturating_duration_since(start) / 2;
+        let call = GuardedCall::read("completion", deadline).waits_until(retry_until);
+        // While the router has a sibling left, the request moves on at the first failure.
+        let call = match on_failure {
+            OnFailure::MoveOn => call.tried_once(),
+            OnFailure::RetryInPlace => call,
+        };
         self.guard
             .run(
-                GuardedCall::read("completion", deadline).waits_until(retry_until),
+                call,
                 |until| self.admit(req, until),
                 |estimate| self.attempt(req, estimate, deadline, stream, sink),
             )
@@ -316,7 +326,7 @@ impl HttpProvider {
             return Ok(0);
         };
         // An estimate above the whole minute's budget could never pass: draw what can.
-        let estimate = estimate_tokens(req).min(tokens.limiter().max_cost());
+        let estimate = req.estimated_tokens().min(tokens.limiter().max_cost());
         tokens.acquire(estimate, Priority::Low, until).await?;
         Ok(estimate)
     }
@@ -379,7 +389,7 @@ impl HttpProvider {
         Ok(completion)
     }
 
-    fn wire_failure(&self, e: WireError, kind: FailKind) -> Failure {
+    fn wire_failure(&self, e: ProviderWireError, kind: FailKind) -> Failure {
         let class = e.class();
         Failure {
             error: e.into_model_error(&self.deployment),
@@ -388,7 +398,7 @@ impl HttpProvider {
         }
     }
 
-    fn stream_failure(&self, e: WireError) -> Failure {
+    fn stream_failure(&self, e: ProviderWireError) -> Failure {
         let kind = stream_error_kind(&e);
         self.wire_failure(e, kind)
     }
@@ -670,12 +680,6 @@ impl HttpProvider {
     }
 }
 
-/// Tokens a request may use: prompt and system characters / 4, plus the answer's cap.
-pub fn estimate_tokens(req: &ModelRequest) -> u64 {
-    let chars = req.system.chars().count() + req.prompt.chars().count();
-    (chars / 4) as u64 + u64::from(req.max_tokens)
-}
-
 /// Where an attempt failed, which decides whether it is retried here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FailKind {
@@ -698,9 +702,9 @@ struct Failure {
 }
 
 /// An error event inside a stream is the provider speaking; anything else is a bad body.
-fn stream_error_kind(e: &WireError) -> FailKind {
+fn stream_error_kind(e: &ProviderWireError) -> FailKind {
     match e {
-        WireError::Provider { .. } => FailKind::Provider,
+        ProviderWireError::Provider { .. } => FailKind::Provider,
         _ => FailKind::Body,
     }
 }
@@ -820,15 +824,24 @@ impl Provider for HttpProvider {
 
     async fn complete(&self, req: &ModelRequest) -> Result<Completion, ModelError> {
         let deadline = deadline_after(Instant::now(), req.timeout);
-        self.call(req, deadline, self.settings.stream, None).await
+        self.call(
+            req,
+            deadline,
+            self.settings.stream,
+            None,
+            OnFailure::RetryInPlace,
+        )
+        .await
     }
 
     async fn complete_by(
         &self,
         req: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
     ) -> Result<Completion, ModelError> {
-        self.call(req, deadline, self.settings.stream, None).await
+        self.call(req, deadline, self.settings.stream, None, on_failure)
+            .await
     }
 
     async fn complete_stream(
@@ -837,16 +850,25 @@ impl Provider for HttpProvider {
         on_delta: mpsc::Sender<String>,
     ) -> Result<Completion, ModelError> {
         let deadline = deadline_after(Instant::now(), req.timeout);
-        self.call(req, deadline, true, Some(&on_delta)).await
+        self.call(
+            req,
+            deadline,
+            true,
+            Some(&on_delta),
+            OnFailure::RetryInPlace,
+        )
+        .await
     }
 
     async fn complete_stream_by(
         &self,
         req: &ModelRequest,
         deadline: Instant,
+        on_failure: OnFailure,
         on_delta: mpsc::Sender<String>,
     ) -> Result<Completion, ModelError> {
-        self.call(req, deadline, true, Some(&on_delta)).await
+        self.call(req, deadline, true, Some(&on_delta), on_failure)
+            .await
     }
 
     /// Only Ollama has a check worth a request (`/api/tags` is free and local). The

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Client, RequestBuilder, Url};
 
-use crate::models::providers::{WireError, WireRequest};
+use crate::models::providers::{ProviderWireError, WireRequest};
 
 /// One memo slot per request shape: index 0 for whole answers, 1 for streams.
 #[derive(Default)]
@@ -44,7 +44,7 @@ impl Prepared {
         &self,
         client: &Client,
         wire: &WireRequest,
-    ) -> Result<RequestBuilder, WireError> {
+    ) -> Result<RequestBuilder, ProviderWireError> {
         let mut slot = self.slots[usize::from(wire.stream)].lock();
         let shape = match &mut *slot {
             Some(shape) if shape.matches(wire) => shape,

@@ -15,7 +15,7 @@ use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
 use crate::models::providers::{anthropic, gemini, ollama, openai};
 use crate::models::router::{
     build_provider_with_env, BuildError, DeploymentConfig, DeploymentRoute, ModelRouter,
-    ModelsConfig, Strategy,
+    ModelsConfig, RoutingStrategy,
 };
 use crate::models::types::{Ask, ModelError, ModelRequest, Purpose, Usage};
 use crate::resilience::ErrorClass;
@@ -508,13 +508,15 @@ async fn the_token_budget_is_drawn_by_estimate_and_corrected_by_usage() {
     let mock =
         MockServer::start(|_| Reply::raw(200, "application/json", openai::tests::OPENAI_BODY));
     let mut d = deployment("d", "openai", "gpt-4o-mini", format!("{}/v1", mock.url()));
-    // Estimate: (25 + 16) / 4 + 300 = 310 tokens; the answer used 38. A budget of 400
-    // per minute admits a second call only because the unused 272 were refunded.
+    // Estimate: (25 + 16) / 4 rounded up + 300 = 311 tokens (the one estimate,
+    // `ModelRequest::estimated_tokens`; it was 310 rounded down before the fold); the
+    // answer used 38. A budget of 400 per minute admits a second call only because the
+    // unused 273 were refunded.
     d.tpm = Some(400);
     let p = build(&d);
     let mut req = request();
     req.timeout = Duration::from_millis(400);
-    assert_eq!(estimate_tokens(&req), 310);
+    assert_eq!(req.estimated_tokens(), 311);
     p.complete(&req).await.unwrap();
     p.complete(&req).await.unwrap();
     assert_eq!(mock.requests().len(), 2);
@@ -679,7 +681,7 @@ fn two_deployments(
         routes.push(DeploymentRoute::new(d.id.clone(), Arc::new(pool)));
     }
     let router = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start();
     (router, health)
 }
@@ -773,14 +775,202 @@ async fn the_router_answers_from_the_sibling_whatever_the_first_deployment_does(
         ] {
             assert!(text.contains(&line), "{name}: missing `{line}` in:\n{text}");
         }
-        if matches!(name, "503" | "hang") {
-            assert!(
-                text.contains("# HELP orrery_model_http_retries_total")
-                    && text.contains(r#"orrery_model_http_retries_total{deployment="a""#),
-                "{name}: no retries counted in:\n{text}"
-            );
+        // With a sibling left, the first deployment is called once and never retried in
+        // place (its retries moved to `the_last_candidate_retries_in_place`).
+        if let Some(m) = &faulty {
+            assert_eq!(m.requests().len(), 1, "{name}");
+        }
+        assert!(
+            !text.contains(r#"orrery_model_http_retries_total{deployment="a""#),
+            "{name}: retried in place with a sibling left:\n{text}"
+        );
+    }
+}
+
+/// A router over `only`, with no sibling to move on to.
+fn one_deployment(only: DeploymentConfig) -> actix::Addr<ModelRouter> {
+    let health = HealthTable::new();
+    let pool = ModelPool::new(
+        only.id.clone(),
+        build(&only),
+        pool_settings(&only),
+        health.entry(&only.id),
+    )
+    .start();
+    let route = DeploymentRoute::new(only.id.clone(), Arc::new(pool));
+    ModelRouter::new(health, crate::store::Store::temporary().unwrap())
+        .with_model("m", RoutingStrategy::OrderedFallback, vec![route])
+        .start()
+}
+
+#[actix::test]
+async fn the_last_candidate_retries_in_place() {
+    // Moved here from the sibling test above: with nothing left to move on to, a 503 is
+    // retried in place (5 attempts) and a hung deployment (3 attempts).
+    let faults: Vec<(&str, Reply, usize)> = vec![
+        (
+            "503",
+            Reply::raw(
+                503,
+                "application/json",
+                r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#,
+            ),
+            5,
+        ),
+        ("hang", Reply::Hang, 3),
+    ];
+    for (name, reply, calls) in faults {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        crate::models::pool::describe();
+        let faulty = MockServer::start(move |_| reply.clone());
+        let mut only = deployment("a", "openai", "gpt-4o-mini", format!("{}/v1", faulty.url()));
+        only.first_byte_timeout = Duration::from_millis(150);
+        let router = one_deployment(only);
+        let mut req = request();
+        req.timeout = Duration::from_secs(3);
+        let err = router.send(Ask(req)).await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, ModelError::AllFailed { .. }),
+            "{name}: {err:?}"
+        );
+        assert_eq!(faulty.requests().len(), calls, "{name}");
+        let text = handle.render();
+        assert!(
+            text.contains("# HELP orrery_model_http_retries_total")
+                && text.contains(r#"orrery_model_http_retries_total{deployment="a""#),
+            "{name}: no retries counted in:\n{text}"
+        );
+    }
+}
+
+/// The measured chain of issue 10.8, one deployment per wire format and fault: Anthropic
+/// overloaded (529), an OpenAI-format server that never answers (first-byte timeout), a
+/// proxy's HTML error page, then a healthy OpenAI deployment.
+pub(crate) struct FailingChain {
+    pub overloaded: MockServer,
+    pub hung: MockServer,
+    pub html: MockServer,
+    pub healthy: MockServer,
+}
+
+impl FailingChain {
+    pub(crate) fn start() -> Self {
+        Self {
+            overloaded: MockServer::start(|_| {
+                Reply::raw(
+                    529,
+                    "application/json",
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                )
+            }),
+            hung: MockServer::start(|_| Reply::Hang),
+            html: MockServer::start(|_| {
+                Reply::raw(
+                    502,
+                    "text/html",
+                    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n",
+                )
+            }),
+            healthy: healthy_openai(),
         }
     }
+
+    /// The four deployments in order, the hung one cut at `first_byte`.
+    pub(crate) fn deployments(&self, first_byte: Duration) -> Vec<DeploymentConfig> {
+        let mut hung = deployment(
+            "hung",
+            "openai",
+            "gpt-4o",
+            format!("{}/v1", self.hung.url()),
+        );
+        hung.first_byte_timeout = first_byte;
+        vec![
+            deployment(
+                "overloaded",
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                self.overloaded.url(),
+            ),
+            hung,
+            deployment(
+                "html",
+                "openai",
+                "gpt-4o",
+                format!("{}/v1", self.html.url()),
+            ),
+            deployment(
+                "healthy",
+                "openai",
+                "gpt-4o-mini",
+                format!("{}/v1", self.healthy.url()),
+            ),
+        ]
+    }
+}
+
+#[actix::test]
+async fn a_chain_of_failing_deployments_calls_each_once_then_skips_them() {
+    let chain = FailingChain::start();
+    let health = HealthTable::new();
+    let routes = chain
+        .deployments(Duration::from_millis(300))
+        .into_iter()
+        .map(|d| {
+            // The shipped pool settings: cooldown on failover, 3 failures otherwise.
+            let pool = ModelPool::new(
+                d.id.clone(),
+                build(&d),
+                d.pool_settings(),
+                health.entry(&d.id),
+            )
+            .start();
+            DeploymentRoute::new(d.id.clone(), Arc::new(pool))
+        })
+        .collect();
+    let router = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
+        .start();
+    let (resp, _) = ask_within(&router, Duration::from_secs(10)).await;
+    assert_eq!(resp.deployment, "healthy");
+    let calls = |c: &FailingChain| {
+        [
+            c.overloaded.requests().len(),
+            c.hung.requests().len(),
+            c.html.requests().len(),
+            c.healthy.requests().len(),
+        ]
+    };
+    assert_eq!(calls(&chain), [1, 1, 1, 1]);
+    let tried: Vec<(&str, &str)> = resp
+        .attempts
+        .iter()
+        .map(|a| (a.deployment.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("overloaded", "failed"),
+            ("hung", "failed"),
+            ("html", "failed"),
+            ("healthy", "ok")
+        ]
+    );
+    // The three are cooling down: the next request goes straight to the healthy one.
+    for id in ["overloaded", "hung", "html"] {
+        assert!(health.entry(id).is_cooling_down(Instant::now()), "{id}");
+    }
+    let (resp, _) = ask_within(&router, Duration::from_secs(10)).await;
+    assert_eq!(resp.deployment, "healthy");
+    assert_eq!(calls(&chain), [1, 1, 1, 2]);
+    assert_eq!(
+        resp.attempts
+            .iter()
+            .map(|a| a.outcome.as_str())
+            .collect::<Vec<_>>(),
+        ["skipped", "skipped", "skipped", "ok"]
+    );
 }
 
 #[actix::test]
@@ -807,6 +997,33 @@ async fn anthropic_overloaded_fails_over_to_openai_within_the_deadline() {
         ("b", "openai")
     );
     assert!(took < Duration::from_secs(1), "{took:?}");
+    // Issue 10.8: with a sibling left the overloaded deployment is called once (it was
+    // 5, the in-place retries, now asserted with no sibling in
+    // `anthropic_overloaded_alone_is_retried_in_place`).
+    assert_eq!(overloaded.requests().len(), 1);
+}
+
+#[actix::test]
+async fn anthropic_overloaded_alone_is_retried_in_place() {
+    let overloaded = MockServer::start(|_| {
+        Reply::raw(
+            529,
+            "application/json",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+    });
+    let mut only = deployment(
+        "a",
+        "anthropic",
+        "claude-sonnet-4-20250514",
+        overloaded.url(),
+    );
+    only.retry_backoff = Duration::from_millis(20);
+    let router = one_deployment(only);
+    let mut req = request();
+    req.timeout = Duration::from_secs(2);
+    let err = router.send(Ask(req)).await.unwrap().unwrap_err();
+    assert!(matches!(err, ModelError::AllFailed { .. }), "{err:?}");
     assert_eq!(overloaded.requests().len(), 5);
 }
 
@@ -1123,10 +1340,10 @@ async fn an_open_breaker_stays_open_when_the_pool_is_rebuilt_from_the_same_store
     )
     .start();
     let err = pool
-        .send(Complete {
-            request: Arc::new(request()),
-            deadline: Instant::now() + Duration::from_secs(2),
-        })
+        .send(Complete::new(
+            Arc::new(request()),
+            Instant::now() + Duration::from_secs(2),
+        ))
         .await
         .unwrap()
         .unwrap_err();

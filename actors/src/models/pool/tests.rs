@@ -101,6 +101,9 @@ pub(crate) mod fakes {
             timeout: Duration::from_millis(timeout_ms),
             cooldown_after_failures: 2,
             cooldown: Duration::from_secs(60),
+            // These fakes test the consecutive-failure rule; the cooldown when moving on
+            // to a sibling is set where it is tested.
+            cooldown_on_failover: false,
         }
     }
 
@@ -136,10 +139,7 @@ async fn answers_with_who_served_it_and_records_health() {
     )
     .start();
     let resp = pool
-        .send(Complete {
-            request: request(),
-            deadline: far(),
-        })
+        .send(Complete::new(request(), far()))
         .await
         .unwrap()
         .unwrap();
@@ -170,7 +170,10 @@ async fn a_running_pool_lends_its_lane_on_its_own_thread_only_until_it_stops() {
 
     // Through the lane: the pool's own admission, health and answer, no message.
     let lane = entry.local_lane().unwrap();
-    let resp = lane.complete(&request(), far()).await.unwrap();
+    let resp = lane
+        .complete(&request(), far(), OnFailure::RetryInPlace, None)
+        .await
+        .unwrap();
     assert_eq!((resp.text.as_str(), resp.deployment.as_str()), ("BUY", "a"));
     assert_eq!((provider.calls(), entry.in_flight()), (1, 0));
     drop(lane);
@@ -194,10 +197,7 @@ async fn a_slow_provider_is_cut_off_at_the_pool_timeout() {
     let pool = ModelPool::new("slow", provider, settings(1, 1, 100), health.entry("slow")).start();
     let started = Instant::now();
     let err = pool
-        .send(Complete {
-            request: request(),
-            deadline: far(),
-        })
+        .send(Complete::new(request(), far()))
         .await
         .unwrap()
         .unwrap_err();
@@ -234,10 +234,7 @@ async fn the_callers_earlier_deadline_wins() {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(80);
     let err = pool
-        .send(Complete {
-            request: request(),
-            deadline,
-        })
+        .send(Complete::new(request(), deadline))
         .await
         .unwrap()
         .unwrap_err();
@@ -267,23 +264,14 @@ async fn beyond_concurrency_and_queue_requests_are_refused_at_once() {
     .start();
     let h = health.entry("g");
 
-    let first = pool.send(Complete {
-        request: request(),
-        deadline: far(),
-    });
+    let first = pool.send(Complete::new(request(), far()));
     let first = tokio::spawn(first);
     eventually("first call in flight", || h.in_flight() == 1).await;
-    let second = tokio::spawn(pool.send(Complete {
-        request: request(),
-        deadline: far(),
-    }));
+    let second = tokio::spawn(pool.send(Complete::new(request(), far())));
     eventually("second request queued", || h.queued() == 1).await;
 
     let third = pool
-        .send(Complete {
-            request: request(),
-            deadline: far(),
-        })
+        .send(Complete::new(request(), far()))
         .await
         .unwrap()
         .unwrap_err();
@@ -308,13 +296,7 @@ async fn consecutive_target_failures_start_a_cooldown_and_bad_requests_do_not() 
     let bad = FakeProvider::new("bad", Behaviour::Fail(ErrorClass::BadRequest));
     let pool = ModelPool::new("bad", bad, settings(1, 1, 1_000), health.entry("bad")).start();
     for _ in 0..3 {
-        let r = pool
-            .send(Complete {
-                request: request(),
-                deadline: far(),
-            })
-            .await
-            .unwrap();
+        let r = pool.send(Complete::new(request(), far())).await.unwrap();
         assert!(r.is_err());
     }
     let h = health.get("bad").unwrap();
@@ -324,22 +306,16 @@ async fn consecutive_target_failures_start_a_cooldown_and_bad_requests_do_not() 
     let down = FakeProvider::new("down", Behaviour::Fail(ErrorClass::Unavailable));
     let pool = ModelPool::new("down", down, settings(1, 1, 1_000), health.entry("down")).start();
     let h = health.entry("down");
-    pool.send(Complete {
-        request: request(),
-        deadline: far(),
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    pool.send(Complete::new(request(), far()))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(h.consecutive_failures(), 1);
     assert!(!h.is_cooling_down(Instant::now()));
-    pool.send(Complete {
-        request: request(),
-        deadline: far(),
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    pool.send(Complete::new(request(), far()))
+        .await
+        .unwrap()
+        .unwrap_err();
     let until = h
         .cooling_down_until()
         .expect("cooling down after 2 failures");
@@ -352,21 +328,28 @@ async fn a_success_clears_failures_and_cooldown() {
     let health = HealthTable::new();
     let h = health.entry("a");
     assert!(h
-        .record_target_failure(Instant::now(), &settings(1, 1, 1_000), None)
+        .record_target_failure(
+            Instant::now(),
+            &settings(1, 1, 1_000),
+            None,
+            OnFailure::RetryInPlace
+        )
         .is_none());
     assert!(h
-        .record_target_failure(Instant::now(), &settings(1, 1, 1_000), None)
+        .record_target_failure(
+            Instant::now(),
+            &settings(1, 1, 1_000),
+            None,
+            OnFailure::RetryInPlace
+        )
         .is_some());
     assert!(h.is_cooling_down(Instant::now()));
     let ok = FakeProvider::new("a", Behaviour::Answer("ok".into()));
     let pool = ModelPool::new("a", ok, settings(1, 1, 1_000), h.clone()).start();
-    pool.send(Complete {
-        request: request(),
-        deadline: far(),
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    pool.send(Complete::new(request(), far()))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!h.is_cooling_down(Instant::now()));
     assert_eq!(h.consecutive_failures(), 0);
 }
@@ -397,21 +380,36 @@ fn a_retry_after_cools_down_at_once_for_that_long_capped() {
     let now = Instant::now();
     let h = DeploymentHealth::default();
     assert_eq!(
-        h.record_target_failure(now, &s, Some(Duration::from_secs(5))),
+        h.record_target_failure(
+            now,
+            &s,
+            Some(Duration::from_secs(5)),
+            OnFailure::RetryInPlace
+        ),
         Some(Duration::from_secs(5))
     );
     assert_eq!(h.cooling_down_until(), Some(now + Duration::from_secs(5)));
     // The threshold trips on the second failure: the longer configured cooldown wins, and a
     // shorter Retry-After never shortens it.
     assert_eq!(
-        h.record_target_failure(now, &s, Some(Duration::from_secs(1))),
+        h.record_target_failure(
+            now,
+            &s,
+            Some(Duration::from_secs(1)),
+            OnFailure::RetryInPlace
+        ),
         Some(s.cooldown)
     );
     assert_eq!(h.cooling_down_until(), Some(now + s.cooldown));
 
     let h = DeploymentHealth::default();
     assert_eq!(
-        h.record_target_failure(now, &s, Some(Duration::from_secs(86_400))),
+        h.record_target_failure(
+            now,
+            &s,
+            Some(Duration::from_secs(86_400)),
+            OnFailure::RetryInPlace
+        ),
         Some(MAX_RETRY_AFTER)
     );
 }
@@ -427,13 +425,10 @@ async fn a_rate_limit_with_retry_after_cools_the_deployment_down() {
     );
     let pool = ModelPool::new("rl", limited, settings(1, 1, 1_000), health.entry("rl")).start();
     let before = Instant::now();
-    pool.send(Complete {
-        request: request(),
-        deadline: far(),
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    pool.send(Complete::new(request(), far()))
+        .await
+        .unwrap()
+        .unwrap_err();
     let until = health
         .entry("rl")
         .cooling_down_until()

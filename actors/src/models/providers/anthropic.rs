@@ -26,8 +26,8 @@ use super::classify::ErrorDetail;
 use super::lines::SseDecoder;
 use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, StreamParser, ToolCall, WireError,
-    WireRequest, WireTarget, MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, StreamParser,
+    ToolCall, WireRequest, WireTarget, MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -39,7 +39,7 @@ pub fn build_messages_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     let key = target.required_key()?;
     let mut body = Map::new();
     body.insert("model".into(), json!(target.model));
@@ -131,11 +131,11 @@ fn input_text(input: Option<&Value>) -> String {
 }
 
 /// Read a whole 2xx Messages body.
-pub fn parse_messages_response(body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_messages_response(body: &[u8]) -> Result<Reply, ProviderWireError> {
     let value: Value = parse_json_body(PROVIDER, "a message", body)?;
     if value.get("type").and_then(Value::as_str) == Some("error") {
         let detail = ErrorDetail::from_value(&value);
-        return Err(WireError::Provider {
+        return Err(ProviderWireError::Provider {
             provider: PROVIDER,
             class: detail.stream_class(),
             status: None,
@@ -143,13 +143,13 @@ pub fn parse_messages_response(body: &[u8]) -> Result<Reply, WireError> {
         });
     }
     let message: WireMessage =
-        serde_json::from_value(value).map_err(|err| WireError::Malformed {
+        serde_json::from_value(value).map_err(|err| ProviderWireError::Malformed {
             provider: PROVIDER,
             what: "a message",
             detail: err.to_string(),
         })?;
     if message.kind.as_deref() != Some("message") || message.content.is_none() {
-        return Err(WireError::Malformed {
+        return Err(ProviderWireError::Malformed {
             provider: PROVIDER,
             what: "a message",
             detail: "it is not `\"type\": \"message\"` with `content`".into(),
@@ -233,7 +233,7 @@ pub struct MessagesStreamParser {
     tool_input_seen: std::collections::BTreeSet<usize>,
     started: bool,
     stopped: bool,
-    failed: Option<WireError>,
+    failed: Option<ProviderWireError>,
 }
 
 impl Default for MessagesStreamParser {
@@ -255,13 +255,13 @@ impl MessagesStreamParser {
         }
     }
 
-    fn fail(&mut self, err: WireError) -> WireError {
+    fn fail(&mut self, err: ProviderWireError) -> ProviderWireError {
         self.failed = Some(err.clone());
         err
     }
 
-    fn malformed(detail: String) -> WireError {
-        WireError::Malformed {
+    fn malformed(detail: String) -> ProviderWireError {
+        ProviderWireError::Malformed {
             provider: PROVIDER,
             what: "a stream event",
             detail,
@@ -273,7 +273,7 @@ impl MessagesStreamParser {
         name: Option<&str>,
         data: &str,
         events: &mut Vec<StreamEvent>,
-    ) -> Result<(), WireError> {
+    ) -> Result<(), ProviderWireError> {
         if self.stopped {
             return Ok(());
         }
@@ -281,7 +281,7 @@ impl MessagesStreamParser {
             Ok(value) => value,
             // An `error` event is an error even when a proxy put plain text in it.
             Err(_) if name == Some("error") => {
-                return Err(WireError::Provider {
+                return Err(ProviderWireError::Provider {
                     provider: PROVIDER,
                     class: crate::resilience::ErrorClass::Unavailable,
                     status: None,
@@ -302,7 +302,7 @@ impl MessagesStreamParser {
             .unwrap_or("");
         if kind == "error" || name == Some("error") {
             let detail = ErrorDetail::from_value(&value);
-            return Err(WireError::Provider {
+            return Err(ProviderWireError::Provider {
                 provider: PROVIDER,
                 class: detail.stream_class(),
                 status: None,
@@ -422,14 +422,14 @@ impl MessagesStreamParser {
         Ok(())
     }
 
-    fn index(&self, index: Option<usize>, event: &str) -> Result<usize, WireError> {
+    fn index(&self, index: Option<usize>, event: &str) -> Result<usize, ProviderWireError> {
         index.ok_or_else(|| Self::malformed(format!("`{event}` without `index`")))
     }
 
     fn run(
         &mut self,
         sse_events: Vec<super::lines::SseEvent>,
-    ) -> Result<Vec<StreamEvent>, WireError> {
+    ) -> Result<Vec<StreamEvent>, ProviderWireError> {
         let mut events = Vec::new();
         for sse in sse_events {
             // Apply as we go: message_delta usage builds on message_start's.
@@ -454,7 +454,7 @@ fn push_nonempty(
 }
 
 impl StreamParser for MessagesStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderWireError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
@@ -465,11 +465,11 @@ impl StreamParser for MessagesStreamParser {
         }
     }
 
-    fn finish(&mut self) -> Result<Reply, WireError> {
+    fn finish(&mut self) -> Result<Reply, ProviderWireError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let truncated = WireError::Truncated {
+        let truncated = ProviderWireError::Truncated {
             provider: PROVIDER,
             expected: "`message_stop`",
         };
@@ -716,7 +716,7 @@ pub(crate) mod tests {
         let err = parser.feed(body.as_bytes()).unwrap_err();
         assert_eq!(
             err,
-            WireError::Provider {
+            ProviderWireError::Provider {
                 provider: ProviderKind::Anthropic,
                 class: ErrorClass::Unavailable,
                 status: None,
@@ -758,7 +758,7 @@ pub(crate) mod tests {
         parser.feed(&BASIC.as_bytes()[..cut]).unwrap();
         assert_eq!(
             parser.finish().unwrap_err(),
-            WireError::Truncated {
+            ProviderWireError::Truncated {
                 provider: ProviderKind::Anthropic,
                 expected: "`message_stop`"
             }
@@ -766,7 +766,10 @@ pub(crate) mod tests {
         // Cut inside the last JSON: still truncated.
         let mut parser = MessagesStreamParser::new();
         parser.feed(&BASIC.as_bytes()[..BASIC.len() - 3]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -786,7 +789,10 @@ pub(crate) mod tests {
         let err = parser
             .feed(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\n\n")
             .unwrap_err();
-        assert!(matches!(err, WireError::Malformed { .. }), "{err:?}");
+        assert!(
+            matches!(err, ProviderWireError::Malformed { .. }),
+            "{err:?}"
+        );
     }
 
     proptest! {

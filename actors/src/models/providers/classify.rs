@@ -1,5 +1,5 @@
 //! Reading a failed HTTP exchange (status, headers, body) into a classified
-//! [`WireError::Provider`].
+//! [`ProviderWireError::Provider`].
 //!
 //! Owns: status → [`ErrorClass`] policy and the error-body shapes of every provider. Never
 //! does: retrying or breaking circuits (the pool does, from the class).
@@ -10,7 +10,7 @@
 //! 5xx → Unavailable. Two body codes override the status: OpenAI's `insufficient_quota`
 //! (a 429 that no waiting fixes) → Auth, and Anthropic's `overloaded_error` → Unavailable.
 //! A bad request whose body says the prompt does not fit the model's context window is
-//! [`WireError::ContextTooLong`] (the router then tries a sibling with a larger window):
+//! [`ProviderWireError::ContextTooLong`] (the router then tries a sibling with a larger window):
 //! OpenAI's code `context_length_exceeded` and the compatibles' "maximum context length
 //! is N tokens", Anthropic's "prompt is too long: N tokens > M maximum", Gemini's "The
 //! input token count (N) exceeds the maximum number of tokens allowed (M)".
@@ -30,7 +30,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::ratelimit::{parse_go_duration, retry_after};
-use super::wire::{excerpt, WireError};
+use super::wire::{excerpt, ProviderWireError};
 use super::ProviderKind;
 use crate::resilience::ErrorClass;
 
@@ -43,7 +43,7 @@ pub fn classify_http_error(
     headers: &HeaderMap,
     body: &[u8],
     now: SystemTime,
-) -> WireError {
+) -> ProviderWireError {
     let body = &body[..body.len().min(super::MAX_BODY_BYTES)];
     let text = String::from_utf8_lossy(body);
     let header_wait = retry_after(headers, now);
@@ -56,7 +56,7 @@ pub fn classify_http_error(
             408 | 504 => ErrorClass::Timeout,
             _ => ErrorClass::Unavailable,
         };
-        return WireError::Provider {
+        return ProviderWireError::Provider {
             provider,
             class,
             status: Some(status),
@@ -83,13 +83,13 @@ pub fn classify_http_error(
         (None, None) => text.to_string(),
     };
     if too_long {
-        return WireError::ContextTooLong {
+        return ProviderWireError::ContextTooLong {
             provider,
             status,
             message: excerpt(&message, MESSAGE_CHARS),
         };
     }
-    WireError::Provider {
+    ProviderWireError::Provider {
         provider,
         class,
         status: Some(status),
@@ -321,7 +321,7 @@ mod tests {
             body.as_bytes(),
             SystemTime::UNIX_EPOCH,
         ) {
-            WireError::Provider {
+            ProviderWireError::Provider {
                 class,
                 message,
                 status: Some(s),
@@ -383,7 +383,7 @@ mod tests {
                 body.as_bytes(),
                 SystemTime::UNIX_EPOCH,
             ) {
-                WireError::ContextTooLong {
+                ProviderWireError::ContextTooLong {
                     provider: p,
                     status: 400,
                     message,
@@ -580,7 +580,7 @@ mod tests {
             body in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             let err = classify_http_error(ProviderKind::OpenAi, status, &HeaderMap::new(), &body, SystemTime::UNIX_EPOCH);
-            let is_provider = matches!(err, WireError::Provider { .. });
+            let is_provider = matches!(err, ProviderWireError::Provider { .. });
             prop_assert!(is_provider);
         }
     }

@@ -27,11 +27,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::classify::ErrorDetail;
+use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::SseDecoder;
 use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, StreamParser, WireError,
-    WireRequest, WireTarget, MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, WireRequest,
+    WireTarget, MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -41,7 +42,7 @@ pub fn build_generate_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     let key = target.required_key()?;
     // Config may name the model as the API lists it (`models/gemini-2.5-flash`).
     let model = target.model.trim().trim_start_matches("models/");
@@ -187,10 +188,10 @@ impl WireResponse {
             .map(|_| FinishReason::ContentFilter)
     }
 
-    fn provider_error(&self) -> Option<WireError> {
+    fn provider_error(&self) -> Option<ProviderWireError> {
         let error = self.error.as_ref()?;
         let detail = ErrorDetail::from_value(&json!({ "error": error }));
-        Some(WireError::Provider {
+        Some(ProviderWireError::Provider {
             provider: PROVIDER,
             class: detail.stream_class(),
             status: detail.status,
@@ -238,13 +239,13 @@ impl WireResponse {
 }
 
 /// Read a whole 2xx `generateContent` body.
-pub fn parse_generate_response(body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_generate_response(body: &[u8]) -> Result<Reply, ProviderWireError> {
     let response: WireResponse = parse_json_body(PROVIDER, "a generateContent response", body)?;
     if let Some(err) = response.provider_error() {
         return Err(err);
     }
     if response.first_candidate().is_none() && response.finish().is_none() {
-        return Err(WireError::Malformed {
+        return Err(ProviderWireError::Malformed {
             provider: PROVIDER,
             what: "a generateContent response",
             detail: "it has neither candidates nor promptFeedback".into(),
@@ -263,13 +264,7 @@ pub fn parse_generate_response(body: &[u8]) -> Result<Reply, WireError> {
 }
 
 /// Incremental parser of a `streamGenerateContent?alt=sse` stream.
-#[derive(Debug)]
-pub struct GenerateStreamParser {
-    sse: SseDecoder,
-    reply: ReplyBuilder,
-    finished: bool,
-    failed: Option<WireError>,
-}
+pub type GenerateStreamParser = Framed<SseDecoder, GenerateDecode>;
 
 impl Default for GenerateStreamParser {
     fn default() -> Self {
@@ -279,22 +274,25 @@ impl Default for GenerateStreamParser {
 
 impl GenerateStreamParser {
     pub fn new() -> Self {
-        Self {
-            sse: SseDecoder::new(MAX_BODY_BYTES),
-            reply: ReplyBuilder::default(),
-            finished: false,
-            failed: None,
-        }
+        Framed::with(
+            PROVIDER,
+            "a chunk with `finishReason`",
+            SseDecoder::new(MAX_BODY_BYTES),
+            GenerateDecode { finished: false },
+        )
     }
+}
 
-    fn fail(&mut self, err: WireError) -> WireError {
-        self.failed = Some(err.clone());
-        err
-    }
+/// What one `streamGenerateContent` SSE event means; see [`Framed`].
+#[derive(Debug)]
+pub struct GenerateDecode {
+    finished: bool,
+}
 
-    fn chunk(&mut self, data: &str) -> Result<Vec<StreamEvent>, WireError> {
+impl StreamDecode for GenerateDecode {
+    fn unit(&mut self, data: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         let response: WireResponse =
-            serde_json::from_str(data).map_err(|err| WireError::Malformed {
+            serde_json::from_str(data).map_err(|err| ProviderWireError::Malformed {
                 provider: PROVIDER,
                 what: "a stream chunk",
                 detail: format!("{err} in `{}`", excerpt(data, 120)),
@@ -302,62 +300,18 @@ impl GenerateStreamParser {
         if let Some(err) = response.provider_error() {
             return Err(err);
         }
-        if self.reply.model.is_none() {
-            self.reply.model = response.model_version.clone();
+        if reply.model.is_none() {
+            reply.model = response.model_version.clone();
         }
-        let mut events = Vec::new();
-        response.events(self.reply.tool_calls.len(), &mut events);
+        response.events(reply.tool_calls.len(), events);
         if response.finish().is_some() {
             self.finished = true;
         }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        Ok(events)
-    }
-}
-
-impl StreamParser for GenerateStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let sse_events = match self.sse.push(chunk) {
-            Ok(events) => events,
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        };
-        let mut events = Vec::new();
-        for sse in sse_events {
-            match self.chunk(&sse.data) {
-                Ok(more) => events.extend(more),
-                Err(err) => return Err(self.fail(err)),
-            }
-        }
-        Ok(events)
+        Ok(())
     }
 
-    fn finish(&mut self) -> Result<Reply, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let truncated = WireError::Truncated {
-            provider: PROVIDER,
-            expected: "a chunk with `finishReason`",
-        };
-        match self.sse.finish() {
-            Ok(Some(last)) => {
-                if let Err(err) = self.chunk(&last.data) {
-                    let err = err.or_truncated(&truncated);
-                    return Err(self.fail(err));
-                }
-            }
-            Ok(None) => {}
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        }
-        if !self.finished {
-            return Err(self.fail(truncated));
-        }
-        Ok(self.reply.build())
+    fn ended(&self) -> bool {
+        self.finished
     }
 }
 
@@ -365,6 +319,7 @@ impl StreamParser for GenerateStreamParser {
 pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
+    use crate::models::providers::StreamParser;
     use crate::models::providers::{ApiKey, ToolCall};
     use crate::resilience::ErrorClass;
     use proptest::prelude::*;
@@ -494,12 +449,18 @@ pub(crate) mod tests {
         let cut = STREAM.rfind("data:").unwrap();
         let mut parser = GenerateStreamParser::new();
         parser.feed(&STREAM.as_bytes()[..cut]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
         let mut parser = GenerateStreamParser::new();
         parser
             .feed(&STREAM.as_bytes()[..STREAM.len() - 20])
             .unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
     }
 
     proptest! {

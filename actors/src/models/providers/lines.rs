@@ -19,7 +19,7 @@
 
 /// Why framing failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FramingError {
+pub enum FramingError {
     /// More than the byte limit in total.
     TooLarge { limit: usize },
     /// A complete line is not UTF-8.
@@ -30,10 +30,12 @@ pub(crate) enum FramingError {
 }
 
 impl FramingError {
-    pub fn into_wire(self, provider: super::ProviderKind) -> super::WireError {
+    pub fn into_wire(self, provider: super::ProviderKind) -> super::ProviderWireError {
         match self {
-            FramingError::TooLarge { limit } => super::WireError::BodyTooLarge { provider, limit },
-            FramingError::NotUtf8 { line_start } => super::WireError::Malformed {
+            FramingError::TooLarge { limit } => {
+                super::ProviderWireError::BodyTooLarge { provider, limit }
+            }
+            FramingError::NotUtf8 { line_start } => super::ProviderWireError::Malformed {
                 provider,
                 what: "a line that is not UTF-8",
                 detail: format!("line starts `{line_start}`"),
@@ -45,7 +47,7 @@ impl FramingError {
 
 /// Splits a byte stream into lines (without terminators).
 #[derive(Debug)]
-pub(crate) struct LineSplitter {
+pub struct LineSplitter {
     buf: Vec<u8>,
     /// The previous chunk ended in `\r`: a leading `\n` now belongs to that line end.
     skip_lf: bool,
@@ -113,7 +115,7 @@ fn take_line(buf: &mut Vec<u8>) -> Result<String, FramingError> {
 
 /// One dispatched SSE event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// The `event:` field; `None` means the default type `message`.
     pub event: Option<String>,
     /// `data:` lines joined with `\n`.
@@ -125,7 +127,7 @@ pub(crate) struct SseEvent {
 /// dispatch on a blank line, events with no data dropped. `id` and `retry` are ignored (no
 /// reconnection here: a model answer cannot be resumed).
 #[derive(Debug)]
-pub(crate) struct SseDecoder {
+pub struct SseDecoder {
     lines: LineSplitter,
     event: Option<String>,
     data: String,
@@ -217,6 +219,26 @@ impl SseDecoder {
             event,
             data: std::mem::take(&mut self.data),
         })
+    }
+}
+
+/// SSE framing: each unit is one event's `data`.
+impl super::framed::Framing for SseDecoder {
+    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
+        Ok(self.push(chunk)?.into_iter().map(|e| e.data).collect())
+    }
+    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
+        Ok(self.finish()?.map(|e| e.data))
+    }
+}
+
+/// NDJSON framing: each unit is one line.
+impl super::framed::Framing for LineSplitter {
+    fn units(&mut self, chunk: &[u8]) -> Result<Vec<String>, FramingError> {
+        self.push(chunk)
+    }
+    fn last_unit(&mut self) -> Result<Option<String>, FramingError> {
+        self.finish()
     }
 }
 

@@ -40,11 +40,12 @@
 //! let reply = parser.finish()?;                                 // Truncated if cut short
 //! let response = reply.into_response(&deployment, kind, &target.model, started.elapsed());
 //! ```
-//! Any [`WireError`] becomes the router's error with [`WireError::into_model_error`]; its
-//! [`WireError::class`] drives retry and the circuit breaker.
+//! Any [`ProviderWireError`] becomes the router's error with [`ProviderWireError::into_model_error`]; its
+//! [`ProviderWireError::class`] drives retry and the circuit breaker.
 
 pub mod anthropic;
 mod classify;
+mod framed;
 pub mod gemini;
 mod lines;
 pub mod ollama;
@@ -59,8 +60,8 @@ use std::str::FromStr;
 pub use classify::{class_for_status, classify_http_error, classify_transport_error};
 pub use ratelimit::{parse_go_duration, retry_after, LimitWindow, RateLimitSnapshot};
 pub use wire::{
-    guard_body_len, ApiKey, BodyCollector, FinishReason, HttpMethod, Reply, StreamEvent,
-    StreamParser, ToolCall, WireError, WireRequest, MAX_BODY_BYTES,
+    guard_body_len, ApiKey, BodyCollector, FinishReason, HttpMethod, ProviderWireError, Reply,
+    StreamEvent, StreamParser, ToolCall, WireRequest, MAX_BODY_BYTES,
 };
 
 use crate::models::types::ModelRequest;
@@ -215,10 +216,10 @@ impl WireTarget {
     }
 
     /// The key, or the error that says which variable to set.
-    pub(crate) fn required_key(&self) -> Result<ApiKey, WireError> {
+    pub(crate) fn required_key(&self) -> Result<ApiKey, ProviderWireError> {
         match &self.api_key {
             Some(key) if !key.is_empty() => Ok(key.clone()),
-            _ => Err(WireError::MissingApiKey {
+            _ => Err(ProviderWireError::MissingApiKey {
                 provider: self.provider,
                 variable: self
                     .provider
@@ -235,7 +236,7 @@ pub fn build_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     match target.provider {
         kind if kind.is_openai_compatible() => openai::build_chat_request(target, request, stream),
         ProviderKind::Anthropic => anthropic::build_messages_request(target, request, stream),
@@ -245,7 +246,7 @@ pub fn build_request(
 }
 
 /// Parse a whole (non-streamed) 2xx body from [`build_request`]'s endpoint.
-pub fn parse_response(provider: ProviderKind, body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_response(provider: ProviderKind, body: &[u8]) -> Result<Reply, ProviderWireError> {
     match provider {
         kind if kind.is_openai_compatible() => openai::parse_chat_response(kind, body),
         ProviderKind::Anthropic => anthropic::parse_messages_response(body),
@@ -278,7 +279,7 @@ pub enum AnyStreamParser {
 }
 
 impl StreamParser for AnyStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderWireError> {
         match self {
             AnyStreamParser::OpenAi(p) => p.feed(chunk),
             AnyStreamParser::Anthropic(p) => p.feed(chunk),
@@ -287,7 +288,7 @@ impl StreamParser for AnyStreamParser {
         }
     }
 
-    fn finish(&mut self) -> Result<Reply, WireError> {
+    fn finish(&mut self) -> Result<Reply, ProviderWireError> {
         match self {
             AnyStreamParser::OpenAi(p) => p.finish(),
             AnyStreamParser::Anthropic(p) => p.finish(),
@@ -309,7 +310,7 @@ pub(crate) mod testkit {
         parser: &mut dyn StreamParser,
         body: &[u8],
         cuts: &[usize],
-    ) -> Result<Reply, WireError> {
+    ) -> Result<Reply, ProviderWireError> {
         let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(body.len())).collect();
         cuts.sort_unstable();
         let mut events = Vec::new();
@@ -407,7 +408,7 @@ mod tests {
             // An empty stream is never a complete answer.
             let mut parser = stream_parser(kind);
             assert!(
-                matches!(parser.finish(), Err(WireError::Truncated { .. })),
+                matches!(parser.finish(), Err(ProviderWireError::Truncated { .. })),
                 "{kind}"
             );
             assert!(parse_response(kind, b"<html>").is_err());
@@ -425,7 +426,10 @@ mod tests {
                 crate::resilience::ErrorClass::Unavailable,
                 "{kind}: {err}"
             );
-            assert!(matches!(err, WireError::Provider { .. }), "{kind}: {err:?}");
+            assert!(
+                matches!(err, ProviderWireError::Provider { .. }),
+                "{kind}: {err:?}"
+            );
         }
     }
 
@@ -436,7 +440,7 @@ mod tests {
         for kind in ProviderKind::ALL {
             assert_eq!(
                 parse_response(kind, &big),
-                Err(WireError::BodyTooLarge {
+                Err(ProviderWireError::BodyTooLarge {
                     provider: kind,
                     limit: MAX_BODY_BYTES
                 })
@@ -450,7 +454,7 @@ mod tests {
                 .expect("the guard must trip");
             assert_eq!(
                 err,
-                WireError::BodyTooLarge {
+                ProviderWireError::BodyTooLarge {
                     provider: kind,
                     limit: MAX_BODY_BYTES
                 }
@@ -463,14 +467,14 @@ mod tests {
     fn the_body_collector_holds_no_more_than_the_guard() {
         assert!(matches!(
             BodyCollector::new(ProviderKind::Gemini, Some(MAX_BODY_BYTES as u64 + 1)),
-            Err(WireError::BodyTooLarge { .. })
+            Err(ProviderWireError::BodyTooLarge { .. })
         ));
         let mut body = BodyCollector::new(ProviderKind::Gemini, None).unwrap();
         body.push(&vec![b'x'; MAX_BODY_BYTES - 1]).unwrap();
         body.push(b"y").unwrap();
         assert!(matches!(
             body.push(b"z"),
-            Err(WireError::BodyTooLarge { .. })
+            Err(ProviderWireError::BodyTooLarge { .. })
         ));
         assert_eq!(body.into_bytes().len(), MAX_BODY_BYTES);
     }
@@ -541,14 +545,14 @@ mod tests {
 
     #[test]
     fn wire_errors_map_to_router_errors() {
-        let err = WireError::Truncated {
+        let err = ProviderWireError::Truncated {
             provider: ProviderKind::Anthropic,
             expected: "message_stop",
         };
         assert!(
             matches!(err.clone().into_model_error("claude-a"), crate::models::ModelError::Malformed { deployment, .. } if deployment == "claude-a")
         );
-        let err = WireError::Provider {
+        let err = ProviderWireError::Provider {
             provider: ProviderKind::Anthropic,
             class: crate::resilience::ErrorClass::Unavailable,
             status: None,

@@ -22,12 +22,13 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::LineSplitter;
 use super::think::{split_think, ThinkSplitter};
 use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, StreamParser, WireError,
-    WireRequest, WireTarget, MAX_BODY_BYTES,
+    FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, WireRequest,
+    WireTarget, MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
 
@@ -64,7 +65,7 @@ pub fn build_chat_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     let mut messages = Vec::new();
     if !request.system.trim().is_empty() {
         messages.push(json!({"role": "system", "content": request.system}));
@@ -81,7 +82,7 @@ pub fn build_generate_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     let mut body = Map::new();
     body.insert("model".into(), json!(target.model));
     body.insert("prompt".into(), json!(request.prompt));
@@ -181,13 +182,13 @@ impl WireLine {
         }
     }
 
-    fn provider_error(&self) -> Option<WireError> {
+    fn provider_error(&self) -> Option<ProviderWireError> {
         let error = self.error.as_ref()?;
         let message = match error {
             Value::String(message) => message.clone(),
             other => other.to_string(),
         };
-        Some(WireError::Provider {
+        Some(ProviderWireError::Provider {
             provider: PROVIDER,
             // Mid-stream Ollama errors are runner failures (out of memory, a crashed
             // llama server), not faults of the request.
@@ -219,13 +220,13 @@ impl WireLine {
     }
 }
 
-fn whole(body: &[u8]) -> Result<Reply, WireError> {
+fn whole(body: &[u8]) -> Result<Reply, ProviderWireError> {
     let line: WireLine = parse_json_body(PROVIDER, "an answer", body)?;
     if let Some(err) = line.provider_error() {
         return Err(err);
     }
     if !line.is_done() {
-        return Err(WireError::Malformed {
+        return Err(ProviderWireError::Malformed {
             provider: PROVIDER,
             what: "an answer",
             detail: "it is not `\"done\": true` (was the request sent with `\"stream\": false`?)"
@@ -252,144 +253,90 @@ fn whole(body: &[u8]) -> Result<Reply, WireError> {
 }
 
 /// Read a whole `/api/chat` answer (`"stream": false`).
-pub fn parse_chat_response(body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_chat_response(body: &[u8]) -> Result<Reply, ProviderWireError> {
     whole(body)
 }
 
 /// Read a whole `/api/generate` answer (`"stream": false`).
-pub fn parse_generate_response(body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_generate_response(body: &[u8]) -> Result<Reply, ProviderWireError> {
     whole(body)
 }
 
 /// Incremental parser of an `/api/chat` or `/api/generate` NDJSON stream (the two differ
 /// only in where the text is, which [`WireLine`] reads from either place).
-#[derive(Debug)]
-pub struct OllamaStreamParser {
-    lines: LineSplitter,
-    think: ThinkSplitter,
-    reply: ReplyBuilder,
-    done: bool,
-    failed: Option<WireError>,
-}
+pub type OllamaStreamParser = Framed<LineSplitter, OllamaDecode>;
 
 impl OllamaStreamParser {
     pub fn chat() -> Self {
-        Self::new()
+        Self::ollama()
     }
 
     pub fn generate() -> Self {
-        Self::new()
+        Self::ollama()
     }
 
-    fn new() -> Self {
-        Self {
-            lines: LineSplitter::new(MAX_BODY_BYTES),
-            think: ThinkSplitter::default(),
-            reply: ReplyBuilder::default(),
-            done: false,
-            failed: None,
-        }
+    fn ollama() -> Self {
+        Framed::with(
+            PROVIDER,
+            "the `\"done\": true` line",
+            LineSplitter::new(MAX_BODY_BYTES),
+            OllamaDecode {
+                think: ThinkSplitter::default(),
+                done: false,
+            },
+        )
     }
+}
 
-    fn fail(&mut self, err: WireError) -> WireError {
-        self.failed = Some(err.clone());
-        err
-    }
+/// What one NDJSON line of Ollama's stream means; see [`Framed`].
+#[derive(Debug)]
+pub struct OllamaDecode {
+    think: ThinkSplitter,
+    done: bool,
+}
 
-    fn line(&mut self, text: &str) -> Result<Vec<StreamEvent>, WireError> {
-        let mut events = Vec::new();
+impl StreamDecode for OllamaDecode {
+    fn unit(&mut self, text: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         if self.done || text.trim().is_empty() {
-            return Ok(events);
+            return Ok(());
         }
         if text.trim_start().starts_with('<') {
             return Err(super::wire::not_a_stream(PROVIDER, text));
         }
-        let line: WireLine = serde_json::from_str(text).map_err(|err| WireError::Malformed {
-            provider: PROVIDER,
-            what: "a stream line",
-            detail: format!("{err} in `{}`", excerpt(text, 120)),
-        })?;
+        let line: WireLine =
+            serde_json::from_str(text).map_err(|err| ProviderWireError::Malformed {
+                provider: PROVIDER,
+                what: "a stream line",
+                detail: format!("{err} in `{}`", excerpt(text, 120)),
+            })?;
         if let Some(err) = line.provider_error() {
             return Err(err);
         }
-        if self.reply.model.is_none() {
-            self.reply.model = line.model.clone();
+        if reply.model.is_none() {
+            reply.model = line.model.clone();
         }
         if let Some(thinking) = line.thinking().filter(|t| !t.is_empty()) {
             events.push(StreamEvent::ReasoningDelta(thinking.to_string()));
         }
         if let Some(content) = line.content() {
             let split = self.think.push(content);
-            push_split(split.visible, split.reasoning, &mut events);
+            super::think::push_split(split.visible, split.reasoning, events);
         }
-        line.tool_call_events(self.reply.tool_calls.len(), &mut events);
+        line.tool_call_events(reply.tool_calls.len(), events);
         if line.is_done() {
             self.done = true;
             let tail = self.think.finish();
-            push_split(tail.visible, tail.reasoning, &mut events);
+            super::think::push_split(tail.visible, tail.reasoning, events);
             if let Some(reason) = &line.done_reason {
                 events.push(StreamEvent::Finish(done_reason(reason)));
             }
             events.push(StreamEvent::Usage(line.usage()));
         }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        Ok(events)
-    }
-}
-
-fn push_split(visible: String, reasoning: String, events: &mut Vec<StreamEvent>) {
-    if !reasoning.is_empty() {
-        events.push(StreamEvent::ReasoningDelta(reasoning));
-    }
-    if !visible.is_empty() {
-        events.push(StreamEvent::TextDelta(visible));
-    }
-}
-
-impl StreamParser for OllamaStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let lines = match self.lines.push(chunk) {
-            Ok(lines) => lines,
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        };
-        let mut events = Vec::new();
-        for line in lines {
-            match self.line(&line) {
-                Ok(more) => events.extend(more),
-                Err(err) => return Err(self.fail(err)),
-            }
-        }
-        Ok(events)
+        Ok(())
     }
 
-    fn finish(&mut self) -> Result<Reply, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let truncated = WireError::Truncated {
-            provider: PROVIDER,
-            expected: "the `\"done\": true` line",
-        };
-        match self.lines.finish() {
-            // The last line may lack its newline; a cut line fails to parse: truncated.
-            Ok(Some(last)) => {
-                if let Err(err) = self.line(&last) {
-                    let err = err.or_truncated(&truncated);
-                    return Err(self.fail(err));
-                }
-            }
-            Ok(None) => {}
-            Err(err) => return Err(self.fail(err.into_wire(PROVIDER))),
-        }
-        if !self.done {
-            return Err(self.fail(truncated));
-        }
-        Ok(self.reply.build())
+    fn ended(&self) -> bool {
+        self.done
     }
 }
 
@@ -411,9 +358,9 @@ struct WireTags {
 }
 
 /// Read a `/api/tags` body.
-pub fn parse_tags(body: &[u8]) -> Result<Vec<InstalledModel>, WireError> {
+pub fn parse_tags(body: &[u8]) -> Result<Vec<InstalledModel>, ProviderWireError> {
     let tags: WireTags = parse_json_body(PROVIDER, "a model list", body)?;
-    tags.models.ok_or_else(|| WireError::Malformed {
+    tags.models.ok_or_else(|| ProviderWireError::Malformed {
         provider: PROVIDER,
         what: "a model list",
         detail: "it has no `models` array (is this an Ollama server?)".into(),
@@ -433,7 +380,10 @@ fn with_tag(name: &str) -> String {
 }
 
 /// Ok if `model` is installed; otherwise the error that says to `ollama pull` it.
-pub fn ensure_model_present(installed: &[InstalledModel], model: &str) -> Result<(), WireError> {
+pub fn ensure_model_present(
+    installed: &[InstalledModel],
+    model: &str,
+) -> Result<(), ProviderWireError> {
     let wanted = with_tag(model);
     let present = installed.iter().any(|m| {
         with_tag(&m.name) == wanted || m.model.as_deref().is_some_and(|id| with_tag(id) == wanted)
@@ -442,7 +392,7 @@ pub fn ensure_model_present(installed: &[InstalledModel], model: &str) -> Result
         return Ok(());
     }
     let names: Vec<&str> = installed.iter().map(|m| m.name.as_str()).collect();
-    Err(WireError::ModelNotPulled {
+    Err(ProviderWireError::ModelNotPulled {
         model: model.trim().to_string(),
         installed: if names.is_empty() {
             "none".to_string()
@@ -456,6 +406,7 @@ pub fn ensure_model_present(installed: &[InstalledModel], model: &str) -> Result
 pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
+    use crate::models::providers::StreamParser;
     use crate::models::providers::{ApiKey, ToolCall};
     use proptest::prelude::*;
 
@@ -589,19 +540,25 @@ pub(crate) mod tests {
         let cut = STREAM.rfind("{\"model\"").unwrap();
         let mut parser = OllamaStreamParser::chat();
         parser.feed(&STREAM.as_bytes()[..cut]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
         let mut parser = OllamaStreamParser::chat();
         parser
             .feed(&STREAM.as_bytes()[..STREAM.len() - 10])
             .unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
     }
 
     #[test]
     fn a_streamed_body_is_not_a_whole_answer() {
         assert!(matches!(
             parse_chat_response(&STREAM.as_bytes()[..STREAM.find('\n').unwrap()]),
-            Err(WireError::Malformed { .. })
+            Err(ProviderWireError::Malformed { .. })
         ));
     }
 
@@ -623,7 +580,7 @@ pub(crate) mod tests {
             .contains("installed: none"));
         assert!(matches!(
             parse_tags(b"{\"object\":\"list\",\"data\":[]}"),
-            Err(WireError::Malformed { .. })
+            Err(ProviderWireError::Malformed { .. })
         ));
     }
 

@@ -27,11 +27,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::classify::ErrorDetail;
+use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::SseDecoder;
 use super::think::{split_think, ThinkSplitter};
 use super::wire::{parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
-    FinishReason, HttpMethod, ProviderKind, Reply, StreamEvent, StreamParser, ToolCall, WireError,
+    FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, ToolCall,
     WireRequest, WireTarget, MAX_BODY_BYTES,
 };
 use crate::models::types::{ModelRequest, Usage};
@@ -78,7 +79,7 @@ pub fn build_chat_request(
     target: &WireTarget,
     request: &ModelRequest,
     stream: bool,
-) -> Result<WireRequest, WireError> {
+) -> Result<WireRequest, ProviderWireError> {
     let key = target.required_key()?;
     let mut messages = Vec::new();
     if !request.system.trim().is_empty() {
@@ -223,10 +224,14 @@ impl WireCompletion {
             .and_then(|choices| choices.iter().find(|c| c.index.unwrap_or(0) == 0))
     }
 
-    fn provider_error(&self, provider: ProviderKind, status: Option<u16>) -> Option<WireError> {
+    fn provider_error(
+        &self,
+        provider: ProviderKind,
+        status: Option<u16>,
+    ) -> Option<ProviderWireError> {
         let error = self.error.as_ref()?;
         let detail = ErrorDetail::from_value(&json!({ "error": error }));
-        Some(WireError::Provider {
+        Some(ProviderWireError::Provider {
             provider,
             class: detail.stream_class(),
             status: status.or(detail.status),
@@ -246,17 +251,20 @@ pub fn finish_reason(raw: &str) -> FinishReason {
 }
 
 /// Read a whole 2xx chat-completions body.
-pub fn parse_chat_response(provider: ProviderKind, body: &[u8]) -> Result<Reply, WireError> {
+pub fn parse_chat_response(
+    provider: ProviderKind,
+    body: &[u8],
+) -> Result<Reply, ProviderWireError> {
     let completion: WireCompletion = parse_json_body(provider, "a chat completion", body)?;
     let Some(choice) = completion.first_choice() else {
         // OpenRouter (and some proxies) answer 200 with an error object.
-        return Err(completion
-            .provider_error(provider, None)
-            .unwrap_or(WireError::Malformed {
+        return Err(completion.provider_error(provider, None).unwrap_or(
+            ProviderWireError::Malformed {
                 provider,
                 what: "a chat completion",
                 detail: "it has no choices".into(),
-            }));
+            },
+        ));
     };
     let message = choice.message.as_ref();
     let content = message.and_then(|m| m.content.as_deref()).unwrap_or("");
@@ -298,45 +306,44 @@ pub fn parse_chat_response(provider: ProviderKind, body: &[u8]) -> Result<Reply,
 }
 
 /// Incremental parser of a chat-completions SSE stream.
-#[derive(Debug)]
-pub struct ChatStreamParser {
-    provider: ProviderKind,
-    sse: SseDecoder,
-    think: ThinkSplitter,
-    reply: ReplyBuilder,
-    done: bool,
-    failed: Option<WireError>,
-}
+pub type ChatStreamParser = Framed<SseDecoder, ChatDecode>;
 
 impl ChatStreamParser {
     pub fn new(provider: ProviderKind) -> Self {
-        Self {
+        Framed::with(
             provider,
-            sse: SseDecoder::new(MAX_BODY_BYTES),
-            think: ThinkSplitter::default(),
-            reply: ReplyBuilder::default(),
-            done: false,
-            failed: None,
-        }
+            "`data: [DONE]`",
+            SseDecoder::new(MAX_BODY_BYTES),
+            ChatDecode {
+                provider,
+                think: ThinkSplitter::default(),
+                done: false,
+            },
+        )
     }
+}
 
-    fn fail(&mut self, err: WireError) -> WireError {
-        self.failed = Some(err.clone());
-        err
-    }
+/// What one chat-completions SSE event means; see [`Framed`].
+#[derive(Debug)]
+pub struct ChatDecode {
+    provider: ProviderKind,
+    think: ThinkSplitter,
+    done: bool,
+}
 
-    fn data(&mut self, data: &str, events: &mut Vec<StreamEvent>) -> Result<(), WireError> {
+impl StreamDecode for ChatDecode {
+    fn unit(&mut self, data: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
         if self.done {
             return Ok(());
         }
         if data.trim() == "[DONE]" {
             self.done = true;
             let tail = self.think.finish();
-            push_split(tail.visible, tail.reasoning, events);
+            super::think::push_split(tail.visible, tail.reasoning, events);
             return Ok(());
         }
         let chunk: WireCompletion =
-            serde_json::from_str(data).map_err(|err| WireError::Malformed {
+            serde_json::from_str(data).map_err(|err| ProviderWireError::Malformed {
                 provider: self.provider,
                 what: "a stream chunk",
                 detail: format!("{err} in `{}`", super::wire::excerpt(data, 120)),
@@ -344,8 +351,8 @@ impl ChatStreamParser {
         if let Some(err) = chunk.provider_error(self.provider, None) {
             return Err(err);
         }
-        if self.reply.model.is_none() {
-            self.reply.model = chunk.model.clone();
+        if reply.model.is_none() {
+            reply.model = chunk.model.clone();
         }
         if let Some(choice) = chunk.first_choice() {
             if let Some(delta) = &choice.delta {
@@ -360,7 +367,7 @@ impl ChatStreamParser {
                 }
                 if let Some(content) = &delta.content {
                     let split = self.think.push(content);
-                    push_split(split.visible, split.reasoning, events);
+                    super::think::push_split(split.visible, split.reasoning, events);
                 }
                 for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
                     events.push(StreamEvent::ToolCallDelta {
@@ -384,70 +391,9 @@ impl ChatStreamParser {
         }
         Ok(())
     }
-}
 
-fn push_split(visible: String, reasoning: String, events: &mut Vec<StreamEvent>) {
-    if !reasoning.is_empty() {
-        events.push(StreamEvent::ReasoningDelta(reasoning));
-    }
-    if !visible.is_empty() {
-        events.push(StreamEvent::TextDelta(visible));
-    }
-}
-
-impl StreamParser for ChatStreamParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let sse_events = match self.sse.push(chunk) {
-            Ok(events) => events,
-            Err(err) => return Err(self.fail(err.into_wire(self.provider))),
-        };
-        let mut events = Vec::new();
-        for sse in sse_events {
-            if let Err(err) = self.data(&sse.data, &mut events) {
-                return Err(self.fail(err));
-            }
-        }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        Ok(events)
-    }
-
-    fn finish(&mut self) -> Result<Reply, WireError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let mut events = Vec::new();
-        match self.sse.finish() {
-            Ok(Some(sse)) => {
-                if let Err(err) = self.data(&sse.data, &mut events) {
-                    // A cut mid-chunk shows up as unparseable JSON at the end.
-                    let err = match err {
-                        WireError::Malformed { .. } => WireError::Truncated {
-                            provider: self.provider,
-                            expected: "`data: [DONE]`",
-                        },
-                        other => other,
-                    };
-                    return Err(self.fail(err));
-                }
-            }
-            Ok(None) => {}
-            Err(err) => return Err(self.fail(err.into_wire(self.provider))),
-        }
-        for event in &events {
-            self.reply.apply(event);
-        }
-        if !self.done {
-            return Err(self.fail(WireError::Truncated {
-                provider: self.provider,
-                expected: "`data: [DONE]`",
-            }));
-        }
-        Ok(self.reply.build())
+    fn ended(&self) -> bool {
+        self.done
     }
 }
 
@@ -456,6 +402,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::models::providers::testkit::{replay, request};
     use crate::models::providers::ApiKey;
+    use crate::models::providers::StreamParser;
     use crate::resilience::ErrorClass;
     use proptest::prelude::*;
 
@@ -680,7 +627,7 @@ pub(crate) mod tests {
     fn a_200_error_body_is_a_provider_error() {
         let body = r#"{"error":{"code":502,"message":"Provider returned error","metadata":{"provider_name":"Fireworks"}}}"#;
         match parse_chat_response(ProviderKind::OpenRouter, body.as_bytes()) {
-            Err(WireError::Provider {
+            Err(ProviderWireError::Provider {
                 class,
                 status,
                 message,
@@ -694,7 +641,7 @@ pub(crate) mod tests {
         }
         assert!(matches!(
             parse_chat_response(ProviderKind::OpenAi, br#"{"choices":[]}"#),
-            Err(WireError::Malformed { .. })
+            Err(ProviderWireError::Malformed { .. })
         ));
     }
 
@@ -758,11 +705,17 @@ pub(crate) mod tests {
         let cut = TEXT_WITH_LOGPROBS.find("data: [DONE]").unwrap();
         let mut parser = ChatStreamParser::new(ProviderKind::OpenAi);
         parser.feed(&TEXT_WITH_LOGPROBS.as_bytes()[..cut]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
         // Cut in the middle of a JSON line: still truncated, not a parse error.
         let mut parser = ChatStreamParser::new(ProviderKind::OpenAi);
         parser.feed(&TEXT_WITH_LOGPROBS.as_bytes()[..400]).unwrap();
-        assert!(matches!(parser.finish(), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            parser.finish(),
+            Err(ProviderWireError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -836,7 +789,7 @@ pub(crate) mod tests {
         assert!(
             matches!(
                 err,
-                WireError::Malformed {
+                ProviderWireError::Malformed {
                     provider: ProviderKind::Xai,
                     ..
                 }

@@ -110,6 +110,17 @@ pub(crate) fn split_think(text: &str) -> ThinkSplit {
     out
 }
 
+/// Pushes a split piece of text as events: its reasoning first, then its visible text;
+/// empty parts are not events.
+pub(crate) fn push_split(visible: String, reasoning: String, events: &mut Vec<super::StreamEvent>) {
+    if !reasoning.is_empty() {
+        events.push(super::StreamEvent::ReasoningDelta(reasoning));
+    }
+    if !visible.is_empty() {
+        events.push(super::StreamEvent::TextDelta(visible));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The shapes every provider wire format shares: the secret API key, the request a pool
 //! sends ([`WireRequest`]), the answer it gets back ([`Reply`]), the incremental events of
-//! a streamed answer ([`StreamEvent`]) and the one error type ([`WireError`]).
+//! a streamed answer ([`StreamEvent`]) and the one error type ([`ProviderWireError`]).
 //!
 //! Owns: these types and their conversions into the router's contract types
 //! ([`ModelError`], [`ErrorClass`]). Never does: I/O, retries, or choosing a provider.
@@ -117,15 +117,16 @@ impl WireRequest {
 
     /// Every header, the auth header included and marked sensitive (hyper then keeps it out
     /// of its own debug output and HPACK tables).
-    pub fn header_map(&self) -> Result<HeaderMap, WireError> {
+    pub fn header_map(&self) -> Result<HeaderMap, ProviderWireError> {
         let mut map = HeaderMap::new();
         for (name, value) in &self.headers {
-            let header_name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| WireError::InvalidHeader {
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ProviderWireError::InvalidHeader {
                     name: (*name).to_string(),
                     reason: "not a valid HTTP header name".into(),
-                })?;
-            let header_value = HeaderValue::from_str(value).map_err(|_| WireError::InvalidHeader {
+                }
+            })?;
+            let header_value = HeaderValue::from_str(value).map_err(|_| ProviderWireError::InvalidHeader {
                 name: (*name).to_string(),
                 reason: "the value holds characters not allowed in an HTTP header (newline or control character)".into(),
             })?;
@@ -136,7 +137,7 @@ impl WireRequest {
                 AuthHeader::Bearer(key) => ("authorization", format!("Bearer {}", key.expose())),
                 AuthHeader::Raw(name, key) => (*name, key.expose().to_string()),
             };
-            let mut value = HeaderValue::from_str(&raw).map_err(|_| WireError::InvalidHeader {
+            let mut value = HeaderValue::from_str(&raw).map_err(|_| ProviderWireError::InvalidHeader {
                 name: name.to_string(),
                 reason: "the API key holds characters not allowed in an HTTP header; check the environment variable for a stray newline or quote".into(),
             })?;
@@ -263,16 +264,16 @@ pub enum StreamEvent {
 pub trait StreamParser {
     /// Parse what this chunk completes. After the first `Err`, the parser is spent: further
     /// calls return the same error.
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, WireError>;
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderWireError>;
 
-    /// The body has ended: the whole answer, or [`WireError::Truncated`] if the provider's
+    /// The body has ended: the whole answer, or [`ProviderWireError::Truncated`] if the provider's
     /// terminal event never came.
-    fn finish(&mut self) -> Result<Reply, WireError>;
+    fn finish(&mut self) -> Result<Reply, ProviderWireError>;
 }
 
 /// Everything that can go wrong between a provider's bytes and a [`Reply`].
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
-pub enum WireError {
+pub enum ProviderWireError {
     /// The provider answered with an error: an HTTP error status, an error body, or an
     /// error event inside a 200 stream.
     #[error("{provider} reported an error ({}{}): {message}", class.label(), status.map(|s| format!(", HTTP {s}")).unwrap_or_default())]
@@ -320,11 +321,11 @@ pub enum WireError {
     InvalidHeader { name: String, reason: String },
 }
 
-impl WireError {
+impl ProviderWireError {
     /// The stream's last piece, which came without its terminator, failed with `self`: if
     /// it could not be parsed it was cut off, so the stream is `truncated`.
-    pub fn or_truncated(self, truncated: &WireError) -> WireError {
-        if matches!(self, WireError::Malformed { .. }) {
+    pub fn or_truncated(self, truncated: &ProviderWireError) -> ProviderWireError {
+        if matches!(self, ProviderWireError::Malformed { .. }) {
             truncated.clone()
         } else {
             self
@@ -335,13 +336,13 @@ impl WireError {
     /// answer is the target's problem (Unavailable), not ours.
     pub fn class(&self) -> ErrorClass {
         match self {
-            WireError::Provider { class, .. } => *class,
-            WireError::Malformed { .. }
-            | WireError::Truncated { .. }
-            | WireError::BodyTooLarge { .. }
-            | WireError::ModelNotPulled { .. } => ErrorClass::Unavailable,
-            WireError::MissingApiKey { .. } => ErrorClass::Auth,
-            WireError::InvalidHeader { .. } | WireError::ContextTooLong { .. } => {
+            ProviderWireError::Provider { class, .. } => *class,
+            ProviderWireError::Malformed { .. }
+            | ProviderWireError::Truncated { .. }
+            | ProviderWireError::BodyTooLarge { .. }
+            | ProviderWireError::ModelNotPulled { .. } => ErrorClass::Unavailable,
+            ProviderWireError::MissingApiKey { .. } => ErrorClass::Auth,
+            ProviderWireError::InvalidHeader { .. } | ProviderWireError::ContextTooLong { .. } => {
                 ErrorClass::BadRequest
             }
         }
@@ -350,7 +351,7 @@ impl WireError {
     /// The router's error for this failure on `deployment`.
     pub fn into_model_error(self, deployment: &str) -> ModelError {
         match self {
-            WireError::Provider {
+            ProviderWireError::Provider {
                 provider,
                 class,
                 status,
@@ -364,7 +365,7 @@ impl WireError {
                     None => format!("{provider}: {message}"),
                 },
             },
-            WireError::ContextTooLong {
+            ProviderWireError::ContextTooLong {
                 provider,
                 status,
                 message,
@@ -372,15 +373,15 @@ impl WireError {
                 deployment: deployment.to_string(),
                 message: format!("{provider} HTTP {status}: {message}"),
             },
-            WireError::Malformed { .. }
-            | WireError::Truncated { .. }
-            | WireError::BodyTooLarge { .. } => ModelError::Malformed {
+            ProviderWireError::Malformed { .. }
+            | ProviderWireError::Truncated { .. }
+            | ProviderWireError::BodyTooLarge { .. } => ModelError::Malformed {
                 deployment: deployment.to_string(),
                 reason: self.to_string(),
             },
-            WireError::ModelNotPulled { .. }
-            | WireError::MissingApiKey { .. }
-            | WireError::InvalidHeader { .. } => ModelError::Provider {
+            ProviderWireError::ModelNotPulled { .. }
+            | ProviderWireError::MissingApiKey { .. }
+            | ProviderWireError::InvalidHeader { .. } => ModelError::Provider {
                 deployment: deployment.to_string(),
                 class: self.class(),
                 message: self.to_string(),
@@ -391,9 +392,9 @@ impl WireError {
 
 /// Refuse a body longer than [`MAX_BODY_BYTES`] before parsing it. A pool also checks the
 /// `content-length` header with this before reading.
-pub fn guard_body_len(provider: ProviderKind, len: usize) -> Result<(), WireError> {
+pub fn guard_body_len(provider: ProviderKind, len: usize) -> Result<(), ProviderWireError> {
     if len > MAX_BODY_BYTES {
-        return Err(WireError::BodyTooLarge {
+        return Err(ProviderWireError::BodyTooLarge {
             provider,
             limit: MAX_BODY_BYTES,
         });
@@ -412,7 +413,10 @@ pub struct BodyCollector {
 
 impl BodyCollector {
     /// Refuses at once when the announced `content-length` is already over the guard.
-    pub fn new(provider: ProviderKind, content_length: Option<u64>) -> Result<Self, WireError> {
+    pub fn new(
+        provider: ProviderKind,
+        content_length: Option<u64>,
+    ) -> Result<Self, ProviderWireError> {
         let announced = content_length.unwrap_or(0);
         let announced = usize::try_from(announced).unwrap_or(usize::MAX);
         guard_body_len(provider, announced)?;
@@ -422,7 +426,7 @@ impl BodyCollector {
         })
     }
 
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), WireError> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ProviderWireError> {
         guard_body_len(self.provider, self.bytes.len().saturating_add(chunk.len()))?;
         self.bytes.extend_from_slice(chunk);
         Ok(())
@@ -447,9 +451,9 @@ pub(crate) fn excerpt(text: &str, max_chars: usize) -> String {
 
 /// The error for a streamed body that is not a stream: an HTML page (a proxy or captive
 /// portal answered 200) is the target's unavailability; anything else is unreadable.
-pub(crate) fn not_a_stream(provider: ProviderKind, first_line: &str) -> WireError {
+pub(crate) fn not_a_stream(provider: ProviderKind, first_line: &str) -> ProviderWireError {
     if first_line.trim_start().starts_with('<') {
-        WireError::Provider {
+        ProviderWireError::Provider {
             provider,
             class: ErrorClass::Unavailable,
             status: None,
@@ -459,7 +463,7 @@ pub(crate) fn not_a_stream(provider: ProviderKind, first_line: &str) -> WireErro
             ),
         }
     } else {
-        WireError::Malformed {
+        ProviderWireError::Malformed {
             provider,
             what: "a body that is not an event stream",
             detail: format!("it starts `{}`", excerpt(first_line, 120)),
@@ -472,9 +476,9 @@ pub(crate) fn parse_json_body<T: serde::de::DeserializeOwned>(
     provider: ProviderKind,
     what: &'static str,
     body: &[u8],
-) -> Result<T, WireError> {
+) -> Result<T, ProviderWireError> {
     guard_body_len(provider, body.len())?;
-    serde_json::from_slice(body).map_err(|err| WireError::Malformed {
+    serde_json::from_slice(body).map_err(|err| ProviderWireError::Malformed {
         provider,
         what,
         detail: format!(
@@ -498,7 +502,7 @@ pub(crate) fn temperature_json(temperature: f32) -> Value {
 /// Accumulates a streamed answer: text (with `<think>` splitting where the format needs
 /// it), reasoning, tool calls by index, the last usage and finish reason.
 #[derive(Debug, Default)]
-pub(crate) struct ReplyBuilder {
+pub struct ReplyBuilder {
     pub text: String,
     pub reasoning: String,
     pub tool_calls: std::collections::BTreeMap<usize, ToolCall>,

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::http::{self, EnvLookup, HttpBuildError, HttpProvider, HttpSettings};
 use crate::models::local::{self, LocalRules};
 use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
-use crate::models::providers::ProviderKind as WireKind;
+use crate::models::providers::ProviderKind;
 use crate::resilience::config::BreakerConfig;
 use crate::resilience::BreakerRecord;
 use crate::store::{trees, Store};
@@ -57,7 +57,7 @@ impl Default for ModelsConfig {
         models.insert(
             "default".to_string(),
             LogicalModel {
-                strategy: Strategy::OrderedFallback,
+                strategy: RoutingStrategy::OrderedFallback,
                 deployments: vec![DeploymentConfig::local("local")],
                 cache_ttl: None,
             },
@@ -69,7 +69,7 @@ impl Default for ModelsConfig {
 /// How the router picks among a logical model's deployments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Strategy {
+pub enum RoutingStrategy {
     /// In configured order, skipping deployments cooling down; next on failure.
     #[default]
     OrderedFallback,
@@ -84,13 +84,13 @@ pub enum Strategy {
     WeightedShuffle,
 }
 
-impl Strategy {
+impl RoutingStrategy {
     pub fn name(self) -> &'static str {
         match self {
-            Strategy::OrderedFallback => "ordered_fallback",
-            Strategy::LeastBusy => "least_busy",
-            Strategy::LowestLatency => "lowest_latency",
-            Strategy::WeightedShuffle => "weighted_shuffle",
+            RoutingStrategy::OrderedFallback => "ordered_fallback",
+            RoutingStrategy::LeastBusy => "least_busy",
+            RoutingStrategy::LowestLatency => "lowest_latency",
+            RoutingStrategy::WeightedShuffle => "weighted_shuffle",
         }
     }
 }
@@ -99,7 +99,7 @@ impl Strategy {
 #[serde(deny_unknown_fields)]
 pub struct LogicalModel {
     #[serde(default)]
-    pub strategy: Strategy,
+    pub strategy: RoutingStrategy,
     pub deployments: Vec<DeploymentConfig>,
     /// How long an answer to a request marked `cacheable` is served from the response
     /// cache (memory, then sled). Absent: this model's answers are never cached.
@@ -189,6 +189,10 @@ pub struct DeploymentConfig {
     pub cooldown_after_failures: u32,
     #[serde(default = "defaults::cooldown", with = "humantime_serde")]
     pub cooldown: Duration,
+    /// Whether a failure while a sibling deployment is left cools this one down at once
+    /// (for `cooldown`), rather than after `cooldown_after_failures` in a row.
+    #[serde(default = "defaults::cooldown_on_failover")]
+    pub cooldown_on_failover: bool,
     /// Endpoint override for HTTP providers (a local mock, an OpenAI-compatible server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
@@ -268,6 +272,9 @@ mod defaults {
     pub fn cooldown() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn cooldown_on_failover() -> bool {
+        true
+    }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(5)
     }
@@ -300,6 +307,7 @@ impl DeploymentConfig {
             timeout: defaults::timeout(),
             cooldown_after_failures: defaults::cooldown_after_failures(),
             cooldown: defaults::cooldown(),
+            cooldown_on_failover: defaults::cooldown_on_failover(),
             base_url: None,
             api_key_env: None,
             connect_timeout: defaults::connect_timeout(),
@@ -353,81 +361,44 @@ impl DeploymentConfig {
             timeout: self.timeout,
             cooldown_after_failures: self.cooldown_after_failures,
             cooldown: self.cooldown,
+            cooldown_on_failover: self.cooldown_on_failover,
         }
     }
 }
 
-/// Every provider name the config accepts, and whether this build can run it.
+/// What a deployment's `provider` names: the offline rules engine, or an HTTP provider
+/// and its wire format ([`ProviderKind`], the one list of those).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
+pub enum ProviderChoice {
     Local,
-    OpenAi,
-    Anthropic,
-    Gemini,
-    Groq,
-    DeepSeek,
-    Xai,
-    OpenRouter,
-    Ollama,
+    Http(ProviderKind),
 }
 
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 9] = [
-        ProviderKind::Local,
-        ProviderKind::OpenAi,
-        ProviderKind::Anthropic,
-        ProviderKind::Gemini,
-        ProviderKind::Groq,
-        ProviderKind::DeepSeek,
-        ProviderKind::Xai,
-        ProviderKind::OpenRouter,
-        ProviderKind::Ollama,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Local => "local",
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Groq => "groq",
-            ProviderKind::DeepSeek => "deepseek",
-            ProviderKind::Xai => "xai",
-            ProviderKind::OpenRouter => "openrouter",
-            ProviderKind::Ollama => "ollama",
-        }
-    }
-
+impl ProviderChoice {
+    /// The choice a config name makes (`local`, or a [`ProviderKind`] label, exactly).
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
+        if name == local::PROVIDER {
+            return Some(Self::Local);
+        }
+        ProviderKind::ALL
+            .into_iter()
+            .find(|k| k.label() == name)
+            .map(Self::Http)
     }
 
-    /// Whether this build has the provider's wire format: all of them.
-    pub fn is_available(self) -> bool {
-        true
-    }
-
-    /// The wire format of an HTTP provider; `None` for `local`.
-    pub fn wire(self) -> Option<WireKind> {
+    /// The HTTP provider's wire format; `None` for `local`.
+    pub fn http(self) -> Option<ProviderKind> {
         match self {
-            ProviderKind::Local => None,
-            ProviderKind::OpenAi => Some(WireKind::OpenAi),
-            ProviderKind::Anthropic => Some(WireKind::Anthropic),
-            ProviderKind::Gemini => Some(WireKind::Gemini),
-            ProviderKind::Groq => Some(WireKind::Groq),
-            ProviderKind::DeepSeek => Some(WireKind::DeepSeek),
-            ProviderKind::Xai => Some(WireKind::Xai),
-            ProviderKind::OpenRouter => Some(WireKind::OpenRouter),
-            ProviderKind::Ollama => Some(WireKind::Ollama),
+            Self::Local => None,
+            Self::Http(kind) => Some(kind),
         }
     }
 }
 
+/// Every provider name the config accepts.
 fn available_names() -> String {
-    ProviderKind::ALL
-        .into_iter()
-        .filter(|k| k.is_available())
-        .map(|k| k.name())
+    std::iter::once(local::PROVIDER)
+        .chain(ProviderKind::ALL.map(ProviderKind::label))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -436,12 +407,6 @@ fn available_names() -> String {
 pub enum BuildError {
     #[error("deployment `{deployment}`: unknown provider `{provider}`; available: {available}")]
     UnknownProvider {
-        deployment: String,
-        provider: String,
-        available: String,
-    },
-    #[error("deployment `{deployment}`: provider `{provider}` is not available in this build yet; use one of: {available}")]
-    NotAvailable {
         deployment: String,
         provider: String,
         available: String,
@@ -485,8 +450,8 @@ pub fn build_provider_with(
     env: EnvLookup<'_>,
     store: Option<&Store>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    match ProviderKind::parse(&cfg.provider) {
-        Some(ProviderKind::Local) => {
+    match ProviderChoice::parse(&cfg.provider) {
+        Some(ProviderChoice::Local) => {
             if cfg.model != local::MODEL {
                 return Err(BuildError::UnknownLocalModel {
                     deployment: cfg.id.clone(),
@@ -495,14 +460,7 @@ pub fn build_provider_with(
             }
             Ok(Arc::new(LocalRules::new(cfg.id.clone())))
         }
-        Some(kind) => {
-            let Some(wire) = kind.wire() else {
-                return Err(BuildError::NotAvailable {
-                    deployment: cfg.id.clone(),
-                    provider: kind.name().to_string(),
-                    available: available_names(),
-                });
-            };
+        Some(ProviderChoice::Http(wire)) => {
             let mut provider = HttpProvider::new(
                 cfg.id.clone(),
                 wire,
@@ -691,7 +649,8 @@ impl DeploymentConfig {
     /// `app_url` / `app_title`: OpenRouter's attribution headers, so values a header can
     /// carry (visible ASCII), and nothing for other providers.
     fn validate_attribution(&self, path: &str, issues: &mut Issues) {
-        let openrouter = ProviderKind::parse(&self.provider) == Some(ProviderKind::OpenRouter);
+        let openrouter = ProviderChoice::parse(&self.provider)
+            == Some(ProviderChoice::Http(ProviderKind::OpenRouter));
         let header_safe = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b));
         if let Some(url) = &self.app_url {
             let key = join(path, "app_url");
@@ -736,35 +695,21 @@ impl DeploymentConfig {
             &self.id,
             "1-64 letters, digits, `-`, `_` or `.`",
         );
-        let all_names = ProviderKind::ALL
-            .into_iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", ");
-        match ProviderKind::parse(&self.provider) {
+        match ProviderChoice::parse(&self.provider) {
             None => issues.push(
                 join(path, "provider"),
                 &self.provider,
-                format!(
-                    "one of: {} (known providers: {all_names})",
-                    available_names()
-                ),
+                format!("one of: {}", available_names()),
             ),
-            Some(kind) if !kind.is_available() => issues.push(
-                join(path, "provider"),
-                &self.provider,
-                format!(
-                    "a provider available in this build; `{}` is not available in this build yet, use one of: {}",
-                    kind.name(),
-                    available_names()
-                ),
-            ),
-            Some(ProviderKind::Local) => {
+            Some(ProviderChoice::Local) => {
                 issues.check(
                     self.model == local::MODEL,
                     join(path, "model"),
                     &self.model,
-                    format!("`{}` (the only model of the local rules engine)", local::MODEL),
+                    format!(
+                        "`{}` (the only model of the local rules engine)",
+                        local::MODEL
+                    ),
                 );
                 issues.check(
                     self.base_url.is_none(),

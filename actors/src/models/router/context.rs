@@ -34,6 +34,15 @@ impl ContextFloor {
         }
     }
 
+    /// Whether `d` may still be tried ([`ContextFloor::skip_reason`] without the text).
+    pub(super) fn admits(&self, d: &DeploymentRoute) -> bool {
+        match (self.0, d.context_window) {
+            (None, _) => true,
+            (Some(floor), Some(window)) => window > floor,
+            (Some(_), None) => false,
+        }
+    }
+
     /// Raises the floor to `d`'s window when `e` says the request did not fit it.
     pub(super) fn raise(&mut self, model: &str, d: &DeploymentRoute, e: &ModelError) {
         if !matches!(e, ModelError::ContextTooLong { .. }) {

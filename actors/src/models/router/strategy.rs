@@ -1,37 +1,21 @@
-//! The order in which a logical model's deployments are tried, per [`Strategy`], and the
+//! The order in which a logical model's deployments are tried, per [`RoutingStrategy`], and the
 //! context-window filter.
 //!
 //! Owns: ranking deployments from the shared health table (in flight, EWMA latency), the
-//! weighted shuffle, and the prompt-size estimate. Never: sends anything, or skips a
+//! weighted shuffle. Never: estimates sizes (`ModelRequest::estimated_tokens`, the one
+//! estimate), sends anything, or skips a
 //! deployment for health reasons (cooldown and pool liveness are checked by the router at
 //! the moment it tries a deployment, since they change while it fails over).
-//!
-//! The prompt-size estimate is deliberately crude and provider-independent: 4 characters a
-//! token over system prompt, prompt and structured context (as JSON), plus `max_tokens`
-//! for the answer. It errs on the large side for English text, which is the safe side for
-//! a limit.
 
 use rand::Rng;
 
-use super::{DeploymentRoute, Strategy};
+use super::{DeploymentRoute, RoutingStrategy};
 use crate::models::pool::HealthTable;
-use crate::models::types::ModelRequest;
-
-/// Estimated tokens a request needs: prompt characters / 4 (rounded up) + `max_tokens`.
-pub fn estimated_tokens(request: &ModelRequest) -> u64 {
-    let context_chars = request
-        .context
-        .as_ref()
-        .and_then(|c| serde_json::to_string(c).ok())
-        .map_or(0, |s| s.chars().count());
-    let chars = request.system.chars().count() + request.prompt.chars().count() + context_chars;
-    (chars as u64).div_ceil(4) + u64::from(request.max_tokens)
-}
 
 /// Deployments in the order to try them, after dropping those whose context window is
 /// too small for `needed` tokens.
 pub fn order<'a>(
-    strategy: Strategy,
+    strategy: RoutingStrategy,
     deployments: &'a [DeploymentRoute],
     health: &HealthTable,
     needed: u64,
@@ -42,8 +26,8 @@ pub fn order<'a>(
         .filter(|d| !matches!(d.context_window, Some(w) if u64::from(w) < needed))
         .collect();
     match strategy {
-        Strategy::OrderedFallback => {}
-        Strategy::LeastBusy => {
+        RoutingStrategy::OrderedFallback => {}
+        RoutingStrategy::LeastBusy => {
             // Stable sort: ties keep the configured order.
             fits.sort_by_key(|d| {
                 health
@@ -51,11 +35,11 @@ pub fn order<'a>(
                     .map_or(0, |h| h.in_flight() + h.queued())
             });
         }
-        Strategy::LowestLatency => {
+        RoutingStrategy::LowestLatency => {
             // `None` (no sample yet) sorts before every `Some`: new deployments get probed.
             fits.sort_by_key(|d| health.get(&d.deployment).and_then(|h| h.ewma_latency()));
         }
-        Strategy::WeightedShuffle => {
+        RoutingStrategy::WeightedShuffle => {
             // Efraimidis–Spirakis: key u^(1/w), largest first, is a weighted random
             // permutation without replacement.
             let mut keyed: Vec<(f64, &DeploymentRoute)> = fits

@@ -35,7 +35,7 @@ fn router(
         .map(|(id, pool)| DeploymentRoute::new(id, pool))
         .collect();
     ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start()
 }
 
@@ -405,7 +405,7 @@ fn validation_names_every_bad_key() {
     models.insert(
         "a".to_string(),
         LogicalModel {
-            strategy: Strategy::OrderedFallback,
+            strategy: RoutingStrategy::OrderedFallback,
             deployments: vec![bad, unknown],
             cache_ttl: None,
         },
@@ -413,7 +413,7 @@ fn validation_names_every_bad_key() {
     models.insert(
         "b".to_string(),
         LogicalModel {
-            strategy: Strategy::OrderedFallback,
+            strategy: RoutingStrategy::OrderedFallback,
             deployments: vec![later],
             cache_ttl: None,
         },
@@ -421,7 +421,7 @@ fn validation_names_every_bad_key() {
     models.insert(
         "c".to_string(),
         LogicalModel {
-            strategy: Strategy::OrderedFallback,
+            strategy: RoutingStrategy::OrderedFallback,
             deployments: vec![],
             cache_ttl: None,
         },

@@ -367,3 +367,42 @@ async fn a_retry_after_longer_than_the_wait_bound_is_not_waited_on() {
     assert_eq!(Instant::now() - now, Duration::from_millis(200));
     assert_eq!(log.steps(), ["limit", "send", "limit", "send"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_read_tried_once_is_not_retried_and_is_cut_at_its_deadline() {
+    let g = guard();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // A retryable failure goes back at once: the caller has somewhere else to go.
+    let log = Log::default();
+    let err = run(
+        &g,
+        GuardedCall::read("completion", deadline).tried_once(),
+        &log,
+        &[Err(TestError::Failed(ErrorClass::Unavailable))],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err, TestError::Failed(ErrorClass::Unavailable));
+    assert_eq!(log.steps(), ["limit", "send"]);
+    // An attempt that outlasts the deadline is cut there, typed.
+    let began = Instant::now();
+    let err = g
+        .run(
+            GuardedCall::read("completion", began + Duration::from_secs(1)).tried_once(),
+            |_| async { Ok::<(), LimitError>(()) },
+            |()| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<u32, TestError>(1)
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TestError::Refused(Refusal::DeadlineElapsed { attempts: 1, .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(began.elapsed(), Duration::from_secs(1));
+}

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use crate::models::pool::{HealthTable, ModelPool};
 use crate::models::providers::{anthropic, openai};
 use crate::models::router::{
-    build_provider_with_env, AskStream, DeploymentConfig, DeploymentRoute, ModelRouter, Strategy,
+    build_provider_with_env, AskStream, DeploymentConfig, DeploymentRoute, ModelRouter,
+    RoutingStrategy,
 };
 use crate::models::types::{Ask, ModelError, ModelRequest, Purpose};
 use crate::testkit::{MockServer, Reply, StreamEnd};
@@ -92,7 +93,7 @@ fn router(deployments: &[DeploymentConfig]) -> (Addr<ModelRouter>, HealthTable) 
         })
         .collect();
     let router = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start();
     (router, health)
 }

@@ -14,9 +14,10 @@ use super::*;
 use crate::models::pool::tests::fakes::{settings, Behaviour, FakeProvider};
 use crate::models::pool::{Complete, HealthTable, ModelPool};
 use crate::models::router::{
-    build_provider_with_env, DeploymentConfig, DeploymentRoute, Inspect, Strategy,
+    build_provider_with_env, DeploymentConfig, DeploymentRoute, Inspect, RoutingStrategy,
 };
 use crate::models::types::Purpose;
+use crate::resilience::ErrorClass;
 use crate::testkit::{refused_addr, MockServer, Reply, StreamEnd};
 
 fn env(name: &str) -> Option<String> {
@@ -95,7 +96,7 @@ fn router(deployments: &[DeploymentConfig]) -> Addr<ModelRouter> {
         })
         .collect();
     ModelRouter::new(health, crate::store::Store::temporary().unwrap())
-        .with_model("m", Strategy::OrderedFallback, routes)
+        .with_model("m", RoutingStrategy::OrderedFallback, routes)
         .start()
 }
 
@@ -276,7 +277,7 @@ async fn a_cacheable_streamed_answer_is_cached_and_replayed_as_one_delta() {
     let provider = build_provider_with_env(&d, &env).unwrap();
     let pool = ModelPool::new("a", provider, d.pool_settings(), health.entry("a")).start();
     let route = LogicalRoute::new(
-        Strategy::OrderedFallback,
+        RoutingStrategy::OrderedFallback,
         vec![DeploymentRoute::new("a", Arc::new(pool))],
     )
     .with_cache_ttl(Duration::from_secs(60));
@@ -310,10 +311,7 @@ async fn the_pool_streams_through_its_admission_control() {
     )
     .start();
     let deadline = Instant::now() + Duration::from_secs(2);
-    let held = pool.send(Complete {
-        request: Arc::new(request()),
-        deadline,
-    });
+    let held = pool.send(Complete::new(Arc::new(request()), deadline));
     let held = actix::spawn(held);
     crate::models::pool::tests::fakes::eventually("the slot taken", || {
         health.entry("a").in_flight() == 1
@@ -321,11 +319,7 @@ async fn the_pool_streams_through_its_admission_control() {
     .await;
     let (tx, mut rx) = mpsc::channel(4);
     let refused = pool
-        .send(CompleteStream {
-            request: Arc::new(request()),
-            deadline,
-            deltas: tx,
-        })
+        .send(Complete::new(Arc::new(request()), deadline).streamed(tx))
         .await
         .unwrap()
         .unwrap_err();
@@ -336,11 +330,9 @@ async fn the_pool_streams_through_its_admission_control() {
     // With the slot free the same message streams the answer (a provider without its
     // own streaming sends the whole text as one delta).
     let (tx, mut rx) = mpsc::channel(4);
-    let answer = pool.send(CompleteStream {
-        request: Arc::new(request()),
-        deadline: Instant::now() + Duration::from_secs(2),
-        deltas: tx,
-    });
+    let answer = pool.send(
+        Complete::new(Arc::new(request()), Instant::now() + Duration::from_secs(2)).streamed(tx),
+    );
     provider.gate.add_permits(1);
     let answer = answer.await.unwrap().unwrap();
     assert_eq!(rx.recv().await.as_deref(), Some(answer.text.as_str()));
@@ -381,7 +373,7 @@ async fn a_pool_dying_mid_stream_is_an_error_and_before_any_text_a_failover() {
         let r = ModelRouter::new(health.clone(), crate::store::Store::temporary().unwrap())
             .with_model(
                 "m",
-                Strategy::OrderedFallback,
+                RoutingStrategy::OrderedFallback,
                 vec![
                     DeploymentRoute::new("a", Arc::new(pool_a)),
                     DeploymentRoute::new("b", Arc::new(pool_b)),
