@@ -49,6 +49,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -72,6 +75,21 @@ pub enum Fault {
     MalformedAfterApply,
     /// Apply, then never answer.
     HangAfterApply,
+}
+
+/// A busy venue's random misbehaviour ([`MockHyperliquid::set_chaos`]), drawn per request
+/// from a seeded generator so a run can be repeated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chaos {
+    pub seed: u64,
+    /// Share (0..=1) of order actions applied late, within [`MockHyperliquid::set_apply_lag`]'s
+    /// range; the rest are applied at once.
+    pub lag_share: f64,
+    /// Chance (0..=1) that an /exchange request meets a fault, split evenly between 429 and
+    /// a proxy's 502 (not applied) and a 500 or a connection reset after applying it.
+    pub exchange_fault_rate: f64,
+    /// Chance (0..=1) that an /info request is answered 429, 500 or with a reset.
+    pub info_fault_rate: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +170,13 @@ struct State {
     /// Answers of applied pending actions, by request id, until the request answers.
     applied: HashMap<u64, Value>,
     next_request: u64,
+    /// How many order actions named each cloid (arrivals, whatever the answer was).
+    sends: BTreeMap<String, u64>,
+    /// How many /info requests of each type arrived.
+    info_counts: BTreeMap<String, u64>,
+    chaos: Option<(Chaos, ChaCha8Rng)>,
+    /// Candles follow a wave instead of the flat mid (see [`MockHyperliquid::set_candle_wave`]).
+    candle_wave: bool,
 }
 
 /// Hyperliquid's per-IP REST budget: aggregated request weight per rolling minute.
@@ -245,6 +270,10 @@ impl MockHyperliquid {
             pending: Vec::new(),
             applied: HashMap::new(),
             next_request: 0,
+            sends: BTreeMap::new(),
+            info_counts: BTreeMap::new(),
+            chaos: None,
+            candle_wave: false,
         }));
         let shared = state.clone();
         let server = MockServer::start(move |req| handle(&shared, req));
@@ -335,6 +364,41 @@ impl MockHyperliquid {
     /// Delays every answer by `latency` (a slow venue).
     pub fn set_latency(&self, latency: std::time::Duration) {
         self.state.lock().latency = latency;
+    }
+
+    /// Turns random lag and faults on (`None`: off). Queued faults
+    /// ([`MockHyperliquid::fail_next_exchange`]) still come first.
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.state.lock().chaos = chaos.map(|c| {
+            let rng = ChaCha8Rng::seed_from_u64(c.seed);
+            (c, rng)
+        });
+    }
+
+    /// Candle closes follow a slow wave around the mid (±2%, phase moving with the wall
+    /// clock) instead of the flat mid, so a rules-based agent sees trends that turn.
+    pub fn set_candle_wave(&self, on: bool) {
+        self.state.lock().candle_wave = on;
+    }
+
+    /// How many order actions carried `cloid` (0x form or bare hex), counted on arrival
+    /// whatever the venue answered.
+    pub fn sends_of_cloid(&self, cloid: &str) -> u64 {
+        self.state
+            .lock()
+            .sends
+            .get(&normal_cloid(cloid))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The venue's record as JSON, as `GET /_mock/record` answers it: every order (cloid,
+    /// oid, coin, side, status, origSz, sz), the sends per cloid, the actions still in the
+    /// lag queue and the /info requests per type.
+    pub fn record(&self) -> Value {
+        let mut s = self.state.lock();
+        s.apply_due();
+        s.record_json()
     }
 
     /// Queues a fault for the next /info request (only `MalformedAfterApply`,
@@ -485,6 +549,17 @@ fn rate_limited() -> Reply {
 }
 
 fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
+    if req.route() == RECORD_ROUTE {
+        let mut s = state.lock();
+        s.apply_due();
+        return Reply::json(200, &s.record_json());
+    }
+    if req.route() == CALM_ROUTE {
+        let mut s = state.lock();
+        s.chaos = None;
+        s.apply_lag = None;
+        return Reply::json(200, &json!({"calm": true}));
+    }
     let Some(body) = req.body_json() else {
         return Reply::raw(
             422,
@@ -496,10 +571,15 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     s.apply_due();
     match req.route() {
         "/info" => {
+            let kind = body["type"].as_str().unwrap_or("").to_string();
+            *s.info_counts.entry(kind).or_default() += 1;
             if !s.ip_admits(info_weight(&body)) {
                 return rate_limited();
             }
-            let fault = s.info_faults.pop_front();
+            let fault = match s.info_faults.pop_front() {
+                Some(f) => Some(f),
+                None => s.chaos_info_fault(),
+            };
             let answer = s.info(&body);
             if let Ok(v) = &answer {
                 s.ip_charge(extra_info_weight(&body, v));
@@ -513,10 +593,20 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
         }
         "/exchange" => {
             s.exchange_arrivals.push(std::time::Instant::now());
+            if body["action"]["type"] == "order" {
+                for o in body["action"]["orders"].as_array().into_iter().flatten() {
+                    if let Some(c) = o["c"].as_str() {
+                        *s.sends.entry(normal_cloid(c)).or_default() += 1;
+                    }
+                }
+            }
             if !s.ip_admits(exchange_weight(&body)) {
                 return rate_limited();
             }
-            let fault = s.faults.pop_front();
+            let fault = match s.faults.pop_front() {
+                Some(f) => Some(f),
+                None => s.chaos_exchange_fault(),
+            };
             match fault {
                 Some(Fault::RateLimited) => return rate_limited(),
                 Some(Fault::BadGatewayNotApplied) => return bad_gateway(),
@@ -524,7 +614,7 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
             }
             s.rate_limit_used += 1;
             if let (Some((min, max)), None) = (s.apply_lag, &fault) {
-                if body["action"]["type"] == "order" {
+                if body["action"]["type"] == "order" && s.chaos_lags() {
                     let (action, expires) = match s.verify(&body) {
                         Ok(Ok(verified)) => verified,
                         Ok(Err(refusal)) => return Reply::json(200, &refusal),
@@ -636,7 +726,69 @@ fn dec_of(v: &Value) -> Decimal {
         .unwrap_or(Decimal::ZERO)
 }
 
+/// The control route of the mock's record ([`MockHyperliquid::record`]): for a harness
+/// in another process. No venue has it.
+pub const RECORD_ROUTE: &str = "/_mock/record";
+
+/// The control route that turns chaos and lag off (actions already in the lag queue are
+/// still applied at their time): a busy venue calming down, so a harness can settle.
+pub const CALM_ROUTE: &str = "/_mock/calm";
+
 impl State {
+    fn record_json(&self) -> Value {
+        let orders: Vec<Value> = self
+            .orders
+            .iter()
+            .map(|o| json!({"cloid": o.cloid, "oid": o.oid, "coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "status": o.status, "origSz": o.orig_sz.to_string(), "sz": o.sz.to_string()}))
+            .collect();
+        json!({"orders": orders, "sends": self.sends, "pending": self.pending.len(), "info_requests": self.info_counts})
+    }
+
+    /// Whether this order action is applied late (always, without chaos).
+    fn chaos_lags(&mut self) -> bool {
+        match &mut self.chaos {
+            Some((c, rng)) => rng.gen_bool(c.lag_share.clamp(0.0, 1.0)),
+            None => true,
+        }
+    }
+
+    fn chaos_exchange_fault(&mut self) -> Option<Fault> {
+        let (c, rng) = self.chaos.as_mut()?;
+        if !rng.gen_bool(c.exchange_fault_rate.clamp(0.0, 1.0)) {
+            return None;
+        }
+        Some(match rng.gen_range(0..4) {
+            0 => Fault::RateLimited,
+            1 => Fault::BadGatewayNotApplied,
+            2 => Fault::ServerErrorAfterApply,
+            _ => Fault::ResetAfterApply,
+        })
+    }
+
+    fn chaos_info_fault(&mut self) -> Option<Fault> {
+        let (c, rng) = self.chaos.as_mut()?;
+        if !rng.gen_bool(c.info_fault_rate.clamp(0.0, 1.0)) {
+            return None;
+        }
+        Some(match rng.gen_range(0..3) {
+            0 => Fault::RateLimited,
+            1 => Fault::ServerErrorAfterApply,
+            _ => Fault::ResetAfterApply,
+        })
+    }
+
+    /// A candle close: the flat mid, or the wave of [`MockHyperliquid::set_candle_wave`].
+    fn candle_close(&self, mid: Decimal, open_ms: i64) -> Decimal {
+        if !self.candle_wave {
+            return mid;
+        }
+        // Synthetic test prices, so f64 is fine here: a 12-candle period whose phase moves
+        // one candle every 15 s of wall clock.
+        let phase = open_ms as f64 / 60_000.0 + now_ms() as f64 / 15_000.0;
+        let factor = 1.0 + 0.02 * (std::f64::consts::TAU * phase / 12.0).sin();
+        Decimal::from_f64(factor).map_or(mid, |f| (mid * f).round_dp(2).normalize())
+    }
+
     /// Charges `weight` to the IP's rolling budget if it fits; a request that does not fit
     /// is refused and not charged.
     fn ip_admits(&mut self, weight: u64) -> bool {
@@ -768,7 +920,7 @@ impl State {
                 let interval = body["req"]["interval"].as_str().unwrap_or("1m");
                 let start = body["req"]["startTime"].as_i64().unwrap_or(0);
                 let end = body["req"]["endTime"].as_i64().unwrap_or(0);
-                let mid = self.mid(coin).unwrap_or(Decimal::ONE).to_string();
+                let mid = self.mid(coin).unwrap_or(Decimal::ONE);
                 let step = 60_000i64;
                 let first = (start / step + 1) * step;
                 Value::Array(
@@ -776,7 +928,11 @@ impl State {
                         .map(|i| first + i * step)
                         .take_while(|t| *t <= end)
                         .take(5000)
-                        .map(|t| json!({"T": t + step - 1, "c": mid, "h": mid, "i": interval, "l": mid, "n": 1, "o": mid, "s": coin, "t": t, "v": "1.0"}))
+                        .map(|t| {
+                            let (o, c) = (self.candle_close(mid, t - step), self.candle_close(mid, t));
+                            let (h, l) = (o.max(c).to_string(), o.min(c).to_string());
+                            json!({"T": t + step - 1, "c": c.to_string(), "h": h, "i": interval, "l": l, "n": 1, "o": o.to_string(), "s": coin, "t": t, "v": "1.0"})
+                        })
                         .collect(),
                 )
             }
