@@ -164,8 +164,18 @@ fn kill_and_reap(child: &mut Child) {
     wait_exit(child, Duration::from_secs(30));
 }
 
+/// The mock venue process, killed when the harness ends, however it ends.
+struct MockProcess(Child);
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the mock venue process; returns it and its URL.
-fn start_mock(bin: &str, wallet: &str, seed: u64) -> (Child, String) {
+fn start_mock(bin: &str, wallet: &str, seed: u64) -> (MockProcess, String) {
     let mut child = Command::new(bin)
         .args(["--wallet", wallet, "--network", "testnet"])
         .args(["--seed", &seed.to_string()])
@@ -185,7 +195,7 @@ fn start_mock(bin: &str, wallet: &str, seed: u64) -> (Child, String) {
         .strip_prefix("url=")
         .unwrap_or_else(|| panic!("the mock venue printed `{line}`, not its url"))
         .to_string();
-    (child, url)
+    (MockProcess(child), url)
 }
 
 /// `GET` of a mock control route (`/_mock/record`, `/_mock/calm`). The mock keeps
@@ -263,7 +273,7 @@ fn sigkill_harness() {
         dir.display()
     );
     let wallet = PrivateKey::from_hex(KEY).unwrap().address().to_string();
-    let (mut mock, url) = start_mock(&mock_bin, &wallet, seed);
+    let (mock, url) = start_mock(&mock_bin, &wallet, seed);
     let port = free_port();
     let venue = format!(
         r#"
@@ -332,7 +342,20 @@ limits = [{{ name = "weight", kind = "sliding_window", limit = 1000000, window =
                     std::thread::spawn(move || api_client(port, stop, acks, dice))
                 })
                 .collect();
-            std::thread::sleep(Duration::from_millis(dice.range(100, 2_500)));
+            if dice.range(0, 4) == 0 {
+                // Anywhere from boot through reconciliation into the flow.
+                std::thread::sleep(Duration::from_millis(dice.range(50, 2_500)));
+            } else {
+                // In the order flow: once it serves (however slow the machine), then a
+                // random moment later.
+                let serving = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < serving
+                    && http_get(port, "/health").is_none_or(|(s, _)| s != 200)
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                std::thread::sleep(Duration::from_millis(dice.range(0, 2_000)));
+            }
             kill_and_reap(&mut engine);
             figures.engine_kills += 1;
             stop.store(true, Ordering::SeqCst);
@@ -385,8 +408,7 @@ limits = [{{ name = "weight", kind = "sliding_window", limit = 1000000, window =
             (v["pending"] == 0).then_some(v)
         },
     );
-    let _ = mock.kill();
-    let _ = mock.wait();
+    drop(mock);
 
     let loaded = Config::load(Some(&config), Vec::new()).unwrap();
     let store = Store::open(&loaded.engine.data_dir).unwrap();

@@ -55,7 +55,7 @@ use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::actions::{Action, OrderTypeWire, OrderWire, Tif, Tpsl};
+use super::actions::{Action, Grouping, OrderTypeWire, OrderWire, Tif, Tpsl};
 use super::signing::{recover_l1_signer_expiring, Address, Network, Signature};
 use super::wire::{check_price, check_size};
 use crate::testkit::{Deferred, MockServer, RecordedRequest, Reply};
@@ -137,7 +137,22 @@ struct MockFill {
     oid: u64,
     tid: u64,
     cloid: Option<String>,
+    /// Taker (the order crossed the book) or maker (it rested and was hit).
+    crossed: bool,
+    /// Fee in USDC, by the base tier of the documented schedule.
+    fee: Decimal,
+    /// Realized PnL of the part that reduced the position, before the fee.
+    closed_pnl: Decimal,
+    /// Hyperliquid's direction: `Open Long`, `Close Short`, `Short > Long`, ...
+    dir: &'static str,
 }
+
+/// Hyperliquid's perpetuals fee schedule, base tier (under 5M 14-day volume): taker
+/// 0.045%, maker 0.015% of the notional, charged in USDC. The fee string has 6 decimals,
+/// rounded down: the recorded liquidation fill (`px` 66653.0, `sz` 0.001, maker) carries
+/// `"fee":"0.009997"` for 0.00999795.
+const TAKER_FEE: Decimal = Decimal::from_parts(45, 0, 0, false, 5);
+const MAKER_FEE: Decimal = Decimal::from_parts(15, 0, 0, false, 5);
 
 #[derive(Debug)]
 struct State {
@@ -174,6 +189,10 @@ struct State {
     sends: BTreeMap<String, u64>,
     /// How many /info requests of each type arrived.
     info_counts: BTreeMap<String, u64>,
+    /// TP/SL orders placed in a `normalTpsl` group, by the oid of the order they belong to.
+    children: HashMap<u64, Vec<u64>>,
+    /// TP/SL orders placed with `positionTpsl` grouping (they act on the whole position).
+    position_tpsl: std::collections::HashSet<u64>,
     chaos: Option<(Chaos, ChaCha8Rng)>,
     /// Candles follow a wave instead of the flat mid (see [`MockHyperliquid::set_candle_wave`]).
     candle_wave: bool,
@@ -272,6 +291,8 @@ impl MockHyperliquid {
             next_request: 0,
             sends: BTreeMap::new(),
             info_counts: BTreeMap::new(),
+            children: HashMap::new(),
+            position_tpsl: std::collections::HashSet::new(),
             chaos: None,
             candle_wave: false,
         }));
@@ -720,6 +741,25 @@ fn faulty(fault: Fault, v: Value) -> Reply {
     }
 }
 
+/// A decimal as the venue writes one: at least one decimal place (`"0.0"`, `"12.5"`).
+fn wire_dec(d: Decimal) -> String {
+    let d = d.normalize();
+    if d.scale() == 0 {
+        format!("{d}.0")
+    } else {
+        d.to_string()
+    }
+}
+
+/// Adds `cloid` to an order object when the order has one; the venue omits the key
+/// otherwise (recorded `openOrders` and `historicalOrders` without it).
+fn with_cloid(mut v: Value, cloid: &Option<String>) -> Value {
+    if let (Some(c), Value::Object(m)) = (cloid, &mut v) {
+        m.insert("cloid".into(), json!(c));
+    }
+    v
+}
+
 fn dec_of(v: &Value) -> Decimal {
     v.as_str()
         .and_then(|s| s.parse().ok())
@@ -857,6 +897,8 @@ impl State {
                 let mut positions = Vec::new();
                 let mut ntl = Decimal::ZERO;
                 let mut upnl = Decimal::ZERO;
+                let mut signed_ntl = Decimal::ZERO;
+                let mut margin = Decimal::ZERO;
                 if user_ok(body) {
                     for (coin, (szi, entry)) in &self.positions {
                         if szi.is_zero() {
@@ -866,14 +908,28 @@ impl State {
                         let value = (szi.abs() * mark).normalize();
                         let pnl = (*szi * (mark - entry)).normalize();
                         let lev = self.leverage_of(coin, 20);
+                        // The recorded state: marginUsed = positionValue / leverage.
+                        let used = (value / Decimal::from(lev)).round_dp(6).normalize();
                         ntl += value;
                         upnl += pnl;
-                        positions.push(json!({"position": {"coin": coin, "entryPx": entry.to_string(), "leverage": {"type": "cross", "value": lev}, "liquidationPx": null, "marginUsed": (value / Decimal::from(lev)).round_dp(6).to_string(), "maxTradeSzs": ["0", "0"], "positionValue": value.to_string(), "returnOnEquity": "0", "szi": szi.to_string(), "unrealizedPnl": pnl.to_string()}, "type": "oneWay"}));
+                        signed_ntl += *szi * mark;
+                        margin += used;
+                        // Recorded: returnOnEquity = unrealizedPnl / marginUsed.
+                        let roe = if used.is_zero() {
+                            Decimal::ZERO
+                        } else {
+                            (pnl / used).round_dp(8).normalize()
+                        };
+                        positions.push(json!({"position": {"coin": coin, "entryPx": entry.to_string(), "leverage": {"type": "cross", "value": lev}, "liquidationPx": null, "marginUsed": wire_dec(used), "maxTradeSzs": ["0", "0"], "positionValue": value.to_string(), "returnOnEquity": wire_dec(roe), "szi": szi.to_string(), "unrealizedPnl": pnl.to_string()}, "type": "oneWay"}));
                     }
                 }
-                let value = (self.balance + upnl).to_string();
-                let summary = json!({"accountValue": value, "totalMarginUsed": "0.0", "totalNtlPos": ntl.to_string(), "totalRawUsd": self.balance.to_string()});
-                json!({"assetPositions": positions, "crossMarginSummary": summary, "marginSummary": summary, "withdrawable": self.balance.to_string(), "time": now_ms()})
+                // As recorded: accountValue = totalRawUsd + signed notional (mark),
+                // withdrawable = accountValue - totalMarginUsed.
+                let value = self.balance + upnl;
+                let raw = value - signed_ntl;
+                let withdrawable = (value - margin).max(Decimal::ZERO);
+                let summary = json!({"accountValue": wire_dec(value), "totalMarginUsed": wire_dec(margin), "totalNtlPos": wire_dec(ntl), "totalRawUsd": wire_dec(raw)});
+                json!({"assetPositions": positions, "crossMarginSummary": summary, "marginSummary": summary, "withdrawable": wire_dec(withdrawable), "time": now_ms()})
             }
             kind @ ("openOrders" | "frontendOpenOrders") => Value::Array(
                 self.orders
@@ -881,11 +937,14 @@ impl State {
                     .rev()
                     .filter(|o| user_ok(body) && o.status == "open")
                     .map(|o| {
-                        let mut v = json!({"coin": o.coin, "limitPx": o.limit_px.to_string(), "oid": o.oid, "side": if o.is_buy {"B"} else {"A"}, "sz": o.sz.to_string(), "timestamp": o.timestamp, "cloid": o.cloid});
+                        let v = json!({"coin": o.coin, "limitPx": o.limit_px.to_string(), "oid": o.oid, "side": if o.is_buy {"B"} else {"A"}, "sz": o.sz.to_string(), "timestamp": o.timestamp});
                         if kind == "frontendOpenOrders" {
-                            self.frontend_fields(o, &mut v);
+                            self.frontend(o, v)
+                        } else {
+                            // The recorded openOrders answer has no `cloid` key for orders
+                            // placed without one.
+                            with_cloid(v, &o.cloid)
                         }
-                        v
                     })
                     .collect(),
             ),
@@ -898,8 +957,7 @@ impl State {
                 match found.filter(|_| user_ok(body)) {
                     None => json!({"status": "unknownOid"}),
                     Some(o) => {
-                        let mut order = json!({"coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "limitPx": o.limit_px.to_string(), "sz": o.sz.to_string(), "oid": o.oid, "timestamp": o.timestamp, "cloid": o.cloid});
-                        self.frontend_fields(o, &mut order);
+                        let order = self.frontend(o, json!({"coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "limitPx": o.limit_px.to_string(), "sz": o.sz.to_string(), "oid": o.oid, "timestamp": o.timestamp}));
                         json!({"status": "order", "order": {"order": order, "status": o.status, "statusTimestamp": now_ms()}})
                     }
                 }
@@ -911,7 +969,14 @@ impl State {
                         .iter()
                         .rev()
                         .filter(|f| user_ok(body) && f.time >= start)
-                        .map(|f| json!({"closedPnl": "0.0", "coin": f.coin, "crossed": true, "dir": if f.is_buy {"Open Long"} else {"Open Short"}, "fee": "0.0", "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "px": f.px.to_string(), "side": if f.is_buy {"B"} else {"A"}, "startPosition": f.start_position.to_string(), "sz": f.sz.to_string(), "time": f.time, "tid": f.tid, "cloid": f.cloid, "feeToken": "USDC", "twapId": null}))
+                        .map(|f| {
+                            let mut v = json!({"coin": f.coin, "px": f.px.to_string(), "sz": f.sz.to_string(), "side": if f.is_buy {"B"} else {"A"}, "time": f.time, "startPosition": f.start_position.to_string(), "dir": f.dir, "closedPnl": wire_dec(f.closed_pnl), "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "crossed": f.crossed, "fee": wire_dec(f.fee), "tid": f.tid, "feeToken": "USDC", "twapId": null});
+                            // The venue omits `cloid` for an order placed without one.
+                            if let (Some(c), Value::Object(m)) = (&f.cloid, &mut v) {
+                                m.insert("cloid".into(), json!(c));
+                            }
+                            v
+                        })
                         .collect(),
                 )
             }
@@ -958,24 +1023,47 @@ impl State {
         })
     }
 
-    fn frontend_fields(&self, o: &MockOrder, v: &mut Value) {
-        let (is_trigger, trigger_px, order_type) = match o.trigger {
-            Some((px, is_market, tpsl)) => (
-                true,
-                px.to_string(),
-                match (tpsl, is_market) {
+    /// The frontend shape of an order (`frontendOpenOrders`, `orderStatus`): the base
+    /// fields plus trigger condition, children (the TP/SL orders placed with it in a
+    /// `normalTpsl` group, while they are open), order type, origSz, tif and `cloid`
+    /// (`null` without one, as the recorded `historicalOrders` answer has it).
+    fn frontend(&self, o: &MockOrder, mut v: Value) -> Value {
+        let (is_trigger, trigger_px, condition, order_type) = match o.trigger {
+            Some((px, is_market, tpsl)) => {
+                // A sell TP and a buy SL fire as the price rises to the trigger; the others
+                // as it falls (the same rule as `fire_triggers`).
+                let above = matches!((o.is_buy, tpsl), (false, Tpsl::Tp) | (true, Tpsl::Sl));
+                let condition = format!(
+                    "Price {} {}",
+                    if above { "above" } else { "below" },
+                    px.normalize()
+                );
+                let order_type = match (tpsl, is_market) {
                     (Tpsl::Tp, true) => "Take Profit Market",
                     (Tpsl::Tp, false) => "Take Profit Limit",
                     (Tpsl::Sl, true) => "Stop Market",
                     (Tpsl::Sl, false) => "Stop Limit",
-                },
-            ),
-            None => (false, "0.0".to_string(), "Limit"),
+                };
+                (true, wire_dec(px), condition, order_type)
+            }
+            None => (false, "0.0".to_string(), "N/A".to_string(), "Limit"),
         };
-        let extra = json!({"triggerCondition": "N/A", "isTrigger": is_trigger, "triggerPx": trigger_px, "children": [], "isPositionTpsl": false, "reduceOnly": o.reduce_only, "orderType": order_type, "origSz": o.orig_sz.to_string(), "tif": o.tif.map(|t| format!("{t:?}"))});
-        if let (Value::Object(m), Value::Object(e)) = (v, extra) {
+        let children: Vec<Value> = self
+            .children
+            .get(&o.oid)
+            .into_iter()
+            .flatten()
+            .filter_map(|oid| self.orders.iter().find(|c| c.oid == *oid && c.status == "open"))
+            .map(|c| {
+                // A child has no children of its own, so this does not recurse further.
+                self.frontend(c, json!({"coin": c.coin, "side": if c.is_buy {"B"} else {"A"}, "limitPx": c.limit_px.to_string(), "sz": c.sz.to_string(), "oid": c.oid, "timestamp": c.timestamp}))
+            })
+            .collect();
+        let extra = json!({"triggerCondition": condition, "isTrigger": is_trigger, "triggerPx": trigger_px, "children": children, "isPositionTpsl": self.position_tpsl.contains(&o.oid), "reduceOnly": o.reduce_only, "orderType": order_type, "origSz": o.orig_sz.to_string(), "tif": o.tif.map(|t| format!("{t:?}")), "cloid": o.cloid});
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
             m.extend(e);
         }
+        v
     }
 
     /// Checks the signature (over the action, nonce, vault and `expiresAfter`) and the
@@ -1066,8 +1154,9 @@ impl State {
     /// Applies a verified action; returns the venue's answer.
     fn apply(&mut self, action: Action) -> Value {
         match action {
-            Action::Order { orders, .. } => {
-                let statuses = orders.iter().map(|o| self.place(o)).collect();
+            Action::Order { orders, grouping } => {
+                let statuses: Vec<Value> = orders.iter().map(|o| self.place(o)).collect();
+                self.group(&orders, &statuses, grouping);
                 ok("order", Some(statuses))
             }
             Action::CancelByCloid { cancels } => {
@@ -1118,6 +1207,37 @@ impl State {
             other => {
                 json!({"status": "err", "response": format!("{} is not supported by the mock", other.label())})
             }
+        }
+    }
+
+    /// Records a TP/SL group: with `normalTpsl` the trigger orders are the children of the
+    /// batch's first plain order; with `positionTpsl` they are position TP/SL.
+    fn group(&mut self, orders: &[OrderWire], statuses: &[Value], grouping: Grouping) {
+        let oid_of = |v: &Value| {
+            v["resting"]["oid"]
+                .as_u64()
+                .or_else(|| v["filled"]["oid"].as_u64())
+        };
+        let is_trigger = |w: &OrderWire| matches!(w.t, OrderTypeWire::Trigger { .. });
+        let triggers: Vec<u64> = orders
+            .iter()
+            .zip(statuses)
+            .filter(|(w, _)| is_trigger(w))
+            .filter_map(|(_, v)| oid_of(v))
+            .collect();
+        match grouping {
+            Grouping::Na => {}
+            Grouping::NormalTpsl => {
+                let parent = orders
+                    .iter()
+                    .zip(statuses)
+                    .find(|(w, _)| !is_trigger(w))
+                    .and_then(|(_, v)| oid_of(v));
+                if let Some(parent) = parent {
+                    self.children.insert(parent, triggers);
+                }
+            }
+            Grouping::PositionTpsl => self.position_tpsl.extend(triggers),
         }
     }
 
@@ -1229,7 +1349,7 @@ impl State {
                 let i = self.record(order);
                 let filled = if marketable {
                     let qty = sz.min(book.depth);
-                    self.fill(i, touch, qty);
+                    self.fill(i, touch, qty, true);
                     qty
                 } else {
                     Decimal::ZERO
@@ -1257,8 +1377,10 @@ impl State {
         i
     }
 
-    /// Fills `qty` of order `i` at `px`: fill record, position, remaining size.
-    fn fill(&mut self, i: usize, px: Decimal, qty: Decimal) {
+    /// Fills `qty` of order `i` at `px`: fill record (fee, closed PnL, direction),
+    /// position, cash (realized PnL less the fee), remaining size. `crossed`: the order
+    /// took liquidity (taker) rather than resting until it was hit (maker).
+    fn fill(&mut self, i: usize, px: Decimal, qty: Decimal, crossed: bool) {
         if qty <= Decimal::ZERO {
             return;
         }
@@ -1267,8 +1389,38 @@ impl State {
         let (coin, is_buy, oid, cloid) = (o.coin.clone(), o.is_buy, o.oid, o.cloid.clone());
         let pos = self.positions.entry(coin.clone()).or_default();
         let start = pos.0;
+        let entry = pos.1;
         let signed = if is_buy { qty } else { -qty };
         let next = pos.0 + signed;
+        // The part of this fill that reduces the position realizes PnL against its entry.
+        let reducing = !start.is_zero() && (start > Decimal::ZERO) != (signed > Decimal::ZERO);
+        let closed = if reducing {
+            qty.min(start.abs())
+        } else {
+            Decimal::ZERO
+        };
+        let closed_pnl = if start > Decimal::ZERO {
+            closed * (px - entry)
+        } else {
+            closed * (entry - px)
+        };
+        let dir = if !reducing {
+            if is_buy {
+                "Open Long"
+            } else {
+                "Open Short"
+            }
+        } else if is_buy {
+            if next > Decimal::ZERO {
+                "Short > Long"
+            } else {
+                "Close Short"
+            }
+        } else if next < Decimal::ZERO {
+            "Long > Short"
+        } else {
+            "Close Long"
+        };
         if pos.0.is_zero() || (pos.0 > Decimal::ZERO) == (signed > Decimal::ZERO) {
             pos.1 = ((pos.0.abs() * pos.1 + qty * px) / next.abs())
                 .round_dp(8)
@@ -1277,6 +1429,12 @@ impl State {
             pos.1 = px;
         }
         pos.0 = next;
+        let rate = if crossed { TAKER_FEE } else { MAKER_FEE };
+        let fee = (px * qty * rate)
+            .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero)
+            .normalize();
+        let closed_pnl = closed_pnl.round_dp(6).normalize();
+        self.balance += closed_pnl - fee;
         let tid = self.next_tid;
         self.next_tid += 1;
         self.fills.push(MockFill {
@@ -1289,6 +1447,10 @@ impl State {
             oid,
             tid,
             cloid,
+            crossed,
+            fee,
+            closed_pnl,
+            dir,
         });
     }
 
@@ -1308,7 +1470,7 @@ impl State {
             };
             if marketable {
                 let (px, qty) = (o.limit_px, o.sz);
-                self.fill(i, px, qty);
+                self.fill(i, px, qty, false);
                 self.orders[i].status = "filled".into();
             }
         }
@@ -1338,7 +1500,7 @@ impl State {
             if fires {
                 let touch = if o.is_buy { book.ask } else { book.bid };
                 let qty = o.sz;
-                self.fill(i, touch, qty);
+                self.fill(i, touch, qty, true);
                 self.orders[i].status = "filled".into();
             }
         }
