@@ -19,6 +19,30 @@
 //! The answer to the request comes when it is applied; the order is applied at that time
 //! even when the client is gone (killed), and refused then if its `expiresAfter` passed.
 //!
+//! Fills, the account and order lists follow the recordings (`userFills`, the liquidation
+//! fill, `clearinghouseState`, `openOrders`, `frontendOpenOrders`, `historicalOrders`):
+//! each fill pays the documented base-tier fee (taker 0.045% when the order crossed, maker
+//! 0.015% when it rested and was hit; 6 decimals rounded down, `feeToken` USDC), carries
+//! its closed PnL and direction (`Open Long`, `Close Short`, `Long > Short`, ...) and a
+//! `cloid` key only when the order had one; cash moves by closed PnL less fees;
+//! `marginUsed` = position value / leverage, `withdrawable` = account value − total margin
+//! used, `totalRawUsd` = account value − signed notional; `openOrders` omits `cloid` for
+//! an order without one while the frontend shape keeps it `null`; trigger orders show
+//! `Price above/below X`, and TP/SL orders sent in a `normalTpsl` group are the `children`
+//! of the group's entry order.
+//!
+//! A second order with a cloid the venue already has is refused with a per-order
+//! `{"error": "Duplicate cloid. asset=<n>"}` in the batch's status vector and never
+//! applied. Hyperliquid does not document this case (its "Error responses" page lists no
+//! duplicate-cloid error) and we found no recording of it: the shape is that of every
+//! documented order error, the text is ours, and the engine never depends on it (it never
+//! sends a client id twice; the harness counts sends per cloid, [`MockHyperliquid::record`]).
+//!
+//! Chaos ([`MockHyperliquid::set_chaos`]): a seeded share of order actions lagged and a
+//! seeded chance of 429 / 502 (not applied) or 500 / reset (applied) per request, as a busy
+//! venue does. Two control routes no venue has serve a harness in another process
+//! (`actors/examples/hl-mock.rs`): [`RECORD_ROUTE`] and [`CALM_ROUTE`].
+//!
 //! Matching: IOC and marketable GTC orders fill at the touch up to the size shown there
 //! (less size = a partial fill); the rest of a GTC order rests until [`MockHyperliquid::set_book`]
 //! makes it marketable; trigger orders wait until the mid crosses their trigger price.
@@ -27,7 +51,8 @@
 //! proxy's 502 (not applied), or 500 / connection reset / malformed JSON / hang *after*
 //! applying it. Every answer can be delayed ([`MockHyperliquid::set_latency`]), as a slow
 //! venue.
-//! Never: talks to the internet, or models funding, liquidation or margin.
+//! Never: talks to the internet, or models funding, liquidation, fee tiers above the base
+//! one, or margin checks.
 //!
 //! Rate limiting: the mock keeps Hyperliquid's documented per-IP budget, an aggregated
 //! request weight of 1200 per rolling minute (info: l2Book, allMids, clearinghouseState,
