@@ -226,6 +226,159 @@ fn mock_control(port: u16, route: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&body).ok()
 }
 
+/// A ledger entry as the comparison needs it.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// `0x` + 32 hex digits, the venue's form.
+    cloid: String,
+    status: OrderStatus,
+    filled: Decimal,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Verdict {
+    /// Orders at the venue missing from the ledger.
+    missing: Vec<String>,
+    /// Client ids the venue received more than once.
+    twice: Vec<String>,
+    /// Final statuses or filled sizes that disagree (or an acknowledged final answer the
+    /// ledger does not keep).
+    disagree: Vec<String>,
+    /// Ledger entries the venue never saw, recorded rejected.
+    never_sent: usize,
+}
+
+/// Compares the ledger with the venue's record (`/_mock/record`) and the final answers
+/// clients were given.
+fn compare(ledger: &[Entry], record: &serde_json::Value, acks: &[Ack]) -> Verdict {
+    let mut v = Verdict::default();
+    let by_cloid: BTreeMap<&str, &Entry> = ledger.iter().map(|e| (e.cloid.as_str(), e)).collect();
+    let venue_orders: BTreeMap<&str, &serde_json::Value> = record["orders"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| Some((o["cloid"].as_str()?, o)))
+        .collect();
+    v.missing = venue_orders
+        .keys()
+        .filter(|c| !by_cloid.contains_key(*c))
+        .map(|c| c.to_string())
+        .collect();
+    v.twice = record["sends"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 1)
+        .map(|(c, n)| format!("{c} x{n}"))
+        .collect();
+    for (cloid, entry) in &by_cloid {
+        match venue_orders.get(cloid) {
+            None if entry.status == OrderStatus::Rejected => v.never_sent += 1,
+            None => v.disagree.push(format!(
+                "{cloid}: {:?} in the ledger, unknown to the venue",
+                entry.status
+            )),
+            Some(o) => {
+                let orig: Decimal = o["origSz"].as_str().unwrap().parse().unwrap();
+                let rest: Decimal = o["sz"].as_str().unwrap().parse().unwrap();
+                let filled = orig - rest;
+                let status = o["status"].as_str().unwrap();
+                if (entry.status, entry.filled) != (expected_status(status, filled), filled) {
+                    v.disagree.push(format!(
+                        "{cloid}: venue {status} filled {filled}, ledger {:?} filled {} ({:?})",
+                        entry.status, entry.filled, entry.reason
+                    ));
+                }
+            }
+        }
+    }
+    for ack in acks {
+        let id = ClientOrderId::parse(&ack.client_id).unwrap().to_hex128();
+        let Some(entry) = by_cloid.get(id.as_str()) else {
+            v.disagree.push(format!(
+                "{}: acknowledged, not in the ledger",
+                ack.client_id
+            ));
+            continue;
+        };
+        let final_ack = ["filled", "cancelled", "rejected"].contains(&ack.status.as_str());
+        if final_ack && (entry.status.as_str() != ack.status || entry.filled != ack.filled) {
+            v.disagree.push(format!(
+                "{}: acknowledged {} filled {}, ledger {:?} filled {}",
+                ack.client_id, ack.status, ack.filled, entry.status, entry.filled
+            ));
+        }
+    }
+    v
+}
+
+/// The comparison can fail: each kind of disagreement is counted, and an exact match is
+/// not. (The harness itself is ignored by default; this runs with the suite.)
+#[test]
+fn the_comparison_counts_every_kind_of_disagreement() {
+    let id = |n: u8| ClientOrderId::parse(&format!("{:032x}", n)).unwrap();
+    let entry = |n: u8, status, filled: &str| Entry {
+        cloid: id(n).to_hex128(),
+        status,
+        filled: filled.parse().unwrap(),
+        reason: None,
+    };
+    let order = |n: u8, status: &str, orig: &str, rest: &str| serde_json::json!({"cloid": id(n).to_hex128(), "status": status, "origSz": orig, "sz": rest});
+    let record = serde_json::json!({
+        "orders": [
+            order(1, "filled", "0.5", "0.0"),
+            order(2, "canceled", "1", "0.4"),
+            order(3, "iocCancelRejected", "1", "1"),
+        ],
+        "sends": {id(1).to_hex128(): 1, id(2).to_hex128(): 1, id(3).to_hex128(): 1},
+        "pending": 0
+    });
+    let ledger = vec![
+        entry(1, OrderStatus::Filled, "0.5"),
+        entry(2, OrderStatus::Cancelled, "0.6"),
+        entry(3, OrderStatus::Rejected, "0"),
+        entry(4, OrderStatus::Rejected, "0"),
+    ];
+    let ack = |n: u8, status: &str, filled: &str| Ack {
+        client_id: id(n).as_str().to_string(),
+        status: status.into(),
+        filled: filled.parse().unwrap(),
+    };
+    let acks = vec![ack(1, "filled", "0.5"), ack(2, "unknown", "0")];
+    let exact = compare(&ledger, &record, &acks);
+    assert_eq!(
+        exact,
+        Verdict {
+            never_sent: 1,
+            ..Default::default()
+        }
+    );
+
+    // A venue order the ledger lacks, a cloid sent twice, a status and a filled size that
+    // differ, a ledger order the venue never saw left filled, an acknowledgement the
+    // ledger contradicts and one it lost.
+    let mut record = record;
+    record["orders"]
+        .as_array_mut()
+        .unwrap()
+        .push(order(5, "filled", "1", "0"));
+    record["sends"][id(3).to_hex128()] = 2.into();
+    let ledger = vec![
+        entry(1, OrderStatus::Filled, "0.5"),
+        entry(2, OrderStatus::Cancelled, "0.5"),
+        entry(3, OrderStatus::Cancelled, "0"),
+        entry(4, OrderStatus::Filled, "1"),
+    ];
+    let acks = vec![ack(1, "cancelled", "0.5"), ack(6, "filled", "1")];
+    let v = compare(&ledger, &record, &acks);
+    assert_eq!(v.missing, vec![id(5).to_hex128()]);
+    assert_eq!(v.twice, vec![format!("{} x2", id(3).to_hex128())]);
+    assert_eq!(v.disagree.len(), 5, "{:?}", v.disagree);
+    assert_eq!(v.never_sent, 0);
+}
+
 #[derive(Debug, Default)]
 struct Figures {
     engine_kills: u64,
@@ -419,72 +572,22 @@ limits = [{{ name = "weight", kind = "sliding_window", limit = 1000000, window =
         .into_iter()
         .filter(|e| e.venue == "hyperliquid")
         .collect();
-    let by_cloid: BTreeMap<String, _> = entries
+    let ledger_view: Vec<Entry> = entries
         .iter()
-        .map(|e| (e.client_id.to_hex128(), e))
+        .map(|e| Entry {
+            cloid: e.client_id.to_hex128(),
+            status: e.status,
+            filled: e.filled_size,
+            reason: e.reason.clone(),
+        })
         .collect();
-    let venue_orders: BTreeMap<String, &serde_json::Value> = record["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| Some((o["cloid"].as_str()?.to_string(), o)))
-        .collect();
-
-    // Orders at the venue missing from the ledger.
-    figures.missing = venue_orders
-        .keys()
-        .filter(|c| !by_cloid.contains_key(*c))
-        .cloned()
-        .collect();
-    // Client ids the venue received more than once.
-    figures.twice = record["sends"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 1)
-        .map(|(c, n)| format!("{c} x{n}"))
-        .collect();
-    // Final statuses that disagree.
-    for (cloid, entry) in &by_cloid {
-        match venue_orders.get(cloid) {
-            None if entry.status == OrderStatus::Rejected => figures.never_sent += 1,
-            None => figures.disagree.push(format!(
-                "{cloid}: {:?} in the ledger, unknown to the venue",
-                entry.status
-            )),
-            Some(o) => {
-                let orig: Decimal = o["origSz"].as_str().unwrap().parse().unwrap();
-                let rest: Decimal = o["sz"].as_str().unwrap().parse().unwrap();
-                let filled = orig - rest;
-                let status = o["status"].as_str().unwrap();
-                let expected = (expected_status(status, filled), filled);
-                if (entry.status, entry.filled_size) != expected {
-                    figures.disagree.push(format!(
-                        "{cloid}: venue {status} filled {filled}, ledger {:?} filled {} ({:?})",
-                        entry.status, entry.filled_size, entry.reason
-                    ));
-                }
-            }
-        }
-    }
     let acks = acks.lock().unwrap().clone();
-    for ack in &acks {
-        let id = ClientOrderId::parse(&ack.client_id).unwrap();
-        let Some(entry) = by_cloid.get(&id.to_hex128()) else {
-            figures.disagree.push(format!(
-                "{}: acknowledged, not in the ledger",
-                ack.client_id
-            ));
-            continue;
-        };
-        let final_ack = ["filled", "cancelled", "rejected"].contains(&ack.status.as_str());
-        if final_ack && (entry.status.as_str() != ack.status || entry.filled_size != ack.filled) {
-            figures.disagree.push(format!(
-                "{}: acknowledged {} filled {}, ledger {:?} filled {}",
-                ack.client_id, ack.status, ack.filled, entry.status, entry.filled_size
-            ));
-        }
-    }
+    let verdict = compare(&ledger_view, &record, &acks);
+    figures.missing = verdict.missing;
+    figures.twice = verdict.twice;
+    figures.disagree = verdict.disagree;
+    figures.never_sent = verdict.never_sent;
+    let venue_orders = record["orders"].as_array().unwrap();
     figures.acks = acks.len();
     figures.ledger_entries = entries.len();
     figures.venue_orders = venue_orders.len();
