@@ -15,7 +15,6 @@ use common::*;
 use orrery::config::Config;
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::hyperliquid::actions::Action;
-use orrery_actors::exchanges::hyperliquid::info::order_status_of;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::signing::{
     recover_l1_signer_expiring, Address, Signature,
@@ -30,6 +29,28 @@ const KEY: &str = "0x01234567890123456789012345678901234567890123456789012345678
 const KEY_ENV: (&str, &str) = ("HYPER_LIQUID_ETH_PRIVATE_KEY", KEY);
 /// Holds the shipped trading agent back: only this test's orders.
 const QUIET: (&str, &str) = ("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h");
+
+/// The ledger status a Hyperliquid order status (with the size filled) must end as, stated
+/// here instead of taken from the production `order_status_of`, so the test does not grade
+/// the code by itself. The strings are Hyperliquid's (info endpoint, order status); only
+/// those the mock produces are listed, and any other fails the test.
+fn expected_status(venue_status: &str, filled: Decimal) -> OrderStatus {
+    match venue_status {
+        "filled" => OrderStatus::Filled,
+        // An IOC that filled in part and had its rest cancelled is a cancellation (its
+        // filled size is compared beside the status).
+        "canceled" => OrderStatus::Cancelled,
+        "open" if filled.is_zero() => OrderStatus::Acked,
+        "open" => OrderStatus::PartiallyFilled,
+        "rejected"
+        | "tickRejected"
+        | "minTradeNtlRejected"
+        | "reduceOnlyRejected"
+        | "badAloPxRejected"
+        | "iocCancelRejected" => OrderStatus::Rejected,
+        other => panic!("no stated mapping for venue status `{other}`"),
+    }
+}
 
 fn wallet() -> Address {
     PrivateKey::from_hex(KEY).unwrap().address()
@@ -301,7 +322,7 @@ fn sigkill_during_200_orders_leaves_ledger_and_venue_in_exact_agreement() {
                 let filled = o.orig_sz - o.sz;
                 assert_eq!(
                     (entry.status, entry.filled_size),
-                    (order_status_of(&o.status, filled), filled),
+                    (expected_status(&o.status, filled), filled),
                     "{}",
                     entry.client_id
                 );
@@ -387,7 +408,7 @@ fn assert_ledger_equals_venue(
                 let filled = o.orig_sz - o.sz;
                 assert_eq!(
                     (entry.status, entry.filled_size),
-                    (order_status_of(&o.status, filled), filled),
+                    (expected_status(&o.status, filled), filled),
                     "{}: the venue has it {}, the ledger says {:?} ({:?})",
                     entry.client_id,
                     o.status,

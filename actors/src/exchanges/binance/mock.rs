@@ -8,11 +8,14 @@
 //! optional touch quantity), LIMIT orders rest until the test moves the price. Faults are
 //! queued and consumed one per request: 429/418 with Retry-After, 5xx or reset after an
 //! order or a cancel was applied, a proxy's 502 instead of a cancel, a 503 (-1001)
-//! instead of any request, malformed JSON, hang. Commission is 0.1% of the quote amount,
-//! paid in the quote asset by default; [`MockBinance::set_fee_asset`] makes it paid as a
-//! real account can be set up to pay it: in the asset received (`base`: a buy pays in the
-//! base asset, as Binance does without BNB burn) or in BNB at the `BNBUSDT` book's mid
-//! (the recorded `myTrades` answer carries `"commissionAsset": "BNB"`).
+//! instead of any request, malformed JSON, hang. Commission is the regular tier's 0.1% of
+//! the trade, taken by default as Binance takes it without BNB burn: from the asset
+//! received, so a buy pays in the base asset (the recorded `executionReport` of an ETHUSDT
+//! BUY carries `"n":"0.00100000","N":"ETH"` for 1 ETH) and a sell in the quote asset (the
+//! recorded FULL answer of a BTCUSDT SELL: `"commission":"4.00000000","commissionAsset":
+//! "USDT"` for 4000 USDT). [`MockBinance::set_fee_asset`] makes it paid in BNB at the
+//! `BNBUSDT` book's mid, as an account with BNB burn pays it (the recorded `myTrades`
+//! answer carries `"commissionAsset": "BNB"`), or always in the quote asset.
 //!
 //! Parameters are read as Binance reads them: percent-decoded (`+` is a space), from the
 //! query string and, for POST/PUT/DELETE, an `application/x-www-form-urlencoded` body, the
@@ -137,7 +140,7 @@ struct State {
     faults: VecDeque<Fault>,
     /// (minute, weight used in it).
     weight: (i64, u64),
-    /// How commission is charged: `None` in the quote asset, else a [`FeeAsset`].
+    /// How commission is charged: `None` always in the quote asset, else a [`FeeAsset`].
     fee_asset: Option<FeeAsset>,
 }
 
@@ -236,7 +239,7 @@ impl MockBinance {
             next_id: 1,
             faults: VecDeque::new(),
             weight: (0, 0),
-            fee_asset: None,
+            fee_asset: Some(FeeAsset::Received),
         }));
         let handler_state = state.clone();
         let server = MockServer::start(move |req| handle(&handler_state, req));
@@ -317,7 +320,8 @@ impl MockBinance {
         st.weight.1 += weight;
     }
 
-    /// Charges commission in another asset from now on (`None`: the quote asset).
+    /// Charges commission in another asset from now on (`None`: always the quote asset,
+    /// which no recording shows for a buy; the default is [`FeeAsset::Received`]).
     pub fn set_fee_asset(&self, fee: Option<FeeAsset>) {
         self.state.lock().fee_asset = fee;
     }

@@ -24,4 +24,6 @@ pub use signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_
 pub use venue::{BinanceOpenError, BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV};
 
 #[cfg(test)]
+mod mock_tests;
+#[cfg(test)]
 mod tests;

@@ -110,6 +110,9 @@ fn posts(mock: &MockBinance) -> usize {
 #[actix::test]
 async fn market_order_by_usd_fills_and_is_signed() {
     let mock = MockBinance::start();
+    // Commission in the quote asset, so the base balance is exactly the size bought (the
+    // mock's default takes it from the base asset received, as Binance does).
+    mock.set_fee_asset(None);
     let store = Store::temporary().unwrap();
     let core = gateway(&store, venue(&mock));
     core.reconcile("binance").await.unwrap();
@@ -227,6 +230,9 @@ async fn gtc_order_rests_then_is_cancelled() {
 #[actix::test]
 async fn a_resting_order_fills_when_the_price_moves() {
     let mock = MockBinance::start();
+    // Commission in the quote asset, so the base balance is exactly the size bought (the
+    // mock's default takes it from the base asset received, as Binance does).
+    mock.set_fee_asset(None);
     let v = venue(&mock);
     let req = request(
         dec!(0.001),
@@ -464,6 +470,9 @@ async fn a_reset_mid_order_is_reconciled_by_client_id_not_resent() {
 #[actix::test]
 async fn clock_skew_resyncs_and_succeeds() {
     let mock = MockBinance::start();
+    // Commission in the quote asset, so the base balance is exactly the size bought (the
+    // mock's default takes it from the base asset received, as Binance does).
+    mock.set_fee_asset(None);
     mock.set_clock_offset_ms(20_000);
     let v = venue(&mock);
     v.account().await.unwrap();

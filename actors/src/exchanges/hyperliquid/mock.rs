@@ -19,6 +19,30 @@
 //! The answer to the request comes when it is applied; the order is applied at that time
 //! even when the client is gone (killed), and refused then if its `expiresAfter` passed.
 //!
+//! Fills, the account and order lists follow the recordings (`userFills`, the liquidation
+//! fill, `clearinghouseState`, `openOrders`, `frontendOpenOrders`, `historicalOrders`):
+//! each fill pays the documented base-tier fee (taker 0.045% when the order crossed, maker
+//! 0.015% when it rested and was hit; 6 decimals rounded down, `feeToken` USDC), carries
+//! its closed PnL and direction (`Open Long`, `Close Short`, `Long > Short`, ...) and a
+//! `cloid` key only when the order had one; cash moves by closed PnL less fees;
+//! `marginUsed` = position value / leverage, `withdrawable` = account value − total margin
+//! used, `totalRawUsd` = account value − signed notional; `openOrders` omits `cloid` for
+//! an order without one while the frontend shape keeps it `null`; trigger orders show
+//! `Price above/below X`, and TP/SL orders sent in a `normalTpsl` group are the `children`
+//! of the group's entry order.
+//!
+//! A second order with a cloid the venue already has is refused with a per-order
+//! `{"error": "Duplicate cloid. asset=<n>"}` in the batch's status vector and never
+//! applied. Hyperliquid does not document this case (its "Error responses" page lists no
+//! duplicate-cloid error) and we found no recording of it: the shape is that of every
+//! documented order error, the text is ours, and the engine never depends on it (it never
+//! sends a client id twice; the harness counts sends per cloid, [`MockHyperliquid::record`]).
+//!
+//! Chaos ([`MockHyperliquid::set_chaos`]): a seeded share of order actions lagged and a
+//! seeded chance of 429 / 502 (not applied) or 500 / reset (applied) per request, as a busy
+//! venue does. Two control routes no venue has serve a harness in another process
+//! (`actors/examples/hl-mock.rs`): [`RECORD_ROUTE`] and [`CALM_ROUTE`].
+//!
 //! Matching: IOC and marketable GTC orders fill at the touch up to the size shown there
 //! (less size = a partial fill); the rest of a GTC order rests until [`MockHyperliquid::set_book`]
 //! makes it marketable; trigger orders wait until the mid crosses their trigger price.
@@ -27,7 +51,8 @@
 //! proxy's 502 (not applied), or 500 / connection reset / malformed JSON / hang *after*
 //! applying it. Every answer can be delayed ([`MockHyperliquid::set_latency`]), as a slow
 //! venue.
-//! Never: talks to the internet, or models funding, liquidation or margin.
+//! Never: talks to the internet, or models funding, liquidation, fee tiers above the base
+//! one, or margin checks.
 //!
 //! Rate limiting: the mock keeps Hyperliquid's documented per-IP budget, an aggregated
 //! request weight of 1200 per rolling minute (info: l2Book, allMids, clearinghouseState,
@@ -49,10 +74,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::actions::{Action, OrderTypeWire, OrderWire, Tif, Tpsl};
+use super::actions::{Action, Grouping, OrderTypeWire, OrderWire, Tif, Tpsl};
 use super::signing::{recover_l1_signer_expiring, Address, Network, Signature};
 use super::wire::{check_price, check_size};
 use crate::testkit::{Deferred, MockServer, RecordedRequest, Reply};
@@ -72,6 +100,21 @@ pub enum Fault {
     MalformedAfterApply,
     /// Apply, then never answer.
     HangAfterApply,
+}
+
+/// A busy venue's random misbehaviour ([`MockHyperliquid::set_chaos`]), drawn per request
+/// from a seeded generator so a run can be repeated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chaos {
+    pub seed: u64,
+    /// Share (0..=1) of order actions applied late, within [`MockHyperliquid::set_apply_lag`]'s
+    /// range; the rest are applied at once.
+    pub lag_share: f64,
+    /// Chance (0..=1) that an /exchange request meets a fault, split evenly between 429 and
+    /// a proxy's 502 (not applied) and a 500 or a connection reset after applying it.
+    pub exchange_fault_rate: f64,
+    /// Chance (0..=1) that an /info request is answered 429, 500 or with a reset.
+    pub info_fault_rate: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -119,7 +162,22 @@ struct MockFill {
     oid: u64,
     tid: u64,
     cloid: Option<String>,
+    /// Taker (the order crossed the book) or maker (it rested and was hit).
+    crossed: bool,
+    /// Fee in USDC, by the base tier of the documented schedule.
+    fee: Decimal,
+    /// Realized PnL of the part that reduced the position, before the fee.
+    closed_pnl: Decimal,
+    /// Hyperliquid's direction: `Open Long`, `Close Short`, `Short > Long`, ...
+    dir: &'static str,
 }
+
+/// Hyperliquid's perpetuals fee schedule, base tier (under 5M 14-day volume): taker
+/// 0.045%, maker 0.015% of the notional, charged in USDC. The fee string has 6 decimals,
+/// rounded down: the recorded liquidation fill (`px` 66653.0, `sz` 0.001, maker) carries
+/// `"fee":"0.009997"` for 0.00999795.
+const TAKER_FEE: Decimal = Decimal::from_parts(45, 0, 0, false, 5);
+const MAKER_FEE: Decimal = Decimal::from_parts(15, 0, 0, false, 5);
 
 #[derive(Debug)]
 struct State {
@@ -152,6 +210,17 @@ struct State {
     /// Answers of applied pending actions, by request id, until the request answers.
     applied: HashMap<u64, Value>,
     next_request: u64,
+    /// How many order actions named each cloid (arrivals, whatever the answer was).
+    sends: BTreeMap<String, u64>,
+    /// How many /info requests of each type arrived.
+    info_counts: BTreeMap<String, u64>,
+    /// TP/SL orders placed in a `normalTpsl` group, by the oid of the order they belong to.
+    children: HashMap<u64, Vec<u64>>,
+    /// TP/SL orders placed with `positionTpsl` grouping (they act on the whole position).
+    position_tpsl: std::collections::HashSet<u64>,
+    chaos: Option<(Chaos, ChaCha8Rng)>,
+    /// Candles follow a wave instead of the flat mid (see [`MockHyperliquid::set_candle_wave`]).
+    candle_wave: bool,
 }
 
 /// Hyperliquid's per-IP REST budget: aggregated request weight per rolling minute.
@@ -245,6 +314,12 @@ impl MockHyperliquid {
             pending: Vec::new(),
             applied: HashMap::new(),
             next_request: 0,
+            sends: BTreeMap::new(),
+            info_counts: BTreeMap::new(),
+            children: HashMap::new(),
+            position_tpsl: std::collections::HashSet::new(),
+            chaos: None,
+            candle_wave: false,
         }));
         let shared = state.clone();
         let server = MockServer::start(move |req| handle(&shared, req));
@@ -335,6 +410,41 @@ impl MockHyperliquid {
     /// Delays every answer by `latency` (a slow venue).
     pub fn set_latency(&self, latency: std::time::Duration) {
         self.state.lock().latency = latency;
+    }
+
+    /// Turns random lag and faults on (`None`: off). Queued faults
+    /// ([`MockHyperliquid::fail_next_exchange`]) still come first.
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.state.lock().chaos = chaos.map(|c| {
+            let rng = ChaCha8Rng::seed_from_u64(c.seed);
+            (c, rng)
+        });
+    }
+
+    /// Candle closes follow a slow wave around the mid (±2%, phase moving with the wall
+    /// clock) instead of the flat mid, so a rules-based agent sees trends that turn.
+    pub fn set_candle_wave(&self, on: bool) {
+        self.state.lock().candle_wave = on;
+    }
+
+    /// How many order actions carried `cloid` (0x form or bare hex), counted on arrival
+    /// whatever the venue answered.
+    pub fn sends_of_cloid(&self, cloid: &str) -> u64 {
+        self.state
+            .lock()
+            .sends
+            .get(&normal_cloid(cloid))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The venue's record as JSON, as `GET /_mock/record` answers it: every order (cloid,
+    /// oid, coin, side, status, origSz, sz), the sends per cloid, the actions still in the
+    /// lag queue and the /info requests per type.
+    pub fn record(&self) -> Value {
+        let mut s = self.state.lock();
+        s.apply_due();
+        s.record_json()
     }
 
     /// Queues a fault for the next /info request (only `MalformedAfterApply`,
@@ -485,6 +595,17 @@ fn rate_limited() -> Reply {
 }
 
 fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
+    if req.route() == RECORD_ROUTE {
+        let mut s = state.lock();
+        s.apply_due();
+        return Reply::json(200, &s.record_json());
+    }
+    if req.route() == CALM_ROUTE {
+        let mut s = state.lock();
+        s.chaos = None;
+        s.apply_lag = None;
+        return Reply::json(200, &json!({"calm": true}));
+    }
     let Some(body) = req.body_json() else {
         return Reply::raw(
             422,
@@ -496,10 +617,15 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     s.apply_due();
     match req.route() {
         "/info" => {
+            let kind = body["type"].as_str().unwrap_or("").to_string();
+            *s.info_counts.entry(kind).or_default() += 1;
             if !s.ip_admits(info_weight(&body)) {
                 return rate_limited();
             }
-            let fault = s.info_faults.pop_front();
+            let fault = match s.info_faults.pop_front() {
+                Some(f) => Some(f),
+                None => s.chaos_info_fault(),
+            };
             let answer = s.info(&body);
             if let Ok(v) = &answer {
                 s.ip_charge(extra_info_weight(&body, v));
@@ -513,10 +639,20 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
         }
         "/exchange" => {
             s.exchange_arrivals.push(std::time::Instant::now());
+            if body["action"]["type"] == "order" {
+                for o in body["action"]["orders"].as_array().into_iter().flatten() {
+                    if let Some(c) = o["c"].as_str() {
+                        *s.sends.entry(normal_cloid(c)).or_default() += 1;
+                    }
+                }
+            }
             if !s.ip_admits(exchange_weight(&body)) {
                 return rate_limited();
             }
-            let fault = s.faults.pop_front();
+            let fault = match s.faults.pop_front() {
+                Some(f) => Some(f),
+                None => s.chaos_exchange_fault(),
+            };
             match fault {
                 Some(Fault::RateLimited) => return rate_limited(),
                 Some(Fault::BadGatewayNotApplied) => return bad_gateway(),
@@ -524,7 +660,7 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
             }
             s.rate_limit_used += 1;
             if let (Some((min, max)), None) = (s.apply_lag, &fault) {
-                if body["action"]["type"] == "order" {
+                if body["action"]["type"] == "order" && s.chaos_lags() {
                     let (action, expires) = match s.verify(&body) {
                         Ok(Ok(verified)) => verified,
                         Ok(Err(refusal)) => return Reply::json(200, &refusal),
@@ -630,13 +766,94 @@ fn faulty(fault: Fault, v: Value) -> Reply {
     }
 }
 
+/// A decimal as the venue writes one: at least one decimal place (`"0.0"`, `"12.5"`).
+fn wire_dec(d: Decimal) -> String {
+    let d = d.normalize();
+    if d.scale() == 0 {
+        format!("{d}.0")
+    } else {
+        d.to_string()
+    }
+}
+
+/// Adds `cloid` to an order object when the order has one; the venue omits the key
+/// otherwise (recorded `openOrders` and `historicalOrders` without it).
+fn with_cloid(mut v: Value, cloid: &Option<String>) -> Value {
+    if let (Some(c), Value::Object(m)) = (cloid, &mut v) {
+        m.insert("cloid".into(), json!(c));
+    }
+    v
+}
+
 fn dec_of(v: &Value) -> Decimal {
     v.as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or(Decimal::ZERO)
 }
 
+/// The control route of the mock's record ([`MockHyperliquid::record`]): for a harness
+/// in another process. No venue has it.
+pub const RECORD_ROUTE: &str = "/_mock/record";
+
+/// The control route that turns chaos and lag off (actions already in the lag queue are
+/// still applied at their time): a busy venue calming down, so a harness can settle.
+pub const CALM_ROUTE: &str = "/_mock/calm";
+
 impl State {
+    fn record_json(&self) -> Value {
+        let orders: Vec<Value> = self
+            .orders
+            .iter()
+            .map(|o| json!({"cloid": o.cloid, "oid": o.oid, "coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "status": o.status, "origSz": o.orig_sz.to_string(), "sz": o.sz.to_string()}))
+            .collect();
+        json!({"orders": orders, "sends": self.sends, "pending": self.pending.len(), "info_requests": self.info_counts})
+    }
+
+    /// Whether this order action is applied late (always, without chaos).
+    fn chaos_lags(&mut self) -> bool {
+        match &mut self.chaos {
+            Some((c, rng)) => rng.gen_bool(c.lag_share.clamp(0.0, 1.0)),
+            None => true,
+        }
+    }
+
+    fn chaos_exchange_fault(&mut self) -> Option<Fault> {
+        let (c, rng) = self.chaos.as_mut()?;
+        if !rng.gen_bool(c.exchange_fault_rate.clamp(0.0, 1.0)) {
+            return None;
+        }
+        Some(match rng.gen_range(0..4) {
+            0 => Fault::RateLimited,
+            1 => Fault::BadGatewayNotApplied,
+            2 => Fault::ServerErrorAfterApply,
+            _ => Fault::ResetAfterApply,
+        })
+    }
+
+    fn chaos_info_fault(&mut self) -> Option<Fault> {
+        let (c, rng) = self.chaos.as_mut()?;
+        if !rng.gen_bool(c.info_fault_rate.clamp(0.0, 1.0)) {
+            return None;
+        }
+        Some(match rng.gen_range(0..3) {
+            0 => Fault::RateLimited,
+            1 => Fault::ServerErrorAfterApply,
+            _ => Fault::ResetAfterApply,
+        })
+    }
+
+    /// A candle close: the flat mid, or the wave of [`MockHyperliquid::set_candle_wave`].
+    fn candle_close(&self, mid: Decimal, open_ms: i64) -> Decimal {
+        if !self.candle_wave {
+            return mid;
+        }
+        // Synthetic test prices, so f64 is fine here: a 12-candle period whose phase moves
+        // one candle every 15 s of wall clock.
+        let phase = open_ms as f64 / 60_000.0 + now_ms() as f64 / 15_000.0;
+        let factor = 1.0 + 0.02 * (std::f64::consts::TAU * phase / 12.0).sin();
+        Decimal::from_f64(factor).map_or(mid, |f| (mid * f).round_dp(2).normalize())
+    }
+
     /// Charges `weight` to the IP's rolling budget if it fits; a request that does not fit
     /// is refused and not charged.
     fn ip_admits(&mut self, weight: u64) -> bool {
@@ -705,6 +922,8 @@ impl State {
                 let mut positions = Vec::new();
                 let mut ntl = Decimal::ZERO;
                 let mut upnl = Decimal::ZERO;
+                let mut signed_ntl = Decimal::ZERO;
+                let mut margin = Decimal::ZERO;
                 if user_ok(body) {
                     for (coin, (szi, entry)) in &self.positions {
                         if szi.is_zero() {
@@ -714,14 +933,28 @@ impl State {
                         let value = (szi.abs() * mark).normalize();
                         let pnl = (*szi * (mark - entry)).normalize();
                         let lev = self.leverage_of(coin, 20);
+                        // The recorded state: marginUsed = positionValue / leverage.
+                        let used = (value / Decimal::from(lev)).round_dp(6).normalize();
                         ntl += value;
                         upnl += pnl;
-                        positions.push(json!({"position": {"coin": coin, "entryPx": entry.to_string(), "leverage": {"type": "cross", "value": lev}, "liquidationPx": null, "marginUsed": (value / Decimal::from(lev)).round_dp(6).to_string(), "maxTradeSzs": ["0", "0"], "positionValue": value.to_string(), "returnOnEquity": "0", "szi": szi.to_string(), "unrealizedPnl": pnl.to_string()}, "type": "oneWay"}));
+                        signed_ntl += *szi * mark;
+                        margin += used;
+                        // Recorded: returnOnEquity = unrealizedPnl / marginUsed.
+                        let roe = if used.is_zero() {
+                            Decimal::ZERO
+                        } else {
+                            (pnl / used).round_dp(8).normalize()
+                        };
+                        positions.push(json!({"position": {"coin": coin, "entryPx": entry.to_string(), "leverage": {"type": "cross", "value": lev}, "liquidationPx": null, "marginUsed": wire_dec(used), "maxTradeSzs": ["0", "0"], "positionValue": value.to_string(), "returnOnEquity": wire_dec(roe), "szi": szi.to_string(), "unrealizedPnl": pnl.to_string()}, "type": "oneWay"}));
                     }
                 }
-                let value = (self.balance + upnl).to_string();
-                let summary = json!({"accountValue": value, "totalMarginUsed": "0.0", "totalNtlPos": ntl.to_string(), "totalRawUsd": self.balance.to_string()});
-                json!({"assetPositions": positions, "crossMarginSummary": summary, "marginSummary": summary, "withdrawable": self.balance.to_string(), "time": now_ms()})
+                // As recorded: accountValue = totalRawUsd + signed notional (mark),
+                // withdrawable = accountValue - totalMarginUsed.
+                let value = self.balance + upnl;
+                let raw = value - signed_ntl;
+                let withdrawable = (value - margin).max(Decimal::ZERO);
+                let summary = json!({"accountValue": wire_dec(value), "totalMarginUsed": wire_dec(margin), "totalNtlPos": wire_dec(ntl), "totalRawUsd": wire_dec(raw)});
+                json!({"assetPositions": positions, "crossMarginSummary": summary, "marginSummary": summary, "withdrawable": wire_dec(withdrawable), "time": now_ms()})
             }
             kind @ ("openOrders" | "frontendOpenOrders") => Value::Array(
                 self.orders
@@ -729,11 +962,14 @@ impl State {
                     .rev()
                     .filter(|o| user_ok(body) && o.status == "open")
                     .map(|o| {
-                        let mut v = json!({"coin": o.coin, "limitPx": o.limit_px.to_string(), "oid": o.oid, "side": if o.is_buy {"B"} else {"A"}, "sz": o.sz.to_string(), "timestamp": o.timestamp, "cloid": o.cloid});
+                        let v = json!({"coin": o.coin, "limitPx": o.limit_px.to_string(), "oid": o.oid, "side": if o.is_buy {"B"} else {"A"}, "sz": o.sz.to_string(), "timestamp": o.timestamp});
                         if kind == "frontendOpenOrders" {
-                            self.frontend_fields(o, &mut v);
+                            self.frontend(o, v)
+                        } else {
+                            // The recorded openOrders answer has no `cloid` key for orders
+                            // placed without one.
+                            with_cloid(v, &o.cloid)
                         }
-                        v
                     })
                     .collect(),
             ),
@@ -746,8 +982,7 @@ impl State {
                 match found.filter(|_| user_ok(body)) {
                     None => json!({"status": "unknownOid"}),
                     Some(o) => {
-                        let mut order = json!({"coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "limitPx": o.limit_px.to_string(), "sz": o.sz.to_string(), "oid": o.oid, "timestamp": o.timestamp, "cloid": o.cloid});
-                        self.frontend_fields(o, &mut order);
+                        let order = self.frontend(o, json!({"coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "limitPx": o.limit_px.to_string(), "sz": o.sz.to_string(), "oid": o.oid, "timestamp": o.timestamp}));
                         json!({"status": "order", "order": {"order": order, "status": o.status, "statusTimestamp": now_ms()}})
                     }
                 }
@@ -759,7 +994,14 @@ impl State {
                         .iter()
                         .rev()
                         .filter(|f| user_ok(body) && f.time >= start)
-                        .map(|f| json!({"closedPnl": "0.0", "coin": f.coin, "crossed": true, "dir": if f.is_buy {"Open Long"} else {"Open Short"}, "fee": "0.0", "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "px": f.px.to_string(), "side": if f.is_buy {"B"} else {"A"}, "startPosition": f.start_position.to_string(), "sz": f.sz.to_string(), "time": f.time, "tid": f.tid, "cloid": f.cloid, "feeToken": "USDC", "twapId": null}))
+                        .map(|f| {
+                            let mut v = json!({"coin": f.coin, "px": f.px.to_string(), "sz": f.sz.to_string(), "side": if f.is_buy {"B"} else {"A"}, "time": f.time, "startPosition": f.start_position.to_string(), "dir": f.dir, "closedPnl": wire_dec(f.closed_pnl), "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "crossed": f.crossed, "fee": wire_dec(f.fee), "tid": f.tid, "feeToken": "USDC", "twapId": null});
+                            // The venue omits `cloid` for an order placed without one.
+                            if let (Some(c), Value::Object(m)) = (&f.cloid, &mut v) {
+                                m.insert("cloid".into(), json!(c));
+                            }
+                            v
+                        })
                         .collect(),
                 )
             }
@@ -768,7 +1010,7 @@ impl State {
                 let interval = body["req"]["interval"].as_str().unwrap_or("1m");
                 let start = body["req"]["startTime"].as_i64().unwrap_or(0);
                 let end = body["req"]["endTime"].as_i64().unwrap_or(0);
-                let mid = self.mid(coin).unwrap_or(Decimal::ONE).to_string();
+                let mid = self.mid(coin).unwrap_or(Decimal::ONE);
                 let step = 60_000i64;
                 let first = (start / step + 1) * step;
                 Value::Array(
@@ -776,7 +1018,11 @@ impl State {
                         .map(|i| first + i * step)
                         .take_while(|t| *t <= end)
                         .take(5000)
-                        .map(|t| json!({"T": t + step - 1, "c": mid, "h": mid, "i": interval, "l": mid, "n": 1, "o": mid, "s": coin, "t": t, "v": "1.0"}))
+                        .map(|t| {
+                            let (o, c) = (self.candle_close(mid, t - step), self.candle_close(mid, t));
+                            let (h, l) = (o.max(c).to_string(), o.min(c).to_string());
+                            json!({"T": t + step - 1, "c": c.to_string(), "h": h, "i": interval, "l": l, "n": 1, "o": o.to_string(), "s": coin, "t": t, "v": "1.0"})
+                        })
                         .collect(),
                 )
             }
@@ -802,24 +1048,47 @@ impl State {
         })
     }
 
-    fn frontend_fields(&self, o: &MockOrder, v: &mut Value) {
-        let (is_trigger, trigger_px, order_type) = match o.trigger {
-            Some((px, is_market, tpsl)) => (
-                true,
-                px.to_string(),
-                match (tpsl, is_market) {
+    /// The frontend shape of an order (`frontendOpenOrders`, `orderStatus`): the base
+    /// fields plus trigger condition, children (the TP/SL orders placed with it in a
+    /// `normalTpsl` group, while they are open), order type, origSz, tif and `cloid`
+    /// (`null` without one, as the recorded `historicalOrders` answer has it).
+    fn frontend(&self, o: &MockOrder, mut v: Value) -> Value {
+        let (is_trigger, trigger_px, condition, order_type) = match o.trigger {
+            Some((px, is_market, tpsl)) => {
+                // A sell TP and a buy SL fire as the price rises to the trigger; the others
+                // as it falls (the same rule as `fire_triggers`).
+                let above = matches!((o.is_buy, tpsl), (false, Tpsl::Tp) | (true, Tpsl::Sl));
+                let condition = format!(
+                    "Price {} {}",
+                    if above { "above" } else { "below" },
+                    px.normalize()
+                );
+                let order_type = match (tpsl, is_market) {
                     (Tpsl::Tp, true) => "Take Profit Market",
                     (Tpsl::Tp, false) => "Take Profit Limit",
                     (Tpsl::Sl, true) => "Stop Market",
                     (Tpsl::Sl, false) => "Stop Limit",
-                },
-            ),
-            None => (false, "0.0".to_string(), "Limit"),
+                };
+                (true, wire_dec(px), condition, order_type)
+            }
+            None => (false, "0.0".to_string(), "N/A".to_string(), "Limit"),
         };
-        let extra = json!({"triggerCondition": "N/A", "isTrigger": is_trigger, "triggerPx": trigger_px, "children": [], "isPositionTpsl": false, "reduceOnly": o.reduce_only, "orderType": order_type, "origSz": o.orig_sz.to_string(), "tif": o.tif.map(|t| format!("{t:?}"))});
-        if let (Value::Object(m), Value::Object(e)) = (v, extra) {
+        let children: Vec<Value> = self
+            .children
+            .get(&o.oid)
+            .into_iter()
+            .flatten()
+            .filter_map(|oid| self.orders.iter().find(|c| c.oid == *oid && c.status == "open"))
+            .map(|c| {
+                // A child has no children of its own, so this does not recurse further.
+                self.frontend(c, json!({"coin": c.coin, "side": if c.is_buy {"B"} else {"A"}, "limitPx": c.limit_px.to_string(), "sz": c.sz.to_string(), "oid": c.oid, "timestamp": c.timestamp}))
+            })
+            .collect();
+        let extra = json!({"triggerCondition": condition, "isTrigger": is_trigger, "triggerPx": trigger_px, "children": children, "isPositionTpsl": self.position_tpsl.contains(&o.oid), "reduceOnly": o.reduce_only, "orderType": order_type, "origSz": o.orig_sz.to_string(), "tif": o.tif.map(|t| format!("{t:?}")), "cloid": o.cloid});
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
             m.extend(e);
         }
+        v
     }
 
     /// Checks the signature (over the action, nonce, vault and `expiresAfter`) and the
@@ -910,8 +1179,9 @@ impl State {
     /// Applies a verified action; returns the venue's answer.
     fn apply(&mut self, action: Action) -> Value {
         match action {
-            Action::Order { orders, .. } => {
-                let statuses = orders.iter().map(|o| self.place(o)).collect();
+            Action::Order { orders, grouping } => {
+                let statuses: Vec<Value> = orders.iter().map(|o| self.place(o)).collect();
+                self.group(&orders, &statuses, grouping);
                 ok("order", Some(statuses))
             }
             Action::CancelByCloid { cancels } => {
@@ -962,6 +1232,37 @@ impl State {
             other => {
                 json!({"status": "err", "response": format!("{} is not supported by the mock", other.label())})
             }
+        }
+    }
+
+    /// Records a TP/SL group: with `normalTpsl` the trigger orders are the children of the
+    /// batch's first plain order; with `positionTpsl` they are position TP/SL.
+    fn group(&mut self, orders: &[OrderWire], statuses: &[Value], grouping: Grouping) {
+        let oid_of = |v: &Value| {
+            v["resting"]["oid"]
+                .as_u64()
+                .or_else(|| v["filled"]["oid"].as_u64())
+        };
+        let is_trigger = |w: &OrderWire| matches!(w.t, OrderTypeWire::Trigger { .. });
+        let triggers: Vec<u64> = orders
+            .iter()
+            .zip(statuses)
+            .filter(|(w, _)| is_trigger(w))
+            .filter_map(|(_, v)| oid_of(v))
+            .collect();
+        match grouping {
+            Grouping::Na => {}
+            Grouping::NormalTpsl => {
+                let parent = orders
+                    .iter()
+                    .zip(statuses)
+                    .find(|(w, _)| !is_trigger(w))
+                    .and_then(|(_, v)| oid_of(v));
+                if let Some(parent) = parent {
+                    self.children.insert(parent, triggers);
+                }
+            }
+            Grouping::PositionTpsl => self.position_tpsl.extend(triggers),
         }
     }
 
@@ -1073,7 +1374,7 @@ impl State {
                 let i = self.record(order);
                 let filled = if marketable {
                     let qty = sz.min(book.depth);
-                    self.fill(i, touch, qty);
+                    self.fill(i, touch, qty, true);
                     qty
                 } else {
                     Decimal::ZERO
@@ -1101,8 +1402,10 @@ impl State {
         i
     }
 
-    /// Fills `qty` of order `i` at `px`: fill record, position, remaining size.
-    fn fill(&mut self, i: usize, px: Decimal, qty: Decimal) {
+    /// Fills `qty` of order `i` at `px`: fill record (fee, closed PnL, direction),
+    /// position, cash (realized PnL less the fee), remaining size. `crossed`: the order
+    /// took liquidity (taker) rather than resting until it was hit (maker).
+    fn fill(&mut self, i: usize, px: Decimal, qty: Decimal, crossed: bool) {
         if qty <= Decimal::ZERO {
             return;
         }
@@ -1111,8 +1414,38 @@ impl State {
         let (coin, is_buy, oid, cloid) = (o.coin.clone(), o.is_buy, o.oid, o.cloid.clone());
         let pos = self.positions.entry(coin.clone()).or_default();
         let start = pos.0;
+        let entry = pos.1;
         let signed = if is_buy { qty } else { -qty };
         let next = pos.0 + signed;
+        // The part of this fill that reduces the position realizes PnL against its entry.
+        let reducing = !start.is_zero() && (start > Decimal::ZERO) != (signed > Decimal::ZERO);
+        let closed = if reducing {
+            qty.min(start.abs())
+        } else {
+            Decimal::ZERO
+        };
+        let closed_pnl = if start > Decimal::ZERO {
+            closed * (px - entry)
+        } else {
+            closed * (entry - px)
+        };
+        let dir = if !reducing {
+            if is_buy {
+                "Open Long"
+            } else {
+                "Open Short"
+            }
+        } else if is_buy {
+            if next > Decimal::ZERO {
+                "Short > Long"
+            } else {
+                "Close Short"
+            }
+        } else if next < Decimal::ZERO {
+            "Long > Short"
+        } else {
+            "Close Long"
+        };
         if pos.0.is_zero() || (pos.0 > Decimal::ZERO) == (signed > Decimal::ZERO) {
             pos.1 = ((pos.0.abs() * pos.1 + qty * px) / next.abs())
                 .round_dp(8)
@@ -1121,6 +1454,12 @@ impl State {
             pos.1 = px;
         }
         pos.0 = next;
+        let rate = if crossed { TAKER_FEE } else { MAKER_FEE };
+        let fee = (px * qty * rate)
+            .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero)
+            .normalize();
+        let closed_pnl = closed_pnl.round_dp(6).normalize();
+        self.balance += closed_pnl - fee;
         let tid = self.next_tid;
         self.next_tid += 1;
         self.fills.push(MockFill {
@@ -1133,6 +1472,10 @@ impl State {
             oid,
             tid,
             cloid,
+            crossed,
+            fee,
+            closed_pnl,
+            dir,
         });
     }
 
@@ -1152,7 +1495,7 @@ impl State {
             };
             if marketable {
                 let (px, qty) = (o.limit_px, o.sz);
-                self.fill(i, px, qty);
+                self.fill(i, px, qty, false);
                 self.orders[i].status = "filled".into();
             }
         }
@@ -1182,7 +1525,7 @@ impl State {
             if fires {
                 let touch = if o.is_buy { book.ask } else { book.bid };
                 let qty = o.sz;
-                self.fill(i, touch, qty);
+                self.fill(i, touch, qty, true);
                 self.orders[i].status = "filled".into();
             }
         }

@@ -17,6 +17,8 @@ pub mod config;
 pub mod info;
 #[cfg(any(test, feature = "testkit"))]
 pub mod mock;
+#[cfg(test)]
+mod mock_tests;
 pub mod signing;
 #[cfg(test)]
 mod tests;

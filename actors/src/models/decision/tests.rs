@@ -155,10 +155,42 @@ fn action() -> impl Strategy<Value = TradeAction> {
     prop_oneof![Just(Buy), Just(Sell), Just(Nothing)]
 }
 
+/// What any text parses to, where it is known: blank text is `Empty`; a decision has a
+/// confidence within 0..=1, the default one exactly when it says it was defaulted, and a
+/// `BUY`/`SELL` action only when the text names it.
+fn check_what_is_parsed(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+    let parsed = parse_trade_decision(text);
+    if text.trim().is_empty() {
+        prop_assert!(matches!(parsed, Err(DecisionError::Empty)), "{:?}", parsed);
+    }
+    if let Ok(p) = parsed {
+        let c = p.decision.confidence;
+        prop_assert!((0.0..=1.0).contains(&c), "confidence {} from {:?}", c, text);
+        if p.confidence_defaulted {
+            prop_assert_eq!(c, DEFAULT_CONFIDENCE);
+        }
+        let upper = text.to_ascii_uppercase();
+        match p.decision.action {
+            Buy => prop_assert!(
+                upper.contains("BUY") || upper.contains("LONG"),
+                "{:?}",
+                text
+            ),
+            Sell => prop_assert!(
+                upper.contains("SELL") || upper.contains("SHORT"),
+                "{:?}",
+                text
+            ),
+            Nothing => {}
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #[test]
     fn never_panics_on_arbitrary_text(text in any::<String>()) {
-        let _ = parse_trade_decision(&text);
+        check_what_is_parsed(&text)?;
         let _ = parse_risk_verdict(&text);
     }
 
@@ -166,7 +198,7 @@ proptest! {
     fn never_panics_on_answer_shaped_text(
         text in r#"(<think>|</think>|\{|\}|"action"|:|"BUY"|SELL|confidence|[0-9.%/]{1,6}| |\n|```json)*"#
     ) {
-        let _ = parse_trade_decision(&text);
+        check_what_is_parsed(&text)?;
         let _ = parse_risk_verdict(&text);
     }
 

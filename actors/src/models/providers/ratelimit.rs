@@ -424,8 +424,26 @@ mod tests {
     proptest! {
         #[test]
         fn go_duration_parser_never_panics(text in "\\PC{0,24}|[0-9.e]{1,12}(h|m|s|ms|us|ns)?") {
-            let _ = parse_go_duration(&text);
+            let parsed = parse_go_duration(&text);
             let _ = retry_after(&headers(&[("retry-after-ms", &text)]), SystemTime::UNIX_EPOCH);
+            // Where the text is a whole number with one unit, the value is known.
+            let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+            let unit_nanos = match &text[digits..] {
+                "h" => Some(3_600_000_000_000u128),
+                "m" => Some(60_000_000_000),
+                "s" => Some(1_000_000_000),
+                "ms" => Some(1_000_000),
+                "us" => Some(1_000),
+                "ns" => Some(1),
+                _ => None,
+            };
+            if let (Some(unit), true) = (unit_nanos, (1..=9).contains(&digits)) {
+                let n: u128 = text[..digits].parse().unwrap();
+                let got = parsed.expect("a whole number with a unit parses").as_nanos();
+                // Within the f64 arithmetic's rounding (a microsecond on hours).
+                let want = n * unit;
+                prop_assert!(got.abs_diff(want) <= want / 1_000_000_000 + 1, "{} -> {} ns, want {}", text, got, want);
+            }
         }
 
         #[test]
