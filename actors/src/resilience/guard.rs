@@ -390,7 +390,7 @@ impl Guard {
             return once().await.map_err(Step::into_inner);
         }
         if !call.retry_in_place {
-            return match tokio::time::timeout_at(call.deadline.into(), once()).await {
+            return match tokio::time::timeout_at(call.deadline, once()).await {
                 Ok(result) => result.map_err(Step::into_inner),
                 Err(_) => Err(E::from(Refusal::DeadlineElapsed {
                     target: self.target.clone(),
