@@ -118,9 +118,13 @@ fn the_typed_face_drives_orders_modes_agents_and_models_and_streams_events() {
         let cancelled = engine.cancel(resting.client_id.clone()).await.unwrap();
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
 
-        // Half of the BTC position is closed with reduce-only orders.
+        // Half of the BTC position is closed with reduce-only orders. The default config's
+        // trading agent trades BTC too, so the position may be long or short by now.
         let closed = engine.close_position("paper", "BTC", 50).await.unwrap();
-        assert!(closed.size_after < closed.size_before, "{closed:?}");
+        assert!(
+            closed.size_after.abs() < closed.size_before.abs(),
+            "{closed:?}"
+        );
 
         // The kill switch halts trading: orders are refused with the gateway's typed error,
         // and the mode change is an event.
