@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use super::risk_gate::RiskApproved;
 use super::types::*;
 use crate::clock::Millis;
-use crate::resilience::ErrorClass;
+use crate::resilience::{BreakerState, ErrorClass};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VenueError {
@@ -181,6 +181,13 @@ pub trait Venue: Send + Sync + 'static {
 
     /// The leverage the venue applies to new orders in `symbol`.
     async fn leverage(&self, symbol: &str) -> VenueResult<u32>;
+
+    /// The state of this endpoint's circuit breaker, if it has one. The gateway reads it
+    /// (through the connector's [`super::siblings::ConnectorProbe`]) to skip a connector
+    /// whose breaker is open and send the work to a sibling at once.
+    fn breaker_state(&self) -> Option<BreakerState> {
+        None
+    }
 }
 
 /// Size in base units worth `usd` at `price`, rounded down to the lot.

@@ -56,8 +56,9 @@ use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
+use crate::exchanges::account::Endpoint;
 use crate::resilience::{
-    BreakerRecord, Guard, GuardedCall, LimitError, Priority, RateLimits, TargetResilience,
+    BreakerRecord, BreakerState, CircuitBreaker, Guard, GuardedCall, LimitError, Priority, RateLimits, TargetResilience,
     TokioClock,
 };
 use crate::store::Tree;
@@ -95,8 +96,9 @@ pub struct HyperliquidVenue {
     rate_limited_pause: Duration,
     meta: RwLock<Option<(Arc<Meta>, Instant)>>,
     last_nonce: AtomicU64,
-    /// Hyperliquid's weight pools, drawn by each request.
-    limits: RateLimits,
+    /// Hyperliquid's weight pools, drawn by each request; shared by every connector of the
+    /// account when it has several endpoints (see [`crate::exchanges::account`]).
+    limits: Arc<RateLimits>,
     /// Pause gate (set by a 429), breaker and retry of every request.
     guard: Guard,
     clock: SharedClock,
@@ -120,6 +122,19 @@ impl HyperliquidVenue {
         config: &HyperliquidConfig,
         env: EnvLookup,
         clock: SharedClock,
+    ) -> Result<Self, HyperliquidError> {
+        Self::open_at(name, config, env, clock, None)
+    }
+
+    /// [`HyperliquidVenue::open`] served through `endpoint`: its base URL instead of the
+    /// configured one, its own breaker (target: the connector's name), and the account's
+    /// shared weight pool and pause gate. `None`: the configured URL, limits of its own.
+    pub fn open_at(
+        name: &str,
+        config: &HyperliquidConfig,
+        env: EnvLookup,
+        clock: SharedClock,
+        endpoint: Option<&Endpoint>,
     ) -> Result<Self, HyperliquidError> {
         let mut issues = Issues::default();
         config.validate("", &mut issues);
@@ -180,7 +195,24 @@ impl HyperliquidVenue {
             .resilience
             .build(name, TokioClock::shared(), clock.clone(), None)
             .map_err(|e| cfg_err(format!("resilience: {e}")))?;
-        let api = config.api_url();
+        let (api, limits, guard) = match endpoint {
+            None => (config.api_url(), Arc::new(limits), Guard::new(name, breaker, retry)),
+            Some(ep) => (
+                ep.base_url.trim_end_matches('/').to_string(),
+                ep.account.limits.clone(),
+                Guard::new(
+                    name,
+                    CircuitBreaker::new(
+                        ep.connector.clone(),
+                        config.resilience.breaker.clone(),
+                        clock.clone(),
+                        None,
+                    ),
+                    retry,
+                )
+                .with_pause_gate(ep.account.pause.clone()),
+            ),
+        };
         Ok(Self {
             name: name.to_string(),
             http,
@@ -197,7 +229,7 @@ impl HyperliquidVenue {
             meta: RwLock::new(None),
             last_nonce: AtomicU64::new(0),
             limits,
-            guard: Guard::new(name, breaker, retry),
+            guard,
             clock,
         })
     }
@@ -802,6 +834,10 @@ impl Venue for HyperliquidVenue {
                 .limits
                 .headroom(WEIGHT_POOL)
                 .is_some_and(|left| left < HEAVY)
+    }
+
+    fn breaker_state(&self) -> Option<BreakerState> {
+        Some(self.guard.breaker().state())
     }
 
     async fn leverage(&self, symbol: &str) -> VenueResult<u32> {
