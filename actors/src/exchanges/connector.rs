@@ -247,7 +247,7 @@ impl Handler<VenueRequest> for Connector {
         }
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
-                Err(VenueError::Unavailable {
+                Err(VenueError::NotSent {
                     venue: venue_name,
                     reason: "the connector stopped before the call was sent; it was not sent"
                         .into(),

@@ -26,8 +26,9 @@
 //!   or timed out (including its breaker refusing). A refusal by the account's rate limits
 //!   does not move: the siblings share them.
 //! - a call that changes state (an order, a cancel, a leverage update) moves on only when it
-//!   is known not to have been delivered: the slot was empty or full (`Vacant`, `Full`) or
-//!   the connector's queue refused it (`Overloaded`). If it may have been sent (`Closed`,
+//!   is known not to have been delivered: the slot was empty or full (`Vacant`, `Full`),
+//!   the connector's queue refused it (`Overloaded`) or the connector stopped while it
+//!   still waited in that queue (`NotSent`). If it may have been sent (`Closed`,
 //!   `Timeout`, `OutcomeUnknown`) it never goes to a sibling: the gateway settles it by a
 //!   query by client id, which is a read and so goes to any healthy sibling.
 //!
@@ -267,7 +268,9 @@ pub fn move_on(changes_state: bool, failure: Failure<'_>) -> Option<MoveOn> {
             let unsent = matches!(e, SlotError::Vacant { .. } | SlotError::Full { .. });
             (unsent || !changes_state).then_some(MoveOn::ConnectorDown)
         }
-        Failure::Venue(VenueError::Overloaded { .. }) => Some(MoveOn::EndpointFailed),
+        Failure::Venue(VenueError::Overloaded { .. } | VenueError::NotSent { .. }) => {
+            Some(MoveOn::EndpointFailed)
+        }
         Failure::Venue(_) if changes_state => None,
         Failure::Venue(
             VenueError::Unavailable { .. }
@@ -358,6 +361,11 @@ mod tests {
             reason: "full".into(),
         };
         assert!(move_on(true, Failure::Venue(&overloaded)).is_some());
+        let queued_when_it_died = VenueError::NotSent {
+            venue: v(),
+            reason: "the connector stopped".into(),
+        };
+        assert!(move_on(true, Failure::Venue(&queued_when_it_died)).is_some());
         for e in [
             VenueError::OutcomeUnknown {
                 venue: v(),

@@ -50,6 +50,10 @@ pub enum VenueError {
     /// Refused before reaching the venue: the connector's queue for this priority is full.
     #[error("{venue}: not sent, the connector is overloaded: {reason}")]
     Overloaded { venue: String, reason: String },
+    /// Refused before reaching the venue: the connector stopped (crashed or shut down)
+    /// while the call waited in its queue. Known not sent, so a sibling may take it.
+    #[error("{venue}: not sent: {reason}")]
+    NotSent { venue: String, reason: String },
 }
 
 impl VenueError {
@@ -57,7 +61,9 @@ impl VenueError {
     pub fn class(&self) -> ErrorClass {
         match self {
             VenueError::Timeout { .. } | VenueError::OutcomeUnknown { .. } => ErrorClass::Timeout,
-            VenueError::Unavailable { .. } | VenueError::Overloaded { .. } => {
+            VenueError::Unavailable { .. }
+            | VenueError::Overloaded { .. }
+            | VenueError::NotSent { .. } => {
                 ErrorClass::Unavailable
             }
             VenueError::RateLimited { retry_after, .. } => ErrorClass::RateLimited {
@@ -88,6 +94,7 @@ impl VenueError {
             VenueError::OutcomeUnknown { .. } => "outcome_unknown",
             VenueError::InsufficientBalance { .. } => "insufficient_balance",
             VenueError::Overloaded { .. } => "overloaded",
+            VenueError::NotSent { .. } => "not_sent",
         }
     }
 }
