@@ -231,6 +231,43 @@ fn a_connector_panic_moves_work_to_its_sibling_and_nothing_is_lost_or_doubled() 
             vec![("hl#1", ConnectorState::Ready), ("hl#2", ConnectorState::Ready)]
         );
 
+        // Status and metrics show each connector.
+        let status = engine.status().await.unwrap();
+        let hl = status.venues.iter().find(|v| v.name == "hl").unwrap();
+        assert_eq!(
+            hl.connectors
+                .iter()
+                .map(|c| (c.connector.as_str(), c.endpoint.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("hl#1", Some(mock.url().trim_end_matches('/').to_string())),
+                ("hl#2", Some(second.url().trim_end_matches('/').to_string()))
+            ]
+        );
+        let metrics = engine.metrics.as_ref().unwrap().render();
+        let series = |name: &str, labels: &[&str]| {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum::<f64>()
+        };
+        for c in ["hl#1", "hl#2"] {
+            let label = format!("connector=\"{c}\"");
+            assert!(
+                series("orrery_exchange_connector_requests_total{", &[&label, "outcome=\"ok\""]) > 0.0,
+                "{c}"
+            );
+            assert_eq!(series("orrery_exchange_connector_up{", &[&label]), 1.0, "{c}");
+        }
+        assert!(
+            series(
+                "orrery_exchange_failovers_total{",
+                &["connector=\"hl#1\"", "venue=\"hl\""]
+            ) >= 1.0,
+            "the calls queued at #1 when it died moved to #2"
+        );
+
         // Every order settles (an unknown one by reading the venue once its deadline
         // passed), and the ledger equals the venue's record.
         eventually("every order settled", || {
@@ -318,9 +355,10 @@ fn a_bad_base_urls_list_exits_2_naming_the_key_and_a_good_one_plans_a_connector_
 
     // A good list: `orrery tree` plans one connector per endpoint.
     let dir = tempfile::tempdir().unwrap();
+    // Never contacted (the plan is read from the config); loopback all the same.
     let urls = [
-        "https://api.hyperliquid-testnet.xyz".to_string(),
-        "https://standby.example".to_string(),
+        "http://127.0.0.1:9/".to_string(),
+        "http://127.0.0.1:9/standby".to_string(),
     ];
     let config = test_config(dir.path(), free_port(), &hl_section(&urls));
     let out = run_cli(&["tree", "--json", "--config", config.to_str().unwrap()]);

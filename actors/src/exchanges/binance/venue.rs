@@ -255,8 +255,14 @@ impl BinanceSpotVenue {
             .build(name, mono.clone(), clock.clone(), None)
             .map_err(|e| setup(e.to_string()))?;
         let (base_url, limits, guard) = match endpoint {
+            // The first endpoint (`base_urls`' first, or `base_url`): a venue opened
+            // outside a connector, e.g. by `orrery status` of a stopped engine.
             None => (
-                config.base_url.trim_end_matches('/').to_string(),
+                config
+                    .endpoints()
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| config.base_url.trim_end_matches('/').to_string()),
                 Arc::new(limits),
                 Guard::new(name, breaker, retry),
             ),

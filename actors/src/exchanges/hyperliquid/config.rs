@@ -179,10 +179,12 @@ impl HyperliquidConfig {
         }
     }
 
-    /// The API root: `base_url` or the network's, without a trailing slash.
+    /// The API root: `base_url`, else the first of `base_urls`, else the network's, without
+    /// a trailing slash.
     pub fn api_url(&self) -> String {
         self.base_url
             .clone()
+            .or_else(|| self.base_urls.as_ref().and_then(|u| u.first().cloned()))
             .unwrap_or_else(|| self.network.api_url().to_string())
             .trim_end_matches('/')
             .to_string()
