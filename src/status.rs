@@ -7,14 +7,14 @@ use std::fmt::Write;
 use orrery_actors::agents::risk::Baseline;
 use orrery_actors::agents::{AgentMemory, DecisionJournal, DecisionRecord, MemoryStore};
 use orrery_actors::clock::system_clock;
+use orrery_actors::exchanges::account::{connector_name, display_url};
 use orrery_actors::exchanges::gateway::{
     GetAccount, GetConnectors, GetPositionPnl, GetPositions, GetSnapshot, OrderReport,
 };
-use orrery_actors::exchanges::account::{connector_name, display_url};
 use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
-use orrery_actors::exchanges::siblings::{ConnectorHealth, ConnectorState};
 use orrery_actors::exchanges::pnl::{merge_fills, position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
+use orrery_actors::exchanges::siblings::{ConnectorHealth, ConnectorState};
 use orrery_actors::exchanges::{AccountSnapshot, Fill, Position};
 use orrery_actors::models::router::{usage_records, DeploymentUsage};
 use orrery_actors::store::{trees, Store};

@@ -33,6 +33,15 @@
 //!
 //! Start order still matters: the router starts after its pools and the gateway after its
 //! connectors, so their first requests find the slots filled.
+//!
+//! # Sibling connectors
+//!
+//! A venue account with several base endpoints (`base_urls`) gets one connector per
+//! endpoint, `connector-<venue>#<n>`; the gateway receives them as one
+//! [`ConnectorSet`] per venue and routes among them. The account's rate limits and pause
+//! gate ([`AccountLimits`]) are built once per supervisor incarnation here and handed to
+//! every connector factory of the account, so siblings share them and a restarted connector
+//! keeps drawing from the same budget.
 
 #![warn(missing_docs)]
 
@@ -48,8 +57,8 @@ use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
 use orrery_actors::exchanges::account::{connector_name, display_url, AccountLimits, Endpoint};
 use orrery_actors::exchanges::connector::Connector;
-use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
 use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
+use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
@@ -379,7 +388,10 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 scope
                     .connectors
                     .get(venue)
-                    .and_then(|m| m.iter().find(|c| c.name == connector_name(venue, *endpoint, m.len())))
+                    .and_then(|m| {
+                        m.iter()
+                            .find(|c| c.name == connector_name(venue, *endpoint, m.len()))
+                    })
                     .cloned(),
             ) else {
                 return missing(&id, format!("no venue `{venue}` in the config"));
@@ -590,6 +602,28 @@ mod tests {
             .find(|n| n.path == "engine/exchanges/gateway")
             .unwrap();
         assert_eq!(gateway.mailbox_capacity, Some(config.supervisor.mailbox));
+    }
+
+    #[test]
+    fn an_account_with_several_endpoints_plans_a_connector_each_before_the_gateway() {
+        let text = format!(
+            "{}\n[exchanges.venues.hl]\nkind = \"hyperliquid\"\nwallet_address = \"0x14dC79964da2C08b23698B3D3cc7Ca32193d9955\"\nbase_urls = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"]\n",
+            include_str!("../config/default.toml")
+        );
+        let config = Config::load_str(&text, "config/default.toml", std::iter::empty()).unwrap();
+        let nodes = planned_nodes(&plan(&config), &[]);
+        let paths: Vec<_> = nodes.iter().map(|n| n.path.as_str()).collect();
+        let at = |p: &str| {
+            paths
+                .iter()
+                .position(|x| *x == p)
+                .unwrap_or_else(|| panic!("{p} missing from {paths:?}"))
+        };
+        assert!(at("engine/exchanges/connector-hl#1") < at("engine/exchanges/connector-hl#2"));
+        assert!(at("engine/exchanges/connector-hl#2") < at("engine/exchanges/gateway"));
+        assert!(!paths.contains(&"engine/exchanges/connector-hl"));
+        // One endpoint: the name it always had.
+        at("engine/exchanges/connector-paper");
     }
 
     #[test]

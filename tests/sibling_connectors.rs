@@ -91,7 +91,10 @@ fn node(engine: &EngineHandle, path: &str) -> orrery_actors::supervisor::ActorNo
 }
 
 /// Polls (never racing a fixed sleep) until `done` holds.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !done().await {
         assert!(
@@ -127,7 +130,9 @@ async fn round(engine: &EngineHandle, i: usize) {
         engine.gateway.send(GetAccount { venue: venue() }),
         engine.gateway.send(GetPositions { venue: venue() }),
     );
-    let quote = quote.unwrap().unwrap_or_else(|e| panic!("quote failed in round {i}: {e}"));
+    let quote = quote
+        .unwrap()
+        .unwrap_or_else(|e| panic!("quote failed in round {i}: {e}"));
     assert!(quote.fallback.is_none(), "round {i}: {quote:?}");
     account
         .unwrap()
@@ -149,7 +154,10 @@ fn a_connector_panic_moves_work_to_its_sibling_and_nothing_is_lost_or_doubled() 
     // The venue reads its key from the process environment; no other test of this binary
     // reads it.
     std::env::set_var("HYPER_LIQUID_ETH_PRIVATE_KEY", KEY);
-    let mock = MockHyperliquid::start(PrivateKey::from_hex(KEY).unwrap().address(), Network::Testnet);
+    let mock = MockHyperliquid::start(
+        PrivateKey::from_hex(KEY).unwrap().address(),
+        Network::Testnet,
+    );
     let second = mock.another_endpoint();
     // Calls take a while at the venue, so the panic catches some in flight.
     mock.set_latency(Duration::from_millis(20));
@@ -228,7 +236,10 @@ fn a_connector_panic_moves_work_to_its_sibling_and_nothing_is_lost_or_doubled() 
                 .iter()
                 .map(|c| (c.connector.as_str(), c.state))
                 .collect::<Vec<_>>(),
-            vec![("hl#1", ConnectorState::Ready), ("hl#2", ConnectorState::Ready)]
+            vec![
+                ("hl#1", ConnectorState::Ready),
+                ("hl#2", ConnectorState::Ready)
+            ]
         );
 
         // Status and metrics show each connector.
@@ -255,10 +266,17 @@ fn a_connector_panic_moves_work_to_its_sibling_and_nothing_is_lost_or_doubled() 
         for c in ["hl#1", "hl#2"] {
             let label = format!("connector=\"{c}\"");
             assert!(
-                series("orrery_exchange_connector_requests_total{", &[&label, "outcome=\"ok\""]) > 0.0,
+                series(
+                    "orrery_exchange_connector_requests_total{",
+                    &[&label, "outcome=\"ok\""]
+                ) > 0.0,
                 "{c}"
             );
-            assert_eq!(series("orrery_exchange_connector_up{", &[&label]), 1.0, "{c}");
+            assert_eq!(
+                series("orrery_exchange_connector_up{", &[&label]),
+                1.0,
+                "{c}"
+            );
         }
         assert!(
             series(
@@ -316,11 +334,13 @@ fn a_connector_panic_moves_work_to_its_sibling_and_nothing_is_lost_or_doubled() 
                 }
             }
         }
-        let in_ledger: BTreeSet<String> =
-            entries.iter().map(|e| e.client_id.to_hex128()).collect();
+        let in_ledger: BTreeSet<String> = entries.iter().map(|e| e.client_id.to_hex128()).collect();
         for o in mock.orders() {
             let cloid = o.cloid.clone().unwrap();
-            assert!(in_ledger.contains(&cloid), "venue order {cloid} missing from the ledger");
+            assert!(
+                in_ledger.contains(&cloid),
+                "venue order {cloid} missing from the ledger"
+            );
         }
         engine.shutdown().await;
     });
@@ -330,7 +350,10 @@ fn a_connector_panic_moves_work_to_its_sibling_and_nothing_is_lost_or_doubled() 
 fn a_bad_base_urls_list_exits_2_naming_the_key_and_a_good_one_plans_a_connector_each() {
     let cases = [
         ("[]", "base_urls"),
-        (r#"["https://a.example", "https://a.example/"]"#, "base_urls[1]"),
+        (
+            r#"["https://a.example", "https://a.example/"]"#,
+            "base_urls[1]",
+        ),
         (r#"["https://a.example", "nope"]"#, "base_urls[1]"),
     ];
     for (list, key) in cases {
@@ -362,7 +385,11 @@ fn a_bad_base_urls_list_exits_2_naming_the_key_and_a_good_one_plans_a_connector_
     ];
     let config = test_config(dir.path(), free_port(), &hl_section(&urls));
     let out = run_cli(&["tree", "--json", "--config", config.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let paths: Vec<&str> = tree["actors"]
         .as_array()
@@ -370,8 +397,14 @@ fn a_bad_base_urls_list_exits_2_naming_the_key_and_a_good_one_plans_a_connector_
         .iter()
         .map(|a| a["path"].as_str().unwrap())
         .collect();
-    assert!(paths.contains(&FIRST) && paths.contains(&SECOND), "{paths:?}");
-    assert!(!paths.contains(&"engine/exchanges/connector-hl"), "{paths:?}");
+    assert!(
+        paths.contains(&FIRST) && paths.contains(&SECOND),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&"engine/exchanges/connector-hl"),
+        "{paths:?}"
+    );
     assert!(
         paths.contains(&"engine/exchanges/connector-paper"),
         "a single endpoint keeps its name: {paths:?}"

@@ -143,10 +143,14 @@ mod tests {
     #[test]
     fn base_urls_are_checked_with_their_key() {
         let keys = |urls: Option<Vec<&str>>, base_set: bool| {
-            let urls: Option<Vec<String>> =
-                urls.map(|u| u.into_iter().map(String::from).collect());
+            let urls: Option<Vec<String>> = urls.map(|u| u.into_iter().map(String::from).collect());
             let mut issues = Issues::default();
-            validate_base_urls(urls.as_deref(), base_set, "exchanges.venues.bn", &mut issues);
+            validate_base_urls(
+                urls.as_deref(),
+                base_set,
+                "exchanges.venues.bn",
+                &mut issues,
+            );
             issues
                 .0
                 .iter()
@@ -154,9 +158,15 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert!(keys(None, true).is_empty());
-        assert!(keys(Some(vec!["https://api.binance.com", "https://api1.binance.com"]), false)
-            .is_empty());
-        assert_eq!(keys(Some(vec![]), false)[0].0, "exchanges.venues.bn.base_urls");
+        assert!(keys(
+            Some(vec!["https://api.binance.com", "https://api1.binance.com"]),
+            false
+        )
+        .is_empty());
+        assert_eq!(
+            keys(Some(vec![]), false)[0].0,
+            "exchanges.venues.bn.base_urls"
+        );
         assert_eq!(
             keys(Some(vec!["https://a.example"]), true)[0].0,
             "exchanges.venues.bn.base_urls"
@@ -183,7 +193,10 @@ mod tests {
             display_url("https://user:s3cret@proxy.example:8443/hl/?token=abc"),
             "https://proxy.example:8443/hl"
         );
-        assert_eq!(display_url("https://api1.binance.com"), "https://api1.binance.com");
+        assert_eq!(
+            display_url("https://api1.binance.com"),
+            "https://api1.binance.com"
+        );
         assert_eq!(display_url("not a url"), "<invalid url>");
     }
 }

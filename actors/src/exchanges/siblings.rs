@@ -289,7 +289,10 @@ mod tests {
 
     #[test]
     fn the_least_busy_ready_connector_goes_first() {
-        assert_eq!(rank(&[(Ready, 5), (Ready, 1), (Ready, 3)], 0), vec![1, 2, 0]);
+        assert_eq!(
+            rank(&[(Ready, 5), (Ready, 1), (Ready, 3)], 0),
+            vec![1, 2, 0]
+        );
         // Busy but ready beats idle but probing.
         assert_eq!(rank(&[(Probing, 0), (Ready, 9)], 0), vec![1, 0]);
     }
@@ -306,7 +309,10 @@ mod tests {
     fn a_breaker_open_or_down_sibling_is_skipped_while_another_can_serve() {
         for turn in 0..4 {
             assert_eq!(rank(&[(BreakerOpen, 0), (Ready, 7)], turn)[0], 1);
-            assert_eq!(rank(&[(Down, 0), (BreakerOpen, 0), (Ready, 7)], turn), vec![2, 1, 0]);
+            assert_eq!(
+                rank(&[(Down, 0), (BreakerOpen, 0), (Ready, 7)], turn),
+                vec![2, 1, 0]
+            );
         }
         // With no sibling left the call still goes somewhere, to fail with its own error.
         assert_eq!(rank(&[(Down, 0)], 3), vec![0]);
@@ -322,7 +328,10 @@ mod tests {
             SlotError::Timeout { actor: actor() },
             SlotError::Full { actor: actor() },
         ] {
-            assert_eq!(move_on(false, Failure::Slot(&e)), Some(MoveOn::ConnectorDown));
+            assert_eq!(
+                move_on(false, Failure::Slot(&e)),
+                Some(MoveOn::ConnectorDown)
+            );
         }
         let unavailable = VenueError::Unavailable {
             venue: v(),

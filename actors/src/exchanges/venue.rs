@@ -63,9 +63,7 @@ impl VenueError {
             VenueError::Timeout { .. } | VenueError::OutcomeUnknown { .. } => ErrorClass::Timeout,
             VenueError::Unavailable { .. }
             | VenueError::Overloaded { .. }
-            | VenueError::NotSent { .. } => {
-                ErrorClass::Unavailable
-            }
+            | VenueError::NotSent { .. } => ErrorClass::Unavailable,
             VenueError::RateLimited { retry_after, .. } => ErrorClass::RateLimited {
                 retry_after: *retry_after,
             },

@@ -53,17 +53,17 @@ use super::signing::{
     signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER, MAX_RECV_WINDOW_MS,
 };
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::account::Endpoint;
 use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
-use crate::exchanges::account::Endpoint;
 use crate::resilience::config::RateLimits;
-use crate::resilience::{BreakerState, CircuitBreaker};
 use crate::resilience::{
     BreakerRecord, Effect, Guard, GuardedCall, LimitError, Priority, Refusal, ServerQuota,
     SharedMonotonic, TargetResilience, TokioClock,
 };
+use crate::resilience::{BreakerState, CircuitBreaker};
 use crate::store::Tree;
 
 /// Weight of the heaviest request this venue sends (exchangeInfo, myTrades, account).

@@ -53,12 +53,12 @@ use super::call_priority::within;
 use super::command::{order_priority, FromReply, VenueCommand, VenueRequest};
 #[cfg(test)]
 use super::connector::Connector;
-use super::siblings::{move_on, ConnectorHealth, ConnectorSet, Failure, IntoConnectors};
 use super::ledger::{LedgerEntry, LedgerError, OrderLedger};
 use super::market_data::{FeedConfig, MarketData};
 use super::risk_gate::{
     self, GateView, Judgement, ModeCause, ModeState, Refusal, RiskConfig, TradingMode,
 };
+use super::siblings::{move_on, ConnectorHealth, ConnectorSet, Failure, IntoConnectors};
 use super::types::*;
 use super::venue::{size_for_usd, VenueError};
 use crate::clock::SharedClock;

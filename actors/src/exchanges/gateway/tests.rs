@@ -1375,10 +1375,7 @@ mod siblings {
             self.hit();
             self.inner.candles(s, t, n).await
         }
-        async fn place_order(
-            &self,
-            order: &RiskApproved<OrderRequest>,
-        ) -> VenueResult<VenueOrder> {
+        async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
             self.hit();
             let result = self.inner.place_order(order).await;
             if let Some(hook) = self.after_place.lock().as_ref() {
@@ -1462,7 +1459,10 @@ mod siblings {
                 probe: probe.clone(),
             });
             slots.push((slot, token));
-            eventually("the connector's probe attached", || probe.breaker().is_some()).await;
+            eventually("the connector's probe attached", || {
+                probe.breaker().is_some()
+            })
+            .await;
         }
         let mut venues = BTreeMap::new();
         venues.insert("scripted".to_string(), ConnectorSet::new(members));
@@ -1499,7 +1499,10 @@ mod siblings {
         let core = acct.core.clone();
         let held = actix::spawn(async move { core.call::<Quote>("scripted", quote()).await });
         let busy = acct.slots[0].0.clone();
-        eventually("the held quote in flight at scripted#1", || busy.pending() == 1).await;
+        eventually("the held quote in flight at scripted#1", || {
+            busy.pending() == 1
+        })
+        .await;
         assert_eq!((a.calls(), b.calls()), (1, 0));
         // While #1 is busy every read goes to #2, whatever the turn.
         for _ in 0..4 {
@@ -1562,8 +1565,16 @@ mod siblings {
             *b2.breaker.lock() = BreakerState::Closed;
         }));
         let report = acct.core.place(buy_usd(dec!(500))).await.unwrap();
-        assert_eq!(report.status, OrderStatus::Filled, "settled from the venue's record");
-        assert_eq!(acct.venue.place_calls.load(Ordering::SeqCst), 1, "sent once");
+        assert_eq!(
+            report.status,
+            OrderStatus::Filled,
+            "settled from the venue's record"
+        );
+        assert_eq!(
+            acct.venue.place_calls.load(Ordering::SeqCst),
+            1,
+            "sent once"
+        );
         assert_eq!(a.queries.load(Ordering::SeqCst), 0, "#1 was not asked");
         assert!(b.queries.load(Ordering::SeqCst) >= 1, "settled through #2");
         let entry = acct.core.ledger().get(&report.client_id).unwrap().unwrap();

@@ -1065,7 +1065,11 @@ async fn sibling_endpoints_of_one_account_share_its_pause_and_its_weight_budget(
     let before = left();
     first.quote("BTC").await.unwrap();
     second.quote("BTC").await.unwrap();
-    assert_eq!(before - left(), 4, "two l2Book reads of weight 2, one budget");
+    assert_eq!(
+        before - left(),
+        4,
+        "two l2Book reads of weight 2, one budget"
+    );
 
     // One pause gate: the venue's 429 through the first endpoint holds the second back,
     // and an order there is refused at once, unsent.
@@ -1076,5 +1080,9 @@ async fn sibling_endpoints_of_one_account_share_its_pause_and_its_weight_budget(
     let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
     let err = second.place_order(&approved(&order)).await.unwrap_err();
     assert!(matches!(err, VenueError::RateLimited { .. }), "{err}");
-    assert_eq!(mock.exchange_arrivals().len(), 1, "nothing sent during the pause");
+    assert_eq!(
+        mock.exchange_arrivals().len(),
+        1,
+        "nothing sent during the pause"
+    );
 }

@@ -52,14 +52,14 @@ use super::info::{self, ExchangeResponse, Meta};
 use super::signing::{Address, Network, PrivateKey};
 use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::account::Endpoint;
 use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
-use crate::exchanges::account::Endpoint;
 use crate::resilience::{
-    BreakerRecord, BreakerState, CircuitBreaker, Guard, GuardedCall, LimitError, Priority, RateLimits, TargetResilience,
-    TokioClock,
+    BreakerRecord, BreakerState, CircuitBreaker, Guard, GuardedCall, LimitError, Priority,
+    RateLimits, TargetResilience, TokioClock,
 };
 use crate::store::Tree;
 use crate::validate::Issues;
@@ -196,7 +196,11 @@ impl HyperliquidVenue {
             .build(name, TokioClock::shared(), clock.clone(), None)
             .map_err(|e| cfg_err(format!("resilience: {e}")))?;
         let (api, limits, guard) = match endpoint {
-            None => (config.api_url(), Arc::new(limits), Guard::new(name, breaker, retry)),
+            None => (
+                config.api_url(),
+                Arc::new(limits),
+                Guard::new(name, breaker, retry),
+            ),
             Some(ep) => (
                 ep.base_url.trim_end_matches('/').to_string(),
                 ep.account.limits.clone(),
