@@ -119,7 +119,11 @@ fn market(side: Side) -> OrderIntent {
 
 /// One round of the loop: an order and three reads, all at once. Every read must answer.
 async fn round(engine: &EngineHandle, i: usize) {
-    let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+    let side = if i.is_multiple_of(2) {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
     let venue = || "hl".to_string();
     let (order, quote, account, positions) = futures::join!(
         engine.place_order(market(side)),

@@ -13,10 +13,12 @@
 //! What is per endpoint and what per account: the HTTP client, the circuit breaker (its
 //! target and its record in the `breakers` tree are the connector's name, so one failing
 //! endpoint is skipped while its siblings serve), the clock offset and metadata caches are
-//! per endpoint; the weight / order pools and the pause gate are per account, built once per
+//! per endpoint; the weight / order pools, the pause gate and the signing nonce are per
+//! account, built once per
 //! exchanges-supervisor start and handed to every connector factory, so a connector that
 //! restarts keeps drawing from the same budget.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::resilience::limiter::LinkedLimitError;
@@ -30,6 +32,9 @@ pub struct AccountLimits {
     pub limits: Arc<RateLimits>,
     /// "Send nothing before", set by a 429 / 418 seen through any of its endpoints.
     pub pause: Arc<PauseGate>,
+    /// The last nonce signed for the account: Hyperliquid wants each signer's nonces
+    /// unique, so siblings signing in the same millisecond must not pick the same one.
+    pub nonce: Arc<AtomicU64>,
 }
 
 impl AccountLimits {
@@ -38,6 +43,7 @@ impl AccountLimits {
         Ok(Self {
             limits: Arc::new(RateLimits::build(venue, resilience, TokioClock::shared())?),
             pause: Arc::new(PauseGate::default()),
+            nonce: Arc::new(AtomicU64::new(0)),
         })
     }
 }

@@ -1086,3 +1086,36 @@ async fn sibling_endpoints_of_one_account_share_its_pause_and_its_weight_budget(
         "nothing sent during the pause"
     );
 }
+
+#[actix::test]
+async fn sibling_endpoints_of_one_account_never_sign_the_same_nonce() {
+    use crate::exchanges::account::{AccountLimits, Endpoint};
+    let mock = mock();
+    let standby = mock.another_endpoint();
+    let cfg = config(&mock);
+    let account = AccountLimits::build(VENUE, &cfg.resilience).unwrap();
+    // Both endpoints see the same frozen wall clock: every nonce is signed in the same ms.
+    let clock = crate::clock::ManualClock::new(1_800_000_000_000);
+    let open = |url: String, n: usize| {
+        HyperliquidVenue::open_at(
+            VENUE,
+            &cfg,
+            env_with(Some(KEY)),
+            clock.clone(),
+            Some(&Endpoint {
+                base_url: url,
+                connector: format!("{VENUE}#{n}"),
+                account: account.clone(),
+            }),
+        )
+        .unwrap()
+    };
+    let (first, second) = (open(mock.url(), 1), open(standby.url(), 2));
+    let mut nonces: Vec<u64> = (0..4)
+        .flat_map(|_| [first.next_nonce(), second.next_nonce()])
+        .collect();
+    let n = nonces.len();
+    nonces.sort();
+    nonces.dedup();
+    assert_eq!(nonces.len(), n, "a nonce was signed twice");
+}

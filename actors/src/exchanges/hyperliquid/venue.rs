@@ -95,7 +95,8 @@ pub struct HyperliquidVenue {
     meta_refresh: Duration,
     rate_limited_pause: Duration,
     meta: RwLock<Option<(Arc<Meta>, Instant)>>,
-    last_nonce: AtomicU64,
+    /// Shared by the account's sibling connectors (one signer, unique nonces).
+    last_nonce: Arc<AtomicU64>,
     /// Hyperliquid's weight pools, drawn by each request; shared by every connector of the
     /// account when it has several endpoints (see [`crate::exchanges::account`]).
     limits: Arc<RateLimits>,
@@ -195,15 +196,17 @@ impl HyperliquidVenue {
             .resilience
             .build(name, TokioClock::shared(), clock.clone(), None)
             .map_err(|e| cfg_err(format!("resilience: {e}")))?;
-        let (api, limits, guard) = match endpoint {
+        let (api, limits, last_nonce, guard) = match endpoint {
             None => (
                 config.api_url(),
                 Arc::new(limits),
+                Arc::new(AtomicU64::new(0)),
                 Guard::new(name, breaker, retry),
             ),
             Some(ep) => (
                 ep.base_url.trim_end_matches('/').to_string(),
                 ep.account.limits.clone(),
+                ep.account.nonce.clone(),
                 Guard::new(
                     name,
                     CircuitBreaker::new(
@@ -231,7 +234,7 @@ impl HyperliquidVenue {
             meta_refresh: config.meta_refresh,
             rate_limited_pause: config.rate_limited_pause,
             meta: RwLock::new(None),
-            last_nonce: AtomicU64::new(0),
+            last_nonce,
             limits,
             guard,
             clock,
@@ -262,7 +265,7 @@ impl HyperliquidVenue {
     }
 
     /// Current ms, strictly above every nonce this venue has used.
-    fn next_nonce(&self) -> u64 {
+    pub(super) fn next_nonce(&self) -> u64 {
         let now = u64::try_from(self.clock.now_ms()).unwrap_or(0);
         let mut last = self.last_nonce.load(Ordering::Relaxed);
         loop {
