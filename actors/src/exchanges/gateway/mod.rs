@@ -7,6 +7,10 @@
 //! mode and the kill switch. Never: decides what to trade (agents do) or speaks a venue's
 //! wire format (connectors do).
 //!
+//! A venue is one account, reached through one connector or several siblings (one per
+//! base endpoint); [`GatewayCore::call`] routes every venue call among them (see
+//! [`super::siblings`]), so placement, settlement and reconciliation never name a connector.
+//!
 //! The actor is a thin mailbox over [`GatewayCore`], which lives behind an `Arc` so that
 //! order flows can await venues without holding the actor. Orders for one venue are
 //! serialised by a per-venue lock so two concurrent intents are never judged against the
