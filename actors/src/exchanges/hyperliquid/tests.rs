@@ -1119,3 +1119,26 @@ async fn sibling_endpoints_of_one_account_never_sign_the_same_nonce() {
     nonces.dedup();
     assert_eq!(nonces.len(), n, "a nonce was signed twice");
 }
+
+/// README promises that a proxy's `user:secret@` never shows (status and config errors
+/// use `display_url`; transport errors carry reqwest's URL, which drops the userinfo).
+#[actix::test]
+async fn an_endpoints_credentials_never_appear_in_an_error() {
+    // A proxy URL with credentials on a loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(&mock());
+    cfg.base_url = Some(format!("http://operator:s3cretpw@127.0.0.1:{port}"));
+    cfg.resilience.retry.max_attempts = 1;
+    let venue = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
+    let err = venue.quote("BTC").await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VenueError::Unavailable { .. }), "{text}");
+    assert!(
+        !text.contains("s3cretpw") && !text.contains("operator"),
+        "{text}"
+    );
+}
