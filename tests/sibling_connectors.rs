@@ -204,7 +204,15 @@ fn a_connector_panic_moves_work_to_its_sibling_and_nothing_is_lost_or_doubled() 
                 assert!(engine.root.view().inject_panic(FIRST), "no running {FIRST}");
             }
         };
-        let (_, ()) = futures::join!(round(&engine, 10), panicked);
+        // Extra reads in the same round, so each connector has several calls at once.
+        let extra = futures::future::join_all(
+            (0..4).map(|_| engine.gateway.send(GetAccount { venue: "hl".into() })),
+        );
+        let (_, (), extra) = futures::join!(round(&engine, 10), panicked, extra);
+        for read in extra {
+            read.unwrap()
+                .expect("an account read during the panic failed");
+        }
         mock.set_latency(Duration::from_millis(20));
         // Right after the panic, while #1 restarts, the work goes to #2.
         for i in 11..20 {
