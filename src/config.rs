@@ -192,6 +192,21 @@ impl VenueConfig {
         }
     }
 
+    /// The account's base endpoints, one connector each (`base_urls`, or the one
+    /// `base_url`); empty for the paper venue, which runs in this process (one connector).
+    pub fn endpoints(&self) -> Vec<String> {
+        match self {
+            VenueConfig::Paper(_) => Vec::new(),
+            VenueConfig::Hyperliquid(h) => h.endpoints(),
+            VenueConfig::Binance(b) => b.endpoints(),
+        }
+    }
+
+    /// How many connectors serve the account: one per endpoint, at least one.
+    pub fn connector_count(&self) -> usize {
+        self.endpoints().len().max(1)
+    }
+
     /// The connector's queue: the venue's `resilience.queue`, or the defaults.
     pub fn queue(&self) -> QueueConfig {
         self.resilience()

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use orrery_actors::clock::{system_clock, SharedClock};
+use orrery_actors::exchanges::account::Endpoint;
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
 use orrery_actors::exchanges::gateway::{GatewayFence, OrderGateway};
 use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
@@ -301,6 +302,42 @@ pub fn open_venue(
         VenueConfig::Binance(binance) => BinanceSpotVenue::open(name, binance, clock)
             .map_err(|e| e.to_string())
             .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
+    }
+}
+
+/// The venue object of one connector: served through `endpoint` (its URL, its own
+/// breaker, the account's shared limits and pause gate) when the account has a network
+/// endpoint, else as [`open_venue`] builds it (paper).
+pub fn open_connector_venue(
+    name: &str,
+    config: &VenueConfig,
+    store: &Store,
+    clock: SharedClock,
+    endpoint: Option<&Endpoint>,
+) -> Result<Arc<dyn Venue>, String> {
+    let Some(endpoint) = endpoint else {
+        return open_venue(name, config, store, clock);
+    };
+    match config {
+        VenueConfig::Paper(_) => open_venue(name, config, store, clock),
+        VenueConfig::Hyperliquid(hl) => HyperliquidVenue::open_at(
+            name,
+            hl,
+            hyperliquid::config::process_env(),
+            clock,
+            Some(endpoint),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
+        VenueConfig::Binance(binance) => BinanceSpotVenue::open_at(
+            name,
+            binance,
+            clock,
+            &|k| std::env::var(k).ok(),
+            Some(endpoint),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
     }
 }
 

@@ -176,9 +176,8 @@ pub fn gateway_error_status(e: &GatewayError) -> (StatusCode, &'static str) {
             }
             VenueError::Unavailable { .. }
             | VenueError::RateLimited { .. }
-            | VenueError::Overloaded { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "venue_unavailable")
-            }
+            | VenueError::Overloaded { .. }
+            | VenueError::NotSent { .. } => (StatusCode::SERVICE_UNAVAILABLE, "venue_unavailable"),
             VenueError::Timeout { .. } | VenueError::OutcomeUnknown { .. } => {
                 (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown")
             }

@@ -7,12 +7,14 @@ use std::fmt::Write;
 use orrery_actors::agents::risk::Baseline;
 use orrery_actors::agents::{AgentMemory, DecisionJournal, DecisionRecord, MemoryStore};
 use orrery_actors::clock::system_clock;
+use orrery_actors::exchanges::account::{connector_name, display_url};
 use orrery_actors::exchanges::gateway::{
-    GetAccount, GetPositionPnl, GetPositions, GetSnapshot, OrderReport,
+    GetAccount, GetConnectors, GetPositionPnl, GetPositions, GetSnapshot, OrderReport,
 };
 use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
 use orrery_actors::exchanges::pnl::{merge_fills, position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
+use orrery_actors::exchanges::siblings::{ConnectorHealth, ConnectorState};
 use orrery_actors::exchanges::{AccountSnapshot, Fill, Position};
 use orrery_actors::models::router::{usage_records, DeploymentUsage};
 use orrery_actors::store::{trees, Store};
@@ -118,6 +120,11 @@ pub struct VenueStatus {
     /// Sum of the rows' fees paid in USD (fees kept in another asset are in the rows).
     #[serde(default)]
     pub fees_usd: Decimal,
+    /// The account's connectors (one, or a sibling per base endpoint): name, endpoint,
+    /// state (`ready`, `probing`, `breaker_open`, `down`; `not_running` while the engine
+    /// is stopped) and calls in flight.
+    #[serde(default)]
+    pub connectors: Vec<ConnectorHealth>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -292,6 +299,7 @@ fn venue_status(
             position_pnl: rows,
             realized_pnl_usd,
             fees_usd,
+            connectors: Vec::new(),
         },
         Err(error) => VenueStatus {
             name: name.to_string(),
@@ -303,6 +311,7 @@ fn venue_status(
             position_pnl: rows,
             realized_pnl_usd,
             fees_usd,
+            connectors: Vec::new(),
         },
     }
 }
@@ -321,6 +330,20 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         agents: s.agents,
         models: s.models,
     }
+}
+
+/// The connectors the config asks for, as a stopped engine shows them.
+fn planned_connectors(name: &str, venue: &crate::config::VenueConfig) -> Vec<ConnectorHealth> {
+    let count = venue.connector_count();
+    let endpoints = venue.endpoints();
+    (0..count)
+        .map(|i| ConnectorHealth {
+            connector: connector_name(name, i, count),
+            endpoint: endpoints.get(i).map(|u| display_url(u)),
+            state: ConnectorState::NotRunning,
+            in_flight: 0,
+        })
+        .collect()
 }
 
 /// The report of a stopped engine, read from its data dir.
@@ -343,7 +366,9 @@ pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, Str
         };
         let fills = merge_fills(recorded, fresh);
         let symbols = configured_symbols(config, name);
-        venues.push(venue_status(store, name, &symbols, got, fills, None));
+        let mut status = venue_status(store, name, &symbols, got, fills, None);
+        status.connectors = planned_connectors(name, venue);
+        venues.push(status);
     }
     Ok(assemble(false, store, venues, from_store))
 }
@@ -381,14 +406,17 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
             .ok()
             .and_then(|r| r.ok());
         let fills = recorded_fills(&engine.store, name);
-        venues.push(venue_status(
-            &engine.store,
-            name,
-            &symbols,
-            got,
-            fills,
-            rows,
-        ));
+        let mut status = venue_status(&engine.store, name, &symbols, got, fills, rows);
+        status.connectors = engine
+            .gateway
+            .send(GetConnectors {
+                venue: name.clone(),
+            })
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
+        venues.push(status);
     }
     Ok(assemble(true, &engine.store, venues, from_store))
 }
@@ -441,6 +469,20 @@ pub fn render(r: &StatusReport) -> String {
                 let _ = writeln!(o, "\nvenue {}: unavailable: {e}", v.name);
             }
             (None, None) => {}
+        }
+        // One line per connector when the account has siblings (a lone connector is the
+        // venue line itself).
+        if v.connectors.len() > 1 {
+            for c in &v.connectors {
+                let _ = writeln!(
+                    o,
+                    "  connector {:<14} {:<12} {} in flight  {}",
+                    c.connector,
+                    c.state.label(),
+                    c.in_flight,
+                    c.endpoint.as_deref().unwrap_or("-")
+                );
+            }
         }
         for p in &v.positions {
             let _ = writeln!(

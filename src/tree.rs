@@ -6,7 +6,8 @@
 //! engine (one_for_one)
 //! ├── telemetry                process sampler
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
-//! ├── exchanges (one_for_one)  connector-<venue> × M, then gateway
+//! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
+//! │                            base endpoint) × M, then gateway
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
 //!
@@ -32,6 +33,15 @@
 //!
 //! Start order still matters: the router starts after its pools and the gateway after its
 //! connectors, so their first requests find the slots filled.
+//!
+//! # Sibling connectors
+//!
+//! A venue account with several base endpoints (`base_urls`) gets one connector per
+//! endpoint, `connector-<venue>#<n>`; the gateway receives them as one
+//! [`ConnectorSet`] per venue and routes among them. The account's rate limits and pause
+//! gate ([`AccountLimits`]) are built once per supervisor incarnation here and handed to
+//! every connector factory of the account, so siblings share them and a restarted connector
+//! keeps drawing from the same budget.
 
 #![warn(missing_docs)]
 
@@ -45,8 +55,10 @@ use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps};
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
+use orrery_actors::exchanges::account::{connector_name, display_url, AccountLimits, Endpoint};
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
+use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
@@ -58,7 +70,7 @@ use orrery_actors::supervisor::{
 use orrery_actors::telemetry::ProcessSampler;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, VenueConfig};
 
 /// What a worker of the tree does; each role has one factory in [`build`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,10 +85,13 @@ pub enum Role {
     },
     /// Picks a pool per model request.
     ModelRouter,
-    /// The connector of one venue account.
+    /// A connector of one venue account: the only one, or the sibling serving one of
+    /// its base endpoints (`base_urls`).
     Connector {
         /// The venue's name (`[exchanges.venues.<name>]`).
         venue: String,
+        /// Which of the account's endpoints it serves (0-based, in config order).
+        endpoint: usize,
     },
     /// Risk gate, ledger and reconciliation.
     OrderGateway,
@@ -161,17 +176,23 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         .collect();
     models.push(worker("router".into(), Role::ModelRouter));
 
+    // One connector per base endpoint: `connector-<venue>` alone (as before siblings
+    // existed), `connector-<venue>#<n>` among siblings.
     let mut exchanges: Vec<ChildPlan> = config
         .exchanges
         .venues
-        .keys()
-        .map(|venue| {
-            worker(
-                format!("connector-{venue}"),
-                Role::Connector {
-                    venue: venue.clone(),
-                },
-            )
+        .iter()
+        .flat_map(|(venue, cfg)| {
+            let count = cfg.connector_count();
+            (0..count).map(move |endpoint| {
+                worker(
+                    format!("connector-{}", connector_name(venue, endpoint, count)),
+                    Role::Connector {
+                        venue: venue.clone(),
+                        endpoint,
+                    },
+                )
+            })
         })
         .collect();
     exchanges.push(worker("gateway".into(), Role::OrderGateway));
@@ -223,7 +244,7 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
         .strategy(plan.strategy)
         .intensity(sup.intensity())
         .backoff(sup.backoff());
-    let scope = Scope::new(plan);
+    let scope = Scope::new(plan, &deps.config);
     for child in &plan.children {
         spec = spec.child(match child {
             ChildPlan::Supervisor(sub) => {
@@ -240,19 +261,23 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
 }
 
 /// State shared by the children of one supervisor incarnation: the slots through which
-/// the router and the gateway reach their siblings, and the pools' health table.
+/// the router and the gateway reach their siblings, the pools' health table, and each
+/// venue account's rate limits and pause gate (shared by its connectors, and kept across
+/// a connector's restart: the venue still counts what the dead one spent).
 struct Scope {
     health: HealthTable,
     pools: BTreeMap<String, Slot<ModelPool>>,
-    connectors: BTreeMap<String, Slot<Connector>>,
+    connectors: BTreeMap<String, Vec<ConnectorSlot>>,
+    accounts: BTreeMap<String, Result<AccountLimits, String>>,
 }
 
 impl Scope {
-    fn new(plan: &SupervisorPlan) -> Self {
+    fn new(plan: &SupervisorPlan, config: &Config) -> Self {
         let mut scope = Scope {
             health: HealthTable::new(),
             pools: BTreeMap::new(),
             connectors: BTreeMap::new(),
+            accounts: BTreeMap::new(),
         };
         for child in &plan.children {
             match child {
@@ -263,10 +288,29 @@ impl Scope {
                     scope.pools.insert(deployment.clone(), Slot::new());
                 }
                 ChildPlan::Worker(WorkerPlan {
-                    role: Role::Connector { venue },
+                    role: Role::Connector { venue, endpoint },
                     ..
                 }) => {
-                    scope.connectors.insert(venue.clone(), Slot::new());
+                    let cfg = config.exchanges.venues.get(venue);
+                    let endpoints = cfg.map(VenueConfig::endpoints).unwrap_or_default();
+                    let count = endpoints.len().max(1);
+                    scope
+                        .connectors
+                        .entry(venue.clone())
+                        .or_default()
+                        .push(ConnectorSlot {
+                            name: connector_name(venue, *endpoint, count),
+                            endpoint: endpoints.get(*endpoint).map(|u| display_url(u)),
+                            slot: Slot::new(),
+                            probe: ConnectorProbe::default(),
+                        });
+                    if let Some(resilience) = cfg.and_then(VenueConfig::resilience) {
+                        scope.accounts.entry(venue.clone()).or_insert_with(|| {
+                            AccountLimits::build(venue, resilience).map_err(|e| {
+                                format!("venue `{venue}`: cannot build its rate limits: {e}")
+                            })
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -338,22 +382,54 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 ))
             })
         }
-        Role::Connector { venue } => {
-            let (Some(cfg), Some(slot)) = (
+        Role::Connector { venue, endpoint } => {
+            let (Some(cfg), Some(member)) = (
                 config.exchanges.venues.get(venue).cloned(),
-                scope.connectors.get(venue).cloned(),
+                scope
+                    .connectors
+                    .get(venue)
+                    .and_then(|m| {
+                        m.iter()
+                            .find(|c| c.name == connector_name(venue, *endpoint, m.len()))
+                    })
+                    .cloned(),
             ) else {
                 return missing(&id, format!("no venue `{venue}` in the config"));
             };
             let venue = venue.clone();
-            ChildSpec::in_slot(id, slot, move |_| {
-                let v = crate::engine::open_venue(&venue, &cfg, &store, clock.clone())
-                    .map_err(StartError::failed)?;
-                Ok(Connector::with_queue(v, &cfg.queue()))
+            // The account's limits, shared with its sibling connectors; the endpoint's URL.
+            let endpoint = match scope.accounts.get(&venue).cloned() {
+                None => None,
+                Some(Err(why)) => return missing(&id, why),
+                Some(Ok(account)) => cfg.endpoints().get(*endpoint).map(|url| Endpoint {
+                    base_url: url.clone(),
+                    connector: member.name.clone(),
+                    account,
+                }),
+            };
+            ChildSpec::in_slot(id, member.slot.clone(), move |_| {
+                let v = crate::engine::open_connector_venue(
+                    &venue,
+                    &cfg,
+                    &store,
+                    clock.clone(),
+                    endpoint.as_ref(),
+                )
+                .map_err(StartError::failed)?;
+                Ok(Connector::sibling(
+                    v,
+                    &cfg.queue(),
+                    &member.name,
+                    member.probe.clone(),
+                ))
             })
         }
         Role::OrderGateway => {
-            let connectors = scope.connectors.clone();
+            let connectors: BTreeMap<String, ConnectorSet> = scope
+                .connectors
+                .iter()
+                .map(|(venue, members)| (venue.clone(), ConnectorSet::new(members.clone())))
+                .collect();
             ChildSpec::in_slot(id, gateway, move |_| {
                 let core = GatewayCore::open_fenced(
                     &store,
@@ -526,6 +602,28 @@ mod tests {
             .find(|n| n.path == "engine/exchanges/gateway")
             .unwrap();
         assert_eq!(gateway.mailbox_capacity, Some(config.supervisor.mailbox));
+    }
+
+    #[test]
+    fn an_account_with_several_endpoints_plans_a_connector_each_before_the_gateway() {
+        let text = format!(
+            "{}\n[exchanges.venues.hl]\nkind = \"hyperliquid\"\nwallet_address = \"0x14dC79964da2C08b23698B3D3cc7Ca32193d9955\"\nbase_urls = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"]\n",
+            include_str!("../config/default.toml")
+        );
+        let config = Config::load_str(&text, "config/default.toml", std::iter::empty()).unwrap();
+        let nodes = planned_nodes(&plan(&config), &[]);
+        let paths: Vec<_> = nodes.iter().map(|n| n.path.as_str()).collect();
+        let at = |p: &str| {
+            paths
+                .iter()
+                .position(|x| *x == p)
+                .unwrap_or_else(|| panic!("{p} missing from {paths:?}"))
+        };
+        assert!(at("engine/exchanges/connector-hl#1") < at("engine/exchanges/connector-hl#2"));
+        assert!(at("engine/exchanges/connector-hl#2") < at("engine/exchanges/gateway"));
+        assert!(!paths.contains(&"engine/exchanges/connector-hl"));
+        // One endpoint: the name it always had.
+        at("engine/exchanges/connector-paper");
     }
 
     #[test]

@@ -134,6 +134,19 @@ impl VenueCommand {
         }
     }
 
+    /// Whether the command changes state at the venue (an order, a cancel, a leverage
+    /// update): sent at most once, so it moves to a sibling connector only when it was
+    /// never delivered (see [`super::siblings::move_on`]). Every other command is a read.
+    pub fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            VenueCommand::PlaceOrder { .. }
+                | VenueCommand::CancelOrder { .. }
+                | VenueCommand::CancelByVenueId { .. }
+                | VenueCommand::SetLeverage { .. }
+        )
+    }
+
     /// Runs the command against `venue`: the one place a command becomes a venue call.
     pub async fn run(self, venue: Arc<dyn Venue>) -> VenueResult<VenueReply> {
         Ok(match self {

@@ -27,6 +27,14 @@
 //!
 //! A call whose caller stopped waiting while it was queued (its deadline passed) is dropped
 //! unsent: an order the gateway already treats as timed out must not leave afterwards.
+//!
+//! Siblings. An account with several base endpoints has one connector per endpoint
+//! ([`Connector::sibling`]), each with its own queue (named after the connector, e.g.
+//! `binance#2`), its own venue object (HTTP client, breaker) and the account's shared rate
+//! limits. Each publishes its venue's breaker state to its [`ConnectorProbe`] for the
+//! gateway's routing (see [`super::siblings`]) and counts its calls in
+//! `orrery_exchange_connector_requests_total{venue,connector,outcome}` and
+//! `orrery_exchange_connector_up{venue,connector}`.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +47,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::call_priority;
 use super::command::{VenueCommand, VenueReply, VenueRequest};
+use super::siblings::ConnectorProbe;
 use super::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::config::QueueConfig;
 use crate::resilience::{Priority, PriorityQueue, TokioClock};
@@ -62,9 +71,12 @@ struct Slots {
     finished: Notify,
 }
 
-/// Wraps one venue account.
+/// Wraps one venue account (or one endpoint of it, among siblings).
 pub struct Connector {
     venue: Arc<dyn Venue>,
+    /// The connector's name: the venue's, or `<venue>#<n>` among siblings.
+    name: Arc<str>,
+    probe: ConnectorProbe,
     queue: Arc<PriorityQueue<Job>>,
     max_in_flight: usize,
     slots: Arc<Slots>,
@@ -80,10 +92,23 @@ impl Connector {
     /// section's `resilience.queue`, validated at start).
     pub fn with_queue(venue: Arc<dyn Venue>, queue: &QueueConfig) -> Self {
         let name = venue.name().to_string();
+        Self::sibling(venue, queue, &name, ConnectorProbe::default())
+    }
+
+    /// One of an account's connectors: `name` names its queue and its metrics, and
+    /// `probe` (the gateway's view of it) is pointed at `venue` when it starts.
+    pub fn sibling(
+        venue: Arc<dyn Venue>,
+        queue: &QueueConfig,
+        name: &str,
+        probe: ConnectorProbe,
+    ) -> Self {
         Self {
             venue,
+            name: Arc::from(name),
+            probe,
             queue: Arc::new(PriorityQueue::new(
-                name,
+                name.to_string(),
                 queue.bounds(),
                 TokioClock::shared(),
             )),
@@ -91,16 +116,31 @@ impl Connector {
             slots: Arc::new(Slots::default()),
         }
     }
+
+    fn up(&self, up: bool) {
+        metrics::gauge!(names::CONNECTOR_UP, "venue" => self.venue.name().to_string(), "connector" => self.name.to_string())
+            .set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+impl Drop for Connector {
+    /// Also on a panic: the actor is dropped when its context unwinds.
+    fn drop(&mut self) {
+        self.up(false);
+    }
 }
 
 impl Actor for Connector {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.probe.attach(&self.venue);
+        self.up(true);
         // Spawned in the actor's context: it stops with the actor, and queued calls are
         // dropped with the queue (their callers get an error, nothing is sent).
         let dispatch = dispatch(
             self.venue.clone(),
+            self.name.clone(),
             self.queue.clone(),
             self.slots.clone(),
             self.max_in_flight,
@@ -113,6 +153,7 @@ impl Actor for Connector {
 /// one, and runs each in its own task.
 async fn dispatch(
     venue: Arc<dyn Venue>,
+    name: Arc<str>,
     queue: Arc<PriorityQueue<Job>>,
     slots: Arc<Slots>,
     max_in_flight: usize,
@@ -135,9 +176,9 @@ async fn dispatch(
             continue;
         };
         slots.in_flight.fetch_add(1, Ordering::AcqRel);
-        let (venue, slots) = (venue.clone(), slots.clone());
+        let (venue, name, slots) = (venue.clone(), name.clone(), slots.clone());
         actix::spawn(async move {
-            serve(venue, popped.item).await;
+            serve(venue, &name, popped.item).await;
             slots.in_flight.fetch_sub(1, Ordering::AcqRel);
             slots.finished.notify_one();
         });
@@ -145,7 +186,7 @@ async fn dispatch(
 }
 
 /// Runs one request against the venue and hands the answer to its caller.
-async fn serve(venue: Arc<dyn Venue>, job: Job) {
+async fn serve(venue: Arc<dyn Venue>, connector: &str, job: Job) {
     let Job {
         command,
         priority,
@@ -172,14 +213,12 @@ async fn serve(venue: Arc<dyn Venue>, job: Job) {
             ),
         }),
     };
-    count(
-        &venue_name,
-        endpoint,
-        match &result {
-            Ok(_) => "ok",
-            Err(e) => e.label(),
-        },
-    );
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.label(),
+    };
+    count(&venue_name, endpoint, outcome);
+    metrics::counter!(names::CONNECTOR_REQUESTS, "venue" => venue_name.clone(), "connector" => connector.to_string(), "outcome" => outcome).increment(1);
     metrics::histogram!(names::VENUE_REQUEST_DURATION, "venue" => venue_name, "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
     let _ = reply.send(result);
@@ -208,7 +247,7 @@ impl Handler<VenueRequest> for Connector {
         }
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
-                Err(VenueError::Unavailable {
+                Err(VenueError::NotSent {
                     venue: venue_name,
                     reason: "the connector stopped before the call was sent; it was not sent"
                         .into(),

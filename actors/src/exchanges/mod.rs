@@ -3,6 +3,7 @@
 //!
 //! Agents reach this module only through the gateway's message types.
 
+pub mod account;
 pub mod binance;
 pub mod call_priority;
 pub mod command;
@@ -15,6 +16,7 @@ pub mod paper;
 pub mod pnl;
 pub mod risk_gate;
 pub mod rounding;
+pub mod siblings;
 pub mod types;
 pub mod venue;
 mod venue_retry;

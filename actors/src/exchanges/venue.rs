@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use super::risk_gate::RiskApproved;
 use super::types::*;
 use crate::clock::Millis;
-use crate::resilience::ErrorClass;
+use crate::resilience::{BreakerState, ErrorClass};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VenueError {
@@ -50,6 +50,10 @@ pub enum VenueError {
     /// Refused before reaching the venue: the connector's queue for this priority is full.
     #[error("{venue}: not sent, the connector is overloaded: {reason}")]
     Overloaded { venue: String, reason: String },
+    /// Refused before reaching the venue: the connector stopped (crashed or shut down)
+    /// while the call waited in its queue. Known not sent, so a sibling may take it.
+    #[error("{venue}: not sent: {reason}")]
+    NotSent { venue: String, reason: String },
 }
 
 impl VenueError {
@@ -57,9 +61,9 @@ impl VenueError {
     pub fn class(&self) -> ErrorClass {
         match self {
             VenueError::Timeout { .. } | VenueError::OutcomeUnknown { .. } => ErrorClass::Timeout,
-            VenueError::Unavailable { .. } | VenueError::Overloaded { .. } => {
-                ErrorClass::Unavailable
-            }
+            VenueError::Unavailable { .. }
+            | VenueError::Overloaded { .. }
+            | VenueError::NotSent { .. } => ErrorClass::Unavailable,
             VenueError::RateLimited { retry_after, .. } => ErrorClass::RateLimited {
                 retry_after: *retry_after,
             },
@@ -88,6 +92,7 @@ impl VenueError {
             VenueError::OutcomeUnknown { .. } => "outcome_unknown",
             VenueError::InsufficientBalance { .. } => "insufficient_balance",
             VenueError::Overloaded { .. } => "overloaded",
+            VenueError::NotSent { .. } => "not_sent",
         }
     }
 }
@@ -181,6 +186,13 @@ pub trait Venue: Send + Sync + 'static {
 
     /// The leverage the venue applies to new orders in `symbol`.
     async fn leverage(&self, symbol: &str) -> VenueResult<u32>;
+
+    /// The state of this endpoint's circuit breaker, if it has one. The gateway reads it
+    /// (through the connector's [`super::siblings::ConnectorProbe`]) to skip a connector
+    /// whose breaker is open and send the work to a sibling at once.
+    fn breaker_state(&self) -> Option<BreakerState> {
+        None
+    }
 }
 
 /// Size in base units worth `usd` at `price`, rounded down to the lot.

@@ -263,7 +263,9 @@ impl<'a> GuardedCall<'a> {
 #[derive(Debug)]
 pub struct Guard {
     target: String,
-    pause: PauseGate,
+    /// Shared by every guard of one venue account when it has sibling connectors
+    /// ([`Guard::with_pause_gate`]): the venue pauses the account / IP, not a connection.
+    pause: Arc<PauseGate>,
     breaker: CircuitBreaker,
     retry: RetryPolicy,
 }
@@ -300,10 +302,18 @@ impl Guard {
     pub fn new(target: impl Into<String>, breaker: CircuitBreaker, retry: RetryPolicy) -> Self {
         Self {
             target: target.into(),
-            pause: PauseGate::default(),
+            pause: Arc::new(PauseGate::default()),
             breaker,
             retry,
         }
+    }
+
+    /// The same guard reading and setting `gate` instead of a pause gate of its own: every
+    /// connector of one venue account passes the same gate, so a 429 / 418 seen through one
+    /// endpoint holds back its siblings too.
+    pub fn with_pause_gate(mut self, gate: Arc<PauseGate>) -> Self {
+        self.pause = gate;
+        self
     }
 
     /// The same guard with its breaker kept in `tree` (see

@@ -121,6 +121,24 @@ impl<A: Actor> Slot<A> {
         self.inner.live.read().is_some()
     }
 
+    /// Whether an actor is live and its mailbox still open: `false` also in the moment
+    /// between an actor's death and its slot being cleared, so a router can skip it before
+    /// sending.
+    pub fn is_connected(&self) -> bool {
+        self.with_addr(|a| a.connected()).unwrap_or(false)
+    }
+
+    /// Messages sent through this slot and not answered yet (waiting in the actor's queue
+    /// or in flight there): how busy the actor is, as a router choosing among siblings
+    /// sees it.
+    pub fn pending(&self) -> u64 {
+        self.inner
+            .metrics
+            .get()
+            .map(|m| m.pending.load(Ordering::Relaxed).max(0) as u64)
+            .unwrap_or(0)
+    }
+
     /// Sends `msg` and waits for the answer; waits for mailbox space when it is full.
     pub fn send<M>(&self, msg: M) -> impl Future<Output = Result<M::Result, SlotError>> + 'static
     where

@@ -32,6 +32,9 @@ pub mod names {
     pub const ORDER_LATENCY: &str = "orrery_exchange_order_duration_seconds";
     pub const VENUE_REQUESTS: &str = "orrery_exchange_requests_total";
     pub const VENUE_REQUEST_DURATION: &str = "orrery_exchange_request_duration_seconds";
+    pub const CONNECTOR_REQUESTS: &str = "orrery_exchange_connector_requests_total";
+    pub const CONNECTOR_UP: &str = "orrery_exchange_connector_up";
+    pub const CONNECTOR_FAILOVERS: &str = "orrery_exchange_failovers_total";
     pub const RECONCILE_DRIFT: &str = "orrery_exchange_reconciliation_drift_total";
     pub const UNKNOWN_OUTCOMES: &str = "orrery_exchange_unknown_outcomes_total";
     pub const LEDGER_CORRECTIONS: &str = "orrery_ledger_corrections_total";
@@ -166,6 +169,18 @@ pub fn describe() {
         names::VENUE_REQUEST_DURATION,
         Unit::Seconds,
         "Venue request latency by venue and endpoint."
+    );
+    describe_counter!(
+        names::CONNECTOR_REQUESTS,
+        "Venue calls served by each connector of a venue account, by venue, connector and outcome."
+    );
+    describe_gauge!(
+        names::CONNECTOR_UP,
+        "Whether a connector of a venue account runs (1) or is dead or restarting (0), by venue and connector."
+    );
+    describe_counter!(
+        names::CONNECTOR_FAILOVERS,
+        "Gateway calls that left a connector for a sibling of the same venue account, by venue, the connector left and why (connector_down, endpoint_failed)."
     );
     describe_counter!(names::LEDGER_CORRECTIONS, "Finished ledger entries (e.g. rejected as never sent) that a later fill showed wrong and reconciliation corrected, by venue.");
     describe_counter!(names::GATEWAY_FENCED, "Order flows, cancels and leverage updates of a replaced (restarted) order gateway stopped before their send, by venue.");

@@ -52,6 +52,10 @@ pub struct BinanceConfig {
     /// REST base URL. Default `https://api.binance.com`; the testnet is
     /// `https://testnet.binance.vision`.
     pub base_url: String,
+    /// Several base URLs of this one account (Binance documents `api.binance.com`,
+    /// `api-gcp.binance.com`, `api1`..`api4.binance.com`), each served by its own connector;
+    /// reads and orders go to a healthy one. Instead of `base_url`.
+    pub base_urls: Option<Vec<String>>,
     /// Quote asset of every pair; also the account's cash, counted 1:1 as USD. Default USDT.
     pub quote_asset: String,
     /// Symbols this account trades (positions, open orders and fills are read for these).
@@ -81,6 +85,7 @@ impl Default for BinanceConfig {
     fn default() -> Self {
         Self {
             base_url: DEFAULT_BASE_URL.to_string(),
+            base_urls: None,
             quote_asset: "USDT".to_string(),
             symbols: ["BTC", "ETH", "SOL"].map(String::from).to_vec(),
             pairs: BTreeMap::new(),
@@ -161,6 +166,17 @@ impl BinanceConfig {
             .map(str::to_string)
     }
 
+    /// Every base URL of the account, one connector each: `base_urls`, or `base_url`.
+    pub fn endpoints(&self) -> Vec<String> {
+        match &self.base_urls {
+            Some(urls) if !urls.is_empty() => urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
+            _ => vec![self.base_url.trim_end_matches('/').to_string()],
+        }
+    }
+
     pub fn validate(&self, path: &str, issues: &mut Issues) {
         let url_ok = (self.base_url.starts_with("https://")
             || self.base_url.starts_with("http://"))
@@ -170,6 +186,12 @@ impl BinanceConfig {
             join(path, "base_url"),
             &self.base_url,
             "an http(s) URL such as https://api.binance.com",
+        );
+        crate::exchanges::account::validate_base_urls(
+            self.base_urls.as_deref(),
+            self.base_url != DEFAULT_BASE_URL,
+            path,
+            issues,
         );
         issues.check(
             valid_asset(&self.quote_asset),

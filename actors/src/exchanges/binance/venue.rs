@@ -53,6 +53,7 @@ use super::signing::{
     signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER, MAX_RECV_WINDOW_MS,
 };
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::account::Endpoint;
 use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
@@ -62,6 +63,7 @@ use crate::resilience::{
     BreakerRecord, Effect, Guard, GuardedCall, LimitError, Priority, Refusal, ServerQuota,
     SharedMonotonic, TargetResilience, TokioClock,
 };
+use crate::resilience::{BreakerState, CircuitBreaker};
 use crate::store::Tree;
 
 /// Weight of the heaviest request this venue sends (exchangeInfo, myTrades, account).
@@ -160,7 +162,9 @@ pub struct BinanceSpotVenue {
     creds: Credentials,
     recv_window: RecvWindow,
     clock: SharedClock,
-    limits: RateLimits,
+    /// The account's pools; shared by every connector of the account when it has several
+    /// endpoints (see [`crate::exchanges::account`]).
+    limits: Arc<RateLimits>,
     /// Pause gate (429 / 418), breaker (opens after repeated failures: requests then fail
     /// fast instead of piling up) and retry (reads only; orders and cancels go out at
     /// most once).
@@ -197,6 +201,20 @@ impl BinanceSpotVenue {
         config: &BinanceConfig,
         clock: SharedClock,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, BinanceOpenError> {
+        Self::open_at(name, config, clock, env, None)
+    }
+
+    /// [`BinanceSpotVenue::open_with_env`] served through `endpoint`: its base URL
+    /// instead of `base_url`, its own breaker (target: the connector's name), and the
+    /// account's shared weight / order pools and 429/418 pause gate. `None`: the
+    /// configured `base_url`, limits of its own.
+    pub fn open_at(
+        name: &str,
+        config: &BinanceConfig,
+        clock: SharedClock,
+        env: &dyn Fn(&str) -> Option<String>,
+        endpoint: Option<&Endpoint>,
     ) -> Result<Self, BinanceOpenError> {
         let read = |var: &'static str| {
             env(var)
@@ -236,16 +254,44 @@ impl BinanceSpotVenue {
             .resilience
             .build(name, mono.clone(), clock.clone(), None)
             .map_err(|e| setup(e.to_string()))?;
+        let (base_url, limits, guard) = match endpoint {
+            // The first endpoint (`base_urls`' first, or `base_url`): a venue opened
+            // outside a connector, e.g. by `orrery status` of a stopped engine.
+            None => (
+                config
+                    .endpoints()
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| config.base_url.trim_end_matches('/').to_string()),
+                Arc::new(limits),
+                Guard::new(name, breaker, retry),
+            ),
+            Some(ep) => (
+                ep.base_url.trim_end_matches('/').to_string(),
+                ep.account.limits.clone(),
+                Guard::new(
+                    name,
+                    CircuitBreaker::new(
+                        ep.connector.clone(),
+                        config.resilience.breaker.clone(),
+                        clock.clone(),
+                        None,
+                    ),
+                    retry,
+                )
+                .with_pause_gate(ep.account.pause.clone()),
+            ),
+        };
         Ok(Self {
             name: name.to_string(),
             config: config.clone(),
-            base_url: config.base_url.trim_end_matches('/').to_string(),
+            base_url,
             http,
             creds: Credentials { api_key, secret },
             recv_window,
             clock,
             limits,
-            guard: Guard::new(name, breaker, retry),
+            guard,
             mono,
             offset_ms: AtomicI64::new(0),
             rules: RwLock::new(HashMap::new()),
@@ -1102,6 +1148,10 @@ impl Venue for BinanceSpotVenue {
             || self
                 .weight_headroom()
                 .is_some_and(|left| left < HEAVIEST_WEIGHT)
+    }
+
+    fn breaker_state(&self) -> Option<BreakerState> {
+        Some(self.guard.breaker().state())
     }
 
     /// Spot trades without leverage: always 1x (and `set_leverage` never sends anything).

@@ -7,6 +7,10 @@
 //! mode and the kill switch. Never: decides what to trade (agents do) or speaks a venue's
 //! wire format (connectors do).
 //!
+//! A venue is one account, reached through one connector or several siblings (one per
+//! base endpoint); [`GatewayCore::call`] routes every venue call among them (see
+//! [`super::siblings`]), so placement, settlement and reconciliation never name a connector.
+//!
 //! The actor is a thin mailbox over [`GatewayCore`], which lives behind an `Arc` so that
 //! order flows can await venues without holding the actor. Orders for one venue are
 //! serialised by a per-venue lock so two concurrent intents are never judged against the
@@ -51,18 +55,22 @@ use tokio::sync::watch;
 
 use super::call_priority::within;
 use super::command::{order_priority, FromReply, VenueCommand, VenueRequest};
+#[cfg(test)]
 use super::connector::Connector;
 use super::ledger::{LedgerEntry, LedgerError, OrderLedger};
 use super::market_data::{FeedConfig, MarketData};
 use super::risk_gate::{
     self, GateView, Judgement, ModeCause, ModeState, Refusal, RiskConfig, TradingMode,
 };
+use super::siblings::{move_on, ConnectorHealth, ConnectorSet, Failure, IntoConnectors};
 use super::types::*;
 use super::venue::{size_for_usd, VenueError};
 use crate::clock::SharedClock;
 use crate::resilience::{Priority, TokioClock};
 use crate::store::{trees, Store, Tree};
-use crate::supervisor::{Slot, SlotError};
+#[cfg(test)]
+use crate::supervisor::Slot;
+use crate::supervisor::SlotError;
 use crate::telemetry::names;
 use crate::validate::{join, Issues};
 
@@ -116,7 +124,8 @@ pub struct GatewayCore {
 }
 
 struct VenueLink {
-    slot: Slot<Connector>,
+    /// The account's connectors: one, or a sibling per base endpoint.
+    connectors: ConnectorSet,
     /// The venue's order path, shared with every other generation of the gateway.
     turn: Arc<VenueTurn>,
     leverage: RwLock<BTreeMap<String, u32>>,
@@ -135,7 +144,7 @@ impl GatewayCore {
     /// A gateway whose market-data reads fall back to each venue's own cache only.
     pub fn open(
         store: &Store,
-        venues: BTreeMap<String, Slot<Connector>>,
+        venues: BTreeMap<String, impl IntoConnectors>,
         limits: RiskConfig,
         config: GatewayConfig,
         clock: SharedClock,
@@ -147,7 +156,7 @@ impl GatewayCore {
     /// and fallback levels; see [`super::market_data`]).
     pub fn open_with_market_data(
         store: &Store,
-        venues: BTreeMap<String, Slot<Connector>>,
+        venues: BTreeMap<String, impl IntoConnectors>,
         limits: RiskConfig,
         config: GatewayConfig,
         feeds: BTreeMap<String, FeedConfig>,
@@ -163,7 +172,7 @@ impl GatewayCore {
     /// fence every time.
     pub fn open_fenced(
         store: &Store,
-        venues: BTreeMap<String, Slot<Connector>>,
+        venues: BTreeMap<String, impl IntoConnectors>,
         limits: RiskConfig,
         config: GatewayConfig,
         feeds: BTreeMap<String, FeedConfig>,
@@ -187,14 +196,15 @@ impl GatewayCore {
         metrics::gauge!(names::TRADING_MODE).set(mode.mode.gauge());
         let venues = venues
             .into_iter()
-            .map(|(name, slot)| {
+            .map(|(name, connectors)| {
                 let (ready_tx, _) = watch::channel(Readiness::Pending);
                 let turn = fence.claim(&name, generation);
+                let connectors = connectors.into_connectors(&name);
                 (
                     name,
                     VenueLink {
                         turn,
-                        slot,
+                        connectors,
                         leverage: RwLock::new(BTreeMap::new()),
                         unsettled_leverage: parking_lot::Mutex::new(BTreeSet::new()),
                         ready_tx,
@@ -272,27 +282,77 @@ impl GatewayCore {
         })
     }
 
-    /// Runs one command on a venue's connector, bounded by the request timeout, at the
-    /// more urgent of the command's own priority and the flow's ([`VenueRequest::in_flow`]).
+    /// Runs one command on a venue, bounded by the request timeout, at the more urgent of
+    /// the command's own priority and the flow's ([`VenueRequest::in_flow`]).
+    ///
+    /// The command goes to the account's best-ranked connector (live, breaker not open,
+    /// least busy; see [`super::siblings`]). If that one fails in a way
+    /// [`move_on`] allows (a read after any endpoint failure; a state change only when it
+    /// was never delivered), the next sibling gets it within the same deadline. A send
+    /// that may have reached the venue never moves: it is settled by a query by client
+    /// id, which is a read and so goes to any healthy sibling.
     pub async fn call<R: FromReply>(&self, venue: &str, command: VenueCommand) -> GatewayResult<R> {
         let link = self.link(venue)?;
         let endpoint = command.endpoint();
-        let sent = link.slot.send(VenueRequest::in_flow(command));
-        match tokio::time::timeout(self.config.request_timeout, sent).await {
-            Err(_) => Err(GatewayError::Venue(VenueError::Timeout {
-                venue: venue.to_string(),
-                what: endpoint.to_string(),
-                after: self.config.request_timeout,
-            })),
-            Ok(Err(e)) => Err(GatewayError::ConnectorDown {
-                venue: venue.to_string(),
-                delivery: DeliveryFailure::of(&e),
-                reason: e.to_string(),
-            }),
-            Ok(Ok(reply)) => reply
-                .and_then(|reply| R::from_reply_of(reply, venue, endpoint))
-                .map_err(GatewayError::Venue),
+        let changes_state = command.changes_state();
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut candidates = link.connectors.ranked().into_iter().peekable();
+        let mut request = Some(VenueRequest::in_flow(command));
+        let mut failed = None;
+        while let Some(connector) = candidates.next() {
+            let sibling_left = candidates.peek().is_some();
+            // Cloned only while a sibling could still need it.
+            let this = if sibling_left {
+                request.clone()
+            } else {
+                request.take()
+            };
+            let Some(this) = this else { break };
+            let sent = connector.slot.send(this);
+            let (err, next) = match tokio::time::timeout_at(deadline, sent).await {
+                Err(_) => {
+                    return Err(GatewayError::Venue(VenueError::Timeout {
+                        venue: venue.to_string(),
+                        what: endpoint.to_string(),
+                        after: self.config.request_timeout,
+                    }))
+                }
+                Ok(Ok(Ok(reply))) => {
+                    return R::from_reply_of(reply, venue, endpoint).map_err(GatewayError::Venue)
+                }
+                Ok(Err(e)) => (
+                    GatewayError::ConnectorDown {
+                        venue: venue.to_string(),
+                        delivery: DeliveryFailure::of(&e),
+                        reason: e.to_string(),
+                    },
+                    move_on(changes_state, Failure::Slot(&e)),
+                ),
+                Ok(Ok(Err(e))) => {
+                    let next = move_on(changes_state, Failure::Venue(&e));
+                    (GatewayError::Venue(e), next)
+                }
+            };
+            match next {
+                Some(why) if sibling_left => {
+                    metrics::counter!(names::CONNECTOR_FAILOVERS, "venue" => venue.to_string(), "connector" => connector.name.clone(), "reason" => why.label()).increment(1);
+                    tracing::info!(venue, connector = %connector.name, endpoint, reason = why.label(), error = %err, "call moved to a sibling connector");
+                    failed = Some(err);
+                }
+                _ => return Err(err),
+            }
         }
+        // Only reached if the set had no connector, which `ConnectorSet::new` refuses.
+        Err(failed.unwrap_or_else(|| GatewayError::ConnectorDown {
+            venue: venue.to_string(),
+            delivery: DeliveryFailure::Vacant,
+            reason: "the venue has no connector".into(),
+        }))
+    }
+
+    /// Each connector of `venue`: name, endpoint, state and load now (for status).
+    pub fn connectors(&self, venue: &str) -> GatewayResult<Vec<ConnectorHealth>> {
+        Ok(self.link(venue)?.connectors.health())
     }
 
     /// The venue's quote; when it cannot answer, a marked fallback (see
@@ -628,6 +688,13 @@ gateway_message!(
         recent_orders: core.ledger().recent(msg.recent)?.iter().map(OrderReport::from).collect(),
         ledger_len: core.ledger().len(),
     })
+);
+
+gateway_message!(
+    /// Each connector of a venue account (one, or a sibling per base endpoint): its
+    /// state and load, for status.
+    GetConnectors { venue: String } -> Vec<ConnectorHealth>,
+    |core, msg| core.connectors(&msg.venue)
 );
 
 gateway_message!(

@@ -1307,3 +1307,277 @@ async fn a_restarted_gateway_stops_every_flow_of_its_predecessor_before_it_sends
     }
     assert_eq!(report.drift(), 0, "{report:?}");
 }
+
+// ---- sibling connectors of one venue account ---------------------------------------------
+
+mod siblings {
+    use super::*;
+    use crate::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
+    use crate::resilience::config::QueueConfig;
+    use crate::resilience::BreakerState;
+    use std::sync::atomic::AtomicBool;
+    use tokio::sync::Notify;
+
+    /// One endpoint of the scripted account: every call goes to the same account
+    /// (`inner`), with this endpoint's own breaker state, call count and faults.
+    struct Door {
+        inner: Arc<ScriptedVenue>,
+        breaker: Mutex<BreakerState>,
+        calls: AtomicUsize,
+        queries: AtomicUsize,
+        /// Quotes wait for this before answering (a busy endpoint).
+        hold_quotes: AtomicBool,
+        release: Notify,
+        /// Runs right after an order's send returned.
+        after_place: Mutex<Option<Box<dyn Fn() + Send>>>,
+    }
+
+    impl Door {
+        fn new(inner: Arc<ScriptedVenue>) -> Arc<Self> {
+            Arc::new(Self {
+                inner,
+                breaker: Mutex::new(BreakerState::Closed),
+                calls: AtomicUsize::new(0),
+                queries: AtomicUsize::new(0),
+                hold_quotes: AtomicBool::new(false),
+                release: Notify::new(),
+                after_place: Mutex::new(None),
+            })
+        }
+        fn hit(&self) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl Venue for Door {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn order_validity(&self) -> std::time::Duration {
+            self.inner.order_validity()
+        }
+        async fn instrument(&self, symbol: &str) -> VenueResult<Instrument> {
+            self.hit();
+            self.inner.instrument(symbol).await
+        }
+        async fn quote(&self, symbol: &str) -> VenueResult<Quote> {
+            self.hit();
+            if self.hold_quotes.load(Ordering::SeqCst) {
+                self.release.notified().await;
+            }
+            self.inner.quote(symbol).await
+        }
+        async fn candles(&self, s: &str, t: Timeframe, n: usize) -> VenueResult<Vec<Candle>> {
+            self.hit();
+            self.inner.candles(s, t, n).await
+        }
+        async fn place_order(&self, order: &RiskApproved<OrderRequest>) -> VenueResult<VenueOrder> {
+            self.hit();
+            let result = self.inner.place_order(order).await;
+            if let Some(hook) = self.after_place.lock().as_ref() {
+                hook();
+            }
+            result
+        }
+        async fn cancel_order(&self, symbol: &str, id: &ClientOrderId) -> VenueResult<()> {
+            self.hit();
+            self.inner.cancel_order(symbol, id).await
+        }
+        async fn query_order(
+            &self,
+            symbol: &str,
+            id: &ClientOrderId,
+        ) -> VenueResult<Option<VenueOrder>> {
+            self.hit();
+            self.queries.fetch_add(1, Ordering::SeqCst);
+            self.inner.query_order(symbol, id).await
+        }
+        async fn open_orders(&self) -> VenueResult<Vec<VenueOrder>> {
+            self.hit();
+            self.inner.open_orders().await
+        }
+        async fn fills_since(&self, since: Millis) -> VenueResult<Vec<Fill>> {
+            self.hit();
+            self.inner.fills_since(since).await
+        }
+        async fn positions(&self) -> VenueResult<Vec<Position>> {
+            self.hit();
+            self.inner.positions().await
+        }
+        async fn account(&self) -> VenueResult<AccountSnapshot> {
+            self.hit();
+            self.inner.account().await
+        }
+        async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()> {
+            self.hit();
+            self.inner.set_leverage(symbol, leverage).await
+        }
+        async fn leverage(&self, symbol: &str) -> VenueResult<u32> {
+            self.hit();
+            self.inner.leverage(symbol).await
+        }
+        fn breaker_state(&self) -> Option<BreakerState> {
+            Some(*self.breaker.lock())
+        }
+    }
+
+    struct Account {
+        venue: Arc<ScriptedVenue>,
+        doors: [Arc<Door>; 2],
+        slots: [(Slot<Connector>, u64); 2],
+        core: Arc<GatewayCore>,
+    }
+
+    /// One scripted account behind two connectors (`scripted#1`, `scripted#2`), each
+    /// started and its probe attached.
+    async fn two_doors(store: &Store) -> Account {
+        let venue = Arc::new(ScriptedVenue::default());
+        let doors = [Door::new(venue.clone()), Door::new(venue.clone())];
+        let mut members = Vec::new();
+        let mut slots = Vec::new();
+        for (i, door) in doors.iter().enumerate() {
+            let name = format!("scripted#{}", i + 1);
+            let probe = ConnectorProbe::default();
+            let slot = Slot::<Connector>::new();
+            let addr = Connector::sibling(
+                door.clone() as Arc<dyn Venue>,
+                &QueueConfig::default(),
+                &name,
+                probe.clone(),
+            )
+            .start();
+            let token = slot.next_token();
+            slot.fill(addr, token, &format!("test/connector-{name}"));
+            members.push(ConnectorSlot {
+                name,
+                endpoint: None,
+                slot: slot.clone(),
+                probe: probe.clone(),
+            });
+            slots.push((slot, token));
+            eventually("the connector's probe attached", || {
+                probe.breaker().is_some()
+            })
+            .await;
+        }
+        let mut venues = BTreeMap::new();
+        venues.insert("scripted".to_string(), ConnectorSet::new(members));
+        let core = GatewayCore::open(
+            store,
+            venues,
+            RiskConfig::default(),
+            GatewayConfig::default(),
+            ManualClock::new(1_000_000),
+        )
+        .unwrap();
+        let [a, b]: [(Slot<Connector>, u64); 2] = slots.try_into().unwrap();
+        Account {
+            venue,
+            doors,
+            slots: [a, b],
+            core,
+        }
+    }
+
+    fn quote() -> VenueCommand {
+        VenueCommand::Quote {
+            symbol: "BTC".into(),
+        }
+    }
+
+    #[actix::test]
+    async fn reads_go_to_the_least_busy_sibling() {
+        let store = Store::temporary().unwrap();
+        let acct = two_doors(&store).await;
+        let [a, b] = &acct.doors;
+        a.hold_quotes.store(true, Ordering::SeqCst);
+        // Both idle: the first call takes the first in turn, `scripted#1`, and waits there.
+        let core = acct.core.clone();
+        let held = actix::spawn(async move { core.call::<Quote>("scripted", quote()).await });
+        let busy = acct.slots[0].0.clone();
+        eventually("the held quote in flight at scripted#1", || {
+            busy.pending() == 1
+        })
+        .await;
+        assert_eq!((a.calls(), b.calls()), (1, 0));
+        // While #1 is busy every read goes to #2, whatever the turn.
+        for _ in 0..4 {
+            let q: Quote = acct.core.call("scripted", quote()).await.unwrap();
+            assert_eq!(q.bid, BID);
+        }
+        assert_eq!((a.calls(), b.calls()), (1, 4));
+        a.hold_quotes.store(false, Ordering::SeqCst);
+        a.release.notify_one();
+        assert_eq!(held.await.unwrap().unwrap().ask, ASK);
+        // Idle again: the siblings share the work in turn.
+        for _ in 0..4 {
+            let _: Quote = acct.core.call("scripted", quote()).await.unwrap();
+        }
+        assert_eq!((a.calls(), b.calls()), (3, 6));
+    }
+
+    #[actix::test]
+    async fn a_breaker_open_or_vacant_sibling_is_skipped_at_once() {
+        let store = Store::temporary().unwrap();
+        let acct = two_doors(&store).await;
+        let [a, b] = &acct.doors;
+        *a.breaker.lock() = BreakerState::Open;
+        acct.core.reconcile("scripted").await.unwrap();
+        for _ in 0..3 {
+            let report = acct.core.place(buy_usd(dec!(100))).await.unwrap();
+            assert_eq!(report.status, OrderStatus::Filled);
+            let _: Quote = acct.core.call("scripted", quote()).await.unwrap();
+        }
+        assert_eq!(a.calls(), 0, "nothing went to the open breaker");
+        assert!(b.calls() >= 6, "{}", b.calls());
+
+        // #1 closes its breaker and #2 dies: orders go to #1, never fail as "never sent".
+        *a.breaker.lock() = BreakerState::Closed;
+        let (slot, token) = &acct.slots[1];
+        slot.vacate(*token);
+        let before = b.calls();
+        for _ in 0..3 {
+            let report = acct.core.place(buy_usd(dec!(100))).await.unwrap();
+            assert_eq!(report.status, OrderStatus::Filled);
+        }
+        assert_eq!(b.calls(), before);
+        assert_eq!(acct.venue.place_calls.load(Ordering::SeqCst), 6);
+        assert_eq!(acct.venue.state.lock().orders.len(), 6);
+    }
+
+    #[actix::test]
+    async fn an_unknown_outcome_is_settled_through_a_sibling_and_never_resent() {
+        let store = Store::temporary().unwrap();
+        let acct = two_doors(&store).await;
+        let [a, b] = &acct.doors;
+        acct.core.reconcile("scripted").await.unwrap();
+        // The order goes through #1 (#2's breaker is open); its answer is lost, and then
+        // #1's breaker opens while #2's closes: the query can only go through #2.
+        *b.breaker.lock() = BreakerState::Open;
+        acct.venue.state.lock().lose_next_answer = true;
+        let (a2, b2) = (a.clone(), b.clone());
+        *a.after_place.lock() = Some(Box::new(move || {
+            *a2.breaker.lock() = BreakerState::Open;
+            *b2.breaker.lock() = BreakerState::Closed;
+        }));
+        let report = acct.core.place(buy_usd(dec!(500))).await.unwrap();
+        assert_eq!(
+            report.status,
+            OrderStatus::Filled,
+            "settled from the venue's record"
+        );
+        assert_eq!(
+            acct.venue.place_calls.load(Ordering::SeqCst),
+            1,
+            "sent once"
+        );
+        assert_eq!(a.queries.load(Ordering::SeqCst), 0, "#1 was not asked");
+        assert!(b.queries.load(Ordering::SeqCst) >= 1, "settled through #2");
+        let entry = acct.core.ledger().get(&report.client_id).unwrap().unwrap();
+        assert_eq!(entry.status, OrderStatus::Filled);
+    }
+}

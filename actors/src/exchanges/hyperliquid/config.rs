@@ -42,6 +42,9 @@ pub struct HyperliquidConfig {
     pub network: Network,
     /// Replaces the network's API URL (a mock in tests, a proxy). `None`: the network's.
     pub base_url: Option<String>,
+    /// Several API roots of this one account (a standby URL, a proxy), each served by its
+    /// own connector; reads and orders go to a healthy one. Instead of `base_url`.
+    pub base_urls: Option<Vec<String>>,
     /// The account's public address (0x + 40 hex). Required.
     pub wallet_address: String,
     /// Trade for this vault or sub-account instead of the wallet itself.
@@ -71,6 +74,7 @@ impl Default for HyperliquidConfig {
         Self {
             network: Network::Mainnet,
             base_url: None,
+            base_urls: None,
             wallet_address: String::new(),
             vault_address: None,
             request_timeout: Duration::from_secs(10),
@@ -128,6 +132,12 @@ impl HyperliquidConfig {
                 "an http(s) URL such as https://api.hyperliquid.xyz",
             );
         }
+        crate::exchanges::account::validate_base_urls(
+            self.base_urls.as_deref(),
+            self.base_url.is_some(),
+            path,
+            issues,
+        );
         let ms = self.request_timeout.as_millis();
         issues.check(
             (100..=120_000).contains(&ms),
@@ -157,10 +167,24 @@ impl HyperliquidConfig {
         self.resilience.validate(&join(path, "resilience"), issues);
     }
 
-    /// The API root: `base_url` or the network's, without a trailing slash.
+    /// Every API root of the account, one connector each: `base_urls`, or the one
+    /// [`HyperliquidConfig::api_url`].
+    pub fn endpoints(&self) -> Vec<String> {
+        match &self.base_urls {
+            Some(urls) if !urls.is_empty() => urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
+            _ => vec![self.api_url()],
+        }
+    }
+
+    /// The API root: `base_url`, else the first of `base_urls`, else the network's, without
+    /// a trailing slash.
     pub fn api_url(&self) -> String {
         self.base_url
             .clone()
+            .or_else(|| self.base_urls.as_ref().and_then(|u| u.first().cloned()))
             .unwrap_or_else(|| self.network.api_url().to_string())
             .trim_end_matches('/')
             .to_string()

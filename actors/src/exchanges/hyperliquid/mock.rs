@@ -331,6 +331,16 @@ impl MockHyperliquid {
         self.server.url()
     }
 
+    /// Another door to this same exchange on a new loopback port: a second base endpoint
+    /// of one account, as a standby URL or a proxy is. Requests through it act on the same
+    /// books, orders, fills and record (a cloid sent through both doors is a duplicate);
+    /// they are recorded by the returned server's `requests()`, not in
+    /// [`MockHyperliquid::requests`]. Stops when dropped.
+    pub fn another_endpoint(&self) -> MockServer {
+        let shared = self.state.clone();
+        MockServer::start(move |req| handle(&shared, req))
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.server.requests()

@@ -1033,3 +1033,112 @@ async fn an_adopted_order_without_a_cloid_is_cancelled_by_its_oid() {
     let again = core.reconcile(VENUE).await.unwrap();
     assert_eq!((again.adopted, again.updated), (0, 0), "{again:?}");
 }
+
+#[actix::test]
+async fn sibling_endpoints_of_one_account_share_its_pause_and_its_weight_budget() {
+    use crate::exchanges::account::{AccountLimits, Endpoint};
+    let mock = mock();
+    let standby = mock.another_endpoint();
+    let cfg = config(&mock);
+    let account = AccountLimits::build(VENUE, &cfg.resilience).unwrap();
+    let open = |url: String, n: usize| {
+        HyperliquidVenue::open_at(
+            VENUE,
+            &cfg,
+            env_with(Some(KEY)),
+            system_clock(),
+            Some(&Endpoint {
+                base_url: url,
+                connector: format!("{VENUE}#{n}"),
+                account: account.clone(),
+            }),
+        )
+        .unwrap()
+    };
+    let (first, second) = (open(mock.url(), 1), open(standby.url(), 2));
+    first.instrument("BTC").await.unwrap();
+    second.instrument("BTC").await.unwrap();
+    assert!(!mock.requests().is_empty() && !standby.requests().is_empty());
+
+    // One weight budget: a read through either endpoint draws from it.
+    let left = || account.limits.headroom(super::config::WEIGHT_POOL).unwrap();
+    let before = left();
+    first.quote("BTC").await.unwrap();
+    second.quote("BTC").await.unwrap();
+    assert_eq!(
+        before - left(),
+        4,
+        "two l2Book reads of weight 2, one budget"
+    );
+
+    // One pause gate: the venue's 429 through the first endpoint holds the second back,
+    // and an order there is refused at once, unsent.
+    mock.fail_next_exchange(Fault::RateLimited);
+    let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
+    let err = first.place_order(&approved(&order)).await.unwrap_err();
+    assert!(matches!(err, VenueError::RateLimited { .. }), "{err}");
+    let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
+    let err = second.place_order(&approved(&order)).await.unwrap_err();
+    assert!(matches!(err, VenueError::RateLimited { .. }), "{err}");
+    assert_eq!(
+        mock.exchange_arrivals().len(),
+        1,
+        "nothing sent during the pause"
+    );
+}
+
+#[actix::test]
+async fn sibling_endpoints_of_one_account_never_sign_the_same_nonce() {
+    use crate::exchanges::account::{AccountLimits, Endpoint};
+    let mock = mock();
+    let standby = mock.another_endpoint();
+    let cfg = config(&mock);
+    let account = AccountLimits::build(VENUE, &cfg.resilience).unwrap();
+    // Both endpoints see the same frozen wall clock: every nonce is signed in the same ms.
+    let clock = crate::clock::ManualClock::new(1_800_000_000_000);
+    let open = |url: String, n: usize| {
+        HyperliquidVenue::open_at(
+            VENUE,
+            &cfg,
+            env_with(Some(KEY)),
+            clock.clone(),
+            Some(&Endpoint {
+                base_url: url,
+                connector: format!("{VENUE}#{n}"),
+                account: account.clone(),
+            }),
+        )
+        .unwrap()
+    };
+    let (first, second) = (open(mock.url(), 1), open(standby.url(), 2));
+    let mut nonces: Vec<u64> = (0..4)
+        .flat_map(|_| [first.next_nonce(), second.next_nonce()])
+        .collect();
+    let n = nonces.len();
+    nonces.sort();
+    nonces.dedup();
+    assert_eq!(nonces.len(), n, "a nonce was signed twice");
+}
+
+/// README promises that a proxy's `user:secret@` never shows (status and config errors
+/// use `display_url`; transport errors carry reqwest's URL, which drops the userinfo).
+#[actix::test]
+async fn an_endpoints_credentials_never_appear_in_an_error() {
+    // A proxy URL with credentials on a loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(&mock());
+    cfg.base_url = Some(format!("http://operator:s3cretpw@127.0.0.1:{port}"));
+    cfg.resilience.retry.max_attempts = 1;
+    let venue = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
+    let err = venue.quote("BTC").await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VenueError::Unavailable { .. }), "{text}");
+    assert!(
+        !text.contains("s3cretpw") && !text.contains("operator"),
+        "{text}"
+    );
+}

@@ -52,13 +52,14 @@ use super::info::{self, ExchangeResponse, Meta};
 use super::signing::{Address, Network, PrivateKey};
 use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
+use crate::exchanges::account::Endpoint;
 use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::{
-    BreakerRecord, Guard, GuardedCall, LimitError, Priority, RateLimits, TargetResilience,
-    TokioClock,
+    BreakerRecord, BreakerState, CircuitBreaker, Guard, GuardedCall, LimitError, Priority,
+    RateLimits, TargetResilience, TokioClock,
 };
 use crate::store::Tree;
 use crate::validate::Issues;
@@ -94,9 +95,11 @@ pub struct HyperliquidVenue {
     meta_refresh: Duration,
     rate_limited_pause: Duration,
     meta: RwLock<Option<(Arc<Meta>, Instant)>>,
-    last_nonce: AtomicU64,
-    /// Hyperliquid's weight pools, drawn by each request.
-    limits: RateLimits,
+    /// Shared by the account's sibling connectors (one signer, unique nonces).
+    last_nonce: Arc<AtomicU64>,
+    /// Hyperliquid's weight pools, drawn by each request; shared by every connector of the
+    /// account when it has several endpoints (see [`crate::exchanges::account`]).
+    limits: Arc<RateLimits>,
     /// Pause gate (set by a 429), breaker and retry of every request.
     guard: Guard,
     clock: SharedClock,
@@ -120,6 +123,19 @@ impl HyperliquidVenue {
         config: &HyperliquidConfig,
         env: EnvLookup,
         clock: SharedClock,
+    ) -> Result<Self, HyperliquidError> {
+        Self::open_at(name, config, env, clock, None)
+    }
+
+    /// [`HyperliquidVenue::open`] served through `endpoint`: its base URL instead of the
+    /// configured one, its own breaker (target: the connector's name), and the account's
+    /// shared weight pool and pause gate. `None`: the configured URL, limits of its own.
+    pub fn open_at(
+        name: &str,
+        config: &HyperliquidConfig,
+        env: EnvLookup,
+        clock: SharedClock,
+        endpoint: Option<&Endpoint>,
     ) -> Result<Self, HyperliquidError> {
         let mut issues = Issues::default();
         config.validate("", &mut issues);
@@ -180,7 +196,30 @@ impl HyperliquidVenue {
             .resilience
             .build(name, TokioClock::shared(), clock.clone(), None)
             .map_err(|e| cfg_err(format!("resilience: {e}")))?;
-        let api = config.api_url();
+        let (api, limits, last_nonce, guard) = match endpoint {
+            None => (
+                config.api_url(),
+                Arc::new(limits),
+                Arc::new(AtomicU64::new(0)),
+                Guard::new(name, breaker, retry),
+            ),
+            Some(ep) => (
+                ep.base_url.trim_end_matches('/').to_string(),
+                ep.account.limits.clone(),
+                ep.account.nonce.clone(),
+                Guard::new(
+                    name,
+                    CircuitBreaker::new(
+                        ep.connector.clone(),
+                        config.resilience.breaker.clone(),
+                        clock.clone(),
+                        None,
+                    ),
+                    retry,
+                )
+                .with_pause_gate(ep.account.pause.clone()),
+            ),
+        };
         Ok(Self {
             name: name.to_string(),
             http,
@@ -195,9 +234,9 @@ impl HyperliquidVenue {
             meta_refresh: config.meta_refresh,
             rate_limited_pause: config.rate_limited_pause,
             meta: RwLock::new(None),
-            last_nonce: AtomicU64::new(0),
+            last_nonce,
             limits,
-            guard: Guard::new(name, breaker, retry),
+            guard,
             clock,
         })
     }
@@ -226,7 +265,7 @@ impl HyperliquidVenue {
     }
 
     /// Current ms, strictly above every nonce this venue has used.
-    fn next_nonce(&self) -> u64 {
+    pub(super) fn next_nonce(&self) -> u64 {
         let now = u64::try_from(self.clock.now_ms()).unwrap_or(0);
         let mut last = self.last_nonce.load(Ordering::Relaxed);
         loop {
@@ -802,6 +841,10 @@ impl Venue for HyperliquidVenue {
                 .limits
                 .headroom(WEIGHT_POOL)
                 .is_some_and(|left| left < HEAVY)
+    }
+
+    fn breaker_state(&self) -> Option<BreakerState> {
+        Some(self.guard.breaker().state())
     }
 
     async fn leverage(&self, symbol: &str) -> VenueResult<u32> {

@@ -1,0 +1,208 @@
+//! One venue account reached through several base endpoints (Binance documents
+//! `api.binance.com`, `api-gcp.binance.com` and `api1`..`api4.binance.com`; a Hyperliquid
+//! account can have a standby URL or a proxy), each served by its own connector.
+//!
+//! Owns: [`AccountLimits`] (the rate limits and the 429/418 pause gate that every connector
+//! of one account shares, because the venue counts per account / IP, never per
+//! connection), [`Endpoint`] (one base URL, the name of the connector serving it, and the
+//! account's shared limits), the naming of sibling connectors ([`connector_name`]) and
+//! [`display_url`] (an endpoint as status and logs may show it). Never: signs anything
+//! (signing keys stay in each venue object, read from the environment per account) or
+//! routes a call (the gateway's [`super::siblings::ConnectorSet`] does).
+//!
+//! What is per endpoint and what per account: the HTTP client, the circuit breaker (its
+//! target and its record in the `breakers` tree are the connector's name, so one failing
+//! endpoint is skipped while its siblings serve), the clock offset and metadata caches are
+//! per endpoint; the weight / order pools, the pause gate and the signing nonce are per
+//! account, built once per
+//! exchanges-supervisor start and handed to every connector factory, so a connector that
+//! restarts keeps drawing from the same budget.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::resilience::limiter::LinkedLimitError;
+use crate::resilience::{PauseGate, RateLimits, ResilienceConfig, TokioClock};
+use crate::validate::{join, Issues};
+
+/// The rate limits and pause gate of one venue account, shared by all its connectors.
+#[derive(Clone, Debug)]
+pub struct AccountLimits {
+    /// The account's pools (request weight, orders), drawn by every connector's calls.
+    pub limits: Arc<RateLimits>,
+    /// "Send nothing before", set by a 429 / 418 seen through any of its endpoints.
+    pub pause: Arc<PauseGate>,
+    /// The last nonce signed for the account: Hyperliquid wants each signer's nonces
+    /// unique, so siblings signing in the same millisecond must not pick the same one.
+    pub nonce: Arc<AtomicU64>,
+}
+
+impl AccountLimits {
+    /// The limits of account `venue` from its (validated) resilience section.
+    pub fn build(venue: &str, resilience: &ResilienceConfig) -> Result<Self, LinkedLimitError> {
+        Ok(Self {
+            limits: Arc::new(RateLimits::build(venue, resilience, TokioClock::shared())?),
+            pause: Arc::new(PauseGate::default()),
+            nonce: Arc::new(AtomicU64::new(0)),
+        })
+    }
+}
+
+/// One base endpoint of an account and the connector that serves it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The API root, without a trailing slash.
+    pub base_url: String,
+    /// The serving connector's name ([`connector_name`]): its breaker's target and key in
+    /// the `breakers` tree, and the `connector` label of its metrics.
+    pub connector: String,
+    /// Shared with the account's other connectors.
+    pub account: AccountLimits,
+}
+
+/// The name of connector `index` (0-based) of `count` serving account `venue`: the venue's
+/// own name when it has one endpoint (as before sibling connectors existed, so persisted
+/// breaker records and metric series stay the same), `<venue>#<n>` (1-based) otherwise.
+pub fn connector_name(venue: &str, index: usize, count: usize) -> String {
+    if count <= 1 {
+        venue.to_string()
+    } else {
+        format!("{venue}#{}", index + 1)
+    }
+}
+
+/// `url` as status and logs show it: scheme, host, port and path only. A proxy URL may
+/// carry credentials (`https://user:secret@proxy/`) or a token in its query; neither is
+/// ever shown.
+pub fn display_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => "<invalid url>".to_string(),
+    }
+}
+
+/// The config key listing an account's base endpoints (`[exchanges.venues.<name>]`).
+pub const BASE_URLS_KEY: &str = "base_urls";
+
+/// Checks `base_urls` of the venue at `path`: when given, a non-empty list of distinct
+/// http(s) URLs, and not beside an explicit `base_url` (`base_url_set`). Values are shown
+/// without credentials ([`display_url`]).
+pub fn validate_base_urls(
+    urls: Option<&[String]>,
+    base_url_set: bool,
+    path: &str,
+    issues: &mut Issues,
+) {
+    let Some(urls) = urls else {
+        return;
+    };
+    let key = join(path, BASE_URLS_KEY);
+    if urls.is_empty() {
+        issues.push(
+            key.clone(),
+            "[]",
+            "at least one http(s) URL; leave `base_urls` out to use `base_url`",
+        );
+    }
+    if base_url_set {
+        issues.push(
+            key.clone(),
+            urls.iter().map(|u| display_url(u)).collect::<Vec<_>>(),
+            "either `base_url` (one endpoint) or `base_urls` (one connector per endpoint), not both",
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, url) in urls.iter().enumerate() {
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        let shown = if parsed.is_some() {
+            display_url(url)
+        } else {
+            "(not an http(s) URL)".to_string()
+        };
+        issues.check(
+            parsed.is_some(),
+            format!("{key}[{i}]"),
+            &shown,
+            "an http(s) URL such as https://api1.binance.com",
+        );
+        issues.check(
+            seen.insert(url.trim_end_matches('/').to_ascii_lowercase()),
+            format!("{key}[{i}]"),
+            &shown,
+            "each endpoint once: this one is listed twice",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked_with_their_key() {
+        let keys = |urls: Option<Vec<&str>>, base_set: bool| {
+            let urls: Option<Vec<String>> = urls.map(|u| u.into_iter().map(String::from).collect());
+            let mut issues = Issues::default();
+            validate_base_urls(
+                urls.as_deref(),
+                base_set,
+                "exchanges.venues.bn",
+                &mut issues,
+            );
+            issues
+                .0
+                .iter()
+                .map(|i| (i.key.clone(), i.value.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(keys(None, true).is_empty());
+        assert!(keys(
+            Some(vec!["https://api.binance.com", "https://api1.binance.com"]),
+            false
+        )
+        .is_empty());
+        assert_eq!(
+            keys(Some(vec![]), false)[0].0,
+            "exchanges.venues.bn.base_urls"
+        );
+        assert_eq!(
+            keys(Some(vec!["https://a.example"]), true)[0].0,
+            "exchanges.venues.bn.base_urls"
+        );
+        let bad = keys(Some(vec!["https://a.example", "ftp://user:pw@b"]), false);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, "exchanges.venues.bn.base_urls[1]");
+        assert!(!bad[0].1.contains("pw"), "{bad:?}");
+        let dup = keys(Some(vec!["https://a.example", "https://A.example/"]), false);
+        assert_eq!(dup.len(), 1, "{dup:?}");
+        assert_eq!(dup[0].0, "exchanges.venues.bn.base_urls[1]");
+    }
+
+    #[test]
+    fn one_endpoint_keeps_the_venue_name_and_siblings_are_numbered() {
+        assert_eq!(connector_name("binance", 0, 1), "binance");
+        assert_eq!(connector_name("binance", 0, 3), "binance#1");
+        assert_eq!(connector_name("binance", 2, 3), "binance#3");
+    }
+
+    #[test]
+    fn a_displayed_endpoint_never_shows_credentials_or_query() {
+        assert_eq!(
+            display_url("https://user:s3cret@proxy.example:8443/hl/?token=abc"),
+            "https://proxy.example:8443/hl"
+        );
+        assert_eq!(
+            display_url("https://api1.binance.com"),
+            "https://api1.binance.com"
+        );
+        assert_eq!(display_url("not a url"), "<invalid url>");
+    }
+}
