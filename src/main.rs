@@ -341,7 +341,7 @@ fn check_live_symbols(config: &Config) -> Result<(), ExitCode> {
 /// naming each deployment's key path and the variables tried, and exit 2.
 fn check_keys(config: &Config) -> Result<(), ExitCode> {
     config
-        .check_keys(&orrery_actors::models::http::process_env)
+        .check_keys(&orrery_actors::env::process_env)
         .map_err(|e| {
             eprintln!("orrery: {e}");
             eprintln!("orrery: nothing was started");

@@ -479,6 +479,10 @@ impl GatewayCore {
             .then(|| entry.venue_order_id.clone())
             .flatten();
         let (s, id) = (entry.request.symbol.clone(), client_id.clone());
+        // The venue's turn, as a placement takes it, but only around the send: a cancel of
+        // a replaced generation never overlaps the new one's reconciliation, and the
+        // settlement's reads below do not hold the venue's order path.
+        let turn = self.venue_turn(&entry.venue).await?;
         self.fenced(&entry.venue)?;
         let sent = match adopted_oid.clone() {
             Some(oid) => {
@@ -502,6 +506,7 @@ impl GatewayCore {
                 .await
             }
         };
+        drop(turn);
         match sent {
             Ok(()) => {}
             Err(err) if outcome_unknown(&err) => return self.settle_cancel(&entry, err).await,
