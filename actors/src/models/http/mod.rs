@@ -232,7 +232,7 @@ impl HttpProvider {
         let minute = Duration::from_secs(60);
         let bucket = |name: &str, per_minute: u64| {
             let limiter: Arc<dyn RateLimit> =
-                Arc::new(crate::resilience::limiter::TokenBucket::new(
+                Arc::new(crate::resilience::limiter::LeakyBucket::token_bucket(
                     per_minute.max(1),
                     per_minute.max(1),
                     minute,
