@@ -6,49 +6,21 @@
 //! in production, and setting a variable is only sound while no other thread of the
 //! process reads the environment (cargo runs test binaries one after another).
 
+mod common;
+
 use std::time::Duration;
 
-use orrery::{Config, Engine, EngineHandle};
+use common::hl_mock::assert_ledger_equals_mock;
+use common::{eventually, node};
+use orrery::{Config, Engine};
 use orrery_actors::exchanges::gateway::{Amount, OrderIntent, Pricing};
-use orrery_actors::exchanges::{OrderStatus, Side};
+use orrery_actors::exchanges::Side;
 use orrery_actors::supervisor::NodeState;
 use rust_decimal::Decimal;
-
-fn node(engine: &EngineHandle, path: &str) -> orrery_actors::supervisor::ActorNode {
-    engine
-        .tree()
-        .into_iter()
-        .find(|n| n.path == path)
-        .unwrap_or_else(|| panic!("no actor {path} in {:#?}", engine.tree()))
-}
-
-/// Polls (on the actix system, never racing a fixed sleep) until `done` holds.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// The Hyperliquid mock's test wallet key; the engine reads it from the environment, as in
 /// production (`HYPER_LIQUID_ETH_PRIVATE_KEY`).
 const HL_KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
-
-/// The ledger status a Hyperliquid order status must end as, stated here (not taken from
-/// the production mapping) for the statuses a resting limit order can have at the mock.
-fn expected_status(venue_status: &str, filled: Decimal) -> OrderStatus {
-    match venue_status {
-        "filled" => OrderStatus::Filled,
-        "canceled" => OrderStatus::Cancelled,
-        "open" if filled.is_zero() => OrderStatus::Acked,
-        "open" => OrderStatus::PartiallyFilled,
-        other => panic!("no stated mapping for venue status `{other}`"),
-    }
-}
 
 /// Issue #10.4's test, end to end: the engine's own tree with a Hyperliquid account on the
 /// mock venue (a real HTTP server on loopback, answering slowly), 50 orders in flight when
@@ -182,36 +154,8 @@ request_timeout = "10s"
             assert!(sends <= 1, "{} sent {sends} times", entry.client_id);
         }
         // Ledger == venue.
-        for entry in &entries {
-            match mock.order(&entry.client_id.to_hex128()) {
-                None => assert_eq!(
-                    entry.status,
-                    OrderStatus::Rejected,
-                    "{} is {:?} in the ledger but unknown to the venue",
-                    entry.client_id,
-                    entry.status
-                ),
-                Some(o) => {
-                    let filled = o.orig_sz - o.sz;
-                    assert_eq!(
-                        (entry.status, entry.filled_size),
-                        (expected_status(&o.status, filled), filled),
-                        "{}",
-                        entry.client_id
-                    );
-                }
-            }
-        }
-        let in_ledger: std::collections::BTreeSet<String> =
-            entries.iter().map(|e| e.client_id.to_hex128()).collect();
+        assert_ledger_equals_mock(&mock, &entries);
         let at_venue = mock.orders();
-        for o in &at_venue {
-            let cloid = o.cloid.clone().unwrap();
-            assert!(
-                in_ledger.contains(&cloid),
-                "venue order {cloid} missing from the ledger"
-            );
-        }
         assert!(at_venue.len() >= placed, "a placed order is missing at the venue");
         eprintln!(
             "gateway panic with 50 orders in flight: {placed} placed, {superseded} stopped by the fence, {lost} lost with the mailbox, {} at the venue, {} in the ledger",
