@@ -32,7 +32,6 @@ use futures::FutureExt;
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
-use orrery_actors::exchanges::hyperliquid::config::EnvLookup;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::{
     HyperliquidConfig, HyperliquidVenue, Network, PrivateKey,
@@ -64,8 +63,8 @@ fn venue(mock: &MockHyperliquid) -> HyperliquidVenue {
         limit: 1_000_000,
         window: Duration::from_secs(60),
     }];
-    let env: EnvLookup = Arc::new(|k| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.into()));
-    HyperliquidVenue::open("hyperliquid", &cfg, env, system_clock()).unwrap()
+    let env = |k: &str| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.to_string());
+    HyperliquidVenue::open("hyperliquid", &cfg, &env, system_clock()).unwrap()
 }
 
 /// The gateway over one Hyperliquid connector (started under a root supervisor, which

@@ -37,7 +37,7 @@ use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::account::Endpoint;
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
 use orrery_actors::exchanges::gateway::{GatewayFence, OrderGateway};
-use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
+use orrery_actors::exchanges::hyperliquid::HyperliquidVenue;
 use orrery_actors::exchanges::paper::PaperVenue;
 use orrery_actors::exchanges::Venue;
 use orrery_actors::models::router::ModelRouter;
@@ -295,7 +295,7 @@ pub fn open_venue(
             .map(|v| Arc::new(v) as Arc<dyn Venue>)
             .map_err(|e| e.to_string()),
         VenueConfig::Hyperliquid(hl) => {
-            HyperliquidVenue::open(name, hl, hyperliquid::config::process_env(), clock)
+            HyperliquidVenue::open(name, hl, &orrery_actors::env::process_env, clock)
                 .map_err(|e| e.to_string())
                 .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _))
         }
@@ -323,7 +323,7 @@ pub fn open_connector_venue(
         VenueConfig::Hyperliquid(hl) => HyperliquidVenue::open_at(
             name,
             hl,
-            hyperliquid::config::process_env(),
+            &orrery_actors::env::process_env,
             clock,
             Some(endpoint),
         )

@@ -341,7 +341,7 @@ fn check_live_symbols(config: &Config) -> Result<(), ExitCode> {
 /// naming each deployment's key path and the variables tried, and exit 2.
 fn check_keys(config: &Config) -> Result<(), ExitCode> {
     config
-        .check_keys(&orrery_actors::models::http::process_env)
+        .check_keys(&orrery_actors::env::process_env)
         .map_err(|e| {
             eprintln!("orrery: {e}");
             eprintln!("orrery: nothing was started");
@@ -437,10 +437,20 @@ async fn fetch_live<T: serde::de::DeserializeOwned>(
     path: &str,
 ) -> Result<T, String> {
     let url = control_url(config, path);
-    let resp = with_token(http_client()?.get(&url), config, Scope::Read)
+    let sent = with_token(http_client()?.get(&url), config, Scope::Read)
         .send()
-        .await
-        .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+        .await;
+    live_answer(sent, &url).await
+}
+
+/// The control API's answer to a request sent to `url`: its JSON, or why there is none
+/// (no answer, a refusal, an unreadable body).
+async fn live_answer<T: serde::de::DeserializeOwned>(
+    sent: reqwest::Result<reqwest::Response>,
+    url: &str,
+) -> Result<T, String> {
+    let resp =
+        sent.map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
     if !resp.status().is_success() {
         return Err(api_error(resp).await);
     }
@@ -468,17 +478,11 @@ async fn post_live<B: serde::Serialize, T: serde::de::DeserializeOwned>(
     url: &str,
     body: &B,
 ) -> Result<T, String> {
-    let resp = with_token(client.post(url), config, Scope::Trade)
+    let sent = with_token(client.post(url), config, Scope::Trade)
         .json(body)
         .send()
-        .await
-        .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(api_error(resp).await);
-    }
-    resp.json::<T>()
-        .await
-        .map_err(|e| format!("unreadable answer from {url}: {e}"))
+        .await;
+    live_answer(sent, url).await
 }
 
 /// A refusal from the control API as "status: message" (the raw body if it is not the

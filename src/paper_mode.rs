@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::binance::{BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV};
-use orrery_actors::exchanges::hyperliquid::{self, HyperliquidVenue};
+use orrery_actors::exchanges::hyperliquid::HyperliquidVenue;
 use orrery_actors::exchanges::paper::{PaperConfig, PaperSymbolConfig};
 use orrery_actors::exchanges::{Venue, VenueError};
 
@@ -57,14 +57,14 @@ fn open_for_reads(
     Ok(Some(match venue {
         VenueConfig::Paper(_) => return Ok(None),
         VenueConfig::Hyperliquid(hl) => Arc::new(
-            HyperliquidVenue::open(name, hl, hyperliquid::config::process_env(), system_clock())
+            HyperliquidVenue::open(name, hl, &orrery_actors::env::process_env, system_clock())
                 .map_err(|e| open_err(e.to_string()))?,
         ),
         VenueConfig::Binance(b) => {
             // Quotes and exchange info are public endpoints: no key is sent for them, so
             // these reads need none. A real key, if exported, is used as is.
             let env = |var: &str| {
-                std::env::var(var).ok().or_else(|| {
+                orrery_actors::env::process_env(var).or_else(|| {
                     [API_KEY_ENV, API_SECRET_ENV]
                         .contains(&var)
                         .then(|| "public-reads-only".to_string())

@@ -19,6 +19,14 @@ fn config(data: &std::path::Path, port: u16) -> Config {
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
             .unwrap();
+    // The trading agent leaves ETH to the test, so the close below finds the position the
+    // test opened, whatever the agent did with BTC meanwhile.
+    let agent_symbols = r#"symbols = ["BTC", "ETH", "SOL"]"#;
+    assert!(
+        shipped.contains(agent_symbols),
+        "the shipped agent's symbols"
+    );
+    let shipped = shipped.replace(agent_symbols, r#"symbols = ["BTC", "SOL"]"#);
     let env = [
         ("ORRERY__ENGINE__DATA_DIR", data.display().to_string()),
         ("ORRERY__TELEMETRY__LISTEN", format!("127.0.0.1:{port}")),
@@ -118,13 +126,16 @@ fn the_typed_face_drives_orders_modes_agents_and_models_and_streams_events() {
         let cancelled = engine.cancel(resting.client_id.clone()).await.unwrap();
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
 
-        // Half of the BTC position is closed with reduce-only orders. The default config's
-        // trading agent trades BTC too, so the position may be long or short by now.
-        let closed = engine.close_position("paper", "BTC", 50).await.unwrap();
-        assert!(
-            closed.size_after.abs() < closed.size_before.abs(),
-            "{closed:?}"
-        );
+        // Half of the ETH position (the test's own) is closed with reduce-only orders.
+        let bought = engine
+            .place_order(intent("ETH", Side::Buy, Pricing::Market))
+            .await
+            .unwrap();
+        assert_eq!(bought.status, OrderStatus::Filled);
+        let closed = engine.close_position("paper", "ETH", 50).await.unwrap();
+        assert_eq!(closed.size_before, bought.filled_size, "{closed:?}");
+        assert!(closed.size_after < closed.size_before, "{closed:?}");
+        assert!(closed.size_after > Decimal::ZERO, "{closed:?}");
 
         // The kill switch halts trading: orders are refused with the gateway's typed error,
         // and the mode change is an event.

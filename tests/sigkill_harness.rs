@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::hl_mock::expected_status;
 use common::*;
 use orrery::config::Config;
 use orrery_actors::clock::system_clock;
@@ -45,28 +46,6 @@ use rust_decimal::Decimal;
 const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 const KEY_ENV: &str = "HYPER_LIQUID_ETH_PRIVATE_KEY";
 const SYMBOLS: [&str; 3] = ["BTC", "ETH", "SOL"];
-
-/// The ledger status a Hyperliquid order status (with the size filled) must end as, stated
-/// here rather than taken from the production mapping, so the harness does not grade the
-/// code by itself. Hyperliquid documents the strings (info endpoint, "Query order status");
-/// only those the mock produces are listed, and any other fails the run loudly.
-fn expected_status(venue_status: &str, filled: Decimal) -> OrderStatus {
-    match venue_status {
-        "filled" => OrderStatus::Filled,
-        // An IOC that filled in part and had its rest cancelled stays a cancellation with
-        // its filled size (the filled size is compared separately).
-        "canceled" => OrderStatus::Cancelled,
-        "open" if filled.is_zero() => OrderStatus::Acked,
-        "open" => OrderStatus::PartiallyFilled,
-        "rejected"
-        | "tickRejected"
-        | "minTradeNtlRejected"
-        | "reduceOnlyRejected"
-        | "badAloPxRejected"
-        | "iocCancelRejected" => OrderStatus::Rejected,
-        other => panic!("the harness has no stated mapping for venue status `{other}`"),
-    }
-}
 
 /// A small seeded generator (SplitMix64): the harness's choices repeat with the seed.
 struct Dice(u64);

@@ -3,9 +3,10 @@
 //! through slots, so they keep running (restart count 0) and keep serving: the router
 //! through the other pool, the gateway with orders for the other venue.
 
-use std::time::Duration;
+mod common;
 
-use orrery::{Config, Engine, EngineHandle};
+use common::{eventually, node};
+use orrery::{Config, Engine};
 use orrery_actors::exchanges::gateway::{Amount, OrderIntent, Pricing};
 use orrery_actors::exchanges::{OrderStatus, Side};
 use orrery_actors::models::{ModelRequest, Purpose};
@@ -44,26 +45,6 @@ model = "rules-v1"
     // No agent trades meanwhile: the orders below are the only ones.
     config.agents.trading.clear();
     config
-}
-
-fn node(engine: &EngineHandle, path: &str) -> orrery_actors::supervisor::ActorNode {
-    engine
-        .tree()
-        .into_iter()
-        .find(|n| n.path == path)
-        .unwrap_or_else(|| panic!("no actor {path} in {:#?}", engine.tree()))
-}
-
-/// Polls (on the actix system, never racing a fixed sleep) until `done` holds.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn market_buy(venue: &str) -> OrderIntent {

@@ -29,9 +29,7 @@ use governor::{Quota, RateLimiter};
 use orrery_actors::clock::ManualClock;
 use orrery_actors::resilience::config::BreakerConfig;
 use orrery_actors::resilience::config::RetryConfig;
-use orrery_actors::resilience::limiter::{
-    GcraLimiter, LeakMode, LeakyBucket, SlidingWindow, TokenBucket,
-};
+use orrery_actors::resilience::limiter::{GcraLimiter, LeakMode, LeakyBucket, SlidingWindow};
 use orrery_actors::resilience::priority::QueueBounds;
 use orrery_actors::resilience::{
     CircuitBreaker, Classify, ErrorClass, Guard, GuardedCall, ManualMonotonic, MonotonicClock,
@@ -45,7 +43,7 @@ fn limiters(clock: SharedMonotonic) -> Vec<(&'static str, Arc<dyn RateLimit>)> {
     vec![
         (
             "token_bucket",
-            Arc::new(TokenBucket::new(
+            Arc::new(LeakyBucket::token_bucket(
                 1 << 40,
                 1 << 40,
                 Duration::from_secs(1),
@@ -204,7 +202,7 @@ fn breaker(c: &mut Criterion) {
 
 fn throttle(c: &mut Criterion) {
     let clock = TokioClock::shared();
-    let bucket = Arc::new(TokenBucket::new(
+    let bucket = Arc::new(LeakyBucket::token_bucket(
         1 << 40,
         1 << 40,
         Duration::from_secs(1),
@@ -244,7 +242,7 @@ fn guarded_call(c: &mut Criterion) {
         .build()
         .expect("a tokio runtime for the bench");
     let clock = TokioClock::shared();
-    let bucket = Arc::new(TokenBucket::new(
+    let bucket = Arc::new(LeakyBucket::token_bucket(
         1 << 40,
         1 << 40,
         Duration::from_secs(1),

@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod clock;
+pub mod env;
 pub mod exchanges;
 pub mod models;
 pub mod resilience;

@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use orrery_actors::env::{non_empty, EnvLookup};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -48,13 +49,8 @@ impl Default for ApiConfig {
 
 impl ApiConfig {
     /// Reads the tokens named by this section through `env`; an empty value is no token.
-    pub fn read_tokens(&mut self, env: &dyn Fn(&str) -> Option<String>) {
-        let read = |name: &str| {
-            env(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .map(ApiToken)
-        };
+    pub fn read_tokens(&mut self, env: EnvLookup<'_>) {
+        let read = |name: &str| non_empty(env, name).map(ApiToken);
         self.tokens = ApiTokens {
             read: read(&self.read_token_env),
             trade: read(&self.trade_token_env),

@@ -7,7 +7,8 @@
 //! start-up key check (the variables tried, never a value), and the listen-address rule.
 //! Never: reads or prints a secret's value; a key's presence is all it checks.
 
-use orrery_actors::models::http::{resolve_api_key, EnvLookup};
+use orrery_actors::env::EnvLookup;
+use orrery_actors::models::http::resolve_api_key;
 use orrery_actors::models::prices::builtin_price;
 use orrery_actors::models::router::ProviderChoice;
 use orrery_actors::validate::{join, Issues};

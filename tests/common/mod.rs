@@ -9,7 +9,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod hl_mock;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_orrery");
+
+/// The live tree's node at `path` of an in-process engine.
+pub fn node(engine: &orrery::EngineHandle, path: &str) -> orrery_actors::supervisor::ActorNode {
+    engine
+        .tree()
+        .into_iter()
+        .find(|n| n.path == path)
+        .unwrap_or_else(|| panic!("no actor {path} in {:#?}", engine.tree()))
+}
+
+/// Polls (on the actix system, never racing a fixed sleep) until `done` holds.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// A free loopback port (bound and released; the engine binds it right after).
 pub fn free_port() -> u16 {

@@ -29,7 +29,7 @@ use super::breaker::{BreakerRecord, CircuitBreaker};
 use super::fallback::{EmergencyMode, FallbackChain, FallbackLevel};
 use super::limiter::{
     GcraLimiter, LeakMode, LeakyBucket, LimitError, LinkedLimit, LinkedLimitError, RateLimit,
-    ServerQuota, SlidingWindow, Throttle, TokenBucket,
+    ServerQuota, SlidingWindow, Throttle,
 };
 use super::mono::SharedMonotonic;
 use super::priority::{Priority, PriorityQueue, QueueBounds};
@@ -126,7 +126,7 @@ impl LimitConfig {
                 refill_amount,
                 refill_every,
                 ..
-            } => Arc::new(TokenBucket::new(
+            } => Arc::new(LeakyBucket::token_bucket(
                 *capacity,
                 *refill_amount,
                 *refill_every,
@@ -167,6 +167,9 @@ impl LimitConfig {
                 "a duration above zero, e.g. \"1s\" or \"1m\"",
             );
         };
+        let at_least_one = |issues: &mut Issues, key: &str, n: u64| {
+            issues.check(n > 0, join(path, key), n, "an integer of at least 1");
+        };
         match self {
             LimitConfig::TokenBucket {
                 capacity,
@@ -174,27 +177,12 @@ impl LimitConfig {
                 refill_every,
                 ..
             } => {
-                issues.check(
-                    *capacity > 0,
-                    join(path, "capacity"),
-                    capacity,
-                    "an integer of at least 1",
-                );
-                issues.check(
-                    *refill_amount > 0,
-                    join(path, "refill_amount"),
-                    refill_amount,
-                    "an integer of at least 1",
-                );
+                at_least_one(issues, "capacity", *capacity);
+                at_least_one(issues, "refill_amount", *refill_amount);
                 positive_duration(issues, "refill_every", refill_every);
             }
             LimitConfig::SlidingWindow { limit, window, .. } => {
-                issues.check(
-                    *limit > 0,
-                    join(path, "limit"),
-                    limit,
-                    "an integer of at least 1",
-                );
+                at_least_one(issues, "limit", *limit);
                 positive_duration(issues, "window", window);
             }
             LimitConfig::LeakyBucket {
@@ -203,27 +191,12 @@ impl LimitConfig {
                 leak_every,
                 ..
             } => {
-                issues.check(
-                    *capacity > 0,
-                    join(path, "capacity"),
-                    capacity,
-                    "an integer of at least 1",
-                );
-                issues.check(
-                    *leak_amount > 0,
-                    join(path, "leak_amount"),
-                    leak_amount,
-                    "an integer of at least 1",
-                );
+                at_least_one(issues, "capacity", *capacity);
+                at_least_one(issues, "leak_amount", *leak_amount);
                 positive_duration(issues, "leak_every", leak_every);
             }
             LimitConfig::Gcra { burst, period, .. } => {
-                issues.check(
-                    *burst > 0,
-                    join(path, "burst"),
-                    burst,
-                    "an integer of at least 1",
-                );
+                at_least_one(issues, "burst", u64::from(*burst));
                 positive_duration(issues, "period", period);
             }
         }

@@ -11,7 +11,9 @@
 //!   (never retried blindly) with a reason that says to resync; the connector checks
 //!   [`BinanceApiError::kind`] first.
 //! - `-2010` (new order rejected) and `-1013` (filter failure) are rejections, except
-//!   an insufficient balance, which has its own variant.
+//!   an insufficient balance, which has its own variant. A `-1013` also tells the venue
+//!   its cached filters may be stale ([`BinanceApiError::is_filter_failure`], decided on
+//!   the code, never on the text of the error).
 //! - HTTP 429 and `-1003`/`-1015` are rate limits (Retry-After kept); HTTP 418 is an IP ban,
 //!   also a rate limit with the ban's Retry-After (or the "banned until" time in the message).
 //! - HTTP 5xx and `-1006`/`-1007` leave an order's fate **unknown**: `OutcomeUnknown` for order
@@ -128,7 +130,17 @@ pub fn parse_error_response(
     }
 }
 
+/// Binance's code for an order that broke one of the symbol's filters (PRICE_FILTER,
+/// LOT_SIZE, NOTIONAL, ...).
+pub const FILTER_FAILURE: i64 = -1013;
+
 impl BinanceApiError {
+    /// The order broke one of the symbol's filters (`-1013`): refused, and the filters
+    /// cached from exchangeInfo may be stale.
+    pub fn is_filter_failure(&self) -> bool {
+        self.code == Some(FILTER_FAILURE)
+    }
+
     pub fn kind(&self, request: RequestKind) -> BinanceErrorKind {
         use BinanceErrorKind as K;
         let affects_orders = matches!(request, RequestKind::OrderSend | RequestKind::Cancel);
@@ -156,7 +168,7 @@ impl BinanceApiError {
             Some(-2013) => K::OrderNotFound,
             Some(-2011) if lower.contains("unknown order") => K::OrderNotFound,
             Some(-2010) if lower.contains("insufficient balance") => K::InsufficientBalance,
-            Some(-2010) | Some(-2011) | Some(-1013) => K::Rejected,
+            Some(-2010) | Some(-2011) | Some(FILTER_FAILURE) => K::Rejected,
             _ if request == RequestKind::OrderSend => K::Rejected,
             _ => K::InvalidRequest,
         }
@@ -281,6 +293,21 @@ mod tests {
         );
         let e = err(400, r#"{"code":-2011,"msg":"Unknown order sent."}"#);
         assert_eq!(e.kind(RequestKind::Cancel), BinanceErrorKind::OrderNotFound);
+    }
+
+    #[test]
+    fn a_filter_failure_is_told_by_its_code_not_its_text() {
+        let e = err(400, r#"{"code":-1013,"msg":"Filter failure: LOT_SIZE"}"#);
+        assert!(e.is_filter_failure());
+        // Binance's other order rejections are not filter failures, whatever they say.
+        let e = err(
+            400,
+            r#"{"code":-2010,"msg":"Order rejected (code -1013 was not the cause)."}"#,
+        );
+        assert!(!e.is_filter_failure());
+        // Not the JSON error shape: no code, nothing to decide on.
+        let e = err(400, "code -1013 Filter failure");
+        assert!(!e.is_filter_failure());
     }
 
     #[test]

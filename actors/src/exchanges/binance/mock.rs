@@ -338,6 +338,14 @@ impl MockBinance {
         b.ask = ask;
     }
 
+    /// Changes a pair's NOTIONAL filter (as Binance does from time to time): orders below
+    /// it get `-1013 Filter failure: NOTIONAL`, and exchangeInfo reports it.
+    pub fn set_min_notional(&self, pair: &str, min_notional: Decimal) {
+        if let Some(r) = self.state.lock().rules.get_mut(pair) {
+            r.min_notional = min_notional;
+        }
+    }
+
     /// Limits the quantity each taking order finds at the touch.
     pub fn set_touch_qty(&self, pair: &str, qty: Option<Decimal>) {
         if let Some(b) = self.state.lock().books.get_mut(pair) {

@@ -953,3 +953,65 @@ async fn an_order_is_cancelled_by_its_order_id_when_asked_by_venue_id() {
     );
     assert_eq!(deletes[0].query("origClientOrderId"), None);
 }
+
+/// A `-1013` from the venue drops the cached filters of the symbol (decided on Binance's
+/// code, not on the error text): the next order reads exchangeInfo again and is refused
+/// locally by the venue's new NOTIONAL filter, without a second POST.
+#[actix::test]
+async fn a_filter_failure_code_makes_the_next_order_read_the_filters_again() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    let resting = || {
+        request(
+            dec!(0.0001),
+            OrderType::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+        )
+    };
+    // 5.9 USDT: above the minimum notional of 5.
+    let first = v.place_order(&approved(&resting())).await.unwrap();
+    assert_eq!(first.status, OrderStatus::Acked);
+    assert_eq!(mock.count("/api/v3/exchangeInfo"), 1);
+
+    mock.set_min_notional("BTCUSDT", dec!(10));
+    // Our cached filters still say 5: the venue refuses with -1013.
+    let err = v.place_order(&approved(&resting())).await.unwrap_err();
+    assert!(
+        matches!(&err, VenueError::Rejected { reason, .. } if reason.contains("NOTIONAL")),
+        "{err}"
+    );
+    assert_eq!(posts(&mock), 2);
+
+    let err = v.place_order(&approved(&resting())).await.unwrap_err();
+    assert_eq!(mock.count("/api/v3/exchangeInfo"), 2, "filters read again");
+    assert!(matches!(err, VenueError::InvalidRequest { .. }), "{err}");
+    assert_eq!(posts(&mock), 2, "refused locally, not sent");
+}
+
+/// Any other rejection keeps the cached filters: no exchangeInfo read per refused order.
+#[actix::test]
+async fn a_rejection_that_is_not_a_filter_failure_keeps_the_cached_filters() {
+    let mock = MockBinance::start();
+    let v = venue(&mock);
+    // A LIMIT_MAKER at the ask would take: -2010, not a filter failure.
+    let taker = request(
+        dec!(0.001),
+        OrderType::Limit {
+            price: dec!(60010),
+            tif: TimeInForce::Alo,
+        },
+    );
+    let err = v.place_order(&approved(&taker)).await.unwrap_err();
+    assert!(matches!(err, VenueError::Rejected { .. }), "{err}");
+    let again = request(
+        dec!(0.001),
+        OrderType::Limit {
+            price: dec!(59000),
+            tif: TimeInForce::Gtc,
+        },
+    );
+    v.place_order(&approved(&again)).await.unwrap();
+    assert_eq!(mock.count("/api/v3/exchangeInfo"), 1);
+}

@@ -54,6 +54,8 @@ use super::signing::{
 };
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::account::Endpoint;
+
+use crate::env::{non_empty, process_env, EnvLookup};
 use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
@@ -192,7 +194,7 @@ impl BinanceSpotVenue {
         config: &BinanceConfig,
         clock: SharedClock,
     ) -> Result<Self, BinanceOpenError> {
-        Self::open_with_env(name, config, clock, &|k| std::env::var(k).ok())
+        Self::open_with_env(name, config, clock, &process_env)
     }
 
     /// Opens the account with keys from `env` (tests inject their own lookup).
@@ -200,7 +202,7 @@ impl BinanceSpotVenue {
         name: &str,
         config: &BinanceConfig,
         clock: SharedClock,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: EnvLookup<'_>,
     ) -> Result<Self, BinanceOpenError> {
         Self::open_at(name, config, clock, env, None)
     }
@@ -217,13 +219,10 @@ impl BinanceSpotVenue {
         endpoint: Option<&Endpoint>,
     ) -> Result<Self, BinanceOpenError> {
         let read = |var: &'static str| {
-            env(var)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| BinanceOpenError::MissingKey {
-                    venue: name.to_string(),
-                    var,
-                })
+            non_empty(env, var).ok_or_else(|| BinanceOpenError::MissingKey {
+                venue: name.to_string(),
+                var,
+            })
         };
         let api_key = read(API_KEY_ENV)?;
         let secret =
@@ -598,6 +597,13 @@ impl BinanceSpotVenue {
                         tracing::warn!(venue = %self.name, msg = %api.msg, "timestamp outside recvWindow; resyncing with server time");
                         self.sync_time(deadline).await?;
                         continue;
+                    }
+                    if call.kind == RequestKind::OrderSend && api.is_filter_failure() {
+                        // The venue's filters refused what ours let through: they may be
+                        // stale, so the next order of this symbol reads exchangeInfo again.
+                        if let Some(symbol) = symbol {
+                            self.forget_rules(symbol);
+                        }
                     }
                     return Err(api.into_venue_error(&self.name, call.kind, symbol));
                 }
@@ -1014,14 +1020,9 @@ impl Venue for BinanceSpotVenue {
         call = call
             .param("newClientOrderId", order.client_id.as_str())
             .param("newOrderRespType", "FULL");
-        let body = match self.send(&call, Some(&order.symbol)).await {
-            Err(VenueError::Rejected { venue, reason }) if reason.contains("code -1013") => {
-                // A filter failure our cached filters did not foresee: they may be stale.
-                self.forget_rules(&order.symbol);
-                return Err(VenueError::Rejected { venue, reason });
-            }
-            other => other?,
-        };
+        // A filter failure (-1013) our cached filters did not foresee drops them in
+        // `send_resyncing`, where the venue's code is still at hand.
+        let body = self.send(&call, Some(&order.symbol)).await?;
         // The venue answered 2xx: the order exists. An answer we cannot read still leaves
         // its state unknown to us, so the gateway asks by client id.
         let wire: OrderWire =

@@ -17,7 +17,7 @@ use super::*;
 use crate::clock::{system_clock, Millis};
 use crate::exchanges::command::FromReply;
 use crate::exchanges::hyperliquid::mock::MockHyperliquid;
-use crate::exchanges::hyperliquid::{EnvLookup, HyperliquidConfig, HyperliquidVenue};
+use crate::exchanges::hyperliquid::{HyperliquidConfig, HyperliquidVenue};
 use crate::exchanges::hyperliquid::{Network, PrivateKey};
 use crate::exchanges::risk_gate::{approve_for_venue_test, RiskApproved};
 use crate::exchanges::types::*;
@@ -260,8 +260,9 @@ async fn at_a_slow_venue_a_cancel_is_sent_before_queued_reads_and_new_orders() {
         wallet_address: wallet.to_string(),
         ..HyperliquidConfig::default()
     };
-    let env: EnvLookup = Arc::new(|k| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.into()));
-    let venue = Arc::new(HyperliquidVenue::open("hyperliquid", &cfg, env, system_clock()).unwrap());
+    let env = |k: &str| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.to_string());
+    let venue =
+        Arc::new(HyperliquidVenue::open("hyperliquid", &cfg, &env, system_clock()).unwrap());
     venue.instrument("BTC").await.unwrap(); // asset indices cached: one request per call below
     let resting = ClientOrderId::generate();
     mock.insert_resting(resting.as_str(), "BTC", true, dec!(50000), dec!(0.01));

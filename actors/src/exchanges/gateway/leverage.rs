@@ -25,6 +25,10 @@ impl GatewayCore {
         }
         let link = self.link(venue)?;
         let s = symbol.to_string();
+        // The venue's turn around the send only (as for a cancel): serialised with the
+        // venue's orders and with a newer generation's reconciliation; the read-back of
+        // an unknown outcome below runs without it.
+        let turn = self.venue_turn(venue).await?;
         self.fenced(venue)?;
         let sent = self
             .call(
@@ -35,6 +39,7 @@ impl GatewayCore {
                 },
             )
             .await;
+        drop(turn);
         match sent {
             Ok(()) => {
                 link.leverage.write().insert(symbol.to_string(), leverage);

@@ -13,8 +13,10 @@
 //!
 //! The actor is a thin mailbox over [`GatewayCore`], which lives behind an `Arc` so that
 //! order flows can await venues without holding the actor. Orders for one venue are
-//! serialised by a per-venue lock so two concurrent intents are never judged against the
-//! same stale position; reads are not serialised. Within one order the reads it needs
+//! serialised by a per-venue lock (the venue's turn) so two concurrent intents are never
+//! judged against the same stale position; cancels and leverage updates take the same turn
+//! around their send only (their reads and settlement run without it, so a cancel waits
+//! at most for the order in flight); reads are not serialised. Within one order the reads it needs
 //! (instrument, quote, balances with positions) are in flight together.
 //!
 //! The gateway is split by concern, each module with its own docs: [`config`] (the
@@ -465,8 +467,9 @@ impl GatewayCore {
 /// Order flows are futures that outlive the actor that started them: after a panic and a
 /// restart, a flow of the dead generation may still be waiting for a venue. Each
 /// [`GatewayCore::open_fenced`] takes the next generation and at once marks every venue as
-/// its own; a flow checks, under the venue's lock (one per venue, shared by all
-/// generations) and again right before each send, that no later generation has started,
+/// its own; a flow (placement, cancel, leverage update) checks, under the venue's lock (one
+/// per venue, shared by all generations) and again right before each send, that no later
+/// generation has started,
 /// and otherwise stops with [`GatewayError::Superseded`] (nothing sent). A send already
 /// at the venue when the new generation starts finishes under the lock, before the new
 /// generation reconciles that venue.

@@ -219,109 +219,98 @@ impl GatewayCore {
         percent: u32,
         origin: &str,
     ) -> GatewayResult<CloseReport> {
-        within(
-            Priority::High,
-            self.close_pct_with(venue, symbol, percent, origin),
-        )
-        .await
-    }
-
-    async fn close_pct_with(
-        &self,
-        venue: &str,
-        symbol: &str,
-        percent: u32,
-        origin: &str,
-    ) -> GatewayResult<CloseReport> {
-        self.link(venue)?;
-        if !(1..=100).contains(&percent) {
-            return Err(GatewayError::Invalid {
-                client_id: ClientOrderId::generate(),
-                reason: format!("percent {percent} is outside 1..=100"),
-            });
-        }
-        let size_of = |p: Option<Position>| p.map(|p| p.size).unwrap_or_default();
-        let before = self.position(venue, symbol).await?;
-        let size_before = size_of(before.clone());
-        let mut report = CloseReport {
-            venue: venue.to_string(),
-            symbol: symbol.to_string(),
-            percent,
-            size_before,
-            size_after: size_before,
-            orders: Vec::new(),
-        };
-        let Some(position) = before else {
-            return Ok(report);
-        };
-        if percent == 100 {
-            report.orders = self
-                .close_position_with(venue, symbol, origin, false)
-                .await?;
-        } else {
-            let instrument = self.instrument(venue, symbol).await?;
-            let target = instrument.round_size_down(
-                position.size.abs() * Decimal::from(percent) / Decimal::ONE_HUNDRED,
-            );
-            if target <= Decimal::ZERO {
+        within(Priority::High, async move {
+            self.link(venue)?;
+            if !(1..=100).contains(&percent) {
                 return Err(GatewayError::Invalid {
                     client_id: ClientOrderId::generate(),
-                    reason: format!(
-                        "{percent}% of the {symbol} position {} rounds to zero at lot {}",
-                        position.size, instrument.lot_size
-                    ),
+                    reason: format!("percent {percent} is outside 1..=100"),
                 });
             }
-            let side = match position.side() {
-                Some(Side::Buy) => Side::Sell,
-                _ => Side::Buy,
+            let size_of = |p: Option<Position>| p.map(|p| p.size).unwrap_or_default();
+            let before = self.position(venue, symbol).await?;
+            let size_before = size_of(before.clone());
+            let mut report = CloseReport {
+                venue: venue.to_string(),
+                symbol: symbol.to_string(),
+                percent,
+                size_before,
+                size_after: size_before,
+                orders: Vec::new(),
             };
-            let mut remaining = target;
-            let mut mark = position.mark_price;
-            for _ in 0..MAX_CLOSE_CHUNKS {
-                if remaining <= Decimal::ZERO {
-                    break;
+            let Some(position) = before else {
+                return Ok(report);
+            };
+            if percent == 100 {
+                report.orders = self
+                    .close_position_with(venue, symbol, origin, false)
+                    .await?;
+            } else {
+                let instrument = self.instrument(venue, symbol).await?;
+                let target = instrument.round_size_down(
+                    position.size.abs() * Decimal::from(percent) / Decimal::ONE_HUNDRED,
+                );
+                if target <= Decimal::ZERO {
+                    return Err(GatewayError::Invalid {
+                        client_id: ClientOrderId::generate(),
+                        reason: format!(
+                            "{percent}% of the {symbol} position {} rounds to zero at lot {}",
+                            position.size, instrument.lot_size
+                        ),
+                    });
                 }
-                let chunk = if mark > Decimal::ZERO {
-                    instrument
-                        .round_size_down(self.limits.close_chunk_usd / mark)
-                        .max(instrument.lot_size)
-                } else {
-                    remaining
+                let side = match position.side() {
+                    Some(Side::Buy) => Side::Sell,
+                    _ => Side::Buy,
                 };
-                let intent = OrderIntent {
-                    venue: venue.to_string(),
-                    symbol: symbol.to_string(),
-                    side,
-                    amount: Amount::Base(remaining.min(chunk)),
-                    pricing: Pricing::Market,
-                    reduce_only: true,
-                    origin: origin.to_string(),
-                };
-                let placed = self.place_with(intent, false).await?;
-                let filled = placed.filled_size;
-                report.orders.push(placed);
-                if filled <= Decimal::ZERO {
-                    break;
-                }
-                remaining -= filled;
-                match self.position(venue, symbol).await? {
-                    Some(p) if p.side() == position.side() => mark = p.mark_price,
-                    _ => break,
+                let mut remaining = target;
+                let mut mark = position.mark_price;
+                for _ in 0..MAX_CLOSE_CHUNKS {
+                    if remaining <= Decimal::ZERO {
+                        break;
+                    }
+                    let chunk = if mark > Decimal::ZERO {
+                        instrument
+                            .round_size_down(self.limits.close_chunk_usd / mark)
+                            .max(instrument.lot_size)
+                    } else {
+                        remaining
+                    };
+                    let intent = OrderIntent {
+                        venue: venue.to_string(),
+                        symbol: symbol.to_string(),
+                        side,
+                        amount: Amount::Base(remaining.min(chunk)),
+                        pricing: Pricing::Market,
+                        reduce_only: true,
+                        origin: origin.to_string(),
+                    };
+                    let placed = self.place_with(intent, false).await?;
+                    let filled = placed.filled_size;
+                    report.orders.push(placed);
+                    if filled <= Decimal::ZERO {
+                        break;
+                    }
+                    remaining -= filled;
+                    match self.position(venue, symbol).await? {
+                        Some(p) if p.side() == position.side() => mark = p.mark_price,
+                        _ => break,
+                    }
                 }
             }
-        }
-        report.size_after = size_of(self.position(venue, symbol).await?);
-        tracing::info!(
-            venue,
-            symbol,
-            percent,
-            size_before = %report.size_before,
-            size_after = %report.size_after,
-            orders = report.orders.len(),
-            "position closed by the operator"
-        );
-        Ok(report)
+            report.size_after = size_of(self.position(venue, symbol).await?);
+            tracing::info!(
+                venue,
+                symbol,
+                percent,
+                size_before = %report.size_before,
+                size_after = %report.size_after,
+                orders = report.orders.len(),
+                "position closed by the operator"
+            );
+            Ok(report)
+        })
+        .await
     }
 
     /// The kill switch: the halt is persisted first (so nothing new is admitted even if

@@ -266,16 +266,7 @@ impl GatewayCore {
             .await?;
         if let Err(err) = self.fenced(&venue) {
             // A newer gateway started while the intent was written: never sent.
-            let reason = format!("never sent: {err}");
-            let entry = self
-                .ledger
-                .update(&client_id, |e| {
-                    e.status = OrderStatus::Rejected;
-                    e.reason = Some(reason);
-                })
-                .await?;
-            self.count_order(&entry);
-            return Err(err);
+            return Err(self.record_never_sent(&client_id, err).await?);
         }
         let sent = self
             .call(&venue, VenueCommand::PlaceOrder { order: approved })
@@ -313,17 +304,8 @@ impl GatewayCore {
             }
             Err(err @ GatewayError::ConnectorDown { .. }) => {
                 // Never delivered to the connector (outcome_unknown said so by its type):
-                // nothing left the process. Final, and durable before the caller hears.
-                let reason = format!("never sent: {err}");
-                let entry = self
-                    .ledger
-                    .update(&client_id, |e| {
-                        e.status = OrderStatus::Rejected;
-                        e.reason = Some(reason);
-                    })
-                    .await?;
-                self.count_order(&entry);
-                return Err(err);
+                // nothing left the process.
+                return Err(self.record_never_sent(&client_id, err).await?);
             }
             Err(other) => return Err(other),
         };
@@ -331,6 +313,25 @@ impl GatewayCore {
         metrics::histogram!(names::ORDER_LATENCY, "venue" => venue)
             .record(started.elapsed().as_secs_f64());
         Ok(OrderReport::from(&entry))
+    }
+
+    /// Closes the intent of an order that never left the process as rejected (`never sent:
+    /// <why>`), durably before the caller hears, and hands back why.
+    async fn record_never_sent(
+        &self,
+        client_id: &ClientOrderId,
+        why: GatewayError,
+    ) -> GatewayResult<GatewayError> {
+        let reason = format!("never sent: {why}");
+        let entry = self
+            .ledger
+            .update(client_id, |e| {
+                e.status = OrderStatus::Rejected;
+                e.reason = Some(reason);
+            })
+            .await?;
+        self.count_order(&entry);
+        Ok(why)
     }
 
     /// Closes a position with reduce-only market orders of at most `risk.close_chunk_usd`.
@@ -479,6 +480,10 @@ impl GatewayCore {
             .then(|| entry.venue_order_id.clone())
             .flatten();
         let (s, id) = (entry.request.symbol.clone(), client_id.clone());
+        // The venue's turn, as a placement takes it, but only around the send: a cancel of
+        // a replaced generation never overlaps the new one's reconciliation, and the
+        // settlement's reads below do not hold the venue's order path.
+        let turn = self.venue_turn(&entry.venue).await?;
         self.fenced(&entry.venue)?;
         let sent = match adopted_oid.clone() {
             Some(oid) => {
@@ -502,6 +507,7 @@ impl GatewayCore {
                 .await
             }
         };
+        drop(turn);
         match sent {
             Ok(()) => {}
             Err(err) if outcome_unknown(&err) => return self.settle_cancel(&entry, err).await,

@@ -385,6 +385,14 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
             drift,
         });
     };
+    // An entry whose status the venue changed: counted as updated, logged as status drift.
+    let status_update = |plan: &mut Plan,
+                         entries: &mut BTreeMap<_, LedgerEntry>,
+                         id: &ClientOrderId,
+                         change: Change| {
+        plan.report.updated += 1;
+        update(plan, entries, id, change, Some(Drift::Status));
+    };
 
     for (id, oid, fills) in contradicted {
         // Not asked about (the caller did not read it): left for the next pass.
@@ -427,18 +435,11 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
                         .filter(|f| f.venue_order_id == order.venue_order_id);
                     next.price_from_fills(of_order);
                 }
-                plan.report.updated += 1;
                 let change = Change::Venue {
                     order,
                     avg_fill_price: next.avg_fill_price,
                 };
-                update(
-                    &mut plan,
-                    &mut entries,
-                    &entry.client_id,
-                    change,
-                    Some(Drift::Status),
-                );
+                status_update(&mut plan, &mut entries, &entry.client_id, change);
             }
             None if adopted => {
                 // An order placed outside this engine that the venue no longer lists and
@@ -449,19 +450,12 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
                     .filter(|f| f.venue_order_id == oid)
                     .cloned()
                     .collect();
-                plan.report.updated += 1;
                 let change = Change::Gone {
                     venue_order_id: None,
                     fills,
                     reason: "no longer open at the venue (closed outside this engine)".into(),
                 };
-                update(
-                    &mut plan,
-                    &mut entries,
-                    &entry.client_id,
-                    change,
-                    Some(Drift::Status),
-                );
+                status_update(&mut plan, &mut entries, &entry.client_id, change);
             }
             None => match entry.request.valid_until_ms {
                 // Fills of it show the venue had it, whatever its lookup says now: it is
@@ -469,19 +463,12 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
                 // never sent, and no fill is left out of the entry.
                 _ if concluded(&entry, now, rules) && !fills_of(&entry, &all_fills).is_empty() => {
                     let fills = fills_of(&entry, &all_fills);
-                    plan.report.updated += 1;
                     let change = Change::Gone {
                         venue_order_id: fills.first().map(|f| f.venue_order_id.clone()),
                         fills,
                         reason: "the venue no longer has a record of this order; its fills show what it did".into(),
                     };
-                    update(
-                        &mut plan,
-                        &mut entries,
-                        &entry.client_id,
-                        change,
-                        Some(Drift::Status),
-                    );
+                    status_update(&mut plan, &mut entries, &entry.client_id, change);
                 }
                 Some(deadline) if now > deadline + DEADLINE_MARGIN_MS => {
                     // Past its deadline the venue refuses the order, so one it does not

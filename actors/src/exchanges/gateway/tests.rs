@@ -57,6 +57,9 @@ struct ScriptState {
     sends: Vec<(ClientOrderId, u64)>,
     /// Set by a test (e.g. to the gateway generation the supervisor last built).
     epoch: u64,
+    /// What reached the venue, in order: `place <id>` when an order arrives, `placed
+    /// <id>` when the venue answers it, `cancel <id>`, `leverage <symbol>`.
+    log: Vec<String>,
 }
 
 impl ScriptedVenue {
@@ -128,12 +131,14 @@ impl Venue for ScriptedVenue {
             let mut st = self.state.lock();
             let epoch = st.epoch;
             st.sends.push((order.client_id.clone(), epoch));
+            st.log.push(format!("place {}", order.client_id));
             st.send_latency
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
         let mut st = self.state.lock();
+        st.log.push(format!("placed {}", order.client_id));
         if std::mem::take(&mut st.drop_next_send) {
             return Err(VenueError::OutcomeUnknown {
                 venue: "scripted".into(),
@@ -194,6 +199,7 @@ impl Venue for ScriptedVenue {
     async fn cancel_order(&self, _: &str, client_id: &ClientOrderId) -> VenueResult<()> {
         self.cancel_calls.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock();
+        st.log.push(format!("cancel {client_id}"));
         if std::mem::take(&mut st.forget_on_cancel) {
             st.orders.remove(client_id);
             return Err(VenueError::OutcomeUnknown {
@@ -284,6 +290,7 @@ impl Venue for ScriptedVenue {
     async fn set_leverage(&self, symbol: &str, leverage: u32) -> VenueResult<()> {
         self.leverage_calls.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock();
+        st.log.push(format!("leverage {symbol}"));
         st.leverage.insert(symbol.to_string(), leverage);
         if std::mem::take(&mut st.lose_next_leverage_answer) {
             return Err(VenueError::OutcomeUnknown {
@@ -1580,4 +1587,111 @@ mod siblings {
         let entry = acct.core.ledger().get(&report.client_id).unwrap().unwrap();
         assert_eq!(entry.status, OrderStatus::Filled);
     }
+}
+
+/// Cancels and leverage updates take the venue's turn as placements do: sent while an
+/// order is at a slow venue, they reach it only after the venue answered that order, so
+/// they never interleave with an order flow (or, across a restart, with the next
+/// generation's reconciliation). Paused time: the venue's latency passes only once every
+/// task waits, so a cancel that did not wait for the turn would certainly arrive first.
+#[actix::test]
+async fn cancels_and_leverage_updates_wait_for_the_venue_turn_of_an_order_in_flight() {
+    tokio::time::pause();
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    let resting = core.place(resting_buy()).await.unwrap();
+    assert_eq!(resting.status, OrderStatus::Acked);
+
+    venue.state.lock().send_latency = std::time::Duration::from_secs(1);
+    let placing = {
+        let core = core.clone();
+        actix_rt::spawn(async move { core.place(buy_usd(dec!(500))).await })
+    };
+    let in_flight = loop {
+        if let Some((id, _)) = venue.state.lock().sends.get(1) {
+            break id.clone();
+        }
+        tokio::task::yield_now().await;
+    };
+    let cancelling = {
+        let (core, id) = (core.clone(), resting.client_id.clone());
+        actix_rt::spawn(async move { core.cancel(&id).await })
+    };
+    let levering = {
+        let core = core.clone();
+        actix_rt::spawn(async move { core.set_leverage("scripted", "BTC", 3).await })
+    };
+    assert_eq!(placing.await.unwrap().unwrap().status, OrderStatus::Filled);
+    assert_eq!(
+        cancelling.await.unwrap().unwrap().status,
+        OrderStatus::Cancelled
+    );
+    levering.await.unwrap().unwrap();
+
+    let log = venue.state.lock().log.clone();
+    let at = |line: String| {
+        log.iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("no `{line}` in {log:?}"))
+    };
+    let answered = at(format!("placed {in_flight}"));
+    assert!(
+        at(format!("cancel {}", resting.client_id)) > answered,
+        "the cancel reached the venue while an order was at it: {log:?}"
+    );
+    assert!(
+        at("leverage BTC".to_string()) > answered,
+        "the leverage update reached the venue while an order was at it: {log:?}"
+    );
+}
+
+/// A replaced generation's cancel or leverage update is stopped by the fence before its
+/// send: nothing reaches the venue.
+#[actix::test]
+async fn a_replaced_generation_sends_no_cancel_and_no_leverage_update() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let slot = Slot::<Connector>::new();
+    slot.fill(
+        Connector::new(venue.clone()).start(),
+        slot.next_token(),
+        "test/scripted",
+    );
+    let venues: BTreeMap<_, _> = [("scripted".to_string(), slot)].into();
+    let fence = GatewayFence::default();
+    let open = || {
+        GatewayCore::open_fenced(
+            &store,
+            venues.clone(),
+            RiskConfig::default(),
+            GatewayConfig::default(),
+            BTreeMap::new(),
+            ManualClock::new(1_000_000),
+            &fence,
+        )
+        .unwrap()
+    };
+    let first = open();
+    first.reconcile("scripted").await.unwrap();
+    let resting = first.place(resting_buy()).await.unwrap();
+    let _second = open();
+
+    let err = first.cancel(&resting.client_id).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GatewayError::Superseded {
+                generation: 1,
+                latest: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = first.set_leverage("scripted", "BTC", 3).await.unwrap_err();
+    assert!(matches!(err, GatewayError::Superseded { .. }), "{err}");
+    assert_eq!(venue.cancel_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(venue.leverage_calls.load(Ordering::SeqCst), 0);
 }

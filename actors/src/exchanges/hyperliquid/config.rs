@@ -3,17 +3,17 @@
 //!
 //! Owns: the serde shape, defaults (including Hyperliquid's published IP weight limit of
 //! 1200 per minute as the default rate-limit pool), validation, and the lookup of the
-//! private key in the environment through an injectable [`EnvLookup`]. Never: reads the key
+//! private key in the environment through the crate's injectable [`EnvLookup`]. Never: reads the key
 //! from the file (there is no field for it), prints it, or does I/O.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::signing::{Address, Network, PrivateKey};
+use crate::env::{non_empty, EnvLookup};
 use crate::resilience::config::LimitConfig;
 use crate::resilience::ResilienceConfig;
 use crate::validate::{join, Issues};
@@ -22,14 +22,6 @@ use crate::validate::{join, Issues};
 pub const KEY_VAR: &str = "HYPER_LIQUID_ETH_PRIVATE_KEY";
 /// The seed project's alias for [`KEY_VAR`], read when the main name is unset.
 pub const KEY_VAR_ALIAS: &str = "HYPER_LIQUID_KEY";
-
-/// Reads one environment variable; injectable so tests never touch the process env.
-pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// The process environment.
-pub fn process_env() -> EnvLookup {
-    Arc::new(|k| std::env::var(k).ok())
-}
 
 /// Rate-limit pool every request draws its Hyperliquid weight from.
 pub const WEIGHT_POOL: &str = "weight";
@@ -193,9 +185,9 @@ impl HyperliquidConfig {
 
 /// The wallet key from the environment: `Ok(None)` when neither variable is set, an error
 /// (naming the variable, never the value) when one is set but unreadable.
-pub fn key_from_env(env: &EnvLookup) -> Result<Option<PrivateKey>, String> {
+pub fn key_from_env(env: EnvLookup<'_>) -> Result<Option<PrivateKey>, String> {
     for var in [KEY_VAR, KEY_VAR_ALIAS] {
-        if let Some(value) = env(var).filter(|v| !v.trim().is_empty()) {
+        if let Some(value) = non_empty(env, var) {
             return PrivateKey::from_hex(&value)
                 .map(Some)
                 .map_err(|e| format!("{var} is set but unusable: {e}"));
@@ -249,12 +241,11 @@ mod tests {
     #[test]
     fn key_comes_from_either_variable_and_is_never_printed() {
         let key = "0x0123456789012345678901234567890123456789012345678901234567890123";
-        let env: EnvLookup = Arc::new(move |k| (k == KEY_VAR_ALIAS).then(|| key.to_string()));
+        let env = move |k: &str| (k == KEY_VAR_ALIAS).then(|| key.to_string());
         let found = key_from_env(&env).unwrap().unwrap();
         assert_eq!(format!("{found:?}"), "***");
-        let none: EnvLookup = Arc::new(|_| None);
-        assert!(key_from_env(&none).unwrap().is_none());
-        let bad: EnvLookup = Arc::new(|k| (k == KEY_VAR).then(|| "0xdeadbeef".to_string()));
+        assert!(key_from_env(&|_| None).unwrap().is_none());
+        let bad = |k: &str| (k == KEY_VAR).then(|| "0xdeadbeef".to_string());
         let err = key_from_env(&bad).unwrap_err();
         assert!(err.contains(KEY_VAR) && !err.contains("deadbeef"), "{err}");
     }

@@ -638,8 +638,146 @@ pub enum ActionOutcome {
     WaitingForFill,
     /// Cancel accepted.
     Success,
-    /// Refused, with the venue's message (e.g. "Order must have minimum value of $10.").
-    Error(String),
+    /// Refused: the venue's message (e.g. "Order must have minimum value of $10.") read
+    /// into its documented error type.
+    Error(OrderError),
+}
+
+/// One refused order or cancel in an /exchange answer: Hyperliquid's documented error
+/// type and the venue's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderError {
+    pub kind: OrderErrorKind,
+    pub message: String,
+}
+
+impl OrderError {
+    /// Reads the venue's message (see [`OrderErrorKind::of`]).
+    pub fn new(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            kind: OrderErrorKind::of(&message),
+            message,
+        }
+    }
+}
+
+/// Hyperliquid's per-order error types, as its API documentation lists them ("Error
+/// responses": Tick, MinTradeNtl, ...), plus the size and price refusals the venue sends
+/// outside that table.
+///
+/// The /exchange answer carries only the error string (`{"error": "Price must be divisible
+/// by tick size. asset=0"}`), no code: the string is read into this type once, here at the
+/// wire boundary, by the documented text each type starts with, and every decision
+/// (refetching metadata, say) is made on the type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderErrorKind {
+    /// "Price must be divisible by tick size."
+    Tick,
+    /// "Order must have minimum value of $10."
+    MinTradeNtl,
+    /// "Order must have minimum value of 10 {quote_token}." (spot)
+    MinTradeSpotNtl,
+    /// "Insufficient margin to place order."
+    PerpMargin,
+    /// "Reduce only order would increase position."
+    ReduceOnly,
+    /// "Post only order would have immediately matched, bbo was {bbo}."
+    BadAloPx,
+    /// "Order could not immediately match against any resting orders."
+    IocCancel,
+    /// "Invalid TP/SL price."
+    BadTriggerPx,
+    /// "No liquidity available for market order."
+    MarketOrderNoLiquidity,
+    /// "Order would increase open interest while open interest is capped" (the
+    /// documented PositionIncrease- and PositionFlipAtOpenInterestCap share the text).
+    OpenInterestCap,
+    /// "Order rejected due to price more aggressive than oracle while at open interest cap"
+    TooAggressiveAtOpenInterestCap,
+    /// "Order would increase open interest too quickly"
+    OpenInterestIncrease,
+    /// "Order has insufficient spot balance to trade" (spot)
+    InsufficientSpotBalance,
+    /// "Order price too far from oracle"
+    Oracle,
+    /// "Order would cause position to exceed margin tier limit at current leverage"
+    PerpMaxPosition,
+    /// "Order was never placed, already canceled, or filled." (a cancel)
+    MissingOrder,
+    /// "Order has invalid size.": the size is off the asset's size decimals.
+    InvalidSize,
+    /// "Order has invalid price.": the price is off the asset's price grid.
+    InvalidPrice,
+    /// A message none of the above starts with (kept verbatim in [`OrderError`]).
+    Other,
+}
+
+impl OrderErrorKind {
+    /// The documented type of a per-order error message. Messages end with details
+    /// (" asset=0", the bbo), so each type is known by how its text starts.
+    pub fn of(message: &str) -> Self {
+        use OrderErrorKind as K;
+        const PREFIXES: [(&str, OrderErrorKind); 19] = [
+            ("Price must be divisible by tick size", K::Tick),
+            ("Order must have minimum value of $", K::MinTradeNtl),
+            ("Order must have minimum value of ", K::MinTradeSpotNtl),
+            ("Insufficient margin to place order", K::PerpMargin),
+            ("Reduce only order would increase position", K::ReduceOnly),
+            ("Post only order would have immediately matched", K::BadAloPx),
+            (
+                "Order could not immediately match against any resting orders",
+                K::IocCancel,
+            ),
+            ("Invalid TP/SL price", K::BadTriggerPx),
+            (
+                "No liquidity available for market order",
+                K::MarketOrderNoLiquidity,
+            ),
+            (
+                "Order would increase open interest while open interest is capped",
+                K::OpenInterestCap,
+            ),
+            (
+                "Order rejected due to price more aggressive than oracle while at open interest cap",
+                K::TooAggressiveAtOpenInterestCap,
+            ),
+            (
+                "Order would increase open interest too quickly",
+                K::OpenInterestIncrease,
+            ),
+            (
+                "Order has insufficient spot balance to trade",
+                K::InsufficientSpotBalance,
+            ),
+            ("(Spot-only) Order has insufficient spot balance", K::InsufficientSpotBalance),
+            ("Order price too far from oracle", K::Oracle),
+            (
+                "Order would cause position to exceed margin tier limit",
+                K::PerpMaxPosition,
+            ),
+            (
+                "Order was never placed, already canceled, or filled",
+                K::MissingOrder,
+            ),
+            ("Order has invalid size", K::InvalidSize),
+            ("Order has invalid price", K::InvalidPrice),
+        ];
+        let message = message.trim_start();
+        PREFIXES
+            .iter()
+            .find(|(prefix, _)| message.starts_with(prefix))
+            .map_or(K::Other, |(_, kind)| *kind)
+    }
+
+    /// The order was off the asset's price or size grid: the metadata we rounded it with
+    /// (size decimals, hence the price grid) may be stale.
+    pub fn off_the_grid(self) -> bool {
+        matches!(
+            self,
+            OrderErrorKind::Tick | OrderErrorKind::InvalidSize | OrderErrorKind::InvalidPrice
+        )
+    }
 }
 
 impl ActionOutcome {
@@ -758,7 +896,7 @@ pub fn parse_exchange_response(body: &[u8]) -> Result<ExchangeResponse, InfoErro
                             total_sz,
                             avg_px,
                         },
-                        StatusWire::Error(m) => ActionOutcome::Error(m),
+                        StatusWire::Error(m) => ActionOutcome::Error(OrderError::new(m)),
                         StatusWire::WaitingForTrigger => ActionOutcome::WaitingForTrigger,
                         StatusWire::WaitingForFill => ActionOutcome::WaitingForFill,
                         StatusWire::Success => ActionOutcome::Success,
@@ -786,7 +924,7 @@ pub fn placed_order(
             total_sz,
             avg_px,
         } => (oid.to_string(), *total_sz, Some(*avg_px), None),
-        ActionOutcome::Error(m) => (String::new(), Decimal::ZERO, None, Some(m.clone())),
+        ActionOutcome::Error(e) => (String::new(), Decimal::ZERO, None, Some(e.message.clone())),
         ActionOutcome::WaitingForTrigger
         | ActionOutcome::WaitingForFill
         | ActionOutcome::Success => (String::new(), Decimal::ZERO, None, None),
@@ -1114,6 +1252,75 @@ mod tests {
         let lev = br#"{"status":"ok","response":{"type":"default"}}"#;
         assert!(
             matches!(parse_exchange_response(lev).unwrap(), ExchangeResponse::Ok { outcomes, .. } if outcomes.is_empty())
+        );
+    }
+
+    #[test]
+    fn per_order_errors_are_read_into_their_documented_types() {
+        use OrderErrorKind as K;
+        // The strings of Hyperliquid's "Error responses" table, as the venue sends them
+        // (with their details), and the size/price refusals it sends outside the table.
+        let cases = [
+            ("Price must be divisible by tick size. asset=0", K::Tick),
+            ("Order must have minimum value of $10. asset=3", K::MinTradeNtl),
+            ("Order must have minimum value of 10 USDC.", K::MinTradeSpotNtl),
+            ("Insufficient margin to place order. asset=0", K::PerpMargin),
+            ("Reduce only order would increase position. asset=0", K::ReduceOnly),
+            (
+                "Post only order would have immediately matched, bbo was 59999@60001. asset=0",
+                K::BadAloPx,
+            ),
+            (
+                "Order could not immediately match against any resting orders. asset=0",
+                K::IocCancel,
+            ),
+            ("Invalid TP/SL price. asset=0", K::BadTriggerPx),
+            ("No liquidity available for market order.", K::MarketOrderNoLiquidity),
+            (
+                "Order would increase open interest while open interest is capped",
+                K::OpenInterestCap,
+            ),
+            (
+                "Order rejected due to price more aggressive than oracle while at open interest cap",
+                K::TooAggressiveAtOpenInterestCap,
+            ),
+            ("Order would increase open interest too quickly", K::OpenInterestIncrease),
+            ("Order has insufficient spot balance to trade", K::InsufficientSpotBalance),
+            ("Order price too far from oracle", K::Oracle),
+            (
+                "Order would cause position to exceed margin tier limit at current leverage",
+                K::PerpMaxPosition,
+            ),
+            (
+                "Order was never placed, already canceled, or filled. asset=0",
+                K::MissingOrder,
+            ),
+            ("Order has invalid size.", K::InvalidSize),
+            ("Order has invalid price.", K::InvalidPrice),
+            ("Duplicate cloid. asset=0", K::Other),
+        ];
+        for (message, kind) in cases {
+            assert_eq!(OrderErrorKind::of(message), kind, "{message}");
+        }
+        // Only an off-grid order says our metadata may be stale; a trigger price that is
+        // "invalid" or an order too far from the oracle does not.
+        let stale: Vec<_> = cases
+            .iter()
+            .filter(|(_, kind)| kind.off_the_grid())
+            .map(|(_, kind)| *kind)
+            .collect();
+        assert_eq!(stale, vec![K::Tick, K::InvalidSize, K::InvalidPrice]);
+
+        let body = br#"{"status":"ok","response":{"type":"order","data":{"statuses":[{"error":"Price must be divisible by tick size. asset=0"}]}}}"#;
+        let ExchangeResponse::Ok { outcomes, .. } = parse_exchange_response(body).unwrap() else {
+            panic!("expected ok");
+        };
+        assert_eq!(
+            outcomes,
+            vec![ActionOutcome::Error(OrderError {
+                kind: K::Tick,
+                message: "Price must be divisible by tick size. asset=0".into(),
+            })]
         );
     }
 

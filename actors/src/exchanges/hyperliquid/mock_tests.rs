@@ -6,7 +6,6 @@
 //! cloid refused. Each expected value is worked out here from the facts stated beside it,
 //! never read back from the mock's own code.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -14,7 +13,7 @@ use rust_decimal_macros::dec;
 use serde_json::{json, Value};
 
 use super::actions::{Action, Grouping, OrderTypeWire, OrderWire, Tif, Tpsl};
-use super::config::{EnvLookup, HyperliquidConfig, KEY_VAR};
+use super::config::{HyperliquidConfig, KEY_VAR};
 use super::mock::MockHyperliquid;
 use super::signing::{Network, PrivateKey};
 use super::venue::HyperliquidVenue;
@@ -147,7 +146,7 @@ async fn fills_carry_fees_by_the_schedule_closed_pnl_direction_and_cloid_only_wh
 
     // The venue's fill reader takes the fees as they are.
     let venue =
-        HyperliquidVenue::open("hyperliquid", &config(&mock), env(), system_clock()).unwrap();
+        HyperliquidVenue::open("hyperliquid", &config(&mock), &env, system_clock()).unwrap();
     let read = venue.fills_since(0).await.unwrap();
     let total: Decimal = read.iter().map(|f| f.fee).sum();
     assert_eq!(total, dec!(2.700045) + dec!(1.35225));
@@ -184,7 +183,7 @@ async fn the_account_follows_the_recorded_margin_and_withdrawable_relations() {
     );
 
     let venue =
-        HyperliquidVenue::open("hyperliquid", &config(&mock), env(), system_clock()).unwrap();
+        HyperliquidVenue::open("hyperliquid", &config(&mock), &env, system_clock()).unwrap();
     let account = venue.account().await.unwrap();
     assert_eq!(account.margin_used, dec!(300));
     assert_eq!(account.free_balance, value - dec!(300));
@@ -295,8 +294,8 @@ async fn a_second_order_with_the_same_cloid_is_refused_and_counted_as_a_second_s
     assert_eq!(mock.record()["sends"][CLOID], 2);
 }
 
-fn env() -> EnvLookup {
-    Arc::new(|k| (k == KEY_VAR).then(|| KEY.to_string()))
+fn env(k: &str) -> Option<String> {
+    (k == KEY_VAR).then(|| KEY.to_string())
 }
 
 fn config(mock: &MockHyperliquid) -> HyperliquidConfig {

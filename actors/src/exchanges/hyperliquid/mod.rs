@@ -25,7 +25,7 @@ mod tests;
 pub mod venue;
 pub mod wire;
 
-pub use config::{EnvLookup, HyperliquidConfig};
+pub use config::HyperliquidConfig;
 pub use venue::{HyperliquidError, HyperliquidVenue};
 
 pub use actions::{Action, ActionError, ExchangeRequest, OrderWire};

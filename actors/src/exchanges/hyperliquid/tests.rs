@@ -8,7 +8,7 @@ use actix::Actor;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-use super::config::{EnvLookup, HyperliquidConfig, KEY_VAR};
+use super::config::{HyperliquidConfig, KEY_VAR};
 use super::mock::{Fault, MockHyperliquid};
 use super::signing::{Network, PrivateKey};
 use super::venue::HyperliquidVenue;
@@ -33,8 +33,8 @@ fn wallet() -> super::signing::Address {
     PrivateKey::from_hex(KEY).unwrap().address()
 }
 
-fn env_with(key: Option<&'static str>) -> EnvLookup {
-    Arc::new(move |k| (k == KEY_VAR).then_some(key).flatten().map(String::from))
+fn env_with(key: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+    move |k| (k == KEY_VAR).then_some(key).flatten().map(String::from)
 }
 
 fn config(mock: &MockHyperliquid) -> HyperliquidConfig {
@@ -50,7 +50,7 @@ fn config(mock: &MockHyperliquid) -> HyperliquidConfig {
 }
 
 fn venue(mock: &MockHyperliquid, key: Option<&'static str>) -> Arc<HyperliquidVenue> {
-    Arc::new(HyperliquidVenue::open(VENUE, &config(mock), env_with(key), system_clock()).unwrap())
+    Arc::new(HyperliquidVenue::open(VENUE, &config(mock), &env_with(key), system_clock()).unwrap())
 }
 
 fn mock() -> MockHyperliquid {
@@ -369,7 +369,7 @@ async fn a_429_holds_every_request_until_the_retry_time() {
     // A deadline shorter than the pause fails at once without sending.
     let mut cfg = config(&mock);
     cfg.request_timeout = Duration::from_millis(300);
-    let short = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
+    let short = HyperliquidVenue::open(VENUE, &cfg, &env_with(Some(KEY)), system_clock()).unwrap();
     short.instrument("BTC").await.unwrap();
     mock.fail_next_exchange(Fault::RateLimited);
     let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
@@ -491,7 +491,7 @@ async fn hang_on_an_order_is_an_unknown_outcome() {
     let mock = mock();
     let mut cfg = config(&mock);
     cfg.request_timeout = Duration::from_millis(500);
-    let v = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
+    let v = HyperliquidVenue::open(VENUE, &cfg, &env_with(Some(KEY)), system_clock()).unwrap();
     v.instrument("BTC").await.unwrap();
     mock.fail_next_exchange(Fault::HangAfterApply);
     let order = limit(Side::Buy, dec!(0.01), dec!(59000), TimeInForce::Gtc);
@@ -1045,7 +1045,7 @@ async fn sibling_endpoints_of_one_account_share_its_pause_and_its_weight_budget(
         HyperliquidVenue::open_at(
             VENUE,
             &cfg,
-            env_with(Some(KEY)),
+            &env_with(Some(KEY)),
             system_clock(),
             Some(&Endpoint {
                 base_url: url,
@@ -1100,7 +1100,7 @@ async fn sibling_endpoints_of_one_account_never_sign_the_same_nonce() {
         HyperliquidVenue::open_at(
             VENUE,
             &cfg,
-            env_with(Some(KEY)),
+            &env_with(Some(KEY)),
             clock.clone(),
             Some(&Endpoint {
                 base_url: url,
@@ -1133,7 +1133,7 @@ async fn an_endpoints_credentials_never_appear_in_an_error() {
     let mut cfg = config(&mock());
     cfg.base_url = Some(format!("http://operator:s3cretpw@127.0.0.1:{port}"));
     cfg.resilience.retry.max_attempts = 1;
-    let venue = HyperliquidVenue::open(VENUE, &cfg, env_with(Some(KEY)), system_clock()).unwrap();
+    let venue = HyperliquidVenue::open(VENUE, &cfg, &env_with(Some(KEY)), system_clock()).unwrap();
     let err = venue.quote("BTC").await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, VenueError::Unavailable { .. }), "{text}");

@@ -45,14 +45,14 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::actions::Action;
-use super::config::{
-    key_from_env, EnvLookup, HyperliquidConfig, KEY_VAR, KEY_VAR_ALIAS, WEIGHT_POOL,
-};
+use super::config::{key_from_env, HyperliquidConfig, KEY_VAR, KEY_VAR_ALIAS, WEIGHT_POOL};
 use super::info::{self, ExchangeResponse, Meta};
 use super::signing::{Address, Network, PrivateKey};
 use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::account::Endpoint;
+
+use crate::env::EnvLookup;
 use crate::exchanges::call_priority;
 use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
@@ -121,7 +121,7 @@ impl HyperliquidVenue {
     pub fn open(
         name: &str,
         config: &HyperliquidConfig,
-        env: EnvLookup,
+        env: EnvLookup<'_>,
         clock: SharedClock,
     ) -> Result<Self, HyperliquidError> {
         Self::open_at(name, config, env, clock, None)
@@ -133,7 +133,7 @@ impl HyperliquidVenue {
     pub fn open_at(
         name: &str,
         config: &HyperliquidConfig,
-        env: EnvLookup,
+        env: EnvLookup<'_>,
         clock: SharedClock,
         endpoint: Option<&Endpoint>,
     ) -> Result<Self, HyperliquidError> {
@@ -163,7 +163,7 @@ impl HyperliquidVenue {
             .map(str::parse::<Address>)
             .transpose()
             .map_err(|e| cfg_err(format!("vault_address: {e}")))?;
-        let signer = key_from_env(&env).map_err(|reason| HyperliquidError::Key {
+        let signer = key_from_env(env).map_err(|reason| HyperliquidError::Key {
             venue: name.to_string(),
             reason,
         })?;
@@ -444,9 +444,9 @@ impl HyperliquidVenue {
         let response = self.exchange(action, 1, Priority::High, true, None).await?;
         match response {
             ExchangeResponse::Ok { outcomes, .. } => match outcomes.first() {
-                Some(info::ActionOutcome::Error(msg)) => Err(VenueError::Rejected {
+                Some(info::ActionOutcome::Error(error)) => Err(VenueError::Rejected {
                     venue: self.name.clone(),
-                    reason: msg.clone(),
+                    reason: error.message.clone(),
                 }),
                 _ => Ok(()),
             },
@@ -735,12 +735,8 @@ impl Venue for HyperliquidVenue {
                 reason: "the answer to the order carried no status".into(),
             });
         };
-        if let info::ActionOutcome::Error(msg) = outcome {
-            let lower = msg.to_ascii_lowercase();
-            if lower.contains("invalid price")
-                || lower.contains("invalid size")
-                || lower.contains("tick size")
-            {
+        if let info::ActionOutcome::Error(error) = outcome {
+            if error.kind.off_the_grid() {
                 // Our grid may be stale: refetch meta before the next order.
                 *self.meta.write() = None;
             }

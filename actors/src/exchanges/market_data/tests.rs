@@ -16,7 +16,7 @@ use crate::exchanges::connector::Connector;
 use crate::exchanges::gateway::{
     Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing,
 };
-use crate::exchanges::hyperliquid::{EnvLookup, HyperliquidConfig, HyperliquidVenue};
+use crate::exchanges::hyperliquid::{HyperliquidConfig, HyperliquidVenue};
 use crate::exchanges::hyperliquid::{Network, PrivateKey};
 use crate::exchanges::risk_gate::RiskConfig;
 use crate::exchanges::types::Side;
@@ -39,8 +39,8 @@ fn unreachable_hyperliquid() -> Arc<dyn Venue> {
         ..HyperliquidConfig::default()
     };
     cfg.resilience.retry.backoff.base = Duration::from_millis(5);
-    let env: EnvLookup = Arc::new(|k| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.into()));
-    Arc::new(HyperliquidVenue::open("hyperliquid", &cfg, env, system_clock()).unwrap())
+    let env = |k: &str| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.to_string());
+    Arc::new(HyperliquidVenue::open("hyperliquid", &cfg, &env, system_clock()).unwrap())
 }
 
 fn binance(name: &str, mock: &MockBinance) -> Arc<dyn Venue> {

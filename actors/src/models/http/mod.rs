@@ -80,6 +80,7 @@ use super::providers::{
 };
 use super::types::{ModelError, ModelRequest};
 use crate::clock::SharedClock;
+use crate::env::EnvLookup;
 use crate::resilience::config::{
     BackoffConfig, BreakerConfig, ClassRetry, RateLimitedRetry, RetryConfig,
 };
@@ -91,7 +92,7 @@ use crate::resilience::{
 };
 use crate::store::Tree;
 
-pub use secrets::{key_variables, process_env, resolve_api_key, EnvLookup, MissingKey};
+pub use secrets::{key_variables, resolve_api_key, MissingKey};
 
 /// Attempts at most, per class (the first included).
 const TIMEOUT_ATTEMPTS: u32 = 3;
@@ -231,7 +232,7 @@ impl HttpProvider {
         let minute = Duration::from_secs(60);
         let bucket = |name: &str, per_minute: u64| {
             let limiter: Arc<dyn RateLimit> =
-                Arc::new(crate::resilience::limiter::TokenBucket::new(
+                Arc::new(crate::resilience::limiter::LeakyBucket::token_bucket(
                     per_minute.max(1),
                     per_minute.max(1),
                     minute,

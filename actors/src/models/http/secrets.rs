@@ -5,18 +5,11 @@
 //! or stores a key — it only ever travels as an [`ApiKey`], whose `Debug`/`Display` print
 //! `***`, and errors name the variables tried, never a value.
 //!
-//! The lookup is a parameter (not `std::env::var` inside) so tests hand in a map instead
-//! of mutating the process environment, which other tests share.
+//! The lookup is the crate's one [`EnvLookup`] (see [`crate::env`]), so tests hand in a
+//! closure instead of mutating the process environment, which other tests share.
 
+use crate::env::{non_empty, EnvLookup};
 use crate::models::providers::{ApiKey, ProviderKind};
-
-/// Reads one environment variable; `None` when unset.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The process environment as an [`EnvLookup`].
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
 
 /// Variables tried, in order, for `kind`'s key when the deployment names none
 /// (`api_key_env`). Empty for Ollama, which needs no key.
@@ -54,13 +47,8 @@ pub fn resolve_api_key(
         None if kind == ProviderKind::Ollama => return Ok(None),
         None => key_variables(kind).to_vec(),
     };
-    for name in &tried {
-        if let Some(value) = env(name) {
-            let key = ApiKey::new(value.trim());
-            if !key.is_empty() {
-                return Ok(Some(key));
-            }
-        }
+    if let Some(value) = tried.iter().find_map(|name| non_empty(env, name)) {
+        return Ok(Some(ApiKey::new(value)));
     }
     Err(MissingKey {
         provider: kind,

@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value};
 use super::classify::ErrorDetail;
 use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::SseDecoder;
-use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
+use super::wire::{parse_json_body, parse_json_unit, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
     FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, WireRequest,
     WireTarget, MAX_BODY_BYTES,
@@ -291,12 +291,7 @@ pub struct GenerateDecode {
 
 impl StreamDecode for GenerateDecode {
     fn unit(&mut self, data: &str, reply: &mut ReplyBuilder, events: &mut Events) -> Decoded {
-        let response: WireResponse =
-            serde_json::from_str(data).map_err(|err| ProviderWireError::Malformed {
-                provider: PROVIDER,
-                what: "a stream chunk",
-                detail: format!("{err} in `{}`", excerpt(data, 120)),
-            })?;
+        let response: WireResponse = parse_json_unit(PROVIDER, "a stream chunk", data)?;
         if let Some(err) = response.provider_error() {
             return Err(err);
         }

@@ -24,8 +24,11 @@ use serde_json::{json, Map, Value};
 
 use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::LineSplitter;
-use super::think::{split_think, ThinkSplitter};
-use super::wire::{excerpt, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
+use super::think::{answer_and_reasoning, ThinkSplitter};
+use super::wire::{
+    chat_messages, excerpt, parse_json_body, parse_json_unit, temperature_json, AuthHeader,
+    ReplyBuilder,
+};
 use super::{
     FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, WireRequest,
     WireTarget, MAX_BODY_BYTES,
@@ -41,6 +44,7 @@ fn base_request(
     mut body: Map<String, Value>,
     request: &ModelRequest,
 ) -> WireRequest {
+    body.insert("model".into(), json!(target.model));
     body.insert("stream".into(), json!(stream));
     body.insert(
         "options".into(),
@@ -66,14 +70,8 @@ pub fn build_chat_request(
     request: &ModelRequest,
     stream: bool,
 ) -> Result<WireRequest, ProviderWireError> {
-    let mut messages = Vec::new();
-    if !request.system.trim().is_empty() {
-        messages.push(json!({"role": "system", "content": request.system}));
-    }
-    messages.push(json!({"role": "user", "content": request.prompt}));
     let mut body = Map::new();
-    body.insert("model".into(), json!(target.model));
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), chat_messages(request));
     Ok(base_request(target, "/api/chat", stream, body, request))
 }
 
@@ -84,7 +82,6 @@ pub fn build_generate_request(
     stream: bool,
 ) -> Result<WireRequest, ProviderWireError> {
     let mut body = Map::new();
-    body.insert("model".into(), json!(target.model));
     body.insert("prompt".into(), json!(request.prompt));
     if !request.system.trim().is_empty() {
         body.insert("system".into(), json!(request.system));
@@ -111,48 +108,33 @@ pub fn done_reason(raw: &str) -> FinishReason {
 
 #[derive(Debug, Deserialize)]
 struct WireFunction {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     arguments: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
 struct WireToolCall {
-    #[serde(default)]
     function: Option<WireFunction>,
 }
 
 #[derive(Debug, Deserialize)]
 struct WireMessage {
-    #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
     thinking: Option<String>,
-    #[serde(default)]
     tool_calls: Option<Vec<WireToolCall>>,
 }
 
 /// One `/api/chat` or `/api/generate` object (a whole answer or one NDJSON line).
 #[derive(Debug, Deserialize)]
 struct WireLine {
-    #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
     message: Option<WireMessage>,
-    #[serde(default)]
     response: Option<String>,
-    #[serde(default)]
     thinking: Option<String>,
-    #[serde(default)]
     done: Option<bool>,
-    #[serde(default)]
     done_reason: Option<String>,
-    #[serde(default)]
     prompt_eval_count: Option<u64>,
-    #[serde(default)]
     eval_count: Option<u64>,
-    #[serde(default)]
     error: Option<Value>,
 }
 
@@ -233,9 +215,8 @@ fn whole(body: &[u8]) -> Result<Reply, ProviderWireError> {
                 .into(),
         });
     }
-    let split = split_think(line.content().unwrap_or(""));
-    let mut reasoning = line.thinking().unwrap_or("").to_string();
-    reasoning.push_str(&split.reasoning);
+    let (text, reasoning) =
+        answer_and_reasoning(line.content().unwrap_or(""), line.thinking().unwrap_or(""));
     let mut events = Vec::new();
     line.tool_call_events(0, &mut events);
     let mut builder = ReplyBuilder::default();
@@ -243,8 +224,8 @@ fn whole(body: &[u8]) -> Result<Reply, ProviderWireError> {
         builder.apply(event);
     }
     Ok(Reply {
-        text: split.visible,
-        reasoning: (!reasoning.is_empty()).then_some(reasoning),
+        text,
+        reasoning,
         usage: line.usage(),
         finish_reason: line.done_reason.as_deref().map(done_reason),
         tool_calls: builder.build().tool_calls,
@@ -303,12 +284,7 @@ impl StreamDecode for OllamaDecode {
         if text.trim_start().starts_with('<') {
             return Err(super::wire::not_a_stream(PROVIDER, text));
         }
-        let line: WireLine =
-            serde_json::from_str(text).map_err(|err| ProviderWireError::Malformed {
-                provider: PROVIDER,
-                what: "a stream line",
-                detail: format!("{err} in `{}`", excerpt(text, 120)),
-            })?;
+        let line: WireLine = parse_json_unit(PROVIDER, "a stream line", text)?;
         if let Some(err) = line.provider_error() {
             return Err(err);
         }
@@ -319,14 +295,12 @@ impl StreamDecode for OllamaDecode {
             events.push(StreamEvent::ReasoningDelta(thinking.to_string()));
         }
         if let Some(content) = line.content() {
-            let split = self.think.push(content);
-            super::think::push_split(split.visible, split.reasoning, events);
+            self.think.push_events(content, events);
         }
         line.tool_call_events(reply.tool_calls.len(), events);
         if line.is_done() {
             self.done = true;
-            let tail = self.think.finish();
-            super::think::push_split(tail.visible, tail.reasoning, events);
+            self.think.finish_events(events);
             if let Some(reason) = &line.done_reason {
                 events.push(StreamEvent::Finish(done_reason(reason)));
             }
@@ -344,11 +318,8 @@ impl StreamDecode for OllamaDecode {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct InstalledModel {
     pub name: String,
-    #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
     pub size: Option<u64>,
-    #[serde(default)]
     pub digest: Option<String>,
 }
 

@@ -29,8 +29,8 @@ use serde_json::{json, Map, Value};
 use super::classify::ErrorDetail;
 use super::framed::{Decoded, Events, Framed, StreamDecode};
 use super::lines::SseDecoder;
-use super::think::{split_think, ThinkSplitter};
-use super::wire::{parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
+use super::think::{answer_and_reasoning, ThinkSplitter};
+use super::wire::{chat_messages, parse_json_body, temperature_json, AuthHeader, ReplyBuilder};
 use super::{
     FinishReason, HttpMethod, ProviderKind, ProviderWireError, Reply, StreamEvent, ToolCall,
     WireRequest, WireTarget, MAX_BODY_BYTES,
@@ -81,15 +81,9 @@ pub fn build_chat_request(
     stream: bool,
 ) -> Result<WireRequest, ProviderWireError> {
     let key = target.required_key()?;
-    let mut messages = Vec::new();
-    if !request.system.trim().is_empty() {
-        messages.push(json!({"role": "system", "content": request.system}));
-    }
-    messages.push(json!({"role": "user", "content": request.prompt}));
-
     let mut body = Map::new();
     body.insert("model".into(), json!(target.model));
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), chat_messages(request));
     body.insert(
         TokenLimitField::for_provider(target.provider).key().into(),
         json!(request.max_tokens),
@@ -130,9 +124,7 @@ pub fn build_chat_request(
 
 #[derive(Debug, Deserialize)]
 struct WireUsage {
-    #[serde(default)]
     prompt_tokens: Option<u64>,
-    #[serde(default)]
     completion_tokens: Option<u64>,
 }
 
@@ -147,65 +139,46 @@ impl WireUsage {
 
 #[derive(Debug, Deserialize)]
 struct XGroq {
-    #[serde(default)]
     usage: Option<WireUsage>,
 }
 
 #[derive(Debug, Deserialize)]
 struct WireFunction {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     arguments: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct WireToolCall {
-    #[serde(default)]
     index: Option<usize>,
-    #[serde(default)]
     id: Option<String>,
-    #[serde(default)]
     function: Option<WireFunction>,
 }
 
 /// `message` of a whole response and `delta` of a chunk share these fields.
 #[derive(Debug, Deserialize)]
 struct WireMessage {
-    #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
     reasoning_content: Option<String>,
-    #[serde(default)]
     reasoning: Option<String>,
-    #[serde(default)]
     tool_calls: Option<Vec<WireToolCall>>,
 }
 
 #[derive(Debug, Deserialize)]
 struct WireChoice {
-    #[serde(default)]
     index: Option<u64>,
-    #[serde(default)]
     message: Option<WireMessage>,
-    #[serde(default)]
     delta: Option<WireMessage>,
-    #[serde(default)]
     finish_reason: Option<String>,
 }
 
 /// A whole response or one stream chunk.
 #[derive(Debug, Deserialize)]
 struct WireCompletion {
-    #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
     choices: Option<Vec<WireChoice>>,
-    #[serde(default)]
     usage: Option<WireUsage>,
-    #[serde(default)]
     x_groq: Option<XGroq>,
-    #[serde(default)]
     error: Option<Value>,
 }
 
@@ -267,13 +240,12 @@ pub fn parse_chat_response(
         ));
     };
     let message = choice.message.as_ref();
-    let content = message.and_then(|m| m.content.as_deref()).unwrap_or("");
-    let split = split_think(content);
-    let mut reasoning = message
-        .and_then(|m| m.reasoning_content.as_deref().or(m.reasoning.as_deref()))
-        .unwrap_or("")
-        .to_string();
-    reasoning.push_str(&split.reasoning);
+    let (text, reasoning) = answer_and_reasoning(
+        message.and_then(|m| m.content.as_deref()).unwrap_or(""),
+        message
+            .and_then(|m| m.reasoning_content.as_deref().or(m.reasoning.as_deref()))
+            .unwrap_or(""),
+    );
     let tool_calls = message
         .and_then(|m| m.tool_calls.as_ref())
         .map(|calls| {
@@ -296,8 +268,8 @@ pub fn parse_chat_response(
         })
         .unwrap_or_default();
     Ok(Reply {
-        text: split.visible,
-        reasoning: (!reasoning.is_empty()).then_some(reasoning),
+        text,
+        reasoning,
         usage: completion.usage().unwrap_or_default(),
         finish_reason: choice.finish_reason.as_deref().map(finish_reason),
         tool_calls,
@@ -338,16 +310,11 @@ impl StreamDecode for ChatDecode {
         }
         if data.trim() == "[DONE]" {
             self.done = true;
-            let tail = self.think.finish();
-            super::think::push_split(tail.visible, tail.reasoning, events);
+            self.think.finish_events(events);
             return Ok(());
         }
         let chunk: WireCompletion =
-            serde_json::from_str(data).map_err(|err| ProviderWireError::Malformed {
-                provider: self.provider,
-                what: "a stream chunk",
-                detail: format!("{err} in `{}`", super::wire::excerpt(data, 120)),
-            })?;
+            super::wire::parse_json_unit(self.provider, "a stream chunk", data)?;
         if let Some(err) = chunk.provider_error(self.provider, None) {
             return Err(err);
         }
@@ -366,8 +333,7 @@ impl StreamDecode for ChatDecode {
                     }
                 }
                 if let Some(content) = &delta.content {
-                    let split = self.think.push(content);
-                    super::think::push_split(split.visible, split.reasoning, events);
+                    self.think.push_events(content, events);
                 }
                 for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
                     events.push(StreamEvent::ToolCallDelta {

@@ -63,6 +63,18 @@ impl ThinkSplitter {
         out
     }
 
+    /// [`ThinkSplitter::push`] as stream events (see [`push_split`]).
+    pub fn push_events(&mut self, delta: &str, events: &mut Vec<super::StreamEvent>) {
+        let split = self.push(delta);
+        push_split(split.visible, split.reasoning, events);
+    }
+
+    /// [`ThinkSplitter::finish`] as stream events.
+    pub fn finish_events(&mut self, events: &mut Vec<super::StreamEvent>) {
+        let tail = self.finish();
+        push_split(tail.visible, tail.reasoning, events);
+    }
+
     /// End of text: whatever was held back is plain text after all.
     pub fn finish(&mut self) -> ThinkSplit {
         let mut out = ThinkSplit::default();
@@ -108,6 +120,19 @@ pub(crate) fn split_think(text: &str) -> ThinkSplit {
     out.visible.push_str(&tail.visible);
     out.reasoning.push_str(&tail.reasoning);
     out
+}
+
+/// A whole answer's visible text and its reasoning: the provider's own reasoning field
+/// (`provider_reasoning`, empty when it has none) followed by the answer's inline
+/// `<think>` blocks; `None` when there is no reasoning at all.
+pub(crate) fn answer_and_reasoning(
+    content: &str,
+    provider_reasoning: &str,
+) -> (String, Option<String>) {
+    let split = split_think(content);
+    let mut reasoning = provider_reasoning.to_string();
+    reasoning.push_str(&split.reasoning);
+    (split.visible, (!reasoning.is_empty()).then_some(reasoning))
 }
 
 /// Pushes a split piece of text as events: its reasoning first, then its visible text;

@@ -471,6 +471,32 @@ pub(crate) fn not_a_stream(provider: ProviderKind, first_line: &str) -> Provider
     }
 }
 
+/// The `messages` array of a chat request: the system prompt (when there is one), then the
+/// user prompt. OpenAI's chat completions (and every compatible API) and Ollama's
+/// `/api/chat` share this shape.
+pub(crate) fn chat_messages(request: &crate::models::types::ModelRequest) -> Value {
+    let mut messages = Vec::new();
+    if !request.system.trim().is_empty() {
+        messages.push(serde_json::json!({"role": "system", "content": request.system}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": request.prompt}));
+    Value::Array(messages)
+}
+
+/// Parse one unit of a stream (an SSE event's data, an NDJSON line) into `T`; an unreadable
+/// unit is [`ProviderWireError::Malformed`] naming `what` it was, with an excerpt.
+pub(crate) fn parse_json_unit<T: serde::de::DeserializeOwned>(
+    provider: ProviderKind,
+    what: &'static str,
+    text: &str,
+) -> Result<T, ProviderWireError> {
+    serde_json::from_str(text).map_err(|err| ProviderWireError::Malformed {
+        provider,
+        what,
+        detail: format!("{err} in `{}`", excerpt(text, 120)),
+    })
+}
+
 /// Parse a whole JSON body into `T`, with the size guard and a typed error.
 pub(crate) fn parse_json_body<T: serde::de::DeserializeOwned>(
     provider: ProviderKind,

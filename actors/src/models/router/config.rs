@@ -34,7 +34,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::models::http::{self, EnvLookup, HttpBuildError, HttpProvider, HttpSettings};
+use crate::env::{process_env, EnvLookup};
+use crate::models::http::{self, HttpBuildError, HttpProvider, HttpSettings};
 use crate::models::local::{self, LocalRules};
 use crate::models::pool::{HealthTable, ModelPool, PoolSettings, Provider};
 use crate::models::providers::ProviderKind;
@@ -429,7 +430,7 @@ pub enum BuildError {
 /// The provider for one deployment, keys from the process environment, its breaker's
 /// state in memory only (see [`build_provider_with`] for the engine's form).
 pub fn build_provider(cfg: &DeploymentConfig) -> Result<Arc<dyn Provider>, BuildError> {
-    build_provider_with_env(cfg, &http::process_env)
+    build_provider_with_env(cfg, &process_env)
 }
 
 /// [`build_provider`] with API keys read through `env` instead of the process
@@ -502,7 +503,7 @@ pub fn pool_for(
     health: &HealthTable,
     store: Option<&Store>,
 ) -> Result<ModelPool, BuildError> {
-    let provider = build_provider_with(cfg, &http::process_env, store)?;
+    let provider = build_provider_with(cfg, &process_env, store)?;
     Ok(ModelPool::new(
         cfg.id.clone(),
         provider,

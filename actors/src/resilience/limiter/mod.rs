@@ -33,7 +33,7 @@ pub use gcra::GcraLimiter;
 pub use leaky_bucket::{LeakMode, LeakyBucket};
 pub use linked::{LinkedLimit, LinkedLimitError};
 pub use sliding_window::SlidingWindow;
-pub use token_bucket::TokenBucket;
+
 pub use waiter::Throttle;
 
 use std::time::Duration;

@@ -98,7 +98,7 @@ proptest! {
         capacity in 1u64..50, amount in 1u64..50, every_ms in 1u64..200, s in steps(40 * MS, 10),
     ) {
         let clock = ManualMonotonic::new(0);
-        let b = TokenBucket::new(capacity, amount, Duration::from_millis(every_ms), 0);
+        let b = LeakyBucket::token_bucket(capacity, amount, Duration::from_millis(every_ms), 0);
         let admitted = drive(&b, &clock, &s);
         for tenths in WINDOW_TENTHS {
             let len = every_ms * MS * tenths / 10;
@@ -163,7 +163,7 @@ proptest! {
         let clock = ManualMonotonic::new(0);
         // Request weight 100 per 100 ms, orders 3 per 50 ms, and a GCRA pool last.
         let weight: Arc<dyn RateLimit> = Arc::new(SlidingWindow::new(100, Duration::from_millis(100)));
-        let orders: Arc<dyn RateLimit> = Arc::new(TokenBucket::new(3, 3, Duration::from_millis(50), 0));
+        let orders: Arc<dyn RateLimit> = Arc::new(LeakyBucket::token_bucket(3, 3, Duration::from_millis(50), 0));
         let burst: Arc<dyn RateLimit> = Arc::new(GcraLimiter::new(4, Duration::from_millis(20)));
         let depth = LinkedLimit::new(vec![(weight.clone(), 20, true)]).unwrap();
         let order = LinkedLimit::new(vec![(burst.clone(), 1, false), (weight.clone(), 1, true), (orders.clone(), 1, true)]).unwrap();
@@ -214,7 +214,8 @@ fn sliding_window_allows_no_double_burst_at_the_edge() {
 #[test]
 fn denied_linked_call_draws_nothing() {
     let weight: Arc<dyn RateLimit> = Arc::new(SlidingWindow::new(100, Duration::from_secs(60)));
-    let orders: Arc<dyn RateLimit> = Arc::new(TokenBucket::new(1, 1, Duration::from_secs(10), 0));
+    let orders: Arc<dyn RateLimit> =
+        Arc::new(LeakyBucket::token_bucket(1, 1, Duration::from_secs(10), 0));
     let order =
         LinkedLimit::new(vec![(weight.clone(), 5, true), (orders.clone(), 1, true)]).unwrap();
     order.try_acquire(1, 0).unwrap();
@@ -229,7 +230,8 @@ fn denied_linked_call_draws_nothing() {
 fn linked_limit_refuses_two_gcra_pools_and_puts_one_last() {
     let g1: Arc<dyn RateLimit> = Arc::new(GcraLimiter::new(1, Duration::from_secs(1)));
     let g2: Arc<dyn RateLimit> = Arc::new(GcraLimiter::new(1, Duration::from_secs(1)));
-    let tb: Arc<dyn RateLimit> = Arc::new(TokenBucket::new(1, 1, Duration::from_secs(1), 0));
+    let tb: Arc<dyn RateLimit> =
+        Arc::new(LeakyBucket::token_bucket(1, 1, Duration::from_secs(1), 0));
     assert_eq!(
         LinkedLimit::new(vec![(g1.clone(), 1, false), (g2, 1, false)]).unwrap_err(),
         LinkedLimitError::TooManyNonRefunding(2)
@@ -246,7 +248,7 @@ fn linked_limit_refuses_two_gcra_pools_and_puts_one_last() {
 
 #[test]
 fn weighted_cost_above_capacity_can_never_pass() {
-    let w = TokenBucket::new(10, 10, Duration::from_secs(1), 0);
+    let w = LeakyBucket::token_bucket(10, 10, Duration::from_secs(1), 0);
     assert_eq!(w.try_acquire(20, 0), Err(Denied::Exceeds { max: 10 }));
     let linked = LinkedLimit::new(vec![(Arc::new(w) as Arc<dyn RateLimit>, 20, true)]).unwrap();
     assert_eq!(linked.max_cost(), 0);
@@ -261,7 +263,7 @@ fn server_quota_lowers_and_gates_each_algorithm() {
         reset_after: Duration::from_secs(5),
     };
     let limiters: Vec<Box<dyn RateLimit>> = vec![
-        Box::new(TokenBucket::new(10, 10, Duration::from_secs(1), 0)),
+        Box::new(LeakyBucket::token_bucket(10, 10, Duration::from_secs(1), 0)),
         Box::new(SlidingWindow::new(10, Duration::from_secs(10))),
         Box::new(LeakyBucket::new(
             10,
@@ -288,7 +290,7 @@ fn server_quota_lowers_and_gates_each_algorithm() {
 
 #[test]
 fn server_quota_caps_remaining_and_adopts_limit() {
-    let b = TokenBucket::new(100, 100, Duration::from_secs(60), 0);
+    let b = LeakyBucket::token_bucket(100, 100, Duration::from_secs(60), 0);
     b.observe(
         ServerQuota {
             limit: None,
@@ -365,7 +367,7 @@ proptest! {
         let rt = paused_runtime();
         let order = rt.block_on(async {
             let clock = crate::resilience::mono::TokioClock::shared();
-            let bucket = Arc::new(TokenBucket::new(3, 1, Duration::from_millis(100), clock.now()));
+            let bucket = Arc::new(LeakyBucket::token_bucket(3, 1, Duration::from_millis(100), clock.now()));
             admission_order(Arc::new(Throttle::new("t", bucket, clock)), &calls).await
         });
         prop_assert_eq!(order.len(), calls.len());
@@ -381,7 +383,12 @@ proptest! {
 #[tokio::test(start_paused = true)]
 async fn acquire_waits_for_capacity_and_admits_high_first() {
     let clock = crate::resilience::mono::TokioClock::shared();
-    let bucket = Arc::new(TokenBucket::new(1, 1, Duration::from_secs(1), clock.now()));
+    let bucket = Arc::new(LeakyBucket::token_bucket(
+        1,
+        1,
+        Duration::from_secs(1),
+        clock.now(),
+    ));
     let throttle = Arc::new(Throttle::new("t", bucket, clock));
     let start = tokio::time::Instant::now();
     let order = admission_order(
@@ -402,7 +409,12 @@ async fn acquire_waits_for_capacity_and_admits_high_first() {
 #[tokio::test(start_paused = true)]
 async fn acquire_fails_at_once_when_the_wait_passes_the_deadline() {
     let clock = crate::resilience::mono::TokioClock::shared();
-    let bucket = Arc::new(TokenBucket::new(5, 5, Duration::from_secs(10), clock.now()));
+    let bucket = Arc::new(LeakyBucket::token_bucket(
+        5,
+        5,
+        Duration::from_secs(10),
+        clock.now(),
+    ));
     let throttle = Throttle::new("binance/order", bucket, clock);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     throttle
@@ -436,7 +448,12 @@ async fn acquire_fails_at_once_when_the_wait_passes_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn queued_caller_gives_up_at_its_deadline_and_leaves_the_queue() {
     let clock = crate::resilience::mono::TokioClock::shared();
-    let bucket = Arc::new(TokenBucket::new(1, 1, Duration::from_secs(1), clock.now()));
+    let bucket = Arc::new(LeakyBucket::token_bucket(
+        1,
+        1,
+        Duration::from_secs(1),
+        clock.now(),
+    ));
     let throttle = Arc::new(Throttle::new("t", bucket, clock));
     let far = tokio::time::Instant::now() + Duration::from_secs(60);
     throttle.acquire(1, Priority::Low, far).await.unwrap();
@@ -497,7 +514,12 @@ async fn leaky_queue_bounds_the_waiting_units() {
 #[tokio::test(start_paused = true)]
 async fn dropped_head_wakes_the_next_caller() {
     let clock = crate::resilience::mono::TokioClock::shared();
-    let bucket = Arc::new(TokenBucket::new(1, 1, Duration::from_secs(1), clock.now()));
+    let bucket = Arc::new(LeakyBucket::token_bucket(
+        1,
+        1,
+        Duration::from_secs(1),
+        clock.now(),
+    ));
     let throttle = Arc::new(Throttle::new("t", bucket, clock));
     let far = tokio::time::Instant::now() + Duration::from_secs(60);
     throttle.acquire(1, Priority::Low, far).await.unwrap();
