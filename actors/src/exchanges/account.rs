@@ -21,8 +21,12 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use crate::clock::SharedClock;
+use crate::resilience::config::BreakerConfig;
 use crate::resilience::limiter::LinkedLimitError;
-use crate::resilience::{PauseGate, RateLimits, ResilienceConfig, TokioClock};
+use crate::resilience::{
+    CircuitBreaker, Guard, PauseGate, RateLimits, ResilienceConfig, RetryPolicy, TokioClock,
+};
 use crate::validate::{join, Issues};
 
 /// The rate limits and pause gate of one venue account, shared by all its connectors.
@@ -58,6 +62,37 @@ pub struct Endpoint {
     pub connector: String,
     /// Shared with the account's other connectors.
     pub account: AccountLimits,
+}
+
+impl Endpoint {
+    /// The guard of the connector serving this endpoint: a breaker of its own (target and
+    /// `breakers` key: the connector's name), the account's shared pause gate.
+    pub fn guard(
+        &self,
+        target: &str,
+        breaker: BreakerConfig,
+        clock: SharedClock,
+        retry: RetryPolicy,
+    ) -> Guard {
+        Guard::new(
+            target,
+            CircuitBreaker::new(self.connector.clone(), breaker, clock, None),
+            retry,
+        )
+        .with_pause_gate(self.account.pause.clone())
+    }
+}
+
+/// Every base URL of an account, without trailing slashes: `listed` (`base_urls`) when
+/// set and not empty, else the `single` one.
+pub fn endpoint_urls(listed: Option<&[String]>, single: &str) -> Vec<String> {
+    match listed {
+        Some(urls) if !urls.is_empty() => urls
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect(),
+        _ => vec![single.trim_end_matches('/').to_string()],
+    }
 }
 
 /// The name of connector `index` (0-based) of `count` serving account `venue`: the venue's

@@ -168,13 +168,7 @@ impl BinanceConfig {
 
     /// Every base URL of the account, one connector each: `base_urls`, or `base_url`.
     pub fn endpoints(&self) -> Vec<String> {
-        match &self.base_urls {
-            Some(urls) if !urls.is_empty() => urls
-                .iter()
-                .map(|u| u.trim_end_matches('/').to_string())
-                .collect(),
-            _ => vec![self.base_url.trim_end_matches('/').to_string()],
-        }
+        crate::exchanges::account::endpoint_urls(self.base_urls.as_deref(), &self.base_url)
     }
 
     pub fn validate(&self, path: &str, issues: &mut Issues) {

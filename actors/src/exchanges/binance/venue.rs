@@ -61,11 +61,11 @@ use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::config::RateLimits;
+use crate::resilience::BreakerState;
 use crate::resilience::{
     BreakerRecord, Effect, Guard, GuardedCall, LimitError, Priority, Refusal, ServerQuota,
     SharedMonotonic, TargetResilience, TokioClock,
 };
-use crate::resilience::{BreakerState, CircuitBreaker};
 use crate::store::Tree;
 
 /// Weight of the heaviest request this venue sends (exchangeInfo, myTrades, account).
@@ -268,17 +268,12 @@ impl BinanceSpotVenue {
             Some(ep) => (
                 ep.base_url.trim_end_matches('/').to_string(),
                 ep.account.limits.clone(),
-                Guard::new(
+                ep.guard(
                     name,
-                    CircuitBreaker::new(
-                        ep.connector.clone(),
-                        config.resilience.breaker.clone(),
-                        clock.clone(),
-                        None,
-                    ),
+                    config.resilience.breaker.clone(),
+                    clock.clone(),
                     retry,
-                )
-                .with_pause_gate(ep.account.pause.clone()),
+                ),
             ),
         };
         Ok(Self {

@@ -115,10 +115,13 @@ impl GatewayCore {
         // Serialised with order flows on this venue: an intent written by a flow that is
         // still waiting for the venue's answer must not be judged "never sent".
         let _serial = self.venue_turn(venue).await?;
-        if !self.link(venue)?.reconciled_once.load(Ordering::Acquire) {
-            // This generation's first pass: the flows of a generation it replaced have
-            // finished on this venue (they held its turn) and wrote through their own
-            // ledger handle, so the open entries are read again from disk.
+        if self.generation > 1 && !self.link(venue)?.reconciled_once.load(Ordering::Acquire) {
+            // This generation's first pass after it replaced another: the flows of the
+            // earlier generation have finished on this venue (they held its turn) and
+            // wrote through their own ledger handle, so the open entries are read again
+            // from disk. The first generation has no predecessor: its ledger, read at
+            // open, is current (and a second full scan would double the start time of a
+            // large ledger).
             self.ledger.reload_open(venue)?;
         }
         self.order_validity(venue).await?;

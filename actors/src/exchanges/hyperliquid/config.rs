@@ -162,13 +162,7 @@ impl HyperliquidConfig {
     /// Every API root of the account, one connector each: `base_urls`, or the one
     /// [`HyperliquidConfig::api_url`].
     pub fn endpoints(&self) -> Vec<String> {
-        match &self.base_urls {
-            Some(urls) if !urls.is_empty() => urls
-                .iter()
-                .map(|u| u.trim_end_matches('/').to_string())
-                .collect(),
-            _ => vec![self.api_url()],
-        }
+        crate::exchanges::account::endpoint_urls(self.base_urls.as_deref(), &self.api_url())
     }
 
     /// The API root: `base_url`, else the first of `base_urls`, else the network's, without

@@ -58,8 +58,8 @@ use crate::exchanges::risk_gate::RiskApproved;
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::{
-    BreakerRecord, BreakerState, CircuitBreaker, Guard, GuardedCall, LimitError, Priority,
-    RateLimits, TargetResilience, TokioClock,
+    BreakerRecord, BreakerState, Guard, GuardedCall, LimitError, Priority, RateLimits,
+    TargetResilience, TokioClock,
 };
 use crate::store::Tree;
 use crate::validate::Issues;
@@ -207,17 +207,12 @@ impl HyperliquidVenue {
                 ep.base_url.trim_end_matches('/').to_string(),
                 ep.account.limits.clone(),
                 ep.account.nonce.clone(),
-                Guard::new(
+                ep.guard(
                     name,
-                    CircuitBreaker::new(
-                        ep.connector.clone(),
-                        config.resilience.breaker.clone(),
-                        clock.clone(),
-                        None,
-                    ),
+                    config.resilience.breaker.clone(),
+                    clock.clone(),
                     retry,
-                )
-                .with_pause_gate(ep.account.pause.clone()),
+                ),
             ),
         };
         Ok(Self {
