@@ -38,19 +38,19 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use futures::FutureExt;
+use parking_lot::RwLock;
 use tokio::sync::{oneshot, Notify};
 
 use super::call_priority;
 use super::command::{VenueCommand, VenueReply, VenueRequest};
-use super::siblings::ConnectorProbe;
 use super::venue::{Venue, VenueError, VenueResult};
 use crate::resilience::config::QueueConfig;
-use crate::resilience::{Priority, PriorityQueue, TokioClock};
+use crate::resilience::{BreakerState, Priority, PriorityQueue, TokioClock};
 use crate::telemetry::names;
 
 /// How often a saturated venue is asked again whether it has headroom, when no call
@@ -259,6 +259,35 @@ impl Handler<VenueRequest> for Connector {
 
 fn count(venue: &str, endpoint: &'static str, outcome: &'static str) {
     metrics::counter!(names::VENUE_REQUESTS, "venue" => venue.to_string(), "endpoint" => endpoint, "outcome" => outcome).increment(1);
+}
+
+/// What the gateway reads of a connector's venue without a message round trip: the
+/// state of its breaker. Filled by the connector when it starts (a restarted one replaces
+/// it); holds only a weak reference, so a dead connector's venue is freed.
+#[derive(Clone, Default)]
+pub struct ConnectorProbe {
+    venue: Arc<RwLock<Option<Weak<dyn Venue>>>>,
+}
+
+impl std::fmt::Debug for ConnectorProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorProbe")
+            .field("breaker", &self.breaker())
+            .finish()
+    }
+}
+
+impl ConnectorProbe {
+    /// Points the probe at the venue a (re)started connector serves.
+    pub(crate) fn attach(&self, venue: &Arc<dyn Venue>) {
+        *self.venue.write() = Some(Arc::downgrade(venue));
+    }
+
+    /// The breaker state of the connector's venue, if it is alive and has a breaker.
+    pub fn breaker(&self) -> Option<BreakerState> {
+        let venue = self.venue.read().as_ref()?.upgrade()?;
+        venue.breaker_state()
+    }
 }
 
 #[cfg(test)]

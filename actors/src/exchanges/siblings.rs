@@ -36,44 +36,15 @@
 //! exactly as a lone connector does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::connector::Connector;
-use super::venue::{Venue, VenueError};
+pub use super::connector::ConnectorProbe;
+use super::venue::VenueError;
 use crate::resilience::BreakerState;
 use crate::supervisor::{Slot, SlotError};
-
-/// What the gateway reads of a connector's venue without a message round trip: the
-/// state of its breaker. Filled by the connector when it starts (a restarted one replaces
-/// it); holds only a weak reference, so a dead connector's venue is freed.
-#[derive(Clone, Default)]
-pub struct ConnectorProbe {
-    venue: Arc<RwLock<Option<Weak<dyn Venue>>>>,
-}
-
-impl std::fmt::Debug for ConnectorProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectorProbe")
-            .field("breaker", &self.breaker())
-            .finish()
-    }
-}
-
-impl ConnectorProbe {
-    /// Points the probe at the venue a (re)started connector serves.
-    pub(crate) fn attach(&self, venue: &Arc<dyn Venue>) {
-        *self.venue.write() = Some(Arc::downgrade(venue));
-    }
-
-    /// The breaker state of the connector's venue, if it is alive and has a breaker.
-    pub fn breaker(&self) -> Option<BreakerState> {
-        let venue = self.venue.read().as_ref()?.upgrade()?;
-        venue.breaker_state()
-    }
-}
 
 /// One connector of an account: its name, the endpoint it serves, its slot and probe.
 #[derive(Clone, Debug)]
