@@ -157,10 +157,13 @@ pub fn validate_base_urls(
         let parsed = reqwest::Url::parse(url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        let shown = if parsed.is_some() {
+        // Anything that parses as a URL is shown without its credentials and query (an
+        // `ftp://` entry names itself); text that does not parse is not echoed, since it
+        // cannot be stripped of a secret it may hold.
+        let shown = if reqwest::Url::parse(url).is_ok() {
             display_url(url)
         } else {
-            "(not an http(s) URL)".to_string()
+            "(not a URL)".to_string()
         };
         issues.check(
             parsed.is_some(),
@@ -216,6 +219,11 @@ mod tests {
         assert_eq!(bad.len(), 1, "{bad:?}");
         assert_eq!(bad[0].0, "exchanges.venues.bn.base_urls[1]");
         assert!(!bad[0].1.contains("pw"), "{bad:?}");
+        // The wrong scheme is shown, so the operator sees what is wrong; text that is no
+        // URL at all is not echoed.
+        assert_eq!(bad[0].1, "\"ftp://b\"", "{bad:?}");
+        let junk = keys(Some(vec!["api key=s3cret"]), false);
+        assert_eq!(junk[0].1, "\"(not a URL)\"", "{junk:?}");
         let dup = keys(Some(vec!["https://a.example", "https://A.example/"]), false);
         assert_eq!(dup.len(), 1, "{dup:?}");
         assert_eq!(dup[0].0, "exchanges.venues.bn.base_urls[1]");
