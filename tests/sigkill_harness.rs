@@ -513,22 +513,13 @@ limits = [{{ name = "weight", kind = "sliding_window", limit = 1000000, window =
         "the mock venue to calm down",
         || mock_control(mock_port, "/_mock/calm"),
     );
-    let mut engine = spawn_engine_bin(&bin, &config, &dir, true);
-    wait_for(
-        // Generous: the breaker's open state survives restarts (up to its 5 min cap), and
-        // an order cut by a kill stays unknown until its deadline has passed.
+    // Generous: the breaker's open state survives restarts (up to its 5 min cap), and an
+    // order cut by a kill stays unknown until its deadline has passed.
+    wait_settled_then_stop(
+        spawn_engine_bin(&bin, &config, &dir, true),
+        port,
         Duration::from_secs(600),
-        "reconciliation to settle every open order",
-        || {
-            let (status, body) = http_get(port, "/api/status")?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            (status == 200 && v["open_orders"].as_array()?.is_empty()).then_some(())
-        },
-    );
-    signal(&engine, libc::SIGTERM);
-    assert!(
-        wait_exit(&mut engine, Duration::from_secs(60)).success(),
-        "clean stop after settling"
+        Duration::from_secs(60),
     );
 
     // The venue's record, over the mock's control route.

@@ -29,20 +29,8 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
         http_get(port, "/health").filter(|(s, _)| *s == 200)
     });
 
-    let out = run_cli(&["tree", "--config", cfg, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (live, paths) = tree_json(cfg);
     assert_eq!(live["engine_running"], true);
-    let paths: Vec<&str> = live["actors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["path"].as_str().unwrap())
-        .collect();
     assert_eq!(
         paths,
         [
@@ -104,20 +92,8 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
     signal(&engine, libc::SIGTERM);
     assert!(wait_exit(&mut engine, Duration::from_secs(60)).success());
 
-    let out = run_cli(&["tree", "--config", cfg, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let planned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (planned, planned_paths) = tree_json(cfg);
     assert_eq!(planned["engine_running"], false);
-    let planned_paths: Vec<&str> = planned["actors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["path"].as_str().unwrap())
-        .collect();
     assert_eq!(
         planned_paths, paths,
         "the planned tree is the tree that ran"
@@ -131,4 +107,22 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.starts_with("the engine is not running;"), "{text}");
+}
+
+/// `orrery tree --json` for `cfg` (asserting success), and every actor's path in order.
+fn tree_json(cfg: &str) -> (Value, Vec<String>) {
+    let out = run_cli(&["tree", "--config", cfg, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths = tree["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap().to_string())
+        .collect();
+    (tree, paths)
 }

@@ -240,11 +240,27 @@ initial_price = 2.5
 /// Starts the engine once more so reconciliation settles what the kills left open, waits
 /// until no order is open, and stops it cleanly.
 pub fn settle_and_stop(config: &Path, dir: &Path, port: u16, env: &[(&str, &str)]) {
-    let mut engine = spawn_engine(config, dir, &[], env);
+    let engine = spawn_engine(config, dir, &[], env);
     // Generous: an order cut by a kill stays unknown until its venue deadline has passed
     // (plus the skew margin), and a loaded machine slows every step before that.
-    wait_for(
+    wait_settled_then_stop(
+        engine,
+        port,
         Duration::from_secs(120),
+        Duration::from_secs(30),
+    );
+}
+
+/// Waits (up to `settle_within`) until the running `engine` on `port` reports no open
+/// order, then stops it with SIGTERM and asserts a clean exit within `stop_within`.
+pub fn wait_settled_then_stop(
+    mut engine: Child,
+    port: u16,
+    settle_within: Duration,
+    stop_within: Duration,
+) {
+    wait_for(
+        settle_within,
         "reconciliation to settle every open order",
         || {
             let (status, body) = http_get(port, "/api/status")?;
@@ -254,7 +270,7 @@ pub fn settle_and_stop(config: &Path, dir: &Path, port: u16, env: &[(&str, &str)
     );
     signal(&engine, libc::SIGTERM);
     assert!(
-        wait_exit(&mut engine, Duration::from_secs(30)).success(),
+        wait_exit(&mut engine, stop_within).success(),
         "clean stop after settling"
     );
 }
