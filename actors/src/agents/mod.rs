@@ -7,7 +7,7 @@ pub mod prompt;
 pub mod risk;
 pub mod trading;
 
-pub use journal::{DecisionJournal, DecisionRecord};
+pub use journal::{Abstention, DecisionJournal, DecisionMode, DecisionRecord, MemberAnswer};
 pub use memory::{AgentControl, AgentMemory, MemoryStore};
 
 use actix::{Handler, Message};

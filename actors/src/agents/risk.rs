@@ -485,24 +485,9 @@ async fn confirm(
         timeout: limits.confirmation_timeout,
         cacheable: false,
     };
-    let mut record = DecisionRecord {
-        time_ms: deps.clock.now_ms(),
-        agent: "risk".into(),
-        venue: venue.to_string(),
-        symbol: "*".into(),
-        model: limits.model.clone(),
-        deployment: None,
-        prompt: text,
-        raw_answer: None,
-        action: None,
-        confidence: None,
-        confidence_defaulted: false,
-        reason: None,
-        error: None,
-        outcome: String::new(),
-        orders: vec![],
-        latency_ms: None,
-    };
+    let mut record = DecisionRecord::begin(deps.clock.now_ms(), "risk", venue, "*", &limits.model);
+    record.set_prompt(&request.system, &text);
+    record.context = request.context.clone();
     let asked = std::time::Instant::now();
     let answer = deps.models.ask(request).await;
     record.latency_ms = Some(asked.elapsed().as_millis() as u64);

@@ -40,7 +40,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::journal::{DecisionJournal, DecisionRecord};
+use super::journal::{Abstention, DecisionJournal, DecisionRecord, MemberAnswer};
 use super::memory::MemoryStore;
 use super::prompt;
 use super::risk::BaselineBook;
@@ -54,7 +54,7 @@ use crate::exchanges::risk_gate::TradingMode;
 use crate::exchanges::{Side, Timeframe};
 use crate::models::decision::{parse_trade_decision_for, DecisionError};
 use crate::models::{
-    MarketContext, ModelClient, ModelRequest, Purpose, StructuredContext, TradeAction,
+    MarketContext, ModelClient, ModelError, ModelRequest, Purpose, StructuredContext, TradeAction,
 };
 use crate::supervisor::Slot;
 use crate::telemetry::names;
@@ -312,24 +312,14 @@ async fn decide_and_act(
     deps: &TradingDeps,
     symbol: &str,
 ) -> DecisionRecord {
-    let mut record = DecisionRecord {
-        time_ms: deps.clock.now_ms(),
-        agent: config.name.clone(),
-        venue: config.venue.clone(),
-        symbol: symbol.to_string(),
-        model: config.model.clone(),
-        deployment: None,
-        prompt: String::new(),
-        raw_answer: None,
-        action: None,
-        confidence: None,
-        confidence_defaulted: false,
-        reason: None,
-        error: None,
-        outcome: "none".into(),
-        orders: Vec::new(),
-        latency_ms: None,
-    };
+    let mut record = DecisionRecord::begin(
+        deps.clock.now_ms(),
+        &config.name,
+        &config.venue,
+        symbol,
+        &config.model,
+    );
+    record.outcome = "none".into();
     let context = match market_context(config, deps, symbol).await {
         Ok(c) => c,
         Err(e) => {
@@ -352,14 +342,16 @@ async fn decide_and_act(
         record.outcome = "skipped_mode".into();
         return record;
     }
-    record.prompt = prompt::trade_prompt(&context);
+    record.set_prompt(prompt::TRADE_SYSTEM, &prompt::trade_prompt(&context));
     let account_value = context.account_value;
+    let context = StructuredContext::Market(context);
+    record.context = Some(context.clone());
     let request = ModelRequest {
         model: config.model.clone(),
         purpose: Purpose::TradeDecision,
-        system: prompt::TRADE_SYSTEM.to_string(),
+        system: record.system.clone(),
         prompt: record.prompt.clone(),
-        context: Some(StructuredContext::Market(context)),
+        context: Some(context),
         max_tokens: 300,
         temperature: 0.0,
         timeout: config.decision_timeout,
@@ -367,17 +359,34 @@ async fn decide_and_act(
     };
     let asked = Instant::now();
     let answer = deps.models.ask(request).await;
-    record.latency_ms = Some(asked.elapsed().as_millis() as u64);
+    let latency_ms = asked.elapsed().as_millis() as u64;
+    record.latency_ms = Some(latency_ms);
+    let mut member = MemberAnswer {
+        member: config.model.clone(),
+        latency_ms: Some(latency_ms),
+        ..MemberAnswer::default()
+    };
     let answer = match answer {
         Ok(a) => a,
         Err(e) => {
             record.error = Some(format!("model: {e}"));
             record.outcome = "model_error".into();
+            member.abstention = Some(if matches!(e, ModelError::DeadlineExceeded { .. }) {
+                Abstention::Timeout
+            } else {
+                Abstention::Error
+            });
+            member.error = Some(e.to_string());
+            record.members.push(member);
             return record;
         }
     };
     record.deployment = Some(answer.deployment.clone());
     record.raw_answer = Some(answer.text.clone());
+    member.deployment = Some(answer.deployment.clone());
+    member.raw_answer = Some(answer.text.clone());
+    member.prompt_tokens = answer.usage.prompt_tokens;
+    member.completion_tokens = answer.usage.completion_tokens;
     let decision = match parse_trade_decision_for(&answer.text, symbol) {
         Ok(parsed) => {
             record.confidence_defaulted = parsed.confidence_defaulted;
@@ -386,11 +395,17 @@ async fn decide_and_act(
         Err(e @ DecisionError::WrongSymbol { .. }) => {
             record.error = Some(e.to_string());
             record.outcome = "wrong_symbol".into();
+            member.abstention = Some(Abstention::Unparseable);
+            member.error = Some(e.to_string());
+            record.members.push(member);
             return record;
         }
         Err(e) => {
             record.error = Some(format!("unreadable answer: {e}"));
             record.outcome = "parse_error".into();
+            member.abstention = Some(Abstention::Unparseable);
+            member.error = Some(e.to_string());
+            record.members.push(member);
             return record;
         }
     };
@@ -402,6 +417,13 @@ async fn decide_and_act(
     record.action = Some(action_label.to_string());
     record.confidence = Some(decision.confidence);
     record.reason = Some(decision.reason.clone());
+    member.verdict = Some(action_label.to_string());
+    member.confidence = Some(decision.confidence);
+    member.reason = Some(decision.reason.clone());
+    if decision.action == TradeAction::Nothing {
+        member.abstention = Some(Abstention::Nothing);
+    }
+    record.members.push(member);
     metrics::counter!(names::AGENT_DECISIONS, "agent" => config.name.clone(), "symbol" => symbol.to_string(), "action" => action_label).increment(1);
 
     if decision.action != TradeAction::Nothing
