@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Scope};
 use crate::engine::EngineHandle;
 use crate::http::ApiError;
+use crate::json::to_json_value;
 
 /// The agents of `config` on `store`: the risk agent (if enabled), then every trading
 /// agent in config order. `live`: the directory of the engine that runs them; else of a
@@ -141,10 +142,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn list_route(engine: web::Data<EngineHandle>) -> HttpResponse {
     match engine.agents.describe_all().await {
-        Ok(agents) => HttpResponse::Ok().json(AgentsReport {
+        Ok(agents) => HttpResponse::Ok().json(to_json_value(&AgentsReport {
             engine_running: true,
             agents,
-        }),
+        })),
         Err(e) => agent_error_response(&e),
     }
 }
@@ -178,7 +179,7 @@ async fn set_paused_route(
         return agent_error_response(&e);
     }
     match engine.agents.describe(&name).await {
-        Ok(info) => HttpResponse::Ok().json(info),
+        Ok(info) => HttpResponse::Ok().json(to_json_value(&info)),
         Err(e) => agent_error_response(&e),
     }
 }
