@@ -174,7 +174,9 @@ async fn set_paused_route(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let reason = body.reason.unwrap_or_else(|| default_reason(paused, "the control API"));
+    let reason = body
+        .reason
+        .unwrap_or_else(|| default_reason(paused, "the control API"));
     if let Err(e) = engine.agents.set_paused(&name, paused, &reason).await {
         return agent_error_response(&e);
     }
@@ -215,7 +217,10 @@ async fn run_now_route(engine: web::Data<EngineHandle>, name: web::Path<String>)
 }
 
 fn default_reason(paused: bool, via: &str) -> String {
-    format!("{} through {via}", if paused { "paused" } else { "resumed" })
+    format!(
+        "{} through {via}",
+        if paused { "paused" } else { "resumed" }
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -362,20 +367,26 @@ async fn execute(config: &Config, action: Option<AgentsAction>) -> Result<Done, 
             }
         }
         None => match action {
-            None => Ok(Done::List(call(config, reqwest::Method::GET, "/api/agents", None).await?)),
+            None => Ok(Done::List(
+                call(config, reqwest::Method::GET, "/api/agents", None).await?,
+            )),
             Some(AgentsAction::Pause { name, reason }) => {
                 let body = ControlBody {
                     reason: Some(reason.unwrap_or_else(|| default_reason(true, "the CLI"))),
                 };
                 let path = format!("/api/agents/{}/pause", encode(&name));
-                Ok(Done::Info(call(config, reqwest::Method::POST, &path, Some(&body)).await?))
+                Ok(Done::Info(
+                    call(config, reqwest::Method::POST, &path, Some(&body)).await?,
+                ))
             }
             Some(AgentsAction::Resume { name, reason }) => {
                 let body = ControlBody {
                     reason: Some(reason.unwrap_or_else(|| default_reason(false, "the CLI"))),
                 };
                 let path = format!("/api/agents/{}/resume", encode(&name));
-                Ok(Done::Info(call(config, reqwest::Method::POST, &path, Some(&body)).await?))
+                Ok(Done::Info(
+                    call(config, reqwest::Method::POST, &path, Some(&body)).await?,
+                ))
             }
             Some(AgentsAction::RunNow { name }) => {
                 let path = format!("/api/agents/{}/run-now", encode(&name));
@@ -557,7 +568,10 @@ mod tests {
         let text = render(&agents, chrono::Utc::now().timestamp_millis());
         assert!(text.contains("risk paused"), "{text}");
         assert!(text.contains("maintenance"), "{text}");
-        assert!(text.contains(&format!("WARNING: {RISK_PAUSED_WARNING}")), "{text}");
+        assert!(
+            text.contains(&format!("WARNING: {RISK_PAUSED_WARNING}")),
+            "{text}"
+        );
         let trend = text.lines().find(|l| l.starts_with("trend")).unwrap();
         assert!(trend.contains("stopped"), "{trend}");
     }

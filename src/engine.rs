@@ -210,7 +210,9 @@ impl EngineHandle {
     /// engine on the same data dir in this process at once.
     pub async fn close(self, within: std::time::Duration) -> Result<RootExit, EngineError> {
         let exit = self.shutdown().await;
-        let EngineHandle { store, .. } = self;
+        // The agent directory holds each agent's memory trees: released before the wait.
+        let EngineHandle { store, agents, .. } = self;
+        drop(agents);
         store.close(within).await?;
         Ok(exit)
     }

@@ -259,7 +259,9 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
-        Command::Agents(a) => with_config(a.config.clone().as_deref(), |c| orrery::agents::run(c, a)),
+        Command::Agents(a) => {
+            with_config(a.config.clone().as_deref(), |c| orrery::agents::run(c, a))
+        }
     }
 }
 

@@ -631,9 +631,10 @@ pub fn render(r: &StatusReport) -> String {
             );
         }
         // `risk` is the risk agent's name (no trading agent may take it).
-        if r.agents.iter().any(|a| {
-            a.name == orrery_actors::agents::risk::RISK_AGENT && a.paused.is_some()
-        }) {
+        if r.agents
+            .iter()
+            .any(|a| a.name == orrery_actors::agents::risk::RISK_AGENT && a.paused.is_some())
+        {
             let _ = writeln!(
                 o,
                 "  WARNING: {}",

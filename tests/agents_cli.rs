@@ -43,8 +43,7 @@ fn ok(out: Output) -> Output {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
 
 /// `name`'s entry of an `orrery agents --json` / `GET /api/agents` report.
@@ -104,7 +103,14 @@ fn agents_pause_across_sigkill_resume_run_now_and_refuse_unknown_names() {
     // Stopped engine: pause and resume work on the data dir; run-now cannot run.
     let paused = json(&ok(cli(
         cfg,
-        &["agents", "pause", "trend", "--reason", "offline pause", "--json"],
+        &[
+            "agents",
+            "pause",
+            "trend",
+            "--reason",
+            "offline pause",
+            "--json",
+        ],
     )));
     assert_eq!(paused["paused"], true, "{paused}");
     assert_eq!(paused["pause_reason"], "offline pause");
@@ -149,7 +155,14 @@ fn agents_pause_across_sigkill_resume_run_now_and_refuse_unknown_names() {
     // Pause through the running engine, then SIGKILL it.
     let paused = json(&ok(cli(
         cfg,
-        &["agents", "pause", "trend", "--reason", "sigkill test", "--json"],
+        &[
+            "agents",
+            "pause",
+            "trend",
+            "--reason",
+            "sigkill test",
+            "--json",
+        ],
     )));
     assert_eq!(paused["state"], "paused", "{paused}");
     let mut engine = engine;
@@ -179,12 +192,8 @@ fn agents_pause_across_sigkill_resume_run_now_and_refuse_unknown_names() {
     let resumed_ms = now_ms();
 
     // Resume over the API: runs and decisions resume.
-    let (status, body) = http_post_json(
-        port,
-        "/api/agents/trend/resume",
-        r#"{"reason":"go on"}"#,
-    )
-    .unwrap();
+    let (status, body) =
+        http_post_json(port, "/api/agents/trend/resume", r#"{"reason":"go on"}"#).unwrap();
     assert_eq!(status, 200, "{body}");
     wait_for(WAIT, "a run after resume", || {
         runs(port, "trend").filter(|r| *r > runs_paused)

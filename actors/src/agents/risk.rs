@@ -261,7 +261,12 @@ pub fn schedule(
 }
 
 impl RiskAgent {
-    pub fn new(limits: RiskConfig, venues: Vec<String>, deps: RiskDeps, schedule: Schedule) -> Self {
+    pub fn new(
+        limits: RiskConfig,
+        venues: Vec<String>,
+        deps: RiskDeps,
+        schedule: Schedule,
+    ) -> Self {
         Self {
             limits,
             venues,

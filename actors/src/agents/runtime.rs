@@ -240,8 +240,12 @@ pub fn set_paused(
     };
     memory.set_control(&control)?;
     match (paused, kind.enforces_risk_limits()) {
-        (true, true) => tracing::warn!(agent = %name, kind = kind.as_str(), reason, "agent paused; {RISK_PAUSED_WARNING}"),
-        (true, false) => tracing::info!(agent = %name, kind = kind.as_str(), reason, "agent paused"),
+        (true, true) => {
+            tracing::warn!(agent = %name, kind = kind.as_str(), reason, "agent paused; {RISK_PAUSED_WARNING}")
+        }
+        (true, false) => {
+            tracing::info!(agent = %name, kind = kind.as_str(), reason, "agent paused")
+        }
         (false, _) => tracing::info!(agent = %name, kind = kind.as_str(), reason, "agent resumed"),
     }
     Ok(control)
@@ -716,11 +720,7 @@ impl AgentDirectory {
             AgentState::Stopped
         };
         Ok(AgentInfo::from_store(
-            &e.name,
-            e.kind,
-            e.schedule,
-            &e.memory,
-            state,
+            &e.name, e.kind, e.schedule, &e.memory, state,
         )?)
     }
 

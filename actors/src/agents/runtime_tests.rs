@@ -100,7 +100,10 @@ fn jitter_delays_stay_within_their_bound_and_spread_over_it() {
     };
     let bound = Duration::from_millis(2_000);
     let delays: Vec<Duration> = (0..2_000).map(|_| s.jitter_delay(&mut rng)).collect();
-    assert!(delays.iter().all(|d| *d <= bound), "a delay past 20% of 10s");
+    assert!(
+        delays.iter().all(|d| *d <= bound),
+        "a delay past 20% of 10s"
+    );
     // Spread over the whole range, not stuck at one end.
     assert!(delays.iter().any(|d| *d < Duration::from_millis(200)));
     assert!(delays.iter().any(|d| *d > Duration::from_millis(1_800)));
@@ -146,7 +149,11 @@ async fn a_run_longer_than_the_interval_is_not_doubled() {
     // Runs at 0, 3, 6 and 9 s; doubled it would be eleven.
     assert_eq!(probe.started(), 4);
     let memory = MemoryStore::open(&store, "probe").unwrap().load().unwrap();
-    assert_eq!((memory.runs, memory.failures), (3, 0), "the fourth is running");
+    assert_eq!(
+        (memory.runs, memory.failures),
+        (3, 0),
+        "the fourth is running"
+    );
 }
 
 #[actix::test]
@@ -177,7 +184,10 @@ async fn run_now_runs_at_once_unless_busy_or_paused() {
     tokio::time::pause();
     let store = Store::temporary().unwrap();
     // The schedule alone would not run it for an hour.
-    let probe = Probe::new(schedule(3_600_000, 3_600_000, 60_000), Duration::from_secs(5));
+    let probe = Probe::new(
+        schedule(3_600_000, 3_600_000, 60_000),
+        Duration::from_secs(5),
+    );
     let runner = start(&store, &probe);
     assert_eq!(runner.send(RunNow).await.unwrap(), RunNowAnswer::Started);
     advance(1).await;
@@ -205,7 +215,10 @@ async fn run_now_runs_at_once_unless_busy_or_paused() {
     let info = runner.send(DescribeAgent).await.unwrap().unwrap();
     assert_eq!(info.state, AgentState::Paused);
     assert_eq!(info.pause_reason.as_deref(), Some("maintenance"));
-    assert_eq!(info.warning, None, "a paused trading agent is no risk warning");
+    assert_eq!(
+        info.warning, None,
+        "a paused trading agent is no risk warning"
+    );
     runner
         .send(ResumeAgent {
             reason: "done".into(),
