@@ -150,18 +150,14 @@ async fn list_route(engine: web::Data<EngineHandle>) -> HttpResponse {
     }
 }
 
-/// The optional `{"reason"}` body: empty is fine, anything else must be that JSON.
-fn control_body(body: &[u8]) -> Result<ControlBody, HttpResponse> {
+/// The optional `{"reason"}` body: empty is fine, anything else must be that JSON; the
+/// error is the API's 400 message.
+fn control_body(body: &[u8]) -> Result<ControlBody, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ControlBody::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            "bad_json",
-            format!("the body is optional; when given it is {{\"reason\": \"...\"}}: {e}"),
-        )
-        .response(StatusCode::BAD_REQUEST)
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| format!("the body is optional; when given it is {{\"reason\": \"...\"}}: {e}"))
 }
 
 async fn set_paused_route(
@@ -172,7 +168,9 @@ async fn set_paused_route(
 ) -> HttpResponse {
     let body = match control_body(&body) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(message) => {
+            return ApiError::new("bad_json", message).response(StatusCode::BAD_REQUEST)
+        }
     };
     let reason = body
         .reason

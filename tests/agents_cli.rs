@@ -152,6 +152,12 @@ fn agents_pause_across_sigkill_resume_run_now_and_refuse_unknown_names() {
     assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
     assert_eq!(json(&unknown)["error"]["code"], "unknown_agent");
 
+    // A body that is not the optional `{"reason"}`: 400, and nothing changed.
+    let (status, body) = http_post_json(port, "/api/agents/trend/pause", "{nope").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bad_json"), "{body}");
+    assert_eq!(agent(&live_agents(port).unwrap(), "trend")["paused"], false);
+
     // Pause through the running engine, then SIGKILL it.
     let paused = json(&ok(cli(
         cfg,
