@@ -126,6 +126,30 @@ fn agents_pause_across_sigkill_resume_run_now_and_refuse_unknown_names() {
     assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
     assert!(text(&unknown).contains("risk, trend"), "{}", text(&unknown));
     ok(cli(cfg, &["agents", "resume", "trend"]));
+    // Pausing the risk agent is allowed, and shown prominently.
+    let paused = ok(cli(
+        cfg,
+        &["agents", "pause", "risk", "--reason", "checking"],
+    ));
+    assert!(text(&paused).contains("WARNING"), "{}", text(&paused));
+    let table = ok(cli(cfg, &["agents"]));
+    assert!(
+        text(&table).contains("WARNING: the risk agent is paused"),
+        "{}",
+        text(&table)
+    );
+    let status = ok(cli(cfg, &["status"]));
+    assert!(
+        text(&status).contains("PAUSED (checking)"),
+        "{}",
+        text(&status)
+    );
+    assert!(
+        text(&status).contains("WARNING: the risk agent is paused"),
+        "{}",
+        text(&status)
+    );
+    ok(cli(cfg, &["agents", "resume", "risk"]));
 
     // Running: both agents listed; the trading agent decides.
     let engine = spawn_engine(&config, dir.path(), &[], &[]);

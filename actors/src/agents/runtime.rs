@@ -631,6 +631,25 @@ pub enum AgentError {
     Store(#[from] StoreError),
 }
 
+/// How long the directory waits for a runner's answer: its handlers answer at once (a
+/// point read or a flushed write), so a runner that takes longer is stuck or stopping.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `msg` to `e`'s runner, answered within [`CONTROL_TIMEOUT`].
+async fn ask<M>(e: &AgentEntry, msg: M) -> Result<M::Result, SlotError>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    AgentRunner: Handler<M>,
+{
+    match tokio::time::timeout(CONTROL_TIMEOUT, e.slot.send(msg)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(SlotError::Timeout {
+            actor: e.slot.label().to_string(),
+        }),
+    }
+}
+
 /// One agent in the directory.
 #[derive(Clone)]
 pub struct AgentEntry {
@@ -710,7 +729,7 @@ impl AgentDirectory {
     async fn describe_entry(&self, e: &AgentEntry) -> Result<AgentInfo, AgentError> {
         if self.live {
             // A runner that does not answer (restarting, stopping) is shown from sled.
-            if let Ok(answer) = e.slot.send(DescribeAgent).await {
+            if let Ok(answer) = ask(e, DescribeAgent).await {
                 return Ok(answer?);
             }
         }
@@ -737,9 +756,9 @@ impl AgentDirectory {
         if self.live {
             let reason = reason.to_string();
             let answer = if paused {
-                e.slot.send(PauseAgent { reason }).await
+                ask(e, PauseAgent { reason }).await
             } else {
-                e.slot.send(ResumeAgent { reason }).await
+                ask(e, ResumeAgent { reason }).await
             };
             if let Ok(written) = answer {
                 return Ok(written?);
@@ -773,8 +792,7 @@ impl AgentDirectory {
         if !self.live {
             return Err(AgentError::NotRunning);
         }
-        e.slot
-            .send(RunNow)
+        ask(e, RunNow)
             .await
             .map_err(|source| AgentError::Unreachable {
                 name: name.to_string(),
