@@ -256,7 +256,11 @@ impl Default for AgentsConfig {
     fn default() -> Self {
         Self {
             trading: Vec::new(),
-            risk: RiskAgentSwitch { enabled: true },
+            risk: RiskAgentSwitch {
+                enabled: true,
+                jitter: 0.0,
+                run_timeout: None,
+            },
         }
     }
 }
@@ -265,6 +269,14 @@ impl Default for AgentsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RiskAgentSwitch {
     pub enabled: bool,
+    /// Each check starts up to this fraction of `risk.check_interval` after its slot, at
+    /// random; 0 (default) on the beat.
+    #[serde(default)]
+    pub jitter: f64,
+    /// Deadline of one check over every venue; absent: derived from
+    /// `risk.confirmation_timeout` (see `orrery_actors::agents::risk::schedule`).
+    #[serde(with = "humantime_serde", default)]
+    pub run_timeout: Option<std::time::Duration>,
 }
 
 /// Why a configuration could not be used.
@@ -489,10 +501,24 @@ impl Config {
                 format!("a logical model under [models]: {}", self.model_names()),
             );
         }
+        orrery_actors::agents::runtime::validate_keys(
+            "agents.risk",
+            self.agents.risk.jitter,
+            self.agents.risk.run_timeout,
+            &mut issues,
+        );
         let mut seen = std::collections::BTreeSet::new();
         for (i, agent) in self.agents.trading.iter().enumerate() {
             let path = format!("agents.trading[{i}]");
             agent.validate(&path, &mut issues);
+            // Agents are reached by name (`orrery agents pause NAME`) and keep their
+            // memory under it: the risk agent's name is taken.
+            issues.check(
+                agent.name != orrery_actors::agents::risk::RISK_AGENT,
+                join(&path, "name"),
+                &agent.name,
+                "a name other than `risk` (the risk agent's)",
+            );
             issues.check(
                 seen.insert(agent.name.clone()),
                 join(&path, "name"),

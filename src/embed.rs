@@ -1,5 +1,5 @@
 //! The typed face of [`EngineHandle`] for a program that embeds the engine: orders,
-//! cancels, closes, the kill switch, status, model questions, agent pause/resume, the
+//! cancels, closes, the kill switch, status, model questions, agent pause/resume/run-now, the
 //! live supervisor tree and the event stream, without knowing any actor message.
 //!
 //! Owns: turning each call into the gateway's, the router's or the store's own request,
@@ -44,7 +44,8 @@
 
 #![warn(missing_docs)]
 
-use orrery_actors::agents::{AgentControl, MemoryStore};
+use orrery_actors::agents::runtime::{AgentError, AgentInfo, RunNowAnswer};
+use orrery_actors::agents::AgentControl;
 use orrery_actors::exchanges::gateway::{
     CancelAll, CancelOrder, CancelReport, ClosePositionPct, CloseReport, GatewayError, KillSwitch,
     KillSwitchReport, OrderIntent, OrderReport, PlaceOrder,
@@ -77,20 +78,33 @@ pub enum EngineCallError {
     /// The model router answered with an error, or did not answer in time.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// No trading agent of that name is configured.
-    #[error("unknown trading agent `{name}`; configured trading agents: {known}")]
+    /// No agent of that name is configured.
+    #[error("unknown agent `{name}`; configured agents: {known}")]
     UnknownAgent {
         /// The name asked for.
         name: String,
         /// The configured names, comma-separated.
         known: String,
     },
+    /// An agent did not take the request (its runner is restarting).
+    #[error(transparent)]
+    Agent(AgentError),
     /// The data dir could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The status report could not be built (a venue read or the store failed).
     #[error("cannot build the status report: {0}")]
     Status(String),
+}
+
+impl From<AgentError> for EngineCallError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::Unknown { name, known } => EngineCallError::UnknownAgent { name, known },
+            AgentError::Store(e) => EngineCallError::Store(e),
+            other => EngineCallError::Agent(other),
+        }
+    }
 }
 
 fn gateway<T>(answer: Result<Result<T, GatewayError>, SlotError>) -> Result<T, EngineCallError> {
@@ -201,51 +215,30 @@ impl EngineHandle {
             .await?)
     }
 
-    /// Pauses the trading agent `name`: from its next scheduled run on it skips its runs
-    /// (no model call, no order) until [`EngineHandle::resume_agent`]. The pause is written
-    /// to the data dir and flushed before this returns, so it holds across restarts of
-    /// the agent and of the engine.
+    /// Pauses the agent `name` (a trading agent, or `risk`): from its next scheduled run on
+    /// it skips its runs (no model call, no order) until [`EngineHandle::resume_agent`].
+    /// The pause is written to the data dir and flushed before this returns, so it holds
+    /// across restarts of the agent and of the engine. The same code as `orrery agents
+    /// pause` and `POST /api/agents/{name}/pause` (see [`crate::agents`]).
     pub fn pause_agent(&self, name: &str, reason: &str) -> Result<AgentControl, EngineCallError> {
-        self.set_agent_paused(name, true, reason)
+        Ok(self.agents.set_paused_direct(name, true, reason)?)
     }
 
-    /// Resumes a paused trading agent from its next scheduled run.
+    /// Resumes a paused agent from its next scheduled run.
     pub fn resume_agent(&self, name: &str, reason: &str) -> Result<AgentControl, EngineCallError> {
-        self.set_agent_paused(name, false, reason)
+        Ok(self.agents.set_paused_direct(name, false, reason)?)
     }
 
-    fn set_agent_paused(
-        &self,
-        name: &str,
-        paused: bool,
-        reason: &str,
-    ) -> Result<AgentControl, EngineCallError> {
-        if !self.config.agents.trading.iter().any(|a| a.name == name) {
-            return Err(EngineCallError::UnknownAgent {
-                name: name.to_string(),
-                known: self
-                    .config
-                    .agents
-                    .trading
-                    .iter()
-                    .map(|a| a.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        let control = AgentControl {
-            paused,
-            reason: reason.to_string(),
-            since_ms: chrono::Utc::now().timestamp_millis(),
-        };
-        MemoryStore::open(&self.store, name)?.set_control(&control)?;
-        tracing::info!(
-            agent = %name,
-            reason = %reason,
-            "agent {}",
-            if paused { "paused" } else { "resumed" }
-        );
-        Ok(control)
+    /// Starts a run of agent `name` at once, unless one is in progress or it is paused;
+    /// the answer says which.
+    pub async fn run_agent_now(&self, name: &str) -> Result<RunNowAnswer, EngineCallError> {
+        Ok(self.agents.run_now(name).await?)
+    }
+
+    /// Every agent as `orrery agents` shows it: kind, schedule, state, pause, runs,
+    /// failures, last run and error, next run due.
+    pub async fn agents(&self) -> Result<Vec<AgentInfo>, EngineCallError> {
+        Ok(self.agents.describe_all().await?)
     }
 
     /// A receiver of every later decision, order transition, fill and mode change (see

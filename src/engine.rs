@@ -90,6 +90,8 @@ pub struct EngineHandle {
     /// The process-global metrics registry (see the module docs); `None` when another
     /// recorder was installed first.
     pub metrics: Option<PrometheusHandle>,
+    /// Every agent by name (pause, resume, run-now, describe; see [`crate::agents`]).
+    pub agents: orrery_actors::agents::runtime::AgentDirectory,
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
     pub(crate) events: crate::events::EventHub,
 }
@@ -123,6 +125,7 @@ impl Engine {
         let router = Slot::<ModelRouter>::new();
         // Watching starts before any actor writes, so the stream misses nothing.
         let events = crate::events::EventHub::start(&store)?;
+        let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -131,6 +134,7 @@ impl Engine {
             router: router.clone(),
             metrics: metrics.clone(),
             fence: GatewayFence::default(),
+            agents: agents.clone(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         drop(deps);
@@ -150,6 +154,7 @@ impl Engine {
             store,
             config: config.clone(),
             metrics,
+            agents,
             http: None,
             events,
         };
@@ -205,7 +210,9 @@ impl EngineHandle {
     /// engine on the same data dir in this process at once.
     pub async fn close(self, within: std::time::Duration) -> Result<RootExit, EngineError> {
         let exit = self.shutdown().await;
-        let EngineHandle { store, .. } = self;
+        // The agent directory holds each agent's memory trees: released before the wait.
+        let EngineHandle { store, agents, .. } = self;
+        drop(agents);
         store.close(within).await?;
         Ok(exit)
     }

@@ -7,7 +7,9 @@
 //! `ModelResponse`) and `POST /api/ask/stream` (the same body; the answer streamed as
 //! NDJSON, one [`crate::models::StreamLine`] a line: text deltas as they arrive, then
 //! `done` with the `ModelResponse` or `error`), and `GET /api/tree` (the live supervisor
-//! tree, [`crate::tree::TreeReport`], as `orrery tree --json`).
+//! tree, [`crate::tree::TreeReport`], as `orrery tree --json`), and the agent routes
+//! (`GET /api/agents`, `POST /api/agents/{name}/pause|resume|run-now`, in
+//! [`crate::agents`]).
 //!
 //! Errors are JSON `{"error":{"code","message"}}` everywhere, including actix's own
 //! extractor errors and unknown routes ([`ApiError`], [`gateway_error_response`],
@@ -100,6 +102,7 @@ pub fn serve(
             .route("/api/ask/stream", web::post().to(ask_stream))
             .route("/api/tree", web::get().to(tree_report))
             .configure(crate::operate::routes)
+            .configure(crate::agents::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

@@ -147,6 +147,9 @@ enum Command {
     /// Paper account maintenance.
     #[command(subcommand)]
     Paper(orrery::commands::PaperCommand),
+    /// List the agents (name, kind, state, interval, last run, runs/failures, last error),
+    /// or pause, resume or run one now.
+    Agents(orrery::agents::AgentsArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -256,6 +259,9 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
+        Command::Agents(a) => {
+            with_config(a.config.clone().as_deref(), |c| orrery::agents::run(c, a))
+        }
     }
 }
 

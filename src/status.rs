@@ -5,7 +5,9 @@
 use std::fmt::Write;
 
 use orrery_actors::agents::risk::Baseline;
-use orrery_actors::agents::{AgentMemory, DecisionJournal, DecisionRecord, MemoryStore};
+use orrery_actors::agents::{
+    AgentControl, AgentMemory, DecisionJournal, DecisionRecord, MemoryStore,
+};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::account::{connector_name, display_url};
 use orrery_actors::exchanges::gateway::{
@@ -139,6 +141,9 @@ pub struct AgentStatus {
     pub name: String,
     #[serde(flatten)]
     pub memory: AgentMemory,
+    /// Set while the agent is paused: why and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<AgentControl>,
 }
 
 struct FromStore {
@@ -205,10 +210,14 @@ fn read_store(store: &Store, orders: OrdersView) -> Result<FromStore, String> {
     let journal = DecisionJournal::open(store).map_err(|x| e(&x))?;
     let mut agents = Vec::new();
     for name in MemoryStore::agents(store) {
-        let memory = MemoryStore::open(store, &name)
-            .and_then(|m| m.load())
-            .map_err(|x| e(&x))?;
-        agents.push(AgentStatus { name, memory });
+        let opened = MemoryStore::open(store, &name).map_err(|x| e(&x))?;
+        let memory = opened.load().map_err(|x| e(&x))?;
+        let paused = Some(opened.control().map_err(|x| e(&x))?).filter(|c| c.paused);
+        agents.push(AgentStatus {
+            name,
+            memory,
+            paused,
+        });
     }
     Ok(FromStore {
         mode: orders.mode,
@@ -606,15 +615,30 @@ pub fn render(r: &StatusReport) -> String {
         for a in &r.agents {
             let _ = writeln!(
                 o,
-                "  {:<16} runs {:<6} failures {:<4}{}",
+                "  {:<16} runs {:<6} failures {:<4}{}{}",
                 a.name,
                 a.memory.runs,
                 a.memory.failures,
+                a.paused
+                    .as_ref()
+                    .map(|c| format!(" PAUSED ({})", c.reason))
+                    .unwrap_or_default(),
                 a.memory
                     .last_error
                     .as_ref()
                     .map(|e| format!(" last error: {e}"))
                     .unwrap_or_default()
+            );
+        }
+        // `risk` is the risk agent's name (no trading agent may take it).
+        if r.agents
+            .iter()
+            .any(|a| a.name == orrery_actors::agents::risk::RISK_AGENT && a.paused.is_some())
+        {
+            let _ = writeln!(
+                o,
+                "  WARNING: {}",
+                orrery_actors::agents::runtime::RISK_PAUSED_WARNING
             );
         }
     }

@@ -50,8 +50,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use orrery_actors::agents::memory::MemoryStore;
-use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps};
+use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps, RISK_AGENT};
+use orrery_actors::agents::runtime::{AgentDirectory, AgentRunner};
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
@@ -234,6 +234,8 @@ pub(crate) struct Deps {
     /// One fence for every gateway this engine builds: a restarted gateway stops the
     /// order flows its dead predecessor left running (see `GatewayFence`).
     pub fence: GatewayFence,
+    /// Every agent's slot and memory, by name (see `crate::agents::directory`).
+    pub agents: AgentDirectory,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -334,6 +336,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         router,
         metrics,
         fence,
+        agents,
     } = deps.clone();
     let id = w.id.clone();
     match &w.role {
@@ -444,37 +447,49 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 Ok(OrderGateway::new(core))
             })
         }
-        Role::RiskAgent => ChildSpec::in_slot(id, Slot::<RiskAgent>::new(), move |ctx| {
-            let (baselines, breaches) = RiskDeps::trees(&store).map_err(StartError::failed)?;
-            let deps = RiskDeps {
-                gateway: gateway.clone(),
-                models: ModelClient::from_slot(router.clone()),
-                journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
-                clock: clock.clone(),
-                baselines,
-                breaches,
+        Role::RiskAgent => {
+            let Ok(entry) = agents.get(RISK_AGENT).cloned() else {
+                return missing(&id, "no risk agent in the agent directory".into());
             };
-            let venues = config.exchanges.venues.keys().cloned().collect();
-            Ok(RiskAgent::new(config.risk.clone(), venues, deps)
-                .counting_messages_in(ctx.messages_counter()))
-        }),
+            ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
+                let (baselines, breaches) = RiskDeps::trees(&store).map_err(StartError::failed)?;
+                let journal = DecisionJournal::open(&store).map_err(StartError::failed)?;
+                let deps = RiskDeps {
+                    gateway: gateway.clone(),
+                    models: ModelClient::from_slot(router.clone()),
+                    journal: journal.clone(),
+                    clock: clock.clone(),
+                    baselines,
+                    breaches,
+                };
+                let venues = config.exchanges.venues.keys().cloned().collect();
+                let kind = RiskAgent::new(config.risk.clone(), venues, deps, entry.schedule);
+                Ok(
+                    AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
+                        .counting_messages_in(ctx.messages_counter()),
+                )
+            })
+        }
         Role::TradingAgent { agent } => {
-            let Some(agent) = config
-                .agents
-                .trading
-                .iter()
-                .find(|a| &a.name == agent)
-                .cloned()
-            else {
+            let (Some(agent), Ok(entry)) = (
+                config
+                    .agents
+                    .trading
+                    .iter()
+                    .find(|a| &a.name == agent)
+                    .cloned(),
+                agents.get(agent).cloned(),
+            ) else {
                 return missing(&id, format!("no trading agent `{agent}` in the config"));
             };
             let risk_window = config.risk.window;
-            ChildSpec::in_slot(id, Slot::<TradingAgent>::new(), move |ctx| {
+            ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
+                let journal = DecisionJournal::open(&store).map_err(StartError::failed)?;
                 let deps = TradingDeps {
                     gateway: gateway.clone(),
                     models: ModelClient::from_slot(router.clone()),
-                    journal: DecisionJournal::open(&store).map_err(StartError::failed)?,
-                    memory: MemoryStore::open(&store, &agent.name).map_err(StartError::failed)?,
+                    journal: journal.clone(),
+                    memory: entry.memory.clone(),
                     clock: clock.clone(),
                     baselines: BaselineBook::new(
                         store.tree(trees::RISK).map_err(StartError::failed)?,
@@ -482,8 +497,11 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                         clock.clone(),
                     ),
                 };
-                Ok(TradingAgent::new(agent.clone(), deps)
-                    .counting_messages_in(ctx.messages_counter()))
+                let kind = TradingAgent::new(agent.clone(), deps);
+                Ok(
+                    AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
+                        .counting_messages_in(ctx.messages_counter()),
+                )
             })
         }
     }

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use orrery::{Config, Engine, EngineCallError, EngineEvent};
+use orrery_actors::agents::runtime::RunNowAnswer;
 use orrery_actors::exchanges::gateway::{Amount, GatewayError, OrderIntent, Pricing};
 use orrery_actors::exchanges::risk_gate::TradingMode;
 use orrery_actors::exchanges::{OrderStatus, Side, TimeInForce};
@@ -232,6 +233,21 @@ fn the_typed_face_drives_orders_modes_agents_and_models_and_streams_events() {
             matches!(e, EngineEvent::Decision(d) if d.agent == "trend").then_some(())
         })
         .await;
+
+        // The runtime's view through the handle: both agents, run-now, unknown names.
+        let agents = engine.agents().await.unwrap();
+        let names: Vec<_> = agents.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["risk", "trend"]);
+        assert!(agents.iter().all(|a| !a.paused), "{agents:?}");
+        let answer = engine.run_agent_now("trend").await.unwrap();
+        assert!(
+            matches!(answer, RunNowAnswer::Started | RunNowAnswer::Busy { .. }),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            engine.run_agent_now("nobody").await,
+            Err(EngineCallError::UnknownAgent { .. })
+        ));
 
         // The live tree is there through the handle too.
         assert!(engine

@@ -226,3 +226,34 @@ fn a_partial_venue_resilience_section_keeps_the_venues_default_limits() {
     assert_eq!(r.breaker.failure_count, 9);
     assert_eq!(r.limits, defaults.limits);
 }
+
+#[test]
+fn agent_runtime_keys_are_checked_and_the_risk_agents_name_is_taken() {
+    let text = "[agents.risk]\nenabled = true\njitter = 0.2\nrun_timeout = \"10ms\"\n\
+        [[agents.trading]]\nname = \"risk\"\nvenue = \"paper\"\nsymbols = [\"BTC\"]\njitter = 1.5\n";
+    let ConfigError::Invalid(issues) = load_str(text, &[]).unwrap_err() else {
+        panic!("expected value issues")
+    };
+    let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.contains(&"agents.risk.run_timeout"), "{keys:?}");
+    assert!(!keys.contains(&"agents.risk.jitter"), "{keys:?}");
+    assert!(keys.contains(&"agents.trading[0].jitter"), "{keys:?}");
+    assert!(keys.contains(&"agents.trading[0].name"), "{keys:?}");
+
+    let ok = "[agents.risk]\nenabled = true\njitter = 0.1\n\
+        [[agents.trading]]\nname = \"t\"\nvenue = \"paper\"\nsymbols = [\"BTC\", \"ETH\"]\n\
+        decision_timeout = \"10s\"\nrun_timeout = \"90s\"\n";
+    let c = load_str(ok, &[]).unwrap();
+    assert_eq!(c.agents.risk.jitter, 0.1);
+    assert_eq!(
+        c.agents.trading[0].schedule().run_timeout,
+        std::time::Duration::from_secs(90)
+    );
+    // Without the key: one decision deadline plus the margin per symbol.
+    let mut derived = c.agents.trading[0].clone();
+    derived.run_timeout = None;
+    assert_eq!(
+        derived.schedule().run_timeout,
+        std::time::Duration::from_secs(2 * (10 + 60))
+    );
+}

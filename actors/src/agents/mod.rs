@@ -1,10 +1,13 @@
-//! Agents: one module per agent kind. Each runs on its own schedule as a supervised actor
-//! and reaches models and venues only through the router's and gateway's messages.
+//! Agents: one module per agent kind, each an [`runtime::AgentKind`] that the one runtime
+//! ([`runtime::AgentRunner`], a supervised actor) runs on its schedule with a deadline per
+//! run, pause/resume, memory and metrics. Agents reach models and venues only through the
+//! router's and gateway's messages.
 
 pub mod journal;
 pub mod memory;
 pub mod prompt;
 pub mod risk;
+pub mod runtime;
 pub mod trading;
 
 pub use journal::{Abstention, DecisionJournal, DecisionMode, DecisionRecord, MemberAnswer};

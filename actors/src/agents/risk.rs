@@ -26,15 +26,21 @@
 //! the reason text: a restriction set by anyone else (the kill switch, market data, a
 //! record written before causes existed) is never lifted here.
 //!
+//! The runtime ([`super::runtime`]) runs the checks: schedule, deadline, pause (allowed,
+//! with a warning: while paused the limits here are not watched) and run metrics.
+//!
 //! Each check also exports the per-position accounting of the venue's recorded fills
 //! (`orrery_position_*`, see `exchanges::pnl`).
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::journal::{DecisionJournal, DecisionRecord};
 use super::prompt;
+use super::runtime::{AgentKind, Kind, RunCtx, RunOutcome, Schedule};
 use super::{gateway_call, GatewayCallError};
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::gateway::{
@@ -219,32 +225,54 @@ impl RiskDeps {
     }
 }
 
-/// The risk agent actor.
+/// The risk agent as the runtime runs it ([`super::runtime::AgentRunner`], name
+/// [`RISK_AGENT`]): one run checks every venue.
 pub struct RiskAgent {
     limits: RiskConfig,
     venues: Vec<String>,
     deps: RiskDeps,
-    running: bool,
-    /// `orrery_actor_messages_total` of the supervised actor: one per check tick.
-    messages: metrics::Counter,
+    schedule: Schedule,
+}
+
+/// The risk agent's name (its memory lives in `agents/risk`).
+pub const RISK_AGENT: &str = "risk";
+
+/// Per venue of a check, beyond its model confirmation: the account, mode and position
+/// reads and, on a breach, the close of every position in chunks.
+const RUN_MARGIN_PER_VENUE: Duration = Duration::from_secs(120);
+
+/// When the runtime runs the risk agent: the first check at once (it takes the window's
+/// baseline before agents trade), then every `check_interval`. `run_timeout` defaults to
+/// `confirmation_timeout` plus [`RUN_MARGIN_PER_VENUE`] per venue, so it cuts a hung check,
+/// never one closing positions.
+pub fn schedule(
+    limits: &RiskConfig,
+    venues: usize,
+    jitter: f64,
+    run_timeout: Option<Duration>,
+) -> Schedule {
+    let per_venue = limits.confirmation_timeout + RUN_MARGIN_PER_VENUE;
+    Schedule {
+        interval: limits.check_interval,
+        initial_delay: Duration::ZERO,
+        jitter,
+        run_timeout: run_timeout.unwrap_or_else(|| per_venue * venues.max(1) as u32),
+    }
 }
 
 impl RiskAgent {
-    pub fn new(limits: RiskConfig, venues: Vec<String>, deps: RiskDeps) -> Self {
+    pub fn new(
+        limits: RiskConfig,
+        venues: Vec<String>,
+        deps: RiskDeps,
+        schedule: Schedule,
+    ) -> Self {
         Self {
             limits,
             venues,
             deps,
-            running: false,
-            messages: metrics::Counter::noop(),
+            schedule,
         }
-    }
-
-    /// Counts every check tick in `counter`; see
-    /// [`crate::supervisor::StartCtx::messages_counter`].
-    pub fn counting_messages_in(mut self, counter: metrics::Counter) -> Self {
-        self.messages = counter;
-        self
     }
 }
 
@@ -259,42 +287,41 @@ fn register_breach_series(venues: &[String]) {
     }
 }
 
-impl Actor for RiskAgent {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        register_breach_series(&self.venues);
-        // The first check runs at once: it takes the window's baseline before agents trade.
-        Self::check_all(self, ctx);
-        ctx.run_interval(self.limits.check_interval, Self::check_all);
+impl AgentKind for RiskAgent {
+    fn name(&self) -> &str {
+        RISK_AGENT
     }
-}
 
-impl RiskAgent {
-    fn check_all(this: &mut Self, ctx: &mut Context<Self>) {
-        this.messages.increment(1);
-        {
-            if this.running {
-                return;
-            }
-            this.running = true;
-            let (limits, venues, deps) =
-                (this.limits.clone(), this.venues.clone(), this.deps.clone());
-            ctx.spawn(
-                async move {
-                    for venue in &venues {
-                        if let Err(e) = check_venue(&limits, &deps, venue).await {
-                            tracing::warn!(venue, error = %e, "risk check failed");
-                            metrics::counter!(names::AGENT_RUNS, "agent" => "risk", "outcome" => "error").increment(1);
-                        } else {
-                            metrics::counter!(names::AGENT_RUNS, "agent" => "risk", "outcome" => "ok").increment(1);
-                        }
-                    }
+    fn kind(&self) -> Kind {
+        Kind::Risk
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    fn started(&self) {
+        register_breach_series(&self.venues);
+    }
+
+    /// Checks every venue; a venue whose check fails does not stop the others, and the run
+    /// is an error naming each failed venue.
+    fn run(&self, _ctx: RunCtx) -> LocalBoxFuture<'static, RunOutcome> {
+        let (limits, venues, deps) = (self.limits.clone(), self.venues.clone(), self.deps.clone());
+        Box::pin(async move {
+            let mut failed = Vec::new();
+            for venue in &venues {
+                if let Err(e) = check_venue(&limits, &deps, venue).await {
+                    tracing::warn!(venue, error = %e, "risk check failed");
+                    failed.push(format!("{venue}: {e}"));
                 }
-                .into_actor(this)
-                .map(|_, this, _| this.running = false),
-            );
-        }
+            }
+            if failed.is_empty() {
+                RunOutcome::Ok
+            } else {
+                RunOutcome::Error(failed.join("; "))
+            }
+        })
     }
 }
 

@@ -145,6 +145,8 @@ fn agent() -> TradingAgentConfig {
         leverage: 2,
         allow_short: false,
         decision_timeout: Duration::from_millis(300),
+        jitter: 0.0,
+        run_timeout: None,
     }
 }
 

@@ -5,8 +5,8 @@
 //! Owns: its schedule, the sizing rule (target margin as a share of account value, at a
 //! configured leverage) and what each verdict means for the current position. Never:
 //! talks to a venue or a provider directly, or bypasses the risk gate. A run that fails
-//! for one symbol is recorded and the next symbol still runs; a run still in progress when
-//! the next tick comes is not doubled.
+//! for one symbol is recorded and the next symbol still runs. Its schedule, deadline,
+//! pause and run metrics are the runtime's ([`super::runtime`]).
 //!
 //! # When a verdict trades
 //!
@@ -36,7 +36,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use futures::future::LocalBoxFuture;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,7 @@ use super::journal::{Abstention, DecisionJournal, DecisionRecord, MemberAnswer};
 use super::memory::MemoryStore;
 use super::prompt;
 use super::risk::BaselineBook;
+use super::runtime::{record_outcome, AgentKind, Kind, RunCtx, RunOutcome, Schedule};
 use super::{gateway_call, GatewayCallError};
 use crate::clock::SharedClock;
 use crate::exchanges::gateway::{
@@ -98,7 +99,20 @@ pub struct TradingAgentConfig {
     /// Deadline of one model decision.
     #[serde(with = "humantime_serde", default = "default_decision_timeout")]
     pub decision_timeout: Duration,
+    /// Each run starts up to this fraction of `interval` after its slot, at random (see
+    /// [`Schedule::jitter`]); 0 runs on the beat.
+    #[serde(default)]
+    pub jitter: f64,
+    /// Deadline of one run over every symbol; absent: [`TradingAgentConfig::schedule`]
+    /// derives it from `decision_timeout`.
+    #[serde(with = "humantime_serde", default)]
+    pub run_timeout: Option<Duration>,
 }
+
+/// Per symbol of a run, beyond its model decision: its market data reads (candles, quote,
+/// position, account), the mode read and its order, each bounded by the venue's request
+/// deadline, plus a margin for retries.
+const RUN_MARGIN_PER_SYMBOL: Duration = Duration::from_secs(60);
 
 fn default_timeframe() -> Timeframe {
     Timeframe::M15
@@ -129,7 +143,23 @@ fn default_decision_timeout() -> Duration {
 }
 
 impl TradingAgentConfig {
+    /// When the runtime runs this agent. `run_timeout` defaults to one decision deadline
+    /// plus [`RUN_MARGIN_PER_SYMBOL`] per symbol (3 symbols at `decision_timeout = 10s`:
+    /// 3m30s), so it cuts a hung run, never a slow but working one.
+    pub fn schedule(&self) -> Schedule {
+        let per_symbol = self.decision_timeout + RUN_MARGIN_PER_SYMBOL;
+        Schedule {
+            interval: self.interval,
+            initial_delay: self.initial_delay,
+            jitter: self.jitter,
+            run_timeout: self
+                .run_timeout
+                .unwrap_or_else(|| per_symbol * self.symbols.len().max(1) as u32),
+        }
+    }
+
     pub fn validate(&self, path: &str, issues: &mut Issues) {
+        super::runtime::validate_keys(path, self.jitter, self.run_timeout, issues);
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
             && self
@@ -201,77 +231,59 @@ pub struct TradingDeps {
     pub baselines: BaselineBook,
 }
 
-/// The trading agent actor.
+/// The trading agent as the runtime runs it ([`super::runtime::AgentRunner`]): its
+/// schedule from the config, one run = [`run_once`]'s work over every symbol.
 pub struct TradingAgent {
     config: TradingAgentConfig,
     deps: TradingDeps,
-    running: bool,
-    /// `orrery_actor_messages_total` of the supervised actor: one per schedule tick.
-    messages: metrics::Counter,
 }
 
 impl TradingAgent {
     pub fn new(config: TradingAgentConfig, deps: TradingDeps) -> Self {
-        Self {
-            config,
-            deps,
-            running: false,
-            messages: metrics::Counter::noop(),
-        }
+        Self { config, deps }
+    }
+}
+
+impl AgentKind for TradingAgent {
+    fn name(&self) -> &str {
+        &self.config.name
     }
 
-    /// Counts every schedule tick (a run, or a run skipped because one is in progress) in
-    /// `counter`; see [`crate::supervisor::StartCtx::messages_counter`]. The agent works on
-    /// its own timer, so its slot alone would count nothing.
-    pub fn counting_messages_in(mut self, counter: metrics::Counter) -> Self {
-        self.messages = counter;
-        self
+    fn kind(&self) -> Kind {
+        Kind::Trading
     }
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        self.messages.increment(1);
-        // A pause is read from sled at every tick (a point read), so it takes effect at
-        // the next scheduled run whoever set it, and survives restarts.
-        let paused = match self.deps.memory.control() {
-            Ok(control) => control.paused,
-            Err(e) => {
-                // An operator's pause must hold: when it cannot be read, the run is skipped.
-                tracing::error!(agent = %self.config.name, error = %e, "cannot read the agent's pause state; skipping this run");
-                true
-            }
-        };
-        if paused {
-            metrics::counter!(names::AGENT_RUNS, "agent" => self.config.name.clone(), "outcome" => "skipped_paused").increment(1);
-            return;
-        }
-        if self.running {
-            metrics::counter!(names::AGENT_RUNS, "agent" => self.config.name.clone(), "outcome" => "skipped_busy").increment(1);
-            return;
-        }
-        self.running = true;
+    fn schedule(&self) -> Schedule {
+        self.config.schedule()
+    }
+
+    fn run(&self, _ctx: RunCtx) -> LocalBoxFuture<'static, RunOutcome> {
         let (config, deps) = (self.config.clone(), self.deps.clone());
-        ctx.spawn(
-            async move { run_once(&config, &deps).await }
-                .into_actor(self)
-                .map(|_, this, _| this.running = false),
-        );
+        Box::pin(async move { run_symbols(&config, &deps).await.1 })
     }
 }
 
-impl Actor for TradingAgent {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_later(self.config.initial_delay, |this, ctx| {
-            this.tick(ctx);
-            ctx.run_interval(this.config.interval, |this, ctx| this.tick(ctx));
-        });
-    }
-}
-
-/// One run over every symbol. Returns the decisions made, for tests and the control API.
+/// One run over every symbol, recorded (metrics, memory) as the runtime records a run.
+/// Returns the decisions made, for tests and the control API.
 pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<DecisionRecord> {
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
+    let (records, outcome) = run_symbols(config, deps).await;
+    record_outcome(
+        &config.name,
+        &deps.memory,
+        &deps.clock,
+        &outcome,
+        started.elapsed(),
+    );
+    records
+}
+
+/// One run's work: every symbol decided, acted on and journaled; the runtime (or
+/// [`run_once`]) records the outcome.
+async fn run_symbols(
+    config: &TradingAgentConfig,
+    deps: &TradingDeps,
+) -> (Vec<DecisionRecord>, RunOutcome) {
     let mut records = Vec::with_capacity(config.symbols.len());
     let mut first_error = None;
     for symbol in &config.symbols {
@@ -290,21 +302,12 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
         && records
             .iter()
             .all(|r| r.outcome == "skipped_mode" && r.action.is_none());
-    let outcome = if first_error.is_some() {
-        "error"
-    } else if skipped {
-        "skipped_mode"
-    } else {
-        "ok"
+    let outcome = match first_error {
+        Some(e) => RunOutcome::Error(e),
+        None if skipped => RunOutcome::SkippedMode,
+        None => RunOutcome::Ok,
     };
-    metrics::counter!(names::AGENT_RUNS, "agent" => config.name.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(names::AGENT_RUN_DURATION, "agent" => config.name.clone())
-        .record(started.elapsed().as_secs_f64());
-    if let Err(e) = deps.memory.record_run(deps.clock.now_ms(), first_error) {
-        tracing::error!(agent = %config.name, error = %e, "cannot record agent memory");
-    }
-    records
+    (records, outcome)
 }
 
 async fn decide_and_act(

@@ -27,6 +27,7 @@ pub mod names {
     pub const TRADING_MODE: &str = "orrery_engine_trading_mode";
     pub const AGENT_RUNS: &str = "orrery_agent_runs_total";
     pub const AGENT_RUN_DURATION: &str = "orrery_agent_run_duration_seconds";
+    pub const AGENT_LAST_RUN: &str = "orrery_agent_last_run_timestamp_seconds";
     pub const AGENT_DECISIONS: &str = "orrery_agent_decisions_total";
     pub const ORDERS: &str = "orrery_exchange_orders_total";
     pub const ORDER_LATENCY: &str = "orrery_exchange_order_duration_seconds";
@@ -141,7 +142,12 @@ pub fn describe() {
     );
     describe_counter!(
         names::AGENT_RUNS,
-        "Agent runs by agent and outcome (ok, error, skipped_busy, skipped_mode: the trading mode allowed no model call)."
+        "Agent runs by agent and outcome (ok, error, timeout: cut at run_timeout, skipped_busy: the previous run was still going, skipped_paused, skipped_mode: the trading mode allowed no model call)."
+    );
+    describe_gauge!(
+        names::AGENT_LAST_RUN,
+        Unit::Seconds,
+        "When each agent's last run ended (whatever its outcome), seconds since the Unix epoch."
     );
     describe_histogram!(
         names::AGENT_RUN_DURATION,
