@@ -147,6 +147,8 @@ enum Command {
     /// Paper account maintenance.
     #[command(subcommand)]
     Paper(orrery::commands::PaperCommand),
+    /// List recent signals of the signal bus (newest first), or `publish` one.
+    Signals(orrery::signals::SignalsArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -256,6 +258,9 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
+        Command::Signals(a) => with_config(a.config().as_deref(), |c| {
+            orrery::signals::command(c, a)
+        }),
     }
 }
 

@@ -56,6 +56,7 @@ use crate::models::decision::{parse_trade_decision_for, DecisionError};
 use crate::models::{
     MarketContext, ModelClient, ModelRequest, Purpose, StructuredContext, TradeAction,
 };
+use crate::signals::{self, RecentSignal, SignalBus, SignalFilter, SignalKind};
 use crate::supervisor::Slot;
 use crate::telemetry::names;
 use crate::validate::{join, Issues};
@@ -98,6 +99,28 @@ pub struct TradingAgentConfig {
     /// Deadline of one model decision.
     #[serde(with = "humantime_serde", default = "default_decision_timeout")]
     pub decision_timeout: Duration,
+    /// Kinds of other agents' signals put into the prompt and the structured context
+    /// (e.g. `["sentiment", "funding"]`); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signal_kinds: Vec<SignalKind>,
+    /// Oldest signal read for the prompt.
+    #[serde(with = "humantime_serde", default = "default_signal_max_age")]
+    pub signal_max_age: Duration,
+}
+
+fn default_signal_max_age() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Most signals one prompt carries, newest first.
+pub const PROMPT_SIGNALS: usize = 20;
+
+impl TradingAgentConfig {
+    /// TTL of the `technical` signal each BUY/SELL verdict becomes: three intervals, so
+    /// it outlives the next run's verdict, which replaces it.
+    pub fn verdict_ttl(&self) -> Duration {
+        self.interval.saturating_mul(3)
+    }
 }
 
 fn default_timeframe() -> Timeframe {
@@ -185,6 +208,13 @@ impl TradingAgentConfig {
             humantime::format_duration(self.decision_timeout).to_string(),
             "a duration from 100ms to 10m",
         );
+        issues.check(
+            self.signal_max_age >= Duration::from_secs(1)
+                && self.signal_max_age <= crate::signals::signal::MAX_TTL,
+            join(path, "signal_max_age"),
+            humantime::format_duration(self.signal_max_age).to_string(),
+            "a duration from 1s to 7days",
+        );
     }
 }
 
@@ -199,6 +229,8 @@ pub struct TradingDeps {
     /// The risk window's baselines: an entry first ensures one from the account value
     /// read before it, so PnL is measured from before the window's first order.
     pub baselines: BaselineBook,
+    /// The signal bus: verdicts are published on it, `signal_kinds` read from it.
+    pub signals: Slot<SignalBus>,
 }
 
 /// The trading agent actor.
@@ -283,6 +315,7 @@ pub async fn run_once(config: &TradingAgentConfig, deps: &TradingDeps) -> Vec<De
         if let Err(e) = deps.journal.record(&record) {
             tracing::error!(agent = %config.name, error = %e, "cannot journal a decision");
         }
+        signals::publish_verdict(&deps.signals, &record, config.verdict_ttl());
         records.push(record);
     }
     // A run the trading mode skipped entirely (no model call) is counted apart.
@@ -598,5 +631,35 @@ async fn market_context(
         candles,
         position,
         account_value: account.account_value,
+        signals: recent_signals(config, deps, symbol).await,
     })
+}
+
+/// Other agents' unexpired signals of `signal_kinds` about `symbol`, at most
+/// `signal_max_age` old, newest first. A bus that does not answer in time costs the
+/// prompt its signals section, never the decision (logged at `warn`).
+async fn recent_signals(
+    config: &TradingAgentConfig,
+    deps: &TradingDeps,
+    symbol: &str,
+) -> Vec<RecentSignal> {
+    if config.signal_kinds.is_empty() {
+        return Vec::new();
+    }
+    let now = deps.clock.now_ms();
+    let max_age = i64::try_from(config.signal_max_age.as_millis()).unwrap_or(i64::MAX);
+    let filter = SignalFilter {
+        kinds: config.signal_kinds.clone(),
+        symbol: Some(symbol.to_string()),
+        since_ms: Some(now.saturating_sub(max_age)),
+        limit: PROMPT_SIGNALS,
+        exclude_source: Some(config.name.clone()),
+    };
+    match signals::read_recent(&deps.signals, filter, signals::READ_DEADLINE).await {
+        Ok(found) => found.iter().map(|s| RecentSignal::of(s, now)).collect(),
+        Err(e) => {
+            tracing::warn!(agent = %config.name, symbol, error = %e, "no signals for this decision: the signal bus did not answer");
+            Vec::new()
+        }
+    }
 }

@@ -1,0 +1,115 @@
+//! The signal bus: agents tell each other what they see — typed [`Signal`]s with a TTL —
+//! through one broker actor ([`SignalBus`]), never by calling each other.
+//!
+//! - [`signal`]: the type, its kinds and directions, validation on publish.
+//! - [`store`]: the `signals` tree and the listing filter.
+//! - [`bus`]: the broker actor (publish, subscribe, recent, sweep, metrics).
+//! - [`config`]: `[signals]`.
+//!
+//! Owns: what a signal is and how it travels, plus the two helpers the trading agent
+//! calls — [`publish_verdict`] (its BUY/SELL verdicts as `technical` signals) and
+//! [`read_recent`] (other agents' signals for its prompt). Never: makes a trading
+//! decision, or lets a slow bus hold an agent (publishing is a `try_send`, reading has a
+//! deadline and degrades to "no signals").
+
+pub mod bus;
+pub mod config;
+pub mod signal;
+pub mod store;
+
+pub use bus::{
+    BusStats, Delivery, GetStats, Publish, PublishError, Recent, SignalBus, Subscribe,
+    Unsubscribe,
+};
+pub use config::SignalsConfig;
+pub use signal::{Direction, RecentSignal, Signal, SignalError, SignalInput, SignalKind, KINDS};
+pub use store::{SignalFilter, SignalStore};
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use crate::agents::DecisionRecord;
+use crate::supervisor::{Slot, SlotError};
+use crate::telemetry::names;
+
+/// How long an agent waits for the bus's answer to [`read_recent`].
+pub const READ_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The `technical` signal a trading agent's verdict becomes: `None` for anything but a
+/// parsed BUY or SELL. Direction long for BUY, short for SELL; value the signed
+/// confidence (+c for BUY, -c for SELL) so a sum over sources reads as a net lean;
+/// evidence the model's reason (cut to the bound on a character boundary).
+pub fn verdict_signal(record: &DecisionRecord, ttl: Duration) -> Option<SignalInput> {
+    let direction = match record.action.as_deref()? {
+        "BUY" => Direction::Long,
+        "SELL" => Direction::Short,
+        _ => return None,
+    };
+    let confidence = record.confidence?.clamp(0.0, 1.0);
+    let magnitude = Decimal::try_from(confidence).unwrap_or_default().round_dp(4);
+    let value = match direction {
+        Direction::Short => -magnitude,
+        _ => magnitude,
+    };
+    let evidence: String = record
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(signal::MAX_EVIDENCE_CHARS)
+        .collect();
+    Some(SignalInput {
+        source: record.agent.clone(),
+        symbol: record.symbol.clone(),
+        kind: SignalKind::Technical.to_string(),
+        value,
+        direction: direction.to_string(),
+        confidence,
+        evidence,
+        ttl: Some(ttl.clamp(Duration::from_secs(1), signal::MAX_TTL)),
+    })
+}
+
+/// Publishes a trading agent's BUY/SELL verdict on the bus ([`verdict_signal`]); returns
+/// whether one was handed to the bus. Never waits: a bus that is restarting or whose
+/// mailbox is full loses this one signal (counted as
+/// `orrery_signals_dropped_total{reason="bus_unavailable"}`), the agent goes on.
+pub fn publish_verdict(bus: &Slot<SignalBus>, record: &DecisionRecord, ttl: Duration) -> bool {
+    let Some(input) = verdict_signal(record, ttl) else {
+        return false;
+    };
+    match bus.try_send(Publish(input)) {
+        Ok(()) => true,
+        Err(e) => {
+            metrics::counter!(names::SIGNALS_DROPPED, "reason" => "bus_unavailable").increment(1);
+            tracing::debug!(agent = %record.agent, error = %e, "verdict not published on the signal bus");
+            false
+        }
+    }
+}
+
+/// Why [`read_recent`] came back empty-handed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Unreachable(#[from] SlotError),
+    #[error("the signal bus did not answer within {0:?}")]
+    Late(Duration),
+}
+
+/// The bus's recent signals matching `filter`, newest first, within `deadline`.
+pub async fn read_recent(
+    bus: &Slot<SignalBus>,
+    filter: SignalFilter,
+    deadline: Duration,
+) -> Result<Vec<Signal>, ReadError> {
+    match tokio::time::timeout(deadline, bus.send(Recent(filter))).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(ReadError::Late(deadline)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
