@@ -258,9 +258,9 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
-        Command::Signals(a) => with_config(a.config().as_deref(), |c| {
-            orrery::signals::command(c, a)
-        }),
+        Command::Signals(a) => {
+            with_config(a.config().as_deref(), |c| orrery::signals::command(c, a))
+        }
     }
 }
 

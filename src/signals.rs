@@ -469,6 +469,49 @@ mod tests {
             .filter(now)
             .unwrap_err()
             .starts_with("limit:"));
-        assert_eq!(q(None, None, None).filter(now).unwrap().limit, DEFAULT_LIMIT);
+        assert_eq!(
+            q(None, None, None).filter(now).unwrap().limit,
+            DEFAULT_LIMIT
+        );
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use crate::config::{Config, ConfigError};
+
+    fn load() -> Result<Config, ConfigError> {
+        Config::load_str(
+            include_str!("../config/default.toml"),
+            "config/default.toml",
+            std::iter::empty(),
+        )
+    }
+
+    #[test]
+    fn a_bad_signals_section_or_signal_kind_is_refused_with_its_key() {
+        let config = load().unwrap();
+        assert_eq!(config.signals.max_kept, 10_000);
+        assert!(config.agents.trading[0].signal_kinds.is_empty());
+
+        let mut bad = config.clone();
+        bad.signals.max_kept = 0;
+        bad.signals.default_ttl = std::time::Duration::from_secs(30 * 24 * 3600);
+        let text = bad.validate().unwrap_err().to_string();
+        assert!(text.contains("signals.max_kept"), "{text}");
+        assert!(text.contains("signals.default_ttl"), "{text}");
+
+        let e = Config::load_str(
+            &include_str!("../config/default.toml")
+                .replace("signal_kinds = []", "signal_kinds = [\"gossip\"]"),
+            "config/default.toml",
+            std::iter::empty(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("agents.trading[0].signal_kinds") && e.contains("unknown signal kind"),
+            "{e}"
+        );
     }
 }

@@ -29,9 +29,8 @@ fn ok_json(out: Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn body_json(body: &str) -> serde_json::Value {
@@ -167,7 +166,14 @@ fn signals_are_published_listed_refused_and_kept_across_a_restart() {
     // Listing with filters, CLI and API.
     let btc_sentiment = ok_json(cli(
         cfg,
-        &["signals", "--symbol", "btc", "--kind", "sentiment", "--json"],
+        &[
+            "signals",
+            "--symbol",
+            "btc",
+            "--kind",
+            "sentiment",
+            "--json",
+        ],
     ));
     assert_eq!(
         summary(&btc_sentiment),
@@ -184,7 +190,11 @@ fn signals_are_published_listed_refused_and_kept_across_a_restart() {
         .into_iter()
         .map(|(source, _, kind, _)| format!("{source}/{kind}"))
         .collect();
-    assert_eq!(kinds, ["script/funding", "whale-watch/whale"], "newest first");
+    assert_eq!(
+        kinds,
+        ["script/funding", "whale-watch/whale"],
+        "newest first"
+    );
     let (status, body) = http_get(port, "/api/signals?kind=gossip").unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("kind"), "{body}");
@@ -206,7 +216,10 @@ fn signals_are_published_listed_refused_and_kept_across_a_restart() {
         verdict["direction"] == "long" || verdict["direction"] == "short",
         "{verdict}"
     );
-    assert!(!verdict["evidence"].as_str().unwrap().is_empty(), "{verdict}");
+    assert!(
+        !verdict["evidence"].as_str().unwrap().is_empty(),
+        "{verdict}"
+    );
 
     let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert_eq!(
@@ -239,16 +252,21 @@ fn signals_are_published_listed_refused_and_kept_across_a_restart() {
     });
 
     // Engine stopped: the CLI reads the data dir.
-    let offline = summary(&ok_json(cli(cfg, &["signals", "--json", "--limit", "1000"])));
+    let offline = summary(&ok_json(cli(
+        cfg,
+        &["signals", "--json", "--limit", "1000"],
+    )));
     assert!(offline.iter().any(|s| s.0 == "news-bot"), "{offline:?}");
     assert!(offline.iter().any(|s| s.0 == "script"), "{offline:?}");
     assert!(!offline.iter().any(|s| s.0 == "whale-watch"), "{offline:?}");
 
     // Restarted: the unexpired signals are back, the expired one is gone.
     let mut engine = spawn_engine(&config, dir.path(), &[], &[]);
-    wait_for(Duration::from_secs(60), "the restarted engine's health", || {
-        http_get(port, "/health").filter(|(s, _)| *s == 200)
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the restarted engine's health",
+        || http_get(port, "/health").filter(|(s, _)| *s == 200),
+    );
     let (status, body) = http_get(port, "/api/signals?limit=1000").unwrap();
     assert_eq!(status, 200, "{body}");
     let after = summary(&body_json(&body));
@@ -261,7 +279,10 @@ fn signals_are_published_listed_refused_and_kept_across_a_restart() {
         )),
         "{after:?}"
     );
-    assert!(after.iter().any(|s| s.0 == "script" && s.2 == "funding"), "{after:?}");
+    assert!(
+        after.iter().any(|s| s.0 == "script" && s.2 == "funding"),
+        "{after:?}"
+    );
     assert!(!after.iter().any(|s| s.0 == "whale-watch"), "{after:?}");
     stop(&mut engine);
 }

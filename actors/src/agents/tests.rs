@@ -837,5 +837,9 @@ async fn the_trading_agent_reads_chosen_signals_into_its_prompt_and_publishes_it
 
     // An agent that asks for no signals sends no section (its prompt is as before).
     let records = run_once(&agent(), &deps).await;
-    assert!(!records[0].prompt.contains("Recent signals"), "{}", records[0].prompt);
+    assert!(
+        !records[0].prompt.contains("Recent signals"),
+        "{}",
+        records[0].prompt
+    );
 }

@@ -106,7 +106,10 @@ impl Subscription {
     fn wants(&self, s: &Signal) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&s.kind))
             && (self.symbols.is_empty()
-                || self.symbols.iter().any(|w| w.eq_ignore_ascii_case(&s.symbol)))
+                || self
+                    .symbols
+                    .iter()
+                    .any(|w| w.eq_ignore_ascii_case(&s.symbol)))
     }
 }
 
@@ -238,7 +241,10 @@ impl SignalBus {
                 }
                 Err(actix::prelude::SendError::Closed(_)) => {
                     gone += 1;
-                    tracing::debug!(subscription = sub.id, "dropping a stopped signal subscriber");
+                    tracing::debug!(
+                        subscription = sub.id,
+                        "dropping a stopped signal subscriber"
+                    );
                     false
                 }
             }

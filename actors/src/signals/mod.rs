@@ -4,7 +4,7 @@
 //! - [`signal`]: the type, its kinds and directions, validation on publish.
 //! - [`store`]: the `signals` tree and the listing filter.
 //! - [`bus`]: the broker actor (publish, subscribe, recent, sweep, metrics).
-//! - [`config`]: `[signals]`.
+//! - [`config`]: the `[signals]` section.
 //!
 //! Owns: what a signal is and how it travels, plus the two helpers the trading agent
 //! calls — [`publish_verdict`] (its BUY/SELL verdicts as `technical` signals) and
@@ -18,8 +18,7 @@ pub mod signal;
 pub mod store;
 
 pub use bus::{
-    BusStats, Delivery, GetStats, Publish, PublishError, Recent, SignalBus, Subscribe,
-    Unsubscribe,
+    BusStats, Delivery, GetStats, Publish, PublishError, Recent, SignalBus, Subscribe, Unsubscribe,
 };
 pub use config::SignalsConfig;
 pub use signal::{Direction, RecentSignal, Signal, SignalError, SignalInput, SignalKind, KINDS};
@@ -47,7 +46,9 @@ pub fn verdict_signal(record: &DecisionRecord, ttl: Duration) -> Option<SignalIn
         _ => return None,
     };
     let confidence = record.confidence?.clamp(0.0, 1.0);
-    let magnitude = Decimal::try_from(confidence).unwrap_or_default().round_dp(4);
+    let magnitude = Decimal::try_from(confidence)
+        .unwrap_or_default()
+        .round_dp(4);
     let value = match direction {
         Direction::Short => -magnitude,
         _ => magnitude,

@@ -96,8 +96,16 @@ impl FromStr for SignalKind {
                 {
                     SignalKind::Other(name.to_string())
                 }
-                Some(_) => return Err(SignalError::BadOtherKind { kind: s.to_string() }),
-                None => return Err(SignalError::UnknownKind { kind: s.to_string() }),
+                Some(_) => {
+                    return Err(SignalError::BadOtherKind {
+                        kind: s.to_string(),
+                    })
+                }
+                None => {
+                    return Err(SignalError::UnknownKind {
+                        kind: s.to_string(),
+                    })
+                }
             },
         })
     }
@@ -235,11 +243,16 @@ pub enum SignalError {
     Confidence { confidence: f64 },
     #[error("symbol is empty; name the symbol the signal is about (e.g. BTC)")]
     EmptySymbol,
-    #[error("{field} `{value}` is not 1 to {MAX_NAME_CHARS} characters of A-Z, a-z, 0-9, -, _, . and :")]
+    #[error(
+        "{field} `{value}` is not 1 to {MAX_NAME_CHARS} characters of A-Z, a-z, 0-9, -, _, . and :"
+    )]
     BadName { field: &'static str, value: String },
     #[error("evidence is {chars} characters long; at most {MAX_EVIDENCE_CHARS}")]
     EvidenceTooLong { chars: usize },
-    #[error("ttl {ttl} is out of range; a duration from 1s to {}", humantime::format_duration(MAX_TTL))]
+    #[error(
+        "ttl {ttl} is out of range; a duration from 1s to {}",
+        humantime::format_duration(MAX_TTL)
+    )]
     Ttl { ttl: String },
 }
 

@@ -53,7 +53,10 @@ fn publish_validation_names_the_field_at_fault() {
     assert_eq!(e.field(), "kind");
     assert!(e.to_string().contains("open_interest"), "{e}");
     assert_eq!(refused(&|i| i.kind = "other:".into()).field(), "kind");
-    assert_eq!(refused(&|i| i.kind = "other:Has Space".into()).field(), "kind");
+    assert_eq!(
+        refused(&|i| i.kind = "other:Has Space".into()).field(),
+        "kind"
+    );
     assert_eq!(refused(&|i| i.confidence = 1.5).field(), "confidence");
     assert_eq!(refused(&|i| i.confidence = -0.1).field(), "confidence");
     assert_eq!(refused(&|i| i.confidence = f64::NAN).field(), "confidence");
@@ -79,7 +82,10 @@ fn publish_validation_names_the_field_at_fault() {
     assert_eq!((s.time_ms, s.ttl_ms), (T0, 3_600_000));
     assert_eq!(s.expires_ms(), T0 + 3_600_000);
     assert!(!s.is_expired(T0 + 3_599_999) && s.is_expired(T0 + 3_600_000));
-    assert_eq!("Open-Interest".parse::<SignalKind>(), Ok(SignalKind::OpenInterest));
+    assert_eq!(
+        "Open-Interest".parse::<SignalKind>(),
+        Ok(SignalKind::OpenInterest)
+    );
     // The kind round-trips through JSON as its wire name.
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["kind"], "other:whale_alert");
@@ -100,7 +106,11 @@ fn the_config_section_is_validated_with_key_names() {
     let keys: Vec<_> = issues.0.iter().map(|i| i.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["signals.max_kept", "signals.default_ttl", "signals.sweep_interval"]
+        [
+            "signals.max_kept",
+            "signals.default_ttl",
+            "signals.sweep_interval"
+        ]
     );
 }
 
