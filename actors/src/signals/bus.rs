@@ -52,6 +52,13 @@ pub enum PublishError {
 #[rtype(result = "Result<Signal, PublishError>")]
 pub struct Publish(pub SignalInput);
 
+/// [`Publish`] without an answer, for publishers that never wait on the bus (an agent's
+/// verdict): a refused signal is logged at `warn` by the bus, since nobody reads the
+/// answer.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Offer(pub SignalInput);
+
 /// What a subscriber receives, one message per matching signal.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -302,6 +309,17 @@ impl Handler<Publish> for SignalBus {
         self.set_kept_gauge();
         self.deliver(&Arc::new(signal.clone()));
         Ok(signal)
+    }
+}
+
+impl Handler<Offer> for SignalBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: Offer, ctx: &mut Context<Self>) {
+        let source = msg.0.source.clone();
+        if let Err(e) = <Self as Handler<Publish>>::handle(self, Publish(msg.0), ctx) {
+            tracing::warn!(source = %source, error = %e, "signal refused by the signal bus");
+        }
     }
 }
 

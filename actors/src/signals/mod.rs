@@ -18,7 +18,8 @@ pub mod signal;
 pub mod store;
 
 pub use bus::{
-    BusStats, Delivery, GetStats, Publish, PublishError, Recent, SignalBus, Subscribe, Unsubscribe,
+    BusStats, Delivery, GetStats, Offer, Publish, PublishError, Recent, SignalBus, Subscribe,
+    Unsubscribe,
 };
 pub use config::SignalsConfig;
 pub use signal::{Direction, RecentSignal, Signal, SignalError, SignalInput, SignalKind, KINDS};
@@ -36,16 +37,23 @@ use crate::telemetry::names;
 pub const READ_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The `technical` signal a trading agent's verdict becomes: `None` for anything but a
-/// parsed BUY or SELL. Direction long for BUY, short for SELL; value the signed
-/// confidence (+c for BUY, -c for SELL) so a sum over sources reads as a net lean;
+/// parsed BUY or SELL with a confidence. Direction long for BUY, short for SELL; value the
+/// signed confidence (+c for BUY, -c for SELL) so a sum over sources reads as a net lean;
 /// evidence the model's reason (cut to the bound on a character boundary).
-pub fn verdict_signal(record: &DecisionRecord, ttl: Duration) -> Option<SignalInput> {
-    let direction = match record.action.as_deref()? {
+pub fn verdict_signal(
+    agent: &str,
+    symbol: &str,
+    action: Option<&str>,
+    confidence: Option<f64>,
+    reason: Option<&str>,
+    ttl: Duration,
+) -> Option<SignalInput> {
+    let direction = match action? {
         "BUY" => Direction::Long,
         "SELL" => Direction::Short,
         _ => return None,
     };
-    let confidence = record.confidence?.clamp(0.0, 1.0);
+    let confidence = confidence?.clamp(0.0, 1.0);
     let magnitude = Decimal::try_from(confidence)
         .unwrap_or_default()
         .round_dp(4);
@@ -53,17 +61,15 @@ pub fn verdict_signal(record: &DecisionRecord, ttl: Duration) -> Option<SignalIn
         Direction::Short => -magnitude,
         _ => magnitude,
     };
-    let evidence: String = record
-        .reason
-        .as_deref()
+    let evidence: String = reason
         .unwrap_or_default()
         .trim()
         .chars()
         .take(signal::MAX_EVIDENCE_CHARS)
         .collect();
     Some(SignalInput {
-        source: record.agent.clone(),
-        symbol: record.symbol.clone(),
+        source: agent.to_string(),
+        symbol: symbol.to_string(),
         kind: SignalKind::Technical.to_string(),
         value,
         direction: direction.to_string(),
@@ -73,19 +79,33 @@ pub fn verdict_signal(record: &DecisionRecord, ttl: Duration) -> Option<SignalIn
     })
 }
 
-/// Publishes a trading agent's BUY/SELL verdict on the bus ([`verdict_signal`]); returns
-/// whether one was handed to the bus. Never waits: a bus that is restarting or whose
-/// mailbox is full loses this one signal (counted as
-/// `orrery_signals_dropped_total{reason="bus_unavailable"}`), the agent goes on.
+/// Publishes a trading agent's journaled BUY/SELL verdict on the bus
+/// ([`verdict_signal`]); returns whether one was handed to the bus.
 pub fn publish_verdict(bus: &Slot<SignalBus>, record: &DecisionRecord, ttl: Duration) -> bool {
-    let Some(input) = verdict_signal(record, ttl) else {
+    let Some(input) = verdict_signal(
+        &record.agent,
+        &record.symbol,
+        record.action.as_deref(),
+        record.confidence,
+        record.reason.as_deref(),
+        ttl,
+    ) else {
         return false;
     };
-    match bus.try_send(Publish(input)) {
+    offer(bus, input)
+}
+
+/// Hands `input` to the bus without waiting: a bus that is restarting or whose mailbox is
+/// full loses this one signal (counted as
+/// `orrery_signals_dropped_total{reason="bus_unavailable"}`) and the caller goes on. The
+/// bus validates it; a refusal is the bus's `warn` line.
+pub fn offer(bus: &Slot<SignalBus>, input: SignalInput) -> bool {
+    let source = input.source.clone();
+    match bus.try_send(Offer(input)) {
         Ok(()) => true,
         Err(e) => {
             metrics::counter!(names::SIGNALS_DROPPED, "reason" => "bus_unavailable").increment(1);
-            tracing::debug!(agent = %record.agent, error = %e, "verdict not published on the signal bus");
+            tracing::debug!(source = %source, error = %e, "signal not handed to the signal bus");
             false
         }
     }

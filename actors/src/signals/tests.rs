@@ -413,26 +413,12 @@ async fn a_full_subscriber_mailbox_drops_deliveries_and_never_blocks_the_bus() {
 
 #[test]
 fn only_buy_and_sell_verdicts_become_technical_signals() {
-    let mut record = crate::agents::DecisionRecord {
-        time_ms: T0,
-        agent: "trend".into(),
-        venue: "paper".into(),
-        symbol: "ETH".into(),
-        model: "default".into(),
-        deployment: None,
-        prompt: String::new(),
-        raw_answer: None,
-        action: Some("SELL".into()),
-        confidence: Some(0.65),
-        confidence_defaulted: false,
-        reason: Some("x".repeat(5000)),
-        error: None,
-        outcome: "enter_short".into(),
-        orders: vec![],
-        latency_ms: None,
-    };
     let ttl = Duration::from_secs(30);
-    let s = verdict_signal(&record, ttl)
+    let reason = "x".repeat(5000);
+    let verdict = |action: Option<&str>| {
+        verdict_signal("trend", "ETH", action, Some(0.65), Some(&reason), ttl)
+    };
+    let s = verdict(Some("SELL"))
         .unwrap()
         .validate(T0, Duration::from_secs(60))
         .unwrap();
@@ -442,11 +428,25 @@ fn only_buy_and_sell_verdicts_become_technical_signals() {
     assert_eq!(s.value, dec!(-0.65));
     assert_eq!(s.ttl_ms, 30_000);
     assert_eq!(s.evidence.chars().count(), signal::MAX_EVIDENCE_CHARS);
-    record.action = Some("NOTHING".into());
-    assert!(verdict_signal(&record, ttl).is_none());
-    record.action = None;
-    assert!(verdict_signal(&record, ttl).is_none());
+    assert_eq!(verdict(Some("BUY")).unwrap().direction, "long");
+    assert!(verdict(Some("NOTHING")).is_none());
+    assert!(verdict(None).is_none());
+    assert!(verdict_signal("trend", "ETH", Some("BUY"), None, None, ttl).is_none());
     // A bus that is not running loses the signal without waiting.
-    record.action = Some("BUY".into());
-    assert!(!publish_verdict(&Default::default(), &record, ttl));
+    assert!(!offer(&Default::default(), verdict(Some("BUY")).unwrap()));
+}
+
+#[actix::test]
+async fn an_offer_is_published_like_a_publish_and_a_bad_one_keeps_nothing() {
+    let store = Store::temporary().unwrap();
+    let clock = ManualClock::new(T0);
+    let bus = bus_on(&store, SignalsConfig::default(), &clock);
+    let mut bad = input("BTC", "sentiment");
+    bad.confidence = 3.0;
+    bus.send(Offer(bad)).await.unwrap();
+    bus.send(Offer(input("BTC", "news"))).await.unwrap();
+    let kept = all(&bus).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].kind, SignalKind::News);
+    assert_eq!(bus.send(GetStats).await.unwrap().published, 1);
 }
