@@ -33,6 +33,15 @@
 //! Each decision is logged at `info` in one line ([`DecisionRecord::log`]); a symbol the
 //! mode skipped (no model call, no decision) only at `debug`, so a long `Reducing` spell
 //! does not flood the log.
+//!
+//! # Signals
+//!
+//! After a decision is journaled, a BUY/SELL verdict is offered to the signal bus as a
+//! `technical` signal ([`crate::signals::publish_verdict`], TTL three intervals; never
+//! waits on the bus). With `signal_kinds` set, the context of each decision carries other
+//! agents' recent signals of those kinds about the symbol (`MarketContext::signals`, and
+//! the prompt's "Recent signals" section); a bus that does not answer within
+//! [`crate::signals::READ_DEADLINE`] leaves them out and the decision goes on.
 
 use std::time::{Duration, Instant};
 
