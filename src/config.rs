@@ -19,6 +19,7 @@ use orrery_actors::exchanges::risk_gate::RiskConfig;
 use orrery_actors::models::router::{ModelCacheConfig, ModelsConfig};
 use orrery_actors::resilience::config::QueueConfig;
 use orrery_actors::resilience::ResilienceConfig;
+use orrery_actors::signals::SignalsConfig;
 use orrery_actors::supervisor::{Backoff, Intensity};
 use orrery_actors::validate::{join, ConfigIssue, Issues};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Control API: tokens (from the environment) and body limit; see [`ApiConfig`].
     pub api: ApiConfig,
+    /// The signal bus: how many signals it keeps, their default TTL, the sweep.
+    pub signals: SignalsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -493,6 +496,7 @@ impl Config {
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
         self.risk.validate("risk", &mut issues);
+        self.signals.validate("signals", &mut issues);
         if self.risk.ai_confirmation || self.agents.risk.enabled {
             issues.check(
                 self.models.models.contains_key(&self.risk.model) || !self.risk.ai_confirmation,

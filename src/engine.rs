@@ -8,6 +8,7 @@
 //! ├── telemetry      process sampler
 //! ├── models         pools, then the router (one_for_one)
 //! ├── exchanges      connectors, then the order gateway (one_for_one)
+//! ├── signals        the signal bus (before the agents that publish on it)
 //! └── agents         risk agent, trading agents (one_for_one)
 //! ```
 //!
@@ -42,6 +43,7 @@ use orrery_actors::exchanges::paper::PaperVenue;
 use orrery_actors::exchanges::Venue;
 use orrery_actors::models::router::ModelRouter;
 use orrery_actors::resilience::BreakerRecord;
+use orrery_actors::signals::SignalBus;
 use orrery_actors::store::{trees, Store, StoreError, Tree};
 use orrery_actors::supervisor::{start_root, RootExit, RootHandle, Slot};
 use orrery_actors::telemetry;
@@ -83,6 +85,8 @@ pub struct EngineHandle {
     pub gateway: Slot<OrderGateway>,
     /// Low level: the model router's slot.
     pub router: Slot<ModelRouter>,
+    /// Low level: the signal bus's slot (its messages are in `orrery_actors::signals`).
+    pub signals: Slot<SignalBus>,
     /// The engine's data dir.
     pub store: Store,
     /// The validated configuration the engine runs.
@@ -123,6 +127,7 @@ impl Engine {
         let config = Arc::new(config);
         let gateway = Slot::<OrderGateway>::new();
         let router = Slot::<ModelRouter>::new();
+        let signals = Slot::<SignalBus>::new();
         // Watching starts before any actor writes, so the stream misses nothing.
         let events = crate::events::EventHub::start(&store)?;
         let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
@@ -132,6 +137,7 @@ impl Engine {
             clock,
             gateway: gateway.clone(),
             router: router.clone(),
+            signals: signals.clone(),
             metrics: metrics.clone(),
             fence: GatewayFence::default(),
             agents: agents.clone(),
@@ -151,6 +157,7 @@ impl Engine {
             root,
             gateway,
             router,
+            signals,
             store,
             config: config.clone(),
             metrics,

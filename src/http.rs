@@ -103,6 +103,7 @@ pub fn serve(
             .route("/api/tree", web::get().to(tree_report))
             .configure(crate::operate::routes)
             .configure(crate::agents::routes)
+            .configure(crate::signals::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod models;
 pub mod operate;
 pub mod paper_mode;
+pub mod signals;
 pub mod status;
 pub mod summary;
 pub mod symbols;

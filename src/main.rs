@@ -150,6 +150,8 @@ enum Command {
     /// List the agents (name, kind, state, interval, last run, runs/failures, last error),
     /// or pause, resume or run one now.
     Agents(orrery::agents::AgentsArgs),
+    /// List recent signals of the signal bus (newest first), or `publish` one.
+    Signals(orrery::signals::SignalsArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -261,6 +263,9 @@ fn main() -> ExitCode {
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
         Command::Agents(a) => {
             with_config(a.config.clone().as_deref(), |c| orrery::agents::run(c, a))
+        }
+        Command::Signals(a) => {
+            with_config(a.config().as_deref(), |c| orrery::signals::command(c, a))
         }
     }
 }

@@ -8,6 +8,7 @@
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
 //! │                            base endpoint) × M, then gateway
+//! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
 //!
@@ -62,6 +63,7 @@ use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, Connector
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
+use orrery_actors::signals::SignalBus;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{
     ActorNode, ChildSpec, NodeKind, NodeState, RestartRecord, RestartType, Slot, StartError,
@@ -95,6 +97,8 @@ pub enum Role {
     },
     /// Risk gate, ledger and reconciliation.
     OrderGateway,
+    /// The signal bus (`[signals]`).
+    SignalBus,
     /// The risk agent (`[agents.risk]`).
     RiskAgent,
     /// One trading agent.
@@ -216,6 +220,7 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             worker("telemetry".into(), Role::ProcessSampler),
             ChildPlan::Supervisor(SupervisorPlan::new("models", models)),
             ChildPlan::Supervisor(SupervisorPlan::new("exchanges", exchanges)),
+            worker("signals".into(), Role::SignalBus),
             ChildPlan::Supervisor(SupervisorPlan::new("agents", agents)),
         ],
     )
@@ -230,6 +235,8 @@ pub(crate) struct Deps {
     /// Published for the engine handle and the control API.
     pub gateway: Slot<OrderGateway>,
     pub router: Slot<ModelRouter>,
+    /// The signal bus's slot, published for the control API and handed to the agents.
+    pub signals: Slot<SignalBus>,
     pub metrics: Option<PrometheusHandle>,
     /// One fence for every gateway this engine builds: a restarted gateway stops the
     /// order flows its dead predecessor left running (see `GatewayFence`).
@@ -334,6 +341,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         clock,
         gateway,
         router,
+        signals,
         metrics,
         fence,
         agents,
@@ -447,6 +455,15 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 Ok(OrderGateway::new(core))
             })
         }
+        Role::SignalBus => {
+            let config = config.signals.clone();
+            ChildSpec::in_slot(id, signals, move |ctx| {
+                // Reloads every unexpired signal from sled, so a restart loses none.
+                Ok(SignalBus::open(&store, config.clone(), clock.clone())
+                    .map_err(StartError::failed)?
+                    .counting_messages_in(ctx.messages_counter()))
+            })
+        }
         Role::RiskAgent => {
             let Ok(entry) = agents.get(RISK_AGENT).cloned() else {
                 return missing(&id, "no risk agent in the agent directory".into());
@@ -496,6 +513,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                         risk_window,
                         clock.clone(),
                     ),
+                    signals: signals.clone(),
                 };
                 let kind = TradingAgent::new(agent.clone(), deps);
                 Ok(

@@ -42,6 +42,7 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
             "engine/exchanges",
             "engine/exchanges/connector-paper",
             "engine/exchanges/gateway",
+            "engine/signals",
             "engine/agents",
             "engine/agents/risk",
             "engine/agents/trading-trend",

@@ -10,6 +10,7 @@ pub mod env;
 pub mod exchanges;
 pub mod models;
 pub mod resilience;
+pub mod signals;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

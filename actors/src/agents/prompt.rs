@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::models::{MarketContext, RiskContext};
+use crate::signals::RecentSignal;
 
 /// System prompt for trading decisions: fixes the answer format every deployment is
 /// asked for, which the decision parser reads first.
@@ -58,8 +59,33 @@ pub fn trade_prompt(ctx: &MarketContext) -> String {
             c.open_time_ms, c.open, c.high, c.low, c.close, c.volume
         );
     }
+    signals_section(&mut out, &ctx.signals);
     out.push_str("Should we BUY, SELL or do NOTHING now?");
     out
+}
+
+/// "Recent signals": other agents' signals about the symbol, newest first, one CSV row
+/// each; nothing at all when there are none, so an agent that reads no signals sends
+/// the same prompt bytes as before signals existed.
+fn signals_section(out: &mut String, signals: &[RecentSignal]) {
+    if signals.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Recent signals from other agents ({}), newest first:",
+        signals.len()
+    );
+    out.push_str("age_s,kind,source,direction,confidence,value,evidence\n");
+    for s in signals {
+        // The evidence is free text: quoted, inner quotes doubled, on one line.
+        let evidence = s.evidence.replace('"', "\"\"").replace(['\n', '\r'], " ");
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},\"{}\"",
+            s.age_secs, s.kind, s.source, s.direction, s.confidence, s.value, evidence
+        );
+    }
 }
 
 /// Renders a risk breach as text for an LLM.

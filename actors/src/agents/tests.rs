@@ -147,6 +147,8 @@ fn agent() -> TradingAgentConfig {
         decision_timeout: Duration::from_millis(300),
         jitter: 0.0,
         run_timeout: None,
+        signal_kinds: Vec::new(),
+        signal_max_age: Duration::from_secs(3600),
     }
 }
 
@@ -162,6 +164,7 @@ fn trading_deps(w: &World) -> TradingDeps {
             RiskConfig::default().window,
             w.clock.clone(),
         ),
+        signals: Default::default(),
     }
 }
 
@@ -752,4 +755,93 @@ async fn an_entry_the_risk_gate_refuses_is_journaled_as_refused() {
         records[0]
     );
     assert_eq!(btc_size(&w).await, Decimal::ZERO);
+}
+
+/// The trading agent reads other agents' signals of its `signal_kinds` into its prompt and
+/// structured context (never its own, never other kinds), and publishes its own BUY/SELL
+/// verdict as a `technical` signal after journaling it.
+#[actix::test]
+async fn the_trading_agent_reads_chosen_signals_into_its_prompt_and_publishes_its_verdicts() {
+    use crate::signals::{Publish, Recent, SignalBus, SignalFilter, SignalInput, SignalsConfig};
+
+    let w = world(RiskConfig::default()).await;
+    let mut deps = trading_deps(&w);
+    let bus = Slot::<SignalBus>::new();
+    bus.fill(
+        SignalBus::open(&w.store, SignalsConfig::default(), w.clock.clone())
+            .unwrap()
+            .start(),
+        bus.next_token(),
+        "test/signals",
+    );
+    deps.signals = bus.clone();
+    let publish = |source: &str, kind: &str, evidence: &str| {
+        bus.send(Publish(SignalInput {
+            source: source.into(),
+            symbol: "btc".into(),
+            kind: kind.into(),
+            value: dec!(0.4),
+            direction: "long".into(),
+            confidence: 0.7,
+            evidence: evidence.into(),
+            ttl: None,
+        }))
+    };
+    publish("news-bot", "sentiment", "ETF \"inflows\" at a record")
+        .await
+        .unwrap()
+        .unwrap();
+    publish("funding-watch", "funding", "funding negative")
+        .await
+        .unwrap()
+        .unwrap();
+    publish("t", "sentiment", "my own earlier word")
+        .await
+        .unwrap()
+        .unwrap();
+    w.clock.advance(5_000);
+
+    let mut config = agent();
+    config.signal_kinds = vec![crate::signals::SignalKind::Sentiment];
+    *w.script.lock() =
+        Script::Answer(r#"{"action":"BUY","confidence":0.8,"reason":"trend up"}"#.into());
+    let records = run_once(&config, &deps).await;
+    let prompt = &records[0].prompt;
+    assert!(
+        prompt.contains("Recent signals from other agents (1), newest first:"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("5,sentiment,news-bot,long,0.7,0.4,\"ETF \"\"inflows\"\" at a record\""),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("funding negative"), "{prompt}");
+    assert!(!prompt.contains("my own earlier word"), "{prompt}");
+
+    // The verdict is on the bus as the agent's technical signal.
+    let technical = bus
+        .send(Recent(SignalFilter {
+            kinds: vec![crate::signals::SignalKind::Technical],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(technical.len(), 1, "{technical:?}");
+    let v = &technical[0];
+    assert_eq!(
+        (v.source.as_str(), v.symbol.as_str(), v.evidence.as_str()),
+        ("t", "BTC", "trend up")
+    );
+    assert_eq!(v.direction, crate::signals::Direction::Long);
+    assert_eq!(v.confidence, 0.8);
+    assert_eq!(v.value, dec!(0.8));
+    assert_eq!(v.ttl_ms, 30_000, "three intervals of 10s");
+
+    // An agent that asks for no signals sends no section (its prompt is as before).
+    let records = run_once(&agent(), &deps).await;
+    assert!(
+        !records[0].prompt.contains("Recent signals"),
+        "{}",
+        records[0].prompt
+    );
 }

@@ -33,6 +33,15 @@
 //! Each decision is logged at `info` in one line ([`DecisionRecord::log`]); a symbol the
 //! mode skipped (no model call, no decision) only at `debug`, so a long `Reducing` spell
 //! does not flood the log.
+//!
+//! # Signals
+//!
+//! After a decision is journaled, a BUY/SELL verdict is offered to the signal bus as a
+//! `technical` signal ([`crate::signals::publish_verdict`], TTL three intervals; never
+//! waits on the bus). With `signal_kinds` set, the context of each decision carries other
+//! agents' recent signals of those kinds about the symbol (`MarketContext::signals`, and
+//! the prompt's "Recent signals" section); a bus that does not answer within
+//! [`crate::signals::READ_DEADLINE`] leaves them out and the decision goes on.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +66,7 @@ use crate::models::decision::{parse_trade_decision_for, DecisionError};
 use crate::models::{
     MarketContext, ModelClient, ModelError, ModelRequest, Purpose, StructuredContext, TradeAction,
 };
+use crate::signals::{self, RecentSignal, SignalBus, SignalFilter, SignalKind};
 use crate::supervisor::Slot;
 use crate::telemetry::names;
 use crate::validate::{join, Issues};
@@ -107,6 +117,28 @@ pub struct TradingAgentConfig {
     /// derives it from `decision_timeout`.
     #[serde(with = "humantime_serde", default)]
     pub run_timeout: Option<Duration>,
+    /// Kinds of other agents' signals put into the prompt and the structured context
+    /// (e.g. `["sentiment", "funding"]`); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signal_kinds: Vec<SignalKind>,
+    /// Oldest signal read for the prompt.
+    #[serde(with = "humantime_serde", default = "default_signal_max_age")]
+    pub signal_max_age: Duration,
+}
+
+fn default_signal_max_age() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Most signals one prompt carries, newest first.
+pub const PROMPT_SIGNALS: usize = 20;
+
+impl TradingAgentConfig {
+    /// TTL of the `technical` signal each BUY/SELL verdict becomes: three intervals, so
+    /// it outlives the next run's verdict, which replaces it.
+    pub fn verdict_ttl(&self) -> Duration {
+        self.interval.saturating_mul(3)
+    }
 }
 
 /// Per symbol of a run, beyond its model decision: its market data reads (candles, quote,
@@ -215,6 +247,13 @@ impl TradingAgentConfig {
             humantime::format_duration(self.decision_timeout).to_string(),
             "a duration from 100ms to 10m",
         );
+        issues.check(
+            self.signal_max_age >= Duration::from_secs(1)
+                && self.signal_max_age <= crate::signals::signal::MAX_TTL,
+            join(path, "signal_max_age"),
+            humantime::format_duration(self.signal_max_age).to_string(),
+            "a duration from 1s to 7days",
+        );
     }
 }
 
@@ -229,6 +268,8 @@ pub struct TradingDeps {
     /// The risk window's baselines: an entry first ensures one from the account value
     /// read before it, so PnL is measured from before the window's first order.
     pub baselines: BaselineBook,
+    /// The signal bus: verdicts are published on it, `signal_kinds` read from it.
+    pub signals: Slot<SignalBus>,
 }
 
 /// The trading agent as the runtime runs it ([`super::runtime::AgentRunner`]): its
@@ -295,6 +336,7 @@ async fn run_symbols(
         if let Err(e) = deps.journal.record(&record) {
             tracing::error!(agent = %config.name, error = %e, "cannot journal a decision");
         }
+        signals::publish_verdict(&deps.signals, &record, config.verdict_ttl());
         records.push(record);
     }
     // A run the trading mode skipped entirely (no model call) is counted apart.
@@ -623,5 +665,35 @@ async fn market_context(
         candles,
         position,
         account_value: account.account_value,
+        signals: recent_signals(config, deps, symbol).await,
     })
+}
+
+/// Other agents' unexpired signals of `signal_kinds` about `symbol`, at most
+/// `signal_max_age` old, newest first. A bus that does not answer in time costs the
+/// prompt its signals section, never the decision (logged at `warn`).
+async fn recent_signals(
+    config: &TradingAgentConfig,
+    deps: &TradingDeps,
+    symbol: &str,
+) -> Vec<RecentSignal> {
+    if config.signal_kinds.is_empty() {
+        return Vec::new();
+    }
+    let now = deps.clock.now_ms();
+    let max_age = i64::try_from(config.signal_max_age.as_millis()).unwrap_or(i64::MAX);
+    let filter = SignalFilter {
+        kinds: config.signal_kinds.clone(),
+        symbol: Some(symbol.to_string()),
+        since_ms: Some(now.saturating_sub(max_age)),
+        limit: PROMPT_SIGNALS,
+        exclude_source: Some(config.name.clone()),
+    };
+    match signals::read_recent(&deps.signals, filter, signals::READ_DEADLINE).await {
+        Ok(found) => found.iter().map(|s| RecentSignal::of(s, now)).collect(),
+        Err(e) => {
+            tracing::warn!(agent = %config.name, symbol, error = %e, "no signals for this decision: the signal bus did not answer");
+            Vec::new()
+        }
+    }
 }

@@ -33,6 +33,10 @@ pub struct MarketContext {
     pub candles: Vec<Candle>,
     pub position: Option<Position>,
     pub account_value: Decimal,
+    /// Other agents' recent signals about the symbol, of the kinds the agent asked for
+    /// (`signal_kinds`), newest first; empty when it asked for none.
+    #[serde(default)]
+    pub signals: Vec<crate::signals::RecentSignal>,
 }
 
 /// What the risk agent knows when it asks whether to close everything.

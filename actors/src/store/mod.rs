@@ -46,6 +46,9 @@ pub mod trees {
     /// Venue orders adopted into the ledger (placed outside this engine), keyed by
     /// `<venue>/<venue order id>`, so each is adopted once.
     pub const ADOPTED: &str = "adopted";
+    /// Recent signals of the signal bus, keyed by `<time_ms:013>-<id>`; bounded by
+    /// `[signals] max_kept` and swept by TTL.
+    pub const SIGNALS: &str = "signals";
     /// Prefix of per-agent trees: `agents/<name>`.
     pub const AGENTS_PREFIX: &str = "agents/";
 }

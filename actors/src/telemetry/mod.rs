@@ -44,6 +44,10 @@ pub mod names {
     pub const RISK_BREACHES: &str = "orrery_risk_breaches_total";
     pub const RISK_PNL_USD: &str = "orrery_risk_pnl_usd";
     pub const ACCOUNT_VALUE_USD: &str = "orrery_exchange_account_value_usd";
+    pub const SIGNALS_PUBLISHED: &str = "orrery_signals_published_total";
+    pub const SIGNALS_DELIVERED: &str = "orrery_signals_delivered_total";
+    pub const SIGNALS_DROPPED: &str = "orrery_signals_dropped_total";
+    pub const SIGNALS_KEPT: &str = "orrery_signals_kept";
 }
 
 /// Latency buckets (seconds) shared by every `_seconds` histogram: 100 µs to 2 min.
@@ -210,5 +214,21 @@ pub fn describe() {
     describe_gauge!(
         names::ACCOUNT_VALUE_USD,
         "Account value (equity) in USD, by venue."
+    );
+    describe_counter!(
+        names::SIGNALS_PUBLISHED,
+        "Signals accepted by the signal bus, by kind and source."
+    );
+    describe_counter!(
+        names::SIGNALS_DELIVERED,
+        "Signals handed to a subscriber's mailbox (one per matching subscriber)."
+    );
+    describe_counter!(
+        names::SIGNALS_DROPPED,
+        "Signals or deliveries lost, by reason: subscriber_full (a subscriber's mailbox was full), subscriber_gone (it had stopped), evicted (over [signals] max_kept), expired (past its TTL), bus_unavailable (an agent's verdict found the bus restarting or full)."
+    );
+    describe_gauge!(
+        names::SIGNALS_KEPT,
+        "Unexpired signals the signal bus keeps (memory and sled)."
     );
 }

@@ -51,6 +51,7 @@ fn market(candles: Vec<Candle>, position: Option<Position>) -> MarketContext {
         candles,
         position,
         account_value: dec!(10000),
+        signals: Vec::new(),
     }
 }
 

@@ -333,6 +333,7 @@ async fn the_default_config_answers_trade_decisions_offline() {
         candles,
         position: None,
         account_value: Decimal::from(1000),
+        signals: Vec::new(),
     }));
     let resp = r.send(Ask(req)).await.unwrap().unwrap();
     assert_eq!(
