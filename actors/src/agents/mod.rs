@@ -5,6 +5,7 @@ pub mod journal;
 pub mod memory;
 pub mod prompt;
 pub mod risk;
+pub mod swarm;
 pub mod trading;
 
 pub use journal::{Abstention, DecisionJournal, DecisionMode, DecisionRecord, MemberAnswer};

@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
 use super::risk::{check_venue, Baseline, BaselineBook, Breach, CheckOutcome, RiskDeps};
+use super::swarm::AgentMode;
 use super::trading::{run_once, TradingAgentConfig, TradingDeps};
 use super::{DecisionJournal, MemoryStore};
 use crate::clock::{Clock, ManualClock, SharedClock};
@@ -20,6 +21,7 @@ use crate::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
 use crate::exchanges::paper::{PaperConfig, PaperVenue};
 use crate::exchanges::risk_gate::{ModeCause, RiskConfig, TradingMode};
 use crate::exchanges::{Timeframe, Venue};
+use crate::models::router::{Swarm, SwarmReply};
 use crate::models::{Ask, ModelClient, ModelError, ModelResponse, Purpose, Usage};
 use crate::store::{trees, Store};
 use crate::supervisor::Slot;
@@ -69,6 +71,38 @@ impl Handler<Ask> for ScriptedModel {
                     unreachable!("the caller's deadline ends this first")
                 }
             }
+        })
+    }
+}
+
+/// Every member of a swarm gets the script's answer (the swarm cases with distinct
+/// members are in `swarm_tests`, through the real router).
+impl Handler<Swarm> for ScriptedModel {
+    type Result = ResponseFuture<Vec<SwarmReply>>;
+    fn handle(&mut self, msg: Swarm, ctx: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = msg
+            .models
+            .iter()
+            .map(|m| {
+                let mut request = msg.request.clone();
+                request.model = m.clone();
+                (m.clone(), self.handle(Ask(request), ctx))
+            })
+            .collect();
+        let deadline = msg.deadline;
+        Box::pin(async move {
+            let mut replies = Vec::new();
+            for (member, ask) in asks {
+                let result = match tokio::time::timeout(deadline, ask).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ModelError::Abandoned {
+                        model: member.clone(),
+                        after: deadline,
+                    }),
+                };
+                replies.push(SwarmReply { member, result });
+            }
+            replies
         })
     }
 }
@@ -145,6 +179,12 @@ fn agent() -> TradingAgentConfig {
         leverage: 2,
         allow_short: false,
         decision_timeout: Duration::from_millis(300),
+        mode: AgentMode::Single,
+        members: vec![],
+        quorum: None,
+        member_timeout: None,
+        reviewer: None,
+        quorum_loss: None,
     }
 }
 
