@@ -22,8 +22,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use orrery_actors::agents::swarm::{consensus, member_answer, Quorum, SwarmSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{
-    build_provider_with_env, DeploymentConfig, DeploymentRoute, ModelRouter, RoutingStrategy,
-    Swarm,
+    build_provider_with_env, DeploymentConfig, DeploymentRoute, ModelRouter, RoutingStrategy, Swarm,
 };
 use orrery_actors::models::{ModelRequest, Purpose, TradeAction};
 use orrery_actors::store::Store;
@@ -95,8 +94,8 @@ fn setup() -> Bench {
         };
         let cfg = deployment(&id, &server);
         let provider = build_provider_with_env(&cfg, &env).unwrap();
-        let pool = ModelPool::new(id.clone(), provider, cfg.pool_settings(), health.entry(&id))
-            .start();
+        let pool =
+            ModelPool::new(id.clone(), provider, cfg.pool_settings(), health.entry(&id)).start();
         router = router.with_model(
             id.clone(),
             RoutingStrategy::OrderedFallback,
@@ -160,7 +159,10 @@ fn swarm(c: &mut Criterion) {
     let system = actix::System::new();
     let bench = system.block_on(async { setup() });
     // Warm the connections to the answering members.
-    system.block_on(decide(&bench, &settings(&bench.members, Duration::from_millis(500))));
+    system.block_on(decide(
+        &bench,
+        &settings(&bench.members, Duration::from_millis(500)),
+    ));
     let mut group = c.benchmark_group("swarm/7x100ms+hung");
     group.sample_size(30);
     for (name, member_timeout, target) in [

@@ -67,7 +67,12 @@ timeout = "5s"
 
 /// The shipped config with a private data dir and port, its agent replaced by `agents`
 /// (each trading BTC only, every 300 ms), and `models` added.
-fn swarm_config(dir: &std::path::Path, port: u16, models: &str, agents: &str) -> std::path::PathBuf {
+fn swarm_config(
+    dir: &std::path::Path,
+    port: u16,
+    models: &str,
+    agents: &str,
+) -> std::path::PathBuf {
     let path = test_config(dir, port, "");
     let text = std::fs::read_to_string(&path).unwrap();
     let cut = text
@@ -117,7 +122,10 @@ fn stop(mut engine: std::process::Child) {
 /// Every journaled decision, oldest first (the engine has stopped).
 fn journal(dir: &std::path::Path) -> Vec<DecisionRecord> {
     let store = Store::open(data_dir(dir)).unwrap();
-    let mut all = DecisionJournal::open(&store).unwrap().recent(100_000).unwrap();
+    let mut all = DecisionJournal::open(&store)
+        .unwrap()
+        .recent(100_000)
+        .unwrap();
     all.reverse();
     all
 }
@@ -227,7 +235,11 @@ fn a_met_quorum_trades_and_the_journal_shows_every_member_the_cut_hang_and_the_r
     assert_eq!(entered.model, "buy-a,buy-b,sell,hung,garbage");
     assert!(!entered.orders.is_empty(), "{entered:?}");
     assert!(
-        entered.reason.as_deref().unwrap().starts_with("quorum: BUY 2 of 5"),
+        entered
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("quorum: BUY 2 of 5"),
         "{entered:?}"
     );
     let member = |name: &str| {
@@ -319,7 +331,11 @@ fn without_quorum_nothing_trades_and_all_abstaining_is_nothing() {
         || {
             let (_, m) = http_get(port, "/metrics")?;
             let n = |agent: &str| {
-                metric_sum(&m, "orrery_swarm_verdicts_total", &[&format!("agent=\"{agent}\"")])
+                metric_sum(
+                    &m,
+                    "orrery_swarm_verdicts_total",
+                    &[&format!("agent=\"{agent}\"")],
+                )
             };
             (n("split") >= 3.0 && n("silent") >= 3.0).then_some(())
         },
@@ -354,7 +370,12 @@ fn without_quorum_nothing_trades_and_all_abstaining_is_nothing() {
         );
         let nothing = r.members.iter().find(|m| m.member == "nothing").unwrap();
         assert_eq!(nothing.abstention, Some(Abstention::Nothing));
-        assert_eq!(r.votes().as_deref().map(|v| v.starts_with("BUY:0 SELL:0 abstain:3")), Some(true));
+        assert_eq!(
+            r.votes()
+                .as_deref()
+                .map(|v| v.starts_with("BUY:0 SELL:0 abstain:3")),
+            Some(true)
+        );
     }
 }
 
@@ -444,15 +465,14 @@ fn losing_the_quorum_reduces_the_engine_until_the_members_are_healthy_again() {
         .position(|r| r.outcome == "enter_long")
         .unwrap();
     assert!(
-        records[..first_entry]
-            .iter()
-            .all(|r| r.orders.is_empty()),
+        records[..first_entry].iter().all(|r| r.orders.is_empty()),
         "no order before the recovery"
     );
     let log = engine_log(dir.path());
     assert!(
-        log.lines()
-            .any(|l| l.contains("WARN") && l.contains("swarm quorum lost") && l.contains("swarm flaky")),
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("swarm quorum lost")
+            && l.contains("swarm flaky")),
         "{log}"
     );
     assert!(
@@ -473,16 +493,30 @@ fn swarm_keys_are_checked_with_the_key_named() {
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     let err = check(&agent("s", &["default", "nope"], "\"majority\"", ""));
-    assert!(err.contains("agents.trading[0].members[1]") && err.contains("nope"), "{err}");
+    assert!(
+        err.contains("agents.trading[0].members[1]") && err.contains("nope"),
+        "{err}"
+    );
     let err = check(&agent("s", &["default", "default"], "\"majority\"", ""));
-    assert!(err.contains("agents.trading[0].members[1]") && err.contains("listed once"), "{err}");
+    assert!(
+        err.contains("agents.trading[0].members[1]") && err.contains("listed once"),
+        "{err}"
+    );
     let err = check(&agent("s", &["default"], "\"majority\"", ""));
     assert!(err.contains("agents.trading[0].members"), "{err}");
     let err = check(&agent("s", &["default", "local"], "3", ""));
     assert!(err.contains("agents.trading[0].quorum"), "{err}");
     let err = check(&agent("s", &["default", "local"], "\"most\"", ""));
-    assert!(err.contains("quorum") && err.contains("supermajority"), "{err}");
-    let err = check(&agent("s", &["default", "local"], "\"majority\"", "reviewer = \"ghost\""));
+    assert!(
+        err.contains("quorum") && err.contains("supermajority"),
+        "{err}"
+    );
+    let err = check(&agent(
+        "s",
+        &["default", "local"],
+        "\"majority\"",
+        "reviewer = \"ghost\"",
+    ));
     assert!(err.contains("agents.trading[0].reviewer"), "{err}");
     // member_timeout past decision_timeout (5 s).
     let err = check(
@@ -501,7 +535,12 @@ fn swarm_keys_are_checked_with_the_key_named() {
     );
     // An unknown local rule set names the key and lists the known ones.
     let models = "\n[models.odd]\n[[models.odd.deployments]]\nid = \"odd\"\nprovider = \"local\"\nmodel = \"macd\"\n";
-    let config = swarm_config(dir.path(), port, models, &agent("s", &["default", "odd"], "\"majority\"", ""));
+    let config = swarm_config(
+        dir.path(),
+        port,
+        models,
+        &agent("s", &["default", "odd"], "\"majority\"", ""),
+    );
     let out = run_cli(&["check-config", "--config", config.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

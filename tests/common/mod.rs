@@ -283,7 +283,12 @@ pub fn single_model_agent(config: &Path) {
         text.contains("\nmode = \"swarm\"\n"),
         "the shipped agent is a swarm"
     );
-    let swarm_keys = ["members = ", "quorum = ", "member_timeout = ", "quorum_loss = "];
+    let swarm_keys = [
+        "members = ",
+        "quorum = ",
+        "member_timeout = ",
+        "quorum_loss = ",
+    ];
     let text: Vec<String> = text
         .lines()
         .filter(|l| !swarm_keys.iter().any(|k| l.starts_with(k)))
@@ -317,6 +322,9 @@ pub fn single_model_default(config: &Path) {
         out.push(line);
     }
     let text = out.join("\n") + "\n";
-    assert!(!text.contains("local-sma-cross"), "the rule-set models are gone");
+    assert!(
+        !text.contains("local-sma-cross"),
+        "the rule-set models are gone"
+    );
     std::fs::write(config, text).unwrap();
 }

@@ -819,28 +819,46 @@ async fn a_hung_swarm_reduces_the_engine_until_its_members_recover() {
     assert_eq!(r.mode, super::DecisionMode::Swarm);
     assert_eq!(r.model, "a,b,c");
     assert_eq!(r.action.as_deref(), Some("NOTHING"), "{r:?}");
-    assert!(r.reason.as_deref().unwrap().starts_with("no quorum"), "{r:?}");
+    assert!(
+        r.reason.as_deref().unwrap().starts_with("no quorum"),
+        "{r:?}"
+    );
     assert!(r
         .members
         .iter()
         .all(|m| m.abstention == Some(super::Abstention::Timeout)));
-    assert_eq!(r.votes().as_deref(), Some("BUY:0 SELL:0 abstain:3(timeout:3)"));
+    assert_eq!(
+        r.votes().as_deref(),
+        Some("BUY:0 SELL:0 abstain:3(timeout:3)")
+    );
     let mode = w.core.mode();
     assert_eq!(
         (mode.mode, mode.cause),
         (TradingMode::Reducing, ModeCause::SwarmQuorum)
     );
     assert!(mode.reason.contains("swarm t: 100%"), "{}", mode.reason);
-    assert!(DecisionJournal::open(&w.store).unwrap().recent(1).unwrap()[0].members.len() == 3);
+    assert!(
+        DecisionJournal::open(&w.store).unwrap().recent(1).unwrap()[0]
+            .members
+            .len()
+            == 3
+    );
 
-    *w.script.lock() =
-        Script::Answer(r#"{"action":"BUY","confidence":0.8,"reason":"up"}"#.into());
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.8,"reason":"up"}"#.into());
     let calls = w.calls.load(Ordering::SeqCst);
     let records = run_once(&swarm_agent(), &deps).await;
-    assert_eq!(w.calls.load(Ordering::SeqCst), calls + 3, "asked while reducing");
+    assert_eq!(
+        w.calls.load(Ordering::SeqCst),
+        calls + 3,
+        "asked while reducing"
+    );
     assert_eq!(records[0].action.as_deref(), Some("BUY"));
     assert_eq!(records[0].outcome, "skipped_mode");
-    assert_eq!(w.core.mode().mode, TradingMode::Reducing, "not healthy long enough");
+    assert_eq!(
+        w.core.mode().mode,
+        TradingMode::Reducing,
+        "not healthy long enough"
+    );
     w.clock.advance(9_999);
     run_once(&swarm_agent(), &deps).await;
     assert_eq!(w.core.mode().mode, TradingMode::Reducing);
@@ -860,7 +878,11 @@ async fn a_lost_swarm_quorum_never_overrides_the_risk_agent_or_a_halt() {
     let w = world(RiskConfig::default()).await;
     let deps = trading_deps(&w);
     w.core
-        .set_mode(TradingMode::Halted, ModeCause::RiskAgent, "risk: min balance")
+        .set_mode(
+            TradingMode::Halted,
+            ModeCause::RiskAgent,
+            "risk: min balance",
+        )
         .unwrap();
     *w.script.lock() = Script::Hang;
     run_once(&swarm_agent(), &deps).await;

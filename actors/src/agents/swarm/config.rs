@@ -207,15 +207,31 @@ impl SwarmKeys<'_> {
     pub fn validate(&self, path: &str, issues: &mut Issues) {
         if self.mode == AgentMode::Single {
             let only_swarm = "nothing in single mode (set mode = \"swarm\" to use it)";
-            issues.check(self.members.is_empty(), join(path, "members"), self.members, only_swarm);
-            issues.check(self.quorum.is_none(), join(path, "quorum"), self.quorum.map(|q| q.to_string()), only_swarm);
+            issues.check(
+                self.members.is_empty(),
+                join(path, "members"),
+                self.members,
+                only_swarm,
+            );
+            issues.check(
+                self.quorum.is_none(),
+                join(path, "quorum"),
+                self.quorum.map(|q| q.to_string()),
+                only_swarm,
+            );
             issues.check(
                 self.member_timeout.is_none(),
                 join(path, "member_timeout"),
-                self.member_timeout.map(|d| humantime::format_duration(d).to_string()),
+                self.member_timeout
+                    .map(|d| humantime::format_duration(d).to_string()),
                 only_swarm,
             );
-            issues.check(self.reviewer.is_none(), join(path, "reviewer"), self.reviewer, only_swarm);
+            issues.check(
+                self.reviewer.is_none(),
+                join(path, "reviewer"),
+                self.reviewer,
+                only_swarm,
+            );
             issues.check(
                 self.quorum_loss.is_none(),
                 join(path, "quorum_loss"),
@@ -226,7 +242,7 @@ impl SwarmKeys<'_> {
         }
         let n = self.members.len();
         issues.check(
-            n >= 2 && n <= 32,
+            (2..=32).contains(&n),
             join(path, "members"),
             self.members,
             "2 to 32 logical model names or deployment ids",

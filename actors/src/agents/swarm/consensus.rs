@@ -129,8 +129,12 @@ impl Tally {
             .iter()
             .map(|m| match (m.abstention, m.verdict.as_deref()) {
                 (Some(a), _) => Ballot::Abstain(a),
-                (None, Some("BUY")) => Ballot::of(TradeAction::Buy, m.confidence.unwrap_or(0.0), false),
-                (None, Some("SELL")) => Ballot::of(TradeAction::Sell, m.confidence.unwrap_or(0.0), false),
+                (None, Some("BUY")) => {
+                    Ballot::of(TradeAction::Buy, m.confidence.unwrap_or(0.0), false)
+                }
+                (None, Some("SELL")) => {
+                    Ballot::of(TradeAction::Sell, m.confidence.unwrap_or(0.0), false)
+                }
                 (None, _) => Ballot::Abstain(Abstention::Nothing),
             })
             .collect();
@@ -317,7 +321,10 @@ mod tests {
 
     #[test]
     fn both_sides_at_a_small_count_quorum_is_a_conflict_and_nothing() {
-        let c = consensus(&[buy(0.9), sell(0.9), buy(0.9), sell(0.9)], Quorum::Count(2));
+        let c = consensus(
+            &[buy(0.9), sell(0.9), buy(0.9), sell(0.9)],
+            Quorum::Count(2),
+        );
         assert_eq!(c.verdict, TradeAction::Nothing);
         assert_eq!(c.reason, ConsensusReason::Conflict);
         assert!(c.describe().starts_with("conflict"), "{}", c.describe());
@@ -335,7 +342,10 @@ mod tests {
         );
         assert_eq!(c.verdict, TradeAction::Nothing);
         assert_eq!(c.reason, ConsensusReason::NoQuorum);
-        assert_eq!(c.tally.to_string(), "BUY:0 SELL:0 abstain:3(error,nothing,timeout)");
+        assert_eq!(
+            c.tally.to_string(),
+            "BUY:0 SELL:0 abstain:3(error,nothing,timeout)"
+        );
     }
 
     #[test]
@@ -350,7 +360,10 @@ mod tests {
         assert!(c.confidence_defaulted);
         assert!((c.confidence - 0.7).abs() < 1e-12);
         // A defaulted confidence on the losing side does not mark it.
-        let c = consensus(&[buy(0.8), buy(0.6), Ballot::of(TradeAction::Sell, 0.5, true)], Quorum::Majority);
+        let c = consensus(
+            &[buy(0.8), buy(0.6), Ballot::of(TradeAction::Sell, 0.5, true)],
+            Quorum::Majority,
+        );
         assert!(!c.confidence_defaulted);
     }
 
@@ -415,7 +428,7 @@ mod tests {
             // ... and more abstaining members never turn NOTHING into an action.
             if before.verdict == TradeAction::Nothing {
                 let mut more = ballots.clone();
-                more.extend(std::iter::repeat(Ballot::Abstain(Abstention::Error)).take(extra));
+                more.extend((0..extra).map(|_| Ballot::Abstain(Abstention::Error)));
                 prop_assert_eq!(consensus(&more, quorum).verdict, TradeAction::Nothing);
             }
             // Turning a vote into an abstention never makes that vote's action the verdict

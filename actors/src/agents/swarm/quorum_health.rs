@@ -42,7 +42,11 @@ pub enum Transition {
     /// Nothing changed.
     Unchanged,
     /// Quorum just got lost: `failed` of `answers` in the window.
-    Lost { failed: u64, answers: u64, share: f64 },
+    Lost {
+        failed: u64,
+        answers: u64,
+        share: f64,
+    },
     /// Quorum is back after the members were healthy for `healthy_ms`.
     Restored { healthy_ms: u64 },
 }
@@ -201,7 +205,10 @@ mod tests {
     fn recovers_only_after_recover_after_of_healthy_rounds() {
         let mut h = QuorumHealth::default();
         h.observe(&cfg(), 0, 3, 3);
-        assert!(matches!(h.observe(&cfg(), 1_000, 3, 3), Transition::Lost { .. }));
+        assert!(matches!(
+            h.observe(&cfg(), 1_000, 3, 3),
+            Transition::Lost { .. }
+        ));
         // Healthy from 2 s: the clock starts.
         assert_eq!(h.observe(&cfg(), 2_000, 3, 0), Transition::Unchanged);
         assert_eq!(h.observe(&cfg(), 20_000, 3, 1), Transition::Unchanged);

@@ -44,10 +44,7 @@ impl GatewayCore {
         let still = {
             let mut degraded = self.swarm_degraded.lock();
             degraded.remove(agent);
-            degraded
-                .iter()
-                .next()
-                .map(|(a, r)| (a.clone(), r.clone()))
+            degraded.iter().next().map(|(a, r)| (a.clone(), r.clone()))
         };
         let mut guard = self.mode.write();
         if guard.mode != TradingMode::Reducing
@@ -113,7 +110,10 @@ mod tests {
     fn a_loss_reduces_and_the_last_recovery_lifts_only_its_own_cause() {
         let core = core();
         let s = core.swarm_quorum_lost("a", "swarm a: 67% failed").unwrap();
-        assert_eq!((s.mode, s.cause), (TradingMode::Reducing, ModeCause::SwarmQuorum));
+        assert_eq!(
+            (s.mode, s.cause),
+            (TradingMode::Reducing, ModeCause::SwarmQuorum)
+        );
         assert_eq!(s.reason, "swarm a: 67% failed");
         core.swarm_quorum_lost("b", "swarm b: 100% failed").unwrap();
         // a recovers, b does not: still reducing, and the reason now names b.
@@ -121,16 +121,26 @@ mod tests {
         assert_eq!(s.mode, TradingMode::Reducing);
         assert_eq!(s.reason, "swarm b: 100% failed");
         let s = core.swarm_quorum_restored("b").unwrap();
-        assert_eq!((s.mode, s.cause), (TradingMode::Normal, ModeCause::SwarmQuorum));
+        assert_eq!(
+            (s.mode, s.cause),
+            (TradingMode::Normal, ModeCause::SwarmQuorum)
+        );
     }
 
     #[test]
     fn never_overrides_a_halt_the_kill_switch_or_another_causes_reduction() {
         let core = core();
-        core.set_mode(TradingMode::Halted, ModeCause::RiskAgent, "risk: min balance")
-            .unwrap();
+        core.set_mode(
+            TradingMode::Halted,
+            ModeCause::RiskAgent,
+            "risk: min balance",
+        )
+        .unwrap();
         let s = core.swarm_quorum_lost("a", "swarm a").unwrap();
-        assert_eq!((s.mode, s.cause), (TradingMode::Halted, ModeCause::RiskAgent));
+        assert_eq!(
+            (s.mode, s.cause),
+            (TradingMode::Halted, ModeCause::RiskAgent)
+        );
         let s = core.swarm_quorum_restored("a").unwrap();
         assert_eq!(s.mode, TradingMode::Halted);
 
@@ -138,7 +148,10 @@ mod tests {
             .unwrap();
         core.swarm_quorum_lost("a", "swarm a").unwrap();
         let s = core.swarm_quorum_restored("a").unwrap();
-        assert_eq!((s.mode, s.cause), (TradingMode::Reducing, ModeCause::RiskAgent));
+        assert_eq!(
+            (s.mode, s.cause),
+            (TradingMode::Reducing, ModeCause::RiskAgent)
+        );
 
         core.kill_switch(true, "operator").unwrap();
         let s = core.swarm_quorum_lost("a", "swarm a").unwrap();
@@ -148,6 +161,9 @@ mod tests {
         // Released to Normal by the operator: a swarm still degraded re-asserts Reducing.
         core.kill_switch(false, "operator").unwrap();
         let s = core.swarm_quorum_lost("a", "swarm a").unwrap();
-        assert_eq!((s.mode, s.cause), (TradingMode::Reducing, ModeCause::SwarmQuorum));
+        assert_eq!(
+            (s.mode, s.cause),
+            (TradingMode::Reducing, ModeCause::SwarmQuorum)
+        );
     }
 }

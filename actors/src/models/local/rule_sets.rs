@@ -103,7 +103,9 @@ impl RuleSet {
             (Some(TradeAction::Sell), std::cmp::Ordering::Greater) => {
                 (TradeAction::Sell, "long and bearish: exit")
             }
-            (_, std::cmp::Ordering::Greater) => (TradeAction::Nothing, "long and not bearish: hold"),
+            (_, std::cmp::Ordering::Greater) => {
+                (TradeAction::Nothing, "long and not bearish: hold")
+            }
             (Some(TradeAction::Buy), std::cmp::Ordering::Less) => {
                 (TradeAction::Buy, "short and bullish: cover")
             }
@@ -222,7 +224,10 @@ pub fn rsi_signal(closes: &[Decimal]) -> Option<Signal> {
     Some(Signal {
         direction,
         strength: (to_f64(past) / 20.0).min(1.0),
-        evidence: format!("RSI{RSI_PERIOD} {:.1} (oversold < 30, overbought > 70)", to_f64(value)),
+        evidence: format!(
+            "RSI{RSI_PERIOD} {:.1} (oversold < 30, overbought > 70)",
+            to_f64(value)
+        ),
     })
 }
 
@@ -244,7 +249,10 @@ pub fn momentum(closes: &[Decimal]) -> Option<Signal> {
     Some(Signal {
         direction,
         strength: (to_f64(roc.abs()) / 0.05).min(1.0),
-        evidence: format!("momentum{ROC_PERIOD} {:+.2}% (dead band ±0.2%)", to_f64(roc) * 100.0),
+        evidence: format!(
+            "momentum{ROC_PERIOD} {:+.2}% (dead band ±0.2%)",
+            to_f64(roc) * 100.0
+        ),
     })
 }
 
@@ -338,7 +346,10 @@ mod tests {
             assert_eq!(RuleSet::parse(r.name()), Some(r));
         }
         assert_eq!(RuleSet::parse("gpt-4o"), None);
-        assert_eq!(RuleSet::names(), "rules-v1, sma-cross, rsi, momentum, breakout");
+        assert_eq!(
+            RuleSet::names(),
+            "rules-v1, sma-cross, rsi, momentum, breakout"
+        );
     }
 
     #[test]
@@ -353,7 +364,11 @@ mod tests {
         assert_eq!(s.strength, 1.0);
         let d = RuleSet::SmaCross.decide(&ctx(flat_candles(&closes), Decimal::ZERO));
         assert_eq!((d.action, d.confidence), (TradeAction::Buy, 0.95));
-        assert!(d.reason.contains("SMA9 17 vs SMA21 11 (+54.55%)"), "{}", d.reason);
+        assert!(
+            d.reason.contains("SMA9 17 vs SMA21 11 (+54.55%)"),
+            "{}",
+            d.reason
+        );
         // One close short: no signal, confidence 0.
         let d = RuleSet::SmaCross.decide(&ctx(flat_candles(&ramp(20)), Decimal::ZERO));
         assert_eq!((d.action, d.confidence), (TradeAction::Nothing, 0.0));
@@ -382,7 +397,11 @@ mod tests {
         let mut closes = vec![dec!(100)];
         for i in 0..14 {
             let last = *closes.last().unwrap();
-            closes.push(if i < 10 { last + dec!(1) } else { last - dec!(2) });
+            closes.push(if i < 10 {
+                last + dec!(1)
+            } else {
+                last - dec!(2)
+            });
         }
         let value = rsi(&closes, 14);
         assert_eq!(value.round_dp(4), dec!(55.5556));
@@ -400,7 +419,11 @@ mod tests {
         let mut up = vec![dec!(100)];
         for i in 0..14 {
             let last = *up.last().unwrap();
-            up.push(if i == 0 { last - dec!(1) } else { last + dec!(1) });
+            up.push(if i == 0 {
+                last - dec!(1)
+            } else {
+                last + dec!(1)
+            });
         }
         assert_eq!(rsi(&up, 14).round_dp(3), dec!(92.857));
         let d = RuleSet::Rsi.decide(&ctx(flat_candles(&up), dec!(1)));
