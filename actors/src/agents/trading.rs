@@ -28,7 +28,16 @@
 //! costs no model call (outcome `skipped_mode`): `Halted` skips every symbol; `Reducing`
 //! skips a symbol with no position, and for a held position it still asks but only acts
 //! on the verdict that reduces it (SELL closes a long, BUY closes a short); any other
-//! verdict is `skipped_mode`.
+//! verdict is `skipped_mode`. One exception: a swarm agent keeps asking its members about
+//! flat symbols while the `Reducing` is a lost swarm quorum's ([`ModeCause::SwarmQuorum`]),
+//! so it sees them recover; the verdict is still only acted on as above.
+//!
+//! # Swarm mode
+//!
+//! With `mode = "swarm"` the one model call is replaced by [`swarm::decide`]: every member
+//! is asked at once and the verdict (with its confidence, the mean of the agreeing
+//! members') is the quorum's; everything after — confidence rules, trading mode, sizing —
+//! is the same as for a single model's answer.
 //!
 //! Each decision is logged at `info` in one line ([`DecisionRecord::log`]); a symbol the
 //! mode skipped (no model call, no decision) only at `debug`, so a long `Reducing` spell
