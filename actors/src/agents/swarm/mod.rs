@@ -3,7 +3,7 @@
 //!
 //! Owns: asking the members (through the router's [`crate::models::router::Swarm`], under
 //! `member_timeout`), turning each member's outcome into a journaled [`MemberAnswer`] and a
-//! [`consensus::Ballot`], the verdict ([`consensus`]), the optional reviewer's summary, the
+//! [`consensus::Ballot`], the verdict ([`mod@consensus`]), the optional reviewer's summary, the
 //! swarm metrics, and feeding the quorum-health tracker ([`quorum_health`]) whose losses
 //! move the engine to `Reducing` (through the gateway's [`SwarmQuorumLost`] /
 //! [`SwarmQuorumRestored`]). Never: places orders (the trading agent acts on the verdict,

@@ -3,7 +3,7 @@
 //! agent's sled memory so a restart remembers a loss.
 //!
 //! Owns: the loss and recovery rule. Never: reads a clock, changes the trading mode (the
-//! agent reports transitions to the gateway, see [`super::report_quorum`]), or counts a
+//! agent reports each decision to the gateway, see the `swarm` module), or counts a
 //! NOTHING or a disagreement as a failure.
 //!
 //! # The rule
