@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orrery_actors::agents::swarm::AgentMode;
 use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::binance::BinanceConfig;
 use orrery_actors::exchanges::gateway::GatewayConfig;
@@ -543,12 +544,15 @@ impl Config {
                         .join(", ")
                 ),
             );
-            issues.check(
-                self.models.models.contains_key(&agent.model),
-                join(&path, "model"),
-                &agent.model,
-                format!("a logical model under [models]: {}", self.model_names()),
-            );
+            if agent.mode == AgentMode::Single {
+                issues.check(
+                    self.models.models.contains_key(&agent.model),
+                    join(&path, "model"),
+                    &agent.model,
+                    format!("a logical model under [models]: {}", self.model_names()),
+                );
+            }
+            self.check_swarm_names(agent, &path, &mut issues);
             issues.check(
                 agent.leverage <= self.risk.max_leverage,
                 join(&path, "leverage"),
@@ -565,6 +569,46 @@ impl Config {
 }
 
 impl Config {
+    /// A swarm's members and reviewer each name a logical model or a deployment id (the
+    /// router looks a name up in that order).
+    fn check_swarm_names(&self, agent: &TradingAgentConfig, path: &str, issues: &mut Issues) {
+        if agent.mode != AgentMode::Swarm {
+            return;
+        }
+        let known = |name: &str| {
+            self.models.models.contains_key(name)
+                || self
+                    .models
+                    .models
+                    .values()
+                    .any(|m| m.deployments.iter().any(|d| d.id == name))
+        };
+        let allowed = || {
+            let deployments: Vec<String> = self
+                .models
+                .models
+                .values()
+                .flat_map(|m| m.deployments.iter().map(|d| d.id.clone()))
+                .collect();
+            format!(
+                "a logical model under [models] ({}) or a deployment id ({})",
+                self.model_names(),
+                deployments.join(", ")
+            )
+        };
+        for (i, member) in agent.members.iter().enumerate() {
+            issues.check(
+                known(member),
+                format!("{}[{i}]", join(path, "members")),
+                member,
+                allowed(),
+            );
+        }
+        if let Some(reviewer) = &agent.reviewer {
+            issues.check(known(reviewer), join(path, "reviewer"), reviewer, allowed());
+        }
+    }
+
     /// A venue's `market_data_fallback` names another live venue: never itself, never a
     /// paper venue (a simulated price is no stand-in for a market's).
     fn check_market_data_fallback(

@@ -87,6 +87,9 @@ impl std::fmt::Debug for EventHub {
 }
 
 /// One write seen by a watch, before it becomes an event.
+// A `Raw` is moved once from its watch into its event (a decision record, now with its
+// prompt and members, is the large one); boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Raw {
     Decision(String, Result<DecisionRecord, StoreError>),
     Order(String, Result<LedgerEntry, StoreError>),

@@ -69,11 +69,20 @@ pub struct DecisionSummary {
     /// Client ids of the orders the decision placed.
     pub orders: Vec<String>,
     pub latency_ms: Option<u64>,
+    /// A swarm decision's vote count (`BUY:3 SELL:1 abstain:1(timeout)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<String>,
+    /// A swarm reviewer's summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 impl From<DecisionRecord> for DecisionSummary {
     fn from(d: DecisionRecord) -> Self {
+        let votes = d.votes();
         Self {
+            votes,
+            review: d.review,
             time_ms: d.time_ms,
             time: chrono::DateTime::from_timestamp_millis(d.time_ms)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

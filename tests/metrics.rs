@@ -33,6 +33,8 @@ fn busy_actors_count_work_and_every_target_has_its_series_from_the_start() {
         mock.url()
     );
     let config = test_config(dir.path(), port, &section);
+    // The `local` pool below works for a single-model agent asking `default`.
+    single_model_agent(&config);
     let mut engine = spawn_engine(
         &config,
         dir.path(),

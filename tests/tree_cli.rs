@@ -23,6 +23,8 @@ fn tree_shows_the_live_tree_then_the_planned_tree_when_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = test_config(dir.path(), port, "");
+    // The tree of one `local` pool and a single-model agent.
+    single_model_default(&config);
     let cfg = config.to_str().unwrap();
     let mut engine = spawn_engine(&config, dir.path(), &[], &[]);
     wait_for(Duration::from_secs(60), "the engine's health", || {

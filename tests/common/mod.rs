@@ -274,3 +274,57 @@ pub fn wait_settled_then_stop(
         "clean stop after settling"
     );
 }
+
+/// Turns the shipped trading agent (a swarm of local rule sets) into a single-model agent
+/// asking `default` (the `local` deployment), for tests that watch that deployment work.
+pub fn single_model_agent(config: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(
+        text.contains("\nmode = \"swarm\"\n"),
+        "the shipped agent is a swarm"
+    );
+    let swarm_keys = [
+        "members = ",
+        "quorum = ",
+        "member_timeout = ",
+        "quorum_loss = ",
+    ];
+    let text: Vec<String> = text
+        .lines()
+        .filter(|l| !swarm_keys.iter().any(|k| l.starts_with(k)))
+        .map(|l| {
+            if l == "mode = \"swarm\"" {
+                "mode = \"single\"\nmodel = \"default\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(config, text.join("\n") + "\n").unwrap();
+}
+
+/// The shipped config as it was before its agent became a swarm: [`single_model_agent`],
+/// and without the swarm's three local rule-set models (`sma-cross`, `rsi`, `momentum`),
+/// for tests that check the exact set of pools.
+pub fn single_model_default(config: &Path) {
+    single_model_agent(config);
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut out = Vec::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if ["[models.sma-cross]", "[models.rsi]", "[models.momentum]"].contains(&line) {
+            skipping = true;
+        }
+        if skipping {
+            skipping = !line.is_empty();
+            continue;
+        }
+        out.push(line);
+    }
+    let text = out.join("\n") + "\n";
+    assert!(
+        !text.contains("local-sma-cross"),
+        "the rule-set models are gone"
+    );
+    std::fs::write(config, text).unwrap();
+}

@@ -205,9 +205,18 @@ impl DecisionRecord {
         self.prompt = prompt.to_string();
     }
 
+    /// A swarm decision's vote count, `BUY:3 SELL:1 abstain:1(timeout)`, for the log line
+    /// and status; `None` for a single-model decision.
+    pub fn votes(&self) -> Option<String> {
+        (self.mode == DecisionMode::Swarm)
+            .then(|| crate::agents::swarm::Tally::of_members(&self.members).to_string())
+    }
+
     /// The one line per decision the operator reads in the log: `info` for a decision,
-    /// `debug` for a symbol the trading mode skipped without asking a model.
+    /// `debug` for a symbol the trading mode skipped without asking a model. A swarm
+    /// decision's line carries its vote count (`votes`).
     pub fn log(&self) {
+        let votes = self.votes();
         macro_rules! line {
             ($level:expr) => {
                 tracing::event!(
@@ -218,6 +227,7 @@ impl DecisionRecord {
                     verdict = %self.action.as_deref().unwrap_or("-"),
                     confidence = self.confidence,
                     confidence_defaulted = self.confidence_defaulted,
+                    votes = votes.as_deref(),
                     model = %self.model,
                     deployment = %self.deployment.as_deref().unwrap_or("-"),
                     latency_ms = self.latency_ms,

@@ -20,6 +20,9 @@ impl Record for AgentMemory {}
 
 const KEY: &str = "memory";
 const CONTROL_KEY: &str = "control";
+/// A swarm agent's quorum-health tracker ([`super::swarm::QuorumHealth`]), so a restart
+/// remembers a lost quorum and the recovery under way.
+const SWARM_HEALTH_KEY: &str = "swarm_health";
 
 /// Whether an agent is paused: a paused agent skips its scheduled runs (counted as
 /// `orrery_agent_runs_total{outcome="skipped_paused"}`) until it is resumed. Kept apart
@@ -39,6 +42,7 @@ impl Record for AgentControl {}
 pub struct MemoryStore {
     tree: Tree<AgentMemory>,
     control: Tree<AgentControl>,
+    swarm_health: Tree<super::swarm::QuorumHealth>,
 }
 
 impl MemoryStore {
@@ -47,6 +51,7 @@ impl MemoryStore {
         Ok(Self {
             tree: store.tree(&name)?,
             control: store.tree(&name)?,
+            swarm_health: store.tree(&name)?,
         })
     }
 
@@ -83,6 +88,17 @@ impl MemoryStore {
         }
         self.tree.put(KEY, &m)?;
         Ok(m)
+    }
+
+    /// The swarm's quorum health (a fresh tracker when never recorded).
+    pub fn swarm_health(&self) -> Result<super::swarm::QuorumHealth, StoreError> {
+        Ok(self.swarm_health.get(SWARM_HEALTH_KEY)?.unwrap_or_default())
+    }
+
+    /// Records the swarm's quorum health after a decision (not flushed: a crash loses at
+    /// most the last rounds, which the next decisions rebuild).
+    pub fn set_swarm_health(&self, health: &super::swarm::QuorumHealth) -> Result<(), StoreError> {
+        self.swarm_health.put(SWARM_HEALTH_KEY, health)
     }
 
     /// Names of every agent with memory in this store.

@@ -8,6 +8,7 @@ pub mod memory;
 pub mod prompt;
 pub mod risk;
 pub mod runtime;
+pub mod swarm;
 pub mod trading;
 
 pub use journal::{Abstention, DecisionJournal, DecisionMode, DecisionRecord, MemberAnswer};

@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
 use super::risk::{check_venue, Baseline, BaselineBook, Breach, CheckOutcome, RiskDeps};
+use super::swarm::{AgentMode, QuorumLossConfig};
 use super::trading::{run_once, TradingAgentConfig, TradingDeps};
 use super::{DecisionJournal, MemoryStore};
 use crate::clock::{Clock, ManualClock, SharedClock};
@@ -20,6 +21,7 @@ use crate::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
 use crate::exchanges::paper::{PaperConfig, PaperVenue};
 use crate::exchanges::risk_gate::{ModeCause, RiskConfig, TradingMode};
 use crate::exchanges::{Timeframe, Venue};
+use crate::models::router::{Swarm, SwarmReply};
 use crate::models::{Ask, ModelClient, ModelError, ModelResponse, Purpose, Usage};
 use crate::store::{trees, Store};
 use crate::supervisor::Slot;
@@ -70,6 +72,36 @@ impl Handler<Ask> for ScriptedModel {
                 }
             }
         })
+    }
+}
+
+/// Every member of a swarm gets the script's answer, all at once (swarms of members that
+/// answer differently run through the real router in `tests/swarm.rs`).
+impl Handler<Swarm> for ScriptedModel {
+    type Result = ResponseFuture<Vec<SwarmReply>>;
+    fn handle(&mut self, msg: Swarm, ctx: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = msg
+            .models
+            .iter()
+            .map(|m| {
+                let mut request = msg.request.clone();
+                request.model = m.clone();
+                (m.clone(), self.handle(Ask(request), ctx))
+            })
+            .collect();
+        let deadline = msg.deadline;
+        Box::pin(futures::future::join_all(asks.into_iter().map(
+            move |(member, ask)| async move {
+                let result = match tokio::time::timeout(deadline, ask).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ModelError::Abandoned {
+                        model: member.clone(),
+                        after: deadline,
+                    }),
+                };
+                SwarmReply { member, result }
+            },
+        )))
     }
 }
 
@@ -149,6 +181,12 @@ fn agent() -> TradingAgentConfig {
         run_timeout: None,
         signal_kinds: Vec::new(),
         signal_max_age: Duration::from_secs(3600),
+        mode: AgentMode::Single,
+        members: vec![],
+        quorum: None,
+        member_timeout: None,
+        reviewer: None,
+        quorum_loss: None,
     }
 }
 
@@ -844,4 +882,113 @@ async fn the_trading_agent_reads_chosen_signals_into_its_prompt_and_publishes_it
         "{}",
         records[0].prompt
     );
+}
+
+fn swarm_agent() -> TradingAgentConfig {
+    TradingAgentConfig {
+        mode: AgentMode::Swarm,
+        members: vec!["a".into(), "b".into(), "c".into()],
+        member_timeout: Some(Duration::from_millis(200)),
+        quorum_loss: Some(QuorumLossConfig {
+            window: Duration::from_secs(60),
+            max_failed_share: 0.5,
+            recover_after: Duration::from_secs(10),
+            min_answers: 3,
+        }),
+        ..agent()
+    }
+}
+
+/// Items 3 and 4 of issue 11 on the agent's path, on the injectable clock: a hung swarm
+/// is NOTHING without quorum and moves the gateway to a `SwarmQuorum` `Reducing`; while it
+/// holds, the swarm still asks (flat: acting on nothing), and `recover_after` of healthy
+/// answers later the gateway is back to `Normal` and the swarm's BUY trades.
+#[actix::test]
+async fn a_hung_swarm_reduces_the_engine_until_its_members_recover() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    *w.script.lock() = Script::Hang;
+    let records = run_once(&swarm_agent(), &deps).await;
+    let r = &records[0];
+    assert_eq!(r.mode, super::DecisionMode::Swarm);
+    assert_eq!(r.model, "a,b,c");
+    assert_eq!(r.action.as_deref(), Some("NOTHING"), "{r:?}");
+    assert!(
+        r.reason.as_deref().unwrap().starts_with("no quorum"),
+        "{r:?}"
+    );
+    assert!(r
+        .members
+        .iter()
+        .all(|m| m.abstention == Some(super::Abstention::Timeout)));
+    assert_eq!(
+        r.votes().as_deref(),
+        Some("BUY:0 SELL:0 abstain:3(timeout:3)")
+    );
+    let mode = w.core.mode();
+    assert_eq!(
+        (mode.mode, mode.cause),
+        (TradingMode::Reducing, ModeCause::SwarmQuorum)
+    );
+    assert!(mode.reason.contains("swarm t: 100%"), "{}", mode.reason);
+    assert!(
+        DecisionJournal::open(&w.store).unwrap().recent(1).unwrap()[0]
+            .members
+            .len()
+            == 3
+    );
+
+    *w.script.lock() = Script::Answer(r#"{"action":"BUY","confidence":0.8,"reason":"up"}"#.into());
+    let calls = w.calls.load(Ordering::SeqCst);
+    let records = run_once(&swarm_agent(), &deps).await;
+    assert_eq!(
+        w.calls.load(Ordering::SeqCst),
+        calls + 3,
+        "asked while reducing"
+    );
+    assert_eq!(records[0].action.as_deref(), Some("BUY"));
+    assert_eq!(records[0].outcome, "skipped_mode");
+    assert_eq!(
+        w.core.mode().mode,
+        TradingMode::Reducing,
+        "not healthy long enough"
+    );
+    w.clock.advance(9_999);
+    run_once(&swarm_agent(), &deps).await;
+    assert_eq!(w.core.mode().mode, TradingMode::Reducing);
+    w.clock.advance(1);
+    run_once(&swarm_agent(), &deps).await;
+    assert_eq!(w.core.mode().mode, TradingMode::Normal);
+    assert_eq!(w.core.ledger().len(), 0, "nothing traded while reducing");
+    let records = run_once(&swarm_agent(), &deps).await;
+    assert_eq!(records[0].outcome, "enter_long", "{:?}", records[0]);
+    assert_eq!(records[0].confidence, Some(0.8));
+    assert!(btc_size(&w).await > Decimal::ZERO);
+}
+
+/// A swarm never lifts a restriction it did not set, nor replaces a halt.
+#[actix::test]
+async fn a_lost_swarm_quorum_never_overrides_the_risk_agent_or_a_halt() {
+    let w = world(RiskConfig::default()).await;
+    let deps = trading_deps(&w);
+    w.core
+        .set_mode(
+            TradingMode::Halted,
+            ModeCause::RiskAgent,
+            "risk: min balance",
+        )
+        .unwrap();
+    *w.script.lock() = Script::Hang;
+    run_once(&swarm_agent(), &deps).await;
+    assert_eq!(w.calls.load(Ordering::SeqCst), 0, "halted: nothing asked");
+    w.core
+        .set_mode(TradingMode::Normal, ModeCause::Operator, "test")
+        .unwrap();
+    w.core
+        .set_mode(TradingMode::Reducing, ModeCause::RiskAgent, "risk: loss")
+        .unwrap();
+    // Reducing by the risk agent and flat: no call, no change of cause.
+    run_once(&swarm_agent(), &deps).await;
+    assert_eq!(w.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(w.core.mode().cause, ModeCause::RiskAgent);
 }

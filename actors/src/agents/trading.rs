@@ -28,7 +28,16 @@
 //! costs no model call (outcome `skipped_mode`): `Halted` skips every symbol; `Reducing`
 //! skips a symbol with no position, and for a held position it still asks but only acts
 //! on the verdict that reduces it (SELL closes a long, BUY closes a short); any other
-//! verdict is `skipped_mode`.
+//! verdict is `skipped_mode`. One exception: a swarm agent keeps asking its members about
+//! flat symbols while the `Reducing` is a lost swarm quorum's ([`ModeCause::SwarmQuorum`]),
+//! so it sees them recover; the verdict is still only acted on as above.
+//!
+//! # Swarm mode
+//!
+//! With `mode = "swarm"` the one model call is replaced by [`swarm::decide`]: every member
+//! is asked at once and the verdict (with its confidence, the mean of the agreeing
+//! members') is the quorum's; everything after — confidence rules, trading mode, sizing —
+//! is the same as for a single model's answer.
 //!
 //! Each decision is logged at `info` in one line ([`DecisionRecord::log`]); a symbol the
 //! mode skipped (no model call, no decision) only at `debug`, so a long `Reducing` spell
@@ -54,17 +63,19 @@ use super::memory::MemoryStore;
 use super::prompt;
 use super::risk::BaselineBook;
 use super::runtime::{record_outcome, AgentKind, Kind, RunCtx, RunOutcome, Schedule};
+use super::swarm::{self, AgentMode, Quorum, QuorumLossConfig, SwarmKeys, SwarmSettings};
 use super::{gateway_call, GatewayCallError};
 use crate::clock::SharedClock;
 use crate::exchanges::gateway::{
     AiEntry, ClosePosition, GetAccount, GetCandles, GetMode, GetPosition, GetQuote, OrderGateway,
     OrderReport,
 };
-use crate::exchanges::risk_gate::TradingMode;
+use crate::exchanges::risk_gate::{ModeCause, TradingMode};
 use crate::exchanges::{Side, Timeframe};
 use crate::models::decision::{parse_trade_decision_for, DecisionError};
 use crate::models::{
     MarketContext, ModelClient, ModelError, ModelRequest, Purpose, StructuredContext, TradeAction,
+    TradeDecision,
 };
 use crate::signals::{self, RecentSignal, SignalBus, SignalFilter, SignalKind};
 use crate::supervisor::Slot;
@@ -89,9 +100,28 @@ pub struct TradingAgentConfig {
     /// Delay before the first run, so the gateway can reconcile first.
     #[serde(with = "humantime_serde", default = "default_initial_delay")]
     pub initial_delay: Duration,
-    /// Logical model under `[models]`.
+    /// Logical model under `[models]` (single mode; ignored in swarm mode).
     #[serde(default = "default_model")]
     pub model: String,
+    /// `single`: ask `model`; `swarm`: ask every one of `members` and count the votes
+    /// (see [`super::swarm`]).
+    #[serde(default)]
+    pub mode: AgentMode,
+    /// Swarm members: logical model names or deployment ids (swarm mode only).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Votes an action needs, over all members (swarm mode; default `majority`).
+    #[serde(default)]
+    pub quorum: Option<Quorum>,
+    /// Deadline of each member's answer (swarm mode; default `decision_timeout`).
+    #[serde(with = "humantime_serde::option", default)]
+    pub member_timeout: Option<Duration>,
+    /// Model that summarises the members' answers (swarm mode; never changes the vote).
+    #[serde(default)]
+    pub reviewer: Option<String>,
+    /// When failing members degrade the engine to `Reducing` (swarm mode).
+    #[serde(default)]
+    pub quorum_loss: Option<QuorumLossConfig>,
     /// A BUY/SELL trades when its confidence is at or above this; below, it is NOTHING.
     #[serde(default = "default_min_confidence")]
     pub min_confidence: f64,
@@ -254,6 +284,36 @@ impl TradingAgentConfig {
             humantime::format_duration(self.signal_max_age).to_string(),
             "a duration from 1s to 7days",
         );
+        SwarmKeys {
+            mode: self.mode,
+            members: &self.members,
+            quorum: self.quorum,
+            member_timeout: self.member_timeout,
+            reviewer: self.reviewer.as_deref(),
+            quorum_loss: self.quorum_loss.as_ref(),
+            decision_timeout: self.decision_timeout,
+        }
+        .validate(path, issues);
+    }
+
+    /// The swarm keys with their defaults, in swarm mode.
+    pub fn swarm(&self) -> Option<SwarmSettings> {
+        (self.mode == AgentMode::Swarm).then(|| SwarmSettings {
+            members: self.members.clone(),
+            quorum: self.quorum.unwrap_or_default(),
+            member_timeout: self.member_timeout.unwrap_or(self.decision_timeout),
+            reviewer: self.reviewer.clone(),
+            review_timeout: self.decision_timeout,
+            quorum_loss: self.quorum_loss.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The name journaled as the decision's model: `model`, or the members joined by `,`.
+    pub fn asked_model(&self) -> String {
+        match self.mode {
+            AgentMode::Single => self.model.clone(),
+            AgentMode::Swarm => self.members.join(","),
+        }
     }
 }
 
@@ -357,12 +417,31 @@ async fn decide_and_act(
     deps: &TradingDeps,
     symbol: &str,
 ) -> DecisionRecord {
+    let mut review = None;
+    let mut record = decide_and_act_on(config, deps, symbol, &mut review).await;
+    // The swarm reviewer ran beside the action; it is bounded by its own deadline.
+    if let Some(review) = review {
+        record.review = Some(match review.await {
+            Ok(text) => text,
+            Err(e) => format!("review failed: {e}"),
+        });
+    }
+    record
+}
+
+async fn decide_and_act_on(
+    config: &TradingAgentConfig,
+    deps: &TradingDeps,
+    symbol: &str,
+    review: &mut Option<swarm::PendingReview>,
+) -> DecisionRecord {
+    let swarm = config.swarm();
     let mut record = DecisionRecord::begin(
         deps.clock.now_ms(),
         &config.name,
         &config.venue,
         symbol,
-        &config.model,
+        &config.asked_model(),
     );
     record.outcome = "none".into();
     let context = match market_context(config, deps, symbol).await {
@@ -374,8 +453,15 @@ async fn decide_and_act(
         }
     };
     let position_side = context.position.as_ref().and_then(|p| p.side());
-    let mode = match gateway_call(&deps.gateway, GetMode {}).await {
-        Ok(state) => state.mode,
+    let (mode, probe) = match gateway_call(&deps.gateway, GetMode {}).await {
+        // A swarm whose lost quorum set `Reducing` keeps asking its members on flat
+        // symbols (acting on nothing the mode forbids), or it could never see them healthy.
+        Ok(state) => (
+            state.mode,
+            swarm.is_some()
+                && state.mode == TradingMode::Reducing
+                && state.cause == ModeCause::SwarmQuorum,
+        ),
         Err(e) => {
             record.error = Some(format!("trading mode: {e}"));
             record.outcome = "no_data".into();
@@ -383,7 +469,9 @@ async fn decide_and_act(
         }
     };
     // A mode that forbids every order this symbol could get costs no model call.
-    if mode == TradingMode::Halted || (mode == TradingMode::Reducing && position_side.is_none()) {
+    if mode == TradingMode::Halted
+        || (mode == TradingMode::Reducing && position_side.is_none() && !probe)
+    {
         record.outcome = "skipped_mode".into();
         return record;
     }
@@ -402,56 +490,16 @@ async fn decide_and_act(
         timeout: config.decision_timeout,
         cacheable: false,
     };
-    let asked = Instant::now();
-    let answer = deps.models.ask(request).await;
-    let latency_ms = asked.elapsed().as_millis() as u64;
-    record.latency_ms = Some(latency_ms);
-    let mut member = MemberAnswer {
-        member: config.model.clone(),
-        latency_ms: Some(latency_ms),
-        ..MemberAnswer::default()
-    };
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            record.error = Some(format!("model: {e}"));
-            record.outcome = "model_error".into();
-            member.abstention = Some(if matches!(e, ModelError::DeadlineExceeded { .. }) {
-                Abstention::Timeout
-            } else {
-                Abstention::Error
-            });
-            member.error = Some(e.to_string());
-            record.members.push(member);
-            return record;
-        }
-    };
-    record.deployment = Some(answer.deployment.clone());
-    record.raw_answer = Some(answer.text.clone());
-    member.deployment = Some(answer.deployment.clone());
-    member.raw_answer = Some(answer.text.clone());
-    member.prompt_tokens = answer.usage.prompt_tokens;
-    member.completion_tokens = answer.usage.completion_tokens;
-    let decision = match parse_trade_decision_for(&answer.text, symbol) {
-        Ok(parsed) => {
-            record.confidence_defaulted = parsed.confidence_defaulted;
-            parsed.decision
-        }
-        Err(e @ DecisionError::WrongSymbol { .. }) => {
-            record.error = Some(e.to_string());
-            record.outcome = "wrong_symbol".into();
-            member.abstention = Some(Abstention::Unparseable);
-            member.error = Some(e.to_string());
-            record.members.push(member);
-            return record;
-        }
-        Err(e) => {
-            record.error = Some(format!("unreadable answer: {e}"));
-            record.outcome = "parse_error".into();
-            member.abstention = Some(Abstention::Unparseable);
-            member.error = Some(e.to_string());
-            record.members.push(member);
-            return record;
+    let decision = match &swarm {
+        None => match ask_single(config, deps, request, symbol, &mut record).await {
+            Some(decision) => decision,
+            None => return record,
+        },
+        Some(settings) => {
+            let (decision, pending) =
+                swarm::decide(&config.name, settings, deps, request, symbol, &mut record).await;
+            *review = pending;
+            decision
         }
     };
     let action_label = match decision.action {
@@ -462,13 +510,6 @@ async fn decide_and_act(
     record.action = Some(action_label.to_string());
     record.confidence = Some(decision.confidence);
     record.reason = Some(decision.reason.clone());
-    member.verdict = Some(action_label.to_string());
-    member.confidence = Some(decision.confidence);
-    member.reason = Some(decision.reason.clone());
-    if decision.action == TradeAction::Nothing {
-        member.abstention = Some(Abstention::Nothing);
-    }
-    record.members.push(member);
     metrics::counter!(names::AGENT_DECISIONS, "agent" => config.name.clone(), "symbol" => symbol.to_string(), "action" => action_label).increment(1);
 
     if decision.action != TradeAction::Nothing
@@ -567,6 +608,82 @@ async fn decide_and_act(
         Err(e) => record_order_error(&mut record, &e),
     }
     record
+}
+
+/// Asks the one model of a single-mode agent and fills `record` with its answer; `None`
+/// when there is no decision to act on (the record says why).
+async fn ask_single(
+    config: &TradingAgentConfig,
+    deps: &TradingDeps,
+    request: ModelRequest,
+    symbol: &str,
+    record: &mut DecisionRecord,
+) -> Option<TradeDecision> {
+    let asked = Instant::now();
+    let answer = deps.models.ask(request).await;
+    let latency_ms = asked.elapsed().as_millis() as u64;
+    record.latency_ms = Some(latency_ms);
+    let mut member = MemberAnswer {
+        member: config.model.clone(),
+        latency_ms: Some(latency_ms),
+        ..MemberAnswer::default()
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            record.error = Some(format!("model: {e}"));
+            record.outcome = "model_error".into();
+            member.abstention = Some(if matches!(e, ModelError::DeadlineExceeded { .. }) {
+                Abstention::Timeout
+            } else {
+                Abstention::Error
+            });
+            member.error = Some(e.to_string());
+            record.members.push(member);
+            return None;
+        }
+    };
+    record.deployment = Some(answer.deployment.clone());
+    record.raw_answer = Some(answer.text.clone());
+    member.deployment = Some(answer.deployment.clone());
+    member.raw_answer = Some(answer.text.clone());
+    member.prompt_tokens = answer.usage.prompt_tokens;
+    member.completion_tokens = answer.usage.completion_tokens;
+    let decision = match parse_trade_decision_for(&answer.text, symbol) {
+        Ok(parsed) => {
+            record.confidence_defaulted = parsed.confidence_defaulted;
+            parsed.decision
+        }
+        Err(e @ DecisionError::WrongSymbol { .. }) => {
+            record.error = Some(e.to_string());
+            record.outcome = "wrong_symbol".into();
+            member.abstention = Some(Abstention::Unparseable);
+            member.error = Some(e.to_string());
+            record.members.push(member);
+            return None;
+        }
+        Err(e) => {
+            record.error = Some(format!("unreadable answer: {e}"));
+            record.outcome = "parse_error".into();
+            member.abstention = Some(Abstention::Unparseable);
+            member.error = Some(e.to_string());
+            record.members.push(member);
+            return None;
+        }
+    };
+    let action_label = match decision.action {
+        TradeAction::Buy => "BUY",
+        TradeAction::Sell => "SELL",
+        TradeAction::Nothing => "NOTHING",
+    };
+    member.verdict = Some(action_label.to_string());
+    member.confidence = Some(decision.confidence);
+    member.reason = Some(decision.reason.clone());
+    if decision.action == TradeAction::Nothing {
+        member.abstention = Some(Abstention::Nothing);
+    }
+    record.members.push(member);
+    Some(decision)
 }
 
 /// Why acting on a decision failed.

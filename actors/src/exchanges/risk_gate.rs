@@ -135,6 +135,9 @@ pub enum ModeCause {
     RiskAgent,
     /// Market data at the emergency fallback level.
     MarketData,
+    /// A swarm agent lost its quorum of working members; lifted (only from `Reducing`)
+    /// once no swarm agent is degraded.
+    SwarmQuorum,
 }
 
 impl ModeCause {
@@ -145,6 +148,7 @@ impl ModeCause {
             ModeCause::KillSwitch => "kill_switch",
             ModeCause::RiskAgent => "risk_agent",
             ModeCause::MarketData => "market_data",
+            ModeCause::SwarmQuorum => "swarm_quorum",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! How agents reach the model router: by the `Ask` message only, through the router's
-//! supervisor slot, whose address changes when the router is restarted.
+//! How agents reach the model router: by the `Ask` and `Swarm` messages only, through the
+//! router's supervisor slot, whose address changes when the router is restarted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use actix::{Actor, Handler};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use super::router::{Swarm, SwarmReply};
 use super::types::{Ask, ModelError, ModelRequest, ModelResponse};
 use crate::supervisor::Slot;
 
@@ -20,10 +21,17 @@ type Send = Arc<
     dyn Fn(Ask) -> BoxFuture<'static, Result<ModelResponse, ModelError>> + std::marker::Send + Sync,
 >;
 
-/// A cloneable handle to "whatever currently serves `Ask`".
+type SendSwarm = Arc<
+    dyn Fn(Swarm) -> BoxFuture<'static, Result<Vec<SwarmReply>, ModelError>>
+        + std::marker::Send
+        + Sync,
+>;
+
+/// A cloneable handle to "whatever currently serves `Ask` and `Swarm`".
 #[derive(Clone)]
 pub struct ModelClient {
     send: Send,
+    send_swarm: SendSwarm,
 }
 
 impl std::fmt::Debug for ModelClient {
@@ -36,10 +44,20 @@ impl ModelClient {
     /// Sends through a supervisor slot (the engine's router).
     pub fn from_slot<A>(slot: Slot<A>) -> Self
     where
-        A: Actor + Handler<Ask>,
-        A::Context: ToEnvelope<A, Ask>,
+        A: Actor + Handler<Ask> + Handler<Swarm>,
+        A::Context: ToEnvelope<A, Ask> + ToEnvelope<A, Swarm>,
     {
+        let swarm_slot = slot.clone();
         Self {
+            send_swarm: Arc::new(move |swarm| {
+                let sent = swarm_slot.send(swarm);
+                async move {
+                    sent.await.map_err(|slot| ModelError::RouterUnavailable {
+                        reason: slot.to_string(),
+                    })
+                }
+                .boxed()
+            }),
             send: Arc::new(move |ask| {
                 let sent = slot.send(ask);
                 async move {
@@ -61,6 +79,32 @@ impl ModelClient {
         match tokio::time::timeout(timeout + ROUTER_GRACE, (self.send)(Ask(request))).await {
             Ok(answer) => answer,
             Err(_) => Err(ModelError::DeadlineExceeded { model, timeout }),
+        }
+    }
+
+    /// Asks every one of `models` the same request at once through the router's
+    /// [`Swarm`]; a member still running at `deadline` comes back as
+    /// [`ModelError::Abandoned`]. Always returns within `deadline` plus a small grace: a
+    /// router that does not answer by then is [`ModelError::DeadlineExceeded`] (every
+    /// member counts as timed out).
+    pub async fn swarm(
+        &self,
+        models: Vec<String>,
+        request: ModelRequest,
+        deadline: Duration,
+    ) -> Result<Vec<SwarmReply>, ModelError> {
+        let model = models.join(",");
+        let msg = Swarm {
+            models,
+            request,
+            deadline,
+        };
+        match tokio::time::timeout(deadline + ROUTER_GRACE, (self.send_swarm)(msg)).await {
+            Ok(replies) => replies,
+            Err(_) => Err(ModelError::DeadlineExceeded {
+                model,
+                timeout: deadline,
+            }),
         }
     }
 }

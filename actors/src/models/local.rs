@@ -1,12 +1,16 @@
-//! The offline `local` provider: a deterministic rules engine (model `rules-v1`), so the
-//! engine trades on paper with no API key and no network.
+//! The offline `local` provider: a deterministic rules engine, so the engine trades on
+//! paper with no API key and no network. A deployment's `model` picks the rule set:
+//! `rules-v1` (the combined rules below), or one of the single-idea rule sets `sma-cross`,
+//! `rsi`, `momentum` and `breakout` (Donchian channel), documented in [`rule_sets`], which
+//! let a swarm of local members vote with different views. Any other model is a config
+//! error that lists these names.
 //!
 //! Owns: the trading and risk rules below, and answering in exactly the JSON format LLM
 //! providers are asked for (`{"action":"BUY","confidence":0.72,"reason":"..."}`), so the
 //! same parser ([`super::decision`]) reads both. Never: pretends to be a language model,
 //! reads the free-text prompt (only [`ModelRequest::context`]), or touches the network.
 //!
-//! # Trade decision rules (`Purpose::TradeDecision`, needs `StructuredContext::Market`)
+//! # `rules-v1` trade decision rules (`Purpose::TradeDecision`, needs `StructuredContext::Market`)
 //!
 //! On candle closes (oldest first), computed with `Decimal`:
 //! - trend: SMA(9) against SMA(21); the spread is `(fast - slow) / slow`;
@@ -24,6 +28,8 @@
 //! signal strength reaches its maximum (sure of staying out only when the market is quiet). Fewer than 22 candles is a NOTHING with confidence 0 and says so.
 //!
 //! # Risk confirmation rules (`Purpose::RiskConfirmation`, needs `StructuredContext::Risk`)
+//!
+//! The same for every rule set:
 //!
 //! - no open positions → HOLD (nothing to close);
 //! - PnL against the baseline below zero → CLOSE_ALL (a loss limit is never overridden);
@@ -46,9 +52,13 @@ use super::types::{
 };
 use crate::resilience::ErrorClass;
 
+pub mod rule_sets;
+
+pub use rule_sets::RuleSet;
+
 /// The provider name in config and responses.
 pub const PROVIDER: &str = "local";
-/// The only model this provider has.
+/// The combined rule set, and the model of the offline `default` deployment.
 pub const MODEL: &str = "rules-v1";
 
 const FAST: usize = 9;
@@ -69,12 +79,20 @@ const FREEFORM_NOTE: &str = "This deployment is the local rules engine rules-v1,
 #[derive(Debug, Clone)]
 pub struct LocalRules {
     deployment: String,
+    rules: RuleSet,
 }
 
 impl LocalRules {
+    /// A deployment of the combined rules (`rules-v1`).
     pub fn new(deployment: impl Into<String>) -> Self {
+        Self::with_rules(deployment, RuleSet::RulesV1)
+    }
+
+    /// A deployment of one rule set.
+    pub fn with_rules(deployment: impl Into<String>, rules: RuleSet) -> Self {
         Self {
             deployment: deployment.into(),
+            rules,
         }
     }
 
@@ -82,13 +100,19 @@ impl LocalRules {
     pub fn answer(&self, req: &ModelRequest) -> Result<String, ModelError> {
         match (req.purpose, &req.context) {
             (Purpose::TradeDecision, Some(StructuredContext::Market(m))) => {
-                Ok(render_trade_decision(&decide_trade(m)))
+                Ok(render_trade_decision(&self.rules.decide(m)))
             }
             (Purpose::RiskConfirmation, Some(StructuredContext::Risk(r))) => {
                 let (verdict, reason) = confirm_risk(r);
                 Ok(render_risk_verdict(verdict, &reason))
             }
-            (Purpose::Freeform, _) => Ok(FREEFORM_NOTE.to_string()),
+            (Purpose::Freeform, _) => Ok(match self.rules {
+                RuleSet::RulesV1 => FREEFORM_NOTE.to_string(),
+                other => format!(
+                    "This deployment is the local rules engine's `{}` rule set, not a language model. It answers trade decisions and risk confirmations from the structured context only; free-text questions get this note.",
+                    other.name()
+                ),
+            }),
             (purpose, context) => {
                 let needed = match purpose {
                     Purpose::TradeDecision => "StructuredContext::Market",
@@ -120,7 +144,7 @@ impl Provider for LocalRules {
         PROVIDER
     }
     fn model(&self) -> &str {
-        MODEL
+        self.rules.name()
     }
     async fn complete(&self, req: &ModelRequest) -> Result<Completion, ModelError> {
         let text = self.answer(req)?;

@@ -48,6 +48,11 @@ pub mod names {
     pub const SIGNALS_DELIVERED: &str = "orrery_signals_delivered_total";
     pub const SIGNALS_DROPPED: &str = "orrery_signals_dropped_total";
     pub const SIGNALS_KEPT: &str = "orrery_signals_kept";
+    // Swarm mode (agents::swarm).
+    pub const SWARM_VOTES: &str = "orrery_swarm_votes_total";
+    pub const SWARM_VERDICTS: &str = "orrery_swarm_verdicts_total";
+    pub const SWARM_QUORUM_LOST: &str = "orrery_swarm_quorum_lost";
+    pub const SWARM_FAILED_SHARE: &str = "orrery_swarm_failed_answers_ratio";
 }
 
 /// Latency buckets (seconds) shared by every `_seconds` histogram: 100 µs to 2 min.
@@ -230,5 +235,27 @@ pub fn describe() {
     describe_gauge!(
         names::SIGNALS_KEPT,
         "Unexpired signals the signal bus keeps (memory and sled)."
+    );
+    describe_swarm();
+}
+
+/// The swarm's metrics (see `agents::swarm`).
+fn describe_swarm() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        names::SWARM_VOTES,
+        "Swarm members' ballots, by agent and vote (buy, sell, nothing, timeout, error, unparseable)."
+    );
+    describe_counter!(
+        names::SWARM_VERDICTS,
+        "Swarm verdicts, by agent, verdict (BUY, SELL, NOTHING) and reason (quorum, no_quorum, conflict)."
+    );
+    describe_gauge!(
+        names::SWARM_QUORUM_LOST,
+        "1 while a swarm agent has lost its quorum of working members (the engine is then reducing-only), else 0; by agent."
+    );
+    describe_gauge!(
+        names::SWARM_FAILED_SHARE,
+        "Share of a swarm agent's member answers that failed (timeout, error, unreadable) over its quorum_loss window, by agent."
     );
 }

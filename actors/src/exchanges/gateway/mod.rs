@@ -123,6 +123,8 @@ pub struct GatewayCore {
     market: MarketData,
     /// This gateway's generation in its [`GatewayFence`].
     generation: u64,
+    /// Swarm agents whose quorum is lost, with why ([`swarm_quorum`]).
+    swarm_degraded: parking_lot::Mutex<BTreeMap<String, String>>,
 }
 
 struct VenueLink {
@@ -226,6 +228,7 @@ impl GatewayCore {
             clock,
             market,
             generation,
+            swarm_degraded: parking_lot::Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -735,6 +738,9 @@ pub struct GatewaySnapshot {
     pub recent_orders: Vec<OrderReport>,
     pub ledger_len: usize,
 }
+
+mod swarm_quorum;
+pub use swarm_quorum::{SwarmQuorumLost, SwarmQuorumRestored};
 
 mod operations;
 pub use operations::{

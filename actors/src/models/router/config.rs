@@ -413,8 +413,8 @@ pub enum BuildError {
         available: String,
     },
     #[error(
-        "deployment `{deployment}`: provider `local` has only model `{}`, not `{model}`",
-        local::MODEL
+        "deployment `{deployment}`: provider `local` has no model `{model}`; its models are {}",
+        local::RuleSet::names()
     )]
     UnknownLocalModel { deployment: String, model: String },
     #[error("deployment `{deployment}`: {source}")]
@@ -452,15 +452,13 @@ pub fn build_provider_with(
     store: Option<&Store>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
     match ProviderChoice::parse(&cfg.provider) {
-        Some(ProviderChoice::Local) => {
-            if cfg.model != local::MODEL {
-                return Err(BuildError::UnknownLocalModel {
-                    deployment: cfg.id.clone(),
-                    model: cfg.model.clone(),
-                });
-            }
-            Ok(Arc::new(LocalRules::new(cfg.id.clone())))
-        }
+        Some(ProviderChoice::Local) => match local::RuleSet::parse(&cfg.model) {
+            Some(rules) => Ok(Arc::new(LocalRules::with_rules(cfg.id.clone(), rules))),
+            None => Err(BuildError::UnknownLocalModel {
+                deployment: cfg.id.clone(),
+                model: cfg.model.clone(),
+            }),
+        },
         Some(ProviderChoice::Http(wire)) => {
             let mut provider = HttpProvider::new(
                 cfg.id.clone(),
@@ -704,12 +702,12 @@ impl DeploymentConfig {
             ),
             Some(ProviderChoice::Local) => {
                 issues.check(
-                    self.model == local::MODEL,
+                    local::RuleSet::parse(&self.model).is_some(),
                     join(path, "model"),
                     &self.model,
                     format!(
-                        "`{}` (the only model of the local rules engine)",
-                        local::MODEL
+                        "a rule set of the local rules engine: {}",
+                        local::RuleSet::names()
                     ),
                 );
                 issues.check(
