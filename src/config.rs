@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orrery_actors::agents::journal::JournalConfig;
 use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::binance::BinanceConfig;
 use orrery_actors::exchanges::gateway::GatewayConfig;
@@ -46,6 +47,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Control API: tokens (from the environment) and body limit; see [`ApiConfig`].
     pub api: ApiConfig,
+    /// Decision journal retention; see [`JournalConfig`].
+    pub journal: JournalConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -480,6 +483,7 @@ impl Config {
         self.check_agent_symbols(&mut issues);
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
+        self.journal.validate("journal", &mut issues);
         self.risk.validate("risk", &mut issues);
         if self.risk.ai_confirmation || self.agents.risk.enabled {
             issues.check(

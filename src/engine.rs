@@ -33,6 +33,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use actix::Actor;
+use orrery_actors::agents::journal::{DecisionJournal, JournalRetention, StopRetention};
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::account::Endpoint;
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
@@ -92,6 +94,8 @@ pub struct EngineHandle {
     pub metrics: Option<PrometheusHandle>,
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
     pub(crate) events: crate::events::EventHub,
+    /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
+    retention: Option<actix::Addr<JournalRetention>>,
 }
 
 /// The engine's entry point.
@@ -123,6 +127,7 @@ impl Engine {
         let router = Slot::<ModelRouter>::new();
         // Watching starts before any actor writes, so the stream misses nothing.
         let events = crate::events::EventHub::start(&store)?;
+        let retention_clock = clock.clone();
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -152,6 +157,7 @@ impl Engine {
             metrics,
             http: None,
             events,
+            retention: None,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -163,6 +169,16 @@ impl Engine {
                     return Err(EngineError::Listen { addr, source });
                 }
             }
+        }
+        // Retention of the decision journal: a sweep now and every `sweep_interval`.
+        match DecisionJournal::open(&handle.store) {
+            Ok(journal) => {
+                handle.retention = Some(
+                    JournalRetention::new(journal, config.journal.clone(), retention_clock)
+                        .start(),
+                )
+            }
+            Err(e) => tracing::error!(error = %e, "cannot open the decision journal; its retention does not run"),
         }
         tracing::info!(
             data_dir = %config.engine.data_dir.display(),
@@ -192,6 +208,10 @@ impl EngineHandle {
             server.stop(true).await;
         }
         let exit = self.root.shutdown().await;
+        if let Some(retention) = &self.retention {
+            // Stopped so it drops its store handles before the store closes.
+            let _ = retention.send(StopRetention).await;
+        }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the data dir failed");
         }
@@ -280,6 +300,7 @@ fn describe_all() {
     // Queue depth/wait by venue, rate limits, breakers, retries, fallbacks.
     orrery_actors::resilience::describe();
     orrery_actors::exchanges::pnl::describe();
+    orrery_actors::agents::journal::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

@@ -100,6 +100,8 @@ pub fn serve(
             .route("/api/ask/stream", web::post().to(ask_stream))
             .route("/api/tree", web::get().to(tree_report))
             .configure(crate::operate::routes)
+            .configure(crate::journal::routes)
+            .configure(crate::replay::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

@@ -147,6 +147,11 @@ enum Command {
     /// Paper account maintenance.
     #[command(subcommand)]
     Paper(orrery::commands::PaperCommand),
+    /// List journaled decisions (newest first), or `journal show ID` for everything about one.
+    Journal(orrery::journal::JournalArgs),
+    /// Send a journaled decision's exact prompt to a model again and compare verdicts (one
+    /// by id, or a batch with --agent --since --model). Never sends an order.
+    Replay(orrery::replay::ReplayArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -256,6 +261,12 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
+        Command::Journal(a) => {
+            with_config(a.config.clone().as_deref(), |c| orrery::journal::run(c, a))
+        }
+        Command::Replay(a) => {
+            with_config(a.config.clone().as_deref(), |c| orrery::replay::run(c, a))
+        }
     }
 }
 
