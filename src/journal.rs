@@ -7,7 +7,8 @@
 //! Owns: the row and detail shapes, the query (`since` as `orrery trades` takes it), and
 //! the renderings. A decision's orders are settled at read time from the ledger
 //! ([`orrery_actors::agents::journal::LedgerView`]): status and realized PnL (the PnL its
-//! fills realized at average cost, less their fees; known once the order is final).
+//! fills realized at average cost, less their fees; known once the order is final and its
+//! fills are recorded).
 //! Never: writes to the store.
 
 use std::fmt::Write as _;

@@ -19,7 +19,7 @@ mod settle;
 mod writer;
 
 pub use retention::{sweep, JournalConfig, JournalRetention, StopRetention, SweepReport};
-pub use settle::{realized_pnl_definition, LedgerView, OrderOutcome};
+pub use settle::{settle, FillSums, LedgerView, OrderOutcome};
 pub use writer::{wait_all, JournalError, JournalReceipt};
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -263,8 +263,8 @@ pub mod names {
     pub const PRUNED: &str = "orrery_journal_pruned_total";
     /// Decisions handed to the journal writer, by outcome (`ok`: on disk, `failed`).
     pub const WRITES: &str = "orrery_journal_writes_total";
-    /// Decisions written per flush of the journal writer (group commit).
-    pub const BATCH: &str = "orrery_journal_write_batch_decisions";
+    /// Flushes of the journal writer: `WRITES / FLUSHES` is the group-commit batch size.
+    pub const FLUSHES: &str = "orrery_journal_flushes_total";
 }
 
 /// Registers the journal's metric descriptions.
@@ -281,9 +281,9 @@ pub fn describe() {
         names::WRITES,
         "Decisions handed to the journal writer, by outcome (ok: flushed to disk; failed: logged with its id)."
     );
-    metrics::describe_histogram!(
-        names::BATCH,
-        "Decisions written per flush by the journal writer (group commit)."
+    metrics::describe_counter!(
+        names::FLUSHES,
+        "Flushes to disk by the journal writer; decisions written per flush is the group-commit batch size."
     );
 }
 

@@ -12,7 +12,9 @@
 //! time order), minus the fees of those fills in USD. An order that opened or added to a
 //! position realizes only minus its fees; the PnL of the position shows on the order that
 //! reduces it. It is "known" (`Some`) once the order is final in the ledger (filled,
-//! cancelled, rejected); until then it is `None`.
+//! cancelled, rejected) and the fills recorded for it add up to its filled size (fills
+//! reach the `fills` tree through reconciliation, possibly after the order's status);
+//! until then it is `None`.
 //!
 //! Owns: reading, never writing, the ledger. Never: asks a venue.
 
@@ -25,11 +27,6 @@ use crate::exchanges::ledger::{FillRecord, LedgerEntry};
 use crate::exchanges::pnl::fill_history;
 use crate::exchanges::{Fill, OrderStatus, Side};
 use crate::store::{trees, Store, StoreError, Tree};
-
-/// The one-line definition shown beside the figure in help texts.
-pub fn realized_pnl_definition() -> &'static str {
-    "realized PnL of an order: the average-cost PnL its fills realized (as `orrery trades` lists them) minus their fees, in USD; known once the order is final"
-}
 
 /// The state of one order a decision placed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,16 +44,25 @@ pub struct OrderOutcome {
     pub fees_usd: Decimal,
     /// Average-cost PnL its fills realized, before fees.
     pub gross_pnl_usd: Decimal,
-    /// `gross_pnl_usd - fees_usd` once the order is final; see the module docs.
+    /// `gross_pnl_usd - fees_usd` once the order is final and its fills are in; see the
+    /// module docs.
     pub realized_pnl_usd: Option<Decimal>,
+}
+
+/// What the recorded fills of one order add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FillSums {
+    /// Average-cost PnL the fills realized, before fees.
+    pub gross: Decimal,
+    pub fees: Decimal,
+    pub size: Decimal,
 }
 
 /// The ledger as read once for settling many decisions: orders by point read, the PnL of
 /// every fill computed once per view.
 pub struct LedgerView {
     orders: Tree<LedgerEntry>,
-    /// client id -> (gross realized PnL, fees)
-    by_client: HashMap<String, (Decimal, Decimal)>,
+    by_client: HashMap<String, FillSums>,
 }
 
 impl LedgerView {
@@ -68,15 +74,16 @@ impl LedgerView {
             let (_, r) = item?;
             by_venue.entry(r.venue).or_default().push(r.fill);
         }
-        let mut by_client: HashMap<String, (Decimal, Decimal)> = HashMap::new();
+        let mut by_client: HashMap<String, FillSums> = HashMap::new();
         for fills in by_venue.values() {
             for p in fill_history(fills) {
                 let Some(client) = &p.fill.client_id else {
                     continue;
                 };
                 let e = by_client.entry(client.to_string()).or_default();
-                e.0 += p.realized_pnl_usd;
-                e.1 += p.fee_usd.unwrap_or(Decimal::ZERO);
+                e.gross += p.realized_pnl_usd;
+                e.fees += p.fee_usd.unwrap_or(Decimal::ZERO);
+                e.size += p.fill.size;
             }
         }
         Ok(Self { orders, by_client })
@@ -85,23 +92,16 @@ impl LedgerView {
     /// The outcome of the order with `client_id`.
     pub fn outcome(&self, client_id: &str) -> Result<OrderOutcome, StoreError> {
         let entry = self.orders.get(client_id)?;
-        let (gross, fees) = self
-            .by_client
-            .get(client_id)
-            .copied()
-            .unwrap_or((Decimal::ZERO, Decimal::ZERO));
-        Ok(settle(client_id, entry.as_ref(), gross, fees))
+        let sums = self.by_client.get(client_id).copied().unwrap_or_default();
+        Ok(settle(client_id, entry.as_ref(), sums))
     }
 }
 
-/// The outcome of one order from its ledger entry and its fills' PnL and fees.
-pub fn settle(
-    client_id: &str,
-    entry: Option<&LedgerEntry>,
-    gross: Decimal,
-    fees: Decimal,
-) -> OrderOutcome {
+/// The outcome of one order from its ledger entry and its recorded fills.
+pub fn settle(client_id: &str, entry: Option<&LedgerEntry>, fills: FillSums) -> OrderOutcome {
+    let FillSums { gross, fees, size } = fills;
     let status = entry.map(|e| e.status);
+    let known = entry.is_some_and(|e| e.status.is_terminal() && size >= e.filled_size);
     OrderOutcome {
         client_id: client_id.to_string(),
         venue: entry.map(|e| e.venue.clone()),
@@ -112,8 +112,6 @@ pub fn settle(
         avg_fill_price: entry.and_then(|e| e.avg_fill_price.map(|p| p.normalize())),
         fees_usd: fees.normalize(),
         gross_pnl_usd: gross.normalize(),
-        realized_pnl_usd: status
-            .filter(|s| s.is_terminal())
-            .map(|_| (gross - fees).normalize()),
+        realized_pnl_usd: known.then(|| (gross - fees).normalize()),
     }
 }

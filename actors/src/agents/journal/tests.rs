@@ -209,17 +209,34 @@ fn entry(status: OrderStatus) -> LedgerEntry {
 }
 
 #[test]
-fn an_orders_realized_pnl_is_its_fills_pnl_less_fees_once_final() {
-    let filled = entry(OrderStatus::Filled);
+fn an_orders_realized_pnl_is_its_fills_pnl_less_fees_once_final_and_all_fills_are_in() {
+    let mut filled = entry(OrderStatus::Filled);
+    filled.filled_size = dec!(0.1);
     let id = filled.client_id.to_string();
-    let o = settle::settle(&id, Some(&filled), dec!(12.5), dec!(0.75));
+    let sums = FillSums {
+        gross: dec!(12.5),
+        fees: dec!(0.75),
+        size: dec!(0.1),
+    };
+    let o = settle::settle(&id, Some(&filled), sums);
     assert_eq!(o.realized_pnl_usd, Some(dec!(11.75)));
     assert_eq!(o.status, Some(OrderStatus::Filled));
-    // Not final yet: the figure is not known.
+    // Final, but reconciliation has not brought all its fills yet: not known.
+    let part = FillSums {
+        size: dec!(0.05),
+        ..sums
+    };
+    assert_eq!(settle::settle(&id, Some(&filled), part).realized_pnl_usd, None);
+    // Not final yet: not known.
     let open = entry(OrderStatus::Acked);
-    let o = settle::settle(&id, Some(&open), dec!(12.5), dec!(0.75));
-    assert_eq!(o.realized_pnl_usd, None);
+    assert_eq!(settle::settle(&id, Some(&open), sums).realized_pnl_usd, None);
+    // Cancelled with nothing filled: known, zero.
+    let cancelled = entry(OrderStatus::Cancelled);
+    assert_eq!(
+        settle::settle(&id, Some(&cancelled), FillSums::default()).realized_pnl_usd,
+        Some(Decimal::ZERO)
+    );
     // Not in the ledger.
-    let o = settle::settle(&id, None, Decimal::ZERO, Decimal::ZERO);
+    let o = settle::settle(&id, None, FillSums::default());
     assert_eq!((o.status, o.realized_pnl_usd), (None, None));
 }

@@ -184,7 +184,7 @@ fn run(trees: Trees, rx: Receiver<Job>) {
             .map(|j| write_both(&trees.records, &trees.index, &j.record))
             .collect();
         let flushed = trees.store.flush().map_err(|e| e.to_string());
-        metrics::histogram!(names::BATCH).record(batch.len() as f64);
+        metrics::counter!(names::FLUSHES).increment(1);
         for (job, w) in batch.drain(..).zip(written) {
             let id = job.record.id.clone();
             let result = match (w, &flushed) {
