@@ -32,8 +32,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use actix::Actor;
+use metrics_exporter_prometheus::PrometheusHandle;
 use orrery_actors::agents::journal::{DecisionJournal, JournalRetention, StopRetention};
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::account::Endpoint;
@@ -174,11 +174,12 @@ impl Engine {
         match DecisionJournal::open(&handle.store) {
             Ok(journal) => {
                 handle.retention = Some(
-                    JournalRetention::new(journal, config.journal.clone(), retention_clock)
-                        .start(),
+                    JournalRetention::new(journal, config.journal.clone(), retention_clock).start(),
                 )
             }
-            Err(e) => tracing::error!(error = %e, "cannot open the decision journal; its retention does not run"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the decision journal; its retention does not run")
+            }
         }
         tracing::info!(
             data_dir = %config.engine.data_dir.display(),

@@ -87,6 +87,9 @@ impl std::fmt::Debug for EventHub {
 }
 
 /// One write seen by a watch, before it becomes an event.
+// Each value lives only from its watch to the broadcast (one at a time per stream), and the
+// decision is moved into an `Arc` right after, so boxing it here would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Raw {
     Decision(String, Result<DecisionRecord, StoreError>),
     Order(String, Result<LedgerEntry, StoreError>),

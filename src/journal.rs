@@ -437,7 +437,12 @@ pub fn render_detail(d: &JournalDetail) -> String {
     if let Some(c) = &r.context {
         let _ = writeln!(o, "  context {}", context_summary(c));
     }
-    let _ = writeln!(o, "\nsystem prompt ({} bytes):\n{}", r.system.len(), r.system);
+    let _ = writeln!(
+        o,
+        "\nsystem prompt ({} bytes):\n{}",
+        r.system.len(),
+        r.system
+    );
     let _ = writeln!(o, "\nprompt ({} bytes):\n{}", r.prompt.len(), r.prompt);
     let _ = writeln!(o, "\nmembers ({}): {}", r.members.len(), d.votes.summary());
     for m in &r.members {
@@ -637,5 +642,100 @@ pub fn run(config: Config, a: JournalArgs) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(outcome: &str) -> JournalRow {
+        JournalRow {
+            id: "1767268800000-000001".into(),
+            time: rfc3339(1_767_268_800_000),
+            agent: "trend".into(),
+            venue: "paper".into(),
+            symbol: "BTC".into(),
+            mode: "single".into(),
+            verdict: "BUY".into(),
+            confidence: Some(0.75),
+            votes: "BUY 1 SELL 0 NOTHING 0 failed 0 of 1".into(),
+            outcome: outcome.into(),
+            orders: "a b".into(),
+            order_status: "filled filled".into(),
+            pnl_usd: Some(Decimal::new(-125, 2)),
+            replayable: true,
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_quotes_and_newlines_and_reads_back() {
+        let tricky = "order: refused, \"max leverage\"\nsecond line";
+        let rows = vec![row(tricky), row("hold")];
+        let mut out = Vec::new();
+        write_csv(&rows, &mut out).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.starts_with("id,time,agent,venue,symbol,mode,verdict,confidence,votes,outcome,orders,order_status,pnl_usd,replayable\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"order: refused, \"\"max leverage\"\"\nsecond line\""),
+            "{text}"
+        );
+        let mut reader = csv::Reader::from_reader(out.as_slice());
+        let back: Vec<JournalRow> = reader.deserialize().map(Result::unwrap).collect();
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn the_query_checks_since_and_limit() {
+        let now = 1_767_268_800_000;
+        let q = JournalQuery {
+            since: Some("2h".into()),
+            limit: Some(5),
+            ..JournalQuery::default()
+        };
+        let f = q.filter(now).unwrap();
+        assert_eq!((f.since_ms, f.limit), (Some(now - 7_200_000), 5));
+        let bad = JournalQuery {
+            since: Some("soon".into()),
+            ..JournalQuery::default()
+        };
+        assert!(bad.filter(now).unwrap_err().contains("soon"));
+        let zero = JournalQuery {
+            limit: Some(0),
+            ..JournalQuery::default()
+        };
+        assert!(zero.filter(now).unwrap_err().contains("limit 0"));
+        assert_eq!(
+            JournalQuery::default().filter(now).unwrap().limit,
+            orrery_actors::agents::journal::DEFAULT_LIMIT
+        );
+    }
+
+    #[test]
+    fn the_pnl_of_a_decision_needs_every_order_known() {
+        let known = |pnl: Option<Decimal>| OrderOutcome {
+            client_id: "c".into(),
+            venue: None,
+            symbol: None,
+            side: None,
+            status: None,
+            filled_size: Decimal::ZERO,
+            avg_fill_price: None,
+            fees_usd: Decimal::ZERO,
+            gross_pnl_usd: Decimal::ZERO,
+            realized_pnl_usd: pnl,
+        };
+        assert_eq!(total_pnl(&[]), None);
+        assert_eq!(
+            total_pnl(&[
+                known(Some(Decimal::new(15, 1))),
+                known(Some(Decimal::new(-5, 1)))
+            ]),
+            Some(Decimal::ONE)
+        );
+        assert_eq!(total_pnl(&[known(Some(Decimal::ONE)), known(None)]), None);
     }
 }

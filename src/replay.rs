@@ -147,7 +147,9 @@ impl ReplayError {
             ReplayError::HashMismatch { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "prompt_hash_mismatch")
             }
-            ReplayError::NotReplayable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_replayable"),
+            ReplayError::NotReplayable { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "not_replayable")
+            }
             ReplayError::UnknownModel { .. } => (StatusCode::BAD_REQUEST, "unknown_model"),
             ReplayError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
             ReplayError::Router(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
@@ -163,7 +165,10 @@ pub enum Router {
 }
 
 impl Router {
-    async fn ask(&self, msg: Swarm) -> Result<Vec<orrery_actors::models::router::SwarmReply>, String> {
+    async fn ask(
+        &self,
+        msg: Swarm,
+    ) -> Result<Vec<orrery_actors::models::router::SwarmReply>, String> {
         // The router answers within the swarm's deadline; the grace only covers a router
         // that stopped answering altogether.
         let within = msg.deadline + Duration::from_secs(2);
@@ -439,7 +444,12 @@ async fn replay_route(
 fn start_models(config: &Config, store: &Store) -> Result<Router, String> {
     let health = HealthTable::new();
     let mut pools: BTreeMap<String, actix::Addr<ModelPool>> = BTreeMap::new();
-    for d in config.models.models.values().flat_map(|m| m.deployments.iter()) {
+    for d in config
+        .models
+        .models
+        .values()
+        .flat_map(|m| m.deployments.iter())
+    {
         let pool = pool_for(d, &health, Some(store)).map_err(|e| e.to_string())?;
         pools.insert(d.id.clone(), pool.start());
     }
@@ -486,10 +496,9 @@ impl Backend {
                 if let Some(t) = token {
                     req = req.bearer_auth(t);
                 }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| format!("the engine holds the data dir but {url} did not answer: {e}"))?;
+                let resp = req.send().await.map_err(|e| {
+                    format!("the engine holds the data dir but {url} did not answer: {e}")
+                })?;
                 let status = resp.status();
                 let text = resp.text().await.map_err(|e| e.to_string())?;
                 if !status.is_success() {
@@ -799,9 +808,14 @@ async fn batch(
         }
         Backend::Live { .. } => {
             let path = format!("/api/journal{}", query_string(&query));
-            crate::operate::call_api::<(), Vec<JournalRow>>(config, reqwest::Method::GET, &path, None)
-                .await
-                .map_err(|e| e.message)?
+            crate::operate::call_api::<(), Vec<JournalRow>>(
+                config,
+                reqwest::Method::GET,
+                &path,
+                None,
+            )
+            .await
+            .map_err(|e| e.message)?
         }
     };
     let ids: Vec<String> = rows
@@ -916,7 +930,10 @@ mod tests {
         // A buy that realized +100 and paid 2 in fees.
         let (g, f) = (dec!(100), dec!(2));
         assert_eq!(counterfactual_pnl(Side::Buy, None, g, f), dec!(0));
-        assert_eq!(counterfactual_pnl(Side::Buy, Some(Side::Buy), g, f), dec!(98));
+        assert_eq!(
+            counterfactual_pnl(Side::Buy, Some(Side::Buy), g, f),
+            dec!(98)
+        );
         assert_eq!(
             counterfactual_pnl(Side::Buy, Some(Side::Sell), g, f),
             dec!(-102)
@@ -958,13 +975,23 @@ mod tests {
             pnl_pair(&orders, Some("BUY")),
             Some((dec!(18.5), dec!(-21.5)))
         );
-        assert_eq!(pnl_pair(&orders, Some("NOTHING")), Some((dec!(18.5), dec!(0))));
-        assert_eq!(pnl_pair(&orders, Some("SELL")), Some((dec!(18.5), dec!(18.5))));
+        assert_eq!(
+            pnl_pair(&orders, Some("NOTHING")),
+            Some((dec!(18.5), dec!(0)))
+        );
+        assert_eq!(
+            pnl_pair(&orders, Some("SELL")),
+            Some((dec!(18.5), dec!(18.5)))
+        );
         let pending = [outcome(Side::Buy, dec!(5), dec!(1), false)];
         assert_eq!(pnl_pair(&pending, Some("BUY")), None);
     }
 
-    fn result(recorded: &str, new: Option<&str>, traded: Option<(Decimal, Decimal)>) -> ReplayResult {
+    fn result(
+        recorded: &str,
+        new: Option<&str>,
+        traded: Option<(Decimal, Decimal)>,
+    ) -> ReplayResult {
         ReplayResult {
             id: format!("{recorded}-{new:?}"),
             time: String::new(),
@@ -993,8 +1020,14 @@ mod tests {
     #[test]
     fn the_batch_report_counts_agreement_the_table_errors_and_pnl() {
         let outcomes = vec![
-            ("1".into(), Ok(result("BUY", Some("SELL"), Some((dec!(10), dec!(-12)))))),
-            ("2".into(), Ok(result("BUY", Some("BUY"), Some((dec!(-3), dec!(-3)))))),
+            (
+                "1".into(),
+                Ok(result("BUY", Some("SELL"), Some((dec!(10), dec!(-12))))),
+            ),
+            (
+                "2".into(),
+                Ok(result("BUY", Some("BUY"), Some((dec!(-3), dec!(-3))))),
+            ),
             ("3".into(), Ok(result("NOTHING", Some("NOTHING"), None))),
             ("4".into(), Ok(result("SELL", None, None))),
             ("5".into(), Err("prompt hash mismatch".into())),

@@ -105,11 +105,15 @@ fn journal_lists_shows_and_survives_sigkill() {
     // Only the trading agent journals here, through one writer whose batches are flushed
     // in order: once as many writes are acknowledged on disk as decisions were listed,
     // every listed decision is on disk.
-    wait_for(Duration::from_secs(30), "the listed decisions to be flushed", || {
-        let (_, m) = http_get(port, "/metrics")?;
-        let written = metric_sum(&m, "orrery_journal_writes_total", &["outcome=\"ok\""]);
-        (written >= seen.len() as f64).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the listed decisions to be flushed",
+        || {
+            let (_, m) = http_get(port, "/metrics")?;
+            let written = metric_sum(&m, "orrery_journal_writes_total", &["outcome=\"ok\""]);
+            (written >= seen.len() as f64).then_some(())
+        },
+    );
 
     // The API: one decision, an unknown one, a bad filter.
     let (status, one) = api_json(port, &format!("/api/journal/{}", seen[0])).unwrap();
@@ -117,7 +121,10 @@ fn journal_lists_shows_and_survives_sigkill() {
     assert_eq!(one["id"], seen[0].as_str());
     assert_eq!(one["prompt_hash_ok"], true);
     let (status, missing) = api_json(port, "/api/journal/0000000000000-000000").unwrap();
-    assert_eq!((status, missing["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, bad) = api_json(port, "/api/journal?since=soon").unwrap();
     assert_eq!(status, 400, "{bad}");
     // The CLI reads the running engine through its API.
@@ -141,18 +148,24 @@ fn journal_lists_shows_and_survives_sigkill() {
     }
     let rows = after.as_array().unwrap();
     assert!(
-        rows.windows(2).all(|w| w[0]["id"].as_str() > w[1]["id"].as_str()),
+        rows.windows(2)
+            .all(|w| w[0]["id"].as_str() > w[1]["id"].as_str()),
         "newest first"
     );
 
     // Filters.
     let btc = json(&ok(cli(
-        &["journal", "--config", cfg, "--json", "--agent", "trend", "--symbol", "btc", "--limit", "100000"],
+        &[
+            "journal", "--config", cfg, "--json", "--agent", "trend", "--symbol", "btc", "--limit",
+            "100000",
+        ],
         &[],
     )));
     let btc = btc.as_array().unwrap();
     assert!(!btc.is_empty());
-    assert!(btc.iter().all(|r| r["symbol"] == "BTC" && r["agent"] == "trend"));
+    assert!(btc
+        .iter()
+        .all(|r| r["symbol"] == "BTC" && r["agent"] == "trend"));
     assert_eq!(
         btc.len(),
         rows.iter().filter(|r| r["symbol"] == "BTC").count()
@@ -164,16 +177,28 @@ fn journal_lists_shows_and_survives_sigkill() {
     assert_eq!(nobody.as_array().unwrap().len(), 0);
     let newest = rows[0]["time"].as_str().unwrap();
     let since = json(&ok(cli(
-        &["journal", "--config", cfg, "--json", "--since", newest, "--limit", "100000"],
+        &[
+            "journal", "--config", cfg, "--json", "--since", newest, "--limit", "100000",
+        ],
         &[],
     )));
-    assert!(since.as_array().unwrap().iter().all(|r| r["time"].as_str().unwrap() >= newest));
+    assert!(since
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["time"].as_str().unwrap() >= newest));
     assert!(!since.as_array().unwrap().is_empty());
-    let two = json(&ok(cli(&["journal", "--config", cfg, "--json", "--limit", "2"], &[])));
+    let two = json(&ok(cli(
+        &["journal", "--config", cfg, "--json", "--limit", "2"],
+        &[],
+    )));
     assert_eq!(ids(&two), ids(&after)[..2].to_vec());
 
     // A bad --since: a clear error, exit 2.
-    let bad = cli(&["journal", "--config", cfg, "--since", "last tuesday"], &[]);
+    let bad = cli(
+        &["journal", "--config", cfg, "--since", "last tuesday"],
+        &[],
+    );
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("last tuesday") && err.contains("24h"), "{err}");
@@ -184,15 +209,20 @@ fn journal_lists_shows_and_survives_sigkill() {
         &[],
     ));
     let mut reader = csv::Reader::from_reader(csv_out.stdout.as_slice());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
     assert_eq!(&header[..3], ["id", "time", "agent"]);
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), rows.len());
     assert_eq!(&records[0][0], rows[0]["id"].as_str().unwrap());
 
     // The table.
-    let table = String::from_utf8_lossy(&ok(cli(&["journal", "--config", cfg], &[])).stdout)
-        .to_string();
+    let table =
+        String::from_utf8_lossy(&ok(cli(&["journal", "--config", cfg], &[])).stdout).to_string();
     assert!(table.contains("verdict") && table.contains("votes") && table.contains("pnl"));
     assert!(table.contains("decision(s), newest first"), "{table}");
 
@@ -206,24 +236,30 @@ fn journal_lists_shows_and_survives_sigkill() {
         &[],
         &[("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h")],
     );
-    let served = wait_for(Duration::from_secs(30), "the restarted engine to serve the journal", || {
-        api_json(port, "/api/journal?limit=100000").filter(|(s, _)| *s == 200)
-    });
+    let served = wait_for(
+        Duration::from_secs(30),
+        "the restarted engine to serve the journal",
+        || api_json(port, "/api/journal?limit=100000").filter(|(s, _)| *s == 200),
+    );
     let served: BTreeSet<String> = ids(&served.1).into_iter().collect();
     assert!(seen.iter().all(|id| served.contains(id)));
 
     // A decision that traded: its order's status and realized PnL, as the ledger has them
     // once the restart's reconciliation has recorded the fills the kill left unread.
-    let rows = wait_for(Duration::from_secs(60), "a traded decision's PnL to be known", || {
-        let (_, rows) = api_json(port, "/api/journal?limit=100000")?;
-        rows.as_array()?
-            .iter()
-            .any(|r| {
-                let orders = r["orders"].as_str().unwrap_or("");
-                !orders.is_empty() && !orders.contains(' ') && r["pnl_usd"].is_string()
-            })
-            .then_some(rows)
-    });
+    let rows = wait_for(
+        Duration::from_secs(60),
+        "a traded decision's PnL to be known",
+        || {
+            let (_, rows) = api_json(port, "/api/journal?limit=100000")?;
+            rows.as_array()?
+                .iter()
+                .any(|r| {
+                    let orders = r["orders"].as_str().unwrap_or("");
+                    !orders.is_empty() && !orders.contains(' ') && r["pnl_usd"].is_string()
+                })
+                .then_some(rows)
+        },
+    );
     let rows = rows.as_array().unwrap();
     // A decision that traded: its order's status and realized PnL, as the ledger has them.
     let traded = rows
@@ -234,7 +270,10 @@ fn journal_lists_shows_and_survives_sigkill() {
         })
         .unwrap();
     let id = traded["id"].as_str().unwrap();
-    let detail = json(&ok(cli(&["journal", "--config", cfg, "show", id, "--json"], &[])));
+    let detail = json(&ok(cli(
+        &["journal", "--config", cfg, "show", id, "--json"],
+        &[],
+    )));
     assert_eq!(detail["prompt_hash_ok"], true);
     assert!(detail["system"].as_str().unwrap().contains("BUY"));
     assert!(detail["prompt"].as_str().unwrap().contains("candles"));
@@ -253,7 +292,10 @@ fn journal_lists_shows_and_survives_sigkill() {
             fees += decimal(&t["fee"]);
         }
     }
-    assert!(fees > rust_decimal::Decimal::ZERO, "the paper venue charges fees");
+    assert!(
+        fees > rust_decimal::Decimal::ZERO,
+        "the paper venue charges fees"
+    );
     // The CLI's JSON gives USD figures to the cent (see `orrery::json`).
     let expected = (pnl - fees)
         .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
@@ -261,8 +303,9 @@ fn journal_lists_shows_and_survives_sigkill() {
     assert_eq!(decimal(&order["realized_pnl_usd"]), expected);
     // The API gives it in full.
     assert_eq!(decimal(&traded["pnl_usd"]), (pnl - fees).normalize());
-    let human = String::from_utf8_lossy(&ok(cli(&["journal", "--config", cfg, "show", id], &[])).stdout)
-        .to_string();
+    let human =
+        String::from_utf8_lossy(&ok(cli(&["journal", "--config", cfg, "show", id], &[])).stdout)
+            .to_string();
     assert!(
         human.contains("matches the prompt bytes")
             && human.contains(client_id)
@@ -330,12 +373,20 @@ max_concurrent = 3
     // Stopped cleanly, then settled: every order final, so PnL is known.
     signal(&engine, libc::SIGTERM);
     assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
-    assert_eq!(mock.requests().len(), 0, "the agent asked the local model only");
+    assert_eq!(
+        mock.requests().len(),
+        0,
+        "the agent asked the local model only"
+    );
 
     let orders = |live: bool| -> usize {
         if live {
             let (_, body) = http_get(port, "/api/orders").unwrap();
-            serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len()
+            serde_json::from_str::<serde_json::Value>(&body)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len()
         } else {
             json(&ok(cli(&["orders", "--config", cfg, "--json"], &key)))
                 .as_array()
@@ -371,7 +422,10 @@ max_concurrent = 3
     assert_eq!(one["deployment"], "mockgpt");
     assert_eq!(one["agree"], false);
     // The exact recorded bytes went out: system then prompt.
-    let detail = json(&ok(cli(&["journal", "--config", cfg, "show", id, "--json"], &key)));
+    let detail = json(&ok(cli(
+        &["journal", "--config", cfg, "show", id, "--json"],
+        &key,
+    )));
     let sent = mock.requests();
     assert_eq!(sent.len(), 1);
     let sent = sent[0].body_json().unwrap();
@@ -379,7 +433,11 @@ max_concurrent = 3
     assert_eq!(messages[0]["content"], detail["system"]);
     assert_eq!(messages.last().unwrap()["content"], detail["prompt"]);
     let human = String::from_utf8_lossy(
-        &ok(cli(&["replay", "--config", cfg, id, "--model", "mockgpt"], &key)).stdout,
+        &ok(cli(
+            &["replay", "--config", cfg, id, "--model", "mockgpt"],
+            &key,
+        ))
+        .stdout,
     )
     .to_string();
     assert!(
@@ -406,25 +464,35 @@ max_concurrent = 3
     let nothing_to_sell = table["NOTHING"]["SELL"].as_u64().unwrap_or(0);
     assert_eq!(
         nothing_to_sell,
-        replayable.iter().filter(|r| r["verdict"] == "NOTHING").count() as u64
+        replayable
+            .iter()
+            .filter(|r| r["verdict"] == "NOTHING")
+            .count() as u64
     );
     assert!(batch["errors"].as_array().unwrap().is_empty(), "{batch}");
     let text = String::from_utf8_lossy(
         &ok(cli(
-            &["replay", "--config", cfg, "--agent", "trend", "--since", "24h", "--model", "mock"],
+            &[
+                "replay", "--config", cfg, "--agent", "trend", "--since", "24h", "--model", "mock",
+            ],
             &key,
         ))
         .stdout,
     )
     .to_string();
     assert!(
-        text.contains("recorded \\ new") && text.contains("agreement: ") && text.contains("decisions that traded"),
+        text.contains("recorded \\ new")
+            && text.contains("agreement: ")
+            && text.contains("decisions that traded"),
         "{text}"
     );
     assert_eq!(orders(false), orders_before, "replay placed no order");
 
     // A record whose prompt no longer matches its hash is refused before anything is sent.
-    let tampered_id = replayable.last().unwrap()["id"].as_str().unwrap().to_string();
+    let tampered_id = replayable.last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     {
         let store = Store::open(data_dir(dir.path())).unwrap();
         let journal = DecisionJournal::open(&store).unwrap();
@@ -434,7 +502,10 @@ max_concurrent = 3
         store.flush().unwrap();
     }
     let asked = mock.requests().len();
-    let refused = cli(&["replay", "--config", cfg, &tampered_id, "--model", "mock"], &key);
+    let refused = cli(
+        &["replay", "--config", cfg, &tampered_id, "--model", "mock"],
+        &key,
+    );
     assert_eq!(refused.status.code(), Some(1));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("does not match"), "{err}");
@@ -449,7 +520,9 @@ max_concurrent = 3
     });
     let orders_live = orders(true);
     let live = json(&ok(cli(
-        &["replay", "--config", cfg, id, "--model", "mockgpt", "--json"],
+        &[
+            "replay", "--config", cfg, id, "--model", "mockgpt", "--json",
+        ],
         &key,
     )));
     assert_eq!(live["new"]["action"], "SELL");
@@ -461,8 +534,15 @@ max_concurrent = 3
         ],
         &key,
     )));
-    assert_eq!(live_batch["replayed"], batch["replayed"].as_u64().unwrap() - 1);
-    assert_eq!(live_batch["errors"].as_array().unwrap().len(), 1, "the tampered record");
+    assert_eq!(
+        live_batch["replayed"],
+        batch["replayed"].as_u64().unwrap() - 1
+    );
+    assert_eq!(
+        live_batch["errors"].as_array().unwrap().len(),
+        1,
+        "the tampered record"
+    );
     let (status, refused) = http_post_json(
         port,
         "/api/replay",

@@ -151,7 +151,9 @@ impl JournalRetention {
                 "journal retention"
             ),
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "journal retention sweep failed; retried at the next interval"),
+            Err(e) => {
+                tracing::error!(error = %e, "journal retention sweep failed; retried at the next interval")
+            }
         }
     }
 }

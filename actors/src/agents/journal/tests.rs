@@ -59,7 +59,10 @@ fn listing_filters_by_agent_symbol_and_time_newest_first_with_a_limit() {
     }
     let all = journal.list(&JournalFilter::default()).unwrap();
     assert_eq!(all.len(), 4);
-    assert!(all.windows(2).all(|w| w[0].time_ms > w[1].time_ms), "newest first");
+    assert!(
+        all.windows(2).all(|w| w[0].time_ms > w[1].time_ms),
+        "newest first"
+    );
     let trend_btc = journal
         .list(&JournalFilter {
             agent: Some("trend".into()),
@@ -143,7 +146,9 @@ fn retention_removes_by_age_then_by_count_oldest_first() {
     let day = 86_400_000;
     // Ten decisions, one a day, the newest at T0.
     for i in 0..10 {
-        journal.record(&record(T0 - i * day, "trend", "BTC")).unwrap();
+        journal
+            .record(&record(T0 - i * day, "trend", "BTC"))
+            .unwrap();
     }
     let config = JournalConfig {
         max_age: Duration::from_secs(7 * 86_400),
@@ -226,10 +231,16 @@ fn an_orders_realized_pnl_is_its_fills_pnl_less_fees_once_final_and_all_fills_ar
         size: dec!(0.05),
         ..sums
     };
-    assert_eq!(settle::settle(&id, Some(&filled), part).realized_pnl_usd, None);
+    assert_eq!(
+        settle::settle(&id, Some(&filled), part).realized_pnl_usd,
+        None
+    );
     // Not final yet: not known.
     let open = entry(OrderStatus::Acked);
-    assert_eq!(settle::settle(&id, Some(&open), sums).realized_pnl_usd, None);
+    assert_eq!(
+        settle::settle(&id, Some(&open), sums).realized_pnl_usd,
+        None
+    );
     // Cancelled with nothing filled: known, zero.
     let cancelled = entry(OrderStatus::Cancelled);
     assert_eq!(
