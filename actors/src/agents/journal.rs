@@ -533,10 +533,12 @@ impl DecisionJournal {
         Ok(())
     }
 
-    /// Removes one decision (record and header).
+    /// Removes one decision: its header first, so a crash in between leaves a record
+    /// without a header (removed by the next sweep, which walks the records), never a
+    /// listed header without its record.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        self.tree.remove(id)?;
-        self.index.remove(id)
+        self.index.remove(id)?;
+        self.tree.remove(id)
     }
 
     pub fn len(&self) -> usize {
