@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orrery_actors::agents::journal::JournalConfig;
 use orrery_actors::agents::swarm::AgentMode;
 use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::binance::BinanceConfig;
@@ -50,6 +51,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// The signal bus: how many signals it keeps, their default TTL, the sweep.
     pub signals: SignalsConfig,
+    /// Decision journal retention; see [`JournalConfig`].
+    pub journal: JournalConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -496,6 +499,7 @@ impl Config {
         self.check_agent_symbols(&mut issues);
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
+        self.journal.validate("journal", &mut issues);
         self.risk.validate("risk", &mut issues);
         self.signals.validate("signals", &mut issues);
         if self.risk.ai_confirmation || self.agents.risk.enabled {

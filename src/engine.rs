@@ -33,7 +33,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use actix::Actor;
 use metrics_exporter_prometheus::PrometheusHandle;
+use orrery_actors::agents::journal::{DecisionJournal, JournalRetention, StopRetention};
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::account::Endpoint;
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
@@ -98,6 +100,8 @@ pub struct EngineHandle {
     pub agents: orrery_actors::agents::runtime::AgentDirectory,
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
     pub(crate) events: crate::events::EventHub,
+    /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
+    retention: Option<actix::Addr<JournalRetention>>,
 }
 
 /// The engine's entry point.
@@ -131,6 +135,7 @@ impl Engine {
         // Watching starts before any actor writes, so the stream misses nothing.
         let events = crate::events::EventHub::start(&store)?;
         let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
+        let retention_clock = clock.clone();
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -164,6 +169,7 @@ impl Engine {
             agents,
             http: None,
             events,
+            retention: None,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -174,6 +180,17 @@ impl Engine {
                     handle.events.stop();
                     return Err(EngineError::Listen { addr, source });
                 }
+            }
+        }
+        // Retention of the decision journal: a sweep now and every `sweep_interval`.
+        match DecisionJournal::open(&handle.store) {
+            Ok(journal) => {
+                handle.retention = Some(
+                    JournalRetention::new(journal, config.journal.clone(), retention_clock).start(),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the decision journal; its retention does not run")
             }
         }
         tracing::info!(
@@ -204,6 +221,10 @@ impl EngineHandle {
             server.stop(true).await;
         }
         let exit = self.root.shutdown().await;
+        if let Some(retention) = &self.retention {
+            // Stopped so it drops its store handles before the store closes.
+            let _ = retention.send(StopRetention).await;
+        }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the data dir failed");
         }
@@ -294,6 +315,7 @@ fn describe_all() {
     // Queue depth/wait by venue, rate limits, breakers, retries, fallbacks.
     orrery_actors::resilience::describe();
     orrery_actors::exchanges::pnl::describe();
+    orrery_actors::agents::journal::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

@@ -152,6 +152,11 @@ enum Command {
     Agents(orrery::agents::AgentsArgs),
     /// List recent signals of the signal bus (newest first), or `publish` one.
     Signals(orrery::signals::SignalsArgs),
+    /// List journaled decisions (newest first), or `journal show ID` for everything about one.
+    Journal(orrery::journal::JournalArgs),
+    /// Send a journaled decision's exact prompt to a model again and compare verdicts (one
+    /// by id, or a batch with --agent --since --model). Never sends an order.
+    Replay(orrery::replay::ReplayArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -266,6 +271,12 @@ fn main() -> ExitCode {
         }
         Command::Signals(a) => {
             with_config(a.config().as_deref(), |c| orrery::signals::command(c, a))
+        }
+        Command::Journal(a) => {
+            with_config(a.config.clone().as_deref(), |c| orrery::journal::run(c, a))
+        }
+        Command::Replay(a) => {
+            with_config(a.config.clone().as_deref(), |c| orrery::replay::run(c, a))
         }
     }
 }

@@ -544,9 +544,8 @@ async fn confirm(
     });
     record.outcome = record.action.clone().unwrap_or_default();
     record.log();
-    if let Err(e) = deps.journal.record(&record) {
-        tracing::error!(error = %e, "cannot journal a risk decision");
-    }
+    // The writer logs and counts a failure with the decision's id.
+    let _ = deps.journal.append(record).wait().await;
     verdict
 }
 

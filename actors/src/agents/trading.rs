@@ -387,17 +387,25 @@ async fn run_symbols(
 ) -> (Vec<DecisionRecord>, RunOutcome) {
     let mut records = Vec::with_capacity(config.symbols.len());
     let mut first_error = None;
+    let mut receipts = Vec::with_capacity(config.symbols.len());
     for symbol in &config.symbols {
         let record = decide_and_act(config, deps, symbol).await;
         if let Some(e) = &record.error {
             first_error.get_or_insert_with(|| format!("{symbol}: {e}"));
         }
         record.log();
-        if let Err(e) = deps.journal.record(&record) {
-            tracing::error!(agent = %config.name, error = %e, "cannot journal a decision");
-        }
+        // Handed to the journal writer (group commit) without waiting; the run waits
+        // for all of its decisions at its end, below.
+        receipts.push(deps.journal.append(record.clone()));
         signals::publish_verdict(&deps.signals, &record, config.verdict_ttl());
         records.push(record);
+    }
+    // A run that finished has its decisions on disk. A failure was logged and counted by
+    // the writer with the decision's id; the run reports it as its error too.
+    for written in super::journal::wait_all(receipts).await {
+        if let Err(e) = written {
+            first_error.get_or_insert_with(|| format!("journal: {e}"));
+        }
     }
     // A run the trading mode skipped entirely (no model call) is counted apart.
     let skipped = !records.is_empty()

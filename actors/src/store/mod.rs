@@ -552,6 +552,29 @@ impl<T: Record> Tree<T> {
             })
     }
 
+    /// Every record in reverse key order (newest first when keys sort by time), decoded
+    /// lazily, so a reader that stops early decodes only what it read.
+    pub fn iter_rev(&self) -> impl Iterator<Item = Result<(String, T)>> + '_ {
+        self.decode_iter(self.tree.iter().rev())
+    }
+
+    /// Every key in order, without decoding a value.
+    pub fn keys(&self) -> impl Iterator<Item = Result<String>> + '_ {
+        self.tree.iter().keys().map(move |k| {
+            k.map(|k| String::from_utf8_lossy(&k).into_owned())
+                .map_err(|e| self.sled_err(e))
+        })
+    }
+
+    /// The greatest key, if any.
+    pub fn last_key(&self) -> Result<Option<String>> {
+        Ok(self
+            .tree
+            .last()
+            .map_err(|e| self.sled_err(e))?
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned()))
+    }
+
     /// The last `n` records in key order, newest first (keys are expected to sort by time).
     pub fn last_n(&self, n: usize) -> Result<Vec<(String, T)>> {
         self.decode_iter(self.tree.iter().rev()).take(n).collect()
