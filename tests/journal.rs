@@ -87,6 +87,8 @@ fn journal_lists_shows_and_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = test_config(dir.path(), port, EXTRA_SYMBOLS);
+    // The `local` deployment's answers are what the show and PnL checks read.
+    single_model_agent(&config);
     let cfg = config.to_str().unwrap();
     let mut engine = spawn_engine(
         &config,

@@ -64,6 +64,9 @@ fn signals_are_published_listed_refused_and_kept_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = test_config(dir.path(), port, "");
+    // A single model trades (and so publishes verdicts) far more often than a majority of
+    // three rule sets agrees.
+    single_model_agent(&config);
     let cfg = config.to_str().unwrap();
     let mut engine = spawn_engine(&config, dir.path(), &[], &[]);
     wait_for(Duration::from_secs(60), "the engine's health", || {
