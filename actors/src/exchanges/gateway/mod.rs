@@ -123,6 +123,9 @@ pub struct GatewayCore {
     market: MarketData,
     /// This gateway's generation in its [`GatewayFence`].
     generation: u64,
+    /// Websocket market data, attached once by the engine: a fresh streamed quote answers
+    /// a quote read without a REST call (see [`super::stream`]).
+    streams: std::sync::OnceLock<super::stream::StreamBook>,
 }
 
 struct VenueLink {
@@ -226,7 +229,14 @@ impl GatewayCore {
             clock,
             market,
             generation,
+            streams: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Serves quotes from `streams` while they are fresh (REST otherwise). Attached once;
+    /// a second call is ignored (returns false).
+    pub fn attach_streams(&self, streams: super::stream::StreamBook) -> bool {
+        self.streams.set(streams).is_ok()
     }
 
     pub fn ledger(&self) -> &OrderLedger {
