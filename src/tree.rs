@@ -7,7 +7,8 @@
 //! ├── telemetry                process sampler
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
-//! │                            base endpoint) × M, then gateway
+//! │                            base endpoint) × M, feed-<venue> (market-data websocket of
+//! │                            each Hyperliquid venue with `streams`), then gateway
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
@@ -206,16 +207,21 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         })
         .collect();
     // Feeds start before the gateway, which reads their quotes while they are fresh.
-    exchanges.extend(config.exchanges.venues.iter().filter_map(|(venue, cfg)| {
-        matches!(cfg, VenueConfig::Hyperliquid(h) if h.streams).then(|| {
-            worker(
-                format!("feed-{venue}"),
-                Role::StreamFeed {
-                    venue: venue.clone(),
-                },
-            )
-        })
-    }));
+    exchanges.extend(
+        config
+            .exchanges
+            .venues
+            .iter()
+            .filter(|(_, cfg)| matches!(cfg, VenueConfig::Hyperliquid(h) if h.streams))
+            .map(|(venue, _)| {
+                worker(
+                    format!("feed-{venue}"),
+                    Role::StreamFeed {
+                        venue: venue.clone(),
+                    },
+                )
+            }),
+    );
     exchanges.push(worker("gateway".into(), Role::OrderGateway));
 
     let mut agents = Vec::new();
