@@ -98,6 +98,9 @@ pub struct EngineHandle {
     pub metrics: Option<PrometheusHandle>,
     /// Every agent by name (pause, resume, run-now, describe; see [`crate::agents`]).
     pub agents: orrery_actors::agents::runtime::AgentDirectory,
+    /// Every venue's market-data stream state (feed health for status; quotes for the
+    /// gateway).
+    pub streams: orrery_actors::exchanges::stream::StreamBook,
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
     pub(crate) events: crate::events::EventHub,
     /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
@@ -136,6 +139,7 @@ impl Engine {
         let events = crate::events::EventHub::start(&store)?;
         let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
         let retention_clock = clock.clone();
+        let streams = orrery_actors::exchanges::stream::StreamBook::new();
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -146,6 +150,7 @@ impl Engine {
             metrics: metrics.clone(),
             fence: GatewayFence::default(),
             agents: agents.clone(),
+            streams: streams.clone(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         drop(deps);
@@ -167,6 +172,7 @@ impl Engine {
             config: config.clone(),
             metrics,
             agents,
+            streams,
             http: None,
             events,
             retention: None,
@@ -316,6 +322,7 @@ fn describe_all() {
     orrery_actors::resilience::describe();
     orrery_actors::exchanges::pnl::describe();
     orrery_actors::agents::journal::describe();
+    orrery_actors::exchanges::stream::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

@@ -17,6 +17,7 @@ use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
 use orrery_actors::exchanges::pnl::{merge_fills, position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::siblings::{ConnectorHealth, ConnectorState};
+use orrery_actors::exchanges::stream::FeedHealth;
 use orrery_actors::exchanges::{AccountSnapshot, Fill, Position};
 use orrery_actors::models::router::{usage_records, DeploymentUsage};
 use orrery_actors::store::{trees, Store};
@@ -136,6 +137,10 @@ pub struct VenueStatus {
     /// is stopped) and calls in flight.
     #[serde(default)]
     pub connectors: Vec<ConnectorHealth>,
+    /// The venue's market-data stream (`None`: no stream, or the engine is stopped): its
+    /// connection and each channel's state (`connected`, `stale`, `disconnected`) and age.
+    #[serde(default)]
+    pub feed: Option<FeedHealth>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,7 +259,7 @@ fn read_store(store: &Store, orders: OrdersView) -> Result<FromStore, String> {
 }
 
 /// Symbols the config trades on `venue`, for rows that exist before the first fill.
-fn configured_symbols(config: &Config, venue: &str) -> Vec<String> {
+pub(crate) fn configured_symbols(config: &Config, venue: &str) -> Vec<String> {
     let mut symbols: Vec<String> = config
         .agents
         .trading
@@ -318,6 +323,7 @@ fn venue_status(
             realized_pnl_usd,
             fees_usd,
             connectors: Vec::new(),
+            feed: None,
         },
         Err(error) => VenueStatus {
             name: name.to_string(),
@@ -330,6 +336,7 @@ fn venue_status(
             realized_pnl_usd,
             fees_usd,
             connectors: Vec::new(),
+            feed: None,
         },
     }
 }
@@ -434,6 +441,7 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
             .ok()
             .and_then(|r| r.ok())
             .unwrap_or_default();
+        status.feed = engine.streams.health(name);
         venues.push(status);
     }
     Ok(assemble(true, &engine.store, venues, from_store))
@@ -446,6 +454,28 @@ fn age(now_ms: i64, created_ms: i64) -> String {
     }
     let secs = u64::try_from((now_ms - created_ms).max(0) / 1000).unwrap_or(0);
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// The stream line and one line per channel: state and age of its last message.
+fn render_feed(o: &mut String, f: &FeedHealth) {
+    let _ = writeln!(
+        o,
+        "  stream {} {}  reconnects {}  malformed frames {}",
+        f.state.label(),
+        f.url,
+        f.reconnects,
+        f.malformed
+    );
+    for c in &f.channels {
+        let _ = writeln!(
+            o,
+            "    {:<22} {:<12} last message {} ago, {} messages",
+            c.channel,
+            c.state.label(),
+            humantime::format_duration(std::time::Duration::from_millis(c.age_ms)),
+            c.messages
+        );
+    }
 }
 
 /// Human-readable rendering.
@@ -501,6 +531,9 @@ pub fn render(r: &StatusReport) -> String {
                     c.endpoint.as_deref().unwrap_or("-")
                 );
             }
+        }
+        if let Some(f) = &v.feed {
+            render_feed(&mut o, f);
         }
         for p in &v.positions {
             let _ = writeln!(

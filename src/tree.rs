@@ -7,7 +7,8 @@
 //! ├── telemetry                process sampler
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
-//! │                            base endpoint) × M, then gateway
+//! │                            base endpoint) × M, feed-<venue> (market-data websocket of
+//! │                            each Hyperliquid venue with `streams`), then gateway
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
@@ -60,6 +61,7 @@ use orrery_actors::exchanges::account::{connector_name, display_url, AccountLimi
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
 use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
+use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
@@ -94,6 +96,11 @@ pub enum Role {
         venue: String,
         /// Which of the account's endpoints it serves (0-based, in config order).
         endpoint: usize,
+    },
+    /// The market-data websocket of one venue (`streams = true`).
+    StreamFeed {
+        /// The venue's name.
+        venue: String,
     },
     /// Risk gate, ledger and reconciliation.
     OrderGateway,
@@ -199,6 +206,22 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             })
         })
         .collect();
+    // Feeds start before the gateway, which reads their quotes while they are fresh.
+    exchanges.extend(
+        config
+            .exchanges
+            .venues
+            .iter()
+            .filter(|(_, cfg)| matches!(cfg, VenueConfig::Hyperliquid(h) if h.streams))
+            .map(|(venue, _)| {
+                worker(
+                    format!("feed-{venue}"),
+                    Role::StreamFeed {
+                        venue: venue.clone(),
+                    },
+                )
+            }),
+    );
     exchanges.push(worker("gateway".into(), Role::OrderGateway));
 
     let mut agents = Vec::new();
@@ -243,6 +266,9 @@ pub(crate) struct Deps {
     pub fence: GatewayFence,
     /// Every agent's slot and memory, by name (see `crate::agents::directory`).
     pub agents: AgentDirectory,
+    /// The market-data streams' shared state: written by the feeds, read by the gateway
+    /// and status; kept across restarts of either.
+    pub streams: StreamBook,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -345,6 +371,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         metrics,
         fence,
         agents,
+        streams,
     } = deps.clone();
     let id = w.id.clone();
     match &w.role {
@@ -435,6 +462,21 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 ))
             })
         }
+        Role::StreamFeed { venue } => {
+            let Some(VenueConfig::Hyperliquid(h)) = config.exchanges.venues.get(venue).cloned()
+            else {
+                return missing(&id, format!("no hyperliquid venue `{venue}` in the config"));
+            };
+            let (venue, streams) = (venue.clone(), streams.clone());
+            let coins = crate::status::configured_symbols(&config, &venue);
+            ChildSpec::in_slot(id, Slot::new(), move |_| {
+                let url = h.ws_url();
+                let feed = streams.register(&venue, &url, h.stream_stale_after);
+                let settings =
+                    StreamSettings::hyperliquid(&venue, &url, &coins, h.stream_stale_after);
+                Ok(StreamFeed::new(settings, feed))
+            })
+        }
         Role::OrderGateway => {
             let connectors: BTreeMap<String, ConnectorSet> = scope
                 .connectors
@@ -452,6 +494,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     &fence,
                 )
                 .map_err(StartError::failed)?;
+                core.attach_streams(streams.clone());
                 Ok(OrderGateway::new(core))
             })
         }

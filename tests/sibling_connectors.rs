@@ -50,6 +50,8 @@ network = "testnet"
 base_urls = [{}]
 wallet_address = "{wallet}"
 request_timeout = "3s"
+# The REST mock speaks no websocket: stream upgrade attempts would count as its requests.
+streams = false
 
 # One call at a time at each endpoint: the rest wait in the connector's priority queue,
 # where a panic finds them.

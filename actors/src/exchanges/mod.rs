@@ -17,6 +17,7 @@ pub mod pnl;
 pub mod risk_gate;
 pub mod rounding;
 pub mod siblings;
+pub mod stream;
 pub mod types;
 pub mod venue;
 mod venue_retry;

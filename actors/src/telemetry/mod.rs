@@ -53,6 +53,13 @@ pub mod names {
     pub const SWARM_VERDICTS: &str = "orrery_swarm_verdicts_total";
     pub const SWARM_QUORUM_LOST: &str = "orrery_swarm_quorum_lost";
     pub const SWARM_FAILED_SHARE: &str = "orrery_swarm_failed_answers_ratio";
+    /// Market-data streams (`exchanges::stream`).
+    pub const STREAM_CONNECTED: &str = "orrery_stream_connected";
+    pub const STREAM_RECONNECTS: &str = "orrery_stream_reconnects_total";
+    pub const STREAM_MESSAGES: &str = "orrery_stream_messages_total";
+    pub const STREAM_MALFORMED: &str = "orrery_stream_malformed_frames_total";
+    pub const STREAM_LAST_MESSAGE_AGE: &str = "orrery_stream_last_message_age_seconds";
+    pub const STREAM_RESYNCS: &str = "orrery_stream_resyncs_total";
 }
 
 /// Latency buckets (seconds) shared by every `_seconds` histogram: 100 µs to 2 min.

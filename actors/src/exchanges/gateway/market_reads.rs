@@ -1,6 +1,8 @@
 //! The gateway as market data's host: [`VenueReads`] over the venues' connectors.
 //!
-//! Owns: which gateway errors a market-data read may fall back from (availability
+//! Owns: the choice between a venue's fresh websocket quote and its REST read (a streamed
+//! quote is used only while [`StreamBook::fresh_quote`](crate::exchanges::stream::StreamBook::fresh_quote)
+//! says it is fresh; stale or disconnected means REST), which gateway errors a market-data read may fall back from (availability
 //! failures: timeout, unavailable, rate limited, the connector down) and the mode change
 //! market data asks for at its emergency level. Never: decides a fallback (market data
 //! does) or reads account state for it.
@@ -21,6 +23,13 @@ impl VenueReads for GatewayCore {
         venue: &'a str,
         symbol: &'a str,
     ) -> BoxFuture<'a, GatewayResult<Quote>> {
+        if let Some(quote) = self
+            .streams
+            .get()
+            .and_then(|s| s.fresh_quote(venue, symbol))
+        {
+            return futures::future::ready(Ok(quote)).boxed();
+        }
         self.call(
             venue,
             VenueCommand::Quote {

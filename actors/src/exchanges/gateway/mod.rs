@@ -125,6 +125,9 @@ pub struct GatewayCore {
     generation: u64,
     /// Swarm agents whose quorum is lost, with why ([`swarm_quorum`]).
     swarm_degraded: parking_lot::Mutex<BTreeMap<String, String>>,
+    /// Websocket market data, attached once by the engine: a fresh streamed quote answers
+    /// a quote read without a REST call (see [`super::stream`]).
+    streams: std::sync::OnceLock<super::stream::StreamBook>,
 }
 
 struct VenueLink {
@@ -229,7 +232,14 @@ impl GatewayCore {
             market,
             generation,
             swarm_degraded: parking_lot::Mutex::new(BTreeMap::new()),
+            streams: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Serves quotes from `streams` while they are fresh (REST otherwise). Attached once;
+    /// a second call is ignored (returns false).
+    pub fn attach_streams(&self, streams: super::stream::StreamBook) -> bool {
+        self.streams.set(streams).is_ok()
     }
 
     pub fn ledger(&self) -> &OrderLedger {

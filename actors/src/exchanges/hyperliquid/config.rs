@@ -59,6 +59,17 @@ pub struct HyperliquidConfig {
     /// Another configured venue whose quotes and candles stand in when this one's fail
     /// (never its orders).
     pub market_data_fallback: Option<String>,
+    /// Market data over the venue's websocket (`allMids`, `bbo`, `l2Book`, `trades`,
+    /// `candle` of the configured symbols): quotes come from it while fresh. Default on.
+    pub streams: bool,
+    /// A streamed quote or channel older than this is stale: reads use REST until it is
+    /// fresh again.
+    #[serde(with = "humantime_serde")]
+    pub stream_stale_after: Duration,
+    /// Replaces the websocket URL derived from the API URL (`https://host` →
+    /// `wss://host/ws`): mainnet `wss://api.hyperliquid.xyz/ws`, testnet
+    /// `wss://api.hyperliquid-testnet.xyz/ws`.
+    pub ws_url: Option<String>,
 }
 
 impl Default for HyperliquidConfig {
@@ -75,6 +86,9 @@ impl Default for HyperliquidConfig {
             rate_limited_pause: Duration::from_secs(1),
             resilience: default_resilience(),
             market_data_fallback: None,
+            streams: true,
+            stream_stale_after: Duration::from_secs(10),
+            ws_url: None,
         }
     }
 }
@@ -157,6 +171,39 @@ impl HyperliquidConfig {
             "a duration up to 5m",
         );
         self.resilience.validate(&join(path, "resilience"), issues);
+        if let Some(url) = &self.ws_url {
+            issues.check(
+                (url.starts_with("ws://") || url.starts_with("wss://"))
+                    && reqwest::Url::parse(url).is_ok(),
+                join(path, "ws_url"),
+                url,
+                "a ws(s) URL such as wss://api.hyperliquid.xyz/ws",
+            );
+        }
+        let stale = self.stream_stale_after.as_millis();
+        issues.check(
+            (100..=600_000).contains(&stale),
+            join(path, "stream_stale_after"),
+            humantime::format_duration(self.stream_stale_after).to_string(),
+            "a duration from 100ms to 10m",
+        );
+    }
+
+    /// The websocket URL: `ws_url`, else the API URL with `http(s)` turned into `ws(s)`
+    /// and `/ws` appended (mainnet `wss://api.hyperliquid.xyz/ws`).
+    pub fn ws_url(&self) -> String {
+        if let Some(url) = &self.ws_url {
+            return url.clone();
+        }
+        let api = self.api_url();
+        let ws = if let Some(rest) = api.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = api.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            api
+        };
+        format!("{ws}/ws")
     }
 
     /// Every API root of the account, one connector each: `base_urls`, or the one
@@ -230,6 +277,38 @@ mod tests {
         ] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
+    }
+
+    #[test]
+    fn ws_url_is_derived_from_the_api_url_or_given_and_validated() {
+        let mainnet = HyperliquidConfig::default();
+        assert_eq!(mainnet.ws_url(), "wss://api.hyperliquid.xyz/ws");
+        let testnet = HyperliquidConfig {
+            network: Network::Testnet,
+            ..Default::default()
+        };
+        assert_eq!(testnet.ws_url(), "wss://api.hyperliquid-testnet.xyz/ws");
+        let local = HyperliquidConfig {
+            base_url: Some("http://127.0.0.1:9000/".into()),
+            ..Default::default()
+        };
+        assert_eq!(local.ws_url(), "ws://127.0.0.1:9000/ws");
+        assert!(local.streams, "streams default on for hyperliquid");
+        let bad = HyperliquidConfig {
+            wallet_address: "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955".into(),
+            ws_url: Some("http://127.0.0.1:9000/ws".into()),
+            stream_stale_after: Duration::from_millis(10),
+            ..Default::default()
+        };
+        let mut issues = Issues::default();
+        bad.validate("v", &mut issues);
+        let keys: Vec<_> = issues.0.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["v.ws_url", "v.stream_stale_after"]);
+        let given = HyperliquidConfig {
+            ws_url: Some("wss://proxy.example/ws".into()),
+            ..Default::default()
+        };
+        assert_eq!(given.ws_url(), "wss://proxy.example/ws");
     }
 
     #[test]

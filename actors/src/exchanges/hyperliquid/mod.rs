@@ -24,6 +24,8 @@ pub mod signing;
 mod tests;
 pub mod venue;
 pub mod wire;
+#[cfg(any(test, feature = "testkit"))]
+pub mod ws_mock;
 
 pub use config::HyperliquidConfig;
 pub use venue::{HyperliquidError, HyperliquidVenue};

@@ -1,0 +1,317 @@
+//! The streams' shared state: per venue, the newest quote per symbol, the mids, the last
+//! trade prices, and when each channel last spoke.
+//!
+//! Owns: freshness (a quote is served only while the venue's connection is up and the
+//! quote is younger than the venue's `stream_stale_after`), the feed states shown by
+//! `orrery status` (connected / stale / disconnected, with ages), and the per-channel age
+//! and resync metrics. Never: I/O — the connection loop writes here, the gateway and status
+//! read. Maps are `DashMap`s: many readers, one writer per venue, no lock held across an
+//! await. Ages use tokio's clock, so tests with paused time are deterministic.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::exchanges::types::Quote;
+use crate::telemetry::names;
+
+/// Every venue's stream state. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct StreamBook {
+    venues: Arc<DashMap<String, Arc<VenueFeed>>>,
+}
+
+impl std::fmt::Debug for StreamBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBook")
+            .field("venues", &self.venues.len())
+            .finish()
+    }
+}
+
+impl StreamBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The venue's feed state, created on first use. A restarted connection actor gets the
+    /// same state back (its quotes age out on their own; the connected flag is reset by the
+    /// new connection).
+    pub fn register(&self, venue: &str, url: &str, stale_after: Duration) -> Arc<VenueFeed> {
+        self.venues
+            .entry(venue.to_string())
+            .or_insert_with(|| Arc::new(VenueFeed::new(venue, url, stale_after)))
+            .clone()
+    }
+
+    pub fn feed(&self, venue: &str) -> Option<Arc<VenueFeed>> {
+        self.venues.get(venue).map(|f| f.clone())
+    }
+
+    /// The venue's streamed quote for `symbol` if the connection is up and the quote is
+    /// fresh; `None` sends the reader to REST.
+    pub fn fresh_quote(&self, venue: &str, symbol: &str) -> Option<Quote> {
+        self.venues.get(venue)?.fresh_quote(symbol)
+    }
+
+    /// The venue's streamed mid (`allMids`) for `symbol` under the same freshness rule.
+    pub fn fresh_mid(&self, venue: &str, symbol: &str) -> Option<Decimal> {
+        self.venues.get(venue)?.fresh_mid(symbol)
+    }
+
+    /// The venue's feed health, `None` when the venue has no stream.
+    pub fn health(&self, venue: &str) -> Option<FeedHealth> {
+        self.venues.get(venue).map(|f| f.health())
+    }
+}
+
+/// A feed's state as the operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    /// Connected and the channel spoke within `stream_stale_after`.
+    Connected,
+    /// Connected but silent longer than `stream_stale_after`: reads use REST.
+    Stale,
+    /// No connection (connecting, backing off, refused): reads use REST.
+    Disconnected,
+}
+
+impl FeedState {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Stale => "stale",
+            Self::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// One venue's stream: the connection and each channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedHealth {
+    pub venue: String,
+    pub url: String,
+    /// `connected` while the websocket is up and subscribed.
+    pub state: FeedState,
+    pub reconnects: u64,
+    pub malformed: u64,
+    pub channels: Vec<ChannelHealth>,
+}
+
+/// One channel of a venue's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelHealth {
+    pub channel: String,
+    pub state: FeedState,
+    /// Milliseconds since its last message.
+    pub age_ms: u64,
+    pub messages: u64,
+}
+
+struct ChannelEntry {
+    last: Instant,
+    messages: u64,
+    /// Marked stale by the last sweep (a transition to stale counts one resync).
+    stale: bool,
+}
+
+struct Stamped<T> {
+    value: T,
+    at: Instant,
+}
+
+/// One venue's stream state, written by its connection loop.
+pub struct VenueFeed {
+    venue: String,
+    url: String,
+    stale_after: Duration,
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+    malformed: AtomicU64,
+    quotes: DashMap<String, Stamped<Quote>>,
+    mids: DashMap<String, Stamped<Decimal>>,
+    trades: DashMap<String, Stamped<Decimal>>,
+    channels: DashMap<&'static str, ChannelEntry>,
+}
+
+impl VenueFeed {
+    fn new(venue: &str, url: &str, stale_after: Duration) -> Self {
+        metrics::gauge!(names::STREAM_CONNECTED, "venue" => venue.to_string()).set(0.0);
+        Self {
+            venue: venue.to_string(),
+            url: url.to_string(),
+            stale_after,
+            connected: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            quotes: DashMap::new(),
+            mids: DashMap::new(),
+            trades: DashMap::new(),
+            channels: DashMap::new(),
+        }
+    }
+
+    pub fn venue(&self) -> &str {
+        &self.venue
+    }
+
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Up (subscribed) or down. Going down counts one resync: every reader falls back to
+    /// REST until the stream is fresh again.
+    pub fn set_connected(&self, up: bool) {
+        let was = self.connected.swap(up, Ordering::AcqRel);
+        metrics::gauge!(names::STREAM_CONNECTED, "venue" => self.venue.clone()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+        if was && !up {
+            metrics::counter!(names::STREAM_RESYNCS, "venue" => self.venue.clone()).increment(1);
+        }
+    }
+
+    pub fn count_reconnect(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(names::STREAM_RECONNECTS, "venue" => self.venue.clone()).increment(1);
+    }
+
+    pub fn count_malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(names::STREAM_MALFORMED, "venue" => self.venue.clone()).increment(1);
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
+    }
+
+    /// A message arrived on `channel` (a venue channel name: a small fixed set).
+    pub fn record(&self, channel: &'static str, now: Instant) {
+        let mut e = self.channels.entry(channel).or_insert(ChannelEntry {
+            last: now,
+            messages: 0,
+            stale: false,
+        });
+        e.last = now;
+        e.messages += 1;
+        e.stale = false;
+        metrics::counter!(names::STREAM_MESSAGES, "venue" => self.venue.clone(), "channel" => channel)
+            .increment(1);
+    }
+
+    pub fn put_quote(&self, quote: Quote, now: Instant) {
+        self.quotes.insert(
+            quote.symbol.clone(),
+            Stamped {
+                value: quote,
+                at: now,
+            },
+        );
+    }
+
+    pub fn put_mid(&self, symbol: &str, mid: Decimal, now: Instant) {
+        self.mids.insert(
+            symbol.to_string(),
+            Stamped {
+                value: mid,
+                at: now,
+            },
+        );
+    }
+
+    pub fn put_trade(&self, symbol: &str, px: Decimal, now: Instant) {
+        self.trades
+            .insert(symbol.to_string(), Stamped { value: px, at: now });
+    }
+
+    fn fresh<T: Clone>(&self, map: &DashMap<String, Stamped<T>>, symbol: &str) -> Option<T> {
+        if !self.is_connected() {
+            return None;
+        }
+        let entry = map.get(symbol)?;
+        (entry.at.elapsed() <= self.stale_after).then(|| entry.value.clone())
+    }
+
+    pub fn fresh_quote(&self, symbol: &str) -> Option<Quote> {
+        self.fresh(&self.quotes, symbol)
+    }
+
+    pub fn fresh_mid(&self, symbol: &str) -> Option<Decimal> {
+        self.fresh(&self.mids, symbol)
+    }
+
+    pub fn fresh_trade(&self, symbol: &str) -> Option<Decimal> {
+        self.fresh(&self.trades, symbol)
+    }
+
+    /// Staleness check: sets each channel's age gauge and counts a resync (and logs) for
+    /// each channel that went stale since the last sweep.
+    pub fn sweep(&self, now: Instant) {
+        for mut e in self.channels.iter_mut() {
+            let age = now.saturating_duration_since(e.last);
+            metrics::gauge!(names::STREAM_LAST_MESSAGE_AGE, "venue" => self.venue.clone(), "channel" => *e.key())
+                .set(age.as_secs_f64());
+            let stale = age > self.stale_after;
+            if stale && !e.stale {
+                tracing::warn!(venue = %self.venue, channel = *e.key(), age = ?age, "stream channel is stale; its reads fall back to REST until it is fresh");
+                metrics::counter!(names::STREAM_RESYNCS, "venue" => self.venue.clone())
+                    .increment(1);
+            }
+            e.stale = stale;
+        }
+    }
+
+    pub fn health(&self) -> FeedHealth {
+        let now = Instant::now();
+        let up = self.is_connected();
+        let mut channels: Vec<ChannelHealth> = self
+            .channels
+            .iter()
+            .map(|e| {
+                let age = now.saturating_duration_since(e.last);
+                let state = if !up {
+                    FeedState::Disconnected
+                } else if age > self.stale_after {
+                    FeedState::Stale
+                } else {
+                    FeedState::Connected
+                };
+                ChannelHealth {
+                    channel: e.key().to_string(),
+                    state,
+                    age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    messages: e.messages,
+                }
+            })
+            .collect();
+        channels.sort_by(|a, b| a.channel.cmp(&b.channel));
+        FeedHealth {
+            venue: self.venue.clone(),
+            url: self.url.clone(),
+            state: if up {
+                FeedState::Connected
+            } else {
+                FeedState::Disconnected
+            },
+            reconnects: self.reconnects(),
+            malformed: self.malformed(),
+            channels,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Hyperliquid's public websocket protocol: subscription messages, the heartbeat, and the
+//! typed frames of the `allMids`, `l2Book`, `bbo`, `trades` and `candle` channels.
+//!
+//! Shapes follow the official docs (hyperliquid.gitbook.io/hyperliquid-docs/for-developers/
+//! api/websocket and its `subscriptions` and `timeouts-and-heartbeats` pages) and the
+//! official Python SDK's `websocket_manager.py`: a subscription is
+//! `{"method":"subscribe","subscription":{"type":"l2Book","coin":"BTC"}}`, acknowledged by
+//! `{"channel":"subscriptionResponse","data":{...}}`; data frames are
+//! `{"channel":<name>,"data":<payload>}`; the client sends `{"method":"ping"}` and the server
+//! answers `{"channel":"pong"}`; the server closes a connection that sent nothing for 60 s
+//! (the SDK pings every 50 s).
+//!
+//! Owns: parsing one frame into an [`HlFrame`] (one pass of serde over the text) and
+//! applying it to a [`VenueFeed`]. Never: I/O, and never a panic on bad input — a frame that
+//! is not JSON or not a known shape is a [`FrameError`].
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::book::VenueFeed;
+use crate::clock::Millis;
+use crate::exchanges::hyperliquid::info::{BookLevel, L2Book};
+use crate::exchanges::types::Quote;
+
+/// The heartbeat the client sends.
+pub const PING: &str = r#"{"method":"ping"}"#;
+
+/// One subscription of the public market-data channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    AllMids,
+    L2Book { coin: String },
+    Bbo { coin: String },
+    Trades { coin: String },
+    Candle { coin: String, interval: String },
+}
+
+impl Subscription {
+    /// The channel's name as the server labels its frames.
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Self::AllMids => "allMids",
+            Self::L2Book { .. } => "l2Book",
+            Self::Bbo { .. } => "bbo",
+            Self::Trades { .. } => "trades",
+            Self::Candle { .. } => "candle",
+        }
+    }
+
+    /// The `subscription` object.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::AllMids => json!({"type": "allMids"}),
+            Self::L2Book { coin } => json!({"type": "l2Book", "coin": coin}),
+            Self::Bbo { coin } => json!({"type": "bbo", "coin": coin}),
+            Self::Trades { coin } => json!({"type": "trades", "coin": coin}),
+            Self::Candle { coin, interval } => {
+                json!({"type": "candle", "coin": coin, "interval": interval})
+            }
+        }
+    }
+
+    /// The message that subscribes.
+    pub fn subscribe_message(&self) -> String {
+        serde_json::json!({"method": "subscribe", "subscription": self.to_json()}).to_string()
+    }
+
+    /// The public subscriptions for `coins`: `allMids` once, then `bbo`, `l2Book`, `trades`
+    /// and 1-minute `candle` per coin.
+    pub fn public_set(coins: &[String]) -> Vec<Self> {
+        let mut subs = vec![Self::AllMids];
+        for coin in coins {
+            let coin = coin.clone();
+            subs.push(Self::Bbo { coin: coin.clone() });
+            subs.push(Self::L2Book { coin: coin.clone() });
+            subs.push(Self::Trades { coin: coin.clone() });
+            subs.push(Self::Candle {
+                coin,
+                interval: "1m".into(),
+            });
+        }
+        subs
+    }
+}
+
+/// `WsTrade` of the docs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WsTrade {
+    pub coin: String,
+    /// `B` (the buyer was the aggressor) or `A` (the seller was).
+    pub side: String,
+    pub px: Decimal,
+    pub sz: Decimal,
+    pub time: Millis,
+    pub tid: u64,
+}
+
+/// `Candle` of the docs (prices and volume arrive as decimal strings).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WsCandle {
+    /// Open time, ms.
+    pub t: Millis,
+    /// Close time, ms.
+    #[serde(rename = "T")]
+    pub close_time: Millis,
+    /// Coin.
+    pub s: String,
+    /// Interval.
+    pub i: String,
+    pub o: Decimal,
+    pub c: Decimal,
+    pub h: Decimal,
+    pub l: Decimal,
+    pub v: Decimal,
+    /// Number of trades.
+    pub n: u64,
+}
+
+/// `WsBbo` of the docs: best bid and ask, either side may be absent (`null`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WsBbo {
+    pub coin: String,
+    pub time: Millis,
+    pub bbo: [Option<BookLevel>; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AllMids {
+    pub mids: std::collections::HashMap<String, Decimal>,
+}
+
+/// One frame from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "channel", content = "data")]
+pub enum HlFrame {
+    #[serde(rename = "pong")]
+    Pong,
+    #[serde(rename = "subscriptionResponse")]
+    Subscribed(serde_json::Value),
+    #[serde(rename = "allMids")]
+    AllMids(AllMids),
+    #[serde(rename = "l2Book")]
+    L2Book(L2Book),
+    #[serde(rename = "bbo")]
+    Bbo(WsBbo),
+    #[serde(rename = "trades")]
+    Trades(Vec<WsTrade>),
+    #[serde(rename = "candle")]
+    Candle(WsCandle),
+    /// The server refused something (e.g. an unknown coin): the text says what.
+    #[serde(rename = "error")]
+    Error(serde_json::Value),
+}
+
+impl HlFrame {
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Self::Pong => "pong",
+            Self::Subscribed(_) => "subscriptionResponse",
+            Self::AllMids(_) => "allMids",
+            Self::L2Book(_) => "l2Book",
+            Self::Bbo(_) => "bbo",
+            Self::Trades(_) => "trades",
+            Self::Candle(_) => "candle",
+            Self::Error(_) => "error",
+        }
+    }
+}
+
+/// A frame that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame is not a known Hyperliquid message ({source}); first bytes: {head:?}")]
+    Malformed {
+        source: serde_json::Error,
+        head: String,
+    },
+    #[error("binary frame of {0} bytes; Hyperliquid sends JSON text")]
+    Binary(usize),
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<HlFrame, FrameError> {
+    serde_json::from_str(text).map_err(|source| FrameError::Malformed {
+        source,
+        head: text.chars().take(80).collect(),
+    })
+}
+
+/// Applies a parsed frame to the venue's state: quotes from `bbo` and `l2Book` (only when
+/// both sides are present: a one-sided book has no quote), mids from `allMids`, the last
+/// trade price from `trades`. Returns the channel name for counting.
+pub fn apply(frame: HlFrame, feed: &VenueFeed, now: Instant) -> &'static str {
+    let channel = frame.channel();
+    match frame {
+        HlFrame::Bbo(b) => {
+            if let [Some(bid), Some(ask)] = &b.bbo {
+                feed.put_quote(
+                    Quote {
+                        symbol: b.coin,
+                        bid: bid.px,
+                        ask: ask.px,
+                        time_ms: b.time,
+                        fallback: None,
+                    },
+                    now,
+                );
+            }
+        }
+        HlFrame::L2Book(book) => {
+            if let Ok(q) = book.quote() {
+                feed.put_quote(q, now);
+            }
+        }
+        HlFrame::AllMids(m) => {
+            for (coin, mid) in m.mids {
+                feed.put_mid(&coin, mid, now);
+            }
+        }
+        HlFrame::Trades(trades) => {
+            if let Some(t) = trades.last() {
+                feed.put_trade(&t.coin, t.px, now);
+            }
+        }
+        HlFrame::Error(e) => {
+            tracing::warn!(venue = feed.venue(), error = %e, "the venue's websocket reported an error");
+        }
+        HlFrame::Pong | HlFrame::Subscribed(_) | HlFrame::Candle(_) => {}
+    }
+    channel
+}

@@ -1,0 +1,62 @@
+//! Real-time market data over websockets: one supervised connection per venue, its
+//! subscriptions, heartbeat, reconnection and staleness, and the quote cache the gateway
+//! reads while the stream is fresh.
+//!
+//! Owns: the connection loop ([`connection`]: connect with a deadline, subscribe, ping,
+//! read with a deadline, reconnect with the resilience kit's backoff and subscribe again),
+//! the venue protocols ([`hyperliquid`]: subscription messages and typed frames), and the
+//! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag) that the
+//! gateway's quote read and `orrery status` consult without a message round trip.
+//!
+//! Never: the truth about money. Streams are an addition: a quote is served from the stream
+//! only while the connection is up and that symbol's quote is younger than
+//! `stream_stale_after`; otherwise the gateway reads REST through the existing market-data
+//! fallback levels ([`super::market_data`]). A stream never places, cancels or reconciles
+//! orders, and a malformed frame is counted and logged, never a panic.
+//!
+//! Metrics: `orrery_stream_connected{venue}`, `orrery_stream_reconnects_total{venue}`,
+//! `orrery_stream_messages_total{venue,channel}`,
+//! `orrery_stream_malformed_frames_total{venue}`,
+//! `orrery_stream_last_message_age_seconds{venue,channel}`, `orrery_stream_resyncs_total{venue}`
+//! (a channel that was fresh went stale: its readers fall back to REST until it is fresh).
+
+pub mod book;
+pub mod connection;
+pub mod hyperliquid;
+#[cfg(test)]
+mod tests;
+
+pub use book::{ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
+pub use connection::{StreamFeed, StreamSettings};
+
+use crate::telemetry::names;
+
+/// Describes the stream metrics (HELP lines).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, Unit};
+    describe_gauge!(
+        names::STREAM_CONNECTED,
+        "1 while the venue's market-data websocket is connected and subscribed, else 0."
+    );
+    describe_counter!(
+        names::STREAM_RECONNECTS,
+        "Connection attempts of a venue's market-data websocket after the first (lost, refused or silent connections)."
+    );
+    describe_counter!(
+        names::STREAM_MESSAGES,
+        "Websocket frames received and parsed, by venue and channel."
+    );
+    describe_counter!(
+        names::STREAM_MALFORMED,
+        "Websocket frames that could not be read (bad JSON, unknown shape); each is logged and dropped."
+    );
+    describe_gauge!(
+        names::STREAM_LAST_MESSAGE_AGE,
+        Unit::Seconds,
+        "Seconds since the last message on a venue's channel (updated at each staleness check)."
+    );
+    describe_counter!(
+        names::STREAM_RESYNCS,
+        "Times a fresh channel went stale (or its connection was lost) so reads fell back to REST."
+    );
+}
