@@ -67,6 +67,18 @@ impl Abstention {
         }
     }
 
+    /// The abstention a failed model call is: no answer in time (the caller's deadline, or
+    /// a swarm member abandoned at it) is `Timeout`, any other failure `Error`.
+    pub fn of_model_error(error: &crate::models::ModelError) -> Self {
+        use crate::models::ModelError;
+        match error {
+            ModelError::Abandoned { .. } | ModelError::DeadlineExceeded { .. } => {
+                Abstention::Timeout
+            }
+            _ => Abstention::Error,
+        }
+    }
+
     /// Whether the member *failed* (as opposed to disagreeing): NOTHING is a vote to stay
     /// out, every other abstention is a failure of the member.
     pub fn is_failure(self) -> bool {

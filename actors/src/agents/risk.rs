@@ -38,7 +38,7 @@ use futures::future::LocalBoxFuture;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::journal::{DecisionJournal, DecisionRecord};
+use super::journal::{Abstention, DecisionJournal, DecisionRecord, MemberAnswer};
 use super::prompt;
 use super::runtime::{AgentKind, Kind, RunCtx, RunOutcome, Schedule};
 use super::{gateway_call, GatewayCallError};
@@ -517,24 +517,41 @@ async fn confirm(
     record.context = request.context.clone();
     let asked = std::time::Instant::now();
     let answer = deps.models.ask(request).await;
-    record.latency_ms = Some(asked.elapsed().as_millis() as u64);
+    let latency_ms = asked.elapsed().as_millis() as u64;
+    record.latency_ms = Some(latency_ms);
+    // The one model asked, as the journal lists every model asked for a decision.
+    let mut member = MemberAnswer {
+        member: limits.model.clone(),
+        latency_ms: Some(latency_ms),
+        ..MemberAnswer::default()
+    };
     let verdict = match answer {
         Ok(answer) => {
             record.deployment = Some(answer.deployment.clone());
             record.raw_answer = Some(answer.text.clone());
+            member.deployment = Some(answer.deployment.clone());
+            member.raw_answer = Some(answer.text.clone());
+            member.prompt_tokens = answer.usage.prompt_tokens;
+            member.completion_tokens = answer.usage.completion_tokens;
+            member.cost_usd = answer.cost_usd;
             match parse_risk_verdict(&answer.text) {
                 Ok(parsed) => {
-                    record.reason = Some(parsed.reason);
+                    record.reason = Some(parsed.reason.clone());
+                    member.reason = Some(parsed.reason);
                     parsed.verdict
                 }
                 Err(e) => {
                     record.error = Some(format!("unreadable answer, failing closed: {e}"));
+                    member.abstention = Some(Abstention::Unparseable);
+                    member.error = Some(e.to_string());
                     RiskVerdict::CloseAll
                 }
             }
         }
         Err(e) => {
             record.error = Some(format!("model error, failing closed: {e}"));
+            member.abstention = Some(Abstention::of_model_error(&e));
+            member.error = Some(e.to_string());
             RiskVerdict::CloseAll
         }
     };
@@ -542,6 +559,10 @@ async fn confirm(
         RiskVerdict::CloseAll => "CLOSE_ALL".into(),
         RiskVerdict::Hold => "HOLD".into(),
     });
+    if member.abstention.is_none() {
+        member.verdict = record.action.clone();
+    }
+    record.members.push(member);
     record.outcome = record.action.clone().unwrap_or_default();
     record.log();
     // The writer logs and counts a failure with the decision's id.

@@ -61,6 +61,7 @@ impl Handler<Ask> for ScriptedModel {
                     finish_reason: Some("stop".into()),
                     cached: false,
                     attempts: Vec::new(),
+                    cost_usd: None,
                 }),
                 Script::Fail => Err(ModelError::AllFailed {
                     model: "default".into(),

@@ -74,7 +74,7 @@ use crate::exchanges::risk_gate::{ModeCause, TradingMode};
 use crate::exchanges::{Side, Timeframe};
 use crate::models::decision::{parse_trade_decision_for, DecisionError};
 use crate::models::{
-    MarketContext, ModelClient, ModelError, ModelRequest, Purpose, StructuredContext, TradeAction,
+    MarketContext, ModelClient, ModelRequest, Purpose, StructuredContext, TradeAction,
     TradeDecision,
 };
 use crate::signals::{self, RecentSignal, SignalBus, SignalFilter, SignalKind};
@@ -641,11 +641,7 @@ async fn ask_single(
         Err(e) => {
             record.error = Some(format!("model: {e}"));
             record.outcome = "model_error".into();
-            member.abstention = Some(if matches!(e, ModelError::DeadlineExceeded { .. }) {
-                Abstention::Timeout
-            } else {
-                Abstention::Error
-            });
+            member.abstention = Some(Abstention::of_model_error(&e));
             member.error = Some(e.to_string());
             record.members.push(member);
             return None;
@@ -657,6 +653,7 @@ async fn ask_single(
     member.raw_answer = Some(answer.text.clone());
     member.prompt_tokens = answer.usage.prompt_tokens;
     member.completion_tokens = answer.usage.completion_tokens;
+    member.cost_usd = answer.cost_usd;
     let decision = match parse_trade_decision_for(&answer.text, symbol) {
         Ok(parsed) => {
             record.confidence_defaulted = parsed.confidence_defaulted;

@@ -761,6 +761,7 @@ impl PoolCall {
                     finish_reason: completion.finish_reason,
                     cached: false,
                     attempts: Vec::new(),
+                    cost_usd: None,
                 };
                 return (Ok(response), now);
             }

@@ -143,6 +143,10 @@ pub struct ModelResponse {
     /// cached or joined one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// What this answer cost upstream at the answering deployment's configured prices
+    /// (absent when it has none, and for an answer from the cache, which cost nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<rust_decimal::Decimal>,
 }
 
 /// One deployment tried for an answer.

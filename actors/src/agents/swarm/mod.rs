@@ -42,7 +42,7 @@ use super::trading::TradingDeps;
 use crate::exchanges::gateway::{SwarmQuorumLost, SwarmQuorumRestored};
 use crate::models::decision::parse_trade_decision_for;
 use crate::models::router::SwarmReply;
-use crate::models::{ModelError, ModelRequest, Purpose, TradeAction, TradeDecision};
+use crate::models::{ModelRequest, Purpose, TradeAction, TradeDecision};
 use crate::telemetry::names;
 
 /// Longest review journaled, in characters; a longer answer is cut.
@@ -169,13 +169,10 @@ pub fn member_answer(
     let answer = match reply.result {
         Ok(answer) => answer,
         Err(e) => {
-            let abstention = match e {
-                ModelError::Abandoned { .. } | ModelError::DeadlineExceeded { .. } => {
-                    m.latency_ms = Some(settings.member_timeout.as_millis() as u64);
-                    Abstention::Timeout
-                }
-                _ => Abstention::Error,
-            };
+            let abstention = Abstention::of_model_error(&e);
+            if abstention == Abstention::Timeout {
+                m.latency_ms = Some(settings.member_timeout.as_millis() as u64);
+            }
             m.abstention = Some(abstention);
             m.error = Some(e.to_string());
             return (m, Ballot::Abstain(abstention));
@@ -185,6 +182,7 @@ pub fn member_answer(
     m.latency_ms = Some(answer.latency.as_millis() as u64);
     m.prompt_tokens = answer.usage.prompt_tokens;
     m.completion_tokens = answer.usage.completion_tokens;
+    m.cost_usd = answer.cost_usd;
     m.raw_answer = Some(answer.text.clone());
     match parse_trade_decision_for(&answer.text, symbol) {
         Ok(parsed) => {

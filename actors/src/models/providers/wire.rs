@@ -236,6 +236,7 @@ impl Reply {
             finish_reason: self.finish_reason.map(|reason| reason.as_str().to_string()),
             cached: false,
             attempts: Vec::new(),
+            cost_usd: None,
         }
     }
 }

@@ -58,8 +58,13 @@ pub struct Prices {
 }
 
 impl Prices {
+    /// Whether any price is configured (a deployment without prices has no cost to show).
+    pub fn priced(&self) -> bool {
+        !(self.prompt_per_mtok.is_zero() && self.completion_per_mtok.is_zero())
+    }
+
     pub fn cost(&self, usage: Usage) -> Decimal {
-        if self.prompt_per_mtok.is_zero() && self.completion_per_mtok.is_zero() {
+        if !self.priced() {
             return Decimal::ZERO;
         }
         let million = Decimal::from(1_000_000u32);

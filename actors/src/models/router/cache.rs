@@ -302,6 +302,7 @@ impl ResponseCache {
 fn mark_cached(response: &ModelResponse) -> ModelResponse {
     ModelResponse {
         cached: true,
+        cost_usd: None,
         ..response.clone()
     }
 }

@@ -129,6 +129,7 @@ impl Core {
                 Reached::Answer(Ok(mut response)) => {
                     self.accounting
                         .record(&d.deployment, response.usage, d.prices);
+                    response.cost_usd = d.prices.priced().then(|| d.prices.cost(response.usage));
                     tried_log.push(Attempt {
                         deployment: d.deployment.clone(),
                         outcome: "ok".into(),

@@ -404,6 +404,7 @@ async fn an_expired_l2_entry_is_removed_when_read() {
         finish_reason: None,
         cached: false,
         attempts: Vec::new(),
+        cost_usd: None,
     };
     cache.put(&key, &response, Duration::from_secs(10));
     let tree = store
@@ -577,10 +578,15 @@ async fn usage_and_cost_are_accounted_per_deployment_and_persisted() {
     let r = build();
     let mut req = request("q");
     req.cacheable = true;
-    ask(&r, req.clone()).await.unwrap();
+    // Each answer carries its own cost (10 prompt + 5 completion tokens at 3 and 15 USD
+    // per million), which the journal records per member.
+    let first = ask(&r, req.clone()).await.unwrap();
+    assert_eq!(first.cost_usd, Some(dec!(0.000105)));
     ask(&r, request("other")).await.unwrap();
     // A cache hit costs nothing.
-    assert!(ask(&r, req.clone()).await.unwrap().cached);
+    let hit = ask(&r, req.clone()).await.unwrap();
+    assert!(hit.cached);
+    assert_eq!(hit.cost_usd, None);
 
     // Each fake answer is 10 prompt + 5 completion tokens.
     let want = DeploymentUsage {

@@ -27,6 +27,7 @@ fn answer(text: &str) -> ModelResponse {
         finish_reason: Some("stop".into()),
         cached: false,
         attempts: Vec::new(),
+        cost_usd: None,
     }
 }
 
