@@ -31,10 +31,11 @@ use orrery_actors::clock::{system_clock, Millis, SharedClock};
 use orrery_actors::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Scope};
+use crate::config::Config;
 use crate::engine::EngineHandle;
 use crate::http::ApiError;
 use crate::json::to_json_value;
+use crate::operate::CliError;
 
 /// The agents of `config` on `store`: the risk agent (if enabled), then every trading
 /// agent in config order. `live`: the directory of the engine that runs them; else of a
@@ -258,22 +259,6 @@ pub enum AgentsAction {
     RunNow { name: String },
 }
 
-/// A failed agents command: the API's error code and message.
-#[derive(Debug, Clone)]
-struct CliError {
-    code: String,
-    message: String,
-}
-
-impl CliError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
 impl From<AgentError> for CliError {
     fn from(e: AgentError) -> Self {
         Self::new(agent_error_status(&e).1, e.to_string())
@@ -417,43 +402,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     path: &str,
     body: Option<&ControlBody>,
 ) -> Result<T, CliError> {
-    let url = format!("http://{}{path}", config.telemetry.listen);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| CliError::new("failed", e.to_string()))?;
-    let scope = if method == reqwest::Method::GET {
-        Scope::Read
-    } else {
-        Scope::Trade
-    };
-    let mut req = client.request(method, &url);
-    if let Some(token) = config.api.tokens.for_scope(scope) {
-        req = req.bearer_auth(token.expose());
-    }
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req.send().await.map_err(|e| {
-        CliError::new(
-            "not_ready",
-            format!("the engine holds the data dir but {url} did not answer: {e}"),
-        )
-    })?;
-    let status = resp.status();
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| CliError::new("failed", format!("reading the answer of {url}: {e}")))?;
-    if !status.is_success() {
-        return Err(match serde_json::from_str::<ApiError>(&text) {
-            Ok(env) => CliError::new(&env.error.code, env.error.message),
-            Err(_) => CliError::new("failed", format!("{status}: {text}")),
-        });
-    }
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::new("failed", format!("unreadable answer from {url}: {e}")))
+    crate::operate::call_api_within(config, method, path, body, Duration::from_secs(30)).await
 }
 
 fn print_done(config: &Config, done: &Done, json: bool) {

@@ -26,7 +26,7 @@ use orrery_actors::exchanges::{ClientOrderId, OrderStatus};
 use orrery_actors::store::{trees, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, VenueConfig};
+use crate::config::{Config, Scope, VenueConfig};
 use crate::engine::{Engine, EngineHandle};
 use crate::http::{gateway_error_response, gateway_error_status, slot_error_response, ApiError};
 use crate::symbols;
@@ -249,7 +249,7 @@ pub struct CliError {
 }
 
 impl CliError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
             message: message.into(),
@@ -287,14 +287,9 @@ pub fn open_store(config: &Config) -> Result<Option<Store>, String> {
     }
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
-    // A kill switch or a close of a large position may take several venue round trips.
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())
-}
+/// How long the CLI waits for the running engine's answer: a kill switch or a close of a
+/// large position may take several venue round trips.
+const API_ANSWER_WITHIN: Duration = Duration::from_secs(120);
 
 /// Calls the running engine's control API and reads the answer or its error envelope.
 pub async fn call_api<B: Serialize, T: serde::de::DeserializeOwned>(
@@ -303,8 +298,34 @@ pub async fn call_api<B: Serialize, T: serde::de::DeserializeOwned>(
     path: &str,
     body: Option<&B>,
 ) -> Result<T, CliError> {
+    call_api_within(config, method, path, body, API_ANSWER_WITHIN).await
+}
+
+/// [`call_api`] with its own deadline. The request carries the token of its scope when
+/// `[api]` configures one (`GET`: the read token, anything else: the trading token), as
+/// the API requires it once a token is set.
+pub async fn call_api_within<B: Serialize, T: serde::de::DeserializeOwned>(
+    config: &Config,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&B>,
+    within: Duration,
+) -> Result<T, CliError> {
     let url = format!("http://{}{path}", config.telemetry.listen);
-    let mut req = http_client()?.request(method, &url);
+    let client = reqwest::Client::builder()
+        .timeout(within)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| CliError::new("failed", e.to_string()))?;
+    let scope = if method == reqwest::Method::GET {
+        Scope::Read
+    } else {
+        Scope::Trade
+    };
+    let mut req = client.request(method, &url);
+    if let Some(token) = config.api.tokens.for_scope(scope) {
+        req = req.bearer_auth(token.expose());
+    }
     if let Some(b) = body {
         req = req.json(b);
     }

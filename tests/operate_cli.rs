@@ -450,3 +450,51 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
 }
+
+/// With API tokens set, the CLI's calls to the running engine carry the token of their
+/// scope: a cancel (trading scope) goes through, and the same command without the token
+/// in its environment is refused by the API (401), naming nothing secret.
+#[test]
+fn the_cli_sends_the_api_token_of_its_scope_to_a_running_engine() {
+    const TRADE_TOKEN: &str = "trade-token-for-the-cli-test";
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = test_config(dir.path(), port, "");
+    let cfg = config.to_str().unwrap();
+    let mut engine = spawn_engine(
+        &config,
+        dir.path(),
+        &[],
+        &[
+            ("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h"),
+            ("ORRERY_API_TOKEN_TRADE", TRADE_TOKEN),
+        ],
+    );
+    wait_for(Duration::from_secs(30), "the engine to serve", || {
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+    let cancel = |token: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "cancel", "--venue", "paper", "--all", "--json", "--config", cfg,
+        ])
+        .env_remove("ORRERY_CONFIG")
+        .env_remove("ORRERY_API_TOKEN_TRADE")
+        .env_remove("ORRERY_API_TOKEN_READ")
+        .stdin(Stdio::null());
+        if let Some(t) = token {
+            cmd.env("ORRERY_API_TOKEN_TRADE", t);
+        }
+        cmd.output().unwrap()
+    };
+    let with_token = ok(cancel(Some(TRADE_TOKEN)));
+    assert!(json(&with_token).is_object(), "{}", stderr(&with_token));
+    let without = cancel(None);
+    assert!(!without.status.success());
+    let refused = json(&without);
+    assert_eq!(refused["error"]["code"], "unauthorized", "{refused}");
+    assert!(!stderr(&without).contains(TRADE_TOKEN));
+    // Nothing was ordered (the agent waits an hour), so a plain stop is clean.
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+}
