@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::exchanges::gateway::OrderReport;
 use crate::models::StructuredContext;
+
+pub use super::member::{Abstention, MemberAnswer};
 use crate::store::{trees, Record, Store, StoreError, Tree};
 
 /// How a decision was reached.
@@ -41,84 +43,6 @@ pub enum DecisionMode {
     Single,
     /// Several members voted; the verdict needed a quorum.
     Swarm,
-}
-
-/// Why a model asked for a decision gave no usable vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Abstention {
-    /// No answer within the member's deadline (cut, never awaited further).
-    Timeout,
-    /// The model call failed (provider error, no healthy deployment, ...).
-    Error,
-    /// An answer came that the decision parser could not read (or about another symbol).
-    Unparseable,
-    /// The member answered NOTHING: it backs no action.
-    Nothing,
-}
-
-impl Abstention {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Abstention::Timeout => "timeout",
-            Abstention::Error => "error",
-            Abstention::Unparseable => "unparseable",
-            Abstention::Nothing => "nothing",
-        }
-    }
-
-    /// The abstention a failed model call is: no answer in time (the caller's deadline, or
-    /// a swarm member abandoned at it) is `Timeout`, any other failure `Error`.
-    pub fn of_model_error(error: &crate::models::ModelError) -> Self {
-        use crate::models::ModelError;
-        match error {
-            ModelError::Abandoned { .. } | ModelError::DeadlineExceeded { .. } => {
-                Abstention::Timeout
-            }
-            _ => Abstention::Error,
-        }
-    }
-
-    /// Whether the member *failed* (as opposed to disagreeing): NOTHING is a vote to stay
-    /// out, every other abstention is a failure of the member.
-    pub fn is_failure(self) -> bool {
-        !matches!(self, Abstention::Nothing)
-    }
-}
-
-/// What one model asked for a decision answered: the single model of a single-model
-/// decision, or one member of a swarm.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MemberAnswer {
-    /// The name asked: a logical model or a deployment id.
-    pub member: String,
-    /// The deployment that answered, if any did.
-    #[serde(default)]
-    pub deployment: Option<String>,
-    #[serde(default)]
-    pub raw_answer: Option<String>,
-    /// The parsed verdict (`BUY`, `SELL`, `NOTHING`), when the answer could be read.
-    #[serde(default)]
-    pub verdict: Option<String>,
-    #[serde(default)]
-    pub confidence: Option<f64>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub latency_ms: Option<u64>,
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-    /// What the answer cost at the deployment's configured prices, when it has any.
-    #[serde(default)]
-    pub cost_usd: Option<rust_decimal::Decimal>,
-    /// Why this member's answer backs no action, if it does not.
-    #[serde(default)]
-    pub abstention: Option<Abstention>,
-    /// The error or parse failure behind an abstention.
-    #[serde(default)]
-    pub error: Option<String>,
 }
 
 /// One journaled decision.
@@ -237,7 +161,7 @@ impl DecisionRecord {
     /// and status; `None` for a single-model decision.
     pub fn votes(&self) -> Option<String> {
         (self.mode == DecisionMode::Swarm)
-            .then(|| crate::agents::swarm::Tally::of_members(&self.members).to_string())
+            .then(|| crate::agents::swarm::consensus::Tally::of_members(&self.members).to_string())
     }
 
     /// The one line per decision the operator reads in the log: `info` for a decision,

@@ -20,7 +20,7 @@ impl Record for AgentMemory {}
 
 const KEY: &str = "memory";
 const CONTROL_KEY: &str = "control";
-/// A swarm agent's quorum-health tracker ([`super::swarm::QuorumHealth`]), so a restart
+/// A swarm agent's quorum-health tracker ([`super::swarm::quorum_health::QuorumHealth`]), so a restart
 /// remembers a lost quorum and the recovery under way.
 const SWARM_HEALTH_KEY: &str = "swarm_health";
 
@@ -42,7 +42,7 @@ impl Record for AgentControl {}
 pub struct MemoryStore {
     tree: Tree<AgentMemory>,
     control: Tree<AgentControl>,
-    swarm_health: Tree<super::swarm::QuorumHealth>,
+    swarm_health: Tree<super::swarm::quorum_health::QuorumHealth>,
 }
 
 impl MemoryStore {
@@ -91,13 +91,16 @@ impl MemoryStore {
     }
 
     /// The swarm's quorum health (a fresh tracker when never recorded).
-    pub fn swarm_health(&self) -> Result<super::swarm::QuorumHealth, StoreError> {
+    pub fn swarm_health(&self) -> Result<super::swarm::quorum_health::QuorumHealth, StoreError> {
         Ok(self.swarm_health.get(SWARM_HEALTH_KEY)?.unwrap_or_default())
     }
 
     /// Records the swarm's quorum health after a decision (not flushed: a crash loses at
     /// most the last rounds, which the next decisions rebuild).
-    pub fn set_swarm_health(&self, health: &super::swarm::QuorumHealth) -> Result<(), StoreError> {
+    pub fn set_swarm_health(
+        &self,
+        health: &super::swarm::quorum_health::QuorumHealth,
+    ) -> Result<(), StoreError> {
         self.swarm_health.put(SWARM_HEALTH_KEY, health)
     }
 

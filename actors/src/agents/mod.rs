@@ -4,12 +4,14 @@
 //! router's and gateway's messages.
 
 pub mod journal;
+pub mod member;
 pub mod memory;
 pub mod prompt;
 pub mod risk;
 pub mod runtime;
 pub mod swarm;
 pub mod trading;
+mod trading_deps;
 
 pub use journal::{Abstention, DecisionJournal, DecisionMode, DecisionRecord, MemberAnswer};
 pub use memory::{AgentControl, AgentMemory, MemoryStore};

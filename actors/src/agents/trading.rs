@@ -58,27 +58,21 @@ use futures::future::LocalBoxFuture;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::journal::{Abstention, DecisionJournal, DecisionRecord, MemberAnswer};
-use super::memory::MemoryStore;
+use super::journal::{Abstention, DecisionRecord, MemberAnswer};
 use super::prompt;
-use super::risk::BaselineBook;
 use super::runtime::{record_outcome, AgentKind, Kind, RunCtx, RunOutcome, Schedule};
 use super::swarm::{self, AgentMode, Quorum, QuorumLossConfig, SwarmKeys, SwarmSettings};
 use super::{gateway_call, GatewayCallError};
-use crate::clock::SharedClock;
 use crate::exchanges::gateway::{
-    AiEntry, ClosePosition, GetAccount, GetCandles, GetMode, GetPosition, GetQuote, OrderGateway,
-    OrderReport,
+    AiEntry, ClosePosition, GetAccount, GetCandles, GetMode, GetPosition, GetQuote, OrderReport,
 };
 use crate::exchanges::risk_gate::{ModeCause, TradingMode};
 use crate::exchanges::{Side, Timeframe};
 use crate::models::decision::{parse_trade_decision_for, DecisionError};
 use crate::models::{
-    MarketContext, ModelClient, ModelRequest, Purpose, StructuredContext, TradeAction,
-    TradeDecision,
+    MarketContext, ModelRequest, Purpose, StructuredContext, TradeAction, TradeDecision,
 };
-use crate::signals::{self, RecentSignal, SignalBus, SignalFilter, SignalKind};
-use crate::supervisor::Slot;
+use crate::signals::{self, RecentSignal, SignalFilter, SignalKind};
 use crate::telemetry::names;
 use crate::validate::{join, Issues};
 
@@ -317,20 +311,7 @@ impl TradingAgentConfig {
     }
 }
 
-/// Everything a run needs, cloneable into the run's future.
-#[derive(Clone)]
-pub struct TradingDeps {
-    pub gateway: Slot<OrderGateway>,
-    pub models: ModelClient,
-    pub journal: DecisionJournal,
-    pub memory: MemoryStore,
-    pub clock: SharedClock,
-    /// The risk window's baselines: an entry first ensures one from the account value
-    /// read before it, so PnL is measured from before the window's first order.
-    pub baselines: BaselineBook,
-    /// The signal bus: verdicts are published on it, `signal_kinds` read from it.
-    pub signals: Slot<SignalBus>,
-}
+pub use super::trading_deps::TradingDeps;
 
 /// The trading agent as the runtime runs it ([`super::runtime::AgentRunner`]): its
 /// schedule from the config, one run = [`run_once`]'s work over every symbol.

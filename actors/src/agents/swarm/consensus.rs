@@ -23,7 +23,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::config::Quorum;
-use crate::agents::journal::{Abstention, MemberAnswer};
+use crate::agents::member::{Abstention, MemberAnswer};
 use crate::models::decision::round_confidence;
 use crate::models::TradeAction;
 

@@ -38,7 +38,7 @@ use std::time::Instant;
 
 use super::gateway_call;
 use super::journal::{Abstention, DecisionMode, DecisionRecord, MemberAnswer};
-use super::trading::TradingDeps;
+use super::trading_deps::TradingDeps;
 use crate::exchanges::gateway::{SwarmQuorumLost, SwarmQuorumRestored};
 use crate::models::decision::parse_trade_decision_for;
 use crate::models::router::SwarmReply;
