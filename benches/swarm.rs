@@ -31,24 +31,6 @@ use orrery_actors::testkit::{MockServer, Reply};
 const MEMBERS: usize = 7;
 const ANSWER_AFTER: Duration = Duration::from_millis(100);
 
-fn completion(content: &str) -> Reply {
-    let body = serde_json::json!({
-        "id": "chatcmpl-CcWj9dBmozYrIh53F5tkednY14t4r",
-        "object": "chat.completion",
-        "created": 1763298303,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
-            "logprobs": null,
-            "finish_reason": "stop"
-        }],
-        "usage": {"prompt_tokens": 412, "completion_tokens": 19, "total_tokens": 431},
-        "system_fingerprint": "fp_560af6e559"
-    });
-    Reply::json(200, &body)
-}
-
 fn deployment(id: &str, server: &MockServer) -> DeploymentConfig {
     let mut cfg = DeploymentConfig::http(id, "openai", "gpt-4o-mini");
     cfg.base_url = Some(format!("{}/v1", server.url()));
@@ -81,7 +63,7 @@ fn setup() -> Bench {
             MockServer::start(|_| {
                 Reply::Delayed(
                     ANSWER_AFTER,
-                    Box::new(completion(
+                    Box::new(Reply::openai_chat_completion(
                         r#"{"action":"BUY","confidence":0.8,"reason":"trend"}"#,
                     )),
                 )

@@ -320,30 +320,13 @@ fn journal_lists_shows_and_survives_sigkill() {
 }
 
 /// An OpenAI chat completion whose answer is SELL.
-fn sell_completion() -> String {
-    serde_json::json!({
-        "id": "chatcmpl-replay",
-        "object": "chat.completion",
-        "created": 1_763_298_303,
-        "model": "gpt-4o-mini",
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": "{\"action\":\"SELL\",\"confidence\":0.9,\"reason\":\"the loopback model sells\"}",
-                "refusal": null
-            },
-            "finish_reason": "stop"
-        }],
-        "usage": {"prompt_tokens": 900, "completion_tokens": 20, "total_tokens": 920}
-    })
-    .to_string()
-}
-
 #[test]
 fn replay_against_a_model_that_disagrees_prints_the_agreement_and_places_no_order() {
-    let body = sell_completion();
-    let mock = MockServer::start(move |_| Reply::raw(200, "application/json", body.clone()));
+    let mock = MockServer::start(|_| {
+        Reply::openai_chat_completion(
+            "{\"action\":\"SELL\",\"confidence\":0.9,\"reason\":\"the loopback model sells\"}",
+        )
+    });
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let extra = format!(

@@ -17,29 +17,8 @@ use serde_json::Value;
 
 const KEY: (&str, &str) = ("OPENAI_API_KEY", "sk-test-swarm");
 
-/// A whole (non-streamed) chat completion carrying `content`, in the envelope OpenAI sends
-/// (recorded shape, see `models::providers::openai` tests).
-fn completion(content: &str) -> Reply {
-    let body = serde_json::json!({
-        "id": "chatcmpl-CcWj9dBmozYrIh53F5tkednY14t4r",
-        "object": "chat.completion",
-        "created": 1763298303,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
-            "logprobs": null,
-            "finish_reason": "stop"
-        }],
-        "usage": {"prompt_tokens": 412, "completion_tokens": 19, "total_tokens": 431},
-        "service_tier": "default",
-        "system_fingerprint": "fp_560af6e559"
-    });
-    Reply::json(200, &body)
-}
-
 fn answering(content: &'static str) -> MockServer {
-    MockServer::start(move |_| completion(content))
+    MockServer::start(move |_| Reply::openai_chat_completion(content))
 }
 
 const BUY: &str = r#"{"action":"BUY","confidence":0.8,"reason":"higher lows, volume rising"}"#;
@@ -388,9 +367,9 @@ fn losing_the_quorum_reduces_the_engine_until_the_members_are_healthy_again() {
             let healthy = healthy.clone();
             MockServer::start(move |_| {
                 if healthy.load(Ordering::SeqCst) {
-                    completion(BUY)
+                    Reply::openai_chat_completion(BUY)
                 } else {
-                    completion(GARBAGE)
+                    Reply::openai_chat_completion(GARBAGE)
                 }
             })
         }

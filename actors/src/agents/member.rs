@@ -81,3 +81,29 @@ pub struct MemberAnswer {
     #[serde(default)]
     pub error: Option<String>,
 }
+
+impl MemberAnswer {
+    /// The answer of `member` before anything is known but how long it took.
+    pub fn asked(member: &str, latency_ms: Option<u64>) -> Self {
+        Self {
+            member: member.to_string(),
+            latency_ms,
+            ..Self::default()
+        }
+    }
+
+    /// Records who answered, what, and at what cost.
+    pub fn answered(&mut self, answer: &crate::models::ModelResponse) {
+        self.deployment = Some(answer.deployment.clone());
+        self.raw_answer = Some(answer.text.clone());
+        self.prompt_tokens = answer.usage.prompt_tokens;
+        self.completion_tokens = answer.usage.completion_tokens;
+        self.cost_usd = answer.cost_usd;
+    }
+
+    /// Records why the answer backs no action, and the error behind it.
+    pub fn abstained(&mut self, abstention: Abstention, error: impl ToString) {
+        self.abstention = Some(abstention);
+        self.error = Some(error.to_string());
+    }
+}

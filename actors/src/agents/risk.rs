@@ -520,20 +520,12 @@ async fn confirm(
     let latency_ms = asked.elapsed().as_millis() as u64;
     record.latency_ms = Some(latency_ms);
     // The one model asked, as the journal lists every model asked for a decision.
-    let mut member = MemberAnswer {
-        member: limits.model.clone(),
-        latency_ms: Some(latency_ms),
-        ..MemberAnswer::default()
-    };
+    let mut member = MemberAnswer::asked(&limits.model, Some(latency_ms));
     let verdict = match answer {
         Ok(answer) => {
             record.deployment = Some(answer.deployment.clone());
             record.raw_answer = Some(answer.text.clone());
-            member.deployment = Some(answer.deployment.clone());
-            member.raw_answer = Some(answer.text.clone());
-            member.prompt_tokens = answer.usage.prompt_tokens;
-            member.completion_tokens = answer.usage.completion_tokens;
-            member.cost_usd = answer.cost_usd;
+            member.answered(&answer);
             match parse_risk_verdict(&answer.text) {
                 Ok(parsed) => {
                     record.reason = Some(parsed.reason.clone());
@@ -542,16 +534,14 @@ async fn confirm(
                 }
                 Err(e) => {
                     record.error = Some(format!("unreadable answer, failing closed: {e}"));
-                    member.abstention = Some(Abstention::Unparseable);
-                    member.error = Some(e.to_string());
+                    member.abstained(Abstention::Unparseable, &e);
                     RiskVerdict::CloseAll
                 }
             }
         }
         Err(e) => {
             record.error = Some(format!("model error, failing closed: {e}"));
-            member.abstention = Some(Abstention::of_model_error(&e));
-            member.error = Some(e.to_string());
+            member.abstained(Abstention::of_model_error(&e), &e);
             RiskVerdict::CloseAll
         }
     };

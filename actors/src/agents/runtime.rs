@@ -547,33 +547,31 @@ impl Actor for AgentRunner {
     }
 }
 
-impl Handler<PauseAgent> for AgentRunner {
-    type Result = Result<AgentControl, StoreError>;
-    fn handle(&mut self, msg: PauseAgent, _: &mut Context<Self>) -> Self::Result {
-        let now = self.clock.now_ms();
+impl AgentRunner {
+    /// Pauses or resumes this agent (durable), as [`PauseAgent`] and [`ResumeAgent`] ask.
+    fn set_paused(&self, paused: bool, reason: &str) -> Result<AgentControl, StoreError> {
         set_paused(
             &self.memory,
             self.agent.name(),
             self.agent.kind(),
-            true,
-            &msg.reason,
-            now,
+            paused,
+            reason,
+            self.clock.now_ms(),
         )
+    }
+}
+
+impl Handler<PauseAgent> for AgentRunner {
+    type Result = Result<AgentControl, StoreError>;
+    fn handle(&mut self, msg: PauseAgent, _: &mut Context<Self>) -> Self::Result {
+        self.set_paused(true, &msg.reason)
     }
 }
 
 impl Handler<ResumeAgent> for AgentRunner {
     type Result = Result<AgentControl, StoreError>;
     fn handle(&mut self, msg: ResumeAgent, _: &mut Context<Self>) -> Self::Result {
-        let now = self.clock.now_ms();
-        set_paused(
-            &self.memory,
-            self.agent.name(),
-            self.agent.kind(),
-            false,
-            &msg.reason,
-            now,
-        )
+        self.set_paused(false, &msg.reason)
     }
 }
 

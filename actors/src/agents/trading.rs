@@ -612,29 +612,20 @@ async fn ask_single(
     let answer = deps.models.ask(request).await;
     let latency_ms = asked.elapsed().as_millis() as u64;
     record.latency_ms = Some(latency_ms);
-    let mut member = MemberAnswer {
-        member: config.model.clone(),
-        latency_ms: Some(latency_ms),
-        ..MemberAnswer::default()
-    };
+    let mut member = MemberAnswer::asked(&config.model, Some(latency_ms));
     let answer = match answer {
         Ok(a) => a,
         Err(e) => {
             record.error = Some(format!("model: {e}"));
             record.outcome = "model_error".into();
-            member.abstention = Some(Abstention::of_model_error(&e));
-            member.error = Some(e.to_string());
+            member.abstained(Abstention::of_model_error(&e), &e);
             record.members.push(member);
             return None;
         }
     };
     record.deployment = Some(answer.deployment.clone());
     record.raw_answer = Some(answer.text.clone());
-    member.deployment = Some(answer.deployment.clone());
-    member.raw_answer = Some(answer.text.clone());
-    member.prompt_tokens = answer.usage.prompt_tokens;
-    member.completion_tokens = answer.usage.completion_tokens;
-    member.cost_usd = answer.cost_usd;
+    member.answered(&answer);
     let decision = match parse_trade_decision_for(&answer.text, symbol) {
         Ok(parsed) => {
             record.confidence_defaulted = parsed.confidence_defaulted;
@@ -643,16 +634,14 @@ async fn ask_single(
         Err(e @ DecisionError::WrongSymbol { .. }) => {
             record.error = Some(e.to_string());
             record.outcome = "wrong_symbol".into();
-            member.abstention = Some(Abstention::Unparseable);
-            member.error = Some(e.to_string());
+            member.abstained(Abstention::Unparseable, &e);
             record.members.push(member);
             return None;
         }
         Err(e) => {
             record.error = Some(format!("unreadable answer: {e}"));
             record.outcome = "parse_error".into();
-            member.abstention = Some(Abstention::Unparseable);
-            member.error = Some(e.to_string());
+            member.abstained(Abstention::Unparseable, &e);
             record.members.push(member);
             return None;
         }

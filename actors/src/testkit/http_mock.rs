@@ -106,6 +106,28 @@ impl Reply {
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
         Self::raw(status, "application/json", value.to_string())
     }
+
+    /// A whole (non-streamed) OpenAI chat completion whose message is `content`, in the
+    /// envelope OpenAI was recorded sending (id, model snapshot, `refusal`/`annotations`,
+    /// usage 412 prompt + 19 completion tokens, `service_tier`, `system_fingerprint`).
+    pub fn openai_chat_completion(content: &str) -> Self {
+        let body = serde_json::json!({
+            "id": "chatcmpl-CcWj9dBmozYrIh53F5tkednY14t4r",
+            "object": "chat.completion",
+            "created": 1763298303,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
+                "logprobs": null,
+                "finish_reason": "stop"
+            }],
+            "usage": {"prompt_tokens": 412, "completion_tokens": 19, "total_tokens": 431},
+            "service_tier": "default",
+            "system_fingerprint": "fp_560af6e559"
+        });
+        Self::json(200, &body)
+    }
     pub fn raw(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Reply::Full {
             status,

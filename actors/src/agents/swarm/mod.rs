@@ -162,10 +162,7 @@ pub fn member_answer(
     symbol: &str,
     settings: &SwarmSettings,
 ) -> (MemberAnswer, Ballot) {
-    let mut m = MemberAnswer {
-        member: reply.member,
-        ..MemberAnswer::default()
-    };
+    let mut m = MemberAnswer::asked(&reply.member, None);
     let answer = match reply.result {
         Ok(answer) => answer,
         Err(e) => {
@@ -173,17 +170,12 @@ pub fn member_answer(
             if abstention == Abstention::Timeout {
                 m.latency_ms = Some(settings.member_timeout.as_millis() as u64);
             }
-            m.abstention = Some(abstention);
-            m.error = Some(e.to_string());
+            m.abstained(abstention, &e);
             return (m, Ballot::Abstain(abstention));
         }
     };
-    m.deployment = Some(answer.deployment.clone());
+    m.answered(&answer);
     m.latency_ms = Some(answer.latency.as_millis() as u64);
-    m.prompt_tokens = answer.usage.prompt_tokens;
-    m.completion_tokens = answer.usage.completion_tokens;
-    m.cost_usd = answer.cost_usd;
-    m.raw_answer = Some(answer.text.clone());
     match parse_trade_decision_for(&answer.text, symbol) {
         Ok(parsed) => {
             let d = parsed.decision;
@@ -197,8 +189,7 @@ pub fn member_answer(
             (m, ballot)
         }
         Err(e) => {
-            m.abstention = Some(Abstention::Unparseable);
-            m.error = Some(e.to_string());
+            m.abstained(Abstention::Unparseable, &e);
             (m, Ballot::Abstain(Abstention::Unparseable))
         }
     }
