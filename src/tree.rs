@@ -61,6 +61,7 @@ use orrery_actors::exchanges::account::{connector_name, display_url, AccountLimi
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
 use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
+use orrery_actors::exchanges::stream::hyperliquid::HyperliquidProtocol;
 use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
@@ -472,9 +473,9 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             ChildSpec::in_slot(id, Slot::new(), move |_| {
                 let url = h.ws_url();
                 let feed = streams.register(&venue, &url, h.stream_stale_after);
-                let settings =
-                    StreamSettings::hyperliquid(&venue, &url, &coins, h.stream_stale_after);
-                Ok(StreamFeed::new(settings, feed))
+                let settings = StreamSettings::new(&venue, &url, h.stream_stale_after);
+                let protocol = HyperliquidProtocol::public(&coins);
+                Ok(StreamFeed::new(settings, Box::new(protocol), feed))
             })
         }
         Role::OrderGateway => {

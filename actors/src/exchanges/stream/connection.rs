@@ -17,17 +17,16 @@ use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::book::VenueFeed;
-use super::hyperliquid::{self, Subscription, PING};
+use super::protocol::{FrameError, Protocol};
 use crate::resilience::config::BackoffConfig;
 use crate::resilience::retry::Schedule;
 
-/// How one venue's stream connects and what it subscribes to.
+/// How one venue's stream connects (what it subscribes to is its [`Protocol`]'s).
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
     pub venue: String,
     /// `ws://` or `wss://` URL.
     pub url: String,
-    pub subscriptions: Vec<Subscription>,
     /// A quote or channel older than this is stale (reads use REST).
     pub stale_after: Duration,
     /// Heartbeat period (Hyperliquid closes a connection idle for 60 s; its SDK pings
@@ -44,12 +43,13 @@ pub struct StreamSettings {
 }
 
 impl StreamSettings {
-    /// Hyperliquid defaults for `url`, `coins` and `stale_after`.
-    pub fn hyperliquid(venue: &str, url: &str, coins: &[String], stale_after: Duration) -> Self {
+    /// Defaults for `url` and `stale_after`: a 50 s heartbeat (Hyperliquid closes a
+    /// connection idle for 60 s; a venue whose server pings ignores it), 10 s to connect or
+    /// to hear a pong, backoff from 0.5 s to 30 s.
+    pub fn new(venue: &str, url: &str, stale_after: Duration) -> Self {
         Self {
             venue: venue.to_string(),
             url: url.to_string(),
-            subscriptions: Subscription::public_set(coins),
             stale_after,
             ping_interval: Duration::from_secs(50),
             pong_timeout: Duration::from_secs(10),
@@ -87,6 +87,18 @@ pub enum StreamError {
     Closed(String),
     #[error("no frame (not even a pong) for {0:?}; the connection is presumed dead")]
     Silent(Duration),
+    #[error("connection rotated after {0:?} (the venue ends longer connections)")]
+    Rotated(Duration),
+    /// A REST call the protocol needs (a listen key, a depth snapshot) failed.
+    #[error("{what}: {source}")]
+    Rest {
+        what: &'static str,
+        source: crate::exchanges::venue::VenueError,
+    },
+    /// The venue's data is no longer consistent (a sequence gap that a resync could not
+    /// close); a new connection starts from a fresh snapshot.
+    #[error("{0}")]
+    OutOfSync(String),
 }
 
 type Ws =
@@ -101,7 +113,7 @@ async fn send(ws: &mut Ws, text: String, deadline: Duration) -> Result<(), Strea
 
 /// Runs the venue's stream for ever: each connection until it ends, then a backoff wait,
 /// then the next. Cancelled by dropping it (the actor stopping).
-pub async fn run(settings: StreamSettings, feed: Arc<VenueFeed>) {
+pub async fn run(settings: StreamSettings, mut protocol: Box<dyn Protocol>, feed: Arc<VenueFeed>) {
     let mut backoff = settings.schedule();
     let mut first = true;
     loop {
@@ -109,8 +121,9 @@ pub async fn run(settings: StreamSettings, feed: Arc<VenueFeed>) {
             feed.count_reconnect();
         }
         first = false;
-        let end = connection(&settings, &feed, &mut backoff).await;
+        let end = connection(&settings, protocol.as_mut(), &feed, &mut backoff).await;
         feed.set_connected(false);
+        protocol.on_disconnected(&feed).await;
         let wait = backoff.next().unwrap_or(settings.backoff.cap);
         tracing::warn!(venue = %settings.venue, url = %settings.url, error = %end, retry_in = ?wait, "market-data stream lost; reads use REST until it is back");
         tokio::time::sleep(wait).await;
@@ -118,8 +131,17 @@ pub async fn run(settings: StreamSettings, feed: Arc<VenueFeed>) {
 }
 
 /// One connection, from connect to its end (always an error: streams do not end on their own).
-async fn connection(s: &StreamSettings, feed: &VenueFeed, backoff: &mut Schedule) -> StreamError {
-    let mut ws = match timeout(s.connect_timeout, tokio_tungstenite::connect_async(&s.url)).await {
+async fn connection(
+    s: &StreamSettings,
+    protocol: &mut dyn Protocol,
+    feed: &VenueFeed,
+    backoff: &mut Schedule,
+) -> StreamError {
+    let url = match protocol.connect_url(&s.url).await {
+        Ok(url) => url,
+        Err(e) => return e,
+    };
+    let mut ws = match timeout(s.connect_timeout, tokio_tungstenite::connect_async(&url)).await {
         Err(_) => {
             return StreamError::ConnectTimeout {
                 url: s.url.clone(),
@@ -134,14 +156,21 @@ async fn connection(s: &StreamSettings, feed: &VenueFeed, backoff: &mut Schedule
         }
         Ok(Ok((ws, _))) => ws,
     };
-    for sub in &s.subscriptions {
-        if let Err(e) = send(&mut ws, sub.subscribe_message(), s.send_timeout).await {
+    let subscriptions = protocol.subscribe_messages();
+    for sub in &subscriptions {
+        if let Err(e) = send(&mut ws, sub.clone(), s.send_timeout).await {
             return e;
         }
     }
     feed.set_connected(true);
+    protocol.on_connected(feed);
     *backoff = s.schedule();
-    tracing::info!(venue = %s.venue, url = %s.url, subscriptions = s.subscriptions.len(), "market-data stream connected and subscribed");
+    // The configured URL, never the connected one: a user stream's URL carries its listen key.
+    tracing::info!(venue = %s.venue, url = %s.url, subscriptions = subscriptions.len(), "market-data stream connected and subscribed");
+    let heartbeat = protocol.heartbeat();
+    let rotate_at = protocol
+        .max_lifetime()
+        .map(|life| (Instant::now() + life, life));
     let silence = s.ping_interval + s.pong_timeout;
     let sweep_every = (s.stale_after / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut ping = tokio::time::interval_at(Instant::now() + s.ping_interval, s.ping_interval);
@@ -150,8 +179,10 @@ async fn connection(s: &StreamSettings, feed: &VenueFeed, backoff: &mut Schedule
     loop {
         tokio::select! {
             _ = ping.tick() => {
-                if let Err(e) = send(&mut ws, PING.to_string(), s.send_timeout).await {
-                    return e;
+                if let Some(beat) = &heartbeat {
+                    if let Err(e) = send(&mut ws, beat.clone(), s.send_timeout).await {
+                        return e;
+                    }
                 }
             }
             _ = sweep.tick() => {
@@ -160,6 +191,16 @@ async fn connection(s: &StreamSettings, feed: &VenueFeed, backoff: &mut Schedule
                 if now.saturating_duration_since(last_frame) > silence {
                     return StreamError::Silent(silence);
                 }
+                if let Some((at, life)) = rotate_at {
+                    if now >= at {
+                        // A polite close; the next connection subscribes afresh.
+                        let _ = timeout(s.send_timeout, ws.close(None)).await;
+                        return StreamError::Rotated(life);
+                    }
+                }
+                if let Err(e) = protocol.on_tick(feed, now).await {
+                    return e;
+                }
             }
             frame = ws.next() => {
                 let now = Instant::now();
@@ -167,11 +208,8 @@ async fn connection(s: &StreamSettings, feed: &VenueFeed, backoff: &mut Schedule
                 match frame {
                     None => return StreamError::Closed("end of stream".into()),
                     Some(Err(e)) => return StreamError::Socket(e),
-                    Some(Ok(Message::Text(text))) => match hyperliquid::parse(text.as_str()) {
-                        Ok(frame) => {
-                            let channel = hyperliquid::apply(frame, feed, now);
-                            feed.record(channel, now);
-                        }
+                    Some(Ok(Message::Text(text))) => match protocol.on_text(text.as_str(), feed, now) {
+                        Ok(channel) => feed.record(channel, now),
                         Err(e) => {
                             feed.count_malformed();
                             tracing::warn!(venue = %s.venue, error = %e, "malformed market-data frame dropped");
@@ -179,7 +217,7 @@ async fn connection(s: &StreamSettings, feed: &VenueFeed, backoff: &mut Schedule
                     },
                     Some(Ok(Message::Binary(b))) => {
                         feed.count_malformed();
-                        tracing::warn!(venue = %s.venue, error = %hyperliquid::FrameError::Binary(b.len()), "malformed market-data frame dropped");
+                        tracing::warn!(venue = %s.venue, error = %FrameError::Binary(b.len()), "malformed market-data frame dropped");
                     }
                     Some(Ok(Message::Close(frame))) => {
                         return StreamError::Closed(frame.map_or_else(|| "no reason given".into(), |f| format!("{} {}", f.code, f.reason)));
@@ -194,13 +232,20 @@ async fn connection(s: &StreamSettings, feed: &VenueFeed, backoff: &mut Schedule
 
 /// The supervised actor that owns one venue's stream: its loop runs as long as the actor.
 pub struct StreamFeed {
-    settings: StreamSettings,
+    run: Option<futures::future::BoxFuture<'static, ()>>,
     feed: Arc<VenueFeed>,
 }
 
 impl StreamFeed {
-    pub fn new(settings: StreamSettings, feed: Arc<VenueFeed>) -> Self {
-        Self { settings, feed }
+    pub fn new(
+        settings: StreamSettings,
+        protocol: Box<dyn Protocol>,
+        feed: Arc<VenueFeed>,
+    ) -> Self {
+        Self {
+            run: Some(Box::pin(run(settings, protocol, feed.clone()))),
+            feed,
+        }
     }
 }
 
@@ -208,9 +253,11 @@ impl Actor for StreamFeed {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let fut = run(self.settings.clone(), self.feed.clone());
-        // `run` never returns; if it ever did, the actor stops and its supervisor restarts it.
-        ctx.spawn(fut.into_actor(self).map(|(), _, ctx| ctx.stop()));
+        // `run` never returns; if it ever did, the actor stops and its supervisor restarts
+        // it (with a new protocol and loop: the supervisor builds a new actor).
+        if let Some(fut) = self.run.take() {
+            ctx.spawn(fut.into_actor(self).map(|(), _, ctx| ctx.stop()));
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

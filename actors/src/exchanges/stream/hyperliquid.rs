@@ -10,8 +10,8 @@
 //! answers `{"channel":"pong"}`; the server closes a connection that sent nothing for 60 s
 //! (the SDK pings every 50 s).
 //!
-//! Owns: parsing one frame into an [`HlFrame`] (one pass of serde over the text) and
-//! applying it to a [`VenueFeed`]. Never: I/O, and never a panic on bad input — a frame that
+//! Owns: parsing one frame into an [`HlFrame`] (one pass of serde over the text),
+//! applying it to a [`VenueFeed`], and the [`HyperliquidProtocol`] the connection loop runs. Never: I/O, and never a panic on bad input — a frame that
 //! is not JSON or not a known shape is a [`FrameError`].
 
 use rust_decimal::Decimal;
@@ -19,6 +19,8 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::book::VenueFeed;
+pub use super::protocol::FrameError;
+use super::protocol::Protocol;
 use crate::clock::Millis;
 use crate::exchanges::hyperliquid::info::{BookLevel, L2Book};
 use crate::exchanges::types::Quote;
@@ -169,24 +171,47 @@ impl HlFrame {
     }
 }
 
-/// A frame that could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    #[error("frame is not a known Hyperliquid message ({source}); first bytes: {head:?}")]
-    Malformed {
-        source: serde_json::Error,
-        head: String,
-    },
-    #[error("binary frame of {0} bytes; Hyperliquid sends JSON text")]
-    Binary(usize),
-}
-
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<HlFrame, FrameError> {
-    serde_json::from_str(text).map_err(|source| FrameError::Malformed {
-        source,
-        head: text.chars().take(80).collect(),
-    })
+    serde_json::from_str(text).map_err(|source| FrameError::malformed("Hyperliquid", source, text))
+}
+
+/// Hyperliquid's protocol for the connection loop: subscribe after connecting, ping every
+/// `ping_interval`, one frame type per channel.
+#[derive(Debug, Clone)]
+pub struct HyperliquidProtocol {
+    pub subscriptions: Vec<Subscription>,
+}
+
+impl HyperliquidProtocol {
+    /// The public market-data channels for `coins` ([`Subscription::public_set`]).
+    pub fn public(coins: &[String]) -> Self {
+        Self {
+            subscriptions: Subscription::public_set(coins),
+        }
+    }
+}
+
+impl Protocol for HyperliquidProtocol {
+    fn subscribe_messages(&self) -> Vec<String> {
+        self.subscriptions
+            .iter()
+            .map(Subscription::subscribe_message)
+            .collect()
+    }
+
+    fn heartbeat(&self) -> Option<String> {
+        Some(PING.to_string())
+    }
+
+    fn on_text(
+        &mut self,
+        text: &str,
+        feed: &VenueFeed,
+        now: Instant,
+    ) -> Result<&'static str, FrameError> {
+        Ok(apply(parse(text)?, feed, now))
+    }
 }
 
 /// Applies a parsed frame to the venue's state: quotes from `bbo` and `l2Book` (only when

@@ -3,8 +3,10 @@
 //! reads while the stream is fresh.
 //!
 //! Owns: the connection loop ([`connection`]: connect with a deadline, subscribe, ping,
-//! read with a deadline, reconnect with the resilience kit's backoff and subscribe again),
-//! the venue protocols ([`hyperliquid`]: subscription messages and typed frames), and the
+//! read with a deadline, rotate, reconnect with the resilience kit's backoff and subscribe
+//! again), what a venue protocol must provide ([`protocol::Protocol`]), the venue protocols
+//! ([`hyperliquid`]: subscription messages and typed frames), the account updates a user
+//! stream hands to the gateway ([`pushed`]), and the
 //! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag) that the
 //! gateway's quote read and `orrery status` consult without a message round trip.
 //!
@@ -23,11 +25,15 @@
 pub mod book;
 pub mod connection;
 pub mod hyperliquid;
+pub mod protocol;
+pub mod pushed;
 #[cfg(test)]
 mod tests;
 
 pub use book::{ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
-pub use connection::{StreamFeed, StreamSettings};
+pub use connection::{StreamError, StreamFeed, StreamSettings};
+pub use protocol::{FrameError, Protocol};
+pub use pushed::{PushSink, PushedUpdate};
 
 use crate::telemetry::names;
 

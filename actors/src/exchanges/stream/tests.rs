@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::book::{FeedState, StreamBook, VenueFeed};
 use super::connection::{StreamFeed, StreamSettings};
-use super::hyperliquid::{self, HlFrame, Subscription};
+use super::hyperliquid::{self, HlFrame, HyperliquidProtocol, Subscription};
 use crate::clock::system_clock;
 use crate::exchanges::connector::Connector;
 use crate::exchanges::gateway::{GatewayConfig, GatewayCore};
@@ -183,13 +183,17 @@ async fn a_quote_is_served_only_while_connected_and_younger_than_stale_after() {
 /// Deadlines long enough never to fire on a loaded machine (the tests' own faults end the
 /// connections), backoff short.
 fn settings(url: &str, stale_after: Duration) -> StreamSettings {
-    let mut s = StreamSettings::hyperliquid(VENUE, url, &["BTC".to_string()], stale_after);
+    let mut s = StreamSettings::new(VENUE, url, stale_after);
     s.backoff = BackoffConfig {
         base: Duration::from_millis(5),
         cap: Duration::from_millis(50),
         ..BackoffConfig::default()
     };
     s
+}
+
+fn btc() -> Box<dyn super::Protocol> {
+    Box::new(HyperliquidProtocol::public(&["BTC".to_string()]))
 }
 
 /// Polls `cond` every 5 ms until it holds; fails after a generous bound (a hang, not a
@@ -211,6 +215,7 @@ async fn the_stream_survives_every_fault_and_resubscribes_after_each() {
     let feed: Arc<VenueFeed> = book.register(VENUE, &mock.url(), Duration::from_secs(3600));
     let actor = StreamFeed::new(
         settings(&mock.url(), Duration::from_secs(3600)),
+        btc(),
         feed.clone(),
     )
     .start();
@@ -312,7 +317,7 @@ async fn a_silent_server_is_left_and_the_heartbeat_is_answered() {
     // Short heartbeat so the test sees several pings; the server's pongs keep it alive.
     s.ping_interval = Duration::from_millis(20);
     s.pong_timeout = Duration::from_millis(200);
-    let _actor = StreamFeed::new(s, feed.clone()).start();
+    let _actor = StreamFeed::new(s, btc(), feed.clone()).start();
     until("pings answered", || {
         mock.pings() >= 3
             && feed
@@ -375,7 +380,7 @@ async fn gateway_quotes_come_from_the_stream_while_fresh_and_from_rest_otherwise
     // A short staleness bound: this test waits for it to pass.
     let stale_after = Duration::from_millis(300);
     let feed = book.register(VENUE, &mock.url(), stale_after);
-    let _actor = StreamFeed::new(settings(&mock.url(), stale_after), feed.clone()).start();
+    let _actor = StreamFeed::new(settings(&mock.url(), stale_after), btc(), feed.clone()).start();
     until("connected", || feed.is_connected()).await;
     assert!(mock.send_bbo("BTC", "60100", "60102", 1));
     until("stream quote served", || {
