@@ -272,6 +272,25 @@ pub(crate) fn configured_symbols(config: &Config, venue: &str) -> Vec<String> {
     symbols
 }
 
+/// The candle timeframes the configured trading agents read on `venue` (at least 1m).
+pub(crate) fn configured_timeframes(
+    config: &Config,
+    venue: &str,
+) -> Vec<orrery_actors::exchanges::types::Timeframe> {
+    use orrery_actors::exchanges::types::Timeframe;
+    let mut tfs: Vec<Timeframe> = config
+        .agents
+        .trading
+        .iter()
+        .filter(|a| a.venue == venue)
+        .map(|a| a.timeframe)
+        .chain([Timeframe::M1])
+        .collect();
+    tfs.sort_by_key(|t| t.millis());
+    tfs.dedup();
+    tfs
+}
+
 /// Fills of `venue` recorded in the data dir.
 fn recorded_fills(store: &Store, venue: &str) -> Vec<Fill> {
     store

@@ -470,11 +470,12 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             };
             let (venue, streams) = (venue.clone(), streams.clone());
             let coins = crate::status::configured_symbols(&config, &venue);
+            let timeframes = crate::status::configured_timeframes(&config, &venue);
             ChildSpec::in_slot(id, Slot::new(), move |_| {
                 let url = h.ws_url();
                 let feed = streams.register(&venue, &url, h.stream_stale_after);
                 let settings = StreamSettings::new(&venue, &url, h.stream_stale_after);
-                let protocol = HyperliquidProtocol::public(&coins);
+                let protocol = HyperliquidProtocol::public_with(&coins, &timeframes);
                 Ok(StreamFeed::new(settings, Box::new(protocol), feed))
             })
         }

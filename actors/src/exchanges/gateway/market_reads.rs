@@ -1,6 +1,8 @@
 //! The gateway as market data's host: [`VenueReads`] over the venues' connectors.
 //!
-//! Owns: the choice between a venue's fresh websocket quote and its REST read (a streamed
+//! Owns: the choice between a venue's fresh websocket quote or candles and its REST read
+//! (candles: a REST read seeds the stream's series, which streamed candles then extend; a
+//! series with a gap or gone quiet is read from REST again) (a streamed
 //! quote is used only while [`StreamBook::fresh_quote`](crate::exchanges::stream::StreamBook::fresh_quote)
 //! says it is fresh; stale or disconnected means REST), which gateway errors a market-data read may fall back from (availability
 //! failures: timeout, unavailable, rate limited, the connector down) and the mode change
@@ -46,14 +48,30 @@ impl VenueReads for GatewayCore {
         timeframe: Timeframe,
         lookback: usize,
     ) -> BoxFuture<'a, GatewayResult<Vec<Candle>>> {
-        self.call(
-            venue,
-            VenueCommand::Candles {
-                symbol: symbol.to_string(),
-                timeframe,
-                lookback,
-            },
-        )
+        let feed = self.streams.get().and_then(|s| s.feed(venue));
+        if let Some(candles) = feed
+            .as_ref()
+            .and_then(|f| f.fresh_candles(symbol, timeframe, lookback))
+        {
+            return futures::future::ready(Ok(candles)).boxed();
+        }
+        async move {
+            let candles: Vec<Candle> = self
+                .call(
+                    venue,
+                    VenueCommand::Candles {
+                        symbol: symbol.to_string(),
+                        timeframe,
+                        lookback,
+                    },
+                )
+                .await?;
+            // The stream extends this history from now on (when it carries this timeframe).
+            if let Some(feed) = &feed {
+                feed.seed_candles(symbol, timeframe, &candles);
+            }
+            Ok(candles)
+        }
         .boxed()
     }
 

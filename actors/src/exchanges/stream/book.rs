@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::exchanges::types::Quote;
+use crate::exchanges::types::{Candle, Quote, Timeframe};
 use crate::telemetry::names;
 
 /// Every venue's stream state. Cloning shares it.
@@ -126,6 +126,33 @@ struct Stamped<T> {
     at: Instant,
 }
 
+/// A gapless run of candles, oldest first, at most [`CandleSeries::KEPT`].
+#[derive(Default)]
+struct CandleSeries {
+    candles: std::collections::VecDeque<Candle>,
+}
+
+impl CandleSeries {
+    const KEPT: usize = 1000;
+
+    /// Adds or updates `candle`; `false` when it does not continue the series (a gap or
+    /// an older candle), which the caller answers by dropping the series.
+    fn push(&mut self, timeframe: Timeframe, candle: Candle) -> bool {
+        match self.candles.back_mut() {
+            Some(last) if last.open_time_ms == candle.open_time_ms => *last = candle,
+            Some(last) if last.open_time_ms + timeframe.millis() == candle.open_time_ms => {
+                self.candles.push_back(candle)
+            }
+            Some(_) => return false,
+            None => self.candles.push_back(candle),
+        }
+        if self.candles.len() > Self::KEPT {
+            self.candles.pop_front();
+        }
+        true
+    }
+}
+
 /// One venue's stream state, written by its connection loop.
 pub struct VenueFeed {
     venue: String,
@@ -137,6 +164,7 @@ pub struct VenueFeed {
     quotes: DashMap<String, Stamped<Quote>>,
     mids: DashMap<String, Stamped<Decimal>>,
     trades: DashMap<String, Stamped<Decimal>>,
+    candles: DashMap<(String, Timeframe), Stamped<CandleSeries>>,
     channels: DashMap<&'static str, ChannelEntry>,
 }
 
@@ -153,6 +181,7 @@ impl VenueFeed {
             quotes: DashMap::new(),
             mids: DashMap::new(),
             trades: DashMap::new(),
+            candles: DashMap::new(),
             channels: DashMap::new(),
         }
     }
@@ -173,6 +202,9 @@ impl VenueFeed {
     /// REST until the stream is fresh again.
     pub fn set_connected(&self, up: bool) {
         let was = self.connected.swap(up, Ordering::AcqRel);
+        if !up {
+            self.candles.clear();
+        }
         metrics::gauge!(names::STREAM_CONNECTED, "venue" => self.venue.clone()).set(if up {
             1.0
         } else {
@@ -238,6 +270,72 @@ impl VenueFeed {
     pub fn put_trade(&self, symbol: &str, px: Decimal, now: Instant) {
         self.trades
             .insert(symbol.to_string(), Stamped { value: px, at: now });
+    }
+
+    /// A candle from the stream (the current one, updated as it forms, or a new one). It
+    /// joins the series seeded from REST only when it continues it; otherwise the series
+    /// is dropped and the next read reseeds it from REST.
+    pub fn put_candle(&self, symbol: &str, timeframe: Timeframe, candle: Candle, now: Instant) {
+        let key = (symbol.to_string(), timeframe);
+        let Some(mut series) = self.candles.get_mut(&key) else {
+            return;
+        };
+        if series.value.push(timeframe, candle) {
+            series.at = now;
+        } else {
+            drop(series);
+            self.candles.remove(&key);
+        }
+    }
+
+    /// Seeds the series of `symbol`/`timeframe` with REST history, oldest first; streamed
+    /// candles then extend it. Called by the gateway after a REST candles read.
+    pub fn seed_candles(&self, symbol: &str, timeframe: Timeframe, history: &[Candle]) {
+        if !self.is_connected() || history.is_empty() {
+            return;
+        }
+        let key = (symbol.to_string(), timeframe);
+        let mut series = CandleSeries::default();
+        for c in history {
+            if !series.push(timeframe, c.clone()) {
+                return;
+            }
+        }
+        // A seed is fresh as of now: REST just answered.
+        self.candles.insert(
+            key,
+            Stamped {
+                value: series,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// The last `lookback` candles of `symbol`/`timeframe` from the stream, when the
+    /// connection is up, the series holds that many without a gap, and the newest update is
+    /// younger than `stale_after` plus one candle (a quiet market may not trade every
+    /// second, but it updates the current candle at least once per candle).
+    pub fn fresh_candles(
+        &self,
+        symbol: &str,
+        timeframe: Timeframe,
+        lookback: usize,
+    ) -> Option<Vec<Candle>> {
+        if !self.is_connected() || lookback == 0 {
+            return None;
+        }
+        let series = self.candles.get(&(symbol.to_string(), timeframe))?;
+        let budget = self.stale_after + Duration::from_millis(timeframe.millis().max(0) as u64);
+        if series.at.elapsed() > budget || series.value.candles.len() < lookback {
+            return None;
+        }
+        let c = &series.value.candles;
+        Some(c.range(c.len() - lookback..).cloned().collect())
+    }
+
+    /// Forgets the candle series (a lost connection may have missed candles).
+    pub fn clear_candles(&self) {
+        self.candles.clear();
     }
 
     fn fresh<T: Clone>(&self, map: &DashMap<String, Stamped<T>>, symbol: &str) -> Option<T> {

@@ -23,7 +23,7 @@ pub use super::protocol::FrameError;
 use super::protocol::Protocol;
 use crate::clock::Millis;
 use crate::exchanges::hyperliquid::info::{BookLevel, L2Book};
-use crate::exchanges::types::Quote;
+use crate::exchanges::types::{Candle, Quote, Timeframe};
 
 /// The heartbeat the client sends.
 pub const PING: &str = r#"{"method":"ping"}"#;
@@ -72,16 +72,23 @@ impl Subscription {
     /// The public subscriptions for `coins`: `allMids` once, then `bbo`, `l2Book`, `trades`
     /// and 1-minute `candle` per coin.
     pub fn public_set(coins: &[String]) -> Vec<Self> {
+        Self::public_set_with(coins, &[Timeframe::M1])
+    }
+
+    /// As [`Self::public_set`], with a `candle` subscription per coin for each of
+    /// `timeframes` (the agents' timeframes on this venue).
+    pub fn public_set_with(coins: &[String], timeframes: &[Timeframe]) -> Vec<Self> {
         let mut subs = vec![Self::AllMids];
         for coin in coins {
-            let coin = coin.clone();
             subs.push(Self::Bbo { coin: coin.clone() });
             subs.push(Self::L2Book { coin: coin.clone() });
             subs.push(Self::Trades { coin: coin.clone() });
-            subs.push(Self::Candle {
-                coin,
-                interval: "1m".into(),
-            });
+            for tf in timeframes {
+                subs.push(Self::Candle {
+                    coin: coin.clone(),
+                    interval: tf.as_str().into(),
+                });
+            }
         }
         subs
     }
@@ -190,6 +197,13 @@ impl HyperliquidProtocol {
             subscriptions: Subscription::public_set(coins),
         }
     }
+
+    /// The public channels for `coins`, with candles of each of `timeframes`.
+    pub fn public_with(coins: &[String], timeframes: &[Timeframe]) -> Self {
+        Self {
+            subscriptions: Subscription::public_set_with(coins, timeframes),
+        }
+    }
 }
 
 impl Protocol for HyperliquidProtocol {
@@ -252,7 +266,21 @@ pub fn apply(frame: HlFrame, feed: &VenueFeed, now: Instant) -> &'static str {
         HlFrame::Error(e) => {
             tracing::warn!(venue = feed.venue(), error = %e, "the venue's websocket reported an error");
         }
-        HlFrame::Pong | HlFrame::Subscribed(_) | HlFrame::Candle(_) => {}
+        HlFrame::Candle(c) => {
+            // An interval this engine has no timeframe for is not subscribed; ignore it.
+            if let Ok(timeframe) = c.i.parse::<Timeframe>() {
+                let candle = Candle {
+                    open_time_ms: c.t,
+                    open: c.o,
+                    high: c.h,
+                    low: c.l,
+                    close: c.c,
+                    volume: c.v,
+                };
+                feed.put_candle(&c.s, timeframe, candle, now);
+            }
+        }
+        HlFrame::Pong | HlFrame::Subscribed(_) => {}
     }
     channel
 }
