@@ -405,3 +405,98 @@ async fn gateway_quotes_come_from_the_stream_while_fresh_and_from_rest_otherwise
     until("disconnected", || !feed.is_connected()).await;
     assert_eq!(core.quote(VENUE, "BTC").await.unwrap().bid, dec!(59999));
 }
+
+#[actix::test]
+async fn gateway_candles_are_seeded_from_rest_then_extended_by_the_stream() {
+    let rest = MockHyperliquid::start(wallet(), Network::Testnet);
+    let mock = HlWsMock::start().await.unwrap();
+    let cfg = HyperliquidConfig {
+        network: Network::Testnet,
+        base_url: Some(rest.url()),
+        wallet_address: wallet().to_string(),
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let env = |k: &str| {
+        (k == KEY_VAR).then(|| {
+            "0x0123456789012345678901234567890123456789012345678901234567890123".to_string()
+        })
+    };
+    let venue = Arc::new(HyperliquidVenue::open(VENUE, &cfg, &env, system_clock()).unwrap());
+    let slot = Slot::<Connector>::new();
+    slot.fill(Connector::new(venue).start(), slot.next_token(), "test/hl");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let core = GatewayCore::open(
+        &store,
+        BTreeMap::from([(VENUE.to_string(), slot)]),
+        RiskConfig::default(),
+        GatewayConfig::default(),
+        system_clock(),
+    )
+    .unwrap();
+    let book = StreamBook::new();
+    assert!(core.attach_streams(book.clone()));
+    let snapshots = || {
+        rest.requests()
+            .iter()
+            .filter_map(|r| r.body_json())
+            .filter(|b| b["type"] == "candleSnapshot")
+            .count()
+    };
+    let tf = crate::exchanges::types::Timeframe::M1;
+
+    let feed = book.register(VENUE, &mock.url(), Duration::from_secs(3600));
+    let _actor = StreamFeed::new(
+        settings(&mock.url(), Duration::from_secs(3600)),
+        btc(),
+        feed.clone(),
+    )
+    .start();
+    until("connected", || feed.is_connected()).await;
+
+    // The first read is REST's, and seeds the stream's series.
+    let history = core.candles(VENUE, "BTC", tf, 10).await.unwrap();
+    assert_eq!((history.len(), snapshots()), (10, 1));
+    let last = history.last().unwrap().open_time_ms;
+
+    // The current candle updated by the stream: served from the stream, no REST.
+    assert!(mock.send_text(ws_mock::candle_frame("BTC", last)));
+    until("the update is in the series", || {
+        feed.fresh_candles("BTC", tf, 10)
+            .is_some_and(|c| c.last().unwrap().close == dec!(29260.0))
+    })
+    .await;
+    let read = core.candles(VENUE, "BTC", tf, 10).await.unwrap();
+    assert_eq!(read[..9], history[..9]);
+    assert_eq!(
+        (read[9].open_time_ms, read[9].close, snapshots()),
+        (last, dec!(29260.0), 1)
+    );
+
+    // The next candle opens: the series moves on by one.
+    assert!(mock.send_text(ws_mock::candle_frame("BTC", last + 60_000)));
+    until("the new candle is in the series", || {
+        feed.fresh_candles("BTC", tf, 10)
+            .is_some_and(|c| c.last().unwrap().open_time_ms == last + 60_000)
+    })
+    .await;
+    let read = core.candles(VENUE, "BTC", tf, 10).await.unwrap();
+    assert_eq!(
+        (read[0].open_time_ms, snapshots()),
+        (history[1].open_time_ms, 1)
+    );
+
+    // More than the series holds: REST.
+    assert_eq!(core.candles(VENUE, "BTC", tf, 30).await.unwrap().len(), 30);
+    assert_eq!(snapshots(), 2);
+
+    // A gap (a candle missed): the series is dropped and the next read is REST's.
+    assert!(mock.send_text(ws_mock::candle_frame("BTC", last + 5 * 60_000)));
+    until("the series is dropped", || {
+        feed.fresh_candles("BTC", tf, 10).is_none()
+    })
+    .await;
+    core.candles(VENUE, "BTC", tf, 10).await.unwrap();
+    assert_eq!(snapshots(), 3);
+}
