@@ -475,7 +475,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let url = h.ws_url();
                 let feed = streams.register(&venue, &url, h.stream_stale_after);
                 let settings = StreamSettings::new(&venue, &url, h.stream_stale_after);
-                let protocol = HyperliquidProtocol::public_with(&coins, &timeframes);
+                let protocol = HyperliquidProtocol::public_with(&coins, &timeframes)
+                    .with_account(&h.wallet_address);
                 Ok(StreamFeed::new(settings, Box::new(protocol), feed))
             })
         }

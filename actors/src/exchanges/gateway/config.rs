@@ -18,6 +18,10 @@ pub struct GatewayConfig {
     /// How often the ledger is reconciled with each venue.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// How often a venue whose stream pushes the account's fills is reconciled (and at
+    /// once after that stream reconnects).
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval_streamed: Duration,
     /// How long an order may wait for the first reconciliation before it is refused.
     #[serde(with = "humantime_serde")]
     pub ready_timeout: Duration,
@@ -31,6 +35,7 @@ impl Default for GatewayConfig {
             market_slippage_pct: Decimal::ONE,
             request_timeout: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(30),
+            reconcile_interval_streamed: Duration::from_secs(300),
             ready_timeout: Duration::from_secs(15),
             default_leverage: 1,
         }
@@ -51,6 +56,12 @@ impl GatewayConfig {
             (
                 "reconcile_interval",
                 self.reconcile_interval,
+                1_000,
+                3_600_000,
+            ),
+            (
+                "reconcile_interval_streamed",
+                self.reconcile_interval_streamed,
                 1_000,
                 3_600_000,
             ),

@@ -84,6 +84,7 @@ mod modes;
 mod placement;
 pub mod reconcile;
 mod reconcile_apply;
+mod reconcile_schedule;
 mod settlement;
 
 pub use config::GatewayConfig;
@@ -128,6 +129,9 @@ pub struct GatewayCore {
     /// Websocket market data, attached once by the engine: a fresh streamed quote answers
     /// a quote read without a REST call (see [`super::stream`]).
     streams: std::sync::OnceLock<super::stream::StreamBook>,
+    /// When each venue was last reconciled, and its stream's connection count then
+    /// ([`reconcile_schedule`]).
+    last_pass: parking_lot::Mutex<BTreeMap<String, reconcile_schedule::LastPass>>,
 }
 
 struct VenueLink {
@@ -233,6 +237,7 @@ impl GatewayCore {
             generation,
             swarm_degraded: parking_lot::Mutex::new(BTreeMap::new()),
             streams: std::sync::OnceLock::new(),
+            last_pass: parking_lot::Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -382,8 +387,32 @@ impl GatewayCore {
             .await
     }
 
+    /// The venue's positions over REST: what orders, closes and the kill switch act on.
     pub async fn positions(&self, venue: &str) -> GatewayResult<Vec<Position>> {
         self.call(venue, VenueCommand::Positions).await
+    }
+
+    /// The venue's positions for readers that only look (status, agents' context, the
+    /// risk agent's checks, PnL): pushed by its stream while fresh, else over REST. What
+    /// acts on a position reads [`Self::positions`].
+    pub async fn observed_positions(&self, venue: &str) -> GatewayResult<Vec<Position>> {
+        match self.streamed_account(venue) {
+            Some(state) => Ok(state.positions),
+            None => self.positions(venue).await,
+        }
+    }
+
+    /// The account state the venue's stream pushed, while fresh (see
+    /// [`VenueFeed::fresh_account`](super::stream::book::VenueFeed::fresh_account)).
+    fn fills_streamed(&self, venue: &str) -> bool {
+        self.streams
+            .get()
+            .and_then(|s| s.feed(venue))
+            .is_some_and(|f| f.fills_streamed())
+    }
+
+    fn streamed_account(&self, venue: &str) -> Option<AccountState> {
+        self.streams.get()?.feed(venue)?.fresh_account()
     }
 
     pub async fn position(&self, venue: &str, symbol: &str) -> GatewayResult<Option<Position>> {
@@ -405,6 +434,18 @@ impl GatewayCore {
         let state: AccountState = self.call(venue, VenueCommand::AccountState).await?;
         Self::gauge_account(venue, &state.account);
         Ok(state)
+    }
+
+    /// The venue's balances for readers that only look: pushed by its stream while fresh,
+    /// else over REST.
+    pub async fn observed_account(&self, venue: &str) -> GatewayResult<AccountSnapshot> {
+        match self.streamed_account(venue) {
+            Some(state) => {
+                Self::gauge_account(venue, &state.account);
+                Ok(state.account)
+            }
+            None => self.account(venue).await,
+        }
     }
 
     fn gauge_account(venue: &str, account: &AccountSnapshot) {
@@ -547,11 +588,22 @@ impl Actor for OrderGateway {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.reconcile_soon(ctx);
         let interval = self.core.config.reconcile_interval;
-        ctx.run_interval(interval, |this, ctx| this.reconcile_soon(ctx));
+        ctx.run_interval(interval, |this, ctx| this.reconcile_periodic(ctx));
     }
 }
 
 impl OrderGateway {
+    /// The periodic pass: every venue that is due ([`GatewayCore::reconcile_due`]).
+    fn reconcile_periodic(&self, ctx: &mut Context<Self>) {
+        let core = self.core.clone();
+        ctx.spawn(
+            async move {
+                let _ = core.reconcile_due().await;
+            }
+            .into_actor(self),
+        );
+    }
+
     /// Reconciles every venue now; if an order's outcome waits for its deadline, again
     /// right after that deadline (see [`GatewayCore::next_deadline_in`]).
     fn reconcile_soon(&self, ctx: &mut Context<Self>) {
@@ -630,24 +682,24 @@ gateway_message!(
     |core, msg| core.candles(&msg.venue, &msg.symbol, msg.timeframe, msg.lookback).await
 );
 gateway_message!(
-    /// All positions of a venue.
+    /// All positions of a venue (as observed: the stream's while fresh).
     GetPositions { venue: String } -> Vec<Position>,
-    |core, msg| core.positions(&msg.venue).await
+    |core, msg| core.observed_positions(&msg.venue).await
 );
 gateway_message!(
-    /// The position in one symbol, if any.
+    /// The position in one symbol, if any (as observed: the stream's while fresh).
     GetPosition { venue: String, symbol: String } -> Option<Position>,
-    |core, msg| core.position(&msg.venue, &msg.symbol).await
+    |core, msg| Ok(core.observed_positions(&msg.venue).await?.into_iter().find(|p| p.symbol == msg.symbol && !p.size.is_zero()))
 );
 gateway_message!(
     /// The USD value of the position in one symbol (the seed's "token balance in USD").
     GetTokenBalanceUsd { venue: String, symbol: String } -> Decimal,
-    |core, msg| Ok(core.position(&msg.venue, &msg.symbol).await?.map(|p| p.notional()).unwrap_or_default())
+    |core, msg| Ok(core.observed_positions(&msg.venue).await?.into_iter().find(|p| p.symbol == msg.symbol && !p.size.is_zero()).map(|p| p.notional()).unwrap_or_default())
 );
 gateway_message!(
-    /// Account value, free balance and margin.
+    /// Account value, free balance and margin (as observed: the stream's while fresh).
     GetAccount { venue: String } -> AccountSnapshot,
-    |core, msg| core.account(&msg.venue).await
+    |core, msg| core.observed_account(&msg.venue).await
 );
 gateway_message!(
     /// Open orders as the venue reports them.
@@ -727,11 +779,15 @@ gateway_message!(
     |core, msg| {
         let recorded = core.ledger().fills(&msg.venue)?;
         let since = recorded.last().map(|f| f.time_ms).unwrap_or(0);
-        let fresh = core
-            .call(&msg.venue, VenueCommand::FillsSince { since_ms: since })
-            .await?;
+        // While the venue pushes the account's fills, the ledger already has them.
+        let fresh = if core.fills_streamed(&msg.venue) {
+            Vec::new()
+        } else {
+            core.call(&msg.venue, VenueCommand::FillsSince { since_ms: since })
+                .await?
+        };
         let fills = crate::exchanges::pnl::merge_fills(recorded, fresh);
-        let positions = core.positions(&msg.venue).await?;
+        let positions = core.observed_positions(&msg.venue).await?;
         let mut symbols = msg.symbols;
         symbols.extend(positions.iter().filter(|p| !p.size.is_zero()).map(|p| p.symbol.clone()));
         symbols.sort();

@@ -51,6 +51,7 @@ impl GatewayCore {
         let outcome = within(Priority::Medium, self.reconcile_inner(venue)).await;
         match &outcome {
             Ok(report) => {
+                self.note_pass(venue);
                 link.ready_tx.send_replace(Readiness::Ready);
                 let first = !link.reconciled_once.swap(true, Ordering::AcqRel);
                 // One line at the first pass (what the restart restored), then only

@@ -471,6 +471,35 @@ impl MockHyperliquid {
         s.match_resting(coin);
     }
 
+    /// The account's `clearinghouseState` as the REST endpoint would answer it now, without
+    /// recording or charging a request (what the websocket mock pushes).
+    pub fn clearinghouse_state(&self) -> Value {
+        let s = self.state.lock();
+        let body = json!({"type": "clearinghouseState", "user": s.wallet.to_string()});
+        s.info(&body).unwrap_or(Value::Null)
+    }
+
+    /// A coin's best bid and ask, as the venue quotes them now.
+    pub fn top_of_book(&self, coin: &str) -> Option<(Decimal, Decimal)> {
+        self.state.lock().books.get(coin).map(|b| (b.bid, b.ask))
+    }
+
+    /// Request weight charged to the per-IP budget inside its current window (turn the
+    /// budget on with [`MockHyperliquid::set_ip_weight_limit`]; a large limit measures
+    /// without refusing).
+    pub fn ip_weight_used(&self) -> u64 {
+        let s = self.state.lock();
+        let Some((_, window)) = s.ip_budget else {
+            return 0;
+        };
+        let now = std::time::Instant::now();
+        s.ip_used
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) < window)
+            .map(|(_, w)| w)
+            .sum()
+    }
+
     /// Changes an asset's size decimals (as if the venue re-listed it).
     pub fn set_sz_decimals(&self, coin: &str, sz_decimals: u32) {
         let mut s = self.state.lock();

@@ -194,6 +194,13 @@ pub fn trades_frame(coin: &str, px: &str, time: i64) -> String {
 }
 
 /// A `candle` frame.
+/// A `clearinghouseState` frame: the REST answer `state` wrapped with the user and the
+/// main dex, as the TypeScript SDK's `ClearinghouseStateEvent` types it (no recording).
+pub fn clearinghouse_frame(user: &str, state: &Value) -> String {
+    json!({"channel": "clearinghouseState", "data": {"dex": "", "user": user, "clearinghouseState": state}})
+        .to_string()
+}
+
 pub fn candle_frame(coin: &str, t: i64) -> String {
     json!({"channel": "candle", "data": {"t": t, "T": t + 59_999, "s": coin, "i": "1m",
         "o": "29258.0", "c": "29260.0", "h": "29265.0", "l": "29250.0", "v": "0.98639", "n": 189}})

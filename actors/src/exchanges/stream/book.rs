@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::exchanges::types::{Candle, Quote, Timeframe};
+use crate::exchanges::types::{AccountState, Candle, Quote, Timeframe};
 use crate::telemetry::names;
 
 /// Every venue's stream state. Cloning shares it.
@@ -165,6 +165,14 @@ pub struct VenueFeed {
     mids: DashMap<String, Stamped<Decimal>>,
     trades: DashMap<String, Stamped<Decimal>>,
     candles: DashMap<(String, Timeframe), Stamped<CandleSeries>>,
+    /// The account's balances and positions as the venue last pushed them.
+    account: parking_lot::Mutex<Option<Stamped<AccountState>>>,
+    /// The connection subscribes the account's fills, so pushed fills reach the ledger
+    /// as they happen (the gateway then reconciles over REST less often).
+    fills_streamed: AtomicBool,
+    /// Connections made so far: a change tells the gateway a reconnect may have missed
+    /// pushed fills, and it reconciles over REST at once.
+    connections: AtomicU64,
     channels: DashMap<&'static str, ChannelEntry>,
 }
 
@@ -182,6 +190,9 @@ impl VenueFeed {
             mids: DashMap::new(),
             trades: DashMap::new(),
             candles: DashMap::new(),
+            account: parking_lot::Mutex::new(None),
+            fills_streamed: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
             channels: DashMap::new(),
         }
     }
@@ -202,8 +213,11 @@ impl VenueFeed {
     /// REST until the stream is fresh again.
     pub fn set_connected(&self, up: bool) {
         let was = self.connected.swap(up, Ordering::AcqRel);
-        if !up {
+        if up {
+            self.connections.fetch_add(1, Ordering::AcqRel);
+        } else {
             self.candles.clear();
+            *self.account.lock() = None;
         }
         metrics::gauge!(names::STREAM_CONNECTED, "venue" => self.venue.clone()).set(if up {
             1.0
@@ -331,6 +345,40 @@ impl VenueFeed {
         }
         let c = &series.value.candles;
         Some(c.range(c.len() - lookback..).cloned().collect())
+    }
+
+    /// The account as the venue pushed it (balances and every position).
+    pub fn put_account(&self, state: AccountState, now: Instant) {
+        *self.account.lock() = Some(Stamped {
+            value: state,
+            at: now,
+        });
+    }
+
+    /// The pushed account while the connection is up and the push is younger than
+    /// `stale_after`; `None` sends the reader to REST.
+    pub fn fresh_account(&self) -> Option<AccountState> {
+        if !self.is_connected() {
+            return None;
+        }
+        let account = self.account.lock();
+        let a = account.as_ref()?;
+        (a.at.elapsed() <= self.stale_after).then(|| a.value.clone())
+    }
+
+    /// Whether this connection carries the account's fills (set by the protocol).
+    pub fn set_fills_streamed(&self, on: bool) {
+        self.fills_streamed.store(on, Ordering::Release);
+    }
+
+    /// The account's fills arrive over a connection that is up now.
+    pub fn fills_streamed(&self) -> bool {
+        self.is_connected() && self.fills_streamed.load(Ordering::Acquire)
+    }
+
+    /// How many connections were made (each after a loss may have missed pushes).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Acquire)
     }
 
     /// Forgets the candle series (a lost connection may have missed candles).

@@ -22,8 +22,9 @@ use super::book::VenueFeed;
 pub use super::protocol::FrameError;
 use super::protocol::Protocol;
 use crate::clock::Millis;
+use crate::exchanges::hyperliquid::info::parse_clearinghouse_state;
 use crate::exchanges::hyperliquid::info::{BookLevel, L2Book};
-use crate::exchanges::types::{Candle, Quote, Timeframe};
+use crate::exchanges::types::{AccountState, Candle, Quote, Timeframe};
 
 /// The heartbeat the client sends.
 pub const PING: &str = r#"{"method":"ping"}"#;
@@ -32,10 +33,23 @@ pub const PING: &str = r#"{"method":"ping"}"#;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subscription {
     AllMids,
-    L2Book { coin: String },
-    Bbo { coin: String },
-    Trades { coin: String },
-    Candle { coin: String, interval: String },
+    L2Book {
+        coin: String,
+    },
+    Bbo {
+        coin: String,
+    },
+    Trades {
+        coin: String,
+    },
+    Candle {
+        coin: String,
+        interval: String,
+    },
+    /// The account's balances and positions, pushed as they change.
+    ClearinghouseState {
+        user: String,
+    },
 }
 
 impl Subscription {
@@ -47,6 +61,7 @@ impl Subscription {
             Self::Bbo { .. } => "bbo",
             Self::Trades { .. } => "trades",
             Self::Candle { .. } => "candle",
+            Self::ClearinghouseState { .. } => "clearinghouseState",
         }
     }
 
@@ -60,6 +75,9 @@ impl Subscription {
             Self::Trades { coin } => json!({"type": "trades", "coin": coin}),
             Self::Candle { coin, interval } => {
                 json!({"type": "candle", "coin": coin, "interval": interval})
+            }
+            Self::ClearinghouseState { user } => {
+                json!({"type": "clearinghouseState", "user": user})
             }
         }
     }
@@ -140,6 +158,19 @@ pub struct AllMids {
     pub mids: std::collections::HashMap<String, Decimal>,
 }
 
+/// The `clearinghouseState` channel's data: the same account object the REST
+/// `clearinghouseState` request answers, wrapped with the user and the dex (`""` for the
+/// main perp dex). Shape from the official TypeScript SDK's subscription types
+/// (`ClearinghouseStateEvent`); no recorded frame was available.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WsClearinghouse {
+    pub user: String,
+    #[serde(default)]
+    pub dex: String,
+    #[serde(rename = "clearinghouseState")]
+    pub state: serde_json::Value,
+}
+
 /// One frame from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "channel", content = "data")]
@@ -158,6 +189,8 @@ pub enum HlFrame {
     Trades(Vec<WsTrade>),
     #[serde(rename = "candle")]
     Candle(WsCandle),
+    #[serde(rename = "clearinghouseState")]
+    ClearinghouseState(WsClearinghouse),
     /// The server refused something (e.g. an unknown coin): the text says what.
     #[serde(rename = "error")]
     Error(serde_json::Value),
@@ -173,6 +206,7 @@ impl HlFrame {
             Self::Bbo(_) => "bbo",
             Self::Trades(_) => "trades",
             Self::Candle(_) => "candle",
+            Self::ClearinghouseState(_) => "clearinghouseState",
             Self::Error(_) => "error",
         }
     }
@@ -204,6 +238,15 @@ impl HyperliquidProtocol {
             subscriptions: Subscription::public_set_with(coins, timeframes),
         }
     }
+
+    /// Adds the account channels of `user` (this engine's wallet): its balances and
+    /// positions as they change.
+    pub fn with_account(mut self, user: &str) -> Self {
+        self.subscriptions.push(Subscription::ClearinghouseState {
+            user: user.to_string(),
+        });
+        self
+    }
 }
 
 impl Protocol for HyperliquidProtocol {
@@ -216,6 +259,14 @@ impl Protocol for HyperliquidProtocol {
 
     fn heartbeat(&self) -> Option<String> {
         Some(PING.to_string())
+    }
+
+    fn on_connected(&mut self, feed: &VenueFeed) {
+        feed.set_fills_streamed(
+            self.subscriptions
+                .iter()
+                .any(|s| s.channel() == "userFills"),
+        );
     }
 
     fn on_text(
@@ -278,6 +329,28 @@ pub fn apply(frame: HlFrame, feed: &VenueFeed, now: Instant) -> &'static str {
                     volume: c.v,
                 };
                 feed.put_candle(&c.s, timeframe, candle, now);
+            }
+        }
+        HlFrame::ClearinghouseState(c) => {
+            // Only the main perp dex is this engine's account.
+            if c.dex.is_empty() {
+                let body = c.state.to_string();
+                match parse_clearinghouse_state(
+                    body.as_bytes(),
+                    crate::clock::system_clock().now_ms(),
+                ) {
+                    Ok(state) => feed.put_account(
+                        AccountState {
+                            account: state.account,
+                            positions: state.positions,
+                        },
+                        now,
+                    ),
+                    Err(e) => {
+                        feed.count_malformed();
+                        tracing::warn!(venue = feed.venue(), error = %e, "pushed account state dropped; account reads use REST");
+                    }
+                }
             }
         }
         HlFrame::Pong | HlFrame::Subscribed(_) => {}

@@ -500,3 +500,121 @@ async fn gateway_candles_are_seeded_from_rest_then_extended_by_the_stream() {
     core.candles(VENUE, "BTC", tf, 10).await.unwrap();
     assert_eq!(snapshots(), 3);
 }
+
+#[actix::test]
+async fn observed_account_and_positions_come_from_the_pushed_state_while_fresh() {
+    use crate::exchanges::gateway::{GetAccount, GetPositions, OrderGateway};
+    let rest = MockHyperliquid::start(wallet(), Network::Testnet);
+    let mock = HlWsMock::start().await.unwrap();
+    let cfg = HyperliquidConfig {
+        network: Network::Testnet,
+        base_url: Some(rest.url()),
+        wallet_address: wallet().to_string(),
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let env = |k: &str| {
+        (k == KEY_VAR).then(|| {
+            "0x0123456789012345678901234567890123456789012345678901234567890123".to_string()
+        })
+    };
+    let venue = Arc::new(HyperliquidVenue::open(VENUE, &cfg, &env, system_clock()).unwrap());
+    let slot = Slot::<Connector>::new();
+    slot.fill(Connector::new(venue).start(), slot.next_token(), "test/hl");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let core = GatewayCore::open(
+        &store,
+        BTreeMap::from([(VENUE.to_string(), slot)]),
+        RiskConfig::default(),
+        GatewayConfig::default(),
+        system_clock(),
+    )
+    .unwrap();
+    let book = StreamBook::new();
+    assert!(core.attach_streams(book.clone()));
+    let gateway = OrderGateway::new(core.clone()).start();
+    let account_reads = || {
+        rest.requests()
+            .iter()
+            .filter_map(|r| r.body_json())
+            .filter(|b| b["type"] == "clearinghouseState")
+            .count()
+    };
+
+    let stale_after = Duration::from_millis(400);
+    let feed = book.register(VENUE, &mock.url(), stale_after);
+    let protocol =
+        HyperliquidProtocol::public(&["BTC".to_string()]).with_account(&wallet().to_string());
+    let _actor = StreamFeed::new(
+        settings(&mock.url(), stale_after),
+        Box::new(protocol),
+        feed.clone(),
+    )
+    .start();
+    until("subscribed to the account", || {
+        mock.subscriptions().contains(
+            &serde_json::json!({"type": "clearinghouseState", "user": wallet().to_string()}),
+        )
+    })
+    .await;
+
+    // A pushed state with a position the REST mock does not have: reads show the push.
+    let mut state = rest.clearinghouse_state();
+    state["assetPositions"] = serde_json::json!([{"position": {"coin": "BTC", "entryPx": "60000",
+        "leverage": {"type": "cross", "value": 2}, "liquidationPx": null, "marginUsed": "300",
+        "maxTradeSzs": ["0", "0"], "positionValue": "600", "returnOnEquity": "0", "szi": "0.01",
+        "unrealizedPnl": "0"}, "type": "oneWay"}]);
+    state["marginSummary"]["accountValue"] = serde_json::json!("12345.5");
+    let before = account_reads();
+    assert!(mock.send_text(ws_mock::clearinghouse_frame(&wallet().to_string(), &state)));
+    until("the pushed account is fresh", || {
+        feed.fresh_account().is_some()
+    })
+    .await;
+    let account = gateway
+        .send(GetAccount {
+            venue: VENUE.into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let positions = gateway
+        .send(GetPositions {
+            venue: VENUE.into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.account_value, dec!(12345.5));
+    assert_eq!((positions.len(), positions[0].size), (1, dec!(0.01)));
+    assert_eq!(
+        account_reads(),
+        before,
+        "no REST read while the push is fresh"
+    );
+    // What acts on positions (closes, the kill switch) still reads REST: no position there.
+    assert!(core.positions(VENUE).await.unwrap().is_empty());
+    assert_eq!(account_reads(), before + 1);
+
+    // Stale: REST again.
+    until("the push is stale", || feed.fresh_account().is_none()).await;
+    let positions = gateway
+        .send(GetPositions {
+            venue: VENUE.into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(positions.is_empty());
+    assert_eq!(account_reads(), before + 2);
+
+    // A push that is not a clearinghouse state is malformed, counted, and changes nothing.
+    let malformed = feed.malformed();
+    assert!(mock.send_text(ws_mock::clearinghouse_frame(
+        &wallet().to_string(),
+        &serde_json::json!({"assetPositions": "x"})
+    )));
+    until("the bad push is counted", || feed.malformed() > malformed).await;
+    assert!(feed.fresh_account().is_none());
+}
