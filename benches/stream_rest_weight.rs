@@ -16,7 +16,6 @@
 //! sets the measured window, default 180 s).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::path::Path;
