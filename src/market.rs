@@ -114,8 +114,9 @@ pub struct OpenInterestReport {
 /// Why a market-data report could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum MarketError {
-    #[error("no venue `{venue}` is configured; configured: {known}")]
-    UnknownVenue { venue: String, known: String },
+    /// The gateway's own unknown-venue error, as every operator command reports it.
+    #[error(transparent)]
+    UnknownVenue(GatewayError),
     #[error("venue `{venue}` is of kind `{kind}`, which has no funding or open interest; use a `binance_futures` venue")]
     NoDerivatives { venue: String, kind: &'static str },
     #[error("{0}")]
@@ -129,7 +130,7 @@ pub enum MarketError {
 impl MarketError {
     fn status(&self) -> (StatusCode, &'static str) {
         match self {
-            MarketError::UnknownVenue { .. } => (StatusCode::NOT_FOUND, "unknown_venue"),
+            MarketError::UnknownVenue(e) => gateway_error_status(e),
             MarketError::NoDerivatives { .. } | MarketError::BadRequest(_) => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
@@ -143,16 +144,9 @@ impl MarketError {
 /// The public-reads venue of `venue`.
 fn open_reader(config: &Config, venue: &str) -> Result<Arc<dyn DerivativesData>, MarketError> {
     let Some(v) = config.exchanges.venues.get(venue) else {
-        return Err(MarketError::UnknownVenue {
-            venue: venue.to_string(),
-            known: config
-                .exchanges
-                .venues
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
+        return Err(MarketError::UnknownVenue(crate::operate::unknown_venue(
+            config, venue,
+        )));
     };
     match v {
         VenueConfig::BinanceFutures(f) => {
@@ -281,17 +275,7 @@ fn print_open_interest(r: &OpenInterestReport) {
 /// Runs `orrery market ...`: 0 on success, 2 for a bad venue or parameter, 1 when the
 /// venue could not answer.
 pub fn run(config: Config, args: MarketArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("orrery: cannot start a runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let outcome = runtime.block_on(async {
+    let outcome = actix::System::new().block_on(async {
         match args.command {
             MarketCommand::Funding {
                 venue,
@@ -339,7 +323,7 @@ pub fn run(config: Config, args: MarketArgs) -> ExitCode {
             eprintln!("orrery: {e}");
             let usage = matches!(
                 e,
-                MarketError::UnknownVenue { .. }
+                MarketError::UnknownVenue(_)
                     | MarketError::NoDerivatives { .. }
                     | MarketError::BadRequest(_)
             );

@@ -144,14 +144,7 @@ fn orders_on_binance_futures_market_reduce_only_and_stop_market() {
     );
 
     // The keys never reach the data dir.
-    let leaked = walk(&dir.path().join("data")).into_iter().any(|p| {
-        std::fs::read(&p)
-            .map(|b| {
-                let s = String::from_utf8_lossy(&b);
-                s.contains(MOCK_API_SECRET) || s.contains(MOCK_API_KEY)
-            })
-            .unwrap_or(false)
-    });
+    let leaked = any_file_contains(&dir.path().join("data"), &[MOCK_API_SECRET, MOCK_API_KEY]);
     assert!(!leaked, "an API key or secret was written to the data dir");
 }
 
@@ -474,19 +467,4 @@ fn a_sigkilled_engine_restarts_without_losing_or_doubling_a_futures_order() {
         net,
         "the venue's position is the ledger's"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
