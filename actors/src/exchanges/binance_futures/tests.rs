@@ -74,8 +74,7 @@ fn market() -> OrderType {
 fn last_post(mock: &MockBinanceFutures, route: &str) -> RecordedRequest {
     mock.requests()
         .into_iter()
-        .filter(|r| r.method == "POST" && r.route() == route)
-        .last()
+        .rfind(|r| r.method == "POST" && r.route() == route)
         .unwrap_or_else(|| panic!("no POST {route}"))
 }
 
