@@ -80,6 +80,8 @@ pub const FUTURES: Dialect = Dialect {
     book_ticker_path: "/fapi/v1/ticker/bookTicker",
     klines_path: "/fapi/v1/klines",
     weight_per_minute: WEIGHT_PER_MINUTE,
+    // GET /fapi/v1/positionSide/dual.
+    heaviest_weight: 30,
     order_counts: &[
         OrderCount {
             header: "X-MBX-ORDER-COUNT-10S",
