@@ -2,10 +2,11 @@
 //! without touching a live account) and the start-up check of agent symbols against each
 //! live venue's instrument list ([`check_live_symbols`]).
 //!
-//! Owns: turning a [`Config`] into its paper twin. Each live venue (Hyperliquid, Binance)
+//! Owns: turning a [`Config`] into its paper twin. Each live venue (Hyperliquid, Binance
+//! spot and USDⓈ-M futures)
 //! becomes a paper venue of the same name, so agents, orders and reports keep their venue
 //! names, seeded from that venue's current market: for each symbol its agents trade (and,
-//! for Binance, its `symbols`), the live connector is asked once for the quote and the
+//! for Binance spot and futures, their `symbols`), the live connector is asked once for the quote and the
 //! instrument, and the paper symbol starts at the quote's mid with the venue's tick, lot,
 //! minimum notional and leverage cap. The data dir becomes `<data_dir>/paper`, so a paper
 //! ledger never mixes with the live one.
@@ -56,6 +57,10 @@ fn open_for_reads(
     };
     Ok(Some(match venue {
         VenueConfig::Paper(_) => return Ok(None),
+        VenueConfig::BinanceFutures(f) => {
+            orrery_actors::exchanges::binance_futures::open_public(name, f, system_clock())
+                .map_err(|e| open_err(e.to_string()))?
+        }
         VenueConfig::Hyperliquid(hl) => Arc::new(
             HyperliquidVenue::open(name, hl, &orrery_actors::env::process_env, system_clock())
                 .map_err(|e| open_err(e.to_string()))?,
@@ -150,6 +155,9 @@ pub async fn paper_twin(mut config: Config) -> Result<Config, PaperModeError> {
             .collect();
         if let VenueConfig::Binance(b) = venue {
             symbols.extend(b.symbols.iter().cloned());
+        }
+        if let VenueConfig::BinanceFutures(f) = venue {
+            symbols.extend(f.symbols.iter().cloned());
         }
         let Some(live) = open_for_reads(name, venue)? else {
             continue;
