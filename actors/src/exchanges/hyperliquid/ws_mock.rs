@@ -150,7 +150,9 @@ impl HlWsMock {
         self.command(Command::Cut(text.into()))
     }
 
-    /// Stops answering: no pongs, no data (the connection stays open).
+    /// Stops answering: no pongs, no data (the connection stays open). User-channel
+    /// frames due meanwhile (a snapshot, new fills, order changes) are lost, never sent
+    /// later: only REST reconciliation can find those facts.
     pub fn set_silent(&self, silent: bool) {
         self.shared.silent.store(silent, Ordering::SeqCst);
     }
@@ -309,10 +311,12 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
             _ = poll.tick() => {
                 let feed = shared.user_feed.lock().clone();
                 if let Some(feed) = feed {
+                    let frames = following.frames(&feed);
+                    // A silent server loses what it would have pushed meanwhile.
                     if shared.silent.load(Ordering::SeqCst) {
                         continue;
                     }
-                    for frame in following.frames(&feed) {
+                    for frame in frames {
                         if ws.send(Message::text(frame)).await.is_err() { return; }
                     }
                 }
@@ -352,10 +356,11 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
                         Some("subscribe") => {
                             let sub = v.get("subscription").cloned().unwrap_or(Value::Null);
                             shared.subscriptions.lock().push(sub.clone());
+                            let frames = subscribe_user(&shared, &sub, &mut following);
                             if !shared.silent.load(Ordering::SeqCst) {
                                 let ack = json!({"channel": "subscriptionResponse", "data": {"method": "subscribe", "subscription": sub}});
                                 if ws.send(Message::text(ack.to_string())).await.is_err() { return; }
-                                for frame in subscribe_user(&shared, &sub, &mut following) {
+                                for frame in frames {
                                     if ws.send(Message::text(frame)).await.is_err() { return; }
                                 }
                             }

@@ -271,6 +271,10 @@ fn the_protocol_pushes_the_accounts_updates_and_keeps_followed_fills_apart() {
 /// Backoff short; deadlines long (the tests' own faults end the connections).
 fn settings(url: &str) -> StreamSettings {
     let mut s = StreamSettings::new(VENUE, url, Duration::from_secs(3600));
+    // A heartbeat short enough that a silent server is left within the test; answered
+    // pongs keep a healthy connection.
+    s.ping_interval = Duration::from_millis(50);
+    s.pong_timeout = Duration::from_millis(500);
     s.backoff = BackoffConfig {
         base: Duration::from_millis(5),
         cap: Duration::from_millis(50),
@@ -481,4 +485,39 @@ async fn pushed_fills_reach_the_ledger_before_any_pass_through_reconnects_and_fa
             OrderStatus::Filled
         );
     }
+
+    // Silence: what the server would have pushed meanwhile is lost; the silent connection
+    // is replaced, and REST reconciliation finds the fill. Still every fill exactly once.
+    ws.set_silent(true);
+    let third = core.place(market_buy(dec!(900))).await.unwrap();
+    assert_eq!(third.status, OrderStatus::Filled);
+    let connections = ws.connections();
+    until("the silent connection replaced", || {
+        ws.connections() > connections
+    })
+    .await;
+    ws.set_silent(false);
+    until("connected again", || feed.is_connected()).await;
+    core.reconcile(VENUE).await.unwrap();
+    let mut ledger: Vec<String> = core
+        .ledger()
+        .fills(VENUE)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.fill_id)
+        .collect();
+    ledger.sort();
+    let mut expected: Vec<String> = rest
+        .user_feed()
+        .fills()
+        .iter()
+        .map(|f| f["tid"].as_u64().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 3);
+    assert_eq!(ledger, expected);
+    assert_eq!(
+        core.ledger().get(&third.client_id).unwrap().unwrap().status,
+        OrderStatus::Filled
+    );
 }
