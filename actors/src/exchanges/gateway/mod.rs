@@ -26,8 +26,9 @@
 //! [`modes`] (trading mode and kill switch), [`reconcile`] (reconciliation as a pure
 //! function of a ledger snapshot and a venue snapshot), [`reconcile_apply`] (reading the
 //! venue for it and writing its actions), [`market_reads`] (the gateway as market data's
-//! [`VenueReads`](super::market_data::VenueReads) host) and [`operations`] (bulk cancel,
-//! partial close, the kill switch's sequence). This module holds the shared core
+//! [`VenueReads`](super::market_data::VenueReads) host), [`operations`] (bulk cancel,
+//! partial close, the kill switch's sequence) and [`pushed`] (order states and fills a
+//! venue's user stream pushes, written with the reconciliation rules). This module holds the shared core
 //! ([`GatewayCore`]: venue links, reads), the [`GatewayFence`] across restarts, the actor
 //! and its messages.
 //!
@@ -37,7 +38,8 @@
 //! (see [`super::ledger`]). Each venue's reconciliation logs one `info` line
 //! (`reconciliation`: checked, updated, never_sent, adopted, corrected, new_fills,
 //! awaiting_deadline) at its first pass, which tells what a restart restored, and after
-//! that only for passes that changed something.
+//! that only for passes that changed something. Each fill recorded from a venue's stream
+//! logs one more `info` line (`fill recorded from the venue's stream`, see [`pushed`]).
 //!
 //! Everything else the gateway writes (intents, refusals, unknown outcomes, cancels,
 //! reconciliation) is durable before it returns.
@@ -807,6 +809,9 @@ pub struct GatewaySnapshot {
 
 mod swarm_quorum;
 pub use swarm_quorum::{SwarmQuorumLost, SwarmQuorumRestored};
+
+pub mod pushed;
+pub use pushed::{ApplyPushed, PushReport};
 
 mod operations;
 pub use operations::{

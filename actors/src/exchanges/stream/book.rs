@@ -102,6 +102,9 @@ pub struct FeedHealth {
     pub reconnects: u64,
     pub malformed: u64,
     pub channels: Vec<ChannelHealth>,
+    /// Other addresses whose fills this stream follows (`follow_wallets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followed: Vec<super::followed::FollowedWallet>,
 }
 
 /// One channel of a venue's stream.
@@ -174,6 +177,10 @@ pub struct VenueFeed {
     /// pushed fills, and it reconciles over REST at once.
     connections: AtomicU64,
     channels: DashMap<&'static str, ChannelEntry>,
+    /// Channels that speak only when something happens (a user's orders and fills): their
+    /// silence is no staleness.
+    event_driven: DashMap<&'static str, ()>,
+    followed: super::followed::FollowedWallets,
 }
 
 impl VenueFeed {
@@ -194,7 +201,20 @@ impl VenueFeed {
             fills_streamed: AtomicBool::new(false),
             connections: AtomicU64::new(0),
             channels: DashMap::new(),
+            event_driven: DashMap::new(),
+            followed: super::followed::FollowedWallets::default(),
         }
+    }
+
+    /// `channel` speaks only when something happens: it is shown connected while the
+    /// connection is up, never stale.
+    pub fn mark_event_driven(&self, channel: &'static str) {
+        self.event_driven.insert(channel, ());
+    }
+
+    /// Fills of the wallets this stream follows.
+    pub fn followed(&self) -> &super::followed::FollowedWallets {
+        &self.followed
     }
 
     pub fn venue(&self) -> &str {
@@ -413,7 +433,7 @@ impl VenueFeed {
             let age = now.saturating_duration_since(e.last);
             metrics::gauge!(names::STREAM_LAST_MESSAGE_AGE, "venue" => self.venue.clone(), "channel" => *e.key())
                 .set(age.as_secs_f64());
-            let stale = age > self.stale_after;
+            let stale = age > self.stale_after && !self.event_driven.contains_key(e.key());
             if stale && !e.stale {
                 tracing::warn!(venue = %self.venue, channel = *e.key(), age = ?age, "stream channel is stale; its reads fall back to REST until it is fresh");
                 metrics::counter!(names::STREAM_RESYNCS, "venue" => self.venue.clone())
@@ -433,7 +453,7 @@ impl VenueFeed {
                 let age = now.saturating_duration_since(e.last);
                 let state = if !up {
                     FeedState::Disconnected
-                } else if age > self.stale_after {
+                } else if age > self.stale_after && !self.event_driven.contains_key(e.key()) {
                     FeedState::Stale
                 } else {
                     FeedState::Connected
@@ -458,6 +478,7 @@ impl VenueFeed {
             reconnects: self.reconnects(),
             malformed: self.malformed(),
             channels,
+            followed: self.followed.summary(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Hyperliquid's public websocket protocol: subscription messages, the heartbeat, and the
-//! typed frames of the `allMids`, `l2Book`, `bbo`, `trades` and `candle` channels.
+//! Hyperliquid's websocket protocol: subscription messages, the heartbeat, and the typed
+//! frames of the public `allMids`, `l2Book`, `bbo`, `trades` and `candle` channels (the
+//! user channels' frames are typed and handled in [`super::hyperliquid_user`]).
 //!
 //! Shapes follow the official docs (hyperliquid.gitbook.io/hyperliquid-docs/for-developers/
 //! api/websocket and its `subscriptions` and `timeouts-and-heartbeats` pages) and the
@@ -19,11 +20,12 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::book::VenueFeed;
+use super::hyperliquid_user::{self as user, UserStreams, WsUserEvent, WsUserFills};
 pub use super::protocol::FrameError;
 use super::protocol::Protocol;
 use crate::clock::Millis;
 use crate::exchanges::hyperliquid::info::parse_clearinghouse_state;
-use crate::exchanges::hyperliquid::info::{BookLevel, L2Book};
+use crate::exchanges::hyperliquid::info::{BookLevel, L2Book, OrderWithStatusWire};
 use crate::exchanges::types::{AccountState, Candle, Quote, Timeframe};
 
 /// The heartbeat the client sends.
@@ -194,6 +196,15 @@ pub enum HlFrame {
     /// The server refused something (e.g. an unknown coin): the text says what.
     #[serde(rename = "error")]
     Error(serde_json::Value),
+    /// The account's order states (`WsOrder[]`).
+    #[serde(rename = "orderUpdates")]
+    OrderUpdates(Vec<OrderWithStatusWire>),
+    /// A user's fills (`WsUserFills`).
+    #[serde(rename = "userFills")]
+    UserFills(WsUserFills),
+    /// The account's events (`WsUserEvent`), on channel `user`.
+    #[serde(rename = "user")]
+    UserEvents(WsUserEvent),
 }
 
 impl HlFrame {
@@ -208,6 +219,9 @@ impl HlFrame {
             Self::Candle(_) => "candle",
             Self::ClearinghouseState(_) => "clearinghouseState",
             Self::Error(_) => "error",
+            Self::OrderUpdates(_) => user::ORDER_UPDATES,
+            Self::UserFills(_) => user::USER_FILLS,
+            Self::UserEvents(_) => user::USER_EVENTS,
         }
     }
 }
@@ -222,6 +236,8 @@ pub fn parse(text: &str) -> Result<HlFrame, FrameError> {
 #[derive(Debug, Clone)]
 pub struct HyperliquidProtocol {
     pub subscriptions: Vec<Subscription>,
+    /// The account's user channels and followed wallets, if any.
+    user: Option<UserStreams>,
 }
 
 impl HyperliquidProtocol {
@@ -229,6 +245,7 @@ impl HyperliquidProtocol {
     pub fn public(coins: &[String]) -> Self {
         Self {
             subscriptions: Subscription::public_set(coins),
+            user: None,
         }
     }
 
@@ -236,37 +253,58 @@ impl HyperliquidProtocol {
     pub fn public_with(coins: &[String], timeframes: &[Timeframe]) -> Self {
         Self {
             subscriptions: Subscription::public_set_with(coins, timeframes),
+            user: None,
         }
     }
 
-    /// Adds the account channels of `user` (this engine's wallet): its balances and
-    /// positions as they change.
+    /// Adds the account's `clearinghouseState` (`user`: the account address): its
+    /// balances and positions as they change.
     pub fn with_account(mut self, user: &str) -> Self {
         self.subscriptions.push(Subscription::ClearinghouseState {
             user: user.to_string(),
         });
         self
     }
+
+    /// Also subscribes the account's user channels and the followed wallets' fills
+    /// (after the public channels), delivering the account's to `user`'s sink.
+    pub fn with_user(mut self, user: UserStreams) -> Self {
+        self.user = Some(user);
+        self
+    }
 }
 
 impl Protocol for HyperliquidProtocol {
     fn subscribe_messages(&self) -> Vec<String> {
-        self.subscriptions
+        let mut out: Vec<String> = self
+            .subscriptions
             .iter()
             .map(Subscription::subscribe_message)
-            .collect()
+            .collect();
+        if let Some(user) = &self.user {
+            out.extend(user.subscriptions().iter().map(|s| s.subscribe_message()));
+        }
+        out
+    }
+
+    fn on_connected(&mut self, feed: &VenueFeed) {
+        if let Some(user) = &self.user {
+            user.on_connected(feed);
+        }
+        // The account's fills arrive on this connection: the gateway reconciles less often.
+        feed.set_fills_streamed(self.user.is_some());
+        if self
+            .subscriptions
+            .iter()
+            .any(|s| matches!(s, Subscription::ClearinghouseState { .. }))
+        {
+            // Pushed on change: silence is not staleness (its reads have their own age rule).
+            feed.mark_event_driven("clearinghouseState");
+        }
     }
 
     fn heartbeat(&self) -> Option<String> {
         Some(PING.to_string())
-    }
-
-    fn on_connected(&mut self, feed: &VenueFeed) {
-        feed.set_fills_streamed(
-            self.subscriptions
-                .iter()
-                .any(|s| s.channel() == "userFills"),
-        );
     }
 
     fn on_text(
@@ -275,7 +313,15 @@ impl Protocol for HyperliquidProtocol {
         feed: &VenueFeed,
         now: Instant,
     ) -> Result<&'static str, FrameError> {
-        Ok(apply(parse(text)?, feed, now))
+        let frame = parse(text)?;
+        let channel = frame.channel();
+        match (frame, &self.user) {
+            (HlFrame::OrderUpdates(orders), Some(user)) => user.on_order_updates(orders)?,
+            (HlFrame::UserFills(fills), Some(user)) => user.on_user_fills(fills, feed)?,
+            (HlFrame::UserEvents(event), Some(user)) => user.on_user_event(event),
+            (frame, _) => return Ok(apply(frame, feed, now)),
+        }
+        Ok(channel)
     }
 }
 
@@ -353,7 +399,13 @@ pub fn apply(frame: HlFrame, feed: &VenueFeed, now: Instant) -> &'static str {
                 }
             }
         }
-        HlFrame::Pong | HlFrame::Subscribed(_) => {}
+        // User frames go to the protocol's user streams; without them nothing subscribed
+        // to these channels.
+        HlFrame::Pong
+        | HlFrame::Subscribed(_)
+        | HlFrame::OrderUpdates(_)
+        | HlFrame::UserFills(_)
+        | HlFrame::UserEvents(_) => {}
     }
     channel
 }

@@ -5,8 +5,9 @@
 //! Owns: the connection loop ([`connection`]: connect with a deadline, subscribe, ping,
 //! read with a deadline, rotate, reconnect with the resilience kit's backoff and subscribe
 //! again), what a venue protocol must provide ([`protocol::Protocol`]), the venue protocols
-//! ([`hyperliquid`]: subscription messages and typed frames), the account updates a user
-//! stream hands to the gateway ([`pushed`]), and the
+//! ([`hyperliquid`]: subscription messages and typed frames; [`hyperliquid_user`]: the
+//! account's user channels and followed wallets), the account updates a user
+//! stream hands to the gateway ([`pushed`]), followed wallets' fills ([`followed`]), and the
 //! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag) that the
 //! gateway's quote read and `orrery status` consult without a message round trip.
 //!
@@ -24,14 +25,19 @@
 
 pub mod book;
 pub mod connection;
+pub mod followed;
 pub mod hyperliquid;
+pub mod hyperliquid_user;
 pub mod protocol;
 pub mod pushed;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod user_tests;
 
 pub use book::{ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
 pub use connection::{StreamError, StreamFeed, StreamSettings};
+pub use followed::{FollowedWallet, FollowedWallets};
 pub use protocol::{FrameError, Protocol};
 pub use pushed::{PushSink, PushedUpdate};
 
@@ -60,6 +66,10 @@ pub fn describe() {
         names::STREAM_LAST_MESSAGE_AGE,
         Unit::Seconds,
         "Seconds since the last message on a venue's channel (updated at each staleness check)."
+    );
+    describe_counter!(
+        names::STREAM_PUSHED,
+        "Order states (kind=order) and fills (kind=fill) a venue's user stream pushed, by outcome: applied to the ledger, duplicate (already there, or stale), dropped (gateway busy or restarting; REST reconciliation finds it)."
     );
     describe_counter!(
         names::STREAM_RESYNCS,
