@@ -7,7 +7,8 @@
 //!   errors with the venue's message kept;
 //! - [`config`]: the venue section, its limits and the symbol ↔ pair mapping;
 //! - [`venue`]: [`BinanceSpotVenue`], the only part that does I/O;
-//! - `mock` (tests and feature `testkit`): a stateful loopback Binance spot exchange.
+//! - `mock` (tests and feature `testkit`): a stateful loopback Binance spot exchange;
+//!   `ws_mock`: its websocket streams (market and user data).
 
 pub mod config;
 pub mod errors;
@@ -16,6 +17,8 @@ pub mod filters;
 pub mod mock;
 pub mod signing;
 pub mod venue;
+#[cfg(any(test, feature = "testkit"))]
+pub mod ws_mock;
 
 pub use config::BinanceConfig;
 pub use errors::{parse_error_response, BinanceApiError, BinanceErrorKind, RequestKind};
