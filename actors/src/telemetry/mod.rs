@@ -60,6 +60,8 @@ pub mod names {
     pub const STREAM_MALFORMED: &str = "orrery_stream_malformed_frames_total";
     pub const STREAM_LAST_MESSAGE_AGE: &str = "orrery_stream_last_message_age_seconds";
     pub const STREAM_RESYNCS: &str = "orrery_stream_resyncs_total";
+    /// Order states and fills a user stream pushed, by outcome (`exchanges::gateway::pushed`).
+    pub const STREAM_PUSHED: &str = "orrery_stream_pushed_total";
 }
 
 /// Latency buckets (seconds) shared by every `_seconds` histogram: 100 µs to 2 min.
