@@ -89,8 +89,9 @@ pub(crate) fn market_spec(
                 None
             }
         };
-        let protocol = SpotMarketProtocol::new(&venue, &b, &symbols, &timeframes, depth, clock.clone())
-            .with_max_lifetime(b.stream_max_lifetime);
+        let protocol =
+            SpotMarketProtocol::new(&venue, &b, &symbols, &timeframes, depth, clock.clone())
+                .with_max_lifetime(b.stream_max_lifetime);
         Ok(StreamFeed::new(
             spot::settings(&venue, &url, b.stream_stale_after),
             Box::new(protocol),
@@ -137,9 +138,10 @@ pub(crate) fn user_spec(
         if let Some(Ok(account)) = &account {
             api = api.with_limits(account.limits.clone());
         }
-        let protocol = SpotUserProtocol::new(&venue, &b, ListenKeyLifecycle::new(api, DEFAULT_KEEP_ALIVE))
-            .with_sink(OrderGateway::push_sink(gateway.clone()))
-            .with_market(streams.clone());
+        let protocol =
+            SpotUserProtocol::new(&venue, &b, ListenKeyLifecycle::new(api, DEFAULT_KEEP_ALIVE))
+                .with_sink(OrderGateway::push_sink(gateway.clone()))
+                .with_market(streams.clone());
         Ok(StreamFeed::new(
             spot::settings(&venue, &url, b.stream_stale_after),
             Box::new(protocol),

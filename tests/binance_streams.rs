@@ -1,8 +1,8 @@
 //! The engine process with a Binance spot venue whose market data and user data stream
 //! from the loopback websocket mock (REST from the Binance mock), both in this test
 //! process: `orrery status` shows both feeds, an order's reference quote comes from the
-//! stream, and a fill pushed by the user stream reaches the ledger once, also after REST
-//! reconciliation passes.
+//! stream (and from REST once the stream is stale), and a fill pushed by the user stream
+//! reaches the ledger once, also after REST reconciliation passes.
 
 mod common;
 
@@ -97,7 +97,8 @@ stream_stale_after = "5s"
     });
     let paths = ws.paths();
     assert!(
-        paths.iter().any(|p| p.starts_with("/stream?streams=btcusdt@bookTicker/btcusdt@aggTrade/btcusdt@kline_1m")
+        paths.iter().any(|p| p
+            .starts_with("/stream?streams=btcusdt@bookTicker/btcusdt@aggTrade/btcusdt@kline_1m")
             && p.ends_with("btcusdt@depth@100ms")),
         "{paths:?}"
     );
@@ -106,7 +107,10 @@ stream_stale_after = "5s"
 
     // A bookTicker makes the channel connected in status; the user stream shows too.
     let venue = wait_for(limit, "bookTicker connected in status", || {
-        ws.send_text(Conn::Market, book_ticker_frame("BTCUSDT", 1, "60400.00", "60450.00"));
+        ws.send_text(
+            Conn::Market,
+            book_ticker_frame("BTCUSDT", 1, "60400.00", "60450.00"),
+        );
         let v = venue_of(port)?;
         (channel_state(&v["feed"], "bookTicker").as_deref() == Some("connected")
             && v["feed"]["user"]["state"] == "connected")
@@ -117,13 +121,25 @@ stream_stale_after = "5s"
     let out = run_cli(&["status", "--config", config.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains(&format!("stream connected {}", ws.url())), "{text}");
-    assert!(text.contains(&format!("user stream connected {}", ws.url())), "{text}");
-    assert!(!text.contains(&key), "the listen key is never shown: {text}");
+    assert!(
+        text.contains(&format!("stream connected {}", ws.url())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("user stream connected {}", ws.url())),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&key),
+        "the listen key is never shown: {text}"
+    );
 
     // An order's reference quote is the stream's (ask 60450): 100 USD buys 0.00165 BTC;
     // the REST book (ask 60010) would have given 0.00166.
-    ws.send_text(Conn::Market, book_ticker_frame("BTCUSDT", 2, "60400.00", "60450.00"));
+    ws.send_text(
+        Conn::Market,
+        book_ticker_frame("BTCUSDT", 2, "60400.00", "60450.00"),
+    );
     let (code, body) = http_post_json(
         port,
         "/api/orders",
@@ -191,8 +207,27 @@ stream_stale_after = "5s"
     assert_eq!(order["status"], "filled", "{order}");
     // Balances pushed by the user stream are shown.
     let v = venue_of(port).unwrap();
-    let balances = v["feed"]["user"]["balances"].as_array().cloned().unwrap_or_default();
+    let balances = v["feed"]["user"]["balances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(balances.iter().any(|b| b["asset"] == "BTC"), "{v}");
+
+    // Silence past `stream_stale_after`: the quote is stale and reads use REST again (the
+    // REST book is now 58990 / 58995: 100 USD buys 0.00169).
+    wait_for(limit, "bookTicker stale in status", || {
+        let v = venue_of(port)?;
+        (channel_state(&v["feed"], "bookTicker").as_deref() == Some("stale")).then_some(())
+    });
+    let (code, body) = http_post_json(
+        port,
+        "/api/orders",
+        r#"{"venue":"binance","symbol":"BTC","side":"buy","usd":"100"}"#,
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(dec_of(&report["size"]), Some(dec!(0.00169)), "{report}");
 
     // The stream metrics pass promtool.
     let (_, metrics) = http_get(port, "/metrics").unwrap();
@@ -210,5 +245,8 @@ stream_stale_after = "5s"
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
     assert!(log.contains("user-data listen key created"), "{log}");
-    assert!(!log.contains(MOCK_API_KEY) && !log.contains(&key), "a key reached the log");
+    assert!(
+        !log.contains(MOCK_API_KEY) && !log.contains(&key),
+        "a key reached the log"
+    );
 }

@@ -362,7 +362,10 @@ mod tests {
         let c = BinanceConfig::default();
         assert!(c.streams);
         assert_eq!(c.stream_url(), "wss://stream.binance.com:9443");
-        assert_eq!(c.stream_max_lifetime, Duration::from_secs(23 * 3600 + 50 * 60));
+        assert_eq!(
+            c.stream_max_lifetime,
+            Duration::from_secs(23 * 3600 + 50 * 60)
+        );
         let testnet = BinanceConfig {
             base_url: "https://testnet.binance.vision".into(),
             ..BinanceConfig::default()
@@ -382,6 +385,9 @@ mod tests {
         let mut issues = Issues::default();
         bad.validate("v", &mut issues);
         let keys: Vec<_> = issues.0.iter().map(|i| i.key.clone()).collect();
-        assert_eq!(keys, ["v.ws_url", "v.stream_stale_after", "v.stream_max_lifetime"]);
+        assert_eq!(
+            keys,
+            ["v.ws_url", "v.stream_stale_after", "v.stream_max_lifetime"]
+        );
     }
 }
