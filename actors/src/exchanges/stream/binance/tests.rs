@@ -377,13 +377,14 @@ fn documented_user_events_parse_and_an_execution_report_is_an_order_state_and_a_
         panic!()
     };
     assert!(user::to_update(VENUE, &cfg, &r, |_| None).is_err());
-    for bad in [
-        "{",
-        r#"{"e":"somethingNew"}"#,
-        r#"{"e":"executionReport","s":"X"}"#,
-    ] {
+    for bad in ["{", r#"{"x":1}"#, r#"{"e":"executionReport","s":"X"}"#] {
         assert!(user::parse(bad).is_err(), "{bad}");
     }
+    // An event type this engine does not use is read and ignored, not malformed.
+    assert_eq!(
+        user::parse(r#"{"e":"externalLockUpdate","E":1581557507324,"a":"NEO","d":"10.00000000","T":1581557507268}"#).unwrap(),
+        UserEvent::Other
+    );
 }
 
 // ---- the connection against the mocks --------------------------------------------------

@@ -124,6 +124,10 @@ pub enum UserEvent {
     /// The stream was terminated (WebSocket API sessions); the connection ends next.
     #[serde(rename = "eventStreamTerminated")]
     StreamTerminated,
+    /// An event type this engine does not use (Binance adds some over time, e.g.
+    /// `externalLockUpdate`): counted under its channel, not as a malformed frame.
+    #[serde(other)]
+    Other,
 }
 
 impl UserEvent {
@@ -135,6 +139,7 @@ impl UserEvent {
             Self::BalanceUpdate => "balanceUpdate",
             Self::ListStatus => "listStatus",
             Self::StreamTerminated => "eventStreamTerminated",
+            Self::Other => "other",
         }
     }
 }
@@ -330,7 +335,7 @@ impl SpotUserProtocol {
                 }
             }
             UserEvent::ListenKeyExpired => self.listen_key.mark_expired(),
-            UserEvent::BalanceUpdate | UserEvent::ListStatus => {}
+            UserEvent::BalanceUpdate | UserEvent::ListStatus | UserEvent::Other => {}
             UserEvent::StreamTerminated => self.listen_key.mark_expired(),
         }
         Ok(channel)
