@@ -26,6 +26,9 @@ use orrery_actors::supervisor::{ChildSpec, Slot, StartError};
 
 use crate::config::Config;
 
+/// How long a user-stream channel may be quiet before status calls it stale.
+const USER_QUIET: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The symbols the market feed streams: those the venue's agents trade, and its own.
 fn symbols(config: &Config, venue: &str, b: &BinanceConfig) -> Vec<String> {
     let mut s = crate::status::configured_symbols(config, venue);
@@ -114,7 +117,10 @@ pub(crate) fn user_spec(
     let venue = venue.to_string();
     ChildSpec::in_slot(id, Slot::new(), move |_| {
         let url = b.stream_url();
-        let feed = streams.register_user(&venue, &url, b.stream_stale_after);
+        // An account without activity sends nothing for hours: silence on the user stream
+        // is normal, so its channels are never called stale (which would count resyncs);
+        // its liveness is the connection's (the server's pings).
+        let feed = streams.register_user(&venue, &url, USER_QUIET);
         let key = orrery_actors::env::non_empty(&orrery_actors::env::process_env, API_KEY_ENV)
             .ok_or_else(|| {
                 StartError::failed(format!(
@@ -143,7 +149,7 @@ pub(crate) fn user_spec(
                 .with_sink(OrderGateway::push_sink(gateway.clone()))
                 .with_market(streams.clone());
         Ok(StreamFeed::new(
-            spot::settings(&venue, &url, b.stream_stale_after),
+            spot::settings(&venue, &url, USER_QUIET),
             Box::new(protocol),
             feed,
         ))

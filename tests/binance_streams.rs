@@ -205,7 +205,13 @@ stream_stale_after = "5s"
         .find(|o| o["client_id"].as_str() == Some(client_id.as_str()))
         .unwrap_or_else(|| panic!("{body}"));
     assert_eq!(order["status"], "filled", "{order}");
-    // Balances pushed by the user stream are shown.
+    // Balances pushed by the user stream are shown; a quiet user stream is not stale.
+    let v = venue_of(port).unwrap();
+    assert_eq!(
+        channel_state(&v["feed"]["user"], "executionReport").as_deref(),
+        Some("connected"),
+        "{v}"
+    );
     let v = venue_of(port).unwrap();
     let balances = v["feed"]["user"]["balances"]
         .as_array()
@@ -228,6 +234,12 @@ stream_stale_after = "5s"
     assert_eq!(code, 200, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(dec_of(&report["size"]), Some(dec!(0.00169)), "{report}");
+    let v = venue_of(port).unwrap();
+    assert_eq!(
+        channel_state(&v["feed"]["user"], "executionReport").as_deref(),
+        Some("connected"),
+        "a user stream without activity is not stale: {v}"
+    );
 
     // The stream metrics pass promtool.
     let (_, metrics) = http_get(port, "/metrics").unwrap();
