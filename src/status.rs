@@ -138,7 +138,8 @@ pub struct VenueStatus {
     #[serde(default)]
     pub connectors: Vec<ConnectorHealth>,
     /// The venue's market-data stream (`None`: no stream, or the engine is stopped): its
-    /// connection and each channel's state (`connected`, `stale`, `disconnected`) and age.
+    /// connection and each channel's state (`connected`, `stale`, `disconnected`) and age;
+    /// a user-data stream on a connection of its own (Binance) in `user`, with balances.
     #[serde(default)]
     pub feed: Option<FeedHealth>,
 }
@@ -475,11 +476,28 @@ fn age(now_ms: i64, created_ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
-/// The stream line and one line per channel: state and age of its last message.
+/// The stream line and one line per channel: state and age of its last message; then a
+/// separate user-data stream the same way, with the balances it reported.
 fn render_feed(o: &mut String, f: &FeedHealth) {
+    render_stream(o, "stream", f);
+    if let Some(user) = &f.user {
+        render_stream(o, "user stream", user);
+        for b in &user.balances {
+            let _ = writeln!(
+                o,
+                "    balance {:<14} free {}  locked {}",
+                b.asset,
+                b.free.normalize(),
+                b.locked.normalize()
+            );
+        }
+    }
+}
+
+fn render_stream(o: &mut String, label: &str, f: &FeedHealth) {
     let _ = writeln!(
         o,
-        "  stream {} {}  reconnects {}  malformed frames {}",
+        "  {label} {} {}  reconnects {}  malformed frames {}",
         f.state.label(),
         f.url,
         f.reconnects,

@@ -8,7 +8,9 @@
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
 //! │                            base endpoint) × M, feed-<venue> (market-data websocket of
-//! │                            each Hyperliquid venue with `streams`), then gateway
+//! │                            each Hyperliquid venue with `streams`; feed-<venue> and
+//! │                            feed-<venue>-user for each Binance venue with `streams`),
+//! │                            then gateway
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
@@ -101,6 +103,17 @@ pub enum Role {
     },
     /// The market-data websocket of one venue (`streams = true`).
     StreamFeed {
+        /// The venue's name.
+        venue: String,
+    },
+    /// The market-data websocket of a Binance spot venue (`streams = true`).
+    BinanceMarketFeed {
+        /// The venue's name.
+        venue: String,
+    },
+    /// The user-data websocket of a Binance spot venue (listen key; order updates and
+    /// fills to the gateway, balances).
+    BinanceUserFeed {
         /// The venue's name.
         venue: String,
     },
@@ -224,6 +237,21 @@ pub fn plan(config: &Config) -> SupervisorPlan {
                 )
             }),
     );
+    for (venue, cfg) in &config.exchanges.venues {
+        if matches!(cfg, VenueConfig::Binance(b) if b.streams) {
+            let venue = venue.clone();
+            exchanges.push(worker(
+                format!("feed-{venue}"),
+                Role::BinanceMarketFeed {
+                    venue: venue.clone(),
+                },
+            ));
+            exchanges.push(worker(
+                format!("feed-{venue}-user"),
+                Role::BinanceUserFeed { venue },
+            ));
+        }
+    }
     exchanges.push(worker("gateway".into(), Role::OrderGateway));
 
     let mut agents = Vec::new();
@@ -489,6 +517,17 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     .with_user(user);
                 Ok(StreamFeed::new(settings, Box::new(protocol), feed))
             })
+        }
+        Role::BinanceMarketFeed { venue } | Role::BinanceUserFeed { venue } => {
+            let Some(VenueConfig::Binance(b)) = config.exchanges.venues.get(venue).cloned() else {
+                return missing(&id, format!("no binance venue `{venue}` in the config"));
+            };
+            let account = scope.accounts.get(venue).cloned();
+            if matches!(w.role, Role::BinanceMarketFeed { .. }) {
+                crate::binance_feeds::market_spec(id, venue, *b, &config, account, clock, streams)
+            } else {
+                crate::binance_feeds::user_spec(id, venue, *b, account, clock, streams, gateway)
+            }
         }
         Role::OrderGateway => {
             let connectors: BTreeMap<String, ConnectorSet> = scope

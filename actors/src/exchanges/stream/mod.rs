@@ -6,8 +6,9 @@
 //! read with a deadline, rotate, reconnect with the resilience kit's backoff and subscribe
 //! again), what a venue protocol must provide ([`protocol::Protocol`]), the venue protocols
 //! ([`hyperliquid`]: subscription messages and typed frames; [`hyperliquid_user`]: the
-//! account's user channels and followed wallets), the account updates a user
-//! stream hands to the gateway ([`pushed`]), followed wallets' fills ([`followed`]), and the
+//! account's user channels and followed wallets; [`binance`]: spot market and user-data
+//! streams and the pieces Binance's venues share), the account updates a user stream hands
+//! to the gateway ([`pushed`]), followed wallets' fills ([`followed`]), and the
 //! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag) that the
 //! gateway's quote read and `orrery status` consult without a message round trip.
 //!
@@ -23,6 +24,7 @@
 //! `orrery_stream_last_message_age_seconds{venue,channel}`, `orrery_stream_resyncs_total{venue}`
 //! (a channel that was fresh went stale: its readers fall back to REST until it is fresh).
 
+pub mod binance;
 pub mod book;
 pub mod connection;
 pub mod followed;
@@ -35,7 +37,7 @@ mod tests;
 #[cfg(test)]
 mod user_tests;
 
-pub use book::{ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
+pub use book::{AssetBalance, ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
 pub use connection::{StreamError, StreamFeed, StreamSettings};
 pub use followed::{FollowedWallet, FollowedWallets};
 pub use protocol::{FrameError, Protocol};
