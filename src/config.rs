@@ -13,6 +13,7 @@ use orrery_actors::agents::journal::JournalConfig;
 use orrery_actors::agents::swarm::AgentMode;
 use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::binance::BinanceConfig;
+use orrery_actors::exchanges::binance_futures::BinanceFuturesConfig;
 use orrery_actors::exchanges::gateway::GatewayConfig;
 use orrery_actors::exchanges::hyperliquid::HyperliquidConfig;
 use orrery_actors::exchanges::market_data::FeedConfig;
@@ -179,6 +180,9 @@ pub enum VenueConfig {
     Hyperliquid(Box<HyperliquidConfig>),
     /// Binance spot; keys from `BINANCE_API_KEY` / `BINANCE_API_SECRET`.
     Binance(Box<BinanceConfig>),
+    /// Binance USDⓈ-M futures (`kind = "binance_futures"`); keys from
+    /// `BINANCE_FUTURES_API_KEY` / `BINANCE_FUTURES_API_SECRET`.
+    BinanceFutures(Box<BinanceFuturesConfig>),
 }
 
 impl VenueConfig {
@@ -187,6 +191,7 @@ impl VenueConfig {
             VenueConfig::Paper(_) => "paper",
             VenueConfig::Hyperliquid(_) => "hyperliquid",
             VenueConfig::Binance(_) => "binance",
+            VenueConfig::BinanceFutures(_) => "binance_futures",
         }
     }
 
@@ -196,6 +201,7 @@ impl VenueConfig {
             VenueConfig::Paper(_) => None,
             VenueConfig::Hyperliquid(h) => Some(&h.resilience),
             VenueConfig::Binance(b) => Some(&b.resilience),
+            VenueConfig::BinanceFutures(b) => Some(&b.resilience),
         }
     }
 
@@ -206,6 +212,7 @@ impl VenueConfig {
             VenueConfig::Paper(_) => Vec::new(),
             VenueConfig::Hyperliquid(h) => h.endpoints(),
             VenueConfig::Binance(b) => b.endpoints(),
+            VenueConfig::BinanceFutures(b) => b.endpoints(),
         }
     }
 
@@ -227,6 +234,7 @@ impl VenueConfig {
             VenueConfig::Paper(_) => None,
             VenueConfig::Hyperliquid(h) => h.market_data_fallback.as_deref(),
             VenueConfig::Binance(b) => b.market_data_fallback.as_deref(),
+            VenueConfig::BinanceFutures(b) => b.market_data_fallback.as_deref(),
         }
     }
 
@@ -490,6 +498,7 @@ impl Config {
                 VenueConfig::Paper(p) => p.validate(&path, &mut issues),
                 VenueConfig::Hyperliquid(h) => h.validate(&path, &mut issues),
                 VenueConfig::Binance(b) => b.validate(&path, &mut issues),
+                VenueConfig::BinanceFutures(b) => b.validate(&path, &mut issues),
             }
             if let Some(secondary) = venue.market_data_fallback() {
                 self.check_market_data_fallback(name, secondary, &path, &mut issues);
@@ -688,6 +697,9 @@ fn fill_venue_resilience_defaults(tree: &mut toml::Table) {
                 orrery_actors::exchanges::hyperliquid::config::default_resilience()
             }
             Some("binance") => orrery_actors::exchanges::binance::config::default_resilience(),
+            Some("binance_futures") => {
+                orrery_actors::exchanges::binance_futures::config::default_resilience()
+            }
             _ => continue,
         };
         let given = match venue.get("resilience") {

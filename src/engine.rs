@@ -345,6 +345,9 @@ pub fn open_venue(
         VenueConfig::Binance(binance) => BinanceSpotVenue::open(name, binance, clock)
             .map_err(|e| e.to_string())
             .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
+        VenueConfig::BinanceFutures(_) => Err(format!(
+            "venue `{name}`: kind binance_futures has no connector in this commit yet"
+        )),
     }
 }
 
@@ -362,7 +365,9 @@ pub fn open_connector_venue(
         return open_venue(name, config, store, clock);
     };
     match config {
-        VenueConfig::Paper(_) => open_venue(name, config, store, clock),
+        VenueConfig::Paper(_) | VenueConfig::BinanceFutures(_) => {
+            open_venue(name, config, store, clock)
+        }
         VenueConfig::Hyperliquid(hl) => HyperliquidVenue::open_at(
             name,
             hl,

@@ -56,6 +56,11 @@ fn open_for_reads(
     };
     Ok(Some(match venue {
         VenueConfig::Paper(_) => return Ok(None),
+        VenueConfig::BinanceFutures(_) => {
+            return Err(open_err(
+                "kind binance_futures has no connector in this commit yet".into(),
+            ))
+        }
         VenueConfig::Hyperliquid(hl) => Arc::new(
             HyperliquidVenue::open(name, hl, &orrery_actors::env::process_env, system_clock())
                 .map_err(|e| open_err(e.to_string()))?,

@@ -51,6 +51,9 @@ pub fn normalize_for(venue: &VenueConfig, input: &str) -> String {
             }
             b.symbol_of(&upper).unwrap_or(upper)
         }
+        VenueConfig::BinanceFutures(b) => {
+            normalize_for(&VenueConfig::Binance(Box::new(b.rest_config())), input)
+        }
     }
 }
 

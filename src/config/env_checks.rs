@@ -153,11 +153,19 @@ impl Config {
         // A Binance account cannot even be opened without its keys (Hyperliquid can: it
         // reads without a wallet key, and orders fail naming the variable).
         for (name, venue) in &self.exchanges.venues {
-            if let VenueConfig::Binance(_) = venue {
-                for var in [
+            let vars = match venue {
+                VenueConfig::Binance(_) => [
                     orrery_actors::exchanges::binance::API_KEY_ENV,
                     orrery_actors::exchanges::binance::API_SECRET_ENV,
-                ] {
+                ],
+                VenueConfig::BinanceFutures(_) => [
+                    orrery_actors::exchanges::binance_futures::API_KEY_ENV,
+                    orrery_actors::exchanges::binance_futures::API_SECRET_ENV,
+                ],
+                _ => continue,
+            };
+            {
+                for var in vars {
                     issues.check(
                         env(var).is_some_and(|v| !v.trim().is_empty()),
                         format!("exchanges.venues.{name}"),

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod binance;
+pub mod binance_futures;
 pub mod call_priority;
 pub mod command;
 pub mod connector;

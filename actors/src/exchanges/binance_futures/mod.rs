@@ -1,0 +1,6 @@
+//! Binance USDⓈ-M futures (`kind = "binance_futures"`): the fapi REST venue.
+//!
+//! - [`config`]: the venue section, its limits, streams settings and margin mode.
+pub mod config;
+pub use config::{BinanceFuturesConfig, MarginType};
+pub use config::{API_KEY_ENV, API_SECRET_ENV};
