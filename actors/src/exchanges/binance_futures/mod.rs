@@ -4,3 +4,5 @@
 pub mod config;
 pub use config::{BinanceFuturesConfig, MarginType};
 pub use config::{API_KEY_ENV, API_SECRET_ENV};
+#[cfg(any(test, feature = "testkit"))]
+pub mod ws_mock;

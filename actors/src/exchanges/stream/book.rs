@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::derivatives::{DerivativesFeed, DerivativesHealth, MarkHealth, MarkPrice};
 use crate::exchanges::types::{Candle, Quote, Timeframe};
 use crate::telemetry::names;
 
@@ -64,6 +65,12 @@ impl StreamBook {
         self.venues.get(venue)?.fresh_mid(symbol)
     }
 
+    /// The venue's streamed mark price and funding for `symbol` under the same freshness
+    /// rule.
+    pub fn fresh_mark(&self, venue: &str, symbol: &str) -> Option<MarkPrice> {
+        self.venues.get(venue)?.fresh_mark(symbol)
+    }
+
     /// The venue's feed health, `None` when the venue has no stream.
     pub fn health(&self, venue: &str) -> Option<FeedHealth> {
         self.venues.get(venue).map(|f| f.health())
@@ -102,6 +109,9 @@ pub struct FeedHealth {
     pub reconnects: u64,
     pub malformed: u64,
     pub channels: Vec<ChannelHealth>,
+    /// Marks, funding, liquidation counts and the pushed account of a derivatives venue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivatives: Option<DerivativesHealth>,
 }
 
 /// One channel of a venue's stream.
@@ -166,6 +176,8 @@ pub struct VenueFeed {
     trades: DashMap<String, Stamped<Decimal>>,
     candles: DashMap<(String, Timeframe), Stamped<CandleSeries>>,
     channels: DashMap<&'static str, ChannelEntry>,
+    marks: DashMap<String, Stamped<MarkPrice>>,
+    derivatives: DerivativesFeed,
 }
 
 impl VenueFeed {
@@ -183,6 +195,8 @@ impl VenueFeed {
             trades: DashMap::new(),
             candles: DashMap::new(),
             channels: DashMap::new(),
+            marks: DashMap::new(),
+            derivatives: DerivativesFeed::new(venue),
         }
     }
 
@@ -358,6 +372,58 @@ impl VenueFeed {
         self.fresh(&self.trades, symbol)
     }
 
+    pub fn put_mark(&self, mark: MarkPrice, now: Instant) {
+        self.marks.insert(
+            mark.symbol.clone(),
+            Stamped {
+                value: mark,
+                at: now,
+            },
+        );
+    }
+
+    /// The streamed mark price and funding of `symbol` while connected and younger than
+    /// `stale_after`.
+    pub fn fresh_mark(&self, symbol: &str) -> Option<MarkPrice> {
+        self.fresh(&self.marks, symbol)
+    }
+
+    /// The liquidation tape and pushed account of a derivatives venue.
+    pub fn derivatives(&self) -> &DerivativesFeed {
+        &self.derivatives
+    }
+
+    /// Marks with their ages, liquidation counts and the pushed account; `None` when the
+    /// venue's streams carry none of them.
+    fn derivatives_health(&self, now: Instant, up: bool) -> Option<DerivativesHealth> {
+        let liquidations = self.derivatives.liquidations.counts();
+        let account = self.derivatives.account();
+        if self.marks.is_empty() && liquidations.kept == 0 && account.is_none() {
+            return None;
+        }
+        let mut marks: Vec<MarkHealth> = self
+            .marks
+            .iter()
+            .map(|e| {
+                let age = now.saturating_duration_since(e.at);
+                MarkHealth {
+                    symbol: e.key().clone(),
+                    mark: e.value.mark,
+                    funding_rate: e.value.funding_rate,
+                    next_funding_ms: e.value.next_funding_ms,
+                    age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    fresh: up && age <= self.stale_after,
+                }
+            })
+            .collect();
+        marks.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        Some(DerivativesHealth {
+            marks,
+            liquidations,
+            account,
+        })
+    }
+
     /// Staleness check: sets each channel's age gauge and counts a resync (and logs) for
     /// each channel that went stale since the last sweep.
     pub fn sweep(&self, now: Instant) {
@@ -410,6 +476,7 @@ impl VenueFeed {
             reconnects: self.reconnects(),
             malformed: self.malformed(),
             channels,
+            derivatives: self.derivatives_health(now, up),
         }
     }
 }

@@ -22,8 +22,10 @@
 //! `orrery_stream_last_message_age_seconds{venue,channel}`, `orrery_stream_resyncs_total{venue}`
 //! (a channel that was fresh went stale: its readers fall back to REST until it is fresh).
 
+pub mod binance_futures;
 pub mod book;
 pub mod connection;
+pub mod derivatives;
 pub mod hyperliquid;
 pub mod protocol;
 pub mod pushed;
@@ -65,4 +67,5 @@ pub fn describe() {
         names::STREAM_RESYNCS,
         "Times a fresh channel went stale (or its connection was lost) so reads fell back to REST."
     );
+    derivatives::describe();
 }
