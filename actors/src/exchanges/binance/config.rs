@@ -8,7 +8,8 @@
 //!
 //! Request weights (Binance Spot REST API docs, `/api/v3`, as of 2025): exchangeInfo 20,
 //! bookTicker (one symbol) 2, klines 2, time 1, POST order 1, GET order 4, DELETE order 1,
-//! openOrders (one symbol) 6, myTrades 20, account 20. The IP budget is 6000 weight per
+//! openOrders (one symbol) 6, myTrades 20, account 20, depth with `limit` 501..=1000 50,
+//! userDataStream (POST / PUT / DELETE) 2. The IP budget is 6000 weight per
 //! rolling minute (`REQUEST_WEIGHT`); the account may place 100 orders per 10 s
 //! (`ORDERS`). The defaults below stay under both with some headroom.
 
@@ -32,7 +33,7 @@ pub const ORDERS_POOL: &str = "orders";
 pub const WEIGHT_PER_MINUTE: u64 = 6000;
 
 /// Endpoint names used with the rate limits, with their documented weights.
-pub const ENDPOINT_WEIGHTS: [(&str, u64); 10] = [
+pub const ENDPOINT_WEIGHTS: [(&str, u64); 12] = [
     ("exchange_info", 20),
     ("book_ticker", 2),
     ("klines", 2),
@@ -43,6 +44,10 @@ pub const ENDPOINT_WEIGHTS: [(&str, u64); 10] = [
     ("open_orders", 6),
     ("my_trades", 20),
     ("account", 20),
+    // `GET /api/v3/depth?limit=1000` (the diff-depth stream's snapshot).
+    ("depth", 50),
+    // POST / PUT / DELETE `/api/v3/userDataStream` (the user stream's listen key).
+    ("user_data_stream", 2),
 ];
 
 /// A Binance spot account. Keys are read from `BINANCE_API_KEY` / `BINANCE_API_SECRET`.

@@ -142,6 +142,23 @@ struct State {
     weight: (i64, u64),
     /// How commission is charged: `None` always in the quote asset, else a [`FeeAsset`].
     fee_asset: Option<FeeAsset>,
+    /// Listen keys handed out, with whether each is still valid.
+    listen_keys: Vec<(String, bool)>,
+    /// Diff-depth book per pair: `lastUpdateId` and its levels (see [`MockBinance::set_depth`]).
+    depth: BTreeMap<String, DepthBook>,
+    /// Every execution, in order, as the user data stream reports it (an `executionReport`
+    /// per order change; see [`MockBinance::take_execution_reports`]).
+    executions: Vec<Value>,
+}
+
+/// A pair's order book as the depth endpoint serves it.
+#[derive(Debug, Clone, Default)]
+pub struct DepthBook {
+    pub last_update_id: u64,
+    /// (price, quantity) from the best bid down.
+    pub bids: Vec<(String, String)>,
+    /// (price, quantity) from the best ask up.
+    pub asks: Vec<(String, String)>,
 }
 
 /// How the mock charges commission (see [`MockBinance::set_fee_asset`]).
@@ -170,6 +187,8 @@ fn err(status: u16, code: i64, msg: &str) -> Reply {
 
 fn weight_of(route: &str, method: &str) -> u64 {
     match (method, route) {
+        ("GET", "/api/v3/depth") => 50,
+        (_, "/api/v3/userDataStream") => 2,
         ("GET", "/api/v3/exchangeInfo") => 20,
         ("GET", "/api/v3/ticker/bookTicker") | ("GET", "/api/v3/klines") => 2,
         ("GET", "/api/v3/order") => 4,
@@ -240,6 +259,9 @@ impl MockBinance {
             faults: VecDeque::new(),
             weight: (0, 0),
             fee_asset: Some(FeeAsset::Received),
+            listen_keys: Vec::new(),
+            depth: BTreeMap::new(),
+            executions: Vec::new(),
         }));
         let handler_state = state.clone();
         let server = MockServer::start(move |req| handle(&handler_state, req));
@@ -383,6 +405,51 @@ impl MockBinance {
         }
     }
 
+    /// Executions since the last call, each an `executionReport` event as the user data
+    /// stream sends it (the websocket mock `BinanceWsMock` pushes them).
+    pub fn take_execution_reports(&self) -> Vec<Value> {
+        std::mem::take(&mut self.state.lock().executions)
+    }
+
+    /// The balances as an `outboundAccountPosition` event.
+    pub fn account_position_event(&self) -> Value {
+        let st = self.state.lock();
+        let now = wall_ms() + st.clock_offset_ms;
+        let b: Vec<Value> = st
+            .balances
+            .iter()
+            .map(|(a, (f, l))| json!({"a": a, "f": d8(*f), "l": d8(*l)}))
+            .collect();
+        json!({"e": "outboundAccountPosition", "E": now, "u": now, "B": b})
+    }
+
+    /// Sets the depth snapshot `GET /api/v3/depth` answers for `pair`.
+    pub fn set_depth(&self, pair: &str, book: DepthBook) {
+        self.state.lock().depth.insert(pair.to_string(), book);
+    }
+
+    /// Invalidates every listen key (as a key 60 minutes without keep-alive): PUT and
+    /// DELETE then answer -1125.
+    pub fn expire_listen_keys(&self) {
+        for k in self.state.lock().listen_keys.iter_mut() {
+            k.1 = false;
+        }
+    }
+
+    /// Listen keys handed out so far, and whether each is valid.
+    pub fn listen_keys(&self) -> Vec<(String, bool)> {
+        self.state.lock().listen_keys.clone()
+    }
+
+    /// Requests of `method` to `route` so far.
+    pub fn count_method(&self, method: &str, route: &str) -> usize {
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.method == method && r.route() == route)
+            .count()
+    }
+
     /// Status string of the order with this client id, if any.
     pub fn order_status(&self, client_id: &str) -> Option<String> {
         self.state
@@ -503,7 +570,12 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
     let p = params_of(req);
     let signed = !matches!(
         req.route(),
-        "/api/v3/time" | "/api/v3/exchangeInfo" | "/api/v3/ticker/bookTicker" | "/api/v3/klines"
+        "/api/v3/time"
+            | "/api/v3/exchangeInfo"
+            | "/api/v3/ticker/bookTicker"
+            | "/api/v3/klines"
+            | "/api/v3/depth"
+            | "/api/v3/userDataStream"
     );
     if signed {
         if let Err(reply) = authenticate(st, req, &p, now) {
@@ -512,6 +584,8 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
     }
     let reply = match (req.method.as_str(), req.route()) {
         ("GET", "/api/v3/time") => Reply::json(200, &json!({ "serverTime": now })),
+        ("GET", "/api/v3/depth") => depth(st, &p),
+        (m, "/api/v3/userDataStream") => user_data_stream(st, req, m, &p),
         ("GET", "/api/v3/exchangeInfo") => exchange_info(st, &p, now),
         ("GET", "/api/v3/ticker/bookTicker") => match book_of(st, &p) {
             Ok((pair, b)) => Reply::json(
@@ -612,6 +686,84 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
         ),
         Some(Fault::ResetAfterOrder | Fault::ResetAfterCancel) => Reply::Reset,
         _ => reply,
+    }
+}
+
+/// `GET /api/v3/depth`: the book set by [`MockBinance::set_depth`] (at most `limit`
+/// levels a side), else the pair's touch with `lastUpdateId` 1.
+fn depth(st: &State, p: &HashMap<String, String>) -> Reply {
+    let (pair, b) = match book_of(st, p) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let limit: usize = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let book = st.depth.get(&pair).cloned().unwrap_or_else(|| DepthBook {
+        last_update_id: 1,
+        bids: vec![(d8(b.bid), "1.00000000".into())],
+        asks: vec![(d8(b.ask), "1.00000000".into())],
+    });
+    let side = |levels: &[(String, String)]| -> Vec<Value> {
+        levels
+            .iter()
+            .take(limit)
+            .map(|(p, q)| json!([p, q]))
+            .collect()
+    };
+    Reply::json(
+        200,
+        &json!({"lastUpdateId": book.last_update_id, "bids": side(&book.bids), "asks": side(&book.asks)}),
+    )
+}
+
+/// `/api/v3/userDataStream`: POST creates a key (or returns the account's active one),
+/// PUT keeps `listenKey` alive, DELETE closes it; an unknown or closed key is -1125. Only
+/// the API key header is checked (these endpoints are not signed).
+fn user_data_stream(
+    st: &mut State,
+    req: &RecordedRequest,
+    method: &str,
+    p: &HashMap<String, String>,
+) -> Reply {
+    if req.header("x-mbx-apikey") != Some(MOCK_API_KEY) {
+        return err(
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        );
+    }
+    if method == "POST" {
+        if let Some((k, _)) = st.listen_keys.iter().find(|(_, live)| *live) {
+            return Reply::json(200, &json!({ "listenKey": k }));
+        }
+        let key = format!("mockListenKey{:051}", st.listen_keys.len() + 1);
+        st.listen_keys.push((key.clone(), true));
+        return Reply::json(200, &json!({ "listenKey": key }));
+    }
+    let Some(key) = p.get("listenKey") else {
+        return err(
+            400,
+            -1102,
+            "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed.",
+        );
+    };
+    let Some(entry) = st
+        .listen_keys
+        .iter_mut()
+        .find(|(k, live)| k == key && *live)
+    else {
+        return err(400, -1125, "This listenKey does not exist.");
+    };
+    match method {
+        "PUT" => Reply::json(200, &json!({})),
+        "DELETE" => {
+            entry.1 = false;
+            Reply::json(200, &json!({}))
+        }
+        _ => err(
+            404,
+            -1000,
+            "An unknown error occurred while processing the request.",
+        ),
     }
 }
 
@@ -820,6 +972,14 @@ fn execute(st: &mut State, i: usize, price: Decimal, qty: Decimal, maker: bool, 
         is_buyer: buy,
         is_maker: maker,
     });
+    let o = &st.orders[i];
+    let report = execution_report(
+        o,
+        "TRADE",
+        Some((price, qty, commission, &commission_asset, id, maker)),
+        now,
+    );
+    st.executions.push(report);
     json!({"price": d8(price), "qty": d8(qty), "commission": d8(commission), "commissionAsset": commission_asset, "tradeId": id})
 }
 
@@ -1014,9 +1174,47 @@ fn cancel(st: &mut State, p: &HashMap<String, String>, now: i64) -> Reply {
     let o = &mut st.orders[i];
     o.status = "CANCELED".into();
     o.update_time = now;
+    // The user stream reports a cancel under the cancel request's new client id, the
+    // order's own in `C`.
+    let mut report = execution_report(o, "CANCELED", None, now);
+    report["c"] = Value::String(new_cid.clone());
+    report["C"] = Value::String(o.client_order_id.clone());
+    let o = &st.orders[i];
     let mut v = order_json(o);
     v["origClientOrderId"] = Value::String(o.client_order_id.clone());
     v["clientOrderId"] = Value::String(new_cid);
     v["transactTime"] = json!(now);
+    st.executions.push(report);
     Reply::json(200, &v)
+}
+
+/// An `executionReport` of the user data stream for order `o` (fields as in Binance's
+/// recorded spot `executionReport` of a TRADE: `x` the execution type, `X` the order's
+/// status, `l`/`L` the last fill's quantity and price, `n`/`N` its commission, `t` the
+/// trade id, -1 without a trade).
+fn execution_report(
+    o: &Order,
+    exec_type: &str,
+    fill: Option<(Decimal, Decimal, Decimal, &str, i64, bool)>,
+    now: i64,
+) -> Value {
+    let (l, lp, n, na, t, m) = match fill {
+        Some((p, q, c, a, id, maker)) => {
+            (d8(q), d8(p), d8(c), Value::String(a.to_string()), id, maker)
+        }
+        None => (
+            d8(Decimal::ZERO),
+            d8(Decimal::ZERO),
+            "0".to_string(),
+            Value::Null,
+            -1,
+            false,
+        ),
+    };
+    json!({"e": "executionReport", "E": now, "s": o.symbol, "c": o.client_order_id, "S": o.side,
+        "o": o.ty, "f": o.tif, "q": d8(o.orig_qty), "p": d8(o.price), "P": d8(o.stop_price),
+        "F": "0.00000000", "g": -1, "C": "", "x": exec_type, "X": o.status, "r": "NONE",
+        "i": o.order_id, "l": l, "z": d8(o.executed_qty), "L": lp, "n": n, "N": na, "T": now,
+        "t": t, "I": 1, "w": o.status == "NEW", "m": m, "M": false, "O": o.time,
+        "Z": d8(o.cum_quote), "Y": "0.00000000", "Q": "0.00000000", "W": o.time, "V": "NONE"})
 }

@@ -22,6 +22,7 @@
 //! `orrery_stream_last_message_age_seconds{venue,channel}`, `orrery_stream_resyncs_total{venue}`
 //! (a channel that was fresh went stale: its readers fall back to REST until it is fresh).
 
+pub mod binance;
 pub mod binance_futures;
 pub mod book;
 pub mod connection;
