@@ -9,6 +9,7 @@ pub mod binance_futures;
 pub mod call_priority;
 pub mod command;
 pub mod connector;
+pub mod derivatives;
 pub mod gateway;
 pub mod hyperliquid;
 pub mod ledger;

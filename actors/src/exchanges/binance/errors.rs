@@ -19,6 +19,10 @@
 //! - HTTP 5xx and `-1006`/`-1007` leave an order's fate **unknown**: `OutcomeUnknown` for order
 //!   sends and cancels (resolve by client id, never re-send), `Unavailable` for reads.
 //! - HTTP 403 is a WAF block (rate or security), treated as a rate limit.
+//! - USD-M futures (same body shape, same classes): `-2019` margin insufficient is an
+//!   insufficient balance; `-2022` reduce-only rejected, `-4164` under the minimum
+//!   notional (also a filter failure) and `-4120` (order type only on the Algo Order API)
+//!   are rejections.
 
 use std::time::Duration;
 
@@ -133,12 +137,21 @@ pub fn parse_error_response(
 /// Binance's code for an order that broke one of the symbol's filters (PRICE_FILTER,
 /// LOT_SIZE, NOTIONAL, ...).
 pub const FILTER_FAILURE: i64 = -1013;
+/// USD-M futures: "Margin is insufficient."
+pub const MARGIN_INSUFFICIENT: i64 = -2019;
+/// USD-M futures: "ReduceOnly Order is rejected." (nothing to reduce, or it would flip).
+pub const REDUCE_ONLY_REJECTED: i64 = -2022;
+/// USD-M futures: "Order's notional must be no smaller than …" (MIN_NOTIONAL).
+pub const MIN_NOTIONAL_FAILURE: i64 = -4164;
+/// USD-M futures: the order type must go to the Algo Order API (conditional orders since
+/// 2025-12-09).
+pub const ALGO_ORDER_TYPE: i64 = -4120;
 
 impl BinanceApiError {
     /// The order broke one of the symbol's filters (`-1013`): refused, and the filters
     /// cached from exchangeInfo may be stale.
     pub fn is_filter_failure(&self) -> bool {
-        self.code == Some(FILTER_FAILURE)
+        matches!(self.code, Some(FILTER_FAILURE) | Some(MIN_NOTIONAL_FAILURE))
     }
 
     pub fn kind(&self, request: RequestKind) -> BinanceErrorKind {
@@ -168,7 +181,13 @@ impl BinanceApiError {
             Some(-2013) => K::OrderNotFound,
             Some(-2011) if lower.contains("unknown order") => K::OrderNotFound,
             Some(-2010) if lower.contains("insufficient balance") => K::InsufficientBalance,
-            Some(-2010) | Some(-2011) | Some(FILTER_FAILURE) => K::Rejected,
+            Some(MARGIN_INSUFFICIENT) => K::InsufficientBalance,
+            Some(-2010)
+            | Some(-2011)
+            | Some(FILTER_FAILURE)
+            | Some(REDUCE_ONLY_REJECTED)
+            | Some(MIN_NOTIONAL_FAILURE)
+            | Some(ALGO_ORDER_TYPE) => K::Rejected,
             _ if request == RequestKind::OrderSend => K::Rejected,
             _ => K::InvalidRequest,
         }

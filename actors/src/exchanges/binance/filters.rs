@@ -88,8 +88,19 @@ enum FilterWire {
         max_qty: Decimal,
         step_size: Decimal,
     },
+    /// Spot's older filter (`minNotional`); USD-M futures' only one, whose field is
+    /// `notional`.
     #[serde(rename_all = "camelCase")]
-    MinNotional { min_notional: Decimal },
+    MinNotional {
+        #[serde(alias = "notional")]
+        min_notional: Decimal,
+    },
+    /// USD-M futures: a limit price must lie within multipliers of the mark price.
+    #[serde(rename_all = "camelCase")]
+    PercentPrice {
+        multiplier_up: Decimal,
+        multiplier_down: Decimal,
+    },
     #[serde(rename_all = "camelCase")]
     Notional {
         min_notional: Decimal,
@@ -146,6 +157,16 @@ pub struct SymbolRules {
     /// From `NOTIONAL`, or the older `MIN_NOTIONAL`.
     pub min_notional: Option<Decimal>,
     pub max_notional: Option<Decimal>,
+    /// USD-M futures' `PERCENT_PRICE` (`multiplierUp`, `multiplierDown`) against the
+    /// mark price.
+    pub percent_price: Option<PercentPrice>,
+}
+
+/// `PERCENT_PRICE` of a USD-M futures symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PercentPrice {
+    pub multiplier_up: Decimal,
+    pub multiplier_down: Decimal,
 }
 
 /// All symbols of an `exchangeInfo` response.
@@ -165,6 +186,7 @@ pub fn parse_exchange_info(body: &[u8]) -> Result<Vec<SymbolRules>, FilterError>
                 market_lot: None,
                 min_notional: None,
                 max_notional: None,
+                percent_price: None,
             };
             for f in s.filters {
                 match f {
@@ -211,6 +233,15 @@ pub fn parse_exchange_info(body: &[u8]) -> Result<Vec<SymbolRules>, FilterError>
                     } => {
                         rules.min_notional = Some(min_notional);
                         rules.max_notional = max_notional.filter(|m| !m.is_zero());
+                    }
+                    FilterWire::PercentPrice {
+                        multiplier_up,
+                        multiplier_down,
+                    } => {
+                        rules.percent_price = Some(PercentPrice {
+                            multiplier_up,
+                            multiplier_down,
+                        })
                     }
                     FilterWire::Other => {}
                 }
@@ -402,6 +433,36 @@ impl SymbolRules {
                     max,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// USD-M futures' `PERCENT_PRICE`: a BUY's price at most `mark × multiplierUp`, a
+    /// SELL's at least `mark × multiplierDown` (a symbol without the filter passes).
+    pub fn check_percent_price(
+        &self,
+        price: Decimal,
+        buy: bool,
+        mark: Decimal,
+    ) -> Result<(), FilterError> {
+        let Some(p) = self.percent_price else {
+            return Ok(());
+        };
+        if buy && price > mark * p.multiplier_up {
+            return Err(FilterError::AboveMax {
+                symbol: self.symbol.clone(),
+                what: "buy price (PERCENT_PRICE of the mark)",
+                value: price,
+                max: (mark * p.multiplier_up).normalize(),
+            });
+        }
+        if !buy && price < mark * p.multiplier_down {
+            return Err(FilterError::BelowMin {
+                symbol: self.symbol.clone(),
+                what: "sell price (PERCENT_PRICE of the mark)",
+                value: price,
+                min: (mark * p.multiplier_down).normalize(),
+            });
         }
         Ok(())
     }

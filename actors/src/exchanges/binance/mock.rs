@@ -170,18 +170,19 @@ pub enum FeeAsset {
     Bnb,
 }
 
-fn wall_ms() -> i64 {
+pub(crate) fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
 }
 
-fn d8(d: Decimal) -> String {
+pub(crate) fn d8(d: Decimal) -> String {
     format!("{:.8}", d)
 }
 
-fn err(status: u16, code: i64, msg: &str) -> Reply {
+/// Binance's error body `{"code","msg"}` with `status`.
+pub(crate) fn err(status: u16, code: i64, msg: &str) -> Reply {
     Reply::json(status, &json!({ "code": code, "msg": msg }))
 }
 
@@ -478,7 +479,7 @@ fn raw_form(req: &RecordedRequest) -> &str {
 }
 
 /// Decoded parameters: the body's, then the query's over them.
-fn params_of(req: &RecordedRequest) -> HashMap<String, String> {
+pub(crate) fn params_of(req: &RecordedRequest) -> HashMap<String, String> {
     let mut params: HashMap<String, String> = form_urlencoded::parse(raw_form(req).as_bytes())
         .into_owned()
         .collect();
@@ -578,7 +579,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
             | "/api/v3/userDataStream"
     );
     if signed {
-        if let Err(reply) = authenticate(st, req, &p, now) {
+        if let Err(reply) = authenticate(&st.secret, req, &p, now) {
             return reply;
         }
     }
@@ -767,8 +768,10 @@ fn user_data_stream(
     }
 }
 
-fn authenticate(
-    st: &State,
+/// Binance's checks of a SIGNED request, in its order: API key (-2015), signature over
+/// the bytes as received (-1102, -1022), timestamp within `recvWindow` (-1102, -1021).
+pub(crate) fn authenticate(
+    secret: &ApiSecret,
     req: &RecordedRequest,
     p: &HashMap<String, String>,
     now: i64,
@@ -793,8 +796,7 @@ fn authenticate(
             "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
         ));
     };
-    if !st
-        .secret
+    if !secret
         .sign_query_and_body(query, body)
         .eq_ignore_ascii_case(sig)
     {

@@ -6,10 +6,14 @@
 //! - [`errors`]: `{"code","msg"}` answers with their HTTP status, classified into venue
 //!   errors with the venue's message kept;
 //! - [`config`]: the venue section, its limits and the symbol ↔ pair mapping;
-//! - [`venue`]: [`BinanceSpotVenue`], the only part that does I/O;
+//! - [`dialect`]: what differs between the spot and USDⓈ-M futures APIs for the one
+//!   request machinery both use;
+//! - [`venue`]: [`BinanceSpotVenue`], the only part that does I/O (its request layer also
+//!   serves [`crate::exchanges::binance_futures`]);
 //! - `mock` (tests and feature `testkit`): a stateful loopback Binance spot exchange.
 
 pub mod config;
+pub mod dialect;
 pub mod errors;
 pub mod filters;
 #[cfg(any(test, feature = "testkit"))]

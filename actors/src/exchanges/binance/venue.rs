@@ -45,7 +45,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::config::{BinanceConfig, WEIGHT_PER_MINUTE, WEIGHT_POOL};
+use super::config::{BinanceConfig, WEIGHT_POOL};
+use super::dialect::{Dialect, SPOT};
 use super::errors::USED_WEIGHT_HEADER;
 use super::errors::{parse_error_response, BinanceApiError, BinanceErrorKind, RequestKind};
 use super::filters::{parse_exchange_info, to_wire, SymbolRules};
@@ -108,30 +109,34 @@ impl fmt::Debug for Credentials {
 
 /// A failed attempt: either already a venue error, or Binance's own answer (which the
 /// caller may act on, e.g. resync the clock after -1021).
-enum Failure {
+pub(crate) enum Failure {
     Venue(VenueError),
     Api(BinanceApiError),
 }
 
 /// One REST call.
-struct Call {
-    method: Method,
-    path: &'static str,
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
     /// Rate-limit endpoint name (see `config::ENDPOINT_WEIGHTS`).
-    endpoint: &'static str,
-    params: Vec<(&'static str, String)>,
-    signed: bool,
-    kind: RequestKind,
+    pub(crate) endpoint: &'static str,
+    pub(crate) params: Vec<(&'static str, String)>,
+    pub(crate) signed: bool,
+    pub(crate) kind: RequestKind,
     /// The limiter priority of a call made outside a connector; inside one, the priority
     /// its command was served at holds.
-    priority: Priority,
+    pub(crate) priority: Priority,
     /// An order's deadline (local clock, ms): the request is signed so that `timestamp` +
     /// `recvWindow` equals it, and is not sent once it has passed.
-    valid_until: Option<Millis>,
+    pub(crate) valid_until: Option<Millis>,
+    /// Binance error codes that mean the state asked for already holds (futures -4046
+    /// "No need to change margin type"): the call succeeds with an empty body. Decided on
+    /// the numeric code, never on the message.
+    pub(crate) success_codes: &'static [i64],
 }
 
 impl Call {
-    fn get(path: &'static str, endpoint: &'static str) -> Self {
+    pub(crate) fn get(path: &'static str, endpoint: &'static str) -> Self {
         Self {
             method: Method::GET,
             path,
@@ -141,13 +146,14 @@ impl Call {
             kind: RequestKind::Read,
             priority: Priority::Low,
             valid_until: None,
+            success_codes: &[],
         }
     }
-    fn signed(mut self) -> Self {
+    pub(crate) fn signed(mut self) -> Self {
         self.signed = true;
         self
     }
-    fn param(mut self, k: &'static str, v: impl Into<String>) -> Self {
+    pub(crate) fn param(mut self, k: &'static str, v: impl Into<String>) -> Self {
         self.params.push((k, v.into()));
         self
     }
@@ -172,6 +178,8 @@ pub struct BinanceSpotVenue {
     /// most once).
     guard: Guard,
     mono: SharedMonotonic,
+    /// Spot or futures: the paths and budgets the shared request machinery uses.
+    dialect: &'static Dialect,
     /// Server time minus local time, in ms.
     offset_ms: AtomicI64,
     rules: RwLock<RulesCache>,
@@ -218,18 +226,33 @@ impl BinanceSpotVenue {
         env: &dyn Fn(&str) -> Option<String>,
         endpoint: Option<&Endpoint>,
     ) -> Result<Self, BinanceOpenError> {
+        Self::open_dialect(name, config, clock, env, endpoint, &SPOT)
+    }
+
+    /// [`BinanceSpotVenue::open_at`] speaking `dialect`: the request machinery of another
+    /// Binance API (the futures venue holds one of these and sends its own calls through
+    /// [`BinanceSpotVenue::send`]).
+    pub(crate) fn open_dialect(
+        name: &str,
+        config: &BinanceConfig,
+        clock: SharedClock,
+        env: &dyn Fn(&str) -> Option<String>,
+        endpoint: Option<&Endpoint>,
+        dialect: &'static Dialect,
+    ) -> Result<Self, BinanceOpenError> {
         let read = |var: &'static str| {
             non_empty(env, var).ok_or_else(|| BinanceOpenError::MissingKey {
                 venue: name.to_string(),
                 var,
             })
         };
-        let api_key = read(API_KEY_ENV)?;
-        let secret =
-            ApiSecret::new(&read(API_SECRET_ENV)?).map_err(|source| BinanceOpenError::Signing {
+        let api_key = read(dialect.api_key_env)?;
+        let secret = ApiSecret::new(&read(dialect.api_secret_env)?).map_err(|source| {
+            BinanceOpenError::Signing {
                 venue: name.to_string(),
                 source,
-            })?;
+            }
+        })?;
         let recv_window =
             RecvWindow::new(config.recv_window_ms).map_err(|source| BinanceOpenError::Signing {
                 venue: name.to_string(),
@@ -287,6 +310,7 @@ impl BinanceSpotVenue {
             limits,
             guard,
             mono,
+            dialect,
             offset_ms: AtomicI64::new(0),
             rules: RwLock::new(HashMap::new()),
         })
@@ -299,6 +323,11 @@ impl BinanceSpotVenue {
         self
     }
 
+    /// The clock requests are timed by (the futures venue stamps its conversions with it).
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Current estimate of server time minus local time, in ms.
     pub fn clock_offset_ms(&self) -> i64 {
         self.offset_ms.load(Ordering::Relaxed)
@@ -308,6 +337,11 @@ impl BinanceSpotVenue {
     /// in `X-MBX-USED-WEIGHT-1M` (None without a weight pool).
     pub fn weight_headroom(&self) -> Option<u64> {
         self.limits.pool(WEIGHT_POOL)?.headroom(self.mono.now())
+    }
+
+    /// Units pool `pool` could admit now (None for an unknown pool).
+    pub(crate) fn pool_headroom(&self, pool: &str) -> Option<u64> {
+        self.limits.pool(pool)?.headroom(self.mono.now())
     }
 
     /// A trade's commission in USD, and where it came from when not the quote asset: the
@@ -353,7 +387,7 @@ impl BinanceSpotVenue {
         (fee.usd().unwrap_or_default(), Some(fee))
     }
 
-    fn err_malformed(&self, what: &str, e: impl fmt::Display) -> VenueError {
+    pub(crate) fn err_malformed(&self, what: &str, e: impl fmt::Display) -> VenueError {
         VenueError::Malformed {
             venue: self.name.clone(),
             reason: format!("{what}: {e}"),
@@ -377,7 +411,7 @@ impl BinanceSpotVenue {
         })
     }
 
-    fn server_now_ms(&self) -> Millis {
+    pub(crate) fn server_now_ms(&self) -> Millis {
         self.clock.now_ms() + self.offset_ms.load(Ordering::Relaxed)
     }
 
@@ -406,14 +440,39 @@ impl BinanceSpotVenue {
         };
         // The weight counter is per calendar minute of the server's clock.
         let into_minute = self.server_now_ms().rem_euclid(60_000) as u64;
+        let budget = self.dialect.weight_per_minute;
         self.limits.observe(
             WEIGHT_POOL,
             ServerQuota {
-                limit: Some(WEIGHT_PER_MINUTE),
-                remaining: WEIGHT_PER_MINUTE.saturating_sub(used),
+                limit: Some(budget),
+                remaining: budget.saturating_sub(used),
                 reset_after: Duration::from_millis(60_000 - into_minute),
             },
         );
+    }
+
+    /// The dialect's order-count headers (`X-MBX-ORDER-COUNT-10S` / `-1M`), each into its
+    /// order pool: orders placed through another process or the web UI count too.
+    fn observe_order_counts(&self, headers: &reqwest::header::HeaderMap) {
+        for c in self.dialect.order_counts {
+            let Some(used) = headers
+                .get(c.header)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let window = c.window.as_millis().max(1) as i64;
+            let into = self.server_now_ms().rem_euclid(window) as u64;
+            self.limits.observe(
+                c.pool,
+                ServerQuota {
+                    limit: Some(c.limit),
+                    remaining: c.limit.saturating_sub(used),
+                    reset_after: Duration::from_millis(window as u64 - into),
+                },
+            );
+        }
     }
 
     /// Transport failure: an order or cancel whose bytes may have left has an unknown
@@ -529,6 +588,7 @@ impl BinanceSpotVenue {
             }
         };
         self.observe_weight(&headers);
+        self.observe_order_counts(&headers);
         if (200..300).contains(&status) {
             return Ok(body.to_vec());
         }
@@ -552,7 +612,7 @@ impl BinanceSpotVenue {
 
     /// Sends `call` through the guard: a read waits out a short pause and is retried per
     /// class, an order or cancel is refused during a pause and sent exactly once.
-    async fn send(&self, call: &Call, symbol: Option<&str>) -> VenueResult<Vec<u8>> {
+    pub(crate) async fn send(&self, call: &Call, symbol: Option<&str>) -> VenueResult<Vec<u8>> {
         let deadline = Instant::now() + self.config.request_timeout;
         let what = format!("{} {}", call.method, call.path);
         let terms = match call.kind {
@@ -584,6 +644,9 @@ impl BinanceSpotVenue {
                 Ok(body) => return Ok(body),
                 Err(Failure::Venue(e)) => return Err(e),
                 Err(Failure::Api(api)) => {
+                    if api.code.is_some_and(|c| call.success_codes.contains(&c)) {
+                        return Ok(Vec::new());
+                    }
                     if call.signed
                         && !resynced
                         && api.kind(call.kind) == BinanceErrorKind::ClockSkew
@@ -618,8 +681,9 @@ impl BinanceSpotVenue {
         struct TimeWire {
             server_time: i64,
         }
-        let call = Call::get("/api/v3/time", "time");
-        let what = "GET /api/v3/time";
+        let call = Call::get(self.dialect.time_path, "time");
+        let what = format!("GET {}", self.dialect.time_path);
+        let what = what.as_str();
         // Not a guarded call of its own: it runs inside one (a -1021 resync) or for the
         // operator; it still honours the pause and draws its weight.
         self.guard
@@ -640,35 +704,49 @@ impl BinanceSpotVenue {
             Err(Failure::Api(api)) => return Err(api.into_venue_error(&self.name, call.kind, None)),
         };
         let after = self.clock.now_ms();
-        let t: TimeWire =
-            serde_json::from_slice(&body).map_err(|e| self.err_malformed("GET /api/v3/time", e))?;
+        let t: TimeWire = serde_json::from_slice(&body).map_err(|e| self.err_malformed(what, e))?;
         let offset = t.server_time - (before + after) / 2;
         self.offset_ms.store(offset, Ordering::Relaxed);
         Ok(offset)
     }
 
-    async fn rules_for(&self, symbol: &str) -> VenueResult<Arc<SymbolRules>> {
+    pub(crate) async fn rules_for(&self, symbol: &str) -> VenueResult<Arc<SymbolRules>> {
         let pair = self.config.pair_of(symbol);
         if let Some((at, r)) = self.rules.read().get(&pair) {
             if at.elapsed() < self.config.exchange_info_ttl {
                 return Ok(r.clone());
             }
         }
-        let call = Call::get("/api/v3/exchangeInfo", "exchange_info").param("symbol", pair.clone());
+        let mut call = Call::get(self.dialect.exchange_info_path, "exchange_info");
+        if self.dialect.exchange_info_per_symbol {
+            call = call.param("symbol", pair.clone());
+        }
         let body = self.send(&call, Some(symbol)).await?;
-        let rules = parse_exchange_info(&body)
-            .map_err(|e| self.err_malformed("GET /api/v3/exchangeInfo", e))?
-            .into_iter()
-            .find(|r| r.symbol == pair)
-            .ok_or_else(|| VenueError::UnknownSymbol {
-                venue: self.name.clone(),
-                symbol: symbol.to_string(),
-            })?;
-        let rules = Arc::new(rules);
-        self.rules
-            .write()
-            .insert(pair, (Instant::now(), rules.clone()));
-        Ok(rules)
+        let all = parse_exchange_info(&body)
+            .map_err(|e| self.err_malformed(&format!("GET {}", call.path), e))?;
+        let now = Instant::now();
+        let mut cache = self.rules.write();
+        let mut found = None;
+        for r in all {
+            let r = Arc::new(r);
+            if r.symbol == pair {
+                found = Some(r.clone());
+            }
+            // An exchangeInfo of every symbol (futures) fills the cache of the
+            // configured ones at once: one read instead of one per symbol.
+            let configured = self
+                .config
+                .symbols
+                .iter()
+                .any(|s| self.config.pair_of(s) == r.symbol);
+            if r.symbol == pair || configured {
+                cache.insert(r.symbol.clone(), (now, r));
+            }
+        }
+        found.ok_or_else(|| VenueError::UnknownSymbol {
+            venue: self.name.clone(),
+            symbol: symbol.to_string(),
+        })
     }
 
     fn to_venue_order(&self, w: OrderWire) -> VenueResult<VenueOrder> {
@@ -764,11 +842,11 @@ impl BinanceSpotVenue {
     }
 
     /// Drops the cached filters of `symbol`, so the next order reads exchangeInfo again.
-    fn forget_rules(&self, symbol: &str) {
+    pub(crate) fn forget_rules(&self, symbol: &str) {
         self.rules.write().remove(&self.config.pair_of(symbol));
     }
 
-    fn invalid(&self, reason: String) -> VenueError {
+    pub(crate) fn invalid(&self, reason: String) -> VenueError {
         VenueError::InvalidRequest {
             venue: self.name.clone(),
             reason,
@@ -858,6 +936,7 @@ impl BinanceSpotVenue {
             kind: RequestKind::Cancel,
             priority: Priority::High,
             valid_until: None,
+            success_codes: &[],
         }
         .param("symbol", self.config.pair_of(symbol))
         .param(key, id);
@@ -879,14 +958,15 @@ impl Venue for BinanceSpotVenue {
     }
 
     async fn quote(&self, symbol: &str) -> VenueResult<Quote> {
-        let call = Call::get("/api/v3/ticker/bookTicker", "book_ticker")
+        let call = Call::get(self.dialect.book_ticker_path, "book_ticker")
             .param("symbol", self.config.pair_of(symbol));
+        let what = format!("GET {}", call.path);
         let body = self.send(&call, Some(symbol)).await?;
-        let w: BookTickerWire = serde_json::from_slice(&body)
-            .map_err(|e| self.err_malformed("GET /api/v3/ticker/bookTicker", e))?;
+        let w: BookTickerWire =
+            serde_json::from_slice(&body).map_err(|e| self.err_malformed(&what, e))?;
         if w.bid_price <= Decimal::ZERO || w.ask_price < w.bid_price {
             return Err(self.err_malformed(
-                "GET /api/v3/ticker/bookTicker",
+                &what,
                 format!("no usable book (bid {}, ask {})", w.bid_price, w.ask_price),
             ));
         }
@@ -906,13 +986,14 @@ impl Venue for BinanceSpotVenue {
         lookback: usize,
     ) -> VenueResult<Vec<Candle>> {
         let limit = lookback.clamp(1, 1000);
-        let call = Call::get("/api/v3/klines", "klines")
+        let call = Call::get(self.dialect.klines_path, "klines")
             .param("symbol", self.config.pair_of(symbol))
             .param("interval", timeframe.as_str())
             .param("limit", limit.to_string());
         let body = self.send(&call, Some(symbol)).await?;
-        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_slice(&body)
-            .map_err(|e| self.err_malformed("GET /api/v3/klines", e))?;
+        let what = format!("GET {}", call.path);
+        let rows: Vec<Vec<serde_json::Value>> =
+            serde_json::from_slice(&body).map_err(|e| self.err_malformed(&what, e))?;
         let parse = |r: &[serde_json::Value]| {
             Some(Candle {
                 open_time_ms: r.first()?.as_i64()?,
@@ -927,7 +1008,7 @@ impl Venue for BinanceSpotVenue {
             .map(|r| {
                 parse(r).ok_or_else(|| {
                     self.err_malformed(
-                        "GET /api/v3/klines",
+                        &what,
                         "a kline row is not [time, open, high, low, close, volume, ...]",
                     )
                 })
@@ -966,6 +1047,7 @@ impl Venue for BinanceSpotVenue {
             kind: RequestKind::OrderSend,
             priority: Priority::Medium,
             valid_until: order.valid_until_ms,
+            success_codes: &[],
         }
         .param("symbol", self.config.pair_of(&order.symbol))
         .param("side", side);

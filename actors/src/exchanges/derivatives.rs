@@ -1,0 +1,175 @@
+//! Perpetual-futures market data beyond quotes and candles: funding and open interest.
+//!
+//! Owns: the venue-neutral, typed (`Decimal`) shapes of a funding snapshot, a past funding
+//! rate and open interest, the periods open-interest history is kept at, and the
+//! [`DerivativesData`] trait a venue with perpetuals implements (the Binance USDⓈ-M venue
+//! does) so market-intelligence agents and the operator's `orrery market` read them
+//! the same way. Never: I/O of its own, or choosing a venue.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::exchanges::VenueResult;
+
+/// Mark and index price with the current funding of one perpetual.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FundingInfo {
+    pub symbol: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub mark_price: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub index_price: Decimal,
+    /// The rate of the funding period in progress, as a fraction (0.0001 = 0.01%).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub funding_rate: Decimal,
+    /// When that rate is next settled (ms since the epoch).
+    pub next_funding_time_ms: Millis,
+    /// The venue's time of this snapshot.
+    pub time_ms: Millis,
+}
+
+/// One settled funding rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FundingRate {
+    pub symbol: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub rate: Decimal,
+    pub time_ms: Millis,
+    /// Mark price at settlement, where the venue reports it.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub mark_price: Option<Decimal>,
+}
+
+/// Open interest now, in base units (contracts of one base unit each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInterest {
+    pub symbol: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub open_interest: Decimal,
+    pub time_ms: Millis,
+}
+
+/// Open interest at the end of one period of a history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInterestPoint {
+    pub symbol: String,
+    /// In base units.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub open_interest: Decimal,
+    /// In the quote asset (USD).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub open_interest_value: Decimal,
+    pub time_ms: Millis,
+}
+
+/// The periods open-interest history is kept at (Binance `openInterestHist`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OiPeriod {
+    #[serde(rename = "5m")]
+    M5,
+    #[serde(rename = "15m")]
+    M15,
+    #[serde(rename = "30m")]
+    M30,
+    #[serde(rename = "1h")]
+    H1,
+    #[serde(rename = "2h")]
+    H2,
+    #[serde(rename = "4h")]
+    H4,
+    #[serde(rename = "6h")]
+    H6,
+    #[serde(rename = "12h")]
+    H12,
+    #[serde(rename = "1d")]
+    D1,
+}
+
+impl OiPeriod {
+    pub const ALL: [OiPeriod; 9] = [
+        OiPeriod::M5,
+        OiPeriod::M15,
+        OiPeriod::M30,
+        OiPeriod::H1,
+        OiPeriod::H2,
+        OiPeriod::H4,
+        OiPeriod::H6,
+        OiPeriod::H12,
+        OiPeriod::D1,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OiPeriod::M5 => "5m",
+            OiPeriod::M15 => "15m",
+            OiPeriod::M30 => "30m",
+            OiPeriod::H1 => "1h",
+            OiPeriod::H2 => "2h",
+            OiPeriod::H4 => "4h",
+            OiPeriod::H6 => "6h",
+            OiPeriod::H12 => "12h",
+            OiPeriod::D1 => "1d",
+        }
+    }
+}
+
+impl fmt::Display for OiPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A period that is not one of the nine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an open-interest period; use one of 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d")]
+pub struct BadOiPeriod(pub String);
+
+impl FromStr for OiPeriod {
+    type Err = BadOiPeriod;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        OiPeriod::ALL
+            .into_iter()
+            .find(|p| p.as_str() == t)
+            .ok_or_else(|| BadOiPeriod(s.to_string()))
+    }
+}
+
+/// Funding and open interest of a venue's perpetuals. Every call has the venue's request
+/// deadline; errors are the venue's ([`crate::exchanges::VenueError`]).
+#[async_trait]
+pub trait DerivativesData: Send + Sync {
+    /// Mark, index and the current funding rate of `symbol`.
+    async fn funding(&self, symbol: &str) -> VenueResult<FundingInfo>;
+    /// The newest `limit` settled funding rates, oldest first.
+    async fn funding_history(&self, symbol: &str, limit: usize) -> VenueResult<Vec<FundingRate>>;
+    /// Open interest now.
+    async fn open_interest(&self, symbol: &str) -> VenueResult<OpenInterest>;
+    /// The newest `limit` points of open interest at `period`, oldest first.
+    async fn open_interest_history(
+        &self,
+        symbol: &str,
+        period: OiPeriod,
+        limit: usize,
+    ) -> VenueResult<Vec<OpenInterestPoint>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_and_print_as_binance_names_them() {
+        for p in OiPeriod::ALL {
+            assert_eq!(p.as_str().parse::<OiPeriod>(), Ok(p));
+        }
+        assert_eq!("1H".parse::<OiPeriod>(), Ok(OiPeriod::H1));
+        let e = "3h".parse::<OiPeriod>().unwrap_err();
+        assert!(e.to_string().contains("5m, 15m"), "{e}");
+    }
+}
