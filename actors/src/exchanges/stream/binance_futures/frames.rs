@@ -8,13 +8,14 @@
 //! market connection (`{"stream":..,"data":{..}}`) and the raw user-data connection (the
 //! event itself). Never: I/O, state, or a panic on bad input — a frame that is not JSON or
 //! not a documented shape is a [`FrameError`]. Events the engine does not use (the user
-//! stream's `TRADE_LITE`, `ALGO_UPDATE`, `MARGIN_CALL`, `ACCOUNT_CONFIG_UPDATE`, ...) parse
+//! stream's `TRADE_LITE`, `MARGIN_CALL`, `ACCOUNT_CONFIG_UPDATE`, ...) parse
 //! to [`FuturesEvent::Other`] and are counted, not reported as malformed.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
 
 use crate::clock::Millis;
+use crate::exchanges::stream::binance::envelope::{self, StreamPayload};
 use crate::exchanges::stream::protocol::FrameError;
 
 /// `<symbol>@markPrice[@1s]`: mark price, index price and funding of one perpetual.
@@ -255,6 +256,41 @@ pub struct AccountUpdate {
     pub change: AccountChange,
 }
 
+/// The `o` object of an `ALGO_UPDATE` (only what the engine uses).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AlgoOrderUpdate {
+    #[serde(rename = "caid")]
+    pub client_algo_id: String,
+    #[serde(rename = "aid")]
+    pub algo_id: u64,
+    #[serde(rename = "s")]
+    pub pair: String,
+    #[serde(rename = "S")]
+    pub side: String,
+    #[serde(rename = "q")]
+    pub qty: Decimal,
+    /// `NEW`, `CANCELED`, `EXPIRED`, `TRIGGERING`, `TRIGGERED`, `FINISHED`, `REJECTED`.
+    #[serde(rename = "X")]
+    pub status: String,
+    #[serde(rename = "aq", default)]
+    pub executed: Decimal,
+    #[serde(rename = "ap", default)]
+    pub avg_price: Decimal,
+    #[serde(rename = "p", default)]
+    pub price: Decimal,
+    #[serde(rename = "R", default)]
+    pub reduce_only: bool,
+}
+
+/// `ALGO_UPDATE`: a conditional order of the Algo Order API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AlgoUpdate {
+    #[serde(rename = "E")]
+    pub event_ms: Millis,
+    #[serde(rename = "o")]
+    pub order: AlgoOrderUpdate,
+}
+
 /// `listenKeyExpired`: no more user events on this connection until a new key is used.
 /// (Its `E` has been seen both as a number and as a string, so it is not read.)
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -279,6 +315,8 @@ pub enum FuturesEvent {
     OrderTradeUpdate(OrderTradeUpdate),
     #[serde(rename = "ACCOUNT_UPDATE")]
     AccountUpdate(AccountUpdate),
+    #[serde(rename = "ALGO_UPDATE")]
+    AlgoUpdate(AlgoUpdate),
     #[serde(rename = "listenKeyExpired")]
     ListenKeyExpired(ListenKeyExpired),
     /// A documented event the engine does not use.
@@ -296,25 +334,36 @@ impl FuturesEvent {
             Self::BookTicker(_) => "bookTicker",
             Self::OrderTradeUpdate(_) => "ORDER_TRADE_UPDATE",
             Self::AccountUpdate(_) => "ACCOUNT_UPDATE",
+            Self::AlgoUpdate(_) => "ALGO_UPDATE",
             Self::ListenKeyExpired(_) => "listenKeyExpired",
             Self::Other => "other",
         }
     }
 }
 
-/// The combined-stream wrapper: `{"stream":"<name>","data":<event>}`.
-#[derive(Debug, Deserialize)]
-struct Combined {
-    #[allow(dead_code)] // Read for the shape; the event's own `e` says what it is.
-    stream: String,
-    data: FuturesEvent,
-}
-
 const VENUE: &str = "Binance futures";
+
+/// The payload of a combined market stream, read straight into the type its stream name
+/// selects (one serde pass, no tag buffering); any other stream by its `e`.
+impl StreamPayload for FuturesEvent {
+    fn from_stream<'de, D: Deserializer<'de>>(stream: &str, data: D) -> Result<Self, D::Error> {
+        if stream.ends_with("@bookTicker") {
+            BookTicker::deserialize(data).map(Self::BookTicker)
+        } else if stream.ends_with("@aggTrade") {
+            AggTrade::deserialize(data).map(Self::AggTrade)
+        } else if stream.contains("@markPrice") {
+            MarkPriceUpdate::deserialize(data).map(Self::MarkPrice)
+        } else if stream.contains("forceOrder") {
+            ForceOrderEvent::deserialize(data).map(Self::ForceOrder)
+        } else {
+            Self::deserialize(data)
+        }
+    }
+}
 
 /// Parses one frame of the combined market connection.
 pub fn parse_combined(text: &str) -> Result<FuturesEvent, FrameError> {
-    serde_json::from_str::<Combined>(text)
+    envelope::parse_combined::<FuturesEvent>(text)
         .map(|c| c.data)
         .map_err(|source| FrameError::malformed(VENUE, source, text))
 }

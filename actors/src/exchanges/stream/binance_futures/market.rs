@@ -114,11 +114,7 @@ impl FuturesMarketProtocol {
 
     /// `<base>/stream?streams=a/b/c`.
     pub fn url(&self, base: &str) -> String {
-        format!(
-            "{}/stream?streams={}",
-            base.trim_end_matches('/'),
-            self.streams.join("/")
-        )
+        crate::exchanges::stream::binance::combined_url(base, &self.streams)
     }
 }
 
@@ -223,6 +219,7 @@ pub fn apply(
         }
         FuturesEvent::OrderTradeUpdate(_)
         | FuturesEvent::AccountUpdate(_)
+        | FuturesEvent::AlgoUpdate(_)
         | FuturesEvent::ListenKeyExpired(_)
         | FuturesEvent::Other => {}
     }

@@ -11,6 +11,8 @@ pub mod frames;
 pub mod market;
 #[cfg(test)]
 mod tests;
+pub mod user;
 
 pub use frames::{parse_combined, parse_event, FuturesEvent};
 pub use market::{ContractNames, FuturesMarketProtocol};
+pub use user::{user_feed_name, FuturesUserProtocol};

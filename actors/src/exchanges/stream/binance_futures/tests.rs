@@ -511,3 +511,307 @@ async fn the_client_rotates_before_the_venue_would_cut() {
     until("rotated twice", || mock.connections() >= 3).await;
     assert!(mock.stream_sets().windows(2).all(|w| w[0] == w[1]));
 }
+
+// ---- the user data stream -------------------------------------------------------------
+
+use super::user::{self, FuturesUserProtocol};
+use crate::clock::system_clock;
+use crate::exchanges::binance_futures::mock::{MockBinanceFutures, MOCK_API_KEY};
+use crate::exchanges::stream::binance::listen_key::{
+    self, ApiKey, ListenKeyApi, ListenKeyLifecycle,
+};
+use crate::exchanges::stream::pushed::PushSink;
+use crate::exchanges::types::{ClientOrderId, OrderStatus};
+
+const OURS: &str = "0192f3a4b5c6d7e8f90a1b2c3d4e5f60";
+
+fn trade_update(client_id: &str, execution: &str, status: &str, order_type: &str) -> String {
+    ORDER_UPDATE_TRADE_DOC
+        .replace(r#""c":"TEST""#, &format!(r#""c":"{client_id}""#))
+        .replace(r#""x":"TRADE""#, &format!(r#""x":"{execution}""#))
+        .replace(r#""X":"PARTIALLY_FILLED""#, &format!(r#""X":"{status}""#))
+        .replace(r#""o":"LIMIT""#, &format!(r#""o":"{order_type}""#))
+}
+
+fn pushed(text: &str) -> crate::exchanges::stream::PushedUpdate {
+    let FuturesEvent::OrderTradeUpdate(u) = frames::parse_event(text).unwrap() else {
+        panic!("not an order update")
+    };
+    user::order_update(VENUE, &ContractNames::new(&config()), "USDT", &u).unwrap()
+}
+
+#[test]
+fn order_trade_updates_become_order_states_and_fills() {
+    // The docs' fill of our order: its state and one fill keyed by the trade id.
+    let u = pushed(&trade_update(OURS, "TRADE", "PARTIALLY_FILLED", "LIMIT"));
+    assert_eq!(u.venue, VENUE);
+    assert_eq!(u.orders.len(), 1);
+    let o = &u.orders[0];
+    assert_eq!(o.client_id, Some(ClientOrderId::parse(OURS).unwrap()));
+    assert_eq!(
+        (
+            o.venue_order_id.as_str(),
+            o.symbol.as_str(),
+            o.side,
+            o.status
+        ),
+        ("8886774", "BTC", Side::Buy, OrderStatus::PartiallyFilled)
+    );
+    assert_eq!(
+        (
+            o.size,
+            o.filled_size,
+            o.avg_fill_price,
+            o.limit_price,
+            o.reduce_only
+        ),
+        (
+            dec!(0.001),
+            dec!(0.001),
+            Some(dec!(7100.5)),
+            Some(dec!(7100.5)),
+            false
+        )
+    );
+    assert_eq!(u.fills.len(), 1);
+    let f = &u.fills[0];
+    assert_eq!(
+        (
+            f.fill_id.as_str(),
+            f.venue_order_id.as_str(),
+            f.price,
+            f.size
+        ),
+        ("12345678", "8886774", dec!(7100.50), dec!(0.001))
+    );
+    assert_eq!(
+        (f.fee, f.fee_asset.clone(), f.closed_pnl),
+        (dec!(0.01), None, dec!(12.34))
+    );
+    assert_eq!(
+        (f.time_ms, f.client_id.clone()),
+        (1568879465651, o.client_id.clone())
+    );
+
+    // Not our client id ("TEST"): no ledger entry, the fill still goes (REST lists it).
+    let u = pushed(ORDER_UPDATE_TRADE_DOC);
+    assert!(u.orders.is_empty());
+    assert_eq!(u.fills[0].client_id, None);
+
+    // A new stop-market order of ours: acked, no fill (trade id 0).
+    let new = trade_update(OURS, "NEW", "NEW", "STOP_MARKET")
+        .replace(r#""t":12345678"#, r#""t":0"#)
+        .replace(r#""l":"0.001""#, r#""l":"0""#);
+    let u = pushed(&new);
+    assert_eq!(u.orders[0].status, OrderStatus::Acked);
+    assert!(u.fills.is_empty());
+    // A take-profit-market reported expired: its trigger or its end — left to REST.
+    let u = pushed(
+        &trade_update(OURS, "EXPIRED", "EXPIRED", "TAKE_PROFIT_MARKET")
+            .replace(r#""t":12345678"#, r#""t":0"#),
+    );
+    assert!(u.is_empty());
+    // A limit order cancelled, reduce-only.
+    let u = pushed(
+        &trade_update(OURS, "CANCELED", "CANCELED", "LIMIT")
+            .replace(r#""t":12345678"#, r#""t":0"#)
+            .replace(r#""R":false"#, r#""R":true"#),
+    );
+    assert_eq!(u.orders[0].status, OrderStatus::Cancelled);
+    assert!(u.orders[0].reduce_only);
+    assert!(u.fills.is_empty());
+
+    // A liquidation execution (CALCULATED) of the venue's own order: the fill only.
+    let liquidation = r#"{"e":"ORDER_TRADE_UPDATE","T":1568879465651,"E":1568879465651,"o":{"s":"BTCUSDT","c":"autoclose-1234567890","S":"SELL","o":"LIMIT","f":"IOC","q":"0.014","p":"9910.00","ap":"9910.12","sp":"0","x":"CALCULATED","X":"FILLED","i":8886999,"l":"0.014","z":"0.014","L":"9910.12","N":"USDT","n":"0.06937084","T":1568879465651,"t":12345999,"b":"0","a":"0","m":false,"R":true,"wt":"CONTRACT_PRICE","ot":"LIMIT","ps":"LONG","cp":false,"AP":"0","cr":"0","pP":false,"si":0,"ss":0,"rp":"-5.67","V":"NONE"}}"#;
+    let u = pushed(liquidation);
+    assert!(u.orders.is_empty());
+    assert_eq!(
+        (
+            u.fills[0].fill_id.as_str(),
+            u.fills[0].side,
+            u.fills[0].size,
+            u.fills[0].closed_pnl
+        ),
+        ("12345999", Side::Sell, dec!(0.014), dec!(-5.67))
+    );
+
+    // A fee in BNB: kept in its asset, never counted as 0 USD silently.
+    let u = pushed(&ORDER_UPDATE_TRADE_DOC.replace(r#""N":"USDT""#, r#""N":"BNB""#));
+    let fee = u.fills[0].fee_asset.clone().unwrap();
+    assert_eq!(
+        (
+            u.fills[0].fee,
+            fee.asset.as_str(),
+            fee.amount,
+            fee.usd_price
+        ),
+        (dec!(0), "BNB", dec!(0.01), None)
+    );
+
+    // Impossible content is refused, not pushed.
+    let FuturesEvent::OrderTradeUpdate(bad) =
+        frames::parse_event(&ORDER_UPDATE_TRADE_DOC.replace(r#""S":"BUY""#, r#""S":"UP""#))
+            .unwrap()
+    else {
+        panic!()
+    };
+    assert!(user::order_update(VENUE, &ContractNames::new(&config()), "USDT", &bad).is_err());
+}
+
+#[test]
+fn algo_updates_carry_our_conditional_orders_by_algo_id() {
+    let doc = r#"{"e":"ALGO_UPDATE","T":1750515742297,"E":1750515742303,"o":{"caid":"Q5xaq5EGKgXXa0fD7fs0Ip","aid":2148719,"at":"CONDITIONAL","o":"TAKE_PROFIT","s":"BNBUSDT","S":"SELL","ps":"BOTH","f":"GTC","q":"0.01","X":"NEW","ai":"","ap":"0.00000","aq":"0.00000","act":"0","tp":"750","p":"750","V":"EXPIRE_MAKER","wt":"CONTRACT_PRICE","pm":"NONE","cp":false,"pP":false,"R":false,"tt":0,"gtd":0,"rm":"Reduce Only reject"}}"#;
+    let names = ContractNames::new(&config());
+    let FuturesEvent::AlgoUpdate(a) = frames::parse_event(doc).unwrap() else {
+        panic!("not an algo update")
+    };
+    // Not our id: nothing.
+    assert!(user::algo_update(VENUE, &names, a.event_ms, &a.order)
+        .unwrap()
+        .is_empty());
+    let ours = doc.replace("Q5xaq5EGKgXXa0fD7fs0Ip", OURS);
+    let FuturesEvent::AlgoUpdate(a) = frames::parse_event(&ours).unwrap() else {
+        panic!()
+    };
+    let u = user::algo_update(VENUE, &names, a.event_ms, &a.order).unwrap();
+    let o = &u.orders[0];
+    assert_eq!(
+        (
+            o.venue_order_id.as_str(),
+            o.symbol.as_str(),
+            o.status,
+            o.size,
+            o.limit_price
+        ),
+        (
+            "algo-2148719",
+            "BNB",
+            OrderStatus::Acked,
+            dec!(0.01),
+            Some(dec!(750))
+        )
+    );
+    let done = ours
+        .replace(r#""X":"NEW""#, r#""X":"FINISHED""#)
+        .replace(r#""aq":"0.00000""#, r#""aq":"0.01""#)
+        .replace(r#""ap":"0.00000""#, r#""ap":"751.2""#);
+    let FuturesEvent::AlgoUpdate(a) = frames::parse_event(&done).unwrap() else {
+        panic!()
+    };
+    let u = user::algo_update(VENUE, &names, a.event_ms, &a.order).unwrap();
+    assert_eq!(
+        (u.orders[0].status, u.orders[0].avg_fill_price),
+        (OrderStatus::Filled, Some(dec!(751.2)))
+    );
+}
+
+fn user_stream(
+    rest: &MockBinanceFutures,
+    ws: &FuturesWsMock,
+    sink: PushSink,
+) -> (
+    Arc<VenueFeed>,
+    Arc<listen_key::ListenKeyCounts>,
+    actix::Addr<StreamFeed>,
+) {
+    let api = ListenKeyApi::new(
+        VENUE,
+        &rest.url(),
+        listen_key::USDM_FUTURES,
+        ApiKey::new(MOCK_API_KEY),
+        Duration::from_secs(10),
+        system_clock(),
+    )
+    .unwrap();
+    // A keep-alive at every sweep, so the test sees several.
+    let keys = ListenKeyLifecycle::new(api, Duration::from_millis(100));
+    let counts = keys.counts();
+    let book = StreamBook::new();
+    let name = user::user_feed_name(VENUE);
+    let feed = book.register(&name, &ws.url(), Duration::from_secs(3600));
+    let mut s = settings(&ws.url(), Duration::from_secs(3600));
+    s.venue = name;
+    let protocol = FuturesUserProtocol::new(VENUE, &config(), keys, sink);
+    let actor = StreamFeed::new(s, Box::new(protocol), feed.clone()).start();
+    (feed, counts, actor)
+}
+
+#[actix::test]
+async fn the_user_stream_pushes_fills_keeps_its_key_alive_and_renews_an_expired_one() {
+    let rest = MockBinanceFutures::start();
+    let ws = FuturesWsMock::start().await.unwrap();
+    let (sink, mut rx) = PushSink::channel(16);
+    let (feed, counts, actor) = user_stream(&rest, &ws, sink);
+    until("connected with a listen key", || {
+        feed.is_connected() && ws.user_connections() == 1
+    })
+    .await;
+    let first_key = rest.listen_key().unwrap();
+    assert_eq!(
+        ws.listen_keys(),
+        vec![first_key.clone()],
+        "the key is in the URL"
+    );
+
+    // A fill of ours reaches the sink in the engine's types.
+    assert!(ws.send_user(ws_mock::order_trade_update_event(
+        "BTCUSDT", OURS, "BUY", "MARKET", "0.002", "TRADE", "FILLED", 77, "0.002", "0.002",
+        "60010", 501, false,
+    )));
+    let u = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.orders[0].status, OrderStatus::Filled);
+    assert_eq!(
+        (u.fills[0].fill_id.as_str(), u.fills[0].price),
+        ("501", dec!(60010))
+    );
+
+    // Balances and positions are kept for status.
+    assert!(ws.send_user(ws_mock::account_update_event(
+        "USDT", "9987.5", "BTCUSDT", "0.002"
+    )));
+    until("the account is kept", || {
+        feed.derivatives().account().is_some()
+    })
+    .await;
+    let a = feed.derivatives().account().unwrap();
+    assert_eq!(
+        (
+            a.balances[0].wallet_balance,
+            a.positions[0].symbol.as_str(),
+            a.positions[0].amount
+        ),
+        (dec!(9987.5), "BTC", dec!(0.002))
+    );
+    assert!(feed.health().derivatives.unwrap().account.is_some());
+
+    // The key is kept alive on the periodic tick.
+    until("kept alive", || {
+        counts.kept_alive.load(std::sync::atomic::Ordering::Relaxed) >= 2
+    })
+    .await;
+
+    // `listenKeyExpired`: a new key, a new connection that carries it.
+    rest.expire_listen_key();
+    assert!(ws.send_user(ws_mock::listen_key_expired_event(&first_key)));
+    until("reconnected with a new key", || {
+        ws.user_connections() == 2 && feed.is_connected()
+    })
+    .await;
+    let keys = ws.listen_keys();
+    assert_ne!(keys[1], keys[0]);
+    assert_eq!(rest.listen_key().as_deref(), Some(keys[1].as_str()));
+    assert_eq!(rest.listen_keys_made(), 2);
+
+    // An expiry found by the keep-alive (-1125 on the PUT): the same renewal.
+    rest.expire_listen_key();
+    until("renewed after a refused keep-alive", || {
+        ws.user_connections() == 3 && feed.is_connected()
+    })
+    .await;
+    assert_eq!(rest.listen_keys_made(), 3);
+    assert_eq!(feed.malformed(), 0);
+    actor.do_send(Stop);
+}
