@@ -39,6 +39,7 @@ use orrery_actors::agents::journal::{DecisionJournal, JournalRetention, StopRete
 use orrery_actors::clock::{system_clock, SharedClock};
 use orrery_actors::exchanges::account::Endpoint;
 use orrery_actors::exchanges::binance::BinanceSpotVenue;
+use orrery_actors::exchanges::binance_futures::BinanceFuturesVenue;
 use orrery_actors::exchanges::gateway::{GatewayFence, OrderGateway};
 use orrery_actors::exchanges::hyperliquid::HyperliquidVenue;
 use orrery_actors::exchanges::paper::PaperVenue;
@@ -345,9 +346,9 @@ pub fn open_venue(
         VenueConfig::Binance(binance) => BinanceSpotVenue::open(name, binance, clock)
             .map_err(|e| e.to_string())
             .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
-        VenueConfig::BinanceFutures(_) => Err(format!(
-            "venue `{name}`: kind binance_futures has no connector in this commit yet"
-        )),
+        VenueConfig::BinanceFutures(futures) => BinanceFuturesVenue::open(name, futures, clock)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
     }
 }
 
@@ -365,9 +366,16 @@ pub fn open_connector_venue(
         return open_venue(name, config, store, clock);
     };
     match config {
-        VenueConfig::Paper(_) | VenueConfig::BinanceFutures(_) => {
-            open_venue(name, config, store, clock)
-        }
+        VenueConfig::Paper(_) => open_venue(name, config, store, clock),
+        VenueConfig::BinanceFutures(futures) => BinanceFuturesVenue::open_at(
+            name,
+            futures,
+            clock,
+            &|k| std::env::var(k).ok(),
+            Some(endpoint),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|v| Ok(Arc::new(v.with_breaker_store(breakers(store)?)) as _)),
         VenueConfig::Hyperliquid(hl) => HyperliquidVenue::open_at(
             name,
             hl,

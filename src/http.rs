@@ -36,7 +36,7 @@ use orrery_actors::exchanges::gateway::{
     Amount, DeliveryFailure, GatewayError, KillSwitch, OrderIntent, PlaceOrder, Pricing,
 };
 use orrery_actors::exchanges::risk_gate::Refusal;
-use orrery_actors::exchanges::{Side, TimeInForce, VenueError};
+use orrery_actors::exchanges::{Side, TimeInForce, TriggerKind, VenueError};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +106,7 @@ pub fn serve(
             .configure(crate::signals::routes)
             .configure(crate::journal::routes)
             .configure(crate::replay::routes)
+            .configure(crate::market::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -444,6 +445,23 @@ pub struct OrderRequest {
     pub tif: Option<TimeInForce>,
     #[serde(default)]
     pub reduce_only: bool,
+    /// A stop loss: rests at the venue until the price reaches this, then trades at
+    /// market (or at `limit`, when given).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rust_decimal::serde::str_option::serialize",
+        deserialize_with = "decimal_string_or_number"
+    )]
+    pub stop: Option<Decimal>,
+    /// A take profit: like `stop`, triggered the other way.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rust_decimal::serde::str_option::serialize",
+        deserialize_with = "decimal_string_or_number"
+    )]
+    pub take_profit: Option<Decimal>,
 }
 
 /// A decimal written as a JSON string (`"500.5"`, exact) or number (`500.5`, read through
@@ -480,13 +498,30 @@ impl OrderRequest {
                 return Err("give `usd` (notional in USD) or `size` (base units)".into())
             }
         };
-        let pricing = match (self.limit, self.tif) {
-            (Some(price), tif) => Pricing::Limit {
+        let trigger = match (self.stop, self.take_profit) {
+            (Some(_), Some(_)) => {
+                return Err("give either `stop` or `take_profit`, not both".into())
+            }
+            (Some(p), None) => Some((p, TriggerKind::StopLoss)),
+            (None, Some(p)) => Some((p, TriggerKind::TakeProfit)),
+            (None, None) => None,
+        };
+        let pricing = match (trigger, self.limit, self.tif) {
+            (Some(_), _, Some(_)) => return Err(
+                "`tif` is for limit orders; a `stop`/`take_profit` order rests until it triggers"
+                    .into(),
+            ),
+            (Some((trigger_price, kind)), limit_price, None) => Pricing::Trigger {
+                trigger_price,
+                kind,
+                limit_price,
+            },
+            (None, Some(price), tif) => Pricing::Limit {
                 price,
                 tif: tif.unwrap_or(TimeInForce::Gtc),
             },
-            (None, None) => Pricing::Market,
-            (None, Some(_)) => return Err("`tif` needs a `limit` price".into()),
+            (None, None, None) => Pricing::Market,
+            (None, None, Some(_)) => return Err("`tif` needs a `limit` price".into()),
         };
         Ok(OrderIntent {
             venue: self.venue,

@@ -15,6 +15,7 @@ pub mod http;
 pub mod journal;
 pub mod json;
 pub mod logging;
+pub mod market;
 pub mod models;
 pub mod operate;
 pub mod paper_mode;

@@ -99,6 +99,14 @@ enum Command {
         limit: Option<Decimal>,
         #[arg(long)]
         reduce_only: bool,
+        /// A stop loss resting at the venue until the price reaches this, then a market
+        /// order (a limit order with --limit). Binance futures: STOP_MARKET / STOP.
+        #[arg(long, allow_negative_numbers = true, conflicts_with = "take_profit")]
+        stop: Option<Decimal>,
+        /// A take profit resting until the price reaches this (TAKE_PROFIT_MARKET /
+        /// TAKE_PROFIT on Binance futures).
+        #[arg(long, allow_negative_numbers = true)]
+        take_profit: Option<Decimal>,
         /// Print the order report (or the error) as JSON.
         #[arg(long)]
         json: bool,
@@ -157,6 +165,9 @@ enum Command {
     /// Send a journaled decision's exact prompt to a model again and compare verdicts (one
     /// by id, or a batch with --agent --since --model). Never sends an order.
     Replay(orrery::replay::ReplayArgs),
+    /// Perpetual-futures market data: `market funding` (mark, index, funding rate, history)
+    /// and `market open-interest` (now, and its history at a period).
+    Market(orrery::market::MarketArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -223,6 +234,8 @@ fn main() -> ExitCode {
             usd,
             limit,
             reduce_only,
+            stop,
+            take_profit,
             json,
         } => with_config(config.as_deref(), |c| {
             let request = OrderRequest {
@@ -234,6 +247,8 @@ fn main() -> ExitCode {
                 limit,
                 tif: None,
                 reduce_only,
+                stop,
+                take_profit,
             };
             place_order(c, request, json)
         }),
@@ -278,6 +293,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => {
             with_config(a.config.clone().as_deref(), |c| orrery::replay::run(c, a))
         }
+        Command::Market(a) => with_config(a.config().as_deref(), |c| orrery::market::run(c, a)),
     }
 }
 

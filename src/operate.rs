@@ -225,7 +225,7 @@ async fn close_route(
     }
 }
 
-fn unknown_venue(config: &Config, venue: &str) -> GatewayError {
+pub(crate) fn unknown_venue(config: &Config, venue: &str) -> GatewayError {
     GatewayError::UnknownVenue {
         venue: venue.to_string(),
         known: config

@@ -56,10 +56,9 @@ fn open_for_reads(
     };
     Ok(Some(match venue {
         VenueConfig::Paper(_) => return Ok(None),
-        VenueConfig::BinanceFutures(_) => {
-            return Err(open_err(
-                "kind binance_futures has no connector in this commit yet".into(),
-            ))
+        VenueConfig::BinanceFutures(f) => {
+            orrery_actors::exchanges::binance_futures::open_public(name, f, system_clock())
+                .map_err(|e| open_err(e.to_string()))?
         }
         VenueConfig::Hyperliquid(hl) => Arc::new(
             HyperliquidVenue::open(name, hl, &orrery_actors::env::process_env, system_clock())
@@ -155,6 +154,9 @@ pub async fn paper_twin(mut config: Config) -> Result<Config, PaperModeError> {
             .collect();
         if let VenueConfig::Binance(b) = venue {
             symbols.extend(b.symbols.iter().cloned());
+        }
+        if let VenueConfig::BinanceFutures(f) = venue {
+            symbols.extend(f.symbols.iter().cloned());
         }
         let Some(live) = open_for_reads(name, venue)? else {
             continue;

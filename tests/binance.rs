@@ -67,14 +67,7 @@ fn a_market_order_on_binance_fills_and_status_shows_it() {
     assert_eq!(ours["venue"], "binance");
 
     // The keys never reach the data dir.
-    let leaked = walk(&dir.path().join("data")).into_iter().any(|p| {
-        std::fs::read(&p)
-            .map(|b| {
-                let s = String::from_utf8_lossy(&b);
-                s.contains(MOCK_API_SECRET) || s.contains(MOCK_API_KEY)
-            })
-            .unwrap_or(false)
-    });
+    let leaked = any_file_contains(&dir.path().join("data"), &[MOCK_API_SECRET, MOCK_API_KEY]);
     assert!(!leaked, "an API key or secret was written to the data dir");
 }
 
@@ -92,19 +85,4 @@ fn the_shipped_binance_example_is_a_valid_config() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("exchanges.venues.b.recv_window_ms"), "{err}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -328,3 +328,31 @@ pub fn single_model_default(config: &Path) {
     );
     std::fs::write(config, text).unwrap();
 }
+
+/// Every file below `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Whether any file below `dir` contains one of `secrets`.
+pub fn any_file_contains(dir: &Path, secrets: &[&str]) -> bool {
+    walk(dir).into_iter().any(|p| {
+        std::fs::read(&p)
+            .map(|b| {
+                let s = String::from_utf8_lossy(&b);
+                secrets.iter().any(|secret| s.contains(secret))
+            })
+            .unwrap_or(false)
+    })
+}

@@ -506,67 +506,99 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     reply.with_header("X-MBX-USED-WEIGHT-1M", &used)
 }
 
-fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
-    let is_order_post = req.method == "POST" && req.route() == "/api/v3/order";
-    let is_cancel = req.method == "DELETE" && req.route() == "/api/v3/order";
-    let after_fault = match st.faults.front() {
+/// The fault at the front of `faults` for this request, as Binance answers it: `Err` with
+/// the answer that replaces the request's (consumed), or `Ok` with a fault to apply after
+/// the order or cancel was executed ([`after_fault`]). `weight_limit` is the API's
+/// documented budget, named in a 429's message.
+pub(crate) fn take_fault(
+    faults: &mut VecDeque<Fault>,
+    weight_limit: u64,
+    is_order_post: bool,
+    is_cancel: bool,
+    now: i64,
+) -> Result<Option<Fault>, Reply> {
+    let fault = match faults.front() {
         Some(Fault::RateLimited { retry_after_secs }) => {
             let s = *retry_after_secs;
-            st.faults.pop_front();
-            return err(429, -1003, "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
-                .with_header("Retry-After", &s.to_string());
+            faults.pop_front();
+            return Err(err(429, -1003, &format!("Too much request weight used; current limit is {weight_limit} request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."))
+                .with_header("Retry-After", &s.to_string()));
         }
         Some(Fault::Banned { retry_after_secs }) => {
             let s = *retry_after_secs;
-            st.faults.pop_front();
+            faults.pop_front();
             let until = now + (s as i64) * 1000;
-            return err(418, -1003, &format!("Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for live updates to avoid bans."))
-                .with_header("Retry-After", &s.to_string());
+            return Err(err(418, -1003, &format!("Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for live updates to avoid bans."))
+                .with_header("Retry-After", &s.to_string()));
         }
         Some(Fault::BannedUntil { secs }) => {
             let until = now + (*secs as i64) * 1000;
-            st.faults.pop_front();
-            return err(418, -1003, &format!("Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for live updates to avoid bans."));
+            faults.pop_front();
+            return Err(err(418, -1003, &format!("Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for live updates to avoid bans.")));
         }
         Some(Fault::Malformed) => {
-            st.faults.pop_front();
-            return Reply::raw(
+            faults.pop_front();
+            return Err(Reply::raw(
                 200,
                 "application/json",
                 "{\"symbol\":\"BTCUSDT\",\"bidPrice\":",
-            );
+            ));
         }
         Some(Fault::Hang) => {
-            st.faults.pop_front();
-            return Reply::Hang;
+            faults.pop_front();
+            return Err(Reply::Hang);
         }
         Some(Fault::ServerError) => {
-            st.faults.pop_front();
-            return err(
+            faults.pop_front();
+            return Err(err(
                 503,
                 -1001,
                 "Internal error; unable to process your request. Please try again.",
-            );
+            ));
         }
         Some(f @ (Fault::ServerErrorAfterOrder | Fault::ResetAfterOrder)) if is_order_post => {
             let f = f.clone();
-            st.faults.pop_front();
+            faults.pop_front();
             Some(f)
         }
         Some(Fault::BadGatewayBeforeCancel) if is_cancel => {
-            st.faults.pop_front();
-            return Reply::raw(
+            faults.pop_front();
+            return Err(Reply::raw(
                 502,
                 "text/html",
                 "<html><body><h1>502 Bad Gateway</h1></body></html>",
-            );
+            ));
         }
         Some(f @ (Fault::ServerErrorAfterCancel | Fault::ResetAfterCancel)) if is_cancel => {
             let f = f.clone();
-            st.faults.pop_front();
+            faults.pop_front();
             Some(f)
         }
         _ => None,
+    };
+    Ok(fault)
+}
+
+/// The answer of a request executed under a fault from [`take_fault`]: a 503 page or a
+/// reset instead of `reply`.
+pub(crate) fn after_fault(fault: Option<Fault>, reply: Reply) -> Reply {
+    match fault {
+        Some(Fault::ServerErrorAfterOrder | Fault::ServerErrorAfterCancel) => Reply::raw(
+            503,
+            "text/html",
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        ),
+        Some(Fault::ResetAfterOrder | Fault::ResetAfterCancel) => Reply::Reset,
+        _ => reply,
+    }
+}
+
+fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
+    let is_order_post = req.method == "POST" && req.route() == "/api/v3/order";
+    let is_cancel = req.method == "DELETE" && req.route() == "/api/v3/order";
+    let fault = match take_fault(&mut st.faults, 6000, is_order_post, is_cancel, now) {
+        Ok(f) => f,
+        Err(reply) => return reply,
     };
     let p = params_of(req);
     let signed = !matches!(
@@ -679,15 +711,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
             "An unknown error occurred while processing the request.",
         ),
     };
-    match after_fault {
-        Some(Fault::ServerErrorAfterOrder | Fault::ServerErrorAfterCancel) => Reply::raw(
-            503,
-            "text/html",
-            "<html><body><h1>503 Service Unavailable</h1></body></html>",
-        ),
-        Some(Fault::ResetAfterOrder | Fault::ResetAfterCancel) => Reply::Reset,
-        _ => reply,
-    }
+    after_fault(fault, reply)
 }
 
 /// `GET /api/v3/depth`: the book set by [`MockBinance::set_depth`] (at most `limit`

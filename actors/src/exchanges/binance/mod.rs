@@ -30,4 +30,4 @@ pub use venue::{BinanceOpenError, BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV}
 #[cfg(test)]
 mod mock_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -55,11 +55,17 @@ fn venue_with(mock: &MockBinance, timeout: Duration) -> Arc<BinanceSpotVenue> {
 }
 
 fn gateway(store: &Store, venue: Arc<BinanceSpotVenue>) -> Arc<GatewayCore> {
+    gateway_of(store, "binance", venue)
+}
+
+/// A gateway over one connector serving `venue` under `name`, default risk limits (the
+/// futures venue's tests use it too).
+pub(crate) fn gateway_of(store: &Store, name: &str, venue: Arc<dyn Venue>) -> Arc<GatewayCore> {
     let slot = Slot::<Connector>::new();
     let addr = Connector::new(venue).start();
-    slot.fill(addr, slot.next_token(), "test/binance");
+    slot.fill(addr, slot.next_token(), &format!("test/{name}"));
     let mut venues = BTreeMap::new();
-    venues.insert("binance".to_string(), slot);
+    venues.insert(name.to_string(), slot);
     GatewayCore::open(
         store,
         venues,

@@ -349,13 +349,13 @@ impl BinanceSpotVenue {
     /// against the quote asset now (ingestion follows the fill within a reconciliation
     /// interval). If that quote cannot be read the fee is kept in its asset, `usd_price`
     /// `None`, and a warning says so: it is never counted as a 0 USD fee silently.
-    async fn fee_in_usd(
+    pub(crate) async fn fee_in_usd(
         &self,
         symbol: &str,
-        t: &TradeWire,
+        t: &TradeFee<'_>,
         prices: &mut HashMap<String, Option<Decimal>>,
     ) -> (Decimal, Option<FeeInAsset>) {
-        let asset = t.commission_asset.as_str();
+        let asset = t.asset;
         if asset.is_empty() || asset == self.config.quote_asset || t.commission.is_zero() {
             return (t.commission, None);
         }
@@ -365,7 +365,7 @@ impl BinanceSpotVenue {
             .strip_suffix(self.config.quote_asset.as_str())
             .map(str::to_string);
         let usd_price = if asset.eq_ignore_ascii_case(symbol) || base.as_deref() == Some(asset) {
-            Some(t.price)
+            Some(t.trade_price)
         } else if let Some(known) = prices.get(asset) {
             *known
         } else {
@@ -751,14 +751,8 @@ impl BinanceSpotVenue {
 
     fn to_venue_order(&self, w: OrderWire) -> VenueResult<VenueOrder> {
         let side = parse_side(&w.side).ok_or_else(|| self.err_malformed("order side", &w.side))?;
-        let status = match w.status.as_str() {
-            "NEW" | "PENDING_NEW" | "PENDING_CANCEL" => OrderStatus::Acked,
-            "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
-            "FILLED" => OrderStatus::Filled,
-            "CANCELED" | "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Cancelled,
-            "REJECTED" => OrderStatus::Rejected,
-            other => return Err(self.err_malformed("order status", other)),
-        };
+        let status =
+            order_status(&w.status).ok_or_else(|| self.err_malformed("order status", &w.status))?;
         let avg_fill_price = (w.executed_qty > Decimal::ZERO)
             .then(|| (w.cummulative_quote_qty / w.executed_qty).normalize());
         Ok(VenueOrder {
@@ -854,7 +848,26 @@ impl BinanceSpotVenue {
     }
 }
 
-fn parse_side(s: &str) -> Option<Side> {
+/// A trade's commission as Binance reports it (spot `myTrades`, futures `userTrades`).
+pub(crate) struct TradeFee<'a> {
+    pub(crate) asset: &'a str,
+    pub(crate) commission: Decimal,
+    pub(crate) trade_price: Decimal,
+}
+
+/// Binance's order status as the engine's (spot and futures name them alike).
+pub(crate) fn order_status(s: &str) -> Option<OrderStatus> {
+    Some(match s {
+        "NEW" | "PENDING_NEW" | "PENDING_CANCEL" => OrderStatus::Acked,
+        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+        "FILLED" => OrderStatus::Filled,
+        "CANCELED" | "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Cancelled,
+        "REJECTED" => OrderStatus::Rejected,
+        _ => return None,
+    })
+}
+
+pub(crate) fn parse_side(s: &str) -> Option<Side> {
     match s {
         "BUY" => Some(Side::Buy),
         "SELL" => Some(Side::Sell),
@@ -1180,7 +1193,17 @@ impl Venue for BinanceSpotVenue {
             let rows: Vec<TradeWire> = serde_json::from_slice(&body)
                 .map_err(|e| self.err_malformed("GET /api/v3/myTrades", e))?;
             for t in rows.into_iter().filter(|t| t.time >= since_ms) {
-                let (fee, fee_asset) = self.fee_in_usd(symbol, &t, &mut asset_prices).await;
+                let (fee, fee_asset) = self
+                    .fee_in_usd(
+                        symbol,
+                        &TradeFee {
+                            asset: &t.commission_asset,
+                            commission: t.commission,
+                            trade_price: t.price,
+                        },
+                        &mut asset_prices,
+                    )
+                    .await;
                 out.push(Fill {
                     fill_id: t.id.to_string(),
                     client_id: None,

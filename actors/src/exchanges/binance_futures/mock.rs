@@ -18,9 +18,12 @@
 //! expires); conditional orders trigger when `set_book` passes their trigger price and
 //! then fill as MARKET orders. Commission is 0.05% taker / 0.02% maker in USDT.
 //!
-//! Faults are queued and consumed one per request: 429 with Retry-After (-1003), 503
-//! before execution (-1001), the answer lost after an order was applied (connection
-//! reset) or answered 503 after it was applied, a hang, malformed JSON.
+//! Faults ([`Fault`], the spot mock's) are queued and consumed one per request: 429 with
+//! Retry-After (-1003), 418 bans, 503 before execution (-1001), the answer lost after an
+//! order or cancel was applied (connection reset) or answered 503 after it was applied, a
+//! hang, malformed JSON. Binance's refusals (-2019, -2022, -4164, -1021, ...) come from the
+//! account's state, as at Binance: set it with `set_wallet`, `set_position`,
+//! `set_min_notional`, `set_clock_offset_ms`, `set_dual_side`.
 //!
 //! Shapes: order, positionRisk v2, account v2 and openAlgoOrders follow the recorded
 //! NautilusTrader fixtures of Binance answers; premiumIndex, fundingRate, openInterest,
@@ -32,13 +35,17 @@
 //! `algoStatus`, `symbol`, `side`, `quantity`, `triggerPrice`, `price`, `reduceOnly`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::config::WEIGHT_PER_MINUTE;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use crate::exchanges::binance::mock::{authenticate, d8, err, params_of, wall_ms};
+use crate::exchanges::binance::mock::{
+    after_fault, authenticate, d8, err, params_of, take_fault, wall_ms,
+};
 use crate::exchanges::binance::signing::ApiSecret;
 use crate::testkit::{MockServer, RecordedRequest, Reply};
 
@@ -55,24 +62,11 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap_or_default()
 }
 
-/// A fault applied to the next request (or the next order send, for the "after" kinds).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// HTTP 429 `{"code":-1003,…}` with `Retry-After: secs`.
-    RateLimited { retry_after_secs: u64 },
-    /// The next request is not executed and gets HTTP 503 with -1001.
-    ServerError,
-    /// The next order (`POST /fapi/v1/order` or `/fapi/v1/algoOrder`) is applied, then
-    /// answered with HTTP 503.
-    ServerErrorAfterOrder,
-    /// The next order is applied, then the connection is closed unanswered: the answer
-    /// is lost.
-    AnswerLostAfterOrder,
-    /// The next request gets HTTP 200 with a body that is not JSON.
-    Malformed,
-    /// The next request is never answered.
-    Hang,
-}
+/// Faults are the spot mock's, answered by the same code (the documented 429/418 bodies
+/// with this API's 2400 weight budget named, 5xx, reset after an order or cancel was
+/// applied, a proxy's 502 before a cancel, malformed JSON, hang); "order" is `POST
+/// /fapi/v1/order` or `/fapi/v1/algoOrder`, "cancel" their `DELETE`.
+pub use crate::exchanges::binance::mock::Fault;
 
 #[derive(Debug, Clone)]
 struct Contract {
@@ -419,15 +413,9 @@ impl MockBinanceFutures {
             .iter()
             .enumerate()
             .filter(|(_, a)| {
-                a.symbol == pair && a.status == "NEW" && {
-                    let stop = a.ty.starts_with("STOP");
-                    match (a.side.as_str(), stop) {
-                        ("SELL", true) => bid <= a.trigger,
-                        ("BUY", true) => ask >= a.trigger,
-                        ("SELL", false) => bid >= a.trigger,
-                        _ => ask <= a.trigger,
-                    }
-                }
+                a.symbol == pair
+                    && a.status == "NEW"
+                    && triggers(&a.ty, &a.side, bid, ask, a.trigger)
             })
             .map(|(i, _)| i)
             .collect();
@@ -495,37 +483,11 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
 }
 
 fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Reply {
-    let after = match st.faults.front().cloned() {
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            st.faults.pop_front();
-            return err(429, -1003, "Too many requests; current limit is 2400 requests per minute. Please use the websocket for live updates to avoid polling the API.")
-                .with_header("Retry-After", &retry_after_secs.to_string());
-        }
-        Some(Fault::ServerError) => {
-            st.faults.pop_front();
-            return err(
-                503,
-                -1001,
-                "Internal error; unable to process your request. Please try again.",
-            );
-        }
-        Some(Fault::Malformed) => {
-            st.faults.pop_front();
-            return Reply::raw(
-                200,
-                "application/json",
-                "{\"symbol\":\"BTCUSDT\",\"bidPrice\":",
-            );
-        }
-        Some(Fault::Hang) => {
-            st.faults.pop_front();
-            return Reply::Hang;
-        }
-        Some(f @ (Fault::ServerErrorAfterOrder | Fault::AnswerLostAfterOrder)) if is_order => {
-            st.faults.pop_front();
-            Some(f)
-        }
-        _ => None,
+    let is_cancel =
+        req.method == "DELETE" && matches!(req.route(), "/fapi/v1/order" | "/fapi/v1/algoOrder");
+    let after = match take_fault(&mut st.faults, WEIGHT_PER_MINUTE, is_order, is_cancel, now) {
+        Ok(f) => f,
+        Err(reply) => return reply,
     };
     let p = params_of(req);
     let public = matches!(
@@ -758,15 +720,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
             "An unknown error occurred while processing the request.",
         ),
     };
-    match after {
-        Some(Fault::ServerErrorAfterOrder) => Reply::raw(
-            503,
-            "text/html",
-            "<html><body><h1>503 Service Unavailable</h1></body></html>",
-        ),
-        Some(Fault::AnswerLostAfterOrder) => Reply::Reset,
-        _ => reply,
-    }
+    after_fault(after, reply)
 }
 
 fn contract<'a>(
@@ -1176,14 +1130,7 @@ fn new_algo_order(st: &mut State, p: &HashMap<String, String>, now: i64) -> Repl
         );
     }
     // A stop that would fire at once is refused (Binance: -2021 "Order would immediately trigger.").
-    let stop = ty.starts_with("STOP");
-    let fires_now = match (side.as_str(), stop) {
-        ("SELL", true) => c.bid <= trigger,
-        ("BUY", true) => c.ask >= trigger,
-        ("SELL", false) => c.bid >= trigger,
-        _ => c.ask <= trigger,
-    };
-    if fires_now {
+    if triggers(&ty, &side, c.bid, c.ask, trigger) {
         return err(400, -2021, "Order would immediately trigger.");
     }
     let judged_at = if price > Decimal::ZERO {
@@ -1218,6 +1165,18 @@ fn new_algo_order(st: &mut State, p: &HashMap<String, String>, now: i64) -> Repl
         update_time: now,
     });
     Reply::json(200, &algo_json(&st.algos[st.algos.len() - 1]))
+}
+
+/// Whether a conditional order of type `ty` and `side` fires at this book: a stop when the
+/// price moves against the position it protects (a SELL stop at or below its trigger), a
+/// take-profit when it moves in its favour.
+fn triggers(ty: &str, side: &str, bid: Decimal, ask: Decimal, trigger: Decimal) -> bool {
+    match (side, ty.starts_with("STOP")) {
+        ("SELL", true) => bid <= trigger,
+        ("BUY", true) => ask >= trigger,
+        ("SELL", false) => bid >= trigger,
+        _ => ask <= trigger,
+    }
 }
 
 /// Fills `qty` of order `i` at `price`: the position, realised PnL, commission and wallet

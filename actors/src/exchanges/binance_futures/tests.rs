@@ -2,11 +2,9 @@
 //! typed errors, conditional orders on the Algo Order API, lost answers resolved by
 //! client id, rate limits and clock skew, funding and open interest.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
@@ -17,14 +15,13 @@ use super::{API_KEY_ENV, API_SECRET_ENV};
 use crate::clock::system_clock;
 use crate::exchanges::binance::filters::parse_exchange_info;
 use crate::exchanges::binance::signing::{signed_query, ApiSecret, RecvWindow};
-use crate::exchanges::connector::Connector;
 use crate::exchanges::derivatives::{DerivativesData, OiPeriod};
-use crate::exchanges::gateway::{Amount, GatewayConfig, GatewayCore, OrderIntent, Pricing};
-use crate::exchanges::risk_gate::{approve_for_venue_test, RiskApproved, RiskConfig};
+use crate::exchanges::gateway::{Amount, GatewayCore, OrderIntent, Pricing};
+use crate::exchanges::risk_gate::{approve_for_venue_test, RiskApproved};
 use crate::exchanges::types::*;
 use crate::exchanges::venue::{Venue, VenueError};
 use crate::store::Store;
-use crate::supervisor::Slot;
+use crate::testkit::RecordedRequest;
 
 fn env(k: &str) -> Option<String> {
     match k {
@@ -73,6 +70,15 @@ fn market() -> OrderType {
     }
 }
 
+/// The last `POST route` the mock received.
+fn last_post(mock: &MockBinanceFutures, route: &str) -> RecordedRequest {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.route() == route)
+        .last()
+        .unwrap_or_else(|| panic!("no POST {route}"))
+}
+
 fn posts(mock: &MockBinanceFutures, route: &str) -> usize {
     mock.requests()
         .iter()
@@ -81,19 +87,7 @@ fn posts(mock: &MockBinanceFutures, route: &str) -> usize {
 }
 
 fn gateway(store: &Store, venue: Arc<BinanceFuturesVenue>) -> Arc<GatewayCore> {
-    let slot = Slot::<Connector>::new();
-    let addr = Connector::new(venue).start();
-    slot.fill(addr, slot.next_token(), "test/bnf");
-    let mut venues = BTreeMap::new();
-    venues.insert("bnf".to_string(), slot);
-    GatewayCore::open(
-        store,
-        venues,
-        RiskConfig::default(),
-        GatewayConfig::default(),
-        system_clock(),
-    )
-    .unwrap()
+    crate::exchanges::binance::tests::gateway_of(store, "bnf", venue)
 }
 
 /// The USDⓈ-M docs' SIGNED example (General Info, "Example 1: As a query string"): the
@@ -178,11 +172,7 @@ async fn a_market_order_fills_and_the_position_carries_leverage_and_margin() {
     assert_eq!(o.filled_size, dec!(0.01));
     assert_eq!(o.avg_fill_price, Some(dec!(60010)));
     assert_eq!(o.client_id.as_ref(), Some(&req.client_id));
-    let sent = mock
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "POST" && r.route() == "/fapi/v1/order")
-        .unwrap();
+    let sent = last_post(&mock, "/fapi/v1/order");
     assert_eq!(sent.query("newClientOrderId"), Some(req.client_id.as_str()));
     assert_eq!(sent.query("type"), Some("MARKET"));
     assert_eq!(sent.query("reduceOnly"), None);
@@ -234,12 +224,7 @@ async fn reduce_only_and_post_only_reach_the_wire_and_binances_refusals_are_type
     let o = v.place_order(&approved(&req)).await.unwrap();
     assert_eq!(o.status, OrderStatus::Filled);
     assert!(o.reduce_only);
-    let sent = mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.route() == "/fapi/v1/order")
-        .last()
-        .unwrap();
+    let sent = last_post(&mock, "/fapi/v1/order");
     assert_eq!(sent.query("reduceOnly"), Some("true"));
     assert_eq!(mock.position("BTCUSDT"), dec!(0.01));
     // The realised PnL of the reduction reaches the fill.
@@ -258,12 +243,7 @@ async fn reduce_only_and_post_only_reach_the_wire_and_binances_refusals_are_type
     );
     let o = v.place_order(&approved(&post)).await.unwrap();
     assert_eq!(o.status, OrderStatus::Acked);
-    let sent = mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.route() == "/fapi/v1/order")
-        .last()
-        .unwrap();
+    let sent = last_post(&mock, "/fapi/v1/order");
     assert_eq!(sent.query("timeInForce"), Some("GTX"));
     assert_eq!(v.open_orders().await.unwrap().len(), 1);
     v.cancel_order("BTC", &post.client_id).await.unwrap();
@@ -304,11 +284,7 @@ async fn a_stop_market_goes_to_the_algo_api_and_fires_when_the_price_passes() {
         0,
         "-4120 there since 2025-12-09"
     );
-    let sent = mock
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "POST" && r.route() == "/fapi/v1/algoOrder")
-        .unwrap();
+    let sent = last_post(&mock, "/fapi/v1/algoOrder");
     assert_eq!(sent.query("type"), Some("STOP_MARKET"));
     assert_eq!(sent.query("algoType"), Some("CONDITIONAL"));
     assert_eq!(sent.query("triggerPrice"), Some("58000"));
@@ -349,12 +325,7 @@ async fn a_stop_market_goes_to_the_algo_api_and_fires_when_the_price_passes() {
         true,
     );
     v.place_order(&approved(&tp)).await.unwrap();
-    let sent = mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.route() == "/fapi/v1/algoOrder")
-        .last()
-        .unwrap();
+    let sent = last_post(&mock, "/fapi/v1/algoOrder");
     assert_eq!(sent.query("type"), Some("TAKE_PROFIT"));
     assert_eq!(sent.query("price"), Some("60900"));
     v.cancel_order("BTC", &tp.client_id).await.unwrap();
@@ -509,7 +480,7 @@ async fn order_with_lost_answer(fault: Fault) {
 
 #[actix::test]
 async fn an_order_whose_answer_is_lost_is_resolved_by_client_id_not_resent() {
-    order_with_lost_answer(Fault::AnswerLostAfterOrder).await;
+    order_with_lost_answer(Fault::ResetAfterOrder).await;
 }
 
 #[actix::test]

@@ -61,7 +61,7 @@ use crate::exchanges::binance::config::ORDERS_POOL;
 use crate::exchanges::binance::dialect::{Dialect, OrderCount};
 use crate::exchanges::binance::errors::RequestKind;
 use crate::exchanges::binance::filters::{to_wire, FilterError, SymbolRules};
-use crate::exchanges::binance::venue::Call;
+use crate::exchanges::binance::venue::{order_status, parse_side, Call, TradeFee};
 use crate::exchanges::binance::{BinanceOpenError, BinanceSpotVenue};
 use crate::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
@@ -314,14 +314,6 @@ struct PositionModeWire {
     dual_side_position: bool,
 }
 
-fn parse_side(s: &str) -> Option<Side> {
-    match s {
-        "BUY" => Some(Side::Buy),
-        "SELL" => Some(Side::Sell),
-        _ => None,
-    }
-}
-
 fn wire_side(side: Side) -> &'static str {
     match side {
         Side::Buy => "BUY",
@@ -546,14 +538,8 @@ impl BinanceFuturesVenue {
     fn to_venue_order(&self, w: OrderWire) -> VenueResult<VenueOrder> {
         let side =
             parse_side(&w.side).ok_or_else(|| self.rest.err_malformed("order side", &w.side))?;
-        let status = match w.status.as_str() {
-            "NEW" => OrderStatus::Acked,
-            "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
-            "FILLED" => OrderStatus::Filled,
-            "CANCELED" | "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Cancelled,
-            "REJECTED" => OrderStatus::Rejected,
-            other => return Err(self.rest.err_malformed("order status", other)),
-        };
+        let status = order_status(&w.status)
+            .ok_or_else(|| self.rest.err_malformed("order status", &w.status))?;
         Ok(VenueOrder {
             client_id: ClientOrderId::parse(&w.client_order_id).ok(),
             venue_order_id: w.order_id.to_string(),
@@ -656,40 +642,6 @@ impl BinanceFuturesVenue {
             unrealized_pnl: w.total_unrealized_profit,
             time_ms: self.rest.clock().now_ms(),
         }
-    }
-
-    /// A fee's USD value: the quote asset (USDT) counts 1:1; another asset (BNB with
-    /// the fee discount) is priced at its perpetual's mid now, or kept in its asset with
-    /// a warning when that cannot be read — never counted as 0 USD silently.
-    async fn fee_in_usd(
-        &self,
-        t: &TradeWire,
-        prices: &mut HashMap<String, Option<Decimal>>,
-    ) -> (Decimal, Option<FeeInAsset>) {
-        let asset = t.commission_asset.as_str();
-        if asset.is_empty() || asset == self.config.quote_asset || t.commission.is_zero() {
-            return (t.commission, None);
-        }
-        let usd_price = match prices.get(asset) {
-            Some(p) => *p,
-            None => {
-                let p = match self.quote(asset).await {
-                    Ok(q) => Some(q.mid()),
-                    Err(e) => {
-                        tracing::warn!(venue = %self.name_str(), asset, error = %e, "no USD price for a fee asset; the fee is kept in its asset");
-                        None
-                    }
-                };
-                prices.insert(asset.to_string(), p);
-                p
-            }
-        };
-        let fee = FeeInAsset {
-            asset: asset.to_string(),
-            amount: t.commission,
-            usd_price,
-        };
-        (fee.usd().unwrap_or_default(), Some(fee))
     }
 
     /// `DELETE` of a regular order by `key`, or of an algo order by `algo_key`.
@@ -942,7 +894,19 @@ impl Venue for BinanceFuturesVenue {
             for t in rows.into_iter().filter(|t| t.time >= since_ms) {
                 let side = parse_side(&t.side)
                     .ok_or_else(|| self.rest.err_malformed("trade side", &t.side))?;
-                let (fee, fee_asset) = self.fee_in_usd(&t, &mut prices).await;
+                // USDT, or BNB with the fee discount: priced as the spot venue prices it.
+                let (fee, fee_asset) = self
+                    .rest
+                    .fee_in_usd(
+                        symbol,
+                        &TradeFee {
+                            asset: &t.commission_asset,
+                            commission: t.commission,
+                            trade_price: t.price,
+                        },
+                        &mut prices,
+                    )
+                    .await;
                 out.push(Fill {
                     fill_id: t.id.to_string(),
                     client_id: None,

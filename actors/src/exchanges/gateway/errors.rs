@@ -170,6 +170,20 @@ impl OrderProblem {
                     price: price.normalize(),
                 })
             }
+            Pricing::Trigger {
+                trigger_price,
+                limit_price,
+                ..
+            } if trigger_price <= Decimal::ZERO
+                || limit_price.is_some_and(|p| p <= Decimal::ZERO) =>
+            {
+                Some(OrderProblem::BadLimitPrice {
+                    price: limit_price
+                        .filter(|p| *p <= Decimal::ZERO)
+                        .unwrap_or(trigger_price)
+                        .normalize(),
+                })
+            }
             _ => None,
         }
     }
