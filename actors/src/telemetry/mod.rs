@@ -63,6 +63,8 @@ pub mod names {
     /// Liquidations seen on derivatives streams (`exchanges::stream::derivatives`).
     pub const LIQUIDATIONS: &str = "orrery_liquidations_total";
     pub const LIQUIDATION_NOTIONAL_USD: &str = "orrery_liquidation_notional_usd_total";
+    /// Order states and fills a user stream pushed, by outcome (`exchanges::gateway::pushed`).
+    pub const STREAM_PUSHED: &str = "orrery_stream_pushed_total";
 }
 
 /// Latency buckets (seconds) shared by every `_seconds` histogram: 100 µs to 2 min.

@@ -752,6 +752,9 @@ pub struct GatewaySnapshot {
 mod swarm_quorum;
 pub use swarm_quorum::{SwarmQuorumLost, SwarmQuorumRestored};
 
+pub mod pushed;
+pub use pushed::{ApplyPushed, PushReport};
+
 mod operations;
 pub use operations::{
     CancelAll, CancelReport, ClosePositionPct, CloseReport, KillSwitchReport, OperationFailure,

@@ -116,6 +116,10 @@ pub enum Change {
     /// A status with its reason (never sent, no longer at the venue, waiting for the
     /// deadline).
     Status { status: OrderStatus, reason: String },
+    /// An entry whose final state came without an average price (Hyperliquid's order
+    /// answers and pushed order updates carry none) takes it from its fills once they
+    /// add up to its filled size (`fills`: every recorded fill of its order).
+    FillPrice { fills: Vec<Fill> },
 }
 
 impl Change {
@@ -177,6 +181,9 @@ impl Change {
             Change::Status { status, reason } => {
                 e.status = *status;
                 e.reason = Some(reason.clone());
+            }
+            Change::FillPrice { fills } => {
+                e.price_from_fills(fills);
             }
         }
     }
@@ -314,6 +321,20 @@ fn contradicted(
     out
 }
 
+/// Finished entries a new fill among `venue_fills` shows wrong (rejected, or with less
+/// filled than its fills), each once, with the venue order id of the fill and what its
+/// fills add up to: a plan corrects each from its lookup (`None`: from its fills) and
+/// leaves one without a lookup for the next pass.
+pub fn contradicted_entries(
+    ledger: &LedgerSnapshot,
+    venue_fills: &[Fill],
+) -> Vec<(ClientOrderId, String, Decimal)> {
+    contradicted(ledger, venue_fills)
+        .into_iter()
+        .map(|(id, oid, fills)| (id, oid, fills.iter().map(|f| f.size).sum()))
+        .collect()
+}
+
 /// An open adopted entry the venue lists, found by its venue order id (the venue may know
 /// no client id for it).
 fn open_match<'a>(entry: &LedgerEntry, open: &'a [VenueOrder]) -> Option<&'a VenueOrder> {
@@ -367,6 +388,10 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
     let mut all_fills = ledger.fills.clone();
     all_fills.extend(fresh.iter().cloned());
     let contradicted = contradicted(ledger, &snapshot.fills);
+    let named_by_fresh: Vec<ClientOrderId> = fresh
+        .iter()
+        .filter_map(|f| entry_of_fill(ledger, f))
+        .collect();
     for fill in fresh {
         plan.report.new_fills += 1;
         plan.actions.push(Action::RecordFill(fill));
@@ -529,6 +554,43 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
         }
     }
 
+    // An entry a new fill completes whose average price is still unknown: its final
+    // state arrived before its fills (a pushed order update, or a venue answer without a
+    // price), so nothing above priced it. Without this, the order in which the venue's
+    // facts arrived would decide whether the ledger knows the entry's price.
+    let mut priced = BTreeSet::new();
+    for id in named_by_fresh {
+        if !priced.insert(id.clone()) {
+            continue;
+        }
+        let Some(entry) = entries.get(&id) else {
+            continue;
+        };
+        // Only a state the venue gave (an entry still waiting for its answer is settled
+        // by its lookup).
+        let from_venue = matches!(
+            entry.status,
+            OrderStatus::PartiallyFilled | OrderStatus::Filled | OrderStatus::Cancelled
+        );
+        let mut next = entry.clone();
+        if !from_venue || !next.price_from_fills(&all_fills) {
+            continue;
+        }
+        let oid = next.venue_order_id.clone().unwrap_or_default();
+        let fills = all_fills
+            .iter()
+            .filter(|f| f.venue_order_id == oid)
+            .cloned()
+            .collect();
+        update(
+            &mut plan,
+            &mut entries,
+            &id,
+            Change::FillPrice { fills },
+            None,
+        );
+    }
+
     let mut adopted_now = BTreeSet::new();
     for order in &snapshot.open_orders {
         if let Some(id) = &order.client_id {
@@ -549,12 +611,31 @@ pub fn plan(venue: &str, ledger: &LedgerSnapshot, snapshot: &VenueSnapshot, rule
         }
         plan.report.adopted += 1;
         let client_id = indexed.cloned().or_else(|| order.client_id.clone());
-        plan.actions.push(Action::Adopt {
-            order: order.clone(),
-            client_id,
-        });
+        let mut order = order.clone();
+        if order.avg_fill_price.is_none() {
+            // A partly filled order whose answer has no average price takes it from its
+            // fills, as an entry of ours does when the venue's answer changes it.
+            order.avg_fill_price = average_price(&order, &all_fills);
+        }
+        plan.actions.push(Action::Adopt { order, client_id });
     }
     plan
+}
+
+/// The average price of `order`'s fills when they add up to its filled size.
+fn average_price(order: &VenueOrder, fills: &[Fill]) -> Option<Decimal> {
+    if order.filled_size.is_zero() {
+        return None;
+    }
+    let (mut size, mut notional) = (Decimal::ZERO, Decimal::ZERO);
+    for f in fills
+        .iter()
+        .filter(|f| f.venue_order_id == order.venue_order_id)
+    {
+        size += f.size;
+        notional += f.size * f.price;
+    }
+    (size == order.filled_size).then(|| (notional / size).normalize())
 }
 
 /// Whether an entry the venue does not show is concluded now (its deadline, or for an

@@ -169,7 +169,7 @@ impl GatewayCore {
     /// [`LedgerSnapshot::entries`]): open entries of the venue, the entries the venue's
     /// open orders and new fills name, and the adopted index for their order ids. Every
     /// entry of the venue only when a new fill carries no client id the index resolves.
-    fn ledger_snapshot(
+    pub(super) fn ledger_snapshot(
         &self,
         venue: &str,
         recorded: Vec<Fill>,
@@ -218,18 +218,22 @@ impl GatewayCore {
     }
 
     /// Writes a plan's actions in order, each durable before the next, with their drift
-    /// metrics, order counts and correction log lines.
-    async fn apply_plan(
+    /// metrics, order counts and correction log lines. Returns the fills it recorded (a
+    /// fill another writer recorded meanwhile is not among them).
+    pub(super) async fn apply_plan(
         &self,
         venue: &str,
         ledger: &LedgerSnapshot,
         actions: Vec<Action>,
         now: Millis,
-    ) -> GatewayResult<()> {
+    ) -> GatewayResult<Vec<Fill>> {
+        let mut recorded = Vec::new();
         for action in actions {
             match action {
                 Action::RecordFill(fill) => {
-                    self.ledger.record_fill(venue, &fill).await?;
+                    if self.ledger.record_fill(venue, &fill).await? {
+                        recorded.push(fill);
+                    }
                 }
                 Action::Update {
                     client_id,
@@ -268,7 +272,7 @@ impl GatewayCore {
                 }
             }
         }
-        Ok(())
+        Ok(recorded)
     }
 
     pub(super) fn drift(&self, venue: &str, kind: &'static str) {

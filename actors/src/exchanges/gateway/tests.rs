@@ -1695,3 +1695,5 @@ async fn a_replaced_generation_sends_no_cancel_and_no_leverage_update() {
     assert_eq!(venue.cancel_calls.load(Ordering::SeqCst), 0);
     assert_eq!(venue.leverage_calls.load(Ordering::SeqCst), 0);
 }
+
+mod pushed;

@@ -65,6 +65,10 @@ pub fn describe() {
         "Seconds since the last message on a venue's channel (updated at each staleness check)."
     );
     describe_counter!(
+        names::STREAM_PUSHED,
+        "Order states (kind=order) and fills (kind=fill) a venue's user stream pushed, by outcome: applied to the ledger, duplicate (already there, or stale), dropped (gateway busy or restarting; REST reconciliation finds it)."
+    );
+    describe_counter!(
         names::STREAM_RESYNCS,
         "Times a fresh channel went stale (or its connection was lost) so reads fell back to REST."
     );
