@@ -17,6 +17,8 @@ use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
 use orrery_actors::exchanges::pnl::{merge_fills, position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::siblings::{ConnectorHealth, ConnectorState};
+use orrery_actors::exchanges::stream::binance_futures::user_feed_name;
+use orrery_actors::exchanges::stream::derivatives::DerivativesHealth;
 use orrery_actors::exchanges::stream::FeedHealth;
 use orrery_actors::exchanges::{AccountSnapshot, Fill, Position};
 use orrery_actors::models::router::{usage_records, DeploymentUsage};
@@ -141,6 +143,10 @@ pub struct VenueStatus {
     /// connection and each channel's state (`connected`, `stale`, `disconnected`) and age.
     #[serde(default)]
     pub feed: Option<FeedHealth>,
+    /// The account's user data stream, where it is a connection of its own (Binance
+    /// futures: `<venue>/user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_feed: Option<FeedHealth>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -343,6 +349,7 @@ fn venue_status(
             fees_usd,
             connectors: Vec::new(),
             feed: None,
+            user_feed: None,
         },
         Err(error) => VenueStatus {
             name: name.to_string(),
@@ -356,6 +363,7 @@ fn venue_status(
             fees_usd,
             connectors: Vec::new(),
             feed: None,
+            user_feed: None,
         },
     }
 }
@@ -461,6 +469,7 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
             .and_then(|r| r.ok())
             .unwrap_or_default();
         status.feed = engine.streams.health(name);
+        status.user_feed = engine.streams.health(&user_feed_name(name));
         venues.push(status);
     }
     Ok(assemble(true, &engine.store, venues, from_store))
@@ -494,6 +503,67 @@ fn render_feed(o: &mut String, f: &FeedHealth) {
             humantime::format_duration(std::time::Duration::from_millis(c.age_ms)),
             c.messages
         );
+    }
+    if let Some(d) = &f.derivatives {
+        render_derivatives(o, d);
+    }
+}
+
+/// Marks with funding and their age, liquidation counts, and the pushed account.
+fn render_derivatives(o: &mut String, d: &DerivativesHealth) {
+    for m in &d.marks {
+        let _ = writeln!(
+            o,
+            "    mark {:<8} {:<14} funding {:<12} next {}  {} ago{}",
+            m.symbol,
+            m.mark.normalize(),
+            m.funding_rate
+                .map(|r| format!("{}%", (r * Decimal::ONE_HUNDRED).normalize()))
+                .unwrap_or_else(|| "-".into()),
+            m.next_funding_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%H:%M UTC").to_string())
+                .unwrap_or_else(|| "-".into()),
+            humantime::format_duration(std::time::Duration::from_millis(m.age_ms / 1000 * 1000)),
+            if m.fresh { "" } else { " (stale: REST)" }
+        );
+    }
+    let l = &d.liquidations;
+    if l.kept > 0 || l.buys + l.sells > 0 {
+        let _ = writeln!(
+            o,
+            "    liquidations since start: {} longs (sell), {} shorts (buy); {} kept, newest {}",
+            l.sells,
+            l.buys,
+            l.kept,
+            l.newest_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    if let Some(a) = &d.account {
+        for b in &a.balances {
+            let _ = writeln!(
+                o,
+                "    pushed balance {:<6} wallet {}  cross {}",
+                b.asset,
+                b.wallet_balance.normalize(),
+                b.cross_wallet_balance.normalize()
+            );
+        }
+        for p in &a.positions {
+            let _ = writeln!(
+                o,
+                "    pushed position {:<8} {:<5} {} @ {}  uPnL {} ({})",
+                p.symbol,
+                p.position_side,
+                p.amount.normalize(),
+                p.entry_price.normalize(),
+                p.unrealized_pnl.normalize(),
+                p.margin_type
+            );
+        }
     }
 }
 
@@ -552,6 +622,9 @@ pub fn render(r: &StatusReport) -> String {
             }
         }
         if let Some(f) = &v.feed {
+            render_feed(&mut o, f);
+        }
+        if let Some(f) = &v.user_feed {
             render_feed(&mut o, f);
         }
         for p in &v.positions {

@@ -8,7 +8,10 @@
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
 //! │                            base endpoint) × M, feed-<venue> (market-data websocket of
-//! │                            each Hyperliquid venue with `streams`), then gateway
+//! │                            each Hyperliquid and Binance futures venue with
+//! │                            `streams`), then gateway, then user-feed-<venue> (the
+//! │                            user data stream of each Binance futures venue with
+//! │                            `streams`, pushing fills to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
@@ -100,6 +103,12 @@ pub enum Role {
     },
     /// The market-data websocket of one venue (`streams = true`).
     StreamFeed {
+        /// The venue's name.
+        venue: String,
+    },
+    /// The user data stream of a Binance futures venue (`streams = true`): its order
+    /// updates and fills go to the gateway.
+    FuturesUserFeed {
         /// The venue's name.
         venue: String,
     },
@@ -213,7 +222,10 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             .exchanges
             .venues
             .iter()
-            .filter(|(_, cfg)| matches!(cfg, VenueConfig::Hyperliquid(h) if h.streams))
+            .filter(|(_, cfg)| {
+                matches!(cfg, VenueConfig::Hyperliquid(h) if h.streams)
+                    || matches!(cfg, VenueConfig::BinanceFutures(f) if f.streams)
+            })
             .map(|(venue, _)| {
                 worker(
                     format!("feed-{venue}"),
@@ -224,6 +236,22 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             }),
     );
     exchanges.push(worker("gateway".into(), Role::OrderGateway));
+    // After the gateway: what they push goes to its mailbox.
+    exchanges.extend(
+        config
+            .exchanges
+            .venues
+            .iter()
+            .filter(|(_, cfg)| matches!(cfg, VenueConfig::BinanceFutures(f) if f.streams))
+            .map(|(venue, _)| {
+                worker(
+                    format!("user-feed-{venue}"),
+                    Role::FuturesUserFeed {
+                        venue: venue.clone(),
+                    },
+                )
+            }),
+    );
 
     let mut agents = Vec::new();
     if config.agents.risk.enabled {
@@ -464,6 +492,9 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
         Role::StreamFeed { venue } => {
+            if let Some(VenueConfig::BinanceFutures(f)) = config.exchanges.venues.get(venue) {
+                return crate::feeds::futures_market_feed(id, venue, f, streams);
+            }
             let Some(VenueConfig::Hyperliquid(h)) = config.exchanges.venues.get(venue).cloned()
             else {
                 return missing(&id, format!("no hyperliquid venue `{venue}` in the config"));
@@ -478,6 +509,15 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let protocol = HyperliquidProtocol::public_with(&coins, &timeframes);
                 Ok(StreamFeed::new(settings, Box::new(protocol), feed))
             })
+        }
+        Role::FuturesUserFeed { venue } => {
+            let Some(VenueConfig::BinanceFutures(f)) = config.exchanges.venues.get(venue) else {
+                return missing(
+                    &id,
+                    format!("no binance_futures venue `{venue}` in the config"),
+                );
+            };
+            crate::feeds::futures_user_feed(id, venue, f, streams, gateway, clock)
         }
         Role::OrderGateway => {
             let connectors: BTreeMap<String, ConnectorSet> = scope

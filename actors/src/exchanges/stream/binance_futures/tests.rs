@@ -815,3 +815,188 @@ async fn the_user_stream_pushes_fills_keeps_its_key_alive_and_renews_an_expired_
     assert_eq!(feed.malformed(), 0);
     actor.do_send(Stop);
 }
+
+// ---- through the gateway: quotes and pushed fills against the futures REST mock -------
+
+use std::collections::BTreeMap;
+
+use crate::exchanges::binance_futures::mock::MOCK_API_SECRET;
+use crate::exchanges::binance_futures::{BinanceFuturesVenue, API_KEY_ENV, API_SECRET_ENV};
+use crate::exchanges::connector::Connector;
+use crate::exchanges::gateway::{Amount, GatewayConfig, GatewayCore, OrderIntent, Pricing};
+use crate::exchanges::risk_gate::RiskConfig;
+use crate::exchanges::types::TimeInForce;
+use crate::exchanges::Venue;
+use crate::store::Store;
+use crate::supervisor::Slot;
+
+#[actix::test]
+async fn futures_quotes_follow_the_stream_and_a_pushed_fill_is_recorded_once_with_rest() {
+    let rest = MockBinanceFutures::start();
+    let ws = FuturesWsMock::start().await.unwrap();
+    let cfg = BinanceFuturesConfig {
+        base_url: rest.url(),
+        ws_url: ws.url(),
+        symbols: vec!["BTC".into()],
+        request_timeout: Duration::from_secs(10),
+        ..BinanceFuturesConfig::default()
+    };
+    let env = |k: &str| match k {
+        API_KEY_ENV => Some(MOCK_API_KEY.to_string()),
+        API_SECRET_ENV => Some(MOCK_API_SECRET.to_string()),
+        _ => None,
+    };
+    let venue =
+        Arc::new(BinanceFuturesVenue::open_with_env(VENUE, &cfg, system_clock(), &env).unwrap());
+    let slot = Slot::<Connector>::new();
+    slot.fill(
+        Connector::new(venue.clone()).start(),
+        slot.next_token(),
+        "test/bnf",
+    );
+    let store = Store::temporary().unwrap();
+    let core = GatewayCore::open(
+        &store,
+        BTreeMap::from([(VENUE.to_string(), slot)]),
+        RiskConfig::default(),
+        GatewayConfig::default(),
+        system_clock(),
+    )
+    .unwrap();
+    let book = StreamBook::new();
+    assert!(core.attach_streams(book.clone()));
+    core.reconcile(VENUE).await.unwrap();
+
+    // No stream yet: the REST book (59990 / 60010).
+    assert_eq!(core.quote(VENUE, "BTC").await.unwrap().bid, dec!(59990));
+    let stale_after = Duration::from_millis(300);
+    let market = book.register(VENUE, &ws.url(), stale_after);
+    let _market = StreamFeed::new(
+        settings(&ws.url(), stale_after),
+        Box::new(FuturesMarketProtocol::new(&cfg)),
+        market.clone(),
+    )
+    .start();
+    until("market connected", || market.is_connected()).await;
+    assert!(ws.send_market(
+        "btcusdt@bookTicker",
+        ws_mock::book_ticker_event("BTCUSDT", "60100.5", "60100.6", 1)
+    ));
+    until("a streamed quote", || market.fresh_quote("BTC").is_some()).await;
+    let q = core.quote(VENUE, "BTC").await.unwrap();
+    assert_eq!(
+        (q.bid, q.ask, q.fallback),
+        (dec!(60100.5), dec!(60100.6), None)
+    );
+    // Silence past stale_after: REST again.
+    until("stale", || market.fresh_quote("BTC").is_none()).await;
+    assert_eq!(core.quote(VENUE, "BTC").await.unwrap().bid, dec!(59990));
+
+    // The user stream, its updates collected as the gateway's sink would take them.
+    let (sink, mut rx) = PushSink::channel(16);
+    let (user_feed, _, _user) = user_stream(&rest, &ws, sink);
+    until("user stream connected", || user_feed.is_connected()).await;
+
+    // A resting limit buy, filled at the venue when the price comes down to it.
+    let placed = core
+        .place(OrderIntent {
+            venue: VENUE.into(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            amount: Amount::Usd(dec!(120)),
+            pricing: Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+            reduce_only: false,
+            origin: "test".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(placed.status, OrderStatus::Acked);
+    rest.set_book("BTCUSDT", dec!(58990), dec!(58999));
+    let trade = venue
+        .fills_since(0)
+        .await
+        .unwrap()
+        .pop()
+        .expect("the venue's fill");
+    assert!(
+        core.ledger().fills(VENUE).unwrap().is_empty(),
+        "no pass yet"
+    );
+
+    // The venue pushes the fill: recorded at once, before any REST pass.
+    let cid = placed.client_id.to_string();
+    assert!(ws.send_user(ws_mock::order_trade_update_event(
+        "BTCUSDT",
+        &cid,
+        "BUY",
+        "LIMIT",
+        &trade.size.to_string(),
+        "TRADE",
+        "FILLED",
+        trade.venue_order_id.parse().unwrap(),
+        &trade.size.to_string(),
+        &trade.size.to_string(),
+        &trade.price.to_string(),
+        trade.fill_id.parse().unwrap(),
+        false,
+    )));
+    let update = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let report = core.apply_pushed(update).await.unwrap();
+    assert_eq!(
+        (report.fills_applied, report.orders_applied),
+        (1, 1),
+        "{report:?}"
+    );
+    let fills = core.ledger().fills(VENUE).unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!(
+        (fills[0].fill_id.as_str(), fills[0].price, fills[0].size),
+        (trade.fill_id.as_str(), trade.price, trade.size)
+    );
+    let entry = core.ledger().get(&placed.client_id).unwrap().unwrap();
+    assert_eq!(entry.status, OrderStatus::Filled);
+
+    // REST reconciliation finds the same trade: nothing new, still one fill.
+    let pass = core.reconcile(VENUE).await.unwrap();
+    assert_eq!(pass.new_fills, 0, "{pass:?}");
+    assert_eq!(core.ledger().fills(VENUE).unwrap().len(), 1);
+    // And the same push again (a reconnect replays nothing, but a duplicate must not
+    // count twice either).
+    let again = update_again(&ws, &mut rx, &cid, &trade).await;
+    let report = core.apply_pushed(again).await.unwrap();
+    assert_eq!((report.fills_applied, report.fills_duplicate), (0, 1));
+    assert_eq!(core.ledger().fills(VENUE).unwrap().len(), 1);
+}
+
+async fn update_again(
+    ws: &FuturesWsMock,
+    rx: &mut tokio::sync::mpsc::Receiver<crate::exchanges::stream::PushedUpdate>,
+    cid: &str,
+    trade: &crate::exchanges::types::Fill,
+) -> crate::exchanges::stream::PushedUpdate {
+    assert!(ws.send_user(ws_mock::order_trade_update_event(
+        "BTCUSDT",
+        cid,
+        "BUY",
+        "LIMIT",
+        &trade.size.to_string(),
+        "TRADE",
+        "FILLED",
+        trade.venue_order_id.parse().unwrap(),
+        &trade.size.to_string(),
+        &trade.size.to_string(),
+        &trade.price.to_string(),
+        trade.fill_id.parse().unwrap(),
+        false,
+    )));
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
