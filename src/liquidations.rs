@@ -309,31 +309,23 @@ pub async fn run(config: &Config, q: &LiquidationsQuery, json: bool) -> ExitCode
     if let Err(e) = check(config, &q.venue, since, limit, SystemClock.now_ms()) {
         return fail(CliError::new(e.status().1, e.to_string()), 2);
     }
-    let running = config.engine.data_dir.exists();
+    let not_running = || {
+        CliError::new(
+            "not_running",
+            format!(
+                "no engine runs with data dir {}; liquidations are kept by the running engine's stream (start it with `orrery run`)",
+                config.engine.data_dir.display()
+            ),
+        )
+    };
+    // A data dir that does not exist is not created by asking.
+    if !config.engine.data_dir.exists() {
+        return fail(not_running(), 1);
+    }
     match open_store(config) {
-        Ok(Some(_)) => {
-            return fail(
-                CliError::new(
-                    "not_running",
-                    "liquidations are kept by the running engine's stream; start it with `orrery run`",
-                ),
-                1,
-            )
-        }
+        Ok(Some(_)) => return fail(not_running(), 1),
         Ok(None) => {}
-        Err(e) if running => return fail(CliError::from(e), 1),
-        Err(_) => {
-            return fail(
-                CliError::new(
-                    "not_running",
-                    format!(
-                        "no engine runs with data dir {}; liquidations are kept by the running engine's stream",
-                        config.engine.data_dir.display()
-                    ),
-                ),
-                1,
-            )
-        }
+        Err(e) => return fail(CliError::from(e), 1),
     }
     let answer = call_api::<(), LiquidationsReport>(
         config,
