@@ -1,25 +1,28 @@
 //! The supervised websocket feeds of Binance USDⓈ-M futures venues: how the tree builds
 //! the market connection (`feed-<venue>`) and the user data connection
-//! (`user-feed-<venue>`) from a venue's config.
+//! (`feed-<venue>-user`) from a venue's config.
 //!
 //! Owns: the stream settings of a Binance futures connection (the server pings every 3
 //! minutes, so a connection that sends nothing — not even a ping — for 4 minutes is
 //! replaced), where each feed's state is registered (the market feed under the venue's
-//! name, whose fresh quotes the gateway serves; the user feed under `<venue>/user`), and
-//! the user feed's API key (from `BINANCE_FUTURES_API_KEY`, checked at start; it goes
-//! only into the listen-key calls' header). Never: the protocols themselves
+//! name, whose fresh quotes the gateway serves; the user feed apart from it with
+//! [`StreamBook::register_user`], so its connection never decides whether quotes are
+//! fresh), and the user feed's API key (from `BINANCE_FUTURES_API_KEY`, checked at start;
+//! it goes only into the listen-key calls' header) and limits (the account's shared
+//! pools, when the account has them). Never: the protocols themselves
 //! (`orrery_actors::exchanges::stream::binance_futures`).
 
 use std::time::Duration;
 
 use orrery_actors::clock::SharedClock;
+use orrery_actors::exchanges::account::AccountLimits;
 use orrery_actors::exchanges::binance_futures::{BinanceFuturesConfig, API_KEY_ENV};
 use orrery_actors::exchanges::gateway::OrderGateway;
 use orrery_actors::exchanges::stream::binance::listen_key::{
     ApiKey, ListenKeyApi, ListenKeyLifecycle, DEFAULT_KEEP_ALIVE, USDM_FUTURES,
 };
 use orrery_actors::exchanges::stream::binance_futures::{
-    user_feed_name, FuturesMarketProtocol, FuturesUserProtocol,
+    FuturesMarketProtocol, FuturesUserProtocol,
 };
 use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::supervisor::{ChildSpec, Slot, StartError};
@@ -70,6 +73,7 @@ pub fn futures_user_feed(
     streams: StreamBook,
     gateway: Slot<OrderGateway>,
     clock: SharedClock,
+    account: Option<Result<AccountLimits, String>>,
 ) -> ChildSpec {
     let (venue, f) = (venue.to_string(), f.clone());
     ChildSpec::in_slot(id, Slot::new(), move |_| {
@@ -83,7 +87,7 @@ pub fn futures_user_feed(
             .into_iter()
             .next()
             .unwrap_or(f.base_url.clone());
-        let api = ListenKeyApi::new(
+        let mut api = ListenKeyApi::new(
             &venue,
             &base,
             USDM_FUTURES,
@@ -92,10 +96,13 @@ pub fn futures_user_feed(
             clock.clone(),
         )
         .map_err(StartError::failed)?;
-        let name = user_feed_name(&venue);
+        if let Some(Ok(account)) = &account {
+            api = api.with_limits(account.limits.clone());
+        }
         // Account events are sparse: a quiet hour is not a stale feed. What matters here
         // is the connected flag; REST reconciliation covers any gap.
-        let feed = streams.register(&name, &f.ws_url, USER_QUIET);
+        let feed = streams.register_user(&venue, &f.ws_url, USER_QUIET);
+        let name = feed.venue().to_string();
         let protocol = FuturesUserProtocol::new(
             &venue,
             &f,

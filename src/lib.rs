@@ -5,6 +5,7 @@
 //! an engine inside another program.
 
 pub mod agents;
+mod binance_feeds;
 pub mod commands;
 pub mod config;
 pub mod embed;

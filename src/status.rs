@@ -17,7 +17,6 @@ use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
 use orrery_actors::exchanges::pnl::{merge_fills, position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::siblings::{ConnectorHealth, ConnectorState};
-use orrery_actors::exchanges::stream::binance_futures::user_feed_name;
 use orrery_actors::exchanges::stream::derivatives::DerivativesHealth;
 use orrery_actors::exchanges::stream::FeedHealth;
 use orrery_actors::exchanges::{AccountSnapshot, Fill, Position};
@@ -140,13 +139,10 @@ pub struct VenueStatus {
     #[serde(default)]
     pub connectors: Vec<ConnectorHealth>,
     /// The venue's market-data stream (`None`: no stream, or the engine is stopped): its
-    /// connection and each channel's state (`connected`, `stale`, `disconnected`) and age.
+    /// connection and each channel's state (`connected`, `stale`, `disconnected`) and age;
+    /// a user-data stream on a connection of its own (Binance) in `user`, with balances.
     #[serde(default)]
     pub feed: Option<FeedHealth>,
-    /// The account's user data stream, where it is a connection of its own (Binance
-    /// futures: `<venue>/user`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_feed: Option<FeedHealth>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,7 +345,6 @@ fn venue_status(
             fees_usd,
             connectors: Vec::new(),
             feed: None,
-            user_feed: None,
         },
         Err(error) => VenueStatus {
             name: name.to_string(),
@@ -363,7 +358,6 @@ fn venue_status(
             fees_usd,
             connectors: Vec::new(),
             feed: None,
-            user_feed: None,
         },
     }
 }
@@ -469,7 +463,6 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
             .and_then(|r| r.ok())
             .unwrap_or_default();
         status.feed = engine.streams.health(name);
-        status.user_feed = engine.streams.health(&user_feed_name(name));
         venues.push(status);
     }
     Ok(assemble(true, &engine.store, venues, from_store))
@@ -484,11 +477,28 @@ fn age(now_ms: i64, created_ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
-/// The stream line and one line per channel: state and age of its last message.
+/// The stream line and one line per channel: state and age of its last message; then a
+/// separate user-data stream the same way, with the balances it reported.
 fn render_feed(o: &mut String, f: &FeedHealth) {
+    render_stream(o, "stream", f);
+    if let Some(user) = &f.user {
+        render_stream(o, "user stream", user);
+        for b in &user.balances {
+            let _ = writeln!(
+                o,
+                "    balance {:<14} free {}  locked {}",
+                b.asset,
+                b.free.normalize(),
+                b.locked.normalize()
+            );
+        }
+    }
+}
+
+fn render_stream(o: &mut String, label: &str, f: &FeedHealth) {
     let _ = writeln!(
         o,
-        "  stream {} {}  reconnects {}  malformed frames {}",
+        "  {label} {} {}  reconnects {}  malformed frames {}",
         f.state.label(),
         f.url,
         f.reconnects,
@@ -622,9 +632,6 @@ pub fn render(r: &StatusReport) -> String {
             }
         }
         if let Some(f) = &v.feed {
-            render_feed(&mut o, f);
-        }
-        if let Some(f) = &v.user_feed {
             render_feed(&mut o, f);
         }
         for p in &v.positions {

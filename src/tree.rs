@@ -9,9 +9,10 @@
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
 //! │                            base endpoint) × M, feed-<venue> (market-data websocket of
 //! │                            each Hyperliquid and Binance futures venue with
-//! │                            `streams`), then gateway, then user-feed-<venue> (the
-//! │                            user data stream of each Binance futures venue with
-//! │                            `streams`, pushing fills to the gateway)
+//! │                            `streams`; feed-<venue> and feed-<venue>-user for each
+//! │                            Binance venue with `streams`), then gateway, then
+//! │                            feed-<venue>-user for each Binance futures venue with
+//! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
@@ -109,6 +110,17 @@ pub enum Role {
     /// The user data stream of a Binance futures venue (`streams = true`): its order
     /// updates and fills go to the gateway.
     FuturesUserFeed {
+        /// The venue's name.
+        venue: String,
+    },
+    /// The market-data websocket of a Binance spot venue (`streams = true`).
+    BinanceMarketFeed {
+        /// The venue's name.
+        venue: String,
+    },
+    /// The user-data websocket of a Binance spot venue (listen key; order updates and
+    /// fills to the gateway, balances).
+    BinanceUserFeed {
         /// The venue's name.
         venue: String,
     },
@@ -235,6 +247,21 @@ pub fn plan(config: &Config) -> SupervisorPlan {
                 )
             }),
     );
+    for (venue, cfg) in &config.exchanges.venues {
+        if matches!(cfg, VenueConfig::Binance(b) if b.streams) {
+            let venue = venue.clone();
+            exchanges.push(worker(
+                format!("feed-{venue}"),
+                Role::BinanceMarketFeed {
+                    venue: venue.clone(),
+                },
+            ));
+            exchanges.push(worker(
+                format!("feed-{venue}-user"),
+                Role::BinanceUserFeed { venue },
+            ));
+        }
+    }
     exchanges.push(worker("gateway".into(), Role::OrderGateway));
     // After the gateway: what they push goes to its mailbox.
     exchanges.extend(
@@ -245,7 +272,7 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             .filter(|(_, cfg)| matches!(cfg, VenueConfig::BinanceFutures(f) if f.streams))
             .map(|(venue, _)| {
                 worker(
-                    format!("user-feed-{venue}"),
+                    format!("feed-{venue}-user"),
                     Role::FuturesUserFeed {
                         venue: venue.clone(),
                     },
@@ -517,7 +544,19 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     format!("no binance_futures venue `{venue}` in the config"),
                 );
             };
-            crate::feeds::futures_user_feed(id, venue, f, streams, gateway, clock)
+            let account = scope.accounts.get(venue).cloned();
+            crate::feeds::futures_user_feed(id, venue, f, streams, gateway, clock, account)
+        }
+        Role::BinanceMarketFeed { venue } | Role::BinanceUserFeed { venue } => {
+            let Some(VenueConfig::Binance(b)) = config.exchanges.venues.get(venue).cloned() else {
+                return missing(&id, format!("no binance venue `{venue}` in the config"));
+            };
+            let account = scope.accounts.get(venue).cloned();
+            if matches!(w.role, Role::BinanceMarketFeed { .. }) {
+                crate::binance_feeds::market_spec(id, venue, *b, &config, account, clock, streams)
+            } else {
+                crate::binance_feeds::user_spec(id, venue, *b, account, clock, streams, gateway)
+            }
         }
         Role::OrderGateway => {
             let connectors: BTreeMap<String, ConnectorSet> = scope

@@ -120,7 +120,7 @@ stream_stale_after = "5s"
         venue["feed"]["derivatives"]["marks"][0]["funding_rate"],
         "0.0001"
     );
-    assert_eq!(venue["user_feed"]["state"], "connected", "{venue}");
+    assert_eq!(venue["feed"]["user"]["state"], "connected", "{venue}");
     let now = chrono::Utc::now().timestamp_millis();
     assert!(ws.send_market(
         "!forceOrder@arr",

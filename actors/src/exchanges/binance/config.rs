@@ -84,7 +84,32 @@ pub struct BinanceConfig {
     /// Another configured venue whose quotes and candles stand in when this one's fail
     /// (never its orders).
     pub market_data_fallback: Option<String>,
+    /// Websocket streams: market data (`bookTicker`, `aggTrade`, `kline_<interval>`,
+    /// diff-depth of the symbols) on one connection, the account's user data stream
+    /// (orders, fills, balances) on another. Quotes come from the stream while fresh.
+    /// Default on.
+    pub streams: bool,
+    /// Replaces the websocket base URL derived from the REST URL: `api*.binance.com` →
+    /// `wss://stream.binance.com:9443`, `testnet.binance.vision` →
+    /// `wss://stream.testnet.binance.vision`, any other URL with `http(s)` turned into
+    /// `ws(s)`.
+    pub ws_url: Option<String>,
+    /// A streamed quote or channel older than this is stale: reads use REST until it is
+    /// fresh again. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub stream_stale_after: Duration,
+    /// A websocket connection is replaced after this long (Binance ends connections at
+    /// 24 h; replacing earlier avoids the gap). Default 23h50m.
+    #[serde(with = "humantime_serde")]
+    pub stream_max_lifetime: Duration,
 }
+
+/// Production websocket base URL.
+pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
+/// Spot testnet websocket base URL.
+pub const TESTNET_WS_URL: &str = "wss://stream.testnet.binance.vision";
+/// Binance ends a websocket connection at 24 hours.
+pub const VENUE_CONNECTION_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for BinanceConfig {
     fn default() -> Self {
@@ -99,6 +124,10 @@ impl Default for BinanceConfig {
             exchange_info_ttl: Duration::from_secs(3600),
             resilience: default_resilience(),
             market_data_fallback: None,
+            streams: true,
+            ws_url: None,
+            stream_stale_after: Duration::from_secs(10),
+            stream_max_lifetime: Duration::from_secs(23 * 3600 + 50 * 60),
         }
     }
 }
@@ -176,6 +205,34 @@ impl BinanceConfig {
         crate::exchanges::account::endpoint_urls(self.base_urls.as_deref(), &self.base_url)
     }
 
+    /// The websocket base URL: `ws_url`, else derived from the first REST endpoint (see
+    /// `ws_url`'s doc).
+    pub fn stream_url(&self) -> String {
+        if let Some(url) = &self.ws_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let api = self
+            .endpoints()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.base_url.clone());
+        let host = reqwest::Url::parse(&api)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        if host == "testnet.binance.vision" {
+            TESTNET_WS_URL.to_string()
+        } else if host.ends_with("binance.com") {
+            DEFAULT_WS_URL.to_string()
+        } else if let Some(rest) = api.strip_prefix("https://") {
+            format!("wss://{}", rest.trim_end_matches('/'))
+        } else if let Some(rest) = api.strip_prefix("http://") {
+            format!("ws://{}", rest.trim_end_matches('/'))
+        } else {
+            api
+        }
+    }
+
     pub fn validate(&self, path: &str, issues: &mut Issues) {
         let url_ok = (self.base_url.starts_with("https://")
             || self.base_url.starts_with("http://"))
@@ -240,6 +297,29 @@ impl BinanceConfig {
             "a duration of at least 1s",
         );
         self.resilience.validate(&join(path, "resilience"), issues);
+        if let Some(url) = &self.ws_url {
+            issues.check(
+                (url.starts_with("ws://") || url.starts_with("wss://"))
+                    && reqwest::Url::parse(url).is_ok(),
+                join(path, "ws_url"),
+                url,
+                "a ws(s) URL such as wss://stream.binance.com:9443",
+            );
+        }
+        let stale = self.stream_stale_after.as_millis();
+        issues.check(
+            (100..=600_000).contains(&stale),
+            join(path, "stream_stale_after"),
+            humantime::format_duration(self.stream_stale_after).to_string(),
+            "a duration from 100ms to 10m",
+        );
+        issues.check(
+            self.stream_max_lifetime >= Duration::from_secs(1)
+                && self.stream_max_lifetime < VENUE_CONNECTION_LIMIT,
+            join(path, "stream_max_lifetime"),
+            humantime::format_duration(self.stream_max_lifetime).to_string(),
+            "a duration from 1s to under 24h (Binance ends connections at 24h)",
+        );
     }
 }
 
@@ -275,5 +355,39 @@ mod tests {
         assert!(keys.contains(&"exchanges.venues.bn.base_url".to_string()));
         assert!(keys.contains(&"exchanges.venues.bn.recv_window_ms".to_string()));
         assert!(keys.contains(&"exchanges.venues.bn.quote_asset".to_string()));
+    }
+
+    #[test]
+    fn stream_settings_default_and_bad_values_are_named() {
+        let c = BinanceConfig::default();
+        assert!(c.streams);
+        assert_eq!(c.stream_url(), "wss://stream.binance.com:9443");
+        assert_eq!(
+            c.stream_max_lifetime,
+            Duration::from_secs(23 * 3600 + 50 * 60)
+        );
+        let testnet = BinanceConfig {
+            base_url: "https://testnet.binance.vision".into(),
+            ..BinanceConfig::default()
+        };
+        assert_eq!(testnet.stream_url(), "wss://stream.testnet.binance.vision");
+        let local = BinanceConfig {
+            base_url: "http://127.0.0.1:9000/".into(),
+            ..BinanceConfig::default()
+        };
+        assert_eq!(local.stream_url(), "ws://127.0.0.1:9000");
+        let bad = BinanceConfig {
+            ws_url: Some("https://stream.binance.com".into()),
+            stream_stale_after: Duration::from_millis(10),
+            stream_max_lifetime: Duration::from_secs(24 * 3600),
+            ..BinanceConfig::default()
+        };
+        let mut issues = Issues::default();
+        bad.validate("v", &mut issues);
+        let keys: Vec<_> = issues.0.iter().map(|i| i.key.clone()).collect();
+        assert_eq!(
+            keys,
+            ["v.ws_url", "v.stream_stale_after", "v.stream_max_lifetime"]
+        );
     }
 }

@@ -10,7 +10,8 @@
 //!   request machinery both use;
 //! - [`venue`]: [`BinanceSpotVenue`], the only part that does I/O (its request layer also
 //!   serves [`crate::exchanges::binance_futures`]);
-//! - `mock` (tests and feature `testkit`): a stateful loopback Binance spot exchange.
+//! - `mock` (tests and feature `testkit`): a stateful loopback Binance spot exchange;
+//!   `ws_mock`: its websocket streams (market and user data).
 
 pub mod config;
 pub mod dialect;
@@ -20,6 +21,8 @@ pub mod filters;
 pub mod mock;
 pub mod signing;
 pub mod venue;
+#[cfg(any(test, feature = "testkit"))]
+pub mod ws_mock;
 
 pub use config::BinanceConfig;
 pub use errors::{parse_error_response, BinanceApiError, BinanceErrorKind, RequestKind};

@@ -328,6 +328,26 @@ impl BinanceSpotVenue {
         &self.clock
     }
 
+    /// `GET /api/v3/depth?symbol=<pair>&limit=<limit>` (the diff-depth stream's snapshot),
+    /// through the guard like every read: its weight (50 for a limit of 501..=1000) drawn
+    /// from the account's pool, the 429/418 pause honoured, the request deadline held.
+    pub async fn depth_snapshot(
+        &self,
+        symbol: &str,
+        limit: u32,
+    ) -> VenueResult<crate::exchanges::stream::binance::depth::DepthSnapshot> {
+        let call = Call::get("/api/v3/depth", "depth")
+            .param("symbol", self.config.pair_of(symbol))
+            .param("limit", limit.to_string());
+        let body = self.send(&call, Some(symbol)).await?;
+        serde_json::from_slice(&body).map_err(|e| self.err_malformed("GET /api/v3/depth", e))
+    }
+
+    /// The account's rate limits (shared with the stream's REST calls: listen key, depth).
+    pub fn limits(&self) -> Arc<RateLimits> {
+        self.limits.clone()
+    }
+
     /// Current estimate of server time minus local time, in ms.
     pub fn clock_offset_ms(&self) -> i64 {
         self.offset_ms.load(Ordering::Relaxed)
@@ -1264,5 +1284,21 @@ impl Venue for BinanceSpotVenue {
             });
         }
         Ok(1)
+    }
+}
+
+impl crate::exchanges::stream::binance::DepthSource for BinanceSpotVenue {
+    fn depth_snapshot<'a>(
+        &'a self,
+        symbol: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        VenueResult<crate::exchanges::stream::binance::depth::DepthSnapshot>,
+    > {
+        Box::pin(BinanceSpotVenue::depth_snapshot(
+            self,
+            symbol,
+            crate::exchanges::stream::binance::spot::SNAPSHOT_LIMIT,
+        ))
     }
 }

@@ -71,10 +71,43 @@ impl StreamBook {
         self.venues.get(venue)?.fresh_mark(symbol)
     }
 
-    /// The venue's feed health, `None` when the venue has no stream.
+    /// The venue's feed health, `None` when the venue has no stream; a user-data stream
+    /// on a connection of its own ([`Self::register_user`]) is in its `user`.
     pub fn health(&self, venue: &str) -> Option<FeedHealth> {
-        self.venues.get(venue).map(|f| f.health())
+        let user = self
+            .venues
+            .get(&user_key(venue))
+            .map(|f| Box::new(f.health()));
+        let mut health = self.venues.get(venue).map(|f| f.health())?;
+        health.user = user;
+        Some(health)
     }
+
+    /// The state of a venue's user-data stream when it has a connection of its own
+    /// (Binance's listen-key stream), kept apart from the market feed so its connection
+    /// never decides whether quotes are fresh.
+    pub fn register_user(&self, venue: &str, url: &str, stale_after: Duration) -> Arc<VenueFeed> {
+        let key = user_key(venue);
+        self.venues
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(VenueFeed::new(&key, url, stale_after)))
+            .clone()
+    }
+}
+
+/// Key of a venue's separate user-data stream.
+fn user_key(venue: &str) -> String {
+    format!("{venue}/user")
+}
+
+/// One asset's balance as the user stream last reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetBalance {
+    pub asset: String,
+    pub free: Decimal,
+    pub locked: Decimal,
+    /// Milliseconds since the report.
+    pub age_ms: u64,
 }
 
 /// A feed's state as the operator sees it.
@@ -112,6 +145,12 @@ pub struct FeedHealth {
     /// Marks, funding, liquidation counts and the pushed account of a derivatives venue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derivatives: Option<DerivativesHealth>,
+    /// Balances pushed by the account's user stream (Binance `outboundAccountPosition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub balances: Vec<AssetBalance>,
+    /// The venue's user-data stream, when it runs on a connection of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Box<FeedHealth>>,
 }
 
 /// One channel of a venue's stream.
@@ -178,6 +217,8 @@ pub struct VenueFeed {
     channels: DashMap<&'static str, ChannelEntry>,
     marks: DashMap<String, Stamped<MarkPrice>>,
     derivatives: DerivativesFeed,
+    /// Asset → (free, locked), from a user stream.
+    balances: DashMap<String, Stamped<(Decimal, Decimal)>>,
 }
 
 impl VenueFeed {
@@ -197,6 +238,7 @@ impl VenueFeed {
             channels: DashMap::new(),
             marks: DashMap::new(),
             derivatives: DerivativesFeed::new(venue),
+            balances: DashMap::new(),
         }
     }
 
@@ -279,6 +321,35 @@ impl VenueFeed {
                 at: now,
             },
         );
+    }
+
+    /// An asset's balance as the account's user stream reported it.
+    pub fn put_balance(&self, asset: &str, free: Decimal, locked: Decimal, now: Instant) {
+        self.balances.insert(
+            asset.to_string(),
+            Stamped {
+                value: (free, locked),
+                at: now,
+            },
+        );
+    }
+
+    /// The balances the user stream reported, by asset.
+    pub fn balances(&self) -> Vec<AssetBalance> {
+        let now = Instant::now();
+        let mut out: Vec<AssetBalance> = self
+            .balances
+            .iter()
+            .map(|e| AssetBalance {
+                asset: e.key().clone(),
+                free: e.value.0,
+                locked: e.value.1,
+                age_ms: u64::try_from(now.saturating_duration_since(e.at).as_millis())
+                    .unwrap_or(u64::MAX),
+            })
+            .collect();
+        out.sort_by(|a, b| a.asset.cmp(&b.asset));
+        out
     }
 
     pub fn put_trade(&self, symbol: &str, px: Decimal, now: Instant) {
@@ -477,6 +548,8 @@ impl VenueFeed {
             malformed: self.malformed(),
             channels,
             derivatives: self.derivatives_health(now, up),
+            balances: self.balances(),
+            user: None,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! Owns: the connection loop ([`connection`]: connect with a deadline, subscribe, ping,
 //! read with a deadline, rotate, reconnect with the resilience kit's backoff and subscribe
 //! again), what a venue protocol must provide ([`protocol::Protocol`]), the venue protocols
-//! ([`hyperliquid`]: subscription messages and typed frames), the account updates a user
+//! ([`hyperliquid`]: subscription messages and typed frames; [`binance`]: spot market and
+//! user-data streams and the pieces Binance's venues share), the account updates a user
 //! stream hands to the gateway ([`pushed`]), and the
 //! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag) that the
 //! gateway's quote read and `orrery status` consult without a message round trip.
@@ -33,7 +34,7 @@ pub mod pushed;
 #[cfg(test)]
 mod tests;
 
-pub use book::{ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
+pub use book::{AssetBalance, ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
 pub use connection::{StreamError, StreamFeed, StreamSettings};
 pub use protocol::{FrameError, Protocol};
 pub use pushed::{PushSink, PushedUpdate};

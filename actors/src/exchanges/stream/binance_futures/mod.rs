@@ -15,4 +15,4 @@ pub mod user;
 
 pub use frames::{parse_combined, parse_event, FuturesEvent};
 pub use market::{ContractNames, FuturesMarketProtocol};
-pub use user::{user_feed_name, FuturesUserProtocol};
+pub use user::FuturesUserProtocol;

@@ -727,10 +727,9 @@ fn user_stream(
     let keys = ListenKeyLifecycle::new(api, Duration::from_millis(100));
     let counts = keys.counts();
     let book = StreamBook::new();
-    let name = user::user_feed_name(VENUE);
-    let feed = book.register(&name, &ws.url(), Duration::from_secs(3600));
+    let feed = book.register_user(VENUE, &ws.url(), Duration::from_secs(3600));
     let mut s = settings(&ws.url(), Duration::from_secs(3600));
-    s.venue = name;
+    s.venue = feed.venue().to_string();
     let protocol = FuturesUserProtocol::new(VENUE, &config(), keys, sink);
     let actor = StreamFeed::new(s, Box::new(protocol), feed.clone()).start();
     (feed, counts, actor)

@@ -44,12 +44,6 @@ use crate::exchanges::stream::protocol::{FrameError, Protocol};
 use crate::exchanges::stream::pushed::{PushSink, PushedUpdate};
 use crate::exchanges::types::{ClientOrderId, FeeInAsset, Fill, OrderStatus, VenueOrder};
 
-/// The feed name of a venue's user-data connection (its own connected flag and channel
-/// ages, apart from the market connection's, whose freshness serves quotes).
-pub fn user_feed_name(venue: &str) -> String {
-    format!("{venue}/user")
-}
-
 /// Whether `order_type` waits for a trigger.
 fn is_conditional(order_type: &str) -> bool {
     matches!(
