@@ -6,10 +6,13 @@
 //! read with a deadline, rotate, reconnect with the resilience kit's backoff and subscribe
 //! again), what a venue protocol must provide ([`protocol::Protocol`]), the venue protocols
 //! ([`hyperliquid`]: subscription messages and typed frames; [`binance`]: spot market and
-//! user-data streams and the pieces Binance's venues share), the account updates a user
+//! user-data streams and the pieces Binance's venues share; [`binance_futures`]: USDⓈ-M
+//! futures market and user-data streams), the account updates a user
 //! stream hands to the gateway ([`pushed`]), and the
-//! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag) that the
-//! gateway's quote read and `orrery status` consult without a message round trip.
+//! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag;
+//! [`derivatives`]: mark prices with funding, the liquidation tape, the pushed futures
+//! account) that the gateway's quote read and `orrery status` consult without a message
+//! round trip.
 //!
 //! Never: the truth about money. Streams are an addition: a quote is served from the stream
 //! only while the connection is up and that symbol's quote is younger than
@@ -21,7 +24,8 @@
 //! `orrery_stream_messages_total{venue,channel}`,
 //! `orrery_stream_malformed_frames_total{venue}`,
 //! `orrery_stream_last_message_age_seconds{venue,channel}`, `orrery_stream_resyncs_total{venue}`
-//! (a channel that was fresh went stale: its readers fall back to REST until it is fresh).
+//! (a channel that was fresh went stale: its readers fall back to REST until it is fresh),
+//! `orrery_liquidations_total{venue,side}`, `orrery_liquidation_notional_usd_total{venue,side}`.
 
 pub mod binance;
 pub mod binance_futures;
