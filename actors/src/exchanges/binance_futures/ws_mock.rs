@@ -315,6 +315,9 @@ fn route(uri: &str) -> (Conn, Vec<String>) {
     )
 }
 
+// The handshake callback's error type is tungstenite's `ErrorResponse` (an HTTP response),
+// fixed by its `Callback` trait.
+#[allow(clippy::result_large_err)]
 async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
     let path = Arc::new(Mutex::new(String::new()));
     let seen = path.clone();
