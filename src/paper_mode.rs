@@ -2,10 +2,11 @@
 //! without touching a live account) and the start-up check of agent symbols against each
 //! live venue's instrument list ([`check_live_symbols`]).
 //!
-//! Owns: turning a [`Config`] into its paper twin. Each live venue (Hyperliquid, Binance)
+//! Owns: turning a [`Config`] into its paper twin. Each live venue (Hyperliquid, Binance
+//! spot and USDⓈ-M futures)
 //! becomes a paper venue of the same name, so agents, orders and reports keep their venue
 //! names, seeded from that venue's current market: for each symbol its agents trade (and,
-//! for Binance, its `symbols`), the live connector is asked once for the quote and the
+//! for Binance spot and futures, their `symbols`), the live connector is asked once for the quote and the
 //! instrument, and the paper symbol starts at the quote's mid with the venue's tick, lot,
 //! minimum notional and leverage cap. The data dir becomes `<data_dir>/paper`, so a paper
 //! ledger never mixes with the live one.

@@ -468,3 +468,36 @@ fn a_sigkilled_engine_restarts_without_losing_or_doubling_a_futures_order() {
         "the venue's position is the ledger's"
     );
 }
+
+#[test]
+fn an_account_in_hedge_mode_is_refused_with_a_clear_message() {
+    let mock = MockBinanceFutures::start();
+    mock.set_dual_side(true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), free_port(), &section(&mock));
+    let out = cli(&[
+        "order",
+        "--config",
+        config.to_str().unwrap(),
+        "--venue",
+        "bnf",
+        "--symbol",
+        "BTC",
+        "--side",
+        "buy",
+        "--usd",
+        "100",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hedge mode") && err.contains("one-way"),
+        "{err}"
+    );
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| r.route() != "/fapi/v1/order"),
+        "nothing was sent"
+    );
+}

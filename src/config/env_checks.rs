@@ -164,15 +164,13 @@ impl Config {
                 ],
                 _ => continue,
             };
-            {
-                for var in vars {
-                    issues.check(
-                        env(var).is_some_and(|v| !v.trim().is_empty()),
-                        format!("exchanges.venues.{name}"),
-                        format!("{var} is not set"),
-                        format!("{var} exported with the Binance account's API key/secret (or run with --paper)"),
-                    );
-                }
+            for var in vars {
+                issues.check(
+                    env(var).is_some_and(|v| !v.trim().is_empty()),
+                    format!("exchanges.venues.{name}"),
+                    format!("{var} is not set"),
+                    format!("{var} exported with the Binance account's API key/secret (or run with --paper)"),
+                );
             }
         }
         if issues.is_empty() {

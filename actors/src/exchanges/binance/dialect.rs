@@ -41,6 +41,9 @@ pub struct Dialect {
     pub klines_path: &'static str,
     /// The documented IP request-weight budget per minute.
     pub weight_per_minute: u64,
+    /// Weight of the heaviest request the venue sends: with less headroom than this the
+    /// venue reports itself saturated.
+    pub heaviest_weight: u64,
     /// Order-count headers observed into order pools (none: orders are only counted
     /// locally).
     pub order_counts: &'static [OrderCount],
@@ -57,6 +60,7 @@ pub const SPOT: Dialect = Dialect {
     book_ticker_path: "/api/v3/ticker/bookTicker",
     klines_path: "/api/v3/klines",
     weight_per_minute: super::config::WEIGHT_PER_MINUTE,
+    heaviest_weight: super::venue::HEAVIEST_WEIGHT,
     order_counts: &[],
     api_key_env: super::venue::API_KEY_ENV,
     api_secret_env: super::venue::API_SECRET_ENV,

@@ -69,8 +69,8 @@ use crate::resilience::{
 };
 use crate::store::Tree;
 
-/// Weight of the heaviest request this venue sends (exchangeInfo, myTrades, account).
-const HEAVIEST_WEIGHT: u64 = 20;
+/// Weight of the heaviest request the spot venue sends (exchangeInfo, myTrades, account).
+pub(crate) const HEAVIEST_WEIGHT: u64 = 20;
 
 /// Environment variable of the API key.
 pub const API_KEY_ENV: &str = "BINANCE_API_KEY";
@@ -1268,7 +1268,7 @@ impl Venue for BinanceSpotVenue {
         self.guard.is_paused()
             || self
                 .weight_headroom()
-                .is_some_and(|left| left < HEAVIEST_WEIGHT)
+                .is_some_and(|left| left < self.dialect.heaviest_weight)
     }
 
     fn breaker_state(&self) -> Option<BreakerState> {

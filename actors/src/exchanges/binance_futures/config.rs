@@ -11,7 +11,7 @@
 //! bookTicker (one symbol) 2, klines 1..10 by `limit` (the engine asks ≤ 1000 rows, 5 is
 //! charged), time 1, POST order 0 weight and 1 order on each order counter, GET order 1,
 //! DELETE order 1, openOrders (one symbol) 1, userTrades 5, account 5, positionRisk 5,
-//! leverage 1, marginType 1, positionSide/dual GET 30 and POST 1, premiumIndex 1,
+//! leverage 1, marginType 1, positionSide/dual GET 30, premiumIndex 1,
 //! fundingRate 1 (its own 500 per 5 min per IP budget is far above what the CLI asks),
 //! openInterest 1, openInterestHist 1. The IP budget is 2400 weight per rolling minute
 //! (`REQUEST_WEIGHT`); an account may place 1200 orders per minute and 300 per 10 s
@@ -51,7 +51,7 @@ pub const ORDERS_PER_10S: u64 = 300;
 pub const ORDERS_PER_MINUTE: u64 = 1200;
 
 /// Endpoint names used with the rate limits, with their documented weights.
-pub const ENDPOINT_WEIGHTS: [(&str, u64); 19] = [
+pub const ENDPOINT_WEIGHTS: [(&str, u64); 18] = [
     ("exchange_info", 1),
     ("book_ticker", 2),
     ("klines", 5),
@@ -66,7 +66,6 @@ pub const ENDPOINT_WEIGHTS: [(&str, u64); 19] = [
     ("leverage", 1),
     ("margin_type", 1),
     ("position_mode", 30),
-    ("set_position_mode", 1),
     ("premium_index", 1),
     ("funding_rate", 1),
     ("open_interest", 1),

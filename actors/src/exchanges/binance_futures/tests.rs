@@ -74,8 +74,7 @@ fn market() -> OrderType {
 fn last_post(mock: &MockBinanceFutures, route: &str) -> RecordedRequest {
     mock.requests()
         .into_iter()
-        .filter(|r| r.method == "POST" && r.route() == route)
-        .last()
+        .rfind(|r| r.method == "POST" && r.route() == route)
         .unwrap_or_else(|| panic!("no POST {route}"))
 }
 
@@ -309,6 +308,11 @@ async fn a_stop_market_goes_to_the_algo_api_and_fires_when_the_price_passes() {
         .unwrap();
     assert_eq!(q.status, OrderStatus::Filled);
     assert_eq!(q.filled_size, dec!(0.01));
+    // Once triggered it is known by the order its fills carry.
+    let fills = v.fills_since(0).await.unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].venue_order_id, q.venue_order_id);
+    assert_eq!(fills[0].closed_pnl, dec!(-21)); // (57900 - 60000) × 0.01
     assert_eq!(mock.position("BTCUSDT"), Decimal::ZERO);
     assert!(v.open_orders().await.unwrap().is_empty());
 

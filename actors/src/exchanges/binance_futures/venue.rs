@@ -80,6 +80,8 @@ pub const FUTURES: Dialect = Dialect {
     book_ticker_path: "/fapi/v1/ticker/bookTicker",
     klines_path: "/fapi/v1/klines",
     weight_per_minute: WEIGHT_PER_MINUTE,
+    // GET /fapi/v1/positionSide/dual.
+    heaviest_weight: 30,
     order_counts: &[
         OrderCount {
             header: "X-MBX-ORDER-COUNT-10S",
@@ -203,6 +205,23 @@ struct AlgoOrderWire {
     update_time: Option<i64>,
     #[serde(default)]
     create_time: Option<i64>,
+    /// The regular order placed when it triggered (a string, empty before).
+    #[serde(default)]
+    actual_order_id: Option<serde_json::Value>,
+}
+
+impl AlgoOrderWire {
+    /// The order id its fills carry once triggered (`actualOrderId`), else
+    /// `algo-<algoId>`: so the ledger finds the fills of a triggered stop by its order id.
+    fn venue_order_id(&self) -> String {
+        match &self.actual_order_id {
+            Some(serde_json::Value::String(s)) if !s.is_empty() && s != "0" => s.clone(),
+            Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|n| n > 0) => {
+                n.to_string()
+            }
+            _ => format!("algo-{}", self.algo_id),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -577,7 +596,7 @@ impl BinanceFuturesVenue {
         };
         Ok(VenueOrder {
             client_id: ClientOrderId::parse(&w.client_algo_id).ok(),
-            venue_order_id: format!("algo-{}", w.algo_id),
+            venue_order_id: w.venue_order_id(),
             symbol: self.config.symbol_of(&w.symbol).unwrap_or(w.symbol),
             side,
             size: size.normalize(),
