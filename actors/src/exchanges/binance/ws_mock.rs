@@ -261,6 +261,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+// The handshake callback's error type is tungstenite's (an HTTP response): not ours to box.
+#[allow(clippy::result_large_err)]
 async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
     let path = Arc::new(Mutex::new(String::new()));
     let seen = path.clone();

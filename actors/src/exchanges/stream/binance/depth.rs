@@ -54,6 +54,9 @@ pub struct DepthSnapshot {
     pub asks: Vec<Level>,
 }
 
+/// Levels of one side, best first: (price, quantity).
+pub type Levels = Vec<(Decimal, Decimal)>;
+
 /// A symbol's book: price → quantity per side, and the last update id applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalBook {
@@ -90,7 +93,7 @@ impl LocalBook {
     }
 
     /// The best `n` bids (highest first) and asks (lowest first).
-    pub fn top(&self, n: usize) -> (Vec<(Decimal, Decimal)>, Vec<(Decimal, Decimal)>) {
+    pub fn top(&self, n: usize) -> (Levels, Levels) {
         (
             self.bids
                 .iter()

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::depth::{
-    DepthSnapshot, DepthSync, DepthUpdate, EventOutcome, LocalBook, SnapshotOutcome,
+    DepthSnapshot, DepthSync, DepthUpdate, EventOutcome, Levels, LocalBook, SnapshotOutcome,
 };
 use super::envelope::{combined_url, parse_combined, StreamPayload};
 use crate::clock::{Millis, SharedClock};
@@ -204,11 +204,7 @@ impl std::fmt::Debug for DepthBooks {
 impl DepthBooks {
     /// The best `levels` bids (highest first) and asks (lowest first) of `symbol`, while
     /// its book is in sync; `None` while it is being (re)built.
-    pub fn top(
-        &self,
-        symbol: &str,
-        levels: usize,
-    ) -> Option<(Vec<(Decimal, Decimal)>, Vec<(Decimal, Decimal)>)> {
+    pub fn top(&self, symbol: &str, levels: usize) -> Option<(Levels, Levels)> {
         self.books.get(symbol)?.book().map(|b| b.top(levels))
     }
 

@@ -961,3 +961,104 @@ async fn a_lost_user_connection_closes_its_key_and_the_next_one_creates_another(
     assert_eq!((keys[0].1, keys[1].1), (false, true));
     actor.do_send(Stop);
 }
+
+// ---- user stream -> gateway ledger, with REST reconciliation -----------------------------
+
+#[actix::test]
+async fn a_fill_from_the_user_stream_reaches_the_ledger_once_with_rest_reconciliation_too() {
+    use crate::exchanges::connector::Connector;
+    use crate::exchanges::gateway::{Amount, GatewayConfig, GatewayCore, OrderIntent, Pricing};
+    use crate::exchanges::risk_gate::RiskConfig;
+    use crate::exchanges::types::TimeInForce;
+    use crate::store::Store;
+    use crate::supervisor::Slot;
+
+    let rest = MockBinance::start();
+    let ws = BinanceWsMock::start().await.unwrap();
+    let slot = Slot::<Connector>::new();
+    slot.fill(
+        Connector::new(rest_venue(&rest)).start(),
+        slot.next_token(),
+        "test/bn",
+    );
+    let store = Store::temporary().unwrap();
+    let core = GatewayCore::open(
+        &store,
+        std::collections::BTreeMap::from([(VENUE.to_string(), slot)]),
+        RiskConfig::default(),
+        GatewayConfig::default(),
+        system_clock(),
+    )
+    .unwrap();
+    core.reconcile(VENUE).await.unwrap();
+
+    // The user stream, its updates delivered to a channel the test hands to the gateway.
+    let book = StreamBook::new();
+    let feed = book.register_user(VENUE, &ws.url(), Duration::from_secs(3600));
+    let life = ListenKeyLifecycle::new(api(&rest, MOCK_API_KEY), Duration::from_secs(1800));
+    let (sink, mut rx) = PushSink::channel(16);
+    let protocol =
+        super::SpotUserProtocol::new(VENUE, &BinanceConfig::default(), life).with_sink(sink);
+    let actor = StreamFeed::new(
+        settings(&ws.url(), Duration::from_secs(3600)),
+        Box::new(protocol),
+        feed.clone(),
+    )
+    .start();
+    until("user stream connected", || {
+        feed.is_connected() && ws.has_connection(Conn::User)
+    })
+    .await;
+
+    // A limit buy rests; the market moves through it on the venue.
+    let report = core
+        .place(OrderIntent {
+            venue: VENUE.into(),
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            amount: Amount::Base(dec!(0.001)),
+            pricing: Pricing::Limit {
+                price: dec!(59000),
+                tif: TimeInForce::Gtc,
+            },
+            reduce_only: false,
+            origin: "test".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.status, OrderStatus::Acked);
+    rest.take_execution_reports();
+    rest.set_book("BTCUSDT", dec!(58990), dec!(58995));
+    let reports = rest.take_execution_reports();
+    assert_eq!(reports.len(), 1);
+    assert!(ws.send_text(Conn::User, reports[0].to_string()));
+    let update = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let trades = rest.count_method("GET", "/api/v3/myTrades");
+    let applied = core.apply_pushed(update.clone()).await.unwrap();
+    assert_eq!((applied.fills_applied, applied.orders_applied), (1, 1));
+    assert_eq!(
+        rest.count_method("GET", "/api/v3/myTrades"),
+        trades,
+        "no REST read"
+    );
+    let entry = core.ledger().get(&report.client_id).unwrap().unwrap();
+    assert_eq!(
+        (entry.status, entry.filled_size, entry.avg_fill_price),
+        (OrderStatus::Filled, dec!(0.001), Some(dec!(59000)))
+    );
+    let fills = core.ledger().fills(VENUE).unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].fill_id, reports[0]["t"].to_string());
+
+    // REST reconciliation reads the same trade; the same frame pushed again: still one.
+    let pass = core.reconcile(VENUE).await.unwrap();
+    assert_eq!(pass.new_fills, 0, "{pass:?}");
+    let again = core.apply_pushed(update).await.unwrap();
+    assert_eq!(again.fills_applied, 0);
+    core.reconcile(VENUE).await.unwrap();
+    assert_eq!(core.ledger().fills(VENUE).unwrap().len(), 1);
+    actor.do_send(Stop);
+}

@@ -110,7 +110,7 @@ pub struct AccountPosition {
 #[serde(tag = "e")]
 pub enum UserEvent {
     #[serde(rename = "executionReport")]
-    ExecutionReport(ExecutionReport),
+    ExecutionReport(Box<ExecutionReport>),
     #[serde(rename = "outboundAccountPosition")]
     AccountPosition(AccountPosition),
     #[serde(rename = "listenKeyExpired")]
