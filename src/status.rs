@@ -517,6 +517,23 @@ fn render_stream(o: &mut String, label: &str, f: &FeedHealth) {
     if let Some(d) = &f.derivatives {
         render_derivatives(o, d);
     }
+    render_followed(o, &f.followed);
+}
+
+/// One line per followed wallet: fills seen, and when its last fill happened.
+fn render_followed(o: &mut String, followed: &[orrery_actors::exchanges::stream::FollowedWallet]) {
+    let now = chrono::Utc::now().timestamp_millis();
+    for w in followed {
+        let last = w
+            .last_fill_ms
+            .map(|t| format!("last fill {} ago", age(now, t)))
+            .unwrap_or_else(|| "no fill yet".into());
+        let _ = writeln!(
+            o,
+            "    followed {}  {} fills seen, {}",
+            w.wallet, w.fills_seen, last
+        );
+    }
 }
 
 /// Marks with funding and their age, liquidation counts, and the pushed account.

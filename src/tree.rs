@@ -66,6 +66,7 @@ use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
 use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
 use orrery_actors::exchanges::stream::hyperliquid::HyperliquidProtocol;
+use orrery_actors::exchanges::stream::hyperliquid_user::UserStreams;
 use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
@@ -533,7 +534,16 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let url = h.ws_url();
                 let feed = streams.register(&venue, &url, h.stream_stale_after);
                 let settings = StreamSettings::new(&venue, &url, h.stream_stale_after);
-                let protocol = HyperliquidProtocol::public_with(&coins, &timeframes);
+                // The account's own user channels push into the order gateway (through its
+                // slot: a restarted gateway keeps receiving), followed wallets into the feed.
+                let user = UserStreams::new(
+                    &venue,
+                    h.account_address(),
+                    OrderGateway::push_sink(gateway.clone()),
+                    &h.follow_wallets,
+                );
+                let protocol =
+                    HyperliquidProtocol::public_with(&coins, &timeframes).with_user(user);
                 Ok(StreamFeed::new(settings, Box::new(protocol), feed))
             })
         }

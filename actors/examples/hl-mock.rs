@@ -8,8 +8,10 @@
 //!     [--candle-wave]
 //! ```
 //!
-//! Prints one line `url=http://127.0.0.1:PORT` on stdout once it serves, then serves until
-//! killed. `GET /_mock/record` answers the venue's record (orders, sends per cloid, actions
+//! Prints `url=http://127.0.0.1:PORT` and then `ws_url=ws://127.0.0.1:PORT/ws` on stdout
+//! (two lines in one write) once it serves, then serves until killed. The websocket is the
+//! loopback mock (`exchanges::hyperliquid::ws_mock`) driven by this REST mock's account: an
+//! order placed over REST produces its `orderUpdates`, `userFills` and `userEvents` frames. `GET /_mock/record` answers the venue's record (orders, sends per cloid, actions
 //! still in the lag queue, /info requests per type); `GET /_mock/calm` turns lag and faults
 //! off. Lag and faults are drawn from a generator seeded by `--seed`.
 
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use orrery_actors::exchanges::hyperliquid::mock::{Chaos, MockHyperliquid};
 use orrery_actors::exchanges::hyperliquid::signing::Address;
+use orrery_actors::exchanges::hyperliquid::ws_mock::HlWsMock;
 use orrery_actors::exchanges::hyperliquid::Network;
 
 #[derive(Debug)]
@@ -107,7 +110,25 @@ fn main() -> std::process::ExitCode {
     mock.set_apply_lag(args.lag);
     mock.set_chaos(Some(args.chaos));
     mock.set_candle_wave(args.candle_wave);
-    println!("url={}", mock.url());
+    // The websocket's tasks run on this runtime while the main thread parks below.
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hl-mock: cannot start the websocket's runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let ws = match runtime.block_on(HlWsMock::start()) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("hl-mock: cannot listen for the websocket: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    ws.follow(mock.user_feed());
+    // One write: a harness that reads only the first line and closes the pipe never
+    // makes a second write fail.
+    print!("url={}\nws_url={}\n", mock.url(), ws.url());
     // A harness reads the line through a pipe: flush it now, not at exit.
     if std::io::stdout().flush().is_err() {
         return std::process::ExitCode::FAILURE;

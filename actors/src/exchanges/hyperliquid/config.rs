@@ -70,6 +70,10 @@ pub struct HyperliquidConfig {
     /// `wss://host/ws`): mainnet `wss://api.hyperliquid.xyz/ws`, testnet
     /// `wss://api.hyperliquid-testnet.xyz/ws`.
     pub ws_url: Option<String>,
+    /// Other accounts (0x + 40 hex each) whose fills the stream follows for copy-trading
+    /// (`userFills` of each, on this venue's connection): kept in memory and shown by
+    /// `orrery status`, never written to this engine's ledger. Needs `streams`.
+    pub follow_wallets: Vec<String>,
 }
 
 impl Default for HyperliquidConfig {
@@ -89,6 +93,7 @@ impl Default for HyperliquidConfig {
             streams: true,
             stream_stale_after: Duration::from_secs(10),
             ws_url: None,
+            follow_wallets: Vec::new(),
         }
     }
 }
@@ -180,6 +185,20 @@ impl HyperliquidConfig {
                 "a ws(s) URL such as wss://api.hyperliquid.xyz/ws",
             );
         }
+        for (i, wallet) in self.follow_wallets.iter().enumerate() {
+            issues.check(
+                wallet.len() == 42 && wallet.starts_with("0x") && wallet.parse::<Address>().is_ok(),
+                join(path, &format!("follow_wallets[{i}]")),
+                wallet,
+                "an account address to follow, 0x followed by 40 hex digits",
+            );
+        }
+        issues.check(
+            self.follow_wallets.is_empty() || self.streams,
+            join(path, "follow_wallets"),
+            self.follow_wallets.join(", "),
+            "followed wallets are read from the venue's websocket: set streams = true, or remove follow_wallets",
+        );
         let stale = self.stream_stale_after.as_millis();
         issues.check(
             (100..=600_000).contains(&stale),
@@ -187,6 +206,14 @@ impl HyperliquidConfig {
             humantime::format_duration(self.stream_stale_after).to_string(),
             "a duration from 100ms to 10m",
         );
+    }
+
+    /// The address whose user channels the stream subscribes: the vault or sub-account
+    /// when trading for one (the venue keeps its orders and fills), else the wallet.
+    pub fn account_address(&self) -> &str {
+        self.vault_address
+            .as_deref()
+            .unwrap_or(&self.wallet_address)
     }
 
     /// The websocket URL: `ws_url`, else the API URL with `http(s)` turned into `ws(s)`

@@ -439,28 +439,63 @@ pub fn parse_open_orders(body: &[u8]) -> Result<Vec<VenueOrder>, InfoError> {
 
 // ---- orderStatus ------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+/// The order of an `orderStatus` answer; the websocket's `WsBasicOrder` (`orderUpdates`)
+/// has the same fields (without `reduceOnly`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StatusOrderWire {
-    coin: String,
-    side: WireSide,
-    limit_px: Decimal,
+pub struct StatusOrderWire {
+    pub coin: String,
+    pub side: WireSide,
+    pub limit_px: Decimal,
     /// Remaining size.
-    sz: Decimal,
-    oid: u64,
-    timestamp: Millis,
-    orig_sz: Decimal,
+    pub sz: Decimal,
+    pub oid: u64,
+    pub timestamp: Millis,
+    pub orig_sz: Decimal,
     #[serde(default)]
-    reduce_only: bool,
-    cloid: Option<String>,
+    pub reduce_only: bool,
+    pub cloid: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An order with its status: the `order` of an `orderStatus` answer, and the websocket's
+/// `WsOrder` (one element of an `orderUpdates` frame).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OrderWithStatusWire {
-    order: StatusOrderWire,
-    status: String,
-    status_timestamp: Millis,
+pub struct OrderWithStatusWire {
+    pub order: StatusOrderWire,
+    pub status: String,
+    pub status_timestamp: Millis,
+}
+
+impl OrderWithStatusWire {
+    /// The order in the engine's terms: filled = `origSz - sz`, the status by
+    /// [`order_status_of`], a rejection's status string kept as its reason. `what` names
+    /// the answer or frame in errors.
+    pub fn into_venue_order(self, what: &'static str) -> Result<VenueOrder, InfoError> {
+        let o = self.order;
+        let filled = o.orig_sz - o.sz;
+        if filled < Decimal::ZERO {
+            return Err(InfoError::Inconsistent {
+                what,
+                reason: format!("order {} has sz {} above origSz {}", o.oid, o.sz, o.orig_sz),
+            });
+        }
+        let status = order_status_of(&self.status, filled);
+        Ok(VenueOrder {
+            client_id: parse_cloid(what, o.cloid.as_deref())?,
+            venue_order_id: o.oid.to_string(),
+            symbol: o.coin,
+            side: o.side.into(),
+            size: o.orig_sz,
+            filled_size: filled,
+            avg_fill_price: None,
+            limit_price: Some(o.limit_px),
+            status,
+            reduce_only: o.reduce_only,
+            reject_reason: (status == OrderStatus::Rejected).then(|| self.status.clone()),
+            updated_ms: self.status_timestamp.max(o.timestamp),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -492,52 +527,59 @@ pub fn parse_order_status(body: &[u8]) -> Result<Option<VenueOrder>, InfoError> 
     let OrderStatusWire::Order { order: ows } = wire else {
         return Ok(None);
     };
-    let o = ows.order;
-    let filled = o.orig_sz - o.sz;
-    if filled < Decimal::ZERO {
-        return Err(InfoError::Inconsistent {
-            what: "orderStatus",
-            reason: format!("order {} has sz {} above origSz {}", o.oid, o.sz, o.orig_sz),
-        });
-    }
-    let status = order_status_of(&ows.status, filled);
-    Ok(Some(VenueOrder {
-        client_id: parse_cloid("orderStatus", o.cloid.as_deref())?,
-        venue_order_id: o.oid.to_string(),
-        symbol: o.coin,
-        side: o.side.into(),
-        size: o.orig_sz,
-        filled_size: filled,
-        avg_fill_price: None,
-        limit_price: Some(o.limit_px),
-        status,
-        reduce_only: o.reduce_only,
-        reject_reason: (status == OrderStatus::Rejected).then(|| ows.status.clone()),
-        updated_ms: ows.status_timestamp.max(o.timestamp),
-    }))
+    ows.into_venue_order("orderStatus").map(Some)
 }
 
 // ---- userFills / userFillsByTime --------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+/// One fill of a `userFills` answer; the websocket's `WsFill` carries the same fields
+/// (and more, read by the stream module).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct FillWire {
-    coin: String,
-    px: Decimal,
-    sz: Decimal,
-    side: WireSide,
-    time: Millis,
-    start_position: Decimal,
-    closed_pnl: Decimal,
-    hash: String,
-    oid: u64,
-    fee: Decimal,
-    tid: Option<u64>,
-    cloid: Option<String>,
+pub struct FillWire {
+    pub coin: String,
+    pub px: Decimal,
+    pub sz: Decimal,
+    pub side: WireSide,
+    pub time: Millis,
+    pub start_position: Decimal,
+    pub closed_pnl: Decimal,
+    pub hash: String,
+    pub oid: u64,
+    pub fee: Decimal,
+    pub tid: Option<u64>,
+    pub cloid: Option<String>,
     /// `USDC` for perps; a spot fill pays in the token it receives (`USOL` on a buy of
     /// `@156`). Absent in old answers.
     #[serde(default)]
-    fee_token: Option<String>,
+    pub fee_token: Option<String>,
+}
+
+impl FillWire {
+    /// The fill in the engine's terms (see [`parse_user_fills`] for its id). `what` names
+    /// the answer or frame in errors.
+    pub fn into_fill(self, what: &'static str) -> Result<Fill, InfoError> {
+        let (fee, fee_asset) = fee_of(&self);
+        Ok(Fill {
+            fill_id: match self.tid {
+                Some(tid) => tid.to_string(),
+                None => format!(
+                    "{}/{}/{}/{}",
+                    self.hash, self.oid, self.start_position, self.sz
+                ),
+            },
+            client_id: parse_cloid(what, self.cloid.as_deref())?,
+            venue_order_id: self.oid.to_string(),
+            symbol: self.coin,
+            side: self.side.into(),
+            price: self.px,
+            size: self.sz,
+            fee,
+            closed_pnl: self.closed_pnl,
+            time_ms: self.time,
+            fee_asset,
+        })
+    }
 }
 
 /// A fill's fee in USD and, when not paid in USDC, the token it was paid in. A spot buy
@@ -571,25 +613,7 @@ pub fn parse_user_fills(body: &[u8]) -> Result<Vec<Fill>, InfoError> {
     let wire: Vec<FillWire> = parse("userFills", body)?;
     let mut fills = wire
         .into_iter()
-        .map(|f| {
-            let (fee, fee_asset) = fee_of(&f);
-            Ok(Fill {
-                fill_id: match f.tid {
-                    Some(tid) => tid.to_string(),
-                    None => format!("{}/{}/{}/{}", f.hash, f.oid, f.start_position, f.sz),
-                },
-                client_id: parse_cloid("userFills", f.cloid.as_deref())?,
-                venue_order_id: f.oid.to_string(),
-                symbol: f.coin,
-                side: f.side.into(),
-                price: f.px,
-                size: f.sz,
-                fee,
-                closed_pnl: f.closed_pnl,
-                time_ms: f.time,
-                fee_asset,
-            })
-        })
+        .map(|f| f.into_fill("userFills"))
         .collect::<Result<Vec<_>, InfoError>>()?;
     fills.sort_by_key(|f| f.time_ms); // stable: same-time fills keep the venue's order
     Ok(fills)

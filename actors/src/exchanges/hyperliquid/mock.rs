@@ -531,6 +531,13 @@ impl MockHyperliquid {
         oid
     }
 
+    /// The account's orders and fills for the websocket mock's user channels.
+    pub fn user_feed(&self) -> UserFeed {
+        UserFeed {
+            state: self.state.clone(),
+        }
+    }
+
     /// Every order the mock knows, in arrival order.
     pub fn orders(&self) -> Vec<MockOrder> {
         let mut s = self.state.lock();
@@ -788,6 +795,85 @@ fn wire_dec(d: Decimal) -> String {
 
 /// Adds `cloid` to an order object when the order has one; the venue omits the key
 /// otherwise (recorded `openOrders` and `historicalOrders` without it).
+/// One fill as `userFills` answers it and the websocket's `WsFill` carries it.
+fn fill_json(f: &MockFill) -> Value {
+    let mut v = json!({"coin": f.coin, "px": f.px.to_string(), "sz": f.sz.to_string(), "side": if f.is_buy {"B"} else {"A"}, "time": f.time, "startPosition": f.start_position.to_string(), "dir": f.dir, "closedPnl": wire_dec(f.closed_pnl), "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "crossed": f.crossed, "fee": wire_dec(f.fee), "tid": f.tid, "feeToken": "USDC", "twapId": null});
+    // The venue omits `cloid` for an order placed without one.
+    if let (Some(c), Value::Object(m)) = (&f.cloid, &mut v) {
+        m.insert("cloid".into(), json!(c));
+    }
+    v
+}
+
+/// The account's order states and fills as the websocket's user channels carry them,
+/// read from the mock's own state: the loopback websocket mock
+/// ([`super::ws_mock::HlWsMock::follow`]) turns each new fill into `userFills` and
+/// `userEvents` frames and each order change into an `orderUpdates` frame, so an order
+/// placed through this REST mock produces the frames the venue would push.
+#[derive(Clone)]
+pub struct UserFeed {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for UserFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserFeed")
+    }
+}
+
+/// One order's state as an `orderUpdates` element (`WsOrder`), with what identifies the
+/// state for change detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderUpdate {
+    pub oid: u64,
+    pub status: String,
+    /// Remaining size.
+    pub sz: Decimal,
+    /// `{"order": WsBasicOrder, "status", "statusTimestamp"}`.
+    pub json: Value,
+}
+
+impl UserFeed {
+    /// The account the mock serves.
+    pub fn wallet(&self) -> Address {
+        self.state.lock().wallet
+    }
+
+    /// Every fill, oldest first, in the `WsFill` shape.
+    pub fn fills(&self) -> Vec<Value> {
+        let mut s = self.state.lock();
+        s.apply_due();
+        s.fills.iter().map(fill_json).collect()
+    }
+
+    /// Every order's current state in the `WsOrder` shape (`WsBasicOrder`: coin, side,
+    /// limitPx, sz, oid, timestamp, origSz, and cloid when it has one).
+    pub fn orders(&self) -> Vec<OrderUpdate> {
+        let mut s = self.state.lock();
+        s.apply_due();
+        let at = now_ms();
+        s.orders
+            .iter()
+            .map(|o| {
+                let basic = json!({"coin": o.coin, "side": if o.is_buy {"B"} else {"A"}, "limitPx": o.limit_px.to_string(), "sz": o.sz.to_string(), "oid": o.oid, "timestamp": o.timestamp, "origSz": o.orig_sz.to_string()});
+                let basic = match (&o.cloid, basic) {
+                    (Some(c), Value::Object(mut m)) => {
+                        m.insert("cloid".into(), json!(c));
+                        Value::Object(m)
+                    }
+                    (_, v) => v,
+                };
+                OrderUpdate {
+                    oid: o.oid,
+                    status: o.status.clone(),
+                    sz: o.sz,
+                    json: json!({"order": basic, "status": o.status, "statusTimestamp": at}),
+                }
+            })
+            .collect()
+    }
+}
+
 fn with_cloid(mut v: Value, cloid: &Option<String>) -> Value {
     if let (Some(c), Value::Object(m)) = (cloid, &mut v) {
         m.insert("cloid".into(), json!(c));
@@ -1004,14 +1090,7 @@ impl State {
                         .iter()
                         .rev()
                         .filter(|f| user_ok(body) && f.time >= start)
-                        .map(|f| {
-                            let mut v = json!({"coin": f.coin, "px": f.px.to_string(), "sz": f.sz.to_string(), "side": if f.is_buy {"B"} else {"A"}, "time": f.time, "startPosition": f.start_position.to_string(), "dir": f.dir, "closedPnl": wire_dec(f.closed_pnl), "hash": format!("0x{:064x}", f.tid), "oid": f.oid, "crossed": f.crossed, "fee": wire_dec(f.fee), "tid": f.tid, "feeToken": "USDC", "twapId": null});
-                            // The venue omits `cloid` for an order placed without one.
-                            if let (Some(c), Value::Object(m)) = (&f.cloid, &mut v) {
-                                m.insert("cloid".into(), json!(c));
-                            }
-                            v
-                        })
+                        .map(fill_json)
                         .collect(),
                 )
             }

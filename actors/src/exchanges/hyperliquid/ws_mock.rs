@@ -20,6 +20,17 @@
 //!   recorded in the Python SDK's cassettes carries them as decimal strings; no recorded
 //!   websocket candle frame was available, so the mock sends strings (the parser accepts both).
 //!
+//! User channels (same page: `orderUpdates` → `WsOrder[]`, `userFills` → `WsUserFills`,
+//! `userEvents` → `WsUserEvent`, whose frames the server labels with channel `user`, as the
+//! official Python SDK's `ws_msg_to_identifier` and the recorded liquidation fill
+//! `{"channel":"user","data":{"fills":[...]}}` show): every `userFills` subscription is
+//! answered with one frame carrying `isSnapshot: true` and the user's fills so far, then
+//! live frames without the flag. With a REST mock to follow ([`HlWsMock::follow`]), the
+//! mock's account drives them: each new fill goes out on `userFills` and on `userEvents`
+//! (`{"fills":[...]}`), and each change of an order's status or remaining size on
+//! `orderUpdates` (no snapshot there: the venue sends only changes). Other users' fills
+//! are sent by the test ([`user_fills_frame`]).
+//!
 //! Faults a test can inject: a server-initiated close, silence (no data, no pongs), a frame
 //! cut in half (half a websocket frame written, then the TCP connection dropped), malformed
 //! JSON, and connection refused (the listener is closed until [`HlWsMock::reopen`]).
@@ -41,6 +52,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::mock::UserFeed;
+
 enum Command {
     Text(String),
     Close,
@@ -49,6 +62,8 @@ enum Command {
 
 #[derive(Default)]
 struct Shared {
+    /// The REST mock whose account drives the user channels, if any.
+    user_feed: Mutex<Option<UserFeed>>,
     subscriptions: Mutex<Vec<Value>>,
     connections: AtomicUsize,
     pings: AtomicUsize,
@@ -135,7 +150,9 @@ impl HlWsMock {
         self.command(Command::Cut(text.into()))
     }
 
-    /// Stops answering: no pongs, no data (the connection stays open).
+    /// Stops answering: no pongs, no data (the connection stays open). User-channel
+    /// frames due meanwhile (a snapshot, new fills, order changes) are lost, never sent
+    /// later: only REST reconciliation can find those facts.
     pub fn set_silent(&self, silent: bool) {
         self.shared.silent.store(silent, Ordering::SeqCst);
     }
@@ -147,6 +164,12 @@ impl HlWsMock {
             task.abort();
         }
         self.shared.current.lock().take();
+    }
+
+    /// Drives the user channels from the REST mock's account: its fills and order
+    /// changes are pushed to connections subscribed for its wallet.
+    pub fn follow(&self, feed: UserFeed) {
+        *self.shared.user_feed.lock() = Some(feed);
     }
 
     /// Listens again on the same port.
@@ -200,6 +223,73 @@ pub fn candle_frame(coin: &str, t: i64) -> String {
     .to_string()
 }
 
+/// A `userFills` frame for `user` (`WsUserFills`); `fills` in the `WsFill` shape.
+pub fn user_fills_frame(user: &str, fills: &[Value], snapshot: bool) -> String {
+    let mut data = json!({"user": user, "fills": fills});
+    if snapshot {
+        data["isSnapshot"] = json!(true);
+    }
+    json!({"channel": "userFills", "data": data}).to_string()
+}
+
+/// A `WsFill` of a perpetual, as the venue sends it (fields and value shapes of the
+/// recorded liquidation fill, without its `liquidation`; without `cloid`, as for an order
+/// placed without one).
+pub fn ws_fill(coin: &str, px: &str, sz: &str, side: &str, oid: u64, tid: u64, time: i64) -> Value {
+    json!({"coin": coin, "px": px, "sz": sz, "side": side, "time": time,
+        "startPosition": "0.0", "dir": if side == "B" { "Open Long" } else { "Open Short" },
+        "closedPnl": "0.0", "hash": format!("0x{tid:064x}"), "oid": oid, "crossed": true,
+        "fee": "0.0", "tid": tid, "feeToken": "USDC", "twapId": null})
+}
+
+/// What one connection follows of the REST mock's account.
+#[derive(Default)]
+struct Following {
+    fills: bool,
+    events: bool,
+    orders: bool,
+    /// Fills already sent.
+    sent_fills: usize,
+    /// Each order's last sent (status, remaining size).
+    order_states: std::collections::HashMap<u64, (String, rust_decimal::Decimal)>,
+}
+
+impl Following {
+    /// The frames for what changed at the REST mock since the last call.
+    fn frames(&mut self, feed: &UserFeed) -> Vec<String> {
+        let mut out = Vec::new();
+        let user = feed.wallet().to_string();
+        if self.fills || self.events {
+            let fills = feed.fills();
+            if fills.len() > self.sent_fills {
+                let new = &fills[self.sent_fills..];
+                if self.fills {
+                    out.push(user_fills_frame(&user, new, false));
+                }
+                if self.events {
+                    out.push(json!({"channel": "user", "data": {"fills": new}}).to_string());
+                }
+                self.sent_fills = fills.len();
+            }
+        }
+        if self.orders {
+            let changed: Vec<Value> = feed
+                .orders()
+                .into_iter()
+                .filter(|o| {
+                    let state = (o.status.clone(), o.sz);
+                    self.order_states.insert(o.oid, state.clone()) != Some(state)
+                })
+                .map(|o| o.json)
+                .collect();
+            if !changed.is_empty() {
+                out.push(json!({"channel": "orderUpdates", "data": changed}).to_string());
+            }
+        }
+        out
+    }
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while let Ok((tcp, _)) = listener.accept().await {
         tokio::spawn(serve(tcp, shared.clone()));
@@ -213,8 +303,24 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
     shared.connections.fetch_add(1, Ordering::SeqCst);
     let (tx, mut rx) = mpsc::unbounded_channel();
     *shared.current.lock() = Some(tx);
+    let mut following = Following::default();
+    // How often the REST mock's account is looked at for changes to push.
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(20));
     loop {
         tokio::select! {
+            _ = poll.tick() => {
+                let feed = shared.user_feed.lock().clone();
+                if let Some(feed) = feed {
+                    let frames = following.frames(&feed);
+                    // A silent server loses what it would have pushed meanwhile.
+                    if shared.silent.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    for frame in frames {
+                        if ws.send(Message::text(frame)).await.is_err() { return; }
+                    }
+                }
+            }
             cmd = rx.recv() => match cmd {
                 None => return,
                 Some(Command::Text(t)) => {
@@ -250,9 +356,13 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
                         Some("subscribe") => {
                             let sub = v.get("subscription").cloned().unwrap_or(Value::Null);
                             shared.subscriptions.lock().push(sub.clone());
+                            let frames = subscribe_user(&shared, &sub, &mut following);
                             if !shared.silent.load(Ordering::SeqCst) {
                                 let ack = json!({"channel": "subscriptionResponse", "data": {"method": "subscribe", "subscription": sub}});
                                 if ws.send(Message::text(ack.to_string())).await.is_err() { return; }
+                                for frame in frames {
+                                    if ws.send(Message::text(frame)).await.is_err() { return; }
+                                }
                             }
                         }
                         _ => {}
@@ -262,5 +372,45 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
                 Some(Err(_)) | None => return,
             }
         }
+    }
+}
+
+/// Starts following a user channel of the REST mock's account (when `sub` names its
+/// wallet) and returns the frames the venue sends at once: `userFills` answers with its
+/// snapshot (the account's fills so far, or none for another user).
+fn subscribe_user(shared: &Shared, sub: &Value, following: &mut Following) -> Vec<String> {
+    let (Some(kind), Some(user)) = (
+        sub.get("type").and_then(Value::as_str),
+        sub.get("user").and_then(Value::as_str),
+    ) else {
+        return Vec::new();
+    };
+    let feed = shared.user_feed.lock().clone();
+    let ours = feed
+        .as_ref()
+        .filter(|f| f.wallet().to_string().eq_ignore_ascii_case(user));
+    match (kind, ours) {
+        ("userFills", Some(feed)) => {
+            let fills = feed.fills();
+            following.fills = true;
+            following.sent_fills = following.sent_fills.max(fills.len());
+            // The venue sends the newest first.
+            let newest_first: Vec<Value> = fills.into_iter().rev().collect();
+            vec![user_fills_frame(user, &newest_first, true)]
+        }
+        ("userFills", None) => vec![user_fills_frame(user, &[], true)],
+        ("userEvents", Some(feed)) => {
+            following.events = true;
+            following.sent_fills = following.sent_fills.max(feed.fills().len());
+            Vec::new()
+        }
+        ("orderUpdates", Some(feed)) => {
+            following.orders = true;
+            for o in feed.orders() {
+                following.order_states.insert(o.oid, (o.status, o.sz));
+            }
+            Vec::new()
+        }
+        _ => Vec::new(),
     }
 }

@@ -151,6 +151,9 @@ pub struct FeedHealth {
     /// The venue's user-data stream, when it runs on a connection of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<Box<FeedHealth>>,
+    /// Other addresses whose fills this stream follows (`follow_wallets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followed: Vec<super::followed::FollowedWallet>,
 }
 
 /// One channel of a venue's stream.
@@ -219,6 +222,10 @@ pub struct VenueFeed {
     derivatives: DerivativesFeed,
     /// Asset → (free, locked), from a user stream.
     balances: DashMap<String, Stamped<(Decimal, Decimal)>>,
+    /// Channels that speak only when something happens (a user's orders and fills): their
+    /// silence is no staleness.
+    event_driven: DashMap<&'static str, ()>,
+    followed: super::followed::FollowedWallets,
 }
 
 impl VenueFeed {
@@ -239,7 +246,20 @@ impl VenueFeed {
             marks: DashMap::new(),
             derivatives: DerivativesFeed::new(venue),
             balances: DashMap::new(),
+            event_driven: DashMap::new(),
+            followed: super::followed::FollowedWallets::default(),
         }
+    }
+
+    /// `channel` speaks only when something happens: it is shown connected while the
+    /// connection is up, never stale.
+    pub fn mark_event_driven(&self, channel: &'static str) {
+        self.event_driven.insert(channel, ());
+    }
+
+    /// Fills of the wallets this stream follows.
+    pub fn followed(&self) -> &super::followed::FollowedWallets {
+        &self.followed
     }
 
     pub fn venue(&self) -> &str {
@@ -502,7 +522,7 @@ impl VenueFeed {
             let age = now.saturating_duration_since(e.last);
             metrics::gauge!(names::STREAM_LAST_MESSAGE_AGE, "venue" => self.venue.clone(), "channel" => *e.key())
                 .set(age.as_secs_f64());
-            let stale = age > self.stale_after;
+            let stale = age > self.stale_after && !self.event_driven.contains_key(e.key());
             if stale && !e.stale {
                 tracing::warn!(venue = %self.venue, channel = *e.key(), age = ?age, "stream channel is stale; its reads fall back to REST until it is fresh");
                 metrics::counter!(names::STREAM_RESYNCS, "venue" => self.venue.clone())
@@ -522,7 +542,7 @@ impl VenueFeed {
                 let age = now.saturating_duration_since(e.last);
                 let state = if !up {
                     FeedState::Disconnected
-                } else if age > self.stale_after {
+                } else if age > self.stale_after && !self.event_driven.contains_key(e.key()) {
                     FeedState::Stale
                 } else {
                     FeedState::Connected
@@ -550,6 +570,7 @@ impl VenueFeed {
             derivatives: self.derivatives_health(now, up),
             balances: self.balances(),
             user: None,
+            followed: self.followed.summary(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Hyperliquid's public websocket protocol: subscription messages, the heartbeat, and the
-//! typed frames of the `allMids`, `l2Book`, `bbo`, `trades` and `candle` channels.
+//! Hyperliquid's websocket protocol: subscription messages, the heartbeat, and the typed
+//! frames of the public `allMids`, `l2Book`, `bbo`, `trades` and `candle` channels (the
+//! user channels' frames are typed and handled in [`super::hyperliquid_user`]).
 //!
 //! Shapes follow the official docs (hyperliquid.gitbook.io/hyperliquid-docs/for-developers/
 //! api/websocket and its `subscriptions` and `timeouts-and-heartbeats` pages) and the
@@ -19,10 +20,11 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::book::VenueFeed;
+use super::hyperliquid_user::{self as user, UserStreams, WsUserEvent, WsUserFills};
 pub use super::protocol::FrameError;
 use super::protocol::Protocol;
 use crate::clock::Millis;
-use crate::exchanges::hyperliquid::info::{BookLevel, L2Book};
+use crate::exchanges::hyperliquid::info::{BookLevel, L2Book, OrderWithStatusWire};
 use crate::exchanges::types::{Candle, Quote, Timeframe};
 
 /// The heartbeat the client sends.
@@ -161,6 +163,15 @@ pub enum HlFrame {
     /// The server refused something (e.g. an unknown coin): the text says what.
     #[serde(rename = "error")]
     Error(serde_json::Value),
+    /// The account's order states (`WsOrder[]`).
+    #[serde(rename = "orderUpdates")]
+    OrderUpdates(Vec<OrderWithStatusWire>),
+    /// A user's fills (`WsUserFills`).
+    #[serde(rename = "userFills")]
+    UserFills(WsUserFills),
+    /// The account's events (`WsUserEvent`), on channel `user`.
+    #[serde(rename = "user")]
+    UserEvents(WsUserEvent),
 }
 
 impl HlFrame {
@@ -174,6 +185,9 @@ impl HlFrame {
             Self::Trades(_) => "trades",
             Self::Candle(_) => "candle",
             Self::Error(_) => "error",
+            Self::OrderUpdates(_) => user::ORDER_UPDATES,
+            Self::UserFills(_) => user::USER_FILLS,
+            Self::UserEvents(_) => user::USER_EVENTS,
         }
     }
 }
@@ -188,6 +202,8 @@ pub fn parse(text: &str) -> Result<HlFrame, FrameError> {
 #[derive(Debug, Clone)]
 pub struct HyperliquidProtocol {
     pub subscriptions: Vec<Subscription>,
+    /// The account's user channels and followed wallets, if any.
+    user: Option<UserStreams>,
 }
 
 impl HyperliquidProtocol {
@@ -195,6 +211,7 @@ impl HyperliquidProtocol {
     pub fn public(coins: &[String]) -> Self {
         Self {
             subscriptions: Subscription::public_set(coins),
+            user: None,
         }
     }
 
@@ -202,16 +219,35 @@ impl HyperliquidProtocol {
     pub fn public_with(coins: &[String], timeframes: &[Timeframe]) -> Self {
         Self {
             subscriptions: Subscription::public_set_with(coins, timeframes),
+            user: None,
         }
+    }
+
+    /// Also subscribes the account's user channels and the followed wallets' fills
+    /// (after the public channels), delivering the account's to `user`'s sink.
+    pub fn with_user(mut self, user: UserStreams) -> Self {
+        self.user = Some(user);
+        self
     }
 }
 
 impl Protocol for HyperliquidProtocol {
     fn subscribe_messages(&self) -> Vec<String> {
-        self.subscriptions
+        let mut out: Vec<String> = self
+            .subscriptions
             .iter()
             .map(Subscription::subscribe_message)
-            .collect()
+            .collect();
+        if let Some(user) = &self.user {
+            out.extend(user.subscriptions().iter().map(|s| s.subscribe_message()));
+        }
+        out
+    }
+
+    fn on_connected(&mut self, feed: &VenueFeed) {
+        if let Some(user) = &self.user {
+            user.on_connected(feed);
+        }
     }
 
     fn heartbeat(&self) -> Option<String> {
@@ -224,7 +260,15 @@ impl Protocol for HyperliquidProtocol {
         feed: &VenueFeed,
         now: Instant,
     ) -> Result<&'static str, FrameError> {
-        Ok(apply(parse(text)?, feed, now))
+        let frame = parse(text)?;
+        let channel = frame.channel();
+        match (frame, &self.user) {
+            (HlFrame::OrderUpdates(orders), Some(user)) => user.on_order_updates(orders)?,
+            (HlFrame::UserFills(fills), Some(user)) => user.on_user_fills(fills, feed)?,
+            (HlFrame::UserEvents(event), Some(user)) => user.on_user_event(event),
+            (frame, _) => return Ok(apply(frame, feed, now)),
+        }
+        Ok(channel)
     }
 }
 
@@ -280,7 +324,13 @@ pub fn apply(frame: HlFrame, feed: &VenueFeed, now: Instant) -> &'static str {
                 feed.put_candle(&c.s, timeframe, candle, now);
             }
         }
-        HlFrame::Pong | HlFrame::Subscribed(_) => {}
+        // User frames go to the protocol's user streams; without them nothing subscribed
+        // to these channels.
+        HlFrame::Pong
+        | HlFrame::Subscribed(_)
+        | HlFrame::OrderUpdates(_)
+        | HlFrame::UserFills(_)
+        | HlFrame::UserEvents(_) => {}
     }
     channel
 }

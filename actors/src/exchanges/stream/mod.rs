@@ -5,10 +5,11 @@
 //! Owns: the connection loop ([`connection`]: connect with a deadline, subscribe, ping,
 //! read with a deadline, rotate, reconnect with the resilience kit's backoff and subscribe
 //! again), what a venue protocol must provide ([`protocol::Protocol`]), the venue protocols
-//! ([`hyperliquid`]: subscription messages and typed frames; [`binance`]: spot market and
+//! ([`hyperliquid`]: subscription messages and typed frames; [`hyperliquid_user`]: the
+//! account's user channels and followed wallets; [`binance`]: spot market and
 //! user-data streams and the pieces Binance's venues share; [`binance_futures`]: USDⓈ-M
 //! futures market and user-data streams), the account updates a user
-//! stream hands to the gateway ([`pushed`]), and the
+//! stream hands to the gateway ([`pushed`]), followed wallets' fills ([`followed`]), and the
 //! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag;
 //! [`derivatives`]: mark prices with funding, the liquidation tape, the pushed futures
 //! account) that the gateway's quote read and `orrery status` consult without a message
@@ -32,14 +33,19 @@ pub mod binance_futures;
 pub mod book;
 pub mod connection;
 pub mod derivatives;
+pub mod followed;
 pub mod hyperliquid;
+pub mod hyperliquid_user;
 pub mod protocol;
 pub mod pushed;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod user_tests;
 
 pub use book::{AssetBalance, ChannelHealth, FeedHealth, FeedState, StreamBook, VenueFeed};
 pub use connection::{StreamError, StreamFeed, StreamSettings};
+pub use followed::{FollowedWallet, FollowedWallets};
 pub use protocol::{FrameError, Protocol};
 pub use pushed::{PushSink, PushedUpdate};
 

@@ -263,6 +263,9 @@ pub struct AlgoOrderUpdate {
     pub client_algo_id: String,
     #[serde(rename = "aid")]
     pub algo_id: u64,
+    /// The regular order placed when it triggered (`""` before).
+    #[serde(rename = "ai", default)]
+    pub actual_order_id: Option<serde_json::Value>,
     #[serde(rename = "s")]
     pub pair: String,
     #[serde(rename = "S")]
@@ -280,6 +283,20 @@ pub struct AlgoOrderUpdate {
     pub price: Decimal,
     #[serde(rename = "R", default)]
     pub reduce_only: bool,
+}
+
+impl AlgoOrderUpdate {
+    /// The order id its fills carry once triggered (`ai`), else `algo-<aid>`: the id the
+    /// REST venue reports for the same order, so both paths name one ledger entry alike.
+    pub fn venue_order_id(&self) -> String {
+        match &self.actual_order_id {
+            Some(serde_json::Value::String(s)) if !s.is_empty() && s != "0" => s.clone(),
+            Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|n| n > 0) => {
+                n.to_string()
+            }
+            _ => format!("algo-{}", self.algo_id),
+        }
+    }
 }
 
 /// `ALGO_UPDATE`: a conditional order of the Algo Order API.

@@ -703,6 +703,13 @@ fn algo_updates_carry_our_conditional_orders_by_algo_id() {
         (u.orders[0].status, u.orders[0].avg_fill_price),
         (OrderStatus::Filled, Some(dec!(751.2)))
     );
+    // Once triggered it is named by the order it became (`ai`), as REST names it.
+    let triggered = done.replace(r#""ai":"""#, r#""ai":"8889001""#);
+    let FuturesEvent::AlgoUpdate(a) = frames::parse_event(&triggered).unwrap() else {
+        panic!()
+    };
+    let u = user::algo_update(VENUE, &names, a.event_ms, &a.order).unwrap();
+    assert_eq!(u.orders[0].venue_order_id, "8889001");
 }
 
 fn user_stream(

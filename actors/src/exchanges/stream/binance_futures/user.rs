@@ -142,8 +142,9 @@ pub fn order_update(
     Ok(update)
 }
 
-/// What one `ALGO_UPDATE` says about a conditional order this engine placed (the ledger
-/// keys it by `algo-<algoId>`, as the REST venue does); empty for other algo orders.
+/// What one `ALGO_UPDATE` says about a conditional order this engine placed (named
+/// `algo-<algoId>` until it triggers, then by the order it became, as the REST venue
+/// names it); empty for other algo orders.
 pub fn algo_update(
     venue: &str,
     names: &ContractNames,
@@ -169,7 +170,7 @@ pub fn algo_update(
     };
     update.orders.push(VenueOrder {
         client_id: Some(cid),
-        venue_order_id: format!("algo-{}", a.algo_id),
+        venue_order_id: a.venue_order_id(),
         symbol: names.symbol(&a.pair),
         side,
         size: a.qty.normalize(),
