@@ -107,6 +107,7 @@ pub fn serve(
             .configure(crate::journal::routes)
             .configure(crate::replay::routes)
             .configure(crate::market::routes)
+            .configure(crate::liquidations::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

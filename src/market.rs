@@ -77,14 +77,32 @@ pub enum MarketCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recent forced liquidations on the venue (everyone's, from the running engine's
+    /// `!forceOrder@arr` stream): sums per symbol and side, then the newest first.
+    Liquidations {
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        #[arg(long)]
+        venue: String,
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Window: a duration back from now (15m, 1h), a date or an RFC 3339 time.
+        #[arg(long, default_value = crate::liquidations::DEFAULT_SINCE)]
+        since: String,
+        /// Most liquidations listed, newest first (1 to 1000).
+        #[arg(long, default_value_t = crate::liquidations::DEFAULT_LIMIT)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl MarketArgs {
     pub fn config(&self) -> Option<std::path::PathBuf> {
         match &self.command {
-            MarketCommand::Funding { config, .. } | MarketCommand::OpenInterest { config, .. } => {
-                config.clone()
-            }
+            MarketCommand::Funding { config, .. }
+            | MarketCommand::OpenInterest { config, .. }
+            | MarketCommand::Liquidations { config, .. } => config.clone(),
         }
     }
 }
@@ -293,7 +311,7 @@ pub fn run(config: Config, args: MarketArgs) -> ExitCode {
                 } else {
                     print_funding(&r);
                 }
-                Ok::<_, MarketError>(())
+                Ok::<_, MarketError>(ExitCode::SUCCESS)
             }
             MarketCommand::OpenInterest {
                 venue,
@@ -313,12 +331,28 @@ pub fn run(config: Config, args: MarketArgs) -> ExitCode {
                 } else {
                     print_open_interest(&r);
                 }
-                Ok(())
+                Ok(ExitCode::SUCCESS)
+            }
+            MarketCommand::Liquidations {
+                venue,
+                symbol,
+                since,
+                limit,
+                json,
+                ..
+            } => {
+                let q = crate::liquidations::LiquidationsQuery {
+                    venue,
+                    symbol,
+                    since: Some(since),
+                    limit: Some(limit),
+                };
+                Ok(crate::liquidations::run(&config, &q, json).await)
             }
         }
     });
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("orrery: {e}");
             let usage = matches!(

@@ -17,6 +17,7 @@ use orrery_actors::exchanges::ledger::{FillRecord, OrderLedger};
 use orrery_actors::exchanges::pnl::{merge_fills, position_pnl, PositionPnl};
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::siblings::{ConnectorHealth, ConnectorState};
+use orrery_actors::exchanges::stream::derivatives::DerivativesHealth;
 use orrery_actors::exchanges::stream::FeedHealth;
 use orrery_actors::exchanges::{AccountSnapshot, Fill, Position};
 use orrery_actors::models::router::{usage_records, DeploymentUsage};
@@ -513,6 +514,9 @@ fn render_stream(o: &mut String, label: &str, f: &FeedHealth) {
             c.messages
         );
     }
+    if let Some(d) = &f.derivatives {
+        render_derivatives(o, d);
+    }
     render_followed(o, &f.followed);
 }
 
@@ -529,6 +533,64 @@ fn render_followed(o: &mut String, followed: &[orrery_actors::exchanges::stream:
             "    followed {}  {} fills seen, {}",
             w.wallet, w.fills_seen, last
         );
+    }
+}
+
+/// Marks with funding and their age, liquidation counts, and the pushed account.
+fn render_derivatives(o: &mut String, d: &DerivativesHealth) {
+    for m in &d.marks {
+        let _ = writeln!(
+            o,
+            "    mark {:<8} {:<14} funding {:<12} next {}  {} ago{}",
+            m.symbol,
+            m.mark.normalize(),
+            m.funding_rate
+                .map(|r| format!("{}%", (r * Decimal::ONE_HUNDRED).normalize()))
+                .unwrap_or_else(|| "-".into()),
+            m.next_funding_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%H:%M UTC").to_string())
+                .unwrap_or_else(|| "-".into()),
+            humantime::format_duration(std::time::Duration::from_millis(m.age_ms / 1000 * 1000)),
+            if m.fresh { "" } else { " (stale: REST)" }
+        );
+    }
+    let l = &d.liquidations;
+    if l.kept > 0 || l.buys + l.sells > 0 {
+        let _ = writeln!(
+            o,
+            "    liquidations since start: {} longs (sell), {} shorts (buy); {} kept, newest {}",
+            l.sells,
+            l.buys,
+            l.kept,
+            l.newest_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    if let Some(a) = &d.account {
+        for b in &a.balances {
+            let _ = writeln!(
+                o,
+                "    pushed balance {:<6} wallet {}  cross {}",
+                b.asset,
+                b.wallet_balance.normalize(),
+                b.cross_wallet_balance.normalize()
+            );
+        }
+        for p in &a.positions {
+            let _ = writeln!(
+                o,
+                "    pushed position {:<8} {:<5} {} @ {}  uPnL {} ({})",
+                p.symbol,
+                p.position_side,
+                p.amount.normalize(),
+                p.entry_price.normalize(),
+                p.unrealized_pnl.normalize(),
+                p.margin_type
+            );
+        }
     }
 }
 

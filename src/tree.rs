@@ -8,9 +8,11 @@
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
 //! │                            base endpoint) × M, feed-<venue> (market-data websocket of
-//! │                            each Hyperliquid venue with `streams`; feed-<venue> and
-//! │                            feed-<venue>-user for each Binance venue with `streams`),
-//! │                            then gateway
+//! │                            each Hyperliquid and Binance futures venue with
+//! │                            `streams`; feed-<venue> and feed-<venue>-user for each
+//! │                            Binance venue with `streams`), then gateway, then
+//! │                            feed-<venue>-user for each Binance futures venue with
+//! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
 //! ```
@@ -103,6 +105,12 @@ pub enum Role {
     },
     /// The market-data websocket of one venue (`streams = true`).
     StreamFeed {
+        /// The venue's name.
+        venue: String,
+    },
+    /// The user data stream of a Binance futures venue (`streams = true`): its order
+    /// updates and fills go to the gateway.
+    FuturesUserFeed {
         /// The venue's name.
         venue: String,
     },
@@ -227,7 +235,10 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             .exchanges
             .venues
             .iter()
-            .filter(|(_, cfg)| matches!(cfg, VenueConfig::Hyperliquid(h) if h.streams))
+            .filter(|(_, cfg)| {
+                matches!(cfg, VenueConfig::Hyperliquid(h) if h.streams)
+                    || matches!(cfg, VenueConfig::BinanceFutures(f) if f.streams)
+            })
             .map(|(venue, _)| {
                 worker(
                     format!("feed-{venue}"),
@@ -253,6 +264,22 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         }
     }
     exchanges.push(worker("gateway".into(), Role::OrderGateway));
+    // After the gateway: what they push goes to its mailbox.
+    exchanges.extend(
+        config
+            .exchanges
+            .venues
+            .iter()
+            .filter(|(_, cfg)| matches!(cfg, VenueConfig::BinanceFutures(f) if f.streams))
+            .map(|(venue, _)| {
+                worker(
+                    format!("feed-{venue}-user"),
+                    Role::FuturesUserFeed {
+                        venue: venue.clone(),
+                    },
+                )
+            }),
+    );
 
     let mut agents = Vec::new();
     if config.agents.risk.enabled {
@@ -493,6 +520,9 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
         Role::StreamFeed { venue } => {
+            if let Some(VenueConfig::BinanceFutures(f)) = config.exchanges.venues.get(venue) {
+                return crate::feeds::futures_market_feed(id, venue, f, streams);
+            }
             let Some(VenueConfig::Hyperliquid(h)) = config.exchanges.venues.get(venue).cloned()
             else {
                 return missing(&id, format!("no hyperliquid venue `{venue}` in the config"));
@@ -517,6 +547,16 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     .with_user(user);
                 Ok(StreamFeed::new(settings, Box::new(protocol), feed))
             })
+        }
+        Role::FuturesUserFeed { venue } => {
+            let Some(VenueConfig::BinanceFutures(f)) = config.exchanges.venues.get(venue) else {
+                return missing(
+                    &id,
+                    format!("no binance_futures venue `{venue}` in the config"),
+                );
+            };
+            let account = scope.accounts.get(venue).cloned();
+            crate::feeds::futures_user_feed(id, venue, f, streams, gateway, clock, account)
         }
         Role::BinanceMarketFeed { venue } | Role::BinanceUserFeed { venue } => {
             let Some(VenueConfig::Binance(b)) = config.exchanges.venues.get(venue).cloned() else {

@@ -60,6 +60,9 @@ pub mod names {
     pub const STREAM_MALFORMED: &str = "orrery_stream_malformed_frames_total";
     pub const STREAM_LAST_MESSAGE_AGE: &str = "orrery_stream_last_message_age_seconds";
     pub const STREAM_RESYNCS: &str = "orrery_stream_resyncs_total";
+    /// Liquidations seen on derivatives streams (`exchanges::stream::derivatives`).
+    pub const LIQUIDATIONS: &str = "orrery_liquidations_total";
+    pub const LIQUIDATION_NOTIONAL_USD: &str = "orrery_liquidation_notional_usd_total";
     /// Order states and fills a user stream pushed, by outcome (`exchanges::gateway::pushed`).
     pub const STREAM_PUSHED: &str = "orrery_stream_pushed_total";
 }

@@ -224,12 +224,12 @@ impl BinanceFuturesConfig {
             exchange_info_ttl: self.exchange_info_ttl,
             resilience: self.resilience.clone(),
             market_data_fallback: self.market_data_fallback.clone(),
-            // The spot streams never run for this config: the futures venue's streams are
-            // its own (`ws_url`, `streams` above).
+            // The spot streams' settings: the futures streams have their own
+            // (`ws_url`, `streams`, `stream_stale_after` above).
             streams: false,
             ws_url: None,
             stream_stale_after: self.stream_stale_after,
-            stream_max_lifetime: BinanceConfig::default().stream_max_lifetime,
+            stream_max_lifetime: crate::exchanges::stream::binance_futures::market::ROTATE_AFTER,
         }
     }
 

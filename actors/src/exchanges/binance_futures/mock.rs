@@ -152,6 +152,9 @@ struct State {
     trades: Vec<Trade>,
     next_id: i64,
     faults: VecDeque<Fault>,
+    /// The account's active user-data listen key, and how many were made.
+    listen_key: Option<String>,
+    listen_keys_made: u64,
     /// (minute, weight used in it).
     weight: (i64, u64),
     /// Order times (server ms), for the order-count headers.
@@ -248,12 +251,30 @@ impl MockBinanceFutures {
             trades: Vec::new(),
             next_id: 1,
             faults: VecDeque::new(),
+            listen_key: None,
+            listen_keys_made: 0,
             weight: (0, 0),
             order_times: Vec::new(),
         }));
         let handler_state = state.clone();
         let server = MockServer::start(move |req| handle(&handler_state, req));
         Self { server, state }
+    }
+
+    /// The active user-data listen key, if any.
+    pub fn listen_key(&self) -> Option<String> {
+        self.state.lock().listen_key.clone()
+    }
+
+    /// Listen keys made so far.
+    pub fn listen_keys_made(&self) -> u64 {
+        self.state.lock().listen_keys_made
+    }
+
+    /// Forgets the active listen key, as the venue does 60 minutes after its last
+    /// keep-alive: a PUT or DELETE of it is then -1125.
+    pub fn expire_listen_key(&self) {
+        self.state.lock().listen_key = None;
     }
 
     pub fn url(&self) -> String {
@@ -479,6 +500,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
             | "/fapi/v1/fundingRate"
             | "/fapi/v1/openInterest"
             | "/futures/data/openInterestHist"
+            | "/fapi/v1/listenKey"
     );
     if !public {
         if let Err(reply) = authenticate(&st.secret, req, &p, now) {
@@ -490,6 +512,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
     }
     let reply = match (req.method.as_str(), req.route()) {
         ("GET", "/fapi/v1/time") => Reply::json(200, &json!({ "serverTime": now })),
+        (method, "/fapi/v1/listenKey") => listen_key(st, req, method),
         ("GET", "/fapi/v1/exchangeInfo") => exchange_info(st, &p, now),
         ("GET", "/fapi/v1/ticker/bookTicker") => match contract(st, &p) {
             Ok((pair, c)) => Reply::json(
@@ -1214,4 +1237,32 @@ fn execute(st: &mut State, i: usize, price: Decimal, qty: Decimal, maker: bool, 
         "PARTIALLY_FILLED".into()
     };
     o.update_time = now;
+}
+
+/// `/fapi/v1/listenKey` (USDⓈ-M "User Data Streams"): POST answers the account's active
+/// key (extended) or a new one, PUT keeps the active key alive, DELETE closes it; with no
+/// active key PUT and DELETE are -1125. Only `X-MBX-APIKEY` is checked: not signed.
+fn listen_key(st: &mut State, req: &RecordedRequest, method: &str) -> Reply {
+    if req.header("x-mbx-apikey") != Some(MOCK_API_KEY) {
+        return err(
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        );
+    }
+    match (method, st.listen_key.clone()) {
+        ("POST", Some(key)) => Reply::json(200, &json!({ "listenKey": key })),
+        ("POST", None) => {
+            st.listen_keys_made += 1;
+            let key = format!("mockFuturesListenKey{:044}", st.listen_keys_made);
+            st.listen_key = Some(key.clone());
+            Reply::json(200, &json!({ "listenKey": key }))
+        }
+        ("PUT", Some(key)) => Reply::json(200, &json!({ "listenKey": key })),
+        ("DELETE", Some(_)) => {
+            st.listen_key = None;
+            Reply::json(200, &json!({}))
+        }
+        _ => err(400, -1125, "This listenKey does not exist."),
+    }
 }

@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::derivatives::{DerivativesFeed, DerivativesHealth, MarkHealth, MarkPrice};
 use crate::exchanges::types::{AccountState, Candle, Quote, Timeframe};
 use crate::telemetry::names;
 
@@ -62,6 +63,12 @@ impl StreamBook {
     /// The venue's streamed mid (`allMids`) for `symbol` under the same freshness rule.
     pub fn fresh_mid(&self, venue: &str, symbol: &str) -> Option<Decimal> {
         self.venues.get(venue)?.fresh_mid(symbol)
+    }
+
+    /// The venue's streamed mark price and funding for `symbol` under the same freshness
+    /// rule.
+    pub fn fresh_mark(&self, venue: &str, symbol: &str) -> Option<MarkPrice> {
+        self.venues.get(venue)?.fresh_mark(symbol)
     }
 
     /// The venue's feed health, `None` when the venue has no stream; a user-data stream
@@ -135,15 +142,18 @@ pub struct FeedHealth {
     pub reconnects: u64,
     pub malformed: u64,
     pub channels: Vec<ChannelHealth>,
-    /// Other addresses whose fills this stream follows (`follow_wallets`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub followed: Vec<super::followed::FollowedWallet>,
+    /// Marks, funding, liquidation counts and the pushed account of a derivatives venue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivatives: Option<DerivativesHealth>,
     /// Balances pushed by the account's user stream (Binance `outboundAccountPosition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub balances: Vec<AssetBalance>,
     /// The venue's user-data stream, when it runs on a connection of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<Box<FeedHealth>>,
+    /// Other addresses whose fills this stream follows (`follow_wallets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followed: Vec<super::followed::FollowedWallet>,
 }
 
 /// One channel of a venue's stream.
@@ -216,12 +226,14 @@ pub struct VenueFeed {
     /// pushed fills, and it reconciles over REST at once.
     connections: AtomicU64,
     channels: DashMap<&'static str, ChannelEntry>,
+    marks: DashMap<String, Stamped<MarkPrice>>,
+    derivatives: DerivativesFeed,
+    /// Asset → (free, locked), from a user stream.
+    balances: DashMap<String, Stamped<(Decimal, Decimal)>>,
     /// Channels that speak only when something happens (a user's orders and fills): their
     /// silence is no staleness.
     event_driven: DashMap<&'static str, ()>,
     followed: super::followed::FollowedWallets,
-    /// Asset → (free, locked), from a user stream.
-    balances: DashMap<String, Stamped<(Decimal, Decimal)>>,
 }
 
 impl VenueFeed {
@@ -242,9 +254,11 @@ impl VenueFeed {
             fills_streamed: AtomicBool::new(false),
             connections: AtomicU64::new(0),
             channels: DashMap::new(),
+            marks: DashMap::new(),
+            derivatives: DerivativesFeed::new(venue),
+            balances: DashMap::new(),
             event_driven: DashMap::new(),
             followed: super::followed::FollowedWallets::default(),
-            balances: DashMap::new(),
         }
     }
 
@@ -497,6 +511,58 @@ impl VenueFeed {
         self.fresh(&self.trades, symbol)
     }
 
+    pub fn put_mark(&self, mark: MarkPrice, now: Instant) {
+        self.marks.insert(
+            mark.symbol.clone(),
+            Stamped {
+                value: mark,
+                at: now,
+            },
+        );
+    }
+
+    /// The streamed mark price and funding of `symbol` while connected and younger than
+    /// `stale_after`.
+    pub fn fresh_mark(&self, symbol: &str) -> Option<MarkPrice> {
+        self.fresh(&self.marks, symbol)
+    }
+
+    /// The liquidation tape and pushed account of a derivatives venue.
+    pub fn derivatives(&self) -> &DerivativesFeed {
+        &self.derivatives
+    }
+
+    /// Marks with their ages, liquidation counts and the pushed account; `None` when the
+    /// venue's streams carry none of them.
+    fn derivatives_health(&self, now: Instant, up: bool) -> Option<DerivativesHealth> {
+        let liquidations = self.derivatives.liquidations.counts();
+        let account = self.derivatives.account();
+        if self.marks.is_empty() && liquidations.kept == 0 && account.is_none() {
+            return None;
+        }
+        let mut marks: Vec<MarkHealth> = self
+            .marks
+            .iter()
+            .map(|e| {
+                let age = now.saturating_duration_since(e.at);
+                MarkHealth {
+                    symbol: e.key().clone(),
+                    mark: e.value.mark,
+                    funding_rate: e.value.funding_rate,
+                    next_funding_ms: e.value.next_funding_ms,
+                    age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    fresh: up && age <= self.stale_after,
+                }
+            })
+            .collect();
+        marks.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        Some(DerivativesHealth {
+            marks,
+            liquidations,
+            account,
+        })
+    }
+
     /// Staleness check: sets each channel's age gauge and counts a resync (and logs) for
     /// each channel that went stale since the last sweep.
     pub fn sweep(&self, now: Instant) {
@@ -549,9 +615,10 @@ impl VenueFeed {
             reconnects: self.reconnects(),
             malformed: self.malformed(),
             channels,
-            followed: self.followed.summary(),
+            derivatives: self.derivatives_health(now, up),
             balances: self.balances(),
             user: None,
+            followed: self.followed.summary(),
         }
     }
 }

@@ -6,11 +6,14 @@
 //! read with a deadline, rotate, reconnect with the resilience kit's backoff and subscribe
 //! again), what a venue protocol must provide ([`protocol::Protocol`]), the venue protocols
 //! ([`hyperliquid`]: subscription messages and typed frames; [`hyperliquid_user`]: the
-//! account's user channels and followed wallets; [`binance`]: spot market and user-data
-//! streams and the pieces Binance's venues share), the account updates a user stream hands
-//! to the gateway ([`pushed`]), followed wallets' fills ([`followed`]), and the
-//! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag) that the
-//! gateway's quote read and `orrery status` consult without a message round trip.
+//! account's user channels and followed wallets; [`binance`]: spot market and
+//! user-data streams and the pieces Binance's venues share; [`binance_futures`]: USDⓈ-M
+//! futures market and user-data streams), the account updates a user
+//! stream hands to the gateway ([`pushed`]), followed wallets' fills ([`followed`]), and the
+//! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag;
+//! [`derivatives`]: mark prices with funding, the liquidation tape, the pushed futures
+//! account) that the gateway's quote read and `orrery status` consult without a message
+//! round trip.
 //!
 //! Never: the truth about money. Streams are an addition: a quote is served from the stream
 //! only while the connection is up and that symbol's quote is younger than
@@ -22,11 +25,14 @@
 //! `orrery_stream_messages_total{venue,channel}`,
 //! `orrery_stream_malformed_frames_total{venue}`,
 //! `orrery_stream_last_message_age_seconds{venue,channel}`, `orrery_stream_resyncs_total{venue}`
-//! (a channel that was fresh went stale: its readers fall back to REST until it is fresh).
+//! (a channel that was fresh went stale: its readers fall back to REST until it is fresh),
+//! `orrery_liquidations_total{venue,side}`, `orrery_liquidation_notional_usd_total{venue,side}`.
 
 pub mod binance;
+pub mod binance_futures;
 pub mod book;
 pub mod connection;
+pub mod derivatives;
 pub mod followed;
 pub mod hyperliquid;
 pub mod hyperliquid_user;
@@ -77,4 +83,5 @@ pub fn describe() {
         names::STREAM_RESYNCS,
         "Times a fresh channel went stale (or its connection was lost) so reads fell back to REST."
     );
+    derivatives::describe();
 }
