@@ -503,7 +503,6 @@ async fn gateway_candles_are_seeded_from_rest_then_extended_by_the_stream() {
 
 #[actix::test]
 async fn observed_account_and_positions_come_from_the_pushed_state_while_fresh() {
-    use crate::exchanges::gateway::{GetAccount, GetPositions, OrderGateway};
     let rest = MockHyperliquid::start(wallet(), Network::Testnet);
     let mock = HlWsMock::start().await.unwrap();
     let cfg = HyperliquidConfig {
@@ -533,7 +532,6 @@ async fn observed_account_and_positions_come_from_the_pushed_state_while_fresh()
     .unwrap();
     let book = StreamBook::new();
     assert!(core.attach_streams(book.clone()));
-    let gateway = OrderGateway::new(core.clone()).start();
     let account_reads = || {
         rest.requests()
             .iter()
@@ -572,20 +570,10 @@ async fn observed_account_and_positions_come_from_the_pushed_state_while_fresh()
         feed.fresh_account().is_some()
     })
     .await;
-    let account = gateway
-        .send(GetAccount {
-            venue: VENUE.into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let positions = gateway
-        .send(GetPositions {
-            venue: VENUE.into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    // What `GetAccount` / `GetPositions` answer; the gateway actor is not started (its
+    // start-up reconciliation would read the account over REST at a moment of its own).
+    let account = core.observed_account(VENUE).await.unwrap();
+    let positions = core.observed_positions(VENUE).await.unwrap();
     assert_eq!(account.account_value, dec!(12345.5));
     assert_eq!((positions.len(), positions[0].size), (1, dec!(0.01)));
     assert_eq!(
@@ -599,13 +587,7 @@ async fn observed_account_and_positions_come_from_the_pushed_state_while_fresh()
 
     // Stale: REST again.
     until("the push is stale", || feed.fresh_account().is_none()).await;
-    let positions = gateway
-        .send(GetPositions {
-            venue: VENUE.into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let positions = core.observed_positions(VENUE).await.unwrap();
     assert!(positions.is_empty());
     assert_eq!(account_reads(), before + 2);
 
