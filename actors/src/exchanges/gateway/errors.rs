@@ -125,6 +125,8 @@ pub enum OrderProblem {
     ZeroAmount,
     #[error("the limit price {price} is not positive; give a price above 0")]
     BadLimitPrice { price: Decimal },
+    #[error("the trigger price {price} is not positive; give a price above 0")]
+    BadTriggerPrice { price: Decimal },
     #[error("{asked} is below the lot size {lot} {symbol} of venue `{venue}`; the smallest order is {lot} {symbol}")]
     BelowLot {
         venue: String,
@@ -170,6 +172,17 @@ impl OrderProblem {
                     price: price.normalize(),
                 })
             }
+            Pricing::Trigger { trigger_price, .. } if trigger_price <= Decimal::ZERO => {
+                Some(OrderProblem::BadTriggerPrice {
+                    price: trigger_price.normalize(),
+                })
+            }
+            Pricing::Trigger {
+                limit_price: Some(price),
+                ..
+            } if price <= Decimal::ZERO => Some(OrderProblem::BadLimitPrice {
+                price: price.normalize(),
+            }),
             _ => None,
         }
     }

@@ -53,7 +53,18 @@ pub enum Amount {
 #[serde(rename_all = "snake_case")]
 pub enum Pricing {
     Market,
-    Limit { price: Decimal, tif: TimeInForce },
+    Limit {
+        price: Decimal,
+        tif: TimeInForce,
+    },
+    /// Rests at the venue until `trigger_price` trades, then acts as a market order (or a
+    /// limit order at `limit_price`): a stop-loss or take-profit. Sized at the trigger
+    /// (or limit) price. Usually `reduce_only`.
+    Trigger {
+        trigger_price: Decimal,
+        kind: TriggerKind,
+        limit_price: Option<Decimal>,
+    },
 }
 
 /// One order as an agent or the operator means it.
@@ -149,6 +160,11 @@ impl GatewayCore {
 
         let reference = match intent.pricing {
             Pricing::Limit { price, .. } => price,
+            Pricing::Trigger {
+                trigger_price,
+                limit_price,
+                ..
+            } => limit_price.unwrap_or(trigger_price),
             Pricing::Market => match intent.side {
                 Side::Buy => quote.ask,
                 Side::Sell => quote.bid,
@@ -169,6 +185,15 @@ impl GatewayCore {
             Pricing::Limit { price, tif } => OrderType::Limit {
                 price: instrument.round_price(price),
                 tif,
+            },
+            Pricing::Trigger {
+                trigger_price,
+                kind,
+                limit_price,
+            } => OrderType::Trigger {
+                trigger_price: instrument.round_price(trigger_price),
+                kind,
+                limit_price: limit_price.map(|p| instrument.round_price(p)),
             },
         };
         // An order that cannot be right is refused before the ledger: nothing is
