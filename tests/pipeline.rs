@@ -518,3 +518,201 @@ fn an_invalid_plan_or_standing_aside_sends_no_order_and_says_why() {
         engine.close(Duration::from_secs(30)).await.unwrap();
     });
 }
+
+/// `orrery` with the example's environment (so the CLI finds the running engine).
+fn cli(env: &[(&str, String)], args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(common::BIN)
+        .args(args)
+        .env_remove("ORRERY_CONFIG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "orrery {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "orrery {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The shipped offline example through the real binary: a news signal is published, the
+/// pipeline is run with `orrery agents run-now`, and the journal and the order ledger are
+/// read back with `orrery journal` and `orrery orders`. The example's paper venue `lab` is
+/// made to trend up (low volatility, upward drift) so the local analysts see a long case
+/// the news confirms, and the plan trades.
+#[test]
+fn the_offline_example_runs_the_pipeline_end_to_end_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/agents.toml");
+    let env: Vec<(&str, String)> = vec![
+        (
+            "ORRERY__ENGINE__DATA_DIR",
+            common::data_dir(dir.path()).display().to_string(),
+        ),
+        ("ORRERY__TELEMETRY__LISTEN", format!("127.0.0.1:{port}")),
+        (
+            "ORRERY__EXCHANGES__VENUES__LAB__VOLATILITY_ANNUAL",
+            "0.01".into(),
+        ),
+        ("ORRERY__EXCHANGES__VENUES__LAB__DRIFT_ANNUAL", "10".into()),
+        // Runs only when asked.
+        ("ORRERY__AGENTS__PIPELINE__0__INITIAL_DELAY", "1day".into()),
+        ("ORRERY__AGENTS__PIPELINE__0__SYMBOLS", "[\"BTC\"]".into()),
+        ("ORRERY__AGENTS__PIPELINE__0__TIMEFRAME", "1m".into()),
+        ("ORRERY__AGENTS__PIPELINE__0__LOOKBACK", "30".into()),
+    ];
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut engine = common::spawn_engine(std::path::Path::new(config), dir.path(), &[], &env_refs);
+    common::wait_for(Duration::from_secs(60), "the engine's control API", || {
+        common::http_get(port, "/health").filter(|(code, _)| *code == 200)
+    });
+    let with_config = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", config, "--json"]);
+        cli(&env, &all)
+    };
+
+    // `orrery agents` lists the pipeline.
+    let agents = with_config(&["agents"]);
+    let analysis = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "analysis")
+        .unwrap_or_else(|| panic!("{agents}"))
+        .clone();
+    assert_eq!(analysis["kind"], "pipeline");
+
+    with_config(&[
+        "signals",
+        "publish",
+        "--symbol",
+        "BTC",
+        "--kind",
+        "news",
+        "--direction",
+        "long",
+        "--confidence",
+        "0.9",
+        "--evidence",
+        "spot ETF inflows at a record",
+        "--source",
+        "newsdesk",
+    ]);
+    let started = with_config(&["agents", "run-now", "analysis"]);
+    assert_eq!(started["status"], "started", "{started}");
+
+    let row = common::wait_for(
+        Duration::from_secs(60),
+        "the pipeline run in the journal",
+        || {
+            let rows = with_config(&["journal", "--agent", "analysis"]);
+            rows.as_array().and_then(|r| r.first().cloned())
+        },
+    );
+    let id = row["id"].as_str().unwrap().to_string();
+    let shown = with_config(&["journal", "show", &id]);
+    let record = &shown;
+    assert_eq!(record["mode"], "pipeline");
+    assert_eq!(record["outcome"], "entered_long", "{shown:#}");
+    let stages = record["pipeline"]["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "collector",
+            "long_analyst",
+            "short_analyst",
+            "strategy_generator",
+            "executor"
+        ]
+    );
+    assert!(stages.iter().all(|s| s["outcome"] == "ok"), "{stages:#?}");
+    // The news reached the long analyst through the collector.
+    let long = &stages[1];
+    assert_eq!(long["deployment"], "local-long-analyst");
+    assert!(long["prompt"]
+        .as_str()
+        .unwrap()
+        .contains("spot ETF inflows at a record"));
+    assert!(
+        long["output"]["evidence"].to_string().contains("newsdesk"),
+        "{long:#}"
+    );
+    assert_eq!(record["pipeline"]["plan"]["direction"], "long");
+
+    // The ledger: the entry, then the reduce-only stop-loss and take-profit triggers.
+    let orders = with_config(&["orders", "--venue", "lab"]);
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len(), 3, "{orders:#?}");
+    let plan = &record["pipeline"]["plan"];
+    let of = |kind: &str| {
+        orders
+            .iter()
+            .find(|o| o["trigger"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {orders:#?}"))
+    };
+    let entry = orders.iter().find(|o| o["trigger"].is_null()).unwrap();
+    assert_eq!(
+        (entry["side"].as_str(), entry["status"].as_str()),
+        (Some("buy"), Some("filled"))
+    );
+    for (kind, price) in [
+        ("stop_loss", &plan["stop_loss"]),
+        ("take_profit", &plan["take_profit"]),
+    ] {
+        let leg = of(kind);
+        assert_eq!(leg["side"], "sell");
+        assert_eq!(leg["reduce_only"], true);
+        assert_eq!(leg["status"], "acked");
+        assert_eq!(leg["size"], entry["filled_size"]);
+        assert_eq!(leg["origin"], "agent:analysis");
+        let (a, b): (Decimal, Decimal) = (
+            leg["trigger_price"].as_str().unwrap().parse().unwrap(),
+            price.as_str().unwrap().parse().unwrap(),
+        );
+        // The venue rounds the plan's price to its tick.
+        assert!((a - b).abs() <= Decimal::ONE, "{kind}: {a} vs plan {b}");
+    }
+
+    // Stage metrics, in a valid exposition.
+    let (_, metrics) = common::http_get(port, "/metrics").unwrap();
+    for stage in [
+        "collector",
+        "long_analyst",
+        "short_analyst",
+        "strategy_generator",
+        "executor",
+    ] {
+        let n = common::metric_sum(
+            &metrics,
+            "orrery_pipeline_stages_total",
+            &[
+                "agent=\"analysis\"",
+                &format!("stage=\"{stage}\""),
+                "outcome=\"ok\"",
+            ],
+        );
+        assert_eq!(n, 1.0, "{stage}");
+    }
+    assert_eq!(
+        common::metric_sum(
+            &metrics,
+            "orrery_pipeline_runs_total",
+            &["agent=\"analysis\"", "outcome=\"entered_long\""]
+        ),
+        1.0
+    );
+    common::signal(&engine, libc::SIGTERM);
+    assert!(common::wait_exit(&mut engine, Duration::from_secs(30)).success());
+}
