@@ -590,14 +590,13 @@ fn render_pipeline(o: &mut String, trace: &orrery_actors::agents::pipeline::Pipe
         if !st.prompt.is_empty() {
             let _ = writeln!(
                 o,
-                "    prompt sha256 {} ({} {})",
+                "    prompt sha256 {} ({} the prompt bytes)",
                 st.prompt_sha256,
                 if prompt_sha256(&st.system, &st.prompt) == st.prompt_sha256 {
                     "matches"
                 } else {
                     "DOES NOT MATCH"
-                },
-                "the prompt bytes"
+                }
             );
             let _ = writeln!(
                 o,

@@ -63,7 +63,7 @@ pub enum StructuredContext {
     Market(MarketContext),
     Risk(RiskContext),
     /// A stage of the analysis pipeline ([`super::roles`]).
-    Pipeline(super::roles::PipelineContext),
+    Pipeline(Box<super::roles::PipelineContext>),
 }
 
 /// One request to a logical model name.

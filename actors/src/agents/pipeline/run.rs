@@ -409,7 +409,7 @@ async fn ask(
         purpose,
         system: system.clone(),
         prompt: prompt.clone(),
-        context: Some(StructuredContext::Pipeline(context)),
+        context: Some(StructuredContext::Pipeline(Box::new(context))),
         max_tokens: 600,
         temperature: 0.0,
         timeout: stage.timeout,
