@@ -201,7 +201,15 @@ impl JournalDetail {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             time: rfc3339(record.time_ms),
-            prompt_hash_ok: prompt_sha256(&record.system, &record.prompt) == record.prompt_sha256,
+            // A pipeline run's prompt bytes are its stages'.
+            prompt_hash_ok: match &record.pipeline {
+                Some(trace) => trace
+                    .stages
+                    .iter()
+                    .filter(|s| !s.prompt.is_empty())
+                    .all(|s| prompt_sha256(&s.system, &s.prompt) == s.prompt_sha256),
+                None => prompt_sha256(&record.system, &record.prompt) == record.prompt_sha256,
+            },
             votes: VoteTally::of(&record.members),
             pnl_usd: total_pnl(&outcomes),
             order_outcomes: outcomes,
@@ -421,34 +429,41 @@ pub fn render_detail(d: &JournalDetail) -> String {
             .map(|q| format!("  quorum {q}"))
             .unwrap_or_default()
     );
-    let _ = writeln!(
-        o,
-        "  prompt sha256 {} ({})",
-        if r.prompt_sha256.is_empty() {
-            "-"
-        } else {
-            &r.prompt_sha256
-        },
-        if d.prompt_hash_ok {
-            "matches the prompt bytes"
-        } else {
-            "DOES NOT MATCH the prompt bytes"
-        }
-    );
+    // A pipeline run's prompts are its stages' (below); it has none of its own.
+    let single_prompt = r.pipeline.is_none();
+    if single_prompt {
+        let _ = writeln!(
+            o,
+            "  prompt sha256 {} ({})",
+            if r.prompt_sha256.is_empty() {
+                "-"
+            } else {
+                &r.prompt_sha256
+            },
+            if d.prompt_hash_ok {
+                "matches the prompt bytes"
+            } else {
+                "DOES NOT MATCH the prompt bytes"
+            }
+        );
+    }
     if let Some(c) = &r.context {
         let _ = writeln!(o, "  context {}", context_summary(c));
     }
-    let _ = writeln!(
-        o,
-        "\nsystem prompt ({} bytes):\n{}",
-        r.system.len(),
-        r.system
-    );
-    let _ = writeln!(o, "\nprompt ({} bytes):\n{}", r.prompt.len(), r.prompt);
+    if single_prompt {
+        let _ = writeln!(
+            o,
+            "\nsystem prompt ({} bytes):\n{}",
+            r.system.len(),
+            r.system
+        );
+        let _ = writeln!(o, "\nprompt ({} bytes):\n{}", r.prompt.len(), r.prompt);
+    }
     if let Some(trace) = &r.pipeline {
         render_pipeline(&mut o, trace);
+    } else {
+        let _ = writeln!(o, "\nmembers ({}): {}", r.members.len(), d.votes.summary());
     }
-    let _ = writeln!(o, "\nmembers ({}): {}", r.members.len(), d.votes.summary());
     for m in &r.members {
         let _ = writeln!(
             o,

@@ -569,7 +569,12 @@ fn the_offline_example_runs_the_pipeline_end_to_end_through_the_binary() {
         ("ORRERY__AGENTS__PIPELINE__0__LOOKBACK", "30".into()),
     ];
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut engine = common::spawn_engine(std::path::Path::new(config), dir.path(), &[], &env_refs);
+    let mut engine = Stopped(Some(common::spawn_engine(
+        std::path::Path::new(config),
+        dir.path(),
+        &[],
+        &env_refs,
+    )));
     common::wait_for(Duration::from_secs(60), "the engine's control API", || {
         common::http_get(port, "/health").filter(|(code, _)| *code == 200)
     });
@@ -650,6 +655,31 @@ fn the_offline_example_runs_the_pipeline_end_to_end_through_the_binary() {
         "{long:#}"
     );
     assert_eq!(record["pipeline"]["plan"]["direction"], "long");
+    // The text form shows every stage in order, then the plan; a pipeline run has no
+    // prompt of its own, so none is shown (nor a hash that could not match).
+    let text = std::process::Command::new(common::BIN)
+        .args(["journal", "show", &id, "--config", config])
+        .env_remove("ORRERY_CONFIG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+    };
+    assert!(at("[collector] ok") < at("[long_analyst] ok"));
+    assert!(at("[short_analyst] ok") < at("[strategy_generator] ok"));
+    assert!(at("[executor] ok") < at("\nplan: "));
+    assert!(
+        text.contains("model long-analyst via local-long-analyst"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("DOES NOT MATCH") && !text.contains("members ("),
+        "{text}"
+    );
+    assert_eq!(shown["prompt_hash_ok"], true);
 
     // The ledger: the entry, then the reduce-only stop-loss and take-profit triggers.
     let orders = with_config(&["orders", "--venue", "lab"]);
@@ -713,6 +743,55 @@ fn the_offline_example_runs_the_pipeline_end_to_end_through_the_binary() {
         ),
         1.0
     );
+    let mut engine = engine.0.take().unwrap();
     common::signal(&engine, libc::SIGTERM);
     assert!(common::wait_exit(&mut engine, Duration::from_secs(30)).success());
+}
+
+/// Kills the engine if the test fails before stopping it, so no engine outlives its test.
+struct Stopped(Option<std::process::Child>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A bad pipeline config is refused before anything starts, naming each key (exit 2).
+#[test]
+fn a_bad_pipeline_config_names_its_keys_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/examples/agents.toml"
+    ))
+    .unwrap();
+    let bad = example
+        .replace("model = \"short-analyst\"", "model = \"long-analyst\"")
+        .replace("model = \"strategist\"", "model = \"nowhere\"")
+        .replace("venue = \"lab\"", "venue = \"moon\"")
+        .replace("max_position_pct = 5", "max_position_pct = 0")
+        .replace(
+            "include = [\"../default.toml\"]",
+            &format!(
+                "include = [{:?}]",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")
+            ),
+        );
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, bad).unwrap();
+    let out = common::run_cli(&["check-config", "--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for key in [
+        "agents.pipeline[0].short_analyst.model",
+        "agents.pipeline[0].strategy_generator.model",
+        "agents.pipeline[0].venue",
+        "agents.pipeline[0].max_position_pct",
+    ] {
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
 }
