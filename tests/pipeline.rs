@@ -743,6 +743,11 @@ fn the_offline_example_runs_the_pipeline_end_to_end_through_the_binary() {
         ),
         1.0
     );
+    let (ok, report) = common::promtool_check(&metrics);
+    assert!(ok, "promtool check metrics: {report}");
+    // The pipeline is an actor of the live tree.
+    let (_, tree) = common::http_get(port, "/api/tree").unwrap();
+    assert!(tree.contains("engine/agents/pipeline-analysis"), "{tree}");
     let mut engine = engine.0.take().unwrap();
     common::signal(&engine, libc::SIGTERM);
     assert!(common::wait_exit(&mut engine, Duration::from_secs(30)).success());

@@ -39,6 +39,10 @@
 //! symbol flat ([`bracket`]). A stop-loss that
 //! cannot be placed (refused or failed, not merely of unknown outcome) closes the new
 //! position at once: the pipeline never keeps a position it could not protect.
+//!
+//! The plan's `horizon` is journaled with it (how long the strategy generator expects the
+//! trade to take); the pipeline does not close a position when it passes: the bracket
+//! closes it.
 
 pub mod analyst;
 pub mod bracket;

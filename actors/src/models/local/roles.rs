@@ -368,6 +368,48 @@ mod tests {
     }
 
     #[test]
+    fn each_role_is_answered_only_by_its_rule_set() {
+        use crate::models::local::{LocalRules, RuleSet};
+        use crate::models::{ModelRequest, Purpose, StructuredContext};
+        let c = ctx(rising(30), vec![]);
+        let ask = |purpose| ModelRequest {
+            context: Some(StructuredContext::Pipeline(Box::new(c.clone()))),
+            ..ModelRequest::new("m", purpose, "")
+        };
+        let long = LocalRules::with_rules("d", RuleSet::LongAnalyst);
+        let text = long.answer(&ask(Purpose::LongCase)).unwrap();
+        assert_eq!(parse_case(&text, CaseSide::Long).unwrap().conviction, 0.7);
+        // A trade rule set asked for a role names the one to use, and a role rule set
+        // asked for a trade decision (or another role) refuses it.
+        let e = LocalRules::with_rules("d", RuleSet::SmaCross)
+            .answer(&ask(Purpose::LongCase))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model = \"long-analyst\""), "{e}");
+        let e = long
+            .answer(&ask(Purpose::TradeDecision))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("answers only the analysis pipeline's LongCase"),
+            "{e}"
+        );
+        let e = long
+            .answer(&ask(Purpose::TradePlan))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("strategy-generator"), "{e}");
+        let plan = LocalRules::with_rules("d", RuleSet::StrategyGenerator)
+            .answer(&ask(Purpose::TradePlan))
+            .unwrap();
+        // Without cases the generator stands aside.
+        assert!(plan.contains("stand_aside"), "{plan}");
+        assert_eq!(RuleSet::parse("short-analyst"), Some(RuleSet::ShortAnalyst));
+        assert!(RuleSet::model_names()
+            .ends_with("breakout, long-analyst, short-analyst, strategy-generator"));
+    }
+
+    #[test]
     fn signals_add_to_their_side_and_close_cases_stand_aside() {
         let flat: Vec<Candle> = (0..30)
             .map(|i| Candle {
