@@ -151,8 +151,15 @@ async fn stages(
     record: &mut DecisionRecord,
     trace: &mut PipelineTrace,
 ) -> bool {
-    // A mode that allows no new position costs no stage at all.
-    match gateway_call(&deps.gateway, GetMode {}).await {
+    // A mode that allows no new position costs no stage at all. The read is bounded by
+    // the collector's deadline, as every read of the run is.
+    let mode = within(
+        config.collector.timeout,
+        gateway_call(&deps.gateway, GetMode {}),
+        failed,
+    )
+    .await;
+    match mode {
         Ok(state) if state.mode != TradingMode::Normal => {
             record.outcome = "skipped_mode".into();
             record.reason = Some(format!(
@@ -162,9 +169,9 @@ async fn stages(
             return false;
         }
         Ok(_) => {}
-        Err(e) => {
+        Err(stop) => {
             record.outcome = "no_data".into();
-            record.error = Some(format!("trading mode: {e}"));
+            record.error = Some(format!("trading mode: {}", stop.error));
             return true;
         }
     }
@@ -191,7 +198,16 @@ async fn stages(
     if market.position.as_ref().is_none_or(|p| p.size.is_zero()) {
         // Flat: the leg of an earlier bracket that did not fire goes now, before it can
         // close part of a new position (see `bracket`).
-        match bracket::cancel_stale(config, deps, symbol).await {
+        let cleaned = tokio::time::timeout(
+            config.collector.timeout,
+            bracket::cancel_stale(config, deps, symbol),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!(agent = %config.name, symbol, "pipeline: cancelling the stale exit legs took longer than the collector's timeout; trying again next run");
+            Ok(Vec::new())
+        });
+        match cleaned {
             Ok(cancelled) if !cancelled.is_empty() => {
                 if let Some(collector) = trace.stages.last_mut() {
                     if let Some(out) = collector.output.as_mut().and_then(|o| o.as_object_mut()) {
