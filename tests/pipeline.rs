@@ -773,30 +773,43 @@ fn a_bad_pipeline_config_names_its_keys_and_exits_2() {
         env!("CARGO_MANIFEST_DIR"),
         "/config/examples/agents.toml"
     ))
-    .unwrap();
-    let bad = example
-        .replace("model = \"short-analyst\"", "model = \"long-analyst\"")
-        .replace("model = \"strategist\"", "model = \"nowhere\"")
-        .replace("venue = \"lab\"", "venue = \"moon\"")
-        .replace("max_position_pct = 5", "max_position_pct = 0")
-        .replace(
-            "include = [\"../default.toml\"]",
-            &format!(
-                "include = [{:?}]",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")
-            ),
-        );
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, bad).unwrap();
-    let out = common::run_cli(&["check-config", "--config", path.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    for key in [
-        "agents.pipeline[0].short_analyst.model",
-        "agents.pipeline[0].strategy_generator.model",
-        "agents.pipeline[0].venue",
-        "agents.pipeline[0].max_position_pct",
-    ] {
-        assert!(err.contains(key), "{key} not named in: {err}");
-    }
+    .unwrap()
+    .replace(
+        "include = [\"../default.toml\"]",
+        &format!(
+            "include = [{:?}]",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")
+        ),
+    );
+    let check = |text: String, keys: &[&str]| {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = common::run_cli(&["check-config", "--config", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        for key in keys {
+            assert!(err.contains(key), "{key} not named in: {err}");
+        }
+    };
+    check(
+        example
+            .replace("model = \"short-analyst\"", "model = \"long-analyst\"")
+            .replace("model = \"strategist\"", "model = \"nowhere\"")
+            .replace("venue = \"lab\"", "venue = \"moon\"")
+            .replace("max_position_pct = 5", "max_position_pct = 0"),
+        &[
+            "agents.pipeline[0].short_analyst.model",
+            "agents.pipeline[0].strategy_generator.model",
+            "agents.pipeline[0].venue",
+            "agents.pipeline[0].max_position_pct",
+        ],
+    );
+    // A symbol its paper venue does not simulate.
+    check(
+        example.replace(
+            "symbols = [\"BTC\", \"ETH\"]",
+            "symbols = [\"BTC\", \"DOGE\"]",
+        ),
+        &["agents.pipeline[0].symbols[1]"],
+    );
 }
