@@ -187,3 +187,43 @@ impl OrderProblem {
         }
     }
 }
+
+#[cfg(test)]
+mod trigger_tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+
+    fn trigger(trigger_price: Decimal, limit_price: Option<Decimal>) -> OrderIntent {
+        OrderIntent {
+            venue: "paper".into(),
+            symbol: "BTC".into(),
+            side: Side::Sell,
+            amount: Amount::Base(dec!(0.01)),
+            pricing: Pricing::Trigger {
+                trigger_price,
+                kind: TriggerKind::StopLoss,
+                limit_price,
+            },
+            reduce_only: true,
+            origin: "test".into(),
+        }
+    }
+
+    #[test]
+    fn a_trigger_or_its_limit_that_is_not_positive_is_refused_before_the_ledger() {
+        assert_eq!(OrderProblem::of_intent(&trigger(dec!(59000), None)), None);
+        assert_eq!(
+            OrderProblem::of_intent(&trigger(dec!(59000), Some(dec!(58900)))),
+            None
+        );
+        assert!(matches!(
+            OrderProblem::of_intent(&trigger(Decimal::ZERO, None)),
+            Some(OrderProblem::BadTriggerPrice { .. })
+        ));
+        assert!(matches!(
+            OrderProblem::of_intent(&trigger(dec!(59000), Some(dec!(-1)))),
+            Some(OrderProblem::BadLimitPrice { .. })
+        ));
+    }
+}
