@@ -545,7 +545,8 @@ fn cli(env: &[(&str, String)], args: &[&str]) -> serde_json::Value {
 /// pipeline is run with `orrery agents run-now`, and the journal and the order ledger are
 /// read back with `orrery journal` and `orrery orders`. The example's paper venue `lab` is
 /// made to trend up (low volatility, upward drift) so the local analysts see a long case
-/// the news confirms, and the plan trades.
+/// the news confirms (trend 0.3 + news 0.3 at least, against at most RSI's 0.15 for the
+/// short), and the plan trades.
 #[test]
 fn the_offline_example_runs_the_pipeline_end_to_end_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
@@ -605,7 +606,7 @@ fn the_offline_example_runs_the_pipeline_end_to_end_through_the_binary() {
         "--direction",
         "long",
         "--confidence",
-        "0.9",
+        "1",
         "--evidence",
         "spot ETF inflows at a record",
         "--source",
