@@ -69,6 +69,14 @@ pub fn directory(
             MemoryStore::open(store, &a.name)?,
         );
     }
+    for p in &config.agents.pipeline {
+        dir = dir.with(
+            &p.name,
+            Kind::Pipeline,
+            p.schedule(),
+            MemoryStore::open(store, &p.name)?,
+        );
+    }
     Ok(dir)
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orrery_actors::agents::journal::JournalConfig;
+use orrery_actors::agents::pipeline::PipelineConfig;
 use orrery_actors::agents::swarm::AgentMode;
 use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::binance::BinanceConfig;
@@ -265,12 +266,15 @@ impl ExchangesConfig {
 pub struct AgentsConfig {
     pub trading: Vec<TradingAgentConfig>,
     pub risk: RiskAgentSwitch,
+    /// Five-role analysis pipelines (`[[agents.pipeline]]`).
+    pub pipeline: Vec<PipelineConfig>,
 }
 
 impl Default for AgentsConfig {
     fn default() -> Self {
         Self {
             trading: Vec::new(),
+            pipeline: Vec::new(),
             risk: RiskAgentSwitch {
                 enabled: true,
                 jitter: 0.0,
@@ -573,6 +577,7 @@ impl Config {
                 format!("at most risk.max_leverage ({})", self.risk.max_leverage),
             );
         }
+        self.check_pipelines(&mut seen, &mut issues);
         if issues.is_empty() {
             Ok(())
         } else {
@@ -582,6 +587,43 @@ impl Config {
 }
 
 impl Config {
+    /// Every `[[agents.pipeline]]`: its own values, a name no other agent has, its venue,
+    /// and each stage's model under `[models]`. `seen`: the names taken so far.
+    fn check_pipelines(&self, seen: &mut std::collections::BTreeSet<String>, issues: &mut Issues) {
+        for (i, p) in self.agents.pipeline.iter().enumerate() {
+            let path = format!("agents.pipeline[{i}]");
+            p.validate(&path, issues);
+            issues.check(
+                p.name != orrery_actors::agents::risk::RISK_AGENT && seen.insert(p.name.clone()),
+                join(&path, "name"),
+                &p.name,
+                "a name no other agent uses (nor `risk`, the risk agent's)",
+            );
+            issues.check(
+                self.exchanges.venues.contains_key(&p.venue),
+                join(&path, "venue"),
+                &p.venue,
+                format!(
+                    "a venue under [exchanges.venues]: {}",
+                    self.exchanges
+                        .venues
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            for (stage, s) in p.model_stages() {
+                issues.check(
+                    self.models.models.contains_key(&s.model),
+                    join(&join(&path, stage), "model"),
+                    &s.model,
+                    format!("a logical model under [models]: {}", self.model_names()),
+                );
+            }
+        }
+    }
+
     /// A swarm's members and reviewer each name a logical model or a deployment id (the
     /// router looks a name up in that order).
     fn check_swarm_names(&self, agent: &TradingAgentConfig, path: &str, issues: &mut Issues) {

@@ -323,6 +323,7 @@ fn describe_all() {
     orrery_actors::resilience::describe();
     orrery_actors::exchanges::pnl::describe();
     orrery_actors::agents::journal::describe();
+    orrery_actors::agents::pipeline::describe();
     orrery_actors::exchanges::stream::describe();
 }
 

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use orrery_actors::exchanges::ledger::{FillRecord, LedgerEntry};
 use orrery_actors::exchanges::pnl::{fill_history, FillPnl};
-use orrery_actors::exchanges::{Fill, OrderStatus, Side};
+use orrery_actors::exchanges::{Fill, OrderStatus, OrderType, Side, TriggerKind};
 use orrery_actors::store::{trees, Store};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -228,6 +228,11 @@ pub struct OrderRow {
     pub reduce_only: bool,
     pub origin: String,
     pub reason: Option<String>,
+    /// A trigger order's kind (`stop_loss`, `take_profit`) and trigger price.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    #[serde(default)]
+    pub trigger_price: Option<Decimal>,
 }
 
 impl OrderRow {
@@ -248,6 +253,20 @@ impl OrderRow {
             reduce_only: e.request.reduce_only,
             origin: e.origin.clone(),
             reason: e.reason.clone(),
+            trigger: match &e.request.order_type {
+                OrderType::Trigger { kind, .. } => Some(
+                    match kind {
+                        TriggerKind::StopLoss => "stop_loss",
+                        TriggerKind::TakeProfit => "take_profit",
+                    }
+                    .to_string(),
+                ),
+                _ => None,
+            },
+            trigger_price: match &e.request.order_type {
+                OrderType::Trigger { trigger_price, .. } => Some(trigger_price.normalize()),
+                _ => None,
+            },
         }
     }
 }
@@ -483,7 +502,7 @@ pub fn orders_table(rows: &[OrderRow]) -> String {
     for r in rows {
         let _ = writeln!(
             o,
-            "{:<24} {:<32} {:<10} {:<8} {:<4} {:<6} {:>12} {:>12} {:>12} {:>12} {:<16} {}{}",
+            "{:<24} {:<32} {:<10} {:<8} {:<4} {:<6} {:>12} {:>12} {:>12} {:>12} {:<16} {}{}{}",
             r.created,
             r.client_id,
             r.venue,
@@ -496,6 +515,10 @@ pub fn orders_table(rows: &[OrderRow]) -> String {
             opt(&r.avg_fill_price),
             r.status.to_string(),
             r.origin,
+            match (&r.trigger, &r.trigger_price) {
+                (Some(kind), Some(price)) => format!(" [{kind} at {price}]"),
+                _ => String::new(),
+            },
             r.reason
                 .as_ref()
                 .map(|x| format!(" ({x})"))

@@ -145,6 +145,7 @@ fn mode_label(m: orrery_actors::agents::DecisionMode) -> &'static str {
     match m {
         orrery_actors::agents::DecisionMode::Single => "single",
         orrery_actors::agents::DecisionMode::Swarm => "swarm",
+        orrery_actors::agents::DecisionMode::Pipeline => "pipeline",
     }
 }
 
@@ -200,7 +201,15 @@ impl JournalDetail {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             time: rfc3339(record.time_ms),
-            prompt_hash_ok: prompt_sha256(&record.system, &record.prompt) == record.prompt_sha256,
+            // A pipeline run's prompt bytes are its stages'.
+            prompt_hash_ok: match &record.pipeline {
+                Some(trace) => trace
+                    .stages
+                    .iter()
+                    .filter(|s| !s.prompt.is_empty())
+                    .all(|s| prompt_sha256(&s.system, &s.prompt) == s.prompt_sha256),
+                None => prompt_sha256(&record.system, &record.prompt) == record.prompt_sha256,
+            },
             votes: VoteTally::of(&record.members),
             pnl_usd: total_pnl(&outcomes),
             order_outcomes: outcomes,
@@ -420,31 +429,41 @@ pub fn render_detail(d: &JournalDetail) -> String {
             .map(|q| format!("  quorum {q}"))
             .unwrap_or_default()
     );
-    let _ = writeln!(
-        o,
-        "  prompt sha256 {} ({})",
-        if r.prompt_sha256.is_empty() {
-            "-"
-        } else {
-            &r.prompt_sha256
-        },
-        if d.prompt_hash_ok {
-            "matches the prompt bytes"
-        } else {
-            "DOES NOT MATCH the prompt bytes"
-        }
-    );
+    // A pipeline run's prompts are its stages' (below); it has none of its own.
+    let single_prompt = r.pipeline.is_none();
+    if single_prompt {
+        let _ = writeln!(
+            o,
+            "  prompt sha256 {} ({})",
+            if r.prompt_sha256.is_empty() {
+                "-"
+            } else {
+                &r.prompt_sha256
+            },
+            if d.prompt_hash_ok {
+                "matches the prompt bytes"
+            } else {
+                "DOES NOT MATCH the prompt bytes"
+            }
+        );
+    }
     if let Some(c) = &r.context {
         let _ = writeln!(o, "  context {}", context_summary(c));
     }
-    let _ = writeln!(
-        o,
-        "\nsystem prompt ({} bytes):\n{}",
-        r.system.len(),
-        r.system
-    );
-    let _ = writeln!(o, "\nprompt ({} bytes):\n{}", r.prompt.len(), r.prompt);
-    let _ = writeln!(o, "\nmembers ({}): {}", r.members.len(), d.votes.summary());
+    if single_prompt {
+        let _ = writeln!(
+            o,
+            "\nsystem prompt ({} bytes):\n{}",
+            r.system.len(),
+            r.system
+        );
+        let _ = writeln!(o, "\nprompt ({} bytes):\n{}", r.prompt.len(), r.prompt);
+    }
+    if let Some(trace) = &r.pipeline {
+        render_pipeline(&mut o, trace);
+    } else {
+        let _ = writeln!(o, "\nmembers ({}): {}", r.members.len(), d.votes.summary());
+    }
     for m in &r.members {
         let _ = writeln!(
             o,
@@ -538,6 +557,88 @@ fn context_summary(c: &orrery_actors::models::StructuredContext) -> String {
             r.account_value.round_dp(2),
             r.baseline_value.round_dp(2)
         ),
+        StructuredContext::Pipeline(p) => format!(
+            "pipeline {}",
+            context_summary(&StructuredContext::Market(p.market.clone()))
+        ),
+    }
+}
+
+/// A pipeline run's stages, in order: outcome, time, model, the exact prompt bytes, the
+/// raw answer and what the stage produced.
+fn render_pipeline(o: &mut String, trace: &orrery_actors::agents::pipeline::PipelineTrace) {
+    let _ = writeln!(
+        o,
+        "\npipeline stages ({}){}:",
+        trace.stages.len(),
+        trace
+            .stopped_at
+            .map(|s| format!(", stopped at {}", s.as_str()))
+            .unwrap_or_default()
+    );
+    for st in &trace.stages {
+        let _ = writeln!(
+            o,
+            "\n  [{}] {} in {} ms{}{}",
+            st.stage.as_str(),
+            st.outcome.as_str(),
+            st.duration_ms,
+            st.model
+                .as_ref()
+                .map(|m| format!(
+                    "  model {m} via {}",
+                    st.deployment.as_deref().unwrap_or("-")
+                ))
+                .unwrap_or_default(),
+            if st.prompt_tokens + st.completion_tokens > 0 {
+                format!("  tokens {}+{}", st.prompt_tokens, st.completion_tokens)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(e) = &st.error {
+            let _ = writeln!(o, "    error: {e}");
+        }
+        if let Some(input) = &st.input {
+            let _ = writeln!(o, "    input: {input}");
+        }
+        if !st.prompt.is_empty() {
+            let _ = writeln!(
+                o,
+                "    prompt sha256 {} ({} the prompt bytes)",
+                st.prompt_sha256,
+                if prompt_sha256(&st.system, &st.prompt) == st.prompt_sha256 {
+                    "matches"
+                } else {
+                    "DOES NOT MATCH"
+                }
+            );
+            let _ = writeln!(
+                o,
+                "    system prompt ({} bytes):\n{}",
+                st.system.len(),
+                st.system
+            );
+            let _ = writeln!(o, "    prompt ({} bytes):\n{}", st.prompt.len(), st.prompt);
+        }
+        if let Some(raw) = &st.raw_answer {
+            let _ = writeln!(o, "    raw answer: {raw}");
+        }
+        match (&st.output, st.stage) {
+            // The collector's output is the market context, summarised above.
+            (Some(_), orrery_actors::agents::pipeline::Stage::Collector) => {}
+            (Some(out), _) => {
+                let _ = writeln!(o, "    output: {out}");
+            }
+            (None, _) => {}
+        }
+    }
+    if let Some(plan) = &trace.plan {
+        let _ = writeln!(
+            o,
+            "\nplan: {}",
+            serde_json::to_string(plan).unwrap_or_else(|e| format!("(unprintable: {e})"))
+        );
     }
 }
 

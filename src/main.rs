@@ -641,6 +641,7 @@ fn place_order(mut config: Config, request: OrderRequest, json: bool) -> ExitCod
                 drop(store);
                 let intent = request.into_intent("manual")?;
                 config.agents.trading.clear();
+                config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
                 let engine = Engine::start(config).await.map_err(|e| e.to_string())?;
@@ -728,6 +729,7 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
             Some(store) => {
                 drop(store);
                 config.agents.trading.clear();
+                config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
                 let engine = Engine::start(config).await.map_err(|e| e.to_string())?;
@@ -799,6 +801,7 @@ fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
             Some(store) => {
                 drop(store);
                 config.agents.trading.clear();
+                config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
                 let engine = Engine::start(config).await.map_err(|e| e.to_string())?;

@@ -152,6 +152,14 @@ pub async fn paper_twin(mut config: Config) -> Result<Config, PaperModeError> {
             .iter()
             .filter(|a| &a.venue == name)
             .flat_map(|a| a.symbols.iter().cloned())
+            .chain(
+                config
+                    .agents
+                    .pipeline
+                    .iter()
+                    .filter(|p| &p.venue == name)
+                    .flat_map(|p| p.symbols.iter().cloned()),
+            )
             .collect();
         if let VenueConfig::Binance(b) = venue {
             symbols.extend(b.symbols.iter().cloned());

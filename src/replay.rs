@@ -280,6 +280,12 @@ pub async fn replay_one(
         .get(id)
         .map_err(|e| ReplayError::Store(e.to_string()))?
         .ok_or_else(|| ReplayError::NotFound { id: id.to_string() })?;
+    if record.mode == DecisionMode::Pipeline {
+        return Err(ReplayError::NotReplayable {
+            id: id.to_string(),
+            why: "it is a pipeline run: each stage's exact prompt and answer are shown by `orrery journal show ID`; replay resends single and swarm decisions only".to_string(),
+        });
+    }
     if record.prompt.is_empty() {
         return Err(ReplayError::NotReplayable {
             id: id.to_string(),

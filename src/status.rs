@@ -268,6 +268,14 @@ pub(crate) fn configured_symbols(config: &Config, venue: &str) -> Vec<String> {
         .iter()
         .filter(|a| a.venue == venue)
         .flat_map(|a| a.symbols.iter().cloned())
+        .chain(
+            config
+                .agents
+                .pipeline
+                .iter()
+                .filter(|p| p.venue == venue)
+                .flat_map(|p| p.symbols.iter().cloned()),
+        )
         .collect();
     symbols.sort();
     symbols.dedup();
@@ -286,6 +294,14 @@ pub(crate) fn configured_timeframes(
         .iter()
         .filter(|a| a.venue == venue)
         .map(|a| a.timeframe)
+        .chain(
+            config
+                .agents
+                .pipeline
+                .iter()
+                .filter(|p| p.venue == venue)
+                .map(|p| p.timeframe),
+        )
         .chain([Timeframe::M1])
         .collect();
     tfs.sort_by_key(|t| t.millis());

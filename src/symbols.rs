@@ -68,6 +68,13 @@ pub fn normalize_agents(config: &mut Config) {
             }
         }
     }
+    for agent in &mut config.agents.pipeline {
+        if let Some(v) = venues.get(&agent.venue) {
+            for s in &mut agent.symbols {
+                *s = normalize_for(v, s);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

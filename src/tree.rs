@@ -14,7 +14,7 @@
 //! │                            feed-<venue>-user for each Binance futures venue with
 //! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
-//! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
+//! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P
 //! ```
 //!
 //! Owns: which actors the config asks for, their ids (paths such as
@@ -134,6 +134,11 @@ pub enum Role {
     /// One trading agent.
     TradingAgent {
         /// The agent's name (`[[agents.trading]] name`).
+        agent: String,
+    },
+    /// One analysis pipeline.
+    PipelineAgent {
+        /// The agent's name (`[[agents.pipeline]] name`).
         agent: String,
     },
 }
@@ -290,6 +295,14 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             format!("trading-{}", a.name),
             Role::TradingAgent {
                 agent: a.name.clone(),
+            },
+        )
+    }));
+    agents.extend(config.agents.pipeline.iter().map(|p| {
+        worker(
+            format!("pipeline-{}", p.name),
+            Role::PipelineAgent {
+                agent: p.name.clone(),
             },
         )
     }));
@@ -657,7 +670,49 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 )
             })
         }
+        Role::PipelineAgent { agent } => pipeline_spec(id, agent, deps),
     }
+}
+
+/// The child spec of one analysis pipeline: its runner, rebuilt from config and sled on
+/// every start, reaching the gateway, the router and the signal bus through their slots.
+fn pipeline_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
+    let (Some(agent), Ok(entry)) = (
+        deps.config
+            .agents
+            .pipeline
+            .iter()
+            .find(|a| a.name == agent)
+            .cloned(),
+        deps.agents.get(agent).cloned(),
+    ) else {
+        return missing(&id, format!("no pipeline agent `{agent}` in the config"));
+    };
+    let deps = deps.clone();
+    ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
+        let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;
+        let run_deps = TradingDeps {
+            gateway: deps.gateway.clone(),
+            models: ModelClient::from_slot(deps.router.clone()),
+            journal: journal.clone(),
+            memory: entry.memory.clone(),
+            clock: deps.clock.clone(),
+            baselines: BaselineBook::new(
+                deps.store.tree(trees::RISK).map_err(StartError::failed)?,
+                deps.config.risk.window,
+                deps.clock.clone(),
+            ),
+            signals: deps.signals.clone(),
+        };
+        let kind = orrery_actors::agents::pipeline::PipelineAgent::new(agent.clone(), run_deps);
+        Ok(AgentRunner::new(
+            Arc::new(kind),
+            entry.memory.clone(),
+            journal,
+            deps.clock.clone(),
+        )
+        .counting_messages_in(ctx.messages_counter()))
+    })
 }
 
 /// The tree `plan` describes as `orrery tree` shows it while the engine is stopped: every

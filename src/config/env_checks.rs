@@ -82,7 +82,7 @@ pub fn builtin_prices_into(tree: &mut toml::Table) {
 }
 
 impl Config {
-    /// Every trading agent's symbols are listed by its venue, when the venue's list is known
+    /// Every trading agent's and pipeline's symbols are listed by its venue, when the venue's list is known
     /// from the config (paper). Live venues are checked at start against their instrument
     /// lists by the gateway's reconciliation, before agents run.
     pub(super) fn check_agent_symbols(&self, issues: &mut Issues) {
@@ -100,6 +100,24 @@ impl Config {
                         agent.venue,
                         paper.symbols.keys().cloned().collect::<Vec<_>>().join(", "),
                         agent.venue
+                    ),
+                );
+            }
+        }
+        for (i, p) in self.agents.pipeline.iter().enumerate() {
+            let Some(VenueConfig::Paper(paper)) = self.exchanges.venues.get(&p.venue) else {
+                continue;
+            };
+            for (j, symbol) in p.symbols.iter().enumerate() {
+                issues.check(
+                    paper.symbols.contains_key(symbol),
+                    format!("agents.pipeline[{i}].symbols[{j}]"),
+                    symbol,
+                    format!(
+                        "a symbol venue `{}` lists: {} (add [exchanges.venues.{}.symbols.{symbol}] to simulate it)",
+                        p.venue,
+                        paper.symbols.keys().cloned().collect::<Vec<_>>().join(", "),
+                        p.venue
                     ),
                 );
             }

@@ -43,6 +43,9 @@ pub enum DecisionMode {
     Single,
     /// Several members voted; the verdict needed a quorum.
     Swarm,
+    /// One run of the five-role analysis pipeline; its stages are in
+    /// [`DecisionRecord::pipeline`].
+    Pipeline,
 }
 
 /// One journaled decision.
@@ -95,6 +98,9 @@ pub struct DecisionRecord {
     pub outcome: String,
     pub orders: Vec<OrderReport>,
     pub latency_ms: Option<u64>,
+    /// A pipeline run's stages, their inputs and outputs, and its plan (mode `pipeline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<crate::agents::pipeline::trace::PipelineTrace>,
 }
 
 impl Record for DecisionRecord {}
@@ -147,6 +153,7 @@ impl DecisionRecord {
             outcome: String::new(),
             orders: Vec::new(),
             latency_ms: None,
+            pipeline: None,
         }
     }
 

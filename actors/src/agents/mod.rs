@@ -6,6 +6,7 @@
 pub mod journal;
 pub mod member;
 pub mod memory;
+pub mod pipeline;
 pub mod prompt;
 pub mod risk;
 pub mod runtime;

@@ -56,6 +56,8 @@ pub enum Kind {
     Trading,
     /// The risk agent (`[agents.risk]`).
     Risk,
+    /// A five-role analysis pipeline (`[[agents.pipeline]]`).
+    Pipeline,
 }
 
 impl Kind {
@@ -63,6 +65,7 @@ impl Kind {
         match self {
             Kind::Trading => "trading",
             Kind::Risk => "risk",
+            Kind::Pipeline => "pipeline",
         }
     }
 

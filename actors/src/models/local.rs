@@ -36,6 +36,13 @@
 //! - in profit but some position is losing → CLOSE_ALL (bank the gain before it leaks);
 //! - in profit and every position winning → HOLD (let winners run).
 //!
+//! # The analysis pipeline's roles (`Purpose::LongCase`, `ShortCase`, `TradePlan`)
+//!
+//! Answered only by the rule sets `long-analyst`, `short-analyst` and
+//! `strategy-generator` ([`roles`]), each from `StructuredContext::Pipeline`; any other
+//! rule set asked for a role, or a role rule set asked for anything but its role (or
+//! free text), is a bad request that names the rule set to use.
+//!
 //! # Freeform
 //!
 //! A fixed note that this deployment is a rules engine and no language model is running.
@@ -50,8 +57,10 @@ use super::types::{
     tokens_in, MarketContext, ModelError, ModelRequest, Purpose, RiskContext, RiskVerdict,
     StructuredContext, TradeAction, TradeDecision, Usage,
 };
+use crate::models::roles::CaseSide;
 use crate::resilience::ErrorClass;
 
+pub mod roles;
 pub mod rule_sets;
 
 pub use rule_sets::RuleSet;
@@ -98,7 +107,19 @@ impl LocalRules {
 
     /// The answer text for a request, or why the request cannot be answered.
     pub fn answer(&self, req: &ModelRequest) -> Result<String, ModelError> {
+        if req.purpose != Purpose::Freeform
+            && self.rules.role() != RuleSet::for_role(req.purpose).and_then(RuleSet::role)
+        {
+            return Err(self.wrong_role(req.purpose));
+        }
         match (req.purpose, &req.context) {
+            (Purpose::LongCase, Some(StructuredContext::Pipeline(p))) => Ok(
+                serde_json::to_string(&roles::case(CaseSide::Long, p)).map_err(|e| self.unrenderable(e))?,
+            ),
+            (Purpose::ShortCase, Some(StructuredContext::Pipeline(p))) => Ok(
+                serde_json::to_string(&roles::case(CaseSide::Short, p)).map_err(|e| self.unrenderable(e))?,
+            ),
+            (Purpose::TradePlan, Some(StructuredContext::Pipeline(p))) => Ok(roles::plan(p)),
             (Purpose::TradeDecision, Some(StructuredContext::Market(m))) => {
                 Ok(render_trade_decision(&self.rules.decide(m)))
             }
@@ -108,6 +129,11 @@ impl LocalRules {
             }
             (Purpose::Freeform, _) => Ok(match self.rules {
                 RuleSet::RulesV1 => FREEFORM_NOTE.to_string(),
+                other if other.role().is_some() => format!(
+                    "This deployment is the local rules engine's `{}` rule set, not a language model. It answers the analysis pipeline's {:?} from the structured context only; free-text questions get this note.",
+                    other.name(),
+                    other.role().unwrap_or(Purpose::Freeform)
+                ),
                 other => format!(
                     "This deployment is the local rules engine's `{}` rule set, not a language model. It answers trade decisions and risk confirmations from the structured context only; free-text questions get this note.",
                     other.name()
@@ -116,12 +142,14 @@ impl LocalRules {
             (purpose, context) => {
                 let needed = match purpose {
                     Purpose::TradeDecision => "StructuredContext::Market",
-                    _ => "StructuredContext::Risk",
+                    Purpose::RiskConfirmation => "StructuredContext::Risk",
+                    _ => "StructuredContext::Pipeline",
                 };
                 let got = match context {
                     None => "none",
                     Some(StructuredContext::Market(_)) => "a market context",
                     Some(StructuredContext::Risk(_)) => "a risk context",
+                    Some(StructuredContext::Pipeline(_)) => "a pipeline context",
                 };
                 Err(ModelError::Provider {
                     deployment: self.deployment.clone(),
@@ -131,6 +159,39 @@ impl LocalRules {
                     ),
                 })
             }
+        }
+    }
+}
+
+impl LocalRules {
+    /// A request for a purpose this rule set does not answer: a pipeline role asked of a
+    /// trade rule set (or of another role's), or a trade decision asked of a role.
+    fn wrong_role(&self, purpose: Purpose) -> ModelError {
+        let message = match RuleSet::for_role(purpose) {
+            Some(right) => format!(
+                "the local rule set `{}` does not answer {purpose:?}; point this pipeline stage's model at a local deployment with model = \"{}\"",
+                self.rules.name(),
+                right.name()
+            ),
+            None => format!(
+                "the local rule set `{}` answers only the analysis pipeline's {:?}; trade decisions and risk confirmations need one of: {}",
+                self.rules.name(),
+                self.rules.role().unwrap_or(Purpose::Freeform),
+                RuleSet::names()
+            ),
+        };
+        ModelError::Provider {
+            deployment: self.deployment.clone(),
+            class: ErrorClass::BadRequest,
+            message,
+        }
+    }
+
+    fn unrenderable(&self, e: serde_json::Error) -> ModelError {
+        ModelError::Provider {
+            deployment: self.deployment.clone(),
+            class: ErrorClass::BadRequest,
+            message: format!("cannot render the answer as JSON: {e}"),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod local;
 pub mod pool;
 pub mod prices;
 pub mod providers;
+pub mod roles;
 pub mod router;
 pub mod types;
 

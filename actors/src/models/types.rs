@@ -19,6 +19,13 @@ pub enum Purpose {
     RiskConfirmation,
     /// Anything else; free text.
     Freeform,
+    /// The analysis pipeline's long analyst: argue the long side with evidence
+    /// (`StructuredContext::Pipeline`; see `agents::pipeline`).
+    LongCase,
+    /// The analysis pipeline's short analyst: argue the short side with evidence.
+    ShortCase,
+    /// The analysis pipeline's strategy generator: a trade plan from both cases.
+    TradePlan,
 }
 
 /// Market facts an agent sends alongside its prompt, in structured form, so rule-based
@@ -55,6 +62,8 @@ pub struct RiskContext {
 pub enum StructuredContext {
     Market(MarketContext),
     Risk(RiskContext),
+    /// A stage of the analysis pipeline ([`super::roles`]).
+    Pipeline(Box<super::roles::PipelineContext>),
 }
 
 /// One request to a logical model name.

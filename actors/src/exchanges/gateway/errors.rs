@@ -125,6 +125,8 @@ pub enum OrderProblem {
     ZeroAmount,
     #[error("the limit price {price} is not positive; give a price above 0")]
     BadLimitPrice { price: Decimal },
+    #[error("the trigger price {price} is not positive; give a price above 0")]
+    BadTriggerPrice { price: Decimal },
     #[error("{asked} is below the lot size {lot} {symbol} of venue `{venue}`; the smallest order is {lot} {symbol}")]
     BelowLot {
         venue: String,
@@ -170,21 +172,58 @@ impl OrderProblem {
                     price: price.normalize(),
                 })
             }
-            Pricing::Trigger {
-                trigger_price,
-                limit_price,
-                ..
-            } if trigger_price <= Decimal::ZERO
-                || limit_price.is_some_and(|p| p <= Decimal::ZERO) =>
-            {
-                Some(OrderProblem::BadLimitPrice {
-                    price: limit_price
-                        .filter(|p| *p <= Decimal::ZERO)
-                        .unwrap_or(trigger_price)
-                        .normalize(),
+            Pricing::Trigger { trigger_price, .. } if trigger_price <= Decimal::ZERO => {
+                Some(OrderProblem::BadTriggerPrice {
+                    price: trigger_price.normalize(),
                 })
             }
+            Pricing::Trigger {
+                limit_price: Some(price),
+                ..
+            } if price <= Decimal::ZERO => Some(OrderProblem::BadLimitPrice {
+                price: price.normalize(),
+            }),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+
+    fn trigger(trigger_price: Decimal, limit_price: Option<Decimal>) -> OrderIntent {
+        OrderIntent {
+            venue: "paper".into(),
+            symbol: "BTC".into(),
+            side: Side::Sell,
+            amount: Amount::Base(dec!(0.01)),
+            pricing: Pricing::Trigger {
+                trigger_price,
+                kind: TriggerKind::StopLoss,
+                limit_price,
+            },
+            reduce_only: true,
+            origin: "test".into(),
+        }
+    }
+
+    #[test]
+    fn a_trigger_or_its_limit_that_is_not_positive_is_refused_before_the_ledger() {
+        assert_eq!(OrderProblem::of_intent(&trigger(dec!(59000), None)), None);
+        assert_eq!(
+            OrderProblem::of_intent(&trigger(dec!(59000), Some(dec!(58900)))),
+            None
+        );
+        assert!(matches!(
+            OrderProblem::of_intent(&trigger(Decimal::ZERO, None)),
+            Some(OrderProblem::BadTriggerPrice { .. })
+        ));
+        assert!(matches!(
+            OrderProblem::of_intent(&trigger(dec!(59000), Some(dec!(-1)))),
+            Some(OrderProblem::BadLimitPrice { .. })
+        ));
     }
 }

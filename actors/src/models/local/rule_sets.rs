@@ -45,9 +45,23 @@ pub enum RuleSet {
     Rsi,
     Momentum,
     Breakout,
+    /// The analysis pipeline's long analyst ([`super::roles`]).
+    LongAnalyst,
+    /// The analysis pipeline's short analyst.
+    ShortAnalyst,
+    /// The analysis pipeline's strategy generator.
+    StrategyGenerator,
 }
 
 impl RuleSet {
+    /// The rule sets that answer the analysis pipeline's roles ([`super::roles`]), each
+    /// for one purpose only.
+    pub const ROLES: [RuleSet; 3] = [
+        RuleSet::LongAnalyst,
+        RuleSet::ShortAnalyst,
+        RuleSet::StrategyGenerator,
+    ];
+
     pub const ALL: [RuleSet; 5] = [
         RuleSet::RulesV1,
         RuleSet::SmaCross,
@@ -63,15 +77,49 @@ impl RuleSet {
             RuleSet::Rsi => "rsi",
             RuleSet::Momentum => "momentum",
             RuleSet::Breakout => "breakout",
+            RuleSet::LongAnalyst => "long-analyst",
+            RuleSet::ShortAnalyst => "short-analyst",
+            RuleSet::StrategyGenerator => "strategy-generator",
         }
+    }
+
+    /// The pipeline purpose a role rule set answers; `None` for the trade rule sets.
+    pub fn role(self) -> Option<crate::models::Purpose> {
+        use crate::models::Purpose;
+        match self {
+            RuleSet::LongAnalyst => Some(Purpose::LongCase),
+            RuleSet::ShortAnalyst => Some(Purpose::ShortCase),
+            RuleSet::StrategyGenerator => Some(Purpose::TradePlan),
+            _ => None,
+        }
+    }
+
+    /// The role rule set that answers `purpose`, if it is a pipeline purpose.
+    pub fn for_role(purpose: crate::models::Purpose) -> Option<Self> {
+        Self::ROLES.into_iter().find(|r| r.role() == Some(purpose))
+    }
+
+    /// Every model a `local` deployment may name, trade rule sets then roles, for
+    /// config messages: `rules-v1, sma-cross, ..., strategy-generator`.
+    pub fn model_names() -> String {
+        Self::ALL
+            .into_iter()
+            .chain(Self::ROLES)
+            .map(RuleSet::name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The rule set a deployment's `model` names, if any.
     pub fn parse(model: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.name() == model)
+        Self::ALL
+            .into_iter()
+            .chain(Self::ROLES)
+            .find(|r| r.name() == model)
     }
 
-    /// Every model name, for messages: `rules-v1, sma-cross, rsi, momentum, breakout`.
+    /// Every trade rule set's name: `rules-v1, sma-cross, rsi, momentum, breakout`
+    /// ([`RuleSet::model_names`] adds the pipeline's roles).
     pub fn names() -> String {
         Self::ALL.map(RuleSet::name).join(", ")
     }
@@ -84,6 +132,18 @@ impl RuleSet {
             RuleSet::Rsi => (rsi_signal(&closes(&ctx.candles)), RSI_PERIOD + 1),
             RuleSet::Momentum => (momentum(&closes(&ctx.candles)), ROC_PERIOD + 1),
             RuleSet::Breakout => (breakout(&ctx.candles), DONCHIAN + 1),
+            // A role rule set takes no trade decision; `LocalRules::answer` refuses the
+            // request before this is reached.
+            RuleSet::LongAnalyst | RuleSet::ShortAnalyst | RuleSet::StrategyGenerator => {
+                return TradeDecision {
+                    action: TradeAction::Nothing,
+                    confidence: 0.0,
+                    reason: format!(
+                        "{} answers the analysis pipeline's role, not trade decisions",
+                        self.name()
+                    ),
+                }
+            }
         };
         let Some(signal) = signal else {
             return TradeDecision {

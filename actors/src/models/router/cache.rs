@@ -91,6 +91,9 @@ fn purpose_json(purpose: Purpose) -> &'static str {
         Purpose::TradeDecision => "\"trade_decision\"",
         Purpose::RiskConfirmation => "\"risk_confirmation\"",
         Purpose::Freeform => "\"freeform\"",
+        Purpose::LongCase => "\"long_case\"",
+        Purpose::ShortCase => "\"short_case\"",
+        Purpose::TradePlan => "\"trade_plan\"",
     }
 }
 

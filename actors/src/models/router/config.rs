@@ -414,7 +414,7 @@ pub enum BuildError {
     },
     #[error(
         "deployment `{deployment}`: provider `local` has no model `{model}`; its models are {}",
-        local::RuleSet::names()
+        local::RuleSet::model_names()
     )]
     UnknownLocalModel { deployment: String, model: String },
     #[error("deployment `{deployment}`: {source}")]
@@ -707,7 +707,7 @@ impl DeploymentConfig {
                     &self.model,
                     format!(
                         "a rule set of the local rules engine: {}",
-                        local::RuleSet::names()
+                        local::RuleSet::model_names()
                     ),
                 );
                 issues.check(
