@@ -7,8 +7,9 @@
 //! Two engine processes (the release-built `orrery` binary) run side by side for the same
 //! time, each against its own Hyperliquid REST mock (which charges every request the weight
 //! Hyperliquid documents, see `MockHyperliquid::ip_weight_used`); the one with streams on
-//! also gets a loopback websocket mock that streams `bbo`, `allMids` and the current 1m
-//! `candle` of each coin every 250 ms, as a live venue does. Weight is counted over a
+//! also gets a loopback websocket mock that streams `bbo`, `allMids`, the account's
+//! `clearinghouseState` and the current 1m `candle` of each coin every 250 ms, and pushes
+//! the account's order updates and fills as the REST mock makes them, as a live venue does. Weight is counted over a
 //! window that starts after start-up (the first reconciliation and metadata reads are the
 //! same with or without streams) and printed per minute, with the /info requests per type.
 //!
@@ -131,6 +132,8 @@ fn main() {
     let ws = rt.block_on(HlWsMock::start()).unwrap();
     let mut off = start(None);
     let mut on = start(Some(&ws));
+    // The account's own orders and fills are pushed as the venue makes them.
+    ws.follow(on.rest.user_feed());
 
     // The venue's live data: top of book from the REST mock's books, the current candle.
     let running = Arc::new(AtomicBool::new(true));
