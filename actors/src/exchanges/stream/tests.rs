@@ -342,8 +342,15 @@ fn wallet() -> crate::exchanges::hyperliquid::signing::Address {
         .address()
 }
 
-#[actix::test]
-async fn gateway_quotes_come_from_the_stream_while_fresh_and_from_rest_otherwise() {
+/// A gateway over the Hyperliquid REST mock with a stream book attached, and the websocket
+/// mock the tests' streams connect to. The temporary data dir lives as long as its guard.
+async fn gateway_on_mocks() -> (
+    MockHyperliquid,
+    HlWsMock,
+    Arc<GatewayCore>,
+    StreamBook,
+    tempfile::TempDir,
+) {
     let rest = MockHyperliquid::start(wallet(), Network::Testnet);
     let mock = HlWsMock::start().await.unwrap();
     let cfg = HyperliquidConfig {
@@ -373,6 +380,12 @@ async fn gateway_quotes_come_from_the_stream_while_fresh_and_from_rest_otherwise
     .unwrap();
     let book = StreamBook::new();
     assert!(core.attach_streams(book.clone()));
+    (rest, mock, core, book, dir)
+}
+
+#[actix::test]
+async fn gateway_quotes_come_from_the_stream_while_fresh_and_from_rest_otherwise() {
+    let (_rest, mock, core, book, _dir) = gateway_on_mocks().await;
 
     // No stream yet: the REST mock's book (59999 / 60001).
     assert_eq!(core.quote(VENUE, "BTC").await.unwrap().bid, dec!(59999));
@@ -408,35 +421,7 @@ async fn gateway_quotes_come_from_the_stream_while_fresh_and_from_rest_otherwise
 
 #[actix::test]
 async fn gateway_candles_are_seeded_from_rest_then_extended_by_the_stream() {
-    let rest = MockHyperliquid::start(wallet(), Network::Testnet);
-    let mock = HlWsMock::start().await.unwrap();
-    let cfg = HyperliquidConfig {
-        network: Network::Testnet,
-        base_url: Some(rest.url()),
-        wallet_address: wallet().to_string(),
-        request_timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
-    let env = |k: &str| {
-        (k == KEY_VAR).then(|| {
-            "0x0123456789012345678901234567890123456789012345678901234567890123".to_string()
-        })
-    };
-    let venue = Arc::new(HyperliquidVenue::open(VENUE, &cfg, &env, system_clock()).unwrap());
-    let slot = Slot::<Connector>::new();
-    slot.fill(Connector::new(venue).start(), slot.next_token(), "test/hl");
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let core = GatewayCore::open(
-        &store,
-        BTreeMap::from([(VENUE.to_string(), slot)]),
-        RiskConfig::default(),
-        GatewayConfig::default(),
-        system_clock(),
-    )
-    .unwrap();
-    let book = StreamBook::new();
-    assert!(core.attach_streams(book.clone()));
+    let (rest, mock, core, book, _dir) = gateway_on_mocks().await;
     let snapshots = || {
         rest.requests()
             .iter()
@@ -503,35 +488,7 @@ async fn gateway_candles_are_seeded_from_rest_then_extended_by_the_stream() {
 
 #[actix::test]
 async fn observed_account_and_positions_come_from_the_pushed_state_while_fresh() {
-    let rest = MockHyperliquid::start(wallet(), Network::Testnet);
-    let mock = HlWsMock::start().await.unwrap();
-    let cfg = HyperliquidConfig {
-        network: Network::Testnet,
-        base_url: Some(rest.url()),
-        wallet_address: wallet().to_string(),
-        request_timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
-    let env = |k: &str| {
-        (k == KEY_VAR).then(|| {
-            "0x0123456789012345678901234567890123456789012345678901234567890123".to_string()
-        })
-    };
-    let venue = Arc::new(HyperliquidVenue::open(VENUE, &cfg, &env, system_clock()).unwrap());
-    let slot = Slot::<Connector>::new();
-    slot.fill(Connector::new(venue).start(), slot.next_token(), "test/hl");
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let core = GatewayCore::open(
-        &store,
-        BTreeMap::from([(VENUE.to_string(), slot)]),
-        RiskConfig::default(),
-        GatewayConfig::default(),
-        system_clock(),
-    )
-    .unwrap();
-    let book = StreamBook::new();
-    assert!(core.attach_streams(book.clone()));
+    let (rest, mock, core, book, _dir) = gateway_on_mocks().await;
     let account_reads = || {
         rest.requests()
             .iter()
