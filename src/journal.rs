@@ -538,6 +538,7 @@ fn context_summary(c: &orrery_actors::models::StructuredContext) -> String {
             r.account_value.round_dp(2),
             r.baseline_value.round_dp(2)
         ),
+        StructuredContext::Headlines(b) => format!("{} headlines to score", b.headlines.len()),
     }
 }
 

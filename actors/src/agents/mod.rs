@@ -9,6 +9,7 @@ pub mod memory;
 pub mod prompt;
 pub mod risk;
 pub mod runtime;
+pub mod sentiment;
 pub mod swarm;
 pub mod trading;
 mod trading_deps;

@@ -56,6 +56,8 @@ pub enum Kind {
     Trading,
     /// The risk agent (`[agents.risk]`).
     Risk,
+    /// A sentiment and news agent (`[[agents.sentiment]]`).
+    Sentiment,
 }
 
 impl Kind {
@@ -63,6 +65,7 @@ impl Kind {
         match self {
             Kind::Trading => "trading",
             Kind::Risk => "risk",
+            Kind::Sentiment => "sentiment",
         }
     }
 

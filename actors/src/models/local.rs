@@ -36,6 +36,11 @@
 //! - in profit but some position is losing → CLOSE_ALL (bank the gain before it leaks);
 //! - in profit and every position winning → HOLD (let winners run).
 //!
+//! # Sentiment (`Purpose::SentimentScore`, needs `StructuredContext::Headlines`)
+//!
+//! Every rule set scores headlines by the same small lexicon ([`sentiment`]), so the
+//! sentiment agent works offline.
+//!
 //! # Freeform
 //!
 //! A fixed note that this deployment is a rules engine and no language model is running.
@@ -53,6 +58,7 @@ use super::types::{
 use crate::resilience::ErrorClass;
 
 pub mod rule_sets;
+pub mod sentiment;
 
 pub use rule_sets::RuleSet;
 
@@ -106,6 +112,11 @@ impl LocalRules {
                 let (verdict, reason) = confirm_risk(r);
                 Ok(render_risk_verdict(verdict, &reason))
             }
+            // Every local deployment scores headlines by the same lexicon: the sentiment
+            // rules do not depend on the trading rule set picked by `model`.
+            (Purpose::SentimentScore, Some(StructuredContext::Headlines(batch))) => {
+                Ok(sentiment::answer(batch))
+            }
             (Purpose::Freeform, _) => Ok(match self.rules {
                 RuleSet::RulesV1 => FREEFORM_NOTE.to_string(),
                 other => format!(
@@ -116,12 +127,14 @@ impl LocalRules {
             (purpose, context) => {
                 let needed = match purpose {
                     Purpose::TradeDecision => "StructuredContext::Market",
+                    Purpose::SentimentScore => "StructuredContext::Headlines",
                     _ => "StructuredContext::Risk",
                 };
                 let got = match context {
                     None => "none",
                     Some(StructuredContext::Market(_)) => "a market context",
                     Some(StructuredContext::Risk(_)) => "a risk context",
+                    Some(StructuredContext::Headlines(_)) => "a headline batch",
                 };
                 Err(ModelError::Provider {
                     deployment: self.deployment.clone(),

@@ -19,6 +19,9 @@ pub enum Purpose {
     RiskConfirmation,
     /// Anything else; free text.
     Freeform,
+    /// Score headlines' sentiment per symbol in [-1, 1] (the sentiment agent; its answer
+    /// format is `agents::sentiment::score`'s).
+    SentimentScore,
 }
 
 /// Market facts an agent sends alongside its prompt, in structured form, so rule-based
@@ -55,6 +58,26 @@ pub struct RiskContext {
 pub enum StructuredContext {
     Market(MarketContext),
     Risk(RiskContext),
+    /// A batch of headlines to score (the sentiment agent).
+    Headlines(HeadlineBatch),
+}
+
+/// Headlines a sentiment agent asks to be scored, numbered as in its prompt, each with the
+/// symbols it mentions: a rules engine scores them from here, a language model from the
+/// prompt text that lists the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineBatch {
+    pub headlines: Vec<HeadlineToScore>,
+}
+
+/// One numbered headline of a [`HeadlineBatch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineToScore {
+    /// Its number in the prompt, from 1.
+    pub n: usize,
+    pub title: String,
+    /// Upper-case symbols it mentions (a score is asked for each).
+    pub symbols: Vec<String>,
 }
 
 /// One request to a logical model name.

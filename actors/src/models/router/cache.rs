@@ -91,6 +91,7 @@ fn purpose_json(purpose: Purpose) -> &'static str {
         Purpose::TradeDecision => "\"trade_decision\"",
         Purpose::RiskConfirmation => "\"risk_confirmation\"",
         Purpose::Freeform => "\"freeform\"",
+        Purpose::SentimentScore => "\"sentiment_score\"",
     }
 }
 
