@@ -104,6 +104,7 @@ pub fn serve(
             .configure(crate::operate::routes)
             .configure(crate::agents::routes)
             .configure(crate::signals::routes)
+            .configure(crate::sentiment::routes)
             .configure(crate::journal::routes)
             .configure(crate::replay::routes)
             .default_service(web::to(not_found))

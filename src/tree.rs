@@ -10,7 +10,8 @@
 //! │                            base endpoint) × M, feed-<venue> (market-data websocket of
 //! │                            each Hyperliquid venue with `streams`), then gateway
 //! ├── signals                  the signal bus (started before the agents, stopped after)
-//! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K
+//! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K,
+//!                              sentiment-<agent> × S
 //! ```
 //!
 //! Owns: which actors the config asks for, their ids (paths such as
@@ -54,6 +55,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps, RISK_AGENT};
 use orrery_actors::agents::runtime::{AgentDirectory, AgentRunner};
+use orrery_actors::agents::sentiment::{SentimentAgent, SentimentDeps, SentimentState};
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
@@ -112,6 +114,11 @@ pub enum Role {
     /// One trading agent.
     TradingAgent {
         /// The agent's name (`[[agents.trading]] name`).
+        agent: String,
+    },
+    /// One sentiment and news agent.
+    SentimentAgent {
+        /// The agent's name (`[[agents.sentiment]] name`).
         agent: String,
     },
 }
@@ -233,6 +240,14 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         worker(
             format!("trading-{}", a.name),
             Role::TradingAgent {
+                agent: a.name.clone(),
+            },
+        )
+    }));
+    agents.extend(config.agents.sentiment.iter().map(|a| {
+        worker(
+            format!("sentiment-{}", a.name),
+            Role::SentimentAgent {
                 agent: a.name.clone(),
             },
         )
@@ -562,6 +577,34 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     signals: signals.clone(),
                 };
                 let kind = TradingAgent::new(agent.clone(), deps);
+                Ok(
+                    AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
+                        .counting_messages_in(ctx.messages_counter()),
+                )
+            })
+        }
+        Role::SentimentAgent { agent } => {
+            let (Some(agent), Ok(entry)) = (
+                config
+                    .agents
+                    .sentiment
+                    .iter()
+                    .find(|a| &a.name == agent)
+                    .cloned(),
+                agents.get(agent).cloned(),
+            ) else {
+                return missing(&id, format!("no sentiment agent `{agent}` in the config"));
+            };
+            ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
+                let journal = DecisionJournal::open(&store).map_err(StartError::failed)?;
+                let deps = SentimentDeps {
+                    models: ModelClient::from_slot(router.clone()),
+                    signals: signals.clone(),
+                    journal: journal.clone(),
+                    state: SentimentState::open(&store, &agent.name).map_err(StartError::failed)?,
+                    clock: clock.clone(),
+                };
+                let kind = SentimentAgent::new(agent.clone(), deps).map_err(StartError::failed)?;
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
                         .counting_messages_in(ctx.messages_counter()),
