@@ -464,7 +464,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
     }
     let _ = writeln!(
         o,
-        "{:<16} {:<8} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
+        "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
         "NAME", "KIND", "STATE", "INTERVAL", "LAST RUN", "RUNS/FAILURES"
     );
     for a in agents {
@@ -478,7 +478,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
         }
         let _ = writeln!(
             o,
-            "{:<16} {:<8} {:<11} {:<9} {:<12} {:<16} {}",
+            "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} {}",
             a.name,
             a.kind.as_str(),
             a.state.as_str(),

@@ -583,8 +583,12 @@ impl Config {
     /// agents (agents are reached by name) and sources unique among all sentiment agents
     /// (a source is a metric label).
     fn check_sentiment_agents(&self, issues: &mut Issues) {
-        let mut agents: std::collections::BTreeSet<&str> =
-            self.agents.trading.iter().map(|a| a.name.as_str()).collect();
+        let mut agents: std::collections::BTreeSet<&str> = self
+            .agents
+            .trading
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
         agents.insert(orrery_actors::agents::risk::RISK_AGENT);
         let mut sources = std::collections::BTreeSet::new();
         for (i, agent) in self.agents.sentiment.iter().enumerate() {

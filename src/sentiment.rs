@@ -73,12 +73,21 @@ pub fn answer(
         .collect();
     if let Some(name) = &query.agent {
         if agents.is_empty() {
-            let known: Vec<&str> = config.agents.sentiment.iter().map(|a| a.name.as_str()).collect();
+            let known: Vec<&str> = config
+                .agents
+                .sentiment
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
             return Err(CliError::new(
                 "unknown_agent",
                 format!(
                     "unknown sentiment agent `{name}`; sentiment agents: {}",
-                    if known.is_empty() { "none configured".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none configured".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             ));
         }
@@ -214,7 +223,11 @@ pub fn render(a: &SentimentAnswer) -> String {
     }
     for r in &a.agents {
         let _ = writeln!(o, "{} (as of {})", r.agent, rfc3339(a.time_ms));
-        let _ = writeln!(o, "  {:<8} {:>7}  {:<24}  last signal", "symbol", "index", "updated");
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>7}  {:<24}  last signal",
+            "symbol", "index", "updated"
+        );
         for s in &r.symbols {
             let index = s.index.map_or("-".to_string(), |v| format!("{v:+.3}"));
             let updated = s.updated_ms.map_or("-".to_string(), rfc3339);
@@ -245,8 +258,11 @@ pub fn render(a: &SentimentAnswer) -> String {
         } else {
             let _ = writeln!(o, "  last headlines:");
             for h in &r.headlines {
-                let scores: Vec<String> =
-                    h.scores.iter().map(|(s, v)| format!("{s} {v:+.2}")).collect();
+                let scores: Vec<String> = h
+                    .scores
+                    .iter()
+                    .map(|(s, v)| format!("{s} {v:+.2}"))
+                    .collect();
                 let _ = writeln!(
                     o,
                     "    {}  [{}] {}  ({}{})",

@@ -55,9 +55,14 @@ fn headlines_become_a_sentiment_signal_that_reaches_the_trading_prompt() {
                 headers: vec![("etag".into(), ETAG.into())],
                 body: vec![],
             },
-            "/rss.xml" => Reply::raw(200, "application/rss+xml; charset=utf-8", RSS)
-                .with_header("etag", ETAG),
-            "/broken.xml" => Reply::raw(200, "application/rss+xml", "<rss version=\"2.0\"><channel><item><title>Bitcoin"),
+            "/rss.xml" => {
+                Reply::raw(200, "application/rss+xml; charset=utf-8", RSS).with_header("etag", ETAG)
+            }
+            "/broken.xml" => Reply::raw(
+                200,
+                "application/rss+xml",
+                "<rss version=\"2.0\"><channel><item><title>Bitcoin",
+            ),
             _ => Reply::raw(404, "text/plain", "not found"),
         }
     });
@@ -112,12 +117,22 @@ poll_interval = "300ms"
     });
     assert_eq!(report["engine_running"], true);
     let agent = &report["agents"][0];
-    let btc = agent["symbols"].as_array().unwrap().iter().find(|s| s["symbol"] == "BTC").unwrap();
+    let btc = agent["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["symbol"] == "BTC")
+        .unwrap();
     // Lexicon: "inflows" + "record" = 1.0, "gains" = 0.5; fresh (no pubDate): mean 0.75.
     let index = btc["index"].as_f64().unwrap();
     assert!((0.74..=0.75).contains(&index), "{btc}");
     assert_eq!(btc["last_signal"]["direction"], "long");
-    let eth = agent["symbols"].as_array().unwrap().iter().find(|s| s["symbol"] == "ETH").unwrap();
+    let eth = agent["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["symbol"] == "ETH")
+        .unwrap();
     assert!(eth["index"].is_null(), "no ETH headline: {eth}");
     let titles: Vec<&str> = agent["headlines"]
         .as_array()
@@ -125,10 +140,22 @@ poll_interval = "300ms"
         .iter()
         .map(|h| h["title"].as_str().unwrap())
         .collect();
-    assert_eq!(titles.len(), 2, "the rates headline names no symbol: {titles:?}");
-    let broken = agent["sources"].as_array().unwrap().iter().find(|s| s["name"] == "broken").unwrap();
+    assert_eq!(
+        titles.len(),
+        2,
+        "the rates headline names no symbol: {titles:?}"
+    );
+    let broken = agent["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "broken")
+        .unwrap();
     assert!(
-        broken["last_error"].as_str().unwrap().contains("not a readable rss feed"),
+        broken["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a readable rss feed"),
         "{broken}"
     );
     let text = String::from_utf8(run_cli(&["sentiment", "--config", c]).stdout).unwrap();
@@ -137,9 +164,15 @@ poll_interval = "300ms"
     // On the bus and in `orrery signals`.
     let signals = cli_json(&["signals", "--config", c, "--kind", "sentiment", "--json"]);
     let s = &signals[0];
-    assert_eq!((s["source"].as_str(), s["symbol"].as_str()), (Some("news"), Some("BTC")));
+    assert_eq!(
+        (s["source"].as_str(), s["symbol"].as_str()),
+        (Some("news"), Some("BTC"))
+    );
     assert_eq!(s["direction"], "long");
-    assert!(s["evidence"].as_str().unwrap().contains("Bitcoin ETF inflows hit a record"));
+    assert!(s["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("Bitcoin ETF inflows hit a record"));
 
     // An agent under the runtime: `orrery agents`.
     let agents = cli_json(&["agents", "--config", c, "--json"]);
@@ -161,26 +194,42 @@ poll_interval = "300ms"
     let metrics = wait_for(Duration::from_secs(30), "the news metrics", || {
         let (_, m) = http_get(port, "/metrics")?;
         (metric_sum(&m, "orrery_news_not_modified_total", &["source=\"wire\""]) >= 1.0
-            && metric_sum(&m, "orrery_news_fetch_errors_total", &["source=\"broken\"", "kind=\"parse\""]) >= 1.0)
+            && metric_sum(
+                &m,
+                "orrery_news_fetch_errors_total",
+                &["source=\"broken\"", "kind=\"parse\""],
+            ) >= 1.0)
             .then_some(m)
     });
-    assert_eq!(metric_sum(&metrics, "orrery_news_items_total", &["source=\"wire\""]), 3.0);
+    assert_eq!(
+        metric_sum(&metrics, "orrery_news_items_total", &["source=\"wire\""]),
+        3.0
+    );
     let gauge = metric_sum(&metrics, "orrery_sentiment_index", &["symbol=\"BTC\""]);
     assert!((0.74..=0.75).contains(&gauge), "{gauge}");
     let (ok, why) = promtool_check(&metrics);
     assert!(ok, "{why}");
 
     // The trading agent subscribed to `sentiment` sees it in its prompt and context.
-    let detail = wait_for(Duration::from_secs(60), "a trading prompt with the signal", || {
-        let rows = api(port, "/api/journal?agent=trend&symbol=BTC&limit=5")?;
-        rows.as_array()?.iter().find_map(|r| {
-            let d = api(port, &format!("/api/journal/{}", r["id"].as_str()?))?;
-            d["prompt"].as_str()?.contains("sentiment,news,long").then_some(d)
-        })
-    });
+    let detail = wait_for(
+        Duration::from_secs(60),
+        "a trading prompt with the signal",
+        || {
+            let rows = api(port, "/api/journal?agent=trend&symbol=BTC&limit=5")?;
+            rows.as_array()?.iter().find_map(|r| {
+                let d = api(port, &format!("/api/journal/{}", r["id"].as_str()?))?;
+                d["prompt"]
+                    .as_str()?
+                    .contains("sentiment,news,long")
+                    .then_some(d)
+            })
+        },
+    );
     let signals_ctx = detail["context"]["signals"].as_array().unwrap();
     assert!(
-        signals_ctx.iter().any(|s| s["kind"] == "sentiment" && s["source"] == "news"),
+        signals_ctx
+            .iter()
+            .any(|s| s["kind"] == "sentiment" && s["source"] == "news"),
         "{}",
         detail["context"]
     );
@@ -191,7 +240,10 @@ poll_interval = "300ms"
     // Stopped: `orrery sentiment` reads the data dir.
     let stopped = cli_json(&["sentiment", "--config", c, "--json"]);
     assert_eq!(stopped["engine_running"], false);
-    assert_eq!(stopped["agents"][0]["headlines"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        stopped["agents"][0]["headlines"].as_array().unwrap().len(),
+        2
+    );
 
     // Restart: the first poll already sends the ETag (kept in sled), nothing is new.
     let before = seen.lock().len();
@@ -205,14 +257,51 @@ poll_interval = "300ms"
     assert_eq!(first.1.as_deref(), Some(ETAG));
     wait_for(Duration::from_secs(30), "a 304 after the restart", || {
         let (_, m) = http_get(port, "/metrics")?;
-        (metric_sum(&m, "orrery_news_not_modified_total", &["source=\"wire\""]) >= 1.0).then_some(())
+        (metric_sum(&m, "orrery_news_not_modified_total", &["source=\"wire\""]) >= 1.0)
+            .then_some(())
     });
     let (_, m) = http_get(port, "/metrics").unwrap();
-    assert_eq!(metric_sum(&m, "orrery_news_items_total", &["source=\"wire\""]), 0.0);
+    assert_eq!(
+        metric_sum(&m, "orrery_news_items_total", &["source=\"wire\""]),
+        0.0
+    );
     signal(&engine, libc::SIGTERM);
     assert!(wait_exit(&mut engine, Duration::from_secs(60)).success());
     let after = cli_json(&["sentiment", "--config", c, "--json"]);
-    assert_eq!(after["agents"][0]["headlines"].as_array().unwrap().len(), 2, "nothing scored twice");
+    assert_eq!(
+        after["agents"][0]["headlines"].as_array().unwrap().len(),
+        2,
+        "nothing scored twice"
+    );
+
+    // Journaled: the scoring request (exact prompt, the model's answer) and each run's
+    // summary; a scoring request is not a trade decision, so replay says so.
+    let rows = cli_json(&["journal", "--config", c, "--agent", "news", "--json"]);
+    let rows = rows.as_array().unwrap();
+    let scored = rows
+        .iter()
+        .find(|r| r["verdict"] == "SCORED" || r["action"] == "SCORED")
+        .unwrap_or_else(|| panic!("a SCORED decision: {rows:?}"));
+    let id = scored["id"].as_str().unwrap();
+    let detail = cli_json(&["journal", "--config", c, "show", id, "--json"]);
+    assert!(detail["prompt"]
+        .as_str()
+        .unwrap()
+        .contains("[BTC] Bitcoin ETF inflows hit a record"));
+    assert!(detail["members"][0]["raw_answer"]
+        .as_str()
+        .unwrap()
+        .contains("\"scores\""));
+    assert!(rows
+        .iter()
+        .any(|r| r["verdict"] == "INDEX" || r["action"] == "INDEX"));
+    let replay = run_cli(&["replay", "--config", c, id]);
+    assert!(!replay.status.success());
+    assert!(
+        String::from_utf8_lossy(&replay.stderr).contains("headline-scoring request"),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
 }
 
 #[test]
@@ -239,9 +328,13 @@ url = "ftp://wire.example/rss.xml"
     let unknown = run_cli(&[
         "check-config",
         "--config",
-        test_config(dir.path(), free_port(), &extra.replace("batch_size = 0", "sources_typo = 1"))
-            .to_str()
-            .unwrap(),
+        test_config(
+            dir.path(),
+            free_port(),
+            &extra.replace("batch_size = 0", "sources_typo = 1"),
+        )
+        .to_str()
+        .unwrap(),
     ]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("sources_typo"));

@@ -215,9 +215,9 @@ impl SentimentAgentConfig {
             interval: self.interval,
             initial_delay: self.initial_delay,
             jitter: self.jitter,
-            run_timeout: self
-                .run_timeout
-                .unwrap_or_else(|| (fetch + scoring + Duration::from_secs(10)).min(Duration::from_secs(3600))),
+            run_timeout: self.run_timeout.unwrap_or_else(|| {
+                (fetch + scoring + Duration::from_secs(10)).min(Duration::from_secs(3600))
+            }),
         }
     }
 

@@ -163,9 +163,18 @@ mod tests {
             time_ms: 0,
         };
         assert_eq!(signal_due(Some(&last), 0.55, 0.3, 0.2), None);
-        assert_eq!(signal_due(Some(&last), 0.65, 0.3, 0.2), Some(Direction::Long));
-        assert_eq!(signal_due(Some(&last), 0.1, 0.3, 0.2), Some(Direction::Neutral));
-        assert_eq!(signal_due(Some(&last), -0.3, 0.3, 0.2), Some(Direction::Short));
+        assert_eq!(
+            signal_due(Some(&last), 0.65, 0.3, 0.2),
+            Some(Direction::Long)
+        );
+        assert_eq!(
+            signal_due(Some(&last), 0.1, 0.3, 0.2),
+            Some(Direction::Neutral)
+        );
+        assert_eq!(
+            signal_due(Some(&last), -0.3, 0.3, 0.2),
+            Some(Direction::Short)
+        );
         assert_eq!(confidence(0.62, Direction::Long, 0.3), 0.62);
         assert_eq!(confidence(0.15, Direction::Neutral, 0.3), 0.5);
     }

@@ -39,10 +39,14 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 use rust_decimal::Decimal;
 
-use super::journal::{self, Abstention, DecisionJournal, DecisionRecord, JournalReceipt, MemberAnswer};
+use super::journal::{
+    self, Abstention, DecisionJournal, DecisionRecord, JournalReceipt, MemberAnswer,
+};
 use super::runtime::{AgentKind, Kind, RunCtx, RunOutcome, Schedule};
 use crate::clock::{Millis, SharedClock};
-use crate::models::{HeadlineBatch, HeadlineToScore, ModelClient, ModelRequest, Purpose, StructuredContext};
+use crate::models::{
+    HeadlineBatch, HeadlineToScore, ModelClient, ModelRequest, Purpose, StructuredContext,
+};
 use crate::signals::{self, Direction, SignalBus, SignalInput, SignalKind};
 use crate::store::StoreError;
 use crate::supervisor::Slot;
@@ -143,7 +147,10 @@ impl SymbolMatcher {
         let w = words(title);
         self.keywords
             .iter()
-            .filter(|(_, kws)| kws.iter().any(|k| w.windows(k.len()).any(|win| win == k.as_slice())))
+            .filter(|(_, kws)| {
+                kws.iter()
+                    .any(|k| w.windows(k.len()).any(|win| win == k.as_slice()))
+            })
             .map(|(s, _)| s.clone())
             .collect()
     }
@@ -470,7 +477,8 @@ async fn ask_batch(
         .collect();
     symbols.sort();
     symbols.dedup();
-    let mut record = DecisionRecord::begin(now, &config.name, "", &symbols.join(","), &config.model);
+    let mut record =
+        DecisionRecord::begin(now, &config.name, "", &symbols.join(","), &config.model);
     let prompt = score::prompt(batch);
     record.set_prompt(score::SYSTEM, &prompt);
     record.context = Some(StructuredContext::Headlines(batch.clone()));
@@ -494,12 +502,18 @@ async fn ask_batch(
             record.raw_answer = Some(resp.text.clone());
             score::parse_scores(batch, &resp.text).map_err(|e| {
                 member.abstained(Abstention::Unparseable, &e);
-                (e.kind(), format!("unreadable scores from model `{}`: {e}", config.model))
+                (
+                    e.kind(),
+                    format!("unreadable scores from model `{}`: {e}", config.model),
+                )
             })
         }
         Err(e) => {
             member.abstained(Abstention::of_model_error(&e), &e);
-            Err(("model", format!("scoring request to model `{}` failed: {e}", config.model)))
+            Err((
+                "model",
+                format!("scoring request to model `{}` failed: {e}", config.model),
+            ))
         }
     };
     record.members.push(member);
@@ -552,9 +566,12 @@ fn update_index(
             .set(value);
         report.index.insert(symbol.clone(), value);
         let mut changed = !mine.is_empty();
-        if let Some(direction) =
-            index::signal_due(idx.last_signal.as_ref(), value, config.threshold, config.min_move)
-        {
+        if let Some(direction) = index::signal_due(
+            idx.last_signal.as_ref(),
+            value,
+            config.threshold,
+            config.min_move,
+        ) {
             let input = signal_input(config, deps, &symbol, value, direction)?;
             if signals::offer(&deps.signals, input) {
                 tracing::info!(agent = %config.name, symbol = %symbol, index = value, direction = %direction, "sentiment signal published");
@@ -587,7 +604,11 @@ fn signal_input(
         .state
         .headlines(config.headlines_kept)?
         .into_iter()
-        .filter_map(|h| h.scores.get(symbol).map(|s| format!("{} ({s:+.2})", h.title)))
+        .filter_map(|h| {
+            h.scores
+                .get(symbol)
+                .map(|s| format!("{} ({s:+.2})", h.title))
+        })
         .take(EVIDENCE_HEADLINES)
         .collect();
     let evidence = format!("sentiment index {value:+.2}: {}", recent.join(" | "));
@@ -613,8 +634,13 @@ fn journal_summary(
     now: Millis,
     report: &RunReport,
 ) -> JournalReceipt {
-    let symbols: Vec<String> = config.symbols.keys().map(|s| s.to_ascii_uppercase()).collect();
-    let mut record = DecisionRecord::begin(now, &config.name, "", &symbols.join(","), &config.model);
+    let symbols: Vec<String> = config
+        .symbols
+        .keys()
+        .map(|s| s.to_ascii_uppercase())
+        .collect();
+    let mut record =
+        DecisionRecord::begin(now, &config.name, "", &symbols.join(","), &config.model);
     record.action = Some("INDEX".into());
     record.reason = Some(
         report

@@ -71,7 +71,10 @@ fn feed_items(source: &SourceConfig, body: &[u8]) -> Result<Vec<RawItem>, FetchE
         .entries
         .into_iter()
         .filter_map(|e| {
-            let title = e.title.map(|t| clean(&t.content)).filter(|t| !t.is_empty())?;
+            let title = e
+                .title
+                .map(|t| clean(&t.content))
+                .filter(|t| !t.is_empty())?;
             let link = e.links.first().map(|l| l.href.trim().to_string());
             let published = e.published.or(e.updated);
             Some(RawItem {
@@ -97,8 +100,8 @@ fn key(id: Option<&str>, link: Option<&str>, title: &str) -> String {
 }
 
 fn json_items(source: &SourceConfig, body: &[u8]) -> Result<Vec<RawItem>, FetchError> {
-    let doc: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| parse_error(source, format!("not JSON: {e}")))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| parse_error(source, format!("not JSON: {e}")))?;
     let pointer = source.items.as_deref().unwrap_or("");
     let array = doc
         .pointer(pointer)
@@ -218,7 +221,9 @@ mod tests {
         let e = items(&source(SourceKind::Json), br#"{"data":{}}"#).unwrap_err();
         assert!(e.to_string().contains("/data/items"), "{e}");
         assert_eq!(
-            items(&source(SourceKind::Json), b"{not json").unwrap_err().kind(),
+            items(&source(SourceKind::Json), b"{not json")
+                .unwrap_err()
+                .kind(),
             "parse"
         );
     }

@@ -21,7 +21,12 @@ pub const SYSTEM: &str = "You score crypto market news. For each numbered headli
 pub fn prompt(batch: &HeadlineBatch) -> String {
     let mut out = String::from("Headlines:\n");
     for h in &batch.headlines {
-        out.push_str(&format!("{}. [{}] {}\n", h.n, h.symbols.join(", "), h.title));
+        out.push_str(&format!(
+            "{}. [{}] {}\n",
+            h.n,
+            h.symbols.join(", "),
+            h.title
+        ));
     }
     out
 }
@@ -59,9 +64,8 @@ pub fn parse_scores(
 ) -> Result<BTreeMap<(usize, String), f64>, ScoreError> {
     let body = unfence(text.trim());
     let excerpt = || body.chars().take(200).collect::<String>();
-    let doc: Value = serde_json::from_str(body).map_err(|_| ScoreError::NotJson {
-        excerpt: excerpt(),
-    })?;
+    let doc: Value =
+        serde_json::from_str(body).map_err(|_| ScoreError::NotJson { excerpt: excerpt() })?;
     let entries = doc
         .get("scores")
         .and_then(Value::as_array)
@@ -93,7 +97,11 @@ pub fn parse_scores(
             .get("score")
             .and_then(Value::as_f64)
             .filter(|s| s.is_finite() && (-1.0..=1.0).contains(s))
-            .ok_or_else(|| bad(format!("`score` of headline {n} {symbol} is not a number from -1 to 1")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "`score` of headline {n} {symbol} is not a number from -1 to 1"
+                ))
+            })?;
         if out.insert((n, symbol.clone()), score).is_some() {
             return Err(ScoreError::Duplicate { n, symbol });
         }
@@ -178,10 +186,22 @@ mod tests {
         let cases = [
             ("BTC looks bullish, 0.6", "not_json"),
             (r#"{"score": 1}"#, "not_json"),
-            (r#"{"scores":[{"n":1,"symbol":"BTC","score":1.5}]}"#, "bad_entry"),
-            (r#"{"scores":[{"n":3,"symbol":"BTC","score":0.1}]}"#, "bad_entry"),
-            (r#"{"scores":[{"n":1,"symbol":"SOL","score":0.1}]}"#, "bad_entry"),
-            (r#"{"scores":[{"n":1,"symbol":"BTC","score":"high"}]}"#, "bad_entry"),
+            (
+                r#"{"scores":[{"n":1,"symbol":"BTC","score":1.5}]}"#,
+                "bad_entry",
+            ),
+            (
+                r#"{"scores":[{"n":3,"symbol":"BTC","score":0.1}]}"#,
+                "bad_entry",
+            ),
+            (
+                r#"{"scores":[{"n":1,"symbol":"SOL","score":0.1}]}"#,
+                "bad_entry",
+            ),
+            (
+                r#"{"scores":[{"n":1,"symbol":"BTC","score":"high"}]}"#,
+                "bad_entry",
+            ),
             (
                 r#"{"scores":[{"n":1,"symbol":"BTC","score":0.1},{"n":1,"symbol":"BTC","score":0.2}]}"#,
                 "duplicate",

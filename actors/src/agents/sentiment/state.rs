@@ -194,7 +194,10 @@ impl SentimentState {
     }
 
     pub fn index(&self, symbol: &str) -> Result<IndexState, StoreError> {
-        Ok(self.index.get(&format!("index/{symbol}"))?.unwrap_or_default())
+        Ok(self
+            .index
+            .get(&format!("index/{symbol}"))?
+            .unwrap_or_default())
     }
 
     /// The index of `symbol`, if it ever had a headline.

@@ -133,7 +133,10 @@ fn source(name: &str, kind: SourceKind, url: String) -> SourceConfig {
 fn config(sources: Vec<SourceConfig>) -> SentimentAgentConfig {
     let mut symbols = BTreeMap::new();
     symbols.insert("BTC".to_string(), vec!["bitcoin".to_string()]);
-    symbols.insert("ETH".to_string(), vec!["ether".to_string(), "ethereum".to_string()]);
+    symbols.insert(
+        "ETH".to_string(),
+        vec!["ether".to_string(), "ethereum".to_string()],
+    );
     SentimentAgentConfig {
         name: "news".into(),
         interval: Duration::from_secs(60),
@@ -230,7 +233,9 @@ impl World {
     async fn run(&self, config: &SentimentAgentConfig) -> RunReport {
         let matcher = SymbolMatcher::new(&config.symbols);
         let client = fetch::client().unwrap();
-        run_once(config, &self.deps(), &matcher, &client).await.unwrap()
+        run_once(config, &self.deps(), &matcher, &client)
+            .await
+            .unwrap()
     }
 }
 
@@ -244,7 +249,10 @@ fn feeds() -> Feeds {
             ("r1", "Bitcoin ETF inflows hit a record"),
             ("r2", "Weather is mild today"),
         ]))),
-        atom: Arc::new(Mutex::new(atom(&[("a1", "Ether rallies after the upgrade")]))),
+        atom: Arc::new(Mutex::new(atom(&[(
+            "a1",
+            "Ether rallies after the upgrade",
+        )]))),
         json: Arc::new(Mutex::new(json_doc(&[("j1", "Bitcoin miners see gains")]))),
     }
 }
@@ -252,8 +260,16 @@ fn feeds() -> Feeds {
 fn three_sources(server: &MockServer) -> Vec<SourceConfig> {
     vec![
         source("wire", SourceKind::Rss, format!("{}/rss.xml", server.url())),
-        source("daily", SourceKind::Atom, format!("{}/atom.xml", server.url())),
-        source("api", SourceKind::Json, format!("{}/api/news", server.url())),
+        source(
+            "daily",
+            SourceKind::Atom,
+            format!("{}/atom.xml", server.url()),
+        ),
+        source(
+            "api",
+            SourceKind::Json,
+            format!("{}/api/news", server.url()),
+        ),
     ]
 }
 
@@ -268,9 +284,14 @@ async fn conditional_gets_send_the_validators_and_304_is_handled_across_a_restar
     assert_eq!(first.failures, Vec::<String>::new());
     assert_eq!(first.polled.len(), 3);
     assert_eq!(first.not_modified, Vec::<String>::new());
-    assert_eq!(first.new_headlines, 3, "the weather headline names no symbol");
-    assert!(server.requests().iter().all(|r| r.header("if-none-match").is_none()
-        && r.header("if-modified-since").is_none()));
+    assert_eq!(
+        first.new_headlines, 3,
+        "the weather headline names no symbol"
+    );
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.header("if-none-match").is_none() && r.header("if-modified-since").is_none()));
 
     // Not due yet: nothing is fetched.
     w.clock.advance(30_000);
@@ -283,11 +304,23 @@ async fn conditional_gets_send_the_validators_and_304_is_handled_across_a_restar
     assert_eq!(second.not_modified.len(), 3, "{second:?}");
     assert_eq!(second.new_headlines, 0);
     let reqs = server.requests();
-    let last = |route: &str| reqs.iter().rev().find(|r| r.route() == route).unwrap().clone();
+    let last = |route: &str| {
+        reqs.iter()
+            .rev()
+            .find(|r| r.route() == route)
+            .unwrap()
+            .clone()
+    };
     assert!(last("/rss.xml").header("if-none-match").is_some());
-    assert_eq!(last("/atom.xml").header("if-modified-since"), Some(LAST_MODIFIED));
+    assert_eq!(
+        last("/atom.xml").header("if-modified-since"),
+        Some(LAST_MODIFIED)
+    );
     assert!(last("/api/news").header("if-none-match").is_some());
-    assert_eq!(last("/api/news").header("if-modified-since"), Some(LAST_MODIFIED));
+    assert_eq!(
+        last("/api/news").header("if-modified-since"),
+        Some(LAST_MODIFIED)
+    );
 
     // A restarted agent (same data dir) still sends them.
     w.clock.advance(60_000);
@@ -315,9 +348,14 @@ async fn items_are_deduplicated_across_polls_and_restarts() {
         ("g2", "Ether slumps"),
     ])));
     let b = body.clone();
-    let server = MockServer::start(move |_| Reply::raw(200, "application/rss+xml", b.lock().clone()));
+    let server =
+        MockServer::start(move |_| Reply::raw(200, "application/rss+xml", b.lock().clone()));
     let w = world(local());
-    let cfg = config(vec![source("wire", SourceKind::Rss, format!("{}/feed", server.url()))]);
+    let cfg = config(vec![source(
+        "wire",
+        SourceKind::Rss,
+        format!("{}/feed", server.url()),
+    )]);
     assert_eq!(w.run(&cfg).await.new_headlines, 2);
     w.clock.advance(60_000);
     assert_eq!(w.run(&cfg).await.new_headlines, 0);
@@ -331,7 +369,11 @@ async fn items_are_deduplicated_across_polls_and_restarts() {
     w.clock.advance(60_000);
     assert_eq!(w.run(&cfg).await.new_headlines, 0);
     let headlines = w.deps().state.headlines(10).unwrap();
-    assert_eq!(headlines.len(), 3, "each headline scored once: {headlines:?}");
+    assert_eq!(
+        headlines.len(),
+        3,
+        "each headline scored once: {headlines:?}"
+    );
 }
 
 #[actix::test]
@@ -339,18 +381,38 @@ async fn a_malformed_feed_is_an_error_of_that_source_only() {
     let f = feeds();
     let server = feed_server(&f);
     let broken = MockServer::start(|_| {
-        Reply::raw(200, "application/rss+xml", "<rss version=\"2.0\"><channel><item><title>Bitcoin")
+        Reply::raw(
+            200,
+            "application/rss+xml",
+            "<rss version=\"2.0\"><channel><item><title>Bitcoin",
+        )
     });
     let down = MockServer::start(|_| Reply::raw(503, "text/plain", "maintenance"));
     let w = world(local());
     let mut sources = three_sources(&server);
-    sources.push(source("broken", SourceKind::Rss, format!("{}/feed", broken.url())));
-    sources.push(source("down", SourceKind::Rss, format!("{}/feed", down.url())));
+    sources.push(source(
+        "broken",
+        SourceKind::Rss,
+        format!("{}/feed", broken.url()),
+    ));
+    sources.push(source(
+        "down",
+        SourceKind::Rss,
+        format!("{}/feed", down.url()),
+    ));
     let cfg = config(sources);
     let r = w.run(&cfg).await;
     assert_eq!(r.failures.len(), 2, "{:?}", r.failures);
-    assert!(r.failures[0].contains("source `broken`"), "{:?}", r.failures);
-    assert!(r.failures[1].contains("source `down`: HTTP 503"), "{:?}", r.failures);
+    assert!(
+        r.failures[0].contains("source `broken`"),
+        "{:?}",
+        r.failures
+    );
+    assert!(
+        r.failures[1].contains("source `down`: HTTP 503"),
+        "{:?}",
+        r.failures
+    );
     assert_eq!(r.new_headlines, 3, "the healthy sources are read");
     assert_eq!(r.scored, 3);
     let st = w.deps().state.source("broken").unwrap();
@@ -381,7 +443,10 @@ async fn the_offline_local_model_scores_and_the_index_signals_on_the_bus() {
     assert!((r.index["ETH"] - eth).abs() < 1e-9, "{:?}", r.index);
     assert_eq!(
         r.signals,
-        vec![("BTC".to_string(), Direction::Long), ("ETH".to_string(), Direction::Long)]
+        vec![
+            ("BTC".to_string(), Direction::Long),
+            ("ETH".to_string(), Direction::Long)
+        ]
     );
     let found = w
         .bus
@@ -397,8 +462,16 @@ async fn the_offline_local_model_scores_and_the_index_signals_on_the_bus() {
     assert_eq!(s.source, "news");
     assert_eq!(s.direction, Direction::Long);
     assert_eq!(s.value, Decimal::try_from(btc).unwrap().round_dp(4));
-    assert!(s.evidence.contains("Bitcoin ETF inflows hit a record"), "{}", s.evidence);
-    assert!(s.evidence.contains("Bitcoin miners see gains"), "{}", s.evidence);
+    assert!(
+        s.evidence.contains("Bitcoin ETF inflows hit a record"),
+        "{}",
+        s.evidence
+    );
+    assert!(
+        s.evidence.contains("Bitcoin miners see gains"),
+        "{}",
+        s.evidence
+    );
     assert_eq!(s.ttl_ms, 3_600_000);
 
     // No news: the index decays; one half-life later BTC reads half (W < 1 by then) and
@@ -409,13 +482,23 @@ async fn the_offline_local_model_scores_and_the_index_signals_on_the_bus() {
         let (s, ww) = (1.5 * w10 * 0.5, 2.0 * w10 * 0.5);
         s / ww.max(1.0)
     };
-    assert!((later.index["BTC"] - expected).abs() < 1e-9, "{:?}", later.index);
+    assert!(
+        (later.index["BTC"] - expected).abs() < 1e-9,
+        "{:?}",
+        later.index
+    );
     w.clock.advance(2 * 3_600_000);
     let faded = w.run(&cfg).await;
-    assert!(faded.signals.contains(&("BTC".to_string(), Direction::Neutral)), "{faded:?}");
+    assert!(
+        faded
+            .signals
+            .contains(&("BTC".to_string(), Direction::Neutral)),
+        "{faded:?}"
+    );
 }
 
-const SCORES_OK: &str = r#"{"scores":[{"n":1,"symbol":"BTC","score":0.7},{"n":2,"symbol":"ETH","score":-0.6}]}"#;
+const SCORES_OK: &str =
+    r#"{"scores":[{"n":1,"symbol":"BTC","score":0.7},{"n":2,"symbol":"ETH","score":-0.6}]}"#;
 
 #[actix::test]
 async fn batches_go_to_an_openai_compatible_model_and_answers_are_cached() {
@@ -427,7 +510,11 @@ async fn batches_go_to_an_openai_compatible_model_and_answers_are_cached() {
     let a = answers.clone();
     let llm = MockServer::start(move |_| {
         let mut a = a.lock();
-        let next = if a.len() > 1 { a.remove(0) } else { a[0].clone() };
+        let next = if a.len() > 1 {
+            a.remove(0)
+        } else {
+            a[0].clone()
+        };
         Reply::openai_chat_completion(&next)
     });
     let f = Feeds {
@@ -441,7 +528,11 @@ async fn batches_go_to_an_openai_compatible_model_and_answers_are_cached() {
     };
     let server = feed_server(&f);
     let w = world(router(openai(&llm)));
-    let mut cfg = config(vec![source("wire", SourceKind::Rss, format!("{}/rss.xml", server.url()))]);
+    let mut cfg = config(vec![source(
+        "wire",
+        SourceKind::Rss,
+        format!("{}/rss.xml", server.url()),
+    )]);
     cfg.batch_size = 2;
 
     // First run: batch 1 (headlines 1 and 2, in feed order) is answered in prose and
@@ -450,11 +541,22 @@ async fn batches_go_to_an_openai_compatible_model_and_answers_are_cached() {
     assert_eq!(r.new_headlines, 3);
     assert_eq!(r.scored, 1, "{r:?}");
     assert_eq!(r.failures.len(), 1);
-    assert!(r.failures[0].contains("unreadable scores"), "{:?}", r.failures);
-    let bodies: Vec<serde_json::Value> = llm.requests().iter().filter_map(|r| r.body_json()).collect();
+    assert!(
+        r.failures[0].contains("unreadable scores"),
+        "{:?}",
+        r.failures
+    );
+    let bodies: Vec<serde_json::Value> = llm
+        .requests()
+        .iter()
+        .filter_map(|r| r.body_json())
+        .collect();
     assert_eq!(bodies.len(), 2);
     let prompt = bodies[0]["messages"].to_string();
-    assert!(prompt.contains("1. [BTC] Bitcoin ETF inflows hit a record"), "{prompt}");
+    assert!(
+        prompt.contains("1. [BTC] Bitcoin ETF inflows hit a record"),
+        "{prompt}"
+    );
     assert!(prompt.contains("2. [ETH] Ether slumps"), "{prompt}");
     let journal = DecisionJournal::open(&w.store).unwrap();
     let refused = journal
@@ -464,7 +566,10 @@ async fn batches_go_to_an_openai_compatible_model_and_answers_are_cached() {
         .find(|d| d.outcome == "not_scored")
         .expect("the refused batch is journaled");
     assert!(refused.error.unwrap().contains("not a JSON object"));
-    assert_eq!(refused.raw_answer.as_deref(), Some("Bitcoin looks strong, ether weak."));
+    assert_eq!(
+        refused.raw_answer.as_deref(),
+        Some("Bitcoin looks strong, ether weak.")
+    );
     assert!(refused.prompt.contains("Bitcoin ETF inflows"));
 
     // Next run: the two pending headlines are asked again and scored.
@@ -485,7 +590,11 @@ async fn batches_go_to_an_openai_compatible_model_and_answers_are_cached() {
     let asked = llm.requests().len();
     *f.json.lock() = json_doc(&[("other-id", "Ether slumps")]);
     let mut cfg2 = cfg.clone();
-    cfg2.sources.push(source("api", SourceKind::Json, format!("{}/api/news", server.url())));
+    cfg2.sources.push(source(
+        "api",
+        SourceKind::Json,
+        format!("{}/api/news", server.url()),
+    ));
     w.clock.advance(60_000);
     let r = w.run(&cfg2).await;
     assert_eq!((r.new_headlines, r.scored), (1, 1));
@@ -506,10 +615,21 @@ async fn file_sources_read_a_local_feed_and_an_unchanged_file_is_not_modified() 
     )]);
     assert_eq!(w.run(&cfg).await.new_headlines, 1);
     w.clock.advance(60_000);
-    assert_eq!(w.run(&cfg).await.not_modified, vec!["local-file".to_string()]);
-    let missing = config(vec![source("gone", SourceKind::Rss, "file:///nonexistent/feed.xml".into())]);
+    assert_eq!(
+        w.run(&cfg).await.not_modified,
+        vec!["local-file".to_string()]
+    );
+    let missing = config(vec![source(
+        "gone",
+        SourceKind::Rss,
+        "file:///nonexistent/feed.xml".into(),
+    )]);
     let r = w.run(&missing).await;
-    assert!(r.failures[0].contains("cannot read /nonexistent/feed.xml"), "{:?}", r.failures);
+    assert!(
+        r.failures[0].contains("cannot read /nonexistent/feed.xml"),
+        "{:?}",
+        r.failures
+    );
 }
 
 #[test]
@@ -531,9 +651,18 @@ fn bad_config_names_the_key() {
     c.validate("agents.sentiment[0]", &mut issues);
     let keys: Vec<&str> = issues.0.iter().map(|i| i.key.as_str()).collect();
     assert!(keys.contains(&"agents.sentiment[0].batch_size"), "{keys:?}");
-    assert!(keys.contains(&"agents.sentiment[0].sources[0].url"), "{keys:?}");
-    assert!(keys.contains(&"agents.sentiment[0].sources[0].items"), "{keys:?}");
-    assert!(keys.contains(&"agents.sentiment[0].symbols.B-T"), "{keys:?}");
+    assert!(
+        keys.contains(&"agents.sentiment[0].sources[0].url"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"agents.sentiment[0].sources[0].items"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"agents.sentiment[0].symbols.B-T"),
+        "{keys:?}"
+    );
     let mut none = config(vec![]);
     none.sources.clear();
     let mut issues = crate::validate::Issues::default();
