@@ -133,11 +133,21 @@ async fn fetch_http(
     source: &SourceConfig,
     validators: &Validators,
 ) -> Result<Fetched, FetchError> {
-    let transport = |e: reqwest::Error| FetchError::Transport {
-        source_name: source.name.clone(),
-        // Without the URL: a query string may carry a key, and this text is logged and
-        // kept as the source's last error.
-        message: e.without_url().to_string(),
+    let transport = |e: reqwest::Error| {
+        if e.is_timeout() {
+            // reqwest's own per-request timeout (the same deadline) fired first.
+            FetchError::Timeout {
+                source_name: source.name.clone(),
+                timeout: source.timeout,
+            }
+        } else {
+            FetchError::Transport {
+                source_name: source.name.clone(),
+                // Without the URL: a query string may carry a key, and this text is
+                // logged and kept as the source's last error.
+                message: with_causes(&e.without_url()),
+            }
+        }
     };
     let mut req = client.get(&source.url).timeout(source.timeout);
     if let Some(etag) = &validators.etag {
@@ -186,6 +196,18 @@ async fn fetch_http(
         bytes.extend_from_slice(&chunk);
     }
     Ok(Fetched::Body { bytes, validators })
+}
+
+/// An error with its causes (reqwest's own text is only "error sending request").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// A local file: its modification time (as an HTTP date) plays `Last-Modified`.

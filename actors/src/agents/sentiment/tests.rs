@@ -669,3 +669,31 @@ fn bad_config_names_the_key() {
     none.validate("a", &mut issues);
     assert_eq!(issues.0[0].key, "a.sources");
 }
+
+#[actix::test]
+async fn a_hung_or_oversized_source_fails_alone_within_its_deadline() {
+    let f = feeds();
+    let server = feed_server(&f);
+    let hung = MockServer::start(|_| Reply::Hang);
+    let big = MockServer::start(|_| Reply::raw(200, "application/rss+xml", vec![b' '; 4096]));
+    let w = world(local());
+    let mut sources = vec![source(
+        "wire",
+        SourceKind::Rss,
+        format!("{}/rss.xml", server.url()),
+    )];
+    let mut slow = source("hung", SourceKind::Rss, format!("{}/feed", hung.url()));
+    slow.timeout = Duration::from_millis(200);
+    sources.push(slow);
+    let mut small = source("big", SourceKind::Rss, format!("{}/feed", big.url()));
+    small.max_bytes = 1024;
+    sources.push(small);
+    let r = w.run(&config(sources)).await;
+    assert_eq!(r.new_headlines, 1, "the healthy source is read: {r:?}");
+    let kinds: Vec<String> = ["hung", "big"]
+        .iter()
+        .map(|s| w.deps().state.source(s).unwrap().last_error.unwrap())
+        .collect();
+    assert!(kinds[0].contains("no answer within 200ms"), "{kinds:?}");
+    assert!(kinds[1].contains("larger than max_bytes"), "{kinds:?}");
+}
