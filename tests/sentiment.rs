@@ -37,6 +37,20 @@ fn cli_json(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Panics with the engine's log if it has exited (a start that failed, e.g. a port taken
+/// by another process between `free_port` and the bind), instead of waiting out a timeout.
+fn assert_running(engine: &mut std::process::Child, dir: &std::path::Path) {
+    if let Ok(Some(status)) = engine.try_wait() {
+        let logs: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        panic!("the engine exited ({status}):\n{}", logs.join("\n---\n"));
+    }
+}
+
 fn api(port: u16, path: &str) -> Option<Value> {
     let (status, body) = http_get(port, path)?;
     (status == 200).then(|| serde_json::from_str(&body).ok())?
@@ -104,8 +118,14 @@ poll_interval = "300ms"
     let c = cfg.to_str().unwrap();
 
     let mut engine = spawn_engine(&cfg, dir.path(), &[], &[]);
+    // The CLI opens a stopped engine's data dir itself: ask only once the engine holds it.
+    wait_for(Duration::from_secs(60), "the engine's health", || {
+        assert_running(&mut engine, dir.path());
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
     // The index, as `orrery sentiment` reads it from the running engine.
     let report = wait_for(Duration::from_secs(60), "a BTC sentiment signal", || {
+        assert_running(&mut engine, dir.path());
         let out = run_cli(&["sentiment", "--config", c, "--json"]);
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
         let btc = v["agents"][0]["symbols"]
@@ -249,6 +269,7 @@ poll_interval = "300ms"
     let before = seen.lock().len();
     let mut engine = spawn_engine(&cfg, dir.path(), &[], &[]);
     let first = wait_for(Duration::from_secs(60), "a poll after the restart", || {
+        assert_running(&mut engine, dir.path());
         seen.lock()[before..]
             .iter()
             .find(|(route, _)| route == "/rss.xml")
