@@ -9,7 +9,7 @@
 //! known ones.
 //!
 //! Owns: the agent directory of an engine built from the config ([`directory`]: the risk
-//! agent if enabled, then the trading agents in config order), the request bodies, the
+//! agent if enabled, then the trading agents, then the sentiment agents, in config order), the request bodies, the
 //! CLI's choice between the running engine (asked over its control API, since sled lets
 //! one process hold the data dir) and a stopped one (list, pause and resume work on the
 //! data dir; run-now says the engine is not running and exits 1), and the table. Never:
@@ -75,6 +75,14 @@ pub fn directory(
             Kind::Pipeline,
             p.schedule(),
             MemoryStore::open(store, &p.name)?,
+        );
+    }
+    for a in &config.agents.sentiment {
+        dir = dir.with(
+            &a.name,
+            Kind::Sentiment,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
         );
     }
     Ok(dir)
@@ -464,7 +472,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
     }
     let _ = writeln!(
         o,
-        "{:<16} {:<8} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
+        "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
         "NAME", "KIND", "STATE", "INTERVAL", "LAST RUN", "RUNS/FAILURES"
     );
     for a in agents {
@@ -478,7 +486,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
         }
         let _ = writeln!(
             o,
-            "{:<16} {:<8} {:<11} {:<9} {:<12} {:<16} {}",
+            "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} {}",
             a.name,
             a.kind.as_str(),
             a.state.as_str(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use orrery_actors::agents::journal::JournalConfig;
 use orrery_actors::agents::pipeline::PipelineConfig;
+use orrery_actors::agents::sentiment::SentimentAgentConfig;
 use orrery_actors::agents::swarm::AgentMode;
 use orrery_actors::agents::trading::TradingAgentConfig;
 use orrery_actors::exchanges::binance::BinanceConfig;
@@ -268,6 +269,9 @@ pub struct AgentsConfig {
     pub risk: RiskAgentSwitch,
     /// Five-role analysis pipelines (`[[agents.pipeline]]`).
     pub pipeline: Vec<PipelineConfig>,
+    /// Sentiment and news agents (`[[agents.sentiment]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sentiment: Vec<SentimentAgentConfig>,
 }
 
 impl Default for AgentsConfig {
@@ -280,6 +284,7 @@ impl Default for AgentsConfig {
                 jitter: 0.0,
                 run_timeout: None,
             },
+            sentiment: Vec::new(),
         }
     }
 }
@@ -578,6 +583,7 @@ impl Config {
             );
         }
         self.check_pipelines(&mut seen, &mut issues);
+        self.check_sentiment_agents(&mut issues);
         if issues.is_empty() {
             Ok(())
         } else {
@@ -619,6 +625,44 @@ impl Config {
                     join(&join(&path, stage), "model"),
                     &s.model,
                     format!("a logical model under [models]: {}", self.model_names()),
+                );
+            }
+        }
+    }
+
+    /// `[[agents.sentiment]]`: each agent's keys, its model, and names unique among all
+    /// agents (agents are reached by name) and sources unique among all sentiment agents
+    /// (a source is a metric label).
+    fn check_sentiment_agents(&self, issues: &mut Issues) {
+        let mut agents: std::collections::BTreeSet<&str> = self
+            .agents
+            .trading
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        agents.insert(orrery_actors::agents::risk::RISK_AGENT);
+        let mut sources = std::collections::BTreeSet::new();
+        for (i, agent) in self.agents.sentiment.iter().enumerate() {
+            let path = format!("agents.sentiment[{i}]");
+            agent.validate(&path, issues);
+            issues.check(
+                agents.insert(&agent.name),
+                join(&path, "name"),
+                &agent.name,
+                "a name no other agent uses (nor `risk`, the risk agent's)",
+            );
+            issues.check(
+                self.models.models.contains_key(&agent.model),
+                join(&path, "model"),
+                &agent.model,
+                format!("a logical model under [models]: {}", self.model_names()),
+            );
+            for (j, s) in agent.sources.iter().enumerate() {
+                issues.check(
+                    sources.insert(s.name.clone()),
+                    format!("{path}.sources[{j}].name"),
+                    &s.name,
+                    "a source name no other sentiment source uses (it is the `source` label of the news metrics)",
                 );
             }
         }

@@ -104,6 +104,7 @@ pub fn serve(
             .configure(crate::operate::routes)
             .configure(crate::agents::routes)
             .configure(crate::signals::routes)
+            .configure(crate::sentiment::routes)
             .configure(crate::journal::routes)
             .configure(crate::replay::routes)
             .configure(crate::market::routes)

@@ -561,6 +561,7 @@ fn context_summary(c: &orrery_actors::models::StructuredContext) -> String {
             "pipeline {}",
             context_summary(&StructuredContext::Market(p.market.clone()))
         ),
+        StructuredContext::Headlines(b) => format!("{} headlines to score", b.headlines.len()),
     }
 }
 

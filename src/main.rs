@@ -160,6 +160,8 @@ enum Command {
     Agents(orrery::agents::AgentsArgs),
     /// List recent signals of the signal bus (newest first), or `publish` one.
     Signals(orrery::signals::SignalsArgs),
+    /// The sentiment agents: index per symbol, last signal, sources, last headlines.
+    Sentiment(orrery::sentiment::SentimentArgs),
     /// List journaled decisions (newest first), or `journal show ID` for everything about one.
     Journal(orrery::journal::JournalArgs),
     /// Send a journaled decision's exact prompt to a model again and compare verdicts (one
@@ -287,6 +289,9 @@ fn main() -> ExitCode {
         Command::Signals(a) => {
             with_config(a.config().as_deref(), |c| orrery::signals::command(c, a))
         }
+        Command::Sentiment(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::sentiment::command(c, a)
+        }),
         Command::Journal(a) => {
             with_config(a.config.clone().as_deref(), |c| orrery::journal::run(c, a))
         }

@@ -295,6 +295,13 @@ pub async fn replay_one(
             ),
         });
     }
+    if matches!(record.context, Some(StructuredContext::Headlines(_))) {
+        // Replay compares trade and risk verdicts; a headline-scoring request has none.
+        return Err(ReplayError::NotReplayable {
+            id: id.to_string(),
+            why: "it is a sentiment agent's headline-scoring request, not a trade or risk decision; its prompt and answer are in `orrery journal show`".into(),
+        });
+    }
     let actual = prompt_sha256(&record.system, &record.prompt);
     if actual != record.prompt_sha256 {
         return Err(ReplayError::HashMismatch {

@@ -14,7 +14,8 @@
 //! │                            feed-<venue>-user for each Binance futures venue with
 //! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
-//! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P
+//! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P,
+//!                              sentiment-<agent> × S
 //! ```
 //!
 //! Owns: which actors the config asks for, their ids (paths such as
@@ -58,6 +59,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps, RISK_AGENT};
 use orrery_actors::agents::runtime::{AgentDirectory, AgentRunner};
+use orrery_actors::agents::sentiment::{SentimentAgent, SentimentDeps, SentimentState};
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
@@ -139,6 +141,11 @@ pub enum Role {
     /// One analysis pipeline.
     PipelineAgent {
         /// The agent's name (`[[agents.pipeline]] name`).
+        agent: String,
+    },
+    /// One sentiment and news agent.
+    SentimentAgent {
+        /// The agent's name (`[[agents.sentiment]] name`).
         agent: String,
     },
 }
@@ -303,6 +310,14 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             format!("pipeline-{}", p.name),
             Role::PipelineAgent {
                 agent: p.name.clone(),
+            },
+        )
+    }));
+    agents.extend(config.agents.sentiment.iter().map(|a| {
+        worker(
+            format!("sentiment-{}", a.name),
+            Role::SentimentAgent {
+                agent: a.name.clone(),
             },
         )
     }));
@@ -671,6 +686,34 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
         Role::PipelineAgent { agent } => pipeline_spec(id, agent, deps),
+        Role::SentimentAgent { agent } => {
+            let (Some(agent), Ok(entry)) = (
+                config
+                    .agents
+                    .sentiment
+                    .iter()
+                    .find(|a| &a.name == agent)
+                    .cloned(),
+                agents.get(agent).cloned(),
+            ) else {
+                return missing(&id, format!("no sentiment agent `{agent}` in the config"));
+            };
+            ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
+                let journal = DecisionJournal::open(&store).map_err(StartError::failed)?;
+                let deps = SentimentDeps {
+                    models: ModelClient::from_slot(router.clone()),
+                    signals: signals.clone(),
+                    journal: journal.clone(),
+                    state: SentimentState::open(&store, &agent.name).map_err(StartError::failed)?,
+                    clock: clock.clone(),
+                };
+                let kind = SentimentAgent::new(agent.clone(), deps).map_err(StartError::failed)?;
+                Ok(
+                    AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
+                        .counting_messages_in(ctx.messages_counter()),
+                )
+            })
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod prompt;
 pub mod risk;
 pub mod runtime;
+pub mod sentiment;
 pub mod swarm;
 pub mod trading;
 mod trading_deps;

@@ -58,6 +58,8 @@ pub enum Kind {
     Risk,
     /// A five-role analysis pipeline (`[[agents.pipeline]]`).
     Pipeline,
+    /// A sentiment and news agent (`[[agents.sentiment]]`).
+    Sentiment,
 }
 
 impl Kind {
@@ -66,6 +68,7 @@ impl Kind {
             Kind::Trading => "trading",
             Kind::Risk => "risk",
             Kind::Pipeline => "pipeline",
+            Kind::Sentiment => "sentiment",
         }
     }
 

@@ -43,6 +43,11 @@
 //! rule set asked for a role, or a role rule set asked for anything but its role (or
 //! free text), is a bad request that names the rule set to use.
 //!
+//! # Sentiment (`Purpose::SentimentScore`, needs `StructuredContext::Headlines`)
+//!
+//! Every rule set scores headlines by the same small lexicon ([`sentiment`]), so the
+//! sentiment agent works offline.
+//!
 //! # Freeform
 //!
 //! A fixed note that this deployment is a rules engine and no language model is running.
@@ -62,6 +67,7 @@ use crate::resilience::ErrorClass;
 
 pub mod roles;
 pub mod rule_sets;
+pub mod sentiment;
 
 pub use rule_sets::RuleSet;
 
@@ -127,6 +133,11 @@ impl LocalRules {
                 let (verdict, reason) = confirm_risk(r);
                 Ok(render_risk_verdict(verdict, &reason))
             }
+            // Every local deployment scores headlines by the same lexicon: the sentiment
+            // rules do not depend on the trading rule set picked by `model`.
+            (Purpose::SentimentScore, Some(StructuredContext::Headlines(batch))) => {
+                Ok(sentiment::answer(batch))
+            }
             (Purpose::Freeform, _) => Ok(match self.rules {
                 RuleSet::RulesV1 => FREEFORM_NOTE.to_string(),
                 other if other.role().is_some() => format!(
@@ -143,6 +154,7 @@ impl LocalRules {
                 let needed = match purpose {
                     Purpose::TradeDecision => "StructuredContext::Market",
                     Purpose::RiskConfirmation => "StructuredContext::Risk",
+                    Purpose::SentimentScore => "StructuredContext::Headlines",
                     _ => "StructuredContext::Pipeline",
                 };
                 let got = match context {
@@ -150,6 +162,7 @@ impl LocalRules {
                     Some(StructuredContext::Market(_)) => "a market context",
                     Some(StructuredContext::Risk(_)) => "a risk context",
                     Some(StructuredContext::Pipeline(_)) => "a pipeline context",
+                    Some(StructuredContext::Headlines(_)) => "a headline batch",
                 };
                 Err(ModelError::Provider {
                     deployment: self.deployment.clone(),

@@ -26,6 +26,9 @@ pub enum Purpose {
     ShortCase,
     /// The analysis pipeline's strategy generator: a trade plan from both cases.
     TradePlan,
+    /// Score headlines' sentiment per symbol in [-1, 1] (the sentiment agent; its answer
+    /// format is `agents::sentiment::score`'s).
+    SentimentScore,
 }
 
 /// Market facts an agent sends alongside its prompt, in structured form, so rule-based
@@ -64,6 +67,26 @@ pub enum StructuredContext {
     Risk(RiskContext),
     /// A stage of the analysis pipeline ([`super::roles`]).
     Pipeline(Box<super::roles::PipelineContext>),
+    /// A batch of headlines to score (the sentiment agent).
+    Headlines(HeadlineBatch),
+}
+
+/// Headlines a sentiment agent asks to be scored, numbered as in its prompt, each with the
+/// symbols it mentions: a rules engine scores them from here, a language model from the
+/// prompt text that lists the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineBatch {
+    pub headlines: Vec<HeadlineToScore>,
+}
+
+/// One numbered headline of a [`HeadlineBatch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineToScore {
+    /// Its number in the prompt, from 1.
+    pub n: usize,
+    pub title: String,
+    /// Upper-case symbols it mentions (a score is asked for each).
+    pub symbols: Vec<String>,
 }
 
 /// One request to a logical model name.

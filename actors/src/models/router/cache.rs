@@ -94,6 +94,7 @@ fn purpose_json(purpose: Purpose) -> &'static str {
         Purpose::LongCase => "\"long_case\"",
         Purpose::ShortCase => "\"short_case\"",
         Purpose::TradePlan => "\"trade_plan\"",
+        Purpose::SentimentScore => "\"sentiment_score\"",
     }
 }
 
