@@ -17,6 +17,7 @@ use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::book::VenueFeed;
+pub use super::error::StreamError;
 use super::protocol::{FrameError, Protocol};
 use crate::resilience::config::BackoffConfig;
 use crate::resilience::retry::Schedule;
@@ -67,38 +68,6 @@ impl StreamSettings {
         let b = &self.backoff;
         Schedule::new(b.kind, b.base, b.multiplier, b.cap, b.jitter)
     }
-}
-
-/// Why one connection ended (logged; every end leads to a reconnect).
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error("cannot connect to {url} within {deadline:?}")]
-    ConnectTimeout { url: String, deadline: Duration },
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        url: String,
-        source: tokio_tungstenite::tungstenite::Error,
-    },
-    #[error("sending to the venue took longer than {0:?}")]
-    SendTimeout(Duration),
-    #[error("websocket error: {0}")]
-    Socket(#[from] tokio_tungstenite::tungstenite::Error),
-    #[error("the server closed the connection ({0})")]
-    Closed(String),
-    #[error("no frame (not even a pong) for {0:?}; the connection is presumed dead")]
-    Silent(Duration),
-    #[error("connection rotated after {0:?} (the venue ends longer connections)")]
-    Rotated(Duration),
-    /// A REST call the protocol needs (a listen key, a depth snapshot) failed.
-    #[error("{what}: {source}")]
-    Rest {
-        what: &'static str,
-        source: crate::exchanges::venue::VenueError,
-    },
-    /// The venue's data is no longer consistent (a sequence gap that a resync could not
-    /// close); a new connection starts from a fresh snapshot.
-    #[error("{0}")]
-    OutOfSync(String),
 }
 
 type Ws =

@@ -33,6 +33,7 @@ pub mod binance_futures;
 pub mod book;
 pub mod connection;
 pub mod derivatives;
+pub mod error;
 pub mod followed;
 pub mod hyperliquid;
 pub mod hyperliquid_user;

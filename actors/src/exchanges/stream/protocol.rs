@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::book::VenueFeed;
-use super::connection::StreamError;
+use super::error::StreamError;
 
 /// One venue's websocket protocol, driven by [`super::connection::run`].
 pub trait Protocol: Send + 'static {
