@@ -25,11 +25,7 @@ impl VenueReads for GatewayCore {
         venue: &'a str,
         symbol: &'a str,
     ) -> BoxFuture<'a, GatewayResult<Quote>> {
-        if let Some(quote) = self
-            .streams
-            .get()
-            .and_then(|s| s.fresh_quote(venue, symbol))
-        {
+        if let Some(quote) = self.feed(venue).and_then(|f| f.fresh_quote(symbol)) {
             return futures::future::ready(Ok(quote)).boxed();
         }
         self.call(
@@ -48,7 +44,7 @@ impl VenueReads for GatewayCore {
         timeframe: Timeframe,
         lookback: usize,
     ) -> BoxFuture<'a, GatewayResult<Vec<Candle>>> {
-        let feed = self.streams.get().and_then(|s| s.feed(venue));
+        let feed = self.feed(venue);
         if let Some(candles) = feed
             .as_ref()
             .and_then(|f| f.fresh_candles(symbol, timeframe, lookback))

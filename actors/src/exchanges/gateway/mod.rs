@@ -406,15 +406,17 @@ impl GatewayCore {
 
     /// The account state the venue's stream pushed, while fresh (see
     /// [`VenueFeed::fresh_account`](super::stream::book::VenueFeed::fresh_account)).
+    /// The venue's stream state, when streams are attached and the venue has one.
+    fn feed(&self, venue: &str) -> Option<Arc<super::stream::book::VenueFeed>> {
+        self.streams.get()?.feed(venue)
+    }
+
     fn fills_streamed(&self, venue: &str) -> bool {
-        self.streams
-            .get()
-            .and_then(|s| s.feed(venue))
-            .is_some_and(|f| f.fills_streamed())
+        self.feed(venue).is_some_and(|f| f.fills_streamed())
     }
 
     fn streamed_account(&self, venue: &str) -> Option<AccountState> {
-        self.streams.get()?.feed(venue)?.fresh_account()
+        self.feed(venue)?.fresh_account()
     }
 
     pub async fn position(&self, venue: &str, symbol: &str) -> GatewayResult<Option<Position>> {

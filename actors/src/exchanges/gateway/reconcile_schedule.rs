@@ -42,16 +42,12 @@ pub(super) fn due(
 impl GatewayCore {
     /// The connection count of `venue`'s stream while it pushes the account's fills.
     fn streamed_connections(&self, venue: &str) -> Option<u64> {
-        let feed = self.streams.get()?.feed(venue)?;
+        let feed = self.feed(venue)?;
         feed.fills_streamed().then(|| feed.connections())
     }
 
     pub(super) fn note_pass(&self, venue: &str) {
-        let connections = self
-            .streams
-            .get()
-            .and_then(|s| s.feed(venue))
-            .map_or(0, |f| f.connections());
+        let connections = self.feed(venue).map_or(0, |f| f.connections());
         self.last_pass.lock().insert(
             venue.to_string(),
             LastPass {
