@@ -20,6 +20,7 @@ use actix_web::{web, HttpResponse};
 use clap::{Args, Subcommand};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::binance_futures::open_public;
+use orrery_actors::exchanges::paper::PaperDerivatives;
 use orrery_actors::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
 };
@@ -135,7 +136,7 @@ pub enum MarketError {
     /// The gateway's own unknown-venue error, as every operator command reports it.
     #[error(transparent)]
     UnknownVenue(GatewayError),
-    #[error("venue `{venue}` is of kind `{kind}`, which has no funding or open interest; use a `binance_futures` venue")]
+    #[error("venue `{venue}` is of kind `{kind}`, which has no funding or open interest; use a `binance_futures` or `hyperliquid` venue, or a paper venue whose symbols set `derivatives_csv`")]
     NoDerivatives { venue: String, kind: &'static str },
     #[error("{0}")]
     BadRequest(String),
@@ -173,6 +174,19 @@ fn open_reader(config: &Config, venue: &str) -> Result<Arc<dyn DerivativesData>,
                 reason: e.to_string(),
             })?;
             Ok(reader as Arc<dyn DerivativesData>)
+        }
+        VenueConfig::Paper(p) => {
+            match PaperDerivatives::from_config(venue, p, system_clock()) {
+                Ok(Some(reader)) => Ok(Arc::new(reader) as Arc<dyn DerivativesData>),
+                Ok(None) => Err(MarketError::NoDerivatives {
+                    venue: venue.to_string(),
+                    kind: "paper without derivatives_csv",
+                }),
+                Err(e) => Err(MarketError::Open {
+                    venue: venue.to_string(),
+                    reason: e.to_string(),
+                }),
+            }
         }
         other => Err(MarketError::NoDerivatives {
             venue: venue.to_string(),
