@@ -211,10 +211,12 @@ impl PaperConfig {
         );
         let interval_ms = self.funding_interval.as_millis();
         issues.check(
-            (60_000..=86_400_000).contains(&interval_ms) && 86_400_000 % interval_ms == 0,
+            (3_600_000..=86_400_000).contains(&interval_ms)
+                && interval_ms % 3_600_000 == 0
+                && 86_400_000 % interval_ms == 0,
             key("funding_interval"),
             humantime::format_duration(self.funding_interval).to_string(),
-            "from 1m to 24h, dividing one day (1h, 4h, 8h ...)",
+            "whole hours from 1h to 24h, dividing one day (1h, 4h, 8h ...)",
         );
         if self.symbols.is_empty() {
             issues.push(key("symbols"), "{}", "at least one symbol");

@@ -284,6 +284,8 @@ impl DerivativesData for PaperDerivatives {
             funding_rate: replay.funding_rate(now),
             next_funding_time_ms: self.settled_at_or_before(now) + self.interval_ms,
             time_ms: now,
+            // Invariant: validation keeps the interval to whole hours of at most a day.
+            funding_interval_hours: (self.interval_ms / 3_600_000).max(1) as u32,
         })
     }
 
