@@ -23,6 +23,7 @@ pub mod models;
 pub mod operate;
 pub mod paper_mode;
 pub mod replay;
+pub mod copy;
 pub mod sentiment;
 pub mod signals;
 pub mod status;
