@@ -22,8 +22,11 @@
 //! - **Small steps.** A step worth less than `min_step_usd` is not sent (a lot's rounding
 //!   left over is not chased), unless it closes the position.
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
+
+/// Decimals a target keeps.
+const DP: u32 = 12;
 
 /// How the follower's size follows the leader's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +166,9 @@ fn raw_target(input: &StepInput) -> (Decimal, Option<Anchor>) {
 /// The one step for `input` (see the module docs for the rules).
 pub fn decide(input: &StepInput) -> Step {
     let (raw, anchor) = raw_target(input);
+    // Sizes past 12 decimals mean nothing at any venue (the gateway rounds to the lot);
+    // cut there so a step and the position it leads to add up exactly.
+    let raw = raw.round_dp_with_strategy(DP, RoundingStrategy::ToZero);
     let mirrored = input.mirrored;
     let hold = |action| Step {
         raw_target: raw,
@@ -176,7 +182,8 @@ pub fn decide(input: &StepInput) -> Step {
     let price = input.price;
     // What a risk-increasing step may reach, in base units.
     let room_total = (input.limits.max_total_usd - input.other_usd).max(Decimal::ZERO);
-    let cap = input.limits.max_position_usd.min(room_total) / price;
+    let cap = (input.limits.max_position_usd.min(room_total) / price)
+        .round_dp_with_strategy(DP, RoundingStrategy::ToZero);
     let same_side = sign(raw) == sign(mirrored) || mirrored.is_zero() || raw.is_zero();
     let target = if same_side && raw.abs() <= mirrored.abs() {
         // A reduction (or nothing): never bounded.
