@@ -360,3 +360,5 @@ impl super::runtime::AgentKind for CopyAgent {
     }
 }
 
+#[cfg(test)]
+mod tests;

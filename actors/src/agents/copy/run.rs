@@ -111,6 +111,11 @@ impl CopyAgent {
         &self.config
     }
 
+    #[cfg(test)]
+    pub(crate) fn deps_for_test(&self) -> CopyDeps {
+        self.deps.clone()
+    }
+
     /// One check over every leader (see the module docs).
     pub async fn check(&self) -> RunOutcome {
         let mut errors = Vec::new();
