@@ -326,3 +326,16 @@ max_total_usd = 500
         assert!(err.contains(key), "{key} not named: {err}");
     }
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/copy-trading.toml");
+    let out = run_cli(&["check-config", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
