@@ -104,12 +104,19 @@ pub(crate) fn spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
     ) else {
         return missing(&id, format!("no copy agent `{agent}` in the config"));
     };
-    let Some(VenueConfig::Hyperliquid(leader_venue)) =
-        deps.config.exchanges.venues.get(&agent.leader_venue).cloned()
+    let Some(VenueConfig::Hyperliquid(leader_venue)) = deps
+        .config
+        .exchanges
+        .venues
+        .get(&agent.leader_venue)
+        .cloned()
     else {
         return missing(
             &id,
-            format!("no hyperliquid venue `{}` in the config", agent.leader_venue),
+            format!(
+                "no hyperliquid venue `{}` in the config",
+                agent.leader_venue
+            ),
         );
     };
     let symbols = symbol_map(&deps.config, &agent);

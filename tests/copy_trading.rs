@@ -45,7 +45,12 @@ fn wallet() -> Address {
 fn orders(mock: &MockHyperliquid) -> Vec<(String, bool, Decimal, bool)> {
     mock.order_actions()
         .iter()
-        .flat_map(|b| b["action"]["orders"].as_array().cloned().unwrap_or_default())
+        .flat_map(|b| {
+            b["action"]["orders"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .map(|o| {
             (
                 o["c"].as_str().unwrap_or("").to_string(),
@@ -123,28 +128,41 @@ initial_delay = "300ms"
     kill(&mut engine);
     mock.set_other_position(leader(), "BTC", dec("0.5"), px);
     engine = start(&config, dir.path(), port);
-    wait_position(&mock, "BTC", "0.05", "the reduction mirrored after a restart");
+    wait_position(
+        &mock,
+        "BTC",
+        "0.05",
+        "the reduction mirrored after a restart",
+    );
 
     // The flip's order reaches the venue, which applies it 2 s later and only then
     // answers: the engine is killed in between, so its answer is never recorded.
     mock.set_apply_lag(Some((Duration::from_secs(2), Duration::from_secs(2))));
     mock.set_other_position(leader(), "BTC", dec("-1"), px);
-    wait_for(Duration::from_secs(30), "the flip's order in the venue's queue", || {
-        (mock.pending_actions() >= 1).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the flip's order in the venue's queue",
+        || (mock.pending_actions() >= 1).then_some(()),
+    );
     kill(&mut engine);
     wait_position(&mock, "BTC", "-0.1", "the venue to apply the flip");
     mock.set_apply_lag(None);
     engine = start(&config, dir.path(), port);
     // After the restart the step is settled by its client id, not sent again: the agent
     // records it and the status shows it settled.
-    wait_for(Duration::from_secs(60), "the flip settled in the copy state", || {
-        let (_, body) = http_get(port, "/api/status")?;
-        let status: Value = serde_json::from_str(&body).ok()?;
-        let m = status["copy"][0]["mirrors"][0].clone();
-        (m["pending"].is_null() && m["steps"] == 4 && dec(m["mirrored"].as_str()?) == dec("-0.1"))
+    wait_for(
+        Duration::from_secs(60),
+        "the flip settled in the copy state",
+        || {
+            let (_, body) = http_get(port, "/api/status")?;
+            let status: Value = serde_json::from_str(&body).ok()?;
+            let m = status["copy"][0]["mirrors"][0].clone();
+            (m["pending"].is_null()
+                && m["steps"] == 4
+                && dec(m["mirrored"].as_str()?) == dec("-0.1"))
             .then_some(())
-    });
+        },
+    );
     mock.set_other_position(leader(), "BTC", Decimal::ZERO, px);
     wait_position(&mock, "BTC", "0", "the close mirrored");
     // Nothing more to do: a few more checks send nothing.
@@ -161,7 +179,11 @@ initial_delay = "300ms"
     ];
     assert_eq!(sent.len(), want.len(), "one order per step: {sent:?}");
     for ((cloid, buy, size, reduce), (w_buy, w_size, w_reduce)) in sent.iter().zip(want) {
-        assert_eq!((*buy, *size, *reduce), (w_buy, dec(w_size), w_reduce), "{sent:?}");
+        assert_eq!(
+            (*buy, *size, *reduce),
+            (w_buy, dec(w_size), w_reduce),
+            "{sent:?}"
+        );
         assert_eq!(mock.sends_of_cloid(cloid), 1, "{cloid} sent more than once");
     }
 
@@ -170,7 +192,9 @@ initial_delay = "300ms"
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains(&format!("copier follows {LEADER} on hyperliquid → hyperliquid: ratio 0.1")),
+        text.contains(&format!(
+            "copier follows {LEADER} on hyperliquid → hyperliquid: ratio 0.1"
+        )),
         "{text}"
     );
     // `orrery agents` lists it as a copy agent.
@@ -224,18 +248,26 @@ initial_delay = "300ms"
     );
     let config = test_config(dir.path(), port, &section);
     let mut engine = start(&config, dir.path(), port);
-    wait_for(Duration::from_secs(30), "the leader's fills subscribed", || {
-        ws.subscriptions()
-            .iter()
-            .any(|s| s["type"] == "userFills" && s["user"] == LEADER)
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the leader's fills subscribed",
+        || {
+            ws.subscriptions()
+                .iter()
+                .any(|s| s["type"] == "userFills" && s["user"] == LEADER)
+                .then_some(())
+        },
+    );
     // The start's read is done (the agent's first check); from now on only fills trigger.
-    wait_for(Duration::from_secs(30), "the copy agent's first check", || {
-        let (_, metrics) = http_get(port, "/metrics")?;
-        (metric_sum(&metrics, "orrery_agent_runs_total", &["agent=\"fixed\""]) >= 2.0)
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the copy agent's first check",
+        || {
+            let (_, metrics) = http_get(port, "/metrics")?;
+            (metric_sum(&metrics, "orrery_agent_runs_total", &["agent=\"fixed\""]) >= 2.0)
+                .then_some(())
+        },
+    );
     let mut tid = 10_000;
     let mut fill = |coin: &str, px: &str, sz: &str, side: &str, size: &str, entry: &str| {
         tid += 1;
@@ -315,7 +347,8 @@ max_total_usd = 500
 "#;
     let config = test_config(dir.path(), free_port(), section);
     let out = run_cli(&["check-config", "--config", config.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{err}");
     for key in [
         "agents.copy[0].wallets[0]",

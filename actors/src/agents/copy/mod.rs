@@ -147,9 +147,7 @@ const RUN_MARGIN: Duration = Duration::from_secs(60);
 
 /// A leader address: `0x` and 40 hex digits.
 pub fn is_address(s: &str) -> bool {
-    s.len() == 42
-        && s.starts_with("0x")
-        && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+    s.len() == 42 && s.starts_with("0x") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl CopyConfig {
@@ -173,7 +171,10 @@ impl CopyConfig {
 
     /// The wallets as the stream keys them (lower case).
     pub fn leaders(&self) -> Vec<String> {
-        self.wallets.iter().map(|w| w.to_ascii_lowercase()).collect()
+        self.wallets
+            .iter()
+            .map(|w| w.to_ascii_lowercase())
+            .collect()
     }
 
     /// `ratio 0.1` or `fixed 500 USD`, for status.
@@ -354,7 +355,10 @@ impl super::runtime::AgentKind for CopyAgent {
         run::init_metrics(&self.config().name);
     }
 
-    fn run(&self, _ctx: super::runtime::RunCtx) -> LocalBoxFuture<'static, super::runtime::RunOutcome> {
+    fn run(
+        &self,
+        _ctx: super::runtime::RunCtx,
+    ) -> LocalBoxFuture<'static, super::runtime::RunOutcome> {
         let agent = self.clone();
         Box::pin(async move { agent.check().await })
     }

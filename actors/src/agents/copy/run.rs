@@ -176,8 +176,20 @@ impl CopyAgent {
         coins.extend(
             mirrors
                 .iter()
-                .filter(|(_, m)| !m.mirrored.is_zero() || m.pending.is_some() || !m.leader_size.is_zero())
+                .filter(|(_, m)| {
+                    !m.mirrored.is_zero() || m.pending.is_some() || !m.leader_size.is_zero()
+                })
                 .map(|(s, _)| s.clone()),
+        );
+        // A symbol outside the allowlist the leader held at the last read: its close is
+        // logged, and its gauge goes to 0.
+        coins.extend(
+            self.tracker
+                .lock()
+                .not_allowed
+                .iter()
+                .filter(|((w, _), size)| w == wallet && !size.is_zero())
+                .map(|((_, c), _)| c.clone()),
         );
         let mut errors = Vec::new();
         for coin in coins {
@@ -285,12 +297,18 @@ impl CopyAgent {
         let (size, reduce_only) = match step.action {
             Action::Hold => {
                 if leader_moved {
-                    state.put(wallet, coin, &m).await.map_err(|e| e.to_string())?;
+                    state
+                        .put(wallet, coin, &m)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 return Ok(());
             }
             Action::Skip(why) => {
-                state.put(wallet, coin, &m).await.map_err(|e| e.to_string())?;
+                state
+                    .put(wallet, coin, &m)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 // Logged once per move of the leader, not at every check.
                 if leader_moved {
                     self.finish(StepRecord {
@@ -320,7 +338,10 @@ impl CopyAgent {
         });
         // On disk before the gateway hears of it: a crash from here on recomputes this
         // step under the same id.
-        state.put(wallet, coin, &m).await.map_err(|e| e.to_string())?;
+        state
+            .put(wallet, coin, &m)
+            .await
+            .map_err(|e| e.to_string())?;
         let side = if size > Decimal::ZERO {
             Side::Buy
         } else {
@@ -384,10 +405,8 @@ impl CopyAgent {
                 return Ok(false);
             }
             Lookup::Sent(Err(e)) => {
-                let invalid = matches!(
-                    &e,
-                    GatewayCallError::Gateway(GatewayError::InvalidOrder(_))
-                );
+                let invalid =
+                    matches!(&e, GatewayCallError::Gateway(GatewayError::InvalidOrder(_)));
                 let refused = e.refusal().is_some();
                 // What the ledger holds under the id says what was done.
                 let held = gateway_call(
@@ -541,7 +560,10 @@ impl CopyAgent {
             self.deps.clock.now_ms(),
             agent,
             &self.config.venue,
-            self.symbols.get(r.coin).map(String::as_str).unwrap_or(r.coin),
+            self.symbols
+                .get(r.coin)
+                .map(String::as_str)
+                .unwrap_or(r.coin),
             "",
         );
         record.action = r.order.as_ref().map(|o| o.side.to_string().to_uppercase());
@@ -583,13 +605,18 @@ fn skip_text(
             "price {} moved more than {}% from the leader's {}",
             price.round_dp(6).normalize(),
             config.stale_pct.normalize(),
-            reference.map(|r| r.normalize().to_string()).unwrap_or_default()
+            reference
+                .map(|r| r.normalize().to_string())
+                .unwrap_or_default()
         ),
         Skip::AtLimit => format!(
             "at max_position_usd {} / max_total_usd {}",
             config.max_position_usd.normalize(),
             config.max_total_usd.normalize()
         ),
-        Skip::TooSmall => format!("worth less than min_step_usd {}", config.min_step_usd.normalize()),
+        Skip::TooSmall => format!(
+            "worth less than min_step_usd {}",
+            config.min_step_usd.normalize()
+        ),
     }
 }

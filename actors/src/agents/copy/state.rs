@@ -88,7 +88,10 @@ impl CopyState {
     }
 
     pub fn get(&self, leader: &str, symbol: &str) -> Result<Mirror, StoreError> {
-        Ok(self.tree.get(&Self::key(leader, symbol))?.unwrap_or_default())
+        Ok(self
+            .tree
+            .get(&Self::key(leader, symbol))?
+            .unwrap_or_default())
     }
 
     /// Written and flushed before the caller goes on: a pending step is on disk before it

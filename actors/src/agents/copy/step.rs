@@ -106,7 +106,10 @@ pub enum Action {
     /// Already at the target.
     Hold,
     /// Send `size` (signed: positive buys); `reduce_only` when it only reduces.
-    Send { size: Decimal, reduce_only: bool },
+    Send {
+        size: Decimal,
+        reduce_only: bool,
+    },
     Skip(Skip),
 }
 

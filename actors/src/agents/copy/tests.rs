@@ -65,8 +65,9 @@ async fn world() -> World {
     let store = Store::temporary().unwrap();
     let manual = ManualClock::new(1_763_000_000_000);
     let clock: SharedClock = manual.clone();
-    let paper =
-        Arc::new(PaperVenue::open("paper", &PaperConfig::default(), &store, clock.clone()).unwrap());
+    let paper = Arc::new(
+        PaperVenue::open("paper", &PaperConfig::default(), &store, clock.clone()).unwrap(),
+    );
     let connector = Slot::<Connector>::new();
     connector.fill(
         Connector::new(paper.clone()).start(),
@@ -90,7 +91,9 @@ async fn world() -> World {
         gateway.next_token(),
         "test/gateway",
     );
-    let other: Address = "0x0000000000000000000000000000000000000001".parse().unwrap();
+    let other: Address = "0x0000000000000000000000000000000000000001"
+        .parse()
+        .unwrap();
     let mock = MockHyperliquid::start(other, Network::Testnet);
     let deps = CopyDeps {
         gateway,
@@ -150,7 +153,12 @@ async fn a_step_on_disk_but_not_in_the_ledger_is_sent_once_under_its_id() {
     state.put(LEADER, "BTC", &crashed).await.unwrap();
     assert_eq!(w.agent.check().await, RunOutcome::Ok);
     assert_eq!(paper_btc(&w).await, dec!(0.01));
-    let entry = w.core.ledger().get(&id).unwrap().expect("sent under the derived id");
+    let entry = w
+        .core
+        .ledger()
+        .get(&id)
+        .unwrap()
+        .expect("sent under the derived id");
     assert_eq!(entry.status, OrderStatus::Filled);
     assert_eq!(w.core.ledger().len(), 1);
     let m = state.get(LEADER, "BTC").unwrap();

@@ -661,7 +661,9 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     }
     if req.route() == LEADER_ROUTE {
         let body = req.body_json().unwrap_or(Value::Null);
-        let user = body["user"].as_str().and_then(|u| u.parse::<Address>().ok());
+        let user = body["user"]
+            .as_str()
+            .and_then(|u| u.parse::<Address>().ok());
         let dec = |k: &str| body[k].as_str().and_then(|v| v.parse::<Decimal>().ok());
         return match (user, body["coin"].as_str(), dec("szi"), dec("entryPx")) {
             (Some(user), Some(coin), Some(szi), Some(px)) => {
