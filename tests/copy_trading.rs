@@ -6,8 +6,9 @@
 //!   order reached the venue, before its answer came back: the venue's record shows each
 //!   step's order exactly once, none doubled, none missed.
 //! - `fixed_usd` sizing with the fast path (the leader's fills from the stream trigger the
-//!   read, polls are 10 minutes apart): the allowlist, `max_position_usd` and staleness
-//!   skip what they must, and status shows the followed wallet and the sizing.
+//!   read, polls are 10 minutes apart): open, add, reduce, flip and close; the allowlist,
+//!   `max_position_usd` and staleness skip what they must, and status shows the followed
+//!   wallet and the sizing.
 
 mod common;
 
@@ -300,13 +301,31 @@ initial_delay = "300ms"
     // The leader halves: the target is 0.05 (scaled from the open), a reduction.
     fill("BTC", "60000", "1", "A", "1", "60000");
     wait_position(&mock, "BTC", "0.05", "the reduction scaled from the open");
+    // The leader flips to 2 short: a new open on the other side, 3000 USD again, in one
+    // order across zero.
+    fill("BTC", "60000", "3", "A", "-2", "60000");
+    wait_position(&mock, "BTC", "-0.05", "the flip opened at the fixed size");
     // Closes are never stale: the leader closes at a price 10 % off.
-    fill("BTC", "54000", "1", "A", "0", "60000");
+    fill("BTC", "54000", "2", "B", "0", "60000");
     wait_position(&mock, "BTC", "0", "the close");
     assert_eq!(mock.position("ETH"), Decimal::ZERO);
     assert_eq!(mock.position("SOL"), Decimal::ZERO);
     let sent = orders(&mock);
-    assert_eq!(sent.len(), 4, "{sent:?}");
+    let want = [
+        (true, "0.05", false),
+        (true, "0.025", false),
+        (false, "0.025", true),
+        (false, "0.1", false),
+        (true, "0.05", true),
+    ];
+    assert_eq!(sent.len(), want.len(), "{sent:?}");
+    for ((_, buy, size, reduce), (w_buy, w_size, w_reduce)) in sent.iter().zip(want) {
+        assert_eq!(
+            (*buy, *size, *reduce),
+            (w_buy, dec(w_size), w_reduce),
+            "{sent:?}"
+        );
+    }
     for (cloid, ..) in &sent {
         assert_eq!(mock.sends_of_cloid(cloid), 1);
     }

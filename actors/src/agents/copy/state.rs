@@ -67,7 +67,8 @@ pub fn step_client_id(agent: &str, leader: &str, symbol: &str, steps: u64) -> Cl
     let digest = h.finalize();
     // 32 hex digits: a Hyperliquid cloid and a Binance client order id alike.
     let hex = hex::encode(&digest[..16]);
-    ClientOrderId::parse(&hex).unwrap_or_else(|_| ClientOrderId::generate())
+    // Invariant: 16 bytes hex-encode to 32 hex digits, which is what `parse` accepts.
+    ClientOrderId::parse(&hex).expect("32 hex digits are a client order id")
 }
 
 /// The agent's mirrors.
