@@ -85,6 +85,14 @@ pub fn directory(
             MemoryStore::open(store, &a.name)?,
         );
     }
+    for a in &config.agents.copy {
+        dir = dir.with(
+            &a.name,
+            Kind::Copy,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
     Ok(dir)
 }
 

@@ -272,6 +272,9 @@ pub struct AgentsConfig {
     /// Sentiment and news agents (`[[agents.sentiment]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sentiment: Vec<SentimentAgentConfig>,
+    /// Copy-trading agents (`[[agents.copy]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<orrery_actors::agents::copy::CopyConfig>,
 }
 
 impl Default for AgentsConfig {
@@ -285,6 +288,7 @@ impl Default for AgentsConfig {
                 run_timeout: None,
             },
             sentiment: Vec::new(),
+            copy: Vec::new(),
         }
     }
 }
@@ -584,6 +588,7 @@ impl Config {
         }
         self.check_pipelines(&mut seen, &mut issues);
         self.check_sentiment_agents(&mut issues);
+        crate::copy::check(self, &mut issues);
         if issues.is_empty() {
             Ok(())
         } else {

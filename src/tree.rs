@@ -15,7 +15,7 @@
 //! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P,
-//!                              sentiment-<agent> × S
+//!                              sentiment-<agent> × S, copy-<agent> × C
 //! ```
 //!
 //! Owns: which actors the config asks for, their ids (paths such as
@@ -146,6 +146,11 @@ pub enum Role {
     /// One sentiment and news agent.
     SentimentAgent {
         /// The agent's name (`[[agents.sentiment]] name`).
+        agent: String,
+    },
+    /// One copy-trading agent.
+    CopyAgent {
+        /// The agent's name (`[[agents.copy]] name`).
         agent: String,
     },
 }
@@ -321,6 +326,14 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             },
         )
     }));
+    agents.extend(config.agents.copy.iter().map(|a| {
+        worker(
+            format!("copy-{}", a.name),
+            Role::CopyAgent {
+                agent: a.name.clone(),
+            },
+        )
+    }));
 
     SupervisorPlan::new(
         "engine",
@@ -441,7 +454,7 @@ impl Scope {
 
 /// A factory that fails every start with `why` (a plan that names something the config
 /// does not have; [`plan`] never makes one from a validated config).
-fn missing(id: &str, why: String) -> ChildSpec {
+pub(crate) fn missing(id: &str, why: String) -> ChildSpec {
     ChildSpec::new(id.to_string(), move |_| Err(StartError::failed(&why)))
 }
 
@@ -686,6 +699,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
         Role::PipelineAgent { agent } => pipeline_spec(id, agent, deps),
+        Role::CopyAgent { agent } => crate::copy::spec(id, agent, deps),
         Role::SentimentAgent { agent } => {
             let (Some(agent), Ok(entry)) = (
                 config
