@@ -60,6 +60,8 @@ pub enum Kind {
     Pipeline,
     /// A sentiment and news agent (`[[agents.sentiment]]`).
     Sentiment,
+    /// A funding agent (`[[agents.funding]]`).
+    Funding,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
             Kind::Risk => "risk",
             Kind::Pipeline => "pipeline",
             Kind::Sentiment => "sentiment",
+            Kind::Funding => "funding",
         }
     }
 
