@@ -9,7 +9,7 @@
 //! known ones.
 //!
 //! Owns: the agent directory of an engine built from the config ([`directory`]: the risk
-//! agent if enabled, then the trading agents, then the sentiment agents, in config order), the request bodies, the
+//! agent if enabled, then the trading agents, then the sentiment agents, then the funding agents, in config order), the request bodies, the
 //! CLI's choice between the running engine (asked over its control API, since sled lets
 //! one process hold the data dir) and a stopped one (list, pause and resume work on the
 //! data dir; run-now says the engine is not running and exits 1), and the table. Never:
@@ -89,6 +89,14 @@ pub fn directory(
         dir = dir.with(
             &a.name,
             Kind::Copy,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
+    for a in &config.agents.funding {
+        dir = dir.with(
+            &a.name,
+            Kind::Funding,
             a.schedule(),
             MemoryStore::open(store, &a.name)?,
         );

@@ -326,6 +326,7 @@ fn describe_all() {
     orrery_actors::agents::pipeline::describe();
     orrery_actors::agents::copy::describe();
     orrery_actors::agents::sentiment::describe();
+    orrery_actors::agents::funding::describe();
     orrery_actors::exchanges::stream::describe();
 }
 

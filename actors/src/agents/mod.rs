@@ -4,6 +4,7 @@
 //! router's and gateway's messages.
 
 pub mod copy;
+pub mod funding;
 pub mod journal;
 pub mod member;
 pub mod memory;

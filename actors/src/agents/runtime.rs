@@ -62,6 +62,8 @@ pub enum Kind {
     Sentiment,
     /// A copy-trading agent (`[[agents.copy]]`).
     Copy,
+    /// A funding agent (`[[agents.funding]]`).
+    Funding,
 }
 
 impl Kind {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::Pipeline => "pipeline",
             Kind::Sentiment => "sentiment",
             Kind::Copy => "copy",
+            Kind::Funding => "funding",
         }
     }
 
