@@ -4,8 +4,10 @@
 //! router's and gateway's messages.
 
 pub mod journal;
+pub mod liquidations;
 pub mod member;
 pub mod memory;
+pub mod open_interest;
 pub mod pipeline;
 pub mod prompt;
 pub mod risk;

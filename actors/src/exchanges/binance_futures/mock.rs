@@ -380,6 +380,14 @@ impl MockBinanceFutures {
             })
     }
 
+    /// Sets a contract's open interest (what `openInterest` answers now; the history ends
+    /// at the value before).
+    pub fn set_open_interest(&self, pair: &str, open_interest: Decimal) {
+        if let Some(c) = self.state.lock().contracts.get_mut(pair) {
+            c.open_interest = open_interest;
+        }
+    }
+
     /// Moves the book: resting LIMIT orders it crosses fill at their price, conditional
     /// orders whose trigger it passes fire and fill at the new touch.
     pub fn set_book(&self, pair: &str, bid: Decimal, ask: Decimal) {
