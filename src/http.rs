@@ -192,6 +192,7 @@ pub fn gateway_error_status(e: &GatewayError) -> (StatusCode, &'static str) {
             }
             VenueError::Auth { .. } => (StatusCode::BAD_GATEWAY, "venue_auth"),
             VenueError::Malformed { .. } => (StatusCode::BAD_GATEWAY, "venue_malformed"),
+            VenueError::Unsupported { .. } => (StatusCode::BAD_REQUEST, "venue_unsupported"),
         },
         GatewayError::NotApplied { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_applied"),
         GatewayError::Unresolved { .. } => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),

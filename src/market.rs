@@ -4,12 +4,16 @@
 //! and `GET /api/market/open-interest` (same parameters, same JSON).
 //!
 //! Owns: the two reports, their checks (a configured venue of a kind with perpetuals,
-//! `history` 0..=1000, `limit` 1..=500, a Binance period), the public-reads venue objects
-//! the routes keep (one per venue, so one HTTP client each) and the tables. The CLI reads
-//! the venue directly, engine running or not: these are public endpoints, needing no key
-//! and no data dir. Never: places orders or reads the account, or talks to a venue except
-//! through its [`DerivativesData`] (the Binance USDⓈ-M venue's request machinery, with
-//! its deadlines, weights and 429 handling).
+//! `history` 0..=1000, `limit` 1..=500, a Binance period), [`open_reader`] — the one
+//! factory from a venue's config to its [`DerivativesData`] (Binance USDⓈ-M and
+//! Hyperliquid), which the agents built in `tree.rs` use too — the public-reads venue
+//! objects the routes keep (one per venue, so one HTTP client each) and the tables. The
+//! CLI reads the venue directly, engine running or not: these are public endpoints,
+//! needing no key and no data dir. Never: places orders or reads the account, or talks
+//! to a venue except through its [`DerivativesData`] (the venue's own request machinery,
+//! with its deadlines, weights and 429 handling). Hyperliquid publishes no open-interest
+//! history: `--period` there is the venue's `Unsupported` error, a usage error (exit 2,
+//! HTTP 400).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -24,6 +28,7 @@ use orrery_actors::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
 };
 use orrery_actors::exchanges::gateway::GatewayError;
+use orrery_actors::exchanges::hyperliquid::HyperliquidVenue;
 use orrery_actors::exchanges::VenueError;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -135,7 +140,7 @@ pub enum MarketError {
     /// The gateway's own unknown-venue error, as every operator command reports it.
     #[error(transparent)]
     UnknownVenue(GatewayError),
-    #[error("venue `{venue}` is of kind `{kind}`, which has no funding or open interest; use a `binance_futures` venue")]
+    #[error("venue `{venue}` is of kind `{kind}`, which has no funding or open interest; use a `binance_futures` or `hyperliquid` venue")]
     NoDerivatives { venue: String, kind: &'static str },
     #[error("{0}")]
     BadRequest(String),
@@ -159,8 +164,13 @@ impl MarketError {
     }
 }
 
-/// The public-reads venue of `venue`.
-fn open_reader(config: &Config, venue: &str) -> Result<Arc<dyn DerivativesData>, MarketError> {
+/// The public-reads venue of `venue`: funding and open interest of a `binance_futures` or
+/// `hyperliquid` venue, each with its own HTTP client, limits and deadlines (public
+/// endpoints: no key needed; a Hyperliquid key in the environment is never used here).
+pub(crate) fn open_reader(
+    config: &Config,
+    venue: &str,
+) -> Result<Arc<dyn DerivativesData>, MarketError> {
     let Some(v) = config.exchanges.venues.get(venue) else {
         return Err(MarketError::UnknownVenue(crate::operate::unknown_venue(
             config, venue,
@@ -173,6 +183,18 @@ fn open_reader(config: &Config, venue: &str) -> Result<Arc<dyn DerivativesData>,
                 reason: e.to_string(),
             })?;
             Ok(reader as Arc<dyn DerivativesData>)
+        }
+        VenueConfig::Hyperliquid(h) => {
+            // Reads only: the key is not looked up, so none is loaded into this object.
+            let no_key = |_: &str| None;
+            let reader =
+                HyperliquidVenue::open(venue, h, &no_key, system_clock()).map_err(|e| {
+                    MarketError::Open {
+                        venue: venue.to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            Ok(Arc::new(reader) as Arc<dyn DerivativesData>)
         }
         other => Err(MarketError::NoDerivatives {
             venue: venue.to_string(),
@@ -249,20 +271,28 @@ fn time(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// A rate as a percentage (0.0001 → 0.0100%).
+/// A rate as a percentage with at least 4 decimals and none lost (0.0001 → 0.0100%,
+/// Hyperliquid's hourly 0.0000125 → 0.00125%).
 fn pct(rate: rust_decimal::Decimal) -> String {
-    format!("{:.4}%", rate * rust_decimal::Decimal::ONE_HUNDRED)
+    let p = (rate * rust_decimal::Decimal::ONE_HUNDRED).normalize();
+    if p.scale() < 4 {
+        format!("{p:.4}%")
+    } else {
+        format!("{p}%")
+    }
 }
 
 fn print_funding(r: &FundingReport) {
     let c = &r.current;
     println!(
-        "{} {}: mark {} index {} funding {} (next settles {})",
+        "{} {}: mark {} index {} funding {} per {}h ({}%/year; next settles {})",
         r.venue,
         r.symbol,
         c.mark_price,
         c.index_price,
         pct(c.funding_rate),
+        c.funding_interval_hours,
+        c.annualized_pct().round_dp(2),
         time(c.next_funding_time_ms)
     );
     for h in &r.history {
@@ -360,6 +390,7 @@ pub fn run(config: Config, args: MarketArgs) -> ExitCode {
                 MarketError::UnknownVenue(_)
                     | MarketError::NoDerivatives { .. }
                     | MarketError::BadRequest(_)
+                    | MarketError::Venue(VenueError::Unsupported { .. })
             );
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -487,5 +518,7 @@ mod tests {
         assert!(check_oi(None, 0).is_err());
         assert!(check_oi(None, 501).is_err());
         assert_eq!(pct(rust_decimal_macros::dec!(0.0001)), "0.0100%");
+        assert_eq!(pct(rust_decimal_macros::dec!(0.0000125)), "0.00125%");
+        assert_eq!(pct(rust_decimal_macros::dec!(-0.0003)), "-0.0300%");
     }
 }

@@ -1,10 +1,15 @@
 //! Perpetual-futures market data beyond quotes and candles: funding and open interest.
 //!
 //! Owns: the venue-neutral, typed (`Decimal`) shapes of a funding snapshot, a past funding
-//! rate and open interest, the periods open-interest history is kept at, and the
-//! [`DerivativesData`] trait a venue with perpetuals implements (the Binance USDⓈ-M venue
-//! does) so market-intelligence agents and the operator's `orrery market` read them
-//! the same way. Never: I/O of its own, or choosing a venue.
+//! rate and open interest, the periods open-interest history is kept at, the
+//! annualization of a funding rate by its venue's interval, and the [`DerivativesData`]
+//! trait a venue with perpetuals implements (the Binance USDⓈ-M and Hyperliquid venues
+//! do) so market-intelligence agents and the operator's `orrery market` read them the
+//! same way. Never: I/O of its own, or choosing a venue.
+//!
+//! Annualized funding is `rate × periods per year`, a period being the venue's funding
+//! interval (Hyperliquid 1 h; Binance 8 h unless `fundingInfo` lists another for the
+//! symbol) and a year 365 days: simple, not compounded, as venues and dashboards quote it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +36,30 @@ pub struct FundingInfo {
     pub next_funding_time_ms: Millis,
     /// The venue's time of this snapshot.
     pub time_ms: Millis,
+    /// Hours between two settlements of this symbol (Hyperliquid 1, Binance 8 by default).
+    pub funding_interval_hours: u32,
+}
+
+impl FundingInfo {
+    /// [`annualized_pct`] of this snapshot's rate at its interval.
+    pub fn annualized_pct(&self) -> Decimal {
+        annualized_pct(self.funding_rate, self.funding_interval_hours)
+    }
+}
+
+/// Hours in the 365-day year funding is annualized over.
+pub const HOURS_PER_YEAR: u32 = 365 * 24;
+
+/// Settlements per year at an interval of `interval_hours` (0 is treated as 1 h, the
+/// shortest interval any venue uses, so a bad value never divides by zero).
+pub fn periods_per_year(interval_hours: u32) -> Decimal {
+    Decimal::from(HOURS_PER_YEAR) / Decimal::from(interval_hours.max(1))
+}
+
+/// A funding rate per period (a fraction) as a percentage per year, not compounded:
+/// `rate × periods per year × 100`.
+pub fn annualized_pct(rate: Decimal, interval_hours: u32) -> Decimal {
+    rate * periods_per_year(interval_hours) * Decimal::ONE_HUNDRED
 }
 
 /// One settled funding rate.
@@ -141,7 +170,9 @@ impl FromStr for OiPeriod {
 }
 
 /// Funding and open interest of a venue's perpetuals. Every call has the venue's request
-/// deadline; errors are the venue's ([`crate::exchanges::VenueError`]).
+/// deadline; errors are the venue's ([`crate::exchanges::VenueError`]). A venue that does
+/// not publish one of these answers [`crate::exchanges::VenueError::Unsupported`], never a
+/// made-up series.
 #[async_trait]
 pub trait DerivativesData: Send + Sync {
     /// Mark, index and the current funding rate of `symbol`.
@@ -162,6 +193,19 @@ pub trait DerivativesData: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annualization_counts_the_venue_s_periods_in_a_365_day_year() {
+        use rust_decimal_macros::dec;
+        // Hyperliquid's baseline 0.00125 %/h is 10.95 %/year.
+        assert_eq!(annualized_pct(dec!(0.0000125), 1), dec!(10.95));
+        // Binance's baseline 0.01 % per 8 h is 10.95 %/year too; 4 h doubles the periods.
+        assert_eq!(annualized_pct(dec!(0.0001), 8), dec!(10.95));
+        assert_eq!(annualized_pct(dec!(0.0001), 4), dec!(21.90));
+        assert_eq!(annualized_pct(dec!(-0.0003), 8), dec!(-32.85));
+        assert_eq!(periods_per_year(8), dec!(1095));
+        assert_eq!(periods_per_year(0), dec!(8760));
+    }
 
     #[test]
     fn periods_parse_and_print_as_binance_names_them() {

@@ -54,6 +54,10 @@ pub enum VenueError {
     /// while the call waited in its queue. Known not sent, so a sibling may take it.
     #[error("{venue}: not sent: {reason}")]
     NotSent { venue: String, reason: String },
+    /// The venue does not offer this at all (Hyperliquid has no open-interest history):
+    /// asking again, or elsewhere on the same venue, cannot help.
+    #[error("{venue} does not offer {what}")]
+    Unsupported { venue: String, what: String },
 }
 
 impl VenueError {
@@ -73,7 +77,8 @@ impl VenueError {
             | VenueError::Rejected { .. }
             | VenueError::InvalidRequest { .. }
             | VenueError::OrderNotFound { .. }
-            | VenueError::InsufficientBalance { .. } => ErrorClass::BadRequest,
+            | VenueError::InsufficientBalance { .. }
+            | VenueError::Unsupported { .. } => ErrorClass::BadRequest,
         }
     }
 
@@ -93,6 +98,7 @@ impl VenueError {
             VenueError::InsufficientBalance { .. } => "insufficient_balance",
             VenueError::Overloaded { .. } => "overloaded",
             VenueError::NotSent { .. } => "not_sent",
+            VenueError::Unsupported { .. } => "unsupported",
         }
     }
 }

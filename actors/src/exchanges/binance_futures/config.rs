@@ -13,7 +13,8 @@
 //! DELETE order 1, openOrders (one symbol) 1, userTrades 5, account 5, positionRisk 5,
 //! leverage 1, marginType 1, positionSide/dual GET 30, premiumIndex 1,
 //! fundingRate 1 (its own 500 per 5 min per IP budget is far above what the CLI asks),
-//! openInterest 1, openInterestHist 1. The IP budget is 2400 weight per rolling minute
+//! fundingInfo 0 (it shares fundingRate's 500 per 5 min; charged 1 here, as an endpoint
+//! must draw from some pool, and read once an hour), openInterest 1, openInterestHist 1. The IP budget is 2400 weight per rolling minute
 //! (`REQUEST_WEIGHT`); an account may place 1200 orders per minute and 300 per 10 s
 //! (`ORDERS`), reported in `X-MBX-ORDER-COUNT-1M` / `X-MBX-ORDER-COUNT-10S`.
 
@@ -51,7 +52,7 @@ pub const ORDERS_PER_10S: u64 = 300;
 pub const ORDERS_PER_MINUTE: u64 = 1200;
 
 /// Endpoint names used with the rate limits, with their documented weights.
-pub const ENDPOINT_WEIGHTS: [(&str, u64); 18] = [
+pub const ENDPOINT_WEIGHTS: [(&str, u64); 19] = [
     ("exchange_info", 1),
     ("book_ticker", 2),
     ("klines", 5),
@@ -68,6 +69,7 @@ pub const ENDPOINT_WEIGHTS: [(&str, u64); 18] = [
     ("position_mode", 30),
     ("premium_index", 1),
     ("funding_rate", 1),
+    ("funding_info", 1),
     ("open_interest", 1),
     ("open_interest_hist", 1),
 ];

@@ -26,7 +26,7 @@
 //! `set_min_notional`, `set_clock_offset_ms`, `set_dual_side`.
 //!
 //! Shapes: order, positionRisk v2, account v2 and openAlgoOrders follow the recorded
-//! NautilusTrader fixtures of Binance answers; premiumIndex, fundingRate, openInterest,
+//! NautilusTrader fixtures of Binance answers; premiumIndex, fundingRate, fundingInfo, openInterest,
 //! openInterestHist, leverage, marginType and positionSide/dual follow the examples of
 //! Binance's USDⓈ-M API documentation. Not confirmed by a recording or example: the
 //! algo order query/cancel answer for an unknown `clientAlgoId` (assumed to be the
@@ -77,6 +77,11 @@ struct Contract {
     min_notional: Decimal,
     funding_rate: Decimal,
     open_interest: Decimal,
+    /// Listed in `fundingInfo` with this interval; `None`: not listed (8 h).
+    funding_interval_hours: Option<u32>,
+    /// Settled rates, oldest first, that `fundingRate` answers; `None`: a generated series
+    /// around the current rate.
+    funding_history: Option<Vec<Decimal>>,
     leverage: u32,
     margin_type: &'static str,
     /// Net position (negative: short) and its entry price.
@@ -87,6 +92,10 @@ struct Contract {
 impl Contract {
     fn mid(&self) -> Decimal {
         (self.bid + self.ask) / Decimal::TWO
+    }
+
+    fn funding_period_ms(&self) -> i64 {
+        i64::from(self.funding_interval_hours.unwrap_or(8)) * 3_600_000
     }
 }
 
@@ -232,6 +241,8 @@ impl MockBinanceFutures {
                     min_notional: d("5"),
                     funding_rate: d(rate),
                     open_interest: d(oi),
+                    funding_interval_hours: None,
+                    funding_history: None,
                     leverage: 20,
                     margin_type: "cross",
                     amt: Decimal::ZERO,
@@ -388,6 +399,29 @@ impl MockBinanceFutures {
         }
     }
 
+    /// The funding rate of the period in progress (`premiumIndex`'s `lastFundingRate`).
+    pub fn set_funding_rate(&self, pair: &str, rate: Decimal) {
+        if let Some(c) = self.state.lock().contracts.get_mut(pair) {
+            c.funding_rate = rate;
+        }
+    }
+
+    /// Lists `pair` in `fundingInfo` with this interval (Binance lists only adjusted
+    /// symbols; an unlisted one settles every 8 h).
+    pub fn set_funding_interval_hours(&self, pair: &str, hours: u32) {
+        if let Some(c) = self.state.lock().contracts.get_mut(pair) {
+            c.funding_interval_hours = Some(hours);
+        }
+    }
+
+    /// The settled rates `fundingRate` answers, oldest first, the newest settled at the
+    /// last interval boundary.
+    pub fn set_funding_history(&self, pair: &str, rates: Vec<Decimal>) {
+        if let Some(c) = self.state.lock().contracts.get_mut(pair) {
+            c.funding_history = Some(rates);
+        }
+    }
+
     /// Moves the book: resting LIMIT orders it crosses fill at their price, conditional
     /// orders whose trigger it passes fire and fill at the new touch.
     pub fn set_book(&self, pair: &str, bid: Decimal, ask: Decimal) {
@@ -506,6 +540,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
             | "/fapi/v1/klines"
             | "/fapi/v1/premiumIndex"
             | "/fapi/v1/fundingRate"
+            | "/fapi/v1/fundingInfo"
             | "/fapi/v1/openInterest"
             | "/futures/data/openInterestHist"
             | "/fapi/v1/listenKey"
@@ -558,7 +593,8 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
         },
         ("GET", "/fapi/v1/premiumIndex") => match contract(st, &p) {
             Ok((pair, c)) => {
-                let next = (now.div_euclid(8 * 3_600_000) + 1) * 8 * 3_600_000;
+                let period = c.funding_period_ms();
+                let next = (now.div_euclid(period) + 1) * period;
                 Reply::json(
                     200,
                     &json!({"symbol": pair, "markPrice": d8(c.mid()), "indexPrice": d8(c.mid() - d("1.5")),
@@ -575,11 +611,23 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
                     .and_then(|l| l.parse().ok())
                     .unwrap_or(100)
                     .clamp(1, 1000);
-                let last = now.div_euclid(8 * 3_600_000) * 8 * 3_600_000;
-                let rows: Vec<Value> = (0..n)
-                    .map(|i| {
-                        let t = last - (n - 1 - i) * 8 * 3_600_000;
-                        let rate = c.funding_rate + Decimal::new(i, 8);
+                let period = c.funding_period_ms();
+                let last = now.div_euclid(period) * period;
+                let rates: Vec<Decimal> = match &c.funding_history {
+                    Some(h) => {
+                        let keep = usize::try_from(n).unwrap_or(0).min(h.len());
+                        h[h.len() - keep..].to_vec()
+                    }
+                    None => (0..n)
+                        .map(|i| c.funding_rate + Decimal::new(i, 8))
+                        .collect(),
+                };
+                let k = rates.len() as i64;
+                let rows: Vec<Value> = rates
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, rate)| {
+                        let t = last - (k - 1 - i as i64) * period;
                         json!({"symbol": pair, "fundingRate": d8(rate), "fundingTime": t, "markPrice": d8(c.mid())})
                     })
                     .collect();
@@ -587,6 +635,19 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
             }
             Err(r) => r,
         },
+        // Only the symbols whose interval (or cap/floor) was adjusted, as Binance lists them.
+        ("GET", "/fapi/v1/fundingInfo") => {
+            let rows: Vec<Value> = st
+                .contracts
+                .iter()
+                .filter_map(|(pair, c)| {
+                    let hours = c.funding_interval_hours?;
+                    Some(json!({"symbol": pair, "adjustedFundingRateCap": "0.02000000",
+                        "adjustedFundingRateFloor": "-0.02000000", "fundingIntervalHours": hours, "disclaimer": false}))
+                })
+                .collect();
+            Reply::json(200, &Value::Array(rows))
+        }
         ("GET", "/fapi/v1/openInterest") => match contract(st, &p) {
             Ok((pair, c)) => Reply::json(
                 200,

@@ -619,3 +619,23 @@ async fn the_order_count_headers_are_observed_into_the_order_pools() {
     let headroom = v.weight_headroom().unwrap();
     assert!(headroom < 2400 && headroom > 2300, "{headroom}");
 }
+
+#[actix::test]
+async fn the_funding_interval_is_fundinginfo_s_where_listed_else_8_hours() {
+    let mock = MockBinanceFutures::start();
+    mock.set_funding_interval_hours("SOLUSDT", 4);
+    let v = venue(&mock);
+    let btc = v.funding("BTC").await.unwrap();
+    assert_eq!(btc.funding_interval_hours, 8);
+    // 0.0001 per 8 h is 10.95 % a year.
+    assert_eq!(btc.annualized_pct(), dec!(10.95));
+    let sol = v.funding("SOL").await.unwrap();
+    assert_eq!(sol.funding_interval_hours, 4);
+    assert_eq!(
+        sol.annualized_pct(),
+        dec!(-0.000025) * dec!(2190) * dec!(100)
+    );
+    assert_eq!(sol.next_funding_time_ms % (4 * 3_600_000), 0);
+    // The list is read once and reused.
+    assert_eq!(mock.count("/fapi/v1/fundingInfo"), 1);
+}

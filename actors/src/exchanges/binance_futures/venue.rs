@@ -8,7 +8,9 @@
 //! the one-way position-mode check before the first order; the margin type of each
 //! symbol (`margin_type`, set once per symbol per run; -4046 "No need to change margin
 //! type" is success, decided on the code); leverage (`POST /fapi/v1/leverage`, read back
-//! from positionRisk); funding and open interest. Never: signs, limits, paces, resyncs
+//! from positionRisk); funding and open interest, and each symbol's funding interval
+//! (`GET /fapi/v1/fundingInfo` lists only the symbols whose interval, cap or floor was
+//! adjusted; any other symbol settles every 8 h; the list is cached for an hour). Never: signs, limits, paces, resyncs
 //! the clock or caches filters itself — every request goes through the shared Binance
 //! request machinery ([`BinanceSpotVenue::send`] opened with the [`FUTURES`] dialect),
 //! so spot and futures follow one implementation of Binance's rules; never retries an
@@ -116,6 +118,8 @@ pub struct BinanceFuturesVenue {
     margin_set: Mutex<HashSet<String>>,
     /// The account was seen in one-way mode in this run.
     one_way: AtomicBool,
+    /// `fundingInfo`'s adjusted intervals by pair, and when they were read.
+    funding_intervals: Mutex<Option<(Arc<HashMap<String, u32>>, tokio::time::Instant)>>,
 }
 
 impl fmt::Debug for BinanceFuturesVenue {
@@ -295,6 +299,20 @@ struct PremiumIndexWire {
     time: i64,
 }
 
+/// One row of `GET /fapi/v1/fundingInfo` (the fields read here).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FundingInfoWire {
+    symbol: String,
+    funding_interval_hours: u32,
+}
+
+/// Hours between settlements of a symbol `fundingInfo` does not list.
+pub const DEFAULT_FUNDING_INTERVAL_HOURS: u32 = 8;
+/// How long the `fundingInfo` list is reused: Binance changes an interval rarely and
+/// announces it in advance.
+const FUNDING_INFO_TTL: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FundingRateWire {
@@ -382,6 +400,7 @@ impl BinanceFuturesVenue {
             config: config.clone(),
             margin_set: Mutex::new(HashSet::new()),
             one_way: AtomicBool::new(false),
+            funding_intervals: Mutex::new(None),
         })
     }
 
@@ -440,6 +459,36 @@ impl BinanceFuturesVenue {
             self.rest
                 .err_malformed(&format!("{} {}", call.method, call.path), e)
         })
+    }
+
+    /// Hours between funding settlements of `symbol`: `fundingInfo`'s value where it
+    /// lists the pair, else [`DEFAULT_FUNDING_INTERVAL_HOURS`].
+    pub async fn funding_interval_hours(&self, symbol: &str) -> VenueResult<u32> {
+        let cached = self
+            .funding_intervals
+            .lock()
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < FUNDING_INFO_TTL)
+            .map(|(m, _)| m.clone());
+        let intervals = match cached {
+            Some(m) => m,
+            None => {
+                let call = Call::get("/fapi/v1/fundingInfo", "funding_info");
+                let rows: Vec<FundingInfoWire> = self.read_json(&call, None).await?;
+                let m: Arc<HashMap<String, u32>> = Arc::new(
+                    rows.into_iter()
+                        .filter(|r| r.funding_interval_hours > 0)
+                        .map(|r| (r.symbol, r.funding_interval_hours))
+                        .collect(),
+                );
+                *self.funding_intervals.lock() = Some((m.clone(), tokio::time::Instant::now()));
+                m
+            }
+        };
+        Ok(intervals
+            .get(&self.pair(symbol))
+            .copied()
+            .unwrap_or(DEFAULT_FUNDING_INTERVAL_HOURS))
     }
 
     /// Whether the account is in hedge mode (`GET /fapi/v1/positionSide/dual`).
@@ -1005,12 +1054,14 @@ impl Venue for BinanceFuturesVenue {
 
 #[async_trait]
 impl DerivativesData for BinanceFuturesVenue {
-    /// `GET /fapi/v1/premiumIndex`.
+    /// `GET /fapi/v1/premiumIndex`, and the interval from `fundingInfo` (cached).
     async fn funding(&self, symbol: &str) -> VenueResult<FundingInfo> {
         let call =
             Call::get("/fapi/v1/premiumIndex", "premium_index").param("symbol", self.pair(symbol));
         let w: PremiumIndexWire = self.read_json(&call, Some(symbol)).await?;
+        let funding_interval_hours = self.funding_interval_hours(symbol).await?;
         Ok(FundingInfo {
+            funding_interval_hours,
             symbol: self.config.symbol_of(&w.symbol).unwrap_or(w.symbol),
             mark_price: w.mark_price.normalize(),
             index_price: w.index_price.normalize(),

@@ -97,10 +97,15 @@ pub struct AssetMeta {
     pub name: String,
     pub sz_decimals: u32,
     pub max_leverage: u32,
-    #[serde(default)]
+    /// Absent or `null` (as in recorded `meta` answers): false.
+    #[serde(default, deserialize_with = "null_is_false")]
     pub only_isolated: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub is_delisted: bool,
+}
+
+fn null_is_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -182,6 +187,44 @@ pub fn parse_meta_and_asset_ctxs(body: &[u8]) -> Result<(Meta, Vec<AssetCtx>), I
         });
     }
     Ok((meta, ctxs))
+}
+
+impl AssetCtx {
+    /// The context of `coin` in a `metaAndAssetCtxs` answer (they pair by index).
+    pub fn of<'a>(meta: &Meta, ctxs: &'a [AssetCtx], coin: &str) -> Option<&'a AssetCtx> {
+        meta.universe
+            .iter()
+            .position(|a| a.name == coin)
+            .and_then(|i| ctxs.get(i))
+    }
+}
+
+// ---- fundingHistory ---------------------------------------------------------------------
+
+/// One settled hourly funding rate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FundingHistoryRow {
+    pub coin: String,
+    pub funding_rate: Decimal,
+    /// Absent in some rows of the recorded answer.
+    #[serde(default)]
+    pub premium: Option<Decimal>,
+    pub time: Millis,
+}
+
+/// `{"type":"fundingHistory","coin":…,"startTime":…}` → rows oldest first (sorted here,
+/// not trusted). A row of another coin is inconsistent.
+pub fn parse_funding_history(body: &[u8], coin: &str) -> Result<Vec<FundingHistoryRow>, InfoError> {
+    let mut rows: Vec<FundingHistoryRow> = parse("fundingHistory", body)?;
+    if let Some(other) = rows.iter().find(|r| r.coin != coin) {
+        return Err(InfoError::Inconsistent {
+            what: "fundingHistory",
+            reason: format!("asked for {coin}, answered a row of {}", other.coin),
+        });
+    }
+    rows.sort_by_key(|r| r.time);
+    Ok(rows)
 }
 
 // ---- l2Book -----------------------------------------------------------------------------

@@ -4,8 +4,11 @@
 //! moves it), orders by oid and cloid, positions, fills and leverage of one account. It
 //! answers `POST /info` in the shapes of the recorded cassettes (`meta`, `allMids`,
 //! `l2Book`, `clearinghouseState`, `openOrders`, `frontendOpenOrders`, `orderStatus`,
-//! `userFills`, `userFillsByTime`, `candleSnapshot`, `userRateLimit`; `activeAssetData` in
-//! the shape of the API documentation's example) and `POST /exchange`
+//! `userFills`, `userFillsByTime`, `candleSnapshot`, `userRateLimit`; `metaAndAssetCtxs`
+//! and `fundingHistory` in the shapes of the recorded `allDexsAssetCtxs` contexts and
+//! `fundingHistory` answer, with funding and open interest settable per coin
+//! ([`MockHyperliquid::set_asset_ctx`], [`MockHyperliquid::set_funding_history`]);
+//! `activeAssetData` in the shape of the API documentation's example) and `POST /exchange`
 //! (`order`, `cancelByCloid`, `updateLeverage`, `scheduleCancel`) after recovering the
 //! signer from the action, nonce and `expiresAfter`: a signer other than the configured
 //! wallet gets the venue's "User or API Wallet … does not exist." refusal. An action whose
@@ -51,7 +54,7 @@
 //! proxy's 502 (not applied), or 500 / connection reset / malformed JSON / hang *after*
 //! applying it. Every answer can be delayed ([`MockHyperliquid::set_latency`]), as a slow
 //! venue.
-//! Never: talks to the internet, or models funding, liquidation, fee tiers above the base
+//! Never: talks to the internet, or models funding payments to the account, liquidation, fee tiers above the base
 //! one, or margin checks.
 //!
 //! Rate limiting: the mock keeps Hyperliquid's documented per-IP budget, an aggregated
@@ -123,6 +126,28 @@ struct Asset {
     sz_decimals: u32,
     max_leverage: u32,
 }
+
+/// The live context of one coin that `metaAndAssetCtxs` answers.
+#[derive(Debug, Clone)]
+struct Ctx {
+    funding: Decimal,
+    open_interest: Decimal,
+    /// `None`: the book's mid.
+    mark_px: Option<Decimal>,
+    /// `None`: the book's mid.
+    oracle_px: Option<Decimal>,
+}
+
+/// One settled rate that `fundingHistory` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockFunding {
+    pub time: i64,
+    pub rate: Decimal,
+    pub premium: Option<Decimal>,
+}
+
+/// Rows one `fundingHistory` answer carries at most.
+const FUNDING_HISTORY_PAGE: usize = 500;
 
 #[derive(Debug, Clone)]
 struct Book {
@@ -221,6 +246,10 @@ struct State {
     chaos: Option<(Chaos, ChaCha8Rng)>,
     /// Candles follow a wave instead of the flat mid (see [`MockHyperliquid::set_candle_wave`]).
     candle_wave: bool,
+    ctxs: BTreeMap<String, Ctx>,
+    /// Settled rates per coin, oldest first; a coin without one gets an hourly series at
+    /// its current funding.
+    funding_history: BTreeMap<String, Vec<MockFunding>>,
 }
 
 /// Hyperliquid's per-IP REST budget: aggregated request weight per rolling minute.
@@ -254,7 +283,9 @@ fn ok(kind: &str, statuses: Option<Vec<Value>>) -> Value {
 impl MockHyperliquid {
     /// A mock exchange accepting signatures of `wallet` on `network`, with BTC (szDecimals
     /// 5, book 59999/60001, 10 BTC at each touch), ETH (4, 2999.9/3000.1, 100 ETH) and SOL
-    /// (2, 149.99/150.01, 10000 SOL), and 100000 USD of equity.
+    /// (2, 149.99/150.01, 10000 SOL), and 100000 USD of equity. Each coin's funding is
+    /// 0.0000125 per hour (the recorded ETH context's), its open interest 1000, mark and
+    /// oracle price the book's mid.
     pub fn start(wallet: Address, network: Network) -> Self {
         let assets = [("BTC", 5, 50), ("ETH", 4, 50), ("SOL", 2, 20)]
             .into_iter()
@@ -320,6 +351,21 @@ impl MockHyperliquid {
             position_tpsl: std::collections::HashSet::new(),
             chaos: None,
             candle_wave: false,
+            ctxs: ["BTC", "ETH", "SOL"]
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.to_string(),
+                        Ctx {
+                            funding: Decimal::new(125, 7),
+                            open_interest: Decimal::from(1000),
+                            mark_px: None,
+                            oracle_px: None,
+                        },
+                    )
+                })
+                .collect(),
+            funding_history: BTreeMap::new(),
         }));
         let shared = state.clone();
         let server = MockServer::start(move |req| handle(&shared, req));
@@ -461,6 +507,53 @@ impl MockHyperliquid {
     /// `ServerErrorAfterApply`, `ResetAfterApply` and `HangAfterApply` make sense).
     pub fn fail_next_info(&self, fault: Fault) {
         self.state.lock().info_faults.push_back(fault);
+    }
+
+    /// The funding rate (per hour) and open interest `metaAndAssetCtxs` reports for `coin`;
+    /// mark and oracle price too when given (else the book's mid).
+    pub fn set_asset_ctx(
+        &self,
+        coin: &str,
+        funding: Decimal,
+        open_interest: Decimal,
+        mark_px: Option<Decimal>,
+        oracle_px: Option<Decimal>,
+    ) {
+        self.state.lock().ctxs.insert(
+            coin.to_string(),
+            Ctx {
+                funding,
+                open_interest,
+                mark_px,
+                oracle_px,
+            },
+        );
+    }
+
+    /// Only the funding rate of `coin` (the rest of its context unchanged).
+    pub fn set_funding(&self, coin: &str, funding: Decimal) {
+        if let Some(c) = self.state.lock().ctxs.get_mut(coin) {
+            c.funding = funding;
+        }
+    }
+
+    /// The settled rates `fundingHistory` answers for `coin` (any order; answered oldest
+    /// first, at most 500 from `startTime`).
+    pub fn set_funding_history(&self, coin: &str, rows: Vec<MockFunding>) {
+        self.state
+            .lock()
+            .funding_history
+            .insert(coin.to_string(), rows);
+    }
+
+    /// How many /info requests of `kind` arrived.
+    pub fn info_count(&self, kind: &str) -> u64 {
+        self.state
+            .lock()
+            .info_counts
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Moves a coin's book; resting orders that become marketable fill at their limit, and
@@ -1162,8 +1255,84 @@ impl State {
                 json!({"user": self.wallet.to_string(), "coin": coin, "leverage": {"type": "cross", "value": lev}, "maxTradeSzs": [size, size], "availableToTrade": [room, room], "markPx": mark.normalize().to_string()})
             }
             "userRateLimit" => json!({"cumVlm": "0.0", "nRequestsUsed": self.rate_limit_used, "nRequestsCap": 10000}),
+            "metaAndAssetCtxs" => {
+                let meta = json!({"universe": self.assets.iter().map(|a| json!({"maxLeverage": a.max_leverage, "name": a.name, "szDecimals": a.sz_decimals})).collect::<Vec<_>>()});
+                let ctxs: Vec<Value> = self.assets.iter().map(|a| self.ctx_json(&a.name)).collect();
+                json!([meta, ctxs])
+            }
+            "fundingHistory" => {
+                let coin = body["coin"].as_str().ok_or("Failed to deserialize the JSON body into the target type")?;
+                let start = body["startTime"].as_i64().ok_or("Failed to deserialize the JSON body into the target type")?;
+                let end = body["endTime"].as_i64().unwrap_or_else(now_ms);
+                Value::Array(self.funding_rows(coin, start, end))
+            }
             other => return Err(format!("Failed to deserialize the JSON body into the target type: unknown variant `{other}`")),
         })
+    }
+
+    /// One coin's context in the recorded shape (`allDexsAssetCtxs`' elements).
+    fn ctx_json(&self, coin: &str) -> Value {
+        let mid = self.mid(coin).unwrap_or_default();
+        let c = self.ctxs.get(coin).cloned().unwrap_or(Ctx {
+            funding: Decimal::ZERO,
+            open_interest: Decimal::ZERO,
+            mark_px: None,
+            oracle_px: None,
+        });
+        let mark = c.mark_px.unwrap_or(mid);
+        let oracle = c.oracle_px.unwrap_or(mid);
+        let premium = if oracle.is_zero() {
+            Decimal::ZERO
+        } else {
+            ((mark - oracle) / oracle).round_dp(10)
+        };
+        let (bid, ask) = self.books.get(coin).map_or((mid, mid), |b| (b.bid, b.ask));
+        json!({
+            "funding": c.funding.normalize().to_string(),
+            "openInterest": c.open_interest.normalize().to_string(),
+            "prevDayPx": mid.normalize().to_string(),
+            "dayNtlVlm": "0.0",
+            "premium": premium.normalize().to_string(),
+            "oraclePx": oracle.normalize().to_string(),
+            "markPx": mark.normalize().to_string(),
+            "midPx": mid.normalize().to_string(),
+            "impactPxs": [bid.normalize().to_string(), ask.normalize().to_string()],
+            "dayBaseVlm": "0.0"
+        })
+    }
+
+    /// `fundingHistory` rows of `coin` in `[start, end]`, oldest first, at most 500: the
+    /// set ones, or one per full hour at the coin's current funding.
+    fn funding_rows(&self, coin: &str, start: i64, end: i64) -> Vec<Value> {
+        let mut rows: Vec<MockFunding> = match self.funding_history.get(coin) {
+            Some(h) => h.clone(),
+            None => {
+                let Some(c) = self.ctxs.get(coin) else {
+                    return Vec::new();
+                };
+                let first = start.div_euclid(3_600_000) + 1;
+                let last = end.div_euclid(3_600_000);
+                (first..=last)
+                    .map(|h| MockFunding {
+                        time: h * 3_600_000,
+                        rate: c.funding,
+                        premium: None,
+                    })
+                    .collect()
+            }
+        };
+        rows.retain(|r| r.time >= start && r.time <= end);
+        rows.sort_by_key(|r| r.time);
+        rows.truncate(FUNDING_HISTORY_PAGE);
+        rows.into_iter()
+            .map(|r| {
+                let mut v = json!({"coin": coin, "fundingRate": r.rate.normalize().to_string(), "time": r.time});
+                if let Some(p) = r.premium {
+                    v["premium"] = json!(p.normalize().to_string());
+                }
+                v
+            })
+            .collect()
     }
 
     /// The frontend shape of an order (`frontendOpenOrders`, `orderStatus`): the base

@@ -14,6 +14,8 @@
 
 pub mod actions;
 pub mod config;
+#[cfg(test)]
+mod derivatives_tests;
 pub mod info;
 #[cfg(any(test, feature = "testkit"))]
 pub mod mock;

@@ -5,8 +5,14 @@
 //! when the venue says a price or size is off its grid), nonces (current ms, strictly
 //! increasing per process and wallet), signing of /exchange actions, Hyperliquid's request
 //! weights drawn from the resilience kit (info 20, l2Book/allMids/clearinghouseState/
-//! orderStatus 2, exchange actions 1 + ⌊orders/40⌋; the default pool is 1200 per minute),
-//! the pause after a 429, and the mapping of answers into venue-neutral types.
+//! orderStatus 2, exchange actions 1 + ⌊orders/40⌋, fundingHistory 20 + 1 per 20 rows it
+//! returns; the default pool is 1200 per minute), the pause after a 429, and the mapping
+//! of answers into venue-neutral types, [`DerivativesData`] included: funding and open
+//! interest from `metaAndAssetCtxs` (the oracle price stands for the index; funding
+//! settles every hour, so the next settlement is the next full hour), settled rates from
+//! `fundingHistory` (paged by `startTime`, 500 rows per answer), and
+//! [`VenueError::Unsupported`] for open-interest history, which Hyperliquid does not
+//! publish.
 //!
 //! Never: retries an action. A timeout, connection reset, HTTP 5xx or unreadable answer to
 //! an order, a cancel or a leverage update is [`VenueError::OutcomeUnknown`], which the
@@ -51,6 +57,9 @@ use super::signing::{Address, Network, PrivateKey};
 use super::wire::AssetRules;
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::account::Endpoint;
+use crate::exchanges::derivatives::{
+    DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
+};
 
 use crate::env::EnvLookup;
 use crate::exchanges::call_priority;
@@ -68,6 +77,13 @@ use crate::validate::Issues;
 const LIGHT: u64 = 2;
 /// Weight of every other info request.
 const HEAVY: u64 = 20;
+/// Hyperliquid settles funding every hour.
+pub const FUNDING_INTERVAL_HOURS: u32 = 1;
+const HOUR_MS: Millis = 3_600_000;
+/// Most rows one `fundingHistory` answer carries; a longer span is paged by `startTime`.
+const FUNDING_HISTORY_PAGE: usize = 500;
+/// Most settled rates [`DerivativesData::funding_history`] returns (as on Binance).
+pub const MAX_FUNDING_HISTORY: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HyperliquidError {
@@ -630,6 +646,112 @@ impl HyperliquidVenue {
             );
         }
         Ok(limit)
+    }
+}
+
+impl HyperliquidVenue {
+    /// The live context of `coin` (`metaAndAssetCtxs`, weight 20).
+    async fn asset_ctx(&self, coin: &str) -> VenueResult<info::AssetCtx> {
+        let body = self
+            .info(
+                "metaAndAssetCtxs",
+                json!({"type": "metaAndAssetCtxs"}),
+                HEAVY,
+            )
+            .await?;
+        let (meta, ctxs) = info::parse_meta_and_asset_ctxs(&body).map_err(|e| self.malformed(e))?;
+        info::AssetCtx::of(&meta, &ctxs, coin)
+            .cloned()
+            .ok_or_else(|| VenueError::UnknownSymbol {
+                venue: self.name.clone(),
+                symbol: coin.to_string(),
+            })
+    }
+}
+
+#[async_trait]
+impl DerivativesData for HyperliquidVenue {
+    /// `metaAndAssetCtxs`: `funding`, `markPx`, `oraclePx` as the index.
+    async fn funding(&self, symbol: &str) -> VenueResult<FundingInfo> {
+        let ctx = self.asset_ctx(symbol).await?;
+        let now = self.clock.now_ms();
+        Ok(FundingInfo {
+            symbol: symbol.to_string(),
+            mark_price: ctx.mark_px.normalize(),
+            index_price: ctx.oracle_px.normalize(),
+            funding_rate: ctx.funding.normalize(),
+            next_funding_time_ms: (now.div_euclid(HOUR_MS) + 1) * HOUR_MS,
+            time_ms: now,
+            funding_interval_hours: FUNDING_INTERVAL_HOURS,
+        })
+    }
+
+    /// `fundingHistory` from `limit` hours (plus one, for a late settlement) back, paged
+    /// by `startTime`; the newest `limit` rows (at most [`MAX_FUNDING_HISTORY`]).
+    async fn funding_history(&self, symbol: &str, limit: usize) -> VenueResult<Vec<FundingRate>> {
+        let limit = limit.clamp(1, MAX_FUNDING_HISTORY);
+        let hours = i64::try_from(limit).unwrap_or(i64::MAX / HOUR_MS - 1) + 1;
+        let mut start = self.clock.now_ms().saturating_sub(hours * HOUR_MS);
+        let expected = u64::try_from((limit + 1).min(FUNDING_HISTORY_PAGE)).unwrap_or(0);
+        let mut rows: Vec<info::FundingHistoryRow> = Vec::new();
+        // Enough pages for `limit` rows; a venue that keeps answering full pages past that
+        // is not followed further.
+        for _ in 0..=limit.div_ceil(FUNDING_HISTORY_PAGE) {
+            let body = self
+                .info(
+                    "fundingHistory",
+                    json!({"type": "fundingHistory", "coin": symbol, "startTime": start}),
+                    HEAVY + expected / 20,
+                )
+                .await?;
+            let page = info::parse_funding_history(&body, symbol).map_err(|e| self.malformed(e))?;
+            let full = page.len() >= FUNDING_HISTORY_PAGE;
+            match page.last() {
+                Some(last) if full => start = last.time + 1,
+                _ => {
+                    rows.extend(page);
+                    break;
+                }
+            }
+            rows.extend(page);
+        }
+        rows.dedup_by_key(|r| r.time);
+        if rows.len() > limit {
+            rows.drain(..rows.len() - limit);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| FundingRate {
+                symbol: r.coin,
+                rate: r.funding_rate.normalize(),
+                time_ms: r.time,
+                mark_price: None,
+            })
+            .collect())
+    }
+
+    /// `metaAndAssetCtxs`: `openInterest`, in coins.
+    async fn open_interest(&self, symbol: &str) -> VenueResult<OpenInterest> {
+        let ctx = self.asset_ctx(symbol).await?;
+        Ok(OpenInterest {
+            symbol: symbol.to_string(),
+            open_interest: ctx.open_interest.normalize(),
+            time_ms: self.clock.now_ms(),
+        })
+    }
+
+    /// Hyperliquid publishes no open-interest history: a typed refusal, never a series
+    /// made up from the current value.
+    async fn open_interest_history(
+        &self,
+        _symbol: &str,
+        _period: OiPeriod,
+        _limit: usize,
+    ) -> VenueResult<Vec<OpenInterestPoint>> {
+        Err(VenueError::Unsupported {
+            venue: self.name.clone(),
+            what: "open-interest history: Hyperliquid publishes only the current open interest (metaAndAssetCtxs)".into(),
+        })
     }
 }
 
