@@ -48,6 +48,7 @@ use crate::exchanges::derivatives::{DerivativesData, OiPeriod};
 use crate::exchanges::stream::tape::TapeTrade;
 use crate::exchanges::stream::StreamBook;
 use crate::exchanges::types::Side;
+use crate::exchanges::VenueError;
 use crate::signals::{self, Direction, SignalBus, SignalInput, SignalKind};
 use crate::store::StoreError;
 use crate::supervisor::Slot;
@@ -273,6 +274,7 @@ async fn seed_series(
     let longest = i64::try_from(config.longest_window().as_millis()).unwrap_or(i64::MAX);
     let now = deps.clock.now_ms();
     let mut unsupported = None;
+    let mut retry = false;
     for symbol in &config.symbols {
         // A series kept in sled that already spans the longest window, up to recently,
         // needs no history (a restart): the samples it holds stay as they were.
@@ -282,13 +284,13 @@ async fn seed_series(
         if spans {
             continue;
         }
-        let got = within(
-            format!("open-interest history of {symbol}"),
+        let got = tokio::time::timeout(
+            CALL_DEADLINE,
             deps.reader.open_interest_history(symbol, period, limit),
         )
         .await;
         match got {
-            Ok(points) => {
+            Ok(Ok(points)) => {
                 for p in &points {
                     let price = (p.open_interest > Decimal::ZERO)
                         .then(|| (p.open_interest_value / p.open_interest).round_dp(8));
@@ -304,16 +306,31 @@ async fn seed_series(
                 tracing::info!(agent = %config.name, symbol = %symbol, points = points.len(), period = %period, "open-interest series seeded from the venue's history");
                 report.seeded.push((symbol.clone(), points.len()));
             }
-            Err(e) => unsupported = Some(e),
+            // The venue keeps no history (Hyperliquid): sampling alone builds the series.
+            Ok(Err(e @ VenueError::Unsupported { .. })) => unsupported = Some(e),
+            Ok(Err(e)) => {
+                retry = true;
+                report
+                    .failures
+                    .push(format!("open-interest history of {symbol}: {e}"));
+            }
+            Err(_) => {
+                retry = true;
+                report.failures.push(format!(
+                    "open-interest history of {symbol}: no answer within {CALL_DEADLINE:?}"
+                ));
+            }
         }
     }
     let mut n = notes.lock();
-    n.seeded = true;
+    // A history that failed (not one the venue does not keep) is asked again next run.
+    n.seeded = !retry;
     if let Some(e) = unsupported {
-        // Said once per process: a venue without history (Hyperliquid) only samples.
-        let line = format!("no open-interest history from venue `{}` ({e}): the series is sampled only, so a window is measured once the agent has run that long", config.venue);
-        tracing::warn!(agent = %config.name, "{line}");
-        n.lines.push(line);
+        if !n.lines.iter().any(|l| l.starts_with("no open-interest history")) {
+            let line = format!("no open-interest history from venue `{}` ({e}): the series is sampled only, so a window is measured once the agent has sampled that long", config.venue);
+            tracing::warn!(agent = %config.name, "{line}");
+            n.lines.push(line);
+        }
     }
     Ok(())
 }

@@ -280,3 +280,96 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Hyperliquid keeps no open-interest history: the agent says so once, in the log and its
+/// status, samples from `metaAndAssetCtxs`, measures a window once it has sampled that
+/// long, and reads whale prints from the `trades` channel (a replayed snapshot once).
+#[actix::test]
+async fn hyperliquid_samples_only_and_reads_whales_from_the_trades_channel() {
+    use crate::exchanges::hyperliquid::config::HyperliquidConfig;
+    use crate::exchanges::hyperliquid::mock::MockHyperliquid;
+    use crate::exchanges::hyperliquid::signing::{Network, PrivateKey};
+    use crate::exchanges::hyperliquid::venue::HyperliquidVenue;
+    use crate::exchanges::hyperliquid::ws_mock::{trade_print_frame, HlWsMock};
+    use crate::exchanges::stream::hyperliquid::HyperliquidProtocol;
+
+    const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
+    let w = world();
+    let wallet = PrivateKey::from_hex(KEY).unwrap().address();
+    let rest = MockHyperliquid::start(wallet, Network::Testnet);
+    rest.set_asset_ctx("BTC", dec!(0.0000125), dec!(27353.17682), Some(dec!(77562.0)), None);
+    let hl = HyperliquidConfig {
+        network: Network::Testnet,
+        base_url: Some(rest.url()),
+        wallet_address: wallet.to_string(),
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let shared: SharedClock = w.clock.clone();
+    let reader: Arc<dyn DerivativesData> =
+        Arc::new(HyperliquidVenue::open("hl", &hl, &|_| None, shared.clone()).unwrap());
+    let ws = HlWsMock::start().await.unwrap();
+    let book = StreamBook::new();
+    let feed = book.register("hl", &ws.url(), Duration::from_secs(3600));
+    let _actor = StreamFeed::new(
+        StreamSettings::new("hl", &ws.url(), Duration::from_secs(3600)),
+        Box::new(HyperliquidProtocol::public(&["BTC".to_string()])),
+        feed.clone(),
+    )
+    .start();
+    until("connected", || feed.is_connected() && ws.has_connection()).await;
+
+    let mut cfg = config();
+    cfg.venue = "hl".into();
+    cfg.windows = vec!["5m".into()];
+    let agent = OpenInterestAgent::new(
+        cfg.clone(),
+        OpenInterestDeps {
+            reader,
+            streams: Some(book.clone()),
+            signals: w.bus.clone(),
+            journal: DecisionJournal::open(&w.store).unwrap(),
+            state: OiState::open(&w.store, "oi").unwrap(),
+            clock: shared,
+        },
+    );
+    let first = run(&agent).await;
+    assert_eq!(first.failures, Vec::<String>::new());
+    assert!(first.seeded.is_empty());
+    assert_eq!(first.sampled, vec![("BTC".to_string(), dec!(27353.17682))]);
+    assert!(first.changes.is_empty(), "one sample measures no window");
+    let note = agent.note().unwrap();
+    assert!(note.starts_with("no open-interest history from venue `hl`"), "{note}");
+
+    // Five minutes of samples later, +5 % at a lower mark: new shorts.
+    for _ in 0..4 {
+        w.clock.advance(60_000);
+        assert!(run(&agent).await.signals.is_empty());
+    }
+    rest.set_asset_ctx("BTC", dec!(0.0000125), dec!(28720.8356610), Some(dec!(76000)), None);
+    w.clock.advance(60_000);
+    let fifth = run(&agent).await;
+    assert_eq!(
+        fifth.signals,
+        vec![("BTC".to_string(), "5m".to_string(), Crossed::Rising)]
+    );
+    let s = &w.signals(SignalKind::OpenInterest).await[0];
+    assert_eq!(s.direction, Direction::Short);
+    assert!(s.evidence.starts_with("new shorts: open interest +5.00% over 5m"), "{}", s.evidence);
+    assert_eq!(agent.note().unwrap(), note, "said once");
+
+    // Whale prints on `trades`: 2 BTC bought by a taker (B), and the same frame again.
+    let t = wall_ms();
+    let frame = trade_print_frame("BTC", "B", "77000", "2", 900_001, t);
+    assert!(ws.send_text(frame.clone()));
+    assert!(ws.send_text(trade_print_frame("BTC", "A", "77000", "0.5", 900_002, t + 1)));
+    until("two prints on the tape", || feed.tape().len("BTC") == 2).await;
+    w.clock.advance(60_000);
+    assert_eq!(run(&agent).await.whales, vec![("BTC".to_string(), 900_001)]);
+    assert!(ws.send_text(frame));
+    w.clock.advance(60_000);
+    assert!(run(&agent).await.whales.is_empty());
+    let whale = &w.signals(SignalKind::Whale).await[0];
+    assert_eq!((whale.direction, whale.value), (Direction::Long, dec!(154000)));
+    assert!(whale.evidence.contains("on hl (aggressor buy, trade 900001)"), "{}", whale.evidence);
+}
