@@ -9,7 +9,8 @@
 //! known ones.
 //!
 //! Owns: the agent directory of an engine built from the config ([`directory`]: the risk
-//! agent if enabled, then the trading agents, then the sentiment agents, in config order), the request bodies, the
+//! agent if enabled, then the trading agents, then the sentiment, open-interest and
+//! liquidation agents, in config order), the request bodies, the
 //! CLI's choice between the running engine (asked over its control API, since sled lets
 //! one process hold the data dir) and a stopped one (list, pause and resume work on the
 //! data dir; run-now says the engine is not running and exits 1), and the table. Never:
@@ -81,6 +82,22 @@ pub fn directory(
         dir = dir.with(
             &a.name,
             Kind::Sentiment,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
+    for a in &config.agents.open_interest {
+        dir = dir.with(
+            &a.name,
+            Kind::OpenInterest,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
+    for a in &config.agents.liquidations {
+        dir = dir.with(
+            &a.name,
+            Kind::Liquidations,
             a.schedule(),
             MemoryStore::open(store, &a.name)?,
         );

@@ -161,10 +161,10 @@ impl OpenInterestAgentConfig {
             "1 to 64 characters of a-z, A-Z, 0-9, - and _",
         );
         issues.check(
-            self.interval >= Duration::from_secs(1),
+            self.interval >= Duration::from_millis(100),
             join(path, "interval"),
             humantime::format_duration(self.interval).to_string(),
-            "a duration of at least 1s",
+            "a duration of at least 100ms",
         );
         issues.check(
             !self.symbols.is_empty() && self.symbols.len() <= 50,

@@ -326,7 +326,11 @@ async fn seed_series(
     // A history that failed (not one the venue does not keep) is asked again next run.
     n.seeded = !retry;
     if let Some(e) = unsupported {
-        if !n.lines.iter().any(|l| l.starts_with("no open-interest history")) {
+        if !n
+            .lines
+            .iter()
+            .any(|l| l.starts_with("no open-interest history"))
+        {
             let line = format!("no open-interest history from venue `{}` ({e}): the series is sampled only, so a window is measured once the agent has sampled that long", config.venue);
             tracing::warn!(agent = %config.name, "{line}");
             n.lines.push(line);

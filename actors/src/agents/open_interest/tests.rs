@@ -297,7 +297,13 @@ async fn hyperliquid_samples_only_and_reads_whales_from_the_trades_channel() {
     let w = world();
     let wallet = PrivateKey::from_hex(KEY).unwrap().address();
     let rest = MockHyperliquid::start(wallet, Network::Testnet);
-    rest.set_asset_ctx("BTC", dec!(0.0000125), dec!(27353.17682), Some(dec!(77562.0)), None);
+    rest.set_asset_ctx(
+        "BTC",
+        dec!(0.0000125),
+        dec!(27353.17682),
+        Some(dec!(77562.0)),
+        None,
+    );
     let hl = HyperliquidConfig {
         network: Network::Testnet,
         base_url: Some(rest.url()),
@@ -339,14 +345,23 @@ async fn hyperliquid_samples_only_and_reads_whales_from_the_trades_channel() {
     assert_eq!(first.sampled, vec![("BTC".to_string(), dec!(27353.17682))]);
     assert!(first.changes.is_empty(), "one sample measures no window");
     let note = agent.note().unwrap();
-    assert!(note.starts_with("no open-interest history from venue `hl`"), "{note}");
+    assert!(
+        note.starts_with("no open-interest history from venue `hl`"),
+        "{note}"
+    );
 
     // Five minutes of samples later, +5 % at a lower mark: new shorts.
     for _ in 0..4 {
         w.clock.advance(60_000);
         assert!(run(&agent).await.signals.is_empty());
     }
-    rest.set_asset_ctx("BTC", dec!(0.0000125), dec!(28720.8356610), Some(dec!(76000)), None);
+    rest.set_asset_ctx(
+        "BTC",
+        dec!(0.0000125),
+        dec!(28720.8356610),
+        Some(dec!(76000)),
+        None,
+    );
     w.clock.advance(60_000);
     let fifth = run(&agent).await;
     assert_eq!(
@@ -355,14 +370,26 @@ async fn hyperliquid_samples_only_and_reads_whales_from_the_trades_channel() {
     );
     let s = &w.signals(SignalKind::OpenInterest).await[0];
     assert_eq!(s.direction, Direction::Short);
-    assert!(s.evidence.starts_with("new shorts: open interest +5.00% over 5m"), "{}", s.evidence);
+    assert!(
+        s.evidence
+            .starts_with("new shorts: open interest +5.00% over 5m"),
+        "{}",
+        s.evidence
+    );
     assert_eq!(agent.note().unwrap(), note, "said once");
 
     // Whale prints on `trades`: 2 BTC bought by a taker (B), and the same frame again.
     let t = wall_ms();
     let frame = trade_print_frame("BTC", "B", "77000", "2", 900_001, t);
     assert!(ws.send_text(frame.clone()));
-    assert!(ws.send_text(trade_print_frame("BTC", "A", "77000", "0.5", 900_002, t + 1)));
+    assert!(ws.send_text(trade_print_frame(
+        "BTC",
+        "A",
+        "77000",
+        "0.5",
+        900_002,
+        t + 1
+    )));
     until("two prints on the tape", || feed.tape().len("BTC") == 2).await;
     w.clock.advance(60_000);
     assert_eq!(run(&agent).await.whales, vec![("BTC".to_string(), 900_001)]);
@@ -370,6 +397,15 @@ async fn hyperliquid_samples_only_and_reads_whales_from_the_trades_channel() {
     w.clock.advance(60_000);
     assert!(run(&agent).await.whales.is_empty());
     let whale = &w.signals(SignalKind::Whale).await[0];
-    assert_eq!((whale.direction, whale.value), (Direction::Long, dec!(154000)));
-    assert!(whale.evidence.contains("on hl (aggressor buy, trade 900001)"), "{}", whale.evidence);
+    assert_eq!(
+        (whale.direction, whale.value),
+        (Direction::Long, dec!(154000))
+    );
+    assert!(
+        whale
+            .evidence
+            .contains("on hl (aggressor buy, trade 900001)"),
+        "{}",
+        whale.evidence
+    );
 }

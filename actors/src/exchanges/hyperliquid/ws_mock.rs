@@ -217,7 +217,14 @@ pub fn trades_frame(coin: &str, px: &str, time: i64) -> String {
 }
 
 /// A `trades` frame of one print: `side` `B` (the buyer was the aggressor) or `A`.
-pub fn trade_print_frame(coin: &str, side: &str, px: &str, sz: &str, tid: u64, time: i64) -> String {
+pub fn trade_print_frame(
+    coin: &str,
+    side: &str,
+    px: &str,
+    sz: &str,
+    tid: u64,
+    time: i64,
+) -> String {
     json!({"channel": "trades", "data": [{"coin": coin, "side": side, "px": px, "sz": sz,
         "hash": "0x0000000000000000000000000000000000000000000000000000000000000000",
         "time": time, "tid": tid,
