@@ -247,13 +247,12 @@ pub async fn run_once(
             let mut st = deps.state.spike(symbol, side)?;
             let before = st.clone();
             if ratio >= Decimal::ONE {
-                if !st.active {
-                    if signals::offer(&deps.signals, signal(config, &m)) {
-                        tracing::info!(agent = %config.name, venue = %config.venue, symbol = %symbol, side = side.as_str(), sum_usd = %m.sum_usd, ratio = %ratio, "{} published", label(side));
-                        st.active = true;
-                        st.last_signal_ms = Some(now);
-                        report.signals.push((symbol.clone(), side, ratio));
-                    }
+                // Not handed to the bus: still armed, so the next run tries again.
+                if !st.active && signals::offer(&deps.signals, signal(config, &m)) {
+                    tracing::info!(agent = %config.name, venue = %config.venue, symbol = %symbol, side = side.as_str(), sum_usd = %m.sum_usd, ratio = %ratio, "{} published", label(side));
+                    st.active = true;
+                    st.last_signal_ms = Some(now);
+                    report.signals.push((symbol.clone(), side, ratio));
                 }
             } else {
                 st.active = false;
@@ -334,7 +333,7 @@ async fn finish(
         .iter()
         .filter(|m| m.sum_usd > Decimal::ZERO)
         .collect();
-    top.sort_by(|a, b| b.ratio.cmp(&a.ratio));
+    top.sort_by_key(|m| std::cmp::Reverse(m.ratio));
     record.reason = Some(
         top.iter()
             .take(10)
