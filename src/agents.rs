@@ -9,8 +9,8 @@
 //! known ones.
 //!
 //! Owns: the agent directory of an engine built from the config ([`directory`]: the risk
-//! agent if enabled, then the trading agents, then the sentiment, open-interest and
-//! liquidation agents, in config order), the request bodies, the
+//! agent if enabled, then the trading agents, then the sentiment, open-interest,
+//! liquidation and funding agents, in config order), the request bodies, the
 //! CLI's choice between the running engine (asked over its control API, since sled lets
 //! one process hold the data dir) and a stopped one (list, pause and resume work on the
 //! data dir; run-now says the engine is not running and exits 1), and the table. Never:
@@ -98,6 +98,14 @@ pub fn directory(
         dir = dir.with(
             &a.name,
             Kind::Liquidations,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
+    for a in &config.agents.funding {
+        dir = dir.with(
+            &a.name,
+            Kind::Funding,
             a.schedule(),
             MemoryStore::open(store, &a.name)?,
         );

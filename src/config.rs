@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orrery_actors::agents::funding::FundingAgentConfig;
 use orrery_actors::agents::journal::JournalConfig;
 use orrery_actors::agents::liquidations::LiquidationAgentConfig;
 use orrery_actors::agents::open_interest::OpenInterestAgentConfig;
@@ -280,6 +281,9 @@ pub struct AgentsConfig {
     /// Liquidation agents (`[[agents.liquidations]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub liquidations: Vec<LiquidationAgentConfig>,
+    /// Funding agents (`[[agents.funding]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub funding: Vec<FundingAgentConfig>,
 }
 
 impl Default for AgentsConfig {
@@ -295,6 +299,7 @@ impl Default for AgentsConfig {
             sentiment: Vec::new(),
             open_interest: Vec::new(),
             liquidations: Vec::new(),
+            funding: Vec::new(),
         }
     }
 }
@@ -595,6 +600,7 @@ impl Config {
         self.check_pipelines(&mut seen, &mut issues);
         self.check_sentiment_agents(&mut issues);
         self.check_flow_agents(&mut issues);
+        self.check_funding_agents(&mut issues);
         if issues.is_empty() {
             Ok(())
         } else {
@@ -651,6 +657,7 @@ impl Config {
             .map(|a| a.name.clone())
             .chain(self.agents.pipeline.iter().map(|p| p.name.clone()))
             .chain(self.agents.sentiment.iter().map(|a| a.name.clone()))
+            .chain(self.agents.funding.iter().map(|a| a.name.clone()))
             .collect();
         taken.insert(orrery_actors::agents::risk::RISK_AGENT.to_string());
         crate::flow_agents::check(self, &mut taken, issues);
@@ -689,6 +696,71 @@ impl Config {
                     format!("{path}.sources[{j}].name"),
                     &s.name,
                     "a source name no other sentiment source uses (it is the `source` label of the news metrics)",
+                );
+            }
+        }
+    }
+
+    /// `[[agents.funding]]`: each agent's keys, a name no other agent uses, each venue
+    /// configured and of a kind the venue factory reads funding from, and its model.
+    fn check_funding_agents(&self, issues: &mut Issues) {
+        let mut agents: std::collections::BTreeSet<&str> = self
+            .agents
+            .trading
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(self.agents.pipeline.iter().map(|p| p.name.as_str()))
+            .chain(self.agents.sentiment.iter().map(|a| a.name.as_str()))
+            .collect();
+        agents.insert(orrery_actors::agents::risk::RISK_AGENT);
+        for (i, agent) in self.agents.funding.iter().enumerate() {
+            let path = format!("agents.funding[{i}]");
+            agent.validate(&path, issues);
+            issues.check(
+                agents.insert(&agent.name),
+                join(&path, "name"),
+                &agent.name,
+                "a name no other agent uses (nor `risk`, the risk agent's)",
+            );
+            for venue in agent.all_venues() {
+                let key = if agent.venue.as_deref() == Some(venue.as_str()) {
+                    join(&path, "venue")
+                } else {
+                    join(&path, "venues")
+                };
+                match self.exchanges.venues.get(&venue) {
+                    None => issues.check(
+                        false,
+                        key,
+                        &venue,
+                        format!(
+                            "a venue under [exchanges.venues]: {}",
+                            self.exchanges
+                                .venues
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                    Some(v) => issues.check(
+                        crate::market::offers_funding(v),
+                        key,
+                        &venue,
+                        format!(
+                            "a venue with perpetuals ({}); `{venue}` is of kind `{}`",
+                            crate::market::FUNDING_KINDS,
+                            v.kind()
+                        ),
+                    ),
+                }
+            }
+            if let Some(model) = &agent.model {
+                issues.check(
+                    self.models.models.contains_key(model),
+                    join(&path, "model"),
+                    model,
+                    format!("a logical model under [models]: {}", self.model_names()),
                 );
             }
         }

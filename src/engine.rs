@@ -327,6 +327,7 @@ fn describe_all() {
     orrery_actors::agents::sentiment::describe();
     orrery_actors::agents::open_interest::describe();
     orrery_actors::agents::liquidations::describe();
+    orrery_actors::agents::funding::describe();
     orrery_actors::exchanges::stream::describe();
 }
 

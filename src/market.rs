@@ -164,6 +164,18 @@ impl MarketError {
     }
 }
 
+/// Venue kinds [`open_reader`] reads funding and open interest from, for messages.
+pub(crate) const FUNDING_KINDS: &str = "binance_futures, hyperliquid";
+
+/// Whether [`open_reader`] opens a venue of this kind (the config check of the funding
+/// agent asks this, so it follows the factory).
+pub(crate) fn offers_funding(v: &VenueConfig) -> bool {
+    matches!(
+        v,
+        VenueConfig::BinanceFutures(_) | VenueConfig::Hyperliquid(_)
+    )
+}
+
 /// The public-reads venue of `venue`: funding and open interest of a `binance_futures` or
 /// `hyperliquid` venue, each with its own HTTP client, limits and deadlines (public
 /// endpoints: no key needed; a Hyperliquid key in the environment is never used here).

@@ -75,6 +75,15 @@ pub fn normalize_agents(config: &mut Config) {
             }
         }
     }
+    // A funding agent's symbols are the engine's names on every venue it watches; they
+    // are spelled by the rule of its first venue.
+    for agent in &mut config.agents.funding {
+        if let Some(v) = agent.all_venues().first().and_then(|n| venues.get(n)) {
+            for s in &mut agent.symbols {
+                *s = normalize_for(v, s);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P,
 //!                              sentiment-<agent> × S, open-interest-<agent> × O,
-//!                              liquidations-<agent> × L
+//!                              liquidations-<agent> × L, funding-<agent> × F
 //! ```
 //!
 //! Owns: which actors the config asks for, their ids (paths such as
@@ -58,6 +58,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use orrery_actors::agents::funding::{FundingAgent, FundingAgentState, FundingDeps};
 use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps, RISK_AGENT};
 use orrery_actors::agents::runtime::{AgentDirectory, AgentRunner};
 use orrery_actors::agents::sentiment::{SentimentAgent, SentimentDeps, SentimentState};
@@ -157,6 +158,11 @@ pub enum Role {
     /// One liquidation agent.
     LiquidationAgent {
         /// The agent's name (`[[agents.liquidations]] name`).
+        agent: String,
+    },
+    /// One funding agent.
+    FundingAgent {
+        /// The agent's name (`[[agents.funding]] name`).
         agent: String,
     },
 }
@@ -344,6 +350,14 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         worker(
             format!("liquidations-{}", a.name),
             Role::LiquidationAgent {
+                agent: a.name.clone(),
+            },
+        )
+    }));
+    agents.extend(config.agents.funding.iter().map(|a| {
+        worker(
+            format!("funding-{}", a.name),
+            Role::FundingAgent {
                 agent: a.name.clone(),
             },
         )
@@ -718,6 +732,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             crate::flow_agents::open_interest_spec(id, agent, deps)
         }
         Role::LiquidationAgent { agent } => crate::flow_agents::liquidation_spec(id, agent, deps),
+        Role::FundingAgent { agent } => funding_spec(id, agent, deps),
         Role::SentimentAgent { agent } => {
             let (Some(agent), Ok(entry)) = (
                 config
@@ -747,6 +762,50 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
     }
+}
+
+/// The child spec of one funding agent: its runner, rebuilt from config and sled on every
+/// start, with one reader per venue from the venue factory the operator's `orrery
+/// market` uses ([`crate::market::open_reader`]) and the engine's streams.
+fn funding_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
+    let (Some(agent), Ok(entry)) = (
+        deps.config
+            .agents
+            .funding
+            .iter()
+            .find(|a| a.name == agent)
+            .cloned(),
+        deps.agents.get(agent).cloned(),
+    ) else {
+        return missing(&id, format!("no funding agent `{agent}` in the config"));
+    };
+    let deps = deps.clone();
+    ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
+        let mut readers = BTreeMap::new();
+        for venue in agent.all_venues() {
+            let reader = crate::market::open_reader(&deps.config, &venue)
+                .map_err(|e| StartError::failed(e.to_string()))?;
+            readers.insert(venue, reader);
+        }
+        let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;
+        let run_deps = FundingDeps {
+            readers,
+            streams: Some(deps.streams.clone()),
+            models: ModelClient::from_slot(deps.router.clone()),
+            signals: deps.signals.clone(),
+            journal: journal.clone(),
+            state: FundingAgentState::open(&deps.store, &agent.name).map_err(StartError::failed)?,
+            clock: deps.clock.clone(),
+        };
+        let kind = FundingAgent::new(agent.clone(), run_deps);
+        Ok(AgentRunner::new(
+            Arc::new(kind),
+            entry.memory.clone(),
+            journal,
+            deps.clock.clone(),
+        )
+        .counting_messages_in(ctx.messages_counter()))
+    })
 }
 
 /// The child spec of one analysis pipeline: its runner, rebuilt from config and sled on

@@ -1,14 +1,20 @@
 //! Funding through the real binary: `orrery market funding|open-interest` on a
-//! Hyperliquid venue (the loopback mock in this test process).
+//! Hyperliquid venue, and the funding agent (issue 13, item 1): an extreme funding rate on
+//! the Hyperliquid mock (in this test process) becomes one `funding` signal — on the bus,
+//! in `orrery signals`, in the prompt of a trading agent subscribed to `funding` — that
+//! neither later runs nor a restart publish again; its metrics, `orrery agents`, the
+//! journal; and a bad `[[agents.funding]]` section named key by key.
 
 mod common;
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
 use rust_decimal_macros::dec;
+use serde_json::Value;
 
 const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 
@@ -140,4 +146,225 @@ fn market_funding_and_open_interest_on_hyperliquid() {
     );
     // Only the current open interest was asked for.
     assert_eq!(mock.requests().len(), before + 1);
+}
+
+fn cli_json(args: &[&str]) -> Value {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&out)
+}
+
+fn api(port: u16, path: &str) -> Option<Value> {
+    let (status, body) = http_get(port, path)?;
+    (status == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+/// Panics with the engine's logs if it has exited instead of waiting out a timeout.
+fn assert_running(engine: &mut std::process::Child, dir: &std::path::Path) {
+    if let Ok(Some(status)) = engine.try_wait() {
+        let logs: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        panic!("the engine exited ({status}):\n{}", logs.join("\n---\n"));
+    }
+}
+
+fn funding_runs(port: u16) -> Option<f64> {
+    let (_, m) = http_get(port, "/metrics")?;
+    Some(metric_sum(
+        &m,
+        "orrery_agent_runs_total",
+        &["agent=\"funding-watch\""],
+    ))
+}
+
+#[test]
+fn an_extreme_funding_rate_is_signalled_once_to_the_bus_the_cli_and_a_trading_prompt() {
+    let mock = hl_mock();
+    // 0.0001 per hour: 87.6 %/year, past the 50 % threshold.
+    mock.set_funding("BTC", dec!(0.0001));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = format!(
+        "{}streams = false\n\n[[agents.funding]]\nname = \"funding-watch\"\nvenue = \"hl\"\nsymbols = [\"btc\"]\ninterval = \"300ms\"\ninitial_delay = \"100ms\"\nhistory = 24\nannualized_pct = 50\nzscore = 3\n",
+        hl_section(&mock)
+    );
+    let cfg = test_config(dir.path(), port, &extra);
+    single_model_agent(&cfg);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("signal_kinds = []"));
+    std::fs::write(
+        &cfg,
+        text.replace("signal_kinds = []", "signal_kinds = [\"funding\"]"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+
+    let mut engine = spawn_engine(&cfg, dir.path(), &[], &[]);
+    wait_for(Duration::from_secs(60), "the engine's health", || {
+        assert_running(&mut engine, dir.path());
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+    let signals = wait_for(Duration::from_secs(60), "a funding signal", || {
+        assert_running(&mut engine, dir.path());
+        let out = cli(&["signals", "--config", c, "--kind", "funding", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (!v.as_array()?.is_empty()).then_some(v)
+    });
+    let s = &signals[0];
+    assert_eq!(
+        (
+            s["source"].as_str(),
+            s["symbol"].as_str(),
+            s["direction"].as_str()
+        ),
+        (Some("funding-watch"), Some("BTC"), Some("short"))
+    );
+    assert_eq!(s["value"], "0.0001");
+    let evidence = s["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("hl BTC: funding 0.0100% per 1h, 87.60%/year annualized")
+            && evidence.contains("extreme_positive (longs pay shorts: crowded longs)"),
+        "{evidence}"
+    );
+
+    // Listed by the runtime.
+    let agents = cli_json(&["agents", "--config", c, "--json"]);
+    let listed = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "funding-watch")
+        .expect("the funding agent is listed");
+    assert_eq!(listed["kind"], "funding");
+
+    // Metrics, in a format promtool accepts.
+    let metrics = wait_for(Duration::from_secs(30), "the funding gauges", || {
+        let (_, m) = http_get(port, "/metrics")?;
+        m.contains("orrery_funding_zscore{").then_some(m)
+    });
+    let ann = metric_sum(
+        &metrics,
+        "orrery_funding_rate_annualized_pct",
+        &["venue=\"hl\"", "symbol=\"BTC\""],
+    );
+    assert!((ann - 87.6).abs() < 1e-9, "{ann}");
+    let (ok, why) = promtool_check(&metrics);
+    assert!(ok, "{why}");
+
+    // The trading agent subscribed to `funding` reads it into its prompt and context.
+    let detail = wait_for(
+        Duration::from_secs(60),
+        "a trading prompt with the funding signal",
+        || {
+            let rows = api(port, "/api/journal?agent=trend&symbol=BTC&limit=5")?;
+            rows.as_array()?.iter().find_map(|r| {
+                let d = api(port, &format!("/api/journal/{}", r["id"].as_str()?))?;
+                d["prompt"]
+                    .as_str()?
+                    .contains("funding,funding-watch,short")
+                    .then_some(d)
+            })
+        },
+    );
+    assert!(
+        detail["context"]["signals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "funding" && s["source"] == "funding-watch"),
+        "{}",
+        detail["context"]
+    );
+
+    // Staying extreme for more runs publishes nothing more.
+    let runs = funding_runs(port).unwrap();
+    wait_for(Duration::from_secs(30), "three more funding runs", || {
+        (funding_runs(port)? >= runs + 3.0).then_some(())
+    });
+    let again = cli_json(&["signals", "--config", c, "--kind", "funding", "--json"]);
+    assert_eq!(again.as_array().unwrap().len(), 1, "{again}");
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, Duration::from_secs(60)).success());
+
+    // A restart reads the published state from sled: no second signal.
+    let mut engine = spawn_engine(&cfg, dir.path(), &[], &[]);
+    wait_for(
+        Duration::from_secs(60),
+        "funding runs after the restart",
+        || {
+            assert_running(&mut engine, dir.path());
+            (funding_runs(port)? >= 3.0).then_some(())
+        },
+    );
+    let after = cli_json(&["signals", "--config", c, "--kind", "funding", "--json"]);
+    assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, Duration::from_secs(60)).success());
+
+    // Every run is journaled with its inputs and outputs.
+    let rows = cli_json(&[
+        "journal",
+        "--config",
+        c,
+        "--agent",
+        "funding-watch",
+        "--json",
+    ]);
+    let rows = rows.as_array().unwrap();
+    assert!(rows.len() >= 6, "{}", rows.len());
+    let logs: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("funding run") && logs.contains("hl:BTC extreme_positive"),
+        "the run's log line"
+    );
+}
+
+#[test]
+fn a_bad_funding_section_names_the_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "\n[[agents.funding]]\nname = \"funding-watch\"\nvenue = \"paper\"\nvenues = [\"nowhere\"]\nsymbols = [\"BTC\"]\nhistory = 1\nzscore = 0\nmodel = \"missing\"\n";
+    let cfg = test_config(dir.path(), free_port(), extra);
+    let out = cli(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "agents.funding[0].history",
+        "agents.funding[0].zscore",
+        "agents.funding[0].model",
+        "agents.funding[0].venues",
+    ] {
+        assert!(err.contains(key), "{key} in {err}");
+    }
+    assert!(
+        err.contains("agents.funding[0].venue") && err.contains("is of kind `paper`"),
+        "{err}"
+    );
+    let out = cli(&[
+        "check-config",
+        "--config",
+        test_config(
+            dir.path(),
+            free_port(),
+            &extra.replace("history = 1", "histroy = 90"),
+        )
+        .to_str()
+        .unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("histroy"));
 }

@@ -64,6 +64,8 @@ pub enum Kind {
     OpenInterest,
     /// A liquidation agent (`[[agents.liquidations]]`).
     Liquidations,
+    /// A funding agent (`[[agents.funding]]`).
+    Funding,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Sentiment => "sentiment",
             Kind::OpenInterest => "open_interest",
             Kind::Liquidations => "liquidations",
+            Kind::Funding => "funding",
         }
     }
 

@@ -119,7 +119,7 @@ pub struct BinanceFuturesVenue {
     /// The account was seen in one-way mode in this run.
     one_way: AtomicBool,
     /// `fundingInfo`'s adjusted intervals by pair, and when they were read.
-    funding_intervals: Mutex<Option<(Arc<HashMap<String, u32>>, tokio::time::Instant)>>,
+    funding_intervals: Mutex<Option<FundingIntervals>>,
 }
 
 impl fmt::Debug for BinanceFuturesVenue {
@@ -306,6 +306,9 @@ struct FundingInfoWire {
     symbol: String,
     funding_interval_hours: u32,
 }
+
+/// `fundingInfo`'s intervals (hours) by pair, and when they were read.
+type FundingIntervals = (Arc<HashMap<String, u32>>, tokio::time::Instant);
 
 /// Hours between settlements of a symbol `fundingInfo` does not list.
 pub const DEFAULT_FUNDING_INTERVAL_HOURS: u32 = 8;

@@ -1263,7 +1263,7 @@ impl State {
             "fundingHistory" => {
                 let coin = body["coin"].as_str().ok_or("Failed to deserialize the JSON body into the target type")?;
                 let start = body["startTime"].as_i64().ok_or("Failed to deserialize the JSON body into the target type")?;
-                let end = body["endTime"].as_i64().unwrap_or_else(now_ms);
+                let end = body["endTime"].as_i64();
                 Value::Array(self.funding_rows(coin, start, end))
             }
             other => return Err(format!("Failed to deserialize the JSON body into the target type: unknown variant `{other}`")),
@@ -1301,9 +1301,11 @@ impl State {
         })
     }
 
-    /// `fundingHistory` rows of `coin` in `[start, end]`, oldest first, at most 500: the
-    /// set ones, or one per full hour at the coin's current funding.
-    fn funding_rows(&self, coin: &str, start: i64, end: i64) -> Vec<Value> {
+    /// `fundingHistory` rows of `coin` from `start` to `end` (default: now), oldest first,
+    /// at most 500: the set ones (a test's clock may run ahead of the wall clock, so they
+    /// are cut at `end` only when it is given), or one per full hour at the coin's current
+    /// funding.
+    fn funding_rows(&self, coin: &str, start: i64, end: Option<i64>) -> Vec<Value> {
         let mut rows: Vec<MockFunding> = match self.funding_history.get(coin) {
             Some(h) => h.clone(),
             None => {
@@ -1311,7 +1313,7 @@ impl State {
                     return Vec::new();
                 };
                 let first = start.div_euclid(3_600_000) + 1;
-                let last = end.div_euclid(3_600_000);
+                let last = end.unwrap_or_else(now_ms).div_euclid(3_600_000);
                 (first..=last)
                     .map(|h| MockFunding {
                         time: h * 3_600_000,
@@ -1321,7 +1323,7 @@ impl State {
                     .collect()
             }
         };
-        rows.retain(|r| r.time >= start && r.time <= end);
+        rows.retain(|r| r.time >= start && end.is_none_or(|e| r.time <= e));
         rows.sort_by_key(|r| r.time);
         rows.truncate(FUNDING_HISTORY_PAGE);
         rows.into_iter()
