@@ -265,3 +265,51 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// With no symbols configured the agent watches every contract the venue liquidates, and
+/// keeps a baseline for each one it has seen.
+#[actix::test]
+async fn an_agent_without_symbols_watches_every_contract() {
+    let w = world().await;
+    let mut cfg = config();
+    cfg.symbols = Vec::new();
+    let shared: SharedClock = w.clock.clone();
+    let agent = LiquidationAgent::new(
+        cfg,
+        LiquidationDeps {
+            streams: w.book.clone(),
+            signals: w.bus.clone(),
+            journal: DecisionJournal::open(&w.store).unwrap(),
+            state: LiqState::open(&w.store, "liq").unwrap(),
+            clock: shared,
+        },
+    );
+    // 1000PEPEUSDT is no configured contract: its symbol is the pair without USDT.
+    w.liquidate("1000PEPEUSDT", "BUY", "2000000", "0.01", w.t0 + 1_000)
+        .await;
+    w.liquidate("SOLUSDT", "SELL", "1000", "150", w.t0 + 2_000)
+        .await;
+    w.clock.set(w.t0 + 3_000);
+    let r = run(&agent).await;
+    let mut fired: Vec<(String, Side)> = r
+        .signals
+        .iter()
+        .map(|(s, side, _)| (s.clone(), *side))
+        .collect();
+    fired.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        fired,
+        vec![
+            ("1000PEPE".to_string(), Side::Buy),
+            ("SOL".to_string(), Side::Sell)
+        ]
+    );
+    w.clock.set(w.t0 + MINUTE + 1_000);
+    assert_eq!(run(&agent).await.windows_closed, 1);
+    assert_eq!(
+        agent.deps.state.symbols().unwrap(),
+        vec!["1000PEPE".to_string(), "SOL".to_string()]
+    );
+    let sol = agent.deps.state.baseline("SOL", Side::Sell).unwrap();
+    assert_eq!(sol.windows.back().map(|(_, v)| *v), Some(dec!(150000)));
+}
