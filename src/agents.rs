@@ -487,7 +487,8 @@ fn age(now: Millis, when: Millis) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-/// The `orrery agents` table; a paused agent's reason and the risk agent's warning below it.
+/// The `orrery agents` table; below it a paused agent's reason, the risk agent's warning and
+/// what an agent says about how it runs (its `warning`).
 pub fn render(agents: &[AgentInfo], now: Millis) -> String {
     use std::fmt::Write;
     let mut o = String::new();
@@ -497,7 +498,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
     }
     let _ = writeln!(
         o,
-        "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
+        "{:<16} {:<13} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
         "NAME", "KIND", "STATE", "INTERVAL", "LAST RUN", "RUNS/FAILURES"
     );
     for a in agents {
@@ -511,7 +512,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
         }
         let _ = writeln!(
             o,
-            "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} {}",
+            "{:<16} {:<13} {:<11} {:<9} {:<12} {:<16} {}",
             a.name,
             a.kind.as_str(),
             a.state.as_str(),
@@ -530,8 +531,17 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
             a.pause_reason.as_deref().unwrap_or("-")
         );
     }
-    if agents.iter().any(|a| a.warning.is_some()) {
+    if agents
+        .iter()
+        .any(|a| a.warning.as_deref() == Some(RISK_PAUSED_WARNING))
+    {
         let _ = writeln!(o, "WARNING: {RISK_PAUSED_WARNING}");
+    }
+    // What an agent says about how it runs (an open-interest agent without a stream).
+    for a in agents {
+        if let Some(w) = a.warning.as_deref().filter(|w| *w != RISK_PAUSED_WARNING) {
+            let _ = writeln!(o, "{}: {w}", a.name);
+        }
     }
     o
 }
@@ -562,5 +572,34 @@ mod tests {
         );
         let trend = text.lines().find(|l| l.starts_with("trend")).unwrap();
         assert!(trend.contains("stopped"), "{trend}");
+    }
+
+    #[test]
+    fn an_agents_own_warning_is_shown_as_its_own_not_as_the_risk_warning() {
+        let store = Store::temporary().unwrap();
+        let config = Config::load_str(
+            include_str!("../config/default.toml"),
+            "config/default.toml",
+            std::iter::empty(),
+        )
+        .unwrap();
+        let dir = directory(&config, &store, system_clock(), false).unwrap();
+        let mut agents = futures::executor::block_on(dir.describe_all()).unwrap();
+        let mut oi = agents[1].clone();
+        oi.name = "oi".into();
+        oi.kind = Kind::OpenInterest;
+        oi.warning = Some("venue `paper` has no stream configured".into());
+        agents.push(oi);
+        let text = render(&agents, chrono::Utc::now().timestamp_millis());
+        assert!(!text.contains("WARNING"), "{text}");
+        assert!(
+            text.contains("oi: venue `paper` has no stream configured"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("oi               open_interest ")),
+            "{text}"
+        );
     }
 }
