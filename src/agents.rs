@@ -10,7 +10,7 @@
 //!
 //! Owns: the agent directory of an engine built from the config ([`directory`]: the risk
 //! agent if enabled, then the trading agents, then the sentiment, open-interest,
-//! liquidation and funding agents, in config order), the request bodies, the
+//! liquidation, copy-trading and funding agents, in config order), the request bodies, the
 //! CLI's choice between the running engine (asked over its control API, since sled lets
 //! one process hold the data dir) and a stopped one (list, pause and resume work on the
 //! data dir; run-now says the engine is not running and exits 1), and the table. Never:
@@ -98,6 +98,14 @@ pub fn directory(
         dir = dir.with(
             &a.name,
             Kind::Liquidations,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
+    for a in &config.agents.copy {
+        dir = dir.with(
+            &a.name,
+            Kind::Copy,
             a.schedule(),
             MemoryStore::open(store, &a.name)?,
         );

@@ -281,6 +281,9 @@ pub struct AgentsConfig {
     /// Liquidation agents (`[[agents.liquidations]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub liquidations: Vec<LiquidationAgentConfig>,
+    /// Copy-trading agents (`[[agents.copy]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<orrery_actors::agents::copy::CopyConfig>,
     /// Funding agents (`[[agents.funding]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub funding: Vec<FundingAgentConfig>,
@@ -299,6 +302,7 @@ impl Default for AgentsConfig {
             sentiment: Vec::new(),
             open_interest: Vec::new(),
             liquidations: Vec::new(),
+            copy: Vec::new(),
             funding: Vec::new(),
         }
     }
@@ -600,6 +604,7 @@ impl Config {
         self.check_pipelines(&mut seen, &mut issues);
         self.check_sentiment_agents(&mut issues);
         self.check_flow_agents(&mut issues);
+        crate::copy::check(self, &mut issues);
         self.check_funding_agents(&mut issues);
         if issues.is_empty() {
             Ok(())
@@ -658,6 +663,7 @@ impl Config {
             .chain(self.agents.pipeline.iter().map(|p| p.name.clone()))
             .chain(self.agents.sentiment.iter().map(|a| a.name.clone()))
             .chain(self.agents.funding.iter().map(|a| a.name.clone()))
+            .chain(self.agents.copy.iter().map(|a| a.name.clone()))
             .collect();
         taken.insert(orrery_actors::agents::risk::RISK_AGENT.to_string());
         crate::flow_agents::check(self, &mut taken, issues);

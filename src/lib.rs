@@ -8,6 +8,7 @@ pub mod agents;
 mod binance_feeds;
 pub mod commands;
 pub mod config;
+pub mod copy;
 pub mod embed;
 pub mod engine;
 pub mod events;

@@ -29,6 +29,7 @@ use orrery_actors::exchanges::derivatives::{
 };
 use orrery_actors::exchanges::gateway::GatewayError;
 use orrery_actors::exchanges::hyperliquid::HyperliquidVenue;
+use orrery_actors::exchanges::paper::PaperDerivatives;
 use orrery_actors::exchanges::VenueError;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -140,7 +141,7 @@ pub enum MarketError {
     /// The gateway's own unknown-venue error, as every operator command reports it.
     #[error(transparent)]
     UnknownVenue(GatewayError),
-    #[error("venue `{venue}` is of kind `{kind}`, which has no funding or open interest; use a `binance_futures` or `hyperliquid` venue")]
+    #[error("venue `{venue}` is of kind `{kind}`, which has no funding or open interest; use a `binance_futures` or `hyperliquid` venue, or a paper venue whose symbols set `derivatives_csv`")]
     NoDerivatives { venue: String, kind: &'static str },
     #[error("{0}")]
     BadRequest(String),
@@ -165,20 +166,23 @@ impl MarketError {
 }
 
 /// Venue kinds [`open_reader`] reads funding and open interest from, for messages.
-pub(crate) const FUNDING_KINDS: &str = "binance_futures, hyperliquid";
+pub(crate) const FUNDING_KINDS: &str =
+    "binance_futures, hyperliquid, or paper with a derivatives_csv";
 
 /// Whether [`open_reader`] opens a venue of this kind (the config check of the funding
 /// agent asks this, so it follows the factory).
 pub(crate) fn offers_funding(v: &VenueConfig) -> bool {
-    matches!(
-        v,
-        VenueConfig::BinanceFutures(_) | VenueConfig::Hyperliquid(_)
-    )
+    match v {
+        VenueConfig::BinanceFutures(_) | VenueConfig::Hyperliquid(_) => true,
+        VenueConfig::Paper(p) => !p.derivatives_files().is_empty(),
+        _ => false,
+    }
 }
 
 /// The public-reads venue of `venue`: funding and open interest of a `binance_futures` or
 /// `hyperliquid` venue, each with its own HTTP client, limits and deadlines (public
-/// endpoints: no key needed; a Hyperliquid key in the environment is never used here).
+/// endpoints: no key needed; a Hyperliquid key in the environment is never used here), or
+/// of a paper venue replaying its symbols' `derivatives_csv`.
 pub(crate) fn open_reader(
     config: &Config,
     venue: &str,
@@ -196,6 +200,17 @@ pub(crate) fn open_reader(
             })?;
             Ok(reader as Arc<dyn DerivativesData>)
         }
+        VenueConfig::Paper(p) => match PaperDerivatives::from_config(venue, p, system_clock()) {
+            Ok(Some(reader)) => Ok(Arc::new(reader) as Arc<dyn DerivativesData>),
+            Ok(None) => Err(MarketError::NoDerivatives {
+                venue: venue.to_string(),
+                kind: "paper without derivatives_csv",
+            }),
+            Err(e) => Err(MarketError::Open {
+                venue: venue.to_string(),
+                reason: e.to_string(),
+            }),
+        },
         VenueConfig::Hyperliquid(h) => {
             // Reads only: the key is not looked up, so none is loaded into this object.
             let no_key = |_: &str| None;

@@ -48,6 +48,9 @@ pub struct StatusReport {
     /// Tokens and cost per model deployment, cumulative (sled `meta`, `usage/<id>`).
     #[serde(default)]
     pub models: Vec<ModelUsage>,
+    /// Each copy-trading agent: its leaders, sizing and mirrored positions.
+    #[serde(default)]
+    pub copy: Vec<crate::copy::CopyStatus>,
 }
 
 /// One journaled decision as the status report shows it: what was decided and done.
@@ -392,6 +395,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         restarts: s.restarts,
         agents: s.agents,
         models: s.models,
+        copy: Vec::new(),
     }
 }
 
@@ -433,7 +437,9 @@ pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, Str
         status.connectors = planned_connectors(name, venue);
         venues.push(status);
     }
-    Ok(assemble(false, store, venues, from_store))
+    let mut report = assemble(false, store, venues, from_store);
+    report.copy = crate::copy::status(config, store);
+    Ok(report)
 }
 
 /// The report of the running engine, with balances from its gateway.
@@ -482,7 +488,9 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
         status.feed = engine.streams.health(name);
         venues.push(status);
     }
-    Ok(assemble(true, &engine.store, venues, from_store))
+    let mut report = assemble(true, &engine.store, venues, from_store);
+    report.copy = crate::copy::status(&engine.config, &engine.store);
+    Ok(report)
 }
 
 /// How long ago `created_ms` was, rounded to seconds ("-" when unknown).
@@ -844,5 +852,6 @@ pub fn render(r: &StatusReport) -> String {
             a.record.last_reason.as_deref().unwrap_or("-")
         );
     }
+    crate::copy::render_status(&mut o, &r.copy);
     o
 }

@@ -16,7 +16,8 @@
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P,
 //!                              sentiment-<agent> × S, open-interest-<agent> × O,
-//!                              liquidations-<agent> × L, funding-<agent> × F
+//!                              liquidations-<agent> × L, copy-<agent> × C,
+//!                              funding-<agent> × F
 //! ```
 //!
 //! Owns: which actors the config asks for, their ids (paths such as
@@ -158,6 +159,11 @@ pub enum Role {
     /// One liquidation agent.
     LiquidationAgent {
         /// The agent's name (`[[agents.liquidations]] name`).
+        agent: String,
+    },
+    /// One copy-trading agent.
+    CopyAgent {
+        /// The agent's name (`[[agents.copy]] name`).
         agent: String,
     },
     /// One funding agent.
@@ -354,6 +360,14 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             },
         )
     }));
+    agents.extend(config.agents.copy.iter().map(|a| {
+        worker(
+            format!("copy-{}", a.name),
+            Role::CopyAgent {
+                agent: a.name.clone(),
+            },
+        )
+    }));
     agents.extend(config.agents.funding.iter().map(|a| {
         worker(
             format!("funding-{}", a.name),
@@ -482,7 +496,7 @@ impl Scope {
 
 /// A factory that fails every start with `why` (a plan that names something the config
 /// does not have; [`plan`] never makes one from a validated config).
-fn missing(id: &str, why: String) -> ChildSpec {
+pub(crate) fn missing(id: &str, why: String) -> ChildSpec {
     ChildSpec::new(id.to_string(), move |_| Err(StartError::failed(&why)))
 }
 
@@ -732,6 +746,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             crate::flow_agents::open_interest_spec(id, agent, deps)
         }
         Role::LiquidationAgent { agent } => crate::flow_agents::liquidation_spec(id, agent, deps),
+        Role::CopyAgent { agent } => crate::copy::spec(id, agent, deps),
         Role::FundingAgent { agent } => funding_spec(id, agent, deps),
         Role::SentimentAgent { agent } => {
             let (Some(agent), Ok(entry)) = (

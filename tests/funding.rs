@@ -195,7 +195,7 @@ fn an_extreme_funding_rate_is_signalled_once_to_the_bus_the_cli_and_a_trading_pr
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let extra = format!(
-        "{}streams = false\n\n[[agents.funding]]\nname = \"funding-watch\"\nvenue = \"hl\"\nsymbols = [\"btc\"]\ninterval = \"300ms\"\ninitial_delay = \"100ms\"\nhistory = 24\nannualized_pct = 50\nzscore = 3\n",
+        "{}streams = false\n\n[[agents.funding]]\nname = \"funding-watch\"\nvenue = \"hl\"\nsymbols = [\"btc\", \"nope\"]\ninterval = \"300ms\"\ninitial_delay = \"100ms\"\nhistory = 24\nannualized_pct = 50\nzscore = 3\n",
         hl_section(&mock)
     );
     let cfg = test_config(dir.path(), port, &extra);
@@ -247,10 +247,21 @@ fn an_extreme_funding_rate_is_signalled_once_to_the_bus_the_cli_and_a_trading_pr
         .expect("the funding agent is listed");
     assert_eq!(listed["kind"], "funding");
 
-    // Metrics, in a format promtool accepts.
+    // Metrics, in a format promtool accepts; NOPE, which Hyperliquid does not list, is
+    // a venue error counted (and journaled, below) every run, while BTC is read.
     let metrics = wait_for(Duration::from_secs(30), "the funding gauges", || {
         let (_, m) = http_get(port, "/metrics")?;
-        m.contains("orrery_funding_zscore{").then_some(m)
+        (m.contains("orrery_funding_zscore{")
+            && metric_sum(
+                &m,
+                "orrery_funding_errors_total",
+                &[
+                    "agent=\"funding-watch\"",
+                    "venue=\"hl\"",
+                    "kind=\"unknown_symbol\"",
+                ],
+            ) >= 1.0)
+            .then_some(m)
     });
     let ann = metric_sum(
         &metrics,
@@ -322,6 +333,23 @@ fn an_extreme_funding_rate_is_signalled_once_to_the_bus_the_cli_and_a_trading_pr
     ]);
     let rows = rows.as_array().unwrap();
     assert!(rows.len() >= 6, "{}", rows.len());
+    let id = rows[0]["id"].as_str().unwrap();
+    let run = cli_json(&["journal", "--config", c, "show", id, "--json"]);
+    assert_eq!(run["action"], "FUNDING", "{run}");
+    assert!(
+        run["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hl:BTC rate 0.0001 per 1h (rest) -> 87.60%/year"),
+        "{run}"
+    );
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("hl NOPE funding: hl: unknown symbol `NOPE`"),
+        "{run}"
+    );
     let logs: String = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())

@@ -13,7 +13,8 @@
 //! loopback mock (`exchanges::hyperliquid::ws_mock`) driven by this REST mock's account: an
 //! order placed over REST produces its `orderUpdates`, `userFills` and `userEvents` frames. `GET /_mock/record` answers the venue's record (orders, sends per cloid, actions
 //! still in the lag queue, /info requests per type); `GET /_mock/calm` turns lag and faults
-//! off. Lag and faults are drawn from a generator seeded by `--seed`.
+//! off; `POST /_mock/leader` with `{"user","coin","szi","entryPx"}` sets another account's
+//! position (a leader to copy, see `config/examples/copy-trading.toml`). Lag and faults are drawn from a generator seeded by `--seed`.
 
 use std::io::Write;
 use std::time::Duration;

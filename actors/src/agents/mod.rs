@@ -3,6 +3,7 @@
 //! run, pause/resume, memory and metrics. Agents reach models and venues only through the
 //! router's and gateway's messages.
 
+pub mod copy;
 pub mod funding;
 pub mod journal;
 pub mod liquidations;

@@ -64,6 +64,8 @@ pub enum Kind {
     OpenInterest,
     /// A liquidation agent (`[[agents.liquidations]]`).
     Liquidations,
+    /// A copy-trading agent (`[[agents.copy]]`).
+    Copy,
     /// A funding agent (`[[agents.funding]]`).
     Funding,
 }
@@ -77,6 +79,7 @@ impl Kind {
             Kind::Sentiment => "sentiment",
             Kind::OpenInterest => "open_interest",
             Kind::Liquidations => "liquidations",
+            Kind::Copy => "copy",
             Kind::Funding => "funding",
         }
     }

@@ -145,6 +145,23 @@ impl OiPeriod {
             OiPeriod::D1 => "1d",
         }
     }
+
+    /// The period's length in milliseconds.
+    pub fn millis(self) -> Millis {
+        const MINUTE: Millis = 60_000;
+        MINUTE
+            * match self {
+                OiPeriod::M5 => 5,
+                OiPeriod::M15 => 15,
+                OiPeriod::M30 => 30,
+                OiPeriod::H1 => 60,
+                OiPeriod::H2 => 120,
+                OiPeriod::H4 => 240,
+                OiPeriod::H6 => 360,
+                OiPeriod::H12 => 720,
+                OiPeriod::D1 => 1440,
+            }
+    }
 }
 
 impl fmt::Display for OiPeriod {

@@ -651,6 +651,17 @@ gateway_message!(
     |core, msg| core.place(msg.intent).await
 );
 gateway_message!(
+    /// Place one order under the caller's client id; an id already in the ledger answers
+    /// with its entry and is never sent again ([`GatewayCore::place_keyed`]).
+    PlaceKeyedOrder { intent: OrderIntent, client_id: ClientOrderId } -> OrderReport,
+    |core, msg| core.place_keyed(msg.intent, msg.client_id).await
+);
+gateway_message!(
+    /// One order of the ledger by client id, if it is there.
+    GetOrder { client_id: ClientOrderId } -> Option<OrderReport>,
+    |core, msg| Ok(core.ledger().get(&msg.client_id)?.as_ref().map(OrderReport::from))
+);
+gateway_message!(
     /// Close one position in chunks.
     ClosePosition { venue: String, symbol: String, origin: String } -> Vec<OrderReport>,
     |core, msg| core.close_position(&msg.venue, &msg.symbol, &msg.origin).await

@@ -133,6 +133,29 @@ impl GatewayCore {
         intent: OrderIntent,
         emergency_close: bool,
     ) -> GatewayResult<OrderReport> {
+        self.place_as(intent, emergency_close, None).await
+    }
+
+    /// Places one order under the caller's client id: when the ledger already holds that
+    /// id, its entry is the answer and nothing is sent again (an agent that derives the
+    /// id from what the order is for, such as a copy-trading step, can ask again after a
+    /// restart without doubling it). The check runs in the venue's turn, after the
+    /// venue's first reconciliation, so a crashed send's entry has its venue answer.
+    pub async fn place_keyed(
+        &self,
+        intent: OrderIntent,
+        client_id: ClientOrderId,
+    ) -> GatewayResult<OrderReport> {
+        let priority = order_priority(intent.reduce_only);
+        within(priority, self.place_as(intent, false, Some(client_id))).await
+    }
+
+    async fn place_as(
+        &self,
+        intent: OrderIntent,
+        emergency_close: bool,
+        keyed: Option<ClientOrderId>,
+    ) -> GatewayResult<OrderReport> {
         self.link(&intent.venue)?;
         if let Some(problem) = OrderProblem::of_intent(&intent) {
             tracing::info!(venue = %intent.venue, symbol = %intent.symbol, side = %intent.side, origin = %intent.origin, problem = %problem, "order refused before the ledger");
@@ -142,7 +165,16 @@ impl GatewayCore {
         let _serial = self.venue_turn(&intent.venue).await?;
         let started = Instant::now();
         let venue = intent.venue.clone();
-        let client_id = ClientOrderId::generate();
+        let client_id = match keyed {
+            Some(id) => {
+                if let Some(entry) = self.ledger.get(&id)? {
+                    tracing::info!(venue = %intent.venue, symbol = %intent.symbol, client_id = %id, status = ?entry.status, origin = %intent.origin, "order already in the ledger under its client id; not sent again");
+                    return Ok(OrderReport::from(&entry));
+                }
+                id
+            }
+            None => ClientOrderId::generate(),
+        };
 
         // Independent reads, in flight together: the slowest sets the wait, not the sum.
         // Their errors are taken in this order (not whichever lands first), so an unknown

@@ -406,6 +406,45 @@ async fn an_unknown_outcome_is_resolved_by_client_id_not_resent() {
 }
 
 #[actix::test]
+async fn a_keyed_order_already_in_the_ledger_is_answered_from_it_and_never_sent_again() {
+    let store = Store::temporary().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let core = setup(&store, venue.clone(), RiskConfig::default());
+    core.reconcile("scripted").await.unwrap();
+    let id = ClientOrderId::parse("0123456789abcdef0123456789abcdef").unwrap();
+    let first = core
+        .place_keyed(buy_usd(dec!(500)), id.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.client_id, id, "the caller's id is the order's");
+    assert_eq!(first.status, OrderStatus::Filled);
+    // Asked again (a restarted agent recomputing the same step): the ledger answers.
+    let again = core
+        .place_keyed(buy_usd(dec!(500)), id.clone())
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        venue.place_calls.load(Ordering::SeqCst),
+        1,
+        "sent exactly once"
+    );
+    // A refused keyed order is in the ledger too: asking again does not send it.
+    let big = ClientOrderId::parse("fedcba9876543210fedcba9876543210").unwrap();
+    let err = core
+        .place_keyed(buy_usd(dec!(3000)), big.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GatewayError::Refused { .. }), "{err}");
+    let again = core
+        .place_keyed(buy_usd(dec!(3000)), big.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.status, OrderStatus::Rejected);
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 1);
+}
+
+#[actix::test]
 async fn a_venue_rejection_keeps_the_venues_reason() {
     let store = Store::temporary().unwrap();
     let venue = Arc::new(ScriptedVenue::default());

@@ -1,7 +1,9 @@
 //! A stateful mock Hyperliquid on loopback, for tests (feature `testkit`).
 //!
 //! Owns: a small perpetuals exchange behind [`MockServer`]: `meta`, a book per coin (the test
-//! moves it), orders by oid and cloid, positions, fills and leverage of one account. It
+//! moves it), orders by oid and cloid, positions, fills and leverage of one account, and
+//! the positions a test sets for other accounts (a copy-trading leader, see
+//! [`MockHyperliquid::set_other_position`]). It
 //! answers `POST /info` in the shapes of the recorded cassettes (`meta`, `allMids`,
 //! `l2Book`, `clearinghouseState`, `openOrders`, `frontendOpenOrders`, `orderStatus`,
 //! `userFills`, `userFillsByTime`, `candleSnapshot`, `userRateLimit`; `metaAndAssetCtxs`
@@ -213,6 +215,9 @@ struct State {
     orders: Vec<MockOrder>,
     by_cloid: HashMap<String, usize>,
     positions: BTreeMap<String, (Decimal, Decimal)>,
+    /// Positions of other accounts (a copy-trading leader): `clearinghouseState` answers
+    /// them for that `user`, marked at this venue's books, with no balance of their own.
+    others: BTreeMap<Address, BTreeMap<String, (Decimal, Decimal)>>,
     leverage: BTreeMap<String, u32>,
     fills: Vec<MockFill>,
     balance: Decimal,
@@ -328,6 +333,7 @@ impl MockHyperliquid {
             orders: Vec::new(),
             by_cloid: HashMap::new(),
             positions: BTreeMap::new(),
+            others: BTreeMap::new(),
             leverage: BTreeMap::new(),
             fills: Vec::new(),
             balance: Decimal::from(100_000),
@@ -564,6 +570,13 @@ impl MockHyperliquid {
         s.match_resting(coin);
     }
 
+    /// Sets another account's position (`szi` signed, 0 removes it) at `entry_px`, as
+    /// `clearinghouseState` for `user` answers it from now on: a leader a copy-trading
+    /// agent follows. [`LEADER_ROUTE`] does the same over HTTP.
+    pub fn set_other_position(&self, user: Address, coin: &str, szi: Decimal, entry_px: Decimal) {
+        self.state.lock().set_other(user, coin, szi, entry_px);
+    }
+
     /// The account's `clearinghouseState` as the REST endpoint would answer it now, without
     /// recording or charging a request (what the websocket mock pushes).
     pub fn clearinghouse_state(&self) -> Value {
@@ -738,6 +751,24 @@ fn answer(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
         let mut s = state.lock();
         s.apply_due();
         return Reply::json(200, &s.record_json());
+    }
+    if req.route() == LEADER_ROUTE {
+        let body = req.body_json().unwrap_or(Value::Null);
+        let user = body["user"]
+            .as_str()
+            .and_then(|u| u.parse::<Address>().ok());
+        let dec = |k: &str| body[k].as_str().and_then(|v| v.parse::<Decimal>().ok());
+        return match (user, body["coin"].as_str(), dec("szi"), dec("entryPx")) {
+            (Some(user), Some(coin), Some(szi), Some(px)) => {
+                state.lock().set_other(user, coin, szi, px);
+                Reply::json(200, &json!({"user": user.to_string(), "coin": coin, "szi": szi.to_string()}))
+            }
+            _ => Reply::raw(
+                422,
+                "text/plain",
+                "expected {\"user\":\"0x…\",\"coin\":\"BTC\",\"szi\":\"0.5\",\"entryPx\":\"60000\"}",
+            ),
+        };
     }
     if req.route() == CALM_ROUTE {
         let mut s = state.lock();
@@ -1016,8 +1047,20 @@ pub const RECORD_ROUTE: &str = "/_mock/record";
 /// The control route that turns chaos and lag off (actions already in the lag queue are
 /// still applied at their time): a busy venue calming down, so a harness can settle.
 pub const CALM_ROUTE: &str = "/_mock/calm";
+/// `POST /_mock/leader` with `{"user","coin","szi","entryPx"}`: sets another account's
+/// position ([`MockHyperliquid::set_other_position`]).
+pub const LEADER_ROUTE: &str = "/_mock/leader";
 
 impl State {
+    fn set_other(&mut self, user: Address, coin: &str, szi: Decimal, entry_px: Decimal) {
+        let held = self.others.entry(user).or_default();
+        if szi.is_zero() {
+            held.remove(coin);
+        } else {
+            held.insert(coin.to_string(), (szi, entry_px));
+        }
+    }
+
     fn record_json(&self) -> Value {
         let orders: Vec<Value> = self
             .orders
@@ -1142,8 +1185,15 @@ impl State {
                 let mut upnl = Decimal::ZERO;
                 let mut signed_ntl = Decimal::ZERO;
                 let mut margin = Decimal::ZERO;
-                if user_ok(body) {
-                    for (coin, (szi, entry)) in &self.positions {
+                let user = body["user"].as_str().and_then(|u| u.parse::<Address>().ok());
+                let other = user.and_then(|u| self.others.get(&u));
+                let (held, balance) = match (user_ok(body), other) {
+                    (true, _) => (Some(&self.positions), self.balance),
+                    (false, Some(other)) => (Some(other), Decimal::ZERO),
+                    (false, None) => (None, self.balance),
+                };
+                if let Some(held) = held {
+                    for (coin, (szi, entry)) in held {
                         if szi.is_zero() {
                             continue;
                         }
@@ -1168,7 +1218,7 @@ impl State {
                 }
                 // As recorded: accountValue = totalRawUsd + signed notional (mark),
                 // withdrawable = accountValue - totalMarginUsed.
-                let value = self.balance + upnl;
+                let value = balance + upnl;
                 let raw = value - signed_ntl;
                 let withdrawable = (value - margin).max(Decimal::ZERO);
                 let summary = json!({"accountValue": wire_dec(value), "totalMarginUsed": wire_dec(margin), "totalNtlPos": wire_dec(ntl), "totalRawUsd": wire_dec(raw)});

@@ -47,6 +47,10 @@ pub struct PaperConfig {
     /// minute. Default 1s.
     #[serde(with = "humantime_serde")]
     pub step: Duration,
+    /// How often replayed funding settles (`derivatives_csv`), on the epoch grid.
+    /// Default 1h, as on Hyperliquid (Binance settles every 8h).
+    #[serde(with = "humantime_serde")]
+    pub funding_interval: Duration,
     /// Tradable symbols. Replaces the default set (BTC, ETH, SOL) when given.
     pub symbols: BTreeMap<String, PaperSymbolConfig>,
 }
@@ -68,6 +72,10 @@ pub struct PaperSymbolConfig {
     pub volatility_annual: Option<f64>,
     /// Replay this CSV (`timestamp,open,high,low,close,volume`) instead of simulating.
     pub replay_csv: Option<PathBuf>,
+    /// Replay funding and open interest from this CSV
+    /// (`timestamp,funding_rate,open_interest,mark_price`), for `orrery market` and the
+    /// funding and open-interest agents. Without it the symbol has no derivatives data.
+    pub derivatives_csv: Option<PathBuf>,
 }
 
 impl Default for PaperConfig {
@@ -89,6 +97,7 @@ impl Default for PaperConfig {
             volatility_annual: 0.6,
             drift_annual: 0.0,
             step: Duration::from_secs(1),
+            funding_interval: Duration::from_secs(3600),
             symbols,
         }
     }
@@ -200,6 +209,15 @@ impl PaperConfig {
             self.step,
             "whole milliseconds from 1ms to 60s that divide one minute (e.g. 250ms, 1s, 5s)",
         );
+        let interval_ms = self.funding_interval.as_millis();
+        issues.check(
+            (3_600_000..=86_400_000).contains(&interval_ms)
+                && interval_ms % 3_600_000 == 0
+                && 86_400_000 % interval_ms == 0,
+            key("funding_interval"),
+            humantime::format_duration(self.funding_interval).to_string(),
+            "whole hours from 1h to 24h, dividing one day (1h, 4h, 8h ...)",
+        );
         if self.symbols.is_empty() {
             issues.push(key("symbols"), "{}", "at least one symbol");
         }
@@ -250,6 +268,17 @@ impl PaperConfig {
             if let Some(v) = sc.volatility_annual {
                 check_volatility(issues, skey("volatility_annual"), v);
             }
+            if let Some(file) = &sc.derivatives_csv {
+                if let Err(e) = super::derivatives::DerivativesReplay::load(file) {
+                    issues.push(
+                        skey("derivatives_csv"),
+                        file,
+                        format!(
+                            "a readable CSV with header timestamp,funding_rate,open_interest,mark_price ({e})"
+                        ),
+                    );
+                }
+            }
             if let Some(file) = &sc.replay_csv {
                 if let Err(e) = replay::ReplayPath::load(file) {
                     issues.push(
@@ -262,6 +291,14 @@ impl PaperConfig {
                 }
             }
         }
+    }
+
+    /// Each symbol's `derivatives_csv`, where one is set.
+    pub fn derivatives_files(&self) -> BTreeMap<String, PathBuf> {
+        self.symbols
+            .iter()
+            .filter_map(|(s, sc)| sc.derivatives_csv.clone().map(|f| (s.clone(), f)))
+            .collect()
     }
 
     /// The rules of every configured symbol, defaults applied. Assumes a validated config.

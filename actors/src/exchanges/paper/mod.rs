@@ -34,6 +34,7 @@
 
 mod account;
 mod config;
+mod derivatives;
 mod market;
 mod replay;
 mod sim;
@@ -49,6 +50,7 @@ use parking_lot::Mutex;
 use rust_decimal::prelude::ToPrimitive;
 
 pub use config::{PaperConfig, PaperSymbolConfig};
+pub use derivatives::PaperDerivatives;
 pub use market::MAX_LOOKBACK;
 pub use replay::{ReplayError, MAX_ROWS as MAX_REPLAY_ROWS};
 

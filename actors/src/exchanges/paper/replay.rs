@@ -22,9 +22,11 @@ const HEADER: [&str; 6] = ["timestamp", "open", "high", "low", "close", "volume"
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("cannot read replay file {file}: {reason}; check the path in replay_csv and its permissions")]
+    #[error("cannot read replay file {file}: {reason}; check the configured path (relative paths start at the working directory) and its permissions")]
     Unreadable { file: PathBuf, reason: String },
-    #[error("replay file {file} line {line}: {reason}; fix the row or remove replay_csv")]
+    #[error(
+        "replay file {file} line {line}: {reason}; fix the row or remove the file from the config"
+    )]
     Malformed {
         file: PathBuf,
         line: u64,
@@ -210,7 +212,7 @@ fn parse_row(record: &csv::StringRecord) -> Result<Row, String> {
     })
 }
 
-fn parse_time(field: &str) -> Result<i64, String> {
+pub(super) fn parse_time(field: &str) -> Result<i64, String> {
     if let Ok(ms) = field.parse::<i64>() {
         return Ok(ms);
     }
