@@ -4,8 +4,9 @@
 //! and how the tree builds each one's runner.
 //!
 //! Owns: the cross-section checks (a name no other agent has; an open-interest venue whose
-//! kind has derivatives data — asked of [`crate::market::open_reader`], the one venue
-//! factory, so any venue it opens works; a liquidation venue that is a `binance_futures`
+//! kind has derivatives data — [`crate::market::offers_funding`], which follows the one
+//! venue factory [`crate::market::open_reader`], so any venue it opens works; a
+//! liquidation venue that is a `binance_futures`
 //! venue with `streams = true`), the stream symbols ([`streamed_symbols`]: an
 //! open-interest agent's symbols are subscribed on its venue's stream, so their trades
 //! reach the tape), and the child specs. Never: the agents' logic
@@ -28,7 +29,6 @@ use orrery_actors::supervisor::{ChildSpec, StartError};
 use orrery_actors::validate::{join, Issues};
 
 use crate::config::{Config, VenueConfig};
-use crate::market::MarketError;
 use crate::tree::Deps;
 
 /// Whether `venue` streams public trades (the whale prints' tape).
@@ -100,18 +100,16 @@ pub(crate) fn check(config: &Config, taken: &mut BTreeSet<String>, issues: &mut 
                 &a.venue,
                 format!("a venue under [exchanges.venues]: {}", venues()),
             ),
-            Some(_) => {
+            Some(v) => issues.check(
                 // The venue factory decides which kinds have open interest.
-                if let Err(e @ MarketError::NoDerivatives { .. }) =
-                    crate::market::open_reader(config, &a.venue)
-                {
-                    issues.push(
-                        join(&path, "venue"),
-                        &a.venue,
-                        format!("a venue with open interest ({e})"),
-                    );
-                }
-            }
+                crate::market::offers_funding(v),
+                join(&path, "venue"),
+                &a.venue,
+                format!(
+                    "a venue with open interest: {}",
+                    crate::market::FUNDING_KINDS
+                ),
+            ),
         }
     }
     for (i, a) in config.agents.liquidations.iter().enumerate() {
