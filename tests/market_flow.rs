@@ -352,3 +352,73 @@ spike_factor = -1
         assert!(err.contains(key), "{key} in {err}");
     }
 }
+
+/// The open-interest agent on a paper venue replaying `derivatives_csv` (the offline demo's
+/// venue): it samples through the same factory, says it has no stream, and runs clean.
+#[test]
+fn the_open_interest_agent_reads_a_paper_venues_replay_without_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("btc.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,funding_rate,open_interest,mark_price\n\
+         2026-01-01T00:00:00Z,0.0001,1000,50000\n\
+         2026-01-01T12:00:00Z,-0.00002,1240,51000\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let extra = format!(
+        r#"
+[exchanges.venues.lab]
+kind = "paper"
+funding_interval = "8h"
+[exchanges.venues.lab.symbols.BTC]
+derivatives_csv = "{}"
+
+[[agents.open_interest]]
+name = "oi"
+venue = "lab"
+symbols = ["BTC"]
+interval = "300ms"
+initial_delay = "100ms"
+windows = ["5m"]
+"#,
+        csv.display()
+    );
+    let cfg = test_config(dir.path(), port, &extra);
+    let mut engine = spawn_engine(&cfg, dir.path(), &[], &[]);
+    let oi = wait_for(Duration::from_secs(60), "three clean runs", || {
+        assert_running(&mut engine, dir.path());
+        let v = api(port, "/api/agents")?;
+        let a = v["agents"]
+            .as_array()?
+            .iter()
+            .find(|a| a["name"] == "oi")?
+            .clone();
+        (a["runs"].as_u64()? >= 3).then_some(a)
+    });
+    assert_eq!(oi["failures"], 0, "{oi}");
+    assert_eq!(oi["kind"], "open_interest");
+    assert!(
+        oi["warning"]
+            .as_str()
+            .unwrap()
+            .contains("venue `lab` has no stream configured"),
+        "{oi}"
+    );
+    let (_, m) = http_get(port, "/metrics").unwrap();
+    let sampled = metric_sum(
+        &m,
+        "orrery_open_interest",
+        &["venue=\"lab\"", "symbol=\"BTC\""],
+    );
+    assert!((1000.0..=1240.0).contains(&sampled), "{sampled}");
+    let text = run_cli(&["agents", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("oi: venue `lab` has no stream configured"),
+        "{text}"
+    );
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, Duration::from_secs(60)).success());
+}
