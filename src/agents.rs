@@ -9,7 +9,8 @@
 //! known ones.
 //!
 //! Owns: the agent directory of an engine built from the config ([`directory`]: the risk
-//! agent if enabled, then the trading agents, then the sentiment agents, then the funding agents, in config order), the request bodies, the
+//! agent if enabled, then the trading agents, then the sentiment, open-interest,
+//! liquidation, copy-trading and funding agents, in config order), the request bodies, the
 //! CLI's choice between the running engine (asked over its control API, since sled lets
 //! one process hold the data dir) and a stopped one (list, pause and resume work on the
 //! data dir; run-now says the engine is not running and exits 1), and the table. Never:
@@ -81,6 +82,22 @@ pub fn directory(
         dir = dir.with(
             &a.name,
             Kind::Sentiment,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
+    for a in &config.agents.open_interest {
+        dir = dir.with(
+            &a.name,
+            Kind::OpenInterest,
+            a.schedule(),
+            MemoryStore::open(store, &a.name)?,
+        );
+    }
+    for a in &config.agents.liquidations {
+        dir = dir.with(
+            &a.name,
+            Kind::Liquidations,
             a.schedule(),
             MemoryStore::open(store, &a.name)?,
         );
@@ -478,7 +495,8 @@ fn age(now: Millis, when: Millis) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-/// The `orrery agents` table; a paused agent's reason and the risk agent's warning below it.
+/// The `orrery agents` table; below it a paused agent's reason, the risk agent's warning and
+/// what an agent says about how it runs (its `warning`).
 pub fn render(agents: &[AgentInfo], now: Millis) -> String {
     use std::fmt::Write;
     let mut o = String::new();
@@ -488,7 +506,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
     }
     let _ = writeln!(
         o,
-        "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
+        "{:<16} {:<13} {:<11} {:<9} {:<12} {:<16} LAST ERROR",
         "NAME", "KIND", "STATE", "INTERVAL", "LAST RUN", "RUNS/FAILURES"
     );
     for a in agents {
@@ -502,7 +520,7 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
         }
         let _ = writeln!(
             o,
-            "{:<16} {:<9} {:<11} {:<9} {:<12} {:<16} {}",
+            "{:<16} {:<13} {:<11} {:<9} {:<12} {:<16} {}",
             a.name,
             a.kind.as_str(),
             a.state.as_str(),
@@ -521,8 +539,17 @@ pub fn render(agents: &[AgentInfo], now: Millis) -> String {
             a.pause_reason.as_deref().unwrap_or("-")
         );
     }
-    if agents.iter().any(|a| a.warning.is_some()) {
+    if agents
+        .iter()
+        .any(|a| a.warning.as_deref() == Some(RISK_PAUSED_WARNING))
+    {
         let _ = writeln!(o, "WARNING: {RISK_PAUSED_WARNING}");
+    }
+    // What an agent says about how it runs (an open-interest agent without a stream).
+    for a in agents {
+        if let Some(w) = a.warning.as_deref().filter(|w| *w != RISK_PAUSED_WARNING) {
+            let _ = writeln!(o, "{}: {w}", a.name);
+        }
     }
     o
 }
@@ -553,5 +580,34 @@ mod tests {
         );
         let trend = text.lines().find(|l| l.starts_with("trend")).unwrap();
         assert!(trend.contains("stopped"), "{trend}");
+    }
+
+    #[test]
+    fn an_agents_own_warning_is_shown_as_its_own_not_as_the_risk_warning() {
+        let store = Store::temporary().unwrap();
+        let config = Config::load_str(
+            include_str!("../config/default.toml"),
+            "config/default.toml",
+            std::iter::empty(),
+        )
+        .unwrap();
+        let dir = directory(&config, &store, system_clock(), false).unwrap();
+        let mut agents = futures::executor::block_on(dir.describe_all()).unwrap();
+        let mut oi = agents[1].clone();
+        oi.name = "oi".into();
+        oi.kind = Kind::OpenInterest;
+        oi.warning = Some("venue `paper` has no stream configured".into());
+        agents.push(oi);
+        let text = render(&agents, chrono::Utc::now().timestamp_millis());
+        assert!(!text.contains("WARNING"), "{text}");
+        assert!(
+            text.contains("oi: venue `paper` has no stream configured"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("oi               open_interest ")),
+            "{text}"
+        );
     }
 }

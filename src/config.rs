@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use orrery_actors::agents::funding::FundingAgentConfig;
 use orrery_actors::agents::journal::JournalConfig;
+use orrery_actors::agents::liquidations::LiquidationAgentConfig;
+use orrery_actors::agents::open_interest::OpenInterestAgentConfig;
 use orrery_actors::agents::pipeline::PipelineConfig;
 use orrery_actors::agents::sentiment::SentimentAgentConfig;
 use orrery_actors::agents::swarm::AgentMode;
@@ -273,6 +275,12 @@ pub struct AgentsConfig {
     /// Sentiment and news agents (`[[agents.sentiment]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sentiment: Vec<SentimentAgentConfig>,
+    /// Open-interest and whale agents (`[[agents.open_interest]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub open_interest: Vec<OpenInterestAgentConfig>,
+    /// Liquidation agents (`[[agents.liquidations]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub liquidations: Vec<LiquidationAgentConfig>,
     /// Copy-trading agents (`[[agents.copy]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copy: Vec<orrery_actors::agents::copy::CopyConfig>,
@@ -292,6 +300,8 @@ impl Default for AgentsConfig {
                 run_timeout: None,
             },
             sentiment: Vec::new(),
+            open_interest: Vec::new(),
+            liquidations: Vec::new(),
             copy: Vec::new(),
             funding: Vec::new(),
         }
@@ -593,6 +603,7 @@ impl Config {
         }
         self.check_pipelines(&mut seen, &mut issues);
         self.check_sentiment_agents(&mut issues);
+        self.check_flow_agents(&mut issues);
         crate::copy::check(self, &mut issues);
         self.check_funding_agents(&mut issues);
         if issues.is_empty() {
@@ -639,6 +650,23 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// `[[agents.open_interest]]` and `[[agents.liquidations]]` (see `crate::flow_agents`),
+    /// with names unique among all agents.
+    fn check_flow_agents(&self, issues: &mut Issues) {
+        let mut taken: std::collections::BTreeSet<String> = self
+            .agents
+            .trading
+            .iter()
+            .map(|a| a.name.clone())
+            .chain(self.agents.pipeline.iter().map(|p| p.name.clone()))
+            .chain(self.agents.sentiment.iter().map(|a| a.name.clone()))
+            .chain(self.agents.funding.iter().map(|a| a.name.clone()))
+            .chain(self.agents.copy.iter().map(|a| a.name.clone()))
+            .collect();
+        taken.insert(orrery_actors::agents::risk::RISK_AGENT.to_string());
+        crate::flow_agents::check(self, &mut taken, issues);
     }
 
     /// `[[agents.sentiment]]`: each agent's keys, its model, and names unique among all

@@ -326,6 +326,8 @@ fn describe_all() {
     orrery_actors::agents::pipeline::describe();
     orrery_actors::agents::copy::describe();
     orrery_actors::agents::sentiment::describe();
+    orrery_actors::agents::open_interest::describe();
+    orrery_actors::agents::liquidations::describe();
     orrery_actors::agents::funding::describe();
     orrery_actors::exchanges::stream::describe();
 }

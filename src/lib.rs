@@ -13,6 +13,7 @@ pub mod embed;
 pub mod engine;
 pub mod events;
 pub mod feeds;
+pub mod flow_agents;
 pub mod history;
 pub mod http;
 pub mod journal;

@@ -24,12 +24,12 @@ use actix_web::{web, HttpResponse};
 use clap::{Args, Subcommand};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::binance_futures::open_public;
-use orrery_actors::exchanges::paper::PaperDerivatives;
 use orrery_actors::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
 };
 use orrery_actors::exchanges::gateway::GatewayError;
 use orrery_actors::exchanges::hyperliquid::HyperliquidVenue;
+use orrery_actors::exchanges::paper::PaperDerivatives;
 use orrery_actors::exchanges::VenueError;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -200,19 +200,17 @@ pub(crate) fn open_reader(
             })?;
             Ok(reader as Arc<dyn DerivativesData>)
         }
-        VenueConfig::Paper(p) => {
-            match PaperDerivatives::from_config(venue, p, system_clock()) {
-                Ok(Some(reader)) => Ok(Arc::new(reader) as Arc<dyn DerivativesData>),
-                Ok(None) => Err(MarketError::NoDerivatives {
-                    venue: venue.to_string(),
-                    kind: "paper without derivatives_csv",
-                }),
-                Err(e) => Err(MarketError::Open {
-                    venue: venue.to_string(),
-                    reason: e.to_string(),
-                }),
-            }
-        }
+        VenueConfig::Paper(p) => match PaperDerivatives::from_config(venue, p, system_clock()) {
+            Ok(Some(reader)) => Ok(Arc::new(reader) as Arc<dyn DerivativesData>),
+            Ok(None) => Err(MarketError::NoDerivatives {
+                venue: venue.to_string(),
+                kind: "paper without derivatives_csv",
+            }),
+            Err(e) => Err(MarketError::Open {
+                venue: venue.to_string(),
+                reason: e.to_string(),
+            }),
+        },
         VenueConfig::Hyperliquid(h) => {
             // Reads only: the key is not looked up, so none is loaded into this object.
             let no_key = |_: &str| None;

@@ -279,6 +279,7 @@ pub(crate) fn configured_symbols(config: &Config, venue: &str) -> Vec<String> {
                 .filter(|p| p.venue == venue)
                 .flat_map(|p| p.symbols.iter().cloned()),
         )
+        .chain(crate::flow_agents::streamed_symbols(config, venue))
         .collect();
     symbols.sort();
     symbols.dedup();

@@ -15,7 +15,9 @@
 //! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P,
-//!                              sentiment-<agent> × S, copy-<agent> × C, funding-<agent> × F
+//!                              sentiment-<agent> × S, open-interest-<agent> × O,
+//!                              liquidations-<agent> × L, copy-<agent> × C,
+//!                              funding-<agent> × F
 //! ```
 //!
 //! Owns: which actors the config asks for, their ids (paths such as
@@ -147,6 +149,16 @@ pub enum Role {
     /// One sentiment and news agent.
     SentimentAgent {
         /// The agent's name (`[[agents.sentiment]] name`).
+        agent: String,
+    },
+    /// One open-interest and whale agent.
+    OpenInterestAgent {
+        /// The agent's name (`[[agents.open_interest]] name`).
+        agent: String,
+    },
+    /// One liquidation agent.
+    LiquidationAgent {
+        /// The agent's name (`[[agents.liquidations]] name`).
         agent: String,
     },
     /// One copy-trading agent.
@@ -328,6 +340,22 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         worker(
             format!("sentiment-{}", a.name),
             Role::SentimentAgent {
+                agent: a.name.clone(),
+            },
+        )
+    }));
+    agents.extend(config.agents.open_interest.iter().map(|a| {
+        worker(
+            format!("open-interest-{}", a.name),
+            Role::OpenInterestAgent {
+                agent: a.name.clone(),
+            },
+        )
+    }));
+    agents.extend(config.agents.liquidations.iter().map(|a| {
+        worker(
+            format!("liquidations-{}", a.name),
+            Role::LiquidationAgent {
                 agent: a.name.clone(),
             },
         )
@@ -576,7 +604,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         }
         Role::StreamFeed { venue } => {
             if let Some(VenueConfig::BinanceFutures(f)) = config.exchanges.venues.get(venue) {
-                return crate::feeds::futures_market_feed(id, venue, f, streams);
+                let f = crate::flow_agents::futures_stream_config(&config, venue, f);
+                return crate::feeds::futures_market_feed(id, venue, &f, streams);
             }
             let Some(VenueConfig::Hyperliquid(h)) = config.exchanges.venues.get(venue).cloned()
             else {
@@ -713,6 +742,10 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
         Role::PipelineAgent { agent } => pipeline_spec(id, agent, deps),
+        Role::OpenInterestAgent { agent } => {
+            crate::flow_agents::open_interest_spec(id, agent, deps)
+        }
+        Role::LiquidationAgent { agent } => crate::flow_agents::liquidation_spec(id, agent, deps),
         Role::CopyAgent { agent } => crate::copy::spec(id, agent, deps),
         Role::FundingAgent { agent } => funding_spec(id, agent, deps),
         Role::SentimentAgent { agent } => {

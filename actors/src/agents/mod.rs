@@ -6,8 +6,10 @@
 pub mod copy;
 pub mod funding;
 pub mod journal;
+pub mod liquidations;
 pub mod member;
 pub mod memory;
+pub mod open_interest;
 pub mod pipeline;
 pub mod prompt;
 pub mod risk;

@@ -60,6 +60,10 @@ pub enum Kind {
     Pipeline,
     /// A sentiment and news agent (`[[agents.sentiment]]`).
     Sentiment,
+    /// An open-interest and whale agent (`[[agents.open_interest]]`).
+    OpenInterest,
+    /// A liquidation agent (`[[agents.liquidations]]`).
+    Liquidations,
     /// A copy-trading agent (`[[agents.copy]]`).
     Copy,
     /// A funding agent (`[[agents.funding]]`).
@@ -73,6 +77,8 @@ impl Kind {
             Kind::Risk => "risk",
             Kind::Pipeline => "pipeline",
             Kind::Sentiment => "sentiment",
+            Kind::OpenInterest => "open_interest",
+            Kind::Liquidations => "liquidations",
             Kind::Copy => "copy",
             Kind::Funding => "funding",
         }
@@ -210,6 +216,11 @@ pub trait AgentKind: 'static {
     fn schedule(&self) -> Schedule;
     /// Called once when the runner starts, before the first run.
     fn started(&self) {}
+    /// Something about how the agent runs that the operator should know (a feature off
+    /// for want of a stream, say), shown as the agent's `warning` by `orrery agents`.
+    fn note(&self) -> Option<String> {
+        None
+    }
     /// One run. The runtime cuts it at `ctx.deadline` and records its outcome.
     fn run(&self, ctx: RunCtx) -> LocalBoxFuture<'static, RunOutcome>;
 }
@@ -619,6 +630,7 @@ impl Handler<DescribeAgent> for AgentRunner {
         )?;
         info.running = self.running_since_ms.is_some();
         info.running_since_ms = self.running_since_ms;
+        info.warning = info.warning.or_else(|| self.agent.note());
         info.next_run_ms = self.next_run_ms;
         Ok(info)
     }

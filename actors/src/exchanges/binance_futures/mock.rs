@@ -391,6 +391,14 @@ impl MockBinanceFutures {
             })
     }
 
+    /// Sets a contract's open interest (what `openInterest` answers now; the history ends
+    /// at the value before).
+    pub fn set_open_interest(&self, pair: &str, open_interest: Decimal) {
+        if let Some(c) = self.state.lock().contracts.get_mut(pair) {
+            c.open_interest = open_interest;
+        }
+    }
+
     /// The funding rate of the period in progress (`premiumIndex`'s `lastFundingRate`).
     pub fn set_funding_rate(&self, pair: &str, rate: Decimal) {
         if let Some(c) = self.state.lock().contracts.get_mut(pair) {

@@ -242,6 +242,20 @@ pub fn agg_trade_event(pair: &str, price: &str, time: i64) -> Value {
         "f": 100, "l": 105, "T": time, "m": true})
 }
 
+/// An `aggTrade` of aggregate trade id `id`: `qty` at `price`; `buyer_is_maker` (`m`)
+/// true means the seller was the aggressor.
+pub fn agg_trade_print(
+    pair: &str,
+    id: u64,
+    price: &str,
+    qty: &str,
+    buyer_is_maker: bool,
+    time: i64,
+) -> Value {
+    json!({"e": "aggTrade", "E": time, "a": id, "s": pair, "p": price, "q": qty,
+        "f": id * 10, "l": id * 10 + 1, "T": time, "m": buyer_is_maker})
+}
+
 /// A `bookTicker`.
 pub fn book_ticker_event(pair: &str, bid: &str, ask: &str, time: i64) -> Value {
     json!({"e": "bookTicker", "u": 400900217, "E": time, "T": time, "s": pair,

@@ -216,6 +216,22 @@ pub fn trades_frame(coin: &str, px: &str, time: i64) -> String {
     .to_string()
 }
 
+/// A `trades` frame of one print: `side` `B` (the buyer was the aggressor) or `A`.
+pub fn trade_print_frame(
+    coin: &str,
+    side: &str,
+    px: &str,
+    sz: &str,
+    tid: u64,
+    time: i64,
+) -> String {
+    json!({"channel": "trades", "data": [{"coin": coin, "side": side, "px": px, "sz": sz,
+        "hash": "0x0000000000000000000000000000000000000000000000000000000000000000",
+        "time": time, "tid": tid,
+        "users": ["0x0000000000000000000000000000000000000001", "0x0000000000000000000000000000000000000002"]}]})
+    .to_string()
+}
+
 /// A `candle` frame.
 /// A `clearinghouseState` frame: the REST answer `state` wrapped with the user and the
 /// main dex, as the TypeScript SDK's `ClearinghouseStateEvent` types it (no recording).

@@ -212,7 +212,7 @@ impl PaperConfig {
         let interval_ms = self.funding_interval.as_millis();
         issues.check(
             (3_600_000..=86_400_000).contains(&interval_ms)
-                && interval_ms % 3_600_000 == 0
+                && interval_ms.is_multiple_of(3_600_000)
                 && 86_400_000 % interval_ms == 0,
             key("funding_interval"),
             humantime::format_duration(self.funding_interval).to_string(),

@@ -24,7 +24,9 @@ const HEADER: [&str; 6] = ["timestamp", "open", "high", "low", "close", "volume"
 pub enum ReplayError {
     #[error("cannot read replay file {file}: {reason}; check the configured path (relative paths start at the working directory) and its permissions")]
     Unreadable { file: PathBuf, reason: String },
-    #[error("replay file {file} line {line}: {reason}; fix the row or remove the file from the config")]
+    #[error(
+        "replay file {file} line {line}: {reason}; fix the row or remove the file from the config"
+    )]
     Malformed {
         file: PathBuf,
         line: u64,

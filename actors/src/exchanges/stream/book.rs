@@ -228,6 +228,8 @@ pub struct VenueFeed {
     channels: DashMap<&'static str, ChannelEntry>,
     marks: DashMap<String, Stamped<MarkPrice>>,
     derivatives: DerivativesFeed,
+    /// The newest public trades per symbol (side, size, price, time, id).
+    tape: super::tape::TradeTape,
     /// Asset → (free, locked), from a user stream.
     balances: DashMap<String, Stamped<(Decimal, Decimal)>>,
     /// Channels that speak only when something happens (a user's orders and fills): their
@@ -256,6 +258,7 @@ impl VenueFeed {
             channels: DashMap::new(),
             marks: DashMap::new(),
             derivatives: DerivativesFeed::new(venue),
+            tape: super::tape::TradeTape::new(),
             balances: DashMap::new(),
             event_driven: DashMap::new(),
             followed: super::followed::FollowedWallets::default(),
@@ -384,6 +387,18 @@ impl VenueFeed {
             .collect();
         out.sort_by(|a, b| a.asset.cmp(&b.asset));
         out
+    }
+
+    /// A public trade: kept on the tape (once per trade id) and its price as the symbol's
+    /// last trade.
+    pub fn put_tape_trade(&self, trade: super::tape::TapeTrade, now: Instant) {
+        self.put_trade(&trade.symbol, trade.price, now);
+        self.tape.push(trade);
+    }
+
+    /// The trade tape (the newest public trades per symbol).
+    pub fn tape(&self) -> &super::tape::TradeTape {
+        &self.tape
     }
 
     pub fn put_trade(&self, symbol: &str, px: Decimal, now: Instant) {

@@ -356,8 +356,28 @@ pub fn apply(frame: HlFrame, feed: &VenueFeed, now: Instant) -> &'static str {
             }
         }
         HlFrame::Trades(trades) => {
-            if let Some(t) = trades.last() {
-                feed.put_trade(&t.coin, t.px, now);
+            // Every print goes on the tape (the snapshot sent after a subscription holds
+            // trades the tape may have: their ids are kept once); the last one is the
+            // last trade price.
+            for t in trades {
+                match super::tape::hyperliquid_side(&t.side) {
+                    Some(side) => feed.put_tape_trade(
+                        super::tape::TapeTrade {
+                            symbol: t.coin,
+                            side,
+                            size: t.sz,
+                            price: t.px,
+                            time_ms: t.time,
+                            id: t.tid,
+                        },
+                        now,
+                    ),
+                    None => {
+                        feed.count_malformed();
+                        tracing::warn!(venue = feed.venue(), side = %t.side, tid = t.tid, "trade with an unknown side dropped from the tape");
+                        feed.put_trade(&t.coin, t.px, now);
+                    }
+                }
             }
         }
         HlFrame::Error(e) => {

@@ -12,7 +12,8 @@
 //! stream hands to the gateway ([`pushed`]), followed wallets' fills ([`followed`]), and the
 //! shared state ([`book`]: quotes, mids and per-channel ages, the connected flag;
 //! [`derivatives`]: mark prices with funding, the liquidation tape, the pushed futures
-//! account) that the gateway's quote read and `orrery status` consult without a message
+//! account; [`tape`]: the newest public trades per symbol, deduplicated by trade id) that
+//! the gateway's quote read, `orrery status` and the agents consult without a message
 //! round trip.
 //!
 //! Never: the truth about money. Streams are an addition: a quote is served from the stream
@@ -39,6 +40,7 @@ pub mod hyperliquid;
 pub mod hyperliquid_user;
 pub mod protocol;
 pub mod pushed;
+pub mod tape;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Binance spot market streams on one combined connection: `<pair>@bookTicker` → quotes,
-//! `<pair>@aggTrade` → last trade, `<pair>@kline_<interval>` → candles, and
+//! `<pair>@aggTrade` → last trade and the trade tape, `<pair>@kline_<interval>` → candles, and
 //! `<pair>@depth@100ms` → a local order book per symbol kept in sync with REST snapshots.
 //!
 //! Shapes from Binance spot "WebSocket Streams" (developers.binance.com): the connection
@@ -338,8 +338,18 @@ impl SpotMarketProtocol {
                 }
             }
             SpotMarket::AggTrade(t) => {
-                if let Some(symbol) = self.symbol(&t.pair) {
-                    feed.put_trade(symbol, t.price, now);
+                if let Some(symbol) = self.symbol(&t.pair).cloned() {
+                    feed.put_tape_trade(
+                        crate::exchanges::stream::tape::TapeTrade {
+                            symbol,
+                            side: crate::exchanges::stream::tape::binance_aggressor(t.buyer_maker),
+                            size: t.qty,
+                            price: t.price,
+                            time_ms: t.trade_time,
+                            id: t.id,
+                        },
+                        now,
+                    );
                 }
             }
             SpotMarket::Kline(k) => {

@@ -9,7 +9,7 @@
 //! before ([`ROTATE_AFTER`]).
 //!
 //! Owns: the stream names, the contract ↔ symbol mapping of frames, and where each event
-//! goes: `bookTicker` → the quote the gateway serves while fresh, `aggTrade` → last trade,
+//! goes: `bookTicker` → the quote the gateway serves while fresh, `aggTrade` → last trade and the trade tape,
 //! `markPrice` → mark/index/funding (`fresh_mark`), `forceOrder` → the liquidation tape.
 //! Never: I/O of its own, orders, or the account (that is the user connection,
 //! [`super::user`]).
@@ -185,7 +185,17 @@ pub fn apply(
                 now,
             );
         }
-        FuturesEvent::AggTrade(t) => feed.put_trade(&names.symbol(&t.pair), t.price, now),
+        FuturesEvent::AggTrade(t) => feed.put_tape_trade(
+            crate::exchanges::stream::tape::TapeTrade {
+                symbol: names.symbol(&t.pair),
+                side: crate::exchanges::stream::tape::binance_aggressor(t.buyer_is_maker),
+                size: t.qty,
+                price: t.price,
+                time_ms: t.trade_ms,
+                id: t.agg_id,
+            },
+            now,
+        ),
         FuturesEvent::MarkPrice(m) => feed.put_mark(
             MarkPrice {
                 symbol: names.symbol(&m.pair),
