@@ -426,7 +426,7 @@ pub fn table(rows: &[SignalView], now_ms: Millis) -> String {
             s.symbol,
             s.kind.to_string(),
             s.direction.to_string(),
-            s.confidence,
+            format!("{:.2}", s.confidence),
             s.value.normalize().to_string(),
             s.source,
             left,

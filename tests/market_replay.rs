@@ -171,3 +171,74 @@ fn the_offline_example_replays_its_files_on_the_utc_clock() {
     };
     assert!(same(&before) || same(&after), "{got:?} vs {before:?}");
 }
+
+/// The shipped offline example end to end through the binary: its funding and
+/// open-interest agents read the `lab` paper venue's replay and publish signals. The
+/// thresholds are lowered so every reading is extreme and every window a crossing,
+/// whatever the time of day the test runs at.
+#[test]
+fn the_offline_example_publishes_funding_and_open_interest_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/agents.toml");
+    let data = data_dir(dir.path()).display().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [
+        ("ORRERY__ENGINE__DATA_DIR", data.as_str()),
+        ("ORRERY__TELEMETRY__LISTEN", listen.as_str()),
+        ("ORRERY__AGENTS__FUNDING__0__INITIAL_DELAY", "100ms"),
+        ("ORRERY__AGENTS__FUNDING__0__ANNUALIZED_PCT", "0.0001"),
+        ("ORRERY__AGENTS__OPEN_INTEREST__0__CHANGE_PCT", "0.000001"),
+        ("ORRERY__AGENTS__PIPELINE__0__INITIAL_DELAY", "1day"),
+    ];
+    let mut engine = spawn_engine(&config, dir.path(), &[], &env);
+    let signals = |kind: &str| -> Option<Vec<Value>> {
+        let (code, body) = http_get(port, &format!("/api/signals?kind={kind}"))?;
+        (code == 200).then_some(())?;
+        serde_json::from_str::<Vec<Value>>(&body).ok()
+    };
+    let funding = wait_for(
+        std::time::Duration::from_secs(60),
+        "a funding signal for BTC and ETH",
+        || signals("funding").filter(|s| s.len() >= 2),
+    );
+    for s in &funding {
+        assert_eq!(s["source"], "funding-watch", "{s}");
+        let rate: f64 = s["value"].as_str().unwrap().parse().unwrap();
+        // Against the paying crowd: crowded longs (rate > 0) lean short.
+        let expected = if rate > 0.0 { "short" } else { "long" };
+        assert_eq!(s["direction"], expected, "{s}");
+        assert!(s["evidence"].as_str().unwrap().contains("lab"), "{s}");
+    }
+    let oi = wait_for(
+        std::time::Duration::from_secs(60),
+        "open-interest signals",
+        || signals("open_interest").filter(|s| !s.is_empty()),
+    );
+    assert!(oi.iter().all(|s| s["source"] == "oi-watch"), "{oi:?}");
+
+    let out = Command::new(BIN)
+        .args(["agents", "--json", "--config", config.to_str().unwrap()])
+        .envs(env)
+        .env_remove("ORRERY_CONFIG")
+        .output()
+        .unwrap();
+    let agents = json(&out);
+    let agent = |name: &str| {
+        agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("{agents}"))
+            .clone()
+    };
+    for (name, kind) in [("funding-watch", "funding"), ("oi-watch", "open_interest")] {
+        let a = agent(name);
+        assert_eq!(a["kind"], kind, "{a}");
+        assert!(a["runs"].as_u64().unwrap() >= 1, "{a}");
+        assert_eq!(a["failures"], 0, "{a}");
+    }
+    signal(&engine, libc::SIGTERM);
+    assert!(wait_exit(&mut engine, std::time::Duration::from_secs(60)).success());
+}

@@ -121,7 +121,8 @@ pub fn confidence(annualized_pct: Decimal, z: Option<f64>, t: Thresholds, s: Fun
     let ann = annualized_pct.to_f64().unwrap_or(0.0).abs() / t.annualized_pct;
     let zs = z.map_or(0.0, f64::abs) / t.zscore;
     let strength = ann.max(zs).max(1.0);
-    (1.0 - 0.5 / strength).clamp(0.5, 1.0)
+    // Four places, as every confidence the engine shows.
+    crate::models::decision::round_confidence((1.0 - 0.5 / strength).clamp(0.5, 1.0))
 }
 
 #[cfg(test)]
