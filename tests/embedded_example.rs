@@ -10,7 +10,31 @@ use std::process::Command;
 /// The example's binary: built by `cargo build --example embedded` (a no-op when cargo
 /// already built it for this test run).
 fn example_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
+    // Without the variables cargo sets for running this test: build scripts (ring's, via
+    // cc) track some of them, so inheriting them would rebuild half the dependency graph.
+    let mut cargo = Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let for_this_test = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+                "LD_LIBRARY_PATH",
+            ]
+            .contains(&key.as_ref());
+        if for_this_test {
+            cargo.env_remove(key.as_ref());
+        }
+    }
+    let status = cargo
         .args(["build", "--example", "embedded"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
@@ -31,6 +55,9 @@ fn the_embedding_example_places_reads_back_and_shuts_down() {
         .env("ORRERY__ENGINE__DATA_DIR", dir.path().join("data"))
         .env("ORRERY__TELEMETRY__LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        // The example waits for its fill on the event stream, which the ledger records at
+        // its next reconciliation with the venue: every second instead of every 30 here.
+        .env("ORRERY__EXCHANGES__RECONCILE_INTERVAL", "1s")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

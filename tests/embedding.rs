@@ -36,6 +36,9 @@ fn config(data: &std::path::Path, port: u16) -> Config {
             "100ms".to_string(),
         ),
         ("ORRERY__AGENTS__TRADING__0__INTERVAL", "200ms".to_string()),
+        // Fills reach the fills tree (and the event stream) at the ledger's next
+        // reconciliation with the venue; every second instead of every 30 here.
+        ("ORRERY__EXCHANGES__RECONCILE_INTERVAL", "1s".to_string()),
     ];
     Config::load_str(
         &shipped,

@@ -82,6 +82,9 @@ stream_stale_after = "5s"
     let cfg = config.to_str().unwrap();
     let mut env = KEYS.to_vec();
     env.push(("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h"));
+    // The order's fill reaches the ledger at the next reconciliation (the mock's user
+    // stream sends no push of its own until the test does): every second, not every 30.
+    env.push(("ORRERY__EXCHANGES__RECONCILE_INTERVAL", "1s"));
     let mut engine = spawn_engine(&config, dir.path(), &[], &env);
     let limit = Duration::from_secs(90);
 
