@@ -25,7 +25,7 @@ use actix_web::{web, HttpResponse};
 use clap::{Args, Subcommand};
 use orrery_actors::agents::risk::{self, RISK_AGENT};
 use orrery_actors::agents::runtime::{
-    AgentDirectory, AgentError, AgentInfo, Kind, RunNowAnswer, RISK_PAUSED_WARNING,
+    AgentDirectory, AgentError, AgentInfo, Kind, RunNowAnswer, Schedule, RISK_PAUSED_WARNING,
 };
 use orrery_actors::agents::MemoryStore;
 use orrery_actors::clock::{system_clock, Millis, SharedClock};
@@ -62,63 +62,53 @@ pub fn directory(
             MemoryStore::open(store, RISK_AGENT)?,
         );
     }
-    for a in &config.agents.trading {
-        dir = dir.with(
-            &a.name,
-            Kind::Trading,
-            a.schedule(),
-            MemoryStore::open(store, &a.name)?,
-        );
-    }
-    for p in &config.agents.pipeline {
-        dir = dir.with(
-            &p.name,
-            Kind::Pipeline,
-            p.schedule(),
-            MemoryStore::open(store, &p.name)?,
-        );
-    }
-    for a in &config.agents.sentiment {
-        dir = dir.with(
-            &a.name,
-            Kind::Sentiment,
-            a.schedule(),
-            MemoryStore::open(store, &a.name)?,
-        );
-    }
-    for a in &config.agents.open_interest {
-        dir = dir.with(
-            &a.name,
-            Kind::OpenInterest,
-            a.schedule(),
-            MemoryStore::open(store, &a.name)?,
-        );
-    }
-    for a in &config.agents.liquidations {
-        dir = dir.with(
-            &a.name,
-            Kind::Liquidations,
-            a.schedule(),
-            MemoryStore::open(store, &a.name)?,
-        );
-    }
-    for a in &config.agents.copy {
-        dir = dir.with(
-            &a.name,
-            Kind::Copy,
-            a.schedule(),
-            MemoryStore::open(store, &a.name)?,
-        );
-    }
-    for a in &config.agents.funding {
-        dir = dir.with(
-            &a.name,
-            Kind::Funding,
-            a.schedule(),
-            MemoryStore::open(store, &a.name)?,
-        );
+    for (name, kind, schedule) in scheduled_agents(config) {
+        dir = dir.with(name, kind, schedule, MemoryStore::open(store, name)?);
     }
     Ok(dir)
+}
+
+/// Every configured agent but the risk agent, in config order by kind: its name, kind and
+/// schedule (one list, so a new kind is registered once).
+fn scheduled_agents(config: &Config) -> Vec<(&str, Kind, Schedule)> {
+    let a = &config.agents;
+    let mut all: Vec<(&str, Kind, Schedule)> = Vec::new();
+    all.extend(
+        a.trading
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Trading, x.schedule())),
+    );
+    all.extend(
+        a.pipeline
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Pipeline, x.schedule())),
+    );
+    all.extend(
+        a.sentiment
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Sentiment, x.schedule())),
+    );
+    all.extend(
+        a.open_interest
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::OpenInterest, x.schedule())),
+    );
+    all.extend(
+        a.liquidations
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Liquidations, x.schedule())),
+    );
+    all.extend(
+        a.copy
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Copy, x.schedule())),
+    );
+    all.extend(
+        a.funding
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Funding, x.schedule())),
+    );
+    all
 }
 
 /// `orrery agents --json` and `GET /api/agents`.

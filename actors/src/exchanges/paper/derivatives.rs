@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
-use super::replay::{parse_time, ReplayError, MAX_ROWS};
+use super::replay::{parse_time, read_timed_rows, ReplayError};
 use super::PaperConfig;
 use crate::clock::{Millis, SharedClock};
 use crate::exchanges::derivatives::{
@@ -52,73 +52,7 @@ pub struct DerivativesReplay {
 
 impl DerivativesReplay {
     pub fn load(file: &Path) -> Result<Self, ReplayError> {
-        let unreadable = |reason: String| ReplayError::Unreadable {
-            file: file.to_path_buf(),
-            reason,
-        };
-        let malformed = |line: u64, reason: String| ReplayError::Malformed {
-            file: file.to_path_buf(),
-            line,
-            reason,
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .from_path(file)
-            .map_err(|e| unreadable(e.to_string()))?;
-        let header = reader
-            .headers()
-            .map_err(|e| malformed(1, e.to_string()))?
-            .clone();
-        let names: Vec<String> = header.iter().map(|h| h.to_ascii_lowercase()).collect();
-        if names != HEADER {
-            return Err(malformed(
-                1,
-                format!(
-                    "header is `{}`, expected `{}`",
-                    header.iter().collect::<Vec<_>>().join(","),
-                    HEADER.join(",")
-                ),
-            ));
-        }
-        let mut rows: Vec<Row> = Vec::new();
-        let mut last_line = 1;
-        for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map(|p| p.line()).unwrap_or(last_line + 1);
-                malformed(line, e.to_string())
-            })?;
-            let line = record.position().map(|p| p.line()).unwrap_or(last_line + 1);
-            last_line = line;
-            if rows.len() == MAX_ROWS {
-                return Err(malformed(
-                    line,
-                    format!("the file has more than {MAX_ROWS} rows"),
-                ));
-            }
-            let row = parse_row(&record).map_err(|reason| malformed(line, reason))?;
-            if let Some(prev) = rows.last() {
-                if row.time_ms <= prev.time_ms {
-                    return Err(malformed(
-                        line,
-                        format!(
-                            "timestamp {} ms is not after the previous row's {} ms; rows must be in increasing time",
-                            row.time_ms, prev.time_ms
-                        ),
-                    ));
-                }
-            }
-            rows.push(row);
-        }
-        if rows.len() < 2 {
-            return Err(malformed(
-                last_line,
-                format!(
-                    "the file has {} data rows; at least 2 are needed to know the row width",
-                    rows.len()
-                ),
-            ));
-        }
+        let rows = read_timed_rows(file, &HEADER, parse_row, |r| r.time_ms)?;
         let n = rows.len();
         let last_width = rows[n - 1].time_ms - rows[n - 2].time_ms;
         Ok(Self {

@@ -55,73 +55,9 @@ pub struct ReplayPath {
 
 impl ReplayPath {
     pub fn load(file: &Path) -> Result<Self, ReplayError> {
-        let unreadable = |reason: String| ReplayError::Unreadable {
-            file: file.to_path_buf(),
-            reason,
-        };
-        let malformed = |line: u64, reason: String| ReplayError::Malformed {
-            file: file.to_path_buf(),
-            line,
-            reason,
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .from_path(file)
-            .map_err(|e| unreadable(e.to_string()))?;
-        let header = reader
-            .headers()
-            .map_err(|e| malformed(1, e.to_string()))?
-            .clone();
-        let names: Vec<String> = header.iter().map(|h| h.to_ascii_lowercase()).collect();
-        if names != HEADER {
-            return Err(malformed(
-                1,
-                format!(
-                    "header is `{}`, expected `{}`",
-                    header.iter().collect::<Vec<_>>().join(","),
-                    HEADER.join(",")
-                ),
-            ));
-        }
-        let mut rows: Vec<Row> = Vec::new();
-        let mut last_line = 1;
-        for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map(|p| p.line()).unwrap_or(last_line + 1);
-                malformed(line, e.to_string())
-            })?;
-            let line = record.position().map(|p| p.line()).unwrap_or(last_line + 1);
-            last_line = line;
-            if rows.len() == MAX_ROWS {
-                return Err(malformed(
-                    line,
-                    format!("the file has more than {MAX_ROWS} rows; use coarser candles"),
-                ));
-            }
-            let row = parse_row(&record).map_err(|reason| malformed(line, reason))?;
-            if let Some(prev) = rows.last_mut() {
-                if row.time_ms <= prev.time_ms {
-                    return Err(malformed(
-                        line,
-                        format!(
-                            "timestamp {} ms is not after the previous row's {} ms; rows must be in increasing time",
-                            row.time_ms, prev.time_ms
-                        ),
-                    ));
-                }
-                prev.duration_ms = row.time_ms - prev.time_ms;
-            }
-            rows.push(row);
-        }
-        if rows.len() < 2 {
-            return Err(malformed(
-                last_line,
-                format!(
-                    "the file has {} data rows; at least 2 are needed to know the candle width",
-                    rows.len()
-                ),
-            ));
+        let mut rows = read_timed_rows(file, &HEADER, parse_row, |r| r.time_ms)?;
+        for i in 1..rows.len() {
+            rows[i - 1].duration_ms = rows[i].time_ms - rows[i - 1].time_ms;
         }
         let first_duration = rows[0].duration_ms;
         if let Some(last) = rows.last_mut() {
@@ -210,6 +146,84 @@ fn parse_row(record: &csv::StringRecord) -> Result<Row, String> {
         close,
         volume,
     })
+}
+
+/// The rows of a replay CSV: the exact `header` (any case), at most [`MAX_ROWS`] rows each
+/// read by `parse`, their times (`time_of`) strictly increasing, and at least two of them
+/// (a row lasts until the next). Errors name the file and the line.
+pub(super) fn read_timed_rows<R>(
+    file: &Path,
+    header: &[&str],
+    parse: impl Fn(&csv::StringRecord) -> Result<R, String>,
+    time_of: impl Fn(&R) -> i64,
+) -> Result<Vec<R>, ReplayError> {
+    let malformed = |line: u64, reason: String| ReplayError::Malformed {
+        file: file.to_path_buf(),
+        line,
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_path(file)
+        .map_err(|e| ReplayError::Unreadable {
+            file: file.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let found = reader
+        .headers()
+        .map_err(|e| malformed(1, e.to_string()))?
+        .clone();
+    let names: Vec<String> = found.iter().map(|h| h.to_ascii_lowercase()).collect();
+    if names != header {
+        return Err(malformed(
+            1,
+            format!(
+                "header is `{}`, expected `{}`",
+                found.iter().collect::<Vec<_>>().join(","),
+                header.join(",")
+            ),
+        ));
+    }
+    let mut rows: Vec<R> = Vec::new();
+    let mut last_line = 1;
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(last_line + 1);
+            malformed(line, e.to_string())
+        })?;
+        let line = record.position().map(|p| p.line()).unwrap_or(last_line + 1);
+        last_line = line;
+        if rows.len() == MAX_ROWS {
+            return Err(malformed(
+                line,
+                format!("the file has more than {MAX_ROWS} rows; use coarser rows"),
+            ));
+        }
+        let row = parse(&record).map_err(|reason| malformed(line, reason))?;
+        if let Some(prev) = rows.last() {
+            let (t, before) = (time_of(&row), time_of(prev));
+            if t <= before {
+                return Err(malformed(
+                    line,
+                    format!(
+                        "timestamp {t} ms is not after the previous row's {before} ms; rows must be in increasing time"
+                    ),
+                ));
+            }
+        }
+        rows.push(row);
+    }
+    if rows.len() < 2 {
+        return Err(malformed(
+            last_line,
+            format!(
+                "the file has {} data rows; at least 2 are needed to know how long a row lasts",
+                rows.len()
+            ),
+        ));
+    }
+    Ok(rows)
 }
 
 pub(super) fn parse_time(field: &str) -> Result<i64, String> {
