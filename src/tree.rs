@@ -87,6 +87,9 @@ use serde::Serialize;
 
 use crate::config::{Config, VenueConfig};
 
+/// One agent kind's workers in [`plan`]: id prefix, names in config order, role.
+type AgentRows = (&'static str, Vec<String>, fn(String) -> Role);
+
 /// What a worker of the tree does; each role has one factory in [`build`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
@@ -320,62 +323,52 @@ pub fn plan(config: &Config) -> SupervisorPlan {
     if config.agents.risk.enabled {
         agents.push(worker("risk".into(), Role::RiskAgent));
     }
-    agents.extend(config.agents.trading.iter().map(|a| {
-        worker(
-            format!("trading-{}", a.name),
-            Role::TradingAgent {
-                agent: a.name.clone(),
-            },
-        )
-    }));
-    agents.extend(config.agents.pipeline.iter().map(|p| {
-        worker(
-            format!("pipeline-{}", p.name),
-            Role::PipelineAgent {
-                agent: p.name.clone(),
-            },
-        )
-    }));
-    agents.extend(config.agents.sentiment.iter().map(|a| {
-        worker(
-            format!("sentiment-{}", a.name),
-            Role::SentimentAgent {
-                agent: a.name.clone(),
-            },
-        )
-    }));
-    agents.extend(config.agents.open_interest.iter().map(|a| {
-        worker(
-            format!("open-interest-{}", a.name),
-            Role::OpenInterestAgent {
-                agent: a.name.clone(),
-            },
-        )
-    }));
-    agents.extend(config.agents.liquidations.iter().map(|a| {
-        worker(
-            format!("liquidations-{}", a.name),
-            Role::LiquidationAgent {
-                agent: a.name.clone(),
-            },
-        )
-    }));
-    agents.extend(config.agents.copy.iter().map(|a| {
-        worker(
-            format!("copy-{}", a.name),
-            Role::CopyAgent {
-                agent: a.name.clone(),
-            },
-        )
-    }));
-    agents.extend(config.agents.funding.iter().map(|a| {
-        worker(
-            format!("funding-{}", a.name),
-            Role::FundingAgent {
-                agent: a.name.clone(),
-            },
-        )
-    }));
+    // One row per agent kind: the id prefix, the names in config order, the role.
+    let a = &config.agents;
+    let kinds: [AgentRows; 7] = [
+        (
+            "trading",
+            a.trading.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::TradingAgent { agent },
+        ),
+        (
+            "pipeline",
+            a.pipeline.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::PipelineAgent { agent },
+        ),
+        (
+            "sentiment",
+            a.sentiment.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::SentimentAgent { agent },
+        ),
+        (
+            "open-interest",
+            a.open_interest.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::OpenInterestAgent { agent },
+        ),
+        (
+            "liquidations",
+            a.liquidations.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::LiquidationAgent { agent },
+        ),
+        (
+            "copy",
+            a.copy.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::CopyAgent { agent },
+        ),
+        (
+            "funding",
+            a.funding.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::FundingAgent { agent },
+        ),
+    ];
+    for (prefix, names, role) in kinds {
+        agents.extend(
+            names
+                .into_iter()
+                .map(|n| worker(format!("{prefix}-{n}"), role(n))),
+        );
+    }
 
     SupervisorPlan::new(
         "engine",
