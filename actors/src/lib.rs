@@ -5,6 +5,7 @@
 //! types only, never to a concrete provider or venue.
 
 pub mod agents;
+pub mod backtest;
 pub mod clock;
 pub mod env;
 pub mod exchanges;

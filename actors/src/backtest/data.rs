@@ -1,0 +1,820 @@
+//! OHLCV bars from CSV files as users have them.
+//!
+//! Owns: reading an OHLCV CSV into [`Bars`] (columnar, times in epoch milliseconds UTC) and
+//! checking it: a header row naming the columns, rows in strictly increasing time, every
+//! number finite, `high >= max(open, close)`, `low <= min(open, close)`, `volume >= 0`, at
+//! most `max_rows` rows. Every error names the file, and the line (and column) where it is
+//! known. Never: fetching data, resampling, filling gaps, or money arithmetic.
+//!
+//! Accepted shapes:
+//! - Header names are matched case-insensitively after trimming: `open`, `high`, `low`,
+//!   `close` are required; `volume` is optional and is 0 on every bar when the column is
+//!   absent (backtesting.py's GOOG.csv / EURUSD.csv have it, many exports do not). Other
+//!   columns (`Adj Close`, Binance's `close_time`, `trades`, ...) are ignored.
+//! - The time column is the one named `timestamp`, `date`, `time`, `open_time` or
+//!   `datetime`, or an unnamed first column (what pandas `df.to_csv()` writes for an unnamed
+//!   index, and what backtesting.py ships). Exactly one time column may exist.
+//! - Time values: ISO dates (`2004-08-19`, midnight), ISO datetimes with `T` or a space
+//!   between date and time, seconds and fractional seconds optional (`2017-04-19 09:00`,
+//!   `2021-01-01T00:00:00.250`), with a `Z`, `±HH:MM`, `±HHMM` or `±HH` offset or none. A
+//!   datetime without an offset is taken as UTC. Digits past milliseconds are truncated.
+//! - Or integers since the Unix epoch, the unit decided by magnitude: below 10^11 seconds
+//!   (10^11 s is the year 5138; 10^11 ms would be March 1973, older than any market data
+//!   this engine trades), below 10^14 milliseconds, below 10^17 microseconds (Binance spot
+//!   klines can be in µs), else nanoseconds. The first row fixes the unit; a later row of a
+//!   different magnitude is an error rather than a silent factor-of-1000 jump.
+//!
+//! Bars are `f64`, not `Decimal`: a backtest reads each bar many times per parameter set and
+//! sweeps run thousands of sets, and `f64` arithmetic is an order of magnitude faster and
+//! vectorises; no money is moved by a backtest, so `Decimal`'s exactness buys nothing here.
+//! Money stays `Decimal` wherever an order or the ledger is involved. Columns are separate
+//! `Vec`s so an indicator over closes walks contiguous memory (48 bytes a bar in total).
+//!
+//! The reader reuses one `csv::ByteRecord` and parses fields in place, so a row costs no
+//! allocation once the vectors have grown.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::exchanges::Candle;
+
+/// Default cap on rows per file: 2 000 000 bars are 96 MB in memory (about 3.8 years of
+/// one-minute bars). Callers with more memory pass their own cap to [`load_reader`].
+pub const DEFAULT_MAX_ROWS: usize = 2_000_000;
+
+/// Names the time column may have (compared lowercase); an unnamed first column also counts.
+pub const TIME_COLUMN_NAMES: [&str; 5] = ["timestamp", "date", "time", "open_time", "datetime"];
+
+/// Historical bars, column by column; index `i` of every vector is bar `i`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bars {
+    /// Bar open time, milliseconds since the Unix epoch (UTC), strictly increasing.
+    pub time_ms: Vec<i64>,
+    pub open: Vec<f64>,
+    pub high: Vec<f64>,
+    pub low: Vec<f64>,
+    pub close: Vec<f64>,
+    /// Base-unit volume; all zeros when the file had no volume column.
+    pub volume: Vec<f64>,
+}
+
+impl Bars {
+    pub fn len(&self) -> usize {
+        self.time_ms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.time_ms.is_empty()
+    }
+
+    /// Bars from venue candles (e.g. live klines), so strategy code written against
+    /// [`Bars`] runs on live data too. A `Decimal` too large for `f64` (beyond 1e308, which no
+    /// price reaches) would become NaN; `Decimal`'s range ends at 7.9e28, so it cannot.
+    pub fn from_candles(candles: &[Candle]) -> Self {
+        let f = |d: rust_decimal::Decimal| d.to_f64().unwrap_or(f64::NAN);
+        let mut bars = Bars::with_capacity(candles.len());
+        for c in candles {
+            bars.time_ms.push(c.open_time_ms);
+            bars.open.push(f(c.open));
+            bars.high.push(f(c.high));
+            bars.low.push(f(c.low));
+            bars.close.push(f(c.close));
+            bars.volume.push(f(c.volume));
+        }
+        bars
+    }
+
+    fn with_capacity(n: usize) -> Self {
+        Bars {
+            time_ms: Vec::with_capacity(n),
+            open: Vec::with_capacity(n),
+            high: Vec::with_capacity(n),
+            low: Vec::with_capacity(n),
+            close: Vec::with_capacity(n),
+            volume: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// Unit of integer epoch timestamps, decided by magnitude (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochUnit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl EpochUnit {
+    fn of(v: i64) -> Self {
+        match v.unsigned_abs() {
+            a if a < 100_000_000_000 => EpochUnit::Seconds,
+            a if a < 100_000_000_000_000 => EpochUnit::Millis,
+            a if a < 100_000_000_000_000_000 => EpochUnit::Micros,
+            _ => EpochUnit::Nanos,
+        }
+    }
+
+    fn to_ms(self, v: i64) -> Option<i64> {
+        match self {
+            EpochUnit::Seconds => v.checked_mul(1000),
+            EpochUnit::Millis => Some(v),
+            EpochUnit::Micros => Some(v.div_euclid(1000)),
+            EpochUnit::Nanos => Some(v.div_euclid(1_000_000)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read bar file {file}: {reason}; check the path and its permissions")]
+    Unreadable { file: PathBuf, reason: String },
+    #[error("bar file {file} line 1 (header): {reason}; the header must name open, high, low, close (any case), optionally volume, and one time column ({}) or leave the first column unnamed", TIME_COLUMN_NAMES.join("/"))]
+    Header { file: PathBuf, reason: String },
+    #[error("bar file {file} line {line}: {reason}")]
+    Malformed {
+        file: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("bar file {file} line {line} column `{column}`: `{value}` is not a finite number")]
+    BadNumber {
+        file: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("bar file {file} line {line} column `{column}`: time `{value}` {reason}")]
+    BadTime {
+        file: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+        reason: String,
+    },
+    #[error("bar file {file} line {line}: time {time_ms} ms is not after the previous row's {previous_ms} ms; rows must be in strictly increasing time (no duplicates, sort the file)")]
+    NotIncreasing {
+        file: PathBuf,
+        line: u64,
+        time_ms: i64,
+        previous_ms: i64,
+    },
+    #[error("bar file {file} line {line}: low {low} / high {high} do not bound open {open} and close {close}")]
+    HighLow {
+        file: PathBuf,
+        line: u64,
+        open: f64,
+        high: f64,
+        low: f64,
+        close: f64,
+    },
+    #[error("bar file {file} line {line}: volume {volume} is negative")]
+    NegativeVolume {
+        file: PathBuf,
+        line: u64,
+        volume: f64,
+    },
+    #[error("bar file {file} line {line}: more than {max} rows; split the file or load it with a higher cap")]
+    TooManyRows {
+        file: PathBuf,
+        line: u64,
+        max: usize,
+    },
+    #[error("bar file {file} has a header but no data rows")]
+    NoRows { file: PathBuf },
+}
+
+/// Loads `file` with [`DEFAULT_MAX_ROWS`].
+pub fn load(file: &Path) -> Result<Bars, DataError> {
+    load_with_cap(file, DEFAULT_MAX_ROWS)
+}
+
+/// Loads `file`, refusing more than `max_rows` data rows.
+pub fn load_with_cap(file: &Path, max_rows: usize) -> Result<Bars, DataError> {
+    let f = std::fs::File::open(file).map_err(|e| DataError::Unreadable {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    load_reader(f, file, max_rows)
+}
+
+/// Column positions found in the header.
+struct Columns {
+    time: usize,
+    ohlc: [usize; 4],
+    volume: Option<usize>,
+    /// Header cells as written, for error messages.
+    names: Vec<String>,
+}
+
+fn columns(headers: &csv::ByteRecord, file: &Path) -> Result<Columns, DataError> {
+    let header_err = |reason: String| DataError::Header {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let mut time = None;
+    let mut ohlcv: [Option<usize>; 5] = [None; 5];
+    const OHLCV: [&str; 5] = ["open", "high", "low", "close", "volume"];
+    for (i, name) in names.iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        let is_time = (i == 0 && lower.is_empty()) || TIME_COLUMN_NAMES.contains(&lower.as_str());
+        if is_time {
+            if let Some(prev) = time {
+                return Err(header_err(format!(
+                    "two time columns, `{}` (column {}) and `{name}` (column {})",
+                    names[prev],
+                    prev + 1,
+                    i + 1
+                )));
+            }
+            time = Some(i);
+        } else if let Some(k) = OHLCV.iter().position(|c| *c == lower) {
+            if let Some(prev) = ohlcv[k] {
+                return Err(header_err(format!(
+                    "column `{}` appears twice (columns {} and {})",
+                    OHLCV[k],
+                    prev + 1,
+                    i + 1
+                )));
+            }
+            ohlcv[k] = Some(i);
+        }
+    }
+    let time =
+        time.ok_or_else(|| header_err(format!("no time column in `{}`", names.join(","))))?;
+    let mut ohlc = [0; 4];
+    for k in 0..4 {
+        ohlc[k] = ohlcv[k].ok_or_else(|| {
+            header_err(format!("no `{}` column in `{}`", OHLCV[k], names.join(",")))
+        })?;
+    }
+    Ok(Columns {
+        time,
+        ohlc,
+        volume: ohlcv[4],
+        names,
+    })
+}
+
+/// Loads bars from any reader; `file` is only the name errors carry.
+pub fn load_reader<R: Read>(reader: R, file: &Path, max_rows: usize) -> Result<Bars, DataError> {
+    let malformed = |line: u64, reason: String| DataError::Malformed {
+        file: file.to_path_buf(),
+        line,
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(reader);
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| malformed(1, e.to_string()))?
+        .clone();
+    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+        return Err(DataError::Header {
+            file: file.to_path_buf(),
+            reason: "the file is empty".into(),
+        });
+    }
+    let cols = columns(&headers, file)?;
+    let mut bars = Bars::default();
+    let mut record = csv::ByteRecord::new();
+    let mut epoch_unit: Option<EpochUnit> = None;
+    let mut line = 1;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let at = e.position().map(|p| p.line()).unwrap_or(line + 1);
+                return Err(malformed(at, e.to_string()));
+            }
+        }
+        // The reader sets the position of every record it reads; the fallback only keeps
+        // numbering sensible if that ever changed.
+        line = record.position().map(|p| p.line()).unwrap_or(line + 1);
+        if bars.len() == max_rows {
+            return Err(DataError::TooManyRows {
+                file: file.to_path_buf(),
+                line,
+                max: max_rows,
+            });
+        }
+        // Field counts equal the header's (the reader is not `flexible`), so indexing holds.
+        let raw_time = trim(&record[cols.time]);
+        let time_ms =
+            parse_time(raw_time, &mut epoch_unit).map_err(|reason| DataError::BadTime {
+                file: file.to_path_buf(),
+                line,
+                column: cols.names[cols.time].clone(),
+                value: String::from_utf8_lossy(raw_time).into_owned(),
+                reason,
+            })?;
+        let number = |i: usize| -> Result<f64, DataError> {
+            let raw = trim(&record[i]);
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| DataError::BadNumber {
+                    file: file.to_path_buf(),
+                    line,
+                    column: cols.names[i].clone(),
+                    value: String::from_utf8_lossy(raw).into_owned(),
+                })
+        };
+        let open = number(cols.ohlc[0])?;
+        let high = number(cols.ohlc[1])?;
+        let low = number(cols.ohlc[2])?;
+        let close = number(cols.ohlc[3])?;
+        let volume = match cols.volume {
+            Some(i) => number(i)?,
+            None => 0.0,
+        };
+        if let Some(&previous_ms) = bars.time_ms.last() {
+            if time_ms <= previous_ms {
+                return Err(DataError::NotIncreasing {
+                    file: file.to_path_buf(),
+                    line,
+                    time_ms,
+                    previous_ms,
+                });
+            }
+        }
+        if high < open.max(close) || low > open.min(close) {
+            return Err(DataError::HighLow {
+                file: file.to_path_buf(),
+                line,
+                open,
+                high,
+                low,
+                close,
+            });
+        }
+        if volume < 0.0 {
+            return Err(DataError::NegativeVolume {
+                file: file.to_path_buf(),
+                line,
+                volume,
+            });
+        }
+        bars.time_ms.push(time_ms);
+        bars.open.push(open);
+        bars.high.push(high);
+        bars.low.push(low);
+        bars.close.push(close);
+        bars.volume.push(volume);
+    }
+    if bars.is_empty() {
+        return Err(DataError::NoRows {
+            file: file.to_path_buf(),
+        });
+    }
+    Ok(bars)
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+/// One time value to epoch milliseconds; `unit` is the epoch unit fixed by the first
+/// integer value of the file.
+fn parse_time(b: &[u8], unit: &mut Option<EpochUnit>) -> Result<i64, String> {
+    if b.is_empty() {
+        return Err("is empty".into());
+    }
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+        let v: i64 = std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("is out of range")?;
+        let this = EpochUnit::of(v);
+        let fixed = *unit.get_or_insert(this);
+        if fixed != this {
+            return Err(format!(
+                "looks like epoch {this:?} by its magnitude while the first row's time was epoch {fixed:?}; one file must use one unit"
+            ));
+        }
+        return this.to_ms(v).ok_or_else(|| "is out of range".into());
+    }
+    parse_iso(b).ok_or_else(|| {
+        "is neither an ISO date/datetime (2004-08-19, 2004-08-19 09:30:00, 2004-08-19T09:30:00Z, ...+02:00) nor integer epoch seconds/milliseconds".into()
+    })
+}
+
+/// Fixed-width decimal number at `b[at..at + n]`.
+fn num(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    let s = b.get(at..at + n)?;
+    s.iter().try_fold(0u32, |acc, c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+/// `YYYY-MM-DD[(T| )HH:MM[:SS[.fff…]]][Z|±HH[:MM]|±HHMM]`, naive = UTC. Hand-parsed because
+/// chrono's format-string parser is the slowest step of a load otherwise; chrono still does
+/// the calendar (validating the date and counting days).
+fn parse_iso(b: &[u8]) -> Option<i64> {
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(num(b, 0, 4)? as i32, num(b, 5, 2)?, num(b, 8, 2)?)?;
+    let days = i64::from(
+        date.signed_duration_since(chrono::NaiveDate::default())
+            .num_days(),
+    );
+    let mut ms = days * 86_400_000;
+    let mut rest = &b[10..];
+    if rest.is_empty() {
+        return Some(ms);
+    }
+    if rest[0] != b'T' && rest[0] != b't' && rest[0] != b' ' {
+        return None;
+    }
+    rest = &rest[1..];
+    let (h, m) = (num(rest, 0, 2)?, num(rest, 3, 2)?);
+    if rest[2] != b':' || h > 23 || m > 59 {
+        return None;
+    }
+    ms += i64::from(h * 3_600_000 + m * 60_000);
+    rest = &rest[5..];
+    if rest.first() == Some(&b':') {
+        let s = num(rest, 1, 2)?;
+        if s > 59 {
+            return None;
+        }
+        ms += i64::from(s * 1000);
+        rest = &rest[3..];
+        if rest.first() == Some(&b'.') || rest.first() == Some(&b',') {
+            let frac_len = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if frac_len == 0 {
+                return None;
+            }
+            let mut frac = 0;
+            for k in 0..3 {
+                frac = frac * 10
+                    + if k < frac_len {
+                        i64::from(rest[1 + k] - b'0')
+                    } else {
+                        0
+                    };
+            }
+            ms += frac;
+            rest = &rest[1 + frac_len..];
+        }
+    }
+    match rest {
+        [] | [b'Z'] | [b'z'] => Some(ms),
+        [sign @ (b'+' | b'-'), tz @ ..] => {
+            let (oh, om) = match tz.len() {
+                2 => (num(tz, 0, 2)?, 0),
+                4 => (num(tz, 0, 2)?, num(tz, 2, 2)?),
+                5 if tz[2] == b':' => (num(tz, 0, 2)?, num(tz, 3, 2)?),
+                _ => return None,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let offset = i64::from(oh * 3_600_000 + om * 60_000);
+            // Local time = UTC + offset, so UTC = local − offset.
+            Some(if *sign == b'+' {
+                ms - offset
+            } else {
+                ms + offset
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn load_str(csv: &str) -> Result<Bars, DataError> {
+        load_reader(csv.as_bytes(), Path::new("bars.csv"), DEFAULT_MAX_ROWS)
+    }
+
+    /// 2004-08-19T00:00:00Z in ms.
+    const GOOG_DAY1: i64 = 1_092_873_600_000;
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn goog_style_unnamed_first_column_with_dates() {
+        // The first lines of backtesting.py's GOOG.csv.
+        let bars = load_str(
+            ",Open,High,Low,Close,Volume\n\
+             2004-08-19,100.0,104.06,95.96,100.34,22351900\n\
+             2004-08-20,101.01,109.08,100.5,108.31,11428600\n",
+        )
+        .unwrap();
+        assert_eq!(bars.time_ms, vec![GOOG_DAY1, GOOG_DAY1 + DAY]);
+        assert_eq!(bars.open, vec![100.0, 101.01]);
+        assert_eq!(bars.high, vec![104.06, 109.08]);
+        assert_eq!(bars.low, vec![95.96, 100.5]);
+        assert_eq!(bars.close, vec![100.34, 108.31]);
+        assert_eq!(bars.volume, vec![22_351_900.0, 11_428_600.0]);
+    }
+
+    #[test]
+    fn pandas_datetime_index_naive_t_zulu_and_offsets() {
+        // EURUSD.csv style (naive, space) plus the other ISO spellings; all the same instant
+        // grid an hour apart once offsets are applied, and naive is UTC.
+        let bars = load_str(
+            ",Open,High,Low,Close,Volume\n\
+             2017-04-19 09:00:00,1.0713,1.0716,1.0709,1.0711,1413\n\
+             2017-04-19T10:00:00Z,1.0711,1.0716,1.0706,1.0709,1241\n\
+             2017-04-19 12:00:00+01:00,1.0709,1.0710,1.0700,1.0705,1000\n\
+             2017-04-19T07:00:00-0500,1.0705,1.0709,1.0701,1.0708,900\n\
+             2017-04-19 13:00:00.250,1.0708,1.0711,1.0704,1.0710,800\n\
+             2017-04-19 14:00,1.0710,1.0712,1.0706,1.0707,700\n",
+        )
+        .unwrap();
+        let nine = 1_492_592_400_000; // 2017-04-19T09:00:00Z
+        let h = 3_600_000;
+        assert_eq!(
+            bars.time_ms,
+            vec![
+                nine,
+                nine + h,
+                nine + 2 * h,
+                nine + 3 * h,
+                nine + 4 * h + 250,
+                nine + 5 * h
+            ]
+        );
+    }
+
+    #[test]
+    fn named_datetime_index_column() {
+        let bars = load_str(
+            "Datetime,Open,High,Low,Close,Volume\n2021-01-01 00:00:00+00:00,1,2,0.5,1.5,3\n",
+        )
+        .unwrap();
+        assert_eq!(bars.time_ms, vec![1_609_459_200_000]);
+    }
+
+    #[test]
+    fn epoch_seconds() {
+        let bars = load_str("timestamp,open,high,low,close,volume\n1609459200,1,2,0.5,1.5,3\n1609459260,1,2,0.5,1.5,3\n").unwrap();
+        assert_eq!(bars.time_ms, vec![1_609_459_200_000, 1_609_459_260_000]);
+    }
+
+    #[test]
+    fn epoch_milliseconds_and_microseconds() {
+        let ms = load_str(
+            "time,open,high,low,close\n1609459200000,1,2,0.5,1.5\n1609459260000,1,2,0.5,1.5\n",
+        )
+        .unwrap();
+        assert_eq!(ms.time_ms, vec![1_609_459_200_000, 1_609_459_260_000]);
+        let us = load_str("time,open,high,low,close\n1609459200000000,1,2,0.5,1.5\n").unwrap();
+        assert_eq!(us.time_ms, vec![1_609_459_200_000]);
+    }
+
+    #[test]
+    fn binance_open_time_with_extra_columns() {
+        let bars = load_str(
+            "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n\
+             1609459200000,28923.63,29031.34,28690.17,28995.13,2311.811445,1609462799999,66768830.34,58389,1215.1,35103.4,0\n",
+        )
+        .unwrap();
+        assert_eq!(bars.time_ms, vec![1_609_459_200_000]);
+        assert_eq!(bars.close, vec![28995.13]);
+        assert_eq!(bars.volume, vec![2311.811445]);
+    }
+
+    #[test]
+    fn mixed_case_headers_padding_and_column_order() {
+        let bars =
+            load_str(" CLOSE , date ,oPeN,HIGH,Low,VoLuMe\n 1.5 , 2004-08-19 , 1 , 2 , 0.5 , 7 \n")
+                .unwrap();
+        assert_eq!(bars.time_ms, vec![GOOG_DAY1]);
+        assert_eq!(
+            (
+                bars.open[0],
+                bars.high[0],
+                bars.low[0],
+                bars.close[0],
+                bars.volume[0]
+            ),
+            (1.0, 2.0, 0.5, 1.5, 7.0)
+        );
+    }
+
+    #[test]
+    fn no_volume_column_gives_zero_volume() {
+        let bars =
+            load_str("Date,Open,High,Low,Close\n2004-08-19,1,2,0.5,1.5\n2004-08-20,1,2,0.5,1.5\n")
+                .unwrap();
+        assert_eq!(bars.volume, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn loads_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("goog.csv");
+        std::fs::write(&path, ",Open,High,Low,Close\n2004-08-19,1,2,0.5,1.5\n").unwrap();
+        assert_eq!(load(&path).unwrap().time_ms, vec![GOOG_DAY1]);
+        let missing = dir.path().join("missing.csv");
+        assert!(
+            matches!(load(&missing), Err(DataError::Unreadable { file, .. }) if file == missing)
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        for (csv, wants) in [
+            (
+                "Date,Open,High,Low\n2004-08-19,1,2,0.5\n",
+                "no `close` column",
+            ),
+            ("Open,High,Low,Close\n1,2,0.5,1.5\n", "no time column"),
+            ("Date,Time,Open,High,Low,Close\n", "two time columns"),
+            ("Date,Open,High,Low,Close,close\n", "appears twice"),
+            ("", "empty"),
+        ] {
+            match load_str(csv) {
+                Err(DataError::Header { reason, .. }) => {
+                    assert!(reason.contains(wants), "{csv:?}: {reason}")
+                }
+                other => panic!("{csv:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_rows_is_an_error() {
+        assert!(matches!(
+            load_str("Date,Open,High,Low,Close\n"),
+            Err(DataError::NoRows { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_number_names_line_and_column() {
+        for bad in ["abc", "", "NaN", "inf"] {
+            let csv = format!(
+                ",Open,High,Low,Close\n2004-08-19,1,2,0.5,1.5\n2004-08-20,1,{bad},0.5,1.5\n"
+            );
+            match load_str(&csv) {
+                Err(DataError::BadNumber {
+                    line,
+                    column,
+                    value,
+                    ..
+                }) => {
+                    assert_eq!((line, column.as_str(), value.as_str()), (3, "High", bad));
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_time_names_line() {
+        for bad in [
+            "2004-13-01",
+            "2004-02-30",
+            "19/08/2004",
+            "2004-08-19 25:00",
+            "2004-08-19T10:00:00+5",
+            "",
+            "12.5",
+        ] {
+            let csv =
+                format!("date,open,high,low,close\n2004-08-18,1,2,0.5,1.5\n{bad},1,2,0.5,1.5\n");
+            match load_str(&csv) {
+                Err(DataError::BadTime {
+                    line,
+                    column,
+                    value,
+                    ..
+                }) => {
+                    assert_eq!((line, column.as_str(), value.as_str()), (3, "date", bad));
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn epoch_unit_change_is_an_error() {
+        let err = load_str(
+            "time,open,high,low,close\n1609459200000,1,2,0.5,1.5\n1609459260,1,2,0.5,1.5\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DataError::BadTime { line: 3, ref reason, .. } if reason.contains("Seconds")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_disordered_times_name_the_line() {
+        let dup = load_str(",Open,High,Low,Close\n2004-08-19,1,2,0.5,1.5\n2004-08-20,1,2,0.5,1.5\n2004-08-20,1,2,0.5,1.5\n").unwrap_err();
+        assert!(
+            matches!(dup, DataError::NotIncreasing { line: 4, time_ms, previous_ms, .. } if time_ms == previous_ms),
+            "{dup}"
+        );
+        let back =
+            load_str(",Open,High,Low,Close\n2004-08-20,1,2,0.5,1.5\n2004-08-19,1,2,0.5,1.5\n")
+                .unwrap_err();
+        assert!(
+            matches!(
+                back,
+                DataError::NotIncreasing {
+                    line: 3,
+                    time_ms: GOOG_DAY1,
+                    ..
+                }
+            ),
+            "{back}"
+        );
+    }
+
+    #[test]
+    fn high_and_low_must_bound_open_and_close() {
+        for (row, line) in [
+            ("1,1.4,0.5,1.5", 2),    // high below close
+            ("1.6,1.55,0.5,1.5", 2), // high below open
+            ("1,2,1.2,1.5", 2),      // low above open
+            ("2,3,1.8,1.5", 2),      // low above close
+        ] {
+            let err = load_str(&format!(",Open,High,Low,Close\n2004-08-19,{row}\n")).unwrap_err();
+            assert!(
+                matches!(err, DataError::HighLow { line: l, .. } if l == line),
+                "{row}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn negative_volume_is_an_error() {
+        let err = load_str(",Open,High,Low,Close,Volume\n2004-08-19,1,2,0.5,1.5,-1\n").unwrap_err();
+        assert!(
+            matches!(err, DataError::NegativeVolume { line: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_field_count_names_the_line() {
+        let err = load_str(",Open,High,Low,Close\n2004-08-19,1,2,0.5,1.5\n2004-08-20,1,2,0.5\n")
+            .unwrap_err();
+        assert!(matches!(err, DataError::Malformed { line: 3, .. }), "{err}");
+    }
+
+    #[test]
+    fn more_rows_than_the_cap_is_an_error() {
+        let csv = ",Open,High,Low,Close\n2004-08-19,1,2,0.5,1.5\n2004-08-20,1,2,0.5,1.5\n2004-08-21,1,2,0.5,1.5\n";
+        assert_eq!(
+            load_reader(csv.as_bytes(), Path::new("b.csv"), 3)
+                .unwrap()
+                .len(),
+            3
+        );
+        let err = load_reader(csv.as_bytes(), Path::new("b.csv"), 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::TooManyRows {
+                    line: 4,
+                    max: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn from_candles_converts_decimals() {
+        let bars = Bars::from_candles(&[Candle {
+            open_time_ms: 5,
+            open: dec!(1.5),
+            high: dec!(2.25),
+            low: dec!(1),
+            close: dec!(2),
+            volume: dec!(10.5),
+        }]);
+        assert_eq!(bars.time_ms, vec![5]);
+        assert_eq!(
+            (
+                bars.open[0],
+                bars.high[0],
+                bars.low[0],
+                bars.close[0],
+                bars.volume[0]
+            ),
+            (1.5, 2.25, 1.0, 2.0, 10.5)
+        );
+    }
+}
