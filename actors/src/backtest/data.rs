@@ -486,10 +486,9 @@ fn parse_iso(b: &[u8]) -> Option<i64> {
         return None;
     }
     let date = chrono::NaiveDate::from_ymd_opt(num(b, 0, 4)? as i32, num(b, 5, 2)?, num(b, 8, 2)?)?;
-    let days = i64::from(
-        date.signed_duration_since(chrono::NaiveDate::default())
-            .num_days(),
-    );
+    let days = date
+        .signed_duration_since(chrono::NaiveDate::default())
+        .num_days();
     let mut ms = days * 86_400_000;
     let mut rest = &b[10..];
     if rest.is_empty() {
