@@ -80,11 +80,12 @@ impl Macd {
         if values.len() < slow {
             return Ok(out);
         }
-        // Both lines exist from index slow-1 on.
+        // Both lines exist from index slow-1 on, so nothing is dropped and macd[j] belongs
+        // to input slow-1+j.
         let macd: Vec<f64> = fast_line[slow - 1..]
             .iter()
             .zip(&slow_line[slow - 1..])
-            .map(|(f, s)| f.unwrap_or(f64::NAN) - s.unwrap_or(f64::NAN))
+            .filter_map(|(f, s)| Some((*f)? - (*s)?))
             .collect();
         let signal_line = ema_from(&macd, signal, 0);
         for (j, s) in signal_line.iter().enumerate() {
