@@ -13,6 +13,7 @@ pub mod models;
 pub mod resilience;
 pub mod signals;
 pub mod store;
+pub mod strategies;
 pub mod supervisor;
 pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
