@@ -19,11 +19,12 @@ pub struct Donchian {
 impl Donchian {
     pub fn new(period: usize) -> Result<Self, IndicatorError> {
         check_period(NAME, period)?;
+        // +1: a deque briefly holds the new bar before the expired one leaves.
         Ok(Self {
             period,
             bar: 0,
-            highs: VecDeque::with_capacity(period),
-            lows: VecDeque::with_capacity(period),
+            highs: VecDeque::with_capacity(period + 1),
+            lows: VecDeque::with_capacity(period + 1),
         })
     }
 

@@ -1,11 +1,19 @@
 //! Known-answer tests against TA-Lib, and streaming-equals-batch properties.
 //!
-//! The expected values were computed OFFLINE by TA-Lib itself (Python `TA-Lib` 0.6.x wheel,
-//! `talib.__version__` 0.8.2 reported, numpy 2.4) on the 60-bar series below: a fixed random
-//! walk rounded to cents (numpy `default_rng(14)`, closes, then highs/lows around them), so
-//! the literals are exact. Calls: `SMA(c,10)`, `EMA(c,10)`, `RSI(c,14)`,
-//! `BBANDS(c,20,2,2,0)`, `MACD(c,12,26,9)`, `MAX(h,20)`, `MIN(l,20)`, `ATR(h,l,c,14)`;
-//! TA-Lib's NaN lookback is `None`. Python is never called from the tests.
+//! The expected values were computed OFFLINE by TA-Lib itself (PyPI `TA-Lib` 0.8.2, whose
+//! wheel bundles the C library; numpy 2.4.6) on the 60-bar series below. Python is never
+//! called from the tests. The generator, for reproduction:
+//!
+//! ```text
+//! rng = np.random.default_rng(14); close = [100.0]
+//! for i in range(1, 60): close.append(round(close[-1] + rng.normal(0, 1.5), 2))
+//! high = [round(c + abs(rng.normal(0, 0.8)), 2) for c in close]
+//! low  = [round(c - abs(rng.normal(0, 0.8)), 2) for c in close]
+//! talib.SMA(c,10) EMA(c,10) RSI(c,14) BBANDS(c,20,2,2,0) MACD(c,12,26,9)
+//! MAX(h,20) MIN(l,20) ATR(h,l,c,14)      # NaN lookback -> None, repr() of each float
+//! ```
+//!
+//! Prices are rounded to cents so the literals are exact.
 
 use proptest::prelude::*;
 
