@@ -436,6 +436,16 @@ impl Config {
             .join(", ")
     }
 
+    /// Configured venue names, comma-separated, for messages.
+    pub fn venue_names(&self) -> String {
+        self.exchanges
+            .venues
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Checks every value and every cross-reference; returns all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut issues = Issues::default();
@@ -575,15 +585,7 @@ impl Config {
                 self.exchanges.venues.contains_key(&agent.venue),
                 join(&path, "venue"),
                 &agent.venue,
-                format!(
-                    "a venue under [exchanges.venues]: {}",
-                    self.exchanges
-                        .venues
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("a venue under [exchanges.venues]: {}", self.venue_names()),
             );
             if agent.mode == AgentMode::Single {
                 issues.check(
@@ -631,15 +633,7 @@ impl Config {
                 self.exchanges.venues.contains_key(&p.venue),
                 join(&path, "venue"),
                 &p.venue,
-                format!(
-                    "a venue under [exchanges.venues]: {}",
-                    self.exchanges
-                        .venues
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("a venue under [exchanges.venues]: {}", self.venue_names()),
             );
             for (stage, s) in p.model_stages() {
                 issues.check(
@@ -739,15 +733,7 @@ impl Config {
                         false,
                         key,
                         &venue,
-                        format!(
-                            "a venue under [exchanges.venues]: {}",
-                            self.exchanges
-                                .venues
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        format!("a venue under [exchanges.venues]: {}", self.venue_names()),
                     ),
                     Some(v) => issues.check(
                         crate::market::offers_funding(v),

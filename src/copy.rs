@@ -34,15 +34,6 @@ pub(crate) fn check(config: &Config, issues: &mut Issues) {
         .chain(config.agents.sentiment.iter().map(|a| a.name.as_str()))
         .collect();
     names.insert(orrery_actors::agents::risk::RISK_AGENT);
-    let venue_names = || {
-        config
-            .exchanges
-            .venues
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     for (i, agent) in config.agents.copy.iter().enumerate() {
         let path = format!("agents.copy[{i}]");
         agent.validate(&path, issues);
@@ -56,7 +47,7 @@ pub(crate) fn check(config: &Config, issues: &mut Issues) {
             config.exchanges.venues.contains_key(&agent.venue),
             join(&path, "venue"),
             &agent.venue,
-            format!("a venue under [exchanges.venues]: {}", venue_names()),
+            format!("a venue under [exchanges.venues]: {}", config.venue_names()),
         );
         match config.exchanges.venues.get(&agent.leader_venue) {
             Some(VenueConfig::Hyperliquid(h)) => {
@@ -84,7 +75,7 @@ pub(crate) fn check(config: &Config, issues: &mut Issues) {
                 &agent.leader_venue,
                 format!(
                     "a Hyperliquid venue under [exchanges.venues] (kind = \"hyperliquid\"): {}",
-                    venue_names()
+                    config.venue_names()
                 ),
             ),
         }

@@ -76,15 +76,6 @@ pub(crate) fn futures_stream_config(
 /// The `[[agents.open_interest]]` and `[[agents.liquidations]]` checks; `taken`: the names
 /// other agents have.
 pub(crate) fn check(config: &Config, taken: &mut BTreeSet<String>, issues: &mut Issues) {
-    let venues = || {
-        config
-            .exchanges
-            .venues
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     for (i, a) in config.agents.open_interest.iter().enumerate() {
         let path = format!("agents.open_interest[{i}]");
         a.validate(&path, issues);
@@ -98,7 +89,7 @@ pub(crate) fn check(config: &Config, taken: &mut BTreeSet<String>, issues: &mut 
             None => issues.push(
                 join(&path, "venue"),
                 &a.venue,
-                format!("a venue under [exchanges.venues]: {}", venues()),
+                format!("a venue under [exchanges.venues]: {}", config.venue_names()),
             ),
             Some(v) => issues.check(
                 // The venue factory decides which kinds have open interest.
