@@ -1,15 +1,25 @@
-//! Trading strategies: what will live here, and the part that does already.
+//! Trading strategies: the strategy API, indicators and built-in strategies.
 //!
-//! This tree will hold the strategy API (a strategy sees bars through `on_bar` and answers
-//! with order intents), the built-in strategies, and the declarative strategy specs that the
-//! research agent produces. The same strategy code runs live and in the backtester
-//! (`actors/src/backtest/`), so nothing here knows whether a bar came from a venue stream or
-//! from history.
+//! A strategy sees closed bars through [`api::Strategy::on_bar`] and answers with order
+//! intents ([`api::Action`]). The same strategy code runs live (a strategy agent, through the
+//! gateway and its risk gate) and in the backtester (`crate::backtest`), so nothing here
+//! knows whether a bar came from a venue stream or from history.
 //!
-//! Today it holds [`indicators`]: the technical indicators the built-in strategies read.
+//! - [`api`]: the contract (bars, positions, actions, fills, signals).
+//! - [`params`]: parameters declared with a type and a range, given as `k=v`.
+//! - [`builtin`]: the built-in strategies and the registry that builds them by name.
+//! - [`indicators`]: the technical indicators, defined as TA-Lib defines them.
 //!
-//! Owns: indicator arithmetic (and, later, strategy decision logic).
+//! Owns: indicator arithmetic and strategy decision logic.
 //! Never does: talk to a venue, touch the ledger, or size orders in money — an indicator is a
-//! signal in `f64`; turning it into an order in `Decimal` is the strategy's and the gateway's job.
+//! signal in `f64`; turning an intent into an order in `Decimal` is the runner's and the
+//! gateway's job.
 
+pub mod api;
+pub mod builtin;
 pub mod indicators;
+pub mod params;
+
+pub use api::{Action, Actions, Bar, FillView, OrderIntent, PositionView, Side, Size, Strategy};
+pub use builtin::{builtins, Builtin, StrategyError};
+pub use params::{ParamKind, ParamSpec, Params};
