@@ -8,10 +8,24 @@
 //! Owns: the list of built-ins and how a name plus `k=v` pairs becomes a strategy.
 //! Never: running one (the backtester and the strategy agent do).
 
+mod bollinger_reversion;
+mod donchian_breakout;
+mod ema_cross;
+mod macd;
+mod rsi_reversion;
+mod rules;
 mod sma_cross;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 
+pub use bollinger_reversion::BollingerReversion;
+pub use donchian_breakout::DonchianBreakout;
+pub use ema_cross::EmaCross;
+pub use macd::MacdCross;
+pub use rsi_reversion::RsiReversion;
+pub use rules::{Protection, Signals};
 pub use sma_cross::SmaCross;
 
 use super::api::Strategy;
@@ -42,6 +56,8 @@ pub struct Builtin {
     pub name: &'static str,
     pub summary: &'static str,
     pub params: &'static [ParamSpec],
+    /// Constraints between parameters (`fast < slow`), checked by [`Builtin::resolve`].
+    constraint: fn(&Params) -> Result<(), ParamError>,
     construct: fn(&Params) -> Result<Box<dyn Strategy>, IndicatorError>,
 }
 
@@ -52,12 +68,16 @@ impl std::fmt::Debug for Builtin {
 }
 
 impl Builtin {
-    /// Checks `given` against the declared parameters (defaults filled in).
+    /// Checks `given` against the declared parameters (defaults filled in) and the
+    /// constraints between them ([`ParamError::Constraint`]).
     pub fn resolve(&self, given: &BTreeMap<String, f64>) -> Result<Params, StrategyError> {
-        Params::resolve(self.params, given).map_err(|source| StrategyError::Params {
+        let err = |source| StrategyError::Params {
             strategy: self.name.to_string(),
             source,
-        })
+        };
+        let params = Params::resolve(self.params, given).map_err(err)?;
+        (self.constraint)(&params).map_err(err)?;
+        Ok(params)
     }
 
     /// Builds the strategy from a set resolved by [`Builtin::resolve`].
@@ -74,12 +94,99 @@ pub fn builtins() -> &'static [Builtin] {
     &BUILTINS
 }
 
-static BUILTINS: [Builtin; 1] = [Builtin {
-    name: "sma_cross",
-    summary: "fast SMA crosses above slow: close any short and buy; below: close any long and sell (backtesting.py's SmaCross)",
-    params: &sma_cross::PARAMS,
-    construct: |p| Ok(Box::new(SmaCross::new(p.period("fast"), p.period("slow"))?)),
-}];
+static BUILTINS: [Builtin; 6] = [
+    Builtin {
+        name: "sma_cross",
+        summary: "fast SMA crosses above slow: close any short and buy; below: close any long and sell (backtesting.py's SmaCross)",
+        params: &sma_cross::PARAMS,
+        // backtesting.py's SmaCross takes any pair (a sweep states `fast<slow` itself).
+        constraint: |_| Ok(()),
+        construct: |p| Ok(Box::new(SmaCross::new(p.period("fast"), p.period("slow"))?)),
+    },
+    Builtin {
+        name: "ema_cross",
+        summary: "fast EMA crosses above slow: close any short and buy; below: close any long and sell",
+        params: &ema_cross::PARAMS,
+        constraint: |p| less_than(p, "fast", "slow"),
+        construct: |p| {
+            Ok(Box::new(EmaCross::new(
+                p.period("fast"),
+                p.period("slow"),
+                Protection::from_params(p),
+            )?))
+        },
+    },
+    Builtin {
+        name: "rsi_reversion",
+        summary: "RSI crosses up through lower: buy; up through upper: close the long (short=1: the mirror for shorts)",
+        params: &rsi_reversion::PARAMS,
+        constraint: |p| less_than(p, "lower", "upper"),
+        construct: |p| {
+            Ok(Box::new(RsiReversion::new(
+                p.period("period"),
+                p.get("lower"),
+                p.get("upper"),
+                p.get("short") == 1.0,
+                Protection::from_params(p),
+            )?))
+        },
+    },
+    Builtin {
+        name: "bollinger_reversion",
+        summary: "close crosses back above the lower band: buy; at the middle band: close (short=1: the mirror at the upper band)",
+        params: &bollinger_reversion::PARAMS,
+        constraint: |_| Ok(()),
+        construct: |p| {
+            Ok(Box::new(BollingerReversion::new(
+                p.period("period"),
+                p.get("k"),
+                p.get("short") == 1.0,
+                Protection::from_params(p),
+            )?))
+        },
+    },
+    Builtin {
+        name: "macd",
+        summary: "MACD crosses above its signal line: close any short and buy; below: close any long and sell",
+        params: &macd::PARAMS,
+        constraint: |p| less_than(p, "fast", "slow"),
+        construct: |p| {
+            Ok(Box::new(MacdCross::new(
+                p.period("fast"),
+                p.period("slow"),
+                p.period("signal"),
+                Protection::from_params(p),
+            )?))
+        },
+    },
+    Builtin {
+        name: "donchian_breakout",
+        summary: "close above the prior entry-bar high: buy; below the prior exit-bar low: close (short=1: the mirror)",
+        params: &donchian_breakout::PARAMS,
+        constraint: |_| Ok(()),
+        construct: |p| {
+            Ok(Box::new(DonchianBreakout::new(
+                p.period("entry"),
+                p.period("exit"),
+                p.get("short") == 1.0,
+                Protection::from_params(p),
+            )?))
+        },
+    },
+];
+
+/// `a < b`, as a [`ParamError::Constraint`] naming both values when it does not hold.
+fn less_than(p: &Params, a: &str, b: &str) -> Result<(), ParamError> {
+    let (va, vb) = (p.get(a), p.get(b));
+    if va < vb {
+        Ok(())
+    } else {
+        Err(ParamError::Constraint {
+            constraint: format!("{a} < {b}"),
+            detail: format!("{a}={va} is not below {b}={vb}; choose a smaller {a} or a larger {b}"),
+        })
+    }
+}
 
 /// The built-in called `name` (case-insensitive).
 pub fn find(name: &str) -> Result<&'static Builtin, StrategyError> {
@@ -131,6 +238,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn parameter_constraints_are_checked_on_build() {
+        for (name, pairs, constraint) in [
+            ("ema_cross", &["fast=30", "slow=20"][..], "fast < slow"),
+            ("ema_cross", &["fast=20", "slow=20"][..], "fast < slow"),
+            ("macd", &["fast=26", "slow=12"][..], "fast < slow"),
+            ("rsi_reversion", &["lower=70", "upper=30"][..], "lower < upper"),
+        ] {
+            let given = Params::parse_pairs(pairs).unwrap();
+            let e = build(name, &given).err().expect("constraint refused");
+            match &e {
+                StrategyError::Params {
+                    source: ParamError::Constraint { constraint: c, .. },
+                    ..
+                } => assert_eq!(c, constraint, "{name}"),
+                other => panic!("{name}: {other}"),
+            }
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        // The defaults satisfy them, and sma_cross (backtesting.py's) takes any pair.
+        let given = Params::parse_pairs(&["fast=30", "slow=20"]).unwrap();
+        assert!(build("sma_cross", &given).is_ok());
+    }
+
+    #[test]
+    fn every_builtin_is_listed_with_its_parameters() {
+        let names: Vec<&str> = builtins().iter().map(|b| b.name).collect();
+        assert_eq!(
+            names,
+            [
+                "sma_cross",
+                "ema_cross",
+                "rsi_reversion",
+                "bollinger_reversion",
+                "macd",
+                "donchian_breakout"
+            ]
+        );
+        let given = Params::parse_pairs(&["stop_loss_pct=2", "take_profit_pct=4", "short=0"]).unwrap();
+        for name in ["rsi_reversion", "bollinger_reversion", "donchian_breakout"] {
+            build(name, &given).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let e = build("donchian_breakout", &Params::parse_pairs(&["short=2"]).unwrap())
+            .err()
+            .expect("short=2 refused");
+        assert!(e.to_string().contains("'short'"), "{e}");
     }
 
     #[test]
