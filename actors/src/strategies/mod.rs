@@ -9,6 +9,7 @@
 //! - [`params`]: parameters declared with a type and a range, given as `k=v`.
 //! - [`builtin`]: the built-in strategies and the registry that builds them by name.
 //! - [`indicators`]: the technical indicators, defined as TA-Lib defines them.
+//! - [`spec`]: the declarative strategy format a model writes, its validation and compilation.
 //!
 //! Owns: indicator arithmetic and strategy decision logic.
 //! Never does: talk to a venue, touch the ledger, or size orders in money — an indicator is a
@@ -19,6 +20,7 @@ pub mod api;
 pub mod builtin;
 pub mod indicators;
 pub mod params;
+pub mod spec;
 
 pub use api::{Action, Actions, Bar, FillView, OrderIntent, PositionView, Side, Size, Strategy};
 pub use builtin::{builtins, Builtin, StrategyError};

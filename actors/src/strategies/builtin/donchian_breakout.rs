@@ -15,7 +15,7 @@ use crate::strategies::api::{Actions, Bar, PositionView, Size, Strategy};
 use crate::strategies::indicators::{Band, Donchian, IndicatorError};
 use crate::strategies::params::ParamSpec;
 
-use super::rules::{Protection, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{SameSide, Protection, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 5] = [
     ParamSpec::int("entry", 1, 1000, 20, "entry channel length, in bars before the current one"),
@@ -78,6 +78,7 @@ impl Strategy for DonchianBreakout {
             };
             let p = self.protection;
             signals.apply(
+                SameSide::Hold,
                 position,
                 close,
                 Size::ALL,

@@ -2,12 +2,14 @@
 //! crosses strictly above the slow one (below on the previous bar, above on this one), close
 //! any short and buy; on the reverse cross, close any long and sell. EMAs are TA-Lib's
 //! (SMA-seeded), so the first cross can happen once both have two values: bar `slow + 1`.
+//! As in `SmaCross`, a cross to the side already held (the averages touched and parted the
+//! same way again) closes the position and opens a new one.
 
 use crate::strategies::api::{Actions, Bar, PositionView, Size, Strategy};
 use crate::strategies::indicators::{Ema, IndicatorError};
 use crate::strategies::params::ParamSpec;
 
-use super::rules::{crossover_signals, Protection, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{SameSide, crossover_signals, Protection, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 4] = [
     ParamSpec::int("fast", 1, 1000, 12, "fast EMA period, in bars"),
@@ -54,6 +56,7 @@ impl Strategy for EmaCross {
         if let Some(prev) = self.prev {
             let p = self.protection;
             crossover_signals(prev, (fast, slow)).apply(
+                SameSide::Reopen,
                 position,
                 bar.close,
                 Size::ALL,

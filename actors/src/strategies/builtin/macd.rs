@@ -1,13 +1,14 @@
 //! MACD signal-line crossover (TA-Lib `MACD`), `sma_cross`'s rule on the MACD and signal
 //! lines: on the bar MACD crosses strictly above its signal line, close any short and buy;
 //! on the reverse cross, close any long and sell. The first decision needs two MACD values:
-//! bar `slow + signal`.
+//! bar `slow + signal`. As in `SmaCross`, a cross to the side already held (the lines touched
+//! and parted the same way again) closes the position and opens a new one.
 
 use crate::strategies::api::{Actions, Bar, PositionView, Size, Strategy};
 use crate::strategies::indicators::{IndicatorError, Macd};
 use crate::strategies::params::ParamSpec;
 
-use super::rules::{crossover_signals, Protection, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{SameSide, crossover_signals, Protection, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 5] = [
     ParamSpec::int("fast", 1, 1000, 12, "fast EMA period, in bars"),
@@ -58,6 +59,7 @@ impl Strategy for MacdCross {
         if let Some(prev) = self.prev {
             let p = self.protection;
             crossover_signals(prev, now).apply(
+                SameSide::Reopen,
                 position,
                 bar.close,
                 Size::ALL,

@@ -25,7 +25,7 @@ pub use donchian_breakout::DonchianBreakout;
 pub use ema_cross::EmaCross;
 pub use macd::MacdCross;
 pub use rsi_reversion::RsiReversion;
-pub use rules::{Protection, Signals};
+pub use rules::{Protection, SameSide, Signals};
 pub use sma_cross::SmaCross;
 
 use super::api::Strategy;

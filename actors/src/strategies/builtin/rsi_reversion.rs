@@ -15,7 +15,7 @@ use crate::strategies::indicators::{IndicatorError, Rsi};
 use crate::strategies::params::ParamSpec;
 
 use super::crossed_above;
-use super::rules::{Protection, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{SameSide, Protection, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 6] = [
     ParamSpec::int("period", 1, 1000, 14, "RSI period, in bars"),
@@ -81,6 +81,7 @@ impl Strategy for RsiReversion {
             };
             let p = self.protection;
             signals.apply(
+                SameSide::Hold,
                 position,
                 bar.close,
                 Size::ALL,

@@ -4,12 +4,15 @@
 //! turn them into actions the same way, so "exit", "flip" and "no pyramiding" mean one thing
 //! across strategies:
 //! 1. exits first: a long whose exit signal fires is closed, likewise a short;
-//! 2. then entries: a long entry when not already long pushes `ClosePosition` (a no-op when
-//!    flat, the close of a short otherwise) and a buy with all equity; a short entry likewise
-//!    with a sell. This is backtesting.py's `self.position.close(); self.buy()` idiom, so a
-//!    rule written that way elsewhere gives the same actions. At most one `ClosePosition` is
-//!    pushed per bar;
-//! 3. if both entries fire on the same bar the signal is ambiguous and neither is taken.
+//! 2. then entries: a long entry pushes `ClosePosition` (a no-op when flat, the close of a
+//!    short otherwise) and a buy; a short entry likewise with a sell. This is backtesting.py's
+//!    `self.position.close(); self.buy()` idiom, so a rule written that way elsewhere gives
+//!    the same actions. At most one `ClosePosition` is pushed per bar;
+//! 3. an entry on the side already held is skipped ([`SameSide::Hold`], no pyramiding) or,
+//!    for the crossover rules that copy backtesting.py's `SmaCross`, closes and re-opens the
+//!    position ([`SameSide::Reopen`]: after the averages touch and part the same way again,
+//!    `SmaCross` does exactly that);
+//! 4. if both entries fire on the same bar the signal is ambiguous and neither is taken.
 //!
 //! Owns: that translation and the stop/take-profit prices. Never: indicator arithmetic.
 
@@ -75,11 +78,21 @@ pub struct Signals {
     pub exit_short: bool,
 }
 
+/// What an entry on the side already held does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSide {
+    /// Nothing: the position is kept as it is.
+    Hold,
+    /// Close it and open a new one (backtesting.py's `position.close(); buy()` when long).
+    Reopen,
+}
+
 impl Signals {
     /// Pushes the actions for this bar (see the module docs for the order), each entry with
     /// `size` and the stop / take-profit prices `protect` gives.
     pub fn apply(
         self,
+        same_side: SameSide,
         position: &PositionView,
         close: f64,
         size: Size,
@@ -99,9 +112,10 @@ impl Signals {
             closed = true;
             side = 0;
         }
+        let reopen = same_side == SameSide::Reopen;
         let entry = match (self.enter_long, self.enter_short) {
-            (true, false) if side <= 0 => Some(Side::Buy),
-            (false, true) if side >= 0 => Some(Side::Sell),
+            (true, false) if side <= 0 || reopen => Some(Side::Buy),
+            (false, true) if side >= 0 || reopen => Some(Side::Sell),
             _ => None,
         };
         if let Some(entry) = entry {
@@ -159,7 +173,7 @@ mod tests {
             enter_short: true,
             ..Default::default()
         }
-        .apply(&long(), 10.0, Size::ALL, none, &mut a);
+        .apply(SameSide::Hold, &long(), 10.0, Size::ALL, none, &mut a);
         assert_eq!(a.as_slice().len(), 2);
         assert_eq!(a.as_slice()[0], Action::ClosePosition);
         assert!(matches!(a.as_slice()[1], Action::Order(o) if o.side == Side::Sell));
@@ -169,22 +183,31 @@ mod tests {
             enter_long: true,
             ..Default::default()
         }
-        .apply(&long(), 10.0, Size::ALL, none, &mut a);
+        .apply(SameSide::Hold, &long(), 10.0, Size::ALL, none, &mut a);
         assert!(a.is_empty());
+        // Unless the rule re-opens: close, then buy again.
+        Signals {
+            enter_long: true,
+            ..Default::default()
+        }
+        .apply(SameSide::Reopen, &long(), 10.0, Size::ALL, none, &mut a);
+        assert_eq!(a.as_slice().len(), 2);
+        assert_eq!(a.as_slice()[0], Action::ClosePosition);
+        a.clear();
         // Both entries: ambiguous, nothing.
         Signals {
             enter_long: true,
             enter_short: true,
             ..Default::default()
         }
-        .apply(&PositionView::FLAT, 10.0, Size::ALL, none, &mut a);
+        .apply(SameSide::Hold, &PositionView::FLAT, 10.0, Size::ALL, none, &mut a);
         assert!(a.is_empty());
         // Exit of a side we do not hold: nothing.
         Signals {
             exit_short: true,
             ..Default::default()
         }
-        .apply(&long(), 10.0, Size::ALL, none, &mut a);
+        .apply(SameSide::Hold, &long(), 10.0, Size::ALL, none, &mut a);
         assert!(a.is_empty());
     }
 }
