@@ -10,6 +10,7 @@
 //! - [`builtin`]: the built-in strategies and the registry that builds them by name.
 //! - [`indicators`]: the technical indicators, defined as TA-Lib defines them.
 //! - [`spec`]: the declarative strategy format a model writes, its validation and compilation.
+//! - [`library`]: every research → backtest attempt with its provenance, in sled.
 //!
 //! Owns: indicator arithmetic and strategy decision logic.
 //! Never does: talk to a venue, touch the ledger, or size orders in money — an indicator is a
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod builtin;
 pub mod indicators;
+pub mod library;
 pub mod params;
 pub mod spec;
 
