@@ -51,11 +51,15 @@ const NAME_MAX: usize = 64;
 pub enum LibraryError {
     #[error("strategy library: {0}")]
     Store(#[from] StoreError),
-    #[error("no strategy named or with id '{0}' in the library; `orrery strategies list` shows them")]
+    #[error(
+        "no strategy named or with id '{0}' in the library; `orrery strategies list` shows them"
+    )]
     NotFound(String),
     #[error("strategy name {name:?} is not usable: {reason}")]
     BadName { name: String, reason: String },
-    #[error("strategy '{name}' is rejected ({reasons}); set it back to candidate before promoting it")]
+    #[error(
+        "strategy '{name}' is rejected ({reasons}); set it back to candidate before promoting it"
+    )]
     Rejected { name: String, reasons: String },
     #[error("the names index maps '{name}' to id '{id}', which has no record; the library is inconsistent (was the data dir edited?)")]
     DanglingName { name: String, id: String },
@@ -512,7 +516,15 @@ fn check_name(name: &str) -> Result<(), LibraryError> {
 
 /// Query parameter names whose values are credentials.
 const SECRET_PARAMS: [&str; 9] = [
-    "key", "token", "secret", "signature", "sig", "password", "passwd", "auth", "credential",
+    "key",
+    "token",
+    "secret",
+    "signature",
+    "sig",
+    "password",
+    "passwd",
+    "auth",
+    "credential",
 ];
 
 fn redact_source(source: ResearchSource) -> ResearchSource {
@@ -642,7 +654,10 @@ mod tests {
         assert_eq!(got.id, second.id);
         assert_eq!(got.backtests.len(), 1);
         assert_eq!(got.backtests[0].summary.num_trades, 14);
-        assert_eq!(got.backtests[0].out_of_sample.unwrap().return_pct, Some(3.0));
+        assert_eq!(
+            got.backtests[0].out_of_sample.unwrap().return_pct,
+            Some(3.0)
+        );
         assert_eq!(got.name, "rsi_dip-v2");
         assert_eq!(got.status, StrategyStatus::Candidate);
         assert_eq!(lib.get(&first.id).unwrap().unwrap().name, "rsi_dip");
@@ -690,19 +705,28 @@ mod tests {
             .record_promotion("macd_trend", "hyperliquid", "operator")
             .unwrap();
         assert_eq!(r.promotions.len(), 2);
-        assert_eq!(
-            lib.list(Some(StrategyStatus::Promoted)).unwrap().len(),
-            1
-        );
+        assert_eq!(lib.list(Some(StrategyStatus::Promoted)).unwrap().len(), 1);
 
         lib.put(attempt("bad_idea")).unwrap();
-        lib.set_status("bad_idea", StrategyStatus::Rejected, vec!["0 trades".into()], "rbi")
-            .unwrap();
-        let e = lib.record_promotion("bad_idea", "paper", "operator").unwrap_err();
-        assert!(matches!(e, LibraryError::Rejected { .. }) && e.to_string().contains("0 trades"), "{e}");
+        lib.set_status(
+            "bad_idea",
+            StrategyStatus::Rejected,
+            vec!["0 trades".into()],
+            "rbi",
+        )
+        .unwrap();
+        let e = lib
+            .record_promotion("bad_idea", "paper", "operator")
+            .unwrap_err();
+        assert!(
+            matches!(e, LibraryError::Rejected { .. }) && e.to_string().contains("0 trades"),
+            "{e}"
+        );
         assert!(lib.get("bad_idea").unwrap().unwrap().promotions.is_empty());
 
-        let e = lib.record_promotion("nope", "paper", "operator").unwrap_err();
+        let e = lib
+            .record_promotion("nope", "paper", "operator")
+            .unwrap_err();
         assert!(matches!(e, LibraryError::NotFound(_)), "{e}");
         let e = lib.put(attempt("Has Spaces")).unwrap_err();
         assert!(matches!(e, LibraryError::BadName { .. }), "{e}");
@@ -724,14 +748,20 @@ mod tests {
         assert_eq!(url, "https://example.com/paper?id=7&api_key=***&Token=***");
         // And what is on disk is the redacted form.
         let raw = serde_json::to_string(&lib.get_by_id(&r.id).unwrap().unwrap()).unwrap();
-        assert!(!raw.contains("hunter2") && !raw.contains("sk-live-123"), "{raw}");
+        assert!(
+            !raw.contains("hunter2") && !raw.contains("sk-live-123"),
+            "{raw}"
+        );
         // An update cannot put it back.
         let r = lib
             .update("from_web", |r| {
                 r.source = ResearchSource::Url("https://a:b@x.org/?secret=s3".into())
             })
             .unwrap();
-        assert_eq!(r.source, ResearchSource::Url("https://x.org/?secret=***".into()));
+        assert_eq!(
+            r.source,
+            ResearchSource::Url("https://x.org/?secret=***".into())
+        );
         assert_eq!(redact_url("not a url?token=x"), "not a url");
     }
 

@@ -13,7 +13,7 @@ use crate::strategies::api::{Actions, Bar, PositionView, Size, Strategy};
 use crate::strategies::indicators::{Band, Bollinger, IndicatorError};
 use crate::strategies::params::ParamSpec;
 
-use super::rules::{SameSide, Protection, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{Protection, SameSide, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 5] = [
     ParamSpec::int("period", 2, 1000, 20, "band period, in bars"),

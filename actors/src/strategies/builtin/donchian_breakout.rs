@@ -15,11 +15,23 @@ use crate::strategies::api::{Actions, Bar, PositionView, Size, Strategy};
 use crate::strategies::indicators::{Band, Donchian, IndicatorError};
 use crate::strategies::params::ParamSpec;
 
-use super::rules::{SameSide, Protection, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{Protection, SameSide, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 5] = [
-    ParamSpec::int("entry", 1, 1000, 20, "entry channel length, in bars before the current one"),
-    ParamSpec::int("exit", 1, 1000, 10, "exit channel length, in bars before the current one"),
+    ParamSpec::int(
+        "entry",
+        1,
+        1000,
+        20,
+        "entry channel length, in bars before the current one",
+    ),
+    ParamSpec::int(
+        "exit",
+        1,
+        1000,
+        10,
+        "exit channel length, in bars before the current one",
+    ),
     SHORT,
     STOP_LOSS,
     TAKE_PROFIT,
@@ -117,7 +129,11 @@ mod tests {
         assert_eq!(s.warmup_bars(), 3);
         assert_eq!(
             run_codes(&mut s, &bars),
-            vec![(3, "CB".to_string()), (4, "C".to_string()), (5, "CS".to_string())]
+            vec![
+                (3, "CB".to_string()),
+                (4, "C".to_string()),
+                (5, "CS".to_string())
+            ]
         );
         let mut long_only = DonchianBreakout::new(2, 1, false, Protection::default()).unwrap();
         assert_eq!(

@@ -8,7 +8,7 @@ use crate::strategies::api::{Actions, Bar, PositionView, Size, Strategy};
 use crate::strategies::indicators::{IndicatorError, Macd};
 use crate::strategies::params::ParamSpec;
 
-use super::rules::{SameSide, crossover_signals, Protection, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{crossover_signals, Protection, SameSide, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 5] = [
     ParamSpec::int("fast", 1, 1000, 12, "fast EMA period, in bars"),

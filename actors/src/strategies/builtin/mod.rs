@@ -246,7 +246,11 @@ mod tests {
             ("ema_cross", &["fast=30", "slow=20"][..], "fast < slow"),
             ("ema_cross", &["fast=20", "slow=20"][..], "fast < slow"),
             ("macd", &["fast=26", "slow=12"][..], "fast < slow"),
-            ("rsi_reversion", &["lower=70", "upper=30"][..], "lower < upper"),
+            (
+                "rsi_reversion",
+                &["lower=70", "upper=30"][..],
+                "lower < upper",
+            ),
         ] {
             let given = Params::parse_pairs(pairs).unwrap();
             let e = build(name, &given).err().expect("constraint refused");
@@ -278,19 +282,25 @@ mod tests {
                 "donchian_breakout"
             ]
         );
-        let given = Params::parse_pairs(&["stop_loss_pct=2", "take_profit_pct=4", "short=0"]).unwrap();
+        let given =
+            Params::parse_pairs(&["stop_loss_pct=2", "take_profit_pct=4", "short=0"]).unwrap();
         for name in ["rsi_reversion", "bollinger_reversion", "donchian_breakout"] {
             build(name, &given).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
-        let e = build("donchian_breakout", &Params::parse_pairs(&["short=2"]).unwrap())
-            .err()
-            .expect("short=2 refused");
+        let e = build(
+            "donchian_breakout",
+            &Params::parse_pairs(&["short=2"]).unwrap(),
+        )
+        .err()
+        .expect("short=2 refused");
         assert!(e.to_string().contains("'short'"), "{e}");
     }
 
     #[test]
     fn unknown_names_and_params_are_refused_by_name() {
-        let e = build("sma_crossx", &BTreeMap::new()).err().expect("unknown name refused");
+        let e = build("sma_crossx", &BTreeMap::new())
+            .err()
+            .expect("unknown name refused");
         assert!(e.to_string().contains("sma_cross"), "{e}");
         let given = Params::parse_pairs(&["fast=0"]).unwrap();
         let e = build("SMA_CROSS", &given).err().expect("fast=0 refused");

@@ -15,7 +15,7 @@ use crate::strategies::indicators::{IndicatorError, Rsi};
 use crate::strategies::params::ParamSpec;
 
 use super::crossed_above;
-use super::rules::{SameSide, Protection, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
+use super::rules::{Protection, SameSide, Signals, SHORT, STOP_LOSS, TAKE_PROFIT};
 
 pub(super) const PARAMS: [ParamSpec; 6] = [
     ParamSpec::int("period", 1, 1000, 14, "RSI period, in bars"),
@@ -130,9 +130,16 @@ mod tests {
         // held before the bar).
         assert_eq!(
             run_codes(&mut s, &bars),
-            vec![(3, "CS".to_string()), (4, "C".to_string()), (5, "CB".to_string())]
+            vec![
+                (3, "CS".to_string()),
+                (4, "C".to_string()),
+                (5, "CB".to_string())
+            ]
         );
         let mut long_only = RsiReversion::new(2, 30.0, 70.0, false, Protection::default()).unwrap();
-        assert_eq!(run_codes(&mut long_only, &bars), vec![(5, "CB".to_string())]);
+        assert_eq!(
+            run_codes(&mut long_only, &bars),
+            vec![(5, "CB".to_string())]
+        );
     }
 }

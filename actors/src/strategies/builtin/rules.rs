@@ -36,8 +36,13 @@ pub(super) const TAKE_PROFIT: ParamSpec = ParamSpec::float(
     "take-profit distance in percent of the signal bar's close (0 = none)",
 );
 /// `short`: whether the symmetric short rule trades (1) or only longs do (0).
-pub(super) const SHORT: ParamSpec =
-    ParamSpec::int("short", 0, 1, 1, "1: also trade the symmetric short rule; 0: long only");
+pub(super) const SHORT: ParamSpec = ParamSpec::int(
+    "short",
+    0,
+    1,
+    1,
+    "1: also trade the symmetric short rule; 0: long only",
+);
 
 /// Protective exits attached to every entry, as percentages of the signal bar's close (the
 /// entry price is not known when the strategy decides: it fills at the next open by default).
@@ -62,10 +67,7 @@ impl Protection {
         let at = |pct: f64, sign: f64| (pct > 0.0).then(|| close * (1.0 + sign * pct / 100.0));
         // A long's stop is below the close (sign -1) and its target above; a short mirrors.
         let s = side.sign();
-        (
-            at(self.stop_loss_pct, -s),
-            at(self.take_profit_pct, s),
-        )
+        (at(self.stop_loss_pct, -s), at(self.take_profit_pct, s))
     }
 }
 
@@ -200,7 +202,14 @@ mod tests {
             enter_short: true,
             ..Default::default()
         }
-        .apply(SameSide::Hold, &PositionView::FLAT, 10.0, Size::ALL, none, &mut a);
+        .apply(
+            SameSide::Hold,
+            &PositionView::FLAT,
+            10.0,
+            Size::ALL,
+            none,
+            &mut a,
+        );
         assert!(a.is_empty());
         // Exit of a side we do not hold: nothing.
         Signals {

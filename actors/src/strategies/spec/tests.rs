@@ -125,10 +125,16 @@ fn all_needs_every_condition_and_any_one() {
     };
     // bar 1: close only; bar 2: both.
     let bars_all = [bar(1.0, 9.0), bar(11.0, 9.0), bar(11.0, 1.0)];
-    assert_eq!(run_codes(&mut compile(&all), &bars_all), vec![(2, "CB".into())]);
+    assert_eq!(
+        run_codes(&mut compile(&all), &bars_all),
+        vec![(2, "CB".into())]
+    );
     // bar 1: volume only.
     let bars_any = [bar(1.0, 9.0), bar(1.0, 1.0)];
-    assert_eq!(run_codes(&mut compile(&any), &bars_any), vec![(1, "CB".into())]);
+    assert_eq!(
+        run_codes(&mut compile(&any), &bars_any),
+        vec![(1, "CB".into())]
+    );
 }
 
 #[test]
@@ -160,14 +166,17 @@ fn donchian_is_the_channel_before_the_current_bar() {
     let bars = [
         hlc(10.0, 8.0, 9.0),
         hlc(11.0, 9.0, 10.0),
-        hlc(12.0, 10.0, 11.0),  // prior high 11: not above
-        hlc(13.0, 11.0, 12.5),  // prior high 12: breakout
-        hlc(12.0, 10.0, 10.5),  // prior low 10 (bars 2, 3): not below
-        hlc(10.0, 8.5, 9.5),    // prior low 10: exit
+        hlc(12.0, 10.0, 11.0), // prior high 11: not above
+        hlc(13.0, 11.0, 12.5), // prior high 12: breakout
+        hlc(12.0, 10.0, 10.5), // prior low 10 (bars 2, 3): not below
+        hlc(10.0, 8.5, 9.5),   // prior low 10: exit
     ];
     let mut s = compile(json);
     assert_eq!(s.warmup_bars(), 4);
-    assert_eq!(run_codes(&mut s, &bars), vec![(3, "CB".into()), (5, "C".into())]);
+    assert_eq!(
+        run_codes(&mut s, &bars),
+        vec![(3, "CB".into()), (5, "C".into())]
+    );
 }
 
 fn first_order(s: &mut SpecStrategy, bars: &[Bar]) -> crate::strategies::api::OrderIntent {
@@ -201,7 +210,11 @@ fn stops_and_targets_in_percent_and_atr_multiples() {
     assert_eq!(compile(atr).warmup_bars(), 3);
     // ATR(1) on bar 1 is 0 (a flat bar), on bar 2 the range 12-8 = 4: the signal bar's ATR
     // prices the exits (the short enters at bar 2, the first decision).
-    let bars2 = [hlc(10.0, 10.0, 10.0), hlc(10.0, 10.0, 10.0), hlc(12.0, 8.0, 10.0)];
+    let bars2 = [
+        hlc(10.0, 10.0, 10.0),
+        hlc(10.0, 10.0, 10.0),
+        hlc(12.0, 8.0, 10.0),
+    ];
     let o = first_order(&mut compile(atr), &bars2);
     assert_eq!((o.side, o.size), (Side::Sell, Size::Equity(0.25)));
     assert!((o.stop_loss.unwrap() - 16.0).abs() < 1e-9, "{o:?}");
@@ -284,32 +297,75 @@ fn structural_problems_are_sentences_too() {
     let p = problems("[1, 2]");
     assert_eq!(p[0].to_string(), "/: must be a JSON object, got an array");
     let got = messages(&problems(r#"{"indicators": 3}"#));
-    assert!(got.contains(&"/name: required field is missing".to_string()), "{got:?}");
-    assert!(got.iter().any(|g| g.starts_with("/indicators: must be an object")), "{got:?}");
+    assert!(
+        got.contains(&"/name: required field is missing".to_string()),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("/indicators: must be an object")),
+        "{got:?}"
+    );
     let got = messages(&problems(r#"{"name": "x", "indicators": {}}"#));
-    assert!(got.iter().any(|g| g.contains("needs \"long\" and/or \"short\"")), "{got:?}");
+    assert!(
+        got.iter()
+            .any(|g| g.contains("needs \"long\" and/or \"short\"")),
+        "{got:?}"
+    );
     let got = messages(&problems(
         r#"{"name": "x", "indicators": {"a": {"sma": {"period": 2}, "ema": {"period": 3}}},
             "long": {"entry": {">": ["a", 1], "<": ["a", 2]}}, "short": {"entry": {">": ["a"]}}}"#,
     ));
-    assert!(got.iter().any(|g| g.starts_with("/indicators/a: must be an object with exactly one indicator kind")), "{got:?}");
-    assert!(got.iter().any(|g| g.starts_with("/long/entry: a condition is an object with exactly one key")), "{got:?}");
-    assert!(got.iter().any(|g| g.starts_with("/short/entry/>: must be a list of exactly two operands")), "{got:?}");
+    assert!(
+        got.iter()
+            .any(|g| g
+                .starts_with("/indicators/a: must be an object with exactly one indicator kind")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("/long/entry: a condition is an object with exactly one key")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("/short/entry/>: must be a list of exactly two operands")),
+        "{got:?}"
+    );
     let got = messages(&problems(
         r#"{"name": "x", "indicators": {"a": {"sma": {"period": "ten"}}}, "long": {"entry": {">": ["a", 1]}}}"#,
     ));
-    assert!(got.iter().any(|g| g.starts_with("/indicators/a/sma/period: invalid type: string \"ten\"")), "{got:?}");
-    assert_eq!(got.len(), 1, "a reference to an indicator whose params did not parse is not reported: {got:?}");
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("/indicators/a/sma/period: invalid type: string \"ten\"")),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.len(),
+        1,
+        "a reference to an indicator whose params did not parse is not reported: {got:?}"
+    );
     let got = messages(&problems(
         r#"{"name": "x", "indicators": {}, "long": {"entry": {">": ["close", 1]}}, "stop_loss": {"atr": {"indicator": "atr", "multiple": 2}}}"#,
     ));
-    assert!(got.iter().any(|g| g.starts_with("/stop_loss/atr/indicator: no indicator named 'atr'; define one")), "{got:?}");
+    assert!(
+        got.iter().any(
+            |g| g.starts_with("/stop_loss/atr/indicator: no indicator named 'atr'; define one")
+        ),
+        "{got:?}"
+    );
 }
 
 #[test]
 fn compile_refuses_an_unchecked_invalid_spec() {
     let mut spec = validate(&sma_cross_spec(2, 3)).unwrap();
-    spec.indicators.insert("z".into(), IndicatorSpec::Sma { period: -1, source: PriceField::Close });
+    spec.indicators.insert(
+        "z".into(),
+        IndicatorSpec::Sma {
+            period: -1,
+            source: PriceField::Close,
+        },
+    );
     let e = spec.compile().unwrap_err();
     assert!(e.to_string().contains("/indicators/z/sma/period"), "{e}");
 }
@@ -319,6 +375,11 @@ fn warmup_is_the_longest_indicator_plus_one() {
     let spec = validate(EXAMPLE).unwrap();
     // bollinger 20, sma 30, rsi 15, atr 15: 30 + 1.
     assert_eq!(spec.warmup_bars(), 31);
-    let macd = IndicatorSpec::Macd { fast: 12, slow: 26, signal: 9, source: PriceField::Close };
+    let macd = IndicatorSpec::Macd {
+        fast: 12,
+        slow: 26,
+        signal: 9,
+        source: PriceField::Close,
+    };
     assert_eq!(macd.warmup_bars(), 34);
 }

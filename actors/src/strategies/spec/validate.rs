@@ -271,9 +271,7 @@ fn check_spec_name(name: &str, out: &mut Vec<Problem>) {
     if !ok {
         out.push(Problem::new(
             "/name",
-            format!(
-                "must be 1 to {NAME_MAX} characters of a-z, 0-9, '_' or '-', got {name:?}"
-            ),
+            format!("must be 1 to {NAME_MAX} characters of a-z, 0-9, '_' or '-', got {name:?}"),
         ));
     }
 }
@@ -381,7 +379,10 @@ impl Refs<'_> {
         let name = match op {
             Operand::Number(n) => {
                 if !n.is_finite() {
-                    out.push(Problem::new(path, format!("must be a finite number, got {n}")));
+                    out.push(Problem::new(
+                        path,
+                        format!("must be a finite number, got {n}"),
+                    ));
                 }
                 return;
             }
@@ -502,7 +503,10 @@ fn required<T: DeserializeOwned>(
 ) -> Option<T> {
     match top.get(field) {
         None => {
-            problems.push(Problem::new(format!("/{field}"), "required field is missing"));
+            problems.push(Problem::new(
+                format!("/{field}"),
+                "required field is missing",
+            ));
             None
         }
         Some(v) => parse_at(&format!("/{field}"), v)
