@@ -264,15 +264,15 @@ fn every_problem_is_reported_with_its_path() {
         "/indicators/close: instance name \"close\" is a price field",
         "/indicators/x/ema/lenght: unknown field `lenght`",
         "/long/entry/all/0/crosses_above/1: 'slwo' is neither a defined indicator nor a price field; defined indicators: bb, close, fast, m, st, x",
-        "/long/entry/all/1/>/0: 'bb' is a bollinger with several outputs; write one of: bb.upper, bb.middle, bb.lower",
+        "/long/entry/all/1/>/0: 'bb' (bollinger) has several outputs; write one of: bb.upper, bb.middle, bb.lower",
         "/long/entry/all/2/<: compares two numbers",
         "/long/entry/all/3/>=: unknown condition '>='; known conditions: >, <, crosses_above, crosses_below, all, any",
         "/long/exit/any: needs at least one condition",
         "/short/when: unknown field; allowed fields: entry, exit",
         "/short/entry/>/0: 'm' (macd) has no output 'hist'; its outputs: macd, signal, histogram",
-        "/short/entry/>/1: 'fast' is a sma with a single value and no output 'value'; write \"fast\"",
+        "/short/entry/>/1: 'fast' (sma) has a single value and no output 'value'; write \"fast\"",
         "/sizing/equity: must be a fraction of equity with 0 < equity <= 1",
-        "/stop_loss/atr/indicator: 'fast' is a sma instance, not an atr; define one under \"indicators\"",
+        "/stop_loss/atr/indicator: 'fast' (sma) is not an atr instance; define one under \"indicators\"",
         "/stop_loss/atr/multiple: must be between 0 (exclusive) and 100, got 0",
         "/take_profit/pct: must be a percent of the close with 0 < pct <= 1000, got -1",
     ];
@@ -354,6 +354,37 @@ fn structural_problems_are_sentences_too() {
         ),
         "{got:?}"
     );
+}
+
+#[test]
+fn the_remaining_range_and_name_checks() {
+    let got = messages(&problems(
+        r#"{"name": "r", "indicators": {"b": {"bollinger": {"period": 1}}, "9x": {"sma": {"period": 1001}},
+              "m": {"macd": {"fast": 0, "signal": 2000}}, "a": {"atr": {"period": 5}}},
+            "long": {"entry": {"crosses_above": ["close", "a.value"]}},
+            "sizing": {"units": -1},
+            "stop_loss": {"pct": 100},
+            "take_profit": {"atr": {"indicator": "b", "multiple": 1}}}"#,
+    ));
+    let expect = [
+        "/indicators/b/bollinger/period: must be between 2 and 1000, got 1",
+        "/indicators/9x/sma/period: must be between 1 and 1000, got 1001",
+        "/indicators/9x: instance name \"9x\" must start with a letter",
+        "/indicators/m/macd/fast: must be between 1 and 1000, got 0",
+        "/indicators/m/macd/signal: must be between 1 and 1000, got 2000",
+        "/long/entry/crosses_above/1: 'a' (atr) has a single value and no output 'value'",
+        "/sizing/units: must be a quantity greater than 0, got -1",
+        "/stop_loss/pct: must be a percent of the close with 0 < pct < 100, got 100",
+        "/take_profit/atr/indicator: 'b' (bollinger) is not an atr instance; atr instances: a",
+    ];
+    for e in expect {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in\n{}",
+            got.join("\n")
+        );
+    }
+    assert_eq!(got.len(), expect.len(), "{got:#?}");
 }
 
 #[test]

@@ -222,7 +222,7 @@ fn check_with(
                     Some(other) => out.push(Problem::new(
                         format!("/{field}/atr/indicator"),
                         format!(
-                            "'{indicator}' is a {} instance, not an atr; {}",
+                            "'{indicator}' ({}) is not an atr instance; {}",
                             other.kind(),
                             atr_hint(&spec.indicators)
                         ),
@@ -403,7 +403,7 @@ impl Refs<'_> {
                     (None, false) => out.push(Problem::new(
                         path,
                         format!(
-                            "'{base}' is a {} with several outputs; write one of: {}",
+                            "'{base}' ({}) has several outputs; write one of: {}",
                             ind.kind(),
                             outputs
                                 .iter()
@@ -415,7 +415,7 @@ impl Refs<'_> {
                     (Some(o), true) => out.push(Problem::new(
                         path,
                         format!(
-                            "'{base}' is a {} with a single value and no output '{o}'; write \"{base}\"",
+                            "'{base}' ({}) has a single value and no output '{o}'; write \"{base}\"",
                             ind.kind()
                         ),
                     )),
