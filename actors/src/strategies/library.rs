@@ -258,6 +258,16 @@ pub struct StrategyRecord {
 
 impl Record for StrategyRecord {}
 
+impl StrategyRecord {
+    /// The stored spec, validated again (a library written by an older binary may hold a
+    /// spec this one reads differently); `None` if the attempt never produced one.
+    pub fn spec(&self) -> Option<Result<super::spec::StrategySpec, super::spec::SpecErrors>> {
+        self.spec
+            .as_ref()
+            .map(|v| super::spec::validate(&v.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct NameEntry {
     id: String,
@@ -663,6 +673,9 @@ mod tests {
         assert_eq!(lib.get(&first.id).unwrap().unwrap().name, "rsi_dip");
         assert_eq!(got.exchanges[0].prompt, "research: ...");
         assert_eq!(got.research.sha256.len(), 64);
+        // The stored spec is read back through validation (this one is incomplete).
+        let problems = got.spec().unwrap().unwrap_err();
+        assert!(problems.to_string().contains("/indicators"), "{problems}");
 
         let names = |v: Vec<StrategyRecord>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
         assert_eq!(
@@ -693,6 +706,7 @@ mod tests {
             .record_promotion("macd_trend", "paper", "operator")
             .unwrap();
         assert_eq!(r.status, StrategyStatus::Promoted);
+        assert!(r.spec().is_some());
         assert_eq!(
             r.promotions,
             [Promotion {

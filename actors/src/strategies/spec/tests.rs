@@ -291,6 +291,20 @@ fn every_problem_is_reported_with_its_path() {
 }
 
 #[test]
+fn a_markdown_fence_around_the_json_is_ignored() {
+    let fenced = format!("```json\n{}\n```\n", sma_cross_spec(2, 3));
+    assert_eq!(
+        validate(&fenced).unwrap(),
+        validate(&sma_cross_spec(2, 3)).unwrap()
+    );
+    let bare = format!("```\n{}```", sma_cross_spec(2, 3));
+    assert!(validate(&bare).is_ok());
+    // Prose around it is still refused, with the reason.
+    let p = problems(&format!("Here it is: {}", sma_cross_spec(2, 3)));
+    assert!(p[0].message.starts_with("not valid JSON"), "{p:?}");
+}
+
+#[test]
 fn structural_problems_are_sentences_too() {
     let p = problems("buy when the sma crosses");
     assert!(p[0].message.starts_with("not valid JSON"), "{p:?}");
