@@ -9,6 +9,7 @@ mod binance_feeds;
 pub mod commands;
 pub mod config;
 pub mod copy;
+pub mod data;
 pub mod embed;
 pub mod engine;
 pub mod events;
