@@ -29,6 +29,7 @@ pub mod replay;
 pub mod sentiment;
 pub mod signals;
 pub mod status;
+pub mod strategy_agents;
 pub mod summary;
 pub mod symbols;
 pub mod tree;
