@@ -846,7 +846,7 @@ mod tests {
         assert_eq!(
             sized_units(
                 &c,
-                &intent(api::Side::Buy, Size::ALL),
+                &intent(api::Side::Buy, Size::Equity(0.5)),
                 dec!(0),
                 dec!(10000),
                 dec!(100)

@@ -161,15 +161,11 @@ mod tests {
         assert_eq!(long.touched(dec!(109), dec!(96)), None);
         let short = Protection {
             side: Side::Sell,
-            ..long
-        };
-        assert_eq!(short.touched(dec!(96), dec!(94)), None);
-        assert_eq!(short.touched(dec!(96), dec!(90)), None);
-        let short = Protection {
             stop_loss: Some(dec!(110)),
             take_profit: Some(dec!(95)),
-            ..short
+            bar_ms: 0,
         };
+        assert_eq!(short.touched(dec!(109), dec!(96)), None);
         assert_eq!(short.touched(dec!(110), dec!(90)), Some(ExitKind::StopLoss));
         assert_eq!(
             short.touched(dec!(100), dec!(95)),
