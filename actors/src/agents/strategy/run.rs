@@ -136,7 +136,7 @@ pub async fn run_once(
         if i < act_from {
             strategy.on_bar(&bar, &PositionView::FLAT, &mut actions);
             actions.clear();
-            if i >= new_from {
+            if !first_run && i >= new_from {
                 metrics::counter!(names::BARS, "agent" => config.name.clone(), "kind" => "skipped_stale").increment(1);
                 tracing::warn!(agent = %config.name, bar = c.open_time_ms, "strategy bar skipped_stale: closed while the engine was down, beyond catch_up_bars; fed as warm-up, not acted on");
                 cursor.last_fed_ms = Some(c.open_time_ms);
@@ -152,6 +152,7 @@ pub async fn run_once(
         };
         strategy.on_bar(&bar, &view(size, entry), &mut actions);
         let fresh: Vec<Action> = actions.drain().collect();
+        tracing::info!(agent = %config.name, bar = c.open_time_ms, close = %c.close, position = %size, actions = fresh.len(), "strategy bar fed");
         let pending = match cursor.pending.clone() {
             // A bar decided before a crash: its decisions stand (same ids, same orders).
             Some(p) if p.bar_ms == c.open_time_ms => p,
