@@ -195,8 +195,7 @@ fn direct_actions(
     out
 }
 
-async fn start(data: &Path, config: Config, clock: &Arc<ManualClock>) -> EngineHandle {
-    let _ = data;
+async fn start(config: Config, clock: &Arc<ManualClock>) -> EngineHandle {
     let shared: SharedClock = clock.clone();
     Engine::start_with_clock(config, shared).await.unwrap()
 }
@@ -222,7 +221,7 @@ fn the_agent_trades_what_the_strategy_decides_on_the_replayed_bars_across_a_rest
         .map(|(j, _)| j)
         .expect("a signal after the tenth bar");
     actix::System::new().block_on(async {
-        let mut engine = start(&data, config(&data, &replay, "", ""), &clock).await;
+        let mut engine = start(config(&data, &replay, "", ""), &clock).await;
         // The first run warms up on history only.
         run(&engine).await;
         assert!(ledger(&engine).is_empty());
@@ -254,7 +253,7 @@ fn the_agent_trades_what_the_strategy_decides_on_the_replayed_bars_across_a_rest
                 // the signal's.
                 engine.close(Duration::from_secs(60)).await.unwrap();
                 clock.set(ANCHOR + (j + 1) * H + 1000);
-                engine = start(&data, config(&data, &replay, "", ""), &clock).await;
+                engine = start(config(&data, &replay, "", ""), &clock).await;
                 run(&engine).await;
                 continue;
             }
@@ -371,11 +370,11 @@ timeout = "5s"
         "params = { fast = 2, slow = 5 }\napprove_model = \"approver\"\nmodel_timeout = \"5s\"";
     let clock = ManualClock::new(ANCHOR + 30 * 60_000);
     actix::System::new().block_on(async {
-        let engine = start(&data, config(&data, &replay, agent, &models), &clock).await;
+        let engine = start(config(&data, &replay, agent, &models), &clock).await;
         run(&engine).await;
+        // The next bar to close: each step moves the clock past one more bar.
         let mut j = 0;
-        let mut signal_bar = |engine: &EngineHandle| {
-            let _ = engine;
+        let mut next_bar = || {
             j += 1;
             j
         };
@@ -388,7 +387,7 @@ timeout = "5s"
         };
         let mut vetoed = None;
         for _ in 0..24 {
-            let k = signal_bar(&engine);
+            let k = next_bar();
             clock.set(ANCHOR + k * H + 1000);
             run(&engine).await;
             if let Some(r) = first_order(&journal(&engine)) {
@@ -426,7 +425,7 @@ timeout = "5s"
         let seen = journal(&engine).len();
         let mut approved = None;
         for _ in 0..24 {
-            let k = signal_bar(&engine);
+            let k = next_bar();
             clock.set(ANCHOR + k * H + 1000);
             run(&engine).await;
             if let Some(r) = first_order(&journal(&engine)[seen..]) {
@@ -451,7 +450,7 @@ timeout = "5s"
         let orders_before = ledger(&engine).len();
         let mut failed = None;
         for _ in 0..24 {
-            let k = signal_bar(&engine);
+            let k = next_bar();
             clock.set(ANCHOR + k * H + 1000);
             run(&engine).await;
             if let Some(r) = first_order(&journal(&engine)[seen..]) {

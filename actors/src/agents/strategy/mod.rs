@@ -60,6 +60,8 @@
 
 pub mod run;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
