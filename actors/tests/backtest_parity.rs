@@ -37,6 +37,23 @@
 //!             if i % 2 == 0: self.buy(size=0.5, sl=c * 0.98, tp=c * 1.02)
 //!             else: self.sell(size=5, sl=c * 1.02, tp=c * 0.98)
 //!
+//! class Netting(Strategy):
+//!     # Whole-unit orders that partly net each other (first-in first-out) and closes.
+//!     def init(self): pass
+//!     def next(self):
+//!         i = len(self.data) - 1
+//!         if i % 3 == 0: self.buy(size=3)
+//!         elif i % 5 == 0: self.sell(size=4)
+//!         elif i % 7 == 0: self.position.close()
+//!
+//! class AllIn(Strategy):
+//!     # 5x leverage in and out every 10 bars: runs out of money.
+//!     def init(self): pass
+//!     def next(self):
+//!         i = len(self.data) - 1
+//!         if i % 20 == 0: self.buy(size=.9)
+//!         elif i % 20 == 10: self.sell(size=.9)
+//!
 //! CASES = [
 //!     ('SMA_GOOG', Backtest, SmaCross, dict(cash=10_000, commission=.002)),
 //!     ('SMA_GOOG_FINALIZE', Backtest, SmaCross, dict(cash=10_000, commission=.002, finalize_trades=True)),
@@ -46,6 +63,8 @@
 //!     ('SMA_MARGIN', Backtest, SmaCross, dict(cash=10_000, commission=.002, margin=.25)),
 //!     ('SMA_FRACTIONAL', FractionalBacktest, SmaCross, dict(cash=1_000, commission=.002, fractional_unit=1e-6)),
 //!     ('BRACKETS', Backtest, Brackets, dict(cash=10_000, commission=.001, spread=.0005)),
+//!     ('NETTING', Backtest, Netting, dict(cash=10_000, commission=.001)),
+//!     ('ALL_IN_OUT_OF_MONEY', Backtest, AllIn, dict(cash=10_000, commission=.001, margin=.2)),
 //!     ('BRACKETS_ON_CLOSE', Backtest, Brackets, dict(cash=10_000, commission=.001, trade_on_close=True, finalize_trades=True)),
 //! ]
 //! KEYS = ['Start', 'End', 'Duration', 'Exposure Time [%]', 'Equity Final [$]', 'Equity Peak [$]',
@@ -223,8 +242,16 @@ fn check(name: &str, r: &BacktestResult, want: &Expected) {
         &want.last,
     );
     let count = |reason| r.trades.iter().filter(|t| t.exit_reason == reason).count();
-    assert_eq!(count(ExitReason::StopLoss), want.stop_loss_exits, "{name} SL exits");
-    assert_eq!(count(ExitReason::TakeProfit), want.take_profit_exits, "{name} TP exits");
+    assert_eq!(
+        count(ExitReason::StopLoss),
+        want.stop_loss_exits,
+        "{name} SL exits"
+    );
+    assert_eq!(
+        count(ExitReason::TakeProfit),
+        want.take_profit_exits,
+        "{name} TP exits"
+    );
     assert_eq!(r.open_trades.len(), want.open_trades, "{name} open trades");
     let n = r.equity.len();
     for (k, bar) in [0, 500, 1500, n - 1].into_iter().enumerate() {
@@ -273,7 +300,12 @@ fn sma_cross_on_goog_is_backtesting_py_published_result() {
 fn stats_json_has_exactly_the_documented_keys() {
     let r = sma(&goog(), BASE);
     let json = serde_json::to_value(&r.stats).unwrap();
-    let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     keys.sort_unstable();
     let mut want: Vec<&str> = SMA_GOOG.stats.iter().map(|(k, _)| *k).collect();
     want.extend(["start", "end"]);
@@ -314,7 +346,11 @@ fn fill_on_close_is_trade_on_close() {
         finalize_trades: true,
         ..cfg
     };
-    check("SMA_ON_CLOSE_FINALIZE", &sma(&bars, fin), &SMA_ON_CLOSE_FINALIZE);
+    check(
+        "SMA_ON_CLOSE_FINALIZE",
+        &sma(&bars, fin),
+        &SMA_ON_CLOSE_FINALIZE,
+    );
 }
 
 #[test]
@@ -386,6 +422,91 @@ fn stop_loss_and_take_profit_inside_bars() {
     check("BRACKETS_ON_CLOSE", &on_close, &BRACKETS_ON_CLOSE);
 }
 
+/// The script's `Netting` strategy.
+struct Netting {
+    bar: usize,
+}
+
+impl Strategy for Netting {
+    fn name(&self) -> &str {
+        "netting"
+    }
+    fn warmup_bars(&self) -> usize {
+        0
+    }
+    fn on_bar(&mut self, _bar: &Bar, _position: &PositionView, actions: &mut Actions) {
+        let i = self.bar;
+        self.bar += 1;
+        if i % 3 == 0 {
+            actions.order(Side::Buy, Size::Units(3.0), None, None);
+        } else if i % 5 == 0 {
+            actions.order(Side::Sell, Size::Units(4.0), None, None);
+        } else if i % 7 == 0 {
+            actions.close();
+        }
+    }
+}
+
+/// The script's `AllIn` strategy.
+struct AllIn {
+    bar: usize,
+}
+
+impl Strategy for AllIn {
+    fn name(&self) -> &str {
+        "all_in"
+    }
+    fn warmup_bars(&self) -> usize {
+        0
+    }
+    fn on_bar(&mut self, _bar: &Bar, _position: &PositionView, actions: &mut Actions) {
+        let i = self.bar;
+        self.bar += 1;
+        if i % 20 == 0 {
+            actions.order(Side::Buy, Size::Equity(0.9), None, None);
+        } else if i % 20 == 10 {
+            actions.order(Side::Sell, Size::Equity(0.9), None, None);
+        }
+    }
+}
+
+#[test]
+fn netting_closes_trades_first_in_first_out_splitting_the_last() {
+    let r = backtest::run(
+        &goog(),
+        &mut Netting { bar: 0 },
+        &BacktestConfig {
+            commission: 0.001,
+            ..BASE
+        },
+    )
+    .unwrap();
+    // A 4-unit sell against 3-unit longs closes one and splits the next.
+    assert!(r.trades.iter().any(|t| t.size.abs() == 1.0));
+    check("NETTING", &r, &NETTING);
+}
+
+#[test]
+fn out_of_money_stops_the_backtest_at_zero_equity() {
+    let r = backtest::run(
+        &goog(),
+        &mut AllIn { bar: 0 },
+        &BacktestConfig {
+            commission: 0.001,
+            margin: 0.2,
+            ..BASE
+        },
+    )
+    .unwrap();
+    let bar = r.out_of_money_bar.expect("5x leverage runs out of money");
+    assert!(r.equity[bar..].iter().all(|&e| e == 0.0));
+    assert!(r.equity[bar - 1] > 0.0);
+    check("ALL_IN_OUT_OF_MONEY", &r, &ALL_IN_OUT_OF_MONEY);
+    // NaN statistics are JSON nulls.
+    let json = serde_json::to_value(&r.stats).unwrap();
+    assert!(json["sqn"].is_null() && json["kelly_criterion"].is_null());
+}
+
 // ---- Generated by the script above. ----
 
 const SMA_GOOG: Expected = Expected {
@@ -421,12 +542,39 @@ const SMA_GOOG: Expected = Expected {
         ("sqn", Some(1.5843922090024816)),
         ("kelly_criterion", Some(0.20928817404808409)),
     ],
-    first: T { size: -59.0, entry_bar: 63, exit_bar: 75, entry_price: 169.02, exit_price: 179.13, sl: None, tp: None, pnl: -637.571699999999, commission: 41.0817, return_pct: -6.393503727369543 },
-    last: T { size: -69.0, entry_bar: 2059, exit_bar: 2087, entry_price: 705.58, exit_price: 702.24, sl: None, tp: None, pnl: 36.18084000000218, commission: 194.27916000000002, return_pct: 0.07431616542419957 },
+    first: T {
+        size: -59.0,
+        entry_bar: 63,
+        exit_bar: 75,
+        entry_price: 169.02,
+        exit_price: 179.13,
+        sl: None,
+        tp: None,
+        pnl: -637.571699999999,
+        commission: 41.0817,
+        return_pct: -6.393503727369543,
+    },
+    last: T {
+        size: -69.0,
+        entry_bar: 2059,
+        exit_bar: 2087,
+        entry_price: 705.58,
+        exit_price: 702.24,
+        sl: None,
+        tp: None,
+        pnl: 36.18084000000218,
+        commission: 194.27916000000002,
+        return_pct: 0.07431616542419957,
+    },
     stop_loss_exits: 0,
     take_profit_exits: 0,
     open_trades: 1,
-    equity: [10000.0, 11191.400240000006, 47391.90568000005, 56263.51934000004],
+    equity: [
+        10000.0,
+        11191.400240000006,
+        47391.90568000005,
+        56263.51934000004,
+    ],
 };
 const SMA_GOOG_FINALIZE: Expected = Expected {
     start: "2004-08-19T00:00:00Z",
@@ -461,12 +609,39 @@ const SMA_GOOG_FINALIZE: Expected = Expected {
         ("sqn", Some(1.7913460714016227)),
         ("kelly_criterion", Some(0.23078187014343277)),
     ],
-    first: T { size: -59.0, entry_bar: 63, exit_bar: 75, entry_price: 169.02, exit_price: 179.13, sl: None, tp: None, pnl: -637.571699999999, commission: 41.0817, return_pct: -6.393503727369543 },
-    last: T { size: 69.0, entry_bar: 2087, exit_bar: 2147, entry_price: 702.24, exit_price: 797.8, sl: None, tp: None, pnl: 6386.634479999996, commission: 207.00552, return_pct: 13.180667578035996 },
+    first: T {
+        size: -59.0,
+        entry_bar: 63,
+        exit_bar: 75,
+        entry_price: 169.02,
+        exit_price: 179.13,
+        sl: None,
+        tp: None,
+        pnl: -637.571699999999,
+        commission: 41.0817,
+        return_pct: -6.393503727369543,
+    },
+    last: T {
+        size: 69.0,
+        entry_bar: 2087,
+        exit_bar: 2147,
+        entry_price: 702.24,
+        exit_price: 797.8,
+        sl: None,
+        tp: None,
+        pnl: 6386.634479999996,
+        commission: 207.00552,
+        return_pct: 13.180667578035996,
+    },
     stop_loss_exits: 0,
     take_profit_exits: 0,
     open_trades: 0,
-    equity: [10000.0, 11191.400240000006, 47391.90568000005, 55574.51294000004],
+    equity: [
+        10000.0,
+        11191.400240000006,
+        47391.90568000005,
+        55574.51294000004,
+    ],
 };
 const SMA_ON_CLOSE: Expected = Expected {
     start: "2004-08-19T00:00:00Z",
@@ -501,8 +676,30 @@ const SMA_ON_CLOSE: Expected = Expected {
         ("sqn", Some(1.4599453802888622)),
         ("kelly_criterion", Some(0.17318224695985807)),
     ],
-    first: T { size: -57.0, entry_bar: 62, exit_bar: 74, entry_price: 172.54, exit_price: 180.4, sl: None, tp: None, pnl: -488.2551600000008, commission: 40.23516, return_pct: -4.964576330126351 },
-    last: T { size: -62.0, entry_bar: 2058, exit_bar: 2086, entry_price: 695.0, exit_price: 698.37, sl: None, tp: None, pnl: -381.71788000000026, commission: 172.77788, return_pct: -0.8858618705035965 },
+    first: T {
+        size: -57.0,
+        entry_bar: 62,
+        exit_bar: 74,
+        entry_price: 172.54,
+        exit_price: 180.4,
+        sl: None,
+        tp: None,
+        pnl: -488.2551600000008,
+        commission: 40.23516,
+        return_pct: -4.964576330126351,
+    },
+    last: T {
+        size: -62.0,
+        entry_bar: 2058,
+        exit_bar: 2086,
+        entry_price: 695.0,
+        exit_price: 698.37,
+        sl: None,
+        tp: None,
+        pnl: -381.71788000000026,
+        commission: 172.77788,
+        return_pct: -0.8858618705035965,
+    },
     stop_loss_exits: 0,
     take_profit_exits: 0,
     open_trades: 1,
@@ -541,8 +738,30 @@ const SMA_ON_CLOSE_FINALIZE: Expected = Expected {
         ("sqn", Some(1.6770427801749352)),
         ("kelly_criterion", Some(0.19451960250626538)),
     ],
-    first: T { size: -57.0, entry_bar: 62, exit_bar: 74, entry_price: 172.54, exit_price: 180.4, sl: None, tp: None, pnl: -488.2551600000008, commission: 40.23516, return_pct: -4.964576330126351 },
-    last: T { size: 62.0, entry_bar: 2086, exit_bar: 2146, entry_price: 698.37, exit_price: 801.2, sl: None, tp: None, pnl: 6189.513320000003, commission: 185.94668000000001, return_pct: 14.294837979867406 },
+    first: T {
+        size: -57.0,
+        entry_bar: 62,
+        exit_bar: 74,
+        entry_price: 172.54,
+        exit_price: 180.4,
+        sl: None,
+        tp: None,
+        pnl: -488.2551600000008,
+        commission: 40.23516,
+        return_pct: -4.964576330126351,
+    },
+    last: T {
+        size: 62.0,
+        entry_bar: 2086,
+        exit_bar: 2146,
+        entry_price: 698.37,
+        exit_price: 801.2,
+        sl: None,
+        tp: None,
+        pnl: 6189.513320000003,
+        commission: 185.94668000000001,
+        return_pct: 14.294837979867406,
+    },
     stop_loss_exits: 0,
     take_profit_exits: 0,
     open_trades: 0,
@@ -581,12 +800,39 @@ const SMA_SPREAD: Expected = Expected {
         ("sqn", Some(1.6775223967958695)),
         ("kelly_criterion", Some(0.2244451741410683)),
     ],
-    first: T { size: -58.0, entry_bar: 63, exit_bar: 75, entry_price: 168.85098000000002, exit_price: 179.13, sl: None, tp: None, pnl: -619.3660568399985, commission: 23.182896839999998, return_pct: -6.324348912828935 },
-    last: T { size: -75.0, entry_bar: 2059, exit_bar: 2087, entry_price: 704.87442, exit_price: 702.24, sl: None, tp: None, pnl: 89.0479184999983, commission: 108.5335815, return_pct: 0.16844214321182865 },
+    first: T {
+        size: -58.0,
+        entry_bar: 63,
+        exit_bar: 75,
+        entry_price: 168.85098000000002,
+        exit_price: 179.13,
+        sl: None,
+        tp: None,
+        pnl: -619.3660568399985,
+        commission: 23.182896839999998,
+        return_pct: -6.324348912828935,
+    },
+    last: T {
+        size: -75.0,
+        entry_bar: 2059,
+        exit_bar: 2087,
+        entry_price: 704.87442,
+        exit_price: 702.24,
+        sl: None,
+        tp: None,
+        pnl: 89.0479184999983,
+        commission: 108.5335815,
+        return_pct: 0.16844214321182865,
+    },
     stop_loss_exits: 0,
     take_profit_exits: 0,
     open_trades: 1,
-    equity: [10000.0, 11392.921022720013, 50404.81010752012, 61594.51006269018],
+    equity: [
+        10000.0,
+        11392.921022720013,
+        50404.81010752012,
+        61594.51006269018,
+    ],
 };
 const SMA_MARGIN: Expected = Expected {
     start: "2004-08-19T00:00:00Z",
@@ -621,12 +867,39 @@ const SMA_MARGIN: Expected = Expected {
         ("sqn", Some(0.36084567187045)),
         ("kelly_criterion", Some(0.06140914114995405)),
     ],
-    first: T { size: -236.0, entry_bar: 63, exit_bar: 75, entry_price: 169.02, exit_price: 179.13, sl: None, tp: None, pnl: -2550.286799999996, commission: 164.3268, return_pct: -6.393503727369543 },
-    last: T { size: -318.0, entry_bar: 2059, exit_bar: 2087, entry_price: 705.58, exit_price: 702.24, sl: None, tp: None, pnl: 166.74648000001002, commission: 895.3735200000001, return_pct: 0.07431616542419957 },
+    first: T {
+        size: -236.0,
+        entry_bar: 63,
+        exit_bar: 75,
+        entry_price: 169.02,
+        exit_price: 179.13,
+        sl: None,
+        tp: None,
+        pnl: -2550.286799999996,
+        commission: 164.3268,
+        return_pct: -6.393503727369543,
+    },
+    last: T {
+        size: -318.0,
+        entry_bar: 2059,
+        exit_bar: 2087,
+        entry_price: 705.58,
+        exit_price: 702.24,
+        sl: None,
+        tp: None,
+        pnl: 166.74648000001002,
+        commission: 895.3735200000001,
+        return_pct: 0.07431616542419957,
+    },
     stop_loss_exits: 0,
     take_profit_exits: 0,
     open_trades: 1,
-    equity: [10000.0, 2569.43428000001, 99445.36910000021, 89454.70790000017],
+    equity: [
+        10000.0,
+        2569.43428000001,
+        99445.36910000021,
+        89454.70790000017,
+    ],
 };
 const SMA_FRACTIONAL: Expected = Expected {
     start: "2004-08-19T00:00:00Z",
@@ -661,12 +934,39 @@ const SMA_FRACTIONAL: Expected = Expected {
         ("sqn", Some(1.590532828457488)),
         ("kelly_criterion", Some(0.21009948596777078)),
     ],
-    first: T { size: -5.90465, entry_bar: 63, exit_bar: 75, entry_price: 169.02, exit_price: 179.13, sl: None, tp: None, pnl: -63.80741929499982, commission: 4.111407795, return_pct: -6.39350372736952 },
-    last: T { size: -7.131491, entry_bar: 2059, exit_bar: 2087, entry_price: 705.58, exit_price: 702.24, sl: None, tp: None, pnl: 3.739468620760036, commission: 20.07971131924, return_pct: 0.07431616542418855 },
+    first: T {
+        size: -5.90465,
+        entry_bar: 63,
+        exit_bar: 75,
+        entry_price: 169.02,
+        exit_price: 179.13,
+        sl: None,
+        tp: None,
+        pnl: -63.80741929499982,
+        commission: 4.111407795,
+        return_pct: -6.39350372736952,
+    },
+    last: T {
+        size: -7.131491,
+        entry_bar: 2059,
+        exit_bar: 2087,
+        entry_price: 705.58,
+        exit_price: 702.24,
+        sl: None,
+        tp: None,
+        pnl: 3.739468620760036,
+        commission: 20.07971131924,
+        return_pct: 0.07431616542418855,
+    },
     stop_loss_exits: 0,
     take_profit_exits: 0,
     open_trades: 1,
-    equity: [1000.0, 1124.8107620855817, 4854.453424236506, 5780.966595696407],
+    equity: [
+        1000.0,
+        1124.8107620855817,
+        4854.453424236506,
+        5780.966595696407,
+    ],
 };
 const BRACKETS: Expected = Expected {
     start: "2004-08-19T00:00:00Z",
@@ -701,12 +1001,168 @@ const BRACKETS: Expected = Expected {
         ("sqn", Some(-3.8445934269184825)),
         ("kelly_criterion", Some(-0.16343962588785116)),
     ],
-    first: T { size: -5.0, entry_bar: 2, exit_bar: 2, entry_price: 110.694625, exit_price: 110.75, sl: Some(110.4762), tp: Some(106.1438), pnl: -1.3840981249999897, commission: 1.107223125, return_pct: -0.250075037518767 },
-    last: T { size: 1.0, entry_bar: 2145, exit_bar: 2146, entry_price: 795.1973999999999, exit_price: 805.9326, sl: Some(774.3274), tp: Some(805.9326), pnl: 9.134070000000078, commission: 1.60113, return_pct: 1.1486544095843532 },
+    first: T {
+        size: -5.0,
+        entry_bar: 2,
+        exit_bar: 2,
+        entry_price: 110.694625,
+        exit_price: 110.75,
+        sl: Some(110.4762),
+        tp: Some(106.1438),
+        pnl: -1.3840981249999897,
+        commission: 1.107223125,
+        return_pct: -0.250075037518767,
+    },
+    last: T {
+        size: 1.0,
+        entry_bar: 2145,
+        exit_bar: 2146,
+        entry_price: 795.1973999999999,
+        exit_price: 805.9326,
+        sl: Some(774.3274),
+        tp: Some(805.9326),
+        pnl: 9.134070000000078,
+        commission: 1.60113,
+        return_pct: 1.1486544095843532,
+    },
     stop_loss_exits: 517,
     take_profit_exits: 472,
     open_trades: 1,
-    equity: [10000.0, 7483.888354625043, 4408.307559320118, 2901.3871687151436],
+    equity: [
+        10000.0,
+        7483.888354625043,
+        4408.307559320118,
+        2901.3871687151436,
+    ],
+};
+const NETTING: Expected = Expected {
+    start: "2004-08-19T00:00:00Z",
+    end: "2013-03-01T00:00:00Z",
+    stats: &[
+        ("duration_days", Some(3116.0)),
+        ("exposure_time_pct", Some(96.64804469273743)),
+        ("equity_final", Some(9420.064379999976)),
+        ("equity_peak", Some(12717.49489999999)),
+        ("commissions", Some(2061.829790000001)),
+        ("return_pct", Some(-5.799356200000238)),
+        ("buy_hold_return_pct", Some(703.4582419772772)),
+        ("return_ann_pct", Some(-0.6987711412050679)),
+        ("volatility_ann_pct", Some(7.779119676733807)),
+        ("cagr_pct", Some(-0.6978486693289487)),
+        ("sharpe_ratio", Some(-0.08982650611418008)),
+        ("sortino_ratio", Some(-0.11914686295567672)),
+        ("calmar_ratio", Some(-0.022081820458375867)),
+        ("max_drawdown_pct", Some(-31.644634667791472)),
+        ("avg_drawdown_pct", Some(-1.4989278388465839)),
+        ("max_drawdown_duration_days", Some(1942.0)),
+        ("avg_drawdown_duration_days", Some(87.0)),
+        ("num_trades", Some(996.0)),
+        ("win_rate_pct", Some(50.401606425702816)),
+        ("best_trade_pct", Some(47.69166170782504)),
+        ("worst_trade_pct", Some(-17.683392226148424)),
+        ("avg_trade_pct", Some(0.13814920798105312)),
+        ("max_trade_duration_days", Some(24.0)),
+        ("avg_trade_duration_days", Some(7.0)),
+        ("profit_factor", Some(1.1754151370879102)),
+        ("expectancy_pct", Some(0.2526044811380812)),
+        ("sqn", Some(-0.4356971207617059)),
+        ("kelly_criterion", Some(-0.022111493369656565)),
+    ],
+    first: T {
+        size: 3.0,
+        entry_bar: 4,
+        exit_bar: 6,
+        entry_price: 104.96,
+        exit_price: 108.1,
+        sl: None,
+        tp: None,
+        pnl: 8.780820000000002,
+        commission: 0.63918,
+        return_pct: 2.788624237804888,
+    },
+    last: T {
+        size: 2.0,
+        entry_bar: 2137,
+        exit_bar: 2141,
+        entry_price: 779.73,
+        exit_price: 798.0,
+        sl: None,
+        tp: None,
+        pnl: 33.384539999999966,
+        commission: 3.15546,
+        return_pct: 2.140775653110697,
+    },
+    stop_loss_exits: 0,
+    take_profit_exits: 0,
+    open_trades: 4,
+    equity: [
+        10000.0,
+        10726.905249999998,
+        10228.719179999993,
+        9420.064379999976,
+    ],
+};
+const ALL_IN_OUT_OF_MONEY: Expected = Expected {
+    start: "2004-08-19T00:00:00Z",
+    end: "2013-03-01T00:00:00Z",
+    stats: &[
+        ("duration_days", Some(3116.0)),
+        ("exposure_time_pct", Some(0.7914338919925512)),
+        ("equity_final", Some(0.0)),
+        ("equity_peak", Some(10373.377249999996)),
+        ("commissions", Some(101.37545)),
+        ("return_pct", Some(-100.0)),
+        ("buy_hold_return_pct", Some(703.4582419772772)),
+        ("return_ann_pct", Some(0.0)),
+        ("volatility_ann_pct", Some(1212489.2030060913)),
+        ("cagr_pct", Some(-100.0)),
+        ("sharpe_ratio", Some(0.0)),
+        ("sortino_ratio", Some(0.0)),
+        ("calmar_ratio", Some(0.0)),
+        ("max_drawdown_pct", Some(-100.0)),
+        ("avg_drawdown_pct", Some(-100.0)),
+        ("max_drawdown_duration_days", Some(3101.0)),
+        ("avg_drawdown_duration_days", Some(3101.0)),
+        ("num_trades", Some(1.0)),
+        ("win_rate_pct", Some(0.0)),
+        ("best_trade_pct", Some(-25.891837543338287)),
+        ("worst_trade_pct", Some(-25.891837543338287)),
+        ("avg_trade_pct", Some(-25.89183754333828)),
+        ("max_trade_duration_days", Some(25.0)),
+        ("avg_trade_duration_days", Some(25.0)),
+        ("profit_factor", Some(0.0)),
+        ("expectancy_pct", Some(-25.891837543338287)),
+        ("sqn", None),
+        ("kelly_criterion", None),
+    ],
+    first: T {
+        size: -445.0,
+        entry_bar: 11,
+        exit_bar: 27,
+        entry_price: 100.95,
+        exit_price: 126.86,
+        sl: None,
+        tp: None,
+        pnl: -11631.325449999998,
+        commission: 101.37545,
+        return_pct: -25.891837543338287,
+    },
+    last: T {
+        size: -445.0,
+        entry_bar: 11,
+        exit_bar: 27,
+        entry_price: 100.95,
+        exit_price: 126.86,
+        sl: None,
+        tp: None,
+        pnl: -11631.325449999998,
+        commission: 101.37545,
+        return_pct: -25.891837543338287,
+    },
+    stop_loss_exits: 0,
+    take_profit_exits: 0,
+    open_trades: 0,
+    equity: [10000.0, 0.0, 0.0, 0.0],
 };
 const BRACKETS_ON_CLOSE: Expected = Expected {
     start: "2004-08-19T00:00:00Z",
@@ -741,10 +1197,37 @@ const BRACKETS_ON_CLOSE: Expected = Expected {
         ("sqn", Some(-1.974028362726655)),
         ("kelly_criterion", Some(-0.0809039039006672)),
     ],
-    first: T { size: -5.0, entry_bar: 1, exit_bar: 2, entry_price: 108.31, exit_price: 110.75, sl: Some(110.4762), tp: Some(106.1438), pnl: -13.295299999999989, commission: 1.0953, return_pct: -2.455045702151227 },
-    last: T { size: 2.0, entry_bar: 2146, exit_bar: 2146, entry_price: 801.2, exit_price: 801.2, sl: Some(785.176), tp: Some(817.224), pnl: -3.2048, commission: 3.2048, return_pct: -0.2 },
+    first: T {
+        size: -5.0,
+        entry_bar: 1,
+        exit_bar: 2,
+        entry_price: 108.31,
+        exit_price: 110.75,
+        sl: Some(110.4762),
+        tp: Some(106.1438),
+        pnl: -13.295299999999989,
+        commission: 1.0953,
+        return_pct: -2.455045702151227,
+    },
+    last: T {
+        size: 2.0,
+        entry_bar: 2146,
+        exit_bar: 2146,
+        entry_price: 801.2,
+        exit_price: 801.2,
+        sl: Some(785.176),
+        tp: Some(817.224),
+        pnl: -3.2048,
+        commission: 3.2048,
+        return_pct: -0.2,
+    },
     stop_loss_exits: 532,
     take_profit_exits: 468,
     open_trades: 0,
-    equity: [10000.0, 10975.89642560001, 6969.853233600005, 4030.2224314000014],
+    equity: [
+        10000.0,
+        10975.89642560001,
+        6969.853233600005,
+        4030.2224314000014,
+    ],
 };

@@ -11,7 +11,7 @@
 //! prices are per lot, as `FractionalBacktest` rescales its data; trades are reported in
 //! base units and prices per unit.
 
-use crate::strategies::api::{Action, FillView, OrderIntent, Side, Size};
+use crate::strategies::api::{Action, FillView, OrderIntent, PositionView, Side, Size};
 
 use super::config::{BacktestConfig, Fill};
 use super::result::{ExitReason, Trade};
@@ -23,7 +23,9 @@ const FULL_EQUITY: f64 = 1.0 - f64::EPSILON;
 /// Why an action cannot become an order (backtesting.py raises on each of these).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OrderError {
-    #[error("order size {0:?} is not a fraction of equity in (0, 1] or a finite positive quantity")]
+    #[error(
+        "order size {0:?} is not a fraction of equity in (0, 1] or a finite positive quantity"
+    )]
     BadSize(Size),
     #[error("order for {units} units is less than one lot of {lot} units")]
     BelowLot { units: f64, lot: f64 },
@@ -112,6 +114,8 @@ pub(crate) struct Broker {
     /// trade order like backtesting.py; recomputed only when the trades change.
     pos_size: f64,
     sum_size_entry: f64,
+    /// The position as the strategy sees it, kept with the two sums above.
+    view: PositionView,
 }
 
 impl Broker {
@@ -134,6 +138,7 @@ impl Broker {
             next_id: 0,
             pos_size: 0.0,
             sum_size_entry: 0.0,
+            view: PositionView::FLAT,
         }
     }
 
@@ -148,22 +153,15 @@ impl Broker {
     }
 
     /// The strategy's view: signed base units and the size-weighted entry price per unit.
-    pub(crate) fn position(&self) -> (f64, Option<f64>) {
-        if self.pos_size == 0.0 {
-            (0.0, None)
-        } else {
-            (
-                self.pos_size * self.unit,
-                Some(self.sum_size_entry / self.pos_size / self.unit),
-            )
-        }
+    #[inline]
+    pub(crate) fn position(&self) -> &PositionView {
+        &self.view
     }
 
     fn margin_available(&self, last_price: f64) -> f64 {
-        let used = self
-            .trades
-            .iter()
-            .fold(0.0, |acc, t| acc + t.size.abs() * last_price / self.leverage);
+        let used = self.trades.iter().fold(0.0, |acc, t| {
+            acc + t.size.abs() * last_price / self.leverage
+        });
         (self.equity(last_price) - used).max(0.0)
     }
 
@@ -186,6 +184,14 @@ impl Broker {
         }
         self.pos_size = size;
         self.sum_size_entry = se;
+        self.view = if size == 0.0 {
+            PositionView::FLAT
+        } else {
+            PositionView {
+                size: size * self.unit,
+                entry_price: Some(se / size / self.unit),
+            }
+        };
     }
 
     fn trade_index(&self, id: u64) -> Option<usize> {
@@ -352,7 +358,10 @@ impl Broker {
                     let size = -self.trades[k].size;
                     self.reduce_trade(k, fill, size, i, ExitReason::StopLoss, times);
                 }
-                Kind::Limit { trade, price: limit } => {
+                Kind::Limit {
+                    trade,
+                    price: limit,
+                } => {
                     let Some(k) = self.trade_index(trade) else {
                         self.remove_order(order.id);
                         continue;
@@ -531,14 +540,7 @@ impl Broker {
         }
     }
 
-    fn close_trade(
-        &mut self,
-        k: usize,
-        price: f64,
-        bar: usize,
-        reason: ExitReason,
-        times: &[i64],
-    ) {
+    fn close_trade(&mut self, k: usize, price: f64, bar: usize, reason: ExitReason, times: &[i64]) {
         let t = self.trades.remove(k);
         self.trades_changed();
         for id in [t.sl_order, t.tp_order].into_iter().flatten() {

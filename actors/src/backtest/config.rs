@@ -172,7 +172,10 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let fields: Vec<&str> = bad.iter().map(|c| c.validate().unwrap_err().field).collect();
+        let fields: Vec<&str> = bad
+            .iter()
+            .map(|c| c.validate().unwrap_err().field)
+            .collect();
         assert_eq!(
             fields,
             [
@@ -186,7 +189,10 @@ mod tests {
             ]
         );
         let msg = bad[2].validate().unwrap_err().to_string();
-        assert!(msg.contains("`commission` = 1") && msg.contains("[-0.1, 0.1)"), "{msg}");
+        assert!(
+            msg.contains("`commission` = 1") && msg.contains("[-0.1, 0.1)"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -143,9 +143,12 @@ pub fn run<S: Strategy + ?Sized>(
             close: close[i],
             volume: volume[i],
         };
-        // NaN fails every comparison, so one min/max pair checks all four prices.
-        if !(bar.open.min(bar.high).min(bar.low).min(bar.close) > 0.0
-            && bar.open.max(bar.high).max(bar.low).max(bar.close) < f64::INFINITY)
+        // NaN fails every comparison; `&` (not `&&`) keeps this branch-free.
+        let finite_positive = |x: f64| (x > 0.0) & (x < f64::INFINITY);
+        if !(finite_positive(bar.open)
+            & finite_positive(bar.high)
+            & finite_positive(bar.low)
+            & finite_positive(bar.close))
         {
             return Err(BacktestError::BadPrice {
                 bar: i,
@@ -185,8 +188,7 @@ pub fn run<S: Strategy + ?Sized>(
             out_of_money_bar = Some(i);
             break;
         }
-        let (size, entry_price) = broker.position();
-        strategy.on_bar(&bar, &PositionView { size, entry_price }, &mut actions);
+        strategy.on_bar(&bar, broker.position(), &mut actions);
         if !actions.is_empty() {
             for action in actions.drain() {
                 broker
@@ -233,17 +235,10 @@ pub fn run<S: Strategy + ?Sized>(
     }
 
     let open_trades = broker.open_trades(last, close[last] * unit, times);
-    let mut drawdown = Vec::with_capacity(n);
-    let mut peak = f64::NEG_INFINITY;
-    for &e in &equity {
-        peak = peak.max(e);
-        drawdown.push(1.0 - e / peak);
-    }
     let first_trading_bar = start.min(n);
-    let stats = stats::compute(stats::Input {
+    let (stats, drawdown) = stats::compute(stats::Input {
         trades: &broker.closed,
         equity: &equity,
-        drawdown: &drawdown,
         time_ms: times,
         close,
         buy_hold_from: start - 1,
@@ -258,4 +253,238 @@ pub fn run<S: Strategy + ?Sized>(
         out_of_money_bar,
         stats,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backtest::config::Fill;
+    use crate::backtest::result::ExitReason;
+    use crate::strategies::api::{FillView, Side, Size};
+
+    /// Bars from (open, high, low, close), one day apart.
+    fn bars(ohlc: &[(f64, f64, f64, f64)]) -> Bars {
+        let mut b = Bars::default();
+        for (i, &(o, h, l, c)) in ohlc.iter().enumerate() {
+            b.time_ms.push(1_700_000_000_000 + i as i64 * 86_400_000);
+            b.open.push(o);
+            b.high.push(h);
+            b.low.push(l);
+            b.close.push(c);
+            b.volume.push(0.0);
+        }
+        b
+    }
+
+    /// Pushes scripted actions on given bars and records what it was told.
+    struct Script {
+        warmup: usize,
+        bar: usize,
+        plan: Vec<(usize, crate::strategies::api::Action)>,
+        positions: Vec<f64>,
+        fills: Vec<FillView>,
+    }
+
+    impl Script {
+        fn new(warmup: usize, plan: Vec<(usize, crate::strategies::api::Action)>) -> Self {
+            Self {
+                warmup,
+                bar: 0,
+                plan,
+                positions: Vec::new(),
+                fills: Vec::new(),
+            }
+        }
+    }
+
+    impl Strategy for Script {
+        fn name(&self) -> &str {
+            "script"
+        }
+        fn warmup_bars(&self) -> usize {
+            self.warmup
+        }
+        fn on_bar(&mut self, _bar: &Bar, position: &PositionView, actions: &mut Actions) {
+            self.positions.push(position.size);
+            for (b, a) in &self.plan {
+                if *b == self.bar {
+                    match a {
+                        crate::strategies::api::Action::ClosePosition => actions.close(),
+                        crate::strategies::api::Action::Order(o) => {
+                            actions.order(o.side, o.size, o.stop_loss, o.take_profit)
+                        }
+                    }
+                }
+            }
+            self.bar += 1;
+        }
+        fn on_fill(&mut self, fill: &FillView) {
+            self.fills.push(*fill);
+        }
+    }
+
+    fn buy(units: f64) -> crate::strategies::api::Action {
+        crate::strategies::api::Action::Order(crate::strategies::api::OrderIntent {
+            side: Side::Buy,
+            size: Size::Units(units),
+            stop_loss: None,
+            take_profit: None,
+        })
+    }
+
+    const FOUR: [(f64, f64, f64, f64); 4] = [
+        (10.0, 10.0, 10.0, 10.0),
+        (10.0, 11.0, 9.0, 10.0),
+        (12.0, 12.0, 12.0, 12.0),
+        (13.0, 13.0, 13.0, 14.0),
+    ];
+
+    fn near(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn next_open_fill_commission_and_finalize_by_hand() {
+        let cfg = BacktestConfig {
+            commission: 0.01,
+            finalize_trades: true,
+            ..Default::default()
+        };
+        let mut s = Script::new(0, vec![(1, buy(2.0))]);
+        let r = run(&bars(&FOUR), &mut s, &cfg).unwrap();
+        // Filled at bar 2's open (12), fee 2 * 12 * 1 % = 0.24.
+        assert!(near(r.equity[2], 10_000.0 - 0.24));
+        // Closed after the last bar at its open (13), fee 0.26: pnl 2 - 0.5.
+        let t = r.trades[0];
+        assert_eq!((t.entry_bar, t.exit_bar, t.size), (2, 3, 2.0));
+        assert_eq!((t.entry_price, t.exit_price), (12.0, 13.0));
+        assert!(near(t.pnl, 1.5) && near(t.commission, 0.5), "{t:?}");
+        assert_eq!(t.exit_reason, ExitReason::EndOfData);
+        assert!(near(r.equity[3], 10_001.5));
+        assert!(r.open_trades.is_empty());
+        // The strategy saw the position after the fill, and was told of both fills.
+        assert_eq!(s.positions, vec![0.0, 0.0, 2.0, 2.0]);
+        assert_eq!(s.fills.len(), 2);
+        assert_eq!((s.fills[0].side, s.fills[0].price), (Side::Buy, 12.0));
+        assert_eq!((s.fills[1].side, s.fills[1].price), (Side::Sell, 13.0));
+    }
+
+    #[test]
+    fn fill_on_close_records_the_order_bar() {
+        let cfg = BacktestConfig {
+            commission: 0.01,
+            fill: Fill::Close,
+            ..Default::default()
+        };
+        let mut s = Script::new(0, vec![(1, buy(2.0))]);
+        let r = run(&bars(&FOUR), &mut s, &cfg).unwrap();
+        // Filled at bar 1's close (10), recorded on bar 1, fee 0.2.
+        assert!(r.trades.is_empty());
+        let t = r.open_trades[0];
+        assert_eq!((t.entry_bar, t.entry_price), (1, 10.0));
+        assert!(near(r.equity[2], 10_000.0 - 0.2 + 4.0));
+        assert!(near(r.equity[3], 10_000.0 - 0.2 + 8.0));
+        assert_eq!(t.exit_reason, ExitReason::Open);
+    }
+
+    #[test]
+    fn warm_up_bars_trade_nothing() {
+        // warmup 3: first decision on bar 2; an action pushed on bar 0 or 1 is dropped.
+        let mut s = Script::new(3, vec![(0, buy(1.0)), (1, buy(1.0)), (2, buy(3.0))]);
+        let r = run(&bars(&FOUR), &mut s, &BacktestConfig::default()).unwrap();
+        assert_eq!(r.first_trading_bar, 2);
+        assert_eq!(r.open_trades.len(), 1);
+        assert_eq!(
+            (r.open_trades[0].entry_bar, r.open_trades[0].size),
+            (3, 3.0)
+        );
+        // Buy & hold from bar 1 (close 10) to the end (14).
+        assert!(near(r.stats.buy_hold_return_pct, 40.0));
+    }
+
+    #[test]
+    fn invalid_orders_are_refused_with_the_bar_and_reason() {
+        let wrong_side =
+            crate::strategies::api::Action::Order(crate::strategies::api::OrderIntent {
+                side: Side::Buy,
+                size: Size::ALL,
+                stop_loss: Some(12.5), // above bar 2's close (12) for a buy
+                take_profit: None,
+            });
+        let mut s = Script::new(0, vec![(2, wrong_side)]);
+        let e = run(&bars(&FOUR), &mut s, &BacktestConfig::default()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BacktestError::InvalidOrder {
+                    bar: 2,
+                    source: OrderError::ExitsOnWrongSide { .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("strategy `script`"), "{e}");
+
+        let mut s = Script::new(0, vec![(1, buy(0.5))]);
+        let e = run(&bars(&FOUR), &mut s, &BacktestConfig::default()).unwrap_err();
+        assert!(matches!(
+            e,
+            BacktestError::InvalidOrder {
+                source: OrderError::BelowLot { .. },
+                ..
+            }
+        ));
+        // Fractional lots take the same half unit.
+        let cfg = BacktestConfig {
+            fractional_unit: Some(0.1),
+            ..Default::default()
+        };
+        let mut s = Script::new(0, vec![(1, buy(0.5))]);
+        let r = run(&bars(&FOUR), &mut s, &cfg).unwrap();
+        assert!(near(r.open_trades[0].size, 0.5));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let mut s = Script::new(0, vec![]);
+        let cfg = BacktestConfig::default();
+        assert_eq!(
+            run(&Bars::default(), &mut s, &cfg).unwrap_err(),
+            BacktestError::NoBars
+        );
+        let mut ragged = bars(&FOUR);
+        ragged.close.pop();
+        assert!(matches!(
+            run(&ragged, &mut s, &cfg).unwrap_err(),
+            BacktestError::RaggedBars { close: 3, .. }
+        ));
+        let mut zero = bars(&FOUR);
+        zero.low[2] = 0.0;
+        assert!(matches!(
+            run(&zero, &mut s, &cfg).unwrap_err(),
+            BacktestError::BadPrice { bar: 2, .. }
+        ));
+        let mut nan = bars(&FOUR);
+        nan.open[1] = f64::NAN;
+        assert!(matches!(
+            run(&nan, &mut s, &cfg).unwrap_err(),
+            BacktestError::BadPrice { bar: 1, .. }
+        ));
+        let bad = BacktestConfig {
+            margin: 2.0,
+            ..Default::default()
+        };
+        let e = run(&bars(&FOUR), &mut s, &bad).unwrap_err();
+        assert!(e.to_string().contains("`margin` = 2"), "{e}");
+    }
+
+    #[test]
+    fn an_order_too_big_for_the_margin_is_cancelled_and_counted() {
+        let mut s = Script::new(0, vec![(1, buy(2_000.0))]);
+        let r = run(&bars(&FOUR), &mut s, &BacktestConfig::default()).unwrap();
+        assert_eq!(r.cancelled_orders, 1);
+        assert!(r.open_trades.is_empty() && r.trades.is_empty());
+        assert!(r.equity.iter().all(|&e| e == 10_000.0));
+    }
 }

@@ -114,7 +114,6 @@ mod nullable {
 pub(crate) struct Input<'a> {
     pub trades: &'a [Trade],
     pub equity: &'a [f64],
-    pub drawdown: &'a [f64],
     pub time_ms: &'a [i64],
     pub close: &'a [f64],
     /// Bar buy & hold is measured from.
@@ -209,14 +208,15 @@ enum Resample {
 }
 
 impl Resample {
-    fn key(self, ms: i64) -> i64 {
+    /// The bucket of day number `d` (days since 1970-01-01).
+    fn key(self, d: i64) -> i64 {
         match self {
-            Resample::Day => day(ms),
+            Resample::Day => d,
             // Day 0 (1970-01-01) is a Thursday: +3 puts each Monday at a multiple of 7.
-            Resample::Week => (day(ms) + 3).div_euclid(7),
+            Resample::Week => (d + 3).div_euclid(7),
             Resample::Month | Resample::Year => {
                 use chrono::Datelike;
-                let d = to_utc(ms);
+                let d = to_utc(d.saturating_mul(DAY_MS));
                 match self {
                     Resample::Month => d.year() as i64 * 12 + d.month0() as i64,
                     _ => d.year() as i64,
@@ -280,11 +280,12 @@ fn ceil_days(ns: f64, res: i64) -> f64 {
     up as f64 / 86_400_000_000_000.0
 }
 
-pub(crate) fn compute(input: Input<'_>) -> Stats {
+/// The statistics, and the drawdown curve they are computed from (an output too, so it is
+/// built in the same pass).
+pub(crate) fn compute(input: Input<'_>) -> (Stats, Vec<f64>) {
     let Input {
         trades,
         equity,
-        drawdown: dd,
         time_ms,
         close,
         buy_hold_from,
@@ -295,8 +296,7 @@ pub(crate) fn compute(input: Input<'_>) -> Stats {
     let duration_ms = end_ms - start_ms;
 
     // Exposure: union of [entry, exit] bar ranges.
-    let mut spans: Vec<(usize, usize)> =
-        trades.iter().map(|t| (t.entry_bar, t.exit_bar)).collect();
+    let mut spans: Vec<(usize, usize)> = trades.iter().map(|t| (t.entry_bar, t.exit_bar)).collect();
     spans.sort_unstable();
     let mut covered = 0usize;
     let mut reach = 0usize; // first bar not yet counted
@@ -309,8 +309,36 @@ pub(crate) fn compute(input: Input<'_>) -> Stats {
     }
     let exposure_time_pct = covered as f64 / n as f64 * 100.0;
 
+    // One pass over equity: the drawdown curve (`1 - equity / running peak`), its maximum,
+    // and drawdown periods: from one zero-drawdown bar to the next (or to the last bar)
+    // with drawdown in between (backtesting.py `compute_drawdown_duration_peaks`).
+    let mut dd = Vec::with_capacity(n);
+    let mut equity_peak = f64::NEG_INFINITY;
+    let mut max_dd = f64::NEG_INFINITY;
+    let mut durations: Vec<f64> = Vec::new();
+    let mut peaks: Vec<f64> = Vec::new();
+    let mut prev: Option<usize> = None;
+    let mut deepest = 0.0f64;
+    for (i, &e) in equity.iter().enumerate() {
+        equity_peak = equity_peak.max(e);
+        let d = 1.0 - e / equity_peak;
+        dd.push(d);
+        max_dd = max_dd.max(d);
+        if i > 0 {
+            deepest = deepest.max(d);
+        }
+        if d == 0.0 || i == n - 1 {
+            if let Some(p) = prev {
+                if i > p + 1 {
+                    durations.push(((time_ms[i] - time_ms[p]) * NS_PER_MS) as f64);
+                    peaks.push(deepest);
+                }
+            }
+            prev = Some(i);
+            deepest = d;
+        }
+    }
     let equity_final = equity[n - 1];
-    let equity_peak = equity.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let commissions = trades.iter().fold(0.0, |acc, t| acc + t.commission);
     let return_pct = (equity_final - equity[0]) / equity[0] * 100.0;
     let buy_hold_return_pct = match close.get(buy_hold_from) {
@@ -324,31 +352,47 @@ pub(crate) fn compute(input: Input<'_>) -> Stats {
         None => (f64::NAN, Vec::new(), f64::NAN),
         Some(p) => {
             let freq_days = (p / 86_400_000_000_000.0).floor() as i64;
-            let weekend = time_ms
-                .iter()
-                .filter(|&&t| (day(t) + 3).rem_euclid(7) >= 5)
-                .count() as f64
-                / n as f64;
-            let have_weekends = weekend > 2.0 / 7.0 * 0.6;
-            let (annual, rs) = match freq_days {
-                7 => (52.0, Resample::Week),
-                31 => (12.0, Resample::Month),
-                365 => (1.0, Resample::Year),
-                _ => (if have_weekends { 365.0 } else { 252.0 }, Resample::Day),
+            let rs = match freq_days {
+                7 => Resample::Week,
+                31 => Resample::Month,
+                365 => Resample::Year,
+                _ => Resample::Day,
             };
+            // One pass: weekend bars, and the last equity of each bucket. Times increase,
+            // so the calendar day is only worked out when a bar crosses into a new one.
             let mut lasts: Vec<f64> = Vec::new();
             let mut cur_key = None;
+            let mut last_e = f64::NAN;
+            let mut day_end = i64::MIN;
+            let mut weekend_day = false;
+            let mut weekend_bars = 0usize;
             for (&t, &e) in time_ms.iter().zip(equity) {
-                let k = rs.key(t);
-                if cur_key == Some(k) {
-                    if let Some(l) = lasts.last_mut() {
-                        *l = e;
+                if t >= day_end {
+                    let d = day(t);
+                    day_end = (d + 1).saturating_mul(DAY_MS);
+                    weekend_day = (d + 3).rem_euclid(7) >= 5;
+                    let k = rs.key(d);
+                    if cur_key != Some(k) {
+                        if cur_key.is_some() {
+                            lasts.push(last_e);
+                        }
+                        cur_key = Some(k);
                     }
-                } else {
-                    lasts.push(e);
-                    cur_key = Some(k);
                 }
+                weekend_bars += usize::from(weekend_day);
+                last_e = e;
             }
+            if cur_key.is_some() {
+                lasts.push(last_e);
+            }
+            let have_weekends = weekend_bars as f64 / n as f64 > 2.0 / 7.0 * 0.6;
+            let annual = match freq_days {
+                7 => 52.0,
+                31 => 12.0,
+                365 => 1.0,
+                _ if have_weekends => 365.0,
+                _ => 252.0,
+            };
             let rets: Vec<f64> = lasts
                 .windows(2)
                 .map(|w| w[1] / w[0] - 1.0)
@@ -374,34 +418,11 @@ pub(crate) fn compute(input: Input<'_>) -> Stats {
     let sharpe_ratio = return_ann_pct / or_nan(volatility_ann_pct);
     let downside: Vec<f64> = day_returns.iter().map(|r| r.min(0.0).powi(2)).collect();
     let sortino_ratio = annualized / (mean(&downside).sqrt() * annual_days.sqrt());
-    let max_dd = dd.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let max_dd = if max_dd.is_finite() { max_dd } else { 0.0 };
     let calmar_ratio = annualized / or_nan(max_dd);
 
-    // Drawdown periods: from one zero-drawdown bar to the next (or the last bar) with
-    // drawdown in between.
     let res = period.map(resolution_ns).unwrap_or(86_400_000_000_000);
-    let mut durations: Vec<f64> = Vec::new();
-    let mut peaks: Vec<f64> = Vec::new();
-    let mut prev: Option<usize> = None;
-    let mut deepest = 0.0f64;
-    for i in 0..n {
-        if i > 0 {
-            deepest = deepest.max(dd[i]);
-        }
-        if dd[i] == 0.0 || i == n - 1 {
-            if let Some(p) = prev {
-                if i > p + 1 {
-                    durations.push(((time_ms[i] - time_ms[p]) * NS_PER_MS) as f64);
-                    peaks.push(deepest);
-                }
-            }
-            prev = Some(i);
-            deepest = dd[i];
-        }
-    }
-    let (max_drawdown_duration_days, avg_drawdown_duration_days, avg_dd) = if durations.is_empty()
-    {
+    let (max_drawdown_duration_days, avg_drawdown_duration_days, avg_dd) = if durations.is_empty() {
         // backtesting.py returns `dd.replace(0, nan)` for both series here.
         let nz: Vec<f64> = dd.iter().copied().filter(|&d| d != 0.0).collect();
         let mx = nz.iter().copied().fold(f64::NAN, f64::max);
@@ -440,7 +461,7 @@ pub(crate) fn compute(input: Input<'_>) -> Stats {
     let losses: Vec<f64> = pl.iter().copied().filter(|&p| p < 0.0).collect();
     let kelly = win_rate - (1.0 - win_rate) / (mean(&wins) / -mean(&losses));
 
-    Stats {
+    let stats = Stats {
         start: to_utc(start_ms),
         end: to_utc(end_ms),
         duration_days: duration_ms as f64 / DAY_MS as f64,
@@ -471,7 +492,8 @@ pub(crate) fn compute(input: Input<'_>) -> Stats {
         expectancy_pct: mean(&returns) * 100.0,
         sqn,
         kelly_criterion: kelly,
-    }
+    };
+    (stats, dd)
 }
 
 /// Mean of durations in ns (NaN when empty), summed exactly in integers.

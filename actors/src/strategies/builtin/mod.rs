@@ -135,7 +135,9 @@ mod tests {
 
     #[test]
     fn unknown_names_and_params_are_refused_by_name() {
-        let e = build("sma_crossx", &BTreeMap::new()).err().expect("unknown name refused");
+        let e = build("sma_crossx", &BTreeMap::new())
+            .err()
+            .expect("unknown name refused");
         assert!(e.to_string().contains("sma_cross"), "{e}");
         let given = Params::parse_pairs(&["fast=0"]).unwrap();
         let e = build("SMA_CROSS", &given).err().expect("fast=0 refused");
