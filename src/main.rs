@@ -170,6 +170,10 @@ enum Command {
     /// Perpetual-futures market data: `market funding` (mark, index, funding rate, history)
     /// and `market open-interest` (now, and its history at a period).
     Market(orrery::market::MarketArgs),
+    /// Backtest a strategy on an OHLCV CSV file (statistics as backtesting.py, --json,
+    /// --report out.html), or sweep its parameters (--sweep, --walk-forward). Needs no
+    /// config file or data dir.
+    Backtest(Box<orrery::backtest_cli::BacktestArgs>),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -299,6 +303,7 @@ fn main() -> ExitCode {
             with_config(a.config.clone().as_deref(), |c| orrery::replay::run(c, a))
         }
         Command::Market(a) => with_config(a.config().as_deref(), |c| orrery::market::run(c, a)),
+        Command::Backtest(a) => orrery::backtest_cli::run(*a),
     }
 }
 
