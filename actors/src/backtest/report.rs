@@ -360,6 +360,23 @@ mod tests {
     }
 
     #[test]
+    fn a_million_bar_chart_stays_small_and_keeps_its_spikes() {
+        let n = 1_000_000;
+        let mut equity: Vec<f64> = (0..n).map(|i| 10_000.0 + (i as f64 * 1e-3).sin()).collect();
+        equity[654_321] = 25_000.0;
+        let time: Vec<i64> = (0..n as i64).map(|i| i * 60_000).collect();
+        let mut h = String::new();
+        chart_line(&mut h, &equity, &time, 260.0);
+        let drawdown: Vec<f64> = equity.iter().map(|e| (25_000.0 - e) / 25_000.0).collect();
+        chart_drawdown(&mut h, &drawdown, &time, 140.0);
+        assert!(h.len() < 80_000, "{} bytes", h.len());
+        // One column per pixel: each is drawn by two points (line) or one (area).
+        assert_eq!(h.matches('L').count(), 2 * CHART_COLUMNS - 1 + CHART_COLUMNS + 1);
+        // The one-bar spike is the chart's top.
+        assert!(h.contains(">25000</text>"), "{h:.300}");
+    }
+
+    #[test]
     fn numbers_and_text_are_formatted_and_escaped() {
         assert_eq!(format_number(93.0), "93");
         assert_eq!(format_number(462.6397), "462.6397");
