@@ -287,6 +287,9 @@ pub struct AgentsConfig {
     /// Funding agents (`[[agents.funding]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub funding: Vec<FundingAgentConfig>,
+    /// Strategy agents (`[[agents.strategy]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub strategy: Vec<orrery_actors::agents::strategy::StrategyAgentConfig>,
 }
 
 impl Default for AgentsConfig {
@@ -304,6 +307,7 @@ impl Default for AgentsConfig {
             liquidations: Vec::new(),
             copy: Vec::new(),
             funding: Vec::new(),
+            strategy: Vec::new(),
         }
     }
 }
@@ -608,6 +612,7 @@ impl Config {
         self.check_flow_agents(&mut issues);
         crate::copy::check(self, &mut issues);
         self.check_funding_agents(&mut issues);
+        crate::strategy_agents::check(self, &mut issues);
         if issues.is_empty() {
             Ok(())
         } else {

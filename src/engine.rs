@@ -329,6 +329,7 @@ fn describe_all() {
     orrery_actors::agents::open_interest::describe();
     orrery_actors::agents::liquidations::describe();
     orrery_actors::agents::funding::describe();
+    orrery_actors::agents::strategy::describe();
     orrery_actors::exchanges::stream::describe();
 }
 

@@ -174,6 +174,11 @@ pub enum Role {
         /// The agent's name (`[[agents.funding]] name`).
         agent: String,
     },
+    /// One strategy agent.
+    StrategyAgent {
+        /// The agent's name (`[[agents.strategy]] name`).
+        agent: String,
+    },
 }
 
 /// One worker: its id among its siblings, what it does, and how it is supervised.
@@ -325,7 +330,7 @@ pub fn plan(config: &Config) -> SupervisorPlan {
     }
     // One row per agent kind: the id prefix, the names in config order, the role.
     let a = &config.agents;
-    let kinds: [AgentRows; 7] = [
+    let kinds: [AgentRows; 8] = [
         (
             "trading",
             a.trading.iter().map(|x| x.name.clone()).collect(),
@@ -360,6 +365,11 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             "funding",
             a.funding.iter().map(|x| x.name.clone()).collect(),
             |agent| Role::FundingAgent { agent },
+        ),
+        (
+            "strategy",
+            a.strategy.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::StrategyAgent { agent },
         ),
     ];
     for (prefix, names, role) in kinds {
@@ -741,6 +751,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         Role::LiquidationAgent { agent } => crate::flow_agents::liquidation_spec(id, agent, deps),
         Role::CopyAgent { agent } => crate::copy::spec(id, agent, deps),
         Role::FundingAgent { agent } => funding_spec(id, agent, deps),
+        Role::StrategyAgent { agent } => crate::strategy_agents::spec(id, agent, deps),
         Role::SentimentAgent { agent } => {
             let (Some(agent), Ok(entry)) = (
                 config

@@ -15,6 +15,7 @@ pub mod prompt;
 pub mod risk;
 pub mod runtime;
 pub mod sentiment;
+pub mod strategy;
 pub mod swarm;
 pub mod trading;
 mod trading_deps;
