@@ -314,13 +314,12 @@ fn single(a: &BacktestArgs) -> Result<(), BacktestCliError> {
     let bars = data::load(path)?;
     let parsed = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let result =
-        bt::run(&bars, chosen.strategy.as_mut(), &config).map_err(|source| {
-            BacktestCliError::Backtest {
-                data: path.display().to_string(),
-                source,
-            }
-        })?;
+    let result = bt::run(&bars, chosen.strategy.as_mut(), &config).map_err(|source| {
+        BacktestCliError::Backtest {
+            data: path.display().to_string(),
+            source,
+        }
+    })?;
     let ran = t1.elapsed().as_secs_f64();
     let params_text = chosen
         .params
@@ -352,7 +351,13 @@ fn single(a: &BacktestArgs) -> Result<(), BacktestCliError> {
             a.equity_points,
         )));
     } else {
-        out(&human(&chosen.name, &params_text, &data_name, &bars, &result));
+        out(&human(
+            &chosen.name,
+            &params_text,
+            &data_name,
+            &bars,
+            &result,
+        ));
     }
     eprintln!(
         "orrery backtest: {} {} on {}: {} bars parsed in {} ({}), backtested in {} ({}); {} closed trade(s), {} open{}",
@@ -427,7 +432,10 @@ pub fn human(strategy: &str, params: &str, data: &str, bars: &Bars, r: &Backtest
         .unwrap_or(0)
         + 2;
     for (key, label) in report::STAT_LABELS {
-        let v = stats.get(key).map(format_stat).unwrap_or_else(|| "n/a".into());
+        let v = stats
+            .get(key)
+            .map(format_stat)
+            .unwrap_or_else(|| "n/a".into());
         s += &format!("{label:<width$}{v:>20}\n");
     }
     let won = r.trades.iter().filter(|t| t.pnl > 0.0).count();
@@ -583,11 +591,21 @@ fn sweep_command(a: &BacktestArgs) -> Result<(), BacktestCliError> {
     let top = &rows[..a.top.min(rows.len())];
     if a.json {
         out(&json_text(&sweep_json(
-            b.name, metric, &plan, &datasets, top, wf.as_ref(),
+            b.name,
+            metric,
+            &plan,
+            &datasets,
+            top,
+            wf.as_ref(),
         )));
     } else {
         out(&sweep_human(
-            b.name, metric, &plan, &datasets, top, wf.as_ref(),
+            b.name,
+            metric,
+            &plan,
+            &datasets,
+            top,
+            wf.as_ref(),
         ));
     }
     // Bars backtested: the full grid on every file, then per fold the grid on its
@@ -741,7 +759,14 @@ fn sweep_human(
         );
         s += &format!(
             "{:>4}  {:<38}{:<38}{:<pw$}{:>12}{:>12}{:>10}{:>8}\n",
-            "fold", "in-sample", "out-of-sample", "params", "IS metric", "OOS metric", "OOS ret %", "trades"
+            "fold",
+            "in-sample",
+            "out-of-sample",
+            "params",
+            "IS metric",
+            "OOS metric",
+            "OOS ret %",
+            "trades"
         );
         for f in &w.folds {
             let when = |spans: &[sweep::Span]| {
@@ -765,7 +790,10 @@ fn sweep_human(
                 format_number(f.in_sample_metric),
                 format_number(f.out_of_sample_metric),
                 format_number(mean_of(&f.out_of_sample_stats, |s| s.return_pct)),
-                f.out_of_sample_stats.iter().map(|s| s.num_trades).sum::<usize>(),
+                f.out_of_sample_stats
+                    .iter()
+                    .map(|s| s.num_trades)
+                    .sum::<usize>(),
             );
         }
         s += &format!(

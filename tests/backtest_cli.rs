@@ -270,11 +270,21 @@ fn refused_input_names_the_problem_exits_2_and_prints_nothing_on_stdout() {
     let two = format!("{g},{g}");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec!["--strategy", "sma_cross", "--data", missing.to_str().unwrap()],
+            vec![
+                "--strategy",
+                "sma_cross",
+                "--data",
+                missing.to_str().unwrap(),
+            ],
             "missing.csv",
         ),
         (
-            vec!["--strategy", "sma_cross", "--data", bad_csv.to_str().unwrap()],
+            vec![
+                "--strategy",
+                "sma_cross",
+                "--data",
+                bad_csv.to_str().unwrap(),
+            ],
             "line 3 column `high`: `x` is not a finite number",
         ),
         (
@@ -314,23 +324,64 @@ fn refused_input_names_the_problem_exits_2_and_prints_nothing_on_stdout() {
             "several files need --sweep",
         ),
         (
-            vec!["--strategy", "sma_cross", "--data", g, "--sweep", "fast=9..3"],
+            vec![
+                "--strategy",
+                "sma_cross",
+                "--data",
+                g,
+                "--sweep",
+                "fast=9..3",
+            ],
             "--sweep 'fast=9..3': the end is below the start",
         ),
         (
-            vec!["--strategy", "sma_cross", "--data", g, "--sweep", "fast=1..3", "--maximize", "sharpe"],
+            vec![
+                "--strategy",
+                "sma_cross",
+                "--data",
+                g,
+                "--sweep",
+                "fast=1..3",
+                "--maximize",
+                "sharpe",
+            ],
             "unknown statistic 'sharpe' to maximize",
         ),
         (
-            vec!["--strategy", "sma_cross", "--data", g, "--sweep", "fast=1..3", "--constraint", "fast < slw"],
+            vec![
+                "--strategy",
+                "sma_cross",
+                "--data",
+                g,
+                "--sweep",
+                "fast=1..3",
+                "--constraint",
+                "fast < slw",
+            ],
             "'slw' is not a parameter of this strategy",
         ),
         (
-            vec!["--strategy", "sma_cross", "--data", g, "--sweep", "fast=1..3", "--threads", "0"],
+            vec![
+                "--strategy",
+                "sma_cross",
+                "--data",
+                g,
+                "--sweep",
+                "fast=1..3",
+                "--threads",
+                "0",
+            ],
             "--threads must be at least 1",
         ),
         (
-            vec!["--strategy", "sma_cross", "--data", g, "--constraint", "fast<slow"],
+            vec![
+                "--strategy",
+                "sma_cross",
+                "--data",
+                g,
+                "--constraint",
+                "fast<slow",
+            ],
             "--sweep",
         ),
     ];
@@ -339,7 +390,10 @@ fn refused_input_names_the_problem_exits_2_and_prints_nothing_on_stdout() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
-        assert!(stderr.contains(says), "{args:?}: wanted {says:?} in {stderr}");
+        assert!(
+            stderr.contains(says),
+            "{args:?}: wanted {says:?} in {stderr}"
+        );
     }
 }
 
@@ -368,7 +422,9 @@ fn the_html_report_is_self_contained_with_every_stat_and_trade_and_renders() {
     assert!(stderr.contains("report written to"), "{stderr}");
     let html = std::fs::read_to_string(&report).unwrap();
     // Nothing outside the file: no URL at all, no script, no external resource.
-    for banned in ["http://", "https://", "<script", "src=", "href=", "url(", "@import"] {
+    for banned in [
+        "http://", "https://", "<script", "src=", "href=", "url(", "@import",
+    ] {
         assert!(!html.contains(banned), "the report contains {banned}");
     }
     for (key, label) in STAT_LABELS {
@@ -398,7 +454,10 @@ fn the_html_report_is_self_contained_with_every_stat_and_trade_and_renders() {
     for (row, t) in rows.iter().zip(&trades) {
         for k in ["entry_price", "exit_price", "pnl", "return_pct"] {
             let want = format_number(t[k].as_f64().unwrap());
-            assert!(row.contains(&format!(">{want}<")), "{k} {want} not in {row}");
+            assert!(
+                row.contains(&format!(">{want}<")),
+                "{k} {want} not in {row}"
+            );
         }
     }
     assert!(html.contains("id=\"equity-chart\"") && html.contains("id=\"drawdown-chart\""));
@@ -447,7 +506,11 @@ fn render(browser: &Path, report: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     let dom = base(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
     for chart in ["equity-chart", "drawdown-chart"] {
@@ -456,7 +519,10 @@ fn render(browser: &Path, report: &Path) {
             .unwrap_or_else(|| panic!("{chart} not in the rendered DOM"));
         let path = &dom[at..][dom[at..].find("<path d=\"").unwrap() + 9..];
         let d = &path[..path.find('"').unwrap()];
-        assert!(d.starts_with('M') && d.matches('L').count() > 100, "{chart}: {d:.80}");
+        assert!(
+            d.starts_with('M') && d.matches('L').count() > 100,
+            "{chart}: {d:.80}"
+        );
     }
 }
 
@@ -513,7 +579,10 @@ fn a_sweep_ranks_every_set_over_several_files_and_walks_forward() {
     assert_eq!(v["maximize"], "return_pct");
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 7);
-    let metrics: Vec<f64> = results.iter().map(|r| r["metric"].as_f64().unwrap()).collect();
+    let metrics: Vec<f64> = results
+        .iter()
+        .map(|r| r["metric"].as_f64().unwrap())
+        .collect();
     assert!(metrics.windows(2).all(|w| w[0] >= w[1]), "{metrics:?}");
     for r in results {
         let (fast, slow) = (
@@ -553,11 +622,17 @@ fn a_sweep_ranks_every_set_over_several_files_and_walks_forward() {
     // 0..400 and 400..600.
     for (f, (is_end, oos)) in folds.iter().zip([(200, (200, 400)), (400, (400, 600))]) {
         for span in f["in_sample"].as_array().unwrap() {
-            assert_eq!((span["start"].as_u64(), span["end"].as_u64()), (Some(0), Some(is_end)));
+            assert_eq!(
+                (span["start"].as_u64(), span["end"].as_u64()),
+                (Some(0), Some(is_end))
+            );
         }
         for span in f["out_of_sample"].as_array().unwrap() {
             assert_eq!(
-                (span["start"].as_u64().unwrap(), span["end"].as_u64().unwrap()),
+                (
+                    span["start"].as_u64().unwrap(),
+                    span["end"].as_u64().unwrap()
+                ),
                 oos
             );
         }
@@ -591,7 +666,10 @@ fn a_sweep_ranks_every_set_over_several_files_and_walks_forward() {
         "holds out of sample"
     };
     assert!(text.contains(verdict), "{text}");
-    let first_row = text.lines().find(|l| l.trim_start().starts_with("1  ")).unwrap();
+    let first_row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1  "))
+        .unwrap();
     assert!(
         first_row.contains(&format!("fast={bf} slow={bs}")),
         "{first_row}"

@@ -43,8 +43,14 @@ pub const STAT_LABELS: [(&str, &str); 30] = [
     ("calmar_ratio", "Calmar Ratio"),
     ("max_drawdown_pct", "Max. Drawdown [%]"),
     ("avg_drawdown_pct", "Avg. Drawdown [%]"),
-    ("max_drawdown_duration_days", "Max. Drawdown Duration [days]"),
-    ("avg_drawdown_duration_days", "Avg. Drawdown Duration [days]"),
+    (
+        "max_drawdown_duration_days",
+        "Max. Drawdown Duration [days]",
+    ),
+    (
+        "avg_drawdown_duration_days",
+        "Avg. Drawdown Duration [days]",
+    ),
     ("num_trades", "# Trades"),
     ("win_rate_pct", "Win Rate [%]"),
     ("best_trade_pct", "Best Trade [%]"),
@@ -200,7 +206,10 @@ pub fn html(input: &ReportInput<'_>) -> String {
     h.push_str("<h2>Statistics</h2>\n<table id=\"stats\">\n");
     let stats = serde_json::to_value(&r.stats).unwrap_or_default();
     for (key, label) in STAT_LABELS {
-        let v = stats.get(key).map(format_stat).unwrap_or_else(|| "n/a".into());
+        let v = stats
+            .get(key)
+            .map(format_stat)
+            .unwrap_or_else(|| "n/a".into());
         let _ = writeln!(
             h,
             "<tr data-key=\"{key}\"><td class=\"l\">{}</td><td>{}</td></tr>",
@@ -328,7 +337,11 @@ fn chart_drawdown(h: &mut String, dd: &[f64], time_ms: &[i64], height: f64) {
     for (c, &(_, u)) in env.iter().enumerate() {
         let _ = write!(d, "L{:.1} {:.1}", x_of(c, env.len()), y(u));
     }
-    let _ = write!(d, "L{:.1} 4.0Z", x_of(env.len().saturating_sub(1), env.len()));
+    let _ = write!(
+        d,
+        "L{:.1} 4.0Z",
+        x_of(env.len().saturating_sub(1), env.len())
+    );
     let _ = write!(
         h,
         "<path d=\"{d}\" fill=\"#ef9a9a\" stroke=\"#c62828\" stroke-width=\"1\"/>\
@@ -371,7 +384,10 @@ mod tests {
         chart_drawdown(&mut h, &drawdown, &time, 140.0);
         assert!(h.len() < 80_000, "{} bytes", h.len());
         // One column per pixel: each is drawn by two points (line) or one (area).
-        assert_eq!(h.matches('L').count(), 2 * CHART_COLUMNS - 1 + CHART_COLUMNS + 1);
+        assert_eq!(
+            h.matches('L').count(),
+            2 * CHART_COLUMNS - 1 + CHART_COLUMNS + 1
+        );
         // The one-bar spike is the chart's top.
         assert!(h.contains(">25000</text>"), "{h:.300}");
     }
@@ -383,7 +399,10 @@ mod tests {
         assert_eq!(format_number(-33.929_999_9), "-33.93");
         assert_eq!(format_number(f64::NAN), "n/a");
         assert_eq!(format_number(-0.00001), "0");
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(format_time(0), "1970-01-01 00:00");
     }
 }

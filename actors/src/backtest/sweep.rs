@@ -70,7 +70,9 @@ pub enum SweepError {
     SweptTwice { name: String },
     #[error("constraint \"{expr}\": {reason}")]
     Constraint { expr: String, reason: String },
-    #[error("the grid has {sets} parameter sets, more than the {max} a sweep accepts; use larger steps")]
+    #[error(
+        "the grid has {sets} parameter sets, more than the {max} a sweep accepts; use larger steps"
+    )]
     TooLarge { sets: u128, max: usize },
     #[error("no parameter set is left: {total} set(s) in the grid, {by_constraint} rejected by --constraint, {by_strategy} by the strategy{}", .first_reason.as_ref().map(|r| format!(" (e.g. {r})")).unwrap_or_default())]
     Empty {
@@ -96,7 +98,7 @@ pub enum SweepError {
         data: String,
         params: String,
         #[source]
-        source: BacktestError,
+        source: Box<BacktestError>,
     },
 }
 
@@ -319,7 +321,9 @@ impl Parser {
         if e.is_bool() {
             Ok(e)
         } else {
-            Err(format!("{ctx} needs a comparison (e.g. fast < slow) on each side"))
+            Err(format!(
+                "{ctx} needs a comparison (e.g. fast < slow) on each side"
+            ))
         }
     }
 
@@ -730,8 +734,7 @@ pub fn evaluate(
             let stats = datasets
                 .iter()
                 .map(|d| {
-                    let s = backtest(strategy, params, &d.bars, config, &d.name)
-                        .map(|r| r.stats);
+                    let s = backtest(strategy, params, &d.bars, config, &d.name).map(|r| r.stats);
                     progress();
                     s
                 })
@@ -757,7 +760,7 @@ fn backtest(
     run(bars, s.as_mut(), config).map_err(|source| SweepError::Backtest {
         data: data.to_string(),
         params: params.to_string(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -978,7 +981,14 @@ pub fn optimise(
     metric: Metric,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Row, SweepError> {
-    let mut rows = evaluate(plan.strategy, &plan.sets, datasets, config, metric, progress)?;
+    let mut rows = evaluate(
+        plan.strategy,
+        &plan.sets,
+        datasets,
+        config,
+        metric,
+        progress,
+    )?;
     rank(&mut rows);
     // `plan` refuses an empty set list, so there is a first row.
     rows.into_iter().next().ok_or(SweepError::Empty {

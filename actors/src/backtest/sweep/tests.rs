@@ -26,7 +26,10 @@ fn ranges_are_inclusive_with_a_step_and_refuse_nonsense() {
     let r = ParamRange::parse("fast=5..50:5").unwrap();
     assert_eq!(r.name, "fast");
     assert_eq!(r.values, [5., 10., 15., 20., 25., 30., 35., 40., 45., 50.]);
-    assert_eq!(ParamRange::parse("slow=20..200:10").unwrap().values.len(), 19);
+    assert_eq!(
+        ParamRange::parse("slow=20..200:10").unwrap().values.len(),
+        19
+    );
     assert_eq!(
         ParamRange::parse("k=0.1..0.5:0.1").unwrap().values,
         [0.1, 0.2, 0.3, 0.4, 0.5]
@@ -82,7 +85,10 @@ fn grid_expansion_and_constraint_filtering_count_every_set() {
     // Only one swept: constraints see the default of the other (slow = 20).
     let one = [ParamRange::parse("fast=5..40:5").unwrap()];
     let c = Constraint::parse("fast < slow", &["fast", "slow"]).unwrap();
-    assert_eq!(plan(sma, &BTreeMap::new(), &one, &[c]).unwrap().sets.len(), 3);
+    assert_eq!(
+        plan(sma, &BTreeMap::new(), &one, &[c]).unwrap().sets.len(),
+        3
+    );
 }
 
 #[test]
@@ -90,14 +96,22 @@ fn plans_refuse_unknown_repeated_and_out_of_range_parameters() {
     let sma = find("sma_cross").unwrap();
     let r = |s: &str| ParamRange::parse(s).unwrap();
     let e = plan(sma, &BTreeMap::new(), &[r("fsat=1..3")], &[]).unwrap_err();
-    assert!(e.to_string().contains("'fsat'") && e.to_string().contains("fast, slow"), "{e}");
+    assert!(
+        e.to_string().contains("'fsat'") && e.to_string().contains("fast, slow"),
+        "{e}"
+    );
     let fixed = BTreeMap::from([("fast".to_string(), 10.0)]);
     assert!(matches!(
         plan(sma, &fixed, &[r("fast=1..3")], &[]),
         Err(SweepError::SweptAndFixed { .. })
     ));
     assert!(matches!(
-        plan(sma, &BTreeMap::new(), &[r("fast=1..3"), r("fast=4..5")], &[]),
+        plan(
+            sma,
+            &BTreeMap::new(),
+            &[r("fast=1..3"), r("fast=4..5")],
+            &[]
+        ),
         Err(SweepError::SweptTwice { .. })
     ));
     let e = plan(sma, &BTreeMap::new(), &[r("fast=0..3")], &[]).unwrap_err();
@@ -105,7 +119,8 @@ fn plans_refuse_unknown_repeated_and_out_of_range_parameters() {
     let c = Constraint::parse("fast > 100", &["fast", "slow"]).unwrap();
     let e = plan(sma, &BTreeMap::new(), &[r("fast=1..3")], &[c]).unwrap_err();
     assert!(
-        e.to_string().contains("3 set(s) in the grid, 3 rejected by --constraint"),
+        e.to_string()
+            .contains("3 set(s) in the grid, 3 rejected by --constraint"),
         "{e}"
     );
 }
@@ -130,7 +145,10 @@ fn constraints_parse_arithmetic_and_logic_and_refuse_unknown_names() {
     assert!(c.holds(&p(12.0, 25.0)) && !c.holds(&p(13.0, 25.0)));
     assert!(c.holds(&p(101.0, 25.0)));
     for (bad, says) in [
-        ("fast < slwo", "'slwo' is not a parameter of this strategy; its parameters: fast, slow, k"),
+        (
+            "fast < slwo",
+            "'slwo' is not a parameter of this strategy; its parameters: fast, slow, k",
+        ),
         ("fast + slow", "must be a comparison"),
         ("fast < slow and 3", "'and' needs a comparison"),
         ("(fast < slow", "'(' is not closed"),
@@ -207,14 +225,27 @@ fn every_set_runs_on_every_data_set_and_scores_by_the_mean() {
     )
     .unwrap();
     let data = [
-        Dataset { name: "a".into(), bars: bars(400, 0.0) },
-        Dataset { name: "b".into(), bars: bars(300, 1.3) },
+        Dataset {
+            name: "a".into(),
+            bars: bars(400, 0.0),
+        },
+        Dataset {
+            name: "b".into(),
+            bars: bars(300, 1.3),
+        },
     ];
     let ran = std::sync::atomic::AtomicUsize::new(0);
     let metric = Metric::parse("return_pct").unwrap();
-    let rows = evaluate(sma, &p.sets, &data, &BacktestConfig::default(), metric, &|| {
-        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    })
+    let rows = evaluate(
+        sma,
+        &p.sets,
+        &data,
+        &BacktestConfig::default(),
+        metric,
+        &|| {
+            ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        },
+    )
     .unwrap();
     assert_eq!(ran.into_inner(), 6 * 2);
     assert_eq!(rows.len(), 6);
@@ -234,7 +265,10 @@ fn fold_bounds_split_bars_into_consecutive_segments() {
         .iter()
         .map(|b| (b.in_sample.clone(), b.out_of_sample.clone()))
         .collect();
-    assert_eq!(got, [(0..2, 2..4), (0..4, 4..6), (0..6, 6..8), (0..8, 8..10)]);
+    assert_eq!(
+        got,
+        [(0..2, 2..4), (0..4, 4..6), (0..6, 6..8), (0..8, 8..10)]
+    );
     let f = fold_bounds(1001, 3);
     assert_eq!(f[0].out_of_sample, 250..500);
     assert_eq!(f[2].out_of_sample, 750..1001);
@@ -263,7 +297,10 @@ fn walk_forward_never_looks_at_the_out_of_sample_bars() {
     let plan = sma_plan();
     let metric = Metric::parse("return_pct").unwrap();
     let config = BacktestConfig::default();
-    let data = vec![Dataset { name: "a".into(), bars: bars(900, 0.0) }];
+    let data = vec![Dataset {
+        name: "a".into(),
+        bars: bars(900, 0.0),
+    }];
     let wf = walk_forward(&plan, &data, 2, &config, metric, &no_progress).unwrap();
     assert_eq!(wf.folds.len(), 2);
     assert_eq!(wf.folds[1].out_of_sample[0].start, 600);
@@ -285,7 +322,10 @@ fn walk_forward_never_looks_at_the_out_of_sample_bars() {
     // ... and it is the best of an optimisation over exactly those bars.
     let best = optimise(
         &plan,
-        &[Dataset { name: "a".into(), bars: data[0].bars.slice(0..600) }],
+        &[Dataset {
+            name: "a".into(),
+            bars: data[0].bars.slice(0..600),
+        }],
         &config,
         metric,
         &no_progress,
@@ -314,7 +354,10 @@ fn out_of_sample_trades_from_its_first_bar_on_warm_indicators() {
             ("slow".to_string(), 12.0),
         ]))
         .unwrap();
-    let d = Dataset { name: "a".into(), bars: bars(600, 0.0) };
+    let d = Dataset {
+        name: "a".into(),
+        bars: bars(600, 0.0),
+    };
     let config = BacktestConfig::default();
     let stats = out_of_sample(sma, &params, &d, 300..600, &config).unwrap();
     // Statistics start at the bar before the segment (buy & hold's base), not at the
@@ -353,9 +396,19 @@ struct DateTimeMs(i64);
 fn overfitting_is_flagged_when_out_of_sample_loses_half_the_in_sample_metric() {
     let plan = sma_plan();
     let metric = Metric::parse("return_pct").unwrap();
-    let data = vec![Dataset { name: "a".into(), bars: bars(900, 0.0) }];
-    let wf = walk_forward(&plan, &data, 2, &BacktestConfig::default(), metric, &no_progress)
-        .unwrap();
+    let data = vec![Dataset {
+        name: "a".into(),
+        bars: bars(900, 0.0),
+    }];
+    let wf = walk_forward(
+        &plan,
+        &data,
+        2,
+        &BacktestConfig::default(),
+        metric,
+        &no_progress,
+    )
+    .unwrap();
     let (is, oos) = (wf.in_sample_metric, wf.out_of_sample_metric);
     assert_eq!(
         is,
@@ -372,11 +425,28 @@ fn overfitting_is_flagged_when_out_of_sample_loses_half_the_in_sample_metric() {
         .product();
     assert!((wf.out_of_sample_return_pct - (growth - 1.0) * 100.0).abs() < 1e-9);
     assert!(matches!(
-        walk_forward(&plan, &data, 0, &BacktestConfig::default(), metric, &no_progress),
+        walk_forward(
+            &plan,
+            &data,
+            0,
+            &BacktestConfig::default(),
+            metric,
+            &no_progress
+        ),
         Err(SweepError::NoFolds)
     ));
-    let tiny = vec![Dataset { name: "t".into(), bars: bars(5, 0.0) }];
-    let e = walk_forward(&plan, &tiny, 4, &BacktestConfig::default(), metric, &no_progress)
-        .unwrap_err();
+    let tiny = vec![Dataset {
+        name: "t".into(),
+        bars: bars(5, 0.0),
+    }];
+    let e = walk_forward(
+        &plan,
+        &tiny,
+        4,
+        &BacktestConfig::default(),
+        metric,
+        &no_progress,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("'t' has 5 bars"), "{e}");
 }
