@@ -15,7 +15,7 @@
 //!
 //! `--json` of one backtest: `{"strategy", "params", "spec", "data", "bars", "config",
 //! "stats", "trades", "open_trades", "cancelled_orders", "first_trading_bar",
-//! "out_of_money_bar", "equity"}`, where `equity` is `{"bars", "step", "time_ms", "equity",
+//! "out_of_money_bar", "equity"}`, where `equity` is `{"bars", "points", "time_ms", "equity",
 //! "drawdown"}`: the per-bar curves, or with more bars than `--equity-points` (default
 //! 2000; 0 = all) the value at the last bar of each of that many equal groups of bars
 //! (always including the last bar). `--json` of a sweep: `{"strategy", "maximize", "data",
