@@ -5,6 +5,7 @@
 //! an engine inside another program.
 
 pub mod agents;
+pub mod backtest_cli;
 mod binance_feeds;
 pub mod commands;
 pub mod config;

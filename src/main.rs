@@ -173,6 +173,10 @@ enum Command {
     /// Candle history: `data fetch` downloads a venue's candles into an OHLCV CSV
     /// (paginated, within the venue's rate limits, resumable).
     Data(orrery::data::DataArgs),
+    /// Backtest a strategy on an OHLCV CSV file (statistics as backtesting.py, --json,
+    /// --report out.html), or sweep its parameters (--sweep, --walk-forward). Needs no
+    /// config file or data dir.
+    Backtest(Box<orrery::backtest_cli::BacktestArgs>),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -303,6 +307,7 @@ fn main() -> ExitCode {
         }
         Command::Market(a) => with_config(a.config().as_deref(), |c| orrery::market::run(c, a)),
         Command::Data(a) => with_config(a.config().as_deref(), |c| orrery::data::run(c, a)),
+        Command::Backtest(a) => orrery::backtest_cli::run(*a),
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `broker` (private): orders, trades, cash, margin, fills.
 //! - [`stats`]: [`Stats`], as backtesting.py 0.6 computes them.
 //! - [`result`]: [`BacktestResult`] and [`Trade`].
+//! - [`sweep`]: parameter grids, constraints, ranking and walk-forward, in parallel (rayon).
+//! - [`report`]: the self-contained HTML report of one backtest.
 //!
 //! ```no_run
 //! use orrery_actors::backtest::{self, BacktestConfig};
@@ -25,8 +27,10 @@ mod broker;
 pub mod config;
 pub mod data;
 pub mod engine;
+pub mod report;
 pub mod result;
 pub mod stats;
+pub mod sweep;
 
 pub use broker::OrderError;
 pub use config::{BacktestConfig, ConfigError, Fill};
