@@ -68,6 +68,8 @@ pub enum Kind {
     Copy,
     /// A funding agent (`[[agents.funding]]`).
     Funding,
+    /// A research -> backtest -> implement agent (`[[agents.rbi]]`).
+    Rbi,
 }
 
 impl Kind {
@@ -81,6 +83,7 @@ impl Kind {
             Kind::Liquidations => "liquidations",
             Kind::Copy => "copy",
             Kind::Funding => "funding",
+            Kind::Rbi => "rbi",
         }
     }
 
