@@ -59,6 +59,9 @@ pub struct Config {
     pub signals: SignalsConfig,
     /// Decision journal retention; see [`JournalConfig`].
     pub journal: JournalConfig,
+    /// The RBI pipeline of `orrery research run` (model, fix rounds, data sets,
+    /// thresholds); see `orrery_actors::agents::rbi`.
+    pub research: orrery_actors::agents::rbi::RbiSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -287,6 +290,9 @@ pub struct AgentsConfig {
     /// Funding agents (`[[agents.funding]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub funding: Vec<FundingAgentConfig>,
+    /// Research -> backtest -> implement agents (`[[agents.rbi]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rbi: Vec<orrery_actors::agents::rbi::RbiAgentConfig>,
 }
 
 impl Default for AgentsConfig {
@@ -304,6 +310,7 @@ impl Default for AgentsConfig {
             liquidations: Vec::new(),
             copy: Vec::new(),
             funding: Vec::new(),
+            rbi: Vec::new(),
         }
     }
 }
@@ -608,6 +615,7 @@ impl Config {
         self.check_flow_agents(&mut issues);
         crate::copy::check(self, &mut issues);
         self.check_funding_agents(&mut issues);
+        self.check_research(&mut issues);
         if issues.is_empty() {
             Ok(())
         } else {
@@ -698,6 +706,47 @@ impl Config {
                     "a source name no other sentiment source uses (it is the `source` label of the news metrics)",
                 );
             }
+        }
+    }
+
+    /// `[research]` and `[[agents.rbi]]`: the pipeline's keys, its model under `[models]`,
+    /// and each RBI agent's name unique among all agents.
+    fn check_research(&self, issues: &mut Issues) {
+        self.research.validate("research", issues);
+        issues.check(
+            self.models.models.contains_key(&self.research.model),
+            "research.model",
+            &self.research.model,
+            format!("a logical model under [models]: {}", self.model_names()),
+        );
+        let a = &self.agents;
+        let mut taken: std::collections::BTreeSet<&str> = a
+            .trading
+            .iter()
+            .map(|x| x.name.as_str())
+            .chain(a.pipeline.iter().map(|x| x.name.as_str()))
+            .chain(a.sentiment.iter().map(|x| x.name.as_str()))
+            .chain(a.open_interest.iter().map(|x| x.name.as_str()))
+            .chain(a.liquidations.iter().map(|x| x.name.as_str()))
+            .chain(a.copy.iter().map(|x| x.name.as_str()))
+            .chain(a.funding.iter().map(|x| x.name.as_str()))
+            .collect();
+        taken.insert(orrery_actors::agents::risk::RISK_AGENT);
+        for (i, agent) in a.rbi.iter().enumerate() {
+            let path = format!("agents.rbi[{i}]");
+            agent.validate(&path, issues);
+            issues.check(
+                taken.insert(&agent.name),
+                join(&path, "name"),
+                &agent.name,
+                "a name no other agent uses (nor `risk`, the risk agent's)",
+            );
+            issues.check(
+                self.models.models.contains_key(&agent.model),
+                join(&path, "model"),
+                &agent.model,
+                format!("a logical model under [models]: {}", self.model_names()),
+            );
         }
     }
 

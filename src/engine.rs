@@ -325,6 +325,7 @@ fn describe_all() {
     orrery_actors::agents::journal::describe();
     orrery_actors::agents::pipeline::describe();
     orrery_actors::agents::copy::describe();
+    orrery_actors::agents::rbi::describe();
     orrery_actors::agents::sentiment::describe();
     orrery_actors::agents::open_interest::describe();
     orrery_actors::agents::liquidations::describe();

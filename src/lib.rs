@@ -28,6 +28,7 @@ pub mod replay;
 pub mod sentiment;
 pub mod signals;
 pub mod status;
+pub mod strategies;
 pub mod summary;
 pub mod symbols;
 pub mod tree;

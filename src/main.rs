@@ -170,6 +170,10 @@ enum Command {
     /// Perpetual-futures market data: `market funding` (mark, index, funding rate, history)
     /// and `market open-interest` (now, and its history at a period).
     Market(orrery::market::MarketArgs),
+    /// The strategy library: list, show and promote research -> backtest attempts.
+    Strategies(orrery::strategies::StrategiesArgs),
+    /// The RBI pipeline: research -> strategy spec -> backtest -> library.
+    Research(orrery::strategies::ResearchArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -299,6 +303,12 @@ fn main() -> ExitCode {
             with_config(a.config.clone().as_deref(), |c| orrery::replay::run(c, a))
         }
         Command::Market(a) => with_config(a.config().as_deref(), |c| orrery::market::run(c, a)),
+        Command::Strategies(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::strategies::command(c, a)
+        }),
+        Command::Research(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::strategies::research(c, a)
+        }),
     }
 }
 
