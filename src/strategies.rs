@@ -226,6 +226,14 @@ pub fn promote(
     let record = library
         .get(name)?
         .ok_or_else(|| LibraryError::NotFound(name.to_string()))?;
+    // The verdict first: it is the reason an operator acts on.
+    if record.status == StrategyStatus::Rejected {
+        return Err(LibraryError::Rejected {
+            reasons: record.reasons.join("; "),
+            name: record.name,
+        }
+        .into());
+    }
     match record.spec() {
         Some(Ok(_)) => {}
         Some(Err(e)) => {
