@@ -70,7 +70,7 @@ pub fn directory(
 
 /// Every configured agent but the risk agent, in config order by kind: its name, kind and
 /// schedule (one list, so a new kind is registered once).
-fn scheduled_agents(config: &Config) -> Vec<(&str, Kind, Schedule)> {
+pub(crate) fn scheduled_agents(config: &Config) -> Vec<(&str, Kind, Schedule)> {
     let a = &config.agents;
     let mut all: Vec<(&str, Kind, Schedule)> = Vec::new();
     all.extend(
@@ -107,6 +107,11 @@ fn scheduled_agents(config: &Config) -> Vec<(&str, Kind, Schedule)> {
         a.funding
             .iter()
             .map(|x| (x.name.as_str(), Kind::Funding, x.schedule())),
+    );
+    all.extend(
+        a.strategy
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Strategy, x.schedule())),
     );
     all.extend(
         a.rbi

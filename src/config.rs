@@ -290,6 +290,9 @@ pub struct AgentsConfig {
     /// Funding agents (`[[agents.funding]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub funding: Vec<FundingAgentConfig>,
+    /// Strategy agents (`[[agents.strategy]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub strategy: Vec<orrery_actors::agents::strategy::StrategyAgentConfig>,
     /// Research -> backtest -> implement agents (`[[agents.rbi]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rbi: Vec<orrery_actors::agents::rbi::RbiAgentConfig>,
@@ -310,6 +313,7 @@ impl Default for AgentsConfig {
             liquidations: Vec::new(),
             copy: Vec::new(),
             funding: Vec::new(),
+            strategy: Vec::new(),
             rbi: Vec::new(),
         }
     }
@@ -615,6 +619,7 @@ impl Config {
         self.check_flow_agents(&mut issues);
         crate::copy::check(self, &mut issues);
         self.check_funding_agents(&mut issues);
+        crate::strategy_agents::check(self, &mut issues);
         self.check_research(&mut issues);
         if issues.is_empty() {
             Ok(())
@@ -720,23 +725,17 @@ impl Config {
             format!("a logical model under [models]: {}", self.model_names()),
         );
         let a = &self.agents;
-        let mut taken: std::collections::BTreeSet<&str> = a
-            .trading
-            .iter()
-            .map(|x| x.name.as_str())
-            .chain(a.pipeline.iter().map(|x| x.name.as_str()))
-            .chain(a.sentiment.iter().map(|x| x.name.as_str()))
-            .chain(a.open_interest.iter().map(|x| x.name.as_str()))
-            .chain(a.liquidations.iter().map(|x| x.name.as_str()))
-            .chain(a.copy.iter().map(|x| x.name.as_str()))
-            .chain(a.funding.iter().map(|x| x.name.as_str()))
+        let mut taken: std::collections::BTreeSet<String> = crate::agents::scheduled_agents(self)
+            .into_iter()
+            .filter(|(_, kind, _)| *kind != orrery_actors::agents::runtime::Kind::Rbi)
+            .map(|(name, _, _)| name.to_string())
             .collect();
-        taken.insert(orrery_actors::agents::risk::RISK_AGENT);
+        taken.insert(orrery_actors::agents::risk::RISK_AGENT.to_string());
         for (i, agent) in a.rbi.iter().enumerate() {
             let path = format!("agents.rbi[{i}]");
             agent.validate(&path, issues);
             issues.check(
-                taken.insert(&agent.name),
+                taken.insert(agent.name.clone()),
                 join(&path, "name"),
                 &agent.name,
                 "a name no other agent uses (nor `risk`, the risk agent's)",

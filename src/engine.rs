@@ -125,6 +125,7 @@ impl Engine {
         crate::symbols::normalize_agents(&mut config);
         config.validate()?;
         let store = Store::open(&config.engine.data_dir)?;
+        crate::strategies::add_promoted_agents(&mut config, &store, &clock);
         let metrics = telemetry::install_global_recorder();
         describe_all();
         init_position_metrics(&config);
@@ -330,6 +331,7 @@ fn describe_all() {
     orrery_actors::agents::open_interest::describe();
     orrery_actors::agents::liquidations::describe();
     orrery_actors::agents::funding::describe();
+    orrery_actors::agents::strategy::describe();
     orrery_actors::exchanges::stream::describe();
 }
 

@@ -170,6 +170,9 @@ enum Command {
     /// Perpetual-futures market data: `market funding` (mark, index, funding rate, history)
     /// and `market open-interest` (now, and its history at a period).
     Market(orrery::market::MarketArgs),
+    /// Candle history: `data fetch` downloads a venue's candles into an OHLCV CSV
+    /// (paginated, within the venue's rate limits, resumable).
+    Data(orrery::data::DataArgs),
     /// The strategy library: list, show and promote research -> backtest attempts.
     Strategies(orrery::strategies::StrategiesArgs),
     /// The RBI pipeline: research -> strategy spec -> backtest -> library.
@@ -303,6 +306,7 @@ fn main() -> ExitCode {
             with_config(a.config.clone().as_deref(), |c| orrery::replay::run(c, a))
         }
         Command::Market(a) => with_config(a.config().as_deref(), |c| orrery::market::run(c, a)),
+        Command::Data(a) => with_config(a.config().as_deref(), |c| orrery::data::run(c, a)),
         Command::Strategies(a) => with_config(a.config.clone().as_deref(), |c| {
             orrery::strategies::command(c, a)
         }),

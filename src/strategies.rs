@@ -324,6 +324,94 @@ pub fn promote(
     })
 }
 
+/// Adds a strategy agent (`[[agents.strategy]]`) for every promotion recorded in the
+/// library, running the promoted spec: called by the engine at start, after the config was
+/// validated and before the tree is planned. A promotion whose agent is no longer valid (its
+/// venue was removed from the config, its name is now a configured agent's, its spec no
+/// longer validates) is skipped with an error line; the engine starts without it.
+pub fn add_promoted_agents(config: &mut Config, store: &Store, clock: &orrery_actors::clock::SharedClock) {
+    let library = match StrategyLibrary::open(store, clock.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the strategy library; no promoted strategy agent starts");
+            return;
+        }
+    };
+    let promoted = match library.list(Some(StrategyStatus::Promoted)) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the strategy library; no promoted strategy agent starts");
+            return;
+        }
+    };
+    // Oldest promotion first, so a name's first holder keeps it.
+    for record in promoted.iter().rev() {
+        for p in &record.promotions {
+            let Some(agent) = &p.agent else { continue };
+            match promoted_agent(config, record, &p.venue, agent) {
+                Ok(a) => {
+                    tracing::info!(
+                        agent = %a.name,
+                        strategy = %record.name,
+                        venue = %a.venue,
+                        symbol = %a.symbol,
+                        timeframe = %a.timeframe,
+                        "promoted strategy agent added"
+                    );
+                    config.agents.strategy.push(a);
+                }
+                Err(why) => tracing::error!(
+                    agent = %agent.name,
+                    strategy = %record.name,
+                    venue = %p.venue,
+                    error = %why,
+                    "promoted strategy agent not started"
+                ),
+            }
+        }
+    }
+}
+
+fn promoted_agent(
+    config: &Config,
+    record: &StrategyRecord,
+    venue: &str,
+    agent: &PromotedAgent,
+) -> Result<orrery_actors::agents::strategy::StrategyAgentConfig, String> {
+    use orrery_actors::agents::strategy::StrategyAgentConfig;
+    if !config.exchanges.venues.contains_key(venue) {
+        return Err(format!("venue `{venue}` is no longer under [exchanges.venues]"));
+    }
+    let spec = match record.spec() {
+        Some(Ok(spec)) => spec,
+        Some(Err(e)) => return Err(e.to_string()),
+        None => return Err("the attempt has no spec".into()),
+    };
+    if crate::agents::configured_agent_names(config).contains(&agent.name)
+        || agent.name == orrery_actors::agents::risk::RISK_AGENT
+    {
+        return Err(format!("the agent name `{}` is taken by another agent", agent.name));
+    }
+    let mut a: StrategyAgentConfig = serde_json::from_value(serde_json::json!({
+        "name": agent.name,
+        "venue": venue,
+        "symbol": crate::symbols::normalize(config, venue, &agent.symbol),
+        "timeframe": agent.timeframe,
+        "strategy": format!("library:{}", record.name),
+        "max_position_usd": agent.max_position_usd,
+        "equity_fraction": agent.equity_fraction,
+    }))
+    .map_err(|e| e.to_string())?;
+    a.spec = Some(Box::new(spec));
+    let mut issues = orrery_actors::validate::Issues::default();
+    a.validate("promoted agent", &mut issues);
+    if issues.is_empty() {
+        Ok(a)
+    } else {
+        Err(format!("{issues:?}"))
+    }
+}
+
 /// Body of `POST /api/research/run`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

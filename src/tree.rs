@@ -174,6 +174,11 @@ pub enum Role {
         /// The agent's name (`[[agents.funding]] name`).
         agent: String,
     },
+    /// One strategy agent.
+    StrategyAgent {
+        /// The agent's name (`[[agents.strategy]] name`).
+        agent: String,
+    },
     /// One research -> backtest -> implement agent.
     RbiAgent {
         /// The agent's name (`[[agents.rbi]] name`).
@@ -330,7 +335,7 @@ pub fn plan(config: &Config) -> SupervisorPlan {
     }
     // One row per agent kind: the id prefix, the names in config order, the role.
     let a = &config.agents;
-    let kinds: [AgentRows; 8] = [
+    let kinds: [AgentRows; 9] = [
         (
             "trading",
             a.trading.iter().map(|x| x.name.clone()).collect(),
@@ -365,6 +370,11 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             "funding",
             a.funding.iter().map(|x| x.name.clone()).collect(),
             |agent| Role::FundingAgent { agent },
+        ),
+        (
+            "strategy",
+            a.strategy.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::StrategyAgent { agent },
         ),
         // Last: research is the lowest-priority work of the tree.
         (
@@ -752,6 +762,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         Role::LiquidationAgent { agent } => crate::flow_agents::liquidation_spec(id, agent, deps),
         Role::CopyAgent { agent } => crate::copy::spec(id, agent, deps),
         Role::FundingAgent { agent } => funding_spec(id, agent, deps),
+        Role::StrategyAgent { agent } => crate::strategy_agents::spec(id, agent, deps),
         Role::RbiAgent { agent } => rbi_spec(id, agent, deps),
         Role::SentimentAgent { agent } => {
             let (Some(agent), Ok(entry)) = (

@@ -155,7 +155,7 @@ impl Strategy for Brackets {
         self.bar += 1;
         if position.is_flat() {
             let c = bar.close;
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 actions.order(Side::Buy, Size::Equity(0.5), Some(c * 0.98), Some(c * 1.02));
             } else {
                 actions.order(Side::Sell, Size::Units(5.0), Some(c * 1.02), Some(c * 0.98));
@@ -437,11 +437,11 @@ impl Strategy for Netting {
     fn on_bar(&mut self, _bar: &Bar, _position: &PositionView, actions: &mut Actions) {
         let i = self.bar;
         self.bar += 1;
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             actions.order(Side::Buy, Size::Units(3.0), None, None);
-        } else if i % 5 == 0 {
+        } else if i.is_multiple_of(5) {
             actions.order(Side::Sell, Size::Units(4.0), None, None);
-        } else if i % 7 == 0 {
+        } else if i.is_multiple_of(7) {
             actions.close();
         }
     }
@@ -462,7 +462,7 @@ impl Strategy for AllIn {
     fn on_bar(&mut self, _bar: &Bar, _position: &PositionView, actions: &mut Actions) {
         let i = self.bar;
         self.bar += 1;
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             actions.order(Side::Buy, Size::Equity(0.9), None, None);
         } else if i % 20 == 10 {
             actions.order(Side::Sell, Size::Equity(0.9), None, None);

@@ -16,6 +16,7 @@ pub mod rbi;
 pub mod risk;
 pub mod runtime;
 pub mod sentiment;
+pub mod strategy;
 pub mod swarm;
 pub mod trading;
 mod trading_deps;

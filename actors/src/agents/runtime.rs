@@ -68,6 +68,8 @@ pub enum Kind {
     Copy,
     /// A funding agent (`[[agents.funding]]`).
     Funding,
+    /// A strategy agent (`[[agents.strategy]]`).
+    Strategy,
     /// A research -> backtest -> implement agent (`[[agents.rbi]]`).
     Rbi,
 }
@@ -83,6 +85,7 @@ impl Kind {
             Kind::Liquidations => "liquidations",
             Kind::Copy => "copy",
             Kind::Funding => "funding",
+            Kind::Strategy => "strategy",
             Kind::Rbi => "rbi",
         }
     }

@@ -135,8 +135,8 @@ pub(crate) fn np_sum(a: &[f64]) -> f64 {
         r.copy_from_slice(&a[..8]);
         let mut i = 8;
         while i < n - n % 8 {
-            for j in 0..8 {
-                r[j] += a[i + j];
+            for (acc, x) in r.iter_mut().zip(&a[i..i + 8]) {
+                *acc += x;
             }
             i += 8;
         }
@@ -244,30 +244,23 @@ fn period_ns(time_ms: &[i64]) -> Option<f64> {
     Some(med * NS_PER_MS as f64)
 }
 
-/// pandas `Timedelta.resolution_string` as a unit in ns: the smallest non-zero component.
+/// pandas `Timedelta.resolution_string` as a unit in ns: the smallest non-zero component
+/// (ns, us, ms, s, min, h, else days).
 fn resolution_ns(period_ns: f64) -> i64 {
-    let p = period_ns.round() as i64;
-    for unit in [
+    const UNITS: [i64; 7] = [
         1,
         1_000,
         1_000_000,
         1_000_000_000,
         60_000_000_000,
         3_600_000_000_000,
-    ] {
-        let next = match unit {
-            1 => 1_000,
-            1_000 => 1_000_000,
-            1_000_000 => 1_000_000_000,
-            1_000_000_000 => 60_000_000_000,
-            60_000_000_000 => 3_600_000_000_000,
-            _ => 86_400_000_000_000,
-        };
-        if p % next != 0 {
-            return unit;
-        }
-    }
-    86_400_000_000_000
+        86_400_000_000_000,
+    ];
+    let p = period_ns.round() as i64;
+    UNITS
+        .windows(2)
+        .find(|w| p % w[1] != 0)
+        .map_or(UNITS[6], |w| w[0])
 }
 
 /// A duration in ns rounded up to `res` ns (`Timedelta.ceil`), in days.

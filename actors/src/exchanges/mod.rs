@@ -11,6 +11,7 @@ pub mod command;
 pub mod connector;
 pub mod derivatives;
 pub mod gateway;
+pub mod history;
 pub mod hyperliquid;
 pub mod ledger;
 pub mod market_data;

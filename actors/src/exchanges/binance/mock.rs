@@ -149,6 +149,8 @@ struct State {
     /// Every execution, in order, as the user data stream reports it (an `executionReport`
     /// per order change; see [`MockBinance::take_execution_reports`]).
     executions: Vec<Value>,
+    /// Candle history served by klines with `startTime`/`endTime` (see [`MockBinance::set_klines`]).
+    klines: KlineHistory,
 }
 
 /// A pair's order book as the depth endpoint serves it.
@@ -263,6 +265,7 @@ impl MockBinance {
             listen_keys: Vec::new(),
             depth: BTreeMap::new(),
             executions: Vec::new(),
+            klines: KlineHistory::default(),
         }));
         let handler_state = state.clone();
         let server = MockServer::start(move |req| handle(&handler_state, req));
@@ -271,6 +274,17 @@ impl MockBinance {
 
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// `GET /api/v3/klines` of `pair` at `interval` answers from `candles` (oldest first)
+    /// as Binance documents it (see [`kline_answer`]), instead of flat candles at the mid.
+    pub fn set_klines(&self, pair: &str, interval: &str, candles: Vec<crate::exchanges::Candle>) {
+        self.state.lock().klines.set(pair, interval, candles);
+    }
+
+    /// Wall-clock ms at which each klines request arrived, rate-limited ones included.
+    pub fn kline_request_times(&self) -> Vec<i64> {
+        self.state.lock().klines.arrivals.clone()
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -502,6 +516,9 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     }
     st.weight.1 += weight_of(req.route(), &req.method);
     let used = st.weight.1.to_string();
+    if req.route() == "/api/v3/klines" {
+        st.klines.arrivals.push(wall_ms());
+    }
     let reply = route(&mut st, req, server_now);
     reply.with_header("X-MBX-USED-WEIGHT-1M", &used)
 }
@@ -627,6 +644,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64) -> Reply {
             ),
             Err(r) => r,
         },
+        ("GET", "/api/v3/klines") if st.klines.has(&p) => st.klines.answer(&p, 1000),
         ("GET", "/api/v3/klines") => match book_of(st, &p) {
             Ok((_, b)) => {
                 let n: i64 = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(500);
@@ -1243,4 +1261,104 @@ fn execution_report(
         "i": o.order_id, "l": l, "z": d8(o.executed_qty), "L": lp, "n": n, "N": na, "T": now,
         "t": t, "I": 1, "w": o.status == "NEW", "m": m, "M": false, "O": o.time,
         "Z": d8(o.cum_quote), "Y": "0.00000000", "Q": "0.00000000", "W": o.time, "V": "NONE"})
+}
+
+/// Kline history per (pair, interval) for the klines endpoints of the spot and futures
+/// mocks, and the arrival time of every klines request.
+#[derive(Debug, Default)]
+pub(crate) struct KlineHistory {
+    series: HashMap<(String, String), Vec<crate::exchanges::Candle>>,
+    pub(crate) arrivals: Vec<i64>,
+}
+
+impl KlineHistory {
+    pub(crate) fn set(
+        &mut self,
+        pair: &str,
+        interval: &str,
+        candles: Vec<crate::exchanges::Candle>,
+    ) {
+        self.series
+            .insert((pair.to_string(), interval.to_string()), candles);
+    }
+
+    fn series_of(&self, p: &HashMap<String, String>) -> Option<&Vec<crate::exchanges::Candle>> {
+        let pair = p.get("symbol")?;
+        let interval = p.get("interval")?;
+        self.series.get(&(pair.clone(), interval.clone()))
+    }
+
+    pub(crate) fn has(&self, p: &HashMap<String, String>) -> bool {
+        self.series_of(p).is_some()
+    }
+
+    pub(crate) fn answer(&self, p: &HashMap<String, String>, max_limit: usize) -> Reply {
+        match self.series_of(p) {
+            Some(series) => kline_answer(series, p, max_limit),
+            None => err(400, -1121, "Invalid symbol."),
+        }
+    }
+}
+
+/// A klines answer from `series` as Binance documents the endpoint: `startTime` and
+/// `endTime` bound the open time (inclusive); with both or only `startTime` the oldest
+/// `limit` rows of the range, with only `endTime` the newest `limit` up to it, with
+/// neither the newest `limit`; `limit` defaults to 500 and is served as at most
+/// `max_limit` (1000 spot, 1500 USDⓈ-M). Rows are the documented 12-field arrays.
+pub(crate) fn kline_answer(
+    series: &[crate::exchanges::Candle],
+    p: &HashMap<String, String>,
+    max_limit: usize,
+) -> Reply {
+    let num = |k: &str| p.get(k).map(|v| v.parse::<i64>());
+    let (start, end, limit) = match (num("startTime"), num("endTime"), num("limit")) {
+        (Some(Err(_)), _, _) | (_, Some(Err(_)), _) | (_, _, Some(Err(_))) => {
+            return err(400, -1100, "Illegal characters found in a parameter.")
+        }
+        (s, e, l) => (
+            s.and_then(Result::ok),
+            e.and_then(Result::ok),
+            l.and_then(Result::ok)
+                .unwrap_or(500)
+                .clamp(1, max_limit as i64) as usize,
+        ),
+    };
+    let step = match p
+        .get("interval")
+        .map(|i| i.parse::<crate::exchanges::Timeframe>())
+    {
+        Some(Ok(t)) => t.millis(),
+        _ => return err(400, -1120, "Invalid interval."),
+    };
+    let in_range: Vec<&crate::exchanges::Candle> = series
+        .iter()
+        .filter(|c| start.is_none_or(|s| c.open_time_ms >= s))
+        .filter(|c| end.is_none_or(|e| c.open_time_ms <= e))
+        .collect();
+    let picked: Vec<&crate::exchanges::Candle> = if start.is_some() {
+        in_range.into_iter().take(limit).collect()
+    } else {
+        let skip = in_range.len().saturating_sub(limit);
+        in_range.into_iter().skip(skip).collect()
+    };
+    let rows: Vec<Value> = picked
+        .iter()
+        .map(|c| {
+            json!([
+                c.open_time_ms,
+                d8(c.open),
+                d8(c.high),
+                d8(c.low),
+                d8(c.close),
+                d8(c.volume),
+                c.open_time_ms + step - 1,
+                d8(c.close * c.volume),
+                1,
+                "0",
+                "0",
+                "0"
+            ])
+        })
+        .collect();
+    Reply::json(200, &Value::Array(rows))
 }

@@ -28,7 +28,7 @@ pub use config::BinanceConfig;
 pub use errors::{parse_error_response, BinanceApiError, BinanceErrorKind, RequestKind};
 pub use filters::{parse_exchange_info, symbol_rules, FilterError, SymbolRules};
 pub use signing::{signed_query, ApiSecret, BinanceSigningError, RecvWindow, API_KEY_HEADER};
-pub use venue::{BinanceOpenError, BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV};
+pub use venue::{BinanceOpenError, BinanceSpotVenue, API_KEY_ENV, API_SECRET_ENV, KLINES_PER_PAGE};
 
 #[cfg(test)]
 mod mock_tests;

@@ -151,6 +151,8 @@ struct Trade {
 }
 
 struct State {
+    /// Candle history served by klines with `startTime`/`endTime` (see [`MockBinanceFutures::set_klines`]).
+    klines: crate::exchanges::binance::mock::KlineHistory,
     secret: ApiSecret,
     clock_offset_ms: i64,
     contracts: BTreeMap<String, Contract>,
@@ -251,6 +253,7 @@ impl MockBinanceFutures {
             );
         }
         let state = Arc::new(Mutex::new(State {
+            klines: Default::default(),
             // Invariant: the constant secret is not empty.
             secret: ApiSecret::new(MOCK_API_SECRET).expect("mock secret"),
             clock_offset_ms: 0,
@@ -290,6 +293,17 @@ impl MockBinanceFutures {
 
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// `GET /fapi/v1/klines` of `pair` at `interval` answers from `candles` (oldest first)
+    /// as Binance documents it (limit up to 1500; see the spot mock's `kline_answer`).
+    pub fn set_klines(&self, pair: &str, interval: &str, candles: Vec<crate::exchanges::Candle>) {
+        self.state.lock().klines.set(pair, interval, candles);
+    }
+
+    /// Wall-clock ms at which each klines request arrived, rate-limited ones included.
+    pub fn kline_request_times(&self) -> Vec<i64> {
+        self.state.lock().klines.arrivals.clone()
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -508,6 +522,9 @@ fn handle(state: &Arc<Mutex<State>>, req: &RecordedRequest) -> Reply {
     }
     st.weight.1 += weight_of(&req.method, req.route());
     let used = st.weight.1.to_string();
+    if req.route() == "/fapi/v1/klines" {
+        st.klines.arrivals.push(wall_ms());
+    }
     let is_order =
         req.method == "POST" && matches!(req.route(), "/fapi/v1/order" | "/fapi/v1/algoOrder");
     let reply = route(&mut st, req, now, is_order);
@@ -564,6 +581,7 @@ fn route(st: &mut State, req: &RecordedRequest, now: i64, is_order: bool) -> Rep
             ),
             Err(r) => r,
         },
+        ("GET", "/fapi/v1/klines") if st.klines.has(&p) => st.klines.answer(&p, 1500),
         ("GET", "/fapi/v1/klines") => match contract(st, &p) {
             Ok((_, c)) => {
                 let n: i64 = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(500);

@@ -1149,3 +1149,24 @@ pub fn open_public(
     };
     BinanceFuturesVenue::open_with_env(name, config, clock, &env).map(Arc::new)
 }
+
+/// `GET /fapi/v1/klines` by range through the shared Binance machinery (1000 rows a page,
+/// weight 5; see [`crate::exchanges::binance::venue::KLINES_PER_PAGE`]).
+#[async_trait]
+impl crate::exchanges::history::CandleHistory for BinanceFuturesVenue {
+    fn page_limit(&self) -> usize {
+        crate::exchanges::binance::KLINES_PER_PAGE
+    }
+
+    async fn candles_between(
+        &self,
+        symbol: &str,
+        timeframe: Timeframe,
+        start_ms: Millis,
+        end_ms: Millis,
+    ) -> VenueResult<Vec<Candle>> {
+        self.rest
+            .klines_between(symbol, timeframe, start_ms, end_ms)
+            .await
+    }
+}

@@ -251,6 +251,9 @@ struct State {
     chaos: Option<(Chaos, ChaCha8Rng)>,
     /// Candles follow a wave instead of the flat mid (see [`MockHyperliquid::set_candle_wave`]).
     candle_wave: bool,
+    /// Recorded-style candle history per (coin, interval), oldest first, served by
+    /// `candleSnapshot` instead of the flat mid (see [`MockHyperliquid::set_candle_history`]).
+    candle_history: HashMap<(String, String), Vec<crate::exchanges::Candle>>,
     ctxs: BTreeMap<String, Ctx>,
     /// Settled rates per coin, oldest first; a coin without one gets an hourly series at
     /// its current funding.
@@ -357,6 +360,7 @@ impl MockHyperliquid {
             position_tpsl: std::collections::HashSet::new(),
             chaos: None,
             candle_wave: false,
+            candle_history: HashMap::new(),
             ctxs: ["BTC", "ETH", "SOL"]
                 .into_iter()
                 .map(|c| {
@@ -487,6 +491,22 @@ impl MockHyperliquid {
     /// clock) instead of the flat mid, so a rules-based agent sees trends that turn.
     pub fn set_candle_wave(&self, on: bool) {
         self.state.lock().candle_wave = on;
+    }
+
+    /// `candleSnapshot` of `coin` at `interval` answers from `candles` (oldest first, one
+    /// per interval step): as the recorded answer does, every candle whose span
+    /// `[t, t + interval)` overlaps `[startTime, endTime]` (a start inside a candle
+    /// includes that candle), oldest first, at most 5000 (the documented maximum).
+    pub fn set_candle_history(
+        &self,
+        coin: &str,
+        interval: &str,
+        candles: Vec<crate::exchanges::Candle>,
+    ) {
+        self.state
+            .lock()
+            .candle_history
+            .insert((coin.to_string(), interval.to_string()), candles);
     }
 
     /// How many order actions carried `cloid` (0x form or bare hex), counted on arrival
@@ -1271,6 +1291,19 @@ impl State {
                 let interval = body["req"]["interval"].as_str().unwrap_or("1m");
                 let start = body["req"]["startTime"].as_i64().unwrap_or(0);
                 let end = body["req"]["endTime"].as_i64().unwrap_or(0);
+                if let Some(history) = self.candle_history.get(&(coin.to_string(), interval.to_string())) {
+                    let step = interval
+                        .parse::<crate::exchanges::Timeframe>()
+                        .map(|t| t.millis())
+                        .map_err(|e| e.to_string())?;
+                    let rows: Vec<Value> = history
+                        .iter()
+                        .filter(|c| c.open_time_ms + step > start && c.open_time_ms <= end)
+                        .take(5000)
+                        .map(|c| json!({"T": c.open_time_ms + step - 1, "c": c.close.to_string(), "h": c.high.to_string(), "i": interval, "l": c.low.to_string(), "n": 1, "o": c.open.to_string(), "s": coin, "t": c.open_time_ms, "v": c.volume.to_string()}))
+                        .collect();
+                    return Ok(Value::Array(rows));
+                }
                 let mid = self.mid(coin).unwrap_or(Decimal::ONE);
                 let step = 60_000i64;
                 let first = (start / step + 1) * step;
