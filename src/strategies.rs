@@ -329,7 +329,11 @@ pub fn promote(
 /// validated and before the tree is planned. A promotion whose agent is no longer valid (its
 /// venue was removed from the config, its name is now a configured agent's, its spec no
 /// longer validates) is skipped with an error line; the engine starts without it.
-pub fn add_promoted_agents(config: &mut Config, store: &Store, clock: &orrery_actors::clock::SharedClock) {
+pub fn add_promoted_agents(
+    config: &mut Config,
+    store: &Store,
+    clock: &orrery_actors::clock::SharedClock,
+) {
     let library = match StrategyLibrary::open(store, clock.clone()) {
         Ok(l) => l,
         Err(e) => {
@@ -380,7 +384,9 @@ fn promoted_agent(
 ) -> Result<orrery_actors::agents::strategy::StrategyAgentConfig, String> {
     use orrery_actors::agents::strategy::StrategyAgentConfig;
     if !config.exchanges.venues.contains_key(venue) {
-        return Err(format!("venue `{venue}` is no longer under [exchanges.venues]"));
+        return Err(format!(
+            "venue `{venue}` is no longer under [exchanges.venues]"
+        ));
     }
     let spec = match record.spec() {
         Some(Ok(spec)) => spec,
@@ -390,7 +396,10 @@ fn promoted_agent(
     if crate::agents::configured_agent_names(config).contains(&agent.name)
         || agent.name == orrery_actors::agents::risk::RISK_AGENT
     {
-        return Err(format!("the agent name `{}` is taken by another agent", agent.name));
+        return Err(format!(
+            "the agent name `{}` is taken by another agent",
+            agent.name
+        ));
     }
     let mut a: StrategyAgentConfig = serde_json::from_value(serde_json::json!({
         "name": agent.name,
@@ -473,15 +482,20 @@ fn cli_status(e: &CliError) -> StatusCode {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/strategies", web::get().to(list_route))
         .route("/api/strategies/{name}", web::get().to(show_route))
-        .route("/api/strategies/{name}/promote", web::post().to(promote_route))
+        .route(
+            "/api/strategies/{name}/promote",
+            web::post().to(promote_route),
+        )
         .route("/api/research/run", web::post().to(research_route));
 }
 
-fn library_of(engine: &EngineHandle) -> Result<StrategyLibrary, HttpResponse> {
-    StrategyLibrary::open(&engine.store, system_clock()).map_err(|e| {
-        let (status, code) = library_status(&e);
-        ApiError::new(code, e.to_string()).response(status)
-    })
+fn library_of(engine: &EngineHandle) -> Result<StrategyLibrary, LibraryError> {
+    StrategyLibrary::open(&engine.store, system_clock())
+}
+
+fn library_response(e: &LibraryError) -> HttpResponse {
+    let (status, code) = library_status(e);
+    ApiError::new(code, e.to_string()).response(status)
 }
 
 #[derive(Debug, Deserialize)]
@@ -516,7 +530,7 @@ fn list(library: &StrategyLibrary, status: Option<&str>) -> Result<StrategiesRep
 async fn list_route(engine: web::Data<EngineHandle>, q: web::Query<ListQuery>) -> HttpResponse {
     let library = match library_of(&engine) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(e) => return library_response(&e),
     };
     match list(&library, q.status.as_deref()) {
         Ok(r) => HttpResponse::Ok().json(r),
@@ -527,7 +541,7 @@ async fn list_route(engine: web::Data<EngineHandle>, q: web::Query<ListQuery>) -
 async fn show_route(engine: web::Data<EngineHandle>, name: web::Path<String>) -> HttpResponse {
     let library = match library_of(&engine) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(e) => return library_response(&e),
     };
     let name = name.into_inner();
     match library.get(&name) {
@@ -536,10 +550,7 @@ async fn show_route(engine: web::Data<EngineHandle>, name: web::Path<String>) ->
             let e = LibraryError::NotFound(name);
             ApiError::new("unknown_strategy", e.to_string()).response(StatusCode::NOT_FOUND)
         }
-        Err(e) => {
-            let (status, code) = library_status(&e);
-            ApiError::new(code, e.to_string()).response(status)
-        }
+        Err(e) => library_response(&e),
     }
 }
 
@@ -560,7 +571,7 @@ async fn promote_route(
     };
     let library = match library_of(&engine) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(e) => return library_response(&e),
     };
     match promote(&engine.config, &library, &name.into_inner(), body) {
         Ok(r) => HttpResponse::Ok().json(r),
@@ -842,7 +853,10 @@ async fn strategies(config: &Config, action: StrategiesAction) -> Result<Done, C
             };
             let value = get(path).await?;
             let parse = |e: serde_json::Error| {
-                CliError::new("failed", format!("the engine's answer is not readable: {e}"))
+                CliError::new(
+                    "failed",
+                    format!("the engine's answer is not readable: {e}"),
+                )
             };
             match action {
                 StrategiesAction::Show { .. } => Ok(Done::Show(Box::new(
@@ -903,7 +917,11 @@ pub fn render_list(r: &StrategiesReport) -> String {
 pub fn render_record(r: &StrategyRecord) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let _ = writeln!(o, "strategy {} (id {}, version {})", r.name, r.id, r.version);
+    let _ = writeln!(
+        o,
+        "strategy {} (id {}, version {})",
+        r.name, r.id, r.version
+    );
     let _ = writeln!(o, "status:   {}", r.status);
     for reason in &r.reasons {
         let _ = writeln!(o, "  - {reason}");

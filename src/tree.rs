@@ -799,7 +799,12 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
 /// rebuilt from config and sled on every start.
 fn rbi_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
     let (Some(agent), Ok(entry)) = (
-        deps.config.agents.rbi.iter().find(|a| a.name == agent).cloned(),
+        deps.config
+            .agents
+            .rbi
+            .iter()
+            .find(|a| a.name == agent)
+            .cloned(),
         deps.agents.get(agent).cloned(),
     ) else {
         return missing(&id, format!("no rbi agent `{agent}` in the config"));

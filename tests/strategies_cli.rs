@@ -121,7 +121,15 @@ fn research_run_repairs_the_spec_and_the_library_lists_shows_and_promotes_it() {
     std::fs::write(&idea, "# SMA crossover\nBuy when the 10-day SMA crosses above the 20-day SMA; sell on the reverse.\n").unwrap();
 
     // Stopped engine: the models are booted in-process.
-    let o = cli(&["research", "run", "--config", cfg, "--source", idea.to_str().unwrap(), "--json"]);
+    let o = cli(&[
+        "research",
+        "run",
+        "--config",
+        cfg,
+        "--source",
+        idea.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let report = json(&o);
     assert_eq!(report["verdict"], "passed", "{report:#}");
@@ -148,33 +156,65 @@ fn research_run_repairs_the_spec_and_the_library_lists_shows_and_promotes_it() {
     let o = cli(&["strategies", "list", "--config", cfg]);
     let table = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(table.lines().next().unwrap().starts_with("NAME"), "{table}");
-    assert!(table.contains("goog_sma_cross") && table.contains("candidate"), "{table}");
+    assert!(
+        table.contains("goog_sma_cross") && table.contains("candidate"),
+        "{table}"
+    );
 
     let o = cli(&["strategies", "show", "goog_sma_cross", "--config", cfg]);
     assert!(o.status.success(), "{}", text(&o));
     let shown = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(shown.contains("round 0: 2 problem(s)") || shown.contains("round 0: "), "{shown}");
+    assert!(
+        shown.contains("round 0: 2 problem(s)") || shown.contains("round 0: "),
+        "{shown}"
+    );
     assert!(shown.contains("/indicators/fast/sma/period"), "{shown}");
     assert!(shown.contains("round 1: valid"), "{shown}");
-    assert!(shown.contains("model:    writer (provider openai, deployment gpt)"), "{shown}");
-    assert!(shown.contains("backtest ") && shown.contains("out-of-sample"), "{shown}");
+    assert!(
+        shown.contains("model:    writer (provider openai, deployment gpt)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("backtest ") && shown.contains("out-of-sample"),
+        "{shown}"
+    );
     assert!(shown.contains("\"crosses_above\""), "the spec: {shown}");
-    let o = cli(&["strategies", "show", "goog_sma_cross", "--config", cfg, "--json"]);
+    let o = cli(&[
+        "strategies",
+        "show",
+        "goog_sma_cross",
+        "--config",
+        cfg,
+        "--json",
+    ]);
     let record = json(&o);
     assert_eq!(record["exchanges"].as_array().unwrap().len(), 2);
 
     // A live venue needs --live.
     let promote = |extra: &[&str]| {
         let mut args = vec![
-            "strategies", "promote", "goog_sma_cross", "--config", cfg, "--symbol", "BTC",
-            "--timeframe", "1h", "--max-position-usd", "1000",
+            "strategies",
+            "promote",
+            "goog_sma_cross",
+            "--config",
+            cfg,
+            "--symbol",
+            "BTC",
+            "--timeframe",
+            "1h",
+            "--max-position-usd",
+            "1000",
         ];
         args.extend_from_slice(extra);
         cli(&args)
     };
     let o = promote(&["--venue", "binance"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("trades real money") && text(&o).contains("--live"), "{}", text(&o));
+    assert!(
+        text(&o).contains("trades real money") && text(&o).contains("--live"),
+        "{}",
+        text(&o)
+    );
     let o = promote(&["--venue", "nowhere"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no venue `nowhere`"), "{}", text(&o));
@@ -185,7 +225,11 @@ fn research_run_repairs_the_spec_and_the_library_lists_shows_and_promotes_it() {
     assert_eq!(p["venue"], "paper");
     assert_eq!(p["starts"], "next_engine_start");
     assert_eq!(p["agent"]["name"], "goog_sma_cross-paper");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("strategy promoted"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("strategy promoted"),
+        "{}",
+        text(&o)
+    );
     // The same agent name twice is refused.
     let o = promote(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -193,10 +237,25 @@ fn research_run_repairs_the_spec_and_the_library_lists_shows_and_promotes_it() {
     let o = promote(&["--venue", "binance", "--live", "--agent", "sma-live"]);
     assert!(o.status.success(), "{}", text(&o));
 
-    let o = cli(&["strategies", "list", "--config", cfg, "--status", "promoted", "--json"]);
+    let o = cli(&[
+        "strategies",
+        "list",
+        "--config",
+        cfg,
+        "--status",
+        "promoted",
+        "--json",
+    ]);
     let list = json(&o);
     assert_eq!(list["strategies"][0]["promotions"], 2, "{list:#}");
-    let o = cli(&["strategies", "show", "goog_sma_cross", "--config", cfg, "--json"]);
+    let o = cli(&[
+        "strategies",
+        "show",
+        "goog_sma_cross",
+        "--config",
+        cfg,
+        "--json",
+    ]);
     let record = json(&o);
     assert_eq!(record["promotions"][0]["venue"], "paper");
     assert_eq!(record["promotions"][1]["venue"], "binance");
@@ -267,43 +326,105 @@ data = [{:?}]
     let s = &list["strategies"][0];
     assert_eq!(s["status"], "rejected", "{list:#}");
     assert!(s["source"].as_str().unwrap().ends_with("macd.md"), "{s}");
-    assert!(s["reasons"][0].as_str().unwrap().contains("after 0 fix round(s)"), "{s}");
+    assert!(
+        s["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("after 0 fix round(s)"),
+        "{s}"
+    );
     let (_, agents) = http_get(port, "/api/agents").unwrap();
-    assert!(agents.contains("\"research-inbox\"") && agents.contains("\"rbi\""), "{agents}");
+    assert!(
+        agents.contains("\"research-inbox\"") && agents.contains("\"rbi\""),
+        "{agents}"
+    );
 
     // `research run` goes through the running engine's API.
     let idea = dir.path().join("idea.txt");
     std::fs::write(&idea, "SMA crossover on daily bars.").unwrap();
-    let o = cli(&["research", "run", "--config", cfg, "--source", idea.to_str().unwrap(), "--json"]);
+    let o = cli(&[
+        "research",
+        "run",
+        "--config",
+        cfg,
+        "--source",
+        idea.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let report = json(&o);
     assert_eq!(report["verdict"], "passed", "{report:#}");
-    assert_eq!(report["fix_rounds"], 0, "the model's second answer is already valid");
+    assert_eq!(
+        report["fix_rounds"], 0,
+        "the model's second answer is already valid"
+    );
     let name = report["record"]["name"].as_str().unwrap().to_string();
 
     // A rejected attempt is not promoted; the candidate is, through the API.
     let rejected = s["name"].as_str().unwrap();
     let o = cli(&[
-        "strategies", "promote", rejected, "--config", cfg, "--symbol", "BTC", "--timeframe",
-        "1h", "--max-position-usd", "500",
+        "strategies",
+        "promote",
+        rejected,
+        "--config",
+        cfg,
+        "--symbol",
+        "BTC",
+        "--timeframe",
+        "1h",
+        "--max-position-usd",
+        "500",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("rejected"), "{}", text(&o));
     let o = cli(&[
-        "strategies", "promote", &name, "--config", cfg, "--symbol", "BTC", "--timeframe", "1h",
-        "--max-position-usd", "500", "--json",
+        "strategies",
+        "promote",
+        &name,
+        "--config",
+        cfg,
+        "--symbol",
+        "BTC",
+        "--timeframe",
+        "1h",
+        "--max-position-usd",
+        "500",
+        "--json",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(json(&o)["starts"], "next_engine_start");
-    let o = cli(&["strategies", "list", "--config", cfg, "--status", "promoted", "--json"]);
+    let o = cli(&[
+        "strategies",
+        "list",
+        "--config",
+        cfg,
+        "--status",
+        "promoted",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(json(&o)["strategies"][0]["name"], name.as_str());
     let (status, body) = http_get(port, "/api/strategies?status=bogus").unwrap();
     assert_eq!(status, 400, "{body}");
 
     let (_, metrics) = http_get(port, "/metrics").unwrap();
-    assert_eq!(metric_sum(&metrics, "orrery_rbi_attempts_total", &["verdict=\"passed\""]), 1.0, "{metrics}");
-    assert_eq!(metric_sum(&metrics, "orrery_rbi_attempts_total", &["verdict=\"invalid_spec\""]), 1.0);
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "orrery_rbi_attempts_total",
+            &["verdict=\"passed\""]
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "orrery_rbi_attempts_total",
+            &["verdict=\"invalid_spec\""]
+        ),
+        1.0
+    );
     let (ok, out) = promtool_check(&metrics);
     assert!(ok, "{out}");
 

@@ -198,7 +198,9 @@ fn a_promoted_spec_runs_as_a_paper_agent_that_trades_the_backtests_signals() {
 
     actix::System::new().block_on(async {
         let shared: SharedClock = clock.clone();
-        let engine = Engine::start_with_clock(config.clone(), shared).await.unwrap();
+        let engine = Engine::start_with_clock(config.clone(), shared)
+            .await
+            .unwrap();
         let agent = engine
             .agents()
             .await

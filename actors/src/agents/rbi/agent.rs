@@ -58,8 +58,7 @@ pub struct RbiAgent {
 impl RbiAgent {
     pub fn new(config: RbiAgentConfig, deps: RbiDeps) -> Result<Self, String> {
         let settings: RbiSettings = config.settings();
-        let pipeline =
-            Rbi::new(settings, deps.models, deps.library).map_err(|e| e.to_string())?;
+        let pipeline = Rbi::new(settings, deps.models, deps.library).map_err(|e| e.to_string())?;
         let processed = deps
             .store
             .tree(&format!("rbi/{}", config.name))
@@ -91,7 +90,10 @@ fn inbox_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter(|p| {
             p.is_file()
                 && matches!(
-                    p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .map(str::to_ascii_lowercase)
+                        .as_deref(),
                     Some("md" | "txt" | "html" | "htm")
                 )
         })

@@ -64,15 +64,24 @@ mod tests {
     #[test]
     fn the_json_is_found_in_fences_and_prose() {
         assert_eq!(extract_json("```json\n{\"a\": 1}\n```"), "{\"a\": 1}");
-        assert_eq!(extract_json("Here it is:\n```\n{\"a\": 1}\n```\nEnjoy."), "{\"a\": 1}");
-        assert_eq!(extract_json("Sure! {\"a\": {\"b\": 2}} Hope this helps."), "{\"a\": {\"b\": 2}}");
+        assert_eq!(
+            extract_json("Here it is:\n```\n{\"a\": 1}\n```\nEnjoy."),
+            "{\"a\": 1}"
+        );
+        assert_eq!(
+            extract_json("Sure! {\"a\": {\"b\": 2}} Hope this helps."),
+            "{\"a\": {\"b\": 2}}"
+        );
         assert_eq!(extract_json("  no json here "), "no json here");
     }
 
     #[test]
     fn long_research_is_cut_and_says_so() {
         let p = first_prompt("a.md", &"é".repeat(50), 10);
-        assert!(p.contains(&"é".repeat(10)) && !p.contains(&"é".repeat(11)), "{p}");
+        assert!(
+            p.contains(&"é".repeat(10)) && !p.contains(&"é".repeat(11)),
+            "{p}"
+        );
         assert!(p.contains("cut to its first part"), "{p}");
         let p = first_prompt("a.md", "short", 10);
         assert!(!p.contains("cut to"), "{p}");

@@ -49,7 +49,13 @@ pub fn backtest_all(
                 dataset: path.display().to_string(),
                 message: e.to_string(),
             })?;
-            backtest_one(spec, &path.display().to_string(), &bars, out_of_sample, config)
+            backtest_one(
+                spec,
+                &path.display().to_string(),
+                &bars,
+                out_of_sample,
+                config,
+            )
         })
         .collect()
 }

@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::{ModelClient, ModelError, ModelRequest, Purpose};
 use crate::strategies::library::{
-    Attempt, BacktestResult, LibraryError, ModelExchange, ModelRef, ResearchRef,
-    StrategyLibrary, StrategyRecord, StrategyStatus, ValidationRound,
+    Attempt, BacktestResult, LibraryError, ModelExchange, ModelRef, ResearchRef, StrategyLibrary,
+    StrategyRecord, StrategyStatus, ValidationRound,
 };
 use crate::strategies::spec::{self, SpecErrors, StrategySpec};
 
@@ -184,7 +184,8 @@ impl Rbi {
         models: ModelClient,
         library: StrategyLibrary,
     ) -> Result<Self, RbiError> {
-        let http = research::client(&settings.fetch).map_err(|e| RbiError::Client(e.to_string()))?;
+        let http =
+            research::client(&settings.fetch).map_err(|e| RbiError::Client(e.to_string()))?;
         Ok(Self {
             settings,
             models,
@@ -205,7 +206,11 @@ impl Rbi {
         let text = match research::read(&self.http, source, &self.settings.fetch).await {
             Ok(t) => t,
             Err(e) => {
-                let kind = if matches!(source, Source::Url(_)) { "url" } else { "file" };
+                let kind = if matches!(source, Source::Url(_)) {
+                    "url"
+                } else {
+                    "file"
+                };
                 metrics::counter!(names::RESEARCH_ERRORS, "kind" => kind).increment(1);
                 tracing::warn!(source = %source.display(), error = %e, "rbi: research not read; nothing stored");
                 return Err(e.into());
@@ -225,7 +230,10 @@ impl Rbi {
             ),
             Err(Failure::Model(e)) => (
                 Verdict::ModelError,
-                vec![format!("model `{}` gave no answer: {e}", self.settings.model)],
+                vec![format!(
+                    "model `{}` gave no answer: {e}",
+                    self.settings.model
+                )],
                 Vec::new(),
             ),
             Ok(spec) => self.judge(spec).await,
@@ -290,8 +298,11 @@ impl Rbi {
                 w.fix_rounds = round;
                 metrics::counter!(names::FIX_ROUNDS).increment(1);
             }
-            let mut request =
-                ModelRequest::new(self.settings.model.clone(), Purpose::Freeform, prompt.clone());
+            let mut request = ModelRequest::new(
+                self.settings.model.clone(),
+                Purpose::Freeform,
+                prompt.clone(),
+            );
             request.system = system.clone();
             request.max_tokens = self.settings.max_tokens;
             request.timeout = self.settings.model_timeout;
@@ -371,11 +382,7 @@ impl Rbi {
         for r in results {
             match r {
                 Ok(result) => {
-                    reasons.extend(judge::misses(
-                        &result,
-                        &self.settings.thresholds,
-                        oos > 0.0,
-                    ));
+                    reasons.extend(judge::misses(&result, &self.settings.thresholds, oos > 0.0));
                     done.push(result);
                 }
                 Err(e) => {

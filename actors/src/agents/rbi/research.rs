@@ -26,7 +26,10 @@ pub enum Source {
     File(PathBuf),
     Url(String),
     /// Given as text (tests, the API's inline research); `label` names it in the record.
-    Inline { label: String, text: String },
+    Inline {
+        label: String,
+        text: String,
+    },
 }
 
 impl Source {
@@ -70,7 +73,7 @@ impl Source {
                 .ok()
                 .and_then(|u| {
                     u.path_segments()
-                        .and_then(|s| s.filter(|x| !x.is_empty()).last().map(str::to_string))
+                        .and_then(|mut s| s.rfind(|x| !x.is_empty()).map(str::to_string))
                         .or_else(|| u.host_str().map(str::to_string))
                 })
                 .unwrap_or_default(),
@@ -164,7 +167,10 @@ async fn read_file(path: &Path, limits: &FetchLimits) -> Result<String, Research
     let bytes = tokio::fs::read(path).await.map_err(file_err)?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let html = matches!(
-        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("html" | "htm")
     );
     Ok(if html { html_to_text(&text) } else { text })
@@ -252,8 +258,28 @@ async fn fetch_url(
 const SKIPPED: [&str; 6] = ["script", "style", "noscript", "svg", "head", "template"];
 /// Tags that start a new line.
 const BLOCKS: [&str; 22] = [
-    "p", "br", "div", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-    "section", "article", "header", "footer", "blockquote", "pre", "hr", "title",
+    "p",
+    "br",
+    "div",
+    "li",
+    "ul",
+    "ol",
+    "tr",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
+    "pre",
+    "hr",
+    "title",
 ];
 
 /// The readable text of an HTML document (see the module docs).
@@ -281,12 +307,13 @@ pub fn html_to_text(html: &str) -> String {
             if !tag.starts_with('/') && !tag.ends_with('/') && SKIPPED.contains(&name.as_str()) {
                 // Skip to the matching close tag (these do not nest in practice).
                 let close = format!("</{name}");
-                i = lower[i..]
-                    .find(&close)
-                    .map_or(html.len(), |p| {
-                        let after = i + p;
-                        after + lower[after..].find('>').map_or(lower.len() - after, |e| e + 1)
-                    });
+                i = lower[i..].find(&close).map_or(html.len(), |p| {
+                    let after = i + p;
+                    after
+                        + lower[after..]
+                            .find('>')
+                            .map_or(lower.len() - after, |e| e + 1)
+                });
                 continue;
             }
             if BLOCKS.contains(&name.as_str()) {

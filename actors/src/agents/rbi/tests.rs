@@ -36,7 +36,13 @@ fn router(server: &MockServer) -> ModelClient {
     d.health_check_interval = Duration::ZERO;
     let health = HealthTable::new();
     let provider = build_provider_with_env(&d, &env).expect("provider builds");
-    let pool = ModelPool::new(d.id.clone(), provider, d.pool_settings(), health.entry(&d.id)).start();
+    let pool = ModelPool::new(
+        d.id.clone(),
+        provider,
+        d.pool_settings(),
+        health.entry(&d.id),
+    )
+    .start();
     let route = DeploymentRoute::new(d.id.clone(), Arc::new(pool));
     let addr = ModelRouter::new(health, Store::temporary().unwrap())
         .with_model("default", RoutingStrategy::OrderedFallback, vec![route])
@@ -51,7 +57,11 @@ fn scripted(answers: Vec<String>) -> MockServer {
     let answers = Arc::new(Mutex::new(answers));
     MockServer::start(move |_| {
         let mut a = answers.lock();
-        let next = if a.len() > 1 { a.remove(0) } else { a[0].clone() };
+        let next = if a.len() > 1 {
+            a.remove(0)
+        } else {
+            a[0].clone()
+        };
         Reply::openai_chat_completion(&next)
     })
 }
@@ -96,8 +106,11 @@ fn settings(fix_rounds: u32, thresholds: Thresholds) -> RbiSettings {
 }
 
 fn library() -> StrategyLibrary {
-    StrategyLibrary::open(&Store::temporary().unwrap(), ManualClock::new(1_700_000_000_000))
-        .unwrap()
+    StrategyLibrary::open(
+        &Store::temporary().unwrap(),
+        ManualClock::new(1_700_000_000_000),
+    )
+    .unwrap()
 }
 
 /// SmaCross as a spec.
@@ -130,7 +143,9 @@ async fn a_refused_spec_is_repaired_through_the_loop_then_backtested_and_stored(
     let lib = library();
     let rbi = Rbi::new(settings(3, lenient()), router(&llm), lib.clone()).unwrap();
     let report = rbi
-        .attempt(&research("Trade the 10/20 moving-average crossover on GOOG."))
+        .attempt(&research(
+            "Trade the 10/20 moving-average crossover on GOOG.",
+        ))
         .await
         .unwrap();
 
@@ -138,7 +153,10 @@ async fn a_refused_spec_is_repaired_through_the_loop_then_backtested_and_stored(
     let requests = llm.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     let first = user_prompt(&requests[0]);
-    assert!(first.contains("Trade the 10/20 moving-average crossover"), "{first}");
+    assert!(
+        first.contains("Trade the 10/20 moving-average crossover"),
+        "{first}"
+    );
     let body = requests[0].body_json().unwrap();
     assert!(
         body["messages"][0]["content"]
@@ -150,9 +168,17 @@ async fn a_refused_spec_is_repaired_through_the_loop_then_backtested_and_stored(
     let fix = user_prompt(&requests[1]);
     assert!(fix.contains("/indicators/fast/sma/period"), "{fix}");
     assert!(fix.contains("slowest"), "{fix}");
-    assert!(fix.contains("\"period\": 0"), "the refused answer is quoted: {fix}");
+    assert!(
+        fix.contains("\"period\": 0"),
+        "the refused answer is quoted: {fix}"
+    );
 
-    assert_eq!(report.verdict, Verdict::Passed, "{:?}", report.record.reasons);
+    assert_eq!(
+        report.verdict,
+        Verdict::Passed,
+        "{:?}",
+        report.record.reasons
+    );
     assert_eq!(report.fix_rounds, 1);
     let r = lib.get("goog_sma_cross").unwrap().unwrap();
     assert_eq!(r.status, StrategyStatus::Candidate);
@@ -163,7 +189,10 @@ async fn a_refused_spec_is_repaired_through_the_loop_then_backtested_and_stored(
     assert!(!r.validation_rounds[0].problems.is_empty());
     assert!(r.validation_rounds[1].problems.is_empty());
     let model = r.model.clone().unwrap();
-    assert_eq!((model.model.as_str(), model.provider.as_str()), ("default", "openai"));
+    assert_eq!(
+        (model.model.as_str(), model.provider.as_str()),
+        ("default", "openai")
+    );
     assert_eq!(r.source, ResearchSource::Inline);
     // The stored spec is the repaired one and reads back valid.
     assert_eq!(r.spec().unwrap().unwrap().indicators.len(), 2);
@@ -176,8 +205,16 @@ async fn a_refused_spec_is_repaired_through_the_loop_then_backtested_and_stored(
     // GOOG.csv has 2148 bars: 30 % held out.
     assert_eq!(b.stats["split"]["in_sample_bars"], 1504);
     assert_eq!(b.stats["split"]["out_of_sample_bars"], 644);
-    assert!(b.stats["in_sample"]["sharpe_ratio"].is_number(), "{}", b.stats);
-    assert!(r.reasons[0].contains("passed every threshold"), "{:?}", r.reasons);
+    assert!(
+        b.stats["in_sample"]["sharpe_ratio"].is_number(),
+        "{}",
+        b.stats
+    );
+    assert!(
+        r.reasons[0].contains("passed every threshold"),
+        "{:?}",
+        r.reasons
+    );
     assert_eq!(r.status_history.last().unwrap().by, "rbi");
 }
 
@@ -193,18 +230,30 @@ async fn a_model_that_never_writes_a_valid_spec_stops_after_the_fix_rounds_and_i
     assert_eq!(report.fix_rounds, 2);
     let r = lib.get(&report.record.id).unwrap().unwrap();
     assert_eq!(r.status, StrategyStatus::Rejected);
-    assert_eq!(r.name, "goog_sma_cross", "the name the broken spec asked for");
+    assert_eq!(
+        r.name, "goog_sma_cross",
+        "the name the broken spec asked for"
+    );
     assert_eq!(r.exchanges.len(), 3);
     assert_eq!(r.validation_rounds.len(), 3);
     assert!(r.backtests.is_empty());
-    assert!(r.reasons[0].contains("after 2 fix round(s)"), "{:?}", r.reasons);
     assert!(
-        r.reasons.iter().any(|x| x.contains("/indicators/fast/sma/period")),
+        r.reasons[0].contains("after 2 fix round(s)"),
+        "{:?}",
+        r.reasons
+    );
+    assert!(
+        r.reasons
+            .iter()
+            .any(|x| x.contains("/indicators/fast/sma/period")),
         "{:?}",
         r.reasons
     );
     // The broken spec is kept for the record.
-    assert_eq!(r.spec.as_ref().unwrap()["indicators"]["fast"]["sma"]["period"], 0);
+    assert_eq!(
+        r.spec.as_ref().unwrap()["indicators"]["fast"]["sma"]["period"],
+        0
+    );
 
     // An answer that is not JSON at all: stored under a name from the source.
     let prose = scripted(vec!["I cannot help with that.".into()]);
@@ -281,7 +330,10 @@ async fn thresholds_decide_the_verdict_and_every_miss_is_a_reason() {
     let m = judge::misses(&result, &t, true);
     assert_eq!(m.len(), 2, "{m:?}");
     assert!(m[0].contains("out-of-sample return -1.00 %"), "{m:?}");
-    assert!(m[1].contains("out-of-sample Sharpe 0.50 < 0.5 × in-sample Sharpe 1.20"), "{m:?}");
+    assert!(
+        m[1].contains("out-of-sample Sharpe 0.50 < 0.5 × in-sample Sharpe 1.20"),
+        "{m:?}"
+    );
     result.summary.return_pct = Some(5.0);
     assert!(judge::misses(&result, &t, false)[0].contains("does not beat buy & hold 10.00 %"));
     result.out_of_sample = None;
@@ -316,8 +368,14 @@ async fn research_from_a_url_is_fetched_reduced_to_text_and_bounded() {
         "{prompt}"
     );
     assert!(prompt.contains("Sell at RSI > 70."), "{prompt}");
-    assert!(!prompt.contains("do not send") && !prompt.contains("color"), "{prompt}");
-    assert!(!prompt.contains("sk-research"), "the key is not in the prompt: {prompt}");
+    assert!(
+        !prompt.contains("do not send") && !prompt.contains("color"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("sk-research"),
+        "the key is not in the prompt: {prompt}"
+    );
     let ResearchSource::Url(stored) = &report.record.source else {
         panic!("{:?}", report.record.source)
     };
@@ -334,18 +392,39 @@ async fn research_from_a_url_is_fetched_reduced_to_text_and_bounded() {
         let (client, url) = (client.clone(), format!("{}{path}", site.url()));
         async move { research::read(&client, &Source::Url(url), &limits).await }
     };
-    assert!(matches!(read("/loop").await, Err(ResearchError::TooManyRedirects { max: 3, .. })));
-    assert!(matches!(read("/big").await, Err(ResearchError::TooLarge { max_bytes: 1024, .. })));
-    assert!(matches!(read("/pdf").await, Err(ResearchError::NotText { .. })));
-    assert!(matches!(read("/nope").await, Err(ResearchError::Status { status: 404, .. })));
-    assert!(matches!(read("/slow").await, Err(ResearchError::Timeout { .. })));
+    assert!(matches!(
+        read("/loop").await,
+        Err(ResearchError::TooManyRedirects { max: 3, .. })
+    ));
+    assert!(matches!(
+        read("/big").await,
+        Err(ResearchError::TooLarge {
+            max_bytes: 1024,
+            ..
+        })
+    ));
+    assert!(matches!(
+        read("/pdf").await,
+        Err(ResearchError::NotText { .. })
+    ));
+    assert!(matches!(
+        read("/nope").await,
+        Err(ResearchError::Status { status: 404, .. })
+    ));
+    assert!(matches!(
+        read("/slow").await,
+        Err(ResearchError::Timeout { .. })
+    ));
     // Nothing is stored for research that could not be read.
     let before = lib.list(None).unwrap().len();
     let e = rbi
         .attempt(&Source::parse(&format!("{}/nope", site.url())))
         .await
         .unwrap_err();
-    assert!(matches!(e, RbiError::Research(ResearchError::Status { .. })), "{e}");
+    assert!(
+        matches!(e, RbiError::Research(ResearchError::Status { .. })),
+        "{e}"
+    );
     assert_eq!(lib.list(None).unwrap().len(), before);
 }
 
