@@ -296,6 +296,11 @@ pub struct AgentsConfig {
     /// Research -> backtest -> implement agents (`[[agents.rbi]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rbi: Vec<orrery_actors::agents::rbi::RbiAgentConfig>,
+    /// Set by the CLI's one-shot engines (`order`, `ask`, `research run`, ... on a stopped
+    /// engine): no strategy agent is started for the library's promotions (they must not
+    /// trade while a command runs). Never read from the config file.
+    #[serde(skip)]
+    pub skip_promoted: bool,
 }
 
 impl Default for AgentsConfig {
@@ -315,6 +320,7 @@ impl Default for AgentsConfig {
             funding: Vec::new(),
             strategy: Vec::new(),
             rbi: Vec::new(),
+            skip_promoted: false,
         }
     }
 }

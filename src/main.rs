@@ -660,6 +660,7 @@ fn place_order(mut config: Config, request: OrderRequest, json: bool) -> ExitCod
                 drop(store);
                 let intent = request.into_intent("manual")?;
                 config.agents.trading.clear();
+                config.agents.skip_promoted = true;
                 config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
@@ -748,6 +749,7 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
             Some(store) => {
                 drop(store);
                 config.agents.trading.clear();
+                config.agents.skip_promoted = true;
                 config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
@@ -820,6 +822,7 @@ fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
             Some(store) => {
                 drop(store);
                 config.agents.trading.clear();
+                config.agents.skip_promoted = true;
                 config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;

@@ -328,12 +328,16 @@ pub fn promote(
 /// library, running the promoted spec: called by the engine at start, after the config was
 /// validated and before the tree is planned. A promotion whose agent is no longer valid (its
 /// venue was removed from the config, its name is now a configured agent's, its spec no
-/// longer validates) is skipped with an error line; the engine starts without it.
+/// longer validates) is skipped with an error line; the engine starts without it. Nothing
+/// is added for the CLI's one-shot engines (`agents.skip_promoted`).
 pub fn add_promoted_agents(
     config: &mut Config,
     store: &Store,
     clock: &orrery_actors::clock::SharedClock,
 ) {
+    if config.agents.skip_promoted {
+        return;
+    }
     let library = match StrategyLibrary::open(store, clock.clone()) {
         Ok(l) => l,
         Err(e) => {
@@ -1068,6 +1072,8 @@ pub fn research(mut config: Config, args: ResearchArgs) -> ExitCode {
                 a.copy.clear();
                 a.funding.clear();
                 a.rbi.clear();
+                a.strategy.clear();
+                a.skip_promoted = true;
                 a.risk.enabled = false;
                 config.telemetry.disabled = true;
                 let engine = Engine::start(config)

@@ -261,6 +261,28 @@ fn research_run_repairs_the_spec_and_the_library_lists_shows_and_promotes_it() {
     assert_eq!(record["promotions"][1]["venue"], "binance");
     assert_eq!(record["promotions"][1]["agent"]["name"], "sma-live");
 
+    // A one-shot engine (research run on a stopped engine) starts no promoted agent: it
+    // must not trade while a command runs.
+    let o = cli(&[
+        "research",
+        "run",
+        "--config",
+        cfg,
+        "--source",
+        idea.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("strategy goog_sma_cross-v2: passed"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains("promoted strategy agent"),
+        "{}",
+        text(&o)
+    );
+
     let o = cli(&["strategies", "show", "nope", "--config", cfg]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("no strategy named"), "{}", text(&o));
