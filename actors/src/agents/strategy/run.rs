@@ -352,6 +352,37 @@ async fn already_sent(
     .map_err(|e| format!("ledger lookup of {id}: {e}"))
 }
 
+/// Records a decision the ledger already holds under `id` (taken and sent before a crash)
+/// as placed, so it is never sent again; `false` when the ledger has no such order.
+async fn sent_before_restart(
+    config: &StrategyAgentConfig,
+    deps: &StrategyDeps,
+    bar: &Candle,
+    id: &ClientOrderId,
+    action: &'static str,
+    why: &str,
+    report: &mut RunReport,
+) -> Result<bool, String> {
+    let Some(done) = already_sent(deps, id).await? else {
+        return Ok(false);
+    };
+    finish(
+        deps,
+        report,
+        Decision {
+            config,
+            bar,
+            action,
+            outcome: "placed",
+            why: format!("{why} (sent before a restart)"),
+            order: Some(done),
+            error: None,
+            record: None,
+        },
+    );
+    Ok(true)
+}
+
 /// Sends `intent` under `id` and records the outcome; `Err` when it may have been sent
 /// but its outcome is not known.
 #[allow(clippy::too_many_arguments)]
@@ -451,21 +482,7 @@ async fn close(
     why: String,
     report: &mut RunReport,
 ) -> Result<(), String> {
-    if let Some(done) = already_sent(deps, &id).await? {
-        finish(
-            deps,
-            report,
-            Decision {
-                config,
-                bar,
-                action,
-                outcome: "placed",
-                why: format!("{why} (sent before a restart)"),
-                order: Some(done),
-                error: None,
-                record: None,
-            },
-        );
+    if sent_before_restart(config, deps, bar, &id, action, &why, report).await? {
         return Ok(());
     }
     let (size, _) = position(config, deps).await?;
@@ -554,21 +571,17 @@ async fn order(
         Side::Buy => "buy",
         Side::Sell => "sell",
     };
-    if let Some(done) = already_sent(deps, &id).await? {
-        finish(
-            deps,
-            report,
-            Decision {
-                config,
-                bar,
-                action,
-                outcome: "placed",
-                why: "sent before a restart".into(),
-                order: Some(done),
-                error: None,
-                record: None,
-            },
-        );
+    if sent_before_restart(
+        config,
+        deps,
+        bar,
+        &id,
+        action,
+        "the strategy's order",
+        report,
+    )
+    .await?
+    {
         return Ok(());
     }
     let (pos, entry) = position(config, deps).await?;
