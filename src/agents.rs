@@ -113,7 +113,20 @@ pub(crate) fn scheduled_agents(config: &Config) -> Vec<(&str, Kind, Schedule)> {
             .iter()
             .map(|x| (x.name.as_str(), Kind::Strategy, x.schedule())),
     );
+    all.extend(
+        a.rbi
+            .iter()
+            .map(|x| (x.name.as_str(), Kind::Rbi, x.schedule())),
+    );
     all
+}
+
+/// The names of every configured agent but the risk agent, in config order.
+pub fn configured_agent_names(config: &Config) -> Vec<String> {
+    scheduled_agents(config)
+        .into_iter()
+        .map(|(name, _, _)| name.to_string())
+        .collect()
 }
 
 /// `orrery agents --json` and `GET /api/agents`.

@@ -59,6 +59,9 @@ pub struct Config {
     pub signals: SignalsConfig,
     /// Decision journal retention; see [`JournalConfig`].
     pub journal: JournalConfig,
+    /// The RBI pipeline of `orrery research run` (model, fix rounds, data sets,
+    /// thresholds); see `orrery_actors::agents::rbi`.
+    pub research: orrery_actors::agents::rbi::RbiSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,6 +293,14 @@ pub struct AgentsConfig {
     /// Strategy agents (`[[agents.strategy]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub strategy: Vec<orrery_actors::agents::strategy::StrategyAgentConfig>,
+    /// Research -> backtest -> implement agents (`[[agents.rbi]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rbi: Vec<orrery_actors::agents::rbi::RbiAgentConfig>,
+    /// Set by the CLI's one-shot engines (`order`, `ask`, `research run`, ... on a stopped
+    /// engine): no strategy agent is started for the library's promotions (they must not
+    /// trade while a command runs). Never read from the config file.
+    #[serde(skip)]
+    pub skip_promoted: bool,
 }
 
 impl Default for AgentsConfig {
@@ -308,6 +319,8 @@ impl Default for AgentsConfig {
             copy: Vec::new(),
             funding: Vec::new(),
             strategy: Vec::new(),
+            rbi: Vec::new(),
+            skip_promoted: false,
         }
     }
 }
@@ -613,6 +626,7 @@ impl Config {
         crate::copy::check(self, &mut issues);
         self.check_funding_agents(&mut issues);
         crate::strategy_agents::check(self, &mut issues);
+        self.check_research(&mut issues);
         if issues.is_empty() {
             Ok(())
         } else {
@@ -703,6 +717,41 @@ impl Config {
                     "a source name no other sentiment source uses (it is the `source` label of the news metrics)",
                 );
             }
+        }
+    }
+
+    /// `[research]` and `[[agents.rbi]]`: the pipeline's keys, its model under `[models]`,
+    /// and each RBI agent's name unique among all agents.
+    fn check_research(&self, issues: &mut Issues) {
+        self.research.validate("research", issues);
+        issues.check(
+            self.models.models.contains_key(&self.research.model),
+            "research.model",
+            &self.research.model,
+            format!("a logical model under [models]: {}", self.model_names()),
+        );
+        let a = &self.agents;
+        let mut taken: std::collections::BTreeSet<String> = crate::agents::scheduled_agents(self)
+            .into_iter()
+            .filter(|(_, kind, _)| *kind != orrery_actors::agents::runtime::Kind::Rbi)
+            .map(|(name, _, _)| name.to_string())
+            .collect();
+        taken.insert(orrery_actors::agents::risk::RISK_AGENT.to_string());
+        for (i, agent) in a.rbi.iter().enumerate() {
+            let path = format!("agents.rbi[{i}]");
+            agent.validate(&path, issues);
+            issues.check(
+                taken.insert(agent.name.clone()),
+                join(&path, "name"),
+                &agent.name,
+                "a name no other agent uses (nor `risk`, the risk agent's)",
+            );
+            issues.check(
+                self.models.models.contains_key(&agent.model),
+                join(&path, "model"),
+                &agent.model,
+                format!("a logical model under [models]: {}", self.model_names()),
+            );
         }
     }
 

@@ -125,6 +125,7 @@ impl Engine {
         crate::symbols::normalize_agents(&mut config);
         config.validate()?;
         let store = Store::open(&config.engine.data_dir)?;
+        crate::strategies::add_promoted_agents(&mut config, &store, &clock);
         let metrics = telemetry::install_global_recorder();
         describe_all();
         init_position_metrics(&config);
@@ -325,6 +326,7 @@ fn describe_all() {
     orrery_actors::agents::journal::describe();
     orrery_actors::agents::pipeline::describe();
     orrery_actors::agents::copy::describe();
+    orrery_actors::agents::rbi::describe();
     orrery_actors::agents::sentiment::describe();
     orrery_actors::agents::open_interest::describe();
     orrery_actors::agents::liquidations::describe();

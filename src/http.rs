@@ -103,6 +103,7 @@ pub fn serve(
             .route("/api/tree", web::get().to(tree_report))
             .configure(crate::operate::routes)
             .configure(crate::agents::routes)
+            .configure(crate::strategies::routes)
             .configure(crate::signals::routes)
             .configure(crate::sentiment::routes)
             .configure(crate::journal::routes)

@@ -30,6 +30,7 @@ pub mod replay;
 pub mod sentiment;
 pub mod signals;
 pub mod status;
+pub mod strategies;
 pub mod strategy_agents;
 pub mod summary;
 pub mod symbols;

@@ -177,6 +177,10 @@ enum Command {
     /// --report out.html), or sweep its parameters (--sweep, --walk-forward). Needs no
     /// config file or data dir.
     Backtest(Box<orrery::backtest_cli::BacktestArgs>),
+    /// The strategy library: list, show and promote research -> backtest attempts.
+    Strategies(orrery::strategies::StrategiesArgs),
+    /// The RBI pipeline: research -> strategy spec -> backtest -> library.
+    Research(orrery::strategies::ResearchArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -308,6 +312,12 @@ fn main() -> ExitCode {
         Command::Market(a) => with_config(a.config().as_deref(), |c| orrery::market::run(c, a)),
         Command::Data(a) => with_config(a.config().as_deref(), |c| orrery::data::run(c, a)),
         Command::Backtest(a) => orrery::backtest_cli::run(*a),
+        Command::Strategies(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::strategies::command(c, a)
+        }),
+        Command::Research(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::strategies::research(c, a)
+        }),
     }
 }
 
@@ -655,6 +665,7 @@ fn place_order(mut config: Config, request: OrderRequest, json: bool) -> ExitCod
                 drop(store);
                 let intent = request.into_intent("manual")?;
                 config.agents.trading.clear();
+                config.agents.skip_promoted = true;
                 config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
@@ -743,6 +754,7 @@ fn ask(mut config: Config, body: AskBody, stream: bool, json: bool) -> ExitCode 
             Some(store) => {
                 drop(store);
                 config.agents.trading.clear();
+                config.agents.skip_promoted = true;
                 config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;
@@ -815,6 +827,7 @@ fn ask_streamed(mut config: Config, body: AskBody) -> ExitCode {
             Some(store) => {
                 drop(store);
                 config.agents.trading.clear();
+                config.agents.skip_promoted = true;
                 config.agents.pipeline.clear();
                 config.agents.risk.enabled = false;
                 config.telemetry.disabled = true;

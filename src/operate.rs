@@ -360,6 +360,7 @@ where
     actix::Context<OrderGateway>: actix::dev::ToEnvelope<OrderGateway, M>,
 {
     config.agents.trading.clear();
+    config.agents.skip_promoted = true;
     config.agents.pipeline.clear();
     config.agents.risk.enabled = false;
     config.telemetry.disabled = true;

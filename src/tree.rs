@@ -179,6 +179,11 @@ pub enum Role {
         /// The agent's name (`[[agents.strategy]] name`).
         agent: String,
     },
+    /// One research -> backtest -> implement agent.
+    RbiAgent {
+        /// The agent's name (`[[agents.rbi]] name`).
+        agent: String,
+    },
 }
 
 /// One worker: its id among its siblings, what it does, and how it is supervised.
@@ -330,7 +335,7 @@ pub fn plan(config: &Config) -> SupervisorPlan {
     }
     // One row per agent kind: the id prefix, the names in config order, the role.
     let a = &config.agents;
-    let kinds: [AgentRows; 8] = [
+    let kinds: [AgentRows; 9] = [
         (
             "trading",
             a.trading.iter().map(|x| x.name.clone()).collect(),
@@ -370,6 +375,12 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             "strategy",
             a.strategy.iter().map(|x| x.name.clone()).collect(),
             |agent| Role::StrategyAgent { agent },
+        ),
+        // Last: research is the lowest-priority work of the tree.
+        (
+            "rbi",
+            a.rbi.iter().map(|x| x.name.clone()).collect(),
+            |agent| Role::RbiAgent { agent },
         ),
     ];
     for (prefix, names, role) in kinds {
@@ -752,6 +763,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         Role::CopyAgent { agent } => crate::copy::spec(id, agent, deps),
         Role::FundingAgent { agent } => funding_spec(id, agent, deps),
         Role::StrategyAgent { agent } => crate::strategy_agents::spec(id, agent, deps),
+        Role::RbiAgent { agent } => rbi_spec(id, agent, deps),
         Role::SentimentAgent { agent } => {
             let (Some(agent), Ok(entry)) = (
                 config
@@ -781,6 +793,46 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
     }
+}
+
+/// The child spec of one RBI agent: its runner over the router and the strategy library,
+/// rebuilt from config and sled on every start.
+fn rbi_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
+    let (Some(agent), Ok(entry)) = (
+        deps.config
+            .agents
+            .rbi
+            .iter()
+            .find(|a| a.name == agent)
+            .cloned(),
+        deps.agents.get(agent).cloned(),
+    ) else {
+        return missing(&id, format!("no rbi agent `{agent}` in the config"));
+    };
+    let deps = deps.clone();
+    ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
+        use orrery_actors::agents::rbi::{RbiAgent, RbiDeps};
+        let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;
+        let library = orrery_actors::strategies::library::StrategyLibrary::open(
+            &deps.store,
+            deps.clock.clone(),
+        )
+        .map_err(|e| StartError::failed(e.to_string()))?;
+        let run_deps = RbiDeps {
+            models: ModelClient::from_slot(deps.router.clone()),
+            store: deps.store.clone(),
+            library,
+            clock: deps.clock.clone(),
+        };
+        let kind = RbiAgent::new(agent.clone(), run_deps).map_err(StartError::failed)?;
+        Ok(AgentRunner::new(
+            Arc::new(kind),
+            entry.memory.clone(),
+            journal,
+            deps.clock.clone(),
+        )
+        .counting_messages_in(ctx.messages_counter()))
+    })
 }
 
 /// The child spec of one funding agent: its runner, rebuilt from config and sled on every

@@ -12,6 +12,7 @@ pub mod memory;
 pub mod open_interest;
 pub mod pipeline;
 pub mod prompt;
+pub mod rbi;
 pub mod risk;
 pub mod runtime;
 pub mod sentiment;

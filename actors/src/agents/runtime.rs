@@ -70,6 +70,8 @@ pub enum Kind {
     Funding,
     /// A strategy agent (`[[agents.strategy]]`).
     Strategy,
+    /// A research -> backtest -> implement agent (`[[agents.rbi]]`).
+    Rbi,
 }
 
 impl Kind {
@@ -84,6 +86,7 @@ impl Kind {
             Kind::Copy => "copy",
             Kind::Funding => "funding",
             Kind::Strategy => "strategy",
+            Kind::Rbi => "rbi",
         }
     }
 

@@ -201,6 +201,25 @@ pub struct Promotion {
     pub venue: String,
     pub time_ms: Millis,
     pub by: String,
+    /// The strategy agent the promotion asks for (absent in promotions recorded without
+    /// one, e.g. by an older binary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<PromotedAgent>,
+}
+
+/// The strategy agent a promotion runs the attempt's spec in: what the spec itself does not
+/// say (where, on what, how large).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotedAgent {
+    /// The agent's name, unique among the engine's agents.
+    pub name: String,
+    pub symbol: String,
+    /// Bar width, as the config writes it (`1h`).
+    pub timeframe: String,
+    /// Largest position (USD) the agent's orders may build.
+    pub max_position_usd: rust_decimal::Decimal,
+    /// The share of the account's equity the spec's sizing reads as "all of it".
+    pub equity_fraction: rust_decimal::Decimal,
 }
 
 /// What a pipeline stage knows when it stores an attempt; the library assigns the rest.
@@ -438,6 +457,17 @@ impl StrategyLibrary {
         venue: &str,
         by: &str,
     ) -> Result<StrategyRecord, LibraryError> {
+        self.record_promotion_with_agent(name_or_id, venue, by, None)
+    }
+
+    /// As [`Self::record_promotion`], with the strategy agent the promotion asks for.
+    pub fn record_promotion_with_agent(
+        &self,
+        name_or_id: &str,
+        venue: &str,
+        by: &str,
+        agent: Option<PromotedAgent>,
+    ) -> Result<StrategyRecord, LibraryError> {
         let now = self.clock.now_ms();
         self.modify(name_or_id, |r| {
             if r.status == StrategyStatus::Rejected {
@@ -454,6 +484,7 @@ impl StrategyLibrary {
                 venue: venue.to_string(),
                 time_ms: now,
                 by: by.to_string(),
+                agent,
             });
             if r.status != StrategyStatus::Promoted {
                 r.status = StrategyStatus::Promoted;
@@ -712,7 +743,8 @@ mod tests {
             [Promotion {
                 venue: "paper".into(),
                 time_ms: 5_010,
-                by: "operator".into()
+                by: "operator".into(),
+                agent: None,
             }]
         );
         let r = lib

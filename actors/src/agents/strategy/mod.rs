@@ -120,6 +120,13 @@ pub enum StrategySource {
         name: String,
         params: BTreeMap<String, f64>,
     },
+    /// A declarative spec of the strategy library (`orrery strategies promote`), as the
+    /// library held it when the engine started.
+    Spec {
+        /// The attempt's name in the library.
+        name: String,
+        spec: Box<crate::strategies::spec::StrategySpec>,
+    },
 }
 
 impl StrategySource {
@@ -127,6 +134,13 @@ impl StrategySource {
     pub fn build(&self) -> Result<Box<dyn Strategy>, StrategyError> {
         match self {
             StrategySource::Builtin { name, params } => builtin::build(name, params),
+            StrategySource::Spec { name, spec } => spec
+                .compile()
+                .map(|s| Box::new(s) as Box<dyn Strategy>)
+                .map_err(|source| StrategyError::Spec {
+                    strategy: format!("library:{name}"),
+                    source,
+                }),
         }
     }
 
@@ -140,6 +154,7 @@ impl StrategySource {
                 }
                 s
             }
+            StrategySource::Spec { name, .. } => format!("library:{name}"),
         }
     }
 }
@@ -208,6 +223,11 @@ pub struct StrategyAgentConfig {
     pub jitter: f64,
     #[serde(with = "humantime_serde", default)]
     pub run_timeout: Option<Duration>,
+    /// Set by the engine for an agent of a promotion (`orrery strategies promote`): the
+    /// library's spec, which the agent runs instead of the built-in `strategy` names
+    /// (`library:<name>`). Never read from the config file.
+    #[serde(skip)]
+    pub spec: Option<Box<crate::strategies::spec::StrategySpec>>,
 }
 
 fn name_ok(name: &str) -> bool {
@@ -220,6 +240,16 @@ fn name_ok(name: &str) -> bool {
 
 impl StrategyAgentConfig {
     pub fn source(&self) -> StrategySource {
+        if let Some(spec) = &self.spec {
+            return StrategySource::Spec {
+                name: self
+                    .strategy
+                    .strip_prefix("library:")
+                    .unwrap_or(&self.strategy)
+                    .to_string(),
+                spec: spec.clone(),
+            };
+        }
         StrategySource::Builtin {
             name: self.strategy.clone(),
             params: self.params.clone(),

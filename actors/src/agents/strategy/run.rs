@@ -841,6 +841,7 @@ mod tests {
             initial_delay: std::time::Duration::from_secs(1),
             jitter: 0.0,
             run_timeout: None,
+            spec: None,
         }
     }
 

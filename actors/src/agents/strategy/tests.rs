@@ -49,6 +49,7 @@ fn config() -> StrategyAgentConfig {
         initial_delay: Duration::ZERO,
         jitter: 0.0,
         run_timeout: None,
+        spec: None,
     }
 }
 

@@ -49,6 +49,13 @@ pub enum StrategyError {
         #[source]
         source: IndicatorError,
     },
+    /// A declarative spec (from the strategy library) that does not compile.
+    #[error("{strategy}: {source}")]
+    Spec {
+        strategy: String,
+        #[source]
+        source: crate::strategies::spec::SpecErrors,
+    },
 }
 
 /// One registered built-in strategy.
