@@ -83,7 +83,7 @@ pub enum SweepError {
     },
     #[error(transparent)]
     Strategy(#[from] StrategyError),
-    #[error("unknown statistic '{given}' to maximize; numeric statistics: {}", METRICS.join(", "))]
+    #[error("unknown statistic '{given}' to maximize; numeric statistics: {}", METRICS.map(|(name, _)| name).join(", "))]
     UnknownMetric { given: String },
     #[error("walk-forward needs at least 1 fold, got 0")]
     NoFolds,
@@ -590,92 +590,71 @@ pub fn plan(
 }
 
 /// The numeric statistics a sweep can maximize (the keys of [`Stats`]'s JSON but `start`
-/// and `end`).
-pub const METRICS: [&str; 28] = [
-    "duration_days",
-    "exposure_time_pct",
-    "equity_final",
-    "equity_peak",
-    "commissions",
-    "return_pct",
-    "buy_hold_return_pct",
-    "return_ann_pct",
-    "volatility_ann_pct",
-    "cagr_pct",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "calmar_ratio",
-    "max_drawdown_pct",
-    "avg_drawdown_pct",
-    "max_drawdown_duration_days",
-    "avg_drawdown_duration_days",
-    "num_trades",
-    "win_rate_pct",
-    "best_trade_pct",
-    "worst_trade_pct",
-    "avg_trade_pct",
-    "max_trade_duration_days",
-    "avg_trade_duration_days",
-    "profit_factor",
-    "expectancy_pct",
-    "sqn",
-    "kelly_criterion",
+/// and `end`), each with how to read it: one table, so a name and its value cannot part.
+pub const METRICS: [(&str, fn(&Stats) -> f64); 28] = [
+    ("duration_days", |s| s.duration_days),
+    ("exposure_time_pct", |s| s.exposure_time_pct),
+    ("equity_final", |s| s.equity_final),
+    ("equity_peak", |s| s.equity_peak),
+    ("commissions", |s| s.commissions),
+    ("return_pct", |s| s.return_pct),
+    ("buy_hold_return_pct", |s| s.buy_hold_return_pct),
+    ("return_ann_pct", |s| s.return_ann_pct),
+    ("volatility_ann_pct", |s| s.volatility_ann_pct),
+    ("cagr_pct", |s| s.cagr_pct),
+    ("sharpe_ratio", |s| s.sharpe_ratio),
+    ("sortino_ratio", |s| s.sortino_ratio),
+    ("calmar_ratio", |s| s.calmar_ratio),
+    ("max_drawdown_pct", |s| s.max_drawdown_pct),
+    ("avg_drawdown_pct", |s| s.avg_drawdown_pct),
+    ("max_drawdown_duration_days", |s| {
+        s.max_drawdown_duration_days
+    }),
+    ("avg_drawdown_duration_days", |s| {
+        s.avg_drawdown_duration_days
+    }),
+    ("num_trades", |s| s.num_trades as f64),
+    ("win_rate_pct", |s| s.win_rate_pct),
+    ("best_trade_pct", |s| s.best_trade_pct),
+    ("worst_trade_pct", |s| s.worst_trade_pct),
+    ("avg_trade_pct", |s| s.avg_trade_pct),
+    ("max_trade_duration_days", |s| s.max_trade_duration_days),
+    ("avg_trade_duration_days", |s| s.avg_trade_duration_days),
+    ("profit_factor", |s| s.profit_factor),
+    ("expectancy_pct", |s| s.expectancy_pct),
+    ("sqn", |s| s.sqn),
+    ("kelly_criterion", |s| s.kelly_criterion),
 ];
 
-/// A statistic to maximize, checked to be one of [`METRICS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Metric(&'static str);
+/// A statistic to maximize, checked to be one of [`METRICS`] (its index there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric(usize);
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
 
 impl Metric {
     pub fn parse(given: &str) -> Result<Self, SweepError> {
         let g = given.trim().to_ascii_lowercase();
         METRICS
             .iter()
-            .find(|m| **m == g)
-            .map(|m| Metric(m))
+            .position(|(name, _)| *name == g)
+            .map(Metric)
             .ok_or_else(|| SweepError::UnknownMetric {
                 given: given.to_string(),
             })
     }
 
     pub fn name(self) -> &'static str {
-        self.0
+        METRICS[self.0].0
     }
 
     /// The statistic's value (NaN when undefined).
     pub fn of(self, s: &Stats) -> f64 {
-        match self.0 {
-            "duration_days" => s.duration_days,
-            "exposure_time_pct" => s.exposure_time_pct,
-            "equity_final" => s.equity_final,
-            "equity_peak" => s.equity_peak,
-            "commissions" => s.commissions,
-            "return_pct" => s.return_pct,
-            "buy_hold_return_pct" => s.buy_hold_return_pct,
-            "return_ann_pct" => s.return_ann_pct,
-            "volatility_ann_pct" => s.volatility_ann_pct,
-            "cagr_pct" => s.cagr_pct,
-            "sharpe_ratio" => s.sharpe_ratio,
-            "sortino_ratio" => s.sortino_ratio,
-            "calmar_ratio" => s.calmar_ratio,
-            "max_drawdown_pct" => s.max_drawdown_pct,
-            "avg_drawdown_pct" => s.avg_drawdown_pct,
-            "max_drawdown_duration_days" => s.max_drawdown_duration_days,
-            "avg_drawdown_duration_days" => s.avg_drawdown_duration_days,
-            "num_trades" => s.num_trades as f64,
-            "win_rate_pct" => s.win_rate_pct,
-            "best_trade_pct" => s.best_trade_pct,
-            "worst_trade_pct" => s.worst_trade_pct,
-            "avg_trade_pct" => s.avg_trade_pct,
-            "max_trade_duration_days" => s.max_trade_duration_days,
-            "avg_trade_duration_days" => s.avg_trade_duration_days,
-            "profit_factor" => s.profit_factor,
-            "expectancy_pct" => s.expectancy_pct,
-            "sqn" => s.sqn,
-            "kelly_criterion" => s.kelly_criterion,
-            // `parse` only admits names of METRICS, each matched above.
-            _ => f64::NAN,
-        }
+        (METRICS[self.0].1)(s)
     }
 }
 

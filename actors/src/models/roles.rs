@@ -86,15 +86,23 @@ pub enum CaseError {
 /// fenced code block (models often fence JSON). Anything else around it is refused, so a
 /// chatty answer is an error, never a guess.
 pub fn json_object(text: &str) -> Option<&str> {
-    let t = text.trim();
-    let t = match t.strip_prefix("```") {
-        Some(rest) => {
-            let rest = rest.strip_prefix("json").unwrap_or(rest);
-            rest.strip_suffix("```")?.trim()
-        }
-        None => t,
-    };
+    let t = unfence(text);
     (t.starts_with('{') && t.ends_with('}')).then_some(t)
+}
+
+/// A model's answer without the one fenced code block it may be wrapped in: the block's
+/// body (after its info string, e.g. `json`) when the whole trimmed answer is one block,
+/// else the trimmed answer as it is. Every reader of a model's JSON answer unfences here.
+pub fn unfence(text: &str) -> &str {
+    let t = text.trim();
+    let Some(inner) = t.strip_prefix("```").and_then(|r| r.strip_suffix("```")) else {
+        return t;
+    };
+    let body = match inner.split_once('\n') {
+        Some((info, body)) if !info.contains('{') => body,
+        _ => inner.strip_prefix("json").unwrap_or(inner),
+    };
+    body.trim()
 }
 
 /// The first 120 characters of an answer, for an error message.

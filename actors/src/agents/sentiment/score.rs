@@ -62,7 +62,7 @@ pub fn parse_scores(
     batch: &HeadlineBatch,
     text: &str,
 ) -> Result<BTreeMap<(usize, String), f64>, ScoreError> {
-    let body = unfence(text.trim());
+    let body = crate::models::roles::unfence(text);
     let excerpt = || body.chars().take(200).collect::<String>();
     let doc: Value =
         serde_json::from_str(body).map_err(|_| ScoreError::NotJson { excerpt: excerpt() })?;
@@ -117,14 +117,6 @@ pub fn parse_scores(
         }
     }
     Ok(out)
-}
-
-fn unfence(text: &str) -> &str {
-    let Some(rest) = text.strip_prefix("```") else {
-        return text;
-    };
-    let rest = rest.strip_prefix("json").unwrap_or(rest);
-    rest.strip_suffix("```").unwrap_or(rest).trim()
 }
 
 /// The cache key of a headline's scores: hex SHA-256 of the model, the title and the

@@ -72,7 +72,7 @@ const NAME_MAX: usize = 64;
 /// Reads a spec from JSON text: the typed spec, or every problem found. One surrounding
 /// Markdown code fence (```` ```json ... ``` ````), which models often add, is ignored.
 pub fn validate(text: &str) -> Result<StrategySpec, SpecErrors> {
-    let value: Value = serde_json::from_str(strip_fence(text)).map_err(|e| {
+    let value: Value = serde_json::from_str(crate::models::roles::unfence(text)).map_err(|e| {
         SpecErrors(vec![Problem::new(
             "",
             format!(
@@ -138,16 +138,6 @@ pub fn validate(text: &str) -> Result<StrategySpec, SpecErrors> {
     } else {
         Err(SpecErrors(problems))
     }
-}
-
-fn strip_fence(text: &str) -> &str {
-    let t = text.trim();
-    let Some(rest) = t.strip_prefix("```") else {
-        return t;
-    };
-    // The info string (`json`) runs to the end of the opening line.
-    let body = rest.split_once('\n').map_or("", |(_, b)| b);
-    body.trim_end().strip_suffix("```").unwrap_or(body).trim()
 }
 
 /// The typed checks of a parsed spec.
