@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod funding;
+pub mod http_body;
 pub mod journal;
 pub mod liquidations;
 pub mod member;

@@ -589,9 +589,12 @@ pub fn plan(
     })
 }
 
+/// How a metric is read off the statistics.
+pub type MetricOf = fn(&Stats) -> f64;
+
 /// The numeric statistics a sweep can maximize (the keys of [`Stats`]'s JSON but `start`
 /// and `end`), each with how to read it: one table, so a name and its value cannot part.
-pub const METRICS: [(&str, fn(&Stats) -> f64); 28] = [
+pub const METRICS: [(&str, MetricOf); 28] = [
     ("duration_days", |s| s.duration_days),
     ("exposure_time_pct", |s| s.exposure_time_pct),
     ("equity_final", |s| s.equity_final),

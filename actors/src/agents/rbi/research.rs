@@ -223,25 +223,16 @@ async fn fetch_url(
                 content_type,
             });
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n > limits.max_bytes as u64)
-        {
-            return Err(ResearchError::TooLarge {
-                url: shown.clone(),
-                max_bytes: limits.max_bytes,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > limits.max_bytes {
+        let body = match crate::agents::http_body::read_bounded(&mut resp, limits.max_bytes).await {
+            Ok(body) => body,
+            Err(crate::agents::http_body::BodyError::TooLarge) => {
                 return Err(ResearchError::TooLarge {
                     url: shown.clone(),
                     max_bytes: limits.max_bytes,
-                });
+                })
             }
-            body.extend_from_slice(&chunk);
-        }
+            Err(crate::agents::http_body::BodyError::Transport(e)) => return Err(transport(e)),
+        };
         let text = String::from_utf8_lossy(&body).into_owned();
         Ok(if is_html { html_to_text(&text) } else { text })
     };

@@ -177,24 +177,16 @@ async fn fetch_http(
         etag: header(ETAG),
         last_modified: header(LAST_MODIFIED),
     };
-    let too_large = || FetchError::TooLarge {
-        source_name: source.name.clone(),
-        max_bytes: source.max_bytes,
-    };
-    if resp
-        .content_length()
-        .is_some_and(|n| n > source.max_bytes as u64)
-    {
-        return Err(too_large());
-    }
-    // Read in chunks so a body without (or lying about) its length stops at the bound.
-    let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        if bytes.len() + chunk.len() > source.max_bytes {
-            return Err(too_large());
+    let bytes = match crate::agents::http_body::read_bounded(&mut resp, source.max_bytes).await {
+        Ok(bytes) => bytes,
+        Err(crate::agents::http_body::BodyError::TooLarge) => {
+            return Err(FetchError::TooLarge {
+                source_name: source.name.clone(),
+                max_bytes: source.max_bytes,
+            })
         }
-        bytes.extend_from_slice(&chunk);
-    }
+        Err(crate::agents::http_body::BodyError::Transport(e)) => return Err(transport(e)),
+    };
     Ok(Fetched::Body { bytes, validators })
 }
 
