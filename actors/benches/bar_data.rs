@@ -1,6 +1,8 @@
 //! Parse speed of the OHLCV CSV loader (`backtest::data`) on a generated 1 000 000-row file
 //! held in memory (so disk speed is not measured). Issue #14 target: >= 5 M rows/s.
 //! Three time spellings: epoch milliseconds, ISO datetimes (pandas `to_csv`), ISO dates.
+//! The loader parses runs of lines on the rayon pool (all cores); `epoch_ms_one_thread`
+//! is the same load in a one-thread pool, for the single-core figure.
 //!
 //! Run: `cargo bench -p orrery-actors --bench bar_data -- --warm-up-time 1 --measurement-time 5`
 
@@ -88,6 +90,22 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("one-thread pool");
+    group.bench_function("epoch_ms_one_thread", |b| {
+        b.iter(|| {
+            one.install(|| {
+                load_reader(
+                    black_box(files[0].1.as_slice()),
+                    Path::new("bench.csv"),
+                    DEFAULT_MAX_ROWS,
+                )
+                .expect("generated file is valid")
+            })
+        })
+    });
     // From a file (page cache): `load` sizes the columns once from the file length.
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bars.csv");
