@@ -157,6 +157,7 @@ pub struct RunNowReport {
 pub fn agent_error_status(e: &AgentError) -> (StatusCode, &'static str) {
     match e {
         AgentError::Unknown { .. } => (StatusCode::NOT_FOUND, "unknown_agent"),
+        AgentError::Exists(_) => (StatusCode::CONFLICT, "agent_exists"),
         AgentError::NotRunning => (StatusCode::SERVICE_UNAVAILABLE, "engine_not_running"),
         AgentError::Unreachable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable"),
         AgentError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),

@@ -91,7 +91,7 @@ pub(crate) fn spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             .iter()
             .find(|a| a.name == agent)
             .cloned(),
-        deps.agents.get(agent).cloned(),
+        deps.agents.get(agent),
     ) else {
         return missing(&id, format!("no copy agent `{agent}` in the config"));
     };

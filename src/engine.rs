@@ -106,6 +106,9 @@ pub struct EngineHandle {
     pub(crate) events: crate::events::EventHub,
     /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
     retention: Option<actix::Addr<JournalRetention>>,
+    /// What the tree's factories use, kept to start agents while the engine runs
+    /// (a promoted strategy, `crate::strategy_agents::start_runtime`).
+    pub(crate) tree_deps: crate::tree::Deps,
 }
 
 /// The engine's entry point.
@@ -153,9 +156,10 @@ impl Engine {
             fence: GatewayFence::default(),
             agents: agents.clone(),
             streams: streams.clone(),
+            agents_sup: Slot::new(),
+            runtime_strategies: Arc::default(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
-        drop(deps);
         let root = start_root(spec, Some(store.clone()));
         // Children start asynchronously; the handle is useful once the gateway and the
         // router answer (the gateway itself holds orders until it has reconciled).
@@ -178,6 +182,7 @@ impl Engine {
             http: None,
             events,
             retention: None,
+            tree_deps: deps,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -246,9 +251,15 @@ impl EngineHandle {
     /// engine on the same data dir in this process at once.
     pub async fn close(self, within: std::time::Duration) -> Result<RootExit, EngineError> {
         let exit = self.shutdown().await;
-        // The agent directory holds each agent's memory trees: released before the wait.
-        let EngineHandle { store, agents, .. } = self;
-        drop(agents);
+        // The agent directory holds each agent's memory trees, and the tree's factories'
+        // deps the store: released before the wait.
+        let EngineHandle {
+            store,
+            agents,
+            tree_deps,
+            ..
+        } = self;
+        drop((agents, tree_deps));
         store.close(within).await?;
         Ok(exit)
     }

@@ -164,7 +164,7 @@ pub(crate) fn open_interest_spec(id: String, agent: &str, deps: &Deps) -> ChildS
             .iter()
             .find(|a| a.name == agent)
             .map(|a| normalized_oi(&deps.config, a)),
-        deps.agents.get(agent).cloned(),
+        deps.agents.get(agent),
     ) else {
         return missing(
             &id,
@@ -213,7 +213,7 @@ pub(crate) fn liquidation_spec(id: String, agent: &str, deps: &Deps) -> ChildSpe
             .iter()
             .find(|a| a.name == agent)
             .map(|a| normalized_liq(&deps.config, a)),
-        deps.agents.get(agent).cloned(),
+        deps.agents.get(agent),
     ) else {
         return missing(&id, format!("no liquidation agent `{agent}` in the config"));
     };

@@ -10,10 +10,10 @@
 //! Promotion: to a `paper` venue by default; a venue of any other kind trades real money
 //! and is refused unless `live` (`--live`) is given. A rejected attempt, or one without a
 //! valid spec, is refused. The promotion (venue, who, and the strategy agent it asks for:
-//! name, symbol, timeframe, size limits) is recorded in the library; the engine runs a
-//! strategy agent for every recorded promotion from its next start (the supervisor tree is
-//! built from the config and the library at start; a running tree gets no new children),
-//! which the answer and the log line state.
+//! name, symbol, timeframe, size limits) is recorded in the library; a running engine
+//! starts its strategy agent at once ([`promote_running`]: added to the live tree), and an
+//! engine runs one for every recorded promotion from its start ([`add_promoted_agents`]),
+//! which the answer (`starts`) and the log lines state.
 //!
 //! Owns: the shapes of those routes, the CLI's choice between the running engine (asked
 //! over its control API: sled lets one process hold the data dir) and a stopped one (the
@@ -139,7 +139,9 @@ pub struct PromotionReport {
     /// `paper`, `hyperliquid`, `binance`, ...
     pub venue_kind: String,
     pub agent: PromotedAgent,
-    /// When the strategy agent starts: `next_engine_start`.
+    /// When the strategy agent starts: `now` (promoted through a running engine, whose
+    /// tree took the agent) or `next_engine_start` (the engine was stopped, or could not
+    /// take the agent now: `message` says why).
     pub starts: String,
     /// One sentence for people.
     pub message: String,
@@ -308,8 +310,7 @@ pub fn promote(
         symbol = %agent.symbol,
         timeframe = %agent.timeframe,
         by = %by,
-        starts = "next_engine_start",
-        "strategy promoted; its strategy agent starts at the next engine start"
+        "strategy promoted"
     );
     Ok(PromotionReport {
         message: format!(
@@ -558,6 +559,65 @@ async fn show_route(engine: web::Data<EngineHandle>, name: web::Path<String>) ->
     }
 }
 
+/// Promotes `name` through the running `engine` and starts its strategy agent at once:
+/// [`promote`], then the agent is added to the running tree
+/// (`crate::strategy_agents::start_runtime`). If the agent cannot start now, the promotion
+/// stands (it is recorded) and the agent starts at the next engine start; the answer and
+/// an error line say why.
+pub async fn promote_running(
+    engine: &EngineHandle,
+    name: &str,
+    body: PromoteBody,
+) -> Result<PromotionReport, PromoteError> {
+    let library = library_of(engine)?;
+    let mut report = promote(&engine.config, &library, name, body)?;
+    if engine.config.agents.skip_promoted {
+        return Ok(report);
+    }
+    let started = match library.get(&report.strategy)? {
+        Some(record) => {
+            match promoted_agent(&engine.config, &record, &report.venue, &report.agent) {
+                Ok(agent) => crate::strategy_agents::start_runtime(&engine.tree_deps, agent)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(why) => Err(why),
+            }
+        }
+        None => Err("the library lost the record".into()),
+    };
+    match started {
+        Ok(path) => {
+            tracing::info!(
+                agent = %report.agent.name,
+                strategy = %report.strategy,
+                venue = %report.venue,
+                path = %path,
+                "promoted strategy agent started"
+            );
+            report.starts = "now".into();
+            report.message = format!(
+                "strategy {} promoted to {} ({}); strategy agent `{}` ({} {}) started ({path})",
+                report.strategy,
+                report.venue,
+                report.venue_kind,
+                report.agent.name,
+                report.agent.symbol,
+                report.agent.timeframe
+            );
+        }
+        Err(why) => {
+            tracing::error!(
+                agent = %report.agent.name,
+                strategy = %report.strategy,
+                error = %why,
+                "promoted strategy agent not started now; it starts at the next engine start"
+            );
+            report.message = format!("{}; it could not start now: {why}", report.message);
+        }
+    }
+    Ok(report)
+}
+
 async fn promote_route(
     engine: web::Data<EngineHandle>,
     name: web::Path<String>,
@@ -573,11 +633,7 @@ async fn promote_route(
             .response(StatusCode::BAD_REQUEST)
         }
     };
-    let library = match library_of(&engine) {
-        Ok(l) => l,
-        Err(e) => return library_response(&e),
-    };
-    match promote(&engine.config, &library, &name.into_inner(), body) {
+    match promote_running(&engine, &name.into_inner(), body).await {
         Ok(r) => HttpResponse::Ok().json(r),
         Err(e) => {
             let (status, code) = e.status();

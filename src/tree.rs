@@ -63,6 +63,7 @@ use orrery_actors::agents::funding::{FundingAgent, FundingAgentState, FundingDep
 use orrery_actors::agents::risk::{BaselineBook, RiskAgent, RiskDeps, RISK_AGENT};
 use orrery_actors::agents::runtime::{AgentDirectory, AgentRunner};
 use orrery_actors::agents::sentiment::{SentimentAgent, SentimentDeps, SentimentState};
+use orrery_actors::agents::strategy::StrategyAgentConfig;
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
@@ -80,7 +81,7 @@ use orrery_actors::signals::SignalBus;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{
     ActorNode, ChildSpec, NodeKind, NodeState, RestartRecord, RestartType, Slot, StartError,
-    Strategy, SupervisorSpec, ROOT_MAILBOX,
+    Strategy, Supervisor, SupervisorSpec, ROOT_MAILBOX,
 };
 use orrery_actors::telemetry::ProcessSampler;
 use serde::Serialize;
@@ -398,10 +399,13 @@ pub fn plan(config: &Config) -> SupervisorPlan {
             ChildPlan::Supervisor(SupervisorPlan::new("models", models)),
             ChildPlan::Supervisor(SupervisorPlan::new("exchanges", exchanges)),
             worker("signals".into(), Role::SignalBus),
-            ChildPlan::Supervisor(SupervisorPlan::new("agents", agents)),
+            ChildPlan::Supervisor(SupervisorPlan::new(AGENTS, agents)),
         ],
     )
 }
+
+/// The supervisor of every agent (a child of the root, so its path is `engine/agents`).
+pub(crate) const AGENTS: &str = "agents";
 
 /// What the factories need from the engine.
 #[derive(Clone)]
@@ -423,6 +427,12 @@ pub(crate) struct Deps {
     /// The market-data streams' shared state: written by the feeds, read by the gateway
     /// and status; kept across restarts of either.
     pub streams: StreamBook,
+    /// The `agents` supervisor's address, where an agent started while the engine runs
+    /// is added (see `crate::strategy_agents::start_runtime`).
+    pub agents_sup: Slot<Supervisor>,
+    /// Strategy agents started while the engine runs (promotions), in start order; the
+    /// `agents` supervisor's spec ends with them, so a restart of that subtree keeps them.
+    pub runtime_strategies: Arc<parking_lot::Mutex<Vec<StrategyAgentConfig>>>,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -436,6 +446,15 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
     let scope = Scope::new(plan, &deps.config);
     for child in &plan.children {
         spec = spec.child(match child {
+            ChildPlan::Supervisor(sub) if sub.id == AGENTS => {
+                let (sub, deps) = (sub.clone(), deps.clone());
+                ChildSpec::supervisor_in_slot(sub.id.clone(), deps.agents_sup.clone(), move || {
+                    let runtime = deps.runtime_strategies.lock().clone();
+                    runtime.iter().fold(build(&sub, &deps), |spec, agent| {
+                        spec.child(crate::strategy_agents::child(agent.clone(), &deps))
+                    })
+                })
+            }
             ChildPlan::Supervisor(sub) => {
                 let (sub, deps) = (sub.clone(), deps.clone());
                 ChildSpec::supervisor(sub.id.clone(), move || build(&sub, &deps))
@@ -526,6 +545,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         fence,
         agents,
         streams,
+        ..
     } = deps.clone();
     let id = w.id.clone();
     match &w.role {
@@ -698,7 +718,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             })
         }
         Role::RiskAgent => {
-            let Ok(entry) = agents.get(RISK_AGENT).cloned() else {
+            let Ok(entry) = agents.get(RISK_AGENT) else {
                 return missing(&id, "no risk agent in the agent directory".into());
             };
             ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
@@ -728,7 +748,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     .iter()
                     .find(|a| &a.name == agent)
                     .cloned(),
-                agents.get(agent).cloned(),
+                agents.get(agent),
             ) else {
                 return missing(&id, format!("no trading agent `{agent}` in the config"));
             };
@@ -772,7 +792,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     .iter()
                     .find(|a| &a.name == agent)
                     .cloned(),
-                agents.get(agent).cloned(),
+                agents.get(agent),
             ) else {
                 return missing(&id, format!("no sentiment agent `{agent}` in the config"));
             };
@@ -805,7 +825,7 @@ fn rbi_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             .iter()
             .find(|a| a.name == agent)
             .cloned(),
-        deps.agents.get(agent).cloned(),
+        deps.agents.get(agent),
     ) else {
         return missing(&id, format!("no rbi agent `{agent}` in the config"));
     };
@@ -846,7 +866,7 @@ fn funding_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             .iter()
             .find(|a| a.name == agent)
             .cloned(),
-        deps.agents.get(agent).cloned(),
+        deps.agents.get(agent),
     ) else {
         return missing(&id, format!("no funding agent `{agent}` in the config"));
     };
@@ -889,7 +909,7 @@ fn pipeline_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             .iter()
             .find(|a| a.name == agent)
             .cloned(),
-        deps.agents.get(agent).cloned(),
+        deps.agents.get(agent),
     ) else {
         return missing(&id, format!("no pipeline agent `{agent}` in the config"));
     };

@@ -414,7 +414,16 @@ data = [{:?}]
         "--json",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(json(&o)["starts"], "next_engine_start");
+    // The running engine starts the promoted strategy agent at once.
+    assert_eq!(json(&o)["starts"], "now", "{}", text(&o));
+    let promoted = format!("{name}-paper");
+    let (_, agents) = http_get(port, "/api/agents").unwrap();
+    assert!(agents.contains(&format!("\"{promoted}\"")), "{agents}");
+    let (_, tree) = http_get(port, "/api/tree").unwrap();
+    assert!(
+        tree.contains(&format!("engine/agents/strategy-{promoted}")),
+        "{tree}"
+    );
     let o = cli(&[
         "strategies",
         "list",
@@ -459,4 +468,5 @@ data = [{:?}]
         .unwrap_or_else(|| panic!("no attempt line: {log}"));
     assert!(attempt_line.contains("rounds=0"), "{attempt_line}");
     assert!(log.contains("strategy promoted"), "{log}");
+    assert!(log.contains("promoted strategy agent started"), "{log}");
 }

@@ -647,6 +647,8 @@ impl Handler<DescribeAgent> for AgentRunner {
 pub enum AgentError {
     #[error("unknown agent `{name}`; known agents: {known}")]
     Unknown { name: String, known: String },
+    #[error("an agent `{0}` exists already; agent names are unique")]
+    Exists(String),
     #[error("the engine is not running: `run-now` needs a running engine (start it with `orrery run`); pause and resume work on a stopped engine")]
     NotRunning,
     #[error("agent `{name}` did not answer (restarting?): {source}")]
@@ -689,13 +691,27 @@ pub struct AgentEntry {
     pub memory: MemoryStore,
 }
 
+impl AgentEntry {
+    fn new(name: &str, kind: Kind, schedule: Schedule, memory: MemoryStore) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            schedule,
+            slot: Slot::new(),
+            memory,
+        }
+    }
+}
+
 /// Every configured agent by name, in config order: how the control API, the CLI and
 /// the embedding API reach agents, whose runners restart (their slots stay). Built from
-/// the config before the tree starts, so every agent is known from the first request.
+/// the config before the tree starts, so every agent is known from the first request;
+/// an agent started while the engine runs (a promoted strategy) is added with
+/// [`AgentDirectory::add`], and every clone of the directory sees it.
 /// A directory of a stopped engine (`live = false`) answers from the data dir.
 #[derive(Clone)]
 pub struct AgentDirectory {
-    entries: Arc<Vec<AgentEntry>>,
+    entries: Arc<parking_lot::RwLock<Vec<AgentEntry>>>,
     live: bool,
     clock: SharedClock,
 }
@@ -703,47 +719,65 @@ pub struct AgentDirectory {
 impl AgentDirectory {
     pub fn new(live: bool, clock: SharedClock) -> Self {
         Self {
-            entries: Arc::new(Vec::new()),
+            entries: Arc::default(),
             live,
             clock,
         }
     }
 
     /// Adds an agent (while the directory is being built).
-    pub fn with(mut self, name: &str, kind: Kind, schedule: Schedule, memory: MemoryStore) -> Self {
-        Arc::make_mut(&mut self.entries).push(AgentEntry {
-            name: name.to_string(),
-            kind,
-            schedule,
-            slot: Slot::new(),
-            memory,
-        });
+    pub fn with(self, name: &str, kind: Kind, schedule: Schedule, memory: MemoryStore) -> Self {
+        self.entries
+            .write()
+            .push(AgentEntry::new(name, kind, schedule, memory));
         self
     }
 
+    /// Adds an agent to a directory in use (an agent started while the engine runs) and
+    /// answers its entry, whose slot its runner is to fill; a name already known is refused.
+    pub fn add(
+        &self,
+        name: &str,
+        kind: Kind,
+        schedule: Schedule,
+        memory: MemoryStore,
+    ) -> Result<AgentEntry, AgentError> {
+        let mut entries = self.entries.write();
+        if entries.iter().any(|e| e.name == name) {
+            return Err(AgentError::Exists(name.to_string()));
+        }
+        let entry = AgentEntry::new(name, kind, schedule, memory);
+        entries.push(entry.clone());
+        Ok(entry)
+    }
+
     pub fn names(&self) -> Vec<String> {
-        self.entries.iter().map(|e| e.name.clone()).collect()
+        self.entries.read().iter().map(|e| e.name.clone()).collect()
     }
 
     /// The agent `name`, or [`AgentError::Unknown`] listing the known ones.
-    pub fn get(&self, name: &str) -> Result<&AgentEntry, AgentError> {
-        self.entries
-            .iter()
-            .find(|e| e.name == name)
-            .ok_or_else(|| AgentError::Unknown {
+    pub fn get(&self, name: &str) -> Result<AgentEntry, AgentError> {
+        let entries = self.entries.read();
+        match entries.iter().find(|e| e.name == name) {
+            Some(e) => Ok(e.clone()),
+            None => Err(AgentError::Unknown {
                 name: name.to_string(),
-                known: if self.entries.is_empty() {
+                known: if entries.is_empty() {
                     "none configured".to_string()
                 } else {
-                    self.names().join(", ")
+                    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+                    names.join(", ")
                 },
-            })
+            }),
+        }
     }
 
     /// Every agent, described by its runner (or from the data dir while it is not live).
     pub async fn describe_all(&self) -> Result<Vec<AgentInfo>, AgentError> {
-        let mut out = Vec::with_capacity(self.entries.len());
-        for e in self.entries.iter() {
+        // A snapshot: the lock is not held across the runners' answers.
+        let entries = self.entries.read().clone();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in &entries {
             out.push(self.describe_entry(e).await?);
         }
         Ok(out)
@@ -751,7 +785,7 @@ impl AgentDirectory {
 
     pub async fn describe(&self, name: &str) -> Result<AgentInfo, AgentError> {
         let e = self.get(name)?;
-        self.describe_entry(e).await
+        self.describe_entry(&e).await
     }
 
     async fn describe_entry(&self, e: &AgentEntry) -> Result<AgentInfo, AgentError> {
@@ -784,9 +818,9 @@ impl AgentDirectory {
         if self.live {
             let reason = reason.to_string();
             let answer = if paused {
-                ask(e, PauseAgent { reason }).await
+                ask(&e, PauseAgent { reason }).await
             } else {
-                ask(e, ResumeAgent { reason }).await
+                ask(&e, ResumeAgent { reason }).await
             };
             if let Ok(written) = answer {
                 return Ok(written?);
@@ -820,7 +854,7 @@ impl AgentDirectory {
         if !self.live {
             return Err(AgentError::NotRunning);
         }
-        ask(e, RunNow)
+        ask(&e, RunNow)
             .await
             .map_err(|source| AgentError::Unreachable {
                 name: name.to_string(),

@@ -137,6 +137,64 @@ pub(crate) struct ChildStarted {
 #[rtype(result = "()")]
 pub(crate) struct ShutDown;
 
+/// Child `spec` of the supervisor at `path`, not yet started, with its restart history
+/// reloaded from `log` and its metrics registered.
+fn new_child(path: &str, log: Option<&RestartLog>, spec: ChildSpec) -> Child {
+    let child_path = format!("{path}/{}", spec.id);
+    let record = match log.map(|l| l.load(&child_path)) {
+        Some(Ok(Some(record))) => record,
+        Some(Err(e)) => {
+            tracing::warn!(child = %child_path, error = %e, "cannot read the persisted restart record; counting from zero");
+            RestartRecord::default()
+        }
+        _ => RestartRecord::default(),
+    };
+    let restarts = metrics::counter!("orrery_actor_restarts_total", "actor" => child_path.clone());
+    restarts.absolute(record.count);
+    let up = metrics::gauge!("orrery_actor_up", "actor" => child_path.clone());
+    up.set(0.0);
+    Child {
+        spec,
+        path: child_path,
+        generation: 0,
+        status: Status::Idle,
+        last_start: None,
+        consecutive: 0,
+        record,
+        up,
+        restarts,
+        start_timer: None,
+    }
+}
+
+/// Adds a child to a running supervisor and starts it (OTP's `supervisor:start_child`):
+/// it goes last in start order (so it stops first), follows the supervisor's strategy from
+/// then on, and answers its path once started, i.e. spawned; whether its start succeeded
+/// shows in the tree like any child's. Only this incarnation of the supervisor has it: a
+/// supervisor restarted from its spec has the spec's children, so whoever adds a child
+/// also makes the spec return it (the engine keeps its runtime-added agents for that).
+///
+/// It carries how to make the spec rather than the spec: a factory need not be `Send`,
+/// a message between threads must be, so the spec is made on the supervisor's thread.
+#[derive(Message)]
+#[rtype(result = "Result<String, AddChildError>")]
+pub struct AddChild(pub Box<dyn FnOnce() -> ChildSpec + Send>);
+
+impl AddChild {
+    pub fn new(make: impl FnOnce() -> ChildSpec + Send + 'static) -> Self {
+        Self(Box::new(make))
+    }
+}
+
+/// Why [`AddChild`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddChildError {
+    #[error("supervisor {supervisor} already has a child `{id}`")]
+    Duplicate { supervisor: String, id: String },
+    #[error("supervisor {0} is stopping; it takes no new child")]
+    NotRunning(String),
+}
+
 impl Supervisor {
     /// A supervisor to spawn from a factory: its path is the child's path, it shares the
     /// tree's store, and it escalates through the child's failure signal.
@@ -175,33 +233,7 @@ impl Supervisor {
         let children = spec
             .children
             .into_iter()
-            .map(|spec| {
-                let child_path = format!("{path}/{}", spec.id);
-                let record = match log.as_ref().map(|l| l.load(&child_path)) {
-                    Some(Ok(Some(record))) => record,
-                    Some(Err(e)) => {
-                        tracing::warn!(child = %child_path, error = %e, "cannot read the persisted restart record; counting from zero");
-                        RestartRecord::default()
-                    }
-                    _ => RestartRecord::default(),
-                };
-                let restarts = metrics::counter!("orrery_actor_restarts_total", "actor" => child_path.clone());
-                restarts.absolute(record.count);
-                let up = metrics::gauge!("orrery_actor_up", "actor" => child_path.clone());
-                up.set(0.0);
-                Child {
-                    spec,
-                    path: child_path,
-                    generation: 0,
-                    status: Status::Idle,
-                    last_start: None,
-                    consecutive: 0,
-                    record,
-                    up,
-                    restarts,
-                    start_timer: None,
-                }
-            })
+            .map(|spec| new_child(&path, log.as_ref(), spec))
             .collect();
         let rng = match spec.backoff.seed {
             Some(seed) => ChaCha8Rng::seed_from_u64(seed),
@@ -685,6 +717,33 @@ impl Handler<ChildStarted> for Supervisor {
         child.up.set(1.0);
         tracing::debug!(child = %child.path, generation = msg.generation, "child ready");
         self.drive(ctx);
+    }
+}
+
+impl Handler<AddChild> for Supervisor {
+    type Result = Result<String, AddChildError>;
+
+    fn handle(&mut self, msg: AddChild, ctx: &mut Context<Self>) -> Self::Result {
+        if self.mode != Mode::Running {
+            return Err(AddChildError::NotRunning(self.path.clone()));
+        }
+        let spec = (msg.0)();
+        if self.children.iter().any(|c| c.spec.id == spec.id) {
+            return Err(AddChildError::Duplicate {
+                supervisor: self.path.clone(),
+                id: spec.id,
+            });
+        }
+        let child = new_child(&self.path, self.log.as_ref(), spec);
+        let path = child.path.clone();
+        tracing::info!(supervisor = %self.path, child = %path, "child added at runtime");
+        self.children.push(child);
+        self.groups.push(RestartGroup {
+            members: BTreeSet::from([self.children.len() - 1]),
+            not_before: Instant::now(),
+        });
+        self.drive(ctx);
+        Ok(path)
     }
 }
 

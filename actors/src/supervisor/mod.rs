@@ -69,7 +69,7 @@ mod spec;
 mod start;
 mod view;
 
-pub use actor::Supervisor;
+pub use actor::{AddChild, AddChildError, Supervisor};
 pub use backoff::Backoff;
 pub use intensity::{Intensity, RestartWindow, Verdict};
 pub use panic_hook::install_panic_hook;

@@ -149,6 +149,23 @@ impl ChildSpec {
         child
     }
 
+    /// As [`ChildSpec::supervisor`], the supervisor's address published in `slot`, so
+    /// children can be added to it while it runs ([`super::AddChild`]).
+    pub fn supervisor_in_slot(
+        id: impl Into<String>,
+        slot: Slot<Supervisor>,
+        mut spec: impl FnMut() -> SupervisorSpec + 'static,
+    ) -> Self {
+        let mut child = Self::new(id, move |ctx| {
+            let sup = Supervisor::nested(spec(), ctx);
+            ctx.spawn_in(&slot, sup);
+            Ok(())
+        });
+        child.shutdown = Duration::MAX;
+        child.start_timeout = Duration::MAX;
+        child
+    }
+
     pub fn restart(mut self, restart: RestartType) -> Self {
         self.restart = restart;
         self

@@ -943,3 +943,67 @@ async fn an_injected_panic_restarts_the_actor_like_a_handler_panic() {
     assert!(!root.view().inject_panic("engine/nobody"));
     assert_eq!(root.shutdown().await, RootExit::Normal);
 }
+
+#[actix::test]
+async fn a_child_added_at_runtime_starts_restarts_and_stops_first() {
+    let probe = Probe::default();
+    let sub_slot: Slot<super::Supervisor> = Slot::new();
+    let sub = {
+        let probe = probe.clone();
+        move || spec("agents", Strategy::OneForOne, Backoff::immediate()).child(probe.worker("a"))
+    };
+    let root = start_root(
+        spec("engine", Strategy::OneForOne, Backoff::immediate()).child(
+            ChildSpec::supervisor_in_slot("agents", sub_slot.clone(), sub),
+        ),
+        None,
+    );
+    serving(&probe.slot("a"), 0).await;
+
+    let path = sub_slot
+        .send(AddChild::new({
+            let probe = probe.clone();
+            move || probe.worker("late")
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(path, "engine/agents/late");
+    let late = probe.slot("late");
+    serving(&late, 0).await;
+    let view = root.view().clone();
+    eventually("the added child in the live view", || {
+        view.node("engine/agents/late")
+            .is_some_and(|n| n.state == NodeState::Running)
+    })
+    .await;
+
+    // Its id is taken now, in this supervisor.
+    assert_eq!(
+        sub_slot
+            .send(AddChild::new({
+                let probe = probe.clone();
+                move || probe.worker("late")
+            }))
+            .await
+            .unwrap(),
+        Err(AddChildError::Duplicate {
+            supervisor: "engine/agents".into(),
+            id: "late".into()
+        })
+    );
+    assert_eq!(probe.calls("late"), 1, "a refused add starts nothing");
+
+    // Supervised like any child: a panic restarts it.
+    let _ = late.send(Panic).await;
+    serving(&late, 1).await;
+    assert_eq!(view.node("engine/agents/late").unwrap().restarts, 1);
+
+    // Last in start order, so first to stop.
+    probe.journal.clear();
+    assert_eq!(root.shutdown().await, RootExit::Normal);
+    assert_eq!(
+        probe.journal.with("stopped "),
+        vec!["late#1".to_string(), "a#0".to_string()]
+    );
+}
