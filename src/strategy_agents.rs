@@ -18,6 +18,7 @@ use orrery_actors::agents::strategy::{
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::agents::MemoryStore;
 use orrery_actors::models::ModelClient;
+use orrery_actors::signals::store::SignalStore;
 use orrery_actors::supervisor::{AddChild, ChildSpec, RestartType, StartError};
 use orrery_actors::validate::{join, Issues};
 
@@ -104,6 +105,7 @@ fn agent_spec(id: String, agent: StrategyAgentConfig, deps: &Deps) -> ChildSpec 
             state: StrategyAgentState::open(&deps.store, &agent.name)
                 .map_err(StartError::failed)?,
             clock: deps.clock.clone(),
+            signals: Some(SignalStore::open(&deps.store).map_err(StartError::failed)?),
         };
         let kind = StrategyAgent::new(agent.clone(), run_deps);
         Ok(AgentRunner::new(

@@ -363,6 +363,8 @@ pub struct StrategyDeps {
     pub journal: DecisionJournal,
     pub state: StrategyAgentState,
     pub clock: SharedClock,
+    /// The signal bus's disk, for `on_signal`; `None`: the strategy hears no signals.
+    pub signals: Option<crate::signals::store::SignalStore>,
 }
 
 /// The strategy agent as the runtime runs it.

@@ -10,7 +10,7 @@
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
-use super::state::{order_client_id, ExitKind, PendingBar, Protection, StrategyCursor};
+use super::state::{order_client_id, ExitKind, OwnOrder, PendingBar, Protection, StrategyCursor};
 use super::{names, StrategyAgentConfig, StrategyDeps};
 use crate::agents::journal::{Abstention, DecisionRecord, MemberAnswer};
 use crate::agents::{gateway_call, GatewayCallError};
@@ -21,6 +21,8 @@ use crate::exchanges::gateway::{
 };
 use crate::exchanges::{Candle, ClientOrderId, Side};
 use crate::models::{ModelRequest, Purpose};
+use crate::signals::store::{SignalFilter, MAX_LIMIT};
+use crate::signals::Signal;
 use crate::strategies::api::{self, Action, Actions, Bar, PositionView, Size};
 
 /// System prompt of the approval request.
@@ -38,6 +40,8 @@ pub struct RunReport {
     pub decisions: Vec<(Millis, String, String)>,
     /// What failed, one line each: the run's error.
     pub failures: Vec<String>,
+    /// Orders placed by the bar being acted on, taken into the cursor after it.
+    placed: Vec<OrderReport>,
 }
 
 fn bar_of(c: &Candle) -> Bar {
@@ -119,6 +123,9 @@ pub async fn run_once(
         .iter()
         .filter(|c| c.open_time_ms + tf <= now)
         .collect();
+    settle_orders(deps, &mut cursor, &mut report).await;
+    let signals = live_signals(config, deps, now);
+    let mut next_signal = 0;
     let mut actions = Actions::new();
     let first_run = cursor.last_fed_ms.is_none();
     let new_from = closed
@@ -133,6 +140,22 @@ pub async fn run_once(
     };
     for (i, c) in closed.iter().enumerate() {
         let bar = bar_of(c);
+        // What reached the strategy between the previous bar and this one's close, in
+        // the backtester's order: the fills of the previous bar's orders, then signals.
+        if let Some(prev) = i.checked_sub(1).map(|p| closed[p].open_time_ms) {
+            for o in cursor.orders.iter().filter(|o| o.bar_ms == prev) {
+                if let Some(fill) = fill_view(o, c.open_time_ms) {
+                    strategy.on_fill(&fill);
+                }
+            }
+        }
+        while let Some(s) = signals
+            .get(next_signal)
+            .filter(|s| s.time_ms < c.open_time_ms + tf)
+        {
+            strategy.on_signal(s);
+            next_signal += 1;
+        }
         if i < act_from {
             strategy.on_bar(&bar, &PositionView::FLAT, &mut actions);
             actions.clear();
@@ -174,7 +197,18 @@ pub async fn run_once(
             .put(&cursor)
             .await
             .map_err(|e| format!("strategy state in the data dir: {e}"))?;
-        match act_on_bar(config, deps, c, &pending, &mut cursor, &mut report).await {
+        let acted = act_on_bar(config, deps, c, &pending, &mut cursor, &mut report).await;
+        for placed in std::mem::take(&mut report.placed) {
+            match cursor
+                .orders
+                .iter_mut()
+                .find(|o| o.client_id == placed.client_id)
+            {
+                Some(known) => known.update(&placed),
+                None => cursor.orders.push(OwnOrder::of(c.open_time_ms, &placed)),
+            }
+        }
+        match acted {
             Ok(()) => {}
             Err(stop) => {
                 // Unknown outcome or an unreadable venue: the bar stays pending and the
@@ -203,6 +237,10 @@ pub async fn run_once(
             tracing::info!(agent = %config.name, bars = closed.len(), last_bar = last.open_time_ms, "strategy warmed up; acting on bars that close from now on");
         }
     }
+    // Orders of bars the next run no longer feeds are of no use to it.
+    if let Some(first) = closed.first() {
+        cursor.orders.retain(|o| o.bar_ms >= first.open_time_ms);
+    }
     if let Some(l) = cursor.last_fed_ms {
         metrics::gauge!(names::LAST_BAR, "agent" => config.name.clone()).set(l as f64 / 1000.0);
     }
@@ -211,6 +249,58 @@ pub async fn run_once(
         .await
         .map_err(|e| format!("strategy state in the data dir: {e}"))?;
     Ok(report)
+}
+
+/// Asks the ledger for the fills of the agent's unsettled orders (a live venue may fill
+/// a market order after answering it). A failed lookup is the run's failure; the order
+/// is asked again next run.
+async fn settle_orders(deps: &StrategyDeps, cursor: &mut StrategyCursor, report: &mut RunReport) {
+    for o in cursor.orders.iter_mut().filter(|o| !o.settled) {
+        match already_sent(deps, &o.client_id).await {
+            Ok(Some(order)) => o.update(&order),
+            Ok(None) => o.settled = true,
+            Err(e) => report.failures.push(e),
+        }
+    }
+}
+
+/// The fill of `o` as the strategy sees it, at `time_ms` (the open of the bar after its
+/// own, where the backtester fills a market order); `None` before anything filled.
+fn fill_view(o: &OwnOrder, time_ms: Millis) -> Option<api::FillView> {
+    let units = o.filled.to_f64().filter(|u| *u > 0.0)?;
+    Some(api::FillView {
+        time_ms,
+        side: match o.side {
+            Side::Buy => api::Side::Buy,
+            Side::Sell => api::Side::Sell,
+        },
+        units,
+        price: o.avg_price.and_then(|p| p.to_f64())?,
+    })
+}
+
+/// The signals about the agent's symbol still alive on the bus's disk, oldest first: a
+/// rebuilt strategy hears each again before the first bar that closed after it was
+/// published, so a signal counts as long as its TTL. Unreadable: none (and a warning).
+fn live_signals(config: &StrategyAgentConfig, deps: &StrategyDeps, now: Millis) -> Vec<Signal> {
+    let Some(store) = &deps.signals else {
+        return Vec::new();
+    };
+    let filter = SignalFilter {
+        symbol: Some(config.symbol.to_ascii_uppercase()),
+        limit: MAX_LIMIT,
+        ..SignalFilter::default()
+    };
+    match store.list(&filter, now) {
+        Ok(mut signals) => {
+            signals.reverse();
+            signals
+        }
+        Err(e) => {
+            tracing::warn!(agent = %config.name, error = %e, "signals unreadable; the strategy runs without them this run");
+            Vec::new()
+        }
+    }
 }
 
 /// One decision's record, line and metric.
@@ -246,6 +336,9 @@ fn finish(deps: &StrategyDeps, report: &mut RunReport, d: Decision<'_>) {
         record.error = d.error.clone();
     }
     record.orders = d.order.iter().cloned().collect();
+    if d.outcome == "placed" {
+        report.placed.extend(d.order.iter().cloned());
+    }
     tracing::info!(
         agent = %c.name,
         venue = %c.venue,

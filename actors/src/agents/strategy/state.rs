@@ -1,6 +1,6 @@
 //! What a strategy agent keeps in sled (tree `strategy/<agent>`, key `cursor`): the last
-//! bar it fed, the decisions of the bar being acted on, and the protective levels it
-//! enforces.
+//! bar it fed, the decisions of the bar being acted on, the protective levels it
+//! enforces, and its recent orders with their fills.
 //!
 //! Owns: that key and the derivation of the agent's client ids. Never: decides anything.
 
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Millis;
+use crate::exchanges::gateway::OrderReport;
 use crate::exchanges::{ClientOrderId, Side};
 use crate::store::{Record, Store, StoreError, Tree};
 use crate::strategies::api::Action;
@@ -84,6 +85,44 @@ pub struct PendingBar {
     pub actions: Vec<Action>,
 }
 
+/// An order the agent placed, kept while its bar is within the history a run feeds
+/// again, so the rebuilt strategy is told of its fill (`on_fill`) before the next bar,
+/// as the backtester tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnOrder {
+    pub client_id: ClientOrderId,
+    /// Open time of the bar whose decision placed it.
+    pub bar_ms: Millis,
+    pub side: Side,
+    /// Base units filled so far.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub filled: Decimal,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub avg_price: Option<Decimal>,
+    /// Filled, cancelled or rejected: its fill no longer changes, so it is not asked again.
+    pub settled: bool,
+}
+
+impl OwnOrder {
+    pub fn of(bar_ms: Millis, order: &OrderReport) -> Self {
+        Self {
+            client_id: order.client_id.clone(),
+            bar_ms,
+            side: order.side,
+            filled: order.filled_size,
+            avg_price: order.avg_fill_price,
+            settled: order.status.is_terminal(),
+        }
+    }
+
+    /// What the ledger says of it now.
+    pub fn update(&mut self, order: &OrderReport) {
+        self.filled = order.filled_size;
+        self.avg_price = order.avg_fill_price;
+        self.settled = order.status.is_terminal();
+    }
+}
+
 /// The agent's whole durable state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StrategyCursor {
@@ -91,6 +130,9 @@ pub struct StrategyCursor {
     pub last_fed_ms: Option<Millis>,
     pub pending: Option<PendingBar>,
     pub protection: Option<Protection>,
+    /// Its orders of the bars a run feeds again, oldest first (see [`OwnOrder`]).
+    #[serde(default)]
+    pub orders: Vec<OwnOrder>,
 }
 impl Record for StrategyCursor {}
 

@@ -97,6 +97,7 @@ async fn world() -> World {
         journal: DecisionJournal::open(&store).unwrap(),
         state: StrategyAgentState::open(&store, "strat").unwrap(),
         clock,
+        signals: Some(crate::signals::store::SignalStore::open(&store).unwrap()),
     };
     World {
         store,
@@ -235,4 +236,82 @@ async fn a_bar_decided_and_sent_before_a_crash_is_not_sent_again() {
     assert_eq!(orders(&w).len(), 1);
     let cursor = w.deps.state.get().unwrap();
     assert_eq!((cursor.last_fed_ms, cursor.pending), (Some(bar), None));
+}
+
+/// A library spec entering long on a bullish sentiment signal: the agent hears the signal
+/// on the bus's disk (`on_signal`) and buys on the next bar; its order and fill are kept
+/// in the cursor, so later runs tell the rebuilt strategy of the fill (`on_fill`).
+#[actix::test]
+async fn a_signal_on_the_bus_reaches_the_strategy_and_its_fill_is_kept() {
+    let w = world().await;
+    let mut cfg = config();
+    cfg.strategy = "library:on_sentiment".into();
+    cfg.spec = Some(Box::new(
+        crate::strategies::spec::validate(
+            r#"{"name": "on_sentiment", "indicators": {},
+                "long": {"entry": {"signal": {"kind": "sentiment", "direction": "long", "min_confidence": 0.6}}}}"#,
+        )
+        .unwrap(),
+    ));
+    let r = run_once(&cfg, &w.deps).await.unwrap();
+    assert_eq!((r.bars, r.decisions.len()), (0, 0), "warm-up only: {r:?}");
+    w.clock.advance(H);
+    let r = run_once(&cfg, &w.deps).await.unwrap();
+    assert_eq!(
+        (r.bars, r.decisions.len()),
+        (1, 0),
+        "no signal, no trade: {r:?}"
+    );
+
+    let now = || crate::clock::Clock::now_ms(&*w.clock);
+    let signals = crate::signals::store::SignalStore::open(&w.store).unwrap();
+    let bullish = |id: &str, symbol: &str| crate::signals::Signal {
+        id: id.into(),
+        source: "sentiment-bot".into(),
+        symbol: symbol.into(),
+        kind: crate::signals::SignalKind::Sentiment,
+        value: dec!(0.8),
+        direction: crate::signals::Direction::Long,
+        confidence: 0.9,
+        evidence: "ETF inflows".into(),
+        // Published now: the strategy hears it before the bar that closes next.
+        time_ms: now(),
+        ttl_ms: 4 * 3_600_000,
+    };
+    // Another symbol's signal is not this agent's.
+    signals.put(&bullish("a", "ETH")).unwrap();
+    w.clock.advance(H);
+    let r = run_once(&cfg, &w.deps).await.unwrap();
+    assert_eq!(r.decisions.len(), 0, "{r:?}");
+    signals.put(&bullish("b", "BTC")).unwrap();
+    w.clock.advance(H);
+    let r = run_once(&cfg, &w.deps).await.unwrap();
+    // An entry closes any position first (nothing here), then buys.
+    let taken: Vec<(&str, &str)> = r
+        .decisions
+        .iter()
+        .map(|d| (d.1.as_str(), d.2.as_str()))
+        .collect();
+    assert_eq!(
+        taken,
+        vec![("close", "nothing_to_close"), ("buy", "placed")]
+    );
+    let held = btc(&w).await;
+    assert!(held > Decimal::ZERO);
+    let bar = r.decisions[1].0;
+    let cursor = w.deps.state.get().unwrap();
+    assert_eq!(cursor.orders.len(), 1, "{cursor:?}");
+    let own = &cursor.orders[0];
+    assert_eq!(
+        own.client_id,
+        order_client_id("strat", "paper", "BTC", bar, 1)
+    );
+    assert_eq!((own.bar_ms, own.side, own.filled), (bar, Side::Buy, held));
+    assert!(own.settled && own.avg_price.is_some(), "{own:?}");
+
+    // The signal stays alive for the next bar: held, so no second entry.
+    w.clock.advance(H);
+    let r = run_once(&cfg, &w.deps).await.unwrap();
+    assert_eq!(r.decisions.len(), 0, "{r:?}");
+    assert_eq!(btc(&w).await, held);
 }

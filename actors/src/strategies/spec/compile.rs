@@ -5,6 +5,7 @@
 //! and the previous bar's values of every slot, evaluates the conditions over them and hands
 //! the four signals to the built-ins' `Signals::apply`. Nothing is looked up by name per bar.
 
+use crate::signals::{Direction, Signal, SignalKind};
 use crate::strategies::api::{Actions, Bar, PositionView, Side, Size, Strategy};
 use crate::strategies::builtin::{SameSide, Signals};
 use crate::strategies::indicators::{
@@ -107,6 +108,11 @@ enum Cond {
     CrossesBelow(Slot, Slot),
     All(Vec<Cond>),
     Any(Vec<Cond>),
+    Signal {
+        kind: SignalKind,
+        direction: Option<Direction>,
+        min_confidence: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +128,8 @@ struct Frame<'a> {
     prev_bar: &'a Bar,
     now: &'a [Outputs],
     prev: &'a [Outputs],
+    /// Signals heard so far and not expired before this bar opened.
+    signals: &'a [Signal],
 }
 
 impl Frame<'_> {
@@ -152,6 +160,16 @@ impl Frame<'_> {
             }
             Cond::All(list) => list.iter().all(|c| self.holds(c)),
             Cond::Any(list) => list.iter().any(|c| self.holds(c)),
+            Cond::Signal {
+                kind,
+                direction,
+                min_confidence,
+            } => self.signals.iter().any(|s| {
+                s.kind == *kind
+                    && direction.is_none_or(|d| s.direction == d)
+                    && s.confidence >= *min_confidence
+                    && !s.is_expired(self.bar.time_ms)
+            }),
         }
     }
 }
@@ -166,6 +184,8 @@ pub struct SpecStrategy {
     prev: Vec<Outputs>,
     prev_bar: Option<Bar>,
     seen: usize,
+    /// Signals heard (`on_signal`), oldest first; the expired ones are dropped per bar.
+    signals: Vec<Signal>,
     /// Whether each entry condition held on the previous decision bar: entries fire on the
     /// bar their condition becomes true.
     held: (bool, bool),
@@ -212,6 +232,13 @@ impl SpecStrategy {
                 Condition::CrossesBelow(a, b) => Cond::CrossesBelow(slot(a), slot(b)),
                 Condition::All(l) => Cond::All(l.iter().map(|c| compile(c, slot)).collect()),
                 Condition::Any(l) => Cond::Any(l.iter().map(|c| compile(c, slot)).collect()),
+                // A checked spec parses; anything else never holds (`Other("")` matches no
+                // signal the bus accepts).
+                Condition::Signal(sc) => Cond::Signal {
+                    kind: sc.kind.parse().unwrap_or(SignalKind::Other(String::new())),
+                    direction: sc.direction.as_deref().and_then(|d| d.parse().ok()),
+                    min_confidence: sc.min_confidence.unwrap_or(0.0),
+                },
             }
         }
         let exit = |r: &ExitRule| match r {
@@ -246,6 +273,7 @@ impl SpecStrategy {
             prev: vec![NONE; n],
             prev_bar: None,
             seen: 0,
+            signals: Vec::new(),
             held: (false, false),
             enter_long,
             exit_long,
@@ -291,6 +319,7 @@ impl Strategy for SpecStrategy {
             *slot = inst.update(bar);
         }
         self.seen += 1;
+        self.signals.retain(|s| !s.is_expired(bar.time_ms));
         let prev_bar = self.prev_bar.replace(*bar);
         let Some(prev_bar) = prev_bar else {
             return;
@@ -303,6 +332,7 @@ impl Strategy for SpecStrategy {
             prev_bar: &prev_bar,
             now: &self.now,
             prev: &self.prev,
+            signals: &self.signals,
         };
         let holds = |c: &Option<Cond>| c.as_ref().is_some_and(|c| frame.holds(c));
         let (long_now, short_now) = (holds(&self.enter_long), holds(&self.enter_short));
@@ -328,4 +358,14 @@ impl Strategy for SpecStrategy {
             actions,
         );
     }
+
+    fn on_signal(&mut self, signal: &Signal) {
+        if self.signals.len() == MAX_SIGNALS_KEPT {
+            self.signals.remove(0);
+        }
+        self.signals.push(signal.clone());
+    }
 }
+
+/// Signals a spec strategy keeps (the oldest goes first): far more than any bar has alive.
+const MAX_SIGNALS_KEPT: usize = 1024;

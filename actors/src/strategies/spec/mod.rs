@@ -217,10 +217,36 @@ pub enum Condition {
     /// At least one condition holds (at least one required).
     #[serde(rename = "any")]
     Any(Vec<Condition>),
+    /// A matching signal of the engine's signal bus is alive at this bar's open. Live only:
+    /// a backtest has no bus, so there it never holds.
+    #[serde(rename = "signal")]
+    Signal(SignalCondition),
 }
 
 impl Condition {
-    pub const KINDS: [&'static str; 6] = [">", "<", "crosses_above", "crosses_below", "all", "any"];
+    pub const KINDS: [&'static str; 7] = [
+        ">",
+        "<",
+        "crosses_above",
+        "crosses_below",
+        "all",
+        "any",
+        "signal",
+    ];
+}
+
+/// Which signals a `signal` condition waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalCondition {
+    /// A signal kind as the bus names it: `sentiment`, `funding`, `other:<name>`, ...
+    pub kind: String,
+    /// `long`, `short` or `neutral`; any direction when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// 0 to 1; any confidence when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_confidence: Option<f64>,
 }
 
 /// When to enter and (optionally) leave one side.
@@ -345,6 +371,10 @@ pub fn schema_help() -> String {
     {{"crosses_above": [A, B]}}   A was below B on the previous bar and is above it on this one
     {{"crosses_below": [A, B]}}   the reverse
     {{"all": [CONDITION, ...]}}   every one holds       {{"any": [CONDITION, ...]}}   at least one holds
+    {{"signal": {{"kind": K, "direction": D, "min_confidence": C}}}}   a signal of the engine's signal bus
+      (K: sentiment, funding, open_interest, liquidations, whale, technical, news or other:<name>;
+      D optional: long, short, neutral; C optional, 0 to 1) is alive at this bar's open. Live only:
+      a backtest has no signals, so combine it with "all" only where trading without it is wrong.
   A and B are a number, a price field ("close", "open", "high", "low", "volume"), an indicator name
   ("fast") or an output ("bb.lower", "macd.signal"); at least one of A, B is not a number.
 - "sizing" (optional, default all equity): {{"equity": F}} with 0 < F <= 1, or {{"units": U}} with U > 0.

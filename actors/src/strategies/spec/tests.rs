@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::strategies::api::{Action, Bar, Side, Strategy};
+use crate::strategies::api::{Action, Actions, Bar, PositionView, Side, Strategy};
 use crate::strategies::builtin::testing::{closes, hlc, run, run_codes};
 use crate::strategies::builtin::SmaCross;
 
@@ -427,4 +427,93 @@ fn warmup_is_the_longest_indicator_plus_one() {
         source: PriceField::Close,
     };
     assert_eq!(macd.warmup_bars(), 34);
+}
+
+fn signal_at(
+    time_ms: i64,
+    direction: crate::signals::Direction,
+    confidence: f64,
+) -> crate::signals::Signal {
+    crate::signals::Signal {
+        id: format!("s{time_ms}"),
+        source: "sentiment-bot".into(),
+        symbol: "BTC".into(),
+        kind: crate::signals::SignalKind::Sentiment,
+        value: rust_decimal::Decimal::ONE,
+        direction,
+        confidence,
+        evidence: "headline".into(),
+        time_ms,
+        ttl_ms: 2 * 3_600_000,
+    }
+}
+
+#[test]
+fn a_signal_condition_holds_while_a_matching_signal_is_alive() {
+    use crate::signals::Direction;
+    let json = spec_with(
+        "",
+        r#"{"entry": {"signal": {"kind": "sentiment", "direction": "long", "min_confidence": 0.6}}}"#,
+        "",
+    );
+    let mut s = compile(&json);
+    let h = 3_600_000i64;
+    // Signals heard before each bar (hour i), as a runner delivers them.
+    let heard = |i: i64| -> Vec<crate::signals::Signal> {
+        match i {
+            2 => vec![signal_at(h + h / 2, Direction::Long, 0.5)], // too unsure
+            3 => vec![signal_at(2 * h + h / 2, Direction::Short, 0.9)], // other way
+            4 => vec![signal_at(3 * h + h / 2, Direction::Long, 0.9)], // alive until 5.5 h
+            7 => vec![signal_at(6 * h + h / 2, Direction::Long, 0.7)],
+            _ => vec![],
+        }
+    };
+    let mut acted = Vec::new();
+    let mut actions = Actions::new();
+    for i in 0..9 {
+        for sig in heard(i) {
+            s.on_signal(&sig);
+        }
+        let bar = Bar {
+            time_ms: i * h,
+            ..closes(&[100.0])[0]
+        };
+        actions.clear();
+        s.on_bar(&bar, &PositionView::FLAT, &mut actions);
+        if !actions.is_empty() {
+            acted.push(i);
+        }
+    }
+    // Bar 4 enters; bar 5 still sees it (no second entry); at bar 6 it expired, so the
+    // signal heard before bar 7 enters again.
+    assert_eq!(acted, vec![4, 7]);
+
+    // In a backtest (no signals) it never holds.
+    assert!(run(&mut compile(&json), &closes(&[100.0; 20])).is_empty());
+}
+
+#[test]
+fn a_signal_condition_is_checked_field_by_field() {
+    let json = spec_with(
+        "",
+        r#"{"entry": {"signal": {"kind": "vibes", "direction": "up", "min_confidence": 1.5}}}"#,
+        "",
+    );
+    let m = messages(&problems(&json));
+    assert_eq!(m.len(), 3, "{m:?}");
+    // Sorted by path.
+    assert!(m[0].starts_with("/long/entry/signal/direction:"), "{m:?}");
+    assert!(m[1].starts_with("/long/entry/signal/kind:"), "{m:?}");
+    assert!(m[1].contains("sentiment"), "{m:?}");
+    assert!(
+        m[2].starts_with("/long/entry/signal/min_confidence:"),
+        "{m:?}"
+    );
+    let unknown = spec_with(
+        "",
+        r#"{"entry": {"signal": {"kind": "news", "strength": 3}}}"#,
+        "",
+    );
+    let m = messages(&problems(&unknown));
+    assert!(m.iter().any(|p| p.contains("strength")), "{m:?}");
 }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Condition, ExitRule, IndicatorSpec, Operand, PriceField, SideRules, StrategySpec};
+use crate::signals::signal::{Direction, SignalKind};
 use crate::strategies::api::Size;
 
 /// One thing wrong with a spec.
@@ -361,6 +362,28 @@ impl Refs<'_> {
                 self.operand(&format!("{path}/{kind}/0"), a, out);
                 self.operand(&format!("{path}/{kind}/1"), b, out);
             }
+            Condition::Signal(sc) => {
+                let path = format!("{path}/signal");
+                if let Err(e) = sc.kind.parse::<SignalKind>() {
+                    out.push(Problem::new(format!("{path}/kind"), e.to_string()));
+                }
+                if let Some(d) = &sc.direction {
+                    if d.parse::<Direction>().is_err() {
+                        out.push(Problem::new(
+                            format!("{path}/direction"),
+                            format!("direction {d:?} is not one of long, short, neutral"),
+                        ));
+                    }
+                }
+                if let Some(c) = sc.min_confidence {
+                    if !(0.0..=1.0).contains(&c) {
+                        out.push(Problem::new(
+                            format!("{path}/min_confidence"),
+                            format!("{c} is outside 0 to 1"),
+                        ));
+                    }
+                }
+            }
             Condition::All(list) | Condition::Any(list) => {
                 let kind = condition_kind(c);
                 if list.is_empty() {
@@ -461,6 +484,7 @@ fn condition_kind(c: &Condition) -> &'static str {
         Condition::CrossesBelow(..) => "crosses_below",
         Condition::All(_) => "all",
         Condition::Any(_) => "any",
+        Condition::Signal(_) => "signal",
     }
 }
 
@@ -698,7 +722,7 @@ fn read_condition(path: &str, v: &Value, problems: &mut Vec<Problem>) -> Option<
                 Condition::Any(list)
             });
         }
-        if !matches!(inner, Value::Array(a) if a.len() == 2) {
+        if kind != "signal" && !matches!(inner, Value::Array(a) if a.len() == 2) {
             problems.push(Problem::new(
                 format!("{path}/{}", escape(kind)),
                 format!(
