@@ -106,6 +106,9 @@ pub struct EngineHandle {
     pub(crate) events: crate::events::EventHub,
     /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
     retention: Option<actix::Addr<JournalRetention>>,
+    /// The resource level and the gate low-priority work consults (see
+    /// `orrery_actors::shedding`); set by the resource monitor in the telemetry node.
+    pub shedding: orrery_actors::shedding::ShedGate,
 }
 
 /// The engine's entry point.
@@ -142,6 +145,7 @@ impl Engine {
         let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
         let retention_clock = clock.clone();
         let streams = orrery_actors::exchanges::stream::StreamBook::new();
+        let shedding = orrery_actors::shedding::ShedGate::new();
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -153,6 +157,7 @@ impl Engine {
             fence: GatewayFence::default(),
             agents: agents.clone(),
             streams: streams.clone(),
+            shedding: shedding.clone(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         drop(deps);
@@ -178,6 +183,7 @@ impl Engine {
             http: None,
             events,
             retention: None,
+            shedding,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -333,6 +339,7 @@ fn describe_all() {
     orrery_actors::agents::funding::describe();
     orrery_actors::agents::strategy::describe();
     orrery_actors::exchanges::stream::describe();
+    orrery_actors::shedding::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories
