@@ -509,22 +509,22 @@ mod tests {
         let gate = ShedGate::new();
         let mut m = monitor(&gate);
         let t0 = tokio::time::Instant::now();
-        let at = |secs: u64, cpu_secs: f64| Reading {
+        let at = |cpu_secs: f64| Reading {
             rss_bytes: mb(10),
             cpu: CpuReading::CumulativeSeconds(cpu_secs),
         };
         // Both CPUs busy from the start: not judged until 10 s were sampled.
-        m.judge(at(0, 0.0), t0);
-        m.judge(at(5, 10.0), t0 + Duration::from_secs(5));
+        m.judge(at(0.0), t0);
+        m.judge(at(10.0), t0 + Duration::from_secs(5));
         assert_eq!(gate.level(), ResourceLevel::Normal);
         assert_eq!(gate.status().cpu_percent, None);
-        m.judge(at(10, 20.0), t0 + Duration::from_secs(10));
+        m.judge(at(20.0), t0 + Duration::from_secs(10));
         let s = gate.status();
         assert_eq!(s.level, ResourceLevel::Critical);
         assert_eq!(s.cpu_percent, Some(100.0));
         // Then idle: over the last 10 s (from t=10 to t=20) the share is 0.
-        m.judge(at(15, 20.0), t0 + Duration::from_secs(15));
-        m.judge(at(20, 20.0), t0 + Duration::from_secs(20));
+        m.judge(at(20.0), t0 + Duration::from_secs(15));
+        m.judge(at(20.0), t0 + Duration::from_secs(20));
         assert_eq!(gate.level(), ResourceLevel::Normal);
         assert_eq!(gate.status().cpu_percent, Some(0.0));
     }
