@@ -52,12 +52,17 @@ fn promtool(args: &[&str]) -> Option<(bool, String)> {
 }
 
 #[test]
-fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
+fn the_alert_rules_and_the_scrape_config_pass_promtool_and_the_rules_unit_tests() {
     let Some((ok, out)) = promtool(&["check", "rules", "alerts.yml"]) else {
         return;
     };
     assert!(ok, "promtool check rules:\n{out}");
     assert!(out.contains("SUCCESS"), "{out}");
+    // The scrape config example loads the rules.
+    let Some((ok, out)) = promtool(&["check", "config", "prometheus.yml"]) else {
+        return;
+    };
+    assert!(ok && out.contains("1 rule files found"), "promtool check config:\n{out}");
     let Some((ok, out)) = promtool(&["test", "rules", "alerts.test.yml"]) else {
         return;
     };

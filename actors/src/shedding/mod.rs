@@ -367,7 +367,7 @@ impl LowPriorityWork {
 
 /// Why low-priority work was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{work} is paused while the engine sheds load (resource level {level}: {reason}); it resumes by itself once the reading falls below its threshold minus the hysteresis margin")]
+#[error("paused while the engine sheds load: {work} (resource level {level}: {reason}); this resumes by itself once the reading falls below its threshold minus the hysteresis margin")]
 pub struct Shed {
     pub work: &'static str,
     pub level: ResourceLevel,
