@@ -187,10 +187,9 @@ fn not_started(name: &str, answer: &RunNowAnswer) -> Option<(&'static str, Strin
                 age(now, *since_ms)
             ),
         )),
-        RunNowAnswer::Shed { reason } => Some((
-            SHEDDING,
-            format!("agent `{name}` did not run: {reason}"),
-        )),
+        RunNowAnswer::Shed { reason } => {
+            Some((SHEDDING, format!("agent `{name}` did not run: {reason}")))
+        }
     }
 }
 

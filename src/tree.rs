@@ -76,13 +76,13 @@ use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
+use orrery_actors::shedding::monitor::{source_from_env, ResourceMonitor};
 use orrery_actors::signals::SignalBus;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{
     ActorNode, ChildSpec, NodeKind, NodeState, RestartRecord, RestartType, Slot, StartError,
     Strategy, SupervisorSpec, ROOT_MAILBOX,
 };
-use orrery_actors::shedding::monitor::{source_from_env, ResourceMonitor};
 use serde::Serialize;
 
 use crate::config::{Config, VenueConfig};

@@ -21,7 +21,9 @@ use serde_json::Value;
 const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 
 fn deploy(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
 }
 
 /// `promtool` with `args` in `deploy/prometheus`; `None` when promtool is not installed and
@@ -62,7 +64,10 @@ fn the_alert_rules_and_the_scrape_config_pass_promtool_and_the_rules_unit_tests(
     let Some((ok, out)) = promtool(&["check", "config", "prometheus.yml"]) else {
         return;
     };
-    assert!(ok && out.contains("1 rule files found"), "promtool check config:\n{out}");
+    assert!(
+        ok && out.contains("1 rule files found"),
+        "promtool check config:\n{out}"
+    );
     let Some((ok, out)) = promtool(&["test", "rules", "alerts.test.yml"]) else {
         return;
     };
@@ -154,8 +159,14 @@ fn the_metric_name_extraction_sees_every_selector_and_nothing_else() {
            / on (instance) b or c offset 5m"#,
     )
     .unwrap();
-    assert_eq!(names, BTreeSet::from(["a_bucket".into(), "b".into(), "c".into()]));
-    assert!(metric_names("sum(rate(x[5m]").is_err(), "a broken query is an error");
+    assert_eq!(
+        names,
+        BTreeSet::from(["a_bucket".into(), "b".into(), "c".into()])
+    );
+    assert!(
+        metric_names("sum(rate(x[5m]").is_err(),
+        "a broken query is an error"
+    );
 }
 
 /// Every `(what, PromQL)` of the Grafana dashboard: panel targets, annotations, and the
@@ -192,7 +203,9 @@ fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
             .and_then(|q| q.strip_suffix(')'))
             .and_then(|q| q.rsplit_once(','))
             .map(|(selector, _)| selector.to_string())
-            .unwrap_or_else(|| panic!("variable query {query} is not label_values(selector, label)"));
+            .unwrap_or_else(|| {
+                panic!("variable query {query} is not label_values(selector, label)")
+            });
         out.push((format!("variable {}", var["name"]), inner));
     }
     out
@@ -216,20 +229,29 @@ fn every_metric_of_the_dashboard_and_the_alerts_exists_in_a_live_scrape() {
     // The Prometheus data source is a variable, and every panel and query uses it.
     let vars = dashboard["templating"]["list"].as_array().unwrap();
     assert!(
-        vars.iter()
-            .any(|v| v["type"] == "datasource" && v["query"] == "prometheus" && v["name"] == "datasource"),
+        vars.iter().any(|v| v["type"] == "datasource"
+            && v["query"] == "prometheus"
+            && v["name"] == "datasource"),
         "a Prometheus datasource variable"
     );
     for panel in dashboard["panels"].as_array().unwrap() {
         if panel["type"] != "row" {
-            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{}",
+                panel["title"]
+            );
         }
     }
 
     let mut wanted: Vec<(String, String)> = Vec::new();
     for (what, promql) in dashboard_queries(&dashboard) {
         let names = metric_names(&promql).unwrap_or_else(|e| panic!("dashboard {what}: {e}"));
-        wanted.extend(names.into_iter().map(|n| (format!("dashboard `{what}`"), n)));
+        wanted.extend(
+            names
+                .into_iter()
+                .map(|n| (format!("dashboard `{what}`"), n)),
+        );
     }
     for (alert, promql) in alert_rules() {
         let names = metric_names(&promql).unwrap_or_else(|e| panic!("alert {alert}: {e}"));

@@ -97,7 +97,12 @@ fn injected_rss_sheds_low_priority_work_then_reduces_then_recovers_by_itself() {
     assert_eq!(s["mode"]["mode"], "normal", "shed alone does not reduce");
     assert_eq!(
         s["resources"]["paused_work"],
-        serde_json::json!(["research_agent", "sentiment_agent", "api_research", "api_replay"])
+        serde_json::json!([
+            "research_agent",
+            "sentiment_agent",
+            "api_research",
+            "api_replay"
+        ])
     );
     assert_eq!(metric(port, "orrery_resource_shed_active"), 1.0);
     for (path, body) in [
@@ -118,7 +123,11 @@ fn injected_rss_sheds_low_priority_work_then_reduces_then_recovers_by_itself() {
     let (_, body) = http_get(port, "/metrics").unwrap();
     for work in ["research_agent", "api_research", "api_replay"] {
         assert!(
-            metric_sum(&body, "orrery_resource_shed_refusals_total", &[&format!("work=\"{work}\"")]) >= 1.0,
+            metric_sum(
+                &body,
+                "orrery_resource_shed_refusals_total",
+                &[&format!("work=\"{work}\"")]
+            ) >= 1.0,
             "{work} refusal counted:\n{body}"
         );
     }
@@ -156,7 +165,10 @@ fn injected_rss_sheds_low_priority_work_then_reduces_then_recovers_by_itself() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("resources: critical"), "{text}");
     assert!(text.contains("rss 3500 MiB"), "{text}");
-    assert!(text.contains("paused while shedding: research (RBI) agent runs"), "{text}");
+    assert!(
+        text.contains("paused while shedding: research (RBI) agent runs"),
+        "{text}"
+    );
     assert!(text.contains("set by resource_shedding"), "{text}");
 
     // Within the hysteresis margin (10 % below 3072 MiB is 2764.8 MiB): still critical.
@@ -176,7 +188,12 @@ fn injected_rss_sheds_low_priority_work_then_reduces_then_recovers_by_itself() {
     let (code, answer) = http_post_json(port, "/api/orders", buy).unwrap();
     assert_eq!(code, 200, "{answer}");
     let (_, body) = http_get(port, "/metrics").unwrap();
-    for (from, to) in [("normal", "warn"), ("warn", "shed"), ("shed", "critical"), ("critical", "normal")] {
+    for (from, to) in [
+        ("normal", "warn"),
+        ("warn", "shed"),
+        ("shed", "critical"),
+        ("critical", "normal"),
+    ] {
         assert_eq!(
             metric_sum(
                 &body,
@@ -215,7 +232,10 @@ fn a_bad_resources_section_is_refused_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{command}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("`resources.rss_shed_mb`"), "{command}: {err}");
-        assert!(err.contains("more than rss_warn_mb (1024)"), "{command}: {err}");
+        assert!(
+            err.contains("more than rss_warn_mb (1024)"),
+            "{command}: {err}"
+        );
     }
     assert!(!data_dir(dir.path()).exists());
 }

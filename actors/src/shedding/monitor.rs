@@ -29,7 +29,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 
-use super::{names, ResourceLevel, ResourceStatus, ResourcesConfig, ShedGate, LowPriorityWork};
+use super::{names, LowPriorityWork, ResourceLevel, ResourceStatus, ResourcesConfig, ShedGate};
 use crate::clock::SharedClock;
 use crate::exchanges::gateway::{OrderGateway, ResourceCritical, ResourceRecovered};
 use crate::supervisor::Slot;
@@ -409,7 +409,11 @@ impl Actor for ResourceMonitor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         telemetry::record_start_time();
-        for level in [ResourceLevel::Warn, ResourceLevel::Shed, ResourceLevel::Critical] {
+        for level in [
+            ResourceLevel::Warn,
+            ResourceLevel::Shed,
+            ResourceLevel::Critical,
+        ] {
             let rss = self.config.rss_thresholds().of(level).unwrap_or_default();
             let cpu = self.config.cpu_thresholds().of(level).unwrap_or_default();
             metrics::gauge!(names::RSS_THRESHOLD_BYTES, "level" => level.as_str()).set(rss);

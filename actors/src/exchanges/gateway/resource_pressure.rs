@@ -93,7 +93,9 @@ mod tests {
     #[test]
     fn critical_reduces_and_recovery_lifts_only_its_own_cause() {
         let core = core();
-        let s = core.resource_critical("rss 5 GiB >= critical 4 GiB").unwrap();
+        let s = core
+            .resource_critical("rss 5 GiB >= critical 4 GiB")
+            .unwrap();
         assert_eq!(
             (s.mode, s.cause),
             (TradingMode::Reducing, ModeCause::ResourceShedding)
@@ -139,8 +141,12 @@ mod tests {
             (TradingMode::Reducing, ModeCause::ResourceShedding)
         );
         // A halt set on top is not lifted by a recovery.
-        core.set_mode(TradingMode::Halted, ModeCause::RiskAgent, "risk: min balance")
-            .unwrap();
+        core.set_mode(
+            TradingMode::Halted,
+            ModeCause::RiskAgent,
+            "risk: min balance",
+        )
+        .unwrap();
         let s = core.resource_recovered("rss ok").unwrap();
         assert_eq!(s.mode, TradingMode::Halted);
     }
