@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! engine (one_for_one)
-//! ├── telemetry      process sampler
+//! ├── telemetry      process sampler, resource monitor (shedding)
 //! ├── models         pools, then the router (one_for_one)
 //! ├── exchanges      connectors, then the order gateway (one_for_one)
 //! ├── signals        the signal bus (before the agents that publish on it)

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! engine (one_for_one)
-//! ├── telemetry                process sampler
+//! ├── telemetry                process sampler and resource monitor (`orrery_actors::shedding`)
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
 //! │                            base endpoint) × M, feed-<venue> (market-data websocket of
