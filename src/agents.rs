@@ -188,8 +188,14 @@ fn not_started(name: &str, answer: &RunNowAnswer) -> Option<(&'static str, Strin
                 age(now, *since_ms)
             ),
         )),
+        RunNowAnswer::Shed { reason } => {
+            Some((SHEDDING, format!("agent `{name}` did not run: {reason}")))
+        }
     }
 }
+
+/// The error code of work refused while the engine sheds load (answered 503).
+pub const SHEDDING: &str = "shedding";
 
 /// Registers the agent routes on the control API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -267,6 +273,10 @@ async fn run_now_route(engine: web::Data<EngineHandle>, name: web::Path<String>)
                 agent: name,
                 answer,
             }),
+            // Shedding is the engine's own temporary state: 503, retry later.
+            Some((SHEDDING, message)) => {
+                ApiError::new(SHEDDING, message).response(StatusCode::SERVICE_UNAVAILABLE)
+            }
             Some((code, message)) => ApiError::new(code, message).response(StatusCode::CONFLICT),
         },
         Err(e) => agent_error_response(&e),

@@ -62,6 +62,9 @@ pub struct Config {
     /// The RBI pipeline of `orrery research run` (model, fix rounds, data sets,
     /// thresholds); see `orrery_actors::agents::rbi`.
     pub research: orrery_actors::agents::rbi::RbiSettings,
+    /// Resource shedding: RSS and CPU thresholds of the warn, shed and critical levels;
+    /// see `orrery_actors::shedding`.
+    pub resources: orrery_actors::shedding::ResourcesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -566,6 +569,7 @@ impl Config {
         self.journal.validate("journal", &mut issues);
         self.risk.validate("risk", &mut issues);
         self.signals.validate("signals", &mut issues);
+        self.resources.validate("resources", &mut issues);
         if self.risk.ai_confirmation || self.agents.risk.enabled {
             issues.check(
                 self.models.models.contains_key(&self.risk.model) || !self.risk.ai_confirmation,

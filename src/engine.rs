@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! engine (one_for_one)
-//! ├── telemetry      process sampler
+//! ├── telemetry      process sampler, resource monitor (shedding)
 //! ├── models         pools, then the router (one_for_one)
 //! ├── exchanges      connectors, then the order gateway (one_for_one)
 //! ├── signals        the signal bus (before the agents that publish on it)
@@ -109,6 +109,9 @@ pub struct EngineHandle {
     /// What the tree's factories use, kept to start agents while the engine runs
     /// (a promoted strategy, `crate::strategy_agents::start_runtime`).
     pub(crate) tree_deps: crate::tree::Deps,
+    /// The resource level and the gate low-priority work consults (see
+    /// `orrery_actors::shedding`); set by the resource monitor in the telemetry node.
+    pub shedding: orrery_actors::shedding::ShedGate,
 }
 
 /// The engine's entry point.
@@ -145,6 +148,7 @@ impl Engine {
         let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
         let retention_clock = clock.clone();
         let streams = orrery_actors::exchanges::stream::StreamBook::new();
+        let shedding = orrery_actors::shedding::ShedGate::new();
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -158,6 +162,7 @@ impl Engine {
             streams: streams.clone(),
             agents_sup: Slot::new(),
             runtime_strategies: Arc::default(),
+            shedding: shedding.clone(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));
@@ -183,6 +188,7 @@ impl Engine {
             events,
             retention: None,
             tree_deps: deps,
+            shedding,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -344,6 +350,7 @@ fn describe_all() {
     orrery_actors::agents::funding::describe();
     orrery_actors::agents::strategy::describe();
     orrery_actors::exchanges::stream::describe();
+    orrery_actors::shedding::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

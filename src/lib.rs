@@ -27,6 +27,7 @@ pub mod models;
 pub mod operate;
 pub mod paper_mode;
 pub mod replay;
+pub mod resources;
 pub mod sentiment;
 pub mod signals;
 pub mod status;

@@ -441,6 +441,12 @@ async fn replay_route(
     engine: web::Data<EngineHandle>,
     body: web::Json<ReplayRequest>,
 ) -> HttpResponse {
+    if let Some(refused) = crate::resources::refuse_if_shedding(
+        &engine.shedding,
+        orrery_actors::shedding::LowPriorityWork::ApiReplay,
+    ) {
+        return refused;
+    }
     // Only the router and the store go to replay: never the gateway.
     let router = Router::Slot(engine.router.clone());
     match replay_one(&engine.store, &engine.config, &router, &body).await {

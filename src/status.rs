@@ -51,6 +51,10 @@ pub struct StatusReport {
     /// Each copy-trading agent: its leaders, sizing and mirrored positions.
     #[serde(default)]
     pub copy: Vec<crate::copy::CopyStatus>,
+    /// The resource level, its readings and the low-priority work it pauses (running
+    /// engine only; see `orrery_actors::shedding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<orrery_actors::shedding::ResourceStatus>,
 }
 
 /// One journaled decision as the status report shows it: what was decided and done.
@@ -396,6 +400,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         agents: s.agents,
         models: s.models,
         copy: Vec::new(),
+        resources: None,
     }
 }
 
@@ -490,6 +495,7 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     }
     let mut report = assemble(true, &engine.store, venues, from_store);
     report.copy = crate::copy::status(&engine.config, &engine.store);
+    report.resources = Some(engine.shedding.status());
     Ok(report)
 }
 
@@ -638,6 +644,9 @@ pub fn render(r: &StatusReport) -> String {
             format!(" ({}; set by {})", r.mode.reason, r.mode.cause)
         }
     );
+    if let Some(resources) = &r.resources {
+        o.push_str(&crate::resources::render(resources));
+    }
     for v in &r.venues {
         match (&v.account, &v.error) {
             (Some(a), _) => {

@@ -643,6 +643,12 @@ async fn promote_route(
 }
 
 async fn research_route(engine: web::Data<EngineHandle>, body: web::Bytes) -> HttpResponse {
+    if let Some(refused) = crate::resources::refuse_if_shedding(
+        &engine.shedding,
+        orrery_actors::shedding::LowPriorityWork::ApiResearch,
+    ) {
+        return refused;
+    }
     let body: ResearchRunBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {

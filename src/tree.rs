@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! engine (one_for_one)
-//! ├── telemetry                process sampler
+//! ├── telemetry                process sampler and resource monitor (`orrery_actors::shedding`)
 //! ├── models (one_for_one)     pool-<deployment> × N, then router
 //! ├── exchanges (one_for_one)  connector-<venue> (or connector-<venue>#<n>, a sibling per
 //! │                            base endpoint) × M, feed-<venue> (market-data websocket of
@@ -77,13 +77,13 @@ use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
 use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
+use orrery_actors::shedding::monitor::{source_from_env, ResourceMonitor};
 use orrery_actors::signals::SignalBus;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{
     ActorNode, ChildSpec, NodeKind, NodeState, RestartRecord, RestartType, Slot, StartError,
     Strategy, Supervisor, SupervisorSpec, ROOT_MAILBOX,
 };
-use orrery_actors::telemetry::ProcessSampler;
 use serde::Serialize;
 
 use crate::config::{Config, VenueConfig};
@@ -95,7 +95,8 @@ type AgentRows = (&'static str, Vec<String>, fn(String) -> Role);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Role {
-    /// Samples the process (RSS, CPU) into metrics.
+    /// Samples the process (RSS, CPU) into metrics and judges the resource level
+    /// (`orrery_actors::shedding::monitor::ResourceMonitor`).
     ProcessSampler,
     /// The connection pool of one model deployment.
     ModelPool {
@@ -433,6 +434,9 @@ pub(crate) struct Deps {
     /// Strategy agents started while the engine runs (promotions), in start order; the
     /// `agents` supervisor's spec ends with them, so a restart of that subtree keeps them.
     pub runtime_strategies: Arc<parking_lot::Mutex<Vec<StrategyAgentConfig>>>,
+    /// The resource level: set by the resource monitor (the telemetry node), consulted by
+    /// low-priority agents and routes; kept across restarts of either.
+    pub shedding: orrery_actors::shedding::ShedGate,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -545,15 +549,27 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         fence,
         agents,
         streams,
+        shedding,
         ..
     } = deps.clone();
     let id = w.id.clone();
     match &w.role {
         Role::ProcessSampler => {
             let interval = config.telemetry.sample_interval;
-            ChildSpec::in_slot(id, Slot::<ProcessSampler>::new(), move |ctx| {
-                Ok(ProcessSampler::new(interval, metrics.clone())
-                    .counting_messages_in(ctx.messages_counter()))
+            // The telemetry node samples the process and judges the resource level (the
+            // path stays `engine/telemetry`: it is a metric label and a restart key).
+            ChildSpec::in_slot(id, Slot::<ResourceMonitor>::new(), move |ctx| {
+                let source = source_from_env(&|k| std::env::var(k).ok());
+                Ok(ResourceMonitor::new(
+                    config.resources.clone(),
+                    interval,
+                    source,
+                    shedding.clone(),
+                    clock.clone(),
+                )
+                .with_gateway(gateway.clone())
+                .sampling_process(metrics.clone())
+                .counting_messages_in(ctx.messages_counter()))
             })
         }
         Role::ModelPool { deployment } => {
@@ -808,7 +824,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let kind = SentimentAgent::new(agent.clone(), deps).map_err(StartError::failed)?;
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
-                        .counting_messages_in(ctx.messages_counter()),
+                        .counting_messages_in(ctx.messages_counter())
+                        .shedding(shedding.clone()),
                 )
             })
         }
@@ -851,7 +868,8 @@ fn rbi_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()))
+        .counting_messages_in(ctx.messages_counter())
+        .shedding(deps.shedding.clone()))
     })
 }
 

@@ -11,6 +11,7 @@ pub mod env;
 pub mod exchanges;
 pub mod models;
 pub mod resilience;
+pub mod shedding;
 pub mod signals;
 pub mod store;
 pub mod strategies;

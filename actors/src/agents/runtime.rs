@@ -75,6 +75,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The low-priority work this kind is, if it pauses first when the engine sheds load
+    /// (see `crate::shedding`): research runs and sentiment polling.
+    pub fn low_priority_work(self) -> Option<crate::shedding::LowPriorityWork> {
+        use crate::shedding::LowPriorityWork;
+        match self {
+            Kind::Rbi => Some(LowPriorityWork::ResearchAgent),
+            Kind::Sentiment => Some(LowPriorityWork::SentimentAgent),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Trading => "trading",
@@ -402,6 +413,8 @@ pub enum RunNowAnswer {
     Busy { since_ms: Millis },
     /// The agent is paused; nothing was started.
     Paused { reason: String, since_ms: Millis },
+    /// The engine sheds load and this agent is low-priority work; nothing was started.
+    Shed { reason: String },
 }
 
 /// The agent's [`AgentInfo`].
@@ -423,6 +436,8 @@ pub struct AgentRunner {
     rng: rand::rngs::StdRng,
     /// `orrery_actor_messages_total` of the supervised actor: one per tick.
     messages: metrics::Counter,
+    /// Consulted before each run of a low-priority kind ([`Kind::low_priority_work`]).
+    shedding: Option<crate::shedding::ShedGate>,
 }
 
 /// Whether a run could start.
@@ -430,6 +445,8 @@ enum Start {
     Started,
     Busy(Millis),
     Paused(AgentControl),
+    /// The engine sheds load (not written to the agent's pause state: it lifts by itself).
+    Shed(crate::shedding::Shed),
 }
 
 impl AgentRunner {
@@ -450,7 +467,15 @@ impl AgentRunner {
             next_run_ms: None,
             rng: rand::rngs::StdRng::from_entropy(),
             messages: metrics::Counter::noop(),
+            shedding: None,
         }
+    }
+
+    /// Runs of a low-priority kind ([`Kind::low_priority_work`]) are skipped (scheduled)
+    /// or refused (run-now) while `gate` sheds load; other kinds never consult it.
+    pub fn shedding(mut self, gate: crate::shedding::ShedGate) -> Self {
+        self.shedding = Some(gate);
+        self
     }
 
     /// Counts every tick in `counter`; see [`crate::supervisor::StartCtx::messages_counter`].
@@ -498,6 +523,9 @@ impl AgentRunner {
             Start::Paused(_) => {
                 metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => "skipped_paused").increment(1)
             }
+            Start::Shed(_) => {
+                metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => "skipped_shed").increment(1)
+            }
         }
     }
 
@@ -517,6 +545,11 @@ impl AgentRunner {
         };
         if control.paused {
             return Start::Paused(control);
+        }
+        if let (Some(gate), Some(work)) = (&self.shedding, self.agent.kind().low_priority_work()) {
+            if let Err(shed) = gate.admit(work) {
+                return Start::Shed(shed);
+            }
         }
         if let Some(since) = self.running_since_ms {
             return Start::Busy(since);
@@ -570,6 +603,10 @@ impl Actor for AgentRunner {
             metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => outcome)
                 .increment(0);
         }
+        if self.shedding.is_some() && self.agent.kind().low_priority_work().is_some() {
+            metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => "skipped_shed")
+                .increment(0);
+        }
         self.agent.started();
         let first = tokio::time::Instant::now() + self.schedule.initial_delay;
         self.arm(ctx, first);
@@ -613,6 +650,9 @@ impl Handler<RunNow> for AgentRunner {
             Start::Paused(c) => RunNowAnswer::Paused {
                 reason: c.reason,
                 since_ms: c.since_ms,
+            },
+            Start::Shed(shed) => RunNowAnswer::Shed {
+                reason: shed.to_string(),
             },
         };
         tracing::info!(agent = %self.agent.name(), answer = ?answer, "run-now requested");

@@ -18,6 +18,7 @@ use crate::store::Store;
 #[derive(Clone)]
 struct Probe {
     schedule: Schedule,
+    kind: Kind,
     work: Duration,
     hang: bool,
     started: Arc<AtomicUsize>,
@@ -29,6 +30,7 @@ impl Probe {
     fn new(schedule: Schedule, work: Duration) -> Self {
         Self {
             schedule,
+            kind: Kind::Trading,
             work,
             hang: false,
             started: Arc::default(),
@@ -46,7 +48,7 @@ impl AgentKind for Probe {
         "probe"
     }
     fn kind(&self) -> Kind {
-        Kind::Trading
+        self.kind
     }
     fn schedule(&self) -> Schedule {
         self.schedule
@@ -296,4 +298,57 @@ async fn the_directory_names_the_known_agents_and_answers_for_a_stopped_engine()
     assert_eq!(all[0].state, AgentState::Paused);
     assert_eq!(all[0].warning.as_deref(), Some(RISK_PAUSED_WARNING));
     assert_eq!(all[1].state, AgentState::Stopped);
+}
+
+/// A low-priority kind (sentiment, research) skips its scheduled runs and refuses a run-now
+/// while the gate sheds, without touching its pause state, and runs again once the level
+/// falls; a trading agent under the same gate never stops.
+#[actix::test]
+async fn low_priority_agents_pause_while_shedding_and_resume_by_themselves() {
+    use crate::shedding::{ResourceLevel, ResourceStatus, ShedGate};
+    tokio::time::pause();
+    let store = Store::temporary().unwrap();
+    let gate = ShedGate::new();
+    let start_with = |name: &str, probe: &Probe| {
+        AgentRunner::new(
+            Arc::new(probe.clone()),
+            MemoryStore::open(&store, name).unwrap(),
+            DecisionJournal::open(&store).unwrap(),
+            ManualClock::new(1_763_000_000_000),
+        )
+        .shedding(gate.clone())
+        .start()
+    };
+    let sentiment = Probe {
+        kind: Kind::Sentiment,
+        ..Probe::new(schedule(1_000, 0, 60_000), Duration::from_millis(1))
+    };
+    let trading = Probe::new(schedule(1_000, 0, 60_000), Duration::from_millis(1));
+    gate.set(ResourceStatus {
+        level: ResourceLevel::Shed,
+        reason: "rss 2100 MiB, shed threshold 2048 MiB".into(),
+        ..ResourceStatus::default()
+    });
+    let shed_runner = start_with("sentiment", &sentiment);
+    let trading_runner = start_with("trading", &trading);
+    advance(3_500).await;
+    assert_eq!(sentiment.started(), 0, "every slot skipped while shedding");
+    assert_eq!(trading.started(), 4, "slots at 0, 1, 2 and 3 s");
+    match shed_runner.send(RunNow).await.unwrap() {
+        RunNowAnswer::Shed { reason } => {
+            assert!(reason.contains("rss 2100 MiB"), "{reason}")
+        }
+        other => panic!("expected shed, got {other:?}"),
+    }
+    let info = shed_runner.send(DescribeAgent).await.unwrap().unwrap();
+    assert!(!info.paused, "shedding is not the operator's pause");
+
+    gate.set(ResourceStatus::default());
+    advance(1_000).await;
+    assert_eq!(sentiment.started(), 1, "the next slot runs");
+    assert_eq!(
+        shed_runner.send(RunNow).await.unwrap(),
+        RunNowAnswer::Started
+    );
+    drop(trading_runner);
 }

@@ -138,6 +138,10 @@ pub enum ModeCause {
     /// A swarm agent lost its quorum of working members; lifted (only from `Reducing`)
     /// once no swarm agent is degraded.
     SwarmQuorum,
+    /// The resource monitor at its critical level (RSS or CPU); lifted (only from
+    /// `Reducing`) by the monitor once the readings fall back below the threshold minus
+    /// the hysteresis margin (see `crate::shedding`).
+    ResourceShedding,
 }
 
 impl ModeCause {
@@ -149,6 +153,7 @@ impl ModeCause {
             ModeCause::RiskAgent => "risk_agent",
             ModeCause::MarketData => "market_data",
             ModeCause::SwarmQuorum => "swarm_quorum",
+            ModeCause::ResourceShedding => "resource_shedding",
         }
     }
 }

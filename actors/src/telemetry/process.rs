@@ -66,24 +66,36 @@ impl ProcessSampler {
 
     fn sample(&mut self) {
         self.messages.increment(1);
-        if let Some(stats) = ProcessStats::read() {
-            metrics::gauge!(names::PROCESS_RSS_BYTES).set(stats.rss_bytes as f64);
-            // CPU time is not recorded here: it is read at each scrape and rendered as
-            // the counter `orrery_process_cpu_seconds_total` (see `telemetry::render`),
-            // since `metrics` counters are integers and CPU seconds are fractional.
-        }
-        if let Some(h) = &self.handle {
-            h.run_upkeep();
-        }
+        sample_process(self.handle.as_ref());
     }
+}
+
+/// One sample of the process into its metrics (RSS gauge) plus the recorder's upkeep:
+/// the work of [`ProcessSampler`] at each tick, shared with the resource monitor
+/// (`crate::shedding::monitor`), which runs it in the engine's telemetry node.
+pub fn sample_process(handle: Option<&PrometheusHandle>) {
+    if let Some(stats) = ProcessStats::read() {
+        metrics::gauge!(names::PROCESS_RSS_BYTES).set(stats.rss_bytes as f64);
+        // CPU time is not recorded here: it is read at each scrape and rendered as
+        // the counter `orrery_process_cpu_seconds_total` (see `telemetry::render`),
+        // since `metrics` counters are integers and CPU seconds are fractional.
+    }
+    if let Some(h) = handle {
+        h.run_upkeep();
+    }
+}
+
+/// Sets `orrery_process_start_time_seconds` (once, when the sampling actor starts).
+pub fn record_start_time() {
+    let start = chrono::Utc::now().timestamp() as f64;
+    metrics::gauge!(names::PROCESS_START_TIME).set(start);
 }
 
 impl Actor for ProcessSampler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let start = chrono::Utc::now().timestamp() as f64;
-        metrics::gauge!(names::PROCESS_START_TIME).set(start);
+        record_start_time();
         self.sample();
         ctx.run_interval(self.interval, |this, _| this.sample());
     }

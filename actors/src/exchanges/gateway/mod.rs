@@ -207,6 +207,12 @@ impl GatewayCore {
             .map_err(LedgerError::from)?
             .unwrap_or_default();
         metrics::gauge!(names::TRADING_MODE).set(mode.mode.gauge());
+        // The drift series exist from start at 0, so an alert on their increase works
+        // before the first drift.
+        for venue in venues.keys() {
+            metrics::counter!(names::RECONCILE_DRIFT, "venue" => venue.clone(), "kind" => "unknown_at_venue")
+                .increment(0);
+        }
         let venues = venues
             .into_iter()
             .map(|(name, connectors)| {
@@ -822,6 +828,8 @@ pub struct GatewaySnapshot {
 
 mod swarm_quorum;
 pub use swarm_quorum::{SwarmQuorumLost, SwarmQuorumRestored};
+mod resource_pressure;
+pub use resource_pressure::{ResourceCritical, ResourceRecovered};
 
 pub mod pushed;
 pub use pushed::{ApplyPushed, PushReport};

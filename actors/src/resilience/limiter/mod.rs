@@ -129,7 +129,7 @@ pub(super) fn describe() {
     );
     metrics::describe_gauge!(
         METRIC_HEADROOM,
-        "Units a rate limit could admit right now, by limit (sampled on observe)."
+        "Units a rate limit could admit right now, by limit (sampled after each admission and each server quota)."
     );
 }
 

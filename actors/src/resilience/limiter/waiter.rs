@@ -140,11 +140,17 @@ impl Throttle {
     pub fn observe(&self, quota: ServerQuota) {
         let now = self.clock.now();
         self.limiter.observe(quota, now);
-        if let Some(h) = self.limiter.headroom(now) {
-            metrics::gauge!(METRIC_HEADROOM, "limit" => self.name.clone()).set(h as f64);
-        }
+        self.sample_headroom();
         // Capacity may have grown; let the head look again.
         self.waiters.lock().wake_head();
+    }
+
+    /// Sets the headroom gauge from the limiter's state now (after each admission and
+    /// each server quota), so dashboards see it for venues that never report a quota.
+    fn sample_headroom(&self) {
+        if let Some(h) = self.limiter.headroom(self.clock.now()) {
+            metrics::gauge!(METRIC_HEADROOM, "limit" => self.name.clone()).set(h as f64);
+        }
     }
 
     /// Lets the waiting head ask the limiter again (capacity may have changed).
@@ -173,6 +179,7 @@ impl Throttle {
                 match self.limiter.try_acquire(cost, self.clock.now()) {
                     Ok(()) => {
                         metrics::histogram!(METRIC_WAIT, "limit" => self.name.clone()).record(0.0);
+                        self.sample_headroom();
                         return Ok(Duration::ZERO);
                     }
                     Err(denied) => self.check_denial(denied, cost, deadline)?,
@@ -220,6 +227,7 @@ impl Throttle {
                             let waited = started.elapsed();
                             metrics::histogram!(METRIC_WAIT, "limit" => self.name.clone())
                                 .record(waited.as_secs_f64());
+                            self.sample_headroom();
                             return Ok(waited);
                         }
                         Err(denied) => {
