@@ -663,27 +663,29 @@ fn parse_f64(b: &[u8]) -> Option<f64> {
         Some(b'+') => (false, &b[1..]),
         _ => (false, b),
     };
+    let standard = || std::str::from_utf8(b).ok()?.parse().ok();
+    let (int, frac) = match digits.iter().position(|&c| c == b'.') {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &digits[digits.len()..]),
+    };
+    let count = int.len() + frac.len();
+    if count == 0 || count > 15 {
+        // Nothing but a sign or a dot (no number), or too many digits for the fast path.
+        return if count == 0 { None } else { standard() };
+    }
     let mut mantissa: u64 = 0;
-    let (mut count, mut fraction, mut dot) = (0usize, 0usize, false);
-    for &c in digits {
-        if c.is_ascii_digit() {
-            mantissa = mantissa * 10 + u64::from(c - b'0');
-            count += 1;
-            fraction += usize::from(dot);
-            if count > 15 {
-                return std::str::from_utf8(b).ok()?.parse().ok();
+    for part in [int, frac] {
+        for &c in part {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                // An exponent, a second dot, `inf`, `NaN`, ...
+                return standard();
             }
-        } else if c == b'.' && !dot {
-            dot = true;
-        } else {
-            return std::str::from_utf8(b).ok()?.parse().ok();
+            mantissa = mantissa * 10 + u64::from(d);
         }
     }
-    if count == 0 {
-        return None;
-    }
-    // count <= 15 bounds both: mantissa < 10^15 < 2^53 and fraction <= 15.
-    let v = mantissa as f64 / POW10[fraction];
+    // count <= 15 bounds both: mantissa < 10^15 < 2^53 and the fraction's length <= 15.
+    let v = mantissa as f64 / POW10[frac.len()];
     Some(if negative { -v } else { v })
 }
 
@@ -697,11 +699,18 @@ fn parse_time(b: &[u8], unit: &mut Option<EpochUnit>) -> Result<i64, String> {
     if b.is_empty() {
         return Err("is empty".into());
     }
-    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let (negative, digits) = match b.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, b),
+    };
     if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
-        let v: i64 = std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
+        // Digits checked above; accumulated negative so i64::MIN parses, as `str::parse`.
+        let v = digits
+            .iter()
+            .try_fold(0i64, |acc, d| {
+                acc.checked_mul(10)?.checked_sub(i64::from(d - b'0'))
+            })
+            .and_then(|v| if negative { Some(v) } else { v.checked_neg() })
             .ok_or("is out of range")?;
         let this = EpochUnit::of(v);
         let fixed = *unit.get_or_insert(this);
@@ -866,6 +875,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bars.time_ms, vec![1_609_459_200_000]);
+    }
+
+    proptest::proptest! {
+        /// The integer time path reads what `str::parse::<i64>` reads, overflow included.
+        #[test]
+        fn integer_times_parse_as_the_standard_parser(v in proptest::num::i64::ANY, wide in proptest::bool::ANY) {
+            let text = if wide { format!("{v}0") } else { v.to_string() };
+            let mut unit = None;
+            let ours = parse_time(text.as_bytes(), &mut unit);
+            match text.parse::<i64>() {
+                Ok(n) => {
+                    let expected = EpochUnit::of(n).to_ms(n);
+                    match expected {
+                        Some(ms) => proptest::prop_assert_eq!(ours, Ok(ms)),
+                        None => proptest::prop_assert!(ours.is_err()),
+                    }
+                }
+                Err(_) => proptest::prop_assert_eq!(ours, Err("is out of range".to_string())),
+            }
+        }
     }
 
     #[test]
