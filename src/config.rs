@@ -62,6 +62,9 @@ pub struct Config {
     /// The RBI pipeline of `orrery research run` (model, fix rounds, data sets,
     /// thresholds); see `orrery_actors::agents::rbi`.
     pub research: orrery_actors::agents::rbi::RbiSettings,
+    /// The web dashboard: equity sampling and the event stream's heartbeat; see
+    /// [`crate::dashboard::DashboardConfig`].
+    pub dashboard: crate::dashboard::DashboardConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -564,6 +567,7 @@ impl Config {
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
         self.journal.validate("journal", &mut issues);
+        self.dashboard.validate("dashboard", &mut issues);
         self.risk.validate("risk", &mut issues);
         self.signals.validate("signals", &mut issues);
         if self.risk.ai_confirmation || self.agents.risk.enabled {

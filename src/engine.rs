@@ -106,6 +106,8 @@ pub struct EngineHandle {
     pub(crate) events: crate::events::EventHub,
     /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
     retention: Option<actix::Addr<JournalRetention>>,
+    /// The dashboard's equity sampler (see `crate::dashboard::equity`).
+    equity: Option<actix::Addr<crate::dashboard::EquitySampler>>,
 }
 
 /// The engine's entry point.
@@ -178,6 +180,7 @@ impl Engine {
             http: None,
             events,
             retention: None,
+            equity: None,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -199,6 +202,13 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the decision journal; its retention does not run")
+            }
+        }
+        // The dashboard's equity history: a sample now and every `equity_sample_interval`.
+        match crate::dashboard::EquitySampler::new(handle.clone()) {
+            Ok(sampler) => handle.equity = Some(sampler.start()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the equity history; the dashboard's equity chart stays empty")
             }
         }
         tracing::info!(
@@ -232,6 +242,10 @@ impl EngineHandle {
         if let Some(retention) = &self.retention {
             // Stopped so it drops its store handles before the store closes.
             let _ = retention.send(StopRetention).await;
+        }
+        if let Some(sampler) = &self.equity {
+            // Stopped so it drops its engine handle before the store closes.
+            let _ = sampler.send(crate::dashboard::StopEquitySampler).await;
         }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the data dir failed");

@@ -110,6 +110,7 @@ pub fn serve(
             .configure(crate::replay::routes)
             .configure(crate::market::routes)
             .configure(crate::liquidations::routes)
+            .configure(crate::dashboard::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -302,7 +303,10 @@ async fn guard(
         Scope::Trade
     };
     let refused = match req.app_data::<web::Data<EngineHandle>>() {
-        Some(engine) if route != "/health" => {
+        // The dashboard's page and assets hold no data: the page asks for a token itself.
+        Some(engine)
+            if route != "/health" && !crate::dashboard::ASSET_ROUTES.contains(&route.as_str()) =>
+        {
             let api = &engine.config.api;
             let presented = req
                 .headers()
