@@ -58,6 +58,9 @@ fn bench(c: &mut Criterion) {
     let base = format!("http://{}", engine.listen_addr().unwrap());
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
+        // Below the server's keep-alive (5 s), so a pause between benches never reuses a
+        // connection the server has just closed.
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .build()
         .unwrap();
 

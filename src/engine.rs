@@ -204,7 +204,7 @@ impl Engine {
                 tracing::error!(error = %e, "cannot open the decision journal; its retention does not run")
             }
         }
-        // The dashboard's equity history: a sample now and every `equity_sample_interval`.
+        // The dashboard's equity history: a sample every `equity_sample_interval`.
         match crate::dashboard::EquitySampler::new(handle.clone()) {
             Ok(sampler) => handle.equity = Some(sampler.start()),
             Err(e) => {

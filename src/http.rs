@@ -9,7 +9,8 @@
 //! `done` with the `ModelResponse` or `error`), and `GET /api/tree` (the live supervisor
 //! tree, [`crate::tree::TreeReport`], as `orrery tree --json`), and the agent routes
 //! (`GET /api/agents`, `POST /api/agents/{name}/pause|resume|run-now`, in
-//! [`crate::agents`]).
+//! [`crate::agents`]), and the web dashboard (`GET /`, its assets, `GET /api/events` and
+//! `GET /api/dashboard/*`, in [`crate::dashboard`]).
 //!
 //! Errors are JSON `{"error":{"code","message"}}` everywhere, including actix's own
 //! extractor errors and unknown routes ([`ApiError`], [`gateway_error_response`],

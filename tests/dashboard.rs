@@ -217,11 +217,7 @@ fn the_dashboard_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     dashboard_seed::seed(&data_dir(dir.path()), SEEDED);
     let port = free_port();
-    let config = test_config(
-        dir.path(),
-        port,
-        "\n[dashboard]\nequity_sample_interval = \"300ms\"\nheartbeat_interval = \"1s\"\n",
-    );
+    let config = test_config(dir.path(), port, "");
     let mut engine = spawn_engine(
         &config,
         dir.path(),
@@ -229,11 +225,40 @@ fn the_dashboard_in_a_real_browser() {
         &[
             ("ORRERY_API_TOKEN_READ", READ_TOKEN),
             ("ORRERY_API_TOKEN_TRADE", TRADE_TOKEN),
+            ("ORRERY__DASHBOARD__EQUITY_SAMPLE_INTERVAL", "300ms"),
+            ("ORRERY__DASHBOARD__HEARTBEAT_INTERVAL", "1s"),
         ],
     );
     wait_for(Duration::from_secs(60), "the engine's health", || {
         http_get(port, "/health").filter(|(s, _)| *s == 200)
     });
+    // The page itself loads without a token (it holds no data); every data route of the
+    // dashboard, the event stream included, needs one.
+    let (status, html) = http_get(port, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"token-input\""), "{html}");
+    for path in [
+        "/api/events",
+        "/api/dashboard/session",
+        "/api/dashboard/orders",
+        "/api/dashboard/decisions",
+        "/api/dashboard/equity",
+    ] {
+        let (status, body) = http_get(port, path).unwrap();
+        assert_eq!(status, 401, "{path} without a token: {body}");
+    }
+    let (status, page) = api(
+        port,
+        "GET",
+        "/api/dashboard/orders?limit=501",
+        READ_TOKEN,
+        None,
+    );
+    assert_eq!(
+        (status, page["error"]["code"].as_str()),
+        (400, Some("bad_query")),
+        "{page}"
+    );
     // A position (bought at market) and a resting order for the page to show.
     let (status, bought) = api(
         port,
@@ -421,6 +446,27 @@ fn the_dashboard_in_a_real_browser() {
             "!document.getElementById('journal-detail').hidden && document.querySelectorAll('#members-table tbody tr').length > 0",
         )
         .await;
+        let id: String = eval(&page, "document.querySelector('#journal-body tr').dataset.decision").await;
+        let (status, detail) = api(port, "GET", &format!("/api/journal/{id}"), READ_TOKEN, None);
+        assert_eq!(status, 200, "{detail}");
+        until(
+            &page,
+            "the opened decision",
+            &format!("document.getElementById('journal-detail').dataset.decision === '{id}'"),
+        )
+        .await;
+        let shown: String = eval(&page, "document.getElementById('journal-detail').innerText").await;
+        let members = detail["members"].as_array().unwrap();
+        assert!(!members.is_empty(), "{detail}");
+        for m in members {
+            let answer = m["raw_answer"].as_str().unwrap_or_default();
+            assert!(shown.contains(answer), "member answer {answer} not shown:\n{shown}");
+        }
+        // Absent parts are left out, not printed as `null`.
+        assert!(
+            shown.lines().all(|l| !l.trim().starts_with("null")),
+            "{shown}"
+        );
         screenshot(&page, "journal").await;
 
         for (tab, shows) in [

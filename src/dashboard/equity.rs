@@ -199,7 +199,8 @@ pub(super) async fn route(
     }
 }
 
-/// Samples the equity every `[dashboard] equity_sample_interval` (and once at start).
+/// Samples the equity every `[dashboard] equity_sample_interval`, from one interval after
+/// start.
 pub struct EquitySampler {
     engine: EngineHandle,
     history: EquityHistory,
@@ -253,7 +254,8 @@ impl Actor for EquitySampler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.sample(ctx);
+        // The first sample comes one interval after start, not at once: at start the
+        // gateway is reconciling, and a venue read then would only add load to it.
         let every = self.engine.config.dashboard.equity_sample_interval;
         ctx.run_interval(every, |this, ctx| this.sample(ctx));
     }

@@ -521,7 +521,7 @@ async function showDecision(id, tr) {
       ['Reason / error', m => m.reason || m.error],
       ['Answer', m => h('pre', null, m.raw_answer || '')],
     ], members, 'no member answers (not a model decision)');
-    el.replaceChildren(
+    el.replaceChildren(...[
       h('h2', null, 'Decision ' + d.id),
       h('table', null, h('tbody', null, facts.map(([k, v]) => h('tr', null, h('th', null, k), h('td', null, fmt(v)))))),
       h('h2', null, 'Members'),
@@ -530,7 +530,7 @@ async function showDecision(id, tr) {
       d.raw_answer ? h('pre', null, d.raw_answer) : null,
       h('h2', null, 'Prompt'),
       h('pre', { id: 'decision-prompt' }, (d.system ? d.system + '\n\n' : '') + (d.prompt || '')),
-    );
+    ].filter(Boolean));
     el.dataset.decision = d.id;
     el.hidden = false;
   } catch (e) { showError(e); }
