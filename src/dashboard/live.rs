@@ -38,7 +38,7 @@ pub enum LiveMessage {
     Decision {
         id: String,
         #[serde(flatten)]
-        decision: DecisionSummary,
+        decision: Box<DecisionSummary>,
     },
     /// An order changed status or filled size.
     Order {
@@ -69,7 +69,7 @@ impl LiveMessage {
                 let id = d.id.clone();
                 LiveMessage::Decision {
                     id,
-                    decision: DecisionSummary::from((*d).clone()),
+                    decision: Box::new(DecisionSummary::from((*d).clone())),
                 }
             }
             EngineEvent::Order {
