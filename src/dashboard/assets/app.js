@@ -592,10 +592,11 @@ async function renderVenues() {
   const feeds = [];
   for (const v of st.venues || []) {
     for (const c of v.connectors || []) conns.push(Object.assign({ venue: v.name }, c));
-    if (v.feed) {
-      for (const [name, ch] of Object.entries(v.feed.channels || {})) feeds.push(Object.assign({ venue: v.name, channel: name, conn: v.feed.state }, ch));
-      if (!v.feed.channels || Array.isArray(v.feed.channels)) {
-        for (const ch of v.feed.channels || []) feeds.push(Object.assign({ venue: v.name, conn: v.feed.state }, ch));
+    // The market-data stream, and a user-data stream on a connection of its own.
+    for (const f of [v.feed, v.feed && v.feed.user]) {
+      if (!f) continue;
+      for (const ch of f.channels || []) {
+        feeds.push(Object.assign({ venue: v.name, conn: f.state, reconnects: f.reconnects }, ch));
       }
     }
   }
@@ -608,10 +609,12 @@ async function renderVenues() {
   ], conns, 'no connectors');
   table($('feeds-table'), [
     ['Venue', f => f.venue],
-    ['Channel', f => f.channel || f.name],
+    ['Channel', f => f.channel],
     ['Connection', f => f.conn],
+    ['Reconnects', f => f.reconnects, 'num'],
     ['State', f => f.state],
-    ['Age', f => f.age || f.age_ms],
+    ['Last message (ms ago)', f => f.age_ms, 'num'],
+    ['Messages', f => f.messages, 'num'],
   ], feeds, 'no streams (paper venues and venues without websockets are read over REST)');
   let series = [];
   try {
