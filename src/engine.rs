@@ -185,7 +185,10 @@ impl Engine {
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
             match crate::http::serve(handle.clone(), addr) {
-                Ok(server) => handle.http = Some(server),
+                Ok(server) => {
+                    tracing::info!(url = %format!("http://{}/", server.1), "dashboard served");
+                    handle.http = Some(server)
+                }
                 Err(source) => {
                     handle.root.shutdown().await;
                     handle.events.stop();
