@@ -501,6 +501,23 @@ fn the_dashboard_in_a_real_browser() {
                 .cloned()
         });
 
+        // A mode change reaches the open page's header live.
+        open_tab(&page, "overview").await;
+        let (status, body) = api(
+            port,
+            "POST",
+            "/api/kill-switch",
+            TRADE_TOKEN,
+            Some(json!({"engaged": true, "reason": "dashboard test"})),
+        );
+        assert_eq!(status, 200, "{body}");
+        until(
+            &page,
+            "the kill switch in the header",
+            "document.getElementById('mode').textContent.includes('kill switch') && document.querySelector('#live-events li[data-kind=\"mode\"]') !== null",
+        )
+        .await;
+
         browser.close().await.unwrap();
         let _ = browser.wait().await;
         events.abort();
@@ -518,6 +535,36 @@ fn the_dashboard_in_a_real_browser() {
         serde_json::to_string_pretty(&timing).unwrap(),
     )
     .unwrap();
+    // The equity history survives a restart.
+    let (status, before) = api(port, "GET", "/api/dashboard/equity", READ_TOKEN, None);
+    assert_eq!(status, 200, "{before}");
+    let before = before["points"].as_array().unwrap().clone();
+    assert!(before.len() >= 2, "{before:?}");
+    signal(&engine, libc::SIGTERM);
+    wait_exit(&mut engine, Duration::from_secs(60));
+    let mut engine = spawn_engine(
+        &config,
+        dir.path(),
+        &[],
+        &[
+            ("ORRERY_API_TOKEN_READ", READ_TOKEN),
+            ("ORRERY_API_TOKEN_TRADE", TRADE_TOKEN),
+        ],
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the restarted engine's health",
+        || http_get(port, "/health").filter(|(s, _)| *s == 200),
+    );
+    let (status, after) = api(port, "GET", "/api/dashboard/equity", READ_TOKEN, None);
+    assert_eq!(status, 200, "{after}");
+    let after = after["points"].as_array().unwrap();
+    assert!(after.len() >= before.len(), "{after:?}");
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "samples lost in the restart"
+    );
     signal(&engine, libc::SIGTERM);
     wait_exit(&mut engine, Duration::from_secs(60));
     // The log tells the operator where the dashboard is.
