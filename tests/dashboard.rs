@@ -419,6 +419,22 @@ fn the_dashboard_in_a_real_browser() {
         });
         assert!(!open_order_ids(port).contains(&resting));
 
+        // A close from the page, through its confirmation, closes the position.
+        click(&page, "#positions-table button[data-close='paper:SOL']").await;
+        until(&page, "the confirmation", "document.getElementById('confirm').open").await;
+        let asked: String = eval(&page, "document.getElementById('confirm-text').textContent").await;
+        assert!(asked.contains("SOL"), "{asked}");
+        click(&page, "#confirm-yes").await;
+        wait_for(Duration::from_secs(30), "the SOL position closed", || {
+            (!api_positions(port).iter().any(|(s, _)| s == "SOL")).then_some(())
+        });
+        until(
+            &page,
+            "the SOL position gone from the page",
+            "![...document.querySelectorAll('#positions-table tbody tr')].some(r => r.cells.length > 2 && r.cells[1].textContent === 'SOL')",
+        )
+        .await;
+
         // A live event reaches the open page.
         open_tab(&page, "overview").await;
         let placed = resting_order(port);
