@@ -6,8 +6,10 @@
 //! One engine and one browser serve every case, in order: without a token the page shows
 //! no data; with the read token it shows data but its trading buttons are disabled; with
 //! the trading token pausing an agent from the page pauses it, the page shows the positions
-//! and open orders the API reports, a cancel from the page cancels the order, a live event
-//! reaches the open page; the journal is paged and drills into a member's answer. A
+//! and open orders the API reports, a cancel and a close from the page (each through its
+//! confirmation) cancel the order and close the position, a live order event and a mode
+//! change reach the open page; the journal is paged and drills into each member's answer;
+//! the equity history survives a restart of the engine. A
 //! screenshot of each page goes to `target/test-artifacts/dashboard-<page>.png`, and the
 //! measured timings to `target/test-artifacts/dashboard-timing.json`.
 //!
