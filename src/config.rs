@@ -65,6 +65,9 @@ pub struct Config {
     /// Resource shedding: RSS and CPU thresholds of the warn, shed and critical levels;
     /// see `orrery_actors::shedding`.
     pub resources: orrery_actors::shedding::ResourcesConfig,
+    /// The web dashboard: equity sampling and the event stream's heartbeat; see
+    /// [`crate::dashboard::DashboardConfig`].
+    pub dashboard: crate::dashboard::DashboardConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -567,6 +570,7 @@ impl Config {
         self.models.validate("models", &mut issues);
         self.model_cache.validate("model_cache", &mut issues);
         self.journal.validate("journal", &mut issues);
+        self.dashboard.validate("dashboard", &mut issues);
         self.risk.validate("risk", &mut issues);
         self.signals.validate("signals", &mut issues);
         self.resources.validate("resources", &mut issues);

@@ -112,6 +112,8 @@ pub struct EngineHandle {
     /// The resource level and the gate low-priority work consults (see
     /// `orrery_actors::shedding`); set by the resource monitor in the telemetry node.
     pub shedding: orrery_actors::shedding::ShedGate,
+    /// The dashboard's equity sampler (see `crate::dashboard::equity`).
+    equity: Option<actix::Addr<crate::dashboard::EquitySampler>>,
 }
 
 /// The engine's entry point.
@@ -189,11 +191,15 @@ impl Engine {
             retention: None,
             tree_deps: deps,
             shedding,
+            equity: None,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
             match crate::http::serve(handle.clone(), addr) {
-                Ok(server) => handle.http = Some(server),
+                Ok(server) => {
+                    tracing::info!(url = %format!("http://{}/", server.1), "dashboard served");
+                    handle.http = Some(server)
+                }
                 Err(source) => {
                     handle.root.shutdown().await;
                     handle.events.stop();
@@ -210,6 +216,13 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the decision journal; its retention does not run")
+            }
+        }
+        // The dashboard's equity history: a sample every `equity_sample_interval`.
+        match crate::dashboard::EquitySampler::new(handle.clone()) {
+            Ok(sampler) => handle.equity = Some(sampler.start()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the equity history; the dashboard's equity chart stays empty")
             }
         }
         tracing::info!(
@@ -243,6 +256,10 @@ impl EngineHandle {
         if let Some(retention) = &self.retention {
             // Stopped so it drops its store handles before the store closes.
             let _ = retention.send(StopRetention).await;
+        }
+        if let Some(sampler) = &self.equity {
+            // Stopped so it drops its engine handle before the store closes.
+            let _ = sampler.send(crate::dashboard::StopEquitySampler).await;
         }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush of the data dir failed");

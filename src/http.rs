@@ -9,7 +9,8 @@
 //! `done` with the `ModelResponse` or `error`), and `GET /api/tree` (the live supervisor
 //! tree, [`crate::tree::TreeReport`], as `orrery tree --json`), and the agent routes
 //! (`GET /api/agents`, `POST /api/agents/{name}/pause|resume|run-now`, in
-//! [`crate::agents`]).
+//! [`crate::agents`]), and the web dashboard (`GET /`, its assets, `GET /api/events` and
+//! `GET /api/dashboard/*`, in [`crate::dashboard`]).
 //!
 //! Errors are JSON `{"error":{"code","message"}}` everywhere, including actix's own
 //! extractor errors and unknown routes ([`ApiError`], [`gateway_error_response`],
@@ -110,6 +111,7 @@ pub fn serve(
             .configure(crate::replay::routes)
             .configure(crate::market::routes)
             .configure(crate::liquidations::routes)
+            .configure(crate::dashboard::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -302,7 +304,10 @@ async fn guard(
         Scope::Trade
     };
     let refused = match req.app_data::<web::Data<EngineHandle>>() {
-        Some(engine) if route != "/health" => {
+        // The dashboard's page and assets hold no data: the page asks for a token itself.
+        Some(engine)
+            if route != "/health" && !crate::dashboard::ASSET_ROUTES.contains(&route.as_str()) =>
+        {
             let api = &engine.config.api;
             let presented = req
                 .headers()

@@ -10,6 +10,7 @@ mod binance_feeds;
 pub mod commands;
 pub mod config;
 pub mod copy;
+pub mod dashboard;
 pub mod data;
 pub mod embed;
 pub mod engine;

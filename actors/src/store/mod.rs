@@ -558,6 +558,21 @@ impl<T: Record> Tree<T> {
         self.decode_iter(self.tree.iter().rev())
     }
 
+    /// Records whose key sorts strictly before `key` (every record when `None`), newest
+    /// first when keys sort by time, decoded lazily: one page of a listing costs that page,
+    /// however deep its cursor.
+    pub fn iter_rev_before(
+        &self,
+        key: Option<&str>,
+    ) -> impl Iterator<Item = Result<(String, T)>> + '_ {
+        use std::ops::Bound;
+        let end = match key {
+            Some(k) => Bound::Excluded(k.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.decode_iter(self.tree.range::<Vec<u8>, _>((Bound::Unbounded, end)).rev())
+    }
+
     /// Every key in order, without decoding a value.
     pub fn keys(&self) -> impl Iterator<Item = Result<String>> + '_ {
         self.tree.iter().keys().map(move |k| {

@@ -324,3 +324,23 @@ fn a_watch_sees_later_writes_of_its_prefix_decoded_and_ends_with_the_store() {
         "the watch ends once the store is closed"
     );
 }
+
+#[test]
+fn iter_rev_before_pages_newest_first_from_a_cursor() {
+    let store = Store::temporary().unwrap();
+    let t = store.tree::<Note>("notes").unwrap();
+    for k in ["a", "b", "c", "d"] {
+        t.put(k, &Note { text: k.into() }).unwrap();
+    }
+    let keys = |from: Option<&str>| -> Vec<String> {
+        t.iter_rev_before(from)
+            .take(2)
+            .map(|r| r.unwrap().0)
+            .collect()
+    };
+    assert_eq!(keys(None), ["d", "c"]);
+    assert_eq!(keys(Some("c")), ["b", "a"]);
+    assert_eq!(keys(Some("a")), Vec::<String>::new());
+    // A cursor that is not a key pages from where it would sort.
+    assert_eq!(keys(Some("bb")), ["b", "a"]);
+}
