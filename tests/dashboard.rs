@@ -220,11 +220,23 @@ fn the_dashboard_in_a_real_browser() {
     dashboard_seed::seed(&data_dir(dir.path()), SEEDED);
     let port = free_port();
     let config = test_config(dir.path(), port, "");
+    // The resource reading the engine judges (see tests/shedding.rs): normal to begin with.
+    let reading = dir.path().join("reading.json");
+    let inject_rss_mib = |mib: u64| {
+        std::fs::write(
+            &reading,
+            format!(r#"{{"rss_bytes": {}, "cpu_percent": 1}}"#, mib << 20),
+        )
+        .unwrap()
+    };
+    inject_rss_mib(100);
+    let reading_env = reading.display().to_string();
     let mut engine = spawn_engine(
         &config,
         dir.path(),
         &[],
         &[
+            ("ORRERY_RESOURCE_READING_FILE", reading_env.as_str()),
             ("ORRERY_API_TOKEN_READ", READ_TOKEN),
             ("ORRERY_API_TOKEN_TRADE", TRADE_TOKEN),
             ("ORRERY__DASHBOARD__EQUITY_SAMPLE_INTERVAL", "300ms"),
@@ -533,6 +545,27 @@ fn the_dashboard_in_a_real_browser() {
             &page,
             "the kill switch in the header",
             "document.getElementById('mode').textContent.includes('kill switch') && document.querySelector('#live-events li[data-kind=\"mode\"]') !== null",
+        )
+        .await;
+
+        // Resource shedding shows as a header badge, and goes away by itself.
+        assert_eq!(
+            eval::<bool>(&page, "document.querySelector('[data-badge=\"resources\"]') === null").await,
+            true
+        );
+        inject_rss_mib(2500);
+        until(
+            &page,
+            "the shedding badge",
+            "(document.querySelector('[data-badge=\"resources\"]') || {textContent: ''}).textContent === 'resources: shed'",
+        )
+        .await;
+        screenshot(&page, "shedding").await;
+        inject_rss_mib(100);
+        until(
+            &page,
+            "the shedding badge gone",
+            "document.querySelector('[data-badge=\"resources\"]') === null",
         )
         .await;
 

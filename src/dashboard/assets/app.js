@@ -273,6 +273,11 @@ function statusBadges(st) {
   for (const a of st.agents || []) {
     if (a.paused) out.push({ id: 'paused-' + a.name, label: a.name + ' paused', level: 'warn', title: a.paused.reason });
   }
+  const r = st.resources;
+  if (r && r.level && r.level !== 'normal') {
+    const paused = (r.paused_work || []).length ? '; paused: ' + r.paused_work.join(', ') : '';
+    out.push({ id: 'resources', label: 'resources: ' + r.level, level: r.level === 'warn' ? 'warn' : 'bad', title: r.reason + paused });
+  }
   return out;
 }
 
