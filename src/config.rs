@@ -62,6 +62,8 @@ pub struct Config {
     /// The RBI pipeline of `orrery research run` (model, fix rounds, data sets,
     /// thresholds); see `orrery_actors::agents::rbi`.
     pub research: orrery_actors::agents::rbi::RbiSettings,
+    /// Notification sinks and delivery (`[notifications]`); see [`crate::notify`].
+    pub notifications: crate::notify::NotificationsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -627,6 +629,7 @@ impl Config {
         self.check_funding_agents(&mut issues);
         crate::strategy_agents::check(self, &mut issues);
         self.check_research(&mut issues);
+        self.notifications.validate("notifications", &mut issues);
         if issues.is_empty() {
             Ok(())
         } else {

@@ -104,6 +104,8 @@ pub struct EngineHandle {
     pub streams: orrery_actors::exchanges::stream::StreamBook,
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
     pub(crate) events: crate::events::EventHub,
+    /// The notifier's slot (vacant when no sinks are configured).
+    pub(crate) notifier: Slot<crate::notify::Notifier>,
     /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
     retention: Option<actix::Addr<JournalRetention>>,
 }
@@ -137,6 +139,7 @@ impl Engine {
         let gateway = Slot::<OrderGateway>::new();
         let router = Slot::<ModelRouter>::new();
         let signals = Slot::<SignalBus>::new();
+        let notifier = Slot::<crate::notify::Notifier>::new();
         // Watching starts before any actor writes, so the stream misses nothing.
         let events = crate::events::EventHub::start(&store)?;
         let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
@@ -153,6 +156,8 @@ impl Engine {
             fence: GatewayFence::default(),
             agents: agents.clone(),
             streams: streams.clone(),
+            events: events.clone(),
+            notifier: notifier.clone(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         drop(deps);
@@ -177,6 +182,7 @@ impl Engine {
             streams,
             http: None,
             events,
+            notifier,
             retention: None,
         };
         if !config.telemetry.disabled {
@@ -333,6 +339,7 @@ fn describe_all() {
     orrery_actors::agents::funding::describe();
     orrery_actors::agents::strategy::describe();
     orrery_actors::exchanges::stream::describe();
+    crate::notify::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

@@ -110,6 +110,7 @@ pub fn serve(
             .configure(crate::replay::routes)
             .configure(crate::market::routes)
             .configure(crate::liquidations::routes)
+            .configure(crate::notify::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

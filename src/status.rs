@@ -51,6 +51,9 @@ pub struct StatusReport {
     /// Each copy-trading agent: its leaders, sizing and mirrored positions.
     #[serde(default)]
     pub copy: Vec<crate::copy::CopyStatus>,
+    /// Each notification sink: sent, failed, last delivery (see `crate::notify`).
+    #[serde(default)]
+    pub notifications: Vec<crate::notify::SinkStatus>,
 }
 
 /// One journaled decision as the status report shows it: what was decided and done.
@@ -396,6 +399,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         agents: s.agents,
         models: s.models,
         copy: Vec::new(),
+        notifications: Vec::new(),
     }
 }
 
@@ -439,6 +443,7 @@ pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, Str
     }
     let mut report = assemble(false, store, venues, from_store);
     report.copy = crate::copy::status(config, store);
+    report.notifications = crate::notify::status(config, store);
     Ok(report)
 }
 
@@ -490,6 +495,7 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     }
     let mut report = assemble(true, &engine.store, venues, from_store);
     report.copy = crate::copy::status(&engine.config, &engine.store);
+    report.notifications = crate::notify::live_status(engine).await;
     Ok(report)
 }
 
@@ -853,5 +859,6 @@ pub fn render(r: &StatusReport) -> String {
         );
     }
     crate::copy::render_status(&mut o, &r.copy);
+    crate::notify::render(&r.notifications, &mut o);
     o
 }

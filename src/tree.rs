@@ -184,6 +184,8 @@ pub enum Role {
         /// The agent's name (`[[agents.rbi]] name`).
         agent: String,
     },
+    /// Sends notifications to the configured sinks (`[notifications]`).
+    Notifier,
 }
 
 /// One worker: its id among its siblings, what it does, and how it is supervised.
@@ -391,16 +393,18 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         );
     }
 
-    SupervisorPlan::new(
-        "engine",
-        vec![
-            worker("telemetry".into(), Role::ProcessSampler),
-            ChildPlan::Supervisor(SupervisorPlan::new("models", models)),
-            ChildPlan::Supervisor(SupervisorPlan::new("exchanges", exchanges)),
-            worker("signals".into(), Role::SignalBus),
-            ChildPlan::Supervisor(SupervisorPlan::new("agents", agents)),
-        ],
-    )
+    let mut root = vec![
+        worker("telemetry".into(), Role::ProcessSampler),
+        ChildPlan::Supervisor(SupervisorPlan::new("models", models)),
+        ChildPlan::Supervisor(SupervisorPlan::new("exchanges", exchanges)),
+        worker("signals".into(), Role::SignalBus),
+    ];
+    // Before the agents, so their first fills are notified; only with sinks configured.
+    if !config.notifications.sinks.is_empty() {
+        root.push(worker("notifier".into(), Role::Notifier));
+    }
+    root.push(ChildPlan::Supervisor(SupervisorPlan::new("agents", agents)));
+    SupervisorPlan::new("engine", root)
 }
 
 /// What the factories need from the engine.
@@ -423,6 +427,10 @@ pub(crate) struct Deps {
     /// The market-data streams' shared state: written by the feeds, read by the gateway
     /// and status; kept across restarts of either.
     pub streams: StreamBook,
+    /// The engine's event stream; the notifier subscribes at each (re)start.
+    pub events: crate::events::EventHub,
+    /// The notifier's slot, published for the control API.
+    pub notifier: Slot<crate::notify::Notifier>,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -526,6 +534,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         fence,
         agents,
         streams,
+        events,
+        notifier,
     } = deps.clone();
     let id = w.id.clone();
     match &w.role {
@@ -753,6 +763,25 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
                         .counting_messages_in(ctx.messages_counter()),
                 )
+            })
+        }
+        Role::Notifier => {
+            let venues: Vec<String> = config.exchanges.venues.keys().cloned().collect();
+            ChildSpec::in_slot(id, notifier, move |ctx| {
+                let deps = crate::notify::NotifierDeps {
+                    events: events.subscribe(),
+                    clock: clock.clone(),
+                    store: store.clone(),
+                    gateway: gateway.clone(),
+                    venues: venues.clone(),
+                };
+                crate::notify::Notifier::new(
+                    &config.notifications,
+                    &orrery_actors::env::process_env,
+                    deps,
+                )
+                .map(|n| n.counting_messages_in(ctx.messages_counter()))
+                .map_err(|e| StartError::failed(e.to_string()))
             })
         }
         Role::PipelineAgent { agent } => pipeline_spec(id, agent, deps),
