@@ -153,11 +153,16 @@ impl EventHub {
         let venue_tree = store.tree::<BreakerRecord>(trees::VENUE_BREAKERS)?;
         let model_breakers = model_tree.watch("");
         let venue_breakers = venue_tree.watch("");
-        let restarts = store.tree::<RestartRecord>(trees::META)?.watch(RESTARTS_PREFIX);
+        let restarts = store
+            .tree::<RestartRecord>(trees::META)?
+            .watch(RESTARTS_PREFIX);
         // The baseline, read after the watches exist so no write falls between the two (a
         // write seen by both only repeats a known state, which sends nothing).
         let mut baseline = Baseline::default();
-        for (tree, t) in [(trees::BREAKERS, &model_tree), (trees::VENUE_BREAKERS, &venue_tree)] {
+        for (tree, t) in [
+            (trees::BREAKERS, &model_tree),
+            (trees::VENUE_BREAKERS, &venue_tree),
+        ] {
             for (key, rec) in t.iter().flatten() {
                 baseline.breakers.insert((tree, key), rec.state);
             }

@@ -88,14 +88,19 @@ impl SinkWorker {
             .as_ref()
             .and_then(|t| t.get(&super::status_key(&sink.name)).ok().flatten())
             .unwrap_or_else(|| SinkStatus::new(&sink.name, sink.kind, &sink.events));
-        let gate = SinkGate::new(
-            ms(config.dedup_window),
-            ms(sink.min_interval),
-            config.queue,
-        );
+        let gate = SinkGate::new(ms(config.dedup_window), ms(sink.min_interval), config.queue);
         for kind in kinds_of(&sink) {
-            let labels = [("sink", sink.name.clone()), ("kind", kind.label().to_string())];
-            for name in [METRIC_SENT, METRIC_FAILED, METRIC_DROPPED, METRIC_RETRIES, METRIC_DEDUPLICATED] {
+            let labels = [
+                ("sink", sink.name.clone()),
+                ("kind", kind.label().to_string()),
+            ];
+            for name in [
+                METRIC_SENT,
+                METRIC_FAILED,
+                METRIC_DROPPED,
+                METRIC_RETRIES,
+                METRIC_DEDUPLICATED,
+            ] {
                 metrics::counter!(name, &labels).increment(0);
             }
         }
@@ -112,11 +117,17 @@ impl SinkWorker {
     fn offer(&self, notice: Notice, now: Millis) {
         let kind = notice.kind;
         let offered = self.gate.lock().offer(notice, now);
-        let labels = [("sink", self.sink.name.clone()), ("kind", kind.label().to_string())];
+        let labels = [
+            ("sink", self.sink.name.clone()),
+            ("kind", kind.label().to_string()),
+        ];
         match offered {
             Offer::Queued => {}
             Offer::QueuedDropped(old) => {
-                let labels = [("sink", self.sink.name.clone()), ("kind", old.kind.label().to_string())];
+                let labels = [
+                    ("sink", self.sink.name.clone()),
+                    ("kind", old.kind.label().to_string()),
+                ];
                 metrics::counter!(METRIC_DROPPED, &labels).increment(1);
                 tracing::warn!(sink = %self.sink.name, kind = old.kind.label(), key = %old.key, "notification queue full; dropped its oldest notice");
                 self.update(|s| s.dropped += 1);
@@ -264,7 +275,11 @@ impl Notifier {
 
     fn offer(&self, notice: Notice) {
         let now = self.clock.now_ms();
-        for w in self.workers.iter().filter(|w| w.sink.events.contains(&notice.kind)) {
+        for w in self
+            .workers
+            .iter()
+            .filter(|w| w.sink.events.contains(&notice.kind))
+        {
             w.offer(notice.clone(), now);
         }
     }
@@ -279,13 +294,19 @@ impl Notifier {
             return;
         };
         self.summary_busy = true;
-        let (gateway, venues, store) = (self.gateway.clone(), self.venues.clone(), self.store.clone());
+        let (gateway, venues, store) = (
+            self.gateway.clone(),
+            self.venues.clone(),
+            self.store.clone(),
+        );
         let compose = async move {
             let mut accounts = BTreeMap::new();
             for venue in venues {
                 let answer = tokio::time::timeout(
                     ACCOUNT_TIMEOUT,
-                    gateway.send(GetAccount { venue: venue.clone() }),
+                    gateway.send(GetAccount {
+                        venue: venue.clone(),
+                    }),
                 )
                 .await;
                 let account = match answer {
@@ -318,14 +339,20 @@ impl Notifier {
 }
 
 /// One delivery task: takes what its gate lets through and delivers it.
-async fn run_sink(worker: Arc<SinkWorker>, client: reqwest::Client, plan: RetryPlan, clock: SharedClock) {
+async fn run_sink(
+    worker: Arc<SinkWorker>,
+    client: reqwest::Client,
+    plan: RetryPlan,
+    clock: SharedClock,
+) {
     let mut rng = rand::rngs::StdRng::from_entropy();
     loop {
         let next = worker.gate.lock().next(clock.now_ms());
         match next {
             Next::Idle => worker.wake.notified().await,
             Next::Wait(wait) => {
-                let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(MAX_IDLE_WAIT);
+                let wait =
+                    Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(MAX_IDLE_WAIT);
                 tokio::time::sleep(wait).await;
             }
             Next::Send(notice) => {
@@ -390,7 +417,10 @@ impl StreamHandler<Incoming> for Notifier {
             }
             Incoming::Lagged(n) => {
                 metrics::counter!(METRIC_LAGGED).increment(n);
-                tracing::warn!(missed = n, "the notifier fell behind the event stream; {n} event(s) were not notified");
+                tracing::warn!(
+                    missed = n,
+                    "the notifier fell behind the event stream; {n} event(s) were not notified"
+                );
             }
         }
     }

@@ -81,7 +81,12 @@ pub fn run(config: Config, args: NotifyArgs) -> ExitCode {
         Ok(Done::Test(outcomes)) => {
             let all = outcomes.iter().all(|o| o.delivered);
             if args.json {
-                println!("{}", crate::json::to_pretty(&TestReport { outcomes: outcomes.clone() }));
+                println!(
+                    "{}",
+                    crate::json::to_pretty(&TestReport {
+                        outcomes: outcomes.clone()
+                    })
+                );
             } else {
                 for o in &outcomes {
                     match &o.error {
@@ -142,7 +147,8 @@ async fn execute(config: &Config, action: Option<NotifyAction>) -> Result<Done, 
                 CliError::new(code, e.to_string())
             })?;
             let client = client(n.timeout).map_err(|e| CliError::new("failed", e.to_string()))?;
-            let outcomes = send_tests(picked, client, RetryPlan::from_config(n), system_clock()).await;
+            let outcomes =
+                send_tests(picked, client, RetryPlan::from_config(n), system_clock()).await;
             let _ = store.flush();
             Ok(Done::Test(outcomes))
         }

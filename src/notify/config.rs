@@ -256,10 +256,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn valid_var(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `HH:MM` (UTC) as a time of day.
@@ -336,7 +333,11 @@ impl NotificationsConfig {
                         format!(
                             "an environment variable that is set: export {var} with sink `{}`'s {}",
                             sink.name,
-                            if key == "url_env" { "webhook URL" } else { "token" }
+                            if key == "url_env" {
+                                "webhook URL"
+                            } else {
+                                "token"
+                            }
                         ),
                     );
                 }

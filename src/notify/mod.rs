@@ -53,7 +53,10 @@ pub const NOTIFICATIONS_TREE: &str = "notifications";
 
 /// Registers the notification metrics' descriptions.
 pub fn describe() {
-    metrics::describe_counter!(METRIC_SENT, "Notifications delivered, by sink and event kind.");
+    metrics::describe_counter!(
+        METRIC_SENT,
+        "Notifications delivered, by sink and event kind."
+    );
     metrics::describe_counter!(
         METRIC_FAILED,
         "Notifications given up on after their last delivery attempt, by sink and event kind."
@@ -99,7 +102,11 @@ pub struct SinkStatus {
 impl Record for SinkStatus {}
 
 impl SinkStatus {
-    fn new<'a>(name: &str, kind: SinkKind, events: impl IntoIterator<Item = &'a EventKind>) -> Self {
+    fn new<'a>(
+        name: &str,
+        kind: SinkKind,
+        events: impl IntoIterator<Item = &'a EventKind>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             kind,
@@ -146,7 +153,12 @@ pub async fn live_status(engine: &EngineHandle) -> Vec<SinkStatus> {
     if engine.config.notifications.sinks.is_empty() {
         return Vec::new();
     }
-    match tokio::time::timeout(std::time::Duration::from_secs(5), engine.notifier.send(GetSinks)).await {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        engine.notifier.send(GetSinks),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
         _ => status(&engine.config, &engine.store),
     }
@@ -233,18 +245,27 @@ async fn test_route(engine: web::Data<EngineHandle>, body: web::Bytes) -> HttpRe
         }
     };
     if engine.config.notifications.sinks.is_empty() {
-        return error_response(StatusCode::NOT_FOUND, "no_sinks", NotifyError::NoSinks.to_string());
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "no_sinks",
+            NotifyError::NoSinks.to_string(),
+        );
     }
     // Each sink: at most `max_attempts` requests with their deadlines and backoff between.
     let n = &engine.config.notifications;
     let bound = (n.timeout + n.backoff_max) * n.max_attempts * n.sinks.len() as u32;
-    let sent = tokio::time::timeout(bound, engine.notifier.send(SendTest { sink: request.sink })).await;
+    let sent =
+        tokio::time::timeout(bound, engine.notifier.send(SendTest { sink: request.sink })).await;
     match sent {
         Ok(Ok(Ok(outcomes))) => HttpResponse::Ok().json(TestReport { outcomes }),
         Ok(Ok(Err(e @ NotifyError::UnknownSink { .. }))) => {
             error_response(StatusCode::NOT_FOUND, "unknown_sink", e.to_string())
         }
-        Ok(Ok(Err(e))) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "notify_failed", e.to_string()),
+        Ok(Ok(Err(e))) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "notify_failed",
+            e.to_string(),
+        ),
         Ok(Err(e)) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "notifier_unavailable",

@@ -211,7 +211,11 @@ fn fill_notice(f: &FillRecord) -> Notice {
 /// The day whose summary is due at `now_ms`, if one is: today (UTC) once the clock has
 /// passed `at`, unless it was sent already. A summary missed while the engine was stopped
 /// is sent at the next start that day.
-pub fn summary_due(at: NaiveTime, last_sent: Option<NaiveDate>, now_ms: Millis) -> Option<NaiveDate> {
+pub fn summary_due(
+    at: NaiveTime,
+    last_sent: Option<NaiveDate>,
+    now_ms: Millis,
+) -> Option<NaiveDate> {
     let now = Utc.timestamp_millis_opt(now_ms).single()?;
     let today = now.date_naive();
     (now.time() >= at && last_sent.is_none_or(|d| d < today)).then_some(today)

@@ -162,8 +162,16 @@ fn detail(body: &str, sink: &ResolvedSink) -> String {
 }
 
 fn retry_after_header(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// One attempt: the request and its answer, all within `timeout`.
@@ -215,7 +223,11 @@ fn judge(
     });
     if sink.kind == SinkKind::Telegram && (200..300).contains(&status) {
         // A 2xx from Telegram is delivered only with `ok: true`.
-        return match parsed.as_ref().and_then(|v| v.get("ok")).and_then(|v| v.as_bool()) {
+        return match parsed
+            .as_ref()
+            .and_then(|v| v.get("ok"))
+            .and_then(|v| v.as_bool())
+        {
             Some(true) => Ok(()),
             _ => Err(DeliveryError::Refused(format!(
                 "not a Telegram answer with \"ok\": true: {}",
@@ -285,7 +297,10 @@ pub async fn deliver(
     plan: &RetryPlan,
     rng: &mut (impl Rng + Send),
 ) -> Delivery {
-    let labels = [("sink", sink.name.clone()), ("kind", notice.kind.label().to_string())];
+    let labels = [
+        ("sink", sink.name.clone()),
+        ("kind", notice.kind.label().to_string()),
+    ];
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -333,7 +348,10 @@ pub async fn deliver(
 
 /// Every kind of a sink, for registering its series at 0.
 pub fn kinds_of(sink: &ResolvedSink) -> impl Iterator<Item = EventKind> + '_ {
-    sink.events.iter().copied().chain(std::iter::once(EventKind::Test))
+    sink.events
+        .iter()
+        .copied()
+        .chain(std::iter::once(EventKind::Test))
 }
 
 #[cfg(test)]

@@ -28,8 +28,7 @@ pub const TELEGRAM_TEXT_MAX: usize = 4096;
 
 fn is_json_post(r: &RecordedRequest) -> bool {
     r.method == "POST"
-        && r
-            .header("content-type")
+        && r.header("content-type")
             .is_some_and(|c| c.starts_with("application/json"))
 }
 
@@ -60,14 +59,20 @@ pub fn discord_receiver() -> MockServer {
             )
         };
         let Some(body) = r.body_json().filter(|_| is_json_post(r)) else {
-            return Reply::json(400, &json!({"message": "Cannot send an empty message", "code": 50006}));
+            return Reply::json(
+                400,
+                &json!({"message": "Cannot send an empty message", "code": 50006}),
+            );
         };
         match body.get("content").and_then(|t| t.as_str()) {
             Some(c) if c.encode_utf16().count() > DISCORD_CONTENT_MAX => {
                 invalid("content", "Must be 2000 or fewer in length.")
             }
             Some(c) if !c.trim().is_empty() => Reply::raw(204, "text/plain", ""),
-            _ => Reply::json(400, &json!({"message": "Cannot send an empty message", "code": 50006})),
+            _ => Reply::json(
+                400,
+                &json!({"message": "Cannot send an empty message", "code": 50006}),
+            ),
         }
     })
 }
@@ -77,23 +82,41 @@ pub fn telegram_receiver(token: &str, chat_id: serde_json::Value) -> MockServer 
     let route = format!("/bot{token}/sendMessage");
     MockServer::start(move |r| {
         if !r.route().starts_with("/bot") {
-            return Reply::json(404, &json!({"ok": false, "error_code": 404, "description": "Not Found"}));
+            return Reply::json(
+                404,
+                &json!({"ok": false, "error_code": 404, "description": "Not Found"}),
+            );
         }
         if r.route() != route {
-            return Reply::json(401, &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
+            return Reply::json(
+                401,
+                &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+            );
         }
         let Some(body) = r.body_json().filter(|_| is_json_post(r)) else {
-            return Reply::json(400, &json!({"ok": false, "error_code": 400, "description": "Bad Request: message text is empty"}));
+            return Reply::json(
+                400,
+                &json!({"ok": false, "error_code": 400, "description": "Bad Request: message text is empty"}),
+            );
         };
         if body.get("chat_id") != Some(&chat_id) {
-            return Reply::json(400, &json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}));
+            return Reply::json(
+                400,
+                &json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
+            );
         }
         let text = body.get("text").and_then(|t| t.as_str()).unwrap_or("");
         if text.trim().is_empty() {
-            return Reply::json(400, &json!({"ok": false, "error_code": 400, "description": "Bad Request: message text is empty"}));
+            return Reply::json(
+                400,
+                &json!({"ok": false, "error_code": 400, "description": "Bad Request: message text is empty"}),
+            );
         }
         if text.chars().count() > TELEGRAM_TEXT_MAX {
-            return Reply::json(400, &json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}));
+            return Reply::json(
+                400,
+                &json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}),
+            );
         }
         Reply::json(
             200,

@@ -31,7 +31,13 @@ fn sink(kind: SinkKind, url: &str) -> ResolvedSink {
 }
 
 fn notice(text: &str) -> Notice {
-    Notice::new(EventKind::Fill, "fill/paper/1", "Fill", text, 1_764_720_000_000)
+    Notice::new(
+        EventKind::Fill,
+        "fill/paper/1",
+        "Fill",
+        text,
+        1_764_720_000_000,
+    )
 }
 
 fn plan(max_attempts: u32, timeout: Duration) -> RetryPlan {
@@ -61,9 +67,23 @@ async fn send(s: &ResolvedSink, n: &Notice, p: &RetryPlan) -> Delivery {
 #[actix_rt::test]
 async fn slack_gets_a_text_payload_and_answers_ok() {
     let server = slack_receiver();
-    let s = sink(SinkKind::Slack, &format!("{}/services/T0/B0/XXX", server.url()));
-    let d = send(&s, &notice("paper BTC buy 0.01 @ 60000"), &plan(1, Duration::from_secs(5))).await;
-    assert_eq!(d, Delivery { attempts: 1, error: None });
+    let s = sink(
+        SinkKind::Slack,
+        &format!("{}/services/T0/B0/XXX", server.url()),
+    );
+    let d = send(
+        &s,
+        &notice("paper BTC buy 0.01 @ 60000"),
+        &plan(1, Duration::from_secs(5)),
+    )
+    .await;
+    assert_eq!(
+        d,
+        Delivery {
+            attempts: 1,
+            error: None
+        }
+    );
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].route(), "/services/T0/B0/XXX");
@@ -76,7 +96,10 @@ async fn slack_gets_a_text_payload_and_answers_ok() {
 #[actix_rt::test]
 async fn discord_content_is_cut_to_2000_characters_and_mentions_are_off() {
     let server = discord_receiver();
-    let s = sink(SinkKind::Discord, &format!("{}/api/webhooks/1/tok", server.url()));
+    let s = sink(
+        SinkKind::Discord,
+        &format!("{}/api/webhooks/1/tok", server.url()),
+    );
     // Multi-unit characters near the cut: the limit counts UTF-16 units.
     let long = "é🚀".repeat(1500);
     let d = send(&s, &notice(&long), &plan(1, Duration::from_secs(5))).await;
@@ -145,7 +168,10 @@ async fn a_wrong_telegram_token_is_not_retried_and_the_error_holds_no_token() {
     let d = send(&s, &notice("x"), &plan(5, Duration::from_secs(5))).await;
     assert_eq!(d.attempts, 1, "a 401 is not worth a retry");
     let e = d.error.unwrap();
-    assert!(matches!(e, DeliveryError::Status { status: 401, .. }), "{e:?}");
+    assert!(
+        matches!(e, DeliveryError::Status { status: 401, .. }),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(text.contains("Unauthorized"), "{text}");
     assert!(!text.contains("WRONGSECRET"), "{text}");
@@ -188,7 +214,13 @@ async fn server_errors_are_retried_with_backoff_until_delivered() {
     });
     let s = sink(SinkKind::Slack, &server.url());
     let d = send(&s, &notice("x"), &plan(5, Duration::from_secs(5))).await;
-    assert_eq!(d, Delivery { attempts: 3, error: None });
+    assert_eq!(
+        d,
+        Delivery {
+            attempts: 3,
+            error: None
+        }
+    );
     assert_eq!(server.requests().len(), 3);
 }
 
@@ -199,14 +231,23 @@ async fn a_429_waits_for_the_receivers_retry_after() {
     let server = MockServer::start(move |_| {
         if seen.fetch_add(1, Ordering::SeqCst) == 0 {
             // Discord's rate-limit answer (seconds in the body).
-            Reply::json(429, &json!({"message": "You are being rate limited.", "retry_after": 0.01, "global": false}))
+            Reply::json(
+                429,
+                &json!({"message": "You are being rate limited.", "retry_after": 0.01, "global": false}),
+            )
         } else {
             Reply::raw(204, "text/plain", "")
         }
     });
     let s = sink(SinkKind::Discord, &server.url());
     let d = send(&s, &notice("x"), &plan(3, Duration::from_secs(5))).await;
-    assert_eq!(d, Delivery { attempts: 2, error: None });
+    assert_eq!(
+        d,
+        Delivery {
+            attempts: 2,
+            error: None
+        }
+    );
 }
 
 #[actix_rt::test]
@@ -215,7 +256,10 @@ async fn a_hanging_receiver_times_out_on_every_attempt() {
     let s = sink(SinkKind::Webhook, &server.url());
     let d = send(&s, &notice("x"), &plan(2, Duration::from_millis(200))).await;
     assert_eq!(d.attempts, 2);
-    assert_eq!(d.error, Some(DeliveryError::Timeout(Duration::from_millis(200))));
+    assert_eq!(
+        d.error,
+        Some(DeliveryError::Timeout(Duration::from_millis(200)))
+    );
     assert_eq!(server.requests().len(), 2);
 }
 
