@@ -435,6 +435,49 @@ fn a_bad_notification_config_names_the_key_and_nothing_starts() {
     assert!(!data_dir(dir.path()).exists(), "nothing started");
 }
 
+#[test]
+fn the_example_config_checks_with_its_secrets_and_names_the_missing_one() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/examples/notifications.toml"
+    );
+    let all = [
+        (
+            "ORRERY_SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/X",
+        ),
+        (
+            "ORRERY_DISCORD_WEBHOOK_URL",
+            "https://discord.com/api/webhooks/1/x",
+        ),
+        ("TELEGRAM_BOT_TOKEN", "1:x"),
+    ];
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config", example])
+        .env_remove("ORRERY_CONFIG")
+        .envs(all)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config", example])
+        .env_remove("ORRERY_CONFIG")
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .envs(&all[..2])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("notifications.sinks[2].token_env") && err.contains("TELEGRAM_BOT_TOKEN"),
+        "{err}"
+    );
+}
+
 /// An engine in this process: a real breaker on its store opens, and an actor panics
 /// twice; each reaches the event stream as a typed event and the webhook once (the second
 /// panic has the same key within the dedup window).

@@ -527,3 +527,6 @@ impl Handler<SendTest> for Notifier {
         Box::pin(async move { Ok(send_tests(picked?, client, plan, clock).await) })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -311,6 +311,62 @@ mod tests {
     }
 
     #[test]
+    fn the_kill_switch_is_told_when_engaged_and_when_released_other_modes_as_modes() {
+        use orrery_actors::exchanges::risk_gate::{ModeCause, TradingMode};
+        let mode = |mode, cause, kill_switch, reason: &str, since_ms| {
+            EngineEvent::Mode(ModeState {
+                mode,
+                cause,
+                reason: reason.into(),
+                since_ms,
+                kill_switch,
+            })
+        };
+        let mut maker = NoticeMaker::default();
+        let n = maker
+            .notice(
+                &mode(TradingMode::Halted, ModeCause::KillSwitch, true, "drill", 1),
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            (n.kind, n.title.as_str()),
+            (EventKind::KillSwitch, "Kill switch engaged")
+        );
+        assert!(n.text.contains("drill"), "{}", n.text);
+        let n = maker
+            .notice(
+                &mode(
+                    TradingMode::Normal,
+                    ModeCause::Operator,
+                    false,
+                    "released",
+                    2,
+                ),
+                2,
+            )
+            .unwrap();
+        assert_eq!(
+            (n.kind, n.title.as_str()),
+            (EventKind::KillSwitch, "Kill switch released")
+        );
+        let n = maker
+            .notice(
+                &mode(
+                    TradingMode::Reducing,
+                    ModeCause::Unattributed,
+                    false,
+                    "loss limit",
+                    3,
+                ),
+                3,
+            )
+            .unwrap();
+        assert_eq!(n.kind, EventKind::Mode);
+        assert_ne!(n.key, "mode/normal/false/2");
+    }
+
+    #[test]
     fn the_summary_is_due_once_a_day_after_its_time() {
         let at = NaiveTime::from_hms_opt(8, 30, 0).unwrap();
         let clock = ManualClock::new(ms("2026-12-03T08:29:59Z"));
