@@ -467,7 +467,7 @@ fn the_example_config_checks_with_its_secrets_and_names_the_missing_one() {
         .args(["check-config", "--config", example])
         .env_remove("ORRERY_CONFIG")
         .env_remove("TELEGRAM_BOT_TOKEN")
-        .envs(&all[..2])
+        .envs(all[..2].iter().copied())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
