@@ -9,6 +9,7 @@
 //! ├── models         pools, then the router (one_for_one)
 //! ├── exchanges      connectors, then the order gateway (one_for_one)
 //! ├── signals        the signal bus (before the agents that publish on it)
+//! ├── notifier       notification sinks (only with `[[notifications.sinks]]`)
 //! └── agents         risk agent, trading agents (one_for_one)
 //! ```
 //!

@@ -14,6 +14,7 @@
 //! │                            feed-<venue>-user for each Binance futures venue with
 //! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
+//! ├── notifier                 notification sinks (only with `[[notifications.sinks]]`)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P,
 //!                              sentiment-<agent> × S, open-interest-<agent> × O,
 //!                              liquidations-<agent> × L, copy-<agent> × C,

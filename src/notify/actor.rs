@@ -366,7 +366,8 @@ async fn run_sink(
 
 /// What the broadcast gave.
 enum Incoming {
-    Event(EngineEvent),
+    // Boxed: an event (a decision record with its prompt) is large beside a count.
+    Event(Box<EngineEvent>),
     Lagged(u64),
 }
 
@@ -389,7 +390,7 @@ impl Actor for Notifier {
         if let Some(rx) = self.events.take() {
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 match rx.recv().await {
-                    Ok(e) => Some((Incoming::Event(e), rx)),
+                    Ok(e) => Some((Incoming::Event(Box::new(e)), rx)),
                     Err(broadcast::error::RecvError::Lagged(n)) => Some((Incoming::Lagged(n), rx)),
                     Err(broadcast::error::RecvError::Closed) => None,
                 }
