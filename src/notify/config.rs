@@ -161,7 +161,10 @@ pub struct NotificationsConfig {
     pub backoff_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
-    /// The daily PnL summary's time, `HH:MM` UTC; none without it.
+    /// The daily PnL summary's time, `HH:MM` UTC; none without it. A TOML time
+    /// (`daily_summary = 08:00:00`, or `ORRERY__NOTIFICATIONS__DAILY_SUMMARY=08:00`, which
+    /// TOML reads as a time) is taken as well as a string.
+    #[serde(deserialize_with = "time_of_day_text")]
     pub daily_summary: Option<String>,
 }
 
@@ -259,9 +262,26 @@ fn valid_var(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// `HH:MM` (UTC) as a time of day.
+/// `HH:MM` or `HH:MM:SS` (UTC) as a time of day.
 pub fn parse_time_of_day(s: &str) -> Option<chrono::NaiveTime> {
-    chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").ok()
+    let s = s.trim();
+    chrono::NaiveTime::parse_from_str(s, "%H:%M")
+        .or_else(|_| chrono::NaiveTime::parse_from_str(s, "%H:%M:%S"))
+        .ok()
+}
+
+/// `daily_summary` as written: a string, or a TOML time kept as its text.
+fn time_of_day_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Text(String),
+        Toml(toml::value::Datetime),
+    }
+    Ok(Option::<Written>::deserialize(d)?.map(|w| match w {
+        Written::Text(s) => s,
+        Written::Toml(t) => t.to_string(),
+    }))
 }
 
 impl NotificationsConfig {
@@ -496,5 +516,56 @@ impl SinkConfig {
             events: self.events.iter().copied().collect(),
             min_interval: self.min_interval,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> NotificationsConfig {
+        #[derive(Deserialize)]
+        struct Root {
+            notifications: NotificationsConfig,
+        }
+        toml::from_str::<Root>(text).unwrap().notifications
+    }
+
+    #[test]
+    fn the_summary_time_is_a_string_or_a_toml_time() {
+        let at = |c: NotificationsConfig| c.daily_summary.as_deref().and_then(parse_time_of_day);
+        let eight = chrono::NaiveTime::from_hms_opt(8, 0, 0);
+        assert_eq!(
+            at(load("[notifications]\ndaily_summary = \"08:00\"")),
+            eight
+        );
+        assert_eq!(at(load("[notifications]\ndaily_summary = 08:00:00")), eight);
+        assert_eq!(load("[notifications]\n").daily_summary, None);
+    }
+
+    #[test]
+    fn secrets_resolve_from_the_environment_and_print_as_stars() {
+        let c = load(
+            "[[notifications.sinks]]\nname = \"t\"\nkind = \"telegram\"\ntoken_env = \"TG\"\nchat_id = \"@ops\"\n",
+        );
+        let mut issues = Issues::default();
+        c.validate("notifications", &mut issues);
+        assert!(issues.is_empty(), "{:?}", issues.0);
+        let env = |k: &str| (k == "TG").then(|| "123:SECRET".to_string());
+        let sinks = c.resolve(&env).unwrap();
+        assert_eq!(sinks[0].events.len(), EventKind::CONFIGURABLE.len());
+        let shown = format!("{:?}", sinks[0]);
+        assert!(
+            !shown.contains("SECRET") && shown.contains("***"),
+            "{shown}"
+        );
+        let mut issues = Issues::default();
+        c.check_env("notifications", &|_| None, &mut issues);
+        assert_eq!(issues.0.len(), 1);
+        assert_eq!(issues.0[0].key, "notifications.sinks[0].token_env");
+        assert!(matches!(
+            c.resolve(&|_| None),
+            Err(ResolveError::MissingEnv { ref var, .. }) if var == "TG"
+        ));
     }
 }
