@@ -161,6 +161,20 @@ fn detail(body: &str, sink: &ResolvedSink) -> String {
     s.trim().to_string()
 }
 
+/// A reqwest error without its URL (it may hold a token), with its causes (`tcp connect
+/// error: Connection refused`), which name no URL.
+fn transport(e: reqwest::Error) -> DeliveryError {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    DeliveryError::Transport(text)
+}
+
 fn retry_after_header(resp: &reqwest::Response) -> Option<Duration> {
     let v = resp
         .headers()
@@ -187,16 +201,10 @@ pub async fn send_once(
         request = request.bearer_auth(token);
     }
     let attempt = async {
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| DeliveryError::Transport(e.without_url().to_string()))?;
+        let resp = request.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let header_wait = retry_after_header(&resp);
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| DeliveryError::Transport(e.without_url().to_string()))?;
+        let body = resp.text().await.map_err(transport)?;
         judge(sink, status, header_wait, &body)
     };
     match tokio::time::timeout(timeout, attempt).await {

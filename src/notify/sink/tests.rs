@@ -272,6 +272,10 @@ async fn a_receiver_that_is_down_fails_without_naming_its_url() {
     assert_eq!(d.attempts, 2);
     let e = d.error.unwrap();
     assert!(matches!(e, DeliveryError::Transport(_)), "{e:?}");
+    assert!(
+        e.to_string().to_lowercase().contains("refused"),
+        "the cause is told: {e}"
+    );
     assert!(!e.to_string().contains("SECRETPATH"), "{e}");
     assert!(!format!("{e:?}").contains("SECRETPATH"), "{e:?}");
 }
