@@ -68,6 +68,8 @@ pub struct Config {
     /// The web dashboard: equity sampling and the event stream's heartbeat; see
     /// [`crate::dashboard::DashboardConfig`].
     pub dashboard: crate::dashboard::DashboardConfig,
+    /// Notification sinks and delivery (`[notifications]`); see [`crate::notify`].
+    pub notifications: crate::notify::NotificationsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -635,6 +637,7 @@ impl Config {
         self.check_funding_agents(&mut issues);
         crate::strategy_agents::check(self, &mut issues);
         self.check_research(&mut issues);
+        self.notifications.validate("notifications", &mut issues);
         if issues.is_empty() {
             Ok(())
         } else {

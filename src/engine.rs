@@ -9,6 +9,7 @@
 //! ├── models         pools, then the router (one_for_one)
 //! ├── exchanges      connectors, then the order gateway (one_for_one)
 //! ├── signals        the signal bus (before the agents that publish on it)
+//! ├── notifier       notification sinks (only with `[[notifications.sinks]]`)
 //! └── agents         risk agent, trading agents (one_for_one)
 //! ```
 //!
@@ -104,6 +105,8 @@ pub struct EngineHandle {
     pub streams: orrery_actors::exchanges::stream::StreamBook,
     http: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
     pub(crate) events: crate::events::EventHub,
+    /// The notifier's slot (vacant when no sinks are configured).
+    pub(crate) notifier: Slot<crate::notify::Notifier>,
     /// The journal's retention sweeper (see `orrery_actors::agents::journal`).
     retention: Option<actix::Addr<JournalRetention>>,
     /// What the tree's factories use, kept to start agents while the engine runs
@@ -145,6 +148,7 @@ impl Engine {
         let gateway = Slot::<OrderGateway>::new();
         let router = Slot::<ModelRouter>::new();
         let signals = Slot::<SignalBus>::new();
+        let notifier = Slot::<crate::notify::Notifier>::new();
         // Watching starts before any actor writes, so the stream misses nothing.
         let events = crate::events::EventHub::start(&store)?;
         let agents = crate::agents::directory(&config, &store, clock.clone(), true)?;
@@ -165,6 +169,8 @@ impl Engine {
             agents_sup: Slot::new(),
             runtime_strategies: Arc::default(),
             shedding: shedding.clone(),
+            events: events.clone(),
+            notifier: notifier.clone(),
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));
@@ -188,6 +194,7 @@ impl Engine {
             streams,
             http: None,
             events,
+            notifier,
             retention: None,
             tree_deps: deps,
             shedding,
@@ -368,6 +375,7 @@ fn describe_all() {
     orrery_actors::agents::strategy::describe();
     orrery_actors::exchanges::stream::describe();
     orrery_actors::shedding::describe();
+    crate::notify::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

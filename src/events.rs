@@ -1,10 +1,13 @@
 //! The engine's event stream for an embedding program: every decision, order transition,
-//! fill and trading-mode change, as typed [`EngineEvent`]s on a tokio broadcast channel
-//! ([`crate::EngineHandle::events`]).
+//! fill, trading-mode change, circuit-breaker state change and failed actor, as typed
+//! [`EngineEvent`]s on a tokio broadcast channel ([`crate::EngineHandle::events`]; the
+//! notifier, [`crate::notify`], is one of its receivers).
 //!
 //! Owns: watching the sled trees where those facts are recorded — `decisions` (the
-//! journal), `orders` (the ledger), `fills` and the `mode` key of `risk` — and turning each
-//! write into an event. Never: sends anything, or slows down the writer: the watches are
+//! journal), `orders` (the ledger), `fills`, the `mode` key of `risk`, the breaker records
+//! of model deployments (`breakers`) and venue endpoints (`venue_breakers`), and the
+//! supervisor's restart records (`meta`, `restarts/<path>`) — and turning each write into
+//! an event. Never: sends anything, or slows down the writer: the watches are
 //! drained by a thread of their own (sled makes a writer wait once a watch has 1024
 //! undelivered writes, so a watch must never be drained by a task on a thread that also
 //! writes), and the broadcast never waits for a slow receiver.
@@ -16,7 +19,10 @@
 //! no extra dependency.
 //!
 //! An order write that changes neither the status nor the filled size (a reason or a
-//! venue id filled in) is not a transition and sends no event. A receiver that falls
+//! venue id filled in) is not a transition and sends no event. A breaker record whose
+//! state did not change, and a restart record whose last failure did not change (the
+//! restart count of a sibling going up), send none either: the states and failures found
+//! at start are the baseline, so a restart of the engine does not replay old failures. A receiver that falls
 //! more than [`CAPACITY`] events behind gets `RecvError::Lagged(n)` and continues with
 //! newer events; the data dir keeps everything it missed.
 
@@ -31,7 +37,9 @@ use orrery_actors::exchanges::gateway::OrderReport;
 use orrery_actors::exchanges::ledger::{FillRecord, LedgerEntry};
 use orrery_actors::exchanges::risk_gate::ModeState;
 use orrery_actors::exchanges::OrderStatus;
+use orrery_actors::resilience::{BreakerRecord, BreakerState};
 use orrery_actors::store::{trees, Record, Store, StoreError, Watch};
+use orrery_actors::supervisor::{restart_records, RestartRecord};
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use tokio::sync::broadcast;
@@ -41,6 +49,9 @@ pub const CAPACITY: usize = 1024;
 
 /// Key of the trading mode in the `risk` tree (written by the gateway).
 const MODE_KEY: &str = "mode";
+
+/// Prefix of the supervisor's restart records in the `meta` tree.
+const RESTARTS_PREFIX: &str = "restarts/";
 
 /// One thing that happened in the engine.
 #[derive(Debug, Clone)]
@@ -60,6 +71,25 @@ pub enum EngineEvent {
     Fill(FillRecord),
     /// The trading mode changed (normal, reducing, halted; the kill switch).
     Mode(ModeState),
+    /// A circuit breaker changed state (`record.state`; `Open` is a target being refused).
+    Breaker {
+        /// The breaker's target (a model deployment, or a venue endpoint).
+        target: String,
+        /// The tree it is recorded in: `breakers` (models) or `venue_breakers`.
+        tree: &'static str,
+        /// Its state before, when it was known (recorded at start or seen since).
+        from: Option<BreakerState>,
+        /// The breaker's record as now written.
+        record: BreakerRecord,
+    },
+    /// A supervised actor exited abnormally or failed to start (`record.last_reason`); its
+    /// supervisor restarts it, or gives up past its restart intensity.
+    ChildFailed {
+        /// The actor's path in the tree, e.g. `engine/agents/trading-trend`.
+        path: String,
+        /// Its restart record as now written (count, last reason, when).
+        record: RestartRecord,
+    },
     /// A record was written that this binary cannot decode; the data dir still has it.
     Unreadable {
         /// The tree it was written to.
@@ -95,6 +125,9 @@ enum Raw {
     Order(String, Result<LedgerEntry, StoreError>),
     Fill(String, Result<FillRecord, StoreError>),
     Mode(String, Result<ModeState, StoreError>),
+    ModelBreaker(String, Result<BreakerRecord, StoreError>),
+    VenueBreaker(String, Result<BreakerRecord, StoreError>),
+    Restart(String, Result<RestartRecord, StoreError>),
 }
 
 fn stream<T: Record + Send + 'static>(
@@ -116,6 +149,27 @@ impl EventHub {
         let orders = store.tree::<LedgerEntry>(trees::ORDERS)?.watch("");
         let fills = store.tree::<FillRecord>(trees::FILLS)?.watch("");
         let mode = store.tree::<ModeState>(trees::RISK)?.watch(MODE_KEY);
+        let model_tree = store.tree::<BreakerRecord>(trees::BREAKERS)?;
+        let venue_tree = store.tree::<BreakerRecord>(trees::VENUE_BREAKERS)?;
+        let model_breakers = model_tree.watch("");
+        let venue_breakers = venue_tree.watch("");
+        let restarts = store
+            .tree::<RestartRecord>(trees::META)?
+            .watch(RESTARTS_PREFIX);
+        // The baseline, read after the watches exist so no write falls between the two (a
+        // write seen by both only repeats a known state, which sends nothing).
+        let mut baseline = Baseline::default();
+        for (tree, t) in [
+            (trees::BREAKERS, &model_tree),
+            (trees::VENUE_BREAKERS, &venue_tree),
+        ] {
+            for (key, rec) in t.iter().flatten() {
+                baseline.breakers.insert((tree, key), rec.state);
+            }
+        }
+        for (path, rec) in restart_records(store)? {
+            baseline.failures.insert(path, rec.last_failure_ms);
+        }
         let (tx, _) = broadcast::channel(CAPACITY);
         let (stop, stopped) = futures::channel::oneshot::channel::<()>();
         let raw = futures::stream::select_all([
@@ -123,12 +177,15 @@ impl EventHub {
             stream(orders, Raw::Order),
             stream(fills, Raw::Fill),
             stream(mode, Raw::Mode),
+            stream(model_breakers, Raw::ModelBreaker),
+            stream(venue_breakers, Raw::VenueBreaker),
+            stream(restarts, Raw::Restart),
         ])
         .take_until(stopped);
         let sender = tx.clone();
         let spawned = std::thread::Builder::new()
             .name("orrery-events".into())
-            .spawn(move || futures::executor::block_on(pump(raw, sender)));
+            .spawn(move || futures::executor::block_on(pump(raw, sender, baseline)));
         if let Err(e) = spawned {
             // Without the thread there are no events; the engine itself is unaffected.
             tracing::error!(error = %e, "cannot start the event stream thread; EngineHandle::events will stay silent");
@@ -152,9 +209,17 @@ impl EventHub {
     }
 }
 
+/// What the breaker and restart records said when the stream started.
+#[derive(Default)]
+struct Baseline {
+    breakers: HashMap<(&'static str, String), BreakerState>,
+    failures: HashMap<String, Option<i64>>,
+}
+
 async fn pump(
     mut raw: impl futures::Stream<Item = Raw> + Unpin,
     tx: broadcast::Sender<EngineEvent>,
+    mut baseline: Baseline,
 ) {
     // The last (status, filled) of every order not yet terminal, to send transitions only.
     let mut orders: HashMap<String, (OrderStatus, Decimal)> = HashMap::new();
@@ -185,16 +250,54 @@ async fn pump(
                 mode = Some(m.clone());
                 (!same).then_some(EngineEvent::Mode(m))
             }
+            Raw::ModelBreaker(key, Ok(record)) => {
+                breaker_event(&mut baseline, trees::BREAKERS, key, record)
+            }
+            Raw::VenueBreaker(key, Ok(record)) => {
+                breaker_event(&mut baseline, trees::VENUE_BREAKERS, key, record)
+            }
+            Raw::Restart(key, Ok(record)) => {
+                let path = key
+                    .strip_prefix(RESTARTS_PREFIX)
+                    .unwrap_or(&key)
+                    .to_string();
+                let before = baseline
+                    .failures
+                    .insert(path.clone(), record.last_failure_ms);
+                (record.last_failure_ms.is_some() && before != Some(record.last_failure_ms))
+                    .then_some(EngineEvent::ChildFailed { path, record })
+            }
             Raw::Decision(key, Err(e)) => Some(unreadable(trees::DECISIONS, key, e)),
             Raw::Order(key, Err(e)) => Some(unreadable(trees::ORDERS, key, e)),
             Raw::Fill(key, Err(e)) => Some(unreadable(trees::FILLS, key, e)),
             Raw::Mode(key, Err(e)) => Some(unreadable(trees::RISK, key, e)),
+            Raw::ModelBreaker(key, Err(e)) => Some(unreadable(trees::BREAKERS, key, e)),
+            Raw::VenueBreaker(key, Err(e)) => Some(unreadable(trees::VENUE_BREAKERS, key, e)),
+            Raw::Restart(key, Err(e)) => Some(unreadable(trees::META, key, e)),
         };
         if let Some(event) = event {
             // No receiver is not an error: nobody listens yet.
             let _ = tx.send(event);
         }
     }
+}
+
+/// A breaker write is an event when its state differs from the last one known.
+fn breaker_event(
+    baseline: &mut Baseline,
+    tree: &'static str,
+    target: String,
+    record: BreakerRecord,
+) -> Option<EngineEvent> {
+    let from = baseline
+        .breakers
+        .insert((tree, target.clone()), record.state);
+    (from != Some(record.state)).then_some(EngineEvent::Breaker {
+        target,
+        tree,
+        from,
+        record,
+    })
 }
 
 fn unreadable(tree: &'static str, key: String, e: StoreError) -> EngineEvent {

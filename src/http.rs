@@ -112,6 +112,7 @@ pub fn serve(
             .configure(crate::market::routes)
             .configure(crate::liquidations::routes)
             .configure(crate::dashboard::routes)
+            .configure(crate::notify::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

@@ -25,6 +25,7 @@ pub mod liquidations;
 pub mod logging;
 pub mod market;
 pub mod models;
+pub mod notify;
 pub mod operate;
 pub mod paper_mode;
 pub mod replay;

@@ -181,6 +181,9 @@ enum Command {
     Strategies(orrery::strategies::StrategiesArgs),
     /// The RBI pipeline: research -> strategy spec -> backtest -> library.
     Research(orrery::strategies::ResearchArgs),
+    /// Notification sinks: their status (sent, failed, last delivery), or `notify test
+    /// [--sink NAME]` to send a test message.
+    Notify(orrery::notify::cli::NotifyArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -294,6 +297,9 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
+        Command::Notify(a) => with_config(a.config.clone().as_deref(), |c| {
+            orrery::notify::cli::run(c, a)
+        }),
         Command::Agents(a) => {
             with_config(a.config.clone().as_deref(), |c| orrery::agents::run(c, a))
         }

@@ -55,6 +55,9 @@ pub struct StatusReport {
     /// engine only; see `orrery_actors::shedding`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<orrery_actors::shedding::ResourceStatus>,
+    /// Each notification sink: sent, failed, last delivery (see `crate::notify`).
+    #[serde(default)]
+    pub notifications: Vec<crate::notify::SinkStatus>,
 }
 
 /// One journaled decision as the status report shows it: what was decided and done.
@@ -401,6 +404,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         models: s.models,
         copy: Vec::new(),
         resources: None,
+        notifications: Vec::new(),
     }
 }
 
@@ -444,6 +448,7 @@ pub async fn offline(config: &Config, store: &Store) -> Result<StatusReport, Str
     }
     let mut report = assemble(false, store, venues, from_store);
     report.copy = crate::copy::status(config, store);
+    report.notifications = crate::notify::status(config, store);
     Ok(report)
 }
 
@@ -496,6 +501,7 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     let mut report = assemble(true, &engine.store, venues, from_store);
     report.copy = crate::copy::status(&engine.config, &engine.store);
     report.resources = Some(engine.shedding.status());
+    report.notifications = crate::notify::live_status(engine).await;
     Ok(report)
 }
 
@@ -862,5 +868,6 @@ pub fn render(r: &StatusReport) -> String {
         );
     }
     crate::copy::render_status(&mut o, &r.copy);
+    crate::notify::render(&r.notifications, &mut o);
     o
 }

@@ -14,6 +14,7 @@
 //! │                            feed-<venue>-user for each Binance futures venue with
 //! │                            `streams` (its user data stream, pushing to the gateway)
 //! ├── signals                  the signal bus (started before the agents, stopped after)
+//! ├── notifier                 notification sinks (only with `[[notifications.sinks]]`)
 //! └── agents (one_for_one)     risk (if enabled), trading-<agent> × K, pipeline-<agent> × P,
 //!                              sentiment-<agent> × S, open-interest-<agent> × O,
 //!                              liquidations-<agent> × L, copy-<agent> × C,
@@ -186,6 +187,8 @@ pub enum Role {
         /// The agent's name (`[[agents.rbi]] name`).
         agent: String,
     },
+    /// Sends notifications to the configured sinks (`[notifications]`).
+    Notifier,
 }
 
 /// One worker: its id among its siblings, what it does, and how it is supervised.
@@ -393,16 +396,18 @@ pub fn plan(config: &Config) -> SupervisorPlan {
         );
     }
 
-    SupervisorPlan::new(
-        "engine",
-        vec![
-            worker("telemetry".into(), Role::ProcessSampler),
-            ChildPlan::Supervisor(SupervisorPlan::new("models", models)),
-            ChildPlan::Supervisor(SupervisorPlan::new("exchanges", exchanges)),
-            worker("signals".into(), Role::SignalBus),
-            ChildPlan::Supervisor(SupervisorPlan::new(AGENTS, agents)),
-        ],
-    )
+    let mut root = vec![
+        worker("telemetry".into(), Role::ProcessSampler),
+        ChildPlan::Supervisor(SupervisorPlan::new("models", models)),
+        ChildPlan::Supervisor(SupervisorPlan::new("exchanges", exchanges)),
+        worker("signals".into(), Role::SignalBus),
+    ];
+    // Before the agents, so their first fills are notified; only with sinks configured.
+    if !config.notifications.sinks.is_empty() {
+        root.push(worker("notifier".into(), Role::Notifier));
+    }
+    root.push(ChildPlan::Supervisor(SupervisorPlan::new(AGENTS, agents)));
+    SupervisorPlan::new("engine", root)
 }
 
 /// The supervisor of every agent (a child of the root, so its path is `engine/agents`).
@@ -437,6 +442,10 @@ pub(crate) struct Deps {
     /// The resource level: set by the resource monitor (the telemetry node), consulted by
     /// low-priority agents and routes; kept across restarts of either.
     pub shedding: orrery_actors::shedding::ShedGate,
+    /// The engine's event stream; the notifier subscribes at each (re)start.
+    pub events: crate::events::EventHub,
+    /// The notifier's slot, published for the control API.
+    pub notifier: Slot<crate::notify::Notifier>,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -550,6 +559,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         agents,
         streams,
         shedding,
+        events,
+        notifier,
         ..
     } = deps.clone();
     let id = w.id.clone();
@@ -789,6 +800,25 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
                         .counting_messages_in(ctx.messages_counter()),
                 )
+            })
+        }
+        Role::Notifier => {
+            let venues: Vec<String> = config.exchanges.venues.keys().cloned().collect();
+            ChildSpec::in_slot(id, notifier, move |ctx| {
+                let deps = crate::notify::NotifierDeps {
+                    events: events.subscribe(),
+                    clock: clock.clone(),
+                    store: store.clone(),
+                    gateway: gateway.clone(),
+                    venues: venues.clone(),
+                };
+                crate::notify::Notifier::new(
+                    &config.notifications,
+                    &orrery_actors::env::process_env,
+                    deps,
+                )
+                .map(|n| n.counting_messages_in(ctx.messages_counter()))
+                .map_err(|e| StartError::failed(e.to_string()))
             })
         }
         Role::PipelineAgent { agent } => pipeline_spec(id, agent, deps),

@@ -191,6 +191,8 @@ impl Config {
                 );
             }
         }
+        self.notifications
+            .check_env("notifications", env, &mut issues);
         if issues.is_empty() {
             Ok(())
         } else {

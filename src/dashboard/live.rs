@@ -53,6 +53,18 @@ pub enum LiveMessage {
     },
     /// The trading mode changed.
     Mode { mode: serde_json::Value },
+    /// A circuit breaker changed state (a model deployment's or a venue endpoint's).
+    Breaker {
+        target: String,
+        tree: String,
+        from: serde_json::Value,
+        record: serde_json::Value,
+    },
+    /// A supervised actor failed; its supervisor restarts it.
+    ChildFailed {
+        path: String,
+        record: serde_json::Value,
+    },
     /// A record this binary cannot decode was written.
     Unreadable {
         tree: String,
@@ -87,6 +99,21 @@ impl LiveMessage {
             },
             EngineEvent::Mode(m) => LiveMessage::Mode {
                 mode: crate::json::to_json_value(&m),
+            },
+            EngineEvent::Breaker {
+                target,
+                tree,
+                from,
+                record,
+            } => LiveMessage::Breaker {
+                target,
+                tree: tree.to_string(),
+                from: crate::json::to_json_value(&from),
+                record: crate::json::to_json_value(&record),
+            },
+            EngineEvent::ChildFailed { path, record } => LiveMessage::ChildFailed {
+                path,
+                record: crate::json::to_json_value(&record),
             },
             EngineEvent::Unreadable { tree, key, error } => LiveMessage::Unreadable {
                 tree: tree.to_string(),

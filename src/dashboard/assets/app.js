@@ -669,6 +669,8 @@ function describeEvent(ev) {
     case 'order': return `order ${ev.order.client_id} ${ev.order.side} ${ev.order.size} ${ev.order.symbol}: ${ev.order.status}`;
     case 'fill': return `fill ${ev.venue} ${ev.fill.symbol} ${ev.fill.side} ${ev.fill.size} @ ${ev.fill.price}`;
     case 'mode': return `mode ${ev.mode.mode}${ev.mode.kill_switch ? ' (kill switch)' : ''}: ${ev.mode.reason}`;
+    case 'breaker': return `breaker ${ev.target}: ${ev.from || '?'} -> ${ev.record.state}`;
+    case 'child_failed': return `actor ${ev.path} failed: ${ev.record.last_reason || ''} (restart ${ev.record.count})`;
     case 'unreadable': return `unreadable record ${ev.tree}/${ev.key}: ${ev.error}`;
     case 'lagged': return `missed ${ev.missed} events; reloaded`;
     default: return ev.kind;
