@@ -353,7 +353,8 @@ const PARALLEL_MIN_BYTES: usize = 1 << 20;
 /// end of `body`), or one range when `body` is small.
 fn line_chunks(body: &[u8], n: usize) -> Vec<std::ops::Range<usize>> {
     if body.len() < PARALLEL_MIN_BYTES || n < 2 {
-        return vec![0..body.len()];
+        // One range (the whole body), not a vector of its indices.
+        return std::iter::once(0..body.len()).collect();
     }
     let step = body.len() / n;
     let mut ranges = Vec::with_capacity(n);
