@@ -33,6 +33,58 @@ impl GatewayCore {
         Ok(next)
     }
 
+    /// `Normal → Reducing` for `cause` (a restriction of the engine's own: swarm quorum,
+    /// resource pressure); any other mode stays — a halt, the kill switch and another
+    /// cause's `Reducing` are never replaced by this weaker restriction. The check and the
+    /// change are made under one write lock.
+    pub(super) fn reduce_for(&self, cause: ModeCause, reason: &str) -> GatewayResult<ModeState> {
+        let mut guard = self.mode.write();
+        if guard.mode != TradingMode::Normal || guard.kill_switch {
+            return Ok(guard.clone());
+        }
+        let next = ModeState {
+            mode: TradingMode::Reducing,
+            cause,
+            reason: reason.to_string(),
+            since_ms: self.clock.now_ms(),
+            kill_switch: false,
+        };
+        self.persist_mode(&next)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    /// While the mode is `cause`'s own `Reducing` (decided on the cause, never on the
+    /// reason text), replaces it with what `next` makes of it (`None`: it stays); any
+    /// other mode stays.
+    pub(super) fn lift_own(
+        &self,
+        cause: ModeCause,
+        next: impl FnOnce(&ModeState) -> Option<ModeState>,
+    ) -> GatewayResult<ModeState> {
+        let mut guard = self.mode.write();
+        if guard.mode != TradingMode::Reducing || guard.cause != cause || guard.kill_switch {
+            return Ok(guard.clone());
+        }
+        let Some(next) = next(&guard) else {
+            return Ok(guard.clone());
+        };
+        self.persist_mode(&next)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    /// `Normal` again after `cause`'s own restriction, `reason` for people.
+    pub(super) fn normal_after(&self, cause: ModeCause, reason: String) -> ModeState {
+        ModeState {
+            mode: TradingMode::Normal,
+            cause,
+            reason,
+            since_ms: self.clock.now_ms(),
+            kill_switch: false,
+        }
+    }
+
     /// Engages or releases the operator's kill switch.
     pub fn kill_switch(&self, engaged: bool, reason: &str) -> GatewayResult<ModeState> {
         let next = ModeState {

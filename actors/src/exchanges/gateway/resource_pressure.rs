@@ -16,44 +16,15 @@ impl GatewayCore {
     /// The process is at its critical resource level: `Normal` becomes `Reducing` (cause
     /// [`ModeCause::ResourceShedding`], `reason` for people); any other mode stays.
     pub fn resource_critical(&self, reason: &str) -> GatewayResult<ModeState> {
-        // The check and the change under one write lock: a halt set in between is never
-        // replaced by this weaker restriction.
-        let mut guard = self.mode.write();
-        if guard.mode != TradingMode::Normal || guard.kill_switch {
-            return Ok(guard.clone());
-        }
-        let next = ModeState {
-            mode: TradingMode::Reducing,
-            cause: ModeCause::ResourceShedding,
-            reason: reason.to_string(),
-            since_ms: self.clock.now_ms(),
-            kill_switch: false,
-        };
-        self.persist_mode(&next)?;
-        *guard = next.clone();
-        Ok(next)
+        self.reduce_for(ModeCause::ResourceShedding, reason)
     }
 
     /// The process is below its critical level again: lifts a
     /// [`ModeCause::ResourceShedding`] `Reducing` back to `Normal`; any other mode stays.
     pub fn resource_recovered(&self, reason: &str) -> GatewayResult<ModeState> {
-        let mut guard = self.mode.write();
-        if guard.mode != TradingMode::Reducing
-            || guard.cause != ModeCause::ResourceShedding
-            || guard.kill_switch
-        {
-            return Ok(guard.clone());
-        }
-        let next = ModeState {
-            mode: TradingMode::Normal,
-            cause: ModeCause::ResourceShedding,
-            reason: reason.to_string(),
-            since_ms: self.clock.now_ms(),
-            kill_switch: false,
-        };
-        self.persist_mode(&next)?;
-        *guard = next.clone();
-        Ok(next)
+        self.lift_own(ModeCause::ResourceShedding, |_| {
+            Some(self.normal_after(ModeCause::ResourceShedding, reason.to_string()))
+        })
     }
 }
 

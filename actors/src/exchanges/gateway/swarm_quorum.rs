@@ -19,22 +19,7 @@ impl GatewayCore {
         self.swarm_degraded
             .lock()
             .insert(agent.to_string(), reason.to_string());
-        // The check and the change under one write lock: a halt set in between is never
-        // replaced by this weaker restriction.
-        let mut guard = self.mode.write();
-        if guard.mode != TradingMode::Normal || guard.kill_switch {
-            return Ok(guard.clone());
-        }
-        let next = ModeState {
-            mode: TradingMode::Reducing,
-            cause: ModeCause::SwarmQuorum,
-            reason: reason.to_string(),
-            since_ms: self.clock.now_ms(),
-            kill_switch: false,
-        };
-        self.persist_mode(&next)?;
-        *guard = next.clone();
-        Ok(next)
+        self.reduce_for(ModeCause::SwarmQuorum, reason)
     }
 
     /// Records that `agent`'s swarm has its quorum; back to `Normal` when the mode is a
@@ -46,30 +31,17 @@ impl GatewayCore {
             degraded.remove(agent);
             degraded.iter().next().map(|(a, r)| (a.clone(), r.clone()))
         };
-        let mut guard = self.mode.write();
-        if guard.mode != TradingMode::Reducing
-            || guard.cause != ModeCause::SwarmQuorum
-            || guard.kill_switch
-        {
-            return Ok(guard.clone());
-        }
-        let next = match still {
-            Some((_, reason)) if guard.reason == reason => return Ok(guard.clone()),
-            Some((_, reason)) => ModeState {
+        self.lift_own(ModeCause::SwarmQuorum, |now| match still {
+            Some((_, reason)) if now.reason == reason => None,
+            Some((_, reason)) => Some(ModeState {
                 reason,
-                ..guard.clone()
-            },
-            None => ModeState {
-                mode: TradingMode::Normal,
-                cause: ModeCause::SwarmQuorum,
-                reason: format!("swarm {agent}: quorum restored"),
-                since_ms: self.clock.now_ms(),
-                kill_switch: false,
-            },
-        };
-        self.persist_mode(&next)?;
-        *guard = next.clone();
-        Ok(next)
+                ..now.clone()
+            }),
+            None => Some(self.normal_after(
+                ModeCause::SwarmQuorum,
+                format!("swarm {agent}: quorum restored"),
+            )),
+        })
     }
 }
 
