@@ -29,7 +29,7 @@ use orrery_actors::supervisor::{ChildSpec, StartError};
 use orrery_actors::validate::{join, Issues};
 
 use crate::config::{Config, VenueConfig};
-use crate::tree::Deps;
+use crate::tree::{missing, Deps};
 
 /// Whether `venue` streams public trades (the whale prints' tape).
 fn streams_trades(v: &VenueConfig) -> bool {
@@ -148,10 +148,6 @@ fn normalized_liq(config: &Config, a: &LiquidationAgentConfig) -> LiquidationAge
             .collect();
     }
     a
-}
-
-fn missing(id: &str, why: String) -> ChildSpec {
-    ChildSpec::new(id.to_string(), move |_| Err(StartError::failed(&why)))
 }
 
 /// The child spec of open-interest agent `agent`: its runner, rebuilt from config and sled
