@@ -40,6 +40,23 @@ fn repairing_model() -> MockServer {
     })
 }
 
+/// A model that answers by the research it is given: `BROKEN` for the MACD idea (the
+/// inbox file), `SMA_CROSS` for anything else. Unlike [`repairing_model`], a retried or
+/// repeated request gets the same answer, so which attempt is rejected does not depend on
+/// how many requests reached the mock first (a retry under load once made the inbox
+/// attempt pass).
+fn answering_by_research() -> MockServer {
+    MockServer::start(|req| {
+        let body = String::from_utf8_lossy(&req.body);
+        let answer = if body.contains("MACD momentum idea") {
+            format!("Here you go:\n```json\n{BROKEN}\n```")
+        } else {
+            SMA_CROSS.to_string()
+        };
+        Reply::openai_chat_completion(&answer)
+    })
+}
+
 fn goog() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("actors/tests/data/GOOG.csv")
@@ -302,7 +319,7 @@ fn engine_log(dir: &Path) -> String {
 
 #[test]
 fn a_running_engine_serves_research_runs_and_promotions_and_its_rbi_agent_reads_its_inbox() {
-    let llm = repairing_model();
+    let llm = answering_by_research();
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("inbox");
     std::fs::create_dir(&inbox).unwrap();
@@ -327,7 +344,7 @@ data = [{:?}]
     let cfg = config.to_str().unwrap();
     let mut engine = spawn_engine(&config, dir.path(), &[], &[KEY]);
 
-    // The agent's one attempt (fix_rounds 0): the first answer is the broken spec, so the
+    // The agent's one attempt (fix_rounds 0): the answer to the MACD idea is the broken spec, so the
     // attempt is stored rejected, once.
     let started = std::time::Instant::now();
     let list = loop {
@@ -378,7 +395,7 @@ data = [{:?}]
     assert_eq!(report["verdict"], "passed", "{report:#}");
     assert_eq!(
         report["fix_rounds"], 0,
-        "the model's second answer is already valid"
+        "the SMA idea gets a valid spec at once"
     );
     let name = report["record"]["name"].as_str().unwrap().to_string();
 
