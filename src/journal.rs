@@ -562,6 +562,9 @@ fn context_summary(c: &orrery_actors::models::StructuredContext) -> String {
             context_summary(&StructuredContext::Market(p.market.clone()))
         ),
         StructuredContext::Headlines(b) => format!("{} headlines to score", b.headlines.len()),
+        StructuredContext::Research(r) => {
+            format!("research text, {} characters", r.text.chars().count())
+        }
     }
 }
 

@@ -487,3 +487,68 @@ data = [{:?}]
     assert!(log.contains("strategy promoted"), "{log}");
     assert!(log.contains("promoted strategy agent started"), "{log}");
 }
+
+/// With no key and no network, the shipped default model (the local rules engine) writes
+/// the spec of an idea it recognises, so the pipeline runs offline end to end: the
+/// backtester judges the strategy, not a missing spec.
+#[test]
+fn research_run_works_offline_with_the_local_rules_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), free_port(), "");
+    let cfg = config.to_str().unwrap();
+    let idea = dir.path().join("idea.md");
+    std::fs::write(
+        &idea,
+        "Buy the 10-day SMA crossing above the 40-day SMA, sell the reverse.\n",
+    )
+    .unwrap();
+    let o = cli(&[
+        "research",
+        "run",
+        "--config",
+        cfg,
+        "--source",
+        idea.to_str().unwrap(),
+        "--data",
+        &goog(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = json(&o);
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(
+        verdict == "passed" || verdict == "failed_thresholds",
+        "{report:#}"
+    );
+    assert_eq!(report["fix_rounds"], 0, "{report:#}");
+    let spec = &report["record"]["spec"];
+    assert_eq!(
+        spec["indicators"]["fast"]["sma"]["period"], 10,
+        "{report:#}"
+    );
+    assert_eq!(
+        spec["indicators"]["slow"]["sma"]["period"], 40,
+        "{report:#}"
+    );
+    assert_eq!(report["record"]["model"]["provider"], "local", "{report:#}");
+
+    // An idea it does not recognise is an attempt without a spec, said plainly.
+    std::fs::write(&idea, "Buy when the CEO tweets.\n").unwrap();
+    let o = cli(&[
+        "research",
+        "run",
+        "--config",
+        cfg,
+        "--source",
+        idea.to_str().unwrap(),
+        "--data",
+        &goog(),
+        "--json",
+    ]);
+    let report = json(&o);
+    assert_ne!(report["verdict"], "passed", "{report:#}");
+    assert!(
+        report.to_string().contains("recognises by keyword"),
+        "{report:#}"
+    );
+}

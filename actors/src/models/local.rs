@@ -43,6 +43,11 @@
 //! rule set asked for a role, or a role rule set asked for anything but its role (or
 //! free text), is a bad request that names the rule set to use.
 //!
+//! # Strategy specs (`Purpose::Freeform` with `StructuredContext::Research`)
+//!
+//! Every rule set writes the research pipeline's spec by keyword ([`strategy_writer`]),
+//! so `orrery research run` works offline.
+//!
 //! # Sentiment (`Purpose::SentimentScore`, needs `StructuredContext::Headlines`)
 //!
 //! Every rule set scores headlines by the same small lexicon ([`sentiment`]), so the
@@ -68,6 +73,7 @@ use crate::resilience::ErrorClass;
 pub mod roles;
 pub mod rule_sets;
 pub mod sentiment;
+pub mod strategy_writer;
 
 pub use rule_sets::RuleSet;
 
@@ -138,6 +144,10 @@ impl LocalRules {
             (Purpose::SentimentScore, Some(StructuredContext::Headlines(batch))) => {
                 Ok(sentiment::answer(batch))
             }
+            // Every local deployment writes the research pipeline's spec the same way.
+            (Purpose::Freeform, Some(StructuredContext::Research(r))) => {
+                Ok(strategy_writer::answer(&r.text))
+            }
             (Purpose::Freeform, _) => Ok(match self.rules {
                 RuleSet::RulesV1 => FREEFORM_NOTE.to_string(),
                 other if other.role().is_some() => format!(
@@ -163,6 +173,7 @@ impl LocalRules {
                     Some(StructuredContext::Risk(_)) => "a risk context",
                     Some(StructuredContext::Pipeline(_)) => "a pipeline context",
                     Some(StructuredContext::Headlines(_)) => "a headline batch",
+                    Some(StructuredContext::Research(_)) => "research text",
                 };
                 Err(ModelError::Provider {
                     deployment: self.deployment.clone(),

@@ -69,6 +69,15 @@ pub enum StructuredContext {
     Pipeline(Box<super::roles::PipelineContext>),
     /// A batch of headlines to score (the sentiment agent).
     Headlines(HeadlineBatch),
+    /// Research text to write a strategy spec from (the RBI pipeline); a language model
+    /// reads the same text in the prompt.
+    Research(ResearchText),
+}
+
+/// The research an RBI attempt works from, as its prompt quotes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResearchText {
+    pub text: String,
 }
 
 /// Headlines a sentiment agent asks to be scored, numbered as in its prompt, each with the

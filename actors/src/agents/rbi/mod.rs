@@ -42,7 +42,9 @@ pub use research::{ResearchError, Source};
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::{ModelClient, ModelError, ModelRequest, Purpose};
+use crate::models::{
+    ModelClient, ModelError, ModelRequest, Purpose, ResearchText, StructuredContext,
+};
 use crate::strategies::library::{
     Attempt, BacktestResult, LibraryError, ModelExchange, ModelRef, ResearchRef, StrategyLibrary,
     StrategyRecord, StrategyStatus, ValidationRound,
@@ -304,6 +306,10 @@ impl Rbi {
                 prompt.clone(),
             );
             request.system = system.clone();
+            // The research itself, for rules-based deployments that do not read prose.
+            request.context = Some(StructuredContext::Research(ResearchText {
+                text: text.chars().take(self.settings.fetch.max_chars).collect(),
+            }));
             request.max_tokens = self.settings.max_tokens;
             request.timeout = self.settings.model_timeout;
             let response = match self.models.ask(request).await {
