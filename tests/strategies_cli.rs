@@ -497,24 +497,24 @@ fn research_run_works_offline_with_the_local_rules_engine() {
     let config = test_config(dir.path(), free_port(), "");
     let cfg = config.to_str().unwrap();
     let idea = dir.path().join("idea.md");
-    std::fs::write(
-        &idea,
-        "Buy the 10-day SMA crossing above the 40-day SMA, sell the reverse.\n",
-    )
-    .unwrap();
-    let o = cli(&[
-        "research",
-        "run",
-        "--config",
-        cfg,
-        "--source",
-        idea.to_str().unwrap(),
-        "--data",
-        &goog(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let report = json(&o);
+    // One `research run` on `research`, stopped engine, the GOOG data set.
+    let research = |research: &str| {
+        std::fs::write(&idea, research).unwrap();
+        let o = cli(&[
+            "research",
+            "run",
+            "--config",
+            cfg,
+            "--source",
+            idea.to_str().unwrap(),
+            "--data",
+            &goog(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        json(&o)
+    };
+    let report = research("Buy the 10-day SMA crossing above the 40-day SMA, sell the reverse.\n");
     let verdict = report["verdict"].as_str().unwrap();
     assert!(
         verdict == "passed" || verdict == "failed_thresholds",
@@ -533,19 +533,7 @@ fn research_run_works_offline_with_the_local_rules_engine() {
     assert_eq!(report["record"]["model"]["provider"], "local", "{report:#}");
 
     // An idea it does not recognise is an attempt without a spec, said plainly.
-    std::fs::write(&idea, "Buy when the CEO tweets.\n").unwrap();
-    let o = cli(&[
-        "research",
-        "run",
-        "--config",
-        cfg,
-        "--source",
-        idea.to_str().unwrap(),
-        "--data",
-        &goog(),
-        "--json",
-    ]);
-    let report = json(&o);
+    let report = research("Buy when the CEO tweets.\n");
     assert_ne!(report["verdict"], "passed", "{report:#}");
     assert!(
         report.to_string().contains("recognises by keyword"),
