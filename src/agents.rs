@@ -68,6 +68,22 @@ pub fn directory(
     Ok(dir)
 }
 
+/// The names agents of every kind but `kind` hold, the risk agent's included: what a
+/// `[[agents.<kind>]]` entry's name must differ from (its own kind's duplicates are found
+/// as the entries are checked).
+pub(crate) fn names_of_other_kinds(
+    config: &Config,
+    kind: Kind,
+) -> std::collections::BTreeSet<String> {
+    let mut taken: std::collections::BTreeSet<String> = scheduled_agents(config)
+        .into_iter()
+        .filter(|(_, k, _)| *k != kind)
+        .map(|(name, _, _)| name.to_string())
+        .collect();
+    taken.insert(RISK_AGENT.to_string());
+    taken
+}
+
 /// Every configured agent but the risk agent, in config order by kind: its name, kind and
 /// schedule (one list, so a new kind is registered once).
 pub(crate) fn scheduled_agents(config: &Config) -> Vec<(&str, Kind, Schedule)> {

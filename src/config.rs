@@ -742,12 +742,8 @@ impl Config {
             format!("a logical model under [models]: {}", self.model_names()),
         );
         let a = &self.agents;
-        let mut taken: std::collections::BTreeSet<String> = crate::agents::scheduled_agents(self)
-            .into_iter()
-            .filter(|(_, kind, _)| *kind != orrery_actors::agents::runtime::Kind::Rbi)
-            .map(|(name, _, _)| name.to_string())
-            .collect();
-        taken.insert(orrery_actors::agents::risk::RISK_AGENT.to_string());
+        let mut taken =
+            crate::agents::names_of_other_kinds(self, orrery_actors::agents::runtime::Kind::Rbi);
         for (i, agent) in a.rbi.iter().enumerate() {
             let path = format!("agents.rbi[{i}]");
             agent.validate(&path, issues);

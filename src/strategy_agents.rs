@@ -6,7 +6,6 @@
 //! Owns: those checks and that spec. Never: runs a strategy (see
 //! `orrery_actors::agents::strategy`).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -29,12 +28,7 @@ use crate::tree::{missing, Deps};
 /// its approval model.
 pub(crate) fn check(config: &Config, issues: &mut Issues) {
     let a = &config.agents;
-    let mut taken: BTreeSet<String> = crate::agents::scheduled_agents(config)
-        .into_iter()
-        .filter(|(_, kind, _)| *kind != orrery_actors::agents::runtime::Kind::Strategy)
-        .map(|(name, _, _)| name.to_string())
-        .collect();
-    taken.insert(orrery_actors::agents::risk::RISK_AGENT.to_string());
+    let mut taken = crate::agents::names_of_other_kinds(config, Kind::Strategy);
     for (i, agent) in a.strategy.iter().enumerate() {
         let path = format!("agents.strategy[{i}]");
         agent.validate(&path, issues);

@@ -1,6 +1,8 @@
 //! `orrery backtest` end to end through the real binary: one backtest (table, JSON, HTML
 //! report rendered in headless Chromium), refused input, and sweeps with walk-forward.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -397,13 +399,6 @@ fn refused_input_names_the_problem_exits_2_and_prints_nothing_on_stdout() {
     }
 }
 
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
 #[test]
 fn the_html_report_is_self_contained_with_every_stat_and_trade_and_renders() {
     let dir = tempfile::tempdir().unwrap();
@@ -462,23 +457,15 @@ fn the_html_report_is_self_contained_with_every_stat_and_trade_and_renders() {
     }
     assert!(html.contains("id=\"equity-chart\"") && html.contains("id=\"drawdown-chart\""));
 
-    match chromium() {
-        Some(browser) => render(&browser, &report),
-        None => {
-            assert!(
-                std::env::var("ORRERY_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-                "ORRERY_REQUIRE_CHROMIUM=1 but no chromium at /usr/bin/chromium: the report was not rendered (apt-get install chromium)"
-            );
-            eprintln!("chromium not installed: the report was checked as text only (scripts/test installs it and requires it)");
-        }
+    if let Some(browser) = common::chromium("the report was checked as text only") {
+        render(&browser, &report);
     }
 }
 
 /// Renders the report headless: a screenshot under target/test-artifacts/, and the DOM as
 /// the browser parsed it, whose SVG paths must carry drawing commands.
 fn render(browser: &Path, report: &Path) {
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = common::test_artifacts();
     let shot = artifacts.join("backtest-report.png");
     let _ = std::fs::remove_file(&shot);
     let profile = tempfile::tempdir().unwrap();

@@ -20,7 +20,6 @@ mod common;
 #[path = "../benches/support/dashboard_seed.rs"]
 mod dashboard_seed;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chromiumoxide::page::ScreenshotParams;
@@ -32,19 +31,6 @@ use serde_json::{json, Value};
 const READ_TOKEN: &str = "dash-read-4b1f0c";
 const TRADE_TOKEN: &str = "dash-trade-9e27d5";
 const SEEDED: usize = 10_000;
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// One API call with a bearer token: (status, JSON body).
 fn api(port: u16, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -159,7 +145,7 @@ async fn open_tab(page: &Page, name: &str) {
 }
 
 async fn screenshot(page: &Page, name: &str) {
-    let path = artifacts().join(format!("dashboard-{name}.png"));
+    let path = test_artifacts().join(format!("dashboard-{name}.png"));
     let _ = std::fs::remove_file(&path);
     let png = page
         .save_screenshot(ScreenshotParams::builder().full_page(true).build(), &path)
@@ -189,13 +175,8 @@ async fn click(page: &Page, selector: &str) {
     }
 }
 
-async fn log_in(page: &Page, token: &str) {
-    until(
-        page,
-        "the token form",
-        "document.body.dataset.state === 'login'",
-    )
-    .await;
+/// Types `token` into the login form and submits it.
+async fn submit_token(page: &Page, token: &str) {
     page.find_element("#token-input")
         .await
         .unwrap()
@@ -206,6 +187,16 @@ async fn log_in(page: &Page, token: &str) {
         .await
         .unwrap();
     click(page, "#token-submit").await;
+}
+
+async fn log_in(page: &Page, token: &str) {
+    until(
+        page,
+        "the token form",
+        "document.body.dataset.state === 'login'",
+    )
+    .await;
+    submit_token(page, token).await;
     until(
         page,
         "the dashboard after the token",
@@ -216,12 +207,7 @@ async fn log_in(page: &Page, token: &str) {
 
 #[test]
 fn the_dashboard_in_a_real_browser() {
-    let Some(chrome) = chromium() else {
-        assert!(
-            std::env::var("ORRERY_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-            "ORRERY_REQUIRE_CHROMIUM=1 but no chromium at /usr/bin/chromium (apt-get install chromium)"
-        );
-        eprintln!("chromium not installed: the dashboard was not tested in a browser (scripts/test installs it and requires it)");
+    let Some(chrome) = chromium("the dashboard was not tested in a browser") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -590,7 +576,7 @@ fn the_dashboard_in_a_real_browser() {
     });
     eprintln!("dashboard timing: {timing}");
     std::fs::write(
-        artifacts().join("dashboard-timing.json"),
+        test_artifacts().join("dashboard-timing.json"),
         serde_json::to_string_pretty(&timing).unwrap(),
     )
     .unwrap();
@@ -642,16 +628,7 @@ fn the_dashboard_in_a_real_browser() {
 }
 
 async fn log_in_fails(page: &Page, token: &str) {
-    page.find_element("#token-input")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap()
-        .type_str(token)
-        .await
-        .unwrap();
-    click(page, "#token-submit").await;
+    submit_token(page, token).await;
     until(
         page,
         "the refusal",

@@ -356,3 +356,28 @@ pub fn any_file_contains(dir: &Path, secrets: &[&str]) -> bool {
             .unwrap_or(false)
     })
 }
+
+/// Debian's chromium for the browser tests, or `None` when it is not installed — which
+/// `scripts/test` (`ORRERY_REQUIRE_CHROMIUM=1`) does not allow: then this panics. `skipped`
+/// says what goes untested without it.
+pub fn chromium(skipped: &str) -> Option<PathBuf> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("ORRERY_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+            "ORRERY_REQUIRE_CHROMIUM=1 but no chromium at /usr/bin/chromium: {skipped} (apt-get install chromium)"
+        );
+        eprintln!("chromium not installed: {skipped} (scripts/test installs it and requires it)");
+    }
+    found
+}
+
+/// `target/test-artifacts/`, created: screenshots and timings tests leave for people.
+pub fn test_artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -40,7 +40,8 @@ pub struct RunReport {
     pub decisions: Vec<(Millis, String, String)>,
     /// What failed, one line each: the run's error.
     pub failures: Vec<String>,
-    /// Orders placed by the bar being acted on, taken into the cursor after it.
+    /// Orders the gateway placed (or had placed before a restart) for the bar being acted
+    /// on, taken into the cursor after it.
     placed: Vec<OrderReport>,
 }
 
@@ -336,9 +337,6 @@ fn finish(deps: &StrategyDeps, report: &mut RunReport, d: Decision<'_>) {
         record.error = d.error.clone();
     }
     record.orders = d.order.iter().cloned().collect();
-    if d.outcome == "placed" {
-        report.placed.extend(d.order.iter().cloned());
-    }
     tracing::info!(
         agent = %c.name,
         venue = %c.venue,
@@ -459,6 +457,7 @@ async fn sent_before_restart(
     let Some(done) = already_sent(deps, id).await? else {
         return Ok(false);
     };
+    report.placed.push(done.clone());
     finish(
         deps,
         report,
@@ -501,6 +500,7 @@ async fn send(
     .await;
     match sent {
         Ok(order) => {
+            report.placed.push(order.clone());
             finish(
                 deps,
                 report,

@@ -831,6 +831,28 @@ pub use swarm_quorum::{SwarmQuorumLost, SwarmQuorumRestored};
 mod resource_pressure;
 pub use resource_pressure::{ResourceCritical, ResourceRecovered};
 
+/// A gateway with no venue on a temporary store, for tests of its mode rules.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::Store;
+
+    pub(crate) fn core() -> Arc<GatewayCore> {
+        let store = Store::temporary().unwrap();
+        GatewayCore::open(
+            &store,
+            BTreeMap::<String, Slot<Connector>>::new(),
+            RiskConfig::default(),
+            GatewayConfig::default(),
+            ManualClock::new(1_000),
+        )
+        .unwrap()
+    }
+}
+
 pub mod pushed;
 pub use pushed::{ApplyPushed, PushReport};
 

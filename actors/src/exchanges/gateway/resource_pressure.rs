@@ -43,23 +43,8 @@ gateway_message!(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::store::Store;
-
-    fn core() -> Arc<GatewayCore> {
-        let store = Store::temporary().unwrap();
-        GatewayCore::open(
-            &store,
-            BTreeMap::<String, Slot<Connector>>::new(),
-            RiskConfig::default(),
-            GatewayConfig::default(),
-            ManualClock::new(1_000),
-        )
-        .unwrap()
-    }
+    use crate::exchanges::gateway::tests_support::core;
 
     #[test]
     fn critical_reduces_and_recovery_lifts_only_its_own_cause() {
