@@ -70,6 +70,9 @@ pub struct Config {
     pub dashboard: crate::dashboard::DashboardConfig,
     /// Notification sinks and delivery (`[notifications]`); see [`crate::notify`].
     pub notifications: crate::notify::NotificationsConfig,
+    /// Scale-out through Redis (`[cluster]`): shared limits, shared breakers, leases.
+    /// Absent: a single process that never talks to Redis; see `orrery_actors::cluster`.
+    pub cluster: Option<orrery_actors::cluster::ClusterConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -638,6 +641,9 @@ impl Config {
         crate::strategy_agents::check(self, &mut issues);
         self.check_research(&mut issues);
         self.notifications.validate("notifications", &mut issues);
+        if let Some(cluster) = &self.cluster {
+            cluster.validate("cluster", &mut issues);
+        }
         if issues.is_empty() {
             Ok(())
         } else {

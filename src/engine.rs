@@ -66,6 +66,9 @@ pub enum EngineError {
     /// The supervisor tree did not come up; the reason names the failing child.
     #[error("the engine did not start: {0}")]
     Start(String),
+    /// The `[cluster]` link could not be opened (a URL the client refuses).
+    #[error(transparent)]
+    Cluster(#[from] orrery_actors::cluster::ClusterError),
     /// The metrics / control API address could not be bound.
     #[error("cannot serve metrics and the control API on {addr}: {source}; is another orrery running? change telemetry.listen")]
     Listen {
@@ -155,6 +158,18 @@ impl Engine {
         let retention_clock = clock.clone();
         let streams = orrery_actors::exchanges::stream::StreamBook::new();
         let shedding = orrery_actors::shedding::ShedGate::new();
+        // Lazy: a Redis that is down at start is joined once it answers.
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let link = orrery_actors::cluster::RedisLink::open(
+                    c,
+                    c.password(&orrery_actors::env::process_env),
+                )?;
+                tracing::info!(node = %link.node_id(), url = %link.url(), prefix = %link.prefix(), "cluster member");
+                Some(link)
+            }
+            None => None,
+        };
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -171,6 +186,7 @@ impl Engine {
             shedding: shedding.clone(),
             events: events.clone(),
             notifier: notifier.clone(),
+            cluster,
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));
@@ -376,6 +392,7 @@ fn describe_all() {
     orrery_actors::exchanges::stream::describe();
     orrery_actors::shedding::describe();
     crate::notify::describe();
+    orrery_actors::cluster::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

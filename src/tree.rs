@@ -446,6 +446,8 @@ pub(crate) struct Deps {
     pub events: crate::events::EventHub,
     /// The notifier's slot, published for the control API.
     pub notifier: Slot<crate::notify::Notifier>,
+    /// The Redis link when `[cluster]` is configured (see `orrery_actors::cluster`).
+    pub cluster: Option<orrery_actors::cluster::RedisLink>,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the

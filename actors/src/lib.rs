@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod backtest;
 pub mod clock;
+pub mod cluster;
 pub mod env;
 pub mod exchanges;
 pub mod models;

@@ -193,6 +193,9 @@ impl Config {
         }
         self.notifications
             .check_env("notifications", env, &mut issues);
+        if let Some(cluster) = &self.cluster {
+            cluster.check_env("cluster", env, &mut issues);
+        }
         if issues.is_empty() {
             Ok(())
         } else {

@@ -1,0 +1,262 @@
+//! The `[cluster]` section: where Redis is, who this node is, and how its keys are named.
+//!
+//! Owns: the serde shape (unknown keys rejected), defaults, validation with key paths, and
+//! reading the password from the environment. Never: connects (see [`super::link`]) or
+//! prints the password (it is a [`RedisPassword`], shown as `***`).
+//!
+//! ```toml
+//! [cluster]
+//! url = "redis://10.0.0.5:6379/0"   # or rediss:// for TLS
+//! password_env = "ORRERY_REDIS_PASSWORD"
+//! node_id = "node-a"
+//! key_prefix = "orrery:prod:"
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::env::{non_empty, EnvLookup};
+use crate::validate::{join, Issues};
+
+/// How this process reaches the cluster's Redis and names itself there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db` or `rediss://` (TLS). A password in the URL is refused:
+    /// use `password_env`.
+    pub url: String,
+    /// Environment variable holding Redis's password (`AUTH`); unset: no password.
+    pub password_env: Option<String>,
+    /// This node's name in leases, limits and `orrery cluster status`; unique per
+    /// process. Empty: `<hostname>-<pid>`.
+    pub node_id: String,
+    /// Prefix of every key this cluster writes, so several clusters can share one Redis.
+    pub key_prefix: String,
+    /// Deadline of one connection attempt.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Deadline of one command (a script run, a read); past it the command counts as
+    /// failed and Redis as unreachable until a command succeeds again.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            password_env: None,
+            node_id: String::new(),
+            key_prefix: "orrery:".into(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A Redis password from the environment; prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisPassword(String);
+
+impl RedisPassword {
+    /// The value, for the connection's `AUTH` only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for RedisPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Characters allowed in a node id and a key prefix: they appear in keys, metric labels
+/// and log lines.
+fn plain(s: &str, extra: &[char]) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || extra.contains(&c))
+}
+
+impl ClusterConfig {
+    pub fn validate(&self, path: &str, issues: &mut Issues) {
+        let url_ok = (self.url.starts_with("redis://") || self.url.starts_with("rediss://"))
+            && redis::Client::open(self.url.as_str()).is_ok();
+        issues.check(
+            url_ok,
+            join(path, "url"),
+            self.shown_url(),
+            "a Redis URL: redis://host:port/db, or rediss:// for TLS",
+        );
+        if url_ok {
+            let has_password = redis::Client::open(self.url.as_str())
+                .map(|c| {
+                    c.get_connection_info()
+                        .redis_settings()
+                        .password()
+                        .is_some()
+                })
+                .unwrap_or(false);
+            issues.check(
+                !has_password,
+                join(path, "url"),
+                "(a URL with a password)",
+                "a URL without a password: put the password in an environment variable and name it in cluster.password_env",
+            );
+        }
+        if let Some(var) = &self.password_env {
+            issues.check(
+                !var.trim().is_empty(),
+                join(path, "password_env"),
+                var,
+                "the name of an environment variable holding Redis's password",
+            );
+        }
+        issues.check(
+            plain(&self.node_id, &[]) && self.node_id.len() <= 64,
+            join(path, "node_id"),
+            &self.node_id,
+            "letters, digits, '-', '_' or '.', at most 64 (empty: hostname-pid)",
+        );
+        issues.check(
+            !self.key_prefix.is_empty() && plain(&self.key_prefix, &[':']),
+            join(path, "key_prefix"),
+            &self.key_prefix,
+            "a non-empty prefix of letters, digits, '-', '_', '.' or ':', e.g. \"orrery:\"",
+        );
+        for (key, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("command_timeout", self.command_timeout),
+        ] {
+            issues.check(
+                !d.is_zero() && d <= Duration::from_secs(30),
+                join(path, key),
+                humantime::format_duration(d).to_string(),
+                "a duration above zero and at most 30s",
+            );
+        }
+    }
+
+    /// The password variable is set when one is named. Run before anything starts; the
+    /// issue names the key and the variable, never a value.
+    pub fn check_env(&self, path: &str, env: EnvLookup<'_>, issues: &mut Issues) {
+        if let Some(var) = &self.password_env {
+            issues.check(
+                non_empty(env, var).is_some(),
+                join(path, "password_env"),
+                var,
+                format!("an environment variable that is set: export {var} with Redis's password"),
+            );
+        }
+    }
+
+    /// The URL as it may be shown: any user info before `@` is replaced by `***`.
+    pub fn shown_url(&self) -> String {
+        match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &self.url[..scheme + 3], &self.url[at..])
+            }
+            _ => self.url.clone(),
+        }
+    }
+
+    /// The password, read through `env`.
+    pub fn password(&self, env: EnvLookup<'_>) -> Option<RedisPassword> {
+        self.password_env
+            .as_deref()
+            .and_then(|var| non_empty(env, var))
+            .map(RedisPassword)
+    }
+
+    /// The configured node id, or `<hostname>-<pid>`.
+    pub fn node_id(&self) -> String {
+        if !self.node_id.is_empty() {
+            return self.node_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty() && plain(h, &[]))
+            .unwrap_or_else(|| "node".into());
+        format!("{host}-{}", std::process::id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues_of(c: &ClusterConfig) -> Vec<String> {
+        let mut issues = Issues::default();
+        c.validate("cluster", &mut issues);
+        issues.0.iter().map(|i| i.key.clone()).collect()
+    }
+
+    #[test]
+    fn the_default_is_valid_and_each_bad_key_is_named() {
+        assert!(issues_of(&ClusterConfig::default()).is_empty());
+        let bad = ClusterConfig {
+            url: "http://x".into(),
+            node_id: "a b".into(),
+            key_prefix: String::new(),
+            command_timeout: Duration::ZERO,
+            ..ClusterConfig::default()
+        };
+        assert_eq!(
+            issues_of(&bad),
+            [
+                "cluster.url",
+                "cluster.node_id",
+                "cluster.key_prefix",
+                "cluster.command_timeout"
+            ]
+        );
+        let tls = ClusterConfig {
+            url: "rediss://cache.example:6380/2".into(),
+            ..ClusterConfig::default()
+        };
+        assert!(issues_of(&tls).is_empty());
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused_and_never_printed() {
+        let c = ClusterConfig {
+            url: "redis://:hunter2@127.0.0.1:6379/0".into(),
+            ..ClusterConfig::default()
+        };
+        let mut issues = Issues::default();
+        c.validate("cluster", &mut issues);
+        let text = format!("{:?}", issues.0);
+        assert!(text.contains("cluster.url"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let odd = ClusterConfig {
+            url: "http://:hunter2@x".into(),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(odd.shown_url(), "http://***@x");
+    }
+
+    #[test]
+    fn the_password_comes_from_the_environment_and_prints_stars() {
+        let c = ClusterConfig {
+            password_env: Some("REDIS_PW".into()),
+            ..ClusterConfig::default()
+        };
+        let env = |n: &str| (n == "REDIS_PW").then(|| "s3cret".to_string());
+        let pw = c.password(&env).unwrap();
+        assert_eq!(pw.expose(), "s3cret");
+        assert_eq!(format!("{pw} {pw:?}"), "*** ***");
+        let mut issues = Issues::default();
+        c.check_env("cluster", &|_| None, &mut issues);
+        assert_eq!(issues.0[0].key, "cluster.password_env");
+        assert!(c.node_id().ends_with(&std::process::id().to_string()));
+    }
+}
