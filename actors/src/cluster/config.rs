@@ -10,6 +10,7 @@
 //! password_env = "ORRERY_REDIS_PASSWORD"
 //! node_id = "node-a"
 //! key_prefix = "orrery:prod:"
+//! heartbeat = "1s"                  # node record refresh; expires after 3 missed beats
 //! ```
 
 use std::fmt;
@@ -41,6 +42,10 @@ pub struct ClusterConfig {
     /// failed and Redis as unreachable until a command succeeds again.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// How often this node refreshes its record `node:{node_id}` (see
+    /// [`super::registry`]); the record expires after three missed beats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -52,6 +57,7 @@ impl Default for ClusterConfig {
             key_prefix: "orrery:".into(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(250),
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -143,6 +149,14 @@ impl ClusterConfig {
                 "a duration above zero and at most 30s",
             );
         }
+        issues.check(
+            self.heartbeat >= Duration::from_millis(100)
+                && self.heartbeat <= Duration::from_secs(60)
+                && self.heartbeat > self.command_timeout,
+            join(path, "heartbeat"),
+            humantime::format_duration(self.heartbeat).to_string(),
+            "a duration from 100ms to 60s, longer than cluster.command_timeout",
+        );
     }
 
     /// The password variable is set when one is named. Run before anything starts; the

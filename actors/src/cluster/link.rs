@@ -69,6 +69,7 @@ struct Inner {
     prefix: String,
     node_id: String,
     command_timeout: Duration,
+    connect_timeout: Duration,
     health: watch::Sender<RedisHealth>,
     /// Commands that succeeded / failed since start (for status).
     ok: AtomicU64,
@@ -123,6 +124,7 @@ impl RedisLink {
                 prefix: config.key_prefix.clone(),
                 node_id: config.node_id(),
                 command_timeout: config.command_timeout,
+                connect_timeout: config.connect_timeout,
                 health,
                 ok: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
@@ -152,6 +154,40 @@ impl RedisLink {
 
     pub fn command_timeout(&self) -> Duration {
         self.inner.command_timeout
+    }
+
+    /// Deadline of one connection attempt (for connections of their own, e.g. pub/sub).
+    pub fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
+    }
+
+    /// Every key matching `pattern` (a glob over full keys, prefix included), by SCAN:
+    /// each round trip has the command deadline, and at most `max_keys` are returned so a
+    /// huge keyspace cannot hold the caller.
+    pub async fn scan(&self, pattern: &str, max_keys: usize) -> Result<Vec<String>, ClusterError> {
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(500),
+                )
+                .await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() >= max_keys {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(max_keys);
+        Ok(keys)
     }
 
     /// The health as the last command found it.

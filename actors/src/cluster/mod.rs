@@ -2,7 +2,8 @@
 //!
 //! Owns: the `[cluster]` settings ([`ClusterConfig`]), the one Redis link of a process
 //! ([`RedisLink`]: connection manager, a deadline on every command, key prefix, node id,
-//! and the link's health that everything cluster-wide falls back on). Never: anything for
+//! and the link's health that everything cluster-wide falls back on), this node's record
+//! in the cluster ([`NodeRegistry`]), and the shared circuit breakers ([`SharedBreakers`]). Never: anything for
 //! a process without a `[cluster]` section — such a process never opens a socket to Redis
 //! and behaves exactly as a single engine.
 //!
@@ -10,8 +11,19 @@
 //! What the cluster adds is coordination — budgets several nodes draw from, breakers they
 //! share, and exactly one owner at a time per venue account and per agent.
 
+pub mod breakers;
 pub mod config;
 pub mod link;
+pub mod registry;
 
+pub use breakers::{BreakerNotice, SharedBreakers};
 pub use config::{ClusterConfig, RedisPassword};
-pub use link::{describe, ClusterError, RedisHealth, RedisLink};
+pub use link::{ClusterError, RedisHealth, RedisLink};
+pub use registry::{NodeRecord, NodeRegistry};
+
+/// HELP texts of every cluster metric.
+pub fn describe() {
+    link::describe();
+    breakers::describe();
+    registry::describe();
+}

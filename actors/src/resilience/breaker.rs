@@ -18,11 +18,19 @@
 //!   above a target's usual error rate (`baseline × ratio_headroom`, at most `max_ratio`)
 //!   so a target that is always a little flaky does not flap.
 //!
+//! - Opened by a peer: a breaker on a board ([`BreakerBoard`], one per engine with
+//!   `[cluster]`) announces its own openings there, and a peer node's opening of the same
+//!   target forces it open until the peer's deadline ([`CircuitBreaker::open_by_peer`];
+//!   counted in `orrery_breaker_peer_opens_total`, never announced again). When that
+//!   deadline passes, each node probes on its own (half-open), so a target that recovered
+//!   is closed again by whichever node's probes succeed first, and one that did not is
+//!   re-opened (and announced) by the node whose probe failed.
+//!
 //! Time is wall-clock milliseconds from an injected [`Clock`] because the open deadline is
 //! persisted: after a restart the breaker stays open until the same instant, so a restart
 //! does not hammer a target that was failing.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -32,6 +40,10 @@ use super::class::ErrorClass;
 use super::config::BreakerConfig;
 use crate::clock::{Millis, SharedClock};
 use crate::store::{Record, Tree};
+
+mod board;
+
+pub use board::{BreakerBoard, LocalOpening, PeerOpening};
 
 const BUCKETS: usize = 10;
 
@@ -89,6 +101,7 @@ pub enum BreakerError {
 pub(crate) const METRIC_STATE: &str = "orrery_breaker_state";
 pub(crate) const METRIC_TRANSITIONS: &str = "orrery_breaker_transitions_total";
 pub(crate) const METRIC_REJECTED: &str = "orrery_breaker_rejected_total";
+pub(crate) const METRIC_PEER_OPENS: &str = "orrery_breaker_peer_opens_total";
 
 pub(super) fn describe() {
     metrics::describe_gauge!(
@@ -102,6 +115,10 @@ pub(super) fn describe() {
     metrics::describe_counter!(
         METRIC_REJECTED,
         "Calls refused by an open or busy breaker, by target."
+    );
+    metrics::describe_counter!(
+        METRIC_PEER_OPENS,
+        "Circuit breakers forced open (or kept open longer) because a peer node's breaker of the same target opened, by target."
     );
 }
 
@@ -142,6 +159,8 @@ struct Shared {
     config: BreakerConfig,
     clock: SharedClock,
     tree: Option<Tree<BreakerRecord>>,
+    /// Where this breaker announces its openings and hears of peers' (cluster only).
+    board: OnceLock<BreakerBoard>,
     inner: Mutex<Inner>,
 }
 
@@ -246,7 +265,8 @@ impl CircuitBreaker {
     }
 
     /// A breaker for `target`, restored from `tree` when it holds a record for it.
-    /// A record that cannot be read is logged and the breaker starts closed.
+    /// A record that cannot be read is logged and the breaker starts closed. With a tree
+    /// whose store has a [`BreakerBoard`] attached, the breaker joins that board.
     pub fn new(
         target: impl Into<String>,
         config: BreakerConfig,
@@ -299,13 +319,65 @@ impl CircuitBreaker {
                 target,
                 config,
                 clock,
+                board: OnceLock::new(),
                 tree,
                 inner: Mutex::new(inner),
             }),
         };
         metrics::gauge!(METRIC_STATE, "target" => breaker.shared.label.clone()).set(state.gauge());
         register_event_series(&breaker.shared.label);
+        let board = breaker
+            .shared
+            .tree
+            .as_ref()
+            .and_then(|t| BreakerBoard::attached_to(t.dir()));
+        if let Some(board) = board {
+            breaker.join_board(&board);
+        }
         breaker
+    }
+
+    /// Joins `board`: this breaker's own openings are announced there, and peers'
+    /// openings of its target force it open. A breaker joins one board; later calls are
+    /// ignored.
+    pub fn join_board(&self, board: &BreakerBoard) {
+        if self.shared.board.set(board.clone()).is_ok() {
+            metrics::counter!(METRIC_PEER_OPENS, "target" => self.shared.label.clone())
+                .increment(0);
+            board.join(self);
+        }
+    }
+
+    /// A peer node's breaker of this target opened until `until_ms`: refuse calls until
+    /// then too (half-open probes start here when it passes). Not announced again.
+    /// Returns whether it changed anything (false: disabled, the deadline already passed,
+    /// or already open at least as long).
+    pub fn open_by_peer(&self, until_ms: Millis, node: &str, reason: &str) -> bool {
+        if !self.shared.config.enabled {
+            return false;
+        }
+        let now = self.shared.clock.now_ms();
+        let mut inner = self.shared.inner.lock();
+        if until_ms <= now || (inner.state == BreakerState::Open && inner.open_until >= until_ms) {
+            return false;
+        }
+        inner.open_until = until_ms;
+        if inner.state == BreakerState::Open {
+            // Already open: only longer now; no transition, but the record follows.
+            self.persist(&inner, now);
+        } else {
+            self.transition(&mut inner, BreakerState::Open, now);
+        }
+        drop(inner);
+        metrics::counter!(METRIC_PEER_OPENS, "target" => self.shared.label.clone()).increment(1);
+        tracing::info!(
+            target_name = %self.shared.target,
+            peer = %node,
+            reason = %reason,
+            open_for_ms = until_ms - now,
+            "circuit breaker opened by peer"
+        );
+        true
     }
 
     pub fn target(&self) -> &str {
@@ -488,6 +560,17 @@ impl CircuitBreaker {
         inner.open_until = now + inner.open_for_ms as Millis;
         inner.consecutive_opens += 1;
         self.transition(inner, BreakerState::Open, now);
+        if let Some(board) = self.shared.board.get() {
+            board.opened(LocalOpening {
+                target: self.shared.target.clone(),
+                until_ms: inner.open_until,
+                reason: if failed_probe {
+                    "half-open probe failed".into()
+                } else {
+                    "failure threshold reached".into()
+                },
+            });
+        }
     }
 
     fn transition(&self, inner: &mut Inner, to: BreakerState, now: Millis) {
@@ -506,9 +589,13 @@ impl CircuitBreaker {
         metrics::counter!(METRIC_TRANSITIONS, "target" => target, "from" => from.label(), "to" => to.label())
             .increment(1);
         tracing::info!(target_name = %self.shared.target, from = from.label(), to = to.label(), "circuit breaker");
+        self.persist(inner, now);
+    }
+
+    fn persist(&self, inner: &Inner, now: Millis) {
         if let Some(tree) = &self.shared.tree {
             let rec = BreakerRecord {
-                state: to,
+                state: inner.state,
                 open_until_ms: inner.open_until,
                 open_for_ms: inner.open_for_ms,
                 consecutive_opens: inner.consecutive_opens,

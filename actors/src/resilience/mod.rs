@@ -53,7 +53,10 @@ pub mod retry;
 #[cfg(test)]
 pub(crate) mod test_recorder;
 
-pub use breaker::{BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Permit};
+pub use breaker::{
+    BreakerBoard, BreakerError, BreakerRecord, BreakerState, CircuitBreaker, LocalOpening,
+    PeerOpening, Permit,
+};
 pub use class::ErrorClass;
 pub use config::{RateLimits, ResilienceConfig, TargetResilience};
 pub use fallback::{FallbackChain, FallbackError, FallbackLevel, Served};

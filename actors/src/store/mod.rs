@@ -465,6 +465,11 @@ impl<T: Record> Tree<T> {
         &self.name
     }
 
+    /// The data dir of the store this tree belongs to (which engine's tree it is).
+    pub fn dir(&self) -> &Path {
+        self.store.dir()
+    }
+
     fn sled_err(&self, source: sled::Error) -> StoreError {
         StoreError::Sled {
             tree: self.name.to_string(),

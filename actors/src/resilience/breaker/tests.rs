@@ -321,3 +321,84 @@ fn state_and_transitions_are_exported() {
         );
     }
 }
+
+#[test]
+fn a_board_announces_own_openings_and_applies_peers_without_reannouncing() {
+    let board = BreakerBoard::new();
+    let mut openings = board.take_openings().unwrap();
+    assert!(board.take_openings().is_none(), "one reader");
+    let (b, clock) = breaker(config());
+    b.join_board(&board);
+    assert_eq!(board.targets(), ["venue"]);
+    fail(&b);
+    fail(&b);
+    fail(&b);
+    let own = openings.try_recv().unwrap();
+    assert_eq!(own.target, "venue");
+    assert_eq!(own.until_ms, 1_000_000 + 30_000);
+    assert_eq!(own.reason, "failure threshold reached");
+
+    // A peer's opening of another target leaves this breaker alone; one of this target
+    // that ends later keeps it open longer, and is not announced again.
+    let peer = |target: &str, until_ms| PeerOpening {
+        target: target.into(),
+        until_ms,
+        node: "node-b".into(),
+        reason: "failure threshold reached".into(),
+    };
+    assert_eq!(board.apply_peer(peer("other", 1_100_000)), 0);
+    assert_eq!(
+        board.apply_peer(peer("venue", 1_020_000)),
+        0,
+        "open longer already"
+    );
+    assert_eq!(board.apply_peer(peer("venue", 1_050_000)), 1);
+    clock.advance(40_000);
+    assert_eq!(b.state(), BreakerState::Open);
+    assert!(
+        openings.try_recv().is_err(),
+        "a peer's opening is not re-announced"
+    );
+    // After the peer's deadline the node probes on its own.
+    clock.advance(10_000);
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    succeed(&b);
+    succeed(&b);
+    assert_eq!(b.state(), BreakerState::Closed);
+}
+
+#[test]
+fn a_breaker_that_joins_later_applies_a_peer_opening_still_in_force() {
+    let board = BreakerBoard::new();
+    let clock = ManualClock::new(1_000_000);
+    board.apply_peer(PeerOpening {
+        target: "venue".into(),
+        until_ms: 1_010_000,
+        node: "node-b".into(),
+        reason: "r".into(),
+    });
+    let b = CircuitBreaker::new("venue", config(), clock.clone(), None);
+    b.join_board(&board);
+    assert!(matches!(b.check(), Err(BreakerError::Open { .. })));
+    // A closed peer opening (deadline passed) does nothing to a newcomer.
+    clock.advance(20_000);
+    let c = CircuitBreaker::new("venue", config(), clock.clone(), None);
+    c.join_board(&board);
+    assert_eq!(c.state(), BreakerState::Closed);
+}
+
+#[test]
+fn a_breaker_persisted_in_a_store_with_a_board_joins_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let board = BreakerBoard::new();
+    board.attach_to(&store);
+    let (b, _clock) = breaker(config());
+    let b = b.persisted_in(store.tree::<BreakerRecord>(trees::BREAKERS).unwrap());
+    assert_eq!(board.targets(), ["venue"]);
+    drop(b);
+    assert!(
+        board.targets().is_empty(),
+        "a dropped breaker leaves the board"
+    );
+}
