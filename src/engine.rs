@@ -120,6 +120,8 @@ pub struct EngineHandle {
     pub shedding: orrery_actors::shedding::ShedGate,
     /// The dashboard's equity sampler (see `crate::dashboard::equity`).
     equity: Option<actix::Addr<crate::dashboard::EquitySampler>>,
+    /// This engine as a cluster member (node record, shared breakers); `[cluster]` only.
+    pub(crate) cluster: Option<Arc<crate::cluster_member::ClusterMember>>,
 }
 
 /// The engine's entry point.
@@ -170,6 +172,13 @@ impl Engine {
             }
             None => None,
         };
+        // Before the tree: every breaker the connectors and pools persist joins the board.
+        let member = cluster.as_ref().map(|link| {
+            Arc::new(crate::cluster_member::ClusterMember::start(
+                link.clone(),
+                &store,
+            ))
+        });
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -194,6 +203,9 @@ impl Engine {
         // router answer (the gateway itself holds orders until it has reconciled).
         if let Err(reason) = wait_live(&root, &gateway, &router, START_TIMEOUT).await {
             root.shutdown().await;
+            if let Some(member) = &member {
+                member.leave().await;
+            }
             events.stop();
             return Err(EngineError::Start(reason));
         }
@@ -215,6 +227,7 @@ impl Engine {
             tree_deps: deps,
             shedding,
             equity: None,
+            cluster: member,
         };
         if !config.telemetry.disabled {
             let addr = config.telemetry.listen;
@@ -225,10 +238,16 @@ impl Engine {
                 }
                 Err(source) => {
                     handle.root.shutdown().await;
+                    if let Some(member) = &handle.cluster {
+                        member.leave().await;
+                    }
                     handle.events.stop();
                     return Err(EngineError::Listen { addr, source });
                 }
             }
+        }
+        if let (Some(member), Some(c)) = (&handle.cluster, &config.cluster) {
+            member.join(c, handle.listen_addr().map(|a| a.to_string()));
         }
         // Retention of the decision journal: a sweep now and every `sweep_interval`.
         match DecisionJournal::open(&handle.store) {
@@ -276,6 +295,9 @@ impl EngineHandle {
             server.stop(true).await;
         }
         let exit = self.root.shutdown().await;
+        if let Some(member) = &self.cluster {
+            member.leave().await;
+        }
         if let Some(retention) = &self.retention {
             // Stopped so it drops its store handles before the store closes.
             let _ = retention.send(StopRetention).await;

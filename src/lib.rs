@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod backtest_cli;
 mod binance_feeds;
+pub mod cluster_member;
 pub mod commands;
 pub mod config;
 pub mod copy;

@@ -15,11 +15,13 @@ pub mod breakers;
 pub mod config;
 pub mod link;
 pub mod registry;
+pub mod status;
 
 pub use breakers::{BreakerNotice, SharedBreakers};
 pub use config::{ClusterConfig, RedisPassword};
 pub use link::{ClusterError, RedisHealth, RedisLink};
 pub use registry::{NodeRecord, NodeRegistry};
+pub use status::ClusterStatus;
 
 /// HELP texts of every cluster metric.
 pub fn describe() {
