@@ -10,7 +10,8 @@
 //! tree, [`crate::tree::TreeReport`], as `orrery tree --json`), and the agent routes
 //! (`GET /api/agents`, `POST /api/agents/{name}/pause|resume|run-now`, in
 //! [`crate::agents`]), and the web dashboard (`GET /`, its assets, `GET /api/events` and
-//! `GET /api/dashboard/*`, in [`crate::dashboard`]).
+//! `GET /api/dashboard/*`, in [`crate::dashboard`]), and `GET /api/cluster` (the
+//! cluster as Redis holds it, with `[cluster]`; in [`crate::cluster_status`]).
 //!
 //! Errors are JSON `{"error":{"code","message"}}` everywhere, including actix's own
 //! extractor errors and unknown routes ([`ApiError`], [`gateway_error_response`],
@@ -113,6 +114,7 @@ pub fn serve(
             .configure(crate::liquidations::routes)
             .configure(crate::dashboard::routes)
             .configure(crate::notify::routes)
+            .configure(crate::cluster_status::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

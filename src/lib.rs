@@ -8,6 +8,7 @@ pub mod agents;
 pub mod backtest_cli;
 mod binance_feeds;
 pub mod cluster_member;
+pub mod cluster_status;
 pub mod commands;
 pub mod config;
 pub mod copy;

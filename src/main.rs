@@ -184,6 +184,9 @@ enum Command {
     /// Notification sinks: their status (sent, failed, last delivery), or `notify test
     /// [--sink NAME]` to send a test message.
     Notify(orrery::notify::cli::NotifyArgs),
+    /// The cluster (`[cluster]`, Redis scale-out): `cluster status [--json]` shows Redis
+    /// health, nodes, leases, shared limits in use and shared breakers.
+    Cluster(orrery::cluster_status::ClusterArgs),
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -297,6 +300,9 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
+        Command::Cluster(a) => with_config(a.config().as_deref(), |c| {
+            orrery::cluster_status::run(c, a)
+        }),
         Command::Notify(a) => with_config(a.config.clone().as_deref(), |c| {
             orrery::notify::cli::run(c, a)
         }),

@@ -58,6 +58,41 @@ pub struct StatusReport {
     /// Each notification sink: sent, failed, last delivery (see `crate::notify`).
     #[serde(default)]
     pub notifications: Vec<crate::notify::SinkStatus>,
+    /// This engine as a cluster member (running engine with `[cluster]` only; the whole
+    /// cluster is `orrery cluster status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterLine>,
+}
+
+/// The cluster line of the status: this node's id and whether its Redis answers, as the
+/// link's last command found it (no extra round trip).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterLine {
+    pub node_id: String,
+    /// The Redis URL without user info.
+    pub redis_url: String,
+    /// `up`, `down` or `unknown` (no command yet).
+    pub redis: String,
+    /// Why Redis is down, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ClusterLine {
+    pub fn of(link: &orrery_actors::cluster::RedisLink) -> Self {
+        use orrery_actors::cluster::RedisHealth;
+        let (redis, reason) = match link.health() {
+            RedisHealth::Up => ("up", None),
+            RedisHealth::Down { reason, .. } => ("down", Some(reason)),
+            RedisHealth::Unknown => ("unknown", None),
+        };
+        Self {
+            node_id: link.node_id().to_string(),
+            redis_url: link.url().to_string(),
+            redis: redis.into(),
+            reason,
+        }
+    }
 }
 
 /// One journaled decision as the status report shows it: what was decided and done.
@@ -405,6 +440,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         copy: Vec::new(),
         resources: None,
         notifications: Vec::new(),
+        cluster: None,
     }
 }
 
@@ -502,6 +538,7 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     report.copy = crate::copy::status(&engine.config, &engine.store);
     report.resources = Some(engine.shedding.status());
     report.notifications = crate::notify::live_status(engine).await;
+    report.cluster = engine.tree_deps.cluster.as_ref().map(ClusterLine::of);
     Ok(report)
 }
 
@@ -650,6 +687,19 @@ pub fn render(r: &StatusReport) -> String {
             format!(" ({}; set by {})", r.mode.reason, r.mode.cause)
         }
     );
+    if let Some(c) = &r.cluster {
+        let _ = writeln!(
+            o,
+            "cluster: node {}   redis {} {}{}",
+            c.node_id,
+            c.redis_url,
+            c.redis,
+            c.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(resources) = &r.resources {
         o.push_str(&crate::resources::render(resources));
     }
