@@ -79,10 +79,7 @@ pub fn run(config: Config, args: ClusterArgs) -> ExitCode {
         }
     };
     let read = runtime.block_on(async {
-        let link = RedisLink::open(
-            &cluster,
-            cluster.password(&orrery_actors::env::process_env),
-        )?;
+        let link = RedisLink::open(&cluster, cluster.password(&orrery_actors::env::process_env))?;
         ClusterStatus::read(&link).await
     });
     match read {
@@ -231,7 +228,11 @@ pub fn render(s: &ClusterStatus) -> String {
                 num(&l.limit),
                 num(&l.used),
                 num(&l.window_ms),
-                if per_node.is_empty() { "-".into() } else { per_node }
+                if per_node.is_empty() {
+                    "-".into()
+                } else {
+                    per_node
+                }
             );
         }
     }

@@ -300,9 +300,9 @@ fn main() -> ExitCode {
             orrery::commands::orders(c, a)
         }),
         Command::Paper(p) => with_config(p.config().as_deref(), |c| orrery::commands::paper(c, p)),
-        Command::Cluster(a) => with_config(a.config().as_deref(), |c| {
-            orrery::cluster_status::run(c, a)
-        }),
+        Command::Cluster(a) => {
+            with_config(a.config().as_deref(), |c| orrery::cluster_status::run(c, a))
+        }
         Command::Notify(a) => with_config(a.config.clone().as_deref(), |c| {
             orrery::notify::cli::run(c, a)
         }),

@@ -17,6 +17,10 @@ pub mod link;
 pub mod registry;
 pub mod status;
 
+/// The `redis` crate [`RedisLink`]'s commands are built with, for callers without their
+/// own dependency on it.
+pub use redis;
+
 pub use breakers::{BreakerNotice, SharedBreakers};
 pub use config::{ClusterConfig, RedisPassword};
 pub use link::{ClusterError, RedisHealth, RedisLink};
