@@ -217,3 +217,35 @@ fn without_a_cluster_section_the_command_says_so_and_exits_0() {
     assert!(ok);
     assert_eq!(body["configured"], false);
 }
+
+#[test]
+fn the_example_config_checks_and_a_bad_cluster_value_is_named() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/cluster.toml");
+    let check = |env: &[(&str, &str)]| {
+        std::process::Command::new(BIN)
+            .args(["check-config", "--config", example])
+            .env_remove("ORRERY_CONFIG")
+            .env_remove("ORRERY_REDIS_PASSWORD")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = check(&[("ORRERY_REDIS_PASSWORD", "s3cret-pw")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.password_env"), "{err}");
+    let out = check(&[
+        ("ORRERY_REDIS_PASSWORD", "s3cret-pw"),
+        ("ORRERY__CLUSTER__HEARTBEAT", "10ms"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.heartbeat"), "{err}");
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
