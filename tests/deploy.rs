@@ -2,7 +2,8 @@
 //! and their unit tests (`promtool test rules`), and every metric the Grafana dashboard and
 //! the alert rules query exists in a live scrape of the engine (after some activity on the
 //! paper venue and with a Hyperliquid venue on the project's mock, so that labelled series
-//! such as breakers and rate-limit headroom exist).
+//! such as breakers and rate-limit headroom exist, and with a `[cluster]` section on a
+//! real `redis-server`, so that the cluster's series exist).
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use common::*;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
+use orrery_actors::testkit::RedisServer;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{walk_expr, ExprVisitor};
 use serde_json::Value;
@@ -274,20 +276,26 @@ fn every_metric_of_the_dashboard_and_the_alerts_exists_in_a_live_scrape() {
         "orrery_exchange_reconciliation_drift_total",
         "orrery_swarm_quorum_lost",
         "orrery_resource_rss_bytes",
+        "orrery_cluster_redis_up",
+        "orrery_cluster_breaker_messages_total",
     ] {
         assert!(all.contains(needed), "nothing queries {needed}");
     }
 
     // A live engine: the default paper venue and agents, plus a Hyperliquid account on
-    // the mock (breakers, rate limits), and one order on paper.
+    // the mock (breakers, rate limits), a cluster on a real redis-server, and one order
+    // on paper.
     let wallet = PrivateKey::from_hex(KEY).unwrap().address();
     let mock = MockHyperliquid::start(wallet, Network::Testnet);
+    let redis = RedisServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let section = format!(
         "\n[exchanges.venues.hyperliquid]\nkind = \"hyperliquid\"\nnetwork = \"testnet\"\n\
-         base_url = \"{}\"\nwallet_address = \"{wallet}\"\nrequest_timeout = \"3s\"\n",
-        mock.url()
+         base_url = \"{}\"\nwallet_address = \"{wallet}\"\nrequest_timeout = \"3s\"\n\
+         \n[cluster]\nurl = \"{}\"\nnode_id = \"deploy-test\"\n",
+        mock.url(),
+        redis.url()
     );
     let config = test_config(dir.path(), port, &section);
     let mut engine = spawn_engine(
