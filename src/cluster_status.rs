@@ -56,7 +56,9 @@ pub const NOT_CONFIGURED: &str =
 /// Runs `orrery cluster ...`.
 pub fn run(config: Config, args: ClusterArgs) -> ExitCode {
     let ClusterAction::Status { json, .. } = args.action;
-    crate::logging::init("warn");
+    // The link's own warnings speak of a node's fallbacks; this command reports its
+    // failure itself.
+    crate::logging::init("error");
     let Some(cluster) = config.cluster.clone() else {
         if json {
             println!(
@@ -92,7 +94,12 @@ pub fn run(config: Config, args: ClusterArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let message = format!("cannot read the cluster: {e}");
+            let message = match &e {
+                ClusterError::Unreachable { url, reason } => {
+                    format!("cannot read the cluster: redis at {url} unreachable: {reason}")
+                }
+                other => format!("cannot read the cluster: {other}"),
+            };
             if json {
                 println!(
                     "{}",

@@ -109,6 +109,8 @@ pub struct ClusterStatus {
 impl ClusterStatus {
     /// Reads everything through `link`.
     pub async fn read(link: &RedisLink) -> Result<Self, ClusterError> {
+        // The first command may open the connection; the second measures the round trip.
+        link.ping().await?;
         let ping = link.ping().await?;
         let info: String = link.query(redis::cmd("INFO").arg("server")).await?;
         let version = info
