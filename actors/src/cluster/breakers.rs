@@ -12,6 +12,10 @@
 //! [`crate::resilience::breaker`]), re-publishes a peer's opening, or lets Redis decide
 //! anything locally: with Redis down every breaker keeps working on this node's own calls.
 //!
+//! Cooldowns travel the same way: a guard's pause (a venue account's 429 / Retry-After, a
+//! model deployment's) is the board target `pause:{venue or deployment id}`, with the same
+//! notice, record and channel; applying it pauses the peer's gate for the time left.
+//!
 //! Targets are matched by name, so they must be named the same on every node: venue
 //! connectors by the venue's name in `[exchanges.venues]` (`<venue>#<n>` with several base
 //! URLs), model deployments by their `id`.

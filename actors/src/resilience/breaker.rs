@@ -348,6 +348,11 @@ impl CircuitBreaker {
         }
     }
 
+    /// The board this breaker joined, if any.
+    pub fn board(&self) -> Option<&BreakerBoard> {
+        self.shared.board.get()
+    }
+
     /// A peer node's breaker of this target opened until `until_ms`: refuse calls until
     /// then too (half-open probes start here when it passes). Not announced again.
     /// Returns whether it changed anything (false: disabled, the deadline already passed,

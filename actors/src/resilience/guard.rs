@@ -146,12 +146,15 @@ pub struct PauseGate {
 
 impl PauseGate {
     /// Pauses for `wait` from now (unless already paused for longer), with the reason
-    /// later refusals name.
-    pub fn pause(&self, wait: Duration, reason: &str) {
+    /// later refusals name. Returns whether the pause was set or extended.
+    pub fn pause(&self, wait: Duration, reason: &str) -> bool {
         let until = Instant::now() + wait;
         let mut guard = self.until.lock();
         if guard.as_ref().is_none_or(|(u, _)| *u < until) {
             *guard = Some((until, Arc::from(reason)));
+            true
+        } else {
+            false
         }
     }
 
@@ -318,8 +321,14 @@ impl Guard {
 
     /// The same guard with its breaker kept in `tree` (see
     /// [`CircuitBreaker::persisted_in`]).
+    /// When the breaker joins a [`super::BreakerBoard`] there (cluster), the pause gate
+    /// joins it too, as `pause:{target}`: a venue's 429 / Retry-After pause (or a model
+    /// deployment's) is then shared with the other nodes like a breaker opening.
     pub fn persisted_in(mut self, tree: Tree<BreakerRecord>) -> Self {
         self.breaker = self.breaker.persisted_in(tree);
+        if let Some(board) = self.breaker.board() {
+            board.join_pause(&self.target, &self.pause);
+        }
         self
     }
 
@@ -339,9 +348,14 @@ impl Guard {
         &self.pause
     }
 
-    /// Pauses every call of this target for `wait` (see [`PauseGate::pause`]).
+    /// Pauses every call of this target for `wait` (see [`PauseGate::pause`]); a pause
+    /// that sets or extends the gate is announced on the breaker's board, if any.
     pub fn pause(&self, wait: Duration, reason: &str) {
-        self.pause.pause(wait, reason);
+        if self.pause.pause(wait, reason) {
+            if let Some(board) = self.breaker.board() {
+                board.paused(&self.target, wait, reason);
+            }
+        }
     }
 
     pub fn is_paused(&self) -> bool {

@@ -209,3 +209,55 @@ async fn with_redis_down_local_breakers_work_and_the_subscription_comes_back() {
         node.bridge.unwrap().stop().await;
     }
 }
+
+fn guard_on(node: &Node, venue: &str) -> crate::resilience::Guard {
+    use crate::resilience::config::RetryConfig;
+    crate::resilience::Guard::new(
+        venue,
+        CircuitBreaker::new(venue, breaker_config(), system_clock(), None),
+        crate::resilience::RetryPolicy::new(venue, RetryConfig::default()),
+    )
+    .persisted_in(node.tree.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_venue_pause_is_shared_like_a_breaker_and_late_guards_start_paused() {
+    let server = RedisServer::start().unwrap();
+    let mut a = Node::new(&server.url(), "node-a");
+    let mut b = Node::new(&server.url(), "node-b");
+    let on_a = guard_on(&a, "hl");
+    let on_b = guard_on(&b, "hl");
+    a.start();
+    b.start();
+    subscribers(&a.link, 2).await;
+
+    on_a.pause(Duration::from_secs(20), "HTTP 429 (Retry-After 20s)");
+    // No store write marks a pause: wait (bounded) for node b's gate.
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !on_b.is_paused() {
+        assert!(tokio::time::Instant::now() < until, "node b never paused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = on_b.pause_gate().remaining().unwrap();
+    assert!(left > Duration::from_secs(15), "{left:?}");
+    assert_eq!(
+        on_b.breaker().state(),
+        BreakerState::Closed,
+        "a pause is not a breaker"
+    );
+    let raw: String = a
+        .link
+        .query(redis::cmd("GET").arg(record_key(&a.link, "pause:hl")))
+        .await
+        .unwrap();
+    let notice: BreakerNotice = serde_json::from_str(&raw).unwrap();
+    assert_eq!(notice.node, "node-a");
+    assert!(notice.reason.contains("429"), "{}", notice.reason);
+
+    // A guard built later on node b (a restarted connector) starts paused.
+    let later = guard_on(&b, "hl");
+    assert!(later.is_paused());
+    for node in [a, b] {
+        node.bridge.unwrap().stop().await;
+    }
+}

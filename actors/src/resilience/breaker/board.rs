@@ -8,6 +8,11 @@
 //! while the opening is still in force. Never: talks to the network or knows about Redis;
 //! never re-announces an opening that came from a peer.
 //!
+//! Pause gates (a venue account's 429 / 418 / Retry-After pause, a model deployment's)
+//! are shared the same way, as target `pause:{guard target}` (the venue's name, or the
+//! deployment id): a guard whose breaker is on a board puts its gate there too, announces
+//! a pause it sets or extends, and a peer's pause extends the gate for the same time.
+//!
 //! How breakers join: [`CircuitBreaker::join_board`], or — for every breaker the engine
 //! keeps in sled — automatically in [`CircuitBreaker::persisted_in`], when a board was
 //! attached to that store's data dir ([`BreakerBoard::attach_to`]). The data dir names
@@ -23,8 +28,16 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::{CircuitBreaker, Shared};
-use crate::clock::Millis;
+use crate::clock::{Clock, Millis, SystemClock};
+use crate::resilience::PauseGate;
 use crate::store::Store;
+
+/// The board target of `guard_target`'s pause gate.
+pub fn pause_target(guard_target: &str) -> String {
+    format!("{PAUSE_PREFIX}{guard_target}")
+}
+
+const PAUSE_PREFIX: &str = "pause:";
 
 /// Local openings a board holds for its reader before it drops the oldest news (the
 /// reader publishes them; a full queue means Redis is far behind, and the breakers
@@ -59,6 +72,8 @@ pub struct BreakerBoard {
 
 struct BoardInner {
     live: Mutex<HashMap<String, Vec<Weak<Shared>>>>,
+    /// Pause gates by board target (`pause:{guard target}`).
+    pauses: Mutex<HashMap<String, Vec<Weak<PauseGate>>>>,
     peer: Mutex<HashMap<String, PeerOpening>>,
     openings_tx: mpsc::Sender<LocalOpening>,
     openings_rx: Mutex<Option<mpsc::Receiver<LocalOpening>>>,
@@ -88,6 +103,7 @@ impl BreakerBoard {
         Self {
             inner: Arc::new(BoardInner {
                 live: Mutex::default(),
+                pauses: Mutex::default(),
                 peer: Mutex::default(),
                 openings_tx,
                 openings_rx: Mutex::new(Some(rx)),
@@ -136,6 +152,9 @@ impl BreakerBoard {
     /// live breakers it opened or kept open longer (0: none here, or all already open at
     /// least as long).
     pub fn apply_peer(&self, opening: PeerOpening) -> usize {
+        if opening.target.starts_with(PAUSE_PREFIX) {
+            return self.apply_peer_pause(opening);
+        }
         let breakers: Vec<CircuitBreaker> = {
             let mut live = self.inner.live.lock();
             let list = live.entry(opening.target.clone()).or_default();
@@ -149,6 +168,24 @@ impl BreakerBoard {
             .iter()
             .filter(|b| b.open_by_peer(opening.until_ms, &opening.node, &opening.reason))
             .count();
+        self.remember(opening);
+        applied
+    }
+
+    /// A pause announced by a peer: every gate of the target pauses until `until_ms`.
+    fn apply_peer_pause(&self, opening: PeerOpening) -> usize {
+        let gates: Vec<Arc<PauseGate>> = {
+            let mut pauses = self.inner.pauses.lock();
+            let list = pauses.entry(opening.target.clone()).or_default();
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        let applied = gates.iter().filter(|g| pause_by_peer(g, &opening)).count();
+        self.remember(opening);
+        applied
+    }
+
+    fn remember(&self, opening: PeerOpening) {
         let mut peer = self.inner.peer.lock();
         let longer = peer
             .get(&opening.target)
@@ -156,7 +193,38 @@ impl BreakerBoard {
         if longer {
             peer.insert(opening.target.clone(), opening);
         }
-        applied
+    }
+
+    /// Registers the pause gate of the guard of `guard_target`; a peer's pause of it
+    /// still in force applies at once. A gate shared by sibling guards joins once.
+    pub(crate) fn join_pause(&self, guard_target: &str, gate: &Arc<PauseGate>) {
+        let target = pause_target(guard_target);
+        {
+            let mut pauses = self.inner.pauses.lock();
+            let list = pauses.entry(target.clone()).or_default();
+            list.retain(|w| w.strong_count() > 0);
+            if list
+                .iter()
+                .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(gate)))
+            {
+                return;
+            }
+            list.push(Arc::downgrade(gate));
+        }
+        let known = self.inner.peer.lock().get(&target).cloned();
+        if let Some(p) = known {
+            pause_by_peer(gate, &p);
+        }
+    }
+
+    /// The guard of `guard_target` paused for `wait` on its own: queued for the reader.
+    pub(crate) fn paused(&self, guard_target: &str, wait: std::time::Duration, reason: &str) {
+        let wait_ms = Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX / 4);
+        self.opened(LocalOpening {
+            target: pause_target(guard_target),
+            until_ms: SystemClock.now_ms().saturating_add(wait_ms),
+            reason: reason.to_string(),
+        });
     }
 
     /// Registers `breaker`; a peer opening of its target still in force applies at once.
@@ -175,9 +243,26 @@ impl BreakerBoard {
     }
 
     /// A breaker of this process opened on its own: queued for the reader. Never waits.
-    pub(super) fn opened(&self, opening: LocalOpening) {
+    pub(crate) fn opened(&self, opening: LocalOpening) {
         if let Err(e) = self.inner.openings_tx.try_send(opening) {
             tracing::warn!(error = %e, "breaker opening not shared with the cluster: its queue is full or closed; the breaker still protects this node");
         }
     }
+}
+
+/// Pauses `gate` until the peer's deadline (by the wall clock); whether that set or
+/// extended it. Not announced again: the gate is paused directly, not through its guard.
+fn pause_by_peer(gate: &PauseGate, opening: &PeerOpening) -> bool {
+    let left = opening.until_ms - SystemClock.now_ms();
+    if left <= 0 {
+        return false;
+    }
+    let extended = gate.pause(
+        std::time::Duration::from_millis(left as u64),
+        &format!("paused by peer {}: {}", opening.node, opening.reason),
+    );
+    if extended {
+        tracing::info!(target_name = %opening.target, peer = %opening.node, reason = %opening.reason, pause_ms = left, "pause gate paused by peer");
+    }
+    extended
 }
