@@ -174,8 +174,8 @@ pub fn render(s: &ClusterStatus) -> String {
     } else {
         let _ = writeln!(
             out,
-            "  {:<24} {:>9} {:>8}  {:<22} {:<8} {}",
-            "NODE", "SEEN AGO", "PID", "LISTEN", "VERSION", "ALIVE"
+            "  {:<24} {:>9} {:>8}  {:<22} {:<8} ALIVE",
+            "NODE", "SEEN AGO", "PID", "LISTEN", "VERSION"
         );
         for n in &s.nodes {
             let _ = writeln!(
@@ -196,8 +196,8 @@ pub fn render(s: &ClusterStatus) -> String {
     } else {
         let _ = writeln!(
             out,
-            "  {:<28} {:<24} {:>6} {:>6}  {}",
-            "RESOURCE", "OWNER", "TOKEN", "FENCE", "EXPIRES IN"
+            "  {:<28} {:<24} {:>6} {:>6}  EXPIRES IN",
+            "RESOURCE", "OWNER", "TOKEN", "FENCE"
         );
         for l in &s.leases {
             let _ = writeln!(
@@ -217,8 +217,8 @@ pub fn render(s: &ClusterStatus) -> String {
     } else {
         let _ = writeln!(
             out,
-            "  {:<28} {:<16} {:>8} {:>8} {:>10}  {}",
-            "SCOPE", "KIND", "LIMIT", "USED", "WINDOW MS", "PER NODE"
+            "  {:<28} {:<16} {:>8} {:>8} {:>10}  PER NODE",
+            "SCOPE", "KIND", "LIMIT", "USED", "WINDOW MS"
         );
         for l in &s.limits {
             let per_node = l
@@ -249,8 +249,8 @@ pub fn render(s: &ClusterStatus) -> String {
     } else {
         let _ = writeln!(
             out,
-            "  {:<28} {:<24} {:>10}  {}",
-            "TARGET", "OPENED BY", "OPEN FOR", "REASON"
+            "  {:<28} {:<24} {:>10}  REASON",
+            "TARGET", "OPENED BY", "OPEN FOR"
         );
         for b in &s.breakers {
             let _ = writeln!(
