@@ -222,6 +222,7 @@ mod tests {
             node_id: "a b".into(),
             key_prefix: String::new(),
             command_timeout: Duration::ZERO,
+            heartbeat: Duration::from_millis(50),
             ..ClusterConfig::default()
         };
         assert_eq!(
@@ -230,9 +231,17 @@ mod tests {
                 "cluster.url",
                 "cluster.node_id",
                 "cluster.key_prefix",
-                "cluster.command_timeout"
+                "cluster.command_timeout",
+                "cluster.heartbeat"
             ]
         );
+        // A heartbeat must outlast a command: a beat that cannot finish before the next.
+        let slow = ClusterConfig {
+            heartbeat: Duration::from_millis(200),
+            command_timeout: Duration::from_millis(250),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(issues_of(&slow), ["cluster.heartbeat"]);
         let tls = ClusterConfig {
             url: "rediss://cache.example:6380/2".into(),
             ..ClusterConfig::default()
