@@ -8,10 +8,22 @@
 //!
 //! Redis is shared state, not the truth: each node's sled stays its own durable record.
 //! What the cluster adds is coordination — budgets several nodes draw from, breakers they
-//! share, and exactly one owner at a time per venue account and per agent.
+//! share, and exactly one owner at a time per venue account and per agent ([`lease`],
+//! with the ledger's replica in [`replica`] for the node that takes an account over).
 
 pub mod config;
+pub mod lease;
 pub mod link;
+pub mod replica;
 
 pub use config::{ClusterConfig, RedisPassword};
-pub use link::{describe, ClusterError, RedisHealth, RedisLink};
+pub use lease::{agent_resource, venue_resource, HeldLease, LeaseKeeper, LeaseStatus, Leases};
+pub use link::{ClusterError, RedisHealth, RedisLink};
+pub use replica::{LedgerReplica, ReplicaError};
+
+/// HELP texts of every cluster metric (the link's, leases', the replica's).
+pub fn describe() {
+    link::describe();
+    lease::describe();
+    replica::describe();
+}
