@@ -183,8 +183,8 @@ enum LeaseState {
     Held {
         token: u64,
         safe_until: Instant,
+        /// When this node's holding with this token began (the acquire's send).
         since: Instant,
-        renewed: Instant,
     },
     /// Another node holds it.
     Standby { owner: String, token: u64 },
@@ -201,6 +201,8 @@ pub struct LeaseStatus {
     pub token: Option<u64>,
     /// Milliseconds left before this node stops using the lease (held only).
     pub safe_for_ms: Option<u64>,
+    /// Milliseconds since this node acquired it with this token (held only).
+    pub held_for_ms: Option<u64>,
 }
 
 struct Book {
@@ -304,19 +306,22 @@ impl Leases {
             .read()
             .iter()
             .map(|(resource, s)| {
-                let (state, owner, token, safe_for_ms) = match s {
-                    LeaseState::Unknown => ("unknown", None, None, None),
+                let (state, owner, token, safe_for_ms, held_for_ms) = match s {
+                    LeaseState::Unknown => ("unknown", None, None, None, None),
                     LeaseState::Held {
-                        token, safe_until, ..
+                        token,
+                        safe_until,
+                        since,
                     } if now < *safe_until => (
                         "held",
                         Some(self.book.node_id.clone()),
                         Some(*token),
                         Some(safe_until.duration_since(now).as_millis() as u64),
+                        Some(now.duration_since(*since).as_millis() as u64),
                     ),
-                    LeaseState::Held { token, .. } => ("expired", None, Some(*token), None),
+                    LeaseState::Held { token, .. } => ("expired", None, Some(*token), None, None),
                     LeaseState::Standby { owner, token } => {
-                        ("standby", Some(owner.clone()), Some(*token), None)
+                        ("standby", Some(owner.clone()), Some(*token), None, None)
                     }
                 };
                 LeaseStatus {
@@ -325,6 +330,7 @@ impl Leases {
                     owner,
                     token,
                     safe_for_ms,
+                    held_for_ms,
                 }
             })
             .collect()
@@ -376,7 +382,6 @@ impl Leases {
                     token: *token,
                     safe_until,
                     since,
-                    renewed: sent,
                 };
                 drop(states);
                 Self::set_held_metrics(resource, *token);

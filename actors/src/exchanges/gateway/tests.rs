@@ -1736,3 +1736,4 @@ async fn a_replaced_generation_sends_no_cancel_and_no_leverage_update() {
 }
 
 mod pushed;
+mod ownership;
