@@ -426,6 +426,18 @@ impl Leases {
         }
     }
 
+    /// Records a lease as held with `token` for `usable` from now, as a keeper's answer
+    /// would (tests of what consults the book, on tokio's paused clock).
+    #[cfg(test)]
+    pub(crate) fn grant_for_test(&self, resource: &str, token: u64, usable: Duration) {
+        self.apply(
+            resource,
+            Instant::now(),
+            usable,
+            &Ok(LeaseAnswer::Held { token, new: true }),
+        );
+    }
+
     /// Marks held leases past their safe-until as lost (metric, log, change notice). The
     /// senders already stopped using them at that instant ([`Leases::held`]); this makes
     /// it visible.
