@@ -170,6 +170,17 @@ impl Engine {
             }
             None => None,
         };
+        // Leases on every venue account and agent, acquired from now on; the gateway and
+        // the agents wait for them (see `crate::ownership`).
+        let ownership = match (&config.cluster, &cluster) {
+            (Some(c), Some(link)) => Some(crate::ownership::ClusterOwnership::start(
+                link,
+                c,
+                config.exchanges.venues.keys().cloned(),
+                agents.names(),
+            )),
+            _ => None,
+        };
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -187,6 +198,7 @@ impl Engine {
             events: events.clone(),
             notifier: notifier.clone(),
             cluster,
+            ownership,
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));
@@ -276,6 +288,10 @@ impl EngineHandle {
             server.stop(true).await;
         }
         let exit = self.root.shutdown().await;
+        // Nothing sends any more: the leases go, so another node takes over at once.
+        if let Some(ownership) = &self.tree_deps.ownership {
+            ownership.release().await;
+        }
         if let Some(retention) = &self.retention {
             // Stopped so it drops its store handles before the store closes.
             let _ = retention.send(StopRetention).await;
@@ -393,6 +409,7 @@ fn describe_all() {
     orrery_actors::shedding::describe();
     crate::notify::describe();
     orrery_actors::cluster::describe();
+    orrery_actors::exchanges::gateway::ownership::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

@@ -58,6 +58,10 @@ pub struct StatusReport {
     /// Each notification sink: sent, failed, last delivery (see `crate::notify`).
     #[serde(default)]
     pub notifications: Vec<crate::notify::SinkStatus>,
+    /// In a cluster: this node's leases on venue accounts and agents (running engine only;
+    /// see `crate::ownership`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<orrery_actors::cluster::LeaseStatus>,
 }
 
 /// One journaled decision as the status report shows it: what was decided and done.
@@ -405,6 +409,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         copy: Vec::new(),
         resources: None,
         notifications: Vec::new(),
+        leases: Vec::new(),
     }
 }
 
@@ -502,6 +507,9 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     report.copy = crate::copy::status(&engine.config, &engine.store);
     report.resources = Some(engine.shedding.status());
     report.notifications = crate::notify::live_status(engine).await;
+    if let Some(ownership) = &engine.tree_deps.ownership {
+        report.leases = ownership.snapshot();
+    }
     Ok(report)
 }
 
@@ -652,6 +660,23 @@ pub fn render(r: &StatusReport) -> String {
     );
     if let Some(resources) = &r.resources {
         o.push_str(&crate::resources::render(resources));
+    }
+    for l in &r.leases {
+        let _ = writeln!(
+            o,
+            "lease {}: {}{}{}",
+            l.resource,
+            l.state,
+            l.owner
+                .as_deref()
+                .map(|owner| format!(", owner {owner}"))
+                .unwrap_or_default(),
+            match (l.token, l.safe_for_ms) {
+                (Some(t), Some(ms)) => format!(", token {t}, used for {ms} ms more unless renewed"),
+                (Some(t), None) => format!(", token {t}"),
+                _ => String::new(),
+            }
+        );
     }
     for v in &r.venues {
         match (&v.account, &v.error) {

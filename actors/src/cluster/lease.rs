@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -191,7 +191,7 @@ enum LeaseState {
 }
 
 /// One resource as `orrery status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseStatus {
     pub resource: String,
     /// `held`, `standby`, `expired` (held, but past safe-until: not used), `unknown`.
