@@ -180,6 +180,7 @@ fn send_orders(ports: Vec<u16>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>
             Some((409, body)) if body.contains("not_owner") => {
                 not_owner += 1;
                 at = (at + 1) % ports.len();
+                std::thread::sleep(Duration::from_millis(5));
             }
             // Not ready, Redis away, or the node is dead: try the next one shortly.
             _ => {
@@ -346,5 +347,113 @@ fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_ord
     assert!(
         takeover < LEASE_TTL + Duration::from_secs(15),
         "takeover took {takeover:?}"
+    );
+}
+
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[test]
+fn a_hung_redis_stops_the_owner_before_its_lease_can_expire_and_tokens_never_go_down() {
+    let redis = RedisServer::start().unwrap();
+    let mock = MockHyperliquid::start(wallet(), Network::Testnet);
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = ["s1", "s2"]
+        .iter()
+        .map(|n| Node::new(root.path(), n, &mock, &redis))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    let (_, first_token) = owner_of(&nodes);
+
+    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let sender = {
+        let (stop, acks) = (stop.clone(), acks.clone());
+        std::thread::spawn(move || send_orders(ports, stop, acks))
+    };
+    wait_acks(&acks, 10, "orders before Redis hangs");
+
+    // Redis hangs for longer than the lease TTL while orders keep coming.
+    redis.pause();
+    let paused_at_ms = wall_ms();
+    std::thread::sleep(LEASE_TTL + Duration::from_millis(1_500));
+    let resumed_at_ms = wall_ms();
+    redis.resume();
+    let before_resume = acks.lock().unwrap().len();
+    wait_acks(&acks, before_resume + 10, "orders after Redis returned");
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    let (_, token_after) = owner_of(&nodes);
+    assert!(token_after >= first_token);
+
+    // Everything settled, then both nodes stop cleanly.
+    for n in nodes.iter_mut() {
+        wait_for(Duration::from_secs(60), "no open order", || {
+            let (status, body) = http_get(n.port, "/api/status")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && v["open_orders"].as_array()?.is_empty()).then_some(())
+        });
+        n.stop();
+    }
+
+    let twice: Vec<_> = sends_per_cloid(&mock)
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    let entries = union(&nodes);
+    assert_ledger_equals_mock(&mock, &entries);
+    let token_of: BTreeMap<String, u64> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.client_id.to_hex128(),
+                e.fencing_token
+                    .unwrap_or_else(|| panic!("{} carries no fencing token", e.client_id)),
+            )
+        })
+        .collect();
+
+    // In the venue's arrival order: tokens never go down, and nothing arrives between the
+    // moment the last lease taken before the hang could have expired (no renewal was sent
+    // after the pause) and Redis's return — no node may send then.
+    let mut last_token = 0;
+    let mut arrivals = 0;
+    for o in mock.orders() {
+        let cloid = o.cloid.clone().unwrap();
+        let token = token_of[&cloid];
+        assert!(
+            token >= last_token,
+            "order {cloid} with token {token} arrived after one with token {last_token}"
+        );
+        last_token = token;
+        let expired_by = paused_at_ms + LEASE_TTL.as_millis() as i64;
+        assert!(
+            !(o.timestamp > expired_by && o.timestamp < resumed_at_ms),
+            "order {cloid} (token {token}) arrived {} ms after the pause, while Redis hung past the lease TTL",
+            o.timestamp - paused_at_ms
+        );
+        if token == first_token {
+            assert!(
+                o.timestamp <= expired_by
+                    || (token_after == first_token && o.timestamp >= resumed_at_ms),
+                "order {cloid} of token {token} arrived past its lease's possible expiry"
+            );
+        }
+        arrivals += 1;
+    }
+    let during_hang = mock
+        .orders()
+        .iter()
+        .filter(|o| o.timestamp > paused_at_ms && o.timestamp < resumed_at_ms)
+        .count();
+    eprintln!(
+        "cluster redis hang: {arrivals} orders at the venue, {during_hang} arrived during the {} ms hang (none may arrive past the first {} ms), tokens {first_token} -> {token_after}",
+        resumed_at_ms - paused_at_ms,
+        LEASE_TTL.as_millis()
     );
 }
