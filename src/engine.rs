@@ -292,6 +292,10 @@ impl EngineHandle {
         if let Some(ownership) = &self.tree_deps.ownership {
             ownership.release().await;
         }
+        if let Some(link) = &self.tree_deps.cluster {
+            let (ok, failed) = link.counts();
+            tracing::info!(node = %link.node_id(), url = %link.url(), redis_commands_ok = ok, redis_commands_failed = failed, "left the cluster");
+        }
         if let Some(retention) = &self.retention {
             // Stopped so it drops its store handles before the store closes.
             let _ = retention.send(StopRetention).await;
