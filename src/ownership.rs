@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use orrery_actors::cluster::lease::LeaseTimings;
 use orrery_actors::cluster::{
-    agent_resource, venue_resource, ClusterConfig, LeaseKeeper, LeaseStatus, Leases,
-    LedgerReplica, RedisLink,
+    agent_resource, venue_resource, ClusterConfig, LeaseKeeper, LeaseStatus, Leases, LedgerReplica,
+    RedisLink,
 };
 use orrery_actors::exchanges::gateway::VenueOwnership;
 use tokio::sync::watch;

@@ -779,7 +779,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let kind = RiskAgent::new(config.risk.clone(), venues, deps, entry.schedule);
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
-                        .counting_messages_in(ctx.messages_counter()).owned_through(ownership.as_ref().map(|o| o.leases.clone())),
+                        .counting_messages_in(ctx.messages_counter())
+                        .owned_through(ownership.as_ref().map(|o| o.leases.clone())),
                 )
             })
         }
@@ -814,7 +815,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let kind = TradingAgent::new(agent.clone(), deps);
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
-                        .counting_messages_in(ctx.messages_counter()).owned_through(ownership.as_ref().map(|o| o.leases.clone())),
+                        .counting_messages_in(ctx.messages_counter())
+                        .owned_through(ownership.as_ref().map(|o| o.leases.clone())),
                 )
             })
         }
@@ -870,7 +872,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let kind = SentimentAgent::new(agent.clone(), deps).map_err(StartError::failed)?;
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
-                        .counting_messages_in(ctx.messages_counter()).owned_through(ownership.as_ref().map(|o| o.leases.clone()))
+                        .counting_messages_in(ctx.messages_counter())
+                        .owned_through(ownership.as_ref().map(|o| o.leases.clone()))
                         .shedding(shedding.clone()),
                 )
             })
@@ -914,7 +917,8 @@ fn rbi_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()).owned_through(deps.leases())
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases())
         .shedding(deps.shedding.clone()))
     })
 }
@@ -959,7 +963,8 @@ fn funding_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()).owned_through(deps.leases()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }
 
@@ -1000,7 +1005,8 @@ fn pipeline_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()).owned_through(deps.leases()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }
 

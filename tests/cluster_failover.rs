@@ -86,7 +86,12 @@ command_timeout = "200ms"
     }
 
     fn start(&mut self) {
-        self.child = Some(spawn_engine(&self.config, &self.dir, &[], &[QUIET, KEY_ENV]));
+        self.child = Some(spawn_engine(
+            &self.config,
+            &self.dir,
+            &[],
+            &[QUIET, KEY_ENV],
+        ));
         wait_for(Duration::from_secs(30), "the engine to serve", || {
             http_get(self.port, "/health").filter(|(s, _)| *s == 200)
         });
@@ -104,7 +109,10 @@ command_timeout = "200ms"
             .iter()
             .find(|l| l["resource"] == RESOURCE)?
             .clone();
-        Some((lease["state"].as_str()?.to_string(), lease["token"].as_u64()))
+        Some((
+            lease["state"].as_str()?.to_string(),
+            lease["token"].as_u64(),
+        ))
     }
 
     fn kill(&mut self) {
@@ -227,18 +235,22 @@ fn sends_per_cloid(mock: &MockHyperliquid) -> BTreeMap<String, usize> {
 }
 
 fn owner_of(nodes: &[Node]) -> (usize, u64) {
-    wait_for(Duration::from_secs(30), "one node to hold the lease", || {
-        let held: Vec<(usize, u64)> = nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.child.is_some())
-            .filter_map(|(i, n)| match n.lease()? {
-                (state, Some(token)) if state == "held" => Some((i, token)),
-                _ => None,
-            })
-            .collect();
-        (held.len() == 1).then(|| held[0])
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "one node to hold the lease",
+        || {
+            let held: Vec<(usize, u64)> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.child.is_some())
+                .filter_map(|(i, n)| match n.lease()? {
+                    (state, Some(token)) if state == "held" => Some((i, token)),
+                    _ => None,
+                })
+                .collect();
+            (held.len() == 1).then(|| held[0])
+        },
+    )
 }
 
 fn wait_acks(acks: &Mutex<Vec<Ack>>, n: usize, what: &str) {
@@ -322,10 +334,20 @@ fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_ord
             .find(|e| e.client_id == id)
             .unwrap_or_else(|| panic!("acknowledged order {} lost", ack.client_id));
         assert_eq!(entry.status.as_str(), ack.status, "{}", ack.client_id);
-        assert_eq!(entry.filled_size.to_string(), ack.filled, "{}", ack.client_id);
+        assert_eq!(
+            entry.filled_size.to_string(),
+            ack.filled,
+            "{}",
+            ack.client_id
+        );
     }
     for e in &entries {
-        assert!(e.status.is_terminal(), "{} left {:?}", e.client_id, e.status);
+        assert!(
+            e.status.is_terminal(),
+            "{} left {:?}",
+            e.client_id,
+            e.status
+        );
         assert!(
             e.fencing_token.is_some(),
             "{} carries no fencing token",

@@ -125,7 +125,11 @@ impl LeaseScripts {
     }
 
     /// Acquires `resource` if it is free, renews it if this node holds it.
-    pub async fn acquire(&self, resource: &str, ttl: Duration) -> Result<LeaseAnswer, ClusterError> {
+    pub async fn acquire(
+        &self,
+        resource: &str,
+        ttl: Duration,
+    ) -> Result<LeaseAnswer, ClusterError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut inv = self.acquire.prepare_invoke();
         inv.key(self.link.key(&format!("lease:{resource}")))
@@ -134,7 +138,8 @@ impl LeaseScripts {
             .arg(ttl.as_millis() as u64)
             .arg(now_ms);
         let (code, token, owner, pttl): (i64, i64, String, i64) = self.link.invoke(inv).await?;
-        let token = u64::try_from(token).map_err(|_| self.malformed(resource, "a negative token"))?;
+        let token =
+            u64::try_from(token).map_err(|_| self.malformed(resource, "a negative token"))?;
         match code {
             2 | 1 => Ok(LeaseAnswer::Held {
                 token,
@@ -601,8 +606,12 @@ impl LeaseKeeper {
         for (resource, token) in self.leases.held_all() {
             match self.scripts.release(&resource, token).await {
                 Ok(true) => tracing::info!(resource = %resource, token, "lease released"),
-                Ok(false) => tracing::info!(resource = %resource, token, "lease already gone at release"),
-                Err(e) => tracing::warn!(resource = %resource, token, error = %e, "lease release failed; it expires by its TTL"),
+                Ok(false) => {
+                    tracing::info!(resource = %resource, token, "lease already gone at release")
+                }
+                Err(e) => {
+                    tracing::warn!(resource = %resource, token, error = %e, "lease release failed; it expires by its TTL")
+                }
             }
             self.leases.released(&resource);
         }

@@ -34,7 +34,10 @@ async fn one_owner_at_a_time_and_the_token_grows_with_every_new_owner() {
 
     a.tick().await;
     b.tick().await;
-    let first = a.leases().held("venue:hl").expect("a acquired the free lease");
+    let first = a
+        .leases()
+        .held("venue:hl")
+        .expect("a acquired the free lease");
     assert_eq!(first.token, 1);
     assert_eq!(b.leases().held("venue:hl"), None);
     assert_eq!(b.leases().owner("venue:hl"), "a");
@@ -92,12 +95,22 @@ async fn a_replica_write_with_a_stale_token_is_refused_by_redis() {
     let replica_b = LedgerReplica::start(b.scripts.link().clone());
 
     replica_a
-        .write("hl", token_a, "c1", &serde_json::json!({"status": "intent"}))
+        .write(
+            "hl",
+            token_a,
+            "c1",
+            &serde_json::json!({"status": "intent"}),
+        )
         .await
         .unwrap();
     // b does not hold the lease: whatever token it claims, Redis refuses.
     let err = replica_b
-        .write("hl", token_a, "c2", &serde_json::json!({"status": "intent"}))
+        .write(
+            "hl",
+            token_a,
+            "c2",
+            &serde_json::json!({"status": "intent"}),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -112,14 +125,32 @@ async fn a_replica_write_with_a_stale_token_is_refused_by_redis() {
     let token_b = b.leases().held("venue:hl").unwrap().token;
     assert!(token_b > token_a);
     let err = replica_a
-        .write("hl", token_a, "c3", &serde_json::json!({"status": "intent"}))
+        .write(
+            "hl",
+            token_a,
+            "c3",
+            &serde_json::json!({"status": "intent"}),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(&err, ReplicaError::Stale { owner, .. } if owner == "b"), "{err:?}");
-    replica_a.queue("hl", token_a, "c1", &serde_json::json!({"status": "filled"}));
+    assert!(
+        matches!(&err, ReplicaError::Stale { owner, .. } if owner == "b"),
+        "{err:?}"
+    );
+    replica_a.queue(
+        "hl",
+        token_a,
+        "c1",
+        &serde_json::json!({"status": "filled"}),
+    );
     replica_a.drained(Duration::from_secs(2)).await;
     replica_b
-        .write("hl", token_b, "c4", &serde_json::json!({"status": "intent"}))
+        .write(
+            "hl",
+            token_b,
+            "c4",
+            &serde_json::json!({"status": "intent"}),
+        )
         .await
         .unwrap();
 
@@ -134,7 +165,12 @@ async fn a_replica_write_with_a_stale_token_is_refused_by_redis() {
     );
     // Queued answers of the owner are written in order: the last state wins.
     replica_b.queue("hl", token_b, "c4", &serde_json::json!({"status": "acked"}));
-    replica_b.queue("hl", token_b, "c4", &serde_json::json!({"status": "filled"}));
+    replica_b.queue(
+        "hl",
+        token_b,
+        "c4",
+        &serde_json::json!({"status": "filled"}),
+    );
     replica_b.drained(Duration::from_secs(2)).await;
     let raw: String = b
         .scripts
@@ -159,7 +195,9 @@ async fn a_holder_whose_redis_hangs_stops_using_the_lease_before_it_can_expire()
     while leases.held("venue:hl").is_none() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let held = leases.held("venue:hl").expect("the keeper acquired the lease");
+    let held = leases
+        .held("venue:hl")
+        .expect("the keeper acquired the lease");
     let mut changes = leases.watch();
     changes.borrow_and_update();
 
@@ -197,7 +235,9 @@ async fn a_holder_whose_redis_hangs_stops_using_the_lease_before_it_can_expire()
     while leases.held("venue:hl").is_none() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let again = leases.held("venue:hl").expect("re-acquired after Redis returned");
+    let again = leases
+        .held("venue:hl")
+        .expect("re-acquired after Redis returned");
     assert!(again.token >= held.token);
 
     // Clean stop: released in Redis.
@@ -232,7 +272,10 @@ fn safe_until_is_the_send_time_plus_ttl_minus_the_margin() {
             "venue:hl",
             sent,
             timings.usable(),
-            &Ok(LeaseAnswer::Held { token: 4, new: true }),
+            &Ok(LeaseAnswer::Held {
+                token: 4,
+                new: true,
+            }),
         );
         // The answer took a while: safe-until still counts from the send.
         tokio::time::advance(Duration::from_millis(300)).await;
@@ -241,7 +284,9 @@ fn safe_until_is_the_send_time_plus_ttl_minus_the_margin() {
         assert!(leases
             .held_at("venue:hl", sent + Duration::from_millis(3_999))
             .is_some());
-        assert!(leases.held_at("venue:hl", sent + Duration::from_secs(4)).is_none());
+        assert!(leases
+            .held_at("venue:hl", sent + Duration::from_secs(4))
+            .is_none());
         // A failed renewal does not extend it.
         let failed: Result<LeaseAnswer, ClusterError> = Err(ClusterError::Unreachable {
             url: "x".into(),

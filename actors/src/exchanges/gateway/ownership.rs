@@ -132,8 +132,7 @@ impl GatewayCore {
             Some(held) if Some(held.token) == token => Ok(()),
             _ => {
                 tracing::warn!(venue, token = ?token, owner = %own.leases.owner(&venue_resource(venue)), "send stopped: this node no longer holds the venue's lease with the intent's token");
-                metrics::counter!(names::GATEWAY_FENCED, "venue" => venue.to_string())
-                    .increment(1);
+                metrics::counter!(names::GATEWAY_FENCED, "venue" => venue.to_string()).increment(1);
                 Err(self.not_owner(venue, own))
             }
         }
