@@ -281,6 +281,26 @@ fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_ord
         std::thread::spawn(move || send_orders(ports, stop, acks))
     };
     wait_acks(&acks, 15, "orders on the first owner");
+    // The operator's view of the owner: the lease metrics, in a valid exposition.
+    let (_, exposition) = http_get(nodes[owner].port, "/metrics").expect("metrics served");
+    let (valid, out) = promtool_check(&exposition);
+    assert!(valid, "promtool: {out}");
+    let held = r#"resource="venue:hyperliquid""#;
+    assert_eq!(
+        metric_sum(&exposition, "orrery_cluster_lease_held", &[held]),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&exposition, "orrery_cluster_lease_token", &[held]),
+        first_token as f64
+    );
+    assert!(
+        metric_sum(
+            &exposition,
+            "orrery_cluster_replica_writes_total",
+            &[r#"outcome="ok""#]
+        ) >= 15.0
+    );
     let killed_at = Instant::now();
     nodes[owner].kill();
     let before_kill = acks.lock().unwrap().len();
