@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod lease;
+pub mod lease_book;
 pub mod link;
 pub mod replica;
 
