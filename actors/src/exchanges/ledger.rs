@@ -632,6 +632,84 @@ mod tests {
         }
     }
 
+    /// Another node's copies (a replica) merge in without ever moving an order back: an
+    /// unknown entry is inserted, a further-along copy is taken, a terminal status here is
+    /// kept, and an old record without a fencing token still decodes.
+    #[tokio::test]
+    async fn a_replica_merges_in_and_never_regresses_a_terminal_status() {
+        let store = Store::temporary().unwrap();
+        let ledger = OrderLedger::open(&store, ManualClock::new(1_000)).unwrap();
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        assert!(ledger.observe(Box::new(move |e: &LedgerEntry| sink.lock().push(e.status))));
+        let (open_here, filled_here, unknown_here) = (request(), request(), request());
+        for r in [&open_here, &filled_here] {
+            ledger
+                .record_fenced_intent(
+                    "hl",
+                    &approve_for_venue_test(r.clone(), dec!(1)),
+                    "t",
+                    1_000,
+                    Some(4),
+                )
+                .await
+                .unwrap();
+        }
+        ledger
+            .update(&filled_here.client_id, |e| {
+                e.status = OrderStatus::Filled;
+                e.filled_size = dec!(0.01);
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock(),
+            [
+                OrderStatus::Intent,
+                OrderStatus::Intent,
+                OrderStatus::Filled
+            ]
+        );
+
+        let mut acked = ledger.get(&open_here.client_id).unwrap().unwrap();
+        acked.status = OrderStatus::Acked;
+        let mut regressed = ledger.get(&filled_here.client_id).unwrap().unwrap();
+        regressed.status = OrderStatus::Acked;
+        regressed.filled_size = Decimal::ZERO;
+        let mut other = LedgerEntry::new_intent("hl", unknown_here.clone(), "t", 900);
+        other.status = OrderStatus::Cancelled;
+        other.fencing_token = Some(3);
+
+        assert_eq!(
+            ledger.merge(acked, false).await.unwrap(),
+            MergeOutcome::Advanced
+        );
+        assert_eq!(
+            ledger.merge(regressed, false).await.unwrap(),
+            MergeOutcome::Kept
+        );
+        assert_eq!(
+            ledger.merge(other.clone(), false).await.unwrap(),
+            MergeOutcome::Inserted
+        );
+        assert_eq!(
+            ledger.merge(other, false).await.unwrap(),
+            MergeOutcome::Kept
+        );
+        let get = |id: &ClientOrderId| ledger.get(id).unwrap().unwrap();
+        assert_eq!(get(&open_here.client_id).status, OrderStatus::Acked);
+        assert_eq!(get(&open_here.client_id).fencing_token, Some(4));
+        assert_eq!(get(&filled_here.client_id).status, OrderStatus::Filled);
+        assert_eq!(get(&unknown_here.client_id).fencing_token, Some(3));
+        assert_eq!(ledger.open_entries().len(), 1);
+
+        // A record written before leases (no `fencing_token` field) decodes as `None`.
+        let mut old = serde_json::to_value(get(&open_here.client_id)).unwrap();
+        old.as_object_mut().unwrap().remove("fencing_token");
+        let decoded: LedgerEntry = serde_json::from_value(old).unwrap();
+        assert_eq!(decoded.fencing_token, None);
+    }
+
     #[tokio::test]
     async fn intent_is_durable_and_open_index_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
