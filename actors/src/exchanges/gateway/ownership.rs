@@ -57,8 +57,9 @@ pub fn describe() {
 
 impl GatewayCore {
     /// Trades the venues only under their leases, from now on (once; a second call is
-    /// ignored and returns false). Spawns the takeover task on the current runtime (it
-    /// ends with the gateway).
+    /// ignored and returns false). Spawns the takeover task with `actix::spawn`, so call
+    /// it inside the actix system (the gateway's factory is); the task ends with the
+    /// gateway.
     pub fn attach_ownership(self: &Arc<Self>, ownership: VenueOwnership) -> bool {
         if self.ownership.set(ownership.clone()).is_err() {
             return false;
