@@ -177,7 +177,12 @@ impl Engine {
                 link,
                 c,
                 config.exchanges.venues.keys().cloned(),
-                agents.names(),
+                // The risk agent watches every account on every node: the venue's owner,
+                // wherever the lease puts it, must have its limits watched (see README).
+                agents
+                    .names()
+                    .into_iter()
+                    .filter(|name| name != orrery_actors::agents::risk::RISK_AGENT),
             )),
             _ => None,
         };

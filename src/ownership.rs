@@ -9,6 +9,10 @@
 //! (`AgentRunner::owned_through`) read the lease book. Without `[cluster]` nothing here
 //! runs.
 //!
+//! The risk agent has no lease: it runs on every node, so the node that owns a venue (the
+//! only one whose gateway sends, including the risk agent's closes) always has its loss
+//! limits watched; on the other nodes its orders are refused as not owner.
+//!
 //! An agent started while the engine runs (a promoted strategy) has no lease of its own:
 //! it runs on every node, and its orders still pass the gateway's venue lease, so only the
 //! venue's owner sends them.
