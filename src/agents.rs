@@ -207,6 +207,10 @@ fn not_started(name: &str, answer: &RunNowAnswer) -> Option<(&'static str, Strin
         RunNowAnswer::Shed { reason } => {
             Some((SHEDDING, format!("agent `{name}` did not run: {reason}")))
         }
+        RunNowAnswer::NotOwner { owner } => Some((
+            "not_owner",
+            format!("agent `{name}` runs on node {owner}, which holds its lease; ask that node"),
+        )),
     }
 }
 

@@ -135,7 +135,8 @@ pub(crate) fn spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }
 

@@ -179,6 +179,22 @@ impl Engine {
                 &store,
             ))
         });
+        // Leases on every venue account and agent, acquired from now on; the gateway and
+        // the agents wait for them (see `crate::ownership`).
+        let ownership = match (&config.cluster, &cluster) {
+            (Some(c), Some(link)) => Some(crate::ownership::ClusterOwnership::start(
+                link,
+                c,
+                config.exchanges.venues.keys().cloned(),
+                // The risk agent watches every account on every node: the venue's owner,
+                // wherever the lease puts it, must have its limits watched (see README).
+                agents
+                    .names()
+                    .into_iter()
+                    .filter(|name| name != orrery_actors::agents::risk::RISK_AGENT),
+            )),
+            _ => None,
+        };
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -196,6 +212,7 @@ impl Engine {
             events: events.clone(),
             notifier: notifier.clone(),
             cluster,
+            ownership,
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));
@@ -205,6 +222,9 @@ impl Engine {
             root.shutdown().await;
             if let Some(member) = &member {
                 member.leave().await;
+            }
+            if let Some(ownership) = &deps.ownership {
+                ownership.release().await;
             }
             events.stop();
             return Err(EngineError::Start(reason));
@@ -240,6 +260,9 @@ impl Engine {
                     handle.root.shutdown().await;
                     if let Some(member) = &handle.cluster {
                         member.leave().await;
+                    }
+                    if let Some(ownership) = &handle.tree_deps.ownership {
+                        ownership.release().await;
                     }
                     handle.events.stop();
                     return Err(EngineError::Listen { addr, source });
@@ -297,6 +320,14 @@ impl EngineHandle {
         let exit = self.root.shutdown().await;
         if let Some(member) = &self.cluster {
             member.leave().await;
+        }
+        // Nothing sends any more: the leases go, so another node takes over at once.
+        if let Some(ownership) = &self.tree_deps.ownership {
+            ownership.release().await;
+        }
+        if let Some(link) = &self.tree_deps.cluster {
+            let (ok, failed) = link.counts();
+            tracing::info!(node = %link.node_id(), url = %link.url(), redis_commands_ok = ok, redis_commands_failed = failed, "left the cluster");
         }
         if let Some(retention) = &self.retention {
             // Stopped so it drops its store handles before the store closes.
@@ -415,6 +446,7 @@ fn describe_all() {
     orrery_actors::shedding::describe();
     crate::notify::describe();
     orrery_actors::cluster::describe();
+    orrery_actors::exchanges::gateway::ownership::describe();
 }
 
 /// Venues as trait objects, opened from config and sled; used by the connector factories

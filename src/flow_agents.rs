@@ -196,7 +196,8 @@ pub(crate) fn open_interest_spec(id: String, agent: &str, deps: &Deps) -> ChildS
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }
 
@@ -232,6 +233,7 @@ pub(crate) fn liquidation_spec(id: String, agent: &str, deps: &Deps) -> ChildSpe
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }

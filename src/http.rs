@@ -204,6 +204,9 @@ pub fn gateway_error_status(e: &GatewayError) -> (StatusCode, &'static str) {
         GatewayError::Unresolved { .. } => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
         GatewayError::Ledger(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger"),
         GatewayError::Superseded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "superseded"),
+        // Another node trades this account: 409, the request belongs on the owner.
+        GatewayError::NotOwner { .. } => (StatusCode::CONFLICT, "not_owner"),
+        GatewayError::NotReplicated { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_replicated"),
     }
 }
 

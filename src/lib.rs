@@ -29,6 +29,7 @@ pub mod market;
 pub mod models;
 pub mod notify;
 pub mod operate;
+pub mod ownership;
 pub mod paper_mode;
 pub mod replay;
 pub mod resources;

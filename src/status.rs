@@ -62,6 +62,10 @@ pub struct StatusReport {
     /// cluster is `orrery cluster status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterLine>,
+    /// In a cluster: this node's leases on venue accounts and agents (running engine only;
+    /// see `crate::ownership`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<orrery_actors::cluster::LeaseStatus>,
 }
 
 /// The cluster line of the status: this node's id and whether its Redis answers, as the
@@ -441,6 +445,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         resources: None,
         notifications: Vec::new(),
         cluster: None,
+        leases: Vec::new(),
     }
 }
 
@@ -539,6 +544,9 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     report.resources = Some(engine.shedding.status());
     report.notifications = crate::notify::live_status(engine).await;
     report.cluster = engine.tree_deps.cluster.as_ref().map(ClusterLine::of);
+    if let Some(ownership) = &engine.tree_deps.ownership {
+        report.leases = ownership.snapshot();
+    }
     Ok(report)
 }
 
@@ -702,6 +710,23 @@ pub fn render(r: &StatusReport) -> String {
     }
     if let Some(resources) = &r.resources {
         o.push_str(&crate::resources::render(resources));
+    }
+    for l in &r.leases {
+        let _ = writeln!(
+            o,
+            "lease {}: {}{}{}",
+            l.resource,
+            l.state,
+            l.owner
+                .as_deref()
+                .map(|owner| format!(", owner {owner}"))
+                .unwrap_or_default(),
+            match (l.token, l.safe_for_ms) {
+                (Some(t), Some(ms)) => format!(", token {t}, used for {ms} ms more unless renewed"),
+                (Some(t), None) => format!(", token {t}"),
+                _ => String::new(),
+            }
+        );
     }
     for v in &r.venues {
         match (&v.account, &v.error) {

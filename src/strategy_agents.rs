@@ -108,7 +108,8 @@ fn agent_spec(id: String, agent: StrategyAgentConfig, deps: &Deps) -> ChildSpec 
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }
 

@@ -448,6 +448,16 @@ pub(crate) struct Deps {
     pub notifier: Slot<crate::notify::Notifier>,
     /// The Redis link when `[cluster]` is configured (see `orrery_actors::cluster`).
     pub cluster: Option<orrery_actors::cluster::RedisLink>,
+    /// The node's leases and ledger replica when `[cluster]` is configured (see
+    /// [`crate::ownership`]): the gateway trades a venue and an agent runs only under its lease.
+    pub ownership: Option<crate::ownership::ClusterOwnership>,
+}
+
+impl Deps {
+    /// The lease book agents consult (`None`: a single process).
+    pub(crate) fn leases(&self) -> Option<orrery_actors::cluster::Leases> {
+        self.ownership.as_ref().map(|o| o.leases.clone())
+    }
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -563,6 +573,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         shedding,
         events,
         notifier,
+        ownership,
         ..
     } = deps.clone();
     let id = w.id.clone();
@@ -734,6 +745,9 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 )
                 .map_err(StartError::failed)?;
                 core.attach_streams(streams.clone());
+                if let Some(ownership) = &ownership {
+                    core.attach_ownership(ownership.venue_ownership());
+                }
                 Ok(OrderGateway::new(core))
             })
         }
@@ -765,7 +779,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let kind = RiskAgent::new(config.risk.clone(), venues, deps, entry.schedule);
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
-                        .counting_messages_in(ctx.messages_counter()),
+                        .counting_messages_in(ctx.messages_counter())
+                        .owned_through(ownership.as_ref().map(|o| o.leases.clone())),
                 )
             })
         }
@@ -800,7 +815,8 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let kind = TradingAgent::new(agent.clone(), deps);
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
-                        .counting_messages_in(ctx.messages_counter()),
+                        .counting_messages_in(ctx.messages_counter())
+                        .owned_through(ownership.as_ref().map(|o| o.leases.clone())),
                 )
             })
         }
@@ -857,6 +873,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
                         .counting_messages_in(ctx.messages_counter())
+                        .owned_through(ownership.as_ref().map(|o| o.leases.clone()))
                         .shedding(shedding.clone()),
                 )
             })
@@ -901,6 +918,7 @@ fn rbi_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             deps.clock.clone(),
         )
         .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases())
         .shedding(deps.shedding.clone()))
     })
 }
@@ -945,7 +963,8 @@ fn funding_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }
 
@@ -986,7 +1005,8 @@ fn pipeline_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
             journal,
             deps.clock.clone(),
         )
-        .counting_messages_in(ctx.messages_counter()))
+        .counting_messages_in(ctx.messages_counter())
+        .owned_through(deps.leases()))
     })
 }
 

@@ -24,6 +24,13 @@
 //!   `orrery_agent_last_run_timestamp_seconds{agent}`.
 //! - **run-now**: [`RunNow`] starts a run at once unless one is in progress or the agent
 //!   is paused; the answer ([`RunNowAnswer`]) says which. It does not move the schedule.
+//! - **ownership in a cluster** ([`AgentRunner::owned_through`]): an agent runs only on
+//!   the node that holds the lease `agent:<name>` (see `crate::cluster::lease`); on the
+//!   other nodes its ticks count `outcome="skipped_not_owner"` and run-now answers
+//!   [`RunNowAnswer::NotOwner`]. The lease is read at every tick, so a standby agent runs
+//!   at the first tick after its node acquires the lease, and stops at the first tick
+//!   after it lost it (a run in progress finishes; its orders still pass the gateway's
+//!   own venue lease check).
 //!
 //! Never: decides anything an agent kind decides (what to ask, what to trade), or lifts a
 //! pause by itself. Pausing the risk agent is allowed, but logged as a warning and shown
@@ -415,6 +422,8 @@ pub enum RunNowAnswer {
     Paused { reason: String, since_ms: Millis },
     /// The engine sheds load and this agent is low-priority work; nothing was started.
     Shed { reason: String },
+    /// Another node of the cluster owns this agent (its lease); nothing was started here.
+    NotOwner { owner: String },
 }
 
 /// The agent's [`AgentInfo`].
@@ -438,6 +447,8 @@ pub struct AgentRunner {
     messages: metrics::Counter,
     /// Consulted before each run of a low-priority kind ([`Kind::low_priority_work`]).
     shedding: Option<crate::shedding::ShedGate>,
+    /// In a cluster: the node's leases; the agent runs only while it holds `agent:<name>`.
+    ownership: Option<crate::cluster::Leases>,
 }
 
 /// Whether a run could start.
@@ -447,6 +458,8 @@ enum Start {
     Paused(AgentControl),
     /// The engine sheds load (not written to the agent's pause state: it lifts by itself).
     Shed(crate::shedding::Shed),
+    /// Another node holds the agent's lease (its name as last seen).
+    NotOwner(String),
 }
 
 impl AgentRunner {
@@ -468,7 +481,15 @@ impl AgentRunner {
             rng: rand::rngs::StdRng::from_entropy(),
             messages: metrics::Counter::noop(),
             shedding: None,
+            ownership: None,
         }
+    }
+
+    /// Runs only while this node holds the lease `agent:<name>` in `leases` (a cluster);
+    /// `None` (a single process) changes nothing.
+    pub fn owned_through(mut self, leases: Option<crate::cluster::Leases>) -> Self {
+        self.ownership = leases;
+        self
     }
 
     /// Runs of a low-priority kind ([`Kind::low_priority_work`]) are skipped (scheduled)
@@ -526,6 +547,9 @@ impl AgentRunner {
             Start::Shed(_) => {
                 metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => "skipped_shed").increment(1)
             }
+            Start::NotOwner(_) => {
+                metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => "skipped_not_owner").increment(1)
+            }
         }
     }
 
@@ -545,6 +569,12 @@ impl AgentRunner {
         };
         if control.paused {
             return Start::Paused(control);
+        }
+        if let Some(leases) = &self.ownership {
+            let resource = crate::cluster::agent_resource(self.agent.name());
+            if leases.held(&resource).is_none() {
+                return Start::NotOwner(leases.owner(&resource));
+            }
         }
         if let (Some(gate), Some(work)) = (&self.shedding, self.agent.kind().low_priority_work()) {
             if let Err(shed) = gate.admit(work) {
@@ -603,6 +633,10 @@ impl Actor for AgentRunner {
             metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => outcome)
                 .increment(0);
         }
+        if self.ownership.is_some() {
+            metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => "skipped_not_owner")
+                .increment(0);
+        }
         if self.shedding.is_some() && self.agent.kind().low_priority_work().is_some() {
             metrics::counter!(names::AGENT_RUNS, "agent" => self.name(), "outcome" => "skipped_shed")
                 .increment(0);
@@ -654,6 +688,7 @@ impl Handler<RunNow> for AgentRunner {
             Start::Shed(shed) => RunNowAnswer::Shed {
                 reason: shed.to_string(),
             },
+            Start::NotOwner(owner) => RunNowAnswer::NotOwner { owner },
         };
         tracing::info!(agent = %self.agent.name(), answer = ?answer, "run-now requested");
         MessageResult(answer)

@@ -352,3 +352,37 @@ async fn low_priority_agents_pause_while_shedding_and_resume_by_themselves() {
     );
     drop(trading_runner);
 }
+
+/// In a cluster an agent runs only on the node holding its lease: standby ticks are
+/// skipped (and run-now refused, naming the owner), and the first tick after the lease is
+/// acquired runs; past the lease's safe-until it stops again.
+#[actix::test]
+async fn an_agent_runs_only_while_its_node_holds_the_agents_lease() {
+    tokio::time::pause();
+    let store = Store::temporary().unwrap();
+    let leases = crate::cluster::Leases::new("n1", ["agent:probe".to_string()]);
+    let probe = Probe::new(schedule(1_000, 0, 60_000), Duration::from_millis(1));
+    let runner = AgentRunner::new(
+        Arc::new(probe.clone()),
+        MemoryStore::open(&store, "probe").unwrap(),
+        DecisionJournal::open(&store).unwrap(),
+        ManualClock::new(1_763_000_000_000),
+    )
+    .owned_through(Some(leases.clone()))
+    .start();
+    advance(2_500).await;
+    assert_eq!(probe.started(), 0, "standby: every slot skipped");
+    match runner.send(RunNow).await.unwrap() {
+        RunNowAnswer::NotOwner { owner } => assert!(owner.starts_with("unknown"), "{owner}"),
+        other => panic!("expected not-owner, got {other:?}"),
+    }
+
+    leases.grant_for_test("agent:probe", 3, Duration::from_millis(2_200));
+    advance(1_000).await;
+    assert_eq!(probe.started(), 1, "the first slot after the lease runs");
+    advance(1_000).await;
+    assert_eq!(probe.started(), 2);
+    // Past safe-until (not renewed): standby again.
+    advance(2_000).await;
+    assert_eq!(probe.started(), 2, "no run past the lease's safe-until");
+}

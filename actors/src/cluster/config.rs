@@ -11,6 +11,8 @@
 //! node_id = "node-a"
 //! key_prefix = "orrery:prod:"
 //! heartbeat = "1s"                  # node record refresh; expires after 3 missed beats
+//! lease_ttl = "5s"                  # ownership of venue accounts and agents
+//! renew_every = "1666ms"            # default: lease_ttl / 3
 //! ```
 
 use std::fmt;
@@ -46,6 +48,14 @@ pub struct ClusterConfig {
     /// [`super::registry`]); the record expires after three missed beats.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// How long a lease on a venue account or an agent lasts without renewal (see
+    /// [`super::lease`]). A node that cannot renew stops trading before this runs out.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How often the owner renews (and a standby node tries to acquire); unset:
+    /// `lease_ttl / 3`.
+    #[serde(with = "humantime_serde")]
+    pub renew_every: Option<Duration>,
 }
 
 impl Default for ClusterConfig {
@@ -58,6 +68,8 @@ impl Default for ClusterConfig {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(250),
             heartbeat: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(5),
+            renew_every: None,
         }
     }
 }
@@ -157,6 +169,51 @@ impl ClusterConfig {
             humantime::format_duration(self.heartbeat).to_string(),
             "a duration from 100ms to 60s, longer than cluster.command_timeout",
         );
+        self.validate_leases(path, issues);
+    }
+
+    /// The renewal period in force: `renew_every`, or `lease_ttl / 3`.
+    pub fn renew_period(&self) -> Duration {
+        self.renew_every.unwrap_or(self.lease_ttl / 3)
+    }
+
+    /// How long before a lease's expiry its holder stops sending:
+    /// `max(lease_ttl / 5, 2 × command_timeout)` (see [`super::lease`]).
+    pub fn lease_margin(&self) -> Duration {
+        (self.lease_ttl / 5).max(self.command_timeout * 2)
+    }
+
+    /// A lease must be renewable (a renewal and its answer fit, twice, before the holder
+    /// stops at `ttl − margin`), or the owner would stop trading between renewals.
+    fn validate_leases(&self, path: &str, issues: &mut Issues) {
+        let ttl = self.lease_ttl;
+        let ttl_ok = ttl >= Duration::from_millis(500) && ttl <= Duration::from_secs(300);
+        issues.check(
+            ttl_ok,
+            join(path, "lease_ttl"),
+            humantime::format_duration(ttl).to_string(),
+            "a duration from 500ms to 5m",
+        );
+        if !ttl_ok {
+            return;
+        }
+        let renew = self.renew_period();
+        let margin = self.lease_margin();
+        let room = ttl.saturating_sub(margin);
+        let renew_ok = !renew.is_zero()
+            && renew < ttl / 2
+            && renew + self.command_timeout < room
+            && margin < ttl;
+        issues.check(
+            renew_ok,
+            join(path, "renew_every"),
+            humantime::format_duration(renew).to_string(),
+            format!(
+                "above zero, below lease_ttl / 2 ({}) and with command_timeout below lease_ttl minus the safety margin max(lease_ttl/5, 2*command_timeout) ({}); raise lease_ttl or lower renew_every / command_timeout",
+                humantime::format_duration(ttl / 2),
+                humantime::format_duration(room)
+            ),
+        );
     }
 
     /// The password variable is set when one is named. Run before anything starts; the
@@ -247,6 +304,26 @@ mod tests {
             ..ClusterConfig::default()
         };
         assert!(issues_of(&tls).is_empty());
+        let slow_renewal = ClusterConfig {
+            lease_ttl: Duration::from_secs(3),
+            renew_every: Some(Duration::from_secs(2)),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(issues_of(&slow_renewal), ["cluster.renew_every"]);
+        let hung_commands = ClusterConfig {
+            lease_ttl: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(400),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(issues_of(&hung_commands), ["cluster.renew_every"]);
+        let short = ClusterConfig {
+            lease_ttl: Duration::from_millis(100),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(issues_of(&short), ["cluster.lease_ttl"]);
+        let d = ClusterConfig::default();
+        assert_eq!(d.renew_period(), Duration::from_secs(5) / 3);
+        assert_eq!(d.lease_margin(), Duration::from_secs(1));
     }
 
     #[test]

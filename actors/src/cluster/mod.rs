@@ -9,12 +9,16 @@
 //!
 //! Redis is shared state, not the truth: each node's sled stays its own durable record.
 //! What the cluster adds is coordination — budgets several nodes draw from, breakers they
-//! share, and exactly one owner at a time per venue account and per agent.
+//! share, and exactly one owner at a time per venue account and per agent ([`lease`],
+//! with the ledger's replica in [`replica`] for the node that takes an account over).
 
 pub mod breakers;
 pub mod config;
+pub mod lease;
+pub mod lease_book;
 pub mod link;
 pub mod registry;
+pub mod replica;
 pub mod status;
 
 /// The `redis` crate [`RedisLink`]'s commands are built with, for callers without their
@@ -23,8 +27,10 @@ pub use redis;
 
 pub use breakers::{BreakerNotice, SharedBreakers};
 pub use config::{ClusterConfig, RedisPassword};
+pub use lease::{agent_resource, venue_resource, HeldLease, LeaseKeeper, LeaseStatus, Leases};
 pub use link::{ClusterError, RedisHealth, RedisLink};
 pub use registry::{NodeRecord, NodeRegistry};
+pub use replica::{LedgerReplica, ReplicaError};
 pub use status::ClusterStatus;
 
 /// HELP texts of every cluster metric.
@@ -32,4 +38,6 @@ pub fn describe() {
     link::describe();
     breakers::describe();
     registry::describe();
+    lease::describe();
+    replica::describe();
 }

@@ -53,6 +53,10 @@ pub struct LedgerEntry {
     pub origin: Origin,
     pub created_ms: Millis,
     pub updated_ms: Millis,
+    /// The fencing token of the venue lease this node held when it wrote the intent
+    /// (cluster only; `None` for a single process and for records written before leases).
+    #[serde(default)]
+    pub fencing_token: Option<u64>,
 }
 
 impl Record for LedgerEntry {}
@@ -71,6 +75,7 @@ impl LedgerEntry {
             origin: origin.to_string(),
             created_ms: now,
             updated_ms: now,
+            fencing_token: None,
         }
     }
 
@@ -212,6 +217,37 @@ pub struct OrderLedger {
     /// Orders not yet final, by client id; rebuilt from disk at open.
     open: RwLock<BTreeMap<ClientOrderId, LedgerEntry>>,
     clock: SharedClock,
+    /// Told of every written entry after the write (the cluster's replica; see
+    /// [`OrderLedger::observe`]).
+    observer: std::sync::OnceLock<EntryObserver>,
+}
+
+/// Called with every entry the ledger wrote, after the write; must not block.
+pub type EntryObserver = Box<dyn Fn(&LedgerEntry) + Send + Sync>;
+
+/// What [`OrderLedger::merge`] did with an entry from elsewhere (another node's replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// Unknown here: inserted.
+    Inserted,
+    /// Known here, and the other copy is further along: taken.
+    Advanced,
+    /// Known here and at least as far along (a terminal status is never regressed): kept.
+    Kept,
+}
+
+/// How far along an order is, for merging two copies of it: a terminal status beats
+/// everything, then the venue's answers beat an intent, then the filled size decides.
+fn progress(e: &LedgerEntry) -> (u8, Decimal) {
+    let rank = match e.status {
+        OrderStatus::Intent => 0,
+        OrderStatus::Submitted => 1,
+        OrderStatus::Unknown => 2,
+        OrderStatus::Acked => 3,
+        OrderStatus::PartiallyFilled => 4,
+        OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected => 5,
+    };
+    (rank, e.filled_size)
 }
 
 impl std::fmt::Debug for OrderLedger {
@@ -243,6 +279,7 @@ impl OrderLedger {
             adopted,
             open: RwLock::new(open),
             clock,
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -260,7 +297,22 @@ impl OrderLedger {
         origin: &str,
         now: Millis,
     ) -> Result<LedgerEntry, LedgerError> {
-        let entry = LedgerEntry::new_intent(venue, order.order().clone(), origin, now);
+        self.record_fenced_intent(venue, order, origin, now, None)
+            .await
+    }
+
+    /// [`OrderLedger::record_intent`] carrying the fencing token of the venue lease held
+    /// while it is written (see `crate::cluster::lease`).
+    pub async fn record_fenced_intent(
+        &self,
+        venue: &str,
+        order: &RiskApproved<OrderRequest>,
+        origin: &str,
+        now: Millis,
+        fencing_token: Option<u64>,
+    ) -> Result<LedgerEntry, LedgerError> {
+        let mut entry = LedgerEntry::new_intent(venue, order.order().clone(), origin, now);
+        entry.fencing_token = fencing_token;
         self.insert(&entry).await?;
         Ok(entry)
     }
@@ -290,6 +342,7 @@ impl OrderLedger {
         }
         self.orders.put_durable(key, entry).await?;
         log_transition(None, entry);
+        self.written(entry);
         if !entry.status.is_terminal() {
             self.open
                 .write()
@@ -307,6 +360,7 @@ impl OrderLedger {
         let (before, entry) = self.changed(client_id, change)?;
         self.orders.put_durable(client_id.as_str(), &entry).await?;
         log_transition(Some(&before), &entry);
+        self.written(&entry);
         Ok(self.index(entry))
     }
 
@@ -324,6 +378,7 @@ impl OrderLedger {
         let (before, entry) = self.changed(client_id, change)?;
         self.orders.put(client_id.as_str(), &entry)?;
         log_transition(Some(&before), &entry);
+        self.written(&entry);
         Ok(self.index(entry))
     }
 
@@ -350,6 +405,57 @@ impl OrderLedger {
             open.insert(entry.client_id.clone(), entry.clone());
         }
         entry
+    }
+
+    /// Tells `observer` of every entry written from now on (once; a second call is
+    /// ignored and returns false).
+    pub fn observe(&self, observer: EntryObserver) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    fn written(&self, entry: &LedgerEntry) {
+        if let Some(observer) = self.observer.get() {
+            observer(entry);
+        }
+    }
+
+    /// Merges a copy of an entry written elsewhere (the replica of a node that owned the
+    /// venue before): inserted when unknown, taken when it is further along ([`progress`]),
+    /// otherwise kept — a terminal status here is never regressed. Durable on return.
+    /// `adopted`: the entry is an adoption of a venue order placed outside the engine, so
+    /// its index entry is written too (reconciliation then never adopts it a second time).
+    pub async fn merge(
+        &self,
+        remote: LedgerEntry,
+        adopted: bool,
+    ) -> Result<MergeOutcome, LedgerError> {
+        if adopted {
+            if let Some(oid) = remote.venue_order_id.as_deref() {
+                let key = adopted_key(&remote.venue, oid);
+                if self.adopted.get(&key)?.is_none() {
+                    let record = AdoptedOrder {
+                        client_id: remote.client_id.clone(),
+                        adopted_ms: remote.created_ms,
+                    };
+                    self.adopted.put_durable(&key, &record).await?;
+                }
+            }
+        }
+        let Some(local) = self.get(&remote.client_id)? else {
+            self.insert(&remote).await?;
+            return Ok(MergeOutcome::Inserted);
+        };
+        if local.status.is_terminal() || progress(&remote) <= progress(&local) {
+            return Ok(MergeOutcome::Kept);
+        }
+        let mut entry = remote;
+        entry.fencing_token = entry.fencing_token.or(local.fencing_token);
+        self.orders
+            .put_durable(entry.client_id.as_str(), &entry)
+            .await?;
+        log_transition(Some(&local), &entry);
+        self.index(entry);
+        Ok(MergeOutcome::Advanced)
     }
 
     pub fn get(&self, client_id: &ClientOrderId) -> Result<Option<LedgerEntry>, LedgerError> {
@@ -524,6 +630,84 @@ mod tests {
             reduce_only: false,
             valid_until_ms: None,
         }
+    }
+
+    /// Another node's copies (a replica) merge in without ever moving an order back: an
+    /// unknown entry is inserted, a further-along copy is taken, a terminal status here is
+    /// kept, and an old record without a fencing token still decodes.
+    #[tokio::test]
+    async fn a_replica_merges_in_and_never_regresses_a_terminal_status() {
+        let store = Store::temporary().unwrap();
+        let ledger = OrderLedger::open(&store, ManualClock::new(1_000)).unwrap();
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        assert!(ledger.observe(Box::new(move |e: &LedgerEntry| sink.lock().push(e.status))));
+        let (open_here, filled_here, unknown_here) = (request(), request(), request());
+        for r in [&open_here, &filled_here] {
+            ledger
+                .record_fenced_intent(
+                    "hl",
+                    &approve_for_venue_test(r.clone(), dec!(1)),
+                    "t",
+                    1_000,
+                    Some(4),
+                )
+                .await
+                .unwrap();
+        }
+        ledger
+            .update(&filled_here.client_id, |e| {
+                e.status = OrderStatus::Filled;
+                e.filled_size = dec!(0.01);
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock(),
+            [
+                OrderStatus::Intent,
+                OrderStatus::Intent,
+                OrderStatus::Filled
+            ]
+        );
+
+        let mut acked = ledger.get(&open_here.client_id).unwrap().unwrap();
+        acked.status = OrderStatus::Acked;
+        let mut regressed = ledger.get(&filled_here.client_id).unwrap().unwrap();
+        regressed.status = OrderStatus::Acked;
+        regressed.filled_size = Decimal::ZERO;
+        let mut other = LedgerEntry::new_intent("hl", unknown_here.clone(), "t", 900);
+        other.status = OrderStatus::Cancelled;
+        other.fencing_token = Some(3);
+
+        assert_eq!(
+            ledger.merge(acked, false).await.unwrap(),
+            MergeOutcome::Advanced
+        );
+        assert_eq!(
+            ledger.merge(regressed, false).await.unwrap(),
+            MergeOutcome::Kept
+        );
+        assert_eq!(
+            ledger.merge(other.clone(), false).await.unwrap(),
+            MergeOutcome::Inserted
+        );
+        assert_eq!(
+            ledger.merge(other, false).await.unwrap(),
+            MergeOutcome::Kept
+        );
+        let get = |id: &ClientOrderId| ledger.get(id).unwrap().unwrap();
+        assert_eq!(get(&open_here.client_id).status, OrderStatus::Acked);
+        assert_eq!(get(&open_here.client_id).fencing_token, Some(4));
+        assert_eq!(get(&filled_here.client_id).status, OrderStatus::Filled);
+        assert_eq!(get(&unknown_here.client_id).fencing_token, Some(3));
+        assert_eq!(ledger.open_entries().len(), 1);
+
+        // A record written before leases (no `fencing_token` field) decodes as `None`.
+        let mut old = serde_json::to_value(get(&open_here.client_id)).unwrap();
+        old.as_object_mut().unwrap().remove("fencing_token");
+        let decoded: LedgerEntry = serde_json::from_value(old).unwrap();
+        assert_eq!(decoded.fencing_token, None);
     }
 
     #[tokio::test]

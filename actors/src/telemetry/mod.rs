@@ -163,7 +163,7 @@ pub fn describe() {
     );
     describe_counter!(
         names::AGENT_RUNS,
-        "Agent runs by agent and outcome (ok, error, timeout: cut at run_timeout, skipped_busy: the previous run was still going, skipped_paused, skipped_shed: a low-priority agent while the engine sheds load, skipped_mode: the trading mode allowed no model call)."
+        "Agent runs by agent and outcome (ok, error, timeout: cut at run_timeout, skipped_busy: the previous run was still going, skipped_paused, skipped_shed: a low-priority agent while the engine sheds load, skipped_not_owner: another node of the cluster holds the agent's lease, skipped_mode: the trading mode allowed no model call)."
     );
     describe_gauge!(
         names::AGENT_LAST_RUN,

@@ -54,6 +54,14 @@ pub enum GatewayError {
         generation: u64,
         latest: u64,
     },
+    /// The venue account is owned by another node of the cluster (or this node's lease on
+    /// it is not usable): nothing was sent. Decided on the lease's type, never on text.
+    #[error("venue `{venue}` is owned by node {owner}, not by this node; nothing was sent (this node holds the venue in standby until it acquires the lease)")]
+    NotOwner { venue: String, owner: String },
+    /// The intent could not be replicated to the cluster before the send (Redis did not
+    /// answer, or refused a stale token): the order was closed as never sent.
+    #[error("the intent on venue `{venue}` could not be replicated to the cluster: {reason}; nothing was sent")]
+    NotReplicated { venue: String, reason: String },
     #[error("the outcome of {what} on venue `{venue}` is unknown: {reason}; nothing was sent again, reconciliation settles it from the venue")]
     Unresolved {
         venue: String,
@@ -77,6 +85,8 @@ impl GatewayError {
             GatewayError::NotApplied { .. } => "not_applied",
             GatewayError::Unresolved { .. } => "unresolved",
             GatewayError::Superseded { .. } => "superseded",
+            GatewayError::NotOwner { .. } => "not_owner",
+            GatewayError::NotReplicated { .. } => "not_replicated",
         }
     }
 }

@@ -28,8 +28,10 @@ impl GatewayCore {
         // The venue's turn around the send only (as for a cancel): serialised with the
         // venue's orders and with a newer generation's reconciliation; the read-back of
         // an unknown outcome below runs without it.
+        self.owned_now(venue).await?;
         let turn = self.venue_turn(venue).await?;
         self.fenced(venue)?;
+        self.owned_already(venue)?;
         let sent = self
             .call(
                 venue,

@@ -28,7 +28,9 @@
 //! venue for it and writing its actions), [`market_reads`] (the gateway as market data's
 //! [`VenueReads`](super::market_data::VenueReads) host), [`operations`] (bulk cancel,
 //! partial close, the kill switch's sequence) and [`pushed`] (order states and fills a
-//! venue's user stream pushes, written with the reconciliation rules). This module holds the shared core
+//! venue's user stream pushes, written with the reconciliation rules) and [`ownership`]
+//! (in a cluster: the venue's lease, the fencing token on every intent, the replica, the
+//! takeover). This module holds the shared core
 //! ([`GatewayCore`]: venue links, reads), the [`GatewayFence`] across restarts, the actor
 //! and its messages.
 //!
@@ -83,6 +85,7 @@ mod errors;
 mod leverage;
 mod market_reads;
 mod modes;
+pub mod ownership;
 mod placement;
 pub mod reconcile;
 mod reconcile_apply;
@@ -91,6 +94,7 @@ mod settlement;
 
 pub use config::GatewayConfig;
 pub use errors::{DeliveryFailure, GatewayError, GatewayResult, OrderProblem};
+pub use ownership::VenueOwnership;
 pub use placement::{Amount, OrderIntent, OrderReport, Pricing};
 pub use reconcile::ReconcileReport;
 use settlement::outcome_unknown;
@@ -134,6 +138,8 @@ pub struct GatewayCore {
     /// When each venue was last reconciled, and its stream's connection count then
     /// ([`reconcile_schedule`]).
     last_pass: parking_lot::Mutex<BTreeMap<String, reconcile_schedule::LastPass>>,
+    /// Leases and the ledger replica when the engine runs in a cluster ([`ownership`]).
+    ownership: std::sync::OnceLock<VenueOwnership>,
 }
 
 struct VenueLink {
@@ -151,6 +157,11 @@ struct VenueLink {
     validity: RwLock<Option<Duration>>,
     /// Set after the first reconciliation pass, which always logs its summary.
     reconciled_once: AtomicBool,
+    /// The lease token under which this venue was last taken over (0: never; cluster
+    /// only, see [`ownership`]).
+    adopted_token: std::sync::atomic::AtomicU64,
+    /// One takeover at a time per venue.
+    takeover: tokio::sync::Mutex<()>,
 }
 
 impl GatewayCore {
@@ -229,6 +240,8 @@ impl GatewayCore {
                         ready_tx,
                         validity: RwLock::new(None),
                         reconciled_once: AtomicBool::new(false),
+                        adopted_token: std::sync::atomic::AtomicU64::new(0),
+                        takeover: tokio::sync::Mutex::new(()),
                     },
                 )
             })
@@ -246,6 +259,7 @@ impl GatewayCore {
             swarm_degraded: parking_lot::Mutex::new(BTreeMap::new()),
             streams: std::sync::OnceLock::new(),
             last_pass: parking_lot::Mutex::new(BTreeMap::new()),
+            ownership: std::sync::OnceLock::new(),
         }))
     }
 

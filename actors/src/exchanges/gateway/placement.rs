@@ -161,6 +161,9 @@ impl GatewayCore {
             tracing::info!(venue = %intent.venue, symbol = %intent.symbol, side = %intent.side, origin = %intent.origin, problem = %problem, "order refused before the ledger");
             return Err(GatewayError::InvalidOrder(problem));
         }
+        // In a cluster: this node owns the venue (lease held, taken over) and the intent
+        // carries the lease's fencing token (see `ownership`).
+        let token = self.owned(&intent.venue).await?;
         self.ready(&intent.venue).await?;
         let _serial = self.venue_turn(&intent.venue).await?;
         let started = Instant::now();
@@ -320,11 +323,21 @@ impl GatewayCore {
 
         // The intent is on disk before any byte leaves the process.
         self.fenced(&venue)?;
-        self.ledger
-            .record_intent(&venue, &approved, &intent.origin, now)
+        self.still_owned(&venue, token)?;
+        let written = self
+            .ledger
+            .record_fenced_intent(&venue, &approved, &intent.origin, now, token)
             .await?;
         if let Err(err) = self.fenced(&venue) {
             // A newer gateway started while the intent was written: never sent.
+            return Err(self.record_never_sent(&client_id, err).await?);
+        }
+        // In a cluster, the intent is in Redis too (Redis itself refuses a stale token),
+        // and the lease is still this node's with that token right before the send.
+        if let Err(err) = self.replicate_intent(&written).await {
+            return Err(self.record_never_sent(&client_id, err).await?);
+        }
+        if let Err(err) = self.still_owned(&venue, token) {
             return Err(self.record_never_sent(&client_id, err).await?);
         }
         let sent = self
@@ -542,8 +555,10 @@ impl GatewayCore {
         // The venue's turn, as a placement takes it, but only around the send: a cancel of
         // a replaced generation never overlaps the new one's reconciliation, and the
         // settlement's reads below do not hold the venue's order path.
+        self.owned_now(&entry.venue).await?;
         let turn = self.venue_turn(&entry.venue).await?;
         self.fenced(&entry.venue)?;
+        self.owned_already(&entry.venue)?;
         let sent = match adopted_oid.clone() {
             Some(oid) => {
                 self.call(

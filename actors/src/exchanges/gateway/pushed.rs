@@ -214,10 +214,13 @@ impl GatewayCore {
     pub async fn apply_pushed(&self, update: PushedUpdate) -> GatewayResult<PushReport> {
         let venue = update.venue.clone();
         let link = self.link(&venue)?;
+        // A venue in standby (another node owns it) writes nothing of what it pushes.
+        self.owned_already(&venue)?;
         if !link.reconciled_once.load(Ordering::Acquire) {
             self.ready(&venue).await?;
         }
         let serial = self.venue_turn(&venue).await?;
+        self.owned_already(&venue)?;
         let recorded = self.ledger.fills(&venue)?;
         let ledger = self.ledger_snapshot(&venue, recorded, &update.orders, &update.fills)?;
         let rules = Rules {

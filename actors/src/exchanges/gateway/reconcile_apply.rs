@@ -45,7 +45,26 @@ use crate::clock::Millis;
 impl GatewayCore {
     /// Brings the ledger in line with one venue: every open entry is looked up by client
     /// id, orders the venue has and the ledger lacks are adopted, fills are recorded.
+    ///
+    /// In a cluster, only on the venue's owner after its takeover: a venue in standby
+    /// answers [`GatewayError::NotOwner`] and nothing is read or written.
     pub async fn reconcile(&self, venue: &str) -> GatewayResult<ReconcileReport> {
+        self.link(venue)?;
+        if self.standby(venue) {
+            return Err(GatewayError::NotOwner {
+                venue: venue.to_string(),
+                owner: self
+                    .ownership
+                    .get()
+                    .map(|o| o.leases.owner(&crate::cluster::venue_resource(venue)))
+                    .unwrap_or_default(),
+            });
+        }
+        self.reconcile_owned(venue).await
+    }
+
+    /// [`GatewayCore::reconcile`] without the standby check (the takeover's own pass).
+    pub(super) async fn reconcile_owned(&self, venue: &str) -> GatewayResult<ReconcileReport> {
         let link = self.link(venue)?;
         // Ahead of market data: orders wait for the lock it holds.
         let outcome = within(Priority::Medium, self.reconcile_inner(venue)).await;

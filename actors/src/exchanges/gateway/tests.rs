@@ -1735,4 +1735,5 @@ async fn a_replaced_generation_sends_no_cancel_and_no_leverage_update() {
     assert_eq!(venue.leverage_calls.load(Ordering::SeqCst), 0);
 }
 
+mod ownership;
 mod pushed;

@@ -1,0 +1,277 @@
+//! The gateway in a cluster: it trades a venue account only while this node holds the
+//! account's lease, carries the lease's fencing token on every intent, replicates each
+//! intent before its send, and takes an account over before trading it.
+//!
+//! Owns: [`VenueOwnership`] (the lease book and the ledger replica, attached once by the
+//! engine), the per-venue takeover (read `P ledger:{venue}` → merge into sled →
+//! reconcile with the venue → accept orders), the checks each send makes
+//! ([`GatewayCore::owned`] before the intent, [`GatewayCore::still_owned`] right before
+//! the bytes leave), and the replication of the intent (synchronous, token-checked by
+//! Redis) and of every later write of the ledger (queued, ordered). Never: acquires or
+//! renews a lease (the [`LeaseKeeper`](crate::cluster::LeaseKeeper) does) or sends again
+//! what a dead owner sent (an unknown outcome is settled by client id, as always).
+//!
+//! Without a `[cluster]` section nothing here is attached and every check passes: a
+//! single process trades exactly as before, with `fencing_token: None` on its intents.
+//!
+//! ## Standby
+//!
+//! A venue whose lease this node does not hold is in standby: orders, cancels and
+//! leverage changes are refused with [`GatewayError::NotOwner`] (nothing written, nothing
+//! sent), and reconciliation does not run (it would write into this node's ledger what the
+//! owner is doing). When the keeper acquires the lease, the takeover runs at once (a task
+//! that waits on the lease book's changes), and any order that arrives first runs it
+//! itself; either way orders wait for it. It logs one `info` line (`lease acquired`:
+//! resource, token, previous owner, merged entries, took_ms).
+
+use std::sync::Weak;
+
+use super::*;
+use crate::cluster::{venue_resource, Leases, LedgerReplica, ReplicaError};
+use crate::exchanges::ledger::MergeOutcome;
+
+/// What a gateway in a cluster needs: the node's leases and the ledger replica.
+#[derive(Clone, Debug)]
+pub struct VenueOwnership {
+    pub leases: Leases,
+    pub replica: LedgerReplica,
+}
+
+/// Metric: takeovers by venue and outcome (ok, failed).
+pub const METRIC_TAKEOVERS: &str = "orrery_cluster_takeovers_total";
+/// Metric: how long a takeover took (replica read, merge, reconciliation).
+pub const METRIC_TAKEOVER_SECONDS: &str = "orrery_cluster_takeover_seconds";
+
+/// HELP texts of the takeover's metrics.
+pub fn describe() {
+    metrics::describe_counter!(
+        METRIC_TAKEOVERS,
+        "Takeovers of a venue account by this node (replica merged, reconciled) by venue and outcome (ok, failed)."
+    );
+    metrics::describe_histogram!(
+        METRIC_TAKEOVER_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from acquiring a venue's lease to accepting orders for it (replica read, merge into sled, reconciliation)."
+    );
+}
+
+impl GatewayCore {
+    /// Trades the venues only under their leases, from now on (once; a second call is
+    /// ignored and returns false). Spawns the takeover task with `actix::spawn`, so call
+    /// it inside the actix system (the gateway's factory is); the task ends with the
+    /// gateway.
+    pub fn attach_ownership(self: &Arc<Self>, ownership: VenueOwnership) -> bool {
+        if self.ownership.set(ownership.clone()).is_err() {
+            return false;
+        }
+        // Every later write of an entry (venue answers, settlement, reconciliation) goes to
+        // the replica in order, under the token held when it is written. Intents are
+        // replicated synchronously by the order path instead, before their send.
+        let leases = ownership.leases.clone();
+        let replica = ownership.replica.clone();
+        self.ledger.observe(Box::new(move |entry: &LedgerEntry| {
+            if entry.status == OrderStatus::Intent {
+                return;
+            }
+            if let Some(held) = leases.held(&venue_resource(&entry.venue)) {
+                replica.queue(&entry.venue, held.token, entry.client_id.as_str(), entry);
+            }
+        }));
+        let weak = Arc::downgrade(self);
+        let changes = ownership.leases.watch();
+        actix::spawn(take_over_when_acquired(weak, changes));
+        true
+    }
+
+    fn ownership(&self) -> Option<&VenueOwnership> {
+        self.ownership.get()
+    }
+
+    /// Whether the venue is held in standby (a cluster, and this node's lease on it is not
+    /// usable or not yet taken over).
+    pub fn standby(&self, venue: &str) -> bool {
+        let Some(own) = self.ownership() else {
+            return false;
+        };
+        let Ok(link) = self.link(venue) else {
+            return true;
+        };
+        match own.leases.held(&venue_resource(venue)) {
+            Some(held) => link.adopted_token.load(Ordering::Acquire) != held.token,
+            None => true,
+        }
+    }
+
+    fn not_owner(&self, venue: &str, own: &VenueOwnership) -> GatewayError {
+        GatewayError::NotOwner {
+            venue: venue.to_string(),
+            owner: own.leases.owner(&venue_resource(venue)),
+        }
+    }
+
+    /// The fencing token an order on `venue` carries (`None` outside a cluster), once this
+    /// node holds the venue's lease and has taken the venue over (the takeover runs here
+    /// if the background task has not finished it yet). Otherwise [`GatewayError::NotOwner`].
+    pub(super) async fn owned(&self, venue: &str) -> GatewayResult<Option<u64>> {
+        let Some(own) = self.ownership() else {
+            return Ok(None);
+        };
+        let Some(held) = own.leases.held(&venue_resource(venue)) else {
+            return Err(self.not_owner(venue, own));
+        };
+        self.take_over(venue, held.token).await?;
+        Ok(Some(held.token))
+    }
+
+    /// Right before bytes leave: the lease is still this node's with `token` and before
+    /// its safe-until. A flow that waited past it stops here, nothing sent.
+    pub(super) fn still_owned(&self, venue: &str, token: Option<u64>) -> GatewayResult<()> {
+        let Some(own) = self.ownership() else {
+            return Ok(());
+        };
+        match own.leases.held(&venue_resource(venue)) {
+            Some(held) if Some(held.token) == token => Ok(()),
+            _ => {
+                tracing::warn!(venue, token = ?token, owner = %own.leases.owner(&venue_resource(venue)), "send stopped: this node no longer holds the venue's lease with the intent's token");
+                metrics::counter!(names::GATEWAY_FENCED, "venue" => venue.to_string()).increment(1);
+                Err(self.not_owner(venue, own))
+            }
+        }
+    }
+
+    /// A send that is not an order (a cancel, a leverage update) on a venue in a cluster:
+    /// owned and taken over now.
+    pub(super) async fn owned_now(&self, venue: &str) -> GatewayResult<()> {
+        let token = self.owned(venue).await?;
+        self.still_owned(venue, token)
+    }
+
+    /// [`GatewayCore::owned_now`] without running a takeover, for a flow that already holds
+    /// the venue's turn (a takeover reconciles, which takes the turn).
+    pub(super) fn owned_already(&self, venue: &str) -> GatewayResult<()> {
+        match self.ownership() {
+            Some(own) if self.standby(venue) => Err(self.not_owner(venue, own)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the intent to the replica before its send; the send follows only on `Ok`.
+    /// A refusal (stale token) or an unreachable Redis is [`GatewayError::NotOwner`] /
+    /// [`GatewayError::NotReplicated`]; the caller closes the intent as never sent.
+    pub(super) async fn replicate_intent(&self, entry: &LedgerEntry) -> GatewayResult<()> {
+        let (Some(own), Some(token)) = (self.ownership(), entry.fencing_token) else {
+            return Ok(());
+        };
+        match own
+            .replica
+            .write(&entry.venue, token, entry.client_id.as_str(), entry)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(ReplicaError::Stale { owner, .. }) => Err(GatewayError::NotOwner {
+                venue: entry.venue.clone(),
+                owner,
+            }),
+            Err(e) => Err(GatewayError::NotReplicated {
+                venue: entry.venue.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Takes `venue` over under `token`, once per token: the replica's entries merged into
+    /// sled, then a reconciliation pass with the venue; only then are orders accepted.
+    async fn take_over(&self, venue: &str, token: u64) -> GatewayResult<()> {
+        let link = self.link(venue)?;
+        if link.adopted_token.load(Ordering::Acquire) == token {
+            return Ok(());
+        }
+        let _one = link.takeover.lock().await;
+        if link.adopted_token.load(Ordering::Acquire) == token {
+            return Ok(());
+        }
+        let Some(own) = self.ownership() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let outcome = self.merge_and_reconcile(venue, own).await;
+        match outcome {
+            Ok((inserted, advanced)) => {
+                // The lease may have been lost while this ran: then nothing is accepted.
+                match own.leases.held(&venue_resource(venue)) {
+                    Some(held) if held.token == token => {}
+                    _ => return Err(self.not_owner(venue, own)),
+                }
+                link.adopted_token.store(token, Ordering::Release);
+                let took = started.elapsed();
+                metrics::counter!(METRIC_TAKEOVERS, "venue" => venue.to_string(), "outcome" => "ok").increment(1);
+                metrics::histogram!(METRIC_TAKEOVER_SECONDS, "venue" => venue.to_string())
+                    .record(took.as_secs_f64());
+                tracing::info!(
+                    resource = %venue_resource(venue),
+                    token,
+                    previous_owner = %own.leases.previous_owner(&venue_resource(venue)).unwrap_or_else(|| "none seen".into()),
+                    merged_new = inserted,
+                    merged_advanced = advanced,
+                    took_ms = took.as_millis() as u64,
+                    "lease acquired; venue taken over, orders accepted"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!(METRIC_TAKEOVERS, "venue" => venue.to_string(), "outcome" => "failed").increment(1);
+                tracing::warn!(venue, token, error = %e, "takeover failed; the venue stays in standby and the takeover is tried again");
+                Err(e)
+            }
+        }
+    }
+
+    async fn merge_and_reconcile(
+        &self,
+        venue: &str,
+        own: &VenueOwnership,
+    ) -> GatewayResult<(usize, usize)> {
+        let entries: Vec<LedgerEntry> =
+            own.replica
+                .read(venue)
+                .await
+                .map_err(|e| GatewayError::NotReady {
+                    venue: venue.to_string(),
+                    reason: format!("the cluster's replica of the ledger cannot be read: {e}"),
+                })?;
+        let (mut inserted, mut advanced) = (0, 0);
+        for entry in entries {
+            let adopted = entry.origin == ADOPTED_ORIGIN;
+            match self.ledger.merge(entry, adopted).await? {
+                MergeOutcome::Inserted => inserted += 1,
+                MergeOutcome::Advanced => advanced += 1,
+                MergeOutcome::Kept => {}
+            }
+        }
+        // The merged entries are in sled; the open index is rebuilt from it before the
+        // venue is asked about them by client id.
+        self.ledger.reload_open(venue)?;
+        self.reconcile_owned(venue).await?;
+        Ok((inserted, advanced))
+    }
+}
+
+/// Runs each venue's takeover as soon as the keeper acquires its lease (and retries a
+/// failed one every second), so orders do not wait for it; ends with the gateway.
+async fn take_over_when_acquired(core: Weak<GatewayCore>, mut changes: watch::Receiver<u64>) {
+    loop {
+        {
+            let Some(core) = core.upgrade() else { return };
+            for venue in core.venue_names() {
+                if core.standby(&venue) {
+                    // Errors are logged by the takeover; NotOwner is the usual standby.
+                    let _ = core.owned(&venue).await;
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

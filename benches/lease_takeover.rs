@@ -1,0 +1,215 @@
+//! Lease takeover time, a timed harness (not criterion: one sample takes a lease TTL).
+//!
+//! Two nodes in this process share one Hyperliquid account (the loopback mock) through a
+//! real `redis-server`: each has its own sled, its own [`GatewayCore`] over a
+//! `HyperliquidVenue`, a [`LeaseKeeper`] on its timer and the ledger replica. Node A owns
+//! the account and places a few orders (one left resting, so the takeover has an open
+//! entry to reconcile); then A "dies": its keeper task is aborted (no release) and its
+//! gateway dropped. The clock runs from that moment until node B's first order is accepted
+//! — B's keeper must see the lease expire in Redis, acquire it (token + 1), merge A's
+//! replica into its sled and reconcile with the venue before it accepts.
+//!
+//! The bound it is compared with: the lease TTL (at most, the time A's last renewal still
+//! had) + one renewal period (B's next attempt) + B's takeover (replica read, merge,
+//! reconciliation), which B's gateway reports in `orrery_cluster_takeover_seconds` and the
+//! harness measures separately.
+//!
+//! Run: `cargo bench --bench lease_takeover` (needs redis-server on the PATH). Figures in
+//! BENCHMARKS.md ("Cluster: lease takeover").
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orrery_actors::clock::system_clock;
+use orrery_actors::cluster::lease::LeaseTimings;
+use orrery_actors::cluster::{ClusterConfig, LeaseKeeper, Leases, LedgerReplica, RedisLink};
+use orrery_actors::exchanges::connector::Connector;
+use orrery_actors::exchanges::gateway::{
+    Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing, VenueOwnership,
+};
+use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
+use orrery_actors::exchanges::hyperliquid::{
+    HyperliquidConfig, HyperliquidVenue, Network, PrivateKey,
+};
+use orrery_actors::exchanges::risk_gate::RiskConfig;
+use orrery_actors::exchanges::*;
+use orrery_actors::resilience::config::LimitConfig;
+use orrery_actors::store::Store;
+use orrery_actors::supervisor::{start_root, ChildSpec, RootHandle, Slot, SupervisorSpec};
+use orrery_actors::testkit::RedisServer;
+use rust_decimal::Decimal;
+
+const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
+const ROUNDS: usize = 5;
+
+fn venue(mock: &MockHyperliquid) -> HyperliquidVenue {
+    let wallet = PrivateKey::from_hex(KEY).unwrap().address();
+    let mut cfg = HyperliquidConfig {
+        network: Network::Testnet,
+        base_url: Some(mock.url()),
+        wallet_address: wallet.to_string(),
+        ..Default::default()
+    };
+    cfg.resilience.limits = vec![LimitConfig::SlidingWindow {
+        name: "weight".into(),
+        limit: 1_000_000,
+        window: Duration::from_secs(60),
+    }];
+    let env = |k: &str| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.to_string());
+    HyperliquidVenue::open("hyperliquid", &cfg, &env, system_clock()).unwrap()
+}
+
+struct Node {
+    core: Arc<GatewayCore>,
+    leases: Leases,
+    keeper: tokio::task::JoinHandle<()>,
+    _root: RootHandle,
+    _store: Store,
+}
+
+async fn node(
+    name: &str,
+    redis: &RedisServer,
+    mock: &MockHyperliquid,
+    ttl: Duration,
+    prefix: &str,
+) -> Node {
+    let config = ClusterConfig {
+        url: redis.url(),
+        node_id: name.into(),
+        key_prefix: prefix.into(),
+        lease_ttl: ttl,
+        ..ClusterConfig::default()
+    };
+    let link = RedisLink::open(&config, None).unwrap();
+    let leases = Leases::new(name, ["venue:hyperliquid".to_string()]);
+    let keeper = LeaseKeeper::new(link.clone(), leases.clone(), LeaseTimings::of(&config));
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The sender is leaked on purpose: the keeper runs until its task is aborted (a death).
+    std::mem::forget(_stop_tx);
+    let keeper = tokio::spawn(keeper.run(stop_rx));
+
+    let slot = Slot::<Connector>::new();
+    let v = Arc::new(venue(mock));
+    let root = start_root(
+        SupervisorSpec::new(name).child(ChildSpec::in_slot(
+            "hyperliquid",
+            slot.clone(),
+            move |_| Ok(Connector::new(v.clone())),
+        )),
+        None,
+    );
+    while slot.addr().is_none() {
+        tokio::task::yield_now().await;
+    }
+    let store = Store::temporary().unwrap();
+    let core = GatewayCore::open(
+        &store,
+        BTreeMap::from([("hyperliquid".to_string(), slot)]),
+        RiskConfig {
+            max_position_pct: Decimal::from(100),
+            ..RiskConfig::default()
+        },
+        GatewayConfig::default(),
+        system_clock(),
+    )
+    .unwrap();
+    core.attach_ownership(VenueOwnership {
+        leases: leases.clone(),
+        replica: LedgerReplica::start(link),
+    });
+    Node {
+        core,
+        leases,
+        keeper,
+        _root: root,
+        _store: store,
+    }
+}
+
+fn market(side: Side) -> OrderIntent {
+    OrderIntent {
+        venue: "hyperliquid".into(),
+        symbol: "BTC".into(),
+        side,
+        amount: Amount::Usd(Decimal::from(150)),
+        pricing: Pricing::Market,
+        reduce_only: false,
+        origin: "bench".into(),
+    }
+}
+
+/// Places until accepted; answers when, and when the node was first seen holding the
+/// lease (polled between attempts, every 5 ms).
+async fn first_accepted(node: &Node, side: Side) -> (Instant, Instant) {
+    let mut held_at = None;
+    loop {
+        if held_at.is_none() && node.leases.held("venue:hyperliquid").is_some() {
+            held_at = Some(Instant::now());
+        }
+        match node.core.place(market(side)).await {
+            Ok(_) => {
+                let now = Instant::now();
+                return (held_at.unwrap_or(now), now);
+            }
+            Err(GatewayError::NotOwner { .. } | GatewayError::NotReady { .. }) => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo bench -- --list` / `cargo test --benches` probe: nothing to list.
+        return;
+    }
+    let redis = RedisServer::start().expect("redis-server on the PATH");
+    let wallet = PrivateKey::from_hex(KEY).unwrap().address();
+    let sys = actix::System::new();
+    for ttl_ms in [1_000u64, 2_000, 5_000] {
+        let ttl = Duration::from_millis(ttl_ms);
+        let mut takeovers = Vec::new();
+        let mut merges = Vec::new();
+        for round in 0..ROUNDS {
+            let mock = MockHyperliquid::start(wallet, Network::Testnet);
+            let prefix = format!("bench{ttl_ms}-{round}:");
+            let (took, merge) = sys.block_on(async {
+                let a = node("a", &redis, &mock, ttl, &prefix).await;
+                first_accepted(&a, Side::Buy).await;
+                a.core.place(market(Side::Sell)).await.unwrap();
+                let b = node("b", &redis, &mock, ttl, &prefix).await;
+                // b's keeper has tried at least once and sees a as the owner; the deaths
+                // are spread over a's renewal period (how long its last renewal still
+                // had decides most of the wait).
+                let phase = ttl / 3 * round as u32 / ROUNDS as u32;
+                tokio::time::sleep(Duration::from_millis(50) + phase).await;
+                let died = Instant::now();
+                a.keeper.abort();
+                drop(a);
+                let (held, accepted) = first_accepted(&b, Side::Buy).await;
+                b.keeper.abort();
+                (accepted - died, accepted - held)
+            });
+            takeovers.push(took);
+            merges.push(merge);
+        }
+        takeovers.sort();
+        merges.sort();
+        let renew = ttl / 3;
+        let ms = |d: Duration| d.as_millis();
+        println!(
+            "lease_takeover ttl={}ms renew_every={}ms rounds={ROUNDS}: death -> accepting orders min {} ms, median {} ms, max {} ms; of which lease seen -> accepting (merge + reconciliation + first order) median {} ms, max {} ms; bound TTL + renew_every = {} ms + that",
+            ttl_ms,
+            ms(renew),
+            ms(takeovers[0]),
+            ms(takeovers[ROUNDS / 2]),
+            ms(takeovers[ROUNDS - 1]),
+            ms(merges[ROUNDS / 2]),
+            ms(merges[ROUNDS - 1]),
+            ms(ttl + renew),
+        );
+    }
+}

@@ -1,0 +1,501 @@
+//! Acceptance of ownership with fencing (#16): engine processes sharing one Hyperliquid
+//! account through a real `redis-server`, against the Hyperliquid mock (both in this test
+//! process's care, on loopback).
+//!
+//! - SIGKILL the node that owns the account while orders flow: another node takes over
+//!   within the lease TTL plus its reconciliation, and the union of every node's ledger
+//!   equals the mock's record (no order lost, none sent twice).
+//! - SIGSTOP the redis-server for longer than the TTL while the owner trades: the owner
+//!   stops sending before its lease could expire, nobody sends while Redis hangs, and the
+//!   fencing tokens of the orders, in the venue's arrival order, never go down.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::hl_mock::assert_ledger_equals_mock;
+use common::*;
+use orrery::config::Config;
+use orrery_actors::clock::system_clock;
+use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
+use orrery_actors::exchanges::hyperliquid::signing::Address;
+use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
+use orrery_actors::exchanges::ledger::{LedgerEntry, OrderLedger};
+use orrery_actors::exchanges::ClientOrderId;
+use orrery_actors::store::Store;
+use orrery_actors::testkit::RedisServer;
+
+const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
+const KEY_ENV: (&str, &str) = ("HYPER_LIQUID_ETH_PRIVATE_KEY", KEY);
+/// Holds the shipped trading agent back: only this test's orders.
+const QUIET: (&str, &str) = ("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h");
+const LEASE_TTL: Duration = Duration::from_secs(2);
+const RESOURCE: &str = "venue:hyperliquid";
+
+fn wallet() -> Address {
+    PrivateKey::from_hex(KEY).unwrap().address()
+}
+
+struct Node {
+    name: String,
+    dir: PathBuf,
+    port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn new(root: &Path, name: &str, mock: &MockHyperliquid, redis: &RedisServer) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let extra = format!(
+            r#"
+[exchanges.venues.hyperliquid]
+kind = "hyperliquid"
+network = "testnet"
+base_url = "{}"
+wallet_address = "{}"
+request_timeout = "3s"
+
+[cluster]
+url = "{}"
+node_id = "{name}"
+key_prefix = "failover:"
+lease_ttl = "{}ms"
+command_timeout = "200ms"
+"#,
+            mock.url(),
+            wallet(),
+            redis.url(),
+            LEASE_TTL.as_millis()
+        );
+        let config = test_config(&dir, port, &extra);
+        Self {
+            name: name.into(),
+            dir,
+            port,
+            config,
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        self.child = Some(spawn_engine(
+            &self.config,
+            &self.dir,
+            &[],
+            &[QUIET, KEY_ENV],
+        ));
+        wait_for(Duration::from_secs(30), "the engine to serve", || {
+            http_get(self.port, "/health").filter(|(s, _)| *s == 200)
+        });
+    }
+
+    /// This node's view of the account's lease: (state, token).
+    fn lease(&self) -> Option<(String, Option<u64>)> {
+        let (status, body) = http_get(self.port, "/api/status")?;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let lease = v["leases"]
+            .as_array()?
+            .iter()
+            .find(|l| l["resource"] == RESOURCE)?
+            .clone();
+        Some((
+            lease["state"].as_str()?.to_string(),
+            lease["token"].as_u64(),
+        ))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGKILL);
+            wait_exit(&mut child, Duration::from_secs(10));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGTERM);
+            assert!(
+                wait_exit(&mut child, Duration::from_secs(30)).success(),
+                "{} stops cleanly",
+                self.name
+            );
+        }
+    }
+
+    fn entries(&self) -> Vec<LedgerEntry> {
+        let config = Config::load(Some(&self.config), Vec::new()).unwrap();
+        let store = Store::open(&config.engine.data_dir).unwrap();
+        let ledger = OrderLedger::open(&store, system_clock()).unwrap();
+        ledger
+            .all()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.venue == "hyperliquid")
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Ack {
+    client_id: String,
+    node: usize,
+    status: String,
+    filled: String,
+    at: Instant,
+}
+
+/// Sends market orders to whichever node accepts them (a node in standby answers 409
+/// `not_owner` and the next one is asked), until `stop`.
+fn send_orders(ports: Vec<u16>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>) -> usize {
+    let mut i = 0usize;
+    let mut at = 0usize;
+    let mut not_owner = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let side = if i.is_multiple_of(2) { "buy" } else { "sell" };
+        let symbol = ["BTC", "ETH"][i % 2];
+        let body = format!(
+            r#"{{"venue":"hyperliquid","symbol":"{symbol}","side":"{side}","amount":{{"usd":"150"}},"pricing":"market","reduce_only":false,"origin":"failover-test"}}"#
+        );
+        match http_post_json(ports[at], "/api/orders", &body) {
+            Some((200, report)) => {
+                let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+                acks.lock().unwrap().push(Ack {
+                    client_id: v["client_id"].as_str().unwrap().to_string(),
+                    node: at,
+                    status: v["status"].as_str().unwrap().to_string(),
+                    filled: v["filled_size"].as_str().unwrap().to_string(),
+                    at: Instant::now(),
+                });
+                i += 1;
+            }
+            Some((409, body)) if body.contains("not_owner") => {
+                not_owner += 1;
+                at = (at + 1) % ports.len();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Not ready, Redis away, or the node is dead: try the next one shortly.
+            _ => {
+                at = (at + 1) % ports.len();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    not_owner
+}
+
+/// Every node's ledger merged by client id: the copy furthest along wins (a dead owner's
+/// open intent is settled in its successor's ledger).
+fn union(nodes: &[Node]) -> Vec<LedgerEntry> {
+    let mut by_id: BTreeMap<String, LedgerEntry> = BTreeMap::new();
+    for node in nodes {
+        for e in node.entries() {
+            let key = e.client_id.to_string();
+            let better = match by_id.get(&key) {
+                None => true,
+                Some(old) => {
+                    !old.status.is_terminal()
+                        && (e.status.is_terminal() || e.updated_ms > old.updated_ms)
+                }
+            };
+            if better {
+                by_id.insert(key, e);
+            }
+        }
+    }
+    by_id.into_values().collect()
+}
+
+fn sends_per_cloid(mock: &MockHyperliquid) -> BTreeMap<String, usize> {
+    let mut sends: BTreeMap<String, usize> = BTreeMap::new();
+    for body in mock.order_actions() {
+        for o in body["action"]["orders"].as_array().unwrap() {
+            *sends
+                .entry(o["c"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    sends
+}
+
+fn owner_of(nodes: &[Node]) -> (usize, u64) {
+    wait_for(
+        Duration::from_secs(30),
+        "one node to hold the lease",
+        || {
+            let held: Vec<(usize, u64)> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.child.is_some())
+                .filter_map(|(i, n)| match n.lease()? {
+                    (state, Some(token)) if state == "held" => Some((i, token)),
+                    _ => None,
+                })
+                .collect();
+            (held.len() == 1).then(|| held[0])
+        },
+    )
+}
+
+fn wait_acks(acks: &Mutex<Vec<Ack>>, n: usize, what: &str) {
+    wait_for(Duration::from_secs(60), what, || {
+        (acks.lock().unwrap().len() >= n).then_some(())
+    });
+}
+
+#[test]
+fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_order() {
+    let redis = RedisServer::start().unwrap();
+    let mock = MockHyperliquid::start(wallet(), Network::Testnet);
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| Node::new(root.path(), n, &mock, &redis))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    let (owner, first_token) = owner_of(&nodes);
+
+    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let sender = {
+        let (stop, acks) = (stop.clone(), acks.clone());
+        std::thread::spawn(move || send_orders(ports, stop, acks))
+    };
+    wait_acks(&acks, 15, "orders on the first owner");
+    // The operator's view of the owner: the lease metrics, in a valid exposition.
+    let (_, exposition) = http_get(nodes[owner].port, "/metrics").expect("metrics served");
+    let (valid, out) = promtool_check(&exposition);
+    assert!(valid, "promtool: {out}");
+    let held = r#"resource="venue:hyperliquid""#;
+    assert_eq!(
+        metric_sum(&exposition, "orrery_cluster_lease_held", &[held]),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&exposition, "orrery_cluster_lease_token", &[held]),
+        first_token as f64
+    );
+    assert!(
+        metric_sum(
+            &exposition,
+            "orrery_cluster_replica_writes_total",
+            &[r#"outcome="ok""#]
+        ) >= 15.0
+    );
+    let killed_at = Instant::now();
+    nodes[owner].kill();
+    let before_kill = acks.lock().unwrap().len();
+    wait_acks(&acks, before_kill + 15, "orders on the next owner");
+    stop.store(true, Ordering::SeqCst);
+    let not_owner = sender.join().unwrap();
+
+    let acks = acks.lock().unwrap().clone();
+    assert!(acks[..before_kill].iter().all(|a| a.node == owner));
+    let first_after = acks[before_kill..]
+        .iter()
+        .find(|a| a.at > killed_at)
+        .expect("an order after the kill");
+    assert_ne!(first_after.node, owner);
+    let takeover = first_after.at - killed_at;
+    let (new_owner, new_token) = owner_of(&nodes);
+    assert_eq!(new_owner, first_after.node);
+    assert!(new_token > first_token, "{new_token} after {first_token}");
+
+    // The survivors stop cleanly (releasing the lease); the killed node is started again
+    // alone: it takes the account over in turn, merges the replica, and settles its own
+    // intents left open by the kill, by client id.
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if i != owner {
+            n.stop();
+        }
+    }
+    let restarted = spawn_engine(
+        &nodes[owner].config,
+        &nodes[owner].dir,
+        &[],
+        &[QUIET, KEY_ENV],
+    );
+    wait_settled_then_stop(
+        restarted,
+        nodes[owner].port,
+        Duration::from_secs(120),
+        Duration::from_secs(30),
+    );
+
+    let twice: Vec<_> = sends_per_cloid(&mock)
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    let entries = union(&nodes);
+    for ack in &acks {
+        let id = ClientOrderId::parse(&ack.client_id).unwrap();
+        let entry = entries
+            .iter()
+            .find(|e| e.client_id == id)
+            .unwrap_or_else(|| panic!("acknowledged order {} lost", ack.client_id));
+        assert_eq!(entry.status.as_str(), ack.status, "{}", ack.client_id);
+        assert_eq!(
+            entry.filled_size.to_string(),
+            ack.filled,
+            "{}",
+            ack.client_id
+        );
+    }
+    for e in &entries {
+        assert!(
+            e.status.is_terminal(),
+            "{} left {:?}",
+            e.client_id,
+            e.status
+        );
+        assert!(
+            e.fencing_token.is_some(),
+            "{} carries no fencing token",
+            e.client_id
+        );
+    }
+    let never_sent = assert_ledger_equals_mock(&mock, &entries);
+    eprintln!(
+        "cluster failover: takeover {} ms after the kill (lease TTL {} ms), {} acknowledged, {} in the union of ledgers, {} at the venue, {never_sent} never sent, {not_owner} refused as not owner",
+        takeover.as_millis(),
+        LEASE_TTL.as_millis(),
+        acks.len(),
+        entries.len(),
+        mock.orders().len()
+    );
+    // Within the TTL, one renewal period, the takeover's reconciliation and this test's
+    // polling: a bound that catches a takeover waiting for something else (such as the
+    // gateway's ready timeout), not a performance target (see BENCHMARKS.md).
+    assert!(
+        takeover < LEASE_TTL + Duration::from_secs(15),
+        "takeover took {takeover:?}"
+    );
+}
+
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[test]
+fn a_hung_redis_stops_the_owner_before_its_lease_can_expire_and_tokens_never_go_down() {
+    let redis = RedisServer::start().unwrap();
+    let mock = MockHyperliquid::start(wallet(), Network::Testnet);
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = ["s1", "s2"]
+        .iter()
+        .map(|n| Node::new(root.path(), n, &mock, &redis))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    let (_, first_token) = owner_of(&nodes);
+
+    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let sender = {
+        let (stop, acks) = (stop.clone(), acks.clone());
+        std::thread::spawn(move || send_orders(ports, stop, acks))
+    };
+    wait_acks(&acks, 10, "orders before Redis hangs");
+
+    // Redis hangs for longer than the lease TTL while orders keep coming.
+    redis.pause();
+    let paused_at_ms = wall_ms();
+    std::thread::sleep(LEASE_TTL + Duration::from_millis(1_500));
+    let resumed_at_ms = wall_ms();
+    redis.resume();
+    let before_resume = acks.lock().unwrap().len();
+    wait_acks(&acks, before_resume + 10, "orders after Redis returned");
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    let (_, token_after) = owner_of(&nodes);
+    assert!(token_after >= first_token);
+
+    // Everything settled, then both nodes stop cleanly.
+    for n in nodes.iter_mut() {
+        wait_for(Duration::from_secs(60), "no open order", || {
+            let (status, body) = http_get(n.port, "/api/status")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && v["open_orders"].as_array()?.is_empty()).then_some(())
+        });
+        n.stop();
+    }
+
+    let twice: Vec<_> = sends_per_cloid(&mock)
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    let entries = union(&nodes);
+    assert_ledger_equals_mock(&mock, &entries);
+    let token_of: BTreeMap<String, u64> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.client_id.to_hex128(),
+                e.fencing_token
+                    .unwrap_or_else(|| panic!("{} carries no fencing token", e.client_id)),
+            )
+        })
+        .collect();
+
+    // In the venue's arrival order: tokens never go down, and nothing arrives between the
+    // moment the last lease taken before the hang could have expired (no renewal was sent
+    // after the pause) and Redis's return — no node may send then.
+    let mut last_token = 0;
+    let mut arrivals = 0;
+    for o in mock.orders() {
+        let cloid = o.cloid.clone().unwrap();
+        let token = token_of[&cloid];
+        assert!(
+            token >= last_token,
+            "order {cloid} with token {token} arrived after one with token {last_token}"
+        );
+        last_token = token;
+        let expired_by = paused_at_ms + LEASE_TTL.as_millis() as i64;
+        assert!(
+            !(o.timestamp > expired_by && o.timestamp < resumed_at_ms),
+            "order {cloid} (token {token}) arrived {} ms after the pause, while Redis hung past the lease TTL",
+            o.timestamp - paused_at_ms
+        );
+        if token == first_token {
+            assert!(
+                o.timestamp <= expired_by
+                    || (token_after == first_token && o.timestamp >= resumed_at_ms),
+                "order {cloid} of token {token} arrived past its lease's possible expiry"
+            );
+        }
+        arrivals += 1;
+    }
+    let during_hang = mock
+        .orders()
+        .iter()
+        .filter(|o| o.timestamp > paused_at_ms && o.timestamp < resumed_at_ms)
+        .count();
+    eprintln!(
+        "cluster redis hang: {arrivals} orders at the venue, {during_hang} arrived during the {} ms hang (none may arrive past the first {} ms), tokens {first_token} -> {token_after}",
+        resumed_at_ms - paused_at_ms,
+        LEASE_TTL.as_millis()
+    );
+}
