@@ -170,6 +170,13 @@ impl Engine {
             }
             None => None,
         };
+        let shared_limits = match (&cluster, &config.cluster) {
+            (Some(link), Some(c)) => Some(orrery_actors::cluster::SharedLimits::new(
+                link.clone(),
+                c.expected_nodes,
+            )),
+            _ => None,
+        };
         let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
@@ -187,6 +194,7 @@ impl Engine {
             events: events.clone(),
             notifier: notifier.clone(),
             cluster,
+            shared_limits,
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));

@@ -448,6 +448,9 @@ pub(crate) struct Deps {
     pub notifier: Slot<crate::notify::Notifier>,
     /// The Redis link when `[cluster]` is configured (see `orrery_actors::cluster`).
     pub cluster: Option<orrery_actors::cluster::RedisLink>,
+    /// The cluster's shared rate-limit budgets (with `[cluster]`): one pool per scope for
+    /// the whole process, kept across restarts of the subtrees that draw from it.
+    pub shared_limits: Option<orrery_actors::cluster::SharedLimits>,
 }
 
 /// The root supervisor's spec for `plan`. Nested supervisors get their specs from the
@@ -458,7 +461,7 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
         .strategy(plan.strategy)
         .intensity(sup.intensity())
         .backoff(sup.backoff());
-    let scope = Scope::new(plan, &deps.config);
+    let scope = Scope::new(plan, &deps.config, deps.shared_limits.as_ref());
     for child in &plan.children {
         spec = spec.child(match child {
             ChildPlan::Supervisor(sub) if sub.id == AGENTS => {
@@ -495,7 +498,11 @@ struct Scope {
 }
 
 impl Scope {
-    fn new(plan: &SupervisorPlan, config: &Config) -> Self {
+    fn new(
+        plan: &SupervisorPlan,
+        config: &Config,
+        shared: Option<&orrery_actors::cluster::SharedLimits>,
+    ) -> Self {
         let mut scope = Scope {
             health: HealthTable::new(),
             pools: BTreeMap::new(),
@@ -529,7 +536,7 @@ impl Scope {
                         });
                     if let Some(resilience) = cfg.and_then(VenueConfig::resilience) {
                         scope.accounts.entry(venue.clone()).or_insert_with(|| {
-                            AccountLimits::build(venue, resilience).map_err(|e| {
+                            AccountLimits::build_shared(venue, resilience, shared).map_err(|e| {
                                 format!("venue `{venue}`: cannot build its rate limits: {e}")
                             })
                         });

@@ -10,6 +10,7 @@
 //! password_env = "ORRERY_REDIS_PASSWORD"
 //! node_id = "node-a"
 //! key_prefix = "orrery:prod:"
+//! expected_nodes = 3                # fallback share of shared limits: 1/3 each
 //! ```
 
 use std::fmt;
@@ -41,6 +42,10 @@ pub struct ClusterConfig {
     /// failed and Redis as unreachable until a command succeeds again.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Nodes expected to share the cluster's budgets: a shared rate-limit pool without its
+    /// own `local_share` uses 1 / this (or 1 / the most nodes seen active, if more) of
+    /// the limit while Redis is unreachable.
+    pub expected_nodes: u32,
 }
 
 impl Default for ClusterConfig {
@@ -52,6 +57,7 @@ impl Default for ClusterConfig {
             key_prefix: "orrery:".into(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(250),
+            expected_nodes: 1,
         }
     }
 }
@@ -131,6 +137,12 @@ impl ClusterConfig {
             join(path, "key_prefix"),
             &self.key_prefix,
             "a non-empty prefix of letters, digits, '-', '_', '.' or ':', e.g. \"orrery:\"",
+        );
+        issues.check(
+            (1..=1000).contains(&self.expected_nodes),
+            join(path, "expected_nodes"),
+            self.expected_nodes,
+            "the number of nodes sharing the budgets, from 1 to 1000",
         );
         for (key, d) in [
             ("connect_timeout", self.connect_timeout),

@@ -11,7 +11,15 @@
 //! share, and exactly one owner at a time per venue account and per agent.
 
 pub mod config;
+pub mod limits;
 pub mod link;
 
 pub use config::{ClusterConfig, RedisPassword};
-pub use link::{describe, ClusterError, RedisHealth, RedisLink};
+pub use limits::{SharedLimits, SharedPoolState};
+pub use link::{ClusterError, RedisHealth, RedisLink};
+
+/// HELP texts of every cluster metric.
+pub fn describe() {
+    link::describe();
+    limits::describe();
+}
