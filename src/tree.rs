@@ -931,8 +931,9 @@ fn funding_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
     ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
         let mut readers = BTreeMap::new();
         for venue in agent.all_venues() {
-            let reader = crate::market::open_reader(&deps.config, &venue)
-                .map_err(|e| StartError::failed(e.to_string()))?;
+            let reader =
+                crate::market::open_reader_in(&deps.config, &venue, deps.shared_limits.as_ref())
+                    .map_err(|e| StartError::failed(e.to_string()))?;
             readers.insert(venue, reader);
         }
         let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;

@@ -178,9 +178,18 @@ fn budget_of(limit: &LimitConfig) -> Option<(BudgetKind, LocalOf)> {
     }
 }
 
-/// How long units drawn at once may be spent locally: a tenth of the window, at most 1 s.
+/// How long units drawn at once may be spent locally, and how much longer a sliding-window
+/// entry counts: a tenth of the window, from 500 ms to 1 s, at most half the window.
+///
+/// The hold also covers the time from admission to the request's arrival at the venue
+/// (guard, connection, a busy machine): a request that arrives later than the hold after
+/// its draw may meet a venue window that Redis no longer counts it in. On a 1 min window
+/// the hold costs 1/61 of the budget.
 pub fn hold_of(kind: BudgetKind) -> Duration {
-    (kind.window() / 10).min(Duration::from_secs(1))
+    let w = kind.window();
+    (w / 10)
+        .clamp(Duration::from_millis(500), Duration::from_secs(1))
+        .min(w / 2)
 }
 
 impl SharedLimits {

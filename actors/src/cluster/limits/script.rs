@@ -360,9 +360,9 @@ impl RemoteBudget {
         let ttl_ms = u64::try_from((window * 2 + self.hold).as_millis())
             .unwrap_or(u64::MAX)
             .max(1000);
-        // A refused node counts as waiting a little past its wait, so the others yield
-        // to it until it came back.
-        let grace = us(window / 20).clamp(50_000, 1_000_000);
+        // A refused node counts as waiting a while past its wait (a quarter window, 0.1 s
+        // to 5 s), so the others yield to it until it came back even from a busy machine.
+        let grace = us(window / 4).clamp(100_000, 5_000_000);
         let mut inv = self.script.prepare_invoke();
         for k in &self.keys {
             inv.key(k);
