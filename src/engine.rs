@@ -170,14 +170,7 @@ impl Engine {
             }
             None => None,
         };
-        let shared_limits = match (&cluster, &config.cluster) {
-            (Some(link), Some(c)) => Some(orrery_actors::cluster::SharedLimits::new(
-                link.clone(),
-                c.expected_nodes,
-            )),
-            _ => None,
-        };
-        let deps = crate::tree::Deps {
+        let mut deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
             clock,
@@ -194,7 +187,15 @@ impl Engine {
             events: events.clone(),
             notifier: notifier.clone(),
             cluster,
-            shared_limits,
+            shared_limits: None,
+        };
+        // One set of shared rate-limit budgets for the process, over the cluster's link.
+        deps.shared_limits = match (&deps.cluster, &config.cluster) {
+            (Some(link), Some(c)) => Some(orrery_actors::cluster::SharedLimits::new(
+                link.clone(),
+                c.expected_nodes,
+            )),
+            _ => None,
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));

@@ -299,3 +299,29 @@ fn contending_nodes_share_fairly_fall_back_and_rejoin() {
         });
     }
 }
+
+#[test]
+fn the_example_loads_and_bad_shared_keys_are_named() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/cluster.toml");
+    let config = orrery::config::Config::load(Some(&path), Vec::new()).unwrap();
+    let cluster = config.cluster.as_ref().expect("[cluster]");
+    assert_eq!(cluster.expected_nodes, 3);
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "include = [\"../default.toml\"]",
+            &format!("include = [{:?}]", default.display().to_string()),
+        )
+        .replace("local_share = 0.33", "local_share = 3")
+        .replace("expected_nodes = 3", "expected_nodes = 0");
+    let err = orrery::config::Config::load_str(&text, "example", Vec::new())
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "exchanges.venues.hl.resilience.limits[0].local_share",
+        "cluster.expected_nodes",
+    ] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
