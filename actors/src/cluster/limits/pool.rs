@@ -94,6 +94,8 @@ struct State {
     /// Units spent in fallback (local time, units), for the carry on rejoin.
     spent_in_fallback: VecDeque<(Nanos, u64)>,
     max_active: u64,
+    /// Nodes active in the window at the last draw.
+    last_active: u64,
     rejoining: bool,
 }
 
@@ -149,6 +151,7 @@ impl SharedPool {
                 share: 1.0,
                 spent_in_fallback: VecDeque::new(),
                 max_active: 1,
+                last_active: 0,
                 rejoining: false,
             }),
             throttles: Mutex::new(Vec::new()),
@@ -210,7 +213,7 @@ impl SharedPool {
             local_share: self.share_now(s.max_active),
             batch: self.batch,
             reserved: s.reserve,
-            active_nodes: s.max_active,
+            active_nodes: s.last_active,
         }
     }
 
@@ -323,6 +326,7 @@ impl SharedPool {
                 ..
             }) => {
                 s.max_active = s.max_active.max(active);
+                s.last_active = active;
                 if s.mode == PoolMode::Shared {
                     s.reserve += units;
                     s.reserve_until = sent.saturating_add(nanos_of(self.hold));
@@ -337,6 +341,7 @@ impl SharedPool {
             }
             Ok(Verdict::Wait { wait, active, .. }) => {
                 s.max_active = s.max_active.max(active);
+                s.last_active = active;
                 s.not_before = now.saturating_add(nanos_of(wait));
                 drop(s);
                 self.count("waited");
@@ -387,6 +392,15 @@ impl SharedPool {
                 None => Err(Denied::Wait(POLL)),
             };
             if verdict.is_ok() {
+                // Only the last window is carried on rejoin: keep no more.
+                let window = nanos_of(self.kind().window());
+                while s
+                    .spent_in_fallback
+                    .front()
+                    .is_some_and(|(at, _)| now.saturating_sub(*at) >= window)
+                {
+                    s.spent_in_fallback.pop_front();
+                }
                 s.spent_in_fallback.push_back((now, cost));
                 drop(s);
                 self.count("fallback");
