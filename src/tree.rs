@@ -76,7 +76,7 @@ use orrery_actors::exchanges::stream::hyperliquid::HyperliquidProtocol;
 use orrery_actors::exchanges::stream::hyperliquid_user::UserStreams;
 use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
-use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
+use orrery_actors::models::router::{pool_shared, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
 use orrery_actors::shedding::monitor::{source_from_env, ResourceMonitor};
 use orrery_actors::signals::SignalBus;
@@ -570,6 +570,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         shedding,
         events,
         notifier,
+        shared_limits,
         ..
     } = deps.clone();
     let id = w.id.clone();
@@ -610,7 +611,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             ChildSpec::in_slot(id, slot, move |ctx| {
                 // The breaker's state lives in sled: a restarted pool (or engine) keeps an
                 // open breaker open until its time.
-                pool_for(&d, &health, Some(&store))
+                pool_shared(&d, &health, Some(&store), shared_limits.as_ref())
                     .map(|p| p.counting_messages_in(ctx.messages_counter()))
                     .map_err(StartError::failed)
             })
