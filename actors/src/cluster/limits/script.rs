@@ -293,7 +293,7 @@ pub struct RemoteBudget {
     seq: std::sync::atomic::AtomicU64,
 }
 
-/// Above this many units one call is refused by the config (and `Exceeds` locally).
+/// `d` in whole microseconds, saturating.
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
