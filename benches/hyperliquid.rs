@@ -62,6 +62,9 @@ fn venue(mock: &MockHyperliquid) -> HyperliquidVenue {
         name: "weight".into(),
         limit: 1_000_000,
         window: Duration::from_secs(60),
+        shared: None,
+        local_share: None,
+        batch: None,
     }];
     let env = |k: &str| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.to_string());
     HyperliquidVenue::open("hyperliquid", &cfg, &env, system_clock()).unwrap()

@@ -195,7 +195,7 @@ impl Engine {
             )),
             _ => None,
         };
-        let deps = crate::tree::Deps {
+        let mut deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
             clock,
@@ -213,6 +213,15 @@ impl Engine {
             notifier: notifier.clone(),
             cluster,
             ownership,
+            shared_limits: None,
+        };
+        // One set of shared rate-limit budgets for the process, over the cluster's link.
+        deps.shared_limits = match (&deps.cluster, &config.cluster) {
+            (Some(link), Some(c)) => Some(orrery_actors::cluster::SharedLimits::new(
+                link.clone(),
+                c.expected_nodes,
+            )),
+            _ => None,
         };
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));

@@ -177,7 +177,8 @@ pub(crate) fn open_interest_spec(id: String, agent: &str, deps: &Deps) -> ChildS
     let deps = deps.clone();
     ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
         let reader =
-            crate::market::open_reader(&deps.config, &agent.venue).map_err(StartError::failed)?;
+            crate::market::open_reader_in(&deps.config, &agent.venue, deps.shared_limits.as_ref())
+                .map_err(StartError::failed)?;
         let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;
         let kind = OpenInterestAgent::new(
             agent.clone(),

@@ -23,6 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use clap::{Args, Subcommand};
 use orrery_actors::clock::system_clock;
+use orrery_actors::exchanges::account::{AccountLimits, Endpoint};
 use orrery_actors::exchanges::binance_futures::open_public;
 use orrery_actors::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
@@ -187,6 +188,17 @@ pub(crate) fn open_reader(
     config: &Config,
     venue: &str,
 ) -> Result<Arc<dyn DerivativesData>, MarketError> {
+    open_reader_in(config, venue, None)
+}
+
+/// As [`open_reader`]; with the cluster's shared limits, a Hyperliquid reader's pools
+/// that name a `shared` scope (e.g. the IP's weight) draw from the cluster budget, as the
+/// account's connectors do.
+pub(crate) fn open_reader_in(
+    config: &Config,
+    venue: &str,
+    shared: Option<&orrery_actors::cluster::SharedLimits>,
+) -> Result<Arc<dyn DerivativesData>, MarketError> {
     let Some(v) = config.exchanges.venues.get(venue) else {
         return Err(MarketError::UnknownVenue(crate::operate::unknown_venue(
             config, venue,
@@ -214,13 +226,22 @@ pub(crate) fn open_reader(
         VenueConfig::Hyperliquid(h) => {
             // Reads only: the key is not looked up, so none is loaded into this object.
             let no_key = |_: &str| None;
+            let open_err = |reason: String| MarketError::Open {
+                venue: venue.to_string(),
+                reason,
+            };
+            let endpoint = match shared {
+                Some(shared) => Some(Endpoint {
+                    base_url: h.api_url(),
+                    connector: venue.to_string(),
+                    account: AccountLimits::build_shared(venue, &h.resilience, Some(shared))
+                        .map_err(|e| open_err(e.to_string()))?,
+                }),
+                None => None,
+            };
             let reader =
-                HyperliquidVenue::open(venue, h, &no_key, system_clock()).map_err(|e| {
-                    MarketError::Open {
-                        venue: venue.to_string(),
-                        reason: e.to_string(),
-                    }
-                })?;
+                HyperliquidVenue::open_at(venue, h, &no_key, system_clock(), endpoint.as_ref())
+                    .map_err(|e| open_err(e.to_string()))?;
             Ok(Arc::new(reader) as Arc<dyn DerivativesData>)
         }
         other => Err(MarketError::NoDerivatives {

@@ -76,7 +76,7 @@ use orrery_actors::exchanges::stream::hyperliquid::HyperliquidProtocol;
 use orrery_actors::exchanges::stream::hyperliquid_user::UserStreams;
 use orrery_actors::exchanges::stream::{StreamBook, StreamFeed, StreamSettings};
 use orrery_actors::models::pool::{HealthTable, ModelPool};
-use orrery_actors::models::router::{pool_for, ModelRouter, PoolHandle};
+use orrery_actors::models::router::{pool_shared, ModelRouter, PoolHandle};
 use orrery_actors::models::ModelClient;
 use orrery_actors::shedding::monitor::{source_from_env, ResourceMonitor};
 use orrery_actors::signals::SignalBus;
@@ -451,6 +451,9 @@ pub(crate) struct Deps {
     /// The node's leases and ledger replica when `[cluster]` is configured (see
     /// [`crate::ownership`]): the gateway trades a venue and an agent runs only under its lease.
     pub ownership: Option<crate::ownership::ClusterOwnership>,
+    /// The cluster's shared rate-limit budgets (with `[cluster]`): one pool per scope for
+    /// the whole process, kept across restarts of the subtrees that draw from it.
+    pub shared_limits: Option<orrery_actors::cluster::SharedLimits>,
 }
 
 impl Deps {
@@ -468,7 +471,7 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
         .strategy(plan.strategy)
         .intensity(sup.intensity())
         .backoff(sup.backoff());
-    let scope = Scope::new(plan, &deps.config);
+    let scope = Scope::new(plan, &deps.config, deps.shared_limits.as_ref());
     for child in &plan.children {
         spec = spec.child(match child {
             ChildPlan::Supervisor(sub) if sub.id == AGENTS => {
@@ -505,7 +508,11 @@ struct Scope {
 }
 
 impl Scope {
-    fn new(plan: &SupervisorPlan, config: &Config) -> Self {
+    fn new(
+        plan: &SupervisorPlan,
+        config: &Config,
+        shared: Option<&orrery_actors::cluster::SharedLimits>,
+    ) -> Self {
         let mut scope = Scope {
             health: HealthTable::new(),
             pools: BTreeMap::new(),
@@ -539,7 +546,7 @@ impl Scope {
                         });
                     if let Some(resilience) = cfg.and_then(VenueConfig::resilience) {
                         scope.accounts.entry(venue.clone()).or_insert_with(|| {
-                            AccountLimits::build(venue, resilience).map_err(|e| {
+                            AccountLimits::build_shared(venue, resilience, shared).map_err(|e| {
                                 format!("venue `{venue}`: cannot build its rate limits: {e}")
                             })
                         });
@@ -574,6 +581,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         events,
         notifier,
         ownership,
+        shared_limits,
         ..
     } = deps.clone();
     let id = w.id.clone();
@@ -614,7 +622,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             ChildSpec::in_slot(id, slot, move |ctx| {
                 // The breaker's state lives in sled: a restarted pool (or engine) keeps an
                 // open breaker open until its time.
-                pool_for(&d, &health, Some(&store))
+                pool_shared(&d, &health, Some(&store), shared_limits.as_ref())
                     .map(|p| p.counting_messages_in(ctx.messages_counter()))
                     .map_err(StartError::failed)
             })
@@ -942,8 +950,9 @@ fn funding_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
     ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
         let mut readers = BTreeMap::new();
         for venue in agent.all_venues() {
-            let reader = crate::market::open_reader(&deps.config, &venue)
-                .map_err(|e| StartError::failed(e.to_string()))?;
+            let reader =
+                crate::market::open_reader_in(&deps.config, &venue, deps.shared_limits.as_ref())
+                    .map_err(|e| StartError::failed(e.to_string()))?;
             readers.insert(venue, reader);
         }
         let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;

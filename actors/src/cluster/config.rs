@@ -13,6 +13,7 @@
 //! heartbeat = "1s"                  # node record refresh; expires after 3 missed beats
 //! lease_ttl = "5s"                  # ownership of venue accounts and agents
 //! renew_every = "1666ms"            # default: lease_ttl / 3
+//! expected_nodes = 3                # fallback share of shared limits: 1/3 each
 //! ```
 
 use std::fmt;
@@ -56,6 +57,10 @@ pub struct ClusterConfig {
     /// `lease_ttl / 3`.
     #[serde(with = "humantime_serde")]
     pub renew_every: Option<Duration>,
+    /// Nodes expected to share the cluster's budgets: a shared rate-limit pool without its
+    /// own `local_share` uses 1 / this (or 1 / the most nodes seen active, if more) of
+    /// the limit while Redis is unreachable.
+    pub expected_nodes: u32,
 }
 
 impl Default for ClusterConfig {
@@ -70,6 +75,7 @@ impl Default for ClusterConfig {
             heartbeat: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(5),
             renew_every: None,
+            expected_nodes: 1,
         }
     }
 }
@@ -149,6 +155,12 @@ impl ClusterConfig {
             join(path, "key_prefix"),
             &self.key_prefix,
             "a non-empty prefix of letters, digits, '-', '_', '.' or ':', e.g. \"orrery:\"",
+        );
+        issues.check(
+            (1..=1000).contains(&self.expected_nodes),
+            join(path, "expected_nodes"),
+            self.expected_nodes,
+            "the number of nodes sharing the budgets, from 1 to 1000",
         );
         for (key, d) in [
             ("connect_timeout", self.connect_timeout),

@@ -16,6 +16,7 @@ pub mod breakers;
 pub mod config;
 pub mod lease;
 pub mod lease_book;
+pub mod limits;
 pub mod link;
 pub mod registry;
 pub mod replica;
@@ -28,6 +29,7 @@ pub use redis;
 pub use breakers::{BreakerNotice, SharedBreakers};
 pub use config::{ClusterConfig, RedisPassword};
 pub use lease::{agent_resource, venue_resource, HeldLease, LeaseKeeper, LeaseStatus, Leases};
+pub use limits::{SharedLimits, SharedPoolState};
 pub use link::{ClusterError, RedisHealth, RedisLink};
 pub use registry::{NodeRecord, NodeRegistry};
 pub use replica::{LedgerReplica, ReplicaError};
@@ -40,4 +42,5 @@ pub fn describe() {
     registry::describe();
     lease::describe();
     replica::describe();
+    limits::describe();
 }

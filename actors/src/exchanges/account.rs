@@ -22,6 +22,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
+use crate::cluster::SharedLimits;
 use crate::resilience::config::BreakerConfig;
 use crate::resilience::limiter::LinkedLimitError;
 use crate::resilience::{
@@ -44,8 +45,23 @@ pub struct AccountLimits {
 impl AccountLimits {
     /// The limits of account `venue` from its (validated) resilience section.
     pub fn build(venue: &str, resilience: &ResilienceConfig) -> Result<Self, LinkedLimitError> {
+        Self::build_shared(venue, resilience, None)
+    }
+
+    /// As [`AccountLimits::build`]; pools naming a `shared` scope also draw from the
+    /// cluster's budget through `cluster` (see `crate::cluster::limits`).
+    pub fn build_shared(
+        venue: &str,
+        resilience: &ResilienceConfig,
+        cluster: Option<&SharedLimits>,
+    ) -> Result<Self, LinkedLimitError> {
         Ok(Self {
-            limits: Arc::new(RateLimits::build(venue, resilience, TokioClock::shared())?),
+            limits: Arc::new(RateLimits::build_shared(
+                venue,
+                resilience,
+                TokioClock::shared(),
+                cluster,
+            )?),
             pause: Arc::new(PauseGate::default()),
             nonce: Arc::new(AtomicU64::new(0)),
         })

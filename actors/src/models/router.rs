@@ -66,9 +66,9 @@ pub use accounting::{
 };
 pub use cache::{CacheLevel, CacheSweep, CachedAnswer, RequestKey, ResponseCache};
 pub use config::{
-    build_provider, build_provider_with, build_provider_with_env, pool_for, BuildError,
-    DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig, ProviderChoice,
-    RoutingStrategy,
+    build_provider, build_provider_shared, build_provider_with, build_provider_with_env, pool_for,
+    pool_shared, BuildError, DeploymentConfig, LogicalModel, ModelCacheConfig, ModelsConfig,
+    ProviderChoice, RoutingStrategy,
 };
 pub use flight::{Flights, Joined, Lead, Seat};
 pub use stream::AskStream;

@@ -35,6 +35,7 @@ use super::mono::SharedMonotonic;
 use super::priority::{Priority, PriorityQueue, QueueBounds};
 use super::retry::{BackoffKind, RetryPolicy};
 use crate::clock::SharedClock;
+use crate::cluster::limits::{SharedLimit, SharedLimits, SharedPool};
 use crate::store::Tree;
 use crate::validate::{join, Issues};
 
@@ -54,7 +55,7 @@ pub struct ResilienceConfig {
 }
 
 /// One rate-limit pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LimitConfig {
     /// Up to `capacity` units at once, refilled by `refill_amount` every `refill_every`.
@@ -64,6 +65,17 @@ pub enum LimitConfig {
         refill_amount: u64,
         #[serde(with = "humantime_serde")]
         refill_every: Duration,
+        /// Cluster-wide scope this pool's budget is shared under (see
+        /// `crate::cluster::limits`); absent: local to this process.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared: Option<String>,
+        /// Fraction (0, 1] of the limit this node uses alone while Redis is unreachable;
+        /// default 1 / `cluster.expected_nodes` (or the most nodes seen active).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local_share: Option<f64>,
+        /// Units drawn from Redis per round trip and spent locally; default 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<u64>,
     },
     /// At most `limit` units in any `window`.
     SlidingWindow {
@@ -71,6 +83,13 @@ pub enum LimitConfig {
         limit: u64,
         #[serde(with = "humantime_serde")]
         window: Duration,
+        /// `shared`, `local_share`, `batch`: as on `token_bucket`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local_share: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<u64>,
     },
     /// Drains `leak_amount` every `leak_every`; `mode` meter (bursts up to capacity) or
     /// queue (no burst; capacity bounds waiting units).
@@ -82,6 +101,14 @@ pub enum LimitConfig {
         leak_every: Duration,
         #[serde(default)]
         mode: LeakMode,
+        /// Accepted only to refuse it with a clear message: a leaky bucket cannot be
+        /// shared.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local_share: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<u64>,
     },
     /// GCRA (governor): `burst` calls per `period`.
     Gcra {
@@ -89,10 +116,116 @@ pub enum LimitConfig {
         burst: u32,
         #[serde(with = "humantime_serde")]
         period: Duration,
+        /// `shared`, `local_share`, `batch`: as on `token_bucket`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local_share: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<u64>,
     },
 }
 
+/// How a pool is shared across the cluster (from its `shared`, `local_share`, `batch`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sharing<'a> {
+    pub scope: &'a str,
+    pub local_share: Option<f64>,
+    /// Units per Redis round trip (at least 1).
+    pub batch: u64,
+}
+
 impl LimitConfig {
+    /// The pool's cluster scope, if it names one.
+    pub fn sharing(&self) -> Option<Sharing<'_>> {
+        let (shared, local_share, batch) = self.sharing_keys();
+        shared.as_deref().map(|scope| Sharing {
+            scope,
+            local_share: *local_share,
+            batch: batch.unwrap_or(1).max(1),
+        })
+    }
+
+    fn sharing_keys(&self) -> (&Option<String>, &Option<f64>, &Option<u64>) {
+        match self {
+            LimitConfig::TokenBucket {
+                shared,
+                local_share,
+                batch,
+                ..
+            }
+            | LimitConfig::SlidingWindow {
+                shared,
+                local_share,
+                batch,
+                ..
+            }
+            | LimitConfig::LeakyBucket {
+                shared,
+                local_share,
+                batch,
+                ..
+            }
+            | LimitConfig::Gcra {
+                shared,
+                local_share,
+                batch,
+                ..
+            } => (shared, local_share, batch),
+        }
+    }
+
+    fn validate_sharing(&self, path: &str, issues: &mut Issues) {
+        let (shared, local_share, batch) = self.sharing_keys();
+        let Some(scope) = shared else {
+            for (key, set) in [
+                ("local_share", local_share.is_some()),
+                ("batch", batch.is_some()),
+            ] {
+                issues.check(
+                    !set,
+                    join(path, key),
+                    "(set)",
+                    "only with `shared = \"<scope>\"`: a pool that is not shared has no local share or batch",
+                );
+            }
+            return;
+        };
+        issues.check(
+            !scope.is_empty()
+                && scope.len() <= 64
+                && scope
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+            join(path, "shared"),
+            scope,
+            "a scope name of letters, digits, '-', '_' or '.', at most 64, e.g. \"hl-ip\" or \"openai-key-1\"",
+        );
+        issues.check(
+            !matches!(self, LimitConfig::LeakyBucket { .. }),
+            join(path, "shared"),
+            scope,
+            "a sliding_window, token_bucket or gcra pool: a leaky bucket cannot be shared across the cluster",
+        );
+        if let Some(share) = local_share {
+            issues.check(
+                share.is_finite() && *share > 0.0 && *share <= 1.0,
+                join(path, "local_share"),
+                share,
+                "a fraction above 0 and at most 1 (e.g. 0.34 for one node of three)",
+            );
+        }
+        if let Some(b) = batch {
+            let max = (self.max_cost() / 2).max(1);
+            issues.check(
+                (1..=max).contains(b),
+                join(path, "batch"),
+                b,
+                format!("units per Redis round trip from 1 to half the pool's limit ({max})"),
+            );
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             LimitConfig::TokenBucket { name, .. }
@@ -200,6 +333,7 @@ impl LimitConfig {
                 positive_duration(issues, "period", period);
             }
         }
+        self.validate_sharing(path, issues);
     }
 }
 
@@ -716,57 +850,117 @@ fn fmt_d(d: Duration) -> String {
 pub struct RateLimits {
     target: String,
     pools: BTreeMap<String, Arc<dyn RateLimit>>,
-    endpoints: HashMap<String, Throttle>,
+    /// Pools that also draw from a cluster-wide budget.
+    shared: BTreeMap<String, Arc<SharedPool>>,
+    endpoints: HashMap<String, Arc<Throttle>>,
     /// Endpoints not configured: 1 per unit from every pool.
-    default: Option<Throttle>,
+    default: Option<Arc<Throttle>>,
     clock: SharedMonotonic,
 }
 
 impl RateLimits {
-    /// Builds the pools and endpoint draws of a validated config.
+    /// Builds the pools and endpoint draws of a validated config, every pool local.
     pub fn build(
         target: &str,
         config: &ResilienceConfig,
         clock: SharedMonotonic,
     ) -> Result<Self, LinkedLimitError> {
+        Self::build_shared(target, config, clock, None)
+    }
+
+    /// As [`RateLimits::build`]; a pool that names a `shared` scope also draws from the
+    /// cluster's budget of that scope through `cluster` (one more member of each linked
+    /// draw, after the pool's local view). Without `cluster` such a pool is local, and
+    /// says so once.
+    pub fn build_shared(
+        target: &str,
+        config: &ResilienceConfig,
+        clock: SharedMonotonic,
+        cluster: Option<&SharedLimits>,
+    ) -> Result<Self, LinkedLimitError> {
+        let mut shared: BTreeMap<String, Arc<SharedPool>> = BTreeMap::new();
+        for l in &config.limits {
+            let Some(sharing) = l.sharing() else { continue };
+            match cluster {
+                Some(c) => {
+                    let pool = c.pool(l, &clock).map_err(|e| LinkedLimitError::Shared(e.to_string()))?;
+                    if let Some(pool) = pool {
+                        shared.insert(l.name().to_string(), pool);
+                    }
+                }
+                None => tracing::info!(
+                    target,
+                    pool = l.name(),
+                    scope = sharing.scope,
+                    "rate-limit pool names a shared scope but there is no [cluster] section: it limits this process only"
+                ),
+            }
+        }
         let pools: BTreeMap<String, (Arc<dyn RateLimit>, bool)> = config
             .limits
             .iter()
             .map(|l| (l.name().to_string(), (l.build(&clock), l.refundable())))
             .collect();
+        // A pool's members: its local view, then its cluster budget when shared.
+        let members_of = |pool: &str, l: &Arc<dyn RateLimit>, w: u64, r: bool| {
+            let mut m = vec![(l.clone(), w, r)];
+            if let Some(s) = shared.get(pool) {
+                m.push((
+                    Arc::new(SharedLimit(s.clone())) as Arc<dyn RateLimit>,
+                    w,
+                    true,
+                ));
+            }
+            m
+        };
+        let throttle = |name: String, members: Vec<(Arc<dyn RateLimit>, u64, bool)>| {
+            LinkedLimit::new(members)
+                .map(|linked| Arc::new(Throttle::new(name, Arc::new(linked), clock.clone())))
+        };
         let mut endpoints = HashMap::new();
+        let mut wake = Vec::new();
         for (endpoint, weights) in &config.endpoints {
             let members = weights
                 .iter()
-                .filter_map(|(pool, w)| pools.get(pool).map(|(l, r)| (l.clone(), *w, *r)))
+                .filter_map(|(pool, w)| pools.get(pool).map(|(l, r)| members_of(pool, l, *w, *r)))
+                .flatten()
                 .collect();
-            let linked = LinkedLimit::new(members)?;
-            endpoints.insert(
-                endpoint.clone(),
-                Throttle::new(
-                    format!("{target}/{endpoint}"),
-                    Arc::new(linked),
-                    clock.clone(),
-                ),
+            let t = throttle(format!("{target}/{endpoint}"), members)?;
+            wake.extend(
+                weights
+                    .keys()
+                    .filter_map(|p| shared.get(p))
+                    .map(|s| (s.clone(), t.clone())),
             );
+            endpoints.insert(endpoint.clone(), t);
         }
         let default = if pools.is_empty() {
             None
         } else {
-            let members = pools.values().map(|(l, r)| (l.clone(), 1, *r)).collect();
-            Some(Throttle::new(
-                format!("{target}/*"),
-                Arc::new(LinkedLimit::new(members)?),
-                clock.clone(),
-            ))
+            let members = pools
+                .iter()
+                .flat_map(|(name, (l, r))| members_of(name, l, 1, *r))
+                .collect();
+            let t = throttle(format!("{target}/*"), members)?;
+            wake.extend(shared.values().map(|s| (s.clone(), t.clone())));
+            Some(t)
         };
+        for (pool, t) in wake {
+            pool.wake_on_draw(&t);
+        }
         Ok(Self {
             target: target.to_string(),
             pools: pools.into_iter().map(|(k, (l, _))| (k, l)).collect(),
+            shared,
             endpoints,
             default,
             clock,
         })
+    }
+
+    /// The cluster pools this target draws from, by pool name.
+    pub fn shared(&self) -> &BTreeMap<String, Arc<SharedPool>> {
+        &self.shared
     }
 
     pub fn target(&self) -> &str {

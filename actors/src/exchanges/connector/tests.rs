@@ -56,6 +56,9 @@ impl TestVenue {
                 name: "weight".into(),
                 limit: 1,
                 window,
+                shared: None,
+                local_share: None,
+                batch: None,
             }],
             endpoints: BTreeMap::from([
                 ("read".to_string(), draw.clone()),

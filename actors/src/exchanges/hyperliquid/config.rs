@@ -112,6 +112,9 @@ pub fn default_resilience() -> ResilienceConfig {
             name: WEIGHT_POOL.to_string(),
             limit: 1200,
             window: Duration::from_secs(60),
+            shared: None,
+            local_share: None,
+            batch: None,
         }],
         endpoints,
         ..ResilienceConfig::default()

@@ -232,6 +232,8 @@ struct State {
     /// request used.
     ip_budget: Option<(u64, std::time::Duration)>,
     ip_used: VecDeque<(std::time::Instant, u64)>,
+    /// Requests refused because the per-IP budget was spent.
+    ip_refused: u64,
     latency: std::time::Duration,
     /// Lag range of order actions (see the module doc), when on.
     apply_lag: Option<(std::time::Duration, std::time::Duration)>,
@@ -349,6 +351,7 @@ impl MockHyperliquid {
             rate_limit_used: 0,
             ip_budget: None,
             ip_used: VecDeque::new(),
+            ip_refused: 0,
             latency: std::time::Duration::ZERO,
             apply_lag: None,
             pending: Vec::new(),
@@ -624,6 +627,11 @@ impl MockHyperliquid {
             .filter(|(at, _)| now.duration_since(*at) < window)
             .map(|(_, w)| w)
             .sum()
+    }
+
+    /// Requests answered 429 because the per-IP weight budget was spent (through any door).
+    pub fn ip_refusals(&self) -> u64 {
+        self.state.lock().ip_refused
     }
 
     /// Changes an asset's size decimals (as if the venue re-listed it).
@@ -1151,6 +1159,7 @@ impl State {
         }
         let used: u64 = self.ip_used.iter().map(|(_, w)| w).sum();
         if used + weight > limit {
+            self.ip_refused += 1;
             return false;
         }
         self.ip_used.push_back((now, weight));

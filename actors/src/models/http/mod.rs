@@ -80,10 +80,13 @@ use super::providers::{
 };
 use super::types::{ModelError, ModelRequest};
 use crate::clock::SharedClock;
+use crate::cluster::limits::{SharedLimit, SharedScopeError};
+use crate::cluster::SharedLimits;
 use crate::env::EnvLookup;
 use crate::resilience::config::{
-    BackoffConfig, BreakerConfig, ClassRetry, RateLimitedRetry, RetryConfig,
+    BackoffConfig, BreakerConfig, ClassRetry, LimitConfig, RateLimitedRetry, RetryConfig,
 };
+use crate::resilience::limiter::LinkedLimit;
 use crate::resilience::retry::BackoffKind;
 use crate::resilience::{
     BreakerError, BreakerRecord, BreakerState, CircuitBreaker, Classify, ErrorClass, Guard,
@@ -159,8 +162,12 @@ pub struct HttpProvider {
     target: WireTarget,
     client: reqwest::Client,
     settings: HttpSettings,
-    requests: Option<Throttle>,
-    tokens: Option<Throttle>,
+    requests: Option<Arc<Throttle>>,
+    tokens: Option<Arc<Throttle>>,
+    /// The local buckets when the throttles also draw from cluster budgets (the server's
+    /// quota headers land on these).
+    local_requests: Option<Arc<dyn RateLimit>>,
+    local_tokens: Option<Arc<dyn RateLimit>>,
     /// Pause gate, breaker and retry of every call.
     guard: Guard,
     prepared: prepared::Prepared,
@@ -192,6 +199,9 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A budget's throttle and, when it also draws from the cluster, its local bucket.
+type LinkedBudget = (Option<Arc<Throttle>>, Option<Arc<dyn RateLimit>>);
 
 impl HttpProvider {
     /// A provider for `deployment`: `kind` at `base_url` (or the provider's public
@@ -238,7 +248,11 @@ impl HttpProvider {
                     minute,
                     mono.now(),
                 ));
-            Throttle::new(format!("{deployment}/{name}"), limiter, mono.clone())
+            Arc::new(Throttle::new(
+                format!("{deployment}/{name}"),
+                limiter,
+                mono.clone(),
+            ))
         };
         let requests = settings.rpm.map(|rpm| bucket("requests", u64::from(rpm)));
         let tokens = settings.tpm.map(|tpm| bucket("tokens", tpm));
@@ -256,9 +270,67 @@ impl HttpProvider {
             settings,
             requests,
             tokens,
+            local_requests: None,
+            local_tokens: None,
             guard,
             prepared: prepared::Prepared::default(),
         })
+    }
+
+    /// Also draws the rpm / tpm budgets from the cluster scopes `<scope>.requests` and
+    /// `<scope>.tokens` (token buckets refilled over a minute, as the local ones): each
+    /// call is admitted only when both its local bucket and the cluster's admit it.
+    pub fn with_shared_budgets(
+        mut self,
+        shared: &SharedLimits,
+        scope: &str,
+    ) -> Result<Self, SharedScopeError> {
+        let mono: SharedMonotonic = TokioClock::shared();
+        let link = |throttle: &Option<Arc<Throttle>>,
+                    name: &str,
+                    per_minute: Option<u64>|
+         -> Result<LinkedBudget, SharedScopeError> {
+            let (Some(t), Some(n)) = (throttle, per_minute) else {
+                return Ok((throttle.clone(), None));
+            };
+            let budget = LimitConfig::TokenBucket {
+                name: name.to_string(),
+                capacity: n.max(1),
+                refill_amount: n.max(1),
+                refill_every: Duration::from_secs(60),
+                shared: Some(format!("{scope}.{name}")),
+                local_share: None,
+                batch: None,
+            };
+            let Some(pool) = shared.pool(&budget, &mono)? else {
+                return Ok((Some(t.clone()), None));
+            };
+            let local = t.limiter().clone();
+            let members: Vec<(Arc<dyn RateLimit>, u64, bool)> = vec![
+                (local.clone(), 1, true),
+                (Arc::new(SharedLimit(pool.clone())), 1, true),
+            ];
+            let linked = LinkedLimit::new(members).map_err(|e| SharedScopeError::Mismatch {
+                scope: scope.to_string(),
+                first: name.to_string(),
+                second: e.to_string(),
+            })?;
+            let throttle = Arc::new(Throttle::new(
+                t.name().to_string(),
+                Arc::new(linked),
+                mono.clone(),
+            ));
+            pool.wake_on_draw(&throttle);
+            Ok((Some(throttle), Some(local)))
+        };
+        let (requests, local_requests) =
+            link(&self.requests, "requests", self.settings.rpm.map(u64::from))?;
+        let (tokens, local_tokens) = link(&self.tokens, "tokens", self.settings.tpm)?;
+        self.requests = requests;
+        self.tokens = tokens;
+        self.local_requests = local_requests;
+        self.local_tokens = local_tokens;
+        Ok(self)
     }
 
     /// Keeps the circuit breaker's state in `breakers` (the store's `breakers` tree, under
@@ -358,16 +430,29 @@ impl HttpProvider {
             }),
             _ => None,
         };
-        if let (Some(t), Some(q)) = (&self.requests, quota(&snapshot.requests)) {
-            t.observe(q);
-        }
         let token_window = if snapshot.tokens.is_empty() {
             &snapshot.input_tokens
         } else {
             &snapshot.tokens
         };
-        if let (Some(t), Some(q)) = (&self.tokens, quota(token_window)) {
-            t.observe(q);
+        for (throttle, local, q) in [
+            (
+                &self.requests,
+                &self.local_requests,
+                quota(&snapshot.requests),
+            ),
+            (&self.tokens, &self.local_tokens, quota(token_window)),
+        ] {
+            match (throttle, local, q) {
+                // Shared: the server's view is the local bucket's; the cluster's budget
+                // is kept by Redis.
+                (Some(t), Some(local), Some(q)) => {
+                    local.observe(q, TokioClock::shared().now());
+                    t.nudge();
+                }
+                (Some(t), None, Some(q)) => t.observe(q),
+                _ => {}
+            }
         }
     }
 

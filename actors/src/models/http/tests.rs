@@ -1465,3 +1465,52 @@ fn attribution_is_validated_with_key_paths() {
         assert!(issues.0[0].allowed.contains("only OpenRouter"));
     }
 }
+
+/// Two nodes' deployments naming one `shared` scope: their rpm draws add up to one
+/// budget in Redis, while each local bucket alone would admit the whole rpm.
+#[tokio::test]
+async fn a_shared_scope_makes_two_nodes_draw_one_rpm_budget() {
+    let redis = crate::testkit::RedisServer::start().unwrap();
+    let node = |id: &str| {
+        let c = crate::cluster::ClusterConfig {
+            url: redis.url(),
+            node_id: id.into(),
+            key_prefix: "t:".into(),
+            ..crate::cluster::ClusterConfig::default()
+        };
+        crate::cluster::SharedLimits::new(crate::cluster::RedisLink::open(&c, None).unwrap(), 2)
+    };
+    let settings = HttpSettings {
+        rpm: Some(4),
+        health_check_every: None,
+        ..HttpSettings::default()
+    };
+    let provider = |shared: &crate::cluster::SharedLimits| {
+        HttpProvider::new(
+            "d",
+            ProviderKind::OpenAi,
+            "m",
+            Some("http://127.0.0.1:9"),
+            None,
+            settings.clone(),
+            &env,
+            crate::clock::system_clock(),
+        )
+        .unwrap()
+        .with_shared_budgets(shared, "key-1")
+        .unwrap()
+    };
+    let (a, b) = (provider(&node("a")), provider(&node("b")));
+    let soon = || Instant::now() + Duration::from_millis(500);
+    let draw = |p: &HttpProvider| {
+        let t = p.requests.clone().unwrap();
+        async move { t.acquire(1, Priority::Low, soon()).await }
+    };
+    for _ in 0..3 {
+        draw(&a).await.unwrap();
+    }
+    draw(&b).await.unwrap();
+    // The budget of 4 per minute is spent across the two nodes.
+    assert!(draw(&b).await.is_err());
+    assert!(draw(&a).await.is_err());
+}

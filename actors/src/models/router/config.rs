@@ -215,6 +215,11 @@ pub struct DeploymentConfig {
     /// Tokens per minute, prompt and completion (unset: no limit of ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    /// Cluster scope of this key's budgets (e.g. `"openai-key-1"`): with `[cluster]`,
+    /// `rpm` and `tpm` are also drawn from the scopes `<scope>.requests` and
+    /// `<scope>.tokens` that every node (and every deployment naming the scope) shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<String>,
     /// Ask for streamed answers (SSE / NDJSON).
     #[serde(default)]
     pub stream: bool,
@@ -315,6 +320,7 @@ impl DeploymentConfig {
             first_byte_timeout: defaults::first_byte_timeout(),
             rpm: None,
             tpm: None,
+            shared: None,
             stream: false,
             max_idle_connections: defaults::max_idle_connections(),
             retry_backoff: defaults::retry_backoff(),
@@ -425,6 +431,8 @@ pub enum BuildError {
     },
     #[error("deployment `{deployment}`: cannot open the circuit breaker's state in the data dir: {reason}")]
     Store { deployment: String, reason: String },
+    #[error("deployment `{deployment}`: its shared budgets cannot be drawn: {reason}")]
+    Shared { deployment: String, reason: String },
 }
 
 /// The provider for one deployment, keys from the process environment, its breaker's
@@ -451,6 +459,18 @@ pub fn build_provider_with(
     env: EnvLookup<'_>,
     store: Option<&Store>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
+    build_provider_shared(cfg, env, store, None)
+}
+
+/// As [`build_provider_with`]; an HTTP deployment naming a `shared` scope draws its
+/// rpm / tpm from the cluster budgets of `shared` as well (without `shared`, the scope
+/// is ignored and the budgets are this process's own).
+pub fn build_provider_shared(
+    cfg: &DeploymentConfig,
+    env: EnvLookup<'_>,
+    store: Option<&Store>,
+    shared: Option<&crate::cluster::SharedLimits>,
+) -> Result<Arc<dyn Provider>, BuildError> {
     match ProviderChoice::parse(&cfg.provider) {
         Some(ProviderChoice::Local) => match local::RuleSet::parse(&cfg.model) {
             Some(rules) => Ok(Arc::new(LocalRules::with_rules(cfg.id.clone(), rules))),
@@ -475,6 +495,14 @@ pub fn build_provider_with(
                 source,
             })?
             .with_attribution(cfg.app_url.clone(), cfg.app_title.clone());
+            if let (Some(shared), Some(scope)) = (shared, &cfg.shared) {
+                provider = provider.with_shared_budgets(shared, scope).map_err(|e| {
+                    BuildError::Shared {
+                        deployment: cfg.id.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            }
             if let Some(store) = store {
                 let breakers = store.tree::<BreakerRecord>(trees::BREAKERS).map_err(|e| {
                     BuildError::Store {
@@ -501,7 +529,18 @@ pub fn pool_for(
     health: &HealthTable,
     store: Option<&Store>,
 ) -> Result<ModelPool, BuildError> {
-    let provider = build_provider_with(cfg, &process_env, store)?;
+    pool_shared(cfg, health, store, None)
+}
+
+/// As [`pool_for`]; with the cluster's shared limits, a deployment naming a `shared`
+/// scope draws its rpm / tpm from the cluster budgets too.
+pub fn pool_shared(
+    cfg: &DeploymentConfig,
+    health: &HealthTable,
+    store: Option<&Store>,
+    shared: Option<&crate::cluster::SharedLimits>,
+) -> Result<ModelPool, BuildError> {
+    let provider = build_provider_shared(cfg, &process_env, store, shared)?;
     Ok(ModelPool::new(
         cfg.id.clone(),
         provider,
@@ -621,6 +660,14 @@ impl DeploymentConfig {
             self.tpm,
             "a positive number of tokens per minute, or leave it out for no limit",
         );
+        if let Some(scope) = &self.shared {
+            issues.check(
+                valid_id(scope) && (self.rpm.is_some() || self.tpm.is_some()),
+                join(path, "shared"),
+                scope,
+                "a scope name of letters, digits, '-', '_' or '.', at most 64, on a deployment with rpm or tpm (the budgets it shares)",
+            );
+        }
         issues.check(
             (1..=1024).contains(&self.max_idle_connections),
             join(path, "max_idle_connections"),

@@ -61,11 +61,17 @@ fn bad_values_are_reported_with_their_key_path() {
         name: "weight".into(),
         limit: 0,
         window: Duration::ZERO,
+        shared: None,
+        local_share: None,
+        batch: None,
     };
     cfg.limits.push(LimitConfig::Gcra {
         name: "orders".into(),
         burst: 1,
         period: Duration::from_secs(1),
+        shared: None,
+        local_share: None,
+        batch: None,
     });
     cfg.endpoints
         .get_mut("depth")
@@ -225,9 +231,60 @@ async fn builds_a_targets_kit_from_config() {
         name: "g2".into(),
         burst: 1,
         period: Duration::from_secs(1),
+        shared: None,
+        local_share: None,
+        batch: None,
     });
     assert!(matches!(
         RateLimits::build("binance", &two, TokioClock::shared()),
         Err(LinkedLimitError::TooManyNonRefunding(2))
     ));
+}
+
+#[test]
+fn shared_pool_keys_are_validated_with_their_paths() {
+    let cfg: ResilienceConfig = serde_json::from_value(serde_json::json!({
+        "limits": [
+            { "name": "weight", "kind": "sliding_window", "limit": 1200, "window": "1m",
+              "shared": "hl-ip", "local_share": 0.34, "batch": 20 },
+            { "name": "rpm", "kind": "gcra", "burst": 60, "period": "1m", "shared": "openai-key-1" },
+        ],
+    }))
+    .unwrap();
+    let mut issues = Issues::default();
+    cfg.validate("exchanges.venues.hl.resilience", &mut issues);
+    assert!(issues.is_empty(), "{:?}", issues.0);
+    let s = cfg.limits[0].sharing().unwrap();
+    assert_eq!((s.scope, s.local_share, s.batch), ("hl-ip", Some(0.34), 20));
+    assert_eq!(cfg.limits[1].sharing().unwrap().batch, 1);
+
+    let bad: ResilienceConfig = serde_json::from_value(serde_json::json!({
+        "limits": [
+            { "name": "a", "kind": "sliding_window", "limit": 10, "window": "1s",
+              "shared": "bad scope", "local_share": 1.5, "batch": 9 },
+            { "name": "b", "kind": "leaky_bucket", "capacity": 5, "leak_amount": 1,
+              "leak_every": "1s", "shared": "q" },
+            { "name": "c", "kind": "token_bucket", "capacity": 5, "refill_amount": 1,
+              "refill_every": "1s", "local_share": 0.5 },
+        ],
+    }))
+    .unwrap();
+    let mut issues = Issues::default();
+    bad.validate("r", &mut issues);
+    let keys: Vec<_> = issues.0.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "r.limits[0].shared",
+            "r.limits[0].local_share",
+            "r.limits[0].batch",
+            "r.limits[1].shared",
+            "r.limits[2].local_share",
+        ]
+    );
+    assert!(
+        issues.0[3].allowed.contains("leaky bucket"),
+        "{:?}",
+        issues.0[3]
+    );
 }

@@ -24,6 +24,9 @@ pub enum LinkedLimitError {
     TooManyNonRefunding(usize),
     #[error("linked limit has no pools; configure at least one limit for the endpoint")]
     Empty,
+    /// A pool's `shared` scope cannot be drawn from (see `crate::cluster::limits`).
+    #[error("{0}")]
+    Shared(String),
 }
 
 impl LinkedLimit {

@@ -1,0 +1,327 @@
+//! Shared rate limits across engine processes (issue 16, point 2): three `orrery run`
+//! processes with `[cluster]` on one real `redis-server`, each reaching one Hyperliquid
+//! mock through its own door (so the mock's record tells the nodes apart), each with
+//! funding agents that read far more weight than the IP's budget allows. The mock keeps
+//! Hyperliquid's per-IP budget and answers 429 past it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
+use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
+use orrery_actors::testkit::{RecordedRequest, RedisServer};
+
+const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
+const SCOPE: &str = "hl-ip";
+
+fn hl_mock() -> MockHyperliquid {
+    MockHyperliquid::start(
+        PrivateKey::from_hex(KEY).unwrap().address(),
+        Network::Testnet,
+    )
+}
+
+/// Hyperliquid's documented weight of a request, as the mock charges it (the answers
+/// here are short, so no per-item extra).
+fn weight(r: &RecordedRequest) -> u64 {
+    if r.path.ends_with("/exchange") {
+        return 1;
+    }
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    match body["type"].as_str().unwrap_or("") {
+        "l2Book"
+        | "allMids"
+        | "clearinghouseState"
+        | "orderStatus"
+        | "spotClearinghouseState"
+        | "exchangeStatus" => 2,
+        "userRole" => 60,
+        _ => 20,
+    }
+}
+
+fn weight_of(requests: &[RecordedRequest]) -> u64 {
+    requests.iter().map(weight).sum()
+}
+
+/// One node's config: the cluster, the venue through `door` with the shared weight pool,
+/// and three funding agents reading it every 100 ms.
+fn node_config(
+    dir: &Path,
+    port: u16,
+    node: &str,
+    redis: &str,
+    door: &str,
+    (limit, window, share): (u64, &str, f64),
+) -> std::path::PathBuf {
+    let wallet = PrivateKey::from_hex(KEY).unwrap().address();
+    let mut extra = format!(
+        r#"
+[cluster]
+url = "{redis}"
+node_id = "{node}"
+key_prefix = "t:"
+expected_nodes = 3
+
+[exchanges.venues.hl]
+kind = "hyperliquid"
+network = "testnet"
+base_url = "{door}"
+wallet_address = "{wallet}"
+request_timeout = "2s"
+streams = false
+
+[exchanges.venues.hl.resilience]
+limits = [
+  {{ name = "weight", kind = "sliding_window", limit = {limit}, window = "{window}", shared = "{SCOPE}", local_share = {share} }},
+]
+"#
+    );
+    for i in 0..3 {
+        extra.push_str(&format!(
+            r#"
+[[agents.funding]]
+name = "funding-{i}"
+venue = "hl"
+symbols = ["BTC", "ETH"]
+interval = "100ms"
+initial_delay = "0s"
+history = 2
+"#
+        ));
+    }
+    test_config(dir, port, &extra)
+}
+
+struct Node {
+    engine: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.engine.kill();
+        let _ = self.engine.wait();
+    }
+}
+
+fn start_nodes(redis: &str, doors: &[String], budget: (u64, &str, f64)) -> Vec<Node> {
+    let mut nodes: Vec<Node> = doors
+        .iter()
+        .enumerate()
+        .map(|(i, door)| {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let config = node_config(dir.path(), port, &format!("n{i}"), redis, door, budget);
+            let engine = spawn_engine(&config, dir.path(), &[], &[]);
+            Node {
+                engine,
+                port,
+                _dir: dir,
+            }
+        })
+        .collect();
+    for n in nodes.iter_mut() {
+        let started = Instant::now();
+        while http_get(n.port, "/health")
+            .filter(|(s, _)| *s == 200)
+            .is_none()
+        {
+            let exited = n.engine.try_wait().ok().flatten().is_some();
+            if exited || started.elapsed() > Duration::from_secs(40) {
+                let logs: String = walk(n._dir.path())
+                    .iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                    .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                    .collect();
+                let tail: String = logs.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+                panic!(
+                    "the engine on port {} never served; log tail (newest first):\n{tail}",
+                    n.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    nodes
+}
+
+fn metric(port: u16, name: &str, labels: &[&str]) -> Option<f64> {
+    let (status, text) = http_get(port, "/metrics")?;
+    (status == 200 && text.contains(name)).then(|| metric_sum(&text, name, labels))
+}
+
+/// The real figure: 1 200 weight per minute, saturated early by three nodes. The mock
+/// never refuses, and the combined weight in its window never passes 1 200.
+#[test]
+fn three_nodes_never_pass_hyperliquids_1200_per_minute_together() {
+    let redis = RedisServer::start().unwrap();
+    let mock = hl_mock();
+    mock.set_ip_weight_limit(1200, Duration::from_secs(60));
+    let doors = [mock.another_endpoint(), mock.another_endpoint()];
+    let urls = [mock.url(), doors[0].url(), doors[1].url()];
+    let nodes = start_nodes(&redis.url(), &urls, (1200, "1m", 0.33));
+
+    // Saturate: the agents want far more than 1 200 a minute.
+    wait_for(Duration::from_secs(30), "the budget to be spent", || {
+        (mock.ip_weight_used() >= 1150).then_some(())
+    });
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let used = mock.ip_weight_used();
+        assert!(used <= 1200, "combined weight {used} in the mock's minute");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mock.ip_refusals(), 0, "the mock answered 429 for weight");
+    let per_door = [
+        weight_of(&mock.requests()),
+        weight_of(&doors[0].requests()),
+        weight_of(&doors[1].requests()),
+    ];
+    assert!(per_door.iter().sum::<u64>() <= 1200, "{per_door:?}");
+    // Every node drew from the cluster budget, and none fell back.
+    for n in &nodes {
+        let admitted = metric(
+            n.port,
+            "orrery_cluster_limit_draws_total",
+            &[&format!("scope=\"{SCOPE}\""), "outcome=\"admitted\""],
+        )
+        .unwrap_or(0.0);
+        assert!(admitted > 0.0, "node on port {} never drew", n.port);
+        assert_eq!(
+            metric(n.port, "orrery_cluster_limit_fallback", &[SCOPE]),
+            Some(0.0)
+        );
+    }
+}
+
+/// A short window so contention lasts many windows within the test: each node gets
+/// about a third of what was admitted while all three contended; then Redis is killed
+/// (each node falls back to its local share and says so) and restarted (they rejoin).
+#[test]
+fn contending_nodes_share_fairly_fall_back_and_rejoin() {
+    let mut redis = RedisServer::start().unwrap();
+    let mock = hl_mock();
+    // The cluster budget: 600 per 2 s.
+    mock.set_ip_weight_limit(600, Duration::from_secs(2));
+    let doors = [mock.another_endpoint(), mock.another_endpoint()];
+    let urls = [mock.url(), doors[0].url(), doors[1].url()];
+    let nodes = start_nodes(&redis.url(), &urls, (600, "2s", 0.33));
+    let record = || {
+        [
+            weight_of(&mock.requests()),
+            weight_of(&doors[0].requests()),
+            weight_of(&doors[1].requests()),
+        ]
+    };
+
+    // Greedy nodes spend a window's budget in one burst as soon as it frees, so the
+    // record is read between bursts (no request for 300 ms): a boundary inside a burst
+    // would count one node's part of it and not another's.
+    let between_bursts = || {
+        let mut last = record();
+        let mut quiet = 0;
+        while quiet < 3 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = record();
+            quiet = if now == last { quiet + 1 } else { 0 };
+            last = now;
+        }
+        last
+    };
+    // All three serve and contend: measure over about 10 s (four windows and the hold).
+    std::thread::sleep(Duration::from_secs(2));
+    let before = between_bursts();
+    std::thread::sleep(Duration::from_secs(10));
+    let after = between_bursts();
+    let got: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    let total: u64 = got.iter().sum();
+    assert!(total >= 1500, "the nodes did not contend: {got:?}");
+    eprintln!("weight per node while contending for 10 s: {got:?} (total {total})");
+    let third = total as f64 / 3.0;
+    for g in &got {
+        assert!(
+            (*g as f64 - third).abs() <= third * 0.15,
+            "unfair split of {total}: {got:?}"
+        );
+    }
+    assert_eq!(mock.ip_refusals(), 0, "the mock answered 429 for weight");
+
+    // Redis dies: every node falls back to 0.33 × 600 = 198 per 2 s, and says so.
+    redis.kill();
+    for n in &nodes {
+        wait_for(Duration::from_secs(10), "the fallback gauge", || {
+            (metric(n.port, "orrery_cluster_limit_fallback", &[SCOPE]) == Some(1.0)).then_some(())
+        });
+    }
+    // One window later (what each node drew from the cluster has passed), each stays
+    // within its share over any stretch shorter than a window.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = record();
+    std::thread::sleep(Duration::from_millis(1900));
+    let after = record();
+    eprintln!(
+        "weight per node over 1.9 s in fallback: {:?}",
+        after
+            .iter()
+            .zip(before)
+            .map(|(a, b)| a - b)
+            .collect::<Vec<_>>()
+    );
+    for (i, (a, b)) in after.iter().zip(before).enumerate() {
+        // 198 is nine 20-weight reads; one more may have been admitted just before.
+        assert!(a - b <= 200 + 20, "node {i} drew {} in fallback", a - b);
+    }
+    for n in &nodes {
+        let fallback = metric(
+            n.port,
+            "orrery_cluster_limit_draws_total",
+            &[&format!("scope=\"{SCOPE}\""), "outcome=\"fallback\""],
+        )
+        .unwrap_or(0.0);
+        assert!(
+            fallback > 0.0,
+            "node on port {} served nothing locally",
+            n.port
+        );
+    }
+
+    // Redis returns (empty): they rejoin.
+    redis.restart().unwrap();
+    for n in &nodes {
+        wait_for(Duration::from_secs(10), "the rejoin", || {
+            (metric(n.port, "orrery_cluster_limit_fallback", &[SCOPE]) == Some(0.0)).then_some(())
+        });
+    }
+}
+
+#[test]
+fn the_example_loads_and_bad_shared_keys_are_named() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/cluster.toml");
+    let config = orrery::config::Config::load(Some(&path), Vec::new()).unwrap();
+    let cluster = config.cluster.as_ref().expect("[cluster]");
+    assert_eq!(cluster.expected_nodes, 3);
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "include = [\"../default.toml\"]",
+            &format!("include = [{:?}]", default.display().to_string()),
+        )
+        .replace("local_share = 0.33", "local_share = 3")
+        .replace("expected_nodes = 3", "expected_nodes = 0");
+    let err = orrery::config::Config::load_str(&text, "example", Vec::new())
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "exchanges.venues.hl.resilience.limits[0].local_share",
+        "cluster.expected_nodes",
+    ] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
