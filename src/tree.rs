@@ -786,9 +786,10 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 let venues = config.exchanges.venues.keys().cloned().collect();
                 let kind = RiskAgent::new(config.risk.clone(), venues, deps, entry.schedule);
                 Ok(
+                    // No lease: the risk agent watches every account on every node, so the
+                    // venue's owner, wherever the lease puts it, has its limits watched.
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
-                        .counting_messages_in(ctx.messages_counter())
-                        .owned_through(ownership.as_ref().map(|o| o.leases.clone())),
+                        .counting_messages_in(ctx.messages_counter()),
                 )
             })
         }

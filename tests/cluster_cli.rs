@@ -49,6 +49,15 @@ fn status_json(cfg: &str) -> (bool, Value) {
     (out.status.success(), value)
 }
 
+/// The lease of `resource` in a status document.
+fn lease<'a>(status: &'a Value, resource: &str) -> Option<&'a Value> {
+    status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["resource"] == resource)
+}
+
 fn node<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
     status["nodes"]
         .as_array()
@@ -137,11 +146,17 @@ fn cluster_status_shows_the_running_node_and_the_records_of_the_cluster() {
     assert_eq!(me["listen"], format!("127.0.0.1:{port}"));
     assert_eq!(me["alive"], true);
     assert_eq!(me["version"], env!("CARGO_PKG_VERSION"));
-    let lease = &status["leases"][0];
-    assert_eq!(lease["resource"], "venue:paper");
-    assert_eq!(lease["owner"], "node-x");
-    assert_eq!(lease["token"], 3);
-    assert_eq!(lease["fence"], 3);
+    // The seeded lease of another node stands; the engine holds its agents' own.
+    let paper = lease(&status, "venue:paper").expect("the seeded lease");
+    assert_eq!(paper["owner"], "node-x");
+    assert_eq!(paper["token"], 3);
+    assert_eq!(paper["fence"], 3);
+    let status = wait_for(Duration::from_secs(20), "the engine's agent lease", || {
+        let (_, status) = status_json(cfg);
+        lease(&status, "agent:trend")
+            .is_some_and(|l| l["owner"] == "node-e2e")
+            .then_some(status)
+    });
     let limit = &status["limits"][0];
     assert_eq!(limit["scope"], "hl-weight");
     assert_eq!(limit["limit"], 1200);

@@ -49,7 +49,9 @@ fn weight_of(requests: &[RecordedRequest]) -> u64 {
 }
 
 /// One node's config: the cluster, the venue through `door` with the shared weight pool,
-/// and three funding agents reading it every 100 ms.
+/// and three funding agents reading it every 100 ms. The agents are named after the node:
+/// an agent runs only on the node holding its lease, so agents of one name would all run
+/// on whichever node took their leases first.
 fn node_config(
     dir: &Path,
     port: u16,
@@ -85,7 +87,7 @@ limits = [
         extra.push_str(&format!(
             r#"
 [[agents.funding]]
-name = "funding-{i}"
+name = "funding-{node}-{i}"
 venue = "hl"
 symbols = ["BTC", "ETH"]
 interval = "100ms"

@@ -307,8 +307,12 @@ async fn session(
                 }
             },
             Ok(None) => return SessionEnd::Lost("the server closed the subscription".into()),
+            // Silence: ask. On a subscribed connection Redis answers PING with an array
+            // (`["pong", ""]`), not `+PONG`, so any answer will do.
             Err(_) => {
-                match tokio::time::timeout(link.command_timeout(), sink.ping::<String>()).await {
+                match tokio::time::timeout(link.command_timeout(), sink.ping::<redis::Value>())
+                    .await
+                {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return SessionEnd::Lost(format!("ping: {e}")),
                     Err(_) => {
