@@ -13,9 +13,9 @@
 //! only one whose gateway sends, including the risk agent's closes) always has its loss
 //! limits watched; on the other nodes its orders are refused as not owner.
 //!
-//! An agent started while the engine runs (a promoted strategy) has no lease of its own:
-//! it runs on every node, and its orders still pass the gateway's venue lease, so only the
-//! venue's owner sends them.
+//! An agent started while the engine runs (a promoted strategy) joins the book when its
+//! runner starts (`AgentRunner::owned_through` adds `agent:<name>`), so the keeper's next
+//! tick takes its lease like any other: promoted on several nodes, it runs on one.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -259,28 +259,62 @@ fn wait_acks(acks: &Mutex<Vec<Ack>>, n: usize, what: &str) {
     });
 }
 
+/// Nodes `names`, each started, on one Redis and one mock.
+fn start_nodes(
+    root: &Path,
+    names: &[&str],
+    mock: &MockHyperliquid,
+    redis: &RedisServer,
+) -> Vec<Node> {
+    let mut nodes: Vec<Node> = names
+        .iter()
+        .map(|n| Node::new(root, n, mock, redis))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    nodes
+}
+
+/// Orders sent on a thread to whichever node accepts them ([`send_orders`]), with what
+/// the nodes answered.
+struct OrderFlow {
+    acks: Arc<Mutex<Vec<Ack>>>,
+    stop: Arc<AtomicBool>,
+    sender: std::thread::JoinHandle<usize>,
+}
+
+impl OrderFlow {
+    fn start(nodes: &[Node]) -> Self {
+        let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        let sender = {
+            let (stop, acks) = (stop.clone(), acks.clone());
+            std::thread::spawn(move || send_orders(ports, stop, acks))
+        };
+        Self { acks, stop, sender }
+    }
+
+    /// Stops sending; the acknowledged orders, and how often a node answered not_owner.
+    fn finish(self) -> (Vec<Ack>, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        let not_owner = self.sender.join().unwrap();
+        let acks = self.acks.lock().unwrap().clone();
+        (acks, not_owner)
+    }
+}
+
 #[test]
 fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_order() {
     let redis = RedisServer::start().unwrap();
     let mock = MockHyperliquid::start(wallet(), Network::Testnet);
     let root = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| Node::new(root.path(), n, &mock, &redis))
-        .collect();
-    for n in nodes.iter_mut() {
-        n.start();
-    }
+    let mut nodes = start_nodes(root.path(), &["n1", "n2", "n3"], &mock, &redis);
     let (owner, first_token) = owner_of(&nodes);
 
-    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let sender = {
-        let (stop, acks) = (stop.clone(), acks.clone());
-        std::thread::spawn(move || send_orders(ports, stop, acks))
-    };
-    wait_acks(&acks, 15, "orders on the first owner");
+    let flow = OrderFlow::start(&nodes);
+    wait_acks(&flow.acks, 15, "orders on the first owner");
     // The operator's view of the owner: the lease metrics, in a valid exposition.
     let (_, exposition) = http_get(nodes[owner].port, "/metrics").expect("metrics served");
     let (valid, out) = promtool_check(&exposition);
@@ -303,12 +337,9 @@ fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_ord
     );
     let killed_at = Instant::now();
     nodes[owner].kill();
-    let before_kill = acks.lock().unwrap().len();
-    wait_acks(&acks, before_kill + 15, "orders on the next owner");
-    stop.store(true, Ordering::SeqCst);
-    let not_owner = sender.join().unwrap();
-
-    let acks = acks.lock().unwrap().clone();
+    let before_kill = flow.acks.lock().unwrap().len();
+    wait_acks(&flow.acks, before_kill + 15, "orders on the next owner");
+    let (acks, not_owner) = flow.finish();
     assert!(acks[..before_kill].iter().all(|a| a.node == owner));
     let first_after = acks[before_kill..]
         .iter()
@@ -401,23 +432,11 @@ fn a_hung_redis_stops_the_owner_before_its_lease_can_expire_and_tokens_never_go_
     let redis = RedisServer::start().unwrap();
     let mock = MockHyperliquid::start(wallet(), Network::Testnet);
     let root = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = ["s1", "s2"]
-        .iter()
-        .map(|n| Node::new(root.path(), n, &mock, &redis))
-        .collect();
-    for n in nodes.iter_mut() {
-        n.start();
-    }
+    let mut nodes = start_nodes(root.path(), &["s1", "s2"], &mock, &redis);
     let (_, first_token) = owner_of(&nodes);
 
-    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let sender = {
-        let (stop, acks) = (stop.clone(), acks.clone());
-        std::thread::spawn(move || send_orders(ports, stop, acks))
-    };
-    wait_acks(&acks, 10, "orders before Redis hangs");
+    let flow = OrderFlow::start(&nodes);
+    wait_acks(&flow.acks, 10, "orders before Redis hangs");
 
     // Redis hangs for longer than the lease TTL while orders keep coming.
     redis.pause();
@@ -425,10 +444,13 @@ fn a_hung_redis_stops_the_owner_before_its_lease_can_expire_and_tokens_never_go_
     std::thread::sleep(LEASE_TTL + Duration::from_millis(1_500));
     let resumed_at_ms = wall_ms();
     redis.resume();
-    let before_resume = acks.lock().unwrap().len();
-    wait_acks(&acks, before_resume + 10, "orders after Redis returned");
-    stop.store(true, Ordering::SeqCst);
-    sender.join().unwrap();
+    let before_resume = flow.acks.lock().unwrap().len();
+    wait_acks(
+        &flow.acks,
+        before_resume + 10,
+        "orders after Redis returned",
+    );
+    flow.finish();
     let (_, token_after) = owner_of(&nodes);
     assert!(token_after >= first_token);
 

@@ -486,8 +486,12 @@ impl AgentRunner {
     }
 
     /// Runs only while this node holds the lease `agent:<name>` in `leases` (a cluster);
-    /// `None` (a single process) changes nothing.
+    /// `None` (a single process) changes nothing. The lease is added to the book if it is
+    /// not there yet (an agent started while the engine runs), so the keeper takes it.
     pub fn owned_through(mut self, leases: Option<crate::cluster::Leases>) -> Self {
+        if let Some(leases) = &leases {
+            leases.want(&crate::cluster::agent_resource(&self.name()));
+        }
         self.ownership = leases;
         self
     }

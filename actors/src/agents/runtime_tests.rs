@@ -385,4 +385,18 @@ async fn an_agent_runs_only_while_its_node_holds_the_agents_lease() {
     // Past safe-until (not renewed): standby again.
     advance(2_000).await;
     assert_eq!(probe.started(), 2, "no run past the lease's safe-until");
+
+    // An agent the book did not list (started while the engine runs) joins it, so the
+    // keeper's next tick takes its lease.
+    let late = crate::cluster::Leases::new("n1", Vec::<String>::new());
+    assert!(!late.covers("agent:probe"));
+    let _late_runner = AgentRunner::new(
+        Arc::new(probe.clone()),
+        MemoryStore::open(&store, "probe").unwrap(),
+        DecisionJournal::open(&store).unwrap(),
+        ManualClock::new(1_763_000_000_000),
+    )
+    .owned_through(Some(late.clone()));
+    assert!(late.covers("agent:probe"));
+    assert!(!late.want("agent:probe"), "added once");
 }

@@ -105,6 +105,20 @@ impl Leases {
         &self.book.node_id
     }
 
+    /// Adds `resource` to the book (not held until the keeper's next tick acquires it);
+    /// returns false when it was there already. For what starts while the engine runs,
+    /// e.g. a strategy agent promoted at run time.
+    pub fn want(&self, resource: &str) -> bool {
+        let mut states = self.book.states.write();
+        if states.contains_key(resource) {
+            return false;
+        }
+        metrics::gauge!(METRIC_LEASE_HELD, "resource" => resource.to_string()).set(0.0);
+        states.insert(resource.to_string(), LeaseState::Unknown);
+        tracing::info!(node = %self.book.node_id, resource, "lease wanted; acquired at the keeper's next tick when free");
+        true
+    }
+
     /// Whether this book covers `resource` (leases are taken only for configured ones).
     pub fn covers(&self, resource: &str) -> bool {
         self.book.states.read().contains_key(resource)
