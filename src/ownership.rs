@@ -55,9 +55,9 @@ impl ClusterOwnership {
         tracing::info!(
             node = %link.node_id(),
             resources = ?resources,
-            lease_ttl = %humantime::format_duration(timings.ttl),
-            renew_every = %humantime::format_duration(timings.renew_every),
-            margin = %humantime::format_duration(timings.margin),
+            lease_ttl = %humantime::format_duration(whole_ms(timings.ttl)),
+            renew_every = %humantime::format_duration(whole_ms(timings.renew_every)),
+            margin = %humantime::format_duration(whole_ms(timings.margin)),
             "leases: venues and agents trade only on the node holding their lease"
         );
         let leases = Leases::new(link.node_id(), resources);
@@ -97,4 +97,9 @@ impl ClusterOwnership {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
+}
+
+/// `d` cut to whole milliseconds, for log lines (`1s 666ms`, not `1s 666ms 666us 666ns`).
+fn whole_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
