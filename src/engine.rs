@@ -330,6 +330,10 @@ impl EngineHandle {
         if let Some(member) = &self.cluster {
             member.leave().await;
         }
+        // Reserved and unspent shared-limit units go back to the cluster's budget.
+        if let Some(shared) = &self.tree_deps.shared_limits {
+            shared.release().await;
+        }
         // Nothing sends any more: the leases go, so another node takes over at once.
         if let Some(ownership) = &self.tree_deps.ownership {
             ownership.release().await;

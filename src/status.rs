@@ -66,6 +66,41 @@ pub struct StatusReport {
     /// see `crate::ownership`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<orrery_actors::cluster::LeaseStatus>,
+    /// In a cluster: each shared rate-limit scope this node draws from, and whether it
+    /// draws from the cluster budget or, Redis unreachable, from its local share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_limits: Vec<SharedLimitLine>,
+}
+
+/// One shared rate-limit scope as this node uses it (see `orrery_actors::cluster::limits`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedLimitLine {
+    pub scope: String,
+    /// `shared` (drawing from the cluster budget) or `fallback` (Redis unreachable: this
+    /// node's local share only).
+    pub mode: String,
+    pub limit: u64,
+    /// Fraction of the limit this node uses alone in fallback.
+    pub local_share: f64,
+    /// Units drawn from the cluster and not yet spent.
+    pub reserved: u64,
+}
+
+impl SharedLimitLine {
+    pub fn of(state: orrery_actors::cluster::SharedPoolState) -> Self {
+        use orrery_actors::cluster::limits::PoolMode;
+        Self {
+            mode: match state.mode {
+                PoolMode::Shared => "shared",
+                PoolMode::Fallback => "fallback",
+            }
+            .into(),
+            scope: state.scope,
+            limit: state.limit,
+            local_share: state.local_share,
+            reserved: state.reserved,
+        }
+    }
 }
 
 /// The cluster line of the status: this node's id and whether its Redis answers, as the
@@ -445,6 +480,7 @@ fn assemble(running: bool, store: &Store, venues: Vec<VenueStatus>, s: FromStore
         resources: None,
         notifications: Vec::new(),
         cluster: None,
+        shared_limits: Vec::new(),
         leases: Vec::new(),
     }
 }
@@ -546,6 +582,13 @@ pub async fn live(engine: &EngineHandle) -> Result<StatusReport, String> {
     report.cluster = engine.tree_deps.cluster.as_ref().map(ClusterLine::of);
     if let Some(ownership) = &engine.tree_deps.ownership {
         report.leases = ownership.snapshot();
+    }
+    if let Some(shared) = &engine.tree_deps.shared_limits {
+        report.shared_limits = shared
+            .snapshot()
+            .into_iter()
+            .map(SharedLimitLine::of)
+            .collect();
     }
     Ok(report)
 }
@@ -710,6 +753,17 @@ pub fn render(r: &StatusReport) -> String {
     }
     if let Some(resources) = &r.resources {
         o.push_str(&crate::resources::render(resources));
+    }
+    for l in &r.shared_limits {
+        let _ = writeln!(
+            o,
+            "shared limit {}: {}, limit {}, local share {:.0}%, {} reserved",
+            l.scope,
+            l.mode,
+            l.limit,
+            l.local_share * 100.0,
+            l.reserved
+        );
     }
     for l in &r.leases {
         let _ = writeln!(

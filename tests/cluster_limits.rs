@@ -261,6 +261,17 @@ fn contending_nodes_share_fairly_fall_back_and_rejoin() {
             (metric(n.port, "orrery_cluster_limit_fallback", &[SCOPE]) == Some(1.0)).then_some(())
         });
     }
+    // ... and says so in its status too.
+    for n in &nodes {
+        let (_, body) = http_get(n.port, "/api/status").expect("status served");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let line = &status["shared_limits"][0];
+        assert_eq!(
+            (line["scope"].as_str(), line["mode"].as_str()),
+            (Some(SCOPE), Some("fallback")),
+            "{body}"
+        );
+    }
     // One window later (what each node drew from the cluster has passed), each stays
     // within its share over any stretch shorter than a window.
     std::thread::sleep(Duration::from_secs(2));
@@ -299,6 +310,8 @@ fn contending_nodes_share_fairly_fall_back_and_rejoin() {
         wait_for(Duration::from_secs(10), "the rejoin", || {
             (metric(n.port, "orrery_cluster_limit_fallback", &[SCOPE]) == Some(0.0)).then_some(())
         });
+        let (_, body) = http_get(n.port, "/api/status").expect("status served");
+        assert!(body.contains(r#""mode":"shared""#), "{body}");
     }
 }
 
