@@ -481,15 +481,17 @@ impl MarketReaders {
     /// The reader of `venue` and `symbol` as the venue names it.
     fn get(
         &self,
-        config: &Config,
+        engine: &EngineHandle,
         venue: &str,
         symbol: &str,
     ) -> Result<(Arc<dyn DerivativesData>, String), MarketError> {
+        let config = &engine.config;
         let symbol = crate::symbols::normalize(config, venue, symbol);
         if let Some(found) = self.open.lock().get(venue) {
             return Ok((found.clone(), symbol));
         }
-        let opened = open_reader(config, venue)?;
+        // Its pools draw from the cluster's shared budgets as the account's connectors do.
+        let opened = open_reader_in(config, venue, engine.tree_deps.shared_limits.as_ref())?;
         self.open.lock().insert(venue.to_string(), opened.clone());
         Ok((opened, symbol))
     }
@@ -508,7 +510,7 @@ async fn funding_route(
     let q = q.into_inner();
     let result = async {
         check_history(q.history)?;
-        let (reader, symbol) = readers.get(&engine.config, &q.venue, &q.symbol)?;
+        let (reader, symbol) = readers.get(&engine, &q.venue, &q.symbol)?;
         funding_report(reader.as_ref(), &q.venue, &symbol, q.history).await
     }
     .await;
@@ -526,7 +528,7 @@ async fn open_interest_route(
     let q = q.into_inner();
     let result = async {
         let period = check_oi(q.period.as_deref(), q.limit)?;
-        let (reader, symbol) = readers.get(&engine.config, &q.venue, &q.symbol)?;
+        let (reader, symbol) = readers.get(&engine, &q.venue, &q.symbol)?;
         open_interest_report(reader.as_ref(), &q.venue, &symbol, period, q.limit).await
     }
     .await;
