@@ -24,7 +24,7 @@ use actix_web::{web, HttpResponse};
 use clap::{Args, Subcommand};
 use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::account::{AccountLimits, Endpoint};
-use orrery_actors::exchanges::binance_futures::open_public;
+use orrery_actors::exchanges::binance_futures::open_public_at;
 use orrery_actors::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
 };
@@ -206,10 +206,26 @@ pub(crate) fn open_reader_in(
     };
     match v {
         VenueConfig::BinanceFutures(f) => {
-            let reader = open_public(venue, f, system_clock()).map_err(|e| MarketError::Open {
+            let open_err = |reason: String| MarketError::Open {
                 venue: venue.to_string(),
-                reason: e.to_string(),
-            })?;
+                reason,
+            };
+            let endpoint = match shared {
+                Some(shared) => Some(Endpoint {
+                    base_url: f
+                        .rest_config()
+                        .endpoints()
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| f.base_url.clone()),
+                    connector: venue.to_string(),
+                    account: AccountLimits::build_shared(venue, &f.resilience, Some(shared))
+                        .map_err(|e| open_err(e.to_string()))?,
+                }),
+                None => None,
+            };
+            let reader = open_public_at(venue, f, system_clock(), endpoint.as_ref())
+                .map_err(|e| open_err(e.to_string()))?;
             Ok(reader as Arc<dyn DerivativesData>)
         }
         VenueConfig::Paper(p) => match PaperDerivatives::from_config(venue, p, system_clock()) {

@@ -23,7 +23,7 @@ pub mod venue;
 pub mod ws_mock;
 
 pub use config::{BinanceFuturesConfig, MarginType, API_KEY_ENV, API_SECRET_ENV};
-pub use venue::{open_public, BinanceFuturesVenue, FUTURES};
+pub use venue::{open_public, open_public_at, BinanceFuturesVenue, FUTURES};
 
 #[cfg(test)]
 mod tests;

@@ -1140,6 +1140,17 @@ pub fn open_public(
     config: &BinanceFuturesConfig,
     clock: SharedClock,
 ) -> Result<Arc<BinanceFuturesVenue>, BinanceOpenError> {
+    open_public_at(name, config, clock, None)
+}
+
+/// As [`open_public`], served through `endpoint` (the account's shared pools, e.g. a
+/// cluster's shared weight scope) instead of limits of its own.
+pub fn open_public_at(
+    name: &str,
+    config: &BinanceFuturesConfig,
+    clock: SharedClock,
+    endpoint: Option<&Endpoint>,
+) -> Result<Arc<BinanceFuturesVenue>, BinanceOpenError> {
     let env = |var: &str| {
         process_env(var).or_else(|| {
             [API_KEY_ENV, API_SECRET_ENV]
@@ -1147,7 +1158,7 @@ pub fn open_public(
                 .then(|| "public-reads-only".to_string())
         })
     };
-    BinanceFuturesVenue::open_with_env(name, config, clock, &env).map(Arc::new)
+    BinanceFuturesVenue::open_at(name, config, clock, &env, endpoint).map(Arc::new)
 }
 
 /// `GET /fapi/v1/klines` by range through the shared Binance machinery (1000 rows a page,
