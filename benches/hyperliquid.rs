@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::Actor;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -33,42 +33,22 @@ use orrery_actors::clock::system_clock;
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayConfig, GatewayCore, OrderGateway};
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
-use orrery_actors::exchanges::hyperliquid::{
-    HyperliquidConfig, HyperliquidVenue, Network, PrivateKey,
-};
+use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
 use orrery_actors::exchanges::ledger::LedgerEntry;
 use orrery_actors::exchanges::risk_gate::{self, RiskConfig};
 use orrery_actors::exchanges::*;
-use orrery_actors::resilience::config::LimitConfig;
 use orrery_actors::store::{trees, Store};
 use orrery_actors::supervisor::{start_root, ChildSpec, RootHandle, Slot, SupervisorSpec};
 use rust_decimal::Decimal;
 
+#[path = "support/hl_venue.rs"]
+mod hl_venue;
+use hl_venue::{venue, KEY};
+
 #[path = "support/order_path.rs"]
 mod order_path_support;
 
-const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 const RECONCILE_SIZE: usize = 10_000;
-
-fn venue(mock: &MockHyperliquid) -> HyperliquidVenue {
-    let wallet = PrivateKey::from_hex(KEY).unwrap().address();
-    let mut cfg = HyperliquidConfig {
-        network: Network::Testnet,
-        base_url: Some(mock.url()),
-        wallet_address: wallet.to_string(),
-        ..Default::default()
-    };
-    cfg.resilience.limits = vec![LimitConfig::SlidingWindow {
-        name: "weight".into(),
-        limit: 1_000_000,
-        window: Duration::from_secs(60),
-        shared: None,
-        local_share: None,
-        batch: None,
-    }];
-    let env = |k: &str| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.to_string());
-    HyperliquidVenue::open("hyperliquid", &cfg, &env, system_clock()).unwrap()
-}
 
 /// The gateway over one Hyperliquid connector (started under a root supervisor, which
 /// must be kept alive). Call inside the actix system.

@@ -29,39 +29,19 @@ use orrery_actors::exchanges::gateway::{
     Amount, GatewayConfig, GatewayCore, GatewayError, OrderIntent, Pricing, VenueOwnership,
 };
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
-use orrery_actors::exchanges::hyperliquid::{
-    HyperliquidConfig, HyperliquidVenue, Network, PrivateKey,
-};
+use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
 use orrery_actors::exchanges::risk_gate::RiskConfig;
 use orrery_actors::exchanges::*;
-use orrery_actors::resilience::config::LimitConfig;
 use orrery_actors::store::Store;
 use orrery_actors::supervisor::{start_root, ChildSpec, RootHandle, Slot, SupervisorSpec};
 use orrery_actors::testkit::RedisServer;
 use rust_decimal::Decimal;
 
-const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
-const ROUNDS: usize = 5;
+#[path = "support/hl_venue.rs"]
+mod hl_venue;
+use hl_venue::{venue, KEY};
 
-fn venue(mock: &MockHyperliquid) -> HyperliquidVenue {
-    let wallet = PrivateKey::from_hex(KEY).unwrap().address();
-    let mut cfg = HyperliquidConfig {
-        network: Network::Testnet,
-        base_url: Some(mock.url()),
-        wallet_address: wallet.to_string(),
-        ..Default::default()
-    };
-    cfg.resilience.limits = vec![LimitConfig::SlidingWindow {
-        name: "weight".into(),
-        limit: 1_000_000,
-        window: Duration::from_secs(60),
-        shared: None,
-        local_share: None,
-        batch: None,
-    }];
-    let env = |k: &str| (k == "HYPER_LIQUID_ETH_PRIVATE_KEY").then(|| KEY.to_string());
-    HyperliquidVenue::open("hyperliquid", &cfg, &env, system_clock()).unwrap()
-}
+const ROUNDS: usize = 5;
 
 struct Node {
     core: Arc<GatewayCore>,

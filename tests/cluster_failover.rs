@@ -54,15 +54,9 @@ impl Node {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let extra = format!(
+        let venue = common::hl_mock::hl_venue_section(&mock.url(), &wallet().to_string(), "3s");
+        let cluster = format!(
             r#"
-[exchanges.venues.hyperliquid]
-kind = "hyperliquid"
-network = "testnet"
-base_url = "{}"
-wallet_address = "{}"
-request_timeout = "3s"
-
 [cluster]
 url = "{}"
 node_id = "{name}"
@@ -70,12 +64,10 @@ key_prefix = "failover:"
 lease_ttl = "{}ms"
 command_timeout = "200ms"
 "#,
-            mock.url(),
-            wallet(),
             redis.url(),
             LEASE_TTL.as_millis()
         );
-        let config = test_config(&dir, port, &extra);
+        let config = test_config(&dir, port, &(venue + &cluster));
         Self {
             name: name.into(),
             dir,

@@ -88,15 +88,10 @@ fn sigkills_between_steps_and_mid_send_neither_double_nor_miss_a_step() {
     let mock = MockHyperliquid::start(wallet(), Network::Testnet);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let section = format!(
-        r#"
-[exchanges.venues.hyperliquid]
-kind = "hyperliquid"
-network = "testnet"
-base_url = "{}"
-wallet_address = "{}"
-request_timeout = "3s"
-streams = false
+    let venue = common::hl_mock::hl_venue_section(&mock.url(), &wallet().to_string(), "3s");
+    let section = venue
+        + &format!(
+            r#"streams = false
 
 [[agents.copy]]
 name = "copier"
@@ -111,10 +106,8 @@ stale_pct = 5
 poll_interval = "1s"
 check_interval = "200ms"
 initial_delay = "300ms"
-"#,
-        mock.url(),
-        wallet()
-    );
+"#
+        );
     let config = test_config(dir.path(), port, &section);
     let px = dec("60000");
     let mut engine = start(&config, dir.path(), port);

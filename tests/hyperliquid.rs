@@ -40,18 +40,7 @@ fn hl_section(mock: &MockHyperliquid) -> String {
 }
 
 fn hl_section_with_timeout(mock: &MockHyperliquid, timeout: &str) -> String {
-    format!(
-        r#"
-[exchanges.venues.hyperliquid]
-kind = "hyperliquid"
-network = "testnet"
-base_url = "{}"
-wallet_address = "{}"
-request_timeout = "{timeout}"
-"#,
-        mock.url(),
-        wallet()
-    )
+    common::hl_mock::hl_venue_section(&mock.url(), &wallet().to_string(), timeout)
 }
 
 fn signer_of(body: &serde_json::Value) -> Address {

@@ -72,3 +72,17 @@ pub fn assert_ledger_equals_mock(mock: &MockHyperliquid, entries: &[LedgerEntry]
     }
     never_sent
 }
+
+/// The config section of a venue `hyperliquid` on the mock at `url`, trading as `wallet`.
+pub fn hl_venue_section(url: &str, wallet: &str, request_timeout: &str) -> String {
+    format!(
+        r#"
+[exchanges.venues.hyperliquid]
+kind = "hyperliquid"
+network = "testnet"
+base_url = "{url}"
+wallet_address = "{wallet}"
+request_timeout = "{request_timeout}"
+"#
+    )
+}

@@ -210,13 +210,20 @@ pub fn order_priority(reduce_only: bool) -> Priority {
 pub struct VenueRequest {
     pub command: VenueCommand,
     pub priority: Priority,
+    /// A state change is not sent after this instant (the account's lease ends there; see
+    /// [`crate::resilience::guard::sending_by`]); `None`: no such bound.
+    pub send_by: Option<tokio::time::Instant>,
 }
 
 impl VenueRequest {
     /// The command at its own priority.
     pub fn new(command: VenueCommand) -> Self {
         let priority = command.priority();
-        Self { command, priority }
+        Self {
+            command,
+            priority,
+            send_by: None,
+        }
     }
 
     /// The command at the more urgent of its own priority and that of the gateway flow

@@ -61,6 +61,7 @@ pub const SATURATION_RECHECK: Duration = Duration::from_millis(10);
 struct Job {
     command: VenueCommand,
     priority: Priority,
+    send_by: Option<tokio::time::Instant>,
     reply: oneshot::Sender<VenueResult<VenueReply>>,
 }
 
@@ -190,6 +191,7 @@ async fn serve(venue: Arc<dyn Venue>, connector: &str, job: Job) {
     let Job {
         command,
         priority,
+        send_by,
         reply,
     } = job;
     let venue_name = venue.name().to_string();
@@ -199,9 +201,21 @@ async fn serve(venue: Arc<dyn Venue>, connector: &str, job: Job) {
         count(&venue_name, endpoint, "abandoned");
         return;
     }
+    if command.changes_state() && send_by.is_some_and(|at| tokio::time::Instant::now() >= at) {
+        // Queued past the sender's right to send (its lease on the account): never sent.
+        count(&venue_name, endpoint, "send_by_passed");
+        let _ = reply.send(Err(VenueError::NotSent {
+            venue: venue_name,
+            reason: format!("{endpoint} waited in the connector's queue past its send-by instant (the sender's lease on the account ends there)"),
+        }));
+        return;
+    }
     let started = Instant::now();
     // Served at the request's priority: the venue's limiter waits read it.
-    let run = call_priority::within(priority, command.run(venue));
+    let run = call_priority::within(
+        priority,
+        crate::resilience::guard::sending_by(send_by, command.run(venue)),
+    );
     let result = match AssertUnwindSafe(run).catch_unwind().await {
         Ok(result) => result,
         // The caller always gets an answer and the slot is always freed; a call that
@@ -229,12 +243,17 @@ impl Handler<VenueRequest> for Connector {
 
     fn handle(&mut self, msg: VenueRequest, _: &mut Context<Self>) -> Self::Result {
         let venue_name = self.venue.name().to_string();
-        let VenueRequest { command, priority } = msg;
+        let VenueRequest {
+            command,
+            priority,
+            send_by,
+        } = msg;
         let endpoint = command.endpoint();
         let (reply, rx) = oneshot::channel();
         let job = Job {
             command,
             priority,
+            send_by,
             reply,
         };
         if let Err(full) = self.queue.push(job, priority) {

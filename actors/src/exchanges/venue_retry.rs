@@ -42,6 +42,7 @@ impl From<Refusal> for VenueError {
                 venue,
                 reason: e.to_string(),
             },
+            Refusal::SendByPassed { .. } => VenueError::NotSent { venue, reason },
             Refusal::DeadlineElapsed { what, after, .. } => {
                 VenueError::Timeout { venue, what, after }
             }

@@ -621,4 +621,4 @@ fn ms_of(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -85,6 +85,10 @@ pub enum Refusal {
     },
     #[error(transparent)]
     Breaker(BreakerError),
+    /// A state change reached its send-by instant (the caller's right to send ends
+    /// there, e.g. its lease on the account) before it was sent: it never left.
+    #[error("not sent: `{target}`: {what} was still waiting at its send-by instant (the sender's lease ends there); another node may own the account now")]
+    SendByPassed { target: String, what: String },
     #[error("`{target}`: the deadline of {what} passed during attempt {attempts}, {after:?} after the call began")]
     DeadlineElapsed {
         target: String,
@@ -113,6 +117,7 @@ impl Refusal {
             Refusal::Limited { error, .. } => error.class(),
             Refusal::Breaker(e) => e.class(),
             Refusal::DeadlineElapsed { .. } => ErrorClass::Timeout,
+            Refusal::SendByPassed { .. } => ErrorClass::Unavailable,
         }
     }
 
@@ -121,7 +126,8 @@ impl Refusal {
         match self {
             Refusal::Paused { target, .. }
             | Refusal::Limited { target, .. }
-            | Refusal::DeadlineElapsed { target, .. } => target,
+            | Refusal::DeadlineElapsed { target, .. }
+            | Refusal::SendByPassed { target, .. } => target,
             Refusal::Breaker(BreakerError::Open { target, .. })
             | Refusal::Breaker(BreakerError::ProbesBusy { target, .. }) => target,
         }
@@ -209,6 +215,25 @@ impl PauseGate {
             tokio::time::sleep_until(until).await;
         }
     }
+}
+
+tokio::task_local! {
+    static SEND_BY: Instant;
+}
+
+/// Runs `fut` with a send-by instant: a state change [`Guard::run`] runs inside it waits
+/// (pause, limiter) only until then and is refused, never sent, if it is still unsent then.
+/// The connector serves a venue command inside it when the gateway stamped one (the
+/// account's lease ends there, see `exchanges::gateway::ownership`); `None` changes nothing.
+pub async fn sending_by<F: Future>(at: Option<Instant>, fut: F) -> F::Output {
+    match at {
+        Some(at) => SEND_BY.scope(at, fut).await,
+        None => fut.await,
+    }
+}
+
+fn send_by() -> Option<Instant> {
+    SEND_BY.try_with(|t| *t).ok()
 }
 
 /// One call's terms.
@@ -381,6 +406,13 @@ impl Guard {
     {
         // std's clock: cheaper than tokio's under `test-util`, and only reported.
         let began = std::time::Instant::now();
+        // A state change never waits past its send-by instant, and is not sent after it.
+        let send_by = (call.effect == Effect::StateChange).then(send_by).flatten();
+        let call = match send_by {
+            // Never lengthens a shorter bound the caller set.
+            Some(at) => call.waits_until(at.min(call.waits_until)),
+            None => call,
+        };
         let op = &op;
         let mut once = || {
             // Not polled before the pause gate lets the call through.
@@ -401,6 +433,12 @@ impl Guard {
                     .breaker
                     .check()
                     .map_err(|e| Step::Refused(E::from(Refusal::Breaker(e))))?;
+                if send_by.is_some_and(|at| Instant::now() >= at) {
+                    return Err(Step::Refused(E::from(Refusal::SendByPassed {
+                        target: self.target.clone(),
+                        what: call.what.to_string(),
+                    })));
+                }
                 let started = std::time::Instant::now();
                 let result = op(drawn).await;
                 permit.record(&result, started.elapsed());

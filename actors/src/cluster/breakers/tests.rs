@@ -10,16 +10,8 @@ use crate::testkit::RedisServer;
 
 fn breaker_config() -> BreakerConfig {
     BreakerConfig {
-        enabled: true,
-        window: Duration::from_secs(10),
-        failure_count: 3,
-        failure_ratio: 0.5,
-        min_calls: 0,
-        open_for: Duration::from_secs(30),
-        max_open_for: Duration::from_secs(100),
-        open_backoff: 2.0,
         half_open_probes: 1,
-        adaptive: None,
+        ..crate::resilience::breaker::tests::config()
     }
 }
 

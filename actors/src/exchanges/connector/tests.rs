@@ -450,3 +450,29 @@ async fn aging_lets_a_read_through_a_stream_of_cancels() {
         cancels + 2
     );
 }
+
+/// A state change still queued when its send-by instant (the sender's lease) passes is
+/// answered "not sent" and never reaches the venue; a read is not bound by it.
+#[actix::test]
+async fn an_order_queued_past_its_send_by_instant_is_never_sent() {
+    tokio::time::pause();
+    let venue = Arc::new(TestVenue::new(Duration::ZERO));
+    let addr = Connector::with_queue(venue.clone(), &queue(16)).start();
+    let past = tokio::time::Instant::now();
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let mut order = new_order(dec!(50000));
+    order.send_by = Some(past);
+    let answer = addr.send(order).await.unwrap();
+    assert!(
+        matches!(answer, Err(VenueError::NotSent { .. })),
+        "{answer:?}"
+    );
+    let mut read = quote();
+    read.send_by = Some(past);
+    addr.send(read).await.unwrap().unwrap();
+    assert_eq!(
+        venue.labels(),
+        ["quote"],
+        "the order never reached the venue"
+    );
+}

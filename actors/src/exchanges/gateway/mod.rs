@@ -340,6 +340,12 @@ impl GatewayCore {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let mut candidates = link.connectors.ranked().into_iter().peekable();
         let mut request = Some(VenueRequest::in_flow(command));
+        if changes_state {
+            // In a cluster a state change is not sent after the lease's safe-until.
+            if let Some(r) = request.as_mut() {
+                r.send_by = self.send_by(venue);
+            }
+        }
         let mut failed = None;
         while let Some(connector) = candidates.next() {
             let sibling_left = candidates.peek().is_some();

@@ -6,7 +6,9 @@
 //! engine), the per-venue takeover (read `P ledger:{venue}` → merge into sled →
 //! reconcile with the venue → accept orders), the checks each send makes
 //! ([`GatewayCore::owned`] before the intent, [`GatewayCore::still_owned`] right before
-//! the bytes leave), and the replication of the intent (synchronous, token-checked by
+//! the command is handed to the connector, and the lease's safe-until as the command's
+//! send-by instant, which the connector and the venue's guard enforce until the bytes
+//! leave), and the replication of the intent (synchronous, token-checked by
 //! Redis) and of every later write of the ledger (queued, ordered). Never: acquires or
 //! renews a lease (the [`LeaseKeeper`](crate::cluster::LeaseKeeper) does) or sends again
 //! what a dead owner sent (an unknown outcome is settled by client id, as always).
@@ -121,6 +123,16 @@ impl GatewayCore {
         };
         self.take_over(venue, held.token).await?;
         Ok(Some(held.token))
+    }
+
+    /// The instant a state change on `venue` must leave by: the lease's safe-until in a
+    /// cluster (the connector and the venue's guard refuse it after that, so nothing is sent
+    /// once another node could own the account); `None` outside a cluster.
+    pub(super) fn send_by(&self, venue: &str) -> Option<tokio::time::Instant> {
+        let own = self.ownership()?;
+        own.leases
+            .held(&venue_resource(venue))
+            .map(|held| held.safe_until)
     }
 
     /// Right before bytes leave: the lease is still this node's with `token` and before

@@ -826,6 +826,8 @@ impl From<Refusal> for Failure {
             Refusal::DeadlineElapsed { after, .. } => {
                 format!("no answer before the call's deadline ({after:?})")
             }
+            // Model calls are reads and run without a send-by instant.
+            Refusal::SendByPassed { .. } => refusal.to_string(),
         };
         let kind = match refusal {
             Refusal::DeadlineElapsed { .. } => FailKind::Timeout,

@@ -5,7 +5,9 @@ use crate::clock::ManualClock;
 use crate::resilience::config::{AdaptiveConfig, BreakerConfig};
 use crate::store::{trees, Store};
 
-fn config() -> BreakerConfig {
+/// A breaker that opens after 3 failures in 10 s for 30 s (also used by the cluster's
+/// shared-breaker tests).
+pub(crate) fn config() -> BreakerConfig {
     BreakerConfig {
         enabled: true,
         window: Duration::from_secs(10),

@@ -406,3 +406,77 @@ async fn a_read_tried_once_is_not_retried_and_is_cut_at_its_deadline() {
     );
     assert_eq!(began.elapsed(), Duration::from_secs(1));
 }
+
+/// A state change inside [`sending_by`]: its limiter draw may wait only until the send-by
+/// instant, and a draw that ends after it leaves nothing sent; a read ignores the bound.
+#[tokio::test(start_paused = true)]
+async fn a_state_change_is_never_sent_after_its_send_by_instant() {
+    let g = guard();
+    let start = Instant::now();
+    let send_by = start + Duration::from_secs(1);
+    let deadline = start + Duration::from_secs(30);
+    let bounds = Mutex::new(Vec::new());
+    let sent = AtomicU32::new(0);
+    // The limiter admits only after 2 s (past the send-by instant, within the deadline).
+    let slow_draw = |bound: Instant| {
+        bounds.lock().push(bound);
+        async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<(), LimitError>(())
+        }
+    };
+    let send = |()| async {
+        sent.fetch_add(1, Ordering::SeqCst);
+        Ok::<u32, TestError>(1)
+    };
+    let err = sending_by(
+        Some(send_by),
+        g.run(
+            GuardedCall::state_change("order", deadline),
+            slow_draw,
+            send,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, TestError::Refused(Refusal::SendByPassed { .. })),
+        "{err:?}"
+    );
+    assert_eq!(sent.load(Ordering::SeqCst), 0, "nothing sent after send-by");
+    assert_eq!(
+        bounds.lock().as_slice(),
+        &[send_by],
+        "waits bounded by send-by"
+    );
+    assert!(err_text(&err).starts_with("not sent"), "{err:?}");
+
+    // Before its send-by instant it goes; a read is not bound by it.
+    let log = Log::default();
+    let later = Instant::now() + Duration::from_secs(5);
+    let sent_in_time = sending_by(
+        Some(later),
+        run(
+            &g,
+            GuardedCall::state_change("order", deadline + Duration::from_secs(10)),
+            &log,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(sent_in_time, Ok(7));
+    let past = Instant::now();
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let read = sending_by(
+        Some(past),
+        run(
+            &g,
+            GuardedCall::read("l2Book", deadline + Duration::from_secs(10)),
+            &log,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(read, Ok(7));
+    assert_eq!(log.steps(), ["limit", "send", "limit", "send"]);
+}
