@@ -174,9 +174,14 @@ fn three_nodes_never_pass_hyperliquids_1200_per_minute_together() {
         (mock.ip_weight_used() >= 1150).then_some(())
     });
     let started = Instant::now();
+    // The mock admits no more than 1 200 in its minute whatever the nodes do, so what can
+    // fail is that it had to refuse: watched while the nodes keep contending.
     while started.elapsed() < Duration::from_secs(4) {
-        let used = mock.ip_weight_used();
-        assert!(used <= 1200, "combined weight {used} in the mock's minute");
+        let refused = mock.ip_refusals();
+        assert_eq!(
+            refused, 0,
+            "the mock answered 429 for weight {refused} times"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(mock.ip_refusals(), 0, "the mock answered 429 for weight");
@@ -272,9 +277,8 @@ fn contending_nodes_share_fairly_fall_back_and_rejoin() {
             "{body}"
         );
     }
-    // One window later (what each node drew from the cluster has passed), each stays
-    // within its share over any stretch shorter than a window.
-    std::thread::sleep(Duration::from_secs(2));
+    // From the switch on (what a node drew from the cluster in the window counts against
+    // its share), each stays within its share over any stretch shorter than a window.
     let before = record();
     std::thread::sleep(Duration::from_millis(1900));
     let after = record();

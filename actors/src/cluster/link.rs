@@ -22,7 +22,7 @@ use super::config::{ClusterConfig, RedisPassword};
 
 /// Metric: 1 while the last Redis command succeeded, 0 after one failed or timed out.
 pub const METRIC_REDIS_UP: &str = "orrery_cluster_redis_up";
-/// Metric: Redis commands that failed, by reason (`timeout`, `io`, `refused`).
+/// Metric: Redis commands that failed, by reason (`timeout`, `io`, `unusable`, `refused`).
 pub const METRIC_REDIS_ERRORS: &str = "orrery_cluster_redis_errors_total";
 /// Metric: latency of Redis commands that got an answer.
 pub const METRIC_REDIS_LATENCY: &str = "orrery_cluster_redis_command_seconds";
@@ -272,6 +272,9 @@ impl RedisLink {
                     reason: e.to_string(),
                 }),
             ),
+            // The manager's own response timeout fires first: still a timeout.
+            Ok(Err(e)) if e.is_timeout() => unreachable("timeout", e.to_string()),
+            Ok(Err(e)) if unusable(&e) => unreachable("unusable", e.to_string()),
             Ok(Err(e)) => unreachable("io", e.to_string()),
             Err(_) => unreachable(
                 "timeout",
@@ -337,7 +340,18 @@ fn is_refusal(e: &RedisError) -> bool {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
-        || e.is_unrecoverable_error())
+        || e.is_unrecoverable_error()
+        || unusable(e))
+}
+
+/// Errors with which Redis answers every command of this node alike — not authenticated,
+/// a read-only replica, still loading, its master down: it answers, but serves nothing,
+/// so the node works on its fallbacks as if Redis were unreachable.
+fn unusable(e: &RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("NOAUTH" | "WRONGPASS" | "READONLY" | "LOADING" | "MASTERDOWN")
+    )
 }
 
 /// HELP texts of the link's metrics.
@@ -348,7 +362,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         METRIC_REDIS_ERRORS,
-        "Redis commands of this node that failed, by reason (timeout, io, refused)."
+        "Redis commands of this node that failed, by reason (timeout, io, unusable: NOAUTH, READONLY, LOADING or MASTERDOWN, refused)."
     );
     metrics::describe_histogram!(
         METRIC_REDIS_LATENCY,
@@ -432,6 +446,9 @@ mod tests {
         let without = RedisLink::open(&c, None).unwrap();
         let err = without.ping().await.unwrap_err();
         assert!(!format!("{err}").contains("pw-1"), "{err}");
+        // Not authenticated: Redis answers but serves nothing, so it counts as down.
+        assert!(matches!(err, ClusterError::Unreachable { .. }), "{err:?}");
+        assert!(matches!(without.health(), RedisHealth::Down { .. }));
         // A wrong-type command is answered with an error: Redis is up, nothing applied.
         let _: () = link
             .query(redis::cmd("SET").arg("t:k").arg("v"))

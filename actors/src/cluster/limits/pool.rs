@@ -93,6 +93,10 @@ struct State {
     share: f64,
     /// Units spent in fallback (local time, units), for the carry on rejoin.
     spent_in_fallback: VecDeque<(Nanos, u64)>,
+    /// Units drawn from Redis in the last window (local time of the draw, units): a
+    /// fallback starts with them already spent, so a node never adds a fresh local share
+    /// to what it drew from the cluster in the same window.
+    drawn_in_window: VecDeque<(Nanos, u64)>,
     max_active: u64,
     /// Nodes active in the window at the last draw.
     last_active: u64,
@@ -150,6 +154,7 @@ impl SharedPool {
                 fallback: None,
                 share: 1.0,
                 spent_in_fallback: VecDeque::new(),
+                drawn_in_window: VecDeque::new(),
                 max_active: 1,
                 last_active: 0,
                 rejoining: false,
@@ -224,9 +229,21 @@ impl SharedPool {
             return;
         }
         let share = self.share_now(s.max_active);
+        let now = self.clock.now();
+        let local = (self.local_of)(share, now);
+        // What this node drew from the cluster in the window counts against its share.
+        let window = nanos_of(self.kind().window());
+        s.drawn_in_window
+            .retain(|(at, _)| now.saturating_sub(*at) < window);
+        let drawn: u64 = s.drawn_in_window.iter().map(|(_, u)| *u).sum();
+        let charge = drawn.min(local.max_cost());
+        if charge > 0 {
+            // A fresh local limiter admits up to its capacity at once.
+            let _ = local.try_acquire(charge, now);
+        }
         s.mode = PoolMode::Fallback;
         s.share = share;
-        s.fallback = Some((self.local_of)(share, self.clock.now()));
+        s.fallback = Some(local);
         s.reserve = 0;
         s.entry = None;
         s.not_before = 0;
@@ -245,7 +262,7 @@ impl SharedPool {
     /// Tries to rejoin: carries what was spent in fallback into Redis, then draws shared
     /// again. Stays in fallback if Redis does not take the carry.
     pub(super) async fn rejoin(self: &Arc<Self>) {
-        let carry = {
+        let (carry, carried_at) = {
             let mut s = self.state.lock();
             if s.mode != PoolMode::Fallback || s.rejoining {
                 return;
@@ -255,21 +272,32 @@ impl SharedPool {
             let window = nanos_of(self.kind().window());
             s.spent_in_fallback
                 .retain(|(at, _)| now.saturating_sub(*at) < window);
-            s.spent_in_fallback.iter().map(|(_, u)| *u).sum::<u64>()
+            (
+                s.spent_in_fallback.iter().map(|(_, u)| *u).sum::<u64>(),
+                now,
+            )
         };
-        let result = if carry > 0 {
-            self.remote.carry(carry).await
-        } else {
-            Ok(())
-        };
+        // Always one script run, a carry of 0 too: a Redis that answers but refuses the
+        // script (out of memory, say) keeps the pool on its local share.
+        let result = self.remote.carry(carry).await;
         let mut s = self.state.lock();
         s.rejoining = false;
         match result {
             Ok(()) => {
                 s.mode = PoolMode::Shared;
                 s.fallback = None;
-                s.spent_in_fallback.clear();
+                // Spent while the carry was in flight: carried next.
+                s.spent_in_fallback.retain(|(at, _)| *at > carried_at);
+                let late: u64 = s.spent_in_fallback.drain(..).map(|(_, u)| u).sum();
                 drop(s);
+                if late > 0 {
+                    let remote = self.remote.clone();
+                    self.runtime.spawn(async move {
+                        if let Err(e) = remote.carry(late).await {
+                            tracing::debug!(units = late, error = %e, "late carry failed; those units are not counted in redis");
+                        }
+                    });
+                }
                 metrics::gauge!(METRIC_FALLBACK, "scope" => self.scope().to_string()).set(0.0);
                 tracing::info!(
                     scope = self.scope(),
@@ -328,6 +356,10 @@ impl SharedPool {
                 s.max_active = s.max_active.max(active);
                 s.last_active = active;
                 if s.mode == PoolMode::Shared {
+                    let window = nanos_of(self.kind().window());
+                    s.drawn_in_window
+                        .retain(|(at, _)| now.saturating_sub(*at) < window);
+                    s.drawn_in_window.push_back((sent, units));
                     s.reserve += units;
                     s.reserve_until = sent.saturating_add(nanos_of(self.hold));
                     s.entry = Some(entry);
@@ -451,6 +483,10 @@ impl RateLimit for SharedLimit {
                     s.spent_in_fallback.remove(pos);
                 }
             }
+            // Back into the reserve even while a new draw is in flight: those units were
+            // admitted (and counted in Redis) less than `hold` ago, so spending them within
+            // the next entry's hold still ends inside the old entry's counted span
+            // (window + hold), as hold ≤ window.
             PoolMode::Shared => s.reserve += cost,
         }
         true

@@ -122,7 +122,10 @@ if op == 'refund' then
   return {1, 0, used, 0, r}
 end
 if op == 'carry' then
-  redis.call('ZADD', log, now, node .. '|' .. id .. '|' .. cost)
+  -- A carry of 0 is the rejoin's probe: the script runs, nothing is logged.
+  if cost > 0 then
+    redis.call('ZADD', log, now, node .. '|' .. id .. '|' .. cost)
+  end
   redis.call('HINCRBY', nodes, node, cost)
   finish(used + cost)
   return {1, 0, used + cost, 0, cost}
