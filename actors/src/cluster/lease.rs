@@ -52,12 +52,15 @@ pub const METRIC_LEASE_CHANGES: &str = "orrery_cluster_lease_changes_total";
 /// Metric: the fencing token of the lease this node holds on `resource` (0: none).
 pub const METRIC_LEASE_TOKEN: &str = "orrery_cluster_lease_token";
 
-/// Acquire-if-free-or-mine, renew-if-mine. KEYS: lease, fence. ARGV: node, ttl_ms, now_ms.
-/// Answers {code, token, owner, pttl}: 2 newly acquired (fence INCR'd), 1 renewed, 0 held
-/// by `owner` for `pttl` more ms.
+/// Acquire-if-free-or-mine, renew-if-mine. KEYS: lease, fence. ARGV: node, ttl_ms, now_ms,
+/// instance. Answers {code, token, owner, pttl}: 2 newly acquired (fence INCR'd), 1 renewed,
+/// 0 held by `owner` for `pttl` more ms. "Mine" is this node id *and* this process
+/// (`instance`): a second process started with the same node id, or a restarted one while
+/// its predecessor's lease lasts, is refused like any other node, never handed the same
+/// token.
 const ACQUIRE_LUA: &str = r#"
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner == ARGV[1] then
+local owner, instance = unpack(redis.call('HMGET', KEYS[1], 'owner', 'instance'))
+if owner == ARGV[1] and instance == ARGV[4] then
   redis.call('HSET', KEYS[1], 'renewed_ms', ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, tonumber(redis.call('HGET', KEYS[1], 'token')), owner, tonumber(ARGV[2])}
@@ -65,14 +68,15 @@ elseif owner then
   return {0, tonumber(redis.call('HGET', KEYS[1], 'token')) or 0, owner, redis.call('PTTL', KEYS[1])}
 end
 local token = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'since_ms', ARGV[3], 'renewed_ms', ARGV[3])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'instance', ARGV[4], 'token', token, 'since_ms', ARGV[3], 'renewed_ms', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {2, token, ARGV[1], tonumber(ARGV[2])}
 "#;
 
-/// Release-if-mine. KEYS: lease. ARGV: node, token. Answers 1 when deleted.
+/// Release-if-mine. KEYS: lease. ARGV: node, token, instance. Answers 1 when deleted.
 const RELEASE_LUA: &str = r#"
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+local owner, token, instance = unpack(redis.call('HMGET', KEYS[1], 'owner', 'token', 'instance'))
+if owner == ARGV[1] and token == ARGV[2] and instance == ARGV[3] then
   redis.call('DEL', KEYS[1])
   return 1
 end
@@ -135,7 +139,8 @@ impl LeaseScripts {
             .key(self.link.key(&format!("fence:{resource}")))
             .arg(self.link.node_id())
             .arg(ttl.as_millis() as u64)
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(self.link.instance());
         let (code, token, owner, pttl): (i64, i64, String, i64) = self.link.invoke(inv).await?;
         let token =
             u64::try_from(token).map_err(|_| self.malformed(resource, "a negative token"))?;
@@ -158,7 +163,8 @@ impl LeaseScripts {
         let mut inv = self.release.prepare_invoke();
         inv.key(self.link.key(&format!("lease:{resource}")))
             .arg(self.link.node_id())
-            .arg(token);
+            .arg(token)
+            .arg(self.link.instance());
         let released: i64 = self.link.invoke(inv).await?;
         Ok(released == 1)
     }

@@ -68,6 +68,8 @@ struct Inner {
     url: String,
     prefix: String,
     node_id: String,
+    /// This process among nodes of one id (see [`RedisLink::instance`]).
+    instance: String,
     command_timeout: Duration,
     connect_timeout: Duration,
     health: watch::Sender<RedisHealth>,
@@ -123,6 +125,7 @@ impl RedisLink {
                 url: config.shown_url(),
                 prefix: config.key_prefix.clone(),
                 node_id: config.node_id(),
+                instance: uuid::Uuid::new_v4().simple().to_string(),
                 command_timeout: config.command_timeout,
                 connect_timeout: config.connect_timeout,
                 health,
@@ -136,6 +139,13 @@ impl RedisLink {
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.inner.node_id
+    }
+
+    /// A random id of this process, fixed for its life: two processes that share a node id
+    /// (a copied config, a restart while the old process still runs) still differ by it,
+    /// so a lease is never theirs both.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     /// `prefix + name`: every key the cluster writes.

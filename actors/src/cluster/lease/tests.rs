@@ -84,6 +84,27 @@ async fn one_owner_at_a_time_and_the_token_grows_with_every_new_owner() {
     assert_eq!(snapshot[0].token, Some(3));
 }
 
+/// Two processes started with one node id (a copied config, a restart while the old
+/// process still runs) are two owners to the scripts: the second is refused while the
+/// first holds the lease, and cannot release it.
+#[tokio::test]
+async fn two_processes_with_one_node_id_never_share_a_lease() {
+    let server = RedisServer::start().unwrap();
+    let first = keeper(&server.url(), "a", &["venue:hl"]);
+    let twin = keeper(&server.url(), "a", &["venue:hl"]);
+    first.tick().await;
+    twin.tick().await;
+    let held = first.leases().held("venue:hl").expect("the first took it");
+    assert_eq!(
+        twin.leases().held("venue:hl"),
+        None,
+        "the twin holds nothing"
+    );
+    assert!(!twin.scripts.release("venue:hl", held.token).await.unwrap());
+    first.tick().await;
+    assert_eq!(first.leases().held("venue:hl").unwrap().token, held.token);
+}
+
 #[tokio::test]
 async fn a_replica_write_with_a_stale_token_is_refused_by_redis() {
     let server = RedisServer::start().unwrap();
