@@ -229,12 +229,7 @@ impl Engine {
         // router answer (the gateway itself holds orders until it has reconciled).
         if let Err(reason) = wait_live(&root, &gateway, &router, START_TIMEOUT).await {
             root.shutdown().await;
-            if let Some(member) = &member {
-                member.leave().await;
-            }
-            if let Some(ownership) = &deps.ownership {
-                ownership.release().await;
-            }
+            leave_cluster(member.as_deref(), &deps).await;
             events.stop();
             return Err(EngineError::Start(reason));
         }
@@ -267,12 +262,7 @@ impl Engine {
                 }
                 Err(source) => {
                     handle.root.shutdown().await;
-                    if let Some(member) = &handle.cluster {
-                        member.leave().await;
-                    }
-                    if let Some(ownership) = &handle.tree_deps.ownership {
-                        ownership.release().await;
-                    }
+                    leave_cluster(handle.cluster.as_deref(), &handle.tree_deps).await;
                     handle.events.stop();
                     return Err(EngineError::Listen { addr, source });
                 }
@@ -327,21 +317,7 @@ impl EngineHandle {
             server.stop(true).await;
         }
         let exit = self.root.shutdown().await;
-        if let Some(member) = &self.cluster {
-            member.leave().await;
-        }
-        // Reserved and unspent shared-limit units go back to the cluster's budget.
-        if let Some(shared) = &self.tree_deps.shared_limits {
-            shared.release().await;
-        }
-        // Nothing sends any more: the leases go, so another node takes over at once.
-        if let Some(ownership) = &self.tree_deps.ownership {
-            ownership.release().await;
-        }
-        if let Some(link) = &self.tree_deps.cluster {
-            let (ok, failed) = link.counts();
-            tracing::info!(node = %link.node_id(), url = %link.url(), redis_commands_ok = ok, redis_commands_failed = failed, "left the cluster");
-        }
+        leave_cluster(self.cluster.as_deref(), &self.tree_deps).await;
         if let Some(retention) = &self.retention {
             // Stopped so it drops its store handles before the store closes.
             let _ = retention.send(StopRetention).await;
@@ -434,6 +410,28 @@ fn init_position_metrics(config: &Config) {
         symbols.sort();
         symbols.dedup();
         orrery_actors::exchanges::pnl::init_metrics(venue, &symbols);
+    }
+}
+
+/// After the tree stopped (nothing sends any more): the node record goes, reserved
+/// shared-limit units go back to the cluster's budget, and the leases are released so
+/// another node takes over at once. Nothing without `[cluster]`.
+async fn leave_cluster(
+    member: Option<&crate::cluster_member::ClusterMember>,
+    deps: &crate::tree::Deps,
+) {
+    if let Some(member) = member {
+        member.leave().await;
+    }
+    if let Some(shared) = &deps.shared_limits {
+        shared.release().await;
+    }
+    if let Some(ownership) = &deps.ownership {
+        ownership.release().await;
+    }
+    if let Some(link) = &deps.cluster {
+        let (ok, failed) = link.counts();
+        tracing::info!(node = %link.node_id(), url = %link.url(), redis_commands_ok = ok, redis_commands_failed = failed, "left the cluster");
     }
 }
 

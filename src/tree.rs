@@ -584,6 +584,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
         shared_limits,
         ..
     } = deps.clone();
+    let leases = deps.leases();
     let id = w.id.clone();
     match &w.role {
         Role::ProcessSampler => {
@@ -825,7 +826,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
                         .counting_messages_in(ctx.messages_counter())
-                        .owned_through(ownership.as_ref().map(|o| o.leases.clone())),
+                        .owned_through(leases.clone()),
                 )
             })
         }
@@ -882,7 +883,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                 Ok(
                     AgentRunner::new(Arc::new(kind), entry.memory.clone(), journal, clock.clone())
                         .counting_messages_in(ctx.messages_counter())
-                        .owned_through(ownership.as_ref().map(|o| o.leases.clone()))
+                        .owned_through(leases.clone())
                         .shedding(shedding.clone()),
                 )
             })

@@ -290,13 +290,11 @@ fn every_metric_of_the_dashboard_and_the_alerts_exists_in_a_live_scrape() {
     let redis = RedisServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let section = format!(
-        "\n[exchanges.venues.hyperliquid]\nkind = \"hyperliquid\"\nnetwork = \"testnet\"\n\
-         base_url = \"{}\"\nwallet_address = \"{wallet}\"\nrequest_timeout = \"3s\"\n\
-         \n[cluster]\nurl = \"{}\"\nnode_id = \"deploy-test\"\n",
-        mock.url(),
-        redis.url()
-    );
+    let section = common::hl_mock::hl_venue_section(&mock.url(), &wallet.to_string(), "3s")
+        + &format!(
+            "\n[cluster]\nurl = \"{}\"\nnode_id = \"deploy-test\"\n",
+            redis.url()
+        );
     let config = test_config(dir.path(), port, &section);
     let mut engine = spawn_engine(
         &config,

@@ -336,13 +336,20 @@ impl OrderLedger {
 
     /// Writes a new entry durably; a client id is written once.
     async fn insert(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        self.insert_unobserved(entry).await?;
+        self.written(entry);
+        Ok(())
+    }
+
+    /// [`OrderLedger::insert`] without telling the observer (a merge writes what the
+    /// replica already holds).
+    async fn insert_unobserved(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
         let key = entry.client_id.as_str();
         if self.open.read().contains_key(&entry.client_id) || self.orders.get(key)?.is_some() {
             return Err(LedgerError::Duplicate(entry.client_id.clone()));
         }
         self.orders.put_durable(key, entry).await?;
         log_transition(None, entry);
-        self.written(entry);
         if !entry.status.is_terminal() {
             self.open
                 .write()
@@ -441,8 +448,10 @@ impl OrderLedger {
                 }
             }
         }
+        // Neither path tells the observer: the replica the entry came from holds it.
+        // The open-order index is kept by both, so no reload is needed after a merge.
         let Some(local) = self.get(&remote.client_id)? else {
-            self.insert(&remote).await?;
+            self.insert_unobserved(&remote).await?;
             return Ok(MergeOutcome::Inserted);
         };
         if local.status.is_terminal() || progress(&remote) <= progress(&local) {

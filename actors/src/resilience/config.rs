@@ -250,6 +250,37 @@ impl LimitConfig {
         !matches!(self, LimitConfig::Gcra { .. })
     }
 
+    /// The same pool at `share` (0, 1] of its capacity: limit, capacity and refill, or
+    /// burst scaled down (at least 1), windows and periods kept — a node's local share of
+    /// a shared pool while Redis is unreachable.
+    pub fn scaled(&self, share: f64) -> LimitConfig {
+        let part = |n: u64| ((n as f64 * share).floor() as u64).max(1);
+        let mut scaled = self.clone();
+        match &mut scaled {
+            LimitConfig::TokenBucket {
+                capacity,
+                refill_amount,
+                ..
+            } => {
+                *capacity = part(*capacity);
+                *refill_amount = part(*refill_amount);
+            }
+            LimitConfig::SlidingWindow { limit, .. } => *limit = part(*limit),
+            LimitConfig::LeakyBucket {
+                capacity,
+                leak_amount,
+                ..
+            } => {
+                *capacity = part(*capacity);
+                *leak_amount = part(*leak_amount);
+            }
+            LimitConfig::Gcra { burst, .. } => {
+                *burst = u32::try_from(part(u64::from(*burst))).unwrap_or(u32::MAX)
+            }
+        }
+        scaled
+    }
+
     /// The runtime limiter.
     pub fn build(&self, clock: &SharedMonotonic) -> Arc<dyn RateLimit> {
         let now = clock.now();

@@ -43,7 +43,6 @@ pub use script::{BudgetKind, RemoteBudget, Verdict};
 
 use super::link::{ClusterError, RedisHealth, RedisLink};
 use crate::resilience::config::LimitConfig;
-use crate::resilience::limiter::{GcraLimiter, LeakyBucket, RateLimit, SlidingWindow};
 use crate::resilience::mono::SharedMonotonic;
 
 /// Gauge: 1 while the scope's pool uses this node's local share (Redis unreachable).
@@ -130,50 +129,25 @@ impl std::fmt::Debug for SharedLimits {
     }
 }
 
-/// The budget and the local limiter of a share for a pool's algorithm.
-type LocalOf = Box<dyn Fn(f64, u64) -> Arc<dyn RateLimit> + Send + Sync>;
-
-fn scaled(n: u64, share: f64) -> u64 {
-    ((n as f64 * share).floor() as u64).max(1)
-}
-
-fn budget_of(limit: &LimitConfig) -> Option<(BudgetKind, LocalOf)> {
-    match limit.clone() {
-        LimitConfig::SlidingWindow { limit, window, .. } => Some((
-            BudgetKind::SlidingWindow { limit, window },
-            Box::new(move |share, _now| {
-                Arc::new(SlidingWindow::new(scaled(limit, share), window)) as Arc<dyn RateLimit>
-            }),
-        )),
+/// The cluster budget of a pool's algorithm (a leaky bucket cannot be shared).
+fn budget_of(limit: &LimitConfig) -> Option<BudgetKind> {
+    match *limit {
+        LimitConfig::SlidingWindow { limit, window, .. } => {
+            Some(BudgetKind::SlidingWindow { limit, window })
+        }
         LimitConfig::TokenBucket {
             capacity,
             refill_amount,
             refill_every,
             ..
-        } => Some((
-            BudgetKind::Gcra {
-                burst: capacity,
-                interval: refill_every / u32::try_from(refill_amount.max(1)).unwrap_or(u32::MAX),
-            },
-            Box::new(move |share, now| {
-                Arc::new(LeakyBucket::token_bucket(
-                    scaled(capacity, share),
-                    scaled(refill_amount, share),
-                    refill_every,
-                    now,
-                )) as Arc<dyn RateLimit>
-            }),
-        )),
-        LimitConfig::Gcra { burst, period, .. } => Some((
-            BudgetKind::Gcra {
-                burst: u64::from(burst),
-                interval: period / burst.max(1),
-            },
-            Box::new(move |share, _now| {
-                let b = u32::try_from(scaled(u64::from(burst), share)).unwrap_or(u32::MAX);
-                Arc::new(GcraLimiter::new(b, period)) as Arc<dyn RateLimit>
-            }),
-        )),
+        } => Some(BudgetKind::Gcra {
+            burst: capacity,
+            interval: refill_every / u32::try_from(refill_amount.max(1)).unwrap_or(u32::MAX),
+        }),
+        LimitConfig::Gcra { burst, period, .. } => Some(BudgetKind::Gcra {
+            burst: u64::from(burst),
+            interval: period / burst.max(1),
+        }),
         LimitConfig::LeakyBucket { .. } => None,
     }
 }
@@ -221,7 +195,7 @@ impl SharedLimits {
         let Some(sharing) = limit.sharing() else {
             return Ok(None);
         };
-        let Some((kind, local_of)) = budget_of(limit) else {
+        let Some(kind) = budget_of(limit) else {
             return Err(SharedScopeError::Unsupported {
                 scope: sharing.scope.to_string(),
                 pool: limit.name().to_string(),
@@ -254,7 +228,7 @@ impl SharedLimits {
                 local_share: sharing.local_share,
                 expected_nodes: self.inner.expected_nodes,
             },
-            local_of,
+            limit.clone(),
             clock.clone(),
             self.inner.runtime.clone(),
         ));

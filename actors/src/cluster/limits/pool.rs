@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use super::script::{BudgetKind, RemoteBudget, Verdict};
 use super::{METRIC_DRAWS, METRIC_DRAW_LATENCY, METRIC_FALLBACK, METRIC_RESERVED};
 use crate::cluster::link::ClusterError;
+use crate::resilience::config::LimitConfig;
 use crate::resilience::limiter::{Denied, RateLimit, ServerQuota, Throttle};
 use crate::resilience::mono::{nanos_of, Nanos, SharedMonotonic};
 
@@ -109,8 +110,9 @@ pub struct SharedPool {
     batch: u64,
     hold: Duration,
     fallback: Fallback,
-    /// Builds the local limiter of a share (scaled copy of the pool's algorithm).
-    local_of: Box<dyn Fn(f64, Nanos) -> Arc<dyn RateLimit> + Send + Sync>,
+    /// The pool as configured; its local share in fallback is built from it
+    /// ([`LimitConfig::scaled`]).
+    config: LimitConfig,
     clock: SharedMonotonic,
     state: Mutex<State>,
     throttles: Mutex<Vec<Weak<Throttle>>>,
@@ -133,7 +135,7 @@ impl SharedPool {
         batch: u64,
         hold: Duration,
         fallback: Fallback,
-        local_of: Box<dyn Fn(f64, Nanos) -> Arc<dyn RateLimit> + Send + Sync>,
+        config: LimitConfig,
         clock: SharedMonotonic,
         runtime: tokio::runtime::Handle,
     ) -> Self {
@@ -142,7 +144,7 @@ impl SharedPool {
             batch: batch.max(1),
             hold,
             fallback,
-            local_of,
+            config,
             clock,
             state: Mutex::new(State {
                 mode: PoolMode::Shared,
@@ -230,7 +232,7 @@ impl SharedPool {
         }
         let share = self.share_now(s.max_active);
         let now = self.clock.now();
-        let local = (self.local_of)(share, now);
+        let local = self.config.scaled(share).build(&self.clock);
         // What this node drew from the cluster in the window counts against its share.
         let window = nanos_of(self.kind().window());
         s.drawn_in_window

@@ -260,9 +260,8 @@ impl GatewayCore {
                 MergeOutcome::Kept => {}
             }
         }
-        // The merged entries are in sled; the open index is rebuilt from it before the
-        // venue is asked about them by client id.
-        self.ledger.reload_open(venue)?;
+        // The merged entries are in sled and in the open index (the merge keeps it), so
+        // the venue is asked about them by client id now.
         self.reconcile_owned(venue).await?;
         Ok((inserted, advanced))
     }

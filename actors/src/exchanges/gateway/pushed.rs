@@ -301,7 +301,12 @@ impl Handler<ApplyPushed> for OrderGateway {
                 update.fills.len(),
             );
             let outcome = core.apply_pushed(update).await;
-            if let Err(e) = &outcome {
+            if let Err(GatewayError::NotOwner { .. }) = &outcome {
+                // Standby: the owner writes what its own stream pushes; nothing is lost.
+                tracing::debug!(venue = %venue, orders, fills, "pushed update ignored: the venue is in standby on this node");
+                count(&venue, "order", "standby", orders);
+                count(&venue, "fill", "standby", fills);
+            } else if let Err(e) = &outcome {
                 // Delivered with try_send, so nobody awaits this answer: said here.
                 tracing::warn!(venue = %venue, orders, fills, error = %e, "pushed order update not written; the next reconciliation pass reads the same from the venue");
                 count(&venue, "order", "dropped", orders);

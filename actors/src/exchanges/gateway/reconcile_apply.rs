@@ -50,16 +50,7 @@ impl GatewayCore {
     /// answers [`GatewayError::NotOwner`] and nothing is read or written.
     pub async fn reconcile(&self, venue: &str) -> GatewayResult<ReconcileReport> {
         self.link(venue)?;
-        if self.standby(venue) {
-            return Err(GatewayError::NotOwner {
-                venue: venue.to_string(),
-                owner: self
-                    .ownership
-                    .get()
-                    .map(|o| o.leases.owner(&crate::cluster::venue_resource(venue)))
-                    .unwrap_or_default(),
-            });
-        }
+        self.owned_already(venue)?;
         self.reconcile_owned(venue).await
     }
 

@@ -80,7 +80,7 @@ pub fn describe() {
     );
     describe_counter!(
         names::STREAM_PUSHED,
-        "Order states (kind=order) and fills (kind=fill) a venue's user stream pushed, by outcome: applied to the ledger, duplicate (already there, or stale), dropped (gateway busy or restarting; REST reconciliation finds it)."
+        "Order states (kind=order) and fills (kind=fill) a venue's user stream pushed, by outcome: applied to the ledger, duplicate (already there, or stale), dropped (gateway busy or restarting; REST reconciliation finds it), standby (another node owns the venue and writes it)."
     );
     describe_counter!(
         names::STREAM_RESYNCS,
