@@ -3,8 +3,8 @@
 //! Two nodes in this process share one Hyperliquid account (the loopback mock) through a
 //! real `redis-server`: each has its own sled, its own [`GatewayCore`] over a
 //! `HyperliquidVenue`, a [`LeaseKeeper`] on its timer and the ledger replica. Node A owns
-//! the account and places a few orders (one left resting, so the takeover has an open
-//! entry to reconcile); then A "dies": its keeper task is aborted (no release) and its
+//! the account and places two market orders (both filled: the takeover merges them and
+//! reconciles an empty set of open entries); then A "dies": its keeper task is aborted (no release) and its
 //! gateway dropped. The clock runs from that moment until node B's first order is accepted
 //! — B's keeper must see the lease expire in Redis, acquire it (token + 1), merge A's
 //! replica into its sled and reconcile with the venue before it accepts.
