@@ -188,10 +188,19 @@ impl Engine {
                 config.exchanges.venues.keys().cloned(),
                 // The risk agent watches every account on every node: the venue's owner,
                 // wherever the lease puts it, must have its limits watched (see README).
-                agents
-                    .names()
-                    .into_iter()
-                    .filter(|name| name != orrery_actors::agents::risk::RISK_AGENT),
+                // An agent that trades follows its venue's lease (it runs where its
+                // orders may be sent).
+                {
+                    let venues = crate::agents::order_venues(&config);
+                    agents
+                        .names()
+                        .into_iter()
+                        .filter(|name| name != orrery_actors::agents::risk::RISK_AGENT)
+                        .map(move |name| {
+                            let venue = venues.get(&name).cloned();
+                            (name, venue)
+                        })
+                },
             )),
             _ => None,
         };

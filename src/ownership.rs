@@ -2,7 +2,9 @@
 //! holds leases on, and the ledger replica.
 //!
 //! Owns: starting the [`LeaseKeeper`] for every configured venue account (`venue:<name>`)
-//! and every agent in the directory at start (`agent:<name>`), the replica's writer, and
+//! and every agent in the directory at start (`agent:<name>`; an agent that trades
+//! follows its venue's lease, so it runs on the node whose gateway may send its orders:
+//! agent and gateway move together on a takeover), the replica's writer, and
 //! releasing the leases on a clean shutdown (after the supervisor tree stopped, so nothing
 //! sends once the next owner can take over). Never: decides what a lease allows — the
 //! gateway (`orrery_actors::exchanges::gateway::ownership`) and the agent runtime
@@ -44,12 +46,13 @@ impl ClusterOwnership {
         link: &RedisLink,
         config: &ClusterConfig,
         venues: impl IntoIterator<Item = String>,
-        agents: impl IntoIterator<Item = String>,
+        agents: impl IntoIterator<Item = (String, Option<String>)>,
     ) -> Self {
+        let agents: Vec<(String, Option<String>)> = agents.into_iter().collect();
         let resources: Vec<String> = venues
             .into_iter()
             .map(|v| venue_resource(&v))
-            .chain(agents.into_iter().map(|a| agent_resource(&a)))
+            .chain(agents.iter().map(|(a, _)| agent_resource(a)))
             .collect();
         let timings = LeaseTimings::of(config);
         tracing::info!(
@@ -61,6 +64,12 @@ impl ClusterOwnership {
             "leases: venues and agents trade only on the node holding their lease"
         );
         let leases = Leases::new(link.node_id(), resources);
+        // Before the keeper's first tick: an agent is never taken apart from its venue.
+        for (agent, venue) in &agents {
+            if let Some(venue) = venue {
+                leases.follow(&agent_resource(agent), &venue_resource(venue));
+            }
+        }
         let keeper = LeaseKeeper::new(link.clone(), leases.clone(), timings);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(keeper.run(stop_rx));

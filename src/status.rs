@@ -768,9 +768,13 @@ pub fn render(r: &StatusReport) -> String {
     for l in &r.leases {
         let _ = writeln!(
             o,
-            "lease {}: {}{}{}",
+            "lease {}: {}{}{}{}",
             l.resource,
             l.state,
+            l.follows
+                .as_deref()
+                .map(|parent| format!(" (follows {parent})"))
+                .unwrap_or_default(),
             l.owner
                 .as_deref()
                 .map(|owner| format!(", owner {owner}"))

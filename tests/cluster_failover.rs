@@ -5,6 +5,10 @@
 //! - SIGKILL the node that owns the account while orders flow: another node takes over
 //!   within the lease TTL plus its reconciliation, and the union of every node's ledger
 //!   equals the mock's record (no order lost, none sent twice).
+//! - SIGKILL the owner while its copy-trading agent trades (one step's order held by the
+//!   venue when the kill lands): the agent moves with the account to the next owner (its
+//!   lease follows the venue's), resumes from the merged ledger by client id, and the
+//!   venue's record shows every step exactly once.
 //! - SIGSTOP the redis-server for longer than the TTL while the owner trades: the owner
 //!   stops sending before its lease could expire, nobody sends while Redis hangs, and the
 //!   fencing tokens of the orders, in the venue's arrival order, never go down.
@@ -29,6 +33,7 @@ use orrery_actors::exchanges::ledger::{LedgerEntry, OrderLedger};
 use orrery_actors::exchanges::ClientOrderId;
 use orrery_actors::store::Store;
 use orrery_actors::testkit::RedisServer;
+use rust_decimal::Decimal;
 
 const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 const KEY_ENV: (&str, &str) = ("HYPER_LIQUID_ETH_PRIVATE_KEY", KEY);
@@ -36,6 +41,8 @@ const KEY_ENV: (&str, &str) = ("HYPER_LIQUID_ETH_PRIVATE_KEY", KEY);
 const QUIET: (&str, &str) = ("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h");
 const LEASE_TTL: Duration = Duration::from_secs(2);
 const RESOURCE: &str = "venue:hyperliquid";
+const LEADER: &str = "0x360878d351f05975e25f1807a27895e1e5e004fb";
+const COPIER: &str = "agent:copier";
 
 fn wallet() -> Address {
     PrivateKey::from_hex(KEY).unwrap().address()
@@ -50,11 +57,20 @@ struct Node {
 }
 
 impl Node {
-    fn new(root: &Path, name: &str, mock: &MockHyperliquid, redis: &RedisServer) -> Self {
+    /// A node on `mock` and `redis`; `venue_extra` goes under the venue's table, `agents`
+    /// after the cluster's.
+    fn new(
+        root: &Path,
+        name: &str,
+        mock: &MockHyperliquid,
+        redis: &RedisServer,
+        (venue_extra, agents): (&str, &str),
+    ) -> Self {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let venue = common::hl_mock::hl_venue_section(&mock.url(), &wallet().to_string(), "3s");
+        let venue = common::hl_mock::hl_venue_section(&mock.url(), &wallet().to_string(), "3s")
+            + venue_extra;
         let cluster = format!(
             r#"
 [cluster]
@@ -67,7 +83,7 @@ command_timeout = "200ms"
             redis.url(),
             LEASE_TTL.as_millis()
         );
-        let config = test_config(&dir, port, &(venue + &cluster));
+        let config = test_config(&dir, port, &(venue + &cluster + agents));
         Self {
             name: name.into(),
             dir,
@@ -91,6 +107,11 @@ command_timeout = "200ms"
 
     /// This node's view of the account's lease: (state, token).
     fn lease(&self) -> Option<(String, Option<u64>)> {
+        self.lease_on(RESOURCE)
+    }
+
+    /// This node's view of the lease on `resource`: (state, token).
+    fn lease_on(&self, resource: &str) -> Option<(String, Option<u64>)> {
         let (status, body) = http_get(self.port, "/api/status")?;
         if status != 200 {
             return None;
@@ -99,7 +120,7 @@ command_timeout = "200ms"
         let lease = v["leases"]
             .as_array()?
             .iter()
-            .find(|l| l["resource"] == RESOURCE)?
+            .find(|l| l["resource"] == resource)?
             .clone();
         Some((
             lease["state"].as_str()?.to_string(),
@@ -251,16 +272,17 @@ fn wait_acks(acks: &Mutex<Vec<Ack>>, n: usize, what: &str) {
     });
 }
 
-/// Nodes `names`, each started, on one Redis and one mock.
+/// Nodes `names`, each started, on one Redis and one mock; `extra` as [`Node::new`].
 fn start_nodes(
     root: &Path,
     names: &[&str],
     mock: &MockHyperliquid,
     redis: &RedisServer,
+    extra: (&str, &str),
 ) -> Vec<Node> {
     let mut nodes: Vec<Node> = names
         .iter()
-        .map(|n| Node::new(root, n, mock, redis))
+        .map(|n| Node::new(root, n, mock, redis, extra))
         .collect();
     for n in nodes.iter_mut() {
         n.start();
@@ -302,7 +324,7 @@ fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_ord
     let redis = RedisServer::start().unwrap();
     let mock = MockHyperliquid::start(wallet(), Network::Testnet);
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = start_nodes(root.path(), &["n1", "n2", "n3"], &mock, &redis);
+    let mut nodes = start_nodes(root.path(), &["n1", "n2", "n3"], &mock, &redis, ("", ""));
     let (owner, first_token) = owner_of(&nodes);
 
     let flow = OrderFlow::start(&nodes);
@@ -415,6 +437,227 @@ fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_ord
     );
 }
 
+/// The copy agent of every node: it mirrors [`LEADER`]'s BTC position at 0.1, checking
+/// every 200 ms.
+fn copier_section() -> String {
+    format!(
+        r#"
+[[agents.copy]]
+name = "copier"
+leader_venue = "hyperliquid"
+wallets = ["{LEADER}"]
+venue = "hyperliquid"
+ratio = 0.1
+symbols = ["btc"]
+max_position_usd = 20000
+max_total_usd = 30000
+stale_pct = 5
+poll_interval = "1s"
+check_interval = "200ms"
+initial_delay = "300ms"
+"#
+    )
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn wait_position(mock: &MockHyperliquid, want: &str, what: &str) {
+    let want = dec(want);
+    wait_for(Duration::from_secs(60), what, || {
+        (mock.position("BTC") == want).then_some(())
+    });
+}
+
+/// The node running the copy agent once it sits beside the account's lease: held with
+/// the account on `owner`, waiting on every other live node.
+fn wait_copier_beside(nodes: &[Node], owner: usize) -> u64 {
+    wait_for(
+        Duration::from_secs(30),
+        "the copy agent's lease beside the account's",
+        || {
+            let mut token = None;
+            for (i, n) in nodes.iter().enumerate().filter(|(_, n)| n.child.is_some()) {
+                let (state, t) = n.lease_on(COPIER)?;
+                match (i == owner, state.as_str()) {
+                    (true, "held") => token = t,
+                    (false, "waiting") => {}
+                    _ => return None,
+                }
+            }
+            token
+        },
+    )
+}
+
+/// The copy agent's mirror of the leader's BTC as `node` reports it: (steps, mirrored,
+/// whether a step is pending).
+fn mirror(node: &Node) -> Option<(u64, Decimal, bool)> {
+    let (_, body) = http_get(node.port, "/api/status")?;
+    let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let m = status["copy"][0]["mirrors"][0].clone();
+    Some((
+        m["steps"].as_u64()?,
+        dec(m["mirrored"].as_str()?),
+        !m["pending"].is_null(),
+    ))
+}
+
+#[test]
+fn sigkill_of_the_owner_while_its_copy_agent_trades_moves_the_agent_with_the_account() {
+    let redis = RedisServer::start().unwrap();
+    let mock = MockHyperliquid::start(wallet(), Network::Testnet);
+    let root = tempfile::tempdir().unwrap();
+    let agents = copier_section();
+    let mut nodes = start_nodes(
+        root.path(),
+        &["c1", "c2", "c3"],
+        &mock,
+        &redis,
+        ("streams = false\n", &agents),
+    );
+    let (owner, first_token) = owner_of(&nodes);
+    let agent_token = wait_copier_beside(&nodes, owner);
+    let leader: Address = LEADER.parse().unwrap();
+    let px = dec("60000");
+
+    // Two steps on the first owner: open, add.
+    mock.set_other_position(leader, "BTC", dec("1"), px);
+    wait_position(&mock, "0.1", "the open mirrored");
+    mock.set_other_position(leader, "BTC", dec("2"), px);
+    wait_position(&mock, "0.2", "the add mirrored");
+
+    // The next step's order reaches the venue, which applies it 2 s later and only then
+    // answers: the owner is SIGKILLed in between, its answer never recorded there.
+    mock.set_apply_lag(Some((Duration::from_secs(2), Duration::from_secs(2))));
+    mock.set_other_position(leader, "BTC", dec("3"), px);
+    wait_for(
+        Duration::from_secs(30),
+        "the step's order in the venue's queue",
+        || (mock.pending_actions() >= 1).then_some(()),
+    );
+    let killed_at = Instant::now();
+    nodes[owner].kill();
+    wait_position(&mock, "0.3", "the venue to apply the step in flight");
+    mock.set_apply_lag(None);
+
+    // The account and its agent move together; the agent resumes from the merged ledger
+    // (its three steps, the last one settled by client id, none sent again).
+    let (new_owner, new_token) = owner_of(&nodes);
+    assert_ne!(new_owner, owner);
+    assert!(new_token > first_token, "{new_token} after {first_token}");
+    let moved_token = wait_copier_beside(&nodes, new_owner);
+    assert!(moved_token > agent_token);
+    wait_for(
+        Duration::from_secs(60),
+        "the new owner's agent to resume from the merged ledger",
+        || (mirror(&nodes[new_owner])? == (3, dec("0.3"), false)).then_some(()),
+    );
+    let resumed = killed_at.elapsed();
+
+    // It trades on: reduce, flip, close.
+    mock.set_other_position(leader, "BTC", dec("1"), px);
+    wait_position(&mock, "0.1", "the reduction mirrored by the new owner");
+    mock.set_other_position(leader, "BTC", dec("-0.5"), px);
+    wait_position(&mock, "-0.05", "the flip mirrored by the new owner");
+    mock.set_other_position(leader, "BTC", Decimal::ZERO, px);
+    wait_position(&mock, "0", "the close mirrored by the new owner");
+    wait_for(Duration::from_secs(30), "the close settled", || {
+        (mirror(&nodes[new_owner])? == (6, Decimal::ZERO, false)).then_some(())
+    });
+    // Nothing more to do: a few more checks send nothing.
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The standby node never ran the agent: every tick was skipped as not owner.
+    let standby = (0..nodes.len())
+        .find(|i| *i != owner && *i != new_owner)
+        .unwrap();
+    let (_, exposition) = http_get(nodes[standby].port, "/metrics").expect("metrics served");
+    let copier = r#"agent="copier""#;
+    assert!(
+        metric_sum(
+            &exposition,
+            "orrery_agent_runs_total",
+            &[copier, r#"outcome="skipped_not_owner""#]
+        ) > 0.0
+    );
+    assert_eq!(
+        metric_sum(
+            &exposition,
+            "orrery_agent_runs_total",
+            &[copier, r#"outcome="ok""#]
+        ),
+        0.0
+    );
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if i != owner {
+            n.stop();
+        }
+    }
+
+    // One order per step, each sent once; the union of the ledgers is the venue's record,
+    // the steps before the kill under the first owner's token, the rest under the next.
+    let sent: Vec<(String, bool, Decimal, bool)> = mock
+        .order_actions()
+        .iter()
+        .flat_map(|b| b["action"]["orders"].as_array().cloned().unwrap())
+        .map(|o| {
+            (
+                o["c"].as_str().unwrap().to_string(),
+                o["b"].as_bool().unwrap(),
+                dec(o["s"].as_str().unwrap()),
+                o["r"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        (true, "0.1", false),
+        (true, "0.1", false),
+        (true, "0.1", false),
+        (false, "0.2", true),
+        (false, "0.15", false),
+        (true, "0.05", true),
+    ];
+    assert_eq!(sent.len(), want.len(), "one order per step: {sent:?}");
+    let entries = union(&nodes);
+    for (i, ((cloid, buy, size, reduce), (w_buy, w_size, w_reduce))) in
+        sent.iter().zip(want).enumerate()
+    {
+        assert_eq!(
+            (*buy, *size, *reduce),
+            (w_buy, dec(w_size), w_reduce),
+            "{sent:?}"
+        );
+        assert_eq!(mock.sends_of_cloid(cloid), 1, "{cloid} sent more than once");
+        let entry = entries
+            .iter()
+            .find(|e| &e.client_id.to_hex128() == cloid)
+            .unwrap_or_else(|| panic!("step {i} ({cloid}) lost from the ledgers"));
+        let token = if i < 3 { first_token } else { new_token };
+        assert_eq!(entry.fencing_token, Some(token), "step {i}");
+        assert!(
+            entry.status.is_terminal(),
+            "step {i} left {:?}",
+            entry.status
+        );
+    }
+    assert_eq!(
+        assert_ledger_equals_mock(&mock, &entries),
+        0,
+        "nothing refused"
+    );
+    eprintln!(
+        "cluster agent failover: the copy agent resumed on the next owner {} ms after the kill (lease TTL {} ms), tokens {first_token} -> {new_token}",
+        resumed.as_millis(),
+        LEASE_TTL.as_millis()
+    );
+    assert!(
+        resumed < LEASE_TTL + Duration::from_secs(15),
+        "the agent resumed after {resumed:?}"
+    );
+}
+
 fn wall_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -424,7 +667,7 @@ fn a_hung_redis_stops_the_owner_before_its_lease_can_expire_and_tokens_never_go_
     let redis = RedisServer::start().unwrap();
     let mock = MockHyperliquid::start(wallet(), Network::Testnet);
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = start_nodes(root.path(), &["s1", "s2"], &mock, &redis);
+    let mut nodes = start_nodes(root.path(), &["s1", "s2"], &mock, &redis, ("", ""));
     let (_, first_token) = owner_of(&nodes);
 
     let flow = OrderFlow::start(&nodes);

@@ -25,9 +25,9 @@
 //! - **run-now**: [`RunNow`] starts a run at once unless one is in progress or the agent
 //!   is paused; the answer ([`RunNowAnswer`]) says which. It does not move the schedule.
 //! - **ownership in a cluster** ([`AgentRunner::owned_through`]): an agent runs only on
-//!   the node that holds the lease `agent:<name>` (see `crate::cluster::lease`); on the
-//!   other nodes its ticks count `outcome="skipped_not_owner"` and run-now answers
-//!   [`RunNowAnswer::NotOwner`]. The lease is read at every tick, so a standby agent runs
+//!   the node that holds the lease `agent:<name>` (see `crate::cluster::lease`; an agent
+//!   that trades takes it only beside its venue's lease); on the other nodes its ticks
+//!   count `outcome="skipped_not_owner"` and run-now answers [`RunNowAnswer::NotOwner`]. The lease is read at every tick, so a standby agent runs
 //!   at the first tick after its node acquires the lease, and stops at the first tick
 //!   after it lost it (a run in progress finishes; its orders still pass the gateway's
 //!   own venue lease check).
@@ -243,6 +243,12 @@ pub trait AgentKind: 'static {
     /// Something about how the agent runs that the operator should know (a feature off
     /// for want of a stream, say), shown as the agent's `warning` by `orrery agents`.
     fn note(&self) -> Option<String> {
+        None
+    }
+    /// The venue this agent sends orders to, if it trades. In a cluster its lease follows
+    /// that venue's ([`AgentRunner::owned_through`]): it runs on the node whose gateway
+    /// may send for the account.
+    fn order_venue(&self) -> Option<&str> {
         None
     }
     /// One run. The runtime cuts it at `ctx.deadline` and records its outcome.
@@ -487,10 +493,15 @@ impl AgentRunner {
 
     /// Runs only while this node holds the lease `agent:<name>` in `leases` (a cluster);
     /// `None` (a single process) changes nothing. The lease is added to the book if it is
-    /// not there yet (an agent started while the engine runs), so the keeper takes it.
+    /// not there yet (an agent started while the engine runs), so the keeper takes it; an
+    /// agent that trades ([`AgentKind::order_venue`]) follows its venue's lease.
     pub fn owned_through(mut self, leases: Option<crate::cluster::Leases>) -> Self {
         if let Some(leases) = &leases {
-            leases.want(&crate::cluster::agent_resource(&self.name()));
+            let resource = crate::cluster::agent_resource(&self.name());
+            match self.agent.order_venue() {
+                Some(venue) => leases.follow(&resource, &crate::cluster::venue_resource(venue)),
+                None => leases.want(&resource),
+            };
         }
         self.ownership = leases;
         self

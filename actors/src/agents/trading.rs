@@ -335,6 +335,10 @@ impl AgentKind for TradingAgent {
         Kind::Trading
     }
 
+    fn order_venue(&self) -> Option<&str> {
+        Some(&self.config.venue)
+    }
+
     fn schedule(&self) -> Schedule {
         self.config.schedule()
     }

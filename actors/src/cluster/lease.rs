@@ -3,7 +3,8 @@
 //!
 //! Owns: the lease scripts (acquire-if-free-or-mine / renew-if-mine, release-if-mine —
 //! each one atomic Lua run) and the [`LeaseKeeper`] task that acquires and renews this node's
-//! resources on a timer, feeding each answer to [`Leases`] (the shared read side every
+//! resources on a timer (a follower only while its parent is held here, see
+//! [`Leases::follow`]), feeding each answer to [`Leases`] (the shared read side every
 //! sender consults, [`Leases::held`]; see [`super::lease_book`]). Never: sends orders or
 //! writes the ledger (the gateway does, with the token it reads here), or trusts Redis to
 //! tell it when to stop.
@@ -222,17 +223,48 @@ impl LeaseKeeper {
     }
 
     /// One round: every resource is acquired or renewed, concurrently (each under the
-    /// link's command deadline), then expired leases are marked lost.
+    /// link's command deadline), then the followers ([`Leases::follow`]): each is acquired
+    /// or renewed while this node holds the lease it follows, else handed back; then
+    /// expired leases are marked lost.
     pub async fn tick(&self) {
-        let resources = self.leases.resources();
-        let attempts = resources.iter().map(|resource| async move {
-            let sent = Instant::now();
-            let outcome = self.scripts.acquire(resource, self.timings.ttl).await;
-            self.leases
-                .apply(resource, sent, self.timings.usable(), &outcome);
+        let (own, followers) = self.leases.resources();
+        futures::future::join_all(own.iter().map(|r| self.attempt(r))).await;
+        let beside = followers.iter().map(|(resource, parent)| async move {
+            if self.leases.held(parent).is_some() {
+                self.attempt(resource).await;
+            } else {
+                self.hand_back(resource, parent).await;
+            }
         });
-        futures::future::join_all(attempts).await;
+        futures::future::join_all(beside).await;
         self.leases.expire(Instant::now());
+    }
+
+    async fn attempt(&self, resource: &str) {
+        let sent = Instant::now();
+        let outcome = self.scripts.acquire(resource, self.timings.ttl).await;
+        self.leases
+            .apply(resource, sent, self.timings.usable(), &outcome);
+    }
+
+    /// A follower whose parent this node does not hold: released if held (the parent's
+    /// owner takes it at its next tick instead of after the TTL), then left waiting.
+    async fn hand_back(&self, resource: &str, parent: &str) {
+        if let Some(held) = self.leases.held(resource) {
+            match self.scripts.release(resource, held.token).await {
+                Ok(_) => tracing::info!(
+                    resource,
+                    parent,
+                    token = held.token,
+                    "lease handed back: it follows a lease this node no longer holds"
+                ),
+                Err(e) => {
+                    tracing::warn!(resource, parent, error = %e, "lease hand-back failed; it expires by its TTL")
+                }
+            }
+            self.leases.released(resource);
+        }
+        self.leases.waiting(resource);
     }
 
     /// Runs until `stop` turns true, then releases every lease it holds. A tick runs at

@@ -1,7 +1,9 @@
 //! The lease book: which leases this node holds, as every sender reads it.
 //!
 //! Owns: [`Leases`] (per resource: held with a token and a *safe until* instant, standby
-//! with the owner seen, or unknown), the rule that a lease is used only before its
+//! with the owner seen, waiting beside the lease it follows, or unknown), which resources
+//! follow another ([`Leases::follow`]: an agent that trades a venue is taken only by the
+//! node holding that venue's lease), the rule that a lease is used only before its
 //! safe-until ([`Leases::held`]), the change notices senders and the gateway's takeover wait
 //! on, the lease metrics' values and the `lease held` / `lease lost` / `lease released` log
 //! lines. Never: talks to Redis — the [`LeaseKeeper`](super::lease::LeaseKeeper) feeds it
@@ -40,13 +42,16 @@ enum LeaseState {
     },
     /// Another node holds it.
     Standby { owner: String, token: u64 },
+    /// Not asked for: it follows a lease this node does not hold.
+    Waiting,
 }
 
 /// One resource as `orrery status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseStatus {
     pub resource: String,
-    /// `held`, `standby`, `expired` (held, but past safe-until: not used), `unknown`.
+    /// `held`, `standby`, `expired` (held, but past safe-until: not used), `waiting` (it
+    /// follows a lease another node holds, and is not asked for here), `unknown`.
     pub state: String,
     /// The owner as last seen (this node when held).
     pub owner: Option<String>,
@@ -55,6 +60,9 @@ pub struct LeaseStatus {
     pub safe_for_ms: Option<u64>,
     /// Milliseconds since this node acquired it with this token (held only).
     pub held_for_ms: Option<u64>,
+    /// The lease this one is taken beside (an agent's: the venue it trades).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
 }
 
 struct Book {
@@ -62,6 +70,8 @@ struct Book {
     states: RwLock<BTreeMap<String, LeaseState>>,
     /// Last owner seen per resource (for the takeover's "previous owner").
     last_seen: RwLock<BTreeMap<String, String>>,
+    /// Follower → the lease it is taken beside.
+    follows: RwLock<BTreeMap<String, String>>,
     /// Bumped on every change of a held lease (acquired, lost, released).
     changes: watch::Sender<u64>,
 }
@@ -96,6 +106,7 @@ impl Leases {
                 node_id: node_id.to_string(),
                 states: RwLock::new(states),
                 last_seen: RwLock::new(BTreeMap::new()),
+                follows: RwLock::new(BTreeMap::new()),
                 changes,
             }),
         }
@@ -117,6 +128,34 @@ impl Leases {
         states.insert(resource.to_string(), LeaseState::Unknown);
         tracing::info!(node = %self.book.node_id, resource, "lease wanted; acquired at the keeper's next tick when free");
         true
+    }
+
+    /// Takes `resource` only beside `parent`: the keeper asks for it only while this node
+    /// holds `parent`, and hands it back when it holds it without `parent`. An agent that
+    /// trades a venue follows the venue's lease, so it runs where its orders can be sent
+    /// (its venue's gateway trades only on the venue's owner). Adds `resource` like
+    /// [`Leases::want`]; a `parent` outside the book is not followed (it is never held).
+    /// Call before the keeper's first tick for resources known at start.
+    pub fn follow(&self, resource: &str, parent: &str) -> bool {
+        let added = self.want(resource);
+        if self.covers(parent) {
+            self.book
+                .follows
+                .write()
+                .insert(resource.to_string(), parent.to_string());
+        } else {
+            tracing::warn!(
+                resource,
+                parent,
+                "lease follows one outside this node's book; taken on its own"
+            );
+        }
+        added
+    }
+
+    /// The lease `resource` is taken beside, if any.
+    pub fn follows(&self, resource: &str) -> Option<String> {
+        self.book.follows.read().get(resource).cloned()
     }
 
     /// Whether this book covers `resource` (leases are taken only for configured ones).
@@ -150,6 +189,10 @@ impl Leases {
             }
             Some(LeaseState::Held { .. }) => "none (this node's lease ran out)".into(),
             Some(LeaseState::Standby { owner, .. }) => owner.clone(),
+            Some(LeaseState::Waiting) => match self.follows(resource) {
+                Some(parent) => format!("the node holding {parent} ({})", self.owner(&parent)),
+                None => "unknown".into(),
+            },
             _ => "unknown (Redis has not answered)".into(),
         }
     }
@@ -167,6 +210,7 @@ impl Leases {
     /// Every resource and its state, for status.
     pub fn snapshot(&self) -> Vec<LeaseStatus> {
         let now = Instant::now();
+        let follows = self.book.follows.read().clone();
         self.book
             .states
             .read()
@@ -174,6 +218,7 @@ impl Leases {
             .map(|(resource, s)| {
                 let (state, owner, token, safe_for_ms, held_for_ms) = match s {
                     LeaseState::Unknown => ("unknown", None, None, None, None),
+                    LeaseState::Waiting => ("waiting", None, None, None, None),
                     LeaseState::Held {
                         token,
                         safe_until,
@@ -197,6 +242,7 @@ impl Leases {
                     token,
                     safe_for_ms,
                     held_for_ms,
+                    follows: follows.get(resource).cloned(),
                 }
             })
             .collect()
@@ -332,9 +378,28 @@ impl Leases {
         }
     }
 
-    /// Every resource of the book.
-    pub(super) fn resources(&self) -> Vec<String> {
-        self.book.states.read().keys().cloned().collect()
+    /// Every resource of the book: those taken on their own, then the followers with the
+    /// lease each follows (the keeper asks for these after the others).
+    pub(super) fn resources(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let follows = self.book.follows.read();
+        let mut own = Vec::new();
+        let mut followers = Vec::new();
+        for resource in self.book.states.read().keys() {
+            match follows.get(resource) {
+                Some(parent) => followers.push((resource.clone(), parent.clone())),
+                None => own.push(resource.clone()),
+            }
+        }
+        (own, followers)
+    }
+
+    /// Marks a follower as not asked for (its parent is held elsewhere or not yet here).
+    pub(super) fn waiting(&self, resource: &str) {
+        if let Some(state) = self.book.states.write().get_mut(resource) {
+            if !matches!(state, LeaseState::Held { .. }) {
+                *state = LeaseState::Waiting;
+            }
+        }
     }
 
     /// The earliest safe-until of a lease still marked held (the keeper marks it lost then).

@@ -347,6 +347,10 @@ impl super::runtime::AgentKind for CopyAgent {
         super::runtime::Kind::Copy
     }
 
+    fn order_venue(&self) -> Option<&str> {
+        Some(&self.config().venue)
+    }
+
     fn schedule(&self) -> Schedule {
         self.config().schedule()
     }

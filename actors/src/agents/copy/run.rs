@@ -491,7 +491,7 @@ impl CopyAgent {
             .map_err(|e| e.to_string())?;
         let outcome = if refused {
             "refused"
-        } else if report.filled_size >= pending.size.abs() && !report.filled_size.is_zero() {
+        } else if report.filled_size >= report.size && !report.filled_size.is_zero() {
             "filled"
         } else if !report.filled_size.is_zero() {
             "partially_filled"
@@ -507,12 +507,26 @@ impl CopyAgent {
             target: pending.target,
             mirrored: m.mirrored,
             outcome,
-            why: format!(
-                "step {} {}, filled {}",
-                pending.size.normalize(),
-                coin,
-                report.filled_size.normalize()
-            ),
+            // The ledger's order under this step's id may differ from the step decided
+            // now: it was placed earlier (before a crash, or by the node that owned the
+            // account before this one) and is taken as it is, never sent again.
+            why: if report.size == pending.size.abs() {
+                format!(
+                    "step {} {}, filled {}",
+                    pending.size.normalize(),
+                    coin,
+                    report.filled_size.normalize()
+                )
+            } else {
+                format!(
+                    "step {} {} found placed earlier under its id as {} {}, filled {}",
+                    pending.size.normalize(),
+                    coin,
+                    report.side.as_str(),
+                    report.size.normalize(),
+                    report.filled_size.normalize()
+                )
+            },
             error: error.or_else(|| report.reason.clone()),
             order: Some(report),
         });

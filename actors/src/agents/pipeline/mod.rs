@@ -310,6 +310,10 @@ impl AgentKind for PipelineAgent {
         Kind::Pipeline
     }
 
+    fn order_venue(&self) -> Option<&str> {
+        Some(&self.config.venue)
+    }
+
     fn schedule(&self) -> Schedule {
         self.config.schedule()
     }

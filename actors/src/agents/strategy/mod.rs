@@ -389,6 +389,10 @@ impl AgentKind for StrategyAgent {
     fn kind(&self) -> Kind {
         Kind::Strategy
     }
+
+    fn order_venue(&self) -> Option<&str> {
+        Some(&self.config.venue)
+    }
     fn schedule(&self) -> Schedule {
         self.config.schedule()
     }

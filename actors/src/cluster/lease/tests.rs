@@ -105,6 +105,64 @@ async fn two_processes_with_one_node_id_never_share_a_lease() {
     assert_eq!(first.leases().held("venue:hl").unwrap().token, held.token);
 }
 
+/// An agent that trades follows its venue's lease: a node that does not hold the venue
+/// never asks for the agent, and one that loses the venue hands the agent back, so the
+/// venue's new owner runs it at its next tick (not after the TTL).
+#[tokio::test]
+async fn an_agent_lease_follows_its_venue_lease_to_the_venues_owner() {
+    let server = RedisServer::start().unwrap();
+    let follower = |node: &str| {
+        let k = keeper(&server.url(), node, &["venue:hl"]);
+        assert!(k.leases().follow("agent:copier", "venue:hl"));
+        k
+    };
+    let (a, b) = (follower("a"), follower("b"));
+    let state = |k: &LeaseKeeper, r: &str| {
+        let s = k.leases().snapshot();
+        let l = s.iter().find(|l| l.resource == r).unwrap().clone();
+        (l.state, l.follows)
+    };
+
+    a.tick().await;
+    b.tick().await;
+    assert!(a.leases().held("venue:hl").is_some());
+    assert!(a.leases().held("agent:copier").is_some());
+    assert_eq!(
+        state(&b, "agent:copier"),
+        ("waiting".to_string(), Some("venue:hl".to_string()))
+    );
+    assert_eq!(
+        b.leases().owner("agent:copier"),
+        "the node holding venue:hl (a)"
+    );
+    // b never asked for the agent: its lease in Redis is a's, renewed by a alone.
+    a.tick().await;
+    b.tick().await;
+    assert!(a.leases().held("agent:copier").is_some());
+    assert_eq!(state(&b, "agent:copier").0, "waiting");
+
+    // The venue moves to b (a's lease on it is gone from Redis, as after a lost renewal):
+    // b takes the venue, finds the agent still a's, and a hands the agent back at its
+    // next tick, when it sees the venue held by b.
+    let venue = a.leases().held("venue:hl").unwrap();
+    let agent = a.leases().held("agent:copier").unwrap();
+    assert!(a.scripts.release("venue:hl", venue.token).await.unwrap());
+    b.tick().await;
+    assert!(b.leases().held("venue:hl").is_some());
+    assert_eq!(b.leases().held("agent:copier"), None);
+    assert_eq!(state(&b, "agent:copier").0, "standby");
+    a.tick().await;
+    assert_eq!(a.leases().held("venue:hl"), None);
+    assert_eq!(a.leases().held("agent:copier"), None);
+    assert_eq!(state(&a, "agent:copier").0, "waiting");
+    b.tick().await;
+    let moved = b
+        .leases()
+        .held("agent:copier")
+        .expect("b runs the agent beside its venue");
+    assert!(moved.token > agent.token);
+}
+
 #[tokio::test]
 async fn a_replica_write_with_a_stale_token_is_refused_by_redis() {
     let server = RedisServer::start().unwrap();

@@ -24,8 +24,11 @@
 //! owner is doing). When the keeper acquires the lease, the takeover runs at once (a task
 //! that waits on the lease book's changes), and any order that arrives first runs it
 //! itself; either way orders wait for it. It logs one `info` line (`lease acquired`:
-//! resource, token, previous owner, merged entries, took_ms).
+//! resource, token, previous owner, merged entries, took_ms). Orders the dead owner had in
+//! flight that the venue has not applied yet are asked about again 1 to 16 s after the
+//! takeover ([`FollowUp`]), so the agent waiting for them resumes within seconds.
 
+use std::collections::HashMap;
 use std::sync::Weak;
 
 use super::*;
@@ -268,8 +271,10 @@ impl GatewayCore {
 }
 
 /// Runs each venue's takeover as soon as the keeper acquires its lease (and retries a
-/// failed one every second), so orders do not wait for it; ends with the gateway.
+/// failed one every second), so orders do not wait for it; then follows each takeover up
+/// ([`FollowUp`]); ends with the gateway.
 async fn take_over_when_acquired(core: Weak<GatewayCore>, mut changes: watch::Receiver<u64>) {
+    let mut follow_ups: HashMap<String, FollowUp> = HashMap::new();
     loop {
         {
             let Some(core) = core.upgrade() else { return };
@@ -278,11 +283,88 @@ async fn take_over_when_acquired(core: Weak<GatewayCore>, mut changes: watch::Re
                     // Errors are logged by the takeover; NotOwner is the usual standby.
                     let _ = core.owned(&venue).await;
                 }
+                core.follow_up(&venue, &mut follow_ups).await;
             }
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+/// The passes after a takeover. The orders a dead owner had in flight are exactly those a
+/// venue may still be applying when the takeover's pass asks about them; the pass keeps
+/// them unknown (never judged before their deadline), and the agent that placed them waits
+/// for their outcome. Rather than leave that to the periodic pass (`reconcile_interval`)
+/// or their deadline, the new owner asks again 1, 2, 4, 8 and 16 s after the takeover
+/// while any of them is unsettled: a few reads, only after a takeover.
+#[derive(Debug, Clone, Copy)]
+struct FollowUp {
+    token: u64,
+    next_at: Instant,
+    wait: Duration,
+}
+
+const FOLLOW_UP_FIRST: Duration = Duration::from_secs(1);
+const FOLLOW_UP_LAST: Duration = Duration::from_secs(16);
+
+impl GatewayCore {
+    /// One step of `venue`'s follow-up (see [`FollowUp`]).
+    async fn follow_up(&self, venue: &str, follow_ups: &mut HashMap<String, FollowUp>) {
+        let (Some(own), Ok(link)) = (self.ownership(), self.link(venue)) else {
+            return;
+        };
+        let adopted = link.adopted_token.load(Ordering::Acquire);
+        if own.leases.held(&venue_resource(venue)).map(|h| h.token) != Some(adopted) {
+            return;
+        }
+        let now = Instant::now();
+        let f = follow_ups.entry(venue.to_string()).or_insert(FollowUp {
+            token: 0,
+            next_at: now,
+            wait: Duration::ZERO,
+        });
+        if f.token != adopted {
+            *f = FollowUp {
+                token: adopted,
+                next_at: now + FOLLOW_UP_FIRST,
+                wait: FOLLOW_UP_FIRST,
+            };
+            return;
+        }
+        if f.wait > FOLLOW_UP_LAST || now < f.next_at {
+            return;
+        }
+        let awaiting = self.awaiting_outcome(venue);
+        if awaiting == 0 {
+            f.wait = FOLLOW_UP_LAST * 2;
+            return;
+        }
+        tracing::debug!(
+            venue,
+            awaiting,
+            "takeover follow-up: asking the venue again about orders in flight"
+        );
+        if let Err(e) = self.reconcile_owned(venue).await {
+            tracing::debug!(venue, error = %e, "takeover follow-up pass failed; the periodic pass tries again");
+        }
+        f.wait *= 2;
+        f.next_at = Instant::now() + f.wait;
+    }
+
+    /// Open entries of `venue` whose outcome the venue has not told yet.
+    fn awaiting_outcome(&self, venue: &str) -> usize {
+        self.ledger
+            .open_entries()
+            .iter()
+            .filter(|e| e.venue == venue)
+            .filter(|e| {
+                matches!(
+                    e.status,
+                    OrderStatus::Intent | OrderStatus::Submitted | OrderStatus::Unknown
+                )
+            })
+            .count()
     }
 }
