@@ -922,7 +922,10 @@ fn check_duration(issues: &mut Issues, key: &str, d: Duration, min_ms: u64, max_
 /// A venue's `resilience` section starts from that venue's own defaults (its documented
 /// rate limits and endpoint weights), so writing only `queue` or `fallback` keeps them.
 /// Tables merge key by key; arrays and values replace. Writing `limits` replaces the
-/// pools, and then the default `endpoints` (which name the default pools) are not kept.
+/// pools; the default endpoint weights are kept for the pools the written `limits` still
+/// name (so sharing the `weight` pool in a cluster keeps every endpoint's documented
+/// weight), and an endpoint left with no pool of its defaults draws 1 from every pool
+/// (the rule for an endpoint not listed). Written `endpoints` are laid over that.
 fn fill_venue_resilience_defaults(tree: &mut toml::Table) {
     let Some(venues) = tree
         .get_mut("exchanges")
@@ -952,12 +955,31 @@ fn fill_venue_resilience_defaults(tree: &mut toml::Table) {
         let Ok(toml::Value::Table(mut merged)) = toml::Value::try_from(&defaults) else {
             continue;
         };
-        if given.contains_key("limits") {
-            merged.remove("endpoints");
+        if let Some(toml::Value::Array(limits)) = given.get("limits") {
+            let pools: Vec<&str> = limits
+                .iter()
+                .filter_map(|l| l.get("name").and_then(toml::Value::as_str))
+                .collect();
+            if let Some(toml::Value::Table(endpoints)) = merged.get_mut("endpoints") {
+                keep_draws_from(endpoints, &pools);
+            }
         }
         merge_table(&mut merged, &given);
         venue.insert("resilience".into(), toml::Value::Table(merged));
     }
+}
+
+/// Keeps each endpoint's draws from `pools` only; drops an endpoint left with none.
+fn keep_draws_from(endpoints: &mut toml::Table, pools: &[&str]) {
+    endpoints.retain(|_, draws| match draws.as_table_mut() {
+        Some(draws) => {
+            let had = draws.len();
+            draws.retain(|pool, _| pools.contains(&pool));
+            // An endpoint that drew nothing by default (none) stays so.
+            had == 0 || !draws.is_empty()
+        }
+        None => true,
+    });
 }
 
 /// Overlays `given` on `base`: nested tables merge, anything else replaces.

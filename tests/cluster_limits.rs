@@ -11,6 +11,10 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
+use orrery_actors::exchanges::binance_futures::mock::{
+    MockBinanceFutures, MOCK_API_KEY, MOCK_API_SECRET,
+};
+use orrery_actors::exchanges::binance_futures::{API_KEY_ENV, API_SECRET_ENV};
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
 use orrery_actors::testkit::{RecordedRequest, RedisServer};
@@ -113,14 +117,24 @@ impl Drop for Node {
 }
 
 fn start_nodes(redis: &str, doors: &[String], budget: (u64, &str, f64)) -> Vec<Node> {
-    let mut nodes: Vec<Node> = doors
-        .iter()
-        .enumerate()
-        .map(|(i, door)| {
+    start_nodes_with(doors.len(), &[], |dir, port, i| {
+        node_config(dir, port, &format!("n{i}"), redis, &doors[i], budget)
+    })
+}
+
+/// `n` engines, node `i` with the config `config(dir, port, i)` writes, and `env`; each
+/// serving before this returns.
+fn start_nodes_with(
+    n: usize,
+    env: &[(&str, &str)],
+    config: impl Fn(&Path, u16, usize) -> std::path::PathBuf,
+) -> Vec<Node> {
+    let mut nodes: Vec<Node> = (0..n)
+        .map(|i| {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
-            let config = node_config(dir.path(), port, &format!("n{i}"), redis, door, budget);
-            let engine = spawn_engine(&config, dir.path(), &[], &[]);
+            let config = config(dir.path(), port, i);
+            let engine = spawn_engine(&config, dir.path(), &[], env);
             Node {
                 engine,
                 port,
@@ -316,6 +330,134 @@ fn contending_nodes_share_fairly_fall_back_and_rejoin() {
         });
         let (_, body) = http_get(n.port, "/api/status").expect("status served");
         assert!(body.contains(r#""mode":"shared""#), "{body}");
+    }
+}
+
+/// Binance USDⓈ-M, as its documentation weighs each request (the mock charges the same).
+fn futures_weight(r: &RecordedRequest) -> u64 {
+    let route = r.path.split('?').next().unwrap_or("");
+    match (r.method.as_str(), route) {
+        ("GET", "/fapi/v1/ticker/bookTicker") => 2,
+        ("GET", "/fapi/v1/klines") => 5,
+        ("GET", "/fapi/v1/userTrades" | "/fapi/v2/account" | "/fapi/v2/positionRisk") => 5,
+        ("GET", "/fapi/v1/positionSide/dual") => 30,
+        ("POST", "/fapi/v1/order") => 0,
+        _ => 1,
+    }
+}
+
+const FUTURES_SCOPE: &str = "bnf-ip";
+const FUTURES_BUDGET: u64 = 300;
+
+/// A node trading a Binance USDⓈ-M account whose IP weight names a shared scope, with two
+/// funding agents reading the venue every 100 ms (node 0 only: node 1's reads are the
+/// account's connector and the market route).
+fn futures_node_config(
+    dir: &Path,
+    port: u16,
+    i: usize,
+    redis: &str,
+    url: &str,
+) -> std::path::PathBuf {
+    let mut extra = format!(
+        r#"
+[cluster]
+url = "{redis}"
+node_id = "f{i}"
+key_prefix = "bnf:"
+expected_nodes = 2
+
+[exchanges.venues.bnf]
+kind = "binance_futures"
+base_url = "{url}"
+symbols = ["BTC", "ETH"]
+request_timeout = "2s"
+streams = false
+
+[exchanges.venues.bnf.resilience]
+limits = [
+  {{ name = "weight", kind = "sliding_window", limit = {FUTURES_BUDGET}, window = "1m", shared = "{FUTURES_SCOPE}", local_share = 0.5 }},
+  {{ name = "orders", kind = "token_bucket", capacity = 300, refill_amount = 300, refill_every = "10s" }},
+  {{ name = "orders_1m", kind = "sliding_window", limit = 1200, window = "1m" }},
+]
+"#
+    );
+    if i == 0 {
+        for a in 0..2 {
+            extra.push_str(&format!(
+                r#"
+[[agents.funding]]
+name = "funding-{a}"
+venue = "bnf"
+symbols = ["BTC", "ETH"]
+interval = "100ms"
+initial_delay = "0s"
+history = 2
+"#
+            ));
+        }
+    }
+    test_config(dir, port, &extra)
+}
+
+/// Two nodes on one Binance USDⓈ-M account (one IP): node 0's funding agents (the
+/// derivatives reader) spend the minute's shared budget; the accounts' connectors draw
+/// from it too, and so does the market route of node 1, which has no agents. Within the
+/// minute the mock records no more than the budget, and once it is spent node 1's route
+/// is refused by the cluster budget without reaching the venue.
+#[test]
+fn binance_futures_readers_connectors_and_market_routes_share_one_budget() {
+    let redis = RedisServer::start().unwrap();
+    let mock = MockBinanceFutures::start();
+    let keys = [
+        (API_KEY_ENV, MOCK_API_KEY),
+        (API_SECRET_ENV, MOCK_API_SECRET),
+        // Holds the shipped trading agent back.
+        ("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h"),
+    ];
+    let started = Instant::now();
+    let nodes = start_nodes_with(2, &keys, |dir, port, i| {
+        futures_node_config(dir, port, i, &redis.url(), &mock.url())
+    });
+    let spent = || mock.requests().iter().map(futures_weight).sum::<u64>();
+
+    // Node 1's route reads the venue while the budget lasts.
+    let route = "/api/market/funding?venue=bnf&symbol=BTC&history=1";
+    wait_for(Duration::from_secs(30), "the budget to be spent", || {
+        (spent() >= FUTURES_BUDGET - 5).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = mock.requests().len();
+    let (status, body) = http_get(nodes[1].port, route).expect("the route answers");
+    assert_ne!(
+        status, 200,
+        "node 1's route read past the spent budget: {body}"
+    );
+    assert_eq!(
+        mock.requests().len(),
+        before,
+        "the refused read reached the venue: {body}"
+    );
+    let total = spent();
+    eprintln!(
+        "binance futures: {total} weight at the venue within the minute (budget {FUTURES_BUDGET}); node 1's route answered {status}: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "the check must run within the budget's first minute"
+    );
+    assert!(total <= FUTURES_BUDGET, "{total} weight reached the venue");
+    for n in &nodes {
+        let admitted = metric(
+            n.port,
+            "orrery_cluster_limit_draws_total",
+            &[
+                &format!("scope=\"{FUTURES_SCOPE}\""),
+                "outcome=\"admitted\"",
+            ],
+        )
+        .unwrap_or(0.0);
+        assert!(admitted > 0.0, "node on port {} never drew", n.port);
     }
 }
 

@@ -205,13 +205,38 @@ fn a_partial_venue_resilience_section_keeps_the_venues_default_limits() {
     );
     assert_eq!(r.retry, defaults.retry);
 
-    // Writing `limits` replaces the pools, and the default endpoints (naming them) go too.
+    // Writing `limits` replaces the pools; default endpoint weights naming none of them go
+    // (such endpoints draw 1 from every pool).
     let own_limits = format!(
         "{base}[exchanges.venues.bn.resilience]\nlimits = [{{ name = \"all\", kind = \"token_bucket\", capacity = 5, refill_amount = 5, refill_every = \"1s\" }}]\n"
     );
     let r = venue(&load_str(&own_limits, &[]).unwrap());
     assert_eq!(r.limits.len(), 1);
     assert!(r.endpoints.is_empty());
+    // Rewriting the weight pool (to share it in a cluster, say) keeps every endpoint's
+    // documented weight from it, and drops the draws from pools no longer there.
+    let shared_weight = format!(
+        "{base}[exchanges.venues.bn.resilience]\nlimits = [{{ name = \"weight\", kind = \"sliding_window\", limit = 6000, window = \"1m\", shared = \"bn-ip\" }}]\n"
+    );
+    let r = venue(&load_str(&shared_weight, &[]).unwrap());
+    let weights = |endpoints: &std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, u64>,
+    >| {
+        endpoints
+            .iter()
+            .filter_map(|(e, draws)| draws.get("weight").map(|w| (e.clone(), *w)))
+            .collect::<Vec<_>>()
+    };
+    assert!(!weights(&defaults.endpoints).is_empty());
+    assert_eq!(weights(&r.endpoints), weights(&defaults.endpoints));
+    assert!(
+        r.endpoints
+            .values()
+            .all(|d| d.keys().all(|p| p == "weight")),
+        "{:?}",
+        r.endpoints
+    );
     // An override of one key keeps the rest of the section.
     let r = venue(
         &load_str(
