@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::hl_mock::assert_ledger_equals_mock;
+use common::hl_mock::{assert_ledger_equals_mock, copier_section, sent_orders};
 use common::*;
 use orrery::config::Config;
 use orrery_actors::clock::system_clock;
@@ -437,28 +437,6 @@ fn sigkill_of_the_owner_hands_the_account_over_without_losing_or_doubling_an_ord
     );
 }
 
-/// The copy agent of every node: it mirrors [`LEADER`]'s BTC position at 0.1, checking
-/// every 200 ms.
-fn copier_section() -> String {
-    format!(
-        r#"
-[[agents.copy]]
-name = "copier"
-leader_venue = "hyperliquid"
-wallets = ["{LEADER}"]
-venue = "hyperliquid"
-ratio = 0.1
-symbols = ["btc"]
-max_position_usd = 20000
-max_total_usd = 30000
-stale_pct = 5
-poll_interval = "1s"
-check_interval = "200ms"
-initial_delay = "300ms"
-"#
-    )
-}
-
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
 }
@@ -509,7 +487,7 @@ fn sigkill_of_the_owner_while_its_copy_agent_trades_moves_the_agent_with_the_acc
     let redis = RedisServer::start().unwrap();
     let mock = MockHyperliquid::start(wallet(), Network::Testnet);
     let root = tempfile::tempdir().unwrap();
-    let agents = copier_section();
+    let agents = copier_section(LEADER, "1s");
     let mut nodes = start_nodes(
         root.path(),
         &["c1", "c2", "c3"],
@@ -598,19 +576,7 @@ fn sigkill_of_the_owner_while_its_copy_agent_trades_moves_the_agent_with_the_acc
 
     // One order per step, each sent once; the union of the ledgers is the venue's record,
     // the steps before the kill under the first owner's token, the rest under the next.
-    let sent: Vec<(String, bool, Decimal, bool)> = mock
-        .order_actions()
-        .iter()
-        .flat_map(|b| b["action"]["orders"].as_array().cloned().unwrap())
-        .map(|o| {
-            (
-                o["c"].as_str().unwrap().to_string(),
-                o["b"].as_bool().unwrap(),
-                dec(o["s"].as_str().unwrap()),
-                o["r"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let sent = sent_orders(&mock);
     let want = [
         (true, "0.1", false),
         (true, "0.1", false),

@@ -87,20 +87,27 @@ limits = [
 ]
 "#
     );
-    for i in 0..3 {
-        extra.push_str(&format!(
-            r#"
+    extra.push_str(&funding_agents(&format!("funding-{node}"), "hl", 3));
+    test_config(dir, port, &extra)
+}
+
+/// `n` funding agents `{prefix}-{i}` reading BTC and ETH on `venue` every 100 ms.
+fn funding_agents(prefix: &str, venue: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"
 [[agents.funding]]
-name = "funding-{node}-{i}"
-venue = "hl"
+name = "{prefix}-{i}"
+venue = "{venue}"
 symbols = ["BTC", "ETH"]
 interval = "100ms"
 initial_delay = "0s"
 history = 2
 "#
-        ));
-    }
-    test_config(dir, port, &extra)
+            )
+        })
+        .collect()
 }
 
 struct Node {
@@ -383,19 +390,7 @@ limits = [
 "#
     );
     if i == 0 {
-        for a in 0..2 {
-            extra.push_str(&format!(
-                r#"
-[[agents.funding]]
-name = "funding-{a}"
-venue = "bnf"
-symbols = ["BTC", "ETH"]
-interval = "100ms"
-initial_delay = "0s"
-history = 2
-"#
-            ));
-        }
+        extra.push_str(&funding_agents("funding", "bnf", 2));
     }
     test_config(dir, port, &extra)
 }

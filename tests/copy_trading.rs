@@ -14,6 +14,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::hl_mock::{copier_section, sent_orders};
 use common::*;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::signing::Address;
@@ -42,27 +43,6 @@ fn wallet() -> Address {
     PrivateKey::from_hex(KEY).unwrap().address()
 }
 
-/// Every order the venue received: (cloid, is_buy, size, reduce_only).
-fn orders(mock: &MockHyperliquid) -> Vec<(String, bool, Decimal, bool)> {
-    mock.order_actions()
-        .iter()
-        .flat_map(|b| {
-            b["action"]["orders"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|o| {
-            (
-                o["c"].as_str().unwrap_or("").to_string(),
-                o["b"].as_bool().unwrap(),
-                dec(o["s"].as_str().unwrap()),
-                o["r"].as_bool().unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn wait_position(mock: &MockHyperliquid, coin: &str, want: &str, what: &str) {
     let want = dec(want);
     wait_for(Duration::from_secs(60), what, || {
@@ -89,25 +69,7 @@ fn sigkills_between_steps_and_mid_send_neither_double_nor_miss_a_step() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let venue = common::hl_mock::hl_venue_section(&mock.url(), &wallet().to_string(), "3s");
-    let section = venue
-        + &format!(
-            r#"streams = false
-
-[[agents.copy]]
-name = "copier"
-leader_venue = "hyperliquid"
-wallets = ["{LEADER}"]
-venue = "hyperliquid"
-ratio = 0.1
-symbols = ["btc"]
-max_position_usd = 20000
-max_total_usd = 30000
-stale_pct = 5
-poll_interval = "1s"
-check_interval = "200ms"
-initial_delay = "300ms"
-"#
-        );
+    let section = venue + "streams = false\n" + &copier_section(LEADER, "1s");
     let config = test_config(dir.path(), port, &section);
     let px = dec("60000");
     let mut engine = start(&config, dir.path(), port);
@@ -163,7 +125,7 @@ initial_delay = "300ms"
     std::thread::sleep(Duration::from_secs(2));
     kill(&mut engine);
 
-    let sent = orders(&mock);
+    let sent = sent_orders(&mock);
     let want = [
         (true, "0.1", false),
         (true, "0.05", false),
@@ -303,7 +265,7 @@ initial_delay = "300ms"
     wait_position(&mock, "BTC", "0", "the close");
     assert_eq!(mock.position("ETH"), Decimal::ZERO);
     assert_eq!(mock.position("SOL"), Decimal::ZERO);
-    let sent = orders(&mock);
+    let sent = sent_orders(&mock);
     let want = [
         (true, "0.05", false),
         (true, "0.025", false),

@@ -86,3 +86,46 @@ request_timeout = "{request_timeout}"
 "#
     )
 }
+
+/// Every order the venue received, in arrival order: (cloid, is_buy, size, reduce_only).
+pub fn sent_orders(mock: &MockHyperliquid) -> Vec<(String, bool, Decimal, bool)> {
+    mock.order_actions()
+        .iter()
+        .flat_map(|b| {
+            b["action"]["orders"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|o| {
+            (
+                o["c"].as_str().unwrap_or("").to_string(),
+                o["b"].as_bool().unwrap(),
+                o["s"].as_str().unwrap().parse().unwrap(),
+                o["r"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A copy agent `copier` mirroring `leader`'s BTC on `hyperliquid` at ratio 0.1, checking
+/// every 200 ms and reading the leader every `poll_interval`.
+pub fn copier_section(leader: &str, poll_interval: &str) -> String {
+    format!(
+        r#"
+[[agents.copy]]
+name = "copier"
+leader_venue = "hyperliquid"
+wallets = ["{leader}"]
+venue = "hyperliquid"
+ratio = 0.1
+symbols = ["btc"]
+max_position_usd = 20000
+max_total_usd = 30000
+stale_pct = 5
+poll_interval = "{poll_interval}"
+check_interval = "200ms"
+initial_delay = "300ms"
+"#
+    )
+}
