@@ -245,16 +245,26 @@ fn the_example_config_checks_and_a_bad_cluster_value_is_named() {
             .output()
             .unwrap()
     };
-    let out = check(&[("ORRERY_REDIS_PASSWORD", "s3cret-pw")]);
+    // As shipped it needs no password (a local Redis without AUTH, as in the README's
+    // two-node walk-through).
+    let out = check(&[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = check(&[]);
+    // A password variable that is named must be set: the engine never connects without it.
+    let named = ("ORRERY__CLUSTER__PASSWORD_ENV", "ORRERY_REDIS_PASSWORD");
+    let out = check(&[named]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cluster.password_env"), "{err}");
+    let out = check(&[named, ("ORRERY_REDIS_PASSWORD", "s3cret-pw")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = check(&[
         ("ORRERY_REDIS_PASSWORD", "s3cret-pw"),
         ("ORRERY__CLUSTER__HEARTBEAT", "10ms"),
