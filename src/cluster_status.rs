@@ -124,7 +124,7 @@ fn error_code(e: &ClusterError) -> &'static str {
 /// `GET /api/cluster`: the engine's cluster status (404 `cluster_not_configured` without
 /// `[cluster]`, 503 `redis_unreachable` when Redis does not answer).
 pub async fn api(engine: web::Data<EngineHandle>) -> HttpResponse {
-    let Some(link) = engine.tree_deps.cluster.clone() else {
+    let Some(link) = engine.tree_deps.cluster_reads.clone() else {
         return ApiError::new("cluster_not_configured", NOT_CONFIGURED)
             .response(StatusCode::NOT_FOUND);
     };

@@ -220,6 +220,7 @@ impl Engine {
             shedding: shedding.clone(),
             events: events.clone(),
             notifier: notifier.clone(),
+            cluster_reads: cluster.as_ref().map(|l| l.side_link()).transpose()?,
             cluster,
             ownership,
             shared_limits: None,

@@ -448,6 +448,9 @@ pub(crate) struct Deps {
     pub notifier: Slot<crate::notify::Notifier>,
     /// The Redis link when `[cluster]` is configured (see `orrery_actors::cluster`).
     pub cluster: Option<orrery_actors::cluster::RedisLink>,
+    /// A second link for the operator's cluster reads (`GET /api/cluster`), apart from the
+    /// one the node trades through ([`RedisLink::side_link`](orrery_actors::cluster::RedisLink::side_link)).
+    pub cluster_reads: Option<orrery_actors::cluster::RedisLink>,
     /// The node's leases and ledger replica when `[cluster]` is configured (see
     /// [`crate::ownership`]): the gateway trades a venue and an agent runs only under its lease.
     pub ownership: Option<crate::ownership::ClusterOwnership>,

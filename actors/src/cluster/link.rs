@@ -79,6 +79,23 @@ struct Inner {
     client: Client,
 }
 
+/// A lazy connection manager: connects on its first command.
+fn manager_of(
+    client: &Client,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+) -> Result<ConnectionManager, ClusterError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(command_timeout))
+        // Reconnection is retried by the next command, not by a long backoff inside the
+        // manager: a command has its own deadline.
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+        .map_err(|e| ClusterError::Config(e.to_string()))
+}
+
 /// The link; cheap to clone (one connection manager behind an `Arc`).
 #[derive(Clone)]
 pub struct RedisLink {
@@ -109,15 +126,7 @@ impl RedisLink {
             info = info.set_redis_settings(settings);
         }
         let client = Client::open(info).map_err(|e| ClusterError::Config(e.to_string()))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            // Reconnection is retried by the next command, not by a long backoff inside
-            // the manager: a command has its own deadline.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| ClusterError::Config(e.to_string()))?;
+        let manager = manager_of(&client, config.connect_timeout, config.command_timeout)?;
         let (health, _) = watch::channel(RedisHealth::Unknown);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -132,6 +141,31 @@ impl RedisLink {
                 ok: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 client,
+            }),
+        })
+    }
+
+    /// A second link to the same Redis (its own connection, deadlines as this one's), with
+    /// a health of its own: for the operator's reads (`GET /api/cluster`), whose SCANs must
+    /// not queue ahead of lease renewals on this link, nor mark Redis down for the node's
+    /// shared limits when one of them times out.
+    pub fn side_link(&self) -> Result<RedisLink, ClusterError> {
+        let i = &self.inner;
+        let manager = manager_of(&i.client, i.connect_timeout, i.command_timeout)?;
+        let (health, _) = watch::channel(RedisHealth::Unknown);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                manager,
+                url: i.url.clone(),
+                prefix: i.prefix.clone(),
+                node_id: i.node_id.clone(),
+                instance: i.instance.clone(),
+                command_timeout: i.command_timeout,
+                connect_timeout: i.connect_timeout,
+                health,
+                ok: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                client: i.client.clone(),
             }),
         })
     }
@@ -441,6 +475,28 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// The operator's reads go over a side link: one that times out marks only that link
+    /// down, never the one the node's shared limits and leases watch.
+    #[tokio::test]
+    async fn a_side_link_fails_on_its_own() {
+        let server = RedisServer::start().unwrap();
+        let link = RedisLink::open(&config(server.url()), None).unwrap();
+        link.ping().await.unwrap();
+        let side = link.side_link().unwrap();
+        assert_eq!(
+            (side.node_id(), side.instance(), side.prefix()),
+            (link.node_id(), link.instance(), link.prefix())
+        );
+        side.ping().await.unwrap();
+        server.pause();
+        let err = side.scan("t:*", 10).await.unwrap_err();
+        server.resume();
+        assert!(matches!(err, ClusterError::Unreachable { .. }), "{err:?}");
+        assert!(matches!(side.health(), RedisHealth::Down { .. }));
+        assert!(link.health().is_up(), "{:?}", link.health());
+        link.ping().await.unwrap();
     }
 
     #[tokio::test]
