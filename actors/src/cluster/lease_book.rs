@@ -72,6 +72,10 @@ struct Book {
     last_seen: RwLock<BTreeMap<String, String>>,
     /// Follower → the lease it is taken beside.
     follows: RwLock<BTreeMap<String, String>>,
+    /// Resources Redis has answered for at least once since start.
+    answered: RwLock<std::collections::BTreeSet<String>>,
+    /// Bumped at every first answer (senders that arrive before it wait on it).
+    first_answers: watch::Sender<u64>,
     /// Bumped on every change of a held lease (acquired, lost, released).
     changes: watch::Sender<u64>,
 }
@@ -107,6 +111,8 @@ impl Leases {
                 states: RwLock::new(states),
                 last_seen: RwLock::new(BTreeMap::new()),
                 follows: RwLock::new(BTreeMap::new()),
+                answered: RwLock::new(Default::default()),
+                first_answers: watch::channel(0).0,
                 changes,
             }),
         }
@@ -202,6 +208,24 @@ impl Leases {
         self.book.last_seen.read().get(resource).cloned()
     }
 
+    /// Waits, at most `within`, until Redis has answered for `resource` at least once
+    /// since start (held here or by another node); true once it has. A sender that arrives
+    /// in the first moments after start waits for this answer instead of being refused as
+    /// not owner while nobody knows the owner yet.
+    pub async fn first_answer(&self, resource: &str, within: Duration) -> bool {
+        let mut answers = self.book.first_answers.subscribe();
+        let deadline = Instant::now() + within;
+        loop {
+            if self.book.answered.read().contains(resource) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, answers.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
     /// Changes of held leases; a sender or the gateway's takeover waits on it.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.book.changes.subscribe()
@@ -271,6 +295,9 @@ impl Leases {
         usable: Duration,
         outcome: &Result<LeaseAnswer, ClusterError>,
     ) {
+        if outcome.is_ok() && self.book.answered.write().insert(resource.to_string()) {
+            self.book.first_answers.send_modify(|v| *v += 1);
+        }
         let now = Instant::now();
         let mut states = self.book.states.write();
         let Some(state) = states.get_mut(resource) else {

@@ -20,7 +20,8 @@
 //!
 //! A venue whose lease this node does not hold is in standby: orders, cancels and
 //! leverage changes are refused with [`GatewayError::NotOwner`] (nothing written, nothing
-//! sent), and reconciliation does not run (it would write into this node's ledger what the
+//! sent; one that arrives before Redis first answered for the lease since start waits for
+//! that answer, at most `ready_timeout`), and reconciliation does not run (it would write into this node's ledger what the
 //! owner is doing). When the keeper acquires the lease, the takeover runs at once (a task
 //! that waits on the lease book's changes), and any order that arrives first runs it
 //! itself; either way orders wait for it. It logs one `info` line (`lease acquired`:
@@ -107,6 +108,12 @@ impl GatewayCore {
         }
     }
 
+    /// Whether this node holds `venue`'s lease now (taken over or not).
+    fn lease_held(&self, venue: &str) -> bool {
+        self.ownership()
+            .is_some_and(|own| own.leases.held(&venue_resource(venue)).is_some())
+    }
+
     fn not_owner(&self, venue: &str, own: &VenueOwnership) -> GatewayError {
         GatewayError::NotOwner {
             venue: venue.to_string(),
@@ -121,7 +128,15 @@ impl GatewayCore {
         let Some(own) = self.ownership() else {
             return Ok(None);
         };
-        let Some(held) = own.leases.held(&venue_resource(venue)) else {
+        let resource = venue_resource(venue);
+        if own.leases.held(&resource).is_none() {
+            // Right after start nobody knows the owner yet: wait for Redis's first answer
+            // (as an order waits for the first reconciliation), then decide.
+            own.leases
+                .first_answer(&resource, self.config.ready_timeout)
+                .await;
+        }
+        let Some(held) = own.leases.held(&resource) else {
             return Err(self.not_owner(venue, own));
         };
         self.take_over(venue, held.token).await?;
@@ -279,8 +294,8 @@ async fn take_over_when_acquired(core: Weak<GatewayCore>, mut changes: watch::Re
         {
             let Some(core) = core.upgrade() else { return };
             for venue in core.venue_names() {
-                if core.standby(&venue) {
-                    // Errors are logged by the takeover; NotOwner is the usual standby.
+                if core.standby(&venue) && core.lease_held(&venue) {
+                    // Errors are logged by the takeover.
                     let _ = core.owned(&venue).await;
                 }
                 core.follow_up(&venue, &mut follow_ups).await;

@@ -119,6 +119,42 @@ async fn only_the_lease_holder_trades_and_the_next_owner_merges_before_it_trades
         .all(|e| e.origin != ADOPTED_ORIGIN));
 }
 
+/// Right after start nobody knows the owner: an order waits for Redis's first answer
+/// (then trades on the owner, or is refused naming the owner elsewhere) instead of being
+/// refused as not owner at once.
+#[actix::test]
+async fn an_order_before_the_first_lease_answer_waits_for_it() {
+    let redis = RedisServer::start().unwrap();
+    let venue = Arc::new(ScriptedVenue::default());
+    let a = node(&redis, "a", venue.clone());
+    let b = node(&redis, "b", venue.clone());
+    let place = |core: &Arc<GatewayCore>| {
+        let core = core.clone();
+        actix::spawn(async move { core.place(buy_usd(dec!(1000))).await })
+    };
+    let (early_a, early_b) = (place(&a.core), place(&b.core));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !early_a.is_finished() && !early_b.is_finished(),
+        "both wait"
+    );
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 0);
+
+    a.keeper.tick().await;
+    let report = early_a.await.unwrap().unwrap();
+    assert_eq!(report.status, OrderStatus::Filled);
+    b.keeper.tick().await;
+    match early_b.await.unwrap() {
+        Err(GatewayError::NotOwner { owner, .. }) => assert_eq!(owner, "a"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(venue.place_calls.load(Ordering::SeqCst), 1);
+    // Once answered, a standby node refuses at once.
+    let started = std::time::Instant::now();
+    assert!(b.core.place(buy_usd(dec!(1000))).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
 #[actix::test]
 async fn an_intent_that_cannot_be_replicated_is_never_sent() {
     let mut redis = RedisServer::start().unwrap();
