@@ -224,6 +224,7 @@ impl Engine {
             cluster,
             ownership,
             shared_limits: None,
+            accounts: Default::default(),
         };
         // One set of shared rate-limit budgets for the process, over the cluster's link.
         deps.shared_limits = match (&deps.cluster, &config.cluster) {
@@ -233,6 +234,7 @@ impl Engine {
             )),
             _ => None,
         };
+        deps.accounts = crate::accounts::AccountBook::new(deps.shared_limits.clone());
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));
         // Children start asynchronously; the handle is useful once the gateway and the

@@ -177,7 +177,7 @@ pub(crate) fn open_interest_spec(id: String, agent: &str, deps: &Deps) -> ChildS
     let deps = deps.clone();
     ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
         let reader =
-            crate::market::open_reader_in(&deps.config, &agent.venue, deps.shared_limits.as_ref())
+            crate::market::open_reader_in(&deps.config, &agent.venue, Some(&deps.accounts))
                 .map_err(StartError::failed)?;
         let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;
         let kind = OpenInterestAgent::new(

@@ -4,6 +4,7 @@
 //! in [`events`], the supervisor tree as data in [`tree`]). `examples/embedded.rs` runs
 //! an engine inside another program.
 
+pub mod accounts;
 pub mod agents;
 pub mod backtest_cli;
 mod binance_feeds;

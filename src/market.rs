@@ -23,7 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use clap::{Args, Subcommand};
 use orrery_actors::clock::system_clock;
-use orrery_actors::exchanges::account::{AccountLimits, Endpoint};
+use orrery_actors::exchanges::account::Endpoint;
 use orrery_actors::exchanges::binance_futures::open_public_at;
 use orrery_actors::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
@@ -191,13 +191,14 @@ pub(crate) fn open_reader(
     open_reader_in(config, venue, None)
 }
 
-/// As [`open_reader`]; with the cluster's shared limits, a Hyperliquid reader's pools
-/// that name a `shared` scope (e.g. the IP's weight) draw from the cluster budget, as the
-/// account's connectors do.
+/// As [`open_reader`]; inside the engine (`accounts`), the reader draws from the
+/// account's own rate limits and honours its pause gate, as the account's connectors do
+/// (pools that name a `shared` scope draw from the cluster's budget): see
+/// [`crate::accounts`]. `None` (the CLI, a process of its own): limits of its own.
 pub(crate) fn open_reader_in(
     config: &Config,
     venue: &str,
-    shared: Option<&orrery_actors::cluster::SharedLimits>,
+    accounts: Option<&crate::accounts::AccountBook>,
 ) -> Result<Arc<dyn DerivativesData>, MarketError> {
     let Some(v) = config.exchanges.venues.get(venue) else {
         return Err(MarketError::UnknownVenue(crate::operate::unknown_venue(
@@ -210,8 +211,8 @@ pub(crate) fn open_reader_in(
                 venue: venue.to_string(),
                 reason,
             };
-            let endpoint = match shared {
-                Some(shared) => Some(Endpoint {
+            let endpoint = match accounts {
+                Some(book) => Some(Endpoint {
                     base_url: f
                         .rest_config()
                         .endpoints()
@@ -219,8 +220,7 @@ pub(crate) fn open_reader_in(
                         .next()
                         .unwrap_or_else(|| f.base_url.clone()),
                     connector: venue.to_string(),
-                    account: AccountLimits::build_shared(venue, &f.resilience, Some(shared))
-                        .map_err(|e| open_err(e.to_string()))?,
+                    account: book.limits(venue, &f.resilience).map_err(open_err)?,
                 }),
                 None => None,
             };
@@ -246,12 +246,11 @@ pub(crate) fn open_reader_in(
                 venue: venue.to_string(),
                 reason,
             };
-            let endpoint = match shared {
-                Some(shared) => Some(Endpoint {
+            let endpoint = match accounts {
+                Some(book) => Some(Endpoint {
                     base_url: h.api_url(),
                     connector: venue.to_string(),
-                    account: AccountLimits::build_shared(venue, &h.resilience, Some(shared))
-                        .map_err(|e| open_err(e.to_string()))?,
+                    account: book.limits(venue, &h.resilience).map_err(open_err)?,
                 }),
                 None => None,
             };
@@ -507,7 +506,7 @@ impl MarketReaders {
             return Ok((found.clone(), symbol));
         }
         // Its pools draw from the cluster's shared budgets as the account's connectors do.
-        let opened = open_reader_in(config, venue, engine.tree_deps.shared_limits.as_ref())?;
+        let opened = open_reader_in(config, venue, Some(&engine.tree_deps.accounts))?;
         self.open.lock().insert(venue.to_string(), opened.clone());
         Ok((opened, symbol))
     }

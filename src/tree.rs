@@ -457,6 +457,9 @@ pub(crate) struct Deps {
     /// The cluster's shared rate-limit budgets (with `[cluster]`): one pool per scope for
     /// the whole process, kept across restarts of the subtrees that draw from it.
     pub shared_limits: Option<orrery_actors::cluster::SharedLimits>,
+    /// Each venue account's rate limits and pause gate, one per process: the connectors'
+    /// and the readers' (see [`crate::accounts`]).
+    pub accounts: crate::accounts::AccountBook,
 }
 
 impl Deps {
@@ -474,7 +477,7 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
         .strategy(plan.strategy)
         .intensity(sup.intensity())
         .backoff(sup.backoff());
-    let scope = Scope::new(plan, &deps.config, deps.shared_limits.as_ref());
+    let scope = Scope::new(plan, &deps.config, &deps.accounts);
     for child in &plan.children {
         spec = spec.child(match child {
             ChildPlan::Supervisor(sub) if sub.id == AGENTS => {
@@ -501,8 +504,9 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
 
 /// State shared by the children of one supervisor incarnation: the slots through which
 /// the router and the gateway reach their siblings, the pools' health table, and each
-/// venue account's rate limits and pause gate (shared by its connectors, and kept across
-/// a connector's restart: the venue still counts what the dead one spent).
+/// venue account's rate limits and pause gate (the process's, from [`Deps::accounts`]:
+/// shared by its connectors and readers, and kept across restarts: the venue still counts
+/// what a dead connector spent).
 struct Scope {
     health: HealthTable,
     pools: BTreeMap<String, Slot<ModelPool>>,
@@ -511,11 +515,7 @@ struct Scope {
 }
 
 impl Scope {
-    fn new(
-        plan: &SupervisorPlan,
-        config: &Config,
-        shared: Option<&orrery_actors::cluster::SharedLimits>,
-    ) -> Self {
+    fn new(plan: &SupervisorPlan, config: &Config, book: &crate::accounts::AccountBook) -> Self {
         let mut scope = Scope {
             health: HealthTable::new(),
             pools: BTreeMap::new(),
@@ -548,11 +548,10 @@ impl Scope {
                             probe: ConnectorProbe::default(),
                         });
                     if let Some(resilience) = cfg.and_then(VenueConfig::resilience) {
-                        scope.accounts.entry(venue.clone()).or_insert_with(|| {
-                            AccountLimits::build_shared(venue, resilience, shared).map_err(|e| {
-                                format!("venue `{venue}`: cannot build its rate limits: {e}")
-                            })
-                        });
+                        scope
+                            .accounts
+                            .entry(venue.clone())
+                            .or_insert_with(|| book.limits(venue, resilience));
                     }
                 }
                 _ => {}
@@ -955,9 +954,8 @@ fn funding_spec(id: String, agent: &str, deps: &Deps) -> ChildSpec {
     ChildSpec::in_slot(id, entry.slot.clone(), move |ctx| {
         let mut readers = BTreeMap::new();
         for venue in agent.all_venues() {
-            let reader =
-                crate::market::open_reader_in(&deps.config, &venue, deps.shared_limits.as_ref())
-                    .map_err(|e| StartError::failed(e.to_string()))?;
+            let reader = crate::market::open_reader_in(&deps.config, &venue, Some(&deps.accounts))
+                .map_err(|e| StartError::failed(e.to_string()))?;
             readers.insert(venue, reader);
         }
         let journal = DecisionJournal::open(&deps.store).map_err(StartError::failed)?;

@@ -396,3 +396,73 @@ fn a_bad_funding_section_names_the_key_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("histroy"));
 }
+
+/// One process, no cluster: the funding agents' reader and the account's connector draw
+/// from the account's one weight budget (the venue counts per IP, not per caller). The
+/// agents want far more than the minute's budget; the mock, keeping Hyperliquid's per-IP
+/// budget at the configured limit, never has to refuse, and the market route past the
+/// spent budget is refused without reaching it.
+#[test]
+fn readers_and_connectors_of_one_process_share_the_accounts_weight() {
+    const BUDGET: u64 = 400;
+    let mock = hl_mock();
+    mock.set_ip_weight_limit(BUDGET, Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut section = hl_section(&mock)
+        + &format!(
+            r#"streams = false
+
+[exchanges.venues.hl.resilience]
+limits = [
+  {{ name = "weight", kind = "sliding_window", limit = {BUDGET}, window = "1m" }},
+]
+"#
+        );
+    for i in 0..2 {
+        section.push_str(&format!(
+            r#"
+[[agents.funding]]
+name = "funding-{i}"
+venue = "hl"
+symbols = ["BTC", "ETH"]
+interval = "100ms"
+initial_delay = "0s"
+history = 2
+"#
+        ));
+    }
+    let config = test_config(dir.path(), port, &section);
+    let started = std::time::Instant::now();
+    let _engine = Killed(spawn_engine(
+        &config,
+        dir.path(),
+        &[],
+        &[("ORRERY__AGENTS__TRADING__0__INITIAL_DELAY", "1h")],
+    ));
+    wait_for(Duration::from_secs(30), "the budget to be spent", || {
+        (mock.ip_weight_used() >= BUDGET - 25).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let before = mock.requests().len();
+    let (status, body) = http_get(port, "/api/market/funding?venue=hl&symbol=BTC&history=1")
+        .expect("the route answers");
+    assert_ne!(status, 200, "the route read past the spent budget: {body}");
+    assert_eq!(mock.requests().len(), before, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "the check must run within the budget's first minute"
+    );
+    assert_eq!(mock.ip_refusals(), 0, "the venue had to refuse for weight");
+    assert!(mock.ip_weight_used() <= BUDGET);
+}
+
+/// An engine killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -14,9 +14,9 @@
 //! target and its record in the `breakers` tree are the connector's name, so one failing
 //! endpoint is skipped while its siblings serve), the clock offset and metadata caches are
 //! per endpoint; the weight / order pools, the pause gate and the signing nonce are per
-//! account, built once per
-//! exchanges-supervisor start and handed to every connector factory, so a connector that
-//! restarts keeps drawing from the same budget.
+//! account, built once per process (the engine's account book) and handed to every
+//! connector factory and to the account's readers, so a connector that restarts keeps
+//! drawing from the same budget and a reader never spends a second one.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
