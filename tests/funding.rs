@@ -168,13 +168,7 @@ fn api(port: u16, path: &str) -> Option<Value> {
 /// Panics with the engine's logs if it has exited instead of waiting out a timeout.
 fn assert_running(engine: &mut std::process::Child, dir: &std::path::Path) {
     if let Ok(Some(status)) = engine.try_wait() {
-        let logs: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect();
-        panic!("the engine exited ({status}):\n{}", logs.join("\n---\n"));
+        panic!("the engine exited ({status}):\n{}", engine_logs(dir));
     }
 }
 

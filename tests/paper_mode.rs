@@ -90,7 +90,12 @@ fn paper_runs_a_live_config_on_a_paper_twin_seeded_from_the_venue() {
         "filled near the live venue's 42000, not the paper default 60000: {price}"
     );
     signal(&engine, libc::SIGTERM);
-    assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
+    let exit = wait_exit(&mut engine, Duration::from_secs(30));
+    assert!(
+        exit.success(),
+        "{exit}; the engine's log:\n{}",
+        engine_logs(dir.path())
+    );
 
     assert!(
         mock.order_actions().is_empty(),
