@@ -91,25 +91,6 @@ limits = [
     test_config(dir, port, &extra)
 }
 
-/// `n` funding agents `{prefix}-{i}` reading BTC and ETH on `venue` every 100 ms.
-fn funding_agents(prefix: &str, venue: &str, n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                r#"
-[[agents.funding]]
-name = "{prefix}-{i}"
-venue = "{venue}"
-symbols = ["BTC", "ETH"]
-interval = "100ms"
-initial_delay = "0s"
-history = 2
-"#
-            )
-        })
-        .collect()
-}
-
 struct Node {
     engine: Child,
     port: u16,

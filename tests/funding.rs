@@ -413,19 +413,7 @@ limits = [
 ]
 "#
         );
-    for i in 0..2 {
-        section.push_str(&format!(
-            r#"
-[[agents.funding]]
-name = "funding-{i}"
-venue = "hl"
-symbols = ["BTC", "ETH"]
-interval = "100ms"
-initial_delay = "0s"
-history = 2
-"#
-        ));
-    }
+    section.push_str(&funding_agents("funding", "hl", 2));
     let config = test_config(dir.path(), port, &section);
     let started = std::time::Instant::now();
     let _engine = Killed(spawn_engine(

@@ -397,3 +397,22 @@ pub fn engine_logs(dir: &Path) -> String {
         .collect::<Vec<_>>()
         .join("\n---\n")
 }
+
+/// `n` funding agents `{prefix}-{i}` reading BTC and ETH on `venue` every 100 ms.
+pub fn funding_agents(prefix: &str, venue: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"
+[[agents.funding]]
+name = "{prefix}-{i}"
+venue = "{venue}"
+symbols = ["BTC", "ETH"]
+interval = "100ms"
+initial_delay = "0s"
+history = 2
+"#
+            )
+        })
+        .collect()
+}
