@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::cluster::SharedLimits;
-use crate::resilience::config::BreakerConfig;
+use crate::resilience::config::{BreakerConfig, SharedBudgets};
 use crate::resilience::limiter::LinkedLimitError;
 use crate::resilience::{
     CircuitBreaker, Guard, PauseGate, RateLimits, ResilienceConfig, RetryPolicy, TokioClock,
@@ -60,7 +60,7 @@ impl AccountLimits {
                 venue,
                 resilience,
                 TokioClock::shared(),
-                cluster,
+                cluster.map(|c| c as &dyn SharedBudgets),
             )?),
             pause: Arc::new(PauseGate::default()),
             nonce: Arc::new(AtomicU64::new(0)),

@@ -35,7 +35,6 @@ use super::mono::SharedMonotonic;
 use super::priority::{Priority, PriorityQueue, QueueBounds};
 use super::retry::{BackoffKind, RetryPolicy};
 use crate::clock::SharedClock;
-use crate::cluster::limits::{SharedLimit, SharedLimits, SharedPool};
 use crate::store::Tree;
 use crate::validate::{join, Issues};
 
@@ -873,6 +872,26 @@ fn fmt_d(d: Duration) -> String {
     humantime_serde::re::humantime::format_duration(d).to_string()
 }
 
+/// A budget kept outside this process that a pool also draws from: one more member of
+/// each of its linked draws, after the pool's local view. The cluster's shared budgets
+/// (`crate::cluster::limits`) implement it, so the kit never depends on the cluster.
+pub trait SharedBudget: RateLimit {
+    /// Wakes `throttle` when a draw of this budget lands (its waiting head looks again).
+    fn wake_on_draw(&self, throttle: &Arc<Throttle>);
+}
+
+/// Where the pools that name a `shared` scope find their budget.
+pub trait SharedBudgets {
+    /// The budget of `limit`'s scope; `Ok(None)` when it names none. An error names why
+    /// the scope cannot be shared (a kind that cannot, settings that differ from another
+    /// pool of the scope).
+    fn budget(
+        &self,
+        limit: &LimitConfig,
+        clock: &SharedMonotonic,
+    ) -> Result<Option<Arc<dyn SharedBudget>>, String>;
+}
+
 /// A target's rate-limit pools and the fair, linked draw of each endpoint.
 ///
 /// Each endpoint has its own wait queue (FIFO within a priority), so a call waiting for
@@ -881,8 +900,6 @@ fn fmt_d(d: Duration) -> String {
 pub struct RateLimits {
     target: String,
     pools: BTreeMap<String, Arc<dyn RateLimit>>,
-    /// Pools that also draw from a cluster-wide budget.
-    shared: BTreeMap<String, Arc<SharedPool>>,
     endpoints: HashMap<String, Arc<Throttle>>,
     /// Endpoints not configured: 1 per unit from every pool.
     default: Option<Arc<Throttle>>,
@@ -907,14 +924,14 @@ impl RateLimits {
         target: &str,
         config: &ResilienceConfig,
         clock: SharedMonotonic,
-        cluster: Option<&SharedLimits>,
+        cluster: Option<&dyn SharedBudgets>,
     ) -> Result<Self, LinkedLimitError> {
-        let mut shared: BTreeMap<String, Arc<SharedPool>> = BTreeMap::new();
+        let mut shared: BTreeMap<String, Arc<dyn SharedBudget>> = BTreeMap::new();
         for l in &config.limits {
             let Some(sharing) = l.sharing() else { continue };
             match cluster {
                 Some(c) => {
-                    let pool = c.pool(l, &clock).map_err(|e| LinkedLimitError::Shared(e.to_string()))?;
+                    let pool = c.budget(l, &clock).map_err(LinkedLimitError::Shared)?;
                     if let Some(pool) = pool {
                         shared.insert(l.name().to_string(), pool);
                     }
@@ -936,11 +953,7 @@ impl RateLimits {
         let members_of = |pool: &str, l: &Arc<dyn RateLimit>, w: u64, r: bool| {
             let mut m = vec![(l.clone(), w, r)];
             if let Some(s) = shared.get(pool) {
-                m.push((
-                    Arc::new(SharedLimit(s.clone())) as Arc<dyn RateLimit>,
-                    w,
-                    true,
-                ));
+                m.push((s.clone() as Arc<dyn RateLimit>, w, true));
             }
             m
         };
@@ -982,16 +995,10 @@ impl RateLimits {
         Ok(Self {
             target: target.to_string(),
             pools: pools.into_iter().map(|(k, (l, _))| (k, l)).collect(),
-            shared,
             endpoints,
             default,
             clock,
         })
-    }
-
-    /// The cluster pools this target draws from, by pool name.
-    pub fn shared(&self) -> &BTreeMap<String, Arc<SharedPool>> {
-        &self.shared
     }
 
     pub fn target(&self) -> &str {

@@ -42,7 +42,7 @@ pub use pool::{Fallback, PoolMode, SharedLimit, SharedPool, SharedPoolState};
 pub use script::{BudgetKind, RemoteBudget, Verdict};
 
 use super::link::{ClusterError, RedisHealth, RedisLink};
-use crate::resilience::config::LimitConfig;
+use crate::resilience::config::{LimitConfig, SharedBudget, SharedBudgets};
 use crate::resilience::mono::SharedMonotonic;
 
 /// Gauge: 1 while the scope's pool uses this node's local share (Redis unreachable).
@@ -273,6 +273,19 @@ impl SharedLimits {
         for p in self.pools() {
             p.release().await;
         }
+    }
+}
+
+/// The resilience kit's view: a pool naming a scope draws from this node's pool of it.
+impl SharedBudgets for SharedLimits {
+    fn budget(
+        &self,
+        limit: &LimitConfig,
+        clock: &SharedMonotonic,
+    ) -> Result<Option<Arc<dyn SharedBudget>>, String> {
+        self.pool(limit, clock)
+            .map(|pool| pool.map(|p| Arc::new(SharedLimit(p)) as Arc<dyn SharedBudget>))
+            .map_err(|e| e.to_string())
     }
 }
 

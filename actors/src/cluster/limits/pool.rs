@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 use super::script::{BudgetKind, RemoteBudget, Verdict};
 use super::{METRIC_DRAWS, METRIC_DRAW_LATENCY, METRIC_FALLBACK, METRIC_RESERVED};
 use crate::cluster::link::ClusterError;
-use crate::resilience::config::LimitConfig;
+use crate::resilience::config::{LimitConfig, SharedBudget};
 use crate::resilience::limiter::{Denied, RateLimit, ServerQuota, Throttle};
 use crate::resilience::mono::{nanos_of, Nanos, SharedMonotonic};
 
@@ -468,6 +468,12 @@ impl SharedPool {
 /// The pool as a [`RateLimit`] (an `Arc` so a check can start a background draw).
 #[derive(Debug, Clone)]
 pub struct SharedLimit(pub Arc<SharedPool>);
+
+impl SharedBudget for SharedLimit {
+    fn wake_on_draw(&self, throttle: &Arc<Throttle>) {
+        self.0.wake_on_draw(throttle);
+    }
+}
 
 impl RateLimit for SharedLimit {
     fn try_acquire(&self, cost: u64, now: Nanos) -> Result<(), Denied> {
