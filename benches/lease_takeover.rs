@@ -14,6 +14,10 @@
 //! reconciliation), which B's gateway reports in `orrery_cluster_takeover_seconds` and the
 //! harness measures separately.
 //!
+//! A second part measures the takeover alone against the size of the replica: A's replica
+//! also holds `history` settled orders of earlier days (written straight to Redis under
+//! A's token), all of which B merges into its sled before it trades.
+//!
 //! Run: `cargo bench --bench lease_takeover` (needs redis-server on the PATH). Figures in
 //! BENCHMARKS.md ("Cluster: lease takeover").
 
@@ -30,6 +34,7 @@ use orrery_actors::exchanges::gateway::{
 };
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
+use orrery_actors::exchanges::ledger::LedgerEntry;
 use orrery_actors::exchanges::risk_gate::RiskConfig;
 use orrery_actors::exchanges::*;
 use orrery_actors::store::Store;
@@ -46,9 +51,11 @@ const ROUNDS: usize = 5;
 struct Node {
     core: Arc<GatewayCore>,
     leases: Leases,
+    replica: LedgerReplica,
     keeper: tokio::task::JoinHandle<()>,
     _root: RootHandle,
     _store: Store,
+    _dir: tempfile::TempDir,
 }
 
 async fn node(
@@ -86,7 +93,9 @@ async fn node(
     while slot.addr().is_none() {
         tokio::task::yield_now().await;
     }
-    let store = Store::temporary().unwrap();
+    // On disk, as an engine's: the merge's durable writes cost what they cost there.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let core = GatewayCore::open(
         &store,
         BTreeMap::from([("hyperliquid".to_string(), slot)]),
@@ -98,13 +107,16 @@ async fn node(
         system_clock(),
     )
     .unwrap();
+    let replica = LedgerReplica::start(link);
     core.attach_ownership(VenueOwnership {
         leases: leases.clone(),
-        replica: LedgerReplica::start(link),
+        replica: replica.clone(),
     });
     Node {
         core,
         leases,
+        replica,
+        _dir: dir,
         keeper,
         _root: root,
         _store: store,
@@ -141,6 +153,33 @@ async fn first_accepted(node: &Node, side: Side) -> (Instant, Instant) {
             }
             Err(e) => panic!("unexpected refusal: {e}"),
         }
+    }
+}
+
+/// Writes `n` settled orders of account `hyperliquid` to the replica under `node`'s token
+/// (as its ledger's later writes would be replicated).
+async fn settled_history(node: &Node, n: usize) {
+    let token = node.leases.held("venue:hyperliquid").unwrap().token;
+    for i in 0..n {
+        let request = OrderRequest {
+            client_id: ClientOrderId::generate(),
+            symbol: "BTC".into(),
+            side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+            size: Decimal::new(1, 3),
+            order_type: OrderType::Market {
+                max_slippage: Decimal::new(1, 2),
+            },
+            reduce_only: false,
+            valid_until_ms: None,
+        };
+        let mut entry = LedgerEntry::new_intent("hyperliquid", request, "bench", 1_000);
+        entry.status = OrderStatus::Filled;
+        entry.filled_size = entry.request.size;
+        entry.fencing_token = Some(token);
+        node.replica
+            .write("hyperliquid", token, entry.client_id.as_str(), &entry)
+            .await
+            .unwrap();
     }
 }
 
@@ -193,6 +232,35 @@ fn main() {
             ms(merges[ROUNDS / 2]),
             ms(merges[ROUNDS - 1]),
             ms(ttl + renew),
+        );
+    }
+    // The takeover alone against the replica's size (TTL 1 s).
+    let ttl = Duration::from_secs(1);
+    for history in [2_000usize, 10_000] {
+        let mut merges = Vec::new();
+        for round in 0..3 {
+            let mock = MockHyperliquid::start(wallet, Network::Testnet);
+            let prefix = format!("history{history}-{round}:");
+            let merge = sys.block_on(async {
+                let a = node("a", &redis, &mock, ttl, &prefix).await;
+                first_accepted(&a, Side::Buy).await;
+                settled_history(&a, history).await;
+                let b = node("b", &redis, &mock, ttl, &prefix).await;
+                a.keeper.abort();
+                drop(a);
+                let (held, accepted) = first_accepted(&b, Side::Buy).await;
+                b.keeper.abort();
+                accepted - held
+            });
+            merges.push(merge);
+        }
+        merges.sort();
+        println!(
+            "lease_takeover history={history}: lease seen -> accepting (merge of {} entries + reconciliation + first order) min {} ms, median {} ms, max {} ms",
+            history + 1,
+            merges[0].as_millis(),
+            merges[1].as_millis(),
+            merges[2].as_millis(),
         );
     }
 }
