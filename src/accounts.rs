@@ -48,6 +48,17 @@ impl AccountBook {
         }
     }
 
+    /// The limits of account `venue` of `config`; `None` for a venue without rate limits
+    /// (paper) or not in the config.
+    pub fn of_venue(&self, config: &crate::config::Config, venue: &str) -> Option<Built> {
+        let resilience = config
+            .exchanges
+            .venues
+            .get(venue)
+            .and_then(crate::config::VenueConfig::resilience)?;
+        Some(self.limits(venue, resilience))
+    }
+
     /// The limits of account `venue`, built from `resilience` the first time it is asked
     /// for (later calls get the same pools and pause gate, whatever they pass).
     pub fn limits(&self, venue: &str, resilience: &ResilienceConfig) -> Built {

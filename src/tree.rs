@@ -49,8 +49,8 @@
 //! A venue account with several base endpoints (`base_urls`) gets one connector per
 //! endpoint, `connector-<venue>#<n>`; the gateway receives them as one
 //! [`ConnectorSet`] per venue and routes among them. The account's rate limits and pause
-//! gate ([`AccountLimits`]) are built once per supervisor incarnation here and handed to
-//! every connector factory of the account, so siblings share them and a restarted connector
+//! gate are the process's ([`crate::accounts`]), handed to every connector factory of the
+//! account, so siblings (and the account's readers) share them and a restarted connector
 //! keeps drawing from the same budget.
 
 #![warn(missing_docs)]
@@ -68,7 +68,7 @@ use orrery_actors::agents::strategy::StrategyAgentConfig;
 use orrery_actors::agents::trading::{TradingAgent, TradingDeps};
 use orrery_actors::agents::DecisionJournal;
 use orrery_actors::clock::SharedClock;
-use orrery_actors::exchanges::account::{connector_name, display_url, AccountLimits, Endpoint};
+use orrery_actors::exchanges::account::{connector_name, display_url, Endpoint};
 use orrery_actors::exchanges::connector::Connector;
 use orrery_actors::exchanges::gateway::{GatewayCore, GatewayFence, OrderGateway};
 use orrery_actors::exchanges::siblings::{ConnectorProbe, ConnectorSet, ConnectorSlot};
@@ -477,7 +477,7 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
         .strategy(plan.strategy)
         .intensity(sup.intensity())
         .backoff(sup.backoff());
-    let scope = Scope::new(plan, &deps.config, &deps.accounts);
+    let scope = Scope::new(plan, &deps.config);
     for child in &plan.children {
         spec = spec.child(match child {
             ChildPlan::Supervisor(sub) if sub.id == AGENTS => {
@@ -503,24 +503,20 @@ pub(crate) fn build(plan: &SupervisorPlan, deps: &Deps) -> SupervisorSpec {
 }
 
 /// State shared by the children of one supervisor incarnation: the slots through which
-/// the router and the gateway reach their siblings, the pools' health table, and each
-/// venue account's rate limits and pause gate (the process's, from [`Deps::accounts`]:
-/// shared by its connectors and readers, and kept across restarts: the venue still counts
-/// what a dead connector spent).
+/// the router and the gateway reach their siblings, and the pools' health table. (Each
+/// venue account's rate limits and pause gate are the process's, [`Deps::accounts`].)
 struct Scope {
     health: HealthTable,
     pools: BTreeMap<String, Slot<ModelPool>>,
     connectors: BTreeMap<String, Vec<ConnectorSlot>>,
-    accounts: BTreeMap<String, Result<AccountLimits, String>>,
 }
 
 impl Scope {
-    fn new(plan: &SupervisorPlan, config: &Config, book: &crate::accounts::AccountBook) -> Self {
+    fn new(plan: &SupervisorPlan, config: &Config) -> Self {
         let mut scope = Scope {
             health: HealthTable::new(),
             pools: BTreeMap::new(),
             connectors: BTreeMap::new(),
-            accounts: BTreeMap::new(),
         };
         for child in &plan.children {
             match child {
@@ -547,12 +543,6 @@ impl Scope {
                             slot: Slot::new(),
                             probe: ConnectorProbe::default(),
                         });
-                    if let Some(resilience) = cfg.and_then(VenueConfig::resilience) {
-                        scope
-                            .accounts
-                            .entry(venue.clone())
-                            .or_insert_with(|| book.limits(venue, resilience));
-                    }
                 }
                 _ => {}
             }
@@ -661,7 +651,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
             };
             let venue = venue.clone();
             // The account's limits, shared with its sibling connectors; the endpoint's URL.
-            let endpoint = match scope.accounts.get(&venue).cloned() {
+            let endpoint = match deps.accounts.of_venue(&config, &venue) {
                 None => None,
                 Some(Err(why)) => return missing(&id, why),
                 Some(Ok(account)) => cfg.endpoints().get(*endpoint).map(|url| Endpoint {
@@ -724,14 +714,14 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     format!("no binance_futures venue `{venue}` in the config"),
                 );
             };
-            let account = scope.accounts.get(venue).cloned();
+            let account = deps.accounts.of_venue(&config, venue);
             crate::feeds::futures_user_feed(id, venue, f, streams, gateway, clock, account)
         }
         Role::BinanceMarketFeed { venue } | Role::BinanceUserFeed { venue } => {
             let Some(VenueConfig::Binance(b)) = config.exchanges.venues.get(venue).cloned() else {
                 return missing(&id, format!("no binance venue `{venue}` in the config"));
             };
-            let account = scope.accounts.get(venue).cloned();
+            let account = deps.accounts.of_venue(&config, venue);
             if matches!(w.role, Role::BinanceMarketFeed { .. }) {
                 crate::binance_feeds::market_spec(id, venue, *b, &config, account, clock, streams)
             } else {

@@ -72,10 +72,9 @@ struct Book {
     last_seen: RwLock<BTreeMap<String, String>>,
     /// Follower → the lease it is taken beside.
     follows: RwLock<BTreeMap<String, String>>,
-    /// Resources Redis has answered for at least once since start.
-    answered: RwLock<std::collections::BTreeSet<String>>,
-    /// Bumped at every first answer (senders that arrive before it wait on it).
-    first_answers: watch::Sender<u64>,
+    /// Resources Redis has answered for at least once since start (senders that arrive
+    /// before that answer wait on it).
+    answered: watch::Sender<std::collections::BTreeSet<String>>,
     /// Bumped on every change of a held lease (acquired, lost, released).
     changes: watch::Sender<u64>,
 }
@@ -111,8 +110,7 @@ impl Leases {
                 states: RwLock::new(states),
                 last_seen: RwLock::new(BTreeMap::new()),
                 follows: RwLock::new(BTreeMap::new()),
-                answered: RwLock::new(Default::default()),
-                first_answers: watch::channel(0).0,
+                answered: watch::channel(Default::default()).0,
                 changes,
             }),
         }
@@ -213,17 +211,14 @@ impl Leases {
     /// in the first moments after start waits for this answer instead of being refused as
     /// not owner while nobody knows the owner yet.
     pub async fn first_answer(&self, resource: &str, within: Duration) -> bool {
-        let mut answers = self.book.first_answers.subscribe();
-        let deadline = Instant::now() + within;
-        loop {
-            if self.book.answered.read().contains(resource) {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, answers.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return false,
-            }
-        }
+        let mut answered = self.book.answered.subscribe();
+        let seen = async {
+            answered
+                .wait_for(|set| set.contains(resource))
+                .await
+                .is_ok()
+        };
+        tokio::time::timeout(within, seen).await.unwrap_or(false)
     }
 
     /// Changes of held leases; a sender or the gateway's takeover waits on it.
@@ -295,8 +290,10 @@ impl Leases {
         usable: Duration,
         outcome: &Result<LeaseAnswer, ClusterError>,
     ) {
-        if outcome.is_ok() && self.book.answered.write().insert(resource.to_string()) {
-            self.book.first_answers.send_modify(|v| *v += 1);
+        if outcome.is_ok() {
+            self.book
+                .answered
+                .send_if_modified(|set| set.insert(resource.to_string()));
         }
         let now = Instant::now();
         let mut states = self.book.states.write();

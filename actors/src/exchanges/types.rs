@@ -194,6 +194,14 @@ impl OrderStatus {
             OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected
         )
     }
+    /// The venue has not told this order's outcome yet (written, maybe sent, not acked):
+    /// settled by client id, never sent again.
+    pub fn awaits_outcome(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Intent | OrderStatus::Submitted | OrderStatus::Unknown
+        )
+    }
     /// Still working (or possibly working) at the venue.
     pub fn is_open(self) -> bool {
         matches!(

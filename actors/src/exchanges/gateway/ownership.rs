@@ -386,13 +386,7 @@ impl GatewayCore {
         self.ledger
             .open_entries()
             .iter()
-            .filter(|e| e.venue == venue)
-            .filter(|e| {
-                matches!(
-                    e.status,
-                    OrderStatus::Intent | OrderStatus::Submitted | OrderStatus::Unknown
-                )
-            })
+            .filter(|e| e.venue == venue && e.status.awaits_outcome())
             .count()
     }
 }

@@ -109,12 +109,7 @@ impl GatewayCore {
         self.ledger
             .open_entries()
             .iter()
-            .filter(|e| {
-                matches!(
-                    e.status,
-                    OrderStatus::Intent | OrderStatus::Submitted | OrderStatus::Unknown
-                )
-            })
+            .filter(|e| e.status.awaits_outcome())
             .filter_map(|e| e.request.valid_until_ms)
             .map(|d| d + DEADLINE_MARGIN_MS + 1)
             .filter(|&at| at > now)
