@@ -145,22 +145,6 @@ pub fn configured_agent_names(config: &Config) -> Vec<String> {
         .collect()
 }
 
-/// The venue each configured agent that trades sends its orders to (trading, pipeline,
-/// copy and strategy agents), by name: in a cluster the agent's lease follows that
-/// venue's (see `crate::ownership`). Agent kinds report the same through
-/// `AgentKind::order_venue` for agents started while the engine runs.
-pub(crate) fn order_venues(config: &Config) -> std::collections::BTreeMap<String, String> {
-    let a = &config.agents;
-    let pairs = a
-        .trading
-        .iter()
-        .map(|x| (&x.name, &x.venue))
-        .chain(a.pipeline.iter().map(|x| (&x.name, &x.venue)))
-        .chain(a.copy.iter().map(|x| (&x.name, &x.venue)))
-        .chain(a.strategy.iter().map(|x| (&x.name, &x.venue)));
-    pairs.map(|(n, v)| (n.clone(), v.clone())).collect()
-}
-
 /// `orrery agents --json` and `GET /api/agents`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentsReport {

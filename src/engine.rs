@@ -179,28 +179,15 @@ impl Engine {
                 &store,
             ))
         });
-        // Leases on every venue account and agent, acquired from now on; the gateway and
-        // the agents wait for them (see `crate::ownership`).
+        // Leases on every venue account, acquired from now on; each agent's runner adds
+        // its own when it starts (one that trades follows its venue's lease; the risk
+        // agent takes none: it watches every account on every node, see README). The
+        // gateway and the agents wait for them (see `crate::ownership`).
         let ownership = match (&config.cluster, &cluster) {
             (Some(c), Some(link)) => Some(crate::ownership::ClusterOwnership::start(
                 link,
                 c,
                 config.exchanges.venues.keys().cloned(),
-                // The risk agent watches every account on every node: the venue's owner,
-                // wherever the lease puts it, must have its limits watched (see README).
-                // An agent that trades follows its venue's lease (it runs where its
-                // orders may be sent).
-                {
-                    let venues = crate::agents::order_venues(&config);
-                    agents
-                        .names()
-                        .into_iter()
-                        .filter(|name| name != orrery_actors::agents::risk::RISK_AGENT)
-                        .map(move |name| {
-                            let venue = venues.get(&name).cloned();
-                            (name, venue)
-                        })
-                },
             )),
             _ => None,
         };

@@ -1,31 +1,28 @@
 //! This process's part in the cluster's ownership: which venue accounts and agents it
 //! holds leases on, and the ledger replica.
 //!
-//! Owns: starting the [`LeaseKeeper`] for every configured venue account (`venue:<name>`)
-//! and every agent in the directory at start (`agent:<name>`; an agent that trades
-//! follows its venue's lease, so it runs on the node whose gateway may send its orders:
-//! agent and gateway move together on a takeover), the replica's writer, and
-//! releasing the leases on a clean shutdown (after the supervisor tree stopped, so nothing
-//! sends once the next owner can take over). Never: decides what a lease allows — the
-//! gateway (`orrery_actors::exchanges::gateway::ownership`) and the agent runtime
-//! (`AgentRunner::owned_through`) read the lease book. Without `[cluster]` nothing here
-//! runs.
-//!
+//! Owns: starting the [`LeaseKeeper`] for every configured venue account (`venue:<name>`),
+//! the replica's writer, and releasing the leases on a clean shutdown (after the
+//! supervisor tree stopped, so nothing sends once the next owner can take over). Never:
+//! decides what a lease allows — the gateway (`orrery_actors::exchanges::gateway::ownership`)
+//! and the agent runtime (`AgentRunner::owned_through`) read the lease book — or lists the
+//! agents: each agent's runner adds `agent:<name>` to the book when it starts (one that
+//! trades follows its venue's lease, so agent and gateway move together on a takeover),
+//! and the keeper takes it at its next tick. Without `[cluster]` nothing here runs.
+
 //! The risk agent has no lease: it runs on every node, so the node that owns a venue (the
 //! only one whose gateway sends, including the risk agent's closes) always has its loss
 //! limits watched; on the other nodes its orders are refused as not owner.
 //!
-//! An agent started while the engine runs (a promoted strategy) joins the book when its
-//! runner starts (`AgentRunner::owned_through` adds `agent:<name>`), so the keeper's next
-//! tick takes its lease like any other: promoted on several nodes, it runs on one.
+//! An agent started while the engine runs (a promoted strategy) joins the book the same
+//! way, so promoted on several nodes, it runs on one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use orrery_actors::cluster::lease::LeaseTimings;
 use orrery_actors::cluster::{
-    agent_resource, venue_resource, ClusterConfig, LeaseKeeper, LeaseStatus, Leases, LedgerReplica,
-    RedisLink,
+    venue_resource, ClusterConfig, LeaseKeeper, LeaseStatus, Leases, LedgerReplica, RedisLink,
 };
 use orrery_actors::exchanges::gateway::VenueOwnership;
 use tokio::sync::watch;
@@ -46,14 +43,8 @@ impl ClusterOwnership {
         link: &RedisLink,
         config: &ClusterConfig,
         venues: impl IntoIterator<Item = String>,
-        agents: impl IntoIterator<Item = (String, Option<String>)>,
     ) -> Self {
-        let agents: Vec<(String, Option<String>)> = agents.into_iter().collect();
-        let resources: Vec<String> = venues
-            .into_iter()
-            .map(|v| venue_resource(&v))
-            .chain(agents.iter().map(|(a, _)| agent_resource(a)))
-            .collect();
+        let resources: Vec<String> = venues.into_iter().map(|v| venue_resource(&v)).collect();
         let timings = LeaseTimings::of(config);
         tracing::info!(
             node = %link.node_id(),
@@ -61,15 +52,9 @@ impl ClusterOwnership {
             lease_ttl = %humantime::format_duration(whole_ms(timings.ttl)),
             renew_every = %humantime::format_duration(whole_ms(timings.renew_every)),
             margin = %humantime::format_duration(whole_ms(timings.margin)),
-            "leases: venues and agents trade only on the node holding their lease"
+            "leases: venues (and the agents, as their runners start) trade only on the node holding their lease"
         );
         let leases = Leases::new(link.node_id(), resources);
-        // Before the keeper's first tick: an agent is never taken apart from its venue.
-        for (agent, venue) in &agents {
-            if let Some(venue) = venue {
-                leases.follow(&agent_resource(agent), &venue_resource(venue));
-            }
-        }
         let keeper = LeaseKeeper::new(link.clone(), leases.clone(), timings);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(keeper.run(stop_rx));
