@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::hl_mock::{copier_section, sent_orders};
+use common::hl_mock::{assert_sent_once_each, copier_section};
 use common::*;
 use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::signing::Address;
@@ -125,23 +125,16 @@ fn sigkills_between_steps_and_mid_send_neither_double_nor_miss_a_step() {
     std::thread::sleep(Duration::from_secs(2));
     kill(&mut engine);
 
-    let sent = sent_orders(&mock);
-    let want = [
-        (true, "0.1", false),
-        (true, "0.05", false),
-        (false, "0.1", true),
-        (false, "0.15", false),
-        (true, "0.1", true),
-    ];
-    assert_eq!(sent.len(), want.len(), "one order per step: {sent:?}");
-    for ((cloid, buy, size, reduce), (w_buy, w_size, w_reduce)) in sent.iter().zip(want) {
-        assert_eq!(
-            (*buy, *size, *reduce),
-            (w_buy, dec(w_size), w_reduce),
-            "{sent:?}"
-        );
-        assert_eq!(mock.sends_of_cloid(cloid), 1, "{cloid} sent more than once");
-    }
+    assert_sent_once_each(
+        &mock,
+        &[
+            (true, "0.1", false),
+            (true, "0.05", false),
+            (false, "0.1", true),
+            (false, "0.15", false),
+            (true, "0.1", true),
+        ],
+    );
 
     // `orrery status` of the stopped engine: the followed wallet and the ratio.
     let out = run_cli(&["status", "--config", config.to_str().unwrap()]);
@@ -265,25 +258,16 @@ initial_delay = "300ms"
     wait_position(&mock, "BTC", "0", "the close");
     assert_eq!(mock.position("ETH"), Decimal::ZERO);
     assert_eq!(mock.position("SOL"), Decimal::ZERO);
-    let sent = sent_orders(&mock);
-    let want = [
-        (true, "0.05", false),
-        (true, "0.025", false),
-        (false, "0.025", true),
-        (false, "0.1", false),
-        (true, "0.05", true),
-    ];
-    assert_eq!(sent.len(), want.len(), "{sent:?}");
-    for ((_, buy, size, reduce), (w_buy, w_size, w_reduce)) in sent.iter().zip(want) {
-        assert_eq!(
-            (*buy, *size, *reduce),
-            (w_buy, dec(w_size), w_reduce),
-            "{sent:?}"
-        );
-    }
-    for (cloid, ..) in &sent {
-        assert_eq!(mock.sends_of_cloid(cloid), 1);
-    }
+    assert_sent_once_each(
+        &mock,
+        &[
+            (true, "0.05", false),
+            (true, "0.025", false),
+            (false, "0.025", true),
+            (false, "0.1", false),
+            (true, "0.05", true),
+        ],
+    );
 
     // Status shows the followed wallet and the fixed size.
     let (_, body) = http_get(port, "/api/status").unwrap();

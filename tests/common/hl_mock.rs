@@ -108,6 +108,23 @@ pub fn sent_orders(mock: &MockHyperliquid) -> Vec<(String, bool, Decimal, bool)>
         .collect()
 }
 
+/// The venue received exactly `want` — (is_buy, size, reduce_only) per order, in arrival
+/// order — each client id once; returns the client ids in that order.
+pub fn assert_sent_once_each(mock: &MockHyperliquid, want: &[(bool, &str, bool)]) -> Vec<String> {
+    let sent = sent_orders(mock);
+    assert_eq!(sent.len(), want.len(), "one order per step: {sent:?}");
+    for ((cloid, buy, size, reduce), (w_buy, w_size, w_reduce)) in sent.iter().zip(want) {
+        let w_size: Decimal = w_size.parse().unwrap();
+        assert_eq!(
+            (*buy, *size, *reduce),
+            (*w_buy, w_size, *w_reduce),
+            "{sent:?}"
+        );
+        assert_eq!(mock.sends_of_cloid(cloid), 1, "{cloid} sent more than once");
+    }
+    sent.into_iter().map(|(cloid, ..)| cloid).collect()
+}
+
 /// A copy agent `copier` mirroring `leader`'s BTC on `hyperliquid` at ratio 0.1, checking
 /// every 200 ms and reading the leader every `poll_interval`.
 pub fn copier_section(leader: &str, poll_interval: &str) -> String {
