@@ -183,6 +183,15 @@ impl std::fmt::Display for StrategyStatus {
     }
 }
 
+/// The verdict an attempt is stored with (promotion comes later, through
+/// [`StrategyLibrary::record_promotion`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+/// Each with its reasons (thresholds met or missed, spec problems, the model's error).
+pub enum FirstVerdict {
+    Candidate(Vec<String>),
+    Rejected(Vec<String>),
+}
+
 /// A change of status, kept in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusChange {
@@ -324,7 +333,23 @@ impl StrategyLibrary {
     /// Stores a new attempt as a candidate, under a unique name (see the module docs), and
     /// returns the record as stored.
     pub fn put(&self, attempt: Attempt) -> Result<StrategyRecord, LibraryError> {
+        self.put_judged(attempt, FirstVerdict::Candidate(Vec::new()), "library")
+    }
+
+    /// Stores a new attempt with the verdict `by` already gave it, in the same write: a
+    /// rejected attempt is never listed (nor promotable) as a candidate, not even for the
+    /// moment between storing and judging, and a crash there cannot leave it one.
+    pub fn put_judged(
+        &self,
+        attempt: Attempt,
+        verdict: FirstVerdict,
+        by: &str,
+    ) -> Result<StrategyRecord, LibraryError> {
         check_name(&attempt.name)?;
+        let (status, reasons) = match verdict {
+            FirstVerdict::Candidate(reasons) => (StrategyStatus::Candidate, reasons),
+            FirstVerdict::Rejected(reasons) => (StrategyStatus::Rejected, reasons),
+        };
         let _guard = self.write.lock();
         let now = self.clock.now_ms();
         let (name, version) = self.free_name(&attempt.name)?;
@@ -342,13 +367,13 @@ impl StrategyLibrary {
             spec: attempt.spec,
             validation_rounds: attempt.validation_rounds,
             backtests: attempt.backtests,
-            status: StrategyStatus::Candidate,
-            reasons: Vec::new(),
+            status,
+            reasons: reasons.clone(),
             status_history: vec![StatusChange {
                 time_ms: now,
-                status: StrategyStatus::Candidate,
-                reasons: Vec::new(),
-                by: "library".into(),
+                status,
+                reasons,
+                by: by.to_string(),
             }],
             promotions: Vec::new(),
         };
@@ -753,14 +778,20 @@ mod tests {
         assert_eq!(r.promotions.len(), 2);
         assert_eq!(lib.list(Some(StrategyStatus::Promoted)).unwrap().len(), 1);
 
-        lib.put(attempt("bad_idea")).unwrap();
-        lib.set_status(
-            "bad_idea",
-            StrategyStatus::Rejected,
-            vec!["0 trades".into()],
-            "rbi",
-        )
-        .unwrap();
+        let stored = lib
+            .put_judged(
+                attempt("bad_idea"),
+                FirstVerdict::Rejected(vec!["0 trades".into()]),
+                "rbi",
+            )
+            .unwrap();
+        assert_eq!(stored.status, StrategyStatus::Rejected);
+        assert_eq!(lib.get("bad_idea").unwrap().unwrap(), stored);
+        assert!(lib
+            .list(Some(StrategyStatus::Candidate))
+            .unwrap()
+            .iter()
+            .all(|r| r.name != "bad_idea"));
         let e = lib
             .record_promotion("bad_idea", "paper", "operator")
             .unwrap_err();

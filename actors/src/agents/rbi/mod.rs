@@ -46,8 +46,8 @@ use crate::models::{
     ModelClient, ModelError, ModelRequest, Purpose, ResearchText, StructuredContext,
 };
 use crate::strategies::library::{
-    Attempt, BacktestResult, LibraryError, ModelExchange, ModelRef, ResearchRef, StrategyLibrary,
-    StrategyRecord, StrategyStatus, ValidationRound,
+    Attempt, BacktestResult, FirstVerdict, LibraryError, ModelExchange, ModelRef, ResearchRef,
+    StrategyLibrary, StrategyRecord, ValidationRound,
 };
 use crate::strategies::spec::{self, SpecErrors, StrategySpec};
 
@@ -117,10 +117,11 @@ impl Verdict {
     }
 
     /// The library status an attempt with this verdict is stored under.
-    pub fn status(self) -> StrategyStatus {
+    /// What the library stores the attempt as, with `reasons` for a rejection.
+    pub fn stored_as(self, reasons: Vec<String>) -> FirstVerdict {
         match self {
-            Verdict::Passed => StrategyStatus::Candidate,
-            _ => StrategyStatus::Rejected,
+            Verdict::Passed => FirstVerdict::Candidate(reasons),
+            _ => FirstVerdict::Rejected(reasons),
         }
     }
 }
@@ -261,10 +262,9 @@ impl Rbi {
             validation_rounds: written.rounds,
             backtests,
         };
-        let stored = self.library.put(attempt)?;
-        let record =
-            self.library
-                .set_status(&stored.id, verdict.status(), reasons.clone(), "rbi")?;
+        let record = self
+            .library
+            .put_judged(attempt, verdict.stored_as(reasons.clone()), "rbi")?;
         metrics::counter!(names::ATTEMPTS, "verdict" => verdict.as_str()).increment(1);
         tracing::info!(
             strategy = %record.name,

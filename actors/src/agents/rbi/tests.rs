@@ -17,6 +17,7 @@ use crate::models::router::{
 };
 use crate::store::Store;
 use crate::strategies::library::ResearchSource;
+use crate::strategies::library::StrategyStatus;
 use crate::supervisor::Slot;
 use crate::testkit::{MockServer, RecordedRequest, Reply};
 
@@ -230,6 +231,14 @@ async fn a_model_that_never_writes_a_valid_spec_stops_after_the_fix_rounds_and_i
     assert_eq!(report.fix_rounds, 2);
     let r = lib.get(&report.record.id).unwrap().unwrap();
     assert_eq!(r.status, StrategyStatus::Rejected);
+    // Stored rejected in one write: never listed (nor promotable) as a candidate meanwhile.
+    assert_eq!(
+        r.status_history
+            .iter()
+            .map(|c| (c.status, c.by.as_str()))
+            .collect::<Vec<_>>(),
+        [(StrategyStatus::Rejected, "rbi")]
+    );
     assert_eq!(
         r.name, "goog_sma_cross",
         "the name the broken spec asked for"
