@@ -158,8 +158,6 @@ pub enum PromoteError {
     NoValidSpec { name: String, why: String },
     #[error("{0}")]
     BadInput(String),
-    #[error("agent name `{0}` is taken (by a configured agent or an earlier promotion); give another with --agent")]
-    AgentNameTaken(String),
     #[error(transparent)]
     Library(#[from] LibraryError),
 }
@@ -173,7 +171,6 @@ impl PromoteError {
             }
             PromoteError::NoValidSpec { .. } => (StatusCode::CONFLICT, "no_valid_spec"),
             PromoteError::BadInput(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            PromoteError::AgentNameTaken(_) => (StatusCode::CONFLICT, "agent_name_taken"),
             PromoteError::Library(e) => library_status(e),
         }
     }
@@ -183,26 +180,12 @@ fn library_status(e: &LibraryError) -> (StatusCode, &'static str) {
     match e {
         LibraryError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_strategy"),
         LibraryError::Rejected { .. } => (StatusCode::CONFLICT, "strategy_rejected"),
+        LibraryError::AgentNameTaken(_) => (StatusCode::CONFLICT, "agent_name_taken"),
         LibraryError::BadName { .. } => (StatusCode::BAD_REQUEST, "bad_name"),
         LibraryError::Store(_) | LibraryError::DanglingName { .. } => {
             (StatusCode::INTERNAL_SERVER_ERROR, "store")
         }
     }
-}
-
-/// Every agent name a promotion may not take: the configured agents' and the earlier
-/// promotions'.
-fn taken_names(config: &Config, library: &StrategyLibrary) -> Result<Vec<String>, LibraryError> {
-    let mut names = crate::agents::configured_agent_names(config);
-    names.push(orrery_actors::agents::risk::RISK_AGENT.to_string());
-    for r in library.list(Some(StrategyStatus::Promoted))? {
-        names.extend(
-            r.promotions
-                .iter()
-                .filter_map(|p| p.agent.as_ref().map(|a| a.name.clone())),
-        );
-    }
-    Ok(names)
 }
 
 /// Promotes `name` (see the module docs): checks, records, logs.
@@ -289,9 +272,6 @@ pub fn promote(
             "agent name `{agent_name}`: use 1 to 64 characters of a-z, A-Z, 0-9, - and _"
         )));
     }
-    if taken_names(config, library)?.contains(&agent_name) {
-        return Err(PromoteError::AgentNameTaken(agent_name));
-    }
     let agent = PromotedAgent {
         name: agent_name,
         symbol,
@@ -300,8 +280,16 @@ pub fn promote(
         equity_fraction,
     };
     let by = body.by.clone().unwrap_or_else(|| "operator".into());
-    let record =
-        library.record_promotion_with_agent(name, &body.venue, &by, Some(agent.clone()))?;
+    // The configured agents' names; the library adds the earlier promotions' under its lock.
+    let mut reserved = crate::agents::configured_agent_names(config);
+    reserved.push(orrery_actors::agents::risk::RISK_AGENT.to_string());
+    let record = library.record_promotion_with_agent(
+        name,
+        &body.venue,
+        &by,
+        Some(agent.clone()),
+        &reserved,
+    )?;
     tracing::info!(
         strategy = %record.name,
         venue = %body.venue,

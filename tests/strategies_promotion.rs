@@ -318,7 +318,9 @@ fn a_spec_promoted_while_the_engine_runs_starts_trading_at_once() {
         assert!(
             matches!(
                 again,
-                Err(orrery::strategies::PromoteError::AgentNameTaken(_))
+                Err(orrery::strategies::PromoteError::Library(
+                    orrery_actors::strategies::library::LibraryError::AgentNameTaken(_)
+                ))
             ),
             "{again:?}"
         );

@@ -61,6 +61,8 @@ pub enum LibraryError {
         "strategy '{name}' is rejected ({reasons}); set it back to candidate before promoting it"
     )]
     Rejected { name: String, reasons: String },
+    #[error("agent name `{0}` is taken (by a configured agent or an earlier promotion); give another with --agent")]
+    AgentNameTaken(String),
     #[error("the names index maps '{name}' to id '{id}', which has no record; the library is inconsistent (was the data dir edited?)")]
     DanglingName { name: String, id: String },
 }
@@ -482,19 +484,28 @@ impl StrategyLibrary {
         venue: &str,
         by: &str,
     ) -> Result<StrategyRecord, LibraryError> {
-        self.record_promotion_with_agent(name_or_id, venue, by, None)
+        self.record_promotion_with_agent(name_or_id, venue, by, None, &[])
     }
 
-    /// As [`Self::record_promotion`], with the strategy agent the promotion asks for.
+    /// As [`Self::record_promotion`], with the strategy agent the promotion asks for. Its
+    /// name must be free: not in `reserved` (the configured agents') nor taken by an earlier
+    /// promotion, checked under the write lock so two promotions at once cannot both take it.
     pub fn record_promotion_with_agent(
         &self,
         name_or_id: &str,
         venue: &str,
         by: &str,
         agent: Option<PromotedAgent>,
+        reserved: &[String],
     ) -> Result<StrategyRecord, LibraryError> {
         let now = self.clock.now_ms();
-        self.modify(name_or_id, |r| {
+        let guard = self.write.lock();
+        if let Some(a) = &agent {
+            if reserved.contains(&a.name) || self.promoted_agent_names()?.contains(&a.name) {
+                return Err(LibraryError::AgentNameTaken(a.name.clone()));
+            }
+        }
+        self.modify_locked(&guard, name_or_id, |r| {
             if r.status == StrategyStatus::Rejected {
                 return Err(LibraryError::Rejected {
                     name: r.name.clone(),
@@ -525,12 +536,32 @@ impl StrategyLibrary {
         })
     }
 
+    /// The names of the agents every promotion so far asked for.
+    pub fn promoted_agent_names(&self) -> Result<Vec<String>, LibraryError> {
+        Ok(self
+            .list(Some(StrategyStatus::Promoted))?
+            .into_iter()
+            .flat_map(|r| r.promotions)
+            .filter_map(|p| p.agent.map(|a| a.name))
+            .collect())
+    }
+
     fn modify(
         &self,
         name_or_id: &str,
         change: impl FnOnce(&mut StrategyRecord) -> Result<(), LibraryError>,
     ) -> Result<StrategyRecord, LibraryError> {
-        let _guard = self.write.lock();
+        let guard = self.write.lock();
+        self.modify_locked(&guard, name_or_id, change)
+    }
+
+    /// `modify` for a caller that already holds the write lock (`_held` proves it).
+    fn modify_locked(
+        &self,
+        _held: &parking_lot::MutexGuard<'_, ()>,
+        name_or_id: &str,
+        change: impl FnOnce(&mut StrategyRecord) -> Result<(), LibraryError>,
+    ) -> Result<StrategyRecord, LibraryError> {
         let mut record = self
             .get(name_or_id)?
             .ok_or_else(|| LibraryError::NotFound(name_or_id.to_string()))?;
@@ -808,6 +839,57 @@ mod tests {
         let e = lib.put(attempt("Has Spaces")).unwrap_err();
         assert!(matches!(e, LibraryError::BadName { .. }), "{e}");
         assert!(lib.get("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_agent_name_goes_to_one_promotion_even_when_several_ask_at_once() {
+        let store = Store::temporary().unwrap();
+        let lib = StrategyLibrary::open(&store, ManualClock::new(1)).unwrap();
+        let agent = |name: &str| PromotedAgent {
+            name: name.into(),
+            symbol: "BTC".into(),
+            timeframe: "1h".into(),
+            max_position_usd: rust_decimal::Decimal::from(500),
+            equity_fraction: rust_decimal::Decimal::new(1, 1),
+        };
+        let strategies: Vec<String> = (0..8)
+            .map(|i| lib.put(attempt(&format!("s{i}"))).unwrap().name)
+            .collect();
+        let won: Vec<bool> = std::thread::scope(|scope| {
+            let asks: Vec<_> = strategies
+                .iter()
+                .map(|s| {
+                    let lib = &lib;
+                    scope.spawn(move || {
+                        lib.record_promotion_with_agent(s, "paper", "op", Some(agent("x")), &[])
+                    })
+                })
+                .collect();
+            asks.into_iter()
+                .map(|h| match h.join().unwrap() {
+                    Ok(_) => true,
+                    Err(LibraryError::AgentNameTaken(n)) => {
+                        assert_eq!(n, "x");
+                        false
+                    }
+                    Err(e) => panic!("{e}"),
+                })
+                .collect()
+        });
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        assert_eq!(lib.promoted_agent_names().unwrap(), ["x"]);
+        // A configured agent's name is refused the same way, and nothing is recorded.
+        let e = lib
+            .record_promotion_with_agent(
+                "s0",
+                "paper",
+                "op",
+                Some(agent("trader")),
+                &["trader".into()],
+            )
+            .unwrap_err();
+        assert!(matches!(e, LibraryError::AgentNameTaken(_)), "{e}");
+        assert_eq!(lib.promoted_agent_names().unwrap(), ["x"]);
     }
 
     #[test]
