@@ -5,20 +5,25 @@
 //! from the validated config, with the cluster's shared budgets when `[cluster]` is set)
 //! and hands the same one to the account's connectors (every incarnation of the exchanges
 //! supervisor) and to its readers (the funding and open-interest agents, the market
-//! routes). Never: draws or sends anything itself.
+//! routes), and one circuit breaker per account for all its market-data readers
+//! (`market-<venue>`). Never: draws or sends anything itself.
 //!
 //! Why one per process: the venue counts weight per IP / account and blocks the IP after a
 //! 429 it did not honour (Binance answers 418 next). A reader with pools of its own would
 //! spend a second full budget beside the connectors', and a pause it saw would not stop
 //! them; a connectors' supervisor that restarted with fresh pools would forget what the
-//! venue still counts.
+//! venue still counts. The readers share one breaker, named apart from the connectors':
+//! when the venue's market data fails, every reader stops asking, and the breaker's state
+//! series (`orrery_breaker_state{target}`) has one writer, never a reader's fresh breaker
+//! reporting "closed" over a connector's open one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use orrery_actors::clock::system_clock;
 use orrery_actors::cluster::SharedLimits;
-use orrery_actors::exchanges::account::AccountLimits;
-use orrery_actors::resilience::ResilienceConfig;
+use orrery_actors::exchanges::account::{AccountLimits, Endpoint};
+use orrery_actors::resilience::{CircuitBreaker, ResilienceConfig};
 use parking_lot::Mutex;
 
 type Built = Result<AccountLimits, String>;
@@ -28,6 +33,8 @@ type Built = Result<AccountLimits, String>;
 pub struct AccountBook {
     shared: Option<SharedLimits>,
     accounts: Arc<Mutex<BTreeMap<String, Built>>>,
+    /// The readers' breaker of each account.
+    readers: Arc<Mutex<BTreeMap<String, CircuitBreaker>>>,
 }
 
 impl std::fmt::Debug for AccountBook {
@@ -45,6 +52,7 @@ impl AccountBook {
         Self {
             shared,
             accounts: Arc::default(),
+            readers: Arc::default(),
         }
     }
 
@@ -71,6 +79,38 @@ impl AccountBook {
             })
             .clone()
     }
+
+    /// The endpoint at `base_url` through which a market-data reader of account `venue`
+    /// calls: the account's limits and pause gate, and the breaker all its readers share
+    /// (target `market-<venue>`, built from `resilience` the first time).
+    pub fn reader(
+        &self,
+        venue: &str,
+        base_url: String,
+        resilience: &ResilienceConfig,
+    ) -> Result<Endpoint, String> {
+        let account = self.limits(venue, resilience)?;
+        let connector = format!("market-{venue}");
+        let breaker = self
+            .readers
+            .lock()
+            .entry(venue.to_string())
+            .or_insert_with(|| {
+                CircuitBreaker::new(
+                    connector.clone(),
+                    resilience.breaker.clone(),
+                    system_clock(),
+                    None,
+                )
+            })
+            .clone();
+        Ok(Endpoint {
+            base_url,
+            connector,
+            account,
+            breaker: Some(breaker),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +127,49 @@ mod tests {
         assert!(Arc::ptr_eq(&a.pause, &b.pause));
         let other = book.limits("bnf-2", &resilience).unwrap();
         assert!(!Arc::ptr_eq(&a.limits, &other.limits));
+    }
+
+    #[test]
+    fn the_accounts_readers_share_one_breaker_named_apart_from_its_connectors() {
+        use orrery_actors::resilience::{BreakerState, ErrorClass, RetryPolicy};
+        let resilience = orrery_actors::exchanges::binance_futures::config::default_resilience();
+        let book = AccountBook::new(None);
+        let guard = |url: &str| {
+            let ep = book.reader("bnf", url.to_string(), &resilience).unwrap();
+            assert_eq!(ep.connector, "market-bnf");
+            assert!(Arc::ptr_eq(
+                &ep.account.limits,
+                &book.limits("bnf", &resilience).unwrap().limits
+            ));
+            ep.guard(
+                "bnf",
+                resilience.breaker.clone(),
+                system_clock(),
+                RetryPolicy::new("bnf", Default::default()),
+            )
+        };
+        let (funding, route) = (guard("http://a"), guard("http://b"));
+        assert_eq!(funding.breaker().target(), "market-bnf");
+        // Failures seen by one reader open the breaker the other calls through.
+        for _ in 0..resilience.breaker.failure_count {
+            funding
+                .breaker()
+                .check()
+                .unwrap()
+                .failure(&ErrorClass::Unavailable);
+        }
+        assert_eq!(route.breaker().state(), BreakerState::Open);
+        assert!(route.breaker().check().is_err());
+        // Another account's readers are not touched.
+        let other = book
+            .reader("bnf-2", "http://c".into(), &resilience)
+            .unwrap()
+            .guard(
+                "bnf-2",
+                resilience.breaker.clone(),
+                system_clock(),
+                RetryPolicy::new("bnf", Default::default()),
+            );
+        assert_eq!(other.breaker().state(), BreakerState::Closed);
     }
 }

@@ -56,6 +56,7 @@ fn endpoint(
                 .unwrap_or_else(|| b.base_url.clone()),
             connector: format!("feed-{venue}"),
             account: account.clone(),
+            breaker: None,
         })),
     }
 }

@@ -23,7 +23,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use clap::{Args, Subcommand};
 use orrery_actors::clock::system_clock;
-use orrery_actors::exchanges::account::Endpoint;
 use orrery_actors::exchanges::binance_futures::open_public_at;
 use orrery_actors::exchanges::derivatives::{
     DerivativesData, FundingInfo, FundingRate, OiPeriod, OpenInterest, OpenInterestPoint,
@@ -211,19 +210,17 @@ pub(crate) fn open_reader_in(
                 venue: venue.to_string(),
                 reason,
             };
-            let endpoint = match accounts {
-                Some(book) => Some(Endpoint {
-                    base_url: f
-                        .rest_config()
-                        .endpoints()
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(|| f.base_url.clone()),
-                    connector: venue.to_string(),
-                    account: book.limits(venue, &f.resilience).map_err(open_err)?,
-                }),
-                None => None,
-            };
+            let endpoint = accounts
+                .map(|book| {
+                    let url = f.rest_config().endpoints().into_iter().next();
+                    book.reader(
+                        venue,
+                        url.unwrap_or_else(|| f.base_url.clone()),
+                        &f.resilience,
+                    )
+                })
+                .transpose()
+                .map_err(open_err)?;
             let reader = open_public_at(venue, f, system_clock(), endpoint.as_ref())
                 .map_err(|e| open_err(e.to_string()))?;
             Ok(reader as Arc<dyn DerivativesData>)
@@ -246,14 +243,10 @@ pub(crate) fn open_reader_in(
                 venue: venue.to_string(),
                 reason,
             };
-            let endpoint = match accounts {
-                Some(book) => Some(Endpoint {
-                    base_url: h.api_url(),
-                    connector: venue.to_string(),
-                    account: book.limits(venue, &h.resilience).map_err(open_err)?,
-                }),
-                None => None,
-            };
+            let endpoint = accounts
+                .map(|book| book.reader(venue, h.api_url(), &h.resilience))
+                .transpose()
+                .map_err(open_err)?;
             let reader =
                 HyperliquidVenue::open_at(venue, h, &no_key, system_clock(), endpoint.as_ref())
                     .map_err(|e| open_err(e.to_string()))?;

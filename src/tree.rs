@@ -658,6 +658,7 @@ fn worker_spec(w: &WorkerPlan, scope: &Scope, deps: &Deps) -> ChildSpec {
                     base_url: url.clone(),
                     connector: member.name.clone(),
                     account,
+                    breaker: None,
                 }),
             };
             ChildSpec::in_slot(id, member.slot.clone(), move |_| {

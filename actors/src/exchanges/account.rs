@@ -78,11 +78,16 @@ pub struct Endpoint {
     pub connector: String,
     /// Shared with the account's other connectors.
     pub account: AccountLimits,
+    /// A breaker this endpoint's user shares with others (the account's market-data
+    /// readers share one per process); `None`: the guard gets a breaker of its own, named
+    /// after `connector`.
+    pub breaker: Option<CircuitBreaker>,
 }
 
 impl Endpoint {
-    /// The guard of the connector serving this endpoint: a breaker of its own (target and
-    /// `breakers` key: the connector's name), the account's shared pause gate.
+    /// The guard of the connector serving this endpoint: its shared breaker, else a breaker
+    /// of its own (target and `breakers` key: the connector's name), the account's shared
+    /// pause gate.
     pub fn guard(
         &self,
         target: &str,
@@ -92,7 +97,9 @@ impl Endpoint {
     ) -> Guard {
         Guard::new(
             target,
-            CircuitBreaker::new(self.connector.clone(), breaker, clock, None),
+            self.breaker.clone().unwrap_or_else(|| {
+                CircuitBreaker::new(self.connector.clone(), breaker, clock, None)
+            }),
             retry,
         )
         .with_pause_gate(self.account.pause.clone())

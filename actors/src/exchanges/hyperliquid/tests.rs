@@ -1051,6 +1051,7 @@ async fn sibling_endpoints_of_one_account_share_its_pause_and_its_weight_budget(
                 base_url: url,
                 connector: format!("{VENUE}#{n}"),
                 account: account.clone(),
+                breaker: None,
             }),
         )
         .unwrap()
@@ -1106,6 +1107,7 @@ async fn sibling_endpoints_of_one_account_never_sign_the_same_nonce() {
                 base_url: url,
                 connector: format!("{VENUE}#{n}"),
                 account: account.clone(),
+                breaker: None,
             }),
         )
         .unwrap()
