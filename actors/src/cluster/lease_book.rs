@@ -201,9 +201,15 @@ impl Leases {
         }
     }
 
-    /// The owner seen before this node's current lease, if any.
+    /// The owner seen before this node's current lease, if any. A lease that follows
+    /// another and was only waited for (never seen held elsewhere) had the owner of the
+    /// lease it follows: the agent ran where its venue was.
     pub fn previous_owner(&self, resource: &str) -> Option<String> {
-        self.book.last_seen.read().get(resource).cloned()
+        let parent = self.follows(resource);
+        let seen = self.book.last_seen.read();
+        seen.get(resource)
+            .or_else(|| parent.and_then(|p| seen.get(&p)))
+            .cloned()
     }
 
     /// Waits, at most `within`, until Redis has answered for `resource` at least once

@@ -161,6 +161,25 @@ async fn an_agent_lease_follows_its_venue_lease_to_the_venues_owner() {
         .held("agent:copier")
         .expect("b runs the agent beside its venue");
     assert!(moved.token > agent.token);
+    assert_eq!(
+        b.leases().previous_owner("agent:copier").as_deref(),
+        Some("a")
+    );
+
+    // A follower only ever waited for (its venue's owner died, both leases expired): its
+    // previous owner is the venue's.
+    let c = follower("c");
+    c.tick().await;
+    assert_eq!(state(&c, "agent:copier").0, "waiting");
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    c.tick().await;
+    c.tick().await;
+    assert!(c.leases().held("agent:copier").is_some());
+    assert_eq!(
+        c.leases().previous_owner("agent:copier").as_deref(),
+        Some("b")
+    );
 }
 
 #[tokio::test]
