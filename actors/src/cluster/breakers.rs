@@ -3,7 +3,8 @@
 //! Owns: the bridge between this engine's [`BreakerBoard`] and Redis — publishing this
 //! node's own openings (record `P breaker:{target}`, JSON [`BreakerNotice`], PX = the
 //! cooldown left; and the same JSON on channel `P breakers`, both in one atomic script
-//! that never shortens a longer record), the subscription to that channel on a pub/sub
+//! that never shortens a longer record; an opening Redis did not take is offered again
+//! while its cooldown lasts), the subscription to that channel on a pub/sub
 //! connection of its own (reconnected with backoff; every await bounded: connect,
 //! subscribe and an idle ping have deadlines), and the catch-up read of the records still
 //! in force — at start, so a node that starts later opens what its peers opened, and after
@@ -24,6 +25,7 @@
 //! openings written to Redis), `received` (peers' notices read, from the channel or the
 //! catch-up), `applied` (those that opened or prolonged at least one local breaker).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,6 +47,8 @@ const IDLE_PING: Duration = Duration::from_secs(5);
 /// Backoff between reconnections of the subscription.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often an opening Redis did not take is offered again while its cooldown lasts.
+const REPUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// At most this many breaker records are read by a catch-up or a status.
 pub(crate) const MAX_RECORDS: usize = 10_000;
 
@@ -159,55 +163,97 @@ fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Publishes this node's openings. One that Redis did not take (down, hung) is kept and
+/// tried again every [`REPUBLISH_EVERY`] while its cooldown lasts (the latest opening of a
+/// target replaces an older one), so peers and nodes that start later still learn of an
+/// opening made while Redis was away.
 async fn publish_loop(
     link: RedisLink,
     mut openings: mpsc::Receiver<LocalOpening>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let script = redis::Script::new(PUBLISH_SCRIPT);
+    let mut held: BTreeMap<String, LocalOpening> = BTreeMap::new();
     loop {
-        let opening = tokio::select! {
+        let retry = async {
+            if held.is_empty() {
+                std::future::pending::<()>().await
+            }
+            tokio::time::sleep(REPUBLISH_EVERY).await
+        };
+        tokio::select! {
             _ = stopped.changed() => return,
             o = openings.recv() => match o {
-                Some(o) => o,
+                Some(o) => {
+                    if !publish(&link, &script, &o, false).await {
+                        held.insert(o.target.clone(), o);
+                    }
+                }
                 None => return,
             },
-        };
-        let px = opening.until_ms - now_ms();
-        if px <= 0 {
-            continue;
+            _ = retry => {
+                let now = now_ms();
+                held.retain(|_, o| o.until_ms > now);
+                let mut still = BTreeMap::new();
+                for (target, o) in std::mem::take(&mut held) {
+                    if !publish(&link, &script, &o, true).await {
+                        still.insert(target, o);
+                    }
+                }
+                held = still;
+            }
         }
-        let notice = BreakerNotice {
-            target: opening.target.clone(),
-            state: BreakerState::Open,
-            until_ms: opening.until_ms,
-            node: link.node_id().to_string(),
-            reason: opening.reason.clone(),
-        };
-        let json = match serde_json::to_string(&notice) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a breaker notice");
-                continue;
+    }
+}
+
+/// Writes and announces `opening`; false when Redis did not answer (try again later).
+/// An opening whose cooldown has passed, or whose target has a longer record already,
+/// counts as done.
+async fn publish(
+    link: &RedisLink,
+    script: &redis::Script,
+    opening: &LocalOpening,
+    late: bool,
+) -> bool {
+    let px = opening.until_ms - now_ms();
+    if px <= 0 {
+        return true;
+    }
+    let notice = BreakerNotice {
+        target: opening.target.clone(),
+        state: BreakerState::Open,
+        until_ms: opening.until_ms,
+        node: link.node_id().to_string(),
+        reason: opening.reason.clone(),
+    };
+    let json = match serde_json::to_string(&notice) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a breaker notice");
+            return true;
+        }
+    };
+    let mut invocation = script.key(record_key(link, &opening.target));
+    invocation
+        .arg(&json)
+        .arg(opening.until_ms)
+        .arg(px)
+        .arg(channel(link));
+    match link.invoke::<i64>(invocation).await {
+        Ok(1) => {
+            count("published");
+            tracing::info!(target_name = %opening.target, until_ms = opening.until_ms, reason = %opening.reason, late, "breaker opening shared with the cluster");
+            true
+        }
+        Ok(_) => {
+            tracing::debug!(target_name = %opening.target, "a peer's record of this breaker already lasts longer; not published");
+            true
+        }
+        Err(e) => {
+            if !late {
+                tracing::warn!(target_name = %opening.target, error = %e, "breaker opening not shared with the cluster yet; the breaker still protects this node, and the opening is shared when Redis answers");
             }
-        };
-        let mut invocation = script.key(record_key(&link, &opening.target));
-        invocation
-            .arg(&json)
-            .arg(opening.until_ms)
-            .arg(px)
-            .arg(channel(&link));
-        match link.invoke::<i64>(invocation).await {
-            Ok(1) => {
-                count("published");
-                tracing::info!(target_name = %opening.target, until_ms = opening.until_ms, reason = %opening.reason, "breaker opening shared with the cluster");
-            }
-            Ok(_) => {
-                tracing::debug!(target_name = %opening.target, "a peer's record of this breaker already lasts longer; not published")
-            }
-            Err(e) => {
-                tracing::warn!(target_name = %opening.target, error = %e, "breaker opening not shared with the cluster; the breaker still protects this node")
-            }
+            false
         }
     }
 }

@@ -187,11 +187,26 @@ async fn with_redis_down_local_breakers_work_and_the_subscription_comes_back() {
     assert!(matches!(err, ClusterError::Unreachable { .. }), "{err:?}");
     assert!(matches!(on_a.check(), Err(BreakerError::Open { .. })));
 
+    let hl_on_b = b.breaker("hl");
+    let mut watch_b = b.tree.watch("");
     server.restart().unwrap();
     // Both subscriptions reconnect on their own.
     subscribers(&a.link, 2).await;
+    // The opening made while Redis was away is shared once it answers.
+    let record = next_record(&mut watch_b, "hl").await;
+    assert_eq!(record.state, BreakerState::Open);
+    assert!(matches!(hl_on_b.check(), Err(BreakerError::Open { .. })));
+    let raw: String = a
+        .link
+        .query(redis::cmd("GET").arg(record_key(&a.link, "hl")))
+        .await
+        .unwrap();
+    let notice: BreakerNotice = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        (notice.node.as_str(), notice.until_ms),
+        ("node-a", record.open_until_ms)
+    );
     let on_b = b.breaker("bn");
-    let mut watch_b = b.tree.watch("");
     let bn_on_a = a.breaker("bn");
     open(&bn_on_a);
     let record = next_record(&mut watch_b, "bn").await;
