@@ -329,9 +329,11 @@ async fn take_over_when_acquired(core: Weak<GatewayCore>, mut changes: watch::Re
 /// while any of them is unsettled: a few reads, only after a takeover.
 #[derive(Debug, Clone, Copy)]
 struct FollowUp {
+    /// The takeover (its lease token) these passes follow.
     token: u64,
-    next_at: Instant,
-    wait: Duration,
+    /// The next pass and the wait it ended; `None` once nothing was left in flight or the
+    /// last pass ran.
+    next: Option<(Instant, Duration)>,
 }
 
 const FOLLOW_UP_FIRST: Duration = Duration::from_secs(1);
@@ -350,23 +352,22 @@ impl GatewayCore {
         let now = Instant::now();
         let f = follow_ups.entry(venue.to_string()).or_insert(FollowUp {
             token: 0,
-            next_at: now,
-            wait: Duration::ZERO,
+            next: None,
         });
         if f.token != adopted {
             *f = FollowUp {
                 token: adopted,
-                next_at: now + FOLLOW_UP_FIRST,
-                wait: FOLLOW_UP_FIRST,
+                next: Some((now + FOLLOW_UP_FIRST, FOLLOW_UP_FIRST)),
             };
             return;
         }
-        if f.wait > FOLLOW_UP_LAST || now < f.next_at {
+        let Some((at, wait)) = f.next else { return };
+        if now < at {
             return;
         }
         let awaiting = self.awaiting_outcome(venue);
         if awaiting == 0 {
-            f.wait = FOLLOW_UP_LAST * 2;
+            f.next = None;
             return;
         }
         tracing::debug!(
@@ -377,8 +378,7 @@ impl GatewayCore {
         if let Err(e) = self.reconcile_owned(venue).await {
             tracing::debug!(venue, error = %e, "takeover follow-up pass failed; the periodic pass tries again");
         }
-        f.wait *= 2;
-        f.next_at = Instant::now() + f.wait;
+        f.next = (wait < FOLLOW_UP_LAST).then(|| (Instant::now() + wait * 2, wait * 2));
     }
 
     /// Open entries of `venue` whose outcome the venue has not told yet.
