@@ -83,6 +83,15 @@ async fn next_record(watch: &mut Watch<BreakerRecord>, target: &str) -> BreakerR
     .unwrap_or_else(|_| panic!("no record of {target} within 10s"))
 }
 
+/// The notice Redis keeps for `target`'s shared breaker.
+async fn stored_notice(link: &RedisLink, target: &str) -> BreakerNotice {
+    let raw: String = link
+        .query(redis::cmd("GET").arg(record_key(link, target)))
+        .await
+        .unwrap();
+    serde_json::from_str(&raw).unwrap()
+}
+
 /// Waits until `n` connections subscribe to the breaker channel (a real condition on the
 /// server, bounded).
 async fn subscribers(link: &RedisLink, n: i64) {
@@ -129,12 +138,7 @@ async fn an_opening_reaches_every_node_in_one_message_and_late_starters_read_the
     );
 
     // The record: node a's notice, expiring with the cooldown.
-    let raw: String = a
-        .link
-        .query(redis::cmd("GET").arg(record_key(&a.link, "hl")))
-        .await
-        .unwrap();
-    let notice: BreakerNotice = serde_json::from_str(&raw).unwrap();
+    let notice = stored_notice(&a.link, "hl").await;
     assert_eq!(notice.node, "node-a");
     assert_eq!(notice.state, BreakerState::Open);
     assert_eq!(notice.until_ms, record.open_until_ms);
@@ -156,15 +160,7 @@ async fn an_opening_reaches_every_node_in_one_message_and_late_starters_read_the
     assert!(matches!(on_c.check(), Err(BreakerError::Open { .. })));
 
     // Node b's peer opening was not published again: the record is still node a's.
-    let raw: String = a
-        .link
-        .query(redis::cmd("GET").arg(record_key(&a.link, "hl")))
-        .await
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<BreakerNotice>(&raw).unwrap().node,
-        "node-a"
-    );
+    assert_eq!(stored_notice(&a.link, "hl").await.node, "node-a");
     for node in [a, b, c] {
         node.bridge.unwrap().stop().await;
     }
@@ -196,12 +192,7 @@ async fn with_redis_down_local_breakers_work_and_the_subscription_comes_back() {
     let record = next_record(&mut watch_b, "hl").await;
     assert_eq!(record.state, BreakerState::Open);
     assert!(matches!(hl_on_b.check(), Err(BreakerError::Open { .. })));
-    let raw: String = a
-        .link
-        .query(redis::cmd("GET").arg(record_key(&a.link, "hl")))
-        .await
-        .unwrap();
-    let notice: BreakerNotice = serde_json::from_str(&raw).unwrap();
+    let notice = stored_notice(&a.link, "hl").await;
     assert_eq!(
         (notice.node.as_str(), notice.until_ms),
         ("node-a", record.open_until_ms)
@@ -252,12 +243,7 @@ async fn a_venue_pause_is_shared_like_a_breaker_and_late_guards_start_paused() {
         BreakerState::Closed,
         "a pause is not a breaker"
     );
-    let raw: String = a
-        .link
-        .query(redis::cmd("GET").arg(record_key(&a.link, "pause:hl")))
-        .await
-        .unwrap();
-    let notice: BreakerNotice = serde_json::from_str(&raw).unwrap();
+    let notice = stored_notice(&a.link, "pause:hl").await;
     assert_eq!(notice.node, "node-a");
     assert!(notice.reason.contains("429"), "{}", notice.reason);
 
