@@ -29,20 +29,29 @@ impl RedisServer {
 
     /// As [`RedisServer::start`], requiring `password` (`requirepass`).
     pub fn start_with(password: Option<&str>) -> Result<Self, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let dir = std::env::temp_dir().join(format!("orrery-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut server = Self {
-            port,
-            dir,
-            child: None,
-            password: password.map(str::to_string),
-        };
-        server.spawn()?;
-        Ok(server)
+        // A free port can be taken by another test's server between our probe and the
+        // child's bind: then the child exits and we try another port.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("no free port: {e}"))?
+                .port();
+            let dir =
+                std::env::temp_dir().join(format!("orrery-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let mut server = Self {
+                port,
+                dir,
+                child: None,
+                password: password.map(str::to_string),
+            };
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     fn spawn(&mut self) -> Result<(), String> {
@@ -69,32 +78,55 @@ impl RedisServer {
         let child = cmd.spawn().map_err(|e| {
             format!("cannot start redis-server ({e}); install it (apt-get install -y redis-server) or run scripts/test, which does")
         })?;
+        let pid = child.id();
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
-            if self.answers() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Err(format!(
+                    "redis-server on port {} exited at start ({status}); is the port taken?",
+                    self.port
+                ));
+            }
+            if self.answering_pid() == Some(pid) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.kill();
         Err(format!(
             "redis-server on port {} did not answer within 10s",
             self.port
         ))
     }
 
-    /// Whether the server answers a PING (or, with a password, asks for one).
-    fn answers(&self) -> bool {
+    /// The process id of the Redis answering on the port (`INFO server`, after `AUTH`
+    /// with the password when one is set): this child's, not another test's server that
+    /// took the port.
+    fn answering_pid(&self) -> Option<u32> {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(b"PING\r\n").is_err() {
-            return false;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        let mut ask = Vec::new();
+        if let Some(pw) = &self.password {
+            ask.extend_from_slice(format!("AUTH {pw}\r\n").as_bytes());
         }
-        let mut buf = [0u8; 64];
-        matches!(s.read(&mut buf), Ok(n) if n > 0 && (buf.starts_with(b"+PONG") || buf.starts_with(b"-NOAUTH")))
+        ask.extend_from_slice(b"INFO server\r\n");
+        s.write_all(&ask).ok()?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < 64 * 1024 {
+            let n = s.read(&mut buf).ok().filter(|n| *n > 0)?;
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(rest) = text.split("process_id:").nth(1) {
+                if let Some(line) = rest.split("\r\n").next().filter(|_| rest.contains("\r\n")) {
+                    return line.trim().parse().ok();
+                }
+            }
+        }
+        None
     }
 
     pub fn port(&self) -> u16 {
@@ -149,5 +181,27 @@ impl Drop for RedisServer {
         self.resume();
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose port another server holds is not taken for ready because somebody
+    /// answers there.
+    #[test]
+    fn a_server_on_a_taken_port_is_refused_not_mistaken_for_the_other() {
+        let first = RedisServer::start().unwrap();
+        assert_eq!(first.answering_pid(), first.pid());
+        let mut second = RedisServer {
+            port: first.port(),
+            dir: std::env::temp_dir().join(format!("orrery-redis-taken-{}", std::process::id())),
+            child: None,
+            password: None,
+        };
+        let e = second.spawn().unwrap_err();
+        assert!(e.contains("exited at start"), "{e}");
+        assert_eq!(first.answering_pid(), first.pid());
     }
 }
