@@ -33,7 +33,7 @@ pub enum VenueError {
     },
     #[error("{venue} is unavailable: {reason}")]
     Unavailable { venue: String, reason: String },
-    #[error("{venue} rate-limited us{}: {reason}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
+    #[error("{venue}: rate limited{}: {reason}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
     RateLimited {
         venue: String,
         retry_after: Option<Duration>,
