@@ -191,7 +191,17 @@ impl Engine {
             )),
             _ => None,
         };
-        let mut deps = crate::tree::Deps {
+        // One set of shared rate-limit budgets for the process, over the cluster's link,
+        // and one book of account limits drawing from them.
+        let shared_limits = match (&cluster, &config.cluster) {
+            (Some(link), Some(c)) => Some(orrery_actors::cluster::SharedLimits::new(
+                link.clone(),
+                c.expected_nodes,
+            )),
+            _ => None,
+        };
+        let accounts = crate::accounts::AccountBook::new(shared_limits.clone());
+        let deps = crate::tree::Deps {
             config: config.clone(),
             store: store.clone(),
             clock,
@@ -210,18 +220,9 @@ impl Engine {
             cluster_reads: cluster.as_ref().map(|l| l.side_link()).transpose()?,
             cluster,
             ownership,
-            shared_limits: None,
-            accounts: Default::default(),
+            shared_limits,
+            accounts,
         };
-        // One set of shared rate-limit budgets for the process, over the cluster's link.
-        deps.shared_limits = match (&deps.cluster, &config.cluster) {
-            (Some(link), Some(c)) => Some(orrery_actors::cluster::SharedLimits::new(
-                link.clone(),
-                c.expected_nodes,
-            )),
-            _ => None,
-        };
-        deps.accounts = crate::accounts::AccountBook::new(deps.shared_limits.clone());
         let spec = crate::tree::build(&crate::tree::plan(&config), &deps);
         let root = start_root(spec, Some(store.clone()));
         // Children start asynchronously; the handle is useful once the gateway and the
