@@ -64,6 +64,17 @@ impl RedisHealth {
 
 struct Inner {
     manager: ConnectionManager,
+    id: Identity,
+    health: watch::Sender<RedisHealth>,
+    /// Commands that succeeded / failed since start (for status).
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Who a link speaks as and its deadlines; each link over them gets its own connection.
+#[derive(Clone)]
+struct Identity {
+    client: Client,
     /// Shown in errors and status: the URL without user info.
     url: String,
     prefix: String,
@@ -72,28 +83,30 @@ struct Inner {
     instance: String,
     command_timeout: Duration,
     connect_timeout: Duration,
-    health: watch::Sender<RedisHealth>,
-    /// Commands that succeeded / failed since start (for status).
-    ok: AtomicU64,
-    failed: AtomicU64,
-    client: Client,
 }
 
-/// A lazy connection manager: connects on its first command.
-fn manager_of(
-    client: &Client,
-    connect_timeout: Duration,
-    command_timeout: Duration,
-) -> Result<ConnectionManager, ClusterError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(command_timeout))
-        // Reconnection is retried by the next command, not by a long backoff inside the
-        // manager: a command has its own deadline.
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(200));
-    ConnectionManager::new_lazy_with_config(client.clone(), config)
-        .map_err(|e| ClusterError::Config(e.to_string()))
+impl Inner {
+    /// A link's state over `id`, with a lazy connection manager of its own (it connects on
+    /// its first command), health unknown and counters at 0.
+    fn new(id: Identity) -> Result<Self, ClusterError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(id.connect_timeout))
+            .set_response_timeout(Some(id.command_timeout))
+            // Reconnection is retried by the next command, not by a long backoff inside
+            // the manager: a command has its own deadline.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let manager = ConnectionManager::new_lazy_with_config(id.client.clone(), config)
+            .map_err(|e| ClusterError::Config(e.to_string()))?;
+        let (health, _) = watch::channel(RedisHealth::Unknown);
+        Ok(Self {
+            manager,
+            id,
+            health,
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        })
+    }
 }
 
 /// The link; cheap to clone (one connection manager behind an `Arc`).
@@ -105,9 +118,9 @@ pub struct RedisLink {
 impl std::fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLink")
-            .field("url", &self.inner.url)
-            .field("node_id", &self.inner.node_id)
-            .field("prefix", &self.inner.prefix)
+            .field("url", &self.inner.id.url)
+            .field("node_id", &self.inner.id.node_id)
+            .field("prefix", &self.inner.id.prefix)
             .finish()
     }
 }
@@ -126,22 +139,16 @@ impl RedisLink {
             info = info.set_redis_settings(settings);
         }
         let client = Client::open(info).map_err(|e| ClusterError::Config(e.to_string()))?;
-        let manager = manager_of(&client, config.connect_timeout, config.command_timeout)?;
-        let (health, _) = watch::channel(RedisHealth::Unknown);
         Ok(Self {
-            inner: Arc::new(Inner {
-                manager,
+            inner: Arc::new(Inner::new(Identity {
+                client,
                 url: config.shown_url(),
                 prefix: config.key_prefix.clone(),
                 node_id: config.node_id(),
                 instance: uuid::Uuid::new_v4().simple().to_string(),
                 command_timeout: config.command_timeout,
                 connect_timeout: config.connect_timeout,
-                health,
-                ok: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
-                client,
-            }),
+            })?),
         })
     }
 
@@ -150,59 +157,44 @@ impl RedisLink {
     /// not queue ahead of lease renewals on this link, nor mark Redis down for the node's
     /// shared limits when one of them times out.
     pub fn side_link(&self) -> Result<RedisLink, ClusterError> {
-        let i = &self.inner;
-        let manager = manager_of(&i.client, i.connect_timeout, i.command_timeout)?;
-        let (health, _) = watch::channel(RedisHealth::Unknown);
         Ok(Self {
-            inner: Arc::new(Inner {
-                manager,
-                url: i.url.clone(),
-                prefix: i.prefix.clone(),
-                node_id: i.node_id.clone(),
-                instance: i.instance.clone(),
-                command_timeout: i.command_timeout,
-                connect_timeout: i.connect_timeout,
-                health,
-                ok: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
-                client: i.client.clone(),
-            }),
+            inner: Arc::new(Inner::new(self.inner.id.clone())?),
         })
     }
 
     /// This node's id.
     pub fn node_id(&self) -> &str {
-        &self.inner.node_id
+        &self.inner.id.node_id
     }
 
     /// A random id of this process, fixed for its life: two processes that share a node id
     /// (a copied config, a restart while the old process still runs) still differ by it,
     /// so a lease is never theirs both.
     pub fn instance(&self) -> &str {
-        &self.inner.instance
+        &self.inner.id.instance
     }
 
     /// `prefix + name`: every key the cluster writes.
     pub fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.inner.prefix)
+        format!("{}{name}", self.inner.id.prefix)
     }
 
     pub fn prefix(&self) -> &str {
-        &self.inner.prefix
+        &self.inner.id.prefix
     }
 
     /// The URL as shown (no user info).
     pub fn url(&self) -> &str {
-        &self.inner.url
+        &self.inner.id.url
     }
 
     pub fn command_timeout(&self) -> Duration {
-        self.inner.command_timeout
+        self.inner.id.command_timeout
     }
 
     /// Deadline of one connection attempt (for connections of their own, e.g. pub/sub).
     pub fn connect_timeout(&self) -> Duration {
-        self.inner.connect_timeout
+        self.inner.id.connect_timeout
     }
 
     /// Every key matching `pattern` (a glob over full keys, prefix included), by SCAN:
@@ -254,7 +246,7 @@ impl RedisLink {
 
     /// The client, for connections the manager cannot multiplex (pub/sub).
     pub fn client(&self) -> &Client {
-        &self.inner.client
+        &self.inner.id.client
     }
 
     /// Runs `cmd` with the command deadline. A failure marks Redis down; an answer marks
@@ -302,17 +294,18 @@ impl RedisLink {
             (
                 Some(label),
                 Err(ClusterError::Unreachable {
-                    url: self.inner.url.clone(),
+                    url: self.inner.id.url.clone(),
                     reason,
                 }),
             )
         };
-        let (failure, result) = match tokio::time::timeout(self.inner.command_timeout, fut).await {
+        let (failure, result) = match tokio::time::timeout(self.inner.id.command_timeout, fut).await
+        {
             Ok(Ok(value)) => (None, Ok(value)),
             Ok(Err(e)) if is_refusal(&e) => (
                 None,
                 Err(ClusterError::Refused {
-                    url: self.inner.url.clone(),
+                    url: self.inner.id.url.clone(),
                     reason: e.to_string(),
                 }),
             ),
@@ -324,7 +317,7 @@ impl RedisLink {
                 "timeout",
                 format!(
                     "no answer within {}",
-                    humantime::format_duration(self.inner.command_timeout)
+                    humantime::format_duration(self.inner.id.command_timeout)
                 ),
             ),
         };
@@ -366,10 +359,10 @@ impl RedisLink {
             metrics::gauge!(METRIC_REDIS_UP).set(if health.is_up() { 1.0 } else { 0.0 });
             match &health {
                 RedisHealth::Up => {
-                    tracing::info!(url = %self.inner.url, node = %self.inner.node_id, "redis reachable")
+                    tracing::info!(url = %self.inner.id.url, node = %self.inner.id.node_id, "redis reachable")
                 }
                 RedisHealth::Down { reason, .. } => {
-                    tracing::warn!(url = %self.inner.url, node = %self.inner.node_id, reason = %reason, "redis unreachable; shared limits fall back to local shares, leases cannot be renewed")
+                    tracing::warn!(url = %self.inner.id.url, node = %self.inner.id.node_id, reason = %reason, "redis unreachable; shared limits fall back to local shares, leases cannot be renewed")
                 }
                 RedisHealth::Unknown => {}
             }
