@@ -111,12 +111,7 @@ fn a_newer_schema_data_dir_is_refused_and_left_untouched() {
     let mut engine = spawn_engine(&config, dir.path(), &[], &[]);
     let exit = wait_exit(&mut engine, Duration::from_secs(20));
     assert_eq!(exit.code(), Some(1));
-    let log = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect::<String>();
+    let log = engine_logs(dir.path());
     assert!(
         log.contains("schema version 999, newer than this binary supports"),
         "{log}"

@@ -250,12 +250,7 @@ stream_stale_after = "5s"
     assert!(wait_exit(&mut engine, limit).success());
     // The user stream's last key was closed on the way out, or expires on its own; the keys
     // never reach the data dir or the log.
-    let log: String = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let log: String = engine_logs(dir.path());
     assert!(log.contains("user-data listen key created"), "{log}");
     assert!(
         !log.contains(MOCK_API_KEY) && !log.contains(&key),

@@ -615,12 +615,7 @@ fn the_dashboard_in_a_real_browser() {
     signal(&engine, libc::SIGTERM);
     wait_exit(&mut engine, Duration::from_secs(60));
     // The log tells the operator where the dashboard is.
-    let log: String = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let log: String = engine_logs(dir.path());
     assert!(
         log.lines()
             .any(|l| l.contains("dashboard served")

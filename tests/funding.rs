@@ -165,13 +165,6 @@ fn api(port: u16, path: &str) -> Option<Value> {
     (status == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
-/// Panics with the engine's logs if it has exited instead of waiting out a timeout.
-fn assert_running(engine: &mut std::process::Child, dir: &std::path::Path) {
-    if let Ok(Some(status)) = engine.try_wait() {
-        panic!("the engine exited ({status}):\n{}", engine_logs(dir));
-    }
-}
-
 fn funding_runs(port: u16) -> Option<f64> {
     let (_, m) = http_get(port, "/metrics")?;
     Some(metric_sum(
@@ -344,12 +337,7 @@ fn an_extreme_funding_rate_is_signalled_once_to_the_bus_the_cli_and_a_trading_pr
             .contains("hl NOPE funding: hl: unknown symbol `NOPE`"),
         "{run}"
     );
-    let logs: String = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let logs: String = engine_logs(dir.path());
     assert!(
         logs.contains("funding run") && logs.contains("hl:BTC extreme_positive"),
         "the run's log line"

@@ -353,33 +353,6 @@ fn assert_ledger_equals_venue(
     (entries.len(), never_sent)
 }
 
-/// Every engine log of a test dir, without ANSI colour codes.
-fn engine_logs(dir: &std::path::Path) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("engine-") && name.ends_with(".log") {
-            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
-        }
-    }
-    let mut plain = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip `ESC [ ... m`.
-            for d in chars.by_ref() {
-                if d == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-}
-
 const LAGGED_ORDERS: usize = 12;
 
 /// Issue 9 item 0: a busy venue applies orders 0.5–3 s after they arrive. The engine is
@@ -456,7 +429,7 @@ fn sigkill_while_the_venue_applies_orders_late_leaves_ledger_and_venue_equal() {
     let (entries, never_sent) = assert_ledger_equals_venue(&mock, &config_path, &acks);
 
     // The log tells the story at info: transitions, fills, and what each start restored.
-    let log = engine_logs(dir.path());
+    let log = plain_engine_logs(dir.path());
     for line in [
         "order unknown",
         "order filled",

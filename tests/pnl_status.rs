@@ -18,24 +18,6 @@ fn dec(v: &serde_json::Value) -> f64 {
     }
 }
 
-/// The log text without terminal colour codes (`ESC [ ... m`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[test]
 fn pnl_is_measured_from_before_the_first_order_and_positions_are_accounted() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,12 +120,7 @@ fn pnl_is_measured_from_before_the_first_order_and_positions_are_accounted() {
     );
 
     // One info line per decision, with what the operator needs to read it.
-    let log: String = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-        .map(|e| strip_ansi(&std::fs::read_to_string(e.path()).unwrap_or_default()))
-        .collect();
+    let log: String = plain_engine_logs(dir.path());
     let line = log
         .lines()
         .find(|l| l.contains("INFO") && l.contains(" decision") && l.contains("agent=trend"))

@@ -37,20 +37,6 @@ fn cli_json(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// Panics with the engine's log if it has exited (a start that failed, e.g. a port taken
-/// by another process between `free_port` and the bind), instead of waiting out a timeout.
-fn assert_running(engine: &mut std::process::Child, dir: &std::path::Path) {
-    if let Ok(Some(status)) = engine.try_wait() {
-        let logs: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect();
-        panic!("the engine exited ({status}):\n{}", logs.join("\n---\n"));
-    }
-}
-
 fn api(port: u16, path: &str) -> Option<Value> {
     let (status, body) = http_get(port, path)?;
     (status == 200).then(|| serde_json::from_str(&body).ok())?

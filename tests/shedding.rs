@@ -207,12 +207,7 @@ fn injected_rss_sheds_low_priority_work_then_reduces_then_recovers_by_itself() {
 
     signal(&engine, libc::SIGINT);
     assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
-    let log: String = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let log: String = engine_logs(dir.path());
     assert!(log.contains("resource level rose"), "{log}");
     assert!(log.contains("resource level fell"), "{log}");
     assert!(log.contains("trading mode changed"), "{log}");

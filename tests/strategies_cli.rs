@@ -307,16 +307,6 @@ fn research_run_repairs_the_spec_and_the_library_lists_shows_and_promotes_it() {
     assert!(!any_file_contains(&data_dir(dir.path()), &[KEY.1]));
 }
 
-/// Every `engine-N.log` of `dir`.
-fn engine_log(dir: &Path) -> String {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("engine-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect()
-}
-
 #[test]
 fn a_running_engine_serves_research_runs_and_promotions_and_its_rbi_agent_reads_its_inbox() {
     let llm = answering_by_research();
@@ -358,7 +348,7 @@ data = [{:?}]
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no inbox attempt within 60s; engine log:\n{}",
-            engine_log(dir.path())
+            engine_logs(dir.path())
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -478,7 +468,7 @@ data = [{:?}]
 
     signal(&engine, libc::SIGTERM);
     assert!(wait_exit(&mut engine, Duration::from_secs(30)).success());
-    let log = engine_log(dir.path());
+    let log = engine_logs(dir.path());
     let attempt_line = log
         .lines()
         .find(|l| l.contains("rbi attempt stored") && l.contains("invalid_spec"))

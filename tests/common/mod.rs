@@ -398,6 +398,37 @@ pub fn engine_logs(dir: &Path) -> String {
         .join("\n---\n")
 }
 
+/// `s` without ANSI colour codes (`ESC [ ... m`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`engine_logs`] without ANSI colour codes, for matching whole log lines.
+pub fn plain_engine_logs(dir: &Path) -> String {
+    strip_ansi(&engine_logs(dir))
+}
+
+/// Panics with the engine's log if it has exited (a start that failed, e.g. a port taken
+/// by another process between `free_port` and the bind), instead of waiting out a timeout.
+pub fn assert_running(engine: &mut Child, dir: &Path) {
+    if let Ok(Some(status)) = engine.try_wait() {
+        panic!("the engine exited ({status}):\n{}", engine_logs(dir));
+    }
+}
+
 /// `n` funding agents `{prefix}-{i}` reading BTC and ETH on `venue` every 100 ms.
 pub fn funding_agents(prefix: &str, venue: &str, n: usize) -> String {
     (0..n)
