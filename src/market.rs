@@ -498,7 +498,7 @@ impl MarketReaders {
         if let Some(found) = self.open.lock().get(venue) {
             return Ok((found.clone(), symbol));
         }
-        // Its pools draw from the cluster's shared budgets as the account's connectors do.
+        // It draws from the account's limits and calls through its readers' breaker.
         let opened = open_reader_in(config, venue, Some(&engine.tree_deps.accounts))?;
         self.open.lock().insert(venue.to_string(), opened.clone());
         Ok((opened, symbol))

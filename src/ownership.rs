@@ -9,7 +9,7 @@
 //! agents: each agent's runner adds `agent:<name>` to the book when it starts (one that
 //! trades follows its venue's lease, so agent and gateway move together on a takeover),
 //! and the keeper takes it at its next tick. Without `[cluster]` nothing here runs.
-
+//!
 //! The risk agent has no lease: it runs on every node, so the node that owns a venue (the
 //! only one whose gateway sends, including the risk agent's closes) always has its loss
 //! limits watched; on the other nodes its orders are refused as not owner.

@@ -120,10 +120,11 @@ impl RedisServer {
             let n = s.read(&mut buf).ok().filter(|n| *n > 0)?;
             got.extend_from_slice(&buf[..n]);
             let text = String::from_utf8_lossy(&got);
-            if let Some(rest) = text.split("process_id:").nth(1) {
-                if let Some(line) = rest.split("\r\n").next().filter(|_| rest.contains("\r\n")) {
-                    return line.trim().parse().ok();
-                }
+            let line = text
+                .split_once("process_id:")
+                .and_then(|(_, r)| r.split_once("\r\n"));
+            if let Some((pid, _)) = line {
+                return pid.trim().parse().ok();
             }
         }
         None
