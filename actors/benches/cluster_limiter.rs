@@ -2,6 +2,9 @@
 //!
 //! - `draw/sliding_window` and `draw/gcra`: one draw, one script round trip
 //!   ([`RemoteBudget::draw`]) on a budget that never refuses;
+//! - `draw/sliding_window_contended`: the same while two other nodes contend and a quiet
+//!   one holds units, so the script computes the max-min share (the contenders' marks are
+//!   written straight into the scope's `waiting` key, far in the future);
 //! - `batched/acquire`: `RateLimits::acquire` on a shared pool with reservation batches of
 //!   100 units, so most draws are served from the node's local reserve and one in a
 //!   hundred costs a round trip.
@@ -42,26 +45,40 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    let sliding = BudgetKind::SlidingWindow {
+        limit: u64::from(u32::MAX),
+        window: Duration::from_secs(1),
+    };
+    let gcra = BudgetKind::Gcra {
+        burst: u64::from(u32::MAX),
+        interval: Duration::from_micros(1),
+    };
     let kinds = [
-        (
-            "sliding_window",
-            BudgetKind::SlidingWindow {
-                limit: u64::from(u32::MAX),
-                window: Duration::from_secs(1),
-            },
-        ),
-        (
-            "gcra",
-            BudgetKind::Gcra {
-                burst: u64::from(u32::MAX),
-                interval: Duration::from_micros(1),
-            },
-        ),
+        ("sliding_window", sliding, false),
+        ("gcra", gcra, false),
+        ("sliding_window_contended", sliding, true),
     ];
     let mut group = c.benchmark_group("draw");
-    for (name, kind) in kinds {
+    for (name, kind, contended) in kinds {
         let budget = rt.block_on(async {
             let b = RemoteBudget::new(link(&server.url(), "n1"), name, kind, Duration::ZERO);
+            if contended {
+                let quiet = RemoteBudget::new(link(&server.url(), "q"), name, kind, Duration::ZERO);
+                quiet.draw(1_000).await.expect("redis answers");
+                let waiting = format!("bench:limit:{name}:waiting");
+                let _: () = b
+                    .link()
+                    .query(
+                        redis::cmd("ZADD")
+                            .arg(&waiting)
+                            .arg(i64::MAX / 2)
+                            .arg("o1")
+                            .arg(i64::MAX / 2)
+                            .arg("o2"),
+                    )
+                    .await
+                    .expect("redis answers");
+            }
             b.draw(1).await.expect("redis answers");
             b
         });

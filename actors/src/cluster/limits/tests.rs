@@ -197,6 +197,72 @@ async fn three_contending_nodes_each_get_about_a_third() {
     }
 }
 
+fn budget(url: &str, node: &str, scope: &str, limit: u64) -> RemoteBudget {
+    RemoteBudget::new(
+        link(url, node),
+        scope,
+        sliding(limit, Duration::from_secs(30)),
+        Duration::ZERO,
+    )
+}
+
+fn granted(v: Verdict) -> u64 {
+    match v {
+        Verdict::Admitted { units, .. } => units,
+        Verdict::Wait { .. } => 0,
+    }
+}
+
+/// A node admitted after a refusal still contends: the node that asks next is capped at
+/// its share instead of taking the room for itself (with admission clearing the mark, a
+/// machine's fastest node took 40 % more than the others).
+#[tokio::test]
+async fn a_node_admitted_after_a_refusal_still_caps_the_others() {
+    let server = RedisServer::start().unwrap();
+    let [a, b, c] = ["a", "b", "c"].map(|n| budget(&server.url(), n, "turns", 90));
+    let Verdict::Admitted { entry, .. } = a.draw(60).await.unwrap() else {
+        panic!("refused an empty budget");
+    };
+    assert_eq!(
+        granted(b.draw(30).await.unwrap()),
+        30,
+        "alone, b may fill it"
+    );
+    assert!(matches!(c.draw(1).await.unwrap(), Verdict::Wait { .. }));
+    assert_eq!(a.give_back(&entry, 30).await.unwrap(), 30);
+    // c gets part of its share; 20 units are left and c still contends.
+    assert_eq!(granted(c.draw(10).await.unwrap()), 10);
+    assert!(
+        matches!(a.draw(10).await.unwrap(), Verdict::Wait { .. }),
+        "a, at its 30 of 90, took units c is waiting for"
+    );
+    assert_eq!(granted(c.draw(20).await.unwrap()), 20);
+}
+
+/// Max-min: what a node that does not contend holds stays its own, and the rest is split
+/// evenly among the nodes that do.
+#[tokio::test]
+async fn contending_nodes_split_what_a_quiet_node_leaves() {
+    let server = RedisServer::start().unwrap();
+    let [a, b, c] = ["a", "b", "c"].map(|n| budget(&server.url(), n, "maxmin", 90));
+    assert_eq!(granted(a.draw(10).await.unwrap()), 10);
+    let Verdict::Admitted { entry, .. } = b.draw(70).await.unwrap() else {
+        panic!("refused room");
+    };
+    // c wants 20 of the 10 left: refused, it contends; b, over a third, contends too.
+    assert!(matches!(c.draw(20).await.unwrap(), Verdict::Wait { .. }));
+    assert!(matches!(
+        b.draw_between(1, 10).await.unwrap(),
+        Verdict::Wait { .. }
+    ));
+    assert_eq!(b.give_back(&entry, 40).await.unwrap(), 40);
+    // a holds 10 and is quiet: b and c split the other 80, 40 each (a third each would
+    // have capped c at 30 and left units no one may take).
+    assert_eq!(granted(c.draw_between(1, 60).await.unwrap()), 40);
+    assert_eq!(granted(b.draw_between(1, 60).await.unwrap()), 10);
+    assert!(matches!(c.draw(1).await.unwrap(), Verdict::Wait { .. }));
+}
+
 fn shared_config(share: f64, batch: u64) -> ResilienceConfig {
     serde_json::from_value(serde_json::json!({
         "limits": [{ "name": "weight", "kind": "sliding_window", "limit": 100, "window": "2s",
