@@ -89,7 +89,7 @@ fn cluster_status_shows_the_running_node_and_the_records_of_the_cluster() {
         &[
             &[
                 "HSET",
-                "e2e:lease:venue:paper",
+                "e2e:lease:venue:hl",
                 "owner",
                 "node-x",
                 "token",
@@ -99,8 +99,8 @@ fn cluster_status_shows_the_running_node_and_the_records_of_the_cluster() {
                 "renewed_ms",
                 "2",
             ],
-            &["PEXPIRE", "e2e:lease:venue:paper", "30000"],
-            &["SET", "e2e:fence:venue:paper", "3"],
+            &["PEXPIRE", "e2e:lease:venue:hl", "30000"],
+            &["SET", "e2e:fence:venue:hl", "3"],
             &[
                 "HSET",
                 "e2e:limit:hl-weight:meta",
@@ -146,15 +146,18 @@ fn cluster_status_shows_the_running_node_and_the_records_of_the_cluster() {
     assert_eq!(me["listen"], format!("127.0.0.1:{port}"));
     assert_eq!(me["alive"], true);
     assert_eq!(me["version"], env!("CARGO_PKG_VERSION"));
-    // The seeded lease of another node stands; the engine holds its agents' own.
-    let paper = lease(&status, "venue:paper").expect("the seeded lease");
-    assert_eq!(paper["owner"], "node-x");
-    assert_eq!(paper["token"], 3);
-    assert_eq!(paper["fence"], 3);
+    // The seeded lease of another node on a venue this engine does not trade stands (one
+    // seeded on `paper` would take the engine's own venue, and its trading agent with it,
+    // or not, depending on which came first); the engine holds its venue and agents.
+    let other = lease(&status, "venue:hl").expect("the seeded lease");
+    assert_eq!(other["owner"], "node-x");
+    assert_eq!(other["token"], 3);
+    assert_eq!(other["fence"], 3);
     let status = wait_for(Duration::from_secs(20), "the engine's agent lease", || {
         let (_, status) = status_json(cfg);
-        lease(&status, "agent:trend")
-            .is_some_and(|l| l["owner"] == "node-e2e")
+        ["venue:paper", "agent:trend"]
+            .iter()
+            .all(|r| lease(&status, r).is_some_and(|l| l["owner"] == "node-e2e"))
             .then_some(status)
     });
     let limit = &status["limits"][0];
@@ -178,7 +181,7 @@ fn cluster_status_shows_the_running_node_and_the_records_of_the_cluster() {
         "redis: redis://127.0.0.1",
         "nodes (1):",
         "node-e2e",
-        "venue:paper",
+        "venue:hl",
         "node-x",
         "hl-weight",
         "node-e2e=300",
