@@ -185,15 +185,16 @@ async fn publish_loop(
             _ = stopped.changed() => return,
             o = openings.recv() => match o {
                 Some(o) => {
-                    if !publish(&link, &script, &o, false).await {
+                    if publish(&link, &script, &o, false).await {
+                        held.remove(&o.target);
+                    } else {
                         held.insert(o.target.clone(), o);
                     }
                 }
                 None => return,
             },
+            // `publish` drops an opening whose cooldown has passed.
             _ = retry => {
-                let now = now_ms();
-                held.retain(|_, o| o.until_ms > now);
                 let mut still = BTreeMap::new();
                 for (target, o) in std::mem::take(&mut held) {
                     if !publish(&link, &script, &o, true).await {

@@ -68,7 +68,7 @@ local function share_check(used_by_me)
     end
   end
   -- Units this node may still take (nil: nobody else contends, no cap). Max-min: what
-  -- nodes not contending hold stays theirs, the rest is split evenly among the others.
+  -- nodes not contending hold stays theirs; the rest is split evenly among contenders.
   if n_contending == 1 then return n_active, nil end
   local rest = limit
   local held = redis.call('HGETALL', nodes)

@@ -22,12 +22,13 @@
 //! leverage changes are refused with [`GatewayError::NotOwner`] (nothing written, nothing
 //! sent; one that arrives before Redis first answered for the lease since start waits for
 //! that answer, at most `ready_timeout`), and reconciliation does not run (it would write
-//! into this node's ledger what the owner is doing). When the keeper acquires the lease, the takeover runs at once (a task
-//! that waits on the lease book's changes), and any order that arrives first runs it
-//! itself; either way orders wait for it. It logs one `info` line (`lease acquired`:
-//! resource, token, previous owner, merged entries, took_ms). Orders the dead owner had in
-//! flight that the venue has not applied yet are asked about again 1 to 16 s after the
-//! takeover ([`FollowUp`]), so the agent waiting for them resumes within seconds.
+//! into this node's ledger what the owner is doing). When the keeper acquires the lease,
+//! the takeover runs at once (a task that waits on the lease book's changes), and any
+//! order that arrives first runs it itself; either way orders wait for it. It logs one
+//! `info` line (`lease acquired`: resource, token, previous owner, merged entries,
+//! took_ms). Orders the dead owner had in flight that the venue has not applied yet are
+//! asked about again 1 to 16 s after the takeover ([`FollowUp`]), so the agent waiting for
+//! them resumes within seconds.
 
 use std::collections::HashMap;
 use std::sync::Weak;
