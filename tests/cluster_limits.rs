@@ -19,16 +19,6 @@ use orrery_actors::exchanges::hyperliquid::mock::MockHyperliquid;
 use orrery_actors::exchanges::hyperliquid::{Network, PrivateKey};
 use orrery_actors::testkit::{RecordedRequest, RedisServer};
 
-/// The fairness test measures how three nodes split a budget; the other tests' engines
-/// beside it on the two cores skew that split (seen with the Binance test's two, and with
-/// the 1 200/min test's three: [1162, 904, 924]), so every test that starts engines here
-/// takes its turn.
-static CONTENDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    CONTENDED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 const SCOPE: &str = "hl-ip";
 
@@ -174,7 +164,6 @@ fn metric(port: u16, name: &str, labels: &[&str]) -> Option<f64> {
 /// never refuses, and the combined weight in its window never passes 1 200.
 #[test]
 fn three_nodes_never_pass_hyperliquids_1200_per_minute_together() {
-    let _turn = one_at_a_time();
     let redis = RedisServer::start().unwrap();
     let mock = hl_mock();
     mock.set_ip_weight_limit(1200, Duration::from_secs(60));
@@ -225,7 +214,6 @@ fn three_nodes_never_pass_hyperliquids_1200_per_minute_together() {
 /// (each node falls back to its local share and says so) and restarted (they rejoin).
 #[test]
 fn contending_nodes_share_fairly_fall_back_and_rejoin() {
-    let _turn = one_at_a_time();
     let mut redis = RedisServer::start().unwrap();
     let mock = hl_mock();
     // The cluster budget: 600 per 2 s.
@@ -395,7 +383,6 @@ limits = [
 /// is refused by the cluster budget without reaching the venue.
 #[test]
 fn binance_futures_readers_connectors_and_market_routes_share_one_budget() {
-    let _turn = one_at_a_time();
     let redis = RedisServer::start().unwrap();
     let mock = MockBinanceFutures::start();
     let keys = [
